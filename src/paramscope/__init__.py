@@ -1,0 +1,45 @@
+"""paramscope: exact parameter counts, sizes and memory of PyTorch models.
+
+>>> import paramscope
+>>> paramscope.count_params(paramscope.inspect("paramscope.examples:gpt2"))
+(124439808, 124439808)
+
+``import paramscope`` does not import torch; the functions that need it import it when called.
+"""
+
+from ._api import count_params, inspect, params_size, report_model
+from ._budget import Budget, check_budget
+from ._errors import (
+    BudgetExceededError,
+    IncompleteCountError,
+    MissingDependencyError,
+    ParamscopeError,
+    SourceError,
+    TargetError,
+    UsageError,
+)
+from ._report import DtypeTotals, ModuleNode, Report, Source, TensorRecord, Totals
+from ._version import __version__
+
+__all__ = [
+    "Budget",
+    "BudgetExceededError",
+    "DtypeTotals",
+    "IncompleteCountError",
+    "MissingDependencyError",
+    "ModuleNode",
+    "ParamscopeError",
+    "Report",
+    "Source",
+    "SourceError",
+    "TargetError",
+    "TensorRecord",
+    "Totals",
+    "UsageError",
+    "__version__",
+    "check_budget",
+    "count_params",
+    "inspect",
+    "params_size",
+    "report_model",
+]

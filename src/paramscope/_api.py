@@ -1,0 +1,99 @@
+"""The public functions: ``inspect`` and the study note's helpers built on it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+from ._errors import IncompleteCountError, TargetError
+from ._report import Report
+from ._units import byte_unit
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def inspect(model: nn.Module | str, arguments: Mapping[str, Any] | None = None, *, device: str = "meta") -> Report:
+    """Count every parameter and buffer of a model, exactly, and return the :class:`Report`.
+
+    ``model`` is a live ``nn.Module`` (on any device, meta included; wrappers such as ``torch.compile``'s and
+    DistributedDataParallel are looked through), or a target string as the CLI takes it: ``"package.module:attr"``
+    or ``"path/to/file.py:attr"``, built with ``arguments`` on ``device`` (meta by default: no weights allocated).
+
+    Tied tensors and reused modules are counted once; buffers are reported apart from parameters; the model is
+    only read, never changed.
+
+    >>> import paramscope
+    >>> report = paramscope.inspect("paramscope.examples:gpt2")
+    >>> report.totals.params, report.tensor("lm_head.weight").name
+    (124439808, 'transformer.wte.weight')
+    """
+    if isinstance(model, str):
+        from .sources.target import load_report
+
+        return load_report(model, arguments, device=device)
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(model, torch.nn.Module):
+        raise TargetError(f"cannot inspect a {type(model).__name__}: pass a torch.nn.Module or a target string")
+    if arguments:
+        raise TargetError("arguments are only used with a target string, not with a module instance")
+    from .sources.module import inspect_module
+
+    return inspect_module(model)
+
+
+def _complete_totals(model: nn.Module | Report, what: str) -> Report:
+    report = model if isinstance(model, Report) else inspect(model)
+    if not report.totals.complete:
+        raise IncompleteCountError(
+            f"cannot give {what}: the model has tensors of unknown size (uninitialised lazy parameters); "
+            "run one forward pass first, or use paramscope.inspect() to see the known part"
+        )
+    return report
+
+
+def count_params(model: nn.Module | Report) -> tuple[int, int]:
+    """``(total, trainable)`` parameter counts, each shared tensor counted once.
+
+    >>> import paramscope
+    >>> from paramscope.examples import resnet18
+    >>> paramscope.count_params(resnet18())
+    (11689512, 11689512)
+    """
+    totals = _complete_totals(model, "a parameter count").totals
+    return totals.params, totals.trainable or 0
+
+
+def params_size(model: nn.Module | Report, unit: str = "MiB", *, buffers: bool = False) -> float:
+    """The parameters' size in ``unit`` (``"B"``, ``"KiB"``, ``"MiB"``, ``"GiB"``, ``"kB"``, ``"MB"``, ``"GB"``…),
+    from each tensor's real dtype; with ``buffers=True`` the buffers are included.
+
+    >>> import paramscope
+    >>> from paramscope.examples import resnet18
+    >>> round(paramscope.params_size(resnet18(), "MiB"), 2)
+    44.59
+    """
+    totals = _complete_totals(model, "a size").totals
+    size = totals.param_bytes + (totals.buffer_bytes if buffers else 0)
+    return size / byte_unit(unit)
+
+
+def report_model(
+    model: nn.Module | Report,
+    title: str | None = None,
+    *,
+    depth: int = 2,
+    tensors: bool = True,
+    file: IO[str] | None = None,
+) -> Report:
+    """Print the report: totals, size by dtype, the module tree and one row per tensor. Returns the Report.
+
+    In a terminal the tables are drawn with rich; elsewhere (a pipe, a file, a notebook's captured output) they are
+    plain text.
+    """
+    from .render import View, write_report
+
+    report = model if isinstance(model, Report) else inspect(model)
+    write_report(report, View(depth=depth, tensors=tensors, title=title), file or sys.stdout, "table")
+    return report

@@ -1,0 +1,64 @@
+"""The CI budget gate: ``--max-params`` and ``--max-bytes``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._errors import BudgetExceededError, IncompleteCountError
+from ._report import Report
+from ._units import Units, format_bytes, format_count
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Upper limits for a model: parameters, and bytes of parameters plus buffers (what the model stores)."""
+
+    max_params: int | None = None
+    max_bytes: int | None = None
+
+
+def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> list[str]:
+    """One message per exceeded limit; empty when the model fits.
+
+    Raises IncompleteCountError when the report's totals are lower bounds that fit: whether the model fits cannot
+    then be told.
+
+    >>> import paramscope
+    >>> report = paramscope.inspect("paramscope.examples:resnet18")
+    >>> budget_violations(report, Budget(max_params=10_000_000))
+    ['parameters: 11,689,512 > --max-params 10,000,000 (over by 1,689,512, 16.9 %)']
+    """
+    totals = report.totals
+    violations = []
+    if budget.max_params is not None and totals.params > budget.max_params:
+        over = totals.params - budget.max_params
+        violations.append(
+            f"parameters: {format_count(totals.params)} > --max-params {format_count(budget.max_params)} "
+            f"(over by {format_count(over)}, {_percent(over, budget.max_params)})"
+        )
+    size = totals.param_bytes + totals.buffer_bytes
+    if budget.max_bytes is not None and size > budget.max_bytes:
+        over = size - budget.max_bytes
+        violations.append(
+            f"size (parameters + buffers): {format_bytes(size, units)} ({size:,} B) > --max-bytes "
+            f"{format_bytes(budget.max_bytes, units)} (over by {format_bytes(over, units)}, "
+            f"{_percent(over, budget.max_bytes)})"
+        )
+    limited = budget.max_params is not None or budget.max_bytes is not None
+    if limited and not violations and not totals.complete:
+        raise IncompleteCountError(
+            "cannot check the budget: the model has tensors of unknown size (uninitialised lazy parameters), so its "
+            "totals are only lower bounds"
+        )
+    return violations
+
+
+def _percent(over: int, limit: int) -> str:
+    return f"{100 * over / limit:.1f} %" if limit else "limit is 0"
+
+
+def check_budget(report: Report, budget: Budget, units: Units = "iec") -> None:
+    """Raise BudgetExceededError, listing every exceeded limit, when the model does not fit ``budget``."""
+    violations = budget_violations(report, budget, units)
+    if violations:
+        raise BudgetExceededError("; ".join(violations))

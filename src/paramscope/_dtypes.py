@@ -1,0 +1,152 @@
+"""The one table of element types: every size paramscope prints is computed from it.
+
+Each entry says how a tensor of that type is *stored*: ``block_bytes`` bytes hold ``block_elements`` elements, so
+``n`` elements take ``ceil(n / block_elements) * block_bytes`` bytes. This covers plain types (1 element, k bytes),
+types torch packs (``quint4x2``: two 4-bit values per byte) and, later, block-quantised formats (GGUF's Q4_0: 32
+values in 18 bytes). ``bits`` is the information width of one value, which is what a conversion to that type costs
+when packed (``int4``: 4 bits), even where plain torch stores one value per byte.
+
+The table is checked against torch itself in the tests: for every dtype of the installed torch, the bytes the table
+gives equal the bytes of a real tensor's storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from ._errors import UsageError
+
+Category = Literal["float", "int", "uint", "bool", "complex", "quantized", "bits"]
+
+
+@dataclass(frozen=True, slots=True)
+class DType:
+    """One element type: its names, its width, and how it is stored."""
+
+    name: str
+    category: Category
+    bits: int
+    """Bits of information per value (``float32``: 32, ``int4``: 4, ``float4_e2m1fn_x2``: 4 per packed value)."""
+    block_elements: int = 1
+    """Elements in one storage block."""
+    block_bytes: int = 0
+    """Bytes of one storage block; 0 means ``bits / 8`` (one element per whole number of bytes)."""
+    aliases: tuple[str, ...] = ()
+    values_per_element: int = 1
+    """Values one element holds (``float4_e2m1fn_x2``: 2, ``bits1x8``: 8); 1 for almost every type."""
+    description: str = ""
+
+    @property
+    def storage_block_bytes(self) -> int:
+        return self.block_bytes or self.bits // 8
+
+    def nbytes(self, numel: int) -> int:
+        """Bytes that ``numel`` elements of this type occupy in storage.
+
+        >>> lookup("bfloat16").nbytes(10), lookup("quint4x2").nbytes(11)
+        (20, 6)
+        """
+        blocks = -(-numel // self.block_elements)
+        return blocks * self.storage_block_bytes
+
+
+def _plain(name: str, category: Category, bits: int, *aliases: str, description: str = "") -> DType:
+    return DType(name, category, bits, aliases=aliases, description=description)
+
+
+def _one_byte_container(name: str, category: Category, bits: int, *aliases: str) -> DType:
+    # torch's sub-byte "shell" dtypes (uint1..uint7, int1..int7) have no packed storage of their own: a plain tensor
+    # spends one byte per element; packing is left to tensor subclasses such as torchao's.
+    return DType(
+        name,
+        category,
+        bits,
+        block_bytes=1,
+        aliases=aliases,
+        description=f"{bits}-bit values, one per byte in a plain torch tensor",
+    )
+
+
+DTYPES: tuple[DType, ...] = (
+    _plain("float64", "float", 64, "double", "fp64", "f64"),
+    _plain("float32", "float", 32, "float", "fp32", "f32"),
+    _plain("float16", "float", 16, "half", "fp16", "f16"),
+    _plain("bfloat16", "float", 16, "bf16"),
+    _plain("float8_e4m3fn", "float", 8, "fp8_e4m3", "e4m3", "f8_e4m3"),
+    _plain("float8_e4m3fnuz", "float", 8, "fp8_e4m3fnuz"),
+    _plain("float8_e5m2", "float", 8, "fp8_e5m2", "e5m2", "f8_e5m2"),
+    _plain("float8_e5m2fnuz", "float", 8, "fp8_e5m2fnuz"),
+    _plain("float8_e8m0fnu", "float", 8, "fp8_e8m0", "e8m0", "f8_e8m0", description="exponent-only scale type"),
+    DType(
+        "float4_e2m1fn_x2",
+        "float",
+        4,
+        block_bytes=1,
+        values_per_element=2,
+        aliases=("fp4_x2",),
+        description="two float4 (e2m1) values per element",
+    ),
+    _plain("complex128", "complex", 128, "cdouble", "c128"),
+    _plain("complex64", "complex", 64, "cfloat", "c64"),
+    _plain("complex32", "complex", 32, "chalf", "c32"),
+    _plain("int64", "int", 64, "long", "i64"),
+    _plain("int32", "int", 32, "int", "i32"),
+    _plain("int16", "int", 16, "short", "i16"),
+    _plain("int8", "int", 8, "i8"),
+    _plain("uint64", "uint", 64, "u64"),
+    _plain("uint32", "uint", 32, "u32"),
+    _plain("uint16", "uint", 16, "u16"),
+    _plain("uint8", "uint", 8, "u8"),
+    DType("bool", "bool", 8, aliases=("b8",), description="one byte per value"),
+    *(_one_byte_container(f"int{b}", "int", b, f"i{b}") for b in range(1, 8)),
+    _one_byte_container("uint1", "uint", 1, "bit", "u1"),
+    *(_one_byte_container(f"uint{b}", "uint", b, f"u{b}") for b in range(2, 8)),
+    _plain("qint8", "quantized", 8, description="torch quantized int8"),
+    _plain("quint8", "quantized", 8, description="torch quantized uint8"),
+    _plain("qint32", "quantized", 32, description="torch quantized int32"),
+    DType("quint4x2", "quantized", 4, block_elements=2, block_bytes=1, description="two 4-bit values per byte"),
+    DType("quint2x4", "quantized", 2, block_elements=4, block_bytes=1, description="four 2-bit values per byte"),
+    _plain("bits8", "bits", 8, description="8 raw bits"),
+    _plain("bits16", "bits", 16, description="16 raw bits"),
+    DType("bits1x8", "bits", 1, block_bytes=1, values_per_element=8, description="eight 1-bit values per element"),
+    DType("bits2x4", "bits", 2, block_bytes=1, values_per_element=4, description="four 2-bit values per element"),
+    DType("bits4x2", "bits", 4, block_bytes=1, values_per_element=2, description="two 4-bit values per element"),
+)
+
+
+def _index(table: tuple[DType, ...]) -> dict[str, DType]:
+    index: dict[str, DType] = {}
+    for dtype in table:
+        for key in (dtype.name, *dtype.aliases):
+            if key.lower() in index:
+                raise ValueError(f"dtype name {key!r} is used twice in the dtype table")
+            index[key.lower()] = dtype
+    return index
+
+
+_BY_NAME = _index(DTYPES)
+
+
+def lookup(name: str) -> DType:
+    """The table entry for a dtype name or alias, case-insensitive; ``torch.`` prefixes are accepted.
+
+    >>> lookup("bf16").name, lookup("torch.float32").bits
+    ('bfloat16', 32)
+    """
+    key = name.lower().removeprefix("torch.")
+    try:
+        return _BY_NAME[key]
+    except KeyError:
+        raise UsageError(f"unknown dtype {name!r}; `paramscope dtypes` lists the known names") from None
+
+
+def find(name: str) -> DType | None:
+    """Like :func:`lookup`, but ``None`` for a name the table does not know."""
+    return _BY_NAME.get(name.lower().removeprefix("torch."))
+
+
+def iter_dtypes() -> Iterator[DType]:
+    """Every entry of the table, in table order."""
+    return iter(DTYPES)

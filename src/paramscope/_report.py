@@ -1,0 +1,217 @@
+"""The Report: plain frozen data about a model's tensors, module tree and totals. No formatting lives here.
+
+A Report is the same whatever it was made from (a live module, later a checkpoint or a config), so every renderer
+and every check works on all of them. ``Report.to_dict()`` is the JSON contract (schema ``paramscope.report/1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any, Literal
+
+SCHEMA = "paramscope.report/1"
+
+TensorKind = Literal["parameter", "buffer"]
+
+
+@dataclass(frozen=True, slots=True)
+class TensorRecord:
+    """One unique tensor. Tensors reachable under several names (tied weights) appear once, with ``aliases``.
+
+    ``shape``, ``numel`` and ``bytes`` are ``None`` when the size is unknown (an uninitialised lazy parameter);
+    the report's notes and ``Totals.complete`` say so.
+    """
+
+    name: str
+    shape: tuple[int, ...] | None
+    numel: int | None
+    dtype: str
+    bytes: int | None
+    kind: TensorKind
+    trainable: bool | None
+    """``requires_grad`` for parameters; ``None`` for buffers and for sources that do not know."""
+    persistent: bool | None
+    """For buffers: saved in the ``state_dict`` or not; ``None`` for parameters."""
+    aliases: tuple[str, ...] = ()
+    """Other names that refer to this same tensor, e.g. a tied ``lm_head.weight``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleNode:
+    """One module of the tree. ``params``/``param_bytes`` cover the subtree, each tensor counted once.
+
+    A tensor shared by several modules is counted under its first owner (in registration order), so for every node
+    ``params == own_params + sum(child.params)`` and the rows at any depth add up to the totals.
+    """
+
+    path: str
+    """Dotted path from the root; ``""`` is the root."""
+    type: str
+    depth: int
+    own_params: int
+    own_param_bytes: int
+    params: int
+    param_bytes: int
+    trainable: int | None
+    buffers: int
+    buffer_bytes: int
+    complete: bool = True
+    """False when a tensor in the subtree has no known size."""
+    same_as: str | None = None
+    """For a module object reached under a second path: the path where it was first seen (and counted)."""
+    shared: tuple[str, ...] = ()
+    """Names of this module's own tensors that are counted under another module (tied weights)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Whole-model figures. ``trainable``/``frozen`` are ``None`` where the source cannot tell (checkpoints)."""
+
+    params: int
+    trainable: int | None
+    frozen: int | None
+    param_bytes: int
+    buffers: int
+    buffer_bytes: int
+    complete: bool = True
+    """False when some tensors have no known size: the figures above are then lower bounds (see the notes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DtypeTotals:
+    """Parameters and their bytes for one dtype."""
+
+    params: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What the report was made from: ``kind`` (``"module"``, …), the ``target`` as given, and the device."""
+
+    kind: str
+    target: str
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything paramscope knows about one model. Build one with :func:`paramscope.inspect`."""
+
+    source: Source
+    totals: Totals
+    by_dtype: Mapping[str, DtypeTotals]
+    tensors: tuple[TensorRecord, ...]
+    modules: tuple[ModuleNode, ...]
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.by_dtype, MappingProxyType):
+            object.__setattr__(self, "by_dtype", MappingProxyType(dict(self.by_dtype)))
+
+    def tensor(self, name: str) -> TensorRecord:
+        """The record of the tensor called ``name`` (its own name or one of its aliases).
+
+        Raises ``KeyError`` when the model has no tensor of that name.
+        """
+        return self._tensors_by_name[name]
+
+    @cached_property
+    def _tensors_by_name(self) -> dict[str, TensorRecord]:
+        index: dict[str, TensorRecord] = {}
+        for record in self.tensors:
+            for key in (record.name, *record.aliases):
+                index.setdefault(key, record)
+        return index
+
+    def module(self, path: str) -> ModuleNode:
+        """The tree node at ``path`` (``""`` for the root). Raises ``KeyError`` when there is none."""
+        for node in self.modules:
+            if node.path == path:
+                return node
+        raise KeyError(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``{"schema": "paramscope.report/1", "source", "totals", "by_dtype", "tensors",
+        "modules", "notes"}``, with only JSON types (lists, not tuples)."""
+        return {
+            "schema": SCHEMA,
+            "source": asdict(self.source),
+            "totals": asdict(self.totals),
+            "by_dtype": {name: asdict(entry) for name, entry in self.by_dtype.items()},
+            "tensors": [_record_dict(record) for record in self.tensors],
+            "modules": [_node_dict(node) for node in self.modules],
+            "notes": list(self.notes),
+        }
+
+    def __rich__(self) -> Any:
+        from .render.text import rich_renderable
+
+        return rich_renderable(self)
+
+    def __str__(self) -> str:
+        from .render.text import render_plain
+
+        return render_plain(self)
+
+
+def _record_dict(record: TensorRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "shape": None if record.shape is None else list(record.shape),
+        "numel": record.numel,
+        "dtype": record.dtype,
+        "bytes": record.bytes,
+        "kind": record.kind,
+        "trainable": record.trainable,
+        "persistent": record.persistent,
+        "aliases": list(record.aliases),
+    }
+
+
+def _node_dict(node: ModuleNode) -> dict[str, Any]:
+    data = asdict(node)
+    data["shared"] = list(node.shared)
+    return data
+
+
+def summarize(
+    tensors: Iterable[TensorRecord], *, trainability_known: bool = True
+) -> tuple[Totals, dict[str, DtypeTotals]]:
+    """Totals and per-dtype figures of a set of unique tensors (a tensor of unknown size is left out and makes
+    the totals incomplete)."""
+    params = trainable = param_bytes = buffers = buffer_bytes = 0
+    complete = True
+    dtype_params: dict[str, int] = {}
+    dtype_bytes: dict[str, int] = {}
+    for record in tensors:
+        if record.numel is None or record.bytes is None:
+            complete = False
+            continue
+        if record.kind == "parameter":
+            params += record.numel
+            param_bytes += record.bytes
+            if record.trainable:
+                trainable += record.numel
+            dtype_params[record.dtype] = dtype_params.get(record.dtype, 0) + record.numel
+            dtype_bytes[record.dtype] = dtype_bytes.get(record.dtype, 0) + record.bytes
+        else:
+            buffers += record.numel
+            buffer_bytes += record.bytes
+    totals = Totals(
+        params=params,
+        trainable=trainable if trainability_known else None,
+        frozen=params - trainable if trainability_known else None,
+        param_bytes=param_bytes,
+        buffers=buffers,
+        buffer_bytes=buffer_bytes,
+        complete=complete,
+    )
+    by_dtype = {
+        name: DtypeTotals(dtype_params[name], dtype_bytes[name])
+        for name in sorted(dtype_params, key=lambda n: -dtype_bytes[n])
+    }
+    return totals, by_dtype

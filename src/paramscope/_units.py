@@ -1,0 +1,158 @@
+"""Parsing and formatting of parameter counts and byte sizes.
+
+Two unit systems, always labelled: IEC (KiB, MiB, GiB: powers of 1024) and SI (kB, MB, GB: powers of 1000).
+Counts use the suffixes ML papers use (K, M, B, T: powers of 1000).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from ._errors import UsageError
+
+Units = Literal["iec", "si"]
+
+_COUNT_SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+
+BYTE_UNITS: dict[str, int] = {
+    "B": 1,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+    "PiB": 2**50,
+    "kB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "PB": 10**15,
+}
+# Spellings people type for the same units; matched case-insensitively.
+_BYTE_ALIASES = {
+    "": "B",
+    "b": "B",
+    "bytes": "B",
+    "kib": "KiB",
+    "ki": "KiB",
+    "mib": "MiB",
+    "mi": "MiB",
+    "gib": "GiB",
+    "gi": "GiB",
+    "tib": "TiB",
+    "ti": "TiB",
+    "pib": "PiB",
+    "kb": "kB",
+    "mb": "MB",
+    "gb": "GB",
+    "tb": "TB",
+    "pb": "PB",
+}
+_NUMBER_AND_UNIT = re.compile(r"^\s*([0-9][0-9_]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def _split(text: str, what: str) -> tuple[Decimal, str]:
+    match = _NUMBER_AND_UNIT.match(text)
+    if match is None:
+        raise UsageError(f"{what} {text!r} is not a number with an optional unit")
+    try:
+        return Decimal(match.group(1).replace("_", "")), match.group(2)
+    except InvalidOperation:
+        raise UsageError(f"{what} {text!r} is not a number with an optional unit") from None
+
+
+def _exact_int(value: Decimal, text: str, what: str) -> int:
+    if value != value.to_integral_value():
+        raise UsageError(f"{what} {text!r} is not a whole number")
+    return int(value)
+
+
+def parse_count(text: str) -> int:
+    """Parse a parameter count such as ``125M``, ``7B``, ``1.5e9`` or ``1_000_000``.
+
+    Suffixes are K, M, B, T (powers of 1000, either case).
+
+    >>> parse_count("7B"), parse_count("125m"), parse_count("1.5e9"), parse_count("12345")
+    (7000000000, 125000000, 1500000000, 12345)
+    """
+    value, suffix = _split(text, "count")
+    factor = _COUNT_SUFFIXES.get(suffix.upper())
+    if factor is None:
+        raise UsageError(f"count {text!r} has an unknown suffix {suffix!r}; use K, M, B or T")
+    return _exact_int(value * factor, text, "count")
+
+
+def parse_bytes(text: str) -> int:
+    """Parse a byte size such as ``2GiB``, ``1.5 GB``, ``512MiB`` or ``1048576``.
+
+    IEC units (KiB, MiB, GiB, TiB) are powers of 1024, SI units (kB, MB, GB, TB) powers of 1000. A bare ``G`` or
+    ``M`` is refused because it is ambiguous.
+
+    >>> parse_bytes("2GiB"), parse_bytes("1.5GB"), parse_bytes("4096")
+    (2147483648, 1500000000, 4096)
+    """
+    value, unit = _split(text, "size")
+    canonical = _BYTE_ALIASES.get(unit.lower())
+    if canonical is None:
+        if unit.upper() in {"K", "M", "G", "T", "P"}:
+            raise UsageError(
+                f"size {text!r}: unit {unit!r} is ambiguous; write {unit.upper()}iB (powers of 1024) "
+                f"or {unit.upper() if unit.upper() != 'K' else 'k'}B (powers of 1000)"
+            )
+        raise UsageError(f"size {text!r} has an unknown unit {unit!r}; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB")
+    return _exact_int(value * BYTE_UNITS[canonical], text, "size")
+
+
+def byte_unit(name: str) -> int:
+    """The number of bytes in one ``name`` (``"MiB"``, ``"GB"``, …), for converting sizes.
+
+    >>> byte_unit("MiB"), byte_unit("kB")
+    (1048576, 1000)
+    """
+    canonical = _BYTE_ALIASES.get(name.lower()) if name not in BYTE_UNITS else name
+    if canonical is None:
+        raise UsageError(f"unknown byte unit {name!r}; use one of {', '.join(BYTE_UNITS)}")
+    return BYTE_UNITS[canonical]
+
+
+_IEC_STEPS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+_SI_STEPS = ("B", "kB", "MB", "GB", "TB", "PB")
+
+
+def format_bytes(n: int, units: Units = "iec") -> str:
+    """A byte size with two decimals in the largest unit that keeps it at or above 1.
+
+    >>> format_bytes(46_759_168), format_bytes(46_759_168, "si"), format_bytes(512)
+    ('44.59 MiB', '46.76 MB', '512 B')
+    """
+    steps, base = (_IEC_STEPS, 1024) if units == "iec" else (_SI_STEPS, 1000)
+    if abs(n) < base:
+        return f"{n} B"
+    value = float(n)
+    for unit in steps[1:]:
+        value /= base
+        if abs(value) < base or unit == steps[-1]:
+            return f"{value:.2f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_count(n: int) -> str:
+    """A count with thousands separators.
+
+    >>> format_count(124439808)
+    '124,439,808'
+    """
+    return f"{n:,}"
+
+
+def humanize_count(n: int) -> str:
+    """A count in the short form papers use: ``124.44M``, ``6.74B``; plain below one thousand.
+
+    >>> humanize_count(124_439_808), humanize_count(6_738_415_616), humanize_count(512)
+    ('124.44M', '6.74B', '512')
+    """
+    for suffix, factor in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if abs(n) >= factor:
+            return f"{n / factor:.2f}{suffix}"
+    return str(n)

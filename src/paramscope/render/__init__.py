@@ -1,0 +1,45 @@
+"""Renderers: functions of a Report. Nothing here changes or computes figures; ``_layout`` formats them once."""
+
+from __future__ import annotations
+
+from typing import IO, Literal
+
+from .._report import Report
+from ._layout import View
+
+Format = Literal["table", "json", "csv", "markdown"]
+FORMATS: tuple[Format, ...] = ("table", "json", "csv", "markdown")
+
+__all__ = ["FORMATS", "Format", "View", "render", "write_report"]
+
+
+def render(report: Report, fmt: Format, view: View | None = None) -> str:
+    """The report as text in ``fmt`` (the table format as plain text)."""
+    view = view or View()
+    if fmt == "json":
+        from .json import render_json
+
+        return render_json(report)
+    if fmt == "csv":
+        from .csv import render_csv
+
+        return render_csv(report, view)
+    if fmt == "markdown":
+        from .markdown import render_markdown
+
+        return render_markdown(report, view)
+    from .text import render_plain
+
+    return render_plain(report, view)
+
+
+def write_report(report: Report, view: View, stream: IO[str], fmt: Format) -> None:
+    """Write the report to ``stream``: rich tables when ``fmt`` is the table and the stream is a terminal."""
+    if fmt == "table" and stream.isatty():
+        from rich.console import Console
+
+        from .text import rich_renderable
+
+        Console(file=stream).print(rich_renderable(report, view))
+        return
+    stream.write(render(report, fmt, view))

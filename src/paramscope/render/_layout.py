@@ -1,0 +1,182 @@
+"""What a rendered report contains, independent of how it is drawn.
+
+``layout(report, view)`` turns a Report into sections of already-formatted cells; the text, rich and Markdown
+renderers only draw them, so every format shows the same figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from .._report import ModuleNode, Report, TensorRecord
+from .._units import Units, format_bytes, format_count, humanize_count
+
+Align = Literal["left", "right"]
+
+_SOURCE_KINDS = {"module": "model code"}
+
+
+@dataclass(frozen=True)
+class View:
+    """How much of a report to show and in which units."""
+
+    depth: int = 2
+    tensors: bool = False
+    units: Units = "iec"
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    align: Align = "left"
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled table. ``rows`` hold formatted cells, one per column."""
+
+    title: str
+    columns: tuple[Column, ...]
+    rows: Sequence[tuple[str, ...]] = ()
+
+
+@dataclass(frozen=True)
+class Document:
+    heading: str
+    sections: list[Section]
+    notes: list[str]
+
+
+def _count(value: int, complete: bool = True) -> str:
+    return format_count(value) if complete else f"≥ {format_count(value)}"
+
+
+def _size(value: int, units: Units, complete: bool = True) -> str:
+    text = format_bytes(value, units)
+    return text if complete else f"≥ {text}"
+
+
+def _heading(report: Report, view: View) -> str:
+    if view.title:
+        return view.title
+    source = report.source
+    details = _SOURCE_KINDS.get(source.kind, source.kind)
+    if source.device:
+        details += f", built on {source.device}"
+    return f"{source.target} ({details})"
+
+
+def _module_note(node: ModuleNode) -> str:
+    if node.same_as is not None:
+        return f"same module as {node.same_as or '(model)'}"
+    parts = []
+    if node.shared:
+        parts.append("shares " + ", ".join(node.shared))
+    if not node.complete:
+        parts.append("sizes unknown (lazy)")
+    return "; ".join(parts)
+
+
+def _modules_section(report: Report, view: View) -> Section:
+    frozen = bool(report.totals.frozen)
+    buffers = report.totals.buffers > 0
+    nodes = [node for node in report.modules if node.depth <= view.depth]
+    notes = [_module_note(node) for node in nodes]
+    columns = [Column("Module"), Column("Type"), Column("Params", "right"), Column("Size", "right")]
+    if frozen:
+        columns.append(Column("Trainable", "right"))
+    if buffers:
+        columns.append(Column("Buffers", "right"))
+    if any(notes):
+        columns.append(Column("Note"))
+    rows = []
+    for node, note in zip(nodes, notes, strict=True):
+        name = "  " * node.depth + (node.path or "(model)")
+        row = [name, node.type, _count(node.params, node.complete), _size(node.param_bytes, view.units, node.complete)]
+        if frozen:
+            row.append(format_count(node.trainable or 0))
+        if buffers:
+            row.append(format_count(node.buffers))
+        if any(notes):
+            row.append(note)
+        rows.append(tuple(row))
+    title = f"Modules (depth {view.depth})"
+    return Section(title, tuple(columns), rows)
+
+
+def _shape(record: TensorRecord) -> str:
+    if record.shape is None:
+        return "uninitialised"
+    return "(" + ", ".join(str(dim) for dim in record.shape) + ")"
+
+
+def _status(record: TensorRecord) -> str:
+    if record.kind == "parameter":
+        return {True: "trainable", False: "frozen", None: ""}[record.trainable]
+    return "persistent" if record.persistent else "non-persistent"
+
+
+def _tensors_section(report: Report, view: View) -> Section:
+    columns = (
+        Column("Tensor"),
+        Column("Kind"),
+        Column("Shape"),
+        Column("Dtype"),
+        Column("Numel", "right"),
+        Column("Size", "right"),
+        Column("Status"),
+        Column("Aliases"),
+    )
+    rows = [
+        (
+            record.name,
+            record.kind,
+            _shape(record),
+            record.dtype,
+            "?" if record.numel is None else format_count(record.numel),
+            "?" if record.bytes is None else format_bytes(record.bytes, view.units),
+            _status(record),
+            ", ".join(record.aliases),
+        )
+        for record in report.tensors
+    ]
+    return Section("Tensors", columns, rows)
+
+
+def _totals_section(report: Report, view: View) -> Section:
+    totals = report.totals
+    complete = totals.complete
+    rows = [("Parameters", _count(totals.params, complete), humanize_count(totals.params))]
+    if totals.trainable is not None and totals.frozen is not None:
+        rows.append(("  trainable", _count(totals.trainable, complete), humanize_count(totals.trainable)))
+        rows.append(("  frozen", _count(totals.frozen, complete), humanize_count(totals.frozen)))
+    rows.append(("Parameter size", _size(totals.param_bytes, view.units, complete), f"{totals.param_bytes:,} B"))
+    rows.append(("Buffers", _count(totals.buffers, complete), "elements"))
+    rows.append(("Buffer size", _size(totals.buffer_bytes, view.units, complete), f"{totals.buffer_bytes:,} B"))
+    both = totals.param_bytes + totals.buffer_bytes
+    rows.append(("Total size", _size(both, view.units, complete), "parameters + buffers"))
+    return Section("Totals", (Column(""), Column("", "right"), Column("")), rows)
+
+
+def _dtype_section(report: Report, view: View) -> Section:
+    total = report.totals.param_bytes or 1
+    rows = [
+        (name, format_count(entry.params), format_bytes(entry.bytes, view.units), f"{100 * entry.bytes / total:.1f} %")
+        for name, entry in report.by_dtype.items()
+    ]
+    columns = (Column("Dtype"), Column("Params", "right"), Column("Size", "right"), Column("Share", "right"))
+    return Section("Parameters by dtype", columns, rows)
+
+
+def layout(report: Report, view: View) -> Document:
+    """The sections to draw for ``report`` under ``view``."""
+    sections = [_modules_section(report, view)]
+    if view.tensors:
+        sections.append(_tensors_section(report, view))
+    sections.append(_totals_section(report, view))
+    if report.by_dtype:
+        sections.append(_dtype_section(report, view))
+    return Document(_heading(report, view), sections, list(report.notes))

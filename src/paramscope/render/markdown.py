@@ -1,0 +1,29 @@
+"""The Markdown format: the same sections as the table format, as GitHub-flavoured Markdown tables."""
+
+from __future__ import annotations
+
+from .._report import Report
+from ._layout import Section, View, layout
+
+
+def _escape(cell: str) -> str:
+    return cell.replace("|", "\\|")
+
+
+def _section(section: Section) -> list[str]:
+    headers = [column.header or " " for column in section.columns]
+    rule = ["---:" if column.align == "right" else ":---" for column in section.columns]
+    lines = [f"### {section.title}", "", "| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(_escape(cell.strip()) for cell in row) + " |" for row in section.rows]
+    return [*lines, ""]
+
+
+def render_markdown(report: Report, view: View | None = None) -> str:
+    """The report as Markdown: a heading, one table per section, the notes as a list."""
+    document = layout(report, view or View())
+    lines = [f"## {document.heading}", ""]
+    for section in document.sections:
+        lines += _section(section)
+    if document.notes:
+        lines += ["### Notes", "", *(f"- {_escape(note)}" for note in document.notes), ""]
+    return "\n".join(lines)

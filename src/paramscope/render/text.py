@@ -1,0 +1,88 @@
+"""The table format: plain text for pipes and files, rich tables in a terminal. Both draw the same layout."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._report import Report
+from ._layout import Document, Section, View, layout
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+
+def _plain_section(section: Section) -> list[str]:
+    headers = tuple(column.header for column in section.columns)
+    show_header = any(headers)
+    table = [headers, *section.rows] if show_header else list(section.rows)
+    widths = [max(len(row[i]) for row in table) for i in range(len(section.columns))] if table else []
+    lines = [section.title]
+
+    def line(cells: tuple[str, ...]) -> str:
+        padded = (
+            cell.rjust(width) if column.align == "right" else cell.ljust(width)
+            for cell, width, column in zip(cells, widths, section.columns, strict=True)
+        )
+        return ("  " + "  ".join(padded)).rstrip()
+
+    if show_header:
+        lines.append(line(headers))
+        lines.append(line(tuple("-" * width for width in widths)))
+    lines.extend(line(row) for row in section.rows)
+    return lines
+
+
+def draw_plain(document: Document) -> str:
+    """Draw a document as aligned plain text (stable: no colour, no terminal width)."""
+    lines = [document.heading, ""]
+    for section in document.sections:
+        lines += [*_plain_section(section), ""]
+    if document.notes:
+        lines.append("Notes")
+        lines += [f"  - {note}" for note in document.notes]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_plain(report: Report, view: View | None = None) -> str:
+    """The report as plain text.
+
+    >>> import paramscope
+    >>> print(render_plain(paramscope.inspect("paramscope.examples:resnet18"), View(depth=0)).splitlines()[0])
+    paramscope.examples:resnet18 (model code, built on meta)
+    """
+    return draw_plain(layout(report, view or View()))
+
+
+def draw_rich(document: Document) -> RenderableType:
+    """Draw a document as rich tables (used in terminals and by ``rich.print(report)``)."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[RenderableType] = [Text(document.heading, style="bold")]
+    for section in document.sections:
+        headers = [column.header for column in section.columns]
+        table = Table(
+            title=section.title,
+            title_justify="left",
+            title_style="bold cyan",
+            box=box.SIMPLE_HEAD,
+            show_header=any(headers),
+            header_style="bold",
+        )
+        for column in section.columns:
+            table.add_column(column.header, justify=column.align, no_wrap=column is section.columns[0])
+        for row in section.rows:
+            table.add_row(*row)
+        parts.append(table)
+    if document.notes:
+        parts.append(Text("Notes", style="bold yellow"))
+        parts.extend(Text(f"  • {note}") for note in document.notes)
+    return Group(*parts)
+
+
+def rich_renderable(report: Report, view: View | None = None) -> RenderableType:
+    """The report as a rich renderable."""
+    return draw_rich(layout(report, view or View()))

@@ -1,0 +1,177 @@
+"""Model code as a target: ``package.module:attr`` or ``path/to/file.py:attr``, built on a chosen device.
+
+``attr`` may be an ``nn.Module`` instance, a class, or any callable returning one; keyword arguments are passed to
+it. Building happens inside ``torch.device(device)``, so on ``meta`` no weight memory is allocated.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._errors import TargetError, UsageError
+
+
+def parse_arguments(items: list[str]) -> dict[str, Any]:
+    """Turn ``key=value`` strings into keyword arguments.
+
+    Values are Python literals when they parse as one; ``true``/``false``/``none``/``null`` in any case are
+    accepted as well, as people type them in shells; anything else stays a string.
+
+    >>> parse_arguments(["num_classes=10", "bias=false", "name=tiny", "dims=(2, 3)"])
+    {'num_classes': 10, 'bias': False, 'name': 'tiny', 'dims': (2, 3)}
+    """
+    arguments: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"argument {item!r} is not of the form key=value")
+        if key in arguments:
+            raise UsageError(f"argument {key!r} is given twice")
+        arguments[key] = _literal(text)
+    return arguments
+
+
+_SHELL_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return _SHELL_WORDS.get(text.lower(), text)
+
+
+def is_code_target(target: str) -> bool:
+    """Whether ``target`` has the ``module:attr`` / ``file.py:attr`` form."""
+    location, sep, attr = target.rpartition(":")
+    if not sep or not location or not attr:
+        return False
+    return location.endswith(".py") or all(part.isidentifier() for part in location.split("."))
+
+
+def _import_location(location: str, target: str) -> Any:
+    if location.endswith(".py"):
+        path = Path(location)
+        if not path.is_file():
+            raise TargetError(f"{target}: no such file: {location}")
+        module_name = f"_paramscope_target_{abs(hash(path.resolve()))}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise TargetError(f"{target}: cannot load {location} as Python code")
+        module = importlib.util.module_from_spec(spec)
+        # The file may import its neighbours, as it would when run as a script.
+        sys.path.insert(0, str(path.resolve().parent))
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(path.resolve().parent))
+        return module
+    try:
+        return importlib.import_module(location)
+    except ModuleNotFoundError as error:
+        if error.name is not None and location.startswith(error.name):
+            raise TargetError(f"{target}: no module named {error.name!r}") from None
+        raise
+
+
+def _module_candidates(namespace: Any) -> list[str]:
+    """Public names in ``namespace`` that would make a target: module instances, and module classes defined there."""
+    names = []
+    for name, value in vars(namespace).items():
+        defined_here = getattr(value, "__module__", None) == getattr(namespace, "__name__", None)
+        is_class = isinstance(value, type) and issubclass(value, nn.Module)
+        if not name.startswith("_") and (isinstance(value, nn.Module) or (is_class and defined_here)):
+            names.append(name)
+    return sorted(names)
+
+
+def _resolve(target: str) -> Any:
+    location, _, attr = target.rpartition(":")
+    namespace = _import_location(location, target)
+    value: Any = namespace
+    for part in attr.split("."):
+        if not hasattr(value, part):
+            candidates = _module_candidates(namespace)
+            hint = f"; it defines: {', '.join(candidates)}" if candidates else ""
+            raise TargetError(f"{target}: {location} has no attribute {attr!r}{hint}")
+        value = getattr(value, part)
+    return value
+
+
+@contextmanager
+def _user_code(what: str, hint: str = "") -> Iterator[None]:
+    """Turn any exception raised by the user's code into one TargetError that names the target."""
+    try:
+        yield
+    except TargetError:
+        raise
+    except (Exception, SystemExit) as error:
+        raise TargetError(f"{what} failed: {type(error).__name__}: {_one_line(error)}{hint}") from error
+
+
+def _check_signature(target: str, factory: Any, arguments: Mapping[str, Any]) -> None:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # builtins and some C extensions have none: let the call itself decide
+        return
+    try:
+        signature.bind(**arguments)
+    except TypeError as error:
+        accepted = [
+            name
+            for name, parameter in signature.parameters.items()
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        ]
+        raise TargetError(
+            f"{target} cannot be called with {', '.join(f'{k}=' for k in arguments) or 'no arguments'}: "
+            f"{error}; it accepts: {', '.join(accepted) or 'no keyword arguments'}"
+        ) from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else "(no message)"
+
+
+def build_model(target: str, arguments: Mapping[str, Any] | None = None, *, device: str = "meta") -> nn.Module:
+    """Import ``target`` and build the model it names on ``device``.
+
+    >>> model = build_model("paramscope.examples:resnet18", {"num_classes": 10})
+    >>> type(model).__name__, next(model.parameters()).device.type
+    ('ResNet', 'meta')
+    """
+    arguments = dict(arguments or {})
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown device {device!r}") from None
+    # Module-level code may build tensors too, so the import also runs under the device.
+    with torch_device:
+        with _user_code(f"importing {target}"):
+            value = _resolve(target)
+        if isinstance(value, nn.Module):
+            if arguments:
+                raise TargetError(f"{target} is a module instance: it takes no arguments ({', '.join(arguments)})")
+            return value
+        if not callable(value):
+            raise TargetError(f"{target} is a {type(value).__name__}, not a module, class or function")
+        _check_signature(target, value, arguments)
+        hint = "; if the model needs real tensors while it is built, try --device cpu" if device == "meta" else ""
+        where = "the meta device" if device == "meta" else device
+        with _user_code(f"building {target} on {where}", hint):
+            model = value(**arguments)
+    if not isinstance(model, nn.Module):
+        raise TargetError(f"{target} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
