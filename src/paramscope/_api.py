@@ -14,12 +14,15 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def inspect(model: nn.Module | str, arguments: Mapping[str, Any] | None = None, *, device: str = "meta") -> Report:
+def inspect(
+    model: nn.Module | str, arguments: Mapping[str, Any] | None = None, *, device: str | None = None
+) -> Report:
     """Count every parameter and buffer of a model, exactly, and return the :class:`Report`.
 
     ``model`` is a live ``nn.Module`` (on any device, meta included; wrappers such as ``torch.compile``'s and
     DistributedDataParallel are looked through), or a target string as the CLI takes it: ``"package.module:attr"``
-    or ``"path/to/file.py:attr"``, built with ``arguments`` on ``device`` (meta by default: no weights allocated).
+    or ``"path/to/file.py:attr"``, built with ``arguments`` on ``device`` (``"meta"`` by default: no weights are
+    allocated).
 
     Tied tensors and reused modules are counted once; buffers are reported apart from parameters; the model is
     only read, never changed.
@@ -32,12 +35,12 @@ def inspect(model: nn.Module | str, arguments: Mapping[str, Any] | None = None, 
     if isinstance(model, str):
         from .sources.target import load_report
 
-        return load_report(model, arguments, device=device)
+        return load_report(model, arguments, device=device or "meta")
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(model, torch.nn.Module):
         raise TargetError(f"cannot inspect a {type(model).__name__}: pass a torch.nn.Module or a target string")
-    if arguments:
-        raise TargetError("arguments are only used with a target string, not with a module instance")
+    if arguments or device is not None:
+        raise TargetError("arguments and device are only used to build a target string, not with a module instance")
     from .sources.module import inspect_module
 
     return inspect_module(model)

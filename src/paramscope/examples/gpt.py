@@ -101,8 +101,9 @@ def gpt2(
 ) -> GPT:
     """A GPT-2-style decoder; the defaults are GPT-2 small: 124,439,808 parameters, LM head tied and counted once.
 
-    >>> from paramscope.examples import gpt2
-    >>> sum(p.numel() for p in gpt2(vocab_size=100, n_positions=16, n_embd=8, n_layer=2, n_head=2).parameters())
-    2610
+    >>> import paramscope
+    >>> model = gpt2(vocab_size=100, n_positions=16, n_embd=8, n_layer=2, n_head=2)
+    >>> paramscope.count_params(model)  # 100×8 + 16×8 + 2 × 872 per block + 16 for ln_f; the head adds nothing
+    (2688, 2688)
     """
     return GPT(GPTConfig(vocab_size, n_positions, n_embd, n_layer, n_head))

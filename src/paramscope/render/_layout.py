@@ -15,7 +15,7 @@ from .._units import Units, format_bytes, format_count, humanize_count
 
 Align = Literal["left", "right"]
 
-_SOURCE_KINDS = {"module": "model code"}
+_SOURCE_KINDS = {"module": "nn.Module"}
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _heading(report: Report, view: View) -> str:
     source = report.source
     details = _SOURCE_KINDS.get(source.kind, source.kind)
     if source.device:
-        details += f", built on {source.device}"
+        details += f" on {source.device}"
     return f"{source.target} ({details})"
 
 

@@ -49,7 +49,7 @@ def render_plain(report: Report, view: View | None = None) -> str:
 
     >>> import paramscope
     >>> print(render_plain(paramscope.inspect("paramscope.examples:resnet18"), View(depth=0)).splitlines()[0])
-    paramscope.examples:resnet18 (model code, built on meta)
+    paramscope.examples:resnet18 (nn.Module on meta)
     """
     return draw_plain(layout(report, view or View()))
 

@@ -82,7 +82,6 @@ class _Walk:
         self.tree = TreeBuilder()
         self.records: list[TensorRecord] = []
         self.record_index: dict[int, int] = {}
-        self.owner_path: dict[int, str] = {}
         self.dtypes: dict[torch.dtype, DType | None] = {}
         self.seen_modules: dict[int, str] = {}
         self.notes: list[str] = []
@@ -92,6 +91,7 @@ class _Walk:
         self.reused: list[tuple[str, str]] = []
         self.tied: list[tuple[str, str]] = []
         self.parametrized: list[tuple[str, nn.ModuleDict]] = []
+        self.devices: set[torch.device] = set()
 
     def run(self, model: nn.Module) -> None:
         stack: list[tuple[str, nn.Module, int]] = [("", model, -1)]
@@ -166,7 +166,7 @@ class _Walk:
             self.tied.append((name, first))
             return
         self.record_index[key] = len(self.records)
-        self.owner_path[key] = owner_path
+        self.devices.add(tensor.device)
         dtype = tensor.dtype
         trainable = tensor.requires_grad if kind == "parameter" else None
         if isinstance(tensor, (UninitializedParameter, UninitializedBuffer)):
@@ -238,6 +238,8 @@ def inspect_module(model: nn.Module, *, target: str | None = None, device: str |
     totals, by_dtype = summarize(walk.records)
     modules = walk.tree.build()
     name = target if target is not None else f"{type(model).__module__}.{type(model).__qualname__}"
+    if device is None and walk.devices:
+        device = ", ".join(sorted(str(d) for d in walk.devices))
     return Report(
         source=Source(kind="module", target=name, device=device),
         totals=totals,

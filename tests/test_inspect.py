@@ -1,0 +1,259 @@
+"""Each exactness case of paramscope.inspect against truth computed independently with torch."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import paramscope
+from paramscope import IncompleteCountError, TargetError
+from paramscope.examples import gpt2, resnet18
+
+from .models import MixedDtypes, PartlyFrozen, ReusedBlock, RotaryNet, TiedEncoderDecoder, lazy, parametrized
+
+
+def test_gpt2_tied_head_is_counted_once() -> None:
+    with torch.device("meta"):
+        model = gpt2()
+    report = paramscope.inspect(model)
+    assert report.totals.params == 124_439_808  # GPT-2 small, published
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    wte = report.tensor("transformer.wte.weight")
+    assert wte.aliases == ("lm_head.weight",)
+    assert report.tensor("lm_head.weight") is wte
+    assert report.totals.param_bytes == 4 * 124_439_808
+    head = report.module("lm_head")
+    assert (head.params, head.param_bytes, head.shared) == (0, 0, ("transformer.wte.weight",))
+    assert report.module("transformer.wte").params == 50257 * 768
+    assert "lm_head.weight is the same tensor as transformer.wte.weight (tied): counted once" in report.notes[0]
+
+
+def test_gpt2_matches_transformers_gpt2_built_on_meta() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=1000, n_positions=32)
+    with torch.device("meta"):
+        reference = transformers.GPT2LMHeadModel(config)
+        ours = gpt2(vocab_size=1000, n_positions=32, n_embd=64, n_layer=2, n_head=4)
+    expected = sum(p.numel() for p in reference.parameters())  # transformers ties lm_head to wte
+    assert paramscope.inspect(ours).totals.params == expected
+    assert paramscope.inspect(reference).totals.params == expected
+    assert "lm_head.weight" in paramscope.inspect(reference).tensor("transformer.wte.weight").aliases
+
+
+def test_three_names_for_one_matrix() -> None:
+    model = TiedEncoderDecoder()
+    report = paramscope.inspect(model)
+    record = report.tensor("encoder.weight")
+    assert record.aliases == ("decoder.weight", "head.weight")
+    assert report.totals.params == 50 * 8 + 50  # the matrix once, plus the head's bias
+    assert report.totals.param_bytes == sum(p.untyped_storage().nbytes() for p in model.parameters())
+    assert report.module("decoder").shared == ("encoder.weight",)
+
+
+def test_reused_module_is_counted_once_under_its_first_path() -> None:
+    model = ReusedBlock()
+    report = paramscope.inspect(model)
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    first, second = report.module("first"), report.module("second")
+    assert first.params == 6 * 6 + 6 + 2 * 6
+    assert (second.params, second.same_as) == (0, "first")
+    assert [node.path for node in report.modules] == ["", "first", "first.0", "first.1", "middle", "second"]
+    assert report.tensor("first.0.weight").aliases == ("second.0.weight",)
+    assert "module 'second' is the same object as 'first'" in " ".join(report.notes)
+
+
+def test_bytes_follow_each_dtype() -> None:
+    model = MixedDtypes()
+    report = paramscope.inspect(model)
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        record = report.tensor(name)
+        assert record.dtype == str(tensor.dtype).removeprefix("torch.")
+        assert record.bytes == tensor.untyped_storage().nbytes(), name
+    assert report.tensor("c64").bytes == 3 * 8
+    assert report.tensor("fp8").bytes == 7
+    assert report.tensor("codes").bytes == 13  # torch keeps one uint4 per byte in a plain tensor
+    assert report.by_dtype["float16"].params == 4 * 4 + 4
+    assert report.by_dtype["float16"].bytes == 2 * (4 * 4 + 4)
+    assert report.by_dtype["bfloat16"].bytes == 2 * (4 * 3 + 3)
+    assert report.totals.trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert report.totals.frozen == 7 + 9
+
+
+def test_buffers_are_apart_from_parameters_and_persistence_is_known() -> None:
+    model = RotaryNet()
+    report = paramscope.inspect(model)
+    saved = set(model.state_dict())
+    for name, buffer in model.named_buffers():
+        record = report.tensor(name)
+        assert record.kind == "buffer"
+        assert record.trainable is None
+        assert record.persistent is (name in saved), name
+    assert report.tensor("bn.num_batches_tracked").dtype == "int64"
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert report.totals.buffers == 8 + 8 + 1 + 4
+    assert report.totals.buffer_bytes == sum(b.untyped_storage().nbytes() for b in model.buffers())
+    assert all(record.persistent is None for record in report.tensors if record.kind == "parameter")
+
+
+def test_parametrizations_count_stored_tensors_under_the_layer() -> None:
+    model = parametrized()
+    report = paramscope.inspect(model)
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert report.totals.buffers == sum(b.numel() for b in model.buffers())
+    paths = [node.path for node in report.modules]
+    assert paths == ["", "0", "1", "2"]  # no `parametrizations` rows: the stored tensors sit under the layer
+    assert report.module("0").own_params == sum(p.numel() for p in model[0].parameters())
+    assert report.module("1").buffers == sum(b.numel() for b in model[1].buffers())
+    names = {record.name for record in report.tensors}
+    assert {"0.parametrizations.weight.original0", "0.parametrizations.weight.original1", "0.bias"} <= names
+    assert "0.weight is parametrized (_WeightNorm): counted as the stored 0.parametrizations.weight.original0, " \
+        "0.parametrizations.weight.original1" in report.notes
+
+
+def test_orthogonal_parametrization_on_cpu() -> None:
+    layer = nn.utils.parametrizations.orthogonal(nn.Linear(6, 6))
+    report = paramscope.inspect(layer)
+    assert report.totals.params == sum(p.numel() for p in layer.parameters())
+    assert [node.path for node in report.modules] == [""]
+
+
+def test_legacy_weight_norm_counts_g_and_v() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        layer = torch.nn.utils.weight_norm(nn.Linear(5, 7))
+    report = paramscope.inspect(layer)
+    assert {record.name for record in report.tensors} == {"bias", "weight_g", "weight_v"}
+    assert report.totals.params == 7 + 7 + 35
+
+
+def test_lazy_parameters_are_reported_not_zero() -> None:
+    model = lazy()
+    report = paramscope.inspect(model)
+    assert not report.totals.complete
+    assert report.totals.params == 6 * 2 + 2  # only the initialised Linear is known
+    weight = report.tensor("0.weight")
+    assert (weight.shape, weight.numel, weight.bytes) == (None, None, None)
+    assert not report.module("0").complete
+    assert not report.module("").complete
+    assert report.module("2").complete
+    assert any(
+        note.startswith("2 uninitialised lazy tensor(s) in '0' (0.weight, 0.bias)") and "totals are incomplete" in note
+        for note in report.notes
+    )
+    with pytest.raises(IncompleteCountError):
+        paramscope.count_params(model)
+    with pytest.raises(IncompleteCountError):
+        paramscope.params_size(model)
+
+
+def test_lazy_parameters_after_a_forward_are_exact() -> None:
+    model = lazy()
+    model(torch.zeros(4, 3))
+    report = paramscope.inspect(model)
+    assert report.totals.complete
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert paramscope.count_params(model) == (report.totals.params, report.totals.params)
+
+
+def test_frozen_parameters() -> None:
+    model = PartlyFrozen()
+    report = paramscope.inspect(model)
+    frozen = sum(p.numel() for p in model.backbone.parameters())
+    assert (report.totals.frozen, report.totals.trainable) == (frozen, 8 * 10 + 10)
+    assert report.module("backbone").trainable == 0
+    assert report.module("head").trainable == 90
+    assert paramscope.count_params(model) == (frozen + 90, 90)
+
+
+def test_meta_model_allocates_nothing_and_counts_the_same() -> None:
+    with torch.device("meta"):
+        model = resnet18()
+    assert all(p.is_meta for p in model.parameters())
+    assert paramscope.count_params(model) == (11_689_512, 11_689_512)
+    assert paramscope.inspect(model).totals.param_bytes == 4 * 11_689_512
+
+
+def test_torch_compile_wrapper_is_unwrapped() -> None:
+    model = TiedEncoderDecoder()
+    compiled = torch.compile(model)
+    assert any(name.startswith("_orig_mod.") for name, _ in compiled.named_parameters())
+    report = paramscope.inspect(compiled)
+    assert report.tensors == paramscope.inspect(model).tensors
+    assert report.modules[0].type == "TiedEncoderDecoder"
+    assert "unwrapped torch.compile's OptimizedModule: names are shown without its '_orig_mod.' prefix" in report.notes
+
+
+def test_data_parallel_is_unwrapped() -> None:
+    model = ReusedBlock()
+    report = paramscope.inspect(nn.DataParallel(model))
+    assert report.tensors == paramscope.inspect(model).tensors
+    assert "unwrapped DataParallel: names are shown without its 'module.' prefix" in report.notes
+
+
+def test_distributed_data_parallel_is_unwrapped(tmp_path) -> None:
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available in this torch build")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        model = TiedEncoderDecoder()
+        wrapped = nn.parallel.DistributedDataParallel(model)
+        report = paramscope.inspect(wrapped)
+        assert report.tensors == paramscope.inspect(model).tensors
+        assert "unwrapped DistributedDataParallel: names are shown without its 'module.' prefix" in report.notes
+    finally:
+        dist.destroy_process_group()
+
+
+def test_wrapper_inside_a_model_is_folded_too() -> None:
+    inner = nn.Linear(3, 3)
+    model = nn.Sequential(nn.DataParallel(inner), nn.ReLU())
+    report = paramscope.inspect(model)
+    assert [node.path for node in report.modules] == ["", "0", "1"]
+    assert report.module("0").type == "Linear"
+    assert {record.name for record in report.tensors} == {"0.weight", "0.bias"}
+
+
+def test_inspect_rejects_other_objects() -> None:
+    with pytest.raises(TargetError) as error:
+        paramscope.inspect(42)  # type: ignore[arg-type]
+    assert str(error.value) == "cannot inspect a int: pass a torch.nn.Module or a target string"
+
+
+def test_study_note_helpers() -> None:
+    model = PartlyFrozen()
+    total, trainable = paramscope.count_params(model)
+    assert (total, trainable) == (
+        sum(p.numel() for p in model.parameters()),
+        sum(p.numel() for p in model.parameters() if p.requires_grad),
+    )
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffer_bytes = sum(b.numel() * b.element_size() for b in model.buffers())
+    assert paramscope.params_size(model, "B") == param_bytes
+    assert paramscope.params_size(model, "KiB") == param_bytes / 1024
+    assert paramscope.params_size(model, "kB", buffers=True) == (param_bytes + buffer_bytes) / 1000
+
+
+def test_report_model_prints_the_per_tensor_report(capsys: pytest.CaptureFixture[str]) -> None:
+    model = TiedEncoderDecoder()
+    returned = paramscope.report_model(model, title="my model")
+    out = capsys.readouterr().out
+    assert out.startswith("my model\n")
+    assert returned.totals.params == 450
+    for name, _ in model.named_parameters():
+        assert name in out
+    assert "decoder.weight, head.weight" in out  # the aliases of encoder.weight
+
+
+def test_target_strings_work_in_the_api() -> None:
+    report = paramscope.inspect("paramscope.examples:resnet18", {"num_classes": 10})
+    assert report.totals.params == 11_689_512 - 512 * 1000 - 1000 + 512 * 10 + 10
+    assert (report.source.kind, report.source.target, report.source.device) == (
+        "module",
+        "paramscope.examples:resnet18",
+        "meta",
+    )

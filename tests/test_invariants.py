@@ -1,0 +1,87 @@
+"""Invariants checked on every model of the suite, on CPU and on meta: rows add up, and totals equal torch's own."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+import torch
+from torch import nn
+
+import paramscope
+from paramscope import Report
+
+from .models import MODELS
+
+
+def _unique_tensors(model: nn.Module, kind: str) -> list[torch.Tensor]:
+    # torch's own walk, which removes duplicates by identity: the ground truth for "each tensor once".
+    tensors = model.parameters() if kind == "parameter" else model.buffers()
+    return [t for t in tensors if not isinstance(t, nn.parameter.UninitializedTensorMixin)]
+
+
+def _check_rows_add_up(report: Report) -> None:
+    totals = report.totals
+    children: dict[str, list[paramscope.ModuleNode]] = defaultdict(list)
+    for node in report.modules[1:]:
+        parent = node.path.rpartition(".")[0]
+        children[parent].append(node)
+    for node in report.modules:
+        kids = children[node.path]
+        assert node.params == node.own_params + sum(k.params for k in kids), node.path
+        assert node.param_bytes == node.own_param_bytes + sum(k.param_bytes for k in kids), node.path
+        assert all(k.depth == node.depth + 1 for k in kids)
+    deepest = max(node.depth for node in report.modules)
+    for depth in range(deepest + 1):
+        at_depth = [node for node in report.modules if node.depth == depth]
+        above = [node for node in report.modules if node.depth < depth]
+        assert sum(n.params for n in at_depth) + sum(n.own_params for n in above) == totals.params, depth
+        assert sum(n.param_bytes for n in at_depth) + sum(n.own_param_bytes for n in above) == totals.param_bytes
+    root = report.modules[0]
+    assert (root.path, root.depth) == ("", 0)
+    assert (root.params, root.param_bytes, root.buffers, root.buffer_bytes) == (
+        totals.params,
+        totals.param_bytes,
+        totals.buffers,
+        totals.buffer_bytes,
+    )
+    assert sum(entry.params for entry in report.by_dtype.values()) == totals.params
+    assert sum(entry.bytes for entry in report.by_dtype.values()) == totals.param_bytes
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_rows_add_up_and_totals_match_torch(name: str, device: str) -> None:
+    with torch.device(device):
+        model = MODELS[name]()
+    report = paramscope.inspect(model)
+    _check_rows_add_up(report)
+
+    params = _unique_tensors(model, "parameter")
+    buffers = _unique_tensors(model, "buffer")
+    assert report.totals.params == sum(p.numel() for p in params)
+    assert report.totals.trainable == sum(p.numel() for p in params if p.requires_grad)
+    assert report.totals.buffers == sum(b.numel() for b in buffers)
+    if device == "cpu":  # real storage: bytes checked against torch's allocation, not our dtype table
+        assert report.totals.param_bytes == sum(p.untyped_storage().nbytes() for p in params)
+        assert report.totals.buffer_bytes == sum(b.untyped_storage().nbytes() for b in buffers)
+
+    names = [record.name for record in report.tensors]
+    all_names = names + [alias for record in report.tensors for alias in record.aliases]
+    assert len(all_names) == len(set(all_names))
+    torch_names = {n for n, _ in model.named_parameters(remove_duplicate=False)} | {
+        n for n, _ in model.named_buffers(remove_duplicate=False)
+    }
+    assert set(all_names) == torch_names
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_meta_and_cpu_give_the_same_report(name: str) -> None:
+    torch.manual_seed(0)
+    with torch.device("cpu"):
+        on_cpu = paramscope.inspect(MODELS[name]())
+    with torch.device("meta"):
+        on_meta = paramscope.inspect(MODELS[name]())
+    assert on_meta.totals == on_cpu.totals
+    assert on_meta.tensors == on_cpu.tensors
+    assert on_meta.modules == on_cpu.modules

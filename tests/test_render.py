@@ -1,0 +1,90 @@
+"""Rendered output: golden files for every format, and the properties each format must keep."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import torch
+from rich.console import Console
+
+import paramscope
+from paramscope.render import View, render
+from paramscope.render.text import rich_renderable
+
+from .models import lazy, tiny_gpt
+
+
+def _report(factory) -> paramscope.Report:
+    with torch.device("meta"):
+        return paramscope.inspect(factory())
+
+
+def _resnet() -> paramscope.Report:
+    return paramscope.inspect("paramscope.examples:resnet18")
+
+
+def test_table_golden_resnet18(golden) -> None:
+    golden("resnet18.txt", render(_resnet(), "table", View(depth=2)))
+
+
+def test_table_golden_gpt_with_tensors_and_si_units(golden) -> None:
+    golden("gpt2-tiny-tensors.txt", render(_report(tiny_gpt), "table", View(depth=3, tensors=True, units="si")))
+
+
+def test_table_golden_lazy_model(golden) -> None:
+    golden("lazy.txt", render(paramscope.inspect(lazy()), "table", View(depth=1, tensors=True)))
+
+
+def test_markdown_golden(golden) -> None:
+    golden("gpt2-tiny.md", render(_report(tiny_gpt), "markdown", View(depth=2)))
+
+
+def test_csv_golden(golden) -> None:
+    golden("resnet18-depth1.csv", render(_resnet(), "csv", View(depth=1)))
+
+
+def test_json_golden(golden) -> None:
+    golden("gpt2-tiny.json", render(_report(tiny_gpt), "json"))
+
+
+def test_rich_golden(golden) -> None:
+    console = Console(file=io.StringIO(), width=120, color_system=None, force_terminal=False, legacy_windows=False)
+    console.print(rich_renderable(_report(tiny_gpt), View(depth=2)))
+    golden("gpt2-tiny-rich.txt", console.file.getvalue())  # type: ignore[attr-defined]
+
+
+def test_json_is_the_whole_report_whatever_the_view() -> None:
+    report = _resnet()
+    data = json.loads(render(report, "json", View(depth=0)))
+    assert data["schema"] == "paramscope.report/1"
+    assert list(data) == ["schema", "source", "totals", "by_dtype", "tensors", "modules", "notes"]
+    assert len(data["modules"]) == len(report.modules)
+    assert len(data["tensors"]) == len(report.tensors)
+    assert data["totals"]["params"] == 11_689_512
+
+
+def test_csv_rows_add_up() -> None:
+    report = _resnet()
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv", View(depth=1)))))
+    root, children = rows[0], rows[1:]
+    assert int(root["params"]) == report.totals.params
+    assert int(root["own_params"]) + sum(int(row["params"]) for row in children) == report.totals.params
+
+
+def test_csv_tensors() -> None:
+    report = _report(tiny_gpt)
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv", View(tensors=True)))))
+    assert len(rows) == len(report.tensors)
+    wte = next(row for row in rows if row["name"] == "transformer.wte.weight")
+    assert (wte["shape"], wte["aliases"], wte["persistent"]) == ("[101, 12]", "lm_head.weight", "")
+    assert sum(int(row["numel"]) for row in rows if row["kind"] == "parameter") == report.totals.params
+
+
+def test_str_and_rich_protocols() -> None:
+    report = _report(tiny_gpt)
+    assert str(report) == render(report, "table")
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(report)
+    assert "transformer.wte.weight" in console.file.getvalue()  # type: ignore[attr-defined]

@@ -1,0 +1,96 @@
+"""Parsing and formatting of counts and sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from paramscope import UsageError
+from paramscope._units import byte_unit, format_bytes, humanize_count, parse_bytes, parse_count
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7B", 7 * 10**9),
+        ("125M", 125 * 10**6),
+        ("125m", 125 * 10**6),
+        ("1.5e9", 1_500_000_000),
+        ("1.5B", 1_500_000_000),
+        ("12345", 12345),
+        ("1_000_000", 10**6),
+        ("10K", 10_000),
+        ("2T", 2 * 10**12),
+        (" 3M ", 3 * 10**6),
+    ],
+)
+def test_parse_count(text: str, expected: int) -> None:
+    assert parse_count(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("7X", "count '7X' has an unknown suffix 'X'; use K, M, B or T"),
+        ("1.5", "count '1.5' is not a whole number"),
+        ("abc", "count 'abc' is not a number with an optional unit"),
+        ("", "count '' is not a number with an optional unit"),
+        ("-5", "count '-5' is not a number with an optional unit"),
+    ],
+)
+def test_parse_count_errors(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as error:
+        parse_count(text)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2GiB", 2 * 2**30),
+        ("2 GiB", 2 * 2**30),
+        ("2gib", 2 * 2**30),
+        ("1.5GB", 1_500_000_000),
+        ("512MiB", 512 * 2**20),
+        ("500MB", 500 * 10**6),
+        ("4096", 4096),
+        ("10kB", 10_000),
+        ("10KiB", 10 * 1024),
+        ("1Ti", 2**40),
+        ("7B", 7),
+    ],
+)
+def test_parse_bytes(text: str, expected: int) -> None:
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2G", "size '2G': unit 'G' is ambiguous; write GiB (powers of 1024) or GB (powers of 1000)"),
+        ("2k", "size '2k': unit 'k' is ambiguous; write KiB (powers of 1024) or kB (powers of 1000)"),
+        ("2XB", "size '2XB' has an unknown unit 'XB'; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB"),
+        ("0.5B", "size '0.5B' is not a whole number"),
+    ],
+)
+def test_parse_bytes_errors(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as error:
+        parse_bytes(text)
+    assert str(error.value) == message
+
+
+def test_format_bytes_picks_the_largest_unit_at_or_above_one() -> None:
+    assert format_bytes(0) == "0 B"
+    assert format_bytes(1023) == "1023 B"
+    assert format_bytes(1024) == "1.00 KiB"
+    assert format_bytes(1000, "si") == "1.00 kB"
+    assert format_bytes(3 * 2**30) == "3.00 GiB"
+    assert format_bytes(5 * 2**50 * 2000) == "10000.00 PiB"
+
+
+def test_byte_unit_and_humanize() -> None:
+    assert byte_unit("GiB") == 2**30
+    assert byte_unit("gb") == 10**9
+    assert humanize_count(999) == "999"
+    assert humanize_count(1_000) == "1.00K"
+    with pytest.raises(UsageError, match="unknown byte unit 'parsecs'"):
+        byte_unit("parsecs")
