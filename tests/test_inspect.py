@@ -86,7 +86,7 @@ def test_buffers_are_apart_from_parameters_and_persistence_is_known() -> None:
     model = RotaryNet()
     report = paramscope.inspect(model)
     saved = set(model.state_dict())
-    for name, buffer in model.named_buffers():
+    for name, _ in model.named_buffers():
         record = report.tensor(name)
         assert record.kind == "buffer"
         assert record.trainable is None
@@ -109,8 +109,10 @@ def test_parametrizations_count_stored_tensors_under_the_layer() -> None:
     assert report.module("1").buffers == sum(b.numel() for b in model[1].buffers())
     names = {record.name for record in report.tensors}
     assert {"0.parametrizations.weight.original0", "0.parametrizations.weight.original1", "0.bias"} <= names
-    assert "0.weight is parametrized (_WeightNorm): counted as the stored 0.parametrizations.weight.original0, " \
+    assert (
+        "0.weight is parametrized (_WeightNorm): counted as the stored 0.parametrizations.weight.original0, "
         "0.parametrizations.weight.original1" in report.notes
+    )
 
 
 def test_orthogonal_parametrization_on_cpu() -> None:
@@ -221,7 +223,7 @@ def test_wrapper_inside_a_model_is_folded_too() -> None:
 def test_inspect_rejects_other_objects() -> None:
     with pytest.raises(TargetError) as error:
         paramscope.inspect(42)  # type: ignore[arg-type]
-    assert str(error.value) == "cannot inspect a int: pass a torch.nn.Module or a target string"
+    assert str(error.value) == "cannot inspect an object of type int: pass a torch.nn.Module or a target string"
 
 
 def test_study_note_helpers() -> None:

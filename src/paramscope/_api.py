@@ -14,9 +14,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def inspect(
-    model: nn.Module | str, arguments: Mapping[str, Any] | None = None, *, device: str | None = None
-) -> Report:
+def inspect(model: nn.Module | str, arguments: Mapping[str, Any] | None = None, *, device: str | None = None) -> Report:
     """Count every parameter and buffer of a model, exactly, and return the :class:`Report`.
 
     ``model`` is a live ``nn.Module`` (on any device, meta included; wrappers such as ``torch.compile``'s and
@@ -38,7 +36,9 @@ def inspect(
         return load_report(model, arguments, device=device or "meta")
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(model, torch.nn.Module):
-        raise TargetError(f"cannot inspect a {type(model).__name__}: pass a torch.nn.Module or a target string")
+        raise TargetError(
+            f"cannot inspect an object of type {type(model).__name__}: pass a torch.nn.Module or a target string"
+        )
     if arguments or device is not None:
         raise TargetError("arguments and device are only used to build a target string, not with a module instance")
     from .sources.module import inspect_module

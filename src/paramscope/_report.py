@@ -10,15 +10,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 SCHEMA = "paramscope.report/1"
 
 TensorKind = Literal["parameter", "buffer"]
 
 
-@dataclass(frozen=True, slots=True)
-class TensorRecord:
+# TensorRecord and ModuleNode are NamedTuples rather than frozen dataclasses: a model can have 10^5 of each, and a
+# NamedTuple is built 3-4x faster and is ignored by the garbage collector once it holds only strings and numbers.
+
+
+class TensorRecord(NamedTuple):
     """One unique tensor. Tensors reachable under several names (tied weights) appear once, with ``aliases``.
 
     ``shape``, ``numel`` and ``bytes`` are ``None`` when the size is unknown (an uninitialised lazy parameter);
@@ -39,8 +42,7 @@ class TensorRecord:
     """Other names that refer to this same tensor, e.g. a tied ``lm_head.weight``."""
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleNode:
+class ModuleNode(NamedTuple):
     """One module of the tree. ``params``/``param_bytes`` cover the subtree, each tensor counted once.
 
     A tensor shared by several modules is counted under its first owner (in registration order), so for every node
@@ -173,7 +175,7 @@ def _record_dict(record: TensorRecord) -> dict[str, Any]:
 
 
 def _node_dict(node: ModuleNode) -> dict[str, Any]:
-    data = asdict(node)
+    data = node._asdict()
     data["shared"] = list(node.shared)
     return data
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
+import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, NoReturn
@@ -38,7 +39,8 @@ examples:
   paramscope inspect paramscope.examples:resnet18 --max-params 10M --max-bytes 40MiB
 
 TARGET is model code: 'package.module:attr' or 'path/to/file.py:attr', where attr is an nn.Module instance, a
-class, or a function returning one. ARGS are key=value pairs passed to it (Python literals, else strings).
+class, or a function returning one. KEY=VALUE arguments are passed to it as keyword arguments (values are Python
+literals, true/false/none, else strings).
 """
 
 
@@ -63,13 +65,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser(
         "inspect",
+        usage="paramscope inspect TARGET [KEY=VALUE ...] [options]",
         help="count the parameters and buffers of a model",
         description="Count every parameter and buffer of a model, exactly: tied weights once, by dtype, by module.",
         epilog=_INSPECT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     inspect.add_argument("target", metavar="TARGET", help="the model: 'package.module:attr' or 'file.py:attr'")
-    inspect.add_argument("args", metavar="ARGS", nargs="*", help="key=value keyword arguments for the target")
     inspect.add_argument(
         "--device",
         choices=("meta", "cpu"),
@@ -97,17 +99,25 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Write all of ``text`` or nothing: an existing file is only replaced by a complete new one."""
-    directory = path.parent if str(path.parent) else Path(".")
+    """Write all of ``text`` or nothing: an existing file is only replaced by a complete new one, keeping its mode."""
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory")
+    directory = path.parent
     if not directory.is_dir():
         raise UsageError(f"cannot write {path}: no such directory {directory}")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    temporary = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        # os.open applies the umask, as a plain open() would; mkstemp would force mode 0600.
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8") as out:
+            out.write(text)
+        if path.exists():
+            shutil.copymode(path, temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
@@ -139,11 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
         options, extra = parser.parse_known_args(arguments)
-        # key=value pairs may come after options too (`inspect T --depth 3 hidden=64`).
-        unknown = [item for item in extra if item.startswith("-") or "=" not in item]
+        # KEY=VALUE arguments for the target are what argparse leaves over, wherever they stand among the options.
+        unknown = [item for item in extra if item.startswith("-")]
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        options.args = [*getattr(options, "args", []), *extra]
+        options.args = extra
         handler: Callable[[argparse.Namespace, IO[str]], int] = options.handler
         return handler(options, sys.stdout)
     except SystemExit as exit_:

@@ -7,12 +7,13 @@ it. Building happens inside ``torch.device(device)``, so on ``meta`` no weight m
 from __future__ import annotations
 
 import ast
+import contextlib
+import difflib
 import importlib
 import importlib.util
 import inspect
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +88,19 @@ def _import_location(location: str, target: str) -> Any:
 
 
 def _module_candidates(namespace: Any) -> list[str]:
-    """Public names in ``namespace`` that would make a target: module instances, and module classes defined there."""
+    """Public names in ``namespace`` that could be targets: module instances, module classes and functions.
+
+    Only names the namespace exports (its ``__all__``) or defines itself, so imported helpers are not offered.
+    """
+    exported = getattr(namespace, "__all__", None)
     names = []
     for name, value in vars(namespace).items():
-        defined_here = getattr(value, "__module__", None) == getattr(namespace, "__name__", None)
-        is_class = isinstance(value, type) and issubclass(value, nn.Module)
-        if not name.startswith("_") and (isinstance(value, nn.Module) or (is_class and defined_here)):
+        if name.startswith("_"):
+            continue
+        own = name in exported if exported is not None else getattr(value, "__module__", None) == namespace.__name__
+        is_module_class = isinstance(value, type) and issubclass(value, nn.Module)
+        is_function = inspect.isfunction(value)
+        if isinstance(value, nn.Module) or (own and (is_module_class or is_function)):
             names.append(name)
     return sorted(names)
 
@@ -104,13 +112,15 @@ def _resolve(target: str) -> Any:
     for part in attr.split("."):
         if not hasattr(value, part):
             candidates = _module_candidates(namespace)
-            hint = f"; it defines: {', '.join(candidates)}" if candidates else ""
+            close = difflib.get_close_matches(attr, candidates, n=1)
+            hint = f"; did you mean {close[0]!r}? It defines" if close else "; it defines"
+            hint = f"{hint}: {', '.join(candidates)}" if candidates else ""
             raise TargetError(f"{target}: {location} has no attribute {attr!r}{hint}")
         value = getattr(value, part)
     return value
 
 
-@contextmanager
+@contextlib.contextmanager
 def _user_code(what: str, hint: str = "") -> Iterator[None]:
     """Turn any exception raised by the user's code into one TargetError that names the target."""
     try:
@@ -157,8 +167,9 @@ def build_model(target: str, arguments: Mapping[str, Any] | None = None, *, devi
         torch_device = torch.device(device)
     except RuntimeError:
         raise UsageError(f"unknown device {device!r}") from None
-    # Module-level code may build tensors too, so the import also runs under the device.
-    with torch_device:
+    # Module-level code may build tensors too, so the import also runs under the device. Whatever the model code
+    # prints goes to stderr: stdout carries the report, which must stay parseable (--format json | jq).
+    with torch_device, contextlib.redirect_stdout(sys.stderr):
         with _user_code(f"importing {target}"):
             value = _resolve(target)
         if isinstance(value, nn.Module):
@@ -166,12 +177,12 @@ def build_model(target: str, arguments: Mapping[str, Any] | None = None, *, devi
                 raise TargetError(f"{target} is a module instance: it takes no arguments ({', '.join(arguments)})")
             return value
         if not callable(value):
-            raise TargetError(f"{target} is a {type(value).__name__}, not a module, class or function")
+            raise TargetError(f"{target} is of type {type(value).__name__}, not a module, class or function")
         _check_signature(target, value, arguments)
         hint = "; if the model needs real tensors while it is built, try --device cpu" if device == "meta" else ""
         where = "the meta device" if device == "meta" else device
         with _user_code(f"building {target} on {where}", hint):
             model = value(**arguments)
     if not isinstance(model, nn.Module):
-        raise TargetError(f"{target} returned a {type(model).__name__}, not a torch.nn.Module")
+        raise TargetError(f"{target} returned an object of type {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -6,9 +6,11 @@ The model is only read: parameters and buffers are reached through ``_parameters
 
 from __future__ import annotations
 
+import gc
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -48,17 +50,17 @@ WRAPPERS: list[Wrapper] = [
 ]
 
 
-def _transparent_wrapper(module: nn.Module) -> Wrapper | None:
-    """The wrapper ``module`` is, when it holds nothing but the module it wraps."""
-    for wrapper in WRAPPERS:
-        if (
-            wrapper.matches(module)
-            and list(module._modules) == [wrapper.inner]
-            and not module._parameters
-            and not module._buffers
-        ):
-            return wrapper
-    return None
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    # The walk allocates ~2 acyclic objects per tensor. On a model with 10^5 tensors that triggers a full
+    # collection, which traverses every object of the user's model and costs more than the walk itself.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _join(prefix: str, name: str) -> str:
@@ -75,73 +77,157 @@ def _parametrizations(module: nn.Module) -> nn.ModuleDict | None:
     return None
 
 
+_UNKNOWN = Wrapper("", "", lambda module: False)  # marks a module class not yet checked against WRAPPERS
+
+# (owner node index, owner path, tensor name, tensor, kind, persistent): one per registration of a tensor.
+_Entry = tuple[int, str, str, torch.Tensor, TensorKind, "bool | None"]
+
+
 class _Walk:
-    """One pre-order pass over a model, collecting unique tensors, the tree and notes."""
+    """One pre-order pass over a model: the tree, the unique tensors, and what the notes need.
+
+    This is the hot path for models with 10^5 tensors: the module walk only lists tensor registrations, and one
+    tight loop turns them into records, with per-class and per-dtype facts cached.
+    """
 
     def __init__(self) -> None:
         self.tree = TreeBuilder()
         self.records: list[TensorRecord] = []
-        self.record_index: dict[int, int] = {}
-        self.dtypes: dict[torch.dtype, DType | None] = {}
-        self.seen_modules: dict[int, str] = {}
-        self.notes: list[str] = []
+        self.owners: list[int] = []
+        self.devices: set[torch.device] = set()
         self.unwrapped: dict[str, str] = {}
         self.lazy: dict[str, list[str]] = {}
-        self.unknown_dtypes: dict[str, str] = {}
+        self.unknown_dtypes: set[str] = set()
         self.reused: list[tuple[str, str]] = []
         self.tied: list[tuple[str, str]] = []
         self.parametrized: list[tuple[str, nn.ModuleDict]] = []
-        self.devices: set[torch.device] = set()
+        self._entries: list[_Entry] = []
+        self._reused_modules: list[tuple[str, nn.Module]] = []
+        self._record_index: dict[int, int] = {}
+        self._wrappers: dict[type, Wrapper | None] = {}
+        self._lazy_classes: dict[type, bool] = {}
+        self._dtype_info: dict[torch.dtype, tuple[str, int, DType | None]] = {}
 
     def run(self, model: nn.Module) -> None:
+        self._walk_modules(model)
+        self._make_records()
+
+    def _walk_modules(self, model: nn.Module) -> None:
+        tree, wrappers = self.tree, self._wrappers
+        seen: dict[int, str] = {}
         stack: list[tuple[str, nn.Module, int]] = [("", model, -1)]
         while stack:
             path, module, parent = stack.pop()
-            wrapper = _transparent_wrapper(module)
-            if wrapper is not None:
-                self.unwrapped.setdefault(wrapper.label, wrapper.inner)
-                stack.append((path, module._modules[wrapper.inner], parent))  # type: ignore[arg-type]
-                continue
-            first_path = self.seen_modules.get(id(module))
+            if wrappers.get(type(module), _UNKNOWN) is not None:
+                inner = self._unwrap(module)
+                if inner is not None:
+                    stack.append((path, inner, parent))
+                    continue
+            first_path = seen.get(id(module))
             if first_path is not None:
+                tree.add_module(path, type(module).__name__, parent, same_as=first_path)
                 self.reused.append((path, first_path))
-                self.tree.add_module(path, type(module).__name__, parent, same_as=first_path)
-                self._add_aliases_below(path, module)
+                self._reused_modules.append((path, module))
                 continue
-            self.seen_modules[id(module)] = path
-            index = self.tree.add_module(path, type(module).__name__, parent)
-            self._add_own_tensors(index, path, module)
+            seen[id(module)] = path
+            index = tree.add_module(path, type(module).__name__, parent)
+            prefix = path + "." if path else ""
+            if module._parameters or module._buffers:
+                self._list_own_tensors(index, path, prefix, module)
             children = module._modules
-            parametrizations = _parametrizations(module)
-            if parametrizations is not None:
-                # Parametrizations store the real tensors (e.g. `original0`, `original1` of weight_norm) in
-                # `<layer>.parametrizations.<name>`; count them as the layer's own so the tree shows the layer.
-                self.parametrized.append((path, parametrizations))
-                self._add_subtree_tensors(index, path, parametrizations)
-                children = {key: child for key, child in children.items() if key != "parametrizations"}
+            if "parametrizations" in children:
+                children = self._fold_parametrizations(index, path, module)
             for name, child in reversed(children.items()):
                 if child is not None:
-                    stack.append((_join(path, name), child, index))
+                    stack.append((prefix + name, child, index))
 
-    def _add_own_tensors(self, owner: int, path: str, module: nn.Module) -> None:
+    def _unwrap(self, module: nn.Module) -> nn.Module | None:
+        """The module that ``module`` wraps, when it is a known wrapper holding nothing else."""
+        cls = type(module)
+        if cls not in self._wrappers:
+            self._wrappers[cls] = next((w for w in WRAPPERS if w.matches(module)), None)
+        wrapper = self._wrappers[cls]
+        if wrapper is None or module._parameters or module._buffers or list(module._modules) != [wrapper.inner]:
+            return None
+        self.unwrapped.setdefault(wrapper.label, wrapper.inner)
+        return module._modules[wrapper.inner]
+
+    def _fold_parametrizations(self, index: int, path: str, module: nn.Module) -> dict[str, nn.Module | None]:
+        """List a parametrized layer's stored tensors as its own; return the children left to walk."""
+        parametrizations = _parametrizations(module)
+        if parametrizations is None:
+            return module._modules
+        # The real tensors (e.g. `original0`, `original1` of weight_norm) live in `<layer>.parametrizations.<name>`;
+        # counting them as the layer's own keeps the tree showing the layer.
+        self.parametrized.append((path, parametrizations))
+        for sub_path, sub_module in parametrizations.named_modules(prefix=_join(path, "parametrizations")):
+            self._list_own_tensors(index, path, sub_path + ".", sub_module)
+        return {key: child for key, child in module._modules.items() if key != "parametrizations"}
+
+    def _list_own_tensors(self, owner: int, owner_path: str, prefix: str, module: nn.Module) -> None:
+        """List the tensors registered directly on ``module`` (names start with ``prefix``) for node ``owner``."""
+        entries = self._entries
         for name, param in module._parameters.items():
             if param is not None:
-                self._add_tensor(owner, path, _join(path, name), param, "parameter", None)
+                entries.append((owner, owner_path, prefix + name, param, "parameter", None))
         if module._buffers:
             non_persistent = module._non_persistent_buffers_set
             for name, buffer in module._buffers.items():
                 if buffer is not None:
-                    self._add_tensor(owner, path, _join(path, name), buffer, "buffer", name not in non_persistent)
+                    entries.append((owner, owner_path, prefix + name, buffer, "buffer", name not in non_persistent))
 
-    def _add_subtree_tensors(self, owner: int, owner_path: str, subtree: nn.Module) -> None:
-        for path, module in subtree.named_modules(prefix=_join(owner_path, "parametrizations")):
-            for name, param in module._parameters.items():
-                if param is not None:
-                    self._add_tensor(owner, owner_path, _join(path, name), param, "parameter", None)
-            for name, buffer in module._buffers.items():
-                if buffer is not None:
-                    persistent = name not in module._non_persistent_buffers_set
-                    self._add_tensor(owner, owner_path, _join(path, name), buffer, "buffer", persistent)
+    def _make_records(self) -> None:
+        records, owners, record_index = self.records, self.owners, self._record_index
+        dtype_info, lazy_classes, devices = self._dtype_info, self._lazy_classes, self.devices
+        for owner, owner_path, name, tensor, kind, persistent in self._entries:
+            key = id(tensor)
+            position = record_index.get(key)
+            if position is not None:
+                self._tie(owner, position, name)
+                continue
+            record_index[key] = len(records)
+            devices.add(tensor.device)
+            dtype = tensor.dtype
+            dtype_name, element_bytes, entry = dtype_info.get(dtype) or self._learn_dtype(dtype)
+            trainable = tensor.requires_grad if kind == "parameter" else None
+            cls = type(tensor)
+            lazy = lazy_classes.get(cls)
+            if lazy is None:
+                # issubclass once per class: isinstance on a Parameter goes through a slow Python metaclass hook.
+                lazy = lazy_classes[cls] = issubclass(cls, (UninitializedParameter, UninitializedBuffer))
+            if lazy:
+                self.lazy.setdefault(owner_path, []).append(name)
+                records.append(TensorRecord(name, None, None, dtype_name, None, kind, trainable, persistent))
+            else:
+                numel = tensor.numel()
+                if element_bytes:
+                    nbytes = numel * element_bytes
+                elif entry is not None:
+                    nbytes = entry.nbytes(numel)
+                else:  # a dtype newer than the table: torch's element size is exact for it, and the notes say so
+                    nbytes = numel * tensor.element_size()
+                shape = tuple(tensor.shape)
+                records.append(TensorRecord(name, shape, numel, dtype_name, nbytes, kind, trainable, persistent))
+            owners.append(owner)
+        for path, module in self._reused_modules:
+            self._add_aliases_below(path, module)
+
+    def _learn_dtype(self, dtype: torch.dtype) -> tuple[str, int, DType | None]:
+        name = str(dtype).removeprefix("torch.")
+        entry = _dtypes.find(name)
+        if entry is None:
+            self.unknown_dtypes.add(name)
+        # Types stored one element per whole number of bytes take the fast path: numel × bytes.
+        element_bytes = entry.storage_block_bytes if entry is not None and entry.block_elements == 1 else 0
+        self._dtype_info[dtype] = info = (name, element_bytes, entry)
+        return info
+
+    def _tie(self, owner: int, position: int, name: str) -> None:
+        """A tensor seen before under another name: an alias, counted under its first owner."""
+        first = self.records[position].name
+        self._alias(position, name)
+        self.tree.add_shared(owner, first)
+        self.tied.append((name, first))
 
     def _add_aliases_below(self, prefix: str, module: nn.Module) -> None:
         """A module object seen before: its tensors are all known, so its names only become aliases."""
@@ -150,53 +236,14 @@ class _Walk:
             *module.named_buffers(prefix=prefix, remove_duplicate=False),
         )
         for name, tensor in named:
-            position = self.record_index.get(id(tensor))
+            position = self._record_index.get(id(tensor))
             if position is not None:
                 self._alias(position, name)
-
-    def _add_tensor(
-        self, owner: int, owner_path: str, name: str, tensor: torch.Tensor, kind: TensorKind, persistent: bool | None
-    ) -> None:
-        key = id(tensor)
-        position = self.record_index.get(key)
-        if position is not None:
-            first = self.records[position].name
-            self._alias(position, name)
-            self.tree.add_shared(owner, first)
-            self.tied.append((name, first))
-            return
-        self.record_index[key] = len(self.records)
-        self.devices.add(tensor.device)
-        dtype = tensor.dtype
-        trainable = tensor.requires_grad if kind == "parameter" else None
-        if isinstance(tensor, (UninitializedParameter, UninitializedBuffer)):
-            self.lazy.setdefault(owner_path, []).append(name)
-            record = TensorRecord(name, None, None, _dtype_name(dtype), None, kind, trainable, persistent)
-        else:
-            numel = tensor.numel()
-            record = TensorRecord(
-                name, tuple(tensor.shape), numel, _dtype_name(dtype), self._nbytes(tensor, numel), kind,
-                trainable, persistent,
-            )  # fmt: skip
-        self.records.append(record)
-        self.tree.add_tensor(owner, record)
-
-    def _nbytes(self, tensor: torch.Tensor, numel: int) -> int:
-        dtype = tensor.dtype
-        try:
-            entry = self.dtypes[dtype]
-        except KeyError:
-            entry = self.dtypes[dtype] = _dtypes.find(_dtype_name(dtype))
-        if entry is not None:
-            return entry.nbytes(numel)
-        # A dtype newer than the table: torch's own element size is exact for it, and the notes say so.
-        self.unknown_dtypes.setdefault(_dtype_name(dtype), tensor.__class__.__name__)
-        return numel * tensor.element_size()
 
     def _alias(self, position: int, name: str) -> None:
         record = self.records[position]
         if name != record.name and name not in record.aliases:
-            self.records[position] = replace(record, aliases=(*record.aliases, name))
+            self.records[position] = record._replace(aliases=(*record.aliases, name))
 
     def collect_notes(self) -> list[str]:
         notes = [
@@ -226,17 +273,14 @@ class _Walk:
         return notes
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 def inspect_module(model: nn.Module, *, target: str | None = None, device: str | None = None) -> Report:
     """Build the report of a live module. The model is only read, never changed."""
     walk = _Walk()
-    walk.run(model)
+    with _gc_paused():
+        walk.run(model)
+        modules = walk.tree.build(walk.records, walk.owners)
     notes = walk.collect_notes()
     totals, by_dtype = summarize(walk.records)
-    modules = walk.tree.build()
     name = target if target is not None else f"{type(model).__module__}.{type(model).__qualname__}"
     if device is None and walk.devices:
         device = ", ".join(sorted(str(d) for d in walk.devices))

@@ -1,0 +1,1555 @@
+"""The ``paramscope`` command line: ``paramscope inspect TARGET [ARGS...]``, its formats, budget gate and errors.
+
+Most tests call ``main(argv)`` in-process and read stdout/stderr with ``capsys``; a few run the real entry points
+(``python -m paramscope.cli`` and the ``paramscope`` console script) as subprocesses to prove exit codes and the
+absence of tracebacks. Every figure is checked against torch itself (``model.parameters()``, ``model.buffers()``,
+``state_dict()``), never against paramscope's own arithmetic; the only literal counts are published ones
+(ResNet-18: 11,689,512; GPT-2 small: 124,439,808).
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+import runpy
+import shlex
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import paramscope
+from paramscope.cli import main
+from paramscope.examples import gpt2, resnet18
+
+RESNET18_PARAMS = 11_689_512  # published (torchvision resnet18)
+GPT2_SMALL_PARAMS = 124_439_808  # published (GPT-2 small, LM head tied to the token embedding)
+TINY_GPT_ARGS = ("vocab_size=100", "n_positions=16", "n_embd=8", "n_layer=2", "n_head=2")
+TINY_GPT_KWARGS = {"vocab_size": 100, "n_positions": 16, "n_embd": 8, "n_layer": 2, "n_head": 2}
+META_HINT = "; if the model needs real tensors while it is built, try --device cpu"
+SUBPROCESS_TIMEOUT = 240
+TOTALS_KEYS = {"params", "trainable", "frozen", "param_bytes", "buffers", "buffer_bytes", "complete"}
+TENSOR_KEYS = {"name", "shape", "numel", "dtype", "bytes", "kind", "trainable", "persistent", "aliases"}
+MODULE_KEYS = {
+    "path", "type", "depth", "own_params", "own_param_bytes", "params", "param_bytes", "trainable", "buffers",
+    "buffer_bytes", "complete", "same_as", "shared",
+}  # fmt: skip
+
+MODELS_SOURCE = '''
+import sys
+
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, hidden=4, bias=True):
+        super().__init__()
+        self.fc = nn.Linear(3, hidden, bias=bias)
+        self.norm = nn.BatchNorm1d(hidden)
+        self.out = nn.Linear(hidden, 2)
+
+
+class Mixed(nn.Module):
+    """Frozen parameters, a module reused under two names, float16 weights, both kinds of buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8))
+        self.backbone.requires_grad_(False)
+        self.shared = nn.Linear(8, 8)
+        self.again = self.shared
+        self.head = nn.Linear(8, 3).to(torch.float16)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("cache", torch.zeros(5), persistent=False)
+
+
+class NeedsWidth(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+
+
+class UsesItem(nn.Module):
+    """Reads a tensor's value while it is built: impossible on the meta device, fine on cpu."""
+
+    def __init__(self):
+        super().__init__()
+        width = int(torch.full((1,), 3.0).item())
+        self.fc = nn.Linear(width, 2 * width)
+
+
+class Lazy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.known = nn.Linear(2, 2)
+        self.lazy = nn.LazyLinear(4)
+
+
+net = Net(hidden=5)
+CONFIG = {"hidden": 4}
+WIDTH = 4
+
+
+def build(hidden=3, bias=True):
+    return Net(hidden=hidden, bias=bias)
+
+
+def not_a_model():
+    return ["not", "a", "model"]
+
+
+def explode(reason="kaboom"):
+    raise ValueError(reason + "\\nsecond line of the message")
+
+
+def silent_failure():
+    raise RuntimeError()
+
+
+def quits():
+    sys.exit("bye")
+
+
+def echo(**kwargs):
+    raise ValueError(repr(sorted(kwargs.items())))
+
+
+def huge():
+    return nn.Linear(100_000, 100_000)
+
+
+def chatty():
+    print("building the model...")
+    return Net()
+'''
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``main(argv)`` in-process: (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    code, out, err = run(capsys, "inspect", *argv, "--format", "json")
+    assert (code, err) == (0, "")
+    return json.loads(out)
+
+
+def assert_error(result: tuple[int, str, str], message: str) -> None:
+    """Exit 2, nothing on stdout, and exactly the one line ``paramscope: error: <message>`` on stderr."""
+    code, out, err = result
+    assert err == f"paramscope: error: {message}\n"
+    assert code == 2
+    assert out == ""
+
+
+def write(directory: Path, name: str, source: str) -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> Path:
+    """A model file of the kind users write, in a fresh directory."""
+    return write(tmp_path, "models.py", MODELS_SOURCE)
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The model file's namespace, executed by Python directly (on cpu): the ground truth's side."""
+    return runpy.run_path(str(path))
+
+
+def on_meta(factory: Any, **kwargs: Any) -> nn.Module:
+    with torch.device("meta"):
+        return factory(**kwargs)
+
+
+def canonical_tensors(model: nn.Module) -> dict[str, tuple[torch.Tensor, str, list[str]]]:
+    """Each unique tensor by its first name (pre-order, as torch names it): (tensor, kind, other names)."""
+    named = [
+        *((name, tensor, "parameter") for name, tensor in model.named_parameters(remove_duplicate=False)),
+        *((name, tensor, "buffer") for name, tensor in model.named_buffers(remove_duplicate=False)),
+    ]
+    first: dict[int, str] = {}
+    result: dict[str, tuple[torch.Tensor, str, list[str]]] = {}
+    for name, tensor, kind in named:
+        if id(tensor) in first:
+            result[first[id(tensor)]][2].append(name)
+        else:
+            first[id(tensor)] = name
+            result[name] = (tensor, kind, [])
+    return result
+
+
+def nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def torch_totals(model: nn.Module) -> dict[str, Any]:
+    """The report's totals as torch sees them; ``parameters()``/``buffers()`` yield each shared tensor once."""
+    params = list(model.parameters())
+    buffers = list(model.buffers())
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    total = sum(p.numel() for p in params)
+    return {
+        "params": total,
+        "trainable": trainable,
+        "frozen": total - trainable,
+        "param_bytes": sum(nbytes(p) for p in params),
+        "buffers": sum(b.numel() for b in buffers),
+        "buffer_bytes": sum(nbytes(b) for b in buffers),
+        "complete": True,
+    }
+
+
+def module_paths(model: nn.Module, max_depth: int | None = None) -> dict[str, str]:
+    """Path -> type name of every module (root ``""``), to ``max_depth``."""
+    return {
+        path: type(module).__name__
+        for path, module in model.named_modules()
+        if max_depth is None or depth_of(path) <= max_depth
+    }
+
+
+def depth_of(path: str) -> int:
+    return 0 if path == "" else path.count(".") + 1
+
+
+def under(name: str, path: str) -> bool:
+    return path == "" or name.startswith(path + ".")
+
+
+def assert_report_matches(report: dict[str, Any], model: nn.Module) -> None:
+    """Every figure of a JSON report against torch's view of ``model`` (a tensor counts under its first name)."""
+    assert report["schema"] == "paramscope.report/1"
+    assert report["totals"] == torch_totals(model)
+
+    tensors = canonical_tensors(model)
+    expected_tensors = {
+        name: {
+            "name": name,
+            "shape": list(tensor.shape),
+            "numel": tensor.numel(),
+            "dtype": str(tensor.dtype).removeprefix("torch."),
+            "bytes": nbytes(tensor),
+            "kind": kind,
+            "trainable": tensor.requires_grad if kind == "parameter" else None,
+            "persistent": None if kind == "parameter" else name in model.state_dict(),
+            "aliases": sorted(aliases),
+        }
+        for name, (tensor, kind, aliases) in tensors.items()
+    }
+    got_tensors = {entry["name"]: {**entry, "aliases": sorted(entry["aliases"])} for entry in report["tensors"]}
+    assert got_tensors == expected_tensors
+    assert len(report["tensors"]) == len(tensors)
+
+    by_dtype: dict[str, dict[str, int]] = {}
+    for tensor in model.parameters():
+        entry = by_dtype.setdefault(str(tensor.dtype).removeprefix("torch."), {"params": 0, "bytes": 0})
+        entry["params"] += tensor.numel()
+        entry["bytes"] += nbytes(tensor)
+    assert report["by_dtype"] == by_dtype
+
+    nodes = {node["path"]: node for node in report["modules"]}
+    assert nodes[""]["params"] == report["totals"]["params"]
+    assert nodes[""]["buffers"] == report["totals"]["buffers"]
+    for path, node in nodes.items():
+        assert node["depth"] == depth_of(path)
+        if node["same_as"] is not None:
+            continue
+        params = [(name, t) for name, (t, kind, _) in tensors.items() if kind == "parameter" and under(name, path)]
+        buffers = [(name, t) for name, (t, kind, _) in tensors.items() if kind == "buffer" and under(name, path)]
+        assert node["params"] == sum(t.numel() for _, t in params), path
+        assert node["param_bytes"] == sum(nbytes(t) for _, t in params), path
+        assert node["trainable"] == sum(t.numel() for _, t in params if t.requires_grad), path
+        assert node["buffers"] == sum(t.numel() for _, t in buffers), path
+        assert node["buffer_bytes"] == sum(nbytes(t) for _, t in buffers), path
+        children = [
+            child for child in nodes.values() if child["depth"] == node["depth"] + 1 and under(child["path"], path)
+        ]
+        assert node["params"] == node["own_params"] + sum(child["params"] for child in children), path
+
+
+def iec(n: int) -> str:
+    """Bytes in the largest IEC unit that keeps the value at or above 1, two decimals (the CLI's convention)."""
+    for unit, power in (("TiB", 4), ("GiB", 3), ("MiB", 2), ("KiB", 1)):
+        if n >= 1024**power:
+            return f"{n / 1024**power:.2f} {unit}"
+    return f"{n} B"
+
+
+def si(n: int) -> str:
+    for unit, power in (("TB", 4), ("GB", 3), ("MB", 2), ("kB", 1)):
+        if n >= 1000**power:
+            return f"{n / 1000**power:.2f} {unit}"
+    return f"{n} B"
+
+
+def params_over(total: int, limit: int) -> str:
+    over = total - limit
+    return f"parameters: {total:,} > --max-params {limit:,} (over by {over:,}, {100 * over / limit:.1f} %)"
+
+
+def bytes_over(size: int, limit: int, fmt: Any = iec) -> str:
+    over = size - limit
+    return (
+        f"size (parameters + buffers): {fmt(size)} ({size:,} B) > --max-bytes {fmt(limit)} "
+        f"(over by {fmt(over)}, {100 * over / limit:.1f} %)"
+    )
+
+
+def section_rows(text: str, title_prefix: str) -> list[str]:
+    """The first cell of every row of the plain-text section whose title starts with ``title_prefix``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title_prefix))
+    rows = []
+    for line in lines[start + 3 :]:  # title, header, dashes
+        if not line.strip():
+            break
+        rows.append(line.split()[0])
+    return rows
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in {"COLUMNS", "FORCE_COLOR"}}
+    env.update(extra)
+    return env
+
+
+def run_module(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=subprocess_env(),
+        **kwargs,
+    )
+
+
+def console_script() -> Path:
+    script = Path(sys.executable).parent / "paramscope"
+    if not script.exists():
+        pytest.skip(f"no console script next to {sys.executable}")
+    return script
+
+
+@pytest.fixture(scope="module")
+def resnet() -> nn.Module:
+    return on_meta(resnet18)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt() -> nn.Module:
+    return on_meta(gpt2, **TINY_GPT_KWARGS)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the built-in examples
+
+
+def test_resnet18_has_its_published_count(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    report = run_json(capsys, "paramscope.examples:resnet18")
+    assert report["totals"]["params"] == RESNET18_PARAMS
+    assert report["source"] == {"kind": "module", "target": "paramscope.examples:resnet18", "device": "meta"}
+    assert_report_matches(report, resnet)
+    assert module_paths(resnet) == {node["path"]: node["type"] for node in report["modules"]}
+
+
+def test_resnet18_num_classes_changes_exactly_the_fc_layer(
+    capsys: pytest.CaptureFixture[str], resnet: nn.Module
+) -> None:
+    small = on_meta(resnet18, num_classes=10)
+    default = run_json(capsys, "paramscope.examples:resnet18")
+    report = run_json(capsys, "paramscope.examples:resnet18", "num_classes=10")
+    assert_report_matches(report, small)
+
+    fc = {node["path"]: node for node in report["modules"]}["fc"]
+    assert fc["params"] == small.fc.weight.numel() + small.fc.bias.numel() == 512 * 10 + 10
+    assert [entry["shape"] for entry in report["tensors"] if entry["name"].startswith("fc.")] == [[10, 512], [10]]
+    # Only the classifier differs: (1000 - 10) classes × (512 weights + 1 bias).
+    assert default["totals"]["params"] - report["totals"]["params"] == (1000 - 10) * (512 + 1)
+    others = [(node["path"], node["params"]) for node in report["modules"] if node["path"] not in {"", "fc"}]
+    assert others == [(node["path"], node["params"]) for node in default["modules"] if node["path"] not in {"", "fc"}]
+
+
+def test_gpt2_small_has_its_published_count(capsys: pytest.CaptureFixture[str]) -> None:
+    report = run_json(capsys, "paramscope.examples:gpt2")
+    assert report["totals"]["params"] == GPT2_SMALL_PARAMS
+    assert report["totals"]["trainable"] == GPT2_SMALL_PARAMS
+
+
+def test_gpt2_tied_head_is_counted_once(capsys: pytest.CaptureFixture[str], tiny_gpt: nn.Module) -> None:
+    report = run_json(capsys, "paramscope.examples:gpt2", *TINY_GPT_ARGS)
+    assert_report_matches(report, tiny_gpt)
+
+    deduplicated = sum(p.numel() for p in tiny_gpt.parameters())
+    with_duplicates = sum(p.numel() for _, p in tiny_gpt.named_parameters(remove_duplicate=False))
+    assert report["totals"]["params"] == deduplicated
+    assert with_duplicates - deduplicated == tiny_gpt.lm_head.weight.numel()  # the test is not vacuous
+
+    embedding = next(entry for entry in report["tensors"] if entry["name"] == "transformer.wte.weight")
+    assert embedding["aliases"] == ["lm_head.weight"]
+    assert "lm_head.weight" not in [entry["name"] for entry in report["tensors"]]
+    head = next(node for node in report["modules"] if node["path"] == "lm_head")
+    assert (head["params"], head["shared"]) == (0, ["transformer.wte.weight"])
+    masks = [entry for entry in report["tensors"] if entry["name"].endswith(".attn.bias")]
+    assert len(masks) == 2
+    assert all(entry["kind"] == "buffer" and entry["persistent"] is False for entry in masks)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# model code from a file or a package
+
+
+def test_file_target_instance(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    report = run_json(capsys, f"{models}:net")
+    assert report["source"] == {"kind": "module", "target": f"{models}:net", "device": "meta"}
+    assert_report_matches(report, load(models)["net"])
+
+
+def test_file_target_class_with_kwargs(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    report = run_json(capsys, f"{models}:Net", "hidden=7", "bias=false")
+    expected = load(models)["Net"](hidden=7, bias=False)
+    assert_report_matches(report, expected)
+    assert report["totals"]["params"] != torch_totals(load(models)["Net"]())["params"]
+
+
+def test_file_target_factory_function(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    report = run_json(capsys, f"{models}:build", "hidden=9")
+    assert_report_matches(report, load(models)["build"](hidden=9))
+
+
+def test_file_target_relative_to_the_working_directory(
+    capsys: pytest.CaptureFixture[str], models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(models.parent)
+    report = run_json(capsys, "models.py:build")
+    assert report["source"]["target"] == "models.py:build"
+    assert_report_matches(report, load(models)["build"]())
+
+
+def test_file_target_can_import_its_neighbours(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    neighbour = f"layers_{uuid.uuid4().hex}"
+    write(
+        tmp_path, f"{neighbour}.py", "from torch import nn\n\nWIDTH = 6\n\ndef block():\n    return nn.Linear(6, 6)\n"
+    )
+    path = write(
+        tmp_path,
+        "net.py",
+        f"from torch import nn\nfrom {neighbour} import WIDTH, block\n\n"
+        "def model():\n    return nn.Sequential(block(), nn.Linear(WIDTH, 1))\n",
+    )
+    try:
+        report = run_json(capsys, f"{path}:model")
+    finally:
+        sys.modules.pop(neighbour, None)
+    assert report["totals"]["params"] == (6 * 6 + 6) + (6 + 1)
+    assert str(tmp_path) not in sys.path  # the file's directory is only on the path while it is imported
+
+
+def test_file_model_with_frozen_reused_half_and_buffers(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    model = load(models)["Mixed"]()
+    report = run_json(capsys, f"{models}:Mixed")
+    assert_report_matches(report, model)
+    assert report["totals"]["frozen"] == sum(p.numel() for p in model.backbone.parameters()) > 0
+    assert set(report["by_dtype"]) == {"float32", "float16"}
+    again = next(node for node in report["modules"] if node["path"] == "again")
+    assert again["same_as"] == "shared"
+
+
+@pytest.fixture
+def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An importable package ``<name>.models`` holding MODELS_SOURCE; yields its name."""
+    name = f"user_models_{uuid.uuid4().hex}"
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "__init__.py").write_text("")
+    write(tmp_path / name, "models.py", MODELS_SOURCE)
+    write(tmp_path / name, "broken.py", "import torch\n\nVALUE = 1 / 0\n")
+    write(tmp_path / name, "needs_dep.py", "import paramscope_not_installed_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    for module in [module for module in sys.modules if module == name or module.startswith(name + ".")]:
+        del sys.modules[module]
+
+
+def test_package_module_target(capsys: pytest.CaptureFixture[str], user_package: str, tmp_path: Path) -> None:
+    report = run_json(capsys, f"{user_package}.models:build", "hidden=11")
+    assert report["source"]["target"] == f"{user_package}.models:build"
+    assert_report_matches(report, load(tmp_path / user_package / "models.py")["build"](hidden=11))
+
+
+def test_meta_is_the_default_and_allocates_nothing(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    # Check the default cheaply first: the model below is 10^10 float32 weights, 40 GB if really allocated.
+    assert run_json(capsys, f"{models}:build")["source"]["device"] == "meta"
+    expected = on_meta(lambda: nn.Linear(100_000, 100_000))
+    report = run_json(capsys, f"{models}:huge")
+    assert report["source"]["device"] == "meta"
+    assert report["totals"] == torch_totals(expected)
+    assert report["totals"]["param_bytes"] > 32 * 2**30
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# key=value arguments
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("n=10", 10),
+        ("n=-3", -3),
+        ("x=1.5", 1.5),
+        ("flag=True", True),
+        ("flag=true", True),
+        ("flag=false", False),
+        ("flag=FALSE", False),
+        ("v=None", None),
+        ("v=none", None),
+        ("v=null", None),
+        ("name=tiny", "tiny"),
+        ("name='7'", "7"),
+        ("name=7abc", "7abc"),
+        ("name=", ""),
+        ("expr=a=b", "a=b"),
+        ("dims=(2, 3)", (2, 3)),
+        ("dims=[1,2]", [1, 2]),
+        ("opts={'a': 1}", {"a": 1}),
+    ],
+)
+def test_argument_values_are_literals_else_strings(
+    capsys: pytest.CaptureFixture[str], models: Path, argument: str, value: Any
+) -> None:
+    key = argument.partition("=")[0]
+    target = f"{models}:echo"
+    received = repr(sorted({key: value}.items()))
+    assert_error(
+        run(capsys, "inspect", target, argument),
+        f"building {target} on the meta device failed: ValueError: {received}{META_HINT}",
+    )
+
+
+def test_several_arguments_reach_the_factory(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:echo"
+    received = repr(sorted({"depth": 3, "name": "tiny", "scale": 0.5}.items()))
+    assert_error(
+        run(capsys, "inspect", target, "name=tiny", "depth=3", "scale=0.5"),
+        f"building {target} on the meta device failed: ValueError: {received}{META_HINT}",
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("hidden=7", "bias=false", "--format", "json"),
+        ("--format", "json", "hidden=7", "bias=false"),
+        ("hidden=7", "--format", "json", "bias=false"),
+        ("--depth", "1", "--format", "json", "--tensors", "hidden=7", "bias=false"),
+        ("--format=json", "--device", "cpu", "bias=false", "hidden=7"),
+    ],
+    ids=["before", "after", "around", "after-flags", "after-device"],
+)
+def test_arguments_may_come_before_or_after_options(
+    capsys: pytest.CaptureFixture[str], models: Path, argv: tuple[str, ...]
+) -> None:
+    code, out, err = run(capsys, "inspect", f"{models}:build", *argv)
+    assert (code, err) == (0, "")
+    assert_report_matches(json.loads(out), load(models)["build"](hidden=7, bias=False))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# errors: one line, exit 2, no traceback
+
+
+def test_unknown_module(capsys: pytest.CaptureFixture[str]) -> None:
+    target = "paramscope_no_such_package.models:net"
+    assert_error(run(capsys, "inspect", target), f"{target}: no module named 'paramscope_no_such_package'")
+
+
+def test_unknown_submodule_of_a_real_package(capsys: pytest.CaptureFixture[str]) -> None:
+    target = "paramscope.no_such_module:net"
+    assert_error(run(capsys, "inspect", target), f"{target}: no module named 'paramscope.no_such_module'")
+
+
+def test_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "absent.py"
+    target = f"{missing}:net"
+    assert_error(run(capsys, "inspect", target), f"{target}: no such file: {missing}")
+
+
+def test_missing_attribute_lists_the_candidates(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "candidates.py",
+        """
+        from torch import nn
+        from torch.nn import Linear  # imported, not defined here: not a candidate
+
+
+        class Encoder(nn.Module):
+            pass
+
+
+        class Decoder(nn.Module):
+            pass
+
+
+        class _Private(nn.Module):
+            pass
+
+
+        class NotAModule:
+            pass
+
+
+        model = nn.Linear(2, 2)
+        WIDTH = 4
+        """,
+    )
+    target = f"{path}:Encodr"
+    assert_error(
+        run(capsys, "inspect", target),
+        f"{target}: {path} has no attribute 'Encodr'; did you mean 'Encoder'? It defines: Decoder, Encoder, model",
+    )
+    target = f"{path}:transformer"
+    assert_error(
+        run(capsys, "inspect", target),
+        f"{target}: {path} has no attribute 'transformer'; it defines: Decoder, Encoder, model",
+    )
+
+
+def test_missing_attribute_in_a_namespace_without_candidates(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write(tmp_path, "empty.py", "WIDTH = 4\n")
+    target = f"{path}:model"
+    assert_error(run(capsys, "inspect", target), f"{target}: {path} has no attribute 'model'")
+
+
+@pytest.mark.parametrize(
+    ("target", "candidate"),
+    [("paramscope.examples:resnet19", "resnet18"), ("{models}:buld", "build")],
+    ids=["examples-package", "factory-in-file"],
+)
+def test_missing_attribute_lists_factory_functions(
+    capsys: pytest.CaptureFixture[str], models: Path, target: str, candidate: str
+) -> None:
+    """Factory functions are the usual target, so a typo in one must be answered with them (and re-exports)."""
+    code, out, err = run(capsys, "inspect", target.format(models=models))
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert f"did you mean {candidate!r}?" in err
+    assert candidate in err.partition(" defines: ")[2].rstrip("\n").split(", ")
+
+
+def test_attribute_that_is_not_a_model(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:CONFIG"
+    assert_error(run(capsys, "inspect", target), f"{target} is of type dict, not a module, class or function")
+
+
+def test_attribute_that_is_an_int(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:WIDTH"
+    assert_error(run(capsys, "inspect", target), f"{target} is of type int, not a module, class or function")
+
+
+def test_attribute_that_is_a_python_module(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_error(run(capsys, "inspect", "os:path"), "os:path is of type module, not a module, class or function")
+
+
+def test_factory_returning_something_else(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:not_a_model"
+    assert_error(run(capsys, "inspect", target), f"{target} returned an object of type list, not a torch.nn.Module")
+
+
+def test_factory_raising_names_target_exception_and_meta_hint(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:explode"
+    # Only the first line of a multi-line message: the CLI prints exactly one line.
+    assert_error(
+        run(capsys, "inspect", target),
+        f"building {target} on the meta device failed: ValueError: kaboom{META_HINT}",
+    )
+
+
+def test_factory_raising_on_cpu_has_no_meta_hint(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:explode"
+    assert_error(
+        run(capsys, "inspect", target, "reason='broken'", "--device", "cpu"),
+        f"building {target} on cpu failed: ValueError: broken",
+    )
+
+
+def test_exception_without_a_message(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:silent_failure"
+    assert_error(
+        run(capsys, "inspect", target),
+        f"building {target} on the meta device failed: RuntimeError: (no message){META_HINT}",
+    )
+
+
+def test_model_code_calling_sys_exit(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:quits"
+    assert_error(
+        run(capsys, "inspect", target),
+        f"building {target} on the meta device failed: SystemExit: bye{META_HINT}",
+    )
+
+
+def test_file_raising_while_imported(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write(tmp_path, "broken.py", "import torch\n\nVALUE = 1 / 0\n")
+    target = f"{path}:model"
+    assert_error(run(capsys, "inspect", target), f"importing {target} failed: ZeroDivisionError: division by zero")
+
+
+def test_file_with_a_syntax_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write(tmp_path, "typo.py", "def model(:\n    pass\n")
+    target = f"{path}:model"
+    code, out, err = run(capsys, "inspect", target)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"paramscope: error: importing {target} failed: SyntaxError: ")
+    assert err.count("\n") == 1
+
+
+def test_package_module_raising_while_imported(capsys: pytest.CaptureFixture[str], user_package: str) -> None:
+    target = f"{user_package}.broken:model"
+    assert_error(run(capsys, "inspect", target), f"importing {target} failed: ZeroDivisionError: division by zero")
+
+
+def test_package_module_with_a_missing_dependency(capsys: pytest.CaptureFixture[str], user_package: str) -> None:
+    target = f"{user_package}.needs_dep:model"
+    assert_error(
+        run(capsys, "inspect", target),
+        f"importing {target} failed: ModuleNotFoundError: No module named 'paramscope_not_installed_dependency'",
+    )
+
+
+def test_model_needing_real_tensors_fails_on_meta_with_a_hint(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:UsesItem"
+    code, out, err = run(capsys, "inspect", target)
+    assert (code, out) == (2, "")
+    # The middle is torch's own message about .item() on meta tensors.
+    assert err.startswith(f"paramscope: error: building {target} on the meta device failed: RuntimeError: ")
+    assert err.endswith(f"{META_HINT}\n")
+    assert "item()" in err
+    assert err.count("\n") == 1
+
+
+def test_model_needing_real_tensors_builds_with_device_cpu(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    report = run_json(capsys, f"{models}:UsesItem", "--device", "cpu")
+    assert report["source"] == {"kind": "module", "target": f"{models}:UsesItem", "device": "cpu"}
+    assert_report_matches(report, load(models)["UsesItem"]())
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("hidden", "argument 'hidden' is not of the form key=value"),
+        ("1x=3", "argument '1x=3' is not of the form key=value"),
+        ("=3", "argument '=3' is not of the form key=value"),
+        ("my-width=3", "argument 'my-width=3' is not of the form key=value"),
+    ],
+)
+def test_malformed_key_value(capsys: pytest.CaptureFixture[str], models: Path, argument: str, message: str) -> None:
+    assert_error(run(capsys, "inspect", f"{models}:build", argument), message)
+
+
+def test_malformed_key_value_after_options(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    assert_error(
+        run(capsys, "inspect", f"{models}:build", "--depth", "1", "1x=3"),
+        "argument '1x=3' is not of the form key=value",
+    )
+
+
+def test_argument_given_twice(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    assert_error(
+        run(capsys, "inspect", f"{models}:build", "hidden=1", "--depth", "1", "hidden=2"),
+        "argument 'hidden' is given twice",
+    )
+
+
+def test_unknown_keyword_for_a_factory(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:build"
+    assert_error(
+        run(capsys, "inspect", target, "width=3"),
+        f"{target} cannot be called with width=: got an unexpected keyword argument 'width'; it accepts: hidden, bias",
+    )
+
+
+def test_unknown_keyword_for_a_class(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:Net"
+    assert_error(
+        run(capsys, "inspect", target, "hidden=3", "width=3"),
+        f"{target} cannot be called with hidden=, width=: got an unexpected keyword argument 'width'; "
+        "it accepts: hidden, bias",
+    )
+
+
+def test_unknown_keyword_for_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    target = "paramscope.examples:resnet18"
+    assert_error(
+        run(capsys, "inspect", target, "classes=10"),
+        f"{target} cannot be called with classes=: got an unexpected keyword argument 'classes'; "
+        "it accepts: num_classes",
+    )
+
+
+def test_missing_required_argument(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:NeedsWidth"
+    assert_error(
+        run(capsys, "inspect", target),
+        f"{target} cannot be called with no arguments: missing a required argument: 'width'; it accepts: width",
+    )
+
+
+def test_arguments_for_a_module_instance(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:net"
+    assert_error(
+        run(capsys, "inspect", target, "hidden=3"),
+        f"{target} is a module instance: it takes no arguments (hidden)",
+    )
+
+
+def test_target_without_an_attribute(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_error(
+        run(capsys, "inspect", "resnet18"),
+        "resnet18: not a target paramscope can read; expected 'package.module:attr' or 'path/to/file.py:attr'",
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-bytes", "2G", "size '2G': unit 'G' is ambiguous; write GiB (powers of 1024) or GB (powers of 1000)"),
+        ("--max-bytes", "2k", "size '2k': unit 'k' is ambiguous; write KiB (powers of 1024) or kB (powers of 1000)"),
+        ("--max-bytes", "2X", "size '2X' has an unknown unit 'X'; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB"),
+        ("--max-bytes", "lots", "size 'lots' is not a number with an optional unit"),
+        ("--max-bytes", "0.5B", "size '0.5B' is not a whole number"),
+        ("--max-params", "2G", "count '2G' has an unknown suffix 'G'; use K, M, B or T"),
+        ("--max-params", "1.5", "count '1.5' is not a whole number"),
+        ("--max-params", "-5", "count '-5' is not a number with an optional unit"),
+        ("--max-params", "many", "count 'many' is not a number with an optional unit"),
+        ("--max-params", "7GiB", "count '7GiB' has an unknown suffix 'GiB'; use K, M, B or T"),
+    ],
+)
+def test_bad_budget_values(capsys: pytest.CaptureFixture[str], option: str, value: str, message: str) -> None:
+    assert_error(run(capsys, "inspect", "paramscope.examples:resnet18", option, value), message)
+
+
+def test_negative_depth(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_error(
+        run(capsys, "inspect", "paramscope.examples:resnet18", "--depth", "-1"), "--depth must be 0 or more, not -1"
+    )
+
+
+def test_depth_that_is_not_a_number(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_error(
+        run(capsys, "inspect", "paramscope.examples:resnet18", "--depth", "two"),
+        "argument --depth: invalid int value: 'two' (see 'paramscope inspect --help')",
+    )
+
+
+@pytest.mark.parametrize("where", ["after-target", "before-target", "after-args"])
+def test_unknown_option(capsys: pytest.CaptureFixture[str], where: str) -> None:
+    argv = {
+        "after-target": ["inspect", "paramscope.examples:resnet18", "--bogus"],
+        "before-target": ["inspect", "--bogus", "paramscope.examples:resnet18"],
+        "after-args": ["inspect", "paramscope.examples:resnet18", "num_classes=10", "--bogus"],
+    }[where]
+    assert_error(run(capsys, *argv), "unrecognized arguments: --bogus (see 'paramscope --help')")
+
+
+def test_stray_word_after_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_error(
+        run(capsys, "inspect", "paramscope.examples:resnet18", "--depth", "1", "stray"),
+        "argument 'stray' is not of the form key=value",
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "choices"),
+    [("--format", "xml", "'table', 'json', 'csv', 'markdown'"), ("--units", "bits", "'iec', 'si'")],
+)
+def test_unknown_choice(capsys: pytest.CaptureFixture[str], option: str, value: str, choices: str) -> None:
+    assert_error(
+        run(capsys, "inspect", "paramscope.examples:resnet18", option, value),
+        f"argument {option}: invalid choice: '{value}' (choose from {choices}) (see 'paramscope inspect --help')",
+    )
+
+
+def test_unknown_device(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_error(
+        run(capsys, "inspect", "paramscope.examples:resnet18", "--device", "cuda"),
+        "argument --device: invalid choice: 'cuda' (choose from 'meta', 'cpu') (see 'paramscope inspect --help')",
+    )
+
+
+def test_no_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_error(run(capsys), "the following arguments are required: COMMAND (see 'paramscope --help')")
+
+
+def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "count", "paramscope.examples:resnet18")
+    assert (code, out) == (2, "")
+    assert err.startswith("paramscope: error: argument COMMAND: invalid choice: 'count'")
+    assert err.count("\n") == 1
+
+
+def test_inspect_without_target(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "inspect")
+    assert (code, out) == (2, "")
+    assert err.startswith("paramscope: error: the following arguments are required: TARGET")
+    assert err.endswith(" (see 'paramscope inspect --help')\n")
+    assert err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# formats
+
+
+def test_json_is_one_object_with_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    report = run_json(capsys, "paramscope.examples:gpt2", *TINY_GPT_ARGS)
+    assert set(report) == {"schema", "source", "totals", "by_dtype", "tensors", "modules", "notes"}
+    assert report["schema"] == "paramscope.report/1"
+    assert set(report["source"]) == {"kind", "target", "device"}
+    assert set(report["totals"]) == TOTALS_KEYS
+    assert all(set(entry) == {"params", "bytes"} for entry in report["by_dtype"].values())
+    assert all(set(entry) == TENSOR_KEYS for entry in report["tensors"])
+    assert all(set(node) == MODULE_KEYS for node in report["modules"])
+    assert isinstance(report["notes"], list)
+    assert all(isinstance(note, str) for note in report["notes"])
+
+
+def test_json_stays_one_object_when_model_code_prints(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    code, out, err = run(capsys, "inspect", f"{models}:chatty", "--format", "json")
+    assert code == 0
+    assert_report_matches(json.loads(out), load(models)["Net"]())
+    assert "building" in err  # what the model code printed is kept, on stderr
+
+
+def test_json_is_the_whole_report_whatever_the_view(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    plain = run_json(capsys, "paramscope.examples:resnet18")
+    shallow = run_json(capsys, "paramscope.examples:resnet18", "--depth", "0")
+    detailed = run_json(capsys, "paramscope.examples:resnet18", "--depth", "1", "--tensors", "--units", "si")
+    assert plain == shallow == detailed
+    assert len(plain["modules"]) == len(list(resnet.named_modules()))
+    assert len(plain["tensors"]) == len(canonical_tensors(resnet))
+
+
+def test_table_is_plain_text_when_not_a_terminal(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18")
+    assert (code, err) == (0, "")
+    assert "\x1b[" not in out
+    assert f"{RESNET18_PARAMS:,}" in out.split()
+    assert iec(torch_totals(resnet)["param_bytes"]) in out
+
+
+def test_table_and_default_format_are_the_same(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "inspect", "paramscope.examples:resnet18") == run(
+        capsys, "inspect", "paramscope.examples:resnet18", "--format", "table"
+    )
+
+
+def test_table_in_a_terminal_still_shows_the_figures(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setenv("COLUMNS", "160")
+    assert main(["inspect", "paramscope.examples:resnet18"]) == 0
+    assert f"{RESNET18_PARAMS:,}" in terminal.getvalue()
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3])
+def test_table_depth_shows_exactly_the_modules_to_that_depth(
+    capsys: pytest.CaptureFixture[str], resnet: nn.Module, depth: int
+) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--depth", str(depth))
+    assert (code, err) == (0, "")
+    tokens = set(out.split())
+    shown = {path or "(model)" for path in module_paths(resnet, depth)}
+    hidden = set(module_paths(resnet)) - set(module_paths(resnet, depth))
+    assert shown <= tokens
+    assert not hidden & tokens
+
+
+def test_table_default_depth_is_two(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "inspect", "paramscope.examples:resnet18") == run(
+        capsys, "inspect", "paramscope.examples:resnet18", "--depth", "2"
+    )
+
+
+def test_table_module_rows_in_order(capsys: pytest.CaptureFixture[str], tiny_gpt: nn.Module) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:gpt2", *TINY_GPT_ARGS, "--depth", "2")
+    assert (code, err) == (0, "")
+    assert section_rows(out, "Modules") == [path or "(model)" for path in module_paths(tiny_gpt, 2)]
+
+
+def test_tensors_lists_every_tensor(capsys: pytest.CaptureFixture[str], tiny_gpt: nn.Module) -> None:
+    names = canonical_tensors(tiny_gpt)
+    code, out, err = run(capsys, "inspect", "paramscope.examples:gpt2", *TINY_GPT_ARGS, "--tensors")
+    assert (code, err) == (0, "")
+    tokens = out.split()
+    for name in names:
+        assert tokens.count(name) >= 1, name
+    assert "lm_head.weight" in tokens  # the tied name, as an alias
+    code, out, err = run(capsys, "inspect", "paramscope.examples:gpt2", *TINY_GPT_ARGS)
+    # Without --tensors there are no tensor rows (the note about the tied embedding still names it).
+    assert not (set(names) - {"transformer.wte.weight"}) & set(out.split())
+
+
+def test_tensors_in_markdown(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--tensors", "--format", "markdown")
+    assert (code, err) == (0, "")
+    assert set(canonical_tensors(resnet)) <= set(out.split())
+
+
+def test_units_si(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    param_bytes = torch_totals(resnet)["param_bytes"]
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--units", "si")
+    assert (code, err) == (0, "")
+    assert si(param_bytes) in out
+    assert "MB" in out.split()
+    assert not {"KiB", "MiB", "GiB"} & set(out.split())
+
+
+def test_units_iec_is_the_default(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    param_bytes = torch_totals(resnet)["param_bytes"]
+    default = run(capsys, "inspect", "paramscope.examples:resnet18")
+    assert default == run(capsys, "inspect", "paramscope.examples:resnet18", "--units", "iec")
+    out = default[1]
+    assert iec(param_bytes) in out
+    assert "MiB" in out.split()
+    assert not {"kB", "MB", "GB"} & set(out.split())
+
+
+def test_units_si_in_markdown(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--units", "si", "--format", "markdown")
+    assert (code, err) == (0, "")
+    assert si(torch_totals(resnet)["param_bytes"]) in out
+    assert "MiB" not in out
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 10])
+def test_csv_modules_add_up(capsys: pytest.CaptureFixture[str], resnet: nn.Module, depth: int) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--format", "csv", "--depth", str(depth))
+    assert (code, err) == (0, "")
+    rows = read_csv(out)
+    assert [(row["path"], row["type"]) for row in rows] == list(module_paths(resnet, depth).items())
+    root = rows[0]
+    assert root["path"] == ""
+    assert int(root["params"]) == sum(p.numel() for p in resnet.parameters()) == RESNET18_PARAMS
+    assert int(root["param_bytes"]) == torch_totals(resnet)["param_bytes"]
+    assert int(root["buffers"]) == torch_totals(resnet)["buffers"]
+    if depth >= 1:
+        top = [row for row in rows if int(row["depth"]) == 1]
+        assert int(root["own_params"]) + sum(int(row["params"]) for row in top) == int(root["params"])
+        assert int(root["own_param_bytes"]) + sum(int(row["param_bytes"]) for row in top) == int(root["param_bytes"])
+
+
+def test_csv_tied_model_adds_up(capsys: pytest.CaptureFixture[str], tiny_gpt: nn.Module) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:gpt2", *TINY_GPT_ARGS, "--format", "csv")
+    assert (code, err) == (0, "")
+    rows = read_csv(out)
+    root = rows[0]
+    assert int(root["params"]) == sum(p.numel() for p in tiny_gpt.parameters())
+    top = [row for row in rows if row["depth"] == "1"]
+    assert [row["path"] for row in top] == [name for name, _ in tiny_gpt.named_children()]
+    assert int(root["own_params"]) + sum(int(row["params"]) for row in top) == int(root["params"])
+
+
+def test_csv_tensors_one_row_per_tensor(capsys: pytest.CaptureFixture[str], tiny_gpt: nn.Module) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:gpt2", *TINY_GPT_ARGS, "--format", "csv", "--tensors")
+    assert (code, err) == (0, "")
+    rows = read_csv(out)
+    tensors = canonical_tensors(tiny_gpt)
+    assert sorted(row["name"] for row in rows) == sorted(tensors)
+    for row in rows:
+        tensor, kind, _ = tensors[row["name"]]
+        assert (int(row["numel"]), int(row["bytes"]), row["kind"]) == (tensor.numel(), nbytes(tensor), kind)
+    params = sum(int(row["numel"]) for row in rows if row["kind"] == "parameter")
+    assert params == sum(p.numel() for p in tiny_gpt.parameters())
+
+
+def test_markdown_tables_are_well_formed(capsys: pytest.CaptureFixture[str], tiny_gpt: nn.Module) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:gpt2", *TINY_GPT_ARGS, "--format", "markdown")
+    assert (code, err) == (0, "")
+    tables: list[list[str]] = []
+    previous = ""
+    for line in out.splitlines():
+        if line.startswith("|"):
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append(line)
+        previous = line
+    assert tables
+    for table in tables:
+        assert len(table) >= 3  # header, alignment rule, at least one row
+        widths = {line.replace("\\|", "").count("|") for line in table}
+        assert len(widths) == 1, table
+        assert set(table[1].replace("|", "").split()) <= {":---", "---:", "---", ":---:"}
+    assert f"{sum(p.numel() for p in tiny_gpt.parameters()):,}" in out
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown"])
+def test_every_format_mentions_the_total(capsys: pytest.CaptureFixture[str], resnet: nn.Module, fmt: str) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--format", fmt)
+    assert (code, err) == (0, "")
+    if fmt == "json":
+        assert json.loads(out)["totals"]["params"] == RESNET18_PARAMS
+    elif fmt == "csv":
+        assert int(read_csv(out)[0]["params"]) == RESNET18_PARAMS
+    else:
+        assert f"{RESNET18_PARAMS:,}" in out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --output
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown"])
+def test_output_writes_what_stdout_would_show(capsys: pytest.CaptureFixture[str], tmp_path: Path, fmt: str) -> None:
+    argv = ("inspect", "paramscope.examples:gpt2", *TINY_GPT_ARGS, "--format", fmt, "--tensors")
+    code, expected, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    target = tmp_path / f"report.{fmt}"
+    assert run(capsys, *argv, "--output", str(target)) == (0, "", "")
+    assert target.read_text(encoding="utf-8") == expected
+    assert sorted(os.listdir(tmp_path)) == [target.name]  # no temporary file left behind
+
+
+def test_output_replaces_an_existing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old contents\n")
+    assert run(capsys, "inspect", "paramscope.examples:resnet18", "--format", "json", "-o", str(target)) == (0, "", "")
+    assert json.loads(target.read_text())["totals"]["params"] == RESNET18_PARAMS
+    assert sorted(os.listdir(tmp_path)) == ["report.json"]
+
+
+def test_output_relative_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "inspect", "paramscope.examples:resnet18", "--format", "csv", "-o", "out.csv") == (0, "", "")
+    assert int(read_csv((tmp_path / "out.csv").read_text())[0]["params"]) == RESNET18_PARAMS
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("{models}:explode",),
+        ("{models}:build", "width=3"),
+        ("{models}:UsesItem",),
+        ("{models}:nothing",),
+        ("paramscope_no_such_package:model",),
+        ("{models}:build", "--max-bytes", "2G"),
+        ("{models}:build", "--depth", "-1"),
+        ("{models}:build", "--bogus"),
+    ],
+    ids=["raises", "bad-kwarg", "meta", "no-attr", "no-module", "bad-budget", "bad-depth", "bad-option"],
+)
+def test_output_left_untouched_when_the_command_fails(
+    capsys: pytest.CaptureFixture[str], models: Path, argv: tuple[str, ...]
+) -> None:
+    target = models.parent / "report.txt"
+    target.write_text("previous report\n")
+    before = sorted(os.listdir(models.parent))
+    code, out, err = run(capsys, "inspect", *(part.format(models=models) for part in argv), "--output", str(target))
+    assert code == 2
+    assert out == ""
+    assert err.startswith("paramscope: error: ")
+    assert err.count("\n") == 1
+    assert target.read_text() == "previous report\n"
+    assert sorted(os.listdir(models.parent)) == before
+
+
+def test_output_is_atomic_when_the_final_rename_fails(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after the new report is written but before it replaces the old one leaves the old one whole."""
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    target = tmp_path / "report.json"
+    target.write_text("previous report\n")
+    monkeypatch.setattr(os, "replace", fail)
+    monkeypatch.setattr(os, "rename", fail)
+    assert_error(
+        run(capsys, "inspect", "paramscope.examples:resnet18", "--format", "json", "-o", str(target)),
+        f"cannot write {target}: {os.strerror(errno.ENOSPC)}",
+    )
+    assert target.read_text() == "previous report\n"
+    assert sorted(os.listdir(tmp_path)) == ["report.json"]
+
+
+def test_output_into_a_missing_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "report.txt"
+    assert_error(
+        run(capsys, "inspect", "paramscope.examples:resnet18", "--output", str(target)),
+        f"cannot write {target}: no such directory {target.parent}",
+    )
+    assert not target.parent.exists()
+
+
+def test_output_onto_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    directory = tmp_path / "reports"
+    directory.mkdir()
+    assert_error(
+        run(capsys, "inspect", "paramscope.examples:resnet18", "--output", str(directory)),
+        f"cannot write {directory}: it is a directory",
+    )
+    assert directory.is_dir()
+    assert sorted(os.listdir(tmp_path)) == ["reports"]
+    assert not os.listdir(directory)
+
+
+def test_output_onto_a_directory_has_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    result = run_module("inspect", "paramscope.examples:resnet18", "--output", "reports", cwd=tmp_path)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.startswith("paramscope: error: ")
+    assert result.stderr.count("\n") == 1
+    assert (tmp_path / "reports").is_dir()
+    assert sorted(os.listdir(tmp_path)) == ["reports"]
+
+
+def test_output_file_has_ordinary_permissions(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A new report gets the umask's mode, as any file a program writes; a replaced report keeps its mode."""
+    reference = tmp_path / "reference.txt"
+    reference.write_text("")  # what any ordinary write gives under the current umask
+    ordinary = reference.stat().st_mode & 0o777
+    created = tmp_path / "created.txt"
+    assert main(["inspect", "paramscope.examples:resnet18", "-o", str(created)]) == 0
+    existing = tmp_path / "existing.txt"
+    existing.write_text("old\n")
+    existing.chmod(0o644)
+    assert main(["inspect", "paramscope.examples:resnet18", "-o", str(existing)]) == 0
+    capsys.readouterr()
+    assert created.stat().st_mode & 0o777 == ordinary
+    assert existing.stat().st_mode & 0o777 == 0o644
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the budget gate
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        ("--max-params", "12M"),
+        ("--max-params", "7B"),
+        ("--max-params", "1.5e9"),
+        ("--max-params", "12000000"),
+        ("--max-params", "1_000_000_000"),
+        ("--max-params", "11.7m"),
+        ("--max-params", str(RESNET18_PARAMS)),  # exactly at the limit fits
+        ("--max-bytes", "2GiB"),
+        ("--max-bytes", "500MB"),
+        ("--max-bytes", "1.5GB"),
+        ("--max-bytes", "1gib"),
+        ("--max-bytes", "48MiB"),
+        ("--max-params", "125M", "--max-bytes", "2GiB"),
+    ],
+)
+def test_budget_pass(capsys: pytest.CaptureFixture[str], limits: tuple[str, ...]) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", *limits)
+    assert (code, err) == (0, "")
+    assert f"{RESNET18_PARAMS:,}" in out
+
+
+def test_budget_pass_at_exactly_the_size(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    totals = torch_totals(resnet)
+    size = totals["param_bytes"] + totals["buffer_bytes"]
+    assert run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", str(size))[::2] == (0, "")
+    code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", str(size - 1))
+    assert (code, err) == (3, f"paramscope: budget exceeded: {bytes_over(size, size - 1)}\n")
+
+
+def test_gpt2_small_fits_125m(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "inspect", "paramscope.examples:gpt2", "--max-params", "125M")[::2] == (0, "")
+    code, _, err = run(capsys, "inspect", "paramscope.examples:gpt2", "--max-params", "124M")
+    assert (code, err) == (3, f"paramscope: budget exceeded: {params_over(GPT2_SMALL_PARAMS, 124_000_000)}\n")
+
+
+@pytest.mark.parametrize(("limit", "value"), [("10M", 10_000_000), ("11.6M", 11_600_000), ("1e7", 10_000_000)])
+def test_budget_params_exceeded(capsys: pytest.CaptureFixture[str], limit: str, value: int) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-params", limit)
+    assert err == f"paramscope: budget exceeded: {params_over(RESNET18_PARAMS, value)}\n"
+    assert code == 3
+    assert f"{RESNET18_PARAMS:,}" in out  # the report is still written
+
+
+def test_budget_params_exceeded_by_one(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-params", str(RESNET18_PARAMS - 1))
+    assert (code, err) == (3, f"paramscope: budget exceeded: {params_over(RESNET18_PARAMS, RESNET18_PARAMS - 1)}\n")
+
+
+def test_budget_bytes_exceeded_counts_buffers(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    totals = torch_totals(resnet)
+    assert totals["buffer_bytes"] > 0
+    size = totals["param_bytes"] + totals["buffer_bytes"]
+    # A limit between the parameters alone and parameters + buffers: only the buffers push it over.
+    limit = totals["param_bytes"] + totals["buffer_bytes"] // 2
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", str(limit))
+    assert err == f"paramscope: budget exceeded: {bytes_over(size, limit)}\n"
+    assert code == 3
+    assert f"{RESNET18_PARAMS:,}" in out
+
+
+def test_budget_bytes_exceeded_in_iec(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    totals = torch_totals(resnet)
+    size = totals["param_bytes"] + totals["buffer_bytes"]
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", "40MiB")
+    assert err == f"paramscope: budget exceeded: {bytes_over(size, 40 * 2**20)}\n"
+    assert "> --max-bytes 40.00 MiB (over by " in err
+    assert code == 3
+    assert f"{RESNET18_PARAMS:,}" in out
+
+
+def test_budget_bytes_exceeded_in_si(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    totals = torch_totals(resnet)
+    size = totals["param_bytes"] + totals["buffer_bytes"]
+    code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", "40MB", "--units", "si")
+    assert err == f"paramscope: budget exceeded: {bytes_over(size, 40 * 10**6, si)}\n"
+    assert code == 3
+
+
+def test_budget_both_limits_exceeded(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    totals = torch_totals(resnet)
+    size = totals["param_bytes"] + totals["buffer_bytes"]
+    code, out, err = run(
+        capsys, "inspect", "paramscope.examples:resnet18", "--max-params", "10M", "--max-bytes", "40MiB"
+    )
+    expected = f"{params_over(RESNET18_PARAMS, 10_000_000)}; {bytes_over(size, 40 * 2**20)}"
+    assert err == f"paramscope: budget exceeded: {expected}\n"
+    assert code == 3
+    assert f"{RESNET18_PARAMS:,}" in out
+
+
+def test_budget_one_limit_of_two_exceeded(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-params", "10M", "--max-bytes", "2GiB")
+    assert (code, err) == (3, f"paramscope: budget exceeded: {params_over(RESNET18_PARAMS, 10_000_000)}\n")
+
+
+def test_budget_exceeded_still_writes_json(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--format", "json", "--max-params", "10M")
+    assert code == 3
+    assert err.startswith("paramscope: budget exceeded: parameters: ")
+    assert_report_matches(json.loads(out), resnet)
+
+
+def test_budget_exceeded_still_writes_the_output_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old\n")
+    code, out, err = run(
+        capsys, "inspect", "paramscope.examples:resnet18", "--format", "json", "--max-params", "10M", "-o", str(target)
+    )
+    assert (code, out) == (3, "")
+    assert err == f"paramscope: budget exceeded: {params_over(RESNET18_PARAMS, 10_000_000)}\n"
+    assert json.loads(target.read_text())["totals"]["params"] == RESNET18_PARAMS
+
+
+def test_budget_with_a_tiny_model_from_a_file(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    totals = torch_totals(load(models)["build"](hidden=7))
+    size = totals["param_bytes"] + totals["buffer_bytes"]
+    code, _, err = run(capsys, "inspect", f"{models}:build", "hidden=7", "--max-params", "10", "--max-bytes", "100")
+    assert err == f"paramscope: budget exceeded: {params_over(totals['params'], 10)}; {bytes_over(size, 100)}\n"
+    assert code == 3
+
+
+def test_budget_cannot_be_checked_on_lazy_totals(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    code, _, err = run(capsys, "inspect", f"{models}:Lazy", "--max-params", "1000")
+    assert err == (
+        "paramscope: error: cannot check the budget: the model has tensors of unknown size (uninitialised lazy "
+        "parameters), so its totals are only lower bounds\n"
+    )
+    assert code == 2
+
+
+def test_budget_exceeded_by_lazy_totals_lower_bound(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    known = load(models)["Lazy"]().known
+    known_params = sum(p.numel() for p in known.parameters())
+    code, _, err = run(capsys, "inspect", f"{models}:Lazy", "--max-params", "1")
+    assert (code, err) == (3, f"paramscope: budget exceeded: {params_over(known_params, 1)}\n")
+
+
+def test_lazy_model_report_is_marked_incomplete(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    report = run_json(capsys, f"{models}:Lazy")
+    assert report["totals"]["complete"] is False
+    lazy = [entry for entry in report["tensors"] if entry["name"].startswith("lazy.")]
+    assert [(entry["numel"], entry["shape"], entry["bytes"]) for entry in lazy] == [(None, None, None)] * 2
+    assert report["notes"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# help and version
+
+
+def test_main_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--help")
+    assert (code, err) == (0, "")
+    assert "examples:" in out
+    assert "  paramscope inspect paramscope.examples:resnet18\n" in out
+    assert "inspect" in out.split()
+
+
+def test_inspect_help_shows_examples_and_options(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "inspect", "--help")
+    assert (code, err) == (0, "")
+    assert "examples:" in out
+    assert "paramscope inspect paramscope.examples:resnet18 num_classes=10" in out
+    assert "--device cpu" in out
+    for option in (
+        "--device",
+        "--format",
+        "--output",
+        "--depth",
+        "--tensors",
+        "--units",
+        "--max-params",
+        "--max-bytes",
+    ):
+        assert option in out
+
+
+def test_help_examples_are_valid_commands(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every example in the help that names a built-in model runs without a usage error."""
+    monkeypatch.chdir(tmp_path)
+    examples = []
+    for argv in (["--help"], ["inspect", "--help"]):
+        main(argv)
+        for line in capsys.readouterr().out.splitlines():
+            command = line.partition("#")[0].split()
+            if command[:2] == ["paramscope", "inspect"] and command[2].startswith("paramscope.examples:"):
+                examples.append(shlex.split(" ".join(command[1:])))
+    assert len(examples) >= 5
+    for example in examples:
+        code, _, err = run(capsys, *example)
+        assert code in (0, 3), (example, err)
+        assert err == "" if code == 0 else err.startswith("paramscope: budget exceeded: "), (example, err)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "--version") == (0, f"paramscope {paramscope.__version__}\n", "")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the real entry points, as subprocesses
+
+
+def test_python_m_entry_point_json(resnet: nn.Module) -> None:
+    result = run_module("inspect", "paramscope.examples:resnet18", "--format", "json")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert_report_matches(json.loads(result.stdout), resnet)
+
+
+def test_console_script_help() -> None:
+    result = subprocess.run(
+        [str(console_script()), "--help"], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "examples:" in result.stdout
+
+
+def test_console_script_table_is_plain_when_piped(models: Path) -> None:
+    result = subprocess.run(
+        [str(console_script()), "inspect", f"{models}:build", "hidden=7", "--tensors"],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=subprocess_env(FORCE_COLOR="", TERM="xterm-256color"),
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "\x1b" not in result.stdout
+    expected = load(models)["build"](hidden=7)
+    assert f"{sum(p.numel() for p in expected.parameters()):,}" in result.stdout.split()
+    assert set(canonical_tensors(expected)) <= set(result.stdout.split())
+
+
+def test_console_script_budget_exit_code() -> None:
+    result = subprocess.run(
+        [str(console_script()), "inspect", "paramscope.examples:resnet18", "--max-params", "10M"],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert result.returncode == 3
+    assert result.stderr == f"paramscope: budget exceeded: {params_over(RESNET18_PARAMS, 10_000_000)}\n"
+    assert f"{RESNET18_PARAMS:,}" in result.stdout
+
+
+def test_console_script_error_in_model_code_has_no_traceback(models: Path) -> None:
+    target = f"{models}:explode"
+    result = subprocess.run(
+        [str(console_script()), "inspect", target], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"paramscope: error: building {target} on the meta device failed: ValueError: kaboom{META_HINT}\n"
+    )
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["paramscope.examples:resnet18", "--bogus"], "unrecognized arguments: --bogus (see 'paramscope --help')"),
+        (
+            ["paramscope.examples:resnet18", "--max-bytes", "2G"],
+            "size '2G': unit 'G' is ambiguous; write GiB (powers of 1024) or GB (powers of 1000)",
+        ),
+        (
+            ["paramscope_no_such_package:model"],
+            "paramscope_no_such_package:model: no module named 'paramscope_no_such_package'",
+        ),
+    ],
+    ids=["usage", "bad-limit", "bad-target"],
+)
+def test_python_m_usage_errors_exit_2(argv: list[str], message: str) -> None:
+    result = run_module("inspect", *argv)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"paramscope: error: {message}\n"
+
+
+def test_closed_pipe_is_not_an_error() -> None:
+    """``paramscope inspect ... | head``: the reader goes away before the report is written."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "paramscope.cli", "inspect", "paramscope.examples:gpt2", "--tensors"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=SUBPROCESS_TIMEOUT) == 0
+    assert stderr == b""
