@@ -42,7 +42,7 @@ TOTALS_KEYS = {"params", "trainable", "frozen", "param_bytes", "buffers", "buffe
 TENSOR_KEYS = {"name", "shape", "numel", "dtype", "bytes", "kind", "trainable", "persistent", "aliases"}
 MODULE_KEYS = {
     "path", "type", "depth", "own_params", "own_param_bytes", "params", "param_bytes", "trainable", "buffers",
-    "buffer_bytes", "complete", "same_as", "shared",
+    "buffer_bytes", "complete", "same_as", "shared", "formula", "formula_matches",
 }  # fmt: skip
 
 MODELS_SOURCE = '''

@@ -79,6 +79,8 @@ def test_csv_tensors() -> None:
     assert len(rows) == len(report.tensors)
     wte = next(row for row in rows if row["name"] == "transformer.wte.weight")
     assert (wte["shape"], wte["aliases"], wte["persistent"]) == ("[101, 12]", "lm_head.weight", "")
+    wpe = next(row for row in rows if row["name"] == "transformer.wpe.weight")
+    assert wpe["aliases"] == ""  # no aliases: an empty cell, not an empty list
     assert sum(int(row["numel"]) for row in rows if row["kind"] == "parameter") == report.totals.params
 
 

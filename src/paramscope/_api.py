@@ -14,7 +14,13 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def inspect(model: nn.Module | str, arguments: Mapping[str, Any] | None = None, *, device: str | None = None) -> Report:
+def inspect(
+    model: nn.Module | str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    device: str | None = None,
+    explain: bool = False,
+) -> Report:
     """Count every parameter and buffer of a model, exactly, and return the :class:`Report`.
 
     ``model`` is a live ``nn.Module`` (on any device, meta included; wrappers such as ``torch.compile``'s and
@@ -23,7 +29,8 @@ def inspect(model: nn.Module | str, arguments: Mapping[str, Any] | None = None, 
     allocated).
 
     Tied tensors and reused modules are counted once; buffers are reported apart from parameters; the model is
-    only read, never changed.
+    only read, never changed. With ``explain``, every module gets its layer formula (``ModuleNode.formula``),
+    checked against the tensors it holds (``ModuleNode.formula_matches``).
 
     >>> import paramscope
     >>> report = paramscope.inspect("paramscope.examples:gpt2")
@@ -33,7 +40,7 @@ def inspect(model: nn.Module | str, arguments: Mapping[str, Any] | None = None, 
     if isinstance(model, str):
         from .sources.target import load_report
 
-        return load_report(model, arguments, device=device or "meta")
+        return load_report(model, arguments, device=device or "meta", explain=explain)
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(model, torch.nn.Module):
         raise TargetError(
@@ -43,7 +50,7 @@ def inspect(model: nn.Module | str, arguments: Mapping[str, Any] | None = None, 
         raise TargetError("arguments and device are only used to build a target string, not with a module instance")
     from .sources.module import inspect_module
 
-    return inspect_module(model)
+    return inspect_module(model, explain=explain)
 
 
 def _complete_totals(model: nn.Module | Report, what: str) -> Report:

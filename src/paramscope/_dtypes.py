@@ -42,6 +42,14 @@ class DType:
     def storage_block_bytes(self) -> int:
         return self.block_bytes or self.bits // 8
 
+    def packed_nbytes(self, values: int) -> int:
+        """Bytes that ``values`` values take packed at ``bits`` each, as a conversion to this type costs.
+
+        >>> lookup("int4").packed_nbytes(9), lookup("bfloat16").packed_nbytes(9)
+        (5, 18)
+        """
+        return -(-values * self.bits // 8)
+
     def nbytes(self, numel: int) -> int:
         """Bytes that ``numel`` elements of this type occupy in storage.
 
@@ -114,6 +122,10 @@ DTYPES: tuple[DType, ...] = (
     DType("bits2x4", "bits", 2, block_bytes=1, values_per_element=4, description="four 2-bit values per element"),
     DType("bits4x2", "bits", 4, block_bytes=1, values_per_element=2, description="two 4-bit values per element"),
 )
+
+
+COMMON: tuple[str, ...] = ("float32", "float16", "bfloat16", "float8_e4m3fn", "int8", "int4")
+"""The types a model is commonly stored or served in, for "what would it weigh in …" tables."""
 
 
 def _index(table: tuple[DType, ...]) -> dict[str, DType]:

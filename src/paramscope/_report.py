@@ -66,6 +66,10 @@ class ModuleNode(NamedTuple):
     """For a module object reached under a second path: the path where it was first seen (and counted)."""
     shared: tuple[str, ...] = ()
     """Names of this module's own tensors that are counted under another module (tied weights)."""
+    formula: str | None = None
+    """With ``explain``: the layer's closed-form count written out (``Conv2d: 64 × 3/1 × 7 × 7 = 9,408``)."""
+    formula_matches: bool | None = None
+    """With ``explain``: whether the formula equals the tensors the module holds (False: the tensors are counted)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
 from ._errors import BudgetExceededError, ParamscopeError, UsageError
 from ._units import parse_bytes, parse_count
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from .render import Document
+
 EXIT_OK = 0
 EXIT_ERROR = 2
 EXIT_BUDGET = 3
+_ALL_DEPTHS = 10**6
 
 _MAIN_EXAMPLES = """\
 examples:
@@ -25,6 +31,9 @@ examples:
   paramscope inspect my_models.py:Net hidden=512 --depth 3
   paramscope inspect paramscope.examples:gpt2 --format json --output gpt2.json
   paramscope inspect paramscope.examples:gpt2 --max-params 125M   # exit 3 when over budget
+  paramscope inspect paramscope.examples:resnet18 --explain       # each layer's formula
+  paramscope formula conv2d in_channels=3 out_channels=64 kernel_size=7 bias=false
+  paramscope dtypes
 
 exit codes: 0 success, 2 bad input or usage, 3 budget exceeded
 """
@@ -36,11 +45,23 @@ examples:
   paramscope inspect path/to/models.py:build_model --device cpu   # code that needs real tensors
   paramscope inspect paramscope.examples:gpt2 --tensors           # one row per tensor
   paramscope inspect paramscope.examples:gpt2 --format markdown --units si
+  paramscope inspect paramscope.examples:resnet18 --explain       # the formula of every layer, checked
   paramscope inspect paramscope.examples:resnet18 --max-params 10M --max-bytes 40MiB
 
 TARGET is model code: 'package.module:attr' or 'path/to/file.py:attr', where attr is an nn.Module instance, a
 class, or a function returning one. KEY=VALUE arguments are passed to it as keyword arguments (values are Python
 literals, true/false/none, else strings).
+"""
+
+_FORMULA_EXAMPLES = """\
+examples:
+  paramscope formula conv2d in_channels=3 out_channels=64 kernel_size=7 bias=false
+  paramscope formula lstm input_size=512 hidden_size=1024 num_layers=2 bidirectional=true
+  paramscope formula TransformerEncoderLayer d_model=768 nhead=12 dim_feedforward=3072
+  paramscope formula --list                                       # every layer and its arguments
+
+LAYER is a torch.nn layer name, in any case. Arguments are the layer's constructor arguments as KEY=VALUE;
+those that do not change the count (stride, padding, eps, ...) are accepted and ignored.
 """
 
 
@@ -78,24 +99,54 @@ def _build_parser() -> argparse.ArgumentParser:
         default="meta",
         help="where model code is built: meta (default, allocates nothing) or cpu (real tensors)",
     )
+    _add_output_options(inspect, ("table", "json", "csv", "markdown"))
     inspect.add_argument(
-        "--format",
-        choices=("table", "json", "csv", "markdown"),
-        default="table",
-        help="output format (default: table; rich in a terminal, plain text otherwise)",
+        "--depth", type=int, metavar="N", help="module tree depth to show (default: 2; with --explain: all)"
     )
-    inspect.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
-    inspect.add_argument("--depth", type=int, default=2, metavar="N", help="module tree depth to show (default: 2)")
     inspect.add_argument("--tensors", action="store_true", help="also show one row per tensor")
     inspect.add_argument(
-        "--units", choices=("iec", "si"), default="iec", help="byte units: iec (KiB, MiB; default) or si (kB, MB)"
+        "--explain", action="store_true", help="show each layer's formula next to its count, checked against it"
     )
     inspect.add_argument("--max-params", metavar="N", help="fail with exit 3 above N parameters (125M, 7B, 1.5e9)")
     inspect.add_argument(
         "--max-bytes", metavar="SIZE", help="fail with exit 3 above SIZE of parameters + buffers (2GiB, 500MB)"
     )
-    inspect.set_defaults(handler=_run_inspect)
+    inspect.set_defaults(handler=_run_inspect, takes_arguments=True)
+
+    formula = commands.add_parser(
+        "formula",
+        usage="paramscope formula LAYER [KEY=VALUE ...] [options]\n       paramscope formula --list",
+        help="the parameter count of a torch.nn layer from its hyperparameters",
+        description="Count a layer's parameters from its hyperparameters, with the arithmetic and its size per dtype.",
+        epilog=_FORMULA_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    formula.add_argument("layer", metavar="LAYER", nargs="?", help="a torch.nn layer name: conv2d, Linear, LSTM, ...")
+    formula.add_argument("--list", action="store_true", help="list every layer and its arguments")
+    _add_output_options(formula, ("table", "json", "markdown"))
+    formula.set_defaults(handler=_run_formula, takes_arguments=True)
+
+    dtypes = commands.add_parser(
+        "dtypes",
+        help="the dtype table every size comes from",
+        description="Every dtype paramscope knows: names, aliases, bits per value and storage per element.",
+    )
+    _add_output_options(dtypes, ("table", "json", "markdown"))
+    dtypes.set_defaults(handler=_run_dtypes, takes_arguments=False)
     return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+    parser.add_argument(
+        "--format",
+        choices=formats,
+        default="table",
+        help="output format (default: table; rich in a terminal, plain text otherwise)",
+    )
+    parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    parser.add_argument(
+        "--units", choices=("iec", "si"), default="iec", help="byte units: iec (KiB, MiB; default) or si (kB, MB)"
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -121,26 +172,87 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _deliver(
+    options: argparse.Namespace, stdout: IO[str], text: Callable[[], str], document: Callable[[], Document]
+) -> None:
+    """Write the output to --output (atomically) or stdout; a table on a terminal is drawn with rich."""
+    if options.output:
+        _write_atomically(Path(options.output), text())
+    elif options.format == "table" and stdout.isatty():
+        from .render import write_document
+
+        write_document(document(), stdout, "table")
+    else:
+        stdout.write(text())
+
+
 def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
     from . import _api
     from ._budget import Budget, check_budget
-    from .render import View, render, write_report
+    from .render import View, render
+    from .render._layout import layout
     from .sources.code import parse_arguments
 
-    if options.depth < 0:
+    if options.depth is not None and options.depth < 0:
         raise UsageError(f"--depth must be 0 or more, not {options.depth}")
     budget = Budget(
         max_params=None if options.max_params is None else parse_count(options.max_params),
         max_bytes=None if options.max_bytes is None else parse_bytes(options.max_bytes),
     )
-    report = _api.inspect(options.target, parse_arguments(options.args), device=options.device)
-    view = View(depth=options.depth, tensors=options.tensors, units=options.units)
-    if options.output:
-        _write_atomically(Path(options.output), render(report, options.format, view))
-    else:
-        write_report(report, view, stdout, options.format)
+    report = _api.inspect(options.target, parse_arguments(options.args), device=options.device, explain=options.explain)
+    depth = options.depth if options.depth is not None else (_ALL_DEPTHS if options.explain else 2)
+    view = View(depth=depth, tensors=options.tensors, units=options.units, explain=options.explain)
+    _deliver(options, stdout, lambda: render(report, options.format, view), lambda: layout(report, view))
     check_budget(report, budget, options.units)
     return EXIT_OK
+
+
+def _run_formula(options: argparse.Namespace, stdout: IO[str]) -> int:
+    from . import formulas
+    from .render import draw
+    from .render._tables import formula_document, formula_list_document
+    from .sources.code import parse_arguments
+
+    if options.list:
+        if options.layer is not None or options.args:
+            raise UsageError("--list takes no LAYER or arguments")
+        entries = list(formulas.REGISTRY.values())
+        document = formula_list_document(entries)
+        data: object = [
+            {"layer": e.name, "kind": e.kind, "arguments": [a.describe() for a in e.arguments]} for e in entries
+        ]
+    else:
+        if options.layer is None:
+            raise UsageError("name a LAYER (e.g. conv2d), or use --list to see them all")
+        arguments = parse_arguments(options.args)
+        result = formulas.evaluate(options.layer, **arguments)
+        document = formula_document(result, options.units)
+        data = {**asdict(result), "arguments": arguments, "bytes": _dtype_bytes(result.params)}
+    _deliver(options, stdout, lambda: _json(data) if options.format == "json" else draw(document, options.format),
+             lambda: document)  # fmt: skip
+    return EXIT_OK
+
+
+def _dtype_bytes(params: int) -> dict[str, int]:
+    from . import _dtypes
+
+    return {name: _dtypes.lookup(name).packed_nbytes(params) for name in _dtypes.COMMON}
+
+
+def _run_dtypes(options: argparse.Namespace, stdout: IO[str]) -> int:
+    from . import _dtypes
+    from .render import draw
+    from .render._tables import dtypes_document
+
+    document = dtypes_document()
+    data = [asdict(dtype) for dtype in _dtypes.iter_dtypes()]
+    _deliver(options, stdout, lambda: _json(data) if options.format == "json" else draw(document, options.format),
+             lambda: document)  # fmt: skip
+    return EXIT_OK
+
+
+def _json(data: object) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         unknown = [item for item in extra if item.startswith("-")]
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        if extra and not options.takes_arguments:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         options.args = extra
         handler: Callable[[argparse.Namespace, IO[str]], int] = options.handler
         return handler(options, sys.stdout)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import IO, Literal
 
 from .._report import Report
-from ._layout import View
+from ._layout import Document, View
 
 Format = Literal["table", "json", "csv", "markdown"]
 FORMATS: tuple[Format, ...] = ("table", "json", "csv", "markdown")
 
-__all__ = ["FORMATS", "Format", "View", "render", "write_report"]
+__all__ = ["FORMATS", "Document", "Format", "View", "draw", "render", "write_document", "write_report"]
 
 
 def render(report: Report, fmt: Format, view: View | None = None) -> str:
@@ -36,10 +36,31 @@ def render(report: Report, fmt: Format, view: View | None = None) -> str:
 def write_report(report: Report, view: View, stream: IO[str], fmt: Format) -> None:
     """Write the report to ``stream``: rich tables when ``fmt`` is the table and the stream is a terminal."""
     if fmt == "table" and stream.isatty():
-        from rich.console import Console
+        from ._layout import layout
 
-        from .text import rich_renderable
-
-        Console(file=stream).print(rich_renderable(report, view))
+        write_document(layout(report, view), stream, "table")
         return
     stream.write(render(report, fmt, view))
+
+
+def draw(document: Document, fmt: Literal["table", "markdown"]) -> str:
+    """A document as plain text or Markdown."""
+    if fmt == "markdown":
+        from .markdown import draw_markdown
+
+        return draw_markdown(document)
+    from .text import draw_plain
+
+    return draw_plain(document)
+
+
+def write_document(document: Document, stream: IO[str], fmt: Literal["table", "markdown"]) -> None:
+    """Write a document to ``stream``; the table format is drawn with rich when the stream is a terminal."""
+    if fmt == "table" and stream.isatty():
+        from rich.console import Console
+
+        from .text import draw_rich
+
+        Console(file=stream).print(draw_rich(document))
+        return
+    stream.write(draw(document, fmt))

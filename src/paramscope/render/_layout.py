@@ -26,6 +26,8 @@ class View:
     tensors: bool = False
     units: Units = "iec"
     title: str | None = None
+    explain: bool = False
+    """Show each module's layer formula (the report must have been made with ``explain``)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,10 @@ def _heading(report: Report, view: View) -> str:
     return f"{source.target} ({details})"
 
 
-def _module_note(node: ModuleNode) -> str:
+NO_FORMULA = "no formula — counted directly"
+
+
+def _module_note(node: ModuleNode, explain: bool) -> str:
     if node.same_as is not None:
         return f"same module as {node.same_as or '(model)'}"
     parts = []
@@ -77,6 +82,10 @@ def _module_note(node: ModuleNode) -> str:
         parts.append("shares " + ", ".join(node.shared))
     if not node.complete:
         parts.append("sizes unknown (lazy)")
+    if explain and node.formula_matches is False:
+        parts.append("✗ formula differs from its tensors: the tensors are counted")
+    elif explain and node.formula is None and node.own_params and node.complete:
+        parts.append(NO_FORMULA)
     return "; ".join(parts)
 
 
@@ -84,12 +93,14 @@ def _modules_section(report: Report, view: View) -> Section:
     frozen = bool(report.totals.frozen)
     buffers = report.totals.buffers > 0
     nodes = [node for node in report.modules if node.depth <= view.depth]
-    notes = [_module_note(node) for node in nodes]
+    notes = [_module_note(node, view.explain) for node in nodes]
     columns = [Column("Module"), Column("Type"), Column("Params", "right"), Column("Size", "right")]
     if frozen:
         columns.append(Column("Trainable", "right"))
     if buffers:
         columns.append(Column("Buffers", "right"))
+    if view.explain:
+        columns.append(Column("Formula"))
     if any(notes):
         columns.append(Column("Note"))
     rows = []
@@ -100,10 +111,16 @@ def _modules_section(report: Report, view: View) -> Section:
             row.append(format_count(node.trainable or 0))
         if buffers:
             row.append(format_count(node.buffers))
+        if view.explain:
+            row.append(node.formula or "")
         if any(notes):
             row.append(note)
         rows.append(tuple(row))
-    title = f"Modules (depth {view.depth})"
+    title = (
+        "Modules"
+        if view.depth >= max((node.depth for node in report.modules), default=0)
+        else (f"Modules (depth {view.depth})")
+    )
     return Section(title, tuple(columns), rows)
 
 

@@ -10,18 +10,18 @@ from ._layout import View
 
 MODULE_COLUMNS = (
     "path", "type", "depth", "params", "param_bytes", "own_params", "own_param_bytes", "trainable", "buffers",
-    "buffer_bytes", "complete", "same_as", "shared",
+    "buffer_bytes", "complete", "same_as", "shared", "formula", "formula_matches",
 )  # fmt: skip
 TENSOR_COLUMNS = ("name", "kind", "shape", "numel", "dtype", "bytes", "trainable", "persistent", "aliases")
 
 
-def _cell(value: object) -> object:
+def _cell(column: str, value: object) -> object:
     if value is None:
         return ""
-    if isinstance(value, tuple):
-        if all(isinstance(item, int) for item in value):  # a shape; "[]" is a scalar
-            return "[" + ", ".join(str(item) for item in value) + "]"
-        return ";".join(str(item) for item in value)
+    if column == "shape" and isinstance(value, tuple):  # "[]" is a scalar, an empty cell an unknown shape
+        return "[" + ", ".join(str(dim) for dim in value) + "]"
+    if isinstance(value, tuple):  # names: aliases, shared
+        return ";".join(value)
     return value
 
 
@@ -34,10 +34,10 @@ def render_csv(report: Report, view: View | None = None) -> str:
     if view.tensors:
         writer.writerow(TENSOR_COLUMNS)
         for record in report.tensors:
-            writer.writerow([_cell(getattr(record, column)) for column in TENSOR_COLUMNS])
+            writer.writerow([_cell(column, getattr(record, column)) for column in TENSOR_COLUMNS])
     else:
         writer.writerow(MODULE_COLUMNS)
         for node in report.modules:
             if node.depth <= view.depth:
-                writer.writerow([_cell(getattr(node, column)) for column in MODULE_COLUMNS])
+                writer.writerow([_cell(column, getattr(node, column)) for column in MODULE_COLUMNS])
     return out.getvalue()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._report import Report
-from ._layout import Section, View, layout
+from ._layout import Document, Section, View, layout
 
 
 def _escape(cell: str) -> str:
@@ -20,7 +20,11 @@ def _section(section: Section) -> list[str]:
 
 def render_markdown(report: Report, view: View | None = None) -> str:
     """The report as Markdown: a heading, one table per section, the notes as a list."""
-    document = layout(report, view or View())
+    return draw_markdown(layout(report, view or View()))
+
+
+def draw_markdown(document: Document) -> str:
+    """Draw a document as Markdown."""
     lines = [f"## {document.heading}", ""]
     for section in document.sections:
         lines += _section(section)

@@ -19,7 +19,7 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from torch.nn.utils import parametrize
 
 from .. import _dtypes
-from .._report import Report, Source, TensorKind, TensorRecord, summarize
+from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord, summarize
 from .._tree import TreeBuilder
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class _Walk:
         self.tree = TreeBuilder()
         self.records: list[TensorRecord] = []
         self.owners: list[int] = []
+        self.node_modules: list[nn.Module] = []
         self.devices: set[torch.device] = set()
         self.unwrapped: dict[str, str] = {}
         self.lazy: dict[str, list[str]] = {}
@@ -124,6 +125,7 @@ class _Walk:
                     stack.append((path, inner, parent))
                     continue
             first_path = seen.get(id(module))
+            self.node_modules.append(module)
             if first_path is not None:
                 tree.add_module(path, type(module).__name__, parent, same_as=first_path)
                 self.reused.append((path, first_path))
@@ -273,13 +275,52 @@ class _Walk:
         return notes
 
 
-def inspect_module(model: nn.Module, *, target: str | None = None, device: str | None = None) -> Report:
-    """Build the report of a live module. The model is only read, never changed."""
+def _explain(nodes: tuple[ModuleNode, ...], modules: list[nn.Module]) -> tuple[tuple[ModuleNode, ...], list[str]]:
+    """Each node with its layer formula, checked against the tensors the module holds, and the notes that raises."""
+    from .. import formulas
+
+    explained, notes = [], []
+    for node, module in zip(nodes, modules, strict=True):
+        if node.same_as is not None:
+            explained.append(node)
+            continue
+        explanation = formulas.explain_module(module)
+        layer = f"'{node.path or '(model)'}' ({node.type})"
+        if explanation.count is None:
+            if node.own_params and node.complete:
+                notes.append(f"{layer} has parameters of its own and no formula: they are counted directly")
+            explained.append(node)
+            continue
+        # All tensors the layer holds, shared ones included: a tied head still has its formula's weight.
+        params = sum(p.numel() for p in module.parameters())
+        buffers = sum(b.numel() for b in module.buffers())
+        count = explanation.count
+        matches = (count.params, count.buffers) == (params, buffers)
+        if not matches:
+            notes.append(
+                f"{layer}: the {count.layer} formula gives {count.params:,} parameters and {count.buffers:,} buffer "
+                f"elements, but its tensors hold {params:,} and {buffers:,}; the tensors are counted"
+            )
+        explained.append(node._replace(formula=count.text, formula_matches=matches))
+    return tuple(explained), notes
+
+
+def inspect_module(
+    model: nn.Module, *, target: str | None = None, device: str | None = None, explain: bool = False
+) -> Report:
+    """Build the report of a live module. The model is only read, never changed.
+
+    With ``explain``, each module gets its layer formula (see :mod:`paramscope.formulas`), checked against its
+    tensors.
+    """
     walk = _Walk()
     with _gc_paused():
         walk.run(model)
         modules = walk.tree.build(walk.records, walk.owners)
     notes = walk.collect_notes()
+    if explain:
+        modules, formula_notes = _explain(modules, walk.node_modules)
+        notes += formula_notes
     totals, by_dtype = summarize(walk.records)
     name = target if target is not None else f"{type(model).__module__}.{type(model).__qualname__}"
     if device is None and walk.devices:

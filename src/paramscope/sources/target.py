@@ -19,7 +19,9 @@ def require(package: str, extra: str, purpose: str) -> None:
         raise MissingDependencyError(package, extra, purpose)
 
 
-def load_report(target: str, arguments: Mapping[str, Any] | None = None, *, device: str = "meta") -> Report:
+def load_report(
+    target: str, arguments: Mapping[str, Any] | None = None, *, device: str = "meta", explain: bool = False
+) -> Report:
     """The report of whatever ``target`` names; see :func:`paramscope.inspect`."""
     if is_code_target(target):
         require("torch", "torch", f"building {target}")
@@ -27,5 +29,5 @@ def load_report(target: str, arguments: Mapping[str, Any] | None = None, *, devi
         from .module import inspect_module
 
         model = build_model(target, arguments, device=device)
-        return inspect_module(model, target=target, device=device)
+        return inspect_module(model, target=target, device=device, explain=explain)
     raise TargetError(f"{target}: not a target paramscope can read; expected {TARGET_FORMS}")

@@ -1,0 +1,80 @@
+"""Closed-form parameter counts of torch.nn layers: why a layer has the count it has, and its size before it exists.
+
+>>> from paramscope import formulas
+>>> formulas.evaluate("conv2d", in_channels=64, out_channels=128, kernel_size=3).text
+'Conv2d: 128 × 64/1 × 3 × 3 + 128 = 73,856'
+>>> formulas.evaluate("BatchNorm2d", num_features=64).buffers
+129
+
+Every formula is plain arithmetic: importing and calling them needs no torch. ``explain_module`` reads a live
+module's hyperparameters (through ``getattr`` only) and evaluates the formula of its class, or of the nearest
+torch.nn class it derives from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import _layers as _layers  # registers the torch.nn formulas
+from ._registry import REGISTRY, Count, FormulaError, LayerFormula, Terms, count, register, register_structural
+
+__all__ = [
+    "REGISTRY",
+    "Count",
+    "Explanation",
+    "FormulaError",
+    "LayerFormula",
+    "Terms",
+    "count",
+    "evaluate",
+    "explain_module",
+    "lookup",
+    "register",
+    "register_structural",
+]
+
+
+def lookup(layer: str) -> LayerFormula:
+    """The registry entry of ``layer`` (case-insensitive); FormulaError listing the known layers otherwise."""
+    return REGISTRY.lookup(layer)
+
+
+def evaluate(layer: str, **hyperparameters: Any) -> Count:
+    """The parameters and buffers of ``layer`` built with ``hyperparameters``, and the arithmetic as text.
+
+    >>> evaluate("linear", in_features=512, out_features=1000).text
+    'Linear: 1,000 × 512 + 1,000 = 513,000'
+    >>> evaluate("LayerNorm", normalized_shape=(3, 4), bias=False).params
+    12
+    """
+    return REGISTRY.lookup(layer)(**hyperparameters)
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """A live module's formula: the registry entry that applies, its Count, or why there is none."""
+
+    formula: LayerFormula | None
+    count: Count | None
+    reason: str | None = None
+
+
+def explain_module(module: Any) -> Explanation:
+    """Evaluate the formula that applies to a live module, with the hyperparameters read off it.
+
+    The count covers the whole layer, children included (MultiheadAttention's ``out_proj``, a Transformer layer's
+    attention and feed-forward), to be compared with all the tensors the module holds.
+    """
+    entry = REGISTRY.for_class(type(module))
+    if entry is None:
+        return Explanation(None, None, "no formula")
+    has_uninitialized = getattr(module, "has_uninitialized_params", None)
+    if callable(has_uninitialized) and has_uninitialized():
+        return Explanation(entry, None, "uninitialised lazy layer: no sizes until its first forward pass")
+    if entry.kind != "formula":
+        return Explanation(entry, None, entry.description)
+    try:
+        return Explanation(entry, entry(**entry.read_module(module)))
+    except (AttributeError, IndexError, TypeError, FormulaError) as error:
+        return Explanation(entry, None, f"its hyperparameters do not fit the {entry.name} formula ({error})")
