@@ -188,10 +188,10 @@ def _deliver(
 
 def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
     from . import _api
+    from ._arguments import parse_arguments
     from ._budget import Budget, check_budget
     from .render import View, render
     from .render._layout import layout
-    from .sources.code import parse_arguments
 
     if options.depth is not None and options.depth < 0:
         raise UsageError(f"--depth must be 0 or more, not {options.depth}")
@@ -209,9 +209,9 @@ def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
 
 def _run_formula(options: argparse.Namespace, stdout: IO[str]) -> int:
     from . import formulas
+    from ._arguments import parse_arguments
     from .render import draw
     from .render._tables import formula_document, formula_list_document
-    from .sources.code import parse_arguments
 
     if options.list:
         if options.layer is not None or options.args:

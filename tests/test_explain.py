@@ -1,0 +1,116 @@
+"""inspect --explain: each layer's formula next to its count, checked against the tensors it holds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import paramscope
+from paramscope.cli import main
+from paramscope.render import View, render
+
+from .models import lazy, parametrized, tiny_gpt
+
+
+class ScaledLinear(nn.Linear):
+    """A Linear subclass that adds a parameter: Linear's formula no longer describes it."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features)
+        self.scale = nn.Parameter(torch.ones(out_features))
+
+
+class WithOwnParameter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.temperature = nn.Parameter(torch.ones(3))
+        self.proj = ScaledLinear(4, 5)
+
+
+def _explained(model: nn.Module) -> paramscope.Report:
+    return paramscope.inspect(model, explain=True)
+
+
+def test_every_layer_of_resnet18_has_a_matching_formula() -> None:
+    report = paramscope.inspect("paramscope.examples:resnet18", explain=True)
+    layers = [node for node in report.modules if node.type in {"Conv2d", "BatchNorm2d", "Linear"}]
+    assert len(layers) == 20 + 20 + 1
+    assert all(node.formula_matches for node in layers)
+    assert report.module("conv1").formula == "Conv2d: 64 × 3/1 × 7 × 7 = 9,408"
+    assert report.module("fc").formula == "Linear: 1,000 × 512 + 1,000 = 513,000"
+    assert report.module("layer1").formula is None  # a container: its children carry the counts
+    assert report.totals == paramscope.inspect("paramscope.examples:resnet18").totals
+
+
+def test_tied_head_keeps_its_formula() -> None:
+    with torch.device("meta"):
+        report = _explained(tiny_gpt())
+    head = report.module("lm_head")
+    assert (head.params, head.formula, head.formula_matches) == (0, "Linear: 101 × 12 = 1,212", True)
+
+
+def test_subclass_that_adds_a_parameter_is_flagged_and_counted_from_its_tensors() -> None:
+    model = WithOwnParameter()
+    report = _explained(model)
+    proj = report.module("proj")
+    assert proj.formula == "Linear: 5 × 4 + 5 = 25"
+    assert proj.formula_matches is False
+    assert proj.params == sum(p.numel() for p in model.proj.parameters()) == 30
+    assert (
+        "'proj' (ScaledLinear): the Linear formula gives 25 parameters and 0 buffer elements, but its tensors hold "
+        "30 and 0; the tensors are counted" in report.notes
+    )
+    assert "'(model)' (WithOwnParameter) has parameters of its own and no formula: they are counted directly" in (
+        report.notes
+    )
+    text = render(report, "table", View(depth=1, explain=True))
+    assert "no formula — counted directly" in text
+    assert "✗ formula differs from its tensors: the tensors are counted" in text
+
+
+def test_parametrized_layers_are_flagged() -> None:
+    report = _explained(parametrized())
+    weight_norm = report.module("0")
+    assert weight_norm.formula == "Linear: 7 × 5 + 7 = 42"
+    assert weight_norm.formula_matches is False  # weight_norm stores g (7×1) beside v (7×5)
+    assert weight_norm.params == 7 + 35 + 7
+    assert report.module("2").formula_matches is True  # a parametrization without tensors of its own
+
+
+def test_lazy_layers_have_no_formula_until_initialised() -> None:
+    model = lazy()
+    report = _explained(model)
+    assert report.module("0").formula is None
+    assert report.module("2").formula == "Linear: 2 × 6 + 2 = 14"
+    model(torch.zeros(3, 4))
+    initialised = _explained(model)
+    assert initialised.module("0").formula == "Linear: 6 × 4 + 6 = 30"
+    assert initialised.module("3").formula_matches is True
+
+
+def test_explain_golden_resnet18(golden, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "paramscope.examples:resnet18", "--explain"]) == 0
+    golden("resnet18-explain.txt", capsys.readouterr().out)
+
+
+def test_explain_golden_gpt2(golden, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["vocab_size=1000", "n_positions=64", "n_embd=32", "n_layer=2", "n_head=4"]
+    assert main(["inspect", "paramscope.examples:gpt2", *args, "--explain"]) == 0
+    golden("gpt2-explain.txt", capsys.readouterr().out)
+
+
+def test_explain_json_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "paramscope.examples:resnet18", "--explain", "--format", "json"]) == 0
+    modules = {entry["path"]: entry for entry in json.loads(capsys.readouterr().out)["modules"]}
+    assert modules["conv1"]["formula"] == "Conv2d: 64 × 3/1 × 7 × 7 = 9,408"
+    assert modules["conv1"]["formula_matches"] is True
+    assert (modules["layer1"]["formula"], modules["layer1"]["formula_matches"]) == (None, None)
+
+
+def test_without_explain_the_formula_fields_are_null(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "paramscope.examples:resnet18", "--format", "json"]) == 0
+    modules = json.loads(capsys.readouterr().out)["modules"]
+    assert all(entry["formula"] is None and entry["formula_matches"] is None for entry in modules)
