@@ -109,6 +109,29 @@ def recurrent() -> nn.Module:
     return nn.ModuleDict({"lstm": nn.LSTM(4, 6, num_layers=2, bidirectional=True, proj_size=3), "gru": nn.GRU(3, 5)})
 
 
+class BufferAlsoParameter(nn.Module):
+    """A Linear weight that an earlier module also registers as a buffer: it is still a parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Module()
+        self.second = nn.Linear(3, 3)
+        self.first.register_buffer("alias", self.second.weight)
+
+
+def reused_compiled() -> nn.Module:
+    """A block holding a torch.compile wrapper, reused at two places: names are free of `_orig_mod.` everywhere."""
+    block = nn.Sequential(torch.compile(nn.Linear(2, 2)), nn.ReLU())
+    return nn.Sequential(block, nn.Linear(2, 2), block)
+
+
+def tied_parametrized() -> nn.Module:
+    """A tied weight that is parametrized on one side."""
+    model = TiedEncoderDecoder()
+    torch.nn.utils.parametrize.register_parametrization(model.encoder, "weight", nn.Identity())
+    return model
+
+
 # name -> factory; each builds on the current default device.
 MODELS: dict[str, Callable[[], nn.Module]] = {
     "resnet18": resnet18,
@@ -124,4 +147,7 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
     "lazy": lazy,
     "transformer": transformer,
     "recurrent": recurrent,
+    "buffer-also-parameter": BufferAlsoParameter,
+    "reused-compiled": reused_compiled,
+    "tied-parametrized": tied_parametrized,
 }

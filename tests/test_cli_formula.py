@@ -117,7 +117,7 @@ def test_dtypes_table(capsys: pytest.CaptureFixture[str]) -> None:
 def test_dtypes_takes_no_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "dtypes", "float32")
     assert code == 2
-    assert err == "paramscope: error: unrecognized arguments: float32 (see 'paramscope --help')\n"
+    assert err == "paramscope: error: unrecognized arguments: float32 (see 'paramscope dtypes --help')\n"
 
 
 def test_formula_and_dtypes_work_without_torch(tmp_path) -> None:

@@ -12,7 +12,17 @@ import paramscope
 from paramscope import IncompleteCountError, TargetError
 from paramscope.examples import gpt2, resnet18
 
-from .models import MixedDtypes, PartlyFrozen, ReusedBlock, RotaryNet, TiedEncoderDecoder, lazy, parametrized
+from .models import (
+    BufferAlsoParameter,
+    MixedDtypes,
+    PartlyFrozen,
+    ReusedBlock,
+    RotaryNet,
+    TiedEncoderDecoder,
+    lazy,
+    parametrized,
+    reused_compiled,
+)
 
 
 def test_gpt2_tied_head_is_counted_once() -> None:
@@ -259,3 +269,137 @@ def test_target_strings_work_in_the_api() -> None:
         "paramscope.examples:resnet18",
         "meta",
     )
+
+
+def test_parameter_registered_as_a_buffer_first_is_a_parameter() -> None:
+    model = BufferAlsoParameter()
+    report = paramscope.inspect(model)
+    record = report.tensor("first.alias")
+    assert (record.name, record.kind, record.trainable, record.aliases) == (
+        "second.weight",
+        "parameter",
+        True,
+        ("first.alias",),
+    )
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) == 12
+    assert report.totals.buffers == 0
+    assert report.module("second").own_params == 12
+    assert report.module("first").shared == ("second.weight",)
+
+
+class _Owner(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.head = _Head(self)
+
+
+class _Head(nn.Module):
+    def __init__(self, owner: nn.Module) -> None:
+        super().__init__()
+        self.owner = owner  # a back-reference: the module graph has a cycle
+        self.fc = nn.Linear(4, 2)
+
+
+def test_a_cycle_in_the_module_graph_is_walked_once() -> None:
+    model = _Owner()
+    report = paramscope.inspect(model)
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) == 30
+    assert report.module("head.owner").same_as == ""
+    assert report.tensor("body.weight").aliases == ()
+    assert (
+        "module 'head.owner' refers back to '(model)', which contains it (a cycle): it is not walked again"
+        in report.notes
+    )
+
+
+def test_reused_module_holding_a_wrapper_gets_clean_alias_names() -> None:
+    report = paramscope.inspect(reused_compiled())
+    assert report.tensor("0.0.weight").aliases == ("2.0.weight",)
+    assert not any("_orig_mod" in name for record in report.tensors for name in (record.name, *record.aliases))
+
+
+def test_many_reuses_and_ties_give_grouped_notes() -> None:
+    norm = nn.LayerNorm(4)
+    report = paramscope.inspect(nn.Sequential(*[norm] * 50))
+    assert report.notes == (
+        "modules '1', '2', '3', '4' and 45 more are the same object as '0': their tensors are counted once, under '0'",
+    )
+    assert len(report.tensor("0.weight").aliases) == 49
+
+
+def test_tensor_subclass_sparse_and_expanded_tensors() -> None:
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    model = nn.Module()
+    model.pair = nn.Parameter(TwoTensor(torch.zeros(1000), torch.zeros(1000)))
+    model.register_buffer("adjacency", torch.eye(100).to_sparse())
+    model.register_buffer("broadcast", torch.zeros(1, 64).expand(4096, 64))
+    report = paramscope.inspect(model)
+    assert report.tensor("pair").bytes == 2 * 1000 * 4  # the two tensors it holds
+    sparse = model.adjacency
+    assert report.tensor("adjacency").bytes == sparse._indices().untyped_storage().nbytes() + (
+        sparse._values().untyped_storage().nbytes()
+    )
+    assert report.tensor("broadcast").bytes == 4096 * 64 * 4  # logical size, with a note
+    assert any(note.startswith("broadcast is a view (expanded or strided)") for note in report.notes)
+    assert any(note.startswith("pair is a TwoTensor") for note in report.notes)
+
+
+def test_dynamically_quantized_linear_is_not_a_silent_zero() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(
+            nn.Sequential(nn.Linear(64, 32)), {nn.Linear}, dtype=torch.qint8
+        )
+        weight, bias = quantized[0]._weight_bias()
+    report = paramscope.inspect(quantized)
+    assert report.totals.params == weight.numel() + bias.numel() == 64 * 32 + 32
+    assert report.totals.param_bytes == weight.untyped_storage().nbytes() + bias.untyped_storage().nbytes()
+    assert report.totals.trainable == 0
+    assert "keeps its weights packed outside its parameters" in " ".join(report.notes)
+
+
+def test_parametrized_layer_shows_its_own_class() -> None:
+    report = paramscope.inspect(parametrized())
+    assert [node.type for node in report.modules] == ["Sequential", "Linear", "Conv1d", "Linear"]
+
+
+def test_garbage_collector_state_is_restored() -> None:
+    import gc
+
+    model = TiedEncoderDecoder()
+    assert gc.isenabled()
+    paramscope.inspect(model)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        paramscope.inspect(model)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    broken = nn.Sequential(nn.Linear(2, 2))
+    broken._modules["bad"] = 3  # type: ignore[assignment]
+    with pytest.raises(AttributeError):
+        paramscope.inspect(broken)
+    assert gc.isenabled()
+
+
+def test_reports_compare_by_value_and_are_not_hashable() -> None:
+    assert paramscope.inspect(TiedEncoderDecoder()) == paramscope.inspect(TiedEncoderDecoder())
+    with pytest.raises(TypeError, match="unhashable type: 'Report'"):
+        hash(paramscope.inspect(TiedEncoderDecoder()))
+
+
+def test_api_target_import_leaves_module_level_tensors_real(tmp_path, monkeypatch) -> None:
+    (tmp_path / "realmodels.py").write_text(
+        "import torch\nfrom torch import nn\nMASK = torch.ones(3)\nclass Net(nn.Linear):\n"
+        "    def __init__(self):\n        super().__init__(3, 3)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    report = paramscope.inspect("realmodels:Net")
+    import realmodels  # type: ignore[import-not-found]
+
+    assert report.source.device == "meta"
+    assert report.totals.params == 12
+    assert realmodels.MASK.device.type == "cpu"

@@ -90,3 +90,14 @@ def test_str_and_rich_protocols() -> None:
     console = Console(file=io.StringIO(), width=100, color_system=None)
     console.print(report)
     assert "transformer.wte.weight" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_rich_at_80_columns_never_cuts_a_figure(golden) -> None:
+    report = paramscope.inspect("paramscope.examples:gpt2")
+    console = Console(file=io.StringIO(), width=80, color_system=None, force_terminal=False, legacy_windows=False)
+    console.print(rich_renderable(report, View(depth=1)))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    golden("gpt2-rich-80.txt", text)
+    assert "124,439,808" in text
+    assert "474.70 MiB" in text
+    assert "…" not in text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from paramscope import UsageError
 from paramscope._units import byte_unit, format_bytes, humanize_count, parse_bytes, parse_count
@@ -94,3 +96,31 @@ def test_byte_unit_and_humanize() -> None:
     assert humanize_count(1_000) == "1.00K"
     with pytest.raises(UsageError, match="unknown byte unit 'parsecs'"):
         byte_unit("parsecs")
+
+
+@given(st.integers(min_value=0, max_value=10**18))
+def test_plain_integers_parse_as_themselves(value: int) -> None:
+    assert parse_count(str(value)) == value
+    assert parse_bytes(str(value)) == value
+    assert parse_count(f"{value:_}") == value
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["K", "M", "B", "T"]))
+def test_count_suffixes_are_powers_of_1000(value: int, suffix: str) -> None:
+    assert parse_count(f"{value}{suffix}") == value * 1000 ** (1 + "KMBT".index(suffix))
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["KiB", "MiB", "GiB", "TiB", "kB", "MB", "GB", "TB"]))
+def test_byte_units(value: int, unit: str) -> None:
+    base = 1024 if unit.endswith("iB") else 1000
+    power = 1 + "KMGT".index(unit[0].upper())
+    assert parse_bytes(f"{value}{unit}") == value * base**power
+    assert parse_bytes(f"{value} {unit.lower()}") == value * base**power
+
+
+@given(st.integers(min_value=0, max_value=2**60), st.sampled_from(["iec", "si"]))
+def test_formatted_sizes_read_back_within_rounding(size: int, units: str) -> None:
+    text = format_bytes(size, units)  # type: ignore[arg-type]
+    number, unit = text.split()
+    assert abs(float(number) * byte_unit(unit) - size) <= 0.005 * byte_unit(unit)
+    assert float(number) < (1024 if units == "iec" else 1000) or unit in {"PiB", "PB"}

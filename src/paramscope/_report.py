@@ -133,12 +133,16 @@ class Report:
                 index.setdefault(key, record)
         return index
 
+    # Frozen but not hashable: by_dtype is a mapping. Reports compare by value.
+    __hash__ = None  # type: ignore[assignment]
+
     def module(self, path: str) -> ModuleNode:
         """The tree node at ``path`` (``""`` for the root). Raises ``KeyError`` when there is none."""
-        for node in self.modules:
-            if node.path == path:
-                return node
-        raise KeyError(path)
+        return self._modules_by_path[path]
+
+    @cached_property
+    def _modules_by_path(self) -> dict[str, ModuleNode]:
+        return {node.path: node for node in self.modules}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"schema": "paramscope.report/1", "source", "totals", "by_dtype", "tensors",

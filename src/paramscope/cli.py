@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -111,7 +112,7 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--max-bytes", metavar="SIZE", help="fail with exit 3 above SIZE of parameters + buffers (2GiB, 500MB)"
     )
-    inspect.set_defaults(handler=_run_inspect, takes_arguments=True)
+    inspect.set_defaults(handler=_run_inspect, takes_arguments=True, command_parser=inspect)
 
     formula = commands.add_parser(
         "formula",
@@ -124,7 +125,7 @@ def _build_parser() -> argparse.ArgumentParser:
     formula.add_argument("layer", metavar="LAYER", nargs="?", help="a torch.nn layer name: conv2d, Linear, LSTM, ...")
     formula.add_argument("--list", action="store_true", help="list every layer and its arguments")
     _add_output_options(formula, ("table", "json", "markdown"))
-    formula.set_defaults(handler=_run_formula, takes_arguments=True)
+    formula.set_defaults(handler=_run_formula, takes_arguments=True, command_parser=formula)
 
     dtypes = commands.add_parser(
         "dtypes",
@@ -132,7 +133,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Every dtype paramscope knows: names, aliases, bits per value and storage per element.",
     )
     _add_output_options(dtypes, ("table", "json", "markdown"))
-    dtypes.set_defaults(handler=_run_dtypes, takes_arguments=False)
+    dtypes.set_defaults(handler=_run_dtypes, takes_arguments=False, command_parser=dtypes)
     return parser
 
 
@@ -187,11 +188,11 @@ def _deliver(
 
 
 def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
-    from . import _api
     from ._arguments import parse_arguments
     from ._budget import Budget, check_budget
     from .render import View, render
     from .render._layout import layout
+    from .sources.target import load_report
 
     if options.depth is not None and options.depth < 0:
         raise UsageError(f"--depth must be 0 or more, not {options.depth}")
@@ -199,7 +200,15 @@ def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
         max_params=None if options.max_params is None else parse_count(options.max_params),
         max_bytes=None if options.max_bytes is None else parse_bytes(options.max_bytes),
     )
-    report = _api.inspect(options.target, parse_arguments(options.args), device=options.device, explain=options.explain)
+    # Whatever the model code prints goes to stderr: stdout carries the report, which must stay parseable.
+    with contextlib.redirect_stdout(sys.stderr):
+        report = load_report(
+            options.target,
+            parse_arguments(options.args),
+            device=options.device,
+            explain=options.explain,
+            import_on_device=True,  # this process ends with the report: module-level models may be built on meta
+        )
     depth = options.depth if options.depth is not None else (_ALL_DEPTHS if options.explain else 2)
     view = View(depth=depth, tensors=options.tensors, units=options.units, explain=options.explain)
     _deliver(options, stdout, lambda: render(report, options.format, view), lambda: layout(report, view))
@@ -262,11 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options, extra = parser.parse_known_args(arguments)
         # KEY=VALUE arguments for the target are what argparse leaves over, wherever they stand among the options.
-        unknown = [item for item in extra if item.startswith("-")]
+        unknown = [item for item in extra if item.startswith("-") or not options.takes_arguments]
         if unknown:
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        if extra and not options.takes_arguments:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            options.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         options.args = extra
         handler: Callable[[argparse.Namespace, IO[str]], int] = options.handler
         return handler(options, sys.stdout)

@@ -313,7 +313,17 @@ def rnn_cell(layer: str, input_size: int, hidden_size: int, bias: bool = True) -
     return _cell(layer, {"RNNCell": 1, "LSTMCell": 4, "GRUCell": 3}[layer], input_size, hidden_size, bias)
 
 
-@register("RNNCellBase", ignored=_DEVICE)
+def _read_cell_base(module: Any) -> dict[str, Any]:
+    # torch does not keep num_chunks: weight_ih has num_chunks × hidden_size rows
+    return {
+        "input_size": module.input_size,
+        "hidden_size": module.hidden_size,
+        "bias": module.bias,
+        "num_chunks": module.weight_ih.shape[0] // module.hidden_size,
+    }
+
+
+@register("RNNCellBase", ignored=_DEVICE, read=_read_cell_base)
 def rnn_cell_base(layer: str, input_size: int, hidden_size: int, bias: bool, num_chunks: int) -> Count:
     return _cell(layer, num_chunks, input_size, hidden_size, bias)
 
@@ -356,15 +366,21 @@ def transformer_layer(layer: str, d_model: int, nhead: int, dim_feedforward: int
     return count(layer, _layer_terms(d_model, nhead, dim_feedforward, bias, decoder=layer.startswith("TransformerDe")))
 
 
-def _stack(layer_count: Count, num_layers: int, norm: bool, d_model: int, bias: bool) -> Terms:
+def _stack(layer_count: Count, num_layers: int, norm: bool, d_model: int, norm_bias: bool) -> Terms:
     terms = _part(Terms(), "layers", layer_count, repeat=num_layers)
     if norm:
-        _part(terms, "norm", layer_norm("LayerNorm", d_model, bias=bias))
+        _part(terms, "norm", layer_norm("LayerNorm", d_model, bias=norm_bias))
     return terms
 
 
 def _read_stack(module: Any) -> dict[str, Any]:
-    return {**_read_layer(module.layers[0]), "num_layers": module.num_layers, "norm": module.norm is not None}
+    norm = module.norm
+    return {
+        **_read_layer(module.layers[0]),
+        "num_layers": module.num_layers,
+        "norm": norm is not None,
+        "norm_bias": getattr(norm, "bias", None) is not None,
+    }
 
 
 @register("TransformerEncoder", "TransformerDecoder", ignored=_TRANSFORMER_IGNORED, read=_read_stack)
@@ -376,11 +392,12 @@ def transformer_stack(
     dim_feedforward: int = 2048,
     bias: bool = True,
     norm: bool = False,
+    norm_bias: bool = True,
 ) -> Count:
-    # `norm` stands for the optional final LayerNorm(d_model) the stack is given
+    # `norm` stands for the optional final LayerNorm(d_model, bias=norm_bias) the stack is given
     inner = "TransformerEncoderLayer" if layer == "TransformerEncoder" else "TransformerDecoderLayer"
     one = transformer_layer(inner, d_model, nhead, dim_feedforward, bias)
-    return count(layer, _stack(one, num_layers, norm, d_model, bias))
+    return count(layer, _stack(one, num_layers, norm, d_model, norm_bias))
 
 
 def _read_transformer(module: Any) -> dict[str, Any]:
@@ -406,8 +423,9 @@ def transformer(
     bias: bool = True,
 ) -> Count:
     # encoder and decoder stacks, each closed by a LayerNorm(d_model)
-    encoder = transformer_stack("TransformerEncoder", d_model, nhead, num_encoder_layers, dim_feedforward, bias, True)
-    decoder = transformer_stack("TransformerDecoder", d_model, nhead, num_decoder_layers, dim_feedforward, bias, True)
+    stacks = {"dim_feedforward": dim_feedforward, "bias": bias, "norm": True, "norm_bias": bias}
+    encoder = transformer_stack("TransformerEncoder", d_model, nhead, num_encoder_layers, **stacks)
+    decoder = transformer_stack("TransformerDecoder", d_model, nhead, num_decoder_layers, **stacks)
     terms = _part(_part(Terms(), "encoder", encoder), "decoder", decoder)
     return count(layer, terms)
 
@@ -437,8 +455,10 @@ def adaptive_log_softmax(
     # head: Linear(in, shortlist + clusters); cluster i: Linear(in, in // div^(i+1), no bias) then
     # Linear(that, cluster size, no bias)
     bounds = [*cutoffs, n_classes]
-    if list(cutoffs) != sorted(set(cutoffs)) or cutoffs[0] <= 0 or cutoffs[-1] >= n_classes:
+    if not cutoffs or list(cutoffs) != sorted(set(cutoffs)) or cutoffs[0] <= 0 or cutoffs[-1] >= n_classes:
         raise FormulaError(f"{layer}: cutoffs must be increasing, positive and below n_classes ({n_classes})")
+    if not div_value > 0 or math.isinf(div_value):  # also refuses NaN
+        raise FormulaError(f"{layer}: div_value must be a positive number, not {div_value!r}")
     head_size = cutoffs[0] + len(cutoffs)
     terms = _part(Terms(), "head", linear("Linear", in_features, head_size, head_bias))
     for i in range(len(cutoffs)):
@@ -448,33 +468,48 @@ def adaptive_log_softmax(
     return count(layer, terms)
 
 
+def _buffer_elements(module: Any) -> int:
+    return sum(buffer.numel() for buffer in module._buffers.values() if buffer is not None)
+
+
+def _class_weights(weight_elements: int) -> Terms:
+    return Terms().add(f"{n(weight_elements)} class weights", weight_elements) if weight_elements else Terms()
+
+
 def _read_linear_cross_entropy(module: Any) -> dict[str, Any]:
     return {
         "in_features": module.linear.in_features,
         "num_classes": module.num_classes,
         "out_features": tuple(module.out_features),
         "bias": module.linear.bias is not None,
+        "weight_elements": _buffer_elements(module),
     }
 
 
 @register(
     "LinearCrossEntropyLoss",
-    ignored=("reduction", "weight", "ignore_index", "label_smoothing", "options", *_DEVICE),
+    ignored=("reduction", "ignore_index", "label_smoothing", "options", *_DEVICE),
     read=_read_linear_cross_entropy,
 )
 def linear_cross_entropy(
-    layer: str, in_features: int, num_classes: int, out_features: tuple[int, ...] | None = None, bias: bool = False
+    layer: str,
+    in_features: int,
+    num_classes: int,
+    out_features: tuple[int, ...] | None = None,
+    bias: bool = False,
+    weight_elements: int = 0,
 ) -> Count:
-    # one Linear(in, num_classes × prod(out_features))
+    # one Linear(in, num_classes × prod(out_features)); the optional class weights are a buffer
     outputs = num_classes * math.prod(out_features or ())
-    return count(layer, _part(Terms(), "linear", linear("Linear", in_features, outputs, bias)))
+    terms = _part(Terms(), "linear", linear("Linear", in_features, outputs, bias))
+    return count(layer, terms, _class_weights(weight_elements))
 
 
 # --- Layers without parameters --------------------------------------------------------------------------------------
 
 
 def _read_loss(module: Any) -> dict[str, Any]:
-    return {"weight_elements": sum(buffer.numel() for buffer in module._buffers.values() if buffer is not None)}
+    return {"weight_elements": _buffer_elements(module)}
 
 
 _LOSSES_WITH_WEIGHTS = (
@@ -483,11 +518,14 @@ _LOSSES_WITH_WEIGHTS = (
 )  # fmt: skip
 
 
-@register(*_LOSSES_WITH_WEIGHTS, ignores_any=True, read=_read_loss)
+# `weight` itself is not accepted: the formula takes its size (weight_elements), which a tensor cannot be typed as.
+_LOSS_IGNORED = ("size_average", "reduce", "reduction", "ignore_index", "label_smoothing", "p", "margin")
+
+
+@register(*_LOSSES_WITH_WEIGHTS, ignored=_LOSS_IGNORED, read=_read_loss)
 def weighted_loss(layer: str, weight_elements: int = 0) -> Count:
     # no parameters; the optional class weights (and BCEWithLogitsLoss's pos_weight) are buffers
-    buffers = Terms().add(f"{n(weight_elements)} class weights", weight_elements) if weight_elements else Terms()
-    return count(layer, Terms(), buffers)
+    return count(layer, Terms(), _class_weights(weight_elements))
 
 
 _PARAMETER_FREE = (

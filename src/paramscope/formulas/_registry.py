@@ -231,7 +231,14 @@ class Registry(Mapping[str, LayerFormula]):
         return entry
 
     def for_class(self, cls: type) -> LayerFormula | None:
-        """The entry of the nearest torch.nn class in ``cls``'s MRO, so subclasses inherit their base's formula."""
+        """The entry of the nearest torch.nn class in ``cls``'s MRO, so subclasses inherit their base's formula.
+
+        A lazy layer is looked up as the class it becomes after its first forward (``cls_to_become``): its MRO may
+        only reach private bases (``LazyBatchNorm2d`` derives from ``_BatchNorm``, not ``BatchNorm2d``).
+        """
+        becomes = getattr(cls, "cls_to_become", None)
+        if isinstance(becomes, type):
+            cls = becomes
         for base in cls.__mro__:
             if base.__module__.startswith("torch.nn.") and base.__name__ in self._entries:
                 return self._entries[base.__name__]

@@ -101,7 +101,8 @@ def _modules_section(report: Report, view: View) -> Section:
         columns.append(Column("Buffers", "right"))
     if view.explain:
         columns.append(Column("Formula"))
-    if any(notes):
+    has_notes = any(notes)
+    if has_notes:
         columns.append(Column("Note"))
     rows = []
     for node, note in zip(nodes, notes, strict=True):
@@ -113,7 +114,7 @@ def _modules_section(report: Report, view: View) -> Section:
             row.append(format_count(node.buffers))
         if view.explain:
             row.append(node.formula or "")
-        if any(notes):
+        if has_notes:
             row.append(note)
         rows.append(tuple(row))
     title = (

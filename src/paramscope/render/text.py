@@ -72,8 +72,13 @@ def draw_rich(document: Document) -> RenderableType:
             show_header=any(headers),
             header_style="bold",
         )
-        for column in section.columns:
-            table.add_column(column.header, justify=column.align, no_wrap=column is section.columns[0])
+        for index, column in enumerate(section.columns):
+            # Figures and the first column (paths, names) never wrap: a cut "124,439,8…" is worse than a wide
+            # table. Types and notes fold when the terminal is narrow.
+            if column.align == "right" or index == 0:
+                table.add_column(column.header, justify=column.align, no_wrap=True)
+            else:
+                table.add_column(column.header, justify="left", overflow="fold")
         for row in section.rows:
             table.add_row(*row)
         parts.append(table)

@@ -45,6 +45,9 @@ def _import_location(location: str, target: str) -> Any:
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
         finally:
             sys.path.remove(str(path.resolve().parent))
         return module
@@ -90,14 +93,18 @@ def _resolve(target: str) -> Any:
 
 
 @contextlib.contextmanager
-def _user_code(what: str, hint: str = "") -> Iterator[None]:
+def user_code(what: str, device: str | None = None) -> Iterator[None]:
     """Turn any exception raised by the user's code into one TargetError that names the target."""
     try:
         yield
     except TargetError:
         raise
     except (Exception, SystemExit) as error:
-        raise TargetError(f"{what} failed: {type(error).__name__}: {_one_line(error)}{hint}") from error
+        message = _one_line(error)
+        hint = ""
+        if device == "meta" and (isinstance(error, NotImplementedError) or "meta" in message.lower()):
+            hint = "; the model needs real tensors while it is built: try --device cpu"
+        raise TargetError(f"{what} failed: {type(error).__name__}: {message}{hint}") from error
 
 
 def _check_signature(target: str, factory: Any, arguments: Mapping[str, Any]) -> None:
@@ -124,8 +131,14 @@ def _one_line(error: BaseException) -> str:
     return text[0] if text else "(no message)"
 
 
-def build_model(target: str, arguments: Mapping[str, Any] | None = None, *, device: str = "meta") -> nn.Module:
+def build_model(
+    target: str, arguments: Mapping[str, Any] | None = None, *, device: str = "meta", import_on_device: bool = False
+) -> nn.Module:
     """Import ``target`` and build the model it names on ``device``.
+
+    The call that builds the model runs inside ``torch.device(device)``. With ``import_on_device`` the import
+    does too, so models created at module level land there as well: the command line does this (its process ends
+    with the report), while from Python the import stays ordinary, so the user's package keeps real tensors.
 
     >>> model = build_model("paramscope.examples:resnet18", {"num_classes": 10})
     >>> type(model).__name__, next(model.parameters()).device.type
@@ -136,22 +149,19 @@ def build_model(target: str, arguments: Mapping[str, Any] | None = None, *, devi
         torch_device = torch.device(device)
     except RuntimeError:
         raise UsageError(f"unknown device {device!r}") from None
-    # Module-level code may build tensors too, so the import also runs under the device. Whatever the model code
-    # prints goes to stderr: stdout carries the report, which must stay parseable (--format json | jq).
-    with torch_device, contextlib.redirect_stdout(sys.stderr):
-        with _user_code(f"importing {target}"):
-            value = _resolve(target)
-        if isinstance(value, nn.Module):
-            if arguments:
-                raise TargetError(f"{target} is a module instance: it takes no arguments ({', '.join(arguments)})")
-            return value
-        if not callable(value):
-            raise TargetError(f"{target} is of type {type(value).__name__}, not a module, class or function")
-        _check_signature(target, value, arguments)
-        hint = "; if the model needs real tensors while it is built, try --device cpu" if device == "meta" else ""
-        where = "the meta device" if device == "meta" else device
-        with _user_code(f"building {target} on {where}", hint):
-            model = value(**arguments)
+    where = "the meta device" if device == "meta" else device
+    importing = f"importing {target}" + (f" on {where}" if import_on_device else "")
+    with torch_device if import_on_device else contextlib.nullcontext(), user_code(importing, device):
+        value = _resolve(target)
+    if isinstance(value, nn.Module):
+        if arguments:
+            raise TargetError(f"{target} is a module instance: it takes no arguments ({', '.join(arguments)})")
+        return value
+    if not callable(value):
+        raise TargetError(f"{target} is of type {type(value).__name__}, not a module, class or function")
+    _check_signature(target, value, arguments)
+    with torch_device, user_code(f"building {target} on {where}", device):
+        model = value(**arguments)
     if not isinstance(model, nn.Module):
         raise TargetError(f"{target} returned an object of type {type(model).__name__}, not a torch.nn.Module")
     return model

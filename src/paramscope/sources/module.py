@@ -6,6 +6,7 @@ The model is only read: parameters and buffers are reached through ``_parameters
 
 from __future__ import annotations
 
+import bisect
 import gc
 import sys
 from collections.abc import Callable, Iterator
@@ -21,11 +22,13 @@ from torch.nn.utils import parametrize
 from .. import _dtypes
 from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord, summarize
 from .._tree import TreeBuilder
+from ._tensors import PLAIN_TENSOR_CLASSES, packed_weights, unusual_bytes
 
 if TYPE_CHECKING:
     from .._dtypes import DType
 
 _MAX_NAMES_IN_NOTE = 4
+_MAX_NOTES_OF_A_KIND = 8
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ WRAPPERS: list[Wrapper] = [
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     # The walk allocates ~2 acyclic objects per tensor. On a model with 10^5 tensors that triggers a full
-    # collection, which traverses every object of the user's model and costs more than the walk itself.
+    # collection, which traverses every object of the user's model and costs more than the walk itself. The pause
+    # is process-wide (all threads) and lasts only for the walk; a collector the caller disabled stays disabled.
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -77,7 +81,30 @@ def _parametrizations(module: nn.Module) -> nn.ModuleDict | None:
     return None
 
 
-_UNKNOWN = Wrapper("", "", lambda module: False)  # marks a module class not yet checked against WRAPPERS
+def _type_name(module: nn.Module) -> str:
+    if _parametrizations(module) is not None:
+        # parametrize swaps the class for a generated subclass "ParametrizedLinear"; show the layer's own class.
+        return type(module).__bases__[0].__name__
+    original = getattr(module, "original_name", None)  # TorchScript modules are all RecursiveScriptModule
+    return (
+        original
+        if isinstance(original, str) and type(module).__name__ == "RecursiveScriptModule"
+        else (type(module).__name__)
+    )
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_NAMES_IN_NOTE])
+    return shown + (f" and {len(names) - _MAX_NAMES_IN_NOTE} more" if len(names) > _MAX_NAMES_IN_NOTE else "")
+
+
+def _capped(notes: list[str], what: str) -> list[str]:
+    if len(notes) <= _MAX_NOTES_OF_A_KIND:
+        return notes
+    return [*notes[:_MAX_NOTES_OF_A_KIND], f"… and {len(notes) - _MAX_NOTES_OF_A_KIND} more {what}"]
+
+
+_NOT_CHECKED = object()  # a module class not yet compared with WRAPPERS
 
 # (owner node index, owner path, tensor name, tensor, kind, persistent): one per registration of a tensor.
 _Entry = tuple[int, str, str, torch.Tensor, TensorKind, "bool | None"]
@@ -99,19 +126,28 @@ class _Walk:
         self.unwrapped: dict[str, str] = {}
         self.lazy: dict[str, list[str]] = {}
         self.unknown_dtypes: set[str] = set()
-        self.reused: list[tuple[str, str]] = []
-        self.tied: list[tuple[str, str]] = []
-        self.parametrized: list[tuple[str, nn.ModuleDict]] = []
+        self.reused: dict[str, list[str]] = {}
+        self.cycles: list[tuple[str, str]] = []
+        self.parametrized: list[tuple[str, str, list[str]]] = []
+        self.packed: list[tuple[str, str, list[str]]] = []
+        self.size_notes: list[str] = []
         self._entries: list[_Entry] = []
-        self._reused_modules: list[tuple[str, nn.Module]] = []
         self._record_index: dict[int, int] = {}
+        self._aliases: dict[int, list[str]] = {}
+        self._tied: dict[int, list[str]] = {}
+        self._reused_paths: list[tuple[str, str]] = []
         self._wrappers: dict[type, Wrapper | None] = {}
-        self._lazy_classes: dict[type, bool] = {}
+        self._special_classes: dict[type, bool] = {}
         self._dtype_info: dict[torch.dtype, tuple[str, int, DType | None]] = {}
 
     def run(self, model: nn.Module) -> None:
         self._walk_modules(model)
         self._make_records()
+        self._alias_reused_modules()
+        for position, names in self._aliases.items():
+            self.records[position] = self.records[position]._replace(aliases=tuple(names))
+
+    # --- the module tree --------------------------------------------------------------------------------------
 
     def _walk_modules(self, model: nn.Module) -> None:
         tree, wrappers = self.tree, self._wrappers
@@ -119,23 +155,28 @@ class _Walk:
         stack: list[tuple[str, nn.Module, int]] = [("", model, -1)]
         while stack:
             path, module, parent = stack.pop()
-            if wrappers.get(type(module), _UNKNOWN) is not None:
+            if wrappers.get(type(module), _NOT_CHECKED) is not None:
                 inner = self._unwrap(module)
                 if inner is not None:
                     stack.append((path, inner, parent))
                     continue
-            first_path = seen.get(id(module))
             self.node_modules.append(module)
+            first_path = seen.get(id(module))
             if first_path is not None:
-                tree.add_module(path, type(module).__name__, parent, same_as=first_path)
-                self.reused.append((path, first_path))
-                self._reused_modules.append((path, module))
+                tree.add_module(path, _type_name(module), parent, same_as=first_path)
+                if first_path == "" or path.startswith(first_path + "."):
+                    self.cycles.append((path, first_path))  # a module that holds one of its ancestors
+                else:
+                    self.reused.setdefault(first_path, []).append(path)
+                    self._reused_paths.append((path, first_path))
                 continue
             seen[id(module)] = path
-            index = tree.add_module(path, type(module).__name__, parent)
+            index = tree.add_module(path, _type_name(module), parent)
             prefix = path + "." if path else ""
             if module._parameters or module._buffers:
                 self._list_own_tensors(index, path, prefix, module)
+            if "_packed_params" in vars(module):
+                self._list_packed_weights(index, path, prefix, module)
             children = module._modules
             if "parametrizations" in children:
                 children = self._fold_parametrizations(index, path, module)
@@ -161,9 +202,13 @@ class _Walk:
             return module._modules
         # The real tensors (e.g. `original0`, `original1` of weight_norm) live in `<layer>.parametrizations.<name>`;
         # counting them as the layer's own keeps the tree showing the layer.
-        self.parametrized.append((path, parametrizations))
-        for sub_path, sub_module in parametrizations.named_modules(prefix=_join(path, "parametrizations")):
-            self._list_own_tensors(index, path, sub_path + ".", sub_module)
+        for tensor_name, chain in parametrizations.items():
+            first = len(self._entries)
+            for sub_path, sub_module in chain.named_modules(prefix=_join(path, f"parametrizations.{tensor_name}")):
+                self._list_own_tensors(index, path, sub_path + ".", sub_module)
+            stored = [entry[2] for entry in self._entries[first:]]
+            kinds = ", ".join(type(step).__name__ for step in chain.children())
+            self.parametrized.append((_join(path, tensor_name), kinds, stored))
         return {key: child for key, child in module._modules.items() if key != "parametrizations"}
 
     def _list_own_tensors(self, owner: int, owner_path: str, prefix: str, module: nn.Module) -> None:
@@ -178,14 +223,25 @@ class _Walk:
                 if buffer is not None:
                     entries.append((owner, owner_path, prefix + name, buffer, "buffer", name not in non_persistent))
 
+    def _list_packed_weights(self, owner: int, owner_path: str, prefix: str, module: nn.Module) -> None:
+        weights = packed_weights(module)
+        for label, tensor in weights:
+            # Packed weights are not trained: fresh, detached tensors say so (requires_grad False).
+            self._entries.append((owner, owner_path, prefix + label, tensor.detach(), "parameter", None))
+        if weights:
+            names = [prefix + label for label, _ in weights]
+            self.packed.append((owner_path, type(module).__name__, names))
+
+    # --- the tensors ------------------------------------------------------------------------------------------
+
     def _make_records(self) -> None:
         records, owners, record_index = self.records, self.owners, self._record_index
-        dtype_info, lazy_classes, devices = self._dtype_info, self._lazy_classes, self.devices
+        dtype_info, special_classes, devices = self._dtype_info, self._special_classes, self.devices
         for owner, owner_path, name, tensor, kind, persistent in self._entries:
             key = id(tensor)
             position = record_index.get(key)
             if position is not None:
-                self._tie(owner, position, name)
+                self._tie(owner, position, name, tensor, kind)
                 continue
             record_index[key] = len(records)
             devices.add(tensor.device)
@@ -193,11 +249,11 @@ class _Walk:
             dtype_name, element_bytes, entry = dtype_info.get(dtype) or self._learn_dtype(dtype)
             trainable = tensor.requires_grad if kind == "parameter" else None
             cls = type(tensor)
-            lazy = lazy_classes.get(cls)
-            if lazy is None:
-                # issubclass once per class: isinstance on a Parameter goes through a slow Python metaclass hook.
-                lazy = lazy_classes[cls] = issubclass(cls, (UninitializedParameter, UninitializedBuffer))
-            if lazy:
+            special = special_classes.get(cls)
+            if special is None:
+                # Decided once per class: isinstance on a Parameter goes through a slow Python metaclass hook.
+                special = special_classes[cls] = cls not in PLAIN_TENSOR_CLASSES
+            if special and isinstance(tensor, (UninitializedParameter, UninitializedBuffer)):
                 self.lazy.setdefault(owner_path, []).append(name)
                 records.append(TensorRecord(name, None, None, dtype_name, None, kind, trainable, persistent))
             else:
@@ -208,11 +264,13 @@ class _Walk:
                     nbytes = entry.nbytes(numel)
                 else:  # a dtype newer than the table: torch's element size is exact for it, and the notes say so
                     nbytes = numel * tensor.element_size()
+                if special or tensor.layout is not torch.strided or not tensor.is_contiguous():
+                    nbytes, note = unusual_bytes(name, tensor, nbytes)
+                    if note:
+                        self.size_notes.append(note)
                 shape = tuple(tensor.shape)
                 records.append(TensorRecord(name, shape, numel, dtype_name, nbytes, kind, trainable, persistent))
             owners.append(owner)
-        for path, module in self._reused_modules:
-            self._add_aliases_below(path, module)
 
     def _learn_dtype(self, dtype: torch.dtype) -> tuple[str, int, DType | None]:
         name = str(dtype).removeprefix("torch.")
@@ -224,53 +282,82 @@ class _Walk:
         self._dtype_info[dtype] = info = (name, element_bytes, entry)
         return info
 
-    def _tie(self, owner: int, position: int, name: str) -> None:
+    def _tie(self, owner: int, position: int, name: str, tensor: torch.Tensor, kind: TensorKind) -> None:
         """A tensor seen before under another name: an alias, counted under its first owner."""
-        first = self.records[position].name
-        self._alias(position, name)
-        self.tree.add_shared(owner, first)
-        self.tied.append((name, first))
-
-    def _add_aliases_below(self, prefix: str, module: nn.Module) -> None:
-        """A module object seen before: its tensors are all known, so its names only become aliases."""
-        named = (
-            *module.named_parameters(prefix=prefix, remove_duplicate=False),
-            *module.named_buffers(prefix=prefix, remove_duplicate=False),
-        )
-        for name, tensor in named:
-            position = self._record_index.get(id(tensor))
-            if position is not None:
-                self._alias(position, name)
-
-    def _alias(self, position: int, name: str) -> None:
         record = self.records[position]
-        if name != record.name and name not in record.aliases:
-            self.records[position] = record._replace(aliases=(*record.aliases, name))
+        if kind == "parameter" and record.kind == "buffer":
+            # Registered as a buffer first and as a parameter here: it is a parameter (as named_parameters says),
+            # named and owned where it is one.
+            self.records[position] = record._replace(
+                name=name, kind="parameter", trainable=tensor.requires_grad, persistent=None
+            )
+            self.tree.add_shared(self.owners[position], name)
+            self.owners[position] = owner
+            name = record.name
+        else:
+            self.tree.add_shared(owner, record.name)
+        self._aliases.setdefault(position, []).append(name)
+        self._tied.setdefault(position, []).append(name)
+
+    def _alias_reused_modules(self) -> None:
+        """A module object reached under a second path adds, for each name under its first path, an alias."""
+        if not self._reused_paths:
+            return
+        names = sorted(
+            (name, position)
+            for position, record in enumerate(self.records)
+            for name in (record.name, *self._aliases.get(position, ()))
+        )
+        keys = [name for name, _ in names]
+        for path, first_path in self._reused_paths:
+            prefix = first_path + "."
+            start = bisect.bisect_left(keys, prefix)
+            stop = bisect.bisect_left(keys, prefix[:-1] + "/")  # "/" sorts right after "."
+            for name, position in names[start:stop]:
+                self._aliases.setdefault(position, []).append(_join(path, name[len(prefix) :]))
+
+    # --- notes ------------------------------------------------------------------------------------------------
 
     def collect_notes(self) -> list[str]:
         notes = [
             f"unwrapped {label}: names are shown without its '{inner}.' prefix"
             for label, inner in self.unwrapped.items()
         ]
-        for name, first in self.tied:
-            notes.append(f"{name} is the same tensor as {first} (tied): counted once, under {first}")
-        for path, first in self.reused:
+        tie_notes = []
+        for position, names in self._tied.items():
+            first = self.records[position].name
+            verb = "is" if len(names) == 1 else "are"
+            tie_notes.append(f"{_listed(names)} {verb} the same tensor as {first} (tied): counted once, under {first}")
+        notes += _capped(tie_notes, "tied tensors (see each tensor's aliases)")
+        reuse_notes = []
+        for first, paths in self.reused.items():
+            quoted = [f"'{path}'" for path in paths]
+            if len(paths) == 1:
+                subject = f"module {quoted[0]} is the same object as '{first}': its tensors are"
+            else:
+                subject = f"modules {_listed(quoted)} are the same object as '{first}': their tensors are"
+            reuse_notes.append(f"{subject} counted once, under '{first}'")
+        notes += _capped(reuse_notes, "reused modules (see same_as)")
+        for path, ancestor in self.cycles:
             notes.append(
-                f"module '{path}' is the same object as '{first}': its tensors are counted once, under '{first}'"
+                f"module '{path}' refers back to '{ancestor or '(model)'}', which contains it (a cycle): it is not "
+                "walked again"
             )
         for path, names in self.lazy.items():
-            shown = ", ".join(names[:_MAX_NAMES_IN_NOTE]) + (", …" if len(names) > _MAX_NAMES_IN_NOTE else "")
             notes.append(
-                f"{len(names)} uninitialised lazy tensor(s) in '{path or '(root)'}' ({shown}): their sizes are "
-                "unknown until the first forward pass; totals are incomplete"
+                f"{len(names)} uninitialised lazy tensor(s) in '{path or '(model)'}' ({_listed(names)}): their sizes "
+                "are unknown until the first forward pass; totals are incomplete"
             )
-        for path, parametrizations in self.parametrized:
-            for tensor_name, parametrization in parametrizations.items():
-                kinds = ", ".join(type(step).__name__ for step in parametrization.children())
-                prefix = f"{_join(path, 'parametrizations')}.{tensor_name}"
-                stored = ", ".join(name for name, _ in parametrization.named_parameters(prefix=prefix))
-                notes.append(f"{_join(path, tensor_name)} is parametrized ({kinds}): counted as the stored {stored}")
-        for dtype in self.unknown_dtypes:
+        for name, kinds, stored in self.parametrized:
+            what = f"the stored {', '.join(stored)}" if stored else "no stored tensors of its own"
+            notes.append(f"{name} is parametrized ({kinds}): counted as {what}")
+        for path, type_name, names in self.packed:
+            notes.append(
+                f"'{path}' ({type_name}) keeps its weights packed outside its parameters: counted through "
+                f"_weight_bias() as {', '.join(names)}"
+            )
+        notes += _capped(self.size_notes, "tensors with unusual storage")
+        for dtype in sorted(self.unknown_dtypes):
             notes.append(f"dtype {dtype} is not in paramscope's dtype table: its bytes come from torch's element_size")
         return notes
 
@@ -322,11 +409,13 @@ def inspect_module(
         modules, formula_notes = _explain(modules, walk.node_modules)
         notes += formula_notes
     totals, by_dtype = summarize(walk.records)
-    name = target if target is not None else f"{type(model).__module__}.{type(model).__qualname__}"
+    if target is None:
+        root = walk.node_modules[0]  # the model itself once wrappers are looked through
+        target = f"{type(root).__module__}.{type(root).__qualname__}"
     if device is None and walk.devices:
         device = ", ".join(sorted(str(d) for d in walk.devices))
     return Report(
-        source=Source(kind="module", target=name, device=device),
+        source=Source(kind="module", target=target, device=device),
         totals=totals,
         by_dtype=by_dtype,
         tensors=tuple(walk.records),
