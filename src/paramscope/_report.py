@@ -6,7 +6,7 @@ and every check works on all of them. ``Report.to_dict()`` is the JSON contract 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from types import MappingProxyType
@@ -186,42 +186,3 @@ def _node_dict(node: ModuleNode) -> dict[str, Any]:
     data = node._asdict()
     data["shared"] = list(node.shared)
     return data
-
-
-def summarize(
-    tensors: Iterable[TensorRecord], *, trainability_known: bool = True
-) -> tuple[Totals, dict[str, DtypeTotals]]:
-    """Totals and per-dtype figures of a set of unique tensors (a tensor of unknown size is left out and makes
-    the totals incomplete)."""
-    params = trainable = param_bytes = buffers = buffer_bytes = 0
-    complete = True
-    dtype_params: dict[str, int] = {}
-    dtype_bytes: dict[str, int] = {}
-    for record in tensors:
-        if record.numel is None or record.bytes is None:
-            complete = False
-            continue
-        if record.kind == "parameter":
-            params += record.numel
-            param_bytes += record.bytes
-            if record.trainable:
-                trainable += record.numel
-            dtype_params[record.dtype] = dtype_params.get(record.dtype, 0) + record.numel
-            dtype_bytes[record.dtype] = dtype_bytes.get(record.dtype, 0) + record.bytes
-        else:
-            buffers += record.numel
-            buffer_bytes += record.bytes
-    totals = Totals(
-        params=params,
-        trainable=trainable if trainability_known else None,
-        frozen=params - trainable if trainability_known else None,
-        param_bytes=param_bytes,
-        buffers=buffers,
-        buffer_bytes=buffer_bytes,
-        complete=complete,
-    )
-    by_dtype = {
-        name: DtypeTotals(dtype_params[name], dtype_bytes[name])
-        for name in sorted(dtype_params, key=lambda n: -dtype_bytes[n])
-    }
-    return totals, by_dtype

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._report import ModuleNode, TensorRecord
+from ._report import DtypeTotals, ModuleNode, TensorRecord, Totals
 
 
 class TreeBuilder:
@@ -19,8 +19,9 @@ class TreeBuilder:
     >>> root = tree.add_module("", "Net", parent=-1)
     >>> fc = tree.add_module("fc", "Linear", parent=root)
     >>> weight = TensorRecord("fc.weight", (2, 3), 6, "float32", 24, "parameter", True, None)
-    >>> [(node.path, node.own_params, node.params) for node in tree.build([weight], owners=[fc])]
-    [('', 0, 6), ('fc', 6, 6)]
+    >>> nodes, totals, by_dtype = tree.build([weight], owners=[fc])
+    >>> [(node.path, node.own_params, node.params) for node in nodes], totals.param_bytes, by_dtype["float32"].params
+    ([('', 0, 6), ('fc', 6, 6)], 24, 6)
     """
 
     def __init__(self, *, trainability_known: bool = True) -> None:
@@ -47,15 +48,26 @@ class TreeBuilder:
         """Record that module ``owner`` also holds the tensor ``name``, which is counted under another module."""
         self._shared.setdefault(owner, []).append(name)
 
-    def build(self, records: Sequence[TensorRecord], owners: Sequence[int]) -> tuple[ModuleNode, ...]:
-        """The nodes in pre-order; ``owners[i]`` is the index of the module that owns ``records[i]``."""
+    def build(
+        self, records: Sequence[TensorRecord], owners: Sequence[int]
+    ) -> tuple[tuple[ModuleNode, ...], Totals, dict[str, DtypeTotals]]:
+        """The nodes in pre-order, the totals and the per-dtype figures, in one pass over the tensors.
+
+        ``owners[i]`` is the index of the module that owns ``records[i]``; the root's subtree is the whole model,
+        so the totals are the root's figures. A tensor of unknown size makes its module, its ancestors and the
+        totals incomplete.
+        """
         count = len(self._paths)
+        if not count:
+            raise ValueError("a tree needs its root module before it can be built")
         own_params = [0] * count
         own_param_bytes = [0] * count
         own_trainable = [0] * count
         own_buffers = [0] * count
         own_buffer_bytes = [0] * count
         own_complete = [True] * count
+        dtype_params: dict[str, int] = {}
+        dtype_bytes: dict[str, int] = {}
         for record, owner in zip(records, owners, strict=True):
             numel, size = record.numel, record.bytes
             if numel is None or size is None:
@@ -65,6 +77,9 @@ class TreeBuilder:
                 own_param_bytes[owner] += size
                 if record.trainable:
                     own_trainable[owner] += numel
+                dtype = record.dtype
+                dtype_params[dtype] = dtype_params.get(dtype, 0) + numel
+                dtype_bytes[dtype] = dtype_bytes.get(dtype, 0) + size
             else:
                 own_buffers[owner] += numel
                 own_buffer_bytes[owner] += size
@@ -83,7 +98,7 @@ class TreeBuilder:
                 complete[parent] = False
         known = self.trainability_known
         same_as, shared = self._same_as, self._shared
-        return tuple(
+        nodes = tuple(
             ModuleNode(
                 self._paths[i],
                 self._types[i],
@@ -101,3 +116,17 @@ class TreeBuilder:
             )
             for i in range(count)
         )
+        totals = Totals(  # the root's subtree is the whole model
+            params=params[0],
+            trainable=trainable[0] if known else None,
+            frozen=params[0] - trainable[0] if known else None,
+            param_bytes=param_bytes[0],
+            buffers=buffers[0],
+            buffer_bytes=buffer_bytes[0],
+            complete=complete[0],
+        )
+        by_dtype = {
+            name: DtypeTotals(dtype_params[name], dtype_bytes[name])
+            for name in sorted(dtype_params, key=lambda name: -dtype_bytes[name])
+        }
+        return nodes, totals, by_dtype

@@ -20,7 +20,7 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from torch.nn.utils import parametrize
 
 from .. import _dtypes
-from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord, summarize
+from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
 from .._tree import TreeBuilder
 from ._tensors import PLAIN_TENSOR_CLASSES, packed_weights, unusual_bytes
 
@@ -81,16 +81,33 @@ def _parametrizations(module: nn.Module) -> nn.ModuleDict | None:
     return None
 
 
-def _type_name(module: nn.Module) -> str:
-    if _parametrizations(module) is not None:
-        # parametrize swaps the class for a generated subclass "ParametrizedLinear"; show the layer's own class.
-        return type(module).__bases__[0].__name__
-    original = getattr(module, "original_name", None)  # TorchScript modules are all RecursiveScriptModule
-    return (
-        original
-        if isinstance(original, str) and type(module).__name__ == "RecursiveScriptModule"
-        else (type(module).__name__)
-    )
+def _class_name(cls: type) -> str:
+    """The name a module class is shown under."""
+    name = cls.__name__
+    bases = cls.__bases__
+    if len(bases) == 1 and name == f"Parametrized{bases[0].__name__}":
+        # parametrize swaps a layer's class for a generated subclass: show the layer's own class
+        return bases[0].__name__
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class _ClassInfo:
+    """What the walk needs to know about a module class, worked out once per class."""
+
+    name: str
+    wrapper: Wrapper | None
+    packed: bool
+    """A torch.ao quantized module, which may keep weights outside ``_parameters``."""
+    scripted: bool
+    """A TorchScript module: its class is RecursiveScriptModule, its own name is ``original_name``."""
+
+
+def _class_info(module: nn.Module) -> _ClassInfo:
+    cls = type(module)
+    wrapper = next((w for w in WRAPPERS if w.matches(module)), None)
+    packed = cls.__module__.startswith("torch.ao.nn.")
+    return _ClassInfo(_class_name(cls), wrapper, packed, cls.__name__ == "RecursiveScriptModule")
 
 
 def _listed(names: list[str]) -> str:
@@ -103,8 +120,6 @@ def _capped(notes: list[str], what: str) -> list[str]:
         return notes
     return [*notes[:_MAX_NOTES_OF_A_KIND], f"… and {len(notes) - _MAX_NOTES_OF_A_KIND} more {what}"]
 
-
-_NOT_CHECKED = object()  # a module class not yet compared with WRAPPERS
 
 # (owner node index, owner path, tensor name, tensor, kind, persistent): one per registration of a tensor.
 _Entry = tuple[int, str, str, torch.Tensor, TensorKind, "bool | None"]
@@ -136,7 +151,7 @@ class _Walk:
         self._aliases: dict[int, list[str]] = {}
         self._tied: dict[int, list[str]] = {}
         self._reused_paths: list[tuple[str, str]] = []
-        self._wrappers: dict[type, Wrapper | None] = {}
+        self._classes: dict[type, _ClassInfo] = {}
         self._special_classes: dict[type, bool] = {}
         self._dtype_info: dict[torch.dtype, tuple[str, int, DType | None]] = {}
 
@@ -150,20 +165,27 @@ class _Walk:
     # --- the module tree --------------------------------------------------------------------------------------
 
     def _walk_modules(self, model: nn.Module) -> None:
-        tree, wrappers = self.tree, self._wrappers
+        tree, classes = self.tree, self._classes
         seen: dict[int, str] = {}
         stack: list[tuple[str, nn.Module, int]] = [("", model, -1)]
         while stack:
             path, module, parent = stack.pop()
-            if wrappers.get(type(module), _NOT_CHECKED) is not None:
-                inner = self._unwrap(module)
+            info = classes.get(type(module))
+            if info is None:
+                info = classes[type(module)] = _class_info(module)
+            if info.wrapper is not None:
+                inner = self._unwrap(module, info.wrapper)
                 if inner is not None:
                     stack.append((path, inner, parent))
                     continue
+            name = info.name
+            if info.scripted:
+                original = getattr(module, "original_name", None)
+                name = original if isinstance(original, str) else name
             self.node_modules.append(module)
             first_path = seen.get(id(module))
             if first_path is not None:
-                tree.add_module(path, _type_name(module), parent, same_as=first_path)
+                tree.add_module(path, name, parent, same_as=first_path)
                 if first_path == "" or path.startswith(first_path + "."):
                     self.cycles.append((path, first_path))  # a module that holds one of its ancestors
                 else:
@@ -171,26 +193,22 @@ class _Walk:
                     self._reused_paths.append((path, first_path))
                 continue
             seen[id(module)] = path
-            index = tree.add_module(path, _type_name(module), parent)
+            index = tree.add_module(path, name, parent)
             prefix = path + "." if path else ""
             if module._parameters or module._buffers:
                 self._list_own_tensors(index, path, prefix, module)
-            if "_packed_params" in vars(module):
+            if info.packed:
                 self._list_packed_weights(index, path, prefix, module)
             children = module._modules
             if "parametrizations" in children:
                 children = self._fold_parametrizations(index, path, module)
-            for name, child in reversed(children.items()):
+            for child_name, child in reversed(children.items()):
                 if child is not None:
-                    stack.append((prefix + name, child, index))
+                    stack.append((prefix + child_name, child, index))
 
-    def _unwrap(self, module: nn.Module) -> nn.Module | None:
-        """The module that ``module`` wraps, when it is a known wrapper holding nothing else."""
-        cls = type(module)
-        if cls not in self._wrappers:
-            self._wrappers[cls] = next((w for w in WRAPPERS if w.matches(module)), None)
-        wrapper = self._wrappers[cls]
-        if wrapper is None or module._parameters or module._buffers or list(module._modules) != [wrapper.inner]:
+    def _unwrap(self, module: nn.Module, wrapper: Wrapper) -> nn.Module | None:
+        """The module that ``module`` wraps, when it holds nothing else."""
+        if module._parameters or module._buffers or list(module._modules) != [wrapper.inner]:
             return None
         self.unwrapped.setdefault(wrapper.label, wrapper.inner)
         return module._modules[wrapper.inner]
@@ -237,6 +255,7 @@ class _Walk:
     def _make_records(self) -> None:
         records, owners, record_index = self.records, self.owners, self._record_index
         dtype_info, special_classes, devices = self._dtype_info, self._special_classes, self.devices
+        strided = torch.strided
         for owner, owner_path, name, tensor, kind, persistent in self._entries:
             key = id(tensor)
             position = record_index.get(key)
@@ -264,7 +283,7 @@ class _Walk:
                     nbytes = entry.nbytes(numel)
                 else:  # a dtype newer than the table: torch's element size is exact for it, and the notes say so
                     nbytes = numel * tensor.element_size()
-                if special or tensor.layout is not torch.strided or not tensor.is_contiguous():
+                if special or tensor.layout is not strided or not tensor.is_contiguous():
                     nbytes, note = unusual_bytes(name, tensor, nbytes)
                     if note:
                         self.size_notes.append(note)
@@ -403,12 +422,11 @@ def inspect_module(
     walk = _Walk()
     with _gc_paused():
         walk.run(model)
-        modules = walk.tree.build(walk.records, walk.owners)
+        modules, totals, by_dtype = walk.tree.build(walk.records, walk.owners)
     notes = walk.collect_notes()
     if explain:
         modules, formula_notes = _explain(modules, walk.node_modules)
         notes += formula_notes
-    totals, by_dtype = summarize(walk.records)
     if target is None:
         root = walk.node_modules[0]  # the model itself once wrappers are looked through
         target = f"{type(root).__module__}.{type(root).__qualname__}"
