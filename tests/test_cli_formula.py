@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from paramscope import formulas
-from paramscope._dtypes import DTYPES
 from paramscope.cli import main
+from paramscope.dtypes import DTYPES
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

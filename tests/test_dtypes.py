@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from paramscope import UsageError
-from paramscope._dtypes import DTYPES, lookup
+from paramscope.dtypes import DTYPES, lookup
 
 TORCH_DTYPES = sorted({value for value in vars(torch).values() if isinstance(value, torch.dtype)}, key=str)
 

@@ -243,18 +243,18 @@ def _run_formula(options: argparse.Namespace, stdout: IO[str]) -> int:
 
 
 def _dtype_bytes(params: int) -> dict[str, int]:
-    from . import _dtypes
+    from . import dtypes as dtype_table
 
-    return {name: _dtypes.lookup(name).packed_nbytes(params) for name in _dtypes.COMMON}
+    return {name: dtype_table.lookup(name).packed_nbytes(params) for name in dtype_table.COMMON}
 
 
 def _run_dtypes(options: argparse.Namespace, stdout: IO[str]) -> int:
-    from . import _dtypes
+    from . import dtypes as dtype_table
     from .render import draw
     from .render._tables import dtypes_document
 
     document = dtypes_document()
-    data = [asdict(dtype) for dtype in _dtypes.iter_dtypes()]
+    data = [asdict(dtype) for dtype in dtype_table.iter_dtypes()]
     _deliver(options, stdout, lambda: _json(data) if options.format == "json" else draw(document, options.format),
              lambda: document)  # fmt: skip
     return EXIT_OK

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .. import _dtypes
+from .. import dtypes as dtype_table
 from .._units import Units, format_bytes, format_count
 from ..formulas import Count, LayerFormula
 from ._layout import Column, Document, Section
@@ -13,8 +13,8 @@ from ._layout import Column, Document, Section
 def formula_document(result: Count, units: Units) -> Document:
     """A formula's count, then what the layer's parameters weigh in each common dtype."""
     rows = []
-    for name in _dtypes.COMMON:
-        dtype = _dtypes.lookup(name)
+    for name in dtype_table.COMMON:
+        dtype = dtype_table.lookup(name)
         size = dtype.packed_nbytes(result.params)
         rows.append((name, str(dtype.bits), format_bytes(size, units), f"{size:,} B"))
     columns = (Column("Dtype"), Column("Bits", "right"), Column("Parameters", "right"), Column("", "right"))
@@ -39,7 +39,7 @@ def formula_list_document(entries: Iterable[LayerFormula]) -> Document:
 def dtypes_document() -> Document:
     """The dtype table every size in paramscope comes from."""
     rows = []
-    for dtype in _dtypes.iter_dtypes():
+    for dtype in dtype_table.iter_dtypes():
         block = dtype.storage_block_bytes
         if dtype.block_elements == 1:
             storage = f"{block} B per element"

@@ -19,13 +19,13 @@ from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from torch.nn.utils import parametrize
 
-from .. import _dtypes
+from .. import dtypes as dtype_table
 from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
 from .._tree import TreeBuilder
 from ._tensors import PLAIN_TENSOR_CLASSES, packed_weights, unusual_bytes
 
 if TYPE_CHECKING:
-    from .._dtypes import DType
+    from ..dtypes import DType
 
 _MAX_NAMES_IN_NOTE = 4
 _MAX_NOTES_OF_A_KIND = 8
@@ -293,7 +293,7 @@ class _Walk:
 
     def _learn_dtype(self, dtype: torch.dtype) -> tuple[str, int, DType | None]:
         name = str(dtype).removeprefix("torch.")
-        entry = _dtypes.find(name)
+        entry = dtype_table.find(name)
         if entry is None:
             self.unknown_dtypes.add(name)
         # Types stored one element per whole number of bytes take the fast path: numel × bytes.

@@ -1,5 +1,9 @@
 """The one table of element types: every size paramscope prints is computed from it.
 
+>>> from paramscope import dtypes
+>>> dtypes.lookup("bf16").nbytes(1000), dtypes.lookup("int4").packed_nbytes(1000)
+(2000, 500)
+
 Each entry says how a tensor of that type is *stored*: ``block_bytes`` bytes hold ``block_elements`` elements, so
 ``n`` elements take ``ceil(n / block_elements) * block_bytes`` bytes. This covers plain types (1 element, k bytes),
 types torch packs (``quint4x2``: two 4-bit values per byte) and, later, block-quantised formats (GGUF's Q4_0: 32
@@ -17,6 +21,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ._errors import UsageError
+
+__all__ = ["COMMON", "DTYPES", "DType", "find", "iter_dtypes", "lookup"]
 
 Category = Literal["float", "int", "uint", "bool", "complex", "quantized", "bits"]
 
