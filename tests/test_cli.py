@@ -38,8 +38,11 @@ TINY_GPT_ARGS = ("vocab_size=100", "n_positions=16", "n_embd=8", "n_layer=2", "n
 TINY_GPT_KWARGS = {"vocab_size": 100, "n_positions": 16, "n_embd": 8, "n_layer": 2, "n_head": 2}
 META_HINT = "; the model needs real tensors while it is built: try --device cpu"
 SUBPROCESS_TIMEOUT = 240
-TOTALS_KEYS = {"params", "trainable", "frozen", "param_bytes", "buffers", "buffer_bytes", "complete"}
-TENSOR_KEYS = {"name", "shape", "numel", "dtype", "bytes", "kind", "trainable", "persistent", "aliases"}
+TOTALS_KEYS = {
+    "params", "trainable", "frozen", "param_bytes", "buffers", "buffer_bytes", "complete", "quantization",
+    "quantization_bytes",
+}  # fmt: skip
+TENSOR_KEYS = {"name", "shape", "numel", "dtype", "bytes", "kind", "trainable", "persistent", "aliases", "packing"}
 MODULE_KEYS = {
     "path", "type", "depth", "own_params", "own_param_bytes", "params", "param_bytes", "trainable", "buffers",
     "buffer_bytes", "complete", "same_as", "shared", "formula", "formula_matches",
@@ -217,6 +220,8 @@ def torch_totals(model: nn.Module) -> dict[str, Any]:
         "buffers": sum(b.numel() for b in buffers),
         "buffer_bytes": sum(nbytes(b) for b in buffers),
         "complete": True,
+        "quantization": 0,  # a live model holds no quantisation tensors
+        "quantization_bytes": 0,
     }
 
 
@@ -254,6 +259,7 @@ def assert_report_matches(report: dict[str, Any], model: nn.Module) -> None:
             "trainable": tensor.requires_grad if kind == "parameter" else None,
             "persistent": None if kind == "parameter" else name in model.state_dict(),
             "aliases": sorted(aliases),
+            "packing": None,  # only quantised checkpoints pack values
         }
         for name, (tensor, kind, aliases) in tensors.items()
     }
@@ -369,7 +375,12 @@ def tiny_gpt() -> nn.Module:
 def test_resnet18_has_its_published_count(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
     report = run_json(capsys, "paramscope.examples:resnet18")
     assert report["totals"]["params"] == RESNET18_PARAMS
-    assert report["source"] == {"kind": "module", "target": "paramscope.examples:resnet18", "device": "meta"}
+    assert report["source"] == {
+        "kind": "module",
+        "target": "paramscope.examples:resnet18",
+        "device": "meta",
+        "files": [],
+    }
     assert_report_matches(report, resnet)
     assert module_paths(resnet) == {node["path"]: node["type"] for node in report["modules"]}
 
@@ -422,7 +433,7 @@ def test_gpt2_tied_head_is_counted_once(capsys: pytest.CaptureFixture[str], tiny
 
 def test_file_target_instance(capsys: pytest.CaptureFixture[str], models: Path) -> None:
     report = run_json(capsys, f"{models}:net")
-    assert report["source"] == {"kind": "module", "target": f"{models}:net", "device": "meta"}
+    assert report["source"] == {"kind": "module", "target": f"{models}:net", "device": "meta", "files": []}
     assert_report_matches(report, load(models)["net"])
 
 
@@ -759,7 +770,7 @@ def test_model_needing_real_tensors_fails_on_meta_with_a_hint(capsys: pytest.Cap
 
 def test_model_needing_real_tensors_builds_with_device_cpu(capsys: pytest.CaptureFixture[str], models: Path) -> None:
     report = run_json(capsys, f"{models}:UsesItem", "--device", "cpu")
-    assert report["source"] == {"kind": "module", "target": f"{models}:UsesItem", "device": "cpu"}
+    assert report["source"] == {"kind": "module", "target": f"{models}:UsesItem", "device": "cpu", "files": []}
     assert_report_matches(report, load(models)["UsesItem"]())
 
 
@@ -835,7 +846,8 @@ def test_arguments_for_a_module_instance(capsys: pytest.CaptureFixture[str], mod
 def test_target_without_an_attribute(capsys: pytest.CaptureFixture[str]) -> None:
     assert_error(
         run(capsys, "inspect", "resnet18"),
-        "resnet18: not a target paramscope can read; expected 'package.module:attr' or 'path/to/file.py:attr'",
+        "resnet18: not a target paramscope can read; expected 'package.module:attr', 'path/to/file.py:attr', a "
+        "checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, *.index.json) or a directory holding one",
     )
 
 
@@ -933,7 +945,7 @@ def test_json_is_one_object_with_the_documented_keys(capsys: pytest.CaptureFixtu
     report = run_json(capsys, "paramscope.examples:gpt2", *TINY_GPT_ARGS)
     assert set(report) == {"schema", "source", "totals", "by_dtype", "tensors", "modules", "notes"}
     assert report["schema"] == "paramscope.report/1"
-    assert set(report["source"]) == {"kind", "target", "device"}
+    assert set(report["source"]) == {"kind", "target", "device", "files"}
     assert set(report["totals"]) == TOTALS_KEYS
     assert all(set(entry) == {"params", "bytes"} for entry in report["by_dtype"].values())
     assert all(set(entry) == TENSOR_KEYS for entry in report["tensors"])

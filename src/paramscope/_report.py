@@ -14,7 +14,9 @@ from typing import Any, Literal, NamedTuple
 
 SCHEMA = "paramscope.report/1"
 
-TensorKind = Literal["parameter", "buffer"]
+TensorKind = Literal["parameter", "buffer", "quantization"]
+"""``quantization``: the scales, zero points, group indices and absmax of a quantised checkpoint, which belong to no
+parameter count of the model they encode."""
 
 
 # TensorRecord and ModuleNode are NamedTuples rather than frozen dataclasses: a model can have 10^5 of each, and a
@@ -40,6 +42,9 @@ class TensorRecord(NamedTuple):
     """For buffers: saved in the ``state_dict`` or not; ``None`` for parameters."""
     aliases: tuple[str, ...] = ()
     """Other names that refer to this same tensor, e.g. a tied ``lm_head.weight``."""
+    packing: str | None = None
+    """For a quantised weight: how its values are stored (``8 × int4 per int32 (GPTQ)``); ``shape``, ``numel`` and
+    ``dtype`` then describe the logical weight, and ``bytes`` the storage."""
 
 
 class ModuleNode(NamedTuple):
@@ -51,7 +56,8 @@ class ModuleNode(NamedTuple):
 
     path: str
     """Dotted path from the root; ``""`` is the root."""
-    type: str
+    type: str | None
+    """The module's class name; ``None`` where the source does not say (checkpoints)."""
     depth: int
     own_params: int
     own_param_bytes: int
@@ -84,6 +90,9 @@ class Totals:
     buffer_bytes: int
     complete: bool = True
     """False when some tensors have no known size: the figures above are then lower bounds (see the notes)."""
+    quantization: int = 0
+    """Elements of quantisation tensors (scales, zeros, group indices), apart from the parameters."""
+    quantization_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +110,8 @@ class Source:
     kind: str
     target: str
     device: str | None = None
+    files: tuple[str, ...] = ()
+    """The files read, for sources on disk (all shards of a sharded checkpoint)."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +160,7 @@ class Report:
         "modules", "notes"}``, with only JSON types (lists, not tuples)."""
         return {
             "schema": SCHEMA,
-            "source": asdict(self.source),
+            "source": {**asdict(self.source), "files": list(self.source.files)},
             "totals": asdict(self.totals),
             "by_dtype": {name: asdict(entry) for name, entry in self.by_dtype.items()},
             "tensors": [_record_dict(record) for record in self.tensors],
@@ -179,6 +190,7 @@ def _record_dict(record: TensorRecord) -> dict[str, Any]:
         "trainable": record.trainable,
         "persistent": record.persistent,
         "aliases": list(record.aliases),
+        "packing": record.packing,
     }
 
 

@@ -26,14 +26,14 @@ class TreeBuilder:
 
     def __init__(self, *, trainability_known: bool = True) -> None:
         self._paths: list[str] = []
-        self._types: list[str] = []
+        self._types: list[str | None] = []
         self._parents: list[int] = []
         self._depths: list[int] = []
         self._same_as: dict[int, str] = {}
         self._shared: dict[int, list[str]] = {}
         self.trainability_known = trainability_known
 
-    def add_module(self, path: str, type_name: str, parent: int, *, same_as: str | None = None) -> int:
+    def add_module(self, path: str, type_name: str | None, parent: int, *, same_as: str | None = None) -> int:
         """Add a module below ``parent`` (-1 for the root); modules must come in pre-order. Returns its index."""
         index = len(self._paths)
         self._paths.append(path)
@@ -68,6 +68,7 @@ class TreeBuilder:
         own_complete = [True] * count
         dtype_params: dict[str, int] = {}
         dtype_bytes: dict[str, int] = {}
+        quantization = quantization_bytes = 0
         for record, owner in zip(records, owners, strict=True):
             numel, size = record.numel, record.bytes
             if numel is None or size is None:
@@ -80,6 +81,9 @@ class TreeBuilder:
                 dtype = record.dtype
                 dtype_params[dtype] = dtype_params.get(dtype, 0) + numel
                 dtype_bytes[dtype] = dtype_bytes.get(dtype, 0) + size
+            elif record.kind == "quantization":
+                quantization += numel
+                quantization_bytes += size
             else:
                 own_buffers[owner] += numel
                 own_buffer_bytes[owner] += size
@@ -124,9 +128,60 @@ class TreeBuilder:
             buffers=buffers[0],
             buffer_bytes=buffer_bytes[0],
             complete=complete[0],
+            quantization=quantization,
+            quantization_bytes=quantization_bytes,
         )
         by_dtype = {
             name: DtypeTotals(dtype_params[name], dtype_bytes[name])
             for name in sorted(dtype_params, key=lambda name: -dtype_bytes[name])
         }
         return nodes, totals, by_dtype
+
+
+def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    # "layers.10" after "layers.9": numeric parts compare as numbers
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in name.split("."))
+
+
+def tree_from_names(
+    records: Sequence[TensorRecord], *, trainability_known: bool = False, sort: bool = False
+) -> tuple[tuple[ModuleNode, ...], Totals, dict[str, DtypeTotals]]:
+    """The module tree implied by dotted tensor names (``model.layers.0.mlp.up_proj.weight`` lives in module
+    ``model.layers.0.mlp.up_proj``), for sources that have names and no modules: checkpoints.
+
+    Modules are listed in pre-order, children in the order their first tensor appears (or in natural order of
+    their names with ``sort``).
+
+    >>> from paramscope._report import TensorRecord
+    >>> weight = TensorRecord("encoder.fc.weight", (2, 3), 6, "float32", 24, "parameter", None, None)
+    >>> nodes, totals, _ = tree_from_names([weight])
+    >>> [(node.path, node.params) for node in nodes], totals.trainable
+    ([('', 6), ('encoder', 6), ('encoder.fc', 6)], None)
+    """
+    children: dict[str, list[str]] = {"": []}
+
+    def add_path(name: str) -> str:
+        path = name.rpartition(".")[0]
+        missing = []  # this module and its ancestors not seen yet, innermost first
+        while path not in children:
+            missing.append(path)
+            path = path.rpartition(".")[0]
+        for module in reversed(missing):
+            children[module] = []
+            children[module.rpartition(".")[0]].append(module)
+        return name.rpartition(".")[0]
+
+    owner_paths = [add_path(record.name) for record in records]
+    # A tensor stored once under several names (a tied head): the other names' modules hold it as shared.
+    shared = [(add_path(alias), record.name) for record in records for alias in record.aliases]
+    tree = TreeBuilder(trainability_known=trainability_known)
+    index_of: dict[str, int] = {}
+    stack: list[tuple[str, int]] = [("", -1)]
+    while stack:
+        path, parent = stack.pop()
+        index_of[path] = tree.add_module(path, None, parent)
+        kids = sorted(children[path], key=_natural_key) if sort else children[path]
+        stack.extend((kid, index_of[path]) for kid in reversed(kids))
+    for path, name in shared:
+        tree.add_shared(index_of[path], name)
+    return tree.build(records, [index_of[path] for path in owner_paths])

@@ -132,7 +132,7 @@ def format_bytes(n: int, units: Units = "iec") -> str:
     value = float(n)
     for unit in steps[1:]:
         value /= base
-        if abs(value) < base or unit == steps[-1]:
+        if round(abs(value), 2) < base or unit == steps[-1]:  # 1023.996 GiB prints as 1.00 TiB, not 1024.00 GiB
             return f"{value:.2f} {unit}"
     raise AssertionError("unreachable")  # pragma: no cover
 

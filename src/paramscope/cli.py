@@ -48,10 +48,16 @@ examples:
   paramscope inspect paramscope.examples:gpt2 --format markdown --units si
   paramscope inspect paramscope.examples:resnet18 --explain       # the formula of every layer, checked
   paramscope inspect paramscope.examples:resnet18 --max-params 10M --max-bytes 40MiB
+  paramscope inspect model.safetensors                            # a checkpoint, headers only
+  paramscope inspect path/to/Llama-3-70B/                         # all shards, via the index
+  paramscope inspect checkpoint.ckpt --tensors                    # torch.load(weights_only=True, mmap=True)
+  paramscope inspect model-Q4_K_M.gguf
 
 TARGET is model code: 'package.module:attr' or 'path/to/file.py:attr', where attr is an nn.Module instance, a
-class, or a function returning one. KEY=VALUE arguments are passed to it as keyword arguments (values are Python
-literals, true/false/none, else strings).
+class, or a function returning one; KEY=VALUE arguments are passed to it as keyword arguments (values are Python
+literals, true/false/none, else strings). Or it is a checkpoint: *.safetensors, *.safetensors.index.json, *.pt,
+*.pth, *.bin, *.ckpt, *.gguf, or a directory holding them; nothing but headers is read, and a PyTorch file is
+loaded with weights_only=True (no code in it runs) and memory-mapped.
 """
 
 _FORMULA_EXAMPLES = """\
@@ -93,7 +99,11 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=_INSPECT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    inspect.add_argument("target", metavar="TARGET", help="the model: 'package.module:attr' or 'file.py:attr'")
+    inspect.add_argument(
+        "target",
+        metavar="TARGET",
+        help="model code ('package.module:attr', 'file.py:attr'), a checkpoint or a directory",
+    )
     inspect.add_argument(
         "--device",
         choices=("meta", "cpu"),
@@ -108,6 +118,7 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--explain", action="store_true", help="show each layer's formula next to its count, checked against it"
     )
+    inspect.add_argument("--quiet", "-q", action="store_true", help="no progress bar on stderr")
     inspect.add_argument("--max-params", metavar="N", help="fail with exit 3 above N parameters (125M, 7B, 1.5e9)")
     inspect.add_argument(
         "--max-bytes", metavar="SIZE", help="fail with exit 3 above SIZE of parameters + buffers (2GiB, 500MB)"
@@ -208,6 +219,7 @@ def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
             device=options.device,
             explain=options.explain,
             import_on_device=True,  # this process ends with the report: module-level models may be built on meta
+            quiet=options.quiet,
         )
     depth = options.depth if options.depth is not None else (_ALL_DEPTHS if options.explain else 2)
     view = View(depth=depth, tensors=options.tensors, units=options.units, explain=options.explain)

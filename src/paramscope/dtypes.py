@@ -24,7 +24,7 @@ from ._errors import UsageError
 
 __all__ = ["COMMON", "DTYPES", "DType", "find", "iter_dtypes", "lookup"]
 
-Category = Literal["float", "int", "uint", "bool", "complex", "quantized", "bits"]
+Category = Literal["float", "int", "uint", "bool", "complex", "quantized", "bits", "block"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +33,9 @@ class DType:
 
     name: str
     category: Category
-    bits: int
-    """Bits of information per value (``float32``: 32, ``int4``: 4, ``float4_e2m1fn_x2``: 4 per packed value)."""
+    bits: float
+    """Bits per value (``float32``: 32, ``int4``: 4, ``float4_e2m1fn_x2``: 4 per packed value); for block formats the
+    average, scales included (GGUF's Q4_0: 32 values in 18 bytes, 4.5 bits)."""
     block_elements: int = 1
     """Elements in one storage block."""
     block_bytes: int = 0
@@ -46,7 +47,7 @@ class DType:
 
     @property
     def storage_block_bytes(self) -> int:
-        return self.block_bytes or self.bits // 8
+        return self.block_bytes or int(self.bits) // 8
 
     def packed_nbytes(self, values: int) -> int:
         """Bytes that ``values`` values take packed at ``bits`` each, as a conversion to this type costs.
@@ -54,7 +55,9 @@ class DType:
         >>> lookup("int4").packed_nbytes(9), lookup("bfloat16").packed_nbytes(9)
         (5, 18)
         """
-        return -(-values * self.bits // 8)
+        if self.category == "block":
+            return self.nbytes(values)
+        return -(-values * int(self.bits) // 8)
 
     def nbytes(self, numel: int) -> int:
         """Bytes that ``numel`` elements of this type occupy in storage.
@@ -68,6 +71,11 @@ class DType:
 
 def _plain(name: str, category: Category, bits: int, *aliases: str, description: str = "") -> DType:
     return DType(name, category, bits, aliases=aliases, description=description)
+
+
+def _block(name: str, values: int, size: int, description: str) -> DType:
+    # GGML's block-quantised formats: `values` values (with their scales) in `size` bytes.
+    return DType(name, "block", size * 8 / values, block_elements=values, block_bytes=size, description=description)
 
 
 def _one_byte_container(name: str, category: Category, bits: int, *aliases: str) -> DType:
@@ -89,9 +97,9 @@ DTYPES: tuple[DType, ...] = (
     _plain("float16", "float", 16, "half", "fp16", "f16"),
     _plain("bfloat16", "float", 16, "bf16"),
     _plain("float8_e4m3fn", "float", 8, "fp8_e4m3", "e4m3", "f8_e4m3"),
-    _plain("float8_e4m3fnuz", "float", 8, "fp8_e4m3fnuz"),
+    _plain("float8_e4m3fnuz", "float", 8, "fp8_e4m3fnuz", "f8_e4m3fnuz"),
     _plain("float8_e5m2", "float", 8, "fp8_e5m2", "e5m2", "f8_e5m2"),
-    _plain("float8_e5m2fnuz", "float", 8, "fp8_e5m2fnuz"),
+    _plain("float8_e5m2fnuz", "float", 8, "fp8_e5m2fnuz", "f8_e5m2fnuz"),
     _plain("float8_e8m0fnu", "float", 8, "fp8_e8m0", "e8m0", "f8_e8m0", description="exponent-only scale type"),
     DType(
         "float4_e2m1fn_x2",
@@ -102,6 +110,11 @@ DTYPES: tuple[DType, ...] = (
         aliases=("fp4_x2",),
         description="two float4 (e2m1) values per element",
     ),
+    # Sub-byte floats as safetensors stores them: values packed with no padding between them.
+    DType("float4_e2m1fn", "float", 4, block_elements=2, block_bytes=1, aliases=("f4", "fp4"), description="MX fp4"),
+    DType("float6_e2m3fn", "float", 6, block_elements=4, block_bytes=3, aliases=("f6_e2m3",), description="MX fp6"),
+    DType("float6_e3m2fn", "float", 6, block_elements=4, block_bytes=3, aliases=("f6_e3m2",), description="MX fp6"),
+    DType("nf4", "float", 4, block_elements=2, block_bytes=1, description="bitsandbytes NormalFloat4, two per byte"),
     _plain("complex128", "complex", 128, "cdouble", "c128"),
     _plain("complex64", "complex", 64, "cfloat", "c64"),
     _plain("complex32", "complex", 32, "chalf", "c32"),
@@ -127,6 +140,33 @@ DTYPES: tuple[DType, ...] = (
     DType("bits1x8", "bits", 1, block_bytes=1, values_per_element=8, description="eight 1-bit values per element"),
     DType("bits2x4", "bits", 2, block_bytes=1, values_per_element=4, description="four 2-bit values per element"),
     DType("bits4x2", "bits", 4, block_bytes=1, values_per_element=2, description="two 4-bit values per element"),
+    # GGML/GGUF block formats (llama.cpp); the 1-value types F32, F16, BF16, I8… are the entries above.
+    _block("Q4_0", 32, 18, "4-bit, one fp16 scale per 32 values"),
+    _block("Q4_1", 32, 20, "4-bit, fp16 scale and minimum per 32 values"),
+    _block("Q5_0", 32, 22, "5-bit, one fp16 scale per 32 values"),
+    _block("Q5_1", 32, 24, "5-bit, fp16 scale and minimum per 32 values"),
+    _block("Q8_0", 32, 34, "8-bit, one fp16 scale per 32 values"),
+    _block("Q8_1", 32, 40, "8-bit, scale and sum per 32 values"),
+    _block("Q2_K", 256, 84, "k-quant, 2-bit super-blocks of 256"),
+    _block("Q3_K", 256, 110, "k-quant, 3-bit super-blocks of 256"),
+    _block("Q4_K", 256, 144, "k-quant, 4-bit super-blocks of 256"),
+    _block("Q5_K", 256, 176, "k-quant, 5-bit super-blocks of 256"),
+    _block("Q6_K", 256, 210, "k-quant, 6-bit super-blocks of 256"),
+    _block("Q8_K", 256, 292, "k-quant, 8-bit super-blocks of 256"),
+    _block("IQ1_S", 256, 50, "i-quant, ~1.56 bits"),
+    _block("IQ1_M", 256, 56, "i-quant, ~1.75 bits"),
+    _block("IQ2_XXS", 256, 66, "i-quant, ~2.06 bits"),
+    _block("IQ2_XS", 256, 74, "i-quant, ~2.31 bits"),
+    _block("IQ2_S", 256, 82, "i-quant, ~2.56 bits"),
+    _block("IQ3_XXS", 256, 98, "i-quant, ~3.06 bits"),
+    _block("IQ3_S", 256, 110, "i-quant, ~3.44 bits"),
+    _block("IQ4_NL", 32, 18, "i-quant, non-linear 4-bit"),
+    _block("IQ4_XS", 256, 136, "i-quant, ~4.25 bits"),
+    _block("TQ1_0", 256, 54, "ternary, ~1.69 bits"),
+    _block("TQ2_0", 256, 66, "ternary, 2.06 bits"),
+    _block("MXFP4", 32, 17, "OCP microscaling fp4, one e8m0 scale per 32 values"),
+    _block("NVFP4", 64, 36, "NVIDIA fp4, fp8 scales per 16 values"),
+    _block("Q1_0", 128, 18, "1-bit, one fp16 scale per 128 values"),
 )
 
 

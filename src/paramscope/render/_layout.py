@@ -107,7 +107,12 @@ def _modules_section(report: Report, view: View) -> Section:
     rows = []
     for node, note in zip(nodes, notes, strict=True):
         name = "  " * node.depth + (node.path or "(model)")
-        row = [name, node.type, _count(node.params, node.complete), _size(node.param_bytes, view.units, node.complete)]
+        row = [
+            name,
+            node.type or "",
+            _count(node.params, node.complete),
+            _size(node.param_bytes, view.units, node.complete),
+        ]
         if frozen:
             row.append(format_count(node.trainable or 0))
         if buffers:

@@ -22,14 +22,6 @@ from torch import nn
 from .._errors import TargetError, UsageError
 
 
-def is_code_target(target: str) -> bool:
-    """Whether ``target`` has the ``module:attr`` / ``file.py:attr`` form."""
-    location, sep, attr = target.rpartition(":")
-    if not sep or not location or not attr:
-        return False
-    return location.endswith(".py") or all(part.isidentifier() for part in location.split("."))
-
-
 def _import_location(location: str, target: str) -> Any:
     if location.endswith(".py"):
         path = Path(location)

@@ -1,0 +1,45 @@
+"""Progress for long work: a rich progress bar on stderr when it is a terminal, nothing when piped or quiet."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+Item = TypeVar("Item")
+
+_MIN_ITEMS = 2  # a single file or request needs no bar
+
+
+def progress(items: Sequence[Item], description: str, *, quiet: bool = False) -> Iterator[Item]:
+    """Yield ``items``, drawing a transient progress bar on stderr for several items on a terminal.
+
+    >>> list(progress([1, 2, 3], "counting"))  # stderr is not a terminal here: no bar
+    [1, 2, 3]
+    """
+    if quiet or len(items) < _MIN_ITEMS or not sys.stderr.isatty():
+        yield from items
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        console=_stderr_console(),
+    ) as bar:
+        task = bar.add_task(description, total=len(items))
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+def _stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)

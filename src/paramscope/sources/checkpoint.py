@@ -1,0 +1,144 @@
+"""What every checkpoint source shares: stored tensors → records → the same Report as a live model.
+
+A checkpoint knows names, dtypes, shapes and byte sizes, not modules or trainability: the module tree comes from the
+dotted names, ``trainable``/``frozen`` are null, and whether a tensor is a parameter or a buffer is inferred from
+its name and dtype (said in the notes). Quantised layouts are recognised first (see ``quantization.py``), so packed
+weights count as the parameters they encode.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import dtypes as dtype_table
+from .._report import Report, Source, TensorKind, TensorRecord
+from .._tree import tree_from_names
+from .._units import format_bytes
+
+_MAX_CONFIG_BYTES = 16 * 2**20
+# Float buffers that models keep in their state dict, recognisable by name: BatchNorm statistics and rotary tables.
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "inv_freq")
+# Index-like dtypes: a checkpoint's int64 and bool tensors are position ids, token type ids and masks.
+_BUFFER_DTYPES = frozenset({"int64", "bool"})
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """One tensor as a checkpoint stores it: the dtype is a name in the dtype table, ``nbytes`` the bytes on disk."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    file: str = ""
+    aliases: tuple[str, ...] = ()
+    read: Callable[[int], bytes] | None = field(default=None, compare=False, repr=False)
+    """Reads up to N bytes of the tensor's data; only used for small metadata tensors (bitsandbytes quant state)."""
+
+    @property
+    def numel(self) -> int:
+        size = 1
+        for dim in self.shape:
+            size *= dim
+        return size
+
+
+def read_config(directory: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The ``config.json`` beside a checkpoint, if there is one that parses; a note when it does not."""
+    path = directory / "config.json"
+    if not path.is_file():
+        return None, []
+    try:
+        if path.stat().st_size > _MAX_CONFIG_BYTES:
+            return None, [f"{path} is larger than {format_bytes(_MAX_CONFIG_BYTES)}: not read"]
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return None, [f"{path} could not be read ({error}): counted without it"]
+    if not isinstance(config, dict):
+        return None, [f"{path} is not a JSON object: counted without it"]
+    return config, []
+
+
+def _kind(tensor: StoredTensor) -> TensorKind:
+    if tensor.name.rpartition(".")[2] in _BUFFER_SUFFIXES or tensor.dtype in _BUFFER_DTYPES:
+        return "buffer"
+    return "parameter"
+
+
+def plain_records(tensors: Sequence[StoredTensor]) -> tuple[list[TensorRecord], list[str]]:
+    """Records for tensors stored as they are (no quantisation), parameters and buffers told apart by name/dtype."""
+    records = []
+    buffers: list[str] = []
+    for tensor in tensors:
+        kind = _kind(tensor)
+        if kind == "buffer":
+            buffers.append(tensor.name)
+        records.append(
+            TensorRecord(
+                tensor.name, tensor.shape, tensor.numel, tensor.dtype, tensor.nbytes, kind, None, None, tensor.aliases
+            )
+        )
+    notes = []
+    if buffers:
+        shown = ", ".join(buffers[:3]) + (f" and {len(buffers) - 3} more" if len(buffers) > 3 else "")
+        notes.append(
+            f"{len(buffers)} tensor(s) counted as buffers, not parameters, from their names or integer/bool dtype "
+            f"({shown}): a checkpoint does not say which is which"
+        )
+    return records, notes
+
+
+def _tie_notes(records: Sequence[TensorRecord], config: dict[str, Any] | None) -> list[str]:
+    notes = [
+        f"{', '.join(record.aliases)} {'is' if len(record.aliases) == 1 else 'are'} stored as the same tensor as "
+        f"{record.name} (tied): counted once"
+        for record in records
+        if record.aliases
+    ]
+    return notes + _config_tie_notes(records, config)
+
+
+def _config_tie_notes(records: Sequence[TensorRecord], config: dict[str, Any] | None) -> list[str]:
+    if not config:
+        return []
+    tied = config.get("tie_word_embeddings")
+    names = {name for record in records for name in (record.name, *record.aliases)}
+    heads = [name for name in ("lm_head.weight", "embed_out.weight", "output.weight") if name in names]
+    if tied is True and not heads:
+        return ["config.json ties the output head to the input embedding (tie_word_embeddings): the head is that "
+                "same matrix, stored once and counted once"]  # fmt: skip
+    if tied is True and heads:
+        return [f"config.json ties the output head to the input embedding (tie_word_embeddings), but the checkpoint "
+                f"also stores {heads[0]}: counted as stored"]  # fmt: skip
+    return []
+
+
+def checkpoint_report(
+    tensors: Sequence[StoredTensor],
+    *,
+    kind: str,
+    target: str,
+    files: Sequence[str],
+    config: dict[str, Any] | None = None,
+    notes: Sequence[str] = (),
+    sort: bool = False,
+) -> Report:
+    """The Report of a checkpoint's tensors (quantised layouts recognised, buffers told apart)."""
+    from .quantization import quantized_records
+
+    for tensor in tensors:
+        dtype_table.lookup(tensor.dtype)  # every source maps dtypes to table names; an unknown one is a bug there
+    records, record_notes = quantized_records(tensors, config)
+    nodes, totals, by_dtype = tree_from_names(records, trainability_known=False, sort=sort)
+    return Report(
+        source=Source(kind=kind, target=target, files=tuple(files)),
+        totals=totals,
+        by_dtype=by_dtype,
+        tensors=tuple(records),
+        modules=nodes,
+        notes=(*notes, *record_notes, *_tie_notes(records, config)),
+    )

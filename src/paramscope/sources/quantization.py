@@ -1,0 +1,243 @@
+"""Quantised checkpoints: packed weights count as the parameters they encode; scales and zeros are counted apart.
+
+Today's tools count a GPTQ ``qweight`` (int32, eight 4-bit values each) as 1/8 of its parameters and its scales as
+weights. Here each recognised layout turns its packed tensor into one record of the logical weight (shape, numel
+and value dtype of the weight it encodes; bytes as stored) and its companions into ``quantization`` records.
+
+Layouts: GPTQ and AWQ (``qweight``/``qzeros``/``scales``/``g_idx``), compressed-tensors (``weight_packed``),
+bitsandbytes 4-bit (uint8 pairs, ``absmax``, ``quant_map``, ``quant_state``) and 8-bit (``SCB``), FP8 weights with
+scale tensors, and MXFP4 (``*_blocks``/``*_scales``). The ``quantization_config`` of a ``config.json`` beside the
+checkpoint names the method and bit width when present; otherwise the tensor names and shapes decide.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._report import TensorRecord
+from .._units import format_bytes, format_count
+from .checkpoint import StoredTensor, plain_records
+
+_MAX_QUANT_STATE_BYTES = 64 * 2**10
+_FP8_SCALES = ("weight_scale", "weight_scale_inv", "input_scale", "output_scale", "k_scale", "v_scale")
+
+
+@dataclass
+class _Scheme:
+    """What was recognised, for the note: a label, the packed weights and the companion tensors."""
+
+    label: str
+    weights: list[TensorRecord] = field(default_factory=list)
+    companions: list[TensorRecord] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    config: dict[str, Any]
+    by_name: dict[str, StoredTensor]
+    records: dict[str, TensorRecord] = field(default_factory=dict)
+    schemes: dict[str, _Scheme] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def weight(self, scheme: str, stored: StoredTensor, shape: tuple[int, ...], dtype: str, packing: str) -> None:
+        numel = 1
+        for dim in shape:
+            numel *= dim
+        record = TensorRecord(
+            stored.name, shape, numel, dtype, stored.nbytes, "parameter", None, None, stored.aliases, packing
+        )
+        self.records[stored.name] = record
+        self.schemes.setdefault(scheme, _Scheme(scheme)).weights.append(record)
+
+    def companion(self, scheme: str, name: str) -> None:
+        stored = self.by_name.get(name)
+        if stored is None or name in self.records:
+            return
+        record = TensorRecord(
+            stored.name,
+            stored.shape,
+            stored.numel,
+            stored.dtype,
+            stored.nbytes,
+            "quantization",
+            None,
+            None,
+            stored.aliases,
+        )
+        self.records[name] = record
+        self.schemes.setdefault(scheme, _Scheme(scheme)).companions.append(record)
+
+
+def _quantization_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    settings = (config or {}).get("quantization_config")
+    return settings if isinstance(settings, dict) else {}
+
+
+def _bits_from_config(settings: dict[str, Any]) -> int | None:
+    for key in ("bits", "w_bit", "num_bits"):
+        value = settings.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    groups = settings.get("config_groups")
+    if isinstance(groups, dict):  # compressed-tensors: config_groups.<group>.weights.num_bits
+        for group in groups.values():
+            bits = group.get("weights", {}).get("num_bits") if isinstance(group, dict) else None
+            if isinstance(bits, int):
+                return bits
+    return None
+
+
+def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
+    """GPTQ (packed along the input dimension) or AWQ (packed along the output dimension), int32 words."""
+    settings = plan.config
+    method = str(settings.get("quant_method", "")).lower()
+    scales = plan.by_name.get(f"{prefix}.scales")
+    g_idx = plan.by_name.get(f"{prefix}.g_idx")
+    if len(qweight.shape) != 2 or qweight.dtype != "int32" or scales is None or len(scales.shape) != 2:
+        plan.problems.append(f"{qweight.name}: int32 (rows, cols) with scales expected for GPTQ/AWQ")
+        return
+    rows, cols = qweight.shape
+    out = scales.shape[1]
+    bits = _bits_from_config(settings)
+    if cols == out and method != "awq":  # GPTQ: qweight (in × bits/32, out)
+        scheme = "GPTQ"
+        if bits is None and g_idx is not None and g_idx.numel:
+            bits = rows * 32 // g_idx.numel
+        inputs = rows * 32 // bits if bits else None
+    elif out % cols == 0 or method == "awq":  # AWQ: qweight (in, out × bits/32)
+        scheme = "AWQ"
+        bits = bits or (cols * 32 // out if out else None)
+        inputs = rows
+    else:
+        plan.problems.append(
+            f"{qweight.name}: shape {qweight.shape} fits neither GPTQ nor AWQ packing of {out} outputs"
+        )
+        return
+    if not bits or inputs is None or (rows * 32 if scheme == "GPTQ" else cols * 32) % bits:
+        plan.problems.append(f"{qweight.name}: the bit width cannot be told from the tensors or the config")
+        return
+    per_word = 32 // bits if 32 % bits == 0 else 32 / bits
+    packing = f"{per_word:g} × {bits}-bit per int32 ({scheme})"
+    plan.weight(scheme, qweight, (out, inputs), f"uint{bits}", packing)
+    for suffix in ("qzeros", "scales", "g_idx"):
+        plan.companion(scheme, f"{prefix}.{suffix}")
+
+
+def _compressed_tensors_layer(plan: _Plan, prefix: str, packed: StoredTensor) -> None:
+    bits = _bits_from_config(plan.config) or 4
+    if len(packed.shape) != 2 or packed.dtype != "int32" or (packed.shape[1] * 32) % bits:
+        plan.problems.append(f"{packed.name}: int32 (out, in × {bits}/32) expected for compressed-tensors")
+        return
+    out, words = packed.shape
+    plan.weight(
+        "compressed-tensors",
+        packed,
+        (out, words * 32 // bits),
+        f"uint{bits}",
+        f"{32 // bits} × {bits}-bit per int32 (compressed-tensors)",
+    )
+    for suffix in ("weight_scale", "weight_zero_point", "weight_shape", "weight_g_idx"):
+        plan.companion("compressed-tensors", f"{prefix}.{suffix}")
+
+
+def _bnb_quant_state(plan: _Plan, weight: StoredTensor) -> tuple[str, tuple[int, ...] | None]:
+    """bitsandbytes keeps the 4-bit type and the weight's shape in a small JSON blob stored as a uint8 tensor."""
+    for kind in ("nf4", "fp4"):
+        state = plan.by_name.get(f"{weight.name}.quant_state.bitsandbytes__{kind}")
+        if state is None:
+            continue
+        if state.read is None or state.nbytes > _MAX_QUANT_STATE_BYTES:
+            return kind, None
+        try:
+            shape = json.loads(state.read(state.nbytes).decode("utf-8")).get("shape")
+        except (OSError, ValueError, AttributeError):
+            return kind, None
+        if isinstance(shape, list) and all(isinstance(dim, int) and dim >= 0 for dim in shape):
+            return kind, tuple(shape)
+        return kind, None
+    return "nf4", None
+
+
+def _bnb4_layer(plan: _Plan, weight: StoredTensor) -> None:
+    kind, shape = _bnb_quant_state(plan, weight)
+    if shape is None:
+        shape = (weight.numel * 2,)  # two 4-bit values per byte; the quant state with the real shape is unreadable
+        plan.problems.append(
+            f"{weight.name}: its bitsandbytes quant_state could not be read: counted as 2 values per byte"
+        )
+    dtype = "nf4" if kind == "nf4" else "float4_e2m1fn"
+    plan.weight("bitsandbytes 4-bit", weight, shape, dtype, f"2 × {kind} per uint8 (bitsandbytes)")
+    for name in plan.by_name:
+        if name.startswith(f"{weight.name}.") and name != weight.name:
+            plan.companion("bitsandbytes 4-bit", name)
+
+
+def _mxfp4_layer(plan: _Plan, prefix: str, blocks: StoredTensor) -> None:
+    # gpt-oss style: <name>_blocks (..., groups, 16) uint8 holds 32 fp4 values per group; <name>_scales the e8m0 scales
+    if blocks.dtype != "uint8" or len(blocks.shape) < 2:
+        plan.problems.append(f"{blocks.name}: uint8 (..., groups, 16) expected for MXFP4")
+        return
+    *outer, groups, width = blocks.shape
+    plan.weight(
+        "MXFP4",
+        blocks,
+        (*outer, groups * width * 2),
+        "float4_e2m1fn",
+        "2 × fp4 per uint8, one e8m0 scale per 32 values (MXFP4)",
+    )
+    plan.companion("MXFP4", f"{prefix}_scales")
+
+
+def quantized_records(
+    tensors: Sequence[StoredTensor], config: dict[str, Any] | None
+) -> tuple[list[TensorRecord], list[str]]:
+    """Records for a checkpoint's tensors, quantised layouts recognised; and the notes that says what was found."""
+    by_name = {tensor.name: tensor for tensor in tensors}
+    plan = _Plan(_quantization_config(config), by_name)
+    for tensor in tensors:
+        name = tensor.name
+        prefix, _, last = name.rpartition(".")
+        if last == "qweight":
+            _packed_int_layer(plan, prefix, tensor)
+        elif last == "weight_packed":
+            _compressed_tensors_layer(plan, prefix, tensor)
+        elif last == "weight" and f"{name}.absmax" in by_name:
+            _bnb4_layer(plan, tensor)
+        elif last == "weight" and tensor.dtype == "int8" and f"{prefix}.SCB" in by_name:
+            plan.weight("bitsandbytes 8-bit", tensor, tensor.shape, "int8", "int8 with per-row scales (bitsandbytes)")
+            for suffix in ("SCB", "weight_format"):
+                plan.companion("bitsandbytes 8-bit", f"{prefix}.{suffix}")
+        elif (
+            last == "weight"
+            and tensor.dtype.startswith("float8")
+            and any(f"{prefix}.{scale}" in by_name for scale in _FP8_SCALES)
+        ):
+            plan.weight("FP8", tensor, tensor.shape, tensor.dtype, f"{tensor.dtype} with scale tensors (FP8)")
+            for scale in _FP8_SCALES:
+                plan.companion("FP8", f"{prefix}.{scale}")
+        elif name.endswith("_blocks") and f"{name[: -len('_blocks')]}_scales" in by_name:
+            _mxfp4_layer(plan, name[: -len("_blocks")], tensor)
+    plain, notes = plain_records([tensor for tensor in tensors if tensor.name not in plan.records])
+    plain_by_name = {record.name: record for record in plain}
+    records = [plan.records.get(tensor.name) or plain_by_name[tensor.name] for tensor in tensors]
+    return records, _scheme_notes(plan) + notes
+
+
+def _scheme_notes(plan: _Plan) -> list[str]:
+    notes = []
+    method = plan.config.get("quant_method")
+    source = f"config.json's quantization_config ({method})" if method else "the tensor names and shapes"
+    for scheme in plan.schemes.values():
+        logical = sum(record.numel or 0 for record in scheme.weights)
+        stored = sum(record.bytes or 0 for record in scheme.weights)
+        companions = sum(record.bytes or 0 for record in scheme.companions)
+        notes.append(
+            f"quantised checkpoint: {scheme.label} recognised from {source}: {len(scheme.weights)} packed weight(s) "
+            f"hold {format_count(logical)} parameters in {format_bytes(stored)}; {len(scheme.companions)} "
+            f"scale/zero/index tensor(s) ({format_bytes(companions)}) are counted apart, as quantization tensors"
+        )
+    notes += [f"{problem}: counted as stored" for problem in plan.problems]
+    return notes

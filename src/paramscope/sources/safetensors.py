@@ -1,0 +1,222 @@
+"""safetensors checkpoints, single, sharded (``*.safetensors.index.json``) or a directory of them: headers only.
+
+The header is read here rather than through the ``safetensors`` package: its Python API opens a file only
+through a framework (``safe_open(..., "numpy")`` imports numpy, ``"pt"`` torch) and does not expose the data
+offsets, which the byte sizes come from. The format is small (an 8-byte little-endian length, then a JSON object;
+see the safetensors README), and the checks below are the ones the safetensors crate makes before it loads a
+file: a bounded header, known dtypes, offsets that match each tensor's size, do not overlap and cover the data
+region exactly. The tests check this reader against ``safetensors.safe_open`` on the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .. import dtypes as dtype_table
+from .._errors import SourceError
+from .._report import Report
+from .._units import format_bytes
+from .checkpoint import StoredTensor, checkpoint_report, read_config
+
+MAX_HEADER_BYTES = 100_000_000  # the safetensors crate's own limit
+_MAX_INDEX_BYTES = 100_000_000
+
+
+def _fail(path: Path, message: str) -> SourceError:
+    return SourceError(f"{path}: {message}")
+
+
+def _reader(path: Path, start: int) -> Callable[[int], bytes]:
+    def read(size: int) -> bytes:
+        with path.open("rb") as handle:
+            handle.seek(start)
+            return handle.read(size)
+
+    return read
+
+
+def read_header(path: Path) -> tuple[dict[str, Any], int, int]:
+    """The parsed header, the offset where tensor data starts, and the length of the data region."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+            if size == 0:
+                raise _fail(path, "empty file (0 bytes): not a safetensors file")
+            if len(prefix) < 8:
+                raise _fail(path, f"too short for a safetensors header ({size} bytes; the length field alone is 8)")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > MAX_HEADER_BYTES:
+                raise _fail(
+                    path, f"header claims {format_bytes(length, 'si')}, more than the 100 MB safetensors allows"
+                )
+            if 8 + length > size:
+                raise _fail(
+                    path, f"header claims {format_bytes(length, 'si')} but the file has {format_bytes(size, 'si')}"
+                )
+            raw = handle.read(length)
+    except OSError as error:
+        raise _fail(path, f"cannot be read: {error.strerror or error}") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _fail(path, f"header is not valid JSON ({error}): not a safetensors file") from None
+    if not isinstance(header, dict):
+        raise _fail(path, f"header is a JSON {type(header).__name__}, not an object: not a safetensors file")
+    return header, 8 + length, size - 8 - length
+
+
+def _dtype_name(path: Path, name: str, code: Any) -> str:
+    entry = dtype_table.find(code) if isinstance(code, str) else None
+    if entry is None:
+        raise _fail(path, f"tensor {name!r} has unknown dtype {code!r}")
+    return entry.name
+
+
+def _is_dims(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+
+
+def stored_tensors(path: Path) -> tuple[list[StoredTensor], dict[str, str]]:
+    """Every tensor of one safetensors file, validated, and the file's ``__metadata__``."""
+    header, data_start, data_size = read_header(path)
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise _fail(path, "__metadata__ is not an object of strings")
+    tensors: list[tuple[int, int, StoredTensor]] = []
+    for name, info in header.items():
+        if not isinstance(info, dict) or not _is_dims(info.get("shape")) or not _is_dims(info.get("data_offsets")):
+            raise _fail(path, f"tensor {name!r} lacks a valid dtype, shape or data_offsets")
+        offsets = info["data_offsets"]
+        if len(offsets) != 2 or offsets[0] > offsets[1]:
+            raise _fail(path, f"tensor {name!r} has data_offsets {offsets}: two increasing byte offsets expected")
+        dtype = _dtype_name(path, name, info.get("dtype"))
+        shape = tuple(info["shape"])
+        begin, end = offsets
+        stored = StoredTensor(name, dtype, shape, end - begin, str(path), read=_reader(path, data_start + begin))
+        expected = dtype_table.lookup(dtype).nbytes(stored.numel)
+        if expected != end - begin:
+            raise _fail(
+                path,
+                f"tensor {name!r} is {dtype} {list(shape)} = {expected:,} bytes but its offsets span {end - begin:,}",
+            )
+        if end > data_size:
+            raise _fail(
+                path,
+                f"tensor {name!r} ends at byte {end:,} of the data, past its end ({data_size:,} bytes in the file)",
+            )
+        tensors.append((begin, end, stored))
+    position = 0
+    previous = None
+    for begin, end, stored in sorted(tensors, key=lambda item: (item[0], item[1])):
+        if begin < position:
+            raise _fail(
+                path, f"tensors {previous!r} and {stored.name!r} overlap (data offsets {begin:,} < {position:,})"
+            )
+        if begin > position:
+            raise _fail(path, f"bytes {position:,} to {begin:,} of the data belong to no tensor")
+        position, previous = end, stored.name
+    if position != data_size:
+        raise _fail(path, f"the tensors end at byte {position:,} of a {data_size:,}-byte data region")
+    return [stored for _, _, stored in tensors], {str(k): str(v) for k, v in metadata.items()}
+
+
+def _load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
+    try:
+        if index.stat().st_size > _MAX_INDEX_BYTES:
+            raise _fail(index, "index larger than 100 MB")
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise _fail(index, f"cannot be read: {error.strerror or error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _fail(index, f"is not valid JSON ({error})") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise _fail(index, "has no weight_map of tensor name → shard file")
+    shards: list[Path] = []
+    for shard in dict.fromkeys(weight_map.values()):
+        shard_path = index.parent / shard
+        if Path(shard).name != shard:
+            raise _fail(index, f"names shard {shard!r} outside its directory")
+        if not shard_path.is_file():
+            raise _fail(index, f"names {shard}, which is missing")
+        shards.append(shard_path)
+    return shards, weight_map
+
+
+def _read_shards(files: Iterable[Path], quiet: bool) -> tuple[list[StoredTensor], list[dict[str, str]]]:
+    from .._progress import progress
+
+    tensors: list[StoredTensor] = []
+    metadata = []
+    for path in progress(list(files), "reading safetensors headers", quiet=quiet):
+        found, meta = stored_tensors(path)
+        tensors.extend(found)
+        metadata.append(meta)
+    return tensors, metadata
+
+
+def _index_notes(index: Path, tensors: list[StoredTensor], weight_map: dict[str, str]) -> list[str]:
+    found = {tensor.name: Path(tensor.file).name for tensor in tensors}
+    notes = []
+    missing = [name for name, shard in weight_map.items() if found.get(name) != shard]
+    if missing:
+        raise _fail(index, f"lists {missing[0]!r} in {weight_map[missing[0]]}, which does not hold it")
+    extra = [name for name in found if name not in weight_map]
+    if extra:
+        notes.append(f"{len(extra)} tensor(s) in the shards are not in the index ({extra[0]}, …): counted too")
+    return notes
+
+
+def load(target: Path, *, quiet: bool = False) -> Report:
+    """The report of a ``.safetensors`` file, a ``*.safetensors.index.json``, or a directory holding them."""
+    notes: list[str] = []
+    if target.is_dir():
+        directory = target
+        indexes = sorted(directory.glob("*.safetensors.index.json"))
+        if indexes:
+            files, weight_map = _load_index(indexes[0])
+            tensors, _ = _read_shards(files, quiet)
+            notes += _index_notes(indexes[0], tensors, weight_map)
+        else:
+            files = sorted(directory.glob("*.safetensors"))
+            tensors, _ = _read_shards(files, quiet)
+            if len(files) > 1:
+                notes.append(f"no index file: all {len(files)} *.safetensors files in {directory} are counted")
+    elif target.name.endswith(".index.json"):
+        directory = target.parent
+        files, weight_map = _load_index(target)
+        tensors, _ = _read_shards(files, quiet)
+        notes += _index_notes(target, tensors, weight_map)
+    else:
+        directory = target.parent
+        files = [target]
+        tensors, _ = _read_shards(files, quiet)
+    duplicates = _duplicate_names(tensors)
+    if duplicates:
+        raise SourceError(f"{target}: tensor {duplicates[0]!r} is stored in more than one shard")
+    config, config_notes = read_config(directory)
+    return checkpoint_report(
+        tensors,
+        kind="safetensors",
+        target=os.fspath(target),
+        files=[os.fspath(path) for path in files],
+        config=config,
+        notes=notes + config_notes,
+        sort=True,
+    )
+
+
+def _duplicate_names(tensors: list[StoredTensor]) -> list[str]:
+    seen: set[str] = set()
+    duplicates = []
+    for tensor in tensors:
+        if tensor.name in seen:
+            duplicates.append(tensor.name)
+        seen.add(tensor.name)
+    return duplicates
