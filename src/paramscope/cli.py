@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -234,23 +235,29 @@ def _run_formula(options: argparse.Namespace, stdout: IO[str]) -> int:
     from .render import draw
     from .render._tables import formula_document, formula_list_document
 
+    document: Callable[[], Document]
     if options.list:
         if options.layer is not None or options.args:
             raise UsageError("--list takes no LAYER or arguments")
         entries = list(formulas.REGISTRY.values())
-        document = formula_list_document(entries)
+        document = functools.partial(formula_list_document, entries)
         data: object = [
-            {"layer": e.name, "kind": e.kind, "arguments": [a.describe() for a in e.arguments]} for e in entries
+            {"layer": e.name, "kind": e.kind, "arguments": [a.describe() for a in e.arguments.values()]}
+            for e in entries
         ]
     else:
         if options.layer is None:
             raise UsageError("name a LAYER (e.g. conv2d), or use --list to see them all")
+        entry = formulas.lookup(options.layer)
         arguments = parse_arguments(options.args)
-        result = formulas.evaluate(options.layer, **arguments)
-        document = formula_document(result, options.units)
-        data = {**asdict(result), "arguments": arguments, "bytes": _dtype_bytes(result.params)}
-    _deliver(options, stdout, lambda: _json(data) if options.format == "json" else draw(document, options.format),
-             lambda: document)  # fmt: skip
+        result = entry(**arguments)
+        document = functools.partial(formula_document, result, options.units)
+        # the arguments the count depends on, as checked (ignored ones, such as stride, are left out)
+        used = entry.accepted(arguments)
+        data = {**asdict(result), "arguments": used, "bytes": _dtype_bytes(result.params)}
+    _deliver(
+        options, stdout, lambda: _json(data) if options.format == "json" else draw(document(), options.format), document
+    )
     return EXIT_OK
 
 
@@ -266,14 +273,21 @@ def _run_dtypes(options: argparse.Namespace, stdout: IO[str]) -> int:
     from .render._tables import dtypes_document
 
     document = dtypes_document()
-    data = [asdict(dtype) for dtype in dtype_table.iter_dtypes()]
-    _deliver(options, stdout, lambda: _json(data) if options.format == "json" else draw(document, options.format),
-             lambda: document)  # fmt: skip
+    data = [
+        {**asdict(dtype), "block_bytes": dtype.storage_block_bytes}  # the table's 0 means "bits / 8"
+        for dtype in dtype_table.iter_dtypes()
+    ]
+    _deliver(
+        options,
+        stdout,
+        lambda: _json(data) if options.format == "json" else draw(document, options.format),
+        lambda: document,
+    )
     return EXIT_OK
 
 
 def _json(data: object) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

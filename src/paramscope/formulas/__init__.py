@@ -17,7 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _layers as _layers  # registers the torch.nn formulas
-from ._registry import REGISTRY, Count, FormulaError, LayerFormula, Terms, count, register, register_structural
+from ._registry import (
+    REGISTRY,
+    Count,
+    FormulaError,
+    LayerFormula,
+    Ratio,
+    Tally,
+    Terms,
+    count,
+    register,
+    register_structural,
+)
 
 __all__ = [
     "REGISTRY",
@@ -25,6 +36,8 @@ __all__ = [
     "Explanation",
     "FormulaError",
     "LayerFormula",
+    "Ratio",
+    "Tally",
     "Terms",
     "count",
     "evaluate",
@@ -55,7 +68,7 @@ def evaluate(layer: str, **hyperparameters: Any) -> Count:
 class Explanation:
     """A live module's formula: the registry entry that applies, its Count, or why there is none."""
 
-    formula: LayerFormula | None
+    entry: LayerFormula | None
     count: Count | None
     reason: str | None = None
 
@@ -66,7 +79,7 @@ def explain_module(module: Any) -> Explanation:
     The count covers the whole layer, children included (MultiheadAttention's ``out_proj``, a Transformer layer's
     attention and feed-forward), to be compared with all the tensors the module holds.
     """
-    entry = REGISTRY.for_class(type(module))
+    entry = _entry_of(module)
     if entry is None:
         return Explanation(None, None, "no formula")
     has_uninitialized = getattr(module, "has_uninitialized_params", None)
@@ -75,6 +88,19 @@ def explain_module(module: Any) -> Explanation:
     if entry.kind != "formula":
         return Explanation(entry, None, entry.description)
     try:
-        return Explanation(entry, entry(**entry.read_module(module)))
-    except (AttributeError, IndexError, TypeError, FormulaError) as error:
-        return Explanation(entry, None, f"its hyperparameters do not fit the {entry.name} formula ({error})")
+        hyperparameters = entry.read_module(module)
+        return Explanation(entry, entry(**hyperparameters))
+    except Exception as error:  # anything read off a foreign object may fail; the caller counts the tensors then
+        return Explanation(entry, None, f"the {entry.name} formula does not apply: {error}")
+
+
+def _entry_of(module: Any) -> LayerFormula | None:
+    if type(module).__name__ == "RecursiveScriptModule":
+        # TorchScript modules all share one class; the scripted class's qualified name says what the layer is
+        try:
+            qualified = module._c._type().qualified_name()
+        except (AttributeError, RuntimeError):
+            return None
+        prefix = "__torch__.torch.nn.modules."
+        return REGISTRY.get(qualified.rpartition(".")[2]) if qualified.startswith(prefix) else None
+    return REGISTRY.for_class(type(module))

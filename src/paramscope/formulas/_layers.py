@@ -1,15 +1,18 @@
 """The closed-form parameter counts of torch.nn's layers, one small function each, with the arithmetic as text.
 
-Argument names and defaults are those of the torch constructors, so ``paramscope formula conv2d in_channels=3 …``
-reads like the Python call. Each function's comment gives the tensors the count comes from.
+Arguments are the torch constructor's, named alike, so ``paramscope formula conv2d in_channels=3 …`` reads like the
+Python call. Where a constructor takes an object the count depends on, the formula takes what matters of it
+instead: the number of class weights of a loss (``weight_elements``), whether a Transformer stack ends in a
+LayerNorm (``norm``, ``norm_bias``). Each function's comment names the tensors the count comes from.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-from ._registry import Count, FormulaError, Terms, count, n, register, register_structural
+from ._registry import FormulaError, Ratio, Tally, Terms, num, register, register_structural
 
 _DEVICE = ("device", "dtype")
 
@@ -18,40 +21,24 @@ _DEVICE = ("device", "dtype")
 
 
 @register("Linear", ignored=_DEVICE)
-def linear(layer: str, in_features: int, out_features: int, bias: bool = True) -> Count:
+def linear(in_features: int, out_features: int, bias: bool = True) -> Tally:
     # weight (out, in), bias (out)
-    terms = Terms().add(f"{n(out_features)} × {n(in_features)}", out_features * in_features)
+    terms = Terms().product(out_features, in_features)
     if bias:
-        terms.add(n(out_features), out_features)
-    return count(layer, terms)
+        terms.product(out_features)
+    return Tally(terms)
 
 
 @register("Bilinear", ignored=_DEVICE)
-def bilinear(layer: str, in1_features: int, in2_features: int, out_features: int, bias: bool = True) -> Count:
+def bilinear(in1_features: int, in2_features: int, out_features: int, bias: bool = True) -> Tally:
     # weight (out, in1, in2), bias (out)
-    weight = out_features * in1_features * in2_features
-    terms = Terms().add(f"{n(out_features)} × {n(in1_features)} × {n(in2_features)}", weight)
+    terms = Terms().product(out_features, in1_features, in2_features)
     if bias:
-        terms.add(n(out_features), out_features)
-    return count(layer, terms)
+        terms.product(out_features)
+    return Tally(terms)
 
 
 # --- Convolutions --------------------------------------------------------------------------------------------------
-
-
-def _kernel(layer: str, kernel_size: int | tuple[int, ...], dims: int) -> tuple[int, ...]:
-    kernel = (kernel_size,) * dims if isinstance(kernel_size, int) else tuple(kernel_size)
-    if len(kernel) != dims:
-        raise FormulaError(f"{layer}: kernel_size={kernel_size!r} must be one int or {dims} ints")
-    return kernel
-
-
-def _groups(layer: str, in_channels: int, out_channels: int, groups: int) -> None:
-    if groups < 1 or in_channels % groups or out_channels % groups:
-        raise FormulaError(
-            f"{layer}: in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by "
-            f"groups ({groups})"
-        )
 
 
 def _register_conv(name: str, dims: int, transposed: bool) -> None:
@@ -59,22 +46,22 @@ def _register_conv(name: str, dims: int, transposed: bool) -> None:
 
     @register(name, ignored=ignored)
     def conv(
-        layer: str,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, ...],
-        groups: int = 1,
-        bias: bool = True,
-    ) -> Count:
+        in_channels: int, out_channels: int, kernel_size: int | tuple[int, ...], groups: int = 1, bias: bool = True
+    ) -> Tally:
         # Conv: weight (out, in/groups, *k); ConvTranspose: weight (in, out/groups, *k); bias (out)
-        kernel = _kernel(layer, kernel_size, dims)
-        _groups(layer, in_channels, out_channels, groups)
+        kernel = (kernel_size,) * dims if isinstance(kernel_size, int) else kernel_size
+        if len(kernel) != dims:
+            raise FormulaError(f"{name}: kernel_size={kernel_size!r} must be one int or {dims} ints")
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise FormulaError(
+                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by "
+                f"groups ({groups})"
+            )
         first, second = (in_channels, out_channels) if transposed else (out_channels, in_channels)
-        text = f"{n(first)} × {n(second)}/{groups} × " + " × ".join(n(k) for k in kernel)
-        terms = Terms().add(text, first * (second // groups) * math.prod(kernel))
+        terms = Terms().product(first, Ratio(second, groups), *kernel)
         if bias:
-            terms.add(n(out_channels), out_channels)
-        return count(layer, terms)
+            terms.product(out_channels)
+        return Tally(terms)
 
 
 for _dims in (1, 2, 3):
@@ -85,12 +72,12 @@ for _dims in (1, 2, 3):
 # --- Normalisation -------------------------------------------------------------------------------------------------
 
 
-def _affine(features: int, affine: bool, bias: bool, text: str | None = None) -> Terms:
-    # weight (features) and, unless bias=False, bias (features)
+def _affine(shape: tuple[int, ...], affine: bool, bias: bool) -> Terms:
+    # weight (shape) and, unless bias=False, bias (shape); a 0-d shape has one element
     terms = Terms()
     if affine:
-        factor = 2 if bias else 1
-        terms.add(f"{factor} × {text or n(features)}", factor * features)
+        factors = shape or (1,)
+        terms.product(2, *factors) if bias else terms.product(*factors)
     return terms
 
 
@@ -98,56 +85,47 @@ def _running_stats(features: int, track_running_stats: bool) -> Terms:
     # running_mean (C), running_var (C), num_batches_tracked (one int64)
     terms = Terms()
     if track_running_stats:
-        terms.add(f"2 × {n(features)}", 2 * features).add("1", 1)
+        terms.product(2, features).product(1)
     return terms
 
 
-def _register_batch_norm(name: str, affine_default: bool, stats_default: bool) -> None:
-    ignored = ("eps", "momentum", "process_group", *_DEVICE)
+def _register_batch_norm(name: str, affine_default: bool, stats_default: bool, sync: bool = False) -> None:
+    ignored = ("eps", "momentum", *_DEVICE) + (("process_group",) if sync else ())
 
     @register(name, ignored=ignored)
     def batch_norm(
-        layer: str,
-        num_features: int,
-        affine: bool = affine_default,
-        track_running_stats: bool = stats_default,
-        bias: bool = True,
-    ) -> Count:
-        return count(layer, _affine(num_features, affine, bias), _running_stats(num_features, track_running_stats))
+        num_features: int, affine: bool = affine_default, track_running_stats: bool = stats_default, bias: bool = True
+    ) -> Tally:
+        return Tally(_affine((num_features,), affine, bias), _running_stats(num_features, track_running_stats))
 
 
-for _name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm"):
+for _name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d"):
     _register_batch_norm(_name, affine_default=True, stats_default=True)
+_register_batch_norm("SyncBatchNorm", affine_default=True, stats_default=True, sync=True)
 for _name in ("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d"):
     _register_batch_norm(_name, affine_default=False, stats_default=False)
 
 
-def _shape(normalized_shape: int | tuple[int, ...]) -> tuple[int, str]:
-    dims = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    size = math.prod(dims)
-    return size, n(size) if len(dims) == 1 else "(" + " × ".join(n(d) for d in dims) + ")"
+def _shape(normalized_shape: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
 
 
 @register("LayerNorm", ignored=("eps", *_DEVICE))
-def layer_norm(
-    layer: str, normalized_shape: int | tuple[int, ...], elementwise_affine: bool = True, bias: bool = True
-) -> Count:
-    size, text = _shape(normalized_shape)
-    return count(layer, _affine(size, elementwise_affine, bias, text))
+def layer_norm(normalized_shape: int | tuple[int, ...], elementwise_affine: bool = True, bias: bool = True) -> Tally:
+    return Tally(_affine(_shape(normalized_shape), elementwise_affine, bias))
 
 
 @register("RMSNorm", ignored=("eps", *_DEVICE))
-def rms_norm(layer: str, normalized_shape: int | tuple[int, ...], elementwise_affine: bool = True) -> Count:
+def rms_norm(normalized_shape: int | tuple[int, ...], elementwise_affine: bool = True) -> Tally:
     # weight only
-    size, text = _shape(normalized_shape)
-    return count(layer, _affine(size, elementwise_affine, bias=False, text=text))
+    return Tally(_affine(_shape(normalized_shape), elementwise_affine, bias=False))
 
 
 @register("GroupNorm", ignored=("eps", *_DEVICE))
-def group_norm(layer: str, num_groups: int, num_channels: int, affine: bool = True, bias: bool = True) -> Count:
+def group_norm(num_groups: int, num_channels: int, affine: bool = True, bias: bool = True) -> Tally:
     if num_groups < 1 or num_channels % num_groups:
-        raise FormulaError(f"{layer}: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
-    return count(layer, _affine(num_channels, affine, bias))
+        raise FormulaError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+    return Tally(_affine((num_channels,), affine, bias))
 
 
 # --- Embeddings and activations with weights ------------------------------------------------------------------------
@@ -157,18 +135,18 @@ _EMBEDDING_IGNORED = ("padding_idx", "max_norm", "norm_type", "scale_grad_by_fre
 
 @register("Embedding", ignored=_EMBEDDING_IGNORED)
 @register("EmbeddingBag", ignored=(*_EMBEDDING_IGNORED, "mode", "include_last_offset"))
-def embedding(layer: str, num_embeddings: int, embedding_dim: int) -> Count:
+def embedding(num_embeddings: int, embedding_dim: int) -> Tally:
     # weight (num_embeddings, embedding_dim)
-    return count(layer, Terms().add(f"{n(num_embeddings)} × {n(embedding_dim)}", num_embeddings * embedding_dim))
+    return Tally(Terms().product(num_embeddings, embedding_dim))
 
 
 @register("PReLU", ignored=("init", *_DEVICE))
-def prelu(layer: str, num_parameters: int = 1) -> Count:
+def prelu(num_parameters: int = 1) -> Tally:
     # weight (num_parameters): one slope per channel, or one shared
-    return count(layer, Terms().add(n(num_parameters), num_parameters))
+    return Tally(Terms().product(num_parameters))
 
 
-# --- Attention and recurrent layers ---------------------------------------------------------------------------------
+# --- Attention ------------------------------------------------------------------------------------------------------
 
 
 def _read_attention(module: Any) -> dict[str, Any]:
@@ -182,43 +160,50 @@ def _read_attention(module: Any) -> dict[str, Any]:
     }
 
 
-@register(
-    "MultiheadAttention",
-    ignored=("dropout", "add_zero_attn", "batch_first", *_DEVICE),
-    read=_read_attention,
-)
+@register("MultiheadAttention", ignored=("dropout", "add_zero_attn", "batch_first", *_DEVICE), read=_read_attention)
 def multihead_attention(
-    layer: str,
     embed_dim: int,
     num_heads: int,
     bias: bool = True,
     add_bias_kv: bool = False,
     kdim: int | None = None,
     vdim: int | None = None,
-) -> Count:
+) -> Tally:
     if num_heads < 1 or embed_dim % num_heads:
-        raise FormulaError(f"{layer}: embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
-    e, k, v = embed_dim, kdim or embed_dim, vdim or embed_dim
+        raise FormulaError(f"MultiheadAttention: embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+    e = embed_dim
+    k = e if kdim is None else kdim
+    v = e if vdim is None else vdim
     terms = Terms()
     if k == e and v == e:  # one packed in_proj_weight (3E, E)
-        terms.add(f"3 × {n(e)} × {n(e)}", 3 * e * e)
+        terms.product(3, e, e)
     else:  # q_proj_weight (E, E), k_proj_weight (E, kdim), v_proj_weight (E, vdim)
-        terms.add(f"{n(e)} × ({n(e)} + {n(k)} + {n(v)})", e * (e + k + v))
+        terms.product(e, e).product(e, k).product(e, v)
     if bias:
-        terms.add(f"3 × {n(e)}", 3 * e)  # in_proj_bias
+        terms.product(3, e)  # in_proj_bias
     if add_bias_kv:
-        terms.add(f"2 × {n(e)}", 2 * e)  # bias_k, bias_v
-    terms.add(f"{n(e)} × {n(e)}", e * e)  # out_proj.weight
+        terms.product(2, e)  # bias_k, bias_v
+    terms.product(e, e)  # out_proj.weight
     if bias:
-        terms.add(n(e), e)  # out_proj.bias
-    return count(layer, terms)
+        terms.product(e)  # out_proj.bias
+    return Tally(terms)
 
 
-_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "RNN": 1, "LSTM": 4, "GRU": 3}
+# --- Recurrent layers -----------------------------------------------------------------------------------------------
+
+
+def _one_layer(gates: int, hidden_size: int, inputs: int, outputs: int, bias: bool, proj_size: int) -> Terms:
+    # weight_ih (gH, in), weight_hh (gH, H_out), bias_ih and bias_hh (gH each); with a projection, weight_hr (P, H)
+    terms = Terms().product(gates, hidden_size, inputs).product(gates, hidden_size, outputs)
+    if bias:
+        terms.product(2, gates, hidden_size)
+    if proj_size:
+        terms.product(proj_size, hidden_size)
+    return terms
 
 
 def _recurrent(
-    layer: str,
+    name: str,
     gates: int,
     input_size: int,
     hidden_size: int,
@@ -226,65 +211,59 @@ def _recurrent(
     bias: bool,
     bidirectional: bool,
     proj_size: int,
-) -> Count:
-    # Per layer and direction: weight_ih (gH, in), weight_hh (gH, H_out), bias_ih and bias_hh (gH each) and, with a
-    # projection, weight_hr (P, H). Layer 0 reads the input; later layers read H_out × directions.
+) -> Tally:
+    # Layer 0 reads the input; later layers read H_out × directions, where H_out is proj_size or hidden_size.
     if num_layers < 1:
-        raise FormulaError(f"{layer}: num_layers must be at least 1")
+        raise FormulaError(f"{name}: num_layers must be at least 1")
     if proj_size and proj_size >= hidden_size:
-        raise FormulaError(f"{layer}: proj_size ({proj_size}) must be smaller than hidden_size ({hidden_size})")
+        raise FormulaError(f"{name}: proj_size ({proj_size}) must be smaller than hidden_size ({hidden_size})")
     directions = 2 if bidirectional else 1
     out = proj_size or hidden_size
-    gh = gates * hidden_size
-    gh_text = f"{gates}×{n(hidden_size)}" if gates > 1 else n(hidden_size)
-
-    def one_layer(inputs: int) -> Terms:
-        terms = Terms().add(f"{gh_text} × ({n(inputs)} + {n(out)})", gh * (inputs + out))
-        if bias:
-            terms.add(f"2 × {gh_text}", 2 * gh)
-        if proj_size:
-            terms.add(f"{n(proj_size)} × {n(hidden_size)}", proj_size * hidden_size)
-        return terms
-
-    first = one_layer(input_size)
+    first = _one_layer(gates, hidden_size, input_size, out, bias, proj_size)
     if num_layers == 1 and directions == 1:
-        return count(layer, first)
+        return Tally(first)
     both = "2 directions × " if directions == 2 else ""
     terms = Terms().add(f"{both}({first.expression()}) [layer 0]", directions * first.total)
     if num_layers > 1:
-        rest = one_layer(out * directions)
+        rest = _one_layer(gates, hidden_size, out * directions, out, bias, proj_size)
         repeat = f"{num_layers - 1} × " if num_layers > 2 else ""
         label = "layer 1" if num_layers == 2 else f"layers 1–{num_layers - 1}"
         terms.add(f"{repeat}{both}({rest.expression()}) [{label}]", (num_layers - 1) * directions * rest.total)
-    return count(layer, terms)
+    return Tally(terms)
 
 
-_RNN_IGNORED = ("nonlinearity", "dropout", "batch_first", *_DEVICE)
+_RNN_IGNORED = ("dropout", "batch_first", *_DEVICE)
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
-@register("RNN", "GRU", ignored=_RNN_IGNORED)
-def rnn(
-    layer: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True, bidirectional: bool = False
-) -> Count:
-    return _recurrent(layer, _GATES[layer.upper()], input_size, hidden_size, num_layers, bias, bidirectional, 0)
+def _register_rnn(name: str, gates: int) -> None:
+    ignored = (*_RNN_IGNORED, "nonlinearity") if name == "RNN" else _RNN_IGNORED
+
+    @register(name, ignored=ignored)
+    def rnn(
+        input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True, bidirectional: bool = False
+    ) -> Tally:
+        return _recurrent(name, gates, input_size, hidden_size, num_layers, bias, bidirectional, 0)
+
+
+_register_rnn("RNN", 1)
+_register_rnn("GRU", 3)
 
 
 @register("LSTM", ignored=_RNN_IGNORED)
 def lstm(
-    layer: str,
     input_size: int,
     hidden_size: int,
     num_layers: int = 1,
     bias: bool = True,
     bidirectional: bool = False,
     proj_size: int = 0,
-) -> Count:
-    return _recurrent(layer, 4, input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
+) -> Tally:
+    return _recurrent("LSTM", 4, input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
 
 
-@register("RNNBase", ignored=_RNN_IGNORED)
+@register("RNNBase", ignored=(*_RNN_IGNORED, "nonlinearity"))
 def rnn_base(
-    layer: str,
     mode: str,
     input_size: int,
     hidden_size: int,
@@ -292,29 +271,29 @@ def rnn_base(
     bias: bool = True,
     bidirectional: bool = False,
     proj_size: int = 0,
-) -> Count:
+) -> Tally:
     if mode not in _GATES:
-        raise FormulaError(f"{layer}: mode={mode!r} is not one of {', '.join(sorted(_GATES))}")
-    return _recurrent(layer, _GATES[mode], input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
+        raise FormulaError(f"RNNBase: mode={mode!r} is not one of {', '.join(sorted(_GATES))}")
+    return _recurrent("RNNBase", _GATES[mode], input_size, hidden_size, num_layers, bias, bidirectional, proj_size)
 
 
-def _cell(layer: str, gates: int, input_size: int, hidden_size: int, bias: bool) -> Count:
-    # weight_ih (gH, in), weight_hh (gH, H), bias_ih and bias_hh (gH each)
-    gh = gates * hidden_size
-    gh_text = f"{gates}×{n(hidden_size)}" if gates > 1 else n(hidden_size)
-    terms = Terms().add(f"{gh_text} × ({n(input_size)} + {n(hidden_size)})", gh * (input_size + hidden_size))
-    if bias:
-        terms.add(f"2 × {gh_text}", 2 * gh)
-    return count(layer, terms)
+def _register_cell(name: str, gates: int) -> None:
+    ignored = (*_DEVICE, "nonlinearity") if name == "RNNCell" else _DEVICE
+
+    @register(name, ignored=ignored)
+    def cell(input_size: int, hidden_size: int, bias: bool = True) -> Tally:
+        return Tally(_one_layer(gates, hidden_size, input_size, hidden_size, bias, 0))
 
 
-@register("RNNCell", "LSTMCell", "GRUCell", ignored=("nonlinearity", *_DEVICE))
-def rnn_cell(layer: str, input_size: int, hidden_size: int, bias: bool = True) -> Count:
-    return _cell(layer, {"RNNCell": 1, "LSTMCell": 4, "GRUCell": 3}[layer], input_size, hidden_size, bias)
+_register_cell("RNNCell", 1)
+_register_cell("LSTMCell", 4)
+_register_cell("GRUCell", 3)
 
 
 def _read_cell_base(module: Any) -> dict[str, Any]:
     # torch does not keep num_chunks: weight_ih has num_chunks × hidden_size rows
+    if not module.hidden_size:
+        raise FormulaError("RNNCellBase: hidden_size is 0, so num_chunks cannot be read off its weights")
     return {
         "input_size": module.input_size,
         "hidden_size": module.hidden_size,
@@ -324,8 +303,8 @@ def _read_cell_base(module: Any) -> dict[str, Any]:
 
 
 @register("RNNCellBase", ignored=_DEVICE, read=_read_cell_base)
-def rnn_cell_base(layer: str, input_size: int, hidden_size: int, bias: bool, num_chunks: int) -> Count:
-    return _cell(layer, num_chunks, input_size, hidden_size, bias)
+def rnn_cell_base(input_size: int, hidden_size: int, bias: bool, num_chunks: int) -> Tally:
+    return Tally(_one_layer(num_chunks, hidden_size, input_size, hidden_size, bias, 0))
 
 
 # --- Transformer family: the sum of their children's formulas ------------------------------------------------------
@@ -336,20 +315,21 @@ _TRANSFORMER_IGNORED = (
 )  # fmt: skip
 
 
-def _part(terms: Terms, label: str, part: Count, repeat: int = 1) -> Terms:
+def _part(terms: Terms, label: str, part: Tally, repeat: int = 1) -> Terms:
     prefix = f"{repeat} × " if repeat > 1 else ""
-    return terms.add(f"{prefix}{label} {n(part.params)}", repeat * part.params)
+    return terms.add(f"{prefix}{label} {num(part.params.total)}", repeat * part.params.total)
 
 
-def _layer_terms(d_model: int, nhead: int, dim_feedforward: int, bias: bool, decoder: bool) -> Terms:
-    attention = multihead_attention("MultiheadAttention", d_model, nhead, bias=bias)
-    norm = layer_norm("LayerNorm", d_model, bias=bias)
+def _layer_terms(name: str, d_model: int, nhead: int, dim_feedforward: int, bias: bool, decoder: bool) -> Terms:
+    if nhead < 1 or d_model % nhead:
+        raise FormulaError(f"{name}: d_model ({d_model}) must be divisible by nhead ({nhead})")
+    attention = multihead_attention(d_model, nhead, bias=bias)
     terms = _part(Terms(), "self_attn", attention)
     if decoder:
         _part(terms, "multihead_attn", attention)
-    _part(terms, "linear1", linear("Linear", d_model, dim_feedforward, bias))
-    _part(terms, "linear2", linear("Linear", dim_feedforward, d_model, bias))
-    return _part(terms, "norm", norm, repeat=3 if decoder else 2)
+    _part(terms, "linear1", linear(d_model, dim_feedforward, bias))
+    _part(terms, "linear2", linear(dim_feedforward, d_model, bias))
+    return _part(terms, "norm", layer_norm(d_model, bias=bias), repeat=3 if decoder else 2)
 
 
 def _read_layer(module: Any) -> dict[str, Any]:
@@ -361,73 +341,82 @@ def _read_layer(module: Any) -> dict[str, Any]:
     }
 
 
-@register("TransformerEncoderLayer", "TransformerDecoderLayer", ignored=_TRANSFORMER_IGNORED, read=_read_layer)
-def transformer_layer(layer: str, d_model: int, nhead: int, dim_feedforward: int = 2048, bias: bool = True) -> Count:
-    return count(layer, _layer_terms(d_model, nhead, dim_feedforward, bias, decoder=layer.startswith("TransformerDe")))
+def _register_transformer_layer(name: str, decoder: bool) -> None:
+    @register(name, ignored=_TRANSFORMER_IGNORED, read=_read_layer)
+    def transformer_layer(d_model: int, nhead: int, dim_feedforward: int = 2048, bias: bool = True) -> Tally:
+        return Tally(_layer_terms(name, d_model, nhead, dim_feedforward, bias, decoder))
 
 
-def _stack(layer_count: Count, num_layers: int, norm: bool, d_model: int, norm_bias: bool) -> Terms:
-    terms = _part(Terms(), "layers", layer_count, repeat=num_layers)
-    if norm:
-        _part(terms, "norm", layer_norm("LayerNorm", d_model, bias=norm_bias))
-    return terms
+_register_transformer_layer("TransformerEncoderLayer", decoder=False)
+_register_transformer_layer("TransformerDecoderLayer", decoder=True)
+
+
+def _final_norm(stack: Any, d_model: int) -> dict[str, bool]:
+    """``norm``/``norm_bias`` of a stack's final norm; FormulaError for a norm the formula does not describe."""
+    norm = stack.norm
+    if norm is None:
+        return {"norm": False, "norm_bias": True}
+    if type(norm).__name__ != "LayerNorm" or tuple(norm.normalized_shape) != (d_model,) or not norm.elementwise_affine:
+        raise FormulaError(f"its final norm is {type(norm).__name__}, not an affine LayerNorm({d_model})")
+    return {"norm": True, "norm_bias": norm.bias is not None}
 
 
 def _read_stack(module: Any) -> dict[str, Any]:
-    norm = module.norm
-    return {
-        **_read_layer(module.layers[0]),
-        "num_layers": module.num_layers,
-        "norm": norm is not None,
-        "norm_bias": getattr(norm, "bias", None) is not None,
-    }
+    layer = _read_layer(module.layers[0])
+    return {**layer, "num_layers": module.num_layers, **_final_norm(module, layer["d_model"])}
 
 
-@register("TransformerEncoder", "TransformerDecoder", ignored=_TRANSFORMER_IGNORED, read=_read_stack)
-def transformer_stack(
-    layer: str,
-    d_model: int,
-    nhead: int,
-    num_layers: int,
-    dim_feedforward: int = 2048,
-    bias: bool = True,
-    norm: bool = False,
-    norm_bias: bool = True,
-) -> Count:
-    # `norm` stands for the optional final LayerNorm(d_model, bias=norm_bias) the stack is given
-    inner = "TransformerEncoderLayer" if layer == "TransformerEncoder" else "TransformerDecoderLayer"
-    one = transformer_layer(inner, d_model, nhead, dim_feedforward, bias)
-    return count(layer, _stack(one, num_layers, norm, d_model, norm_bias))
+def _stack(name: str, layer: str, decoder: bool) -> Callable[..., Tally]:
+    @register(name, ignored=_TRANSFORMER_IGNORED, read=_read_stack)
+    def transformer_stack(
+        d_model: int,
+        nhead: int,
+        num_layers: int,
+        dim_feedforward: int = 2048,
+        bias: bool = True,
+        norm: bool = False,
+        norm_bias: bool = True,
+    ) -> Tally:
+        # num_layers copies of the layer, then the optional final LayerNorm(d_model, bias=norm_bias)
+        one = Tally(_layer_terms(layer, d_model, nhead, dim_feedforward, bias, decoder))
+        terms = _part(Terms(), "layer", one, repeat=num_layers)
+        if norm:
+            _part(terms, "norm", layer_norm(d_model, bias=norm_bias))
+        return Tally(terms)
+
+    return transformer_stack
+
+
+transformer_encoder = _stack("TransformerEncoder", "TransformerEncoderLayer", decoder=False)
+transformer_decoder = _stack("TransformerDecoder", "TransformerDecoderLayer", decoder=True)
 
 
 def _read_transformer(module: Any) -> dict[str, Any]:
-    first = module.encoder.layers[0]
+    encoder, decoder = _read_stack(module.encoder), _read_stack(module.decoder)
+    shared = ("d_model", "nhead", "dim_feedforward", "bias")
+    if not (encoder["norm"] and decoder["norm"]) or any(encoder[key] != decoder[key] for key in shared):
+        raise FormulaError("its encoder and decoder are not the stacks nn.Transformer builds (a custom one?)")
     return {
-        "d_model": module.d_model,
-        "nhead": module.nhead,
-        "num_encoder_layers": module.encoder.num_layers,
-        "num_decoder_layers": module.decoder.num_layers,
-        "dim_feedforward": first.linear1.out_features,
-        "bias": first.linear1.bias is not None,
+        **{key: encoder[key] for key in shared},
+        "num_encoder_layers": encoder["num_layers"],
+        "num_decoder_layers": decoder["num_layers"],
     }
 
 
-@register("Transformer", ignored=(*_TRANSFORMER_IGNORED, "custom_encoder", "custom_decoder"), read=_read_transformer)
+@register("Transformer", ignored=_TRANSFORMER_IGNORED, read=_read_transformer)
 def transformer(
-    layer: str,
     d_model: int = 512,
     nhead: int = 8,
     num_encoder_layers: int = 6,
     num_decoder_layers: int = 6,
     dim_feedforward: int = 2048,
     bias: bool = True,
-) -> Count:
-    # encoder and decoder stacks, each closed by a LayerNorm(d_model)
+) -> Tally:
+    # encoder and decoder stacks, each closed by a LayerNorm(d_model, bias=bias), as nn.Transformer builds them
     stacks = {"dim_feedforward": dim_feedforward, "bias": bias, "norm": True, "norm_bias": bias}
-    encoder = transformer_stack("TransformerEncoder", d_model, nhead, num_encoder_layers, **stacks)
-    decoder = transformer_stack("TransformerDecoder", d_model, nhead, num_decoder_layers, **stacks)
-    terms = _part(_part(Terms(), "encoder", encoder), "decoder", decoder)
-    return count(layer, terms)
+    encoder = transformer_encoder(d_model=d_model, nhead=nhead, num_layers=num_encoder_layers, **stacks)
+    decoder = transformer_decoder(d_model=d_model, nhead=nhead, num_layers=num_decoder_layers, **stacks)
+    return Tally(_part(_part(Terms(), "encoder", encoder), "decoder", decoder))
 
 
 # --- Output layers with weights -------------------------------------------------------------------------------------
@@ -445,27 +434,24 @@ def _read_adaptive(module: Any) -> dict[str, Any]:
 
 @register("AdaptiveLogSoftmaxWithLoss", ignored=_DEVICE, read=_read_adaptive)
 def adaptive_log_softmax(
-    layer: str,
-    in_features: int,
-    n_classes: int,
-    cutoffs: tuple[int, ...],
-    div_value: float = 4.0,
-    head_bias: bool = False,
-) -> Count:
-    # head: Linear(in, shortlist + clusters); cluster i: Linear(in, in // div^(i+1), no bias) then
+    in_features: int, n_classes: int, cutoffs: tuple[int, ...], div_value: float = 4.0, head_bias: bool = False
+) -> Tally:
+    # head: Linear(in, shortlist + clusters); cluster i: Linear(in, in // div^(i+1), no bias), then
     # Linear(that, cluster size, no bias)
-    bounds = [*cutoffs, n_classes]
+    name = "AdaptiveLogSoftmaxWithLoss"
     if not cutoffs or list(cutoffs) != sorted(set(cutoffs)) or cutoffs[0] <= 0 or cutoffs[-1] >= n_classes:
-        raise FormulaError(f"{layer}: cutoffs must be increasing, positive and below n_classes ({n_classes})")
-    if not div_value > 0 or math.isinf(div_value):  # also refuses NaN
-        raise FormulaError(f"{layer}: div_value must be a positive number, not {div_value!r}")
-    head_size = cutoffs[0] + len(cutoffs)
-    terms = _part(Terms(), "head", linear("Linear", in_features, head_size, head_bias))
+        raise FormulaError(f"{name}: cutoffs must be increasing, positive and below n_classes ({n_classes})")
+    if not div_value > 0:
+        raise FormulaError(f"{name}: div_value must be a positive number, not {div_value!r}")
+    bounds = [*cutoffs, n_classes]
+    terms = _part(Terms(), "head", linear(in_features, cutoffs[0] + len(cutoffs), head_bias))
     for i in range(len(cutoffs)):
-        hidden = int(in_features // (div_value ** (i + 1)))
-        size = bounds[i + 1] - bounds[i]
-        terms.add(f"{n(hidden)} × ({n(in_features)} + {n(size)})", hidden * (in_features + size))
-    return count(layer, terms)
+        scale = div_value ** (i + 1)
+        hidden = in_features // scale if scale > 0 and math.isfinite(in_features / scale) else math.inf
+        if not math.isfinite(hidden) or hidden > 2**63 - 1:
+            raise FormulaError(f"{name}: div_value={div_value!r} makes cluster {i} wider than any tensor")
+        terms.product(int(hidden), in_features + bounds[i + 1] - bounds[i], label=f"cluster {i}")
+    return Tally(terms)
 
 
 def _buffer_elements(module: Any) -> int:
@@ -473,7 +459,7 @@ def _buffer_elements(module: Any) -> int:
 
 
 def _class_weights(weight_elements: int) -> Terms:
-    return Terms().add(f"{n(weight_elements)} class weights", weight_elements) if weight_elements else Terms()
+    return Terms().add(f"{num(weight_elements)} class weights", weight_elements) if weight_elements else Terms()
 
 
 def _read_linear_cross_entropy(module: Any) -> dict[str, Any]:
@@ -492,17 +478,15 @@ def _read_linear_cross_entropy(module: Any) -> dict[str, Any]:
     read=_read_linear_cross_entropy,
 )
 def linear_cross_entropy(
-    layer: str,
     in_features: int,
     num_classes: int,
     out_features: tuple[int, ...] | None = None,
     bias: bool = False,
     weight_elements: int = 0,
-) -> Count:
+) -> Tally:
     # one Linear(in, num_classes × prod(out_features)); the optional class weights are a buffer
     outputs = num_classes * math.prod(out_features or ())
-    terms = _part(Terms(), "linear", linear("Linear", in_features, outputs, bias))
-    return count(layer, terms, _class_weights(weight_elements))
+    return Tally(_part(Terms(), "linear", linear(in_features, outputs, bias)), _class_weights(weight_elements))
 
 
 # --- Layers without parameters --------------------------------------------------------------------------------------
@@ -516,16 +500,14 @@ _LOSSES_WITH_WEIGHTS = (
     "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss", "NLLLoss",
     "NLLLoss2d",
 )  # fmt: skip
-
-
-# `weight` itself is not accepted: the formula takes its size (weight_elements), which a tensor cannot be typed as.
+# `weight` itself is refused: the formula takes its size (weight_elements), which a tensor argument cannot give.
 _LOSS_IGNORED = ("size_average", "reduce", "reduction", "ignore_index", "label_smoothing", "p", "margin")
 
 
 @register(*_LOSSES_WITH_WEIGHTS, ignored=_LOSS_IGNORED, read=_read_loss)
-def weighted_loss(layer: str, weight_elements: int = 0) -> Count:
+def weighted_loss(weight_elements: int = 0) -> Tally:
     # no parameters; the optional class weights (and BCEWithLogitsLoss's pos_weight) are buffers
-    return count(layer, Terms(), _class_weights(weight_elements))
+    return Tally(Terms(), _class_weights(weight_elements))
 
 
 _PARAMETER_FREE = (
@@ -556,9 +538,11 @@ _PARAMETER_FREE = (
 )  # fmt: skip
 
 
+# A parameter-free layer has no parameters whatever it is built with, so its constructor arguments (which differ
+# from layer to layer and from one torch release to the next) are accepted without being checked.
 @register(*_PARAMETER_FREE, ignores_any=True)
-def parameter_free(layer: str) -> Count:
-    return count(layer, Terms())
+def parameter_free() -> Tally:
+    return Tally(Terms())
 
 
 register_structural(

@@ -1,18 +1,22 @@
 """The registry of layer formulas: one dict from layer name to formula, filled by a decorator that rejects
-duplicates (the pattern of torch.utils.flop_counter, without its second hand-written copy or its silent zeros).
+duplicates and bad declarations (the pattern of torch.utils.flop_counter, without its second hand-written copy or
+its silent zeros).
 
-A formula is a plain function of hyperparameters (ints, bools, tuples) that returns a :class:`Count`: the
-parameters and buffers, and the arithmetic written out with the layer's numbers. Nothing here imports torch; a live
-module is only read through ``getattr`` to recover its hyperparameters.
+A formula is a plain function of hyperparameters (ints, bools, floats, tuples) that returns a :class:`Tally`: the
+terms of its parameter and buffer sums, each written with the layer's numbers. The registry turns a tally into a
+:class:`Count` with the layer's name. Nothing here imports torch; a live module is only read through ``getattr``.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import math
+import operator
+import reprlib
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,6 +26,10 @@ from .._units import format_count
 Kind = Literal["formula", "container", "direct"]
 """``formula``: a closed form over hyperparameters. ``container``: holds no parameters of its own, its children
 carry them (``Sequential``). ``direct``: holds arbitrary parameters with no closed form (``ParameterList``)."""
+
+_MAX_INT = 2**63 - 1  # torch sizes are int64
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = _short.maxlong = 40
 
 
 class FormulaError(UsageError):
@@ -38,52 +46,130 @@ class Count:
     text: str
 
 
+def num(value: int) -> str:
+    """A number as it appears inside a formula text (thousands separators)."""
+    return format_count(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    """A factor written ``a/b`` and worth ``a // b`` (channels per group)."""
+
+    numerator: int
+    denominator: int
+
+
 class Terms:
-    """A sum being written out: each term keeps its text and its value, so text and total cannot disagree."""
+    """A sum being written out. Each term's text is built from the same numbers as its value, so the text always
+    evaluates to the total."""
 
     def __init__(self) -> None:
         self._parts: list[tuple[str, int]] = []
 
     def add(self, text: str, value: int) -> Terms:
-        """Add one term (``text`` evaluates to ``value``)."""
+        """Add one term described in words (``"10 class weights"``, ``"self_attn 1,050,624"``)."""
         self._parts.append((text, value))
         return self
 
-    def extend(self, other: Terms) -> Terms:
-        self._parts.extend(other._parts)
-        return self
+    def product(self, *factors: int | Ratio, label: str = "") -> Terms:
+        """Add the product of ``factors``, written ``a × b/g × c`` (a label, if any, follows in brackets)."""
+        value = 1
+        texts = []
+        for factor in factors:
+            if isinstance(factor, Ratio):
+                value *= factor.numerator // factor.denominator
+                texts.append(f"{num(factor.numerator)}/{num(factor.denominator)}")
+            else:
+                value *= factor
+                texts.append(num(factor))
+        text = " × ".join(texts) if texts else "1"
+        return self.add(f"{text} [{label}]" if label else text, value)
 
     @property
     def total(self) -> int:
         return sum(value for _, value in self._parts)
 
+    @property
+    def empty(self) -> bool:
+        return not self._parts
+
     def expression(self) -> str:
         return " + ".join(text for text, _ in self._parts) if self._parts else "0"
 
     def equation(self) -> str:
-        """``"a + b = total"``, or just ``"total"`` when the expression is the total itself."""
-        expression, total = self.expression(), format_count(self.total)
-        return total if expression == total else f"{expression} = {total}"
+        """``"a + b = total"``, or just ``"total"`` for a single term that is its own value."""
+        total = num(self.total)
+        if len(self._parts) == 1 and self._parts[0][0] == total:
+            return total
+        return f"{self.expression()} = {total}"
 
 
-def n(value: int) -> str:
-    """A number as it appears inside a formula text (thousands separators)."""
-    return format_count(value)
+@dataclass(frozen=True)
+class Tally:
+    """What a formula function returns: the terms of the parameter count and of the buffer count."""
+
+    params: Terms
+    buffers: Terms = field(default_factory=Terms)
 
 
-def count(layer: str, params: Terms, buffers: Terms | None = None) -> Count:
-    """The Count of ``layer`` from its parameter terms and, if it has buffers, their terms."""
-    text = f"{layer}: {params.equation()}"
-    if params.total == 0 and not params.expression().strip("0"):
-        text = f"{layer}: 0 (no parameters)"
-    if buffers is not None and buffers.total:
-        text += f" (buffers: {buffers.equation()})"
-    return Count(layer, params.total, buffers.total if buffers is not None else 0, text)
+def count(layer: str, tally: Tally) -> Count:
+    """The Count of ``layer``: its totals and the text ``"Layer: expression = total (buffers: …)"``."""
+    text = f"{layer}: {tally.params.equation()}" if not tally.params.empty else f"{layer}: 0 (no parameters)"
+    if not tally.buffers.empty:
+        text += f" (buffers: {tally.buffers.equation()})"
+    return Count(layer, tally.params.total, tally.buffers.total, text)
+
+
+_SUPPORTED = (int, bool, float, str, type(None))
+
+
+def _check_annotation(annotation: Any) -> None:
+    """Reject, when a formula is registered, a type the argument checks below cannot verify."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            _check_annotation(option)
+    elif origin is tuple:
+        args = typing.get_args(annotation)
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"tuple arguments must be tuple[X, ...], not {annotation!r}")
+        _check_annotation(args[0])
+    elif annotation not in _SUPPORTED:
+        raise TypeError(f"unsupported argument type {annotation!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    if annotation is bool or annotation is str or annotation is type(None):
+        return isinstance(value, annotation)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        item = typing.get_args(annotation)[0]
+        return isinstance(value, tuple) and all(_matches(v, item) for v in value)
+    return any(_matches(value, option) for option in typing.get_args(annotation))  # a union
+
+
+def _plain(value: Any) -> Any:
+    """Python values for what torch also accepts: numpy integers (``np.prod(shape)``), lists for tuples."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(item) for item in value)
+    if not isinstance(value, (bool, int, float, str)) and hasattr(value, "__index__"):
+        return operator.index(value)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class Argument:
-    """One hyperparameter of a formula: its name, accepted type and default (``REQUIRED`` when it has none)."""
+    """One hyperparameter of a formula: its name, accepted type and default (``empty`` when it has none)."""
 
     name: str
     annotation: Any
@@ -97,6 +183,23 @@ class Argument:
         shown = _type_name(self.annotation)
         return f"{self.name}: {shown}" if self.required else f"{self.name}: {shown} = {self.default!r}"
 
+    def checked(self, layer: str, value: Any) -> Any:
+        """``value`` as the formula takes it; FormulaError when it is of the wrong type or out of range."""
+        value = _plain(value)
+        shown = _short.repr(value)
+        if not _matches(value, self.annotation):
+            raise FormulaError(f"{layer}: {self.name}={shown} is not {_type_name(self.annotation)}; {self.describe()}")
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            if isinstance(item, float) and not math.isfinite(item):
+                raise FormulaError(f"{layer}: {self.name}={shown} must be a finite number")
+            if item < 0:
+                raise FormulaError(f"{layer}: {self.name}={shown} must not be negative")
+            if item > _MAX_INT:
+                raise FormulaError(f"{layer}: {self.name}={shown} is larger than any tensor size (2**63 - 1)")
+        return value
+
 
 @dataclass(frozen=True)
 class LayerFormula:
@@ -104,48 +207,47 @@ class LayerFormula:
 
     name: str
     kind: Kind
-    compute: Callable[..., Count] | None = None
-    arguments: tuple[Argument, ...] = ()
+    compute: Callable[..., Tally] | None = None
+    arguments: Mapping[str, Argument] = field(default_factory=dict)
     ignored: frozenset[str] = frozenset()
     """Constructor arguments of the torch layer that do not change the count (accepted and ignored)."""
     ignores_any: bool = False
-    """Every argument is accepted and ignored (parameter-free layers: nothing changes their count)."""
+    """Any argument is accepted: a parameter-free layer has no parameters whatever it is built with."""
     read: Callable[[Any], dict[str, Any]] | None = None
     """Reads the hyperparameters off a live module; by default, the attributes named like the arguments."""
     description: str = ""
-    _arguments_by_name: dict[str, Argument] = field(default_factory=dict, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self._arguments_by_name.update({argument.name: argument for argument in self.arguments})
 
     def __call__(self, **hyperparameters: Any) -> Count:
         """Evaluate the formula; raises FormulaError naming the valid arguments when the call does not fit."""
         if self.compute is None:
             raise FormulaError(f"{self.name} has no closed-form formula: {self.description}")
-        unknown = sorted(set(hyperparameters) - set(self._arguments_by_name) - self.ignored)
+        return count(self.name, self.compute(**self.accepted(hyperparameters)))
+
+    def accepted(self, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+        """The hyperparameters the formula uses, checked; ignored ones are left out."""
+        unknown = sorted(set(hyperparameters) - set(self.arguments) - self.ignored)
         if unknown and not self.ignores_any:
             raise FormulaError(f"{self.name} takes no argument {_names(unknown)}; {self.signature()}")
-        missing = [a.name for a in self.arguments if a.required and a.name not in hyperparameters]
+        missing = [a.name for a in self.arguments.values() if a.required and a.name not in hyperparameters]
         if missing:
             raise FormulaError(f"{self.name} needs {_names(missing)}; {self.signature()}")
-        values = {}
-        for name, value in hyperparameters.items():  # ignored arguments are left out
-            argument = self._arguments_by_name.get(name)
-            if argument is not None:
-                values[name] = _checked(self.name, argument, value)
-        return self.compute(**values)
+        return {
+            name: self.arguments[name].checked(self.name, value)
+            for name, value in hyperparameters.items()
+            if name in self.arguments
+        }
 
     def signature(self) -> str:
         """The arguments, as the error messages and ``paramscope formula --list`` show them."""
         if not self.arguments:
             return "it takes no arguments"
-        return "arguments: " + ", ".join(argument.describe() for argument in self.arguments)
+        return "arguments: " + ", ".join(argument.describe() for argument in self.arguments.values())
 
     def read_module(self, module: Any) -> dict[str, Any]:
         """The hyperparameters of a live module of this layer type."""
         if self.read is not None:
             return self.read(module)
-        return {argument.name: _attribute(module, argument) for argument in self.arguments}
+        return {name: _attribute(module, argument) for name, argument in self.arguments.items()}
 
 
 def _attribute(module: Any, argument: Argument) -> Any:
@@ -159,43 +261,6 @@ def _names(names: Iterable[str]) -> str:
     return ", ".join(repr(name) for name in names)
 
 
-def _type_name(annotation: Any) -> str:
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
-
-
-def _matches(value: Any, annotation: Any) -> bool:
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    if annotation is type(None):
-        return value is None
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, option) for option in typing.get_args(annotation))
-    if origin is tuple:
-        item = typing.get_args(annotation)[0]
-        return isinstance(value, (tuple, list)) and all(_matches(v, item) for v in value)
-    raise TypeError(f"unsupported annotation {annotation!r}")  # a formula declared a type this module cannot check
-
-
-def _checked(layer: str, argument: Argument, value: Any) -> Any:
-    if not _matches(value, argument.annotation):
-        raise FormulaError(
-            f"{layer}: {argument.name}={value!r} is not {_type_name(argument.annotation)}; {argument.describe()}"
-        )
-    for item in value if isinstance(value, (tuple, list)) else (value,):
-        if isinstance(item, (int, float)) and not isinstance(item, bool) and item < 0:
-            raise FormulaError(f"{layer}: {argument.name}={value!r} must not be negative")
-    return tuple(value) if isinstance(value, list) else value
-
-
 class Registry(Mapping[str, LayerFormula]):
     """Layer name → LayerFormula, with case-insensitive lookup; entries can only be added, once."""
 
@@ -206,7 +271,7 @@ class Registry(Mapping[str, LayerFormula]):
     def __getitem__(self, name: str) -> LayerFormula:
         return self._entries[name]
 
-    def __iter__(self) -> typing.Iterator[str]:
+    def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
     def __len__(self) -> int:
@@ -227,7 +292,7 @@ class Registry(Mapping[str, LayerFormula]):
             known = sorted(self._entries, key=str.lower)
             close = difflib.get_close_matches(name.lower(), self._by_lower, n=3, cutoff=0.7)
             hint = f"did you mean {', '.join(self._by_lower[c].name for c in close)}? " if close else ""
-            raise FormulaError(f"no formula for layer {name!r}; {hint}known layers: {', '.join(known)}")
+            raise FormulaError(f"no formula for layer {_short.repr(name)}; {hint}known layers: {', '.join(known)}")
         return entry
 
     def for_class(self, cls: type) -> LayerFormula | None:
@@ -253,31 +318,24 @@ def register(
     ignored: Iterable[str] = (),
     ignores_any: bool = False,
     read: Callable[[Any], dict[str, Any]] | None = None,
-) -> Callable[[Callable[..., Count]], Callable[..., Count]]:
+) -> Callable[[Callable[..., Tally]], Callable[..., Tally]]:
     """Register ``function`` as the formula of the layers ``names``; a name registered twice is an error.
 
-    The function takes the layer name as its first argument, then keyword hyperparameters with types and defaults
-    (the arguments users pass to ``paramscope formula``).
+    The function takes keyword hyperparameters with types and defaults (the arguments users pass to
+    ``paramscope formula``); their types are checked here, once, when the formula is registered.
     """
 
-    def decorate(function: Callable[..., Count]) -> Callable[..., Count]:
+    def decorate(function: Callable[..., Tally]) -> Callable[..., Tally]:
         hints = typing.get_type_hints(function)
-        parameters = list(inspect.signature(function).parameters.values())[1:]  # after `layer`
-        arguments = tuple(Argument(p.name, hints[p.name], p.default) for p in parameters)
+        arguments = {}
+        for parameter in inspect.signature(function).parameters.values():
+            _check_annotation(hints[parameter.name])
+            arguments[parameter.name] = Argument(parameter.name, hints[parameter.name], parameter.default)
         for name in names:
-            compute = _bound(function, name)
-            entry = LayerFormula(name, "formula", compute, arguments, frozenset(ignored), ignores_any, read)
-            REGISTRY.add(entry)
+            REGISTRY.add(LayerFormula(name, "formula", function, arguments, frozenset(ignored), ignores_any, read))
         return function
 
     return decorate
-
-
-def _bound(function: Callable[..., Count], layer: str) -> Callable[..., Count]:
-    def compute(**hyperparameters: Any) -> Count:
-        return function(layer, **hyperparameters)
-
-    return compute
 
 
 def register_structural(kind: Kind, description: str, *names: str) -> None:

@@ -16,8 +16,8 @@ def formula_document(result: Count, units: Units) -> Document:
     for name in dtype_table.COMMON:
         dtype = dtype_table.lookup(name)
         size = dtype.packed_nbytes(result.params)
-        rows.append((name, str(dtype.bits), format_bytes(size, units), f"{size:,} B"))
-    columns = (Column("Dtype"), Column("Bits", "right"), Column("Parameters", "right"), Column("", "right"))
+        rows.append((name, f"{dtype.bits:g}", format_bytes(size, units), f"{size:,}"))
+    columns = (Column("Dtype"), Column("Bits", "right"), Column("Size", "right"), Column("Bytes", "right"))
     notes = [f"buffers: {format_count(result.buffers)} elements, kept in their own dtypes"] if result.buffers else []
     return Document(result.text, [Section("Size by dtype", columns, rows)], notes)
 
@@ -31,7 +31,9 @@ def formula_list_document(entries: Iterable[LayerFormula]) -> Document:
         elif entry.ignores_any and not entry.arguments:
             rows.append((entry.name, "formula", "no parameters"))
         else:
-            rows.append((entry.name, "formula", ", ".join(argument.describe() for argument in entry.arguments)))
+            rows.append(
+                (entry.name, "formula", ", ".join(argument.describe() for argument in entry.arguments.values()))
+            )
     columns = (Column("Layer"), Column("Kind"), Column("Arguments"))
     return Document("Layer formulas (paramscope formula LAYER key=value ...)", [Section("Layers", columns, rows)], [])
 
@@ -45,6 +47,6 @@ def dtypes_document() -> Document:
             storage = f"{block} B per element"
         else:
             storage = f"{block} B per {dtype.block_elements} elements"
-        rows.append((dtype.name, ", ".join(dtype.aliases), str(dtype.bits), storage, dtype.description))
+        rows.append((dtype.name, ", ".join(dtype.aliases), f"{dtype.bits:g}", storage, dtype.description))
     columns = (Column("Dtype"), Column("Aliases"), Column("Bits", "right"), Column("Storage"), Column("Notes"))
     return Document("Dtypes: bits per value and storage per element", [Section("Dtypes", columns, rows)], [])

@@ -393,7 +393,10 @@ def _explain(nodes: tuple[ModuleNode, ...], modules: list[nn.Module]) -> tuple[t
         explanation = formulas.explain_module(module)
         layer = f"'{node.path or '(model)'}' ({node.type})"
         if explanation.count is None:
-            if node.own_params and node.complete:
+            entry = explanation.entry
+            if entry is not None and entry.kind == "formula" and node.complete:
+                notes.append(f"{layer}: {explanation.reason}; its tensors are counted")
+            elif node.own_params and node.complete:
                 notes.append(f"{layer} has parameters of its own and no formula: they are counted directly")
             explained.append(node)
             continue
