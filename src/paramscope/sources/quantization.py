@@ -41,6 +41,8 @@ class _Plan:
     records: dict[str, TensorRecord] = field(default_factory=dict)
     schemes: dict[str, _Scheme] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    """Tensors that looked quantised but fit no layout: counted as stored."""
+    assumptions: list[str] = field(default_factory=list)
 
     def weight(self, scheme: str, stored: StoredTensor, shape: tuple[int, ...], dtype: str, packing: str) -> None:
         numel = 1
@@ -165,11 +167,11 @@ def _bnb4_layer(plan: _Plan, weight: StoredTensor) -> None:
     kind, shape = _bnb_quant_state(plan, weight)
     if shape is None:
         shape = (weight.numel * 2,)  # two 4-bit values per byte; the quant state with the real shape is unreadable
-        plan.problems.append(
-            f"{weight.name}: its bitsandbytes quant_state could not be read: counted as 2 values per byte"
+        plan.assumptions.append(
+            f"{weight.name}: its bitsandbytes quant_state could not be read, so 2 values per byte are assumed"
         )
     dtype = "nf4" if kind == "nf4" else "float4_e2m1fn"
-    plan.weight("bitsandbytes 4-bit", weight, shape, dtype, f"2 × {kind} per uint8 (bitsandbytes)")
+    plan.weight("bitsandbytes 4-bit", weight, shape, dtype, f"2 × {kind} per uint8 (bitsandbytes 4-bit)")
     for name in plan.by_name:
         if name.startswith(f"{weight.name}.") and name != weight.name:
             plan.companion("bitsandbytes 4-bit", name)
@@ -207,7 +209,8 @@ def quantized_records(
         elif last == "weight" and f"{name}.absmax" in by_name:
             _bnb4_layer(plan, tensor)
         elif last == "weight" and tensor.dtype == "int8" and f"{prefix}.SCB" in by_name:
-            plan.weight("bitsandbytes 8-bit", tensor, tensor.shape, "int8", "int8 with per-row scales (bitsandbytes)")
+            packing = "int8 with per-row scales (bitsandbytes 8-bit)"
+            plan.weight("bitsandbytes 8-bit", tensor, tensor.shape, "int8", packing)
             for suffix in ("SCB", "weight_format"):
                 plan.companion("bitsandbytes 8-bit", f"{prefix}.{suffix}")
         elif (
@@ -240,4 +243,4 @@ def _scheme_notes(plan: _Plan) -> list[str]:
             f"scale/zero/index tensor(s) ({format_bytes(companions)}) are counted apart, as quantization tensors"
         )
     notes += [f"{problem}: counted as stored" for problem in plan.problems]
-    return notes
+    return notes + plan.assumptions

@@ -1,0 +1,220 @@
+"""Quantised checkpoints count the parameters of the model they encode; scales and zeros are counted apart.
+
+Each layout is built here, tensor by tensor, for the layers of a small unquantised model, and the logical counts are
+checked against that model's own parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+import paramscope
+
+IN, OUT, GROUP = 128, 64, 32
+
+
+class Block(nn.Module):
+    """What gets quantised: two Linear layers (with and without bias) beside a norm and an embedding that are not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, IN)
+        self.norm = nn.LayerNorm(IN)
+        self.up = nn.Linear(IN, OUT)
+        self.down = nn.Linear(IN, OUT, bias=False)
+
+
+QUANTISED = ("up", "down")
+
+
+def _reference() -> tuple[int, dict[str, int]]:
+    model = Block()
+    layers = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in QUANTISED}
+    return sum(p.numel() for p in model.parameters()), layers
+
+
+def _unquantised_tensors() -> dict[str, torch.Tensor]:
+    return {
+        "embed.weight": torch.zeros(10, IN, dtype=torch.float16),
+        "norm.weight": torch.zeros(IN, dtype=torch.float16),
+        "norm.bias": torch.zeros(IN, dtype=torch.float16),
+        "up.bias": torch.zeros(OUT, dtype=torch.float16),
+    }
+
+
+def _gptq(bits: int) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for name in QUANTISED:
+        tensors |= {
+            f"{name}.qweight": torch.zeros(IN * bits // 32, OUT, dtype=torch.int32),
+            f"{name}.qzeros": torch.zeros(IN // GROUP, OUT * bits // 32, dtype=torch.int32),
+            f"{name}.scales": torch.zeros(IN // GROUP, OUT, dtype=torch.float16),
+            f"{name}.g_idx": torch.zeros(IN, dtype=torch.int32),
+        }
+    return tensors
+
+
+def _awq(bits: int) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for name in QUANTISED:
+        tensors |= {
+            f"{name}.qweight": torch.zeros(IN, OUT * bits // 32, dtype=torch.int32),
+            f"{name}.qzeros": torch.zeros(IN // GROUP, OUT * bits // 32, dtype=torch.int32),
+            f"{name}.scales": torch.zeros(IN // GROUP, OUT, dtype=torch.float16),
+        }
+    return tensors
+
+
+def _bnb4(kind: str = "nf4", blocksize: int = 64) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for name in QUANTISED:
+        state = json.dumps({"quant_type": kind, "blocksize": blocksize, "dtype": "float16", "shape": [OUT, IN]})
+        tensors |= {
+            f"{name}.weight": torch.zeros(OUT * IN // 2, 1, dtype=torch.uint8),
+            f"{name}.weight.absmax": torch.zeros(OUT * IN // blocksize, dtype=torch.float32),
+            f"{name}.weight.quant_map": torch.zeros(16, dtype=torch.float32),
+            f"{name}.weight.quant_state.bitsandbytes__{kind}": torch.tensor(list(state.encode()), dtype=torch.uint8),
+        }
+    return tensors
+
+
+def _bnb8() -> dict[str, torch.Tensor]:
+    tensors = {}
+    for name in QUANTISED:
+        tensors |= {
+            f"{name}.weight": torch.zeros(OUT, IN, dtype=torch.int8),
+            f"{name}.SCB": torch.zeros(OUT, dtype=torch.float32),
+            f"{name}.weight_format": torch.zeros((), dtype=torch.uint8),
+        }
+    return tensors
+
+
+def _fp8(block_scales: bool) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for name in QUANTISED:
+        tensors[f"{name}.weight"] = torch.zeros(OUT, IN, dtype=torch.float8_e4m3fn)
+        if block_scales:  # DeepSeek-V3: one inverse scale per 128 × 128 block
+            tensors[f"{name}.weight_scale_inv"] = torch.zeros(math.ceil(OUT / 128), IN // 128, dtype=torch.float32)
+        else:  # per-tensor weight and activation scales
+            tensors[f"{name}.weight_scale"] = torch.zeros((), dtype=torch.float32)
+            tensors[f"{name}.input_scale"] = torch.zeros((), dtype=torch.float32)
+    return tensors
+
+
+def _compressed_tensors() -> dict[str, torch.Tensor]:
+    tensors = {}
+    for name in QUANTISED:
+        tensors |= {
+            f"{name}.weight_packed": torch.zeros(OUT, IN * 4 // 32, dtype=torch.int32),
+            f"{name}.weight_scale": torch.zeros(OUT, IN // GROUP, dtype=torch.bfloat16),
+            f"{name}.weight_shape": torch.tensor([OUT, IN], dtype=torch.int64),
+        }
+    return tensors
+
+
+LAYOUTS = {
+    "gptq-4bit-config": (_gptq(4), {"quant_method": "gptq", "bits": 4, "group_size": GROUP}, "GPTQ", "uint4"),
+    "gptq-4bit-from-g_idx": (_gptq(4), None, "GPTQ", "uint4"),
+    "gptq-8bit": (_gptq(8), {"quant_method": "gptq", "bits": 8, "group_size": GROUP}, "GPTQ", "uint8"),
+    "awq-4bit-config": (_awq(4), {"quant_method": "awq", "bits": 4, "group_size": GROUP}, "AWQ", "uint4"),
+    "awq-4bit-from-shapes": (_awq(4), None, "AWQ", "uint4"),
+    "bnb-nf4": (_bnb4("nf4"), {"quant_method": "bitsandbytes", "load_in_4bit": True}, "bitsandbytes 4-bit", "nf4"),
+    "bnb-fp4": (_bnb4("fp4"), None, "bitsandbytes 4-bit", "float4_e2m1fn"),
+    "bnb-int8": (_bnb8(), {"quant_method": "bitsandbytes", "load_in_8bit": True}, "bitsandbytes 8-bit", "int8"),
+    "fp8-per-tensor": (_fp8(block_scales=False), {"quant_method": "fp8"}, "FP8", "float8_e4m3fn"),
+    "fp8-blocks": (_fp8(block_scales=True), None, "FP8", "float8_e4m3fn"),
+    "compressed-tensors": (
+        _compressed_tensors(),
+        {"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {"num_bits": 4}}}},
+        "compressed-tensors",
+        "uint4",
+    ),
+}
+
+
+def _write(directory: Path, quantised: dict[str, torch.Tensor], quantization_config: dict | None) -> Path:
+    path = directory / "model.safetensors"
+    save_file({**_unquantised_tensors(), **quantised}, str(path))
+    if quantization_config is not None:
+        (directory / "config.json").write_text(json.dumps({"quantization_config": quantization_config}))
+    return path
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_logical_parameters_equal_the_unquantised_model(tmp_path: Path, layout: str) -> None:
+    quantised, config, scheme, value_dtype = LAYOUTS[layout]
+    expected_params, per_layer = _reference()
+    report = paramscope.inspect(str(_write(tmp_path, quantised, config)))
+
+    assert report.totals.params == expected_params
+    packed = [record for record in report.tensors if record.packing is not None]
+    assert sorted(record.name.rpartition(".")[0] for record in packed) == sorted(QUANTISED)
+    for record in packed:
+        layer = record.name.split(".")[0]
+        weight = per_layer[layer] - (OUT if layer == "up" else 0)  # the bias stays an ordinary tensor
+        assert record.numel == weight
+        assert record.shape == (OUT, IN)
+        assert record.dtype == value_dtype
+        assert scheme in record.packing
+        assert record.bytes == quantised[record.name].untyped_storage().nbytes()  # as stored
+
+    companions = {name: tensor for name, tensor in quantised.items() if name not in {r.name for r in packed}}
+    assert {r.name for r in report.tensors if r.kind == "quantization"} == set(companions)
+    assert report.totals.quantization == sum(tensor.numel() for tensor in companions.values())
+    assert report.totals.quantization_bytes == sum(tensor.untyped_storage().nbytes() for tensor in companions.values())
+    stored = sum(quantised[r.name].untyped_storage().nbytes() for r in packed)
+    ordinary = sum(t.untyped_storage().nbytes() for t in _unquantised_tensors().values())
+    assert report.totals.param_bytes == stored + ordinary
+    assert any(note.startswith(f"quantised checkpoint: {scheme} recognised from") for note in report.notes)
+
+
+def test_rows_of_a_quantised_checkpoint_add_up(tmp_path: Path) -> None:
+    report = paramscope.inspect(str(_write(tmp_path, _gptq(4), None)))
+    up = report.module("up")
+    assert up.params == OUT * IN + OUT
+    assert report.module("").params == sum(node.params for node in report.modules if node.depth == 1)
+
+
+def test_mxfp4_blocks_and_scales(tmp_path: Path) -> None:
+    experts = 4
+    path = tmp_path / "model.safetensors"
+    save_file(
+        {
+            "mlp.experts.down_proj_blocks": torch.zeros(experts, OUT, IN // 32, 16, dtype=torch.uint8),
+            "mlp.experts.down_proj_scales": torch.zeros(experts, OUT, IN // 32, dtype=torch.uint8),
+            "mlp.experts.down_proj_bias": torch.zeros(experts, OUT, dtype=torch.bfloat16),
+        },
+        str(path),
+    )
+    report = paramscope.inspect(str(path))
+    blocks = report.tensor("mlp.experts.down_proj_blocks")
+    assert (blocks.numel, blocks.shape, blocks.dtype) == (experts * OUT * IN, (experts, OUT, IN), "float4_e2m1fn")
+    assert report.totals.params == experts * OUT * IN + experts * OUT
+    assert report.totals.quantization == experts * OUT * IN // 32
+
+
+def test_unreadable_bnb_quant_state_is_said(tmp_path: Path) -> None:
+    tensors = _bnb4("nf4")
+    for name in QUANTISED:
+        tensors[f"{name}.weight.quant_state.bitsandbytes__nf4"] = torch.tensor(list(b"not json"), dtype=torch.uint8)
+    report = paramscope.inspect(str(_write(tmp_path, tensors, None)))
+    assert report.tensor("up.weight").numel == OUT * IN  # two values per byte
+    assert report.tensor("up.weight").shape == (OUT * IN,)
+    assert any("quant_state could not be read, so 2 values per byte are assumed" in note for note in report.notes)
+
+
+def test_packed_tensor_that_fits_no_layout_is_counted_as_stored(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    save_file({"odd.qweight": torch.zeros(5, 7, dtype=torch.int32), "odd.scales": torch.zeros(3, dtype=torch.float16)},
+              str(path))  # fmt: skip
+    report = paramscope.inspect(str(path))
+    assert report.tensor("odd.qweight").numel == 35
+    assert report.tensor("odd.qweight").packing is None
+    assert any(note.startswith("odd.qweight: int32 (rows, cols) with scales expected") for note in report.notes)
