@@ -75,10 +75,9 @@ LLAMA_3_70B_PARAMS = 70_553_706_496
 def write_sharded(directory: Path, tensors: Mapping[str, tuple[str, tuple[int, ...]]], shards: int) -> list[Path]:
     """Split ``tensors`` over ``shards`` sparse safetensors files plus a ``model.safetensors.index.json``."""
     names = list(tensors)
-    per_shard = -(-len(names) // shards)
     files, weight_map, total = [], {}, 0
     for index in range(shards):
-        chunk = names[index * per_shard : (index + 1) * per_shard]
+        chunk = names[index * len(names) // shards : (index + 1) * len(names) // shards]
         path = directory / f"model-{index + 1:05d}-of-{shards:05d}.safetensors"
         write_safetensors(path, {name: tensors[name] for name in chunk}, metadata={"format": "pt"})
         total += sum(math.prod(tensors[name][1]) * ELEMENT_BYTES[tensors[name][0]] for name in chunk)

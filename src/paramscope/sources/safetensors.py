@@ -71,11 +71,21 @@ def read_header(path: Path) -> tuple[dict[str, Any], int, int]:
     return header, 8 + length, size - 8 - length
 
 
+# The dtype codes of the safetensors format (its Rust crate's Dtype enum), and their names in the dtype table.
+DTYPE_CODES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16", "U32": "uint32", "I32": "int32",
+    "U64": "uint64", "I64": "int64", "F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64",
+    "C64": "complex64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz", "F8_E8M0": "float8_e8m0fnu", "F4": "float4_e2m1fn", "F6_E2M3": "float6_e2m3fn",
+    "F6_E3M2": "float6_e3m2fn",
+}  # fmt: skip
+
+
 def _dtype_name(path: Path, name: str, code: Any) -> str:
-    entry = dtype_table.find(code) if isinstance(code, str) else None
-    if entry is None:
+    table_name = DTYPE_CODES.get(code) if isinstance(code, str) else None
+    if table_name is None:
         raise _fail(path, f"tensor {name!r} has unknown dtype {code!r}")
-    return entry.name
+    return table_name
 
 
 def _is_dims(value: Any) -> bool:

@@ -26,9 +26,13 @@ def is_code_target(target: str) -> bool:
 
 
 def require(package: str, extra: str, purpose: str) -> None:
-    """Raise MissingDependencyError naming the extra to install when ``package`` is not importable."""
+    """Raise MissingDependencyError naming the extra to install when ``package`` cannot be imported."""
     if importlib.util.find_spec(package) is None:
         raise MissingDependencyError(package, extra, purpose)
+    try:
+        importlib.import_module(package)
+    except ImportError:  # installed but broken (a missing shared library, a mismatched build)
+        raise MissingDependencyError(package, extra, purpose) from None
 
 
 def _safetensors(path: Path, quiet: bool) -> Report:
@@ -73,8 +77,8 @@ def _for_file(path: Path) -> Loader:
 
 def _for_directory(path: Path) -> tuple[Loader, list[str]]:
     found = {
-        "safetensors": any(path.glob("*.safetensors")),
-        "torch": any(p.suffix in _TORCH_SUFFIXES for p in path.iterdir()),
+        "safetensors": any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json")),
+        "torch": any(p.suffix in _TORCH_SUFFIXES for p in path.iterdir()) or any(path.glob("*.bin.index.json")),
         "gguf": any(path.glob("*.gguf")),
     }
     formats = [name for name, present in found.items() if present]

@@ -45,15 +45,25 @@ def _torch_load(path: Path) -> Any:
             raise SourceError(f"{path}: empty file (0 bytes): not a PyTorch checkpoint")
         if zipfile.is_zipfile(path):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        # The legacy (pre-1.6) format cannot be memory-mapped: its tensors are read, onto the meta device.
-        return torch.load(path, map_location="meta", weights_only=True)
+        with path.open("rb") as handle:
+            if handle.read(4) == b"PK\x03\x04":
+                raise SourceError(f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint")
+        # The legacy (pre-1.6) format cannot be memory-mapped: its tensors are read into memory (on CPU, where tensors
+        # that share storage, such as tied weights, can be recognised).
+        return torch.load(path, map_location="cpu", weights_only=True)
     except SourceError:
         raise
     except pickle.UnpicklingError as error:
+        reason = _refusal_reason(error)
+        if "global" not in reason.lower():  # not a refusal of code: bytes that are no pickle torch.load can read
+            raise SourceError(
+                f"{path}: not a PyTorch checkpoint (its data is not a pickle torch.load(weights_only=True) accepts: "
+                f"{reason}); nothing in it was executed"
+            ) from None
         raise SourceError(
             f"{path}: refused: its pickle needs something torch.load(weights_only=True) does not allow "
-            f"({_refusal_reason(error)}); nothing in it was executed. Load it without weights_only only if you "
-            "trust where it comes from"
+            f"({reason}); nothing in it was executed. Load it without weights_only only if you trust where it "
+            "comes from"
         ) from None
     except (EOFError, zipfile.BadZipFile):
         raise SourceError(f"{path}: truncated, or not a PyTorch checkpoint") from None

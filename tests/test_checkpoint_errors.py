@@ -1,0 +1,452 @@
+"""Bad checkpoints: each gets one line ``paramscope: error: <message>`` on stderr, exit 2, nothing on stdout.
+
+The messages are pinned whole. Every malformed safetensors file here is also rejected by the ``safetensors`` package
+itself (``safe_open``), so the reader is neither stricter nor looser than the format. No bad file may cost a large
+allocation: a header that claims 200 MB is refused before anything is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import SafetensorError, safe_open
+
+import paramscope
+from paramscope.cli import main
+
+SUBPROCESS_TIMEOUT = 120
+
+
+@dataclass
+class Case:
+    argv: list[str]
+    message: str
+    safetensors_file: Path | None = None
+    """A malformed safetensors file, which ``safe_open`` must reject too."""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_error(result: tuple[int, str, str], message: str) -> None:
+    """Exit 2, nothing on stdout, exactly one line ``paramscope: error: <message>`` on stderr."""
+    code, out, err = result
+    assert err == f"paramscope: error: {message}\n"
+    assert code == 2
+    assert out == ""
+
+
+def safetensors_file(path: Path, header: object, data: bytes = b"", *, raw: bytes | None = None) -> Path:
+    """A safetensors file with the given header (any JSON value, or raw bytes) and data region."""
+    encoded = raw if raw is not None else json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data)
+    return path
+
+
+def f32(offsets: list[int], shape: list[int] | None = None) -> dict[str, object]:
+    return {"dtype": "F32", "shape": shape or [2], "data_offsets": offsets}
+
+
+def one_shard(directory: Path) -> Path:
+    """A valid first shard and an index that also names a second, absent one."""
+    safetensors_file(directory / "model-00001-of-00002.safetensors", {"a": f32([0, 8])}, bytes(8))
+    index = directory / "model.safetensors.index.json"
+    weight_map = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
+    index.write_text(json.dumps({"metadata": {"total_size": 16}, "weight_map": weight_map}))
+    return index
+
+
+def saved_pt(path: Path) -> Path:
+    torch.save({"fc.weight": torch.zeros(64, 64), "fc.bias": torch.zeros(64)}, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the cases: each builds its bad input in a fresh directory and says the exact message
+
+
+def missing_file(tmp: Path) -> Case:
+    return Case(["inspect", str(tmp / "model.safetensors")], f"{tmp / 'model.safetensors'}: no such file or directory")
+
+
+def empty_file(tmp: Path) -> Case:
+    path = tmp / "model.safetensors"
+    path.write_bytes(b"")
+    return Case(["inspect", str(path)], f"{path}: empty file (0 bytes): not a safetensors file", path)
+
+
+def shorter_than_8_bytes(tmp: Path) -> Case:
+    path = tmp / "model.safetensors"
+    path.write_bytes(b"\x10\x00\x00")
+    message = f"{path}: too short for a safetensors header (3 bytes; the length field alone is 8)"
+    return Case(["inspect", str(path)], message, path)
+
+
+def header_longer_than_file(tmp: Path) -> Case:
+    path = tmp / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", 1000) + b"{}")
+    return Case(["inspect", str(path)], f"{path}: header claims 1.00 kB but the file has 10 B", path)
+
+
+def header_over_100_mb(tmp: Path) -> Case:
+    path = tmp / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", 200_000_000) + b"{}")
+    message = f"{path}: header claims 200.00 MB, more than the 100 MB safetensors allows"
+    return Case(["inspect", str(path)], message, path)
+
+
+def header_not_json(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", None, raw=b"{not json}")
+    message = (
+        f"{path}: header is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+        "(char 1)): not a safetensors file"
+    )
+    return Case(["inspect", str(path)], message, path)
+
+
+def header_not_utf8(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", None, raw=b"\xff\xfe{}")
+    message = (
+        f"{path}: header is not valid JSON ('utf-8' codec can't decode byte 0xff in position 0: invalid start byte): "
+        "not a safetensors file"
+    )
+    return Case(["inspect", str(path)], message, path)
+
+
+def header_is_a_list(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", [{"a": f32([0, 8])}], bytes(8))
+    return Case(["inspect", str(path)], f"{path}: header is a JSON list, not an object: not a safetensors file", path)
+
+
+def unknown_dtype(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"a": {"dtype": "F7", "shape": [2], "data_offsets": [0, 8]}})
+    return Case(["inspect", str(path)], f"{path}: tensor 'a' has unknown dtype 'F7'", path)
+
+
+def offsets_outside_the_data(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"a": f32([0, 8])}, bytes(4))
+    message = f"{path}: tensor 'a' ends at byte 8 of the data, past its end (4 bytes in the file)"
+    return Case(["inspect", str(path)], message, path)
+
+
+def overlapping_offsets(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"a": f32([0, 8]), "b": f32([4, 12])}, bytes(12))
+    return Case(["inspect", str(path)], f"{path}: tensors 'a' and 'b' overlap (data offsets 4 < 8)", path)
+
+
+def gap_in_the_data(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"a": f32([0, 8]), "b": f32([12, 20])}, bytes(20))
+    return Case(["inspect", str(path)], f"{path}: bytes 8 to 12 of the data belong to no tensor", path)
+
+
+def bytes_after_the_last_tensor(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"a": f32([0, 8])}, bytes(12))
+    return Case(["inspect", str(path)], f"{path}: the tensors end at byte 8 of a 12-byte data region", path)
+
+
+def span_not_dtype_times_shape(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"a": f32([0, 12])}, bytes(12))
+    message = f"{path}: tensor 'a' is float32 [2] = 8 bytes but its offsets span 12"
+    return Case(["inspect", str(path)], message, path)
+
+
+def decreasing_offsets(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"a": f32([8, 0])}, bytes(8))
+    message = f"{path}: tensor 'a' has data_offsets [8, 0]: two increasing byte offsets expected"
+    return Case(["inspect", str(path)], message, path)
+
+
+def missing_data_offsets(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"a": {"dtype": "F32", "shape": [2]}}, bytes(8))
+    return Case(["inspect", str(path)], f"{path}: tensor 'a' lacks a valid dtype, shape or data_offsets", path)
+
+
+def index_names_a_missing_shard(tmp: Path) -> Case:
+    index = one_shard(tmp)
+    return Case(["inspect", str(index)], f"{index}: names model-00002-of-00002.safetensors, which is missing")
+
+
+def directory_index_names_a_missing_shard(tmp: Path) -> Case:
+    index = one_shard(tmp)
+    return Case(["inspect", str(tmp)], f"{index}: names model-00002-of-00002.safetensors, which is missing")
+
+
+def index_not_json(tmp: Path) -> Case:
+    index = tmp / "model.safetensors.index.json"
+    index.write_text("not json")
+    return Case(["inspect", str(index)], f"{index}: is not valid JSON (Expecting value: line 1 column 1 (char 0))")
+
+
+def index_without_weight_map(tmp: Path) -> Case:
+    index = tmp / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {"total_size": 0}}))
+    return Case(["inspect", str(index)], f"{index}: has no weight_map of tensor name → shard file")
+
+
+def bin_index_names_a_missing_shard(tmp: Path) -> Case:
+    saved_pt(tmp / "pytorch_model-00001-of-00002.bin")
+    index = tmp / "pytorch_model.bin.index.json"
+    weight_map = {"fc.weight": "pytorch_model-00001-of-00002.bin", "out.weight": "pytorch_model-00002-of-00002.bin"}
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    return Case(["inspect", str(tmp)], f"{index}: names pytorch_model-00002-of-00002.bin, which is missing")
+
+
+def random_bytes_pt(tmp: Path) -> Case:
+    path = tmp / "model.pt"
+    path.write_bytes(random.Random(0).randbytes(4096))  # starts with 0xcd: not a zip, not a pickle opcode
+    message = (
+        f"{path}: not a PyTorch checkpoint (its data is not a pickle torch.load(weights_only=True) accepts: "
+        "Unsupported operand 205); nothing in it was executed"
+    )
+    return Case(["inspect", str(path)], message)
+
+
+def truncated_pt(tmp: Path) -> Case:
+    torch.save({"w": torch.zeros(100)}, tmp / "whole.pt")
+    whole = (tmp / "whole.pt").read_bytes()
+    path = tmp / "model.pt"
+    path.write_bytes(whole[: len(whole) // 2])  # the zip's central directory is at its end
+    message = f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint"
+    return Case(["inspect", str(path)], message)
+
+
+def truncated_legacy_pt(tmp: Path) -> Case:
+    path = tmp / "model.pt"
+    torch.save({"w": torch.zeros(100)}, tmp / "whole.pt", _use_new_zipfile_serialization=False)
+    path.write_bytes((tmp / "whole.pt").read_bytes()[:20])
+    return Case(["inspect", str(path)], f"{path}: truncated, or not a PyTorch checkpoint")
+
+
+def empty_pt(tmp: Path) -> Case:
+    path = tmp / "model.pt"
+    path.write_bytes(b"")
+    return Case(["inspect", str(path)], f"{path}: empty file (0 bytes): not a PyTorch checkpoint")
+
+
+def pt_holding_a_list(tmp: Path) -> Case:
+    path = tmp / "model.pt"
+    torch.save([torch.zeros(2), torch.zeros(3)], path)
+    return Case(["inspect", str(path)], f"{path}: holds a list, not a state dict or a checkpoint dict")
+
+
+def pt_without_tensors(tmp: Path) -> Case:
+    path = tmp / "model.ckpt"
+    torch.save({"epoch": 3, "global_step": 100}, path)
+    return Case(["inspect", str(path)], f"{path}: no model tensors found (top-level keys: 'epoch', 'global_step')")
+
+
+def gguf_bad_magic(tmp: Path) -> Case:
+    path = tmp / "model.gguf"
+    path.write_bytes(b"GGML" + struct.pack("<I", 3) + bytes(64))
+    return Case(["inspect", str(path)], f"{path}: not a GGUF file (it does not start with the magic bytes 'GGUF')")
+
+
+def gguf_version_99(tmp: Path) -> Case:
+    path = tmp / "model.gguf"
+    path.write_bytes(b"GGUF" + struct.pack("<I", 99) + bytes(64))
+    return Case(["inspect", str(path)], f"{path}: GGUF version 99 is not supported (versions 2, 3)")
+
+
+def directory_without_weights(tmp: Path) -> Case:
+    (tmp / "README.md").write_text("# a model card, no weights\n")
+    (tmp / "config.json").write_text("{}")
+    message = f"{tmp}: no weights found (no *.safetensors, *.bin, *.pt, *.pth, *.ckpt or *.gguf files)"
+    return Case(["inspect", str(tmp)], message)
+
+
+def unrecognised_file(tmp: Path) -> Case:
+    path = tmp / "weights.dat"
+    path.write_bytes(b"hello world")
+    message = (
+        f"{path}: not a checkpoint paramscope recognises (expected 'package.module:attr', 'path/to/file.py:attr', a "
+        "checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, *.index.json) or a directory holding one)"
+    )
+    return Case(["inspect", str(path)], message)
+
+
+def explain_on_a_checkpoint(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"a": f32([0, 8])}, bytes(8))
+    message = f"{path}: --explain needs a model to read layer hyperparameters from; a checkpoint has only tensors"
+    return Case(["inspect", str(path), "--explain"], message)
+
+
+def arguments_on_a_checkpoint(tmp: Path) -> Case:
+    path = saved_pt(tmp / "model.pt")
+    return Case(["inspect", str(path), "hidden=512"], f"{path}: KEY=VALUE arguments are only for model code targets")
+
+
+CASES: list[Callable[[Path], Case]] = [
+    missing_file, empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, header_not_json,
+    header_not_utf8, header_is_a_list, unknown_dtype, offsets_outside_the_data, overlapping_offsets, gap_in_the_data,
+    bytes_after_the_last_tensor, span_not_dtype_times_shape, decreasing_offsets, missing_data_offsets,
+    index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json, index_without_weight_map,
+    bin_index_names_a_missing_shard, random_bytes_pt, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list,
+    pt_without_tensors, gguf_bad_magic, gguf_version_99, directory_without_weights, unrecognised_file,
+    explain_on_a_checkpoint, arguments_on_a_checkpoint,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("make", CASES, ids=[case.__name__ for case in CASES])
+def test_bad_input_is_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, make: Callable[[Path], Case]
+) -> None:
+    case = make(tmp_path)
+    assert_error(run(capsys, *case.argv), case.message)
+    # the API raises the same message as a ParamscopeError (the CLI adds only the prefix)
+    if case.argv[2:] == []:
+        with pytest.raises(paramscope.ParamscopeError) as raised:
+            paramscope.inspect(case.argv[1])
+        assert str(raised.value) == case.message
+
+
+SAFETENSORS_CASES = [
+    empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, header_not_json, header_not_utf8,
+    header_is_a_list, unknown_dtype, offsets_outside_the_data, overlapping_offsets, gap_in_the_data,
+    bytes_after_the_last_tensor, span_not_dtype_times_shape, decreasing_offsets, missing_data_offsets,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("make", SAFETENSORS_CASES, ids=lambda m: m.__name__)
+def test_safe_open_rejects_the_same_files(tmp_path: Path, make: Callable[[Path], Case]) -> None:
+    case = make(tmp_path)
+    assert case.safetensors_file is not None
+    with pytest.raises(SafetensorError), safe_open(str(case.safetensors_file), "numpy"):
+        pass
+
+
+@pytest.mark.parametrize(("code", "count", "size"), [("Q4_0", 32, 18), ("float32", 2, 8), ("f32", 2, 8), ("nf4", 4, 2)])
+def test_dtype_codes_safetensors_does_not_define(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, code: str, count: int, size: int
+) -> None:
+    header = {"a": {"dtype": code, "shape": [count], "data_offsets": [0, size]}}
+    path = safetensors_file(tmp_path / "model.safetensors", header, bytes(size))
+    with pytest.raises(SafetensorError), safe_open(str(path), "numpy"):  # the format has no such dtype
+        pass
+    assert_error(run(capsys, "inspect", str(path)), f"{path}: tensor 'a' has unknown dtype {code!r}")
+
+
+def test_larger_zip_checkpoint_cut_in_half(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    whole = saved_pt(tmp_path / "whole.pt").read_bytes()  # 64 × 64 + 64 float32: 18 kB
+    path = tmp_path / "model.pt"
+    path.write_bytes(whole[: len(whole) // 2])
+    message = f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint"
+    assert_error(run(capsys, "inspect", str(path)), message)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# code in a pickle is never run
+
+
+class Evil:
+    """Unpickling this runs a shell command: the test's proof is the file it would create."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+REFUSED = (
+    "{path}: refused: its pickle needs something torch.load(weights_only=True) does not allow (Trying to load "
+    "unsupported GLOBAL posix.system whose module posix is blocked.); nothing in it was executed. Load it without "
+    "weights_only only if you trust where it comes from"
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the pickle names posix.system")
+def test_pickle_that_would_run_code_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "model.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2), "payload": Evil(marker)}, path)
+    assert_error(run(capsys, "inspect", str(path)), REFUSED.format(path=path))
+    assert not marker.exists()
+    # the control: loading it the unsafe way does run the command
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# no large allocation
+
+
+@pytest.mark.parametrize("claimed", [200_000_000, 99_000_000], ids=["over-the-limit", "under-the-limit"])
+def test_a_huge_header_length_allocates_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, claimed: int
+) -> None:
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", claimed) + b"{}")
+    run(capsys, "inspect", str(path))  # imports everything once
+    tracemalloc.start()
+    try:
+        code = main(["inspect", str(path)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 2
+    assert peak < 5_000_000
+    # the control: reading what the header claims would allocate it, although the file has 10 bytes
+    tracemalloc.start()
+    try:
+        with path.open("rb") as handle:
+            handle.read(8)
+            handle.read(claimed)
+        control = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert control >= claimed
+    capsys.readouterr()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the real entry point
+
+
+def run_module(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key not in {"COLUMNS", "FORCE_COLOR"}}
+    env["PYTHONPATH"] = str(Path(paramscope.__file__).parents[1])
+    return subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=SUBPROCESS_TIMEOUT,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("make", [missing_file, header_over_100_mb, overlapping_offsets], ids=lambda m: m.__name__)
+def test_bad_input_as_a_subprocess(tmp_path: Path, make: Callable[[Path], Case]) -> None:
+    case = make(tmp_path)
+    result = run_module(*case.argv)
+    assert "Traceback" not in result.stderr
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"paramscope: error: {case.message}\n")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the pickle names posix.system")
+def test_pickle_refused_as_a_subprocess(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "checkpoint.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "hook": Evil(marker)}, path)
+    result = run_module("inspect", str(path))
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        f"paramscope: error: {REFUSED.format(path=path)}\n",
+    )
+    assert not marker.exists()

@@ -1,0 +1,760 @@
+"""Checkpoints read from their headers: safetensors (single, sharded, a directory), PyTorch files, GGUF.
+
+Every figure is checked against a source other than paramscope: the torch tensors that were saved, the
+``safetensors`` package's own reader (``safe_open``), the ``gguf`` package's block sizes, or a published count
+(ResNet-18: 11,689,512; Llama-3-70B: 70,553,706,496). Big checkpoints are sparse files, so they cost no disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+import pytest
+import safetensors.numpy
+import safetensors.torch
+import torch
+from gguf.quants import quant_shape_to_byte_shape
+from safetensors import safe_open
+from torch import nn
+
+import paramscope
+from paramscope import dtypes
+from paramscope.cli import main
+from paramscope.examples import gpt2, resnet18
+from paramscope.sources.safetensors import stored_tensors
+
+from .checkpoints import LLAMA_3_70B, LLAMA_3_70B_PARAMS, llama_tensors, write_safetensors, write_sharded
+
+RESNET18_PARAMS = 11_689_512  # published (torchvision resnet18)
+RESNET18_BUFFERS = 9_620  # BatchNorm running_mean/var (2 × 4,800) + 20 num_batches_tracked
+TINY_GPT = {"vocab_size": 100, "n_positions": 16, "n_embd": 8, "n_layer": 2, "n_head": 2}
+SUBPROCESS_TIMEOUT = 120
+GGML = gguf.GGMLQuantizationType
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``main(argv)`` in-process: (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], target: Path | str, *argv: str) -> dict[str, Any]:
+    code, out, err = run(capsys, "inspect", str(target), "--format", "json", "--quiet", *argv)
+    assert (code, err) == (0, "")
+    return json.loads(out)
+
+
+def torch_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def module_paths(names: Iterable[str], max_depth: int | None = None) -> set[str]:
+    """Every dotted prefix of the tensor names (the modules they imply), the root ``""`` included."""
+    paths = {""}
+    for name in names:
+        parts = name.split(".")[:-1]
+        paths |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return {p for p in paths if max_depth is None or (0 if p == "" else p.count(".") + 1) <= max_depth}
+
+
+def assert_tree_adds_up(report: paramscope.Report) -> None:
+    """Each node's subtree figures are its own tensors plus its children's; the root's are the totals."""
+    nodes = {node.path: node for node in report.modules}
+    names = [name for record in report.tensors for name in (record.name, *record.aliases)]
+    assert set(nodes) == module_paths(names)
+    for path, node in nodes.items():
+        children = [
+            child for child in report.modules if child.depth == node.depth + 1 and child.path.rpartition(".")[0] == path
+        ]
+        assert node.params == node.own_params + sum(child.params for child in children), path
+        assert node.param_bytes == node.own_param_bytes + sum(child.param_bytes for child in children), path
+        owned = [r for r in report.tensors if r.name.rpartition(".")[0] == path and r.kind == "parameter"]
+        assert node.own_params == sum(r.numel for r in owned), path
+        inside = [r for r in report.tensors if path == "" or r.name.startswith(path + ".")]
+        assert node.buffers == sum(r.numel for r in inside if r.kind == "buffer"), path
+    root = nodes[""]
+    assert (root.params, root.param_bytes) == (report.totals.params, report.totals.param_bytes)
+    assert (root.buffers, root.buffer_bytes) == (report.totals.buffers, report.totals.buffer_bytes)
+
+
+def assert_matches_state_dict(report: paramscope.Report, state: Mapping[str, torch.Tensor], model: nn.Module) -> None:
+    """Every tensor of ``state`` (saved from ``model``, no ties) as it was saved; parameters and buffers told apart."""
+    parameters = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    got = {r.name: (r.shape, r.numel, r.dtype, r.bytes, r.kind, r.trainable, r.aliases) for r in report.tensors}
+    assert got == {
+        name: (
+            tuple(t.shape),
+            t.numel(),
+            torch_name(t.dtype),
+            nbytes(t),
+            "parameter" if name in parameters else "buffer",
+            None,
+            (),
+        )
+        for name, t in state.items()
+    }
+    totals = report.totals
+    assert totals.params == sum(p.numel() for p in model.parameters())
+    assert totals.param_bytes == sum(nbytes(p) for p in model.parameters())
+    assert totals.buffers == sum(b.numel() for name, b in buffers.items() if name in state)
+    assert totals.params + totals.buffers == sum(t.numel() for t in state.values())
+    assert totals.param_bytes + totals.buffer_bytes == sum(nbytes(t) for t in state.values())
+    assert (totals.trainable, totals.frozen, totals.quantization) == (None, None, 0)
+    by_dtype: dict[str, list[int]] = {}
+    for p in model.parameters():
+        entry = by_dtype.setdefault(torch_name(p.dtype), [0, 0])
+        entry[0] += p.numel()
+        entry[1] += nbytes(p)
+    assert {name: [e.params, e.bytes] for name, e in report.by_dtype.items()} == by_dtype
+    assert_tree_adds_up(report)
+
+
+class Mixed(nn.Module):
+    """float16, bfloat16 and float32 parameters; an int64 buffer and BatchNorm statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 6)
+        self.encoder = nn.Sequential(nn.Linear(6, 8).to(torch.float16), nn.LayerNorm(8).to(torch.bfloat16))
+        self.norm = nn.BatchNorm1d(8)
+        self.head = nn.Linear(8, 3, bias=False)
+        self.register_buffer("position_ids", torch.arange(16, dtype=torch.int64).unsqueeze(0))
+
+
+@pytest.fixture(scope="module")
+def resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return resnet18()
+
+
+@pytest.fixture(scope="module")
+def resnet_file(resnet: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("resnet") / "model.safetensors"
+    safetensors.torch.save_file(resnet.state_dict(), path, metadata={"format": "pt"})
+    return path
+
+
+def trained_tiny_gpt() -> tuple[nn.Module, torch.optim.Optimizer]:
+    """A tied GPT after one real Adam step, so the optimizer holds exp_avg, exp_avg_sq and step tensors."""
+    torch.manual_seed(0)
+    model = gpt2(**TINY_GPT)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randint(0, TINY_GPT["vocab_size"], (2, 5))).float().pow(2).mean().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def tensor_leaves(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, Mapping):
+        return [leaf for item in value.values() for leaf in tensor_leaves(item)]
+    if isinstance(value, (list, tuple)):
+        return [leaf for item in value for leaf in tensor_leaves(item)]
+    return []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 1. a safetensors file saved from a real model
+
+
+def test_resnet18_safetensors_every_tensor_as_saved(resnet: nn.Module, resnet_file: Path) -> None:
+    report = paramscope.inspect(str(resnet_file))
+    state = resnet.state_dict()
+    assert_matches_state_dict(report, state, resnet)
+    with safe_open(str(resnet_file), "pt") as handle:
+        stored = {
+            name: (tuple(handle.get_slice(name).get_shape()), dtypes.lookup(handle.get_slice(name).get_dtype()).name)
+            for name in handle.keys()  # noqa: SIM118 (safe_open is not a mapping)
+        }
+        loaded = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    assert {r.name: (r.shape, r.dtype) for r in report.tensors} == stored
+    assert {r.name: r.bytes for r in report.tensors} == {name: nbytes(t) for name, t in loaded.items()}
+    assert (report.source.kind, report.source.target, report.source.files) == (
+        "safetensors",
+        str(resnet_file),
+        (str(resnet_file),),
+    )
+
+
+def test_resnet18_safetensors_totals_are_the_live_models(resnet: nn.Module, resnet_file: Path) -> None:
+    report = paramscope.inspect(str(resnet_file))
+    live = paramscope.inspect(resnet)
+    assert report.totals.params == RESNET18_PARAMS == live.totals.params
+    assert report.totals.buffers == RESNET18_BUFFERS == live.totals.buffers
+    assert report.totals.param_bytes == live.totals.param_bytes
+    assert report.totals.buffer_bytes == live.totals.buffer_bytes
+    assert (report.totals.trainable, report.totals.frozen) == (None, None)
+    running = [r for r in report.tensors if r.name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert len(running) == 3 * sum(isinstance(m, nn.BatchNorm2d) for m in resnet.modules())
+    assert {r.kind for r in running} == {"buffer"}
+    # the module rows are the live model's, subtree by subtree (modules without tensors leave no trace on disk)
+    rows = {n.path: (n.params, n.param_bytes, n.buffers) for n in report.modules}
+    assert rows == {n.path: (n.params, n.param_bytes, n.buffers) for n in live.modules if n.path in rows}
+    assert set(rows) == {n.path for n in live.modules if n.params or n.buffers}
+
+
+def test_mixed_dtypes_and_integer_buffers(tmp_path: Path) -> None:
+    model = Mixed()
+    state = model.state_dict()
+    path = tmp_path / "mixed.safetensors"
+    safetensors.torch.save_file(state, path)
+    report = paramscope.inspect(str(path))
+    assert {torch_name(t.dtype) for t in state.values()} >= {"float16", "bfloat16", "float32", "int64"}
+    assert_matches_state_dict(report, state, model)
+    assert report.tensor("position_ids").kind == "buffer"
+    assert report.tensor("norm.num_batches_tracked").kind == "buffer"
+
+
+def test_json_output_of_a_checkpoint(capsys: pytest.CaptureFixture[str], resnet: nn.Module, resnet_file: Path) -> None:
+    data = run_json(capsys, resnet_file)
+    state = resnet.state_dict()
+    assert data["source"] == {
+        "kind": "safetensors",
+        "target": str(resnet_file),
+        "device": None,
+        "files": [str(resnet_file)],
+    }
+    totals = data["totals"]
+    assert (totals["params"], totals["buffers"]) == (RESNET18_PARAMS, RESNET18_BUFFERS)
+    assert totals["trainable"] is None
+    assert totals["frozen"] is None
+    assert {t["name"]: (t["shape"], t["numel"], t["dtype"], t["bytes"]) for t in data["tensors"]} == {
+        name: (list(t.shape), t.numel(), torch_name(t.dtype), nbytes(t)) for name, t in state.items()
+    }
+    assert all(t["trainable"] is None for t in data["tensors"])
+    assert {m["path"] for m in data["modules"]} == module_paths(state)
+    assert all(m["trainable"] is None and m["type"] is None for m in data["modules"])
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 4])
+def test_depth_limits_the_csv_module_rows(
+    capsys: pytest.CaptureFixture[str], resnet: nn.Module, resnet_file: Path, depth: int
+) -> None:
+    code, out, err = run(capsys, "inspect", str(resnet_file), "--format", "csv", "--depth", str(depth))
+    assert (code, err) == (0, "")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {row["path"] for row in rows} == module_paths(resnet.state_dict(), depth)
+    params = {name: p.numel() for name, p in resnet.named_parameters()}
+    for row in rows:
+        inside = [n for n in params if row["path"] == "" or n.startswith(row["path"] + ".")]
+        assert int(row["params"]) == sum(params[n] for n in inside), row["path"]
+        assert row["trainable"] == ""
+
+
+def test_tensors_option_lists_every_stored_tensor(
+    capsys: pytest.CaptureFixture[str], resnet: nn.Module, resnet_file: Path
+) -> None:
+    code, out, err = run(capsys, "inspect", str(resnet_file), "--format", "csv", "--tensors")
+    assert (code, err) == (0, "")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    state = resnet.state_dict()
+    assert {row["name"]: (int(row["numel"]), row["dtype"], int(row["bytes"])) for row in rows} == {
+        name: (t.numel(), torch_name(t.dtype), nbytes(t)) for name, t in state.items()
+    }
+    assert len(rows) == len(state)
+
+    code, out, err = run(capsys, "inspect", str(resnet_file), "--format", "markdown", "--tensors", "--depth", "1")
+    assert (code, err) == (0, "")
+    assert out.startswith(f"## {resnet_file} (safetensors)\n")
+    rows_md = {line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")}
+    assert set(state) <= rows_md
+    assert f"| {RESNET18_PARAMS:,} |" in out
+
+    code, out, err = run(capsys, "inspect", str(resnet_file))
+    assert (code, err) == (0, "")
+    assert f"{RESNET18_PARAMS:,}" in out
+    assert "layer4.1.bn2.running_var" not in out  # no --tensors: module rows only
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 2. the header reader agrees with the safetensors package
+
+
+def _raw_safetensors(path: Path, tensors: dict[str, tuple[str, list[int], int]]) -> None:
+    """A file written by hand: name → (dtype code, shape, byte size), data laid out in order."""
+    header: dict[str, Any] = {"__metadata__": {"made": "by hand"}}
+    offset = 0
+    for name, (code, shape, size) in tensors.items():
+        header[name] = {"dtype": code, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + bytes(offset))
+
+
+def _torch_many(path: Path) -> None:
+    kinds = [
+        torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
+        torch.int8, torch.uint8, torch.uint16, torch.uint32, torch.uint64, torch.bool, torch.complex64,
+        torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz, torch.float8_e8m0fnu,
+    ]  # fmt: skip
+    state = {f"layer.{i}.{torch_name(kind)}": torch.zeros((i + 1, 3), dtype=kind) for i, kind in enumerate(kinds)}
+    state["scalar"] = torch.tensor(2.5)
+    state["empty.weight"] = torch.zeros((0, 4))
+    safetensors.torch.save_file(state, path, metadata={"format": "pt"})
+
+
+def _numpy_many(path: Path) -> None:
+    kinds = [np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+             np.uint32, np.uint64, np.bool_, np.complex64]  # fmt: skip
+    safetensors.numpy.save_file({f"a.{np.dtype(k).name}": np.zeros((2, 5), dtype=k) for k in kinds}, path)
+
+
+def _by_hand(path: Path) -> None:
+    # the sub-byte codes that neither torch nor numpy can write: F4 packs 2 values a byte, F6 4 values in 3 bytes
+    _raw_safetensors(
+        path,
+        {
+            "fp4.weight": ("F4", [4, 8], 16),
+            "fp6a.weight": ("F6_E2M3", [2, 8], 12),
+            "fp6b.weight": ("F6_E3M2", [4], 3),
+            "scale": ("F8_E8M0", [4], 4),
+            "mask": ("BOOL", [3], 3),
+        },
+    )
+
+
+@pytest.mark.parametrize("make", [_torch_many, _numpy_many, _by_hand], ids=["torch", "numpy", "by-hand"])
+def test_header_reader_agrees_with_safe_open(tmp_path: Path, make: Callable[[Path], None]) -> None:
+    path = tmp_path / "t.safetensors"
+    make(path)
+    tensors, metadata = stored_tensors(path)
+    with safe_open(str(path), "numpy") as handle:
+        expected = {
+            (name, dtypes.lookup(handle.get_slice(name).get_dtype()).name, tuple(handle.get_slice(name).get_shape()))
+            for name in handle.keys()  # noqa: SIM118
+        }
+        expected_metadata = handle.metadata() or {}
+    assert {(t.name, t.dtype, t.shape) for t in tensors} == expected
+    assert len(tensors) == len(expected)
+    assert metadata == expected_metadata
+    # the bytes: each tensor's share of the data region, which together cover it exactly
+    header_size = int.from_bytes(path.read_bytes()[:8], "little")
+    assert sum(t.nbytes for t in tensors) == path.stat().st_size - 8 - header_size
+
+
+def test_header_reader_bytes_are_the_torch_tensors(tmp_path: Path) -> None:
+    path = tmp_path / "t.safetensors"
+    _torch_many(path)
+    with safe_open(str(path), "pt") as handle:
+        loaded = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    tensors, _ = stored_tensors(path)
+    assert {t.name: (t.dtype, t.shape, t.nbytes) for t in tensors} == {
+        name: (torch_name(t.dtype), tuple(t.shape), nbytes(t)) for name, t in loaded.items()
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 3. sharded checkpoints and directories
+
+
+@pytest.fixture(scope="module")
+def llama_70b(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tuple[str, tuple[int, ...]]]]:
+    directory = tmp_path_factory.mktemp("llama-3-70b")
+    tensors = llama_tensors(**LLAMA_3_70B)
+    write_sharded(directory, tensors, 30)
+    return directory, tensors
+
+
+@pytest.mark.parametrize("via", ["directory", "index"])
+def test_llama_3_70b_sharded_has_its_published_count(
+    capsys: pytest.CaptureFixture[str], llama_70b: tuple[Path, dict[str, Any]], via: str
+) -> None:
+    directory, tensors = llama_70b
+    index = directory / "model.safetensors.index.json"
+    data = run_json(capsys, directory if via == "directory" else index)
+    totals = data["totals"]
+    assert totals["params"] == LLAMA_3_70B_PARAMS == sum(math.prod(shape) for _, shape in tensors.values())
+    assert totals["param_bytes"] == 2 * LLAMA_3_70B_PARAMS  # bfloat16
+    assert (totals["buffers"], totals["trainable"]) == (0, None)
+    assert data["by_dtype"] == {"bfloat16": {"params": LLAMA_3_70B_PARAMS, "bytes": 2 * LLAMA_3_70B_PARAMS}}
+    assert {t["name"]: tuple(t["shape"]) for t in data["tensors"]} == {n: s for n, (_, s) in tensors.items()}
+    shards = list(dict.fromkeys(json.loads(index.read_text())["weight_map"].values()))
+    assert data["source"]["files"] == [str(directory / shard) for shard in shards]
+    assert data["source"]["kind"] == "safetensors"
+    layers = {m["path"]: m for m in data["modules"]}
+    assert len([p for p in layers if p.count(".") == 2 and p.startswith("model.layers.")]) == LLAMA_3_70B["layers"]
+
+
+def test_thirty_shards_are_all_read(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    tensors = llama_tensors(**LLAMA_3_70B)
+    names = list(tensors)
+    chunks = [names[i::30] for i in range(30)]  # 30 non-empty shards, every one named by the index
+    weight_map = {}
+    for number, chunk in enumerate(chunks, start=1):
+        shard = f"model-{number:05d}-of-00030.safetensors"
+        write_safetensors(tmp_path / shard, {name: tensors[name] for name in chunk})
+        weight_map |= dict.fromkeys(chunk, shard)
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    data = run_json(capsys, tmp_path)
+    assert data["totals"]["params"] == LLAMA_3_70B_PARAMS
+    assert data["totals"]["param_bytes"] == 2 * LLAMA_3_70B_PARAMS
+    assert sorted(data["source"]["files"]) == sorted(str(tmp_path / shard) for shard in set(weight_map.values()))
+    assert len(data["source"]["files"]) == 30
+
+
+def test_directory_without_index_counts_every_file(tmp_path: Path) -> None:
+    parts = [
+        {"a.weight": torch.zeros(3, 4), "a.bias": torch.zeros(3)},
+        {"b.weight": torch.zeros(5, 3, dtype=torch.float16)},
+        {"c.weight": torch.zeros(2, 5, dtype=torch.bfloat16), "c.steps": torch.zeros(1, dtype=torch.int64)},
+    ]
+    for number, part in enumerate(parts):
+        safetensors.torch.save_file(part, tmp_path / f"part{number}.safetensors")
+    report = paramscope.inspect(str(tmp_path))
+    everything = {name: t for part in parts for name, t in part.items()}
+    assert report.totals.params + report.totals.buffers == sum(t.numel() for t in everything.values())
+    assert report.totals.param_bytes + report.totals.buffer_bytes == sum(nbytes(t) for t in everything.values())
+    assert report.totals.buffers == 1  # the int64 counter
+    assert {r.name for r in report.tensors} == set(everything)
+    assert report.source.files == tuple(str(tmp_path / f"part{n}.safetensors") for n in range(3))
+    assert f"no index file: all 3 *.safetensors files in {tmp_path} are counted" in report.notes
+
+
+TIED_NOTE = (
+    "config.json ties the output head to the input embedding (tie_word_embeddings): the head is that same matrix, "
+    "stored once and counted once"
+)
+
+
+def _tied_checkpoint(directory: Path, *, head: bool, tie: bool | None) -> dict[str, torch.Tensor]:
+    state = {"model.embed_tokens.weight": torch.zeros(32, 8), "model.norm.weight": torch.ones(8)}
+    if head:
+        state["lm_head.weight"] = torch.zeros(32, 8)
+    safetensors.torch.save_file(state, directory / "model.safetensors")
+    if tie is not None:
+        (directory / "config.json").write_text(json.dumps({"model_type": "llama", "tie_word_embeddings": tie}))
+    return state
+
+
+@pytest.mark.parametrize("target", ["directory", "file"])
+def test_tied_config_without_a_stored_head(tmp_path: Path, target: str) -> None:
+    state = _tied_checkpoint(tmp_path, head=False, tie=True)
+    report = paramscope.inspect(str(tmp_path if target == "directory" else tmp_path / "model.safetensors"))
+    assert report.totals.params == sum(t.numel() for t in state.values())
+    assert TIED_NOTE in report.notes
+
+
+def test_tied_config_with_a_stored_head(tmp_path: Path) -> None:
+    state = _tied_checkpoint(tmp_path, head=True, tie=True)
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == sum(t.numel() for t in state.values())  # both matrices are on disk
+    assert (
+        "config.json ties the output head to the input embedding (tie_word_embeddings), but the checkpoint also "
+        "stores lm_head.weight: counted as stored"
+    ) in report.notes
+
+
+@pytest.mark.parametrize("tie", [False, None], ids=["untied", "no-config"])
+def test_no_tie_note_without_a_tying_config(tmp_path: Path, tie: bool | None) -> None:
+    _tied_checkpoint(tmp_path, head=False, tie=tie)
+    assert not any("tie" in note for note in paramscope.inspect(str(tmp_path)).notes)
+
+
+def test_transformers_save_pretrained_with_tied_embeddings(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, tie_word_embeddings=True,
+    )  # fmt: skip
+    model = transformers.LlamaForCausalLM(config)
+    model.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as handle:
+        assert "lm_head.weight" not in handle.keys()  # noqa: SIM118 (the tied head is not stored)
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert TIED_NOTE in report.notes
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 4. PyTorch files
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".bin", ".pth", ".ckpt"])
+def test_plain_state_dict(tmp_path: Path, suffix: str) -> None:
+    model = Mixed()
+    state = model.state_dict()
+    path = tmp_path / f"model{suffix}"
+    torch.save(state, path)
+    report = paramscope.inspect(str(path))
+    assert_matches_state_dict(report, state, model)
+    assert (report.source.kind, report.source.files) == ("torch", (str(path),))
+
+
+def test_tied_gpt_state_dict_counts_the_head_once(tmp_path: Path) -> None:
+    model = gpt2(**TINY_GPT)
+    state = model.state_dict()
+    assert state["lm_head.weight"].data_ptr() == state["transformer.wte.weight"].data_ptr()  # tied in the model
+    torch.save(state, tmp_path / "gpt.pt")
+    report = paramscope.inspect(str(tmp_path / "gpt.pt"))
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert report.totals.param_bytes == sum(nbytes(p) for p in model.parameters())
+    wte = report.tensor("transformer.wte.weight")
+    assert wte.aliases == ("lm_head.weight",)
+    assert report.tensor("lm_head.weight") is wte
+    head = report.module("lm_head")
+    assert (head.params, head.shared) == (0, ("transformer.wte.weight",))
+    assert "lm_head.weight is stored as the same tensor as transformer.wte.weight (tied): counted once" in report.notes
+    names = {name for record in report.tensors for name in (record.name, *record.aliases)}
+    assert names == set(state)
+    assert_tree_adds_up(report)
+
+
+@pytest.mark.parametrize(
+    ("layout", "model_key", "optimizer_key"),
+    [("lightning", "state_dict", "optimizer_states"), ("model+optimizer", "model", "optimizer")],
+)
+def test_checkpoint_with_optimizer_state(tmp_path: Path, layout: str, model_key: str, optimizer_key: str) -> None:
+    model, optimizer = trained_tiny_gpt()
+    optimizer_state = optimizer.state_dict()
+    saved: dict[str, Any] = {model_key: model.state_dict()}
+    saved[optimizer_key] = [optimizer_state] if layout == "lightning" else optimizer_state
+    if layout == "lightning":
+        saved["epoch"] = 1
+    path = tmp_path / "last.ckpt"
+    torch.save(saved, path)
+    report = paramscope.inspect(str(path))
+
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert report.totals.buffers == 0  # the tiny GPT's attention masks are not persistent
+    names = {name for record in report.tensors for name in (record.name, *record.aliases)}
+    assert names == set(model.state_dict())
+    # the optimizer's tensors: exp_avg and exp_avg_sq per parameter, and Adam's step counters
+    moments = tensor_leaves(optimizer_state)
+    assert len(moments) == 3 * len(list(model.parameters()))
+    elements = sum(t.numel() for t in moments)
+    note = next(n for n in report.notes if n.startswith(f"optimizer state {optimizer_key!r}"))
+    assert note.startswith(f"optimizer state {optimizer_key!r}: {len(moments)} tensor(s), {elements:,} elements, ")
+    assert note.endswith("; not counted in the totals")
+    assert f"the model's tensors are the checkpoint's {model_key!r} entry" in report.notes
+    assert_tree_adds_up(report)
+
+
+def test_legacy_format(tmp_path: Path) -> None:
+    model = Mixed()
+    state = model.state_dict()
+    path = tmp_path / "legacy.pt"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    report = paramscope.inspect(str(path))
+    assert_matches_state_dict(report, state, model)
+    assert report.source.kind == "torch"
+
+
+def test_legacy_format_tied_head_counted_once(tmp_path: Path) -> None:
+    model = gpt2(**TINY_GPT)
+    path = tmp_path / "legacy-gpt.pt"
+    torch.save(model.state_dict(), path, _use_new_zipfile_serialization=False)
+    reloaded = torch.load(path, weights_only=True)  # the file itself keeps the tie
+    assert reloaded["lm_head.weight"].data_ptr() == reloaded["transformer.wte.weight"].data_ptr()
+    report = paramscope.inspect(str(path))
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert report.tensor("transformer.wte.weight").aliases == ("lm_head.weight",)
+
+
+@pytest.mark.parametrize("via", ["directory", "index"])
+def test_sharded_pytorch_bin(tmp_path: Path, via: str) -> None:
+    model = Mixed()
+    state = model.state_dict()
+    names = list(state)
+    shards = {"pytorch_model-00001-of-00002.bin": names[:3], "pytorch_model-00002-of-00002.bin": names[3:]}
+    for shard, chunk in shards.items():
+        torch.save({name: state[name] for name in chunk}, tmp_path / shard)
+    weight_map = {name: shard for shard, chunk in shards.items() for name in chunk}
+    index = tmp_path / "pytorch_model.bin.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    report = paramscope.inspect(str(tmp_path if via == "directory" else index))
+    assert_matches_state_dict(report, state, model)
+    assert report.source.kind == "torch"
+    assert report.source.files == tuple(str(tmp_path / shard) for shard in shards)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 5. GGUF
+
+
+GGUF_TENSORS: dict[str, tuple[gguf.GGMLQuantizationType, tuple[int, ...]]] = {
+    "token_embd.weight": (GGML.Q4_0, (12, 64)),
+    "blk.0.attn_q.weight": (GGML.Q8_0, (8, 96)),
+    "blk.0.ffn_up.weight": (GGML.Q4_K, (3, 512)),
+    "blk.0.ffn_down.weight": (GGML.Q6_K, (5, 256)),
+    "blk.0.attn_k.weight": (GGML.F16, (6, 32)),
+    "blk.0.attn_v.weight": (GGML.BF16, (6, 32)),
+    "blk.0.ffn_gate.weight": (GGML.MXFP4, (4, 64)),
+    "blk.0.attn_norm.weight": (GGML.F32, (32,)),
+}
+PLAIN_GGML = {GGML.F32: "float32", GGML.F16: "float16", GGML.BF16: "bfloat16"}
+
+
+def write_gguf(path: Path, tensors: Mapping[str, tuple[gguf.GGMLQuantizationType, tuple[int, ...]]], **kv: str) -> None:
+    """A GGUF file whose tensors have the given GGML types and (PyTorch-order) shapes, data all zeros."""
+    writer = gguf.GGUFWriter(str(path), kv.get("architecture", "llama"))
+    if "name" in kv:
+        writer.add_name(kv["name"])
+    for name, (kind, shape) in tensors.items():
+        if kind == GGML.F32:
+            data = np.zeros(shape, dtype=np.float32)
+        elif kind == GGML.F16:
+            data = np.zeros(shape, dtype=np.float16)
+        else:  # block formats (and BF16) are written as their raw bytes
+            data = np.zeros(quant_shape_to_byte_shape(shape, kind), dtype=np.uint8)
+        writer.add_tensor(name, data, raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def ggml_bytes(kind: gguf.GGMLQuantizationType, numel: int) -> int:
+    block, type_size = gguf.GGML_QUANT_SIZES[kind]
+    return -(-numel // block) * type_size
+
+
+def test_gguf_logical_counts_and_block_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "tiny-Q4_K_M.gguf"
+    write_gguf(path, GGUF_TENSORS, name="tiny")
+    report = paramscope.inspect(str(path))
+    expected = {
+        name: (shape, math.prod(shape), PLAIN_GGML.get(kind, kind.name), ggml_bytes(kind, math.prod(shape)))
+        for name, (kind, shape) in GGUF_TENSORS.items()
+    }
+    assert {r.name: (r.shape, r.numel, r.dtype, r.bytes) for r in report.tensors} == expected
+    # the gguf package's own reader agrees on the bytes each tensor occupies
+    reader = gguf.GGUFReader(path)
+    assert {t.name: int(t.n_bytes) for t in reader.tensors} == {n: e[3] for n, e in expected.items()}
+    # GGUF lists dimensions innermost first; the report gives PyTorch's (out, in)
+    assert {t.name: tuple(t.shape.tolist())[::-1] for t in reader.tensors} == {n: e[0] for n, e in expected.items()}
+    assert report.totals.params == sum(e[1] for e in expected.values())
+    assert report.totals.param_bytes == sum(e[3] for e in expected.values())
+    assert (report.totals.buffers, report.totals.trainable, report.totals.frozen) == (0, None, None)
+    assert (report.source.kind, report.source.files) == ("gguf", (str(path),))
+    assert f"{path.name}: GGUF model tiny, architecture llama" in report.notes
+    assert_tree_adds_up(report)
+
+
+def test_gguf_without_output_head_is_tied(tmp_path: Path) -> None:
+    note = "no output.weight: llama.cpp then uses token_embd.weight as the output head (tied), so it is counted once"
+    path = tmp_path / "tied.gguf"
+    write_gguf(path, GGUF_TENSORS, architecture="qwen2")
+    report = paramscope.inspect(str(path))
+    assert note in report.notes
+    assert f"{path.name}: GGUF model (unnamed), architecture qwen2" in report.notes
+
+    untied = tmp_path / "untied.gguf"
+    write_gguf(untied, {**GGUF_TENSORS, "output.weight": (GGML.Q6_K, (12, 256))})
+    report = paramscope.inspect(str(untied))
+    assert note not in report.notes
+    assert report.totals.params == sum(math.prod(s) for _, s in GGUF_TENSORS.values()) + 12 * 256
+
+
+def test_gguf_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "model.gguf"
+    write_gguf(path, GGUF_TENSORS)
+    data = run_json(capsys, path, "--tensors")
+    assert data["totals"]["params"] == sum(math.prod(s) for _, s in GGUF_TENSORS.values())
+    assert data["source"]["kind"] == "gguf"
+    assert {t["name"]: t["shape"] for t in data["tensors"]} == {n: list(s) for n, (_, s) in GGUF_TENSORS.items()}
+    code, out, err = run(capsys, "inspect", str(path), "--format", "csv", "--depth", "1")
+    assert (code, err) == (0, "")
+    assert {row["path"] for row in csv.DictReader(io.StringIO(out))} == module_paths(GGUF_TENSORS, 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 6. without torch
+
+
+@pytest.fixture(scope="module")
+def torchless_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An environment where ``import torch`` fails: a fake torch package on the path before the real one."""
+    fake = tmp_path_factory.mktemp("no-torch")
+    (fake / "torch").mkdir()
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('torch is broken in this environment')\n")
+    src = Path(paramscope.__file__).parents[1]  # the tree under test first, then the fake torch
+    env = {key: value for key, value in os.environ.items() if key not in {"COLUMNS", "FORCE_COLOR"}}
+    env["PYTHONPATH"] = os.pathsep.join([str(src), str(fake)])
+    return env
+
+
+def run_torchless(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=SUBPROCESS_TIMEOUT,
+        check=False,
+    )
+
+
+def test_the_fake_torch_really_fails(torchless_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import torch"], capture_output=True, text=True, env=torchless_env, check=False
+    )
+    assert result.returncode == 1
+    assert "ImportError: torch is broken in this environment" in result.stderr
+
+
+def test_safetensors_sharded_and_gguf_without_torch(
+    tmp_path: Path, torchless_env: dict[str, str], llama_70b: tuple[Path, dict[str, Any]]
+) -> None:
+    single = tmp_path / "small.safetensors"
+    small = {"encoder.weight": ("F16", (64, 32)), "encoder.bias": ("F32", (64,)), "head.weight": ("BF16", (10, 64))}
+    write_safetensors(single, small)
+    model_gguf = tmp_path / "model.gguf"
+    write_gguf(model_gguf, GGUF_TENSORS)
+    expected = {
+        single: (sum(math.prod(s) for _, s in small.values()), "safetensors"),
+        llama_70b[0]: (LLAMA_3_70B_PARAMS, "safetensors"),
+        model_gguf: (sum(math.prod(s) for _, s in GGUF_TENSORS.values()), "gguf"),
+    }
+    for target, (params, kind) in expected.items():
+        result = run_torchless(torchless_env, "inspect", str(target), "--format", "json", "--quiet")
+        assert (result.returncode, result.stderr) == (0, ""), target
+        data = json.loads(result.stdout)
+        assert (data["totals"]["params"], data["source"]["kind"]) == (params, kind), target
+
+
+def test_torch_file_without_torch_installed(tmp_path: Path) -> None:
+    """torch absent (``find_spec`` finds nothing): the missing-dependency error names the extra."""
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(3)}, path)
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from paramscope.cli import main\n"
+        f"raise SystemExit(main(['inspect', {str(path)!r}]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(paramscope.__file__).parents[1])}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=SUBPROCESS_TIMEOUT, check=False
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"paramscope: error: reading {path} needs torch: pip install 'paramscope[torch]'\n"
+
+
+def test_torch_file_when_torch_cannot_be_imported(tmp_path: Path, torchless_env: dict[str, str]) -> None:
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(3)}, path)
+    result = run_torchless(torchless_env, "inspect", str(path))
+    assert "Traceback" not in result.stderr
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"paramscope: error: reading {path} needs torch: pip install 'paramscope[torch]'\n"
