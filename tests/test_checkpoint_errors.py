@@ -264,8 +264,10 @@ def gguf_version_99(tmp: Path) -> Case:
 
 def directory_without_weights(tmp: Path) -> Case:
     (tmp / "README.md").write_text("# a model card, no weights\n")
-    (tmp / "config.json").write_text("{}")
-    message = f"{tmp}: no weights found (no *.safetensors, *.bin, *.pt, *.pth, *.ckpt or *.gguf files)"
+    (tmp / "tokenizer.json").write_text("{}")
+    message = (
+        f"{tmp}: no weights found (no *.safetensors, *.bin, *.pt, *.pth, *.ckpt or *.gguf files, and no config.json)"
+    )
     return Case(["inspect", str(tmp)], message)
 
 
@@ -274,7 +276,8 @@ def unrecognised_file(tmp: Path) -> Case:
     path.write_bytes(b"hello world")
     message = (
         f"{path}: not a checkpoint paramscope recognises (expected 'package.module:attr', 'path/to/file.py:attr', a "
-        "checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, *.index.json) or a directory holding one)"
+        "checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, *.index.json), a config.json, a directory holding "
+        "them, or hf:org/name)"
     )
     return Case(["inspect", str(path)], message)
 

@@ -40,12 +40,12 @@ META_HINT = "; the model needs real tensors while it is built: try --device cpu"
 SUBPROCESS_TIMEOUT = 240
 TOTALS_KEYS = {
     "params", "trainable", "frozen", "param_bytes", "buffers", "buffer_bytes", "complete", "quantization",
-    "quantization_bytes",
+    "quantization_bytes", "active_params", "non_embedding_params",
 }  # fmt: skip
 TENSOR_KEYS = {"name", "shape", "numel", "dtype", "bytes", "kind", "trainable", "persistent", "aliases", "packing"}
 MODULE_KEYS = {
     "path", "type", "depth", "own_params", "own_param_bytes", "params", "param_bytes", "trainable", "buffers",
-    "buffer_bytes", "complete", "same_as", "shared", "formula", "formula_matches",
+    "buffer_bytes", "complete", "same_as", "shared", "formula", "formula_matches", "active_params",
 }  # fmt: skip
 
 MODELS_SOURCE = '''
@@ -222,6 +222,8 @@ def torch_totals(model: nn.Module) -> dict[str, Any]:
         "complete": True,
         "quantization": 0,  # a live model holds no quantisation tensors
         "quantization_bytes": 0,
+        "active_params": None,  # dense models
+        "non_embedding_params": None,  # only with --exclude-embeddings
     }
 
 
@@ -847,7 +849,8 @@ def test_target_without_an_attribute(capsys: pytest.CaptureFixture[str]) -> None
     assert_error(
         run(capsys, "inspect", "resnet18"),
         "resnet18: not a target paramscope can read; expected 'package.module:attr', 'path/to/file.py:attr', a "
-        "checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, *.index.json) or a directory holding one",
+        "checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, *.index.json), a config.json, a directory holding "
+        "them, or hf:org/name",
     )
 
 
@@ -943,7 +946,7 @@ def test_inspect_without_target(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_json_is_one_object_with_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
     report = run_json(capsys, "paramscope.examples:gpt2", *TINY_GPT_ARGS)
-    assert set(report) == {"schema", "source", "totals", "by_dtype", "tensors", "modules", "notes"}
+    assert set(report) == {"schema", "source", "totals", "by_dtype", "tensors", "modules", "notes", "check"}
     assert report["schema"] == "paramscope.report/1"
     assert set(report["source"]) == {"kind", "target", "device", "files"}
     assert set(report["totals"]) == TOTALS_KEYS

@@ -20,17 +20,27 @@ def inspect(
     *,
     device: str | None = None,
     explain: bool = False,
+    exclude_embeddings: bool = False,
+    from_config: bool = False,
+    check: bool = False,
+    model_class: str | None = None,
+    trust_remote_code: bool = False,
+    quiet: bool = True,
 ) -> Report:
     """Count every parameter and buffer of a model, exactly, and return the :class:`Report`.
 
     ``model`` is a live ``nn.Module`` (on any device, meta included; wrappers such as ``torch.compile``'s and
-    DistributedDataParallel are looked through), or a target string as the CLI takes it: ``"package.module:attr"``
-    or ``"path/to/file.py:attr"``, built with ``arguments`` on ``device`` (``"meta"`` by default: no weights are
-    allocated).
+    DistributedDataParallel are looked through), or a target string as the CLI takes it: model code
+    (``"package.module:attr"``, ``"path/to/file.py:attr"``, built with ``arguments`` on ``device``, ``"meta"`` by
+    default), a checkpoint file or directory (safetensors, PyTorch, GGUF: headers only), a ``config.json``
+    (built on meta with transformers; ``model_class``, ``trust_remote_code``), or a Hub id ``"hf:org/name"``.
+    ``from_config`` builds from the config beside a checkpoint instead, ``check`` compares the two.
 
     Tied tensors and reused modules are counted once; buffers are reported apart from parameters; the model is
     only read, never changed. With ``explain``, every module gets its layer formula (``ModuleNode.formula``),
-    checked against the tensors it holds (``ModuleNode.formula_matches``).
+    checked against the tensors it holds (``ModuleNode.formula_matches``). With ``exclude_embeddings``,
+    ``totals.non_embedding_params`` leaves out the embeddings and an untied output head. Mixture-of-experts models
+    get ``totals.active_params``, the parameters used per token.
 
     >>> import paramscope
     >>> report = paramscope.inspect("paramscope.examples:gpt2")
@@ -38,19 +48,35 @@ def inspect(
     (124439808, 'transformer.wte.weight')
     """
     if isinstance(model, str):
-        from .sources.target import load_report
+        from .sources.target import Request, load_report
 
-        return load_report(model, arguments, device=device or "meta", explain=explain)
+        request = Request(
+            arguments=dict(arguments or {}),
+            device=device or "meta",
+            explain=explain,
+            quiet=quiet,
+            from_config=from_config,
+            check=check,
+            model_class=model_class,
+            trust_remote_code=trust_remote_code,
+            exclude_embeddings=exclude_embeddings,
+        )
+        return load_report(model, request)
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(model, torch.nn.Module):
         raise TargetError(
             f"cannot inspect an object of type {type(model).__name__}: pass a torch.nn.Module or a target string"
         )
-    if arguments or device is not None:
-        raise TargetError("arguments and device are only used to build a target string, not with a module instance")
+    if arguments or device is not None or from_config or check or model_class:
+        raise TargetError("arguments, device, from_config, check and model_class apply to target strings only")
     from .sources.module import inspect_module
 
-    return inspect_module(model, explain=explain)
+    report = inspect_module(model, explain=explain)
+    if exclude_embeddings:
+        from ._embeddings import without_embeddings
+
+        report = without_embeddings(report)
+    return report
 
 
 def _complete_totals(model: nn.Module | Report, what: str) -> Report:

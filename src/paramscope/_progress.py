@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -43,3 +44,13 @@ def _stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def status(message: str, *, quiet: bool = False) -> Iterator[None]:
+    """A spinner with ``message`` on stderr while the block runs (network calls of unknown length)."""
+    if quiet or not sys.stderr.isatty():
+        yield
+        return
+    with _stderr_console().status(message):
+        yield

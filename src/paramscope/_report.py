@@ -10,7 +10,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from ._check import Check
 
 SCHEMA = "paramscope.report/1"
 
@@ -76,6 +79,9 @@ class ModuleNode(NamedTuple):
     """With ``explain``: the layer's closed-form count written out (``Conv2d: 64 × 3/1 × 7 × 7 = 9,408``)."""
     formula_matches: bool | None = None
     """With ``explain``: whether the formula equals the tensors the module holds (False: the tensors are counted)."""
+    active_params: int | None = None
+    """For a mixture of experts: the parameters of this subtree used per token; ``None`` for dense models (and for
+    a single expert, which a token uses or not)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,10 @@ class Totals:
     quantization: int = 0
     """Elements of quantisation tensors (scales, zeros, group indices), apart from the parameters."""
     quantization_bytes: int = 0
+    active_params: int | None = None
+    """For a mixture of experts: parameters used per token (routed experts × top-k / experts); ``None`` if dense."""
+    non_embedding_params: int | None = None
+    """With ``exclude_embeddings``: the parameters without the input embeddings and an untied output head."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +134,8 @@ class Report:
     tensors: tuple[TensorRecord, ...]
     modules: tuple[ModuleNode, ...]
     notes: tuple[str, ...] = ()
+    check: Check | None = None
+    """With ``check``: how a checkpoint and the model its config describes disagree."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.by_dtype, MappingProxyType):
@@ -166,6 +178,7 @@ class Report:
             "tensors": [_record_dict(record) for record in self.tensors],
             "modules": [_node_dict(node) for node in self.modules],
             "notes": list(self.notes),
+            "check": None if self.check is None else _check_dict(self.check),
         }
 
     def __rich__(self) -> Any:
@@ -191,6 +204,23 @@ def _record_dict(record: TensorRecord) -> dict[str, Any]:
         "persistent": record.persistent,
         "aliases": list(record.aliases),
         "packing": record.packing,
+    }
+
+
+def _check_dict(check: Check) -> dict[str, Any]:
+    return {
+        "against": check.against,
+        "ok": check.ok,
+        "missing": list(check.missing),
+        "unexpected": list(check.unexpected),
+        "mismatched": [
+            {
+                "name": item.name,
+                "model_shape": None if item.model_shape is None else list(item.model_shape),
+                "checkpoint_shape": None if item.checkpoint_shape is None else list(item.checkpoint_shape),
+            }
+            for item in check.mismatched
+        ],
     }
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .render import Document
 
 EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
 EXIT_ERROR = 2
 EXIT_BUDGET = 3
 _ALL_DEPTHS = 10**6
@@ -53,12 +54,19 @@ examples:
   paramscope inspect path/to/Llama-3-70B/                         # all shards, via the index
   paramscope inspect checkpoint.ckpt --tensors                    # torch.load(weights_only=True, mmap=True)
   paramscope inspect model-Q4_K_M.gguf
+  paramscope inspect path/to/config.json                          # transformers, built on meta
+  paramscope inspect hf:mistralai/Mixtral-8x7B-v0.1               # config + safetensors headers from the Hub
+  paramscope inspect path/to/checkpoint/ --check                  # will the weights load into the config's model?
 
 TARGET is model code: 'package.module:attr' or 'path/to/file.py:attr', where attr is an nn.Module instance, a
 class, or a function returning one; KEY=VALUE arguments are passed to it as keyword arguments (values are Python
 literals, true/false/none, else strings). Or it is a checkpoint: *.safetensors, *.safetensors.index.json, *.pt,
 *.pth, *.bin, *.ckpt, *.gguf, or a directory holding them; nothing but headers is read, and a PyTorch file is
-loaded with weights_only=True (no code in it runs) and memory-mapped.
+loaded with weights_only=True (no code in it runs) and memory-mapped. Or a Hugging Face config.json (a directory
+with a config and no weights too), built on the meta device with transformers; or hf:org/name[@revision] on the Hub
+(config.json and safetensors headers only; HF_TOKEN and HF_ENDPOINT are honoured).
+
+exit codes: 0 success, 1 --check found differences, 2 bad input or usage, 3 budget exceeded
 """
 
 _FORMULA_EXAMPLES = """\
@@ -120,6 +128,24 @@ def _build_parser() -> argparse.ArgumentParser:
         "--explain", action="store_true", help="show each layer's formula next to its count, checked against it"
     )
     inspect.add_argument("--quiet", "-q", action="store_true", help="no progress bar on stderr")
+    hf = inspect.add_argument_group("Hugging Face configs and checkpoints")
+    hf.add_argument(
+        "--from-config",
+        action="store_true",
+        help="build from the config.json beside the weights instead of reading them",
+    )
+    hf.add_argument(
+        "--check", action="store_true", help="compare the weights with the model config.json describes (exit 1 if not)"
+    )
+    hf.add_argument("--model-class", metavar="NAME", help="transformers class to build (default: architectures[0])")
+    hf.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a config's custom model code to run (off by default)"
+    )
+    hf.add_argument(
+        "--exclude-embeddings",
+        action="store_true",
+        help="also count the parameters without input embeddings and an untied output head",
+    )
     inspect.add_argument("--max-params", metavar="N", help="fail with exit 3 above N parameters (125M, 7B, 1.5e9)")
     inspect.add_argument(
         "--max-bytes", metavar="SIZE", help="fail with exit 3 above SIZE of parameters + buffers (2GiB, 500MB)"
@@ -204,7 +230,7 @@ def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
     from ._budget import Budget, check_budget
     from .render import View, render
     from .render._layout import layout
-    from .sources.target import load_report
+    from .sources.target import Request, load_report
 
     if options.depth is not None and options.depth < 0:
         raise UsageError(f"--depth must be 0 or more, not {options.depth}")
@@ -212,21 +238,26 @@ def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
         max_params=None if options.max_params is None else parse_count(options.max_params),
         max_bytes=None if options.max_bytes is None else parse_bytes(options.max_bytes),
     )
+    request = Request(
+        arguments=parse_arguments(options.args),
+        device=options.device,
+        explain=options.explain,
+        import_on_device=True,  # this process ends with the report: module-level models may be built on meta
+        quiet=options.quiet,
+        from_config=options.from_config,
+        check=options.check,
+        model_class=options.model_class,
+        trust_remote_code=options.trust_remote_code,
+        exclude_embeddings=options.exclude_embeddings,
+    )
     # Whatever the model code prints goes to stderr: stdout carries the report, which must stay parseable.
     with contextlib.redirect_stdout(sys.stderr):
-        report = load_report(
-            options.target,
-            parse_arguments(options.args),
-            device=options.device,
-            explain=options.explain,
-            import_on_device=True,  # this process ends with the report: module-level models may be built on meta
-            quiet=options.quiet,
-        )
+        report = load_report(options.target, request)
     depth = options.depth if options.depth is not None else (_ALL_DEPTHS if options.explain else 2)
     view = View(depth=depth, tensors=options.tensors, units=options.units, explain=options.explain)
     _deliver(options, stdout, lambda: render(report, options.format, view), lambda: layout(report, view))
     check_budget(report, budget, options.units)
-    return EXIT_OK
+    return EXIT_CHECK_FAILED if report.check is not None and not report.check.ok else EXIT_OK
 
 
 def _run_formula(options: argparse.Namespace, stdout: IO[str]) -> int:

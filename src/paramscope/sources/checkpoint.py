@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import dtypes as dtype_table
+from .._moe import with_active_params
 from .._report import Report, Source, TensorKind, TensorRecord
 from .._tree import tree_from_names
 from .._units import format_bytes
@@ -134,7 +135,7 @@ def checkpoint_report(
         dtype_table.lookup(tensor.dtype)  # every source maps dtypes to table names; an unknown one is a bug there
     records, record_notes = quantized_records(tensors, config)
     nodes, totals, by_dtype = tree_from_names(records, trainability_known=False, sort=sort)
-    return Report(
+    report = Report(
         source=Source(kind=kind, target=target, files=tuple(files)),
         totals=totals,
         by_dtype=by_dtype,
@@ -142,3 +143,4 @@ def checkpoint_report(
         modules=nodes,
         notes=(*notes, *record_notes, *_tie_notes(records, config)),
     )
+    return with_active_params(report, config)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from torch.nn.utils import parametrize
 
 from .. import dtypes as dtype_table
+from .._moe import with_active_params
 from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
 from .._tree import TreeBuilder
 from ._tensors import PLAIN_TENSOR_CLASSES, packed_weights, unusual_bytes
@@ -435,7 +436,7 @@ def inspect_module(
         target = f"{type(root).__module__}.{type(root).__qualname__}"
     if device is None and walk.devices:
         device = ", ".join(sorted(str(d) for d in walk.devices))
-    return Report(
+    report = Report(
         source=Source(kind="module", target=target, device=device),
         totals=totals,
         by_dtype=by_dtype,
@@ -443,3 +444,16 @@ def inspect_module(
         modules=modules,
         notes=tuple(notes),
     )
+    return with_active_params(report, _hf_config(walk.node_modules[0]))
+
+
+def _hf_config(model: nn.Module) -> dict[str, Any] | None:
+    """A transformers model's config as a dict (for mixture-of-experts settings)."""
+    to_dict = getattr(getattr(model, "config", None), "to_dict", None)
+    if not callable(to_dict):
+        return None
+    try:
+        config = to_dict()
+    except Exception:  # a foreign object's method: no config is better than a crash
+        return None
+    return config if isinstance(config, dict) else None

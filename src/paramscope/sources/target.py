@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from .._report import Report
 
 TARGET_FORMS = (
     "'package.module:attr', 'path/to/file.py:attr', a checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, "
-    "*.index.json) or a directory holding one"
+    "*.index.json), a config.json, a directory holding them, or hf:org/name"
 )
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
@@ -89,49 +90,138 @@ def _for_directory(path: Path) -> tuple[Loader, list[str]]:
     return loaders[formats[0]], notes
 
 
-def _checkpoint(target: str, *, quiet: bool) -> Report:
+@dataclass(frozen=True)
+class Request:
+    """How to read a target; the defaults are what ``paramscope inspect TARGET`` does."""
+
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments for model code."""
+    device: str = "meta"
+    explain: bool = False
+    import_on_device: bool = False
+    """Import model code under the device too (see ``build_model``); the CLI does."""
+    quiet: bool = False
+    from_config: bool = False
+    """Build from the config.json beside the weights instead of reading the weights."""
+    check: bool = False
+    """Also build from the config.json and compare the model with the weights."""
+    model_class: str | None = None
+    trust_remote_code: bool = False
+    exclude_embeddings: bool = False
+
+
+def _config_report(config: Path, request: Request, target: str | None = None) -> Report:
+    from .hf import config_report
+
+    return config_report(
+        config,
+        model_class=request.model_class,
+        trust_remote_code=request.trust_remote_code,
+        device=request.device,
+        explain=request.explain,
+        target=target,
+    )
+
+
+def _path_report(target: str, request: Request) -> Report:
     path = Path(target)
+    if not path.exists():
+        raise SourceError(f"{target}: no such file or directory")
+    if path.is_file() and path.name.endswith(".json") and not path.name.endswith(".index.json"):
+        return _config_report(path, request)  # a config.json
+    directory = path if path.is_dir() else path.parent
+    config = directory / "config.json"
+    has_config = config.is_file()
+    if path.is_dir():
+        has_weights = _has_weights(path)
+        if not has_weights and has_config:
+            return _config_report(config, request, target)
+        if not has_weights:
+            raise SourceError(
+                f"{path}: no weights found (no *.safetensors, *.bin, *.pt, *.pth, *.ckpt or *.gguf files, and no "
+                "config.json)"
+            )
+    if request.explain and not request.from_config:
+        hint = "add --from-config to build it from config.json" if has_config else "a checkpoint has only tensors"
+        raise UsageError(f"{target}: --explain needs a model to read layer hyperparameters from; {hint}")
+    if (request.from_config or request.check) and not has_config:
+        flag = "--from-config" if request.from_config else "--check"
+        raise UsageError(f"{target}: {flag} needs a config.json beside the weights, and there is none")
+    if request.from_config:
+        return _config_report(config, request, target)
+    report = _checkpoint(path, quiet=request.quiet)
+    if request.check:
+        from .._check import with_check
+
+        report = with_check(report, _config_report(config, request))
+    return report
+
+
+def _has_weights(directory: Path) -> bool:
+    try:
+        _for_directory(directory)
+    except SourceError:
+        return False
+    return True
+
+
+def _checkpoint(path: Path, *, quiet: bool) -> Report:
     if path.is_dir():
         loader, notes = _for_directory(path)
         report = loader(path, quiet)
-        return report if not notes else _with_notes(report, notes)
-    if not path.exists():
-        raise SourceError(f"{target}: no such file or directory")
+        return report if not notes else replace(report, notes=(*report.notes, *notes))
     return _for_file(path)(path, quiet)
 
 
-def _with_notes(report: Report, notes: list[str]) -> Report:
-    from dataclasses import replace
+def _module_report(target: str, request: Request) -> Report:
+    if request.from_config or request.check:
+        raise UsageError(f"{target}: --from-config and --check need a config.json, not model code")
+    require("torch", "torch", f"building {target}")
+    from .code import build_model, user_code
+    from .module import inspect_module
 
-    return replace(report, notes=(*report.notes, *notes))
+    model = build_model(target, request.arguments, device=request.device, import_on_device=request.import_on_device)
+    # A malformed module tree (a non-module in _modules, a broken attribute) is the model's fault, not ours.
+    with user_code(f"inspecting {target}"):
+        return inspect_module(model, target=target, device=request.device, explain=request.explain)
 
 
-def load_report(
-    target: str,
-    arguments: Mapping[str, Any] | None = None,
-    *,
-    device: str = "meta",
-    explain: bool = False,
-    import_on_device: bool = False,
-    quiet: bool = False,
-) -> Report:
-    """The report of whatever ``target`` names; see :func:`paramscope.inspect` (and ``build_model`` for
-    ``import_on_device``)."""
-    if is_code_target(target) and not Path(target).exists():
-        require("torch", "torch", f"building {target}")
-        from .code import build_model, user_code
-        from .module import inspect_module
+def _hub_report(target: str, request: Request) -> Report:
+    from . import hub
 
-        model = build_model(target, arguments, device=device, import_on_device=import_on_device)
-        # A malformed module tree (a non-module in _modules, a broken attribute) is the model's fault, not ours.
-        with user_code(f"inspecting {target}"):
-            return inspect_module(model, target=target, device=device, explain=explain)
-    looks_like_path = "/" in target or "\\" in target or Path(target).suffix or Path(target).exists()
-    if not looks_like_path:
-        raise TargetError(f"{target}: not a target paramscope can read; expected {TARGET_FORMS}")
-    if arguments:
-        raise UsageError(f"{target}: KEY=VALUE arguments are only for model code targets")
-    if explain:
-        raise UsageError(f"{target}: --explain needs a model to read layer hyperparameters from; a checkpoint has "
-                         "only tensors")  # fmt: skip
-    return _checkpoint(target, quiet=quiet)
+    report = hub.load(
+        target,
+        quiet=request.quiet,
+        from_config=request.from_config,
+        model_class=request.model_class,
+        trust_remote_code=request.trust_remote_code,
+        explain=request.explain,
+    )
+    if request.check:
+        from .._check import with_check
+
+        model = hub.load(target, quiet=request.quiet, from_config=True, model_class=request.model_class,
+                         trust_remote_code=request.trust_remote_code)  # fmt: skip
+        report = with_check(report, model)
+    return report
+
+
+def load_report(target: str, request: Request | None = None) -> Report:
+    """The report of whatever ``target`` names; see :func:`paramscope.inspect`."""
+    request = request or Request()
+    if target.startswith("hf:"):
+        report = _hub_report(target, request)
+    elif is_code_target(target) and not Path(target).exists():
+        report = _module_report(target, request)
+    else:
+        looks_like_path = "/" in target or "\\" in target or Path(target).suffix or Path(target).exists()
+        if not looks_like_path:
+            raise TargetError(f"{target}: not a target paramscope can read; expected {TARGET_FORMS}")
+        if request.arguments:
+            raise UsageError(f"{target}: KEY=VALUE arguments are only for model code targets")
+        report = _path_report(target, request)
+    if request.exclude_embeddings:
+        from .._embeddings import without_embeddings
+
+        report = without_embeddings(report)
+    return report

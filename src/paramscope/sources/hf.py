@@ -1,0 +1,169 @@
+"""Hugging Face models: built from a ``config.json`` on the meta device, or read from the Hub (config and headers).
+
+From a config, ``transformers`` builds the model inside ``torch.device("meta")``: every parameter gets its exact
+shape and no memory, so a 70B model is counted in about a second, LM head included (the class named in
+``architectures[0]`` is used, not a bare ``AutoModel`` that would leave the head out). From the Hub, only
+``config.json`` and the safetensors headers are fetched (HTTP range requests, through ``huggingface_hub``); no
+weight is downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .._errors import SourceError, TargetError, UsageError
+from .._report import Report
+
+HUB_PREFIX = "hf:"
+_MAX_CONFIG_BYTES = 16 * 2**20
+
+
+def _transformers() -> Any:
+    from .target import require
+
+    require("transformers", "hf", "building a model from its config")
+    import transformers
+
+    return transformers
+
+
+def _failing_module(traceback: Any) -> str | None:
+    """The class of the innermost module whose ``__init__`` was running when an exception was raised."""
+    from torch import nn
+
+    found = None
+    while traceback is not None:
+        frame = traceback.tb_frame
+        owner = frame.f_locals.get("self")
+        if frame.f_code.co_name == "__init__" and isinstance(owner, nn.Module):
+            found = type(owner).__name__
+        traceback = traceback.tb_next
+    return found
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A config.json as a dict, with one-line errors."""
+    try:
+        if path.stat().st_size > _MAX_CONFIG_BYTES:
+            raise SourceError(f"{path}: larger than 16 MiB, not a model config")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SourceError(f"{path}: cannot be read: {error.strerror or error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SourceError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: not a JSON object, so not a model config")
+    return data
+
+
+def _load_config(directory: Path, trust_remote_code: bool) -> Any:
+    transformers = _transformers()
+    try:
+        return transformers.AutoConfig.from_pretrained(directory, trust_remote_code=trust_remote_code)
+    except ValueError as error:
+        message = _one_line(error)
+        if "trust_remote_code" in message:
+            raise TargetError(
+                f"{directory / 'config.json'}: the model is defined by custom code in its repository; pass "
+                "--trust-remote-code to run that code (only for code you trust)"
+            ) from None
+        raise SourceError(f"{directory / 'config.json'}: not a config transformers can read ({message})") from None
+    except (OSError, KeyError, TypeError) as error:
+        raise SourceError(
+            f"{directory / 'config.json'}: not a config transformers can read ({_one_line(error)})"
+        ) from None
+
+
+def _model_class(config: Any, model_class: str | None, trust_remote_code: bool) -> Any:
+    transformers = _transformers()
+    name = model_class or ((getattr(config, "architectures", None) or [None])[0])
+    if name is None:
+        return transformers.AutoModel, "AutoModel (config.json names no architecture)"
+    cls = getattr(transformers, name, None)
+    if cls is None:
+        auto_map = getattr(config, "auto_map", None) or {}
+        if trust_remote_code and auto_map:
+            auto = "AutoModelForCausalLM" if "AutoModelForCausalLM" in auto_map else "AutoModel"
+            return getattr(transformers, auto), f"{name} (custom code, through {auto})"
+        if auto_map:
+            raise TargetError(
+                f"{name} is defined by custom code in the model's repository; pass --trust-remote-code to run it "
+                "(only for code you trust)"
+            )
+        raise TargetError(f"transformers {transformers.__version__} has no class {name!r} (use --model-class NAME)")
+    return cls, name
+
+
+@contextlib.contextmanager
+def _building(what: str, device: str) -> Iterator[None]:
+    try:
+        yield
+    except (TargetError, SourceError, UsageError):
+        raise
+    except Exception as error:
+        where = _failing_module(error.__traceback__)
+        inside = f" in {where}.__init__" if where else ""
+        hint = "; the model needs real tensors while it is built: try --device cpu" if device == "meta" else ""
+        raise TargetError(f"building {what} on {device} failed{inside}: {type(error).__name__}: {_one_line(error)}"
+                          f"{hint}") from None  # fmt: skip
+
+
+def build_from_config(
+    config_path: Path,
+    *,
+    model_class: str | None = None,
+    trust_remote_code: bool = False,
+    device: str = "meta",
+) -> tuple[Any, list[str]]:
+    """Build the model a config.json describes, on ``device``; returns the model and notes."""
+    import torch
+
+    directory = config_path if config_path.is_dir() else config_path.parent
+    config = _load_config(directory, trust_remote_code)
+    cls, label = _model_class(config, model_class, trust_remote_code)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    kwargs: dict[str, Any] = {"trust_remote_code": True} if trust_remote_code else {}
+    if isinstance(dtype, torch.dtype):
+        kwargs["dtype"] = dtype
+    notes = [f"built {label} from {config_path} on {device}"]
+    if isinstance(dtype, torch.dtype):
+        notes.append(f"parameters in {str(dtype).removeprefix('torch.')}, the dtype config.json gives")
+    # Auto classes build through from_config; model classes through _from_config, which applies the dtype.
+    build = cls.from_config if cls.__name__.startswith("Auto") else cls._from_config
+    with _building(label, device), torch.device(device):
+        model = build(config, **kwargs)
+    return model, notes
+
+
+def config_report(
+    config_path: Path,
+    *,
+    model_class: str | None = None,
+    trust_remote_code: bool = False,
+    device: str = "meta",
+    explain: bool = False,
+    target: str | None = None,
+) -> Report:
+    """The report of the model a config.json describes (``source.kind == "hf-config"``)."""
+    from dataclasses import replace
+
+    from .module import inspect_module
+
+    model, notes = build_from_config(
+        config_path, model_class=model_class, trust_remote_code=trust_remote_code, device=device
+    )
+    report = inspect_module(model, target=target or os.fspath(config_path), device=device, explain=explain)
+    source = replace(report.source, kind="hf-config", files=(os.fspath(config_path),))
+    return replace(report, source=source, notes=(*notes, *report.notes))
