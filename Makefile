@@ -33,6 +33,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -r requirements/bench.txt
 	$(BIN)/python benchmarks/bench_tally.py
 	$(BIN)/python benchmarks/bench_headers.py
+	$(BIN)/python benchmarks/bench_config.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
