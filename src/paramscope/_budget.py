@@ -11,7 +11,7 @@ from ._units import Units, format_bytes, format_count
 
 @dataclass(frozen=True)
 class Budget:
-    """Upper limits for a model: parameters, and bytes of parameters plus buffers (what the model stores)."""
+    """Upper limits for a model: parameters, and the bytes it stores (parameters, buffers, quantisation tensors)."""
 
     max_params: int | None = None
     max_bytes: int | None = None
@@ -36,11 +36,13 @@ def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> l
             f"parameters: {format_count(totals.params)} > --max-params {format_count(budget.max_params)} "
             f"(over by {format_count(over)}, {_percent(over, budget.max_params)})"
         )
-    size = totals.param_bytes + totals.buffer_bytes
+    # everything the model stores: a quantised checkpoint's scales and zeros too
+    size = totals.param_bytes + totals.buffer_bytes + totals.quantization_bytes
+    what = "parameters + buffers" + (" + quantization" if totals.quantization_bytes else "")
     if budget.max_bytes is not None and size > budget.max_bytes:
         over = size - budget.max_bytes
         violations.append(
-            f"size (parameters + buffers): {format_bytes(size, units)} ({size:,} B) > --max-bytes "
+            f"size ({what}): {format_bytes(size, units)} ({size:,} B) > --max-bytes "
             f"{format_bytes(budget.max_bytes, units)} (over by {format_bytes(over, units)}, "
             f"{_percent(over, budget.max_bytes)})"
         )

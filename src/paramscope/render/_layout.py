@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .._check import Check
 from .._report import ModuleNode, Report, TensorRecord
 from .._units import Units, format_bytes, format_count, humanize_count
 
 Align = Literal["left", "right"]
 
-_SOURCE_KINDS = {"module": "nn.Module"}
+_SOURCE_KINDS = {"module": "nn.Module", "hf-config": "transformers config"}
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ def _modules_section(report: Report, view: View) -> Section:
         columns.append(Column("Trainable", "right"))
     if buffers:
         columns.append(Column("Buffers", "right"))
+    moe = report.totals.active_params is not None
+    if moe:
+        columns.append(Column("Active", "right"))
     if view.explain:
         columns.append(Column("Formula"))
     has_notes = any(notes)
@@ -117,6 +121,8 @@ def _modules_section(report: Report, view: View) -> Section:
             row.append(format_count(node.trainable or 0))
         if buffers:
             row.append(format_count(node.buffers))
+        if moe:
+            row.append("" if node.active_params is None else format_count(node.active_params))
         if view.explain:
             row.append(node.formula or "")
         if has_notes:
@@ -173,14 +179,24 @@ def _totals_section(report: Report, view: View) -> Section:
     totals = report.totals
     complete = totals.complete
     rows = [("Parameters", _count(totals.params, complete), humanize_count(totals.params))]
+    if totals.active_params is not None:
+        rows.append(("  active per token", format_count(totals.active_params), humanize_count(totals.active_params)))
+    if totals.non_embedding_params is not None:
+        count = totals.non_embedding_params
+        rows.append(("  without embeddings", _count(count, complete), humanize_count(count)))
     if totals.trainable is not None and totals.frozen is not None:
         rows.append(("  trainable", _count(totals.trainable, complete), humanize_count(totals.trainable)))
         rows.append(("  frozen", _count(totals.frozen, complete), humanize_count(totals.frozen)))
     rows.append(("Parameter size", _size(totals.param_bytes, view.units, complete), f"{totals.param_bytes:,} B"))
     rows.append(("Buffers", _count(totals.buffers, complete), "elements"))
     rows.append(("Buffer size", _size(totals.buffer_bytes, view.units, complete), f"{totals.buffer_bytes:,} B"))
-    both = totals.param_bytes + totals.buffer_bytes
-    rows.append(("Total size", _size(both, view.units, complete), "parameters + buffers"))
+    if totals.quantization:
+        rows.append(("Quantization", _count(totals.quantization, complete), "scale/zero/index elements"))
+        size = totals.quantization_bytes
+        rows.append(("Quantization size", _size(size, view.units, complete), f"{size:,} B"))
+    both = totals.param_bytes + totals.buffer_bytes + totals.quantization_bytes
+    what = "parameters + buffers" + (" + quantization" if totals.quantization else "")
+    rows.append(("Total size", _size(both, view.units, complete), what))
     return Section("Totals", (Column(""), Column("", "right"), Column("")), rows)
 
 
@@ -194,12 +210,28 @@ def _dtype_section(report: Report, view: View) -> Section:
     return Section("Parameters by dtype", columns, rows)
 
 
+def _check_section(check: Check) -> Section:
+    columns = (Column("Problem"), Column("Tensor"), Column("Model"), Column("Checkpoint"))
+    rows: list[tuple[str, ...]] = [("missing", name, "present", "absent") for name in check.missing]
+    rows += [("unexpected", name, "absent", "present") for name in check.unexpected]
+    rows += [("shape", item.name, _dims(item.model_shape), _dims(item.checkpoint_shape)) for item in check.mismatched]
+    if check.ok:
+        rows = [("none", "every tensor of the model is in the checkpoint, with its shape", "", "")]
+    return Section(f"Check against {check.against}", columns, rows)
+
+
+def _dims(shape: tuple[int, ...] | None) -> str:
+    return "?" if shape is None else "(" + ", ".join(str(dim) for dim in shape) + ")"
+
+
 def layout(report: Report, view: View) -> Document:
     """The sections to draw for ``report`` under ``view``."""
     sections = [_modules_section(report, view)]
     if view.tensors:
         sections.append(_tensors_section(report, view))
     sections.append(_totals_section(report, view))
+    if report.check is not None:
+        sections.append(_check_section(report.check))
     if report.by_dtype:
         sections.append(_dtype_section(report, view))
     return Document(_heading(report, view), sections, list(report.notes))
