@@ -430,7 +430,6 @@ CASES: dict[str, Case] = {
 }
 
 FORMULAS = sorted(name for name, entry in REGISTRY.items() if entry.kind == "formula")
-KNOWN_UNREADABLE = {"RNNCellBase"}  # explain_module cannot read it back: see test_explain_reads_rnn_cell_base
 
 
 def build(name: str, hp: Hyperparameters, device: str = "meta") -> nn.Module:
@@ -499,8 +498,7 @@ def test_formula_matches_torch(name: str):
         check_text(name, result)
         explanation = explain_module(module)
         assert explanation.entry is REGISTRY[name]
-        if name not in KNOWN_UNREADABLE:
-            assert explanation.count == result, explanation.reason
+        assert explanation.count == result, explanation.reason
 
     check()
 
