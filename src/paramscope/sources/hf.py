@@ -155,15 +155,18 @@ def config_report(
     device: str = "meta",
     explain: bool = False,
     target: str | None = None,
+    quiet: bool = False,
 ) -> Report:
     """The report of the model a config.json describes (``source.kind == "hf-config"``)."""
     from dataclasses import replace
 
+    from .._progress import status
     from .module import inspect_module
 
-    model, notes = build_from_config(
-        config_path, model_class=model_class, trust_remote_code=trust_remote_code, device=device
-    )
+    with status(f"building the model of {config_path} on {device}", quiet=quiet):
+        model, notes = build_from_config(
+            config_path, model_class=model_class, trust_remote_code=trust_remote_code, device=device
+        )
     report = inspect_module(model, target=target or os.fspath(config_path), device=device, explain=explain)
     source = replace(report.source, kind="hf-config", files=(os.fspath(config_path),))
     return replace(report, source=source, notes=(*notes, *report.notes))

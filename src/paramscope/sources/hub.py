@@ -170,7 +170,12 @@ def load(
         from .hf import config_report
 
         report = config_report(
-            config_file, model_class=model_class, trust_remote_code=trust_remote_code, explain=explain, target=target
+            config_file,
+            model_class=model_class,
+            trust_remote_code=trust_remote_code,
+            explain=explain,
+            target=target,
+            quiet=quiet,
         )
         if not from_config and not explain:
             from dataclasses import replace

@@ -120,6 +120,7 @@ def _config_report(config: Path, request: Request, target: str | None = None) ->
         device=request.device,
         explain=request.explain,
         target=target,
+        quiet=request.quiet,
     )
 
 
