@@ -40,7 +40,7 @@ META_HINT = "; the model needs real tensors while it is built: try --device cpu"
 SUBPROCESS_TIMEOUT = 240
 TOTALS_KEYS = {
     "params", "trainable", "frozen", "param_bytes", "buffers", "buffer_bytes", "complete", "quantization",
-    "quantization_bytes", "active_params", "non_embedding_params",
+    "quantization_bytes", "active_params", "non_embedding_params", "flops", "macs", "activations_bytes",
 }  # fmt: skip
 TENSOR_KEYS = {"name", "shape", "numel", "dtype", "bytes", "kind", "trainable", "persistent", "aliases", "packing"}
 MODULE_KEYS = {
@@ -224,6 +224,9 @@ def torch_totals(model: nn.Module) -> dict[str, Any]:
         "quantization_bytes": 0,
         "active_params": None,  # dense models
         "non_embedding_params": None,  # only with --exclude-embeddings
+        "flops": None,  # only with a forward pass (summary)
+        "macs": None,
+        "activations_bytes": None,
     }
 
 
@@ -946,7 +949,7 @@ def test_inspect_without_target(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_json_is_one_object_with_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
     report = run_json(capsys, "paramscope.examples:gpt2", *TINY_GPT_ARGS)
-    assert set(report) == {"schema", "source", "totals", "by_dtype", "tensors", "modules", "notes", "check"}
+    assert set(report) == {"schema", "source", "totals", "by_dtype", "tensors", "modules", "notes", "check", "calls"}
     assert report["schema"] == "paramscope.report/1"
     assert set(report["source"]) == {"kind", "target", "device", "files"}
     assert set(report["totals"]) == TOTALS_KEYS

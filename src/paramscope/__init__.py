@@ -7,7 +7,7 @@
 ``import paramscope`` does not import torch; the functions that need it import it when called.
 """
 
-from ._api import count_params, inspect, params_size, report_model
+from ._api import count_params, inspect, params_size, report_model, summary
 from ._budget import Budget, check_budget
 from ._errors import (
     BudgetExceededError,
@@ -18,12 +18,13 @@ from ._errors import (
     TargetError,
     UsageError,
 )
-from ._report import DtypeTotals, ModuleNode, Report, Source, TensorRecord, Totals
+from ._report import CallRecord, DtypeTotals, ModuleNode, Report, Source, TensorRecord, Totals
 from ._version import __version__
 
 __all__ = [
     "Budget",
     "BudgetExceededError",
+    "CallRecord",
     "DtypeTotals",
     "IncompleteCountError",
     "MissingDependencyError",
@@ -42,4 +43,5 @@ __all__ = [
     "inspect",
     "params_size",
     "report_model",
+    "summary",
 ]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace as dataclass_replace
 from typing import IO, TYPE_CHECKING, Any
 
-from ._errors import IncompleteCountError, TargetError
+from ._errors import IncompleteCountError, TargetError, UsageError
 from ._report import Report
 from ._units import byte_unit
 
@@ -133,3 +134,63 @@ def report_model(
     report = model if isinstance(model, Report) else inspect(model)
     write_report(report, View(depth=depth, tensors=tensors, title=title), file or sys.stdout, "table")
     return report
+
+
+def summary(
+    model: nn.Module | str,
+    input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    input_data: Any = None,
+    dtypes: Sequence[Any] | None = None,
+    depth: int = 3,
+    device: str = "meta",
+    mode: str = "eval",
+    *,
+    arguments: Mapping[str, Any] | None = None,
+    model_class: str | None = None,
+    trust_remote_code: bool = False,
+    quiet: bool = True,
+) -> Report:
+    """Run a forward pass and report each module's part in it: shapes, FLOPs, activation memory, parameters.
+
+    Like torchinfo's ``summary`` (same argument names), but on the meta device by default: any model size, no
+    compute, exact shapes. ``input_size`` is one shape or a list of shapes, ``dtypes`` one dtype per input (token
+    models need ``"long"``); ``input_data`` gives the inputs themselves instead (a tensor, a tuple, or a dict of
+    keyword inputs). ``depth`` limits the call records to modules that deep. ``device="cpu"`` runs for real.
+
+    FLOPs come from torch's ``FlopCounterMode``; ``totals.activations_bytes`` is what autograd saves for backward
+    in a train-mode forward. The model is never changed: parameters, buffers, devices, modes and hooks stay as
+    they were, even when the forward raises.
+
+    >>> import paramscope
+    >>> report = paramscope.summary("paramscope.examples:resnet18", input_size=(1, 3, 224, 224))
+    >>> report.totals.flops, report.calls[1].inputs, report.calls[1].outputs
+    (3628146688, '[1, 3, 224, 224]', '[1, 64, 112, 112]')
+    """
+    from ._summary import check_mode, make_inputs, module_of, summarize
+
+    check_mode(device, mode)
+    if depth < 0:
+        raise UsageError(f"depth must be 0 or more, not {depth}")
+    if isinstance(model, str):
+        from .sources.module import inspect_module
+        from .sources.target import Request, load_model
+
+        request = Request(
+            arguments=dict(arguments or {}),
+            device=device,
+            quiet=quiet,
+            model_class=model_class,
+            trust_remote_code=trust_remote_code,
+        )
+        module, kind, notes = load_model(model, request)
+        report = inspect_module(module, target=model, device=device)
+        report = dataclass_replace(
+            report, source=dataclass_replace(report.source, kind=kind), notes=(*notes, *report.notes)
+        )
+    else:
+        module = module_of(model)
+        from .sources.module import inspect_module
+
+        report = inspect_module(module)
+    args, kwargs = make_inputs(input_size, input_data, dtypes, device)
+    return summarize(module, report, args, kwargs, depth=depth, device=device, mode=mode)

@@ -84,6 +84,27 @@ class ModuleNode(NamedTuple):
     a single expert, which a token uses or not)."""
 
 
+class CallRecord(NamedTuple):
+    """One module's part in a forward pass (see :func:`paramscope.summary`), in execution order.
+
+    ``flops``, ``macs`` and ``activations_bytes`` cover the module's subtree, as ``params`` does; a module called
+    several times is one record, its figures summed over the calls.
+    """
+
+    path: str
+    type: str
+    depth: int
+    inputs: str
+    """The shapes of the first call's inputs, structure kept: ``([1, 3, 224, 224],)``."""
+    outputs: str
+    params: int
+    flops: int
+    macs: int
+    calls: int
+    activations_bytes: int
+    """Bytes autograd saves for backward inside this module in a train-mode forward."""
+
+
 @dataclass(frozen=True, slots=True)
 class Totals:
     """Whole-model figures. ``trainable``/``frozen`` are ``None`` where the source cannot tell (checkpoints)."""
@@ -103,6 +124,12 @@ class Totals:
     """For a mixture of experts: parameters used per token (routed experts × top-k / experts); ``None`` if dense."""
     non_embedding_params: int | None = None
     """With ``exclude_embeddings``: the parameters without the input embeddings and an untied output head."""
+    flops: int | None = None
+    """With a forward pass (``summary``): floating-point operations, as torch's FlopCounterMode counts them."""
+    macs: int | None = None
+    """Multiply-accumulates: half the FLOPs (every op FlopCounterMode counts is a matmul, convolution or attention)."""
+    activations_bytes: int | None = None
+    """With a forward pass: bytes autograd saves for backward in train mode; ``None`` when no forward ran."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +163,8 @@ class Report:
     notes: tuple[str, ...] = ()
     check: Check | None = None
     """With ``check``: how a checkpoint and the model its config describes disagree."""
+    calls: tuple[CallRecord, ...] | None = None
+    """With a forward pass (``summary``): each module's call, in execution order; ``None`` otherwise."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.by_dtype, MappingProxyType):
@@ -179,6 +208,7 @@ class Report:
             "modules": [_node_dict(node) for node in self.modules],
             "notes": list(self.notes),
             "check": None if self.check is None else _check_dict(self.check),
+            "calls": None if self.calls is None else [call._asdict() for call in self.calls],
         }
 
     def __rich__(self) -> Any:

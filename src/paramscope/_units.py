@@ -156,3 +156,15 @@ def humanize_count(n: int) -> str:
         if abs(n) >= factor:
             return f"{n / factor:.2f}{suffix}"
     return str(n)
+
+
+def humanize_operations(n: int) -> str:
+    """An operation count with SI prefixes, as FLOPs and MACs are written: ``3.63G``, ``812.00M``.
+
+    >>> humanize_operations(3_628_146_688), humanize_operations(950)
+    ('3.63G', '950')
+    """
+    for suffix, factor in (("P", 10**15), ("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if abs(n) >= factor:
+            return f"{n / factor:.2f}{suffix}"
+    return str(n)

@@ -11,16 +11,19 @@ import secrets
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from ._errors import BudgetExceededError, ParamscopeError, UsageError
 from ._units import parse_bytes, parse_count
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .render import Document
+    from ._budget import Budget
+    from ._report import Report
+    from .render import Document, View
+    from .sources.target import Request
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -69,6 +72,18 @@ with a config and no weights too), built on the meta device with transformers; o
 exit codes: 0 success, 1 --check found differences, 2 bad input or usage, 3 budget exceeded
 """
 
+_SUMMARY_EXAMPLES = """\
+examples:
+  paramscope summary paramscope.examples:resnet18 --input-size 1,3,224,224
+  paramscope summary paramscope.examples:gpt2 --input-size 1,1024 --input-dtype long --depth 2
+  paramscope summary path/to/Llama-3-70B/config.json --input-size 1,2048 --input-dtype long --depth 1
+  paramscope summary my_models.py:Net --input-size 8,16 --input-size 8,4 --device cpu --mode train
+
+The pass runs on the meta device unless --device cpu: shapes are exact and nothing is computed. FLOPs are torch's
+FlopCounterMode's (matrix products, convolutions, attention); activations are the bytes autograd saves for
+backward in a train-mode forward. The model is never changed.
+"""
+
 _FORMULA_EXAMPLES = """\
 examples:
   paramscope formula conv2d in_channels=3 out_channels=64 kernel_size=7 bias=false
@@ -108,27 +123,11 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=_INSPECT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    inspect.add_argument(
-        "target",
-        metavar="TARGET",
-        help="model code ('package.module:attr', 'file.py:attr'), a checkpoint or a directory",
-    )
-    inspect.add_argument(
-        "--device",
-        choices=("meta", "cpu"),
-        default="meta",
-        help="where model code is built: meta (default, allocates nothing) or cpu (real tensors)",
-    )
-    _add_output_options(inspect, ("table", "json", "csv", "markdown"))
-    inspect.add_argument(
-        "--depth", type=int, metavar="N", help="module tree depth to show (default: 2; with --explain: all)"
-    )
-    inspect.add_argument("--tensors", action="store_true", help="also show one row per tensor")
+    _add_model_options(inspect, depth_help="module tree depth to show (default: 2; with --explain: all)")
     inspect.add_argument(
         "--explain", action="store_true", help="show each layer's formula next to its count, checked against it"
     )
-    inspect.add_argument("--quiet", "-q", action="store_true", help="no progress bar on stderr")
-    hf = inspect.add_argument_group("Hugging Face configs and checkpoints")
+    hf = _add_hf_options(inspect)
     hf.add_argument(
         "--from-config",
         action="store_true",
@@ -137,20 +136,35 @@ def _build_parser() -> argparse.ArgumentParser:
     hf.add_argument(
         "--check", action="store_true", help="compare the weights with the model config.json describes (exit 1 if not)"
     )
-    hf.add_argument("--model-class", metavar="NAME", help="transformers class to build (default: architectures[0])")
-    hf.add_argument(
-        "--trust-remote-code", action="store_true", help="allow a config's custom model code to run (off by default)"
-    )
-    hf.add_argument(
-        "--exclude-embeddings",
-        action="store_true",
-        help="also count the parameters without input embeddings and an untied output head",
-    )
-    inspect.add_argument("--max-params", metavar="N", help="fail with exit 3 above N parameters (125M, 7B, 1.5e9)")
-    inspect.add_argument(
-        "--max-bytes", metavar="SIZE", help="fail with exit 3 above SIZE of parameters + buffers (2GiB, 500MB)"
-    )
     inspect.set_defaults(handler=_run_inspect, takes_arguments=True, command_parser=inspect)
+
+    summary = commands.add_parser(
+        "summary",
+        usage="paramscope summary TARGET [KEY=VALUE ...] --input-size SHAPE [options]",
+        help="a forward pass layer by layer: shapes, FLOPs, activation memory (on meta by default)",
+        description="Run a forward pass (on the meta device by default: any size, no compute) and show each module's "
+        "inputs, outputs, parameters, FLOPs, MACs and the activation memory autograd keeps for backward.",
+        epilog=_SUMMARY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_options(summary, depth_help="depth of the modules to show (default: 3)")
+    summary.add_argument(
+        "--input-size",
+        action="append",
+        metavar="SHAPE",
+        help="an input's shape, comma separated (1,3,224,224); repeat for several inputs",
+    )
+    summary.add_argument(
+        "--input-dtype",
+        action="append",
+        metavar="DTYPE",
+        help="an input's dtype (float32 by default; long for token ids); one, or one per --input-size",
+    )
+    summary.add_argument(
+        "--mode", choices=("eval", "train"), default="eval", help="the model's mode during the pass (default: eval)"
+    )
+    _add_hf_options(summary)
+    summary.set_defaults(handler=_run_summary, takes_arguments=True, command_parser=summary)
 
     formula = commands.add_parser(
         "formula",
@@ -173,6 +187,43 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_output_options(dtypes, ("table", "json", "markdown"))
     dtypes.set_defaults(handler=_run_dtypes, takes_arguments=False, command_parser=dtypes)
     return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser, *, depth_help: str) -> None:
+    """What inspect and summary share: the target, its device, the output and the budget gate."""
+    parser.add_argument(
+        "target",
+        metavar="TARGET",
+        help="model code ('package.module:attr', 'file.py:attr'), a checkpoint, a config.json, a directory or hf:ID",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("meta", "cpu"),
+        default="meta",
+        help="where model code is built (and run): meta (default, allocates nothing) or cpu (real tensors)",
+    )
+    _add_output_options(parser, ("table", "json", "csv", "markdown"))
+    parser.add_argument("--depth", type=int, metavar="N", help=depth_help)
+    parser.add_argument("--tensors", action="store_true", help="also show one row per tensor")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--max-params", metavar="N", help="fail with exit 3 above N parameters (125M, 7B, 1.5e9)")
+    parser.add_argument(
+        "--max-bytes", metavar="SIZE", help="fail with exit 3 above SIZE of parameters + buffers (2GiB, 500MB)"
+    )
+
+
+def _add_hf_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    hf = parser.add_argument_group("Hugging Face configs and checkpoints")
+    hf.add_argument("--model-class", metavar="NAME", help="transformers class to build (default: architectures[0])")
+    hf.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a config's custom model code to run (off by default)"
+    )
+    hf.add_argument(
+        "--exclude-embeddings",
+        action="store_true",
+        help="also count the parameters without input embeddings and an untied output head",
+    )
+    return hf
 
 
 def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
@@ -225,39 +276,90 @@ def _deliver(
         stdout.write(text())
 
 
-def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
-    from ._arguments import parse_arguments
-    from ._budget import Budget, check_budget
-    from .render import View, render
-    from .render._layout import layout
-    from .sources.target import Request, load_report
+def _budget(options: argparse.Namespace) -> Budget:
+    from ._budget import Budget
 
     if options.depth is not None and options.depth < 0:
         raise UsageError(f"--depth must be 0 or more, not {options.depth}")
-    budget = Budget(
+    return Budget(
         max_params=None if options.max_params is None else parse_count(options.max_params),
         max_bytes=None if options.max_bytes is None else parse_bytes(options.max_bytes),
     )
-    request = Request(
+
+
+def _request(options: argparse.Namespace, **extra: Any) -> Request:
+    from ._arguments import parse_arguments
+    from .sources.target import Request
+
+    return Request(
         arguments=parse_arguments(options.args),
         device=options.device,
-        explain=options.explain,
         import_on_device=True,  # this process ends with the report: module-level models may be built on meta
         quiet=options.quiet,
-        from_config=options.from_config,
-        check=options.check,
         model_class=options.model_class,
         trust_remote_code=options.trust_remote_code,
         exclude_embeddings=options.exclude_embeddings,
+        **extra,
     )
+
+
+def _finish(options: argparse.Namespace, stdout: IO[str], report: Report, view: View, budget: Budget) -> int:
+    from ._budget import check_budget
+    from .render import render
+    from .render._layout import layout
+
+    _deliver(options, stdout, lambda: render(report, options.format, view), lambda: layout(report, view))
+    check_budget(report, budget, options.units)
+    return EXIT_CHECK_FAILED if report.check is not None and not report.check.ok else EXIT_OK
+
+
+def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
+    from .render import View
+    from .sources.target import load_report
+
+    budget = _budget(options)
+    request = _request(options, explain=options.explain, from_config=options.from_config, check=options.check)
     # Whatever the model code prints goes to stderr: stdout carries the report, which must stay parseable.
     with contextlib.redirect_stdout(sys.stderr):
         report = load_report(options.target, request)
     depth = options.depth if options.depth is not None else (_ALL_DEPTHS if options.explain else 2)
     view = View(depth=depth, tensors=options.tensors, units=options.units, explain=options.explain)
-    _deliver(options, stdout, lambda: render(report, options.format, view), lambda: layout(report, view))
-    check_budget(report, budget, options.units)
-    return EXIT_CHECK_FAILED if report.check is not None and not report.check.ok else EXIT_OK
+    return _finish(options, stdout, report, view, budget)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace(" ", "").strip("()[]").split(",") if part)
+    except ValueError:
+        raise UsageError(f"--input-size {text!r} is not a shape: write it as 1,3,224,224") from None
+    if not shape or any(dim < 0 for dim in shape):
+        raise UsageError(f"--input-size {text!r} is not a shape: write it as 1,3,224,224")
+    return shape
+
+
+def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
+    from ._embeddings import without_embeddings
+    from ._summary import make_inputs, summarize
+    from .render import View
+    from .sources.module import inspect_module
+    from .sources.target import load_model
+
+    budget = _budget(options)
+    if not options.input_size:
+        raise UsageError("summary runs a forward pass: give its inputs with --input-size (e.g. 1,3,224,224)")
+    shapes = [_shape(text) for text in options.input_size]
+    depth = options.depth if options.depth is not None else 3
+    request = _request(options)
+    with contextlib.redirect_stdout(sys.stderr):
+        model, kind, notes = load_model(options.target, request)
+        report = inspect_module(model, target=options.target, device=options.device)
+        report = replace(report, source=replace(report.source, kind=kind), notes=(*notes, *report.notes))
+        if request.exclude_embeddings:
+            report = without_embeddings(report)
+        args, kwargs = make_inputs(shapes, None, options.input_dtype, options.device)
+        report = summarize(model, report, args, kwargs, depth=depth, device=options.device, mode=options.mode)
+    view = View(depth=depth, tensors=options.tensors, units=options.units)
+    return _finish(options, stdout, report, view, budget)
 
 
 def _run_formula(options: argparse.Namespace, stdout: IO[str]) -> int:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from .._check import Check
 from .._report import ModuleNode, Report, TensorRecord
-from .._units import Units, format_bytes, format_count, humanize_count
+from .._units import Units, format_bytes, format_count, humanize_count, humanize_operations
 
 Align = Literal["left", "right"]
 
@@ -136,6 +136,33 @@ def _modules_section(report: Report, view: View) -> Section:
     return Section(title, tuple(columns), rows)
 
 
+def _calls_section(report: Report, view: View) -> Section:
+    calls = [call for call in report.calls or () if call.depth <= view.depth]
+    repeated = any(call.calls > 1 for call in calls)
+    columns = [
+        Column("Module"), Column("Type"), Column("Input"), Column("Output"), Column("Params", "right"),
+        Column("FLOPs", "right"), Column("MACs", "right"), Column("Activations", "right"),
+    ]  # fmt: skip
+    if repeated:
+        columns.append(Column("Calls", "right"))
+    rows = []
+    for call in calls:
+        row = [
+            "  " * call.depth + (call.path or "(model)"),
+            call.type,
+            call.inputs,
+            call.outputs,
+            format_count(call.params),
+            humanize_operations(call.flops),
+            humanize_operations(call.macs),
+            format_bytes(call.activations_bytes, view.units),
+        ]
+        if repeated:
+            row.append(format_count(call.calls))
+        rows.append(tuple(row))
+    return Section(f"Forward pass (execution order, depth {view.depth})", tuple(columns), rows)
+
+
 def _shape(record: TensorRecord) -> str:
     if record.shape is None:
         return "uninitialised"
@@ -194,6 +221,12 @@ def _totals_section(report: Report, view: View) -> Section:
         rows.append(("Quantization", _count(totals.quantization, complete), "scale/zero/index elements"))
         size = totals.quantization_bytes
         rows.append(("Quantization size", _size(size, view.units, complete), f"{size:,} B"))
+    if totals.flops is not None and totals.macs is not None:
+        rows.append(("FLOPs", format_count(totals.flops), humanize_operations(totals.flops)))
+        rows.append(("MACs", format_count(totals.macs), humanize_operations(totals.macs)))
+    if totals.activations_bytes is not None:
+        size = totals.activations_bytes
+        rows.append(("Activations", _size(size, view.units, True), "saved for backward, train mode"))
     both = totals.param_bytes + totals.buffer_bytes + totals.quantization_bytes
     what = "parameters + buffers" + (" + quantization" if totals.quantization else "")
     rows.append(("Total size", _size(both, view.units, complete), what))
@@ -226,7 +259,7 @@ def _dims(shape: tuple[int, ...] | None) -> str:
 
 def layout(report: Report, view: View) -> Document:
     """The sections to draw for ``report`` under ``view``."""
-    sections = [_modules_section(report, view)]
+    sections = [_calls_section(report, view) if report.calls is not None else _modules_section(report, view)]
     if view.tensors:
         sections.append(_tensors_section(report, view))
     sections.append(_totals_section(report, view))

@@ -190,3 +190,28 @@ def load(
     return checkpoint_report(
         tensors, kind="safetensors", target=target, files=files, config=config, notes=notes, sort=True
     )
+
+
+def build(target: str, request: Any) -> tuple[Any, list[str]]:
+    """The model a Hub repository's config.json describes, built on ``request.device``: ``(module, notes)``."""
+    from .hf import build_from_config
+    from .target import require
+
+    require("huggingface_hub", "hf", f"reading {target}")
+    repo, revision = parse(target)
+    token = os.environ.get("HF_TOKEN") or None
+    with _hub_errors(target, repo, revision), _quiet_hub():
+        try:
+            config_file = _config(repo, revision, token)
+        except Exception as error:
+            if _is_network_error(error):
+                raise OSError(_reason(error)) from None
+            raise
+    if config_file is None:
+        raise SourceError(f"{target}: {repo} has no config.json to build the model from")
+    return build_from_config(
+        config_file,
+        model_class=request.model_class,
+        trust_remote_code=request.trust_remote_code,
+        device=request.device,
+    )

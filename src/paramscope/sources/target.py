@@ -226,3 +226,42 @@ def load_report(target: str, request: Request | None = None) -> Report:
 
         report = without_embeddings(report)
     return report
+
+
+def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
+    """The live model a target names, for work that runs it (a summary): ``(module, source kind, notes)``.
+
+    Model code is built as ``inspect`` builds it; a config.json (a file, a directory holding one, a Hub id) through
+    transformers. A checkpoint alone has no code to run.
+    """
+    if target.startswith("hf:"):
+        from . import hub
+
+        model, notes = hub.build(target, request)
+        return model, "hf-config", notes
+    if is_code_target(target) and not Path(target).exists():
+        require("torch", "torch", f"building {target}")
+        from .code import build_model
+
+        return (
+            build_model(target, request.arguments, device=request.device, import_on_device=request.import_on_device),
+            ("module"),
+            [],
+        )
+    path = Path(target)
+    if not path.exists():
+        raise SourceError(f"{target}: no such file or directory")
+    config = (
+        path
+        if path.is_file() and path.name.endswith(".json")
+        else (path if path.is_dir() else path.parent) / ("config.json")
+    )
+    if not config.is_file():
+        raise UsageError(f"{target}: a forward pass needs a model to run, model code or a config.json; a checkpoint "
+                         "has only weights")  # fmt: skip
+    from .hf import build_from_config
+
+    model, notes = build_from_config(
+        config, model_class=request.model_class, trust_remote_code=request.trust_remote_code, device=request.device
+    )
+    return model, "hf-config", notes

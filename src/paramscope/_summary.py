@@ -1,0 +1,182 @@
+"""``paramscope.summary``: the Report of a model together with a forward pass through it, layer by layer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ._errors import TargetError, UsageError
+from ._report import CallRecord, Report
+from ._units import format_count
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+Shape = Sequence[int]
+_MAX_OPS_IN_NOTE = 10
+
+
+def _dtype(value: Any) -> torch.dtype:
+    import torch
+
+    from . import dtypes as dtype_table
+
+    if isinstance(value, torch.dtype):
+        return value
+    resolved = getattr(torch, dtype_table.lookup(str(value)).name, None)
+    if not isinstance(resolved, torch.dtype):
+        raise UsageError(f"dtype {value!r} is not a torch dtype")
+    return resolved
+
+
+def _shapes(input_size: Shape | Sequence[Shape]) -> list[tuple[int, ...]]:
+    items = list(input_size)
+    nested = [list(item) if isinstance(item, Sequence) else item for item in items]
+    shapes = [nested] if all(isinstance(dim, int) for dim in nested) else nested
+    if not all(isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape) for shape in shapes):
+        raise UsageError(f"input_size {input_size!r} is not a shape or a list of shapes")
+    return [tuple(shape) for shape in shapes]  # type: ignore[arg-type]
+
+
+def make_inputs(
+    input_size: Shape | Sequence[Shape] | None,
+    input_data: Any,
+    dtypes: Sequence[Any] | None,
+    device: str,
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Positional and keyword inputs: ``input_data`` as given (a tensor, a tuple, or a dict of keyword inputs), or
+    tensors of ``input_size`` in ``dtypes`` (float32 by default): empty on meta, random floats / zero ids on CPU."""
+    import torch
+
+    if input_data is not None:
+        if input_size is not None:
+            raise UsageError("give input_size or input_data, not both")
+        if isinstance(input_data, Mapping):
+            return (), dict(input_data)
+        return (tuple(input_data) if isinstance(input_data, (list, tuple)) else (input_data,)), {}
+    if input_size is None:
+        raise UsageError("a forward pass needs inputs: give input_size (e.g. 1,3,224,224) or input_data")
+    shapes = _shapes(input_size)
+    kinds = [_dtype(value) for value in dtypes] if dtypes else [torch.float32]
+    if len(kinds) == 1:
+        kinds *= len(shapes)
+    if len(kinds) != len(shapes):
+        raise UsageError(f"{len(kinds)} dtypes for {len(shapes)} inputs: give one dtype, or one per input")
+    inputs = []
+    for shape, dtype in zip(shapes, kinds, strict=True):
+        if device == "meta":
+            inputs.append(torch.empty(shape, dtype=dtype, device="meta"))
+        elif dtype.is_floating_point or dtype.is_complex:
+            inputs.append(torch.randn(shape, dtype=dtype))
+        else:  # token ids, masks: zeros are valid everywhere
+            inputs.append(torch.zeros(shape, dtype=dtype))
+    return tuple(inputs), {}
+
+
+def _check_runnable(model: nn.Module, device: str) -> None:
+    from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(isinstance(t, (UninitializedParameter, UninitializedBuffer)) for t in tensors):
+        raise UsageError("the model has uninitialised lazy modules: a forward would initialise (change) them; run one "
+                         "forward yourself first")  # fmt: skip
+    if device == "cpu" and any(t.is_meta for t in tensors):
+        raise UsageError("the model is on the meta device, without weights: a forward on cpu needs real ones; use "
+                         "device meta")  # fmt: skip
+
+
+def _uncounted_note(ops: Mapping[str, int]) -> list[str]:
+    if not ops:
+        return []
+    ranked = sorted(ops.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{op} ({count})" for op, count in ranked[:_MAX_OPS_IN_NOTE])
+    more = f" and {len(ranked) - _MAX_OPS_IN_NOTE} more" if len(ranked) > _MAX_OPS_IN_NOTE else ""
+    return [f"FLOPs count matrix products, convolutions and attention (torch's FlopCounterMode); these ops ran and "
+            f"count 0: {shown}{more}"]  # fmt: skip
+
+
+def summarize(
+    model: nn.Module,
+    report: Report,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    depth: int,
+    device: str,
+    mode: str,
+) -> Report:
+    """``report`` (of ``model``) with the call records, FLOPs and activation bytes of a forward pass."""
+    from .trace import trace
+
+    _check_runnable(model, device)
+    result = trace(model, args, kwargs, device=device, train=mode == "train")
+    params = {node.path: node.params for node in report.modules}
+    types = {node.path: node.type or "" for node in report.modules}
+
+    def record(path: str, inputs: str, outputs: str, calls: int, flops: int, activations: int) -> CallRecord:
+        depth_of = path.count(".") + 1 if path else 0
+        return CallRecord(path, types.get(path, ""), depth_of, inputs, outputs, params.get(path, 0), flops,
+                          flops // 2, calls, activations)  # fmt: skip
+
+    records: list[CallRecord] = []
+    called = {call.path for call in result.calls}
+    listed: set[str] = set()
+    for call in result.calls:
+        # Containers that are never called themselves (a ModuleList of layers) get a row before their first
+        # called child, with the sums of their called children, so every depth shows the whole model.
+        for ancestor in _uncalled_ancestors(call.path, called, listed):
+            children = [
+                c
+                for c in result.calls
+                if c.path.startswith(ancestor + ".") and c.path.count(".") == ancestor.count(".") + 1
+            ]
+            flops = sum(result.flops.get(c.path, 0) for c in children)
+            activations = sum(result.activations.get(c.path, 0) for c in children)
+            records.append(record(ancestor, "", "", 0, flops, activations))
+            listed.add(ancestor)
+        records.append(record(call.path, call.inputs, call.outputs, call.calls, result.flops.get(call.path, 0),
+                              result.activations.get(call.path, 0)))  # fmt: skip
+        listed.add(call.path)
+    calls = tuple(item for item in records if item.depth <= depth)
+    totals = replace(
+        report.totals,
+        flops=result.total_flops,
+        macs=result.total_flops // 2,
+        activations_bytes=result.total_activations,
+    )
+    notes = [
+        f"forward pass in {mode} mode on {device}; activations measured in a train-mode forward"
+        + ("" if mode == "train" and device == "meta" else " on meta"),
+        *_uncounted_note(result.uncounted_ops),
+    ]
+    reused = [call for call in calls if call.calls > 1]
+    if reused:
+        first = f"{reused[0].path or '(model)'} {format_count(reused[0].calls)} times"
+        notes.append(
+            f"{len(reused)} module(s) ran more than once ({first}, …): one row each, figures summed over calls"
+        )
+    return replace(report, totals=totals, calls=calls, notes=(*report.notes, *notes))
+
+
+def _uncalled_ancestors(path: str, called: set[str], listed: set[str]) -> list[str]:
+    """The ancestors of ``path`` (outermost first) that never ran and have no row yet."""
+    parts = path.split(".") if path else []
+    ancestors = [".".join(parts[:i]) for i in range(1, len(parts))]
+    return [a for a in ancestors if a not in called and a not in listed]
+
+
+def check_mode(device: str, mode: str) -> None:
+    if device not in ("meta", "cpu"):
+        raise UsageError(f"device must be meta or cpu, not {device!r}")
+    if mode not in ("eval", "train"):
+        raise UsageError(f"mode must be eval or train, not {mode!r}")
+
+
+def module_of(value: Any) -> nn.Module:
+    from torch import nn
+
+    if not isinstance(value, nn.Module):
+        raise TargetError(f"cannot run an object of type {type(value).__name__}: pass a torch.nn.Module or a target")
+    return value

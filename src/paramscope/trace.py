@@ -1,0 +1,293 @@
+"""A forward pass, layer by layer: shapes, FLOPs and the activation memory autograd keeps, on meta by default.
+
+The model runs through ``torch.func.functional_call`` with stand-ins for its tensors (meta copies on meta; on CPU
+the real parameters and clones of the buffers), so its own parameters, buffers (BatchNorm statistics included),
+devices and ``requires_grad`` never change; the train/eval flag of every module and the hooks added here are
+restored even when the forward raises.
+
+- Shapes: forward pre-hooks and hooks on every module record what goes in and comes out, in execution order.
+- FLOPs: torch's own ``FlopCounterMode``, with module attribution, plus a formula for the CPU attention kernel it
+  has none for. The ops it does not count are named in the notes.
+- Activations: the bytes autograd saves for backward in a train-mode forward with gradients, seen by
+  ``torch.autograd.graph.saved_tensors_hooks`` and de-duplicated by storage (parameters and buffers are not
+  activations). When the summary itself runs elsewhere (in eval mode, or on CPU), this forward runs on meta: it
+  saves the same tensors, and costs neither memory nor compute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop
+
+from ._errors import TargetError
+
+aten = torch.ops.aten
+
+# FlopCounterMode has no formula for the CPU flash-attention kernel; it computes the same attention as the kernels
+# it does count, so torch's own sdpa formula applies.
+EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flop}
+_PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
+
+
+def describe(value: Any) -> str:
+    """The shapes of a forward's inputs or outputs, keeping their structure.
+
+    >>> describe((torch.zeros(2, 3), None, {"mask": torch.zeros(2, dtype=torch.bool)}))
+    '([2, 3], None, {mask: [2] bool})'
+    """
+    if isinstance(value, torch.Tensor):
+        dims = "[" + ", ".join(str(dim) for dim in value.shape) + "]"
+        return dims if value.dtype in _PLAIN_DTYPES else f"{dims} {str(value.dtype).removeprefix('torch.')}"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    if hasattr(value, "_fields"):  # a NamedTuple
+        inner = ", ".join(f"{name}={describe(getattr(value, name))}" for name in value._fields)
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(describe(item) for item in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, Mapping):  # dicts, and transformers' ModelOutput (an OrderedDict and a dataclass)
+        inner = ", ".join(f"{key}: {describe(item)}" for key, item in value.items())
+        return f"{'' if type(value) is dict else type(value).__name__}{{{inner}}}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        inner = ", ".join(f"{f.name}={describe(getattr(value, f.name))}" for f in dataclasses.fields(value))
+        return f"{type(value).__name__}({inner})"
+    return type(value).__name__
+
+
+def _describe_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """A call's arguments: the one argument alone, or ``(a, b, key=c)``."""
+    if len(args) == 1 and not kwargs:
+        return describe(args[0])
+    parts = [describe(arg) for arg in args] + [f"{key}={describe(value)}" for key, value in kwargs.items()]
+    return "(" + ", ".join(parts) + ")"
+
+
+class _OpRecorder(TorchDispatchMode):
+    """Counts the aten ops a forward runs, to name the ones FlopCounterMode counts as zero."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[Any, int] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.counts[func.overloadpacket] = self.counts.get(func.overloadpacket, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+@dataclass
+class ModuleCall:
+    """What one module did during the forward: its first call's inputs and outputs, how often it ran."""
+
+    path: str
+    type: str
+    inputs: str
+    outputs: str = ""
+    calls: int = 0
+
+
+@dataclass
+class Trace:
+    """The result of :func:`trace`."""
+
+    calls: list[ModuleCall] = field(default_factory=list)
+    flops: dict[str, int] = field(default_factory=dict)
+    """FLOPs per module path, each module's subtree included; the root is ``""``."""
+    total_flops: int = 0
+    uncounted_ops: dict[str, int] = field(default_factory=dict)
+    """Ops that ran but have no FLOP formula, with how often they ran."""
+    activations: dict[str, int] = field(default_factory=dict)
+    """Bytes saved for backward per module path, each module's subtree included."""
+    total_activations: int = 0
+
+
+class ForwardError(TargetError):
+    """The model's forward raised; the message names the module, its inputs and the exception."""
+
+
+class _Hooks:
+    """Module hooks that keep the stack of running modules and a record of each module's calls."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.paths: dict[int, str] = {}
+        for path, module in model.named_modules(remove_duplicate=False):
+            self.paths.setdefault(id(module), path)
+        self.calls: dict[str, ModuleCall] = {}
+        self.stack: list[str] = []
+        self.inputs: dict[str, str] = {}
+        self._handles: list[Any] = []
+        for module in {id(m): m for m in model.modules()}.values():
+            self._handles.append(module.register_forward_pre_hook(self._before, with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._after, with_kwargs=True))
+
+    def _before(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+        path = self.paths[id(module)]
+        self.stack.append(path)
+        inputs = _describe_arguments(args, kwargs)
+        self.inputs[path] = inputs  # this call's, for the message if the forward fails inside
+        call = self.calls.get(path)
+        if call is None:
+            call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs)
+        call.calls += 1
+
+    def _after(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        path = self.stack.pop()
+        if not self.calls[path].outputs:
+            self.calls[path].outputs = describe(output)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def _mode(model: nn.Module, train: bool) -> Iterator[None]:
+    """``model`` in train or eval mode for the block; every module's own flag comes back afterwards."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.train(train)
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def _stand_ins(model: nn.Module, device: str) -> dict[str, torch.Tensor]:
+    """Tensors to run the model with, under every name they are registered as (so ties stay ties)."""
+    replacements: dict[int, torch.Tensor] = {}
+    named: dict[str, torch.Tensor] = {}
+    for kind, tensors in (("parameter", model.named_parameters), ("buffer", model.named_buffers)):
+        for name, tensor in tensors(remove_duplicate=False):
+            if id(tensor) not in replacements:
+                if device == "meta":
+                    replacements[id(tensor)] = torch.empty_like(tensor, device="meta").requires_grad_(
+                        tensor.requires_grad
+                    )
+                else:
+                    # On CPU the real parameters, and clones of the buffers: a train-mode forward updates BatchNorm's
+                    # statistics in place, on the clones.
+                    replacements[id(tensor)] = tensor if kind == "parameter" else tensor.clone()
+            named[name] = replacements[id(tensor)]
+    return named
+
+
+def to_device(value: Any, device: str) -> Any:
+    """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape and dtype)."""
+    if isinstance(value, torch.Tensor):
+        return torch.empty_like(value, device="meta") if device == "meta" else value.to(device)
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(to_device(item, device) for item in value)
+    if isinstance(value, Mapping):
+        return {key: to_device(item, device) for key, item in value.items()}
+    return value
+
+
+def _storage_key(tensor: torch.Tensor) -> int:
+    storage = tensor.untyped_storage()
+    return int(storage._cdata) if tensor.is_meta else int(storage.data_ptr())
+
+
+class _SavedTensors:
+    """Bytes autograd saves for backward, per module on the stack, each storage counted once."""
+
+    def __init__(self, hooks: _Hooks, weights: dict[str, torch.Tensor]) -> None:
+        self.hooks = hooks
+        self.seen = {_storage_key(tensor) for tensor in weights.values()}  # weights are not activations
+        self.per_module: dict[str, int] = {}
+        self.total = 0
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        key = _storage_key(tensor)
+        if key not in self.seen:
+            self.seen.add(key)
+            size = tensor.untyped_storage().nbytes()
+            self.total += size
+            for path in set(self.hooks.stack):  # a reused module may be on the stack twice
+                self.per_module[path] = self.per_module.get(path, 0) + size
+        return tensor
+
+    @staticmethod
+    def unpack(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+
+def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return torch.func.functional_call(model, weights, args, kwargs, tie_weights=True, strict=False)
+
+
+def _failure(hooks: _Hooks, error: Exception) -> ForwardError:
+    lines = str(error).strip().splitlines()
+    message = f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
+    if not hooks.stack:
+        return ForwardError(f"the forward failed: {message}")
+    path = hooks.stack[-1]
+    where = path or "(model)"
+    inputs = hooks.inputs.get(path)
+    shown = f" with inputs {inputs}" if inputs else ""
+    return ForwardError(f"the forward failed in '{where}'{shown}: {message}")
+
+
+def _run(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    device: str,
+    train: bool,
+    count_flops: bool,
+    measure_activations: bool,
+    trace_result: Trace,
+) -> None:
+    hooks = _Hooks(model)
+    try:
+        weights = _stand_ins(model, device)
+        saved = _SavedTensors(hooks, weights) if measure_activations else None
+        counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
+        recorder = _OpRecorder()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_mode(model, train))
+            stack.enter_context(torch.set_grad_enabled(measure_activations))
+            if saved is not None:
+                stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
+            if count_flops:
+                stack.enter_context(counter)
+                stack.enter_context(recorder)
+            _forward(model, weights, to_device(args, device), to_device(kwargs, device))
+    except Exception as error:
+        raise _failure(hooks, error) from error
+    finally:
+        hooks.remove()
+    if count_flops:
+        trace_result.calls = list(hooks.calls.values())
+        root = type(model).__name__
+        for key, counts in counter.get_flop_counts().items():
+            if key != "Global":
+                trace_result.flops[key.partition(".")[2] if key != root else ""] = sum(counts.values())
+        trace_result.total_flops = counter.get_total_flops()
+        trace_result.uncounted_ops = {
+            str(op): n for op, n in recorder.counts.items() if op not in flop_registry and op not in EXTRA_FLOP_FORMULAS
+        }
+    if saved is not None:
+        trace_result.activations = saved.per_module
+        trace_result.total_activations = saved.total
+
+
+def trace(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, device: str, train: bool) -> Trace:
+    """Run ``model(*args, **kwargs)`` for a summary: shapes and FLOPs in the requested mode on ``device``, and the
+    activations of a train-mode forward (the same forward when it is one, else a second one on meta)."""
+    result = Trace()
+    together = train and device == "meta"
+    _run(model, args, kwargs, device=device, train=train, count_flops=True, measure_activations=together,
+         trace_result=result)  # fmt: skip
+    if not together:
+        _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
+             trace_result=result)  # fmt: skip
+    return result
