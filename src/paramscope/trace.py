@@ -25,15 +25,24 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
 
 from ._errors import TargetError
 
 aten = torch.ops.aten
 
-# FlopCounterMode has no formula for the CPU flash-attention kernel; it computes the same attention as the kernels
-# it does count, so torch's own sdpa formula applies.
-EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flop}
+
+def _cpu_flash_attention_flops(query: Any, key: Any, value: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    # FlopCounterMode has no formula for the CPU flash-attention kernel; it computes the same attention as the
+    # kernels it does count, so torch's own attention formula applies.
+    return int(sdpa_flop_count(query.shape, key.shape, value.shape))
+
+
+_cpu_flash_attention_flops._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode: receives tensors
+
+EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
+    aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops
+}
 _PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
 
 

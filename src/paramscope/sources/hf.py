@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def _load_config(directory: Path, trust_remote_code: bool) -> Any:
         return transformers.AutoConfig.from_pretrained(directory, trust_remote_code=trust_remote_code)
     except ValueError as error:
         message = _one_line(error)
-        if "trust_remote_code" in message:
+        if "trust_remote_code" in str(error):
             raise TargetError(
                 f"{directory / 'config.json'}: the model is defined by custom code in its repository; pass "
                 "--trust-remote-code to run that code (only for code you trust)"
@@ -90,6 +90,10 @@ def _model_class(config: Any, model_class: str | None, trust_remote_code: bool) 
     if name is None:
         return transformers.AutoModel, "AutoModel (config.json names no architecture)"
     cls = getattr(transformers, name, None)
+    if cls is not None and not (
+        (isinstance(cls, type) and hasattr(cls, "from_config")) or hasattr(cls, "_from_config")
+    ):
+        raise TargetError(f"{name} is not a model class of transformers (it cannot be built from a config)")
     if cls is None:
         auto_map = getattr(config, "auto_map", None) or {}
         if trust_remote_code and auto_map:
@@ -131,7 +135,8 @@ def build_from_config(
     directory = config_path if config_path.is_dir() else config_path.parent
     config = _load_config(directory, trust_remote_code)
     cls, label = _model_class(config, model_class, trust_remote_code)
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    # vars(): transformers warns when the deprecated torch_dtype attribute is read
+    dtype = vars(config).get("dtype") or vars(config).get("torch_dtype")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
     kwargs: dict[str, Any] = {"trust_remote_code": True} if trust_remote_code else {}
@@ -170,3 +175,31 @@ def config_report(
     report = inspect_module(model, target=target or os.fspath(config_path), device=device, explain=explain)
     source = replace(report.source, kind="hf-config", files=(os.fspath(config_path),))
     return replace(report, source=source, notes=(*notes, *report.notes))
+
+
+def checkpoint_renamer(model: Any) -> Callable[[str], tuple[str, bool]] | None:
+    """How transformers renames (and converts) a checkpoint's keys when it loads them into ``model``, if it does.
+
+    Recent transformers build some architectures differently from their checkpoints (Mixtral's experts fused into
+    one tensor, stored one by one); their loader's own conversion mapping says how each stored name maps.
+    """
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightRenaming
+    except ImportError:  # an older transformers: checkpoints have the model's names
+        return None
+    try:
+        transforms = get_model_conversion_mapping(model)
+    except Exception:  # the mapping is transformers' internals: without it, names are compared as stored
+        return None
+    if not transforms:
+        return None
+
+    def rename(name: str) -> tuple[str, bool]:
+        converted = False
+        for transform in transforms:
+            name, matched = transform.rename_source_key(name)
+            converted = converted or (matched is not None and not isinstance(transform, WeightRenaming))
+        return name, converted
+
+    return rename

@@ -100,6 +100,29 @@ def _is_network_error(error: BaseException) -> bool:
     return isinstance(error, OSError) or type(error).__module__.split(".")[0] in _HTTP_LIBRARIES
 
 
+def _check_reachable(target: str, repo: str) -> None:
+    """Fail at once when the endpoint does not answer: the Hub client would retry a refused connection for ~20 s,
+    logging each attempt, before giving up."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:  # the client answers from its cache, or says it is offline
+        return
+    endpoint = _endpoint()
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=10):
+            pass
+    except OSError as error:
+        raise SourceError(
+            f"{target}: cannot reach the Hub at {endpoint} for {repo} ({error.strerror or error}); download the "
+            "model and pass its local directory instead"
+        ) from None
+
+
 def _config(repo: str, revision: str | None, token: str | None) -> Path | None:
     from huggingface_hub import errors, hf_hub_download
 
@@ -112,7 +135,8 @@ def _config(repo: str, revision: str | None, token: str | None) -> Path | None:
 def _stored(target: str, repo: str, metadata: Any) -> tuple[list[StoredTensor], list[str]]:
     tensors = []
     files = []
-    for filename, file_metadata in metadata.files_metadata.items():
+    # the Hub client fills files_metadata from a thread pool, in arrival order: sort for a stable report
+    for filename, file_metadata in sorted(metadata.files_metadata.items()):
         files.append(f"{PREFIX}{repo}/{filename}")
         for name, info in file_metadata.tensors.items():
             dtype = DTYPE_CODES.get(info.dtype)
@@ -146,6 +170,7 @@ def load(
     from huggingface_hub import HfApi, errors
 
     repo, revision = parse(target)
+    _check_reachable(target, repo)
     token = os.environ.get("HF_TOKEN") or None
     api = HfApi(endpoint=_endpoint(), token=token)
     with _hub_errors(target, repo, revision), _quiet_hub(), status(f"reading {repo} from the Hub", quiet=quiet):
@@ -199,6 +224,7 @@ def build(target: str, request: Any) -> tuple[Any, list[str]]:
 
     require("huggingface_hub", "hf", f"reading {target}")
     repo, revision = parse(target)
+    _check_reachable(target, repo)
     token = os.environ.get("HF_TOKEN") or None
     with _hub_errors(target, repo, revision), _quiet_hub():
         try:

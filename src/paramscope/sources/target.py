@@ -152,10 +152,20 @@ def _path_report(target: str, request: Request) -> Report:
         return _config_report(config, request, target)
     report = _checkpoint(path, quiet=request.quiet)
     if request.check:
-        from .._check import with_check
-
-        report = with_check(report, _config_report(config, request))
+        report = _checked_against(report, config, request)
     return report
+
+
+def _checked_against(report: Report, config: Path, request: Request) -> Report:
+    """``report`` (of a checkpoint) compared with the model ``config`` describes, names mapped as the loader does."""
+    from .._check import with_check
+    from .hf import build_from_config, checkpoint_renamer
+    from .module import inspect_module
+
+    model, _ = build_from_config(
+        config, model_class=request.model_class, trust_remote_code=request.trust_remote_code, device="meta"
+    )
+    return with_check(report, inspect_module(model, target=str(config)), checkpoint_renamer(model))
 
 
 def _has_weights(directory: Path) -> bool:
@@ -200,10 +210,11 @@ def _hub_report(target: str, request: Request) -> Report:
     )
     if request.check:
         from .._check import with_check
+        from .hf import checkpoint_renamer
+        from .module import inspect_module
 
-        model = hub.load(target, quiet=request.quiet, from_config=True, model_class=request.model_class,
-                         trust_remote_code=request.trust_remote_code)  # fmt: skip
-        report = with_check(report, model)
+        model, _ = hub.build(target, replace(request, device="meta"))
+        report = with_check(report, inspect_module(model, target=target), checkpoint_renamer(model))
     return report
 
 

@@ -1,0 +1,236 @@
+"""A small stand-in for the Hugging Face Hub on 127.0.0.1, enough for ``huggingface_hub`` to download files from it.
+
+The real client (reached through ``HF_ENDPOINT``) asks for ``/{repo_id}/resolve/{revision}/{filename}``: a HEAD for
+the file's metadata (``ETag``, ``X-Repo-Commit``, ``Content-Length``), then a GET, whole or by ``Range`` (206 and
+``Content-Range``: how ``get_safetensors_metadata`` reads a header without the weights). Errors carry the
+``X-Error-Code`` header that ``hf_raise_for_status`` turns into ``RepositoryNotFoundError``, ``GatedRepoError``,
+``RevisionNotFoundError`` and ``RemoteEntryNotFoundError``. Every request is recorded, so a test can prove which bytes
+of a checkpoint were read.
+
+A file is ``bytes``, or a :class:`ZeroPadded` file (real bytes followed by zeros up to a size): a safetensors header
+over a data region of zeros, so a 140 GB model can be served from a few hundred kilobytes of memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from urllib.parse import unquote, urlsplit
+
+# A ranged or whole GET larger than this is refused (500): serving a big zero-padded file whole would be a test bug.
+MAX_SERVED_BYTES = 64 * 2**20
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@dataclass(frozen=True)
+class ZeroPadded:
+    """A file made of ``prefix`` followed by zeros, ``size`` bytes in all."""
+
+    prefix: bytes
+    size: int
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive)."""
+        head = self.prefix[start:end]
+        return head + bytes(max(0, end - max(start, len(self.prefix))))
+
+
+File = bytes | ZeroPadded
+
+
+def _size(content: File) -> int:
+    return len(content) if isinstance(content, bytes) else content.size
+
+
+def _read(content: File, start: int, end: int) -> bytes:
+    return content[start:end] if isinstance(content, bytes) else content.read(start, end)
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A model repository: its files at one commit, reachable by that commit and by the branch names given."""
+
+    files: Mapping[str, File]
+    commit: str = ""
+    branches: tuple[str, ...] = ("main",)
+    gated_token: str | None = None
+    """When set, the repo is gated: only ``Authorization: Bearer <gated_token>`` gets through (403 GatedRepo else)."""
+    delays: Mapping[str, float] = field(default_factory=dict)
+    """Seconds to wait before answering a GET of the named files (to make one of several parallel requests last)."""
+
+    def __post_init__(self) -> None:
+        if not self.commit:
+            digest = hashlib.sha1(repr(sorted(self.files)).encode()).hexdigest()
+            object.__setattr__(self, "commit", digest)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    range: str | None
+    authorization: str | None
+    status: int
+
+    @property
+    def filename(self) -> str:
+        return self.path.rpartition("/")[2]
+
+
+@dataclass
+class HubServer:
+    """``with HubServer({"org/name": Repo({...})}) as hub:`` serves at ``hub.url`` and records ``hub.requests``."""
+
+    repos: dict[str, Repo]
+    requests: list[Request] = field(default_factory=list)
+    _server: http.server.ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "the server is not running"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> HubServer:
+        hub = self
+
+        class Handler(_Handler):
+            server_state = hub
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="hub-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> HubServer:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def record(self, request: Request) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def requests_for(self, suffix: str) -> Iterator[Request]:
+        """The recorded requests whose path ends with ``suffix``."""
+        return (request for request in list(self.requests) if request.path.endswith(suffix))
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server_state: HubServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # keep the test output clean
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def _send(self, status: int, headers: Mapping[str, str], body: bytes = b"", *, send_body: bool = True) -> None:
+        self.server_state.record(
+            Request(
+                self.command,
+                unquote(urlsplit(self.path).path),
+                self.headers.get("Range"),
+                self.headers.get("Authorization"),
+                status,
+            )
+        )
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        if "Content-Length" not in headers:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if send_body and body:
+            self.wfile.write(body)
+
+    def _error(self, status: int, code: str | None, message: str, extra: Mapping[str, str] = ()) -> None:
+        headers = {"Content-Type": "application/json", **dict(extra)}
+        if code is not None:
+            headers["X-Error-Code"] = code
+        headers["X-Error-Message"] = message
+        body = ('{"error": "' + message + '"}').encode()
+        self._send(status, headers, body, send_body=self.command != "HEAD")
+
+    def _answer(self, *, body: bool) -> None:
+        path = unquote(urlsplit(self.path).path)
+        repo_id, resolve, rest = path.lstrip("/").partition("/resolve/")
+        revision, _, filename = rest.partition("/")
+        if not resolve or not filename:
+            self._error(404, None, "Not Found")  # e.g. /api/... routes, which this server does not implement
+            return
+        repo = self.server_state.repos.get(repo_id)
+        if repo is None:
+            # The Hub answers 401 for a repo it cannot show (missing or private), with this error code.
+            self._error(401, "RepoNotFound", "Repository not found")
+            return
+        if repo.gated_token is not None and self.headers.get("Authorization") != f"Bearer {repo.gated_token}":
+            self._error(403, "GatedRepo", "Access to model is restricted. You must have access to it.")
+            return
+        if revision not in (*repo.branches, repo.commit):
+            self._error(404, "RevisionNotFound", "Invalid rev id: " + revision)
+            return
+        content = repo.files.get(filename)
+        commit = {"X-Repo-Commit": repo.commit}
+        if content is None:
+            self._error(404, "EntryNotFound", "Entry not found", commit)
+            return
+        if body and filename in repo.delays:
+            time.sleep(repo.delays[filename])
+        size = _size(content)
+        etag = hashlib.sha256(repo.commit.encode() + filename.encode()).hexdigest()
+        headers = {"ETag": f'"{etag}"', **commit, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        if not body:
+            self._send(200, {**headers, "Content-Length": str(size)}, send_body=False)
+            return
+        requested = self.headers.get("Range")
+        if requested is None:
+            if size > MAX_SERVED_BYTES:
+                self._error(500, None, f"refusing to serve {size} bytes whole")
+                return
+            self._send(200, headers, _read(content, 0, size))
+            return
+        match = _RANGE.match(requested.strip())
+        if match is None or (not match.group(1) and not match.group(2)):
+            self._error(416, None, "Malformed range")
+            return
+        if match.group(1):
+            start = int(match.group(1))
+            end = min(int(match.group(2)) + 1 if match.group(2) else size, size)
+        else:  # bytes=-N: the last N bytes
+            start, end = max(0, size - int(match.group(2))), size
+        if start >= size or start >= end:
+            self._error(416, None, "Range not satisfiable", {"Content-Range": f"bytes */{size}"})
+            return
+        if end - start > MAX_SERVED_BYTES:
+            self._error(500, None, f"refusing to serve {end - start} bytes")
+            return
+        self._send(206, {**headers, "Content-Range": f"bytes {start}-{end - 1}/{size}"}, _read(content, start, end))

@@ -1,0 +1,819 @@
+"""Hugging Face configs built on the meta device: published counts, the class built, MoE active parameters,
+``--exclude-embeddings``, a config beside its weights (``--from-config``, ``--check``), custom code and meta pitfalls.
+
+Every config is written by the test from transformers' config classes (``config.save_pretrained``); nothing touches
+the network (the Hub client is put in offline mode). Ground truth: published counts, and the same config built on
+the meta device by the test itself (``sum(p.numel() for p in model.parameters())``), never paramscope's arithmetic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+import safetensors.torch
+import torch
+import transformers
+from safetensors import safe_open
+from torch import nn
+
+import paramscope
+from paramscope.cli import main
+
+SUBPROCESS_TIMEOUT = 120
+META_HINT = "; the model needs real tensors while it is built: try --device cpu"
+
+LLAMA_2_7B = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+              "num_attention_heads": 32, "num_key_value_heads": 32}  # fmt: skip
+LLAMA_3_8B = {"vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+              "num_attention_heads": 32, "num_key_value_heads": 8, "rope_theta": 500000.0}  # fmt: skip
+LLAMA_3_70B = {"vocab_size": 128256, "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
+               "num_attention_heads": 64, "num_key_value_heads": 8, "rope_theta": 500000.0}  # fmt: skip
+TINY_LLAMA = {"vocab_size": 64, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2}  # fmt: skip
+
+# name: (config class, its arguments, architectures[0], the published parameter count)
+PUBLISHED: dict[str, tuple[str, dict[str, Any], str, int]] = {
+    "gpt2": ("GPT2Config", {}, "GPT2LMHeadModel", 124_439_808),  # LM head tied to wte: counted once
+    "bert-base-uncased": ("BertConfig", {}, "BertModel", 109_482_240),
+    "llama-2-7b": ("LlamaConfig", LLAMA_2_7B, "LlamaForCausalLM", 6_738_415_616),
+    "llama-3-8b": ("LlamaConfig", LLAMA_3_8B, "LlamaForCausalLM", 8_030_261_248),
+    "llama-3-70b": ("LlamaConfig", LLAMA_3_70B, "LlamaForCausalLM", 70_553_706_496),
+    "mixtral-8x7b": ("MixtralConfig", {}, "MixtralForCausalLM", 46_702_792_704),  # the defaults are Mixtral-8x7B
+}
+MOE_PUBLISHED = {"mixtral-8x7b"}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``main(argv)`` in-process: (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], target: Path | str, *argv: str, code: int = 0) -> dict[str, Any]:
+    got, out, err = run(capsys, "inspect", str(target), "--format", "json", "--quiet", *argv)
+    assert (got, err) == (code, "")
+    return json.loads(out)
+
+
+def assert_error(result: tuple[int, str, str], message: str) -> None:
+    """Exit 2, nothing on stdout, and exactly the one line ``paramscope: error: <message>`` on stderr."""
+    code, out, err = result
+    assert err == f"paramscope: error: {message}\n"
+    assert code == 2
+    assert out == ""
+
+
+def meta_build(cls: type[nn.Module], config: Any) -> nn.Module:
+    with torch.device("meta"):
+        return cls(config)
+
+
+def numel(model: nn.Module) -> int:
+    """Every parameter once (``parameters()`` yields a tied tensor once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def is_routed(name: str) -> bool:
+    """A routed expert's tensor: one under a module named ``experts`` (not ``shared_experts``/``shared_expert``)."""
+    return "experts" in name.split(".")[:-1]
+
+
+def routed(model: nn.Module) -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if is_routed(name))
+
+
+def expected_active(model: nn.Module, top_k: int, experts: int) -> Fraction:
+    """Parameters used per token: all but the routed experts, plus top_k/experts of them."""
+    return numel(model) - routed(model) + routed(model) * Fraction(top_k, experts)
+
+
+def layer_rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The decoder-layer rows (``model.layers.N``) of a JSON report."""
+    return {
+        row["path"]: row
+        for row in report["modules"]
+        if row["path"].startswith("model.layers.") and row["path"].count(".") == 2
+    }
+
+
+def write_config(directory: Path, config: transformers.PretrainedConfig) -> Path:
+    config.save_pretrained(directory)
+    return directory / "config.json"
+
+
+def edit_config(path: Path, **changes: Any) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data, indent=2))
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test here may reach the network: the Hub client refuses every request, and custom code is cached in tmp."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+
+
+@dataclass
+class Published:
+    directory: Path
+    config: transformers.PretrainedConfig
+    model: nn.Module
+    """Built on meta by the test itself, from the same config."""
+    count: int
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Published]:
+    """Each published config written once, with the model built on meta from it (Llama-3-70B: about a second)."""
+    root = tmp_path_factory.mktemp("published")
+    models = {}
+    for name, (config_class, arguments, architecture, count) in PUBLISHED.items():
+        config = getattr(transformers, config_class)(**arguments, architectures=[architecture])
+        write_config(root / name, config)
+        models[name] = Published(root / name, config, meta_build(getattr(transformers, architecture), config), count)
+    return models
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 1. published counts, from a directory holding config.json and from the config.json itself
+
+
+@pytest.mark.parametrize("form", ["directory", "config.json"])
+@pytest.mark.parametrize("name", list(PUBLISHED))
+def test_published_count(
+    capsys: pytest.CaptureFixture[str], published: dict[str, Published], name: str, form: str
+) -> None:
+    entry = published[name]
+    target = entry.directory if form == "directory" else entry.directory / "config.json"
+    report = run_json(capsys, target)
+    params = list(entry.model.parameters())
+    assert report["totals"]["params"] == entry.count == numel(entry.model)
+    assert report["totals"]["param_bytes"] == sum(p.numel() * p.element_size() for p in params)
+    assert report["totals"]["buffers"] == sum(b.numel() for b in entry.model.buffers())
+    assert report["totals"]["non_embedding_params"] is None  # only with --exclude-embeddings
+    assert report["source"] == {
+        "kind": "hf-config",
+        "target": str(target),
+        "device": "meta",
+        "files": [str(entry.directory / "config.json")],
+    }
+    assert report["notes"][0] == f"built {PUBLISHED[name][2]} from {entry.directory / 'config.json'} on meta"
+    if name not in MOE_PUBLISHED:
+        assert report["totals"]["active_params"] is None
+        assert all(row["active_params"] is None for row in report["modules"])
+
+
+def test_gpt2_head_is_tied_and_counted_once(
+    capsys: pytest.CaptureFixture[str], published: dict[str, Published]
+) -> None:
+    report = paramscope.inspect(str(published["gpt2"].directory))
+    wte = report.tensor("lm_head.weight")
+    assert (wte.name, wte.aliases, wte.shape) == ("transformer.wte.weight", ("lm_head.weight",), (50257, 768))
+    assert report.totals.params == 124_439_808
+
+
+def test_config_dtype_is_used(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"], dtype="bfloat16")
+    path = write_config(tmp_path, config)
+    model = meta_build(transformers.LlamaForCausalLM, config)
+    report = run_json(capsys, path)
+    assert report["by_dtype"] == {"bfloat16": {"params": numel(model), "bytes": 2 * numel(model)}}
+    assert report["notes"][:2] == [
+        f"built LlamaForCausalLM from {path} on meta",
+        "parameters in bfloat16, the dtype config.json gives",
+    ]
+
+
+def test_subprocess_config_without_dtype_keeps_stderr_clean(published: dict[str, Published]) -> None:
+    directory = published["llama-2-7b"].directory
+    assert "dtype" not in json.loads((directory / "config.json").read_text())
+    env = {key: value for key, value in os.environ.items() if key not in {"COLUMNS", "FORCE_COLOR"}}
+    env["HF_HUB_OFFLINE"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", "inspect", str(directory), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=env,
+    )
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["totals"]["params"] == 6_738_415_616
+    assert result.stderr == ""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 2. which class is built
+
+
+def test_architectures_names_the_class_and_its_head(
+    capsys: pytest.CaptureFixture[str], published: dict[str, Published]
+) -> None:
+    entry = published["llama-2-7b"]
+    base = meta_build(transformers.LlamaModel, entry.config)
+    with_head = run_json(capsys, entry.directory)["totals"]["params"]
+    overridden = run_json(capsys, entry.directory, "--model-class", "LlamaModel")
+    assert overridden["totals"]["params"] == numel(base) == 6_738_415_616 - 32000 * 4096
+    assert with_head - overridden["totals"]["params"] == 32000 * 4096  # the untied LM head, vocab × hidden
+    assert overridden["notes"][0] == f"built LlamaModel from {entry.directory / 'config.json'} on meta"
+
+
+def test_no_architectures_builds_automodel(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = transformers.LlamaConfig(**LLAMA_2_7B)
+    path = write_config(tmp_path, config)
+    assert json.loads(path.read_text()).get("architectures") is None
+    report = run_json(capsys, tmp_path)
+    assert report["totals"]["params"] == numel(meta_build(transformers.LlamaModel, config))
+    assert report["notes"][0] == f"built AutoModel (config.json names no architecture) from {path} on meta"
+    assert [row["type"] for row in report["modules"] if row["path"] == ""] == ["LlamaModel"]
+
+
+def test_model_class_overrides_a_config_without_architectures(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = transformers.LlamaConfig(**TINY_LLAMA)
+    write_config(tmp_path, config)
+    report = run_json(capsys, tmp_path, "--model-class", "LlamaForCausalLM")
+    assert report["totals"]["params"] == numel(meta_build(transformers.LlamaForCausalLM, config))
+
+
+def test_unknown_model_class(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]))
+    assert_error(
+        run(capsys, "inspect", str(tmp_path), "--model-class", "NoSuchModel"),
+        f"transformers {transformers.__version__} has no class 'NoSuchModel' (use --model-class NAME)",
+    )
+
+
+def test_unknown_architecture_in_the_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForTimeTravel"]))
+    assert_error(
+        run(capsys, "inspect", str(tmp_path)),
+        f"transformers {transformers.__version__} has no class 'LlamaForTimeTravel' (use --model-class NAME)",
+    )
+
+
+def test_model_class_that_is_not_a_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]))
+    code, out, err = run(capsys, "inspect", str(tmp_path), "--model-class", "LlamaConfig")
+    assert (code, out) == (2, "")
+    assert err.startswith("paramscope: error: ")
+    assert err.count("\n") == 1
+    assert "LlamaConfig" in err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 3. mixture of experts: active parameters per token
+
+
+def test_mixtral_active_params(capsys: pytest.CaptureFixture[str], published: dict[str, Published]) -> None:
+    entry = published["mixtral-8x7b"]
+    config = entry.config
+    experts = routed(entry.model)
+    # the routed experts, written out: per layer 8 experts × (w1, w3: 14336 × 4096; w2: 4096 × 14336)
+    assert experts == config.num_hidden_layers * 8 * 3 * 4096 * 14336
+    active = expected_active(entry.model, top_k=2, experts=8)
+    assert active == entry.count - experts * Fraction(6, 8) == 12_879_925_248
+    report = run_json(capsys, entry.directory)
+    assert report["totals"]["params"] == 46_702_792_704
+    assert report["totals"]["active_params"] == active
+    assert any(note.startswith("mixture of experts, 2 of 8 experts per token") for note in report["notes"])
+    rows = layer_rows(report)
+    assert len(rows) == config.num_hidden_layers
+    for index, layer in enumerate(entry.model.model.layers):
+        row = rows[f"model.layers.{index}"]
+        layer_experts = routed(layer)
+        assert row["params"] == numel(layer)
+        assert row["active_params"] == numel(layer) - layer_experts * Fraction(6, 8)
+    root = next(row for row in report["modules"] if row["path"] == "")
+    assert root["active_params"] == active
+
+
+def _qwen2_moe() -> tuple[Any, str, int, int]:
+    config = transformers.Qwen2MoeConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=48, moe_intermediate_size=16,
+        shared_expert_intermediate_size=40, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+        num_experts=4, num_experts_per_tok=2, mlp_only_layers=[1], architectures=["Qwen2MoeForCausalLM"],
+    )  # fmt: skip
+    return config, "Qwen2MoeForCausalLM", 2, 4
+
+
+def _qwen3_moe() -> tuple[Any, str, int, int]:
+    config = transformers.Qwen3MoeConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_experts=6, num_experts_per_tok=3,
+        mlp_only_layers=[0], architectures=["Qwen3MoeForCausalLM"],
+    )  # fmt: skip
+    return config, "Qwen3MoeForCausalLM", 3, 6
+
+
+def _deepseek_v3() -> tuple[Any, str, int, int]:
+    config = transformers.DeepseekV3Config(
+        vocab_size=64, hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1,
+        first_k_dense_replace=1, q_lora_rank=16, kv_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4,
+        v_head_dim=8, n_group=2, topk_group=1, architectures=["DeepseekV3ForCausalLM"],
+    )  # fmt: skip
+    return config, "DeepseekV3ForCausalLM", 2, 8
+
+
+@pytest.mark.parametrize("make", [_qwen2_moe, _qwen3_moe, _deepseek_v3], ids=["qwen2-moe", "qwen3-moe", "deepseek-v3"])
+def test_moe_with_shared_experts_and_dense_layers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, make: Any
+) -> None:
+    config, architecture, top_k, experts = make()
+    write_config(tmp_path, config)
+    model = meta_build(getattr(transformers, architecture), config)
+    names = [name for name, _ in model.named_parameters()]
+    # the shapes the test relies on: some layers dense, shared experts outside "experts"
+    dense_layers = [
+        i for i, layer in enumerate(model.model.layers) if not any(is_routed(n) for n, _ in layer.named_parameters())
+    ]
+    assert dense_layers  # mlp_only_layers / first_k_dense_replace
+    if architecture != "Qwen3MoeForCausalLM":
+        assert any(".shared_expert" in name for name in names)  # always active
+    report = run_json(capsys, tmp_path)
+    active = expected_active(model, top_k, experts)
+    assert report["totals"]["params"] == numel(model)
+    assert report["totals"]["active_params"] == active < numel(model)
+    rows = layer_rows(report)
+    for index, layer in enumerate(model.model.layers):
+        row = rows[f"model.layers.{index}"]
+        assert row["active_params"] == numel(layer) - routed(layer) + routed(layer) * Fraction(top_k, experts)
+        if index in dense_layers:
+            assert row["active_params"] == row["params"]
+
+
+@pytest.fixture(scope="module")
+def tiny_mixtral(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nn.Module]:
+    """A tiny random Mixtral saved by transformers (safetensors) with its config.json."""
+    directory = tmp_path_factory.mktemp("tiny-mixtral")
+    config = transformers.MixtralConfig(
+        vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, architectures=["MixtralForCausalLM"],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.MixtralForCausalLM(config)
+    model.save_pretrained(directory)
+    assert (directory / "model.safetensors").is_file()
+    assert (directory / "config.json").is_file()
+    return directory, model
+
+
+def test_moe_checkpoint_active_params(capsys: pytest.CaptureFixture[str], tiny_mixtral: tuple[Path, nn.Module]) -> None:
+    directory, model = tiny_mixtral
+    report = run_json(capsys, directory)
+    assert report["source"]["kind"] == "safetensors"
+    assert report["totals"]["params"] == numel(model)
+    assert report["totals"]["active_params"] == expected_active(model, 2, 4)
+    rows = layer_rows(report)
+    for index, layer in enumerate(model.model.layers):
+        row = rows[f"model.layers.{index}"]
+        assert row["params"] == numel(layer)
+        assert row["active_params"] == numel(layer) - routed(layer) * Fraction(2, 4)
+    # the same figures as the config built on meta
+    built = run_json(capsys, directory, "--from-config")
+    assert built["totals"]["active_params"] == report["totals"]["active_params"]
+
+
+def test_check_accepts_a_moe_checkpoint_saved_by_transformers(
+    capsys: pytest.CaptureFixture[str], tiny_mixtral: tuple[Path, nn.Module]
+) -> None:
+    directory, _ = tiny_mixtral
+    _, info = transformers.MixtralForCausalLM.from_pretrained(directory, output_loading_info=True)
+    assert info["missing_keys"] == info["unexpected_keys"] == info["mismatched_keys"] == set()
+    capsys.readouterr()  # transformers' own progress bar while loading
+    code, out, err = run(capsys, "inspect", str(directory), "--check", "--format", "json", "--quiet")
+    assert json.loads(out)["check"]["ok"] is True
+    assert (code, err) == (0, "")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 4. --exclude-embeddings
+
+
+def test_exclude_embeddings_untied_llama(capsys: pytest.CaptureFixture[str], published: dict[str, Published]) -> None:
+    entry = published["llama-3-8b"]
+    report = run_json(capsys, entry.directory, "--exclude-embeddings")
+    embedding = 128256 * 4096
+    expected = 8_030_261_248 - 2 * embedding  # input embedding and the untied head
+    assert report["totals"]["non_embedding_params"] == expected
+    assert report["totals"]["params"] == 8_030_261_248
+    assert report["notes"][-1] == (
+        f"without embeddings: {expected:,} parameters (left out: model.embed_tokens.weight {embedding:,}, "
+        f"lm_head.weight {embedding:,})"
+    )
+
+
+def test_exclude_embeddings_tied_gpt2_matches_transformers(
+    capsys: pytest.CaptureFixture[str], published: dict[str, Published]
+) -> None:
+    entry = published["gpt2"]
+    wte, wpe = 50257 * 768, 1024 * 768
+    expected = entry.model.num_parameters(exclude_embeddings=True)
+    assert expected == 124_439_808 - wte - wpe  # the tied head is wte, left out once; positions too
+    report = run_json(capsys, entry.directory / "config.json", "--exclude-embeddings")
+    assert report["totals"]["non_embedding_params"] == expected
+    assert report["notes"][-1] == (
+        f"without embeddings: {expected:,} parameters (left out: transformer.wte.weight {wte:,}, "
+        f"transformer.wpe.weight {wpe:,})"
+    )
+    code, out, err = run(capsys, "inspect", str(entry.directory), "--exclude-embeddings", "--quiet")
+    assert (code, err) == (0, "")
+    assert "without embeddings" in out
+    assert f"{expected:,}" in out
+
+
+def test_exclude_embeddings_bert_matches_transformers(published: dict[str, Published]) -> None:
+    entry = published["bert-base-uncased"]
+    report = paramscope.inspect(str(entry.directory), exclude_embeddings=True)
+    assert report.totals.non_embedding_params == entry.model.num_parameters(exclude_embeddings=True)
+    assert report.totals.params == 109_482_240
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 5. a directory with a config and weights: --from-config, --check
+
+
+@dataclass
+class Saved:
+    directory: Path
+    model: nn.Module
+    config: transformers.LlamaConfig
+
+
+def save_tiny_llama(directory: Path, *, tied: bool = False) -> Saved:
+    config = transformers.LlamaConfig(**TINY_LLAMA, tie_word_embeddings=tied, architectures=["LlamaForCausalLM"])
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    model.save_pretrained(directory)
+    return Saved(directory, model, config)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_saved(tmp_path_factory: pytest.TempPathFactory) -> Saved:
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def tiny_llama(tmp_path: Path, tiny_llama_saved: Saved) -> Saved:
+    """A fresh copy of the saved tiny Llama, free to edit."""
+    directory = tmp_path / "tiny-llama"
+    shutil.copytree(tiny_llama_saved.directory, directory)
+    return Saved(directory, tiny_llama_saved.model, tiny_llama_saved.config)
+
+
+def stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    with safe_open(path, "pt") as handle:
+        return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+
+
+def test_weights_are_read_by_default(capsys: pytest.CaptureFixture[str], tiny_llama: Saved) -> None:
+    report = run_json(capsys, tiny_llama.directory)
+    assert report["source"]["kind"] == "safetensors"
+    assert report["source"]["files"] == [str(tiny_llama.directory / "model.safetensors")]
+    assert report["totals"]["params"] == numel(tiny_llama.model)
+    assert {t["name"]: tuple(t["shape"]) for t in report["tensors"]} == stored_shapes(
+        tiny_llama.directory / "model.safetensors"
+    )
+
+
+def test_from_config_builds_the_config(capsys: pytest.CaptureFixture[str], tiny_llama: Saved) -> None:
+    report = run_json(capsys, tiny_llama.directory, "--from-config")
+    assert report["source"]["kind"] == "hf-config"
+    assert report["source"]["files"] == [str(tiny_llama.directory / "config.json")]
+    assert report["totals"]["params"] == numel(tiny_llama.model)
+    assert report["totals"]["trainable"] == numel(tiny_llama.model)  # a built model knows trainability
+
+
+def test_check_on_a_matching_pair(capsys: pytest.CaptureFixture[str], tiny_llama: Saved) -> None:
+    report = run_json(capsys, tiny_llama.directory, "--check")
+    assert report["source"]["kind"] == "safetensors"
+    assert report["check"] == {
+        "against": str(tiny_llama.directory / "config.json"),
+        "ok": True,
+        "missing": [],
+        "unexpected": [],
+        "mismatched": [],
+    }
+
+
+def test_check_tied_head_is_not_missing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    saved = save_tiny_llama(tmp_path, tied=True)
+    assert "lm_head.weight" not in stored_shapes(tmp_path / "model.safetensors")
+    assert "lm_head.weight" in dict(saved.model.named_parameters(remove_duplicate=False))
+    capsys.readouterr()  # transformers' own progress bar while saving
+    report = run_json(capsys, tmp_path, "--check")
+    assert report["check"]["ok"] is True
+    assert report["totals"]["params"] == numel(saved.model)
+
+
+def _expected_check(directory: Path) -> dict[str, Any]:
+    """What ``load_state_dict`` would say, from the edited config's model (built here) and the stored shapes."""
+    config = transformers.AutoConfig.from_pretrained(directory)
+    model = meta_build(transformers.LlamaForCausalLM, config)
+    wanted = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    stored = stored_shapes(directory / "model.safetensors")
+    return {
+        "missing": sorted(set(wanted) - set(stored)),
+        "unexpected": sorted(set(stored) - set(wanted)),
+        "mismatched": sorted(
+            (name, list(wanted[name]), list(stored[name]))
+            for name in set(wanted) & set(stored)
+            if wanted[name] != stored[name]
+        ),
+    }
+
+
+def _more_layers(directory: Path) -> None:
+    edit_config(directory / "config.json", num_hidden_layers=3)
+
+
+def _wider_mlp(directory: Path) -> None:
+    edit_config(directory / "config.json", intermediate_size=40)
+
+
+def _drop_tensor(directory: Path) -> None:
+    path = directory / "model.safetensors"
+    tensors = safetensors.torch.load_file(path)
+    del tensors["model.norm.weight"]
+    safetensors.torch.save_file(tensors, path, metadata={"format": "pt"})
+
+
+def _extra_tensor(directory: Path) -> None:
+    path = directory / "model.safetensors"
+    tensors = safetensors.torch.load_file(path)
+    tensors["model.extra.weight"] = torch.zeros(3, 2)
+    safetensors.torch.save_file(tensors, path, metadata={"format": "pt"})
+
+
+CHECK_CASES = {
+    "more-layers": (_more_layers, "missing", 9),  # layer 2: 4 attention, 3 MLP, 2 norms
+    "wider-mlp": (_wider_mlp, "mismatched", 6),  # gate/up/down of both layers
+    "dropped-tensor": (_drop_tensor, "missing", 1),
+    "extra-tensor": (_extra_tensor, "unexpected", 1),
+}
+
+
+@pytest.mark.parametrize("case", list(CHECK_CASES))
+def test_check_on_a_mismatched_pair(capsys: pytest.CaptureFixture[str], tiny_llama: Saved, case: str) -> None:
+    edit, field, count = CHECK_CASES[case]
+    edit(tiny_llama.directory)
+    expected = _expected_check(tiny_llama.directory)
+    assert len(expected[field]) == count
+    assert [key for key in ("missing", "unexpected", "mismatched") if expected[key]] == [field]
+    report = run_json(capsys, tiny_llama.directory, "--check", code=1)
+    check = report["check"]
+    assert check["ok"] is False
+    assert check["against"] == str(tiny_llama.directory / "config.json")
+    assert sorted(check["missing"]) == expected["missing"]
+    assert sorted(check["unexpected"]) == expected["unexpected"]
+    mismatched = sorted((m["name"], m["model_shape"], m["checkpoint_shape"]) for m in check["mismatched"])
+    assert mismatched == expected["mismatched"]
+    assert report["source"]["kind"] == "safetensors"  # the report is still the checkpoint's
+
+
+def test_check_mismatch_exit_code_with_table_output(capsys: pytest.CaptureFixture[str], tiny_llama: Saved) -> None:
+    _drop_tensor(tiny_llama.directory)
+    code, out, err = run(capsys, "inspect", str(tiny_llama.directory), "--check", "--quiet")
+    assert (code, err) == (1, "")
+    assert "model.norm.weight" in out
+
+
+def test_check_and_from_config_need_a_config(capsys: pytest.CaptureFixture[str], tiny_llama: Saved) -> None:
+    (tiny_llama.directory / "config.json").unlink()
+    for flag in ("--check", "--from-config"):
+        assert_error(
+            run(capsys, "inspect", str(tiny_llama.directory), flag),
+            f"{tiny_llama.directory}: {flag} needs a config.json beside the weights, and there is none",
+        )
+
+
+def test_check_through_the_api(tiny_llama: Saved) -> None:
+    _extra_tensor(tiny_llama.directory)
+    report = paramscope.inspect(str(tiny_llama.directory), check=True)
+    assert report.check is not None
+    assert (report.check.ok, report.check.unexpected, report.check.missing) == (False, ("model.extra.weight",), ())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 6. custom code: never run without --trust-remote-code
+
+REMOTE_CONFIGURATION = """
+from pathlib import Path
+
+Path({marker!r}).write_text("configuration_x imported")
+
+from transformers import PretrainedConfig
+
+
+class XConfig(PretrainedConfig):
+    model_type = "paramscope-remote-x"
+
+    def __init__(self, width=8, **kwargs):
+        self.width = width
+        super().__init__(**kwargs)
+"""
+
+REMOTE_MODELING = """
+from pathlib import Path
+
+Path({marker!r}).write_text("modeling_x imported")
+
+from torch import nn
+from transformers import PreTrainedModel
+
+from .configuration_x import XConfig
+
+
+class XModel(PreTrainedModel):
+    config_class = XConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.fc = nn.Linear(config.width, 3)
+        self.post_init()
+"""
+
+
+@dataclass
+class Remote:
+    directory: Path
+    markers: list[Path]
+
+
+@pytest.fixture
+def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Remote:
+    """A config whose model_type transformers does not know, with an auto_map to code beside it that leaves a mark."""
+    import transformers.dynamic_module_utils
+
+    monkeypatch.setattr(transformers.dynamic_module_utils, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    directory = tmp_path / "remote_x"
+    directory.mkdir()
+    markers = [tmp_path / "configuration-ran", tmp_path / "modeling-ran"]
+    (directory / "configuration_x.py").write_text(REMOTE_CONFIGURATION.format(marker=str(markers[0])))
+    (directory / "modeling_x.py").write_text(REMOTE_MODELING.format(marker=str(markers[1])))
+    config = {
+        "model_type": "paramscope-remote-x",
+        "width": 8,
+        "architectures": ["XModel"],
+        "auto_map": {"AutoConfig": "configuration_x.XConfig", "AutoModel": "modeling_x.XModel"},
+    }
+    (directory / "config.json").write_text(json.dumps(config))
+    return Remote(directory, markers)
+
+
+def test_custom_code_is_not_run_without_the_flag(capsys: pytest.CaptureFixture[str], remote: Remote) -> None:
+    code, out, err = run(capsys, "inspect", str(remote.directory))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"paramscope: error: {remote.directory / 'config.json'}: ")
+    assert err.count("\n") == 1
+    assert not any(marker.exists() for marker in remote.markers)
+
+
+def test_custom_code_error_says_to_pass_trust_remote_code(capsys: pytest.CaptureFixture[str], remote: Remote) -> None:
+    assert_error(
+        run(capsys, "inspect", str(remote.directory)),
+        f"{remote.directory / 'config.json'}: the model is defined by custom code in its repository; pass "
+        "--trust-remote-code to run that code (only for code you trust)",
+    )
+    assert not any(marker.exists() for marker in remote.markers)
+
+
+def test_custom_model_class_of_a_known_model_type_needs_the_flag(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    marker = tmp_path / "modeling-ran"
+    (tmp_path / "modeling_x.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    config = transformers.LlamaConfig(**TINY_LLAMA, architectures=["XForCausalLM"])
+    path = write_config(tmp_path, config)
+    edit_config(path, auto_map={"AutoModelForCausalLM": "modeling_x.XForCausalLM"})
+    assert_error(
+        run(capsys, "inspect", str(tmp_path)),
+        "XForCausalLM is defined by custom code in the model's repository; pass --trust-remote-code to run it "
+        "(only for code you trust)",
+    )
+    assert not marker.exists()
+
+
+def test_trust_remote_code_runs_the_local_code(capsys: pytest.CaptureFixture[str], remote: Remote) -> None:
+    report = run_json(capsys, remote.directory, "--trust-remote-code")
+    assert report["totals"]["params"] == 8 * 3 + 3
+    assert report["source"]["kind"] == "hf-config"
+    assert report["notes"][0] == (
+        f"built XModel (custom code, through AutoModel) from {remote.directory / 'config.json'} on meta"
+    )
+    assert all(marker.exists() for marker in remote.markers)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 7. meta-device pitfalls: a module that needs real tensors while it is built
+
+
+class ItemConfig(transformers.PretrainedConfig):
+    model_type = "paramscope-test-item"
+
+    def __init__(self, width: int = 4, **kwargs: Any) -> None:
+        self.width = width
+        super().__init__(**kwargs)
+
+
+class Scaler(nn.Module):
+    """Reads a tensor's value in ``__init__``: impossible on the meta device."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        factor = int(torch.full((1,), 2.0).item())
+        self.proj = nn.Linear(width, width * factor)
+
+
+class ItemModel(transformers.PreTrainedModel):
+    config_class = ItemConfig
+
+    def __init__(self, config: ItemConfig) -> None:
+        super().__init__(config)
+        self.scaler = Scaler(config.width)
+        self.post_init()
+
+
+@pytest.fixture(scope="module")
+def registered() -> None:
+    """ItemConfig/ItemModel known to the Auto classes, as a library that registers its own models makes them."""
+    transformers.AutoConfig.register(ItemConfig.model_type, ItemConfig, exist_ok=True)
+    transformers.AutoModel.register(ItemConfig, ItemModel, exist_ok=True)
+
+
+@pytest.mark.usefixtures("registered")
+def test_meta_pitfall_names_the_module_and_suggests_cpu(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    write_config(tmp_path, ItemConfig(width=4))
+    with torch.device("meta"), pytest.raises(RuntimeError) as caught:
+        torch.full((1,), 2.0).item()
+    torch_message = str(caught.value).strip().splitlines()[0]
+    assert_error(
+        run(capsys, "inspect", str(tmp_path)),
+        "building AutoModel (config.json names no architecture) on meta failed in Scaler.__init__: RuntimeError: "
+        f"{torch_message}{META_HINT}",
+    )
+
+
+@pytest.mark.usefixtures("registered")
+def test_meta_pitfall_builds_on_cpu(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    write_config(tmp_path, ItemConfig(width=4))
+    report = paramscope.inspect(str(tmp_path), device="cpu")
+    assert report.totals.params == 4 * 8 + 8
+    assert report.source.kind == "hf-config"
+    assert report.source.device == "cpu"
+    code, out, err = run(capsys, "inspect", str(tmp_path), "--device", "cpu", "--quiet")
+    assert (code, err) == (0, "")
+    assert "Scaler" in out
+
+
+@pytest.mark.usefixtures("registered")
+def test_meta_pitfall_through_model_class(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # transformers swaps the lazy module in sys.modules for a new one on its first model import: patch the current one
+    _ = transformers.LlamaForCausalLM
+    monkeypatch.setattr(sys.modules["transformers"], "ItemModel", ItemModel, raising=False)
+    write_config(tmp_path, ItemConfig(width=4, architectures=["ItemModel"]))
+    with pytest.raises(paramscope.ParamscopeError) as caught:
+        paramscope.inspect(str(tmp_path / "config.json"))
+    message = str(caught.value)
+    assert message.startswith("building ItemModel on meta failed in Scaler.__init__: RuntimeError: ")
+    assert message.endswith(META_HINT)
+    assert paramscope.inspect(str(tmp_path / "config.json"), device="cpu").totals.params == math.prod((4, 8)) + 8
+
+
+def test_cpu_build_has_no_meta_hint(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]))
+    code, out, err = run(capsys, "inspect", str(tmp_path), "--model-class", "BertModel", "--device", "cpu")
+    assert (code, out) == (2, "")
+    assert err.startswith("paramscope: error: building BertModel on cpu failed in BertEmbeddings.__init__: ")
+    assert "--device cpu" not in err
+    assert err.count("\n") == 1
+
+
+def test_configs_are_described_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "inspect", "--help")
+    assert code == 0
+    for option in ("--from-config", "--check", "--model-class", "--trust-remote-code", "--exclude-embeddings"):
+        assert option in out
+    assert "1 --check found differences" in " ".join(out.split())

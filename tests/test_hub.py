@@ -1,0 +1,528 @@
+"""Hub ids (``hf:org/name[@revision]``) through the real ``huggingface_hub`` client, against a local stand-in for
+the Hub on 127.0.0.1 (``tests/hub_server.py``) reached through ``HF_ENDPOINT``.
+
+Every figure is compared with the same files read from a local directory (and, for built configs, with the model
+built on meta by the test). The server records every request, so the tests prove that only ``config.json``, the index
+and the safetensors *headers* are fetched: each ``.safetensors`` file is asked for ``bytes=0-100000`` and, when its
+header is longer, the exact header range, and never whole. The Hub cache and ``HF_HOME`` are temporary directories;
+``HF_TOKEN`` is unset unless a test sets it. Nothing leaves 127.0.0.1 (name lookups of other hosts are refused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub.constants
+import pytest
+import torch
+import transformers
+from huggingface_hub import HfApi
+from huggingface_hub.utils import _detect_agent
+from huggingface_hub.utils import _http as hub_http
+from huggingface_hub.utils import logging as hub_logging
+from huggingface_hub.utils.tqdm import are_progress_bars_disabled
+from torch import nn
+
+from paramscope.cli import main
+
+from .checkpoints import LLAMA_3_70B, LLAMA_3_70B_PARAMS, llama_tensors, write_safetensors, write_sharded
+from .hub_server import HubServer, Repo, Request, ZeroPadded
+
+SUBPROCESS_TIMEOUT = 120
+TINY = {"vocab": 64, "hidden": 16, "intermediate": 32, "layers": 2, "heads": 4, "kv_heads": 2}
+TINY_CONFIG = {"vocab_size": 64, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "num_key_value_heads": 2}  # fmt: skip
+LLAMA_2_7B_CONFIG = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+                     "num_attention_heads": 32, "num_key_value_heads": 32}  # fmt: skip
+LLAMA_2_7B_PARAMS = 6_738_415_616  # published
+HEADER_PADDING = 120_000  # makes the tiny model's header longer than the client's first 100 kB range
+FIRST_RANGE = "bytes=0-100000"  # what huggingface_hub's parse_safetensors_file_metadata asks for first
+TOKEN = "abc"
+ID_MESSAGE = "not a Hub model id; expected hf:org/name or hf:org/name@revision"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the repositories: written to local directories, served from the same bytes
+
+
+def header_size(path: Path) -> int:
+    """The length of a safetensors file's JSON header (its first 8 bytes)."""
+    with path.open("rb") as handle:
+        return struct.unpack("<Q", handle.read(8))[0]
+
+
+def served(path: Path) -> bytes | ZeroPadded:
+    """The file as the server holds it: small files as they are; a sparse checkpoint as its header over zeros."""
+    size = path.stat().st_size
+    if path.suffix != ".safetensors" or size < 2**20:
+        return path.read_bytes()
+    with path.open("rb") as handle:
+        prefix = handle.read(8 + header_size(path))
+    return ZeroPadded(prefix, size)
+
+
+def repo_files(directory: Path) -> dict[str, bytes | ZeroPadded]:
+    return {path.name: served(path) for path in sorted(directory.iterdir())}
+
+
+def save_config(directory: Path, config: transformers.PretrainedConfig) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(directory)
+
+
+@dataclass
+class Local:
+    """The local copies of the served repositories, and the models the tests compare with."""
+
+    root: Path
+    mixtral: nn.Module
+
+    def __getitem__(self, name: str) -> Path:
+        return self.root / name
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Local:
+    root = tmp_path_factory.mktemp("repos")
+    tiny_config = transformers.LlamaConfig(**TINY_CONFIG, architectures=["LlamaForCausalLM"])
+
+    # one file whose header is longer than the first range: the client asks for the header's exact range next
+    save_config(root / "tiny-llama", tiny_config)
+    write_safetensors(
+        root / "tiny-llama" / "model.safetensors",
+        llama_tensors(**TINY),
+        metadata={"format": "pt", "padding": "x" * HEADER_PADDING},
+    )
+    # Llama-3-70B: an index and three sparse shards (140 GB as sizes, nothing on disk)
+    save_config(
+        root / "llama-3-70b", transformers.LlamaConfig(**_hf_config(LLAMA_3_70B), architectures=["LlamaForCausalLM"])
+    )
+    write_sharded(root / "llama-3-70b", llama_tensors(**LLAMA_3_70B), shards=3)
+    # a real tiny Mixtral saved by transformers, with real data
+    mixtral_config = transformers.MixtralConfig(
+        vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, architectures=["MixtralForCausalLM"],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    mixtral = transformers.MixtralForCausalLM(mixtral_config)
+    mixtral.save_pretrained(root / "tiny-mixtral")
+    # only a config (Llama-2-7B), and neither a config nor weights
+    save_config(root / "config-only", transformers.LlamaConfig(**LLAMA_2_7B_CONFIG, architectures=["LlamaForCausalLM"]))
+    (root / "empty").mkdir()
+    (root / "empty" / "README.md").write_text("# nothing to count\n")
+    return Local(root, mixtral)
+
+
+def _hf_config(shape: dict[str, int]) -> dict[str, Any]:
+    return {
+        "vocab_size": shape["vocab"], "hidden_size": shape["hidden"], "intermediate_size": shape["intermediate"],
+        "num_hidden_layers": shape["layers"], "num_attention_heads": shape["heads"],
+        "num_key_value_heads": shape["kv_heads"],
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hub(local: Local) -> Iterator[HubServer]:
+    tiny = repo_files(local["tiny-llama"])
+    repos = {
+        "org/tiny-llama": Repo(tiny, branches=("main", "v1.0")),
+        "tiny-llama": Repo(tiny),  # an id without an organisation, like "gpt2"
+        "org/llama-3-70b": Repo(repo_files(local["llama-3-70b"])),
+        "org/llama-3-70b-slow-first-shard": Repo(
+            repo_files(local["llama-3-70b"]), delays={"model-00001-of-00003.safetensors": 0.3}
+        ),
+        "org/tiny-mixtral": Repo(repo_files(local["tiny-mixtral"])),
+        "org/config-only": Repo(repo_files(local["config-only"])),
+        "org/empty": Repo(repo_files(local["empty"])),
+        "org/gated": Repo(tiny, gated_token=TOKEN),
+    }
+    with HubServer(repos) as server:
+        yield server
+
+
+@dataclass
+class Lookups:
+    refused: list[str]
+
+
+@pytest.fixture(autouse=True)
+def hub_env(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lookups]:
+    """The environment of a user whose HF_ENDPOINT is the local server, with a fresh cache and no token."""
+    home, cache = tmp_path / "hf-home", tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    # huggingface_hub reads these once, when it is imported: the in-process tests set them as a new process would
+    constants = huggingface_hub.constants
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # huggingface_hub fetches an "agent harnesses" list from constants.ENDPOINT (fixed at import) for its user agent
+    monkeypatch.setattr(_detect_agent, "_registry", {"standardEnvVars": [], "harnesses": {}})
+    # nothing may leave 127.0.0.1: a lookup of any other host fails, and is remembered
+    lookups = Lookups([])
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in ("127.0.0.1", "localhost", b"127.0.0.1", b"localhost"):
+            lookups.refused.append(str(host))
+            raise socket.gaierror(socket.EAI_NONAME, f"test: no lookups of {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    hub.clear()
+    yield lookups
+    assert lookups.refused == []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``main(argv)`` in-process: (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], target: Path | str, *argv: str, code: int = 0) -> dict[str, Any]:
+    got, out, err = run(capsys, "inspect", str(target), "--format", "json", *argv)
+    assert (got, err) == (code, "")
+    return json.loads(out)
+
+
+def assert_error(result: tuple[int, str, str], message: str) -> None:
+    """Exit 2, nothing on stdout, and exactly the one line ``paramscope: error: <message>`` on stderr."""
+    code, out, err = result
+    assert err == f"paramscope: error: {message}\n"
+    assert code == 2
+    assert out == ""
+
+
+def same_model(remote: dict[str, Any], local: dict[str, Any]) -> None:
+    """The Hub report and the local one agree on every figure (only the source, and the order of tensors, differ)."""
+    for key in ("totals", "by_dtype", "modules"):
+        assert remote[key] == local[key], key
+    assert sorted(remote["tensors"], key=lambda t: t["name"]) == sorted(local["tensors"], key=lambda t: t["name"])
+
+
+def safetensors_requests(hub: HubServer) -> list[Request]:
+    return [request for request in hub.requests if request.path.endswith(".safetensors")]
+
+
+def assert_headers_only(hub: HubServer, local_directory: Path) -> None:
+    """Each .safetensors file was asked for its header only: HEAD, the first 100 kB, the exact header range."""
+    requests = safetensors_requests(hub)
+    assert requests
+    for request in requests:
+        assert request.status in (200, 206, 404), request
+        if request.method == "HEAD":
+            continue
+        assert request.method == "GET", request
+        assert request.range is not None, f"a whole file was downloaded: {request}"
+        header = header_size(local_directory / request.filename)
+        assert request.range in (FIRST_RANGE, f"bytes=8-{header + 7}"), request
+
+
+def local_active(model: nn.Module, top_k: int, experts: int) -> Fraction:
+    total = sum(p.numel() for p in model.parameters())
+    routed = sum(p.numel() for name, p in model.named_parameters() if "experts" in name.split(".")[:-1])
+    return total - routed + routed * Fraction(top_k, experts)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# counts, the files read, the bytes asked for
+
+
+def test_single_file_repo(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local) -> None:
+    report = run_json(capsys, "hf:org/tiny-llama")
+    same_model(report, run_json(capsys, local["tiny-llama"]))
+    assert report["source"] == {
+        "kind": "safetensors",
+        "target": "hf:org/tiny-llama",
+        "device": None,
+        "files": ["hf:org/tiny-llama/model.safetensors"],
+    }
+    header = header_size(local["tiny-llama"] / "model.safetensors")
+    assert header > 100_000 - 8  # so the client needs the second, exact range
+    assert [(r.method, r.range) for r in safetensors_requests(hub)] == [
+        ("HEAD", None),
+        ("GET", FIRST_RANGE),
+        ("GET", f"bytes=8-{header + 7}"),
+    ]
+    assert {(r.method, r.path) for r in hub.requests if not r.path.endswith(".safetensors")} == {
+        ("HEAD", "/org/tiny-llama/resolve/main/config.json"),
+        ("GET", "/org/tiny-llama/resolve/main/config.json"),
+    }
+    assert_headers_only(hub, local["tiny-llama"])
+
+
+def test_sharded_repo_reads_three_headers(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local) -> None:
+    report = run_json(capsys, "hf:org/llama-3-70b")
+    assert report["totals"]["params"] == LLAMA_3_70B_PARAMS
+    same_model(report, run_json(capsys, local["llama-3-70b"]))
+    shards = [f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)]
+    assert sorted(report["source"]["files"]) == [f"hf:org/llama-3-70b/{shard}" for shard in shards]
+    # one ranged GET per shard; the single-file name is tried first (404), then the index is downloaded
+    gets = sorted((r.filename, r.range) for r in safetensors_requests(hub) if r.method == "GET")
+    assert gets == [(shard, FIRST_RANGE) for shard in shards]
+    assert ("HEAD", "model.safetensors", 404) in {(r.method, r.filename, r.status) for r in hub.requests}
+    assert ("GET", "model.safetensors.index.json") in {(r.method, r.filename) for r in hub.requests}
+    assert_headers_only(hub, local["llama-3-70b"])
+    # 140 GB of shards, about 300 kB asked for
+    assert sum((local["llama-3-70b"] / shard).stat().st_size for shard in shards) > 140e9
+
+
+def test_sharded_repo_report_does_not_depend_on_timing(capsys: pytest.CaptureFixture[str], local: Local) -> None:
+    expected = run_json(capsys, local["llama-3-70b"])
+    report = run_json(capsys, "hf:org/llama-3-70b-slow-first-shard")
+    assert [t["name"] for t in report["tensors"]] == [t["name"] for t in expected["tensors"]]
+    assert report["source"]["files"] == [
+        f"hf:org/llama-3-70b-slow-first-shard/model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)
+    ]
+
+
+def test_id_without_organisation(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local) -> None:
+    report = run_json(capsys, "hf:tiny-llama")
+    same_model(report, run_json(capsys, local["tiny-llama"]))
+    assert {r.path.rpartition("/resolve/")[0] for r in hub.requests} == {"/tiny-llama"}
+
+
+@pytest.mark.parametrize("revision", ["v1.0", "commit"])
+def test_revision(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local, revision: str) -> None:
+    if revision == "commit":
+        revision = hub.repos["org/tiny-llama"].commit
+    report = run_json(capsys, f"hf:org/tiny-llama@{revision}")
+    same_model(report, run_json(capsys, local["tiny-llama"]))
+    assert report["source"]["target"] == f"hf:org/tiny-llama@{revision}"
+    assert hub.requests
+    assert all(f"/org/tiny-llama/resolve/{revision}/" in r.path for r in hub.requests)
+
+
+def test_moe_repo_gives_active_params(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local) -> None:
+    report = run_json(capsys, "hf:org/tiny-mixtral")
+    same_model(report, run_json(capsys, local["tiny-mixtral"]))
+    assert report["totals"]["params"] == sum(p.numel() for p in local.mixtral.parameters())
+    assert report["totals"]["active_params"] == local_active(local.mixtral, top_k=2, experts=4)
+    assert any(note.startswith("mixture of experts, 2 of 4 experts per token") for note in report["notes"])
+    assert_headers_only(hub, local["tiny-mixtral"])
+
+
+def test_repo_with_only_a_config_is_built(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local) -> None:
+    report = run_json(capsys, "hf:org/config-only")
+    assert report["totals"]["params"] == LLAMA_2_7B_PARAMS
+    assert report["totals"] == run_json(capsys, local["config-only"])["totals"]
+    assert report["source"]["kind"] == "hf-config"
+    assert report["source"]["target"] == "hf:org/config-only"
+    assert report["notes"][0] == "org/config-only has no safetensors weights: built from its config.json"
+    assert report["notes"][1].startswith("built LlamaForCausalLM from ")
+    assert safetensors_requests(hub) == [
+        Request("HEAD", "/org/config-only/resolve/main/model.safetensors", None, None, 404),
+    ]
+
+
+def test_from_config_fetches_no_header(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
+    report = run_json(capsys, "hf:org/tiny-llama", "--from-config")
+    config = transformers.LlamaConfig(**TINY_CONFIG)
+    with torch.device("meta"):
+        model = transformers.LlamaForCausalLM(config)
+    assert report["source"]["kind"] == "hf-config"
+    assert report["totals"]["params"] == sum(p.numel() for p in model.parameters())
+    assert report["notes"][0].startswith("built LlamaForCausalLM from ")  # no "no safetensors weights" note
+    assert safetensors_requests(hub) == []
+
+
+def test_check_against_the_hub(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local) -> None:
+    report = run_json(capsys, "hf:org/tiny-llama", "--check")
+    assert report["source"]["kind"] == "safetensors"
+    assert report["check"] == {
+        "against": "hf:org/tiny-llama",
+        "ok": True,
+        "missing": [],
+        "unexpected": [],
+        "mismatched": [],
+    }
+    assert_headers_only(hub, local["tiny-llama"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# HF_TOKEN, HF_ENDPOINT
+
+
+def test_no_token_is_sent_by_default(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
+    run_json(capsys, "hf:org/tiny-llama")
+    assert hub.requests
+    assert {r.authorization for r in hub.requests} == {None}
+
+
+def test_hf_token_is_sent(capsys: pytest.CaptureFixture[str], hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url + "/")  # a trailing slash is fine
+    run_json(capsys, "hf:org/tiny-llama")
+    assert hub.requests
+    assert {r.authorization for r in hub.requests} == {f"Bearer {TOKEN}"}
+    assert all(r.path.startswith("/org/tiny-llama/resolve/main/") for r in hub.requests)
+
+
+def test_gated_repo_needs_a_token(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/gated"),
+        "hf:org/gated: org/gated is gated: accept its terms on the Hub, then set HF_TOKEN",
+    )
+    assert {r.status for r in hub.requests} == {403}
+
+
+def test_gated_repo_with_a_token(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    report = run_json(capsys, "hf:org/gated")
+    assert report["totals"] == run_json(capsys, local["tiny-llama"])["totals"]
+
+
+def test_hf_endpoint_is_read_at_call_time(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with HubServer({"org/tiny-llama": Repo(repo_files(local["tiny-llama"]))}) as other:
+        monkeypatch.setenv("HF_ENDPOINT", other.url)
+        run_json(capsys, "hf:org/tiny-llama")
+        assert other.requests
+    assert hub.requests == []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# errors: one line, exit 2
+
+
+def test_missing_repo(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/missing"),
+        f"hf:org/missing: no model org/missing on {hub.url} (a private one needs HF_TOKEN)",
+    )
+
+
+def test_bad_revision(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/tiny-llama@nope"),
+        "hf:org/tiny-llama@nope: org/tiny-llama has no revision 'nope'",
+    )
+
+
+def test_repo_without_weights_or_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/empty"),
+        "hf:org/empty: org/empty has neither safetensors weights nor a config.json",
+    )
+
+
+@pytest.mark.parametrize(
+    "target", ["hf:", "hf:org/", "hf:/name", "hf:org/name@", "hf:a/b/c", "hf:org/na me", "hf:-x/y"]
+)
+def test_malformed_id(capsys: pytest.CaptureFixture[str], hub: HubServer, target: str) -> None:
+    assert_error(run(capsys, "inspect", target), f"{target}: {ID_MESSAGE}")
+    assert hub.requests == []
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class _NoSleep:
+    """``time`` for huggingface_hub's retry loop, without the waits (1 + 2 + 4 + 8 + 8 s when the Hub is down)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import time
+
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        pass
+
+
+OFFLINE_REASON = "Connection refused"  # paramscope tries the endpoint itself before the Hub client's retries
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> str:
+    """HF_ENDPOINT on a port nobody listens on; huggingface_hub's retries do not wait."""
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(hub_http, "time", _NoSleep())
+    return endpoint
+
+
+def test_offline_names_the_repo_and_suggests_a_local_path(capsys: pytest.CaptureFixture[str], offline: str) -> None:
+    code, out, err = run(capsys, "inspect", "hf:org/tiny-llama")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1] == (
+        f"paramscope: error: hf:org/tiny-llama: cannot reach the Hub at {offline} for org/tiny-llama "
+        f"({OFFLINE_REASON}); download the model and pass its local directory instead"
+    )
+
+
+def test_offline_error_is_one_line(
+    capsys: pytest.CaptureFixture[str], offline: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In a process of its own, huggingface_hub's log handler writes to the real stderr; here, to the captured one.
+    for handler in hub_logging.get_logger().handlers:
+        monkeypatch.setattr(handler, "stream", sys.stderr)
+    code, out, err = run(capsys, "inspect", "hf:org/tiny-llama")
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1, err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# progress bars, and a real process
+
+
+def test_no_progress_bars_when_not_a_terminal(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
+    # huggingface_hub alone draws bars here (downloads, "Parse safetensors files"), even with stderr not a terminal
+    was_disabled = are_progress_bars_disabled()
+    HfApi(endpoint=hub.url).get_safetensors_metadata("org/llama-3-70b")
+    assert "Parse safetensors files" in capsys.readouterr().err
+    code, _, err = run(capsys, "inspect", "hf:org/llama-3-70b")
+    assert (code, err) == (0, "")
+    assert are_progress_bars_disabled() == was_disabled  # the client's setting is given back
+
+
+def test_subprocess(hub: HubServer, local: Local, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"COLUMNS", "FORCE_COLOR", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"}
+    }
+    env |= {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", "inspect", "hf:org/tiny-llama@v1.0", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=env,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    report = json.loads(result.stdout)
+    same_model(report, run_json(capsys, local["tiny-llama"]))
+    assert (tmp_path / "cache" / "models--org--tiny-llama").is_dir()  # HF_HUB_CACHE honoured
+    # besides the repo's files, the client only asks HF_ENDPOINT for its user-agent registry
+    paths = {r.path for r in hub.requests}
+    assert {path for path in paths if "/resolve/" not in path} <= {"/api/agent-harnesses"}
+    assert all(path.startswith("/org/tiny-llama/resolve/v1.0/") for path in paths if "/resolve/" in path)
+    assert_headers_only(hub, local["tiny-llama"])
