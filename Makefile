@@ -34,6 +34,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/bench_tally.py
 	$(BIN)/python benchmarks/bench_headers.py
 	$(BIN)/python benchmarks/bench_config.py
+	$(BIN)/python benchmarks/bench_summary.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -73,7 +73,9 @@ def describe(value: Any) -> str:
 
 
 def _describe_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """A call's arguments: the one argument alone, or ``(a, b, key=c)``."""
+    """A call's arguments: the one argument alone, or ``(a, b, key=c)``; keyword arguments left at None are left
+    out (transformers passes a dozen of them)."""
+    kwargs = {key: value for key, value in kwargs.items() if value is not None}
     if len(args) == 1 and not kwargs:
         return describe(args[0])
     parts = [describe(arg) for arg in args] + [f"{key}={describe(value)}" for key, value in kwargs.items()]
