@@ -101,8 +101,9 @@ class CallRecord(NamedTuple):
     flops: int
     macs: int
     calls: int
-    activations_bytes: int
-    """Bytes autograd saves for backward inside this module in a train-mode forward."""
+    activations_bytes: int | None
+    """Bytes autograd saves for backward inside this module in a train-mode forward; None when the model could not
+    run one (the notes say why)."""
 
 
 @dataclass(frozen=True, slots=True)

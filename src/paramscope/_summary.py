@@ -115,30 +115,38 @@ def summarize(
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
 
-    def record(path: str, inputs: str, outputs: str, calls: int, flops: int, activations: int) -> CallRecord:
+    def record(path: str, inputs: str, outputs: str, calls: int, flops: int, activations: int | None) -> CallRecord:
         depth_of = path.count(".") + 1 if path else 0
         return CallRecord(path, types.get(path, ""), depth_of, inputs, outputs, params.get(path, 0), flops,
                           flops // 2, calls, activations)  # fmt: skip
 
-    records: list[CallRecord] = []
     called = {call.path for call in result.calls}
+    uncalled = {a for call in result.calls for a in _ancestors(call.path) if a not in called}
+    children: dict[str, list[str]] = {}
+    for path in sorted(called | uncalled):
+        if path:
+            children.setdefault(path.rpartition(".")[0], []).append(path)
+
+    def summed(figures: Mapping[str, int], path: str) -> int:
+        # A container that is never called itself (a ModuleList of layers) gets the sums of its children, called
+        # or containers in turn, so every depth shows the whole model.
+        if path in called:
+            return figures.get(path, 0)
+        return sum(summed(figures, child) for child in children.get(path, ()))
+
+    measured = result.total_activations is not None
+
+    records: list[CallRecord] = []
     listed: set[str] = set()
     for call in result.calls:
-        # Containers that are never called themselves (a ModuleList of layers) get a row before their first
-        # called child, with the sums of their called children, so every depth shows the whole model.
-        for ancestor in _uncalled_ancestors(call.path, called, listed):
-            children = [
-                c
-                for c in result.calls
-                if c.path.startswith(ancestor + ".") and c.path.count(".") == ancestor.count(".") + 1
-            ]
-            flops = sum(result.flops.get(c.path, 0) for c in children)
-            activations = sum(result.activations.get(c.path, 0) for c in children)
-            records.append(record(ancestor, "", "", 0, flops, activations))
-            listed.add(ancestor)
+        for ancestor in _ancestors(call.path):  # a row before the first called child
+            if ancestor in uncalled and ancestor not in listed:
+                activations = summed(result.activations, ancestor) if measured else None
+                records.append(record(ancestor, "", "", 0, summed(result.flops, ancestor), activations))
+                listed.add(ancestor)
+        activations = result.activations.get(call.path, 0) if measured else None
         records.append(record(call.path, call.inputs, call.outputs, call.calls, result.flops.get(call.path, 0),
-                              result.activations.get(call.path, 0)))  # fmt: skip
-        listed.add(call.path)
+                              activations))  # fmt: skip
     calls = tuple(item for item in records if item.depth <= depth)
     totals = replace(
         report.totals,
@@ -146,9 +154,13 @@ def summarize(
         macs=result.total_flops // 2,
         activations_bytes=result.total_activations,
     )
+    if measured:
+        where = "" if mode == "train" else f" on {result.activations_device}"
+        activations_note = f"activations measured in a train-mode forward{where}"
+    else:
+        activations_note = f"activations not measured: no train-mode forward could run ({result.activations_failure})"
     notes = [
-        f"forward pass in {mode} mode on {device}; activations measured in a train-mode forward"
-        + ("" if mode == "train" and device == "meta" else " on meta"),
+        f"forward pass in {mode} mode on {device}; {activations_note}",
         *_uncounted_note(result.uncounted_ops),
     ]
     reused = [call for call in calls if call.calls > 1]
@@ -160,11 +172,10 @@ def summarize(
     return replace(report, totals=totals, calls=calls, notes=(*report.notes, *notes))
 
 
-def _uncalled_ancestors(path: str, called: set[str], listed: set[str]) -> list[str]:
-    """The ancestors of ``path`` (outermost first) that never ran and have no row yet."""
+def _ancestors(path: str) -> list[str]:
+    """The ancestors of a module path below the root, outermost first: ``a.b.c`` -> ``a``, ``a.b``."""
     parts = path.split(".") if path else []
-    ancestors = [".".join(parts[:i]) for i in range(1, len(parts))]
-    return [a for a in ancestors if a not in called and a not in listed]
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def check_mode(device: str, mode: str) -> None:

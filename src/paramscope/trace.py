@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,7 +118,11 @@ class Trace:
     """Ops that ran but have no FLOP formula, with how often they ran."""
     activations: dict[str, int] = field(default_factory=dict)
     """Bytes saved for backward per module path, each module's subtree included."""
-    total_activations: int = 0
+    total_activations: int | None = 0
+    activations_device: str = ""
+    """Where the train-mode forward that measured the activations ran."""
+    activations_failure: str = ""
+    """Why no train-mode forward could run, when none could."""
 
 
 class ForwardError(TargetError):
@@ -171,15 +176,17 @@ def _mode(model: nn.Module, train: bool) -> Iterator[None]:
             module.training = training
 
 
-def _stand_ins(model: nn.Module, device: str) -> dict[str, torch.Tensor]:
-    """Tensors to run the model with, under every name they are registered as (so ties stay ties)."""
+def _stand_ins(model: nn.Module, device: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Tensors to run the model with, under every name they are registered as (so ties stay ties). On meta,
+    ``dtype`` (a compute dtype, for memory planning) replaces the floating-point dtypes."""
     replacements: dict[int, torch.Tensor] = {}
     named: dict[str, torch.Tensor] = {}
     for kind, tensors in (("parameter", model.named_parameters), ("buffer", model.named_buffers)):
         for name, tensor in tensors(remove_duplicate=False):
             if id(tensor) not in replacements:
                 if device == "meta":
-                    replacements[id(tensor)] = torch.empty_like(tensor, device="meta").requires_grad_(
+                    as_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+                    replacements[id(tensor)] = torch.empty_like(tensor, device="meta", dtype=as_dtype).requires_grad_(
                         tensor.requires_grad
                     )
                 else:
@@ -234,6 +241,16 @@ def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any
     return torch.func.functional_call(model, weights, args, kwargs, tie_weights=True, strict=False)
 
 
+def _first_paths(model: nn.Module) -> dict[str, str]:
+    """Every path of every module, mapped to the module's first path. FlopCounterMode names a module held by two
+    parents by its last path; the rows use the first."""
+    first: dict[int, str] = {}
+    paths: dict[str, str] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        paths[path] = first.setdefault(id(module), path)
+    return paths
+
+
 def _failure(hooks: _Hooks, error: Exception) -> ForwardError:
     lines = str(error).strip().splitlines()
     message = f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
@@ -256,10 +273,11 @@ def _run(
     count_flops: bool,
     measure_activations: bool,
     trace_result: Trace,
+    dtype: torch.dtype | None = None,
 ) -> None:
     hooks = _Hooks(model)
     try:
-        weights = _stand_ins(model, device)
+        weights = _stand_ins(model, device, dtype)
         saved = _SavedTensors(hooks, weights) if measure_activations else None
         counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
         recorder = _OpRecorder()
@@ -279,9 +297,11 @@ def _run(
     if count_flops:
         trace_result.calls = list(hooks.calls.values())
         root = type(model).__name__
+        first_path = _first_paths(model)
         for key, counts in counter.get_flop_counts().items():
             if key != "Global":
-                trace_result.flops[key.partition(".")[2] if key != root else ""] = sum(counts.values())
+                path = first_path.get(key.partition(".")[2] if key != root else "", "")
+                trace_result.flops[path] = trace_result.flops.get(path, 0) + sum(counts.values())
         trace_result.total_flops = counter.get_total_flops()
         trace_result.uncounted_ops = {
             str(op): n for op, n in recorder.counts.items() if op not in flop_registry and op not in EXTRA_FLOP_FORMULAS
@@ -293,12 +313,84 @@ def _run(
 
 def trace(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, device: str, train: bool) -> Trace:
     """Run ``model(*args, **kwargs)`` for a summary: shapes and FLOPs in the requested mode on ``device``, and the
-    activations of a train-mode forward (the same forward when it is one, else a second one on meta)."""
+    activations of a train-mode forward: the same forward when it is one, else a second one on meta (free), or on
+    ``device`` when the model cannot run on meta. When no train-mode forward runs, ``total_activations`` is None and
+    ``activations_failure`` says why."""
     result = Trace()
-    together = train and device == "meta"
-    _run(model, args, kwargs, device=device, train=train, count_flops=True, measure_activations=together,
+    _run(model, args, kwargs, device=device, train=train, count_flops=True, measure_activations=train,
          trace_result=result)  # fmt: skip
-    if not together:
-        _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
-             trace_result=result)  # fmt: skip
+    if train:
+        result.activations_device = device
+        return result
+    for where in dict.fromkeys(("meta", device)):
+        try:
+            _run(model, args, kwargs, device=where, train=True, count_flops=False, measure_activations=True,
+                 trace_result=result)  # fmt: skip
+        except ForwardError as error:
+            result.activations_failure = str(error)
+        else:
+            result.activations_device = where
+            result.activations_failure = ""
+            return result
+    result.activations, result.total_activations = {}, None
     return result
+
+
+def activations_bytes(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, dtype: torch.dtype | None = None
+) -> int:
+    """Bytes autograd saves for backward in a train-mode forward on meta, floating tensors in ``dtype``."""
+    result = Trace()
+    _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
+         trace_result=result, dtype=dtype)  # fmt: skip
+    assert result.total_activations is not None  # measured, or _run raised
+    return result.total_activations
+
+
+class _LiveTensors(TorchDispatchMode):
+    """The peak of the bytes held by live tensors made during a forward (each storage once, freed when the last
+    tensor viewing it is gone)."""
+
+    def __init__(self, weights: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.ignored = {_storage_key(tensor) for tensor in weights.values()}
+        self.holders: dict[int, int] = {}
+        self.sizes: dict[int, int] = {}
+        self.live = 0
+        self.peak = 0
+
+    def _release(self, key: int) -> None:
+        self.holders[key] -= 1
+        if not self.holders[key]:
+            del self.holders[key]
+            self.live -= self.sizes.pop(key)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, (tuple, list)) else (out,):
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            key = _storage_key(tensor)
+            if key in self.ignored:
+                continue
+            if key not in self.holders:
+                self.holders[key] = 0
+                self.sizes[key] = tensor.untyped_storage().nbytes()
+                self.live += self.sizes[key]
+                self.peak = max(self.peak, self.live)
+            self.holders[key] += 1
+            weakref.finalize(tensor, self._release, key)
+        return out
+
+
+def peak_live_bytes(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, dtype: torch.dtype | None = None
+) -> int:
+    """The most bytes that tensors made by an inference forward (eval, no grad, on meta) hold at one time."""
+    weights = _stand_ins(model, "meta", dtype)
+    tracker = _LiveTensors(weights)
+    inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
+    with _mode(model, False), torch.no_grad(), tracker:
+        output = _forward(model, weights, inputs, keywords)
+    del output
+    return tracker.peak

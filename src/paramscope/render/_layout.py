@@ -155,7 +155,7 @@ def _calls_section(report: Report, view: View) -> Section:
             format_count(call.params),
             humanize_operations(call.flops),
             humanize_operations(call.macs),
-            format_bytes(call.activations_bytes, view.units),
+            "—" if call.activations_bytes is None else format_bytes(call.activations_bytes, view.units),
         ]
         if repeated:
             row.append(format_count(call.calls))

@@ -1,0 +1,973 @@
+"""``paramscope.summary`` and ``paramscope summary``: a forward pass layer by layer, checked against torch itself.
+
+Every figure's ground truth is computed here, on CPU, with torch's own machinery: forward hooks for the shapes and
+the execution order, ``FlopCounterMode`` for the FLOPs, ``saved_tensors_hooks`` for the activation bytes, and
+``paramscope.inspect`` (itself checked against ``model.parameters()`` elsewhere) for the parameters of each row.
+Hand formulas pin a Linear and a Conv2d. The model must come out of every summary exactly as it went in, even when
+its forward raises.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import paramscope
+from paramscope.cli import main
+from paramscope.examples import gpt2, resnet18
+from paramscope.render import View, render
+from paramscope.trace import ForwardError
+
+TINY_GPT_KWARGS = {"vocab_size": 100, "n_positions": 16, "n_embd": 8, "n_layer": 2, "n_head": 2}
+TINY_GPT_ARGS = tuple(f"{key}={value}" for key, value in TINY_GPT_KWARGS.items())
+ALL_DEPTHS = 99
+CALL_KEYS = {"path", "type", "depth", "inputs", "outputs", "params", "flops", "macs", "calls", "activations_bytes"}
+CHECKPOINT_MESSAGE = "a forward pass needs a model to run, model code or a config.json; a checkpoint has only weights"
+LAZY_MESSAGE = (
+    "the model has uninitialised lazy modules: a forward would initialise (change) them; run one forward yourself first"
+)
+META_MESSAGE = "the model is on the meta device, without weights: a forward on cpu needs real ones; use device meta"
+SHAPE_MESSAGE = "--input-size {!r} is not a shape: write it as 1,3,224,224"
+NO_INPUT_MESSAGE = "summary runs a forward pass: give its inputs with --input-size (e.g. 1,3,224,224)"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ground truth, measured with torch on CPU
+
+
+def shape_text(value: Any) -> str:
+    """The shapes of plain tensors, tuples and lists, written as the summary writes them; other objects by type."""
+    if isinstance(value, torch.Tensor):
+        return str(list(value.shape))
+    if isinstance(value, tuple):
+        return "(" + ", ".join(shape_text(item) for item in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(shape_text(item) for item in value) + "]"
+    return repr(value) if value is None else type(value).__name__
+
+
+class TorchCalls(NamedTuple):
+    order: list[str]
+    """Module paths in the order their forward pre-hooks first fired."""
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    calls: dict[str, int]
+
+
+def torch_calls(model: nn.Module, *args: Any) -> TorchCalls:
+    """Run ``model`` on CPU with a pre-hook and a hook on every module: first call's inputs/outputs, call counts."""
+    result = TorchCalls([], {}, {}, {})
+    handles = []
+    for path, module in model.named_modules():  # each module object once, under its first path
+
+        def before(module: nn.Module, args: tuple[Any, ...], path: str = path) -> None:
+            if path not in result.calls:
+                result.order.append(path)
+                result.inputs[path] = shape_text(args[0]) if len(args) == 1 else shape_text(args)
+            result.calls[path] = result.calls.get(path, 0) + 1
+
+        def after(module: nn.Module, args: Any, output: Any, path: str = path) -> None:
+            result.outputs.setdefault(path, shape_text(output))
+
+        handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    try:
+        with torch.no_grad():
+            model(*args)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return result
+
+
+def _cpu_flash_attention(query: Any, key: Any, value: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    # Two matrix products of (Lq × E) · (E × Lk) and (Lq × Lk) · (Lk × Ev) per batch and head, 2 FLOPs per MAC.
+    batch, heads, lq, e = query.shape
+    lk, ev = key.shape[-2], value.shape[-1]
+    return 2 * batch * heads * lq * lk * e + 2 * batch * heads * lq * lk * ev
+
+
+_cpu_flash_attention._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode passes tensors, not shapes
+ATTENTION_FORMULA = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention}
+
+
+def torch_flops(model: nn.Module, *args: Any, attention: bool = True, **kwargs: Any) -> tuple[int, dict[str, int]]:
+    """FlopCounterMode's total and FLOPs per module path (subtree included; root ``""``), run on CPU."""
+    counter = FlopCounterMode(display=False, custom_mapping=ATTENTION_FORMULA if attention else None)
+    with torch.no_grad(), counter:
+        model(*args, **kwargs)
+    root = type(model).__name__
+    per_path = {
+        "" if key == root else key.removeprefix(root + "."): sum(counts.values())
+        for key, counts in counter.get_flop_counts().items()
+        if key != "Global"
+    }
+    return counter.get_total_flops(), per_path
+
+
+def torch_saved_bytes(model: nn.Module, *args: Any) -> tuple[int, dict[str, int]]:
+    """Bytes autograd saves for backward in a train-mode forward on CPU (a copy of the model: BatchNorm's statistics
+    move), each storage once, the parameters' and buffers' storages left out; in total and per module path."""
+    model = copy.deepcopy(model).train()
+    seen = {tensor.untyped_storage().data_ptr() for tensor in [*model.parameters(), *model.buffers()]}
+    stack: list[str] = []
+    per_path: dict[str, int] = {}
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        key = tensor.untyped_storage().data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += tensor.untyped_storage().nbytes()
+            for path in set(stack):
+                per_path[path] = per_path.get(path, 0) + tensor.untyped_storage().nbytes()
+        return tensor
+
+    def enter(module: nn.Module, args: Any, path: str) -> None:
+        stack.append(path)
+
+    def leave(module: nn.Module, args: Any, output: Any) -> None:
+        stack.pop()
+
+    handles = []
+    for path, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(functools.partial(enter, path=path)))
+        handles.append(module.register_forward_hook(leave))
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = model(*args)  # kept alive (it holds the graph) until every storage has been counted
+    del output
+    for handle in handles:
+        handle.remove()
+    return total, per_path
+
+
+def module_hooks(model: nn.Module) -> list[tuple[str, str, int]]:
+    return [
+        (path, attr, len(value))
+        for path, module in model.named_modules(remove_duplicate=False)
+        for attr, value in vars(module).items()
+        if attr.endswith("_hooks") and isinstance(value, dict)
+    ]
+
+
+def global_hooks() -> list[int]:
+    from torch.nn.modules import module
+
+    return [len(value) for name, value in sorted(vars(module).items()) if "hook" in name and isinstance(value, dict)]
+
+
+def snapshot(model: nn.Module) -> list[Any]:
+    """Everything summary must leave alone: flags, attributes, hooks, and every tensor down to its raw bytes."""
+    state: list[Any] = [global_hooks(), module_hooks(model)]
+    for path, module in model.named_modules(remove_duplicate=False):
+        state.append((path, type(module), module.training, sorted(vars(module))))
+    for name, tensor in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
+        if isinstance(tensor, nn.parameter.UninitializedTensorMixin):
+            state.append((name, type(tensor), tensor.requires_grad))
+            continue
+        values = None if tensor.is_meta else torch.empty(0, dtype=torch.uint8).set_(tensor.untyped_storage()).clone()
+        state.append(
+            (name, type(tensor), tensor.device, tensor.dtype, tuple(tensor.shape), tensor.requires_grad,
+             tensor.grad is None, tensor.data_ptr(), tensor._version, values)
+        )  # fmt: skip
+    return state
+
+
+def assert_same(before: list[Any], after: list[Any]) -> None:
+    assert len(before) == len(after)
+    for old, new in zip(before, after, strict=True):
+        if isinstance(old, tuple):
+            assert len(old) == len(new)
+            for a, b in zip(old, new, strict=True):
+                assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, (old[0], a, b)
+        else:
+            assert old == new
+
+
+def rows(report: paramscope.Report) -> dict[str, paramscope.CallRecord]:
+    assert report.calls is not None
+    return {record.path: record for record in report.calls}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# models
+
+
+def tiny_gpt() -> nn.Module:
+    return gpt2(**TINY_GPT_KWARGS)
+
+
+def lstm() -> nn.Module:
+    return nn.LSTM(4, 6, num_layers=2)
+
+
+class Case(NamedTuple):
+    build: Callable[[], nn.Module]
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+CASES = {
+    "resnet18": Case(resnet18, (1, 3, 224, 224), torch.float32),
+    "gpt2-tiny": Case(tiny_gpt, (1, 16), torch.long),
+    "lstm": Case(lstm, (5, 1, 4), torch.float32),
+}
+
+
+def example_input(case: Case) -> torch.Tensor:
+    return torch.zeros(case.shape, dtype=case.dtype) if case.dtype == torch.long else torch.randn(case.shape)
+
+
+class Built(NamedTuple):
+    model: nn.Module
+    input: torch.Tensor
+    report: paramscope.Report
+    """summary on meta, all depths."""
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, Built]:
+    torch.manual_seed(0)
+    out = {}
+    for name, case in CASES.items():
+        model = case.build().eval()
+        report = paramscope.summary(model, input_size=case.shape, dtypes=[case.dtype], depth=ALL_DEPTHS)
+        out[name] = Built(model, example_input(case), report)
+    return out
+
+
+class ReusedReLU(nn.Module):
+    """One nn.ReLU object run three times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fc(self.act(self.act(x))))
+
+
+class Inner(nn.Module):
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+def shared_across_parents() -> nn.Module:
+    """One Linear object held by two different parents."""
+    linear = nn.Linear(4, 4)
+    return nn.Sequential(Inner(linear), Inner(linear))
+
+
+class NestedContainers(nn.Module):
+    """A ModuleList inside a ModuleDict, neither of them ever called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleDict({"a": nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.blocks["a"]:
+            x = layer(x)
+        return x
+
+
+class Attention(nn.Module):
+    """Causal self-attention through F.scaled_dot_product_attention (on CPU: the flash kernel)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).view(x.shape[0], x.shape[1], 3, 2, 4).permute(2, 0, 3, 1, 4)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+class Bad(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("boom")
+
+
+class Boom(nn.Module):
+    """A BatchNorm that runs (and would update its statistics in train mode) before a submodule that raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.BatchNorm1d(4), Bad())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class BoomAtTheTop(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.fc(x)
+        raise ValueError("boom\nsecond line")
+
+
+class DataDependent(nn.Module):
+    """Control flow on a tensor's value: impossible on meta, fine on cpu."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) if x.sum() > 0 else x
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 1. shapes, order, parameters, depth, reuse, containers
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_shapes_and_order_match_torch_hooks(built: dict[str, Built], name: str) -> None:
+    model, x, report = built[name]
+    truth = torch_calls(model, x)
+    assert report.calls is not None
+    called = [record for record in report.calls if record.calls > 0]
+    assert [record.path for record in called] == truth.order
+    for record in called:
+        assert record.type == type(model.get_submodule(record.path)).__name__
+        assert (record.inputs, record.outputs, record.calls) == (
+            truth.inputs[record.path],
+            truth.outputs[record.path],
+            truth.calls[record.path],
+        ), record.path
+        assert record.depth == (record.path.count(".") + 1 if record.path else 0)
+
+
+def test_lstm_tuple_outputs(built: dict[str, Built]) -> None:
+    assert built["lstm"].report.calls[0].outputs == "([5, 1, 6], ([2, 1, 6], [2, 1, 6]))"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_params_per_row_are_inspects(built: dict[str, Built], name: str) -> None:
+    model, _, report = built[name]
+    inspected = paramscope.inspect(model)
+    for record in report.calls or ():
+        assert record.params == inspected.module(record.path).params, record.path
+    assert report.calls[0].params == sum(p.numel() for p in model.parameters())  # type: ignore[index]
+
+
+def test_tied_head_row_has_no_params(built: dict[str, Built]) -> None:
+    head = rows(built["gpt2-tiny"].report)["lm_head"]
+    assert (head.params, head.calls) == (0, 1)
+    assert head.flops == 2 * 16 * 8 * 100
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_depth_keeps_only_rows_that_deep(built: dict[str, Built], depth: int) -> None:
+    model, _, full = built["resnet18"]
+    report = paramscope.summary(model, input_size=(1, 3, 224, 224), depth=depth)
+    assert report.calls == tuple(record for record in full.calls or () if record.depth <= depth)
+    assert all(record.depth <= depth for record in report.calls or ())
+    assert report.totals == full.totals
+
+
+def test_a_module_called_several_times_is_one_row() -> None:
+    model = ReusedReLU()
+    report = paramscope.summary(model, input_size=(2, 4))
+    assert [(r.path, r.calls) for r in report.calls or ()] == [("", 1), ("act", 3), ("fc", 1)]
+    assert rows(report)["act"].inputs == "[2, 4]"
+    assert any("ran more than once (act 3 times" in note for note in report.notes)
+
+
+def test_reused_relu_in_resnet_blocks(built: dict[str, Built]) -> None:
+    table = rows(built["resnet18"].report)
+    assert table["layer1.0.relu"].calls == 2  # BasicBlock applies its one ReLU twice
+    assert table["relu"].calls == 1
+
+
+def test_uncalled_container_sums_its_children(built: dict[str, Built]) -> None:
+    model, x, report = built["gpt2-tiny"]
+    table = rows(report)
+    container = table["transformer.h"]
+    children = [table["transformer.h.0"], table["transformer.h.1"]]
+    assert (container.type, container.calls, container.inputs, container.outputs) == ("ModuleList", 0, "", "")
+    assert container.params == paramscope.inspect(model).module("transformer.h").params
+    _, flops = torch_flops(model, x)
+    assert container.flops == flops["transformer.h.0"] + flops["transformer.h.1"] == sum(c.flops for c in children)
+    assert container.activations_bytes == sum(c.activations_bytes for c in children)
+    paths = [record.path for record in report.calls or ()]
+    assert paths.index("transformer.h") == paths.index("transformer.h.0") - 1
+
+
+def test_nested_uncalled_containers_sum_their_children() -> None:
+    model = NestedContainers()
+    table = rows(paramscope.summary(model, input_size=(2, 4)))
+    assert table["blocks.a"].flops == 2 * 2 * 4 * 4 * 2
+    assert table["blocks"].flops == table["blocks.a"].flops
+    assert table["blocks"].activations_bytes == table["blocks.a"].activations_bytes
+
+
+def test_module_shared_by_two_parents_gets_its_flops() -> None:
+    model = shared_across_parents()
+    report = paramscope.summary(model, input_size=(2, 4))
+    table = rows(report)
+    assert [(r.path, r.calls) for r in report.calls or ()] == [("", 1), ("0", 1), ("0.linear", 2), ("1", 1)]
+    assert report.totals.flops == 2 * (2 * 2 * 4 * 4)
+    assert table["0.linear"].flops == report.totals.flops  # both calls, summed
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 2. FLOPs
+
+
+@pytest.mark.parametrize("name", ["resnet18", "gpt2-tiny"])
+def test_flops_match_flop_counter_mode_on_cpu(built: dict[str, Built], name: str) -> None:
+    model, x, report = built[name]
+    total, per_path = torch_flops(model, x)
+    assert total > 0
+    assert (report.totals.flops, report.totals.macs) == (total, total // 2)
+    for record in report.calls or ():
+        if record.calls:
+            assert record.flops == per_path.get(record.path, 0), record.path
+            assert record.macs == record.flops // 2
+    assert report.calls[0].flops == total  # type: ignore[index]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "gpt2-tiny"])
+def test_flops_on_cpu_equal_flops_on_meta(built: dict[str, Built], name: str) -> None:
+    model, _, meta = built[name]
+    case = CASES[name]
+    cpu = paramscope.summary(model, input_size=case.shape, dtypes=[case.dtype], depth=ALL_DEPTHS, device="cpu")
+    assert cpu.totals.flops == meta.totals.flops
+    assert [(r.path, r.flops, r.macs) for r in cpu.calls or ()] == [(r.path, r.flops, r.macs) for r in meta.calls or ()]
+
+
+def test_resnet18_flops_pinned(built: dict[str, Built]) -> None:
+    assert built["resnet18"].report.totals.flops == 3_628_146_688  # FlopCounterMode, torch 2.x, 1×3×224×224
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize(("batch", "features_in", "features_out"), [(1, 1, 1), (3, 5, 7), (8, 64, 32)])
+def test_linear_by_hand(device: str, batch: int, features_in: int, features_out: int) -> None:
+    report = paramscope.summary(nn.Linear(features_in, features_out), input_size=(batch, features_in), device=device)
+    assert report.totals.flops == 2 * batch * features_in * features_out
+    assert report.totals.macs == batch * features_in * features_out
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_conv2d_by_hand(device: str) -> None:
+    report = paramscope.summary(nn.Conv2d(3, 8, 3, padding=1), input_size=(1, 3, 16, 16), device=device)
+    assert report.totals.flops == 2 * (8 * 16 * 16) * (3 * 3 * 3)
+    assert report.totals.macs == (8 * 16 * 16) * (3 * 3 * 3)
+    assert report.calls[0].outputs == "[1, 8, 16, 16]"  # type: ignore[index]
+
+
+def test_cpu_flash_attention_is_counted() -> None:
+    model = Attention()
+    x = torch.randn(1, 16, 8)
+    without, _ = torch_flops(model, x, attention=False)
+    total, _ = torch_flops(model, x)
+    attention = 2 * (2 * 1 * 2 * 16 * 16 * 4)  # q·kᵀ and p·v, 2 heads, 16 positions, head size 4
+    assert without == 2 * 16 * 8 * 24  # the qkv projection alone: FlopCounterMode has no formula for the kernel
+    assert total == without + attention
+    for device in ("meta", "cpu"):
+        assert paramscope.summary(model, input_size=(1, 16, 8), device=device).totals.flops == total
+
+
+def test_transformers_gpt2_with_sdpa_same_flops_on_meta_and_cpu() -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=100, n_positions=16, n_embd=16, n_layer=2, n_head=2, attn_implementation="sdpa"
+    )
+    model = transformers.GPT2LMHeadModel(config).eval()
+    assert model.config._attn_implementation == "sdpa"
+    ids = torch.zeros(1, 16, dtype=torch.long)
+    total, _ = torch_flops(model, ids)
+    meta = paramscope.summary(model, input_size=(1, 16), dtypes=["long"], depth=1)
+    cpu = paramscope.summary(model, input_size=(1, 16), dtypes=["long"], depth=1, device="cpu")
+    assert meta.totals.flops == cpu.totals.flops == total == 280_576
+    assert [(r.path, r.flops) for r in meta.calls or ()] == [(r.path, r.flops) for r in cpu.calls or ()]
+    assert meta.totals.activations_bytes == torch_saved_bytes(model, ids)[0]
+    # a ModelOutput: its class name and its items (None fields are not items)
+    output = model(ids)
+    expected = type(output).__name__ + "{" + ", ".join(f"{k}: {shape_text(v)}" for k, v in output.items()) + "}"
+    assert meta.calls[0].outputs == cpu.calls[0].outputs == expected  # type: ignore[index]
+    assert expected.startswith("CausalLMOutputWithCrossAttentions{logits: [1, 16, 100]")
+
+
+def test_lstm_ops_without_a_formula_are_named_in_the_notes(built: dict[str, Built]) -> None:
+    model, x, _ = built["lstm"]
+    total, _ = torch_flops(model, x)
+    report = paramscope.summary(model, input_size=(5, 1, 4), device="cpu")
+    assert report.totals.flops == total
+    if total == 0:  # the CPU kernel (mkldnn) has no formula: counted 0, and said so
+        assert any("count 0" in note and "rnn" in note for note in report.notes)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 3. activation bytes
+
+
+@pytest.mark.parametrize("name", ["resnet18", "gpt2-tiny"])
+def test_activation_bytes_equal_what_autograd_saves_on_cpu(built: dict[str, Built], name: str) -> None:
+    model, x, report = built[name]
+    total, per_path = torch_saved_bytes(model, x)
+    assert total > 0
+    assert report.totals.activations_bytes == total
+    assert report.calls[0].activations_bytes == total  # type: ignore[index]
+    for record in report.calls or ():
+        assert record.activations_bytes >= 0
+        if record.calls:
+            assert record.activations_bytes == per_path.get(record.path, 0), record.path
+    case = CASES[name]
+    for mode in ("eval", "train"):
+        cpu = paramscope.summary(model, input_size=case.shape, dtypes=[case.dtype], device="cpu", mode=mode)
+        assert cpu.totals.activations_bytes == total
+
+
+def test_resnet18_activation_bytes_pinned(built: dict[str, Built]) -> None:
+    assert built["resnet18"].report.totals.activations_bytes == 22_218_240
+
+
+def test_activation_bytes_of_a_cpu_train_forward_with_sdpa() -> None:
+    model = Attention()
+    x = torch.randn(1, 16, 8)
+    total, _ = torch_saved_bytes(model, x)
+    report = paramscope.summary(model, input_data=x, device="cpu", mode="train")
+    assert report.totals.activations_bytes == total  # the CPU kernel's, not meta's math path
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 4. output types and keyword inputs
+
+
+@dataclasses.dataclass
+class Output:
+    hidden: torch.Tensor
+    mask: torch.Tensor
+    extra: Any = None
+    steps: int = 3
+
+
+class Pair(NamedTuple):
+    first: torch.Tensor
+    second: torch.Tensor
+
+
+class Returns(nn.Module):
+    def __init__(self, make: Callable[[torch.Tensor], Any]) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 6)
+        self.make = make
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.make(self.fc(x))
+
+
+OUTPUTS: dict[str, tuple[Callable[[torch.Tensor], Any], str]] = {
+    "dict": (lambda y: {"logits": y, "aux": None, "mask": y > 0}, "{logits: [2, 6], aux: None, mask: [2, 6] bool}"),
+    "dataclass": (lambda y: Output(y, y > 0), "Output(hidden=[2, 6], mask=[2, 6] bool, extra=None, steps=3)"),
+    "namedtuple": (lambda y: Pair(y, y.sum(-1)), "Pair(first=[2, 6], second=[2])"),
+    "none": (lambda y: None, "None"),
+    "nested": (lambda y: (y, [y[0], (y.sum(),)], ()), "([2, 6], [[6], ([],)], ())"),
+    "list": (lambda y: [y, y.to(torch.float16)], "[[2, 6], [2, 6]]"),
+    "scalar": (lambda y: y.sum(), "[]"),
+}
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("kind", sorted(OUTPUTS))
+def test_output_types(kind: str, device: str) -> None:
+    make, expected = OUTPUTS[kind]
+    report = paramscope.summary(Returns(make), input_size=(2, 3), device=device)
+    assert [(r.path, r.outputs) for r in report.calls or ()] == [("", expected), ("fc", "[2, 6]")]
+    assert report.totals.flops == 2 * 2 * 3 * 6
+
+
+class KeywordModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 5)
+
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+        y = self.fc(x) * scale
+        return y if mask is None else y.masked_fill(~mask, 0.0)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_dict_input_data_is_keyword_inputs(device: str) -> None:
+    inputs = {"x": torch.randn(2, 3), "mask": torch.ones(2, 5, dtype=torch.bool), "scale": 2.0}
+    report = paramscope.summary(KeywordModel(), input_data=inputs, device=device)
+    assert [(r.path, r.inputs, r.outputs) for r in report.calls or ()] == [
+        ("", "(x=[2, 3], mask=[2, 5] bool, scale=2.0)", "[2, 5]"),
+        ("fc", "[2, 3]", "[2, 5]"),
+    ]
+    assert report.totals.flops == 2 * 2 * 3 * 5
+
+
+def test_tuple_input_data_is_positional_inputs() -> None:
+    report = paramscope.summary(nn.Bilinear(3, 4, 2), input_data=(torch.randn(5, 3), torch.randn(5, 4)))
+    assert report.calls[0].inputs == "([5, 3], [5, 4])"  # type: ignore[index]
+    assert report.calls[0].outputs == "[5, 2]"  # type: ignore[index]
+
+
+class IdsAndFeatures(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, ids: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return self.embed(ids) + self.fc(features)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_several_input_sizes_one_dtype_each(device: str) -> None:
+    report = paramscope.summary(
+        IdsAndFeatures(), input_size=[(5,), (5, 4)], dtypes=["long", torch.float32], device=device
+    )
+    assert [(r.path, r.inputs, r.outputs) for r in report.calls or ()] == [
+        ("", "([5], [5, 4])", "[5, 4]"),
+        ("embed", "[5]", "[5, 4]"),
+        ("fc", "[5, 4]", "[5, 4]"),
+    ]
+    assert report.totals.flops == 2 * 5 * 4 * 4
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 5. the model is never changed
+
+
+@pytest.fixture
+def resnet_mixed() -> nn.Module:
+    """resnet18 on CPU with flags, requires_grad and hooks of every kind, and trained BatchNorm statistics."""
+    torch.manual_seed(0)
+    model = resnet18()
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))  # running stats away from their initial values, num_batches_tracked 1
+    model.layer2.eval()
+    model.layer1.requires_grad_(False)
+    model.fc.register_forward_hook(lambda *args: None)
+    model.register_forward_pre_hook(lambda *args: None)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_summary_leaves_resnet18_unchanged(resnet_mixed: nn.Module, device: str, mode: str) -> None:
+    before = snapshot(resnet_mixed)
+    stats = {name: buffer.clone() for name, buffer in resnet_mixed.named_buffers()}
+    paramscope.summary(resnet_mixed, input_size=(2, 3, 64, 64), device=device, mode=mode)
+    assert_same(before, snapshot(resnet_mixed))
+    for name, buffer in resnet_mixed.named_buffers():  # BatchNorm running stats, num_batches_tracked
+        assert torch.equal(buffer, stats[name]), name
+    assert int(resnet_mixed.bn1.num_batches_tracked) == 1
+
+
+def test_summary_leaves_a_meta_model_unchanged() -> None:
+    with torch.device("meta"):
+        model = resnet18()
+    before = snapshot(model)
+    for mode in ("eval", "train"):
+        paramscope.summary(model, input_size=(1, 3, 64, 64), mode=mode)
+    assert_same(before, snapshot(model))
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_forward_that_raises_leaves_the_model_unchanged(device: str, mode: str) -> None:
+    model = Boom()
+    model.body[0].train()
+    model.body[1].eval()
+    before = snapshot(model)
+    with pytest.raises(ForwardError):
+        paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
+    assert_same(before, snapshot(model))
+    assert all(count == 0 for _, _, count in module_hooks(model))
+    assert [m.training for m in model.modules()] == [True, True, True, False]
+    assert int(model.body[0].num_batches_tracked) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 6. a forward that raises
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_forward_error_names_the_module_and_its_inputs(device: str) -> None:
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(Boom(), input_size=(2, 4), device=device)
+    assert str(caught.value) == "the forward failed in 'body.1' with inputs [2, 4]: ValueError: boom"
+    assert isinstance(caught.value, paramscope.TargetError)
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+def test_forward_error_in_the_model_itself_shows_the_first_line() -> None:
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(BoomAtTheTop(), input_size=(2, 4))
+    assert str(caught.value) == "the forward failed in '(model)' with inputs [2, 4]: ValueError: boom"
+
+
+def test_forward_error_with_keyword_inputs() -> None:
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(KeywordModel(), input_data={"x": torch.randn(2, 4)})
+    assert str(caught.value).startswith("the forward failed in 'fc' with inputs [2, 4]: RuntimeError: ")
+
+
+def test_device_cpu_runs_a_data_dependent_forward() -> None:
+    report = paramscope.summary(DataDependent(), input_data=torch.ones(2, 4), device="cpu")
+    assert report.totals.flops == 2 * 2 * 4 * 4
+
+
+def test_eval_summary_of_a_model_that_only_runs_in_eval_mode() -> None:
+    model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8)).eval()
+    model(torch.randn(1, 8))  # fine in eval mode
+    report = paramscope.summary(model, input_size=(1, 8))
+    assert report.totals.flops == 2 * 8 * 8
+    assert report.totals.activations_bytes is None
+    assert all(record.activations_bytes is None for record in report.calls or ())
+    assert report.notes[-2] == (
+        "forward pass in eval mode on meta; activations not measured: no train-mode forward could run (the forward "
+        "failed in '1' with inputs [1, 8]: ValueError: Expected more than 1 value per channel when training, got "
+        "input size torch.Size([1, 8]))"
+    )
+    text = render(report, "text", View(depth=1))
+    assert "Activations" not in text.split("Totals")[-1]
+    assert [line.split()[-1] for line in text.splitlines() if line.startswith(("  (model)", "    0 ", "    1 "))] == [
+        "—"
+    ] * 3
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 8. models that cannot be run
+
+
+def test_lazy_modules_are_a_usage_error() -> None:
+    model = nn.Sequential(nn.LazyLinear(3), nn.ReLU())
+    before = snapshot(model)
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.summary(model, input_size=(2, 4))
+    assert str(caught.value) == LAZY_MESSAGE
+    assert_same(before, snapshot(model))
+    assert isinstance(model[0], nn.LazyLinear)
+
+
+def test_meta_model_on_cpu_is_a_usage_error() -> None:
+    with torch.device("meta"):
+        model = nn.Linear(3, 3)
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.summary(model, input_size=(2, 3), device="cpu")
+    assert str(caught.value) == META_MESSAGE
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_size": (1, 3), "device": "cuda"}, "device must be meta or cpu, not 'cuda'"),
+        ({"input_size": (1, 3), "mode": "test"}, "mode must be eval or train, not 'test'"),
+        ({"input_size": (1, 3), "depth": -1}, "depth must be 0 or more, not -1"),
+        ({}, "a forward pass needs inputs: give input_size (e.g. 1,3,224,224) or input_data"),
+        ({"input_size": (1, 3), "input_data": torch.zeros(1, 3)}, "give input_size or input_data, not both"),
+        (
+            {"input_size": [(1, 3), (1, 3)], "dtypes": ["float32"] * 3},
+            "3 dtypes for 2 inputs: give one dtype, or one per input",
+        ),
+    ],
+)
+def test_usage_errors(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.summary(nn.Linear(3, 3), **kwargs)
+    assert str(caught.value) == message
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 7. the command line
+
+MODELS_SOURCE = """
+import torch
+from torch import nn
+
+
+class Two(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(8, 4)
+        self.b = nn.Linear(6, 4)
+
+    def forward(self, x, y):
+        return self.a(x) + self.b(y)
+
+
+class Bad(nn.Module):
+    def forward(self, x):
+        raise ValueError("boom")
+
+
+class Boom(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 4), Bad())
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def lazy():
+    return nn.Sequential(nn.LazyLinear(3))
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    code, out, err = run(capsys, "summary", *argv, "--format", "json", "--quiet")
+    assert (code, err) == (0, "")
+    return json.loads(out)
+
+
+def assert_error(result: tuple[int, str, str], message: str) -> None:
+    code, out, err = result
+    assert err == f"paramscope: error: {message}\n"
+    assert (code, out) == (2, "")
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> Path:
+    path = tmp_path / "models.py"
+    path.write_text(textwrap.dedent(MODELS_SOURCE), encoding="utf-8")
+    return path
+
+
+def test_cli_table_has_the_totals(capsys: pytest.CaptureFixture[str], built: dict[str, Built]) -> None:
+    code, out, err = run(capsys, "summary", "paramscope.examples:resnet18", "--input-size", "1,3,224,224")
+    assert (code, err) == (0, "")
+    model, x, _ = built["resnet18"]
+    flops, _ = torch_flops(model, x)
+    assert f"{flops:,}" in out
+    assert f"{flops // 2:,}" in out
+    assert "Forward pass (execution order, depth 3)" in out
+    assert "11,689,512" in out
+
+
+def test_cli_json(capsys: pytest.CaptureFixture[str], built: dict[str, Built]) -> None:
+    data = run_json(capsys, "paramscope.examples:resnet18", "--input-size", "1,3,224,224")
+    api = paramscope.summary(built["resnet18"].model, input_size=(1, 3, 224, 224))
+    assert isinstance(data["calls"], list)
+    assert all(set(call) == CALL_KEYS for call in data["calls"])
+    assert data["calls"] == [record._asdict() for record in api.calls or ()]
+    assert {key: data["totals"][key] for key in ("flops", "macs", "activations_bytes")} == {
+        "flops": api.totals.flops,
+        "macs": api.totals.macs,
+        "activations_bytes": api.totals.activations_bytes,
+    }
+    assert max(call["depth"] for call in data["calls"]) == 3
+
+
+def test_cli_gpt2_with_long_input(capsys: pytest.CaptureFixture[str], built: dict[str, Built]) -> None:
+    data = run_json(
+        capsys,
+        "paramscope.examples:gpt2",
+        *TINY_GPT_ARGS,
+        "--input-size",
+        "1,16",
+        "--input-dtype",
+        "long",
+        "--depth",
+        "9",
+    )
+    report = built["gpt2-tiny"].report
+    assert data["calls"] == [record._asdict() for record in report.calls or ()]
+    assert data["totals"]["flops"] == report.totals.flops
+
+
+def test_cli_float_input_to_an_embedding_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "summary", "paramscope.examples:gpt2", *TINY_GPT_ARGS, "--input-size", "1,16")
+    assert (code, out) == (2, "")
+    assert err.startswith("paramscope: error: the forward failed in 'transformer.wte' with inputs [1, 16]: ")
+    assert err.count("\n") == 1
+
+
+def test_cli_two_inputs(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    data = run_json(capsys, f"{models}:Two", "--input-size", "2,8", "--input-size", "2,6")
+    assert [(c["path"], c["inputs"], c["outputs"]) for c in data["calls"]] == [
+        ("", "([2, 8], [2, 6])", "[2, 4]"),
+        ("a", "[2, 8]", "[2, 4]"),
+        ("b", "[2, 6]", "[2, 4]"),
+    ]
+    assert data["totals"]["flops"] == 2 * 2 * 8 * 4 + 2 * 2 * 6 * 4
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_cli_train_mode(capsys: pytest.CaptureFixture[str], models: Path, device: str) -> None:
+    data = run_json(
+        capsys, f"{models}:Two", "--input-size", "2,8", "--input-size", "2,6", "--mode", "train", "--device", device
+    )
+    assert data["totals"]["activations_bytes"] == 2 * 8 * 4 + 2 * 6 * 4  # each Linear saves its input
+    assert any(note.startswith(f"forward pass in train mode on {device}") for note in data["notes"])
+
+
+def test_cli_input_size_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_error(run(capsys, "summary", "paramscope.examples:resnet18"), NO_INPUT_MESSAGE)
+
+
+@pytest.mark.parametrize("text", ["1,x,3", "-1,3", ",", "1.5,2"])
+def test_cli_bad_shape(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    result = run(capsys, "summary", "paramscope.examples:resnet18", f"--input-size={text}")
+    assert_error(result, SHAPE_MESSAGE.format(text))
+
+
+def test_cli_checkpoint_has_no_code_to_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}}).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(24))
+    assert paramscope.inspect(str(path)).totals.params == 6  # a valid checkpoint
+    assert_error(run(capsys, "summary", str(path), "--input-size", "1,3"), f"{path}: {CHECKPOINT_MESSAGE}")
+
+
+def test_cli_lazy_model(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    assert_error(run(capsys, "summary", f"{models}:lazy", "--input-size", "2,4"), LAZY_MESSAGE)
+
+
+def test_cli_forward_error(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    message = "the forward failed in 'body.1' with inputs [2, 4]: ValueError: boom"
+    assert_error(run(capsys, "summary", f"{models}:Boom", "--input-size", "2,4"), message)
+
+
+def test_cli_forward_error_in_a_subprocess(models: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", "summary", f"{models}:Boom", "--input-size", "2,4", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "paramscope: error: the forward failed in 'body.1' with inputs [2, 4]: ValueError: boom\n"
+
+
+def test_cli_golden_resnet18_depth2(capsys: pytest.CaptureFixture[str], golden: Any) -> None:
+    argv = ("summary", "paramscope.examples:resnet18", "--input-size", "1,3,224,224", "--depth", "2")
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    golden("resnet18-summary.txt", out)
