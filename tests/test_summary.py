@@ -494,8 +494,9 @@ def test_cpu_flash_attention_is_counted() -> None:
 def test_transformers_gpt2_with_sdpa_same_flops_on_meta_and_cpu() -> None:
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
+    # No attention dropout: torch's CPU kernel choice is then the fused one, as on meta (and on a GPU).
     config = transformers.GPT2Config(
-        vocab_size=100, n_positions=16, n_embd=16, n_layer=2, n_head=2, attn_implementation="sdpa"
+        vocab_size=100, n_positions=16, n_embd=16, n_layer=2, n_head=2, attn_pdrop=0.0, attn_implementation="sdpa"
     )
     model = transformers.GPT2LMHeadModel(config).eval()
     assert model.config._attn_implementation == "sdpa"

@@ -7,7 +7,7 @@
 ``import paramscope`` does not import torch; the functions that need it import it when called.
 """
 
-from ._api import count_params, inspect, params_size, report_model, summary
+from ._api import count_params, inspect, memory, params_size, report_model, summary
 from ._budget import Budget, check_budget
 from ._errors import (
     BudgetExceededError,
@@ -18,6 +18,7 @@ from ._errors import (
     TargetError,
     UsageError,
 )
+from ._memory import MemoryItem, MemoryPlan, MemorySettings, StorageRow
 from ._report import CallRecord, DtypeTotals, ModuleNode, Report, Source, TensorRecord, Totals
 from ._version import __version__
 
@@ -27,12 +28,16 @@ __all__ = [
     "CallRecord",
     "DtypeTotals",
     "IncompleteCountError",
+    "MemoryItem",
+    "MemoryPlan",
+    "MemorySettings",
     "MissingDependencyError",
     "ModuleNode",
     "ParamscopeError",
     "Report",
     "Source",
     "SourceError",
+    "StorageRow",
     "TargetError",
     "TensorRecord",
     "Totals",
@@ -41,6 +46,7 @@ __all__ = [
     "check_budget",
     "count_params",
     "inspect",
+    "memory",
     "params_size",
     "report_model",
     "summary",

@@ -194,3 +194,83 @@ def summary(
         report = inspect_module(module)
     args, kwargs = make_inputs(input_size, input_data, dtypes, device)
     return summarize(module, report, args, kwargs, depth=depth, device=device, mode=mode)
+
+
+def memory(
+    model: nn.Module | Report | str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    train: bool = False,
+    dtype: str | None = None,
+    kv_dtype: str | None = None,
+    batch: int | None = None,
+    seq: int | None = None,
+    input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    input_dtypes: Sequence[Any] | None = None,
+    optimizer: str = "adamw",
+    precision: str = "bf16-mixed",
+    grad_checkpointing: bool = False,
+    gpus: int | None = None,
+    zero: int = 0,
+    tp: int = 1,
+    offload_optimizer: bool = False,
+    device_memory: int | str | None = None,
+    keep_fp32: Sequence[str] = (),
+    config: Mapping[str, Any] | None = None,
+    model_class: str | None = None,
+    trust_remote_code: bool = False,
+    quiet: bool = True,
+) -> Report:
+    """What the model costs in memory to store, serve or train, item by item, per device: ``Report.memory``.
+
+    ``model`` is a live ``nn.Module``, a :class:`Report` (no forward then), or any target string ``inspect``
+    takes. Every item is labelled ``exact`` (counted from tensors), ``derived`` (a stated formula on exact counts)
+    or ``estimate`` (a named heuristic), and carries its formula.
+
+    - Inference (the default): the weights as stored or converted to ``dtype`` (tensors matching a ``keep_fp32``
+      pattern stay in float32), the buffers, the KV cache of ``batch`` sequences of ``seq`` tokens in ``kv_dtype``
+      (for a decoder's config: GQA heads, ``head_dim``, sliding windows, MLA latents), and the peak of live
+      tensors in one eval forward on meta.
+    - Training (``train=True``): weights, gradients (trainable parameters only), fp32 master weights for mixed
+      ``precision``, the ``optimizer``'s states as torch lays them out, and the activations autograd saves in a
+      train-mode forward on meta (``grad_checkpointing`` estimates what checkpointing the blocks leaves).
+    - Several devices: ``gpus`` (``tp`` by default) with ZeRO stage ``zero`` (FSDP full-shard is stage 3),
+      ``offload_optimizer`` to host memory, ``tp``-way tensor parallelism. ``batch`` is per device. With ``device_memory`` (bytes or
+      ``"80GiB"``), ``memory.fits`` answers whether it fits and ``memory.advice`` what to cut.
+
+    The forward runs on ``batch`` × ``seq`` token ids, or on inputs of ``input_size`` (batch first) in
+    ``input_dtypes``. ``config`` gives the decoder config when the model has none (a Report).
+
+    >>> import paramscope
+    >>> plan = paramscope.memory("paramscope.examples:gpt2", train=True, precision="fp32", optimizer="sgd").memory
+    >>> plan.item("weights").total_bytes, plan.item("gradients").total_bytes
+    (497759232, 497759232)
+    """
+    from ._memory import MemorySettings
+    from ._planner import batch_of, build_plan, module_or_report
+    from ._units import parse_bytes
+    from .sources.target import Request
+
+    model = module_or_report(model)
+    if isinstance(device_memory, str):
+        device_memory = parse_bytes(device_memory)
+    settings = MemorySettings(
+        train=train,
+        dtype=dtype,
+        kv_dtype=kv_dtype,
+        batch=batch_of(batch, input_size),
+        tokens=seq,
+        optimizer=optimizer,
+        precision=precision,
+        grad_checkpointing=grad_checkpointing,
+        gpus=tp if gpus is None else gpus,
+        zero=zero,
+        tp=tp,
+        offload_optimizer=offload_optimizer,
+        device_memory=device_memory,
+        keep_fp32=tuple(keep_fp32),
+    )
+    request = Request(
+        arguments=dict(arguments or {}), quiet=quiet, model_class=model_class, trust_remote_code=trust_remote_code
+    )
+    return build_plan(model, settings, request, input_size=input_size, input_dtypes=input_dtypes, config=config)

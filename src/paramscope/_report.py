@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from ._check import Check
+    from ._memory import MemoryPlan
 
 SCHEMA = "paramscope.report/1"
 
@@ -166,6 +167,8 @@ class Report:
     """With ``check``: how a checkpoint and the model its config describes disagree."""
     calls: tuple[CallRecord, ...] | None = None
     """With a forward pass (``summary``): each module's call, in execution order; ``None`` otherwise."""
+    memory: MemoryPlan | None = None
+    """With :func:`paramscope.memory`: the itemised memory budget."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.by_dtype, MappingProxyType):
@@ -199,7 +202,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"schema": "paramscope.report/1", "source", "totals", "by_dtype", "tensors",
-        "modules", "notes"}``, with only JSON types (lists, not tuples)."""
+        "modules", "notes", "check", "calls", "memory"}``, with only JSON types (lists, not tuples)."""
         return {
             "schema": SCHEMA,
             "source": {**asdict(self.source), "files": list(self.source.files)},
@@ -210,6 +213,7 @@ class Report:
             "notes": list(self.notes),
             "check": None if self.check is None else _check_dict(self.check),
             "calls": None if self.calls is None else [call._asdict() for call in self.calls],
+            "memory": None if self.memory is None else self.memory.to_dict(),
         }
 
     def __rich__(self) -> Any:

@@ -31,7 +31,7 @@ def _dtype(value: Any) -> torch.dtype:
     return resolved
 
 
-def _shapes(input_size: Shape | Sequence[Shape]) -> list[tuple[int, ...]]:
+def shapes_of(input_size: Shape | Sequence[Shape]) -> list[tuple[int, ...]]:
     items = list(input_size)
     nested = [list(item) if isinstance(item, Sequence) else item for item in items]
     shapes = [nested] if all(isinstance(dim, int) for dim in nested) else nested
@@ -58,7 +58,7 @@ def make_inputs(
         return (tuple(input_data) if isinstance(input_data, (list, tuple)) else (input_data,)), {}
     if input_size is None:
         raise UsageError("a forward pass needs inputs: give input_size (e.g. 1,3,224,224) or input_data")
-    shapes = _shapes(input_size)
+    shapes = shapes_of(input_size)
     kinds = [_dtype(value) for value in dtypes] if dtypes else [torch.float32]
     if len(kinds) == 1:
         kinds *= len(shapes)
@@ -75,7 +75,7 @@ def make_inputs(
     return tuple(inputs), {}
 
 
-def _check_runnable(model: nn.Module, device: str) -> None:
+def check_runnable(model: nn.Module, device: str) -> None:
     from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
     tensors = [*model.parameters(), *model.buffers()]
@@ -110,7 +110,7 @@ def summarize(
     """``report`` (of ``model``) with the call records, FLOPs and activation bytes of a forward pass."""
     from .trace import trace
 
-    _check_runnable(model, device)
+    check_runnable(model, device)
     result = trace(model, args, kwargs, device=device, train=mode == "train")
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}

@@ -10,8 +10,11 @@ restored even when the forward raises.
   has none for. The ops it does not count are named in the notes.
 - Activations: the bytes autograd saves for backward in a train-mode forward with gradients, seen by
   ``torch.autograd.graph.saved_tensors_hooks`` and de-duplicated by storage (parameters and buffers are not
-  activations). When the summary itself runs elsewhere (in eval mode, or on CPU), this forward runs on meta: it
-  saves the same tensors, and costs neither memory nor compute.
+  activations). When the summary itself runs in eval mode, this forward runs on meta: it saves the same tensors
+  and costs neither memory nor compute.
+
+On meta, ``scaled_dot_product_attention`` runs as a fused kernel, as it does on a GPU (see
+``_FusedAttentionOnMeta``); on CPU torch picks its kernel itself.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
 
@@ -83,6 +87,38 @@ def _describe_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return "(" + ", ".join(parts) + ")"
 
 
+def _fused_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor | None:
+    if not (query.is_meta and query.dim() == 4):
+        return None
+    output, _ = aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
+    )
+    return output
+
+
+class _FusedAttentionOnMeta(TorchFunctionMode):
+    """``scaled_dot_product_attention`` on meta as a fused kernel. Meta would take the math fallback, which
+    materialises the attention matrix; a GPU runs a fused kernel that keeps only the output and the logsumexp, and
+    the meta form of torch's CPU flash-attention op does the same (grouped-query shapes included)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.scaled_dot_product_attention:
+            fused = _fused_attention(*args, **kwargs)
+            if fused is not None:
+                return fused
+        return func(*args, **kwargs)
+
+
 class _OpRecorder(TorchDispatchMode):
     """Counts the aten ops a forward runs, to name the ones FlopCounterMode counts as zero."""
 
@@ -104,6 +140,8 @@ class ModuleCall:
     inputs: str
     outputs: str = ""
     calls: int = 0
+    input_bytes: int = 0
+    """The bytes of the first call's first tensor input (a block's hidden states)."""
 
 
 @dataclass
@@ -151,7 +189,9 @@ class _Hooks:
         self.inputs[path] = inputs  # this call's, for the message if the forward fails inside
         call = self.calls.get(path)
         if call is None:
-            call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs)
+            first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
+            size = 0 if first is None else first.numel() * first.element_size()
+            call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
         call.calls += 1
 
     def _after(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
@@ -283,6 +323,8 @@ def _run(
         recorder = _OpRecorder()
         with contextlib.ExitStack() as stack:
             stack.enter_context(_mode(model, train))
+            if device == "meta":
+                stack.enter_context(_FusedAttentionOnMeta())
             stack.enter_context(torch.set_grad_enabled(measure_activations))
             if saved is not None:
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
@@ -294,8 +336,9 @@ def _run(
         raise _failure(hooks, error) from error
     finally:
         hooks.remove()
-    if count_flops:
+    if count_flops or not trace_result.calls:  # a summary's calls are its requested pass's
         trace_result.calls = list(hooks.calls.values())
+    if count_flops:
         root = type(model).__name__
         first_path = _first_paths(model)
         for key, counts in counter.get_flop_counts().items():
@@ -336,34 +379,33 @@ def trace(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, de
     return result
 
 
-def activations_bytes(
+def saved_for_backward(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, dtype: torch.dtype | None = None
-) -> int:
-    """Bytes autograd saves for backward in a train-mode forward on meta, floating tensors in ``dtype``."""
+) -> Trace:
+    """A train-mode forward on meta, floating-point weights in ``dtype``: the bytes autograd saves for backward
+    (``total_activations``, and per module), and each module's calls with the bytes of its first input."""
     result = Trace()
     _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
          trace_result=result, dtype=dtype)  # fmt: skip
-    assert result.total_activations is not None  # measured, or _run raised
-    return result.total_activations
+    return result
 
 
 class _LiveTensors(TorchDispatchMode):
-    """The peak of the bytes held by live tensors made during a forward (each storage once, freed when the last
-    tensor viewing it is gone)."""
+    """The allocations and frees of the tensors made during a forward, in order (each storage once, freed when the
+    last tensor viewing it is gone), to find the peak of the bytes live at one time."""
 
     def __init__(self, weights: dict[str, torch.Tensor]) -> None:
         super().__init__()
         self.ignored = {_storage_key(tensor) for tensor in weights.values()}
         self.holders: dict[int, int] = {}
-        self.sizes: dict[int, int] = {}
-        self.live = 0
-        self.peak = 0
+        self.events: list[tuple[int, int]] = []
+        """``(storage key, +bytes)`` when a storage appears, ``(key, -bytes)`` when it is freed."""
 
-    def _release(self, key: int) -> None:
+    def _release(self, key: int, size: int) -> None:
         self.holders[key] -= 1
         if not self.holders[key]:
             del self.holders[key]
-            self.live -= self.sizes.pop(key)
+            self.events.append((key, -size))
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
@@ -375,22 +417,52 @@ class _LiveTensors(TorchDispatchMode):
                 continue
             if key not in self.holders:
                 self.holders[key] = 0
-                self.sizes[key] = tensor.untyped_storage().nbytes()
-                self.live += self.sizes[key]
-                self.peak = max(self.peak, self.live)
+                self.events.append((key, tensor.untyped_storage().nbytes()))
             self.holders[key] += 1
-            weakref.finalize(tensor, self._release, key)
+            weakref.finalize(tensor, self._release, key, tensor.untyped_storage().nbytes())
         return out
+
+    def peak(self, excluded: set[int]) -> int:
+        live = peak = 0
+        for key, change in self.events:
+            if key not in excluded:
+                live += change
+                peak = max(peak, live)
+        return peak
+
+
+def _tensors_in(value: Any, depth: int = 4) -> Iterator[torch.Tensor]:
+    """The tensors an object holds: in containers, and in the attributes of objects such as a KV cache."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif depth and isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors_in(item, depth - 1)
+    elif depth and isinstance(value, Mapping):
+        for item in value.values():
+            yield from _tensors_in(item, depth - 1)
+    elif depth and hasattr(value, "__dict__") and not isinstance(value, (nn.Module, type)):
+        for item in vars(value).values():
+            yield from _tensors_in(item, depth - 1)
 
 
 def peak_live_bytes(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, dtype: torch.dtype | None = None
 ) -> int:
-    """The most bytes that tensors made by an inference forward (eval, no grad, on meta) hold at one time."""
-    weights = _stand_ins(model, "meta", dtype)
-    tracker = _LiveTensors(weights)
-    inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
-    with _mode(model, False), torch.no_grad(), tracker:
-        output = _forward(model, weights, inputs, keywords)
-    del output
-    return tracker.peak
+    """The most bytes that tensors made by an inference forward (eval, no grad, on meta) hold at one time, the key/
+    value cache it returns (``past_key_values``) left out: that is an item of its own."""
+    hooks = _Hooks(model)
+    try:
+        weights = _stand_ins(model, "meta", dtype)
+        tracker = _LiveTensors(weights)
+        inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
+        with _mode(model, False), torch.no_grad(), _FusedAttentionOnMeta(), tracker:
+            output = _forward(model, weights, inputs, keywords)
+    except Exception as error:
+        raise _failure(hooks, error) from error
+    finally:
+        hooks.remove()
+    cache = getattr(output, "past_key_values", None)
+    excluded = {_storage_key(tensor) for tensor in _tensors_in(cache)}
+    del output, cache
+    return tracker.peak(excluded)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .._check import Check
+from .._memory import MemoryPlan
 from .._report import ModuleNode, Report, TensorRecord
 from .._units import Units, format_bytes, format_count, humanize_count, humanize_operations
 
@@ -257,8 +258,64 @@ def _dims(shape: tuple[int, ...] | None) -> str:
     return "?" if shape is None else "(" + ", ".join(str(dim) for dim in shape) + ")"
 
 
+def _memory_title(plan: MemoryPlan) -> str:
+    settings = plan.settings
+    parts = [f"batch {settings.batch}" + (" per device" if settings.gpus > 1 else "")]
+    if settings.tokens is not None:
+        parts.append(f"{format_count(settings.tokens)} tokens")
+    if settings.train:
+        parts[:0] = [settings.precision, settings.optimizer]
+        if settings.grad_checkpointing:
+            parts.append("gradient checkpointing")
+    if settings.gpus > 1:
+        layout_ = f"{settings.gpus} GPUs"
+        if settings.zero:
+            layout_ += f", ZeRO {settings.zero}"
+        if settings.tp > 1:
+            layout_ += f", TP {settings.tp}"
+        if settings.offload_optimizer:
+            layout_ += ", optimizer offloaded"
+        parts.append(layout_)
+    return f"Memory for {plan.scenario} ({', '.join(parts)})"
+
+
+def _memory_section(plan: MemoryPlan, view: View) -> Section:
+    several = plan.settings.gpus > 1
+    columns = [Column("Item"), Column("Label")]
+    columns += [Column("Per device", "right"), Column("Total", "right")] if several else [Column("Size", "right")]
+    columns.append(Column("Formula"))
+
+    def row(name: str, label: str, per_device: int | None, total: int | None, formula: str) -> tuple[str, ...]:
+        sizes = [per_device, total] if several else [per_device]
+        return (name, label, *("" if size is None else format_bytes(size, view.units) for size in sizes), formula)
+
+    rows = [
+        row(item.name + (" (host)" if item.where == "host" else ""), item.label, item.per_device_bytes,
+            item.total_bytes, item.formula)
+        for item in plan.items
+    ]  # fmt: skip
+    rows.append(row("total per device" if several else "total", "", plan.per_device_bytes, None, "sum of the above"))
+    if plan.host_bytes:
+        rows.append(row("host memory per device", "", plan.host_bytes, None, "the offloaded items"))
+    if plan.fits is not None:
+        available = format_bytes(plan.settings.device_memory or 0, view.units)
+        verdict = f"fits in {available}" if plan.fits else f"does not fit in {available}"
+        rows.append(("", "", *([""] * (2 if several else 1)), verdict))
+    return Section(_memory_title(plan), tuple(columns), rows)
+
+
+def _storage_section(plan: MemoryPlan, view: View) -> Section:
+    columns = (Column("Format"), Column("Bits", "right"), Column("Size", "right"), Column("Formula"))
+    rows = [(row.format, f"{row.bits:g}", format_bytes(row.bytes, view.units), row.formula) for row in plan.storage]
+    return Section("Weights stored in each format", columns, rows)
+
+
 def layout(report: Report, view: View) -> Document:
     """The sections to draw for ``report`` under ``view``."""
+    if report.memory is not None:
+        plan = report.memory
+        sections = [_memory_section(plan, view), _storage_section(plan, view), _totals_section(report, view)]
+        return Document(_heading(report, view), sections, [*report.notes, *plan.notes, *plan.advice])
     sections = [_calls_section(report, view) if report.calls is not None else _modules_section(report, view)]
     if view.tensors:
         sections.append(_tensors_section(report, view))

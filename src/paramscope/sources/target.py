@@ -239,6 +239,19 @@ def load_report(target: str, request: Request | None = None) -> Report:
     return report
 
 
+def builds_model(target: str) -> bool:
+    """Whether ``target`` is model code or a config without weights, whose report comes from building the model
+    (rather than from a checkpoint's headers)."""
+    if target.startswith("hf:"):
+        return False
+    if is_code_target(target) and not Path(target).exists():
+        return True
+    path = Path(target)
+    if path.is_file():
+        return path.name.endswith(".json") and not path.name.endswith(".index.json")
+    return path.is_dir() and (path / "config.json").is_file() and not _has_weights(path)
+
+
 def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
     """The live model a target names, for work that runs it (a summary): ``(module, source kind, notes)``.
 

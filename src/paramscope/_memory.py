@@ -1,0 +1,450 @@
+"""The memory planner's arithmetic: what a model costs to store, serve and train, item by item, per device.
+
+Every item carries a label: ``exact`` (counted from tensors), ``derived`` (a stated formula on exact counts) or
+``estimate`` (a heuristic, named in its formula). Everything here works on a Report and the model's config; the
+activation figures are measured elsewhere (``trace.py``) and passed in.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from . import dtypes as dtype_table
+from ._errors import UsageError
+from ._report import Report, TensorRecord
+from ._units import format_bytes, format_count
+
+Label = Literal["exact", "derived", "estimate"]
+Optimizer = Literal["adamw", "adam", "sgd", "sgd-momentum", "adafactor", "adamw-8bit"]
+Precision = Literal["fp32", "bf16-mixed", "fp16-mixed", "bf16-pure"]
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "sgd-momentum", "adafactor", "adamw-8bit")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16-mixed", "fp16-mixed", "bf16-pure")
+
+# Storage formats offered for conversion, after the plain dtypes of dtypes.COMMON.
+_GGUF_FORMATS = ("Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_0", "Q3_K", "Q2_K")
+# bitsandbytes' 8-bit Adam keeps tensors under 4096 elements in 32 bits, and one float32 absmax per 256 values.
+_BNB_MIN_8BIT_SIZE = 4096
+_BNB_BLOCK = 256
+
+
+@dataclass(frozen=True)
+class MemoryItem:
+    """One line of a budget: what it is, how sure, its bytes in all and on one device, and how it was worked out."""
+
+    name: str
+    label: Label
+    total_bytes: int
+    per_device_bytes: int
+    formula: str
+    where: Literal["device", "host"] = "device"
+
+
+@dataclass(frozen=True)
+class StorageRow:
+    """What the weights take converted to one dtype or format."""
+
+    format: str
+    bits: float
+    bytes: int
+    label: Label
+    formula: str
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """What to plan for. ``batch``/``tokens`` describe one forward (per device); ``dtype`` the weights' dtype."""
+
+    train: bool = False
+    dtype: str | None = None
+    kv_dtype: str | None = None
+    batch: int = 1
+    tokens: int | None = None
+    optimizer: str = "adamw"
+    precision: str = "bf16-mixed"
+    grad_checkpointing: bool = False
+    gpus: int = 1
+    zero: int = 0
+    tp: int = 1
+    offload_optimizer: bool = False
+    device_memory: int | None = None
+    keep_fp32: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.zero not in (0, 1, 2, 3):
+            raise UsageError(f"ZeRO stage {self.zero} does not exist: 0, 1, 2 or 3")
+        for name, value in (("gpus", self.gpus), ("tp", self.tp), ("batch", self.batch)):
+            if value < 1:
+                raise UsageError(f"{name} must be at least 1, not {value}")
+        if self.gpus % self.tp:
+            raise UsageError(f"gpus ({self.gpus}) must be a multiple of tp ({self.tp})")
+        if self.tokens is not None and self.tokens < 1:
+            raise UsageError(f"the sequence length must be at least 1, not {self.tokens}")
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """A budget: the items, their sum on one device (and in host memory), and whether it fits."""
+
+    scenario: Literal["inference", "training"]
+    settings: MemorySettings
+    items: tuple[MemoryItem, ...]
+    storage: tuple[StorageRow, ...]
+    per_device_bytes: int
+    host_bytes: int
+    fits: bool | None = None
+    """With ``device_memory``: whether ``per_device_bytes`` fits in it."""
+    advice: tuple[str, ...] = ()
+    """When it does not fit: by how much, and what to cut first."""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def item(self, name: str) -> MemoryItem:
+        """The item called ``name`` (``"weights"``, ``"KV cache"``, …). Raises ``KeyError`` when there is none."""
+        for item in self.items:
+            if item.name == name:
+                return item
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, under a report's ``memory`` key."""
+        settings = asdict(self.settings)
+        settings["keep_fp32"] = list(self.settings.keep_fp32)
+        return {
+            "scenario": self.scenario,
+            "settings": settings,
+            "items": [asdict(item) for item in self.items],
+            "per_device_bytes": self.per_device_bytes,
+            "host_bytes": self.host_bytes,
+            "fits": self.fits,
+            "advice": list(self.advice),
+            "storage": [asdict(row) for row in self.storage],
+            "notes": list(self.notes),
+        }
+
+
+def _bytes_of(dtype: str) -> float:
+    """Bytes per value of a dtype name or alias (``bf16``: 2, ``int4``: 0.5)."""
+    return dtype_table.lookup(dtype).bits / 8
+
+
+def _parameters(report: Report) -> list[TensorRecord]:
+    return [record for record in report.tensors if record.kind == "parameter" and record.numel is not None]
+
+
+def _kept(record: TensorRecord, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for name in (record.name, *record.aliases) for pattern in patterns)
+
+
+def storage_table(report: Report, keep_fp32: Sequence[str] = ()) -> tuple[StorageRow, ...]:
+    """The weights converted to each common dtype and GGUF block format; tensors matching ``keep_fp32`` stay in
+    float32 (GGUF also keeps 1-D tensors, norms and biases, in F32, as llama.cpp does)."""
+    params = _parameters(report)
+    rows = []
+    for name in (*dtype_table.COMMON, *_GGUF_FORMATS):
+        dtype = dtype_table.lookup(name)
+        gguf = dtype.category == "block"
+        converted = kept = 0
+        for record in params:
+            numel = record.numel or 0
+            if _kept(record, keep_fp32) or (gguf and record.shape is not None and len(record.shape) <= 1):
+                kept += numel
+            else:
+                converted += dtype.packed_nbytes(numel) if not gguf else dtype.nbytes(numel)
+        total = converted + 4 * kept
+        formula = f"{format_count(sum(r.numel or 0 for r in params) - kept)} values at {dtype.bits:g} bits"
+        if kept:
+            formula += f" + {format_count(kept)} kept in float32"
+        rows.append(StorageRow(name, dtype.bits, total, "derived", formula))
+    return tuple(rows)
+
+
+def _weights_bytes(params: Sequence[TensorRecord], dtype: str | None, keep_fp32: Sequence[str]) -> tuple[int, str]:
+    if dtype is None:
+        stored = sum(record.bytes or 0 for record in params)
+        return stored, f"{format_count(sum(r.numel or 0 for r in params))} parameters as stored"
+    per_value = dtype_table.lookup(dtype)
+    converted = kept = 0
+    for record in params:
+        if _kept(record, keep_fp32):
+            kept += record.numel or 0
+        else:
+            converted += per_value.packed_nbytes(record.numel or 0)
+    formula = (
+        f"{format_count(sum(r.numel or 0 for r in params) - kept)} parameters × {per_value.bits / 8:g} B ({dtype})"
+    )
+    if kept:
+        formula += f" + {format_count(kept)} kept in float32 × 4 B"
+    return converted + 4 * kept, formula
+
+
+def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype: str) -> tuple[int, str, int] | None:
+    """Bytes of the key/value cache for ``tokens`` tokens of ``batch`` sequences, from a decoder's config.
+
+    2 × layers × kv_heads × head_dim × tokens × batch × bytes; GQA's key/value heads, an explicit ``head_dim``,
+    layers with a sliding window (capped at it), and MLA's compressed latent (DeepSeek: kv_lora_rank +
+    qk_rope_head_dim per token, once for keys and values) are taken into account.
+    """
+    if not config:
+        return None
+    text = config.get("text_config")
+    if isinstance(text, Mapping):
+        config = {**config, **text}
+    layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
+    heads = config.get("num_attention_heads") or config.get("n_head")
+    hidden = config.get("hidden_size") or config.get("n_embd") or config.get("d_model")
+    if not (isinstance(layers, int) and isinstance(heads, int) and isinstance(hidden, int)):
+        return None
+    size = _bytes_of(kv_dtype)
+    window = config.get("sliding_window") if config.get("use_sliding_window", True) is not False else None
+    layer_types = config.get("layer_types")
+    lengths = []
+    for layer in range(layers):
+        sliding = isinstance(window, int) and (
+            not isinstance(layer_types, list)
+            or "sliding" in str(layer_types[layer] if layer < len(layer_types) else "")
+        )
+        lengths.append(min(tokens, window) if sliding and isinstance(window, int) else tokens)
+    if isinstance(config.get("kv_lora_rank"), int):  # multi-head latent attention
+        per_token = config["kv_lora_rank"] + int(config.get("qk_rope_head_dim") or 0)
+        total = sum(lengths) * batch * per_token
+        formula = (f"{layers} layers × ({config['kv_lora_rank']} + {config.get('qk_rope_head_dim') or 0}) latent × "
+                   f"{format_count(tokens)} tokens × {batch} × {size:g} B (MLA's compressed cache, as serving "
+                   "engines keep it)")  # fmt: skip
+        return math.ceil(total * size), formula, 1  # one latent for all heads: not split by TP
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or hidden // heads
+    total = 2 * sum(lengths) * kv_heads * head_dim * batch
+    capped = sum(1 for length in lengths if length < tokens)
+    formula = (f"2 × {layers} layers × {kv_heads} kv heads × {head_dim} × {format_count(tokens)} tokens × {batch} × "
+               f"{size:g} B")  # fmt: skip
+    if capped:
+        formula += f" ({capped} sliding-window layers capped at {window} tokens)"
+    return math.ceil(total * size), formula, int(kv_heads)
+
+
+def _optimizer_states(trainable: Sequence[TensorRecord], optimizer: str, state_bytes: float) -> tuple[int, str, Label]:
+    """Bytes of an optimizer's state tensors, as torch (and bitsandbytes) lay them out."""
+    count = sum(record.numel or 0 for record in trainable)
+    tensors = len(trainable)
+    step = 4 * tensors  # a float32 scalar `step` per parameter tensor (torch's Adam family and Adafactor)
+    if optimizer in ("adam", "adamw"):
+        total = math.ceil(2 * count * state_bytes) + step
+        return (
+            total,
+            f"2 × {format_count(count)} (exp_avg, exp_avg_sq) × {state_bytes:g} B + {tensors} × 4 B step",
+            "derived",
+        )
+    if optimizer == "sgd":
+        return 0, "no state (plain SGD)", "derived"
+    if optimizer == "sgd-momentum":
+        return math.ceil(count * state_bytes), f"{format_count(count)} (momentum_buffer) × {state_bytes:g} B", "derived"
+    if optimizer == "adafactor":
+        # factored second moments for matrices (a row and a column vector per trailing 2-D slice), full for vectors
+        values = 0
+        for record in trainable:
+            shape = record.shape or ()
+            if len(shape) >= 2:
+                values += (record.numel or 0) // shape[-1] + (record.numel or 0) // shape[-2]
+            else:
+                values += record.numel or 0
+        total = math.ceil(values * state_bytes) + step
+        return (
+            total,
+            f"{format_count(values)} factored second moments × {state_bytes:g} B + {tensors} × 4 B step",
+            "derived",
+        )
+    # adamw-8bit (bitsandbytes): two uint8 states and a float32 absmax per block for large tensors, 32-bit otherwise
+    large = [record for record in trainable if (record.numel or 0) >= _BNB_MIN_8BIT_SIZE]
+    small = sum(record.numel or 0 for record in trainable if (record.numel or 0) < _BNB_MIN_8BIT_SIZE)
+    large_count = sum(record.numel or 0 for record in large)
+    blocks = sum(-(-(record.numel or 0) // _BNB_BLOCK) for record in large)
+    total = 2 * large_count + 2 * 4 * blocks + 2 * 4 * small + step
+    return total, (f"2 × {format_count(large_count)} × 1 B + absmax per {_BNB_BLOCK} + {format_count(small)} small "
+                   "in 32 bits (bitsandbytes' layout)"), "estimate"  # fmt: skip
+
+
+_PRECISION_BYTES = {  # (weights, gradients, optimizer states), bytes per value; master copy in fp32 when mixed
+    "fp32": (4.0, 4.0, 4.0),
+    "bf16-mixed": (2.0, 2.0, 4.0),
+    "fp16-mixed": (2.0, 2.0, 4.0),
+    "bf16-pure": (2.0, 2.0, 2.0),
+}
+COMPUTE_DTYPES = {"fp32": "float32", "bf16-mixed": "bfloat16", "fp16-mixed": "float16", "bf16-pure": "bfloat16"}
+
+
+def _item(
+    name: str, label: Label, total: int, formula: str, split: tuple[int, str] = (1, ""), where: str = "device"
+) -> MemoryItem:
+    """An item; ``split`` is how many ways it is divided across devices, and why (``(8, "ZeRO 3")``)."""
+    ways, why = split
+    if ways > 1:
+        formula += f"; ÷ {ways} ({why})"
+    return MemoryItem(name, label, total, -(-total // ways), formula, where)  # type: ignore[arg-type]
+
+
+def _largest_block(report: Report) -> tuple[str, int] | None:
+    """The repeated block with the most parameters (a child of a ModuleList), or else the largest leaf module."""
+    parents = {node.path: node.type for node in report.modules}
+    blocks = [
+        node for node in report.modules if node.path and parents.get(node.path.rpartition(".")[0]) == "ModuleList"
+    ]
+    if not blocks:
+        children = {node.path.rpartition(".")[0] for node in report.modules if node.path}
+        blocks = [node for node in report.modules if node.path and node.path not in children]
+    if not blocks:
+        return None
+    largest = max(blocks, key=lambda node: node.params)
+    return largest.path, largest.params
+
+
+def _training_items(report: Report, settings: MemorySettings, notes: list[str]) -> list[MemoryItem]:
+    params = _parameters(report)
+    weight_bytes, grad_bytes, state_bytes = _PRECISION_BYTES[settings.precision]
+    trainable = [record for record in params if record.trainable is not False]
+    if report.totals.trainable is None:
+        notes.append("the source does not say which parameters are trained: all of them are counted as trainable")
+    dp, tp = settings.gpus // settings.tp, settings.tp
+
+    def split(zero_stage: int) -> tuple[int, str]:
+        """How many ways an item is split when ZeRO shards it from ``zero_stage`` on, and tensor parallelism."""
+        sharded = settings.zero >= zero_stage and dp > 1
+        reasons = [f"ZeRO {settings.zero} over {dp}"] * sharded + [f"TP {tp}"] * (tp > 1)
+        return (dp if sharded else 1) * tp, " × ".join(reasons)
+
+    items = []
+    total = sum(record.numel or 0 for record in params)
+    weights = math.ceil(total * weight_bytes)
+    formula = f"{format_count(total)} parameters × {weight_bytes:g} B ({settings.precision})"
+    items.append(_item("weights", "derived", weights, formula, split(3)))
+    if settings.zero >= 3 and dp > 1:
+        block = _largest_block(report)
+        if block is not None:
+            path, count = block
+            gathered = math.ceil(2 * count * weight_bytes)
+            formula = (
+                f"2 × {format_count(count)} ({path}: the layer running and the one prefetched) × {weight_bytes:g} B"
+            )
+            items.append(_item("gathered parameters (ZeRO 3)", "estimate", gathered, formula, (tp, f"TP {tp}")))
+    count = sum(record.numel or 0 for record in trainable)
+    grads = math.ceil(count * grad_bytes)
+    items.append(_item("gradients", "derived", grads, f"{format_count(count)} trainable × {grad_bytes:g} B", split(2)))
+    where = "host" if settings.offload_optimizer else "device"
+    if settings.precision.endswith("-mixed"):
+        items.append(_item("fp32 master weights", "derived", 4 * count, f"{format_count(count)} trainable × 4 B",
+                           split(1), where))  # fmt: skip
+    states, formula, label = _optimizer_states(trainable, settings.optimizer, state_bytes)
+    items.append(_item(f"optimizer states ({settings.optimizer})", label, states, formula, split(1), where))
+    return items
+
+
+def _inference_items(
+    report: Report, settings: MemorySettings, config: Mapping[str, Any] | None, notes: list[str]
+) -> list[MemoryItem]:
+    tp = settings.tp
+    weights, formula = _weights_bytes(_parameters(report), settings.dtype, settings.keep_fp32)
+    label: Label = "exact" if settings.dtype is None else "derived"
+    items = [_item("weights", label, weights, formula, (tp, f"TP {tp}"))]
+    if settings.tokens is not None:
+        cache = kv_cache(config, settings.batch, settings.tokens, settings.kv_dtype or settings.dtype or "bfloat16")
+        if cache is None:
+            notes.append("no KV cache item: the model has no decoder config to size it from")
+        else:
+            size, formula, kv_heads = cache
+            ways = math.gcd(tp, kv_heads)  # key/value heads are split across the TP ranks, whole heads only
+            items.append(_item("KV cache", "derived", size, formula, (ways, f"TP {tp}, {kv_heads} kv heads")))
+    return items
+
+
+def plan(
+    report: Report,
+    settings: MemorySettings,
+    *,
+    config: Mapping[str, Any] | None = None,
+    activations: tuple[int, Label, str] | None = None,
+) -> MemoryPlan:
+    """The itemised budget for inference or training of the model in ``report``, per device.
+
+    ``config`` is the model's config (for the KV cache), ``activations`` the measured ``(bytes, label, formula)``
+    of one forward of the per-device batch.
+    """
+    settings.check()
+    notes: list[str] = []
+    if settings.train:
+        items = _training_items(report, settings, notes)
+    else:
+        items = _inference_items(report, settings, config, notes)
+    tp = settings.tp
+    if report.totals.buffer_bytes:
+        formula = f"{format_count(report.totals.buffers)} elements as stored"
+        items.append(_item("buffers", "exact", report.totals.buffer_bytes, formula))
+    if activations is not None:
+        size, label, formula = activations
+        items.append(_item("activations", label, size, formula, (tp, f"TP {tp}")))
+    if tp > 1:
+        notes.append(f"tensor parallelism splits weights, gradients, optimizer states and activations {tp} ways; norms "
+                     "and biases are replicated in practice, so the per-device figures are slightly low")  # fmt: skip
+        items = [
+            replace(item, label="estimate") if f"TP {tp}" in item.formula and item.name != "KV cache" else item
+            for item in items
+        ]
+    if settings.train:
+        notes.append("training items are added as if all were live at once; the real peak is lower by what backward "
+                     "frees (activations are released as gradients fill)")  # fmt: skip
+    per_device = sum(item.per_device_bytes for item in items if item.where == "device")
+    host = sum(item.per_device_bytes for item in items if item.where == "host")
+    fits = None if settings.device_memory is None else per_device <= settings.device_memory
+    advice = _advice(items, settings, per_device) if fits is False else ()
+    scenario: Literal["inference", "training"] = "training" if settings.train else "inference"
+    storage = storage_table(report, settings.keep_fp32)
+    return MemoryPlan(scenario, settings, tuple(items), storage, per_device, host, fits, advice, tuple(notes))
+
+
+def _cuts(name: str, settings: MemorySettings) -> list[str]:
+    """The options that shrink the item called ``name``, leaving out those already in effect."""
+    sharding = settings.gpus > 1
+    if name == "activations":
+        return ["--grad-checkpointing"] * (settings.train and not settings.grad_checkpointing) + [
+            "a smaller --batch or sequence"
+        ]
+    if name == "KV cache":
+        small = settings.kv_dtype is not None and _bytes_of(settings.kv_dtype) <= 1
+        return ["--kv-dtype fp8"] * (not small) + ["a smaller --context or --batch", "--tp N"]
+    if name == "weights" and not settings.train:
+        return ["a smaller --dtype (int8, int4)", "--tp N"]
+    if name == "weights":
+        return ["--zero 3"] * (settings.zero < 3) + ["--tp N", "--precision bf16-pure"]
+    if name == "gradients":
+        return ["--zero 2"] * (settings.zero < 2) + ["more --gpus"] * (settings.zero >= 2 and sharding)
+    if name == "fp32 master weights" or name.startswith("optimizer states"):
+        adam = settings.optimizer in ("adam", "adamw") and name.startswith("optimizer states")
+        return (
+            ["--zero 1"] * (settings.zero < 1)
+            + ["--offload-optimizer"] * (not settings.offload_optimizer)
+            + ["--optimizer adamw-8bit"] * adam
+            + ["more --gpus"] * (settings.zero >= 1 and sharding)
+        )
+    return []
+
+
+def _advice(items: Sequence[MemoryItem], settings: MemorySettings, per_device: int) -> tuple[str, ...]:
+    """By how much the plan is over the device's memory, and the options that cut its largest items."""
+    assert settings.device_memory is not None
+    over = per_device - settings.device_memory
+    available = format_bytes(settings.device_memory)
+    lines = [f"{format_bytes(per_device)} per device is {format_bytes(over)} over the {available} available"]
+    on_device = sorted((item for item in items if item.where == "device"), key=lambda item: -item.per_device_bytes)
+    for item in on_device[:2]:
+        cuts = _cuts(item.name, settings)
+        if cuts:
+            size = format_bytes(item.per_device_bytes)
+            lines.append(
+                f"{item.name} ({size} per device): try {', '.join(cuts[:-1])}{' or ' * (len(cuts) > 1)}{cuts[-1]}"
+            )
+    return tuple(lines)

@@ -1,0 +1,234 @@
+"""``paramscope.memory``: find the model, its config and its inputs, measure the activations, plan the budget.
+
+The arithmetic is in ``_memory.py``; this module gathers what it needs: the Report, the decoder config (for the
+KV cache) and, when the user gives a batch of inputs, one forward on meta for the activations.
+"""
+
+from __future__ import annotations
+
+import inspect as pyinspect
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import TargetError, UsageError
+from ._memory import COMPUTE_DTYPES, Label, MemorySettings, plan
+from ._report import Report
+from ._units import format_bytes, format_count
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .sources.target import Request
+    from .trace import Trace
+
+Activations = tuple[int, Label, str]
+
+
+def config_of(model: Any) -> dict[str, Any] | None:
+    """A transformers model's config as a dict (``None`` for other models)."""
+    config = getattr(model, "config", None)
+    to_dict = getattr(config, "to_dict", None)
+    return to_dict() if callable(to_dict) else None
+
+
+def _config_beside(target: str) -> dict[str, Any] | None:
+    from .sources.hf import read_config_file
+
+    path = Path(target)
+    config = (path if path.is_dir() else path.parent) / "config.json"
+    return read_config_file(config) if config.is_file() else None
+
+
+def resolve(
+    model: nn.Module | Report | str, request: Request, wants_forward: bool
+) -> tuple[Report, nn.Module | None, dict[str, Any] | None]:
+    """The report, the model to run (when one is needed and there is one) and the decoder config, if any."""
+    from .sources.module import inspect_module
+
+    if isinstance(model, Report):
+        return model, None, None
+    if not isinstance(model, str):
+        from ._summary import module_of
+
+        module = module_of(model)
+        return inspect_module(module), module, config_of(module)
+    from .sources.target import builds_model, load_model, load_report
+
+    if builds_model(model):  # model code or a config: build it once, count it, run it
+        module, kind, notes = load_model(model, request)
+        report = inspect_module(module, target=model, device=request.device)
+        report = replace(report, source=replace(report.source, kind=kind), notes=(*notes, *report.notes))
+        return report, module, config_of(module)
+    # A checkpoint (or a Hub id): the weights' own dtypes from their headers; the config only to run a forward.
+    report = load_report(model, request)
+    if not wants_forward:
+        return report, None, None if model.startswith("hf:") else _config_beside(model)
+    module, _, notes = load_model(model, request)
+    return replace(report, notes=(*report.notes, *notes)), module, config_of(module)
+
+
+def batch_of(batch: int | None, input_size: Sequence[Any] | None) -> int:
+    """The batch size: ``batch``, or the first dimension of the (first) input shape, which must agree with it."""
+    if input_size is None:
+        return 1 if batch is None else batch
+    from ._summary import shapes_of
+
+    first = shapes_of(input_size)[0]
+    if not first:
+        raise UsageError("input_size has no batch dimension: give the full shape, batch first (e.g. 8,3,224,224)")
+    if batch is not None and batch != first[0]:
+        raise UsageError(f"batch {batch} disagrees with input_size {list(first)}: its first dimension is the batch")
+    return first[0]
+
+
+def _inputs(
+    model: nn.Module,
+    settings: MemorySettings,
+    input_size: Sequence[Any] | None,
+    input_dtypes: Sequence[Any] | None,
+    compute: torch.dtype | None,
+) -> tuple[tuple[Any, ...], dict[str, Any], str]:
+    """Meta inputs for one forward, the keyword arguments a decoder needs, and how the batch reads."""
+    import torch
+
+    from ._summary import make_inputs
+
+    if input_size is None:
+        assert settings.tokens is not None
+        args: tuple[Any, ...] = (torch.empty(settings.batch, settings.tokens, dtype=torch.long, device="meta"),)
+        shape = f"{settings.batch} × {format_count(settings.tokens)} tokens"
+    else:
+        args, _ = make_inputs(input_size, None, input_dtypes, "meta")
+        if compute is not None:  # autocast would run the floating inputs in the compute dtype too
+            args = tuple(arg.to(compute) if arg.is_floating_point() else arg for arg in args)
+        shape = " and ".join("×".join(str(dim) for dim in arg.shape) for arg in args)
+    kwargs: dict[str, Any] = {}
+    parameters = pyinspect.signature(model.forward).parameters
+    if not settings.train and "logits_to_keep" in parameters:
+        kwargs["logits_to_keep"] = 1  # as generate() does: logits for the last position only
+    return args, kwargs, shape
+
+
+def _torch_dtype(name: str | None) -> torch.dtype | None:
+    import torch
+
+    from . import dtypes as dtype_table
+
+    if name is None:
+        return None
+    resolved = getattr(torch, dtype_table.lookup(name).name, None)
+    return resolved if isinstance(resolved, torch.dtype) and resolved.is_floating_point else None
+
+
+def _checkpointed(model: nn.Module, result: Trace) -> tuple[int, str] | None:
+    """Activations with gradient checkpointing of the model's repeated blocks (the largest ``nn.ModuleList``): the
+    blocks keep only their inputs, and one block's saved tensors live again while it is recomputed in backward."""
+    from torch import nn
+
+    calls = {call.path: call for call in result.calls}
+    best: list[str] = []
+    for path, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) >= 2:
+            blocks = [f"{path}.{name}" for name, _ in module.named_children()]
+            if all(block in calls for block in blocks) and sum(
+                result.activations.get(block, 0) for block in blocks
+            ) > sum(result.activations.get(block, 0) for block in best):
+                best = blocks
+    if not best:
+        return None
+    inside = sum(result.activations.get(block, 0) for block in best)
+    inputs = sum(calls[block].input_bytes for block in best)
+    largest = max(result.activations.get(block, 0) for block in best)
+    total = result.total_activations or 0
+    size = total - inside + inputs + largest
+    formula = (f"{format_bytes(total)} saved - {format_bytes(inside)} inside {len(best)} checkpointed blocks + their "
+               f"inputs {format_bytes(inputs)} + one block recomputed {format_bytes(largest)}")  # fmt: skip
+    return size, formula
+
+
+def measure_activations(
+    model: nn.Module,
+    settings: MemorySettings,
+    input_size: Sequence[Any] | None,
+    input_dtypes: Sequence[Any] | None,
+) -> tuple[Activations, list[str]]:
+    """The activations item of a plan, from one forward on meta, and notes."""
+    from ._summary import check_runnable
+    from .trace import peak_live_bytes, saved_for_backward
+
+    check_runnable(model, "meta")
+    notes: list[str] = []
+    if settings.train:
+        compute = _torch_dtype(COMPUTE_DTYPES[settings.precision])
+        args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
+        result = saved_for_backward(model, args, kwargs, dtype=compute)
+        assert result.total_activations is not None
+        dtype = COMPUTE_DTYPES[settings.precision]
+        mixed = settings.precision.endswith("-mixed")
+        formula = f"saved for backward by a train-mode forward on meta ({shape}, {dtype})"
+        if mixed:
+            formula += "; autocast keeps some (softmax, norms) in float32"
+        label: Label = "estimate" if mixed else "derived"
+        size = result.total_activations
+        if settings.grad_checkpointing:
+            checkpointed = _checkpointed(model, result)
+            if checkpointed is None:
+                notes.append("--grad-checkpointing: the model has no repeated blocks (an nn.ModuleList) to checkpoint; "
+                             "activations are shown without it")  # fmt: skip
+            else:
+                size, formula, label = checkpointed[0], checkpointed[1], "estimate"
+        return (size, label, formula), notes
+    compute = _torch_dtype(settings.dtype)
+    args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
+    peak = peak_live_bytes(model, args, kwargs, dtype=compute)
+    formula = f"peak of live tensors in an eval forward on meta ({shape}); kernel workspaces not counted"
+    if "logits_to_keep" in kwargs:
+        formula += ", logits for the last position (as generate)"
+    return (peak, "estimate", formula), notes
+
+
+def build_plan(
+    model: nn.Module | Report | str,
+    settings: MemorySettings,
+    request: Request,
+    *,
+    input_size: Sequence[Any] | None = None,
+    input_dtypes: Sequence[Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Report:
+    """The report of ``model`` with its memory plan (``Report.memory``)."""
+    settings.check()
+    if input_size is not None and settings.tokens is not None:
+        raise UsageError("give a sequence length (seq) or input_size, not both")
+    wants_forward = input_size is not None or settings.tokens is not None
+    report, module, found_config = resolve(model, request, wants_forward)
+    notes: list[str] = []
+    activations: Activations | None = None
+    if wants_forward and module is not None:
+        activations, notes = measure_activations(module, settings, input_size, input_dtypes)
+    elif wants_forward:
+        notes.append("no activations item: a forward needs a model to run (model code, or a config.json)")
+    else:
+        flag = "seq" if settings.train else "context"
+        notes.append(f"no activations item: give a {flag} length (or input_size) to measure one forward")
+    memory = plan(report, settings, config=config if config is not None else found_config, activations=activations)
+    memory = replace(memory, notes=(*notes, *memory.notes))
+    return replace(report, memory=memory)
+
+
+def module_or_report(value: Any) -> Any:
+    """``value`` if it is something :func:`paramscope.memory` takes, else a TargetError."""
+    if isinstance(value, (Report, str)):
+        return value
+    from ._summary import module_of
+
+    try:
+        return module_of(value)
+    except TargetError:
+        raise TargetError(
+            f"cannot plan memory for an object of type {type(value).__name__}: pass a torch.nn.Module, a Report or a "
+            "target string"
+        ) from None
