@@ -235,8 +235,9 @@ def memory(
       ``precision``, the ``optimizer``'s states as torch lays them out, and the activations autograd saves in a
       train-mode forward on meta (``grad_checkpointing`` estimates what checkpointing the blocks leaves).
     - Several devices: ``gpus`` (``tp`` by default) with ZeRO stage ``zero`` (FSDP full-shard is stage 3),
-      ``offload_optimizer`` to host memory, ``tp``-way tensor parallelism. ``batch`` is per device. With ``device_memory`` (bytes or
-      ``"80GiB"``), ``memory.fits`` answers whether it fits and ``memory.advice`` what to cut.
+      ``offload_optimizer`` to host memory, ``tp``-way tensor parallelism. ``batch`` is per device. With
+      ``device_memory`` (bytes or ``"80GiB"``), ``memory.fits`` answers whether it fits and ``memory.advice``
+      what to cut.
 
     The forward runs on ``batch`` × ``seq`` token ids, or on inputs of ``input_size`` (batch first) in
     ``input_dtypes``. ``config`` gives the decoder config when the model has none (a Report).

@@ -85,6 +85,9 @@ class MemorySettings:
                 raise UsageError(f"{name} must be at least 1, not {value}")
         if self.gpus % self.tp:
             raise UsageError(f"gpus ({self.gpus}) must be a multiple of tp ({self.tp})")
+        for dtype in (self.dtype, self.kv_dtype):
+            if dtype is not None:
+                dtype_table.lookup(dtype)
         if self.tokens is not None and self.tokens < 1:
             raise UsageError(f"the sequence length must be at least 1, not {self.tokens}")
 

@@ -38,6 +38,8 @@ examples:
   paramscope inspect paramscope.examples:gpt2 --format json --output gpt2.json
   paramscope inspect paramscope.examples:gpt2 --max-params 125M   # exit 3 when over budget
   paramscope inspect paramscope.examples:resnet18 --explain       # each layer's formula
+  paramscope summary paramscope.examples:resnet18 --input-size 1,3,224,224
+  paramscope memory paramscope.examples:gpt2 --train --seq 1024 --batch 8 --device-memory 24GiB
   paramscope formula conv2d in_channels=3 out_channels=64 kernel_size=7 bias=false
   paramscope dtypes
 
@@ -82,6 +84,26 @@ examples:
 The pass runs on the meta device unless --device cpu: shapes are exact and nothing is computed. FLOPs are torch's
 FlopCounterMode's (matrix products, convolutions, attention); activations are the bytes autograd saves for
 backward in a train-mode forward. The model is never changed.
+"""
+
+_MEMORY_EXAMPLES = """\
+examples:
+  paramscope memory path/to/Llama-3-8B/ --dtype bf16 --batch 8 --context 8192 --kv-dtype fp8
+  paramscope memory path/to/Llama-3-70B/config.json --dtype bf16 --tp 4 --context 8192 --device-memory 80GiB
+  paramscope memory paramscope.examples:gpt2 --train --seq 1024 --batch 8 --optimizer adamw --precision bf16-mixed
+  paramscope memory hf:meta-llama/Meta-Llama-3-70B --train --seq 4096 --gpus 64 --zero 3 --grad-checkpointing
+  paramscope memory paramscope.examples:resnet50 --train --input-size 256,3,224,224 --precision fp32
+  paramscope memory model.safetensors --dtype Q4_K --keep-fp32 '*norm*'
+
+Inference: the weights (as stored, or converted to --dtype), the buffers, the KV cache of a decoder config
+(--batch sequences of --context tokens in --kv-dtype) and the activations of one eval forward on meta. Training:
+weights, gradients of the trainable parameters, fp32 master weights for mixed precision, the optimizer's states as
+torch lays them out, and the activations autograd saves in a train-mode forward on meta. --gpus, --zero, --tp and
+--offload-optimizer give the per-device share of each item; --device-memory says whether it fits (exit 3 if not).
+Every item is labelled exact, derived or estimate, and shows its formula. The "Weights stored in each format"
+table gives the weights in every common dtype and GGUF format.
+
+exit codes: 0 success, 2 bad input or usage, 3 over --device-memory
 """
 
 _FORMULA_EXAMPLES = """\
@@ -166,6 +188,18 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_hf_options(summary)
     summary.set_defaults(handler=_run_summary, takes_arguments=True, command_parser=summary)
 
+    memory = commands.add_parser(
+        "memory",
+        usage="paramscope memory TARGET [KEY=VALUE ...] [options]",
+        help="what the model costs in memory to store, serve or train, itemised, per device",
+        description="The memory budget of a model, item by item and per device, each item labelled exact (counted "
+        "from tensors), derived (a stated formula on exact counts) or estimate (a named heuristic), with its formula.",
+        epilog=_MEMORY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_memory_options(memory)
+    memory.set_defaults(handler=_run_memory, takes_arguments=True, command_parser=memory)
+
     formula = commands.add_parser(
         "formula",
         usage="paramscope formula LAYER [KEY=VALUE ...] [options]\n       paramscope formula --list",
@@ -210,6 +244,76 @@ def _add_model_options(parser: argparse.ArgumentParser, *, depth_help: str) -> N
     parser.add_argument(
         "--max-bytes", metavar="SIZE", help="fail with exit 3 above SIZE of parameters + buffers (2GiB, 500MB)"
     )
+
+
+def _add_memory_options(parser: argparse.ArgumentParser) -> None:
+    from ._memory import OPTIMIZERS, PRECISIONS
+
+    parser.add_argument(
+        "target",
+        metavar="TARGET",
+        help="model code ('package.module:attr', 'file.py:attr'), a checkpoint, a config.json, a directory or hf:ID",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("meta", "cpu"),
+        default="meta",
+        help="where model code is built: meta (default) or cpu; the forward for the activations runs on meta",
+    )
+    _add_output_options(parser, ("table", "json", "csv", "markdown"))
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar on stderr")
+    work = parser.add_argument_group("what runs")
+    work.add_argument("--train", action="store_true", help="plan training (default: inference)")
+    work.add_argument("--batch", type=int, metavar="B", help="sequences (or samples) per device (default: 1)")
+    work.add_argument(
+        "--context",
+        "--seq",
+        dest="seq",
+        type=int,
+        metavar="T",
+        help="tokens per sequence: sizes the KV cache and the forward that measures the activations",
+    )
+    work.add_argument(
+        "--input-size",
+        action="append",
+        metavar="SHAPE",
+        help="instead of --seq: an input's shape, batch first (8,3,224,224); repeat for several inputs",
+    )
+    work.add_argument(
+        "--input-dtype", action="append", metavar="DTYPE", help="an input's dtype (float32 by default; long for ids)"
+    )
+    inference = parser.add_argument_group("inference")
+    inference.add_argument("--dtype", metavar="DTYPE", help="the weights' dtype or format (default: as stored)")
+    inference.add_argument("--kv-dtype", metavar="DTYPE", help="the KV cache's dtype (default: --dtype, or bf16)")
+    inference.add_argument(
+        "--keep-fp32",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="keep tensors whose name matches in float32 (*norm*, *.bias, *embed*); repeat for several",
+    )
+    training = parser.add_argument_group("training")
+    training.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw", help="(default: adamw)")
+    training.add_argument("--precision", choices=PRECISIONS, default="bf16-mixed", help="(default: bf16-mixed)")
+    training.add_argument(
+        "--grad-checkpointing", action="store_true", help="checkpoint the repeated blocks (activations estimated)"
+    )
+    devices = parser.add_argument_group("devices")
+    devices.add_argument("--gpus", type=int, metavar="N", help="devices in all (default: --tp, or 1)")
+    devices.add_argument(
+        "--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage (3 = FSDP full shard; default: 0)"
+    )
+    devices.add_argument("--offload-optimizer", action="store_true", help="optimizer states in host memory")
+    devices.add_argument("--tp", type=int, default=1, metavar="N", help="tensor-parallel degree (default: 1)")
+    devices.add_argument(
+        "--device-memory", metavar="SIZE", help="memory per device (80GiB): exit 3 with what to cut when over it"
+    )
+    hf = parser.add_argument_group("Hugging Face configs and checkpoints")
+    hf.add_argument("--model-class", metavar="NAME", help="transformers class to build (default: architectures[0])")
+    hf.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a config's custom model code to run (off by default)"
+    )
+    parser.set_defaults(exclude_embeddings=False)
 
 
 def _add_hf_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -360,6 +464,42 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
         report = summarize(model, report, args, kwargs, depth=depth, device=options.device, mode=options.mode)
     view = View(depth=depth, tensors=options.tensors, units=options.units)
     return _finish(options, stdout, report, view, budget)
+
+
+def _run_memory(options: argparse.Namespace, stdout: IO[str]) -> int:
+    from ._memory import MemorySettings
+    from ._planner import batch_of, build_plan
+    from .render import View, render
+    from .render._layout import layout
+
+    shapes = [_shape(text) for text in options.input_size] if options.input_size else None
+    settings = MemorySettings(
+        train=options.train,
+        dtype=options.dtype,
+        kv_dtype=options.kv_dtype,
+        batch=batch_of(options.batch, shapes),
+        tokens=options.seq,
+        optimizer=options.optimizer,
+        precision=options.precision,
+        grad_checkpointing=options.grad_checkpointing,
+        gpus=options.tp if options.gpus is None else options.gpus,
+        zero=options.zero,
+        tp=options.tp,
+        offload_optimizer=options.offload_optimizer,
+        device_memory=None if options.device_memory is None else parse_bytes(options.device_memory),
+        keep_fp32=tuple(options.keep_fp32),
+    )
+    settings.check()
+    with contextlib.redirect_stdout(sys.stderr):
+        report = build_plan(
+            options.target, settings, _request(options), input_size=shapes, input_dtypes=options.input_dtype
+        )
+    view = View(units=options.units)
+    _deliver(options, stdout, lambda: render(report, options.format, view), lambda: layout(report, view))
+    plan = report.memory
+    if plan is not None and plan.fits is False:
+        raise BudgetExceededError(plan.advice[0])
+    return EXIT_OK
 
 
 def _run_formula(options: argparse.Namespace, stdout: IO[str]) -> int:

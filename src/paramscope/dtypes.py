@@ -96,7 +96,7 @@ DTYPES: tuple[DType, ...] = (
     _plain("float32", "float", 32, "float", "fp32", "f32"),
     _plain("float16", "float", 16, "half", "fp16", "f16"),
     _plain("bfloat16", "float", 16, "bf16"),
-    _plain("float8_e4m3fn", "float", 8, "fp8_e4m3", "e4m3", "f8_e4m3"),
+    _plain("float8_e4m3fn", "float", 8, "fp8", "fp8_e4m3", "e4m3", "f8_e4m3"),
     _plain("float8_e4m3fnuz", "float", 8, "fp8_e4m3fnuz", "f8_e4m3fnuz"),
     _plain("float8_e5m2", "float", 8, "fp8_e5m2", "e5m2", "f8_e5m2"),
     _plain("float8_e5m2fnuz", "float", 8, "fp8_e5m2fnuz", "f8_e5m2fnuz"),

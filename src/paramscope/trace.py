@@ -462,7 +462,10 @@ def peak_live_bytes(
         raise _failure(hooks, error) from error
     finally:
         hooks.remove()
-    cache = getattr(output, "past_key_values", None)
+    # transformers' outputs are mappings; the key is "cache" in recent versions, "past_key_values" before
+    names = list(output.keys()) if isinstance(output, Mapping) else []  # not `in`: transformers warns on the old name
+    keys = [key for key in ("cache", "past_key_values") if key in names]
+    cache = output[keys[0]] if keys else None
     excluded = {_storage_key(tensor) for tensor in _tensors_in(cache)}
     del output, cache
     return tracker.peak(excluded)

@@ -1,4 +1,5 @@
-"""The CSV format: raw numbers, one row per module (to the view's depth) or, with ``tensors``, per tensor."""
+"""The CSV format: raw numbers, one row per module (to the view's depth), per tensor (with ``tensors``), or per
+memory item (for a report with a memory plan)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ MODULE_COLUMNS = (
     "path", "type", "depth", "params", "param_bytes", "own_params", "own_param_bytes", "trainable", "buffers",
     "buffer_bytes", "complete", "same_as", "shared", "formula", "formula_matches",
 )  # fmt: skip
+MEMORY_COLUMNS = ("name", "label", "per_device_bytes", "total_bytes", "where", "formula")
 TENSOR_COLUMNS = ("name", "kind", "shape", "numel", "dtype", "bytes", "trainable", "persistent", "aliases")
 
 
@@ -26,12 +28,16 @@ def _cell(column: str, value: object) -> object:
 
 
 def render_csv(report: Report, view: View | None = None) -> str:
-    """Modules (or tensors) as CSV with a header row: empty cells for unknown values, names joined with ``;``,
-    shapes as ``[64, 3, 7, 7]``."""
+    """Modules, tensors or memory items as CSV with a header row: empty cells for unknown values, names joined
+    with ``;``, shapes as ``[64, 3, 7, 7]``."""
     view = view or View()
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    if view.tensors:
+    if report.memory is not None:
+        writer.writerow(MEMORY_COLUMNS)
+        for item in report.memory.items:
+            writer.writerow([_cell(column, getattr(item, column)) for column in MEMORY_COLUMNS])
+    elif view.tensors:
         writer.writerow(TENSOR_COLUMNS)
         for record in report.tensors:
             writer.writerow([_cell(column, getattr(record, column)) for column in TENSOR_COLUMNS])
