@@ -171,7 +171,8 @@ def storage_table(report: Report, keep_fp32: Sequence[str] = ()) -> tuple[Storag
 def _weights_bytes(params: Sequence[TensorRecord], dtype: str | None, keep_fp32: Sequence[str]) -> tuple[int, str]:
     if dtype is None:
         stored = sum(record.bytes or 0 for record in params)
-        return stored, f"{format_count(sum(r.numel or 0 for r in params))} parameters as stored"
+        dtypes = ", ".join(dict.fromkeys(record.dtype for record in params if record.dtype))
+        return stored, f"{format_count(sum(r.numel or 0 for r in params))} parameters in their dtypes ({dtypes})"
     per_value = dtype_table.lookup(dtype)
     converted = kept = 0
     for record in params:
