@@ -41,8 +41,11 @@ SUBPROCESS_TIMEOUT = 240
 TOTALS_KEYS = {
     "params", "trainable", "frozen", "param_bytes", "buffers", "buffer_bytes", "complete", "quantization",
     "quantization_bytes", "active_params", "non_embedding_params", "flops", "macs", "activations_bytes",
+    "local_params", "local_param_bytes",
 }  # fmt: skip
-TENSOR_KEYS = {"name", "shape", "numel", "dtype", "bytes", "kind", "trainable", "persistent", "aliases", "packing"}
+TENSOR_KEYS = {
+    "name", "shape", "numel", "dtype", "bytes", "kind", "trainable", "persistent", "aliases", "packing", "sharding",
+}  # fmt: skip
 MODULE_KEYS = {
     "path", "type", "depth", "own_params", "own_param_bytes", "params", "param_bytes", "trainable", "buffers",
     "buffer_bytes", "complete", "same_as", "shared", "formula", "formula_matches", "active_params",
@@ -227,6 +230,8 @@ def torch_totals(model: nn.Module) -> dict[str, Any]:
         "flops": None,  # only with a forward pass (summary)
         "macs": None,
         "activations_bytes": None,
+        "local_params": None,
+        "local_param_bytes": None,
     }
 
 
@@ -265,6 +270,7 @@ def assert_report_matches(report: dict[str, Any], model: nn.Module) -> None:
             "persistent": None if kind == "parameter" else name in model.state_dict(),
             "aliases": sorted(aliases),
             "packing": None,  # only quantised checkpoints pack values
+            "sharding": None,  # only sharded models have a share per rank
         }
         for name, (tensor, kind, aliases) in tensors.items()
     }
@@ -949,7 +955,7 @@ def test_inspect_without_target(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_json_is_one_object_with_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
     report = run_json(capsys, "paramscope.examples:gpt2", *TINY_GPT_ARGS)
-    assert set(report) == {"schema", "source", "totals", "by_dtype", "tensors", "modules", "notes", "check", "calls", "memory"}
+    assert set(report) == {"schema", "source", "totals", "by_dtype", "tensors", "modules", "notes", "check", "calls", "memory", "ranks"}
     assert report["schema"] == "paramscope.report/1"
     assert set(report["source"]) == {"kind", "target", "device", "files"}
     assert set(report["totals"]) == TOTALS_KEYS

@@ -19,7 +19,17 @@ from ._errors import (
     UsageError,
 )
 from ._memory import MemoryItem, MemoryPlan, MemorySettings, StorageRow
-from ._report import CallRecord, DtypeTotals, ModuleNode, Report, Source, TensorRecord, Totals
+from ._report import (
+    CallRecord,
+    DtypeTotals,
+    ModuleNode,
+    RankShare,
+    Report,
+    Sharding,
+    Source,
+    TensorRecord,
+    Totals,
+)
 from ._version import __version__
 
 __all__ = [
@@ -34,7 +44,9 @@ __all__ = [
     "MissingDependencyError",
     "ModuleNode",
     "ParamscopeError",
+    "RankShare",
     "Report",
+    "Sharding",
     "Source",
     "SourceError",
     "StorageRow",

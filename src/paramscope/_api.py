@@ -27,6 +27,7 @@ def inspect(
     model_class: str | None = None,
     trust_remote_code: bool = False,
     quiet: bool = True,
+    all_ranks: bool = False,
 ) -> Report:
     """Count every parameter and buffer of a model, exactly, and return the :class:`Report`.
 
@@ -43,12 +44,19 @@ def inspect(
     ``totals.non_embedding_params`` leaves out the embeddings and an untied output head. Mixture-of-experts models
     get ``totals.active_params``, the parameters used per token.
 
+    A sharded model (FSDP2 and tensor parallelism's DTensors, FSDP1, DeepSpeed ZeRO-3) is reported whole, from any
+    rank, without gathering a weight: global shapes and counts, names without wrapper prefixes, ties once; this
+    rank's share is ``totals.local_params``/``local_param_bytes`` and each tensor's ``sharding``. With
+    ``all_ranks`` (a collective: call it on every rank), ``report.ranks`` holds every rank's share.
+
     >>> import paramscope
     >>> report = paramscope.inspect("paramscope.examples:gpt2")
     >>> report.totals.params, report.tensor("lm_head.weight").name
     (124439808, 'transformer.wte.weight')
     """
     if isinstance(model, str):
+        if all_ranks:
+            raise UsageError("all_ranks applies to a live model sharded across ranks, not to a target string")
         from .sources.target import Request, load_report
 
         request = Request(
@@ -73,6 +81,10 @@ def inspect(
     from .sources.module import inspect_module
 
     report = inspect_module(model, explain=explain)
+    if all_ranks:
+        from .sources._sharded import gather_ranks
+
+        report = dataclass_replace(report, ranks=gather_ranks(report.totals))
     if exclude_embeddings:
         from ._embeddings import without_embeddings
 

@@ -27,6 +27,29 @@ parameter count of the model they encode."""
 # NamedTuple is built 3-4x faster and is ignored by the garbage collector once it holds only strings and numbers.
 
 
+class Sharding(NamedTuple):
+    """How a tensor is split across ranks, and what this rank holds of it."""
+
+    scheme: str
+    """``"dtensor"``, ``"fsdp1"`` or ``"zero3"``."""
+    mesh: tuple[int, ...] | None
+    """The device mesh's shape (``(world size,)`` for FSDP1 and ZeRO-3); ``None`` where it is not known."""
+    placements: tuple[str, ...]
+    """Per mesh dimension: ``Shard(0)``, ``Replicate()``, ``Partial(sum)``; a flat shard for FSDP1 and ZeRO-3."""
+    local_shape: tuple[int, ...] | None
+    local_numel: int
+    local_bytes: int
+    """The bytes of this tensor's elements on this rank (its share of a flat shard's padding is not included)."""
+
+
+class RankShare(NamedTuple):
+    """What one rank holds of a sharded model (see ``inspect(model, all_ranks=True)``)."""
+
+    rank: int
+    params: int
+    param_bytes: int
+
+
 class TensorRecord(NamedTuple):
     """One unique tensor. Tensors reachable under several names (tied weights) appear once, with ``aliases``.
 
@@ -49,6 +72,9 @@ class TensorRecord(NamedTuple):
     packing: str | None = None
     """For a quantised weight: how its values are stored (``8 × int4 per int32 (GPTQ)``); ``shape``, ``numel`` and
     ``dtype`` then describe the logical weight, and ``bytes`` the storage."""
+    sharding: Sharding | None = None
+    """For a tensor sharded across ranks (DTensor, FSDP1, ZeRO-3): the mesh, the placements and this rank's share;
+    ``shape``, ``numel`` and ``bytes`` are the global tensor's."""
 
 
 class ModuleNode(NamedTuple):
@@ -132,6 +158,10 @@ class Totals:
     """Multiply-accumulates: half the FLOPs (every op FlopCounterMode counts is a matmul, convolution or attention)."""
     activations_bytes: int | None = None
     """With a forward pass: bytes autograd saves for backward in train mode; ``None`` when no forward ran."""
+    local_params: int | None = None
+    """For a sharded model: the parameter elements this rank holds; ``None`` when nothing is sharded."""
+    local_param_bytes: int | None = None
+    """For a sharded model: the parameter bytes this rank holds, flat shards' padding included."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +199,8 @@ class Report:
     """With a forward pass (``summary``): each module's call, in execution order; ``None`` otherwise."""
     memory: MemoryPlan | None = None
     """With :func:`paramscope.memory`: the itemised memory budget."""
+    ranks: tuple[RankShare, ...] | None = None
+    """With ``inspect(model, all_ranks=True)``: each rank's share of the parameters, in rank order."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.by_dtype, MappingProxyType):
@@ -202,7 +234,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"schema": "paramscope.report/1", "source", "totals", "by_dtype", "tensors",
-        "modules", "notes", "check", "calls", "memory"}``, with only JSON types (lists, not tuples)."""
+        "modules", "notes", "check", "calls", "memory", "ranks"}``, with only JSON types (lists, not tuples)."""
         return {
             "schema": SCHEMA,
             "source": {**asdict(self.source), "files": list(self.source.files)},
@@ -214,6 +246,7 @@ class Report:
             "check": None if self.check is None else _check_dict(self.check),
             "calls": None if self.calls is None else [call._asdict() for call in self.calls],
             "memory": None if self.memory is None else self.memory.to_dict(),
+            "ranks": None if self.ranks is None else [share._asdict() for share in self.ranks],
         }
 
     def __rich__(self) -> Any:
@@ -239,6 +272,18 @@ def _record_dict(record: TensorRecord) -> dict[str, Any]:
         "persistent": record.persistent,
         "aliases": list(record.aliases),
         "packing": record.packing,
+        "sharding": None if record.sharding is None else _sharding_dict(record.sharding),
+    }
+
+
+def _sharding_dict(sharding: Sharding) -> dict[str, Any]:
+    return {
+        "scheme": sharding.scheme,
+        "mesh": None if sharding.mesh is None else list(sharding.mesh),
+        "placements": list(sharding.placements),
+        "local_shape": None if sharding.local_shape is None else list(sharding.local_shape),
+        "local_numel": sharding.local_numel,
+        "local_bytes": sharding.local_bytes,
     }
 
 

@@ -222,6 +222,10 @@ def _totals_section(report: Report, view: View) -> Section:
         rows.append(("Quantization", _count(totals.quantization, complete), "scale/zero/index elements"))
         size = totals.quantization_bytes
         rows.append(("Quantization size", _size(size, view.units, complete), f"{size:,} B"))
+    if totals.local_params is not None and totals.local_param_bytes is not None:
+        rows.append(("On this rank", format_count(totals.local_params), "parameter elements held here (sharded)"))
+        size = totals.local_param_bytes
+        rows.append(("  size", format_bytes(size, view.units), f"{size:,} B, flat shards' padding included"))
     if totals.flops is not None and totals.macs is not None:
         rows.append(("FLOPs", format_count(totals.flops), humanize_operations(totals.flops)))
         rows.append(("MACs", format_count(totals.macs), humanize_operations(totals.macs)))
@@ -242,6 +246,25 @@ def _dtype_section(report: Report, view: View) -> Section:
     ]
     columns = (Column("Dtype"), Column("Params", "right"), Column("Size", "right"), Column("Share", "right"))
     return Section("Parameters by dtype", columns, rows)
+
+
+def _ranks_section(report: Report, view: View) -> Section:
+    ranks = report.ranks or ()
+    total = report.totals.params or 1
+    sizes = {share.param_bytes for share in ranks}
+    most = max(sizes) if len(sizes) > 1 else None  # marked only when the ranks differ
+    columns = (Column("Rank", "right"), Column("Params", "right"), Column("Size", "right"), Column("Share", "right"))
+    rows = [
+        (
+            str(share.rank),
+            format_count(share.params),
+            format_bytes(share.param_bytes, view.units)
+            + (" ◀ most" if share.param_bytes == most and len(ranks) > 1 else ""),
+            f"{100 * share.params / total:.1f} %",
+        )
+        for share in ranks
+    ]
+    return Section("Parameters held per rank", columns, rows)
 
 
 def _check_section(check: Check) -> Section:
@@ -324,4 +347,6 @@ def layout(report: Report, view: View) -> Document:
         sections.append(_check_section(report.check))
     if report.by_dtype:
         sections.append(_dtype_section(report, view))
+    if report.ranks is not None:
+        sections.append(_ranks_section(report, view))
     return Document(_heading(report, view), sections, list(report.notes))

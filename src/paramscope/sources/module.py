@@ -11,7 +11,7 @@ import gc
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,6 +23,7 @@ from .. import dtypes as dtype_table
 from .._moe import with_active_params
 from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
 from .._tree import TreeBuilder
+from ._sharded import FlatParameters, dtensor_class, dtensor_sharding, unflatten, zero3_sharding
 from ._tensors import PLAIN_TENSOR_CLASSES, packed_weights, unusual_bytes
 
 if TYPE_CHECKING:
@@ -47,10 +48,18 @@ def _is_optimized_module(module: nn.Module) -> bool:
     return eval_frame is not None and isinstance(module, eval_frame.OptimizedModule)
 
 
+def _named(class_name: str) -> Callable[[nn.Module], bool]:
+    # By name: importing torch.distributed to test isinstance would cost more than the whole walk of a small model.
+    return lambda module: type(module).__name__ == class_name
+
+
 WRAPPERS: list[Wrapper] = [
     Wrapper("torch.compile's OptimizedModule", "_orig_mod", _is_optimized_module),
     Wrapper("DataParallel", "module", lambda m: isinstance(m, nn.DataParallel)),
     Wrapper("DistributedDataParallel", "module", lambda m: isinstance(m, nn.parallel.DistributedDataParallel)),
+    Wrapper("FSDP1's FullyShardedDataParallel", "_fsdp_wrapped_module", _named("FullyShardedDataParallel")),
+    Wrapper("CheckpointWrapper", "_checkpoint_wrapped_module", _named("CheckpointWrapper")),
+    Wrapper("OffloadWrapper", "_checkpoint_wrapped_module", _named("OffloadWrapper")),
 ]
 
 
@@ -89,6 +98,8 @@ def _class_name(cls: type) -> str:
     if len(bases) == 1 and name == f"Parametrized{bases[0].__name__}":
         # parametrize swaps a layer's class for a generated subclass: show the layer's own class
         return bases[0].__name__
+    if len(bases) == 2 and bases[0].__name__ == "FSDPModule" and name == f"FSDP{bases[1].__name__}":
+        return bases[1].__name__  # FSDP2's fully_shard does the same
     return name
 
 
@@ -133,7 +144,8 @@ class _Walk:
     tight loop turns them into records, with per-class and per-dtype facts cached.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, flat: FlatParameters | None = None) -> None:
+        self.flat = flat or FlatParameters()
         self.tree = TreeBuilder()
         self.records: list[TensorRecord] = []
         self.owners: list[int] = []
@@ -155,6 +167,10 @@ class _Walk:
         self._classes: dict[type, _ClassInfo] = {}
         self._special_classes: dict[type, bool] = {}
         self._dtype_info: dict[torch.dtype, tuple[str, int, DType | None]] = {}
+        self.local_params = 0
+        self.local_storages: dict[int, int] = {}
+        """This rank's parameter storages (by key) and their bytes, for the local share of a sharded model."""
+        self.sharded = bool(self.flat)
 
     def run(self, model: nn.Module) -> None:
         self._walk_modules(model)
@@ -196,7 +212,9 @@ class _Walk:
             seen[id(module)] = path
             index = tree.add_module(path, name, parent)
             prefix = path + "." if path else ""
-            if module._parameters or module._buffers:
+            if self.flat:
+                self._list_unflattened(index, path, prefix, module)
+            elif module._parameters or module._buffers:
                 self._list_own_tensors(index, path, prefix, module)
             if info.packed:
                 self._list_packed_weights(index, path, prefix, module)
@@ -242,6 +260,24 @@ class _Walk:
                 if buffer is not None:
                     entries.append((owner, owner_path, prefix + name, buffer, "buffer", name not in non_persistent))
 
+    def _list_unflattened(self, owner: int, owner_path: str, prefix: str, module: nn.Module) -> None:
+        """Like ``_list_own_tensors``, with FSDP1's flat parameters shown as the original parameters."""
+        first = len(self._entries)
+        self._list_own_tensors(owner, owner_path, prefix, module)
+        flat = self.flat
+        kept = []
+        for entry in self._entries[first:]:
+            tensor = entry[3]
+            if id(tensor) in flat.hidden:
+                continue
+            stand_in = flat.replaced.get(id(tensor))
+            kept.append(entry if stand_in is None else (*entry[:3], stand_in, *entry[4:]))
+        del self._entries[first:]
+        self._entries += kept
+        for name, stand_in in flat.on_module.get(id(module), ()):
+            if module._parameters.get(name) is None:  # use_orig_params registers them itself
+                self._entries.append((owner, owner_path, prefix + name, stand_in, "parameter", None))
+
     def _list_packed_weights(self, owner: int, owner_path: str, prefix: str, module: nn.Module) -> None:
         weights = packed_weights(module)
         for label, tensor in weights:
@@ -257,6 +293,7 @@ class _Walk:
         records, owners, record_index = self.records, self.owners, self._record_index
         dtype_info, special_classes, devices = self._dtype_info, self._special_classes, self.devices
         strided = torch.strided
+        flat_shards = self.flat.shards
         for owner, owner_path, name, tensor, kind, persistent in self._entries:
             key = id(tensor)
             position = record_index.get(key)
@@ -264,7 +301,10 @@ class _Walk:
                 self._tie(owner, position, name, tensor, kind)
                 continue
             record_index[key] = len(records)
-            devices.add(tensor.device)
+            shard = flat_shards.get(key) if flat_shards else None
+            flat_shard = shard is not None
+            if not flat_shard:
+                devices.add(tensor.device)
             dtype = tensor.dtype
             dtype_name, element_bytes, entry = dtype_info.get(dtype) or self._learn_dtype(dtype)
             trainable = tensor.requires_grad if kind == "parameter" else None
@@ -278,19 +318,51 @@ class _Walk:
                 records.append(TensorRecord(name, None, None, dtype_name, None, kind, trainable, persistent))
             else:
                 numel = tensor.numel()
+                shape = tuple(tensor.shape)
+                if not numel and kind == "parameter":
+                    zero3 = zero3_sharding(tensor)
+                    if zero3 is not None:
+                        shape, numel, shard, storage = zero3
+                        self._hold(key, shard.local_numel, storage)
                 if element_bytes:
                     nbytes = numel * element_bytes
                 elif entry is not None:
                     nbytes = entry.nbytes(numel)
                 else:  # a dtype newer than the table: torch's element size is exact for it, and the notes say so
                     nbytes = numel * tensor.element_size()
-                if special or tensor.layout is not strided or not tensor.is_contiguous():
+                if special and shard is None and kind == "parameter" and self._is_dtensor(tensor):
+                    shard, storage = dtensor_sharding(tensor)
+                    self._hold(key, shard.local_numel, storage)
+                elif flat_shard and shard is not None:
+                    self.local_params += shard.local_numel  # FSDP1: the flat shards' bytes are added apart
+                elif special or tensor.layout is not strided or not tensor.is_contiguous():
                     nbytes, note = unusual_bytes(name, tensor, nbytes)
                     if note:
                         self.size_notes.append(note)
-                shape = tuple(tensor.shape)
-                records.append(TensorRecord(name, shape, numel, dtype_name, nbytes, kind, trainable, persistent))
+                # positional: keyword arguments make a NamedTuple noticeably slower to build
+                records.append(TensorRecord(name, shape, numel, dtype_name, nbytes, kind, trainable, persistent, (),
+                                            None, shard))  # fmt: skip
             owners.append(owner)
+
+    def _is_dtensor(self, tensor: torch.Tensor) -> bool:
+        dtensor = dtensor_class()
+        return dtensor is not None and isinstance(tensor, dtensor)
+
+    def _hold(self, key: int, numel: int, storage_bytes: int) -> None:
+        """Count a shard of a parameter as held by this rank."""
+        self.sharded = True
+        self.local_params += numel
+        self.local_storages[key] = storage_bytes
+
+    def local_share(self) -> tuple[int, int] | None:
+        """``(elements, bytes)`` of the parameters this rank holds, when the model is sharded; the parameters that
+        are not sharded are held whole."""
+        if not self.sharded:
+            return None
+        whole = [r for r in self.records if r.kind == "parameter" and r.sharding is None]
+        elements = self.local_params + sum(r.numel or 0 for r in whole)
+        storage = sum(self.local_storages.values()) + self.flat.local_storage_bytes + sum(r.bytes or 0 for r in whole)
+        return elements, storage
 
     def _learn_dtype(self, dtype: torch.dtype) -> tuple[str, int, DType | None]:
         name = str(dtype).removeprefix("torch.")
@@ -423,11 +495,15 @@ def inspect_module(
     With ``explain``, each module gets its layer formula (see :mod:`paramscope.formulas`), checked against its
     tensors.
     """
-    walk = _Walk()
+    walk = _Walk(unflatten(model))
     with _gc_paused():
         walk.run(model)
         modules, totals, by_dtype = walk.tree.build(walk.records, walk.owners)
     notes = walk.collect_notes()
+    share = walk.local_share()
+    if share is not None:
+        totals = replace(totals, local_params=share[0], local_param_bytes=share[1])
+        walk.devices |= walk.flat.devices
     if explain:
         modules, formula_notes = _explain(modules, walk.node_modules)
         notes += formula_notes

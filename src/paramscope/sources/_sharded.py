@@ -1,0 +1,176 @@
+"""Parameters sharded across ranks: their global size, and this rank's share, without gathering anything.
+
+- DTensor (FSDP2's ``fully_shard``, tensor parallelism): ``.shape`` is global; the local shard is ``to_local()``.
+- DeepSpeed ZeRO-3: the parameter itself is empty; ``ds_shape``/``ds_numel`` are global, ``ds_tensor`` the
+  partition this rank holds.
+- FSDP1: the original parameters are flattened into one ``FlatParameter`` per wrapped module; its metadata
+  (``_param_infos``, ``_shapes``, ``_shared_param_infos``, ``_shard_param_infos``) records every original
+  parameter's shape and owner module, and how much of it this rank holds. The parameters are shown as they were
+  before wrapping, through stand-in meta tensors of their global shape.
+
+Nothing here imports ``torch.distributed``: a sharded tensor can only exist once it has been imported.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._errors import UsageError
+from .._report import RankShare, Sharding, Totals
+
+
+def dtensor_class() -> type | None:
+    """torch's DTensor class, when torch.distributed.tensor has been imported (else no DTensor can exist)."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None) if module is not None else None
+
+
+def _placement(placement: Any) -> str:
+    # repr, not str: str is the short form (S(0), R). Shard(dim=0) is written Shard(0).
+    return repr(placement).replace("dim=", "")
+
+
+def dtensor_sharding(tensor: Any) -> tuple[Sharding, int]:
+    """A DTensor's sharding, and the bytes of its local storage (padding included)."""
+    local = tensor.to_local()
+    numel = local.numel()
+    sharding = Sharding(
+        "dtensor",
+        tuple(tensor.device_mesh.shape),
+        tuple(_placement(p) for p in tensor.placements),
+        tuple(local.shape),
+        numel,
+        numel * local.element_size(),
+    )
+    return sharding, local.untyped_storage().nbytes()
+
+
+def _world_size(group: Any = None) -> int | None:
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is None or not distributed.is_available() or not distributed.is_initialized():
+        return None
+    return int(distributed.get_world_size(group))
+
+
+def zero3_sharding(tensor: torch.Tensor) -> tuple[tuple[int, ...], int, Sharding, int] | None:
+    """For a DeepSpeed ZeRO-3 parameter: its global shape and numel, its sharding, and the bytes of its partition
+    (padding included); ``None`` for any other tensor."""
+    attributes = tensor.__dict__
+    if "ds_numel" not in attributes or "ds_shape" not in attributes:
+        return None
+    shape = tuple(int(dim) for dim in attributes["ds_shape"])
+    numel = int(attributes["ds_numel"])
+    partition = attributes.get("ds_tensor")
+    if isinstance(partition, torch.Tensor):
+        local_numel = int(getattr(partition, "ds_numel", partition.numel()))
+        storage = partition.untyped_storage().nbytes()
+        local_shape: tuple[int, ...] | None = tuple(partition.shape)
+    else:
+        local_numel, storage, local_shape = 0, 0, None
+    world = _world_size(attributes.get("ds_process_group"))
+    sharding = Sharding(
+        "zero3",
+        None if world is None else (world,),
+        ("ZeRO-3 partition",),
+        local_shape,
+        local_numel,
+        local_numel * tensor.element_size(),
+    )
+    return shape, numel, sharding, storage
+
+
+@dataclass
+class FlatParameters:
+    """FSDP1's flat parameters, unflattened: what the walk shows instead of them."""
+
+    on_module: dict[int, list[tuple[str, torch.Tensor]]] = field(default_factory=dict)
+    """Per module object (by id): the original parameters it held, as stand-ins of their global shape."""
+    replaced: dict[int, torch.Tensor] = field(default_factory=dict)
+    """Registered tensors (by id) to show as a stand-in: ``use_orig_params`` views, and the stand-ins themselves."""
+    hidden: set[int] = field(default_factory=set)
+    """Flat parameters registered on a module, which the stand-ins replace."""
+    shards: dict[int, Sharding] = field(default_factory=dict)
+    """Per stand-in (by id): what this rank holds of the original parameter."""
+    devices: set[torch.device] = field(default_factory=set)
+    local_storage_bytes: int = 0
+    """The flat shards' bytes on this rank, padding included."""
+
+    def __bool__(self) -> bool:
+        return bool(self.shards)
+
+
+def _flat_parameter(module: nn.Module) -> Any:
+    if type(module).__name__ != "FullyShardedDataParallel":
+        return None
+    handle = getattr(module, "_handle", None)
+    flat = getattr(handle, "flat_param", None)
+    return flat if getattr(flat, "_is_flat_param", False) else None
+
+
+def unflatten(model: nn.Module) -> FlatParameters:
+    """The original parameters behind every FSDP1 flat parameter in ``model``."""
+    found = FlatParameters()
+    if "torch.distributed.fsdp" not in sys.modules:
+        return found
+    for module in model.modules():
+        flat = _flat_parameter(module)
+        if flat is not None:
+            _unflatten_one(flat, found, _world_size(getattr(module, "process_group", None)))
+    return found
+
+
+def _unflatten_one(flat: Any, found: FlatParameters, world: int | None) -> None:
+    found.devices.add(flat.device)
+    found.hidden.add(id(flat))
+    found.local_storage_bytes += flat.untyped_storage().nbytes()
+    originals = getattr(flat, "_params", None)  # use_orig_params: the registered views, in order
+    shared_originals = getattr(flat, "_shared_params", None)
+    stand_ins = []
+    shard_infos = getattr(flat, "_shard_param_infos", ())
+    for index, (info, shape) in enumerate(zip(flat._param_infos, flat._shapes, strict=True)):
+        stand_in = torch.empty(tuple(shape), dtype=flat.dtype, device="meta").requires_grad_(flat.requires_grad)
+        stand_ins.append(stand_in)
+        found.on_module.setdefault(id(info.module), []).append((info.param_name, stand_in))
+        local = (shard_infos[index].numel_in_shard or 0) if index < len(shard_infos) else 0
+        found.shards[id(stand_in)] = Sharding(
+            "fsdp1",
+            None if world is None else (world,),
+            ("FSDP1 flat shard",),
+            (local,),
+            local,
+            local * flat.element_size(),
+        )
+        if originals is not None:
+            found.replaced[id(originals[index])] = stand_in
+    primary = {
+        (id(info.module), info.param_name): stand_in
+        for info, stand_in in zip(flat._param_infos, stand_ins, strict=True)
+    }
+    for index, shared in enumerate(flat._shared_param_infos):
+        stand_in = primary[(id(shared.prim_module), shared.prim_param_name)]
+        found.on_module.setdefault(id(shared.module), []).append((shared.param_name, stand_in))
+        if shared_originals is not None and index < len(shared_originals):
+            found.replaced[id(shared_originals[index])] = stand_in
+    for stand_in in stand_ins:
+        found.replaced[id(stand_in)] = stand_in
+
+
+def gather_ranks(totals: Totals) -> tuple[RankShare, ...]:
+    """Every rank's share, gathered from all ranks (a collective: every rank must call it). Only three numbers per
+    rank travel, never a weight."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is None or not distributed.is_available() or not distributed.is_initialized():
+        raise UsageError(
+            "all_ranks gathers each rank's share: initialise torch.distributed (init_process_group) and call inspect "
+            "on every rank"
+        )
+    params = totals.params if totals.local_params is None else totals.local_params
+    nbytes = totals.param_bytes if totals.local_param_bytes is None else totals.local_param_bytes
+    shares: list[Any] = [None] * distributed.get_world_size()
+    distributed.all_gather_object(shares, (distributed.get_rank(), params, nbytes))
+    return tuple(sorted(RankShare(*share) for share in shares))

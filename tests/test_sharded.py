@@ -1,0 +1,333 @@
+"""Sharded models, counted whole from any rank: FSDP2, tensor parallelism (DTensor), FSDP1 (with and without
+``use_orig_params``) and DeepSpeed ZeRO-3 style parameters.
+
+The distributed cases run in one world of two CPU processes (gloo, file:// rendezvous), spawned once for the
+module and bounded in time. Each rank builds the same model, computes the ground truth itself (the unsharded
+model's ``sum(p.numel())``, and what the rank holds from ``to_local()`` and the flat parameters' storages), shards
+it, inspects it, and writes both to a JSON file that the tests read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+import paramscope
+
+WORLD_SIZE = 2
+TIME_LIMIT_S = 150
+SCENARIOS = ("fsdp2", "tp", "fsdp1", "fsdp1-orig-params")
+
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available"
+)
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 8)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + self.fc2(self.fc1(x)))
+
+
+class TiedNet(nn.Module):
+    """A small transformer-like stack whose output head is tied to its embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.blocks = nn.ModuleList([Block(), Block(), Block()])
+        self.head = nn.Linear(8, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.emb(ids)
+        for block in self.blocks:
+            hidden = block(hidden)
+        return self.head(hidden)
+
+
+def unsharded_truth() -> dict[str, Any]:
+    model = TiedNet()
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "names": sorted(name for name, _ in model.named_parameters()),
+        "shapes": {name: list(p.shape) for name, p in model.named_parameters()},
+    }
+
+
+def _shard(model: nn.Module, scenario: str) -> nn.Module:
+    if scenario == "fsdp2":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh("cpu", (WORLD_SIZE,))
+        for block in model.blocks:  # type: ignore[union-attr]
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        return model
+    if scenario == "tp":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+        mesh = init_device_mesh("cpu", (WORLD_SIZE,))
+        for block in model.blocks:  # type: ignore[union-attr]
+            parallelize_module(block, mesh, {"fc1": ColwiseParallel(), "fc2": RowwiseParallel()})
+        return model
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+    return FullyShardedDataParallel(
+        model,
+        device_id=torch.device("cpu"),
+        use_orig_params=scenario == "fsdp1-orig-params",
+        auto_wrap_policy=ModuleWrapPolicy({Block}),
+    )
+
+
+def _held_here(model: nn.Module, scenario: str) -> tuple[int, int]:
+    """What this rank holds, from torch's own objects: (elements, storage bytes with padding)."""
+    if scenario in ("fsdp2", "tp"):
+        from torch.distributed.tensor import DTensor
+
+        unique = {id(p): p for p in model.parameters()}.values()
+        locals_ = [p.to_local() if isinstance(p, DTensor) else p for p in unique]
+        return sum(t.numel() for t in locals_), sum(t.untyped_storage().nbytes() for t in locals_)
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    flats = [
+        module._handle.flat_param
+        for module in FullyShardedDataParallel.fsdp_modules(model)
+        if module._handle is not None
+    ]
+    storage = sum(flat.untyped_storage().nbytes() for flat in flats)
+    if scenario == "fsdp1":
+        elements = sum(flat.numel() - flat._shard_numel_padded for flat in flats)
+    else:  # use_orig_params: the registered parameters are this rank's views
+        elements = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    return elements, storage
+
+
+def _worker(rank: int, rendezvous: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD_SIZE)
+    results: dict[str, Any] = {}
+    try:
+        for scenario in SCENARIOS:
+            torch.manual_seed(0)
+            try:
+                model = _shard(TiedNet(), scenario)
+            except (RuntimeError, ValueError, AssertionError) as error:
+                results[scenario] = {"refused": f"{type(error).__name__}: {error}"}
+                continue
+            before = {name: (type(p).__name__, tuple(p.shape)) for name, p in model.named_parameters()}
+            report = paramscope.inspect(model, all_ranks=True)
+            after = {name: (type(p).__name__, tuple(p.shape)) for name, p in model.named_parameters()}
+            held = _held_here(model, scenario)
+            results[scenario] = {
+                "report": report.to_dict(),
+                "held": list(held),
+                "unchanged": before == after,
+                "text": str(report),
+            }
+            dist.barrier()
+    finally:
+        Path(out).write_text(json.dumps(results))
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    directory = tmp_path_factory.mktemp("distributed")
+    outputs = [str(directory / f"rank{rank}.json") for rank in range(WORLD_SIZE)]
+    context = mp.start_processes(
+        _spawned, args=(str(directory / "rendezvous"), outputs), nprocs=WORLD_SIZE, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + TIME_LIMIT_S
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the gloo world did not finish within {TIME_LIMIT_S} s")
+    return [json.loads(Path(path).read_text()) for path in outputs]
+
+
+def _spawned(rank: int, rendezvous: str, outputs: list[str]) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _worker(rank, rendezvous, outputs[rank])
+
+
+def _result(ranks: list[dict[str, Any]], scenario: str, rank: int) -> dict[str, Any]:
+    result = ranks[rank][scenario]
+    if "refused" in result:
+        pytest.skip(f"torch refused {scenario} on CPU: {result['refused']}")
+    return result  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_global_counts_equal_the_unsharded_model(ranks: list[dict[str, Any]], scenario: str) -> None:
+    truth = unsharded_truth()
+    for rank in range(WORLD_SIZE):
+        report = _result(ranks, scenario, rank)["report"]
+        assert report["totals"]["params"] == truth["params"]
+        assert report["totals"]["param_bytes"] == truth["param_bytes"]
+        names = sorted(record["name"] for record in report["tensors"] if record["kind"] == "parameter")
+        assert names == truth["names"]  # no _fsdp_wrapped_module. prefixes, the tied head once
+        assert {r["name"]: r["shape"] for r in report["tensors"]} == truth["shapes"]
+        assert report["modules"][0]["type"] == "TiedNet"
+        block = (8 * 16 + 16) + (16 * 8 + 8) + 2 * 8  # fc1, fc2, norm
+        assert [node["params"] for node in report["modules"] if node["depth"] == 1] == [10 * 8, 3 * block, 0]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_both_ranks_agree_on_the_global_figures(ranks: list[dict[str, Any]], scenario: str) -> None:
+    first, second = (_result(ranks, scenario, rank)["report"] for rank in range(WORLD_SIZE))
+    for key in ("totals", "modules", "by_dtype"):
+        if key == "totals":
+            strip = ("local_params", "local_param_bytes")
+            assert {k: v for k, v in first[key].items() if k not in strip} == {
+                k: v for k, v in second[key].items() if k not in strip
+            }
+        else:
+            assert first[key] == second[key]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_local_share_is_what_the_rank_holds(ranks: list[dict[str, Any]], scenario: str) -> None:
+    shares = []
+    for rank in range(WORLD_SIZE):
+        result = _result(ranks, scenario, rank)
+        elements, storage = result["held"]
+        totals = result["report"]["totals"]
+        assert (totals["local_params"], totals["local_param_bytes"]) == (elements, storage)
+        shares.append({"rank": rank, "params": elements, "param_bytes": storage})
+    for rank in range(WORLD_SIZE):
+        assert _result(ranks, scenario, rank)["report"]["ranks"] == shares  # all_ranks: every rank sees all
+
+
+def test_fsdp2_shards_every_parameter_on_dim_0(ranks: list[dict[str, Any]]) -> None:
+    report = _result(ranks, "fsdp2", 0)["report"]
+    for record in report["tensors"]:
+        sharding = record["sharding"]
+        assert (sharding["scheme"], sharding["mesh"], sharding["placements"]) == ("dtensor", [2], ["Shard(0)"])
+        assert sharding["local_shape"][0] == math.ceil(record["shape"][0] / 2)
+    assert sum(r["sharding"]["local_numel"] for r in report["tensors"]) == report["totals"]["params"] // 2
+
+
+def test_fsdp2_keeps_the_tie(ranks: list[dict[str, Any]]) -> None:
+    report = _result(ranks, "fsdp2", 1)["report"]
+    embedding = next(r for r in report["tensors"] if r["name"] == "emb.weight")
+    assert embedding["aliases"] == ["head.weight"]
+    assert "head.weight is the same tensor as emb.weight (tied): counted once, under emb.weight" in report["notes"]
+
+
+def test_tensor_parallel_placements(ranks: list[dict[str, Any]]) -> None:
+    records = {r["name"]: r for r in _result(ranks, "tp", 0)["report"]["tensors"]}
+    assert records["blocks.0.fc1.weight"]["sharding"]["placements"] == ["Shard(0)"]
+    assert records["blocks.0.fc2.weight"]["sharding"]["placements"] == ["Shard(1)"]
+    assert records["blocks.0.fc2.bias"]["sharding"]["placements"] == ["Replicate()"]
+    assert records["blocks.0.fc2.weight"]["sharding"]["local_shape"] == [8, 8]
+    assert records["emb.weight"]["sharding"] is None  # not parallelised: held whole on every rank
+
+
+@pytest.mark.parametrize("scenario", ["fsdp1", "fsdp1-orig-params"])
+def test_fsdp1_is_unwrapped_and_flat_shards_are_attributed(ranks: list[dict[str, Any]], scenario: str) -> None:
+    report = _result(ranks, scenario, 0)["report"]
+    assert (
+        "unwrapped FSDP1's FullyShardedDataParallel: names are shown without its '_fsdp_wrapped_module.' prefix"
+        in report["notes"]
+    )
+    for record in report["tensors"]:
+        sharding = record["sharding"]
+        assert (sharding["scheme"], sharding["mesh"], sharding["placements"]) == ("fsdp1", [2], ["FSDP1 flat shard"])
+    local = [r["sharding"]["local_numel"] for r in report["tensors"]]
+    other = [r["sharding"]["local_numel"] for r in _result(ranks, scenario, 1)["report"]["tensors"]]
+    assert [a + b for a, b in zip(local, other, strict=True)] == [r["numel"] for r in report["tensors"]]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_the_model_is_not_changed(ranks: list[dict[str, Any]], scenario: str) -> None:
+    assert all(_result(ranks, scenario, rank)["unchanged"] for rank in range(WORLD_SIZE))
+
+
+def test_the_table_shows_this_rank_and_every_rank(ranks: list[dict[str, Any]]) -> None:
+    text = _result(ranks, "tp", 0)["text"]
+    assert "On this rank" in text
+    assert "Parameters held per rank" in text
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DeepSpeed ZeRO-3 style parameters, made by hand as DeepSpeed makes them (no deepspeed needed)
+
+
+def zero3_partitioned(model: nn.Module, rank: int, world: int) -> dict[str, torch.Tensor]:
+    """Partition every parameter as ZeRO-3 does: the parameter emptied, ``ds_shape``/``ds_numel`` global, and
+    ``ds_tensor`` this rank's padded slice with its real element count in ``ds_numel``."""
+    partitions = {}
+    for name, param in model.named_parameters():
+        numel = param.numel()
+        size = math.ceil(numel / world)
+        real = max(0, min(size, numel - rank * size))
+        partition = torch.zeros(size, dtype=param.dtype)
+        partition.ds_numel = real  # type: ignore[attr-defined]
+        param.ds_shape = param.shape  # type: ignore[attr-defined]
+        param.ds_numel = numel  # type: ignore[attr-defined]
+        param.ds_tensor = partition  # type: ignore[attr-defined]
+        param.data = torch.empty(0, dtype=param.dtype)
+        partitions[name] = partition
+    return partitions
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_zero3_parameters_count_globally(rank: int) -> None:
+    truth = unsharded_truth()
+    model = TiedNet()
+    partitions = zero3_partitioned(model, rank, WORLD_SIZE)
+    assert sum(p.numel() for p in model.parameters()) == 0  # what naive counting reports
+    report = paramscope.inspect(model)
+    assert report.totals.params == truth["params"]
+    assert report.totals.param_bytes == truth["param_bytes"]
+    assert {r.name: list(r.shape or ()) for r in report.tensors} == truth["shapes"]
+    assert report.totals.local_params == sum(int(p.ds_numel) for p in partitions.values())  # type: ignore[attr-defined]
+    assert report.totals.local_param_bytes == sum(p.untyped_storage().nbytes() for p in partitions.values())
+    sharding = report.tensor("blocks.0.fc1.weight").sharding
+    assert sharding is not None
+    assert (sharding.scheme, sharding.mesh, sharding.placements) == ("zero3", None, ("ZeRO-3 partition",))
+    assert sharding.local_numel == partitions["blocks.0.fc1.weight"].ds_numel  # type: ignore[attr-defined]
+
+
+def test_an_unsharded_model_has_no_local_share() -> None:
+    report = paramscope.inspect(TiedNet())
+    assert (report.totals.local_params, report.totals.local_param_bytes, report.ranks) == (None, None, None)
+    assert all(record.sharding is None for record in report.tensors)
+
+
+def test_all_ranks_needs_torch_distributed() -> None:
+    if dist.is_initialized():
+        pytest.skip("a process group is initialised in this process")
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.inspect(TiedNet(), all_ranks=True)
+    assert str(caught.value) == (
+        "all_ranks gathers each rank's share: initialise torch.distributed (init_process_group) and call inspect on "
+        "every rank"
+    )
+
+
+def test_all_ranks_is_for_live_models() -> None:
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.inspect("paramscope.examples:gpt2", all_ranks=True)
+    assert str(caught.value) == "all_ranks applies to a live model sharded across ranks, not to a target string"
