@@ -955,7 +955,19 @@ def test_inspect_without_target(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_json_is_one_object_with_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
     report = run_json(capsys, "paramscope.examples:gpt2", *TINY_GPT_ARGS)
-    assert set(report) == {"schema", "source", "totals", "by_dtype", "tensors", "modules", "notes", "check", "calls", "memory", "ranks"}
+    assert set(report) == {
+        "schema",
+        "source",
+        "totals",
+        "by_dtype",
+        "tensors",
+        "modules",
+        "notes",
+        "check",
+        "calls",
+        "memory",
+        "ranks",
+    }
     assert report["schema"] == "paramscope.report/1"
     assert set(report["source"]) == {"kind", "target", "device", "files"}
     assert set(report["totals"]) == TOTALS_KEYS

@@ -59,7 +59,19 @@ def test_json_is_the_whole_report_whatever_the_view() -> None:
     report = _resnet()
     data = json.loads(render(report, "json", View(depth=0)))
     assert data["schema"] == "paramscope.report/1"
-    assert list(data) == ["schema", "source", "totals", "by_dtype", "tensors", "modules", "notes", "check", "calls", "memory", "ranks"]
+    assert list(data) == [
+        "schema",
+        "source",
+        "totals",
+        "by_dtype",
+        "tensors",
+        "modules",
+        "notes",
+        "check",
+        "calls",
+        "memory",
+        "ranks",
+    ]
     assert len(data["modules"]) == len(report.modules)
     assert len(data["tensors"]) == len(report.tensors)
     assert data["totals"]["params"] == 11_689_512

@@ -80,7 +80,7 @@ class MemorySettings:
             raise UsageError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.zero not in (0, 1, 2, 3):
             raise UsageError(f"ZeRO stage {self.zero} does not exist: 0, 1, 2 or 3")
-        for name, value in (("gpus", self.gpus), ("tp", self.tp), ("batch", self.batch)):
+        for name, value in (("tp", self.tp), ("gpus", self.gpus), ("batch", self.batch)):
             if value < 1:
                 raise UsageError(f"{name} must be at least 1, not {value}")
         if self.gpus % self.tp:

@@ -64,8 +64,9 @@ def resolve(
         return report, module, config_of(module)
     # A checkpoint (or a Hub id): the weights' own dtypes from their headers; the config only to run a forward.
     report = load_report(model, request)
-    if not wants_forward:
-        return report, None, None if model.startswith("hf:") else _config_beside(model)
+    config = None if model.startswith("hf:") else _config_beside(model)
+    if not wants_forward or (config is None and not model.startswith("hf:")):
+        return report, None, config
     module, _, notes = load_model(model, request)
     return replace(report, notes=(*report.notes, *notes)), module, config_of(module)
 
@@ -208,7 +209,12 @@ def build_plan(
     notes: list[str] = []
     activations: Activations | None = None
     if wants_forward and module is not None:
-        activations, notes = measure_activations(module, settings, input_size, input_dtypes)
+        from .trace import ForwardError
+
+        try:
+            activations, notes = measure_activations(module, settings, input_size, input_dtypes)
+        except ForwardError as error:  # the rest of the plan stands without this item
+            notes = [f"no activations item: {error}"]
     elif wants_forward:
         notes.append("no activations item: a forward needs a model to run (model code, or a config.json)")
     else:

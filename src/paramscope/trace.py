@@ -97,8 +97,8 @@ def _fused_attention(
     scale: float | None = None,
     enable_gqa: bool = False,
 ) -> torch.Tensor | None:
-    if not (query.is_meta and query.dim() == 4):
-        return None
+    if not (query.is_meta and query.dim() == 4) or value.shape[-1] != query.shape[-1]:
+        return None  # fused kernels need one head size for q, k and v; torch falls back to the math path too
     output, _ = aten._scaled_dot_product_flash_attention_for_cpu(
         query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
     )
