@@ -138,9 +138,11 @@ def _worker(rank: int, rendezvous: str, out: str) -> None:
             report = paramscope.inspect(model, all_ranks=True)
             after = {name: (type(p).__name__, tuple(p.shape)) for name, p in model.named_parameters()}
             held = _held_here(model, scenario)
+            plan = paramscope.memory(model, train=True, precision="fp32", optimizer="sgd", gpus=WORLD_SIZE, zero=3)
             results[scenario] = {
                 "report": report.to_dict(),
                 "held": list(held),
+                "planned_weights": plan.memory.item("weights").per_device_bytes,  # type: ignore[union-attr]
                 "unchanged": before == after,
                 "text": str(report),
             }
@@ -217,6 +219,14 @@ def test_local_share_is_what_the_rank_holds(ranks: list[dict[str, Any]], scenari
         shares.append({"rank": rank, "params": elements, "param_bytes": storage})
     for rank in range(WORLD_SIZE):
         assert _result(ranks, scenario, rank)["report"]["ranks"] == shares  # all_ranks: every rank sees all
+
+
+@pytest.mark.parametrize("scenario", ["fsdp2", "fsdp1", "fsdp1-orig-params"])
+def test_the_memory_plan_of_full_sharding_is_what_each_rank_holds(ranks: list[dict[str, Any]], scenario: str) -> None:
+    # Every dimension here divides by two, so no rank holds padding and ZeRO-3's Ψ/N is exact.
+    for rank in range(WORLD_SIZE):
+        result = _result(ranks, scenario, rank)
+        assert result["planned_weights"] == result["held"][1]
 
 
 def test_fsdp2_shards_every_parameter_on_dim_0(ranks: list[dict[str, Any]]) -> None:
