@@ -7,8 +7,9 @@
 ``import paramscope`` does not import torch; the functions that need it import it when called.
 """
 
-from ._api import count_params, inspect, memory, params_size, report_model, summary
+from ._api import count_params, diff, inspect, memory, params_size, report_model, summary
 from ._budget import Budget, check_budget
+from ._diff import Diff, ModuleDelta, TensorChange
 from ._errors import (
     BudgetExceededError,
     IncompleteCountError,
@@ -36,12 +37,14 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "CallRecord",
+    "Diff",
     "DtypeTotals",
     "IncompleteCountError",
     "MemoryItem",
     "MemoryPlan",
     "MemorySettings",
     "MissingDependencyError",
+    "ModuleDelta",
     "ModuleNode",
     "ParamscopeError",
     "RankShare",
@@ -51,12 +54,14 @@ __all__ = [
     "SourceError",
     "StorageRow",
     "TargetError",
+    "TensorChange",
     "TensorRecord",
     "Totals",
     "UsageError",
     "__version__",
     "check_budget",
     "count_params",
+    "diff",
     "inspect",
     "memory",
     "params_size",

@@ -14,6 +14,8 @@ from ._units import byte_unit
 if TYPE_CHECKING:
     from torch import nn
 
+    from ._diff import Diff
+
 
 def inspect(
     model: nn.Module | str,
@@ -287,3 +289,47 @@ def memory(
         arguments=dict(arguments or {}), quiet=quiet, model_class=model_class, trust_remote_code=trust_remote_code
     )
     return build_plan(model, settings, request, input_size=input_size, input_dtypes=input_dtypes, config=config)
+
+
+def diff(
+    a: nn.Module | Report | str,
+    b: nn.Module | Report | str,
+    *,
+    arguments_a: Mapping[str, Any] | None = None,
+    arguments_b: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    from_config: bool = False,
+    model_class: str | None = None,
+    trust_remote_code: bool = False,
+    quiet: bool = True,
+) -> Diff:
+    """What differs between two models: totals, modules and tensors, A against B.
+
+    ``a`` and ``b`` are anything :func:`inspect` takes (live models, target strings: model code with
+    ``arguments_a``/``arguments_b``, checkpoints, configs, Hub ids), or Reports. For a model and its checkpoint,
+    ``only_in_a`` are the keys ``load_state_dict`` would report missing, ``only_in_b`` the unexpected ones, and
+    ``changed`` the tensors of another shape or dtype; ``equal`` is true when nothing differs.
+
+    >>> import paramscope
+    >>> found = paramscope.diff("paramscope.examples:resnet18", "paramscope.examples:resnet34")
+    >>> found.equal, found.b.totals.params - found.a.totals.params, len(found.only_in_b)
+    (False, 10108160, 96)
+    """
+    from ._diff import compare
+
+    def report_of(model: nn.Module | Report | str, arguments: Mapping[str, Any] | None) -> Report:
+        if isinstance(model, Report):
+            return model
+        if not isinstance(model, str):
+            return inspect(model)
+        return inspect(
+            model,
+            arguments,
+            device=device,
+            from_config=from_config,
+            model_class=model_class,
+            trust_remote_code=trust_remote_code,
+            quiet=quiet,
+        )
+
+    return compare(report_of(a, arguments_a), report_of(b, arguments_b))

@@ -40,6 +40,7 @@ examples:
   paramscope inspect paramscope.examples:resnet18 --explain       # each layer's formula
   paramscope summary paramscope.examples:resnet18 --input-size 1,3,224,224
   paramscope memory paramscope.examples:gpt2 --train --seq 1024 --batch 8 --device-memory 24GiB
+  paramscope diff paramscope.examples:resnet18 paramscope.examples:resnet34
   paramscope formula conv2d in_channels=3 out_channels=64 kernel_size=7 bias=false
   paramscope dtypes
 
@@ -104,6 +105,21 @@ Every item is labelled exact, derived or estimate, and shows its formula. The "W
 table gives the weights in every common dtype and GGUF format.
 
 exit codes: 0 success, 2 bad input or usage, 3 over --device-memory
+"""
+
+_DIFF_EXAMPLES = """\
+examples:
+  paramscope diff paramscope.examples:resnet18 paramscope.examples:resnet34
+  paramscope diff my_models.py:build model.safetensors            # will the checkpoint load? where not?
+  paramscope diff base/ finetuned/ --format markdown                # a fine-tuned or pruned checkpoint
+  paramscope diff llama-7b/config.json llama-7b-x2/config.json     # what do twice the layers cost?
+  paramscope diff my_models.py:Net my_models.py:Net --args-b hidden=1024
+
+For a model A and its checkpoint B, "Only in A" are the keys load_state_dict would report missing, "Only in B" the
+unexpected ones, and the shape or dtype differences its size mismatches. Tensors are matched by name, tied names
+included; a model's non-persistent buffers are left out against a checkpoint, which never holds them.
+
+exit codes: 0 the models are the same, 1 they differ, 2 bad input or usage
 """
 
 _FORMULA_EXAMPLES = """\
@@ -199,6 +215,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_memory_options(memory)
     memory.set_defaults(handler=_run_memory, takes_arguments=True, command_parser=memory)
+
+    diff = commands.add_parser(
+        "diff",
+        usage="paramscope diff A B [options]",
+        help="what differs between two models: totals, modules and tensors (exit 1 when they differ)",
+        description="Compare two models, each anything inspect takes: parameters and bytes side by side with the "
+        "change, per module, and the tensors on one side only or with another shape or dtype.",
+        epilog=_DIFF_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_diff_options(diff)
+    diff.set_defaults(handler=_run_diff, takes_arguments=False, command_parser=diff)
 
     formula = commands.add_parser(
         "formula",
@@ -314,6 +342,38 @@ def _add_memory_options(parser: argparse.ArgumentParser) -> None:
         "--trust-remote-code", action="store_true", help="allow a config's custom model code to run (off by default)"
     )
     parser.set_defaults(exclude_embeddings=False)
+
+
+def _add_diff_options(parser: argparse.ArgumentParser) -> None:
+    from .render.diff import DIFF_FORMATS
+
+    for side in ("a", "b"):
+        parser.add_argument(
+            side, metavar=side.upper(), help="a model: code, a checkpoint, a config.json, a directory or hf:ID"
+        )
+    for side in ("a", "b"):
+        parser.add_argument(
+            f"--args-{side}",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"a keyword argument for {side.upper()}'s model code; repeat for several",
+        )
+    parser.add_argument(
+        "--device", choices=("meta", "cpu"), default="meta", help="where model code is built (default: meta)"
+    )
+    parser.add_argument("--depth", type=int, default=2, metavar="N", help="module depth to show (default: 2)")
+    parser.add_argument("--all", action="store_true", help="also show the modules that are the same")
+    _add_output_options(parser, DIFF_FORMATS)
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar on stderr")
+    hf = parser.add_argument_group("Hugging Face configs and checkpoints")
+    hf.add_argument(
+        "--from-config", action="store_true", help="build checkpoints from the config.json beside them instead"
+    )
+    hf.add_argument("--model-class", metavar="NAME", help="transformers class to build (default: architectures[0])")
+    hf.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a config's custom model code to run (off by default)"
+    )
 
 
 def _add_hf_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -500,6 +560,35 @@ def _run_memory(options: argparse.Namespace, stdout: IO[str]) -> int:
     if plan is not None and plan.fits is False:
         raise BudgetExceededError(plan.advice[0])
     return EXIT_OK
+
+
+def _run_diff(options: argparse.Namespace, stdout: IO[str]) -> int:
+    from ._api import diff
+    from ._arguments import parse_arguments
+    from .render.diff import diff_document, render_diff
+
+    if options.depth < 0:
+        raise UsageError(f"--depth must be 0 or more, not {options.depth}")
+    with contextlib.redirect_stdout(sys.stderr):
+        found = diff(
+            options.a,
+            options.b,
+            arguments_a=parse_arguments(options.args_a),
+            arguments_b=parse_arguments(options.args_b),
+            device=options.device,
+            from_config=options.from_config,
+            model_class=options.model_class,
+            trust_remote_code=options.trust_remote_code,
+            quiet=options.quiet,
+        )
+    settings = {"depth": options.depth, "everything": options.all, "units": options.units}
+    _deliver(
+        options,
+        stdout,
+        lambda: render_diff(found, options.format, **settings),
+        lambda: diff_document(found, **settings),
+    )
+    return EXIT_OK if found.equal else EXIT_CHECK_FAILED
 
 
 def _run_formula(options: argparse.Namespace, stdout: IO[str]) -> int:

@@ -1,0 +1,179 @@
+"""Drawing a :class:`~paramscope._diff.Diff`: the same Document sections as reports, so every table format works,
+and a self-contained HTML page whose rows are coloured by growth."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Literal
+
+from .._diff import Diff, ModuleDelta
+from .._units import Units, format_bytes, format_count
+from ._layout import Column, Document, Section
+
+DiffFormat = Literal["table", "json", "markdown", "html"]
+DIFF_FORMATS: tuple[DiffFormat, ...] = ("table", "json", "markdown", "html")
+_SOURCE_KINDS = {"module": "nn.Module", "hf-config": "transformers config"}
+
+
+def _signed_count(value: int) -> str:
+    return "0" if value == 0 else f"{value:+,}"
+
+
+def _signed_bytes(value: int, units: Units) -> str:
+    if value == 0:
+        return "0 B"
+    return ("+" if value > 0 else "-") + format_bytes(abs(value), units)
+
+
+def _count_or_absent(value: int | None) -> str:
+    return "—" if value is None else format_count(value)
+
+
+def _totals_section(diff: Diff, units: Units) -> Section:
+    rows = []
+    for label, key, is_bytes in (
+        ("Parameters", "params", False),
+        ("  trainable", "trainable", False),
+        ("Parameter size", "param_bytes", True),
+        ("Buffers", "buffers", False),
+        ("Buffer size", "buffer_bytes", True),
+    ):
+        a, b = getattr(diff.a.totals, key), getattr(diff.b.totals, key)
+        if a is None or b is None:
+            rows.append((label, _count_or_absent(a), _count_or_absent(b), ""))
+        elif is_bytes:
+            rows.append((label, format_bytes(a, units), format_bytes(b, units), _signed_bytes(b - a, units)))
+        else:
+            rows.append((label, format_count(a), format_count(b), _signed_count(b - a)))
+    columns = (Column(""), Column("A", "right"), Column("B", "right"), Column("Δ", "right"))
+    return Section("Totals", columns, rows)
+
+
+def shown_modules(diff: Diff, depth: int, everything: bool) -> list[ModuleDelta]:
+    """The module rows to show: to ``depth``, and only those that differ unless ``everything``."""
+    return [delta for delta in diff.modules if delta.depth <= depth and (everything or delta.changed)]
+
+
+def _modules_section(diff: Diff, depth: int, everything: bool, units: Units) -> Section:
+    columns = (
+        Column("Module"), Column("Type"), Column("A params", "right"), Column("B params", "right"),
+        Column("Δ params", "right"), Column("Δ size", "right"),
+    )  # fmt: skip
+    rows = []
+    for delta in shown_modules(diff, depth, everything):
+        types = [name for name in dict.fromkeys((delta.type_a, delta.type_b)) if name]
+        rows.append(
+            (
+                "  " * delta.depth + (delta.path or "(model)"),
+                " → ".join(types),
+                _count_or_absent(delta.params_a),
+                _count_or_absent(delta.params_b),
+                _signed_count(delta.params_delta),
+                _signed_bytes(delta.bytes_delta, units),
+            )
+        )
+    what = "all modules" if everything else "modules that differ"
+    return Section(f"Modules ({what}, depth {depth})", columns, rows)
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "?" if shape is None else "(" + ", ".join(str(dim) for dim in shape) + ")"
+
+
+def diff_document(diff: Diff, *, depth: int = 2, everything: bool = False, units: Units = "iec") -> Document:
+    """The sections of a diff: totals side by side, the modules, and the tensors on one side only or changed."""
+    sections = [_totals_section(diff, units), _modules_section(diff, depth, everything, units)]
+    for names, title in (
+        (diff.only_in_a, f"Only in A ({len(diff.only_in_a)}: missing from B)"),
+        (diff.only_in_b, f"Only in B ({len(diff.only_in_b)}: unexpected in A)"),
+    ):
+        if names:
+            sections.append(Section(title, (Column("Tensor"),), [(name,) for name in names]))
+    if diff.changed:
+        columns = (Column("Tensor"), Column("A"), Column("B"))
+        changes = [
+            (change.name, f"{_shape(change.shape_a)} {change.dtype_a}", f"{_shape(change.shape_b)} {change.dtype_b}")
+            for change in diff.changed
+        ]
+        sections.append(Section(f"Different shape or dtype ({len(changes)})", columns, changes))
+    notes = [*diff.notes, "the models are the same" if diff.equal else "the models differ"]
+    return Document(_heading(diff), sections, notes)
+
+
+def _heading(diff: Diff) -> str:
+    def side(label: str, report_source: tuple[str, str]) -> str:
+        kind, target = report_source
+        return f"{label}: {target} ({_SOURCE_KINDS.get(kind, kind)})"
+
+    a = side("A", (diff.a.source.kind, diff.a.source.target))
+    b = side("B", (diff.b.source.kind, diff.b.source.target))
+    return f"{a}  vs  {b}"
+
+
+def render_diff(diff: Diff, fmt: DiffFormat, *, depth: int = 2, everything: bool = False, units: Units = "iec") -> str:
+    """The diff as text in ``fmt``."""
+    if fmt == "json":
+        return json.dumps(diff.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    document = diff_document(diff, depth=depth, everything=everything, units=units)
+    if fmt == "html":
+        return _html(diff, document, depth, everything)
+    from . import draw
+
+    return draw(document, fmt)
+
+
+_CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em; color: #1d232b; }
+h1 { font-size: 1.2em; } h2 { font-size: 1.05em; margin-top: 1.6em; }
+table { border-collapse: collapse; } td, th { padding: 2px 10px; border-bottom: 1px solid #e3e6ea; }
+th { text-align: left; background: #f3f5f7; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.grown td { background: #e7f6ea; } tr.shrunk td { background: #fbe9e9; }
+tr.added td { background: #d4f0da; } tr.removed td { background: #f6d6d6; }
+.verdict { font-weight: 600; }
+"""
+
+
+def _row_class(delta: ModuleDelta) -> str:
+    if delta.params_a is None:
+        return "added"
+    if delta.params_b is None:
+        return "removed"
+    if delta.params_delta > 0 or delta.bytes_delta > 0:
+        return "grown"
+    if delta.params_delta < 0 or delta.bytes_delta < 0:
+        return "shrunk"
+    return ""
+
+
+def _html(diff: Diff, document: Document, depth: int, everything: bool) -> str:
+    """One self-contained page: the sections as tables, module rows coloured green where B grew and red where it
+    shrank (darker when the module is on one side only)."""
+    escape = html.escape
+    deltas = shown_modules(diff, depth, everything)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(document.heading)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{escape(document.heading)}</h1>",
+    ]
+    for index, section in enumerate(document.sections):
+        parts.append(f"<h2>{escape(section.title)}</h2><table><thead><tr>")
+        parts += [
+            f'<th class="{"num" if column.align == "right" else ""}">{escape(column.header)}</th>'
+            for column in section.columns
+        ]
+        parts.append("</tr></thead><tbody>")
+        for position, row in enumerate(section.rows):
+            css = _row_class(deltas[position]) if index == 1 else ""
+            parts.append(f'<tr class="{css}">')
+            parts += [
+                f'<td class="{"num" if column.align == "right" else ""}">{escape(cell)}</td>'
+                for cell, column in zip(row, section.columns, strict=True)
+            ]
+            parts.append("</tr>")
+        parts.append("</tbody></table>")
+    parts += [f'<p class="verdict">{escape(note)}</p>' for note in document.notes]
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
