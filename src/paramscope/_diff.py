@@ -70,10 +70,8 @@ class Diff:
 
     @property
     def equal(self) -> bool:
-        """No tensor only on one side, none of another shape or dtype, and the same totals."""
-        totals = ("params", "param_bytes", "buffers", "buffer_bytes")
-        same_totals = all(getattr(self.a.totals, key) == getattr(self.b.totals, key) for key in totals)
-        return not (self.only_in_a or self.only_in_b or self.changed) and same_totals
+        """No tensor on one side only, and none of another shape or dtype."""
+        return not (self.only_in_a or self.only_in_b or self.changed)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"schema": "paramscope.diff/1", "a", "b", "equal", "totals", "modules", "only_in_a",

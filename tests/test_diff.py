@@ -1,0 +1,235 @@
+"""``paramscope diff``: the three everyday questions, each against an independent answer.
+
+- A model against its checkpoint: what ``load_state_dict`` itself reports missing, unexpected and mismatched.
+- A base model against its fine-tuned (dtype changed, adapters added) or pruned (smaller layers) version: the
+  counts of the two models from ``sum(p.numel())``.
+- Two configs (what doubling the layers costs): the two models built by transformers and counted by torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+from torch import nn
+
+import paramscope
+from paramscope.cli import main
+
+
+class Net(nn.Module):
+    def __init__(self, hidden: int = 16, blocks: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(20, hidden)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(hidden, hidden), nn.LayerNorm(hidden)) for _ in range(blocks)
+        )
+        self.norm = nn.BatchNorm1d(hidden)
+        self.head = nn.Linear(hidden, 20, bias=False)
+        self.head.weight = self.embed.weight  # tied: a checkpoint stores it once
+        self.register_buffer("scale", torch.ones(1), persistent=False)
+
+
+def count(model: nn.Module) -> tuple[int, int]:
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() * p.element_size() for p in params)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 1. a model against its checkpoint: the load_state_dict question
+
+
+def edited_checkpoint(model: nn.Module, path: Path) -> Path:
+    """The model's state dict with one tensor dropped, one resized, one renamed and one extra, saved as
+    safetensors the way transformers saves (tied and non-persistent tensors left out)."""
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items() if name != "head.weight"}
+    del state["blocks.1.1.bias"]
+    state["blocks.0.0.weight"] = torch.zeros(8, 16)
+    state["blocks.0.weight_extra"] = torch.zeros(3)
+    state["norm.renamed"] = state.pop("norm.running_var")
+    safetensors.torch.save_file(state, str(path))
+    return path
+
+
+def load_state_dict_answer(model: nn.Module, path: Path) -> tuple[set[str], set[str], set[str]]:
+    """Missing, unexpected and size-mismatched keys, as torch reports them when loading the file."""
+    state = safetensors.torch.load_file(str(path))
+    mismatched = {name for name, tensor in state.items() if name in model.state_dict() and
+                  model.state_dict()[name].shape != tensor.shape}  # fmt: skip
+    loadable = {name: tensor for name, tensor in state.items() if name not in mismatched}
+    result = model.load_state_dict(loadable, strict=False)
+    missing = set(result.missing_keys) - mismatched - {"head.weight"}  # the tie is restored by the model itself
+    return missing, set(result.unexpected_keys), mismatched
+
+
+def test_model_against_its_checkpoint_answers_load_state_dict(tmp_path: Path) -> None:
+    model = Net()
+    path = edited_checkpoint(model, tmp_path / "model.safetensors")
+    missing, unexpected, mismatched = load_state_dict_answer(Net(), path)
+    found = paramscope.diff(model, str(path))
+    assert set(found.only_in_a) == missing == {"blocks.1.1.bias", "norm.running_var"}
+    assert set(found.only_in_b) == unexpected == {"blocks.0.weight_extra", "norm.renamed"}
+    assert {change.name for change in found.changed} == mismatched == {"blocks.0.0.weight"}
+    change = found.changed[0]
+    assert (change.shape_a, change.shape_b, change.dtype_a, change.dtype_b) == ((16, 16), (8, 16), "float32", "float32")
+    assert "scale" not in found.only_in_a  # non-persistent: never in a checkpoint
+    assert found.notes == ("non-persistent buffers are left out: a checkpoint does not store them",)
+    assert not found.equal
+
+
+def test_model_against_its_own_checkpoint_is_equal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = Net()
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_model(model, str(path))  # drops the tied head, as transformers does
+    found = paramscope.diff(model, str(path))
+    assert (found.only_in_a, found.only_in_b, found.changed) == ((), (), ())
+    assert found.equal
+    code, out, err = run(capsys, "diff", f"{Path(__file__).parent / 'test_diff.py'}:Net", str(path))
+    assert (code, err) == (0, "")
+    assert out.rstrip().endswith("  - the models are the same")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 2. a base model against its fine-tuned or pruned version
+
+
+def test_fine_tuned_in_bf16_with_adapters() -> None:
+    base = Net()
+    tuned = Net().to(torch.bfloat16)
+    tuned.blocks[0].add_module("lora_a", nn.Linear(16, 4, bias=False))
+    tuned.blocks[0].add_module("lora_b", nn.Linear(4, 16, bias=False))
+    found = paramscope.diff(base, tuned)
+    assert found.only_in_b == ("blocks.0.lora_a.weight", "blocks.0.lora_b.weight")
+    assert found.only_in_a == ()
+    tensors = [*base.named_parameters(), *base.named_buffers()]  # ties once, non-persistent buffers too
+    assert {change.name for change in found.changed} == {name for name, t in tensors if t.is_floating_point()}
+    assert all((c.dtype_a, c.dtype_b) == ("float32", "bfloat16") for c in found.changed)
+    assert (found.a.totals.params, found.a.totals.param_bytes) == count(base)
+    assert (found.b.totals.params, found.b.totals.param_bytes) == count(tuned)
+    block = next(delta for delta in found.modules if delta.path == "blocks.0")
+    assert block.params_delta == 16 * 4 * 2
+    assert block.bytes_delta == count(tuned.blocks[0])[1] - count(base.blocks[0])[1]
+    added = next(delta for delta in found.modules if delta.path == "blocks.0.lora_a")
+    assert (added.params_a, added.params_b, added.type_b) == (None, 64, "Linear")
+    paths = [delta.path for delta in found.modules]
+    assert paths.index("blocks.0.lora_a") < paths.index("blocks.1")  # shown inside the block it was added to
+
+
+def test_pruned_model_is_smaller_module_by_module() -> None:
+    base, pruned = Net(hidden=16), Net(hidden=16)
+    pruned.blocks[1][0] = nn.Linear(16, 16, bias=False)
+    pruned.blocks = nn.ModuleList(list(pruned.blocks)[:1])
+    found = paramscope.diff(base, pruned)
+    assert found.b.totals.params - found.a.totals.params == count(pruned)[0] - count(base)[0] < 0
+    removed = next(delta for delta in found.modules if delta.path == "blocks.1")
+    assert (removed.params_a, removed.params_b) == (count(base.blocks[1])[0], None)
+    assert set(found.only_in_a) == {f"blocks.1.{name}" for name in base.blocks[1].state_dict()}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 3. two configs: what does doubling the layers cost?
+
+
+@pytest.fixture(scope="module")
+def llama_configs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    transformers = pytest.importorskip("transformers")
+    directory = tmp_path_factory.mktemp("configs")
+    paths = []
+    for layers in (2, 4):
+        config = transformers.LlamaConfig(
+            vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=layers, num_attention_heads=4,
+            num_key_value_heads=2, architectures=["LlamaForCausalLM"],
+        )  # fmt: skip
+        config.save_pretrained(directory / f"layers{layers}")
+        paths.append(directory / f"layers{layers}" / "config.json")
+    return paths[0], paths[1]
+
+
+def test_doubling_the_layers_costs_one_layer_per_layer_added(llama_configs: tuple[Path, Path]) -> None:
+    import transformers
+
+    small, large = llama_configs
+    found = paramscope.diff(str(small), str(large))
+    built = [transformers.LlamaForCausalLM(transformers.AutoConfig.from_pretrained(p.parent)) for p in (small, large)]
+    one_layer = sum(p.numel() for p in built[0].model.layers[0].parameters())
+    assert found.b.totals.params - found.a.totals.params == count(built[1])[0] - count(built[0])[0] == 2 * one_layer
+    assert [delta.path for delta in found.modules if delta.params_a is None and delta.depth == 3] == [
+        "model.layers.2",
+        "model.layers.3",
+    ]
+    assert len(found.only_in_b) == 2 * len(list(built[0].model.layers[0].state_dict()))
+
+
+def test_cli_formats_and_exit_codes(llama_configs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    small, large = (str(path) for path in llama_configs)
+    code, out, err = run(capsys, "diff", small, large, "--depth", "3")
+    assert (code, err) == (1, "")
+    assert re.search(r"^  Parameters\s+[\d,]+\s+[\d,]+\s+\+[\d,]+$", out, re.MULTILINE)
+    assert "Only in B (" in out
+    assert out.rstrip().endswith("  - the models differ")
+
+    code, out, _ = run(capsys, "diff", small, large, "--format", "json")
+    data = json.loads(out)
+    assert code == 1
+    assert list(data) == [
+        "schema",
+        "a",
+        "b",
+        "equal",
+        "totals",
+        "modules",
+        "only_in_a",
+        "only_in_b",
+        "changed",
+        "notes",
+    ]
+    assert data["schema"] == "paramscope.diff/1"
+    assert data["equal"] is False
+    api = paramscope.diff(small, large)
+    assert data == json.loads(json.dumps(api.to_dict()))
+
+    code, out, _ = run(capsys, "diff", small, small, "--format", "markdown")
+    assert code == 0
+    assert "| Parameters |" in out
+
+    code, out, _ = run(capsys, "diff", small, large, "--format", "html", "--depth", "3")
+    assert code == 1
+    assert out.startswith("<!DOCTYPE html>")
+    assert 'class="added"' in out
+    assert 'class="grown"' in out
+    assert "http://" not in out
+    assert "https://" not in out
+
+
+def test_cli_arguments_per_side(capsys: pytest.CaptureFixture[str]) -> None:
+    target = f"{Path(__file__).parent / 'test_diff.py'}:Net"
+    code, out, _ = run(capsys, "diff", target, target, "--args-b", "blocks=3", "--format", "json")
+    data = json.loads(out)
+    assert code == 1
+    assert data["totals"]["params"]["b"] - data["totals"]["params"]["a"] == count(Net(blocks=3))[0] - count(Net())[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["diff", "missing.safetensors", "paramscope.examples:gpt2"], "missing.safetensors: no such file or directory"),
+        (["diff", "paramscope.examples:gpt2", "paramscope.examples:gpt2", "--depth", "-1"],
+         "--depth must be 0 or more, not -1"),
+        (["diff", "paramscope.examples:gpt2", "paramscope.examples:gpt2", "--args-a", "novalue"],
+         "argument 'novalue' is not of the form key=value"),
+    ],
+)  # fmt: skip
+def test_cli_errors_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert err == f"paramscope: error: {message}\n"
