@@ -914,7 +914,7 @@ def test_stray_word_after_options(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     ("option", "value", "choices"),
-    [("--format", "xml", "'table', 'json', 'csv', 'markdown'"), ("--units", "bits", "'iec', 'si'")],
+    [("--format", "xml", "'table', 'json', 'csv', 'markdown', 'html'"), ("--units", "bits", "'iec', 'si'")],
 )
 def test_unknown_choice(capsys: pytest.CaptureFixture[str], option: str, value: str, choices: str) -> None:
     assert_error(

@@ -254,6 +254,14 @@ class Report:
 
         return rich_renderable(self)
 
+    def _repr_html_(self) -> str:
+        """The HTML report (totals, treemap, tables) for Jupyter, scoped to its own element."""
+        import secrets
+
+        from .render.html import html_fragment
+
+        return html_fragment(self, element_id=f"paramscope-{secrets.token_hex(6)}")
+
     def __str__(self) -> str:
         from .render.text import render_plain
 

@@ -264,7 +264,7 @@ def _add_model_options(parser: argparse.ArgumentParser, *, depth_help: str) -> N
         default="meta",
         help="where model code is built (and run): meta (default, allocates nothing) or cpu (real tensors)",
     )
-    _add_output_options(parser, ("table", "json", "csv", "markdown"))
+    _add_output_options(parser, ("table", "json", "csv", "markdown", "html"))
     parser.add_argument("--depth", type=int, metavar="N", help=depth_help)
     parser.add_argument("--tensors", action="store_true", help="also show one row per tensor")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar on stderr")
@@ -288,7 +288,7 @@ def _add_memory_options(parser: argparse.ArgumentParser) -> None:
         default="meta",
         help="where model code is built: meta (default) or cpu; the forward for the activations runs on meta",
     )
-    _add_output_options(parser, ("table", "json", "csv", "markdown"))
+    _add_output_options(parser, ("table", "json", "csv", "markdown", "html"))
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar on stderr")
     work = parser.add_argument_group("what runs")
     work.add_argument("--train", action="store_true", help="plan training (default: inference)")

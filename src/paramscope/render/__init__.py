@@ -7,8 +7,8 @@ from typing import IO, Literal
 from .._report import Report
 from ._layout import Document, View
 
-Format = Literal["table", "json", "csv", "markdown"]
-FORMATS: tuple[Format, ...] = ("table", "json", "csv", "markdown")
+Format = Literal["table", "json", "csv", "markdown", "html"]
+FORMATS: tuple[Format, ...] = ("table", "json", "csv", "markdown", "html")
 
 __all__ = ["FORMATS", "Document", "Format", "View", "draw", "render", "write_document", "write_report"]
 
@@ -28,6 +28,10 @@ def render(report: Report, fmt: Format, view: View | None = None) -> str:
         from .markdown import render_markdown
 
         return render_markdown(report, view)
+    if fmt == "html":
+        from .html import render_html
+
+        return render_html(report, view)
     from .text import render_plain
 
     return render_plain(report, view)
