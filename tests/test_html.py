@@ -218,6 +218,8 @@ def test_cli_writes_html_for_inspect_summary_and_memory(tmp_path: Path, capsys: 
 # in a real browser
 
 CHROMIUM = Path("/usr/bin/chromium")
+# The first browser test may install chromium (about a minute with apt-get update): more than the default timeout.
+in_browser = pytest.mark.timeout(900)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -249,6 +251,13 @@ def _install_chromium() -> str | None:
             return None
         reason = "apt-get installed chromium but /usr/bin/chromium is not there"
     return f"chromium could not be installed: {reason}"
+
+
+def test_missing_chromium_is_a_reason_to_skip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "chromium")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    reason = "chromium is not installed and this machine has no apt-get to install Debian's package"
+    assert _install_chromium() == reason
 
 
 @pytest.fixture(scope="session")
@@ -309,6 +318,7 @@ def _assert_proportional(cells: list[dict[str, Any]], total: int) -> None:
         assert cell["area"] / area == pytest.approx(cell["value"] / total, rel=0.01), cell
 
 
+@in_browser
 def test_browser_totals_treemap_zoom_and_tooltip(open_report: Any, tmp_path: Path) -> None:
     report = _resnet()
     page = open_report(report, "resnet18")
@@ -366,6 +376,7 @@ def test_browser_totals_treemap_zoom_and_tooltip(open_report: Any, tmp_path: Pat
     assert (tmp_path / "resnet18.png").stat().st_size > 10_000
 
 
+@in_browser
 def test_browser_tied_weights_and_colour_modes(open_report: Any) -> None:
     page = open_report(_tiny_gpt(), "tiny-gpt")
     page.hover('.ps-cell[data-path="transformer.wte"]')
@@ -384,6 +395,7 @@ def test_browser_tied_weights_and_colour_modes(open_report: Any) -> None:
     assert len(set(colours)) >= 2
 
 
+@in_browser
 def test_browser_shows_escaped_names_as_text(open_report: Any) -> None:
     page = open_report(_evil(), "evil")
     assert page.locator("script").count() == 2
@@ -393,6 +405,7 @@ def test_browser_shows_escaped_names_as_text(open_report: Any) -> None:
     assert EVIL in page.text_content(".ps-tip-path")
 
 
+@in_browser
 def test_browser_table_row_zooms_the_treemap(open_report: Any) -> None:
     page = open_report(_resnet(), "rows")
     page.click("table[data-linked] tbody tr:has-text('layer2')")
@@ -403,6 +416,7 @@ def _svg_nodes(page: Any) -> int:
     return page.evaluate("document.querySelectorAll('.ps-svg *').length")
 
 
+@in_browser
 def test_browser_llama_70b_stays_responsive(open_report: Any, tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.LlamaConfig(
@@ -428,6 +442,7 @@ def test_browser_llama_70b_stays_responsive(open_report: Any, tmp_path: Path) ->
     page.screenshot(path=str(tmp_path / "llama-70b-layer40.png"))
 
 
+@in_browser
 def test_browser_100k_tensors_groups_small_modules(open_report: Any) -> None:
     report = _huge()
     start = time.perf_counter()

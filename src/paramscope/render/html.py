@@ -216,7 +216,7 @@ def treemap_data(report: Report, view: View | None = None) -> dict[str, Any]:
     >>> import paramscope
     >>> data = treemap_data(paramscope.inspect("paramscope.examples:gpt2"))
     >>> data["modules"]["params"][0] == data["total"], data["ties"]
-    (True, {'3': [['weight', ['lm_head.weight']]]})
+    (True, {'2': [['weight', ['lm_head.weight']]]})
     """
     view = view or View()
     nodes = report.modules
