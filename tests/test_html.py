@@ -405,6 +405,49 @@ def test_browser_shows_escaped_names_as_text(open_report: Any) -> None:
     assert EVIL in page.text_content(".ps-tip-path")
 
 
+# How JupyterLab shows HTML outputs: set as innerHTML, then, when the notebook is trusted, each script re-created
+# with its attributes (an untrusted output has its scripts removed).
+SHOW_OUTPUTS = """([outputs, trusted]) => outputs.forEach(html => {
+    const output = document.createElement("div");
+    output.innerHTML = html;
+    document.getElementById("cells").appendChild(output);
+    output.querySelectorAll("script").forEach(script => {
+        if (!trusted) { script.remove(); return; }
+        const clone = document.createElement("script");
+        for (const {name, value} of script.attributes) clone.setAttribute(name, value);
+        clone.textContent = script.textContent;
+        script.replaceWith(clone);
+    });
+})"""
+
+
+@in_browser
+def test_browser_notebook_outputs_draw_side_by_side(browser: Any, tmp_path: Path) -> None:
+    """Three outputs in one notebook page: each draws and zooms its own treemap; untrusted, the tables remain."""
+    resnet, gpt = _resnet(), _tiny_gpt()
+    path = tmp_path / "notebook.html"
+    path.write_text("<!DOCTYPE html><html><body><div id=cells></div></body></html>", encoding="utf-8")
+    page = browser.new_page()
+    page.goto(path.as_uri())
+    page.evaluate(SHOW_OUTPUTS, [[resnet._repr_html_(), gpt._repr_html_(), resnet._repr_html_()], True])
+    reports = page.locator(".ps-report")
+    assert reports.count() == 3
+    for index, report in enumerate((resnet, gpt, resnet)):
+        cells = reports.nth(index).locator(".ps-cell")
+        assert cells.count() > 10
+        assert sum(int(value) for value in cells.evaluate_all("cells => cells.map(c => c.dataset.value)")) == (
+            report.totals.params
+        )
+    reports.nth(1).locator('.ps-cell[data-path^="transformer.h.1."]').first.click()
+    assert reports.nth(1).locator(".ps-crumbs .ps-here").text_content() == "transformer"
+    assert reports.nth(0).locator(".ps-crumbs .ps-here").text_content() == "(model)"
+    page.evaluate("document.getElementById('cells').replaceChildren()")
+    page.evaluate(SHOW_OUTPUTS, [[resnet._repr_html_()], False])
+    assert not page.locator(".ps-map").is_visible()
+    assert page.locator("table").count() >= 3
+    page.close()
+
+
 @in_browser
 def test_browser_table_row_zooms_the_treemap(open_report: Any) -> None:
     page = open_report(_resnet(), "rows")

@@ -132,7 +132,8 @@ def _header(report: Report, view: View, document: Document) -> str:
 
 def _treemap_markup() -> str:
     return (
-        '<section class="ps-map" aria-label="Treemap of the parameters by module">\n'
+        # Hidden until its script runs: an untrusted notebook strips scripts and keeps the tables.
+        '<section class="ps-map" aria-label="Treemap of the parameters by module" hidden>\n'
         '<div class="ps-toolbar">\n'
         '<button type="button" class="ps-up" title="Zoom out (Esc)">↑ Up</button>\n'
         '<nav class="ps-crumbs" aria-label="Zoom path"></nav>\n'
@@ -150,9 +151,9 @@ def _treemap_markup() -> str:
         '<ul class="ps-legend" aria-label="Colours"></ul>\n'
         '<p class="ps-hint">Click a module to zoom in, Esc or ↑ to zoom out; hover for details. '
         "Areas are proportional to parameter counts.</p>\n"
-        "<noscript><p>The treemap needs JavaScript; the tables below have every figure.</p></noscript>\n"
         '<div class="ps-tip" role="tooltip" hidden></div>\n'
         "</section>\n"
+        "<noscript><p>The treemap needs JavaScript; the tables below have every figure.</p></noscript>\n"
     )
 
 

@@ -20,6 +20,7 @@
   var levelsSelect = root.querySelector(".ps-levels");
   var legend = root.querySelector(".ps-legend");
   var empty = root.querySelector(".ps-empty");
+  root.querySelector(".ps-map").hidden = false;
 
   // A rectangle smaller than this (in px²) is not drawn alone: its small siblings share one "N smaller modules"
   // rectangle, and a module whose children would all be smaller is drawn whole. MAX_CELLS bounds the SVG.
