@@ -61,10 +61,18 @@ class TiedNet(nn.Module):
         return self.head(hidden)
 
 
+def frozen_first_block(model: TiedNet) -> TiedNet:
+    """The model with its first block frozen, as in fine-tuning (one FSDP1 unit: a flat parameter is all frozen or
+    all trained)."""
+    model.blocks[0].requires_grad_(False)
+    return model
+
+
 def unsharded_truth() -> dict[str, Any]:
-    model = TiedNet()
+    model = frozen_first_block(TiedNet())
     return {
         "params": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
         "names": sorted(name for name, _ in model.named_parameters()),
         "shapes": {name: list(p.shape) for name, p in model.named_parameters()},
@@ -130,7 +138,7 @@ def _worker(rank: int, rendezvous: str, out: str) -> None:
         for scenario in SCENARIOS:
             torch.manual_seed(0)
             try:
-                model = _shard(TiedNet(), scenario)
+                model = _shard(frozen_first_block(TiedNet()), scenario)
             except (RuntimeError, ValueError, AssertionError) as error:
                 results[scenario] = {"refused": f"{type(error).__name__}: {error}"}
                 continue
@@ -186,6 +194,7 @@ def test_global_counts_equal_the_unsharded_model(ranks: list[dict[str, Any]], sc
     for rank in range(WORLD_SIZE):
         report = _result(ranks, scenario, rank)["report"]
         assert report["totals"]["params"] == truth["params"]
+        assert report["totals"]["trainable"] == truth["trainable"] < truth["params"]
         assert report["totals"]["param_bytes"] == truth["param_bytes"]
         names = sorted(record["name"] for record in report["tensors"] if record["kind"] == "parameter")
         assert names == truth["names"]  # no _fsdp_wrapped_module. prefixes, the tied head once

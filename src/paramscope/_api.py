@@ -261,34 +261,18 @@ def memory(
     >>> plan.item("weights").total_bytes, plan.item("gradients").total_bytes
     (497759232, 497759232)
     """
-    from ._memory import MemorySettings
-    from ._planner import batch_of, build_plan, module_or_report
-    from ._units import parse_bytes
+    from ._planner import plan_for
     from .sources.target import Request
 
-    model = module_or_report(model)
-    if isinstance(device_memory, str):
-        device_memory = parse_bytes(device_memory)
-    settings = MemorySettings(
-        train=train,
-        dtype=dtype,
-        kv_dtype=kv_dtype,
-        batch=batch_of(batch, input_size),
-        tokens=seq,
-        optimizer=optimizer,
-        precision=precision,
-        grad_checkpointing=grad_checkpointing,
-        gpus=tp if gpus is None else gpus,
-        zero=zero,
-        tp=tp,
-        offload_optimizer=offload_optimizer,
-        device_memory=device_memory,
-        keep_fp32=tuple(keep_fp32),
-    )
     request = Request(
         arguments=dict(arguments or {}), quiet=quiet, model_class=model_class, trust_remote_code=trust_remote_code
     )
-    return build_plan(model, settings, request, input_size=input_size, input_dtypes=input_dtypes, config=config)
+    return plan_for(
+        model, request, train=train, dtype=dtype, kv_dtype=kv_dtype, batch=batch, tokens=seq, optimizer=optimizer,
+        precision=precision, grad_checkpointing=grad_checkpointing, gpus=gpus, zero=zero, tp=tp,
+        offload_optimizer=offload_optimizer, device_memory=device_memory, keep_fp32=keep_fp32, input_size=input_size,
+        input_dtypes=input_dtypes, config=config,
+    )  # fmt: skip
 
 
 def diff(

@@ -15,15 +15,15 @@ from typing import Any, Literal
 
 from . import dtypes as dtype_table
 from ._errors import UsageError
-from ._report import Report, TensorRecord
+from ._report import ModuleNode, Report, TensorRecord
 from ._units import format_bytes, format_count
 
 Label = Literal["exact", "derived", "estimate"]
-Optimizer = Literal["adamw", "adam", "sgd", "sgd-momentum", "adafactor", "adamw-8bit"]
-Precision = Literal["fp32", "bf16-mixed", "fp16-mixed", "bf16-pure"]
+Where = Literal["device", "host"]
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "sgd-momentum", "adafactor", "adamw-8bit")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16-mixed", "fp16-mixed", "bf16-pure")
 
+_COMPUTE_FLOATS = ("float32", "float16", "bfloat16")
 # Storage formats offered for conversion, after the plain dtypes of dtypes.COMMON.
 _GGUF_FORMATS = ("Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_0", "Q3_K", "Q2_K")
 # bitsandbytes' 8-bit Adam keeps tensors under 4096 elements in 32 bits, and one float32 absmax per 256 values.
@@ -40,7 +40,7 @@ class MemoryItem:
     total_bytes: int
     per_device_bytes: int
     formula: str
-    where: Literal["device", "host"] = "device"
+    where: Where = "device"
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,29 @@ class MemorySettings:
         if self.gpus % self.tp:
             raise UsageError(f"gpus ({self.gpus}) must be a multiple of tp ({self.tp})")
         for dtype in (self.dtype, self.kv_dtype):
-            if dtype is not None:
-                dtype_table.lookup(dtype)
+            if dtype is not None and dtype_table.lookup(dtype).category in ("bool", "complex"):
+                raise UsageError(f"dtype {dtype!r} is not a storage format for weights or a KV cache")
         if self.tokens is not None and self.tokens < 1:
             raise UsageError(f"the sequence length must be at least 1, not {self.tokens}")
+        if self.tokens is not None and self.batch * self.tokens >= 2**48:
+            raise UsageError(f"{self.batch} × {self.tokens:,} tokens is more than any device could hold")
+        if self.device_memory is not None and self.device_memory <= 0:
+            raise UsageError(f"device memory must be more than 0 bytes, not {self.device_memory}")
+        if self.train and (self.dtype or self.kv_dtype):
+            raise UsageError(
+                "dtype and kv_dtype describe inference; training's bytes come from precision (fp32, bf16-mixed, "
+                "fp16-mixed, bf16-pure)"
+            )
+
+    @property
+    def cache_dtype(self) -> str:
+        """The KV cache's dtype: ``kv_dtype``, else the weights' dtype when it is one models compute in (weight-only
+        formats such as int4 or GGUF keep the cache in bf16), else bf16."""
+        if self.kv_dtype is not None:
+            return self.kv_dtype
+        if self.dtype is not None and dtype_table.lookup(self.dtype).name in _COMPUTE_FLOATS:
+            return self.dtype
+        return "bfloat16"
 
 
 @dataclass(frozen=True)
@@ -145,26 +164,33 @@ def _kept(record: TensorRecord, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for name in (record.name, *record.aliases) for pattern in patterns)
 
 
+def converted(params: Sequence[TensorRecord], name: str, keep_fp32: Sequence[str] = ()) -> tuple[int, str]:
+    """The bytes of ``params`` converted to dtype or format ``name``, and how: tensors matching ``keep_fp32`` stay
+    in float32, and so do 1-D tensors (norms, biases) in the GGUF block formats, as llama.cpp keeps them."""
+    dtype = dtype_table.lookup(name)
+    gguf = dtype.category == "block"
+    values = kept = 0
+    for record in params:
+        numel = record.numel or 0
+        if _kept(record, keep_fp32) or (gguf and record.shape is not None and len(record.shape) <= 1):
+            kept += numel
+        else:
+            values += dtype.nbytes(numel) if gguf else dtype.packed_nbytes(numel)
+    formula = f"{format_count(sum(r.numel or 0 for r in params) - kept)} values at {dtype.bits:g} bits"
+    if dtype.category in ("int", "uint", "quantized") or dtype.name.startswith("float8"):
+        formula += ", scales not included"  # a quantiser adds its own (per group, per channel)
+    if kept:
+        formula += f" + {format_count(kept)} kept in float32"
+    return values + 4 * kept, formula
+
+
 def storage_table(report: Report, keep_fp32: Sequence[str] = ()) -> tuple[StorageRow, ...]:
-    """The weights converted to each common dtype and GGUF block format; tensors matching ``keep_fp32`` stay in
-    float32 (GGUF also keeps 1-D tensors, norms and biases, in F32, as llama.cpp does)."""
+    """The weights converted to each common dtype and GGUF block format (see :func:`converted`)."""
     params = _parameters(report)
     rows = []
     for name in (*dtype_table.COMMON, *_GGUF_FORMATS):
-        dtype = dtype_table.lookup(name)
-        gguf = dtype.category == "block"
-        converted = kept = 0
-        for record in params:
-            numel = record.numel or 0
-            if _kept(record, keep_fp32) or (gguf and record.shape is not None and len(record.shape) <= 1):
-                kept += numel
-            else:
-                converted += dtype.packed_nbytes(numel) if not gguf else dtype.nbytes(numel)
-        total = converted + 4 * kept
-        formula = f"{format_count(sum(r.numel or 0 for r in params) - kept)} values at {dtype.bits:g} bits"
-        if kept:
-            formula += f" + {format_count(kept)} kept in float32"
-        rows.append(StorageRow(name, dtype.bits, total, "derived", formula))
+        size, formula = converted(params, name, keep_fp32)
+        rows.append(StorageRow(name, dtype_table.lookup(name).bits, size, "derived", formula))
     return tuple(rows)
 
 
@@ -173,27 +199,45 @@ def _weights_bytes(params: Sequence[TensorRecord], dtype: str | None, keep_fp32:
         stored = sum(record.bytes or 0 for record in params)
         dtypes = ", ".join(dict.fromkeys(record.dtype for record in params if record.dtype))
         return stored, f"{format_count(sum(r.numel or 0 for r in params))} parameters in their dtypes ({dtypes})"
-    per_value = dtype_table.lookup(dtype)
-    converted = kept = 0
-    for record in params:
-        if _kept(record, keep_fp32):
-            kept += record.numel or 0
-        else:
-            converted += per_value.packed_nbytes(record.numel or 0)
-    formula = (
-        f"{format_count(sum(r.numel or 0 for r in params) - kept)} parameters × {per_value.bits / 8:g} B ({dtype})"
-    )
-    if kept:
-        formula += f" + {format_count(kept)} kept in float32 × 4 B"
-    return converted + 4 * kept, formula
+    size, formula = converted(params, dtype, keep_fp32)
+    return size, f"{dtype}: {formula}"
+
+
+_GENERATING = ("CausalLM", "LMHeadModel", "ForConditionalGeneration", "Seq2SeqLM")
+
+
+def generates(config: Mapping[str, Any]) -> bool:
+    """Whether a config describes a model that generates with a KV cache: a decoder, not an encoder such as BERT.
+
+    >>> generates({"architectures": ["LlamaForCausalLM"]}), generates({"architectures": ["BertModel"]})
+    (True, False)
+    """
+    text = config.get("text_config")
+    if isinstance(text, Mapping):  # a multimodal model: its language model generates
+        config = {**config, **text}
+    architectures = config.get("architectures")
+    if isinstance(architectures, list) and architectures:
+        return any(any(mark in str(name) for mark in _GENERATING) for name in architectures)
+    if config.get("is_decoder") or config.get("is_encoder_decoder"):
+        return True
+    return "num_key_value_heads" in config or "n_layer" in config  # Llama- and GPT-style configs without a class
+
+
+def _kv_heads(config: Mapping[str, Any], heads: int) -> int:
+    for key in ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num"):
+        value = config.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1 if config.get("multi_query") else heads  # Falcon's multi-query attention: one key/value head
 
 
 def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype: str) -> tuple[int, str, int] | None:
     """Bytes of the key/value cache for ``tokens`` tokens of ``batch`` sequences, from a decoder's config.
 
-    2 × layers × kv_heads × head_dim × tokens × batch × bytes; GQA's key/value heads, an explicit ``head_dim``,
-    layers with a sliding window (capped at it), and MLA's compressed latent (DeepSeek: kv_lora_rank +
-    qk_rope_head_dim per token, once for keys and values) are taken into account.
+    2 × layers × kv_heads × head_dim × tokens × batch × bytes; GQA's key/value heads (and multi-query attention),
+    an explicit ``head_dim``, layers with a sliding window (capped at it), and MLA's compressed latent (DeepSeek:
+    kv_lora_rank + qk_rope_head_dim per token, once for keys and values) are taken into account. ``None`` when the
+    config does not describe a decoder's attention.
     """
     if not config:
         return None
@@ -222,7 +266,7 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
                    f"{format_count(tokens)} tokens × {batch} × {size:g} B (MLA's compressed cache, as serving "
                    "engines keep it)")  # fmt: skip
         return math.ceil(total * size), formula, 1  # one latent for all heads: not split by TP
-    kv_heads = config.get("num_key_value_heads") or heads
+    kv_heads = _kv_heads(config, heads)
     head_dim = config.get("head_dim") or hidden // heads
     total = 2 * sum(lengths) * kv_heads * head_dim * batch
     capped = sum(1 for length in lengths if length < tokens)
@@ -284,28 +328,40 @@ COMPUTE_DTYPES = {"fp32": "float32", "bf16-mixed": "bfloat16", "fp16-mixed": "fl
 
 
 def _item(
-    name: str, label: Label, total: int, formula: str, split: tuple[int, str] = (1, ""), where: str = "device"
+    name: str, label: Label, total: int, formula: str, split: tuple[int, str] = (1, ""), where: Where = "device"
 ) -> MemoryItem:
     """An item; ``split`` is how many ways it is divided across devices, and why (``(8, "ZeRO 3")``)."""
     ways, why = split
     if ways > 1:
         formula += f"; ÷ {ways} ({why})"
-    return MemoryItem(name, label, total, -(-total // ways), formula, where)  # type: ignore[arg-type]
+    return MemoryItem(name, label, total, -(-total // ways), formula, where)
 
 
-def _largest_block(report: Report) -> tuple[str, int] | None:
-    """The repeated block with the most parameters (a child of a ModuleList), or else the largest leaf module."""
-    parents = {node.path: node.type for node in report.modules}
-    blocks = [
-        node for node in report.modules if node.path and parents.get(node.path.rpartition(".")[0]) == "ModuleList"
-    ]
-    if not blocks:
-        children = {node.path.rpartition(".")[0] for node in report.modules if node.path}
-        blocks = [node for node in report.modules if node.path and node.path not in children]
+def repeated_blocks(report: Report) -> list[ModuleNode]:
+    """The model's repeated blocks: the children of the container, numbered 0, 1, 2, … (a ModuleList, or the same
+    names in a checkpoint), that holds the most parameters; empty when there is none."""
+    children: dict[str, list[ModuleNode]] = {}
+    for node in report.modules:
+        if node.path:
+            children.setdefault(node.path.rpartition(".")[0], []).append(node)
+    numbered = [nodes for nodes in children.values() if len(nodes) >= 2 and all(
+        node.path.rpartition(".")[2].isdigit() for node in nodes)]  # fmt: skip
+    return max(numbered, key=lambda nodes: sum(node.params for node in nodes), default=[])
+
+
+def _gathered(report: Report, weight_bytes: float, tp: int) -> MemoryItem | None:
+    """ZeRO 3 / FSDP full shard all-gather the weights of the block running (and prefetch the next one); the
+    parameters outside the repeated blocks (embeddings, final norm, head) belong to the root unit, which stays
+    gathered through the forward."""
+    blocks = repeated_blocks(report)
     if not blocks:
         return None
     largest = max(blocks, key=lambda node: node.params)
-    return largest.path, largest.params
+    outside = report.totals.params - sum(node.params for node in blocks)
+    count = 2 * largest.params + outside
+    formula = (f"(2 × {format_count(largest.params)} of {largest.path}, running and prefetched, + "
+               f"{format_count(outside)} outside the blocks) × {weight_bytes:g} B")  # fmt: skip
+    return _item("gathered parameters (ZeRO 3)", "estimate", math.ceil(count * weight_bytes), formula, (tp, f"TP {tp}"))
 
 
 def _training_items(report: Report, settings: MemorySettings, notes: list[str]) -> list[MemoryItem]:
@@ -328,18 +384,13 @@ def _training_items(report: Report, settings: MemorySettings, notes: list[str]) 
     formula = f"{format_count(total)} parameters × {weight_bytes:g} B ({settings.precision})"
     items.append(_item("weights", "derived", weights, formula, split(3)))
     if settings.zero >= 3 and dp > 1:
-        block = _largest_block(report)
-        if block is not None:
-            path, count = block
-            gathered = math.ceil(2 * count * weight_bytes)
-            formula = (
-                f"2 × {format_count(count)} ({path}: the layer running and the one prefetched) × {weight_bytes:g} B"
-            )
-            items.append(_item("gathered parameters (ZeRO 3)", "estimate", gathered, formula, (tp, f"TP {tp}")))
+        gathered = _gathered(report, weight_bytes, tp)
+        if gathered is not None:
+            items.append(gathered)
     count = sum(record.numel or 0 for record in trainable)
     grads = math.ceil(count * grad_bytes)
     items.append(_item("gradients", "derived", grads, f"{format_count(count)} trainable × {grad_bytes:g} B", split(2)))
-    where = "host" if settings.offload_optimizer else "device"
+    where: Where = "host" if settings.offload_optimizer else "device"
     if settings.precision.endswith("-mixed"):
         items.append(_item("fp32 master weights", "derived", 4 * count, f"{format_count(count)} trainable × 4 B",
                            split(1), where))  # fmt: skip
@@ -355,15 +406,31 @@ def _inference_items(
     weights, formula = _weights_bytes(_parameters(report), settings.dtype, settings.keep_fp32)
     label: Label = "exact" if settings.dtype is None else "derived"
     items = [_item("weights", label, weights, formula, (tp, f"TP {tp}"))]
+    quantization = report.totals.quantization_bytes
+    if quantization and settings.dtype is None:
+        formula = f"{format_count(report.totals.quantization)} scales, zero points and indices as stored"
+        items.append(_item("quantization metadata", "exact", quantization, formula, (tp, f"TP {tp}")))
     if settings.tokens is not None:
-        cache = kv_cache(config, settings.batch, settings.tokens, settings.kv_dtype or settings.dtype or "bfloat16")
-        if cache is None:
+        cache = kv_cache(config, settings.batch, settings.tokens, settings.cache_dtype) if config else None
+        if config and not generates(config):
+            notes.append("no KV cache item: the config describes an encoder, which keeps no generation cache")
+        elif cache is None:
             notes.append("no KV cache item: the model has no decoder config to size it from")
         else:
             size, formula, kv_heads = cache
             ways = math.gcd(tp, kv_heads)  # key/value heads are split across the TP ranks, whole heads only
             items.append(_item("KV cache", "derived", size, formula, (ways, f"TP {tp}, {kv_heads} kv heads")))
     return items
+
+
+def _activations_item(size: int, label: Label, formula: str, tp: int) -> MemoryItem:
+    if tp == 1:
+        return _item("activations", label, size, formula)
+    # Megatron-style TP without sequence parallelism splits the attention and MLP activations (24 of the 34 sbh
+    # bytes per layer, Korthikanti et al. 2022) but not the norms' and dropouts' inputs (the other 10).
+    per_device = math.ceil(size * (10 + 24 / tp) / 34)
+    formula += f"; × (10 + 24/{tp}) / 34 per device (TP {tp} without sequence parallelism)"
+    return MemoryItem("activations", "estimate", size, per_device, formula)
 
 
 def plan(
@@ -377,8 +444,8 @@ def plan(
 
     ``config`` is the model's config (for the KV cache), ``activations`` the measured ``(bytes, label, formula)``
     of one forward of the per-device batch.
+    ``settings`` must have passed :meth:`MemorySettings.check`.
     """
-    settings.check()
     notes: list[str] = []
     if settings.train:
         items = _training_items(report, settings, notes)
@@ -389,8 +456,10 @@ def plan(
         formula = f"{format_count(report.totals.buffers)} elements as stored"
         items.append(_item("buffers", "exact", report.totals.buffer_bytes, formula))
     if activations is not None:
-        size, label, formula = activations
-        items.append(_item("activations", label, size, formula, (tp, f"TP {tp}")))
+        items.append(_activations_item(*activations, tp))
+    if settings.zero and settings.gpus // tp == 1:
+        notes.append(f"ZeRO {settings.zero} shards over data-parallel ranks, and there is one (gpus ÷ tp = 1): "
+                     "nothing is sharded")  # fmt: skip
     if tp > 1:
         notes.append(f"tensor parallelism splits weights, gradients, optimizer states and activations {tp} ways; norms "
                      "and biases are replicated in practice, so the per-device figures are slightly low")  # fmt: skip
@@ -399,8 +468,8 @@ def plan(
             for item in items
         ]
     if settings.train:
-        notes.append("training items are added as if all were live at once; the real peak is lower by what backward "
-                     "frees (activations are released as gradients fill)")  # fmt: skip
+        notes.append("training items are added as if all were live at once; not included: the optimizer step's "
+                     "temporaries, kernel workspaces and the allocator's fragmentation")  # fmt: skip
     per_device = sum(item.per_device_bytes for item in items if item.where == "device")
     host = sum(item.per_device_bytes for item in items if item.where == "host")
     fits = None if settings.device_memory is None else per_device <= settings.device_memory
@@ -408,6 +477,10 @@ def plan(
     scenario: Literal["inference", "training"] = "training" if settings.train else "inference"
     storage = storage_table(report, settings.keep_fp32)
     return MemoryPlan(scenario, settings, tuple(items), storage, per_device, host, fits, advice, tuple(notes))
+
+
+def _more_tp(settings: MemorySettings) -> str:
+    return "--tp N" if settings.tp == 1 else f"a --tp larger than {settings.tp}"
 
 
 def _cuts(name: str, settings: MemorySettings) -> list[str]:
@@ -419,11 +492,11 @@ def _cuts(name: str, settings: MemorySettings) -> list[str]:
         ]
     if name == "KV cache":
         small = settings.kv_dtype is not None and _bytes_of(settings.kv_dtype) <= 1
-        return ["--kv-dtype fp8"] * (not small) + ["a smaller --context or --batch", "--tp N"]
+        return ["--kv-dtype fp8"] * (not small) + ["a smaller --context or --batch", _more_tp(settings)]
     if name == "weights" and not settings.train:
-        return ["a smaller --dtype (int8, int4)", "--tp N"]
+        return ["a smaller --dtype (int8, int4)", _more_tp(settings)]
     if name == "weights":
-        return ["--zero 3"] * (settings.zero < 3) + ["--tp N", "--precision bf16-pure"]
+        return ["--zero 3"] * (settings.zero < 3) + [_more_tp(settings), "--precision bf16-pure"]
     if name == "gradients":
         return ["--zero 2"] * (settings.zero < 2) + ["more --gpus"] * (settings.zero >= 2 and sharding)
     if name == "fp32 master weights" or name.startswith("optimizer states"):

@@ -6,8 +6,9 @@ KV cache) and, when the user gives a batch of inputs, one forward on meta for th
 
 from __future__ import annotations
 
+import contextlib
 import inspect as pyinspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,8 @@ def _inputs(
     parameters = pyinspect.signature(model.forward).parameters
     if not settings.train and "logits_to_keep" in parameters:
         kwargs["logits_to_keep"] = 1  # as generate() does: logits for the last position only
+    if settings.train and input_size is None and "labels" in parameters:
+        kwargs["labels"] = args[0]  # a causal LM trains on its loss, whose float32 log-softmax is saved too
     return args, kwargs, shape
 
 
@@ -144,10 +147,24 @@ def _checkpointed(model: nn.Module, result: Trace) -> tuple[int, str] | None:
     inputs = sum(calls[block].input_bytes for block in best)
     largest = max(result.activations.get(block, 0) for block in best)
     total = result.total_activations or 0
-    size = total - inside + inputs + largest
+    size = min(total, total - inside + inputs + largest)  # a block that saves only its input gains nothing
     formula = (f"{format_bytes(total)} saved - {format_bytes(inside)} inside {len(best)} checkpointed blocks + their "
                f"inputs {format_bytes(inputs)} + one block recomputed {format_bytes(largest)}")  # fmt: skip
     return size, formula
+
+
+@contextlib.contextmanager
+def _checkpointing_off(model: nn.Module) -> Iterator[bool]:
+    """transformers' gradient checkpointing switched off for the block (it cannot run on meta), and back on after,
+    even on error. Yields whether it was on."""
+    switched = [module for module in model.modules() if vars(module).get("gradient_checkpointing") is True]
+    for module in switched:
+        vars(module)["gradient_checkpointing"] = False  # a plain attribute: nn.Module keeps it in __dict__
+    try:
+        yield bool(switched)
+    finally:
+        for module in switched:
+            vars(module)["gradient_checkpointing"] = True
 
 
 def measure_activations(
@@ -165,23 +182,28 @@ def measure_activations(
     if settings.train:
         compute = _torch_dtype(COMPUTE_DTYPES[settings.precision])
         args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
-        result = saved_for_backward(model, args, kwargs, dtype=compute)
+        with _checkpointing_off(model) as was_on:
+            result = saved_for_backward(model, args, kwargs, dtype=compute)
         assert result.total_activations is not None
         dtype = COMPUTE_DTYPES[settings.precision]
-        mixed = settings.precision.endswith("-mixed")
-        formula = f"saved for backward by a train-mode forward on meta ({shape}, {dtype})"
-        if mixed:
+        # An estimate, not a count: the kernels a GPU picks (attention above all) and autocast's float32 ops decide
+        # what is really saved.
+        formula = f"saved for backward by a train-mode forward on meta ({shape}, {dtype}, fused attention)"
+        if "labels" in kwargs:
+            formula += ", with the loss"
+        if settings.precision.endswith("-mixed"):
             formula += "; autocast keeps some (softmax, norms) in float32"
-        label: Label = "estimate" if mixed else "derived"
         size = result.total_activations
-        if settings.grad_checkpointing:
+        if was_on and not settings.grad_checkpointing:
+            notes.append("the model has gradient checkpointing on: its activations are estimated as checkpointed")
+        if settings.grad_checkpointing or was_on:
             checkpointed = _checkpointed(model, result)
             if checkpointed is None:
-                notes.append("--grad-checkpointing: the model has no repeated blocks (an nn.ModuleList) to checkpoint; "
-                             "activations are shown without it")  # fmt: skip
+                notes.append("gradient checkpointing: the model has no repeated blocks (an nn.ModuleList) to "
+                             "checkpoint; activations are shown without it")  # fmt: skip
             else:
-                size, formula, label = checkpointed[0], checkpointed[1], "estimate"
-        return (size, label, formula), notes
+                size, formula = checkpointed
+        return (size, "estimate", formula), notes
     compute = _torch_dtype(settings.dtype)
     args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
     peak = peak_live_bytes(model, args, kwargs, dtype=compute)
@@ -238,3 +260,36 @@ def module_or_report(value: Any) -> Any:
             f"cannot plan memory for an object of type {type(value).__name__}: pass a torch.nn.Module, a Report or a "
             "target string"
         ) from None
+
+
+def plan_for(
+    model: nn.Module | Report | str,
+    request: Request,
+    *,
+    batch: int | None = None,
+    gpus: int | None = None,
+    tp: int = 1,
+    device_memory: int | str | None = None,
+    keep_fp32: Sequence[str] = (),
+    input_size: Sequence[Any] | None = None,
+    input_dtypes: Sequence[Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    **settings: Any,
+) -> Report:
+    """:func:`build_plan` from the user's options, for the API and the CLI alike: the batch from the input shape,
+    ``gpus`` defaulting to ``tp``, a device memory such as ``"80GiB"``; the other ``settings`` are
+    :class:`MemorySettings` fields."""
+    from ._units import parse_bytes
+
+    memory_settings = MemorySettings(
+        batch=batch_of(batch, input_size),
+        gpus=tp if gpus is None else gpus,
+        tp=tp,
+        device_memory=parse_bytes(device_memory) if isinstance(device_memory, str) else device_memory,
+        keep_fp32=tuple(keep_fp32),
+        **settings,
+    )
+    return build_plan(
+        module_or_report(model), memory_settings, request, input_size=input_size, input_dtypes=input_dtypes,
+        config=config,
+    )  # fmt: skip

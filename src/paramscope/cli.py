@@ -527,33 +527,19 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
 
 
 def _run_memory(options: argparse.Namespace, stdout: IO[str]) -> int:
-    from ._memory import MemorySettings
-    from ._planner import batch_of, build_plan
+    from ._planner import plan_for
     from .render import View, render
     from .render._layout import layout
 
     shapes = [_shape(text) for text in options.input_size] if options.input_size else None
-    settings = MemorySettings(
-        train=options.train,
-        dtype=options.dtype,
-        kv_dtype=options.kv_dtype,
-        batch=batch_of(options.batch, shapes),
-        tokens=options.seq,
-        optimizer=options.optimizer,
-        precision=options.precision,
-        grad_checkpointing=options.grad_checkpointing,
-        gpus=options.tp if options.gpus is None else options.gpus,
-        zero=options.zero,
-        tp=options.tp,
-        offload_optimizer=options.offload_optimizer,
-        device_memory=None if options.device_memory is None else parse_bytes(options.device_memory),
-        keep_fp32=tuple(options.keep_fp32),
-    )
-    settings.check()
     with contextlib.redirect_stdout(sys.stderr):
-        report = build_plan(
-            options.target, settings, _request(options), input_size=shapes, input_dtypes=options.input_dtype
-        )
+        report = plan_for(
+            options.target, _request(options), train=options.train, dtype=options.dtype, kv_dtype=options.kv_dtype,
+            batch=options.batch, tokens=options.seq, optimizer=options.optimizer, precision=options.precision,
+            grad_checkpointing=options.grad_checkpointing, gpus=options.gpus, zero=options.zero, tp=options.tp,
+            offload_optimizer=options.offload_optimizer, device_memory=options.device_memory,
+            keep_fp32=options.keep_fp32, input_size=shapes, input_dtypes=options.input_dtype,
+        )  # fmt: skip
     view = View(units=options.units)
     _deliver(options, stdout, lambda: render(report, options.format, view), lambda: layout(report, view))
     plan = report.memory

@@ -112,16 +112,12 @@ def _flat_parameter(module: nn.Module) -> Any:
     return flat if getattr(flat, "_is_flat_param", False) else None
 
 
-def unflatten(model: nn.Module) -> FlatParameters:
-    """The original parameters behind every FSDP1 flat parameter in ``model``."""
-    found = FlatParameters()
-    if "torch.distributed.fsdp" not in sys.modules:
-        return found
-    for module in model.modules():
-        flat = _flat_parameter(module)
-        if flat is not None:
-            _unflatten_one(flat, found, _world_size(getattr(module, "process_group", None)))
-    return found
+def unflatten(wrapper: nn.Module, found: FlatParameters) -> None:
+    """Add the original parameters behind an FSDP1 wrapper's flat parameter to ``found`` (the walk calls this when
+    it meets the wrapper, before the modules it wraps)."""
+    flat = _flat_parameter(wrapper)
+    if flat is not None:
+        _unflatten_one(flat, found, _world_size(getattr(wrapper, "process_group", None)))
 
 
 def _unflatten_one(flat: Any, found: FlatParameters, world: int | None) -> None:
@@ -133,7 +129,9 @@ def _unflatten_one(flat: Any, found: FlatParameters, world: int | None) -> None:
     stand_ins = []
     shard_infos = getattr(flat, "_shard_param_infos", ())
     for index, (info, shape) in enumerate(zip(flat._param_infos, flat._shapes, strict=True)):
-        stand_in = torch.empty(tuple(shape), dtype=flat.dtype, device="meta").requires_grad_(flat.requires_grad)
+        # use_orig_params keeps each original's own requires_grad (frozen layers, LoRA); else the flat one's holds
+        trains = originals[index].requires_grad if originals is not None else flat.requires_grad
+        stand_in = torch.empty(tuple(shape), dtype=flat.dtype, device="meta").requires_grad_(trains)
         stand_ins.append(stand_in)
         found.on_module.setdefault(id(info.module), []).append((info.param_name, stand_in))
         local = (shard_infos[index].numel_in_shard or 0) if index < len(shard_infos) else 0

@@ -53,11 +53,12 @@ def _named(class_name: str) -> Callable[[nn.Module], bool]:
     return lambda module: type(module).__name__ == class_name
 
 
+FSDP1 = Wrapper("FSDP1's FullyShardedDataParallel", "_fsdp_wrapped_module", _named("FullyShardedDataParallel"))
 WRAPPERS: list[Wrapper] = [
     Wrapper("torch.compile's OptimizedModule", "_orig_mod", _is_optimized_module),
     Wrapper("DataParallel", "module", lambda m: isinstance(m, nn.DataParallel)),
     Wrapper("DistributedDataParallel", "module", lambda m: isinstance(m, nn.parallel.DistributedDataParallel)),
-    Wrapper("FSDP1's FullyShardedDataParallel", "_fsdp_wrapped_module", _named("FullyShardedDataParallel")),
+    FSDP1,
     Wrapper("CheckpointWrapper", "_checkpoint_wrapped_module", _named("CheckpointWrapper")),
     Wrapper("OffloadWrapper", "_checkpoint_wrapped_module", _named("OffloadWrapper")),
 ]
@@ -144,8 +145,9 @@ class _Walk:
     tight loop turns them into records, with per-class and per-dtype facts cached.
     """
 
-    def __init__(self, flat: FlatParameters | None = None) -> None:
-        self.flat = flat or FlatParameters()
+    def __init__(self) -> None:
+        self.flat = FlatParameters()
+        """FSDP1's flat parameters met so far, unflattened."""
         self.tree = TreeBuilder()
         self.records: list[TensorRecord] = []
         self.owners: list[int] = []
@@ -170,7 +172,7 @@ class _Walk:
         self.local_params = 0
         self.local_storages: dict[int, int] = {}
         """This rank's parameter storages (by key) and their bytes, for the local share of a sharded model."""
-        self.sharded = bool(self.flat)
+        self.sharded = False
 
     def run(self, model: nn.Module) -> None:
         self._walk_modules(model)
@@ -191,6 +193,9 @@ class _Walk:
             if info is None:
                 info = classes[type(module)] = _class_info(module)
             if info.wrapper is not None:
+                if info.wrapper is FSDP1:
+                    unflatten(module, self.flat)  # before the wrapped modules, which the stand-ins replace
+                    self.sharded = self.sharded or bool(self.flat)
                 inner = self._unwrap(module, info.wrapper)
                 if inner is not None:
                     stack.append((path, inner, parent))
@@ -495,7 +500,7 @@ def inspect_module(
     With ``explain``, each module gets its layer formula (see :mod:`paramscope.formulas`), checked against its
     tensors.
     """
-    walk = _Walk(unflatten(model))
+    walk = _Walk()
     with _gc_paused():
         walk.run(model)
         modules, totals, by_dtype = walk.tree.build(walk.records, walk.owners)
