@@ -25,6 +25,8 @@ from safetensors import SafetensorError, safe_open
 import paramscope
 from paramscope.cli import main
 
+from .cli import assert_error, run
+
 SUBPROCESS_TIMEOUT = 120
 
 
@@ -35,20 +37,6 @@ class Case:
     safetensors_file: Path | None = None
     """A malformed safetensors file, which ``safe_open`` must reject too."""
     extra: dict[str, str] = field(default_factory=dict)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_error(result: tuple[int, str, str], message: str) -> None:
-    """Exit 2, nothing on stdout, exactly one line ``paramscope: error: <message>`` on stderr."""
-    code, out, err = result
-    assert err == f"paramscope: error: {message}\n"
-    assert code == 2
-    assert out == ""
 
 
 def safetensors_file(path: Path, header: object, data: bytes = b"", *, raw: bytes | None = None) -> Path:

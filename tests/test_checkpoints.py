@@ -30,11 +30,11 @@ from torch import nn
 
 import paramscope
 from paramscope import dtypes
-from paramscope.cli import main
 from paramscope.examples import gpt2, resnet18
 from paramscope.sources.safetensors import stored_tensors
 
 from .checkpoints import LLAMA_3_70B, LLAMA_3_70B_PARAMS, llama_tensors, write_safetensors, write_sharded
+from .cli import run
 
 RESNET18_PARAMS = 11_689_512  # published (torchvision resnet18)
 RESNET18_BUFFERS = 9_620  # BatchNorm running_mean/var (2 × 4,800) + 20 num_batches_tracked
@@ -45,13 +45,6 @@ GGML = gguf.GGMLQuantizationType
 
 # ---------------------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``main(argv)`` in-process: (exit code, stdout, stderr)."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_json(capsys: pytest.CaptureFixture[str], target: Path | str, *argv: str) -> dict[str, Any]:

@@ -32,6 +32,8 @@ import paramscope
 from paramscope.cli import main
 from paramscope.examples import gpt2, resnet18
 
+from .cli import assert_error, run
+
 RESNET18_PARAMS = 11_689_512  # published (torchvision resnet18)
 GPT2_SMALL_PARAMS = 124_439_808  # published (GPT-2 small, LM head tied to the token embedding)
 TINY_GPT_ARGS = ("vocab_size=100", "n_positions=16", "n_embd=8", "n_layer=2", "n_head=2")
@@ -145,25 +147,10 @@ def chatty():
 # helpers
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``main(argv)`` in-process: (exit code, stdout, stderr)."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
     code, out, err = run(capsys, "inspect", *argv, "--format", "json")
     assert (code, err) == (0, "")
     return json.loads(out)
-
-
-def assert_error(result: tuple[int, str, str], message: str) -> None:
-    """Exit 2, nothing on stdout, and exactly the one line ``paramscope: error: <message>`` on stderr."""
-    code, out, err = result
-    assert err == f"paramscope: error: {message}\n"
-    assert code == 2
-    assert out == ""
 
 
 def write(directory: Path, name: str, source: str) -> Path:

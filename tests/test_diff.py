@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 import paramscope
-from paramscope.cli import main
+
+from .cli import run
 
 
 class Net(nn.Module):
@@ -37,12 +38,6 @@ class Net(nn.Module):
 def count(model: nn.Module) -> tuple[int, int]:
     params = list(model.parameters())
     return sum(p.numel() for p in params), sum(p.numel() * p.element_size() for p in params)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -94,7 +89,7 @@ def test_model_against_its_own_checkpoint_is_equal(tmp_path: Path, capsys: pytes
     found = paramscope.diff(model, str(path))
     assert (found.only_in_a, found.only_in_b, found.changed) == ((), (), ())
     assert found.equal
-    code, out, err = run(capsys, "diff", f"{Path(__file__).parent / 'test_diff.py'}:Net", str(path))
+    code, out, err = run(capsys, "diff", "tests.test_diff:Net", str(path))
     assert (code, err) == (0, "")
     assert out.rstrip().endswith("  - the models are the same")
 
@@ -212,7 +207,7 @@ def test_cli_formats_and_exit_codes(llama_configs: tuple[Path, Path], capsys: py
 
 
 def test_cli_arguments_per_side(capsys: pytest.CaptureFixture[str]) -> None:
-    target = f"{Path(__file__).parent / 'test_diff.py'}:Net"
+    target = "tests.test_diff:Net"
     code, out, _ = run(capsys, "diff", target, target, "--args-b", "blocks=3", "--format", "json")
     data = json.loads(out)
     assert code == 1

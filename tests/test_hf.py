@@ -27,7 +27,8 @@ from safetensors import safe_open
 from torch import nn
 
 import paramscope
-from paramscope.cli import main
+
+from .cli import assert_error, run
 
 SUBPROCESS_TIMEOUT = 120
 META_HINT = "; the model needs real tensors while it is built: try --device cpu"
@@ -57,25 +58,10 @@ MOE_PUBLISHED = {"mixtral-8x7b"}
 # helpers
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``main(argv)`` in-process: (exit code, stdout, stderr)."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def run_json(capsys: pytest.CaptureFixture[str], target: Path | str, *argv: str, code: int = 0) -> dict[str, Any]:
     got, out, err = run(capsys, "inspect", str(target), "--format", "json", "--quiet", *argv)
     assert (got, err) == (code, "")
     return json.loads(out)
-
-
-def assert_error(result: tuple[int, str, str], message: str) -> None:
-    """Exit 2, nothing on stdout, and exactly the one line ``paramscope: error: <message>`` on stderr."""
-    code, out, err = result
-    assert err == f"paramscope: error: {message}\n"
-    assert code == 2
-    assert out == ""
 
 
 def meta_build(cls: type[nn.Module], config: Any) -> nn.Module:

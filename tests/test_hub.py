@@ -33,9 +33,8 @@ from huggingface_hub.utils import logging as hub_logging
 from huggingface_hub.utils.tqdm import are_progress_bars_disabled
 from torch import nn
 
-from paramscope.cli import main
-
 from .checkpoints import LLAMA_3_70B, LLAMA_3_70B_PARAMS, llama_tensors, write_safetensors, write_sharded
+from .cli import assert_error, run
 from .hub_server import HubServer, Repo, Request, ZeroPadded
 
 SUBPROCESS_TIMEOUT = 120
@@ -193,25 +192,10 @@ def hub_env(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 # helpers
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``main(argv)`` in-process: (exit code, stdout, stderr)."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def run_json(capsys: pytest.CaptureFixture[str], target: Path | str, *argv: str, code: int = 0) -> dict[str, Any]:
     got, out, err = run(capsys, "inspect", str(target), "--format", "json", *argv)
     assert (got, err) == (code, "")
     return json.loads(out)
-
-
-def assert_error(result: tuple[int, str, str], message: str) -> None:
-    """Exit 2, nothing on stdout, and exactly the one line ``paramscope: error: <message>`` on stderr."""
-    code, out, err = result
-    assert err == f"paramscope: error: {message}\n"
-    assert code == 2
-    assert out == ""
 
 
 def same_model(remote: dict[str, Any], local: dict[str, Any]) -> None:

@@ -33,9 +33,10 @@ from torch import nn
 import paramscope
 from paramscope import MemoryPlan
 from paramscope._memory import OPTIMIZERS, PRECISIONS, kv_cache
-from paramscope.cli import main
 from paramscope.examples import gpt2
 from paramscope.render.csv import MEMORY_COLUMNS
+
+from .cli import assert_error, run
 
 TINY_GPT_KWARGS = {"vocab_size": 100, "n_positions": 16, "n_embd": 8, "n_layer": 2, "n_head": 2}
 TINY_GPT_ARGS = tuple(f"{key}={value}" for key, value in TINY_GPT_KWARGS.items())
@@ -169,21 +170,6 @@ def plan_of(model: Any, *args: Any, **kwargs: Any) -> MemoryPlan:
 
 def names(plan: MemoryPlan) -> list[str]:
     return [item.name for item in plan.items]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``main(argv)`` in-process: (exit code, stdout, stderr)."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_error(result: tuple[int, str, str], message: str) -> None:
-    """Exit 2, nothing on stdout, and exactly the one line ``paramscope: error: <message>`` on stderr."""
-    code, out, err = result
-    assert err == f"paramscope: error: {message}\n"
-    assert code == 2
-    assert out == ""
 
 
 class Mixed(nn.Module):
@@ -813,10 +799,20 @@ def test_cli_csv(capsys: pytest.CaptureFixture[str]) -> None:
     reader = csv.reader(io.StringIO(out))
     assert tuple(next(reader)) == MEMORY_COLUMNS
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert [row["name"] for row in rows] == [
+    *items, total = rows
+    assert [row["name"] for row in items] == [
         "weights", "gradients", "fp32 master weights", "optimizer states (adamw)", "buffers", "activations",
     ]  # fmt: skip
-    assert all(row["label"] in ("exact", "derived", "estimate") for row in rows)
+    assert all(row["label"] in ("exact", "derived", "estimate") for row in items)
+    assert total["name"] == "total per device"
+    assert int(total["per_device_bytes"]) == sum(int(row["per_device_bytes"]) for row in items)
+
+
+def test_cli_csv_host_total(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "memory", GPT2, *TINY_GPT_ARGS, *TRAIN_ARGS, "--offload-optimizer", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    host = [int(row["per_device_bytes"]) for row in rows if row["where"] == "host"]
+    assert (code, rows[-1]["name"], int(rows[-1]["per_device_bytes"])) == (0, "host memory per device", sum(host))
 
 
 def test_cli_markdown(capsys: pytest.CaptureFixture[str]) -> None:

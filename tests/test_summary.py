@@ -27,10 +27,11 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import paramscope
-from paramscope.cli import main
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import View, render
 from paramscope.trace import ForwardError
+
+from .cli import assert_error, run
 
 TINY_GPT_KWARGS = {"vocab_size": 100, "n_positions": 16, "n_embd": 8, "n_layer": 2, "n_head": 2}
 TINY_GPT_ARGS = tuple(f"{key}={value}" for key, value in TINY_GPT_KWARGS.items())
@@ -836,22 +837,10 @@ def lazy():
 """
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
     code, out, err = run(capsys, "summary", *argv, "--format", "json", "--quiet")
     assert (code, err) == (0, "")
     return json.loads(out)
-
-
-def assert_error(result: tuple[int, str, str], message: str) -> None:
-    code, out, err = result
-    assert err == f"paramscope: error: {message}\n"
-    assert (code, out) == (2, "")
 
 
 @pytest.fixture

@@ -302,6 +302,14 @@ def _memory_title(plan: MemoryPlan) -> str:
     return f"Memory for {plan.scenario} ({', '.join(parts)})"
 
 
+def memory_totals(plan: MemoryPlan) -> list[tuple[str, int, str]]:
+    """The rows under a plan's items: name, bytes per device, formula."""
+    rows = [("total per device" if plan.settings.gpus > 1 else "total", plan.per_device_bytes, "sum of the above")]
+    if plan.host_bytes:
+        rows.append(("host memory per device", plan.host_bytes, "the offloaded items"))
+    return rows
+
+
 def _memory_section(plan: MemoryPlan, view: View) -> Section:
     several = plan.settings.gpus > 1
     columns = [Column("Item"), Column("Label")]
@@ -317,9 +325,7 @@ def _memory_section(plan: MemoryPlan, view: View) -> Section:
             item.total_bytes, item.formula)
         for item in plan.items
     ]  # fmt: skip
-    rows.append(row("total per device" if several else "total", "", plan.per_device_bytes, None, "sum of the above"))
-    if plan.host_bytes:
-        rows.append(row("host memory per device", "", plan.host_bytes, None, "the offloaded items"))
+    rows += [row(name, "", size, None, formula) for name, size, formula in memory_totals(plan)]
     if plan.fits is not None:
         available = format_bytes(plan.settings.device_memory or 0, view.units)
         verdict = f"fits in {available}" if plan.fits else f"does not fit in {available}"

@@ -1,5 +1,5 @@
 """The CSV format: raw numbers, one row per module (to the view's depth), per tensor (with ``tensors``), or per
-memory item (for a report with a memory plan)."""
+memory item and the totals under them (for a report with a memory plan)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import csv
 import io
 
 from .._report import Report
-from ._layout import View
+from ._layout import View, memory_totals
 
 MODULE_COLUMNS = (
     "path", "type", "depth", "params", "param_bytes", "own_params", "own_param_bytes", "trainable", "buffers",
@@ -37,6 +37,8 @@ def render_csv(report: Report, view: View | None = None) -> str:
         writer.writerow(MEMORY_COLUMNS)
         for item in report.memory.items:
             writer.writerow([_cell(column, getattr(item, column)) for column in MEMORY_COLUMNS])
+        for name, size, formula in memory_totals(report.memory):
+            writer.writerow([name, "", size, "", "", formula])
     elif view.tensors:
         writer.writerow(TENSOR_COLUMNS)
         for record in report.tensors:
