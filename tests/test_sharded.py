@@ -26,7 +26,7 @@ import paramscope
 
 WORLD_SIZE = 2
 TIME_LIMIT_S = 150
-SCENARIOS = ("fsdp2", "tp", "fsdp1", "fsdp1-orig-params")
+SCENARIOS = ("fsdp2", "fsdp2-checkpointed", "tp", "fsdp1", "fsdp1-orig-params")
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available"
@@ -80,11 +80,14 @@ def unsharded_truth() -> dict[str, Any]:
 
 
 def _shard(model: nn.Module, scenario: str) -> nn.Module:
-    if scenario == "fsdp2":
+    if scenario.startswith("fsdp2"):
+        from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
         mesh = init_device_mesh("cpu", (WORLD_SIZE,))
+        if scenario == "fsdp2-checkpointed":  # fully_shard turns each CheckpointWrapper into FSDPCheckpointWrapper
+            model.blocks = nn.ModuleList(checkpoint_wrapper(block) for block in model.blocks)  # type: ignore[union-attr]
         for block in model.blocks:  # type: ignore[union-attr]
             fully_shard(block, mesh=mesh)
         fully_shard(model, mesh=mesh)
@@ -110,7 +113,7 @@ def _shard(model: nn.Module, scenario: str) -> nn.Module:
 
 def _held_here(model: nn.Module, scenario: str) -> tuple[int, int]:
     """What this rank holds, from torch's own objects: (elements, storage bytes with padding)."""
-    if scenario in ("fsdp2", "tp"):
+    if scenario in ("fsdp2", "fsdp2-checkpointed", "tp"):
         from torch.distributed.tensor import DTensor
 
         unique = {id(p): p for p in model.parameters()}.values()
@@ -230,7 +233,7 @@ def test_local_share_is_what_the_rank_holds(ranks: list[dict[str, Any]], scenari
         assert _result(ranks, scenario, rank)["report"]["ranks"] == shares  # all_ranks: every rank sees all
 
 
-@pytest.mark.parametrize("scenario", ["fsdp2", "fsdp1", "fsdp1-orig-params"])
+@pytest.mark.parametrize("scenario", ["fsdp2", "fsdp2-checkpointed", "fsdp1", "fsdp1-orig-params"])
 def test_the_memory_plan_of_full_sharding_is_what_each_rank_holds(ranks: list[dict[str, Any]], scenario: str) -> None:
     # Every dimension here divides by two, so no rank holds padding and ZeRO-3's Ψ/N is exact.
     for rank in range(WORLD_SIZE):
@@ -276,6 +279,17 @@ def test_fsdp1_is_unwrapped_and_flat_shards_are_attributed(ranks: list[dict[str,
     local = [r["sharding"]["local_numel"] for r in report["tensors"]]
     other = [r["sharding"]["local_numel"] for r in _result(ranks, scenario, 1)["report"]["tensors"]]
     assert [a + b for a, b in zip(local, other, strict=True)] == [r["numel"] for r in report["tensors"]]
+
+
+def test_checkpoint_wrappers_under_fsdp2_are_unwrapped(ranks: list[dict[str, Any]]) -> None:
+    report = _result(ranks, "fsdp2-checkpointed", 0)["report"]
+    assert (
+        "unwrapped CheckpointWrapper: names are shown without its '_checkpoint_wrapped_module.' prefix"
+        in report["notes"]
+    )
+    assert [node["type"] for node in report["modules"] if node["path"].startswith("blocks.")] == [
+        "Block", "Linear", "Linear", "LayerNorm"
+    ] * 3  # fmt: skip
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

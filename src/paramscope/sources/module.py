@@ -50,7 +50,8 @@ def _is_optimized_module(module: nn.Module) -> bool:
 
 def _named(class_name: str) -> Callable[[nn.Module], bool]:
     # By name: importing torch.distributed to test isinstance would cost more than the whole walk of a small model.
-    return lambda module: type(module).__name__ == class_name
+    # Any class in the MRO: FSDP2's fully_shard turns CheckpointWrapper into a subclass, FSDPCheckpointWrapper.
+    return lambda module: any(cls.__name__ == class_name for cls in type(module).__mro__)
 
 
 FSDP1 = Wrapper("FSDP1's FullyShardedDataParallel", "_fsdp_wrapped_module", _named("FullyShardedDataParallel"))
