@@ -120,6 +120,38 @@ def test_fine_tuned_in_bf16_with_adapters() -> None:
     assert paths.index("blocks.0.lora_a") < paths.index("blocks.1")  # shown inside the block it was added to
 
 
+def frozen_blocks() -> Net:
+    """A Net whose blocks are frozen, as for fine-tuning the head only."""
+    model = Net()
+    model.blocks.requires_grad_(False)
+    return model
+
+
+def test_freezing_layers_is_a_difference(capsys: pytest.CaptureFixture[str]) -> None:
+    base, frozen = Net(), frozen_blocks()
+    found = paramscope.diff(base, frozen)
+    assert not found.equal
+    assert {change.name for change in found.changed} == {
+        name for name, _ in frozen.blocks.named_parameters(prefix="blocks")
+    }
+    assert all((c.trainable_a, c.trainable_b, c.shape_a == c.shape_b) == (True, False, True) for c in found.changed)
+    trainable = sum(p.numel() for p in frozen.parameters() if p.requires_grad)
+    assert (found.a.totals.trainable, found.b.totals.trainable) == (count(base)[0], trainable)
+    code, out, _ = run(capsys, "diff", "tests.test_diff:Net", "tests.test_diff:frozen_blocks")
+    assert code == 1
+    assert "Different shape, dtype or trainability (" in out
+    assert re.search(
+        r"^  blocks\.0\.0\.weight\s+\(16, 16\) float32, trainable\s+\(16, 16\) float32, frozen$", out, re.M
+    )
+    assert "the models differ" in out
+
+
+def test_trainability_is_not_compared_with_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_model(Net(), str(path))
+    assert paramscope.diff(frozen_blocks(), str(path)).equal  # a checkpoint knows nothing of requires_grad
+
+
 def test_pruned_model_is_smaller_module_by_module() -> None:
     base, pruned = Net(hidden=16), Net(hidden=16)
     pruned.blocks[1][0] = nn.Linear(16, 16, bias=False)
@@ -190,6 +222,11 @@ def test_cli_formats_and_exit_codes(llama_configs: tuple[Path, Path], capsys: py
     ]
     assert data["schema"] == "paramscope.diff/1"
     assert data["equal"] is False
+    params = data["totals"]["params"]
+    assert params["delta"] == params["b"] - params["a"] > 0
+    for module in data["modules"]:
+        assert module["params_delta"] == (module["params_b"] or 0) - (module["params_a"] or 0)
+        assert module["bytes_delta"] == (module["bytes_b"] or 0) - (module["bytes_a"] or 0)
     api = paramscope.diff(small, large)
     assert data == json.loads(json.dumps(api.to_dict()))
 

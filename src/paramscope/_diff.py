@@ -44,13 +44,20 @@ class ModuleDelta:
 
 @dataclass(frozen=True, slots=True)
 class TensorChange:
-    """A tensor in both models whose shape or dtype differs."""
+    """A tensor in both models whose shape, dtype or trainability differs (trainability is compared only where
+    both sides know it: a checkpoint does not)."""
 
     name: str
     shape_a: tuple[int, ...] | None
     shape_b: tuple[int, ...] | None
     dtype_a: str
     dtype_b: str
+    trainable_a: bool | None = None
+    trainable_b: bool | None = None
+
+    @property
+    def trainability_changed(self) -> bool:
+        return None not in (self.trainable_a, self.trainable_b) and self.trainable_a != self.trainable_b
 
 
 @dataclass(frozen=True)
@@ -70,19 +77,24 @@ class Diff:
 
     @property
     def equal(self) -> bool:
-        """No tensor on one side only, and none of another shape or dtype."""
+        """No tensor on one side only, and none of another shape, dtype or trainability."""
         return not (self.only_in_a or self.only_in_b or self.changed)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"schema": "paramscope.diff/1", "a", "b", "equal", "totals", "modules", "only_in_a",
-        "only_in_b", "changed", "notes"}``."""
+        "only_in_b", "changed", "notes"}``; each total is ``{"a", "b", "delta"}`` (delta null where a side is)."""
         keys = ("params", "trainable", "param_bytes", "buffers", "buffer_bytes")
+
+        def total(key: str) -> dict[str, int | None]:
+            a, b = getattr(self.a.totals, key), getattr(self.b.totals, key)
+            return {"a": a, "b": b, "delta": None if a is None or b is None else b - a}
+
         return {
             "schema": SCHEMA,
             "a": {"kind": self.a.source.kind, "target": self.a.source.target},
             "b": {"kind": self.b.source.kind, "target": self.b.source.target},
             "equal": self.equal,
-            "totals": {key: {"a": getattr(self.a.totals, key), "b": getattr(self.b.totals, key)} for key in keys},
+            "totals": {key: total(key) for key in keys},
             "modules": [
                 {
                     "path": delta.path,
@@ -92,6 +104,8 @@ class Diff:
                     "params_b": delta.params_b,
                     "bytes_a": delta.bytes_a,
                     "bytes_b": delta.bytes_b,
+                    "params_delta": delta.params_delta,
+                    "bytes_delta": delta.bytes_delta,
                 }
                 for delta in self.modules
             ],
@@ -104,6 +118,8 @@ class Diff:
                     "shape_b": None if change.shape_b is None else list(change.shape_b),
                     "dtype_a": change.dtype_a,
                     "dtype_b": change.dtype_b,
+                    "trainable_a": change.trainable_a,
+                    "trainable_b": change.trainable_b,
                 }
                 for change in self.changed
             ],
@@ -138,8 +154,11 @@ def _tensor_differences(a: Report, b: Report) -> tuple[list[str], list[str], lis
             only_a.append(record.name)
             continue
         matched_b.add(found.name)
-        if found.shape != record.shape or found.dtype != record.dtype:
-            changed.append(TensorChange(record.name, record.shape, found.shape, record.dtype, found.dtype))
+        change = TensorChange(
+            record.name, record.shape, found.shape, record.dtype, found.dtype, record.trainable, found.trainable
+        )
+        if found.shape != record.shape or found.dtype != record.dtype or change.trainability_changed:
+            changed.append(change)
     only_b = [record.name for record in records_b if record.name not in matched_b]
     return only_a, only_b, changed, notes
 

@@ -116,8 +116,9 @@ examples:
   paramscope diff my_models.py:Net my_models.py:Net --args-b hidden=1024
 
 For a model A and its checkpoint B, "Only in A" are the keys load_state_dict would report missing, "Only in B" the
-unexpected ones, and the shape or dtype differences its size mismatches. Tensors are matched by name, tied names
-included; a model's non-persistent buffers are left out against a checkpoint, which never holds them.
+unexpected ones, and the shape or dtype differences its size mismatches; between two live models, a tensor frozen
+on one side and trained on the other differs too. Tensors are matched by name, tied names included; a model's
+non-persistent buffers are left out against a checkpoint, which never holds them.
 
 exit codes: 0 the models are the same, 1 they differ, 2 bad input or usage
 """
@@ -221,7 +222,7 @@ def _build_parser() -> argparse.ArgumentParser:
         usage="paramscope diff A B [options]",
         help="what differs between two models: totals, modules and tensors (exit 1 when they differ)",
         description="Compare two models, each anything inspect takes: parameters and bytes side by side with the "
-        "change, per module, and the tensors on one side only or with another shape or dtype.",
+        "change, per module, and the tensors on one side only or with another shape, dtype or trainability.",
         epilog=_DIFF_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -81,6 +81,11 @@ def _shape(shape: tuple[int, ...] | None) -> str:
     return "?" if shape is None else "(" + ", ".join(str(dim) for dim in shape) + ")"
 
 
+def _tensor(shape: tuple[int, ...] | None, dtype: str, trainable: bool | None, show_trainability: bool) -> str:
+    text = f"{_shape(shape)} {dtype}"
+    return text + (", trainable" if trainable else ", frozen") if show_trainability else text
+
+
 def diff_document(diff: Diff, *, depth: int = 2, everything: bool = False, units: Units = "iec") -> Document:
     """The sections of a diff: totals side by side, the modules, and the tensors on one side only or changed."""
     sections = [_totals_section(diff, units), _modules_section(diff, depth, everything, units)]
@@ -93,10 +98,14 @@ def diff_document(diff: Diff, *, depth: int = 2, everything: bool = False, units
     if diff.changed:
         columns = (Column("Tensor"), Column("A"), Column("B"))
         changes = [
-            (change.name, f"{_shape(change.shape_a)} {change.dtype_a}", f"{_shape(change.shape_b)} {change.dtype_b}")
+            (
+                change.name,
+                _tensor(change.shape_a, change.dtype_a, change.trainable_a, change.trainability_changed),
+                _tensor(change.shape_b, change.dtype_b, change.trainable_b, change.trainability_changed),
+            )
             for change in diff.changed
         ]
-        sections.append(Section(f"Different shape or dtype ({len(changes)})", columns, changes))
+        sections.append(Section(f"Different shape, dtype or trainability ({len(changes)})", columns, changes))
     notes = [*diff.notes, "the models are the same" if diff.equal else "the models differ"]
     return Document(_heading(diff), sections, notes)
 
