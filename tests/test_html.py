@@ -23,7 +23,7 @@ from paramscope._tree import tree_from_names
 from paramscope._units import format_bytes, format_count
 from paramscope.cli import main
 from paramscope.render import FORMATS, View, render
-from paramscope.render.html import render_html, treemap_data
+from paramscope.render.html import MAX_TABLE_ROWS, render_html, treemap_data
 
 from .models import PartlyFrozen, tiny_gpt
 
@@ -65,6 +65,14 @@ def _huge() -> Report:
             records.append(_tensor(f"blocks.{block}.{layer}.weight", 64 * scale * (25 - layer), "bfloat16", 2))
             records.append(_tensor(f"blocks.{block}.{layer}.bias", scale * (25 - layer)))
     return _checkpoint(records, target="huge.safetensors")
+
+
+def _flat() -> Report:
+    """100,000 tensors in 50,000 sibling layers: at depth 2, a module table of 50,001 rows."""
+    records = []
+    for layer in range(50_000):
+        records += [_tensor(f"layers.{layer}.weight", 64), _tensor(f"layers.{layer}.bias", 8)]
+    return _checkpoint(records, target="flat.safetensors")
 
 
 def _data(page: str) -> dict[str, Any]:
@@ -180,6 +188,17 @@ def test_huge_model_data_stays_compact() -> None:
     assert len(report.tensors) == 100_000
     assert elapsed < 10, elapsed
     assert len(page) < 60 * len(report.modules) + 1_000_000  # one compact row per module, no per-tensor data
+    assert _data(page)["total"] == report.totals.params
+
+
+def test_long_tables_are_cut_and_say_so() -> None:
+    report = _flat()
+    page = render_html(report)
+    modules = page.partition("<h2>Modules</h2>")[2].partition("</table>")[0]
+    assert modules.count("<tr>") == 1 + MAX_TABLE_ROWS  # the header row, then the shown rows
+    hidden = len(report.modules) - MAX_TABLE_ROWS
+    assert f"… and {hidden:,} more rows, not shown in this page (the CSV and JSON formats have every row)" in modules
+    assert len(page) < 2_000_000
     assert _data(page)["total"] == report.totals.params
 
 

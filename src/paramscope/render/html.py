@@ -20,6 +20,8 @@ from .._version import __version__
 from ._layout import Document, Section, View, layout
 
 _ROOT_PLACEHOLDER = '"__PARAMSCOPE_ROOT__"'
+MAX_TABLE_ROWS = 2_000
+"""Rows a table shows in the page: tens of thousands of rows make a browser take seconds for each relayout."""
 
 
 def _asset(name: str) -> str:
@@ -168,7 +170,7 @@ def _table(section: Section) -> str:
         )
         head = f"<thead><tr>{cells}</tr></thead>"
     rows = []
-    for row in section.rows:
+    for row in section.rows[:MAX_TABLE_ROWS]:
         tds = []
         for index, (cell, column) in enumerate(zip(row, section.columns, strict=True)):
             text = cell.strip()
@@ -180,9 +182,14 @@ def _table(section: Section) -> str:
         rows.append(f"<tr>{''.join(tds)}</tr>")
     body = "\n".join(rows)
     link = ' data-linked="1"' if linked else ""
+    foot = ""
+    if len(section.rows) > MAX_TABLE_ROWS:
+        hidden = len(section.rows) - MAX_TABLE_ROWS
+        text = f"… and {hidden:,} more rows, not shown in this page (the CSV and JSON formats have every row)"
+        foot = f'<tfoot><tr><td class="ps-more" colspan="{len(section.columns)}">{_escape(text)}</td></tr></tfoot>'
     return (
         f'<h2>{_escape(section.title)}</h2>\n<div class="ps-scroll"><table{link}>{head}\n'
-        f"<tbody>\n{body}\n</tbody></table></div>\n"
+        f"<tbody>\n{body}\n</tbody>{foot}</table></div>\n"
     )
 
 
