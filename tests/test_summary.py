@@ -29,13 +29,14 @@ from torch.utils.flop_counter import FlopCounterMode
 import paramscope
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import View, render
-from paramscope.trace import ForwardError
+from paramscope.trace import ForwardError, _OpRecorder, describe
 
 from .cli import assert_error, run
 
 TINY_GPT_KWARGS = {"vocab_size": 100, "n_positions": 16, "n_embd": 8, "n_layer": 2, "n_head": 2}
 TINY_GPT_ARGS = tuple(f"{key}={value}" for key, value in TINY_GPT_KWARGS.items())
 ALL_DEPTHS = 99
+aten = torch.ops.aten
 CALL_KEYS = {"path", "type", "depth", "inputs", "outputs", "params", "flops", "macs", "calls", "activations_bytes"}
 CHECKPOINT_MESSAGE = "a forward pass needs a model to run, model code or a config.json; a checkpoint has only weights"
 LAZY_MESSAGE = (
@@ -490,6 +491,45 @@ def test_cpu_flash_attention_is_counted() -> None:
     assert total == without + attention
     for device in ("meta", "cpu"):
         assert paramscope.summary(model, input_size=(1, 16, 8), device=device).totals.flops == total
+
+
+class SelfAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x)[0]  # self-attention: the fast path's case
+
+
+def _fused_cases() -> list[tuple[str, nn.Module, list[tuple[int, ...]], Any, int]]:
+    """Layers whose eval forward on CPU is one fused op that FlopCounterMode counts as 0, with that op and the
+    FLOPs counted by hand (2 per multiply-add, biases not counted, as FlopCounterMode does)."""
+    lstm = 2 * (2 * 15 * 64 * (8 + 16) + 2 * 15 * 64 * (32 + 16))  # 2 directions, 2 layers, 15 steps × batch
+    projections, products = 2 * 16 * 16 * 4 * 10, 4 * 16 * (2 * 5 * 5)  # batch 2, length 5, embedding 16
+    encoder = 2 * 16 * 16 * 40 + 4 * 16 * (2 * 5 * 5) + 2 * 2 * 10 * 16 * 32
+    return [
+        ("lstm", nn.LSTM(8, 16, num_layers=2, bidirectional=True), [(5, 3, 8)], aten.mkldnn_rnn_layer, lstm),
+        ("lstm-batch-first", nn.LSTM(8, 16, batch_first=True), [(3, 5, 8)], aten.mkldnn_rnn_layer,
+         2 * 15 * 64 * (8 + 16)),
+        ("attention", SelfAttention(), [(2, 5, 16)], aten._native_multi_head_attention, projections + products),
+        ("encoder", nn.TransformerEncoderLayer(16, 4, 32, batch_first=True), [(2, 5, 16)],
+         aten._transformer_encoder_layer_fwd, encoder),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", _fused_cases(), ids=lambda case: case[0])
+def test_fused_cpu_kernels_are_counted(case: tuple[str, nn.Module, list[tuple[int, ...]], Any, int]) -> None:
+    _, model, shapes, fused_op, by_hand = case
+    model.eval()
+    recorder = _OpRecorder()
+    with torch.no_grad(), recorder:
+        model(*(torch.randn(shape) for shape in shapes))
+    assert fused_op in recorder.counts  # torch takes its fast path on CPU, so the formula is what counts
+    cpu = paramscope.summary(model, input_size=shapes, device="cpu")
+    meta = paramscope.summary(model, input_size=shapes, device="meta")
+    assert cpu.totals.flops == meta.totals.flops == by_hand
+    assert not [note for note in cpu.notes if str(fused_op) in note]  # not listed among the ops counted as 0
 
 
 def test_transformers_gpt2_with_sdpa_same_flops_on_meta_and_cpu() -> None:
@@ -961,3 +1001,9 @@ def test_cli_golden_resnet18_depth2(capsys: pytest.CaptureFixture[str], golden: 
     code, out, err = run(capsys, *argv)
     assert (code, err) == (0, "")
     golden("resnet18-summary.txt", out)
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+def test_nested_tensors_are_described_by_their_sequences() -> None:
+    nested = torch.nested.nested_tensor([torch.zeros(5, 16), torch.zeros(3, 16)])
+    assert describe((nested, torch.zeros(2))) == "(nested([5, 16], [3, 16]), [2])"

@@ -43,10 +43,55 @@ def _cpu_flash_attention_flops(query: Any, key: Any, value: Any, *args: Any, out
     return int(sdpa_flop_count(query.shape, key.shape, value.shape))
 
 
-_cpu_flash_attention_flops._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode: receives tensors
+def _rows(tensor: torch.Tensor) -> int:
+    """Vectors of the last dimension in ``tensor`` (batch × sequence), nested tensors included."""
+    if tensor.is_nested:
+        return sum(part.numel() // part.shape[-1] for part in tensor.unbind())
+    return tensor.numel() // tensor.shape[-1]
+
+
+def _attention_flops(query: torch.Tensor, key: torch.Tensor, embed_dim: int) -> int:
+    # The projections of queries, keys, values and output (2 per multiply-add), and the two attention products,
+    # Q·Kᵀ and weights·V, of 2·L·S·E each per sequence: what the unfused path counts op by op.
+    if query.is_nested:  # sequences of their own lengths
+        return sum(_attention_flops(q, k, embed_dim) for q, k in zip(query.unbind(), key.unbind(), strict=True))
+    queries, keys = _rows(query), _rows(key)
+    sequences = 1 if query.dim() == 2 else query.shape[0]
+    projections = 2 * embed_dim * embed_dim * (2 * queries + 2 * keys)
+    return projections + 4 * embed_dim * (queries * keys // sequences)
+
+
+def _fused_attention_flops(query: Any, key: Any, value: Any, embed_dim: int, *args: Any, **kwargs: Any) -> int:
+    # nn.MultiheadAttention's fast path (eval, no grad, on CPU/GPU): one op that FlopCounterMode counts as 0.
+    return _attention_flops(query, key, embed_dim)
+
+
+def _fused_encoder_layer_flops(source: Any, embed_dim: int, *args: Any, **kwargs: Any) -> int:
+    # nn.TransformerEncoderLayer's fast path: self-attention, then the feed-forward block (linear1 is 13th).
+    ffn_weight_1 = args[12]
+    return _attention_flops(source, source, embed_dim) + 2 * 2 * _rows(source) * embed_dim * ffn_weight_1.shape[0]
+
+
+def _mkldnn_rnn_layer_flops(inputs: Any, weight_ih: Any, weight_hh: Any, *args: Any, **kwargs: Any) -> int:
+    # One layer and direction of nn.RNN/LSTM/GRU on CPU: every step multiplies the input and the hidden state by
+    # their gate weights, as the unfused cells do op by op.
+    gates, features = weight_ih.shape
+    return 2 * _rows(inputs) * gates * (features + weight_hh.shape[1])
+
+
+for _formula in (
+    _cpu_flash_attention_flops,
+    _fused_attention_flops,
+    _fused_encoder_layer_flops,
+    _mkldnn_rnn_layer_flops,
+):
+    _formula._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode: receives tensors, not shapes
 
 EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
-    aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops
+    aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops,
+    aten._native_multi_head_attention: _fused_attention_flops,
+    aten._transformer_encoder_layer_fwd: _fused_encoder_layer_flops,
+    aten.mkldnn_rnn_layer: _mkldnn_rnn_layer_flops,
 }
 _PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
 
@@ -58,6 +103,8 @@ def describe(value: Any) -> str:
     '([2, 3], None, {mask: [2] bool})'
     """
     if isinstance(value, torch.Tensor):
+        if value.is_nested:  # strided nested tensors have no overall shape: the shape of each sequence
+            return "nested(" + ", ".join(describe(part) for part in value.unbind()) + ")"
         dims = "[" + ", ".join(str(dim) for dim in value.shape) + "]"
         return dims if value.dtype in _PLAIN_DTYPES else f"{dims} {str(value.dtype).removeprefix('torch.')}"
     if value is None or isinstance(value, (bool, int, float, str)):
