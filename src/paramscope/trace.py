@@ -37,6 +37,13 @@ from ._errors import TargetError
 aten = torch.ops.aten
 
 
+def _gets_tensors(formula: Callable[..., int]) -> Callable[..., int]:
+    """Mark a FLOP formula as taking the op's tensors: FlopCounterMode passes shapes to the others."""
+    formula._get_raw = True  # type: ignore[attr-defined]
+    return formula
+
+
+@_gets_tensors
 def _cpu_flash_attention_flops(query: Any, key: Any, value: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
     # FlopCounterMode has no formula for the CPU flash-attention kernel; it computes the same attention as the
     # kernels it does count, so torch's own attention formula applies.
@@ -61,31 +68,26 @@ def _attention_flops(query: torch.Tensor, key: torch.Tensor, embed_dim: int) -> 
     return projections + 4 * embed_dim * (queries * keys // sequences)
 
 
+@_gets_tensors
 def _fused_attention_flops(query: Any, key: Any, value: Any, embed_dim: int, *args: Any, **kwargs: Any) -> int:
     # nn.MultiheadAttention's fast path (eval, no grad, on CPU/GPU): one op that FlopCounterMode counts as 0.
     return _attention_flops(query, key, embed_dim)
 
 
+@_gets_tensors
 def _fused_encoder_layer_flops(source: Any, embed_dim: int, *args: Any, **kwargs: Any) -> int:
     # nn.TransformerEncoderLayer's fast path: self-attention, then the feed-forward block (linear1 is 13th).
     ffn_weight_1 = args[12]
     return _attention_flops(source, source, embed_dim) + 2 * 2 * _rows(source) * embed_dim * ffn_weight_1.shape[0]
 
 
+@_gets_tensors
 def _mkldnn_rnn_layer_flops(inputs: Any, weight_ih: Any, weight_hh: Any, *args: Any, **kwargs: Any) -> int:
     # One layer and direction of nn.RNN/LSTM/GRU on CPU: every step multiplies the input and the hidden state by
     # their gate weights, as the unfused cells do op by op.
     gates, features = weight_ih.shape
     return 2 * _rows(inputs) * gates * (features + weight_hh.shape[1])
 
-
-for _formula in (
-    _cpu_flash_attention_flops,
-    _fused_attention_flops,
-    _fused_encoder_layer_flops,
-    _mkldnn_rnn_layer_flops,
-):
-    _formula._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode: receives tensors, not shapes
 
 EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
     aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops,
