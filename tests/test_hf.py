@@ -600,6 +600,160 @@ def test_check_through_the_api(tiny_llama: Saved) -> None:
     assert (report.check.ok, report.check.unexpected, report.check.missing) == (False, ("model.extra.weight",), ())
 
 
+# base-model prefix: GPT2Model weights (``h.0…``) under GPT2LMHeadModel (``transformer.h.0…``) and the reverse
+
+TINY_GPT2 = {"vocab_size": 64, "n_positions": 32, "n_embd": 16, "n_layer": 2, "n_head": 2, "bos_token_id": 0,
+             "eos_token_id": 0}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny GPT-2 saved by transformers as a base model and as a model with a head (keys under ``transformer.``)."""
+    root = tmp_path_factory.mktemp("tiny-gpt2")
+    for name, cls in (("base", transformers.GPT2Model), ("head", transformers.GPT2LMHeadModel)):
+        config = transformers.GPT2Config(**TINY_GPT2, architectures=[cls.__name__])
+        torch.manual_seed(0)
+        cls(config).save_pretrained(root / name)
+    return {"base": root / "base", "head": root / "head"}
+
+
+def _edit_weights(directory: Path, drop: tuple[str, ...] = (), add: tuple[str, ...] = ()) -> None:
+    path = directory / "model.safetensors"
+    tensors = safetensors.torch.load_file(path)
+    for name in drop:
+        del tensors[name]
+    for name in add:
+        tensors[name] = torch.zeros(64, 16) if name == "lm_head.weight" else torch.zeros(2)
+    safetensors.torch.save_file(tensors, path, metadata={"format": "pt"})
+
+
+# case: (the weights saved by, the class --check builds, tensors dropped, tensors added, the note on the prefix)
+PREFIX_CASES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...], str | None]] = {
+    "base-into-head": ("base", "GPT2LMHeadModel", (), (), "added to 28"),
+    "head-into-base": ("head", "GPT2Model", (), (), "removed from 28"),
+    "base-into-head-layer-dropped": ("base", "GPT2LMHeadModel", ("h.1.ln_2.weight", "h.1.ln_2.bias"), (),
+                                     "added to 26"),
+    # outside the prefix: an untied head and stray tensors; h.0.attn.bias: GPT-2 ignores it (_keys_to_ignore_on_load_…)
+    "head-with-extras-into-base": ("head", "GPT2Model", (), ("lm_head.weight", "transformer.extra.weight",
+                                   "other.weight", "transformer.h.0.attn.bias"), "removed from 28"),
+    "base-with-extras-into-head": ("base", "GPT2LMHeadModel", (), ("extra.weight", "transformer.other.weight",
+                                   "h.0.attn.bias"), "added to 28"),
+    "head-into-head": ("head", "GPT2LMHeadModel", (), (), None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(PREFIX_CASES))
+def test_check_adds_or_removes_the_base_model_prefix_as_transformers_does(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_gpt2: dict[str, Path], case: str
+) -> None:
+    saved, model_class, drop, add, prefix_note = PREFIX_CASES[case]
+    directory = tmp_path / case
+    shutil.copytree(tiny_gpt2[saved], directory)
+    _edit_weights(directory, drop, add)
+    _, info = getattr(transformers, model_class).from_pretrained(directory, output_loading_info=True)
+    capsys.readouterr()  # transformers' own load report
+    assert info["mismatched_keys"] == set()
+    failed = bool(info["missing_keys"] or info["unexpected_keys"])
+    assert failed == bool(drop or add)
+
+    report = run_json(capsys, directory, "--check", "--model-class", model_class, code=1 if failed else 0)
+    check = report["check"]
+    assert (sorted(check["missing"]), sorted(check["unexpected"])) == (
+        sorted(info["missing_keys"]),
+        sorted(info["unexpected_keys"]),
+    )
+    assert (check["ok"], check["mismatched"]) == (not failed, [])
+    notes = [note for note in report["notes"] if "base-model prefix" in note]
+    if prefix_note is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1
+        assert notes[0].startswith(f"--check: base-model prefix 'transformer.' {prefix_note} checkpoint tensor name")
+        assert notes[0].endswith(f"into {model_class}")
+    if "h.0.attn.bias" in " ".join(add):
+        assert any("lists them as ignorable" in note and "h.0.attn.bias" in note for note in report["notes"])
+
+
+# quantised checkpoints: packed weights checked as the logical weights they encode
+
+GPTQ_GROUP = 16
+
+
+def _gptq_llama(directory: Path, *, drop: str | None = None, wrong_inputs: str | None = None) -> Saved:
+    """A tiny Llama with every projection stored as GPTQ 4-bit (qweight, qzeros, scales, g_idx), the rest as fp16."""
+    config = transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"])
+    write_config(directory, config)
+    quantization = {"quant_method": "gptq", "bits": 4, "group_size": GPTQ_GROUP, "desc_act": False, "sym": True}
+    edit_config(directory / "config.json", quantization_config=quantization)
+    model = meta_build(transformers.LlamaForCausalLM, config)
+    tensors = {}
+    for name, parameter in model.named_parameters():
+        layer = name.rpartition(".")[0]
+        if layer == drop:
+            continue
+        if not layer.endswith("_proj"):
+            tensors[name] = torch.zeros(parameter.shape, dtype=torch.float16)
+            continue
+        out, inputs = parameter.shape
+        inputs *= 2 if layer == wrong_inputs else 1
+        tensors |= {
+            f"{layer}.qweight": torch.zeros(inputs * 4 // 32, out, dtype=torch.int32),
+            f"{layer}.qzeros": torch.zeros(inputs // GPTQ_GROUP, out * 4 // 32, dtype=torch.int32),
+            f"{layer}.scales": torch.zeros(inputs // GPTQ_GROUP, out, dtype=torch.float16),
+            f"{layer}.g_idx": torch.zeros(inputs, dtype=torch.int32),
+        }
+    safetensors.torch.save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
+    return Saved(directory, model, config)
+
+
+def test_check_accepts_a_correct_gptq_checkpoint(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    saved = _gptq_llama(tmp_path)
+    report = run_json(capsys, tmp_path, "--check")
+    assert report["check"] == {
+        "against": str(tmp_path / "config.json"),
+        "ok": True,
+        "missing": [],
+        "unexpected": [],
+        "mismatched": [],
+    }
+    assert report["totals"]["params"] == numel(saved.model)
+    packed = sum(1 for name, _ in saved.model.named_parameters() if name.endswith("_proj.weight"))
+    assert packed == 14
+    assert (
+        f"--check: {packed} packed quantised weight(s) compared as the weights they encode, by logical shape "
+        "(model.layers.0.mlp.down_proj.qweight as model.layers.0.mlp.down_proj.weight and 13 more); their scale, "
+        "zero and index tensors are not unexpected"
+    ) in report["notes"]
+
+
+def test_check_reports_a_missing_gptq_layer(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    _gptq_llama(tmp_path, drop="model.layers.1.mlp.down_proj")
+    report = run_json(capsys, tmp_path, "--check", code=1)
+    check = report["check"]
+    assert (check["missing"], check["unexpected"], check["mismatched"]) == (
+        ["model.layers.1.mlp.down_proj.weight"],
+        [],
+        [],
+    )
+
+
+def test_check_reports_a_gptq_layer_of_the_wrong_logical_shape(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _gptq_llama(tmp_path, wrong_inputs="model.layers.0.self_attn.q_proj")
+    report = run_json(capsys, tmp_path, "--check", code=1)
+    check = report["check"]
+    hidden = TINY_LLAMA["hidden_size"]
+    assert (check["missing"], check["unexpected"]) == ([], [])
+    assert check["mismatched"] == [
+        {
+            "name": "model.layers.0.self_attn.q_proj.weight",
+            "model_shape": [hidden, hidden],
+            "checkpoint_shape": [hidden, 2 * hidden],
+        }
+    ]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 6. custom code: never run without --trust-remote-code
 

@@ -3,10 +3,17 @@
 The classic ``load_state_dict`` error, ahead of time: tensors the model has and the checkpoint lacks (missing),
 tensors the checkpoint has and the model lacks (unexpected), and tensors whose shapes differ. Tied weights and
 non-persistent buffers, which a checkpoint leaves out on purpose, are not reported missing.
+
+Names are matched as the loader matches them (:class:`Loading`): transformers renames some keys, adds or removes
+the base-model prefix (``transformer.`` for GPT-2) when a base model's checkpoint is loaded into a model with a head
+or the reverse, and ignores the keys a model lists as ignorable. A quantised weight (GPTQ ``qweight``, AWQ,
+bitsandbytes, FP8, MXFP4 ``_blocks``) is compared as the logical weight it encodes, and its scales and zeros are
+neither missing nor unexpected.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -14,6 +21,9 @@ from ._report import Report, TensorRecord
 
 Renamer = Callable[[str], tuple[str, bool]]
 """Maps a checkpoint's tensor name to the model's, and says whether loading converts it (merges experts, …)."""
+
+# A packed weight's stored name ends with the first suffix; the weight it encodes, with the second.
+_PACKED_SUFFIXES = ((".qweight", ".weight"), (".weight_packed", ".weight"), ("_blocks", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +34,25 @@ class ShapeMismatch:
 
 
 @dataclass(frozen=True)
+class Loading:
+    """How a loader matches a checkpoint's tensor names with a model's (transformers' ``from_pretrained``).
+
+    ``rename`` maps a stored name to the model's and says whether loading converts the tensor. ``base_model_prefix``
+    is added to a stored name, or removed from it, when that makes it one of the model's names, as transformers
+    does for a base model's checkpoint loaded into a model with a head (and the reverse); transformers 5 decides
+    name by name, as here, 4.x once for the whole checkpoint, which gives the same result unless a checkpoint mixes
+    prefixed and unprefixed names. ``ignore_missing`` and
+    ``ignore_unexpected`` are regular expressions, searched in the model's names, for the tensors the loader does not
+    report (``_keys_to_ignore_on_load_missing``/``_unexpected``).
+    """
+
+    rename: Renamer | None = None
+    base_model_prefix: str = ""
+    ignore_missing: tuple[str, ...] = ()
+    ignore_unexpected: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Check:
     """What a model and a checkpoint disagree on; empty tuples when the checkpoint loads into the model."""
 
@@ -31,6 +60,8 @@ class Check:
     missing: tuple[str, ...]
     unexpected: tuple[str, ...]
     mismatched: tuple[ShapeMismatch, ...]
+    notes: tuple[str, ...] = ()
+    """How names were matched: the base-model prefix added or removed, packed weights, ignored tensors."""
 
     @property
     def ok(self) -> bool:
@@ -41,39 +72,139 @@ def _names(record: TensorRecord) -> tuple[str, ...]:
     return (record.name, *record.aliases)
 
 
-def compare(model: Report, checkpoint: Report, rename: Renamer | None = None) -> Check:
+def _logical_name(name: str) -> str:
+    """The name of the weight a packed tensor encodes: ``q_proj.qweight`` → ``q_proj.weight``."""
+    for stored, logical in _PACKED_SUFFIXES:
+        if name.endswith(stored):
+            return name[: -len(stored)] + logical
+    return name
+
+
+def _fits(found: TensorRecord, wanted: TensorRecord) -> bool:
+    """Whether a checkpoint tensor has the model tensor's shape; for a packed weight, the logical shape it encodes."""
+    if found.shape == wanted.shape or found.packing is None:
+        return found.shape == wanted.shape
+    if found.shape is None or wanted.shape is None or found.numel != wanted.numel:
+        return False
+    if len(found.shape) == 1:
+        return True  # bitsandbytes 4-bit without a readable quant state: only the count is known
+    # MXFP4 blocks encode (…, out, in); gpt-oss builds its experts (…, in, out) and transposes them when it loads
+    swapped = (*wanted.shape[:-2], wanted.shape[-1], wanted.shape[-2])
+    return found.name.endswith("_blocks") and len(wanted.shape) >= 2 and found.shape == swapped
+
+
+def _prefixed(name: str, prefix: str, expected: set[str]) -> tuple[str, str | None]:
+    """``name`` with the base-model prefix removed or added when only that makes it a model name, and which."""
+    if not prefix or name in expected:
+        return name, None
+    if name.startswith(f"{prefix}.") and name[len(prefix) + 1 :] in expected:
+        return name[len(prefix) + 1 :], "removed"
+    if f"{prefix}.{name}" in expected:
+        return f"{prefix}.{name}", "added"
+    return name, None
+
+
+def _search(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    if not patterns:
+        return lambda name: False
+    regex = re.compile("|".join(f"({pattern})" for pattern in patterns))
+    return lambda name: regex.search(name) is not None
+
+
+def _listed(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -> Check:
     """Which of the model's tensors the checkpoint lacks, which it has in excess, and which differ in shape.
 
-    ``rename`` maps checkpoint names to the model's as the loader does (transformers renames keys and merges some
-    layouts when it loads a checkpoint); a tensor the loader converts is not compared by shape.
+    ``loading`` matches checkpoint names with the model's as the loader does (transformers renames keys, merges
+    some layouts, adds or removes the base-model prefix); a tensor the loader converts is not compared by shape.
+    A packed quantised weight is compared as the weight it encodes, by its logical shape.
+
+    Example::
+
+        check = compare(inspect_module(model), checkpoint_report, Loading(base_model_prefix="transformer"))
+        check.ok, check.missing, check.unexpected, check.notes
     """
+    loading = loading or Loading()
+    expected = {name for record in model.tensors for name in _names(record)}
     stored: dict[str, TensorRecord | None] = {}  # None: produced by a conversion, shape not comparable
-    checkpoint_names: dict[str, str] = {}
+    targets: dict[str, set[str]] = {}  # checkpoint name -> the model names it was matched to
+    prefixed: dict[str, list[str]] = {"added": [], "removed": []}
+    packed: list[str] = []
     for record in checkpoint.tensors:
         for name in _names(record):
-            target, converted = rename(name) if rename is not None else (name, False)
+            logical = _logical_name(name) if record.packing is not None else name
+            target, converted = loading.rename(logical) if loading.rename is not None else (logical, False)
+            target, change = _prefixed(target, loading.base_model_prefix, expected)
+            if change is not None and name == record.name:
+                prefixed[change].append(record.name)
+            if logical != name and name == record.name:
+                packed.append(record.name)
             stored[target] = None if converted or target in stored else record
-            checkpoint_names[record.name] = target
-    expected = {name for record in model.tensors for name in _names(record)}
-    missing, mismatched = [], []
+            targets.setdefault(record.name, set()).add(target)
+    ignore_missing, ignore_unexpected = _search(loading.ignore_missing), _search(loading.ignore_unexpected)
+    missing, mismatched, ignored = [], [], []
     for record in model.tensors:
         if record.kind == "buffer" and record.persistent is False:
             continue  # not saved in a state dict
         names = [name for name in _names(record) if name in stored]
         if not names:
-            missing.append(record.name)
+            if any(ignore_missing(name) for name in _names(record)):
+                ignored.append(record.name)
+            else:
+                missing.append(record.name)
             continue
         found = stored[names[0]]
-        if found is not None and found.shape != record.shape and found.packing is None:
+        if found is not None and not _fits(found, record):
             mismatched.append(ShapeMismatch(record.name, record.shape, found.shape))
-    unexpected = [
-        record.name
-        for record in checkpoint.tensors
-        if record.kind != "quantization" and checkpoint_names[record.name] not in expected
-    ]
-    return Check(model.source.target, tuple(missing), tuple(unexpected), tuple(mismatched))
+    unexpected = []
+    for record in checkpoint.tensors:
+        matched = targets[record.name]
+        if record.kind == "quantization" or matched & expected:
+            continue
+        if any(ignore_unexpected(name) for name in matched):
+            ignored.append(record.name)
+        else:
+            unexpected.append(record.name)
+    notes = _notes(model, loading.base_model_prefix, prefixed, packed, ignored)
+    return Check(model.source.target, tuple(missing), tuple(unexpected), tuple(mismatched), notes)
 
 
-def with_check(checkpoint: Report, model: Report, rename: Renamer | None = None) -> Report:
-    """``checkpoint`` carrying the result of comparing it with ``model``."""
-    return replace(checkpoint, check=compare(model, checkpoint, rename))
+def _notes(
+    model: Report, prefix: str, prefixed: dict[str, list[str]], packed: list[str], ignored: list[str]
+) -> tuple[str, ...]:
+    root = next((node.type for node in model.modules if node.path == "" and node.type), "the model")
+    notes = []
+    if prefixed["added"]:
+        added = prefixed["added"]
+        notes.append(
+            f"--check: base-model prefix {prefix + '.'!r} added to {len(added)} checkpoint tensor name(s) "
+            f"({_listed(added)}), as transformers does when it loads a base model's weights into {root}"
+        )
+    if prefixed["removed"]:
+        removed = prefixed["removed"]
+        notes.append(
+            f"--check: base-model prefix {prefix + '.'!r} removed from {len(removed)} checkpoint tensor name(s) "
+            f"({_listed(removed)}), as transformers does when it loads a model with a head into {root}"
+        )
+    if packed:
+        notes.append(
+            f"--check: {len(packed)} packed quantised weight(s) compared as the weights they encode, by logical shape "
+            f"({_listed([f'{name} as {_logical_name(name)}' for name in packed], 1)}); their scale, zero and index "
+            "tensors are not unexpected"
+        )
+    if ignored:
+        notes.append(
+            f"--check: {len(ignored)} tensor(s) not reported because {root} lists them as ignorable when it loads "
+            f"({_listed(ignored)})"
+        )
+    return tuple(notes)
+
+
+def with_check(checkpoint: Report, model: Report, loading: Loading | None = None) -> Report:
+    """``checkpoint`` carrying the result of comparing it with ``model``, and the check's notes."""
+    check = compare(model, checkpoint, loading)
+    return replace(checkpoint, check=check, notes=(*checkpoint.notes, *check.notes))

@@ -14,10 +14,13 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import SourceError, TargetError, UsageError
 from .._report import Report
+
+if TYPE_CHECKING:
+    from .._check import Loading
 
 HUB_PREFIX = "hf:"
 _MAX_CONFIG_BYTES = 16 * 2**20
@@ -177,12 +180,32 @@ def config_report(
     return replace(report, source=source, notes=(*notes, *report.notes))
 
 
-def checkpoint_renamer(model: Any) -> Callable[[str], tuple[str, bool]] | None:
-    """How transformers renames (and converts) a checkpoint's keys when it loads them into ``model``, if it does.
+def checkpoint_renamer(model: Any) -> Loading:
+    """How transformers matches a checkpoint's keys with ``model``'s when it loads them: renamed, prefixed, ignored.
 
     Recent transformers build some architectures differently from their checkpoints (Mixtral's experts fused into
-    one tensor, stored one by one); their loader's own conversion mapping says how each stored name maps.
+    one tensor, stored one by one); their loader's own conversion mapping says how each stored name maps. The loader
+    also adds or removes ``base_model_prefix`` between a base model and a model with a head, and does not report
+    the keys a model lists in ``_keys_to_ignore_on_load_missing``/``_unexpected``.
     """
+    from .._check import Loading
+
+    ignore_unexpected = set(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ())
+    buffers = [name for name, _ in model.named_buffers()]
+    # transformers also ignores stale per-layer rotary inv_freq and position_ids buffers of older checkpoints
+    if any(name.endswith("rotary_emb.inv_freq") for name in buffers):
+        ignore_unexpected.add(r"rotary_emb\.inv_freq")
+    if any(name.endswith("position_ids") for name in buffers):
+        ignore_unexpected.add(r"(^|\.)position_ids$")
+    return Loading(
+        _conversion_renamer(model),
+        getattr(model, "base_model_prefix", "") or "",
+        tuple(sorted(getattr(model, "_keys_to_ignore_on_load_missing", None) or ())),
+        tuple(sorted(ignore_unexpected)),
+    )
+
+
+def _conversion_renamer(model: Any) -> Callable[[str], tuple[str, bool]] | None:
     try:
         from transformers.conversion_mapping import get_model_conversion_mapping
         from transformers.core_model_loading import WeightRenaming
