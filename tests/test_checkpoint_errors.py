@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import struct
 import subprocess
 import sys
 import tracemalloc
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import SafetensorError, safe_open
+from torch import nn
 
 import paramscope
 from paramscope.cli import main
@@ -204,6 +207,48 @@ def random_bytes_pt(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def not_a_pickle(path: Path, reason: str) -> str:
+    return (
+        f"{path}: not a PyTorch checkpoint (its data is not a pickle torch.load(weights_only=True) accepts: {reason}); "
+        "nothing in it was executed"
+    )
+
+
+def text_pt(tmp: Path) -> Case:
+    path = tmp / "model.pt"
+    path.write_text("this is text\n")  # "t" is the pickle opcode TUPLE, which pops a mark that was never pushed
+    return Case(["inspect", str(path)], not_a_pickle(path, "IndexError: pop from empty list"))
+
+
+def repeated_text_pt(tmp: Path) -> Case:
+    path = tmp / "model.pt"
+    path.write_text("hello world " * 100)  # "h" is BINGET: it reads memo entry 101 ("e"), which was never stored
+    return Case(["inspect", str(path)], not_a_pickle(path, "KeyError: 101"))
+
+
+def zip_with_text_pickle(tmp: Path) -> Case:
+    saved = saved_pt(tmp / "saved.pt")
+    path = tmp / "model.pt"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
+        for entry in source.infolist():
+            text = entry.filename.endswith("/data.pkl")
+            target.writestr(entry, b"this is text\n" if text else source.read(entry))
+    return Case(["inspect", str(path)], not_a_pickle(path, "IndexError: pop from empty list"))
+
+
+def protocol_4_pickle(tmp: Path) -> Case:
+    path = tmp / "model.pt"
+    path.write_bytes(pickle.dumps({"fc.weight": [0.0] * 4}, protocol=4))  # torch warns of the protocol, then fails
+    return Case(["inspect", str(path)], not_a_pickle(path, "Unsupported operand 149"))
+
+
+def directory_of_training_state_only(tmp: Path) -> Case:
+    torch.save(torch.optim.SGD([torch.zeros(2, requires_grad=True)]).state_dict(), tmp / "optimizer.pt")
+    torch.save({"last_epoch": 3}, tmp / "scheduler.pt")
+    message = f"{tmp}: no model weights, only training state saved beside them (optimizer.pt, scheduler.pt)"
+    return Case(["inspect", str(tmp)], message)
+
+
 def truncated_pt(tmp: Path) -> Case:
     torch.save({"w": torch.zeros(100)}, tmp / "whole.pt")
     whole = (tmp / "whole.pt").read_bytes()
@@ -286,8 +331,9 @@ CASES: list[Callable[[Path], Case]] = [
     header_not_utf8, header_is_a_list, unknown_dtype, offsets_outside_the_data, overlapping_offsets, gap_in_the_data,
     bytes_after_the_last_tensor, span_not_dtype_times_shape, decreasing_offsets, missing_data_offsets,
     index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json, index_without_weight_map,
-    bin_index_names_a_missing_shard, random_bytes_pt, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list,
-    pt_without_tensors, gguf_bad_magic, gguf_version_99, directory_without_weights, unrecognised_file,
+    bin_index_names_a_missing_shard, random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle,
+    protocol_4_pickle, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list, pt_without_tensors,
+    directory_of_training_state_only, gguf_bad_magic, gguf_version_99, directory_without_weights, unrecognised_file,
     explain_on_a_checkpoint, arguments_on_a_checkpoint,
 ]  # fmt: skip
 
@@ -353,11 +399,74 @@ class Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-REFUSED = (
-    "{path}: refused: its pickle needs something torch.load(weights_only=True) does not allow (Trying to load "
-    "unsupported GLOBAL posix.system whose module posix is blocked.); nothing in it was executed. Load it without "
-    "weights_only only if you trust where it comes from"
-)
+class Payload:
+    """Unpickling this calls ``function(*arguments)``."""
+
+    def __init__(self, function: Callable[..., object], *arguments: object) -> None:
+        self.function = function
+        self.arguments = arguments
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (self.function, self.arguments)
+
+
+@dataclass
+class TrainingArguments:
+    """Stands for transformers' TrainingArguments, which the Trainer pickles into training_args.bin."""
+
+    output_dir: str = "out"
+    learning_rate: float = 5e-5
+
+
+def refused(path: Path, reason: str) -> str:
+    return (
+        f"{path}: refused: its pickle needs something torch.load(weights_only=True) does not allow ({reason}); "
+        "nothing in it was executed. Load it without weights_only only if you trust where it comes from"
+    )
+
+
+def not_allowed(name: str) -> str:
+    return f"Unsupported global: GLOBAL {name} was not an allowed global by default."
+
+
+BLOCKED = "Trying to load unsupported GLOBAL posix.system whose module posix is blocked."
+
+
+def eval_payload(marker: Path) -> tuple[object, str]:
+    code = Payload(eval, f"open({str(marker)!r}, 'w').close()")
+    return {"fc.weight": torch.zeros(2, 2), "payload": code}, not_allowed("eval")
+
+
+def subprocess_payload(marker: Path) -> tuple[object, str]:
+    code = Payload(subprocess.call, [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"])
+    # pickle's protocol 2 (torch.save's) writes the module subprocess under its Python 2 name, commands
+    return {"fc.weight": torch.zeros(2, 2), "payload": code}, not_allowed("commands.call")
+
+
+def whole_module(marker: Path) -> tuple[object, str]:
+    return nn.Linear(3, 2), not_allowed("torch.nn.modules.linear.Linear")  # torch.save(model), not its state dict
+
+
+def pickled_dataclass(marker: Path) -> tuple[object, str]:
+    return TrainingArguments(), not_allowed(f"{__name__}.TrainingArguments")
+
+
+RUNS_CODE = [eval_payload, subprocess_payload]
+
+
+@pytest.mark.parametrize("make", [*RUNS_CODE, whole_module, pickled_dataclass], ids=lambda m: m.__name__)
+def test_every_refusal_of_weights_only_is_reported_as_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, make: Callable[[Path], tuple[object, str]]
+) -> None:
+    marker = tmp_path / "pwned"
+    saved, reason = make(marker)
+    path = tmp_path / "model.pt"
+    torch.save(saved, path)
+    assert_error(run(capsys, "inspect", str(path)), refused(path, reason))
+    assert not marker.exists()
+    # the control: loading it the unsafe way works, and runs the code where there is some
+    torch.load(path, weights_only=False)
+    assert marker.exists() == (make in RUNS_CODE)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the pickle names posix.system")
@@ -365,7 +474,7 @@ def test_pickle_that_would_run_code_is_refused(capsys: pytest.CaptureFixture[str
     marker = tmp_path / "pwned"
     path = tmp_path / "model.pt"
     torch.save({"fc.weight": torch.zeros(2, 2), "payload": Evil(marker)}, path)
-    assert_error(run(capsys, "inspect", str(path)), REFUSED.format(path=path))
+    assert_error(run(capsys, "inspect", str(path)), refused(path, BLOCKED))
     assert not marker.exists()
     # the control: loading it the unsafe way does run the command
     torch.load(path, weights_only=False)
@@ -421,7 +530,11 @@ def run_module(*argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("make", [missing_file, header_over_100_mb, overlapping_offsets], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "make",
+    [missing_file, header_over_100_mb, overlapping_offsets, text_pt, zip_with_text_pickle, protocol_4_pickle],
+    ids=lambda m: m.__name__,
+)
 def test_bad_input_as_a_subprocess(tmp_path: Path, make: Callable[[Path], Case]) -> None:
     case = make(tmp_path)
     result = run_module(*case.argv)
@@ -438,6 +551,6 @@ def test_pickle_refused_as_a_subprocess(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (
         2,
         "",
-        f"paramscope: error: {REFUSED.format(path=path)}\n",
+        f"paramscope: error: {refused(path, BLOCKED)}\n",
     )
     assert not marker.exists()

@@ -8,10 +8,12 @@ Every figure is checked against a source other than paramscope: the torch tensor
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -580,6 +582,105 @@ def test_sharded_pytorch_bin(tmp_path: Path, via: str) -> None:
     assert_matches_state_dict(report, state, model)
     assert report.source.kind == "torch"
     assert report.source.files == tuple(str(tmp_path / shard) for shard in shards)
+
+
+@dataclasses.dataclass
+class TrainingArguments:
+    """Stands for transformers' TrainingArguments, which the Trainer pickles into training_args.bin."""
+
+    output_dir: str = "out"
+    learning_rate: float = 5e-5
+
+
+TRAINING_STATE_NOTE = (
+    "not read: rng_state.pth, scheduler.pt, training_args.bin (training state saved beside the weights, not the model)"
+)
+
+
+def save_shards(directory: Path, state: Mapping[str, torch.Tensor], shards: Mapping[str, list[str]]) -> None:
+    for shard, names in shards.items():
+        torch.save({name: state[name] for name in names}, directory / shard)
+    weight_map = {name: shard for shard, names in shards.items() for name in names}
+    (directory / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+@pytest.mark.parametrize("layout", ["single", "sharded"])
+def test_trainer_output_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path, layout: str) -> None:
+    """What transformers' Trainer writes to a checkpoint folder: the weights, and the state to resume training."""
+    model, optimizer = trained_tiny_gpt()
+    state = model.state_dict()
+    if layout == "single":
+        weights = ["pytorch_model.bin"]
+        torch.save(state, tmp_path / weights[0])
+    else:  # the tied embedding and head stay in one shard, so the tie is in the files
+        weights = ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"]
+        last = [name for name in state if name.startswith("transformer.h.1.")]
+        save_shards(tmp_path, state, {weights[0]: [n for n in state if n not in last], weights[1]: last})
+    torch.save(TrainingArguments(), tmp_path / "training_args.bin")  # a pickled class: weights_only refuses it
+    torch.save(optimizer.state_dict(), tmp_path / "optimizer.pt")
+    torch.save(torch.optim.lr_scheduler.StepLR(optimizer, 1).state_dict(), tmp_path / "scheduler.pt")
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()}
+    torch.save(rng, tmp_path / "rng_state.pth")
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
+
+    report = paramscope.inspect(str(tmp_path))
+    assert report.source.files == tuple(str(tmp_path / name) for name in weights)
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    names = {name for record in report.tensors for name in (record.name, *record.aliases)}
+    assert names == set(state)
+    moments = tensor_leaves(optimizer.state_dict())
+    elements = sum(t.numel() for t in moments)
+    optimizer_note = next(note for note in report.notes if note.startswith("optimizer.pt: "))
+    assert optimizer_note.startswith(
+        f"optimizer.pt: optimizer state: {len(moments)} tensor(s), {elements:,} elements, "
+    )
+    assert optimizer_note.endswith("; not counted in the totals")
+    assert TRAINING_STATE_NOTE in report.notes
+    assert not any(note.startswith("not read: ") and note != TRAINING_STATE_NOTE for note in report.notes)
+    code, out, err = run(capsys, "inspect", str(tmp_path), "--quiet")
+    assert (code, err) == (0, "")
+    assert "training_args.bin" in out
+
+
+def test_directory_with_usual_weight_names_reads_only_those(tmp_path: Path) -> None:
+    model = Mixed()
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    torch.save({"extra.weight": torch.zeros(5, 5)}, tmp_path / "extra_head.pt")
+    report = paramscope.inspect(str(tmp_path))
+    assert report.source.files == (str(tmp_path / "pytorch_model.bin"),)
+    assert_matches_state_dict(report, model.state_dict(), model)
+    assert (
+        "not read: extra_head.pt (not a usual weight file name, unlike the files read; inspect it on its own to count "
+        "it)"
+    ) in report.notes
+
+
+def test_directory_with_an_index_names_the_files_it_does_not_read(tmp_path: Path) -> None:
+    model = Mixed()
+    state = model.state_dict()
+    names = list(state)
+    save_shards(
+        tmp_path, state, {"pytorch_model-00001-of-00002.bin": names[:3], "pytorch_model-00002-of-00002.bin": names[3:]}
+    )
+    torch.save(state, tmp_path / "pytorch_model.bin")  # the same weights, unsharded: not counted twice
+    torch.save(TrainingArguments(), tmp_path / "training_args.bin")
+    report = paramscope.inspect(str(tmp_path))
+    assert_matches_state_dict(report, state, model)
+    assert "not read: pytorch_model.bin (not a shard that pytorch_model.bin.index.json names)" in report.notes
+    assert "not read: training_args.bin (training state saved beside the weights, not the model)" in report.notes
+
+
+def test_directory_without_usual_weight_names_reads_every_file_but_training_state(tmp_path: Path) -> None:
+    model = Mixed()
+    state = model.state_dict()
+    names = list(state)
+    torch.save({name: state[name] for name in names[:3]}, tmp_path / "part-a.pt")
+    torch.save({name: state[name] for name in names[3:]}, tmp_path / "part-b.pt")
+    torch.save(TrainingArguments(), tmp_path / "training_args.bin")
+    report = paramscope.inspect(str(tmp_path))
+    assert report.source.files == (str(tmp_path / "part-a.pt"), str(tmp_path / "part-b.pt"))
+    assert_matches_state_dict(report, state, model)
+    assert "not read: training_args.bin (training state saved beside the weights, not the model)" in report.notes
 
 
 # ---------------------------------------------------------------------------------------------------------------------
