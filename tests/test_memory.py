@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import inspect
 import io
 import json
@@ -583,6 +584,99 @@ def test_train_activations_for_input_size_match_saved_tensors_on_cpu() -> None:
     assert (plan.item("activations").total_bytes, plan.item("activations").label) == (truth, "estimate")
 
 
+def small_convnet() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+
+
+def test_training_from_a_summary_uses_the_activations_it_measured() -> None:
+    model = small_convnet()
+    truth = saved_bytes(model, torch.randn(4, 3, 8, 8))
+    summary = paramscope.summary(model, input_size=(4, 3, 8, 8))
+    assert summary.totals.activations_bytes == truth
+    for given in ({}, {"batch": 4}, {"input_size": (4, 3, 8, 8)}):  # the summary's own inputs, or none
+        plan = plan_of(summary, train=True, precision="fp32", **given)
+        item = plan.item("activations")
+        assert (item.total_bytes, item.label, plan.settings.batch) == (truth, "estimate", 4)
+        assert item.formula == (
+            "saved for backward by the summary's train-mode forward ([4, 3, 8, 8]: batch 4, weights in float32, "
+            "no autocast)"
+        )
+        assert not any(note.startswith("no activations item") for note in plan.notes)
+
+
+def test_a_summary_in_another_precision_says_so() -> None:
+    summary = paramscope.summary(small_convnet(), input_size=(4, 3, 8, 8))
+    plan = plan_of(summary, train=True)  # bf16-mixed: the summary ran in float32
+    assert plan.item("activations").total_bytes == summary.totals.activations_bytes
+    assert plan.notes[0] == (
+        "the summary measured the activations in float32 without autocast, and bf16-mixed computes in bfloat16: "
+        "pass the model to measure them in bfloat16"
+    )
+
+
+def test_a_summary_of_token_ids_takes_its_own_length(tiny_llama: nn.Module) -> None:
+    summary = paramscope.summary(tiny_llama, input_size=(2, 8), dtypes=[torch.long])
+    plan = plan_of(summary, train=True, seq=8, precision="fp32")
+    assert plan.item("activations").total_bytes == summary.totals.activations_bytes
+    assert plan.item("activations").formula.startswith("saved for backward by the summary's train-mode forward ([2, 8]")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch": 2}, "batch 2 differs from the summary's batch 4, at which it measured the activations "
+         "([4, 3, 8, 8]): leave batch out, or summarise the model at batch 2"),
+        ({"input_size": (2, 3, 8, 8)}, "input_size [2, 3, 8, 8] differs from the inputs the summary measured its "
+         "activations on [4, 3, 8, 8]: leave input_size out, or pass the model to measure others"),
+        ({"seq": 8}, "seq 8 differs from the inputs the summary measured its activations on [4, 3, 8, 8]: leave seq "
+         "out, or pass the model to measure others"),
+    ],
+)  # fmt: skip
+def test_a_summary_refuses_other_inputs(kwargs: dict[str, Any], message: str) -> None:
+    summary = paramscope.summary(small_convnet(), input_size=(4, 3, 8, 8))
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.memory(summary, train=True, **kwargs)
+    assert str(caught.value) == message
+
+
+def test_a_summary_is_not_an_inference_forward() -> None:
+    # Saved-for-backward bytes outlive the forward; an eval forward frees its tensors as it goes: another figure.
+    summary = paramscope.summary(small_convnet(), input_size=(4, 3, 8, 8))
+    plan = plan_of(summary, batch=4)
+    assert "activations" not in names(plan)
+    assert plan.notes == (
+        "no activations item: the summary measured what a train-mode forward saves for backward, not the peak of an "
+        "inference forward; pass the model with a context length or input_size to measure one",
+    )
+
+
+def test_a_summary_cannot_say_what_checkpointing_leaves() -> None:
+    summary = paramscope.summary(small_convnet(), input_size=(4, 3, 8, 8))
+    plan = plan_of(summary, train=True, grad_checkpointing=True)
+    assert "activations" not in names(plan)
+    assert plan.notes[0] == (
+        "no activations item: a summary does not record what gradient checkpointing would leave (its blocks' "
+        "inputs); pass the model to estimate it"
+    )
+
+
+def test_a_summary_without_activations_says_so() -> None:
+    summary = paramscope.summary(small_convnet(), input_size=(4, 3, 8, 8))
+    failed = dataclasses.replace(summary, totals=dataclasses.replace(summary.totals, activations_bytes=None))
+    plan = plan_of(failed, train=True)
+    assert (plan.settings.batch, "activations" in names(plan)) == (1, False)
+    assert plan.notes[0] == (
+        "no activations item: the summary could not run a train-mode forward (see its notes); pass the model"
+    )
+    calls = tuple(call._replace(inputs="") if call.path == "" else call for call in summary.calls or ())
+    unknown = plan_of(dataclasses.replace(summary, calls=calls), train=True)
+    assert (unknown.settings.batch, "activations" in names(unknown)) == (1, False)
+    assert unknown.notes[0] == (
+        "no activations item: the summary does not record the shapes of its inputs (its batch); pass the model"
+    )
+
+
 def test_mixed_precision_and_checkpointed_activations_are_estimates(tiny_llama: nn.Module) -> None:
     full = plan_of(tiny_llama, train=True, seq=8, batch=2, precision="fp32").item("activations")
     assert plan_of(tiny_llama, train=True, seq=8, batch=2).item("activations").label == "estimate"
@@ -604,8 +698,11 @@ def test_a_report_runs_no_forward(tiny_llama: nn.Module) -> None:
     assert "activations" not in names(plan)
     assert "KV cache" not in names(plan)
     assert plan.notes == (
-        "no activations item: a forward needs a model to run (model code, or a config.json)",
+        "no activations item: a Report has no model to run a forward; pass the model",
         "no KV cache item: the model has no decoder config to size it from",
+    )
+    assert plan_of(paramscope.inspect(tiny_llama), train=True).notes[0] == (
+        "no activations item: a Report has no model to run a forward; pass the model, or its summary with input_size"
     )
 
 
@@ -838,6 +935,21 @@ def test_cli_markdown(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         (("--seq", "8", "--input-size", "2,8"), "give a sequence length (seq) or input_size, not both"),
         (("--input-size", "x,y"), "--input-size 'x,y' is not a shape: write it as 1,3,224,224"),
+        (("--offload-optimizer",), "--offload-optimizer applies to training: add --train (train=True) or leave it out"),
+        (
+            ("--grad-checkpointing",),
+            "--grad-checkpointing applies to training: add --train (train=True) or leave it out",
+        ),
+        (("--optimizer", "sgd"), "--optimizer sgd applies to training: add --train (train=True) or leave it out"),
+        (("--precision", "fp32"), "--precision fp32 applies to training: add --train (train=True) or leave it out"),
+        (("--zero", "3"), "--zero 3 applies to training: add --train (train=True) or leave it out"),
+        (("--tp", "9" * 20), "tp 99,999,999,999,999,999,999 is more devices than any cluster has (at most 16,777,216)"),
+        (
+            ("--gpus", "9" * 20),
+            "gpus 99,999,999,999,999,999,999 is more devices than any cluster has (at most 16,777,216)",
+        ),
+        (("--batch", "9" * 20), "batch 99,999,999,999,999,999,999 is more than any device could hold"),
+        (("--seq", "9" * 20), "1 × 99,999,999,999,999,999,999 tokens is more than any device could hold"),
         (("--device-memory", "lots"), "size 'lots' is not a number with an optional unit"),
         (
             ("--zero", "5"),
@@ -1025,12 +1137,30 @@ def test_zero_with_one_data_parallel_rank_notes_that_nothing_is_sharded() -> Non
         ({"kv_dtype": "complex64"}, "dtype 'complex64' is not a storage format for weights or a KV cache"),
         ({"device_memory": 0}, "device memory must be more than 0 bytes, not 0"),
         ({"seq": 10**14, "batch": 10**8}, "100000000 × 100,000,000,000,000 tokens is more than any device could hold"),
+        ({"offload_optimizer": True}, "--offload-optimizer applies to training: add --train (train=True) or leave it "
+         "out"),
+        ({"gpus": 2**24 + 1}, "gpus 16,777,217 is more devices than any cluster has (at most 16,777,216)"),
+        ({"batch": 2**48}, "batch 281,474,976,710,656 is more than any device could hold"),
     ],
 )  # fmt: skip
 def test_settings_that_describe_nothing_real_are_refused(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(paramscope.UsageError) as caught:
         paramscope.memory("paramscope.examples:gpt2", **kwargs)
     assert str(caught.value) == message
+
+
+def test_large_real_setups_are_planned() -> None:
+    plan = plan_of(GPT2, TINY_GPT_KWARGS, train=True, gpus=100_000, tp=8, zero=3, batch=2**20)
+    assert plan.settings.gpus == 100_000
+    assert plan.item("weights").per_device_bytes == -(-plan.item("weights").total_bytes // 100_000)
+
+
+def test_tensor_parallelism_gives_each_device_whole_heads(tiny_llama: nn.Module) -> None:
+    heads = TINY_LLAMA["num_attention_heads"]  # 4: TP 2 and 4 split them, TP 3 cannot
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.memory(tiny_llama, tp=3)
+    assert str(caught.value) == f"tp (3) must divide the model's {heads} attention heads: each device holds whole heads"
+    assert plan_of(tiny_llama, train=True, tp=4).settings.tp == 4
 
 
 def test_zero_3_gathers_the_largest_block_twice_and_the_root_unit(saved_llama: Path, tiny_llama: nn.Module) -> None:

@@ -29,6 +29,10 @@ _GGUF_FORMATS = ("Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_0", "Q3_K", "Q2_K")
 # bitsandbytes' 8-bit Adam keeps tensors under 4096 elements in 32 bits, and one float32 absmax per 256 values.
 _BNB_MIN_8BIT_SIZE = 4096
 _BNB_BLOCK = 256
+# The most devices (gpus, tp) a plan takes: about a hundred times the largest clusters built, far below int64.
+_MAX_DEVICES = 2**24
+# Values in one forward (batch × tokens): 2**48 token ids alone are 2 PiB, more than any device holds.
+_MAX_VALUES = 2**48
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,9 @@ class MemorySettings:
         for name, value in (("tp", self.tp), ("gpus", self.gpus), ("batch", self.batch)):
             if value < 1:
                 raise UsageError(f"{name} must be at least 1, not {value}")
+        for name, value in (("tp", self.tp), ("gpus", self.gpus)):
+            if value > _MAX_DEVICES:
+                raise UsageError(f"{name} {value:,} is more devices than any cluster has (at most {_MAX_DEVICES:,})")
         if self.gpus % self.tp:
             raise UsageError(f"gpus ({self.gpus}) must be a multiple of tp ({self.tp})")
         for dtype in (self.dtype, self.kv_dtype):
@@ -90,8 +97,10 @@ class MemorySettings:
                 raise UsageError(f"dtype {dtype!r} is not a storage format for weights or a KV cache")
         if self.tokens is not None and self.tokens < 1:
             raise UsageError(f"the sequence length must be at least 1, not {self.tokens}")
-        if self.tokens is not None and self.batch * self.tokens >= 2**48:
+        if self.tokens is not None and self.batch * self.tokens >= _MAX_VALUES:
             raise UsageError(f"{self.batch} × {self.tokens:,} tokens is more than any device could hold")
+        if self.batch >= _MAX_VALUES:
+            raise UsageError(f"batch {self.batch:,} is more than any device could hold")
         if self.device_memory is not None and self.device_memory <= 0:
             raise UsageError(f"device memory must be more than 0 bytes, not {self.device_memory}")
         if self.train and (self.dtype or self.kv_dtype):
@@ -99,6 +108,17 @@ class MemorySettings:
                 "dtype and kv_dtype describe inference; training's bytes come from precision (fp32, bf16-mixed, "
                 "fp16-mixed, bf16-pure)"
             )
+        default = MemorySettings()
+        training_only = (
+            (f"--optimizer {self.optimizer}", self.optimizer != default.optimizer),
+            (f"--precision {self.precision}", self.precision != default.precision),
+            ("--grad-checkpointing", self.grad_checkpointing),
+            (f"--zero {self.zero}", self.zero != default.zero),
+            ("--offload-optimizer", self.offload_optimizer),
+        )
+        given = [flag for flag, differs in training_only if differs]
+        if given and not self.train:  # the inference plan has no use for them: refused rather than ignored
+            raise UsageError(f"{given[0]} applies to training: add --train (train=True) or leave it out")
 
     @property
     def cache_dtype(self) -> str:
@@ -223,6 +243,25 @@ def generates(config: Mapping[str, Any]) -> bool:
     return "num_key_value_heads" in config or "n_layer" in config  # Llama- and GPT-style configs without a class
 
 
+def _language_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A multimodal model's config with its language model's settings (``text_config``) on top."""
+    text = config.get("text_config")
+    return {**config, **text} if isinstance(text, Mapping) else config
+
+
+def attention_heads(config: Mapping[str, Any] | None) -> int | None:
+    """The attention heads per layer of a transformer's config (its language model's), ``None`` when it names none.
+
+    >>> attention_heads({"num_attention_heads": 32}), attention_heads({"n_head": 12}), attention_heads({})
+    (32, 12, None)
+    """
+    if not config:
+        return None
+    config = _language_config(config)
+    heads = config.get("num_attention_heads") or config.get("n_head")
+    return heads if isinstance(heads, int) and heads > 0 else None
+
+
 def _kv_heads(config: Mapping[str, Any], heads: int) -> int:
     for key in ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num"):
         value = config.get(key)
@@ -241,9 +280,7 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     """
     if not config:
         return None
-    text = config.get("text_config")
-    if isinstance(text, Mapping):
-        config = {**config, **text}
+    config = _language_config(config)
     layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
     heads = config.get("num_attention_heads") or config.get("n_head")
     hidden = config.get("hidden_size") or config.get("n_embd") or config.get("d_model")
@@ -446,6 +483,10 @@ def plan(
     of one forward of the per-device batch.
     ``settings`` must have passed :meth:`MemorySettings.check`.
     """
+    heads = attention_heads(config)
+    if heads is not None and heads % settings.tp:  # Megatron and vLLM alike give each rank whole heads
+        raise UsageError(f"tp ({settings.tp}) must divide the model's {heads} attention heads: each device holds whole "
+                         "heads")  # fmt: skip
     notes: list[str] = []
     if settings.train:
         items = _training_items(report, settings, notes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect as pyinspect
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .trace import Trace
 
 Activations = tuple[int, Label, str]
+_SHAPE = re.compile(r"\[(\d+(?:, \d+)*)\]")  # a tensor as a summary writes it: [8, 3, 224, 224]
 
 
 def config_of(model: Any) -> dict[str, Any] | None:
@@ -213,6 +215,63 @@ def measure_activations(
     return (peak, "estimate", formula), notes
 
 
+def summary_forward(report: Report) -> tuple[str, list[tuple[int, ...]]] | None:
+    """The inputs of the forward a summary ran, when it measured the activations: as the summary wrote them
+    (``[8, 3, 224, 224]``) and the shapes of the tensors in them, the batch first. ``None`` for other reports."""
+    if report.calls is None or report.totals.activations_bytes is None:
+        return None
+    root = next((call for call in report.calls if call.path == ""), None)
+    shapes = [tuple(int(dim) for dim in found.split(", ")) for found in _SHAPE.findall(root.inputs if root else "")]
+    return (root.inputs, shapes) if root is not None and shapes else None
+
+
+def _check_summary_inputs(
+    forward: tuple[str, list[tuple[int, ...]]], settings: MemorySettings, input_size: Sequence[Any] | None
+) -> None:
+    """Training from a summary uses the activations it measured: the inputs asked for must be the ones it ran."""
+    from ._summary import shapes_of
+
+    text, shapes = forward
+    measured = f"the summary measured its activations on {text}"
+    if input_size is not None and shapes_of(input_size) != shapes:
+        given = ", ".join(str(list(shape)) for shape in shapes_of(input_size))
+        raise UsageError(f"input_size {given} differs from the inputs {measured}: leave input_size out, or pass the "
+                         "model to measure others")  # fmt: skip
+    if settings.tokens is not None and shapes[0][1:2] != (settings.tokens,):
+        raise UsageError(f"seq {settings.tokens} differs from the inputs {measured}: leave seq out, or pass the model "
+                         "to measure others")  # fmt: skip
+    if settings.batch != shapes[0][0]:
+        raise UsageError(
+            f"batch {settings.batch} differs from the summary's batch {shapes[0][0]}, at which it measured the "
+            f"activations ({text}): leave batch out, or summarise the model at batch {settings.batch}"
+        )
+
+
+def _summary_activations(
+    report: Report, settings: MemorySettings, forward: tuple[str, list[tuple[int, ...]]]
+) -> tuple[Activations | None, list[str]]:
+    """The training activations item from the bytes a summary's train-mode forward saved for backward."""
+    from . import dtypes as dtype_table
+
+    if settings.grad_checkpointing:
+        return None, ["no activations item: a summary does not record what gradient checkpointing would leave (its "
+                      "blocks' inputs); pass the model to estimate it"]  # fmt: skip
+    text, shapes = forward
+    size = report.totals.activations_bytes
+    assert size is not None
+    floats = [name for name in report.by_dtype if dtype_table.lookup(name).category == "float"]
+    formula = (f"saved for backward by the summary's train-mode forward ({text}: batch {shapes[0][0]}, weights in "
+               f"{', '.join(floats) or 'their dtypes'}, no autocast)")  # fmt: skip
+    notes = []
+    compute = COMPUTE_DTYPES[settings.precision]
+    if floats and floats != [compute]:
+        notes.append(
+            f"the summary measured the activations in {', '.join(floats)} without autocast, and {settings.precision} "
+            f"computes in {compute}: pass the model to measure them in {compute}"
+        )
+    return (size, "estimate", formula), notes
+
+
 def build_plan(
     model: nn.Module | Report | str,
     settings: MemorySettings,
@@ -226,11 +285,18 @@ def build_plan(
     settings.check()
     if input_size is not None and settings.tokens is not None:
         raise UsageError("give a sequence length (seq) or input_size, not both")
+    forward = summary_forward(model) if isinstance(model, Report) and settings.train else None
+    if forward is not None:
+        _check_summary_inputs(forward, settings, input_size)
     wants_forward = input_size is not None or settings.tokens is not None
     report, module, found_config = resolve(model, request, wants_forward)
     notes: list[str] = []
     activations: Activations | None = None
-    if wants_forward and module is not None:
+    if forward is not None:
+        activations, notes = _summary_activations(report, settings, forward)
+    elif isinstance(model, Report):
+        notes.append(_no_forward_in(model, settings.train))
+    elif wants_forward and module is not None:
         from .trace import ForwardError
 
         try:
@@ -245,6 +311,22 @@ def build_plan(
     memory = plan(report, settings, config=config if config is not None else found_config, activations=activations)
     memory = replace(memory, notes=(*notes, *memory.notes))
     return replace(report, memory=memory)
+
+
+def _no_forward_in(report: Report, train: bool) -> str:
+    """Why a plan from a Report has no activations item."""
+    if not train and report.totals.activations_bytes is not None:
+        # What autograd saves for backward outlives the forward; inference's peak is of tensors freed as it goes.
+        return (
+            "no activations item: the summary measured what a train-mode forward saves for backward, not the peak "
+            "of an inference forward; pass the model with a context length or input_size to measure one"
+        )
+    if train and report.calls is not None and report.totals.activations_bytes is None:
+        return "no activations item: the summary could not run a train-mode forward (see its notes); pass the model"
+    if train and report.calls is not None:
+        return "no activations item: the summary does not record the shapes of its inputs (its batch); pass the model"
+    return ("no activations item: a Report has no model to run a forward; pass the model" +
+            (", or its summary with input_size" if train else ""))  # fmt: skip
 
 
 def module_or_report(value: Any) -> Any:
@@ -281,6 +363,9 @@ def plan_for(
     :class:`MemorySettings` fields."""
     from ._units import parse_bytes
 
+    forward = summary_forward(model) if isinstance(model, Report) and settings.get("train") else None
+    if forward is not None and batch is None and input_size is None:
+        batch = forward[1][0][0]  # the batch the summary's activations were measured at
     memory_settings = MemorySettings(
         batch=batch_of(batch, input_size),
         gpus=tp if gpus is None else gpus,
