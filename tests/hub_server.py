@@ -4,8 +4,9 @@ The real client (reached through ``HF_ENDPOINT``) asks for ``/{repo_id}/resolve/
 the file's metadata (``ETag``, ``X-Repo-Commit``, ``Content-Length``), then a GET, whole or by ``Range`` (206 and
 ``Content-Range``: how ``get_safetensors_metadata`` reads a header without the weights). Errors carry the
 ``X-Error-Code`` header that ``hf_raise_for_status`` turns into ``RepositoryNotFoundError``, ``GatedRepoError``,
-``RevisionNotFoundError`` and ``RemoteEntryNotFoundError``. Every request is recorded, so a test can prove which bytes
-of a checkpoint were read.
+``RevisionNotFoundError`` and ``RemoteEntryNotFoundError``. Of the API, only what ``snapshot_download`` asks for is
+served: ``/api/models/{repo_id}/revision/{revision}`` (the commit) and ``/api/models/{repo_id}/tree/{revision}`` (the
+files). Every request is recorded, so a test can prove which bytes of a checkpoint were read.
 
 A file is ``bytes``, or a :class:`ZeroPadded` file (real bytes followed by zeros up to a size): a safetensors header
 over a data region of zeros, so a 140 GB model can be served from a few hundred kilobytes of memory.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import re
 import threading
 import time
@@ -26,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 # A ranged or whole GET larger than this is refused (500): serving a big zero-padded file whole would be a test bug.
 MAX_SERVED_BYTES = 64 * 2**20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_API = re.compile(r"^/api/models/(?P<repo>[^/]+(?:/[^/]+)?)/(?P<route>revision|tree)/(?P<revision>[^/]+)$")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class Repo:
     """When set, the repo is gated: only ``Authorization: Bearer <gated_token>`` gets through (403 GatedRepo else)."""
     delays: Mapping[str, float] = field(default_factory=dict)
     """Seconds to wait before answering a GET of the named files (to make one of several parallel requests last)."""
+    range_totals: bool = True
+    """When false, a ranged answer omits the file's size (``Content-Range: bytes 0-99/*``); a HEAD still gives it."""
 
     def __post_init__(self) -> None:
         if not self.commit:
@@ -180,23 +185,55 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = ('{"error": "' + message + '"}').encode()
         self._send(status, headers, body, send_body=self.command != "HEAD")
 
-    def _answer(self, *, body: bool) -> None:
-        path = unquote(urlsplit(self.path).path)
-        repo_id, resolve, rest = path.lstrip("/").partition("/resolve/")
-        revision, _, filename = rest.partition("/")
-        if not resolve or not filename:
-            self._error(404, None, "Not Found")  # e.g. /api/... routes, which this server does not implement
-            return
+    def _repo(self, repo_id: str, revision: str) -> Repo | None:
+        """The repo at ``revision``, or None once the error the Hub would give has been sent."""
         repo = self.server_state.repos.get(repo_id)
         if repo is None:
             # The Hub answers 401 for a repo it cannot show (missing or private), with this error code.
             self._error(401, "RepoNotFound", "Repository not found")
-            return
+            return None
         if repo.gated_token is not None and self.headers.get("Authorization") != f"Bearer {repo.gated_token}":
             self._error(403, "GatedRepo", "Access to model is restricted. You must have access to it.")
-            return
+            return None
         if revision not in (*repo.branches, repo.commit):
             self._error(404, "RevisionNotFound", "Invalid rev id: " + revision)
+            return None
+        return repo
+
+    def _api(self, path: str, *, body: bool) -> None:
+        match = _API.match(path)
+        if match is None:
+            self._error(404, None, "Not Found")  # the other /api/... routes, which this server does not implement
+            return
+        repo = self._repo(match["repo"], match["revision"])
+        if repo is None:
+            return
+        payload: object
+        if match["route"] == "revision":
+            payload = {
+                "id": match["repo"],
+                "sha": repo.commit,
+                "siblings": [{"rfilename": name} for name in repo.files],
+            }
+        else:  # every file, recursively, on one page (no Link header)
+            payload = [
+                {"type": "file", "path": name, "size": _size(content), "oid": hashlib.sha1(name.encode()).hexdigest()}
+                for name, content in repo.files.items()
+            ]
+        self._send(200, {"Content-Type": "application/json"}, json.dumps(payload).encode(), send_body=body)
+
+    def _answer(self, *, body: bool) -> None:
+        path = unquote(urlsplit(self.path).path)
+        if path.startswith("/api/models/"):
+            self._api(path, body=body)
+            return
+        repo_id, resolve, rest = path.lstrip("/").partition("/resolve/")
+        revision, _, filename = rest.partition("/")
+        if not resolve or not filename:
+            self._error(404, None, "Not Found")
+            return
+        repo = self._repo(repo_id, revision)
+        if repo is None:
             return
         content = repo.files.get(filename)
         commit = {"X-Repo-Commit": repo.commit}
@@ -233,4 +270,5 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if end - start > MAX_SERVED_BYTES:
             self._error(500, None, f"refusing to serve {end - start} bytes")
             return
-        self._send(206, {**headers, "Content-Range": f"bytes {start}-{end - 1}/{size}"}, _read(content, start, end))
+        total = str(size) if repo.range_totals else "*"
+        self._send(206, {**headers, "Content-Range": f"bytes {start}-{end - 1}/{total}"}, _read(content, start, end))

@@ -4,7 +4,8 @@ the Hub on 127.0.0.1 (``tests/hub_server.py``) reached through ``HF_ENDPOINT``.
 Every figure is compared with the same files read from a local directory (and, for built configs, with the model
 built on meta by the test). The server records every request, so the tests prove that only ``config.json``, the index
 and the safetensors *headers* are fetched: each ``.safetensors`` file is asked for ``bytes=0-100000`` and, when its
-header is longer, the exact header range, and never whole. The Hub cache and ``HF_HOME`` are temporary directories;
+header is longer, the exact header range, and never whole (with ``--trust-remote-code``, the repo's Python files
+too). Malformed headers get the local reader's messages. The Hub cache and ``HF_HOME`` are temporary directories;
 ``HF_TOKEN`` is unset unless a test sets it. Nothing leaves 127.0.0.1 (name lookups of other hosts are refused).
 """
 
@@ -130,6 +131,161 @@ def _hf_config(shape: dict[str, int]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def safetensors_bytes(header: Any, data: bytes = b"", *, length: int | None = None) -> bytes:
+    """A safetensors file: the header's length (``length``, to lie about it), the JSON header, then ``data``."""
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw) if length is None else length) + raw + data
+
+
+def f32(begin: int, count: int = 2) -> dict[str, Any]:
+    """A float32 vector of ``count`` elements stored from byte ``begin`` of the data."""
+    return {"dtype": "F32", "shape": [count], "data_offsets": [begin, begin + 4 * count]}
+
+
+def index_bytes(*shards: str) -> bytes:
+    """An index that puts tensor ``t{i}`` in the i-th shard named."""
+    return json.dumps({"weight_map": {f"t{i}": shard for i, shard in enumerate(shards)}}).encode()
+
+
+@dataclass(frozen=True)
+class Malformed:
+    files: dict[str, bytes]
+    file: str
+    """The file the error names."""
+    message: str
+
+
+SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+MALFORMED = {
+    "huge-header": Malformed(
+        {"model.safetensors": struct.pack("<Q", 2**40) + b"{}"},
+        "model.safetensors",
+        "header claims 1.10 TB, more than the 100 MB safetensors allows",
+    ),
+    "header-past-the-end": Malformed(
+        {"model.safetensors": struct.pack("<Q", 200_000) + b" " * 150_000},
+        "model.safetensors",
+        "header claims 200.00 kB but the file has 150.01 kB",
+    ),
+    "header-not-json": Malformed(
+        {"model.safetensors": struct.pack("<Q", 4) + b"nope"},
+        "model.safetensors",
+        "header is not valid JSON (Expecting value: line 1 column 1 (char 0)): not a safetensors file",
+    ),
+    "header-not-an-object": Malformed(
+        {"model.safetensors": safetensors_bytes([1, 2])},
+        "model.safetensors",
+        "header is a JSON list, not an object: not a safetensors file",
+    ),
+    "too-short": Malformed(
+        {"model.safetensors": b"\x01\x02\x03"},
+        "model.safetensors",
+        "too short for a safetensors header (3 bytes; the length field alone is 8)",
+    ),
+    "empty-file": Malformed(
+        {"model.safetensors": b""}, "model.safetensors", "empty file (0 bytes): not a safetensors file"
+    ),
+    "index-not-json": Malformed(
+        {"model.safetensors.index.json": b"{not json"},
+        "model.safetensors.index.json",
+        "is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
+    ),
+    "index-outside": Malformed(
+        {"model.safetensors.index.json": index_bytes("../other/model.safetensors")},
+        "model.safetensors.index.json",
+        "names shard '../other/model.safetensors' outside its directory",
+    ),
+    "overlapping": Malformed(
+        {"model.safetensors": safetensors_bytes({"a": f32(0), "b": f32(4)}, bytes(12))},
+        "model.safetensors",
+        "tensors 'a' and 'b' overlap (data offsets 4 < 8)",
+    ),
+    "gap": Malformed(
+        {"model.safetensors": safetensors_bytes({"a": f32(0), "b": f32(12)}, bytes(20))},
+        "model.safetensors",
+        "bytes 8 to 12 of the data belong to no tensor",
+    ),
+    "past-the-end": Malformed(
+        {"model.safetensors": safetensors_bytes({"a": f32(0)}, bytes(4))},
+        "model.safetensors",
+        "tensor 'a' ends at byte 8 of the data, past its end (4 bytes in the file)",
+    ),
+    "short-of-the-end": Malformed(
+        {"model.safetensors": safetensors_bytes({"a": f32(0)}, bytes(12))},
+        "model.safetensors",
+        "the tensors end at byte 8 of a 12-byte data region",
+    ),
+    "wrong-size": Malformed(
+        {"model.safetensors": safetensors_bytes({"a": {**f32(0), "shape": [3]}}, bytes(8))},
+        "model.safetensors",
+        "tensor 'a' is float32 [3] = 12 bytes but its offsets span 8",
+    ),
+    "unknown-dtype": Malformed(
+        {"model.safetensors": safetensors_bytes({"a": {**f32(0), "dtype": "F7"}}, bytes(8))},
+        "model.safetensors",
+        "tensor 'a' has unknown dtype 'F7'",
+    ),
+    "shard-past-the-end": Malformed(
+        {
+            "model.safetensors.index.json": index_bytes(*SHARDS),
+            SHARDS[0]: safetensors_bytes({"t0": f32(0)}, bytes(8)),
+            SHARDS[1]: safetensors_bytes({"t1": f32(0)}, bytes(4)),
+        },
+        SHARDS[1],
+        "tensor 't1' ends at byte 8 of the data, past its end (4 bytes in the file)",
+    ),
+}
+
+# custom code, as in tests/test_hf.py: a model_type transformers does not know, and an auto_map to the repo's code
+REMOTE_CONFIGURATION = b"""
+from transformers import PretrainedConfig
+
+
+class XConfig(PretrainedConfig):
+    model_type = "paramscope-hub-x"
+
+    def __init__(self, width=8, **kwargs):
+        self.width = width
+        super().__init__(**kwargs)
+"""
+REMOTE_MODELING = b"""
+from torch import nn
+from transformers import PreTrainedModel
+
+from .configuration_x import XConfig
+
+
+class XModel(PreTrainedModel):
+    config_class = XConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.fc = nn.Linear(config.width, 3)
+        self.post_init()
+"""
+REMOTE_CONFIG = {
+    "model_type": "paramscope-hub-x",
+    "width": 8,
+    "architectures": ["XModel"],
+    "auto_map": {"AutoConfig": "configuration_x.XConfig", "AutoModel": "modeling_x.XModel"},
+}
+REMOTE_PARAMS = 8 * 3 + 3
+REMOTE_SAFETENSORS = safetensors_bytes(
+    {"fc.bias": f32(0, 3), "fc.weight": {"dtype": "F32", "shape": [3, 8], "data_offsets": [12, 108]}}, bytes(108)
+)
+
+
+def remote_code_files(**weights: bytes) -> dict[str, bytes]:
+    """A repo with custom code beside its config, a README, and the weight files given."""
+    return {
+        "config.json": json.dumps(REMOTE_CONFIG).encode(),
+        "configuration_x.py": REMOTE_CONFIGURATION,
+        "modeling_x.py": REMOTE_MODELING,
+        "README.md": b"# custom code\n",
+        **weights,
+    }
+
+
 @pytest.fixture(scope="module")
 def hub(local: Local) -> Iterator[HubServer]:
     tiny = repo_files(local["tiny-llama"])
@@ -144,6 +300,12 @@ def hub(local: Local) -> Iterator[HubServer]:
         "org/config-only": Repo(repo_files(local["config-only"])),
         "org/empty": Repo(repo_files(local["empty"])),
         "org/gated": Repo(tiny, gated_token=TOKEN),
+        # ranged answers without the file's size (Content-Range: bytes 0-100000/*): a HEAD gives it
+        "org/tiny-llama-no-total": Repo(tiny, range_totals=False),
+        "org/past-the-end-no-total": Repo(MALFORMED["past-the-end"].files, range_totals=False),
+        **{f"org/{name}": Repo(case.files) for name, case in MALFORMED.items()},
+        "org/remote-x": Repo(remote_code_files(**{"pytorch_model.bin": bytes(108)})),
+        "org/remote-x-safetensors": Repo(remote_code_files(**{"model.safetensors": REMOTE_SAFETENSORS})),
     }
     with HubServer(repos) as server:
         yield server
@@ -471,6 +633,109 @@ def test_offline_error_is_one_line(
     code, out, err = run(capsys, "inspect", "hf:org/tiny-llama")
     assert (code, out) == (2, "")
     assert err.count("\n") == 1, err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# malformed checkpoints: checked as local files are, against each file's size
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_checkpoint(capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path, name: str) -> None:
+    case = MALFORMED[name]
+    assert_error(run(capsys, "inspect", f"hf:org/{name}"), f"hf:org/{name}: {case.file}: {case.message}")
+    assert all(r.range is not None for r in safetensors_requests(hub) if r.method == "GET")
+    # the same bytes in a local directory: the local reader's message, so its checks are the ones made
+    directory = tmp_path / name
+    directory.mkdir()
+    for filename, content in case.files.items():
+        (directory / filename).write_bytes(content)
+    assert_error(run(capsys, "inspect", str(directory)), f"{directory / case.file}: {case.message}")
+
+
+def test_file_size_from_a_head_when_the_range_lacks_it(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local
+) -> None:
+    report = run_json(capsys, "hf:org/tiny-llama-no-total")
+    same_model(report, run_json(capsys, local["tiny-llama"]))
+    header = header_size(local["tiny-llama"] / "model.safetensors")
+    assert [(r.method, r.range) for r in safetensors_requests(hub)] == [
+        ("HEAD", None),  # does model.safetensors exist
+        ("GET", FIRST_RANGE),
+        ("HEAD", None),  # its size, which the range did not give
+        ("GET", f"bytes=8-{header + 7}"),
+    ]
+    assert_error(
+        run(capsys, "inspect", "hf:org/past-the-end-no-total"),
+        f"hf:org/past-the-end-no-total: model.safetensors: {MALFORMED['past-the-end'].message}",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# custom code: its Python files are downloaded with --trust-remote-code only, and only to build the model
+
+
+@pytest.fixture
+def modules_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where transformers copies the repo's code to import it: a temporary directory."""
+    import transformers.dynamic_module_utils
+
+    cache = tmp_path / "modules"
+    monkeypatch.setattr(transformers.dynamic_module_utils, "HF_MODULES_CACHE", str(cache))
+    # transformers imports the copies as the package transformers_modules, found once on sys.path: forget an earlier
+    # test's package, and find this test's first
+    for name in [name for name in sys.modules if name.partition(".")[0] == "transformers_modules"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(cache))
+    return cache
+
+
+def fetched(hub: HubServer) -> set[str]:
+    """The repo files whose contents were asked for."""
+    return {r.filename for r in hub.requests if r.method == "GET" and "/resolve/" in r.path}
+
+
+def cached_config(tmp_path: Path, hub: HubServer, repo: str) -> Path:
+    """Where the Hub client keeps ``repo``'s config.json (HF_HUB_CACHE is ``tmp_path / "hf-cache"``)."""
+    folder = tmp_path / "hf-cache" / f"models--{repo.replace('/', '--')}"
+    return folder / "snapshots" / hub.repos[repo].commit / "config.json"
+
+
+def test_custom_code_needs_trust_remote_code(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path
+) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/remote-x"),
+        f"{cached_config(tmp_path, hub, 'org/remote-x')}: the model is defined by custom code in its repository; "
+        "pass --trust-remote-code to run that code (only for code you trust)",
+    )
+    assert fetched(hub) == {"config.json"}  # no Python file was even downloaded
+
+
+def test_trust_remote_code_downloads_the_code_and_no_weights(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path, modules_cache: Path
+) -> None:
+    report = run_json(capsys, "hf:org/remote-x", "--trust-remote-code")
+    assert report["totals"]["params"] == REMOTE_PARAMS
+    assert report["source"]["kind"] == "hf-config"
+    assert report["notes"][:2] == [
+        "org/remote-x has no safetensors weights: built from its config.json",
+        f"built XModel (custom code, through AutoModel) from {cached_config(tmp_path, hub, 'org/remote-x')} on meta",
+    ]
+    assert fetched(hub) == {"config.json", "configuration_x.py", "modeling_x.py"}
+    assert not [r for r in hub.requests if r.filename in ("pytorch_model.bin", "README.md")]
+    assert modules_cache.is_dir()
+
+
+def test_trust_remote_code_with_safetensors_downloads_code_only_to_build(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, modules_cache: Path
+) -> None:
+    report = run_json(capsys, "hf:org/remote-x-safetensors", "--trust-remote-code")
+    assert (report["source"]["kind"], report["totals"]["params"]) == ("safetensors", REMOTE_PARAMS)
+    assert not [r for r in hub.requests if r.filename.endswith(".py")]  # the headers are enough
+    hub.clear()
+    report = run_json(capsys, "hf:org/remote-x-safetensors", "--trust-remote-code", "--check")
+    assert report["check"]["ok"] is True
+    assert {"configuration_x.py", "modeling_x.py"} <= fetched(hub)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Models on the Hugging Face Hub (``hf:org/name[@revision]``): ``config.json`` and safetensors headers only.
 
-``huggingface_hub`` fetches the config and reads each shard's header with HTTP range requests
-(``get_safetensors_metadata``): a 140 GB model costs a few hundred kilobytes of traffic. ``HF_TOKEN`` and
-``HF_ENDPOINT`` are honoured, read when the call is made.
+``huggingface_hub`` fetches the config (with ``--trust-remote-code``, the repository's Python files too) and each
+shard's header is read with HTTP range requests, as ``get_safetensors_metadata`` reads them: a 140 GB model costs a
+few hundred kilobytes of traffic. The headers are checked as local files' are (:mod:`.safetensors`), against each
+file's size from the ``Content-Range`` of its first range. ``HF_TOKEN`` and ``HF_ENDPOINT`` are honoured, read when
+the call is made.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .. import dtypes as dtype_table
 from .._errors import SourceError, TargetError
 from .._report import Report
 from .checkpoint import StoredTensor, checkpoint_report
-from .safetensors import DTYPE_CODES
+from .safetensors import header_tensors, parse_header, read_index
 
 PREFIX = "hf:"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+# The first range asked for, as huggingface_hub asks: 97 % of headers fit in it (huggingface_hub PR 1855).
+_FIRST_RANGE = 100_000
+_CONTENT_RANGE = re.compile(r"^bytes (?:\d+-\d+|\*)/(\d+)$")
+_MAX_WORKERS = 8
 
 
 def parse(target: str) -> tuple[str, str | None]:
@@ -123,34 +130,114 @@ def _check_reachable(target: str, repo: str) -> None:
         ) from None
 
 
-def _config(repo: str, revision: str | None, token: str | None) -> Path | None:
-    from huggingface_hub import errors, hf_hub_download
+def _config(repo: str, revision: str | None, token: str | None, *, code: bool = False) -> Path | None:
+    """The repo's config.json; with ``code``, the repo's Python files beside it (for transformers to import)."""
+    from huggingface_hub import errors, hf_hub_download, snapshot_download
 
     try:
-        return Path(hf_hub_download(repo, "config.json", revision=revision, endpoint=_endpoint(), token=token))
+        if not code:
+            return Path(hf_hub_download(repo, "config.json", revision=revision, endpoint=_endpoint(), token=token))
+        # never weights: custom code is imported from the directory config.json is in, as from a local folder
+        folder = snapshot_download(
+            repo, revision=revision, allow_patterns=["config.json", "*.py"], endpoint=_endpoint(), token=token
+        )
     except errors.RemoteEntryNotFoundError:
         return None
+    config = Path(folder) / "config.json"
+    return config if config.is_file() else None
 
 
-def _stored(target: str, repo: str, metadata: Any) -> tuple[list[StoredTensor], list[str]]:
-    tensors = []
-    files = []
-    # the Hub client fills files_metadata from a thread pool, in arrival order: sort for a stable report
-    for filename, file_metadata in sorted(metadata.files_metadata.items()):
-        files.append(f"{PREFIX}{repo}/{filename}")
-        for name, info in file_metadata.tensors.items():
-            dtype = DTYPE_CODES.get(info.dtype)
-            if dtype is None:
-                raise SourceError(f"{target}: tensor {name!r} in {filename} has unknown dtype {info.dtype!r}")
-            shape = tuple(int(dim) for dim in info.shape)
-            begin, end = info.data_offsets
-            stored = StoredTensor(name, dtype, shape, end - begin, f"{repo}/{filename}")
-            if dtype_table.lookup(dtype).nbytes(stored.numel) != end - begin:
-                raise SourceError(
-                    f"{target}: tensor {name!r} in {filename}: its offsets do not match its dtype and shape"
-                )
-            tensors.append(stored)
-    return tensors, files
+def _safetensors_files(target: str, repo: str, revision: str | None, token: str | None) -> list[str] | None:
+    """The repo's safetensors files, as transformers finds them: model.safetensors, or the shards the index names."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    api = HfApi(endpoint=_endpoint(), token=token)
+    if api.file_exists(repo, SINGLE_FILE, revision=revision):
+        return [SINGLE_FILE]
+    if not api.file_exists(repo, INDEX_FILE, revision=revision):
+        return None
+    index = hf_hub_download(repo, INDEX_FILE, revision=revision, endpoint=_endpoint(), token=token)
+    return sorted(set(read_index(Path(index), f"{target}: {INDEX_FILE}").values()))
+
+
+def _file_size(response: Any) -> int | None:
+    if response.status_code == 200:  # the server ignored the range and sent the whole file
+        return len(response.content)
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _file_tensors(target: str, repo: str, revision: str | None, token: str | None, filename: str) -> list[StoredTensor]:
+    """The tensors of one safetensors file on the Hub, from its header, checked as a local file's header is.
+
+    Not ``huggingface_hub.get_safetensors_metadata``, though these are the requests it makes: it parses the header
+    itself (a malformed one escapes as its own exception, after checks of its own) and drops the file's size, so
+    neither the local reader's checks nor the check of the offsets against the end of the file could run.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, get_session, hf_hub_url, hf_raise_for_status
+
+    # public (huggingface_hub's docs), but its lazy utils package does not re-export it for type checkers
+    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+
+    url = hf_hub_url(repo, filename, revision=revision, endpoint=_endpoint())
+    headers = build_hf_headers(token=token)
+
+    def get(first: int, last: int) -> Any:
+        ranged = {**headers, "Range": f"bytes={first}-{last}"}
+        response = get_session().get(url, headers=ranged, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
+        if response.status_code != 416:  # an empty file has no byte 0; Content-Range still gives its size
+            hf_raise_for_status(response)
+        return response
+
+    response = get(0, _FIRST_RANGE)
+    start = response.content if response.status_code != 416 else b""
+    size = _file_size(response)
+    if size is None:  # a range answered without the file's size: a HEAD gives it
+        size = get_hf_file_metadata(url, token=token).size
+    where = f"{target}: {filename}"
+    if size is None:
+        raise SourceError(f"{where}: the Hub does not say how large the file is, so its header cannot be checked")
+
+    def read(offset: int, count: int) -> bytes:
+        # an answer shorter than the first range is the whole file
+        if offset + count <= len(start) or len(start) <= _FIRST_RANGE:
+            return start[offset : offset + count]
+        content: bytes = get(offset, offset + count - 1).content
+        return content
+
+    header, _, data_size = parse_header(where, size, read)
+    tensors, _ = header_tensors(where, header, data_size, f"{repo}/{filename}")
+    return tensors
+
+
+def _stored(
+    target: str, repo: str, revision: str | None, token: str | None
+) -> tuple[list[StoredTensor], list[str]] | None:
+    """The tensors of the repo's safetensors files and the files' names; None when it has none."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = _safetensors_files(target, repo, revision, token)
+    if names is None:
+        return None
+    with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(names) or 1)) as pool:
+        found = list(pool.map(lambda name: _file_tensors(target, repo, revision, token, name), names))
+    return [tensor for tensors in found for tensor in tensors], [f"{PREFIX}{repo}/{name}" for name in names]
+
+
+@contextlib.contextmanager
+def _fetching(target: str, repo: str, revision: str | None) -> Iterator[None]:
+    """Requests to the Hub, without its progress bars, their failures turned into one-line errors."""
+    from huggingface_hub import errors
+
+    with _hub_errors(target, repo, revision), _quiet_hub():
+        try:
+            yield
+        except errors.HfHubHTTPError:
+            raise
+        except Exception as error:
+            if _is_network_error(error):
+                raise OSError(_reason(error)) from None
+            raise
 
 
 def load(
@@ -167,29 +254,15 @@ def load(
     from .target import require
 
     require("huggingface_hub", "hf", f"reading {target}")
-    from huggingface_hub import HfApi, errors
-
     repo, revision = parse(target)
     _check_reachable(target, repo)
     token = os.environ.get("HF_TOKEN") or None
-    api = HfApi(endpoint=_endpoint(), token=token)
-    with _hub_errors(target, repo, revision), _quiet_hub(), status(f"reading {repo} from the Hub", quiet=quiet):
-        try:
-            config_file = _config(repo, revision, token)
-            if from_config or explain:
-                metadata = None
-            else:
-                try:
-                    metadata = api.get_safetensors_metadata(repo, revision=revision)
-                except errors.NotASafetensorsRepoError:
-                    metadata = None
-        except errors.HfHubHTTPError:
-            raise
-        except Exception as error:
-            if _is_network_error(error):
-                raise OSError(_reason(error)) from None
-            raise
-    if metadata is None:
+    with _fetching(target, repo, revision), status(f"reading {repo} from the Hub", quiet=quiet):
+        config_file = _config(repo, revision, token)
+        stored = None if from_config or explain else _stored(target, repo, revision, token)
+        if stored is None and trust_remote_code and config_file is not None:
+            config_file = _config(repo, revision, token, code=True)  # the model is built from it
+    if stored is None:
         if config_file is None:
             raise SourceError(f"{target}: {repo} has neither safetensors weights nor a config.json")
         from .hf import config_report
@@ -208,7 +281,7 @@ def load(
             report = replace(report, notes=(f"{repo} has no safetensors weights: built from its config.json",
                                             *report.notes))  # fmt: skip
         return report
-    tensors, files = _stored(target, repo, metadata)
+    tensors, files = stored
     from .checkpoint import read_config
 
     config, notes = read_config(config_file.parent) if config_file is not None else (None, [])
@@ -226,13 +299,8 @@ def build(target: str, request: Any) -> tuple[Any, list[str]]:
     repo, revision = parse(target)
     _check_reachable(target, repo)
     token = os.environ.get("HF_TOKEN") or None
-    with _hub_errors(target, repo, revision), _quiet_hub():
-        try:
-            config_file = _config(repo, revision, token)
-        except Exception as error:
-            if _is_network_error(error):
-                raise OSError(_reason(error)) from None
-            raise
+    with _fetching(target, repo, revision):
+        config_file = _config(repo, revision, token, code=request.trust_remote_code)
     if config_file is None:
         raise SourceError(f"{target}: {repo} has no config.json to build the model from")
     return build_from_config(

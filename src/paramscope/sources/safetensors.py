@@ -27,7 +27,7 @@ MAX_HEADER_BYTES = 100_000_000  # the safetensors crate's own limit
 _MAX_INDEX_BYTES = 100_000_000
 
 
-def _fail(path: Path, message: str) -> SourceError:
+def _fail(path: Path | str, message: str) -> SourceError:
     return SourceError(f"{path}: {message}")
 
 
@@ -45,23 +45,29 @@ def read_header(path: Path) -> tuple[dict[str, Any], int, int]:
     try:
         size = path.stat().st_size
         with path.open("rb") as handle:
-            prefix = handle.read(8)
-            if size == 0:
-                raise _fail(path, "empty file (0 bytes): not a safetensors file")
-            if len(prefix) < 8:
-                raise _fail(path, f"too short for a safetensors header ({size} bytes; the length field alone is 8)")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > MAX_HEADER_BYTES:
-                raise _fail(
-                    path, f"header claims {format_bytes(length, 'si')}, more than the 100 MB safetensors allows"
-                )
-            if 8 + length > size:
-                raise _fail(
-                    path, f"header claims {format_bytes(length, 'si')} but the file has {format_bytes(size, 'si')}"
-                )
-            raw = handle.read(length)
+
+            def read(start: int, count: int) -> bytes:
+                handle.seek(start)
+                return handle.read(count)
+
+            return parse_header(path, size, read)
     except OSError as error:
         raise _fail(path, f"cannot be read: {error.strerror or error}") from None
+
+
+def parse_header(path: Path | str, size: int, read: Callable[[int, int], bytes]) -> tuple[dict[str, Any], int, int]:
+    """:func:`read_header` of a file of ``size`` bytes that ``read(start, count)`` reads (from disk, over HTTP)."""
+    prefix = read(0, 8)
+    if size == 0:
+        raise _fail(path, "empty file (0 bytes): not a safetensors file")
+    if len(prefix) < 8:
+        raise _fail(path, f"too short for a safetensors header ({size} bytes; the length field alone is 8)")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > MAX_HEADER_BYTES:
+        raise _fail(path, f"header claims {format_bytes(length, 'si')}, more than the 100 MB safetensors allows")
+    if 8 + length > size:
+        raise _fail(path, f"header claims {format_bytes(length, 'si')} but the file has {format_bytes(size, 'si')}")
+    raw = read(8, length)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -81,7 +87,7 @@ DTYPE_CODES = {
 }  # fmt: skip
 
 
-def _dtype_name(path: Path, name: str, code: Any) -> str:
+def _dtype_name(path: Path | str, name: str, code: Any) -> str:
     table_name = DTYPE_CODES.get(code) if isinstance(code, str) else None
     if table_name is None:
         raise _fail(path, f"tensor {name!r} has unknown dtype {code!r}")
@@ -95,6 +101,20 @@ def _is_dims(value: Any) -> bool:
 def stored_tensors(path: Path) -> tuple[list[StoredTensor], dict[str, str]]:
     """Every tensor of one safetensors file, validated, and the file's ``__metadata__``."""
     header, data_start, data_size = read_header(path)
+    return header_tensors(path, header, data_size, str(path), lambda begin: _reader(path, data_start + begin))
+
+
+def header_tensors(
+    path: Path | str,
+    header: dict[str, Any],
+    data_size: int,
+    file: str,
+    reader: Callable[[int], Callable[[int], bytes]] | None = None,
+) -> tuple[list[StoredTensor], dict[str, str]]:
+    """The tensors of a parsed header over a data region of ``data_size`` bytes, validated, and its ``__metadata__``.
+
+    Errors start with ``path``; each tensor's ``file`` is ``file``, and ``reader(offset)`` (if given) reads its data.
+    """
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict):
         raise _fail(path, "__metadata__ is not an object of strings")
@@ -108,7 +128,7 @@ def stored_tensors(path: Path) -> tuple[list[StoredTensor], dict[str, str]]:
         dtype = _dtype_name(path, name, info.get("dtype"))
         shape = tuple(info["shape"])
         begin, end = offsets
-        stored = StoredTensor(name, dtype, shape, end - begin, str(path), read=_reader(path, data_start + begin))
+        stored = StoredTensor(name, dtype, shape, end - begin, file, read=reader(begin) if reader else None)
         expected = dtype_table.lookup(dtype).nbytes(stored.numel)
         if expected != end - begin:
             raise _fail(
@@ -136,23 +156,31 @@ def stored_tensors(path: Path) -> tuple[list[StoredTensor], dict[str, str]]:
     return [stored for _, _, stored in tensors], {str(k): str(v) for k, v in metadata.items()}
 
 
-def _load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
+def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
+    """The weight_map (tensor name → shard file) of a ``*.safetensors.index.json``; errors start with ``name``."""
+    where = index if name is None else name
     try:
         if index.stat().st_size > _MAX_INDEX_BYTES:
-            raise _fail(index, "index larger than 100 MB")
+            raise _fail(where, "index larger than 100 MB")
         data = json.loads(index.read_text(encoding="utf-8"))
     except OSError as error:
-        raise _fail(index, f"cannot be read: {error.strerror or error}") from None
+        raise _fail(where, f"cannot be read: {error.strerror or error}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _fail(index, f"is not valid JSON ({error})") from None
+        raise _fail(where, f"is not valid JSON ({error})") from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-        raise _fail(index, "has no weight_map of tensor name → shard file")
+        raise _fail(where, "has no weight_map of tensor name → shard file")
+    for shard in dict.fromkeys(weight_map.values()):
+        if Path(shard).name != shard:
+            raise _fail(where, f"names shard {shard!r} outside its directory")
+    return weight_map
+
+
+def _load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
+    weight_map = read_index(index)
     shards: list[Path] = []
     for shard in dict.fromkeys(weight_map.values()):
         shard_path = index.parent / shard
-        if Path(shard).name != shard:
-            raise _fail(index, f"names shard {shard!r} outside its directory")
         if not shard_path.is_file():
             raise _fail(index, f"names {shard}, which is missing")
         shards.append(shard_path)
