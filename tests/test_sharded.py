@@ -14,7 +14,8 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import pytest
 import torch
@@ -364,3 +365,62 @@ def test_all_ranks_is_for_live_models() -> None:
     with pytest.raises(paramscope.UsageError) as caught:
         paramscope.inspect("paramscope.examples:gpt2", all_ranks=True)
     assert str(caught.value) == "all_ranks applies to a live model sharded across ranks, not to a target string"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# FSDP1's flat parameter metadata, built by hand as FSDP1 builds it: the code path without a process group, for a
+# torch that refuses FSDP1 on CPU
+
+
+class ParamInfo(NamedTuple):  # torch.distributed.fsdp._flat_param.ParamInfo
+    param_name: str
+    module: nn.Module
+    module_name: str
+
+
+class ShardInfo(NamedTuple):  # torch.distributed.fsdp._flat_param._ShardParamInfo, the field read here
+    numel_in_shard: int
+
+
+class FullyShardedDataParallel(nn.Module):
+    """Named as FSDP1's wrapper: holds the wrapped module and a handle to the flat parameter."""
+
+    def __init__(self, module: nn.Module, flat: nn.Parameter) -> None:
+        super().__init__()
+        self._fsdp_wrapped_module = module
+        self._handle = SimpleNamespace(flat_param=flat)
+
+
+def hand_flattened(model: nn.Module, rank: int, world: int) -> tuple[FullyShardedDataParallel, int]:
+    """``model`` wrapped as FSDP1 wraps it on ``rank`` of ``world``: the originals removed from their modules, one
+    padded flat shard holding this rank's slice of them all. Returns the wrapper and the elements of this rank."""
+    originals = [(name, module, param) for module in model.modules() for name, param in module._parameters.items()]
+    total = sum(param.numel() for *_, param in originals)
+    per_rank = math.ceil(total / world)
+    begin, end = rank * per_rank, min(total, (rank + 1) * per_rank)
+    flat = nn.Parameter(torch.zeros(per_rank))  # the last rank's shard is padded to the same size
+    infos, in_shard, offset = [], [], 0
+    for name, module, param in originals:
+        infos.append(ParamInfo(name, module, ""))
+        in_shard.append(ShardInfo(max(0, min(end, offset + param.numel()) - max(begin, offset))))
+        offset += param.numel()
+        del module._parameters[name]
+    flat._is_flat_param = True  # type: ignore[attr-defined]
+    flat._param_infos = infos  # type: ignore[attr-defined]
+    flat._shapes = [param.shape for *_, param in originals]  # type: ignore[attr-defined]
+    flat._shard_param_infos = in_shard  # type: ignore[attr-defined]
+    flat._shared_param_infos = []  # type: ignore[attr-defined]
+    return FullyShardedDataParallel(model, flat), end - begin
+
+
+@pytest.mark.parametrize("rank", [0, 1, 2])
+def test_fsdp1_flat_parameter_metadata_built_by_hand(rank: int) -> None:
+    model = Block()
+    truth = {name: tuple(param.shape) for name, param in model.named_parameters()}
+    wrapper, held = hand_flattened(model, rank, world=3)
+    report = paramscope.inspect(wrapper)
+    assert {record.name: record.shape for record in report.tensors} == truth
+    assert report.totals.params == sum(math.prod(shape) for shape in truth.values())
+    assert report.totals.local_params == held
+    assert report.totals.local_param_bytes == wrapper._handle.flat_param.untyped_storage().nbytes()
+    assert sum(record.sharding.local_numel for record in report.tensors) == held  # type: ignore[union-attr]
