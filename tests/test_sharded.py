@@ -27,7 +27,7 @@ import paramscope
 
 WORLD_SIZE = 2
 TIME_LIMIT_S = 150
-SCENARIOS = ("fsdp2", "fsdp2-checkpointed", "tp", "fsdp1", "fsdp1-orig-params")
+SCENARIOS = ("fsdp2", "fsdp2-checkpointed", "fsdp2-gathered", "tp", "fsdp1", "fsdp1-orig-params")
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available"
@@ -89,9 +89,13 @@ def _shard(model: nn.Module, scenario: str) -> nn.Module:
         mesh = init_device_mesh("cpu", (WORLD_SIZE,))
         if scenario == "fsdp2-checkpointed":  # fully_shard turns each CheckpointWrapper into FSDPCheckpointWrapper
             model.blocks = nn.ModuleList(checkpoint_wrapper(block) for block in model.blocks)  # type: ignore[union-attr]
+        # gathered: kept unsharded after a forward, as reshard_after_forward=False does between forward and backward
+        keep = scenario == "fsdp2-gathered"
         for block in model.blocks:  # type: ignore[union-attr]
-            fully_shard(block, mesh=mesh)
-        fully_shard(model, mesh=mesh)
+            fully_shard(block, mesh=mesh, reshard_after_forward=not keep)
+        fully_shard(model, mesh=mesh, reshard_after_forward=not keep)
+        if keep:
+            model(torch.zeros(2, 3, dtype=torch.long))
         return model
     if scenario == "tp":
         from torch.distributed.device_mesh import init_device_mesh
@@ -114,6 +118,12 @@ def _shard(model: nn.Module, scenario: str) -> nn.Module:
 
 def _held_here(model: nn.Module, scenario: str) -> tuple[int, int]:
     """What this rank holds, from torch's own objects: (elements, storage bytes with padding)."""
+    if scenario == "fsdp2-gathered":  # the registered parameters are the gathered copies: the shards are in the state
+        from torch.distributed.fsdp import FSDPModule
+
+        groups = [m._get_fsdp_state()._fsdp_param_group for m in model.modules() if isinstance(m, FSDPModule)]
+        shards = [p.sharded_param.to_local() for group in groups if group is not None for p in group.fsdp_params]
+        return sum(t.numel() for t in shards), sum(t.untyped_storage().nbytes() for t in shards)
     if scenario in ("fsdp2", "fsdp2-checkpointed", "tp"):
         from torch.distributed.tensor import DTensor
 
@@ -234,7 +244,7 @@ def test_local_share_is_what_the_rank_holds(ranks: list[dict[str, Any]], scenari
         assert _result(ranks, scenario, rank)["report"]["ranks"] == shares  # all_ranks: every rank sees all
 
 
-@pytest.mark.parametrize("scenario", ["fsdp2", "fsdp2-checkpointed", "fsdp1", "fsdp1-orig-params"])
+@pytest.mark.parametrize("scenario", ["fsdp2", "fsdp2-checkpointed", "fsdp2-gathered", "fsdp1", "fsdp1-orig-params"])
 def test_the_memory_plan_of_full_sharding_is_what_each_rank_holds(ranks: list[dict[str, Any]], scenario: str) -> None:
     # Every dimension here divides by two, so no rank holds padding and ZeRO-3's Ψ/N is exact.
     for rank in range(WORLD_SIZE):
@@ -280,6 +290,17 @@ def test_fsdp1_is_unwrapped_and_flat_shards_are_attributed(ranks: list[dict[str,
     local = [r["sharding"]["local_numel"] for r in report["tensors"]]
     other = [r["sharding"]["local_numel"] for r in _result(ranks, scenario, 1)["report"]["tensors"]]
     assert [a + b for a, b in zip(local, other, strict=True)] == [r["numel"] for r in report["tensors"]]
+
+
+def test_fsdp2_gathered_parameters_are_counted_as_their_shards(ranks: list[dict[str, Any]]) -> None:
+    report = _result(ranks, "fsdp2-gathered", 0)["report"]
+    assert all(record["sharding"]["placements"] == ["Shard(0)"] for record in report["tensors"])
+    gathered = sum(record["bytes"] for record in report["tensors"])  # every parameter is gathered here
+    assert (
+        "FSDP2 parameters of (model), blocks.0, blocks.1, blocks.2 are gathered now (after a forward with "
+        "reshard_after_forward=False, or inside unshard()): this rank's share is of their shards; it also holds the "
+        f"gathered copies, {gathered:,} B, until they are resharded"
+    ) in report["notes"]
 
 
 def test_checkpoint_wrappers_under_fsdp2_are_unwrapped(ranks: list[dict[str, Any]]) -> None:

@@ -57,6 +57,27 @@ def _world_size(group: Any = None) -> int | None:
     return int(distributed.get_world_size(group))
 
 
+def fsdp2_gathered(module: nn.Module) -> dict[int, Any]:
+    """For an FSDP2 module whose parameters are gathered now (between a forward with ``reshard_after_forward=False``
+    and the next reshard, or inside ``unshard()``), the registered tensors (by id) mapped to the sharded parameters
+    they were gathered from; empty when the module holds its shards."""
+    # FSDP2 keeps the sharded parameters only in its private state; a torch whose internals differ leaves the
+    # gathered tensors counted as registered, whole on this rank.
+    try:
+        group = module._get_fsdp_state()._fsdp_param_group  # type: ignore[operator]
+        if group is None or group.is_sharded:
+            return {}
+        gathered = {}
+        for fsdp_param in group.fsdp_params:
+            for name in ("_unsharded_param", "_sharded_post_forward_param"):
+                held = getattr(fsdp_param, name, None)
+                if held is not None:
+                    gathered[id(held)] = fsdp_param.sharded_param
+        return gathered
+    except (AttributeError, RuntimeError):
+        return {}
+
+
 def zero3_sharding(tensor: torch.Tensor) -> tuple[tuple[int, ...], int, Sharding, int] | None:
     """For a DeepSpeed ZeRO-3 parameter: its global shape and numel, its sharding, and the bytes of its partition
     (padding included); ``None`` for any other tensor."""

@@ -23,7 +23,7 @@ from .. import dtypes as dtype_table
 from .._moe import with_active_params
 from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
 from .._tree import TreeBuilder
-from ._sharded import FlatParameters, dtensor_class, dtensor_sharding, unflatten, zero3_sharding
+from ._sharded import FlatParameters, dtensor_class, dtensor_sharding, fsdp2_gathered, unflatten, zero3_sharding
 from ._tensors import PLAIN_TENSOR_CLASSES, packed_weights, unusual_bytes
 
 if TYPE_CHECKING:
@@ -115,13 +115,16 @@ class _ClassInfo:
     """A torch.ao quantized module, which may keep weights outside ``_parameters``."""
     scripted: bool
     """A TorchScript module: its class is RecursiveScriptModule, its own name is ``original_name``."""
+    fsdp2: bool
+    """A module FSDP2's ``fully_shard`` was applied to."""
 
 
 def _class_info(module: nn.Module) -> _ClassInfo:
     cls = type(module)
     wrapper = next((w for w in WRAPPERS if w.matches(module)), None)
     packed = cls.__module__.startswith("torch.ao.nn.")
-    return _ClassInfo(_class_name(cls), wrapper, packed, cls.__name__ == "RecursiveScriptModule")
+    fsdp2 = any(base.__name__ == "FSDPModule" for base in cls.__mro__)
+    return _ClassInfo(_class_name(cls), wrapper, packed, cls.__name__ == "RecursiveScriptModule", fsdp2)
 
 
 def _listed(names: list[str]) -> str:
@@ -171,6 +174,9 @@ class _Walk:
         self._special_classes: dict[type, bool] = {}
         self._dtype_info: dict[torch.dtype, tuple[str, int, DType | None]] = {}
         self.local_params = 0
+        self.gathered: dict[int, Any] = {}
+        """FSDP2 parameters gathered now (by id of the registered tensor): the sharded parameters they come from."""
+        self.gathered_paths: list[str] = []
         self.local_storages: dict[int, int] = {}
         """This rank's parameter storages (by key) and their bytes, for the local share of a sharded model."""
         self.sharded = False
@@ -216,6 +222,11 @@ class _Walk:
                     self._reused_paths.append((path, first_path))
                 continue
             seen[id(module)] = path
+            if info.fsdp2:
+                gathered = fsdp2_gathered(module)
+                if gathered:
+                    self.gathered.update(gathered)
+                    self.gathered_paths.append(path or "(model)")
             index = tree.add_module(path, name, parent)
             prefix = path + "." if path else ""
             if self.flat:
@@ -339,6 +350,9 @@ class _Walk:
                 if special and shard is None and kind == "parameter" and self._is_dtensor(tensor):
                     shard, storage = dtensor_sharding(tensor)
                     self._hold(key, shard.local_numel, storage)
+                elif self.gathered and key in self.gathered:
+                    shard, storage = dtensor_sharding(self.gathered[key])
+                    self._hold(key, shard.local_numel, storage)
                 elif flat_shard and shard is not None:
                     self.local_params += shard.local_numel  # FSDP1: the flat shards' bytes are added apart
                 elif special or tensor.layout is not strided or not tensor.is_contiguous():
@@ -455,6 +469,14 @@ class _Walk:
                 f"_weight_bias() as {', '.join(names)}"
             )
         notes += _capped(self.size_notes, "tensors with unusual storage")
+        if self.gathered_paths:
+            positions = [position for key, position in self._record_index.items() if key in self.gathered]
+            gathered = sum(self.records[position].bytes or 0 for position in positions)
+            notes.append(
+                f"FSDP2 parameters of {_listed(self.gathered_paths)} are gathered now (after a forward with "
+                "reshard_after_forward=False, or inside unshard()): this rank's share is of their shards; it also "
+                f"holds the gathered copies, {gathered:,} B, until they are resharded"
+            )
         for dtype in sorted(self.unknown_dtypes):
             notes.append(f"dtype {dtype} is not in paramscope's dtype table: its bytes come from torch's element_size")
         return notes
