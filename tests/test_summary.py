@@ -10,9 +10,12 @@ its forward raises.
 from __future__ import annotations
 
 import copy
+import csv
 import dataclasses
 import functools
+import io
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -27,6 +30,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import paramscope
+from paramscope._summary import make_inputs
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import View, render
 from paramscope.trace import ForwardError, _OpRecorder, describe
@@ -37,7 +41,9 @@ TINY_GPT_KWARGS = {"vocab_size": 100, "n_positions": 16, "n_embd": 8, "n_layer":
 TINY_GPT_ARGS = tuple(f"{key}={value}" for key, value in TINY_GPT_KWARGS.items())
 ALL_DEPTHS = 99
 aten = torch.ops.aten
-CALL_KEYS = {"path", "type", "depth", "inputs", "outputs", "params", "flops", "macs", "calls", "activations_bytes"}
+CALL_KEYS_IN_ORDER = ("path", "type", "depth", "inputs", "outputs", "params", "flops", "macs", "calls",
+                      "activations_bytes")  # fmt: skip
+CALL_KEYS = set(CALL_KEYS_IN_ORDER)
 CHECKPOINT_MESSAGE = "a forward pass needs a model to run, model code or a config.json; a checkpoint has only weights"
 LAZY_MESSAGE = (
     "the model has uninitialised lazy modules: a forward would initialise (change) them; run one forward yourself first"
@@ -330,6 +336,18 @@ class BoomAtTheTop(nn.Module):
         raise ValueError("boom\nsecond line")
 
 
+class Quit(nn.Module):
+    """A forward that calls sys.exit(5) after a BatchNorm has run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.body(x)
+        sys.exit(5)
+
+
 class DataDependent(nn.Module):
     """Control flow on a tensor's value: impossible on meta, fine on cpu."""
 
@@ -555,13 +573,13 @@ def test_transformers_gpt2_with_sdpa_same_flops_on_meta_and_cpu() -> None:
     assert expected.startswith("CausalLMOutputWithCrossAttentions{logits: [1, 16, 100]")
 
 
-def test_lstm_ops_without_a_formula_are_named_in_the_notes(built: dict[str, Built]) -> None:
-    model, x, _ = built["lstm"]
-    total, _ = torch_flops(model, x)
+def test_lstm_on_cpu_counts_what_flop_counter_mode_misses(built: dict[str, Built]) -> None:
+    model, x, meta = built["lstm"]
+    plain, _ = torch_flops(model, x)
     report = paramscope.summary(model, input_size=(5, 1, 4), device="cpu")
-    assert report.totals.flops == total
-    if total == 0:  # the CPU kernel (mkldnn) has no formula: counted 0, and said so
-        assert any("count 0" in note and "rnn" in note for note in report.notes)
+    assert plain == 0  # torch's own counter has no formula for the CPU kernel (mkldnn_rnn_layer)
+    assert report.totals.flops == meta.totals.flops > 0  # the unfused cells' count, op by op on meta
+    assert not any("mkldnn_rnn_layer" in note for note in report.notes)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -774,6 +792,20 @@ def test_forward_error_with_keyword_inputs() -> None:
     assert str(caught.value).startswith("the forward failed in 'fc' with inputs [2, 4]: RuntimeError: ")
 
 
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_sys_exit_in_a_forward_is_a_forward_error(device: str, mode: str) -> None:
+    model = Quit()
+    before = snapshot(model)
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
+    assert str(caught.value) == "the forward failed in '(model)' with inputs [2, 4]: SystemExit: 5"
+    assert isinstance(caught.value.__cause__, SystemExit)
+    assert_same(before, snapshot(model))
+    assert all(count == 0 for _, _, count in module_hooks(model))
+    assert int(model.body[0].num_batches_tracked) == 0
+
+
 def test_device_cpu_runs_a_data_dependent_forward() -> None:
     report = paramscope.summary(DataDependent(), input_data=torch.ones(2, 4), device="cpu")
     assert report.totals.flops == 2 * 2 * 4 * 4
@@ -840,10 +872,45 @@ def test_usage_errors(kwargs: dict[str, Any], message: str) -> None:
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize("input_size", [(0, 3), (-1, 3), (2**63, 3), [(1, 3), (1, 2**64)]])
+def test_input_size_dimensions_are_one_to_int64(input_size: Any) -> None:
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.summary(nn.Linear(3, 3), input_size=input_size)
+    assert str(caught.value) == f"input_size {input_size!r} is not a shape or a list of shapes"
+
+
+def test_input_bytes_must_fit_in_an_int64() -> None:
+    largest = 2**63 - 1  # torch keeps a tensor's bytes in an int64
+    (tensor,), _ = make_inputs((largest,), None, ["int8"], "meta")
+    assert tensor.untyped_storage().nbytes() == largest
+    for shape, dtype in [((2**62,), torch.float16), ((2**61, 3, 224, 224), torch.float32)]:
+        with pytest.raises(RuntimeError, match="overflow"):
+            torch.empty(shape, dtype=dtype, device="meta")  # what torch says: a traceback for the user
+        size = math.prod(shape) * dtype.itemsize
+        with pytest.raises(paramscope.UsageError) as caught:
+            make_inputs(shape, None, [dtype], "meta")
+        assert str(caught.value) == (
+            f"an input of shape {list(shape)} in {str(dtype)[6:]} would take {size:,} bytes, more than a tensor can "
+            f"hold (9,223,372,036,854,775,807 bytes)"
+        )
+
+
+def test_an_input_too_large_for_memory_on_cpu() -> None:
+    shape = (2**40, 2**20)  # 4 EiB of float32: more than any machine can allocate
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.summary(nn.Linear(2**20, 1), input_size=shape, device="cpu")
+    assert str(caught.value) == (
+        f"an input of shape {list(shape)} in float32 ({4 * 2**60:,} bytes) cannot be allocated on cpu; on meta it "
+        "takes no memory"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 7. the command line
 
 MODELS_SOURCE = """
+import sys
+
 import torch
 from torch import nn
 
@@ -874,6 +941,19 @@ class Boom(nn.Module):
 
 def lazy():
     return nn.Sequential(nn.LazyLinear(3))
+
+
+class Quit(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        sys.exit(5)
+
+
+def eval_only():
+    return nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))  # one sample: no train-mode forward, no activations
 """
 
 
@@ -962,10 +1042,43 @@ def test_cli_input_size_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert_error(run(capsys, "summary", "paramscope.examples:resnet18"), NO_INPUT_MESSAGE)
 
 
-@pytest.mark.parametrize("text", ["1,x,3", "-1,3", ",", "1.5,2"])
-def test_cli_bad_shape(capsys: pytest.CaptureFixture[str], text: str) -> None:
-    result = run(capsys, "summary", "paramscope.examples:resnet18", f"--input-size={text}")
+@pytest.mark.parametrize("text", ["1,x,3", "-1,3", ",", "1.5,2", "0,3,224,224", "1,0", "-.5,2"])
+@pytest.mark.parametrize("command", ["summary", "memory"])
+def test_cli_bad_shape(capsys: pytest.CaptureFixture[str], text: str, command: str) -> None:
+    result = run(capsys, command, "paramscope.examples:resnet18", f"--input-size={text}")
     assert_error(result, SHAPE_MESSAGE.format(text))
+
+
+@pytest.mark.parametrize("text", ["-1,4", "-1", "-0.5,3"])
+def test_cli_negative_shape_as_a_separate_value(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    # not argparse's "expected one argument": "-1,4" is the option's value, and a shape it cannot be
+    result = run(capsys, "summary", "paramscope.examples:resnet18", "--input-size", text)
+    assert_error(result, SHAPE_MESSAGE.format(text))
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "text"),
+    [
+        ("summary", "paramscope.examples:resnet18", "99999999999999999999,3,224,224"),
+        ("memory", "paramscope.examples:gpt2", "99999999999999999999,4"),
+        ("summary", "paramscope.examples:resnet18", f"1,{2**63}"),
+    ],
+)
+def test_cli_dimension_beyond_int64(capsys: pytest.CaptureFixture[str], command: str, target: str, text: str) -> None:
+    too_large = next(int(part) for part in text.split(",") if int(part) >= 2**63)
+    message = f"--input-size {text!r}: dimension {too_large} is more than torch's limit, 9,223,372,036,854,775,807"
+    assert_error(run(capsys, command, target, "--input-size", text), message)
+
+
+def test_cli_input_bytes_beyond_int64(capsys: pytest.CaptureFixture[str]) -> None:
+    batch = 2**61
+    size = batch * 3 * 224 * 224 * 4
+    assert size >= 2**63 > batch
+    message = (
+        f"an input of shape [{batch}, 3, 224, 224] in float32 would take {size:,} bytes, more than a tensor can hold "
+        "(9,223,372,036,854,775,807 bytes)"
+    )
+    assert_error(run(capsys, "summary", "paramscope.examples:resnet18", "--input-size", f"{batch},3,224,224"), message)
 
 
 def test_cli_checkpoint_has_no_code_to_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -983,6 +1096,26 @@ def test_cli_lazy_model(capsys: pytest.CaptureFixture[str], models: Path) -> Non
 def test_cli_forward_error(capsys: pytest.CaptureFixture[str], models: Path) -> None:
     message = "the forward failed in 'body.1' with inputs [2, 4]: ValueError: boom"
     assert_error(run(capsys, "summary", f"{models}:Boom", "--input-size", "2,4"), message)
+
+
+def test_cli_sys_exit_in_a_forward(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    target = f"{models}:Quit"
+    message = "the forward failed in '(model)' with inputs [2, 4]: SystemExit: 5"
+    assert_error(run(capsys, "summary", target, "--input-size", "2,4"), message)
+    code, out, err = run(capsys, "memory", target, "--input-size", "2,4")  # the plan without the activations item
+    assert (code, err) == (0, "")
+    assert f"  - no activations item: {message}" in out
+
+
+def test_cli_sys_exit_in_a_forward_in_a_subprocess(models: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", "summary", f"{models}:Quit", "--input-size", "2,4"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "paramscope: error: the forward failed in '(model)' with inputs [2, 4]: SystemExit: 5\n"
 
 
 def test_cli_forward_error_in_a_subprocess(models: Path) -> None:
@@ -1007,3 +1140,184 @@ def test_cli_golden_resnet18_depth2(capsys: pytest.CaptureFixture[str], golden: 
 def test_nested_tensors_are_described_by_their_sequences() -> None:
     nested = torch.nested.nested_tensor([torch.zeros(5, 16), torch.zeros(3, 16)])
     assert describe((nested, torch.zeros(2))) == "(nested([5, 16], [3, 16]), [2])"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 9. CSV, --explain, and a config beside its weights (--from-config, --check)
+
+
+def csv_rows(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    reader = csv.DictReader(io.StringIO(text))
+    rows = list(reader)
+    return list(reader.fieldnames or ()), rows
+
+
+def csv_cells(record: dict[str, Any]) -> dict[str, str]:
+    """A JSON object as CSV cells: raw numbers, an empty cell for null."""
+    return {key: "" if value is None else str(value) for key, value in record.items()}
+
+
+SUMMARIES = {
+    "resnet18": ("paramscope.examples:resnet18", "--input-size", "1,3,224,224", "--depth", "2"),
+    "gpt2-tiny": ("paramscope.examples:gpt2", *TINY_GPT_ARGS, *("--input-size", "1,16", "--input-dtype", "long")),
+    "eval-only": ("{models}:eval_only", "--input-size", "1,8"),
+    "two-inputs": ("{models}:Two", "--input-size", "2,8", "--input-size", "2,6", "--mode", "train"),
+}
+
+
+@pytest.mark.parametrize("name", list(SUMMARIES))
+def test_cli_csv_has_one_row_per_call_of_the_json(capsys: pytest.CaptureFixture[str], models: Path, name: str) -> None:
+    target, *argv = SUMMARIES[name]
+    target = target.format(models=models)
+    data = run_json(capsys, target, *argv)
+    code, out, err = run(capsys, "summary", target, *argv, "--format", "csv", "--quiet")
+    assert (code, err) == (0, "")
+    header, rows = csv_rows(out)
+    assert header == list(data["calls"][0])
+    assert set(header) == CALL_KEYS
+    assert rows == [csv_cells(call) for call in data["calls"]]
+    if name == "eval-only":
+        assert {row["activations_bytes"] for row in rows} == {""}  # unknown: no train-mode forward could run
+
+
+def test_cli_csv_figures_are_torchs(capsys: pytest.CaptureFixture[str], built: dict[str, Built]) -> None:
+    model, x, _ = built["resnet18"]
+    flops, per_module = torch_flops(model, x)
+    saved, _ = torch_saved_bytes(model, x)
+    calls = torch_calls(model, x)
+    code, out, err = run(capsys, "summary", *SUMMARIES["resnet18"], "--format", "csv")
+    assert (code, err) == (0, "")
+    _, rows = csv_rows(out)
+    by_path = {row["path"]: row for row in rows}
+    assert by_path[""]["flops"] == str(flops)
+    assert by_path[""]["macs"] == str(flops // 2)
+    assert by_path[""]["activations_bytes"] == str(saved)
+    assert by_path["fc"]["flops"] == str(2 * 512 * 1000)
+    assert by_path["fc"]["params"] == str(512 * 1000 + 1000)
+    for row in rows:
+        assert row["flops"] == str(per_module.get(row["path"], 0))
+        assert (row["inputs"], row["outputs"]) == (calls.inputs[row["path"]], calls.outputs[row["path"]])
+        assert row["calls"] == str(calls.calls[row["path"]])
+        assert row["depth"] == str(row["path"].count(".") + 1 if row["path"] else 0)
+    assert [row["path"] for row in rows] == [path for path in calls.order if path.count(".") < 2]
+
+
+def test_cli_explain_shows_each_modules_formula(capsys: pytest.CaptureFixture[str], built: dict[str, Built]) -> None:
+    model = built["resnet18"].model
+    code, out, err = run(capsys, "summary", *SUMMARIES["resnet18"], "--explain", "--format", "csv")
+    assert (code, err) == (0, "")
+    header, rows = csv_rows(out)
+    assert header == [*list(CALL_KEYS_IN_ORDER), "formula", "formula_matches"]
+    explained = [row for row in rows if row["formula"]]
+    assert {row["type"] for row in explained} >= {"Conv2d", "BatchNorm2d", "Linear", "ReLU"}
+    for row in rows:
+        params = sum(p.numel() for p in model.get_submodule(row["path"]).parameters())
+        assert row["params"] == str(params)
+        if row["type"] in ("ResNet", "Sequential", "BasicBlock"):  # containers: no formula of their own
+            assert (row["formula"], row["formula_matches"]) == ("", "")
+        else:
+            assert row["formula"].startswith(f"{row['type']}: ")
+            assert f"= {params:,}" in row["formula"] if params else row["formula"].endswith(": 0 (no parameters)")
+            assert row["formula_matches"] == "True"
+    code, out, err = run(capsys, "summary", *SUMMARIES["resnet18"], "--explain")
+    assert (code, err) == (0, "")
+    header_line = next(line for line in out.splitlines() if line.strip().startswith("Module"))
+    assert header_line.split()[-1] == "Formula"
+    assert f"Linear: 1,000 × 512 + 1,000 = {1000 * 512 + 1000:,}" in out
+    assert "Formula" not in run(capsys, "summary", *SUMMARIES["resnet18"])[1]
+
+
+@pytest.fixture
+def tiny_llama(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A directory with a tiny Llama's config.json and its weights (model.safetensors), saved by transformers."""
+    transformers = pytest.importorskip("transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2,
+                                      architectures=["LlamaForCausalLM"])  # fmt: skip
+    directory = tmp_path / "tiny-llama"
+    transformers.LlamaForCausalLM(config).save_pretrained(directory)
+    capsys.readouterr()  # transformers' progress bar
+    return directory
+
+
+LLAMA_INPUT = ("--input-size", "1,8", "--input-dtype", "long", "--depth", "2")
+
+
+def test_cli_check_compares_the_weights_with_the_config_model(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Path
+) -> None:
+    import safetensors.torch
+    import transformers
+
+    model = transformers.LlamaForCausalLM(transformers.AutoConfig.from_pretrained(tiny_llama))
+    plain = run_json(capsys, str(tiny_llama), *LLAMA_INPUT)
+    assert plain["check"] is None
+    assert plain["totals"]["params"] == sum(p.numel() for p in model.parameters())
+    assert run_json(capsys, str(tiny_llama), *LLAMA_INPUT, "--from-config") == plain  # a summary always builds it
+    checked = run_json(capsys, str(tiny_llama), *LLAMA_INPUT, "--check")
+    assert checked["check"] == {
+        "against": str(tiny_llama / "config.json"),
+        "ok": True,
+        "missing": [],
+        "unexpected": [],
+        "mismatched": [],
+    }
+    assert checked["calls"] == plain["calls"]
+
+    weights = tiny_llama / "model.safetensors"
+    tensors = safetensors.torch.load_file(weights)
+    del tensors["model.norm.weight"]
+    safetensors.torch.save_file(tensors, weights, metadata={"format": "pt"})
+    missing = sorted(set(model.state_dict()) - set(safetensors.torch.load_file(weights)))
+    assert missing == ["model.norm.weight"]
+    code, out, err = run(capsys, "summary", str(tiny_llama), *LLAMA_INPUT, "--check", "--format", "json", "--quiet")
+    assert (code, err) == (1, "")  # --check found differences
+    data = json.loads(out)
+    assert (data["check"]["ok"], data["check"]["missing"]) == (False, missing)
+    assert data["calls"] == plain["calls"]
+
+
+def test_cli_from_config_and_check_need_a_config_and_weights(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Path
+) -> None:
+    for flag in ("--from-config", "--check"):
+        assert_error(
+            run(capsys, "summary", "paramscope.examples:resnet18", "--input-size", "1,3,64,64", flag),
+            "paramscope.examples:resnet18: --from-config and --check need a config.json, not model code",
+        )
+    config = tiny_llama / "config.json"
+    assert_error(
+        run(capsys, "summary", str(config), *LLAMA_INPUT, "--check"),
+        f"{config}: --check compares weights with the model config.json describes, and there are no weights",
+    )
+
+
+class ClampsItsWeights(nn.Module):
+    """A forward that changes a parameter in place: on CPU that would be the user's own weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            self.fc.weight.clamp_(-0.1, 0.1)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_forward_writing_to_a_parameter_is_refused_on_cpu(mode: str) -> None:
+    model = ClampsItsWeights()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(2, 4), device="cpu", mode=mode)
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [2, 4]: ParameterWriteError: aten.clamp_ would change the "
+        "parameter 'fc.weight' in place: paramscope does not run that on your weights; summarise on meta (the "
+        "default) instead"
+    )
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    meta = paramscope.summary(model, input_size=(2, 4))  # on meta it writes to a stand-in
+    assert meta.totals.flops == 2 * 2 * 4 * 4
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 Shape = Sequence[int]
 _MAX_OPS_IN_NOTE = 10
+_MAX_INT64 = 2**63 - 1
 
 
 def _dtype(value: Any) -> torch.dtype:
@@ -32,12 +34,34 @@ def _dtype(value: Any) -> torch.dtype:
 
 
 def shapes_of(input_size: Shape | Sequence[Shape]) -> list[tuple[int, ...]]:
+    """One shape or a list of shapes, as a list of shapes; every dimension 1 or more, and an int64 as torch needs."""
     items = list(input_size)
     nested = [list(item) if isinstance(item, Sequence) else item for item in items]
     shapes = [nested] if all(isinstance(dim, int) for dim in nested) else nested
-    if not all(isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape) for shape in shapes):
+    if not all(isinstance(shape, list) and all(isinstance(d, int) and 1 <= d <= _MAX_INT64 for d in shape)
+               for shape in shapes):  # fmt: skip
         raise UsageError(f"input_size {input_size!r} is not a shape or a list of shapes")
     return [tuple(shape) for shape in shapes]  # type: ignore[arg-type]
+
+
+def _input_tensor(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:
+    """An input of ``shape``: empty on meta, random floats or zero ids (valid everywhere) on CPU."""
+    import torch
+
+    size = math.prod(shape) * dtype.itemsize
+    what = f"an input of shape {list(shape)} in {str(dtype).removeprefix('torch.')}"
+    # torch keeps a tensor's size in bytes in an int64: beyond it even an empty meta tensor fails ("Storage size
+    # calculation overflowed").
+    if size > _MAX_INT64:
+        raise UsageError(f"{what} would take {size:,} bytes, more than a tensor can hold ({_MAX_INT64:,} bytes)")
+    if device == "meta":
+        return torch.empty(shape, dtype=dtype, device="meta")
+    try:
+        if dtype.is_floating_point or dtype.is_complex:
+            return torch.randn(shape, dtype=dtype)
+        return torch.zeros(shape, dtype=dtype)
+    except RuntimeError:  # the allocator's: "DefaultCPUAllocator: can't allocate memory"
+        raise UsageError(f"{what} ({size:,} bytes) cannot be allocated on cpu; on meta it takes no memory") from None
 
 
 def make_inputs(
@@ -64,15 +88,7 @@ def make_inputs(
         kinds *= len(shapes)
     if len(kinds) != len(shapes):
         raise UsageError(f"{len(kinds)} dtypes for {len(shapes)} inputs: give one dtype, or one per input")
-    inputs = []
-    for shape, dtype in zip(shapes, kinds, strict=True):
-        if device == "meta":
-            inputs.append(torch.empty(shape, dtype=dtype, device="meta"))
-        elif dtype.is_floating_point or dtype.is_complex:
-            inputs.append(torch.randn(shape, dtype=dtype))
-        else:  # token ids, masks: zeros are valid everywhere
-            inputs.append(torch.zeros(shape, dtype=dtype))
-    return tuple(inputs), {}
+    return tuple(_input_tensor(shape, dtype, device) for shape, dtype in zip(shapes, kinds, strict=True)), {}
 
 
 def check_runnable(model: nn.Module, device: str) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -15,8 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from ._errors import BudgetExceededError, ParamscopeError, UsageError
-from ._units import parse_bytes, parse_count
+from ._errors import BudgetExceededError, ParamscopeError, TargetError, UsageError
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -30,6 +30,8 @@ EXIT_CHECK_FAILED = 1
 EXIT_ERROR = 2
 EXIT_BUDGET = 3
 _ALL_DEPTHS = 10**6
+MAX_DIMENSION = 2**63 - 1
+"""The largest tensor dimension torch takes (an int64)."""
 
 _MAIN_EXAMPLES = """\
 examples:
@@ -78,13 +80,19 @@ exit codes: 0 success, 1 --check found differences, 2 bad input or usage, 3 budg
 _SUMMARY_EXAMPLES = """\
 examples:
   paramscope summary paramscope.examples:resnet18 --input-size 1,3,224,224
+  paramscope summary paramscope.examples:resnet18 --input-size 1,3,224,224 --explain --format csv
   paramscope summary paramscope.examples:gpt2 --input-size 1,1024 --input-dtype long --depth 2
   paramscope summary path/to/Llama-3-70B/config.json --input-size 1,2048 --input-dtype long --depth 1
   paramscope summary my_models.py:Net --input-size 8,16 --input-size 8,4 --device cpu --mode train
+  paramscope summary path/to/checkpoint/ --input-size 1,128 --input-dtype long --check
 
 The pass runs on the meta device unless --device cpu: shapes are exact and nothing is computed. FLOPs are torch's
 FlopCounterMode's (matrix products, convolutions, attention); activations are the bytes autograd saves for
-backward in a train-mode forward. The model is never changed.
+backward in a train-mode forward. The model is never changed. A forward needs a model, so a directory holding
+config.json and weights is always built from the config (as --from-config does); --check compares the weights with
+that model.
+
+exit codes: 0 success, 1 --check found differences, 2 bad input or usage, 3 budget exceeded
 """
 
 _MEMORY_EXAMPLES = """\
@@ -138,6 +146,12 @@ those that do not change the count (stride, padding, eps, ...) are accepted and 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line and exit code 2, like every other paramscope error."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse takes "-1,4" for an option (only "-1" or "-1.5" pass as negative numbers) and stops with "expected
+        # one argument"; as a value, "--input-size -1,4" then gets the message that says what is wrong with it.
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"paramscope: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(EXIT_ERROR)
@@ -163,17 +177,8 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_options(inspect, depth_help="module tree depth to show (default: 2; with --explain: all)")
-    inspect.add_argument(
-        "--explain", action="store_true", help="show each layer's formula next to its count, checked against it"
-    )
-    hf = _add_hf_options(inspect)
-    hf.add_argument(
-        "--from-config",
-        action="store_true",
-        help="build from the config.json beside the weights instead of reading them",
-    )
-    hf.add_argument(
-        "--check", action="store_true", help="compare the weights with the model config.json describes (exit 1 if not)"
+    _add_config_options(
+        inspect, from_config_help="build from the config.json beside the weights instead of reading them"
     )
     inspect.set_defaults(handler=_run_inspect, takes_arguments=True, command_parser=inspect)
 
@@ -202,7 +207,11 @@ def _build_parser() -> argparse.ArgumentParser:
     summary.add_argument(
         "--mode", choices=("eval", "train"), default="eval", help="the model's mode during the pass (default: eval)"
     )
-    _add_hf_options(summary)
+    _add_config_options(
+        summary,
+        from_config_help="build from the config.json beside the weights; the default here, as a forward needs a model "
+        "(the weights are never read: see --check)",
+    )
     summary.set_defaults(handler=_run_summary, takes_arguments=True, command_parser=summary)
 
     memory = commands.add_parser(
@@ -377,6 +386,19 @@ def _add_diff_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_config_options(parser: argparse.ArgumentParser, *, from_config_help: str) -> None:
+    """What inspect and summary share beyond ``_add_model_options``: --explain, and the Hugging Face options with a
+    config beside its weights (--from-config, --check)."""
+    parser.add_argument(
+        "--explain", action="store_true", help="show each layer's formula next to its count, checked against it"
+    )
+    hf = _add_hf_options(parser)
+    hf.add_argument("--from-config", action="store_true", help=from_config_help)
+    hf.add_argument(
+        "--check", action="store_true", help="compare the weights with the model config.json describes (exit 1 if not)"
+    )
+
+
 def _add_hf_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     hf = parser.add_argument_group("Hugging Face configs and checkpoints")
     hf.add_argument("--model-class", metavar="NAME", help="transformers class to build (default: architectures[0])")
@@ -442,14 +464,11 @@ def _deliver(
 
 
 def _budget(options: argparse.Namespace) -> Budget:
-    from ._budget import Budget
+    from ._budget import parse_budget
 
     if options.depth is not None and options.depth < 0:
         raise UsageError(f"--depth must be 0 or more, not {options.depth}")
-    return Budget(
-        max_params=None if options.max_params is None else parse_count(options.max_params),
-        max_bytes=None if options.max_bytes is None else parse_bytes(options.max_bytes),
-    )
+    return parse_budget(options.max_params, options.max_bytes)
 
 
 def _request(options: argparse.Namespace, **extra: Any) -> Request:
@@ -493,13 +512,31 @@ def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
 
 
 def _shape(text: str) -> tuple[int, ...]:
+    """An --input-size value as a shape: dimensions of 1 or more that torch can hold (an int64)."""
     try:
         shape = tuple(int(part) for part in text.replace(" ", "").strip("()[]").split(",") if part)
     except ValueError:
         raise UsageError(f"--input-size {text!r} is not a shape: write it as 1,3,224,224") from None
-    if not shape or any(dim < 0 for dim in shape):
+    if not shape or any(dim < 1 for dim in shape):
         raise UsageError(f"--input-size {text!r} is not a shape: write it as 1,3,224,224")
+    too_large = next((dim for dim in shape if dim > MAX_DIMENSION), None)
+    if too_large is not None:
+        raise UsageError(f"--input-size {text!r}: dimension {too_large} is more than torch's limit, {MAX_DIMENSION:,}")
     return shape
+
+
+def _check_config_options(options: argparse.Namespace) -> None:
+    """--from-config and --check in a summary: both need a config.json, and --check weights beside it."""
+    from .sources.target import builds_model, is_code_target
+
+    target = options.target
+    if not (options.from_config or options.check):
+        return
+    if is_code_target(target) and not Path(target).exists():
+        raise UsageError(f"{target}: --from-config and --check need a config.json, not model code")
+    if options.check and builds_model(target):
+        raise UsageError(f"{target}: --check compares weights with the model config.json describes, and there are "
+                         "no weights")  # fmt: skip
 
 
 def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
@@ -507,23 +544,29 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
     from ._summary import make_inputs, summarize
     from .render import View
     from .sources.module import inspect_module
-    from .sources.target import load_model
+    from .sources.target import load_model, load_report
 
     budget = _budget(options)
     if not options.input_size:
         raise UsageError("summary runs a forward pass: give its inputs with --input-size (e.g. 1,3,224,224)")
     shapes = [_shape(text) for text in options.input_size]
+    _check_config_options(options)
     depth = options.depth if options.depth is not None else 3
     request = _request(options)
     with contextlib.redirect_stdout(sys.stderr):
         model, kind, notes = load_model(options.target, request)
-        report = inspect_module(model, target=options.target, device=options.device)
+        report = inspect_module(model, target=options.target, device=options.device, explain=options.explain)
         report = replace(report, source=replace(report.source, kind=kind), notes=(*notes, *report.notes))
+        if options.check:
+            # inspect's --check as it is: the checkpoint's headers against the model config.json describes
+            checked = load_report(options.target, replace(request, check=True, exclude_embeddings=False))
+            if checked.check is not None:
+                report = replace(report, check=checked.check, notes=(*report.notes, *checked.check.notes))
         if request.exclude_embeddings:
             report = without_embeddings(report)
         args, kwargs = make_inputs(shapes, None, options.input_dtype, options.device)
         report = summarize(model, report, args, kwargs, depth=depth, device=options.device, mode=options.mode)
-    view = View(depth=depth, tensors=options.tensors, units=options.units)
+    view = View(depth=depth, tensors=options.tensors, units=options.units, explain=options.explain)
     return _finish(options, stdout, report, view, budget)
 
 
@@ -651,7 +694,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             options.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         options.args = extra
         handler: Callable[[argparse.Namespace, IO[str]], int] = options.handler
-        return handler(options, sys.stdout)
+        try:
+            return handler(options, sys.stdout)
+        except SystemExit as exit_:
+            # The model's code called sys.exit() where no source turned it into an error (building does): it must
+            # not end paramscope silently with its own exit code.
+            targets = [name for name in (getattr(options, key, None) for key in ("target", "a", "b")) if name]
+            lines = str(exit_).strip().splitlines()
+            message = f"the model's code exited: SystemExit: {lines[0] if lines else '(no message)'}"
+            raise TargetError(f"{' or '.join(targets)}: {message}" if targets else message) from exit_
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
     except BudgetExceededError as error:

@@ -168,16 +168,57 @@ class _FusedAttentionOnMeta(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-class _OpRecorder(TorchDispatchMode):
-    """Counts the aten ops a forward runs, to name the ones FlopCounterMode counts as zero."""
+class ParameterWriteError(RuntimeError):
+    """A forward on the real weights was about to change one of them in place."""
 
-    def __init__(self) -> None:
+
+_WRITTEN_ARGUMENTS: dict[Any, tuple[tuple[int, str], ...]] = {}
+
+
+def _written_arguments(func: Any) -> tuple[tuple[int, str], ...]:
+    """The arguments an op writes to (``self`` of ``clamp_``, ``out=``), by position and name, from its schema."""
+    written = _WRITTEN_ARGUMENTS.get(func)
+    if written is None:
+        arguments = func._schema.arguments
+        written = tuple(
+            (i, a.name) for i, a in enumerate(arguments) if a.alias_info is not None and a.alias_info.is_write
+        )
+        _WRITTEN_ARGUMENTS[func] = written
+    return written
+
+
+class _OpRecorder(TorchDispatchMode):
+    """Counts the aten ops a forward runs, to name the ones FlopCounterMode counts as zero; with ``protected``
+    (parameter storages by address), refuses an op that would write to one before it runs: on a real device the
+    forward runs on the user's own weights, which must come back unchanged."""
+
+    def __init__(self, protected: dict[int, str] | None = None) -> None:
         super().__init__()
         self.counts: dict[Any, int] = {}
+        self.protected = protected or {}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
         self.counts[func.overloadpacket] = self.counts.get(func.overloadpacket, 0) + 1
-        return func(*args, **(kwargs or {}))
+        if self.protected:
+            for index, name in _written_arguments(func):
+                target = args[index] if index < len(args) else kwargs.get(name)
+                if isinstance(target, torch.Tensor) and target.untyped_storage().data_ptr() in self.protected:
+                    raise ParameterWriteError(
+                        f"{func.overloadpacket} would change the parameter "
+                        f"{self.protected[target.untyped_storage().data_ptr()]!r} in place: paramscope does not run "
+                        "that on your weights; summarise on meta (the default) instead"
+                    )
+        return func(*args, **kwargs)
+
+
+def _parameter_storages(model: nn.Module) -> dict[int, str]:
+    """The storages of the model's real parameters, by address, with a name of each."""
+    storages: dict[int, str] = {}
+    for name, param in model.named_parameters():
+        if not param.is_meta and param.numel():
+            storages.setdefault(param.untyped_storage().data_ptr(), name)
+    return storages
 
 
 @dataclass
@@ -340,7 +381,7 @@ def _first_paths(model: nn.Module) -> dict[str, str]:
     return paths
 
 
-def _failure(hooks: _Hooks, error: Exception) -> ForwardError:
+def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
     lines = str(error).strip().splitlines()
     message = f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
     if not hooks.stack:
@@ -369,7 +410,7 @@ def _run(
         weights = _stand_ins(model, device, dtype)
         saved = _SavedTensors(hooks, weights) if measure_activations else None
         counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
-        recorder = _OpRecorder()
+        recorder = _OpRecorder(None if device == "meta" else _parameter_storages(model))
         with contextlib.ExitStack() as stack:
             stack.enter_context(_mode(model, train))
             if device == "meta":
@@ -379,9 +420,10 @@ def _run(
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
             if count_flops:
                 stack.enter_context(counter)
-                stack.enter_context(recorder)
+            if count_flops or recorder.protected:
+                stack.enter_context(recorder)  # last: it sees each op first, and refuses a write before it runs
             _forward(model, weights, to_device(args, device), to_device(kwargs, device))
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit() in a forward must not end the caller
         raise _failure(hooks, error) from error
     finally:
         hooks.remove()
@@ -507,7 +549,7 @@ def peak_live_bytes(
         inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
         with _mode(model, False), torch.no_grad(), _FusedAttentionOnMeta(), tracker:
             output = _forward(model, weights, inputs, keywords)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit() in a forward must not end the caller
         raise _failure(hooks, error) from error
     finally:
         hooks.remove()

@@ -146,8 +146,20 @@ def _calls_section(report: Report, view: View) -> Section:
     ]  # fmt: skip
     if repeated:
         columns.append(Column("Calls", "right"))
+    explained: list[tuple[str, ...]] = [()] * len(calls)
+    if view.explain:  # each module's formula, and the note inspect --explain gives it
+        nodes = {node.path: node for node in report.modules}
+        explained = [
+            (nodes[call.path].formula or "", _module_note(nodes[call.path], True)) if call.path in nodes else ("", "")
+            for call in calls
+        ]
+        columns.append(Column("Formula"))
+        if any(note for _, note in explained):
+            columns.append(Column("Note"))
+        else:
+            explained = [cells[:1] for cells in explained]
     rows = []
-    for call in calls:
+    for call, cells in zip(calls, explained, strict=True):
         row = [
             "  " * call.depth + (call.path or "(model)"),
             call.type,
@@ -160,7 +172,7 @@ def _calls_section(report: Report, view: View) -> Section:
         ]
         if repeated:
             row.append(format_count(call.calls))
-        rows.append(tuple(row))
+        rows.append((*row, *cells))
     return Section(f"Forward pass (execution order, depth {view.depth})", tuple(columns), rows)
 
 

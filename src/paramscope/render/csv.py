@@ -1,18 +1,22 @@
-"""The CSV format: raw numbers, one row per module (to the view's depth), per tensor (with ``tensors``), or per
-memory item and the totals under them (for a report with a memory plan)."""
+"""The CSV format: raw numbers, one row per module (to the view's depth), per call record of a forward pass (for a
+summary, to the view's depth), per tensor (with ``tensors``), or per memory item and the totals under them (for a
+report with a memory plan)."""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from .._report import Report
+from .._report import CallRecord, Report
 from ._layout import View, memory_totals
 
 MODULE_COLUMNS = (
     "path", "type", "depth", "params", "param_bytes", "own_params", "own_param_bytes", "trainable", "buffers",
     "buffer_bytes", "complete", "same_as", "shared", "formula", "formula_matches",
 )  # fmt: skip
+CALL_COLUMNS = CallRecord._fields
+"""The JSON's ``calls[]`` keys; with ``explain``, the module's ``formula`` and ``formula_matches`` follow."""
+EXPLAIN_COLUMNS = ("formula", "formula_matches")
 MEMORY_COLUMNS = ("name", "label", "per_device_bytes", "total_bytes", "where", "formula")
 TENSOR_COLUMNS = ("name", "kind", "shape", "numel", "dtype", "bytes", "trainable", "persistent", "aliases")
 
@@ -28,8 +32,8 @@ def _cell(column: str, value: object) -> object:
 
 
 def render_csv(report: Report, view: View | None = None) -> str:
-    """Modules, tensors or memory items as CSV with a header row: empty cells for unknown values, names joined
-    with ``;``, shapes as ``[64, 3, 7, 7]``."""
+    """Modules, a summary's call records, tensors or memory items as CSV with a header row: empty cells for unknown
+    values, names joined with ``;``, shapes as ``[64, 3, 7, 7]``."""
     view = view or View()
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -43,6 +47,15 @@ def render_csv(report: Report, view: View | None = None) -> str:
         writer.writerow(TENSOR_COLUMNS)
         for record in report.tensors:
             writer.writerow([_cell(column, getattr(record, column)) for column in TENSOR_COLUMNS])
+    elif report.calls is not None:
+        explain = EXPLAIN_COLUMNS if view.explain else ()
+        nodes = {node.path: node for node in report.modules}
+        writer.writerow((*CALL_COLUMNS, *explain))
+        for call in report.calls:
+            if call.depth <= view.depth:
+                node = nodes.get(call.path)
+                explained = [_cell(column, getattr(node, column, None)) for column in explain]
+                writer.writerow([*(_cell(column, getattr(call, column)) for column in CALL_COLUMNS), *explained])
     else:
         writer.writerow(MODULE_COLUMNS)
         for node in report.modules:
