@@ -720,6 +720,83 @@ def test_model_code_calling_sys_exit(capsys: pytest.CaptureFixture[str], models:
     )
 
 
+RAISERS_SOURCE = """
+class BadStr(Exception):
+    def __str__(self):
+        return 1 / 0
+
+
+class NotAnException(BaseException):
+    pass
+
+
+def bad_str():
+    raise BadStr()
+
+
+def base_exception():
+    raise NotAnException("deep down")
+
+
+def generator_exit():
+    raise GeneratorExit
+
+
+def interrupted():
+    raise KeyboardInterrupt
+"""
+
+
+def test_exception_whose_message_cannot_be_shown(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = f"{write(tmp_path, 'raisers.py', RAISERS_SOURCE)}:bad_str"
+    assert_error(
+        run(capsys, "inspect", target),
+        f"building {target} on the meta device failed: BadStr: (its message could not be shown: BadStr.__str__ "
+        "raised ZeroDivisionError)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("factory", "shown"),
+    [("base_exception", "NotAnException: deep down"), ("generator_exit", "GeneratorExit: (no message)")],
+)
+def test_base_exceptions_from_model_code(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, factory: str, shown: str
+) -> None:
+    # BaseException but not Exception: still the model's fault, still one line
+    target = f"{write(tmp_path, 'raisers.py', RAISERS_SOURCE)}:{factory}"
+    assert_error(run(capsys, "inspect", target), f"building {target} on the meta device failed: {shown}")
+
+
+def test_base_exception_while_imported(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write(tmp_path, "raises_on_import.py", "class Stop(BaseException):\n    pass\n\nraise Stop('at import')\n")
+    target = f"{path}:model"
+    assert_error(run(capsys, "inspect", target), f"importing {target} on the meta device failed: Stop: at import")
+
+
+def test_keyboard_interrupt_in_model_code_still_interrupts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = f"{write(tmp_path, 'raisers.py', RAISERS_SOURCE)}:interrupted"
+    assert run(capsys, "inspect", target) == (130, "", "paramscope: interrupted\n")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["inspect", ""], ["inspect", "  "], ["memory", ""], ["summary", "", "--input-size", "1,3"]],
+)
+def test_empty_target(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    # not the current directory (Path("") is "."), even when it holds weights and a config.json
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert_error(
+        run(capsys, *argv),
+        "the target is empty; expected 'package.module:attr', 'path/to/file.py:attr', a checkpoint (.safetensors, "
+        ".pt, .pth, .bin, .ckpt, .gguf, *.index.json), a config.json, a directory holding them, or hf:org/name",
+    )
+
+
 def test_file_raising_while_imported(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = write(tmp_path, "broken.py", "import torch\n\nVALUE = 1 / 0\n")
     target = f"{path}:model"
@@ -857,16 +934,18 @@ def test_target_without_an_attribute(capsys: pytest.CaptureFixture[str]) -> None
         ("--max-bytes", "2k", "size '2k': unit 'k' is ambiguous; write KiB (powers of 1024) or kB (powers of 1000)"),
         ("--max-bytes", "2X", "size '2X' has an unknown unit 'X'; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB"),
         ("--max-bytes", "lots", "size 'lots' is not a number with an optional unit"),
-        ("--max-bytes", "0.5B", "size '0.5B' is not a whole number"),
+        ("--max-bytes", "1e999999999GiB", "size '1e999999999GiB' is too large"),
         ("--max-params", "2G", "count '2G' has an unknown suffix 'G'; use K, M, B or T"),
-        ("--max-params", "1.5", "count '1.5' is not a whole number"),
         ("--max-params", "-5", "count '-5' is not a number with an optional unit"),
         ("--max-params", "many", "count 'many' is not a number with an optional unit"),
+        ("--max-params", "abc", "count 'abc' is not a number with an optional unit"),
         ("--max-params", "7GiB", "count '7GiB' has an unknown suffix 'GiB'; use K, M, B or T"),
+        ("--max-params", "1e999999999", "count '1e999999999' is too large"),
     ],
 )
 def test_bad_budget_values(capsys: pytest.CaptureFixture[str], option: str, value: str, message: str) -> None:
-    assert_error(run(capsys, "inspect", "paramscope.examples:resnet18", option, value), message)
+    # the message names the flag it is about
+    assert_error(run(capsys, "inspect", "paramscope.examples:resnet18", option, value), f"{option}: {message}")
 
 
 def test_negative_depth(capsys: pytest.CaptureFixture[str]) -> None:
@@ -1320,6 +1399,23 @@ def test_budget_pass_at_exactly_the_size(capsys: pytest.CaptureFixture[str], res
     assert (code, err) == (3, f"paramscope: budget exceeded: {bytes_over(size, size - 1)}\n")
 
 
+def test_fractional_limits_are_rounded_down(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
+    # a whole number of bytes is over x exactly when it is over floor(x): rounding down changes no verdict
+    totals = torch_totals(resnet)
+    size = totals["param_bytes"] + totals["buffer_bytes"]
+    assert run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", f"{size}.9")[::2] == (0, "")
+    code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", f"{size - 1}.9B")
+    assert (code, err) == (3, f"paramscope: budget exceeded: {bytes_over(size, size - 1)}\n")
+    code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", "44.6MiB")
+    limit = 446 * 2**20 // 10  # 44.6 MiB is 46,766,489.6 bytes
+    assert (code, err) == (3, f"paramscope: budget exceeded: {bytes_over(size, limit)}\n")
+    assert run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", "44.7MiB")[::2] == (0, "")
+    code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-params", "11.6895115M")
+    assert (code, err) == (3, f"paramscope: budget exceeded: {params_over(RESNET18_PARAMS, RESNET18_PARAMS - 1)}\n")
+    params = f"{RESNET18_PARAMS}.5"
+    assert run(capsys, "inspect", "paramscope.examples:resnet18", "--max-params", params)[::2] == (0, "")
+
+
 def test_gpt2_small_fits_125m(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "inspect", "paramscope.examples:gpt2", "--max-params", "125M")[::2] == (0, "")
     code, _, err = run(capsys, "inspect", "paramscope.examples:gpt2", "--max-params", "124M")
@@ -1554,7 +1650,7 @@ def test_console_script_error_in_model_code_has_no_traceback(models: Path) -> No
         ),
         (
             ["paramscope.examples:resnet18", "--max-bytes", "2G"],
-            "size '2G': unit 'G' is ambiguous; write GiB (powers of 1024) or GB (powers of 1000)",
+            "--max-bytes: size '2G': unit 'G' is ambiguous; write GiB (powers of 1024) or GB (powers of 1000)",
         ),
         (
             ["paramscope_no_such_package:model"],

@@ -74,7 +74,20 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         (
             ["formula", "linear", "in_features=three", "out_features=4"],
-            "Linear: in_features='three' is not int; in_features: int",
+            "Linear: in_features='three' is not int; arguments: in_features: int, out_features: int, bias: bool = True",
+        ),
+        (
+            ["formula", "conv2d", "in_channels=4", "out_channels=64", "kernel_size=7", "groups=0"],
+            "Conv2d: groups must be at least 1, not 0",
+        ),
+        (
+            ["formula", "multiheadattention", "embed_dim=8", "num_heads=0"],
+            "MultiheadAttention: num_heads must be at least 1, not 0",
+        ),
+        (
+            ["formula", "lazylinear", "out_features=4"],
+            "LazyLinear is Linear once initialised: Linear needs 'in_features'; arguments: in_features: int, "
+            "out_features: int, bias: bool = True",
         ),
         (["formula"], "name a LAYER (e.g. conv2d), or use --list to see them all"),
         (["formula", "relu", "--list"], "--list takes no LAYER or arguments"),
@@ -84,6 +97,23 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
     code, out, err = _run(capsys, *argv)
     assert (code, out, err) == (2, "", f"paramscope: error: {message}\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "first_line"),
+    [
+        (["lazylinear", "in_features=512", "out_features=10"], "Linear: 10 × 512 + 10 = 5,130"),
+        (["LazyConv2d", "in_channels=3", "out_channels=8", "kernel_size=3"], "Conv2d: 8 × 3/1 × 3 × 3 + 8 = 224"),
+        (["lazybatchnorm1d", "num_features=4"], "BatchNorm1d: 2 × 4 = 8 (buffers: 2 × 4 + 1 = 9)"),
+    ],
+)
+def test_lazy_layers_are_counted_as_the_layer_they_become(
+    capsys: pytest.CaptureFixture[str], argv: list[str], first_line: str
+) -> None:
+    # LazyLinear is a Linear once its first forward pass has read in_features off the input
+    code, out, err = _run(capsys, "formula", *argv)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == first_line
 
 
 def test_unknown_layer_lists_the_valid_names(capsys: pytest.CaptureFixture[str]) -> None:

@@ -612,6 +612,77 @@ def test_lazy_layers_after_first_forward(name: str):
     assert (explanation.count.params, explanation.count.buffers) == actual(module)
 
 
+def test_lazy_names_are_aliases_of_the_class_they_become():
+    # `paramscope formula lazylinear in_features=… out_features=…`: the layer after its first forward pass
+    assert dict(REGISTRY.aliases) == {name: getattr(nn, name).cls_to_become.__name__ for name in LAZY}
+    for name in LAZY:
+        assert name not in REGISTRY  # not a second entry: --list and the coverage tests see each formula once
+        entry = formulas.lookup(name.upper())
+        assert (entry.name, entry.alias) == (name.removeprefix("Lazy"), name)
+        module = _sample(name)
+        module(torch.ones(2, 5) if name == "LazyLinear" else torch.ones(2, 3, *[4] * int(name[-2])))
+        result = entry(**entry.read_module(module))
+        assert result == REGISTRY[entry.name](**entry.read_module(module))
+        assert (result.params, result.buffers) == actual(module)
+
+
+def test_an_alias_cannot_take_a_registered_name():
+    registry = type(REGISTRY)()
+    registry.add(REGISTRY["Linear"])
+    registry.add_alias("LazyLinear", "Linear")
+    for taken in ("linear", "LAZYLINEAR"):
+        with pytest.raises(ValueError, match="already registered"):
+            registry.add_alias(taken, "Linear")
+    with pytest.raises(TypeError, match="identifier"):
+        registry.add_alias("Lazy Linear", "Linear")
+    assert list(registry) == ["Linear"]
+
+
+# Sizes torch refuses at 0 (most others it accepts: a 0-size tensor has no elements); the formula refuses them too.
+ZERO_SIZES = [
+    ("Conv2d", {"in_channels": 4, "out_channels": 64, "kernel_size": 7, "groups": 0}, "groups"),
+    ("ConvTranspose1d", {"in_channels": 4, "out_channels": 4, "kernel_size": 3, "groups": 0}, "groups"),
+    ("Bilinear", {"in1_features": 0, "in2_features": 2, "out_features": 3}, "in1_features"),
+    ("GroupNorm", {"num_groups": 0, "num_channels": 4}, "num_groups"),
+    ("MultiheadAttention", {"embed_dim": 4, "num_heads": 0}, "num_heads"),
+    ("MultiheadAttention", {"embed_dim": 0, "num_heads": 1}, "embed_dim"),
+    ("LSTM", {"input_size": 0, "hidden_size": 4}, "input_size"),
+    ("GRU", {"input_size": 3, "hidden_size": 0}, "hidden_size"),
+    ("RNN", {"input_size": 3, "hidden_size": 4, "num_layers": 0}, "num_layers"),
+    ("TransformerEncoderLayer", {"d_model": 4, "nhead": 0}, "nhead"),
+    ("TransformerDecoderLayer", {"d_model": 0, "nhead": 1}, "d_model"),
+]
+
+
+@pytest.mark.parametrize(("layer", "hp", "argument"), ZERO_SIZES)
+def test_sizes_that_must_be_at_least_one(layer: str, hp: Hyperparameters, argument: str):
+    with pytest.raises(FormulaError) as error:
+        evaluate(layer, **hp)
+    assert str(error.value) == f"{layer}: {argument} must be at least 1, not 0"
+    with pytest.raises((ValueError, ZeroDivisionError)), torch.device("meta"):
+        getattr(nn, layer)(**hp)
+
+
+@pytest.mark.parametrize(
+    ("layer", "hp"),
+    [
+        ("Linear", {"in_features": 0, "out_features": 0}),
+        ("Bilinear", {"in1_features": 1, "in2_features": 0, "out_features": 0}),
+        ("Conv2d", {"in_channels": 0, "out_channels": 0, "kernel_size": 0}),
+        ("GroupNorm", {"num_groups": 1, "num_channels": 0}),
+        ("GRUCell", {"input_size": 0, "hidden_size": 0}),
+        ("Embedding", {"num_embeddings": 0, "embedding_dim": 3}),
+        ("TransformerEncoderLayer", {"d_model": 4, "nhead": 1, "dim_feedforward": 0}),
+    ],
+)
+def test_zero_sizes_torch_accepts(layer: str, hp: Hyperparameters):
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Initializing zero-element tensors is a no-op"
+        module = getattr(nn, layer)(**hp)
+    result = evaluate(layer, **hp)
+    assert (result.params, result.buffers) == actual(module)
+
+
 # --- 3. Lookup follows the class hierarchy, from torch.nn classes only -----------------------------------------------
 
 
@@ -747,6 +818,9 @@ CONV2D_ARGUMENTS = (
 )
 
 
+LINEAR_ARGUMENTS = "arguments: in_features: int, out_features: int, bias: bool = True"
+
+
 KNOWN_LAYERS = ", ".join(sorted(REGISTRY, key=str.lower))
 
 
@@ -755,6 +829,11 @@ KNOWN_LAYERS = ", ".join(sorted(REGISTRY, key=str.lower))
     [
         ("conv4d", f"no formula for layer 'conv4d'; did you mean Conv3d, Conv2d, Conv1d? known layers: {KNOWN_LAYERS}"),
         ("frobnicator", f"no formula for layer 'frobnicator'; known layers: {KNOWN_LAYERS}"),
+        (
+            "lazyconv2",
+            f"no formula for layer 'lazyconv2'; did you mean LazyConv2d, LazyConv3d, LazyConv1d? known layers: "
+            f"{KNOWN_LAYERS}",
+        ),
     ],
 )
 def test_unknown_layer(layer: str, message: str):
@@ -784,13 +863,17 @@ def test_unknown_layer(layer: str, message: str):
         (
             "conv2d",
             {"in_channels": 3, "out_channels": 4, "kernel_size": "3"},
-            "Conv2d: kernel_size='3' is not int | tuple[int, ...]; kernel_size: int | tuple[int, ...]",
+            f"Conv2d: kernel_size='3' is not int | tuple[int, ...]; {CONV2D_ARGUMENTS}",
         ),
-        ("linear", {"in_features": True, "out_features": 4}, "Linear: in_features=True is not int; in_features: int"),
+        (
+            "linear",
+            {"in_features": True, "out_features": 4},
+            f"Linear: in_features=True is not int; {LINEAR_ARGUMENTS}",
+        ),
         (
             "linear",
             {"in_features": 3, "out_features": 4, "bias": "false"},
-            "Linear: bias='false' is not bool; bias: bool = True",
+            f"Linear: bias='false' is not bool; {LINEAR_ARGUMENTS}",
         ),
         (
             "conv2d",
@@ -810,7 +893,7 @@ def test_unknown_layer(layer: str, message: str):
         (
             "conv1d",
             {"in_channels": 6, "out_channels": 4, "kernel_size": 3, "groups": 0},
-            "Conv1d: in_channels (6) and out_channels (4) must be divisible by groups (0)",
+            "Conv1d: groups must be at least 1, not 0",
         ),
         (
             "multiheadattention",
@@ -837,7 +920,17 @@ def test_unknown_layer(layer: str, message: str):
             {"input_size": 3, "hidden_size": 4, "proj_size": 4},
             "LSTM: proj_size (4) must be smaller than hidden_size (4)",
         ),
-        ("gru", {"input_size": 3, "hidden_size": 4, "num_layers": 0}, "GRU: num_layers must be at least 1"),
+        ("gru", {"input_size": 3, "hidden_size": 4, "num_layers": 0}, "GRU: num_layers must be at least 1, not 0"),
+        (
+            "LazyLinear",
+            {"out_features": 4},
+            f"LazyLinear is Linear once initialised: Linear needs 'in_features'; {LINEAR_ARGUMENTS}",
+        ),
+        (
+            "lazyconv2d",
+            {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "groups": 0},
+            "LazyConv2d is Conv2d once initialised: Conv2d: groups must be at least 1, not 0",
+        ),
         (
             "RNNBase",
             {"mode": "SRU", "input_size": 3, "hidden_size": 4},

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paramscope import UsageError
+from paramscope._budget import Budget, parse_budget
 from paramscope._units import byte_unit, format_bytes, humanize_count, parse_bytes, parse_count
 
 
@@ -23,6 +24,9 @@ from paramscope._units import byte_unit, format_bytes, humanize_count, parse_byt
         ("10K", 10_000),
         ("2T", 2 * 10**12),
         (" 3M ", 3 * 10**6),
+        ("1.5", 1),  # a limit: rounded down
+        ("0.5", 0),
+        ("1.2345678901B", 1_234_567_890),
     ],
 )
 def test_parse_count(text: str, expected: int) -> None:
@@ -33,7 +37,7 @@ def test_parse_count(text: str, expected: int) -> None:
     ("text", "message"),
     [
         ("7X", "count '7X' has an unknown suffix 'X'; use K, M, B or T"),
-        ("1.5", "count '1.5' is not a whole number"),
+        ("1e999999999", "count '1e999999999' is too large"),
         ("abc", "count 'abc' is not a number with an optional unit"),
         ("", "count '' is not a number with an optional unit"),
         ("-5", "count '-5' is not a number with an optional unit"),
@@ -59,6 +63,9 @@ def test_parse_count_errors(text: str, message: str) -> None:
         ("10KiB", 10 * 1024),
         ("1Ti", 2**40),
         ("7B", 7),
+        ("474.7MiB", 497_759_027),  # 497,759,027.2 bytes, rounded down
+        ("0.5B", 0),
+        ("1.9", 1),
     ],
 )
 def test_parse_bytes(text: str, expected: int) -> None:
@@ -71,13 +78,46 @@ def test_parse_bytes(text: str, expected: int) -> None:
         ("2G", "size '2G': unit 'G' is ambiguous; write GiB (powers of 1024) or GB (powers of 1000)"),
         ("2k", "size '2k': unit 'k' is ambiguous; write KiB (powers of 1024) or kB (powers of 1000)"),
         ("2XB", "size '2XB' has an unknown unit 'XB'; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB"),
-        ("0.5B", "size '0.5B' is not a whole number"),
+        ("1e999999999GiB", "size '1e999999999GiB' is too large"),
     ],
 )
 def test_parse_bytes_errors(text: str, message: str) -> None:
     with pytest.raises(UsageError) as error:
         parse_bytes(text)
     assert str(error.value) == message
+
+
+@given(st.integers(min_value=0, max_value=10**18), st.integers(min_value=0, max_value=10**6))
+def test_fractions_are_rounded_down(whole: int, fraction: int) -> None:
+    # limits: a whole total n is over x exactly when it is over floor(x)
+    assert parse_count(f"{whole}.{fraction}") == whole
+    assert parse_bytes(f"{whole}.{fraction}B") == whole
+    assert parse_bytes(f"{whole}.{fraction:07}KiB") == whole * 1024 + fraction * 1024 // 10**7
+
+
+@pytest.mark.parametrize(
+    ("max_params", "max_bytes", "message"),
+    [
+        ("abc", None, "--max-params: count 'abc' is not a number with an optional unit"),
+        ("7GiB", None, "--max-params: count '7GiB' has an unknown suffix 'GiB'; use K, M, B or T"),
+        (
+            None,
+            "2G",
+            "--max-bytes: size '2G': unit 'G' is ambiguous; write GiB (powers of 1024) or GB (powers of 1000)",
+        ),
+        ("1B", "lots", "--max-bytes: size 'lots' is not a number with an optional unit"),
+    ],
+)
+def test_budget_errors_name_the_flag(max_params: str | None, max_bytes: str | None, message: str) -> None:
+    with pytest.raises(UsageError) as error:
+        parse_budget(max_params, max_bytes)
+    assert str(error.value) == message
+
+
+def test_parse_budget() -> None:
+    assert parse_budget() == Budget()
+    assert parse_budget("1.5B", "474.7MiB") == Budget(max_params=1_500_000_000, max_bytes=497_759_027)
+    assert parse_budget(max_bytes="0") == Budget(max_bytes=0)
 
 
 def test_format_bytes_picks_the_largest_unit_at_or_above_one() -> None:

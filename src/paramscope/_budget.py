@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._errors import BudgetExceededError, IncompleteCountError
+from ._errors import BudgetExceededError, IncompleteCountError, UsageError
 from ._report import Report
-from ._units import Units, format_bytes, format_count
+from ._units import Units, format_bytes, format_count, parse_bytes, parse_count
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,34 @@ class Budget:
 
     max_params: int | None = None
     max_bytes: int | None = None
+
+
+def parse_budget(max_params: str | None = None, max_bytes: str | None = None) -> Budget:
+    """The Budget the command line's ``--max-params`` and ``--max-bytes`` give; None leaves that limit off.
+
+    Fractions are rounded down (see :func:`parse_count`, :func:`parse_bytes`); a value that cannot be read is a
+    UsageError that names its flag.
+
+    >>> parse_budget("1.5B", "474.7MiB")
+    Budget(max_params=1500000000, max_bytes=497759027)
+    >>> parse_budget(max_params="abc")
+    Traceback (most recent call last):
+    ...
+    paramscope._errors.UsageError: --max-params: count 'abc' is not a number with an optional unit
+    """
+    return Budget(
+        max_params=_parsed("--max-params", max_params, parse_count),
+        max_bytes=_parsed("--max-bytes", max_bytes, parse_bytes),
+    )
+
+
+def _parsed(flag: str, text: str | None, parse: Callable[[str], int]) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except UsageError as error:
+        raise UsageError(f"{flag}: {error}") from None
 
 
 def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> list[str]:

@@ -7,7 +7,7 @@ Counts use the suffixes ML papers use (K, M, B, T: powers of 1000).
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Literal
 
 from ._errors import UsageError
@@ -62,35 +62,44 @@ def _split(text: str, what: str) -> tuple[Decimal, str]:
         raise UsageError(f"{what} {text!r} is not a number with an optional unit") from None
 
 
-def _exact_int(value: Decimal, text: str, what: str) -> int:
-    if value != value.to_integral_value():
-        raise UsageError(f"{what} {text!r} is not a whole number")
-    return int(value)
+def _whole(value: Decimal, factor: int, text: str, what: str) -> int:
+    """``value × factor`` rounded down to a whole number.
+
+    Counts and sizes are parsed as limits (``--max-bytes 474.7MiB``, ``--device-memory``), and for a whole total
+    ``n`` and any ``x``, ``n > x`` exactly when ``n > floor(x)``: rounding down changes no verdict.
+    """
+    try:
+        return int((value * factor).to_integral_value(rounding=ROUND_FLOOR))
+    except ArithmeticError:  # decimal.Overflow: an exponent beyond what Decimal holds (1e999999999)
+        raise UsageError(f"{what} {text!r} is too large") from None
 
 
 def parse_count(text: str) -> int:
     """Parse a parameter count such as ``125M``, ``7B``, ``1.5e9`` or ``1_000_000``.
 
-    Suffixes are K, M, B, T (powers of 1000, either case).
+    Suffixes are K, M, B, T (powers of 1000, either case). A fraction of one parameter is rounded down: the count
+    is a limit, and a model of whole parameters is over ``x`` exactly when it is over ``floor(x)``.
 
-    >>> parse_count("7B"), parse_count("125m"), parse_count("1.5e9"), parse_count("12345")
-    (7000000000, 125000000, 1500000000, 12345)
+    >>> parse_count("7B"), parse_count("125m"), parse_count("1.5e9"), parse_count("12345"), parse_count("1.2345678901B")
+    (7000000000, 125000000, 1500000000, 12345, 1234567890)
     """
     value, suffix = _split(text, "count")
     factor = _COUNT_SUFFIXES.get(suffix.upper())
     if factor is None:
         raise UsageError(f"count {text!r} has an unknown suffix {suffix!r}; use K, M, B or T")
-    return _exact_int(value * factor, text, "count")
+    return _whole(value, factor, text, "count")
 
 
 def parse_bytes(text: str) -> int:
     """Parse a byte size such as ``2GiB``, ``1.5 GB``, ``512MiB`` or ``1048576``.
 
     IEC units (KiB, MiB, GiB, TiB) are powers of 1024, SI units (kB, MB, GB, TB) powers of 1000. A bare ``G`` or
-    ``M`` is refused because it is ambiguous.
+    ``M`` is refused because it is ambiguous. A fraction of a byte is rounded down (``474.7MiB`` is
+    497,759,027.2 bytes, read as 497,759,027): sizes are limits, and a whole number of bytes is over ``x`` exactly
+    when it is over ``floor(x)``.
 
-    >>> parse_bytes("2GiB"), parse_bytes("1.5GB"), parse_bytes("4096")
-    (2147483648, 1500000000, 4096)
+    >>> parse_bytes("2GiB"), parse_bytes("1.5GB"), parse_bytes("4096"), parse_bytes("474.7MiB")
+    (2147483648, 1500000000, 4096, 497759027)
     """
     value, unit = _split(text, "size")
     canonical = _BYTE_ALIASES.get(unit.lower())
@@ -101,7 +110,7 @@ def parse_bytes(text: str) -> int:
                 f"or {unit.upper() if unit.upper() != 'K' else 'k'}B (powers of 1000)"
             )
         raise UsageError(f"size {text!r} has an unknown unit {unit!r}; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB")
-    return _exact_int(value * BYTE_UNITS[canonical], text, "size")
+    return _whole(value, BYTE_UNITS[canonical], text, "size")
 
 
 def byte_unit(name: str) -> int:

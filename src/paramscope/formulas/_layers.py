@@ -12,9 +12,16 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ._registry import FormulaError, Ratio, Tally, Terms, num, register, register_structural
+from ._registry import REGISTRY, FormulaError, Ratio, Tally, Terms, num, register, register_structural
 
 _DEVICE = ("device", "dtype")
+
+
+def _at_least_one(layer: str, **sizes: int) -> None:
+    """FormulaError for a size torch refuses at 0 (most others it accepts: a 0-size tensor has no elements)."""
+    for name, value in sizes.items():
+        if value < 1:
+            raise FormulaError(f"{layer}: {name} must be at least 1, not {value}")
 
 
 # --- Linear family -------------------------------------------------------------------------------------------------
@@ -32,6 +39,7 @@ def linear(in_features: int, out_features: int, bias: bool = True) -> Tally:
 @register("Bilinear", ignored=_DEVICE)
 def bilinear(in1_features: int, in2_features: int, out_features: int, bias: bool = True) -> Tally:
     # weight (out, in1, in2), bias (out)
+    _at_least_one("Bilinear", in1_features=in1_features)  # torch checks only this one (its init divides by it)
     terms = Terms().product(out_features, in1_features, in2_features)
     if bias:
         terms.product(out_features)
@@ -52,7 +60,8 @@ def _register_conv(name: str, dims: int, transposed: bool) -> None:
         kernel = (kernel_size,) * dims if isinstance(kernel_size, int) else kernel_size
         if len(kernel) != dims:
             raise FormulaError(f"{name}: kernel_size={kernel_size!r} must be one int or {dims} ints")
-        if groups < 1 or in_channels % groups or out_channels % groups:
+        _at_least_one(name, groups=groups)
+        if in_channels % groups or out_channels % groups:
             raise FormulaError(
                 f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by "
                 f"groups ({groups})"
@@ -123,7 +132,8 @@ def rms_norm(normalized_shape: int | tuple[int, ...], elementwise_affine: bool =
 
 @register("GroupNorm", ignored=("eps", *_DEVICE))
 def group_norm(num_groups: int, num_channels: int, affine: bool = True, bias: bool = True) -> Tally:
-    if num_groups < 1 or num_channels % num_groups:
+    _at_least_one("GroupNorm", num_groups=num_groups)
+    if num_channels % num_groups:
         raise FormulaError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
     return Tally(_affine((num_channels,), affine, bias))
 
@@ -169,7 +179,8 @@ def multihead_attention(
     kdim: int | None = None,
     vdim: int | None = None,
 ) -> Tally:
-    if num_heads < 1 or embed_dim % num_heads:
+    _at_least_one("MultiheadAttention", embed_dim=embed_dim, num_heads=num_heads)
+    if embed_dim % num_heads:
         raise FormulaError(f"MultiheadAttention: embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
     e = embed_dim
     k = e if kdim is None else kdim
@@ -213,8 +224,7 @@ def _recurrent(
     proj_size: int,
 ) -> Tally:
     # Layer 0 reads the input; later layers read H_out × directions, where H_out is proj_size or hidden_size.
-    if num_layers < 1:
-        raise FormulaError(f"{name}: num_layers must be at least 1")
+    _at_least_one(name, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
     if proj_size and proj_size >= hidden_size:
         raise FormulaError(f"{name}: proj_size ({proj_size}) must be smaller than hidden_size ({hidden_size})")
     directions = 2 if bidirectional else 1
@@ -321,7 +331,8 @@ def _part(terms: Terms, label: str, part: Tally, repeat: int = 1) -> Terms:
 
 
 def _layer_terms(name: str, d_model: int, nhead: int, dim_feedforward: int, bias: bool, decoder: bool) -> Terms:
-    if nhead < 1 or d_model % nhead:
+    _at_least_one(name, d_model=d_model, nhead=nhead)
+    if d_model % nhead:
         raise FormulaError(f"{name}: d_model ({d_model}) must be divisible by nhead ({nhead})")
     attention = multihead_attention(d_model, nhead, bias=bias)
     terms = _part(Terms(), "self_attn", attention)
@@ -555,3 +566,12 @@ register_structural(
     "holds any number of parameters of any shape: they are counted directly",
     "ParameterList", "ParameterDict",
 )  # fmt: skip
+
+
+# A lazy layer becomes its plain class at its first forward pass (LazyLinear → Linear, in_features read off the
+# input), so its formula is that class's, with the sizes it has then.
+for _name in (
+    "Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
+):  # fmt: skip
+    REGISTRY.add_alias(f"Lazy{_name}", _name)

@@ -9,6 +9,7 @@ terms of its parameter and buffer sums, each written with the layer's numbers. T
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import math
@@ -183,12 +184,13 @@ class Argument:
         shown = _type_name(self.annotation)
         return f"{self.name}: {shown}" if self.required else f"{self.name}: {shown} = {self.default!r}"
 
-    def checked(self, layer: str, value: Any) -> Any:
-        """``value`` as the formula takes it; FormulaError when it is of the wrong type or out of range."""
+    def checked(self, layer: str, value: Any, signature: str) -> Any:
+        """``value`` as the formula takes it; FormulaError when it is of the wrong type (the message ends with
+        ``signature``, every argument of the layer) or out of range."""
         value = _plain(value)
         shown = _short.repr(value)
         if not _matches(value, self.annotation):
-            raise FormulaError(f"{layer}: {self.name}={shown} is not {_type_name(self.annotation)}; {self.describe()}")
+            raise FormulaError(f"{layer}: {self.name}={shown} is not {_type_name(self.annotation)}; {signature}")
         for item in value if isinstance(value, tuple) else (value,):
             if isinstance(item, bool) or not isinstance(item, (int, float)):
                 continue
@@ -216,12 +218,19 @@ class LayerFormula:
     read: Callable[[Any], dict[str, Any]] | None = None
     """Reads the hyperparameters off a live module; by default, the attributes named like the arguments."""
     description: str = ""
+    alias: str | None = None
+    """The other name this entry was looked up by (``LazyLinear`` for ``Linear``); error messages say so."""
 
     def __call__(self, **hyperparameters: Any) -> Count:
         """Evaluate the formula; raises FormulaError naming the valid arguments when the call does not fit."""
         if self.compute is None:
             raise FormulaError(f"{self.name} has no closed-form formula: {self.description}")
-        return count(self.name, self.compute(**self.accepted(hyperparameters)))
+        try:
+            return count(self.name, self.compute(**self.accepted(hyperparameters)))
+        except FormulaError as error:
+            if self.alias is None:
+                raise
+            raise FormulaError(f"{self.alias} is {self.name} once initialised: {error}") from None
 
     def accepted(self, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
         """The hyperparameters the formula uses, checked; ignored ones are left out."""
@@ -232,7 +241,7 @@ class LayerFormula:
         if missing:
             raise FormulaError(f"{self.name} needs {_names(missing)}; {self.signature()}")
         return {
-            name: self.arguments[name].checked(self.name, value)
+            name: self.arguments[name].checked(self.name, value, self.signature())
             for name, value in hyperparameters.items()
             if name in self.arguments
         }
@@ -262,11 +271,16 @@ def _names(names: Iterable[str]) -> str:
 
 
 class Registry(Mapping[str, LayerFormula]):
-    """Layer name → LayerFormula, with case-insensitive lookup; entries can only be added, once."""
+    """Layer name → LayerFormula, with case-insensitive lookup; entries can only be added, once.
+
+    Aliases are names :meth:`lookup` also accepts for an entry (``LazyLinear`` for ``Linear``); they are not keys
+    of the mapping, so iterating, ``--list`` and the coverage tests see each formula once.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[str, LayerFormula] = {}
-        self._by_lower: dict[str, LayerFormula] = {}
+        self._by_lower: dict[str, LayerFormula] = {}  # entries and aliases
+        self._aliases: dict[str, str] = {}
 
     def __getitem__(self, name: str) -> LayerFormula:
         return self._entries[name]
@@ -285,13 +299,29 @@ class Registry(Mapping[str, LayerFormula]):
         self._entries[entry.name] = entry
         self._by_lower[entry.name.lower()] = entry
 
+    def add_alias(self, alias: str, name: str) -> None:
+        """Let :meth:`lookup` find the entry ``name`` as ``alias`` too; a name already taken is an error."""
+        if not alias.isidentifier():
+            raise TypeError(f"a layer name must be an identifier, not {alias!r}")
+        if alias.lower() in self._by_lower:
+            raise ValueError(f"a formula for {alias} is already registered")
+        self._by_lower[alias.lower()] = dataclasses.replace(self._entries[name], alias=alias)
+        self._aliases[alias] = name
+
+    @property
+    def aliases(self) -> Mapping[str, str]:
+        """Alias → the name of the entry it stands for."""
+        return types.MappingProxyType(self._aliases)
+
     def lookup(self, name: str) -> LayerFormula:
-        """The entry for ``name``, case-insensitive; FormulaError listing the known layers otherwise."""
+        """The entry for ``name`` or one of its aliases, case-insensitive; FormulaError listing the known layers
+        otherwise."""
         entry = self._by_lower.get(name.lower())
         if entry is None:
             known = sorted(self._entries, key=str.lower)
             close = difflib.get_close_matches(name.lower(), self._by_lower, n=3, cutoff=0.7)
-            hint = f"did you mean {', '.join(self._by_lower[c].name for c in close)}? " if close else ""
+            suggestions = [self._by_lower[c].alias or self._by_lower[c].name for c in close]
+            hint = f"did you mean {', '.join(suggestions)}? " if suggestions else ""
             raise FormulaError(f"no formula for layer {_short.repr(name)}; {hint}known layers: {', '.join(known)}")
         return entry
 

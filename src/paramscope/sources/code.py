@@ -86,12 +86,16 @@ def _resolve(target: str) -> Any:
 
 @contextlib.contextmanager
 def user_code(what: str, device: str | None = None) -> Iterator[None]:
-    """Turn any exception raised by the user's code into one TargetError that names the target."""
+    """Turn any exception raised by the user's code into one TargetError that names the target.
+
+    That includes BaseExceptions other than KeyboardInterrupt (SystemExit, GeneratorExit, a class of the user's own):
+    whatever the model code raises is a fault of the target, reported in one line; Ctrl-C still interrupts.
+    """
     try:
         yield
-    except TargetError:
+    except (TargetError, KeyboardInterrupt):
         raise
-    except (Exception, SystemExit) as error:
+    except BaseException as error:
         message = _one_line(error)
         hint = ""
         if device == "meta" and (isinstance(error, NotImplementedError) or "meta" in message.lower()):
@@ -119,8 +123,13 @@ def _check_signature(target: str, factory: Any, arguments: Mapping[str, Any]) ->
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else "(no message)"
+    try:
+        text = str(error).strip().splitlines()
+        return text[0] if text else "(no message)"
+    except KeyboardInterrupt:
+        raise
+    except BaseException as failure:  # the exception's own __str__ is broken: its type still says what happened
+        return f"(its message could not be shown: {type(error).__name__}.__str__ raised {type(failure).__name__})"
 
 
 def build_model(

@@ -18,6 +18,12 @@ TARGET_FORMS = (
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
+def _check_not_empty(target: str) -> None:
+    # Path("") is the current directory: an empty argument (an unset shell variable) must not read it.
+    if not target.strip():
+        raise TargetError(f"the target is empty; expected {TARGET_FORMS}")
+
+
 def is_code_target(target: str) -> bool:
     """Whether ``target`` has the ``module:attr`` / ``file.py:attr`` form."""
     location, sep, attr = target.rpartition(":")
@@ -221,6 +227,7 @@ def _hub_report(target: str, request: Request) -> Report:
 def load_report(target: str, request: Request | None = None) -> Report:
     """The report of whatever ``target`` names; see :func:`paramscope.inspect`."""
     request = request or Request()
+    _check_not_empty(target)
     if target.startswith("hf:"):
         report = _hub_report(target, request)
     elif is_code_target(target) and not Path(target).exists():
@@ -242,7 +249,7 @@ def load_report(target: str, request: Request | None = None) -> Report:
 def builds_model(target: str) -> bool:
     """Whether ``target`` is model code or a config without weights, whose report comes from building the model
     (rather than from a checkpoint's headers)."""
-    if target.startswith("hf:"):
+    if target.startswith("hf:") or not target.strip():
         return False
     if is_code_target(target) and not Path(target).exists():
         return True
@@ -258,6 +265,7 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
     Model code is built as ``inspect`` builds it; a config.json (a file, a directory holding one, a Hub id) through
     transformers. A checkpoint alone has no code to run.
     """
+    _check_not_empty(target)
     if target.startswith("hf:"):
         from . import hub
 
