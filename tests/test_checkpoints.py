@@ -642,6 +642,21 @@ def test_trainer_output_folder(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert "training_args.bin" in out
 
 
+def test_training_state_beside_safetensors_is_not_torch_weights(tmp_path: Path) -> None:
+    model, optimizer = trained_tiny_gpt()
+    safetensors.torch.save_model(model, str(tmp_path / "model.safetensors"))
+    torch.save(TrainingArguments(), tmp_path / "training_args.bin")
+    torch.save(optimizer.state_dict(), tmp_path / "optimizer.pt")
+    report = paramscope.inspect(str(tmp_path))
+    assert (report.source.kind, report.totals.params) == ("safetensors", sum(p.numel() for p in model.parameters()))
+    assert not any("also holds" in note for note in report.notes)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")  # real torch weights beside them: said
+    assert (
+        "the directory also holds torch weights: only the safetensors ones are read"
+        in paramscope.inspect(str(tmp_path)).notes
+    )
+
+
 def test_directory_with_usual_weight_names_reads_only_those(tmp_path: Path) -> None:
     model = Mixed()
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")

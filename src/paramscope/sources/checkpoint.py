@@ -9,6 +9,7 @@ weights count as the parameters they encode.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,11 @@ from .._moe import with_active_params
 from .._report import Report, Source, TensorKind, TensorRecord
 from .._tree import tree_from_names
 from .._units import format_bytes
+
+# What training loops save beside the weights to resume a run (Hugging Face Trainer, Accelerate): not the model.
+TRAINING_STATE = re.compile(
+    r"(training_args|(optimizer|scheduler|sampler|scaler|rng_state|dl_state_dict)(_\d+)?)\.(bin|pt|pth)"
+)
 
 _MAX_CONFIG_BYTES = 16 * 2**20
 # Float buffers that models keep in their state dict, recognisable by name: BatchNorm statistics and rotary tables.

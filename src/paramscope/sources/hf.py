@@ -180,7 +180,7 @@ def config_report(
     return replace(report, source=source, notes=(*notes, *report.notes))
 
 
-def checkpoint_renamer(model: Any) -> Loading:
+def checkpoint_loading(model: Any) -> Loading:
     """How transformers matches a checkpoint's keys with ``model``'s when it loads them: renamed, prefixed, ignored.
 
     Recent transformers build some architectures differently from their checkpoints (Mixtral's experts fused into

@@ -83,9 +83,13 @@ def _for_file(path: Path) -> Loader:
 
 
 def _for_directory(path: Path) -> tuple[Loader, list[str]]:
+    from .checkpoint import TRAINING_STATE
+
     found = {
         "safetensors": any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json")),
-        "torch": any(p.suffix in _TORCH_SUFFIXES for p in path.iterdir()) or any(path.glob("*.bin.index.json")),
+        # a Trainer's training state (optimizer.pt, training_args.bin) beside safetensors weights is no torch weights
+        "torch": any(p.suffix in _TORCH_SUFFIXES and not TRAINING_STATE.fullmatch(p.name) for p in path.iterdir())
+        or any(path.glob("*.bin.index.json")),
         "gguf": any(path.glob("*.gguf")),
     }
     formats = [name for name, present in found.items() if present]
@@ -165,13 +169,13 @@ def _path_report(target: str, request: Request) -> Report:
 def _checked_against(report: Report, config: Path, request: Request) -> Report:
     """``report`` (of a checkpoint) compared with the model ``config`` describes, names mapped as the loader does."""
     from .._check import with_check
-    from .hf import build_from_config, checkpoint_renamer
+    from .hf import build_from_config, checkpoint_loading
     from .module import inspect_module
 
     model, _ = build_from_config(
         config, model_class=request.model_class, trust_remote_code=request.trust_remote_code, device="meta"
     )
-    return with_check(report, inspect_module(model, target=str(config)), checkpoint_renamer(model))
+    return with_check(report, inspect_module(model, target=str(config)), checkpoint_loading(model))
 
 
 def _has_weights(directory: Path) -> bool:
@@ -216,11 +220,11 @@ def _hub_report(target: str, request: Request) -> Report:
     )
     if request.check:
         from .._check import with_check
-        from .hf import checkpoint_renamer
+        from .hf import checkpoint_loading
         from .module import inspect_module
 
         model, _ = hub.build(target, replace(request, device="meta"))
-        report = with_check(report, inspect_module(model, target=target), checkpoint_renamer(model))
+        report = with_check(report, inspect_module(model, target=target), checkpoint_loading(model))
     return report
 
 

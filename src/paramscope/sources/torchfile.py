@@ -27,7 +27,7 @@ from .. import dtypes as dtype_table
 from .._errors import SourceError
 from .._report import Report
 from .._units import format_bytes, format_count
-from .checkpoint import StoredTensor, checkpoint_report, read_config
+from .checkpoint import TRAINING_STATE, StoredTensor, checkpoint_report, read_config
 
 SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 # Where nested checkpoints keep the model's state dict, most specific first.
@@ -37,10 +37,6 @@ _OPTIMIZER_KEYS = ("optimizer", "optimizer_state_dict", "optimizer_states", "opt
 # adapter_model.bin, diffusers' diffusion_pytorch_model.bin, Meta's consolidated.00.pth, a plain model.pt.
 _WEIGHT_FILE = re.compile(
     r"(pytorch_model|diffusion_pytorch_model|adapter_model|model)(-\d+-of-\d+)?\.(bin|pt|pth|ckpt)|consolidated(\.\d+)?\.pth"
-)
-# What training loops save beside the weights to resume a run (Hugging Face Trainer, Accelerate): not the model.
-_TRAINING_STATE = re.compile(
-    r"(training_args|(optimizer|scheduler|sampler|scaler|rng_state|dl_state_dict)(_\d+)?)\.(bin|pt|pth)"
 )
 _OPTIMIZER_FILE = re.compile(r"optimizer(_\d+)?\.(bin|pt|pth)")
 _ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
@@ -214,7 +210,7 @@ def _files(target: Path) -> tuple[list[Path], list[Path], list[str]]:
     if not target.is_dir():
         return (_index_files(target) if target.name.endswith(".index.json") else [target]), [], []
     candidates = sorted(p for p in target.iterdir() if p.suffix in SUFFIXES and p.is_file())
-    training = [p for p in candidates if _TRAINING_STATE.fullmatch(p.name)]
+    training = [p for p in candidates if TRAINING_STATE.fullmatch(p.name)]
     indexes = sorted(target.glob("*.bin.index.json")) + sorted(target.glob("*.pt.index.json"))
     if indexes:
         files, why = _index_files(indexes[0]), f"not a shard that {indexes[0].name} names"
