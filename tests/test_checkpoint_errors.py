@@ -189,6 +189,17 @@ def index_without_weight_map(tmp: Path) -> Case:
     return Case(["inspect", str(index)], f"{index}: has no weight_map of tensor name → shard file")
 
 
+def index_with_an_empty_weight_map(tmp: Path) -> Case:
+    index = tmp / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": {}}))
+    return Case(["inspect", str(index)], f"{index}: has an empty weight_map: it names no tensor")
+
+
+def metadata_not_strings(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"__metadata__": {"format": 1}, "a": f32([0, 8])}, bytes(8))
+    return Case(["inspect", str(path)], f"{path}: __metadata__ is not an object of strings", path)
+
+
 def bin_index_names_a_missing_shard(tmp: Path) -> Case:
     saved_pt(tmp / "pytorch_model-00001-of-00002.bin")
     index = tmp / "pytorch_model.bin.index.json"
@@ -331,6 +342,7 @@ CASES: list[Callable[[Path], Case]] = [
     header_not_utf8, header_is_a_list, unknown_dtype, offsets_outside_the_data, overlapping_offsets, gap_in_the_data,
     bytes_after_the_last_tensor, span_not_dtype_times_shape, decreasing_offsets, missing_data_offsets,
     index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json, index_without_weight_map,
+    index_with_an_empty_weight_map, metadata_not_strings,
     bin_index_names_a_missing_shard, random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle,
     protocol_4_pickle, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list, pt_without_tensors,
     directory_of_training_state_only, gguf_bad_magic, gguf_version_99, directory_without_weights, unrecognised_file,

@@ -116,8 +116,8 @@ def header_tensors(
     Errors start with ``path``; each tensor's ``file`` is ``file``, and ``reader(offset)`` (if given) reads its data.
     """
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise _fail(path, "__metadata__ is not an object of strings")
+    if not isinstance(metadata, dict) or not all(isinstance(value, str) for value in metadata.values()):
+        raise _fail(path, "__metadata__ is not an object of strings")  # the format's rule, which safe_open applies
     tensors: list[tuple[int, int, StoredTensor]] = []
     for name, info in header.items():
         if not isinstance(info, dict) or not _is_dims(info.get("shape")) or not _is_dims(info.get("data_offsets")):
@@ -170,6 +170,8 @@ def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise _fail(where, "has no weight_map of tensor name → shard file")
+    if not weight_map:
+        raise _fail(where, "has an empty weight_map: it names no tensor")
     for shard in dict.fromkeys(weight_map.values()):
         if Path(shard).name != shard:
             raise _fail(where, f"names shard {shard!r} outside its directory")

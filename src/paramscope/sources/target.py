@@ -85,14 +85,16 @@ def _for_file(path: Path) -> Loader:
 def _for_directory(path: Path) -> tuple[Loader, list[str]]:
     from .checkpoint import TRAINING_STATE
 
+    torch_files = [p for p in path.iterdir() if p.suffix in _TORCH_SUFFIXES]
     found = {
         "safetensors": any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json")),
-        # a Trainer's training state (optimizer.pt, training_args.bin) beside safetensors weights is no torch weights
-        "torch": any(p.suffix in _TORCH_SUFFIXES and not TRAINING_STATE.fullmatch(p.name) for p in path.iterdir())
-        or any(path.glob("*.bin.index.json")),
+        # a Trainer's training state (optimizer.pt, training_args.bin) is no torch weights
+        "torch": any(not TRAINING_STATE.fullmatch(p.name) for p in torch_files) or any(path.glob("*.bin.index.json")),
         "gguf": any(path.glob("*.gguf")),
     }
     formats = [name for name, present in found.items() if present]
+    if not formats and torch_files:
+        formats = ["torch"]  # training state alone: the torch reader says there are no weights beside it
     if not formats:
         raise SourceError(f"{path}: no weights found (no *.safetensors, *.bin, *.pt, *.pth, *.ckpt or *.gguf files)")
     loaders: dict[str, Loader] = {"safetensors": _safetensors, "torch": _torch, "gguf": _gguf}
