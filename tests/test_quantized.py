@@ -61,6 +61,11 @@ def _gptq(bits: int) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _gptq_without_g_idx(bits: int) -> dict[str, torch.Tensor]:
+    """GPTQ as some exporters write it, without g_idx: the zeros' packing tells the bit width."""
+    return {name: tensor for name, tensor in _gptq(bits).items() if not name.endswith(".g_idx")}
+
+
 def _awq(bits: int) -> dict[str, torch.Tensor]:
     tensors = {}
     for name in QUANTISED:
@@ -122,6 +127,7 @@ def _compressed_tensors() -> dict[str, torch.Tensor]:
 LAYOUTS = {
     "gptq-4bit-config": (_gptq(4), {"quant_method": "gptq", "bits": 4, "group_size": GROUP}, "GPTQ", "uint4"),
     "gptq-4bit-from-g_idx": (_gptq(4), None, "GPTQ", "uint4"),
+    "gptq-8bit-from-qzeros": (_gptq_without_g_idx(8), None, "GPTQ", "uint8"),
     "gptq-8bit": (_gptq(8), {"quant_method": "gptq", "bits": 8, "group_size": GROUP}, "GPTQ", "uint8"),
     "awq-4bit-config": (_awq(4), {"quant_method": "awq", "bits": 4, "group_size": GROUP}, "AWQ", "uint4"),
     "awq-4bit-from-shapes": (_awq(4), None, "AWQ", "uint4"),

@@ -108,6 +108,9 @@ def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
         scheme = "GPTQ"
         if bits is None and g_idx is not None and g_idx.numel:
             bits = rows * 32 // g_idx.numel
+        qzeros = plan.by_name.get(f"{prefix}.qzeros")
+        if bits is None and qzeros is not None and len(qzeros.shape) == 2 and (qzeros.shape[1] * 32) % out == 0:
+            bits = qzeros.shape[1] * 32 // out  # zeros are packed along the outputs: (groups, out × bits/32)
         inputs = rows * 32 // bits if bits else None
     elif out % cols == 0 or method == "awq":  # AWQ: qweight (in, out × bits/32)
         scheme = "AWQ"
