@@ -415,6 +415,18 @@ def test_browser_tied_weights_and_colour_modes(open_report: Any) -> None:
 
 
 @in_browser
+def test_browser_group_tooltip_names_the_ties_inside(open_report: Any) -> None:
+    records = [_tensor("big.weight", 1_000_000), _tensor("tiny.0.weight", 100_000)]
+    records += [_tensor(f"tiny.{layer}.weight", 10) for layer in range(1, 40)]
+    records[9] = records[9]._replace(aliases=("head.weight",))  # tiny.8.weight, stored once under two names
+    page = open_report(_checkpoint(records), "grouped-tie")
+    group = '.ps-cell[data-kind=group][data-path="tiny"]'
+    assert page.locator(group).count() == 1  # tiny.8 is too small to draw alone
+    page.hover(group)
+    assert "Tiedtiny.8.weight is also head.weight" in page.text_content(".ps-tip")
+
+
+@in_browser
 def test_browser_shows_escaped_names_as_text(open_report: Any) -> None:
     page = open_report(_evil(), "evil")
     assert page.locator("script").count() == 2

@@ -514,6 +514,17 @@
       item.members.forEach(function (member) { bytes += member.kind === "own" ? M.ownBytes[member.index] : M.bytes[member.index]; });
       var largest = item.members[0];
       row(table, "Largest", itemName(largest) + " (" + fmtCount(largest.value) + ")");
+      // Tied tensors owned inside the group: their other names, as the owners' own tooltips would show them.
+      var tied = [];
+      var visit = function (module, deep) {
+        (data.ties[module] || []).forEach(function (tie) {
+          tied.push((paths[module] ? paths[module] + "." : "") + tie[0] + " is also " + tie[1].join(", "));
+        });
+        if (deep) kids[module].forEach(function (child) { visit(child, true); });
+      };
+      item.members.forEach(function (member) { visit(member.index, member.kind !== "own"); });
+      tied.slice(0, 3).forEach(function (text) { row(table, "Tied", text); });
+      if (tied.length > 3) row(table, "Tied", "… and " + (tied.length - 3) + " more");
     } else if (item.kind === "own") {
       title.textContent = shownPath(index);
       kind.textContent = "tensors held by " + (typeName(index) || "this module") + " itself, beside its children";
