@@ -435,6 +435,20 @@ def test_exclude_embeddings_bert_matches_transformers(published: dict[str, Publi
     assert report.totals.params == 109_482_240
 
 
+def test_exclude_embeddings_in_a_checkpoint_of_custom_code(tmp_path: Path) -> None:
+    class Custom(nn.Module):  # names outside transformers' conventions, stored without module types
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(50, 8)
+            self.pos_emb = nn.Embedding(16, 8)
+            self.block = nn.Linear(8, 8)
+
+    model = Custom()
+    safetensors.torch.save_model(model, str(tmp_path / "model.safetensors"))
+    report = paramscope.inspect(str(tmp_path / "model.safetensors"), exclude_embeddings=True)
+    assert report.totals.non_embedding_params == sum(p.numel() for p in model.block.parameters())
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 5. a directory with a config and weights: --from-config, --check
 

@@ -16,7 +16,7 @@ _EMBEDDING_TYPES = frozenset({"Embedding", "EmbeddingBag"})
 # Module names of embeddings and output heads, for checkpoints, which have no module types.
 _EMBEDDING_NAMES = frozenset({
     "embed_tokens", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type_embeddings",
-    "tok_embeddings", "embed_positions", "token_embd", "embed_in", "shared",
+    "tok_embeddings", "embed_positions", "token_embd", "embed_in", "shared", "embed", "embedding", "tok_emb", "pos_emb",
 })  # fmt: skip
 _HEAD_NAMES = frozenset({"lm_head", "embed_out", "output"})
 
