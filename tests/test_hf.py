@@ -29,6 +29,7 @@ from torch import nn
 import paramscope
 
 from .cli import assert_error, run
+from .custom_code import custom_code_files, isolated_modules_cache
 
 SUBPROCESS_TIMEOUT = 120
 META_HINT = "; the model needs real tensors while it is built: try --device cpu"
@@ -771,42 +772,6 @@ def test_check_reports_a_gptq_layer_of_the_wrong_logical_shape(
 # ---------------------------------------------------------------------------------------------------------------------
 # 6. custom code: never run without --trust-remote-code
 
-REMOTE_CONFIGURATION = """
-from pathlib import Path
-
-Path({marker!r}).write_text("configuration_x imported")
-
-from transformers import PretrainedConfig
-
-
-class XConfig(PretrainedConfig):
-    model_type = "paramscope-remote-x"
-
-    def __init__(self, width=8, **kwargs):
-        self.width = width
-        super().__init__(**kwargs)
-"""
-
-REMOTE_MODELING = """
-from pathlib import Path
-
-Path({marker!r}).write_text("modeling_x imported")
-
-from torch import nn
-from transformers import PreTrainedModel
-
-from .configuration_x import XConfig
-
-
-class XModel(PreTrainedModel):
-    config_class = XConfig
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.fc = nn.Linear(config.width, 3)
-        self.post_init()
-"""
-
 
 @dataclass
 class Remote:
@@ -817,21 +782,12 @@ class Remote:
 @pytest.fixture
 def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Remote:
     """A config whose model_type transformers does not know, with an auto_map to code beside it that leaves a mark."""
-    import transformers.dynamic_module_utils
-
-    monkeypatch.setattr(transformers.dynamic_module_utils, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    isolated_modules_cache(tmp_path, monkeypatch)
     directory = tmp_path / "remote_x"
     directory.mkdir()
     markers = [tmp_path / "configuration-ran", tmp_path / "modeling-ran"]
-    (directory / "configuration_x.py").write_text(REMOTE_CONFIGURATION.format(marker=str(markers[0])))
-    (directory / "modeling_x.py").write_text(REMOTE_MODELING.format(marker=str(markers[1])))
-    config = {
-        "model_type": "paramscope-remote-x",
-        "width": 8,
-        "architectures": ["XModel"],
-        "auto_map": {"AutoConfig": "configuration_x.XConfig", "AutoModel": "modeling_x.XModel"},
-    }
-    (directory / "config.json").write_text(json.dumps(config))
+    for name, text in custom_code_files("paramscope-remote-x", (markers[0], markers[1])).items():
+        (directory / name).write_text(text)
     return Remote(directory, markers)
 
 

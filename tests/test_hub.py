@@ -34,8 +34,10 @@ from huggingface_hub.utils import logging as hub_logging
 from huggingface_hub.utils.tqdm import are_progress_bars_disabled
 from torch import nn
 
+from . import custom_code
 from .checkpoints import LLAMA_3_70B, LLAMA_3_70B_PARAMS, llama_tensors, write_safetensors, write_sharded
 from .cli import assert_error, run
+from .custom_code import custom_code_files, isolated_modules_cache
 from .hub_server import HubServer, Repo, Request, ZeroPadded
 
 SUBPROCESS_TIMEOUT = 120
@@ -236,40 +238,6 @@ MALFORMED = {
     ),
 }
 
-# custom code, as in tests/test_hf.py: a model_type transformers does not know, and an auto_map to the repo's code
-REMOTE_CONFIGURATION = b"""
-from transformers import PretrainedConfig
-
-
-class XConfig(PretrainedConfig):
-    model_type = "paramscope-hub-x"
-
-    def __init__(self, width=8, **kwargs):
-        self.width = width
-        super().__init__(**kwargs)
-"""
-REMOTE_MODELING = b"""
-from torch import nn
-from transformers import PreTrainedModel
-
-from .configuration_x import XConfig
-
-
-class XModel(PreTrainedModel):
-    config_class = XConfig
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.fc = nn.Linear(config.width, 3)
-        self.post_init()
-"""
-REMOTE_CONFIG = {
-    "model_type": "paramscope-hub-x",
-    "width": 8,
-    "architectures": ["XModel"],
-    "auto_map": {"AutoConfig": "configuration_x.XConfig", "AutoModel": "modeling_x.XModel"},
-}
-REMOTE_PARAMS = 8 * 3 + 3
 REMOTE_SAFETENSORS = safetensors_bytes(
     {"fc.bias": f32(0, 3), "fc.weight": {"dtype": "F32", "shape": [3, 8], "data_offsets": [12, 108]}}, bytes(108)
 )
@@ -277,13 +245,8 @@ REMOTE_SAFETENSORS = safetensors_bytes(
 
 def remote_code_files(**weights: bytes) -> dict[str, bytes]:
     """A repo with custom code beside its config, a README, and the weight files given."""
-    return {
-        "config.json": json.dumps(REMOTE_CONFIG).encode(),
-        "configuration_x.py": REMOTE_CONFIGURATION,
-        "modeling_x.py": REMOTE_MODELING,
-        "README.md": b"# custom code\n",
-        **weights,
-    }
+    files = {name: text.encode() for name, text in custom_code_files("paramscope-hub-x").items()}
+    return {**files, "README.md": b"# custom code\n", **weights}
 
 
 @pytest.fixture(scope="module")
@@ -677,16 +640,7 @@ def test_file_size_from_a_head_when_the_range_lacks_it(
 @pytest.fixture
 def modules_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Where transformers copies the repo's code to import it: a temporary directory."""
-    import transformers.dynamic_module_utils
-
-    cache = tmp_path / "modules"
-    monkeypatch.setattr(transformers.dynamic_module_utils, "HF_MODULES_CACHE", str(cache))
-    # transformers imports the copies as the package transformers_modules, found once on sys.path: forget an earlier
-    # test's package, and find this test's first
-    for name in [name for name in sys.modules if name.partition(".")[0] == "transformers_modules"]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.syspath_prepend(str(cache))
-    return cache
+    return isolated_modules_cache(tmp_path, monkeypatch)
 
 
 def fetched(hub: HubServer) -> set[str]:
@@ -715,7 +669,7 @@ def test_trust_remote_code_downloads_the_code_and_no_weights(
     capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path, modules_cache: Path
 ) -> None:
     report = run_json(capsys, "hf:org/remote-x", "--trust-remote-code")
-    assert report["totals"]["params"] == REMOTE_PARAMS
+    assert report["totals"]["params"] == custom_code.PARAMS
     assert report["source"]["kind"] == "hf-config"
     assert report["notes"][:2] == [
         "org/remote-x has no safetensors weights: built from its config.json",
@@ -730,7 +684,7 @@ def test_trust_remote_code_with_safetensors_downloads_code_only_to_build(
     capsys: pytest.CaptureFixture[str], hub: HubServer, modules_cache: Path
 ) -> None:
     report = run_json(capsys, "hf:org/remote-x-safetensors", "--trust-remote-code")
-    assert (report["source"]["kind"], report["totals"]["params"]) == ("safetensors", REMOTE_PARAMS)
+    assert (report["source"]["kind"], report["totals"]["params"]) == ("safetensors", custom_code.PARAMS)
     assert not [r for r in hub.requests if r.filename.endswith(".py")]  # the headers are enough
     hub.clear()
     report = run_json(capsys, "hf:org/remote-x-safetensors", "--trust-remote-code", "--check")
