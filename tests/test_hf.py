@@ -608,6 +608,22 @@ def test_check_and_from_config_need_a_config(capsys: pytest.CaptureFixture[str],
         )
 
 
+def test_check_needs_weights_and_excludes_from_config(capsys: pytest.CaptureFixture[str], tiny_llama: Saved) -> None:
+    directory = tiny_llama.directory
+    assert_error(
+        run(capsys, "inspect", str(directory), "--check", "--from-config"),
+        f"{directory}: --check compares the weights with the model config.json describes, and --from-config leaves "
+        "the weights out: pass one of them",
+    )
+    for path in directory.glob("*.safetensors"):
+        path.unlink()
+    for target in (directory, directory / "config.json"):  # a config alone: nothing to compare it with
+        assert_error(
+            run(capsys, "inspect", str(target), "--check"),
+            f"{target}: --check compares weights with the model config.json describes, and there are no weights",
+        )
+
+
 def test_check_through_the_api(tiny_llama: Saved) -> None:
     _extra_tensor(tiny_llama.directory)
     report = paramscope.inspect(str(tiny_llama.directory), check=True)

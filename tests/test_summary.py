@@ -1321,3 +1321,54 @@ def test_a_forward_writing_to_a_parameter_is_refused_on_cpu(mode: str) -> None:
     meta = paramscope.summary(model, input_size=(2, 4))  # on meta it writes to a stand-in
     assert meta.totals.flops == 2 * 2 * 4 * 4
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise ZeroDivisionError
+
+
+class OwnStop(BaseException):
+    """A BaseException of the model's own, as some training loops define to stop early."""
+
+
+class Raises(nn.Module):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise self.error
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (UnprintableError(), "UnprintableError: (its message could not be shown: UnprintableError.__str__ raised "
+                             "ZeroDivisionError)"),
+        (OwnStop("stop"), "OwnStop: stop"),
+        (GeneratorExit(), "GeneratorExit: (no message)"),
+    ],
+)  # fmt: skip
+def test_any_exception_from_a_forward_is_a_forward_error(device: str, error: BaseException, message: str) -> None:
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(Raises(error), input_size=(2, 4), device=device)
+    assert str(caught.value) == f"the forward failed in '(model)' with inputs [2, 4]: {message}"
+
+
+class SparseScratch(nn.Module):
+    """A forward that writes in place to a sparse tensor of its own: nothing the parameter guard should stop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scratch = torch.eye(4).to_sparse()
+        scratch.mul_(2)
+        return self.fc(x)
+
+
+def test_in_place_writes_to_sparse_tensors_run_on_cpu() -> None:
+    assert paramscope.summary(SparseScratch(), input_size=(2, 4), device="cpu").totals.flops == 2 * 2 * 4 * 4

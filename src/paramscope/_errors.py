@@ -38,3 +38,19 @@ class IncompleteCountError(ParamscopeError):
 
 class BudgetExceededError(ParamscopeError):
     """A model is larger than a limit given with ``--max-params`` or ``--max-bytes`` (CLI exit code 3)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error: ``(no message)`` when it has none, and a
+    word on it when its ``__str__`` itself fails (user code can define any exception).
+
+    >>> first_line(ValueError("bad shape\\nmore detail")), first_line(RuntimeError())
+    ('bad shape', '(no message)')
+    """
+    try:
+        lines = str(error).strip().splitlines()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as failure:  # the exception's own __str__ is broken: its type still says what happened
+        return f"(its message could not be shown: {type(error).__name__}.__str__ raised {type(failure).__name__})"
+    return lines[0] if lines else "(no message)"

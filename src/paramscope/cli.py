@@ -527,16 +527,15 @@ def _shape(text: str) -> tuple[int, ...]:
 
 def _check_config_options(options: argparse.Namespace) -> None:
     """--from-config and --check in a summary: both need a config.json, and --check weights beside it."""
-    from .sources.target import builds_model, is_code_target
+    from .sources.target import builds_model, is_code_target, no_weights_to_check
 
     target = options.target
     if not (options.from_config or options.check):
         return
-    if is_code_target(target) and not Path(target).exists():
+    if not target.startswith("hf:") and is_code_target(target) and not Path(target).exists():
         raise UsageError(f"{target}: --from-config and --check need a config.json, not model code")
     if options.check and builds_model(target):
-        raise UsageError(f"{target}: --check compares weights with the model config.json describes, and there are "
-                         "no weights")  # fmt: skip
+        raise no_weights_to_check(target)
 
 
 def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
@@ -559,7 +558,9 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
         report = replace(report, source=replace(report.source, kind=kind), notes=(*notes, *report.notes))
         if options.check:
             # inspect's --check as it is: the checkpoint's headers against the model config.json describes
-            checked = load_report(options.target, replace(request, check=True, exclude_embeddings=False))
+            checked = load_report(
+                options.target, replace(request, check=True, from_config=False, exclude_embeddings=False)
+            )
             if checked.check is not None:
                 report = replace(report, check=checked.check, notes=(*report.notes, *checked.check.notes))
         if request.exclude_embeddings:

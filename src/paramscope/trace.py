@@ -32,7 +32,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
 
-from ._errors import TargetError
+from ._errors import TargetError, first_line
 
 aten = torch.ops.aten
 
@@ -203,11 +203,14 @@ class _OpRecorder(TorchDispatchMode):
         if self.protected:
             for index, name in _written_arguments(func):
                 target = args[index] if index < len(args) else kwargs.get(name)
-                if isinstance(target, torch.Tensor) and target.untyped_storage().data_ptr() in self.protected:
+                # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter
+                if not isinstance(target, torch.Tensor) or target.layout != torch.strided or target.is_nested:
+                    continue
+                parameter = self.protected.get(target.untyped_storage().data_ptr())
+                if parameter is not None:
                     raise ParameterWriteError(
-                        f"{func.overloadpacket} would change the parameter "
-                        f"{self.protected[target.untyped_storage().data_ptr()]!r} in place: paramscope does not run "
-                        "that on your weights; summarise on meta (the default) instead"
+                        f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
+                        "not run that on your weights; summarise on meta (the default) instead"
                     )
         return func(*args, **kwargs)
 
@@ -382,8 +385,7 @@ def _first_paths(model: nn.Module) -> dict[str, str]:
 
 
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
-    lines = str(error).strip().splitlines()
-    message = f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
+    message = f"{type(error).__name__}: {first_line(error)}"
     if not hooks.stack:
         return ForwardError(f"the forward failed: {message}")
     path = hooks.stack[-1]
@@ -423,7 +425,9 @@ def _run(
             if count_flops or recorder.protected:
                 stack.enter_context(recorder)  # last: it sees each op first, and refuses a write before it runs
             _forward(model, weights, to_device(args, device), to_device(kwargs, device))
-    except (Exception, SystemExit) as error:  # sys.exit() in a forward must not end the caller
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # sys.exit() or the model's own BaseException must not end the caller
         raise _failure(hooks, error) from error
     finally:
         hooks.remove()
@@ -549,7 +553,9 @@ def peak_live_bytes(
         inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
         with _mode(model, False), torch.no_grad(), _FusedAttentionOnMeta(), tracker:
             output = _forward(model, weights, inputs, keywords)
-    except (Exception, SystemExit) as error:  # sys.exit() in a forward must not end the caller
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # sys.exit() or the model's own BaseException must not end the caller
         raise _failure(hooks, error) from error
     finally:
         hooks.remove()

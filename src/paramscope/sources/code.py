@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import TargetError, UsageError
+from .._errors import TargetError, UsageError, first_line
 
 
 def _import_location(location: str, target: str) -> Any:
@@ -96,7 +96,7 @@ def user_code(what: str, device: str | None = None) -> Iterator[None]:
     except (TargetError, KeyboardInterrupt):
         raise
     except BaseException as error:
-        message = _one_line(error)
+        message = first_line(error)
         hint = ""
         if device == "meta" and (isinstance(error, NotImplementedError) or "meta" in message.lower()):
             hint = "; the model needs real tensors while it is built: try --device cpu"
@@ -120,16 +120,6 @@ def _check_signature(target: str, factory: Any, arguments: Mapping[str, Any]) ->
             f"{target} cannot be called with {', '.join(f'{k}=' for k in arguments) or 'no arguments'}: "
             f"{error}; it accepts: {', '.join(accepted) or 'no keyword arguments'}"
         ) from None
-
-
-def _one_line(error: BaseException) -> str:
-    try:
-        text = str(error).strip().splitlines()
-        return text[0] if text else "(no message)"
-    except KeyboardInterrupt:
-        raise
-    except BaseException as failure:  # the exception's own __str__ is broken: its type still says what happened
-        return f"(its message could not be shown: {type(error).__name__}.__str__ raised {type(failure).__name__})"
 
 
 def build_model(

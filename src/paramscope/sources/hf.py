@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._errors import SourceError, TargetError, UsageError
+from .._errors import SourceError, TargetError, UsageError, first_line
 from .._report import Report
 
 if TYPE_CHECKING:
@@ -49,11 +49,6 @@ def _failing_module(traceback: Any) -> str | None:
     return found
 
 
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
 def read_config_file(path: Path) -> dict[str, Any]:
     """A config.json as a dict, with one-line errors."""
     try:
@@ -74,7 +69,7 @@ def _load_config(directory: Path, trust_remote_code: bool) -> Any:
     try:
         return transformers.AutoConfig.from_pretrained(directory, trust_remote_code=trust_remote_code)
     except ValueError as error:
-        message = _one_line(error)
+        message = first_line(error)
         if "trust_remote_code" in str(error):
             raise TargetError(
                 f"{directory / 'config.json'}: the model is defined by custom code in its repository; pass "
@@ -83,7 +78,7 @@ def _load_config(directory: Path, trust_remote_code: bool) -> Any:
         raise SourceError(f"{directory / 'config.json'}: not a config transformers can read ({message})") from None
     except (OSError, KeyError, TypeError) as error:
         raise SourceError(
-            f"{directory / 'config.json'}: not a config transformers can read ({_one_line(error)})"
+            f"{directory / 'config.json'}: not a config transformers can read ({first_line(error)})"
         ) from None
 
 
@@ -121,7 +116,7 @@ def _building(what: str, device: str) -> Iterator[None]:
         where = _failing_module(error.__traceback__)
         inside = f" in {where}.__init__" if where else ""
         hint = "; the model needs real tensors while it is built: try --device cpu" if device == "meta" else ""
-        raise TargetError(f"building {what} on {device} failed{inside}: {type(error).__name__}: {_one_line(error)}"
+        raise TargetError(f"building {what} on {device} failed{inside}: {type(error).__name__}: {first_line(error)}"
                           f"{hint}") from None  # fmt: skip
 
 

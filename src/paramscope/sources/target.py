@@ -122,8 +122,17 @@ class Request:
     exclude_embeddings: bool = False
 
 
+def no_weights_to_check(target: str) -> UsageError:
+    return UsageError(
+        f"{target}: --check compares weights with the model config.json describes, and there are no weights"
+    )
+
+
 def _config_report(config: Path, request: Request, target: str | None = None) -> Report:
     from .hf import config_report
+
+    if request.check and not request.from_config:
+        raise no_weights_to_check(target or str(config))
 
     return config_report(
         config,
@@ -225,6 +234,8 @@ def _hub_report(target: str, request: Request) -> Report:
         from .hf import checkpoint_loading
         from .module import inspect_module
 
+        if report.source.kind == "hf-config":  # built from the config: the repo has no safetensors weights
+            raise no_weights_to_check(target)
         model, _ = hub.build(target, replace(request, device="meta"))
         report = with_check(report, inspect_module(model, target=target), checkpoint_loading(model))
     return report
@@ -234,6 +245,11 @@ def load_report(target: str, request: Request | None = None) -> Report:
     """The report of whatever ``target`` names; see :func:`paramscope.inspect`."""
     request = request or Request()
     _check_not_empty(target)
+    if request.check and request.from_config:
+        raise UsageError(
+            f"{target}: --check compares the weights with the model config.json describes, and --from-config leaves "
+            "the weights out: pass one of them"
+        )
     if target.startswith("hf:"):
         report = _hub_report(target, request)
     elif is_code_target(target) and not Path(target).exists():
