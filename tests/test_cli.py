@@ -934,13 +934,13 @@ def test_target_without_an_attribute(capsys: pytest.CaptureFixture[str]) -> None
         ("--max-bytes", "2k", "size '2k': unit 'k' is ambiguous; write KiB (powers of 1024) or kB (powers of 1000)"),
         ("--max-bytes", "2X", "size '2X' has an unknown unit 'X'; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB"),
         ("--max-bytes", "lots", "size 'lots' is not a number with an optional unit"),
-        ("--max-bytes", "1e999999999GiB", "size '1e999999999GiB' is too large"),
+        ("--max-bytes", "1e999999999GiB", "size '1e999999999GiB' is too large (at most 9,223,372,036,854,775,807)"),
         ("--max-params", "2G", "count '2G' has an unknown suffix 'G'; use K, M, B or T"),
         ("--max-params", "-5", "count '-5' is not a number with an optional unit"),
         ("--max-params", "many", "count 'many' is not a number with an optional unit"),
         ("--max-params", "abc", "count 'abc' is not a number with an optional unit"),
         ("--max-params", "7GiB", "count '7GiB' has an unknown suffix 'GiB'; use K, M, B or T"),
-        ("--max-params", "1e999999999", "count '1e999999999' is too large"),
+        ("--max-params", "1e999999999", "count '1e999999999' is too large (at most 9,223,372,036,854,775,807)"),
     ],
 )
 def test_bad_budget_values(capsys: pytest.CaptureFixture[str], option: str, value: str, message: str) -> None:

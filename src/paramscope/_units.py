@@ -62,6 +62,9 @@ def _split(text: str, what: str) -> tuple[Decimal, str]:
         raise UsageError(f"{what} {text!r} is not a number with an optional unit") from None
 
 
+_MAX_LIMIT = 2**63 - 1
+
+
 def _whole(value: Decimal, factor: int, text: str, what: str) -> int:
     """``value × factor`` rounded down to a whole number.
 
@@ -69,9 +72,12 @@ def _whole(value: Decimal, factor: int, text: str, what: str) -> int:
     ``n`` and any ``x``, ``n > x`` exactly when ``n > floor(x)``: rounding down changes no verdict.
     """
     try:
-        return int((value * factor).to_integral_value(rounding=ROUND_FLOOR))
+        whole = int((value * factor).to_integral_value(rounding=ROUND_FLOOR))
     except ArithmeticError:  # decimal.Overflow: an exponent beyond what Decimal holds (1e999999999)
-        raise UsageError(f"{what} {text!r} is too large") from None
+        whole = _MAX_LIMIT + 1
+    if whole > _MAX_LIMIT:  # no model or device comes near; beyond it, floats (percentages, GiB) overflow
+        raise UsageError(f"{what} {text!r} is too large (at most {_MAX_LIMIT:,})")
+    return whole
 
 
 def parse_count(text: str) -> int:
