@@ -74,17 +74,21 @@ def _fused_attention_flops(query: Any, key: Any, value: Any, embed_dim: int, *ar
     return _attention_flops(query, key, embed_dim)
 
 
+_ENCODER_LAYER_ARGUMENTS = [argument.name for argument in aten._transformer_encoder_layer_fwd.default._schema.arguments]
+
+
 @_gets_tensors
-def _fused_encoder_layer_flops(source: Any, embed_dim: int, *args: Any, **kwargs: Any) -> int:
-    # nn.TransformerEncoderLayer's fast path: self-attention, then the feed-forward block (linear1 is 13th).
-    ffn_weight_1 = args[12]
-    return _attention_flops(source, source, embed_dim) + 2 * 2 * _rows(source) * embed_dim * ffn_weight_1.shape[0]
+def _fused_encoder_layer_flops(*args: Any, **kwargs: Any) -> int:
+    # nn.TransformerEncoderLayer's fast path: self-attention, then the feed-forward block (linear1, linear2).
+    named = dict(zip(_ENCODER_LAYER_ARGUMENTS, args, strict=False)) | kwargs
+    source, embed_dim, hidden = named["src"], named["embed_dim"], named["ffn_weight_1"].shape[0]
+    return _attention_flops(source, source, embed_dim) + 2 * 2 * _rows(source) * embed_dim * hidden
 
 
 @_gets_tensors
 def _mkldnn_rnn_layer_flops(inputs: Any, weight_ih: Any, weight_hh: Any, *args: Any, **kwargs: Any) -> int:
-    # One layer and direction of nn.RNN/LSTM/GRU on CPU: every step multiplies the input and the hidden state by
-    # their gate weights, as the unfused cells do op by op.
+    # One layer and direction of an nn.LSTM on CPU (RNN and GRU run unfused there): every step multiplies the input
+    # and the hidden state by their gate weights, as the unfused cells do op by op.
     gates, features = weight_ih.shape
     return 2 * _rows(inputs) * gates * (features + weight_hh.shape[1])
 

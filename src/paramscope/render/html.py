@@ -155,7 +155,7 @@ def _treemap_markup() -> str:
         "Areas are proportional to parameter counts.</p>\n"
         '<div class="ps-tip" role="tooltip" hidden></div>\n'
         "</section>\n"
-        "<noscript><p>The treemap needs JavaScript; the tables below have every figure.</p></noscript>\n"
+        "<noscript><p>The treemap needs JavaScript; the tables below have its figures.</p></noscript>\n"
     )
 
 
