@@ -208,6 +208,78 @@ def bin_index_names_a_missing_shard(tmp: Path) -> Case:
     return Case(["inspect", str(tmp)], f"{index}: names pytorch_model-00002-of-00002.bin, which is missing")
 
 
+def two_shards(directory: Path, first: dict[str, object], second: dict[str, object]) -> tuple[str, str]:
+    """Two safetensors shards of float32 [2] tensors named by ``first`` and ``second``; their file names."""
+    names = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+    for name, header in zip(names, (first, second), strict=True):
+        safetensors_file(directory / name, header, bytes(8 * len(header)))
+    return names
+
+
+def shards_holding_the_same_tensor(tmp: Path) -> Case:
+    # with an index, the index can only put 'a' in one of them: the other is a bad shard
+    shards = two_shards(tmp, {"a": f32([0, 8])}, {"a": f32([0, 8]), "b": f32([8, 16])})
+    index = tmp / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": shards[0], "b": shards[1]}}))
+    message = f"{tmp}: tensor 'a' is stored in more than one shard ({shards[0]} and {shards[1]})"
+    return Case(["inspect", str(tmp)], message)
+
+
+def directory_of_two_safetensors_checkpoints(tmp: Path) -> Case:
+    for name in ("base.safetensors", "finetuned.safetensors"):  # no index: every file is read
+        safetensors_file(tmp / name, {"a": f32([0, 8])}, bytes(8))
+    message = (
+        f"{tmp}: tensor 'a' is in both base.safetensors and finetuned.safetensors: these look like separate "
+        "checkpoints; inspect one file"
+    )
+    return Case(["inspect", str(tmp)], message)
+
+
+def index_lists_a_tensor_its_shard_lacks(tmp: Path) -> Case:
+    shards = two_shards(tmp, {"a": f32([0, 8])}, {"c": f32([0, 8])})
+    index = tmp / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": shards[0], "b": shards[1]}}))
+    return Case(["inspect", str(index)], f"{index}: lists 'b' in {shards[1]}, which does not hold it")
+
+
+def directory_of_two_epochs_pt(tmp: Path) -> Case:
+    # no usual weight file name, so every file is read: the same model saved twice is not a model twice as large
+    saved_pt(tmp / "epoch1.pt")
+    saved_pt(tmp / "epoch2.pt")
+    message = (
+        f"{tmp}: tensor 'fc.weight' is in both epoch1.pt and epoch2.pt: these look like separate checkpoints; "
+        "inspect one file"
+    )
+    return Case(["inspect", str(tmp)], message)
+
+
+def bin_shards_holding_the_same_tensor(tmp: Path) -> Case:
+    shards = ("pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin")
+    saved_pt(tmp / shards[0])
+    torch.save({"fc.bias": torch.zeros(64), "out.weight": torch.zeros(2)}, tmp / shards[1])
+    weight_map = {"fc.weight": shards[0], "fc.bias": shards[0], "out.weight": shards[1]}
+    (tmp / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return Case(
+        ["inspect", str(tmp)], f"{tmp}: tensor 'fc.bias' is stored in more than one shard ({shards[0]} and {shards[1]})"
+    )
+
+
+def bin_index_lists_a_tensor_its_shard_lacks(tmp: Path) -> Case:
+    saved_pt(tmp / "pytorch_model-00001-of-00002.bin")
+    torch.save({"out.weight": torch.zeros(2)}, tmp / "pytorch_model-00002-of-00002.bin")
+    index = tmp / "pytorch_model.bin.index.json"
+    weight_map = {
+        "fc.weight": "pytorch_model-00001-of-00002.bin",
+        "fc.bias": "pytorch_model-00001-of-00002.bin",
+        "out.bias": "pytorch_model-00002-of-00002.bin",
+    }
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    return Case(
+        ["inspect", str(index)],
+        f"{index}: lists 'out.bias' in pytorch_model-00002-of-00002.bin, which does not hold it",
+    )
+
+
 def random_bytes_pt(tmp: Path) -> Case:
     path = tmp / "model.pt"
     path.write_bytes(random.Random(0).randbytes(4096))  # starts with 0xcd: not a zip, not a pickle opcode
@@ -245,6 +317,43 @@ def zip_with_text_pickle(tmp: Path) -> Case:
             text = entry.filename.endswith("/data.pkl")
             target.writestr(entry, b"this is text\n" if text else source.read(entry))
     return Case(["inspect", str(path)], not_a_pickle(path, "IndexError: pop from empty list"))
+
+
+def pickle_calling_with_wrong_arguments(tmp: Path) -> Case:
+    # an allowed rebuild function called with no arguments: the call itself fails, inside the unpickler
+    path = tmp / "model.pt"
+    path.write_bytes(b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n)R.")
+    reason = "TypeError: _rebuild_tensor_v2() missing 6 required positional arguments: 'storage', 'storage_offset', "
+    reason += "'size', 'stride', 'requires_grad', and 'backward_hooks'"
+    return Case(["inspect", str(path)], not_a_pickle(path, reason))
+
+
+def pickle_with_a_dict_as_a_key(tmp: Path) -> Case:
+    path = tmp / "model.pt"
+    path.write_bytes(b"\x80\x02}}K\x01s.")  # {}[{}] = 1
+    return Case(["inspect", str(path)], not_a_pickle(path, "TypeError: unhashable type: 'dict'"))
+
+
+def pickle_rebuilding_a_tensor_from_a_tuple(tmp: Path) -> Case:
+    # _rebuild_tensor_v2((), 0, (), (), False, {}): torch reads the dtype of a "storage" that is a tuple
+    path = tmp / "model.pt"
+    path.write_bytes(b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n()K\x00))\x89}tR.")
+    return Case(["inspect", str(path)], not_a_pickle(path, "AttributeError: 'tuple' object has no attribute 'dtype'"))
+
+
+def legacy_pt_claiming_4_pib(tmp: Path) -> Case:
+    """A legacy checkpoint whose one storage claims 2**50 float32 elements: torch allocates legacy storages up front."""
+    saved = tmp / "whole.pt"
+    torch.save({"w": torch.zeros(100)}, saved, _use_new_zipfile_serialization=False)
+    data = saved.read_bytes()
+    numel = data.index(b"K\x64N")  # the storage's persistent id: (..., "cpu", BININT1 100, None)
+    path = tmp / "model.pt"
+    path.write_bytes(data[:numel] + b"\x8a\x07" + (2**50).to_bytes(7, "little") + data[numel + 2 :])  # LONG1
+    message = (
+        f"{path}: cannot be read: out of memory (it asked for 4.00 PiB; torch's legacy format, from before 1.6, is "
+        "read into memory rather than mapped)"
+    )
+    return Case(["inspect", str(path)], message)
 
 
 def protocol_4_pickle(tmp: Path) -> Case:
@@ -342,8 +451,12 @@ CASES: list[Callable[[Path], Case]] = [
     header_not_utf8, header_is_a_list, unknown_dtype, offsets_outside_the_data, overlapping_offsets, gap_in_the_data,
     bytes_after_the_last_tensor, span_not_dtype_times_shape, decreasing_offsets, missing_data_offsets,
     index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json, index_without_weight_map,
-    index_with_an_empty_weight_map, metadata_not_strings,
+    index_with_an_empty_weight_map, metadata_not_strings, shards_holding_the_same_tensor,
+    directory_of_two_safetensors_checkpoints, index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt,
+    bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks,
     bin_index_names_a_missing_shard, random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle,
+    pickle_calling_with_wrong_arguments, pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple,
+    legacy_pt_claiming_4_pib,
     protocol_4_pickle, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list, pt_without_tensors,
     directory_of_training_state_only, gguf_bad_magic, gguf_version_99, directory_without_weights, unrecognised_file,
     explain_on_a_checkpoint, arguments_on_a_checkpoint,
@@ -395,6 +508,94 @@ def test_larger_zip_checkpoint_cut_in_half(capsys: pytest.CaptureFixture[str], t
     path.write_bytes(whole[: len(whole) // 2])
     message = f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint"
     assert_error(run(capsys, "inspect", str(path)), message)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# what torch.load raises: bad bytes are one line, a bug is not dressed up as one
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+def test_memory_error_is_a_read_failure(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, legacy: bool
+) -> None:
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(3)}, path, _use_new_zipfile_serialization=not legacy)
+
+    def out_of_memory(*args: object, **kwargs: object) -> object:
+        raise MemoryError
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    why = " (torch's legacy format, from before 1.6, is read into memory rather than mapped)" if legacy else ""
+    assert_error(run(capsys, "inspect", str(path)), f"{path}: cannot be read: out of memory{why}")
+
+
+@pytest.mark.parametrize("error", [TypeError("a bug"), AttributeError("a bug")], ids=lambda e: type(e).__name__)
+def test_a_bug_in_torch_load_is_not_called_a_bad_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    # raised by torch outside its unpickler: not the file's bytes at work, so not reported as a bad file
+    path = saved_pt(tmp_path / "model.pt")
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise error
+
+    monkeypatch.setattr(torch, "load", broken)
+    with pytest.raises(type(error), match="a bug"):
+        paramscope.inspect(str(path))
+
+
+def mutated(data: bytes, rng: random.Random) -> bytes:
+    """``data`` with a few bytes changed, a run inserted, repeated or cut off."""
+    out = bytearray(data)
+    kind = rng.choice(["flip", "cut", "insert", "repeat"])
+    if kind == "flip":
+        for _ in range(rng.randint(1, 4)):
+            out[rng.randrange(len(out))] = rng.randrange(256)
+    elif kind == "cut":
+        del out[rng.randrange(1, len(out)) :]
+    else:
+        at = rng.randrange(len(out))
+        end = rng.randrange(at, len(out))
+        out[at:at] = rng.randbytes(rng.randint(1, 8)) if kind == "insert" else out[at:end]
+    return bytes(out)
+
+
+def test_mutated_checkpoints_are_counted_or_one_line_errors(tmp_path: Path) -> None:
+    """Damaged pickles, legacy and zip: each is read or refused in one line, never a traceback (torch's unpickler
+    raises IndexError, KeyError, TypeError, struct.error... on them)."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.zeros(1, 3)).sum().backward()
+    optimizer.step()
+    checkpoint = {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3}
+    legacy, zipped = tmp_path / "legacy.pt", tmp_path / "zipped.pt"
+    torch.save(checkpoint, legacy, _use_new_zipfile_serialization=False)
+    torch.save(checkpoint, zipped)
+    with zipfile.ZipFile(zipped) as archive:
+        entries = {entry.filename: archive.read(entry) for entry in archive.infolist()}
+    pickle_name = next(name for name in entries if name.endswith("/data.pkl"))
+    rng = random.Random(0)
+    path = tmp_path / "model.pt"
+    outcomes: dict[str, int] = {}
+    multi_line = []
+    for _ in range(1500):
+        if rng.random() < 0.5:
+            path.write_bytes(mutated(legacy.read_bytes(), rng))
+        else:
+            with zipfile.ZipFile(path, "w") as archive:
+                for name, content in entries.items():
+                    archive.writestr(name, mutated(content, rng) if name == pickle_name else content)
+        try:
+            paramscope.inspect(str(path))
+            outcome = "read"
+        except paramscope.ParamscopeError as error:
+            message = str(error)
+            if "\n" in message or not message.startswith(f"{path}: "):
+                multi_line.append(message)
+            outcome = message.removeprefix(f"{path}: ").split(" (")[0]
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert multi_line == []
+    assert {"read", "not a PyTorch checkpoint", "truncated, or not a PyTorch checkpoint"} <= set(outcomes)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

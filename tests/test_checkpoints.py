@@ -16,6 +16,7 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -696,6 +697,117 @@ def test_directory_without_usual_weight_names_reads_every_file_but_training_stat
     assert report.source.files == (str(tmp_path / "part-a.pt"), str(tmp_path / "part-b.pt"))
     assert_matches_state_dict(report, state, model)
     assert "not read: training_args.bin (training state saved beside the weights, not the model)" in report.notes
+
+
+def test_directory_of_two_epochs_one_file_each(tmp_path: Path) -> None:
+    """epoch1.pt and epoch2.pt beside each other are refused (tests/test_checkpoint_errors.py); each alone is the
+    model, and the refusal is what keeps the directory from reading as a model twice as large."""
+    model = Mixed()
+    for epoch in (1, 2):
+        torch.save(model.state_dict(), tmp_path / f"epoch{epoch}.pt")
+        assert_matches_state_dict(paramscope.inspect(str(tmp_path / f"epoch{epoch}.pt")), model.state_dict(), model)
+    with pytest.raises(paramscope.ParamscopeError, match="look like separate checkpoints"):
+        paramscope.inspect(str(tmp_path))
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a fresh interpreter: torch.distributed.tensor and torch._dynamo not imported yet."""
+    env = {key: value for key, value in os.environ.items() if key not in {"COLUMNS", "FORCE_COLOR"}}
+    env["PYTHONPATH"] = str(Path(paramscope.__file__).parents[1])
+    return subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=SUBPROCESS_TIMEOUT,
+        check=False,
+    )
+
+
+def fresh_torch_load(path: Path) -> subprocess.CompletedProcess[str]:
+    code = f"import torch; torch.load({str(path)!r}, weights_only=True)"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False
+    )
+
+
+# Rank 0 of a world of 2 (torch's fake process group: no peer needed) saves its state dict of DTensors: half of the
+# row-sharded weight, all of the replicated bias, and a head tied to the weight.
+SAVE_DTENSORS = """
+import json, sys
+import torch
+import torch.distributed as dist
+try:
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+except ImportError:
+    sys.exit(77)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import DTensor, Replicate, Shard
+
+dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=2)
+mesh = init_device_mesh("cpu", (2,))
+weight = DTensor.from_local(torch.randn(3, 4), mesh, [Shard(0)], run_check=False)
+bias = DTensor.from_local(torch.randn(6, dtype=torch.bfloat16), mesh, [Replicate()], run_check=False)
+torch.save({"fc.weight": weight, "fc.bias": bias, "head.weight": weight}, sys.argv[1])
+print(json.dumps({"fc.weight": [list(weight.shape), list(weight.to_local().shape)], "fc.bias": [list(bias.shape)]}))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch has no torch.distributed")
+def test_dtensor_state_dict_counts_the_global_tensors(tmp_path: Path) -> None:
+    path = tmp_path / "rank0.pt"
+    saved = subprocess.run(
+        [sys.executable, "-c", SAVE_DTENSORS, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        check=False,
+    )
+    if saved.returncode == 77:
+        pytest.skip("torch's fake process group (torch.testing._internal.distributed.fake_pg) is not available")
+    assert saved.returncode == 0, saved.stderr
+    shapes = json.loads(saved.stdout)
+    assert shapes == {"fc.weight": [[6, 4], [3, 4]], "fc.bias": [[6]]}  # the file holds half of fc.weight
+    # the control: a process that has not imported torch.distributed.tensor cannot load it with weights_only
+    assert "``torch.distributed.tensor`` must be imported" in fresh_torch_load(path).stderr
+    result = run_cli("inspect", str(path), "--format", "json")
+    assert (result.returncode, result.stderr) == (0, "")  # no device-mesh warning either
+    data = json.loads(result.stdout)
+    assert data["totals"]["params"] == 6 * 4 + 6
+    assert data["totals"]["param_bytes"] == 6 * 4 * 4 + 6 * 2
+    assert [(t["name"], t["shape"], t["dtype"], t["aliases"]) for t in data["tensors"]] == [
+        ("fc.weight", [6, 4], "float32", ["head.weight"]),
+        ("fc.bias", [6], "bfloat16", []),
+    ]
+    assert data["notes"][0] == (
+        "2 DTensor(s) counted at their global shape, though a rank's file holds only its shard of each (fc.weight: "
+        "Shard(0) on device mesh (2,), [3, 4] of it in this file)"
+    )
+
+
+@pytest.mark.parametrize("layout", ["jagged", "strided"])
+def test_nested_tensors_count_their_values(tmp_path: Path, layout: str) -> None:
+    parts = [torch.zeros(2, 4), torch.zeros(3, 4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the strided layout is a prototype, and says so
+        nested = torch.nested.nested_tensor(parts, layout=getattr(torch, layout))
+    path = tmp_path / "model.pt"
+    torch.save({"emb": nested, "fc.weight": torch.zeros(3, 4)}, path)
+    if layout == "jagged":  # the control: its pickle needs torch._dynamo imported, which a fresh process has not
+        assert "must be imported to load nested jagged tensors" in fresh_torch_load(path).stderr
+    result = run_cli("inspect", str(path), "--format", "json")
+    assert (result.returncode, result.stderr) == (0, "")
+    data = json.loads(result.stdout)
+    values = sum(part.numel() for part in parts)
+    assert data["totals"]["params"] == values + 12
+    emb = data["tensors"][0]
+    shape = [5, 4] if layout == "jagged" else [20]  # the values: rows of the components stacked, or all flattened
+    assert (emb["name"], emb["numel"], emb["shape"]) == ("emb", values, shape)
+    assert data["notes"][0] == (
+        "1 nested tensor(s) counted as their stored values, shown with the values' shape (a ragged dimension has no "
+        "single size): emb"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -236,6 +236,33 @@ MALFORMED = {
         SHARDS[1],
         "tensor 't1' ends at byte 8 of the data, past its end (4 bytes in the file)",
     ),
+    "index-names-a-missing-shard": Malformed(
+        {"model.safetensors.index.json": index_bytes(*SHARDS), SHARDS[0]: safetensors_bytes({"t0": f32(0)}, bytes(8))},
+        "model.safetensors.index.json",
+        f"names {SHARDS[1]}, which is missing",
+    ),
+    "index-lists-a-tensor-its-shard-lacks": Malformed(
+        {
+            "model.safetensors.index.json": index_bytes(*SHARDS),
+            SHARDS[0]: safetensors_bytes({"t0": f32(0)}, bytes(8)),
+            SHARDS[1]: safetensors_bytes({"other": f32(0)}, bytes(8)),
+        },
+        "model.safetensors.index.json",
+        f"lists 't1' in {SHARDS[1]}, which does not hold it",
+    ),
+}
+# Shards whose index puts t0 in the first and t1 in the second, but whose second shard holds t0 as well: read
+# unchecked, t0 is counted twice (2 + 3 + 2 = 7 parameters instead of 5).
+DUPLICATED = {
+    "model.safetensors.index.json": index_bytes(*SHARDS),
+    SHARDS[0]: safetensors_bytes({"t0": f32(0)}, bytes(8)),
+    SHARDS[1]: safetensors_bytes({"t0": f32(0), "t1": f32(8, 3)}, bytes(20)),
+}
+# Shards holding a tensor the index does not name: counted, and said, as in a local directory.
+UNINDEXED = {
+    "model.safetensors.index.json": index_bytes(*SHARDS),
+    SHARDS[0]: safetensors_bytes({"t0": f32(0), "extra": f32(8, 3)}, bytes(20)),
+    SHARDS[1]: safetensors_bytes({"t1": f32(0)}, bytes(8)),
 }
 
 REMOTE_SAFETENSORS = safetensors_bytes(
@@ -267,6 +294,8 @@ def hub(local: Local) -> Iterator[HubServer]:
         "org/tiny-llama-no-total": Repo(tiny, range_totals=False),
         "org/past-the-end-no-total": Repo(MALFORMED["past-the-end"].files, range_totals=False),
         **{f"org/{name}": Repo(case.files) for name, case in MALFORMED.items()},
+        "org/duplicated": Repo(DUPLICATED),
+        "org/unindexed": Repo(UNINDEXED),
         "org/remote-x": Repo(remote_code_files(**{"pytorch_model.bin": bytes(108)})),
         "org/remote-x-safetensors": Repo(remote_code_files(**{"model.safetensors": REMOTE_SAFETENSORS})),
     }
@@ -613,6 +642,31 @@ def test_malformed_checkpoint(capsys: pytest.CaptureFixture[str], hub: HubServer
     for filename, content in case.files.items():
         (directory / filename).write_bytes(content)
     assert_error(run(capsys, "inspect", str(directory)), f"{directory / case.file}: {case.message}")
+
+
+def write_repo(directory: Path, files: dict[str, bytes]) -> Path:
+    directory.mkdir()
+    for filename, content in files.items():
+        (directory / filename).write_bytes(content)
+    return directory
+
+
+def test_a_tensor_in_two_shards_is_an_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    message = f"tensor 't0' is stored in more than one shard ({SHARDS[0]} and {SHARDS[1]})"
+    assert_error(run(capsys, "inspect", "hf:org/duplicated"), f"hf:org/duplicated: {message}")
+    directory = write_repo(tmp_path / "duplicated", DUPLICATED)
+    assert_error(run(capsys, "inspect", str(directory)), f"{directory}: {message}")
+
+
+def test_tensors_the_index_does_not_name_are_counted_and_said(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    report = run_json(capsys, "hf:org/unindexed")
+    local = run_json(capsys, write_repo(tmp_path / "unindexed", UNINDEXED))
+    same_model(report, local)
+    assert report["totals"]["params"] == 2 + 3 + 2
+    assert report["notes"] == local["notes"]
+    assert "1 tensor(s) in the shards are not in the index (extra, …): counted too" in report["notes"]
 
 
 def test_file_size_from_a_head_when_the_range_lacks_it(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import dtypes as dtype_table
+from .._errors import SourceError
 from .._moe import with_active_params
 from .._report import Report, Source, TensorKind, TensorRecord
 from .._tree import tree_from_names
@@ -68,6 +69,45 @@ def read_config(directory: Path) -> tuple[dict[str, Any] | None, list[str]]:
     if not isinstance(config, dict):
         return None, [f"{path} is not a JSON object: counted without it"]
     return config, []
+
+
+def check_files(
+    target: str,
+    tensors: Sequence[StoredTensor],
+    weight_map: Mapping[str, str] | None = None,
+    index: str = "",
+) -> list[str]:
+    """Check that a checkpoint's files hold each tensor once, and agree with its index; notes on what it omits.
+
+    ``tensors`` come from every file read, each ``file`` naming its own. A name in two files would be counted twice,
+    so it is an error: with an index the files are shards of one checkpoint and one of them is wrong; without one
+    they look like separate checkpoints (two epochs, two quantisations) to inspect one at a time. ``weight_map`` is
+    the index's tensor name → file name (errors about it start with ``index``): a tensor it names must be in that
+    file; tensors of the files that it does not name are counted, and noted.
+    """
+    first: dict[str, str] = {}
+    for name, file in ((name, Path(t.file).name) for t in tensors for name in (t.name, *t.aliases)):
+        other = first.get(name)
+        if other is None:
+            first[name] = file
+            continue
+        if other == file:
+            raise SourceError(f"{target}: tensor {name!r} is stored twice in {file}")
+        if weight_map is not None:
+            raise SourceError(f"{target}: tensor {name!r} is stored in more than one shard ({other} and {file})")
+        raise SourceError(
+            f"{target}: tensor {name!r} is in both {other} and {file}: these look like separate checkpoints; "
+            "inspect one file"
+        )
+    if weight_map is None:
+        return []
+    for name, shard in weight_map.items():
+        if first.get(name) != shard:
+            raise SourceError(f"{index}: lists {name!r} in {shard}, which does not hold it")
+    extra = [name for name in first if name not in weight_map]
+    if extra:
+        return [f"{len(extra)} tensor(s) in the shards are not in the index ({extra[0]}, …): counted too"]
+    return []
 
 
 def _kind(tensor: StoredTensor) -> TensorKind:

@@ -3,8 +3,9 @@
 ``huggingface_hub`` fetches the config (with ``--trust-remote-code``, the repository's Python files too) and each
 shard's header is read with HTTP range requests, as ``get_safetensors_metadata`` reads them: a 140 GB model costs a
 few hundred kilobytes of traffic. The headers are checked as local files' are (:mod:`.safetensors`), against each
-file's size from the ``Content-Range`` of its first range. ``HF_TOKEN`` and ``HF_ENDPOINT`` are honoured, read when
-the call is made.
+file's size from the ``Content-Range`` of its first range, and the shards as a local directory's are
+(:func:`.checkpoint.check_files`): each tensor in one file only, in the file the index names. ``HF_TOKEN`` and
+``HF_ENDPOINT`` are honoured, read when the call is made.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from .._errors import SourceError, TargetError
 from .._report import Report
-from .checkpoint import StoredTensor, checkpoint_report
+from .checkpoint import StoredTensor, check_files, checkpoint_report
 from .safetensors import header_tensors, parse_header, read_index
 
 PREFIX = "hf:"
@@ -147,17 +148,21 @@ def _config(repo: str, revision: str | None, token: str | None, *, code: bool = 
     return config if config.is_file() else None
 
 
-def _safetensors_files(target: str, repo: str, revision: str | None, token: str | None) -> list[str] | None:
-    """The repo's safetensors files, as transformers finds them: model.safetensors, or the shards the index names."""
+def _safetensors_files(
+    target: str, repo: str, revision: str | None, token: str | None
+) -> tuple[list[str], dict[str, str] | None] | None:
+    """The repo's safetensors files, as transformers finds them: model.safetensors, or the shards the index names
+    (with the index's weight_map, to check the shards against)."""
     from huggingface_hub import HfApi, hf_hub_download
 
     api = HfApi(endpoint=_endpoint(), token=token)
     if api.file_exists(repo, SINGLE_FILE, revision=revision):
-        return [SINGLE_FILE]
+        return [SINGLE_FILE], None
     if not api.file_exists(repo, INDEX_FILE, revision=revision):
         return None
     index = hf_hub_download(repo, INDEX_FILE, revision=revision, endpoint=_endpoint(), token=token)
-    return sorted(set(read_index(Path(index), f"{target}: {INDEX_FILE}").values()))
+    weight_map = read_index(Path(index), f"{target}: {INDEX_FILE}")
+    return sorted(set(weight_map.values())), weight_map
 
 
 def _file_size(response: Any) -> int | None:
@@ -168,13 +173,14 @@ def _file_size(response: Any) -> int | None:
 
 
 def _file_tensors(target: str, repo: str, revision: str | None, token: str | None, filename: str) -> list[StoredTensor]:
-    """The tensors of one safetensors file on the Hub, from its header, checked as a local file's header is.
+    """The tensors of one safetensors file on the Hub, from its header, checked as a local file's header is; the file
+    is one the index names (``model.safetensors`` was found before it is read), so a 404 means the index is wrong.
 
     Not ``huggingface_hub.get_safetensors_metadata``, though these are the requests it makes: it parses the header
     itself (a malformed one escapes as its own exception, after checks of its own) and drops the file's size, so
     neither the local reader's checks nor the check of the offsets against the end of the file could run.
     """
-    from huggingface_hub import constants, get_hf_file_metadata, get_session, hf_hub_url, hf_raise_for_status
+    from huggingface_hub import constants, errors, get_hf_file_metadata, get_session, hf_hub_url, hf_raise_for_status
 
     # public (huggingface_hub's docs), but its lazy utils package does not re-export it for type checkers
     from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
@@ -189,7 +195,10 @@ def _file_tensors(target: str, repo: str, revision: str | None, token: str | Non
             hf_raise_for_status(response)
         return response
 
-    response = get(0, _FIRST_RANGE)
+    try:
+        response = get(0, _FIRST_RANGE)
+    except errors.RemoteEntryNotFoundError:
+        raise SourceError(f"{target}: {INDEX_FILE}: names {filename}, which is missing") from None
     start = response.content if response.status_code != 416 else b""
     size = _file_size(response)
     if size is None:  # a range answered without the file's size: a HEAD gives it
@@ -212,16 +221,20 @@ def _file_tensors(target: str, repo: str, revision: str | None, token: str | Non
 
 def _stored(
     target: str, repo: str, revision: str | None, token: str | None
-) -> tuple[list[StoredTensor], list[str]] | None:
-    """The tensors of the repo's safetensors files and the files' names; None when it has none."""
+) -> tuple[list[StoredTensor], list[str], list[str]] | None:
+    """The tensors of the repo's safetensors files, checked as a local directory's are (a tensor in one file only, the
+    one the index says), the files' names, and notes; None when the repo has no safetensors files."""
     from concurrent.futures import ThreadPoolExecutor
 
-    names = _safetensors_files(target, repo, revision, token)
-    if names is None:
+    found = _safetensors_files(target, repo, revision, token)
+    if found is None:
         return None
+    names, weight_map = found
     with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(names) or 1)) as pool:
-        found = list(pool.map(lambda name: _file_tensors(target, repo, revision, token, name), names))
-    return [tensor for tensors in found for tensor in tensors], [f"{PREFIX}{repo}/{name}" for name in names]
+        read = list(pool.map(lambda name: _file_tensors(target, repo, revision, token, name), names))
+    tensors = [tensor for file_tensors in read for tensor in file_tensors]
+    notes = check_files(target, tensors, weight_map, f"{target}: {INDEX_FILE}")
+    return tensors, [f"{PREFIX}{repo}/{name}" for name in names], notes
 
 
 @contextlib.contextmanager
@@ -281,12 +294,12 @@ def load(
             report = replace(report, notes=(f"{repo} has no safetensors weights: built from its config.json",
                                             *report.notes))  # fmt: skip
         return report
-    tensors, files = stored
+    tensors, files, notes = stored
     from .checkpoint import read_config
 
-    config, notes = read_config(config_file.parent) if config_file is not None else (None, [])
+    config, config_notes = read_config(config_file.parent) if config_file is not None else (None, [])
     return checkpoint_report(
-        tensors, kind="safetensors", target=target, files=files, config=config, notes=notes, sort=True
+        tensors, kind="safetensors", target=target, files=files, config=config, notes=notes + config_notes, sort=True
     )
 
 

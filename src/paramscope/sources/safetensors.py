@@ -5,7 +5,9 @@ through a framework (``safe_open(..., "numpy")`` imports numpy, ``"pt"`` torch) 
 offsets, which the byte sizes come from. The format is small (an 8-byte little-endian length, then a JSON object;
 see the safetensors README), and the checks below are the ones the safetensors crate makes before it loads a
 file: a bounded header, known dtypes, offsets that match each tensor's size, do not overlap and cover the data
-region exactly. The tests check this reader against ``safetensors.safe_open`` on the same files.
+region exactly. The tests check this reader against ``safetensors.safe_open`` on the same files. Across the files of
+one checkpoint, :func:`.checkpoint.check_files` makes sure that each tensor is in one file only, the one the index
+names (the Hub reader, :mod:`.hub`, makes the same checks).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .. import dtypes as dtype_table
 from .._errors import SourceError
 from .._report import Report
 from .._units import format_bytes
-from .checkpoint import StoredTensor, checkpoint_report, read_config
+from .checkpoint import StoredTensor, check_files, checkpoint_report, read_config
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors crate's own limit
 _MAX_INDEX_BYTES = 100_000_000
@@ -178,7 +180,8 @@ def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
     return weight_map
 
 
-def _load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
+def load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
+    """The shard files a local ``*.index.json`` names, each checked to exist, and its weight_map."""
     weight_map = read_index(index)
     shards: list[Path] = []
     for shard in dict.fromkeys(weight_map.values()):
@@ -201,45 +204,26 @@ def _read_shards(files: Iterable[Path], quiet: bool) -> tuple[list[StoredTensor]
     return tensors, metadata
 
 
-def _index_notes(index: Path, tensors: list[StoredTensor], weight_map: dict[str, str]) -> list[str]:
-    found = {tensor.name: Path(tensor.file).name for tensor in tensors}
-    notes = []
-    missing = [name for name, shard in weight_map.items() if found.get(name) != shard]
-    if missing:
-        raise _fail(index, f"lists {missing[0]!r} in {weight_map[missing[0]]}, which does not hold it")
-    extra = [name for name in found if name not in weight_map]
-    if extra:
-        notes.append(f"{len(extra)} tensor(s) in the shards are not in the index ({extra[0]}, …): counted too")
-    return notes
-
-
 def load(target: Path, *, quiet: bool = False) -> Report:
     """The report of a ``.safetensors`` file, a ``*.safetensors.index.json``, or a directory holding them."""
+    weight_map: dict[str, str] | None = None
     notes: list[str] = []
     if target.is_dir():
         directory = target
-        indexes = sorted(directory.glob("*.safetensors.index.json"))
-        if indexes:
-            files, weight_map = _load_index(indexes[0])
-            tensors, _ = _read_shards(files, quiet)
-            notes += _index_notes(indexes[0], tensors, weight_map)
-        else:
-            files = sorted(directory.glob("*.safetensors"))
-            tensors, _ = _read_shards(files, quiet)
-            if len(files) > 1:
-                notes.append(f"no index file: all {len(files)} *.safetensors files in {directory} are counted")
-    elif target.name.endswith(".index.json"):
-        directory = target.parent
-        files, weight_map = _load_index(target)
-        tensors, _ = _read_shards(files, quiet)
-        notes += _index_notes(target, tensors, weight_map)
+        index = next(iter(sorted(directory.glob("*.safetensors.index.json"))), None)
     else:
         directory = target.parent
+        index = target if target.name.endswith(".index.json") else None
+    if index is not None:
+        files, weight_map = load_index(index)
+    elif target.is_dir():
+        files = sorted(directory.glob("*.safetensors"))
+        if len(files) > 1:
+            notes.append(f"no index file: all {len(files)} *.safetensors files in {directory} are counted")
+    else:
         files = [target]
-        tensors, _ = _read_shards(files, quiet)
-    duplicates = _duplicate_names(tensors)
-    if duplicates:
-        raise SourceError(f"{target}: tensor {duplicates[0]!r} is stored in more than one shard")
+    tensors, _ = _read_shards(files, quiet)
+    notes += check_files(os.fspath(target), tensors, weight_map, os.fspath(index) if index else "")
     config, config_notes = read_config(directory)
     return checkpoint_report(
         tensors,
@@ -250,13 +234,3 @@ def load(target: Path, *, quiet: bool = False) -> Report:
         notes=notes + config_notes,
         sort=True,
     )
-
-
-def _duplicate_names(tensors: list[StoredTensor]) -> list[str]:
-    seen: set[str] = set()
-    duplicates = []
-    for tensor in tensors:
-        if tensor.name in seen:
-            duplicates.append(tensor.name)
-        seen.add(tensor.name)
-    return duplicates

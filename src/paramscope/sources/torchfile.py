@@ -5,20 +5,28 @@ tensor data without reading it, so a 100 GB checkpoint costs no memory to count.
 checkpoints (Lightning's ``state_dict``, dicts with ``model``/``optimizer`` entries) are understood: the model's
 tensors are counted; optimizer state and other entries are reported in the notes, apart from the totals. In a
 directory, such as a Hugging Face Trainer's output, the files with the usual weight names are read, and the training
-state saved beside them (``training_args.bin``, ``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``) is only noted.
+state saved beside them (``training_args.bin``, ``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``) is only noted;
+files that hold the same tensor names (``epoch1.pt``, ``epoch2.pt``) are separate checkpoints, refused rather than
+added up. DTensors count at their global shape (a rank's file holds its shards), nested tensors as their values.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import importlib
+import logging
+import math
 import os
 import pickle
 import re
+import struct
+import sys
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import torch
@@ -27,7 +35,9 @@ from .. import dtypes as dtype_table
 from .._errors import SourceError
 from .._report import Report
 from .._units import format_bytes, format_count
-from .checkpoint import TRAINING_STATE, StoredTensor, checkpoint_report, read_config
+from ._sharded import dtensor_class, dtensor_sharding
+from .checkpoint import TRAINING_STATE, StoredTensor, check_files, checkpoint_report, read_config
+from .safetensors import load_index
 
 SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 # Where nested checkpoints keep the model's state dict, most specific first.
@@ -45,6 +55,22 @@ _TORCH_DOCS = "Check the documentation of torch.load"
 # What the weights_only unpickler says when the pickle asks for code (a global, a call, a class) it does not allow,
 # as opposed to bytes it cannot parse ("Unsupported operand 205").
 _REFUSALS = ("GLOBAL", "allowlisted", "unrecognized function", "must be imported")
+# torch's unpickler allows DTensors and nested jagged tensors only once these modules are imported (they register
+# their classes as safe globals), and says so: "``torch.distributed.tensor`` must be imported to load DTensors".
+# Only these are imported for a file; a module any other message names is not.
+_TORCH_MODULES = frozenset({"torch.distributed.tensor", "torch.nested", "torch._dynamo"})
+_NAMED_MODULE = re.compile(r"``([\w.]+)``")
+# What the weights_only unpickler raises on bytes that are no valid pickle, besides UnpicklingError: each opcode
+# reads, pops and indexes without checks of its own (verified by mutating saved checkpoints, zip and legacy).
+_BAD_PICKLE = (IndexError, KeyError, ValueError, struct.error, AssertionError)  # ValueError: UnicodeDecodeError too
+# These too, when raised while the unpickler runs the file's opcodes (an allowed function called with the file's
+# arguments: "_rebuild_tensor_v2() missing 2 required positional arguments", "unhashable type: 'dict'") or while
+# the legacy loader reads what they returned; raised anywhere else they are bugs, and not hidden.
+_BAD_CALL = (TypeError, AttributeError)
+_UNPICKLER_FILE = "_weights_only_unpickler.py"
+_LEGACY_LOADER = "_legacy_load"
+# torch's CPU allocator, failing, raises a RuntimeError rather than a MemoryError.
+_ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: can't allocate memory: you tried to allocate (\d+) bytes")
 
 
 def _unpickler_message(error: Exception) -> str:
@@ -71,26 +97,53 @@ def _one_line(text: str) -> str:
 
 
 def _torch_load(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)``, its failures one-line errors; DTensors and nested tensors loaded."""
+    with _load_errors(path):
+        try:
+            return _load_file(path)
+        except pickle.UnpicklingError as error:
+            if not _import_torch_modules(path, _unpickler_message(error)):
+                raise
+        return _load_file(path)  # once more, now that the module torch asked for is imported
+
+
+def _load_file(path: Path) -> Any:
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: empty file (0 bytes): not a PyTorch checkpoint")
+    if zipfile.is_zipfile(path):
+        return _load_quietly(path, mmap=True)
+    with path.open("rb") as handle:
+        if handle.read(4) == b"PK\x03\x04":
+            raise SourceError(f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint")
+    # The legacy (pre-1.6) format cannot be memory-mapped: its tensors are read into memory (on CPU, where tensors
+    # that share storage, such as tied weights, can be recognised).
+    return _load_quietly(path)
+
+
+def _import_torch_modules(path: Path, reason: str) -> bool:
+    """Import the torch modules the unpickler says it needs (of :data:`_TORCH_MODULES` only); whether any was new."""
+    if "must be imported" not in reason:
+        return False
+    modules = [name for name in _NAMED_MODULE.findall(reason) if name in _TORCH_MODULES and name not in sys.modules]
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise SourceError(f"{path}: its tensors need {name}, which cannot be imported here ({error})") from None
+    return bool(modules)
+
+
+@contextlib.contextmanager
+def _load_errors(path: Path) -> Iterator[None]:
+    """Turn what ``torch.load`` raises on a bad file into one-line errors; anything else (a bug) goes through."""
     try:
-        if path.stat().st_size == 0:
-            raise SourceError(f"{path}: empty file (0 bytes): not a PyTorch checkpoint")
-        if zipfile.is_zipfile(path):
-            return _load_quietly(path, mmap=True)
-        with path.open("rb") as handle:
-            if handle.read(4) == b"PK\x03\x04":
-                raise SourceError(f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint")
-        # The legacy (pre-1.6) format cannot be memory-mapped: its tensors are read into memory (on CPU, where tensors
-        # that share storage, such as tied weights, can be recognised).
-        return _load_quietly(path)
+        yield
     except SourceError:
         raise
     except pickle.UnpicklingError as error:
         reason = _unpickler_message(error)
         if not any(marker in reason for marker in _REFUSALS):  # bytes that are no pickle torch.load can read
-            raise SourceError(
-                f"{path}: not a PyTorch checkpoint (its data is not a pickle torch.load(weights_only=True) accepts: "
-                f"{reason}); nothing in it was executed"
-            ) from None
+            raise _not_a_pickle(path, reason) from None
         raise SourceError(
             f"{path}: refused: its pickle needs something torch.load(weights_only=True) does not allow "
             f"({reason}); nothing in it was executed. Load it without weights_only only if you trust where it "
@@ -100,26 +153,64 @@ def _torch_load(path: Path) -> Any:
         raise SourceError(f"{path}: truncated, or not a PyTorch checkpoint") from None
     except OSError as error:
         raise SourceError(f"{path}: cannot be read: {error.strerror or error}") from None
+    except MemoryError:
+        raise _out_of_memory(path, None) from None
     except RuntimeError as error:
+        wanted = _ALLOCATION_FAILED.search(str(error))
+        if wanted:
+            raise _out_of_memory(path, int(wanted.group(1))) from None
         first = _one_line(str(error).strip().splitlines()[0]) if str(error).strip() else type(error).__name__
         raise SourceError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
-    except Exception as error:
-        # torch's weights_only unpickler lets junk bytes surface as IndexError ("pop from empty list"), KeyError (a
-        # memo index), UnicodeDecodeError, struct.error, AssertionError...: each means the data is no valid pickle.
-        message = _one_line(str(error))
-        reason = f"{type(error).__name__}: {message}" if message else type(error).__name__
-        raise SourceError(
-            f"{path}: not a PyTorch checkpoint (its data is not a pickle torch.load(weights_only=True) accepts: "
-            f"{reason}); nothing in it was executed"
-        ) from None
+    except _BAD_PICKLE as error:
+        raise _not_a_pickle(path, _reason(error)) from None
+    except _BAD_CALL as error:
+        if not _raised_reading_the_file(error.__traceback__):
+            raise
+        raise _not_a_pickle(path, _reason(error)) from None
+
+
+def _out_of_memory(path: Path, wanted: int | None) -> SourceError:
+    details = [f"it asked for {format_bytes(wanted)}"] if wanted is not None else []
+    if not zipfile.is_zipfile(path):
+        details.append("torch's legacy format, from before 1.6, is read into memory rather than mapped")
+    return SourceError(f"{path}: cannot be read: out of memory" + (f" ({'; '.join(details)})" if details else ""))
+
+
+def _reason(error: BaseException) -> str:
+    message = _one_line(str(error))
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _not_a_pickle(path: Path, reason: str) -> SourceError:
+    return SourceError(
+        f"{path}: not a PyTorch checkpoint (its data is not a pickle torch.load(weights_only=True) accepts: "
+        f"{reason}); nothing in it was executed"
+    )
+
+
+def _raised_reading_the_file(traceback: TracebackType | None) -> bool:
+    """Whether torch's weights-only unpickler, or its legacy loader, was running where the error was raised."""
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        if code.co_filename.endswith(_UNPICKLER_FILE) or code.co_name == _LEGACY_LOADER:
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def _load_quietly(path: Path, *, mmap: bool = False) -> Any:
-    with warnings.catch_warnings():
-        # e.g. "Detected pickle protocol 4 in the checkpoint": a file torch.save did not write, so the one-line error
-        # that follows says all there is to say
-        warnings.simplefilter("ignore")
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    # A DTensor's mesh, unpickled where no process group exists, logs a warning about torch.compile: not ours to show.
+    mesh_log = logging.getLogger("torch.distributed.device_mesh")
+    level = mesh_log.level
+    mesh_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4 in the checkpoint": a file torch.save did not write, so the one-line
+            # error that follows says all there is to say
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    finally:
+        mesh_log.setLevel(level)
 
 
 def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
@@ -169,51 +260,96 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
     return model, notes
 
 
-def _stored(path: Path, named: list[tuple[str, torch.Tensor]]) -> list[StoredTensor]:
-    """One StoredTensor per distinct tensor; names of the same tensor (a tied weight saved twice) become aliases."""
+def _counted(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], str]:
+    """The plain tensor holding ``tensor``'s data in the file, the shape ``tensor`` is counted at, and what it is."""
+    dtensor = dtensor_class()
+    if dtensor is not None and isinstance(tensor, dtensor):
+        local: torch.Tensor = tensor.to_local()  # type: ignore[attr-defined]  # DTensor is no type here
+        return local, tuple(tensor.shape), "dtensor"  # the file holds one rank's shard; counted whole
+    if tensor.is_nested:  # its shape has a ragged dimension; its values are a plain tensor
+        values = tensor.values()
+        return values, tuple(values.shape), "nested"
+    return tensor, tuple(tensor.shape), "plain"
+
+
+def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTensor], list[str]]:
+    """One StoredTensor per distinct tensor, and notes on DTensors and nested tensors; names of the same tensor (a
+    tied weight saved twice) become aliases."""
     first_of: dict[tuple[Any, ...], int] = {}
-    order: list[tuple[str, torch.Tensor]] = []
+    order: list[tuple[Path, str, tuple[int, ...], torch.Tensor, str]] = []
     aliases: dict[int, list[str]] = {}
-    for name, tensor in named:
-        storage = tensor.untyped_storage()
+    for path, name, tensor in named:
+        data, shape, what = _counted(tensor)
         key = (
             (id(tensor),)
-            if tensor.is_meta
-            else (storage.data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+            if data.is_meta
+            else (data.untyped_storage().data_ptr(), data.storage_offset(), shape, data.stride(), data.dtype)
         )
         position = first_of.get(key)
         if position is None:
             first_of[key] = len(order)
-            order.append((name, tensor))
+            order.append((path, name, shape, tensor, what))
         else:
             aliases.setdefault(position, []).append(name)
     stored = []
-    for position, (name, tensor) in enumerate(order):
+    for position, (path, name, shape, tensor, _) in enumerate(order):
         entry = dtype_table.find(str(tensor.dtype))
         if entry is None:
             raise SourceError(f"{path}: tensor {name!r} has dtype {tensor.dtype}, which paramscope does not know")
+        numel = math.prod(shape)
         stored.append(
-            StoredTensor(
-                name,
-                entry.name,
-                tuple(tensor.shape),
-                entry.nbytes(tensor.numel()),
-                str(path),
-                tuple(aliases.get(position, ())),
-            )
+            StoredTensor(name, entry.name, shape, entry.nbytes(numel), str(path), tuple(aliases.get(position, ())))
         )
-    return stored
+    dtensors = [(name, tensor) for _, name, _, tensor, what in order if what == "dtensor"]
+    nested = [name for _, name, _, _, what in order if what == "nested"]
+    notes = []
+    if dtensors:
+        sharding, _ = dtensor_sharding(dtensors[0][1])
+        notes.append(
+            f"{len(dtensors)} DTensor(s) counted at their global shape, though a rank's file holds only its shard of "
+            f"each ({dtensors[0][0]}: {', '.join(sharding.placements)} on device mesh {sharding.mesh}, "
+            f"{list(sharding.local_shape or ())} of it in this file)"
+        )
+    if nested:
+        shown = ", ".join(nested[:3]) + (f" and {len(nested) - 3} more" if len(nested) > 3 else "")
+        notes.append(
+            f"{len(nested)} nested tensor(s) counted as their stored values, shown with the values' shape (a ragged "
+            f"dimension has no single size): {shown}"
+        )
+    return stored, notes
 
 
-def _files(target: Path) -> tuple[list[Path], list[Path], list[str]]:
-    """The weight files to read, the training-state files beside them, and notes on other files left unread."""
+@dataclass(frozen=True)
+class _Files:
+    """What a checkpoint file, index or directory has to read."""
+
+    weights: list[Path]
+    """The weight files to read."""
+    training: list[Path]
+    """The training-state files beside them."""
+    notes: list[str]
+    """Notes on other files left unread."""
+    index: Path | None = None
+    weight_map: dict[str, str] | None = None
+    """The index's tensor name → file, to check the files against."""
+
+
+def _files(target: Path) -> _Files:
+    """The files of a checkpoint file, index or directory: in a directory, the shards its index names, else the files
+    with the usual weight names, else every file but training state."""
     if not target.is_dir():
-        return (_index_files(target) if target.name.endswith(".index.json") else [target]), [], []
+        if target.name.endswith(".index.json"):
+            shards, index_map = load_index(target)
+            return _Files(shards, [], [], index=target, weight_map=index_map)
+        return _Files([target], [], [])
     candidates = sorted(p for p in target.iterdir() if p.suffix in SUFFIXES and p.is_file())
     training = [p for p in candidates if TRAINING_STATE.fullmatch(p.name)]
     indexes = sorted(target.glob("*.bin.index.json")) + sorted(target.glob("*.pt.index.json"))
-    if indexes:
-        files, why = _index_files(indexes[0]), f"not a shard that {indexes[0].name} names"
+    index = indexes[0] if indexes else None
+    weight_map: dict[str, str] | None = None
+    if index is not None:
+        files, weight_map = load_index(index)
+        why = f"not a shard that {index.name} names"
     else:
         # A training run's output folder holds the weights under their usual name beside anything else it saved.
         usual = [p for p in candidates if _WEIGHT_FILE.fullmatch(p.name)]
@@ -223,7 +359,7 @@ def _files(target: Path) -> tuple[list[Path], list[Path], list[str]]:
         names = ", ".join(p.name for p in training)
         raise SourceError(f"{target}: no model weights, only training state saved beside them ({names})")
     others = [p.name for p in candidates if p not in files and p not in training]
-    return files, training, [f"not read: {', '.join(others)} ({why})"] if others else []
+    return _Files(files, training, [f"not read: {', '.join(others)} ({why})"] if others else [], index, weight_map)
 
 
 def _training_notes(paths: list[Path]) -> list[str]:
@@ -244,42 +380,27 @@ def _training_notes(paths: list[Path]) -> list[str]:
     return notes
 
 
-def _index_files(index: Path) -> list[Path]:
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SourceError(f"{index}: cannot be read as an index ({error})") from None
-    weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(weight_map, dict):
-        raise SourceError(f"{index}: has no weight_map of tensor name → shard file")
-    files = []
-    for shard in dict.fromkeys(str(value) for value in weight_map.values()):
-        if Path(shard).name != shard:
-            raise SourceError(f"{index}: names shard {shard!r} outside its directory")
-        if not (index.parent / shard).is_file():
-            raise SourceError(f"{index}: names {shard}, which is missing")
-        files.append(index.parent / shard)
-    return files
-
-
 def load(target: Path, *, quiet: bool = False) -> Report:
     """The report of a PyTorch checkpoint file, a ``*.bin.index.json``, or a directory of them."""
     from .._progress import progress
 
-    files, training, unread_notes = _files(target)
-    named: list[tuple[str, torch.Tensor]] = []
+    found = _files(target)
+    named: list[tuple[Path, str, torch.Tensor]] = []
     notes: list[str] = []
-    for path in progress(files, "reading PyTorch checkpoints", quiet=quiet):
+    for path in progress(found.weights, "reading PyTorch checkpoints", quiet=quiet):
         tensors, file_notes = _split_checkpoint(path, _torch_load(path))
-        named.extend(tensors)
-        notes.extend(f"{path.name}: {note}" if len(files) > 1 else note for note in file_notes)
-    notes += _training_notes(training) + unread_notes
+        named.extend((path, name, tensor) for name, tensor in tensors)
+        notes.extend(f"{path.name}: {note}" if len(found.weights) > 1 else note for note in file_notes)
+    stored, tensor_notes = _stored(named)
+    index = os.fspath(found.index) if found.index else ""
+    notes += check_files(os.fspath(target), stored, found.weight_map, index) + tensor_notes
+    notes += _training_notes(found.training) + found.notes
     config, config_notes = read_config(target if target.is_dir() else target.parent)
     return checkpoint_report(
-        _stored(target, named),
+        stored,
         kind="torch",
         target=os.fspath(target),
-        files=[os.fspath(path) for path in files],
+        files=[os.fspath(path) for path in found.weights],
         config=config,
         notes=notes + config_notes,
     )
