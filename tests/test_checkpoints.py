@@ -37,7 +37,7 @@ from paramscope.examples import gpt2, resnet18
 from paramscope.sources.safetensors import stored_tensors
 
 from .checkpoints import LLAMA_3_70B, LLAMA_3_70B_PARAMS, llama_tensors, write_safetensors, write_sharded
-from .cli import run
+from .cli import assert_error, run
 
 RESNET18_PARAMS = 11_689_512  # published (torchvision resnet18)
 RESNET18_BUFFERS = 9_620  # BatchNorm running_mean/var (2 × 4,800) + 20 num_batches_tracked
@@ -898,6 +898,19 @@ def test_gguf_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path
     code, out, err = run(capsys, "inspect", str(path), "--format", "csv", "--depth", "1")
     assert (code, err) == (0, "")
     assert {row["path"] for row in csv.DictReader(io.StringIO(out))} == module_paths(GGUF_TENSORS, 1)
+
+
+def test_two_gguf_quantisations_in_one_directory_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    write_gguf(tmp_path / "model-Q4_0.gguf", GGUF_TENSORS)
+    write_gguf(tmp_path / "model-Q8_0.gguf", GGUF_TENSORS)
+    first = next(iter(GGUF_TENSORS))  # in the order the files hold them
+    assert_error(
+        run(capsys, "inspect", str(tmp_path)),
+        f"{tmp_path}: tensor {first!r} is in both model-Q4_0.gguf and model-Q8_0.gguf: these look like separate "
+        "checkpoints; inspect one file",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

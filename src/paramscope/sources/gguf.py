@@ -15,7 +15,7 @@ from typing import Any
 from .. import dtypes as dtype_table
 from .._errors import SourceError
 from .._report import Report
-from .checkpoint import StoredTensor, checkpoint_report
+from .checkpoint import StoredTensor, check_files, checkpoint_report
 
 _MAGIC = b"GGUF"
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
@@ -108,6 +108,7 @@ def load(target: Path, *, quiet: bool = False) -> Report:
         found, file_notes = _read(path)
         tensors.extend(found)
         notes.extend(file_notes)
+    check_files(os.fspath(target), tensors)  # two quantisations side by side are two models, not one
     names = {tensor.name for tensor in tensors}
     if "token_embd.weight" in names and "output.weight" not in names:
         notes.append(
