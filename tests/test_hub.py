@@ -498,6 +498,22 @@ def test_check_against_the_hub(capsys: pytest.CaptureFixture[str], hub: HubServe
     assert_headers_only(hub, local["tiny-llama"])
 
 
+def test_check_needs_weights_on_the_hub(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
+    for argv in (["hf:org/config-only", "--check"], ["hf:org/tiny-llama", "--check", "--from-config"]):
+        code, out, err = run(capsys, "inspect", *argv)
+        assert (code, out) == (2, "")
+        assert err.startswith(f"paramscope: error: {argv[0]}: --check compares ")  # the model with itself: no check
+
+
+def test_summary_check_against_the_hub(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
+    code, out, err = run(capsys, "summary", "hf:org/tiny-llama", "--input-size", "1,4", "--input-dtype", "long",
+                         "--check", "--format", "json", "--quiet")  # fmt: skip
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    assert report["check"]["ok"] is True
+    assert report["totals"]["flops"] > 0
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # HF_TOKEN, HF_ENDPOINT
 
