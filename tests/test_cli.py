@@ -16,9 +16,11 @@ import json
 import os
 import runpy
 import shlex
+import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -1256,6 +1258,30 @@ def test_output_replaces_an_existing_file(capsys: pytest.CaptureFixture[str], tm
     assert run(capsys, "inspect", "paramscope.examples:resnet18", "--format", "json", "-o", str(target)) == (0, "", "")
     assert json.loads(target.read_text())["totals"]["params"] == RESNET18_PARAMS
     assert sorted(os.listdir(tmp_path)) == ["report.json"]
+
+
+def test_output_through_a_symlink_keeps_the_link(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    real = tmp_path / "reports" / "latest.json"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "report.json"
+    link.symlink_to(real)
+    assert run(capsys, "inspect", "paramscope.examples:resnet18", "--format", "json", "-o", str(link)) == (0, "", "")
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["totals"]["params"] == RESNET18_PARAMS
+
+
+def test_output_into_a_fifo_writes_to_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    code = run(capsys, "inspect", "paramscope.examples:resnet18", "--format", "json", "-o", str(fifo))
+    reader.join(timeout=60)
+    assert code == (0, "", "")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # still the FIFO, not a file put in its place
+    assert json.loads(received[0])["totals"]["params"] == RESNET18_PARAMS
 
 
 def test_output_relative_path(

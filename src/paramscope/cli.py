@@ -429,9 +429,21 @@ def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Write all of ``text`` or nothing: an existing file is only replaced by a complete new one, keeping its mode."""
+    """Write all of ``text`` or nothing: an existing file is only replaced by a complete new one, keeping its mode.
+
+    A symlink is written through (its target replaced, the link kept); a FIFO, a device or a terminal is written to
+    as it is, since replacing it would swap the node for a file.
+    """
     if path.is_dir():
         raise UsageError(f"cannot write {path}: it is a directory")
+    path = path.resolve() if path.is_symlink() else path
+    if path.exists() and not path.is_file():
+        try:
+            with path.open("w", encoding="utf-8") as out:
+                out.write(text)
+        except OSError as error:
+            raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
+        return
     directory = path.parent
     if not directory.is_dir():
         raise UsageError(f"cannot write {path}: no such directory {directory}")
