@@ -113,3 +113,36 @@ def test_rich_at_80_columns_never_cuts_a_figure(golden) -> None:
     assert "124,439,808" in text
     assert "474.70 MiB" in text
     assert "…" not in text
+
+
+def _untrusted_names() -> paramscope.Report:
+    """A checkpoint-like report whose tensor names carry markup, an escape sequence and a bidi override."""
+    from paramscope._report import Source, TensorRecord
+    from paramscope._tree import tree_from_names
+
+    names = ["a[/].weight", "b\x1b[31mred.weight", "c\u202eevil.weight"]
+    records = [TensorRecord(name, (2,), 2, "float32", 8, "buffer", None, None) for name in names]
+    nodes, totals, by_dtype = tree_from_names(records)
+    return paramscope.Report(Source("safetensors", "names.safetensors"), totals, by_dtype, tuple(records), nodes)
+
+
+def test_untrusted_names_cannot_drive_the_terminal() -> None:
+    report = _untrusted_names()
+    view = View(tensors=True)
+    for text in (render(report, "table", view), render(report, "markdown", view)):
+        assert "\x1b" not in text
+        assert "\u202e" not in text
+        assert "b\\x1b[31mred.weight" in text
+        assert "c\\u202eevil.weight" in text
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    console.print(rich_renderable(report, view))  # "[/]" is a name here, not rich markup
+    drawn = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "a[/].weight" in drawn
+    assert "\u202e" not in drawn
+    assert "non-persistent" not in render(report, "table", view)  # a checkpoint does not say
+
+
+def test_data_formats_keep_names_as_they_are() -> None:
+    report = _untrusted_names()
+    data = json.loads(render(report, "json"))
+    assert [record["name"] for record in data["tensors"]] == [record.name for record in report.tensors]

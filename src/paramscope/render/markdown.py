@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from .._report import Report
-from ._layout import Document, Section, View, layout
+from ._layout import Document, Section, View, layout, printable
 
 
 def _escape(cell: str) -> str:
-    return cell.replace("|", "\\|")
+    return printable(cell).replace("|", "\\|")
 
 
 def _section(section: Section) -> list[str]:
@@ -25,7 +25,7 @@ def render_markdown(report: Report, view: View | None = None) -> str:
 
 def draw_markdown(document: Document) -> str:
     """Draw a document as Markdown."""
-    lines = [f"## {document.heading}", ""]
+    lines = [f"## {_escape(document.heading)}", ""]
     for section in document.sections:
         lines += _section(section)
     if document.notes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._report import Report
-from ._layout import Document, Section, View, layout
+from ._layout import Document, Section, View, layout, printable
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 def _plain_section(section: Section) -> list[str]:
     headers = tuple(column.header for column in section.columns)
     show_header = any(headers)
-    table = [headers, *section.rows] if show_header else list(section.rows)
+    rows = [tuple(printable(cell) for cell in row) for row in section.rows]
+    table = [headers, *rows] if show_header else rows
     widths = [max(len(row[i]) for row in table) for i in range(len(section.columns))] if table else []
     lines = [section.title]
 
@@ -28,18 +29,18 @@ def _plain_section(section: Section) -> list[str]:
     if show_header:
         lines.append(line(headers))
         lines.append(line(tuple("-" * width for width in widths)))
-    lines.extend(line(row) for row in section.rows)
+    lines.extend(line(row) for row in rows)
     return lines
 
 
 def draw_plain(document: Document) -> str:
     """Draw a document as aligned plain text (stable: no colour, no terminal width)."""
-    lines = [document.heading, ""]
+    lines = [printable(document.heading), ""]
     for section in document.sections:
         lines += [*_plain_section(section), ""]
     if document.notes:
         lines.append("Notes")
-        lines += [f"  - {note}" for note in document.notes]
+        lines += [f"  - {printable(note)}" for note in document.notes]
         lines.append("")
     return "\n".join(lines)
 
@@ -61,11 +62,12 @@ def draw_rich(document: Document) -> RenderableType:
     from rich.table import Table
     from rich.text import Text
 
-    parts: list[RenderableType] = [Text(document.heading, style="bold")]
+    # Text, never str: rich reads a str as console markup, and a name such as "a[/].weight" would break it.
+    parts: list[RenderableType] = [Text(printable(document.heading), style="bold")]
     for section in document.sections:
         headers = [column.header for column in section.columns]
         table = Table(
-            title=section.title,
+            title=Text(printable(section.title), style="bold cyan"),
             title_justify="left",
             title_style="bold cyan",
             box=box.SIMPLE_HEAD,
@@ -80,11 +82,11 @@ def draw_rich(document: Document) -> RenderableType:
             else:
                 table.add_column(column.header, justify="left", overflow="fold")
         for row in section.rows:
-            table.add_row(*row)
+            table.add_row(*(Text(printable(cell)) for cell in row))
         parts.append(table)
     if document.notes:
         parts.append(Text("Notes", style="bold yellow"))
-        parts.extend(Text(f"  • {note}") for note in document.notes)
+        parts.extend(Text(f"  • {printable(note)}") for note in document.notes)
     return Group(*parts)
 
 
