@@ -58,8 +58,8 @@ def printable(text: str) -> str:
     """``text`` with control and format characters (escape sequences, newlines, bidi overrides) written as escapes:
     tensor names come from untrusted files and must not drive the terminal or reorder what it shows.
 
-    >>> printable("emb\x1b[31m.weight\u202e")
-    'emb\\x1b[31m.weight\\u202e'
+    >>> print(printable("emb\\x1b[31m.weight\\u202e"))
+    emb\\x1b[31m.weight\\u202e
     """
     if text.isprintable():
         return text
