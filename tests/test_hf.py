@@ -267,6 +267,181 @@ def test_model_class_that_is_not_a_model(capsys: pytest.CaptureFixture[str], tmp
     assert "LlamaConfig" in err
 
 
+def transformers_reason(error: BaseException) -> str:
+    """How a one-line error quotes an exception of transformers: its type and first line, with the next line when the
+    first only introduces it (huggingface_hub's strict dataclasses: ``Validation error for field 'x':``)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    shown = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
+    return f"{type(error).__name__}: {shown}"
+
+
+# config.json values transformers refuses while it parses the config (each with a reason of its own)
+MALFORMED_VALUES = {
+    "hidden-size-not-an-int": {"hidden_size": "abc"},
+    "no-attention-heads": {"num_attention_heads": 0},  # head_dim = hidden_size // 0
+    "quantization-config-not-an-object": {"quantization_config": "x"},
+    "torch-dtype-auto": {"dtype": None, "torch_dtype": "auto"},  # the older key, read when dtype is unset
+    "dtype-auto": {"dtype": "auto"},
+}
+
+
+def tiny_llama_config(directory: Path, **changes: Any) -> Path:
+    """A tiny Llama config.json in ``directory``, with ``changes`` written over its values."""
+    path = write_config(directory, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]))
+    edit_config(path, **changes)
+    return path
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_VALUES))
+def test_malformed_config_value_is_one_line(capsys: pytest.CaptureFixture[str], tiny_llama: Saved, case: str) -> None:
+    directory = tiny_llama.directory  # beside weights: --check and --from-config build the config too
+    path = directory / "config.json"
+    edit_config(path, **MALFORMED_VALUES[case])
+    with pytest.raises(Exception) as caught:  # noqa: PT011 -- whatever transformers raises is the reason quoted
+        transformers.AutoConfig.from_pretrained(directory)
+    message = f"{path}: not a config transformers can read ({transformers_reason(caught.value)})"
+    for argv in ([str(path)], [str(directory), "--from-config"], [str(directory), "--check"]):
+        assert_error(run(capsys, "inspect", *argv), message)
+
+
+def test_malformed_config_value_reason_is_transformers_own(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tiny_llama_config(tmp_path, hidden_size="abc")
+    assert_error(
+        run(capsys, "inspect", str(path)),
+        f"{path}: not a config transformers can read (StrictDataclassFieldValidationError: Validation error for field "
+        "'hidden_size': TypeError: Field 'hidden_size' expected int, got str (value: 'abc'))",
+    )
+
+
+def test_config_under_another_name_is_read_itself(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"])
+    path = write_config(tmp_path, config).rename(tmp_path / "llama.json")
+    report = run_json(capsys, path)
+    assert report["totals"]["params"] == numel(meta_build(transformers.LlamaForCausalLM, config))
+    assert report["notes"][0] == f"built LlamaForCausalLM from {path} on meta"
+
+
+ARCHITECTURES = {
+    "a-number": ([123], "[123]"),
+    "an-object": ({"a": 1}, '{"a": 1}'),
+    "a-string": ("LlamaForCausalLM", '"LlamaForCausalLM"'),
+    "an-empty-name": ([""], '[""]'),
+}
+
+
+@pytest.mark.parametrize("case", list(ARCHITECTURES))
+def test_architectures_must_be_a_list_of_class_names(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Saved, case: str
+) -> None:
+    value, shown = ARCHITECTURES[case]
+    directory = tiny_llama.directory
+    path = directory / "config.json"
+    edit_config(path, architectures=value)
+    message = (
+        f'{path}: architectures is {shown}, not a list of model class names such as ["LlamaForCausalLM"]; name the '
+        "class to build with --model-class NAME"
+    )
+    for argv in ([str(path)], [str(directory), "--from-config"], [str(directory), "--check"]):
+        assert_error(run(capsys, "inspect", *argv), message)
+    # the class named on the command line is built whatever architectures says
+    report = run_json(capsys, path, "--model-class", "LlamaForCausalLM")
+    assert report["totals"]["params"] == numel(tiny_llama.model)
+
+
+def test_a_long_architectures_value_is_shortened(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tiny_llama_config(tmp_path, architectures={"x" * 100: 1})
+    shown = json.dumps({"x" * 100: 1})[:57] + "..."
+    assert_error(
+        run(capsys, "inspect", str(path)),
+        f'{path}: architectures is {shown}, not a list of model class names such as ["LlamaForCausalLM"]; name the '
+        "class to build with --model-class NAME",
+    )
+
+
+ABSTRACT_END = (
+    ", an abstract base class of transformers with no weights of its own (it would count 0 parameters); pass the "
+    "model class to build with --model-class NAME (such as LlamaForCausalLM)"
+)
+
+
+@pytest.mark.parametrize("name", ["PreTrainedModel", "LlamaPreTrainedModel"])
+def test_an_abstract_base_class_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str) -> None:
+    config = transformers.LlamaConfig(**TINY_LLAMA)
+    if name != "PreTrainedModel":  # the family's base builds, with nothing in it: what would be reported
+        assert numel(meta_build(getattr(transformers, name), config)) == 0
+    path = tiny_llama_config(tmp_path, architectures=[name])
+    assert_error(run(capsys, "inspect", str(path)), f"{path}: architectures names {name}{ABSTRACT_END}")
+    assert_error(run(capsys, "inspect", str(path), "--model-class", name), f"--model-class {name}{ABSTRACT_END}")
+    report = run_json(capsys, path, "--model-class", "LlamaForCausalLM")
+    assert report["totals"]["params"] == numel(meta_build(transformers.LlamaForCausalLM, config)) > 0
+
+
+def test_a_model_class_is_not_mistaken_for_an_abstract_one(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # MistralForSequenceClassification has no __init__ of its own: it inherits a generic head's, with weights
+    config = transformers.MistralConfig(**TINY_LLAMA, architectures=["MistralForSequenceClassification"])
+    write_config(tmp_path, config)
+    report = run_json(capsys, tmp_path)
+    assert report["totals"]["params"] == numel(meta_build(transformers.MistralForSequenceClassification, config)) > 0
+
+
+def test_build_failure_of_an_int_dtype_has_no_meta_hint(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tiny_llama_config(tmp_path, dtype="int8")
+    config = transformers.AutoConfig.from_pretrained(tmp_path)
+    with torch.device("meta"), pytest.raises(ValueError, match="floating-point") as caught:
+        transformers.LlamaForCausalLM._from_config(config, dtype=torch.int8)
+    assert_error(
+        run(capsys, "inspect", str(path)),
+        f"{path}: building LlamaForCausalLM on meta failed: {transformers_reason(caught.value)}",
+    )
+
+
+def test_build_failure_of_a_wrong_config_class_has_no_meta_hint(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tiny_llama_config(tmp_path)
+    with pytest.raises(AttributeError) as caught:
+        meta_build(transformers.BertModel, transformers.AutoConfig.from_pretrained(tmp_path))
+    assert_error(
+        run(capsys, "inspect", str(path), "--model-class", "BertModel"),
+        f"{path}: building BertModel on meta failed in BertEmbeddings.__init__: {transformers_reason(caught.value)}",
+    )
+
+
+def test_build_failure_of_a_missing_package_has_no_meta_hint(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    if transformers.is_timm_available():
+        pytest.skip("timm is installed: TimmWrapperModel builds")
+    config = transformers.TimmWrapperConfig(architectures=["TimmWrapperModel"])
+    path = write_config(tmp_path, config)
+    with pytest.raises(ImportError) as caught:
+        meta_build(transformers.TimmWrapperModel, config)
+    assert_error(
+        run(capsys, "inspect", str(path)),
+        f"{path}: building TimmWrapperModel on meta failed in TimmWrapperModel.__init__: "
+        f"{transformers_reason(caught.value)}",
+    )
+
+
+def test_malformed_hf_endpoint_with_a_local_config(tmp_path: Path) -> None:
+    """huggingface_hub parses HF_ENDPOINT when transformers first imports it: a fresh process, to reach that import."""
+    path = tiny_llama_config(tmp_path)
+    env = {key: value for key, value in os.environ.items() if key not in {"COLUMNS", "FORCE_COLOR"}}
+    env |= {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://[::1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", "inspect", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=env,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "paramscope: error: HF_ENDPOINT is 'http://[::1', not a valid URL (Invalid IPv6 URL); set it to the Hub's "
+        "address, such as https://huggingface.co, or unset it\n"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 3. mixture of experts: active parameters per token
 
@@ -347,6 +522,94 @@ def test_moe_with_shared_experts_and_dense_layers(
         assert row["active_params"] == numel(layer) - routed(layer) + routed(layer) * Fraction(top_k, experts)
         if index in dense_layers:
             assert row["active_params"] == row["params"]
+
+
+@dataclass(frozen=True)
+class MoeCase:
+    """A tiny MoE config whose experts-per-token key is not Mixtral's, and the figures to count its experts by hand."""
+
+    config_class: str
+    arguments: dict[str, Any]
+    architecture: str
+    key: str
+    """The config key that holds the experts per token."""
+    experts: int
+    top_k: int
+    moe_layers: int
+    hidden: int
+    expert_width: int
+
+
+SMALL = {"vocab_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2}
+MOE_CASES = {
+    "ernie-4.5-moe": MoeCase("Ernie4_5_MoeConfig", {**SMALL, "hidden_size": 32, "intermediate_size": 48,
+                             "moe_intermediate_size": 16, "moe_num_experts": 4, "moe_k": 2, "moe_layer_start_index": 1,
+                             "moe_num_shared_experts": 1}, "Ernie4_5_MoeForCausalLM", "moe_k", 4, 2, 1, 32, 16),
+    # DBRX nests its MoE settings in ffn_config
+    "dbrx": MoeCase("DbrxConfig", {"d_model": 32, "n_heads": 4, "n_layers": 2, "vocab_size": 64, "max_seq_len": 64,
+                    "ffn_config": {"ffn_hidden_size": 16, "moe_num_experts": 4, "moe_top_k": 2},
+                    "attn_config": {"kv_n_heads": 2, "rope_theta": 10000.0}}, "DbrxForCausalLM", "moe_top_k", 4, 2, 2,
+                    32, 16),
+    "gemma-4": MoeCase("Gemma4TextConfig", {**SMALL, "hidden_size": 32, "intermediate_size": 48,
+                       "moe_intermediate_size": 16, "head_dim": 8, "global_head_dim": 8, "num_experts": 4,
+                       "top_k_experts": 2, "enable_moe_block": True, "hidden_size_per_layer_input": 16,
+                       "vocab_size_per_layer_input": 64, "layer_types": ["sliding_attention", "full_attention"]},
+                       "Gemma4ForCausalLM", "top_k_experts", 4, 2, 2, 32, 16),
+    "kimi-linear": MoeCase("KimiLinearConfig", {**SMALL, "hidden_size": 32, "intermediate_size": 48,
+                           "moe_intermediate_size": 16, "num_experts": 4, "num_experts_per_token": 2, "pad_token_id": 0,
+                           "bos_token_id": 0, "eos_token_id": 0}, "KimiLinearForCausalLM", "num_experts_per_token", 4,
+                           2, 1, 32, 16),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(MOE_CASES))
+def test_moe_settings_under_other_keys(capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str) -> None:
+    case = MOE_CASES[name]
+    config_class = getattr(transformers, case.config_class, None)
+    if config_class is None:
+        pytest.skip(f"transformers {transformers.__version__} has no {case.config_class}")
+    config = config_class(**case.arguments, architectures=[case.architecture])
+    path = write_config(tmp_path, config)
+    saved = json.loads(path.read_text())
+    assert saved.get(case.key, saved.get("ffn_config", {}).get(case.key)) == case.top_k  # the key under test is used
+    model = meta_build(getattr(transformers, case.architecture), config)
+    # by hand: each MoE layer's experts are gate, up and down projections, hidden × expert width each
+    by_hand = case.moe_layers * case.experts * 3 * case.hidden * case.expert_width
+    assert routed(model) == by_hand
+    active = numel(model) - by_hand + by_hand * Fraction(case.top_k, case.experts)
+    assert active == expected_active(model, case.top_k, case.experts)
+    report = run_json(capsys, path)
+    assert report["totals"]["params"] == numel(model)
+    assert report["totals"]["active_params"] == active
+    assert any(
+        note.startswith(f"mixture of experts, {case.top_k} of {case.experts} experts per token ({case.key}, ")
+        for note in report["notes"]
+    )
+
+
+TOP_K_KEYS = ("num_experts_per_tok, num_experts_per_token, moe_topk, moe_top_k, moe_k, top_k_experts, "
+              "num_selected_experts, top_k")  # fmt: skip
+
+
+@pytest.mark.parametrize("top_k", [None, 0, 5], ids=["missing", "zero", "more-than-the-experts"])
+def test_experts_without_a_usable_top_k_are_said(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_mixtral: tuple[Path, nn.Module], top_k: int | None
+) -> None:
+    directory = tmp_path / "mixtral"
+    shutil.copytree(tiny_mixtral[0], directory)
+    config = json.loads((directory / "config.json").read_text())
+    del config["num_experts_per_tok"]
+    if top_k is not None:
+        config["num_experts_per_tok"] = top_k
+    (directory / "config.json").write_text(json.dumps(config))
+    report = run_json(capsys, directory)
+    assert report["totals"]["params"] == numel(tiny_mixtral[1])
+    assert report["totals"]["active_params"] is None
+    assert all(row["active_params"] is None for row in report["modules"])
+    assert report["notes"][-1] == (
+        "the config describes a mixture of 4 experts (num_local_experts) but no number of experts used per token "
+        f"that paramscope knows ({TOP_K_KEYS}), so active parameters per token are not computed"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -434,6 +697,72 @@ def test_exclude_embeddings_bert_matches_transformers(published: dict[str, Publi
     report = paramscope.inspect(str(entry.directory), exclude_embeddings=True)
     assert report.totals.non_embedding_params == entry.model.num_parameters(exclude_embeddings=True)
     assert report.totals.params == 109_482_240
+
+
+def _opt() -> tuple[Any, str]:
+    config = transformers.OPTConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2, ffn_dim=32,
+                                    num_attention_heads=4, word_embed_proj_dim=16, max_position_embeddings=32,
+                                    bos_token_id=0, eos_token_id=0, pad_token_id=1)  # fmt: skip
+    return config, "OPTForCausalLM"  # OPTLearnedPositionalEmbedding
+
+
+def _bart() -> tuple[Any, str]:
+    config = transformers.BartConfig(vocab_size=100, d_model=16, encoder_layers=1, decoder_layers=1,
+                                     encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=4,
+                                     decoder_attention_heads=4, max_position_embeddings=32)  # fmt: skip
+    return config, "BartForConditionalGeneration"  # BartScaledWordEmbedding, BartLearnedPositionalEmbedding
+
+
+def _gemma3() -> tuple[Any, str]:
+    config = transformers.Gemma3TextConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=2, head_dim=4)  # fmt: skip
+    return config, "Gemma3ForCausalLM"  # Gemma3TextScaledWordEmbedding
+
+
+@pytest.mark.parametrize("make", [_opt, _bart, _gemma3], ids=["opt", "bart", "gemma3"])
+def test_exclude_embeddings_of_embedding_subclasses_matches_transformers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, make: Any
+) -> None:
+    config, architecture = make()
+    config.architectures = [architecture]
+    write_config(tmp_path, config)
+    model = meta_build(getattr(transformers, architecture), config)
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    subclassed = {type(m).__name__ for m in model.modules() if isinstance(m, nn.Embedding)} - {"Embedding"}
+    assert subclassed  # what the test is about: no plain nn.Embedding among them
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied: transformers agrees
+    expected = model.num_parameters(exclude_embeddings=True)
+    left_out = [(name, p.numel()) for name, p in model.named_parameters() if id(p) in embeddings]
+    assert expected == numel(model) - sum(count for _, count in left_out) < numel(model)
+    report = run_json(capsys, tmp_path, "--exclude-embeddings")
+    assert report["totals"]["non_embedding_params"] == expected
+    listed = ", ".join(f"{name} {count:,}" for name, count in left_out)
+    assert report["notes"][-1] == f"without embeddings: {expected:,} parameters (left out: {listed})"
+
+
+def test_exclude_embeddings_leaves_out_only_an_embeddings_weight() -> None:
+    class PositionEmbedding(nn.Module):  # named like an embedding, holding a gate of its own and a table
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = nn.Parameter(torch.zeros(4))
+            self.table = nn.Embedding(10, 4)
+
+    class ScaledEmbedding(nn.Embedding):
+        pass
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tokens = ScaledEmbedding(50, 4)
+            self.positions = PositionEmbedding()
+            self.proj = nn.Linear(4, 4)
+
+    model = Model()
+    report = paramscope.inspect(model, exclude_embeddings=True)
+    # transformers' rule (num_parameters): the weight of every nn.Embedding, and nothing else
+    embedding_weights = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    expected = sum(p.numel() for name, p in model.named_parameters() if name not in embedding_weights)
+    assert report.totals.non_embedding_params == expected == 4 + 4 * 4 + 4
 
 
 def test_exclude_embeddings_in_a_checkpoint_of_custom_code(tmp_path: Path) -> None:
@@ -895,8 +1224,8 @@ def test_meta_pitfall_names_the_module_and_suggests_cpu(capsys: pytest.CaptureFi
     torch_message = str(caught.value).strip().splitlines()[0]
     assert_error(
         run(capsys, "inspect", str(tmp_path)),
-        "building AutoModel (config.json names no architecture) on meta failed in Scaler.__init__: RuntimeError: "
-        f"{torch_message}{META_HINT}",
+        f"{tmp_path / 'config.json'}: building AutoModel (config.json names no architecture) on meta failed in "
+        f"Scaler.__init__: RuntimeError: {torch_message}{META_HINT}",
     )
 
 
@@ -923,7 +1252,7 @@ def test_meta_pitfall_through_model_class(
     with pytest.raises(paramscope.ParamscopeError) as caught:
         paramscope.inspect(str(tmp_path / "config.json"))
     message = str(caught.value)
-    assert message.startswith("building ItemModel on meta failed in Scaler.__init__: RuntimeError: ")
+    assert message.startswith(f"{tmp_path / 'config.json'}: building ItemModel on meta failed in Scaler.__init__: ")
     assert message.endswith(META_HINT)
     assert paramscope.inspect(str(tmp_path / "config.json"), device="cpu").totals.params == math.prod((4, 8)) + 8
 
@@ -932,7 +1261,9 @@ def test_cpu_build_has_no_meta_hint(capsys: pytest.CaptureFixture[str], tmp_path
     write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]))
     code, out, err = run(capsys, "inspect", str(tmp_path), "--model-class", "BertModel", "--device", "cpu")
     assert (code, out) == (2, "")
-    assert err.startswith("paramscope: error: building BertModel on cpu failed in BertEmbeddings.__init__: ")
+    assert err.startswith(
+        f"paramscope: error: {tmp_path / 'config.json'}: building BertModel on cpu failed in BertEmbeddings.__init__: "
+    )
     assert "--device cpu" not in err
     assert err.count("\n") == 1
 

@@ -270,6 +270,13 @@ REMOTE_SAFETENSORS = safetensors_bytes(
 )
 
 
+def edited_config(files: dict[str, bytes | ZeroPadded], **changes: Any) -> bytes:
+    """The repo's config.json with ``changes`` written over its values."""
+    config = files["config.json"]
+    assert isinstance(config, bytes)
+    return json.dumps({**json.loads(config), **changes}).encode()
+
+
 def remote_code_files(**weights: bytes) -> dict[str, bytes]:
     """A repo with custom code beside its config, a README, and the weight files given."""
     files = {name: text.encode() for name, text in custom_code_files("paramscope-hub-x").items()}
@@ -298,6 +305,10 @@ def hub(local: Local) -> Iterator[HubServer]:
         "org/unindexed": Repo(UNINDEXED),
         "org/remote-x": Repo(remote_code_files(**{"pytorch_model.bin": bytes(108)})),
         "org/remote-x-safetensors": Repo(remote_code_files(**{"model.safetensors": REMOTE_SAFETENSORS})),
+        # weights, and a config transformers refuses; a config naming no class; weights without a config
+        "org/bad-config": Repo({**tiny, "config.json": edited_config(tiny, hidden_size="abc")}),
+        "org/bad-architectures": Repo({"config.json": edited_config(tiny, architectures=[123])}),
+        "org/no-config": Repo({name: data for name, data in tiny.items() if name != "config.json"}),
     }
     with HubServer(repos) as server:
         yield server
@@ -582,6 +593,56 @@ def test_repo_without_weights_or_config(capsys: pytest.CaptureFixture[str]) -> N
         run(capsys, "inspect", "hf:org/empty"),
         "hf:org/empty: org/empty has neither safetensors weights nor a config.json",
     )
+
+
+def test_from_config_without_a_config(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/no-config", "--from-config"),
+        "hf:org/no-config: org/no-config has no config.json to build the model from",
+    )
+    # its weights are there, and read without it
+    assert run_json(capsys, "hf:org/no-config")["totals"] == run_json(capsys, local["tiny-llama"])["totals"]
+
+
+def test_a_config_transformers_refuses(capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path) -> None:
+    config = cached_config(tmp_path, hub, "org/bad-config")
+    message = (
+        f"{config}: not a config transformers can read (StrictDataclassFieldValidationError: Validation error for "
+        "field 'hidden_size': TypeError: Field 'hidden_size' expected int, got str (value: 'abc'))"
+    )
+    for flag in ("--from-config", "--check"):
+        assert_error(run(capsys, "inspect", "hf:org/bad-config", flag), message)
+    # the weights alone are counted from their headers: the config is only read as JSON
+    assert run_json(capsys, "hf:org/bad-config")["source"]["kind"] == "safetensors"
+
+
+def test_architectures_not_a_list_of_names(capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/bad-architectures"),
+        f"{cached_config(tmp_path, hub, 'org/bad-architectures')}: architectures is [123], not a list of model class "
+        'names such as ["LlamaForCausalLM"]; name the class to build with --model-class NAME',
+    )
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        ("http://[::1", "Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999", "Port out of range 0-65535"),
+        ("localhost:8080", "not an http:// or https:// address"),
+    ],
+)
+def test_malformed_hf_endpoint(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, monkeypatch: pytest.MonkeyPatch, endpoint: str, reason: str
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    for argv in (["inspect", "hf:org/tiny-llama"], ["inspect", "hf:org/tiny-llama", "--check"]):
+        assert_error(
+            run(capsys, *argv),
+            f"hf:org/tiny-llama: HF_ENDPOINT is {endpoint!r}, not a valid URL ({reason}); set it to the Hub's "
+            "address, such as https://huggingface.co, or unset it",
+        )
+    assert hub.requests == []
 
 
 @pytest.mark.parametrize(

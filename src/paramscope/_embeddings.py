@@ -1,8 +1,8 @@
 """The count without embeddings (``--exclude-embeddings``): input embeddings and an untied output head left out.
 
-As ``transformers``' ``num_parameters(exclude_embeddings=True)`` does: the weights of embedding layers (token and
-position embeddings) are left out; so is an output head that is not tied to the input embedding (a tied head is the
-same tensor, already left out once).
+As ``transformers``' ``num_parameters(exclude_embeddings=True)`` does, the weights of embedding layers (token and
+position embeddings: ``nn.Embedding`` and its subclasses) are left out. Unlike it, an output head that is not tied to
+the input embedding is left out too (a tied head is the same tensor, already left out once).
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ from dataclasses import replace
 from ._report import Report, TensorRecord
 from ._units import format_count
 
-_EMBEDDING_TYPES = frozenset({"Embedding", "EmbeddingBag"})
+# A report keeps each module's class name, not its class, so nn.Embedding's subclasses are told by name: transformers
+# names them ...Embedding (OPTLearnedPositionalEmbedding, BartScaledWordEmbedding, Gemma3TextScaledWordEmbedding), a
+# few ...Embeddings or ...EmbeddingTable (ProphetNetPositionalEmbeddings, Ovis2VisualEmbeddingTable). As transformers
+# does, only such a module's own ``weight`` is left out; no module of these names in transformers 5 holds a ``weight``
+# of its own that is not an embedding table (their other parameters, a gate or a bias, stay counted).
+_EMBEDDING_TYPE_SUFFIXES = ("Embedding", "Embeddings", "EmbeddingBag", "EmbeddingTable")
 # Module names of embeddings and output heads, for checkpoints, which have no module types.
 _EMBEDDING_NAMES = frozenset({
     "embed_tokens", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type_embeddings",
@@ -30,7 +35,11 @@ def _embedding_weights(report: Report) -> tuple[list[TensorRecord], list[TensorR
         module, _, leaf = record.name.rpartition(".")
         module_type = types.get(module)
         last = module.rpartition(".")[2]
-        if module_type in _EMBEDDING_TYPES or (module_type is None and last in _EMBEDDING_NAMES):
+        if module_type is not None:
+            is_embedding = module_type.endswith(_EMBEDDING_TYPE_SUFFIXES) and leaf == "weight"
+        else:
+            is_embedding = last in _EMBEDDING_NAMES
+        if is_embedding:
             embeddings.append(record)
         elif last in _HEAD_NAMES and leaf == "weight":
             heads.append(record)

@@ -8,7 +8,7 @@ tensors are the ones under a module named ``experts`` (``mlp.experts.3.w1.weight
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from fractions import Fraction
 from typing import Any
@@ -16,25 +16,64 @@ from typing import Any
 from ._report import Report
 from ._units import format_count
 
-# config keys, by model family: (number of routed experts, experts used per token)
-_EXPERTS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
-_TOP_K = ("num_experts_per_tok", "moe_topk", "num_selected_experts", "top_k")
+# The config keys of the settings, by model family; each list is tried in order. The generic "top_k" comes last: old
+# configs also carry a generation top_k (50), which a valid experts-per-token count must not lose to.
+_KEYS: dict[str, tuple[str, ...]] = {
+    # number of routed experts: Mixtral; Qwen-MoE, Kimi Linear, Bailing, Gemma 4; DeepSeek; ERNIE 4.5, DBRX
+    "experts": ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"),
+    # experts per token: Mixtral, Qwen-MoE, DeepSeek; Kimi Linear, Bailing; Hunyuan; DBRX; ERNIE 4.5; Gemma 4; …
+    "top_k": ("num_experts_per_tok", "num_experts_per_token", "moe_topk", "moe_top_k", "moe_k", "top_k_experts",
+              "num_selected_experts", "top_k"),
+    # sub-configs holding the language model's settings: multimodal models, DBRX's ffn_config, Qwen-Omni's thinker
+    "nested": ("text_config", "ffn_config", "language_config", "llm_config", "thinker_config"),
+}  # fmt: skip
+_MAX_NESTING = 3
+
+
+def _configs(config: Mapping[str, Any], depth: int = 0) -> Iterator[Mapping[str, Any]]:
+    """``config``, then the sub-configs it nests under known keys (depth first)."""
+    yield config
+    if depth < _MAX_NESTING:
+        for key in _KEYS["nested"]:
+            nested = config.get(key)
+            if isinstance(nested, Mapping):
+                yield from _configs(nested, depth + 1)
+
+
+def _count(settings: Mapping[str, Any], key: str) -> int | None:
+    value = settings.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _lookup(config: Mapping[str, Any] | None) -> tuple[tuple[int, int, str] | None, str | None]:
+    """The settings, or a note when the config has experts but no usable experts-per-token count."""
+    if not config:
+        return None, None
+    without_top_k = None
+    for settings in _configs(config):
+        experts = next(((key, n) for key in _KEYS["experts"] if (n := _count(settings, key)) is not None), None)
+        if experts is None or experts[1] <= 1:
+            continue
+        top_k = next(
+            ((key, k) for key in _KEYS["top_k"] if (k := _count(settings, key)) is not None and 0 < k <= experts[1]),
+            None,
+        )
+        if top_k is not None:
+            description = f"{top_k[1]} of {experts[1]} experts per token ({top_k[0]}, {experts[0]})"
+            return (experts[1], top_k[1], description), None
+        without_top_k = without_top_k or experts
+    if without_top_k is None:
+        return None, None
+    key, count = without_top_k
+    return None, (
+        f"the config describes a mixture of {count} experts ({key}) but no number of experts used per token that "
+        f"paramscope knows ({', '.join(_KEYS['top_k'])}), so active parameters per token are not computed"
+    )
 
 
 def moe_settings(config: Mapping[str, Any] | None) -> tuple[int, int, str] | None:
-    """``(experts, top_k, description)`` from a model config, or None for a dense model."""
-    if not config:
-        return None
-    configs = [config]
-    text_config = config.get("text_config")  # multimodal models keep the language model's settings apart
-    if isinstance(text_config, Mapping):
-        configs.append(text_config)
-    for settings in configs:
-        experts = next(((key, settings[key]) for key in _EXPERTS if isinstance(settings.get(key), int)), None)
-        top_k = next(((key, settings[key]) for key in _TOP_K if isinstance(settings.get(key), int)), None)
-        if experts and top_k and experts[1] > 1 and 0 < top_k[1] <= experts[1]:
-            return experts[1], top_k[1], f"{top_k[1]} of {experts[1]} experts per token ({top_k[0]}, {experts[0]})"
-    return None
+    """``(experts, top_k, description)`` from a model config, or None for a dense model (or unknown settings)."""
+    return _lookup(config)[0]
 
 
 def _is_routed(name: str) -> bool:
@@ -42,10 +81,11 @@ def _is_routed(name: str) -> bool:
 
 
 def with_active_params(report: Report, config: Mapping[str, Any] | None) -> Report:
-    """``report`` with ``active_params`` in its totals and module rows when ``config`` describes a MoE model."""
-    settings = moe_settings(config)
+    """``report`` with ``active_params`` in its totals and module rows when ``config`` describes a MoE model; a note
+    when it has experts but not how many a token uses."""
+    settings, missing = _lookup(config)
     if settings is None:
-        return report
+        return report if missing is None else replace(report, notes=(*report.notes, missing))
     experts, top_k, description = settings
     share = Fraction(top_k, experts)
     routed_by_module: dict[str, int] = {}

@@ -27,8 +27,10 @@ _MAX_CONFIG_BYTES = 16 * 2**20
 
 
 def _transformers() -> Any:
+    from .hub import check_endpoint
     from .target import require
 
+    check_endpoint()  # transformers imports huggingface_hub, whose import fails on a malformed HF_ENDPOINT
     require("transformers", "hf", "building a model from its config")
     import transformers
 
@@ -64,27 +66,83 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _load_config(directory: Path, trust_remote_code: bool) -> Any:
+def _message(error: BaseException) -> str:
+    """``first_line``, with the line after it when the first only introduces it (``Validation error for field 'x':``
+    is followed by the actual reason in huggingface_hub's strict dataclasses, which transformers' configs use)."""
+    message = first_line(error)
+    if message.endswith(":"):
+        with contextlib.suppress(Exception):
+            lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+            message = " ".join(lines[:2])
+    return message
+
+
+def _load_config(config_file: Path, trust_remote_code: bool) -> Any:
     transformers = _transformers()
+    # a directory finds config.json and the custom code beside it; a config under another name is read as a file
+    source = config_file.parent if config_file.name == "config.json" else config_file
     try:
-        return transformers.AutoConfig.from_pretrained(directory, trust_remote_code=trust_remote_code)
-    except ValueError as error:
-        message = first_line(error)
-        if "trust_remote_code" in str(error):
+        return transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except Exception as error:  # transformers' own parsing and validation: any value of config.json can fail it
+        if isinstance(error, ValueError) and "trust_remote_code" in str(error):
             raise TargetError(
-                f"{directory / 'config.json'}: the model is defined by custom code in its repository; pass "
-                "--trust-remote-code to run that code (only for code you trust)"
+                f"{config_file}: the model is defined by custom code in its repository; pass --trust-remote-code to "
+                "run that code (only for code you trust)"
             ) from None
-        raise SourceError(f"{directory / 'config.json'}: not a config transformers can read ({message})") from None
-    except (OSError, KeyError, TypeError) as error:
         raise SourceError(
-            f"{directory / 'config.json'}: not a config transformers can read ({first_line(error)})"
+            f"{config_file}: not a config transformers can read ({type(error).__name__}: {_message(error)})"
         ) from None
 
 
-def _model_class(config: Any, model_class: str | None, trust_remote_code: bool) -> Any:
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _architecture(config: Any, config_file: Path) -> str | None:
+    """``architectures[0]`` of the config: a list of class names, or nothing."""
+    architectures = getattr(config, "architectures", None)
+    if architectures is None or architectures == []:
+        return None
+    if not isinstance(architectures, list) or not all(isinstance(name, str) and name for name in architectures):
+        raise SourceError(
+            f"{config_file}: architectures is {_shown(architectures)}, not a list of model class names such as "
+            '["LlamaForCausalLM"]; name the class to build with --model-class NAME'
+        )
+    first: str = architectures[0]
+    return first
+
+
+def _concrete_class(config: Any) -> str | None:
+    """A model class transformers' Auto classes build for the config's model_type (with an LM head when it has one)."""
+    try:
+        from transformers.models.auto import modeling_auto
+
+        model_type = getattr(config, "model_type", None)
+        if not isinstance(model_type, str):
+            return None
+        for names in (modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, modeling_auto.MODEL_MAPPING_NAMES):
+            name = names.get(model_type)
+            if isinstance(name, str):
+                return name
+    except Exception:  # transformers' internal tables: without them, no suggestion
+        return None
+    return None
+
+
+def _is_abstract(cls: Any, base: type) -> bool:
+    """PreTrainedModel, or a subclass that adds no ``__init__`` to it (each family's XPreTrainedModel): it holds shared
+    methods only, and built it has no weights at all. Model classes without an ``__init__`` of their own inherit one
+    that creates weights (MistralForSequenceClassification, from GenericForSequenceClassification)."""
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        return False
+    below = cls.__mro__[: cls.__mro__.index(base)]
+    return not any("__init__" in vars(klass) for klass in below)
+
+
+def _model_class(config: Any, config_file: Path, model_class: str | None, trust_remote_code: bool) -> Any:
     transformers = _transformers()
-    name = model_class or ((getattr(config, "architectures", None) or [None])[0])
+    name = model_class or _architecture(config, config_file)
     if name is None:
         return transformers.AutoModel, "AutoModel (config.json names no architecture)"
     cls = getattr(transformers, name, None)
@@ -103,11 +161,19 @@ def _model_class(config: Any, model_class: str | None, trust_remote_code: bool) 
                 "(only for code you trust)"
             )
         raise TargetError(f"transformers {transformers.__version__} has no class {name!r} (use --model-class NAME)")
+    if _is_abstract(cls, transformers.PreTrainedModel):
+        concrete = _concrete_class(config)
+        such = f" (such as {concrete})" if concrete else ""
+        where = f"--model-class {name}" if model_class else f"{config_file}: architectures names {name}"
+        raise TargetError(
+            f"{where}, an abstract base class of transformers with no weights of its own (it would count 0 "
+            f"parameters); pass the model class to build with --model-class NAME{such}"
+        )
     return cls, name
 
 
 @contextlib.contextmanager
-def _building(what: str, device: str) -> Iterator[None]:
+def _building(config_file: Path, what: str, device: str) -> Iterator[None]:
     try:
         yield
     except (TargetError, SourceError, UsageError):
@@ -115,9 +181,13 @@ def _building(what: str, device: str) -> Iterator[None]:
     except Exception as error:
         where = _failing_module(error.__traceback__)
         inside = f" in {where}.__init__" if where else ""
-        hint = "; the model needs real tensors while it is built: try --device cpu" if device == "meta" else ""
-        raise TargetError(f"building {what} on {device} failed{inside}: {type(error).__name__}: {first_line(error)}"
-                          f"{hint}") from None  # fmt: skip
+        message = _message(error)
+        hint = ""
+        # as for user code (sources/code.py): only a failure that looks like the meta device's gets the hint
+        if device == "meta" and (isinstance(error, NotImplementedError) or "meta" in message.lower()):
+            hint = "; the model needs real tensors while it is built: try --device cpu"
+        raise TargetError(f"{config_file}: building {what} on {device} failed{inside}: {type(error).__name__}: "
+                          f"{message}{hint}") from None  # fmt: skip
 
 
 def build_from_config(
@@ -130,9 +200,9 @@ def build_from_config(
     """Build the model a config.json describes, on ``device``; returns the model and notes."""
     import torch
 
-    directory = config_path if config_path.is_dir() else config_path.parent
-    config = _load_config(directory, trust_remote_code)
-    cls, label = _model_class(config, model_class, trust_remote_code)
+    config_file = config_path / "config.json" if config_path.is_dir() else config_path
+    config = _load_config(config_file, trust_remote_code)
+    cls, label = _model_class(config, config_file, model_class, trust_remote_code)
     # vars(): transformers warns when the deprecated torch_dtype attribute is read
     dtype = vars(config).get("dtype") or vars(config).get("torch_dtype")
     if isinstance(dtype, str):
@@ -145,7 +215,7 @@ def build_from_config(
         notes.append(f"parameters in {str(dtype).removeprefix('torch.')}, the dtype config.json gives")
     # Auto classes build through from_config; model classes through _from_config, which applies the dtype.
     build = cls.from_config if cls.__name__.startswith("Auto") else cls._from_config
-    with _building(label, device), torch.device(device):
+    with _building(config_file, label, device), torch.device(device):
         model = build(config, **kwargs)
     return model, notes
 

@@ -108,21 +108,53 @@ def _is_network_error(error: BaseException) -> bool:
     return isinstance(error, OSError) or type(error).__module__.split(".")[0] in _HTTP_LIBRARIES
 
 
+def check_endpoint(where: str = "") -> None:
+    """Fail in one line when ``HF_ENDPOINT`` cannot be parsed as a URL: huggingface_hub parses it when it is first
+    imported (transformers imports it too), and raises ValueError there. ``where`` starts the message."""
+    from urllib.parse import urlsplit
+
+    endpoint = os.environ.get("HF_ENDPOINT", "").rstrip("/")
+    try:
+        parts = urlsplit(endpoint)
+        _ = parts.hostname, parts.port  # these properties parse the host and port, as huggingface_hub's import does
+    except ValueError as error:
+        raise _bad_endpoint(where, endpoint, error) from None
+
+
+def _bad_endpoint(where: str, endpoint: str, error: ValueError) -> SourceError:
+    return SourceError(
+        f"{where}HF_ENDPOINT is {endpoint!r}, not a valid URL ({error}); set it to the Hub's address, such as "
+        "https://huggingface.co, or unset it"
+    )
+
+
+def _address(where: str, endpoint: str) -> tuple[str, int]:
+    """The host and port of ``endpoint``, an http(s) URL."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port or (443 if parts.scheme == "https" else 80)  # .port raises for a port out of range
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http:// or https:// address")
+    except ValueError as error:
+        raise _bad_endpoint(where, endpoint, error) from None
+    return parts.hostname, port
+
+
 def _check_reachable(target: str, repo: str) -> None:
     """Fail at once when the endpoint does not answer: the Hub client would retry a refused connection for ~20 s,
     logging each attempt, before giving up."""
     import socket
-    from urllib.parse import urlsplit
 
     from huggingface_hub import constants
 
+    endpoint = _endpoint()
+    address = _address(f"{target}: ", endpoint)
     if constants.HF_HUB_OFFLINE:  # the client answers from its cache, or says it is offline
         return
-    endpoint = _endpoint()
-    parts = urlsplit(endpoint)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        with socket.create_connection((parts.hostname or "", port), timeout=10):
+        with socket.create_connection(address, timeout=10):
             pass
     except OSError as error:
         raise SourceError(
@@ -266,8 +298,9 @@ def load(
     from .._progress import status
     from .target import require
 
-    require("huggingface_hub", "hf", f"reading {target}")
     repo, revision = parse(target)
+    check_endpoint(f"{target}: ")
+    require("huggingface_hub", "hf", f"reading {target}")
     _check_reachable(target, repo)
     token = os.environ.get("HF_TOKEN") or None
     with _fetching(target, repo, revision), status(f"reading {repo} from the Hub", quiet=quiet):
@@ -276,6 +309,8 @@ def load(
         if stored is None and trust_remote_code and config_file is not None:
             config_file = _config(repo, revision, token, code=True)  # the model is built from it
     if stored is None:
+        if config_file is None and (from_config or explain):  # its weights were not looked for
+            raise SourceError(f"{target}: {repo} has no config.json to build the model from")
         if config_file is None:
             raise SourceError(f"{target}: {repo} has neither safetensors weights nor a config.json")
         from .hf import config_report
@@ -308,8 +343,9 @@ def build(target: str, request: Any) -> tuple[Any, list[str]]:
     from .hf import build_from_config
     from .target import require
 
-    require("huggingface_hub", "hf", f"reading {target}")
     repo, revision = parse(target)
+    check_endpoint(f"{target}: ")
+    require("huggingface_hub", "hf", f"reading {target}")
     _check_reachable(target, repo)
     token = os.environ.get("HF_TOKEN") or None
     with _fetching(target, repo, revision):
