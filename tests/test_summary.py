@@ -1372,3 +1372,72 @@ class SparseScratch(nn.Module):
 
 def test_in_place_writes_to_sparse_tensors_run_on_cpu() -> None:
     assert paramscope.summary(SparseScratch(), input_size=(2, 4), device="cpu").totals.flops == 2 * 2 * 4 * 4
+
+
+class CachesInForward(nn.Module):
+    """A forward that rebinds Python state (a cache length, as rotary-embedding caches do) and unfreezes a layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.fc.requires_grad_(False)
+        self.cached = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cached = x.shape[0]
+        self.last_input = x
+        self.fc.weight.requires_grad_(True)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_state_a_forward_rebinds_is_restored(device: str) -> None:
+    model = CachesInForward()
+    paramscope.summary(model, input_size=(2, 4), device=device, mode="train")
+    assert model.cached == 0
+    assert "last_input" not in model.__dict__
+    assert not model.fc.weight.requires_grad
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_torchscript_is_refused_and_leaves_no_hooks() -> None:
+    inner = torch.jit.script(nn.Linear(4, 4))
+    model = nn.Sequential(nn.Linear(4, 4), inner)
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.summary(model, input_size=(2, 4))
+    assert str(caught.value) == (
+        "the model holds TorchScript modules, which take no module hooks: summarise the eager model"
+    )
+    assert all(count == 0 for _, _, count in module_hooks(model[0]))
+
+
+def test_a_sharded_model_is_not_run() -> None:
+    model = nn.Linear(4, 4)
+    model.weight.ds_numel = 16  # type: ignore[attr-defined]  # a ZeRO-3 parameter, as DeepSpeed marks them
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.summary(model, input_size=(2, 4))
+    assert str(caught.value).startswith("the model is sharded (FSDP, DTensor or ZeRO-3): its forward runs collectives")
+
+
+def test_mixture_of_experts_flops_include_the_experts() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.MixtralConfig(
+        vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, num_local_experts=4, num_experts_per_tok=2,
+    )  # fmt: skip
+    with torch.device("meta"):
+        model = transformers.MixtralForCausalLM(config).to(torch.bfloat16)  # grouped products take bf16 only
+    report = paramscope.summary(model, input_size=(2, 8), dtypes=[torch.long], depth=ALL_DEPTHS)
+    experts = [call for call in report.calls or () if call.path.endswith("mlp.experts")]
+    tokens = 2 * 8
+    assert [call.flops for call in experts] == [tokens * 2 * 3 * (2 * 16 * 32)]  # 2 experts a token, 3 matrices
+
+
+@pytest.mark.parametrize("wrap", [torch.compile, nn.DataParallel], ids=["compiled", "data-parallel"])
+def test_wrapped_models_are_summarised_as_the_model_inside(wrap: Callable[[nn.Module], nn.Module]) -> None:
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    plain = paramscope.summary(model, input_size=(4, 8), device="cpu")
+    wrapped = paramscope.summary(wrap(model), input_size=(4, 8), device="cpu")
+    assert [(c.path, c.type, c.params, c.flops) for c in wrapped.calls or ()] == [
+        (c.path, c.type, c.params, c.flops) for c in plain.calls or ()
+    ]

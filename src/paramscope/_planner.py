@@ -297,9 +297,13 @@ def build_plan(
     elif isinstance(model, Report):
         notes.append(_no_forward_in(model, settings.train))
     elif wants_forward and module is not None:
+        from ._summary import forward_refusal
         from .trace import ForwardError
 
+        refusal = forward_refusal(module)
         try:
+            if refusal is not None:
+                raise ForwardError(refusal)
             activations, notes = measure_activations(module, settings, input_size, input_dtypes)
         except ForwardError as error:  # the rest of the plan stands without this item
             notes = [f"no activations item: {error}"]

@@ -91,8 +91,29 @@ def make_inputs(
     return tuple(_input_tensor(shape, dtype, device) for shape, dtype in zip(shapes, kinds, strict=True)), {}
 
 
+def forward_refusal(model: nn.Module) -> str | None:
+    """Why paramscope does not run ``model``'s forward, or None: TorchScript modules take no module hooks, and a
+    sharded model's forward runs collectives, which one rank alone would leave waiting (or break FSDP's state)."""
+    classes = {cls.__name__ for module in model.modules() for cls in type(module).__mro__}
+    if "ScriptModule" in classes:
+        return "the model holds TorchScript modules, which take no module hooks: summarise the eager model"
+    sharded = classes & {"FSDPModule", "FullyShardedDataParallel"} or any(
+        type(param).__name__ == "DTensor" or hasattr(param, "ds_numel") for param in model.parameters()
+    )
+    if sharded:
+        return (
+            "the model is sharded (FSDP, DTensor or ZeRO-3): its forward runs collectives across ranks; run it on the "
+            "unsharded model (built on meta) instead"
+        )
+    return None
+
+
 def check_runnable(model: nn.Module, device: str) -> None:
     from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+
+    refusal = forward_refusal(model)
+    if refusal is not None:
+        raise UsageError(refusal)
 
     tensors = [*model.parameters(), *model.buffers()]
     if any(isinstance(t, (UninitializedParameter, UninitializedBuffer)) for t in tensors):
@@ -124,8 +145,10 @@ def summarize(
     mode: str,
 ) -> Report:
     """``report`` (of ``model``) with the call records, FLOPs and activation bytes of a forward pass."""
+    from .sources.module import forward_module
     from .trace import trace
 
+    model = forward_module(model)
     check_runnable(model, device)
     result = trace(model, args, kwargs, device=device, train=mode == "train")
     params = {node.path: node.params for node in report.modules}

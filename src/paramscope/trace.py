@@ -86,6 +86,20 @@ def _fused_encoder_layer_flops(*args: Any, **kwargs: Any) -> int:
 
 
 @_gets_tensors
+def _grouped_mm_flops(first: Any, second: Any, *args: Any, **kwargs: Any) -> int:
+    # Mixture-of-experts layers (transformers 5) multiply each token by its expert's weights in one grouped op:
+    # (tokens, k) × (experts, k, n): every token through one expert; (g, m, k) × (g, k, n): g products;
+    # (m, k) × (k, n) split along k into groups (a weight gradient): one product's worth.
+    if first.dim() == 2 and second.dim() == 3:
+        return 2 * first.shape[0] * first.shape[1] * second.shape[2]
+    if first.dim() == 3 and second.dim() == 3:
+        return 2 * first.shape[0] * first.shape[1] * first.shape[2] * second.shape[2]
+    if first.dim() == 2 and second.dim() == 2:
+        return 2 * first.shape[0] * first.shape[1] * second.shape[1]
+    raise NotImplementedError(f"no FLOP formula for _grouped_mm of {first.dim()}-D × {second.dim()}-D operands")
+
+
+@_gets_tensors
 def _mkldnn_rnn_layer_flops(inputs: Any, weight_ih: Any, weight_hh: Any, *args: Any, **kwargs: Any) -> int:
     # One layer and direction of an nn.LSTM on CPU (RNN and GRU run unfused there): every step multiplies the input
     # and the hidden state by their gate weights, as the unfused cells do op by op.
@@ -98,6 +112,7 @@ EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
     aten._native_multi_head_attention: _fused_attention_flops,
     aten._transformer_encoder_layer_fwd: _fused_encoder_layer_flops,
     aten.mkldnn_rnn_layer: _mkldnn_rnn_layer_flops,
+    aten._grouped_mm: _grouped_mm_flops,
 }
 _PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
 
@@ -152,6 +167,8 @@ def _fused_attention(
 ) -> torch.Tensor | None:
     if not (query.is_meta and query.dim() == 4) or value.shape[-1] != query.shape[-1]:
         return None  # fused kernels need one head size for q, k and v; torch falls back to the math path too
+    if attn_mask is not None and attn_mask.requires_grad and torch.is_grad_enabled():
+        return None  # a learned bias (T5's relative positions) needs its gradient: the CPU kernel has none
     output, _ = aten._scaled_dot_product_flash_attention_for_cpu(
         query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
     )
@@ -275,7 +292,10 @@ class _Hooks:
         self.stack: list[str] = []
         self.inputs: dict[str, str] = {}
         self._handles: list[Any] = []
-        for module in {id(m): m for m in model.modules()}.values():
+        self._model = model
+
+    def register(self) -> None:
+        for module in {id(m): m for m in self._model.modules()}.values():
             self._handles.append(module.register_forward_pre_hook(self._before, with_kwargs=True))
             self._handles.append(module.register_forward_hook(self._after, with_kwargs=True))
 
@@ -303,14 +323,26 @@ class _Hooks:
 
 @contextlib.contextmanager
 def _mode(model: nn.Module, train: bool) -> Iterator[None]:
-    """``model`` in train or eval mode for the block; every module's own flag comes back afterwards."""
-    flags = [(module, module.training) for module in model.modules()]
+    """``model`` in train or eval mode for the block, and as it was afterwards: every module's attributes (its
+    ``training`` flag, and what a forward rebinds: a cache's length, weight_norm's computed ``weight``) and every
+    parameter's ``requires_grad``."""
+    modules = list(model.modules())
+    attributes = [dict(module.__dict__) for module in modules]  # shallow: the tensors themselves are not copied
+    trainable = [(param, param.requires_grad) for param in model.parameters()]
     model.train(train)
     try:
         yield
     finally:
-        for module, training in flags:
-            module.training = training
+        for module, saved in zip(modules, attributes, strict=True):
+            current = module.__dict__
+            # by identity: == would compare tensors (element-wise, across devices)
+            changed = any(saved.get(key, current) is not value for key, value in current.items())
+            if changed or len(current) != len(saved):
+                current.clear()
+                current.update(saved)
+        for param, requires_grad in trainable:
+            if param.requires_grad != requires_grad:
+                param.requires_grad_(requires_grad)
 
 
 def _stand_ins(model: nn.Module, device: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -411,8 +443,9 @@ def _run(
     trace_result: Trace,
     dtype: torch.dtype | None = None,
 ) -> None:
-    hooks = _Hooks(model)
+    hooks = _Hooks(model)  # registered in the try: a module refusing a hook leaves none of them behind
     try:
+        hooks.register()
         weights = _stand_ins(model, device, dtype)
         saved = _SavedTensors(hooks, weights) if measure_activations else None
         counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
@@ -552,6 +585,7 @@ def peak_live_bytes(
     value cache it returns (``past_key_values``) left out: that is an item of its own."""
     hooks = _Hooks(model)
     try:
+        hooks.register()
         weights = _stand_ins(model, "meta", dtype)
         tracker = _LiveTensors(weights)
         inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")

@@ -65,6 +65,20 @@ WRAPPERS: list[Wrapper] = [
 ]
 
 
+def forward_module(model: nn.Module) -> nn.Module:
+    """The module whose forward to run and trace: inside torch.compile's OptimizedModule (run eagerly: compiling
+    on meta is not the point, and its rows would read ``_orig_mod.``) and DataParallel/DistributedDataParallel
+    (which scatter across devices), the model they wrap; the report's names are the wrapped model's too."""
+    while True:
+        info = _class_info(model)
+        if info.wrapper is None or info.wrapper is FSDP1 or info.wrapper.inner == "_checkpoint_wrapped_module":
+            return model
+        inner = model._modules.get(info.wrapper.inner)
+        if inner is None:
+            return model
+        model = inner
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     # The walk allocates ~2 acyclic objects per tensor. On a model with 10^5 tensors that triggers a full
