@@ -9,13 +9,19 @@ the base-model prefix (``transformer.`` for GPT-2) when a base model's checkpoin
 or the reverse, and ignores the keys a model lists as ignorable. A quantised weight (GPTQ ``qweight``, AWQ,
 bitsandbytes, FP8, MXFP4 ``_blocks``) is compared as the logical weight it encodes, and its scales and zeros are
 neither missing nor unexpected.
+
+Tensors the loader converts (Mixtral's experts, stored one by one and merged into one fused tensor per layer) have no
+shape of their own to compare: the checkpoint tensors mapped to one model tensor must hold, together, as many values
+as it has. Sources whose expert index lies beyond the model's experts are unexpected, and a note names the expert a
+merge lacks or the tensor whose shape differs from its siblings'.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from ._report import Report, TensorRecord
 
@@ -24,6 +30,7 @@ Renamer = Callable[[str], tuple[str, bool]]
 
 # A packed weight's stored name ends with the first suffix; the weight it encodes, with the second.
 _PACKED_SUFFIXES = ((".qweight", ".weight"), (".weight_packed", ".weight"), ("_blocks", ""))
+_DETAILED = 5  # converted model tensors explained one by one in the notes; the rest are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +123,106 @@ def _listed(names: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+@dataclass
+class _Converted:
+    """What comparing converted tensors by count found, for the check and its notes."""
+
+    sources: int = 0
+    example: str = ""
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[ShapeMismatch] = field(default_factory=list)
+    covered: set[str] = field(default_factory=set)
+    """Model tensors with no source of their own that a one-to-many conversion fills (``qkv`` split into q, k, v)."""
+    details: list[str] = field(default_factory=list)
+
+
+def _numbers(name: str) -> list[tuple[int, int]]:
+    return [(position, int(part)) for position, part in enumerate(name.split(".")) if part.isdigit()]
+
+
+def _merged_index(source: str, target: str) -> tuple[int, int] | None:
+    """The position and value of the index a merge removes: ``layers.0.experts.3.w1.weight`` into
+    ``layers.0.mlp.experts.gate_up_proj`` stacks expert 3. None when the names' numbers do not differ by one."""
+    found, wanted = _numbers(source), [value for _, value in _numbers(target)]
+    for drop in reversed(range(len(found))):
+        if [value for at, (_, value) in enumerate(found) if at != drop] == wanted:
+            return found[drop]
+    return None
+
+
+def _siblings(target: str, unsourced: dict[str, TensorRecord]) -> list[TensorRecord]:
+    """Model tensors without a source whose names differ from ``target`` in one part (``q_proj``/``k_proj``)."""
+    parts = target.split(".")
+    found = []
+    for name, record in unsourced.items():
+        other = name.split(".")
+        if len(other) == len(parts) and sum(a != b for a, b in zip(parts, other, strict=True)) == 1:
+            found.append(record)
+    return found
+
+
+def _compare_converted(
+    wanted: TensorRecord, sources: Sequence[TensorRecord], unsourced: dict[str, TensorRecord], result: _Converted
+) -> None:
+    """Whether the checkpoint tensors a conversion maps to ``wanted`` hold as many values as it has, and if not why."""
+    total = sum(source.numel or 0 for source in sources)
+    if wanted.numel is None or total == wanted.numel:
+        return
+    siblings = _siblings(wanted.name, unsourced) if total > wanted.numel else []
+    if siblings and total == wanted.numel + sum(sibling.numel or 0 for sibling in siblings):
+        result.covered |= {sibling.name for sibling in siblings}  # one source split into several model tensors
+        return
+    # Merged experts: a source whose index is past the model's count (its first dimension) has nowhere to go
+    count = wanted.shape[0] if wanted.shape and len(wanted.shape) >= 2 else None
+    indexed = {source.name: _merged_index(source.name, wanted.name) for source in sources}
+    beyond = {name for name, index in indexed.items() if index is not None and count is not None and index[1] >= count}
+    kept = [source for source in sources if source.name not in beyond]
+    reasons = []
+    if beyond:
+        strays = [source.name for source in sources if source.name in beyond]
+        result.unexpected += strays
+        reasons.append(f"{_listed(strays)}: index beyond the {count} that {wanted.name} stacks (unexpected)")
+    kept_total = sum(source.numel or 0 for source in kept)
+    if kept_total != wanted.numel:
+        result.mismatched.append(ShapeMismatch(wanted.name, wanted.shape, (kept_total,)))
+        shape = "×".join(str(dim) for dim in wanted.shape or ())
+        reasons.append(
+            f"the {len(kept)} checkpoint tensor(s) the loader merges into {wanted.name} hold {kept_total:,} values, "
+            f"the model's ({shape}) tensor {wanted.numel:,}; its checkpoint shape is shown as that one count"
+        )
+        reasons += _merge_gaps(kept, indexed, count or 0)
+    result.details.append("; ".join(reasons))
+
+
+def _merge_gaps(sources: Sequence[TensorRecord], indexed: dict[str, tuple[int, int] | None], count: int) -> list[str]:
+    """Per kind of merged source (``experts.*.w1.weight``): the indices below ``count`` it lacks, and the tensors
+    whose shape differs from the shape most of its kind have."""
+    kinds: dict[str, list[tuple[int, TensorRecord]]] = {}
+    for source in sources:
+        index = indexed[source.name]
+        if index is not None:
+            parts = source.name.split(".")
+            parts[index[0]] = "*"
+            kinds.setdefault(".".join(parts), []).append((index[1], source))
+    gaps = []
+    for kind, members in kinds.items():
+        absent = sorted(set(range(count)) - {index for index, _ in members})
+        if absent:
+            gaps.append(f"{kind} lacks index {_listed([str(index) for index in absent])}")
+        usual, _ = Counter(source.shape for _, source in members).most_common(1)[0]
+        odd = [f"{source.name} is {source.shape}" for _, source in members if source.shape != usual]
+        if odd:
+            gaps.append(f"{_listed(odd)} where the other {kind} are {usual}")
+    return gaps
+
+
 def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -> Check:
     """Which of the model's tensors the checkpoint lacks, which it has in excess, and which differ in shape.
 
     ``loading`` matches checkpoint names with the model's as the loader does (transformers renames keys, merges
-    some layouts, adds or removes the base-model prefix); a tensor the loader converts is not compared by shape.
-    A packed quantised weight is compared as the weight it encodes, by its logical shape.
+    some layouts, adds or removes the base-model prefix); the tensors the loader converts into one model tensor are
+    compared by their total count. A packed quantised weight is compared as the weight it encodes, by its logical
+    shape.
 
     Example::
 
@@ -132,6 +233,7 @@ def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -
     expected = {name for record in model.tensors for name in _names(record)}
     stored: dict[str, TensorRecord | None] = {}  # None: produced by a conversion, shape not comparable
     targets: dict[str, set[str]] = {}  # checkpoint name -> the model names it was matched to
+    merged: dict[str, dict[str, TensorRecord]] = {}  # model name -> the checkpoint tensors a conversion maps to it
     prefixed: dict[str, list[str]] = {"added": [], "removed": []}
     packed: list[str] = []
     for record in checkpoint.tensors:
@@ -145,21 +247,38 @@ def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -
                 packed.append(record.name)
             stored[target] = None if converted or target in stored else record
             targets.setdefault(record.name, set()).add(target)
+            if converted and record.kind != "quantization":
+                merged.setdefault(target, {})[record.name] = record
     ignore_missing, ignore_unexpected = _search(loading.ignore_missing), _search(loading.ignore_unexpected)
     missing, mismatched, ignored = [], [], []
+    unsourced: dict[str, TensorRecord] = {}
+    compared: list[tuple[TensorRecord, list[TensorRecord]]] = []
     for record in model.tensors:
         if record.kind == "buffer" and record.persistent is False:
             continue  # not saved in a state dict
         names = [name for name in _names(record) if name in stored]
         if not names:
-            if any(ignore_missing(name) for name in _names(record)):
-                ignored.append(record.name)
-            else:
-                missing.append(record.name)
+            unsourced[record.name] = record
             continue
         found = stored[names[0]]
         if found is not None and not _fits(found, record):
             mismatched.append(ShapeMismatch(record.name, record.shape, found.shape))
+        feeding = {source.name: source for name in names for source in merged.get(name, {}).values()}
+        if found is None and feeding:
+            compared.append((record, list(feeding.values())))
+    conversion = _Converted(sum(len(sources) for _, sources in compared))
+    if compared:
+        conversion.example = f"{compared[0][1][0].name} into {compared[0][0].name}"
+    for record, sources in compared:
+        _compare_converted(record, sources, unsourced, conversion)
+    mismatched += conversion.mismatched
+    for record in unsourced.values():
+        if record.name in conversion.covered:
+            continue
+        if any(ignore_missing(name) for name in _names(record)):
+            ignored.append(record.name)
+        else:
+            missing.append(record.name)
     unexpected = []
     for record in checkpoint.tensors:
         matched = targets[record.name]
@@ -169,8 +288,23 @@ def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -
             ignored.append(record.name)
         else:
             unexpected.append(record.name)
-    notes = _notes(model, loading.base_model_prefix, prefixed, packed, ignored)
+    unexpected += conversion.unexpected
+    notes = _notes(model, loading.base_model_prefix, prefixed, packed, ignored) + _converted_notes(conversion)
     return Check(model.source.target, tuple(missing), tuple(unexpected), tuple(mismatched), notes)
+
+
+def _converted_notes(converted: _Converted) -> tuple[str, ...]:
+    if not converted.sources:
+        return ()
+    notes = [
+        f"--check: {converted.sources:,} checkpoint tensor(s) that the loader converts (merges, splits, reshapes; "
+        f"{converted.example}, …) compared by total count: the tensors mapped to one model tensor must hold as many "
+        "values as it has; their shapes are not compared one by one"
+    ]
+    notes += [f"--check: {detail}" for detail in converted.details[:_DETAILED]]
+    if len(converted.details) > _DETAILED:
+        notes.append(f"--check: {len(converted.details) - _DETAILED} more converted tensor(s) disagree likewise")
+    return tuple(notes)
 
 
 def _notes(

@@ -4,15 +4,19 @@ Today's tools count a GPTQ ``qweight`` (int32, eight 4-bit values each) as 1/8 o
 weights. Here each recognised layout turns its packed tensor into one record of the logical weight (shape, numel
 and value dtype of the weight it encodes; bytes as stored) and its companions into ``quantization`` records.
 
-Layouts: GPTQ and AWQ (``qweight``/``qzeros``/``scales``/``g_idx``), compressed-tensors (``weight_packed``),
-bitsandbytes 4-bit (uint8 pairs, ``absmax``, ``quant_map``, ``quant_state``) and 8-bit (``SCB``), FP8 weights with
-scale tensors, and MXFP4 (``*_blocks``/``*_scales``). The ``quantization_config`` of a ``config.json`` beside the
-checkpoint names the method and bit width when present; otherwise the tensor names and shapes decide.
+Layouts: GPTQ and AWQ (``qweight``/``qzeros``/``scales``/``g_idx``), compressed-tensors (``weight_packed``, int32
+words or NVFP4 uint8 pairs), bitsandbytes 4-bit (uint8 pairs, ``absmax``, ``quant_map``, ``quant_state``) and 8-bit
+(``SCB``), FP8 and INT8 weights with scale tensors, NVIDIA ModelOpt NVFP4 (uint8 pairs, fp8 ``weight_scale``, fp32
+``weight_scale_2``/``input_scale``) and MXFP4 (``*_blocks``/``*_scales``). The ``quantization_config`` of a
+``config.json`` beside the checkpoint names the method and bit width when present; otherwise the tensor names and
+shapes decide. A ``quantization_config`` that paramscope does not know, or whose layout none of the tensors has, is
+said in a note: packed tensors are then counted as stored.
 """
 
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +27,10 @@ from .checkpoint import StoredTensor, plain_records
 
 _MAX_QUANT_STATE_BYTES = 64 * 2**10
 _FP8_SCALES = ("weight_scale", "weight_scale_inv", "input_scale", "output_scale", "k_scale", "v_scale")
+_NVFP4_SCALES = ("weight_scale", "weight_scale_2", "input_scale", "pre_quant_scale", "k_scale", "v_scale")
+# quant_method values whose layouts are recognised below; ModelOpt only for the algorithms it stores that way
+_KNOWN_METHODS = frozenset({"gptq", "awq", "bitsandbytes", "fp8", "fbgemm_fp8", "compressed-tensors", "mxfp4"})
+_MODELOPT_ALGOS = frozenset({"NVFP4", "FP8"})
 
 
 @dataclass
@@ -40,9 +48,24 @@ class _Plan:
     by_name: dict[str, StoredTensor]
     records: dict[str, TensorRecord] = field(default_factory=dict)
     schemes: dict[str, _Scheme] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    """Tensors that looked quantised but fit no layout: counted as stored."""
-    assumptions: list[str] = field(default_factory=list)
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    """Tensors that looked quantised but fit no layout, by reason: counted as stored."""
+    unread_states: list[str] = field(default_factory=list)
+    """bitsandbytes 4-bit weights whose quant_state (the weight's shape) could not be read."""
+    sorted_names: list[str] | None = field(default=None, repr=False)
+
+    def problem(self, name: str, reason: str) -> None:
+        self.problems.setdefault(reason, []).append(name)
+
+    def under(self, prefix: str) -> list[str]:
+        """The names that start with ``prefix``: one run of the sorted names, found by bisection (not a scan)."""
+        if self.sorted_names is None:
+            self.sorted_names = sorted(self.by_name)
+        names = self.sorted_names
+        start = end = bisect_left(names, prefix)
+        while end < len(names) and names[end].startswith(prefix):
+            end += 1
+        return names[start:end]
 
     def weight(self, scheme: str, stored: StoredTensor, shape: tuple[int, ...], dtype: str, packing: str) -> None:
         numel = 1
@@ -99,7 +122,7 @@ def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
     scales = plan.by_name.get(f"{prefix}.scales")
     g_idx = plan.by_name.get(f"{prefix}.g_idx")
     if len(qweight.shape) != 2 or qweight.dtype != "int32" or scales is None or len(scales.shape) != 2:
-        plan.problems.append(f"{qweight.name}: int32 (rows, cols) with scales expected for GPTQ/AWQ")
+        plan.problem(qweight.name, "int32 (rows, cols) with scales expected for GPTQ/AWQ")
         return
     rows, cols = qweight.shape
     out = scales.shape[1]
@@ -117,12 +140,10 @@ def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
         bits = bits or (cols * 32 // out if out else None)
         inputs = rows
     else:
-        plan.problems.append(
-            f"{qweight.name}: shape {qweight.shape} fits neither GPTQ nor AWQ packing of {out} outputs"
-        )
+        plan.problem(qweight.name, f"shape {qweight.shape} fits neither GPTQ nor AWQ packing of {out} outputs")
         return
     if not bits or inputs is None or (rows * 32 if scheme == "GPTQ" else cols * 32) % bits:
-        plan.problems.append(f"{qweight.name}: the bit width cannot be told from the tensors or the config")
+        plan.problem(qweight.name, "the bit width cannot be told from the tensors or the config")
         return
     per_word = 32 // bits if 32 % bits == 0 else 32 / bits
     packing = f"{per_word:g} × {bits}-bit per int32 ({scheme})"
@@ -132,20 +153,64 @@ def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
 
 
 def _compressed_tensors_layer(plan: _Plan, prefix: str, packed: StoredTensor) -> None:
+    """int32 words of ``bits``-bit integers (pack-quantized), or uint8 pairs of fp4 values (nvfp4-pack-quantized)."""
     bits = _bits_from_config(plan.config) or 4
-    if len(packed.shape) != 2 or packed.dtype != "int32" or (packed.shape[1] * 32) % bits:
-        plan.problems.append(f"{packed.name}: int32 (out, in × {bits}/32) expected for compressed-tensors")
+    word = {"int32": 32, "uint8": 8}.get(packed.dtype)
+    if len(packed.shape) != 2 or word is None or word % bits:
+        plan.problem(
+            packed.name, f"int32 (out, in × {bits}/32) or uint8 (out, in × {bits}/8) expected for compressed-tensors"
+        )
         return
     out, words = packed.shape
+    # NVFP4 keeps a per-tensor global scale beside the fp8 group scales; integer layouts have none
+    fp4 = packed.dtype == "uint8" and f"{prefix}.weight_global_scale" in plan.by_name
+    dtype = "float4_e2m1fn" if fp4 else f"uint{bits}"
     plan.weight(
         "compressed-tensors",
         packed,
-        (out, words * 32 // bits),
-        f"uint{bits}",
-        f"{32 // bits} × {bits}-bit per int32 (compressed-tensors)",
+        (out, words * word // bits),
+        dtype,
+        f"{word // bits} × {'fp4' if fp4 else f'{bits}-bit'} per {packed.dtype} (compressed-tensors)",
     )
-    for suffix in ("weight_scale", "weight_zero_point", "weight_shape", "weight_g_idx"):
+    for suffix in (
+        "weight_scale",
+        "weight_zero_point",
+        "weight_shape",
+        "weight_g_idx",
+        "weight_global_scale",
+        "input_global_scale",
+    ):
         plan.companion("compressed-tensors", f"{prefix}.{suffix}")
+
+
+def _nvfp4_layer(plan: _Plan, prefix: str, weight: StoredTensor) -> None:
+    """NVIDIA ModelOpt NVFP4: uint8 (out, in/2) holds two e2m1 values a byte along the input dimension; an e4m3 scale
+    per group of 16 inputs (``weight_scale``, (out, in/16)), fp32 per-tensor ``weight_scale_2`` and ``input_scale``.
+    """
+    if len(weight.shape) < 2:
+        plan.problem(weight.name, "uint8 (out, in/2) expected for NVFP4")
+        return
+    *outer, half = weight.shape
+    scale = plan.by_name[f"{prefix}.weight_scale"]
+    group = half * 2 // scale.shape[-1] if scale.shape and scale.shape[-1] and (half * 2) % scale.shape[-1] == 0 else 16
+    plan.weight(
+        "NVFP4",
+        weight,
+        (*outer, half * 2),
+        "float4_e2m1fn",
+        f"2 × fp4 per uint8, one fp8 scale per {group} values and a per-tensor fp32 scale (NVFP4)",
+    )
+    for suffix in _NVFP4_SCALES:
+        plan.companion("NVFP4", f"{prefix}.{suffix}")
+
+
+def _is_nvfp4(plan: _Plan, prefix: str, weight: StoredTensor) -> bool:
+    """A uint8 weight with an fp8 group scale, a second-level ``weight_scale_2``, or a config that says NVFP4."""
+    scale = plan.by_name.get(f"{prefix}.weight_scale")
+    if weight.dtype != "uint8" or scale is None:
+        return False
+    algo = _modelopt_algos(plan.config)
+    return scale.dtype.startswith("float8") or f"{prefix}.weight_scale_2" in plan.by_name or "NVFP4" in algo
 
 
 def _bnb_quant_state(plan: _Plan, weight: StoredTensor) -> tuple[str, tuple[int, ...] | None]:
@@ -170,20 +235,17 @@ def _bnb4_layer(plan: _Plan, weight: StoredTensor) -> None:
     kind, shape = _bnb_quant_state(plan, weight)
     if shape is None:
         shape = (weight.numel * 2,)  # two 4-bit values per byte; the quant state with the real shape is unreadable
-        plan.assumptions.append(
-            f"{weight.name}: its bitsandbytes quant_state could not be read, so 2 values per byte are assumed"
-        )
+        plan.unread_states.append(weight.name)
     dtype = "nf4" if kind == "nf4" else "float4_e2m1fn"
     plan.weight("bitsandbytes 4-bit", weight, shape, dtype, f"2 × {kind} per uint8 (bitsandbytes 4-bit)")
-    for name in plan.by_name:
-        if name.startswith(f"{weight.name}.") and name != weight.name:
-            plan.companion("bitsandbytes 4-bit", name)
+    for name in plan.under(f"{weight.name}."):  # absmax, quant_map, nested_*, quant_state.*
+        plan.companion("bitsandbytes 4-bit", name)
 
 
 def _mxfp4_layer(plan: _Plan, prefix: str, blocks: StoredTensor) -> None:
     # gpt-oss style: <name>_blocks (..., groups, 16) uint8 holds 32 fp4 values per group; <name>_scales the e8m0 scales
     if blocks.dtype != "uint8" or len(blocks.shape) < 2:
-        plan.problems.append(f"{blocks.name}: uint8 (..., groups, 16) expected for MXFP4")
+        plan.problem(blocks.name, "uint8 (..., groups, 16) expected for MXFP4")
         return
     *outer, groups, width = blocks.shape
     plan.weight(
@@ -216,14 +278,17 @@ def quantized_records(
             plan.weight("bitsandbytes 8-bit", tensor, tensor.shape, "int8", packing)
             for suffix in ("SCB", "weight_format"):
                 plan.companion("bitsandbytes 8-bit", f"{prefix}.{suffix}")
+        elif last == "weight" and _is_nvfp4(plan, prefix, tensor):
+            _nvfp4_layer(plan, prefix, tensor)
         elif (
             last == "weight"
-            and tensor.dtype.startswith("float8")
+            and (tensor.dtype.startswith("float8") or tensor.dtype == "int8")
             and any(f"{prefix}.{scale}" in by_name for scale in _FP8_SCALES)
         ):
-            plan.weight("FP8", tensor, tensor.shape, tensor.dtype, f"{tensor.dtype} with scale tensors (FP8)")
+            scheme = "FP8" if tensor.dtype.startswith("float8") else "INT8"  # W8A8 int8 (compressed-tensors)
+            plan.weight(scheme, tensor, tensor.shape, tensor.dtype, f"{tensor.dtype} with scale tensors ({scheme})")
             for scale in _FP8_SCALES:
-                plan.companion("FP8", f"{prefix}.{scale}")
+                plan.companion(scheme, f"{prefix}.{scale}")
         elif name.endswith("_blocks") and f"{name[: -len('_blocks')]}_scales" in by_name:
             _mxfp4_layer(plan, name[: -len("_blocks")], tensor)
     plain, notes = plain_records([tensor for tensor in tensors if tensor.name not in plan.records])
@@ -232,18 +297,69 @@ def quantized_records(
     return records, _scheme_notes(plan) + notes
 
 
+def _modelopt_algos(settings: dict[str, Any]) -> set[str]:
+    """The algorithms a ModelOpt ``quantization_config`` names: ``quant_algo``, at the top or under ``quantization``
+    (hf_quant_config.json's shape), and per layer for ``MIXED_PRECISION``."""
+    if str(settings.get("quant_method", "")).lower() != "modelopt":
+        return set()
+    nested = settings.get("quantization")
+    algo = settings.get("quant_algo") or (nested.get("quant_algo") if isinstance(nested, dict) else None)
+    algos = {str(algo).upper()} if algo else set()
+    layers = settings.get("quantized_layers")
+    if isinstance(layers, dict):
+        algos.discard("MIXED_PRECISION")
+        algos |= {str(layer.get("quant_algo")).upper() for layer in layers.values() if isinstance(layer, dict)}
+    return algos
+
+
+def _declared(settings: dict[str, Any]) -> tuple[str, bool]:
+    """How a quantization_config reads in a note (``modelopt NVFP4``), and whether its layouts are recognised here."""
+    method = str(settings.get("quant_method", "")).lower()
+    algos = _modelopt_algos(settings)
+    label = " ".join([method or "no quant_method", *sorted(algos)])
+    known = method in _KNOWN_METHODS or (method == "modelopt" and bool(algos) and algos <= _MODELOPT_ALGOS)
+    return label, known
+
+
+def _listed(names: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {format_count(len(names) - limit)} more" if len(names) > limit else "")
+
+
 def _scheme_notes(plan: _Plan) -> list[str]:
     notes = []
-    method = plan.config.get("quant_method")
-    source = f"config.json's quantization_config ({method})" if method else "the tensor names and shapes"
+    label, known = _declared(plan.config) if plan.config else ("", False)
+    source = f"config.json's quantization_config ({label})" if known else "the tensor names and shapes"
     for scheme in plan.schemes.values():
         logical = sum(record.numel or 0 for record in scheme.weights)
         stored = sum(record.bytes or 0 for record in scheme.weights)
         companions = sum(record.bytes or 0 for record in scheme.companions)
+        weights, extra = format_count(len(scheme.weights)), format_count(len(scheme.companions))
         notes.append(
-            f"quantised checkpoint: {scheme.label} recognised from {source}: {len(scheme.weights)} packed weight(s) "
-            f"hold {format_count(logical)} parameters in {format_bytes(stored)}; {len(scheme.companions)} "
+            f"quantised checkpoint: {scheme.label} recognised from {source}: {weights} packed weight(s) "
+            f"hold {format_count(logical)} parameters in {format_bytes(stored)}; {extra} "
             f"scale/zero/index tensor(s) ({format_bytes(companions)}) are counted apart, as quantization tensors"
         )
-    notes += [f"{problem}: counted as stored" for problem in plan.problems]
-    return notes + plan.assumptions
+    if plan.config and not known:
+        found = f"the {', '.join(plan.schemes)} weights above are" if plan.schemes else "no tensor is"
+        notes.append(
+            f"config.json declares quantisation ({label}) that paramscope does not recognise: {found} counted as "
+            "the weights they encode; other packed tensors are counted as stored (their stored elements, not the "
+            "values they hold), and their scales as parameters"
+        )
+    elif plan.config and not plan.schemes:
+        notes.append(
+            f"config.json declares quantisation ({label}) but no tensor is in a quantised layout paramscope "
+            "recognises for it: every tensor is counted as stored (a packed tensor's stored elements, not the values "
+            "it holds); weights a loader quantises when it loads are stored unquantised"
+        )
+    for reason, names in plan.problems.items():
+        notes.append(f"{_listed(names)}: {reason}: counted as stored")
+    if plan.unread_states:
+        names = plan.unread_states
+        notes.append(
+            f"bitsandbytes 4-bit: the quant_state of {format_count(len(names))} weight(s) ({_listed(names)}) was "
+            "absent or could not be read, so 2 values per byte are assumed and each weight's shape is given as one "
+            "flat dimension"
+        )
+    return notes

@@ -1,0 +1,220 @@
+"""``--check`` on a mixture of experts stored expert by expert (Mixtral's layout), which transformers merges into one
+fused tensor per layer when it loads.
+
+The checkpoints are written here, name by name, from the config's hyperparameters; transformers is the independent
+truth twice over: what it saves is this layout, and each broken variant is one it refuses to load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import paramscope
+from paramscope._check import Loading, ShapeMismatch, compare
+
+from .cli import run
+
+HIDDEN, INTERMEDIATE, EXPERTS, LAYERS, VOCAB, HEADS, KV_HEADS = 16, 24, 3, 2, 64, 2, 1
+Layout = dict[str, tuple[int, ...]]
+
+
+def _config() -> transformers.MixtralConfig:
+    return transformers.MixtralConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        num_local_experts=EXPERTS,
+        num_experts_per_tok=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        architectures=["MixtralForCausalLM"],
+    )
+
+
+def _expert(layer: int, expert: int, which: str) -> str:
+    return f"model.layers.{layer}.block_sparse_moe.experts.{expert}.{which}.weight"
+
+
+def _per_expert_layout(experts: int = EXPERTS) -> Layout:
+    """Mixtral as its checkpoints store it: w1 and w3 (intermediate × hidden) and w2 (hidden × intermediate) per
+    expert, and a router ``block_sparse_moe.gate``."""
+    head_dim = HIDDEN // HEADS
+    layout: Layout = {"model.embed_tokens.weight": (VOCAB, HIDDEN), "model.norm.weight": (HIDDEN,)}
+    layout["lm_head.weight"] = (VOCAB, HIDDEN)
+    for layer in range(LAYERS):
+        prefix = f"model.layers.{layer}"
+        layout |= {
+            f"{prefix}.self_attn.q_proj.weight": (HEADS * head_dim, HIDDEN),
+            f"{prefix}.self_attn.k_proj.weight": (KV_HEADS * head_dim, HIDDEN),
+            f"{prefix}.self_attn.v_proj.weight": (KV_HEADS * head_dim, HIDDEN),
+            f"{prefix}.self_attn.o_proj.weight": (HIDDEN, HEADS * head_dim),
+            f"{prefix}.input_layernorm.weight": (HIDDEN,),
+            f"{prefix}.post_attention_layernorm.weight": (HIDDEN,),
+            f"{prefix}.block_sparse_moe.gate.weight": (EXPERTS, HIDDEN),
+        }
+        for expert in range(experts):
+            layout[_expert(layer, expert, "w1")] = (INTERMEDIATE, HIDDEN)
+            layout[_expert(layer, expert, "w3")] = (INTERMEDIATE, HIDDEN)
+            layout[_expert(layer, expert, "w2")] = (HIDDEN, INTERMEDIATE)
+    return layout
+
+
+def _save(directory: Path, layout: Layout) -> Path:
+    directory.mkdir()
+    save_file({name: torch.zeros(shape) for name, shape in layout.items()}, str(directory / "model.safetensors"))
+    _config().save_pretrained(directory)
+    return directory
+
+
+def _loads_in_transformers(directory: Path) -> bool:
+    """The truth: whether transformers loads the checkpoint into the model its config describes, keys all used."""
+    try:
+        _, info = transformers.MixtralForCausalLM.from_pretrained(directory, output_loading_info=True)
+    except RuntimeError:  # a merge of the wrong number or shape of experts
+        return False
+    return not any(info.values())
+
+
+def test_the_hand_made_layout_is_the_one_transformers_saves(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    transformers.MixtralForCausalLM(_config()).save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as saved:
+        assert {name: tuple(saved.get_slice(name).get_shape()) for name in saved.keys()} == _per_expert_layout()  # noqa: SIM118
+
+
+def test_a_correct_per_expert_checkpoint_passes(tmp_path: Path) -> None:
+    directory = _save(tmp_path / "good", _per_expert_layout())
+    report = paramscope.inspect(str(directory), check=True)
+    assert report.check is not None
+    assert report.check.ok
+    assert _loads_in_transformers(directory)
+    assert (
+        f"--check: {LAYERS * EXPERTS * 3} checkpoint tensor(s) that the loader converts (merges, splits, reshapes; "
+        f"{_expert(0, 0, 'w1')} into model.layers.0.mlp.experts.gate_up_proj, …) compared by total count: the "
+        "tensors mapped to one model tensor must hold as many values as it has; their shapes are not compared one by "
+        "one"
+    ) in report.notes
+
+
+def _wrong_shape(layout: Layout) -> None:
+    layout[_expert(0, 1, "w1")] = (INTERMEDIATE - 4, HIDDEN)
+
+
+def _missing_expert(layout: Layout) -> None:
+    del layout[_expert(1, 2, "w2")]
+
+
+def _stray_expert(layout: Layout) -> None:
+    layout[_expert(0, 9, "w1")] = (INTERMEDIATE, HIDDEN)  # the right shape: only its index is wrong
+
+
+def _extra_expert(layout: Layout) -> None:
+    layout |= {name: shape for name, shape in _per_expert_layout(EXPERTS + 1).items() if ".experts.3." in name}
+
+
+def _no_w2_at_all(layout: Layout) -> None:
+    for expert in range(EXPERTS):
+        del layout[_expert(1, expert, "w2")]
+
+
+GATE_UP, DOWN = "model.layers.{}.mlp.experts.gate_up_proj", "model.layers.{}.mlp.experts.down_proj"
+GATE_UP_SHAPE, DOWN_SHAPE = (EXPERTS, 2 * INTERMEDIATE, HIDDEN), (EXPERTS, HIDDEN, INTERMEDIATE)
+
+# case: (edit, missing, unexpected, mismatched as (name, model shape, checkpoint count), a note that explains it)
+BROKEN: dict[str, tuple[Callable[[Layout], None], tuple[str, ...], tuple[str, ...], tuple, str]] = {
+    "wrong-shape": (
+        _wrong_shape,
+        (),
+        (),
+        ((GATE_UP.format(0), GATE_UP_SHAPE, (EXPERTS * 2 * INTERMEDIATE * HIDDEN - 4 * HIDDEN,)),),
+        f"{_expert(0, 1, 'w1')} is ({INTERMEDIATE - 4}, {HIDDEN}) where the other "
+        f"model.layers.0.block_sparse_moe.experts.*.w1.weight are ({INTERMEDIATE}, {HIDDEN})",
+    ),
+    "missing-expert": (
+        _missing_expert,
+        (),
+        (),
+        ((DOWN.format(1), DOWN_SHAPE, ((EXPERTS - 1) * HIDDEN * INTERMEDIATE,)),),
+        "model.layers.1.block_sparse_moe.experts.*.w2.weight lacks index 2",
+    ),
+    "stray-expert-9": (
+        _stray_expert,
+        (),
+        (_expert(0, 9, "w1"),),
+        (),
+        f"--check: {_expert(0, 9, 'w1')}: index beyond the {EXPERTS} that {GATE_UP.format(0)} stacks (unexpected)",
+    ),
+    "extra-expert": (
+        _extra_expert,
+        (),
+        tuple(_expert(layer, 3, which) for layer in range(LAYERS) for which in ("w1", "w3", "w2")),
+        (),
+        f"--check: {_expert(1, 3, 'w2')}: index beyond the {EXPERTS} that {DOWN.format(1)} stacks (unexpected)",
+    ),
+    "no-w2-at-all": (_no_w2_at_all, (DOWN.format(1),), (), (), ""),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_broken_per_expert_checkpoint_is_reported(tmp_path: Path, case: str) -> None:
+    edit, missing, unexpected, mismatched, note = BROKEN[case]
+    layout = _per_expert_layout()
+    edit(layout)
+    directory = _save(tmp_path / case, layout)
+    assert not _loads_in_transformers(directory)
+
+    check = paramscope.inspect(str(directory), check=True).check
+    assert check is not None
+    assert not check.ok
+    assert (check.missing, tuple(sorted(check.unexpected)), check.mismatched) == (
+        missing,
+        tuple(sorted(unexpected)),
+        tuple(ShapeMismatch(*item) for item in mismatched),
+    )
+    assert not note or any(note in line for line in check.notes)
+
+
+def test_the_cli_exits_1_on_a_broken_expert(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    layout = _per_expert_layout()
+    _missing_expert(layout)
+    directory = _save(tmp_path / "broken", layout)
+    code, out, err = run(capsys, "inspect", str(directory), "--check", "--quiet")
+    assert (code, err) == (1, "")
+    assert DOWN.format(1) in out
+
+
+class _Attention(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.q_proj = torch.nn.Linear(HIDDEN, HIDDEN, bias=False)
+        self.k_proj = torch.nn.Linear(HIDDEN, HIDDEN // 2, bias=False)
+        self.v_proj = torch.nn.Linear(HIDDEN, HIDDEN // 2, bias=False)
+
+
+def _split_qkv(name: str) -> tuple[str, bool]:
+    """A one-to-many conversion as transformers' renames it: ``qkv`` names only the first model tensor it fills."""
+    return ("q_proj.weight", True) if name == "qkv.weight" else (name, False)
+
+
+@pytest.mark.parametrize("rows", [2 * HIDDEN, 2 * HIDDEN + 1])
+def test_a_tensor_split_into_several_is_compared_with_their_sum(tmp_path: Path, rows: int) -> None:
+    path = tmp_path / "model.safetensors"
+    save_file({"qkv.weight": torch.zeros(rows, HIDDEN)}, str(path))
+    model = _Attention()
+    fits = rows * HIDDEN == sum(parameter.numel() for parameter in model.parameters())
+    check = compare(paramscope.inspect(model), paramscope.inspect(str(path)), Loading(rename=_split_qkv))
+    if fits:
+        assert check.ok
+    else:  # the sum does not fit: q_proj is short of what qkv holds, k_proj and v_proj have no source
+        assert check.missing == ("k_proj.weight", "v_proj.weight")
+        assert check.mismatched == (ShapeMismatch("q_proj.weight", (HIDDEN, HIDDEN), (rows * HIDDEN,)),)
