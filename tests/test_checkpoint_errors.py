@@ -767,3 +767,92 @@ def test_pickle_refused_as_a_subprocess(tmp_path: Path) -> None:
         f"paramscope: error: {refused(path, BLOCKED)}\n",
     )
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# files that are not regular files: opening a FIFO blocks until something writes to it, so each is refused first
+
+
+FIFO_TIMEOUT = 60  # a regression hangs: the timeout fails the test instead
+
+
+def not_regular(path: Path, kind: str = "a FIFO") -> str:
+    return f"{path}: not a regular file ({kind}): paramscope reads checkpoints from regular files"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [
+        ("model.safetensors", "file"),
+        ("model.pt", "file"),
+        ("model.gguf", "file"),
+        ("weights.xyz", "file"),  # an unknown suffix: the format would be sniffed from its first bytes
+        ("config.json", "file"),
+        ("model.safetensors.index.json", "file"),
+        ("model.safetensors", "directory"),
+        ("model.safetensors.index.json", "directory"),
+        ("model.bin", "directory"),
+        ("model.gguf", "directory"),
+    ],
+)
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path, name: str, target: str) -> None:
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    result = subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", "inspect", str(fifo if target == "file" else tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(paramscope.__file__).parents[1])},
+        timeout=FIFO_TIMEOUT,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"paramscope: error: {not_regular(fifo)}\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_shard_named_by_an_index_is_refused(tmp_path: Path) -> None:
+    index = one_shard(tmp_path)
+    os.mkfifo(tmp_path / "model-00002-of-00002.safetensors")
+    result = subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", "inspect", str(index)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(paramscope.__file__).parents[1])},
+        timeout=FIFO_TIMEOUT,
+        check=False,
+    )
+    message = not_regular(tmp_path / "model-00002-of-00002.safetensors")
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"paramscope: error: {message}\n")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null")
+def test_a_device_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_error(run(capsys, "inspect", "/dev/null"), not_regular(Path("/dev/null"), "a character device"))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_training_state_that_is_a_fifo_is_only_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    torch.save({"fc.weight": torch.zeros(3, 2)}, tmp_path / "pytorch_model.bin")
+    os.mkfifo(tmp_path / "optimizer.pt")  # read for its tensors when it is a file; a FIFO is passed over, not opened
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == 6
+    assert report.notes[-1] == "not read: optimizer.pt (training state saved beside the weights, not the model)"
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "model.pt", "weights.xyz"])
+def test_a_symlink_to_a_checkpoint_is_read(tmp_path: Path, name: str) -> None:
+    real = tmp_path / "blobs" / "0123abcd"  # as in the Hugging Face cache: snapshots link to blobs
+    real.parent.mkdir()
+    torch.save({"fc.weight": torch.zeros(3, 2), "fc.bias": torch.zeros(3)}, real)
+    if name.endswith(".safetensors"):
+        from safetensors.torch import save_file
+
+        save_file({"fc.weight": torch.zeros(3, 2), "fc.bias": torch.zeros(3)}, real)
+    link = tmp_path / name
+    link.symlink_to(real)
+    assert paramscope.inspect(str(link)).totals.params == 9
+    (tmp_path / "snapshot").mkdir()
+    (tmp_path / "snapshot" / name).symlink_to(real)
+    if name != "weights.xyz":  # a directory is read by its files' suffixes
+        assert paramscope.inspect(str(tmp_path / "snapshot")).totals.params == 9

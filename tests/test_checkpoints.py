@@ -547,6 +547,125 @@ def test_checkpoint_with_optimizer_state(tmp_path: Path, layout: str, model_key:
     assert_tree_adds_up(report)
 
 
+class WithExtraState(nn.Module):
+    """A Linear whose state dict also holds a non-tensor ``_extra_state`` (as TransformerEngine's layers do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+        self.logit_scale = nn.Parameter(torch.tensor(2.5))  # a 0-d parameter, its name without a dot
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.logit_scale
+
+    def get_extra_state(self) -> Any:
+        return {"format": "fp8", "version": 2}
+
+    def set_extra_state(self, state: Any) -> None:
+        pass
+
+
+def test_flat_state_dict_with_entries_that_are_not_tensors(tmp_path: Path) -> None:
+    model = WithExtraState()
+    state = model.state_dict()
+    assert state["_extra_state"] == {"format": "fp8", "version": 2}  # the control: a state dict holds it
+    saved = {**state, "version": 3, "_meta.note": "trained on shards 0-9", "fc._extra_state": None}
+    path = tmp_path / "model.pt"
+    torch.save(saved, path)
+    report = paramscope.inspect(str(path))
+    tensors = {name: value for name, value in saved.items() if isinstance(value, torch.Tensor)}
+    assert list(tensors) == ["logit_scale", "fc.weight", "fc.bias"]
+    assert {r.name: (r.shape, r.numel, r.bytes) for r in report.tensors} == {
+        name: (tuple(t.shape), t.numel(), nbytes(t)) for name, t in tensors.items()
+    }
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) == 6 * 4 + 4 + 1
+    assert report.notes == (
+        "4 entries hold no tensor and are not counted: _extra_state (dict), version (int), _meta.note (str), "
+        "fc._extra_state (None)",
+    )
+    assert_tree_adds_up(report)
+
+
+def test_flat_state_dict_names_at_most_five_entries_that_are_not_tensors(tmp_path: Path) -> None:
+    saved: dict[str, Any] = {"weights": torch.zeros(3, 2), "bias": torch.zeros(3)}  # "weights" is no model entry
+    saved |= {f"layer{i}._extra_state": None for i in range(7)}
+    path = tmp_path / "model.pt"
+    torch.save(saved, path)
+    report = paramscope.inspect(str(path))
+    assert (report.totals.params, [r.name for r in report.tensors]) == (9, ["weights", "bias"])
+    assert report.notes == (
+        "7 entries hold no tensor and are not counted: layer0._extra_state (None), layer1._extra_state (None), "
+        "layer2._extra_state (None), layer3._extra_state (None), layer4._extra_state (None) and 2 more",
+    )
+
+
+@pytest.mark.parametrize("model_key", ["state_dict", "model"])
+def test_nested_checkpoint_whose_state_dict_has_entries_that_are_not_tensors(tmp_path: Path, model_key: str) -> None:
+    model = nn.Sequential(WithExtraState(), nn.LayerNorm(4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.zeros(2, 6))[0].sum().backward()  # a step, so the optimizer holds momentum buffers
+    optimizer.step()
+    state = model.state_dict()
+    path = tmp_path / "last.ckpt"
+    torch.save({"epoch": 4, model_key: state, "optimizer": optimizer.state_dict(), "note": "x"}, path)
+    report = paramscope.inspect(str(path))
+    tensors = {name: value for name, value in state.items() if isinstance(value, torch.Tensor)}
+    assert {r.name: (r.shape, r.bytes) for r in report.tensors} == {
+        name: (tuple(t.shape), nbytes(t)) for name, t in tensors.items()
+    }
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) == 6 * 4 + 4 + 1 + 4 + 4
+    momentum = tensor_leaves(optimizer.state_dict())
+    assert len(momentum) == len(tensors)
+    assert report.notes == (
+        f"the model's tensors are the checkpoint's {model_key!r} entry",
+        f"optimizer state 'optimizer': {len(momentum)} tensor(s), {sum(t.numel() for t in momentum)} elements, "
+        f"{sum(nbytes(t) for t in momentum)} B; not counted in the totals",
+        f"1 entry of {model_key!r} holds no tensor and is not counted: 0._extra_state (dict)",
+    )
+
+
+def sparse_parts(tensor: torch.Tensor) -> list[torch.Tensor]:
+    if tensor.layout is torch.sparse_coo:
+        return [tensor._indices(), tensor._values()]
+    return [tensor.crow_indices(), tensor.col_indices(), tensor.values()]
+
+
+def test_sparse_tensors_count_their_dense_shape_and_stored_bytes(tmp_path: Path) -> None:
+    coo = torch.sparse_coo_tensor([[0, 3, 7], [1, 2, 9]], [1.0, 2.0, 3.0], (8, 10), check_invariants=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Sparse CSR tensor support is in beta state"
+        csr = torch.eye(5, dtype=torch.float16).to_sparse_csr()
+    dense = torch.zeros(5)
+    path = tmp_path / "model.pt"
+    torch.save({"emb.weight": coo, "fc.weight": csr, "fc.bias": dense, "head.weight": coo}, path)
+    report = paramscope.inspect(str(path))
+    stored = {
+        name: sum(nbytes(part) for part in sparse_parts(t)) for name, t in [("emb.weight", coo), ("fc.weight", csr)]
+    }
+    assert stored == {"emb.weight": 2 * 3 * 8 + 3 * 4, "fc.weight": 6 * 8 + 5 * 8 + 5 * 2}
+    got = {r.name: (r.shape, r.numel, r.dtype, r.bytes, r.aliases) for r in report.tensors}
+    assert got == {
+        "emb.weight": ((8, 10), coo.numel(), "float32", stored["emb.weight"], ("head.weight",)),
+        "fc.weight": ((5, 5), csr.numel(), "float16", stored["fc.weight"], ()),
+        "fc.bias": ((5,), 5, "float32", 20, ()),
+    }
+    assert report.totals.params == 80 + 25 + 5
+    assert report.notes[:2] == (
+        f"emb.weight is a torch.sparse_coo tensor of 80 elements: counted as its indices and values "
+        f"({stored['emb.weight']} B)",
+        f"fc.weight is a torch.sparse_csr tensor of 25 elements: counted as its indices and values "
+        f"({stored['fc.weight']} B)",
+    )
+    # the same tensors as a live model's parameters count the same (sources/module.py)
+    live = nn.Module()
+    live.emb = nn.Module()
+    live.emb.weight = nn.Parameter(coo)
+    live.fc = nn.Module()
+    live.fc.weight, live.fc.bias = nn.Parameter(csr), nn.Parameter(dense)
+    totals = paramscope.inspect(live).totals
+    assert (report.totals.params, report.totals.param_bytes) == (totals.params, totals.param_bytes)
+
+
 def test_legacy_format(tmp_path: Path) -> None:
     model = Mixed()
     state = model.state_dict()

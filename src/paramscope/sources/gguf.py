@@ -16,6 +16,7 @@ from .. import dtypes as dtype_table
 from .._errors import SourceError
 from .._report import Report
 from .checkpoint import StoredTensor, check_files, checkpoint_report
+from .safetensors import check_regular_file
 
 _MAGIC = b"GGUF"
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
@@ -23,6 +24,7 @@ _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$"
 
 def _check_header(path: Path) -> None:
     # The reader's own checks end in "GGUF magic invalid"; these say what the file is, before numpy maps it.
+    check_regular_file(path)
     try:
         with path.open("rb") as handle:
             head = handle.read(8)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,6 +34,31 @@ def _fail(path: Path | str, message: str) -> SourceError:
     return SourceError(f"{path}: {message}")
 
 
+# What a path that is not a regular file is, for the error that refuses it.
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse ``path`` unless it is a regular file (or a symlink to one), before anything opens it.
+
+    Opening a FIFO blocks until something writes to it, and a device never ends: either would hang the count. A path
+    that cannot be stat'ed is left to the open that follows, which says why.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+        raise _fail(path, f"not a regular file ({kind}): paramscope reads checkpoints from regular files")
+
+
 def _reader(path: Path, start: int) -> Callable[[int], bytes]:
     def read(size: int) -> bytes:
         with path.open("rb") as handle:
@@ -44,6 +70,7 @@ def _reader(path: Path, start: int) -> Callable[[int], bytes]:
 
 def read_header(path: Path) -> tuple[dict[str, Any], int, int]:
     """The parsed header, the offset where tensor data starts, and the length of the data region."""
+    check_regular_file(path)
     try:
         size = path.stat().st_size
         with path.open("rb") as handle:
@@ -161,6 +188,7 @@ def header_tensors(
 def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
     """The weight_map (tensor name → shard file) of a ``*.safetensors.index.json``; errors start with ``name``."""
     where = index if name is None else name
+    check_regular_file(index)
     try:
         if index.stat().st_size > _MAX_INDEX_BYTES:
             raise _fail(where, "index larger than 100 MB")
@@ -186,8 +214,9 @@ def load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
     shards: list[Path] = []
     for shard in dict.fromkeys(weight_map.values()):
         shard_path = index.parent / shard
-        if not shard_path.is_file():
+        if not shard_path.exists():
             raise _fail(index, f"names {shard}, which is missing")
+        check_regular_file(shard_path)
         shards.append(shard_path)
     return shards, weight_map
 

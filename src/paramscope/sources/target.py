@@ -149,6 +149,10 @@ def _path_report(target: str, request: Request) -> Report:
     path = Path(target)
     if not path.exists():
         raise SourceError(f"{target}: no such file or directory")
+    if not path.is_dir():
+        from .safetensors import check_regular_file
+
+        check_regular_file(path)  # a FIFO would block the first read, a device never end
     if path.is_file() and path.name.endswith(".json") and not path.name.endswith(".index.json"):
         return _config_report(path, request)  # a config.json
     directory = path if path.is_dir() else path.parent

@@ -7,7 +7,9 @@ tensors are counted; optimizer state and other entries are reported in the notes
 directory, such as a Hugging Face Trainer's output, the files with the usual weight names are read, and the training
 state saved beside them (``training_args.bin``, ``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``) is only noted;
 files that hold the same tensor names (``epoch1.pt``, ``epoch2.pt``) are separate checkpoints, refused rather than
-added up. DTensors count at their global shape (a rank's file holds its shards), nested tensors as their values.
+added up. DTensors count at their global shape (a rank's file holds its shards), nested tensors as their values,
+sparse tensors as their dense shape's elements in the bytes of their indices and values. Entries of a state dict that
+are not tensors (a module's ``_extra_state``, a version number) are named in the notes.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from .._errors import SourceError
 from .._report import Report
 from .._units import format_bytes, format_count
 from ._sharded import dtensor_class, dtensor_sharding
+from ._tensors import unusual_bytes
 from .checkpoint import TRAINING_STATE, StoredTensor, check_files, checkpoint_report, read_config
-from .safetensors import load_index
+from .safetensors import check_regular_file, load_index
 
 SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 # Where nested checkpoints keep the model's state dict, most specific first.
@@ -49,6 +52,8 @@ _WEIGHT_FILE = re.compile(
     r"(pytorch_model|diffusion_pytorch_model|adapter_model|model)(-\d+-of-\d+)?\.(bin|pt|pth|ckpt)|consolidated(\.\d+)?\.pth"
 )
 _OPTIMIZER_FILE = re.compile(r"optimizer(_\d+)?\.(bin|pt|pth)")
+_MAX_NAMED = 5  # entries a note names before "and N more"
+_SPARSE = frozenset({torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc})
 _ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
 _TORCH_PREAMBLE = "Weights only load failed."
 _TORCH_DOCS = "Check the documentation of torch.load"
@@ -108,6 +113,7 @@ def _torch_load(path: Path) -> Any:
 
 
 def _load_file(path: Path) -> Any:
+    check_regular_file(path)
     if path.stat().st_size == 0:
         raise SourceError(f"{path}: empty file (0 bytes): not a PyTorch checkpoint")
     if zipfile.is_zipfile(path):
@@ -225,39 +231,81 @@ def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
             yield from _leaves(item, f"{prefix}.{position}" if prefix else str(position))
 
 
+def _nbytes(tensor: torch.Tensor) -> int:
+    if tensor.layout in _SPARSE:
+        return unusual_bytes("", tensor, 0)[0]  # its indices and values
+    return tensor.numel() * tensor.element_size()
+
+
 def _summary(tensors: list[tuple[str, torch.Tensor]]) -> str:
     elements = sum(tensor.numel() for _, tensor in tensors)
-    size = sum(tensor.numel() * tensor.element_size() for _, tensor in tensors)
+    size = sum(_nbytes(tensor) for _, tensor in tensors)
     return f"{len(tensors)} tensor(s), {format_count(elements)} elements, {format_bytes(size)}"
 
 
+def _holds_tensors(value: Any) -> bool:
+    return any(True for _ in _leaves(value))
+
+
+def _is_container_of_tensors(value: Any) -> bool:
+    return not isinstance(value, torch.Tensor) and _holds_tensors(value)
+
+
+def _without_tensors(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """The entries of a state dict (nested dicts and lists walked) that hold no tensor, with a dotted name: a module's
+    ``_extra_state``, a version number, a metadata string."""
+    items = value.items() if isinstance(value, Mapping) else enumerate(value)
+    for key, item in items:
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(item, torch.Tensor):
+            continue
+        if isinstance(item, (Mapping, list, tuple)) and _holds_tensors(item):
+            yield from _without_tensors(item, name)
+        else:
+            yield name, item
+
+
+def _left_out_note(entries: list[tuple[str, Any]], where: str) -> list[str]:
+    if not entries:
+        return []
+    shown = [f"{name} ({'None' if item is None else type(item).__name__})" for name, item in entries[:_MAX_NAMED]]
+    more = f" and {len(entries) - _MAX_NAMED} more" if len(entries) > _MAX_NAMED else ""
+    if len(entries) == 1:
+        return [f"1 entry{where} holds no tensor and is not counted: {shown[0]}"]
+    return [f"{len(entries)} entries{where} hold no tensor and are not counted: {', '.join(shown)}{more}"]
+
+
 def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Tensor]], list[str]]:
-    """The model's named tensors, and notes on everything else the checkpoint holds."""
+    """The model's named tensors, and notes on everything else the checkpoint holds.
+
+    A dict whose values are tensors is a state dict: each of them is the model's, whatever its name (``fc.weight``,
+    ``logit_scale``), and values that are not tensors (``_extra_state``, a version) are named in a note. A dict with
+    a model entry (a state dict under one of :data:`_MODEL_KEYS`) is a training checkpoint: that entry is the model,
+    and the tensors of the other entries (optimizer state) are summed up in notes.
+    """
     if isinstance(loaded, torch.Tensor):
         return [(path.stem, loaded)], []
     if not isinstance(loaded, Mapping):
         raise SourceError(f"{path}: holds a {type(loaded).__name__}, not a state dict or a checkpoint dict")
-    if all(isinstance(value, torch.Tensor) for value in loaded.values()):
-        return list(_leaves(loaded)), []
-    model_key = next((key for key in _MODEL_KEYS if any(True for _ in _leaves(loaded.get(key)))), None)
+    # A model entry is a container of tensors; a tensor under such a name ("weights") is one of a state dict's.
+    model_key = next((key for key in _MODEL_KEYS if _is_container_of_tensors(loaded.get(key))), None)
     notes = []
     if model_key is None:
-        model = [(name, tensor) for name, tensor in _leaves(loaded) if "." not in name]
-        others = [key for key in loaded if not isinstance(loaded[key], torch.Tensor)]
+        model = [(str(key), value) for key, value in loaded.items() if isinstance(value, torch.Tensor)]
         if not model:
             keys = ", ".join(repr(key) for key in list(loaded)[:8])
             raise SourceError(f"{path}: no model tensors found (top-level keys: {keys})")
+        others = [key for key, value in loaded.items() if _is_container_of_tensors(value)]
+        left_out = _left_out_note([(str(key), value) for key, value in loaded.items() if not _holds_tensors(value)], "")
     else:
         model = list(_leaves(loaded[model_key]))
-        others = [key for key in loaded if key != model_key]
+        others = [key for key in loaded if key != model_key and _holds_tensors(loaded[key])]
         notes.append(f"the model's tensors are the checkpoint's {model_key!r} entry")
+        left_out = _left_out_note(list(_without_tensors(loaded[model_key])), f" of {model_key!r}")
     for key in others:
-        tensors = list(_leaves(loaded[key]))
-        if not tensors:
-            continue
         what = "optimizer state" if key in _OPTIMIZER_KEYS else "entry"
-        notes.append(f"{what} {key!r}: {_summary(tensors)}; not counted in the totals")
-    return model, notes
+        notes.append(f"{what} {key!r}: {_summary(list(_leaves(loaded[key])))}; not counted in the totals")
+    return model, notes + left_out
 
 
 def _counted(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], str]:
@@ -281,8 +329,8 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
     for path, name, tensor in named:
         data, shape, what = _counted(tensor)
         key = (
-            (id(tensor),)
-            if data.is_meta
+            (id(tensor),)  # a sparse tensor has no single storage; the unpickler gives a tensor saved twice one id
+            if data.is_meta or data.layout in _SPARSE
             else (data.untyped_storage().data_ptr(), data.storage_offset(), shape, data.stride(), data.dtype)
         )
         position = first_of.get(key)
@@ -292,17 +340,22 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
         else:
             aliases.setdefault(position, []).append(name)
     stored = []
+    sparse = []
     for position, (path, name, shape, tensor, _) in enumerate(order):
         entry = dtype_table.find(str(tensor.dtype))
         if entry is None:
             raise SourceError(f"{path}: tensor {name!r} has dtype {tensor.dtype}, which paramscope does not know")
-        numel = math.prod(shape)
-        stored.append(
-            StoredTensor(name, entry.name, shape, entry.nbytes(numel), str(path), tuple(aliases.get(position, ())))
-        )
+        nbytes = entry.nbytes(math.prod(shape))
+        if tensor.layout in _SPARSE:
+            # counted as a live model's sparse parameter is: its dense shape's elements, the bytes it stores
+            nbytes, note = unusual_bytes(name, tensor, nbytes)
+            sparse.extend([note] if note else [])
+        stored.append(StoredTensor(name, entry.name, shape, nbytes, str(path), tuple(aliases.get(position, ()))))
     dtensors = [(name, tensor) for _, name, _, tensor, what in order if what == "dtensor"]
     nested = [name for _, name, _, _, what in order if what == "nested"]
-    notes = []
+    notes = sparse[:_MAX_NAMED]
+    if len(sparse) > _MAX_NAMED:
+        notes.append(f"… and {len(sparse) - _MAX_NAMED} more sparse tensors counted as their indices and values")
     if dtensors:
         sharding, _ = dtensor_sharding(dtensors[0][1])
         notes.append(
@@ -342,7 +395,8 @@ def _files(target: Path) -> _Files:
             shards, index_map = load_index(target)
             return _Files(shards, [], [], index=target, weight_map=index_map)
         return _Files([target], [], [])
-    candidates = sorted(p for p in target.iterdir() if p.suffix in SUFFIXES and p.is_file())
+    # a FIFO named model.pt is a candidate, refused when read rather than passed over
+    candidates = sorted(p for p in target.iterdir() if p.suffix in SUFFIXES and p.exists() and not p.is_dir())
     training = [p for p in candidates if TRAINING_STATE.fullmatch(p.name)]
     indexes = sorted(target.glob("*.bin.index.json")) + sorted(target.glob("*.pt.index.json"))
     index = indexes[0] if indexes else None
