@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+import paramscope
 from paramscope.cli import main
 
 
@@ -20,3 +26,21 @@ def assert_error(result: tuple[int, str, str], message: str) -> None:
     assert err == f"paramscope: error: {message}\n"
     assert code == 2
     assert out == ""
+
+
+def run_in_a_new_process(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m paramscope.cli argv`` in a fresh interpreter, with plain output (no terminal width or colour
+    forced) and this checkout's paramscope importable, unless ``env`` says otherwise."""
+    if env is None:
+        env = {key: value for key, value in os.environ.items() if key not in {"COLUMNS", "FORCE_COLOR"}}
+        env["PYTHONPATH"] = str(Path(paramscope.__file__).parents[1])
+    return subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )

@@ -28,7 +28,7 @@ from torch import nn
 import paramscope
 from paramscope.cli import main
 
-from .cli import assert_error, run
+from .cli import assert_error, run, run_in_a_new_process
 
 SUBPROCESS_TIMEOUT = 120
 
@@ -731,16 +731,7 @@ def test_a_huge_header_length_allocates_nothing(
 
 
 def run_module(*argv: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if key not in {"COLUMNS", "FORCE_COLOR"}}
-    env["PYTHONPATH"] = str(Path(paramscope.__file__).parents[1])
-    return subprocess.run(
-        [sys.executable, "-m", "paramscope.cli", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=SUBPROCESS_TIMEOUT,
-        check=False,
-    )
+    return run_in_a_new_process(*argv, timeout=SUBPROCESS_TIMEOUT)
 
 
 @pytest.mark.parametrize(

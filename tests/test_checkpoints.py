@@ -37,7 +37,7 @@ from paramscope.examples import gpt2, resnet18
 from paramscope.sources.safetensors import stored_tensors
 
 from .checkpoints import LLAMA_3_70B, LLAMA_3_70B_PARAMS, llama_tensors, write_safetensors, write_sharded
-from .cli import assert_error, run
+from .cli import assert_error, run, run_in_a_new_process
 
 RESNET18_PARAMS = 11_689_512  # published (torchvision resnet18)
 RESNET18_BUFFERS = 9_620  # BatchNorm running_mean/var (2 × 4,800) + 20 num_batches_tracked
@@ -831,16 +831,7 @@ def test_directory_of_two_epochs_one_file_each(tmp_path: Path) -> None:
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
     """The CLI in a fresh interpreter: torch.distributed.tensor and torch._dynamo not imported yet."""
-    env = {key: value for key, value in os.environ.items() if key not in {"COLUMNS", "FORCE_COLOR"}}
-    env["PYTHONPATH"] = str(Path(paramscope.__file__).parents[1])
-    return subprocess.run(
-        [sys.executable, "-m", "paramscope.cli", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=SUBPROCESS_TIMEOUT,
-        check=False,
-    )
+    return run_in_a_new_process(*argv, timeout=SUBPROCESS_TIMEOUT)
 
 
 def fresh_torch_load(path: Path) -> subprocess.CompletedProcess[str]:
@@ -1049,14 +1040,7 @@ def torchless_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def run_torchless(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "paramscope.cli", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=SUBPROCESS_TIMEOUT,
-        check=False,
-    )
+    return run_in_a_new_process(*argv, env=env, timeout=SUBPROCESS_TIMEOUT)
 
 
 def test_the_fake_torch_really_fails(torchless_env: dict[str, str]) -> None:
