@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -298,21 +297,15 @@ def _bnb4_without_state(weights: int) -> list[StoredTensor]:
     return tensors
 
 
-def test_many_bnb4_weights_take_linear_time_and_one_note() -> None:
-    small, large = 1_000, 16_000
-    timings = []
-    for weights in (small, large):
-        tensors = _bnb4_without_state(weights)
-        start = time.perf_counter()
-        records, notes = quantized_records(tensors, None)
-        timings.append(time.perf_counter() - start)
-        assert sum(record.numel for record in records if record.kind == "parameter") == weights * OUT * IN
-        assert sum(record.kind == "quantization" for record in records) == 3 * weights
+def test_many_bnb4_weights_without_quant_state_get_one_note() -> None:
+    # timing is for benchmarks; the speed of this path (companions found by binary search) is not asserted here
+    weights = 16_000
+    records, notes = quantized_records(_bnb4_without_state(weights), None)
+    assert sum(record.numel for record in records if record.kind == "parameter") == weights * OUT * IN
+    assert sum(record.kind == "quantization" for record in records) == 3 * weights
     assert sum("quant_state" in note for note in notes) == 1
     assert "quant_state of 16,000 weight(s) (layers.0.experts.0.weight, layers.0.experts.1.weight, " in notes[-1]
     assert "and 15,997 more)" in notes[-1]
-    # 16 times the weights: about 16 times the time; a scan per weight (the old way) was 256 times
-    assert timings[1] < 64 * max(timings[0], 1e-3)
 
 
 def test_nvfp4_group_size_is_read_from_the_scales(tmp_path: Path) -> None:
