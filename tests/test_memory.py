@@ -667,7 +667,7 @@ def test_a_summary_without_activations_says_so() -> None:
     plan = plan_of(failed, train=True)
     assert (plan.settings.batch, "activations" in names(plan)) == (1, False)
     assert plan.notes[0] == (
-        "no activations item: the summary could not run a train-mode forward (see its notes); pass the model"
+        "no activations item: the summary measured no activations (its notes say why); pass the model"
     )
     calls = tuple(call._replace(inputs="") if call.path == "" else call for call in summary.calls or ())
     unknown = plan_of(dataclasses.replace(summary, calls=calls), train=True)

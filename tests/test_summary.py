@@ -470,6 +470,43 @@ def test_flops_match_flop_counter_mode_on_cpu(built: dict[str, Built], name: str
     assert report.calls[0].flops == total  # type: ignore[index]
 
 
+class SameShapesOtherArguments(nn.Module):
+    """Convolutions that take one input shape but differ in stride, padding, dilation, groups and direction, and a
+    Linear shape repeated: FLOPs worked out once per shape must still tell the convolutions apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList([
+            nn.Conv2d(8, 8, 3), nn.Conv2d(8, 8, 3, stride=2), nn.Conv2d(8, 8, 3, padding=1),
+            nn.Conv2d(8, 8, 3, dilation=2), nn.Conv2d(8, 8, 3, groups=4), nn.ConvTranspose2d(8, 8, 3),
+        ])  # fmt: skip
+        self.linears = nn.ModuleList([nn.Linear(16, 16) for _ in range(3)])
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        total = torch.stack([conv(x).sum() for conv in self.convs]).sum()
+        for linear in self.linears:
+            y = linear(y)
+        return total, y
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_flops_per_module_match_flop_counter_mode_when_shapes_repeat(device: str) -> None:
+    model = SameShapesOtherArguments()
+    x, y = torch.randn(1, 8, 16, 16), torch.randn(4, 16)
+    total, per_path = torch_flops(model, x, y)
+    report = paramscope.summary(model, input_data=(x, y), device=device)
+    assert report.totals.flops == total
+    by_path = {record.path: record.flops for record in report.calls or () if record.calls}
+    assert by_path == {path: per_path.get(path, 0) for path in by_path}
+    # by hand: 2 × C_out × C_in/groups × k² per output position (per input position when transposed)
+    per_position = 2 * 8 * 8 * 9
+    assert [by_path[f"convs.{i}"] for i in range(6)] == [
+        per_position * 14 * 14, per_position * 7 * 7, per_position * 16 * 16, per_position * 12 * 12,
+        per_position // 4 * 14 * 14, per_position * 16 * 16,
+    ]  # fmt: skip
+    assert [by_path[f"linears.{i}"] for i in range(3)] == [2 * 4 * 16 * 16] * 3
+
+
 @pytest.mark.parametrize("name", ["resnet18", "gpt2-tiny"])
 def test_flops_on_cpu_equal_flops_on_meta(built: dict[str, Built], name: str) -> None:
     model, _, meta = built[name]
@@ -598,9 +635,31 @@ def test_activation_bytes_equal_what_autograd_saves_on_cpu(built: dict[str, Buil
         if record.calls:
             assert record.activations_bytes == per_path.get(record.path, 0), record.path
     case = CASES[name]
-    for mode in ("eval", "train"):
-        cpu = paramscope.summary(model, input_size=case.shape, dtypes=[case.dtype], device="cpu", mode=mode)
-        assert cpu.totals.activations_bytes == total
+    cpu = paramscope.summary(model, input_size=case.shape, dtypes=[case.dtype], device="cpu", mode="train")
+    assert cpu.totals.activations_bytes == total
+    assert "forward pass in train mode on cpu; activations measured in a train-mode forward" in cpu.notes
+
+
+@pytest.mark.parametrize("name", ["resnet18", "gpt2-tiny"])
+def test_an_eval_summary_on_cpu_runs_one_forward_and_says_why_no_activations(
+    built: dict[str, Built], name: str
+) -> None:
+    model, _, _ = built[name]
+    case = CASES[name]
+    runs = []
+    handle = model.register_forward_pre_hook(lambda module, args: runs.append(torch.is_grad_enabled()))
+    try:
+        cpu = paramscope.summary(model, input_size=case.shape, dtypes=[case.dtype], device="cpu")
+    finally:
+        handle.remove()
+    assert runs == [False]  # the forward asked for, without autograd; no second, train-mode one
+    assert cpu.totals.activations_bytes is None
+    assert {record.activations_bytes for record in cpu.calls or ()} == {None}
+    assert (
+        "forward pass in eval mode on cpu; activations not measured: on cpu the summary runs only the forward asked "
+        "for, and an eval-mode forward saves nothing for backward (a train-mode summary measures them, and so does "
+        "one on meta)"
+    ) in cpu.notes
 
 
 def test_resnet18_activation_bytes_pinned(built: dict[str, Built]) -> None:

@@ -171,8 +171,9 @@ def summary(
     models need ``"long"``); ``input_data`` gives the inputs themselves instead (a tensor, a tuple, or a dict of
     keyword inputs). ``depth`` limits the call records to modules that deep. ``device="cpu"`` runs for real.
 
-    FLOPs come from torch's ``FlopCounterMode``; ``totals.activations_bytes`` is what autograd saves for backward
-    in a train-mode forward. The model is never changed: parameters, buffers, devices, modes and hooks stay as
+    FLOPs are counted with torch's ``FlopCounterMode`` formulas; ``totals.activations_bytes`` is what autograd
+    saves for backward in a train-mode forward (on ``"cpu"``, where only the forward asked for runs, it is None in
+    eval mode). The model is never changed: parameters, buffers, devices, modes and hooks stay as
     they were, even when the forward raises.
 
     >>> import paramscope

@@ -326,7 +326,7 @@ def _no_forward_in(report: Report, train: bool) -> str:
             "of an inference forward; pass the model with a context length or input_size to measure one"
         )
     if train and report.calls is not None and report.totals.activations_bytes is None:
-        return "no activations item: the summary could not run a train-mode forward (see its notes); pass the model"
+        return "no activations item: the summary measured no activations (its notes say why); pass the model"
     if train and report.calls is not None:
         return "no activations item: the summary does not record the shapes of its inputs (its batch); pass the model"
     return ("no activations item: a Report has no model to run a forward; pass the model" +

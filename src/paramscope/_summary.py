@@ -94,7 +94,7 @@ def make_inputs(
 def forward_refusal(model: nn.Module) -> str | None:
     """Why paramscope does not run ``model``'s forward, or None: TorchScript modules take no module hooks, and a
     sharded model's forward runs collectives, which one rank alone would leave waiting (or break FSDP's state)."""
-    classes = {cls.__name__ for module in model.modules() for cls in type(module).__mro__}
+    classes = {cls.__name__ for kind in {type(module) for module in model.modules()} for cls in kind.__mro__}
     if "ScriptModule" in classes:
         return "the model holds TorchScript modules, which take no module hooks: summarise the eager model"
     sharded = classes & {"FSDPModule", "FullyShardedDataParallel"} or any(
@@ -197,7 +197,7 @@ def summarize(
         where = "" if mode == "train" else f" on {result.activations_device}"
         activations_note = f"activations measured in a train-mode forward{where}"
     else:
-        activations_note = f"activations not measured: no train-mode forward could run ({result.activations_failure})"
+        activations_note = f"activations not measured: {result.activations_failure}"
     notes = [
         f"forward pass in {mode} mode on {device}; {activations_note}",
         *_uncounted_note(result.uncounted_ops),

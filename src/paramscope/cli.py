@@ -86,11 +86,11 @@ examples:
   paramscope summary my_models.py:Net --input-size 8,16 --input-size 8,4 --device cpu --mode train
   paramscope summary path/to/checkpoint/ --input-size 1,128 --input-dtype long --check
 
-The pass runs on the meta device unless --device cpu: shapes are exact and nothing is computed. FLOPs are torch's
-FlopCounterMode's (matrix products, convolutions, attention); activations are the bytes autograd saves for
-backward in a train-mode forward. The model is never changed. A forward needs a model, so a directory holding
-config.json and weights is always built from the config (as --from-config does); --check compares the weights with
-that model.
+The pass runs on the meta device unless --device cpu: shapes are exact and nothing is computed. FLOPs are counted
+with torch's FlopCounterMode formulas (matrix products, convolutions, attention); activations are the bytes autograd
+saves for backward in a train-mode forward (with --device cpu, which runs one forward, only with --mode train).
+The model is never changed. A forward needs a model, so a directory holding config.json and weights is always built
+from the config (as --from-config does); --check compares the weights with that model.
 
 exit codes: 0 success, 1 --check found differences, 2 bad input or usage, 3 budget exceeded
 """

@@ -6,12 +6,12 @@ devices and ``requires_grad`` never change; the train/eval flag of every module 
 restored even when the forward raises.
 
 - Shapes: forward pre-hooks and hooks on every module record what goes in and comes out, in execution order.
-- FLOPs: torch's own ``FlopCounterMode``, with module attribution, plus a formula for the CPU attention kernel it
-  has none for. The ops it does not count are named in the notes.
+- FLOPs: the formulas of torch's ``FlopCounterMode`` (``flop_registry``), plus those it lacks for torch's fused CPU
+  kernels, attributed to the modules on the hooks' stack. The ops without a formula are named in the notes.
 - Activations: the bytes autograd saves for backward in a train-mode forward with gradients, seen by
   ``torch.autograd.graph.saved_tensors_hooks`` and de-duplicated by storage (parameters and buffers are not
-  activations). When the summary itself runs in eval mode, this forward runs on meta: it saves the same tensors
-  and costs neither memory nor compute.
+  activations). When a summary on meta runs in eval mode, a second forward, in train mode, measures them: on meta
+  it costs neither memory nor compute. On a real device only the forward asked for runs.
 
 On meta, ``scaled_dot_product_attention`` runs as a fused kernel, as it does on a GPU (see
 ``_FusedAttentionOnMeta``); on CPU torch picks its kernel itself.
@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import operator
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
+from torch.utils.flop_counter import flop_registry, sdpa_flop_count
 
 from ._errors import TargetError, first_line
 
@@ -193,47 +194,153 @@ class ParameterWriteError(RuntimeError):
     """A forward on the real weights was about to change one of them in place."""
 
 
-_WRITTEN_ARGUMENTS: dict[Any, tuple[tuple[int, str], ...]] = {}
+# What FlopCounterMode leaves to a tensor subclass with its own sizes and strides (a jagged nested tensor).
+_METADATA_QUERIES = {
+    getattr(aten, name).default
+    for name in ("sym_is_contiguous", "is_contiguous", "is_strides_like_format", "is_non_overlapping_and_dense",
+                 "size", "sym_size", "stride", "sym_stride", "storage_offset", "sym_storage_offset", "numel",
+                 "sym_numel", "dim")
+    if hasattr(aten, name)
+} | {aten.is_contiguous.memory_format, torch.ops.prim.layout.default}  # fmt: skip
 
 
-def _written_arguments(func: Any) -> tuple[tuple[int, str], ...]:
-    """The arguments an op writes to (``self`` of ``clamp_``, ``out=``), by position and name, from its schema."""
-    written = _WRITTEN_ARGUMENTS.get(func)
-    if written is None:
-        arguments = func._schema.arguments
-        written = tuple(
-            (i, a.name) for i, a in enumerate(arguments) if a.alias_info is not None and a.alias_info.is_write
-        )
-        _WRITTEN_ARGUMENTS[func] = written
-    return written
+def _shapes(value: Any) -> Any:
+    """``value`` with its tensors replaced by their shapes: what FlopCounterMode's ``shape_wrapper`` passes to a
+    formula, without the pytree walk that costs more than the formula (aten arguments nest in lists, tuples and
+    dicts only)."""
+    if isinstance(value, torch.Tensor):
+        return value.shape
+    if type(value) is tuple or type(value) is list:
+        return type(value)(_shapes(item) for item in value)
+    if type(value) is dict:
+        return {key: _shapes(item) for key, item in value.items()}
+    return value
+
+
+def _on_shapes(formula: Callable[..., int]) -> Callable[..., int]:
+    """``formula`` as FlopCounterMode calls it, on the op's arguments and output (``out_val``). A formula on shapes
+    gives the same count for the same shapes: each is worked out once (a model's layers repeat their shapes)."""
+    on_shapes = getattr(formula, "__wrapped__", None)  # torch's shape_wrapper keeps the formula it wraps (wraps)
+    if getattr(formula, "_get_raw", False) or on_shapes is None:
+        return formula
+    known: dict[str, int] = {}
+
+    def counted(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
+        shapes = _shapes((args, kwargs, out_val))
+        key = repr(shapes)
+        flops = known.get(key)
+        if flops is None:
+            args, kwargs, out_shape = shapes
+            flops = known[key] = int(on_shapes(*args, out_shape=out_shape, **kwargs))
+        return flops
+
+    return counted
+
+
+@dataclass
+class _OpPlan:
+    """How :class:`_OpRecorder` handles one op overload, worked out once, and how often it ran."""
+
+    packet: Any
+    formula: Callable[..., int] | None
+    decomposes: bool
+    """No formula, but a decomposition into ops that may have one (FlopCounterMode decomposes these too)."""
+    written: tuple[tuple[int, str], ...]
+    """The arguments the op writes to (``self`` of ``clamp_``, ``out=``), by position and name."""
+    runs: int = 0
 
 
 class _OpRecorder(TorchDispatchMode):
-    """Counts the aten ops a forward runs, to name the ones FlopCounterMode counts as zero; with ``protected``
-    (parameter storages by address), refuses an op that would write to one before it runs: on a real device the
-    forward runs on the user's own weights, which must come back unchanged."""
+    """The one dispatch mode of a forward: counts the aten ops it runs (to name those without a FLOP formula); with
+    ``running`` (the stack of module paths the hooks keep), counts FLOPs with FlopCounterMode's formulas, each op's
+    added to every module running; with ``protected`` (parameter storages by address), refuses an op that would write
+    to one before it runs: on a real device the forward runs on the user's own weights, which must come back
+    unchanged.
 
-    def __init__(self, protected: dict[int, str] | None = None) -> None:
+    Why not FlopCounterMode itself: it is a second Python dispatch mode plus module hooks of its own that flatten
+    every module's inputs and outputs, about 10 % of a GPT-2 forward on CPU; this one mode does its counting with the
+    same formulas (``flop_registry``) and the same decompositions, and tests hold the two equal.
+    """
+
+    def __init__(self, protected: dict[int, str] | None = None, running: list[str] | None = None) -> None:
         super().__init__()
-        self.counts: dict[Any, int] = {}
         self.protected = protected or {}
+        self.running = running
+        self.flops: dict[str, int] = {}
+        """FLOPs per module path, each module's subtree included."""
+        self.total_flops = 0
+        self._formulas: dict[Any, Callable[..., int]] = {**flop_registry, **EXTRA_FLOP_FORMULAS}
+        # by id: an op overload hashes in Python, a cost on every op; torch.ops makes each overload once and keeps
+        # it, so its id stays its own
+        self._plans: dict[int, _OpPlan | None] = {}
+
+    @property
+    def counts(self) -> dict[Any, int]:
+        """How often each op ran, by overload packet (``aten.addmm``)."""
+        counts: dict[Any, int] = {}
+        for plan in self._plans.values():
+            if plan is not None and plan.runs:
+                counts[plan.packet] = counts.get(plan.packet, 0) + plan.runs
+        return counts
+
+    def _plan(self, func: Any) -> _OpPlan | None:
+        if func in _METADATA_QUERIES:
+            plan = None
+        else:
+            formula = self._formulas.get(func.overloadpacket)
+            formula = None if formula is None else _on_shapes(formula)
+            decomposes = (
+                formula is None
+                and self.running is not None
+                and func is not torch.ops.prim.device.default
+                and (
+                    torch._C.DispatchKey.CompositeImplicitAutograd in func.py_kernels
+                    or torch._C._dispatch_has_kernel_for_dispatch_key(
+                        func.name(), torch._C.DispatchKey.CompositeImplicitAutograd
+                    )
+                )
+            )
+            arguments = func._schema.arguments
+            written = tuple(
+                (i, a.name) for i, a in enumerate(arguments) if a.alias_info is not None and a.alias_info.is_write
+            )
+            plan = _OpPlan(func.overloadpacket, formula, decomposes, written)
+        self._plans[id(func)] = plan
+        return plan
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        self.counts[func.overloadpacket] = self.counts.get(func.overloadpacket, 0) + 1
-        if self.protected:
-            for index, name in _written_arguments(func):
-                target = args[index] if index < len(args) else kwargs.get(name)
-                # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter
-                if not isinstance(target, torch.Tensor) or target.layout != torch.strided or target.is_nested:
-                    continue
-                parameter = self.protected.get(target.untyped_storage().data_ptr())
-                if parameter is not None:
-                    raise ParameterWriteError(
-                        f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
-                        "not run that on your weights; summarise on meta (the default) instead"
-                    )
-        return func(*args, **kwargs)
+        plan = self._plans[id(func)] if id(func) in self._plans else self._plan(func)
+        if plan is None:
+            return NotImplemented
+        if plan.decomposes:
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        plan.runs += 1
+        if plan.written and self.protected:
+            self._refuse_writes(func, plan, args, kwargs)
+        out = func(*args, **kwargs)
+        if plan.formula is not None and self.running is not None:
+            flops = plan.formula(*args, **kwargs, out_val=out)
+            self.total_flops += flops
+            for path in set(self.running):  # a reused module may be on the stack twice
+                self.flops[path] = self.flops.get(path, 0) + flops
+        return out
+
+    def _refuse_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
+        for index, name in plan.written:
+            target = args[index] if index < len(args) else kwargs.get(name)
+            # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter
+            if not isinstance(target, torch.Tensor) or target.layout != torch.strided or target.is_nested:
+                continue
+            parameter = self.protected.get(target.untyped_storage().data_ptr())
+            if parameter is not None:
+                raise ParameterWriteError(
+                    f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
+                    "not run that on your weights; summarise on meta (the default) instead"
+                )
 
 
 def _parameter_storages(model: nn.Module) -> dict[int, str]:
@@ -274,7 +381,7 @@ class Trace:
     activations_device: str = ""
     """Where the train-mode forward that measured the activations ran."""
     activations_failure: str = ""
-    """Why no train-mode forward could run, when none could."""
+    """Why the activations were not measured, when they were not."""
 
 
 class ForwardError(TargetError):
@@ -335,9 +442,10 @@ def _mode(model: nn.Module, train: bool) -> Iterator[None]:
     finally:
         for module, saved in zip(modules, attributes, strict=True):
             current = module.__dict__
-            # by identity: == would compare tensors (element-wise, across devices)
-            changed = any(saved.get(key, current) is not value for key, value in current.items())
-            if changed or len(current) != len(saved):
+            # by identity (== would compare tensors element-wise, across devices); a rebound attribute keeps its
+            # place in the dict, an added or deleted one changes the keys
+            same = len(current) == len(saved) and all(map(operator.is_, current.values(), saved.values()))
+            if not (same and current.keys() == saved.keys()):
                 current.clear()
                 current.update(saved)
         for param, requires_grad in trainable:
@@ -346,23 +454,23 @@ def _mode(model: nn.Module, train: bool) -> Iterator[None]:
 
 
 def _stand_ins(model: nn.Module, device: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """Tensors to run the model with, under every name they are registered as (so ties stay ties). On meta,
-    ``dtype`` (a compute dtype, for memory planning) replaces the floating-point dtypes."""
+    """Tensors to run the model with in place of its own, under every name they are registered as (so ties stay
+    ties). On meta, empty copies of the parameters and buffers, ``dtype`` (a compute dtype, for memory planning)
+    replacing the floating-point dtypes; on a real device, clones of the buffers (a train-mode forward updates
+    BatchNorm's statistics in place, on the clones) and the real parameters run as they are."""
     replacements: dict[int, torch.Tensor] = {}
     named: dict[str, torch.Tensor] = {}
-    for kind, tensors in (("parameter", model.named_parameters), ("buffer", model.named_buffers)):
-        for name, tensor in tensors(remove_duplicate=False):
-            if id(tensor) not in replacements:
-                if device == "meta":
-                    as_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
-                    replacements[id(tensor)] = torch.empty_like(tensor, device="meta", dtype=as_dtype).requires_grad_(
-                        tensor.requires_grad
-                    )
-                else:
-                    # On CPU the real parameters, and clones of the buffers: a train-mode forward updates BatchNorm's
-                    # statistics in place, on the clones.
-                    replacements[id(tensor)] = tensor if kind == "parameter" else tensor.clone()
-            named[name] = replacements[id(tensor)]
+    tensors = [*model.named_parameters(remove_duplicate=False)] if device == "meta" else []
+    for name, tensor in [*tensors, *model.named_buffers(remove_duplicate=False)]:
+        if id(tensor) not in replacements:
+            if device == "meta":
+                as_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+                replacements[id(tensor)] = torch.empty_like(tensor, device="meta", dtype=as_dtype).requires_grad_(
+                    tensor.requires_grad
+                )
+            else:
+                replacements[id(tensor)] = tensor.clone()
+        named[name] = replacements[id(tensor)]
     return named
 
 
@@ -385,9 +493,9 @@ def _storage_key(tensor: torch.Tensor) -> int:
 class _SavedTensors:
     """Bytes autograd saves for backward, per module on the stack, each storage counted once."""
 
-    def __init__(self, hooks: _Hooks, weights: dict[str, torch.Tensor]) -> None:
+    def __init__(self, hooks: _Hooks, weights: Iterable[torch.Tensor]) -> None:
         self.hooks = hooks
-        self.seen = {_storage_key(tensor) for tensor in weights.values()}  # weights are not activations
+        self.seen = {_storage_key(tensor) for tensor in weights}  # parameters and buffers are not activations
         self.per_module: dict[str, int] = {}
         self.total = 0
 
@@ -407,17 +515,9 @@ class _SavedTensors:
 
 
 def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not weights:  # nothing to stand in for (a model without buffers on a real device): no swapping to pay for
+        return model(*args, **kwargs)
     return torch.func.functional_call(model, weights, args, kwargs, tie_weights=True, strict=False)
-
-
-def _first_paths(model: nn.Module) -> dict[str, str]:
-    """Every path of every module, mapped to the module's first path. FlopCounterMode names a module held by two
-    parents by its last path; the rows use the first."""
-    first: dict[int, str] = {}
-    paths: dict[str, str] = {}
-    for path, module in model.named_modules(remove_duplicate=False):
-        paths[path] = first.setdefault(id(module), path)
-    return paths
 
 
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
@@ -447,9 +547,12 @@ def _run(
     try:
         hooks.register()
         weights = _stand_ins(model, device, dtype)
-        saved = _SavedTensors(hooks, weights) if measure_activations else None
-        counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
-        recorder = _OpRecorder(None if device == "meta" else _parameter_storages(model))
+        # on a real device the parameters are the model's own
+        kept = weights.values() if device == "meta" else [*weights.values(), *model.parameters()]
+        saved = _SavedTensors(hooks, kept) if measure_activations else None
+        recorder = _OpRecorder(
+            None if device == "meta" else _parameter_storages(model), hooks.stack if count_flops else None
+        )
         with contextlib.ExitStack() as stack:
             stack.enter_context(_mode(model, train))
             if device == "meta":
@@ -457,10 +560,8 @@ def _run(
             stack.enter_context(torch.set_grad_enabled(measure_activations))
             if saved is not None:
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
-            if count_flops:
-                stack.enter_context(counter)
             if count_flops or recorder.protected:
-                stack.enter_context(recorder)  # last: it sees each op first, and refuses a write before it runs
+                stack.enter_context(recorder)
             _forward(model, weights, to_device(args, device), to_device(kwargs, device))
     except KeyboardInterrupt:
         raise
@@ -471,13 +572,8 @@ def _run(
     if count_flops or not trace_result.calls:  # a summary's calls are its requested pass's
         trace_result.calls = list(hooks.calls.values())
     if count_flops:
-        root = type(model).__name__
-        first_path = _first_paths(model)
-        for key, counts in counter.get_flop_counts().items():
-            if key != "Global":
-                path = first_path.get(key.partition(".")[2] if key != root else "", "")
-                trace_result.flops[path] = trace_result.flops.get(path, 0) + sum(counts.values())
-        trace_result.total_flops = counter.get_total_flops()
+        trace_result.flops = recorder.flops
+        trace_result.total_flops = recorder.total_flops
         trace_result.uncounted_ops = {
             str(op): n for op, n in recorder.counts.items() if op not in flop_registry and op not in EXTRA_FLOP_FORMULAS
         }
@@ -488,8 +584,9 @@ def _run(
 
 def trace(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, device: str, train: bool) -> Trace:
     """Run ``model(*args, **kwargs)`` for a summary: shapes and FLOPs in the requested mode on ``device``, and the
-    activations of a train-mode forward: the same forward when it is one, else a second one on meta (free), or on
-    ``device`` when the model cannot run on meta. When no train-mode forward runs, ``total_activations`` is None and
+    activations of a train-mode forward: the same forward when it is one; on meta, a second forward in train mode
+    when it is not (free there). On a real device only the forward asked for runs (a summary costs what a forward
+    costs): in eval mode it runs without autograd and saves nothing. Activations not measured are None, and
     ``activations_failure`` says why."""
     result = Trace()
     _run(model, args, kwargs, device=device, train=train, count_flops=True, measure_activations=train,
@@ -497,17 +594,20 @@ def trace(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, de
     if train:
         result.activations_device = device
         return result
-    for where in dict.fromkeys(("meta", device)):
-        try:
-            _run(model, args, kwargs, device=where, train=True, count_flops=False, measure_activations=True,
-                 trace_result=result)  # fmt: skip
-        except ForwardError as error:
-            result.activations_failure = str(error)
-        else:
-            result.activations_device = where
-            result.activations_failure = ""
-            return result
     result.activations, result.total_activations = {}, None
+    if device != "meta":
+        result.activations_failure = (
+            f"on {device} the summary runs only the forward asked for, and an eval-mode forward saves nothing for "
+            "backward (a train-mode summary measures them, and so does one on meta)"
+        )
+        return result
+    try:
+        _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
+             trace_result=result)  # fmt: skip
+    except ForwardError as error:
+        result.activations_failure = f"no train-mode forward could run ({error})"
+    else:
+        result.activations_device = "meta"
     return result
 
 
