@@ -393,6 +393,76 @@ def test_kv_cache_sliding_window_as_held_while_decoding(config: transformers.Pre
     assert item.total_bytes == storage_bytes(cache_tensors(cache))
 
 
+HYBRID = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
+          "num_key_value_heads": 2, "head_dim": 8, "num_hidden_layers": 4}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "remark"),
+    [
+        # every other layer is linear attention (a gated delta rule): a recurrent state, no keys and values
+        (transformers.Qwen3NextConfig(**HYBRID, full_attention_interval=2, num_experts=2, num_experts_per_tok=1,
+                                      moe_intermediate_size=16, shared_expert_intermediate_size=16),
+         "(2 linear_attention layers keep a fixed-size recurrent state, not counted)"),
+        # Mamba layers, one attention layer in two (attn_layer_period, attn_layer_offset)
+        (transformers.JambaConfig(**HYBRID, attn_layer_period=2, attn_layer_offset=1, num_experts=2,
+                                  expert_layer_period=2, mamba_d_state=4, mamba_dt_rank=4),
+         "(2 linear_attention layers keep a fixed-size recurrent state, not counted)"),
+        # chunked attention, capped at its chunk, and one global layer in four
+        (transformers.Llama4TextConfig(**HYBRID, attention_chunk_size=4, intermediate_size_mlp=64,
+                                       num_local_experts=2),
+         "(3 chunked layers capped at 4 tokens)"),
+        # sliding windows on every other layer (sliding_window_pattern)
+        (transformers.Gemma3TextConfig(**HYBRID, sliding_window=4, sliding_window_pattern=2),
+         "(2 sliding layers capped at 4 tokens)"),
+    ],
+    ids=["qwen3-next", "jamba", "llama4-chunked", "gemma3-pattern"],
+)  # fmt: skip
+def test_kv_cache_of_hybrid_models_matches_a_dynamic_cache(config: Any, remark: str) -> None:
+    """A prefill of 10 tokens and one decoding step (as for sliding windows above); only the attention layers hold
+    keys and values, the others a recurrent state the KV cache item leaves out and names."""
+    batch, tokens = 2, 10
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    cache = decode_one(model, prefill(model, batch, tokens), batch)
+    pairs = [(getattr(layer, "keys", None), getattr(layer, "values", None)) for layer in cache.layers]
+    held = [tensor for pair in pairs for tensor in pair if tensor is not None]  # recurrent layers have no keys
+    assert 0 < len(held) <= 2 * HYBRID["num_hidden_layers"]
+    item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
+    assert item.total_bytes == storage_bytes(held)
+    assert item.formula.endswith(remark)
+    # the same from the config alone
+    config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32",
+                          config=config.to_dict())  # fmt: skip
+    assert config_only.item("KV cache").total_bytes == item.total_bytes
+
+
+def test_kv_cache_of_jamba_as_published() -> None:
+    # ai21labs' config.json names no layer_types: one attention layer in attn_layer_period = 8, at offset 4, so 4 of
+    # 32 (the Jamba paper's 1:7 attention-to-Mamba ratio); transformers' JambaConfig works that out
+    config = {"architectures": ["JambaForCausalLM"], "model_type": "jamba", "num_hidden_layers": 32,
+              "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8, "attn_layer_period": 8,
+              "attn_layer_offset": 4}  # fmt: skip
+    size, formula, _ = kv_cache(config, 1, 8192, "bf16")
+    assert size == 2 * 4 * 8 * 128 * 8192 * 2
+    assert formula == (
+        "2 × 4 layers × 8 kv heads × 128 × 8,192 tokens × 1 × 2 B (28 linear_attention layers keep a fixed-size "
+        "recurrent state, not counted)"
+    )
+
+
+def test_kv_cache_layer_types_of_a_config_transformers_does_not_know() -> None:
+    config = {"model_type": "not-a-model", "num_hidden_layers": 3, "hidden_size": 32, "num_attention_heads": 4,
+              "layer_types": ["linear_attention", "sliding_attention", "full_attention"],
+              "sliding_window": 4}  # fmt: skip
+    size, formula, _ = kv_cache(config, 1, 10, "float32")
+    assert size == 2 * (4 + 10) * 4 * 8 * 4  # keys and values of the two attention layers, 4 heads of 8, float32
+    assert formula == (
+        "2 × 2 layers × 4 kv heads × 8 × 10 tokens × 1 × 4 B (1 sliding layers capped at 4 tokens; 1 "
+        "linear_attention layers keep a fixed-size recurrent state, not counted)"
+    )
+
+
 def test_kv_cache_of_gpt2_config_names() -> None:
     # GPT-2's config says n_layer, n_head and n_embd
     config = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4,

@@ -244,7 +244,8 @@ def memory(
 
     - Inference (the default): the weights as stored or converted to ``dtype`` (tensors matching a ``keep_fp32``
       pattern stay in float32), the buffers, the KV cache of ``batch`` sequences of ``seq`` tokens in ``kv_dtype``
-      (for a decoder's config: GQA heads, ``head_dim``, sliding windows, MLA latents), and the peak of live
+      (for a decoder's config: GQA heads, ``head_dim``, sliding and chunked windows, hybrid models' attention
+      layers only, MLA latents), and the peak of live
       tensors in one eval forward on meta.
     - Training (``train=True``): weights, gradients (trainable parameters only), fp32 master weights for mixed
       ``precision``, the ``optimizer``'s states as torch lays them out, and the activations autograd saves in a

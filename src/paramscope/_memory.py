@@ -274,43 +274,55 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     """Bytes of the key/value cache for ``tokens`` tokens of ``batch`` sequences, from a decoder's config.
 
     2 × layers × kv_heads × head_dim × tokens × batch × bytes; GQA's key/value heads (and multi-query attention),
-    an explicit ``head_dim``, layers with a sliding window (capped at it), and MLA's compressed latent (DeepSeek:
-    kv_lora_rank + qk_rope_head_dim per token, once for keys and values) are taken into account. ``None`` when the
-    config does not describe a decoder's attention.
+    an explicit ``head_dim``, each layer's cache as transformers' DynamicCache keeps it (sliding-window and chunked
+    layers capped at their window; linear-attention and Mamba layers keep a recurrent state instead, named in the
+    formula; layers without a cache left out), and MLA's compressed latent (DeepSeek: kv_lora_rank +
+    qk_rope_head_dim per token, once for keys and values) are taken into account. ``None`` when the config does not
+    describe a decoder's attention.
     """
+    from ._cache_layers import KNOWN, cache_layers
+
     if not config:
         return None
-    config = _language_config(config)
+    original, config = config, _language_config(config)
     layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
     heads = config.get("num_attention_heads") or config.get("n_head")
     hidden = config.get("hidden_size") or config.get("n_embd") or config.get("d_model")
     if not (isinstance(layers, int) and isinstance(heads, int) and isinstance(hidden, int)):
         return None
     size = _bytes_of(kv_dtype)
-    window = config.get("sliding_window") if config.get("use_sliding_window", True) is not False else None
-    layer_types = config.get("layer_types")
-    lengths = []
-    for layer in range(layers):
-        sliding = isinstance(window, int) and (
-            not isinstance(layer_types, list)
-            or "sliding" in str(layer_types[layer] if layer < len(layer_types) else "")
-        )
-        lengths.append(min(tokens, window) if sliding and isinstance(window, int) else tokens)
+    kinds = cache_layers(original, layers)
+    lengths = [layer.tokens(tokens) for layer in kinds]
+    cached = sum(1 for layer in kinds if layer.keeps_keys)
+    remarks = []
+    windows = sorted({layer.window for layer in kinds if layer.keeps_keys and layer.window and layer.window < tokens})
+    for window in windows:
+        capped = [layer for layer in kinds if layer.keeps_keys and layer.window == window]
+        names = sorted({layer.type.replace("_attention", "") for layer in capped})
+        remarks.append(f"{len(capped)} {'/'.join(names)} layers capped at {format_count(window)} tokens")
+    stateful = [layer for layer in kinds if layer.keeps_state]
+    if stateful:
+        names = sorted({layer.type for layer in stateful})
+        remarks.append(f"{len(stateful)} {'/'.join(names)} layers keep a fixed-size recurrent state, not counted")
+    empty = sum(1 for layer in kinds if not (layer.keeps_keys or layer.keeps_state))
+    if empty:
+        remarks.append(f"{empty} layers keep no cache (no attention, or another layer's cache)")
+    unknown = sorted({layer.type for layer in kinds if layer.type not in KNOWN})
+    if unknown:
+        remarks.append(f"{', '.join(unknown)} layers counted as full attention")
+    remark = f" ({'; '.join(remarks)})" if remarks else ""
     if isinstance(config.get("kv_lora_rank"), int):  # multi-head latent attention
         per_token = config["kv_lora_rank"] + int(config.get("qk_rope_head_dim") or 0)
         total = sum(lengths) * batch * per_token
-        formula = (f"{layers} layers × ({config['kv_lora_rank']} + {config.get('qk_rope_head_dim') or 0}) latent × "
+        formula = (f"{cached} layers × ({config['kv_lora_rank']} + {config.get('qk_rope_head_dim') or 0}) latent × "
                    f"{format_count(tokens)} tokens × {batch} × {size:g} B (MLA's compressed cache, as serving "
-                   "engines keep it)")  # fmt: skip
+                   f"engines keep it){remark}")  # fmt: skip
         return math.ceil(total * size), formula, 1  # one latent for all heads: not split by TP
     kv_heads = _kv_heads(config, heads)
     head_dim = config.get("head_dim") or hidden // heads
     total = 2 * sum(lengths) * kv_heads * head_dim * batch
-    capped = sum(1 for length in lengths if length < tokens)
-    formula = (f"2 × {layers} layers × {kv_heads} kv heads × {head_dim} × {format_count(tokens)} tokens × {batch} × "
-               f"{size:g} B")  # fmt: skip
-    if capped:
-        formula += f" ({capped} sliding-window layers capped at {window} tokens)"
+    formula = (f"2 × {cached} layers × {kv_heads} kv heads × {head_dim} × {format_count(tokens)} tokens × {batch} × "
+               f"{size:g} B{remark}")  # fmt: skip
     return math.ceil(total * size), formula, int(kv_heads)
 
 

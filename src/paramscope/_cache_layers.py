@@ -1,0 +1,121 @@
+"""What each decoder layer keeps in a generation cache, from a model's config: its layer type, as transformers'
+``DynamicCache`` builds it, and the tokens a windowed layer holds.
+
+Hybrid models mix layer kinds: sliding-window (Gemma 2 and 3, Mistral) and chunked (Llama 4) attention keep a window
+of tokens, linear-attention and Mamba layers (Qwen3-Next, Jamba) a fixed-size recurrent state instead of keys and
+values, and some layers keep none (layers without attention, or reusing another layer's cache). Each model's config
+class works its layer types out from its own fields (``full_attention_interval``, ``attn_layer_period``,
+``sliding_window_pattern``, ...), so transformers is asked when it can build the config; otherwise the config's own
+``layer_types``, ``sliding_window`` and ``attention_chunk_size`` are read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+FULL = "full_attention"
+_WINDOWED = ("sliding_attention", "chunked_attention", "reference_sliding_attention")
+_STATE_ONLY = ("conv", "linear_attention", "mamba")
+_BOTH = {"hybrid": FULL, "hybrid_sliding": "sliding_attention"}  # a recurrent state and an attention cache
+_NONE = ("dummy", "moe", "mlp")
+KNOWN = (FULL, *_WINDOWED, *_STATE_ONLY, *_BOTH, *_NONE)
+
+
+@dataclass(frozen=True)
+class CacheLayer:
+    """One decoder layer's generation cache."""
+
+    type: str
+    """Its layer type, as transformers names it (``full_attention``, ``sliding_attention``, ``linear_attention``…)."""
+    window: int | None = None
+    """The most tokens it keeps (a sliding window or an attention chunk); None: every token."""
+
+    @property
+    def keeps_keys(self) -> bool:
+        """Whether it keeps keys and values per token."""
+        return self.type not in _STATE_ONLY and self.type not in _NONE
+
+    @property
+    def keeps_state(self) -> bool:
+        """Whether it keeps a fixed-size recurrent state (linear attention, Mamba, a convolution's inputs)."""
+        return self.type in _STATE_ONLY or self.type in _BOTH
+
+    def tokens(self, tokens: int) -> int:
+        """The tokens of keys and values it holds after ``tokens`` tokens."""
+        if not self.keeps_keys:
+            return 0
+        return tokens if self.window is None else min(tokens, self.window)
+
+
+def cache_layers(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
+    """The cache of each of a decoder's ``layers`` layers (its language model's, for a multimodal config).
+
+    >>> [layer.type for layer in cache_layers({"layer_types": ["linear_attention", "full_attention"]}, 2)]
+    ['linear_attention', 'full_attention']
+    >>> cache_layers({"sliding_window": 4096}, 1)
+    [CacheLayer(type='sliding_attention', window=4096)]
+    """
+    found = _from_transformers(config)
+    if found is not None and len(found) == layers:
+        return found
+    return _from_fields(config, layers)
+
+
+def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
+    text = config.get("text_config")
+    if isinstance(text, Mapping):
+        config = {**config, **text}
+    window = config.get("sliding_window") if config.get("use_sliding_window", True) is not False else None
+    chunk = config.get("attention_chunk_size")
+    types = config.get("layer_types")
+    found = []
+    for layer in range(layers):
+        if isinstance(types, list) and layer < len(types):
+            kind = str(types[layer])
+        elif isinstance(window, int):
+            kind = "sliding_attention"
+        else:
+            kind = "chunked_attention" if isinstance(chunk, int) else FULL
+        size = chunk if kind == "chunked_attention" else window if "sliding" in kind else None
+        found.append(CacheLayer(kind, size if isinstance(size, int) and size > 0 else None))
+    return found
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """A config class's warnings about its fields silenced: the plan reads the config, it does not run the model."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _from_transformers(config: Mapping[str, Any]) -> list[CacheLayer] | None:
+    """The layers transformers' DynamicCache would make for ``config``; None when transformers cannot tell (not
+    installed, too old to say, a model type it does not know, a config its class refuses)."""
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str):
+        return None
+    try:
+        import transformers
+        from transformers.cache_utils import get_layer_types_and_kwargs
+    except Exception:  # not installed, too old, or an import that fails (a malformed HF_ENDPOINT): read the fields
+        return None
+    fields = {key: value for key, value in config.items() if key != "model_type"}
+    try:
+        with _quiet(logging.getLogger("transformers")):
+            built = transformers.AutoConfig.for_model(model_type, **fields)
+            types, arguments = get_layer_types_and_kwargs(built.get_text_config(decoder=True))
+    except Exception:  # a config class validates its fields as it likes: then the fields are read as they are
+        return None
+    found = []
+    for kind, given in zip(types, arguments, strict=False):
+        window = given.get("sliding_window")
+        found.append(CacheLayer(str(kind), window if isinstance(window, int) and window > 0 else None))
+    return found
