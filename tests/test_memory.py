@@ -278,6 +278,34 @@ def test_optimizer_states_match_a_real_step(name: str, precision: str) -> None:
     assert item.where == "device"
 
 
+class Spectral(nn.Module):
+    """A complex parameter (a learned filter on a spectrum) beside a real one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter = nn.Parameter(torch.randn(9, 16, dtype=torch.complex64))
+        self.out = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out((torch.fft.rfft(x, dim=-1) @ self.filter).real)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd-momentum"])
+def test_complex_parameters_count_both_halves(name: str) -> None:
+    torch.manual_seed(0)
+    model = Spectral()
+    optimizer = TORCH_OPTIMIZERS[name](model.parameters())
+    model(torch.randn(3, 16)).sum().backward()
+    optimizer.step()
+    plan = plan_of(model, train=True, optimizer=name, precision="fp32", input_size=(3, 16))
+    assert plan.item(f"optimizer states ({name})").total_bytes == optimizer_state_bytes(optimizer)
+    grads = [param.grad for param in model.parameters() if param.grad is not None]
+    gradients = plan.item("gradients")
+    assert gradients.total_bytes == nbytes(grads) == 9 * 16 * 8 + (16 * 4 + 4) * 4
+    assert gradients.formula.endswith("(a complex parameter counts as 2 values)")
+    assert plan.item("weights").total_bytes == nbytes(model.parameters())
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "fp16-mixed"])
 @pytest.mark.parametrize("name", sorted(TORCH_OPTIMIZERS))
 def test_mixed_precision_states_are_those_of_the_float32_master_copy(name: str, precision: str) -> None:
@@ -435,6 +463,23 @@ def test_kv_cache_of_hybrid_models_matches_a_dynamic_cache(config: Any, remark: 
     config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32",
                           config=config.to_dict())  # fmt: skip
     assert config_only.item("KV cache").total_bytes == item.total_bytes
+
+
+def test_kv_cache_of_a_decoder_built_from_a_config_object() -> None:
+    # built directly, the config names no architecture; GPT-NeoX's names no kv heads either: the class tells
+    config = transformers.GPTNeoXConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4)  # fmt: skip
+    model = transformers.GPTNeoXForCausalLM(config).eval()
+    assert model.config.architectures is None
+    truth = nbytes(cache_tensors(prefill(model, 2, 8)))
+    assert plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache").total_bytes == truth
+    encoder = transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                                                             num_attention_heads=4, intermediate_size=64))  # fmt: skip
+    assert encoder.config.architectures is None
+    assert (
+        "no KV cache item: the config describes an encoder, which keeps no generation cache"
+        in plan_of(encoder, seq=8, batch=2).notes
+    )
 
 
 def test_kv_cache_of_jamba_as_published() -> None:
@@ -1201,8 +1246,10 @@ def test_zero_with_one_data_parallel_rank_notes_that_nothing_is_sharded() -> Non
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"train": True, "dtype": "int4"}, "dtype and kv_dtype describe inference; training's bytes come from "
-         "precision (fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
+        ({"train": True, "dtype": "int4"}, "dtype, kv_dtype and keep_fp32 describe inference; training's bytes come "
+         "from precision (fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
+        ({"train": True, "keep_fp32": ["*norm*"]}, "dtype, kv_dtype and keep_fp32 describe inference; training's "
+         "bytes come from precision (fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
         ({"dtype": "bool"}, "dtype 'bool' is not a storage format for weights or a KV cache"),
         ({"kv_dtype": "complex64"}, "dtype 'complex64' is not a storage format for weights or a KV cache"),
         ({"device_memory": 0}, "device memory must be more than 0 bytes, not 0"),

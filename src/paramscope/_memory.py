@@ -103,10 +103,10 @@ class MemorySettings:
             raise UsageError(f"batch {self.batch:,} is more than any device could hold")
         if self.device_memory is not None and self.device_memory <= 0:
             raise UsageError(f"device memory must be more than 0 bytes, not {self.device_memory}")
-        if self.train and (self.dtype or self.kv_dtype):
+        if self.train and (self.dtype or self.kv_dtype or self.keep_fp32):
             raise UsageError(
-                "dtype and kv_dtype describe inference; training's bytes come from precision (fp32, bf16-mixed, "
-                "fp16-mixed, bf16-pure)"
+                "dtype, kv_dtype and keep_fp32 describe inference; training's bytes come from precision (fp32, "
+                "bf16-mixed, fp16-mixed, bf16-pure)"
             )
         default = MemorySettings()
         training_only = (
@@ -326,9 +326,20 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     return math.ceil(total * size), formula, int(kv_heads)
 
 
+def _values(record: TensorRecord) -> int:
+    """The real values a parameter holds: a complex element is two (torch's optimizers step its real view, and its
+    gradient and states are complex as it is)."""
+    numel = record.numel or 0
+    return 2 * numel if dtype_table.lookup(record.dtype).category == "complex" else numel
+
+
+def _complex_note(params: Sequence[TensorRecord]) -> str:
+    return " (a complex parameter counts as 2 values)" if any(_values(r) != (r.numel or 0) for r in params) else ""
+
+
 def _optimizer_states(trainable: Sequence[TensorRecord], optimizer: str, state_bytes: float) -> tuple[int, str, Label]:
     """Bytes of an optimizer's state tensors, as torch (and bitsandbytes) lay them out."""
-    count = sum(record.numel or 0 for record in trainable)
+    count = sum(_values(record) for record in trainable)
     tensors = len(trainable)
     step = 4 * tensors  # a float32 scalar `step` per parameter tensor (torch's Adam family and Adafactor)
     if optimizer in ("adam", "adamw"):
@@ -348,9 +359,9 @@ def _optimizer_states(trainable: Sequence[TensorRecord], optimizer: str, state_b
         for record in trainable:
             shape = record.shape or ()
             if len(shape) >= 2:
-                values += (record.numel or 0) // shape[-1] + (record.numel or 0) // shape[-2]
+                values += _values(record) // shape[-1] + _values(record) // shape[-2]
             else:
-                values += record.numel or 0
+                values += _values(record)
         total = math.ceil(values * state_bytes) + step
         return (
             total,
@@ -359,9 +370,9 @@ def _optimizer_states(trainable: Sequence[TensorRecord], optimizer: str, state_b
         )
     # adamw-8bit (bitsandbytes): two uint8 states and a float32 absmax per block for large tensors, 32-bit otherwise
     large = [record for record in trainable if (record.numel or 0) >= _BNB_MIN_8BIT_SIZE]
-    small = sum(record.numel or 0 for record in trainable if (record.numel or 0) < _BNB_MIN_8BIT_SIZE)
-    large_count = sum(record.numel or 0 for record in large)
-    blocks = sum(-(-(record.numel or 0) // _BNB_BLOCK) for record in large)
+    small = sum(_values(record) for record in trainable if (record.numel or 0) < _BNB_MIN_8BIT_SIZE)
+    large_count = sum(_values(record) for record in large)
+    blocks = sum(-(-_values(record) // _BNB_BLOCK) for record in large)
     total = 2 * large_count + 2 * 4 * blocks + 2 * 4 * small + step
     return total, (f"2 × {format_count(large_count)} × 1 B + absmax per {_BNB_BLOCK} + {format_count(small)} small "
                    "in 32 bits (bitsandbytes' layout)"), "estimate"  # fmt: skip
@@ -428,17 +439,18 @@ def _training_items(report: Report, settings: MemorySettings, notes: list[str]) 
         return (dp if sharded else 1) * tp, " × ".join(reasons)
 
     items = []
-    total = sum(record.numel or 0 for record in params)
+    total = sum(_values(record) for record in params)
     weights = math.ceil(total * weight_bytes)
-    formula = f"{format_count(total)} parameters × {weight_bytes:g} B ({settings.precision})"
+    formula = f"{format_count(total)} parameters × {weight_bytes:g} B ({settings.precision}){_complex_note(params)}"
     items.append(_item("weights", "derived", weights, formula, split(3)))
     if settings.zero >= 3 and dp > 1:
         gathered = _gathered(report, weight_bytes, tp)
         if gathered is not None:
             items.append(gathered)
-    count = sum(record.numel or 0 for record in trainable)
+    count = sum(_values(record) for record in trainable)
     grads = math.ceil(count * grad_bytes)
-    items.append(_item("gradients", "derived", grads, f"{format_count(count)} trainable × {grad_bytes:g} B", split(2)))
+    formula = f"{format_count(count)} trainable × {grad_bytes:g} B{_complex_note(trainable)}"
+    items.append(_item("gradients", "derived", grads, formula, split(2)))
     where: Where = "host" if settings.offload_optimizer else "device"
     if settings.precision.endswith("-mixed"):
         items.append(_item("fp32 master weights", "derived", 4 * count, f"{format_count(count)} trainable × 4 B",

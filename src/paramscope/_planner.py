@@ -31,10 +31,19 @@ _SHAPE = re.compile(r"\[(\d+(?:, \d+)*)\]")  # a tensor as a summary writes it: 
 
 
 def config_of(model: Any) -> dict[str, Any] | None:
-    """A transformers model's config as a dict (``None`` for other models)."""
+    """A transformers model's config as a dict (``None`` for other models), naming the model's class as its
+    architecture when the config names none (a model built from a config object, not loaded), as ``save_pretrained``
+    would record it: whether the model generates depends on it."""
     config = getattr(model, "config", None)
     to_dict = getattr(config, "to_dict", None)
-    return to_dict() if callable(to_dict) else None
+    if not callable(to_dict):
+        return None
+    found = to_dict()
+    if not isinstance(found, dict):
+        return None
+    if not found.get("architectures"):
+        found["architectures"] = [type(model).__name__]
+    return found
 
 
 def _config_beside(target: str) -> dict[str, Any] | None:
