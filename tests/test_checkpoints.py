@@ -998,6 +998,80 @@ def test_gguf_without_output_head_is_tied(tmp_path: Path) -> None:
     assert report.totals.params == sum(math.prod(s) for _, s in GGUF_TENSORS.values()) + 12 * 256
 
 
+def write_gguf_decoder(path: Path, architecture: str = "llama", **hyper: Any) -> None:
+    """A GGUF file with one tensor and the attention hyperparameters llama.cpp reads (GGUF specification names)."""
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_block_count(hyper.get("layers", 4))
+    writer.add_head_count(hyper.get("heads", 4))
+    writer.add_embedding_length(hyper.get("hidden", 32))
+    if "kv_heads" in hyper:
+        writer.add_head_count_kv(hyper["kv_heads"])
+    if "key_length" in hyper:
+        writer.add_key_length(hyper["key_length"])
+        writer.add_value_length(hyper["key_length"])
+    if "window" in hyper:
+        writer.add_sliding_window(hyper["window"])
+    if "causal" in hyper:
+        writer.add_causal_attention(hyper["causal"])
+    if "latent" in hyper:
+        writer.add_kv_lora_rank(hyper["latent"])
+        writer.add_rope_dimension_count(hyper["rope"])
+    writer.add_tensor("token_embd.weight", np.zeros((64, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, batch: int = 1) -> int:
+    # llama.cpp's KV cache: n_layer × n_ctx × (n_embd_k_gqa + n_embd_v_gqa) × 2 B (F16, its default cache type),
+    # n_embd_k_gqa = key_length × head_count_kv
+    return layers * tokens * batch * 2 * head_dim * kv_heads * 2
+
+
+@pytest.mark.parametrize(
+    ("hyper", "expected"),
+    [
+        ({"kv_heads": 2}, llama_cpp_kv_bytes(4, 128, 2, 8)),  # head_dim: embedding_length / head_count
+        ({}, llama_cpp_kv_bytes(4, 128, 4, 8)),  # head_count_kv defaults to head_count
+        ({"kv_heads": 2, "key_length": 16}, llama_cpp_kv_bytes(4, 128, 2, 16)),
+        ({"kv_heads": [0, 2, 0, 2]}, llama_cpp_kv_bytes(2, 128, 2, 8)),  # a hybrid: recurrent layers have none
+        # DeepSeek's MLA: llama.cpp caches the latent and the rotary key, kv_lora_rank + n_rot per token and layer
+        ({"latent": 16, "rope": 8}, 4 * 128 * (16 + 8) * 2),
+    ],
+    ids=["gqa", "default-kv-heads", "key-length", "hybrid", "mla"],
+)
+def test_gguf_kv_cache_from_its_metadata(tmp_path: Path, hyper: dict[str, Any], expected: int) -> None:
+    path = tmp_path / "model.gguf"
+    write_gguf_decoder(path, **hyper)
+    plan = paramscope.memory(str(path), seq=128).memory
+    assert plan is not None
+    item = plan.item("KV cache")
+    assert (item.total_bytes, item.label) == (expected, "derived")
+
+
+def test_gguf_sliding_window_is_an_upper_bound(tmp_path: Path) -> None:
+    path = tmp_path / "gemma.gguf"
+    write_gguf_decoder(path, "gemma3", kv_heads=2, window=16)
+    plan = paramscope.memory(str(path), seq=128).memory
+    assert plan is not None
+    item = plan.item("KV cache")
+    assert (item.total_bytes, item.label) == (llama_cpp_kv_bytes(4, 128, 2, 8), "estimate")
+    assert (
+        "the GGUF file declares a 16-token sliding window but not which layers use it (llama.cpp's code decides): "
+        "the KV cache counts every layer at full length, an upper bound"
+    ) in plan.notes
+
+
+def test_gguf_embedding_model_has_no_kv_cache(tmp_path: Path) -> None:
+    path = tmp_path / "bert.gguf"
+    write_gguf_decoder(path, "bert", causal=False)
+    plan = paramscope.memory(str(path), seq=128).memory
+    assert plan is not None
+    assert [item.name for item in plan.items] == ["weights"]
+    assert "no KV cache item: the config describes an encoder, which keeps no generation cache" in plan.notes
+
+
 def test_gguf_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tmp_path / "model.gguf"
     write_gguf(path, GGUF_TENSORS)

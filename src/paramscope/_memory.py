@@ -480,7 +480,14 @@ def _inference_items(
         else:
             size, formula, kv_heads = cache
             ways = math.gcd(tp, kv_heads)  # key/value heads are split across the TP ranks, whole heads only
-            items.append(_item("KV cache", "derived", size, formula, (ways, f"TP {tp}, {kv_heads} kv heads")))
+            cache_label: Label = "derived"
+            window = config.get("gguf_sliding_window") if config else None
+            if window:
+                cache_label = "estimate"
+                notes.append(f"the GGUF file declares a {format_count(window)}-token sliding window but not which "
+                             "layers use it (llama.cpp's code decides): the KV cache counts every layer at full "
+                             "length, an upper bound")  # fmt: skip
+            items.append(_item("KV cache", cache_label, size, formula, (ways, f"TP {tp}, {kv_heads} kv heads")))
     return items
 
 

@@ -76,6 +76,10 @@ def resolve(
         return report, module, config_of(module)
     # A checkpoint (or a Hub id): the weights' own dtypes from their headers; the config only to run a forward.
     report = load_report(model, request)
+    if report.source.kind == "gguf":  # no model to run; the file's own metadata sizes the KV cache
+        from .sources.gguf import decoder_config
+
+        return report, None, decoder_config(Path(model))
     config = None if model.startswith("hf:") else _config_beside(model)
     if not wants_forward or (config is None and not model.startswith("hf:")):
         return report, None, config

@@ -51,6 +51,80 @@ def _text(reader: Any, key: str) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+def _value(reader: Any, key: str) -> Any:
+    """A metadata value: a number, a string, a list for an array; None when absent or unreadable."""
+    field = reader.fields.get(key)
+    if field is None:
+        return None
+    try:
+        value = field.contents()
+    except (ValueError, IndexError, TypeError):
+        return None
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+# A decoder config per file read (by path, size and modification time), so that a memory plan sizes the KV cache
+# without parsing the file's metadata twice (a large vocabulary takes seconds).
+_DECODER_CONFIGS: dict[tuple[str, int, int], dict[str, Any] | None] = {}
+
+
+def _decoder_config(reader: Any) -> dict[str, Any] | None:
+    """The attention hyperparameters of a GGUF model, named as a transformers config names them, from the keys the
+    GGUF specification defines (``{arch}.block_count``, ``{arch}.attention.head_count_kv``, ...); what llama.cpp
+    sizes its KV cache from. ``None`` when the file has no decoder hyperparameters."""
+    arch = _text(reader, "general.architecture")
+    if not arch:
+        return None
+    layers = _value(reader, f"{arch}.block_count")
+    heads = _value(reader, f"{arch}.attention.head_count")
+    hidden = _value(reader, f"{arch}.embedding_length")
+    kv_heads = _value(reader, f"{arch}.attention.head_count_kv")
+    if not (_positive(layers) and _positive(heads) and _positive(hidden)):
+        return None
+    config: dict[str, Any] = {
+        "gguf_architecture": arch, "num_hidden_layers": layers, "num_attention_heads": heads, "hidden_size": hidden,
+    }  # fmt: skip
+    if isinstance(kv_heads, list):  # per layer: 0 for a layer without attention (a hybrid's recurrent layers)
+        counts = {count for count in kv_heads if count}
+        if len(kv_heads) != layers or len(counts) != 1:
+            return None  # heads that vary from layer to layer: not one config's worth
+        config["num_key_value_heads"] = counts.pop()
+        config["layer_types"] = ["full_attention" if count else "linear_attention" for count in kv_heads]
+    else:
+        config["num_key_value_heads"] = kv_heads if _positive(kv_heads) else heads  # the specification's default
+    if _value(reader, f"{arch}.attention.causal") is False:  # an embedding model: it generates nothing
+        config["architectures"] = [f"{arch} (GGUF, non-causal attention)"]
+    key_length = _value(reader, f"{arch}.attention.key_length")
+    if _positive(key_length) and key_length == _value(reader, f"{arch}.attention.value_length"):
+        config["head_dim"] = key_length
+    latent = _value(reader, f"{arch}.attention.kv_lora_rank")
+    if _positive(latent):  # multi-head latent attention (DeepSeek): the compressed latent and the rotary key
+        config["kv_lora_rank"] = latent
+        config["qk_rope_head_dim"] = _value(reader, f"{arch}.rope.dimension_count") or 0
+    window = _value(reader, f"{arch}.attention.sliding_window")
+    if _positive(window):
+        config["gguf_sliding_window"] = window  # which layers slide is llama.cpp's code, not the file's
+    return config
+
+
+def decoder_config(target: Path) -> dict[str, Any] | None:
+    """The decoder hyperparameters of a GGUF model (its first file's), as :func:`_decoder_config` reads them."""
+    first = _files(target)[0]
+    key = _config_key(first)
+    if key not in _DECODER_CONFIGS:
+        _read(first)
+    return _DECODER_CONFIGS.get(key)
+
+
+def _config_key(path: Path) -> tuple[str, int, int]:
+    status = path.stat()
+    return os.fspath(path.resolve()), status.st_size, status.st_mtime_ns
+
+
 def _files(target: Path) -> list[Path]:
     if target.is_dir():
         files = sorted(target.glob("*.gguf"))
@@ -92,6 +166,9 @@ def _read(path: Path) -> tuple[list[StoredTensor], list[str]]:
         # GGML lists dimensions innermost first; PyTorch's order is the reverse (a weight is (out, in)).
         shape = tuple(int(dim) for dim in reversed(tensor.shape.tolist()))
         tensors.append(StoredTensor(tensor.name, entry.name, shape, nbytes, str(path)))
+    if len(_DECODER_CONFIGS) >= 16:
+        _DECODER_CONFIGS.clear()
+    _DECODER_CONFIGS[_config_key(path)] = _decoder_config(reader)
     notes = []
     architecture, name = _text(reader, "general.architecture"), _text(reader, "general.name")
     if architecture or name:
