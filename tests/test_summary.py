@@ -1196,6 +1196,25 @@ def test_cli_golden_resnet18_depth2(capsys: pytest.CaptureFixture[str], golden: 
 
 
 @pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+def test_an_encoder_with_a_padding_mask_runs_on_nested_tensors_on_cpu() -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=True).eval()
+    mask = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])  # sequences of 5 and 3 tokens
+    report = paramscope.summary(encoder, input_data={"src": torch.randn(2, 5, 16), "src_key_padding_mask": mask},
+                                device="cpu")  # fmt: skip
+    by_path = {record.path: record for record in report.calls or ()}
+    assert by_path["layers.0.linear1"].outputs == "nested([5, 32], [3, 32])"  # torch packed the padded batch
+    # by hand, per sequence of L tokens: q, k, v and output projections 2·E²·4L, the two attention products 4·E·L²
+    attention = sum(2 * 16 * 16 * 4 * length + 4 * 16 * length * length for length in (5, 3))
+    feed_forward = 2 * 2 * (5 + 3) * 16 * 32  # linear1 and linear2 over the 8 real tokens
+    assert by_path["layers.0.self_attn"].flops == attention
+    assert by_path["layers.0.linear1"].flops == feed_forward // 2
+    assert report.totals.flops == 2 * (attention + feed_forward)
+    assert not any("aten.unbind" in note for note in report.notes)  # the hooks' own ops are not the model's
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
 def test_nested_tensors_are_described_by_their_sequences() -> None:
     nested = torch.nested.nested_tensor([torch.zeros(5, 16), torch.zeros(3, 16)])
     assert describe((nested, torch.zeros(2))) == "(nested([5, 16], [3, 16]), [2])"

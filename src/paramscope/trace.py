@@ -108,12 +108,21 @@ def _mkldnn_rnn_layer_flops(inputs: Any, weight_ih: Any, weight_hh: Any, *args: 
     return 2 * _rows(inputs) * gates * (features + weight_hh.shape[1])
 
 
+@_gets_tensors
+def _linear_flops(inputs: Any, weight: Any, *args: Any, **kwargs: Any) -> int:
+    # aten.linear reaches a dispatch mode only for a tensor with kernels of its own (a nested tensor), where the
+    # decomposition into matrix products that FlopCounterMode runs cannot take the input's sizes: the same count,
+    # 2 per multiply-add, from the input's rows.
+    return 2 * _rows(inputs) * weight.shape[0] * weight.shape[1]
+
+
 EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
     aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops,
     aten._native_multi_head_attention: _fused_attention_flops,
     aten._transformer_encoder_layer_fwd: _fused_encoder_layer_flops,
     aten.mkldnn_rnn_layer: _mkldnn_rnn_layer_flops,
     aten._grouped_mm: _grouped_mm_flops,
+    aten.linear: _linear_flops,
 }
 _PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
 
@@ -269,6 +278,8 @@ class _OpRecorder(TorchDispatchMode):
         self.flops: dict[str, int] = {}
         """FLOPs per module path, each module's subtree included."""
         self.total_flops = 0
+        self.paused = 0
+        """Above 0 while the hooks run ops of their own: those run unrecorded."""
         self._formulas: dict[Any, Callable[..., int]] = {**flop_registry, **EXTRA_FLOP_FORMULAS}
         # by id: an op overload hashes in Python, a cost on every op; torch.ops makes each overload once and keeps
         # it, so its id stays its own
@@ -310,10 +321,13 @@ class _OpRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        if self.paused:
+            return func(*args, **kwargs)
         plan = self._plans[id(func)] if id(func) in self._plans else self._plan(func)
         if plan is None:
             return NotImplemented
-        if plan.decomposes:
+        # torch's decompositions work on sizes, which a nested tensor does not have: its op runs whole
+        if plan.decomposes and not any(isinstance(arg, torch.Tensor) and arg.is_nested for arg in args):
             with self:
                 out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:
@@ -398,6 +412,9 @@ class _Hooks:
         self.calls: dict[str, ModuleCall] = {}
         self.stack: list[str] = []
         self.inputs: dict[str, str] = {}
+        self.recorder: _OpRecorder | None = None
+        """The forward's dispatch mode, told to leave out the ops the hooks run themselves (a nested tensor's
+        ``unbind``, to describe it)."""
         self._handles: list[Any] = []
         self._model = model
 
@@ -409,19 +426,31 @@ class _Hooks:
     def _before(self, module: nn.Module, args: Any, kwargs: Any) -> None:
         path = self.paths[id(module)]
         self.stack.append(path)
-        inputs = _describe_arguments(args, kwargs)
-        self.inputs[path] = inputs  # this call's, for the message if the forward fails inside
-        call = self.calls.get(path)
-        if call is None:
-            first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
-            size = 0 if first is None else first.numel() * first.element_size()
-            call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
-        call.calls += 1
+        if self.recorder is not None:
+            self.recorder.paused += 1
+        try:
+            inputs = _describe_arguments(args, kwargs)
+            self.inputs[path] = inputs  # this call's, for the message if the forward fails inside
+            call = self.calls.get(path)
+            if call is None:
+                first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
+                size = 0 if first is None else first.numel() * first.element_size()
+                call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
+            call.calls += 1
+        finally:
+            if self.recorder is not None:
+                self.recorder.paused -= 1
 
     def _after(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         path = self.stack.pop()
         if not self.calls[path].outputs:
-            self.calls[path].outputs = describe(output)
+            if self.recorder is not None:
+                self.recorder.paused += 1
+            try:
+                self.calls[path].outputs = describe(output)
+            finally:
+                if self.recorder is not None:
+                    self.recorder.paused -= 1
 
     def remove(self) -> None:
         for handle in self._handles:
@@ -550,7 +579,7 @@ def _run(
         # on a real device the parameters are the model's own
         kept = weights.values() if device == "meta" else [*weights.values(), *model.parameters()]
         saved = _SavedTensors(hooks, kept) if measure_activations else None
-        recorder = _OpRecorder(
+        recorder = hooks.recorder = _OpRecorder(
             None if device == "meta" else _parameter_storages(model), hooks.stack if count_flops else None
         )
         with contextlib.ExitStack() as stack:
