@@ -290,6 +290,19 @@ class Spectral(nn.Module):
         return self.out((torch.fft.rfft(x, dim=-1) @ self.filter).real)
 
 
+def test_adafactor_refuses_complex_parameters_as_torch_does() -> None:
+    model = Spectral()
+    optimizer = TORCH_OPTIMIZERS["adafactor"](model.parameters())
+    model(torch.randn(3, 16)).sum().backward()
+    with pytest.raises(RuntimeError, match="Adafactor does not support complex parameters"):
+        optimizer.step()
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.memory(Spectral(), train=True, optimizer="adafactor", input_size=(3, 16))
+    assert str(caught.value) == (
+        "adafactor does not support complex parameters (torch refuses them): choose another optimizer"
+    )
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd-momentum"])
 def test_complex_parameters_count_both_halves(name: str) -> None:
     torch.manual_seed(0)
@@ -473,6 +486,10 @@ def test_kv_cache_of_a_decoder_built_from_a_config_object() -> None:
     assert model.config.architectures is None
     truth = nbytes(cache_tensors(prefill(model, 2, 8)))
     assert plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache").total_bytes == truth
+    base = transformers.LlamaModel(transformers.LlamaConfig(**TINY_LLAMA))  # a base class: the fields tell
+    assert plan_of(base, seq=8, batch=2, dtype="float32").item("KV cache").total_bytes == nbytes(
+        cache_tensors(prefill(llama(), 2, 8))
+    )
     encoder = transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
                                                              num_attention_heads=4, intermediate_size=64))  # fmt: skip
     assert encoder.config.architectures is None
@@ -480,6 +497,23 @@ def test_kv_cache_of_a_decoder_built_from_a_config_object() -> None:
         "no KV cache item: the config describes an encoder, which keeps no generation cache"
         in plan_of(encoder, seq=8, batch=2).notes
     )
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"head_dim": "128"}, 2 * 2 * 2 * 8 * 8 * 4),  # not a size: hidden / heads
+        ({"head_dim": -4}, 2 * 2 * 2 * 8 * 8 * 4),
+        ({"sliding_window": True}, 2 * 2 * 2 * 8 * 8 * 4),  # a flag, not a window
+        ({"layer_types": ["sliding_attention"], "sliding_window": 4}, 2 * (4 + 8) * 2 * 8 * 4),  # unlisted: full
+        ({"kv_lora_rank": -16}, 2 * 2 * 2 * 8 * 8 * 4),  # not MLA
+    ],
+)
+def test_kv_cache_of_odd_config_values(changes: dict[str, Any], expected: int) -> None:
+    config = {"model_type": "not-a-model", "num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4,
+              "num_key_value_heads": 2, **changes}  # fmt: skip
+    size, _, _ = kv_cache(config, 1, 8, "float32")
+    assert size == expected
 
 
 def test_kv_cache_of_jamba_as_published() -> None:

@@ -1401,6 +1401,84 @@ def test_a_forward_writing_to_a_parameter_is_refused_on_cpu(mode: str) -> None:
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
 
 
+class ForeachScalesItsWeights(nn.Module):
+    """An in-place foreach op on a list of parameters: the write guard must look inside the list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            torch._foreach_mul_([self.fc.weight, self.fc.bias], 2.0)
+        return self.fc(x)
+
+
+def test_a_foreach_write_to_parameters_is_refused_on_cpu() -> None:
+    model = ForeachScalesItsWeights()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert str(caught.value).endswith(
+        "ParameterWriteError: aten._foreach_mul_ would change the parameter 'fc.weight' in place: paramscope does "
+        "not run that on your weights; summarise on meta (the default) instead"
+    )
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
+class SharedUnderTwoNames(nn.Module):
+    """One Linear and one BatchNorm registered under two names each (``functional_call`` swaps the tensors of a
+    module reached twice, and leaves its stand-ins behind)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = self.a
+        self.norm = nn.BatchNorm1d(8)
+        self.block = nn.Sequential(self.a, self.norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.b(x))
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_module_registered_twice_keeps_its_own_tensors(device: str, mode: str) -> None:
+    model = SharedUnderTwoNames()
+    before = snapshot(model)
+    report = paramscope.summary(model, input_size=(4, 8), device=device, mode=mode)
+    assert report.totals.flops == 2 * (2 * 4 * 8 * 8)  # the Linear runs twice
+    assert_same(before, snapshot(model))
+    assert type(model.a.weight) is nn.Parameter
+    assert model.norm.running_mean.device.type == "cpu"
+
+
+class HooksThatCompute(nn.Module):
+    """A user's forward pre-hook and hook that multiply matrices around ``inner``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(8, 8)
+        self.other = nn.Linear(8, 8)
+        self.inner.register_forward_pre_hook(lambda module, args: (args[0] @ torch.ones(8, 8, device=args[0].device),))
+        self.inner.register_forward_hook(lambda module, args, out: out @ torch.ones(8, 8, device=out.device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.other(self.inner(x))
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_flops_of_a_users_hooks_are_attributed_as_flop_counter_mode_does(device: str) -> None:
+    model, x = HooksThatCompute(), torch.randn(3, 8)
+    total, per_path = torch_flops(model, x)
+    report = paramscope.summary(model, input_data=x, device=device)
+    assert report.totals.flops == total
+    # the pre-hook's product inside the module, the hook's outside it (FlopCounterMode's global hooks come first)
+    assert {record.path: record.flops for record in report.calls or ()} == per_path == {
+        "": 4 * 2 * 3 * 8 * 8, "inner": 2 * 2 * 3 * 8 * 8, "other": 2 * 3 * 8 * 8
+    }  # fmt: skip
+
+
 class UnprintableError(Exception):
     def __str__(self) -> str:
         raise ZeroDivisionError

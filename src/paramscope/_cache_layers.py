@@ -51,6 +51,15 @@ class CacheLayer:
         return tokens if self.window is None else min(tokens, self.window)
 
 
+def size_of(value: Any) -> int | None:
+    """``value`` when it is a size (a positive int; not a bool, a string or a negative number), else None.
+
+    >>> size_of(4096), size_of("4096"), size_of(True), size_of(-1)
+    (4096, None, None, None)
+    """
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def cache_layers(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     """The cache of each of a decoder's ``layers`` layers (its language model's, for a multimodal config).
 
@@ -69,19 +78,18 @@ def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     text = config.get("text_config")
     if isinstance(text, Mapping):
         config = {**config, **text}
-    window = config.get("sliding_window") if config.get("use_sliding_window", True) is not False else None
-    chunk = config.get("attention_chunk_size")
+    window = size_of(config.get("sliding_window")) if config.get("use_sliding_window", True) is not False else None
+    chunk = size_of(config.get("attention_chunk_size"))
     types = config.get("layer_types")
     found = []
     for layer in range(layers):
-        if isinstance(types, list) and layer < len(types):
-            kind = str(types[layer])
-        elif isinstance(window, int):
+        if isinstance(types, list):  # a layer it does not list is taken at full length: a plan errs on the safe side
+            kind = str(types[layer]) if layer < len(types) else FULL
+        elif window is not None:
             kind = "sliding_attention"
         else:
-            kind = "chunked_attention" if isinstance(chunk, int) else FULL
-        size = chunk if kind == "chunked_attention" else window if "sliding" in kind else None
-        found.append(CacheLayer(kind, size if isinstance(size, int) and size > 0 else None))
+            kind = "chunked_attention" if chunk is not None else FULL
+        found.append(CacheLayer(kind, chunk if kind == "chunked_attention" else window if "sliding" in kind else None))
     return found
 
 
@@ -116,6 +124,5 @@ def _from_transformers(config: Mapping[str, Any]) -> list[CacheLayer] | None:
         return None
     found = []
     for kind, given in zip(types, arguments, strict=False):
-        window = given.get("sliding_window")
-        found.append(CacheLayer(str(kind), window if isinstance(window, int) and window > 0 else None))
+        found.append(CacheLayer(str(kind), size_of(given.get("sliding_window"))))
     return found

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from . import dtypes as dtype_table
+from ._cache_layers import size_of
 from ._errors import UsageError
 from ._report import ModuleNode, Report, TensorRecord
 from ._units import format_bytes, format_count
@@ -264,8 +265,8 @@ def attention_heads(config: Mapping[str, Any] | None) -> int | None:
 
 def _kv_heads(config: Mapping[str, Any], heads: int) -> int:
     for key in ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num"):
-        value = config.get(key)
-        if isinstance(value, int) and value > 0:
+        value = size_of(config.get(key))
+        if value is not None:
             return value
     return 1 if config.get("multi_query") else heads  # Falcon's multi-query attention: one key/value head
 
@@ -285,10 +286,10 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     if not config:
         return None
     original, config = config, _language_config(config)
-    layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
-    heads = config.get("num_attention_heads") or config.get("n_head")
-    hidden = config.get("hidden_size") or config.get("n_embd") or config.get("d_model")
-    if not (isinstance(layers, int) and isinstance(heads, int) and isinstance(hidden, int)):
+    layers = size_of(config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers"))
+    heads = size_of(config.get("num_attention_heads") or config.get("n_head"))
+    hidden = size_of(config.get("hidden_size") or config.get("n_embd") or config.get("d_model"))
+    if layers is None or heads is None or hidden is None:
         return None
     size = _bytes_of(kv_dtype)
     kinds = cache_layers(original, layers)
@@ -311,15 +312,17 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     if unknown:
         remarks.append(f"{', '.join(unknown)} layers counted as full attention")
     remark = f" ({'; '.join(remarks)})" if remarks else ""
-    if isinstance(config.get("kv_lora_rank"), int):  # multi-head latent attention
-        per_token = config["kv_lora_rank"] + int(config.get("qk_rope_head_dim") or 0)
+    latent = size_of(config.get("kv_lora_rank"))
+    if latent is not None:  # multi-head latent attention
+        rope = size_of(config.get("qk_rope_head_dim")) or 0
+        per_token = latent + rope
         total = sum(lengths) * batch * per_token
-        formula = (f"{cached} layers × ({config['kv_lora_rank']} + {config.get('qk_rope_head_dim') or 0}) latent × "
+        formula = (f"{cached} layers × ({latent} + {rope}) latent × "
                    f"{format_count(tokens)} tokens × {batch} × {size:g} B (MLA's compressed cache, as serving "
                    f"engines keep it){remark}")  # fmt: skip
         return math.ceil(total * size), formula, 1  # one latent for all heads: not split by TP
     kv_heads = _kv_heads(config, heads)
-    head_dim = config.get("head_dim") or hidden // heads
+    head_dim = size_of(config.get("head_dim")) or hidden // heads
     total = 2 * sum(lengths) * kv_heads * head_dim * batch
     formula = (f"2 × {cached} layers × {kv_heads} kv heads × {head_dim} × {format_count(tokens)} tokens × {batch} × "
                f"{size:g} B{remark}")  # fmt: skip
@@ -428,6 +431,8 @@ def _training_items(report: Report, settings: MemorySettings, notes: list[str]) 
     params = _parameters(report)
     weight_bytes, grad_bytes, state_bytes = _PRECISION_BYTES[settings.precision]
     trainable = [record for record in params if record.trainable is not False]
+    if settings.optimizer == "adafactor" and any(_values(record) != (record.numel or 0) for record in trainable):
+        raise UsageError("adafactor does not support complex parameters (torch refuses them): choose another optimizer")
     if report.totals.trainable is None:
         notes.append("the source does not say which parameters are trained: all of them are counted as trainable")
     dp, tp = settings.gpus // settings.tp, settings.tp

@@ -31,9 +31,11 @@ _SHAPE = re.compile(r"\[(\d+(?:, \d+)*)\]")  # a tensor as a summary writes it: 
 
 
 def config_of(model: Any) -> dict[str, Any] | None:
-    """A transformers model's config as a dict (``None`` for other models), naming the model's class as its
-    architecture when the config names none (a model built from a config object, not loaded), as ``save_pretrained``
-    would record it: whether the model generates depends on it."""
+    """A transformers model's config as a dict (``None`` for other models). A config built as an object, not
+    loaded, names no architecture: a model class that generates (``...ForCausalLM``) is recorded as it, as
+    ``save_pretrained`` would; other classes (a base ``LlamaModel``) leave the config's fields to tell."""
+    from ._memory import generates
+
     config = getattr(model, "config", None)
     to_dict = getattr(config, "to_dict", None)
     if not callable(to_dict):
@@ -41,8 +43,9 @@ def config_of(model: Any) -> dict[str, Any] | None:
     found = to_dict()
     if not isinstance(found, dict):
         return None
-    if not found.get("architectures"):
-        found["architectures"] = [type(model).__name__]
+    architecture = {"architectures": [type(model).__name__]}
+    if not found.get("architectures") and generates(architecture):
+        found.update(architecture)
     return found
 
 

@@ -345,16 +345,18 @@ class _OpRecorder(TorchDispatchMode):
 
     def _refuse_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
         for index, name in plan.written:
-            target = args[index] if index < len(args) else kwargs.get(name)
-            # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter
-            if not isinstance(target, torch.Tensor) or target.layout != torch.strided or target.is_nested:
-                continue
-            parameter = self.protected.get(target.untyped_storage().data_ptr())
-            if parameter is not None:
-                raise ParameterWriteError(
-                    f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
-                    "not run that on your weights; summarise on meta (the default) instead"
-                )
+            written = args[index] if index < len(args) else kwargs.get(name)
+            # a list for the foreach ops (torch._foreach_mul_), a tensor for the others
+            for target in written if isinstance(written, (list, tuple)) else (written,):
+                # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter
+                if not isinstance(target, torch.Tensor) or target.layout != torch.strided or target.is_nested:
+                    continue
+                parameter = self.protected.get(target.untyped_storage().data_ptr())
+                if parameter is not None:
+                    raise ParameterWriteError(
+                        f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
+                        "not run that on your weights; summarise on meta (the default) instead"
+                    )
 
 
 def _parameter_storages(model: nn.Module) -> dict[int, str]:
@@ -419,9 +421,12 @@ class _Hooks:
         self._model = model
 
     def register(self) -> None:
+        # First among the module's hooks, as FlopCounterMode's global ones are: what the user's own hooks compute
+        # counts inside the module before it runs and outside it after (the rows show what the caller passed and
+        # what forward returned).
         for module in {id(m): m for m in self._model.modules()}.values():
-            self._handles.append(module.register_forward_pre_hook(self._before, with_kwargs=True))
-            self._handles.append(module.register_forward_hook(self._after, with_kwargs=True))
+            self._handles.append(module.register_forward_pre_hook(self._before, with_kwargs=True, prepend=True))
+            self._handles.append(module.register_forward_hook(self._after, with_kwargs=True, prepend=True))
 
     def _before(self, module: nn.Module, args: Any, kwargs: Any) -> None:
         path = self.paths[id(module)]
@@ -460,26 +465,33 @@ class _Hooks:
 @contextlib.contextmanager
 def _mode(model: nn.Module, train: bool) -> Iterator[None]:
     """``model`` in train or eval mode for the block, and as it was afterwards: every module's attributes (its
-    ``training`` flag, and what a forward rebinds: a cache's length, weight_norm's computed ``weight``) and every
-    parameter's ``requires_grad``."""
+    ``training`` flag, and what a forward rebinds: a cache's length, weight_norm's computed ``weight``), its
+    parameters and buffers (``functional_call`` leaves its stand-ins in a module registered under two names), and
+    every parameter's ``requires_grad``."""
     modules = list(model.modules())
-    attributes = [dict(module.__dict__) for module in modules]  # shallow: the tensors themselves are not copied
+    # shallow: the tensors themselves are not copied
+    saved = [(dict(module.__dict__), dict(module._parameters), dict(module._buffers)) for module in modules]
     trainable = [(param, param.requires_grad) for param in model.parameters()]
     model.train(train)
     try:
         yield
     finally:
-        for module, saved in zip(modules, attributes, strict=True):
-            current = module.__dict__
-            # by identity (== would compare tensors element-wise, across devices); a rebound attribute keeps its
-            # place in the dict, an added or deleted one changes the keys
-            same = len(current) == len(saved) and all(map(operator.is_, current.values(), saved.values()))
-            if not (same and current.keys() == saved.keys()):
-                current.clear()
-                current.update(saved)
+        for module, (attributes, parameters, buffers) in zip(modules, saved, strict=True):
+            _restore(module.__dict__, attributes)
+            _restore(module._parameters, parameters)
+            _restore(module._buffers, buffers)
         for param, requires_grad in trainable:
             if param.requires_grad != requires_grad:
                 param.requires_grad_(requires_grad)
+
+
+def _restore(current: dict[str, Any], saved: dict[str, Any]) -> None:
+    """``current`` made equal to ``saved`` again, compared by identity (== would compare tensors element-wise,
+    across devices): a rebound entry keeps its place in the dict, an added or deleted one changes the keys."""
+    same = len(current) == len(saved) and all(map(operator.is_, current.values(), saved.values()))
+    if not (same and current.keys() == saved.keys()):
+        current.clear()
+        current.update(saved)
 
 
 def _stand_ins(model: nn.Module, device: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import dtypes as dtype_table
+from .._cache_layers import size_of
 from .._errors import SourceError
 from .._report import Report
 from .checkpoint import StoredTensor, check_files, checkpoint_report
@@ -63,10 +64,6 @@ def _value(reader: Any, key: str) -> Any:
     return value.tolist() if hasattr(value, "tolist") else value
 
 
-def _positive(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 # A decoder config per file read (by path, size and modification time), so that a memory plan sizes the KV cache
 # without parsing the file's metadata twice (a large vocabulary takes seconds).
 _DECODER_CONFIGS: dict[tuple[str, int, int], dict[str, Any] | None] = {}
@@ -83,7 +80,7 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
     heads = _value(reader, f"{arch}.attention.head_count")
     hidden = _value(reader, f"{arch}.embedding_length")
     kv_heads = _value(reader, f"{arch}.attention.head_count_kv")
-    if not (_positive(layers) and _positive(heads) and _positive(hidden)):
+    if size_of(layers) is None or size_of(heads) is None or size_of(hidden) is None:
         return None
     config: dict[str, Any] = {
         "gguf_architecture": arch, "num_hidden_layers": layers, "num_attention_heads": heads, "hidden_size": hidden,
@@ -95,18 +92,18 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
         config["num_key_value_heads"] = counts.pop()
         config["layer_types"] = ["full_attention" if count else "linear_attention" for count in kv_heads]
     else:
-        config["num_key_value_heads"] = kv_heads if _positive(kv_heads) else heads  # the specification's default
+        config["num_key_value_heads"] = size_of(kv_heads) or heads  # the specification's default
     if _value(reader, f"{arch}.attention.causal") is False:  # an embedding model: it generates nothing
         config["architectures"] = [f"{arch} (GGUF, non-causal attention)"]
     key_length = _value(reader, f"{arch}.attention.key_length")
-    if _positive(key_length) and key_length == _value(reader, f"{arch}.attention.value_length"):
+    if size_of(key_length) and key_length == _value(reader, f"{arch}.attention.value_length"):
         config["head_dim"] = key_length
     latent = _value(reader, f"{arch}.attention.kv_lora_rank")
-    if _positive(latent):  # multi-head latent attention (DeepSeek): the compressed latent and the rotary key
+    if size_of(latent):  # multi-head latent attention (DeepSeek): the compressed latent and the rotary key
         config["kv_lora_rank"] = latent
         config["qk_rope_head_dim"] = _value(reader, f"{arch}.rope.dimension_count") or 0
     window = _value(reader, f"{arch}.attention.sliding_window")
-    if _positive(window):
+    if size_of(window):
         config["gguf_sliding_window"] = window  # which layers slide is llama.cpp's code, not the file's
     return config
 
