@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -33,3 +35,39 @@ def test_no_bar_when_quiet_or_for_one_item(monkeypatch: pytest.MonkeyPatch, item
 def test_no_bar_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
     assert list(progress(["a", "b"], "reading shards")) == ["a", "b"]
     assert capsys.readouterr().err == ""
+
+
+def test_a_forward_pass_shows_its_modules_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paramscope
+    from paramscope._progress import steps
+
+    advanced = []
+
+    @contextlib.contextmanager
+    def counted(description: str, total: int, *, quiet: bool = False) -> Iterator[Callable[[], None] | None]:
+        with steps(description, total, quiet=quiet) as advance:
+            advanced.append((description, total, 0))
+            if advance is None:
+                yield None
+                return
+
+            def step() -> None:
+                description, total, done = advanced[-1]
+                advanced[-1] = (description, total, done + 1)
+                advance()
+
+            yield step
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr("paramscope.trace.steps", counted)
+    paramscope.summary("paramscope.examples:resnet18", input_size=(1, 3, 224, 224), quiet=False)
+    # the eval pass asked for, then the train-mode pass that measures the activations: every module once each
+    assert advanced == [("forward pass (eval) on meta", 68, 68), ("forward pass (train) on meta", 68, 68)]
+    assert "forward pass (eval) on meta" in terminal.getvalue()
+    advanced.clear()
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    paramscope.summary("paramscope.examples:resnet18", input_size=(1, 3, 224, 224))  # the API is quiet by default
+    assert quiet.getvalue() == ""
+    assert [total for _, total, _ in advanced] == [68, 68]

@@ -208,7 +208,7 @@ def summary(
 
         report = inspect_module(module)
     args, kwargs = make_inputs(input_size, input_data, dtypes, device)
-    return summarize(module, report, args, kwargs, depth=depth, device=device, mode=mode)
+    return summarize(module, report, args, kwargs, depth=depth, device=device, mode=mode, quiet=quiet)
 
 
 def memory(

@@ -190,8 +190,10 @@ def measure_activations(
     settings: MemorySettings,
     input_size: Sequence[Any] | None,
     input_dtypes: Sequence[Any] | None,
+    quiet: bool = True,
 ) -> tuple[Activations, list[str]]:
-    """The activations item of a plan, from one forward on meta, and notes."""
+    """The activations item of a plan, from one forward on meta (a progress bar on a terminal unless ``quiet``),
+    and notes."""
     from ._summary import check_runnable
     from .trace import peak_live_bytes, saved_for_backward
 
@@ -201,7 +203,7 @@ def measure_activations(
         compute = _torch_dtype(COMPUTE_DTYPES[settings.precision])
         args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
         with _checkpointing_off(model) as was_on:
-            result = saved_for_backward(model, args, kwargs, dtype=compute)
+            result = saved_for_backward(model, args, kwargs, dtype=compute, quiet=quiet)
         assert result.total_activations is not None
         dtype = COMPUTE_DTYPES[settings.precision]
         # An estimate, not a count: the kernels a GPU picks (attention above all) and autocast's float32 ops decide
@@ -224,7 +226,7 @@ def measure_activations(
         return (size, "estimate", formula), notes
     compute = _torch_dtype(settings.dtype)
     args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
-    peak = peak_live_bytes(model, args, kwargs, dtype=compute)
+    peak = peak_live_bytes(model, args, kwargs, dtype=compute, quiet=quiet)
     formula = f"peak of live tensors in an eval forward on meta ({shape}); kernel workspaces not counted"
     if "logits_to_keep" in kwargs:
         formula += ", logits for the last position (as generate)"
@@ -320,7 +322,7 @@ def build_plan(
         try:
             if refusal is not None:
                 raise ForwardError(refusal)
-            activations, notes = measure_activations(module, settings, input_size, input_dtypes)
+            activations, notes = measure_activations(module, settings, input_size, input_dtypes, request.quiet)
         except ForwardError as error:  # the rest of the plan stands without this item
             notes = [f"no activations item: {error}"]
     elif wants_forward:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -38,6 +38,32 @@ def progress(items: Sequence[Item], description: str, *, quiet: bool = False) ->
         for item in items:
             yield item
             bar.advance(task)
+
+
+@contextlib.contextmanager
+def steps(description: str, total: int, *, quiet: bool = False) -> Iterator[Callable[[], None] | None]:
+    """A transient progress bar of ``total`` steps on stderr while the block runs, advanced one step by each call
+    of what it yields; None (nothing drawn) when quiet, when stderr is not a terminal, or for a single step.
+
+    >>> with steps("forward pass", 3) as advance:  # stderr is not a terminal here
+    ...     advance is None
+    True
+    """
+    if quiet or total < _MIN_ITEMS or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        console=_stderr_console(),
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
 
 
 def _stderr_console() -> Console:

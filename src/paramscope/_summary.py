@@ -143,14 +143,16 @@ def summarize(
     depth: int,
     device: str,
     mode: str,
+    quiet: bool = True,
 ) -> Report:
-    """``report`` (of ``model``) with the call records, FLOPs and activation bytes of a forward pass."""
+    """``report`` (of ``model``) with the call records, FLOPs and activation bytes of a forward pass; unless
+    ``quiet``, with a progress bar on a terminal."""
     from .sources.module import forward_module
     from .trace import trace
 
     model = forward_module(model)
     check_runnable(model, device)
-    result = trace(model, args, kwargs, device=device, train=mode == "train")
+    result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet)
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
 

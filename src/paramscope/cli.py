@@ -580,7 +580,9 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
         if request.exclude_embeddings:
             report = without_embeddings(report)
         args, kwargs = make_inputs(shapes, None, options.input_dtype, options.device)
-        report = summarize(model, report, args, kwargs, depth=depth, device=options.device, mode=options.mode)
+        report = summarize(
+            model, report, args, kwargs, depth=depth, device=options.device, mode=options.mode, quiet=options.quiet
+        )
     view = View(depth=depth, tensors=options.tensors, units=options.units, explain=options.explain)
     return _finish(options, stdout, report, view, budget)
 

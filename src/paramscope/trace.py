@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry, sdpa_flop_count
 
 from ._errors import TargetError, first_line
+from ._progress import steps
 
 aten = torch.ops.aten
 
@@ -417,6 +418,8 @@ class _Hooks:
         self.recorder: _OpRecorder | None = None
         """The forward's dispatch mode, told to leave out the ops the hooks run themselves (a nested tensor's
         ``unbind``, to describe it)."""
+        self.advance: Callable[[], None] | None = None
+        """Called as each module first completes: a progress bar's step."""
         self._handles: list[Any] = []
         self._model = model
 
@@ -449,6 +452,8 @@ class _Hooks:
     def _after(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         path = self.stack.pop()
         if not self.calls[path].outputs:
+            if self.advance is not None:
+                self.advance()
             if self.recorder is not None:
                 self.recorder.paused += 1
             try:
@@ -583,6 +588,7 @@ def _run(
     measure_activations: bool,
     trace_result: Trace,
     dtype: torch.dtype | None = None,
+    quiet: bool = True,
 ) -> None:
     hooks = _Hooks(model)  # registered in the try: a module refusing a hook leaves none of them behind
     try:
@@ -595,6 +601,8 @@ def _run(
             None if device == "meta" else _parameter_storages(model), hooks.stack if count_flops else None
         )
         with contextlib.ExitStack() as stack:
+            description = f"forward pass ({'train' if train else 'eval'}) on {device}"
+            hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             stack.enter_context(_mode(model, train))
             if device == "meta":
                 stack.enter_context(_FusedAttentionOnMeta())
@@ -623,15 +631,17 @@ def _run(
         trace_result.total_activations = saved.total
 
 
-def trace(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, device: str, train: bool) -> Trace:
+def trace(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, device: str, train: bool, quiet: bool = True
+) -> Trace:
     """Run ``model(*args, **kwargs)`` for a summary: shapes and FLOPs in the requested mode on ``device``, and the
     activations of a train-mode forward: the same forward when it is one; on meta, a second forward in train mode
     when it is not (free there). On a real device only the forward asked for runs (a summary costs what a forward
     costs): in eval mode it runs without autograd and saves nothing. Activations not measured are None, and
-    ``activations_failure`` says why."""
+    ``activations_failure`` says why. Unless ``quiet``, a progress bar on a terminal follows the modules."""
     result = Trace()
     _run(model, args, kwargs, device=device, train=train, count_flops=True, measure_activations=train,
-         trace_result=result)  # fmt: skip
+         trace_result=result, quiet=quiet)  # fmt: skip
     if train:
         result.activations_device = device
         return result
@@ -644,7 +654,7 @@ def trace(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, de
         return result
     try:
         _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
-             trace_result=result)  # fmt: skip
+             trace_result=result, quiet=quiet)  # fmt: skip
     except ForwardError as error:
         result.activations_failure = f"no train-mode forward could run ({error})"
     else:
@@ -653,13 +663,18 @@ def trace(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, de
 
 
 def saved_for_backward(
-    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, dtype: torch.dtype | None = None
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    dtype: torch.dtype | None = None,
+    quiet: bool = True,
 ) -> Trace:
     """A train-mode forward on meta, floating-point weights in ``dtype``: the bytes autograd saves for backward
     (``total_activations``, and per module), and each module's calls with the bytes of its first input."""
     result = Trace()
     _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
-         trace_result=result, dtype=dtype)  # fmt: skip
+         trace_result=result, dtype=dtype, quiet=quiet)  # fmt: skip
     return result
 
 
@@ -720,7 +735,12 @@ def _tensors_in(value: Any, depth: int = 4) -> Iterator[torch.Tensor]:
 
 
 def peak_live_bytes(
-    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, dtype: torch.dtype | None = None
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    dtype: torch.dtype | None = None,
+    quiet: bool = True,
 ) -> int:
     """The most bytes that tensors made by an inference forward (eval, no grad, on meta) hold at one time, the key/
     value cache it returns (``past_key_values``) left out: that is an item of its own."""
@@ -730,8 +750,10 @@ def peak_live_bytes(
         weights = _stand_ins(model, "meta", dtype)
         tracker = _LiveTensors(weights)
         inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
-        with _mode(model, False), torch.no_grad(), _FusedAttentionOnMeta(), tracker:
-            output = _forward(model, weights, inputs, keywords)
+        with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
+            hooks.advance = advance
+            with _mode(model, False), torch.no_grad(), _FusedAttentionOnMeta(), tracker:
+                output = _forward(model, weights, inputs, keywords)
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # sys.exit() or the model's own BaseException must not end the caller
