@@ -1003,12 +1003,16 @@ def write_gguf_decoder(path: Path, architecture: str = "llama", **hyper: Any) ->
     writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_block_count(hyper.get("layers", 4))
     writer.add_head_count(hyper.get("heads", 4))
+    for key in ("full_attention_interval", "sliding_window_pattern", "shared_kv_layers"):
+        if key in hyper:
+            getattr(writer, f"add_{key}")(hyper[key])
     writer.add_embedding_length(hyper.get("hidden", 32))
     if "kv_heads" in hyper:
         writer.add_head_count_kv(hyper["kv_heads"])
     if "key_length" in hyper:
         writer.add_key_length(hyper["key_length"])
-        writer.add_value_length(hyper["key_length"])
+    if "value_length" in hyper:
+        writer.add_value_length(hyper["value_length"])
     if "window" in hyper:
         writer.add_sliding_window(hyper["window"])
     if "causal" in hyper:
@@ -1023,10 +1027,10 @@ def write_gguf_decoder(path: Path, architecture: str = "llama", **hyper: Any) ->
     writer.close()
 
 
-def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, batch: int = 1) -> int:
+def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, value_dim: int | None = None) -> int:
     # llama.cpp's KV cache: n_layer × n_ctx × (n_embd_k_gqa + n_embd_v_gqa) × 2 B (F16, its default cache type),
-    # n_embd_k_gqa = key_length × head_count_kv
-    return layers * tokens * batch * 2 * head_dim * kv_heads * 2
+    # n_embd_k_gqa = key_length × head_count_kv, n_embd_v_gqa = value_length × head_count_kv
+    return layers * tokens * (head_dim + (value_dim or head_dim)) * kv_heads * 2
 
 
 @pytest.mark.parametrize(
@@ -1034,12 +1038,39 @@ def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, b
     [
         ({"kv_heads": 2}, llama_cpp_kv_bytes(4, 128, 2, 8)),  # head_dim: embedding_length / head_count
         ({}, llama_cpp_kv_bytes(4, 128, 4, 8)),  # head_count_kv defaults to head_count
-        ({"kv_heads": 2, "key_length": 16}, llama_cpp_kv_bytes(4, 128, 2, 16)),
+        ({"kv_heads": 2, "key_length": 16, "value_length": 16}, llama_cpp_kv_bytes(4, 128, 2, 16)),
+        # a key length alone: values keep embedding_length / head_count; or lengths of their own
+        ({"kv_heads": 2, "key_length": 16}, llama_cpp_kv_bytes(4, 128, 2, 16, 8)),
+        ({"kv_heads": 2, "key_length": 16, "value_length": 4}, llama_cpp_kv_bytes(4, 128, 2, 16, 4)),
+        ({"kv_heads": 2, "heads": [4, 4, 4, 4]}, llama_cpp_kv_bytes(4, 128, 2, 8)),  # per layer, all alike
+        # Qwen3-Next: one layer in full_attention_interval attends, the others are recurrent
+        ({"kv_heads": 2, "full_attention_interval": 2}, llama_cpp_kv_bytes(2, 128, 2, 8)),
+        # Gemma 3n: the last shared_kv_layers layers reuse earlier layers' keys and values
+        ({"kv_heads": 2, "shared_kv_layers": 1}, llama_cpp_kv_bytes(3, 128, 2, 8)),
+        # which layers slide, said by the file: those hold the window
+        (
+            {"kv_heads": 2, "window": 16, "sliding_window_pattern": [True, True, True, False]},
+            llama_cpp_kv_bytes(3, 16, 2, 8) + llama_cpp_kv_bytes(1, 128, 2, 8),
+        ),
+        ({"kv_heads": 2, "window": 256}, llama_cpp_kv_bytes(4, 128, 2, 8)),  # a window past the context: exact
         ({"kv_heads": [0, 2, 0, 2]}, llama_cpp_kv_bytes(2, 128, 2, 8)),  # a hybrid: recurrent layers have none
         # DeepSeek's MLA: llama.cpp caches the latent and the rotary key, kv_lora_rank + n_rot per token and layer
         ({"latent": 16, "rope": 8}, 4 * 128 * (16 + 8) * 2),
     ],
-    ids=["gqa", "default-kv-heads", "key-length", "hybrid", "mla"],
+    ids=[
+        "gqa",
+        "default-kv-heads",
+        "key-length",
+        "key-length-alone",
+        "key-value-lengths",
+        "head-count-array",
+        "full-attention-interval",
+        "shared-kv",
+        "sliding-pattern",
+        "window-past-context",
+        "hybrid",
+        "mla",
+    ],
 )
 def test_gguf_kv_cache_from_its_metadata(tmp_path: Path, hyper: dict[str, Any], expected: int) -> None:
     path = tmp_path / "model.gguf"
@@ -1061,6 +1092,44 @@ def test_gguf_sliding_window_is_an_upper_bound(tmp_path: Path) -> None:
         "the GGUF file declares a 16-token sliding window but not which layers use it (llama.cpp's code decides): "
         "the KV cache counts every layer at full length, an upper bound"
     ) in plan.notes
+
+
+def test_gguf_llama4_chunked_layers_are_an_upper_bound(tmp_path: Path) -> None:
+    path = tmp_path / "scout.gguf"
+    write_gguf_decoder(path, "llama4", kv_heads=2)
+    plan = paramscope.memory(str(path), seq=128).memory
+    assert plan is not None
+    assert (plan.item("KV cache").total_bytes, plan.item("KV cache").label) == (llama_cpp_kv_bytes(4, 128, 2, 8),
+                                                                                 "estimate")  # fmt: skip
+    assert (
+        "llama.cpp gives some layers of this architecture chunked attention in its code, which the GGUF file does "
+        "not describe: the KV cache counts every layer at full length, an upper bound"
+    ) in plan.notes
+
+
+def test_gguf_vision_projector_beside_the_model_is_passed_over(tmp_path: Path) -> None:
+    write_gguf_decoder(tmp_path / "qwen-q4.gguf", kv_heads=2)
+    projector = gguf.GGUFWriter(str(tmp_path / "mmproj-qwen-f16.gguf"), "clip")  # sorts first; no decoder keys
+    projector.add_tensor("v.patch_embd.weight", np.zeros((8, 8), dtype=np.float32))
+    projector.write_header_to_file()
+    projector.write_kv_data_to_file()
+    projector.write_tensors_to_file()
+    projector.close()
+    plan = paramscope.memory(str(tmp_path), seq=128).memory
+    assert plan is not None
+    assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(4, 128, 2, 8)
+
+
+def test_gguf_beside_a_config_json_still_runs_its_forward(tmp_path: Path) -> None:
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 64, "hidden_size": 32,
+              "intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4,
+              "num_key_value_heads": 2}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    write_gguf_decoder(tmp_path / "model.gguf", kv_heads=2)
+    plan = paramscope.memory(str(tmp_path / "model.gguf"), seq=128).memory
+    assert plan is not None
+    assert [item.name for item in plan.items] == ["weights", "KV cache", "activations"]
+    assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(4, 128, 2, 8)
 
 
 def test_gguf_embedding_model_has_no_kv_cache(tmp_path: Path) -> None:

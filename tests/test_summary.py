@@ -1214,6 +1214,20 @@ def test_an_encoder_with_a_padding_mask_runs_on_nested_tensors_on_cpu() -> None:
     assert not any("aten.unbind" in note for note in report.notes)  # the hooks' own ops are not the model's
 
 
+class NestedProducts(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(x, x.transpose(1, 2))
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+def test_a_product_of_nested_tensors_is_named_among_the_ops_counted_0() -> None:
+    nested = torch.nested.nested_tensor([torch.randn(5, 16), torch.randn(3, 16)])
+    report = paramscope.summary(NestedProducts(), input_data=nested, device="cpu")
+    assert report.totals.flops == 0  # its formula takes one shape, which a nested tensor does not have: not a guess
+    assert report.calls[0].outputs == "nested([5, 5], [3, 3])"  # type: ignore[index]
+    assert any(note.endswith("count 0: aten.bmm (1), aten.transpose (1)") for note in report.notes), report.notes
+
+
 @pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
 def test_nested_tensors_are_described_by_their_sequences() -> None:
     nested = torch.nested.nested_tensor([torch.zeros(5, 16), torch.zeros(3, 16)])

@@ -323,9 +323,13 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         return math.ceil(total * size), formula, 1  # one latent for all heads: not split by TP
     kv_heads = _kv_heads(config, heads)
     head_dim = size_of(config.get("head_dim")) or hidden // heads
-    total = 2 * sum(lengths) * kv_heads * head_dim * batch
-    formula = (f"2 × {cached} layers × {kv_heads} kv heads × {head_dim} × {format_count(tokens)} tokens × {batch} × "
-               f"{size:g} B{remark}")  # fmt: skip
+    value_dim = size_of(config.get("v_head_dim")) or head_dim  # keys and values of their own lengths (GGUF)
+    total = sum(lengths) * kv_heads * (head_dim + value_dim) * batch
+    if value_dim == head_dim:
+        each = f"2 × {cached} layers × {kv_heads} kv heads × {head_dim}"
+    else:
+        each = f"{cached} layers × {kv_heads} kv heads × ({head_dim} + {value_dim})"
+    formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{remark}"
     return math.ceil(total * size), formula, int(kv_heads)
 
 
@@ -486,12 +490,17 @@ def _inference_items(
             size, formula, kv_heads = cache
             ways = math.gcd(tp, kv_heads)  # key/value heads are split across the TP ranks, whole heads only
             cache_label: Label = "derived"
-            window = config.get("gguf_sliding_window") if config else None
-            if window:
+            window, kind = (config or {}).get("gguf_windowed_layers") or (None, "")
+            if window is not None and window < settings.tokens:
                 cache_label = "estimate"
                 notes.append(f"the GGUF file declares a {format_count(window)}-token sliding window but not which "
                              "layers use it (llama.cpp's code decides): the KV cache counts every layer at full "
                              "length, an upper bound")  # fmt: skip
+            elif window is None and kind:
+                cache_label = "estimate"
+                notes.append(f"llama.cpp gives some layers of this architecture {kind} in its code, which the GGUF "
+                             "file does not describe: the KV cache counts every layer at full length, an upper "
+                             "bound")  # fmt: skip
             items.append(_item("KV cache", cache_label, size, formula, (ways, f"TP {tp}, {kv_heads} kv heads")))
     return items
 

@@ -32,10 +32,9 @@ _SHAPE = re.compile(r"\[(\d+(?:, \d+)*)\]")  # a tensor as a summary writes it: 
 
 def config_of(model: Any) -> dict[str, Any] | None:
     """A transformers model's config as a dict (``None`` for other models). A config built as an object, not
-    loaded, names no architecture: a model class that generates (``...ForCausalLM``) is recorded as it, as
-    ``save_pretrained`` would; other classes (a base ``LlamaModel``) leave the config's fields to tell."""
-    from ._memory import generates
-
+    loaded, names no architecture: a model class with a head (``...ForCausalLM``, ``...ForSequenceClassification``)
+    is recorded as it, as ``save_pretrained`` would; a base model (``LlamaModel``, ``BertModel``) leaves the
+    config's fields to tell whether it is a decoder."""
     config = getattr(model, "config", None)
     to_dict = getattr(config, "to_dict", None)
     if not callable(to_dict):
@@ -43,9 +42,9 @@ def config_of(model: Any) -> dict[str, Any] | None:
     found = to_dict()
     if not isinstance(found, dict):
         return None
-    architecture = {"architectures": [type(model).__name__]}
-    if not found.get("architectures") and generates(architecture):
-        found.update(architecture)
+    name = type(model).__name__
+    if not found.get("architectures") and not name.endswith("Model"):
+        found["architectures"] = [name]  # LlamaForCausalLM generates, LlamaForSequenceClassification does not
     return found
 
 
@@ -79,15 +78,16 @@ def resolve(
         return report, module, config_of(module)
     # A checkpoint (or a Hub id): the weights' own dtypes from their headers; the config only to run a forward.
     report = load_report(model, request)
-    if report.source.kind == "gguf":  # no model to run; the file's own metadata sizes the KV cache
+    cache_config = None  # a GGUF file's own metadata sizes its KV cache, as llama.cpp does
+    if report.source.kind == "gguf":
         from .sources.gguf import decoder_config
 
-        return report, None, decoder_config(Path(model))
+        cache_config = decoder_config(Path(model))
     config = None if model.startswith("hf:") else _config_beside(model)
     if not wants_forward or (config is None and not model.startswith("hf:")):
-        return report, None, config
+        return report, None, cache_config or config
     module, _, notes = load_model(model, request)
-    return replace(report, notes=(*report.notes, *notes)), module, config_of(module)
+    return replace(report, notes=(*report.notes, *notes)), module, cache_config or config_of(module)
 
 
 def batch_of(batch: int | None, input_size: Sequence[Any] | None) -> int:

@@ -61,6 +61,7 @@ def steps(description: str, total: int, *, quiet: bool = False) -> Iterator[Call
         TimeElapsedColumn(),
         transient=True,
         console=_stderr_console(),
+        redirect_stdout=False,  # the model's own prints stay on stdout, where its caller expects them
     ) as bar:
         task = bar.add_task(description, total=total)
         yield lambda: bar.advance(task)

@@ -136,7 +136,11 @@ def describe(value: Any) -> str:
     """
     if isinstance(value, torch.Tensor):
         if value.is_nested:  # strided nested tensors have no overall shape: the shape of each sequence
-            return "nested(" + ", ".join(describe(part) for part in value.unbind()) + ")"
+            try:
+                parts = value.unbind()
+            except RuntimeError:  # torch made it inconsistent (a cat of strided nested tensors): no sequences to show
+                return "nested(unreadable)"
+            return "nested(" + ", ".join(describe(part) for part in parts) + ")"
         dims = "[" + ", ".join(str(dim) for dim in value.shape) + "]"
         return dims if value.dtype in _PLAIN_DTYPES else f"{dims} {str(value.dtype).removeprefix('torch.')}"
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -214,11 +218,17 @@ _METADATA_QUERIES = {
 } | {aten.is_contiguous.memory_format, torch.ops.prim.layout.default}  # fmt: skip
 
 
+class _NoShape(Exception):
+    """A formula on shapes met a tensor without one (a nested tensor's sequences have their own)."""
+
+
 def _shapes(value: Any) -> Any:
     """``value`` with its tensors replaced by their shapes: what FlopCounterMode's ``shape_wrapper`` passes to a
     formula, without the pytree walk that costs more than the formula (aten arguments nest in lists, tuples and
     dicts only)."""
     if isinstance(value, torch.Tensor):
+        if value.is_nested:
+            raise _NoShape
         return value.shape
     if type(value) is tuple or type(value) is list:
         return type(value)(_shapes(item) for item in value)
@@ -281,7 +291,9 @@ class _OpRecorder(TorchDispatchMode):
         self.total_flops = 0
         self.paused = 0
         """Above 0 while the hooks run ops of their own: those run unrecorded."""
-        self._formulas: dict[Any, Callable[..., int]] = {**flop_registry, **EXTRA_FLOP_FORMULAS}
+        self.unsized: dict[Any, int] = {}
+        """Ops with a formula on shapes that ran on nested tensors, by packet: counted 0."""
+        self.formulas: dict[Any, Callable[..., int]] = {**flop_registry, **EXTRA_FLOP_FORMULAS}
         # by id: an op overload hashes in Python, a cost on every op; torch.ops makes each overload once and keeps
         # it, so its id stays its own
         self._plans: dict[int, _OpPlan | None] = {}
@@ -299,7 +311,7 @@ class _OpRecorder(TorchDispatchMode):
         if func in _METADATA_QUERIES:
             plan = None
         else:
-            formula = self._formulas.get(func.overloadpacket)
+            formula = self.formulas.get(func.overloadpacket)
             formula = None if formula is None else _on_shapes(formula)
             decomposes = (
                 formula is None
@@ -338,7 +350,11 @@ class _OpRecorder(TorchDispatchMode):
             self._refuse_writes(func, plan, args, kwargs)
         out = func(*args, **kwargs)
         if plan.formula is not None and self.running is not None:
-            flops = plan.formula(*args, **kwargs, out_val=out)
+            try:
+                flops = plan.formula(*args, **kwargs, out_val=out)
+            except _NoShape:  # counted as 0, and named with the ops that have no formula
+                self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
+                return out
             self.total_flops += flops
             for path in set(self.running):  # a reused module may be on the stack twice
                 self.flops[path] = self.flops.get(path, 0) + flops
@@ -424,16 +440,25 @@ class _Hooks:
         self._model = model
 
     def register(self) -> None:
-        # First among the module's hooks, as FlopCounterMode's global ones are: what the user's own hooks compute
-        # counts inside the module before it runs and outside it after (the rows show what the caller passed and
-        # what forward returned).
         for module in {id(m): m for m in self._model.modules()}.values():
-            self._handles.append(module.register_forward_pre_hook(self._before, with_kwargs=True, prepend=True))
-            self._handles.append(module.register_forward_hook(self._after, with_kwargs=True, prepend=True))
+            # The stack first among the module's hooks, as FlopCounterMode's global hooks are: what a user's own
+            # hooks compute counts inside the module before it runs, and outside it after.
+            self._handles.append(module.register_forward_pre_hook(self._enter, prepend=True))
+            self._handles.append(module.register_forward_hook(self._leave, prepend=True))
+            # The rows last: the inputs as forward gets them and the output as its caller does (so they chain).
+            self._handles.append(module.register_forward_pre_hook(self._record_inputs, with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._record_output, with_kwargs=True))
 
-    def _before(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+    def _enter(self, module: nn.Module, args: Any) -> None:
         path = self.paths[id(module)]
         self.stack.append(path)
+        self.inputs.pop(path, None)  # not an earlier call's, if a user's hook fails before they are recorded
+
+    def _leave(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.stack.pop()
+
+    def _record_inputs(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+        path = self.paths[id(module)]
         if self.recorder is not None:
             self.recorder.paused += 1
         try:
@@ -449,15 +474,15 @@ class _Hooks:
             if self.recorder is not None:
                 self.recorder.paused -= 1
 
-    def _after(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
-        path = self.stack.pop()
-        if not self.calls[path].outputs:
+    def _record_output(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        call = self.calls[self.paths[id(module)]]
+        if not call.outputs:
             if self.advance is not None:
                 self.advance()
             if self.recorder is not None:
                 self.recorder.paused += 1
             try:
-                self.calls[path].outputs = describe(output)
+                call.outputs = describe(output)
             finally:
                 if self.recorder is not None:
                     self.recorder.paused -= 1
@@ -623,9 +648,8 @@ def _run(
     if count_flops:
         trace_result.flops = recorder.flops
         trace_result.total_flops = recorder.total_flops
-        trace_result.uncounted_ops = {
-            str(op): n for op, n in recorder.counts.items() if op not in flop_registry and op not in EXTRA_FLOP_FORMULAS
-        }
+        uncounted = {op: n for op, n in recorder.counts.items() if op not in recorder.formulas}
+        trace_result.uncounted_ops = {str(op): n for op, n in (uncounted | recorder.unsized).items()}
     if saved is not None:
         trace_result.activations = saved.per_module
         trace_result.total_activations = saved.total

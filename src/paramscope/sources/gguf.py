@@ -69,52 +69,80 @@ def _value(reader: Any, key: str) -> Any:
 _DECODER_CONFIGS: dict[tuple[str, int, int], dict[str, Any] | None] = {}
 
 
+def _uniform(value: Any) -> Any:
+    """A per-layer array whose entries are all one value, as that value; anything else as it is."""
+    return value[0] if isinstance(value, list) and value and all(item == value[0] for item in value) else value
+
+
+# Architectures whose layers llama.cpp gives a window of their own in code, when the file says not which: counted at
+# full length, as an upper bound. Qwen3-Next's recurrent layers default to three in four.
+_WINDOWED_IN_CODE = {"llama4": "chunked attention"}
+_FULL_ATTENTION_INTERVAL = {"qwen3next": 4}
+
+
 def _decoder_config(reader: Any) -> dict[str, Any] | None:
     """The attention hyperparameters of a GGUF model, named as a transformers config names them, from the keys the
-    GGUF specification defines (``{arch}.block_count``, ``{arch}.attention.head_count_kv``, ...); what llama.cpp
-    sizes its KV cache from. ``None`` when the file has no decoder hyperparameters."""
+    GGUF specification and llama.cpp define (``{arch}.block_count``, ``{arch}.attention.head_count_kv``, ...): what
+    llama.cpp sizes its KV cache from. ``None`` when the file has no decoder hyperparameters."""
     arch = _text(reader, "general.architecture")
     if not arch:
         return None
-    layers = _value(reader, f"{arch}.block_count")
-    heads = _value(reader, f"{arch}.attention.head_count")
-    hidden = _value(reader, f"{arch}.embedding_length")
-    kv_heads = _value(reader, f"{arch}.attention.head_count_kv")
-    if size_of(layers) is None or size_of(heads) is None or size_of(hidden) is None:
+    layers = size_of(_value(reader, f"{arch}.block_count"))
+    heads = size_of(_uniform(_value(reader, f"{arch}.attention.head_count")))
+    hidden = size_of(_value(reader, f"{arch}.embedding_length"))
+    if layers is None or heads is None or hidden is None:
         return None
     config: dict[str, Any] = {
         "gguf_architecture": arch, "num_hidden_layers": layers, "num_attention_heads": heads, "hidden_size": hidden,
     }  # fmt: skip
+    types = ["full_attention"] * layers
+    kv_heads = _value(reader, f"{arch}.attention.head_count_kv")
     if isinstance(kv_heads, list):  # per layer: 0 for a layer without attention (a hybrid's recurrent layers)
         counts = {count for count in kv_heads if count}
-        if len(kv_heads) != layers or len(counts) != 1:
+        if len(kv_heads) != layers or len(counts) != 1 or size_of(min(counts)) is None:
             return None  # heads that vary from layer to layer: not one config's worth
         config["num_key_value_heads"] = counts.pop()
-        config["layer_types"] = ["full_attention" if count else "linear_attention" for count in kv_heads]
+        types = ["full_attention" if count else "linear_attention" for count in kv_heads]
     else:
         config["num_key_value_heads"] = size_of(kv_heads) or heads  # the specification's default
+    interval = size_of(_value(reader, f"{arch}.full_attention_interval")) or _FULL_ATTENTION_INTERVAL.get(arch)
+    if interval:  # llama.cpp: layer i is recurrent unless (i + 1) is a multiple of the interval
+        types = [kind if (i + 1) % interval == 0 else "linear_attention" for i, kind in enumerate(types)]
     if _value(reader, f"{arch}.attention.causal") is False:  # an embedding model: it generates nothing
         config["architectures"] = [f"{arch} (GGUF, non-causal attention)"]
-    key_length = _value(reader, f"{arch}.attention.key_length")
-    if size_of(key_length) and key_length == _value(reader, f"{arch}.attention.value_length"):
-        config["head_dim"] = key_length
-    latent = _value(reader, f"{arch}.attention.kv_lora_rank")
-    if size_of(latent):  # multi-head latent attention (DeepSeek): the compressed latent and the rotary key
+    # keys and values of their own lengths; without them, embedding_length / head_count (llama.cpp's defaults)
+    config["head_dim"] = size_of(_value(reader, f"{arch}.attention.key_length")) or hidden // heads
+    config["v_head_dim"] = size_of(_value(reader, f"{arch}.attention.value_length")) or hidden // heads
+    latent = size_of(_value(reader, f"{arch}.attention.kv_lora_rank"))
+    if latent:  # multi-head latent attention (DeepSeek): the compressed latent and the rotary key
         config["kv_lora_rank"] = latent
-        config["qk_rope_head_dim"] = _value(reader, f"{arch}.rope.dimension_count") or 0
-    window = _value(reader, f"{arch}.attention.sliding_window")
-    if size_of(window):
-        config["gguf_sliding_window"] = window  # which layers slide is llama.cpp's code, not the file's
+        config["qk_rope_head_dim"] = size_of(_value(reader, f"{arch}.rope.dimension_count")) or 0
+    window = size_of(_value(reader, f"{arch}.attention.sliding_window"))
+    pattern = _value(reader, f"{arch}.attention.sliding_window_pattern")
+    if window and isinstance(pattern, list) and len(pattern) == layers and all(isinstance(p, bool) for p in pattern):
+        config["sliding_window"] = window
+        types = ["sliding_attention" if slides and kind == "full_attention" else kind
+                 for slides, kind in zip(pattern, types, strict=True)]  # fmt: skip
+    elif window or arch in _WINDOWED_IN_CODE:
+        config["gguf_windowed_layers"] = (window, _WINDOWED_IN_CODE.get(arch, "sliding-window attention"))
+    shared = size_of(_value(reader, f"{arch}.attention.shared_kv_layers"))
+    if shared and shared < layers:  # the last layers reuse earlier layers' keys and values (Gemma 3n)
+        types[-shared:] = ["dummy"] * shared
+    if any(kind != "full_attention" for kind in types):
+        config["layer_types"] = types
     return config
 
 
 def decoder_config(target: Path) -> dict[str, Any] | None:
-    """The decoder hyperparameters of a GGUF model (its first file's), as :func:`_decoder_config` reads them."""
-    first = _files(target)[0]
-    key = _config_key(first)
-    if key not in _DECODER_CONFIGS:
-        _read(first)
-    return _DECODER_CONFIGS.get(key)
+    """The decoder hyperparameters of a GGUF model, as :func:`_decoder_config` reads them: from the first of its
+    files that has them (a vision projector beside the model has none)."""
+    for path in _files(target):
+        key = _config_key(path)
+        if key not in _DECODER_CONFIGS:
+            _read(path)
+        if _DECODER_CONFIGS.get(key) is not None:
+            return _DECODER_CONFIGS[key]
+    return None
 
 
 def _config_key(path: Path) -> tuple[str, int, int]:
