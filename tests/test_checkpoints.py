@@ -1003,23 +1003,12 @@ def write_gguf_decoder(path: Path, architecture: str = "llama", **hyper: Any) ->
     writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_block_count(hyper.get("layers", 4))
     writer.add_head_count(hyper.get("heads", 4))
-    for key in ("full_attention_interval", "sliding_window_pattern", "shared_kv_layers"):
-        if key in hyper:
-            getattr(writer, f"add_{key}")(hyper[key])
     writer.add_embedding_length(hyper.get("hidden", 32))
-    if "kv_heads" in hyper:
-        writer.add_head_count_kv(hyper["kv_heads"])
-    if "key_length" in hyper:
-        writer.add_key_length(hyper["key_length"])
-    if "value_length" in hyper:
-        writer.add_value_length(hyper["value_length"])
-    if "window" in hyper:
-        writer.add_sliding_window(hyper["window"])
-    if "causal" in hyper:
-        writer.add_causal_attention(hyper["causal"])
-    if "latent" in hyper:
-        writer.add_kv_lora_rank(hyper["latent"])
-        writer.add_rope_dimension_count(hyper["rope"])
+    keys = {"kv_heads": "head_count_kv", "window": "sliding_window", "causal": "causal_attention",
+            "latent": "kv_lora_rank", "rope": "rope_dimension_count"}  # fmt: skip
+    for name, value in hyper.items():
+        if name not in ("layers", "heads", "hidden"):
+            getattr(writer, f"add_{keys.get(name, name)}")(value)  # GGUFWriter.add_key_length, ...
     writer.add_tensor("token_embd.weight", np.zeros((64, 32), dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -21,23 +21,11 @@ def progress(items: Sequence[Item], description: str, *, quiet: bool = False) ->
     >>> list(progress([1, 2, 3], "counting"))  # stderr is not a terminal here: no bar
     [1, 2, 3]
     """
-    if quiet or len(items) < _MIN_ITEMS or not sys.stderr.isatty():
-        yield from items
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        transient=True,
-        console=_stderr_console(),
-    ) as bar:
-        task = bar.add_task(description, total=len(items))
+    with steps(description, len(items), quiet=quiet) as advance:
         for item in items:
             yield item
-            bar.advance(task)
+            if advance is not None:
+                advance()
 
 
 @contextlib.contextmanager

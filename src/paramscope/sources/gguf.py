@@ -42,14 +42,8 @@ def _check_header(path: Path) -> None:
 
 
 def _text(reader: Any, key: str) -> str | None:
-    field = reader.fields.get(key)
-    if field is None:
-        return None
-    try:
-        value = field.contents()
-    except (ValueError, IndexError, TypeError):
-        return None
-    return value if isinstance(value, str) else str(value)
+    value = _value(reader, key)
+    return value if value is None or isinstance(value, str) else str(value)
 
 
 def _value(reader: Any, key: str) -> Any:
