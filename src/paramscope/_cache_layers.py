@@ -20,7 +20,7 @@ from typing import Any
 FULL = "full_attention"
 _WINDOWED = ("sliding_attention", "chunked_attention", "reference_sliding_attention")
 _STATE_ONLY = ("conv", "linear_attention", "mamba")
-_BOTH = {"hybrid": FULL, "hybrid_sliding": "sliding_attention"}  # a recurrent state and an attention cache
+_BOTH = ("hybrid", "hybrid_sliding")  # a recurrent state and an attention cache (windowed for hybrid_sliding)
 _NONE = ("dummy", "moe", "mlp")
 KNOWN = (FULL, *_WINDOWED, *_STATE_ONLY, *_BOTH, *_NONE)
 

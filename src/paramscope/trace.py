@@ -459,33 +459,32 @@ class _Hooks:
 
     def _record_inputs(self, module: nn.Module, args: Any, kwargs: Any) -> None:
         path = self.paths[id(module)]
-        if self.recorder is not None:
-            self.recorder.paused += 1
-        try:
-            inputs = _describe_arguments(args, kwargs)
-            self.inputs[path] = inputs  # this call's, for the message if the forward fails inside
-            call = self.calls.get(path)
-            if call is None:
-                first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
-                size = 0 if first is None else first.numel() * first.element_size()
-                call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
-            call.calls += 1
-        finally:
-            if self.recorder is not None:
-                self.recorder.paused -= 1
+        inputs = self._unrecorded(_describe_arguments, args, kwargs)
+        self.inputs[path] = inputs  # this call's, for the message if the forward fails inside
+        call = self.calls.get(path)
+        if call is None:
+            first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
+            size = 0 if first is None else first.numel() * first.element_size()
+            call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
+        call.calls += 1
 
     def _record_output(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         call = self.calls[self.paths[id(module)]]
         if not call.outputs:
             if self.advance is not None:
                 self.advance()
-            if self.recorder is not None:
-                self.recorder.paused += 1
-            try:
-                call.outputs = describe(output)
-            finally:
-                if self.recorder is not None:
-                    self.recorder.paused -= 1
+            call.outputs = self._unrecorded(describe, output)
+
+    def _unrecorded(self, describing: Callable[..., str], *values: Any) -> str:
+        """``describing(*values)``, the ops it runs (a nested tensor's ``unbind``) left out of the forward's."""
+        recorder = self.recorder
+        if recorder is None:
+            return describing(*values)
+        recorder.paused += 1
+        try:
+            return describing(*values)
+        finally:
+            recorder.paused -= 1
 
     def remove(self) -> None:
         for handle in self._handles:
