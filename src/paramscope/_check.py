@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ._report import Report, TensorRecord
+from ._units import listed
 
 Renamer = Callable[[str], tuple[str, bool]]
 """Maps a checkpoint's tensor name to the model's, and says whether loading converts it (merges experts, …)."""
@@ -118,11 +119,6 @@ def _search(patterns: tuple[str, ...]) -> Callable[[str], bool]:
     return lambda name: regex.search(name) is not None
 
 
-def _listed(names: list[str], limit: int = 3) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
 @dataclass
 class _Converted:
     """What comparing converted tensors by count found, for the check and its notes."""
@@ -181,7 +177,7 @@ def _compare_converted(
     if beyond:
         strays = [source.name for source in sources if source.name in beyond]
         result.unexpected += strays
-        reasons.append(f"{_listed(strays)}: index beyond the {count} that {wanted.name} stacks (unexpected)")
+        reasons.append(f"{listed(strays)}: index beyond the {count} that {wanted.name} stacks (unexpected)")
     kept_total = sum(source.numel or 0 for source in kept)
     if kept_total != wanted.numel:
         result.mismatched.append(ShapeMismatch(wanted.name, wanted.shape, (kept_total,)))
@@ -208,11 +204,11 @@ def _merge_gaps(sources: Sequence[TensorRecord], indexed: dict[str, tuple[int, i
     for kind, members in kinds.items():
         absent = sorted(set(range(count)) - {index for index, _ in members})
         if absent:
-            gaps.append(f"{kind} lacks index {_listed([str(index) for index in absent])}")
+            gaps.append(f"{kind} lacks index {listed([str(index) for index in absent])}")
         usual, _ = Counter(source.shape for _, source in members).most_common(1)[0]
         odd = [f"{source.name} is {source.shape}" for _, source in members if source.shape != usual]
         if odd:
-            gaps.append(f"{_listed(odd)} where the other {kind} are {usual}")
+            gaps.append(f"{listed(odd)} where the other {kind} are {usual}")
     return gaps
 
 
@@ -316,24 +312,24 @@ def _notes(
         added = prefixed["added"]
         notes.append(
             f"--check: base-model prefix {prefix + '.'!r} added to {len(added)} checkpoint tensor name(s) "
-            f"({_listed(added)}), as transformers does when it loads a base model's weights into {root}"
+            f"({listed(added)}), as transformers does when it loads a base model's weights into {root}"
         )
     if prefixed["removed"]:
         removed = prefixed["removed"]
         notes.append(
             f"--check: base-model prefix {prefix + '.'!r} removed from {len(removed)} checkpoint tensor name(s) "
-            f"({_listed(removed)}), as transformers does when it loads a model with a head into {root}"
+            f"({listed(removed)}), as transformers does when it loads a model with a head into {root}"
         )
     if packed:
         notes.append(
             f"--check: {len(packed)} packed quantised weight(s) compared as the weights they encode, by logical shape "
-            f"({_listed([f'{name} as {_logical_name(name)}' for name in packed], 1)}); their scale, zero and index "
+            f"({listed([f'{name} as {_logical_name(name)}' for name in packed], 1)}); their scale, zero and index "
             "tensors are not unexpected"
         )
     if ignored:
         notes.append(
             f"--check: {len(ignored)} tensor(s) not reported because {root} lists them as ignorable when it loads "
-            f"({_listed(ignored)})"
+            f"({listed(ignored)})"
         )
     return tuple(notes)
 

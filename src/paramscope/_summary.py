@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import TargetError, UsageError
 from ._report import CallRecord, Report
-from ._units import format_count
+from ._units import format_count, listed
 
 if TYPE_CHECKING:
     import torch
@@ -128,10 +128,9 @@ def _uncounted_note(ops: Mapping[str, int]) -> list[str]:
     if not ops:
         return []
     ranked = sorted(ops.items(), key=lambda item: (-item[1], item[0]))
-    shown = ", ".join(f"{op} ({count})" for op, count in ranked[:_MAX_OPS_IN_NOTE])
-    more = f" and {len(ranked) - _MAX_OPS_IN_NOTE} more" if len(ranked) > _MAX_OPS_IN_NOTE else ""
+    shown = listed([f"{op} ({count})" for op, count in ranked], _MAX_OPS_IN_NOTE)
     return [f"FLOPs count matrix products, convolutions and attention (torch's FlopCounterMode); these ops ran and "
-            f"count 0: {shown}{more}"]  # fmt: skip
+            f"count 0: {shown}"]  # fmt: skip
 
 
 def summarize(

@@ -7,6 +7,7 @@ Counts use the suffixes ML papers use (K, M, B, T: powers of 1000).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Literal
 
@@ -159,6 +160,16 @@ def format_count(n: int) -> str:
     '124,439,808'
     """
     return f"{n:,}"
+
+
+def listed(names: Sequence[str], limit: int = 3) -> str:
+    """The first ``limit`` of ``names``, and how many more there are.
+
+    >>> listed(["a", "b", "c", "d", "e"]), listed(["a"])
+    ('a, b, c and 2 more', 'a')
+    """
+    more = f" and {format_count(len(names) - limit)} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def humanize_count(n: int) -> str:

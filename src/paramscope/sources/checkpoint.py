@@ -20,7 +20,7 @@ from .._errors import SourceError
 from .._moe import with_active_params
 from .._report import Report, Source, TensorKind, TensorRecord
 from .._tree import tree_from_names
-from .._units import format_bytes
+from .._units import format_bytes, listed
 
 # What training loops save beside the weights to resume a run (Hugging Face Trainer, Accelerate): not the model.
 TRAINING_STATE = re.compile(
@@ -131,10 +131,9 @@ def plain_records(tensors: Sequence[StoredTensor]) -> tuple[list[TensorRecord], 
         )
     notes = []
     if buffers:
-        shown = ", ".join(buffers[:3]) + (f" and {len(buffers) - 3} more" if len(buffers) > 3 else "")
         notes.append(
             f"{len(buffers)} tensor(s) counted as buffers, not parameters, from their names or integer/bool dtype "
-            f"({shown}): a checkpoint does not say which is which"
+            f"({listed(buffers)}): a checkpoint does not say which is which"
         )
     return records, notes
 

@@ -23,6 +23,7 @@ from .. import dtypes as dtype_table
 from .._moe import with_active_params
 from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
 from .._tree import TreeBuilder
+from .._units import listed
 from ._sharded import FlatParameters, dtensor_class, dtensor_sharding, fsdp2_gathered, unflatten, zero3_sharding
 from ._tensors import PLAIN_TENSOR_CLASSES, packed_weights, unusual_bytes
 
@@ -40,6 +41,10 @@ class Wrapper:
     label: str
     inner: str
     matches: Callable[[nn.Module], bool]
+
+
+def _listed(names: list[str]) -> str:
+    return listed(names, _MAX_NAMES_IN_NOTE)
 
 
 def _is_optimized_module(module: nn.Module) -> bool:
@@ -139,11 +144,6 @@ def _class_info(module: nn.Module) -> _ClassInfo:
     packed = cls.__module__.startswith("torch.ao.nn.")
     fsdp2 = any(base.__name__ == "FSDPModule" for base in cls.__mro__)
     return _ClassInfo(_class_name(cls), wrapper, packed, cls.__name__ == "RecursiveScriptModule", fsdp2)
-
-
-def _listed(names: list[str]) -> str:
-    shown = ", ".join(names[:_MAX_NAMES_IN_NOTE])
-    return shown + (f" and {len(names) - _MAX_NAMES_IN_NOTE} more" if len(names) > _MAX_NAMES_IN_NOTE else "")
 
 
 def _capped(notes: list[str], what: str) -> list[str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._report import TensorRecord
-from .._units import format_bytes, format_count
+from .._units import format_bytes, format_count, listed
 from .checkpoint import StoredTensor, plain_records
 
 _MAX_QUANT_STATE_BYTES = 64 * 2**10
@@ -321,11 +321,6 @@ def _declared(settings: dict[str, Any]) -> tuple[str, bool]:
     return label, known
 
 
-def _listed(names: Sequence[str], limit: int = 3) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {format_count(len(names) - limit)} more" if len(names) > limit else "")
-
-
 def _scheme_notes(plan: _Plan) -> list[str]:
     notes = []
     label, known = _declared(plan.config) if plan.config else ("", False)
@@ -354,11 +349,11 @@ def _scheme_notes(plan: _Plan) -> list[str]:
             "it holds); weights a loader quantises when it loads are stored unquantised"
         )
     for reason, names in plan.problems.items():
-        notes.append(f"{_listed(names)}: {reason}: counted as stored")
+        notes.append(f"{listed(names)}: {reason}: counted as stored")
     if plan.unread_states:
         names = plan.unread_states
         notes.append(
-            f"bitsandbytes 4-bit: the quant_state of {format_count(len(names))} weight(s) ({_listed(names)}) was "
+            f"bitsandbytes 4-bit: the quant_state of {format_count(len(names))} weight(s) ({listed(names)}) was "
             "absent or could not be read, so 2 values per byte are assumed and each weight's shape is given as one "
             "flat dimension"
         )

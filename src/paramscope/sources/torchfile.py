@@ -36,7 +36,7 @@ import torch
 from .. import dtypes as dtype_table
 from .._errors import SourceError
 from .._report import Report
-from .._units import format_bytes, format_count
+from .._units import format_bytes, format_count, listed
 from ._sharded import dtensor_class, dtensor_sharding
 from ._tensors import unusual_bytes
 from .checkpoint import TRAINING_STATE, StoredTensor, check_files, checkpoint_report, read_config
@@ -268,11 +268,12 @@ def _without_tensors(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 def _left_out_note(entries: list[tuple[str, Any]], where: str) -> list[str]:
     if not entries:
         return []
-    shown = [f"{name} ({'None' if item is None else type(item).__name__})" for name, item in entries[:_MAX_NAMED]]
-    more = f" and {len(entries) - _MAX_NAMED} more" if len(entries) > _MAX_NAMED else ""
+    shown = listed(
+        [f"{name} ({'None' if item is None else type(item).__name__})" for name, item in entries], _MAX_NAMED
+    )
     if len(entries) == 1:
-        return [f"1 entry{where} holds no tensor and is not counted: {shown[0]}"]
-    return [f"{len(entries)} entries{where} hold no tensor and are not counted: {', '.join(shown)}{more}"]
+        return [f"1 entry{where} holds no tensor and is not counted: {shown}"]
+    return [f"{len(entries)} entries{where} hold no tensor and are not counted: {shown}"]
 
 
 def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Tensor]], list[str]]:
@@ -364,10 +365,9 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
             f"{list(sharding.local_shape or ())} of it in this file)"
         )
     if nested:
-        shown = ", ".join(nested[:3]) + (f" and {len(nested) - 3} more" if len(nested) > 3 else "")
         notes.append(
             f"{len(nested)} nested tensor(s) counted as their stored values, shown with the values' shape (a ragged "
-            f"dimension has no single size): {shown}"
+            f"dimension has no single size): {listed(nested)}"
         )
     return stored, notes
 
