@@ -13,6 +13,7 @@ import copy
 import csv
 import dataclasses
 import functools
+import inspect
 import io
 import json
 import math
@@ -1195,23 +1196,66 @@ def test_cli_golden_resnet18_depth2(capsys: pytest.CaptureFixture[str], golden: 
     golden("resnet18-summary.txt", out)
 
 
-@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
-def test_an_encoder_with_a_padding_mask_runs_on_nested_tensors_on_cpu() -> None:
+def _padded_encoder() -> tuple[nn.TransformerEncoder, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
     encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=True).eval()
     mask = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])  # sequences of 5 and 3 tokens
-    report = paramscope.summary(encoder, input_data={"src": torch.randn(2, 5, 16), "src_key_padding_mask": mask},
-                                device="cpu")  # fmt: skip
+    return encoder, {"src": torch.randn(2, 5, 16), "src_key_padding_mask": mask}
+
+
+# by hand, per sequence of L tokens: q, k, v and output projections 2·E²·4L, the two attention products 4·E·L²
+ENCODER_ATTENTION = sum(2 * 16 * 16 * 4 * length + 4 * 16 * length * length for length in (5, 3))
+ENCODER_FEED_FORWARD = 2 * 2 * (5 + 3) * 16 * 32  # linear1 and linear2 over the 8 real tokens
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+def test_an_encoder_with_a_padding_mask_runs_its_fused_layers_on_cpu_as_a_plain_forward_does() -> None:
+    encoder, inputs = _padded_encoder()
+    report = paramscope.summary(encoder, input_data=inputs, device="cpu")
     by_path = {record.path: record for record in report.calls or ()}
-    assert by_path["layers.0.linear1"].outputs == "nested([5, 32], [3, 32])"  # torch packed the padded batch
-    # by hand, per sequence of L tokens: q, k, v and output projections 2·E²·4L, the two attention products 4·E·L²
-    attention = sum(2 * 16 * 16 * 4 * length + 4 * 16 * length * length for length in (5, 3))
-    feed_forward = 2 * 2 * (5 + 3) * 16 * 32  # linear1 and linear2 over the 8 real tokens
-    assert by_path["layers.0.self_attn"].flops == attention
-    assert by_path["layers.0.linear1"].flops == feed_forward // 2
-    assert report.totals.flops == 2 * (attention + feed_forward)
-    assert not any("aten.unbind" in note for note in report.notes)  # the hooks' own ops are not the model's
+    # torch packs the padded batch and runs each layer as one kernel (a fast path that module hooks turn off)
+    assert by_path["layers.0"].inputs == "(nested([5, 16], [3, 16]), is_causal=False)"
+    assert by_path["layers.0"].flops == ENCODER_ATTENTION + ENCODER_FEED_FORWARD
+    assert "layers.0.linear1" not in by_path
+    assert report.totals.flops == 2 * (ENCODER_ATTENTION + ENCODER_FEED_FORWARD)
+    idle = [note for note in report.notes if "not called" in note]
+    assert idle == [
+        "12 module(s) hold parameters but were not called in this forward (their parent used the weights itself, as "
+        "torch's fused CPU kernels do, or they are unused): layers.0.self_attn, layers.0.self_attn.out_proj, "
+        "layers.0.linear1, layers.0.linear2, layers.0.norm1 and 7 more"
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+def test_an_encoder_layer_with_a_users_hook_runs_module_by_module_on_nested_tensors() -> None:
+    encoder, inputs = _padded_encoder()
+    encoder.layers[1].register_forward_hook(lambda *_: None)  # torch leaves its fast path, as in a plain forward
+    report = paramscope.summary(encoder, input_data=inputs, device="cpu")
+    by_path = {record.path: record for record in report.calls or ()}
+    assert by_path["layers.1.linear1"].outputs == "nested([5, 32], [3, 32])"
+    assert by_path["layers.1.self_attn"].flops == ENCODER_ATTENTION
+    assert by_path["layers.1.linear1"].flops == ENCODER_FEED_FORWARD // 2
+    assert by_path["layers.1"].flops == by_path["layers.0"].flops  # fused or not, the same work
+    assert report.totals.flops == 2 * (ENCODER_ATTENTION + ENCODER_FEED_FORWARD)
+    assert not any("aten.unbind" in note for note in report.notes)  # describing nested tensors is not the model's
+
+
+class NestedLinear(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(32, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight)
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+def test_a_linear_on_a_nested_tensor_counts_each_sequences_rows() -> None:
+    nested = torch.nested.nested_tensor([torch.randn(5, 16), torch.randn(3, 16)])
+    report = paramscope.summary(NestedLinear(), input_data=nested, device="cpu")
+    assert report.totals.flops == 2 * (5 + 3) * 16 * 32
+    assert report.calls[0].outputs == "nested([5, 32], [3, 32])"  # type: ignore[index]
 
 
 class NestedProducts(nn.Module):
@@ -1567,6 +1611,52 @@ def test_state_a_forward_rebinds_is_restored(device: str) -> None:
     assert model.cached == 0
     assert "last_input" not in model.__dict__
     assert not model.fc.weight.requires_grad
+
+
+class InstanceForward(nn.Module):
+    """A child whose forward is set on the instance (as accelerate's hooks set it), and a parent that inspects it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        original = self.fc.forward
+        self.fc.forward = lambda features: 2 * original(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert list(inspect.signature(self.fc.forward).parameters) == ["features"]  # transformers inspects forwards
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_forward_set_on_the_instance_runs_and_is_put_back(device: str) -> None:
+    model = InstanceForward()
+    own = model.fc.__dict__["forward"]
+    x = torch.randn(2, 4)
+    expected = model(x)
+    report = paramscope.summary(model, input_data=x, device=device)
+    assert [(r.path, r.outputs) for r in report.calls or ()] == [("", "[2, 4]"), ("fc", "[2, 4]")]
+    assert model.fc.__dict__["forward"] is own
+    assert "forward" not in model.__dict__
+    assert torch.equal(model(x), expected)
+
+
+class ForwardProperty(nn.Linear):
+    """A class that looks its forward up when called: an attribute of the instance cannot stand in for it."""
+
+    @property  # type: ignore[override]
+    def forward(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return functools.partial(nn.Linear.forward, self)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_forward_property_is_recorded_through_hooks(device: str) -> None:
+    model = nn.Sequential(ForwardProperty(4, 3))
+    before = snapshot(model)
+    report = paramscope.summary(model, input_size=(2, 4), device=device)
+    assert [(r.path, r.inputs, r.outputs, r.flops) for r in report.calls or ()] == [
+        ("", "[2, 4]", "[2, 3]", 2 * 2 * 4 * 3), ("0", "[2, 4]", "[2, 3]", 2 * 2 * 4 * 3)
+    ]  # fmt: skip
+    assert_same(before, snapshot(model))
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from ._walk import ModuleWalk
+
 Shape = Sequence[int]
 _MAX_OPS_IN_NOTE = 10
 _MAX_INT64 = 2**63 - 1
@@ -91,14 +93,18 @@ def make_inputs(
     return tuple(_input_tensor(shape, dtype, device) for shape, dtype in zip(shapes, kinds, strict=True)), {}
 
 
-def forward_refusal(model: nn.Module) -> str | None:
+def forward_refusal(model: nn.Module, walk: ModuleWalk | None = None) -> str | None:
     """Why paramscope does not run ``model``'s forward, or None: TorchScript modules take no module hooks, and a
-    sharded model's forward runs collectives, which one rank alone would leave waiting (or break FSDP's state)."""
-    classes = {cls.__name__ for kind in {type(module) for module in model.modules()} for cls in kind.__mro__}
+    sharded model's forward runs collectives, which one rank alone would leave waiting (or break FSDP's state).
+    ``walk`` is ``model``'s, when the caller has one."""
+    from ._walk import ModuleWalk
+
+    walk = walk or ModuleWalk(model)
+    classes = {cls.__name__ for kind in {type(module) for module in walk.modules} for cls in kind.__mro__}
     if "ScriptModule" in classes:
         return "the model holds TorchScript modules, which take no module hooks: summarise the eager model"
     sharded = classes & {"FSDPModule", "FullyShardedDataParallel"} or any(
-        type(param).__name__ == "DTensor" or hasattr(param, "ds_numel") for param in model.parameters()
+        type(param).__name__ == "DTensor" or hasattr(param, "ds_numel") for param in walk.parameters
     )
     if sharded:
         return (
@@ -108,15 +114,21 @@ def forward_refusal(model: nn.Module) -> str | None:
     return None
 
 
-def check_runnable(model: nn.Module, device: str) -> None:
+def check_runnable(model: nn.Module, device: str, walk: ModuleWalk | None = None) -> None:
+    """Refuse a forward that paramscope does not run (see :func:`forward_refusal`), or that cannot run: lazy modules
+    not yet initialised, a model without weights on cpu. ``walk`` is ``model``'s, when the caller has one."""
     from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-    refusal = forward_refusal(model)
+    from ._walk import ModuleWalk
+
+    walk = walk or ModuleWalk(model)
+    refusal = forward_refusal(model, walk)
     if refusal is not None:
         raise UsageError(refusal)
 
-    tensors = [*model.parameters(), *model.buffers()]
-    if any(isinstance(t, (UninitializedParameter, UninitializedBuffer)) for t in tensors):
+    tensors = [*walk.parameters, *walk.buffers]
+    # by type: isinstance on a Parameter goes through its metaclass's __instancecheck__, slow on every tensor
+    if any(issubclass(kind, (UninitializedParameter, UninitializedBuffer)) for kind in {type(t) for t in tensors}):
         raise UsageError("the model has uninitialised lazy modules: a forward would initialise (change) them; run one "
                          "forward yourself first")  # fmt: skip
     if device == "cpu" and any(t.is_meta for t in tensors):
@@ -146,12 +158,14 @@ def summarize(
 ) -> Report:
     """``report`` (of ``model``) with the call records, FLOPs and activation bytes of a forward pass; unless
     ``quiet``, with a progress bar on a terminal."""
+    from ._walk import ModuleWalk
     from .sources.module import forward_module
     from .trace import trace
 
     model = forward_module(model)
-    check_runnable(model, device)
-    result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet)
+    walk = ModuleWalk(model)
+    check_runnable(model, device, walk)
+    result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk)
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
 
@@ -177,13 +191,13 @@ def summarize(
     measured = result.total_activations is not None
 
     records: list[CallRecord] = []
-    listed: set[str] = set()
+    containers: set[str] = set()
     for call in result.calls:
         for ancestor in _ancestors(call.path):  # a row before the first called child
-            if ancestor in uncalled and ancestor not in listed:
+            if ancestor in uncalled and ancestor not in containers:
                 activations = summed(result.activations, ancestor) if measured else None
                 records.append(record(ancestor, "", "", 0, summed(result.flops, ancestor), activations))
-                listed.add(ancestor)
+                containers.add(ancestor)
         activations = result.activations.get(call.path, 0) if measured else None
         records.append(record(call.path, call.inputs, call.outputs, call.calls, result.flops.get(call.path, 0),
                               activations))  # fmt: skip
@@ -203,6 +217,14 @@ def summarize(
         f"forward pass in {mode} mode on {device}; {activations_note}",
         *_uncounted_note(result.uncounted_ops),
     ]
+    idle = [
+        node.path for node in report.modules if node.own_params and node.same_as is None and node.path not in called
+    ]
+    if idle:
+        notes.append(
+            f"{format_count(len(idle))} module(s) hold parameters but were not called in this forward (their parent "
+            f"used the weights itself, as torch's fused CPU kernels do, or they are unused): {listed(idle, 5)}"
+        )
     reused = [call for call in calls if call.calls > 1]
     if reused:
         first = f"{reused[0].path or '(model)'} {format_count(reused[0].calls)} times"

@@ -35,6 +35,7 @@ from torch.utils.flop_counter import flop_registry, sdpa_flop_count
 
 from ._errors import TargetError, first_line
 from ._progress import steps
+from ._walk import ModuleWalk
 
 aten = torch.ops.aten
 
@@ -45,11 +46,10 @@ def _gets_tensors(formula: Callable[..., int]) -> Callable[..., int]:
     return formula
 
 
-@_gets_tensors
-def _cpu_flash_attention_flops(query: Any, key: Any, value: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+def _cpu_flash_attention_flops(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
     # FlopCounterMode has no formula for the CPU flash-attention kernel; it computes the same attention as the
-    # kernels it does count, so torch's own attention formula applies.
-    return int(sdpa_flop_count(query.shape, key.shape, value.shape))
+    # kernels it does count, so torch's own attention formula applies (on shapes, as FlopCounterMode's own are).
+    return int(sdpa_flop_count(query, key, value))
 
 
 def _rows(tensor: torch.Tensor) -> int:
@@ -141,7 +141,7 @@ def describe(value: Any) -> str:
             except RuntimeError:  # torch made it inconsistent (a cat of strided nested tensors): no sequences to show
                 return "nested(unreadable)"
             return "nested(" + ", ".join(describe(part) for part in parts) + ")"
-        dims = "[" + ", ".join(str(dim) for dim in value.shape) + "]"
+        dims = str(list(value.shape))
         return dims if value.dtype in _PLAIN_DTYPES else f"{dims} {str(value.dtype).removeprefix('torch.')}"
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
@@ -240,18 +240,22 @@ def _shapes(value: Any) -> Any:
 def _on_shapes(formula: Callable[..., int]) -> Callable[..., int]:
     """``formula`` as FlopCounterMode calls it, on the op's arguments and output (``out_val``). A formula on shapes
     gives the same count for the same shapes: each is worked out once (a model's layers repeat their shapes)."""
-    on_shapes = getattr(formula, "__wrapped__", None)  # torch's shape_wrapper keeps the formula it wraps (wraps)
-    if getattr(formula, "_get_raw", False) or on_shapes is None:
+    if getattr(formula, "_get_raw", False):
         return formula
-    known: dict[str, int] = {}
+    # torch's shape_wrapper keeps the formula it wraps (wraps); paramscope's own formulas on shapes are bare
+    on_shapes = getattr(formula, "__wrapped__", formula)
+    known: dict[Any, int] = {}
 
     def counted(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
-        shapes = _shapes((args, kwargs, out_val))
-        key = repr(shapes)
-        flops = known.get(key)
+        arg_shapes, kwarg_shapes, out_shape = shapes = _shapes((args, kwargs, out_val))
+        key: Any = (arg_shapes, tuple(kwarg_shapes.items()), out_shape)
+        try:
+            flops = known.get(key)
+        except TypeError:  # a list among the arguments (a convolution's stride)
+            key = repr(shapes)
+            flops = known.get(key)
         if flops is None:
-            args, kwargs, out_shape = shapes
-            flops = known[key] = int(on_shapes(*args, out_shape=out_shape, **kwargs))
+            flops = known[key] = int(on_shapes(*arg_shapes, out_shape=out_shape, **kwarg_shapes))
         return flops
 
     return counted
@@ -273,18 +277,18 @@ class _OpPlan:
 class _OpRecorder(TorchDispatchMode):
     """The one dispatch mode of a forward: counts the aten ops it runs (to name those without a FLOP formula); with
     ``running`` (the stack of module paths the hooks keep), counts FLOPs with FlopCounterMode's formulas, each op's
-    added to every module running; with ``protected`` (parameter storages by address), refuses an op that would write
-    to one before it runs: on a real device the forward runs on the user's own weights, which must come back
-    unchanged.
+    added to every module running; with ``guarded`` (a model), refuses an op that would write to one of its parameters
+    before it runs: on a real device the forward runs on the user's own weights, which must come back unchanged.
 
     Why not FlopCounterMode itself: it is a second Python dispatch mode plus module hooks of its own that flatten
     every module's inputs and outputs, about 10 % of a GPT-2 forward on CPU; this one mode does its counting with the
     same formulas (``flop_registry``) and the same decompositions, and tests hold the two equal.
     """
 
-    def __init__(self, protected: dict[int, str] | None = None, running: list[str] | None = None) -> None:
+    def __init__(self, guarded: ModuleWalk | None = None, running: list[str] | None = None) -> None:
         super().__init__()
-        self.protected = protected or {}
+        self.guarded = guarded
+        self._protected: dict[int, str] | None = None
         self.running = running
         self.flops: dict[str, int] = {}
         """FLOPs per module path, each module's subtree included."""
@@ -346,7 +350,7 @@ class _OpRecorder(TorchDispatchMode):
             if out is not NotImplemented:
                 return out
         plan.runs += 1
-        if plan.written and self.protected:
+        if plan.written and self.guarded is not None:
             self._refuse_writes(func, plan, args, kwargs)
         out = func(*args, **kwargs)
         if plan.formula is not None and self.running is not None:
@@ -361,6 +365,8 @@ class _OpRecorder(TorchDispatchMode):
         return out
 
     def _refuse_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
+        if self._protected is None:  # on the first op that writes: most forwards run none
+            self._protected = {} if self.guarded is None else _parameter_storages(self.guarded)
         for index, name in plan.written:
             written = args[index] if index < len(args) else kwargs.get(name)
             # a list for the foreach ops (torch._foreach_mul_), a tensor for the others
@@ -368,7 +374,7 @@ class _OpRecorder(TorchDispatchMode):
                 # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter
                 if not isinstance(target, torch.Tensor) or target.layout != torch.strided or target.is_nested:
                     continue
-                parameter = self.protected.get(target.untyped_storage().data_ptr())
+                parameter = self._protected.get(target.untyped_storage().data_ptr())
                 if parameter is not None:
                     raise ParameterWriteError(
                         f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
@@ -376,10 +382,10 @@ class _OpRecorder(TorchDispatchMode):
                     )
 
 
-def _parameter_storages(model: nn.Module) -> dict[int, str]:
+def _parameter_storages(walk: ModuleWalk) -> dict[int, str]:
     """The storages of the model's real parameters, by address, with a name of each."""
     storages: dict[int, str] = {}
-    for name, param in model.named_parameters():
+    for name, param in walk.named_tensors("parameters"):
         if not param.is_meta and param.numel():
             storages.setdefault(param.untyped_storage().data_ptr(), name)
     return storages
@@ -422,54 +428,106 @@ class ForwardError(TargetError):
 
 
 class _Hooks:
-    """Module hooks that keep the stack of running modules and a record of each module's calls."""
+    """What keeps the stack of running modules and a record of each module's calls: a wrapper around each module's
+    ``forward``, or module hooks on a module with hooks of its own.
 
-    def __init__(self, model: nn.Module) -> None:
-        self.paths: dict[int, str] = {}
-        for path, module in model.named_modules(remove_duplicate=False):
-            self.paths.setdefault(id(module), path)
+    Why wrappers: a module with hooks takes ``nn.Module``'s slow call path, and each hook needs a handle made and
+    removed; four hooks on every module cost a GPT-2 forward on CPU several times what one wrapper does. A user's
+    own hooks keep the hooks here, so that what they compute counts where FlopCounterMode counts it (see
+    :meth:`_hook`)."""
+
+    def __init__(self, walk: ModuleWalk) -> None:
+        self.paths = walk.paths
         self.calls: dict[str, ModuleCall] = {}
         self.stack: list[str] = []
-        self.inputs: dict[str, str] = {}
+        self.arguments: list[tuple[Any, dict[str, Any]]] = []
+        """The inputs of each module on the stack, for the message if the forward fails inside."""
         self.recorder: _OpRecorder | None = None
         """The forward's dispatch mode, told to leave out the ops the hooks run themselves (a nested tensor's
         ``unbind``, to describe it)."""
         self.advance: Callable[[], None] | None = None
         """Called as each module first completes: a progress bar's step."""
         self._handles: list[Any] = []
-        self._model = model
+        self._wrapped: list[tuple[nn.Module, Any]] = []
+        """Each wrapped module, with the ``forward`` its instance held before (``_ABSENT`` when none)."""
+        self._walk = walk
 
     def register(self) -> None:
-        for module in {id(m): m for m in self._model.modules()}.values():
-            # The stack first among the module's hooks, as FlopCounterMode's global hooks are: what a user's own
-            # hooks compute counts inside the module before it runs, and outside it after.
-            self._handles.append(module.register_forward_pre_hook(self._enter, prepend=True))
-            self._handles.append(module.register_forward_hook(self._leave, prepend=True))
-            # The rows last: the inputs as forward gets them and the output as its caller does (so they chain).
-            self._handles.append(module.register_forward_pre_hook(self._record_inputs, with_kwargs=True))
-            self._handles.append(module.register_forward_hook(self._record_output, with_kwargs=True))
+        for module in self._walk.modules:
+            path = self.paths[id(module)]
+            if module._forward_pre_hooks or module._forward_hooks or not self._wrap(path, module):
+                self._hook(path, module)
 
-    def _enter(self, module: nn.Module, args: Any) -> None:
-        path = self.paths[id(module)]
+    def _wrap(self, path: str, module: nn.Module) -> bool:
+        """Record ``module``'s calls from a wrapper of its ``forward``; False where the wrapper would not be called
+        (a class whose ``forward`` is a property)."""
+        forward = module.forward
+        stack, arguments, calls = self.stack, self.arguments, self.calls
+
+        # The hooks' work inline: this runs on every module call.
+        def recorded_forward(*args: Any, **kwargs: Any) -> Any:
+            stack.append(path)
+            arguments.append((args, kwargs))
+            call = calls.get(path) or self._first_call(path, module, args, kwargs)
+            call.calls += 1
+            output = forward(*args, **kwargs)
+            if not call.outputs:
+                self._record_output(path, output)
+            stack.pop()
+            arguments.pop()
+            return output
+
+        recorded_forward.__wrapped__ = forward  # type: ignore[attr-defined]  # the signature callers inspect
+        # The instance's dict, as nn.Module.__setattr__ would store it, without a user's __setattr__ in the way.
+        self._wrapped.append((module, module.__dict__.get("forward", _ABSENT)))
+        module.__dict__["forward"] = recorded_forward
+        return module.forward is recorded_forward
+
+    def _hook(self, path: str, module: nn.Module) -> None:
+        """Record ``module``'s calls from hooks: the stack first among its hooks, as FlopCounterMode's global hooks
+        are (what a user's own hooks compute counts inside the module before it runs, and outside it after); the
+        rows last (the inputs as forward gets them and the output as its caller does, so they chain)."""
+
+        def enter(module: nn.Module, args: Any, kwargs: Any) -> None:
+            self._enter(path, args, kwargs)
+
+        def record_call(module: nn.Module, args: Any, kwargs: Any) -> None:
+            self._record_call(path, module, args, kwargs)
+
+        def record_output(module: nn.Module, args: Any, output: Any) -> None:
+            self._record_output(path, output)
+
+        def leave(module: nn.Module, args: Any, output: Any) -> None:
+            self._leave()
+
+        self._handles += [
+            module.register_forward_pre_hook(enter, prepend=True, with_kwargs=True),
+            module.register_forward_hook(leave, prepend=True),
+            module.register_forward_pre_hook(record_call, with_kwargs=True),
+            module.register_forward_hook(record_output),
+        ]
+
+    def _enter(self, path: str, args: Any, kwargs: dict[str, Any]) -> None:
         self.stack.append(path)
-        self.inputs.pop(path, None)  # not an earlier call's, if a user's hook fails before they are recorded
+        self.arguments.append((args, kwargs))
 
-    def _leave(self, module: nn.Module, args: Any, output: Any) -> None:
+    def _leave(self) -> None:
         self.stack.pop()
+        self.arguments.pop()
 
-    def _record_inputs(self, module: nn.Module, args: Any, kwargs: Any) -> None:
-        path = self.paths[id(module)]
-        inputs = self._unrecorded(_describe_arguments, args, kwargs)
-        self.inputs[path] = inputs  # this call's, for the message if the forward fails inside
-        call = self.calls.get(path)
-        if call is None:
-            first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
-            size = 0 if first is None else first.numel() * first.element_size()
-            call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
+    def _record_call(self, path: str, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        call = self.calls.get(path) or self._first_call(path, module, args, kwargs)
         call.calls += 1
 
-    def _record_output(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
-        call = self.calls[self.paths[id(module)]]
+    def _first_call(self, path: str, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> ModuleCall:
+        inputs = self._unrecorded(_describe_arguments, args, kwargs)
+        first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
+        size = 0 if first is None else first.numel() * first.element_size()
+        call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
+        return call
+
+    def _record_output(self, path: str, output: Any) -> None:
+        call = self.calls[path]
         if not call.outputs:
             if self.advance is not None:
                 self.advance()
@@ -486,22 +544,45 @@ class _Hooks:
         finally:
             recorder.paused -= 1
 
+    def failed_in(self) -> tuple[str, str] | None:
+        """The module the forward failed in and its inputs, after it raised; None when it failed outside them."""
+        if not self.stack:
+            return None
+        args, kwargs = self.arguments[-1]
+        try:
+            inputs = _describe_arguments(args, kwargs)
+        except Exception:  # inputs the failure left unreadable (a nested tensor torch made inconsistent)
+            inputs = ""
+        return self.stack[-1], inputs
+
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+        for module, forward in self._wrapped:
+            if forward is _ABSENT:
+                module.__dict__.pop("forward", None)
+            else:
+                module.__dict__["forward"] = forward
+
+
+_ABSENT = object()
 
 
 @contextlib.contextmanager
-def _mode(model: nn.Module, train: bool) -> Iterator[None]:
+def _mode(model: nn.Module, walk: ModuleWalk, train: bool) -> Iterator[None]:
     """``model`` in train or eval mode for the block, and as it was afterwards: every module's attributes (its
     ``training`` flag, and what a forward rebinds: a cache's length, weight_norm's computed ``weight``), its
     parameters and buffers (``functional_call`` leaves its stand-ins in a module registered under two names), and
     every parameter's ``requires_grad``."""
-    modules = list(model.modules())
+    modules = walk.modules
     # shallow: the tensors themselves are not copied
     saved = [(dict(module.__dict__), dict(module._parameters), dict(module._buffers)) for module in modules]
-    trainable = [(param, param.requires_grad) for param in model.parameters()]
-    model.train(train)
+    trainable = [(param, param.requires_grad) for module in modules for param in module._parameters.values()
+                 if param is not None]  # fmt: skip
+    # A model already all in eval mode is left to it: model.train() walks every module again (transformers' does more
+    # work). train(True) always runs: a model's own train() may keep parts of it in eval mode (frozen BatchNorm).
+    if train or any(module.training for module in modules):
+        model.train(train)
     try:
         yield
     finally:
@@ -517,21 +598,23 @@ def _mode(model: nn.Module, train: bool) -> Iterator[None]:
 def _restore(current: dict[str, Any], saved: dict[str, Any]) -> None:
     """``current`` made equal to ``saved`` again, compared by identity (== would compare tensors element-wise,
     across devices): a rebound entry keeps its place in the dict, an added or deleted one changes the keys."""
-    same = len(current) == len(saved) and all(map(operator.is_, current.values(), saved.values()))
-    if not (same and current.keys() == saved.keys()):
-        current.clear()
-        current.update(saved)
+    if len(current) == len(saved) and (
+        not saved or (all(map(operator.is_, current.values(), saved.values())) and current.keys() == saved.keys())
+    ):
+        return
+    current.clear()
+    current.update(saved)
 
 
-def _stand_ins(model: nn.Module, device: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def _stand_ins(walk: ModuleWalk, device: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """Tensors to run the model with in place of its own, under every name they are registered as (so ties stay
     ties). On meta, empty copies of the parameters and buffers, ``dtype`` (a compute dtype, for memory planning)
     replacing the floating-point dtypes; on a real device, clones of the buffers (a train-mode forward updates
     BatchNorm's statistics in place, on the clones) and the real parameters run as they are."""
     replacements: dict[int, torch.Tensor] = {}
     named: dict[str, torch.Tensor] = {}
-    tensors = [*model.named_parameters(remove_duplicate=False)] if device == "meta" else []
-    for name, tensor in [*tensors, *model.named_buffers(remove_duplicate=False)]:
+    tensors = walk.named_tensors("parameters", remove_duplicate=False) if device == "meta" else []
+    for name, tensor in [*tensors, *walk.named_tensors("buffers", remove_duplicate=False)]:
         if id(tensor) not in replacements:
             if device == "meta":
                 as_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
@@ -592,11 +675,11 @@ def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any
 
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
     message = f"{type(error).__name__}: {first_line(error)}"
-    if not hooks.stack:
+    failed_in = hooks.failed_in()
+    if failed_in is None:
         return ForwardError(f"the forward failed: {message}")
-    path = hooks.stack[-1]
+    path, inputs = failed_in
     where = path or "(model)"
-    inputs = hooks.inputs.get(path)
     shown = f" with inputs {inputs}" if inputs else ""
     return ForwardError(f"the forward failed in '{where}'{shown}: {message}")
 
@@ -613,27 +696,30 @@ def _run(
     trace_result: Trace,
     dtype: torch.dtype | None = None,
     quiet: bool = True,
+    walk: ModuleWalk | None = None,
 ) -> None:
-    hooks = _Hooks(model)  # registered in the try: a module refusing a hook leaves none of them behind
+    walk = walk or ModuleWalk(model)
+    hooks = _Hooks(walk)  # registered in the try: a module refusing a hook leaves none of them behind
     try:
         hooks.register()
-        weights = _stand_ins(model, device, dtype)
-        # on a real device the parameters are the model's own
-        kept = weights.values() if device == "meta" else [*weights.values(), *model.parameters()]
-        saved = _SavedTensors(hooks, kept) if measure_activations else None
-        recorder = hooks.recorder = _OpRecorder(
-            None if device == "meta" else _parameter_storages(model), hooks.stack if count_flops else None
-        )
+        weights = _stand_ins(walk, device, dtype)
+        saved = None
+        if measure_activations:
+            # on a real device the parameters are the model's own
+            kept = [*weights.values()] if device == "meta" else [*weights.values(), *walk.parameters]
+            saved = _SavedTensors(hooks, kept)
+        guarded = None if device == "meta" else walk  # on a real device the forward runs on the weights themselves
+        recorder = hooks.recorder = _OpRecorder(guarded, hooks.stack if count_flops else None)
         with contextlib.ExitStack() as stack:
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
-            stack.enter_context(_mode(model, train))
+            stack.enter_context(_mode(model, walk, train))
             if device == "meta":
                 stack.enter_context(_FusedAttentionOnMeta())
             stack.enter_context(torch.set_grad_enabled(measure_activations))
             if saved is not None:
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
-            if count_flops or recorder.protected:
+            if count_flops or recorder.guarded is not None:
                 stack.enter_context(recorder)
             _forward(model, weights, to_device(args, device), to_device(kwargs, device))
     except KeyboardInterrupt:
@@ -655,16 +741,25 @@ def _run(
 
 
 def trace(
-    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], *, device: str, train: bool, quiet: bool = True
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    device: str,
+    train: bool,
+    quiet: bool = True,
+    walk: ModuleWalk | None = None,
 ) -> Trace:
     """Run ``model(*args, **kwargs)`` for a summary: shapes and FLOPs in the requested mode on ``device``, and the
     activations of a train-mode forward: the same forward when it is one; on meta, a second forward in train mode
     when it is not (free there). On a real device only the forward asked for runs (a summary costs what a forward
     costs): in eval mode it runs without autograd and saves nothing. Activations not measured are None, and
-    ``activations_failure`` says why. Unless ``quiet``, a progress bar on a terminal follows the modules."""
+    ``activations_failure`` says why. Unless ``quiet``, a progress bar on a terminal follows the modules. ``walk``
+    is ``model``'s, when the caller has one."""
     result = Trace()
+    walk = walk or ModuleWalk(model)
     _run(model, args, kwargs, device=device, train=train, count_flops=True, measure_activations=train,
-         trace_result=result, quiet=quiet)  # fmt: skip
+         trace_result=result, quiet=quiet, walk=walk)  # fmt: skip
     if train:
         result.activations_device = device
         return result
@@ -677,7 +772,7 @@ def trace(
         return result
     try:
         _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
-             trace_result=result, quiet=quiet)  # fmt: skip
+             trace_result=result, quiet=quiet, walk=walk)  # fmt: skip
     except ForwardError as error:
         result.activations_failure = f"no train-mode forward could run ({error})"
     else:
@@ -767,15 +862,16 @@ def peak_live_bytes(
 ) -> int:
     """The most bytes that tensors made by an inference forward (eval, no grad, on meta) hold at one time, the key/
     value cache it returns (``past_key_values``) left out: that is an item of its own."""
-    hooks = _Hooks(model)
+    walk = ModuleWalk(model)
+    hooks = _Hooks(walk)
     try:
         hooks.register()
-        weights = _stand_ins(model, "meta", dtype)
+        weights = _stand_ins(walk, "meta", dtype)
         tracker = _LiveTensors(weights)
         inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
         with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
             hooks.advance = advance
-            with _mode(model, False), torch.no_grad(), _FusedAttentionOnMeta(), tracker:
+            with _mode(model, walk, False), torch.no_grad(), _FusedAttentionOnMeta(), tracker:
                 output = _forward(model, weights, inputs, keywords)
     except KeyboardInterrupt:
         raise

@@ -1,0 +1,70 @@
+"""One walk over a model's modules, read as often as a forward's bookkeeping needs.
+
+``nn.Module.modules()``, ``parameters()`` and ``buffers()`` walk the whole tree again on every call, through a
+generator per level. A summary reads the tree a dozen times around one forward (checks, hooks, stand-ins, the
+modes and flags to restore); on CPU each walk costs several times what it costs alone, since the forward's kernels
+leave the caches cold, and the summary's target is a few percent of that forward.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class ModuleWalk:
+    """The modules of ``model``, each under every path it is registered at, and their tensors.
+
+    >>> from torch import nn
+    >>> shared = nn.Linear(2, 2)
+    >>> walk = ModuleWalk(nn.Sequential(shared, shared))
+    >>> [path for path, _ in walk.named_modules], len(walk.modules)
+    (['', '0', '1'], 2)
+    >>> [name for name, _ in walk.named_tensors("parameters")]
+    ['0.weight', '0.bias']
+    >>> [name for name, _ in walk.named_tensors("parameters", remove_duplicate=False)]
+    ['0.weight', '0.bias', '1.weight', '1.bias']
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.named_modules: list[tuple[str, nn.Module]] = list(model.named_modules(remove_duplicate=False))
+        """Every module under every path, as ``model.named_modules(remove_duplicate=False)``."""
+        self.paths: dict[int, str] = {}
+        """Each module's first path, by ``id``."""
+        self.modules: list[nn.Module] = []
+        """Each module once, as ``model.modules()``."""
+        for path, module in self.named_modules:
+            if id(module) not in self.paths:
+                self.paths[id(module)] = path
+                self.modules.append(module)
+
+    def named_tensors(
+        self, kind: Literal["parameters", "buffers"], *, remove_duplicate: bool = True
+    ) -> list[tuple[str, torch.Tensor]]:
+        """As ``model.named_parameters()`` / ``named_buffers()``, with the same ``remove_duplicate``."""
+        attribute = "_parameters" if kind == "parameters" else "_buffers"
+        named: list[tuple[str, torch.Tensor]] = []
+        seen: set[int] = set()
+        for path, module in self.named_modules:
+            if remove_duplicate and self.paths[id(module)] != path:
+                continue
+            for name, tensor in getattr(module, attribute).items():
+                if tensor is None or (remove_duplicate and id(tensor) in seen):
+                    continue
+                seen.add(id(tensor))
+                named.append((f"{path}.{name}" if path else name, tensor))
+        return named
+
+    @cached_property
+    def parameters(self) -> list[torch.Tensor]:
+        """Each parameter once, as ``model.parameters()``."""
+        return [tensor for _, tensor in self.named_tensors("parameters")]
+
+    @cached_property
+    def buffers(self) -> list[torch.Tensor]:
+        """Each buffer once, as ``model.buffers()``."""
+        return [tensor for _, tensor in self.named_tensors("buffers")]

@@ -1,0 +1,49 @@
+"""ModuleWalk reads what nn.Module's own generators yield, in the same order, from one walk."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from paramscope._walk import ModuleWalk
+from paramscope.examples import gpt2, resnet18
+
+
+class Shared(nn.Module):
+    """A module under two names, a weight tied across modules, a None bias, and a buffer under two names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+        self.again = self.block
+        self.embed = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 10, bias=False)
+        self.head.weight = self.embed.weight
+        self.register_buffer("steps", torch.zeros(()))
+        self.block[1].register_buffer("alias", self.steps)
+        self.empty = nn.Linear(4, 4)
+        self.empty.bias = None
+
+
+MODELS = {
+    "shared": Shared,
+    "resnet18": resnet18,
+    "gpt2": lambda: gpt2(n_layer=2, n_embd=32, n_head=2, vocab_size=64),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_walk_yields_what_the_modules_generators_do(name: str) -> None:
+    model = MODELS[name]()
+    walk = ModuleWalk(model)
+    assert walk.named_modules == list(model.named_modules(remove_duplicate=False))
+    assert walk.modules == list(model.modules())
+    assert walk.paths == {id(module): path for path, module in reversed(list(model.named_modules()))}
+    for kind, named in (("parameters", model.named_parameters), ("buffers", model.named_buffers)):
+        for remove_duplicate in (True, False):
+            expected = [(key, id(value)) for key, value in named(remove_duplicate=remove_duplicate)]
+            got = [(key, id(value)) for key, value in walk.named_tensors(kind, remove_duplicate=remove_duplicate)]
+            assert got == expected, (kind, remove_duplicate)
+    assert [id(p) for p in walk.parameters] == [id(p) for p in model.parameters()]
+    assert [id(b) for b in walk.buffers] == [id(b) for b in model.buffers()]
