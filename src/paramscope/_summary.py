@@ -175,7 +175,8 @@ def summarize(
                           flops // 2, calls, activations)  # fmt: skip
 
     called = {call.path for call in result.calls}
-    uncalled = {a for call in result.calls for a in _ancestors(call.path) if a not in called}
+    ancestors = {path: _ancestors(path) for path in called}
+    uncalled = {a for path in called for a in ancestors[path] if a not in called}
     children: dict[str, list[str]] = {}
     for path in sorted(called | uncalled):
         if path:
@@ -193,7 +194,7 @@ def summarize(
     records: list[CallRecord] = []
     containers: set[str] = set()
     for call in result.calls:
-        for ancestor in _ancestors(call.path):  # a row before the first called child
+        for ancestor in ancestors[call.path]:  # a row before the first called child
             if ancestor in uncalled and ancestor not in containers:
                 activations = summed(result.activations, ancestor) if measured else None
                 records.append(record(ancestor, "", "", 0, summed(result.flops, ancestor), activations))

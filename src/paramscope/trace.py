@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import operator
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -145,6 +146,9 @@ def describe(value: Any) -> str:
         return dims if value.dtype in _PLAIN_DTYPES else f"{dims} {str(value.dtype).removeprefix('torch.')}"
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
+    if type(value) is tuple or type(value) is list:  # the common case first: a NamedTuple is a tuple too
+        inner = ", ".join([describe(item) for item in value])
+        return f"[{inner}]" if type(value) is list else f"({inner}{',' if len(value) == 1 else ''})"
     if hasattr(value, "_fields"):  # a NamedTuple
         inner = ", ".join(f"{name}={describe(getattr(value, name))}" for name in value._fields)
         return f"{type(value).__name__}({inner})"
@@ -231,7 +235,8 @@ def _shapes(value: Any) -> Any:
             raise _NoShape
         return value.shape
     if type(value) is tuple or type(value) is list:
-        return type(value)(_shapes(item) for item in value)
+        items = [_shapes(item) for item in value]
+        return items if type(value) is list else tuple(items)
     if type(value) is dict:
         return {key: _shapes(item) for key, item in value.items()}
     return value
@@ -259,6 +264,19 @@ def _on_shapes(formula: Callable[..., int]) -> Callable[..., int]:
         return flops
 
     return counted
+
+
+@functools.cache
+def _op_traits(func: Any) -> tuple[bool, tuple[tuple[int, str], ...]]:
+    """Whether the op overload ``func`` has a decomposition (a CompositeImplicitAutograd kernel), and the arguments
+    it writes to, by position and name: read from torch's dispatcher and schema once per process."""
+    composite = func is not torch.ops.prim.device.default and (
+        torch._C.DispatchKey.CompositeImplicitAutograd in func.py_kernels
+        or torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), torch._C.DispatchKey.CompositeImplicitAutograd)
+    )
+    arguments = func._schema.arguments
+    written = tuple((i, a.name) for i, a in enumerate(arguments) if a.alias_info is not None and a.alias_info.is_write)
+    return composite, written
 
 
 @dataclass
@@ -317,21 +335,8 @@ class _OpRecorder(TorchDispatchMode):
         else:
             formula = self.formulas.get(func.overloadpacket)
             formula = None if formula is None else _on_shapes(formula)
-            decomposes = (
-                formula is None
-                and self.running is not None
-                and func is not torch.ops.prim.device.default
-                and (
-                    torch._C.DispatchKey.CompositeImplicitAutograd in func.py_kernels
-                    or torch._C._dispatch_has_kernel_for_dispatch_key(
-                        func.name(), torch._C.DispatchKey.CompositeImplicitAutograd
-                    )
-                )
-            )
-            arguments = func._schema.arguments
-            written = tuple(
-                (i, a.name) for i, a in enumerate(arguments) if a.alias_info is not None and a.alias_info.is_write
-            )
+            composite, written = _op_traits(func)
+            decomposes = formula is None and self.running is not None and composite
             plan = _OpPlan(func.overloadpacket, formula, decomposes, written)
         self._plans[id(func)] = plan
         return plan
