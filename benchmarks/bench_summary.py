@@ -70,14 +70,18 @@ class _RecordingThatDoesNothing:
         import torch
 
         modules = list(self.model.modules())
+        own = [module.__dict__.get("forward") for module in modules]  # a forward the instance holds itself
         for module in modules:
             module.__dict__["forward"] = _calling_through(module.forward)
         try:
             with torch.no_grad(), self.mode():
                 self.model(*args)
         finally:
-            for module in modules:
-                del module.__dict__["forward"]
+            for module, forward in zip(modules, own, strict=True):
+                if forward is None:
+                    del module.__dict__["forward"]
+                else:
+                    module.__dict__["forward"] = forward
 
 
 def _calling_through(forward: Callable[..., Any]) -> Callable[..., Any]:

@@ -1221,9 +1221,9 @@ def test_an_encoder_with_a_padding_mask_runs_its_fused_layers_on_cpu_as_a_plain_
     assert report.totals.flops == 2 * (ENCODER_ATTENTION + ENCODER_FEED_FORWARD)
     idle = [note for note in report.notes if "not called" in note]
     assert idle == [
-        "12 module(s) hold parameters but were not called in this forward (their parent used the weights itself, as "
-        "torch's fused CPU kernels do, or they are unused): layers.0.self_attn, layers.0.self_attn.out_proj, "
-        "layers.0.linear1, layers.0.linear2, layers.0.norm1 and 7 more"
+        "12 module(s) hold parameters but were not called in this forward (their parent used the weights directly, "
+        "as nn.MultiheadAttention and torch's fused kernels do, or they are unused): layers.0.self_attn, "
+        "layers.0.self_attn.out_proj, layers.0.linear1, layers.0.linear2, layers.0.norm1 and 7 more"
     ]
 
 
@@ -1657,6 +1657,214 @@ def test_a_forward_property_is_recorded_through_hooks(device: str) -> None:
         ("", "[2, 4]", "[2, 3]", 2 * 2 * 4 * 3), ("0", "[2, 4]", "[2, 3]", 2 * 2 * 4 * 3)
     ]  # fmt: skip
     assert_same(before, snapshot(model))
+
+
+class ProbesWithATemporaryWeight(nn.Module):
+    """A forward that runs its encoder on a temporary weight (functional_call, as MAML does), then clips the real
+    weight in place: the real weight is the one guarded, whatever ran before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(4, 4), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probe = torch.func.functional_call(self.enc, {"0.weight": self.enc[0].weight.detach() * 0.5}, (x,))
+        with torch.no_grad():
+            self.enc[0].weight.clamp_(-0.1, 0.1)
+        return probe + self.enc(x)
+
+
+def test_the_real_weights_are_guarded_after_a_forward_on_temporary_ones() -> None:
+    model = ProbesWithATemporaryWeight()
+    before = snapshot(model)
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert "aten.clamp_ would change the parameter 'enc.0.weight' in place" in str(caught.value)
+    assert_same(before, snapshot(model))
+
+
+class MomentumEncoder(nn.Module):
+    """MoCo's momentum update, verbatim: it assigns ``.data``, which no op-level guard sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            for query, key in zip(self.q.parameters(), self.k.parameters(), strict=True):
+                key.data = key.data * 0.999 + query.data * 0.001
+        return self.q(x) + self.k(x)
+
+
+def test_parameter_data_assigned_in_the_forward_is_put_back() -> None:
+    model = MomentumEncoder()
+    before = snapshot(model)
+    paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert_same(before, snapshot(model))
+
+
+class Fragile(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != 8:
+            raise ValueError("needs 8 features")
+        return self.fc(x)
+
+
+class FallsBack(nn.Module):
+    """A model that catches its child's exception and takes another path, then may fail itself."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.fast, self.slow, self.fail = Fragile(), nn.Linear(4, 4), fail
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            y = self.fast(x)
+        except ValueError:
+            y = self.slow(x)
+        if self.fail:
+            raise RuntimeError("the model's own error")
+        return y @ torch.ones(4, 4, device=y.device)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_an_exception_the_model_catches_leaves_the_module_it_came_from(device: str) -> None:
+    report = paramscope.summary(FallsBack(), input_size=(2, 4), device=device)
+    assert {record.path: record.flops for record in report.calls or ()} == {
+        "": 2 * 2 * 4 * 4 * 2, "fast": 0, "slow": 2 * 2 * 4 * 4
+    }  # fmt: skip
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(FallsBack(fail=True), input_size=(2, 4), device=device)
+    assert (
+        str(caught.value) == "the forward failed in '(model)' with inputs [2, 4]: RuntimeError: the model's own error"
+    )
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_failure_names_the_inputs_as_a_users_pre_hook_left_them(device: str) -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.Sequential(nn.ReLU(), nn.Linear(4, 2)))
+    model[1][1].register_forward_pre_hook(lambda module, args, kwargs: ((args[0][:, :5],), kwargs), with_kwargs=True)
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(2, 4), device=device)
+    assert str(caught.value).startswith("the forward failed in '1.1' with inputs [2, 5]: RuntimeError: ")
+
+
+class KeepsACopy(nn.Module):
+    """A forward that deep-copies a layer for later (a lazy EMA teacher, kept outside the module tree)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.copies: list[nn.Module] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.copies:
+            self.copies.append(copy.deepcopy(self.fc))
+        return self.fc(x)
+
+
+def test_a_copy_made_in_the_forward_runs_its_own_weights() -> None:
+    model = KeepsACopy()
+    report = paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert [record.path for record in report.calls or ()] == ["", "fc"]
+    teacher = model.copies[0]
+    with torch.no_grad():
+        teacher.weight.zero_()
+        teacher.bias.fill_(1.0)
+    assert torch.equal(teacher(torch.randn(2, 4)), torch.ones(2, 4))
+
+
+class ForwardOnFirstCall(nn.Module):
+    """A forward that rebinds itself on its first call (a lazy fast path)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.forward = self.fast  # type: ignore[method-assign]
+        return self.fast(x)
+
+    def fast(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+class DeploysInEval(nn.Module):
+    """A block whose train() rebinds its forward (re-parameterisable blocks deploy a fused path in eval mode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) + self.b(x)
+
+    def deployed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) + self.b(x)
+
+    def train(self, mode: bool = True) -> DeploysInEval:
+        super().train(mode)
+        self.forward = DeploysInEval.forward.__get__(self) if mode else self.deployed  # type: ignore[method-assign]
+        return self
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_forward_rebound_by_the_model_is_still_recorded(device: str) -> None:
+    rebinding = nn.Sequential(ForwardOnFirstCall(), ForwardOnFirstCall())
+    model = nn.Sequential(rebinding[0], rebinding[0], rebinding[1])  # the first one twice
+    before = snapshot(model)
+    report = paramscope.summary(model, input_size=(2, 4), device=device)
+    assert [(r.path, r.calls, r.flops) for r in report.calls or ()] == [
+        ("", 1, 3 * 2 * 2 * 4 * 4), ("0", 2, 2 * 2 * 2 * 4 * 4), ("0.fc", 2, 2 * 2 * 2 * 4 * 4),
+        ("2", 1, 2 * 2 * 4 * 4), ("2.fc", 1, 2 * 2 * 4 * 4),
+    ]  # fmt: skip
+    assert_same(before, snapshot(model))
+    deploys = nn.Sequential(DeploysInEval(), nn.Linear(4, 2)).train()
+    before = snapshot(deploys)
+    report = paramscope.summary(deploys, input_size=(2, 4), device=device, mode="eval")
+    assert [(r.path, r.calls) for r in report.calls or ()] == [("", 1), ("0", 1), ("0.a", 1), ("0.b", 1), ("1", 1)]
+    assert_same(before, snapshot(deploys))
+    assert deploys[0].forward.__name__ == "forward"
+
+
+def test_a_checkpoint_wrappers_modules_are_rows_of_their_own_parameters() -> None:
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    model = nn.Sequential(checkpoint_wrapper(nn.Linear(4, 8)), nn.ReLU(), checkpoint_wrapper(nn.Linear(8, 2)))
+    report = paramscope.summary(model, input_size=(2, 4))
+    assert [(r.path, r.params) for r in report.calls or ()] == [
+        ("", 58), ("0", 40), ("0._checkpoint_wrapped_module", 40), ("1", 0), ("2", 18),
+        ("2._checkpoint_wrapped_module", 18),
+    ]  # fmt: skip
+    assert not any("not called" in note for note in report.notes)
+
+
+def test_a_modules_weights_used_by_its_parent_are_named_in_a_note() -> None:
+    report = paramscope.summary(nn.MultiheadAttention(8, 2), input_size=[(3, 8)] * 3)
+    assert [note for note in report.notes if "not called" in note] == [
+        "1 module(s) hold parameters but were not called in this forward (their parent used the weights directly, as "
+        "nn.MultiheadAttention and torch's fused kernels do, or they are unused): out_proj"
+    ]
+
+
+class EfficientAttention(nn.Module):
+    """A direct call of the memory-efficient attention kernel, whose FLOP formula in torch takes the tensors."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, sequence, heads, head size)
+        return torch.ops.aten._efficient_attention_forward(x, x, x, None, None, None, None, None, 0.0, 0, False)[0]
+
+
+def test_torchs_formulas_on_tensors_get_tensors() -> None:
+    report = paramscope.summary(EfficientAttention(), input_size=(2, 16, 4, 8))
+    counter = FlopCounterMode(display=False)
+    with counter:  # the kernel runs on CUDA only: FlopCounterMode on meta is the ground truth
+        EfficientAttention()(torch.empty(2, 16, 4, 8, device="meta"))
+    assert report.totals.flops == counter.get_total_flops() > 0
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

@@ -171,7 +171,8 @@ def summarize(
 
     def record(path: str, inputs: str, outputs: str, calls: int, flops: int, activations: int | None) -> CallRecord:
         depth_of = path.count(".") + 1 if path else 0
-        return CallRecord(path, types.get(path, ""), depth_of, inputs, outputs, params.get(path, 0), flops,
+        reported = _reported(path)
+        return CallRecord(path, types.get(reported, ""), depth_of, inputs, outputs, params.get(reported, 0), flops,
                           flops // 2, calls, activations)  # fmt: skip
 
     called = {call.path for call in result.calls}
@@ -218,13 +219,13 @@ def summarize(
         f"forward pass in {mode} mode on {device}; {activations_note}",
         *_uncounted_note(result.uncounted_ops),
     ]
-    idle = [
-        node.path for node in report.modules if node.own_params and node.same_as is None and node.path not in called
-    ]
+    ran = {_reported(path) for path in called}
+    idle = [node.path for node in report.modules if node.own_params and node.same_as is None and node.path not in ran]
     if idle:
         notes.append(
             f"{format_count(len(idle))} module(s) hold parameters but were not called in this forward (their parent "
-            f"used the weights itself, as torch's fused CPU kernels do, or they are unused): {listed(idle, 5)}"
+            f"used the weights directly, as nn.MultiheadAttention and torch's fused kernels do, or they are unused): "
+            f"{listed(idle, 5)}"
         )
     reused = [call for call in calls if call.calls > 1]
     if reused:
@@ -233,6 +234,11 @@ def summarize(
             f"{len(reused)} module(s) ran more than once ({first}, …): one row each, figures summed over calls"
         )
     return replace(report, totals=totals, calls=calls, notes=(*report.notes, *notes))
+
+
+def _reported(path: str) -> str:
+    """A module's path in the report, which shows a checkpoint wrapper's module in the wrapper's place."""
+    return path.replace("._checkpoint_wrapped_module", "").removeprefix("_checkpoint_wrapped_module.")
 
 
 def _ancestors(path: str) -> list[str]:

@@ -5,9 +5,10 @@ the real parameters and clones of the buffers), so its own parameters, buffers (
 devices and ``requires_grad`` never change; the train/eval flag of every module and the hooks added here are
 restored even when the forward raises.
 
-- Shapes: forward pre-hooks and hooks on every module record what goes in and comes out, in execution order.
+- Shapes: a wrapper of every module's ``forward`` (hooks, on a module with hooks of its own) records what goes in
+  and comes out, in execution order, and keeps the stack of running modules.
 - FLOPs: the formulas of torch's ``FlopCounterMode`` (``flop_registry``), plus those it lacks for torch's fused CPU
-  kernels, attributed to the modules on the hooks' stack. The ops without a formula are named in the notes.
+  kernels, attributed to the modules on that stack. The ops without a formula are named in the notes.
 - Activations: the bytes autograd saves for backward in a train-mode forward with gradients, seen by
   ``torch.autograd.graph.saved_tensors_hooks`` and de-duplicated by storage (parameters and buffers are not
   activations). When a summary on meta runs in eval mode, a second forward, in train mode, measures them: on meta
@@ -21,18 +22,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import operator
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field
+from types import MethodType
 from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry, sdpa_flop_count
+from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapper
 
 from ._errors import TargetError, first_line
 from ._progress import steps
@@ -47,10 +49,14 @@ def _gets_tensors(formula: Callable[..., int]) -> Callable[..., int]:
     return formula
 
 
-def _cpu_flash_attention_flops(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+def _cpu_flash_attention_on_shapes(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
     # FlopCounterMode has no formula for the CPU flash-attention kernel; it computes the same attention as the
-    # kernels it does count, so torch's own attention formula applies (on shapes, as FlopCounterMode's own are).
+    # kernels it does count, so torch's own attention formula applies.
     return int(sdpa_flop_count(query, key, value))
+
+
+# on shapes, as FlopCounterMode's own formulas are: worked out once per shape
+_cpu_flash_attention_flops: Callable[..., int] = shape_wrapper(_cpu_flash_attention_on_shapes)
 
 
 def _rows(tensor: torch.Tensor) -> int:
@@ -245,10 +251,9 @@ def _shapes(value: Any) -> Any:
 def _on_shapes(formula: Callable[..., int]) -> Callable[..., int]:
     """``formula`` as FlopCounterMode calls it, on the op's arguments and output (``out_val``). A formula on shapes
     gives the same count for the same shapes: each is worked out once (a model's layers repeat their shapes)."""
-    if getattr(formula, "_get_raw", False):
-        return formula
-    # torch's shape_wrapper keeps the formula it wraps (wraps); paramscope's own formulas on shapes are bare
-    on_shapes = getattr(formula, "__wrapped__", formula)
+    on_shapes = getattr(formula, "__wrapped__", None)  # torch's shape_wrapper keeps the formula it wraps (wraps)
+    if getattr(formula, "_get_raw", False) or on_shapes is None:
+        return formula  # on the op's tensors: torch's get_raw formulas (flash attention) and paramscope's own
     known: dict[Any, int] = {}
 
     def counted(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
@@ -266,10 +271,9 @@ def _on_shapes(formula: Callable[..., int]) -> Callable[..., int]:
     return counted
 
 
-@functools.cache
 def _op_traits(func: Any) -> tuple[bool, tuple[tuple[int, str], ...]]:
     """Whether the op overload ``func`` has a decomposition (a CompositeImplicitAutograd kernel), and the arguments
-    it writes to, by position and name: read from torch's dispatcher and schema once per process."""
+    it writes to, by position and name, from torch's dispatcher and schema."""
     composite = func is not torch.ops.prim.device.default and (
         torch._C.DispatchKey.CompositeImplicitAutograd in func.py_kernels
         or torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), torch._C.DispatchKey.CompositeImplicitAutograd)
@@ -295,18 +299,18 @@ class _OpPlan:
 class _OpRecorder(TorchDispatchMode):
     """The one dispatch mode of a forward: counts the aten ops it runs (to name those without a FLOP formula); with
     ``running`` (the stack of module paths the hooks keep), counts FLOPs with FlopCounterMode's formulas, each op's
-    added to every module running; with ``guarded`` (a model), refuses an op that would write to one of its parameters
-    before it runs: on a real device the forward runs on the user's own weights, which must come back unchanged.
+    added to every module running; with ``protected`` (parameter storages by address), refuses an op that would write
+    to one before it runs: on a real device the forward runs on the user's own weights, which must come back
+    unchanged.
 
     Why not FlopCounterMode itself: it is a second Python dispatch mode plus module hooks of its own that flatten
     every module's inputs and outputs, about 10 % of a GPT-2 forward on CPU; this one mode does its counting with the
     same formulas (``flop_registry``) and the same decompositions, and tests hold the two equal.
     """
 
-    def __init__(self, guarded: ModuleWalk | None = None, running: list[str] | None = None) -> None:
+    def __init__(self, protected: dict[int, str] | None = None, running: list[str] | None = None) -> None:
         super().__init__()
-        self.guarded = guarded
-        self._protected: dict[int, str] | None = None
+        self.protected = protected or {}
         self.running = running
         self.flops: dict[str, int] = {}
         """FLOPs per module path, each module's subtree included."""
@@ -355,7 +359,7 @@ class _OpRecorder(TorchDispatchMode):
             if out is not NotImplemented:
                 return out
         plan.runs += 1
-        if plan.written and self.guarded is not None:
+        if plan.written and self.protected:
             self._refuse_writes(func, plan, args, kwargs)
         out = func(*args, **kwargs)
         if plan.formula is not None and self.running is not None:
@@ -370,8 +374,6 @@ class _OpRecorder(TorchDispatchMode):
         return out
 
     def _refuse_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
-        if self._protected is None:  # on the first op that writes: most forwards run none
-            self._protected = {} if self.guarded is None else _parameter_storages(self.guarded)
         for index, name in plan.written:
             written = args[index] if index < len(args) else kwargs.get(name)
             # a list for the foreach ops (torch._foreach_mul_), a tensor for the others
@@ -379,7 +381,7 @@ class _OpRecorder(TorchDispatchMode):
                 # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter
                 if not isinstance(target, torch.Tensor) or target.layout != torch.strided or target.is_nested:
                     continue
-                parameter = self._protected.get(target.untyped_storage().data_ptr())
+                parameter = self.protected.get(target.untyped_storage().data_ptr())
                 if parameter is not None:
                     raise ParameterWriteError(
                         f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
@@ -433,8 +435,8 @@ class ForwardError(TargetError):
 
 
 class _Hooks:
-    """What keeps the stack of running modules and a record of each module's calls: a wrapper around each module's
-    ``forward``, or module hooks on a module with hooks of its own.
+    """What keeps the stack of running modules and a record of each module's calls: a wrapper of each module's
+    ``forward`` (:class:`_RecordedForward`), or module hooks on a module with hooks of its own.
 
     Why wrappers: a module with hooks takes ``nn.Module``'s slow call path, and each hook needs a handle made and
     removed; four hooks on every module cost a GPT-2 forward on CPU several times what one wrapper does. A user's
@@ -447,46 +449,34 @@ class _Hooks:
         self.stack: list[str] = []
         self.arguments: list[tuple[Any, dict[str, Any]]] = []
         """The inputs of each module on the stack, for the message if the forward fails inside."""
+        self.failure: tuple[BaseException, str, Any, dict[str, Any]] | None = None
+        """The last exception that left a wrapped module, with the module it was raised in and its inputs."""
         self.recorder: _OpRecorder | None = None
         """The forward's dispatch mode, told to leave out the ops the hooks run themselves (a nested tensor's
         ``unbind``, to describe it)."""
         self.advance: Callable[[], None] | None = None
         """Called as each module first completes: a progress bar's step."""
         self._handles: list[Any] = []
-        self._wrapped: list[tuple[nn.Module, Any]] = []
-        """Each wrapped module, with the ``forward`` its instance held before (``_ABSENT`` when none)."""
+        self._wrapped: list[_RecordedForward] = []
         self._walk = walk
 
     def register(self) -> None:
         for module in self._walk.modules:
             path = self.paths[id(module)]
-            if module._forward_pre_hooks or module._forward_hooks or not self._wrap(path, module):
+            if module._forward_pre_hooks or module._forward_hooks or not self.wrap(path, module):
                 self._hook(path, module)
 
-    def _wrap(self, path: str, module: nn.Module) -> bool:
+    def wrap(self, path: str, module: nn.Module) -> bool:
         """Record ``module``'s calls from a wrapper of its ``forward``; False where the wrapper would not be called
         (a class whose ``forward`` is a property)."""
-        forward = module.forward
-        stack, arguments, calls = self.stack, self.arguments, self.calls
-
-        # The hooks' work inline: this runs on every module call.
-        def recorded_forward(*args: Any, **kwargs: Any) -> Any:
-            stack.append(path)
-            arguments.append((args, kwargs))
-            call = calls.get(path) or self._first_call(path, module, args, kwargs)
-            call.calls += 1
-            output = forward(*args, **kwargs)
-            if not call.outputs:
-                self._record_output(path, output)
-            stack.pop()
-            arguments.pop()
-            return output
-
-        recorded_forward.__wrapped__ = forward  # type: ignore[attr-defined]  # the signature callers inspect
+        wrapper = _RecordedForward(self, path, module)
         # The instance's dict, as nn.Module.__setattr__ would store it, without a user's __setattr__ in the way.
-        self._wrapped.append((module, module.__dict__.get("forward", _ABSENT)))
-        module.__dict__["forward"] = recorded_forward
-        return module.forward is recorded_forward
+        module.__dict__["forward"] = wrapper
+        if module.forward is not wrapper:
+            wrapper.unwrap()
+            return False
+        self._wrapped.append(wrapper)
+        return True
 
     def _hook(self, path: str, module: nn.Module) -> None:
         """Record ``module``'s calls from hooks: the stack first among its hooks, as FlopCounterMode's global hooks
@@ -494,16 +484,20 @@ class _Hooks:
         rows last (the inputs as forward gets them and the output as its caller does, so they chain)."""
 
         def enter(module: nn.Module, args: Any, kwargs: Any) -> None:
-            self._enter(path, args, kwargs)
+            self.stack.append(path)
+            self.arguments.append((args, kwargs))
 
         def record_call(module: nn.Module, args: Any, kwargs: Any) -> None:
-            self._record_call(path, module, args, kwargs)
+            self.arguments[-1] = (args, kwargs)  # as the user's pre-hooks left them
+            call = self.calls.get(path) or self.first_call(path, module, args, kwargs)
+            call.calls += 1
 
         def record_output(module: nn.Module, args: Any, output: Any) -> None:
-            self._record_output(path, output)
+            self.record_output(path, output)
 
         def leave(module: nn.Module, args: Any, output: Any) -> None:
-            self._leave()
+            self.stack.pop()
+            self.arguments.pop()
 
         self._handles += [
             module.register_forward_pre_hook(enter, prepend=True, with_kwargs=True),
@@ -512,26 +506,14 @@ class _Hooks:
             module.register_forward_hook(record_output),
         ]
 
-    def _enter(self, path: str, args: Any, kwargs: dict[str, Any]) -> None:
-        self.stack.append(path)
-        self.arguments.append((args, kwargs))
-
-    def _leave(self) -> None:
-        self.stack.pop()
-        self.arguments.pop()
-
-    def _record_call(self, path: str, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
-        call = self.calls.get(path) or self._first_call(path, module, args, kwargs)
-        call.calls += 1
-
-    def _first_call(self, path: str, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> ModuleCall:
+    def first_call(self, path: str, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> ModuleCall:
         inputs = self._unrecorded(_describe_arguments, args, kwargs)
         first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
         size = 0 if first is None else first.numel() * first.element_size()
         call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
         return call
 
-    def _record_output(self, path: str, output: Any) -> None:
+    def record_output(self, path: str, output: Any) -> None:
         call = self.calls[path]
         if not call.outputs:
             if self.advance is not None:
@@ -549,41 +531,100 @@ class _Hooks:
         finally:
             recorder.paused -= 1
 
-    def failed_in(self) -> tuple[str, str] | None:
-        """The module the forward failed in and its inputs, after it raised; None when it failed outside them."""
-        if not self.stack:
+    def failed(self, error: BaseException) -> None:
+        """Keep where ``error`` was raised: the module on top of the stack as it first leaves a wrapped module."""
+        if self.failure is None or self.failure[0] is not error:
+            self.failure = (error, self.stack[-1], *self.arguments[-1])
+
+    def failed_in(self, error: BaseException) -> tuple[str, str] | None:
+        """The module the forward failed in with ``error`` and its inputs; None when it failed outside them."""
+        if self.failure is not None and self.failure[0] is error:
+            _, path, args, kwargs = self.failure
+        elif self.stack:  # raised in a hooked module's own hooks
+            path, (args, kwargs) = self.stack[-1], self.arguments[-1]
+        else:
             return None
-        args, kwargs = self.arguments[-1]
         try:
             inputs = _describe_arguments(args, kwargs)
         except Exception:  # inputs the failure left unreadable (a nested tensor torch made inconsistent)
             inputs = ""
-        return self.stack[-1], inputs
+        return path, inputs
 
     def remove(self) -> None:
+        """Take every hook and wrapper away; again, it does nothing."""
         for handle in self._handles:
             handle.remove()
-        for module, forward in self._wrapped:
-            if forward is _ABSENT:
-                module.__dict__.pop("forward", None)
-            else:
-                module.__dict__["forward"] = forward
+        for wrapper in reversed(self._wrapped):  # a module that rebound its forward was wrapped again, later
+            wrapper.unwrap()
+        self._handles, self._wrapped = [], []
 
 
 _ABSENT = object()
 
 
+class _RecordedForward:
+    """A module's ``forward`` that records each call for :class:`_Hooks` (the work of its hooks, inline: this runs
+    on every module call)."""
+
+    __slots__ = ("__wrapped__", "_hooks", "_module", "_path", "_previous")
+
+    def __init__(self, hooks: _Hooks, path: str, module: nn.Module) -> None:
+        self._hooks, self._path, self._module = hooks, path, module
+        self.__wrapped__ = module.forward  # the signature callers inspect (transformers does)
+        self._previous = module.__dict__.get("forward", _ABSENT)
+        """The ``forward`` the instance held itself (accelerate's hooks set one), or ``_ABSENT``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        hooks, path = self._hooks, self._path
+        stack, arguments = hooks.stack, hooks.arguments
+        depth = len(stack)
+        stack.append(path)
+        arguments.append((args, kwargs))
+        call = hooks.calls.get(path) or hooks.first_call(path, self._module, args, kwargs)
+        call.calls += 1
+        try:
+            output = self.__wrapped__(*args, **kwargs)
+        except BaseException as error:
+            hooks.failed(error)
+            del stack[depth:], arguments[depth:]  # the model may catch it and go on
+            raise
+        if not call.outputs:
+            hooks.record_output(path, output)
+        del stack[depth:], arguments[depth:]
+        if self._module.__dict__.get("forward") is not self:  # the forward rebound itself (self.forward = ...)
+            hooks.wrap(path, self._module)
+        return output
+
+    def unwrap(self) -> None:
+        """Give the module back the ``forward`` it had, unless something else has taken the wrapper's place."""
+        attributes = self._module.__dict__
+        if attributes.get("forward") is self:
+            if self._previous is _ABSENT:
+                del attributes["forward"]
+            else:
+                attributes["forward"] = self._previous
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        # A copy of the module made in its forward (an EMA copy) runs its own forward, not a recorder of this one.
+        if self._previous is not _ABSENT:
+            return deepcopy(self._previous, memo)
+        copy = memo.get(id(self._module))
+        return self if copy is None else MethodType(type(copy).forward, copy)
+
+
 @contextlib.contextmanager
-def _mode(model: nn.Module, walk: ModuleWalk, train: bool) -> Iterator[None]:
+def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool = False) -> Iterator[None]:
     """``model`` in train or eval mode for the block, and as it was afterwards: every module's attributes (its
     ``training`` flag, and what a forward rebinds: a cache's length, weight_norm's computed ``weight``), its
     parameters and buffers (``functional_call`` leaves its stand-ins in a module registered under two names), and
-    every parameter's ``requires_grad``."""
+    every parameter's ``requires_grad``; with ``real_weights`` (a forward on them), what each parameter's ``.data``
+    is (a momentum encoder assigns it in its forward)."""
     modules = walk.modules
     # shallow: the tensors themselves are not copied
     saved = [(dict(module.__dict__), dict(module._parameters), dict(module._buffers)) for module in modules]
     trainable = [(param, param.requires_grad) for module in modules for param in module._parameters.values()
                  if param is not None]  # fmt: skip
+    data = [(param, param.data) for param, _ in trainable] if real_weights else []
     # A model already all in eval mode is left to it: model.train() walks every module again (transformers' does more
     # work). train(True) always runs: a model's own train() may keep parts of it in eval mode (frozen BatchNorm).
     if train or any(module.training for module in modules):
@@ -598,6 +639,9 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool) -> Iterator[None]:
         for param, requires_grad in trainable:
             if param.requires_grad != requires_grad:
                 param.requires_grad_(requires_grad)
+        for param, tensor in data:
+            if param.data_ptr() != tensor.data_ptr() or param.shape != tensor.shape or param.dtype != tensor.dtype:
+                param.data = tensor
 
 
 def _restore(current: dict[str, Any], saved: dict[str, Any]) -> None:
@@ -680,7 +724,7 @@ def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any
 
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
     message = f"{type(error).__name__}: {first_line(error)}"
-    failed_in = hooks.failed_in()
+    failed_in = hooks.failed_in(error)
     if failed_in is None:
         return ForwardError(f"the forward failed: {message}")
     path, inputs = failed_in
@@ -704,27 +748,30 @@ def _run(
     walk: ModuleWalk | None = None,
 ) -> None:
     walk = walk or ModuleWalk(model)
-    hooks = _Hooks(walk)  # registered in the try: a module refusing a hook leaves none of them behind
+    hooks = _Hooks(walk)
     try:
-        hooks.register()
         weights = _stand_ins(walk, device, dtype)
         saved = None
         if measure_activations:
             # on a real device the parameters are the model's own
             kept = [*weights.values()] if device == "meta" else [*weights.values(), *walk.parameters]
             saved = _SavedTensors(hooks, kept)
-        guarded = None if device == "meta" else walk  # on a real device the forward runs on the weights themselves
-        recorder = hooks.recorder = _OpRecorder(guarded, hooks.stack if count_flops else None)
+        # on a real device the forward runs on the weights themselves
+        protected = None if device == "meta" else _parameter_storages(walk)
+        recorder = hooks.recorder = _OpRecorder(protected, hooks.stack if count_flops else None)
         with contextlib.ExitStack() as stack:
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
-            stack.enter_context(_mode(model, walk, train))
+            # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
+            stack.enter_context(_mode(model, walk, train, real_weights=device != "meta"))
+            stack.callback(hooks.remove)  # before the mode restores the modules' attributes
+            hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
             if device == "meta":
                 stack.enter_context(_FusedAttentionOnMeta())
             stack.enter_context(torch.set_grad_enabled(measure_activations))
             if saved is not None:
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
-            if count_flops or recorder.guarded is not None:
+            if count_flops or recorder.protected:
                 stack.enter_context(recorder)
             _forward(model, weights, to_device(args, device), to_device(kwargs, device))
     except KeyboardInterrupt:
@@ -870,14 +917,16 @@ def peak_live_bytes(
     walk = ModuleWalk(model)
     hooks = _Hooks(walk)
     try:
-        hooks.register()
         weights = _stand_ins(walk, "meta", dtype)
         tracker = _LiveTensors(weights)
         inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
         with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
             hooks.advance = advance
-            with _mode(model, walk, False), torch.no_grad(), _FusedAttentionOnMeta(), tracker:
-                output = _forward(model, weights, inputs, keywords)
+            with _mode(model, walk, False), contextlib.ExitStack() as stack:
+                stack.callback(hooks.remove)
+                hooks.register()
+                with torch.no_grad(), _FusedAttentionOnMeta(), tracker:
+                    output = _forward(model, weights, inputs, keywords)
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # sys.exit() or the model's own BaseException must not end the caller
