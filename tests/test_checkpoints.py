@@ -1043,6 +1043,11 @@ def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, v
         ),
         ({"kv_heads": 2, "window": 256}, llama_cpp_kv_bytes(4, 128, 2, 8)),  # a window past the context: exact
         ({"kv_heads": [0, 2, 0, 2]}, llama_cpp_kv_bytes(2, 128, 2, 8)),  # a hybrid: recurrent layers have none
+        # OpenELM: each layer its own query and key/value heads, summed layer by layer
+        (
+            {"heads": [4, 4, 8, 8], "kv_heads": [1, 1, 2, 4], "key_length": 8, "value_length": 8},
+            sum(llama_cpp_kv_bytes(1, 128, count, 8) for count in (1, 1, 2, 4)),
+        ),
         # DeepSeek's MLA: llama.cpp caches the latent and the rotary key, kv_lora_rank + n_rot per token and layer
         ({"latent": 16, "rope": 8}, 4 * 128 * (16 + 8) * 2),
     ],
@@ -1058,6 +1063,7 @@ def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, v
         "sliding-pattern",
         "window-past-context",
         "hybrid",
+        "per-layer-heads",
         "mla",
     ],
 )

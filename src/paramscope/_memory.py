@@ -271,6 +271,21 @@ def _kv_heads(config: Mapping[str, Any], heads: int) -> int:
     return 1 if config.get("multi_query") else heads  # Falcon's multi-query attention: one key/value head
 
 
+def _kv_heads_per_layer(config: Mapping[str, Any], layers: int) -> list[int] | None:
+    """Each layer's key/value heads, when the config gives a list of them (0 for a layer without attention).
+
+    >>> _kv_heads_per_layer({"num_key_value_heads": [2, 4, 0]}, 3), _kv_heads_per_layer({"num_key_value_heads": 2}, 3)
+    ([2, 4, 0], None)
+    """
+    counts = config.get("num_key_value_heads")
+    if not isinstance(counts, list) or len(counts) != layers:
+        return None
+    none = [count for count in counts if size_of(count) is None]  # layers without attention count 0
+    if len(none) == len(counts) or any(type(count) is not int or count != 0 for count in none):
+        return None
+    return [int(count) for count in counts]
+
+
 def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype: str) -> tuple[int, str, int] | None:
     """Bytes of the key/value cache for ``tokens`` tokens of ``batch`` sequences, from a decoder's config.
 
@@ -321,9 +336,19 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
                    f"{format_count(tokens)} tokens × {batch} × {size:g} B (MLA's compressed cache, as serving "
                    f"engines keep it){remark}")  # fmt: skip
         return math.ceil(total * size), formula, 1  # one latent for all heads: not split by TP
-    kv_heads = _kv_heads(config, heads)
     head_dim = size_of(config.get("head_dim")) or hidden // heads
     value_dim = size_of(config.get("v_head_dim")) or head_dim  # keys and values of their own lengths (GGUF)
+    per_layer = _kv_heads_per_layer(config, layers)
+    if per_layer is not None:  # each layer's own count (OpenELM): summed layer by layer, at each layer's length
+        total = sum(length * count for length, count in zip(lengths, per_layer, strict=True)) * (head_dim + value_dim)
+        kv_heads = min(count for count in per_layer if count)  # the fewest any layer splits across devices
+        heads_text = f"{sum(per_layer)} kv heads over {cached} layers (each its own)"
+        each = f"2 × {heads_text} × {head_dim}"
+        if value_dim != head_dim:
+            each = f"{heads_text} × ({head_dim} + {value_dim})"
+        formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{remark}"
+        return math.ceil(total * batch * size), formula, kv_heads
+    kv_heads = _kv_heads(config, heads)
     total = sum(lengths) * kv_heads * (head_dim + value_dim) * batch
     if value_dim == head_dim:
         each = f"2 × {cached} layers × {kv_heads} kv heads × {head_dim}"

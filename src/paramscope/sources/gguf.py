@@ -82,7 +82,12 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
     if not arch:
         return None
     layers = size_of(_value(reader, f"{arch}.block_count"))
-    heads = size_of(_uniform(_value(reader, f"{arch}.attention.head_count")))
+    head_count = _value(reader, f"{arch}.attention.head_count")
+    heads = size_of(_uniform(head_count))
+    key_length = size_of(_value(reader, f"{arch}.attention.key_length"))
+    if heads is None and key_length and isinstance(head_count, list) and head_count:
+        # query heads of their own per layer (OpenELM): the key and value lengths size the cache, not the query heads
+        heads = size_of(max(head_count, key=lambda count: count if isinstance(count, int) else 0))
     hidden = size_of(_value(reader, f"{arch}.embedding_length"))
     if layers is None or heads is None or hidden is None:
         return None
@@ -93,9 +98,10 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
     kv_heads = _value(reader, f"{arch}.attention.head_count_kv")
     if isinstance(kv_heads, list):  # per layer: 0 for a layer without attention (a hybrid's recurrent layers)
         counts = {count for count in kv_heads if count}
-        if len(kv_heads) != layers or len(counts) != 1 or size_of(min(counts)) is None:
-            return None  # heads that vary from layer to layer: not one config's worth
-        config["num_key_value_heads"] = counts.pop()
+        if len(kv_heads) != layers or not counts or any(size_of(count) is None for count in counts):
+            return None
+        # one count for every attention layer, or each layer's own (OpenELM), which kv_cache sums layer by layer
+        config["num_key_value_heads"] = counts.pop() if len(counts) == 1 else list(kv_heads)
         types = ["full_attention" if count else "linear_attention" for count in kv_heads]
     else:
         config["num_key_value_heads"] = size_of(kv_heads) or heads  # the specification's default
@@ -105,7 +111,7 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
     if _value(reader, f"{arch}.attention.causal") is False:  # an embedding model: it generates nothing
         config["architectures"] = [f"{arch} (GGUF, non-causal attention)"]
     # keys and values of their own lengths; without them, embedding_length / head_count (llama.cpp's defaults)
-    config["head_dim"] = size_of(_value(reader, f"{arch}.attention.key_length")) or hidden // heads
+    config["head_dim"] = key_length or hidden // heads
     config["v_head_dim"] = size_of(_value(reader, f"{arch}.attention.value_length")) or hidden // heads
     latent = size_of(_value(reader, f"{arch}.attention.kv_lora_rank"))
     if latent:  # multi-head latent attention (DeepSeek): the compressed latent and the rotary key
