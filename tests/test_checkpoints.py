@@ -1048,6 +1048,11 @@ def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, v
             {"heads": [4, 4, 8, 8], "kv_heads": [1, 1, 2, 4], "key_length": 8, "value_length": 8},
             sum(llama_cpp_kv_bytes(1, 128, count, 8) for count in (1, 1, 2, 4)),
         ),
+        # without head_count_kv, each layer's own head count; a value length of n_embd / the first layer's heads
+        (
+            {"heads": [4, 4, 8, 8], "key_length": 16},
+            sum(llama_cpp_kv_bytes(1, 128, count, 16, 32 // 4) for count in (4, 4, 8, 8)),
+        ),
         # DeepSeek's MLA: llama.cpp caches the latent and the rotary key, kv_lora_rank + n_rot per token and layer
         ({"latent": 16, "rope": 8}, 4 * 128 * (16 + 8) * 2),
     ],
@@ -1064,6 +1069,7 @@ def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, v
         "window-past-context",
         "hybrid",
         "per-layer-heads",
+        "per-layer-heads-default-kv",
         "mla",
     ],
 )

@@ -1832,6 +1832,78 @@ def test_a_forward_rebound_by_the_model_is_still_recorded(device: str) -> None:
     assert deploys[0].forward.__name__ == "forward"
 
 
+class PatchesItselfEachCall(nn.Module):
+    """A forward that puts a patch calling through to the forward it had in its place, on every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        previous = self.forward
+        self.forward = lambda features: previous(features)  # type: ignore[method-assign]
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_forward_patched_on_every_call_is_recorded_once_a_call(device: str) -> None:
+    cell = PatchesItselfEachCall()
+    model = nn.Sequential(*[cell] * 12)
+    before = snapshot(model)
+    report = paramscope.summary(model, input_size=(2, 4), device=device)
+    assert [(r.path, r.calls, r.flops) for r in report.calls or ()] == [
+        ("", 1, 12 * 2 * 2 * 4 * 4), ("0", 12, 12 * 2 * 2 * 4 * 4), ("0.fc", 12, 12 * 2 * 2 * 4 * 4)
+    ]  # fmt: skip
+    assert_same(before, snapshot(model))
+
+
+class RebindsWeightsAndGradients(nn.Module):
+    """A forward that views its weight transposed through ``.data`` and leaves a gradient behind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.fc.weight.data = self.fc.weight.data.t()  # same storage, shape and dtype: other strides
+        self.fc.bias.grad = torch.ones(4)
+        return self.fc(x)
+
+
+def test_a_weight_viewed_otherwise_and_a_gradient_left_behind_are_put_back() -> None:
+    model = RebindsWeightsAndGradients()
+    before = snapshot(model)
+    paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert_same(before, snapshot(model))
+    assert model.fc.weight.stride() == (4, 1)
+
+
+class HookedChildFails(nn.Module):
+    """A child with a hook of its own that raises, caught by the parent, which then fails itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.child, self.after = Fragile(), nn.Linear(4, 4)
+        self.child.register_forward_hook(lambda *_: None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            x = self.child(x)
+        except ValueError:
+            x = x + 1
+        x = self.after(x)
+        raise KeyError("the parent's own failure")
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_hooked_module_that_raises_leaves_the_stack(device: str) -> None:
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(HookedChildFails(), input_size=(2, 4), device=device)
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [2, 4]: KeyError: \"the parent's own failure\""
+    )
+
+
 def test_a_checkpoint_wrappers_modules_are_rows_of_their_own_parameters() -> None:
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 

@@ -342,7 +342,8 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     if per_layer is not None:  # each layer's own count (OpenELM): summed layer by layer, at each layer's length
         total = sum(length * count for length, count in zip(lengths, per_layer, strict=True)) * (head_dim + value_dim)
         kv_heads = min(count for count in per_layer if count)  # the fewest any layer splits across devices
-        heads_text = f"{sum(per_layer)} kv heads over {cached} layers (each its own)"
+        counted = sum(count for layer, count in zip(kinds, per_layer, strict=True) if layer.keeps_keys)
+        heads_text = f"{counted} kv heads over {cached} layers (each its own)"
         each = f"2 × {heads_text} × {head_dim}"
         if value_dim != head_dim:
             each = f"{heads_text} × ({head_dim} + {value_dim})"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import operator
+import sys
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from copy import deepcopy
@@ -496,12 +497,16 @@ class _Hooks:
             self.record_output(path, output)
 
         def leave(module: nn.Module, args: Any, output: Any) -> None:
+            # always_call: torch also calls it as the forward raises (with no output, inside its except block)
+            error = sys.exc_info()[1]
+            if output is None and error is not None:
+                self.failed(error)
             self.stack.pop()
             self.arguments.pop()
 
         self._handles += [
             module.register_forward_pre_hook(enter, prepend=True, with_kwargs=True),
-            module.register_forward_hook(leave, prepend=True),
+            module.register_forward_hook(leave, prepend=True, always_call=True),
             module.register_forward_pre_hook(record_call, with_kwargs=True),
             module.register_forward_hook(record_output),
         ]
@@ -566,15 +571,20 @@ class _RecordedForward:
     """A module's ``forward`` that records each call for :class:`_Hooks` (the work of its hooks, inline: this runs
     on every module call)."""
 
-    __slots__ = ("__wrapped__", "_hooks", "_module", "_path", "_previous")
+    __slots__ = ("__wrapped__", "_hooks", "_module", "_path", "_previous", "_superseded")
 
     def __init__(self, hooks: _Hooks, path: str, module: nn.Module) -> None:
         self._hooks, self._path, self._module = hooks, path, module
         self.__wrapped__ = module.forward  # the signature callers inspect (transformers does)
         self._previous = module.__dict__.get("forward", _ABSENT)
         """The ``forward`` the instance held itself (accelerate's hooks set one), or ``_ABSENT``."""
+        self._superseded = False
+        """True once the model has put another forward in this one's place, and a wrapper around that records the
+        calls: the new forward may still call this one (a patch that calls through), which then only calls on."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._superseded:
+            return self.__wrapped__(*args, **kwargs)
         hooks, path = self._hooks, self._path
         stack, arguments = hooks.stack, hooks.arguments
         depth = len(stack)
@@ -592,6 +602,7 @@ class _RecordedForward:
             hooks.record_output(path, output)
         del stack[depth:], arguments[depth:]
         if self._module.__dict__.get("forward") is not self:  # the forward rebound itself (self.forward = ...)
+            self._superseded = True
             hooks.wrap(path, self._module)
         return output
 
@@ -617,14 +628,14 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     """``model`` in train or eval mode for the block, and as it was afterwards: every module's attributes (its
     ``training`` flag, and what a forward rebinds: a cache's length, weight_norm's computed ``weight``), its
     parameters and buffers (``functional_call`` leaves its stand-ins in a module registered under two names), and
-    every parameter's ``requires_grad``; with ``real_weights`` (a forward on them), what each parameter's ``.data``
-    is (a momentum encoder assigns it in its forward)."""
+    every parameter's ``requires_grad`` and ``grad``; with ``real_weights`` (a forward on them), what each
+    parameter's ``.data`` is (a momentum encoder assigns it in its forward)."""
     modules = walk.modules
     # shallow: the tensors themselves are not copied
     saved = [(dict(module.__dict__), dict(module._parameters), dict(module._buffers)) for module in modules]
-    trainable = [(param, param.requires_grad) for module in modules for param in module._parameters.values()
+    trainable = [(param, param.requires_grad, param.grad) for module in modules for param in module._parameters.values()
                  if param is not None]  # fmt: skip
-    data = [(param, param.data) for param, _ in trainable] if real_weights else []
+    data = [(param, param.data) for param, _, _ in trainable] if real_weights else []
     # A model already all in eval mode is left to it: model.train() walks every module again (transformers' does more
     # work). train(True) always runs: a model's own train() may keep parts of it in eval mode (frozen BatchNorm).
     if train or any(module.training for module in modules):
@@ -636,11 +647,18 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
             _restore(module.__dict__, attributes)
             _restore(module._parameters, parameters)
             _restore(module._buffers, buffers)
-        for param, requires_grad in trainable:
+        for param, requires_grad, grad in trainable:
             if param.requires_grad != requires_grad:
                 param.requires_grad_(requires_grad)
+            if param.grad is not grad:
+                param.grad = grad
         for param, tensor in data:
-            if param.data_ptr() != tensor.data_ptr() or param.shape != tensor.shape or param.dtype != tensor.dtype:
+            if (param.data_ptr(), param.shape, param.stride(), param.dtype) != (
+                tensor.data_ptr(),
+                tensor.shape,
+                tensor.stride(),
+                tensor.dtype,
+            ):
                 param.data = tensor
 
 

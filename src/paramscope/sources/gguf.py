@@ -83,11 +83,9 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
         return None
     layers = size_of(_value(reader, f"{arch}.block_count"))
     head_count = _value(reader, f"{arch}.attention.head_count")
-    heads = size_of(_uniform(head_count))
-    key_length = size_of(_value(reader, f"{arch}.attention.key_length"))
-    if heads is None and key_length and isinstance(head_count, list) and head_count:
-        # query heads of their own per layer (OpenELM): the key and value lengths size the cache, not the query heads
-        heads = size_of(max(head_count, key=lambda count: count if isinstance(count, int) else 0))
+    per_layer_heads = isinstance(head_count, list) and len(head_count) == layers
+    # llama.cpp's n_head(): the first layer's, where each layer has its own (OpenELM)
+    heads = size_of(head_count[0] if per_layer_heads else _uniform(head_count))
     hidden = size_of(_value(reader, f"{arch}.embedding_length"))
     if layers is None or heads is None or hidden is None:
         return None
@@ -103,6 +101,10 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
         # one count for every attention layer, or each layer's own (OpenELM), which kv_cache sums layer by layer
         config["num_key_value_heads"] = counts.pop() if len(counts) == 1 else list(kv_heads)
         types = ["full_attention" if count else "linear_attention" for count in kv_heads]
+    elif size_of(kv_heads) is None and per_layer_heads and len(set(head_count)) > 1:
+        if not all(size_of(count) is not None for count in head_count):
+            return None
+        config["num_key_value_heads"] = list(head_count)  # llama.cpp's default: each layer's own head count
     else:
         config["num_key_value_heads"] = size_of(kv_heads) or heads  # the specification's default
     interval = size_of(_value(reader, f"{arch}.full_attention_interval")) or _FULL_ATTENTION_INTERVAL.get(arch)
@@ -111,7 +113,7 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
     if _value(reader, f"{arch}.attention.causal") is False:  # an embedding model: it generates nothing
         config["architectures"] = [f"{arch} (GGUF, non-causal attention)"]
     # keys and values of their own lengths; without them, embedding_length / head_count (llama.cpp's defaults)
-    config["head_dim"] = key_length or hidden // heads
+    config["head_dim"] = size_of(_value(reader, f"{arch}.attention.key_length")) or hidden // heads
     config["v_head_dim"] = size_of(_value(reader, f"{arch}.attention.value_length")) or hidden // heads
     latent = size_of(_value(reader, f"{arch}.attention.kv_lora_rank"))
     if latent:  # multi-head latent attention (DeepSeek): the compressed latent and the rotary key
