@@ -653,20 +653,17 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
             if param.grad is not grad:
                 param.grad = grad
         for param, tensor in data:
-            if (param.data_ptr(), param.shape, param.stride(), param.dtype) != (
-                tensor.data_ptr(),
-                tensor.shape,
-                tensor.stride(),
-                tensor.dtype,
-            ):
+            if not param.is_set_to(tensor) or param.dtype != tensor.dtype:  # storage, offset, sizes and strides
                 param.data = tensor
 
 
 def _restore(current: dict[str, Any], saved: dict[str, Any]) -> None:
     """``current`` made equal to ``saved`` again, compared by identity (== would compare tensors element-wise,
     across devices): a rebound entry keeps its place in the dict, an added or deleted one changes the keys."""
+    # keys by identity too: the saved dict is a copy of this one, holding the same key objects
     if len(current) == len(saved) and (
-        not saved or (all(map(operator.is_, current.values(), saved.values())) and current.keys() == saved.keys())
+        not saved
+        or (all(map(operator.is_, current.values(), saved.values())) and all(map(operator.is_, current, saved)))
     ):
         return
     current.clear()
