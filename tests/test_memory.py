@@ -327,6 +327,39 @@ def test_mixed_precision_states_are_those_of_the_float32_master_copy(name: str, 
     assert item.total_bytes == optimizer_state_bytes(optimizer)
 
 
+class WithUnusedParts(nn.Module):
+    """A layer the forward uses, one it uses under no_grad (a frozen teacher), and a head it never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used, self.teacher, self.head = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.teacher(x)
+        return self.used(x) - target
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd-momentum"])
+def test_parameters_without_a_gradient_get_no_gradient_or_optimizer_state(name: str) -> None:
+    torch.manual_seed(0)
+    model = WithUnusedParts()
+    optimizer = TORCH_OPTIMIZERS[name](model.parameters())
+    model(torch.randn(3, 16)).sum().backward()
+    optimizer.step()
+    plan = plan_of(model, train=True, optimizer=name, precision="fp32", input_size=(3, 16))
+    grads = [param.grad for param in model.parameters() if param.grad is not None]
+    assert plan.item("gradients").total_bytes == nbytes(grads) == (16 * 16 + 16) * 4
+    states = plan.item(f"optimizer states ({name})").total_bytes
+    assert states == optimizer_state_bytes(optimizer)
+    assert plan.item("weights").total_bytes == nbytes(model.parameters())
+    assert (
+        "4 trainable tensor(s), 816 values, are not in the forward's autograd graph (unused, or used under no_grad): "
+        "no gradient or optimizer state is counted for them, as torch makes none: teacher.weight, teacher.bias, "
+        "head.weight and 1 more"
+    ) in plan.notes
+
+
 def test_sgd_without_momentum_keeps_no_state() -> None:
     _, optimizer = real_step("sgd", torch.float32)
     assert optimizer_state_bytes(optimizer) == 0

@@ -17,7 +17,7 @@ from . import dtypes as dtype_table
 from ._cache_layers import size_of
 from ._errors import UsageError
 from ._report import ModuleNode, Report, TensorRecord
-from ._units import format_bytes, format_count
+from ._units import format_bytes, format_count, listed
 
 Label = Literal["exact", "derived", "estimate"]
 Where = Literal["device", "host"]
@@ -457,14 +457,25 @@ def _gathered(report: Report, weight_bytes: float, tp: int) -> MemoryItem | None
     return _item("gathered parameters (ZeRO 3)", "estimate", math.ceil(count * weight_bytes), formula, (tp, f"TP {tp}"))
 
 
-def _training_items(report: Report, settings: MemorySettings, notes: list[str]) -> list[MemoryItem]:
+def _training_items(
+    report: Report, settings: MemorySettings, notes: list[str], trained: frozenset[str] | None = None
+) -> list[MemoryItem]:
     params = _parameters(report)
     weight_bytes, grad_bytes, state_bytes = _PRECISION_BYTES[settings.precision]
     trainable = [record for record in params if record.trainable is not False]
+    master = trainable  # an optimizer's fp32 copy is made of every parameter given to it, used or not
     if settings.optimizer == "adafactor" and any(_values(record) != (record.numel or 0) for record in trainable):
         raise UsageError("adafactor does not support complex parameters (torch refuses them): choose another optimizer")
     if report.totals.trainable is None:
         notes.append("the source does not say which parameters are trained: all of them are counted as trainable")
+    untouched = [record for record in trainable if trained is not None and record.name not in trained]
+    if untouched and len(untouched) < len(trainable):
+        # torch leaves their .grad None, and its optimizers skip a parameter without one (no state is made)
+        trainable = [record for record in trainable if record.name in (trained or ())]
+        values = format_count(sum(_values(record) for record in untouched))
+        notes.append(f"{len(untouched)} trainable tensor(s), {values} values, are not in the forward's autograd graph "
+                     f"(unused, or used under no_grad): no gradient or optimizer state is counted for them, as torch "
+                     f"makes none: {listed([record.name for record in untouched])}")  # fmt: skip
     dp, tp = settings.gpus // settings.tp, settings.tp
 
     def split(zero_stage: int) -> tuple[int, str]:
@@ -488,7 +499,8 @@ def _training_items(report: Report, settings: MemorySettings, notes: list[str]) 
     items.append(_item("gradients", "derived", grads, formula, split(2)))
     where: Where = "host" if settings.offload_optimizer else "device"
     if settings.precision.endswith("-mixed"):
-        items.append(_item("fp32 master weights", "derived", 4 * count, f"{format_count(count)} trainable × 4 B",
+        copied = sum(_values(record) for record in master)
+        items.append(_item("fp32 master weights", "derived", 4 * copied, f"{format_count(copied)} trainable × 4 B",
                            split(1), where))  # fmt: skip
     states, formula, label = _optimizer_states(trainable, settings.optimizer, state_bytes)
     items.append(_item(f"optimizer states ({settings.optimizer})", label, states, formula, split(1), where))
@@ -547,11 +559,13 @@ def plan(
     *,
     config: Mapping[str, Any] | None = None,
     activations: tuple[int, Label, str] | None = None,
+    trained: frozenset[str] | None = None,
 ) -> MemoryPlan:
     """The itemised budget for inference or training of the model in ``report``, per device.
 
     ``config`` is the model's config (for the KV cache), ``activations`` the measured ``(bytes, label, formula)``
-    of one forward of the per-device batch.
+    of one forward of the per-device batch, ``trained`` the names of the parameters that forward gives a gradient
+    (None: every trainable one).
     ``settings`` must have passed :meth:`MemorySettings.check`.
     """
     heads = attention_heads(config)
@@ -560,7 +574,7 @@ def plan(
                          "heads")  # fmt: skip
     notes: list[str] = []
     if settings.train:
-        items = _training_items(report, settings, notes)
+        items = _training_items(report, settings, notes, trained)
     else:
         items = _inference_items(report, settings, config, notes)
     tp = settings.tp

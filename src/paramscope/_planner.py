@@ -191,9 +191,9 @@ def measure_activations(
     input_size: Sequence[Any] | None,
     input_dtypes: Sequence[Any] | None,
     quiet: bool = True,
-) -> tuple[Activations, list[str]]:
+) -> tuple[Activations, list[str], frozenset[str] | None]:
     """The activations item of a plan, from one forward on meta (a progress bar on a terminal unless ``quiet``),
-    and notes."""
+    notes, and for training the names of the parameters that get a gradient from it (None: all of them)."""
     from ._summary import check_runnable
     from .trace import peak_live_bytes, saved_for_backward
 
@@ -223,14 +223,14 @@ def measure_activations(
                              "checkpoint; activations are shown without it")  # fmt: skip
             else:
                 size, formula = checkpointed
-        return (size, "estimate", formula), notes
+        return (size, "estimate", formula), notes, result.trained
     compute = _torch_dtype(settings.dtype)
     args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
     peak = peak_live_bytes(model, args, kwargs, dtype=compute, quiet=quiet)
     formula = f"peak of live tensors in an eval forward on meta ({shape}); kernel workspaces not counted"
     if "logits_to_keep" in kwargs:
         formula += ", logits for the last position (as generate)"
-    return (peak, "estimate", formula), notes
+    return (peak, "estimate", formula), notes, None
 
 
 def summary_forward(report: Report) -> tuple[str, list[tuple[int, ...]]] | None:
@@ -310,6 +310,7 @@ def build_plan(
     report, module, found_config = resolve(model, request, wants_forward)
     notes: list[str] = []
     activations: Activations | None = None
+    trained: frozenset[str] | None = None
     if forward is not None:
         activations, notes = _summary_activations(report, settings, forward)
     elif isinstance(model, Report):
@@ -322,7 +323,7 @@ def build_plan(
         try:
             if refusal is not None:
                 raise ForwardError(refusal)
-            activations, notes = measure_activations(module, settings, input_size, input_dtypes, request.quiet)
+            activations, notes, trained = measure_activations(module, settings, input_size, input_dtypes, request.quiet)
         except ForwardError as error:  # the rest of the plan stands without this item
             notes = [f"no activations item: {error}"]
     elif wants_forward:
@@ -330,7 +331,8 @@ def build_plan(
     else:
         flag = "seq" if settings.train else "context"
         notes.append(f"no activations item: give a {flag} length (or input_size) to measure one forward")
-    memory = plan(report, settings, config=config if config is not None else found_config, activations=activations)
+    memory = plan(report, settings, config=config if config is not None else found_config, activations=activations,
+                  trained=trained)  # fmt: skip
     memory = replace(memory, notes=(*notes, *memory.notes))
     return replace(report, memory=memory)
 

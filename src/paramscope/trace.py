@@ -429,6 +429,9 @@ class Trace:
     """Where the train-mode forward that measured the activations ran."""
     activations_failure: str = ""
     """Why the activations were not measured, when they were not."""
+    trained: frozenset[str] | None = None
+    """With the activations: the names of the parameters a backward from the forward's outputs reaches (those that
+    get a gradient); None when no output carries one."""
 
 
 class ForwardError(TargetError):
@@ -788,7 +791,13 @@ def _run(
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
             if count_flops or recorder.protected:
                 stack.enter_context(recorder)
-            _forward(model, weights, to_device(args, device), to_device(kwargs, device))
+            output = _forward(model, weights, to_device(args, device), to_device(kwargs, device))
+            if saved is not None:
+                named = (
+                    weights.items() if device == "meta" else walk.named_tensors("parameters", remove_duplicate=False)
+                )
+                trace_result.trained = _reached_parameters(output, named)
+            del output
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # sys.exit() or the model's own BaseException must not end the caller
@@ -902,6 +911,30 @@ class _LiveTensors(TorchDispatchMode):
                 live += change
                 peak = max(peak, live)
         return peak
+
+
+def _reached_parameters(output: Any, named: Iterable[tuple[str, torch.Tensor]]) -> frozenset[str] | None:
+    """The names of the parameters in ``named`` that a backward from ``output`` reaches: the leaves of its autograd
+    graph, which get a gradient (a parameter the forward did not use, or used under no_grad, gets none). None when
+    no tensor in ``output`` has a graph."""
+    names: dict[int, list[str]] = {}
+    for name, tensor in named:
+        names.setdefault(id(tensor), []).append(name)
+    nodes: list[Any] = [tensor.grad_fn for tensor in _tensors_in(output) if tensor.grad_fn is not None]
+    if not nodes:
+        return None
+    seen: set[Any] = set()
+    reached: set[str] = set()
+    while nodes:
+        node = nodes.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # AccumulateGrad: where a leaf's gradient goes
+        if leaf is not None:
+            reached.update(names.get(id(leaf), ()))
+        nodes.extend(next_node for next_node, _ in node.next_functions)
+    return frozenset(reached)
 
 
 def _tensors_in(value: Any, depth: int = 4) -> Iterator[torch.Tensor]:
