@@ -360,6 +360,23 @@ def test_parameters_without_a_gradient_get_no_gradient_or_optimizer_state(name: 
     ) in plan.notes
 
 
+class RoutesToOneExpert(nn.Module):
+    """A mixture of experts whose router sent this batch's tokens to one expert only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList([nn.Linear(16, 16), nn.Linear(16, 16)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.experts[0](x)
+
+
+def test_a_routed_expert_a_forward_leaves_out_still_gets_its_gradient() -> None:
+    plan = plan_of(RoutesToOneExpert(), train=True, precision="fp32", input_size=(3, 16))
+    assert plan.item("gradients").total_bytes == 2 * (16 * 16 + 16) * 4  # the next batch's tokens train the other
+    assert not any("autograd graph" in note for note in plan.notes)
+
+
 def test_sgd_without_momentum_keeps_no_state() -> None:
     _, optimizer = real_step("sgd", torch.float32)
     assert optimizer_state_bytes(optimizer) == 0

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from . import dtypes as dtype_table
 from ._cache_layers import size_of
 from ._errors import UsageError
+from ._moe import is_routed
 from ._report import ModuleNode, Report, TensorRecord
 from ._units import format_bytes, format_count, listed
 
@@ -468,10 +469,13 @@ def _training_items(
         raise UsageError("adafactor does not support complex parameters (torch refuses them): choose another optimizer")
     if report.totals.trainable is None:
         notes.append("the source does not say which parameters are trained: all of them are counted as trainable")
-    untouched = [record for record in trainable if trained is not None and record.name not in trained]
+    # A routed expert left out of one forward is trained by the next batch's tokens: only the rest count as unused.
+    untouched = [record for record in trainable
+                 if trained is not None and record.name not in trained and not is_routed(record.name)]  # fmt: skip
     if untouched and len(untouched) < len(trainable):
         # torch leaves their .grad None, and its optimizers skip a parameter without one (no state is made)
-        trainable = [record for record in trainable if record.name in (trained or ())]
+        skipped = {record.name for record in untouched}
+        trainable = [record for record in trainable if record.name not in skipped]
         values = format_count(sum(_values(record) for record in untouched))
         notes.append(f"{len(untouched)} trainable tensor(s), {values} values, are not in the forward's autograd graph "
                      f"(unused, or used under no_grad): no gradient or optimizer state is counted for them, as torch "
