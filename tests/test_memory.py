@@ -340,41 +340,23 @@ class WithUnusedParts(nn.Module):
         return self.used(x) - target
 
 
-@pytest.mark.parametrize("name", ["adamw", "sgd-momentum"])
-def test_parameters_without_a_gradient_get_no_gradient_or_optimizer_state(name: str) -> None:
+def test_parameters_without_a_gradient_from_the_forward_are_named_and_counted_all_the_same() -> None:
     torch.manual_seed(0)
     model = WithUnusedParts()
-    optimizer = TORCH_OPTIMIZERS[name](model.parameters())
+    optimizer = torch.optim.AdamW(model.parameters())
     model(torch.randn(3, 16)).sum().backward()
     optimizer.step()
-    plan = plan_of(model, train=True, optimizer=name, precision="fp32", input_size=(3, 16))
-    grads = [param.grad for param in model.parameters() if param.grad is not None]
-    assert plan.item("gradients").total_bytes == nbytes(grads) == (16 * 16 + 16) * 4
-    states = plan.item(f"optimizer states ({name})").total_bytes
-    assert states == optimizer_state_bytes(optimizer)
-    assert plan.item("weights").total_bytes == nbytes(model.parameters())
+    plan = plan_of(model, train=True, optimizer="adamw", precision="fp32", input_size=(3, 16))
+    # an upper bound: torch allocates only for what a backward reaches, and this forward reaches one layer
+    reached = [param.grad for param in model.parameters() if param.grad is not None]
+    assert nbytes(reached) == (16 * 16 + 16) * 4
+    assert plan.item("gradients").total_bytes == nbytes(model.parameters()) > nbytes(reached)
     assert (
-        "4 trainable tensor(s), 816 values, are not in the forward's autograd graph (unused, or used under no_grad): "
-        "no gradient or optimizer state is counted for them, as torch makes none: teacher.weight, teacher.bias, "
+        "4 trainable tensor(s), 816 values, got no gradient from this forward (not in its autograd graph: unused, "
+        "used under no_grad, or on a branch it did not take); they are counted in gradients and optimizer states all "
+        "the same, which torch gives a parameter only once a backward reaches it: teacher.weight, teacher.bias, "
         "head.weight and 1 more"
     ) in plan.notes
-
-
-class RoutesToOneExpert(nn.Module):
-    """A mixture of experts whose router sent this batch's tokens to one expert only."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.experts = nn.ModuleList([nn.Linear(16, 16), nn.Linear(16, 16)])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.experts[0](x)
-
-
-def test_a_routed_expert_a_forward_leaves_out_still_gets_its_gradient() -> None:
-    plan = plan_of(RoutesToOneExpert(), train=True, precision="fp32", input_size=(3, 16))
-    assert plan.item("gradients").total_bytes == 2 * (16 * 16 + 16) * 4  # the next batch's tokens train the other
-    assert not any("autograd graph" in note for note in plan.notes)
 
 
 def test_sgd_without_momentum_keeps_no_state() -> None:

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from . import dtypes as dtype_table
 from ._cache_layers import size_of
 from ._errors import UsageError
-from ._moe import is_routed
 from ._report import ModuleNode, Report, TensorRecord
 from ._units import format_bytes, format_count, listed
 
@@ -464,22 +463,19 @@ def _training_items(
     params = _parameters(report)
     weight_bytes, grad_bytes, state_bytes = _PRECISION_BYTES[settings.precision]
     trainable = [record for record in params if record.trainable is not False]
-    master = trainable  # an optimizer's fp32 copy is made of every parameter given to it, used or not
     if settings.optimizer == "adafactor" and any(_values(record) != (record.numel or 0) for record in trainable):
         raise UsageError("adafactor does not support complex parameters (torch refuses them): choose another optimizer")
     if report.totals.trainable is None:
         notes.append("the source does not say which parameters are trained: all of them are counted as trainable")
-    # A routed expert left out of one forward is trained by the next batch's tokens: only the rest count as unused.
-    untouched = [record for record in trainable
-                 if trained is not None and record.name not in trained and not is_routed(record.name)]  # fmt: skip
-    if untouched and len(untouched) < len(trainable):
-        # torch leaves their .grad None, and its optimizers skip a parameter without one (no state is made)
-        skipped = {record.name for record in untouched}
-        trainable = [record for record in trainable if record.name not in skipped]
-        values = format_count(sum(_values(record) for record in untouched))
-        notes.append(f"{len(untouched)} trainable tensor(s), {values} values, are not in the forward's autograd graph "
-                     f"(unused, or used under no_grad): no gradient or optimizer state is counted for them, as torch "
-                     f"makes none: {listed([record.name for record in untouched])}")  # fmt: skip
+    unreached = [record for record in trainable if trained is not None and record.name not in trained]
+    if unreached and len(unreached) < len(trainable):
+        # Counted all the same: one forward does not show what training uses (LayerDrop, a branch or head chosen per
+        # batch, a loss computed outside the forward), and ZeRO, FSDP and DDP allocate for every parameter anyway.
+        values = format_count(sum(_values(record) for record in unreached))
+        notes.append(f"{len(unreached)} trainable tensor(s), {values} values, got no gradient from this forward (not "
+                     f"in its autograd graph: unused, used under no_grad, or on a branch it did not take); they are "
+                     f"counted in gradients and optimizer states all the same, which torch gives a parameter only "
+                     f"once a backward reaches it: {listed([record.name for record in unreached])}")  # fmt: skip
     dp, tp = settings.gpus // settings.tp, settings.tp
 
     def split(zero_stage: int) -> tuple[int, str]:
@@ -503,8 +499,7 @@ def _training_items(
     items.append(_item("gradients", "derived", grads, formula, split(2)))
     where: Where = "host" if settings.offload_optimizer else "device"
     if settings.precision.endswith("-mixed"):
-        copied = sum(_values(record) for record in master)
-        items.append(_item("fp32 master weights", "derived", 4 * copied, f"{format_count(copied)} trainable × 4 B",
+        items.append(_item("fp32 master weights", "derived", 4 * count, f"{format_count(count)} trainable × 4 B",
                            split(1), where))  # fmt: skip
     states, formula, label = _optimizer_states(trainable, settings.optimizer, state_bytes)
     items.append(_item(f"optimizer states ({settings.optimizer})", label, states, formula, split(1), where))

@@ -76,8 +76,7 @@ def moe_settings(config: Mapping[str, Any] | None) -> tuple[int, int, str] | Non
     return _lookup(config)[0]
 
 
-def is_routed(name: str) -> bool:
-    """Whether the tensor ``name`` belongs to a routed expert (under an ``experts`` module)."""
+def _is_routed(name: str) -> bool:
     return "experts" in name.split(".")[:-1]
 
 
@@ -92,7 +91,7 @@ def with_active_params(report: Report, config: Mapping[str, Any] | None) -> Repo
     routed_by_module: dict[str, int] = {}
     routed_total = 0
     for record in report.tensors:
-        if record.kind != "parameter" or record.numel is None or not is_routed(record.name):
+        if record.kind != "parameter" or record.numel is None or not _is_routed(record.name):
             continue
         routed_total += record.numel
         path = record.name

@@ -920,7 +920,7 @@ def _reached_parameters(output: Any, named: Iterable[tuple[str, torch.Tensor]]) 
     names: dict[int, list[str]] = {}
     for name, tensor in named:
         names.setdefault(id(tensor), []).append(name)
-    nodes: list[Any] = [tensor.grad_fn for tensor in _tensors_in(output) if tensor.grad_fn is not None]
+    nodes: list[Any] = [tensor.grad_fn for tensor in _tensors_in(output, depth=8) if tensor.grad_fn is not None]
     if not nodes:
         return None
     seen: set[Any] = set()
