@@ -564,7 +564,7 @@ def plan(
 
     ``config`` is the model's config (for the KV cache), ``activations`` the measured ``(bytes, label, formula)``
     of one forward of the per-device batch, ``trained`` the names of the parameters that forward gives a gradient
-    (None: every trainable one).
+    (for a note on the trainable ones it does not reach; None: not known).
     ``settings`` must have passed :meth:`MemorySettings.check`.
     """
     heads = attention_heads(config)
