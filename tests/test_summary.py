@@ -1924,6 +1924,28 @@ def test_a_modules_weights_used_by_its_parent_are_named_in_a_note() -> None:
     ]
 
 
+class SharedEmbedding(nn.Module):
+    """T5's layout: a ``shared`` embedding that never runs, its weight tied to the encoder's, which does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = nn.Embedding(10, 4)
+        self.encoder = nn.Embedding(10, 4)
+        self.encoder.weight = self.shared.weight
+        self.unused = nn.Linear(4, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.encoder(ids)
+
+
+def test_a_module_whose_tied_weights_ran_elsewhere_is_not_named_as_not_called() -> None:
+    report = paramscope.summary(SharedEmbedding(), input_size=(2, 3), dtypes=["long"])
+    assert [note for note in report.notes if "not called" in note] == [
+        "1 module(s) hold parameters but were not called in this forward (their parent used the weights directly, as "
+        "nn.MultiheadAttention and torch's fused kernels do, or they are unused): unused"
+    ]
+
+
 class EfficientAttention(nn.Module):
     """A direct call of the memory-efficient attention kernel, whose FLOP formula in torch takes the tensors."""
 

@@ -220,7 +220,12 @@ def summarize(
         *_uncounted_note(result.uncounted_ops),
     ]
     ran = {_reported(path) for path in called}
-    idle = [node.path for node in report.modules if node.own_params and node.same_as is None and node.path not in ran]
+    # a module whose weights are tied to a module that ran (T5's `shared` embedding) is not idle
+    tied_to_ran = {record.name.rpartition(".")[0] for record in report.tensors
+                   if any(alias.rpartition(".")[0] in ran for alias in record.aliases)}  # fmt: skip
+    used = ran | tied_to_ran
+    idle = [node.path for node in report.modules
+            if node.own_params and node.same_as is None and node.path not in used]  # fmt: skip
     if idle:
         notes.append(
             f"{format_count(len(idle))} module(s) hold parameters but were not called in this forward (their parent "
