@@ -39,7 +39,7 @@ def test_the_walk_yields_what_the_modules_generators_do(name: str) -> None:
     walk = ModuleWalk(model)
     assert walk.named_modules == list(model.named_modules(remove_duplicate=False))
     assert walk.modules == list(model.modules())
-    assert walk.paths == {id(module): path for path, module in reversed(list(model.named_modules()))}
+    assert walk.paths == {id(module): path for path, module in model.named_modules()}  # each module's first path
     for kind, named in (("parameters", model.named_parameters), ("buffers", model.named_buffers)):
         for remove_duplicate in (True, False):
             expected = [(key, id(value)) for key, value in named(remove_duplicate=remove_duplicate)]
