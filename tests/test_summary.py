@@ -1946,6 +1946,32 @@ def test_a_module_whose_tied_weights_ran_elsewhere_is_not_named_as_not_called() 
     ]
 
 
+class ReplacesAChildsForward(nn.Module):
+    """A forward that monkeypatches a child's forward with one of its own, which never calls the old one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        child = self.b
+        child.forward = lambda features: nn.functional.linear(features, child.weight, child.bias)  # type: ignore[method-assign]
+        return self.b(self.a(x))
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_forward_replaced_by_the_model_is_named_in_a_note(device: str) -> None:
+    model = ReplacesAChildsForward()
+    before = snapshot(model)
+    report = paramscope.summary(model, input_size=(2, 4), device=device)
+    assert [(r.path, r.flops) for r in report.calls or ()] == [("", 2 * 2 * 2 * 4 * 4), ("a", 2 * 2 * 4 * 4)]
+    assert [note for note in report.notes if "replaced" in note or "not called" in note] == [
+        "the forward replaced the forward of b with one that does not call the old one: calls through it are not "
+        "rows of their own, and their FLOPs count in the module that made them"
+    ]
+    assert_same(before, snapshot(model))
+
+
 class EfficientAttention(nn.Module):
     """A direct call of the memory-efficient attention kernel, whose FLOP formula in torch takes the tensors."""
 

@@ -223,9 +223,14 @@ def summarize(
     # a module whose weights are tied to a module that ran (T5's `shared` embedding) is not idle
     tied_to_ran = {record.name.rpartition(".")[0] for record in report.tensors
                    if any(alias.rpartition(".")[0] in ran for alias in record.aliases)}  # fmt: skip
-    used = ran | tied_to_ran
+    used = ran | tied_to_ran | {_reported(path) for path in result.replaced}
     idle = [node.path for node in report.modules
             if node.own_params and node.same_as is None and node.path not in used]  # fmt: skip
+    if result.replaced:
+        notes.append(
+            f"the forward replaced the forward of {listed(result.replaced, 5)} with one that does not call the old "
+            "one: calls through it are not rows of their own, and their FLOPs count in the module that made them"
+        )
     if idle:
         notes.append(
             f"{format_count(len(idle))} module(s) hold parameters but were not called in this forward (their parent "

@@ -429,6 +429,8 @@ class Trace:
     """Where the train-mode forward that measured the activations ran."""
     activations_failure: str = ""
     """Why the activations were not measured, when they were not."""
+    replaced: list[str] = field(default_factory=list)
+    """Modules whose forward the model replaced with one that did not call the recorder (see :class:`_Hooks`)."""
     trained: frozenset[str] | None = None
     """With the activations: the names of the parameters a backward from the forward's outputs reaches (those that
     get a gradient); None when no output carries one."""
@@ -462,6 +464,9 @@ class _Hooks:
         """Called as each module first completes: a progress bar's step."""
         self._handles: list[Any] = []
         self._wrapped: list[_RecordedForward] = []
+        self.replaced: list[str] = []
+        """Modules whose wrapper the forward put another forward in place of, one that never called it: the calls
+        through that one went unrecorded."""
         self._walk = walk
 
     def register(self) -> None:
@@ -563,7 +568,8 @@ class _Hooks:
         for handle in self._handles:
             handle.remove()
         for wrapper in reversed(self._wrapped):  # a module that rebound its forward was wrapped again, later
-            wrapper.unwrap()
+            if not wrapper.unwrap() and wrapper.path not in self.replaced:
+                self.replaced.append(wrapper.path)
         self._handles, self._wrapped = [], []
 
 
@@ -609,14 +615,21 @@ class _RecordedForward:
             hooks.wrap(path, self._module)
         return output
 
-    def unwrap(self) -> None:
-        """Give the module back the ``forward`` it had, unless something else has taken the wrapper's place."""
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def unwrap(self) -> bool:
+        """Give the module back the ``forward`` it had, unless something else has taken the wrapper's place; False
+        when something has, without this wrapper seeing it (it never ran after): calls through that went unseen."""
         attributes = self._module.__dict__
         if attributes.get("forward") is self:
             if self._previous is _ABSENT:
                 del attributes["forward"]
             else:
                 attributes["forward"] = self._previous
+            return True
+        return self._superseded
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         # A copy of the module made in its forward (an EMA copy) runs its own forward, not a recorder of this one.
@@ -806,6 +819,7 @@ def _run(
         hooks.remove()
     if count_flops or not trace_result.calls:  # a summary's calls are its requested pass's
         trace_result.calls = list(hooks.calls.values())
+        trace_result.replaced = hooks.replaced
     if count_flops:
         trace_result.flops = recorder.flops
         trace_result.total_flops = recorder.total_flops
