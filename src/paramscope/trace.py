@@ -432,8 +432,8 @@ class Trace:
     replaced: list[str] = field(default_factory=list)
     """Modules whose forward the model replaced with one that did not call the recorder (see :class:`_Hooks`)."""
     trained: frozenset[str] | None = None
-    """With the activations: the names of the parameters a backward from the forward's outputs reaches (those that
-    get a gradient); None when no output carries one."""
+    """From :func:`saved_for_backward`: the names of the parameters a backward from the forward's outputs reaches
+    (those that get a gradient); None when no output carries one."""
 
 
 class ForwardError(TargetError):
@@ -498,8 +498,7 @@ class _Hooks:
 
         def record_call(module: nn.Module, args: Any, kwargs: Any) -> None:
             self.arguments[-1] = (args, kwargs)  # as the user's pre-hooks left them
-            call = self.calls.get(path) or self.first_call(path, module, args, kwargs)
-            call.calls += 1
+            self.called(path, module, args, kwargs)
 
         def record_output(module: nn.Module, args: Any, output: Any) -> None:
             self.record_output(path, output)
@@ -519,11 +518,15 @@ class _Hooks:
             module.register_forward_hook(record_output),
         ]
 
-    def first_call(self, path: str, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> ModuleCall:
-        inputs = self._unrecorded(_describe_arguments, args, kwargs)
-        first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
-        size = 0 if first is None else first.numel() * first.element_size()
-        call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
+    def called(self, path: str, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> ModuleCall:
+        """Count a call of ``module``; the first one also records its inputs."""
+        call = self.calls.get(path)
+        if call is None:
+            inputs = self._unrecorded(_describe_arguments, args, kwargs)
+            first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
+            size = 0 if first is None else first.numel() * first.element_size()
+            call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
+        call.calls += 1
         return call
 
     def record_output(self, path: str, output: Any) -> None:
@@ -599,8 +602,7 @@ class _RecordedForward:
         depth = len(stack)
         stack.append(path)
         arguments.append((args, kwargs))
-        call = hooks.calls.get(path) or hooks.first_call(path, self._module, args, kwargs)
-        call.calls += 1
+        call = hooks.called(path, self._module, args, kwargs)
         try:
             output = self.__wrapped__(*args, **kwargs)
         except BaseException as error:
@@ -777,6 +779,7 @@ def _run(
     dtype: torch.dtype | None = None,
     quiet: bool = True,
     walk: ModuleWalk | None = None,
+    find_trained: bool = False,
 ) -> None:
     walk = walk or ModuleWalk(model)
     hooks = _Hooks(walk)
@@ -805,11 +808,8 @@ def _run(
             if count_flops or recorder.protected:
                 stack.enter_context(recorder)
             output = _forward(model, weights, to_device(args, device), to_device(kwargs, device))
-            if saved is not None:
-                named = (
-                    weights.items() if device == "meta" else walk.named_tensors("parameters", remove_duplicate=False)
-                )
-                trace_result.trained = _reached_parameters(output, named)
+            if find_trained:  # on meta, where the stand-ins are the graph's leaves
+                trace_result.trained = _reached_parameters(output, weights.items())
             del output
     except KeyboardInterrupt:
         raise
@@ -879,10 +879,11 @@ def saved_for_backward(
     quiet: bool = True,
 ) -> Trace:
     """A train-mode forward on meta, floating-point weights in ``dtype``: the bytes autograd saves for backward
-    (``total_activations``, and per module), and each module's calls with the bytes of its first input."""
+    (``total_activations``, and per module), each module's calls with the bytes of its first input, and the
+    parameters a backward would reach (``trained``)."""
     result = Trace()
     _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
-         trace_result=result, dtype=dtype, quiet=quiet)  # fmt: skip
+         trace_result=result, dtype=dtype, quiet=quiet, find_trained=True)  # fmt: skip
     return result
 
 
