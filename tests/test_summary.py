@@ -508,6 +508,33 @@ def test_flops_per_module_match_flop_counter_mode_when_shapes_repeat(device: str
     assert [by_path[f"linears.{i}"] for i in range(3)] == [2 * 4 * 16 * 16] * 3
 
 
+class OneConvolution(nn.Module):
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, stride=stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(torch.zeros(5), torch.ones(3, 2), torch.ones(2, 5)).sum() + self.conv(x).sum()
+
+
+def test_flops_kept_between_summaries_follow_the_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Counts on shapes are kept from one forward to the next: the same shapes with another stride, and more shapes
+    # than the store holds (it starts again), must still be counted as FlopCounterMode counts them.
+    monkeypatch.setattr(paramscope.trace, "_KNOWN_COUNTS_LIMIT", 2)
+    for stride, size in [(1, 9), (2, 9), (1, 9), (1, 7), (2, 11), (1, 9)]:
+        model, x = OneConvolution(stride), torch.randn(1, 4, size, size)
+        total, _ = torch_flops(model, x)
+        for device in ("cpu", "meta"):
+            assert paramscope.summary(model, input_data=x, device=device).totals.flops == total
+
+
+def test_describe_tells_dtypes_of_one_shape_apart() -> None:
+    shape = (2, 3)
+    assert [describe(torch.zeros(shape, dtype=dtype)) for dtype in (torch.float32, torch.bool, torch.float32)] == [
+        "[2, 3]", "[2, 3] bool", "[2, 3]",
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("name", ["resnet18", "gpt2-tiny"])
 def test_flops_on_cpu_equal_flops_on_meta(built: dict[str, Built], name: str) -> None:
     model, _, meta = built[name]

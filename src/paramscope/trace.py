@@ -136,6 +136,10 @@ EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
 _PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
 
 
+# A tensor's text by shape and dtype: a summary describes every module's inputs and outputs, inside the forward.
+_tensor_texts: dict[tuple[torch.Size, torch.dtype], str] = {}
+
+
 def describe(value: Any) -> str:
     """The shapes of a forward's inputs or outputs, keeping their structure.
 
@@ -149,8 +153,14 @@ def describe(value: Any) -> str:
             except RuntimeError:  # torch made it inconsistent (a cat of strided nested tensors): no sequences to show
                 return "nested(unreadable)"
             return "nested(" + ", ".join(describe(part) for part in parts) + ")"
-        dims = str(list(value.shape))
-        return dims if value.dtype in _PLAIN_DTYPES else f"{dims} {str(value.dtype).removeprefix('torch.')}"
+        key = (value.shape, value.dtype)
+        text = _tensor_texts.get(key)
+        if text is None:
+            dims = str(list(value.shape))
+            text = dims if value.dtype in _PLAIN_DTYPES else f"{dims} {str(value.dtype).removeprefix('torch.')}"
+            if len(_tensor_texts) < 4096:
+                _tensor_texts[key] = text
+        return text
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
     if type(value) is tuple or type(value) is list:  # the common case first: a NamedTuple is a tuple too
@@ -249,42 +259,91 @@ def _shapes(value: Any) -> Any:
     return value
 
 
+def _flat_key(args: tuple[Any, ...], out_val: Any) -> tuple[Any, ...] | None:
+    """A key of an op's arguments and output for a formula on shapes, their tensors by shape, when none of them is a
+    list or dict: a flat loop where :func:`_shapes` recurses, on every op with a formula; None otherwise."""
+    key: list[Any] = [type(out_val) is tuple]
+    for value in (*args, *(out_val if type(out_val) is tuple else (out_val,))):  # attention gives a tuple
+        if isinstance(value, torch.Tensor):
+            if value.is_nested:
+                raise _NoShape
+            key.append(value.shape)
+        elif type(value) is tuple or type(value) is list or type(value) is dict:
+            return None
+        else:
+            key.append(value)
+    key.append(len(args))
+    return tuple(key)
+
+
+# Each formula on shapes gives the same count for the same shapes, in any forward: its counts are kept between them
+# (a model's layers repeat their shapes, and a summary is often run again), up to a bound.
+_KNOWN_COUNTS_LIMIT = 4096
+_counters: dict[Callable[..., int], Callable[..., int]] = {}
+
+
 def _on_shapes(formula: Callable[..., int]) -> Callable[..., int]:
-    """``formula`` as FlopCounterMode calls it, on the op's arguments and output (``out_val``). A formula on shapes
-    gives the same count for the same shapes: each is worked out once (a model's layers repeat their shapes)."""
+    """``formula`` as FlopCounterMode calls it, on the op's arguments and output (``out_val``); a formula on shapes
+    works out each count once."""
+    counter = _counters.get(formula)
+    if counter is None:
+        counter = _counters[formula] = _counter_on_shapes(formula)
+    return counter
+
+
+def _counter_on_shapes(formula: Callable[..., int]) -> Callable[..., int]:
     on_shapes = getattr(formula, "__wrapped__", None)  # torch's shape_wrapper keeps the formula it wraps (wraps)
     if getattr(formula, "_get_raw", False) or on_shapes is None:
         return formula  # on the op's tensors: torch's get_raw formulas (flash attention) and paramscope's own
     known: dict[Any, int] = {}
 
     def counted(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
-        arg_shapes, kwarg_shapes, out_shape = shapes = _shapes((args, kwargs, out_val))
-        key: Any = (arg_shapes, tuple(kwarg_shapes.items()), out_shape)
+        key: Any = None if kwargs else _flat_key(args, out_val)
+        shapes = None
+        if key is None:
+            shapes = _shapes((args, kwargs, out_val))
+            key = repr(shapes)  # lists among them (a convolution's stride) do not hash
         try:
             flops = known.get(key)
-        except TypeError:  # a list among the arguments (a convolution's stride)
+        except TypeError:  # an argument that does not hash
+            shapes = shapes or _shapes((args, kwargs, out_val))
             key = repr(shapes)
             flops = known.get(key)
         if flops is None:
-            flops = known[key] = int(on_shapes(*arg_shapes, out_shape=out_shape, **kwarg_shapes))
+            arg_shapes, kwarg_shapes, out_shape = shapes or _shapes((args, kwargs, out_val))
+            flops = int(on_shapes(*arg_shapes, out_shape=out_shape, **kwarg_shapes))
+            if len(known) >= _KNOWN_COUNTS_LIMIT:
+                known.clear()
+            known[key] = flops
         return flops
 
     return counted
 
 
+# Each overload's traits, kept for good: torch keeps every overload it makes for good too.
+_traits: dict[Any, tuple[bool, tuple[tuple[int, str], ...]]] = {}
+
+
 def _op_traits(func: Any) -> tuple[bool, tuple[tuple[int, str], ...]]:
     """Whether the op overload ``func`` has a decomposition (a CompositeImplicitAutograd kernel), and the arguments
     it writes to, by position and name, from torch's dispatcher and schema."""
-    composite = func is not torch.ops.prim.device.default and (
-        torch._C.DispatchKey.CompositeImplicitAutograd in func.py_kernels
-        or torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), torch._C.DispatchKey.CompositeImplicitAutograd)
-    )
-    arguments = func._schema.arguments
-    written = tuple((i, a.name) for i, a in enumerate(arguments) if a.alias_info is not None and a.alias_info.is_write)
-    return composite, written
+    traits = _traits.get(func)
+    if traits is None:
+        composite = func is not torch.ops.prim.device.default and (
+            torch._C.DispatchKey.CompositeImplicitAutograd in func.py_kernels
+            or torch._C._dispatch_has_kernel_for_dispatch_key(
+                func.name(), torch._C.DispatchKey.CompositeImplicitAutograd
+            )
+        )
+        arguments = func._schema.arguments
+        written = tuple(
+            (i, a.name) for i, a in enumerate(arguments) if a.alias_info is not None and a.alias_info.is_write
+        )
+        traits = _traits[func] = (composite, written)
+    return traits
 
 
-@dataclass
+@dataclass(slots=True)  # slots: the handler reads a plan on every op
 class _OpPlan:
     """How :class:`_OpRecorder` handles one op overload, worked out once, and how often it ran."""
 
@@ -294,7 +353,14 @@ class _OpPlan:
     """No formula, but a decomposition into ops that may have one (FlopCounterMode decomposes these too)."""
     written: tuple[tuple[int, str], ...]
     """The arguments the op writes to (``self`` of ``clamp_``, ``out=``), by position and name."""
+    run: Callable[..., Any]
+    """Runs the op: an overload's own kernel, without the Python frame of its ``__call__``."""
+    only_counted: bool = False
+    """Nothing to do but count its runs and run it (most ops: views, pointwise ops)."""
     runs: int = 0
+
+
+_UNPLANNED: Any = object()
 
 
 class _OpRecorder(TorchDispatchMode):
@@ -339,10 +405,13 @@ class _OpRecorder(TorchDispatchMode):
             plan = None
         else:
             formula = self.formulas.get(func.overloadpacket)
-            formula = None if formula is None else _on_shapes(formula)
+            formula = None if formula is None or self.running is None else _on_shapes(formula)
             composite, written = _op_traits(func)
             decomposes = formula is None and self.running is not None and composite
-            plan = _OpPlan(func.overloadpacket, formula, decomposes, written)
+            written = written if self.protected else ()
+            run = func._op if type(func) is torch._ops.OpOverload else func
+            only_counted = formula is None and not decomposes and not written
+            plan = _OpPlan(func.overloadpacket, formula, decomposes, written, run, only_counted)
         self._plans[id(func)] = plan
         return plan
 
@@ -350,27 +419,32 @@ class _OpRecorder(TorchDispatchMode):
         kwargs = kwargs or {}
         if self.paused:
             return func(*args, **kwargs)
-        plan = self._plans[id(func)] if id(func) in self._plans else self._plan(func)
+        plan = self._plans.get(id(func), _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = self._plan(func)
         if plan is None:
             return NotImplemented
+        plan.runs += 1
+        if plan.only_counted:
+            return plan.run(*args, **kwargs)
         # torch's decompositions work on sizes, which a nested tensor does not have: its op runs whole
         if plan.decomposes and not any(isinstance(arg, torch.Tensor) and arg.is_nested for arg in args):
             with self:
                 out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:
+                plan.runs -= 1  # its decomposition's ops are counted instead
                 return out
-        plan.runs += 1
-        if plan.written and self.protected:
+        if plan.written:
             self._refuse_writes(func, plan, args, kwargs)
-        out = func(*args, **kwargs)
-        if plan.formula is not None and self.running is not None:
+        out = plan.run(*args, **kwargs)
+        if plan.formula is not None:
             try:
                 flops = plan.formula(*args, **kwargs, out_val=out)
             except _NoShape:  # counted as 0, and named with the ops that have no formula
                 self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
                 return out
             self.total_flops += flops
-            for path in set(self.running):  # a reused module may be on the stack twice
+            for path in set(self.running):  # type: ignore[arg-type]  # a formula is planned only with a stack
                 self.flops[path] = self.flops.get(path, 0) + flops
         return out
 
@@ -399,7 +473,7 @@ def _parameter_storages(walk: ModuleWalk) -> dict[int, str]:
     return storages
 
 
-@dataclass
+@dataclass(slots=True)
 class ModuleCall:
     """What one module did during the forward: its first call's inputs and outputs, how often it ran."""
 
@@ -501,7 +575,7 @@ class _Hooks:
             self.called(path, module, args, kwargs)
 
         def record_output(module: nn.Module, args: Any, output: Any) -> None:
-            self.record_output(path, output)
+            self.record_output(self.calls[path], output)
 
         def leave(module: nn.Module, args: Any, output: Any) -> None:
             # always_call: torch also calls it as the forward raises (with no output, inside its except block)
@@ -523,14 +597,16 @@ class _Hooks:
         call = self.calls.get(path)
         if call is None:
             inputs = self._unrecorded(_describe_arguments, args, kwargs)
-            first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
+            first = args[0] if args and isinstance(args[0], torch.Tensor) else None  # the common case first
+            if first is None:
+                first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
             size = 0 if first is None else first.numel() * first.element_size()
             call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
         call.calls += 1
         return call
 
-    def record_output(self, path: str, output: Any) -> None:
-        call = self.calls[path]
+    def record_output(self, call: ModuleCall, output: Any) -> None:
+        """Record a call's output, the first time."""
         if not call.outputs:
             if self.advance is not None:
                 self.advance()
@@ -610,7 +686,7 @@ class _RecordedForward:
             del stack[depth:], arguments[depth:]  # the model may catch it and go on
             raise
         if not call.outputs:
-            hooks.record_output(path, output)
+            hooks.record_output(call, output)
         del stack[depth:], arguments[depth:]
         if self._module.__dict__.get("forward") is not self:  # the forward rebound itself (self.forward = ...)
             self._superseded = True
