@@ -1,9 +1,10 @@
 """Benchmark: ``paramscope.summary`` against a plain forward and torchinfo, and on a 70B model on meta.
 
 1. GPT-2 small, built from its config on CPU, input 1 × 128 tokens: the time of ``paramscope.summary(...,
-   device="cpu")`` and of torchinfo's ``summary`` divided by the time of a plain ``no_grad`` forward, measured
-   in turn in one process (median of the ratios of ``--repeat`` rounds), next to the floor of any summary that
-   records every module's call and sees every op. The issue's target is ≤ 1.05× (torchinfo: 1.07×).
+   device="cpu")`` and of torchinfo's ``summary`` divided by the time of a plain ``no_grad`` forward, each run
+   between two plain forwards in one process (median of ``--repeat`` rounds), next to the floor of any summary
+   that records every module's call and sees every op (the plain forward's row: one plain run over the next).
+   The issue's target is ≤ 1.05× (torchinfo: 1.07×).
 2. Llama-3-70B, built from its config on meta, input 1 × 2048 tokens: ``paramscope summary`` as a fresh process,
    wall time and peak resident memory. Targets: ≤ 10 s and ≤ 1.5 GiB.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -36,21 +38,31 @@ LLAMA_3_70B = {
 
 
 def _median_ratios(contenders: dict[str, Callable[[], object]], base: str, repeat: int) -> dict[str, float]:
-    """Each contender's time over ``base``'s, run in turn ``repeat`` times: the median of the ratios of each round.
-    A round's runs follow each other, so a ratio is of two runs on the machine in the same state (this machine's
-    speed drifts by more than the margins measured here)."""
+    """Each contender's time over ``base``'s: the median over ``repeat`` rounds of its time over the mean of the two
+    ``base`` runs either side of it. A round runs ``base`` between every two contenders, in an order shuffled each
+    round, so a ratio is of runs next to each other, with this machine's drift (more than the margins measured
+    here) in the two ``base`` runs averaged out, and no contender always runs in the same place."""
     for run in contenders.values():
         run()  # warm-up: first-call costs (imports, allocator) are not the steady state
-    times: dict[str, list[float]] = {name: [] for name in contenders}
+    others = [name for name in contenders if name != base]
+    ratios: dict[str, list[float]] = {name: [] for name in contenders}
+    order = random.Random(0)
     for _ in range(repeat):
-        for name, run in contenders.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {
-        name: statistics.median(mine / theirs for mine, theirs in zip(values, times[base], strict=True))
-        for name, values in times.items()
-    }
+        order.shuffle(others)
+        before = _timed(contenders[base])
+        for name in others:
+            mine = _timed(contenders[name])
+            after = _timed(contenders[base])
+            ratios[name].append(mine / ((before + after) / 2))
+            ratios[base].append(before / after)
+            before = after
+    return {name: statistics.median(values) for name, values in ratios.items()}
+
+
+def _timed(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 class _RecordingThatDoesNothing:

@@ -259,11 +259,11 @@ def _shapes(value: Any) -> Any:
     return value
 
 
-def _flat_key(args: tuple[Any, ...], out_val: Any) -> tuple[Any, ...] | None:
-    """A key of an op's arguments and output for a formula on shapes, their tensors by shape, when none of them is a
-    list or dict: a flat loop where :func:`_shapes` recurses, on every op with a formula; None otherwise."""
-    key: list[Any] = [type(out_val) is tuple]
-    for value in (*args, *(out_val if type(out_val) is tuple else (out_val,))):  # attention gives a tuple
+def _flat_key(args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """An op's arguments, their tensors by shape, when none of them is a list, tuple or dict: a flat loop where
+    :func:`_shapes` recurses, on every op with a formula; None otherwise."""
+    key: list[Any] = []
+    for value in args:
         if isinstance(value, torch.Tensor):
             if value.is_nested:
                 raise _NoShape
@@ -272,52 +272,65 @@ def _flat_key(args: tuple[Any, ...], out_val: Any) -> tuple[Any, ...] | None:
             return None
         else:
             key.append(value)
-    key.append(len(args))
     return tuple(key)
 
 
 # Each formula on shapes gives the same count for the same shapes, in any forward: its counts are kept between them
 # (a model's layers repeat their shapes, and a summary is often run again), up to a bound.
 _KNOWN_COUNTS_LIMIT = 4096
-_counters: dict[Callable[..., int], Callable[..., int]] = {}
 
 
-def _on_shapes(formula: Callable[..., int]) -> Callable[..., int]:
-    """``formula`` as FlopCounterMode calls it, on the op's arguments and output (``out_val``); a formula on shapes
-    works out each count once."""
-    counter = _counters.get(formula)
-    if counter is None:
-        counter = _counters[formula] = _counter_on_shapes(formula)
-    return counter
+class _Counter:
+    """A FLOP formula as FlopCounterMode calls it, on an op's arguments and output (``out_val``), in two steps:
+    :meth:`key` before the op runs, :meth:`count` after. A formula on shapes (torch's ``shape_wrapper``) works out
+    each count once: the key is the arguments' shapes, taken while they are at hand, before the kernel has run (the
+    ops with such a formula, matrix products, convolutions and attention, have outputs whose shapes their arguments
+    decide); a formula on tensors gets them each time."""
 
+    __slots__ = ("_formula", "_known", "_on_shapes")
 
-def _counter_on_shapes(formula: Callable[..., int]) -> Callable[..., int]:
-    on_shapes = getattr(formula, "__wrapped__", None)  # torch's shape_wrapper keeps the formula it wraps (wraps)
-    if getattr(formula, "_get_raw", False) or on_shapes is None:
-        return formula  # on the op's tensors: torch's get_raw formulas (flash attention) and paramscope's own
-    known: dict[Any, int] = {}
+    def __init__(self, formula: Callable[..., int]) -> None:
+        self._formula = formula
+        on_shapes = getattr(formula, "__wrapped__", None)  # torch's shape_wrapper keeps the formula it wraps (wraps)
+        # on the op's tensors: torch's get_raw formulas (flash attention) and paramscope's own
+        self._on_shapes = None if getattr(formula, "_get_raw", False) else on_shapes
+        self._known: dict[Any, int] = {}
 
-    def counted(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
-        key: Any = None if kwargs else _flat_key(args, out_val)
-        shapes = None
-        if key is None:
-            shapes = _shapes((args, kwargs, out_val))
-            key = repr(shapes)  # lists among them (a convolution's stride) do not hash
+    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The key of the count for these arguments; None for a formula on tensors. Raises :class:`_NoShape` for a
+        tensor without a shape."""
+        if self._on_shapes is None:
+            return None
+        key = None if kwargs else _flat_key(args)
+        return repr(_shapes((args, kwargs))) if key is None else key  # lists (a convolution's stride) do not hash
+
+    def count(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
+        """The FLOPs of the op that ran on ``args`` and ``kwargs`` and gave ``out``, its arguments' key first."""
+        if self._on_shapes is None:
+            return self._formula(*args, **kwargs, out_val=out)
         try:
-            flops = known.get(key)
+            flops = self._known.get(key)
         except TypeError:  # an argument that does not hash
-            shapes = shapes or _shapes((args, kwargs, out_val))
-            key = repr(shapes)
-            flops = known.get(key)
+            key = repr(_shapes((args, kwargs)))
+            flops = self._known.get(key)
         if flops is None:
-            arg_shapes, kwarg_shapes, out_shape = shapes or _shapes((args, kwargs, out_val))
-            flops = int(on_shapes(*arg_shapes, out_shape=out_shape, **kwarg_shapes))
-            if len(known) >= _KNOWN_COUNTS_LIMIT:
-                known.clear()
-            known[key] = flops
+            arg_shapes, kwarg_shapes, out_shape = _shapes((args, kwargs, out))
+            flops = int(self._on_shapes(*arg_shapes, out_shape=out_shape, **kwarg_shapes))
+            if len(self._known) >= _KNOWN_COUNTS_LIMIT:
+                self._known.clear()
+            self._known[key] = flops
         return flops
 
-    return counted
+
+_counters: dict[Callable[..., int], _Counter] = {}
+
+
+def _counter(formula: Callable[..., int]) -> _Counter:
+    """The one :class:`_Counter` of ``formula``, whose counts every forward shares."""
+    counter = _counters.get(formula)
+    if counter is None:
+        counter = _counters[formula] = _Counter(formula)
+    return counter
 
 
 # Each overload's traits, kept for good: torch keeps every overload it makes for good too.
@@ -348,7 +361,8 @@ class _OpPlan:
     """How :class:`_OpRecorder` handles one op overload, worked out once, and how often it ran."""
 
     packet: Any
-    formula: Callable[..., int] | None
+    counter: _Counter | None
+    """Counts its FLOPs, when it has a formula and the recorder counts them."""
     decomposes: bool
     """No formula, but a decomposition into ops that may have one (FlopCounterMode decomposes these too)."""
     written: tuple[tuple[int, str], ...]
@@ -405,13 +419,13 @@ class _OpRecorder(TorchDispatchMode):
             plan = None
         else:
             formula = self.formulas.get(func.overloadpacket)
-            formula = None if formula is None or self.running is None else _on_shapes(formula)
+            counter = None if formula is None or self.running is None else _counter(formula)
             composite, written = _op_traits(func)
-            decomposes = formula is None and self.running is not None and composite
+            decomposes = counter is None and self.running is not None and composite
             written = written if self.protected else ()
             run = func._op if type(func) is torch._ops.OpOverload else func
-            only_counted = formula is None and not decomposes and not written
-            plan = _OpPlan(func.overloadpacket, formula, decomposes, written, run, only_counted)
+            only_counted = counter is None and not decomposes and not written
+            plan = _OpPlan(func.overloadpacket, counter, decomposes, written, run, only_counted)
         self._plans[id(func)] = plan
         return plan
 
@@ -436,16 +450,23 @@ class _OpRecorder(TorchDispatchMode):
                 return out
         if plan.written:
             self._refuse_writes(func, plan, args, kwargs)
+        counter = plan.counter
+        if counter is None:
+            return plan.run(*args, **kwargs)
+        try:
+            key = counter.key(args, kwargs)
+        except _NoShape:  # counted as 0, and named with the ops that have no formula
+            self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
+            return plan.run(*args, **kwargs)
         out = plan.run(*args, **kwargs)
-        if plan.formula is not None:
-            try:
-                flops = plan.formula(*args, **kwargs, out_val=out)
-            except _NoShape:  # counted as 0, and named with the ops that have no formula
-                self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
-                return out
-            self.total_flops += flops
-            for path in set(self.running):  # type: ignore[arg-type]  # a formula is planned only with a stack
-                self.flops[path] = self.flops.get(path, 0) + flops
+        try:
+            flops = counter.count(key, args, kwargs, out)
+        except _NoShape:
+            self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
+            return out
+        self.total_flops += flops
+        for path in set(self.running):  # type: ignore[arg-type]  # a formula is planned only with a stack
+            self.flops[path] = self.flops.get(path, 0) + flops
         return out
 
     def _refuse_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
