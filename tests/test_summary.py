@@ -1623,21 +1623,26 @@ class CachesInForward(nn.Module):
         self.fc = nn.Linear(4, 4)
         self.fc.requires_grad_(False)
         self.cached = 0
+        self.scale = nn.Parameter(torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.cached = x.shape[0]
         self.last_input = x
         self.fc.weight.requires_grad_(True)
-        return self.fc(x)
+        self.scale = nn.Parameter(torch.zeros(1, device=x.device))  # another parameter under the same name
+        return self.fc(x) * self.scale
 
 
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 def test_state_a_forward_rebinds_is_restored(device: str) -> None:
     model = CachesInForward()
+    scale = model.scale
     paramscope.summary(model, input_size=(2, 4), device=device, mode="train")
     assert model.cached == 0
     assert "last_input" not in model.__dict__
     assert not model.fc.weight.requires_grad
+    assert model.scale is scale
+    assert list(model._parameters) == ["scale"]
 
 
 class InstanceForward(nn.Module):

@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
+from itertools import chain
 from types import MethodType
 from typing import Any
 
@@ -138,6 +139,8 @@ _PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
 
 # A tensor's text by shape and dtype: a summary describes every module's inputs and outputs, inside the forward.
 _tensor_texts: dict[tuple[torch.Size, torch.dtype], str] = {}
+# Types described by their name alone, found so once.
+_OPAQUE_TYPES: set[type] = set()
 
 
 def describe(value: Any) -> str:
@@ -163,6 +166,8 @@ def describe(value: Any) -> str:
         return text
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
+    if type(value) in _OPAQUE_TYPES:
+        return type(value).__name__
     if type(value) is tuple or type(value) is list:  # the common case first: a NamedTuple is a tuple too
         inner = ", ".join([describe(item) for item in value])
         return f"[{inner}]" if type(value) is list else f"({inner}{',' if len(value) == 1 else ''})"
@@ -178,6 +183,8 @@ def describe(value: Any) -> str:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         inner = ", ".join(f"{f.name}={describe(getattr(value, f.name))}" for f in dataclasses.fields(value))
         return f"{type(value).__name__}({inner})"
+    if not hasattr(type(value), "_fields"):  # what it is, the type decides (a cache object, passed to every block)
+        _OPAQUE_TYPES.add(type(value))
     return type(value).__name__
 
 
@@ -746,8 +753,8 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     every parameter's ``requires_grad`` and ``grad``; with ``real_weights`` (a forward on them), what each
     parameter's ``.data`` is (a momentum encoder assigns it in its forward)."""
     modules = walk.modules
-    # shallow: the tensors themselves are not copied
-    saved = [(dict(module.__dict__), dict(module._parameters), dict(module._buffers)) for module in modules]
+    held = [entries for module in modules for entries in (module.__dict__, module._parameters, module._buffers)]
+    saved = list(map(dict.copy, held))  # shallow: the tensors themselves are not copied
     trainable = [(param, param.requires_grad, param.grad) for module in modules for param in module._parameters.values()
                  if param is not None]  # fmt: skip
     data = [(param, param.data) for param, _, _ in trainable] if real_weights else []
@@ -758,10 +765,9 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     try:
         yield
     finally:
-        for module, (attributes, parameters, buffers) in zip(modules, saved, strict=True):
-            _restore(module.__dict__, attributes)
-            _restore(module._parameters, parameters)
-            _restore(module._buffers, buffers)
+        if not _unchanged(held, saved):
+            for current, entries in zip(held, saved, strict=True):  # a module's attributes before its tensors
+                _restore(current, entries)
         for param, requires_grad, grad in trainable:
             if param.requires_grad != requires_grad:
                 param.requires_grad_(requires_grad)
@@ -770,6 +776,18 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
         for param, tensor in data:
             if not param.is_set_to(tensor) or param.dtype != tensor.dtype:  # storage, offset, sizes and strides
                 param.data = tensor
+
+
+def _unchanged(held: list[dict[str, Any]], saved: list[dict[str, Any]]) -> bool:
+    """Whether each dict in ``held`` holds what its copy in ``saved`` does, keys and values compared by identity (as
+    :func:`_restore` compares them), all in one pass."""
+    return (
+        list(map(len, held)) == list(map(len, saved))
+        and all(
+            map(operator.is_, chain.from_iterable(map(dict.values, held)), chain.from_iterable(map(dict.values, saved)))
+        )
+        and all(map(operator.is_, chain.from_iterable(held), chain.from_iterable(saved)))
+    )
 
 
 def _restore(current: dict[str, Any], saved: dict[str, Any]) -> None:
