@@ -266,11 +266,16 @@ def _shapes(value: Any) -> Any:
     return value
 
 
-def _flat_key(args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+_KEYWORDS = object()
+"""Where a flat key's keyword arguments start."""
+
+
+def _flat_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
     """An op's arguments, their tensors by shape, when none of them is a list, tuple or dict: a flat loop where
     :func:`_shapes` recurses, on every op with a formula; None otherwise."""
     key: list[Any] = []
-    for value in args:
+    # keyword arguments after a marker, as name, value, name, value...
+    for value in (*args, _KEYWORDS, *chain.from_iterable(kwargs.items())) if kwargs else args:
         if isinstance(value, torch.Tensor):
             if value.is_nested:
                 raise _NoShape
@@ -303,29 +308,29 @@ class _Counter:
         self._on_shapes = None if getattr(formula, "_get_raw", False) else on_shapes
         self._known: dict[Any, int] = {}
 
-    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The key of the count for these arguments; None for a formula on tensors. Raises :class:`_NoShape` for a
-        tensor without a shape."""
+    def known(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int | None, Any]:
+        """The count for these arguments if it is known already, and its key (None for a formula on tensors).
+        Raises :class:`_NoShape` for a tensor without a shape."""
         if self._on_shapes is None:
-            return None
-        key = None if kwargs else _flat_key(args)
-        return repr(_shapes((args, kwargs))) if key is None else key  # lists (a convolution's stride) do not hash
-
-    def count(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
-        """The FLOPs of the op that ran on ``args`` and ``kwargs`` and gave ``out``, its arguments' key first."""
-        if self._on_shapes is None:
-            return self._formula(*args, **kwargs, out_val=out)
+            return None, None
+        key: Any = _flat_key(args, kwargs)
+        if key is None:
+            key = repr(_shapes((args, kwargs)))  # lists among them (a convolution's stride) do not hash
         try:
-            flops = self._known.get(key)
+            return self._known.get(key), key
         except TypeError:  # an argument that does not hash
             key = repr(_shapes((args, kwargs)))
-            flops = self._known.get(key)
-        if flops is None:
-            arg_shapes, kwarg_shapes, out_shape = _shapes((args, kwargs, out))
-            flops = int(self._on_shapes(*arg_shapes, out_shape=out_shape, **kwarg_shapes))
-            if len(self._known) >= _KNOWN_COUNTS_LIMIT:
-                self._known.clear()
-            self._known[key] = flops
+            return self._known.get(key), key
+
+    def count(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
+        """The FLOPs of the op that ran on ``args`` and ``kwargs`` and gave ``out``, a count not known yet."""
+        if self._on_shapes is None:
+            return self._formula(*args, **kwargs, out_val=out)
+        arg_shapes, kwarg_shapes, out_shape = _shapes((args, kwargs, out))
+        flops = int(self._on_shapes(*arg_shapes, out_shape=out_shape, **kwarg_shapes))
+        if len(self._known) >= _KNOWN_COUNTS_LIMIT:
+            self._known.clear()
+        self._known[key] = flops
         return flops
 
 
@@ -461,16 +466,17 @@ class _OpRecorder(TorchDispatchMode):
         if counter is None:
             return plan.run(*args, **kwargs)
         try:
-            key = counter.key(args, kwargs)
+            flops, key = counter.known(args, kwargs)
         except _NoShape:  # counted as 0, and named with the ops that have no formula
             self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
             return plan.run(*args, **kwargs)
         out = plan.run(*args, **kwargs)
-        try:
-            flops = counter.count(key, args, kwargs, out)
-        except _NoShape:
-            self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
-            return out
+        if flops is None:
+            try:
+                flops = counter.count(key, args, kwargs, out)
+            except _NoShape:
+                self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
+                return out
         self.total_flops += flops
         for path in set(self.running):  # type: ignore[arg-type]  # a formula is planned only with a stack
             self.flops[path] = self.flops.get(path, 0) + flops
