@@ -41,11 +41,19 @@ class ModuleWalk:
             if id(module) not in self.paths:
                 self.paths[id(module)] = path
                 self.modules.append(module)
+        self._named_tensors: dict[tuple[str, bool], list[tuple[str, torch.Tensor]]] = {}
 
     def named_tensors(
         self, kind: Literal["parameters", "buffers"], *, remove_duplicate: bool = True
     ) -> list[tuple[str, torch.Tensor]]:
-        """As ``model.named_parameters()`` / ``named_buffers()``, with the same ``remove_duplicate``."""
+        """As ``model.named_parameters()`` / ``named_buffers()``, with the same ``remove_duplicate``: the list of
+        the walk, each made once."""
+        named = self._named_tensors.get((kind, remove_duplicate))
+        if named is None:
+            named = self._named_tensors[kind, remove_duplicate] = self._list_tensors(kind, remove_duplicate)
+        return named
+
+    def _list_tensors(self, kind: str, remove_duplicate: bool) -> list[tuple[str, torch.Tensor]]:
         attribute = "_parameters" if kind == "parameters" else "_buffers"
         named: list[tuple[str, torch.Tensor]] = []
         seen: set[int] = set()
