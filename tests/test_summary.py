@@ -1299,6 +1299,25 @@ def test_a_product_of_nested_tensors_is_named_among_the_ops_counted_0() -> None:
     assert any(note.endswith("count 0: aten.bmm (1), aten.transpose (1)") for note in report.notes), report.notes
 
 
+class UnbindsThenPassesOn(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.unbind()
+        return self.inner(x)
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+def test_the_ops_that_describe_a_nested_tensor_are_not_the_forwards() -> None:
+    # describing the nested inputs and outputs unbinds them too, after the forward's own unbind: only that one counts
+    nested = torch.nested.nested_tensor([torch.randn(5, 16), torch.randn(3, 16)])
+    report = paramscope.summary(UnbindsThenPassesOn(), input_data=nested, device="cpu")
+    assert report.calls[1].inputs == "nested([5, 16], [3, 16])"  # type: ignore[index]
+    assert any(note.endswith("count 0: aten.unbind (1)") for note in report.notes), report.notes
+
+
 @pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
 def test_nested_tensors_are_described_by_their_sequences() -> None:
     nested = torch.nested.nested_tensor([torch.zeros(5, 16), torch.zeros(3, 16)])

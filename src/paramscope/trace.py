@@ -156,13 +156,16 @@ def describe(value: Any) -> str:
             except RuntimeError:  # torch made it inconsistent (a cat of strided nested tensors): no sequences to show
                 return "nested(unreadable)"
             return "nested(" + ", ".join(describe(part) for part in parts) + ")"
-        key = (value.shape, value.dtype)
-        text = _tensor_texts.get(key)
+        shape, dtype = value.shape, value.dtype
+        try:
+            text, kept = _tensor_texts.get((shape, dtype)), True
+        except TypeError:  # symbolic sizes do not hash
+            text, kept = None, False
         if text is None:
-            dims = str(list(value.shape))
-            text = dims if value.dtype in _PLAIN_DTYPES else f"{dims} {str(value.dtype).removeprefix('torch.')}"
-            if len(_tensor_texts) < 4096:
-                _tensor_texts[key] = text
+            dims = str(list(shape))
+            text = dims if dtype in _PLAIN_DTYPES else f"{dims} {str(dtype).removeprefix('torch.')}"
+            if kept and len(_tensor_texts) < 4096:
+                _tensor_texts[shape, dtype] = text
         return text
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
@@ -294,10 +297,10 @@ _KNOWN_COUNTS_LIMIT = 4096
 
 class _Counter:
     """A FLOP formula as FlopCounterMode calls it, on an op's arguments and output (``out_val``), in two steps:
-    :meth:`key` before the op runs, :meth:`count` after. A formula on shapes (torch's ``shape_wrapper``) works out
-    each count once: the key is the arguments' shapes, taken while they are at hand, before the kernel has run (the
-    ops with such a formula, matrix products, convolutions and attention, have outputs whose shapes their arguments
-    decide); a formula on tensors gets them each time."""
+    :meth:`known` before the op runs, :meth:`count` after, for a count not known yet. A formula on shapes (torch's
+    ``shape_wrapper``) works out each count once, kept under the arguments' shapes, looked up before the kernel has
+    run (the ops with such a formula, matrix products, convolutions and attention, have outputs whose shapes their
+    arguments decide); a formula on tensors gets them each time."""
 
     __slots__ = ("_formula", "_known", "_on_shapes")
 
@@ -387,6 +390,7 @@ class _OpPlan:
 
 
 _UNPLANNED: Any = object()
+_NOTHING_PLANNED: dict[int, _OpPlan | None] = {}  # never written to: plans go to a recorder's own
 
 
 class _OpRecorder(TorchDispatchMode):
@@ -409,13 +413,25 @@ class _OpRecorder(TorchDispatchMode):
         """FLOPs per module path, each module's subtree included."""
         self.total_flops = 0
         self.paused = 0
-        """Above 0 while the hooks run ops of their own: those run unrecorded."""
+        """Above 0 while the hooks run ops of their own (:meth:`pause`): those run unrecorded."""
         self.unsized: dict[Any, int] = {}
         """Ops with a formula on shapes that ran on nested tensors, by packet: counted 0."""
         self.formulas: dict[Any, Callable[..., int]] = {**flop_registry, **EXTRA_FLOP_FORMULAS}
         # by id: an op overload hashes in Python, a cost on every op; torch.ops makes each overload once and keeps
         # it, so its id stays its own
         self._plans: dict[int, _OpPlan | None] = {}
+        self._lookup = self._plans
+        """Where the handler looks an op's plan up: the plans, or nothing while paused (no check on every op)."""
+
+    def pause(self) -> None:
+        """Leave the ops run until :meth:`resume` unrecorded."""
+        self.paused += 1
+        self._lookup = _NOTHING_PLANNED
+
+    def resume(self) -> None:
+        self.paused -= 1
+        if not self.paused:
+            self._lookup = self._plans
 
     @property
     def counts(self) -> dict[Any, int]:
@@ -442,17 +458,17 @@ class _OpRecorder(TorchDispatchMode):
         return plan
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if self.paused:
-            return func(*args, **kwargs)
-        plan = self._plans.get(id(func), _UNPLANNED)
+        plan = self._lookup.get(id(func), _UNPLANNED)
         if plan is _UNPLANNED:
+            if self.paused:
+                return func(*args, **(kwargs or {}))
             plan = self._plan(func)
         if plan is None:
             return NotImplemented
         plan.runs += 1
         if plan.only_counted:
-            return plan.run(*args, **kwargs)
+            return plan.run(*args, **kwargs) if kwargs else plan.run(*args)
+        kwargs = kwargs or {}
         # torch's decompositions work on sizes, which a nested tensor does not have: its op runs whole
         if plan.decomposes and not any(isinstance(arg, torch.Tensor) and arg.is_nested for arg in args):
             with self:
@@ -651,11 +667,11 @@ class _Hooks:
         recorder = self.recorder
         if recorder is None:
             return describing(*values)
-        recorder.paused += 1
+        recorder.pause()
         try:
             return describing(*values)
         finally:
-            recorder.paused -= 1
+            recorder.resume()
 
     def failed(self, error: BaseException) -> None:
         """Keep where ``error`` was raised: the module on top of the stack as it first leaves a wrapped module."""
