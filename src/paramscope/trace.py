@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapper
 
 from ._errors import TargetError, first_line
@@ -152,7 +152,8 @@ def describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         if value.is_nested:  # strided nested tensors have no overall shape: the shape of each sequence
             try:
-                parts = value.unbind()
+                with _disable_current_modes():  # describing is not the forward: the op recorder must not see it
+                    parts = value.unbind()
             except RuntimeError:  # torch made it inconsistent (a cat of strided nested tensors): no sequences to show
                 return "nested(unreadable)"
             return "nested(" + ", ".join(describe(part) for part in parts) + ")"
@@ -194,7 +195,8 @@ def describe(value: Any) -> str:
 def _describe_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """A call's arguments: the one argument alone, or ``(a, b, key=c)``; keyword arguments left at None are left
     out (transformers passes a dozen of them)."""
-    kwargs = {key: value for key, value in kwargs.items() if value is not None}
+    if kwargs:
+        kwargs = {key: value for key, value in kwargs.items() if value is not None}
     if len(args) == 1 and not kwargs:
         return describe(args[0])
     parts = [describe(arg) for arg in args] + [f"{key}={describe(value)}" for key, value in kwargs.items()]
@@ -390,7 +392,6 @@ class _OpPlan:
 
 
 _UNPLANNED: Any = object()
-_NOTHING_PLANNED: dict[int, _OpPlan | None] = {}  # never written to: plans go to a recorder's own
 
 
 class _OpRecorder(TorchDispatchMode):
@@ -412,26 +413,12 @@ class _OpRecorder(TorchDispatchMode):
         self.flops: dict[str, int] = {}
         """FLOPs per module path, each module's subtree included."""
         self.total_flops = 0
-        self.paused = 0
-        """Above 0 while the hooks run ops of their own (:meth:`pause`): those run unrecorded."""
         self.unsized: dict[Any, int] = {}
         """Ops with a formula on shapes that ran on nested tensors, by packet: counted 0."""
         self.formulas: dict[Any, Callable[..., int]] = {**flop_registry, **EXTRA_FLOP_FORMULAS}
         # by id: an op overload hashes in Python, a cost on every op; torch.ops makes each overload once and keeps
         # it, so its id stays its own
         self._plans: dict[int, _OpPlan | None] = {}
-        self._lookup = self._plans
-        """Where the handler looks an op's plan up: the plans, or nothing while paused (no check on every op)."""
-
-    def pause(self) -> None:
-        """Leave the ops run until :meth:`resume` unrecorded."""
-        self.paused += 1
-        self._lookup = _NOTHING_PLANNED
-
-    def resume(self) -> None:
-        self.paused -= 1
-        if not self.paused:
-            self._lookup = self._plans
 
     @property
     def counts(self) -> dict[Any, int]:
@@ -458,10 +445,8 @@ class _OpRecorder(TorchDispatchMode):
         return plan
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        plan = self._lookup.get(id(func), _UNPLANNED)
+        plan = self._plans.get(id(func), _UNPLANNED)
         if plan is _UNPLANNED:
-            if self.paused:
-                return func(*args, **(kwargs or {}))
             plan = self._plan(func)
         if plan is None:
             return NotImplemented
@@ -581,9 +566,6 @@ class _Hooks:
         """The inputs of each module on the stack, for the message if the forward fails inside."""
         self.failure: tuple[BaseException, str, Any, dict[str, Any]] | None = None
         """The last exception that left a wrapped module, with the module it was raised in and its inputs."""
-        self.recorder: _OpRecorder | None = None
-        """The forward's dispatch mode, told to leave out the ops the hooks run themselves (a nested tensor's
-        ``unbind``, to describe it)."""
         self.advance: Callable[[], None] | None = None
         """Called as each module first completes: a progress bar's step."""
         self._handles: list[Any] = []
@@ -646,7 +628,7 @@ class _Hooks:
         """Count a call of ``module``; the first one also records its inputs."""
         call = self.calls.get(path)
         if call is None:
-            inputs = self._unrecorded(_describe_arguments, args, kwargs)
+            inputs = _describe_arguments(args, kwargs)
             first = args[0] if args and isinstance(args[0], torch.Tensor) else None  # the common case first
             if first is None:
                 first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
@@ -660,18 +642,7 @@ class _Hooks:
         if not call.outputs:
             if self.advance is not None:
                 self.advance()
-            call.outputs = self._unrecorded(describe, output)
-
-    def _unrecorded(self, describing: Callable[..., str], *values: Any) -> str:
-        """``describing(*values)``, the ops it runs (a nested tensor's ``unbind``) left out of the forward's."""
-        recorder = self.recorder
-        if recorder is None:
-            return describing(*values)
-        recorder.pause()
-        try:
-            return describing(*values)
-        finally:
-            recorder.resume()
+            call.outputs = describe(output)
 
     def failed(self, error: BaseException) -> None:
         """Keep where ``error`` was raised: the module on top of the stack as it first leaves a wrapped module."""
@@ -929,7 +900,7 @@ def _run(
             saved = _SavedTensors(hooks, kept)
         # on a real device the forward runs on the weights themselves
         protected = None if device == "meta" else _parameter_storages(walk)
-        recorder = hooks.recorder = _OpRecorder(protected, hooks.stack if count_flops else None)
+        recorder = _OpRecorder(protected, hooks.stack if count_flops else None)
         with contextlib.ExitStack() as stack:
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
