@@ -41,7 +41,9 @@ def _median_ratios(contenders: dict[str, Callable[[], object]], base: str, repea
     """Each contender's time over ``base``'s: the median over ``repeat`` rounds of its time over the mean of the two
     ``base`` runs either side of it. A round runs ``base`` between every two contenders, in an order shuffled each
     round, so a ratio is of runs next to each other, with this machine's drift (more than the margins measured
-    here) in the two ``base`` runs averaged out, and no contender always runs in the same place."""
+    here) in the two ``base`` runs averaged out, and no contender always runs in the same place. A cost that a
+    contender left to the run after it (garbage collected later) would lower its own ratio; none shows here: a plain
+    forward after a summary takes what one after a plain forward takes."""
     for run in contenders.values():
         run()  # warm-up: first-call costs (imports, allocator) are not the steady state
     others = [name for name in contenders if name != base]

@@ -9,6 +9,7 @@ its forward raises.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -20,7 +21,7 @@ import math
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -28,7 +29,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, shape_wrapper
 
 import paramscope
 from paramscope._summary import make_inputs
@@ -526,6 +527,78 @@ def test_flops_kept_between_summaries_follow_the_arguments(monkeypatch: pytest.M
         total, _ = torch_flops(model, x)
         for device in ("cpu", "meta"):
             assert paramscope.summary(model, input_data=x, device=device).totals.flops == total
+
+
+class Result:
+    """A result object whose instances may carry named fields (as a NamedTuple's ``_fields``)."""
+
+    def __init__(self, **fields: Any) -> None:
+        if fields:
+            self._fields = tuple(fields)
+            self.__dict__.update(fields)
+
+
+def test_describe_reads_each_instance() -> None:
+    assert [describe(Result()), describe(Result(logits=torch.zeros(2, 3))), describe(Result())] == [
+        "Result", "Result(logits=[2, 3])", "Result",
+    ]  # fmt: skip
+
+
+@torch.library.custom_op("paramscope_tests::routed_mm", mutates_args=())
+def routed_mm(x: torch.Tensor, weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Only the rows a router keeps are multiplied: the output's shape depends on ``keep``'s values."""
+    return x[keep] @ weight
+
+
+@routed_mm.register_fake
+def _routed_mm_fake(x: torch.Tensor, weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    return x.new_empty(torch.library.get_ctx().new_dynamic_size(), weight.shape[1])
+
+
+def _routed_mm_flops(x_shape: Any, weight_shape: Any, keep_shape: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return 2 * out_shape[0] * weight_shape[0] * weight_shape[1]
+
+
+class Routed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(8, 8))
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return routed_mm(x, self.weight, keep)
+
+
+def test_a_formula_registered_for_an_op_whose_output_follows_values_counts_each_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A formula on shapes from outside torch may read an output whose shape its inputs' values decide: the same
+    # input shapes, other rows routed, other counts.
+    formula = shape_wrapper(_routed_mm_flops)
+    monkeypatch.setitem(flop_registry, torch.ops.paramscope_tests.routed_mm, formula)
+    model, x = Routed(), torch.randn(10, 8)
+    for kept in (2, 9, 2):
+        keep = torch.arange(10) < kept
+        total, _ = torch_flops(model, x, keep)
+        assert paramscope.summary(model, input_data=(x, keep), device="cpu").totals.flops == total == 2 * kept * 64
+
+
+class FallsBackFromANestedProduct(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nested = torch.nested.nested_tensor([x[:2], x[:3]])
+        with contextlib.suppress(RuntimeError):  # torch refuses a nested × dense product: the model goes on
+            torch.bmm(nested, torch.randn(2, 5, 4))
+        return self.fc(x)
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+def test_an_op_that_raises_is_not_named_among_the_ops_counted_0() -> None:
+    report = paramscope.summary(FallsBackFromANestedProduct(), input_size=(3, 4), device="cpu")
+    assert report.totals.flops == 2 * 3 * 4 * 4
+    assert not [note for note in report.notes if "aten.bmm" in note], report.notes
 
 
 def test_describe_tells_dtypes_of_one_shape_apart() -> None:
@@ -1662,6 +1735,68 @@ def test_state_a_forward_rebinds_is_restored(device: str) -> None:
     assert not model.fc.weight.requires_grad
     assert model.scale is scale
     assert list(model._parameters) == ["scale"]
+
+
+class BufferStore(MutableMapping[str, Any]):
+    """Buffers held in a mapping that is not a dict."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._entries[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._entries[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._entries[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class OwnBufferStore(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        object.__setattr__(self, "_buffers", BufferStore())
+        self.register_buffer("scale", torch.ones(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.scale
+
+
+class RebindsItsDict(nn.Module):
+    """A forward that puts a new dict in place of its module's ``__dict__``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        object.__setattr__(self, "__dict__", {**self.__dict__, "calls": self.calls + 1})
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_state_held_in_other_mappings_or_a_new_dict_is_restored(device: str) -> None:
+    store = OwnBufferStore()
+    scale = store.scale
+    report = paramscope.summary(store, input_size=(2, 4), device=device)
+    assert report.totals.flops == 2 * 2 * 4 * 4
+    assert store.scale is scale
+    assert isinstance(store._buffers, BufferStore)
+    rebinds = RebindsItsDict()
+    attributes = dict(rebinds.__dict__)
+    paramscope.summary(rebinds, input_size=(2, 4), device=device)
+    assert rebinds.calls == 0
+    assert list(rebinds.__dict__) == list(attributes)
+    assert all(rebinds.__dict__[key] is value for key, value in attributes.items())
 
 
 class InstanceForward(nn.Module):

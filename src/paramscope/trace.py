@@ -25,7 +25,7 @@ import dataclasses
 import operator
 import sys
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from itertools import chain
@@ -139,8 +139,6 @@ _PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
 
 # A tensor's text by shape and dtype: a summary describes every module's inputs and outputs, inside the forward.
 _tensor_texts: dict[tuple[torch.Size, torch.dtype], str] = {}
-# Types described by their name alone, found so once.
-_OPAQUE_TYPES: set[type] = set()
 
 
 def describe(value: Any) -> str:
@@ -170,8 +168,6 @@ def describe(value: Any) -> str:
         return text
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
-    if type(value) in _OPAQUE_TYPES:
-        return type(value).__name__
     if type(value) is tuple or type(value) is list:  # the common case first: a NamedTuple is a tuple too
         inner = ", ".join([describe(item) for item in value])
         return f"[{inner}]" if type(value) is list else f"({inner}{',' if len(value) == 1 else ''})"
@@ -187,8 +183,6 @@ def describe(value: Any) -> str:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         inner = ", ".join(f"{f.name}={describe(getattr(value, f.name))}" for f in dataclasses.fields(value))
         return f"{type(value).__name__}({inner})"
-    if not hasattr(type(value), "_fields"):  # what it is, the type decides (a cache object, passed to every block)
-        _OPAQUE_TYPES.add(type(value))
     return type(value).__name__
 
 
@@ -295,28 +289,34 @@ def _flat_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] 
 # Each formula on shapes gives the same count for the same shapes, in any forward: its counts are kept between them
 # (a model's layers repeat their shapes, and a summary is often run again), up to a bound.
 _KNOWN_COUNTS_LIMIT = 4096
+_OUTPUT_SHAPES_FOLLOW = {"torch.utils.flop_counter", __name__}
 
 
 class _Counter:
     """A FLOP formula as FlopCounterMode calls it, on an op's arguments and output (``out_val``), in two steps:
     :meth:`known` before the op runs, :meth:`count` after, for a count not known yet. A formula on shapes (torch's
-    ``shape_wrapper``) works out each count once, kept under the arguments' shapes, looked up before the kernel has
-    run (the ops with such a formula, matrix products, convolutions and attention, have outputs whose shapes their
-    arguments decide); a formula on tensors gets them each time."""
+    ``shape_wrapper``) works out each count once. torch's and paramscope's are kept under the arguments' shapes and
+    looked up before the kernel runs (their ops, matrix products, convolutions and attention, have outputs whose
+    shapes their arguments decide); one registered elsewhere, under the output's shapes too. A formula on tensors
+    gets them each time."""
 
-    __slots__ = ("_formula", "_known", "_on_shapes")
+    __slots__ = ("_before", "_formula", "_known", "_on_shapes")
 
     def __init__(self, formula: Callable[..., int]) -> None:
         self._formula = formula
         on_shapes = getattr(formula, "__wrapped__", None)  # torch's shape_wrapper keeps the formula it wraps (wraps)
         # on the op's tensors: torch's get_raw formulas (flash attention) and paramscope's own
         self._on_shapes = None if getattr(formula, "_get_raw", False) else on_shapes
+        self._before = getattr(on_shapes, "__module__", None) in _OUTPUT_SHAPES_FOLLOW
+        """Whether the count can be looked up before the kernel runs: torch's formulas and paramscope's are for ops
+        whose outputs' shapes their arguments decide; one registered elsewhere may be for an op whose output
+        depends on its inputs' values (a router's), so its key takes in the output's shapes, after."""
         self._known: dict[Any, int] = {}
 
     def known(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int | None, Any]:
         """The count for these arguments if it is known already, and its key (None for a formula on tensors).
         Raises :class:`_NoShape` for a tensor without a shape."""
-        if self._on_shapes is None:
+        if not self._before:
             return None, None
         key: Any = _flat_key(args, kwargs)
         if key is None:
@@ -331,7 +331,12 @@ class _Counter:
         """The FLOPs of the op that ran on ``args`` and ``kwargs`` and gave ``out``, a count not known yet."""
         if self._on_shapes is None:
             return self._formula(*args, **kwargs, out_val=out)
-        arg_shapes, kwarg_shapes, out_shape = _shapes((args, kwargs, out))
+        arg_shapes, kwarg_shapes, out_shape = shapes = _shapes((args, kwargs, out))
+        if key is None:  # not looked up before: the key takes in the output's shapes
+            key = repr(shapes)
+            flops = self._known.get(key)
+            if flops is not None:
+                return flops
         flops = int(self._on_shapes(*arg_shapes, out_shape=out_shape, **kwarg_shapes))
         if len(self._known) >= _KNOWN_COUNTS_LIMIT:
             self._known.clear()
@@ -468,9 +473,10 @@ class _OpRecorder(TorchDispatchMode):
             return plan.run(*args, **kwargs)
         try:
             flops, key = counter.known(args, kwargs)
-        except _NoShape:  # counted as 0, and named with the ops that have no formula
+        except _NoShape:  # counted as 0 once it has run, and named with the ops that have no formula
+            out = plan.run(*args, **kwargs)
             self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
-            return plan.run(*args, **kwargs)
+            return out
         out = plan.run(*args, **kwargs)
         if flops is None:
             try:
@@ -746,8 +752,7 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     every parameter's ``requires_grad`` and ``grad``; with ``real_weights`` (a forward on them), what each
     parameter's ``.data`` is (a momentum encoder assigns it in its forward)."""
     modules = walk.modules
-    held = [entries for module in modules for entries in (module.__dict__, module._parameters, module._buffers)]
-    saved = list(map(dict.copy, held))  # shallow: the tensors themselves are not copied
+    saved = list(map(dict, _state_dicts(modules)))  # shallow copies: the tensors themselves are not copied
     trainable = [(param, param.requires_grad, param.grad) for module in modules for param in module._parameters.values()
                  if param is not None]  # fmt: skip
     data = [(param, param.data) for param, _, _ in trainable] if real_weights else []
@@ -758,9 +763,12 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     try:
         yield
     finally:
-        if not _unchanged(held, saved):
-            for current, entries in zip(held, saved, strict=True):  # a module's attributes before its tensors
-                _restore(current, entries)
+        if not _unchanged(_state_dicts(modules), saved):
+            states = iter(saved)
+            for module in modules:  # its attributes first: what holds its parameters and buffers may be rebound
+                _restore(module.__dict__, next(states))
+                _restore(module._parameters, next(states))
+                _restore(module._buffers, next(states))
         for param, requires_grad, grad in trainable:
             if param.requires_grad != requires_grad:
                 param.requires_grad_(requires_grad)
@@ -771,19 +779,23 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
                 param.data = tensor
 
 
-def _unchanged(held: list[dict[str, Any]], saved: list[dict[str, Any]]) -> bool:
-    """Whether each dict in ``held`` holds what its copy in ``saved`` does, keys and values compared by identity (as
-    :func:`_restore` compares them), all in one pass."""
+def _state_dicts(modules: list[nn.Module]) -> list[MutableMapping[str, Any]]:
+    """Each module's attributes, parameters and buffers, as they are now (a forward may rebind any of them)."""
+    return [entries for module in modules for entries in (module.__dict__, module._parameters, module._buffers)]
+
+
+def _unchanged(current: list[MutableMapping[str, Any]], saved: list[dict[str, Any]]) -> bool:
+    """Whether each mapping in ``current`` holds what its copy in ``saved`` does, keys and values compared by
+    identity (as :func:`_restore` compares them), all in one pass."""
+    values = operator.methodcaller("values")
     return (
-        list(map(len, held)) == list(map(len, saved))
-        and all(
-            map(operator.is_, chain.from_iterable(map(dict.values, held)), chain.from_iterable(map(dict.values, saved)))
-        )
-        and all(map(operator.is_, chain.from_iterable(held), chain.from_iterable(saved)))
+        list(map(len, current)) == list(map(len, saved))
+        and all(map(operator.is_, chain.from_iterable(map(values, current)), chain.from_iterable(map(values, saved))))
+        and all(map(operator.is_, chain.from_iterable(current), chain.from_iterable(saved)))
     )
 
 
-def _restore(current: dict[str, Any], saved: dict[str, Any]) -> None:
+def _restore(current: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
     """``current`` made equal to ``saved`` again, compared by identity (== would compare tensors element-wise,
     across devices): a rebound entry keeps its place in the dict, an added or deleted one changes the keys."""
     # keys by identity too: the saved dict is a copy of this one, holding the same key objects
