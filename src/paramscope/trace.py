@@ -328,7 +328,8 @@ class _Counter:
             return self._known.get(key), key
 
     def count(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
-        """The FLOPs of the op that ran on ``args`` and ``kwargs`` and gave ``out``, a count not known yet."""
+        """The FLOPs of the op that ran on ``args`` and ``kwargs`` and gave ``out``: a count :meth:`known` did not
+        find (under ``key``), or did not look for (``key`` None)."""
         if self._on_shapes is None:
             return self._formula(*args, **kwargs, out_val=out)
         arg_shapes, kwarg_shapes, out_shape = shapes = _shapes((args, kwargs, out))
