@@ -319,13 +319,13 @@ class _Counter:
         if not self._before:
             return None, None
         key: Any = _flat_key(args, kwargs)
-        if key is None:
-            key = repr(_shapes((args, kwargs)))  # lists among them (a convolution's stride) do not hash
-        try:
-            return self._known.get(key), key
-        except TypeError:  # an argument that does not hash
-            key = repr(_shapes((args, kwargs)))
-            return self._known.get(key), key
+        if key is not None:
+            try:
+                return self._known.get(key), key
+            except TypeError:  # an argument that does not hash
+                pass
+        key = repr(_shapes((args, kwargs)))  # lists among them (a convolution's stride) do not hash
+        return self._known.get(key), key
 
     def count(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
         """The FLOPs of the op that ran on ``args`` and ``kwargs`` and gave ``out``: a count :meth:`known` did not
