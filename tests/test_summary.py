@@ -2185,6 +2185,26 @@ def test_torchscript_is_refused_and_leaves_no_hooks() -> None:
     assert all(count == 0 for _, _, count in module_hooks(model[0]))
 
 
+def test_a_model_that_holds_its_owner_is_refused_in_one_line() -> None:
+    from .test_walk import Owner
+
+    model = Owner()
+    with pytest.raises(RecursionError):  # what torch's own train() does with it
+        model.train()
+    message = (
+        "module 'head.owner' refers back to '(model)', which contains it (a cycle): torch's train() and eval() recurse "
+        "through it without end; inspect reads the model, a forward needs the cycle broken"
+    )
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.summary(model, input_size=(2, 4))
+    assert str(caught.value) == message
+    assert "forward" not in model.__dict__
+    assert all(module.training for module in model.modules())
+    plan = paramscope.memory(model, input_size=(2, 4), train=True).memory
+    assert plan is not None
+    assert f"no activations item: {message}" in plan.notes
+
+
 def test_a_sharded_model_is_not_run() -> None:
     model = nn.Linear(4, 4)
     model.weight.ds_numel = 16  # type: ignore[attr-defined]  # a ZeRO-3 parameter, as DeepSpeed marks them

@@ -47,3 +47,27 @@ def test_the_walk_yields_what_the_modules_generators_do(name: str) -> None:
             assert got == expected, (kind, remove_duplicate)
     assert [id(p) for p in walk.parameters] == [id(p) for p in model.parameters()]
     assert [id(b) for b in walk.buffers] == [id(b) for b in model.buffers()]
+
+
+class Owner(nn.Module):
+    """A module that holds its owner: the module graph has a cycle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.head = nn.Sequential(nn.Linear(4, 2))
+        self.head.owner = self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head[0](self.body(x))
+
+
+def test_a_cycle_is_cut_where_it_closes() -> None:
+    model = Owner()
+    with pytest.raises(RecursionError):  # what torch's own walk does with it
+        list(model.named_modules(remove_duplicate=False))
+    walk = ModuleWalk(model)
+    assert walk.cycles == [("head.owner", "")]
+    assert walk.named_modules == list(model.named_modules())  # torch's walk that remembers what it has seen
+    assert walk.modules == list(model.modules())
+    assert [key for key, _ in walk.named_tensors("parameters")] == [key for key, _ in model.named_parameters()]

@@ -94,12 +94,20 @@ def make_inputs(
 
 
 def forward_refusal(model: nn.Module, walk: ModuleWalk | None = None) -> str | None:
-    """Why paramscope does not run ``model``'s forward, or None: TorchScript modules take no module hooks, and a
-    sharded model's forward runs collectives, which one rank alone would leave waiting (or break FSDP's state).
-    ``walk`` is ``model``'s, when the caller has one."""
+    """Why paramscope does not run ``model``'s forward, or None: a module that holds one of its ancestors makes
+    torch's train() recurse without end, TorchScript modules take no module hooks, and a sharded model's forward runs
+    collectives, which one rank alone would leave waiting (or break FSDP's state). ``walk`` is ``model``'s, when the
+    caller has one."""
     from ._walk import ModuleWalk
 
     walk = walk or ModuleWalk(model)
+    if walk.cycles:
+        reference, contained = walk.cycles[0]
+        return (
+            f"module {reference!r} refers back to {contained or '(model)'!r}, which contains it (a cycle): torch's "
+            "train() and eval() recurse through it without end; inspect reads the model, a forward needs the cycle "
+            "broken"
+        )
     classes = {cls.__name__ for kind in {type(module) for module in walk.modules} for cls in kind.__mro__}
     if "ScriptModule" in classes:
         return "the model holds TorchScript modules, which take no module hooks: summarise the eager model"

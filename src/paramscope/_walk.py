@@ -31,17 +31,36 @@ class ModuleWalk:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.named_modules: list[tuple[str, nn.Module]] = list(model.named_modules(remove_duplicate=False))
-        """Every module under every path, as ``model.named_modules(remove_duplicate=False)``."""
+        self.named_modules: list[tuple[str, nn.Module]] = []
+        """Every module under every path, as ``model.named_modules(remove_duplicate=False)``, a cycle cut where it
+        closes."""
+        self.cycles: list[tuple[str, str]] = []
+        """Where the module graph refers back to a module that contains it: the path of the reference and the
+        module's own path. ``named_modules(remove_duplicate=False)`` recurses through these without end."""
         self.paths: dict[int, str] = {}
         """Each module's first path, by ``id``."""
         self.modules: list[nn.Module] = []
         """Each module once, as ``model.modules()``."""
-        for path, module in self.named_modules:
-            if id(module) not in self.paths:
-                self.paths[id(module)] = path
-                self.modules.append(module)
+        self._visit("", model, {})
         self._named_tensors: dict[tuple[str, bool], list[tuple[str, torch.Tensor]]] = {}
+
+    def _visit(self, path: str, module: nn.Module, containing: dict[int, str]) -> None:
+        # A recursion as deep as the model, where torch's named_modules nests a generator per level and passes each
+        # module up through all of them.
+        self.named_modules.append((path, module))
+        if id(module) not in self.paths:
+            self.paths[id(module)] = path
+            self.modules.append(module)
+        containing[id(module)] = path
+        prefix = path + "." if path else ""
+        for name, child in module._modules.items():
+            if child is None:
+                continue
+            if id(child) in containing:
+                self.cycles.append((prefix + name, containing[id(child)]))
+            else:
+                self._visit(prefix + name, child, containing)
+        del containing[id(module)]
 
     def named_tensors(
         self, kind: Literal["parameters", "buffers"], *, remove_duplicate: bool = True
