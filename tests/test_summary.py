@@ -472,6 +472,31 @@ def test_flops_match_flop_counter_mode_on_cpu(built: dict[str, Built], name: str
     assert report.calls[0].flops == total  # type: ignore[index]
 
 
+class CallsItself(nn.Module):
+    """A module that calls itself: it is on the stack twice while its inner call runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.inner = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, depth: int = 2) -> torch.Tensor:
+        x = self.fc(x)
+        return self.inner(self(x, depth - 1)) if depth else x
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_module_that_calls_itself_counts_each_flop_once(device: str) -> None:
+    report = paramscope.summary(CallsItself(), input_size=(3, 4), device=device)
+    linear = 2 * 3 * 4 * 4  # by hand: 2 × batch × in × out, per call
+    # FlopCounterMode's module tracker drops the module when its inner call returns, and with it the outer calls'
+    # products (288 here): the whole subtree is the module's own here, each product once
+    assert [(r.path, r.calls, r.flops) for r in report.calls or ()] == [
+        ("", 3, 5 * linear), ("fc", 3, 3 * linear), ("inner", 2, 2 * linear)
+    ]  # fmt: skip
+    assert report.totals.flops == 5 * linear
+
+
 class SameShapesOtherArguments(nn.Module):
     """Convolutions that take one input shape but differ in stride, padding, dilation, groups and direction, and a
     Linear shape repeated: FLOPs worked out once per shape must still tell the convolutions apart."""

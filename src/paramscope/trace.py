@@ -402,9 +402,9 @@ _UNPLANNED: Any = object()
 
 class _OpRecorder(TorchDispatchMode):
     """The one dispatch mode of a forward: counts the aten ops it runs (to name those without a FLOP formula); with
-    ``running`` (the stack of module paths the hooks keep), counts FLOPs with FlopCounterMode's formulas, each op's
-    added to every module running; with ``protected`` (parameter storages by address), refuses an op that would write
-    to one before it runs: on a real device the forward runs on the user's own weights, which must come back
+    ``count_flops``, counts FLOPs with FlopCounterMode's formulas into a running total (which :class:`_Hooks` reads as
+    each module enters and leaves); with ``protected`` (parameter storages by address), refuses an op that would
+    write to one before it runs: on a real device the forward runs on the user's own weights, which must come back
     unchanged.
 
     Why not FlopCounterMode itself: it is a second Python dispatch mode plus module hooks of its own that flatten
@@ -412,12 +412,10 @@ class _OpRecorder(TorchDispatchMode):
     same formulas (``flop_registry``) and the same decompositions, and tests hold the two equal.
     """
 
-    def __init__(self, protected: dict[int, str] | None = None, running: list[str] | None = None) -> None:
+    def __init__(self, protected: dict[int, str] | None = None, *, count_flops: bool = False) -> None:
         super().__init__()
         self.protected = protected or {}
-        self.running = running
-        self.flops: dict[str, int] = {}
-        """FLOPs per module path, each module's subtree included."""
+        self.count_flops = count_flops
         self.total_flops = 0
         self.unsized: dict[Any, int] = {}
         """Ops with a formula on shapes that ran on nested tensors, by packet: counted 0."""
@@ -440,9 +438,9 @@ class _OpRecorder(TorchDispatchMode):
             plan = None
         else:
             formula = self.formulas.get(func.overloadpacket)
-            counter = None if formula is None or self.running is None else _counter(formula)
+            counter = None if formula is None or not self.count_flops else _counter(formula)
             composite, written = _op_traits(func)
-            decomposes = counter is None and self.running is not None and composite
+            decomposes = counter is None and self.count_flops and composite
             written = written if self.protected else ()
             run = func._op if type(func) is torch._ops.OpOverload else func
             only_counted = counter is None and not decomposes and not written
@@ -486,8 +484,6 @@ class _OpRecorder(TorchDispatchMode):
                 self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
                 return out
         self.total_flops += flops
-        for path in set(self.running):  # type: ignore[arg-type]  # a formula is planned only with a stack
-            self.flops[path] = self.flops.get(path, 0) + flops
         return out
 
     def _refuse_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
@@ -557,8 +553,13 @@ class ForwardError(TargetError):
 
 
 class _Hooks:
-    """What keeps the stack of running modules and a record of each module's calls: a wrapper of each module's
-    ``forward`` (:class:`_RecordedForward`), or module hooks on a module with hooks of its own.
+    """What keeps the stack of running modules, a record of each module's calls, and each module's FLOPs: a wrapper
+    of each module's ``forward`` (:class:`_RecordedForward`), or module hooks on a module with hooks of its own.
+
+    A module's FLOPs are what the recorder's running total gained while it ran (its subtree's), read as it enters
+    and leaves: an op adds to the total alone, not to each module on the stack. A module already running further up
+    the stack (one that calls itself) adds only from its outermost call, as FlopCounterMode counts an op once per
+    module.
 
     Why wrappers: a module with hooks takes ``nn.Module``'s slow call path, and each hook needs a handle made and
     removed; four hooks on every module cost a GPT-2 forward on CPU several times what one wrapper does. A user's
@@ -573,6 +574,13 @@ class _Hooks:
         """The inputs of each module on the stack, for the message if the forward fails inside."""
         self.failure: tuple[BaseException, str, Any, dict[str, Any]] | None = None
         """The last exception that left a wrapped module, with the module it was raised in and its inputs."""
+        self.recorder: _OpRecorder | None = None
+        """The op recorder, whose running total of FLOPs each module's are read from; None when nothing counts."""
+        self.flops: dict[str, int] = {}
+        """FLOPs per module path, each module's subtree included (none where it has none)."""
+        self._flops_at_entry: list[tuple[int, bool]] = []
+        """For each hooked module on the stack: the running total as it entered, and whether it is its outermost
+        call."""
         self.advance: Callable[[], None] | None = None
         """Called as each module first completes: a progress bar's step."""
         self._handles: list[Any] = []
@@ -606,6 +614,7 @@ class _Hooks:
         rows last (the inputs as forward gets them and the output as its caller does, so they chain)."""
 
         def enter(module: nn.Module, args: Any, kwargs: Any) -> None:
+            self._flops_at_entry.append((self.flops_so_far(), path not in self.stack))
             self.stack.append(path)
             self.arguments.append((args, kwargs))
 
@@ -623,6 +632,7 @@ class _Hooks:
                 self.failed(error)
             self.stack.pop()
             self.arguments.pop()
+            self.add_flops(path, *self._flops_at_entry.pop())
 
         self._handles += [
             module.register_forward_pre_hook(enter, prepend=True, with_kwargs=True),
@@ -643,6 +653,17 @@ class _Hooks:
             call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
         call.calls += 1
         return call
+
+    def flops_so_far(self) -> int:
+        """The recorder's running total of FLOPs (0 when nothing counts them)."""
+        return 0 if self.recorder is None else self.recorder.total_flops
+
+    def add_flops(self, path: str, at_entry: int, outermost: bool) -> None:
+        """Add to ``path``'s FLOPs what the running total gained since its call entered, unless it is not the
+        call's outermost."""
+        flops = self.flops_so_far() - at_entry
+        if flops and outermost:
+            self.flops[path] = self.flops.get(path, 0) + flops
 
     def record_output(self, call: ModuleCall, output: Any) -> None:
         """Record a call's output, the first time."""
@@ -704,6 +725,7 @@ class _RecordedForward:
         hooks, path = self._hooks, self._path
         stack, arguments = hooks.stack, hooks.arguments
         depth = len(stack)
+        at_entry, outermost = hooks.flops_so_far(), path not in stack
         stack.append(path)
         arguments.append((args, kwargs))
         call = hooks.called(path, self._module, args, kwargs)
@@ -712,10 +734,12 @@ class _RecordedForward:
         except BaseException as error:
             hooks.failed(error)
             del stack[depth:], arguments[depth:]  # the model may catch it and go on
+            hooks.add_flops(path, at_entry, outermost)
             raise
         if not call.outputs:
             hooks.record_output(call, output)
         del stack[depth:], arguments[depth:]
+        hooks.add_flops(path, at_entry, outermost)
         if self._module.__dict__.get("forward") is not self:  # the forward rebound itself (self.forward = ...)
             self._superseded = True
             hooks.wrap(path, self._module)
@@ -753,47 +777,83 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     every parameter's ``requires_grad`` and ``grad``; with ``real_weights`` (a forward on them), what each
     parameter's ``.data`` is (a momentum encoder assigns it in its forward)."""
     modules = walk.modules
-    saved = list(map(dict, _state_dicts(modules)))  # shallow copies: the tensors themselves are not copied
-    trainable = [(param, param.requires_grad, param.grad) for module in modules for param in module._parameters.values()
-                 if param is not None]  # fmt: skip
-    data = [(param, param.data) for param, _, _ in trainable] if real_weights else []
+    state = _ModuleState(modules)
+    # Read and compared a list at a time (map over an attrgetter runs in C): this runs around every summary's forward.
+    params = [param for param in chain.from_iterable(map(_VALUES, state.held[1::3])) if param is not None]
+    flags, grads = list(map(_REQUIRES_GRAD, params)), list(map(_GRAD, params))
+    data = list(map(_DATA, params)) if real_weights else []
+    dtypes = list(map(_DTYPE, data))
     # A model already all in eval mode is left to it: model.train() walks every module again (transformers' does more
     # work). train(True) always runs: a model's own train() may keep parts of it in eval mode (frozen BatchNorm).
-    if train or any(module.training for module in modules):
+    if train or any(map(_TRAINING, modules)):
         model.train(train)
     try:
         yield
     finally:
-        if not _unchanged(_state_dicts(modules), saved):
-            states = iter(saved)
-            for module in modules:  # its attributes first: what holds its parameters and buffers may be rebound
-                _restore(module.__dict__, next(states))
-                _restore(module._parameters, next(states))
-                _restore(module._buffers, next(states))
-        for param, requires_grad, grad in trainable:
-            if param.requires_grad != requires_grad:
+        if not state.unchanged():
+            state.restore()
+        if list(map(_REQUIRES_GRAD, params)) != flags:
+            for param, requires_grad in zip(params, flags, strict=True):
                 param.requires_grad_(requires_grad)
-            if param.grad is not grad:
+        if not all(map(operator.is_, map(_GRAD, params), grads)):
+            for param, grad in zip(params, grads, strict=True):
                 param.grad = grad
-        for param, tensor in data:
-            if not param.is_set_to(tensor) or param.dtype != tensor.dtype:  # storage, offset, sizes and strides
-                param.data = tensor
+        # what .data is: storage, offset, sizes and strides (is_set_to), and dtype
+        if data and not (all(map(torch.Tensor.is_set_to, params, data)) and list(map(_DTYPE, params)) == dtypes):
+            for param, tensor in zip(params, data, strict=True):
+                if not param.is_set_to(tensor) or param.dtype != tensor.dtype:
+                    param.data = tensor
 
 
-def _state_dicts(modules: list[nn.Module]) -> list[MutableMapping[str, Any]]:
-    """Each module's attributes, parameters and buffers, as they are now (a forward may rebind any of them)."""
-    return [entries for module in modules for entries in (module.__dict__, module._parameters, module._buffers)]
+_VALUES = operator.methodcaller("values")
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
+_GRAD = operator.attrgetter("grad")
+_DATA = operator.attrgetter("data")
+_DTYPE = operator.attrgetter("dtype")
+_TRAINING = operator.attrgetter("training")
+_ATTRIBUTES = operator.attrgetter("__dict__")
 
 
-def _unchanged(current: list[MutableMapping[str, Any]], saved: list[dict[str, Any]]) -> bool:
-    """Whether each mapping in ``current`` holds what its copy in ``saved`` does, keys and values compared by
-    identity (as :func:`_restore` compares them), all in one pass."""
-    values = operator.methodcaller("values")
-    return (
-        list(map(len, current)) == list(map(len, saved))
-        and all(map(operator.is_, chain.from_iterable(map(values, current)), chain.from_iterable(map(values, saved))))
-        and all(map(operator.is_, chain.from_iterable(current), chain.from_iterable(saved)))
-    )
+class _ModuleState:
+    """What each module's attributes, parameters and buffers are at one moment (a forward may rebind any of them),
+    kept as flat lists: comparing them with what the modules hold later is a pass over each list."""
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        self.modules = modules
+        self.held: list[MutableMapping[str, Any]] = [
+            entries for module in modules for entries in (module.__dict__, module._parameters, module._buffers)
+        ]
+        """The mappings themselves: each module's ``__dict__``, ``_parameters`` and ``_buffers``."""
+        self.lengths = list(map(len, self.held))
+        self.keys = list(chain.from_iterable(self.held))
+        self.values = list(chain.from_iterable(map(_VALUES, self.held)))
+
+    def unchanged(self) -> bool:
+        """Whether every module holds what it held: the same ``__dict__`` (so the same mappings of parameters and
+        buffers, which it holds), the same names in each mapping, in order, bound to the very same objects (==
+        would compare tensors element-wise)."""
+        held = self.held
+        return (
+            all(map(operator.is_, map(_ATTRIBUTES, self.modules), held[::3]))
+            and list(map(len, held)) == self.lengths
+            and list(chain.from_iterable(held)) == self.keys
+            and all(map(operator.is_, chain.from_iterable(map(_VALUES, held)), self.values))
+        )
+
+    def restore(self) -> None:
+        """Put back what :meth:`unchanged` found changed, each module's attributes first: what holds its parameters
+        and buffers may be rebound."""
+        saved: list[dict[str, Any]] = []
+        start = 0
+        for length in self.lengths:
+            end = start + length
+            saved.append(dict(zip(self.keys[start:end], self.values[start:end], strict=True)))
+            start = end
+        states = iter(saved)
+        for module in self.modules:
+            _restore(module.__dict__, next(states))
+            _restore(module._parameters, next(states))
+            _restore(module._buffers, next(states))
 
 
 def _restore(current: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
@@ -913,7 +973,8 @@ def _run(
             saved = _SavedTensors(hooks, kept)
         # on a real device the forward runs on the weights themselves
         protected = None if device == "meta" else _parameter_storages(walk)
-        recorder = _OpRecorder(protected, hooks.stack if count_flops else None)
+        recorder = _OpRecorder(protected, count_flops=count_flops)
+        hooks.recorder = recorder
         with contextlib.ExitStack() as stack:
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
@@ -942,7 +1003,7 @@ def _run(
         trace_result.calls = list(hooks.calls.values())
         trace_result.replaced = hooks.replaced
     if count_flops:
-        trace_result.flops = recorder.flops
+        trace_result.flops = hooks.flops
         trace_result.total_flops = recorder.total_flops
         uncounted = {op: n for op, n in recorder.counts.items() if op not in recorder.formulas}
         trace_result.uncounted_ops = {str(op): n for op, n in (uncounted | recorder.unsized).items()}
