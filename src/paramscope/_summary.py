@@ -178,13 +178,13 @@ def summarize(
     types = {node.path: node.type or "" for node in report.modules}
 
     def record(path: str, inputs: str, outputs: str, calls: int, flops: int, activations: int | None) -> CallRecord:
-        depth_of = path.count(".") + 1 if path else 0
         reported = _reported(path)
-        return CallRecord(path, types.get(reported, ""), depth_of, inputs, outputs, params.get(reported, 0), flops,
+        return CallRecord(path, types.get(reported, ""), _depth(path), inputs, outputs, params.get(reported, 0), flops,
                           flops // 2, calls, activations)  # fmt: skip
 
     called = {call.path for call in result.calls}
-    ancestors = {path: _ancestors(path) for path in called}
+    known: dict[str, list[str]] = {}
+    ancestors = {path: _ancestors(path, known) for path in called}
     uncalled = {a for path in called for a in ancestors[path] if a not in called}
     children: dict[str, list[str]] = {}
     for path in sorted(called | uncalled):
@@ -200,18 +200,20 @@ def summarize(
 
     measured = result.total_activations is not None
 
-    records: list[CallRecord] = []
+    records: list[CallRecord] = []  # the rows as deep as asked for
     containers: set[str] = set()
     for call in result.calls:
         for ancestor in ancestors[call.path]:  # a row before the first called child
             if ancestor in uncalled and ancestor not in containers:
-                activations = summed(result.activations, ancestor) if measured else None
-                records.append(record(ancestor, "", "", 0, summed(result.flops, ancestor), activations))
                 containers.add(ancestor)
-        activations = result.activations.get(call.path, 0) if measured else None
-        records.append(record(call.path, call.inputs, call.outputs, call.calls, result.flops.get(call.path, 0),
-                              activations))  # fmt: skip
-    calls = tuple(item for item in records if item.depth <= depth)
+                if _depth(ancestor) <= depth:
+                    activations = summed(result.activations, ancestor) if measured else None
+                    records.append(record(ancestor, "", "", 0, summed(result.flops, ancestor), activations))
+        if _depth(call.path) <= depth:
+            activations = result.activations.get(call.path, 0) if measured else None
+            records.append(record(call.path, call.inputs, call.outputs, call.calls, result.flops.get(call.path, 0),
+                                  activations))  # fmt: skip
+    calls = tuple(records)
     totals = replace(
         report.totals,
         flops=result.total_flops,
@@ -259,10 +261,21 @@ def _reported(path: str) -> str:
     return path.replace("._checkpoint_wrapped_module", "").removeprefix("_checkpoint_wrapped_module.")
 
 
-def _ancestors(path: str) -> list[str]:
-    """The ancestors of a module path below the root, outermost first: ``a.b.c`` -> ``a``, ``a.b``."""
-    parts = path.split(".") if path else []
-    return [".".join(parts[:i]) for i in range(1, len(parts))]
+def _ancestors(path: str, known: dict[str, list[str]]) -> list[str]:
+    """The ancestors of a module path below the root, outermost first: ``a.b.c`` -> ``a``, ``a.b``. ``known`` keeps
+    each parent's list for its siblings, which share it (not to be changed)."""
+    parent = path.rpartition(".")[0]
+    if not parent:
+        return []
+    found = known.get(parent)
+    if found is None:
+        found = known[parent] = [*_ancestors(parent, known), parent]
+    return found
+
+
+def _depth(path: str) -> int:
+    """A module path's depth: the root 0, its children 1."""
+    return path.count(".") + 1 if path else 0
 
 
 def check_mode(device: str, mode: str) -> None:
