@@ -438,6 +438,23 @@ def test_uncalled_container_sums_its_children(built: dict[str, Built]) -> None:
     assert paths.index("transformer.h") == paths.index("transformer.h.0") - 1
 
 
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_summary_to_a_depth_has_the_rows_of_a_whole_one_down_to_it(
+    built: dict[str, Built], name: str, device: str
+) -> None:
+    # modules deeper than the depth are counted but not described: the rows shown are the same
+    model, x, whole = built[name]
+    deepest = max(record.depth for record in whole.calls or ())
+    for depth in range(deepest + 1):
+        report = paramscope.summary(model, input_data=x, depth=depth, device=device)
+        expected = [record for record in whole.calls or () if record.depth <= depth]
+        if device == "cpu":  # an eval-mode forward on cpu saves nothing for backward: no activations measured
+            expected = [record._replace(activations_bytes=None) for record in expected]
+        assert report.calls == tuple(expected), depth
+        assert report.totals.flops == whole.totals.flops
+
+
 def test_nested_uncalled_containers_sum_their_children() -> None:
     model = NestedContainers()
     table = rows(paramscope.summary(model, input_size=(2, 4)))

@@ -173,7 +173,7 @@ def summarize(
     model = forward_module(model)
     walk = ModuleWalk(model)
     check_runnable(model, device, walk)
-    result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk)
+    result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk, depth=depth)
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
 

@@ -518,10 +518,16 @@ class ModuleCall:
     path: str
     type: str
     inputs: str
+    """Its first call's inputs (:func:`describe`); empty for a module deeper than the trace describes."""
     outputs: str = ""
+    """Its first call's outputs, as ``inputs``."""
     calls: int = 0
     input_bytes: int = 0
     """The bytes of the first call's first tensor input (a block's hidden states)."""
+    described: bool = True
+    """Whether its inputs and outputs are described: False deeper than the trace's ``depth``."""
+    returned: bool = False
+    """Whether a call of it has returned: its outputs are recorded then."""
 
 
 @dataclass
@@ -566,8 +572,11 @@ class _Hooks:
     own hooks keep the hooks here, so that what they compute counts where FlopCounterMode counts it (see
     :meth:`_hook`)."""
 
-    def __init__(self, walk: ModuleWalk) -> None:
+    def __init__(self, walk: ModuleWalk, depth: int | None = None) -> None:
         self.paths = walk.paths
+        self.depth = depth
+        """How deep the modules whose inputs and outputs are described lie (None: all of them); deeper ones are
+        counted, not described: a summary shows rows down to its depth alone."""
         self.calls: dict[str, ModuleCall] = {}
         self.stack: list[str] = []
         self.arguments: list[tuple[Any, dict[str, Any]]] = []
@@ -645,12 +654,14 @@ class _Hooks:
         """Count a call of ``module``; the first one also records its inputs."""
         call = self.calls.get(path)
         if call is None:
-            inputs = _describe_arguments(args, kwargs)
+            described = self.depth is None or (path.count(".") + 1 if path else 0) <= self.depth
+            inputs = _describe_arguments(args, kwargs) if described else ""
             first = args[0] if args and isinstance(args[0], torch.Tensor) else None  # the common case first
             if first is None:
                 first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
             size = 0 if first is None else first.numel() * first.element_size()
-            call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size)
+            call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size,
+                                                 described=described)  # fmt: skip
         call.calls += 1
         return call
 
@@ -667,10 +678,12 @@ class _Hooks:
 
     def record_output(self, call: ModuleCall, output: Any) -> None:
         """Record a call's output, the first time."""
-        if not call.outputs:
+        if not call.returned:
+            call.returned = True
             if self.advance is not None:
                 self.advance()
-            call.outputs = describe(output)
+            if call.described:
+                call.outputs = describe(output)
 
     def failed(self, error: BaseException) -> None:
         """Keep where ``error`` was raised: the module on top of the stack as it first leaves a wrapped module."""
@@ -736,7 +749,7 @@ class _RecordedForward:
             del stack[depth:], arguments[depth:]  # the model may catch it and go on
             hooks.add_flops(path, at_entry, outermost)
             raise
-        if not call.outputs:
+        if not call.returned:
             hooks.record_output(call, output)
         del stack[depth:], arguments[depth:]
         hooks.add_flops(path, at_entry, outermost)
@@ -961,9 +974,10 @@ def _run(
     quiet: bool = True,
     walk: ModuleWalk | None = None,
     find_trained: bool = False,
+    depth: int | None = None,
 ) -> None:
     walk = walk or ModuleWalk(model)
-    hooks = _Hooks(walk)
+    hooks = _Hooks(walk, depth)
     try:
         weights = _stand_ins(walk, device, dtype)
         saved = None
@@ -1021,17 +1035,19 @@ def trace(
     train: bool,
     quiet: bool = True,
     walk: ModuleWalk | None = None,
+    depth: int | None = None,
 ) -> Trace:
     """Run ``model(*args, **kwargs)`` for a summary: shapes and FLOPs in the requested mode on ``device``, and the
     activations of a train-mode forward: the same forward when it is one; on meta, a second forward in train mode
     when it is not (free there). On a real device only the forward asked for runs (a summary costs what a forward
     costs): in eval mode it runs without autograd and saves nothing. Activations not measured are None, and
     ``activations_failure`` says why. Unless ``quiet``, a progress bar on a terminal follows the modules. ``walk``
-    is ``model``'s, when the caller has one."""
+    is ``model``'s, when the caller has one. Modules deeper than ``depth`` are counted and their FLOPs and
+    activations measured, but their inputs and outputs are not described (a summary does not show them)."""
     result = Trace()
     walk = walk or ModuleWalk(model)
     _run(model, args, kwargs, device=device, train=train, count_flops=True, measure_activations=train,
-         trace_result=result, quiet=quiet, walk=walk)  # fmt: skip
+         trace_result=result, quiet=quiet, walk=walk, depth=depth)  # fmt: skip
     if train:
         result.activations_device = device
         return result
@@ -1044,7 +1060,7 @@ def trace(
         return result
     try:
         _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
-             trace_result=result, quiet=quiet, walk=walk)  # fmt: skip
+             trace_result=result, quiet=quiet, walk=walk, depth=depth)  # fmt: skip
     except ForwardError as error:
         result.activations_failure = f"no train-mode forward could run ({error})"
     else:
