@@ -35,7 +35,7 @@ import paramscope
 from paramscope._summary import make_inputs
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import View, render
-from paramscope.trace import ForwardError, _OpRecorder, describe
+from paramscope.trace import ForwardError, _OpRecorder, describe, trace
 
 from .cli import assert_error, run
 
@@ -455,6 +455,18 @@ def test_a_summary_to_a_depth_has_the_rows_of_a_whole_one_down_to_it(
         assert report.totals.flops == whole.totals.flops
 
 
+def test_modules_deeper_than_the_depth_are_counted_not_described(built: dict[str, Built]) -> None:
+    model, x, _ = built["gpt2-tiny"]
+    result = trace(model, (x,), {}, device="meta", train=False, depth=1)
+    shown = [call for call in result.calls if "." not in call.path]  # the root and its children
+    deep = [call for call in result.calls if "." in call.path]
+    assert deep
+    assert all(call.described and call.inputs and call.outputs for call in shown)
+    assert all(not call.described and call.inputs == call.outputs == "" for call in deep)
+    # still counted, with what the memory planner reads of a block (its input's bytes)
+    assert all(call.calls >= 1 and call.input_bytes > 0 for call in deep)
+
+
 def test_nested_uncalled_containers_sum_their_children() -> None:
     model = NestedContainers()
     table = rows(paramscope.summary(model, input_size=(2, 4)))
@@ -502,9 +514,13 @@ class CallsItself(nn.Module):
         return self.inner(self(x, depth - 1)) if depth else x
 
 
+@pytest.mark.parametrize("hooked", [False, True], ids=["wrapped", "hooked"])
 @pytest.mark.parametrize("device", ["cpu", "meta"])
-def test_a_module_that_calls_itself_counts_each_flop_once(device: str) -> None:
-    report = paramscope.summary(CallsItself(), input_size=(3, 4), device=device)
+def test_a_module_that_calls_itself_counts_each_flop_once(device: str, hooked: bool) -> None:
+    model = CallsItself()
+    if hooked:  # a hook of the user's own: the module is recorded through hooks, not a wrapper
+        model.register_forward_pre_hook(lambda module, args: None)
+    report = paramscope.summary(model, input_size=(3, 4), device=device)
     linear = 2 * 3 * 4 * 4  # by hand: 2 × batch × in × out, per call
     # FlopCounterMode's module tracker drops the module when its inner call returns, and with it the outer calls'
     # products (288 here): the whole subtree is the module's own here, each product once
@@ -512,6 +528,44 @@ def test_a_module_that_calls_itself_counts_each_flop_once(device: str) -> None:
         ("", 3, 5 * linear), ("fc", 3, 3 * linear), ("inner", 2, 2 * linear)
     ]  # fmt: skip
     assert report.totals.flops == 5 * linear
+
+
+class Stop(BaseException):
+    """A BaseException of the model's own, which it catches: torch runs no always-call hook as it leaves a module."""
+
+
+class StopsInside(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        super().forward(x)
+        raise Stop
+
+
+class CatchesAStop(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pre = nn.Linear(4, 4)
+        self.inner = StopsInside(4, 4)
+        self.post = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pre(x)
+        with contextlib.suppress(Stop):
+            self.inner(x)
+        return self.post(x)
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_hooked_call_that_never_returns_leaves_the_rows_adding_up(device: str) -> None:
+    model = CatchesAStop()
+    model.register_forward_hook(lambda module, args, output: None)  # both recorded through hooks
+    model.inner.register_forward_hook(lambda module, args, output: None)
+    report = paramscope.summary(model, input_size=(3, 4), device=device)
+    linear = 2 * 3 * 4 * 4  # by hand, per Linear
+    # the call that never returned has no FLOPs of its own: when it left is unknown, so they are its caller's
+    assert [(r.path, r.flops) for r in report.calls or ()] == [
+        ("", 3 * linear), ("pre", linear), ("inner", 0), ("post", linear)
+    ]  # fmt: skip
+    assert report.totals.flops == 3 * linear
 
 
 class SameShapesOtherArguments(nn.Module):

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 
 class ModuleWalk:
-    """The modules of ``model``, each under every path it is registered at, and their tensors.
+    """The modules of ``model``, each under every path it is registered at (a path back to a module that contains
+    it, a cycle, cut where it closes), and their tensors.
 
     >>> from torch import nn
     >>> shared = nn.Linear(2, 2)

@@ -5,10 +5,12 @@ the real parameters and clones of the buffers), so its own parameters, buffers (
 devices and ``requires_grad`` never change; the train/eval flag of every module and the hooks added here are
 restored even when the forward raises.
 
-- Shapes: a wrapper of every module's ``forward`` (hooks, on a module with hooks of its own) records what goes in
-  and comes out, in execution order, and keeps the stack of running modules.
+- Shapes: a wrapper of every module's ``forward`` (hooks, on a module with hooks of its own) counts its calls,
+  records what goes in and comes out (down to the summary's depth), in execution order, and keeps the stack of
+  running modules.
 - FLOPs: the formulas of torch's ``FlopCounterMode`` (``flop_registry``), plus those it lacks for torch's fused CPU
-  kernels, attributed to the modules on that stack. The ops without a formula are named in the notes.
+  kernels, attributed to each module by what they add while it runs. The ops without a formula are named in the
+  notes.
 - Activations: the bytes autograd saves for backward in a train-mode forward with gradients, seen by
   ``torch.autograd.graph.saved_tensors_hooks`` and de-duplicated by storage (parameters and buffers are not
   activations). When a summary on meta runs in eval mode, a second forward, in train mode, measures them: on meta
@@ -564,8 +566,9 @@ class _Hooks:
 
     A module's FLOPs are what the recorder's running total gained while it ran (its subtree's), read as it enters
     and leaves: an op adds to the total alone, not to each module on the stack. A module already running further up
-    the stack (one that calls itself) adds only from its outermost call, as FlopCounterMode counts an op once per
-    module.
+    the stack (one that calls itself) adds only from its outermost call: an op counts once per module, as
+    FlopCounterMode means to (its module tracker drops a module when its inner call returns, and with it the rest
+    of the outer call).
 
     Why wrappers: a module with hooks takes ``nn.Module``'s slow call path, and each hook needs a handle made and
     removed; four hooks on every module cost a GPT-2 forward on CPU several times what one wrapper does. A user's
@@ -587,9 +590,9 @@ class _Hooks:
         """The op recorder, whose running total of FLOPs each module's are read from; None when nothing counts."""
         self.flops: dict[str, int] = {}
         """FLOPs per module path, each module's subtree included (none where it has none)."""
-        self._flops_at_entry: list[tuple[int, bool]] = []
-        """For each hooked module on the stack: the running total as it entered, and whether it is its outermost
-        call."""
+        self._flops_at_entry: list[tuple[int, int, bool]] = []
+        """For each hooked module's call on the stack: its place on the stack, the running total as it entered, and
+        whether it is the module's outermost call."""
         self.advance: Callable[[], None] | None = None
         """Called as each module first completes: a progress bar's step."""
         self._handles: list[Any] = []
@@ -623,7 +626,7 @@ class _Hooks:
         rows last (the inputs as forward gets them and the output as its caller does, so they chain)."""
 
         def enter(module: nn.Module, args: Any, kwargs: Any) -> None:
-            self._flops_at_entry.append((self.flops_so_far(), path not in self.stack))
+            self._flops_at_entry.append((len(self.stack), self.flops_so_far(), path not in self.stack))
             self.stack.append(path)
             self.arguments.append((args, kwargs))
 
@@ -639,9 +642,11 @@ class _Hooks:
             error = sys.exc_info()[1]
             if output is None and error is not None:
                 self.failed(error)
-            self.stack.pop()
-            self.arguments.pop()
-            self.add_flops(path, *self._flops_at_entry.pop())
+            depth = len(self.stack) - 1 - self.stack[::-1].index(path)  # this call's place: the last of its path
+            self.drop_unreturned(depth + 1)
+            _, at_entry, outermost = self._flops_at_entry.pop()
+            del self.stack[depth:], self.arguments[depth:]
+            self.add_flops(path, at_entry, outermost)
 
         self._handles += [
             module.register_forward_pre_hook(enter, prepend=True, with_kwargs=True),
@@ -664,6 +669,14 @@ class _Hooks:
                                                  described=described)  # fmt: skip
         call.calls += 1
         return call
+
+    def drop_unreturned(self, depth: int) -> None:
+        """Forget the hooked calls from ``depth`` up the stack that never returned: torch runs no always-call hook
+        as a BaseException leaves a module, and the model may catch it and go on. Their FLOPs count in their
+        callers' (when they left is unknown); the stack and inputs above ``depth`` are the caller's to cut."""
+        entries = self._flops_at_entry
+        while entries and entries[-1][0] >= depth:
+            entries.pop()
 
     def flops_so_far(self) -> int:
         """The recorder's running total of FLOPs (0 when nothing counts them)."""
@@ -747,11 +760,13 @@ class _RecordedForward:
         except BaseException as error:
             hooks.failed(error)
             del stack[depth:], arguments[depth:]  # the model may catch it and go on
+            hooks.drop_unreturned(depth)
             hooks.add_flops(path, at_entry, outermost)
             raise
         if not call.returned:
             hooks.record_output(call, output)
         del stack[depth:], arguments[depth:]
+        hooks.drop_unreturned(depth)
         hooks.add_flops(path, at_entry, outermost)
         if self._module.__dict__.get("forward") is not self:  # the forward rebound itself (self.forward = ...)
             self._superseded = True
@@ -792,10 +807,13 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     modules = walk.modules
     state = _ModuleState(modules)
     # Read and compared a list at a time (map over an attrgetter runs in C): this runs around every summary's forward.
-    params = [param for param in chain.from_iterable(map(_VALUES, state.held[1::3])) if param is not None]
-    flags, grads = list(map(_REQUIRES_GRAD, params)), list(map(_GRAD, params))
-    data = list(map(_DATA, params)) if real_weights else []
-    dtypes = list(map(_DTYPE, data))
+    params: list[torch.Tensor] = [
+        param for param in chain.from_iterable(map(_VALUES, state.held[1::3])) if param is not None
+    ]
+    flags: list[bool] = list(map(_REQUIRES_GRAD, params))
+    grads: list[torch.Tensor | None] = list(map(_GRAD, params))
+    data: list[torch.Tensor] = list(map(_DATA, params)) if real_weights else []
+    dtypes: list[torch.dtype] = list(map(_DTYPE, data))
     # A model already all in eval mode is left to it: model.train() walks every module again (transformers' does more
     # work). train(True) always runs: a model's own train() may keep parts of it in eval mode (frozen BatchNorm).
     if train or any(map(_TRAINING, modules)):
