@@ -586,11 +586,12 @@ class _Hooks:
         """The inputs of each module on the stack, for the message if the forward fails inside."""
         self.failure: tuple[BaseException, str, Any, dict[str, Any]] | None = None
         """The last exception that left a wrapped module, with the module it was raised in and its inputs."""
-        self.recorder: _OpRecorder | None = None
-        """The op recorder, whose running total of FLOPs each module's are read from; None when nothing counts."""
+        self.recorder = _OpRecorder()
+        """The op recorder, whose running total of FLOPs each module's are read from (the forward's, once it has
+        one; until then one that never runs, its total 0)."""
         self.flops: dict[str, int] = {}
         """FLOPs per module path, each module's subtree included (none where it has none)."""
-        self._flops_at_entry: list[tuple[int, int, bool]] = []
+        self.hooked_calls: list[tuple[int, int, bool]] = []
         """For each hooked module's call on the stack: its place on the stack, the running total as it entered, and
         whether it is the module's outermost call."""
         self.advance: Callable[[], None] | None = None
@@ -626,7 +627,7 @@ class _Hooks:
         rows last (the inputs as forward gets them and the output as its caller does, so they chain)."""
 
         def enter(module: nn.Module, args: Any, kwargs: Any) -> None:
-            self._flops_at_entry.append((len(self.stack), self.flops_so_far(), path not in self.stack))
+            self.hooked_calls.append((len(self.stack), self.recorder.total_flops, path not in self.stack))
             self.stack.append(path)
             self.arguments.append((args, kwargs))
 
@@ -644,9 +645,10 @@ class _Hooks:
                 self.failed(error)
             depth = len(self.stack) - 1 - self.stack[::-1].index(path)  # this call's place: the last of its path
             self.drop_unreturned(depth + 1)
-            _, at_entry, outermost = self._flops_at_entry.pop()
+            _, at_entry, outermost = self.hooked_calls.pop()
             del self.stack[depth:], self.arguments[depth:]
-            self.add_flops(path, at_entry, outermost)
+            if outermost:
+                self.add_flops(path, at_entry)
 
         self._handles += [
             module.register_forward_pre_hook(enter, prepend=True, with_kwargs=True),
@@ -674,19 +676,14 @@ class _Hooks:
         """Forget the hooked calls from ``depth`` up the stack that never returned: torch runs no always-call hook
         as a BaseException leaves a module, and the model may catch it and go on. Their FLOPs count in their
         callers' (when they left is unknown); the stack and inputs above ``depth`` are the caller's to cut."""
-        entries = self._flops_at_entry
+        entries = self.hooked_calls
         while entries and entries[-1][0] >= depth:
             entries.pop()
 
-    def flops_so_far(self) -> int:
-        """The recorder's running total of FLOPs (0 when nothing counts them)."""
-        return 0 if self.recorder is None else self.recorder.total_flops
-
-    def add_flops(self, path: str, at_entry: int, outermost: bool) -> None:
-        """Add to ``path``'s FLOPs what the running total gained since its call entered, unless it is not the
-        call's outermost."""
-        flops = self.flops_so_far() - at_entry
-        if flops and outermost:
+    def add_flops(self, path: str, at_entry: int) -> None:
+        """Add to ``path``'s FLOPs what the running total gained since its call entered (at ``at_entry``)."""
+        flops = self.recorder.total_flops - at_entry
+        if flops:
             self.flops[path] = self.flops.get(path, 0) + flops
 
     def record_output(self, call: ModuleCall, output: Any) -> None:
@@ -751,7 +748,7 @@ class _RecordedForward:
         hooks, path = self._hooks, self._path
         stack, arguments = hooks.stack, hooks.arguments
         depth = len(stack)
-        at_entry, outermost = hooks.flops_so_far(), path not in stack
+        at_entry, outermost = hooks.recorder.total_flops, path not in stack
         stack.append(path)
         arguments.append((args, kwargs))
         call = hooks.called(path, self._module, args, kwargs)
@@ -761,13 +758,16 @@ class _RecordedForward:
             hooks.failed(error)
             del stack[depth:], arguments[depth:]  # the model may catch it and go on
             hooks.drop_unreturned(depth)
-            hooks.add_flops(path, at_entry, outermost)
+            if outermost:
+                hooks.add_flops(path, at_entry)
             raise
         if not call.returned:
             hooks.record_output(call, output)
         del stack[depth:], arguments[depth:]
-        hooks.drop_unreturned(depth)
-        hooks.add_flops(path, at_entry, outermost)
+        if hooks.hooked_calls:  # none but inside a module with hooks of its own
+            hooks.drop_unreturned(depth)
+        if outermost and hooks.recorder.total_flops != at_entry:
+            hooks.add_flops(path, at_entry)
         if self._module.__dict__.get("forward") is not self:  # the forward rebound itself (self.forward = ...)
             self._superseded = True
             hooks.wrap(path, self._module)
