@@ -2186,6 +2186,27 @@ def test_a_hooked_module_that_raises_leaves_the_stack(device: str) -> None:
     )
 
 
+def test_a_global_pre_hook_that_refuses_a_hooked_module_leaves_no_hook_failing(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    model[1].register_forward_hook(lambda module, args, output: None)  # recorded through hooks
+
+    def refuse(module: nn.Module, args: Any) -> None:
+        if module is model[1]:
+            raise ValueError("refused")
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(refuse)
+    try:
+        with pytest.raises(ForwardError) as caught:
+            paramscope.summary(model, input_size=(2, 4))
+    finally:
+        handle.remove()
+    # the refusal comes before the module's own hooks run: it failed in its parent
+    assert str(caught.value) == "the forward failed in '(model)' with inputs [2, 4]: ValueError: refused"
+    assert not [str(warning.message) for warning in recwarn]  # torch warns of an always-call hook that raised
+
+
 def test_a_checkpoint_wrappers_modules_are_rows_of_their_own_parameters() -> None:
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 

@@ -166,7 +166,7 @@ def summarize(
 ) -> Report:
     """``report`` (of ``model``) with the call records, FLOPs and activation bytes of a forward pass; unless
     ``quiet``, with a progress bar on a terminal."""
-    from ._walk import ModuleWalk
+    from ._walk import ModuleWalk, path_depth
     from .sources.module import forward_module
     from .trace import trace
 
@@ -179,8 +179,8 @@ def summarize(
 
     def record(path: str, inputs: str, outputs: str, calls: int, flops: int, activations: int | None) -> CallRecord:
         reported = _reported(path)
-        return CallRecord(path, types.get(reported, ""), _depth(path), inputs, outputs, params.get(reported, 0), flops,
-                          flops // 2, calls, activations)  # fmt: skip
+        return CallRecord(path, types.get(reported, ""), path_depth(path), inputs, outputs, params.get(reported, 0),
+                          flops, flops // 2, calls, activations)  # fmt: skip
 
     called = {call.path for call in result.calls}
     known: dict[str, list[str]] = {}
@@ -206,10 +206,10 @@ def summarize(
         for ancestor in ancestors[call.path]:  # a row before the first called child
             if ancestor in uncalled and ancestor not in containers:
                 containers.add(ancestor)
-                if _depth(ancestor) <= depth:
+                if path_depth(ancestor) <= depth:
                     activations = summed(result.activations, ancestor) if measured else None
                     records.append(record(ancestor, "", "", 0, summed(result.flops, ancestor), activations))
-        if _depth(call.path) <= depth:
+        if path_depth(call.path) <= depth:
             activations = result.activations.get(call.path, 0) if measured else None
             records.append(record(call.path, call.inputs, call.outputs, call.calls, result.flops.get(call.path, 0),
                                   activations))  # fmt: skip
@@ -271,11 +271,6 @@ def _ancestors(path: str, known: dict[str, list[str]]) -> list[str]:
     if found is None:
         found = known[parent] = [*_ancestors(parent, known), parent]
     return found
-
-
-def _depth(path: str) -> int:
-    """A module path's depth: the root 0, its children 1."""
-    return path.count(".") + 1 if path else 0
 
 
 def check_mode(device: str, mode: str) -> None:

@@ -96,3 +96,12 @@ class ModuleWalk:
     def buffers(self) -> list[torch.Tensor]:
         """Each buffer once, as ``model.buffers()``."""
         return [tensor for _, tensor in self.named_tensors("buffers")]
+
+
+def path_depth(path: str) -> int:
+    """A module path's depth below the model: the model itself (``""``) 0, its children 1.
+
+    >>> path_depth(""), path_depth("encoder"), path_depth("encoder.layer.0")
+    (0, 1, 3)
+    """
+    return path.count(".") + 1 if path else 0

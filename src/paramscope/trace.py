@@ -42,7 +42,7 @@ from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapp
 
 from ._errors import TargetError, first_line
 from ._progress import steps
-from ._walk import ModuleWalk
+from ._walk import ModuleWalk, path_depth
 
 aten = torch.ops.aten
 
@@ -643,6 +643,8 @@ class _Hooks:
             error = sys.exc_info()[1]
             if output is None and error is not None:
                 self.failed(error)
+            if path not in self.stack:  # a global pre-hook raised before enter ran
+                return
             depth = len(self.stack) - 1 - self.stack[::-1].index(path)  # this call's place: the last of its path
             self.drop_unreturned(depth + 1)
             _, at_entry, outermost = self.hooked_calls.pop()
@@ -661,7 +663,7 @@ class _Hooks:
         """Count a call of ``module``; the first one also records its inputs."""
         call = self.calls.get(path)
         if call is None:
-            described = self.depth is None or (path.count(".") + 1 if path else 0) <= self.depth
+            described = self.depth is None or path_depth(path) <= self.depth
             inputs = _describe_arguments(args, kwargs) if described else ""
             first = args[0] if args and isinstance(args[0], torch.Tensor) else None  # the common case first
             if first is None:
