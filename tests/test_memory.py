@@ -81,6 +81,7 @@ def saved_bytes(model: nn.Module, *args: Any, **kwargs: Any) -> int:
     the parameters' and buffers' storages left out."""
     model = copy.deepcopy(model).train()
     seen = {tensor.untyped_storage().data_ptr() for tensor in [*model.parameters(), *model.buffers()]}
+    held: list[torch.UntypedStorage] = []  # a storage freed in the forward must not leave its address to a new one
     total = 0
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
@@ -88,6 +89,7 @@ def saved_bytes(model: nn.Module, *args: Any, **kwargs: Any) -> int:
         key = tensor.untyped_storage().data_ptr()
         if key not in seen:
             seen.add(key)
+            held.append(tensor.untyped_storage())
             total += tensor.untyped_storage().nbytes()
         return tensor
 
@@ -624,14 +626,15 @@ def test_multi_head_latent_attention_runs_on_meta() -> None:
     with torch.no_grad():
         logits = model(torch.zeros(2, 8, dtype=torch.long)).logits  # fine on CPU
     assert logits.shape == (2, 8, TINY_DEEPSEEK["vocab_size"])
-    # served in bf16: torch's grouped matmul for the experts takes bf16 only on meta (and on GPUs)
-    assert plan_of(model, seq=8, batch=2, dtype="bf16").item("activations").total_bytes > 0
-    float32 = plan_of(model, seq=8, batch=2)
-    assert [item.name for item in float32.items] == ["weights", "KV cache", "buffers"]
-    assert float32.notes[0].startswith(
-        "no activations item: the forward failed in 'model.layers.1.mlp.experts' with inputs ([16, 32], [16, 2], "
-        "[16, 2]): RuntimeError: Expected inputs of BF16 type"
-    )
+    # the experts' grouped product: torch's meta kernel takes bf16 alone, its CPU kernel float32 as well
+    for dtype in ("bf16", "float32"):
+        assert plan_of(model, seq=8, batch=2, dtype=dtype).item("activations").total_bytes > 0
+    # Its router frees masks and indices it saved, and new storages may take their addresses: the count was one of
+    # several from run to run, below the truth.
+    ids = torch.zeros(2, 8, dtype=torch.long)
+    truth = saved_bytes(model, ids, labels=ids)
+    plans = [plan_of(model, train=True, seq=8, batch=2, precision="fp32") for _ in range(3)]
+    assert [plan.item("activations").total_bytes for plan in plans] == [truth] * 3
 
 
 @pytest.mark.parametrize("tp", [2, 4])

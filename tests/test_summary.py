@@ -133,6 +133,7 @@ def torch_saved_bytes(model: nn.Module, *args: Any) -> tuple[int, dict[str, int]
     move), each storage once, the parameters' and buffers' storages left out; in total and per module path."""
     model = copy.deepcopy(model).train()
     seen = {tensor.untyped_storage().data_ptr() for tensor in [*model.parameters(), *model.buffers()]}
+    held: list[torch.UntypedStorage] = []  # a storage freed in the forward must not leave its address to a new one
     stack: list[str] = []
     per_path: dict[str, int] = {}
     total = 0
@@ -142,6 +143,7 @@ def torch_saved_bytes(model: nn.Module, *args: Any) -> tuple[int, dict[str, int]
         key = tensor.untyped_storage().data_ptr()
         if key not in seen:
             seen.add(key)
+            held.append(tensor.untyped_storage())
             total += tensor.untyped_storage().nbytes()
             for path in set(stack):
                 per_path[path] = per_path.get(path, 0) + tensor.untyped_storage().nbytes()
@@ -1065,6 +1067,20 @@ def test_sys_exit_in_a_forward_is_a_forward_error(device: str, mode: str) -> Non
 def test_device_cpu_runs_a_data_dependent_forward() -> None:
     report = paramscope.summary(DataDependent(), input_data=torch.ones(2, 4), device="cpu")
     assert report.totals.flops == 2 * 2 * 4 * 4
+
+
+def test_a_forward_that_reads_values_on_meta_is_told_to_run_on_cpu() -> None:
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(DataDependent(), input_size=(2, 4))
+    with pytest.raises(RuntimeError) as torch_says:  # torch's own words, the meta device's
+        DataDependent().to("meta")(torch.ones(2, 4, device="meta"))
+    assert str(caught.value) == (
+        f"the forward failed in '(model)' with inputs [2, 4]: RuntimeError: {torch_says.value}; meta tensors have no "
+        "values to read, and some ops no meta kernel: try --device cpu"
+    )
+    with pytest.raises(ForwardError) as caught:  # a failure of the model's own gets no hint
+        paramscope.summary(nn.Linear(4, 4), input_size=(2, 3))
+    assert "try --device cpu" not in str(caught.value)
 
 
 def test_eval_summary_of_a_model_that_only_runs_in_eval_mode() -> None:
@@ -2330,18 +2346,57 @@ def test_a_sharded_model_is_not_run() -> None:
     assert str(caught.value).startswith("the model is sharded (FSDP, DTensor or ZeRO-3): its forward runs collectives")
 
 
-def test_mixture_of_experts_flops_include_the_experts() -> None:
+def tiny_mixtral(device: str = "cpu") -> nn.Module:
+    """A mixture of experts as transformers 5 runs it: every token through its experts in one grouped product."""
     transformers = pytest.importorskip("transformers")
     config = transformers.MixtralConfig(
         vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
         num_key_value_heads=1, num_local_experts=4, num_experts_per_tok=2,
     )  # fmt: skip
-    with torch.device("meta"):
-        model = transformers.MixtralForCausalLM(config).to(torch.bfloat16)  # grouped products take bf16 only
+    torch.manual_seed(0)
+    with torch.device(device):
+        return transformers.MixtralForCausalLM(config).eval()
+
+
+def _grouped_mm_by_hand(tokens: Any, experts: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    # (tokens × k) · (k × n) for each token, through the weights of its expert; 2 FLOPs per MAC
+    return 2 * tokens.shape[0] * tokens.shape[1] * experts.shape[2]
+
+
+_grouped_mm_by_hand._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode passes tensors, not shapes
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_mixture_of_experts_flops_include_the_experts(dtype: torch.dtype) -> None:
+    # torch's meta kernel of the grouped product takes bfloat16 alone, as its fast CUDA kernel does; the CPU kernel
+    # and CUDA's fallback take float32 too, and so does a summary on meta
+    model = tiny_mixtral("meta").to(dtype)
     report = paramscope.summary(model, input_size=(2, 8), dtypes=[torch.long], depth=ALL_DEPTHS)
     experts = [call for call in report.calls or () if call.path.endswith("mlp.experts")]
     tokens = 2 * 8
     assert [call.flops for call in experts] == [tokens * 2 * 3 * (2 * 16 * 32)]  # 2 experts a token, 3 matrices
+    assert experts[0].outputs == "[16, 16]"
+
+
+def test_a_float32_mixture_of_experts_on_meta_is_the_one_on_cpu() -> None:
+    model, ids = tiny_mixtral(), torch.zeros(2, 8, dtype=torch.long)
+    meta = paramscope.summary(model, input_size=(2, 8), dtypes=["long"], mode="train", depth=ALL_DEPTHS)
+    cpu = paramscope.summary(model, input_data=ids, device="cpu", mode="train", depth=ALL_DEPTHS)
+    assert [(call.path, call.inputs, call.outputs) for call in meta.calls or ()] == [
+        (call.path, call.inputs, call.outputs) for call in cpu.calls or ()
+    ]
+    counter = FlopCounterMode(
+        display=False, custom_mapping={**ATTENTION_FORMULA, aten._grouped_mm: _grouped_mm_by_hand}
+    )
+    with torch.no_grad(), counter:
+        model(ids)
+    assert meta.totals.flops == counter.get_total_flops() > 0
+    saved, saved_per_path = torch_saved_bytes(model, ids)
+    assert meta.totals.activations_bytes == saved
+    called = [call for call in meta.calls or () if call.calls]  # containers never called sum their children
+    assert {call.path: call.activations_bytes for call in called} == {
+        call.path: saved_per_path.get(call.path, 0) for call in called
+    }
 
 
 @pytest.mark.parametrize("wrap", [torch.compile, nn.DataParallel], ids=["compiled", "data-parallel"])

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._errors import TargetError, UsageError
+from ._errors import TargetError, UsageError, first_line
 from ._report import CallRecord, Report
 from ._units import format_count, listed
 
@@ -168,12 +168,24 @@ def summarize(
     ``quiet``, with a progress bar on a terminal."""
     from ._walk import ModuleWalk, path_depth
     from .sources.module import forward_module
-    from .trace import trace
+    from .trace import ForwardError, trace
 
     model = forward_module(model)
     walk = ModuleWalk(model)
     check_runnable(model, device, walk)
-    result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk, depth=depth)
+    try:
+        result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk, depth=depth)
+    except ForwardError as error:
+        cause = error.__cause__
+        # as for a model built on meta (sources/code.py): only a failure that looks like the meta device's gets it
+        if (
+            device == "meta"
+            and cause is not None
+            and (isinstance(cause, NotImplementedError) or "meta" in first_line(cause).lower())
+        ):
+            hint = "meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
+            raise ForwardError(f"{error}; {hint}") from cause
+        raise
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
 

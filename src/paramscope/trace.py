@@ -16,8 +16,8 @@ restored even when the forward raises.
   activations). When a summary on meta runs in eval mode, a second forward, in train mode, measures them: on meta
   it costs neither memory nor compute. On a real device only the forward asked for runs.
 
-On meta, ``scaled_dot_product_attention`` runs as a fused kernel, as it does on a GPU (see
-``_FusedAttentionOnMeta``); on CPU torch picks its kernel itself.
+On meta, ``scaled_dot_product_attention`` runs as a fused kernel, as it does on a GPU, and grouped matrix products
+take float32 as torch's CPU kernel does (see ``_on_meta``); on CPU torch picks its kernel itself.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapper
 
 from ._errors import TargetError, first_line
+from ._on_meta import as_on_a_device
 from ._progress import steps
 from ._walk import ModuleWalk, path_depth
 
@@ -128,13 +128,17 @@ def _linear_flops(inputs: Any, weight: Any, *args: Any, **kwargs: Any) -> int:
     return 2 * _rows(inputs) * weight.shape[0] * weight.shape[1]
 
 
+_EXTRA_FLOP_FORMULAS_BY_OP: dict[str, Callable[..., int]] = {
+    "_scaled_dot_product_flash_attention_for_cpu": _cpu_flash_attention_flops,
+    "_native_multi_head_attention": _fused_attention_flops,
+    "_transformer_encoder_layer_fwd": _fused_encoder_layer_flops,
+    "mkldnn_rnn_layer": _mkldnn_rnn_layer_flops,
+    "_grouped_mm": _grouped_mm_flops,
+    "linear": _linear_flops,
+}
+# by name: an op newer than the torch installed (_grouped_mm came in torch 2.8) cannot run, and needs no formula
 EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
-    aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops,
-    aten._native_multi_head_attention: _fused_attention_flops,
-    aten._transformer_encoder_layer_fwd: _fused_encoder_layer_flops,
-    aten.mkldnn_rnn_layer: _mkldnn_rnn_layer_flops,
-    aten._grouped_mm: _grouped_mm_flops,
-    aten.linear: _linear_flops,
+    getattr(aten, name): formula for name, formula in _EXTRA_FLOP_FORMULAS_BY_OP.items() if hasattr(aten, name)
 }
 _PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
 
@@ -197,40 +201,6 @@ def _describe_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         return describe(args[0])
     parts = [describe(arg) for arg in args] + [f"{key}={describe(value)}" for key, value in kwargs.items()]
     return "(" + ", ".join(parts) + ")"
-
-
-def _fused_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attn_mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: float | None = None,
-    enable_gqa: bool = False,
-) -> torch.Tensor | None:
-    if not (query.is_meta and query.dim() == 4) or value.shape[-1] != query.shape[-1]:
-        return None  # fused kernels need one head size for q, k and v; torch falls back to the math path too
-    if attn_mask is not None and attn_mask.requires_grad and torch.is_grad_enabled():
-        return None  # a learned bias (T5's relative positions) needs its gradient: the CPU kernel has none
-    output, _ = aten._scaled_dot_product_flash_attention_for_cpu(
-        query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
-    )
-    return output
-
-
-class _FusedAttentionOnMeta(TorchFunctionMode):
-    """``scaled_dot_product_attention`` on meta as a fused kernel. Meta would take the math fallback, which
-    materialises the attention matrix; a GPU runs a fused kernel that keeps only the output and the logsumexp, and
-    the meta form of torch's CPU flash-attention op does the same (grouped-query shapes included)."""
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if func is torch.nn.functional.scaled_dot_product_attention:
-            fused = _fused_attention(*args, **kwargs)
-            if fused is not None:
-                return fused
-        return func(*args, **kwargs)
 
 
 class ParameterWriteError(RuntimeError):
@@ -940,11 +910,18 @@ def _storage_key(tensor: torch.Tensor) -> int:
 
 
 class _SavedTensors:
-    """Bytes autograd saves for backward, per module on the stack, each storage counted once."""
+    """Bytes autograd saves for backward, per module on the stack, each storage counted once.
+
+    Each storage counted is held until the forward ends. A forward can free storages it saved, in a part of the graph
+    it then drops (a mixture of experts' router saves masks and indices to pick its top-k experts, and keeps only
+    the picks), and the allocator may give their addresses to new ones, which would then pass for storages already
+    counted: an undercount that changed from run to run. Those storages count (they were saved), as in the tests'
+    measure on CPU."""
 
     def __init__(self, hooks: _Hooks, weights: Iterable[torch.Tensor]) -> None:
         self.hooks = hooks
         self.seen = {_storage_key(tensor) for tensor in weights}  # parameters and buffers are not activations
+        self.held: list[torch.UntypedStorage] = []
         self.per_module: dict[str, int] = {}
         self.total = 0
 
@@ -952,7 +929,9 @@ class _SavedTensors:
         key = _storage_key(tensor)
         if key not in self.seen:
             self.seen.add(key)
-            size = tensor.untyped_storage().nbytes()
+            storage = tensor.untyped_storage()
+            self.held.append(storage)
+            size = storage.nbytes()
             self.total += size
             for path in set(self.hooks.stack):  # a reused module may be on the stack twice
                 self.per_module[path] = self.per_module.get(path, 0) + size
@@ -1017,7 +996,7 @@ def _run(
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
             if device == "meta":
-                stack.enter_context(_FusedAttentionOnMeta())
+                stack.enter_context(as_on_a_device())
             stack.enter_context(torch.set_grad_enabled(measure_activations))
             if saved is not None:
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
@@ -1206,7 +1185,7 @@ def peak_live_bytes(
             with _mode(model, walk, False), contextlib.ExitStack() as stack:
                 stack.callback(hooks.remove)
                 hooks.register()
-                with torch.no_grad(), _FusedAttentionOnMeta(), tracker:
+                with torch.no_grad(), as_on_a_device(), tracker:
                     output = _forward(model, weights, inputs, keywords)
     except KeyboardInterrupt:
         raise

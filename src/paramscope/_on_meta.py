@@ -1,0 +1,134 @@
+"""A forward on the meta device that runs the kernels a real device would, where meta's own differ.
+
+- ``scaled_dot_product_attention``: meta takes the math fallback, which materialises the attention matrix; a GPU
+  runs a fused kernel that keeps only the output and the logsumexp, and the meta form of torch's CPU
+  flash-attention op does the same (grouped-query shapes included).
+- ``_grouped_mm`` (the experts of transformers 5's mixtures of experts): torch's meta kernel checks what the fast
+  CUDA kernel takes, bfloat16 alone; torch's CPU kernel and CUDA's fallback also take float32 and float16, so a
+  float32 model runs on both, and here on meta too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+aten = torch.ops.aten
+# torch 2.8 added the op; with an older torch no model calls it
+_GROUPED_MM: Any = getattr(getattr(aten, "_grouped_mm", None), "default", None)
+
+# What torch's real kernels multiply besides bfloat16 (the CPU kernel refuses float64).
+_GROUPED_MM_DTYPES = (torch.float32, torch.float16)
+
+
+@contextlib.contextmanager
+def as_on_a_device() -> Iterator[None]:
+    """Within the block, the ops above run on meta as a real device runs them (see the module's docstring).
+
+    >>> import torch
+    >>> experts = torch.empty(4, 64, 32, device="meta")  # float32: torch's meta kernel takes bfloat16 alone
+    >>> with as_on_a_device():
+    ...     out = torch.nn.functional.grouped_mm(torch.empty(16, 64, device="meta"), experts,
+    ...                                          offs=torch.empty(4, dtype=torch.int32, device="meta"))
+    >>> out.shape, out.dtype
+    (torch.Size([16, 32]), torch.float32)
+    """
+    with _FusedAttention(), _GroupedProducts():
+        yield
+
+
+def _fused_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor | None:
+    if not (query.is_meta and query.dim() == 4) or value.shape[-1] != query.shape[-1]:
+        return None  # fused kernels need one head size for q, k and v; torch falls back to the math path too
+    if attn_mask is not None and attn_mask.requires_grad and torch.is_grad_enabled():
+        return None  # a learned bias (T5's relative positions) needs its gradient: the CPU kernel has none
+    output, _ = aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
+    )
+    return output
+
+
+class _FusedAttention(TorchFunctionMode):
+    """``scaled_dot_product_attention`` on meta as a fused kernel."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.scaled_dot_product_attention:
+            fused = _fused_attention(*args, **kwargs)
+            if fused is not None:
+                return fused
+        return func(*args, **kwargs)
+
+
+def grouped_mm_size(mat_a: torch.Tensor, mat_b: torch.Tensor, offs: torch.Tensor | None) -> list[int] | None:
+    """The size of ``_grouped_mm(mat_a, mat_b, offs=offs)``, as torch's kernels make it; None for operands they
+    refuse. A 2-D operand is cut into ``len(offs)`` groups: the tokens of each expert in (tokens, k) × (experts,
+    k, n); (g, m, k) × (g, k, n) is a batch of products without offsets.
+
+    >>> empty = lambda *size: torch.empty(size, device="meta")
+    >>> experts = empty(4, 64, 32)
+    >>> grouped_mm_size(empty(16, 64), experts, empty(4)), grouped_mm_size(empty(16, 63), experts, empty(4))
+    ([16, 32], None)
+    """
+    a_is_2d, b_is_2d = mat_a.dim() == 2, mat_b.dim() == 2
+    if mat_a.dim() not in (2, 3) or mat_b.dim() not in (2, 3) or (offs is not None) != (a_is_2d or b_is_2d):
+        return None
+    if not (a_is_2d and b_is_2d) and mat_a.shape[-1] != mat_b.shape[-2]:
+        return None  # the contraction; two 2-D operands share theirs group by group
+    groups = offs.shape[0] if offs is not None and offs.dim() == 1 else None
+    if a_is_2d and b_is_2d:
+        return None if groups is None else [groups, mat_a.shape[0], mat_b.shape[1]]
+    if a_is_2d:
+        return [mat_a.shape[0], mat_b.shape[-1]] if groups == mat_b.shape[0] else None
+    if b_is_2d:
+        return [mat_a.shape[1], mat_b.shape[1]] if groups == mat_a.shape[0] else None
+    return [mat_a.shape[0], mat_a.shape[1], mat_b.shape[-1]] if mat_a.shape[0] == mat_b.shape[0] else None
+
+
+class _GroupedProducts(TorchDispatchMode):
+    """``_grouped_mm`` on meta in the dtypes torch's CPU kernel and CUDA's fallback take, with their result: the
+    size torch's kernels give, contiguous. Below autograd, which records the op as it would on a real device (and
+    saves the same tensors for backward)."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is _GROUPED_MM:
+            out = _grouped_mm(*args, **kwargs)
+            if out is not None:
+                return out
+        return func(*args, **kwargs)
+
+
+def _grouped_mm(
+    mat_a: torch.Tensor,
+    mat_b: torch.Tensor,
+    offs: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor | None:
+    """The result on meta, or None for what torch's own meta kernel takes or refuses itself: bfloat16, a bias (no
+    kernel takes one yet), another output dtype, mixed dtypes."""
+    dtype = mat_a.dtype
+    if not (mat_a.is_meta and mat_b.is_meta) or bias is not None or out_dtype not in (None, dtype):
+        return None
+    if dtype not in _GROUPED_MM_DTYPES or mat_b.dtype != dtype:
+        return None
+    size = grouped_mm_size(mat_a, mat_b, offs)
+    if size is None:
+        offsets = "" if offs is None else f" with offsets of shape {list(offs.shape)}"
+        raise RuntimeError(f"_grouped_mm cannot multiply {list(mat_a.shape)} by {list(mat_b.shape)}{offsets}")
+    return torch.empty(size, dtype=dtype, device="meta")
