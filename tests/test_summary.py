@@ -51,6 +51,7 @@ LAZY_MESSAGE = (
     "the model has uninitialised lazy modules: a forward would initialise (change) them; run one forward yourself first"
 )
 META_MESSAGE = "the model is on the meta device, without weights: a forward on cpu needs real ones; use device meta"
+META_VALUES_HINT = "meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
 SHAPE_MESSAGE = "--input-size {!r} is not a shape: write it as 1,3,224,224"
 NO_INPUT_MESSAGE = "summary runs a forward pass: give its inputs with --input-size (e.g. 1,3,224,224)"
 
@@ -1075,12 +1076,25 @@ def test_a_forward_that_reads_values_on_meta_is_told_to_run_on_cpu() -> None:
     with pytest.raises(RuntimeError) as torch_says:  # torch's own words, the meta device's
         DataDependent().to("meta")(torch.ones(2, 4, device="meta"))
     assert str(caught.value) == (
-        f"the forward failed in '(model)' with inputs [2, 4]: RuntimeError: {torch_says.value}; meta tensors have no "
-        "values to read, and some ops no meta kernel: try --device cpu"
+        f"the forward failed in '(model)' with inputs [2, 4]: RuntimeError: {torch_says.value}; {META_VALUES_HINT}"
     )
-    with pytest.raises(ForwardError) as caught:  # a failure of the model's own gets no hint
-        paramscope.summary(nn.Linear(4, 4), input_size=(2, 3))
-    assert "try --device cpu" not in str(caught.value)
+    with pytest.raises(ForwardError) as caught:  # torch's NotImplementedError: no meta kernel can know the size
+        paramscope.summary(Nonzero(), input_size=(2, 4))
+    assert str(caught.value).startswith("the forward failed in '(model)' with inputs [2, 4]: NotImplementedError: ")
+    assert str(caught.value).endswith(
+        "; meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
+    )
+    # failures of the model's own get no hint: a shape, an abstract forward, a word that only starts with "meta"
+    for model, size in [(nn.Linear(4, 4), (2, 3)), (Raises(NotImplementedError("subclasses run")), (2, 4)),
+                        (Raises(KeyError("metadata")), (2, 4))]:  # fmt: skip
+        with pytest.raises(ForwardError) as caught:
+            paramscope.summary(model, input_size=size)
+        assert "try --device cpu" not in str(caught.value)
+
+
+class Nonzero(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[x > 0]  # a size that follows the values
 
 
 def test_eval_summary_of_a_model_that_only_runs_in_eval_mode() -> None:

@@ -6,6 +6,10 @@ message that reads well on one line; the CLI prints it as ``paramscope: error: <
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+
 
 class ParamscopeError(Exception):
     """Base class of every error paramscope raises on purpose; its message is one line for the user."""
@@ -54,3 +58,27 @@ def first_line(error: BaseException) -> str:
     except BaseException as failure:  # the exception's own __str__ is broken: its type still says what happened
         return f"(its message could not be shown: {type(error).__name__}.__str__ raised {type(failure).__name__})"
     return lines[0] if lines else "(no message)"
+
+
+_META = re.compile(r"\bmeta\b", re.IGNORECASE)
+
+
+def is_meta_device_failure(error: BaseException) -> bool:
+    """Whether ``error`` looks like the meta device's own failure: its message names the meta device (``.item()`` or
+    a copy out of a meta tensor, an op without a Meta kernel), or torch itself raised NotImplementedError (an op
+    that cannot run without values, such as ``nonzero``). A model's own NotImplementedError is not one.
+
+    >>> is_meta_device_failure(RuntimeError("Tensor.item() cannot be called on meta tensors"))
+    True
+    >>> is_meta_device_failure(KeyError("metadata")), is_meta_device_failure(NotImplementedError("subclasses do"))
+    (False, False)
+    """
+    if _META.search(first_line(error)):
+        return True
+    torch_file = getattr(sys.modules.get("torch"), "__file__", None)  # imported already if torch raised it
+    if not isinstance(error, NotImplementedError) or torch_file is None or error.__traceback__ is None:
+        return False
+    innermost = error.__traceback__
+    while innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    return innermost.tb_frame.f_code.co_filename.startswith(os.path.dirname(torch_file) + os.sep)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._errors import TargetError, UsageError, first_line
+from ._errors import TargetError, UsageError, is_meta_device_failure
 from ._report import CallRecord, Report
 from ._units import format_count, listed
 
@@ -177,12 +177,7 @@ def summarize(
         result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk, depth=depth)
     except ForwardError as error:
         cause = error.__cause__
-        # as for a model built on meta (sources/code.py): only a failure that looks like the meta device's gets it
-        if (
-            device == "meta"
-            and cause is not None
-            and (isinstance(cause, NotImplementedError) or "meta" in first_line(cause).lower())
-        ):
+        if device == "meta" and cause is not None and is_meta_device_failure(cause):
             hint = "meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
             raise ForwardError(f"{error}; {hint}") from cause
         raise

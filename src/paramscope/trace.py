@@ -102,13 +102,16 @@ def _fused_encoder_layer_flops(*args: Any, **kwargs: Any) -> int:
 def _grouped_mm_flops(first: Any, second: Any, *args: Any, **kwargs: Any) -> int:
     # Mixture-of-experts layers (transformers 5) multiply each token by its expert's weights in one grouped op:
     # (tokens, k) × (experts, k, n): every token through one expert; (g, m, k) × (g, k, n): g products;
-    # (m, k) × (k, n) split along k into groups (a weight gradient): one product's worth.
+    # (m, k) × (k, n) split along k into groups (a weight gradient), and (g, m, k) × (k, n) split along n: one
+    # product's worth.
     if first.dim() == 2 and second.dim() == 3:
         return 2 * first.shape[0] * first.shape[1] * second.shape[2]
     if first.dim() == 3 and second.dim() == 3:
         return 2 * first.shape[0] * first.shape[1] * first.shape[2] * second.shape[2]
     if first.dim() == 2 and second.dim() == 2:
         return 2 * first.shape[0] * first.shape[1] * second.shape[1]
+    if first.dim() == 3 and second.dim() == 2:
+        return 2 * first.shape[1] * first.shape[2] * second.shape[1]
     raise NotImplementedError(f"no FLOP formula for _grouped_mm of {first.dim()}-D × {second.dim()}-D operands")
 
 
@@ -373,11 +376,11 @@ _UNPLANNED: Any = object()
 
 
 class _OpRecorder(TorchDispatchMode):
-    """The one dispatch mode of a forward: counts the aten ops it runs (to name those without a FLOP formula); with
-    ``count_flops``, counts FLOPs with FlopCounterMode's formulas into a running total (which :class:`_Hooks` reads as
-    each module enters and leaves); with ``protected`` (parameter storages by address), refuses an op that would
-    write to one before it runs: on a real device the forward runs on the user's own weights, which must come back
-    unchanged.
+    """The one dispatch mode of a forward on a real device (on meta, ``_on_meta`` adds one): counts the aten ops it
+    runs (to name those without a FLOP formula); with ``count_flops``, counts FLOPs with FlopCounterMode's formulas
+    into a running total (which :class:`_Hooks` reads as each module enters and leaves); with ``protected``
+    (parameter storages by address), refuses an op that would write to one before it runs: on a real device the
+    forward runs on the user's own weights, which must come back unchanged.
 
     Why not FlopCounterMode itself: it is a second Python dispatch mode plus module hooks of its own that flatten
     every module's inputs and outputs, about 10 % of a GPT-2 forward on CPU; this one mode does its counting with the
@@ -912,7 +915,7 @@ def _storage_key(tensor: torch.Tensor) -> int:
 class _SavedTensors:
     """Bytes autograd saves for backward, per module on the stack, each storage counted once.
 
-    Each storage counted is held until the forward ends. A forward can free storages it saved, in a part of the graph
+    Each storage counted is held until the run is over. A forward can free storages it saved, in a part of the graph
     it then drops (a mixture of experts' router saves masks and indices to pick its top-k experts, and keeps only
     the picks), and the allocator may give their addresses to new ones, which would then pass for storages already
     counted: an undercount that changed from run to run. Those storages count (they were saved), as in the tests'
@@ -995,10 +998,11 @@ def _run(
             stack.enter_context(_mode(model, walk, train, real_weights=device != "meta"))
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
-            if device == "meta":
+            if device == "meta":  # before the recorder, which must see each op before it is run on meta
                 stack.enter_context(as_on_a_device())
             stack.enter_context(torch.set_grad_enabled(measure_activations))
             if saved is not None:
+                stack.callback(saved.held.clear)  # the storages held for the count, freed as the run ends
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
             if count_flops or recorder.protected:
                 stack.enter_context(recorder)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import TargetError, UsageError, first_line
+from .._errors import TargetError, UsageError, first_line, is_meta_device_failure
 
 
 def _import_location(location: str, target: str) -> Any:
@@ -98,7 +98,7 @@ def user_code(what: str, device: str | None = None) -> Iterator[None]:
     except BaseException as error:
         message = first_line(error)
         hint = ""
-        if device == "meta" and (isinstance(error, NotImplementedError) or "meta" in message.lower()):
+        if device == "meta" and is_meta_device_failure(error):
             hint = "; the model needs real tensors while it is built: try --device cpu"
         raise TargetError(f"{what} failed: {type(error).__name__}: {message}{hint}") from error
 

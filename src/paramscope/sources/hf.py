@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._errors import SourceError, TargetError, UsageError, first_line
+from .._errors import SourceError, TargetError, UsageError, first_line, is_meta_device_failure
 from .._report import Report
 
 if TYPE_CHECKING:
@@ -183,8 +183,7 @@ def _building(config_file: Path, what: str, device: str) -> Iterator[None]:
         inside = f" in {where}.__init__" if where else ""
         message = _message(error)
         hint = ""
-        # as for user code (sources/code.py): only a failure that looks like the meta device's gets the hint
-        if device == "meta" and (isinstance(error, NotImplementedError) or "meta" in message.lower()):
+        if device == "meta" and is_meta_device_failure(error):
             hint = "; the model needs real tensors while it is built: try --device cpu"
         raise TargetError(f"{config_file}: building {what} on {device} failed{inside}: {type(error).__name__}: "
                           f"{message}{hint}") from None  # fmt: skip
