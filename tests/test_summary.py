@@ -1071,18 +1071,18 @@ def test_device_cpu_runs_a_data_dependent_forward() -> None:
 
 
 def test_a_forward_that_reads_values_on_meta_is_told_to_run_on_cpu() -> None:
+    # the forward runs on torch's fake tensors, which name the op that needs values
     with pytest.raises(ForwardError) as caught:
         paramscope.summary(DataDependent(), input_size=(2, 4))
-    with pytest.raises(RuntimeError) as torch_says:  # torch's own words, the meta device's
-        DataDependent().to("meta")(torch.ones(2, 4, device="meta"))
     assert str(caught.value) == (
-        f"the forward failed in '(model)' with inputs [2, 4]: RuntimeError: {torch_says.value}; {META_VALUES_HINT}"
+        "the forward failed in '(model)' with inputs [2, 4]: DataDependentOutputException: aten._local_scalar_dense."
+        f"default reads a tensor's values (.item(), bool(), a branch on a tensor); {META_VALUES_HINT}"
     )
-    with pytest.raises(ForwardError) as caught:  # torch's NotImplementedError: no meta kernel can know the size
+    with pytest.raises(ForwardError) as caught:
         paramscope.summary(Nonzero(), input_size=(2, 4))
-    assert str(caught.value).startswith("the forward failed in '(model)' with inputs [2, 4]: NotImplementedError: ")
-    assert str(caught.value).endswith(
-        "; meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [2, 4]: DynamicOutputShapeException: aten.nonzero.default makes "
+        f"a tensor whose size follows values (nonzero, a boolean mask); {META_VALUES_HINT}"
     )
     # failures of the model's own get no hint: a shape, an abstract forward, a word that only starts with "meta"
     for model, size in [(nn.Linear(4, 4), (2, 3)), (Raises(NotImplementedError("subclasses run")), (2, 4)),
@@ -1090,6 +1090,31 @@ def test_a_forward_that_reads_values_on_meta_is_told_to_run_on_cpu() -> None:
         with pytest.raises(ForwardError) as caught:
             paramscope.summary(model, input_size=size)
         assert "try --device cpu" not in str(caught.value)
+
+
+def test_transformers_attention_masks_run_on_meta() -> None:
+    # transformers reads a mask's values to decide whether it may skip it, unless the tensor is fake; BART's decoder
+    # makes a mask of its own. On meta, where values are unknown, the mask is kept: its explicit form is an input of
+    # the attention layers, as on CPU when the mask has padding.
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    bart = transformers.BartModel(transformers.BartConfig(
+        vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+    )).eval()  # fmt: skip
+    llama = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1,
+    )).eval()  # fmt: skip
+    ids = torch.ones(2, 16, dtype=torch.long)
+    for model, inputs in [(bart, {"input_ids": ids}), (bart, {"input_ids": ids, "attention_mask": ids}),
+                          (llama, {"input_ids": ids, "attention_mask": ids})]:  # fmt: skip
+        meta = paramscope.summary(model, input_data=inputs, depth=ALL_DEPTHS)
+        cpu = paramscope.summary(model, input_data=inputs, device="cpu", depth=ALL_DEPTHS)
+        assert [call.path for call in meta.calls or ()] == [call.path for call in cpu.calls or ()]
+        assert meta.totals.flops == cpu.totals.flops == torch_flops(model, **inputs)[0]
+    attention = rows(meta)["model.layers.0.self_attn"]
+    assert "attention_mask=[2, 1, 16, 16] bool" in attention.inputs
 
 
 class Nonzero(nn.Module):

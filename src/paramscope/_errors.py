@@ -61,12 +61,15 @@ def first_line(error: BaseException) -> str:
 
 
 _META = re.compile(r"\bmeta\b", re.IGNORECASE)
+# what torch's fake tensors (a forward on meta runs on them) raise where an op needs values
+_FAKE_TENSOR_NEEDS_VALUES = {"DataDependentOutputException", "DynamicOutputShapeException"}
 
 
 def is_meta_device_failure(error: BaseException) -> bool:
     """Whether ``error`` looks like the meta device's own failure: its message names the meta device (``.item()`` or
-    a copy out of a meta tensor, an op without a Meta kernel), or torch itself raised NotImplementedError (an op
-    that cannot run without values, such as ``nonzero``). A model's own NotImplementedError is not one.
+    a copy out of a meta tensor, an op without a Meta kernel), or torch itself raised NotImplementedError or a fake
+    tensor's exception for an op that needs values (``.item()``, ``nonzero``). A model's own NotImplementedError is
+    not one.
 
     >>> is_meta_device_failure(RuntimeError("Tensor.item() cannot be called on meta tensors"))
     True
@@ -76,7 +79,9 @@ def is_meta_device_failure(error: BaseException) -> bool:
     if _META.search(first_line(error)):
         return True
     torch_file = getattr(sys.modules.get("torch"), "__file__", None)  # imported already if torch raised it
-    if not isinstance(error, NotImplementedError) or torch_file is None or error.__traceback__ is None:
+    if not isinstance(error, NotImplementedError) and type(error).__name__ not in _FAKE_TENSOR_NEEDS_VALUES:
+        return False
+    if torch_file is None or error.__traceback__ is None:
         return False
     innermost = error.__traceback__
     while innermost.tb_next is not None:

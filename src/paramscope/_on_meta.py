@@ -1,5 +1,8 @@
 """A forward on the meta device that runs the kernels a real device would, where meta's own differ.
 
+- The tensors are torch's fake tensors (meta tensors that say they are fake), so code that would read values goes
+  the way it goes under a trace: transformers keeps an attention mask instead of reading it to see whether it may
+  skip it, and leaves out its checks for padding. Code that still needs values fails, with the op named.
 - ``scaled_dot_product_attention``: meta takes the math fallback, which materialises the attention matrix; a GPU
   runs a fused kernel that keeps only the output and the logsumexp, and the meta form of torch's CPU
   flash-attention op does the same (grouped-query shapes included).
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -24,6 +28,12 @@ _GROUPED_MM: Any = getattr(getattr(aten, "_grouped_mm", None), "default", None)
 
 # What torch's real kernels multiply besides bfloat16 (the CPU kernel refuses float64).
 _GROUPED_MM_DTYPES = (torch.float32, torch.float16)
+
+
+def fake_tensors() -> FakeTensorMode:
+    """The fake tensors a forward on meta runs on (see the module's docstring): the stand-ins and inputs are made
+    fake with its ``from_tensor``, and any other tensor (a constant the model holds) as an op meets it."""
+    return FakeTensorMode(allow_non_fake_inputs=True)
 
 
 @contextlib.contextmanager

@@ -36,11 +36,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException, FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapper
 
 from ._errors import TargetError, first_line
-from ._on_meta import as_on_a_device
+from ._on_meta import as_on_a_device, fake_tensors
 from ._progress import steps
 from ._walk import ModuleWalk, path_depth
 
@@ -217,7 +218,7 @@ _METADATA_QUERIES = {
                  "size", "sym_size", "stride", "sym_stride", "storage_offset", "sym_storage_offset", "numel",
                  "sym_numel", "dim")
     if hasattr(aten, name)
-} | {aten.is_contiguous.memory_format, torch.ops.prim.layout.default}  # fmt: skip
+} | {aten.is_contiguous.memory_format, torch.ops.prim.layout.default, torch.ops.prim.device.default}  # fmt: skip
 
 
 class _NoShape(Exception):
@@ -909,7 +910,8 @@ def to_device(value: Any, device: str) -> Any:
 
 def _storage_key(tensor: torch.Tensor) -> int:
     storage = tensor.untyped_storage()
-    return int(storage._cdata) if tensor.is_meta else int(storage.data_ptr())
+    # a fake tensor made on cpu inside a forward on meta has no data either
+    return int(storage._cdata) if tensor.is_meta or isinstance(tensor, FakeTensor) else int(storage.data_ptr())
 
 
 class _SavedTensors:
@@ -951,8 +953,16 @@ def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any
     return torch.func.functional_call(model, weights, args, kwargs, tie_weights=True, strict=False)
 
 
+# What a fake tensor's exceptions name (an op) means: the forward needs values, which a forward on meta has not
+_NEEDS_VALUES: dict[type[BaseException], str] = {
+    DataDependentOutputException: "reads a tensor's values (.item(), bool(), a branch on a tensor)",
+    DynamicOutputShapeException: "makes a tensor whose size follows values (nonzero, a boolean mask)",
+}
+
+
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
-    message = f"{type(error).__name__}: {first_line(error)}"
+    needs_values = _NEEDS_VALUES.get(type(error))
+    message = f"{type(error).__name__}: {first_line(error)}" + (f" {needs_values}" if needs_values else "")
     failed_in = hooks.failed_in(error)
     if failed_in is None:
         return ForwardError(f"the forward failed: {message}")
@@ -982,6 +992,9 @@ def _run(
     hooks = _Hooks(walk, depth)
     try:
         weights = _stand_ins(walk, device, dtype)
+        fake = fake_tensors() if device == "meta" else None
+        if fake is not None:  # one fake tensor per stand-in: ties stay ties
+            weights = {name: fake.from_tensor(tensor) for name, tensor in weights.items()}
         saved = None
         if measure_activations:
             # on a real device the parameters are the model's own
@@ -998,7 +1011,8 @@ def _run(
             stack.enter_context(_mode(model, walk, train, real_weights=device != "meta"))
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
-            if device == "meta":  # before the recorder, which must see each op before it is run on meta
+            if fake is not None:  # before the recorder, which must see each op before it is run on meta
+                stack.enter_context(fake)
                 stack.enter_context(as_on_a_device())
             stack.enter_context(torch.set_grad_enabled(measure_activations))
             if saved is not None:
@@ -1181,15 +1195,19 @@ def peak_live_bytes(
     walk = ModuleWalk(model)
     hooks = _Hooks(walk)
     try:
-        weights = _stand_ins(walk, "meta", dtype)
+        fake = fake_tensors()
+        weights: dict[str, torch.Tensor] = {
+            name: fake.from_tensor(tensor) for name, tensor in _stand_ins(walk, "meta", dtype).items()
+        }
         tracker = _LiveTensors(weights)
-        inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
+        with fake:
+            inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
         with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
             hooks.advance = advance
             with _mode(model, walk, False), contextlib.ExitStack() as stack:
                 stack.callback(hooks.remove)
                 hooks.register()
-                with torch.no_grad(), as_on_a_device(), tracker:
+                with torch.no_grad(), fake, as_on_a_device(), tracker:
                     output = _forward(model, weights, inputs, keywords)
     except KeyboardInterrupt:
         raise
