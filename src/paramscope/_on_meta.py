@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -37,8 +37,10 @@ def fake_tensors() -> FakeTensorMode:
 
 
 @contextlib.contextmanager
-def as_on_a_device() -> Iterator[None]:
-    """Within the block, the ops above run on meta as a real device runs them (see the module's docstring).
+def as_on_a_device(fake: FakeTensorMode | None = None) -> Iterator[None]:
+    """Within the block, a forward on meta runs as a real device runs it (see the module's docstring), on the fake
+    tensors of ``fake`` (made by :func:`fake_tensors`; a new one when None). Modes entered after it see each op
+    before it runs here.
 
     >>> import torch
     >>> experts = torch.empty(4, 64, 32, device="meta")  # float32: torch's meta kernel takes bfloat16 alone
@@ -48,7 +50,7 @@ def as_on_a_device() -> Iterator[None]:
     >>> out.shape, out.dtype
     (torch.Size([16, 32]), torch.float32)
     """
-    with _FusedAttention(), _GroupedProducts():
+    with fake or fake_tensors(), _FusedAttention(), _GroupedProducts():
         yield
 
 
@@ -128,9 +130,9 @@ class _GroupedProducts(TorchDispatchMode):
     size torch's kernels give, contiguous. Below autograd, which records the op as it would on a real device (and
     saves the same tensors for backward).
 
-    A second dispatch mode on meta besides the summary's recorder (see ``trace._OpRecorder``), entered first so that
-    the recorder sees the op before it is replaced here: a forward on meta computes nothing, and one more mode adds
-    5 to 15 % to its Python."""
+    One more dispatch mode on meta besides the fake tensors' and the summary's recorder (see ``trace._OpRecorder``,
+    which is entered after it, to see the op before it is replaced here): a forward on meta computes nothing, and
+    one more mode adds 5 to 15 % to its Python."""
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if func is _GROUPED_MM:
@@ -150,7 +152,8 @@ def _grouped_mm_on_meta(
     """The result of float32 and float16 operands on meta, refused as torch's CPU kernel refuses them (in its words
     where it has them); None for the others, which torch's own meta kernel takes (bfloat16) or refuses."""
     dtype = mat_a.dtype
-    if not (mat_a.is_meta and mat_b.is_meta) or dtype not in _GROUPED_MM_DTYPES:
+    # meta or fake tensors (torch's fake tensors run the meta kernels, also for one the forward made on cpu)
+    if not all(t.is_meta or isinstance(t, FakeTensor) for t in (mat_a, mat_b)) or dtype not in _GROUPED_MM_DTYPES:
         return None
     if mat_b.dtype != dtype:
         raise RuntimeError(f"_grouped_mm takes operands of one dtype, not {dtype} and {mat_b.dtype}")
@@ -166,4 +169,4 @@ def _grouped_mm_on_meta(
         raise RuntimeError(f"_grouped_mm cannot multiply {list(mat_a.shape)} by {list(mat_b.shape)}{offsets}")
     if not (_layout_fits(mat_a) and _layout_fits(mat_b)):
         raise RuntimeError("strides should be multiple of 16 bytes")
-    return torch.empty(size, dtype=dtype, device="meta")
+    return torch.empty(size, dtype=dtype, device=mat_a.device)

@@ -16,8 +16,9 @@ restored even when the forward raises.
   activations). When a summary on meta runs in eval mode, a second forward, in train mode, measures them: on meta
   it costs neither memory nor compute. On a real device only the forward asked for runs.
 
-On meta, ``scaled_dot_product_attention`` runs as a fused kernel, as it does on a GPU, and grouped matrix products
-take float32 as torch's CPU kernel does (see ``_on_meta``); on CPU torch picks its kernel itself.
+On meta, the forward runs on torch's fake tensors (code that checks for a trace reads no values),
+``scaled_dot_product_attention`` runs as a fused kernel, as it does on a GPU, and grouped matrix products take
+float32 as torch's CPU kernel does (see ``_on_meta``); on CPU torch picks its kernel itself.
 """
 
 from __future__ import annotations
@@ -1012,8 +1013,7 @@ def _run(
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
             if fake is not None:  # before the recorder, which must see each op before it is run on meta
-                stack.enter_context(fake)
-                stack.enter_context(as_on_a_device())
+                stack.enter_context(as_on_a_device(fake))
             stack.enter_context(torch.set_grad_enabled(measure_activations))
             if saved is not None:
                 stack.callback(saved.held.clear)  # the storages held for the count, freed as the run ends
@@ -1207,7 +1207,7 @@ def peak_live_bytes(
             with _mode(model, walk, False), contextlib.ExitStack() as stack:
                 stack.callback(hooks.remove)
                 hooks.register()
-                with torch.no_grad(), fake, as_on_a_device(), tracker:
+                with torch.no_grad(), as_on_a_device(fake), tracker:
                     output = _forward(model, weights, inputs, keywords)
     except KeyboardInterrupt:
         raise
