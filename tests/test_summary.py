@@ -1117,6 +1117,24 @@ def test_transformers_attention_masks_run_on_meta() -> None:
     assert "attention_mask=[2, 1, 16, 16] bool" in attention.inputs
 
 
+class LayerDrop(nn.Module):
+    """Skips its layer at random in training, on a number drawn on the cpu (wav2vec2's LayerDrop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.rand([]) < 0.0:  # never skips, but reads the draw
+            return x
+        return self.fc(x) * torch.tensor(2.0).item()  # a cpu constant, read
+
+
+def test_values_on_the_cpu_are_read_on_meta() -> None:
+    report = paramscope.summary(LayerDrop(), input_size=(2, 4), mode="train")
+    assert report.totals.flops == 2 * 2 * 4 * 4
+
+
 class Nonzero(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[x > 0]  # a size that follows the values

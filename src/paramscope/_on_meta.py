@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 aten = torch.ops.aten
 # torch 2.8 added the op; with an older torch no model calls it
@@ -50,7 +51,7 @@ def as_on_a_device(fake: FakeTensorMode | None = None) -> Iterator[None]:
     >>> out.shape, out.dtype
     (torch.Size([16, 32]), torch.float32)
     """
-    with fake or fake_tensors(), _FusedAttention(), _GroupedProducts():
+    with fake or fake_tensors(), _FusedAttention(), _MetaKernels():
         yield
 
 
@@ -125,21 +126,44 @@ def _layout_fits(mat: torch.Tensor) -> bool:
     return False
 
 
-class _GroupedProducts(TorchDispatchMode):
-    """``_grouped_mm`` on meta in the dtypes torch's CPU kernel and CUDA's fallback take, with their result: the
-    size torch's kernels give, contiguous. Below autograd, which records the op as it would on a real device (and
-    saves the same tensors for backward).
+class _MetaKernels(TorchDispatchMode):
+    """Above the fake tensors' mode: ``_grouped_mm`` in the dtypes torch's CPU kernel and CUDA's fallback take, with
+    their result (the size torch's kernels give, contiguous), and the ops on the cpu alone run for real.
 
-    One more dispatch mode on meta besides the fake tensors' and the summary's recorder (see ``trace._OpRecorder``,
-    which is entered after it, to see the op before it is replaced here): a forward on meta computes nothing, and
-    one more mode adds 5 to 15 % to its Python."""
+    Below autograd, which records ``_grouped_mm`` as it would on a real device (and saves the same tensors for
+    backward). The fake tensors would make every tensor fake, those the model makes on the cpu too, and code that
+    draws a random number there to skip a layer (wav2vec2's LayerDrop) then reads a value no fake tensor has; run
+    for real, as on plain meta, the cpu side keeps its values.
+
+    One more dispatch mode besides the fake tensors' and the summary's recorder (see ``trace._OpRecorder``, which is
+    entered after it, to see each op before it runs here): a forward on meta computes nothing, and one more mode adds
+    5 to 15 % to its Python."""
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
         if func is _GROUPED_MM:
-            out = _grouped_mm_on_meta(*args, **(kwargs or {}))
+            out = _grouped_mm_on_meta(*args, **kwargs)
             if out is not None:
                 return out
-        return func(*args, **(kwargs or {}))
+        if _on_the_cpu_alone(args, kwargs):
+            with _disable_current_modes():  # the one below: the fake tensors'
+                return func(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def _on_the_cpu_alone(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether an op makes or takes real cpu tensors alone: no meta or fake tensor among its arguments (nor in a list
+    of them), and a cpu ``device`` when it names one (a factory's default is the cpu)."""
+    device = kwargs.get("device")
+    if device is not None and torch.device(device).type != "cpu":
+        return False
+    for value in chain(args, kwargs.values()):
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, torch.Tensor) and (
+                item.is_meta or isinstance(item, FakeTensor) or item.device.type != "cpu"
+            ):
+                return False
+    return True
 
 
 def _grouped_mm_on_meta(
