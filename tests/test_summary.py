@@ -1135,6 +1135,44 @@ def test_values_on_the_cpu_are_read_on_meta() -> None:
     assert report.totals.flops == 2 * 2 * 4 * 4
 
 
+class MaskedOnCpu(nn.Module):
+    """Indexes its activations with boolean masks made on the cpu, as a GPU model may too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept = self.fc(x)[:, torch.tensor([True, False, True, False, True])]
+        kept[:, torch.tensor([True, False, True])] = 0
+        return kept
+
+
+def test_a_boolean_mask_made_on_the_cpu_indexes_on_meta() -> None:
+    meta, cpu = (paramscope.summary(MaskedOnCpu(), input_size=(2, 5, 4), device=device) for device in ("meta", "cpu"))
+    assert meta.calls[0].outputs == cpu.calls[0].outputs == "[2, 3, 4]"  # type: ignore[index]
+
+
+_revlib = torch.library.Library("paramscope_tests", "DEF")  # an extension's op, with a cpu kernel alone
+_revlib.define("double(Tensor x) -> Tensor")
+_revlib.impl("double", lambda x: x * 2, "CPU")
+
+
+class CallsAnExtension(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.paramscope_tests.double(x)
+
+
+def test_an_op_without_a_meta_kernel_is_named_and_told_to_run_on_cpu() -> None:
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(CallsAnExtension(), input_size=(2, 4))
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [2, 4]: UnsupportedOperatorException: "
+        f"paramscope_tests.double.default has no meta kernel (nor a fake implementation); {META_VALUES_HINT}"
+    )
+    assert paramscope.summary(CallsAnExtension(), input_size=(2, 4), device="cpu").calls[0].outputs == "[2, 4]"  # type: ignore[index]
+
+
 class Nonzero(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[x > 0]  # a size that follows the values

@@ -61,8 +61,13 @@ def first_line(error: BaseException) -> str:
 
 
 _META = re.compile(r"\bmeta\b", re.IGNORECASE)
-# what torch's fake tensors (a forward on meta runs on them) raise where an op needs values
-_FAKE_TENSOR_NEEDS_VALUES = {"DataDependentOutputException", "DynamicOutputShapeException"}
+# what torch's fake tensors (a forward on meta runs on them) raise where an op needs values or has no meta kernel;
+# by name: this module does not import torch
+_FAKE_TENSOR_NEEDS_VALUES = {
+    "DataDependentOutputException",
+    "DynamicOutputShapeException",
+    "UnsupportedOperatorException",
+}
 
 
 def is_meta_device_failure(error: BaseException) -> bool:

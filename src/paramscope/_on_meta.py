@@ -19,9 +19,9 @@ from itertools import chain
 from typing import Any
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._python_dispatch import TorchDispatchMode
 
 aten = torch.ops.aten
 # torch 2.8 added the op; with an older torch no model calls it
@@ -146,9 +146,34 @@ class _MetaKernels(TorchDispatchMode):
             if out is not None:
                 return out
         if _on_the_cpu_alone(args, kwargs):
-            with _disable_current_modes():  # the one below: the fake tensors'
+            with unset_fake_temporarily():
                 return func(*args, **kwargs)
+        if func in _INDEXING and any(_is_real_mask(index) for index in args[1]):
+            return func(args[0], _positions(args[1]), *args[2:], **kwargs)
         return func(*args, **kwargs)
+
+
+# ops whose second argument is a list of indices, a boolean mask among them standing for the positions it holds
+_INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default, aten._index_put_impl_.default}
+
+
+def _is_real_mask(index: Any) -> bool:
+    return (
+        isinstance(index, torch.Tensor)
+        and index.dtype in (torch.bool, torch.uint8)
+        and not (index.is_meta or isinstance(index, FakeTensor))
+    )
+
+
+def _positions(indices: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """``indices`` with each real boolean mask replaced by the positions it holds, one tensor a dimension, as torch
+    expands them itself: found on the cpu, where the mask has its values (a fake tensor would have none)."""
+    with unset_fake_temporarily():
+        return [
+            item
+            for index in indices
+            for item in (index.nonzero().unbind(1) if _is_real_mask(index) else (index,))  # type: ignore[union-attr]
+        ]
 
 
 def _on_the_cpu_alone(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:

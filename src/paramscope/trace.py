@@ -37,7 +37,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException, FakeTensor
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensor,
+    UnsupportedOperatorException,
+)
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapper
 
@@ -378,7 +383,7 @@ _UNPLANNED: Any = object()
 
 
 class _OpRecorder(TorchDispatchMode):
-    """The one dispatch mode of a forward on a real device (on meta, ``_on_meta`` adds one): counts the aten ops it
+    """The one dispatch mode of a forward on a real device (on meta, ``_on_meta`` adds two): counts the aten ops it
     runs (to name those without a FLOP formula); with ``count_flops``, counts FLOPs with FlopCounterMode's formulas
     into a running total (which :class:`_Hooks` reads as each module enters and leaves); with ``protected``
     (parameter storages by address), refuses an op that would write to one before it runs: on a real device the
@@ -958,6 +963,7 @@ def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any
 _NEEDS_VALUES: dict[type[BaseException], str] = {
     DataDependentOutputException: "reads a tensor's values (.item(), bool(), a branch on a tensor)",
     DynamicOutputShapeException: "makes a tensor whose size follows values (nonzero, a boolean mask)",
+    UnsupportedOperatorException: "has no meta kernel (nor a fake implementation)",
 }
 
 
