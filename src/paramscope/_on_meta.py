@@ -148,21 +148,24 @@ class _MetaKernels(TorchDispatchMode):
         if _on_the_cpu_alone(args, kwargs):
             with unset_fake_temporarily():
                 return func(*args, **kwargs)
-        if func in _INDEXING and any(_is_real_mask(index) for index in args[1]):
+        if id(func) in _INDEXING and any(_is_real_mask(index) for index in args[1]):
             return func(args[0], _positions(args[1]), *args[2:], **kwargs)
         return func(*args, **kwargs)
 
 
-# ops whose second argument is a list of indices, a boolean mask among them standing for the positions it holds
-_INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default, aten._index_put_impl_.default}
+# ops whose second argument is a list of indices, a boolean mask among them standing for the positions it holds;
+# by id: an op overload hashes in Python, and every op of the forward is looked up
+_INDEXING = {id(op) for op in (aten.index.Tensor, aten.index_put.default, aten.index_put_.default,
+                               aten._index_put_impl_.default)}  # fmt: skip
+
+
+def _without_values(tensor: torch.Tensor) -> bool:
+    """A meta or fake tensor (a fake one the forward made on the cpu too)."""
+    return tensor.is_meta or isinstance(tensor, FakeTensor)
 
 
 def _is_real_mask(index: Any) -> bool:
-    return (
-        isinstance(index, torch.Tensor)
-        and index.dtype in (torch.bool, torch.uint8)
-        and not (index.is_meta or isinstance(index, FakeTensor))
-    )
+    return isinstance(index, torch.Tensor) and index.dtype in (torch.bool, torch.uint8) and not _without_values(index)
 
 
 def _positions(indices: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
@@ -184,9 +187,7 @@ def _on_the_cpu_alone(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         return False
     for value in chain(args, kwargs.values()):
         for item in value if isinstance(value, (list, tuple)) else (value,):
-            if isinstance(item, torch.Tensor) and (
-                item.is_meta or isinstance(item, FakeTensor) or item.device.type != "cpu"
-            ):
+            if isinstance(item, torch.Tensor) and (_without_values(item) or item.device.type != "cpu"):
                 return False
     return True
 
@@ -201,8 +202,7 @@ def _grouped_mm_on_meta(
     """The result of float32 and float16 operands on meta, refused as torch's CPU kernel refuses them (in its words
     where it has them); None for the others, which torch's own meta kernel takes (bfloat16) or refuses."""
     dtype = mat_a.dtype
-    # meta or fake tensors (torch's fake tensors run the meta kernels, also for one the forward made on cpu)
-    if not all(t.is_meta or isinstance(t, FakeTensor) for t in (mat_a, mat_b)) or dtype not in _GROUPED_MM_DTYPES:
+    if not (_without_values(mat_a) and _without_values(mat_b)) or dtype not in _GROUPED_MM_DTYPES:
         return None
     if mat_b.dtype != dtype:
         raise RuntimeError(f"_grouped_mm takes operands of one dtype, not {dtype} and {mat_b.dtype}")

@@ -41,6 +41,7 @@ from torch._subclasses.fake_tensor import (
     DataDependentOutputException,
     DynamicOutputShapeException,
     FakeTensor,
+    FakeTensorMode,
     UnsupportedOperatorException,
 )
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
@@ -882,11 +883,14 @@ def _restore(current: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
     current.update(saved)
 
 
-def _stand_ins(walk: ModuleWalk, device: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def _stand_ins(
+    walk: ModuleWalk, device: str, dtype: torch.dtype | None = None, fake: FakeTensorMode | None = None
+) -> dict[str, torch.Tensor]:
     """Tensors to run the model with in place of its own, under every name they are registered as (so ties stay
-    ties). On meta, empty copies of the parameters and buffers, ``dtype`` (a compute dtype, for memory planning)
-    replacing the floating-point dtypes; on a real device, clones of the buffers (a train-mode forward updates
-    BatchNorm's statistics in place, on the clones) and the real parameters run as they are."""
+    ties). On meta, empty copies of the parameters and buffers, fake tensors of ``fake`` (the mode the forward runs
+    in), ``dtype`` (a compute dtype, for memory planning) replacing the floating-point dtypes; on a real device,
+    clones of the buffers (a train-mode forward updates BatchNorm's statistics in place, on the clones) and the real
+    parameters run as they are."""
     replacements: dict[int, torch.Tensor] = {}
     named: dict[str, torch.Tensor] = {}
     tensors = walk.named_tensors("parameters", remove_duplicate=False) if device == "meta" else []
@@ -894,9 +898,8 @@ def _stand_ins(walk: ModuleWalk, device: str, dtype: torch.dtype | None = None) 
         if id(tensor) not in replacements:
             if device == "meta":
                 as_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
-                replacements[id(tensor)] = torch.empty_like(tensor, device="meta", dtype=as_dtype).requires_grad_(
-                    tensor.requires_grad
-                )
+                empty = torch.empty_like(tensor, device="meta", dtype=as_dtype).requires_grad_(tensor.requires_grad)
+                replacements[id(tensor)] = empty if fake is None else fake.from_tensor(empty)
             else:
                 replacements[id(tensor)] = tensor.clone()
         named[name] = replacements[id(tensor)]
@@ -998,10 +1001,8 @@ def _run(
     walk = walk or ModuleWalk(model)
     hooks = _Hooks(walk, depth)
     try:
-        weights = _stand_ins(walk, device, dtype)
         fake = fake_tensors() if device == "meta" else None
-        if fake is not None:  # one fake tensor per stand-in: ties stay ties
-            weights = {name: fake.from_tensor(tensor) for name, tensor in weights.items()}
+        weights = _stand_ins(walk, device, dtype, fake)
         saved = None
         if measure_activations:
             # on a real device the parameters are the model's own
@@ -1202,9 +1203,7 @@ def peak_live_bytes(
     hooks = _Hooks(walk)
     try:
         fake = fake_tensors()
-        weights: dict[str, torch.Tensor] = {
-            name: fake.from_tensor(tensor) for name, tensor in _stand_ins(walk, "meta", dtype).items()
-        }
+        weights = _stand_ins(walk, "meta", dtype, fake)
         tracker = _LiveTensors(weights)
         with fake:
             inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
