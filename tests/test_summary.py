@@ -14,6 +14,7 @@ import copy
 import csv
 import dataclasses
 import functools
+import gc
 import inspect
 import io
 import json
@@ -872,6 +873,72 @@ def test_activation_bytes_of_a_cpu_train_forward_with_sdpa() -> None:
     total, _ = torch_saved_bytes(model, x)
     report = paramscope.summary(model, input_data=x, device="cpu", mode="train")
     assert report.totals.activations_bytes == total  # the CPU kernel's, not meta's math path
+
+
+class GradientInside(nn.Module):
+    """A physics-informed model: its forward takes the gradient of what it computes with respect to its input, which
+    unpacks the tensors autograd saved in the same forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            x = x.detach().requires_grad_()
+            u = self.net(x)
+            (du,) = torch.autograd.grad(u.sum(), x, create_graph=True)
+        return torch.cat([u, du], dim=-1)
+
+
+def test_a_forward_that_takes_gradients_gets_its_saved_tensors_back() -> None:
+    model = GradientInside()
+    x = torch.randn(4, 2)
+    total, per_path = torch_saved_bytes(model, x)
+    report = paramscope.summary(model, input_data=x, device="cpu", mode="train")
+    assert report.totals.activations_bytes == total > 0
+    assert {r.path: r.activations_bytes for r in report.calls or () if r.calls} == {
+        path: per_path.get(path, 0) for path in ("", "net", "net.0", "net.1", "net.2")
+    }
+    assert report.calls[0].outputs == "[4, 3]"  # type: ignore[index]
+    meta = paramscope.summary(model, input_size=(4, 2))  # eval mode on meta, then train mode for the activations
+    assert meta.totals.activations_bytes == total
+
+
+def test_a_backward_after_the_summary_through_its_graph_is_refused_in_words() -> None:
+    kept: list[torch.Tensor] = []
+    model = nn.Sequential(nn.Linear(8, 4), nn.Tanh())
+    model.register_forward_hook(lambda module, args, output: kept.append(output))
+    paramscope.summary(model, input_size=(2, 8), device="cpu", mode="train")
+    with pytest.raises(RuntimeError) as raised:
+        kept[0].sum().backward()
+    assert str(raised.value) == (
+        "a backward through the graph of a paramscope summary, after the summary: its saved tensors are gone"
+    )
+    assert all(param.grad is None for param in model.parameters())
+
+
+def live_tensors_and_fake_modes() -> tuple[int, int]:
+    """How many tensors and fake tensor modes Python holds, once its garbage collector has run."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    gc.collect()
+    kinds = [type(item) for item in gc.get_objects()]  # type(), not isinstance: some modules' __class__ warns
+    return sum(issubclass(kind, torch.Tensor) for kind in kinds), sum(
+        issubclass(kind, FakeTensorMode) for kind in kinds
+    )
+
+
+@pytest.mark.parametrize(("device", "mode"), [("cpu", "train"), ("meta", "eval"), ("meta", "train")])
+def test_a_summary_leaves_no_tensor_behind(device: str, mode: str) -> None:
+    # tanh, relu and softmax save their own outputs for backward: the outputs' grad_fn holds what autograd saved
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.ReLU(), nn.Softmax(-1))
+    paramscope.summary(model, input_size=(2, 8), device=device, mode=mode)  # torch's first-call caches
+    before = live_tensors_and_fake_modes()
+    for _ in range(3):
+        report = paramscope.summary(model, input_size=(2, 8), device=device, mode=mode)
+        assert report.totals.activations_bytes
+    assert live_tensors_and_fake_modes() == before
 
 
 # ---------------------------------------------------------------------------------------------------------------------

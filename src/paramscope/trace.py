@@ -930,16 +930,22 @@ class _SavedTensors:
     it then drops (a mixture of experts' router saves masks and indices to pick its top-k experts, and keeps only
     the picks), and the allocator may give their addresses to new ones, which would then pass for storages already
     counted: an undercount that changed from run to run. Those storages count (they were saved), as in the tests'
-    measure on CPU."""
+    measure on CPU.
+
+    What autograd keeps is a box holding the tensor, emptied as the run ends. An op that saves its own output (tanh,
+    softmax) would otherwise keep it from its own ``grad_fn`` through the saved object: a cycle through C++, which
+    Python's garbage collector cannot see, and every such output leaked, with (on meta) the fake tensor mode of the
+    run. ``tensor.detach()`` would break it too, but as an op that each dispatch mode of the run sees."""
 
     def __init__(self, hooks: _Hooks, weights: Iterable[torch.Tensor]) -> None:
         self.hooks = hooks
         self.seen = {_storage_key(tensor) for tensor in weights}  # parameters and buffers are not activations
         self.held: list[torch.UntypedStorage] = []
+        self.boxes: list[list[torch.Tensor]] = []
         self.per_module: dict[str, int] = {}
         self.total = 0
 
-    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+    def pack(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         key = _storage_key(tensor)
         if key not in self.seen:
             self.seen.add(key)
@@ -949,11 +955,23 @@ class _SavedTensors:
             self.total += size
             for path in set(self.hooks.stack):  # a reused module may be on the stack twice
                 self.per_module[path] = self.per_module.get(path, 0) + size
-        return tensor
+        box = [tensor]
+        self.boxes.append(box)
+        return box
 
     @staticmethod
-    def unpack(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor
+    def unpack(box: list[torch.Tensor]) -> torch.Tensor:
+        if not box:
+            raise RuntimeError("a backward through the graph of a paramscope summary, after the summary: its saved "
+                               "tensors are gone")  # fmt: skip
+        return box[0]
+
+    def release(self) -> None:
+        """Let go of every tensor and storage held for the count: the run is over."""
+        for box in self.boxes:
+            box.clear()
+        self.boxes.clear()
+        self.held.clear()
 
 
 def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -1023,7 +1041,7 @@ def _run(
                 stack.enter_context(as_on_a_device(fake))
             stack.enter_context(torch.set_grad_enabled(measure_activations))
             if saved is not None:
-                stack.callback(saved.held.clear)  # the storages held for the count, freed as the run ends
+                stack.callback(saved.release)
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
             if count_flops or recorder.protected:
                 stack.enter_context(recorder)
