@@ -820,6 +820,56 @@ def test_lstm_on_cpu_counts_what_flop_counter_mode_misses(built: dict[str, Built
     assert not any("mkldnn_rnn_layer" in note for note in report.notes)
 
 
+class WithCompiledFunction(nn.Module):
+    """A model that calls a torch.compile'd function (compiled with ``backend``)."""
+
+    def __init__(self, backend: Callable[..., Any]) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+        self.mix = torch.compile(lambda x: torch.tanh(x) @ x.mT, backend=backend)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix(self.proj(x))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_compiled_function_in_the_model_runs_as_it_is_and_nothing_is_compiled(device: str) -> None:
+    compiled: list[torch.fx.GraphModule] = []
+
+    def backend(graph: torch.fx.GraphModule, example_inputs: Any) -> Callable[..., Any]:
+        compiled.append(graph)
+        return graph.forward
+
+    from torch._dynamo.utils import counters
+
+    model = WithCompiledFunction(backend)
+    counters.clear()
+    report = paramscope.summary(model, input_size=(4, 8), device=device)
+    # torch.compile runs a function as it is while a dispatch mode is on; the recorder's handler, and what it calls,
+    # must not be compiled or even traced either (the mode is off the stack while its handler runs)
+    assert compiled == []
+    assert counters["frames"]["total"] == 0
+    total, _ = torch_flops(model, torch.randn(4, 8))
+    assert report.totals.flops == total == 2 * 4 * 8 * 8 + 2 * 4 * 8 * 4
+
+
+def test_a_summary_on_cpu_does_not_import_dynamo() -> None:
+    # torch's own guard on a dispatch mode's handler imports torch._dynamo on the first op: 1.6 s, for a model that
+    # never compiles
+    code = textwrap.dedent(
+        """
+        import sys
+        import torch
+        import paramscope
+        model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh())
+        report = paramscope.summary(model, input_size=(2, 8), device="cpu")
+        print(report.totals.flops, "torch._dynamo" in sys.modules)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.split() == [str(2 * 2 * 8 * 8), "False"]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 3. activation bytes
 

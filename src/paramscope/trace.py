@@ -383,6 +383,24 @@ class _OpPlan:
 _UNPLANNED: Any = object()
 
 
+# torch wraps each dispatch mode's handler in torch._dynamo.disable (TorchDispatchMode.__init_subclass__), so that a
+# torch.compile'd function in the model, which runs eagerly while a mode is on, does not compile the handler (the
+# mode is off the stack while its handler runs). That wrapper is two Python frames and a dozen calls on every op,
+# about 1 % of a GPT-2 forward on CPU, and its first call imports torch._dynamo (1.6 s, for a model that never
+# compiles). The recorder keeps dynamo out itself, with two C calls: its handler's code is marked for dynamo to
+# skip, and the handler turns dynamo's frame callback off for what it calls (formulas, torch's decompositions), as
+# the wrapper does. Where this torch has no such calls, torch's wrapper stays.
+_eval_frame: Any = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
+_set_eval_frame: Callable[[Any], Any] = getattr(_eval_frame, "set_eval_frame", None) or (lambda callback: None)
+_KEEPS_DYNAMO_OUT = hasattr(_eval_frame, "set_eval_frame") and hasattr(_eval_frame, "set_code_exec_strategy")
+
+
+def _skipped_by_dynamo(handler: Callable[..., Any]) -> None:
+    """Mark ``handler``'s code for dynamo's frame callback to run it as it is (what ``torch._dynamo.skip`` does)."""
+    strategy = _eval_frame._FrameExecStrategy(_eval_frame._FrameAction.SKIP, _eval_frame._FrameAction.DEFAULT)
+    _eval_frame.set_code_exec_strategy(handler.__code__, strategy)
+
+
 class _OpRecorder(TorchDispatchMode):
     """The one dispatch mode of a forward on a real device (on meta, ``_on_meta`` adds two): counts the aten ops it
     runs (to name those without a FLOP formula); with ``count_flops``, counts FLOPs with FlopCounterMode's formulas
@@ -431,43 +449,51 @@ class _OpRecorder(TorchDispatchMode):
         self._plans[id(func)] = plan
         return plan
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return not _KEEPS_DYNAMO_OUT  # torch's wrapper only where the handler cannot keep dynamo out itself
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        plan = self._plans.get(id(func), _UNPLANNED)
-        if plan is _UNPLANNED:
-            plan = self._plan(func)
-        if plan is None:
-            return NotImplemented
-        plan.runs += 1
-        if plan.only_counted:
-            return plan.run(*args, **kwargs) if kwargs else plan.run(*args)
-        kwargs = kwargs or {}
-        # torch's decompositions work on sizes, which a nested tensor does not have: its op runs whole
-        if plan.decomposes and not any(isinstance(arg, torch.Tensor) and arg.is_nested for arg in args):
-            with self:
-                out = func.decompose(*args, **kwargs)
-            if out is not NotImplemented:
-                plan.runs -= 1  # its decomposition's ops are counted instead
-                return out
-        if plan.written:
-            self._refuse_writes(func, plan, args, kwargs)
-        counter = plan.counter
-        if counter is None:
-            return plan.run(*args, **kwargs)
+        callback = _set_eval_frame(None)  # dynamo kept out of what runs from here (see _skipped_by_dynamo)
         try:
-            flops, key = counter.known(args, kwargs)
-        except _NoShape:  # counted as 0 once it has run, and named with the ops that have no formula
-            out = plan.run(*args, **kwargs)
-            self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
-            return out
-        out = plan.run(*args, **kwargs)
-        if flops is None:
+            plan = self._plans.get(id(func), _UNPLANNED)
+            if plan is _UNPLANNED:
+                plan = self._plan(func)
+            if plan is None:
+                return NotImplemented
+            plan.runs += 1
+            if plan.only_counted:
+                return plan.run(*args, **kwargs) if kwargs else plan.run(*args)
+            kwargs = kwargs or {}
+            # torch's decompositions work on sizes, which a nested tensor does not have: its op runs whole
+            if plan.decomposes and not any(isinstance(arg, torch.Tensor) and arg.is_nested for arg in args):
+                with self:
+                    out = func.decompose(*args, **kwargs)
+                if out is not NotImplemented:
+                    plan.runs -= 1  # its decomposition's ops are counted instead
+                    return out
+            if plan.written:
+                self._refuse_writes(func, plan, args, kwargs)
+            counter = plan.counter
+            if counter is None:
+                return plan.run(*args, **kwargs)
             try:
-                flops = counter.count(key, args, kwargs, out)
-            except _NoShape:
+                flops, key = counter.known(args, kwargs)
+            except _NoShape:  # counted as 0 once it has run, and named with the ops that have no formula
+                out = plan.run(*args, **kwargs)
                 self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
                 return out
-        self.total_flops += flops
-        return out
+            out = plan.run(*args, **kwargs)
+            if flops is None:
+                try:
+                    flops = counter.count(key, args, kwargs, out)
+                except _NoShape:
+                    self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
+                    return out
+            self.total_flops += flops
+            return out
+        finally:
+            _set_eval_frame(callback)
 
     def _refuse_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
         for index, name in plan.written:
@@ -483,6 +509,10 @@ class _OpRecorder(TorchDispatchMode):
                         f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
                         "not run that on your weights; summarise on meta (the default) instead"
                     )
+
+
+if _KEEPS_DYNAMO_OUT:
+    _skipped_by_dynamo(_OpRecorder.__torch_dispatch__)
 
 
 def _parameter_storages(walk: ModuleWalk) -> dict[int, str]:
