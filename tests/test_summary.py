@@ -821,36 +821,60 @@ def test_lstm_on_cpu_counts_what_flop_counter_mode_misses(built: dict[str, Built
 
 
 class WithCompiledFunction(nn.Module):
-    """A model that calls a torch.compile'd function (compiled with ``backend``)."""
+    """A model that calls a function compiled with ``backend`` (None: the function as it is)."""
 
-    def __init__(self, backend: Callable[..., Any]) -> None:
+    def __init__(self, backend: Callable[..., Any] | None) -> None:
         super().__init__()
         self.proj = nn.Linear(8, 8)
-        self.mix = torch.compile(lambda x: torch.tanh(x) @ x.mT, backend=backend)
+        self.mix = self._mix if backend is None else torch.compile(self._mix, backend=backend)
+
+    @staticmethod
+    def _mix(x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x) @ x.mT
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mix(self.proj(x))
 
 
 @pytest.mark.parametrize("device", ["cpu", "meta"])
-def test_a_compiled_function_in_the_model_runs_as_it_is_and_nothing_is_compiled(device: str) -> None:
+def test_a_compiled_function_runs_as_it_is_in_a_summary_and_compiles_after_it(device: str) -> None:
+    from torch._dynamo.utils import counters
+
     compiled: list[torch.fx.GraphModule] = []
 
     def backend(graph: torch.fx.GraphModule, example_inputs: Any) -> Callable[..., Any]:
         compiled.append(graph)
         return graph.forward
 
-    from torch._dynamo.utils import counters
-
     model = WithCompiledFunction(backend)
     counters.clear()
     report = paramscope.summary(model, input_size=(4, 8), device=device)
-    # torch.compile runs a function as it is while a dispatch mode is on; the recorder's handler, and what it calls,
-    # must not be compiled or even traced either (the mode is off the stack while its handler runs)
-    assert compiled == []
-    assert counters["frames"]["total"] == 0
-    total, _ = torch_flops(model, torch.randn(4, 8))
+    assert (compiled, counters["frames"]["total"]) == ([], 0)  # nothing compiled, nor even traced
+    total, _ = torch_flops(WithCompiledFunction(None), torch.randn(4, 8))
     assert report.totals.flops == total == 2 * 4 * 8 * 8 + 2 * 4 * 8 * 4
+    model(torch.randn(4, 8))  # the summary left no mark: dynamo compiles the function on its next call
+    assert len(compiled) == 1
+
+
+def test_the_recorder_keeps_dynamo_out_of_its_handler() -> None:
+    # In a process of its own: once dynamo has met the handler, it marks the handler's code to skip for good. A
+    # compiled function runs as it is under a dispatch mode, but the mode is off the stack while its handler runs,
+    # so dynamo, still on for the function, would trace the handler and what it calls.
+    code = textwrap.dedent(
+        """
+        import torch
+        from torch._dynamo.utils import counters
+        from paramscope.trace import _OpRecorder
+
+        compiled = []
+        mix = torch.compile(lambda x: torch.tanh(x) @ x.mT, backend=lambda graph, inputs: compiled.append(graph))
+        with _OpRecorder(count_flops=True) as recorder:
+            mix(torch.randn(4, 8))
+        print(len(compiled), counters["frames"]["total"], recorder.total_flops)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.split() == ["0", "0", str(2 * 4 * 8 * 4)]
 
 
 def test_a_summary_on_cpu_does_not_import_dynamo() -> None:
@@ -988,6 +1012,32 @@ def test_a_summary_leaves_no_tensor_behind(device: str, mode: str) -> None:
     for _ in range(3):
         report = paramscope.summary(model, input_size=(2, 8), device=device, mode=mode)
         assert report.totals.activations_bytes
+    assert live_tensors_and_fake_modes() == before
+
+
+class RaisesAfterALayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.proj(x)  # with a grad_fn, in the frame the error's traceback holds
+        raise ValueError(f"boom after {list(y.shape)}")
+
+
+@pytest.mark.parametrize(("device", "mode"), [("cpu", "train"), ("meta", "train")])
+def test_a_summary_whose_forward_raises_leaves_no_tensor_behind(device: str, mode: str) -> None:
+    model = RaisesAfterALayer()
+
+    def failed_summary() -> str:
+        with pytest.raises(ForwardError) as raised:
+            paramscope.summary(model, input_size=(2, 8), device=device, mode=mode)
+        return str(raised.value)
+
+    assert failed_summary().startswith("the forward failed in '(model)' with inputs [2, 8]: ValueError: boom after")
+    before = live_tensors_and_fake_modes()
+    for _ in range(3):
+        failed_summary()
     assert live_tensors_and_fake_modes() == before
 
 

@@ -391,14 +391,28 @@ _UNPLANNED: Any = object()
 # skip, and the handler turns dynamo's frame callback off for what it calls (formulas, torch's decompositions), as
 # the wrapper does. Where this torch has no such calls, torch's wrapper stays.
 _eval_frame: Any = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
-_set_eval_frame: Callable[[Any], Any] = getattr(_eval_frame, "set_eval_frame", None) or (lambda callback: None)
-_KEEPS_DYNAMO_OUT = hasattr(_eval_frame, "set_eval_frame") and hasattr(_eval_frame, "set_code_exec_strategy")
+_KEEPS_DYNAMO_OUT = all(
+    hasattr(_eval_frame, name)
+    for name in ("set_eval_frame", "set_code_exec_strategy", "_FrameExecStrategy", "_FrameAction")
+)
+_set_eval_frame: Callable[[Any], Any] = _eval_frame.set_eval_frame if _KEEPS_DYNAMO_OUT else (lambda callback: None)
 
 
 def _skipped_by_dynamo(handler: Callable[..., Any]) -> None:
     """Mark ``handler``'s code for dynamo's frame callback to run it as it is (what ``torch._dynamo.skip`` does)."""
     strategy = _eval_frame._FrameExecStrategy(_eval_frame._FrameAction.SKIP, _eval_frame._FrameAction.DEFAULT)
     _eval_frame.set_code_exec_strategy(handler.__code__, strategy)
+
+
+def _compiled_code_run_eagerly() -> contextlib.AbstractContextManager[Any]:
+    """Within the block, a ``torch.compile``'d function in the model runs as plain Python (dynamo's stance
+    ``force_eager``). It would anyway while a dispatch mode is on, but dynamo would also mark its code never to
+    compile again in this process: a summary would have changed the model. The stance is the process's, so a
+    function compiled in another thread meanwhile runs eagerly too. Without torch._dynamo imported, nothing has
+    been compiled."""
+    if "torch._dynamo" not in sys.modules or not hasattr(torch.compiler, "set_stance"):
+        return contextlib.nullcontext()
+    return torch.compiler.set_stance("force_eager")
 
 
 class _OpRecorder(TorchDispatchMode):
@@ -1022,6 +1036,9 @@ def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
     needs_values = _NEEDS_VALUES.get(type(error))
     message = f"{type(error).__name__}: {first_line(error)}" + (f" {needs_values}" if needs_values else "")
     failed_in = hooks.failed_in(error)
+    # what it kept (the error, so its traceback and frames, and the failing module's inputs) would hold tensors and,
+    # on meta, the run's fake tensor mode in a cycle that goes through C++, out of the garbage collector's sight
+    hooks.failure = None
     if failed_in is None:
         return ForwardError(f"the forward failed: {message}")
     path, inputs = failed_in
@@ -1073,6 +1090,7 @@ def _run(
             if saved is not None:
                 stack.callback(saved.release)
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
+            stack.enter_context(_compiled_code_run_eagerly())
             if count_flops or recorder.protected:
                 stack.enter_context(recorder)
             output = _forward(model, weights, to_device(args, device), to_device(kwargs, device))
@@ -1260,7 +1278,7 @@ def peak_live_bytes(
             with _mode(model, walk, False), contextlib.ExitStack() as stack:
                 stack.callback(hooks.remove)
                 hooks.register()
-                with torch.no_grad(), as_on_a_device(fake), tracker:
+                with torch.no_grad(), _compiled_code_run_eagerly(), as_on_a_device(fake), tracker:
                     output = _forward(model, weights, inputs, keywords)
     except KeyboardInterrupt:
         raise
