@@ -412,6 +412,8 @@ def _compiled_code_run_eagerly() -> contextlib.AbstractContextManager[Any]:
     been compiled."""
     if "torch._dynamo" not in sys.modules or not hasattr(torch.compiler, "set_stance"):
         return contextlib.nullcontext()
+    if callable(getattr(_eval_frame, "get_eval_frame_callback", lambda: None)()):
+        return contextlib.nullcontext()  # inside a compiled region, where dynamo refuses a stance (and skips anyway)
     return torch.compiler.set_stance("force_eager")
 
 
