@@ -998,9 +998,8 @@ def live_tensors_and_fake_modes() -> tuple[int, int]:
 
     gc.collect()
     kinds = [type(item) for item in gc.get_objects()]  # type(), not isinstance: some modules' __class__ warns
-    return sum(issubclass(kind, torch.Tensor) for kind in kinds), sum(
-        issubclass(kind, FakeTensorMode) for kind in kinds
-    )
+    tensors = sum(issubclass(kind, torch.Tensor) for kind in kinds)
+    return tensors, sum(issubclass(kind, FakeTensorMode) for kind in kinds)
 
 
 @pytest.mark.parametrize(("device", "mode"), [("cpu", "train"), ("meta", "eval"), ("meta", "train")])
