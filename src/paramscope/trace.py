@@ -386,10 +386,11 @@ _UNPLANNED: Any = object()
 # torch wraps each dispatch mode's handler in torch._dynamo.disable (TorchDispatchMode.__init_subclass__), so that a
 # torch.compile'd function in the model, which runs eagerly while a mode is on, does not compile the handler (the
 # mode is off the stack while its handler runs). That wrapper is two Python frames and a dozen calls on every op,
-# about 1 % of a GPT-2 forward on CPU, and its first call imports torch._dynamo (1.6 s, for a model that never
+# up to 1 % of a GPT-2 forward on CPU, and its first call imports torch._dynamo (1.6 s, for a model that never
 # compiles). The recorder keeps dynamo out itself, with two C calls: its handler's code is marked for dynamo to
 # skip, and the handler turns dynamo's frame callback off for what it calls (formulas, torch's decompositions), as
-# the wrapper does. Where this torch has no such calls, torch's wrapper stays.
+# the wrapper does (checked against torch 2.13's DisableContext). Where this torch has no such calls, torch's
+# wrapper stays.
 _eval_frame: Any = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
 _KEEPS_DYNAMO_OUT = all(
     hasattr(_eval_frame, name)
