@@ -2496,6 +2496,24 @@ def test_a_checkpoint_wrappers_modules_are_rows_of_their_own_parameters() -> Non
     assert not any("not called" in note for note in report.notes)
 
 
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_compiled_or_data_parallel_childs_modules_are_rows_of_their_own_parameters(device: str) -> None:
+    compiled = torch.compile(nn.Sequential(nn.Linear(8, 8), nn.GELU()), backend="eager")
+    parallel = nn.DataParallel(nn.Linear(8, 2))  # no GPU: it calls its module
+    model = nn.Sequential(compiled, parallel)
+    report = paramscope.summary(model, input_size=(3, 8), device=device)
+
+    def numel(module: nn.Module) -> int:
+        return sum(param.numel() for param in module.parameters())
+
+    assert [(r.path, r.type, r.params) for r in report.calls or ()] == [
+        ("", "Sequential", numel(model)), ("0", "Sequential", numel(compiled)),
+        ("0._orig_mod", "Sequential", numel(compiled)), ("0._orig_mod.0", "Linear", numel(compiled._orig_mod[0])),
+        ("0._orig_mod.1", "GELU", 0), ("1", "Linear", numel(parallel)), ("1.module", "Linear", numel(parallel)),
+    ]  # fmt: skip
+    assert not any("not called" in note for note in report.notes)
+
+
 def test_a_modules_weights_used_by_its_parent_are_named_in_a_note() -> None:
     report = paramscope.summary(nn.MultiheadAttention(8, 2), input_size=[(3, 8)] * 3)
     assert [note for note in report.notes if "not called" in note] == [

@@ -167,7 +167,7 @@ def summarize(
     """``report`` (of ``model``) with the call records, FLOPs and activation bytes of a forward pass; unless
     ``quiet``, with a progress bar on a terminal."""
     from ._walk import ModuleWalk, path_depth
-    from .sources.module import forward_module
+    from .sources.module import forward_module, reported_paths
     from .trace import ForwardError, trace
 
     model = forward_module(model)
@@ -183,6 +183,10 @@ def summarize(
         raise
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
+    reported_as = reported_paths(walk.named_modules)
+
+    def _reported(path: str) -> str:
+        return reported_as.get(path, path)
 
     def record(path: str, inputs: str, outputs: str, calls: int, flops: int, activations: int | None) -> CallRecord:
         reported = _reported(path)
@@ -261,11 +265,6 @@ def summarize(
             f"{len(reused)} module(s) ran more than once ({first}, …): one row each, figures summed over calls"
         )
     return replace(report, totals=totals, calls=calls, notes=(*report.notes, *notes))
-
-
-def _reported(path: str) -> str:
-    """A module's path in the report, which shows a checkpoint wrapper's module in the wrapper's place."""
-    return path.replace("._checkpoint_wrapped_module", "").removeprefix("_checkpoint_wrapped_module.")
 
 
 def _ancestors(path: str, known: dict[str, list[str]]) -> list[str]:

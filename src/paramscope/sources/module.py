@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import gc
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -82,6 +82,43 @@ def forward_module(model: nn.Module) -> nn.Module:
         if inner is None:
             return model
         model = inner
+
+
+def reported_paths(named_modules: Iterable[tuple[str, nn.Module]]) -> dict[str, str]:
+    """Each path of ``named_modules`` (parents before their children, as ``named_modules()`` lists them) as the
+    report names it: a wrapper's module (torch.compile's ``_orig_mod``, a checkpoint wrapper's, DataParallel's
+    ``module``) in the wrapper's place, where the wrapper holds nothing else, as the report's walk unwraps it.
+
+    >>> from torch import nn
+    >>> from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+    >>> model = nn.Sequential(checkpoint_wrapper(nn.Sequential(nn.Linear(2, 2))), nn.ReLU())
+    >>> reported_paths(model.named_modules())
+    {'': '', '0': '0', '0._checkpoint_wrapped_module': '0', '0._checkpoint_wrapped_module.0': '0.0', '1': '1'}
+    """
+    reported: dict[str, str] = {}
+    inner_of: dict[str, str] = {}
+    """The wrappers among the paths, with the name of the module each holds."""
+    wrappers: dict[type, Wrapper | None] = {}
+    for path, module in named_modules:
+        parent, _, name = path.rpartition(".")
+        if not path:
+            reported[path] = ""
+        elif inner_of.get(parent) == name:
+            reported[path] = reported[parent]
+        else:
+            reported[path] = _join(reported[parent], name)
+        kind = type(module)
+        if kind not in wrappers:
+            wrappers[kind] = _class_info(module).wrapper
+        wrapper = wrappers[kind]
+        if wrapper is not None and _only_wraps(module, wrapper):
+            inner_of[path] = wrapper.inner
+    return reported
+
+
+def _only_wraps(module: nn.Module, wrapper: Wrapper) -> bool:
+    """Whether ``module`` (of a wrapper type) holds its wrapped module and nothing else: only then is it left out."""
+    return not (module._parameters or module._buffers) and list(module._modules) == [wrapper.inner]
 
 
 @contextmanager
@@ -258,7 +295,7 @@ class _Walk:
 
     def _unwrap(self, module: nn.Module, wrapper: Wrapper) -> nn.Module | None:
         """The module that ``module`` wraps, when it holds nothing else."""
-        if module._parameters or module._buffers or list(module._modules) != [wrapper.inner]:
+        if not _only_wraps(module, wrapper):
             return None
         self.unwrapped.setdefault(wrapper.label, wrapper.inner)
         return module._modules[wrapper.inner]
