@@ -2514,6 +2514,19 @@ def test_a_compiled_or_data_parallel_childs_modules_are_rows_of_their_own_parame
     assert not any("not called" in note for note in report.notes)
 
 
+def test_a_parametrized_layers_parametrizations_are_rows_named_by_their_class() -> None:
+    from torch.nn.utils.parametrizations import weight_norm
+
+    model = nn.Sequential(weight_norm(nn.Linear(8, 4)), nn.ReLU())
+    report = paramscope.summary(model, input_size=(3, 8), depth=ALL_DEPTHS)
+    classes = {path: type(module).__name__ for path, module in model.named_modules()}
+    rows = {r.path: r for r in report.calls or ()}
+    for path in ("0.parametrizations", "0.parametrizations.weight", "0.parametrizations.weight.0"):
+        assert (rows[path].type, rows[path].params) == (classes[path], 0)  # its tensors count in the layer's row
+    assert rows["0"].params == sum(param.numel() for param in model[0].parameters()) == rows[""].params
+    assert report.totals.flops == torch_flops(model, torch.randn(3, 8))[0] == 2 * 3 * 8 * 4
+
+
 def test_a_modules_weights_used_by_its_parent_are_named_in_a_note() -> None:
     report = paramscope.summary(nn.MultiheadAttention(8, 2), input_size=[(3, 8)] * 3)
     assert [note for note in report.notes if "not called" in note] == [

@@ -184,14 +184,17 @@ def summarize(
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
     reported_as = reported_paths(walk.named_modules)
+    # a module the report folds into its owner (a parametrization's) has no node there: its own class names its row
+    own_types = {path: type(module).__name__ for path, module in walk.named_modules}
 
     def _reported(path: str) -> str:
         return reported_as.get(path, path)
 
     def record(path: str, inputs: str, outputs: str, calls: int, flops: int, activations: int | None) -> CallRecord:
         reported = _reported(path)
-        return CallRecord(path, types.get(reported, ""), path_depth(path), inputs, outputs, params.get(reported, 0),
-                          flops, flops // 2, calls, activations)  # fmt: skip
+        kind = types.get(reported) or own_types.get(path, "")
+        return CallRecord(path, kind, path_depth(path), inputs, outputs, params.get(reported, 0), flops, flops // 2,
+                          calls, activations)  # fmt: skip
 
     called = {call.path for call in result.calls}
     known: dict[str, list[str]] = {}
