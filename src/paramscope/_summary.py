@@ -183,16 +183,21 @@ def summarize(
         raise
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
-    reported_as = reported_paths(walk.named_modules)
-    # a module the report folds into its owner (a parametrization's) has no node there: its own class names its row
-    own_types = {path: type(module).__name__ for path, module in walk.named_modules}
+    renamed = reported_paths(walk.named_modules)
+    classes: dict[str, str] = {}  # each module's class name by path, made when first needed (rarely)
 
-    def _reported(path: str) -> str:
-        return reported_as.get(path, path)
+    def in_report(path: str) -> str:
+        return renamed.get(path, path)
+
+    def class_at(path: str) -> str:
+        if not classes:
+            classes.update((at, type(module).__name__) for at, module in walk.named_modules)
+        return classes.get(path, "")
 
     def record(path: str, inputs: str, outputs: str, calls: int, flops: int, activations: int | None) -> CallRecord:
-        reported = _reported(path)
-        kind = types.get(reported) or own_types.get(path, "")
+        reported = in_report(path)
+        # a module the report folds into its owner (a parametrization's) has no node there: its class names its row
+        kind = types.get(reported) or class_at(path)
         return CallRecord(path, kind, path_depth(path), inputs, outputs, params.get(reported, 0), flops, flops // 2,
                           calls, activations)  # fmt: skip
 
@@ -243,11 +248,11 @@ def summarize(
         f"forward pass in {mode} mode on {device}; {activations_note}",
         *_uncounted_note(result.uncounted_ops),
     ]
-    ran = {_reported(path) for path in called}
+    ran = {in_report(path) for path in called}
     # a module whose weights are tied to a module that ran (T5's `shared` embedding) is not idle
     tied_to_ran = {record.name.rpartition(".")[0] for record in report.tensors
                    if any(alias.rpartition(".")[0] in ran for alias in record.aliases)}  # fmt: skip
-    used = ran | tied_to_ran | {_reported(path) for path in result.replaced}
+    used = ran | tied_to_ran | {in_report(path) for path in result.replaced}
     idle = [node.path for node in report.modules
             if node.own_params and node.same_as is None and node.path not in used]  # fmt: skip
     if result.replaced:

@@ -85,20 +85,26 @@ def forward_module(model: nn.Module) -> nn.Module:
 
 
 def reported_paths(named_modules: Iterable[tuple[str, nn.Module]]) -> dict[str, str]:
-    """Each path of ``named_modules`` (parents before their children, as ``named_modules()`` lists them) as the
-    report names it: a wrapper's module (torch.compile's ``_orig_mod``, a checkpoint wrapper's, DataParallel's
-    ``module``) in the wrapper's place, where the wrapper holds nothing else, as the report's walk unwraps it.
+    """The paths of ``named_modules`` (parents before their children, as ``named_modules()`` lists them) that the
+    report names otherwise, with its names: a wrapper's module (torch.compile's ``_orig_mod``, a checkpoint
+    wrapper's, DataParallel's ``module``) in the wrapper's place, where the wrapper holds nothing else, as the
+    report's walk unwraps it. A path not in the result is the report's too.
 
     >>> from torch import nn
     >>> from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
     >>> model = nn.Sequential(checkpoint_wrapper(nn.Sequential(nn.Linear(2, 2))), nn.ReLU())
     >>> reported_paths(model.named_modules())
-    {'': '', '0': '0', '0._checkpoint_wrapped_module': '0', '0._checkpoint_wrapped_module.0': '0.0', '1': '1'}
+    {'0._checkpoint_wrapped_module': '0', '0._checkpoint_wrapped_module.0': '0.0'}
     """
+    named_modules = list(named_modules)
+    wrappers: dict[type, Wrapper | None] = {}
+    for kind, module in {type(module): module for _, module in named_modules}.items():
+        wrappers[kind] = _class_info(module).wrapper
+    if not any(wrappers.values()):  # the common case, decided per class
+        return {}
     reported: dict[str, str] = {}
     inner_of: dict[str, str] = {}
     """The wrappers among the paths, with the name of the module each holds."""
-    wrappers: dict[type, Wrapper | None] = {}
     for path, module in named_modules:
         parent, _, name = path.rpartition(".")
         if not path:
@@ -107,13 +113,10 @@ def reported_paths(named_modules: Iterable[tuple[str, nn.Module]]) -> dict[str, 
             reported[path] = reported[parent]
         else:
             reported[path] = _join(reported[parent], name)
-        kind = type(module)
-        if kind not in wrappers:
-            wrappers[kind] = _class_info(module).wrapper
-        wrapper = wrappers[kind]
+        wrapper = wrappers[type(module)]
         if wrapper is not None and _only_wraps(module, wrapper):
             inner_of[path] = wrapper.inner
-    return reported
+    return {path: name for path, name in reported.items() if name != path}
 
 
 def _only_wraps(module: nn.Module, wrapper: Wrapper) -> bool:
