@@ -83,9 +83,9 @@ def is_meta_device_failure(error: BaseException) -> bool:
     """
     if _META.search(first_line(error)):
         return True
-    torch_file = getattr(sys.modules.get("torch"), "__file__", None)  # imported already if torch raised it
     if not isinstance(error, NotImplementedError) and type(error).__name__ not in _FAKE_TENSOR_NEEDS_VALUES:
         return False
+    torch_file = getattr(sys.modules.get("torch"), "__file__", None)  # imported already if torch raised it
     if torch_file is None or error.__traceback__ is None:
         return False
     innermost = error.__traceback__

@@ -973,21 +973,19 @@ def _storage_key(tensor: torch.Tensor) -> int:
 class _SavedTensors:
     """Bytes autograd saves for backward, per module on the stack, each storage counted once.
 
-    Each storage counted is held until the run is over. A forward can free storages it saved, in a part of the graph
-    it then drops (a mixture of experts' router saves masks and indices to pick its top-k experts, and keeps only
-    the picks), and the allocator may give their addresses to new ones, which would then pass for storages already
-    counted: an undercount that changed from run to run. Those storages count (they were saved), as in the tests'
-    measure on CPU.
-
-    What autograd keeps is a box holding the tensor, emptied as the run ends. An op that saves its own output (tanh,
-    softmax) would otherwise keep it from its own ``grad_fn`` through the saved object: a cycle through C++, which
-    Python's garbage collector cannot see, and every such output leaked, with (on meta) the fake tensor mode of the
-    run. ``tensor.detach()`` would break it too, but as an op that each dispatch mode of the run sees."""
+    What autograd keeps is a box holding the saved tensor, and each box is kept here until the run is over, then
+    emptied. Kept: a forward can free storages it saved, in a part of the graph it then drops (a mixture of experts'
+    router saves masks and indices to pick its top-k experts, and keeps only the picks), and the allocator may give
+    their addresses to new ones, which would then pass for storages already counted: an undercount that changed
+    from run to run. Those storages count (they were saved), as in the tests' measure on CPU. Emptied: an op that
+    saves its own output (tanh, softmax) would otherwise keep it from its own ``grad_fn`` through the saved object:
+    a cycle through C++, which Python's garbage collector cannot see, and every such output leaked, with (on meta)
+    the fake tensor mode of the run. ``tensor.detach()`` would break it too, but as an op that each dispatch mode of
+    the run sees."""
 
     def __init__(self, hooks: _Hooks, weights: Iterable[torch.Tensor]) -> None:
         self.hooks = hooks
         self.seen = {_storage_key(tensor) for tensor in weights}  # parameters and buffers are not activations
-        self.held: list[torch.UntypedStorage] = []
         self.boxes: list[list[torch.Tensor]] = []
         self.per_module: dict[str, int] = {}
         self.total = 0
@@ -996,9 +994,7 @@ class _SavedTensors:
         key = _storage_key(tensor)
         if key not in self.seen:
             self.seen.add(key)
-            storage = tensor.untyped_storage()
-            self.held.append(storage)
-            size = storage.nbytes()
+            size = tensor.untyped_storage().nbytes()
             self.total += size
             for path in set(self.hooks.stack):  # a reused module may be on the stack twice
                 self.per_module[path] = self.per_module.get(path, 0) + size
@@ -1014,11 +1010,10 @@ class _SavedTensors:
         return box[0]
 
     def release(self) -> None:
-        """Let go of every tensor and storage held for the count: the run is over."""
+        """Let go of every saved tensor (and so its storage): the run is over."""
         for box in self.boxes:
             box.clear()
         self.boxes.clear()
-        self.held.clear()
 
 
 def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
