@@ -2172,6 +2172,78 @@ def test_state_held_in_other_mappings_or_a_new_dict_is_restored(device: str) -> 
     assert all(rebinds.__dict__[key] is value for key, value in attributes.items())
 
 
+class ChangesItselfInPlace(nn.Module):
+    """A forward that changes in place what its modules hold: a submodule made on the first call, a hook and a
+    non-persistent buffer it registers, caches of its own (a dict, a list), and a tensor it keeps as a plain
+    attribute (as Meta's reference Llama keeps its key/value cache) and writes to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.cache: dict[int, torch.Tensor] = {}
+        self.sizes: list[int] = []
+        self.window = torch.zeros(2, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self, "proj"):
+            self.proj = nn.Linear(4, 2).to(x.device)
+        self.fc.register_forward_hook(lambda module, args, output: None)
+        self.register_buffer("scratch", torch.zeros(1, device=x.device), persistent=False)
+        y = self.fc(x)
+        self.cache[len(self.cache)] = y
+        self.sizes.append(x.shape[0])
+        self.window = self.window.to(x.device)  # the same tensor on its own device
+        self.window[:] = y.detach()
+        return self.proj(y)
+
+
+def _held(model: nn.Module) -> list[Any]:
+    """What each module holds: its attributes, and how many entries each dict, list and set among them holds."""
+    return [
+        (path, sorted(vars(module)), {name: len(value) for name, value in vars(module).items()
+                                      if isinstance(value, (dict, list, set))})
+        for path, module in model.named_modules()
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_what_a_forward_changes_in_place_is_put_back(device: str) -> None:
+    model = ChangesItselfInPlace()
+    window = model.window
+    before = _held(model)
+    report = paramscope.summary(model, input_size=(2, 4), device=device)
+    assert report.totals.flops == 2 * 2 * 4 * 4 + 2 * 2 * 4 * 2  # the layer made in the forward counts in its owner
+    assert _held(model) == before
+    assert model.window is window
+    assert torch.equal(window, torch.zeros(2, 4))
+    assert model(torch.randn(2, 4)).shape == (2, 2)  # its lazy layer made anew, on the cpu (not left fake)
+
+
+class BackwardInside(nn.Module):
+    """A forward that runs a backward of its own (a gradient penalty), which adds to the parameters' gradients."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        if torch.is_grad_enabled():
+            y.sum().backward(retain_graph=True)
+        return y
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_backward_in_the_forward_leaves_the_gradients_as_they_were(device: str) -> None:
+    model = BackwardInside()
+    grad = torch.zeros(4, 4)
+    model.fc.weight.grad = grad
+    paramscope.summary(model, input_size=(2, 4), device=device, mode="train")
+    assert model.fc.weight.grad is grad
+    assert torch.equal(grad, torch.zeros(4, 4))
+    assert model.fc.bias.grad is None
+
+
 class InstanceForward(nn.Module):
     """A child whose forward is set on the instance (as accelerate's hooks set it), and a parent that inspects it."""
 
@@ -2314,24 +2386,24 @@ def test_a_failure_names_the_inputs_as_a_users_pre_hook_left_them(device: str) -
 
 
 class KeepsACopy(nn.Module):
-    """A forward that deep-copies a layer for later (a lazy EMA teacher, kept outside the module tree)."""
+    """A forward that deep-copies a layer (a lazy EMA teacher) and hands the copy to ``keep``."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: Callable[[nn.Module], None]) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 4)
-        self.copies: list[nn.Module] = []
+        self.keep = keep
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.copies:
-            self.copies.append(copy.deepcopy(self.fc))
+        self.keep(copy.deepcopy(self.fc))
         return self.fc(x)
 
 
 def test_a_copy_made_in_the_forward_runs_its_own_weights() -> None:
-    model = KeepsACopy()
+    copies: list[nn.Module] = []
+    model = KeepsACopy(copies.append)
     report = paramscope.summary(model, input_size=(2, 4), device="cpu")
     assert [record.path for record in report.calls or ()] == ["", "fc"]
-    teacher = model.copies[0]
+    teacher = copies[0]
     with torch.no_grad():
         teacher.weight.zero_()
         teacher.bias.fill_(1.0)

@@ -28,10 +28,11 @@ import dataclasses
 import operator
 import sys
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from copy import deepcopy
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, compress, islice
 from types import MethodType
 from typing import Any
 
@@ -831,24 +832,34 @@ class _RecordedForward:
 def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool = False) -> Iterator[None]:
     """``model`` in train or eval mode for the block, and as it was afterwards: every module's attributes (its
     ``training`` flag, and what a forward rebinds: a cache's length, weight_norm's computed ``weight``), its
-    parameters and buffers (``functional_call`` leaves its stand-ins in a module registered under two names), and
-    every parameter's ``requires_grad`` and ``grad``; with ``real_weights`` (a forward on them), what each
-    parameter's ``.data`` is (a momentum encoder assigns it in its forward)."""
+    parameters, buffers, submodules and hooks (see :class:`_ModuleState`; ``functional_call`` leaves its stand-ins
+    in a module registered under two names), and every parameter's ``requires_grad`` and ``grad``; with
+    ``real_weights`` (a forward on them), what each parameter's ``.data`` is (a momentum encoder assigns it in its
+    forward), and the values of each ``grad`` and of each tensor a module holds as a plain attribute: the forward
+    gets copies of them (a forward that runs a backward adds to the gradients in place; a cache is written to)."""
     modules = walk.modules
     state = _ModuleState(modules)
     # Read and compared a list at a time (map over an attrgetter runs in C): this runs around every summary's forward.
     params: list[torch.Tensor] = [
-        param for param in chain.from_iterable(map(_VALUES, state.held[1::3])) if param is not None
+        param for param in chain.from_iterable(map(_VALUES, map(_PARAMETERS, modules))) if param is not None
     ]
     flags: list[bool] = list(map(_REQUIRES_GRAD, params))
     grads: list[torch.Tensor | None] = list(map(_GRAD, params))
     data: list[torch.Tensor] = list(map(_DATA, params)) if real_weights else []
     dtypes: list[torch.dtype] = list(map(_DTYPE, data))
-    # A model already all in eval mode is left to it: model.train() walks every module again (transformers' does more
-    # work). train(True) always runs: a model's own train() may keep parts of it in eval mode (frozen BatchNorm).
-    if train or any(map(_TRAINING, modules)):
-        model.train(train)
     try:
+        if real_weights:
+            state.copy_tensor_attributes()
+            if grads.count(None) != len(grads):
+                with torch.no_grad():
+                    for param, grad in zip(params, grads, strict=True):
+                        if grad is not None:
+                            param.grad = grad.clone()
+        # A model already all in eval mode is left to it: model.train() walks every module again (transformers' does
+        # more work). train(True) always runs: a model's own train() may keep parts of it in eval mode (frozen
+        # BatchNorm).
+        if train or any(map(_TRAINING, modules)):
+            model.train(train)
         yield
     finally:
         if not state.unchanged():
@@ -867,6 +878,7 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
 
 
 _VALUES = operator.methodcaller("values")
+_PARAMETERS = operator.attrgetter("_parameters")
 _REQUIRES_GRAD = operator.attrgetter("requires_grad")
 _GRAD = operator.attrgetter("grad")
 _DATA = operator.attrgetter("data")
@@ -876,45 +888,86 @@ _ATTRIBUTES = operator.attrgetter("__dict__")
 
 
 class _ModuleState:
-    """What each module's attributes, parameters and buffers are at one moment (a forward may rebind any of them),
-    kept as flat lists: comparing them with what the modules hold later is a pass over each list."""
+    """What each module holds at one moment, which a forward may change, kept as flat lists: comparing them with
+    what the modules hold later is a pass over each list. Held: each module's attributes (its ``__dict__``: what
+    a forward rebinds) and what the dicts, lists and sets among them hold (what a forward changes in place): its
+    parameters, buffers and submodules (a submodule made on the first call), its hooks (a forward that registers
+    one), the names of its non-persistent buffers, and a cache of the model's own. Deeper than that, and in a
+    tensor's values, nothing is compared."""
 
     def __init__(self, modules: list[nn.Module]) -> None:
         self.modules = modules
-        self.held: list[MutableMapping[str, Any]] = [
-            entries for module in modules for entries in (module.__dict__, module._parameters, module._buffers)
-        ]
-        """The mappings themselves: each module's ``__dict__``, ``_parameters`` and ``_buffers``."""
+        self.attributes: list[dict[str, Any]] = list(map(_ATTRIBUTES, modules))
+        """Each module's ``__dict__``."""
+        # Picked by type in C (compress over map), not in a loop: a model's modules hold thousands of attributes,
+        # among them a dozen dicts each (the hooks'), nearly all empty.
+        values = list(chain.from_iterable(map(_VALUES, self.attributes)))
+        self.held: list[Any] = [*self.attributes, *compress(values, map(_CONTAINERS.__contains__, map(type, values)))]
+        """The ``__dict__`` of each module, then the dicts, lists and sets they hold."""
         self.lengths = list(map(len, self.held))
-        self.keys = list(chain.from_iterable(self.held))
-        self.values = list(chain.from_iterable(map(_VALUES, self.held)))
+        # what was empty is unchanged while it stays so: only what held something is compared item by item
+        filled = list(compress(self.held, self.lengths))
+        is_mapping = list(map(_MAPPINGS.__contains__, map(type, filled)))
+        self.mappings: list[dict[Any, Any]] = list(compress(filled, is_mapping))
+        self.collections: list[list[Any] | set[Any]] = list(compress(filled, map(operator.not_, is_mapping)))
+        self.keys = list(chain.from_iterable(self.mappings))
+        self.values = list(chain.from_iterable(map(_VALUES, self.mappings)))
+        self.items = list(chain.from_iterable(self.collections))
 
     def unchanged(self) -> bool:
-        """Whether every module holds what it held: the same ``__dict__`` (so the same mappings of parameters and
-        buffers, which it holds), the same names in each mapping, in order, bound to the very same objects (==
-        would compare tensors element-wise)."""
-        held = self.held
+        """Whether every module holds what it held: the same ``__dict__``, as many entries in each dict, list and
+        set, the same keys in each dict, in order, bound to the very same objects (== would compare tensors
+        element-wise), and the very same items in each list and set."""
         return (
-            all(map(operator.is_, map(_ATTRIBUTES, self.modules), held[::3]))
-            and list(map(len, held)) == self.lengths
-            and list(chain.from_iterable(held)) == self.keys
-            and all(map(operator.is_, chain.from_iterable(map(_VALUES, held)), self.values))
+            all(map(operator.is_, map(_ATTRIBUTES, self.modules), self.attributes))
+            and list(map(len, self.held)) == self.lengths
+            and list(chain.from_iterable(self.mappings)) == self.keys
+            and all(map(operator.is_, chain.from_iterable(map(_VALUES, self.mappings)), self.values))
+            and all(map(operator.is_, chain.from_iterable(self.collections), self.items))
         )
 
     def restore(self) -> None:
-        """Put back what :meth:`unchanged` found changed, each module's attributes first: what holds its parameters
-        and buffers may be rebound."""
-        saved: list[dict[str, Any]] = []
-        start = 0
-        for length in self.lengths:
-            end = start + length
-            saved.append(dict(zip(self.keys[start:end], self.values[start:end], strict=True)))
-            start = end
-        states = iter(saved)
-        for module in self.modules:
-            _restore(module.__dict__, next(states))
-            _restore(module._parameters, next(states))
-            _restore(module._buffers, next(states))
+        """Put back what :meth:`unchanged` found changed, each module's attributes first: they hold the rest."""
+        contents: dict[int, Any] = {}
+        keys, values, items = iter(self.keys), iter(self.values), iter(self.items)
+        for held, length in zip(self.held, self.lengths, strict=True):
+            if not length:
+                continue
+            if type(held) in _MAPPINGS:
+                contents[id(held)] = dict(zip(islice(keys, length), islice(values, length), strict=True))
+            else:
+                contents[id(held)] = list(islice(items, length))
+        for module, attributes in zip(self.modules, self.attributes, strict=True):
+            _restore(
+                module.__dict__, contents[id(attributes)]
+            )  # into the dict it holds now (a forward may put a new one)
+        for held in self.held[len(self.modules) :]:
+            saved = contents.get(id(held), ())
+            if isinstance(held, dict):
+                _restore(held, dict(saved))
+            elif len(held) != len(saved) or not all(map(operator.is_, held, saved)):
+                held.clear()
+                if isinstance(held, set):
+                    held.update(saved)
+                else:
+                    held.extend(saved)
+
+    def copy_tensor_attributes(self) -> None:
+        """Put a copy in place of each tensor a module holds as a plain attribute (neither parameter nor buffer: the
+        cache of Meta's reference Llama), for a forward on a real device, which may write to it in place;
+        :meth:`restore` puts back the module's own."""
+        values = self.values[: sum(self.lengths[: len(self.modules)])]  # the attributes' own: they come first
+        if not any(issubclass(kind, torch.Tensor) for kind in set(map(type, values))):
+            return  # most models: checked by type, a pass in C
+        for attributes in self.attributes:
+            for name, value in list(attributes.items()):
+                if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+                    with torch.no_grad():
+                        attributes[name] = value.clone().requires_grad_(value.requires_grad)
+
+
+_MAPPINGS = frozenset({dict, OrderedDict})
+_CONTAINERS = _MAPPINGS | {list, set}
 
 
 def _restore(current: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
