@@ -1373,6 +1373,43 @@ def test_output_onto_a_directory_has_no_traceback(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["reports"]
 
 
+def test_output_with_the_longest_name_a_file_may_have(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / ("r" * 255)
+    assert run(capsys, "inspect", "paramscope.examples:resnet18", "--output", str(target))[0] == 0
+    assert target.read_text().startswith("paramscope.examples:resnet18")
+    assert os.listdir(tmp_path) == [target.name]
+
+
+@pytest.mark.parametrize("kind", ["too long", "a symlink loop"])
+def test_output_that_cannot_be_named_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str) -> None:
+    if kind == "too long":
+        target, reason = tmp_path / ("r" * 256), "File name too long"
+    else:
+        target = tmp_path / "a"
+        target.symlink_to("b")
+        (tmp_path / "b").symlink_to("a")
+        reason = f"Symlink loop from '{target}'"
+    assert_error(run(capsys, "inspect", "paramscope.examples:resnet18", "--output", str(target)),
+                 f"cannot write {target}: {reason}")  # fmt: skip
+
+
+@pytest.mark.parametrize("read", ["model.py", "config.json", "model.safetensors"])
+def test_output_never_replaces_a_file_the_target_is_read_from(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, read: str
+) -> None:
+    (tmp_path / "model.py").write_text("from torch import nn\nnet = nn.Linear(4, 2)\n")
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2}')
+    (tmp_path / "model.safetensors").write_bytes(b"kept")
+    target = str(tmp_path / "model.py") + ":net" if read == "model.py" else str(tmp_path / read)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    output = str(tmp_path / read)
+    assert_error(
+        run(capsys, "inspect", target, "--output", output),
+        f"--output {output}: the report would replace a file {target} is read from; write it to another file",
+    )
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
 def test_output_file_has_ordinary_permissions(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A new report gets the umask's mode, as any file a program writes; a replaced report keeps its mode."""
     reference = tmp_path / "reference.txt"

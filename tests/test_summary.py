@@ -1575,7 +1575,9 @@ def test_cli_input_size_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert_error(run(capsys, "summary", "paramscope.examples:resnet18"), NO_INPUT_MESSAGE)
 
 
-@pytest.mark.parametrize("text", ["1,x,3", "-1,3", ",", "1.5,2", "0,3,224,224", "1,0", "-.5,2"])
+@pytest.mark.parametrize(
+    "text", ["1,x,3", "-1,3", ",", "1.5,2", "0,3,224,224", "1,0", "-.5,2", "1,,3", "1 4", "1,3,", "", "1e3"]
+)
 @pytest.mark.parametrize("command", ["summary", "memory"])
 def test_cli_bad_shape(capsys: pytest.CaptureFixture[str], text: str, command: str) -> None:
     result = run(capsys, command, "paramscope.examples:resnet18", f"--input-size={text}")
@@ -1904,6 +1906,30 @@ def test_cli_check_compares_the_weights_with_the_config_model(
     data = json.loads(out)
     assert (data["check"]["ok"], data["check"]["missing"]) == (False, missing)
     assert data["calls"] == plain["calls"]
+
+
+def test_cli_a_sharded_index_is_summarised_from_the_config_beside_it(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Path
+) -> None:
+    index = tiny_llama / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": {"lm_head.weight": "model.safetensors"}}))
+    from_index, from_directory = (
+        run_json(capsys, str(index), *LLAMA_INPUT),
+        run_json(capsys, str(tiny_llama), *LLAMA_INPUT),
+    )
+    assert from_index["source"]["target"] == str(index)
+    assert {**from_index, "source": None} == {**from_directory, "source": None}
+
+
+@pytest.mark.parametrize("where", ["directory", "config.json", "model.safetensors"])
+def test_cli_key_value_arguments_are_refused_for_a_config_or_checkpoint(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Path, where: str
+) -> None:
+    target = str(tiny_llama if where == "directory" else tiny_llama / where)
+    assert_error(
+        run(capsys, "summary", target, "num_hidden_layers=4", *LLAMA_INPUT),
+        f"{target}: KEY=VALUE arguments are only for model code targets",
+    )
 
 
 def test_cli_from_config_and_check_need_a_config_and_weights(

@@ -434,20 +434,26 @@ def _write_atomically(path: Path, text: str) -> None:
     A symlink is written through (its target replaced, the link kept); a FIFO, a device or a terminal is written to
     as it is, since replacing it would swap the node for a file.
     """
+    try:
+        _write_through(path, text)
+    except (OSError, RuntimeError) as error:  # a name too long, a symlink loop (RuntimeError from resolve)
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise UsageError(f"cannot write {path}: {reason}") from None
+
+
+def _write_through(path: Path, text: str) -> None:
     if path.is_dir():
         raise UsageError(f"cannot write {path}: it is a directory")
     path = path.resolve() if path.is_symlink() else path
     if path.exists() and not path.is_file():
-        try:
-            with path.open("w", encoding="utf-8") as out:
-                out.write(text)
-        except OSError as error:
-            raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
+        with path.open("w", encoding="utf-8") as out:
+            out.write(text)
         return
     directory = path.parent
     if not directory.is_dir():
         raise UsageError(f"cannot write {path}: no such directory {directory}")
-    temporary = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # the name cut short: the longest name a file may have must still leave room for the rest
+    temporary = directory / f".{path.name[:64]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         # os.open applies the umask, as a plain open() would; mkstemp would force mode 0600.
         with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8") as out:
@@ -455,12 +461,38 @@ def _write_atomically(path: Path, text: str) -> None:
         if path.exists():
             shutil.copymode(path, temporary)
         os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
         raise
+
+
+# What paramscope reads beside a checkpoint or in a directory: the config.json and the checkpoints themselves.
+_READ_IN_A_DIRECTORY = ("config.json", ".safetensors", ".index.json", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
+
+
+def _refuse_output_over_input(output: str, targets: list[str]) -> None:
+    """--output must not be a file the targets are read from: the report would replace the model (lost data)."""
+    from .sources.target import is_code_target
+
+    try:
+        written = Path(output)
+        if not written.is_file():
+            return
+        for target in targets:
+            if target.startswith("hf:"):
+                continue
+            code = is_code_target(target) and not Path(target).exists()
+            path = Path(target.rpartition(":")[0] if code else target)
+            read = [path] if path.is_file() else []
+            if not code:
+                directory = path if path.is_dir() else path.parent
+                read += [item for item in directory.iterdir() if item.name.endswith(_READ_IN_A_DIRECTORY)]
+            if any(item.is_file() and os.path.samefile(item, written) for item in read):
+                raise UsageError(f"--output {output}: the report would replace a file {target} is read from; write it "
+                                 "to another file")  # fmt: skip
+    except OSError:
+        return  # a path that cannot be looked at: writing it fails with its own message
 
 
 def _deliver(
@@ -527,8 +559,11 @@ def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
 
 def _shape(text: str) -> tuple[int, ...]:
     """An --input-size value as a shape: dimensions of 1 or more that torch can hold (an int64)."""
+    # brackets around it and spaces after a comma are how shapes are printed; anything else is not a shape (an empty
+    # dimension "1,,3" or "1 4" would read as another shape)
+    parts = text.strip().removeprefix("(").removesuffix(")").removeprefix("[").removesuffix("]").split(",")
     try:
-        shape = tuple(int(part) for part in text.replace(" ", "").strip("()[]").split(",") if part)
+        shape = tuple(int(part.strip(), 10) for part in parts)
     except ValueError:
         raise UsageError(f"--input-size {text!r} is not a shape: write it as 1,3,224,224") from None
     if not shape or any(dim < 1 for dim in shape):
@@ -711,6 +746,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             options.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         options.args = extra
         handler: Callable[[argparse.Namespace, IO[str]], int] = options.handler
+        if getattr(options, "output", None):
+            targets = [name for name in (getattr(options, key, None) for key in ("target", "a", "b")) if name]
+            _refuse_output_over_input(options.output, targets)
         try:
             return handler(options, sys.stdout)
         except SystemExit as exit_:

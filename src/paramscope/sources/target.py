@@ -245,6 +245,12 @@ def _hub_report(target: str, request: Request) -> Report:
     return report
 
 
+def _refuse_arguments(target: str, request: Request) -> None:
+    """KEY=VALUE arguments are for model code: a config or a checkpoint would leave them unused."""
+    if request.arguments:
+        raise UsageError(f"{target}: KEY=VALUE arguments are only for model code targets")
+
+
 def load_report(target: str, request: Request | None = None) -> Report:
     """The report of whatever ``target`` names; see :func:`paramscope.inspect`."""
     request = request or Request()
@@ -255,6 +261,7 @@ def load_report(target: str, request: Request | None = None) -> Report:
             "the weights out: pass one of them"
         )
     if target.startswith("hf:"):
+        _refuse_arguments(target, request)
         report = _hub_report(target, request)
     elif is_code_target(target) and not Path(target).exists():
         report = _module_report(target, request)
@@ -262,8 +269,7 @@ def load_report(target: str, request: Request | None = None) -> Report:
         looks_like_path = "/" in target or "\\" in target or Path(target).suffix or Path(target).exists()
         if not looks_like_path:
             raise TargetError(f"{target}: not a target paramscope can read; expected {TARGET_FORMS}")
-        if request.arguments:
-            raise UsageError(f"{target}: KEY=VALUE arguments are only for model code targets")
+        _refuse_arguments(target, request)
         report = _path_report(target, request)
     if request.exclude_embeddings:
         from .._embeddings import without_embeddings
@@ -292,12 +298,15 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
     transformers. A checkpoint alone has no code to run.
     """
     _check_not_empty(target)
+    code = is_code_target(target) and not Path(target).exists() and not target.startswith("hf:")
+    if not code:
+        _refuse_arguments(target, request)
     if target.startswith("hf:"):
         from . import hub
 
         model, notes = hub.build(target, request)
         return model, "hf-config", notes
-    if is_code_target(target) and not Path(target).exists():
+    if code:
         require("torch", "torch", f"building {target}")
         from .code import build_model
 
@@ -309,10 +318,11 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
     path = Path(target)
     if not path.exists():
         raise SourceError(f"{target}: no such file or directory")
+    # a config.json named itself; beside a checkpoint (a sharded one's *.index.json too) or in a directory
     config = (
         path
-        if path.is_file() and path.name.endswith(".json")
-        else (path if path.is_dir() else path.parent) / ("config.json")
+        if path.is_file() and path.name.endswith(".json") and not path.name.endswith(".index.json")
+        else (path if path.is_dir() else path.parent) / "config.json"
     )
     if not config.is_file():
         raise UsageError(f"{target}: a forward pass needs a model to run, model code or a config.json; a checkpoint "
