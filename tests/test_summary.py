@@ -38,7 +38,7 @@ from paramscope.examples import gpt2, resnet18
 from paramscope.render import View, render
 from paramscope.trace import ForwardError, _OpRecorder, describe, trace
 
-from .cli import assert_error, run
+from .cli import assert_error, run, run_in_a_new_process
 
 TINY_GPT_KWARGS = {"vocab_size": 100, "n_positions": 16, "n_embd": 8, "n_layer": 2, "n_head": 2}
 TINY_GPT_ARGS = tuple(f"{key}={value}" for key, value in TINY_GPT_KWARGS.items())
@@ -1487,6 +1487,15 @@ class Quit(nn.Module):
 
 def eval_only():
     return nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))  # one sample: no train-mode forward, no activations
+
+
+class Misfit(nn.Module):
+    def forward(self, x):
+        return x @ torch.ones(3, 3, device=x.device)
+
+
+def misfit():
+    return nn.Sequential(nn.Linear(8, 8), Misfit())
 """
 
 
@@ -1501,6 +1510,18 @@ def models(tmp_path: Path) -> Path:
     path = tmp_path / "models.py"
     path.write_text(textwrap.dedent(MODELS_SOURCE), encoding="utf-8")
     return path
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_cli_a_shape_that_does_not_fit_is_one_line(models: Path, device: str) -> None:
+    # on meta torch also logs the meta kernel's exception, with its traceback, as it goes up
+    result = run_in_a_new_process("summary", f"{models}:misfit", "--input-size", "2,8", "--device", device)
+    reason = {
+        "meta": "a and b must have same reduction dim, but got [2, 8] X [3, 3].",  # the meta kernel's words
+        "cpu": "mat1 and mat2 shapes cannot be multiplied (2x8 and 3x3)",
+    }[device]
+    assert result.returncode == 2
+    assert result.stderr == f"paramscope: error: the forward failed in '1' with inputs [2, 8]: RuntimeError: {reason}\n"
 
 
 def test_cli_table_has_the_totals(capsys: pytest.CaptureFixture[str], built: dict[str, Built]) -> None:
