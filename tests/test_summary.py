@@ -2219,6 +2219,72 @@ def test_state_held_in_other_mappings_or_a_new_dict_is_restored(device: str) -> 
     assert all(rebinds.__dict__[key] is value for key, value in attributes.items())
 
 
+class Batch(NamedTuple):
+    features: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenBatch:
+    features: torch.Tensor
+    mask: torch.Tensor
+
+
+class TakesABatch(nn.Module):
+    """A forward whose input holds its tensors: a named tuple or a (frozen) dataclass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, batch: Batch | FrozenBatch) -> torch.Tensor:
+        return self.fc(batch.features) * batch.mask
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("kind", [Batch, FrozenBatch])
+def test_inputs_held_in_a_named_tuple_or_a_dataclass(device: str, kind: type[Batch] | type[FrozenBatch]) -> None:
+    model, batch = TakesABatch(), kind(torch.randn(2, 4), torch.ones(2, 4))
+    report = paramscope.summary(model, input_data=(batch,), device=device, mode="train")
+    assert report.totals.flops == torch_flops(model, batch)[0] == 2 * 2 * 4 * 4
+    assert report.totals.activations_bytes == torch_saved_bytes(model, batch)[0]
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_packed_sequence_input_keeps_its_batch_sizes_on_the_cpu(device: str) -> None:
+    model = nn.GRU(4, 3)
+    packed = nn.utils.rnn.pack_padded_sequence(torch.randn(5, 2, 4), torch.tensor([5, 3]))
+    report = paramscope.summary(model, input_data=(packed,), device=device)
+    assert report.calls is not None
+    assert report.calls[0].outputs == describe(model(packed))
+
+
+class SineFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.sin(x))  # sin saves its input for backward only when the input requires grad
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_an_input_that_requires_grad_still_does(device: str) -> None:
+    model, x = SineFirst(), torch.randn(4, 8, requires_grad=True)
+    report = paramscope.summary(model, input_data=x, device=device, mode="train")
+    expected, _ = torch_saved_bytes(model, x)
+    assert report.totals.activations_bytes == expected == 2 * 4 * 8 * 4  # sin's input and the Linear's
+    assert x.requires_grad
+    assert x.grad is None
+
+
+def test_the_inputs_made_for_meta_are_not_ops_of_the_models() -> None:
+    notes = [paramscope.summary(nn.Linear(4, 4), input_data=torch.randn(2, 4), device=device).notes[-1]
+             for device in ("meta", "cpu")]  # fmt: skip
+    assert notes[0] == notes[1]
+    assert "aten.empty_like" not in notes[0]
+
+
 class ChangesItselfInPlace(nn.Module):
     """A forward that changes in place what its modules hold: a submodule made on the first call, a hook and a
     non-persistent buffer it registers, caches of its own (a dict, a list), and a tensor it keeps as a plain

@@ -30,7 +30,7 @@ import sys
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
-from copy import deepcopy
+from copy import copy, deepcopy
 from dataclasses import dataclass, field
 from itertools import chain, compress, islice
 from types import MethodType
@@ -45,6 +45,7 @@ from torch._subclasses.fake_tensor import (
     FakeTensorMode,
     UnsupportedOperatorException,
 )
+from torch.nn.utils.rnn import PackedSequence
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapper
 
@@ -1007,13 +1008,27 @@ def _stand_ins(
 
 
 def to_device(value: Any, device: str) -> Any:
-    """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape and dtype)."""
+    """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype and
+    ``requires_grad``), in lists, tuples, named tuples, dicts and dataclasses as deep as they go. A PackedSequence
+    keeps its batch sizes on the cpu, where torch takes them."""
     if isinstance(value, torch.Tensor):
-        return torch.empty_like(value, device="meta") if device == "meta" else value.to(device)
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        if device == "meta":
+            return torch.empty_like(value, device="meta").requires_grad_(value.requires_grad)
+        return value.to(device)
+    if isinstance(value, PackedSequence):
+        data, batch_sizes, *indices = value
+        return PackedSequence(to_device(data, device), batch_sizes, *(to_device(item, device) for item in indices))
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple: its fields are its arguments
+        return type(value)(*(to_device(item, device) for item in value))
+    if isinstance(value, (list, tuple)):
         return type(value)(to_device(item, device) for item in value)
     if isinstance(value, Mapping):
         return {key: to_device(item, device) for key, item in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        moved = copy(value)
+        for item in dataclasses.fields(value):
+            object.__setattr__(moved, item.name, to_device(getattr(value, item.name), device))  # frozen ones too
+        return moved
     return value
 
 
@@ -1142,9 +1157,10 @@ def _run(
                 stack.callback(saved.release)
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
             stack.enter_context(_compiled_code_run_eagerly())
+            inputs, keywords = to_device(args, device), to_device(kwargs, device)  # not ops of the model's
             if count_flops or recorder.protected:
                 stack.enter_context(recorder)
-            output = _forward(model, weights, to_device(args, device), to_device(kwargs, device))
+            output = _forward(model, weights, inputs, keywords)
             if find_trained:  # on meta, where the stand-ins are the graph's leaves
                 trace_result.trained = _reached_parameters(output, weights.items())
             del output
