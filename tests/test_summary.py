@@ -749,6 +749,30 @@ def test_cpu_flash_attention_is_counted() -> None:
         assert paramscope.summary(model, input_size=(1, 16, 8), device=device).totals.flops == total
 
 
+class MaskedAttention(nn.Module):
+    """Attention under a boolean mask, which torch makes an additive float mask before any kernel runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q, k, v = (part.view(2, 16, 2, 4).transpose(1, 2) for part in self.qkv(x).chunk(3, dim=-1))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_boolean_attention_mask_on_meta_is_what_it_is_on_cpu(mode: str) -> None:
+    model, x, mask = MaskedAttention(), torch.randn(2, 16, 8), torch.rand(2, 1, 16, 16) > 0.2
+    reports = {device: paramscope.summary(model, input_data=(x, mask), device=device, mode=mode)
+               for device in ("meta", "cpu")}  # fmt: skip
+    assert reports["meta"].notes[1:] == reports["cpu"].notes[1:]  # the same ops ran, where and scalar_tensor too
+    assert reports["meta"].totals.flops == reports["cpu"].totals.flops == torch_flops(model, x, mask)[0]
+    expected = torch_saved_bytes(model, x, mask)[0]  # the float mask (4 bytes an element) among them
+    assert reports["meta"].totals.activations_bytes == expected
+    assert reports["cpu"].totals.activations_bytes == (expected if mode == "train" else None)
+
+
 class SelfAttention(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -81,6 +81,12 @@ def _fused_attention(
         return None  # fused kernels need one head size for q, k and v; torch falls back to the math path too
     if attn_mask is not None and attn_mask.requires_grad and torch.is_grad_enabled():
         return None  # a learned bias (T5's relative positions) needs its gradient: the CPU kernel has none
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        # as torch's scaled_dot_product_attention does before any kernel runs, on every device and each call: a
+        # boolean mask becomes an additive one, in the query's dtype (which the kernel then saves for backward)
+        zero, minus_inf = (torch.scalar_tensor(value, dtype=query.dtype, device=attn_mask.device)
+                           for value in (0.0, float("-inf")))  # fmt: skip
+        attn_mask = torch.where(attn_mask, zero, minus_inf)
     output, _ = aten._scaled_dot_product_flash_attention_for_cpu(
         query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
     )
