@@ -782,6 +782,29 @@ class SelfAttention(nn.Module):
         return self.attn(x, x, x)[0]  # self-attention: the fast path's case
 
 
+class AttentionWithoutWeights(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x, need_weights=False)[0]  # scaled_dot_product_attention inside torch's function
+
+
+@pytest.mark.parametrize(
+    "make",
+    [AttentionWithoutWeights, SelfAttention,
+     lambda: nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True), 2)],
+    ids=["attention-without-weights", "attention-with-weights", "encoder"],
+)  # fmt: skip
+def test_torchs_multi_head_attention_saves_on_meta_what_it_saves_on_cpu(make: Callable[[], nn.Module]) -> None:
+    model, x = make(), torch.randn(2, 5, 16)
+    expected, _ = torch_saved_bytes(model, x)
+    assert paramscope.summary(model, input_data=x, device="cpu", mode="train").totals.activations_bytes == expected
+    assert paramscope.summary(model, input_data=x, mode="train").totals.activations_bytes == expected
+    assert paramscope.summary(model, input_data=x).totals.activations_bytes == expected  # its train-mode pass
+
+
 def _fused_cases() -> list[tuple[str, nn.Module, list[tuple[int, ...]], Any, int]]:
     """Layers whose eval forward on CPU is one fused op that FlopCounterMode counts as 0, with that op and the
     FLOPs counted by hand (2 per multiply-add, biases not counted, as FlopCounterMode does)."""

@@ -14,8 +14,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import Any
 
@@ -93,15 +95,39 @@ def _fused_attention(
     return output
 
 
+def _attention(*args: Any, **kwargs: Any) -> torch.Tensor:
+    """``scaled_dot_product_attention`` as a real device runs it: fused on meta where it can be."""
+    fused = _fused_attention(*args, **kwargs)
+    return torch.nn.functional.scaled_dot_product_attention(*args, **kwargs) if fused is None else fused
+
+
+@functools.cache
+def _multi_head_attention_forward() -> Callable[..., Any]:
+    """``F.multi_head_attention_forward`` (nn.MultiheadAttention's, nn.TransformerEncoderLayer's) calling
+    :func:`_attention` for its attention. torch hands the whole function to the function mode, which runs it with
+    the mode off, and so its own call of ``scaled_dot_product_attention`` would take meta's math path, which keeps
+    the attention matrix. A copy of it with that one name bound otherwise, in a namespace of its own: torch's
+    module is not changed. Where torch's function no longer calls it by that name, torch's runs as it is."""
+    original = torch.nn.functional.multi_head_attention_forward
+    code = original.__code__
+    if "scaled_dot_product_attention" not in code.co_names:
+        return original
+    namespace = {**original.__globals__, "scaled_dot_product_attention": _attention}
+    copy = types.FunctionType(code, namespace, original.__name__, original.__defaults__, original.__closure__)
+    copy.__kwdefaults__ = original.__kwdefaults__
+    return copy
+
+
 class _FusedAttention(TorchFunctionMode):
-    """``scaled_dot_product_attention`` on meta as a fused kernel."""
+    """``scaled_dot_product_attention`` on meta as a fused kernel, where a model calls it and where
+    ``nn.MultiheadAttention`` does."""
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if func is torch.nn.functional.scaled_dot_product_attention:
-            fused = _fused_attention(*args, **kwargs)
-            if fused is not None:
-                return fused
+            return _attention(*args, **kwargs)
+        if func is torch.nn.functional.multi_head_attention_forward:
+            return _multi_head_attention_forward()(*args, **kwargs)
         return func(*args, **kwargs)
 
 
