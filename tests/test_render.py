@@ -96,6 +96,17 @@ def test_csv_tensors() -> None:
     assert sum(int(row["numel"]) for row in rows if row["kind"] == "parameter") == report.totals.params
 
 
+def test_csv_quotes_a_line_break_of_either_kind_in_a_name() -> None:
+    model = torch.nn.Module()
+    for name in ("carriage\rreturn", "line\nfeed", "plain"):
+        model.add_module(name, torch.nn.Linear(2, 2))
+    text = render(paramscope.inspect(model), "csv")
+    assert text.endswith("\n")
+    assert "\r\n" not in text.replace('"carriage\rreturn"', "")  # rows end in \n alone
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert [row["path"] for row in rows] == ["", "carriage\rreturn", "line\nfeed", "plain"]
+
+
 def test_str_and_rich_protocols() -> None:
     report = _report(tiny_gpt)
     assert str(report) == render(report, "table")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 
 from .._report import CallRecord, Report
 from ._layout import View, memory_totals
@@ -31,12 +32,30 @@ def _cell(column: str, value: object) -> object:
     return value
 
 
+class _RowWriter:
+    """CSV rows that end in ``\n``, with each field that holds a line break quoted. The csv module quotes a field
+    for the characters of its line terminator alone: with ``\n`` as the terminator a ``\r`` in a module's name
+    would stay bare, and a reader would end the row there. So each row is written with ``\r\n`` and ends in
+    ``\n`` instead."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        self._out = out
+        self._row = io.StringIO()
+        self._writer = csv.writer(self._row, lineterminator="\r\n")
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._row.seek(0)
+        self._row.truncate()
+        self._writer.writerow(row)
+        self._out.write(self._row.getvalue().removesuffix("\r\n") + "\n")
+
+
 def render_csv(report: Report, view: View | None = None) -> str:
     """Modules, a summary's call records, tensors or memory items as CSV with a header row: empty cells for unknown
     values, names joined with ``;``, shapes as ``[64, 3, 7, 7]``."""
     view = view or View()
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = _RowWriter(out)
     if report.memory is not None:
         writer.writerow(MEMORY_COLUMNS)
         for item in report.memory.items:
