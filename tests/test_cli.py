@@ -1388,26 +1388,49 @@ def test_output_that_cannot_be_named_is_one_line(capsys: pytest.CaptureFixture[s
         target = tmp_path / "a"
         target.symlink_to("b")
         (tmp_path / "b").symlink_to("a")
-        reason = f"Symlink loop from '{target}'"
+        reason = "its symbolic links make a loop"
     assert_error(run(capsys, "inspect", "paramscope.examples:resnet18", "--output", str(target)),
                  f"cannot write {target}: {reason}")  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == ([] if kind == "too long" else ["a", "b"])
 
 
-@pytest.mark.parametrize("read", ["model.py", "config.json", "model.safetensors"])
+@pytest.mark.parametrize(
+    ("target", "output"),
+    [("model.py:net", "model.py"), ("mymodel:net", "mymodel.py"), ("config.json", "config.json"),
+     ("model.safetensors", "model.safetensors"), ("model.safetensors", "config.json"), (".", "model.safetensors"),
+     ("model.safetensors.index.json", "model.safetensors")],
+)  # fmt: skip
 def test_output_never_replaces_a_file_the_target_is_read_from(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, read: str
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, output: str
 ) -> None:
-    (tmp_path / "model.py").write_text("from torch import nn\nnet = nn.Linear(4, 2)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("model.py", "mymodel.py"):
+        (tmp_path / name).write_text("from torch import nn\nnet = nn.Linear(4, 2)\n")
     (tmp_path / "config.json").write_text('{"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2}')
-    (tmp_path / "model.safetensors").write_bytes(b"kept")
-    target = str(tmp_path / "model.py") + ":net" if read == "model.py" else str(tmp_path / read)
-    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
-    output = str(tmp_path / read)
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2, 2)}, tmp_path / "model.safetensors")
+    (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": {"w": "model.safetensors"}}')
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
     assert_error(
         run(capsys, "inspect", target, "--output", output),
         f"--output {output}: the report would replace a file {target} is read from; write it to another file",
     )
-    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == before
+
+
+@pytest.mark.parametrize(("target", "output"), [("model.safetensors", "notes.bin"),
+                                                ("model.safetensors", "generation_config.json")])  # fmt: skip
+def test_output_beside_a_checkpoint_it_is_not_read_from(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, target: str, output: str
+) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2, 2)}, tmp_path / target)
+    (tmp_path / output).write_text("old")
+    assert run(capsys, "inspect", str(tmp_path / target), "--output", str(tmp_path / output))[0] == 0
+    assert (tmp_path / output).read_text().startswith(str(tmp_path / target))
 
 
 def test_output_file_has_ordinary_permissions(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -1543,6 +1543,10 @@ class Misfit(nn.Module):
 
 def misfit():
     return nn.Sequential(nn.Linear(8, 8), Misfit())
+
+
+def flat():
+    return nn.Linear(8, 2)
 """
 
 
@@ -1650,6 +1654,13 @@ def test_cli_input_size_is_required(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_bad_shape(capsys: pytest.CaptureFixture[str], text: str, command: str) -> None:
     result = run(capsys, command, "paramscope.examples:resnet18", f"--input-size={text}")
     assert_error(result, SHAPE_MESSAGE.format(text))
+
+
+@pytest.mark.parametrize(("text", "shape"), [("(2, 8)", [2, 8]), ("[2,8]", [2, 8]), ("(8,)", [8]), (" 8 ", [8])])
+def test_cli_shapes_as_torch_and_python_print_them(
+    capsys: pytest.CaptureFixture[str], models: Path, text: str, shape: list[int]
+) -> None:
+    assert run_json(capsys, f"{models}:flat", "--input-size", text)["calls"][0]["inputs"] == str(shape)
 
 
 @pytest.mark.parametrize("text", ["-1,4", "-1", "-0.5,3"])
@@ -2237,6 +2248,13 @@ class OwnBufferStore(nn.Module):
         return self.fc(x) * self.scale
 
 
+class ChangesItsOwnBufferStore(OwnBufferStore):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.register_buffer("scale", torch.full((4,), 2.0, device=x.device))
+        self.register_buffer("extra", torch.zeros(1, device=x.device))
+        return self.fc(x) * self.scale
+
+
 class RebindsItsDict(nn.Module):
     """A forward that puts a new dict in place of its module's ``__dict__``."""
 
@@ -2252,12 +2270,13 @@ class RebindsItsDict(nn.Module):
 
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 def test_state_held_in_other_mappings_or_a_new_dict_is_restored(device: str) -> None:
-    store = OwnBufferStore()
-    scale = store.scale
-    report = paramscope.summary(store, input_size=(2, 4), device=device)
-    assert report.totals.flops == 2 * 2 * 4 * 4
-    assert store.scale is scale
-    assert isinstance(store._buffers, BufferStore)
+    for store in (OwnBufferStore(), ChangesItsOwnBufferStore()):
+        scale = store.scale
+        report = paramscope.summary(store, input_size=(2, 4), device=device)
+        assert report.totals.flops == 2 * 2 * 4 * 4
+        assert store.scale is scale
+        assert isinstance(store._buffers, BufferStore)
+        assert list(store._buffers) == ["scale"]
     rebinds = RebindsItsDict()
     attributes = dict(rebinds.__dict__)
     paramscope.summary(rebinds, input_size=(2, 4), device=device)
@@ -2340,9 +2359,10 @@ class ChangesItselfInPlace(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 4)
-        self.cache: dict[int, torch.Tensor] = {}
-        self.sizes: list[int] = []
+        self.cache: dict[Any, torch.Tensor] = {torch.zeros(1): torch.zeros(2, 4)}
+        self.sizes: list[Any] = [torch.zeros(2, 4)]
         self.window = torch.zeros(2, 4)
+        self.first_row = self.window[0]  # a view: what is written through one is read through the other
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not hasattr(self, "proj"):
@@ -2350,10 +2370,17 @@ class ChangesItselfInPlace(nn.Module):
         self.fc.register_forward_hook(lambda module, args, output: None)
         self.register_buffer("scratch", torch.zeros(1, device=x.device), persistent=False)
         y = self.fc(x)
-        self.cache[len(self.cache)] = y
+        held, sizes = next(iter(self.cache.values())), self.sizes[0]
+        self.cache.clear()
+        self.cache[torch.zeros(1)] = held  # a key of the same value, another tensor (== would compare values)
         self.sizes.append(x.shape[0])
+        if not x.is_meta:  # the model's own cpu tensors, written to in place
+            held[:] = y.detach()
+            sizes.fill_(1.0)
         self.window = self.window.to(x.device)  # the same tensor on its own device
         self.window[:] = y.detach()
+        self.window[0] = 7.0
+        assert self.first_row.device != x.device or bool((self.first_row == 7.0).all())
         return self.proj(y)
 
 
@@ -2369,13 +2396,14 @@ def _held(model: nn.Module) -> list[Any]:
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 def test_what_a_forward_changes_in_place_is_put_back(device: str) -> None:
     model = ChangesItselfInPlace()
-    window = model.window
+    window, (key, held), sizes = model.window, *model.cache.items(), model.sizes[0]
     before = _held(model)
     report = paramscope.summary(model, input_size=(2, 4), device=device)
     assert report.totals.flops == 2 * 2 * 4 * 4 + 2 * 2 * 4 * 2  # the layer made in the forward counts in its owner
     assert _held(model) == before
     assert model.window is window
-    assert torch.equal(window, torch.zeros(2, 4))
+    assert next(iter(model.cache)) is key
+    assert all(torch.equal(tensor, torch.zeros(2, 4)) for tensor in (window, held, sizes))
     assert model(torch.randn(2, 4)).shape == (2, 2)  # its lazy layer made anew, on the cpu (not left fake)
 
 
@@ -2395,13 +2423,14 @@ class BackwardInside(nn.Module):
 
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 def test_a_backward_in_the_forward_leaves_the_gradients_as_they_were(device: str) -> None:
-    model = BackwardInside()
+    model, x = BackwardInside(), torch.randn(2, 4, requires_grad=True)
     grad = torch.zeros(4, 4)
     model.fc.weight.grad = grad
-    paramscope.summary(model, input_size=(2, 4), device=device, mode="train")
+    paramscope.summary(model, input_data=x, device=device, mode="train")
     assert model.fc.weight.grad is grad
     assert torch.equal(grad, torch.zeros(4, 4))
     assert model.fc.bias.grad is None
+    assert x.grad is None
 
 
 class InstanceForward(nn.Module):

@@ -14,11 +14,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import types
+import threading
 from collections.abc import Callable, Iterator
 from itertools import chain
+from types import FunctionType
 from typing import Any
 
 import torch
@@ -54,19 +54,24 @@ def as_on_a_device(fake: FakeTensorMode | None = None) -> Iterator[None]:
     >>> out.shape, out.dtype
     (torch.Size([16, 32]), torch.float32)
     """
-    fake_tensor_log = logging.getLogger(FakeTensorMode.__module__)
-    fake_tensor_log.addFilter(_kernel_failure_logs)
+    logging.getLogger(FakeTensorMode.__module__).addFilter(_kernel_failure_logs)  # once: a filter is added once
+    _running.depth = getattr(_running, "depth", 0) + 1
     try:
         with fake or fake_tensors(), _FusedAttention(), _MetaKernels():
             yield
     finally:
-        fake_tensor_log.removeFilter(_kernel_failure_logs)
+        _running.depth -= 1
+
+
+_running = threading.local()
+"""How many forwards on meta run in this thread now (one inside another's forward: a model that summarises)."""
 
 
 def _kernel_failure_logs(record: logging.LogRecord) -> bool:
-    """False for torch's log of a meta kernel that raised, with its traceback: the exception goes on up, to a
-    one-line error of the summary's (a shape that does not fit), and the log would print before it."""
-    return not str(record.msg).startswith("failed while attempting to run meta")
+    """False for torch's log of a meta kernel that raised, with its traceback, while a forward on meta runs in this
+    thread: the exception goes on up, to a one-line error of the summary's (a shape that does not fit), and the log
+    would print before it."""
+    return not (getattr(_running, "depth", 0) and str(record.msg).startswith("failed while attempting to run meta"))
 
 
 def _fused_attention(
@@ -101,21 +106,21 @@ def _attention(*args: Any, **kwargs: Any) -> torch.Tensor:
     return torch.nn.functional.scaled_dot_product_attention(*args, **kwargs) if fused is None else fused
 
 
-@functools.cache
 def _multi_head_attention_forward() -> Callable[..., Any]:
     """``F.multi_head_attention_forward`` (nn.MultiheadAttention's, nn.TransformerEncoderLayer's) calling
     :func:`_attention` for its attention. torch hands the whole function to the function mode, which runs it with
     the mode off, and so its own call of ``scaled_dot_product_attention`` would take meta's math path, which keeps
-    the attention matrix. A copy of it with that one name bound otherwise, in a namespace of its own: torch's
-    module is not changed. Where torch's function no longer calls it by that name, torch's runs as it is."""
+    the attention matrix. A copy of it with that one name bound otherwise, in a namespace of its own made anew for
+    each call (torch's module is not changed, and a patch of it made since is seen). Where torch's function no
+    longer calls it by that name, torch's runs as it is."""
     original = torch.nn.functional.multi_head_attention_forward
     code = original.__code__
     if "scaled_dot_product_attention" not in code.co_names:
         return original
     namespace = {**original.__globals__, "scaled_dot_product_attention": _attention}
-    copy = types.FunctionType(code, namespace, original.__name__, original.__defaults__, original.__closure__)
-    copy.__kwdefaults__ = original.__kwdefaults__
-    return copy
+    twin = FunctionType(code, namespace, original.__name__, original.__defaults__, original.__closure__)
+    twin.__kwdefaults__ = original.__kwdefaults__
+    return twin
 
 
 class _FusedAttention(TorchFunctionMode):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -444,7 +445,15 @@ def _write_atomically(path: Path, text: str) -> None:
 def _write_through(path: Path, text: str) -> None:
     if path.is_dir():
         raise UsageError(f"cannot write {path}: it is a directory")
-    path = path.resolve() if path.is_symlink() else path
+    if path.is_symlink():
+        try:
+            path = Path(os.path.realpath(path, strict=True))
+        except FileNotFoundError:  # a link to a file not made yet: it is made there
+            path = Path(os.path.realpath(path))
+        except OSError as error:  # not Path.resolve, which stopped telling a loop apart in Python 3.13
+            if error.errno == errno.ELOOP:
+                raise UsageError(f"cannot write {path}: its symbolic links make a loop") from None
+            raise
     if path.exists() and not path.is_file():
         with path.open("w", encoding="utf-8") as out:
             out.write(text)
@@ -452,8 +461,8 @@ def _write_through(path: Path, text: str) -> None:
     directory = path.parent
     if not directory.is_dir():
         raise UsageError(f"cannot write {path}: no such directory {directory}")
-    # the name cut short: the longest name a file may have must still leave room for the rest
-    temporary = directory / f".{path.name[:64]}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # not named after the file: the longest name a file may have would leave no room for the rest
+    temporary = directory / f".paramscope.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         # os.open applies the umask, as a plain open() would; mkstemp would force mode 0600.
         with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8") as out:
@@ -467,32 +476,41 @@ def _write_through(path: Path, text: str) -> None:
         raise
 
 
-# What paramscope reads beside a checkpoint or in a directory: the config.json and the checkpoints themselves.
-_READ_IN_A_DIRECTORY = ("config.json", ".safetensors", ".index.json", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
+# The checkpoints a directory (or a sharded checkpoint's index) is read from, besides its config.json.
+_CHECKPOINT_SUFFIXES = (".safetensors", ".index.json", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
+
+
+def _files_read(target: str) -> list[Path]:
+    """The files ``target`` is read from: model code's own file (a module's once imported), a checkpoint or config
+    itself and the config.json beside it (a summary builds the model from it, --check compares with it), and in a
+    directory or beside a sharded checkpoint's index its config.json and checkpoints."""
+    from .sources.target import is_code_target
+
+    if target.startswith("hf:"):
+        return []
+    if is_code_target(target) and not Path(target).exists():
+        location = target.rpartition(":")[0]
+        module_file = getattr(sys.modules.get(location), "__file__", None)
+        return [Path(location)] if location.endswith(".py") else [Path(module_file)] if module_file else []
+    path = Path(target)
+    directory = path if path.is_dir() else path.parent
+    read = [directory / "config.json"] + ([] if path.is_dir() else [path])
+    if path.is_dir() or path.name.endswith(".index.json"):
+        read += [item for item in directory.iterdir() if item.name.endswith(_CHECKPOINT_SUFFIXES)]
+    return read
 
 
 def _refuse_output_over_input(output: str, targets: list[str]) -> None:
     """--output must not be a file the targets are read from: the report would replace the model (lost data)."""
-    from .sources.target import is_code_target
-
-    try:
-        written = Path(output)
-        if not written.is_file():
-            return
-        for target in targets:
-            if target.startswith("hf:"):
-                continue
-            code = is_code_target(target) and not Path(target).exists()
-            path = Path(target.rpartition(":")[0] if code else target)
-            read = [path] if path.is_file() else []
-            if not code:
-                directory = path if path.is_dir() else path.parent
-                read += [item for item in directory.iterdir() if item.name.endswith(_READ_IN_A_DIRECTORY)]
-            if any(item.is_file() and os.path.samefile(item, written) for item in read):
-                raise UsageError(f"--output {output}: the report would replace a file {target} is read from; write it "
-                                 "to another file")  # fmt: skip
-    except OSError:
-        return  # a path that cannot be looked at: writing it fails with its own message
+    written = Path(output)
+    for target in targets:
+        try:
+            if written.is_file() and any(item.is_file() and os.path.samefile(item, written)
+                                         for item in _files_read(target)):  # fmt: skip
+                raise UsageError(f"--output {output}: the report would replace a file {target} is read from; write "
+                                 "it to another file")  # fmt: skip
+        except OSError:
+            continue  # a path that cannot be looked at: writing to it fails with a message of its own
 
 
 def _deliver(
@@ -500,6 +518,9 @@ def _deliver(
 ) -> None:
     """Write the output to --output (atomically) or stdout; a table on a terminal is drawn with rich."""
     if options.output:
+        # checked now, with model code imported: a module's file is known (the report is made, nothing written yet)
+        _refuse_output_over_input(options.output, [getattr(options, key) for key in ("target", "a", "b")
+                                                   if getattr(options, key, None)])  # fmt: skip
         _write_atomically(Path(options.output), text())
     elif options.format == "table" and stdout.isatty():
         from .render import write_document
@@ -559,13 +580,16 @@ def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
 
 def _shape(text: str) -> tuple[int, ...]:
     """An --input-size value as a shape: dimensions of 1 or more that torch can hold (an int64)."""
-    # brackets around it and spaces after a comma are how shapes are printed; anything else is not a shape (an empty
-    # dimension "1,,3" or "1 4" would read as another shape)
-    parts = text.strip().removeprefix("(").removesuffix(")").removeprefix("[").removesuffix("]").split(",")
-    try:
-        shape = tuple(int(part.strip(), 10) for part in parts)
-    except ValueError:
-        raise UsageError(f"--input-size {text!r} is not a shape: write it as 1,3,224,224") from None
+    # as shapes are printed: in brackets, with spaces after the commas, Python's (16,) for one dimension; anything
+    # else is not a shape (an empty dimension "1,,3", or "1 4", would read as another shape)
+    inner = text.strip()
+    bracketed = inner[:1] + inner[-1:] in ("()", "[]")
+    parts = [part.strip() for part in (inner[1:-1] if bracketed else inner).split(",")]
+    if bracketed and len(parts) > 1 and not parts[-1]:
+        parts.pop()
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        raise UsageError(f"--input-size {text!r} is not a shape: write it as 1,3,224,224")
+    shape = tuple(int(part) for part in parts)
     if not shape or any(dim < 1 for dim in shape):
         raise UsageError(f"--input-size {text!r} is not a shape: write it as 1,3,224,224")
     too_large = next((dim for dim in shape if dim > MAX_DIMENSION), None)
@@ -746,9 +770,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             options.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         options.args = extra
         handler: Callable[[argparse.Namespace, IO[str]], int] = options.handler
-        if getattr(options, "output", None):
-            targets = [name for name in (getattr(options, key, None) for key in ("target", "a", "b")) if name]
-            _refuse_output_over_input(options.output, targets)
         try:
             return handler(options, sys.stdout)
         except SystemExit as exit_:

@@ -28,7 +28,7 @@ import dataclasses
 import operator
 import sys
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from copy import copy, deepcopy
 from dataclasses import dataclass, field
@@ -425,7 +425,9 @@ class _OpRecorder(TorchDispatchMode):
     runs (to name those without a FLOP formula); with ``count_flops``, counts FLOPs with FlopCounterMode's formulas
     into a running total (which :class:`_Hooks` reads as each module enters and leaves); with ``protected``
     (parameter storages by address), refuses an op that would write to one before it runs: on a real device the
-    forward runs on the user's own weights, which must come back unchanged.
+    forward runs on the user's own weights, which must come back unchanged; with ``restorable`` (the storages of the
+    other tensors the model holds, a cache, by address), keeps what one holds before its first write, for
+    :meth:`put_back` to restore once the forward is over.
 
     Why not FlopCounterMode itself: it is a second Python dispatch mode plus module hooks of its own that flatten
     every module's inputs and outputs, about 10 % of a GPT-2 forward on CPU; this one mode does its counting with the
@@ -443,6 +445,9 @@ class _OpRecorder(TorchDispatchMode):
         # by id: an op overload hashes in Python, a cost on every op; torch.ops makes each overload once and keeps
         # it, so its id stays its own
         self._plans: dict[int, _OpPlan | None] = {}
+        self.restorable: dict[int, torch.Tensor] = {}
+        """Tensors the model holds outside its parameters and buffers, by storage address, until first written."""
+        self._before_writes: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     @property
     def counts(self) -> dict[Any, int]:
@@ -461,7 +466,7 @@ class _OpRecorder(TorchDispatchMode):
             counter = None if formula is None or not self.count_flops else _counter(formula)
             composite, written = _op_traits(func)
             decomposes = counter is None and self.count_flops and composite
-            written = written if self.protected else ()
+            written = written if self.protected or self.restorable else ()
             run = func._op if type(func) is torch._ops.OpOverload else func
             only_counted = counter is None and not decomposes and not written
             plan = _OpPlan(func.overloadpacket, counter, decomposes, written, run, only_counted)
@@ -492,7 +497,7 @@ class _OpRecorder(TorchDispatchMode):
                     plan.runs -= 1  # its decomposition's ops are counted instead
                     return out
             if plan.written:
-                self._refuse_writes(func, plan, args, kwargs)
+                self._check_writes(func, plan, args, kwargs)
             counter = plan.counter
             if counter is None:
                 return plan.run(*args, **kwargs)
@@ -514,7 +519,8 @@ class _OpRecorder(TorchDispatchMode):
         finally:
             _set_eval_frame(callback)
 
-    def _refuse_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
+    def _check_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
+        """Refuse a write to a parameter; keep what a tensor of :attr:`restorable` holds before its first write."""
         for index, name in plan.written:
             written = args[index] if index < len(args) else kwargs.get(name)
             # a list for the foreach ops (torch._foreach_mul_), a tensor for the others
@@ -522,12 +528,24 @@ class _OpRecorder(TorchDispatchMode):
                 # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter
                 if not isinstance(target, torch.Tensor) or target.layout != torch.strided or target.is_nested:
                     continue
-                parameter = self.protected.get(target.untyped_storage().data_ptr())
+                storage = target.untyped_storage()
+                parameter = self.protected.get(storage.data_ptr())
                 if parameter is not None:
                     raise ParameterWriteError(
                         f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
                         "not run that on your weights; summarise on meta (the default) instead"
                     )
+                if self.restorable.pop(storage.data_ptr(), None) is not None:
+                    # the whole storage, as bytes: every view of it (and so what aliases it) comes back
+                    whole = torch.empty(0, dtype=torch.uint8, device=target.device).set_(storage)
+                    self._before_writes.append((whole, whole.clone()))
+
+    def put_back(self) -> None:
+        """Restore what the tensors of :attr:`restorable` that the forward wrote to held before."""
+        with torch.no_grad():
+            for whole, before in reversed(self._before_writes):
+                whole.copy_(before)
+        self._before_writes.clear()
 
 
 if _KEEPS_DYNAMO_OUT:
@@ -825,19 +843,19 @@ class _RecordedForward:
         # A copy of the module made in its forward (an EMA copy) runs its own forward, not a recorder of this one.
         if self._previous is not _ABSENT:
             return deepcopy(self._previous, memo)
-        copy = memo.get(id(self._module))
-        return self if copy is None else MethodType(type(copy).forward, copy)
+        twin = memo.get(id(self._module))
+        return self if twin is None else MethodType(type(twin).forward, twin)
 
 
 @contextlib.contextmanager
-def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool = False) -> Iterator[None]:
+def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool = False) -> Iterator[_ModuleState]:
     """``model`` in train or eval mode for the block, and as it was afterwards: every module's attributes (its
     ``training`` flag, and what a forward rebinds: a cache's length, weight_norm's computed ``weight``), its
-    parameters, buffers, submodules and hooks (see :class:`_ModuleState`; ``functional_call`` leaves its stand-ins
-    in a module registered under two names), and every parameter's ``requires_grad`` and ``grad``; with
-    ``real_weights`` (a forward on them), what each parameter's ``.data`` is (a momentum encoder assigns it in its
-    forward), and the values of each ``grad`` and of each tensor a module holds as a plain attribute: the forward
-    gets copies of them (a forward that runs a backward adds to the gradients in place; a cache is written to)."""
+    parameters, buffers, submodules and hooks (see :class:`_ModuleState`, which the block gets; ``functional_call``
+    leaves its stand-ins in a module registered under two names), and every parameter's ``requires_grad`` and
+    ``grad``; with ``real_weights`` (a forward on them), what each parameter's ``.data`` is (a momentum encoder
+    assigns it in its forward), and the forward sees no gradients: one that runs a backward makes new ones instead
+    of adding to the model's in place (a copy of them would take as much memory as the parameters)."""
     modules = walk.modules
     state = _ModuleState(modules)
     # Read and compared a list at a time (map over an attrgetter runs in C): this runs around every summary's forward.
@@ -849,19 +867,15 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     data: list[torch.Tensor] = list(map(_DATA, params)) if real_weights else []
     dtypes: list[torch.dtype] = list(map(_DTYPE, data))
     try:
-        if real_weights:
-            state.copy_tensor_attributes()
-            if grads.count(None) != len(grads):
-                with torch.no_grad():
-                    for param, grad in zip(params, grads, strict=True):
-                        if grad is not None:
-                            param.grad = grad.clone()
+        if real_weights and grads.count(None) != len(grads):
+            for param in params:
+                param.grad = None
         # A model already all in eval mode is left to it: model.train() walks every module again (transformers' does
         # more work). train(True) always runs: a model's own train() may keep parts of it in eval mode (frozen
         # BatchNorm).
         if train or any(map(_TRAINING, modules)):
             model.train(train)
-        yield
+        yield state
     finally:
         if not state.unchanged():
             state.restore()
@@ -880,6 +894,7 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
 
 _VALUES = operator.methodcaller("values")
 _PARAMETERS = operator.attrgetter("_parameters")
+_BUFFERS = operator.attrgetter("_buffers")
 _REQUIRES_GRAD = operator.attrgetter("requires_grad")
 _GRAD = operator.attrgetter("grad")
 _DATA = operator.attrgetter("data")
@@ -891,10 +906,10 @@ _ATTRIBUTES = operator.attrgetter("__dict__")
 class _ModuleState:
     """What each module holds at one moment, which a forward may change, kept as flat lists: comparing them with
     what the modules hold later is a pass over each list. Held: each module's attributes (its ``__dict__``: what
-    a forward rebinds) and what the dicts, lists and sets among them hold (what a forward changes in place): its
-    parameters, buffers and submodules (a submodule made on the first call), its hooks (a forward that registers
-    one), the names of its non-persistent buffers, and a cache of the model's own. Deeper than that, and in a
-    tensor's values, nothing is compared."""
+    a forward rebinds) and what its parameters, buffers and the dicts, lists, sets and deques among its attributes
+    hold (what a forward changes in place): its submodules (one made on the first call), its hooks (a forward that
+    registers one), the names of its non-persistent buffers, and a cache of the model's own. Deeper than that, and
+    in a tensor's values, nothing is compared: see :class:`_WrittenTensors` for those."""
 
     def __init__(self, modules: list[nn.Module]) -> None:
         self.modules = modules
@@ -903,48 +918,54 @@ class _ModuleState:
         # Picked by type in C (compress over map), not in a loop: a model's modules hold thousands of attributes,
         # among them a dozen dicts each (the hooks'), nearly all empty.
         values = list(chain.from_iterable(map(_VALUES, self.attributes)))
-        self.held: list[Any] = [*self.attributes, *compress(values, map(_CONTAINERS.__contains__, map(type, values)))]
-        """The ``__dict__`` of each module, then the dicts, lists and sets they hold."""
+        # parameters and buffers whatever mapping holds them (a store of a model's own, not a dict)
+        stores = [*map(_PARAMETERS, modules), *map(_BUFFERS, modules)]
+        self.held: list[Any] = [
+            *self.attributes,
+            *compress(values, map(_CONTAINERS.__contains__, map(type, values))),
+            *compress(stores, map(operator.not_, map(_CONTAINERS.__contains__, map(type, stores)))),
+        ]
+        """The ``__dict__`` of each module, then the containers they hold."""
         self.lengths = list(map(len, self.held))
         # what was empty is unchanged while it stays so: only what held something is compared item by item
         filled = list(compress(self.held, self.lengths))
-        is_mapping = list(map(_MAPPINGS.__contains__, map(type, filled)))
-        self.mappings: list[dict[Any, Any]] = list(compress(filled, is_mapping))
-        self.collections: list[list[Any] | set[Any]] = list(compress(filled, map(operator.not_, is_mapping)))
+        is_mapping = [isinstance(container, Mapping) for container in filled]
+        self.mappings: list[Mapping[Any, Any]] = list(compress(filled, is_mapping))
+        self.collections: list[Any] = list(compress(filled, map(operator.not_, is_mapping)))
         self.keys = list(chain.from_iterable(self.mappings))
         self.values = list(chain.from_iterable(map(_VALUES, self.mappings)))
         self.items = list(chain.from_iterable(self.collections))
 
     def unchanged(self) -> bool:
-        """Whether every module holds what it held: the same ``__dict__``, as many entries in each dict, list and
-        set, the same keys in each dict, in order, bound to the very same objects (== would compare tensors
-        element-wise), and the very same items in each list and set."""
+        """Whether every module holds what it held: the same ``__dict__``, as many entries in each container, and
+        the very same keys, values and items in them, in order (by identity: == would compare tensors
+        element-wise)."""
         return (
             all(map(operator.is_, map(_ATTRIBUTES, self.modules), self.attributes))
             and list(map(len, self.held)) == self.lengths
-            and list(chain.from_iterable(self.mappings)) == self.keys
+            and all(map(operator.is_, chain.from_iterable(self.mappings), self.keys))
             and all(map(operator.is_, chain.from_iterable(map(_VALUES, self.mappings)), self.values))
             and all(map(operator.is_, chain.from_iterable(self.collections), self.items))
         )
 
     def restore(self) -> None:
-        """Put back what :meth:`unchanged` found changed, each module's attributes first: they hold the rest."""
+        """Put back what :meth:`unchanged` found changed: each module's own ``__dict__`` (a forward may have put
+        another in its place), and what each container held."""
         contents: dict[int, Any] = {}
         keys, values, items = iter(self.keys), iter(self.values), iter(self.items)
         for held, length in zip(self.held, self.lengths, strict=True):
             if not length:
                 continue
-            if type(held) in _MAPPINGS:
+            if isinstance(held, Mapping):
                 contents[id(held)] = dict(zip(islice(keys, length), islice(values, length), strict=True))
             else:
                 contents[id(held)] = list(islice(items, length))
         for module, attributes in zip(self.modules, self.attributes, strict=True):
-            _restore(
-                module.__dict__, contents[id(attributes)]
-            )  # into the dict it holds now (a forward may put a new one)
-        for held in self.held[len(self.modules) :]:
+            if module.__dict__ is not attributes:
+                object.__setattr__(module, "__dict__", attributes)
+        for held in self.held:
             saved = contents.get(id(held), ())
-            if isinstance(held, dict):
+            if isinstance(held, MutableMapping):
                 _restore(held, dict(saved))
             elif len(held) != len(saved) or not all(map(operator.is_, held, saved)):
                 held.clear()
@@ -953,22 +974,22 @@ class _ModuleState:
                 else:
                     held.extend(saved)
 
-    def copy_tensor_attributes(self) -> None:
-        """Put a copy in place of each tensor a module holds as a plain attribute (neither parameter nor buffer: the
-        cache of Meta's reference Llama), for a forward on a real device, which may write to it in place;
-        :meth:`restore` puts back the module's own."""
-        values = self.values[: sum(self.lengths[: len(self.modules)])]  # the attributes' own: they come first
-        if not any(issubclass(kind, torch.Tensor) for kind in set(map(type, values))):
-            return  # most models: checked by type, a pass in C
-        for attributes in self.attributes:
-            for name, value in list(attributes.items()):
-                if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
-                    with torch.no_grad():
-                        attributes[name] = value.clone().requires_grad_(value.requires_grad)
+    def loose_tensors(self) -> list[torch.Tensor]:
+        """The tensors the modules hold besides their parameters and buffers: as attributes (Meta's reference
+        Llama keeps its key/value cache so), and in the containers among them."""
+        stores = {id(store) for store in chain(map(_PARAMETERS, self.modules), map(_BUFFERS, self.modules))}
+        candidates = list(chain(
+            chain.from_iterable(map(_VALUES, self.attributes)),
+            *(held.values() if isinstance(held, Mapping) else held
+              for held in self.held[len(self.modules) :] if id(held) not in stores),
+        ))  # fmt: skip
+        if not any(issubclass(kind, torch.Tensor) for kind in set(map(type, candidates))):
+            return []  # most models: told by type, a pass in C
+        return [item for item in candidates if isinstance(item, torch.Tensor)]
 
 
-_MAPPINGS = frozenset({dict, OrderedDict})
-_CONTAINERS = _MAPPINGS | {list, set}
+_MAPPINGS = frozenset({dict, OrderedDict, defaultdict, Counter})
+_CONTAINERS = _MAPPINGS | {list, set, deque}
 
 
 def _restore(current: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
@@ -1009,17 +1030,19 @@ def _stand_ins(
 
 def to_device(value: Any, device: str) -> Any:
     """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype and
-    ``requires_grad``), in lists, tuples, named tuples, dicts and dataclasses as deep as they go. A PackedSequence
-    keeps its batch sizes on the cpu, where torch takes them."""
+    ``requires_grad``; one that requires grad a leaf of its own), in lists, tuples, named tuples, dicts and
+    dataclasses as deep as they go. A PackedSequence keeps its batch sizes on the cpu, where torch takes them."""
     if isinstance(value, torch.Tensor):
         if device == "meta":
             return torch.empty_like(value, device="meta").requires_grad_(value.requires_grad)
-        return value.to(device)
+        tensor = value.to(device)
+        # a leaf of its own: a backward in the forward neither fills the input's grad nor reaches the graph it came from
+        return tensor.detach().requires_grad_() if tensor.requires_grad else tensor
     if isinstance(value, PackedSequence):
         data, batch_sizes, *indices = value
-        return PackedSequence(to_device(data, device), batch_sizes, *(to_device(item, device) for item in indices))
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple: its fields are its arguments
-        return type(value)(*(to_device(item, device) for item in value))
+        return type(value)(to_device(data, device), batch_sizes, *(to_device(item, device) for item in indices))
+    if isinstance(value, tuple) and hasattr(value, "_make"):  # a named tuple
+        return value._make(to_device(item, device) for item in value)
     if isinstance(value, (list, tuple)):
         return type(value)(to_device(item, device) for item in value)
     if isinstance(value, Mapping):
@@ -1027,7 +1050,8 @@ def to_device(value: Any, device: str) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         moved = copy(value)
         for item in dataclasses.fields(value):
-            object.__setattr__(moved, item.name, to_device(getattr(value, item.name), device))  # frozen ones too
+            if hasattr(value, item.name):  # a field without a default that its __post_init__ never set is not
+                object.__setattr__(moved, item.name, to_device(getattr(value, item.name), device))  # frozen too
         return moved
     return value
 
@@ -1147,7 +1171,11 @@ def _run(
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
-            stack.enter_context(_mode(model, walk, train, real_weights=device != "meta"))
+            state = stack.enter_context(_mode(model, walk, train, real_weights=device != "meta"))
+            if device != "meta":  # what the model holds besides its weights, written to in place (a cache)
+                recorder.restorable = {key: tensor for tensor in state.loose_tensors()
+                                       if (key := tensor.untyped_storage().data_ptr())}  # fmt: skip
+                stack.callback(recorder.put_back)
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
             if fake is not None:  # before the recorder, which must see each op before it is run on meta
@@ -1158,7 +1186,7 @@ def _run(
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
             stack.enter_context(_compiled_code_run_eagerly())
             inputs, keywords = to_device(args, device), to_device(kwargs, device)  # not ops of the model's
-            if count_flops or recorder.protected:
+            if count_flops or recorder.protected or recorder.restorable:
                 stack.enter_context(recorder)
             output = _forward(model, weights, inputs, keywords)
             if find_trained:  # on meta, where the stand-ins are the graph's leaves
