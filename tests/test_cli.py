@@ -1396,7 +1396,8 @@ def test_output_that_cannot_be_named_is_one_line(capsys: pytest.CaptureFixture[s
 
 @pytest.mark.parametrize(
     ("target", "output"),
-    [("model.py:net", "model.py"), ("mymodel:net", "mymodel.py"), ("config.json", "config.json"),
+    [("model.py:net", "model.py"), ("mymodel:net", "mymodel.py"), ("model.py:net", "helper.py"),
+     ("config.json", "config.json"),
      ("model.safetensors", "model.safetensors"), ("model.safetensors", "config.json"), (".", "model.safetensors"),
      ("model.safetensors.index.json", "model.safetensors")],
 )  # fmt: skip
@@ -1405,8 +1406,11 @@ def test_output_never_replaces_a_file_the_target_is_read_from(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    helper = f"helper_{tmp_path.name.replace('-', '_')}"  # a name no earlier test imported
+    output = output.replace("helper", helper)
     for name in ("model.py", "mymodel.py"):
-        (tmp_path / name).write_text("from torch import nn\nnet = nn.Linear(4, 2)\n")
+        (tmp_path / name).write_text(f"from torch import nn\nimport {helper}\nnet = nn.Linear(4, 2)\n")
+    (tmp_path / f"{helper}.py").write_text("")
     (tmp_path / "config.json").write_text('{"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2}')
     from safetensors.torch import save_file
 

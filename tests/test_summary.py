@@ -2407,6 +2407,76 @@ def test_what_a_forward_changes_in_place_is_put_back(device: str) -> None:
     assert model(torch.randn(2, 4)).shape == (2, 2)  # its lazy layer made anew, on the cpu (not left fake)
 
 
+class ReshapesItsCache(nn.Module):
+    """A forward that changes what its tensors besides the weights are: their values after a resize of their
+    storage (FSDP frees storages so), their shape, their storage, their autograd flags, and a step counter, as a
+    forward on meta runs an op on cpu tensors alone for real."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.freed, self.grown, self.swapped = torch.ones(3), torch.ones(3), torch.ones(3)
+        self.viewed, self.learned = torch.ones(3), torch.ones(3)
+        self.step = torch.tensor(0)
+        self.kinds = [torch.eye(3).to_sparse(), torch.ones(3).to_mkldnn()]  # no storage of bytes to keep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.step += 1
+        self.freed.add_(1)
+        self.freed.untyped_storage().resize_(0)
+        self.grown.resize_(10).fill_(5.0)
+        self.swapped.set_(torch.zeros(5))
+        self.viewed.unsqueeze_(0)
+        self.learned.requires_grad_()
+        if torch.is_grad_enabled():
+            (self.learned * 2).sum().backward()
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_what_a_forward_does_to_the_tensors_besides_the_weights_is_put_back(device: str, mode: str) -> None:
+    model = ReshapesItsCache()
+    held = {name: (tensor, tensor.untyped_storage()) for name, tensor in vars(model).items()
+            if isinstance(tensor, torch.Tensor)}  # fmt: skip
+    paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
+    for name, (tensor, storage) in held.items():
+        assert getattr(model, name) is tensor
+        assert tensor.untyped_storage()._cdata == storage._cdata  # the same storage, not one like it
+        assert tensor.shape == (() if name == "step" else (3,))
+        assert torch.equal(tensor, torch.tensor(0) if name == "step" else torch.ones(3))
+        assert not tensor.requires_grad
+        assert tensor.grad is None
+
+
+class CastsItsWeight(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.fc.weight.data = self.fc.weight.data.double()  # the gradient (float32) no longer fits it
+        return x
+
+
+def test_a_weight_cast_in_the_forward_and_its_gradient_both_come_back() -> None:
+    model = CastsItsWeight()
+    weight, grad = model.fc.weight.data, torch.ones(4, 4)
+    model.fc.weight.grad = grad
+    paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert model.fc.weight.is_set_to(weight)
+    assert model.fc.weight.dtype == torch.float32
+    assert model.fc.weight.grad is grad
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_an_input_made_by_an_op_can_be_changed_in_place(device: str) -> None:
+    model, x = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(4, 4)), torch.randn(2, 4, requires_grad=True) * 2
+    report = paramscope.summary(model, input_data=x, device=device, mode="train")
+    assert report.totals.flops == 2 * 2 * 4 * 4
+    assert x.grad_fn is not None
+
+
 class BackwardInside(nn.Module):
     """A forward that runs a backward of its own (a gradient penalty), which adds to the parameters' gradients."""
 

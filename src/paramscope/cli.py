@@ -481,17 +481,20 @@ _CHECKPOINT_SUFFIXES = (".safetensors", ".index.json", ".bin", ".pt", ".pth", ".
 
 
 def _files_read(target: str) -> list[Path]:
-    """The files ``target`` is read from: model code's own file (a module's once imported), a checkpoint or config
-    itself and the config.json beside it (a summary builds the model from it, --check compares with it), and in a
-    directory or beside a sharded checkpoint's index its config.json and checkpoints."""
+    """The files ``target`` is read from: model code's own file and the modules it imported (every module imported
+    by then), a checkpoint or config itself and the config.json beside it (a summary builds the model from it,
+    --check compares with it), and in a directory or beside a sharded checkpoint's index its config.json and
+    checkpoints."""
     from .sources.target import is_code_target
 
     if target.startswith("hf:"):
         return []
     if is_code_target(target) and not Path(target).exists():
+        # the file, and every module imported so far: the model's code imports its neighbours (and a package's)
         location = target.rpartition(":")[0]
-        module_file = getattr(sys.modules.get(location), "__file__", None)
-        return [Path(location)] if location.endswith(".py") else [Path(module_file)] if module_file else []
+        imported = [Path(file) for module in list(sys.modules.values())
+                    if isinstance(file := getattr(module, "__file__", None), str)]  # fmt: skip
+        return [Path(location)] * location.endswith(".py") + imported
     path = Path(target)
     directory = path if path.is_dir() else path.parent
     read = [directory / "config.json"] + ([] if path.is_dir() else [path])

@@ -447,7 +447,7 @@ class _OpRecorder(TorchDispatchMode):
         self._plans: dict[int, _OpPlan | None] = {}
         self.restorable: dict[int, torch.Tensor] = {}
         """Tensors the model holds outside its parameters and buffers, by storage address, until first written."""
-        self._before_writes: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._before_writes: list[tuple[torch.UntypedStorage, torch.Tensor]] = []
 
     @property
     def counts(self) -> dict[Any, int]:
@@ -525,8 +525,10 @@ class _OpRecorder(TorchDispatchMode):
             written = args[index] if index < len(args) else kwargs.get(name)
             # a list for the foreach ops (torch._foreach_mul_), a tensor for the others
             for target in written if isinstance(written, (list, tuple)) else (written,):
-                # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter
-                if not isinstance(target, torch.Tensor) or target.layout != torch.strided or target.is_nested:
+                # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter;
+                # a meta or fake tensor holds no values to keep
+                if (not isinstance(target, torch.Tensor) or target.layout != torch.strided or target.is_nested
+                        or target.is_meta):  # fmt: skip
                     continue
                 storage = target.untyped_storage()
                 parameter = self.protected.get(storage.data_ptr())
@@ -535,21 +537,39 @@ class _OpRecorder(TorchDispatchMode):
                         f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
                         "not run that on your weights; summarise on meta (the default) instead"
                     )
-                if self.restorable.pop(storage.data_ptr(), None) is not None:
-                    # the whole storage, as bytes: every view of it (and so what aliases it) comes back
-                    whole = torch.empty(0, dtype=torch.uint8, device=target.device).set_(storage)
-                    self._before_writes.append((whole, whole.clone()))
+                if self.restorable and self.restorable.pop(storage.data_ptr(), None) is not None:
+                    # the whole storage, as bytes: every view of it (and so what aliases it) comes back; copied as
+                    # it is, on its device (on meta, a cpu tensor of the model's is written for real)
+                    with _disable_current_modes():
+                        before = torch.empty(0, dtype=torch.uint8, device=storage.device).set_(storage).clone()
+                    self._before_writes.append((storage, before))
 
     def put_back(self) -> None:
-        """Restore what the tensors of :attr:`restorable` that the forward wrote to held before."""
+        """Restore what the storages of :attr:`restorable` that the forward wrote to held before, each to its size
+        (a forward may resize one: FSDP frees storages so); every one is tried before an error is raised."""
+        errors: list[Exception] = []
         with torch.no_grad():
-            for whole, before in reversed(self._before_writes):
-                whole.copy_(before)
+            for storage, before in reversed(self._before_writes):
+                try:
+                    if storage.nbytes() != before.numel():
+                        storage.resize_(before.numel())
+                    torch.empty(0, dtype=torch.uint8, device=before.device).set_(storage).copy_(before)
+                except Exception as error:  # a storage that cannot be resized (one numpy or a file holds)
+                    errors.append(error)
         self._before_writes.clear()
+        if errors:
+            raise errors[0]
 
 
 if _KEEPS_DYNAMO_OUT:
     _skipped_by_dynamo(_OpRecorder.__torch_dispatch__)
+
+
+def _has_plain_storage(tensor: torch.Tensor) -> bool:
+    """A dense tensor with values (not meta, nor a subclass, nor a sparse, mkldnn, nested or quantized one): one whose
+    storage is bytes that can be kept and put back."""
+    return (type(tensor) in (torch.Tensor, nn.Parameter) and tensor.layout == torch.strided and not tensor.is_nested
+            and not tensor.is_meta and not tensor.is_quantized)  # fmt: skip
 
 
 def _parameter_storages(walk: ModuleWalk) -> dict[int, str]:
@@ -852,19 +872,26 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     """``model`` in train or eval mode for the block, and as it was afterwards: every module's attributes (its
     ``training`` flag, and what a forward rebinds: a cache's length, weight_norm's computed ``weight``), its
     parameters, buffers, submodules and hooks (see :class:`_ModuleState`, which the block gets; ``functional_call``
-    leaves its stand-ins in a module registered under two names), and every parameter's ``requires_grad`` and
-    ``grad``; with ``real_weights`` (a forward on them), what each parameter's ``.data`` is (a momentum encoder
-    assigns it in its forward), and the forward sees no gradients: one that runs a backward makes new ones instead
-    of adding to the model's in place (a copy of them would take as much memory as the parameters)."""
+    leaves its stand-ins in a module registered under two names), every parameter's ``requires_grad`` and ``grad``,
+    and what each other tensor the modules hold (``state.loose``) is: its ``.data``, ``requires_grad`` and ``grad``
+    (its values are :class:`_OpRecorder`'s to keep). With ``real_weights`` (a forward on them), what each parameter's
+    ``.data`` is too (a momentum encoder assigns it in its forward), and the forward sees no gradients: one that runs
+    a backward makes new ones instead of adding to the model's in place (a copy of them would take as much memory as
+    the parameters)."""
     modules = walk.modules
     state = _ModuleState(modules)
     # Read and compared a list at a time (map over an attrgetter runs in C): this runs around every summary's forward.
     params: list[torch.Tensor] = [
         param for param in chain.from_iterable(map(_VALUES, map(_PARAMETERS, modules))) if param is not None
     ]
-    flags: list[bool] = list(map(_REQUIRES_GRAD, params))
-    grads: list[torch.Tensor | None] = list(map(_GRAD, params))
-    data: list[torch.Tensor] = list(map(_DATA, params)) if real_weights else []
+    loose = state.loose = state.loose_tensors()
+    # the leaves among the loose tensors: what a forward may set on them, as on parameters (a cache's own grad)
+    leaves = [tensor for tensor in loose if tensor.is_leaf]
+    flags: list[bool] = list(map(_REQUIRES_GRAD, [*params, *leaves]))
+    grads: list[torch.Tensor | None] = list(map(_GRAD, [*params, *leaves]))
+    held = [*params, *(tensor for tensor in loose if _has_plain_storage(tensor))] if real_weights else [
+        tensor for tensor in loose if _has_plain_storage(tensor)]  # fmt: skip
+    data: list[torch.Tensor] = list(map(_DATA, held))
     dtypes: list[torch.dtype] = list(map(_DTYPE, data))
     try:
         if real_weights and grads.count(None) != len(grads):
@@ -877,19 +904,40 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
             model.train(train)
         yield state
     finally:
-        if not state.unchanged():
-            state.restore()
-        if list(map(_REQUIRES_GRAD, params)) != flags:
-            for param, requires_grad in zip(params, flags, strict=True):
-                param.requires_grad_(requires_grad)
-        if not all(map(operator.is_, map(_GRAD, params), grads)):
-            for param, grad in zip(params, grads, strict=True):
-                param.grad = grad
-        # what .data is: storage, offset, sizes and strides (is_set_to), and dtype
-        if data and not (all(map(torch.Tensor.is_set_to, params, data)) and list(map(_DTYPE, params)) == dtypes):
-            for param, tensor in zip(params, data, strict=True):
-                if not param.is_set_to(tensor) or param.dtype != tensor.dtype:
-                    param.data = tensor
+        tensors = [*params, *leaves]
+
+        def put_back_data() -> None:  # first: a grad is only taken by a tensor of its dtype and shape
+            # what .data is: storage, offset, sizes and strides (is_set_to), and dtype
+            if data and not (all(map(torch.Tensor.is_set_to, held, data)) and list(map(_DTYPE, held)) == dtypes):
+                for tensor, before in zip(held, data, strict=True):
+                    if not tensor.is_set_to(before) or tensor.dtype != before.dtype:
+                        tensor.data = before
+
+        def put_back_flags() -> None:
+            if list(map(_REQUIRES_GRAD, tensors)) != flags:
+                for tensor, requires_grad in zip(tensors, flags, strict=True):
+                    if tensor.requires_grad != requires_grad and tensor.is_leaf:
+                        tensor.requires_grad_(requires_grad)
+
+        def put_back_grads() -> None:
+            if not all(map(operator.is_, map(_GRAD, tensors), grads)):
+                for tensor, grad in zip(tensors, grads, strict=True):
+                    if tensor.grad is not grad:
+                        tensor.grad = grad
+
+        _each(lambda: None if state.unchanged() else state.restore(), put_back_data, put_back_flags, put_back_grads)
+
+
+def _each(*steps: Callable[[], None]) -> None:
+    """Run every step, those after one that raised too; then raise the first error."""
+    errors: list[BaseException] = []
+    for step in steps:
+        try:
+            step()
+        except Exception as error:
+            errors.append(error)
+    if errors:
+        raise errors[0]
 
 
 _VALUES = operator.methodcaller("values")
@@ -935,6 +983,8 @@ class _ModuleState:
         self.keys = list(chain.from_iterable(self.mappings))
         self.values = list(chain.from_iterable(map(_VALUES, self.mappings)))
         self.items = list(chain.from_iterable(self.collections))
+        self.loose: list[torch.Tensor] = []
+        """The tensors the modules hold besides their parameters and buffers, once :meth:`loose_tensors` is read."""
 
     def unchanged(self) -> bool:
         """Whether every module holds what it held: the same ``__dict__``, as many entries in each container, and
@@ -1033,11 +1083,13 @@ def to_device(value: Any, device: str) -> Any:
     ``requires_grad``; one that requires grad a leaf of its own), in lists, tuples, named tuples, dicts and
     dataclasses as deep as they go. A PackedSequence keeps its batch sizes on the cpu, where torch takes them."""
     if isinstance(value, torch.Tensor):
-        if device == "meta":
-            return torch.empty_like(value, device="meta").requires_grad_(value.requires_grad)
-        tensor = value.to(device)
-        # a leaf of its own: a backward in the forward neither fills the input's grad nor reaches the graph it came from
-        return tensor.detach().requires_grad_() if tensor.requires_grad else tensor
+        tensor = torch.empty_like(value, device="meta") if device == "meta" else value.to(device)
+        if not value.requires_grad:
+            return tensor
+        # cut from the graph it came from: a backward in the forward neither fills the input's grad nor reaches the
+        # caller's graph; a leaf as it was one (an in-place op on it fails, as it would), or else not one
+        leaf = tensor.detach().requires_grad_()
+        return leaf if value.is_leaf else leaf.clone()
     if isinstance(value, PackedSequence):
         data, batch_sizes, *indices = value
         return type(value)(to_device(data, device), batch_sizes, *(to_device(item, device) for item in indices))
@@ -1172,9 +1224,11 @@ def _run(
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
             state = stack.enter_context(_mode(model, walk, train, real_weights=device != "meta"))
-            if device != "meta":  # what the model holds besides its weights, written to in place (a cache)
-                recorder.restorable = {key: tensor for tensor in state.loose_tensors()
-                                       if (key := tensor.untyped_storage().data_ptr())}  # fmt: skip
+            # what the model holds besides its weights and a forward writes to in place (a cache; on meta too, where
+            # an op on cpu tensors alone runs for real)
+            recorder.restorable = {key: tensor for tensor in state.loose if _has_plain_storage(tensor)
+                                   and (key := tensor.untyped_storage().data_ptr())}  # fmt: skip
+            if recorder.restorable:
                 stack.callback(recorder.put_back)
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
