@@ -977,7 +977,8 @@ class _ModuleState:
         self.lengths = list(map(len, self.held))
         # what was empty is unchanged while it stays so: only what held something is compared item by item
         filled = list(compress(self.held, self.lengths))
-        is_mapping = [isinstance(container, Mapping) for container in filled]
+        # told apart by type, in C: all but lists, sets and deques are mappings (a store of a model's own too)
+        is_mapping = list(map(operator.not_, map(_COLLECTIONS.__contains__, map(type, filled))))
         self.mappings: list[Mapping[Any, Any]] = list(compress(filled, is_mapping))
         self.collections: list[Any] = list(compress(filled, map(operator.not_, is_mapping)))
         self.keys = list(chain.from_iterable(self.mappings))
@@ -1028,18 +1029,18 @@ class _ModuleState:
         """The tensors the modules hold besides their parameters and buffers: as attributes (Meta's reference
         Llama keeps its key/value cache so), and in the containers among them."""
         stores = {id(store) for store in chain(map(_PARAMETERS, self.modules), map(_BUFFERS, self.modules))}
-        candidates = list(chain(
-            chain.from_iterable(map(_VALUES, self.attributes)),
-            *(held.values() if isinstance(held, Mapping) else held
-              for held in self.held[len(self.modules) :] if id(held) not in stores),
-        ))  # fmt: skip
+        # what the attributes, dicts, lists, sets and deques hold, but the parameters and buffers (what was empty
+        # holds nothing a forward could write to)
+        mappings = [mapping for mapping in self.mappings if id(mapping) not in stores]
+        candidates = [*chain.from_iterable(map(_VALUES, mappings)), *self.items]
         if not any(issubclass(kind, torch.Tensor) for kind in set(map(type, candidates))):
             return []  # most models: told by type, a pass in C
         return [item for item in candidates if isinstance(item, torch.Tensor)]
 
 
 _MAPPINGS = frozenset({dict, OrderedDict, defaultdict, Counter})
-_CONTAINERS = _MAPPINGS | {list, set, deque}
+_COLLECTIONS = frozenset({list, set, deque})
+_CONTAINERS = _MAPPINGS | _COLLECTIONS
 
 
 def _restore(current: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
