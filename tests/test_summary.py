@@ -2416,7 +2416,8 @@ class ReshapesItsCache(nn.Module):
         super().__init__()
         self.fc = nn.Linear(4, 4)
         self.freed, self.grown, self.swapped = torch.ones(3), torch.ones(3), torch.ones(3)
-        self.viewed, self.learned = torch.ones(3), torch.ones(3)
+        self.viewed, self.learned, self.traced = torch.ones(3), torch.ones(3), torch.ones(3)
+        self.tuned = torch.ones(3, requires_grad=True)  # a leaf with a gradient of its own, given below
         self.step = torch.tensor(0)
         self.kinds = [torch.eye(3).to_sparse(), torch.ones(3).to_mkldnn()]  # no storage of bytes to keep
 
@@ -2428,15 +2429,18 @@ class ReshapesItsCache(nn.Module):
         self.swapped.set_(torch.zeros(5))
         self.viewed.unsqueeze_(0)
         self.learned.requires_grad_()
+        y = self.fc(x)
+        self.traced.copy_(y[0, :3])  # part of the graph now, if y is
         if torch.is_grad_enabled():
-            (self.learned * 2).sum().backward()
-        return self.fc(x)
+            (self.learned * 2 + self.tuned).sum().backward(retain_graph=True)
+        return y
 
 
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_what_a_forward_does_to_the_tensors_besides_the_weights_is_put_back(device: str, mode: str) -> None:
     model = ReshapesItsCache()
+    grad = model.tuned.grad = torch.full((3,), 5.0)
     held = {name: (tensor, tensor.untyped_storage()) for name, tensor in vars(model).items()
             if isinstance(tensor, torch.Tensor)}  # fmt: skip
     paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
@@ -2444,9 +2448,12 @@ def test_what_a_forward_does_to_the_tensors_besides_the_weights_is_put_back(devi
         assert getattr(model, name) is tensor
         assert tensor.untyped_storage()._cdata == storage._cdata  # the same storage, not one like it
         assert tensor.shape == (() if name == "step" else (3,))
-        assert torch.equal(tensor, torch.tensor(0) if name == "step" else torch.ones(3))
-        assert not tensor.requires_grad
-        assert tensor.grad is None
+        assert torch.equal(tensor.detach(), torch.tensor(0) if name == "step" else torch.ones(3))
+        assert tensor.is_leaf
+        assert tensor.requires_grad == (name == "tuned")
+        assert tensor.grad is (grad if name == "tuned" else None)
+    assert torch.equal(grad, torch.full((3,), 5.0))
+    copy.deepcopy([tensor for tensor, _ in held.values()])  # only leaves can be: none is left in the summary's graph
 
 
 class CastsItsWeight(nn.Module):

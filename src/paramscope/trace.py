@@ -875,9 +875,9 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     leaves its stand-ins in a module registered under two names), every parameter's ``requires_grad`` and ``grad``,
     and what each other tensor the modules hold (``state.loose``) is: its ``.data``, ``requires_grad`` and ``grad``
     (its values are :class:`_OpRecorder`'s to keep). With ``real_weights`` (a forward on them), what each parameter's
-    ``.data`` is too (a momentum encoder assigns it in its forward), and the forward sees no gradients: one that runs
-    a backward makes new ones instead of adding to the model's in place (a copy of them would take as much memory as
-    the parameters)."""
+    ``.data`` is too (a momentum encoder assigns it in its forward). The forward sees no gradients of the parameters
+    (on a real device) nor of the other tensors: one that runs a backward makes new ones instead of adding to the
+    model's in place (a copy of them would take as much memory as the parameters)."""
     modules = walk.modules
     state = _ModuleState(modules)
     # Read and compared a list at a time (map over an attrgetter runs in C): this runs around every summary's forward.
@@ -887,16 +887,23 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     loose = state.loose = state.loose_tensors()
     # the leaves among the loose tensors: what a forward may set on them, as on parameters (a cache's own grad)
     leaves = [tensor for tensor in loose if tensor.is_leaf]
+    # non-leaves that keep a grad (retain_grad), put back too
+    retaining = [tensor for tensor in loose if not tensor.is_leaf and tensor.retains_grad]
+    retained = [tensor.grad for tensor in retaining]
     flags: list[bool] = list(map(_REQUIRES_GRAD, [*params, *leaves]))
     grads: list[torch.Tensor | None] = list(map(_GRAD, [*params, *leaves]))
     held = [*params, *(tensor for tensor in loose if _has_plain_storage(tensor))] if real_weights else [
         tensor for tensor in loose if _has_plain_storage(tensor)]  # fmt: skip
     data: list[torch.Tensor] = list(map(_DATA, held))
     dtypes: list[torch.dtype] = list(map(_DTYPE, data))
+    training = list(map(_TRAINING, modules))
     try:
         if real_weights and grads.count(None) != len(grads):
             for param in params:
                 param.grad = None
+        for tensor in leaves:  # a backward in the forward would add to a loose leaf's grad in place
+            if tensor.grad is not None:
+                tensor.grad = None
         # A model already all in eval mode is left to it: model.train() walks every module again (transformers' does
         # more work). train(True) always runs: a model's own train() may keep parts of it in eval mode (frozen
         # BatchNorm).
@@ -914,6 +921,12 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
                         tensor.data = before
 
         def put_back_flags() -> None:
+            for tensor in leaves:  # written in place from a tensor that requires grad: a leaf again
+                if not tensor.is_leaf and tensor._base is None:
+                    tensor.detach_()
+            for tensor, grad in zip(retaining, retained, strict=True):
+                if tensor.grad is not grad:
+                    tensor.grad = grad
             if list(map(_REQUIRES_GRAD, tensors)) != flags:
                 for tensor, requires_grad in zip(tensors, flags, strict=True):
                     if tensor.requires_grad != requires_grad and tensor.is_leaf:
@@ -925,7 +938,17 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
                     if tensor.grad is not grad:
                         tensor.grad = grad
 
-        _each(lambda: None if state.unchanged() else state.restore(), put_back_data, put_back_flags, put_back_grads)
+        def put_back_state() -> None:
+            # the flags model.train() set, put back first: most often all that changed, and a full restore walks
+            # every container
+            if list(map(_TRAINING, modules)) != training:
+                for attributes, flag in zip(state.attributes, training, strict=True):
+                    if "training" in attributes:
+                        attributes["training"] = flag
+            if not state.unchanged():
+                state.restore()
+
+        _each(put_back_state, put_back_data, put_back_flags, put_back_grads)
 
 
 def _each(*steps: Callable[[], None]) -> None:
@@ -1090,7 +1113,10 @@ def to_device(value: Any, device: str) -> Any:
         # cut from the graph it came from: a backward in the forward neither fills the input's grad nor reaches the
         # caller's graph; a leaf as it was one (an in-place op on it fails, as it would), or else not one
         leaf = tensor.detach().requires_grad_()
-        return leaf if value.is_leaf else leaf.clone()
+        if value.is_leaf:
+            return leaf
+        with torch.enable_grad():  # an eval-mode summary runs without: the clone would not require grad
+            return leaf.clone()
     if isinstance(value, PackedSequence):
         data, batch_sizes, *indices = value
         return type(value)(to_device(data, device), batch_sizes, *(to_device(item, device) for item in indices))
