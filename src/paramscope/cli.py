@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
@@ -505,15 +506,25 @@ def _files_read(target: str) -> list[Path]:
 
 def _refuse_output_over_input(output: str, targets: list[str]) -> None:
     """--output must not be a file the targets are read from: the report would replace the model (lost data)."""
-    written = Path(output)
+    try:
+        written = os.stat(output)
+    except OSError:
+        return  # no such file yet (or none to look at: writing to it fails with a message of its own)
+    if not stat.S_ISREG(written.st_mode):
+        return
     for target in targets:
         try:
-            if written.is_file() and any(item.is_file() and os.path.samefile(item, written)
-                                         for item in _files_read(target)):  # fmt: skip
+            read = _files_read(target)
+        except OSError:  # a directory that cannot be listed: the target's own error says so
+            continue
+        for item in read:  # model code: every module imported, a stat each
+            try:
+                same = os.path.samestat(os.stat(item), written)
+            except OSError:
+                continue
+            if same:
                 raise UsageError(f"--output {output}: the report would replace a file {target} is read from; write "
                                  "it to another file")  # fmt: skip
-        except OSError:
-            continue  # a path that cannot be looked at: writing to it fails with a message of its own
 
 
 def _deliver(
