@@ -805,6 +805,17 @@ def test_torchs_multi_head_attention_saves_on_meta_what_it_saves_on_cpu(make: Ca
     assert paramscope.summary(model, input_data=x).totals.activations_bytes == expected  # its train-mode pass
 
 
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_one_tensor_given_as_several_inputs_is_one_tensor_on_meta(need_weights: bool) -> None:
+    model, x = nn.MultiheadAttention(16, 4, batch_first=True), torch.randn(2, 5, 16)
+    inputs = {"query": x, "key": x, "value": x, "need_weights": need_weights}  # self-attention: one projection
+    expected, _ = torch_saved_bytes(model, x, x, x, None, need_weights)
+    for device in ("meta", "cpu"):
+        assert paramscope.summary(model, input_data=inputs, device=device, mode="train").totals.activations_bytes == (
+            expected
+        )
+
+
 def _fused_cases() -> list[tuple[str, nn.Module, list[tuple[int, ...]], Any, int]]:
     """Layers whose eval forward on CPU is one fused op that FlopCounterMode counts as 0, with that op and the
     FLOPs counted by hand (2 per multiply-add, biases not counted, as FlopCounterMode does)."""

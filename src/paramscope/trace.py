@@ -1102,37 +1102,48 @@ def _stand_ins(
     return named
 
 
-def to_device(value: Any, device: str) -> Any:
+def to_device(value: Any, device: str, memo: dict[int, torch.Tensor] | None = None) -> Any:
     """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype and
     ``requires_grad``; one that requires grad a leaf of its own), in lists, tuples, named tuples, dicts and
-    dataclasses as deep as they go. A PackedSequence keeps its batch sizes on the cpu, where torch takes them."""
+    dataclasses as deep as they go. A PackedSequence keeps its batch sizes on the cpu, where torch takes them. One
+    tensor given twice is one tensor moved (``memo``, shared by the calls for one forward's inputs): attention
+    given the same query, key and value takes its self-attention path."""
+    memo = {} if memo is None else memo
     if isinstance(value, torch.Tensor):
-        tensor = torch.empty_like(value, device="meta") if device == "meta" else value.to(device)
-        if not value.requires_grad:
-            return tensor
-        # cut from the graph it came from: a backward in the forward neither fills the input's grad nor reaches the
-        # caller's graph; a leaf as it was one (an in-place op on it fails, as it would), or else not one
-        leaf = tensor.detach().requires_grad_()
-        if value.is_leaf:
-            return leaf
-        with torch.enable_grad():  # an eval-mode summary runs without: the clone would not require grad
-            return leaf.clone()
+        moved = memo.get(id(value))
+        if moved is None:
+            moved = memo[id(value)] = _moved(value, device)
+        return moved
     if isinstance(value, PackedSequence):
         data, batch_sizes, *indices = value
-        return type(value)(to_device(data, device), batch_sizes, *(to_device(item, device) for item in indices))
+        return type(value)(to_device(data, device, memo), batch_sizes,
+                           *(to_device(item, device, memo) for item in indices))  # fmt: skip
     if isinstance(value, tuple) and hasattr(value, "_make"):  # a named tuple
-        return value._make(to_device(item, device) for item in value)
+        return value._make(to_device(item, device, memo) for item in value)
     if isinstance(value, (list, tuple)):
-        return type(value)(to_device(item, device) for item in value)
+        return type(value)(to_device(item, device, memo) for item in value)
     if isinstance(value, Mapping):
-        return {key: to_device(item, device) for key, item in value.items()}
+        return {key: to_device(item, device, memo) for key, item in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        moved = copy(value)
+        moved_fields = copy(value)
         for item in dataclasses.fields(value):
             if hasattr(value, item.name):  # a field without a default that its __post_init__ never set is not
-                object.__setattr__(moved, item.name, to_device(getattr(value, item.name), device))  # frozen too
-        return moved
+                object.__setattr__(moved_fields, item.name, to_device(getattr(value, item.name), device, memo))
+        return moved_fields
     return value
+
+
+def _moved(value: torch.Tensor, device: str) -> torch.Tensor:
+    tensor = torch.empty_like(value, device="meta") if device == "meta" else value.to(device)
+    if not value.requires_grad:
+        return tensor
+    # cut from the graph it came from: a backward in the forward neither fills the input's grad nor reaches the
+    # caller's graph; a leaf as it was one (an in-place op on it fails, as it would), or else not one
+    leaf = tensor.detach().requires_grad_()
+    if value.is_leaf:
+        return leaf
+    with torch.enable_grad():  # an eval-mode summary runs without: the clone would not require grad
+        return leaf.clone()
 
 
 def _storage_key(tensor: torch.Tensor) -> int:
@@ -1266,7 +1277,8 @@ def _run(
                 stack.callback(saved.release)
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
             stack.enter_context(_compiled_code_run_eagerly())
-            inputs, keywords = to_device(args, device), to_device(kwargs, device)  # not ops of the model's
+            memo: dict[int, torch.Tensor] = {}  # not ops of the model's: made before the recorder sees any
+            inputs, keywords = to_device(args, device, memo), to_device(kwargs, device, memo)
             if count_flops or recorder.protected or recorder.restorable:
                 stack.enter_context(recorder)
             output = _forward(model, weights, inputs, keywords)
@@ -1448,7 +1460,8 @@ def peak_live_bytes(
         weights = _stand_ins(walk, "meta", dtype, fake)
         tracker = _LiveTensors(weights)
         with fake:
-            inputs, keywords = to_device(args, "meta"), to_device(kwargs, "meta")
+            memo: dict[int, torch.Tensor] = {}
+            inputs, keywords = to_device(args, "meta", memo), to_device(kwargs, "meta", memo)
         with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
             hooks.advance = advance
             with _mode(model, walk, False), contextlib.ExitStack() as stack:
