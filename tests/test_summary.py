@@ -2812,6 +2812,21 @@ def test_a_hooked_module_that_raises_leaves_the_stack(device: str) -> None:
     )
 
 
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_users_forward_hook_that_raises_fails_in_its_module(recwarn: pytest.WarningsRecorder, device: str) -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+
+    def refuse(module: nn.Module, args: Any, output: Any) -> None:
+        raise ValueError("refused after the forward")
+
+    model[1].register_forward_hook(refuse)
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(2, 4), device=device)
+    assert str(caught.value) == "the forward failed in '1' with inputs [2, 4]: ValueError: refused after the forward"
+    assert paramscope.summary(nn.Sequential(nn.Linear(4, 4)), input_size=(2, 4), device=device).calls  # runs again
+    assert not [str(warning.message) for warning in recwarn]  # torch warns of an always-call hook that raised
+
+
 def test_a_global_pre_hook_that_refuses_a_hooked_module_leaves_no_hook_failing(
     recwarn: pytest.WarningsRecorder,
 ) -> None:

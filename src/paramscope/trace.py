@@ -654,6 +654,8 @@ class _Hooks:
         """The inputs of each module on the stack, for the message if the forward fails inside."""
         self.failure: tuple[BaseException, str, Any, dict[str, Any]] | None = None
         """The last exception that left a wrapped module, with the module it was raised in and its inputs."""
+        self._hooks_ran: dict[str, int] = {}
+        """Calls of each hooked module whose forward hooks have all run, not yet seen by its last hook."""
         self.recorder = _OpRecorder()
         """The op recorder, whose running total of FLOPs each module's are read from (the forward's, once it has
         one; until then one that never runs, its total 0)."""
@@ -705,6 +707,19 @@ class _Hooks:
 
         def record_output(module: nn.Module, args: Any, output: Any) -> None:
             self.record_output(self.calls[path], output)
+            self._hooks_ran[path] = self._hooks_ran.get(path, 0) + 1  # this call's hooks all ran: none to blame
+
+        def blame(module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+            # always_call, last: torch calls it in its except block when one of the user's forward hooks raised,
+            # after `leave` took the module off the stack; the error is the module's, not its caller's (one the
+            # forward raised is kept already, where it was raised)
+            ran = self._hooks_ran.get(path, 0)
+            if ran:
+                self._hooks_ran[path] = ran - 1
+                return
+            error = sys.exc_info()[1]
+            if error is not None and (self.failure is None or self.failure[0] is not error):
+                self.failure = (error, path, args, kwargs)
 
         def leave(module: nn.Module, args: Any, output: Any) -> None:
             # always_call: torch also calls it as the forward raises (with no output, inside its except block)
@@ -725,6 +740,7 @@ class _Hooks:
             module.register_forward_hook(leave, prepend=True, always_call=True),
             module.register_forward_pre_hook(record_call, with_kwargs=True),
             module.register_forward_hook(record_output),
+            module.register_forward_hook(blame, with_kwargs=True, always_call=True),
         ]
 
     def called(self, path: str, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> ModuleCall:
