@@ -438,7 +438,7 @@ def _write_atomically(path: Path, text: str) -> None:
     """
     try:
         _write_through(path, text)
-    except (OSError, RuntimeError) as error:  # a name too long, a symlink loop (RuntimeError from resolve)
+    except (OSError, RuntimeError) as error:  # a name too long, a path that cannot be looked at
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise UsageError(f"cannot write {path}: {reason}") from None
 
@@ -495,7 +495,7 @@ def _files_read(target: str) -> list[Path]:
         location = target.rpartition(":")[0]
         imported = [Path(file) for module in list(sys.modules.values())
                     if isinstance(file := getattr(module, "__file__", None), str)]  # fmt: skip
-        return [Path(location)] * location.endswith(".py") + imported
+        return [Path(location), *imported] if location.endswith(".py") else imported
     path = Path(target)
     directory = path if path.is_dir() else path.parent
     read = [directory / "config.json"] + ([] if path.is_dir() else [path])
