@@ -438,8 +438,8 @@ def _write_atomically(path: Path, text: str) -> None:
     """
     try:
         _write_through(path, text)
-    except (OSError, RuntimeError) as error:  # a name too long, a path that cannot be looked at
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    except OSError as error:  # a name too long, a path that cannot be looked at
+        reason = error.strerror or str(error)
         raise UsageError(f"cannot write {path}: {reason}") from None
 
 

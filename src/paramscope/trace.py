@@ -531,13 +531,14 @@ class _OpRecorder(TorchDispatchMode):
                         or target.is_meta):  # fmt: skip
                     continue
                 storage = target.untyped_storage()
-                parameter = self.protected.get(storage.data_ptr())
+                address = storage.data_ptr()
+                parameter = self.protected.get(address)
                 if parameter is not None:
                     raise ParameterWriteError(
                         f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
                         "not run that on your weights; summarise on meta (the default) instead"
                     )
-                if self.restorable and self.restorable.pop(storage.data_ptr(), None) is not None:
+                if self.restorable and self.restorable.pop(address, None) is not None:
                     # the whole storage, as bytes: every view of it (and so what aliases it) comes back; copied as
                     # it is, on its device (on meta, a cpu tensor of the model's is written for real)
                     with _disable_current_modes():
@@ -908,8 +909,8 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     retained = [tensor.grad for tensor in retaining]
     flags: list[bool] = list(map(_REQUIRES_GRAD, [*params, *leaves]))
     grads: list[torch.Tensor | None] = list(map(_GRAD, [*params, *leaves]))
-    held = [*params, *(tensor for tensor in loose if _has_plain_storage(tensor))] if real_weights else [
-        tensor for tensor in loose if _has_plain_storage(tensor)]  # fmt: skip
+    with_values = [tensor for tensor in loose if _has_plain_storage(tensor)]
+    held = [*params, *with_values] if real_weights else with_values
     data: list[torch.Tensor] = list(map(_DATA, held))
     dtypes: list[torch.dtype] = list(map(_DTYPE, data))
     training = list(map(_TRAINING, modules))
@@ -996,7 +997,7 @@ class _ModuleState:
     a forward rebinds) and what its parameters, buffers and the dicts, lists, sets and deques among its attributes
     hold (what a forward changes in place): its submodules (one made on the first call), its hooks (a forward that
     registers one), the names of its non-persistent buffers, and a cache of the model's own. Deeper than that, and
-    in a tensor's values, nothing is compared: see :class:`_WrittenTensors` for those."""
+    in a tensor's values, nothing is compared: :class:`_OpRecorder` keeps those (its ``restorable``)."""
 
     def __init__(self, modules: list[nn.Module]) -> None:
         self.modules = modules

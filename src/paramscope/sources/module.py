@@ -103,8 +103,7 @@ def reported_paths(named_modules: Iterable[tuple[str, nn.Module]]) -> dict[str, 
     if not any(wrappers.values()):  # the common case, decided per class
         return {}
     reported: dict[str, str] = {}
-    inner_of: dict[str, str] = {}
-    """The wrappers among the paths, with the name of the module each holds."""
+    inner_of: dict[str, str] = {}  # the wrappers among the paths, with the name of the module each holds
     for path, module in named_modules:
         parent, _, name = path.rpartition(".")
         if not path:
