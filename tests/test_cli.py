@@ -1252,6 +1252,17 @@ def test_output_writes_what_stdout_would_show(capsys: pytest.CaptureFixture[str]
     assert sorted(os.listdir(tmp_path)) == [target.name]  # no temporary file left behind
 
 
+def test_output_dash_is_stdout(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ("inspect", "paramscope.examples:resnet18", "--format", "json")
+    code, expected, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    assert run(capsys, *argv, "-o", "-") == (0, expected, "")
+    assert os.listdir(tmp_path) == []  # no file named '-'
+
+
 def test_output_replaces_an_existing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     target = tmp_path / "report.json"
     target.write_text("old contents\n")

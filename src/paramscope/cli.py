@@ -424,7 +424,7 @@ def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...
         default="table",
         help="output format (default: table; rich in a terminal, plain text otherwise)",
     )
-    parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout (- for stdout)")
     parser.add_argument(
         "--units", choices=("iec", "si"), default="iec", help="byte units: iec (KiB, MiB; default) or si (kB, MB)"
     )
@@ -530,8 +530,9 @@ def _refuse_output_over_input(output: str, targets: list[str]) -> None:
 def _deliver(
     options: argparse.Namespace, stdout: IO[str], text: Callable[[], str], document: Callable[[], Document]
 ) -> None:
-    """Write the output to --output (atomically) or stdout; a table on a terminal is drawn with rich."""
-    if options.output:
+    """Write the output to --output (atomically) or stdout (no --output, or ``-``, as is the custom); a table on a
+    terminal is drawn with rich."""
+    if options.output and options.output != "-":
         # checked now, with model code imported: a module's file is known (the report is made, nothing written yet)
         _refuse_output_over_input(options.output, [getattr(options, key) for key in ("target", "a", "b")
                                                    if getattr(options, key, None)])  # fmt: skip
