@@ -119,6 +119,19 @@ def header_not_utf8(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message, path)
 
 
+def header_nested_too_deeply(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", None, raw=b"[" * 100_000 + b"]" * 100_000)
+    message = f"{path}: header is not valid JSON (nested too deeply to read): not a safetensors file"
+    return Case(["inspect", str(path)], message, path)
+
+
+def header_with_a_number_too_long(tmp: Path) -> Case:
+    raw = b'{"a": {"dtype": "F32", "shape": [' + b"9" * 5000 + b'], "data_offsets": [0, 8]}}'
+    path = safetensors_file(tmp / "model.safetensors", None, raw=raw)
+    message = f"{path}: header is not valid JSON (a number of more than 4,300 digits): not a safetensors file"
+    return Case(["inspect", str(path)], message, path)
+
+
 def header_is_a_list(tmp: Path) -> Case:
     path = safetensors_file(tmp / "model.safetensors", [{"a": f32([0, 8])}], bytes(8))
     return Case(["inspect", str(path)], f"{path}: header is a JSON list, not an object: not a safetensors file", path)
@@ -181,6 +194,12 @@ def index_not_json(tmp: Path) -> Case:
     index = tmp / "model.safetensors.index.json"
     index.write_text("not json")
     return Case(["inspect", str(index)], f"{index}: is not valid JSON (Expecting value: line 1 column 1 (char 0))")
+
+
+def index_nested_too_deeply(tmp: Path) -> Case:
+    index = tmp / "model.safetensors.index.json"
+    index.write_text("[" * 100_000 + "]" * 100_000)
+    return Case(["inspect", str(index)], f"{index}: is not valid JSON (nested too deeply to read)")
 
 
 def index_without_weight_map(tmp: Path) -> Case:
@@ -369,6 +388,21 @@ def directory_of_training_state_only(tmp: Path) -> Case:
     return Case(["inspect", str(tmp)], message)
 
 
+def pt_nested_too_deeply(tmp: Path) -> Case:
+    nested: list[object] = [torch.zeros(2)]
+    for _ in range(1_500):
+        nested = [nested]
+    path = tmp / "model.pt"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)  # pickle's own recursion, to write it (torch's unpickler reads it without any)
+    try:
+        torch.save({"w": torch.zeros(2), "x": nested}, path)
+    finally:
+        sys.setrecursionlimit(limit)
+    message = f"{path}: its dicts and lists nest more than 1,000 deep: not a checkpoint paramscope reads"
+    return Case(["inspect", str(path)], message)
+
+
 def truncated_pt(tmp: Path) -> Case:
     torch.save({"w": torch.zeros(100)}, tmp / "whole.pt")
     whole = (tmp / "whole.pt").read_bytes()
@@ -448,16 +482,16 @@ def arguments_on_a_checkpoint(tmp: Path) -> Case:
 
 CASES: list[Callable[[Path], Case]] = [
     missing_file, empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, header_not_json,
-    header_not_utf8, header_is_a_list, unknown_dtype, offsets_outside_the_data, overlapping_offsets, gap_in_the_data,
-    bytes_after_the_last_tensor, span_not_dtype_times_shape, decreasing_offsets, missing_data_offsets,
-    index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json, index_without_weight_map,
+    header_not_utf8, header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, unknown_dtype,
+    offsets_outside_the_data, overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor,
+    span_not_dtype_times_shape, decreasing_offsets, missing_data_offsets, index_names_a_missing_shard,
+    directory_index_names_a_missing_shard, index_not_json, index_nested_too_deeply, index_without_weight_map,
     index_with_an_empty_weight_map, metadata_not_strings, shards_holding_the_same_tensor,
     directory_of_two_safetensors_checkpoints, index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt,
-    bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks,
-    bin_index_names_a_missing_shard, random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle,
-    pickle_calling_with_wrong_arguments, pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple,
-    legacy_pt_claiming_4_pib,
-    protocol_4_pickle, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list, pt_without_tensors,
+    bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
+    random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
+    pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
+    pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list, pt_without_tensors,
     directory_of_training_state_only, gguf_bad_magic, gguf_version_99, directory_without_weights, unrecognised_file,
     explain_on_a_checkpoint, arguments_on_a_checkpoint,
 ]  # fmt: skip
@@ -478,8 +512,9 @@ def test_bad_input_is_one_line_error(
 
 SAFETENSORS_CASES = [
     empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, header_not_json, header_not_utf8,
-    header_is_a_list, unknown_dtype, offsets_outside_the_data, overlapping_offsets, gap_in_the_data,
-    bytes_after_the_last_tensor, span_not_dtype_times_shape, decreasing_offsets, missing_data_offsets,
+    header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, unknown_dtype, offsets_outside_the_data,
+    overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor, span_not_dtype_times_shape, decreasing_offsets,
+    missing_data_offsets,
 ]  # fmt: skip
 
 

@@ -462,6 +462,23 @@ def test_tied_config_with_a_stored_head(tmp_path: Path) -> None:
     ) in report.notes
 
 
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("{not json", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply to read"),
+        ('{"tie_word_embeddings": ' + "9" * 5000 + "}", "a number of more than 4,300 digits"),
+    ],
+    ids=["not-json", "nested-too-deeply", "number-too-long"],
+)
+def test_config_beside_a_checkpoint_that_cannot_be_read_is_a_note(tmp_path: Path, text: str, reason: str) -> None:
+    state = _tied_checkpoint(tmp_path, head=False, tie=None)
+    (tmp_path / "config.json").write_text(text)
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == sum(t.numel() for t in state.values())
+    assert f"{tmp_path / 'config.json'} could not be read ({reason}): counted without it" in report.notes
+
+
 @pytest.mark.parametrize("tie", [False, None], ids=["untied", "no-config"])
 def test_no_tie_note_without_a_tying_config(tmp_path: Path, tie: bool | None) -> None:
     _tied_checkpoint(tmp_path, head=False, tie=tie)
@@ -545,6 +562,32 @@ def test_checkpoint_with_optimizer_state(tmp_path: Path, layout: str, model_key:
     assert note.endswith("; not counted in the totals")
     assert f"the model's tensors are the checkpoint's {model_key!r} entry" in report.notes
     assert_tree_adds_up(report)
+
+
+def test_a_list_the_file_refers_to_at_every_level_is_walked_once(tmp_path: Path) -> None:
+    # 2^20 paths through 20 lists, each list once in the file (pickle keeps one copy of an object given twice)
+    inner = torch.zeros(3)
+    shared: list[Any] = [inner]
+    for _ in range(20):
+        shared = [shared, shared]
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(4), "x": shared}, path)
+    report = paramscope.inspect(str(path))
+    assert report.totals.params == 4
+    assert "entry 'x': 1 tensor(s), 3 elements, 12 B; not counted in the totals" in report.notes
+
+
+@pytest.mark.parametrize("holds_a_tensor", [True, False], ids=["with-a-tensor", "without"])
+def test_a_list_that_holds_itself(tmp_path: Path, holds_a_tensor: bool) -> None:
+    loop: list[Any] = [torch.zeros(3)] if holds_a_tensor else []
+    loop.append(loop)
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(4), "x": loop}, path)
+    report = paramscope.inspect(str(path))
+    assert report.totals.params == 4
+    expected = ("entry 'x': 1 tensor(s), 3 elements, 12 B; not counted in the totals" if holds_a_tensor
+                else "1 entry holds no tensor and is not counted: x (list)")  # fmt: skip
+    assert expected in report.notes
 
 
 class WithExtraState(nn.Module):

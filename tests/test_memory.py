@@ -1174,6 +1174,20 @@ def test_checkpoint_only_with_a_length_notes_that_no_forward_runs(lone_checkpoin
     assert "no activations item: a forward needs a model to run (model code, or a config.json)" in plan.notes
 
 
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("[" * 100_000 + "]" * 100_000, "nested too deeply to read"),
+     ('{"hidden_size": ' + "9" * 5000 + "}", "a number of more than 4,300 digits")],
+    ids=["nested-too-deeply", "number-too-long"],
+)  # fmt: skip
+def test_config_beside_a_checkpoint_that_python_will_not_hold_is_one_line(
+    capsys: pytest.CaptureFixture[str], lone_checkpoint: Path, text: str, reason: str
+) -> None:
+    config = lone_checkpoint.parent / "config.json"
+    config.write_text(text)
+    assert_error(run(capsys, "memory", str(lone_checkpoint.parent)), f"{config}: not valid JSON ({reason})")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 10. the model is never changed
 

@@ -270,10 +270,11 @@ def test_mxfp4_blocks_and_scales(tmp_path: Path) -> None:
     assert report.totals.quantization == experts * OUT * IN // 32
 
 
-def test_unreadable_bnb_quant_state_is_said_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("state", [b"not json", b"[" * 30_000 + b"]" * 30_000], ids=["not-json", "nested-too-deeply"])
+def test_unreadable_bnb_quant_state_is_said_once(tmp_path: Path, state: bytes) -> None:
     tensors = _bnb4("nf4")
     for name in QUANTISED:
-        tensors[f"{name}.weight.quant_state.bitsandbytes__nf4"] = torch.tensor(list(b"not json"), dtype=torch.uint8)
+        tensors[f"{name}.weight.quant_state.bitsandbytes__nf4"] = torch.tensor(list(state), dtype=torch.uint8)
     report = paramscope.inspect(str(_write(tmp_path, tensors, None)))
     assert report.tensor("up.weight").numel == OUT * IN  # two values per byte
     assert report.tensor("up.weight").shape == (OUT * IN,)

@@ -8,7 +8,6 @@ weights count as the parameters they encode.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from .._moe import with_active_params
 from .._report import Report, Source, TensorKind, TensorRecord
 from .._tree import tree_from_names
 from .._units import format_bytes, listed
+from ._json import loads as json_loads
 
 # What training loops save beside the weights to resume a run (Hugging Face Trainer, Accelerate): not the model.
 TRAINING_STATE = re.compile(
@@ -63,8 +63,8 @@ def read_config(directory: Path) -> tuple[dict[str, Any] | None, list[str]]:
     try:
         if path.stat().st_size > _MAX_CONFIG_BYTES:
             return None, [f"{path} is larger than {format_bytes(_MAX_CONFIG_BYTES)}: not read"]
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        config = json_loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
         return None, [f"{path} could not be read ({error}): counted without it"]
     if not isinstance(config, dict):
         return None, [f"{path} is not a JSON object: counted without it"]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import SourceError, TargetError, UsageError, first_line, is_meta_device_failure
 from .._report import Report
+from ._json import loads as json_loads
 
 if TYPE_CHECKING:
     from .._check import Loading
@@ -56,10 +57,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         if path.stat().st_size > _MAX_CONFIG_BYTES:
             raise SourceError(f"{path}: larger than 16 MiB, not a model config")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise SourceError(f"{path}: cannot be read: {error.strerror or error}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:
         raise SourceError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(data, dict):
         raise SourceError(f"{path}: not a JSON object, so not a model config")

@@ -15,7 +15,6 @@ said in a note: packed tensors are then counted as stored.
 
 from __future__ import annotations
 
-import json
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 from .._report import TensorRecord
 from .._units import format_bytes, format_count, listed
+from ._json import loads as json_loads
 from .checkpoint import StoredTensor, plain_records
 
 _MAX_QUANT_STATE_BYTES = 64 * 2**10
@@ -222,7 +222,7 @@ def _bnb_quant_state(plan: _Plan, weight: StoredTensor) -> tuple[str, tuple[int,
         if state.read is None or state.nbytes > _MAX_QUANT_STATE_BYTES:
             return kind, None
         try:
-            shape = json.loads(state.read(state.nbytes).decode("utf-8")).get("shape")
+            shape = json_loads(state.read(state.nbytes).decode("utf-8")).get("shape")
         except (OSError, ValueError, AttributeError):
             return kind, None
         if isinstance(shape, list) and all(isinstance(dim, int) and dim >= 0 for dim in shape):

@@ -12,7 +12,6 @@ names (the Hub reader, :mod:`.hub`, makes the same checks).
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import struct
@@ -24,6 +23,7 @@ from .. import dtypes as dtype_table
 from .._errors import SourceError
 from .._report import Report
 from .._units import format_bytes
+from ._json import loads as json_loads
 from .checkpoint import StoredTensor, check_files, checkpoint_report, read_config
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors crate's own limit
@@ -98,8 +98,8 @@ def parse_header(path: Path | str, size: int, read: Callable[[int, int], bytes])
         raise _fail(path, f"header claims {format_bytes(length, 'si')} but the file has {format_bytes(size, 'si')}")
     raw = read(8, length)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        header = json_loads(raw.decode("utf-8"))
+    except ValueError as error:
         raise _fail(path, f"header is not valid JSON ({error}): not a safetensors file") from None
     if not isinstance(header, dict):
         raise _fail(path, f"header is a JSON {type(header).__name__}, not an object: not a safetensors file")
@@ -192,10 +192,10 @@ def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
     try:
         if index.stat().st_size > _MAX_INDEX_BYTES:
             raise _fail(where, "index larger than 100 MB")
-        data = json.loads(index.read_text(encoding="utf-8"))
+        data = json_loads(index.read_text(encoding="utf-8"))
     except OSError as error:
         raise _fail(where, f"cannot be read: {error.strerror or error}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:
         raise _fail(where, f"is not valid JSON ({error})") from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):

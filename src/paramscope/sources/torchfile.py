@@ -53,6 +53,10 @@ _WEIGHT_FILE = re.compile(
 )
 _OPTIMIZER_FILE = re.compile(r"optimizer(_\d+)?\.(bin|pt|pth)")
 _MAX_NAMED = 5  # entries a note names before "and N more"
+# torch.save of a model's state nests a few levels, and its dicts hold an entry per tensor and per optimizer state
+# (10^5 for the largest models): a file beyond these is made to be walked, not a checkpoint
+_MAX_NESTING = 1000
+_MAX_ENTRIES = 20_000_000
 _SPARSE = frozenset({torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc})
 _ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
 _TORCH_PREAMBLE = "Weights only load failed."
@@ -219,16 +223,92 @@ def _load_quietly(path: Path, *, mmap: bool = False) -> Any:
         mesh_log.setLevel(level)
 
 
-def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
-    """Every tensor in nested dicts, lists and tuples, with a dotted name."""
-    if isinstance(value, torch.Tensor):
-        yield prefix, value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _leaves(item, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(value, (list, tuple)):
-        for position, item in enumerate(value):
-            yield from _leaves(item, f"{prefix}.{position}" if prefix else str(position))
+def _entries(value: Any) -> list[tuple[Any, Any]] | None:
+    """The ``(key, item)`` entries of a dict, list or tuple; None for anything else."""
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if isinstance(value, (list, tuple)):
+        return list(enumerate(value))
+    return None
+
+
+class _Contents:
+    """What one loaded file holds, in nested dicts, lists and tuples: its tensors and its other entries.
+
+    Walked without recursion, each container once per walk, and within bounds: the unpickler builds whatever graph
+    of containers a file describes, and a file of a few hundred bytes can hold a list in itself, nest lists 10^5
+    deep, or hold one list twice at each of 40 levels (2^40 paths). A file beyond the bounds is refused.
+    """
+
+    def __init__(self, path: Path, loaded: Any) -> None:
+        self.path = path
+        self._visited = 0
+        self.holders = self._holders(loaded)
+        """The ids of the containers from which a tensor can be reached."""
+
+    def holds_tensors(self, value: Any) -> bool:
+        return isinstance(value, torch.Tensor) or id(value) in self.holders
+
+    def leaves(self, value: Any) -> list[tuple[str, torch.Tensor]]:
+        """Every tensor in ``value``, with a dotted name."""
+        return [(name, item) for name, item in self.walk(value) if isinstance(item, torch.Tensor)]
+
+    def without_tensors(self, value: Any) -> list[tuple[str, Any]]:
+        """The entries of a state dict (nested dicts and lists walked) that hold no tensor, with a dotted name: a
+        module's ``_extra_state``, a version number, a metadata string."""
+        return [(name, item) for name, item in self.walk(value, holders_only=True)
+                if not isinstance(item, torch.Tensor)]  # fmt: skip
+
+    def walk(self, value: Any, *, holders_only: bool = False) -> Iterator[tuple[str, Any]]:
+        """Everything in ``value`` that is not a container, tensors among it, with a dotted name, in order; with
+        ``holders_only``, the containers that hold no tensor are not walked into but given whole."""
+        seen: set[int] = set()
+        stack = [("", value, 0)]
+        while stack:
+            name, item, depth = stack.pop()
+            walked = not isinstance(item, torch.Tensor) and (not holders_only or id(item) in self.holders)
+            entries = _entries(item) if walked else None
+            if entries is None:
+                yield name, item
+            elif id(item) not in seen:
+                seen.add(id(item))
+                self._visit(len(entries), depth)
+                stack += [(f"{name}.{key}" if name else str(key), child, depth + 1) for key, child in reversed(entries)]
+
+    def _holders(self, value: Any) -> set[int]:
+        holding: list[int] = []  # the containers that hold a tensor themselves
+        parents: dict[int, list[int]] = {}
+        seen: set[int] = set()
+        stack = [(value, 0)]
+        while stack:
+            item, depth = stack.pop()
+            entries = _entries(item)
+            if entries is None or id(item) in seen:
+                continue
+            seen.add(id(item))
+            self._visit(len(entries), depth)
+            for _, child in entries:
+                if isinstance(child, torch.Tensor):
+                    holding.append(id(item))
+                elif isinstance(child, (Mapping, list, tuple)):
+                    parents.setdefault(id(child), []).append(id(item))
+                    stack.append((child, depth + 1))
+        found: set[int] = set()
+        while holding:
+            holder = holding.pop()
+            if holder not in found:
+                found.add(holder)
+                holding += parents.get(holder, ())
+        return found
+
+    def _visit(self, entries: int, depth: int) -> None:
+        if depth > _MAX_NESTING:
+            raise SourceError(f"{self.path}: its dicts and lists nest more than {_MAX_NESTING:,} deep: not a "
+                              "checkpoint paramscope reads")  # fmt: skip
+        self._visited += entries
+        if self._visited > _MAX_ENTRIES:
+            raise SourceError(f"{self.path}: its dicts and lists hold more than {_MAX_ENTRIES:,} entries to read: not "
+                              "a checkpoint paramscope reads")  # fmt: skip
 
 
 def _nbytes(tensor: torch.Tensor) -> int:
@@ -241,28 +321,6 @@ def _summary(tensors: list[tuple[str, torch.Tensor]]) -> str:
     elements = sum(tensor.numel() for _, tensor in tensors)
     size = sum(_nbytes(tensor) for _, tensor in tensors)
     return f"{len(tensors)} tensor(s), {format_count(elements)} elements, {format_bytes(size)}"
-
-
-def _holds_tensors(value: Any) -> bool:
-    return any(True for _ in _leaves(value))
-
-
-def _is_container_of_tensors(value: Any) -> bool:
-    return not isinstance(value, torch.Tensor) and _holds_tensors(value)
-
-
-def _without_tensors(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """The entries of a state dict (nested dicts and lists walked) that hold no tensor, with a dotted name: a module's
-    ``_extra_state``, a version number, a metadata string."""
-    items = value.items() if isinstance(value, Mapping) else enumerate(value)
-    for key, item in items:
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(item, torch.Tensor):
-            continue
-        if isinstance(item, (Mapping, list, tuple)) and _holds_tensors(item):
-            yield from _without_tensors(item, name)
-        else:
-            yield name, item
 
 
 def _left_out_note(entries: list[tuple[str, Any]], where: str) -> list[str]:
@@ -288,24 +346,29 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
         return [(path.stem, loaded)], []
     if not isinstance(loaded, Mapping):
         raise SourceError(f"{path}: holds a {type(loaded).__name__}, not a state dict or a checkpoint dict")
+    contents = _Contents(path, loaded)
     # A model entry is a container of tensors; a tensor under such a name ("weights") is one of a state dict's.
-    model_key = next((key for key in _MODEL_KEYS if _is_container_of_tensors(loaded.get(key))), None)
+    model_key = next((key for key in _MODEL_KEYS if not isinstance(loaded.get(key), torch.Tensor)
+                      and contents.holds_tensors(loaded.get(key))), None)  # fmt: skip
     notes = []
     if model_key is None:
         model = [(str(key), value) for key, value in loaded.items() if isinstance(value, torch.Tensor)]
         if not model:
             keys = ", ".join(repr(key) for key in list(loaded)[:8])
             raise SourceError(f"{path}: no model tensors found (top-level keys: {keys})")
-        others = [key for key, value in loaded.items() if _is_container_of_tensors(value)]
-        left_out = _left_out_note([(str(key), value) for key, value in loaded.items() if not _holds_tensors(value)], "")
+        others = [key for key, value in loaded.items()
+                  if not isinstance(value, torch.Tensor) and contents.holds_tensors(value)]  # fmt: skip
+        left_out = _left_out_note(
+            [(str(key), value) for key, value in loaded.items() if not contents.holds_tensors(value)], ""
+        )
     else:
-        model = list(_leaves(loaded[model_key]))
-        others = [key for key in loaded if key != model_key and _holds_tensors(loaded[key])]
+        model = contents.leaves(loaded[model_key])
+        others = [key for key in loaded if key != model_key and contents.holds_tensors(loaded[key])]
         notes.append(f"the model's tensors are the checkpoint's {model_key!r} entry")
-        left_out = _left_out_note(list(_without_tensors(loaded[model_key])), f" of {model_key!r}")
+        left_out = _left_out_note(contents.without_tensors(loaded[model_key]), f" of {model_key!r}")
     for key in others:
         what = "optimizer state" if key in _OPTIMIZER_KEYS else "entry"
-        notes.append(f"{what} {key!r}: {_summary(list(_leaves(loaded[key])))}; not counted in the totals")
+        notes.append(f"{what} {key!r}: {_summary(contents.leaves(loaded[key]))}; not counted in the totals")
     return model, notes + left_out
 
 
@@ -424,7 +487,8 @@ def _training_notes(paths: list[Path]) -> list[str]:
         tensors: list[tuple[str, torch.Tensor]] = []
         if _OPTIMIZER_FILE.fullmatch(path.name):
             with contextlib.suppress(SourceError):  # one that cannot be read is only named, like the rest
-                tensors = list(_leaves(_torch_load(path)))
+                loaded = _torch_load(path)
+                tensors = _Contents(path, loaded).leaves(loaded)
         if tensors:
             notes.append(f"{path.name}: optimizer state: {_summary(tensors)}; not counted in the totals")
         else:
