@@ -449,6 +449,32 @@ def gguf_version_99(tmp: Path) -> Case:
     return Case(["inspect", str(path)], f"{path}: GGUF version 99 is not supported (versions 2, 3)")
 
 
+def gguf_bytes(*pairs: bytes, tensors: int = 0) -> bytes:
+    """A GGUF v3 file's header with these key-value pairs (each as :func:`gguf_pair` makes it), and no tensor."""
+    return b"GGUF" + struct.pack("<IQQ", 3, tensors, len(pairs)) + b"".join(pairs)
+
+
+def gguf_pair(key: str, kind: int, value: bytes) -> bytes:
+    return struct.pack("<Q", len(key)) + key.encode() + struct.pack("<I", kind) + value
+
+
+GGUF_ARCHITECTURE = gguf_pair("general.architecture", 8, struct.pack("<Q", 5) + b"llama")
+
+
+def gguf_string_past_the_end(tmp: Path) -> Case:
+    path = tmp / "model.gguf"
+    path.write_bytes(gguf_bytes(gguf_pair("general.name", 8, struct.pack("<Q", 1_000) + b"tiny")))
+    return Case(["inspect", str(path)], f"{path}: malformed GGUF (a string of 1,000 bytes at byte 48, past the end of "
+                                        "the file)")  # fmt: skip
+
+
+def gguf_key_given_twice(tmp: Path) -> Case:
+    path = tmp / "model.gguf"
+    path.write_bytes(gguf_bytes(GGUF_ARCHITECTURE, GGUF_ARCHITECTURE))
+    message = f"{path}: malformed GGUF (Duplicate general.architecture already in list at offset 69)"
+    return Case(["inspect", str(path)], message)
+
+
 def directory_without_weights(tmp: Path) -> Case:
     (tmp / "README.md").write_text("# a model card, no weights\n")
     (tmp / "tokenizer.json").write_text("{}")
@@ -492,7 +518,8 @@ CASES: list[Callable[[Path], Case]] = [
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list, pt_without_tensors,
-    directory_of_training_state_only, gguf_bad_magic, gguf_version_99, directory_without_weights, unrecognised_file,
+    directory_of_training_state_only, gguf_bad_magic, gguf_version_99,
+    gguf_string_past_the_end, gguf_key_given_twice, directory_without_weights, unrecognised_file,
     explain_on_a_checkpoint, arguments_on_a_checkpoint,
 ]  # fmt: skip
 
@@ -508,6 +535,19 @@ def test_bad_input_is_one_line_error(
         with pytest.raises(paramscope.ParamscopeError) as raised:
             paramscope.inspect(case.argv[1])
         assert str(raised.value) == case.message
+
+
+def test_gguf_array_past_the_end_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "model.gguf"
+    # an array of 2^62 uint8: gguf's reader would read empty items past the end of the file for ever (in a process
+    # of its own, bounded in time)
+    path.write_bytes(gguf_bytes(GGUF_ARCHITECTURE, gguf_pair("x.array", 9, struct.pack("<IQ", 0, 2**62))))
+    done = run_in_a_new_process("inspect", str(path), timeout=SUBPROCESS_TIMEOUT)
+    message = (
+        f"{path}: malformed GGUF (an array of 4,611,686,018,427,387,904 items at byte 88 does not fit in the rest "
+        "of the file)"
+    )
+    assert_error((done.returncode, done.stdout, done.stderr), message)
 
 
 SAFETENSORS_CASES = [

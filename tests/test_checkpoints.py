@@ -1210,6 +1210,36 @@ def test_two_gguf_quantisations_in_one_directory_are_refused(
     )
 
 
+def test_gguf_split_model_in_a_directory_needs_all_its_parts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    part = tmp_path / "model-00001-of-00002.gguf"
+    write_gguf(part, GGUF_TENSORS)
+    assert_error(run(capsys, "inspect", str(tmp_path)), f"{part}: part of a 2-file split, but 1 part(s) found")
+
+
+def test_gguf_in_big_endian_byte_order(tmp_path: Path) -> None:
+    path = tmp_path / "model.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama", endianess=gguf.GGUFEndian.BIG)
+    writer.add_token_list(["a", "bb", "ccc"])  # an array of strings, walked before the reader reads it
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    report = paramscope.inspect(str(path))
+    assert [(r.name, r.shape, r.dtype) for r in report.tensors] == [("token_embd.weight", (4, 8), "float32")]
+
+
+def test_gguf_claiming_more_layers_than_any_model_is_not_sized_from(tmp_path: Path) -> None:
+    path = tmp_path / "model.gguf"
+    write_gguf_decoder(path, layers=200_000)
+    plan = paramscope.memory(str(path), seq=128).memory
+    assert plan is not None
+    assert [item.name for item in plan.items] == ["weights"]
+    assert "no KV cache item: the model has no decoder config to size it from" in plan.notes
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 6. without torch
 

@@ -6,6 +6,8 @@ table (Q4_K: 256 values in 144 bytes), checked against what the ``gguf`` reader 
 
 from __future__ import annotations
 
+import glob
+import mmap
 import os
 import re
 import struct
@@ -24,21 +26,86 @@ _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$"
 
 
 def _check_header(path: Path) -> None:
+    """Check that ``path`` is a GGUF file of a supported version (in either byte order, as the reader reads both)
+    whose metadata lies within it."""
     # The reader's own checks end in "GGUF magic invalid"; these say what the file is, before numpy maps it.
     check_regular_file(path)
     try:
         with path.open("rb") as handle:
             head = handle.read(8)
+            if len(head) < 8 or head[:4] != _MAGIC:
+                raise SourceError(f"{path}: not a GGUF file (it does not start with the magic bytes 'GGUF')")
+            order = next((order for order in "<>" if struct.unpack(f"{order}I", head[4:])[0] in _VERSIONS), None)
+            if order is None:
+                (version,) = struct.unpack("<I", head[4:])
+                raise SourceError(
+                    f"{path}: GGUF version {version} is not supported (versions {', '.join(map(str, _VERSIONS))})"
+                )
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                _check_metadata(path, data, order)
     except OSError as error:
         raise SourceError(f"{path}: cannot be read: {error.strerror or error}") from None
-    if len(head) < 8 or head[:4] != _MAGIC:
-        raise SourceError(f"{path}: not a GGUF file (it does not start with the magic bytes 'GGUF')")
-    (version,) = struct.unpack("<I", head[4:])
-    supported = (2, 3)
-    if version not in supported:
-        raise SourceError(
-            f"{path}: GGUF version {version} is not supported (versions {', '.join(map(str, supported))})"
-        )
+
+
+_VERSIONS = (2, 3)
+_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+"""The bytes of each GGUF metadata value type of fixed size (uint8 … float64), by type code."""
+_STRING, _ARRAY = 8, 9
+_MAX_ARRAY_NESTING = 8
+
+
+def _check_metadata(path: Path, data: mmap.mmap, order: str) -> None:
+    """Check that every metadata value of a GGUF file lies within the file, before ``gguf.GGUFReader`` parses it.
+
+    The reader trusts the counts it reads: an array that claims 2^62 items past the end of a 128-byte file has it
+    read empty items for ever. This walks the key-value pairs by their lengths alone (a string's bytes and a numeric
+    array are skipped over, not read), so that each count is checked against the bytes left before anything is read
+    for it."""
+    size = len(data)
+
+    def fail(reason: str) -> SourceError:
+        return SourceError(f"{path}: malformed GGUF ({reason})")
+
+    def read(layout: str, offset: int) -> tuple[int, int]:
+        width = struct.calcsize(layout)
+        if offset + width > size:
+            raise fail("its metadata runs past the end of the file")
+        return struct.unpack_from(order + layout, data, offset)[0], offset + width
+
+    def skip_string(offset: int) -> int:
+        length, offset = read("Q", offset)
+        if length > size - offset:
+            raise fail(f"a string of {length:,} bytes at byte {offset - 8:,}, past the end of the file")
+        return offset + length
+
+    def skip_value(kind: int, offset: int, nesting: int) -> int:
+        if kind in _SCALAR_BYTES:
+            return read({1: "B", 2: "H", 4: "I", 8: "Q"}[_SCALAR_BYTES[kind]], offset)[1]
+        if kind == _STRING:
+            return skip_string(offset)
+        if kind != _ARRAY:
+            raise fail(f"unknown metadata value type {kind} at byte {offset - 4:,}")
+        if nesting == _MAX_ARRAY_NESTING:
+            raise fail(f"arrays nested more than {_MAX_ARRAY_NESTING} deep")
+        item, offset = read("I", offset)
+        count, offset = read("Q", offset)
+        smallest = _SCALAR_BYTES.get(item, 8 if item == _STRING else 12)  # a string's length, an array's type+count
+        if count > (size - offset) // smallest:
+            raise fail(f"an array of {count:,} items at byte {offset - 12:,} does not fit in the rest of the file")
+        if item in _SCALAR_BYTES:
+            return offset + count * _SCALAR_BYTES[item]
+        for _ in range(count):
+            offset = skip_value(item, offset, nesting + 1)
+        return offset
+
+    offset = 8 + 8  # the magic, the version and the count of tensors
+    pairs, offset = read("Q", offset)
+    if pairs > (size - offset) // 13:  # a pair takes 13 bytes at least: a key's length, its type, a uint8
+        raise fail(f"{pairs:,} metadata key-value pairs do not fit in the file")
+    for _ in range(pairs):
+        offset = skip_string(offset)
+        kind, offset = read("I", offset)
+        offset = skip_value(kind, offset, 0)
 
 
 def _text(reader: Any, key: str) -> str | None:
@@ -71,6 +138,9 @@ def _uniform(value: Any) -> Any:
 # Architectures whose layers llama.cpp gives a window of their own in code, when the file says not which: counted at
 # full length, as an upper bound. Qwen3-Next's recurrent layers default to three in four.
 _WINDOWED_IN_CODE = {"llama4": "chunked attention"}
+# More layers than any model has (the deepest have a few hundred): a file that says so is not sized from (a list of
+# each layer's kind would take gigabytes)
+_MAX_LAYERS = 100_000
 _FULL_ATTENTION_INTERVAL = {"qwen3next": 4}
 
 
@@ -87,7 +157,7 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
     # llama.cpp's n_head(): the first layer's, where each layer has its own (OpenELM)
     heads = size_of(head_count[0] if per_layer_heads else _uniform(head_count))
     hidden = size_of(_value(reader, f"{arch}.embedding_length"))
-    if layers is None or heads is None or hidden is None:
+    if layers is None or heads is None or hidden is None or layers > _MAX_LAYERS:
         return None
     config: dict[str, Any] = {
         "gguf_architecture": arch, "num_hidden_layers": layers, "num_attention_heads": heads, "hidden_size": hidden,
@@ -157,15 +227,22 @@ def _files(target: Path) -> list[Path]:
         files = sorted(target.glob("*.gguf"))
         if not files:
             raise SourceError(f"{target}: no *.gguf files")
+        for path in files:  # each split model in it whole
+            _split_parts(path)
         return files
-    split = _SPLIT.match(target.name)
-    if split:  # one part of a split model: read all its parts
-        pattern = f"{split['stem']}-*-of-{split['count']}.gguf"
-        files = sorted(target.parent.glob(pattern))
-        if len(files) != int(split["count"]):
-            raise SourceError(f"{target}: part of a {int(split['count'])}-file split, but {len(files)} part(s) found")
-        return files
-    return [target]
+    return _split_parts(target) or [target]
+
+
+def _split_parts(path: Path) -> list[Path]:
+    """All the parts of the split model that ``path`` is one part of (llama.cpp's ``-00001-of-00003.gguf`` names);
+    none when it is a file of its own."""
+    split = _SPLIT.match(path.name)
+    if not split:
+        return []
+    files = sorted(path.parent.glob(f"{glob.escape(split['stem'])}-*-of-{split['count']}.gguf"))
+    if len(files) != int(split["count"]):
+        raise SourceError(f"{path}: part of a {int(split['count'])}-file split, but {len(files)} part(s) found")
+    return files
 
 
 def _read(path: Path) -> tuple[list[StoredTensor], list[str]]:
@@ -174,8 +251,9 @@ def _read(path: Path) -> tuple[list[StoredTensor], list[str]]:
     _check_header(path)
     try:
         reader = gguf.GGUFReader(path)
-    except (ValueError, IndexError, OverflowError, struct.error) as error:
-        raise SourceError(f"{path}: malformed GGUF ({error})") from None
+    except (ValueError, IndexError, KeyError, OverflowError, struct.error) as error:
+        # KeyError: a metadata key given twice, which the reader refuses (llama.cpp does too)
+        raise SourceError(f"{path}: malformed GGUF ({str(error).strip(chr(39))})") from None
     tensors = []
     for tensor in reader.tensors:
         entry = dtype_table.find(tensor.tensor_type.name)
