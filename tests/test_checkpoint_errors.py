@@ -19,6 +19,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -200,6 +201,13 @@ def index_nested_too_deeply(tmp: Path) -> Case:
     index = tmp / "model.safetensors.index.json"
     index.write_text("[" * 100_000 + "]" * 100_000)
     return Case(["inspect", str(index)], f"{index}: is not valid JSON (nested too deeply to read)")
+
+
+def index_naming_a_shard_too_long_to_be_a_file(tmp: Path) -> Case:
+    index = tmp / "model.safetensors.index.json"
+    shard = "b" * 300 + ".safetensors"
+    index.write_text(json.dumps({"weight_map": {"a": shard}}))
+    return Case(["inspect", str(index)], f"{tmp / shard}: File name too long")
 
 
 def index_without_weight_map(tmp: Path) -> Case:
@@ -511,7 +519,8 @@ CASES: list[Callable[[Path], Case]] = [
     header_not_utf8, header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, unknown_dtype,
     offsets_outside_the_data, overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor,
     span_not_dtype_times_shape, decreasing_offsets, missing_data_offsets, index_names_a_missing_shard,
-    directory_index_names_a_missing_shard, index_not_json, index_nested_too_deeply, index_without_weight_map,
+    directory_index_names_a_missing_shard, index_not_json, index_nested_too_deeply,
+    index_naming_a_shard_too_long_to_be_a_file, index_without_weight_map,
     index_with_an_empty_weight_map, metadata_not_strings, shards_holding_the_same_tensor,
     directory_of_two_safetensors_checkpoints, index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt,
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
@@ -535,6 +544,26 @@ def test_bad_input_is_one_line_error(
         with pytest.raises(paramscope.ParamscopeError) as raised:
             paramscope.inspect(case.argv[1])
         assert str(raised.value) == case.message
+
+
+def test_directory_that_cannot_be_searched_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what a directory without search permission gives a user who is not root (root may look into any)
+    safetensors_file(tmp_path / "model.safetensors", {"a": f32([0, 8])}, bytes(8))
+    config = tmp_path / "config.json"
+
+    stat = Path.stat
+
+    def denied(path: Path, *args: Any, **kwargs: Any) -> os.stat_result:
+        if path.parent == tmp_path:  # what lies in the directory cannot be looked at; the directory itself can
+            raise PermissionError(13, "Permission denied", str(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", denied)
+    assert_error(run(capsys, "inspect", str(tmp_path)), f"{config}: Permission denied")
+    with pytest.raises(paramscope.ParamscopeError, match="^" + str(config) + ": Permission denied$"):
+        paramscope.inspect(str(tmp_path))
 
 
 def test_gguf_array_past_the_end_of_the_file(tmp_path: Path) -> None:

@@ -1406,6 +1406,23 @@ def test_output_that_cannot_be_named_is_one_line(capsys: pytest.CaptureFixture[s
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [("inspect", "{}.safetensors"), ("inspect", "{}/config.json"), ("summary", "{}/config.json", "--input-size", "1,2"),
+     ("memory", "{}/config.json"), ("diff", "{}.pt", "{}.pt")],
+    ids=["inspect", "inspect-config", "summary", "memory", "diff"],
+)  # fmt: skip
+def test_target_whose_name_is_too_long_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    name = tmp_path / ("a" * 300)
+    code, out, err = run(capsys, *(item.format(name) for item in argv))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"paramscope: error: {name}")
+    assert err.endswith(": File name too long\n")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
     ("target", "output"),
     [("model.py:net", "model.py"), ("mymodel:net", "mymodel.py"), ("model.py:net", "helper.py"),
      ("config.json", "config.json"),

@@ -810,6 +810,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except OSError as error:
+        # A path the target leads to that cannot be looked at (permission denied, a name too long), wherever the
+        # sources ask the file system first: the file and the reason, as the sources' own errors give them.
+        where = f"{error.filename}: " if error.filename is not None else ""
+        sys.stderr.write(f"paramscope: error: {where}{error.strerror or error}\n")
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

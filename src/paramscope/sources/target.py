@@ -270,7 +270,10 @@ def load_report(target: str, request: Request | None = None) -> Report:
         if not looks_like_path:
             raise TargetError(f"{target}: not a target paramscope can read; expected {TARGET_FORMS}")
         _refuse_arguments(target, request)
-        report = _path_report(target, request)
+        try:
+            report = _path_report(target, request)
+        except OSError as error:  # a file it leads to that cannot be looked at: permission denied, a name too long
+            raise SourceError(f"{error.filename or target}: {error.strerror or error}") from None
     if request.exclude_embeddings:
         from .._embeddings import without_embeddings
 
