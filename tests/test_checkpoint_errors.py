@@ -170,6 +170,22 @@ def span_not_dtype_times_shape(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message, path)
 
 
+def shape_overflowing_64_bits(tmp: Path) -> Case:
+    # a zero dimension last: the size is 0, but its product overflows on the way, which the crate refuses
+    header = {"a": {"dtype": "F32", "shape": [2**62, 2**62, 0], "data_offsets": [0, 0]}}
+    path = safetensors_file(tmp / "model.safetensors", header)
+    message = (
+        f"{path}: tensor 'a' has shape [4611686018427387904, 4611686018427387904, 0], whose size overflows 64 bits"
+    )
+    return Case(["inspect", str(path)], message, path)
+
+
+def sub_byte_type_in_part_of_a_byte(tmp: Path) -> Case:
+    header = {"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}
+    path = safetensors_file(tmp / "model.safetensors", header, bytes(2))
+    return Case(["inspect", str(path)], f"{path}: tensor 'a' is float4_e2m1fn [3]: 12 bits, not whole bytes", path)
+
+
 def decreasing_offsets(tmp: Path) -> Case:
     path = safetensors_file(tmp / "model.safetensors", {"a": f32([8, 0])}, bytes(8))
     message = f"{path}: tensor 'a' has data_offsets [8, 0]: two increasing byte offsets expected"
@@ -518,18 +534,17 @@ CASES: list[Callable[[Path], Case]] = [
     missing_file, empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, header_not_json,
     header_not_utf8, header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, unknown_dtype,
     offsets_outside_the_data, overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor,
-    span_not_dtype_times_shape, decreasing_offsets, missing_data_offsets, index_names_a_missing_shard,
-    directory_index_names_a_missing_shard, index_not_json, index_nested_too_deeply,
-    index_naming_a_shard_too_long_to_be_a_file, index_without_weight_map,
+    span_not_dtype_times_shape, shape_overflowing_64_bits, sub_byte_type_in_part_of_a_byte, decreasing_offsets,
+    missing_data_offsets, index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json,
+    index_nested_too_deeply, index_naming_a_shard_too_long_to_be_a_file, index_without_weight_map,
     index_with_an_empty_weight_map, metadata_not_strings, shards_holding_the_same_tensor,
     directory_of_two_safetensors_checkpoints, index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt,
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list, pt_without_tensors,
-    directory_of_training_state_only, gguf_bad_magic, gguf_version_99,
-    gguf_string_past_the_end, gguf_key_given_twice, directory_without_weights, unrecognised_file,
-    explain_on_a_checkpoint, arguments_on_a_checkpoint,
+    directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
+    directory_without_weights, unrecognised_file, explain_on_a_checkpoint, arguments_on_a_checkpoint,
 ]  # fmt: skip
 
 
@@ -582,8 +597,8 @@ def test_gguf_array_past_the_end_of_the_file(tmp_path: Path) -> None:
 SAFETENSORS_CASES = [
     empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, header_not_json, header_not_utf8,
     header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, unknown_dtype, offsets_outside_the_data,
-    overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor, span_not_dtype_times_shape, decreasing_offsets,
-    missing_data_offsets,
+    overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor, span_not_dtype_times_shape,
+    shape_overflowing_64_bits, sub_byte_type_in_part_of_a_byte, decreasing_offsets, missing_data_offsets,
 ]  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from .checkpoint import StoredTensor, check_files, checkpoint_report, read_confi
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors crate's own limit
 _MAX_INDEX_BYTES = 100_000_000
+_MAX_SIZE = 2**64 - 1  # the crate's sizes are 64-bit
 
 
 def _fail(path: Path | str, message: str) -> SourceError:
@@ -156,6 +157,7 @@ def header_tensors(
             raise _fail(path, f"tensor {name!r} has data_offsets {offsets}: two increasing byte offsets expected")
         dtype = _dtype_name(path, name, info.get("dtype"))
         shape = tuple(info["shape"])
+        _check_size(path, name, dtype, shape)
         begin, end = offsets
         stored = StoredTensor(name, dtype, shape, end - begin, file, read=reader(begin) if reader else None)
         expected = dtype_table.lookup(dtype).nbytes(stored.numel)
@@ -183,6 +185,24 @@ def header_tensors(
     if position != data_size:
         raise _fail(path, f"the tensors end at byte {position:,} of a {data_size:,}-byte data region")
     return [stored for _, _, stored in tensors], {str(k): str(v) for k, v in metadata.items()}
+
+
+def _check_size(path: Path | str, name: str, dtype: str, shape: tuple[int, ...]) -> None:
+    """The safetensors crate's checks of a tensor's size: its shape's product, taken from the first dimension on,
+    and its bits fit in 64 bits (a zero dimension after a huge product does not make it fit), and a sub-byte type
+    fills whole bytes."""
+    numel = 1
+    for dim in shape:
+        numel *= dim
+        if numel > _MAX_SIZE:
+            raise _fail(path, f"tensor {name!r} has shape {list(shape)}, whose size overflows 64 bits")
+    entry = dtype_table.lookup(dtype)
+    if entry.category == "block":
+        return
+    if numel * entry.bits > _MAX_SIZE:
+        raise _fail(path, f"tensor {name!r} has shape {list(shape)}, whose size overflows 64 bits")
+    if numel * entry.bits % 8:
+        raise _fail(path, f"tensor {name!r} is {dtype} {list(shape)}: {numel * entry.bits:g} bits, not whole bytes")
 
 
 def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
