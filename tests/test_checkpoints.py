@@ -428,6 +428,18 @@ def test_directory_without_index_counts_every_file(tmp_path: Path) -> None:
     assert f"no index file: all 3 *.safetensors files in {tmp_path} are counted" in report.notes
 
 
+def test_tensor_name_with_a_lone_surrogate_in_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # JSON may escape a lone surrogate, which is a str but no UTF-8; the output must still be written
+    name = "layer\ud800.weight"
+    header = json.dumps({name: {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+    assert [t["name"] for t in run_json(capsys, path, "--tensors")["tensors"]] == [name]
+    output = tmp_path / "report.json"
+    assert run(capsys, "inspect", str(path), "--format", "json", "-o", str(output)) == (0, "", "")
+    assert [t["name"] for t in json.loads(output.read_text(encoding="utf-8"))["tensors"]] == [name]
+
+
 TIED_NOTE = (
     "config.json ties the output head to the input embedding (tie_word_embeddings): the head is that same matrix, "
     "stored once and counted once"

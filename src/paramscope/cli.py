@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import errno
 import functools
-import json
 import os
 import re
 import secrets
@@ -770,7 +769,9 @@ def _run_dtypes(options: argparse.Namespace, stdout: IO[str]) -> int:
 
 
 def _json(data: object) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    from .render.json import dumps
+
+    return dumps(data, indent=2, allow_nan=False) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,12 +4,12 @@ and a self-contained HTML page whose rows are coloured by growth."""
 from __future__ import annotations
 
 import html
-import json
 from typing import Literal
 
 from .._diff import Diff, ModuleDelta
 from .._units import Units, format_bytes, format_count
 from ._layout import Column, Document, Section
+from .json import dumps
 
 DiffFormat = Literal["table", "json", "markdown", "html"]
 DIFF_FORMATS: tuple[DiffFormat, ...] = ("table", "json", "markdown", "html")
@@ -123,7 +123,7 @@ def _heading(diff: Diff) -> str:
 def render_diff(diff: Diff, fmt: DiffFormat, *, depth: int = 2, everything: bool = False, units: Units = "iec") -> str:
     """The diff as text in ``fmt``."""
     if fmt == "json":
-        return json.dumps(diff.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        return dumps(diff.to_dict(), indent=2) + "\n"
     document = diff_document(diff, depth=depth, everything=everything, units=units)
     if fmt == "html":
         return _html(diff, document, depth, everything)

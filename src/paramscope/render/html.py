@@ -18,6 +18,7 @@ from .._report import ModuleNode, Report
 from .._units import format_bytes, format_count, humanize_count
 from .._version import __version__
 from ._layout import Document, Section, View, layout
+from .json import dumps
 
 _ROOT_PLACEHOLDER = '"__PARAMSCOPE_ROOT__"'
 MAX_TABLE_ROWS = 2_000
@@ -66,7 +67,7 @@ def _escape(text: str) -> str:
 
 
 def _fragment(report: Report, view: View, document: Document, element_id: str, *, style: bool) -> str:
-    data = json.dumps(treemap_data(report, view), ensure_ascii=False, separators=(",", ":"))
+    data = dumps(treemap_data(report, view), separators=(",", ":"))
     # Inside <script>, "</script" or "<!--" in a name would end or confuse the tag: JSON may spell those characters
     # as escapes, and nothing else in JSON text contains them.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
