@@ -284,6 +284,18 @@ def test_unreadable_bnb_quant_state_is_said_once(tmp_path: Path, state: bytes) -
     ]
 
 
+def test_bnb_quant_state_shape_that_its_bytes_do_not_hold_is_counted_as_stored(tmp_path: Path) -> None:
+    tensors = _bnb4("nf4")
+    state = json.dumps({"quant_type": "nf4", "blocksize": 64, "dtype": "float16", "shape": [10**6, 10**6]})
+    tensors["up.weight.quant_state.bitsandbytes__nf4"] = torch.tensor(list(state.encode()), dtype=torch.uint8)
+    report = paramscope.inspect(str(_write(tmp_path, tensors, None)))
+    up = report.tensor("up.weight")
+    assert (up.numel, up.shape, up.dtype) == (OUT * IN // 2, (OUT * IN // 2, 1), "uint8")  # as stored
+    assert report.tensor("down.weight").shape == (OUT, IN)  # its quant_state holds
+    assert "up.weight: a bitsandbytes quant_state whose shape its bytes do not hold (two 4-bit values a byte): " \
+           "counted as stored" in report.notes  # fmt: skip
+
+
 def _bnb4_without_state(weights: int) -> list[StoredTensor]:
     """bitsandbytes 4-bit as the Hub's headers give it: the quant state's bytes cannot be read."""
     tensors = []

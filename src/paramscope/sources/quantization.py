@@ -15,6 +15,7 @@ said in a note: packed tensors are then counted as stored.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -233,6 +234,11 @@ def _bnb_quant_state(plan: _Plan, weight: StoredTensor) -> tuple[str, tuple[int,
 
 def _bnb4_layer(plan: _Plan, weight: StoredTensor) -> None:
     kind, shape = _bnb_quant_state(plan, weight)
+    if shape is not None and -(-math.prod(shape) // 2) != weight.nbytes:
+        plan.problem(
+            weight.name, "a bitsandbytes quant_state whose shape its bytes do not hold (two 4-bit values a byte)"
+        )
+        return
     if shape is None:
         shape = (weight.numel * 2,)  # two 4-bit values per byte; the quant state with the real shape is unreadable
         plan.unread_states.append(weight.name)
