@@ -41,6 +41,8 @@ class Case:
     safetensors_file: Path | None = None
     """A malformed safetensors file, which ``safe_open`` must reject too."""
     extra: dict[str, str] = field(default_factory=dict)
+    api: bool = True
+    """Whether ``paramscope.inspect`` raises the same message."""
 
 
 def safetensors_file(path: Path, header: object, data: bytes = b"", *, raw: bytes | None = None) -> Path:
@@ -224,6 +226,13 @@ def index_naming_a_shard_too_long_to_be_a_file(tmp: Path) -> Case:
     shard = "b" * 300 + ".safetensors"
     index.write_text(json.dumps({"weight_map": {"a": shard}}))
     return Case(["inspect", str(index)], f"{tmp / shard}: File name too long")
+
+
+def index_naming_a_shard_with_control_characters(tmp: Path) -> Case:
+    index = tmp / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": "b\u0000\n.safetensors"}}))
+    # one line whatever the names: the CLI writes control characters as escapes (the API's message holds them)
+    return Case(["inspect", str(index)], f"{index}: names b\\x00\\n.safetensors, which is missing", api=False)
 
 
 def index_without_weight_map(tmp: Path) -> Case:
@@ -499,6 +508,11 @@ def gguf_key_given_twice(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def directory_whose_weights_are_a_dangling_symlink(tmp: Path) -> Case:
+    (tmp / "pytorch_model.bin").symlink_to(tmp / "nowhere.bin")
+    return Case(["inspect", str(tmp)], f"{tmp / 'pytorch_model.bin'}: cannot be read: No such file or directory")
+
+
 def directory_without_weights(tmp: Path) -> Case:
     (tmp / "README.md").write_text("# a model card, no weights\n")
     (tmp / "tokenizer.json").write_text("{}")
@@ -536,7 +550,8 @@ CASES: list[Callable[[Path], Case]] = [
     offsets_outside_the_data, overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor,
     span_not_dtype_times_shape, shape_overflowing_64_bits, sub_byte_type_in_part_of_a_byte, decreasing_offsets,
     missing_data_offsets, index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json,
-    index_nested_too_deeply, index_naming_a_shard_too_long_to_be_a_file, index_without_weight_map,
+    index_nested_too_deeply, index_naming_a_shard_too_long_to_be_a_file, index_naming_a_shard_with_control_characters,
+    index_without_weight_map,
     index_with_an_empty_weight_map, metadata_not_strings, shards_holding_the_same_tensor,
     directory_of_two_safetensors_checkpoints, index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt,
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
@@ -544,7 +559,8 @@ CASES: list[Callable[[Path], Case]] = [
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list, pt_without_tensors,
     directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
-    directory_without_weights, unrecognised_file, explain_on_a_checkpoint, arguments_on_a_checkpoint,
+    directory_whose_weights_are_a_dangling_symlink, directory_without_weights,
+    unrecognised_file, explain_on_a_checkpoint, arguments_on_a_checkpoint,
 ]  # fmt: skip
 
 
@@ -555,7 +571,7 @@ def test_bad_input_is_one_line_error(
     case = make(tmp_path)
     assert_error(run(capsys, *case.argv), case.message)
     # the API raises the same message as a ParamscopeError (the CLI adds only the prefix)
-    if case.argv[2:] == []:
+    if case.argv[2:] == [] and case.api:
         with pytest.raises(paramscope.ParamscopeError) as raised:
             paramscope.inspect(case.argv[1])
         assert str(raised.value) == case.message

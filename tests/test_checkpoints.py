@@ -428,6 +428,14 @@ def test_directory_without_index_counts_every_file(tmp_path: Path) -> None:
     assert f"no index file: all 3 *.safetensors files in {tmp_path} are counted" in report.notes
 
 
+@pytest.mark.parametrize("name", ["model.bin", "model.pt", "model"])
+def test_safetensors_under_another_name_is_read_as_safetensors(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    safetensors.torch.save_file({"a": torch.zeros(4, 4), "b": torch.zeros(3)}, path)
+    report = paramscope.inspect(str(path))
+    assert (report.source.kind, report.totals.params) == ("safetensors", 19)
+
+
 def test_tensor_name_with_a_lone_surrogate_in_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # JSON may escape a lone surrogate, which is a str but no UTF-8; the output must still be written
     name = "layer\ud800.weight"

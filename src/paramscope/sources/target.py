@@ -71,15 +71,30 @@ def _for_file(path: Path) -> Loader:
         return _safetensors
     if name.endswith(".gguf"):
         return _gguf
-    if path.suffix in _TORCH_SUFFIXES or name.endswith((".bin.index.json", ".pt.index.json")):
+    if name.endswith((".bin.index.json", ".pt.index.json")):
         return _torch
-    with path.open("rb") as handle:  # an unusual name: the first bytes tell the format
-        head = handle.read(8)
+    from .safetensors import check_regular_file
+
+    check_regular_file(path)  # before it is opened: a FIFO would block
+    with path.open("rb") as handle:  # an unusual name, or a torch name on a safetensors file: the first bytes tell
+        head = handle.read(9)
+    if _is_safetensors_head(head):
+        return _safetensors
+    if path.suffix in _TORCH_SUFFIXES:
+        return _torch
     if head[:4] == b"GGUF":
         return _gguf
     if head[:4] == b"PK\x03\x04":  # torch.save writes a zip archive
         return _torch
     raise SourceError(f"{path}: not a checkpoint paramscope recognises (expected {TARGET_FORMS})")
+
+
+def _is_safetensors_head(head: bytes) -> bool:
+    """Whether a file's first 9 bytes start a safetensors file: a header length the format allows, then ``{``. A
+    torch.save file starts with a zip archive's or a pickle's magic bytes instead."""
+    from .safetensors import MAX_HEADER_BYTES
+
+    return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= MAX_HEADER_BYTES and head[8:] == b"{"
 
 
 def _for_directory(path: Path) -> tuple[Loader, list[str]]:

@@ -459,7 +459,9 @@ def _files(target: Path) -> _Files:
             return _Files(shards, [], [], index=target, weight_map=index_map)
         return _Files([target], [], [])
     # a FIFO named model.pt is a candidate, refused when read rather than passed over
-    candidates = sorted(p for p in target.iterdir() if p.suffix in SUFFIXES and p.exists() and not p.is_dir())
+    # a symlink to nothing (or a loop) too: reading it says so, where leaving it out would not
+    candidates = sorted(p for p in target.iterdir()
+                        if p.suffix in SUFFIXES and (p.is_symlink() or p.exists()) and not p.is_dir())  # fmt: skip
     training = [p for p in candidates if TRAINING_STATE.fullmatch(p.name)]
     indexes = sorted(target.glob("*.bin.index.json")) + sorted(target.glob("*.pt.index.json"))
     index = indexes[0] if indexes else None
