@@ -436,6 +436,18 @@ def test_safetensors_under_another_name_is_read_as_safetensors(tmp_path: Path, n
     assert (report.source.kind, report.totals.params) == ("safetensors", 19)
 
 
+def test_expanded_tensor_in_a_pt_file_is_counted_at_its_logical_size_with_a_note(tmp_path: Path) -> None:
+    expanded = torch.zeros(4).expand(1000, 4)
+    path = tmp_path / "model.pt"
+    torch.save({"e": expanded, "w": torch.zeros(3)}, path)
+    report = paramscope.inspect(str(path))
+    assert report.tensor("e").bytes == expanded.numel() * 4
+    assert report.totals.param_bytes == (expanded.numel() + 3) * 4
+    assert "e is a view (expanded or strided) whose storage holds 16 B: counted at its logical size, 15.62 KiB" in (
+        report.notes
+    )
+
+
 def test_tensor_name_with_a_lone_surrogate_in_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # JSON may escape a lone surrogate, which is a str but no UTF-8; the output must still be written
     name = "layer\ud800.weight"

@@ -404,22 +404,31 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
         else:
             aliases.setdefault(position, []).append(name)
     stored = []
-    sparse = []
-    for position, (path, name, shape, tensor, _) in enumerate(order):
+    sparse: list[str] = []
+    views: list[str] = []
+    for position, (path, name, shape, tensor, what) in enumerate(order):
         entry = dtype_table.find(str(tensor.dtype))
         if entry is None:
             raise SourceError(f"{path}: tensor {name!r} has dtype {tensor.dtype}, which paramscope does not know")
         nbytes = entry.nbytes(math.prod(shape))
+        # counted as a live model's tensors are: a sparse one as its dense shape's elements and the bytes it stores,
+        # an expanded or strided view at its logical size, with a note when its storage holds less
         if tensor.layout in _SPARSE:
-            # counted as a live model's sparse parameter is: its dense shape's elements, the bytes it stores
             nbytes, note = unusual_bytes(name, tensor, nbytes)
             sparse.extend([note] if note else [])
+        elif what == "plain" and not tensor.is_meta and not tensor.is_contiguous():
+            nbytes, note = unusual_bytes(name, tensor, nbytes)
+            views.extend([note] if note else [])
         stored.append(StoredTensor(name, entry.name, shape, nbytes, str(path), tuple(aliases.get(position, ()))))
     dtensors = [(name, tensor) for _, name, _, tensor, what in order if what == "dtensor"]
     nested = [name for _, name, _, _, what in order if what == "nested"]
     notes = sparse[:_MAX_NAMED]
     if len(sparse) > _MAX_NAMED:
         notes.append(f"… and {len(sparse) - _MAX_NAMED} more sparse tensors counted as their indices and values")
+    notes += views[:_MAX_NAMED]
+    if len(views) > _MAX_NAMED:
+        notes.append(f"… and {len(views) - _MAX_NAMED} more views whose storage holds less, counted at their logical "
+                     "sizes")  # fmt: skip
     if dtensors:
         sharding, _ = dtensor_sharding(dtensors[0][1])
         notes.append(
