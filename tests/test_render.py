@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 
@@ -157,3 +158,25 @@ def test_data_formats_keep_names_as_they_are() -> None:
     report = _untrusted_names()
     data = json.loads(render(report, "json"))
     assert [record["name"] for record in data["tensors"]] == [record.name for record in report.tensors]
+
+
+def test_markdown_shows_html_in_names_as_text() -> None:
+    from torch import nn
+
+    from paramscope.render.diff import render_diff
+
+    names = ["<script>alert(1)</script>", "&lt;b&gt;"]  # the second must read as itself, not as "<b>"
+    model = nn.Module()
+    for name in names:
+        model.add_module(name, nn.Linear(2, 2))
+    texts = [
+        render(paramscope.inspect(model), "markdown", View(tensors=True)),
+        render_diff(paramscope.diff(model, nn.Module()), "markdown", everything=True),
+    ]
+    for text in texts:
+        for name in names:
+            assert name not in text
+            assert html.escape(name, quote=False) in text
+        assert "<" not in text
+    assert "| &lt;script&gt;alert(1)&lt;/script&gt; | Linear | 6 | 24 B |" in texts[0]
+    assert "| &amp;lt;b&amp;gt;.weight | parameter | (2, 2) |" in texts[0]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import html
+
 from .._report import Report
 from ._layout import Document, Section, View, layout, printable
 
 
 def _escape(cell: str) -> str:
-    return printable(cell).replace("|", "\\|")
+    """A name as text: ``|`` would end the cell, and ``<``, ``>``, ``&`` would be HTML to renderers that pass it
+    through (``<script>`` is a valid module name)."""
+    return html.escape(printable(cell), quote=False).replace("|", "\\|")
 
 
 def _section(section: Section) -> list[str]:
     headers = [column.header or " " for column in section.columns]
     rule = ["---:" if column.align == "right" else ":---" for column in section.columns]
-    lines = [f"### {section.title}", "", "| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
+    lines = [f"### {_escape(section.title)}", "", "| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
     lines += ["| " + " | ".join(_escape(cell.strip()) for cell in row) + " |" for row in section.rows]
     return [*lines, ""]
 
