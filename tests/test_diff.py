@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -265,3 +267,51 @@ def test_cli_errors_exit_2(argv: list[str], message: str, capsys: pytest.Capture
     code, out, err = run(capsys, *argv)
     assert (code, out) == (2, "")
     assert err == f"paramscope: error: {message}\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 4. model files in two folders, each importing a neighbour of the same name
+
+
+def two_versions(tmp_path: Path, neighbour: str) -> tuple[str, str]:
+    """``v1/model.py`` and ``v2/model.py``, each building ``nn.Linear(WIDTH, WIDTH)`` with the WIDTH (4, then 8) of
+    the ``neighbour`` module beside it."""
+    targets = []
+    for folder, width in (("v1", 4), ("v2", 8)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{neighbour}.py").write_text(f"WIDTH = {width}\n")
+        build = "def build():\n    return nn.Linear(WIDTH, WIDTH)\n"
+        (tmp_path / folder / "model.py").write_text(f"from torch import nn\nfrom {neighbour} import WIDTH\n\n\n{build}")
+        targets.append(f"{tmp_path / folder / 'model.py'}:build")
+    return targets[0], targets[1]
+
+
+def test_each_file_imports_its_own_neighbours(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    neighbour = f"helper_{uuid.uuid4().hex}"
+    a, b = two_versions(tmp_path, neighbour)
+    try:
+        found = paramscope.diff(a, b)
+        code, out, _ = run(capsys, "diff", a, b, "--format", "json")
+        again = paramscope.diff(b, a)
+        # A's neighbour is no longer in sys.modules under its name, but it is still a file A is read from.
+        refused = run(capsys, "diff", a, b, "--output", str(tmp_path / "v1" / f"{neighbour}.py"))
+    finally:
+        sys.modules.pop(neighbour, None)
+    assert (found.a.totals.params, found.b.totals.params) == (count(nn.Linear(4, 4))[0], count(nn.Linear(8, 8))[0])
+    assert (again.a.totals.params, again.b.totals.params) == (72, 20)
+    assert code == 1
+    assert json.loads(out)["totals"]["params"] == {"a": 20, "b": 72, "delta": 52}
+    assert refused[0] == 2
+    assert (tmp_path / "v1" / f"{neighbour}.py").read_text() == "WIDTH = 4\n"
+
+
+def test_a_neighbour_only_the_other_folder_has_is_not_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    neighbour = f"helper_{uuid.uuid4().hex}"
+    a, b = two_versions(tmp_path, neighbour)
+    (tmp_path / "v2" / f"{neighbour}.py").unlink()  # as when v2/model.py is run as a script: no such module
+    try:
+        code, out, err = run(capsys, "diff", a, b)
+    finally:
+        sys.modules.pop(neighbour, None)
+    assert (code, out) == (2, "")
+    assert err == f"paramscope: error: importing {b} failed: ModuleNotFoundError: No module named '{neighbour}'\n"

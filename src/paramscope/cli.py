@@ -127,7 +127,8 @@ examples:
 For a model A and its checkpoint B, "Only in A" are the keys load_state_dict would report missing, "Only in B" the
 unexpected ones, and the shape or dtype differences its size mismatches; between two live models, a tensor frozen
 on one side and trained on the other differs too. Tensors are matched by name, tied names included; a model's
-non-persistent buffers are left out against a checkpoint, which never holds them.
+non-persistent buffers are left out against a checkpoint, which never holds them. Two model files each import their
+neighbours from their own folder.
 
 exit codes: 0 the models are the same, 1 they differ, 2 bad input or usage
 """
@@ -490,9 +491,12 @@ def _files_read(target: str) -> list[Path]:
     if target.startswith("hf:"):
         return []
     if is_code_target(target) and not Path(target).exists():
-        # the file, and every module imported so far: the model's code imports its neighbours (and a package's)
+        from .sources.code import neighbour_modules
+
+        # the file, and every module imported so far: the model's code imports its neighbours (and a package's), and
+        # those of a file in another folder may have been set aside for a second file's own
         location = target.rpartition(":")[0]
-        imported = [Path(file) for module in list(sys.modules.values())
+        imported = [Path(file) for module in [*sys.modules.values(), *neighbour_modules()]
                     if isinstance(file := getattr(module, "__file__", None), str)]  # fmt: skip
         return [Path(location), *imported] if location.endswith(".py") else imported
     path = Path(target)

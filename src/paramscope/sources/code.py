@@ -11,15 +11,73 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 
 from .._errors import TargetError, UsageError, first_line, is_meta_device_failure
+
+_NEIGHBOURS: dict[Path, dict[str, ModuleType]] = {}
+"""For each folder a file target was loaded from: the modules of that folder its loading imported (its neighbours)."""
+
+
+def _found_in(folder: Path, name: str, module: object) -> bool:
+    """Whether ``module`` was found in ``folder`` itself, as a file or package beside the target (not deeper: a
+    virtual environment inside the project holds installed packages)."""
+    if not isinstance(module, ModuleType):
+        return False
+    top = name.partition(".")[0]
+    namespace = vars(module)  # not getattr: a module's own __getattr__ may import or raise
+    search = namespace.get("__path__")  # a package's folders: a namespace package has no __file__
+    for place in [namespace.get("__file__"), *(search if isinstance(search, Iterable) else ())]:
+        if not isinstance(place, str) or not place:
+            continue
+        path = Path(os.path.abspath(place))
+        if path != folder and path.is_relative_to(folder) and path.relative_to(folder).parts[0].split(".")[0] == top:
+            return True
+    return False
+
+
+def neighbour_modules() -> list[ModuleType]:
+    """Every module file targets imported from their folders, those set aside from ``sys.modules`` included."""
+    return [module for modules in _NEIGHBOURS.values() for module in modules.values()]
+
+
+@contextlib.contextmanager
+def _imports_from(folder: Path) -> Iterator[None]:
+    """Import as a script in ``folder`` does: its neighbours are found there, first on ``sys.path``.
+
+    The neighbours earlier file targets imported from other folders are set aside meanwhile: they stay in
+    ``sys.modules`` under their plain names (``helper``), where an import would take them instead of this folder's
+    own. Those this folder's modules did not replace are put back after.
+    """
+    aside = {
+        name: sys.modules.pop(name)
+        for other, modules in _NEIGHBOURS.items()
+        if other != folder
+        for name, module in modules.items()
+        if sys.modules.get(name) is module
+    }
+    before = set(sys.modules)
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+        brought = {
+            name: module
+            for name, module in list(sys.modules.items())
+            if name not in before and _found_in(folder, name, module)
+        }
+        _NEIGHBOURS.setdefault(folder, {}).update(brought)
+        for name, module in aside.items():
+            sys.modules.setdefault(name, module)
 
 
 def _import_location(location: str, target: str) -> Any:
@@ -32,16 +90,14 @@ def _import_location(location: str, target: str) -> Any:
         if spec is None or spec.loader is None:
             raise TargetError(f"{target}: cannot load {location} as Python code")
         module = importlib.util.module_from_spec(spec)
-        # The file may import its neighbours, as it would when run as a script.
-        sys.path.insert(0, str(path.resolve().parent))
         sys.modules[module_name] = module
         try:
-            spec.loader.exec_module(module)
+            # The file may import its neighbours, as it would when run as a script.
+            with _imports_from(path.resolve().parent):
+                spec.loader.exec_module(module)
         except BaseException:
             del sys.modules[module_name]
             raise
-        finally:
-            sys.path.remove(str(path.resolve().parent))
         return module
     try:
         return importlib.import_module(location)
