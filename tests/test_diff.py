@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 import paramscope
+from paramscope import SharingChange, TensorChange
 
 from .cli import run
 
@@ -80,7 +82,13 @@ def test_model_against_its_checkpoint_answers_load_state_dict(tmp_path: Path) ->
     change = found.changed[0]
     assert (change.shape_a, change.shape_b, change.dtype_a, change.dtype_b) == ((16, 16), (8, 16), "float32", "float32")
     assert "scale" not in found.only_in_a  # non-persistent: never in a checkpoint
-    assert found.notes == ("non-persistent buffers are left out: a checkpoint does not store them",)
+    assert found.notes == (
+        "non-persistent buffers are left out: a checkpoint does not store them",
+        *(f"A: {note}" for note in found.a.notes),  # each side's own notes: how its totals were counted
+        *(f"B: {note}" for note in found.b.notes),
+    )
+    assert found.a.notes
+    assert found.b.notes
     assert not found.equal
 
 
@@ -141,7 +149,7 @@ def test_freezing_layers_is_a_difference(capsys: pytest.CaptureFixture[str]) -> 
     assert (found.a.totals.trainable, found.b.totals.trainable) == (count(base)[0], trainable)
     code, out, _ = run(capsys, "diff", "tests.test_diff:Net", "tests.test_diff:frozen_blocks")
     assert code == 1
-    assert "Different shape, dtype or trainability (" in out
+    assert "Different shape, dtype, kind or trainability (" in out
     assert re.search(
         r"^  blocks\.0\.0\.weight\s+\(16, 16\) float32, trainable\s+\(16, 16\) float32, frozen$", out, re.M
     )
@@ -215,11 +223,13 @@ def test_cli_formats_and_exit_codes(llama_configs: tuple[Path, Path], capsys: py
         "a",
         "b",
         "equal",
+        "decided",
         "totals",
         "modules",
         "only_in_a",
         "only_in_b",
         "changed",
+        "sharing",
         "notes",
     ]
     assert data["schema"] == "paramscope.diff/1"
@@ -315,3 +325,183 @@ def test_a_neighbour_only_the_other_folder_has_is_not_found(tmp_path: Path, caps
         sys.modules.pop(neighbour, None)
     assert (code, out) == (2, "")
     assert err == f"paramscope: error: importing {b} failed: ModuleNotFoundError: No module named '{neighbour}'\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 5. differences the names alone do not show: a tensor's kind, ties, reused modules, totals, unknown sizes
+
+
+def holds_parameter() -> nn.Module:
+    model = nn.Module()
+    model.p = nn.Parameter(torch.ones(3))
+    return model
+
+
+def holds_buffer() -> nn.Module:
+    model = nn.Module()
+    model.register_buffer("p", torch.ones(3))
+    return model
+
+
+def untied() -> nn.Module:
+    model = nn.Module()
+    model.emb = nn.Embedding(10, 4)
+    model.head = nn.Linear(4, 10, bias=False)
+    return model
+
+
+def tied() -> nn.Module:
+    model = untied()
+    model.head.weight = model.emb.weight
+    return model
+
+
+def two_layers() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+
+
+def one_layer_twice() -> nn.Sequential:
+    layer = nn.Linear(2, 2)
+    return nn.Sequential(layer, layer)
+
+
+def lazy(n: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.LazyLinear(n))
+
+
+def section(out: str, title: str) -> list[str]:
+    """The lines of the table section whose title starts with ``title``, its title included."""
+    lines = out.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith(title))
+    end = lines.index("", start)
+    return lines[start:end]
+
+
+def test_a_parameter_that_became_a_buffer_differs(capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = holds_parameter(), holds_buffer()
+    found = paramscope.diff(a, b)
+    assert found.changed == (TensorChange("p", (3,), (3,), "float32", "float32", True, None, "parameter", "buffer"),)
+    assert (found.a.totals.params, found.a.totals.buffers) == (count(a)[0], 0) == (3, 0)
+    assert (found.b.totals.params, found.b.totals.buffers) == (0, sum(t.numel() for t in b.buffers())) == (0, 3)
+    assert not found.equal
+    code, out, _ = run(capsys, "diff", "tests.test_diff:holds_parameter", "tests.test_diff:holds_buffer")
+    assert code == 1
+    assert section(out, "Different") == [
+        "Different shape, dtype, kind or trainability (1)",
+        "  Tensor  A                      B",
+        "  ------  ---------------------  ------------------",
+        "  p       (3) float32 parameter  (3) float32 buffer",
+    ]
+    assert out.rstrip().endswith("  - the models differ")
+    data = json.loads(run(capsys, "diff", "tests.test_diff:holds_parameter", "tests.test_diff:holds_buffer",
+                          "--format", "json")[1])  # fmt: skip
+    assert (data["changed"][0]["kind_a"], data["changed"][0]["kind_b"], data["equal"]) == ("parameter", "buffer", False)
+
+
+@pytest.mark.parametrize(("a", "b", "counts"), [("untied", "tied", (2, 1)), ("tied", "untied", (1, 2))])
+def test_a_tie_added_or_removed_differs(
+    a: str, b: str, counts: tuple[int, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = {"tied": tied, "untied": untied}
+    found = paramscope.diff(models[a](), models[b]())
+    # The state dicts have the same keys (a tied head's too): no tensor is on one side only.
+    assert set(tied().state_dict()) == set(untied().state_dict())
+    assert (found.only_in_a, found.only_in_b, found.changed) == ((), (), ())
+    assert found.sharing == (SharingChange("tensor", ("emb.weight", "head.weight"), *counts),)
+    assert (found.a.totals.params, found.b.totals.params) == (count(models[a]())[0], count(models[b]())[0])
+    assert not found.equal
+    code, out, _ = run(capsys, "diff", f"tests.test_diff:{a}", f"tests.test_diff:{b}")
+    assert code == 1
+    cells = ("2 tensors", "one tensor (tied)") if a == "untied" else ("one tensor (tied)", "2 tensors")
+    assert section(out, "Tied")[0] == "Tied or reused differently (1)"
+    row = rf"  emb\.weight, head\.weight  {re.escape(cells[0])}\s+{re.escape(cells[1])}"
+    assert re.fullmatch(row, section(out, "Tied")[3])
+    assert out.rstrip().endswith("  - the models differ")
+
+
+def test_a_module_reused_differs(capsys: pytest.CaptureFixture[str]) -> None:
+    found = paramscope.diff(two_layers(), one_layer_twice())
+    assert found.b.totals.params - found.a.totals.params == count(one_layer_twice())[0] - count(two_layers())[0] == -6
+    assert found.sharing == (
+        SharingChange("tensor", ("0.weight", "1.weight"), 2, 1),
+        SharingChange("tensor", ("0.bias", "1.bias"), 2, 1),
+        SharingChange("module", ("0", "1"), 2, 1),
+    )
+    assert not found.equal
+    activation = nn.ReLU()  # no tensors: only the module tells
+    found = paramscope.diff(nn.Sequential(nn.ReLU(), nn.ReLU()), nn.Sequential(activation, activation))
+    assert found.sharing == (SharingChange("module", ("0", "1"), 2, 1),)
+    assert not found.equal
+    code, out, _ = run(capsys, "diff", "tests.test_diff:two_layers", "tests.test_diff:one_layer_twice", "--format",
+                       "json")  # fmt: skip
+    assert code == 1
+    assert json.loads(out)["sharing"][2] == {"what": "module", "names": ["0", "1"], "count_a": 2, "count_b": 1}
+
+
+def test_a_tie_stored_twice_in_a_checkpoint_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file({name: tensor.clone() for name, tensor in tied().state_dict().items()}, str(path))
+    result = tied().load_state_dict(safetensors.torch.load_file(str(path)))
+    assert (result.missing_keys, result.unexpected_keys) == ([], [])
+    found = paramscope.diff(tied(), str(path))
+    assert (found.only_in_a, found.only_in_b, found.changed, found.sharing) == ((), (), (), ())
+    assert found.equal  # a checkpoint is compared as load_state_dict compares it
+
+
+def test_totals_that_disagree_are_a_difference() -> None:
+    report = paramscope.inspect(two_layers())
+    totals = dataclasses.replace(report.totals, param_bytes=report.totals.param_bytes + 4)
+    other = dataclasses.replace(report, totals=totals)
+    found = paramscope.diff(report, other)
+    assert (found.only_in_a, found.only_in_b, found.changed, found.sharing) == ((), (), (), ())
+    assert not found.equal
+
+
+LAZY = (
+    "cannot tell whether the models are the same: A and B have tensors of unknown size (uninitialised lazy "
+    "parameters), and nothing known differs"
+)
+
+
+def test_lazy_models_cannot_be_told_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    uninitialised = [name for name, p in lazy().named_parameters() if isinstance(p, nn.UninitializedParameter)]
+    assert uninitialised == ["0.weight", "0.bias"]
+    argv = ("diff", "tests.test_diff:lazy", "tests.test_diff:lazy", "--args-b", "n=500")
+    code, out, err = run(capsys, *argv, "--format", "json")
+    assert (code, err) == (2, f"paramscope: error: {LAZY}\n")  # exit 2, as for a budget on lower bounds
+    data = json.loads(out)
+    assert (data["equal"], data["decided"]) == (False, False)
+    assert (data["a"]["complete"], data["b"]["complete"]) == (False, False)
+    assert data["totals"]["params"] == {"a": 0, "b": 0, "delta": None}
+    assert all(total["delta"] is None for total in data["totals"].values())
+    assert [(module["complete_a"], module["complete_b"]) for module in data["modules"]] == [(False, False)] * 2
+    assert [(module["params_delta"], module["bytes_delta"]) for module in data["modules"]] == [(None, None)] * 2
+    assert data["notes"] == [
+        "A and B: 2 uninitialised lazy tensor(s) in '0' (0.weight, 0.bias): their sizes are unknown until the first "
+        "forward pass; totals are incomplete"
+    ]
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (2, f"paramscope: error: {LAZY}\n")
+    assert section(out, "Totals") == [
+        "Totals",
+        "                      A      B  Δ",
+        "  --------------  -----  -----  -",
+        "  Parameters        ≥ 0    ≥ 0  ?",
+        "    trainable       ≥ 0    ≥ 0  ?",
+        "  Parameter size  ≥ 0 B  ≥ 0 B  ?",
+        "  Buffers           ≥ 0    ≥ 0  ?",
+        "  Buffer size     ≥ 0 B  ≥ 0 B  ?",
+    ]
+    assert "    0      LazyLinear       ≥ 0       ≥ 0         ?       ?" in out
+    assert out.rstrip().endswith(f"  - {LAZY}")
+
+
+def test_a_lazy_model_against_a_built_one() -> None:
+    built = lazy()
+    built(torch.ones(1, 5))
+    found = paramscope.diff(lazy(), built)
+    assert (found.a.totals.complete, found.b.totals.complete) == (False, True)
+    assert (found.equal, found.decided) == (False, False)  # A's weight may yet become B's (3, 5)
+    found = paramscope.diff(lazy(), nn.Sequential(nn.LazyLinear(3), nn.Linear(3, 2)))
+    assert found.only_in_b == ("1.weight", "1.bias")
+    assert (found.equal, found.decided) == (False, True)  # a known difference decides

@@ -9,7 +9,7 @@
 
 from ._api import count_params, diff, inspect, memory, params_size, report_model, summary
 from ._budget import Budget, check_budget
-from ._diff import Diff, ModuleDelta, TensorChange
+from ._diff import Diff, ModuleDelta, SharingChange, TensorChange
 from ._errors import (
     BudgetExceededError,
     IncompleteCountError,
@@ -50,6 +50,7 @@ __all__ = [
     "RankShare",
     "Report",
     "Sharding",
+    "SharingChange",
     "Source",
     "SourceError",
     "StorageRow",

@@ -3,17 +3,22 @@
 Works on two Reports, whatever they were made from: a model against its checkpoint (the ``load_state_dict``
 question: what is missing, unexpected or of another shape), a base model against its fine-tuned or pruned version,
 two configs (what doubling the layers costs). Tensors are matched by name, their aliases (tied weights) included.
+
+A model and a checkpoint are compared as ``load_state_dict`` compares them: names, shapes and dtypes. Two models, or
+two checkpoints, count alike, so their totals, the kind of each tensor (parameter or buffer) and what is tied or
+reused are compared too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from ._report import ModuleNode, Report, TensorRecord
+from ._report import ModuleNode, Report, TensorKind, TensorRecord
 
 SCHEMA = "paramscope.diff/1"
 _CHECKPOINT_KINDS = frozenset({"safetensors", "torch", "gguf"})
+_TOTALS = ("params", "trainable", "param_bytes", "buffers", "buffer_bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,9 @@ class ModuleDelta:
     params_b: int | None
     bytes_a: int | None
     bytes_b: int | None
+    complete_a: bool = True
+    """False when a tensor of A's module has no known size (uninitialised lazy): its figures are lower bounds."""
+    complete_b: bool = True
 
     @property
     def params_delta(self) -> int:
@@ -39,13 +47,15 @@ class ModuleDelta:
 
     @property
     def changed(self) -> bool:
-        return (self.params_a, self.bytes_a) != (self.params_b, self.bytes_b)
+        """The figures differ, or may: a side's are lower bounds."""
+        figures_differ = (self.params_a, self.bytes_a) != (self.params_b, self.bytes_b)
+        return figures_differ or not (self.complete_a and self.complete_b)
 
 
 @dataclass(frozen=True, slots=True)
 class TensorChange:
-    """A tensor in both models whose shape, dtype or trainability differs (trainability is compared only where
-    both sides know it: a checkpoint does not)."""
+    """A tensor in both models whose shape, dtype, kind or trainability differs (trainability is compared only where
+    both sides know it: a checkpoint does not; kinds only between two models or two checkpoints)."""
 
     name: str
     shape_a: tuple[int, ...] | None
@@ -54,10 +64,27 @@ class TensorChange:
     dtype_b: str
     trainable_a: bool | None = None
     trainable_b: bool | None = None
+    kind_a: TensorKind = "parameter"
+    kind_b: TensorKind = "parameter"
 
     @property
     def trainability_changed(self) -> bool:
         return None not in (self.trainable_a, self.trainable_b) and self.trainable_a != self.trainable_b
+
+    @property
+    def kind_changed(self) -> bool:
+        return self.kind_a != self.kind_b
+
+
+@dataclass(frozen=True, slots=True)
+class SharingChange:
+    """Names that are one tensor in one model and several in the other (a tie added or removed), or one module and
+    several (a module reused, or no longer): each model's count of distinct objects among ``names``."""
+
+    what: Literal["tensor", "module"]
+    names: tuple[str, ...]
+    count_a: int
+    count_b: int
 
 
 @dataclass(frozen=True)
@@ -74,27 +101,55 @@ class Diff:
     """Tensors of B that A lacks: the unexpected keys."""
     changed: tuple[TensorChange, ...]
     notes: tuple[str, ...] = ()
+    sharing: tuple[SharingChange, ...] = ()
+    """Ties and reused modules that differ (between two models, or two checkpoints)."""
+
+    @property
+    def complete(self) -> bool:
+        """Both models' sizes are known: no uninitialised lazy tensor on either side."""
+        return self.a.totals.complete and self.b.totals.complete
+
+    @property
+    def decided(self) -> bool:
+        """Whether the models are known to be the same or not: false when nothing known differs but a side has
+        tensors of unknown size (uninitialised lazy parameters)."""
+        return self.complete or self._differs()
 
     @property
     def equal(self) -> bool:
-        """No tensor on one side only, and none of another shape, dtype or trainability."""
-        return not (self.only_in_a or self.only_in_b or self.changed)
+        """Nothing differs: no tensor on one side only, none of another shape, dtype, kind or trainability, no tie
+        or reused module on one side only, and the same totals (between two models, or two checkpoints); and both
+        sides' sizes are known."""
+        return self.complete and not self._differs()
+
+    def _differs(self) -> bool:
+        if self.only_in_a or self.only_in_b or self.changed or self.sharing:
+            return True
+        if not (self.complete and _count_alike(self.a, self.b)):
+            return False
+        return any(getattr(self.a.totals, key) != getattr(self.b.totals, key) for key in _TOTALS)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: ``{"schema": "paramscope.diff/1", "a", "b", "equal", "totals", "modules", "only_in_a",
-        "only_in_b", "changed", "notes"}``; each total is ``{"a", "b", "delta"}`` (delta null where a side is)."""
-        keys = ("params", "trainable", "param_bytes", "buffers", "buffer_bytes")
+        """The JSON form: ``{"schema": "paramscope.diff/1", "a", "b", "equal", "decided", "totals", "modules",
+        "only_in_a", "only_in_b", "changed", "sharing", "notes"}``; each total is ``{"a", "b", "delta"}`` (delta
+        null where a side is, or where a side's sizes are not all known: its figures are then lower bounds, and a
+        module's deltas are null likewise)."""
+        complete = self.complete
 
         def total(key: str) -> dict[str, int | None]:
             a, b = getattr(self.a.totals, key), getattr(self.b.totals, key)
-            return {"a": a, "b": b, "delta": None if a is None or b is None else b - a}
+            return {"a": a, "b": b, "delta": None if a is None or b is None or not complete else b - a}
+
+        def side(report: Report) -> dict[str, Any]:
+            return {"kind": report.source.kind, "target": report.source.target, "complete": report.totals.complete}
 
         return {
             "schema": SCHEMA,
-            "a": {"kind": self.a.source.kind, "target": self.a.source.target},
-            "b": {"kind": self.b.source.kind, "target": self.b.source.target},
+            "a": side(self.a),
+            "b": side(self.b),
             "equal": self.equal,
-            "totals": {key: total(key) for key in keys},
+            "decided": self.decided,
+            "totals": {key: total(key) for key in _TOTALS},
             "modules": [
                 {
                     "path": delta.path,
@@ -104,8 +159,10 @@ class Diff:
                     "params_b": delta.params_b,
                     "bytes_a": delta.bytes_a,
                     "bytes_b": delta.bytes_b,
-                    "params_delta": delta.params_delta,
-                    "bytes_delta": delta.bytes_delta,
+                    "params_delta": delta.params_delta if delta.complete_a and delta.complete_b else None,
+                    "bytes_delta": delta.bytes_delta if delta.complete_a and delta.complete_b else None,
+                    "complete_a": delta.complete_a,
+                    "complete_b": delta.complete_b,
                 }
                 for delta in self.modules
             ],
@@ -120,8 +177,14 @@ class Diff:
                     "dtype_b": change.dtype_b,
                     "trainable_a": change.trainable_a,
                     "trainable_b": change.trainable_b,
+                    "kind_a": change.kind_a,
+                    "kind_b": change.kind_b,
                 }
                 for change in self.changed
+            ],
+            "sharing": [
+                {"what": item.what, "names": list(item.names), "count_a": item.count_a, "count_b": item.count_b}
+                for item in self.sharing
             ],
             "notes": list(self.notes),
         }
@@ -137,7 +200,43 @@ def _stored(report: Report) -> list[TensorRecord]:
     return [record for record in report.tensors if record.kind != "quantization"]
 
 
-def _tensor_differences(a: Report, b: Report) -> tuple[list[str], list[str], list[TensorChange], list[str]]:
+def _count_alike(a: Report, b: Report) -> bool:
+    """Whether both are checkpoints or neither is: a checkpoint guesses which tensors are buffers, knows no
+    trainability, and may store a tied tensor once or twice."""
+    return (a.source.kind in _CHECKPOINT_KINDS) == (b.source.kind in _CHECKPOINT_KINDS)
+
+
+def _sharing_changes(
+    what: Literal["tensor", "module"], object_a: dict[str, str], object_b: dict[str, str]
+) -> list[SharingChange]:
+    """The names both sides have, grouped where either side has them as one object (``object_*``: name -> the
+    object's first name), where a group is not one object on each side."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def root(node: tuple[str, str]) -> tuple[str, str]:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]  # halve the path: a long chain of ties stays cheap
+            node = parent[node]
+        return node
+
+    common = [name for name in object_a if name in object_b]
+    for name in common:
+        parent[root(("a", object_a[name]))] = root(("b", object_b[name]))
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name in common:
+        groups.setdefault(root(("a", object_a[name])), []).append(name)
+    changes = []
+    for names in groups.values():
+        count_a, count_b = len({object_a[name] for name in names}), len({object_b[name] for name in names})
+        if (count_a, count_b) != (1, 1):
+            changes.append(SharingChange(what, tuple(names), count_a, count_b))
+    return changes
+
+
+def _tensor_differences(
+    a: Report, b: Report
+) -> tuple[list[str], list[str], list[TensorChange], list[SharingChange], list[str]]:
     notes = []
     # A model's non-persistent buffers are not in its state dict, so no checkpoint has them.
     skip_buffers = a.source.kind in _CHECKPOINT_KINDS or b.source.kind in _CHECKPOINT_KINDS
@@ -145,22 +244,49 @@ def _tensor_differences(a: Report, b: Report) -> tuple[list[str], list[str], lis
     records_b = [r for r in _stored(b) if not (skip_buffers and r.kind == "buffer" and r.persistent is False)]
     if len(records_a) != len(_stored(a)) or len(records_b) != len(_stored(b)):
         notes.append("non-persistent buffers are left out: a checkpoint does not store them")
-    by_name_b = {name: record for record in records_b for name in _names(record)}
-    matched_b: set[str] = set()
-    only_a, changed = [], []
+    by_name_a: dict[str, TensorRecord] = {}
+    by_name_b: dict[str, TensorRecord] = {}
+    for records, by_name in ((records_a, by_name_a), (records_b, by_name_b)):
+        for record in records:
+            for name in _names(record):
+                by_name.setdefault(name, record)
+    alike = _count_alike(a, b)
+    only_a = [record.name for record in records_a if not any(name in by_name_b for name in _names(record))]
+    only_b = [record.name for record in records_b if not any(name in by_name_a for name in _names(record))]
+    # Each pair of tensors that share a name is compared once, under the first name they share: with a tie on one
+    # side only, one tensor of A is two of B (or the other way round), and each of them must fit it.
+    changed, compared = [], set()
     for record in records_a:
-        found = next((by_name_b[name] for name in _names(record) if name in by_name_b), None)
-        if found is None:
-            only_a.append(record.name)
-            continue
-        matched_b.add(found.name)
-        change = TensorChange(
-            record.name, record.shape, found.shape, record.dtype, found.dtype, record.trainable, found.trainable
-        )
-        if found.shape != record.shape or found.dtype != record.dtype or change.trainability_changed:
-            changed.append(change)
-    only_b = [record.name for record in records_b if record.name not in matched_b]
-    return only_a, only_b, changed, notes
+        for name in _names(record):
+            found = by_name_b.get(name)
+            if found is None or (record.name, found.name) in compared:
+                continue
+            compared.add((record.name, found.name))
+            change = TensorChange(
+                name, record.shape, found.shape, record.dtype, found.dtype, record.trainable, found.trainable,
+                record.kind, found.kind,
+            )  # fmt: skip
+            # an unknown shape (uninitialised lazy) is no difference: the totals say the comparison is incomplete
+            shapes_differ = None not in (record.shape, found.shape) and record.shape != found.shape
+            kinds_differ = alike and change.kind_changed
+            if shapes_differ or found.dtype != record.dtype or kinds_differ or change.trainability_changed:
+                changed.append(change)
+    sharing = []
+    if alike:
+        tensor_a = {name: record.name for name, record in by_name_a.items()}
+        tensor_b = {name: record.name for name, record in by_name_b.items()}
+        module_a = {node.path: node.same_as or node.path for node in a.modules}
+        module_b = {node.path: node.same_as or node.path for node in b.modules}
+        sharing = _sharing_changes("tensor", tensor_a, tensor_b) + _sharing_changes("module", module_a, module_b)
+    return only_a, only_b, changed, sharing, notes
+
+
+def _report_notes(a: Report, b: Report) -> list[str]:
+    """Each side's own notes (how its figures were counted: ties, lazy tensors, what a checkpoint holds), marked
+    with the side; a note both have once."""
+    both = set(a.notes) & set(b.notes)
+    notes = [f"A and B: {note}" if note in both else f"A: {note}" for note in a.notes]
+    return notes + [f"B: {note}" for note in b.notes if note not in both]
 
 
 def _module_deltas(a: Report, b: Report) -> list[ModuleDelta]:
@@ -178,6 +304,8 @@ def _module_deltas(a: Report, b: Report) -> list[ModuleDelta]:
             None if node_b is None else node_b.params,
             None if node_a is None else node_a.param_bytes,
             None if node_b is None else node_b.param_bytes,
+            node_a is None or node_a.complete,
+            node_b is None or node_b.complete,
         )
 
     # B's modules that A lacks go after the last module of A's order whose path is their nearest shared ancestor's
@@ -219,5 +347,7 @@ def compare(a: Report, b: Report) -> Diff:
     >>> found.equal, len(found.only_in_b), found.b.totals.params - found.a.totals.params
     (False, 26, 14175744)
     """
-    only_a, only_b, changed, notes = _tensor_differences(a, b)
-    return Diff(a, b, tuple(_module_deltas(a, b)), tuple(only_a), tuple(only_b), tuple(changed), tuple(notes))
+    only_a, only_b, changed, sharing, notes = _tensor_differences(a, b)
+    notes += _report_notes(a, b)
+    modules = tuple(_module_deltas(a, b))
+    return Diff(a, b, modules, tuple(only_a), tuple(only_b), tuple(changed), tuple(notes), tuple(sharing))

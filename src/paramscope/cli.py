@@ -17,7 +17,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from ._errors import BudgetExceededError, ParamscopeError, TargetError, UsageError
+from ._errors import BudgetExceededError, IncompleteCountError, ParamscopeError, TargetError, UsageError
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -127,10 +127,12 @@ examples:
 For a model A and its checkpoint B, "Only in A" are the keys load_state_dict would report missing, "Only in B" the
 unexpected ones, and the shape or dtype differences its size mismatches; between two live models, a tensor frozen
 on one side and trained on the other differs too. Tensors are matched by name, tied names included; a model's
-non-persistent buffers are left out against a checkpoint, which never holds them. Two model files each import their
-neighbours from their own folder.
+non-persistent buffers are left out against a checkpoint, which never holds them. Two models (or two checkpoints)
+also differ in a tensor's kind (parameter or buffer), in a tie or a reused module on one side only, and in their
+totals. Two model files each import their neighbours from their own folder.
 
-exit codes: 0 the models are the same, 1 they differ, 2 bad input or usage
+exit codes: 0 the models are the same, 1 they differ, 2 bad input or usage, or uninitialised lazy tensors (sizes
+unknown) and nothing known that differs
 """
 
 _FORMULA_EXAMPLES = """\
@@ -689,7 +691,7 @@ def _run_memory(options: argparse.Namespace, stdout: IO[str]) -> int:
 def _run_diff(options: argparse.Namespace, stdout: IO[str]) -> int:
     from ._api import diff
     from ._arguments import parse_arguments
-    from .render.diff import diff_document, render_diff
+    from .render.diff import diff_document, render_diff, verdict
 
     if options.depth < 0:
         raise UsageError(f"--depth must be 0 or more, not {options.depth}")
@@ -712,6 +714,9 @@ def _run_diff(options: argparse.Namespace, stdout: IO[str]) -> int:
         lambda: render_diff(found, options.format, **settings),
         lambda: diff_document(found, **settings),
     )
+    if not found.decided:
+        # as for a budget: the figures are lower bounds, so neither 0 nor 1 would be true
+        raise IncompleteCountError(verdict(found))
     return EXIT_OK if found.equal else EXIT_CHECK_FAILED
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from typing import Literal
 
-from .._diff import Diff, ModuleDelta
+from .._diff import Diff, ModuleDelta, SharingChange, TensorChange
 from .._units import Units, format_bytes, format_count
 from ._layout import Column, Document, Section
 from .json import dumps
@@ -26,11 +26,14 @@ def _signed_bytes(value: int, units: Units) -> str:
     return ("+" if value > 0 else "-") + format_bytes(abs(value), units)
 
 
-def _count_or_absent(value: int | None) -> str:
-    return "—" if value is None else format_count(value)
+def _count_or_absent(value: int | None, complete: bool = True) -> str:
+    if value is None:
+        return "—"
+    return format_count(value) if complete else f"≥ {format_count(value)}"
 
 
 def _totals_section(diff: Diff, units: Units) -> Section:
+    complete_a, complete_b = diff.a.totals.complete, diff.b.totals.complete
     rows = []
     for label, key, is_bytes in (
         ("Parameters", "params", False),
@@ -41,13 +44,21 @@ def _totals_section(diff: Diff, units: Units) -> Section:
     ):
         a, b = getattr(diff.a.totals, key), getattr(diff.b.totals, key)
         if a is None or b is None:
-            rows.append((label, _count_or_absent(a), _count_or_absent(b), ""))
-        elif is_bytes:
-            rows.append((label, format_bytes(a, units), format_bytes(b, units), _signed_bytes(b - a, units)))
+            rows.append((label, _count_or_absent(a, complete_a), _count_or_absent(b, complete_b), ""))
+            continue
+        if is_bytes:
+            text_a, text_b, change = format_bytes(a, units), format_bytes(b, units), _signed_bytes(b - a, units)
         else:
-            rows.append((label, format_count(a), format_count(b), _signed_count(b - a)))
+            text_a, text_b, change = format_count(a), format_count(b), _signed_count(b - a)
+        # lower bounds, as inspect shows them: their difference says nothing
+        change = change if diff.complete else "?"
+        rows.append((label, _at_least(text_a, complete_a), _at_least(text_b, complete_b), change))
     columns = (Column(""), Column("A", "right"), Column("B", "right"), Column("Δ", "right"))
     return Section("Totals", columns, rows)
+
+
+def _at_least(text: str, complete: bool) -> str:
+    return text if complete else f"≥ {text}"
 
 
 def shown_modules(diff: Diff, depth: int, everything: bool) -> list[ModuleDelta]:
@@ -62,15 +73,16 @@ def _modules_section(diff: Diff, depth: int, everything: bool, units: Units) -> 
     )  # fmt: skip
     rows = []
     for delta in shown_modules(diff, depth, everything):
+        known = delta.complete_a and delta.complete_b
         types = [name for name in dict.fromkeys((delta.type_a, delta.type_b)) if name]
         rows.append(
             (
                 "  " * delta.depth + (delta.path or "(model)"),
                 " → ".join(types),
-                _count_or_absent(delta.params_a),
-                _count_or_absent(delta.params_b),
-                _signed_count(delta.params_delta),
-                _signed_bytes(delta.bytes_delta, units),
+                _count_or_absent(delta.params_a, delta.complete_a),
+                _count_or_absent(delta.params_b, delta.complete_b),
+                _signed_count(delta.params_delta) if known else "?",
+                _signed_bytes(delta.bytes_delta, units) if known else "?",
             )
         )
     what = "all modules" if everything else "modules that differ"
@@ -81,13 +93,40 @@ def _shape(shape: tuple[int, ...] | None) -> str:
     return "?" if shape is None else "(" + ", ".join(str(dim) for dim in shape) + ")"
 
 
-def _tensor(shape: tuple[int, ...] | None, dtype: str, trainable: bool | None, show_trainability: bool) -> str:
+def _tensor(change: TensorChange, side: str) -> str:
+    shape, dtype = getattr(change, f"shape_{side}"), getattr(change, f"dtype_{side}")
     text = f"{_shape(shape)} {dtype}"
-    return text + (", trainable" if trainable else ", frozen") if show_trainability else text
+    if change.kind_changed:
+        text += f" {getattr(change, f'kind_{side}')}"
+    if change.trainability_changed:
+        text += ", trainable" if getattr(change, f"trainable_{side}") else ", frozen"
+    return text
+
+
+def _objects(item: SharingChange, side: str) -> str:
+    count = item.count_a if side == "a" else item.count_b
+    if count == 1:
+        return "one tensor (tied)" if item.what == "tensor" else "one module (reused)"
+    return f"{count} {item.what}s"
+
+
+def verdict(diff: Diff) -> str:
+    """The diff's conclusion in one line: the models are the same, differ, or cannot be told apart (tensors of
+    unknown size and nothing known that differs)."""
+    if diff.equal:
+        return "the models are the same"
+    if diff.decided:
+        return "the models differ"
+    sides = [label for label, report in (("A", diff.a), ("B", diff.b)) if not report.totals.complete]
+    return (
+        f"cannot tell whether the models are the same: {' and '.join(sides)} {'has' if len(sides) == 1 else 'have'} "
+        "tensors of unknown size (uninitialised lazy parameters), and nothing known differs"
+    )
 
 
 def diff_document(diff: Diff, *, depth: int = 2, everything: bool = False, units: Units = "iec") -> Document:
-    """The sections of a diff: totals side by side, the modules, and the tensors on one side only or changed."""
+    """The sections of a diff: totals side by side, the modules, the tensors on one side only or changed, and the
+    ties and reused modules that differ."""
     sections = [_totals_section(diff, units), _modules_section(diff, depth, everything, units)]
     for names, title in (
         (diff.only_in_a, f"Only in A ({len(diff.only_in_a)}: missing from B)"),
@@ -97,17 +136,16 @@ def diff_document(diff: Diff, *, depth: int = 2, everything: bool = False, units
             sections.append(Section(title, (Column("Tensor"),), [(name,) for name in names]))
     if diff.changed:
         columns = (Column("Tensor"), Column("A"), Column("B"))
-        changes = [
-            (
-                change.name,
-                _tensor(change.shape_a, change.dtype_a, change.trainable_a, change.trainability_changed),
-                _tensor(change.shape_b, change.dtype_b, change.trainable_b, change.trainability_changed),
-            )
-            for change in diff.changed
+        changes = [(change.name, _tensor(change, "a"), _tensor(change, "b")) for change in diff.changed]
+        sections.append(Section(f"Different shape, dtype, kind or trainability ({len(changes)})", columns, changes))
+    if diff.sharing:
+        columns = (Column("Tensors or modules"), Column("A"), Column("B"))
+        rows = [
+            (", ".join(name or "(model)" for name in item.names), _objects(item, "a"), _objects(item, "b"))
+            for item in diff.sharing
         ]
-        sections.append(Section(f"Different shape, dtype or trainability ({len(changes)})", columns, changes))
-    notes = [*diff.notes, "the models are the same" if diff.equal else "the models differ"]
-    return Document(_heading(diff), sections, notes)
+        sections.append(Section(f"Tied or reused differently ({len(rows)})", columns, rows))
+    return Document(_heading(diff), sections, [*diff.notes, verdict(diff)])
 
 
 def _heading(diff: Diff) -> str:
