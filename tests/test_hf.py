@@ -1169,6 +1169,30 @@ def test_custom_model_class_of_a_known_model_type_needs_the_flag(
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("named_by", ["architectures", "--model-class"])
+def test_known_model_type_with_an_auto_class_mapped_to_custom_code_is_refused_whatever_the_answer(
+    tmp_path: Path, named_by: str
+) -> None:
+    # transformers asks on the terminal whether to run an Auto class's custom code unless told not to: a "y" on
+    # stdin ran it
+    marker = tmp_path / "modeling-ran"
+    (tmp_path / "modeling_x.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    architectures = ["AutoModelForCausalLM"] if named_by == "architectures" else None
+    path = write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=architectures))
+    edit_config(path, auto_map={"AutoModelForCausalLM": "modeling_x.XForCausalLM"})
+    argv = ["inspect", str(tmp_path)] + (["--model-class", "AutoModelForCausalLM"] if architectures is None else [])
+    env = {key: value for key, value in os.environ.items() if key not in {"COLUMNS", "FORCE_COLOR"}}
+    env["PYTHONPATH"] = str(Path(paramscope.__file__).parents[1])
+    done = subprocess.run([sys.executable, "-m", "paramscope.cli", *argv], input="y\n", capture_output=True,
+                          text=True, env=env, timeout=120, check=False)  # fmt: skip
+    assert_error(
+        (done.returncode, done.stdout, done.stderr),
+        f"{path}: AutoModelForCausalLM is mapped to custom code in the model's repository (modeling_x.XForCausalLM); "
+        "pass --trust-remote-code to run it (only for code you trust)",
+    )
+    assert not marker.exists()
+
+
 def test_trust_remote_code_runs_the_local_code(capsys: pytest.CaptureFixture[str], remote: Remote) -> None:
     report = run_json(capsys, remote.directory, "--trust-remote-code")
     assert report["totals"]["params"] == 8 * 3 + 3

@@ -207,7 +207,16 @@ def build_from_config(
     dtype = vars(config).get("dtype") or vars(config).get("torch_dtype")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
-    kwargs: dict[str, Any] = {"trust_remote_code": True} if trust_remote_code else {}
+    auto = cls.__name__.startswith("Auto")
+    custom = (getattr(config, "auto_map", None) or {}).get(cls.__name__) if auto else None
+    if custom and not trust_remote_code:
+        raise TargetError(
+            f"{config_file}: {cls.__name__} is mapped to custom code in the model's repository ({custom}); pass "
+            "--trust-remote-code to run it (only for code you trust)"
+        )
+    # Always said to an Auto class: left out, transformers asks on the terminal whether to run the custom code (and
+    # runs it on a "y"), or waits for an answer.
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code} if auto else {}
     if isinstance(dtype, torch.dtype):
         kwargs["dtype"] = dtype
     notes = [f"built {label} from {config_path} on {device}"]
