@@ -313,6 +313,22 @@ def test_malformed_config_value_reason_is_transformers_own(capsys: pytest.Captur
     )
 
 
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [(transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]), "num_hidden_layers"),
+     (transformers.GPT2Config(n_embd=8, n_head=2, architectures=["GPT2LMHeadModel"]), "n_layer")],
+    ids=["llama", "gpt2"],
+)  # fmt: skip
+def test_config_with_more_layers_than_any_model_is_not_built(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, config: Any, field: str
+) -> None:
+    path = write_config(tmp_path, config)
+    edit_config(path, **{field: 10**12})  # built, it would make modules for hours
+    message = f"{path}: num_hidden_layers is 1,000,000,000,000, more than any model has (100,000 at most): not built"
+    for command in (["inspect"], ["summary", "--input-size", "1,4", "--input-dtype", "long"]):
+        assert_error(run(capsys, command[0], str(path), *command[1:]), message)
+
+
 def test_config_under_another_name_is_read_itself(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     config = transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"])
     path = write_config(tmp_path, config).rename(tmp_path / "llama.json")
