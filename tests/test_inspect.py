@@ -10,6 +10,7 @@ from torch import nn
 
 import paramscope
 from paramscope import IncompleteCountError, TargetError
+from paramscope._units import listed
 from paramscope.examples import gpt2, resnet18
 
 from .models import (
@@ -358,6 +359,141 @@ def test_dynamically_quantized_linear_is_not_a_silent_zero() -> None:
     assert report.totals.param_bytes == weight.untyped_storage().nbytes() + bias.untyped_storage().nbytes()
     assert report.totals.trainable == 0
     assert "keeps its weights packed outside its parameters" in " ".join(report.notes)
+
+
+def _quantized_dynamically(layer: nn.Module, dtype: torch.dtype) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated, still shipped
+        return torch.ao.quantization.quantize_dynamic(nn.Sequential(layer), {type(layer)}, dtype=dtype)
+
+
+def _stored_bytes(tensor: torch.Tensor, dtype: torch.dtype) -> int:
+    return (
+        tensor.to(dtype).untyped_storage().nbytes() if tensor.is_floating_point() else tensor.untyped_storage().nbytes()
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.qint8, torch.float16], ids=["qint8", "float16"])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: nn.LSTM(4, 3),
+        lambda: nn.LSTM(4, 3, num_layers=2, bidirectional=True),
+        lambda: nn.GRU(5, 2),
+        lambda: nn.LSTMCell(4, 3),
+        lambda: nn.GRUCell(4, 3),
+        lambda: nn.RNNCell(4, 3),
+    ],
+    ids=["LSTM", "LSTM-2-layers-bidirectional", "GRU", "LSTMCell", "GRUCell", "RNNCell"],
+)
+def test_dynamically_quantized_recurrent_layers_count_their_packed_weights(layer, dtype: torch.dtype) -> None:
+    model = _quantized_dynamically(layer(), dtype)
+    quantized = model[0]
+    weights, biases = quantized.get_weight(), quantized.get_bias()
+    # float16 dynamic quantization stores float16 weights; get_weight() unpacks them to float32
+    expected = {f"0.{name}": (tuple(w.shape), w.numel(), _stored_bytes(w, dtype)) for name, w in weights.items()}
+    expected |= {f"0.{name}": (tuple(b.shape), b.numel(), b.untyped_storage().nbytes()) for name, b in biases.items()}
+    report = paramscope.inspect(model)
+    assert {r.name: (r.shape, r.numel, r.bytes) for r in report.tensors} == expected
+    assert {report.tensor(f"0.{name}").dtype for name in weights} == {"qint8" if dtype == torch.qint8 else "float16"}
+    assert {report.tensor(f"0.{name}").dtype for name in biases} == {"float32"}
+    assert report.totals.params == sum(count for _, count, _ in expected.values())
+    assert report.totals.param_bytes == sum(size for _, _, size in expected.values())
+    assert report.totals.complete
+    assert report.totals.trainable == 0
+    kind = type(quantized).__name__
+    assert report.notes == (
+        f"'0' ({kind}) keeps its weights packed outside its parameters: counted through _weight_bias() as "
+        + listed(list(expected), 4),
+    )
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("layer", [nn.Embedding, nn.EmbeddingBag])
+def test_quantized_embeddings_count_their_packed_weight(layer: type[nn.Module], bits: int) -> None:
+    from torch.ao import quantization
+
+    original = layer(10, 6)
+    original.qconfig = (
+        quantization.float_qparams_weight_only_qconfig
+        if bits == 8
+        else quantization.float_qparams_weight_only_qconfig_4bit
+    )
+    quantized = getattr(torch.ao.nn.quantized, layer.__name__).from_float(original)
+    weight = quantized.weight()
+    assert weight.dtype == (torch.quint8 if bits == 8 else torch.quint4x2)
+    report = paramscope.inspect(quantized)
+    record = report.tensor("_packed_params.weight")
+    assert (record.shape, record.numel, record.dtype) == ((10, 6), 60, str(weight.dtype).removeprefix("torch."))
+    assert record.bytes == weight.untyped_storage().nbytes() == 60 * bits // 8
+    assert (report.totals.params, report.totals.complete) == (60, True)
+    assert report.notes == (
+        "'_packed_params' (EmbeddingPackedParams) keeps its weights packed outside its parameters: counted through "
+        "_weight() as _packed_params.weight",
+    )
+
+
+def test_float16_dynamic_linear_is_counted_in_its_packed_dtype() -> None:
+    model = _quantized_dynamically(nn.Linear(8, 4), torch.float16)
+    assert model[0]._packed_params.dtype == torch.float16
+    weight, bias = model[0]._weight_bias()  # the weight unpacked to float32
+    report = paramscope.inspect(model)
+    stored = report.tensor("0._packed_params.weight")
+    assert bias.dtype == torch.float32
+    assert (stored.dtype, stored.numel, stored.bytes) == (
+        "float16",
+        weight.numel(),
+        weight.half().untyped_storage().nbytes(),
+    )
+    assert stored.bytes == 64
+    assert (report.tensor("0._packed_params.bias").dtype, report.tensor("0._packed_params.bias").bytes) == (
+        "float32",
+        16,
+    )
+    assert report.by_dtype["float16"].bytes == 64
+
+
+def test_packed_weights_of_the_model_itself_are_named_as_the_model() -> None:
+    conv = torch.ao.nn.quantized.Conv2d(3, 4, 3)
+    weight, bias = conv._weight_bias()
+    report = paramscope.inspect(conv)
+    assert report.totals.params == weight.numel() + bias.numel()
+    assert report.notes == (
+        "'(model)' (Conv2d) keeps its weights packed outside its parameters: counted through _weight_bias() as "
+        "weight, bias",
+    )
+
+
+def test_packed_weights_that_cannot_be_read_make_the_totals_incomplete() -> None:
+    model = _quantized_dynamically(nn.Linear(8, 4), torch.qint8)
+
+    def no_engine() -> None:
+        raise RuntimeError("no engine")
+
+    model[0]._packed_params._weight_bias = no_engine
+    report = paramscope.inspect(model)
+    assert (report.totals.params, report.totals.complete) == (0, False)
+    assert not report.module("0._packed_params").complete
+    record = report.tensor("0._packed_params._packed_params")
+    assert (record.shape, record.numel, record.bytes, record.dtype) == (None, None, None, "qint8")
+    assert record.packing == "packed by torch.ao, cannot be read"
+    assert report.notes == (
+        "'0._packed_params' (LinearPackedParams) keeps weights packed in 0._packed_params._packed_params that cannot "
+        "be read (_weight_bias() raised RuntimeError: no engine): their size is unknown; totals are incomplete",
+    )
+    with pytest.raises(IncompleteCountError):
+        paramscope.count_params(model)
+
+
+def test_packed_weights_no_reader_knows_make_the_totals_incomplete() -> None:
+    lstm = _quantized_dynamically(nn.LSTM(4, 3), torch.qint8)[0]
+    report = paramscope.inspect(nn.Sequential(lstm._all_weight_values[0]))  # one layer's weights, without its LSTM
+    assert (report.totals.params, report.totals.complete) == (0, False)
+    assert report.tensor("0.param").numel is None
+    assert report.notes == (
+        "'0' (PackedParameter) keeps weights packed in 0.param that cannot be read (no reader for "
+        "__torch__.torch.classes.rnn.CellParamsBase): their size is unknown; totals are incomplete",
+    )
 
 
 def test_parametrized_layer_shows_its_own_class() -> None:

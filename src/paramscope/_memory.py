@@ -363,7 +363,8 @@ def _values(record: TensorRecord) -> int:
     """The real values a parameter holds: a complex element is two (torch's optimizers step its real view, and its
     gradient and states are complex as it is)."""
     numel = record.numel or 0
-    return 2 * numel if dtype_table.lookup(record.dtype).category == "complex" else numel
+    entry = dtype_table.find(record.dtype)  # None for a dtype newer than the table, or an unreadable packed weight
+    return 2 * numel if entry is not None and entry.category == "complex" else numel
 
 
 def _complex_note(params: Sequence[TensorRecord]) -> str:

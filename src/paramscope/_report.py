@@ -53,8 +53,8 @@ class RankShare(NamedTuple):
 class TensorRecord(NamedTuple):
     """One unique tensor. Tensors reachable under several names (tied weights) appear once, with ``aliases``.
 
-    ``shape``, ``numel`` and ``bytes`` are ``None`` when the size is unknown (an uninitialised lazy parameter);
-    the report's notes and ``Totals.complete`` say so.
+    ``shape``, ``numel`` and ``bytes`` are ``None`` when the size is unknown (an uninitialised lazy parameter,
+    packed weights that cannot be read); the report's notes and ``Totals.complete`` say so.
     """
 
     name: str

@@ -95,7 +95,7 @@ def _module_note(node: ModuleNode, explain: bool) -> str:
     if node.shared:
         parts.append("shares " + ", ".join(node.shared))
     if not node.complete:
-        parts.append("sizes unknown (lazy)")
+        parts.append("sizes unknown (see notes)")  # uninitialised lazy tensors, or packed weights unread
     if explain and node.formula_matches is False:
         parts.append("✗ formula differs from its tensors: the tensors are counted")
     elif explain and node.formula is None and node.own_params and node.complete:
@@ -190,7 +190,7 @@ def _calls_section(report: Report, view: View) -> Section:
 
 def _shape(record: TensorRecord) -> str:
     if record.shape is None:
-        return "uninitialised"
+        return "unreadable" if record.packing else "uninitialised"
     return "(" + ", ".join(str(dim) for dim in record.shape) + ")"
 
 

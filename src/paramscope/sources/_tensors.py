@@ -6,7 +6,8 @@ and each exception comes with a note saying how it was counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -73,16 +74,97 @@ def unusual_bytes(name: str, tensor: torch.Tensor, logical_bytes: int) -> tuple[
     return logical_bytes, None
 
 
-def packed_weights(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """Weights that torch.ao's quantized modules keep packed in a C++ object, outside ``_parameters``.
+class Packed(NamedTuple):
+    """What one of torch.ao's quantized modules keeps packed in C++ objects (``torch.ScriptObject``), read back."""
 
-    Read through the module's own ``_weight_bias()``, which returns fresh tensors and changes nothing.
+    weights: list[tuple[str, torch.Tensor]]
+    """Each weight read, under its name in the module, in the dtype it is stored in."""
+    reader: str
+    """The module's own method the weights were read through: ``_weight_bias()``, ``_weight()``."""
+    unread: list[tuple[str, str]]
+    """The packed objects that could not be read: their attribute names, and why."""
+    children_read: list[int]
+    """The ``id`` of the packed objects of child modules read here (a dynamic LSTM reads its layers')."""
+
+
+UNREAD_PACKING = "packed by torch.ao, cannot be read"
+"""The ``packing`` of a record that stands for packed weights that could not be read: their size is unknown."""
+
+# The method that unpacks a module's packed objects, and the attributes that hold them.
+_READERS = (
+    ("_weight_bias", ("_packed_params",)),  # quantized Conv*, and the LinearPackedParams of Linear
+    ("_weight_bias", ("_packed_weight_ih", "_packed_weight_hh")),  # dynamic RNNCell, LSTMCell, GRUCell
+    ("_weight", ("_packed_weight",)),  # EmbeddingPackedParams of Embedding and EmbeddingBag
+)
+
+
+def packed_weights(module: nn.Module, read_by_parent: Container[int]) -> Packed | None:
+    """The weights that torch.ao's quantized modules keep packed outside ``_parameters``; ``None`` when there are
+    none. Packed objects in ``read_by_parent`` (by ``id``) were counted with a parent module.
+
+    They are read through the module's own ``_weight_bias()`` or ``_weight()``, which return fresh tensors and
+    change nothing. A packed object no reader knows, or whose reader fails, is listed in ``unread``: its size is
+    unknown, never taken as 0.
     """
-    packed = vars(module).get("_packed_params")
-    weight_bias = getattr(module, "_weight_bias", None)
-    if packed is None or isinstance(packed, nn.Module) or not callable(weight_bias):
-        return []
-    if not type(module).__module__.startswith("torch.ao.nn."):
-        return []
-    weight, bias = weight_bias()
-    return [(label, tensor) for label, tensor in (("weight", weight), ("bias", bias)) if tensor is not None]
+    packed = {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, torch.ScriptObject) and id(value) not in read_by_parent
+    }
+    reader, attributes, children_read = _reader(module, packed)
+    if not packed and not reader:
+        return None
+    unread = [
+        (name, f"no reader for {_script_type(value)}") for name, value in packed.items() if name not in attributes
+    ]
+    weights: list[tuple[str, torch.Tensor]] = []
+    if reader:
+        try:
+            weights = _read(module, reader)
+        except Exception as error:  # a C++ unpack may refuse (no engine on this machine, a newer layout)
+            unread = [(name, f"{reader}() raised {type(error).__name__}: {error}") for name in attributes] + unread
+    return Packed(weights, f"{reader}()", unread, children_read)
+
+
+def _reader(module: nn.Module, packed: Container[str]) -> tuple[str, tuple[str, ...], list[int]]:
+    """The method that reads ``module``'s packed weights (``""`` when none does), the attributes of ``packed`` it
+    reads, and the ``id`` of the packed objects of child modules it reads too."""
+    layers = module._modules.get("_all_weight_values")
+    if layers is not None:  # dynamic LSTM and GRU: a PackedParameter child per layer and direction holds them
+        children = [id(value) for child in layers.children() for value in vars(child).values()
+                    if isinstance(value, torch.ScriptObject)]  # fmt: skip
+        return "_weight_bias", ("_all_weight_values",), children
+    for method, names in _READERS:
+        if all(name in packed for name in names):
+            return method, names, []
+    return "", (), []
+
+
+def _script_type(value: torch.ScriptObject) -> str:
+    try:
+        return str(value._type().qualified_name())
+    except Exception:  # a foreign object: its Python type is all there is to say
+        return type(value).__name__
+
+
+def _read(module: nn.Module, reader: str) -> list[tuple[str, torch.Tensor]]:
+    """Call ``reader`` and name what it returns: a weight, ``(weight, bias)`` or ``{"weight": {…}, "bias": {…}}``."""
+    result = getattr(module, reader)()
+    if isinstance(result, dict):
+        weights = list(result.get("weight", {}).items())
+        biases = list(result.get("bias", {}).items())
+    elif isinstance(result, tuple):
+        weights, biases = [("weight", result[0])], [("bias", result[1])]
+    else:
+        weights, biases = [("weight", result)], []
+    stored = getattr(module, "weight_dtype", None) or getattr(module, "dtype", None)
+    if isinstance(stored, torch.dtype) and stored.is_floating_point:
+        # float16 dynamic quantization keeps float16 weights, and its _weight_bias() unpacks them to float32
+        weights = [(name, _as_stored(tensor, stored)) for name, tensor in weights]
+    return [(name, tensor) for name, tensor in weights + biases if isinstance(tensor, torch.Tensor)]
+
+
+def _as_stored(tensor: torch.Tensor | None, stored: torch.dtype) -> torch.Tensor | None:
+    if tensor is None or not tensor.is_floating_point() or tensor.dtype == stored:
+        return tensor
+    return tensor.to(stored)

@@ -25,7 +25,7 @@ from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
 from .._tree import TreeBuilder
 from .._units import listed
 from ._sharded import FlatParameters, dtensor_class, dtensor_sharding, fsdp2_gathered, unflatten, zero3_sharding
-from ._tensors import PLAIN_TENSOR_CLASSES, packed_weights, unusual_bytes
+from ._tensors import PLAIN_TENSOR_CLASSES, UNREAD_PACKING, packed_weights, unusual_bytes
 
 if TYPE_CHECKING:
     from ..dtypes import DType
@@ -217,6 +217,10 @@ class _Walk:
         self.cycles: list[tuple[str, str]] = []
         self.parametrized: list[tuple[str, str, list[str]]] = []
         self.packed: list[tuple[str, str, list[str]]] = []
+        """Modules with packed weights read: the layer as the notes name it, the method read through, the names."""
+        self.unread: list[tuple[int, str, str, str, str]] = []
+        """Packed weights that could not be read: owner, the layer as the notes name it, name, dtype, why."""
+        self._packed_read: set[int] = set()
         self.size_notes: list[str] = []
         self._entries: list[_Entry] = []
         self._record_index: dict[int, int] = {}
@@ -237,6 +241,10 @@ class _Walk:
     def run(self, model: nn.Module) -> None:
         self._walk_modules(model)
         self._make_records()
+        for owner, _, name, dtype, _ in self.unread:
+            record = TensorRecord(name, None, None, dtype, None, "parameter", False, None, packing=UNREAD_PACKING)
+            self.records.append(record)
+            self.owners.append(owner)
         self._alias_reused_modules()
         for position, names in self._aliases.items():
             self.records[position] = self.records[position]._replace(aliases=tuple(names))
@@ -349,13 +357,20 @@ class _Walk:
                 self._entries.append((owner, owner_path, prefix + name, stand_in, "parameter", None))
 
     def _list_packed_weights(self, owner: int, owner_path: str, prefix: str, module: nn.Module) -> None:
-        weights = packed_weights(module)
-        for label, tensor in weights:
+        packed = packed_weights(module, self._packed_read)
+        if packed is None:
+            return
+        self._packed_read.update(packed.children_read)
+        for label, tensor in packed.weights:
             # Packed weights are not trained: fresh, detached tensors say so (requires_grad False).
             self._entries.append((owner, owner_path, prefix + label, tensor.detach(), "parameter", None))
-        if weights:
-            names = [prefix + label for label, _ in weights]
-            self.packed.append((owner_path, type(module).__name__, names))
+        layer = f"'{owner_path or '(model)'}' ({type(module).__name__})"
+        if packed.weights:
+            self.packed.append((layer, packed.reader, [prefix + label for label, _ in packed.weights]))
+        declared = getattr(module, "weight_dtype", None) or getattr(module, "dtype", None)
+        dtype = str(declared).removeprefix("torch.") if isinstance(declared, torch.dtype) else "unknown"
+        for attribute, why in packed.unread:
+            self.unread.append((owner, layer, prefix + attribute, dtype, why))
 
     # --- the tensors ------------------------------------------------------------------------------------------
 
@@ -516,10 +531,14 @@ class _Walk:
         for name, kinds, stored in self.parametrized:
             what = f"the stored {', '.join(stored)}" if stored else "no stored tensors of its own"
             notes.append(f"{name} is parametrized ({kinds}): counted as {what}")
-        for path, type_name, names in self.packed:
+        for layer, reader, names in self.packed:
             notes.append(
-                f"'{path}' ({type_name}) keeps its weights packed outside its parameters: counted through "
-                f"_weight_bias() as {', '.join(names)}"
+                f"{layer} keeps its weights packed outside its parameters: counted through {reader} as {_listed(names)}"
+            )
+        for _, layer, name, _, why in self.unread:
+            notes.append(
+                f"{layer} keeps weights packed in {name} that cannot be read ({why}): their size is unknown; totals "
+                "are incomplete"
             )
         notes += _capped(self.size_notes, "tensors with unusual storage")
         if self.gathered_paths:
