@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import paramscope
+from paramscope import formulas
 from paramscope.cli import main
 from paramscope.render import View, render
 
@@ -114,3 +115,133 @@ def test_without_explain_the_formula_fields_are_null(capsys: pytest.CaptureFixtu
     assert main(["inspect", "paramscope.examples:resnet18", "--format", "json"]) == 0
     modules = json.loads(capsys.readouterr().out)["modules"]
     assert all(entry["formula"] is None and entry["formula_matches"] is None for entry in modules)
+
+
+def _lazy_out_proj() -> nn.Module:
+    attention = nn.MultiheadAttention(8, 2)
+    attention.out_proj = nn.LazyLinear(8)  # type: ignore[assignment]
+    return attention
+
+
+def _lazy_weight() -> nn.Module:
+    layer = nn.Linear(3, 3)
+    layer.weight = nn.UninitializedParameter()
+    return nn.Sequential(layer)
+
+
+@pytest.mark.parametrize(
+    ("build", "path", "formula", "layer"),
+    [
+        (
+            _lazy_out_proj,
+            "",
+            "MultiheadAttention: 3 × 8 × 8 + 3 × 8 + 8 × 8 + 8 = 288",
+            "'(model)' (MultiheadAttention)",
+        ),
+        (_lazy_weight, "0", "Linear: 3 × 3 + 3 = 12", "'0' (Linear)"),
+    ],
+    ids=["lazy-child", "lazy-weight"],
+)
+def test_a_layer_with_lazy_tensors_has_its_formula_unchecked(build, path: str, formula: str, layer: str) -> None:
+    model = build()
+    plain = paramscope.inspect(model)
+    report = _explained(model)
+    assert report.totals == plain.totals
+    assert not report.totals.complete
+    node = report.module(path)
+    assert (node.formula, node.formula_matches) == (formula, None)
+    params = formula.rpartition(" = ")[2]
+    assert report.notes == (
+        *plain.notes,
+        f"{layer}: the {formula.partition(':')[0]} formula gives {params} parameters and 0 buffer elements, which "
+        "cannot be checked: some of its tensors have no known size",
+    )
+    text = render(report, "table", View(depth=1, explain=True))
+    assert "sizes unknown (see notes); formula cannot be checked" in text
+
+
+class HiddenExtra(nn.Linear):
+    """A Linear whose named_parameters leaves out a parameter it holds."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 3)
+        self.extra = nn.Parameter(torch.ones(5))
+
+    def named_parameters(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        return ((name, p) for name, p in super().named_parameters(*args, **kwargs) if not name.endswith("extra"))
+
+
+def test_formula_is_checked_against_the_tensors_the_report_counts() -> None:
+    model = nn.Sequential(HiddenExtra())
+    report = _explained(model)
+    held = sum(t.numel() for t in model[0]._parameters.values())  # what the module holds, as the walk reads it
+    node = report.module("0")
+    assert (node.params, node.formula_matches) == (held, False)
+    assert held == 17
+    assert report.notes == (
+        "'0' (HiddenExtra): the Linear formula gives 12 parameters and 0 buffer elements, but its tensors hold 17 "
+        "and 0; the tensors are counted",
+    )
+
+
+def _chain(length: int) -> nn.Module:
+    """Linear layers each holding the next as its child ``c``: a model as deep as it is long."""
+    root = current = nn.Linear(1, 1)
+    for _ in range(length):
+        current.c = nn.Linear(1, 1)
+        current = current.c
+    return root
+
+
+def test_explain_a_model_as_deep_as_it_is_long() -> None:
+    length = 1000  # deeper than Python's default recursion limit
+    report = _explained(_chain(length))
+    assert report.totals == paramscope.inspect(_chain(length)).totals
+    layers = report.modules
+    assert len(layers) == length + 1
+    assert [node.params for node in layers] == [2 * (length + 1 - depth) for depth in range(length + 1)]
+    assert all(node.formula == "Linear: 1 × 1 + 1 = 2" for node in layers)
+    assert [node.formula_matches for node in layers] == [False] * length + [True]
+    assert report.notes[0] == (
+        "'(model)' (Linear): the Linear formula gives 2 parameters and 0 buffer elements, but its tensors hold 2,002 "
+        "and 0; the tensors are counted"
+    )
+    assert report.notes[8:] == (
+        f"… and {length - 8} more layers whose tensors differ from their formula (see formula_matches)",
+    )
+
+
+def _transposed_weight() -> nn.Module:
+    layer = nn.Linear(4, 3)
+    layer.weight = nn.Parameter(torch.ones(4, 3))
+    return layer
+
+
+def _batch_norm_with_other_buffers() -> nn.Module:
+    norm = nn.BatchNorm1d(4)
+    norm.running_mean = torch.zeros(1)
+    norm.register_buffer("x", torch.zeros(3))
+    return norm
+
+
+@pytest.mark.parametrize(
+    ("build", "difference"),
+    [
+        (_transposed_weight, "'(model)' (Linear): its tensors are not those of the Linear formula (weight is (4, 3), "
+         "not (3, 4))"),
+        (_batch_norm_with_other_buffers, "'(model)' (BatchNorm1d): its tensors are not those of the BatchNorm1d "
+         "formula (running_mean is (1), not (4); x (3) is not in the formula)"),
+    ],
+    ids=["Linear", "BatchNorm1d"],
+)  # fmt: skip
+def test_tensors_of_other_shapes_or_names_are_flagged_when_the_counts_agree(build, difference: str) -> None:
+    model = build()
+    report = _explained(model)
+    node = report.module("")
+    assert node.formula_matches is False
+    counted = (sum(p.numel() for p in model.parameters()), sum(b.numel() for b in model.buffers()))
+    assert (node.params, node.buffers) == counted
+    formula = formulas.explain_module(model).count
+    assert formula is not None
+    assert (formula.params, formula.buffers) == counted  # the counts agree: only the tensors tell them apart
+    assert report.notes == (f"{difference}; the tensors are counted",)

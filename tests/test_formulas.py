@@ -443,6 +443,16 @@ def actual(module: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in module.parameters()), sum(b.numel() for b in module.buffers())
 
 
+def actual_tensors(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Every parameter and buffer of the module and its children, by name, with its shape."""
+    return {name: tuple(t.shape) for name, t in [*module.named_parameters(), *module.named_buffers()]}
+
+
+# Formulas that know only how many elements a layer's tensors hold: the size of a loss's class weights is an
+# argument, their shape (and, for BCEWithLogitsLoss, how they split between weight and pos_weight) is not.
+COUNTS_ONLY = {*WEIGHTED_LOSSES, "LinearCrossEntropyLoss"}
+
+
 def check_text(name: str, result: Count) -> None:
     """The text names the layer, and ends with the total: `… = 73,856`, or the plain number when it is the sum."""
     assert result.layer == name
@@ -495,6 +505,11 @@ def test_formula_matches_torch(name: str):
         module = build(name, hp)
         assert type(module).__name__ == name
         assert (result.params, result.buffers) == actual(module), result.text
+        if result.tensors is not None:
+            assert result.tensors() == actual_tensors(module), result.text
+        else:
+            assert name in COUNTS_ONLY
+            assert name != "LinearCrossEntropyLoss" or hp.get("weight_elements")
         check_text(name, result)
         explanation = explain_module(module)
         assert explanation.entry is REGISTRY[name]
@@ -1067,3 +1082,13 @@ def test_transformer_stack_with_a_default_layer_norm():
     explanation = explain_module(module)
     assert explanation.count is not None
     assert explanation.count.params == actual(module)[0]
+
+
+def test_a_formula_lists_its_tensors_only_when_asked():
+    # a count needs no list of tensors: a stack of 10^12 layers is counted at once
+    result = evaluate("TransformerEncoder", d_model=4, nhead=2, num_layers=10**12)
+    assert result.params == 10**12 * evaluate("TransformerEncoderLayer", d_model=4, nhead=2).params
+    assert result.tensors is not None
+    assert evaluate("TransformerEncoder", d_model=4, nhead=2, num_layers=1).tensors() == actual_tensors(
+        nn.TransformerEncoder(nn.TransformerEncoderLayer(4, 2), 1, enable_nested_tensor=False)
+    )

@@ -745,7 +745,9 @@ def _run_formula(options: argparse.Namespace, stdout: IO[str]) -> int:
         document = functools.partial(formula_document, result, options.units)
         # the arguments the count depends on, as checked (ignored ones, such as stride, are left out)
         used = entry.accepted(arguments)
-        data = {**asdict(result), "arguments": used, "bytes": _dtype_bytes(result.params)}
+        # not the tensors: a formula lists them only when asked, as a stack of 10^12 layers has no list that fits
+        counts = {"layer": result.layer, "params": result.params, "buffers": result.buffers, "text": result.text}
+        data = {**counts, "arguments": used, "bytes": _dtype_bytes(result.params)}
     _deliver(
         options, stdout, lambda: _json(data) if options.format == "json" else draw(document(), options.format), document
     )

@@ -9,12 +9,27 @@ LayerNorm (``norm``, ``norm_bias``). Each function's comment names the tensors t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._registry import REGISTRY, FormulaError, Ratio, Tally, Terms, num, register, register_structural
+from ._registry import REGISTRY, FormulaError, Ratio, Shapes, Tally, Terms, num, register, register_structural
 
 _DEVICE = ("device", "dtype")
+
+
+def _tensors(tally: Tally, prefix: str = "") -> Shapes:
+    """The tensors of a formula that knows them (every one composed below does), named as its parent names them:
+    ``weight`` of ``out_proj`` is ``out_proj.weight``."""
+    assert tally.tensors is not None
+    return {f"{prefix}{name}": shape for name, shape in tally.tensors().items()}
+
+
+def _children(parts: Mapping[str, Tally]) -> Shapes:
+    """The tensors of a layer made of children, each child's under its name."""
+    shapes: Shapes = {}
+    for label, part in parts.items():
+        shapes |= _tensors(part, f"{label}.")
+    return shapes
 
 
 def _at_least_one(layer: str, **sizes: int) -> None:
@@ -33,7 +48,11 @@ def linear(in_features: int, out_features: int, bias: bool = True) -> Tally:
     terms = Terms().product(out_features, in_features)
     if bias:
         terms.product(out_features)
-    return Tally(terms)
+    return Tally(terms, tensors=lambda: {"weight": (out_features, in_features)} | _bias(bias, out_features))
+
+
+def _bias(bias: bool, size: int) -> Shapes:
+    return {"bias": (size,)} if bias else {}
 
 
 @register("Bilinear", ignored=_DEVICE)
@@ -43,7 +62,9 @@ def bilinear(in1_features: int, in2_features: int, out_features: int, bias: bool
     terms = Terms().product(out_features, in1_features, in2_features)
     if bias:
         terms.product(out_features)
-    return Tally(terms)
+    return Tally(
+        terms, tensors=lambda: {"weight": (out_features, in1_features, in2_features)} | _bias(bias, out_features)
+    )
 
 
 # --- Convolutions --------------------------------------------------------------------------------------------------
@@ -70,7 +91,7 @@ def _register_conv(name: str, dims: int, transposed: bool) -> None:
         terms = Terms().product(first, Ratio(second, groups), *kernel)
         if bias:
             terms.product(out_channels)
-        return Tally(terms)
+        return Tally(terms, tensors=lambda: {"weight": (first, second // groups, *kernel)} | _bias(bias, out_channels))
 
 
 for _dims in (1, 2, 3):
@@ -81,21 +102,23 @@ for _dims in (1, 2, 3):
 # --- Normalisation -------------------------------------------------------------------------------------------------
 
 
-def _affine(shape: tuple[int, ...], affine: bool, bias: bool) -> Terms:
+def _affine(shape: tuple[int, ...], affine: bool, bias: bool) -> Tally:
     # weight (shape) and, unless bias=False, bias (shape); a 0-d shape has one element
     terms = Terms()
     if affine:
         factors = shape or (1,)
         terms.product(2, *factors) if bias else terms.product(*factors)
-    return terms
+    names = ("weight", "bias") if bias else ("weight",)
+    return Tally(terms, tensors=lambda: dict.fromkeys(names, shape) if affine else {})
 
 
-def _running_stats(features: int, track_running_stats: bool) -> Terms:
+def _running_stats(features: int, track_running_stats: bool) -> Tally:
     # running_mean (C), running_var (C), num_batches_tracked (one int64)
     terms = Terms()
     if track_running_stats:
         terms.product(2, features).product(1)
-    return terms
+    statistics: Shapes = {"running_mean": (features,), "running_var": (features,), "num_batches_tracked": ()}
+    return Tally(terms, tensors=lambda: dict(statistics) if track_running_stats else {})
 
 
 def _register_batch_norm(name: str, affine_default: bool, stats_default: bool, sync: bool = False) -> None:
@@ -105,7 +128,8 @@ def _register_batch_norm(name: str, affine_default: bool, stats_default: bool, s
     def batch_norm(
         num_features: int, affine: bool = affine_default, track_running_stats: bool = stats_default, bias: bool = True
     ) -> Tally:
-        return Tally(_affine((num_features,), affine, bias), _running_stats(num_features, track_running_stats))
+        weights, statistics = _affine((num_features,), affine, bias), _running_stats(num_features, track_running_stats)
+        return Tally(weights.params, statistics.params, lambda: _tensors(weights) | _tensors(statistics))
 
 
 for _name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d"):
@@ -121,13 +145,13 @@ def _shape(normalized_shape: int | tuple[int, ...]) -> tuple[int, ...]:
 
 @register("LayerNorm", ignored=("eps", *_DEVICE))
 def layer_norm(normalized_shape: int | tuple[int, ...], elementwise_affine: bool = True, bias: bool = True) -> Tally:
-    return Tally(_affine(_shape(normalized_shape), elementwise_affine, bias))
+    return _affine(_shape(normalized_shape), elementwise_affine, bias)
 
 
 @register("RMSNorm", ignored=("eps", *_DEVICE))
 def rms_norm(normalized_shape: int | tuple[int, ...], elementwise_affine: bool = True) -> Tally:
     # weight only
-    return Tally(_affine(_shape(normalized_shape), elementwise_affine, bias=False))
+    return _affine(_shape(normalized_shape), elementwise_affine, bias=False)
 
 
 @register("GroupNorm", ignored=("eps", *_DEVICE))
@@ -135,7 +159,7 @@ def group_norm(num_groups: int, num_channels: int, affine: bool = True, bias: bo
     _at_least_one("GroupNorm", num_groups=num_groups)
     if num_channels % num_groups:
         raise FormulaError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
-    return Tally(_affine((num_channels,), affine, bias))
+    return _affine((num_channels,), affine, bias)
 
 
 # --- Embeddings and activations with weights ------------------------------------------------------------------------
@@ -147,13 +171,15 @@ _EMBEDDING_IGNORED = ("padding_idx", "max_norm", "norm_type", "scale_grad_by_fre
 @register("EmbeddingBag", ignored=(*_EMBEDDING_IGNORED, "mode", "include_last_offset"))
 def embedding(num_embeddings: int, embedding_dim: int) -> Tally:
     # weight (num_embeddings, embedding_dim)
-    return Tally(Terms().product(num_embeddings, embedding_dim))
+    return Tally(
+        Terms().product(num_embeddings, embedding_dim), tensors=lambda: {"weight": (num_embeddings, embedding_dim)}
+    )
 
 
 @register("PReLU", ignored=("init", *_DEVICE))
 def prelu(num_parameters: int = 1) -> Tally:
     # weight (num_parameters): one slope per channel, or one shared
-    return Tally(Terms().product(num_parameters))
+    return Tally(Terms().product(num_parameters), tensors=lambda: {"weight": (num_parameters,)})
 
 
 # --- Attention ------------------------------------------------------------------------------------------------------
@@ -186,18 +212,30 @@ def multihead_attention(
     k = e if kdim is None else kdim
     v = e if vdim is None else vdim
     terms = Terms()
-    if k == e and v == e:  # one packed in_proj_weight (3E, E)
+    packed = k == e and v == e
+    if packed:  # one packed in_proj_weight (3E, E)
         terms.product(3, e, e)
     else:  # q_proj_weight (E, E), k_proj_weight (E, kdim), v_proj_weight (E, vdim)
         terms.product(e, e).product(e, k).product(e, v)
     if bias:
         terms.product(3, e)  # in_proj_bias
     if add_bias_kv:
-        terms.product(2, e)  # bias_k, bias_v
+        terms.product(2, e)  # bias_k, bias_v (1, 1, E) each
     terms.product(e, e)  # out_proj.weight
     if bias:
         terms.product(e)  # out_proj.bias
-    return Tally(terms)
+
+    def tensors() -> Shapes:
+        shapes: Shapes = {"in_proj_weight": (3 * e, e)} if packed else {
+            "q_proj_weight": (e, e), "k_proj_weight": (e, k), "v_proj_weight": (e, v)
+        }  # fmt: skip
+        if bias:
+            shapes["in_proj_bias"] = (3 * e,)
+        if add_bias_kv:
+            shapes |= {"bias_k": (1, 1, e), "bias_v": (1, 1, e)}
+        return shapes | _tensors(linear(e, e, bias), "out_proj.")
+
+    return Tally(terms, tensors=tensors)
 
 
 # --- Recurrent layers -----------------------------------------------------------------------------------------------
@@ -211,6 +249,21 @@ def _one_layer(gates: int, hidden_size: int, inputs: int, outputs: int, bias: bo
     if proj_size:
         terms.product(proj_size, hidden_size)
     return terms
+
+
+def _layer_tensors(
+    gates: int, hidden_size: int, inputs: int, outputs: int, bias: bool, proj_size: int, suffix: str
+) -> Shapes:
+    # named as torch names them: weight_ih_l0, bias_hh_l1_reverse, …; a cell's without a suffix
+    tensors: Shapes = {
+        f"weight_ih{suffix}": (gates * hidden_size, inputs),
+        f"weight_hh{suffix}": (gates * hidden_size, outputs),
+    }
+    if bias:
+        tensors |= {f"bias_ih{suffix}": (gates * hidden_size,), f"bias_hh{suffix}": (gates * hidden_size,)}
+    if proj_size:
+        tensors[f"weight_hr{suffix}"] = (proj_size, hidden_size)
+    return tensors
 
 
 def _recurrent(
@@ -229,9 +282,18 @@ def _recurrent(
         raise FormulaError(f"{name}: proj_size ({proj_size}) must be smaller than hidden_size ({hidden_size})")
     directions = 2 if bidirectional else 1
     out = proj_size or hidden_size
+
+    def tensors() -> Shapes:
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(num_layers):
+            inputs = input_size if layer == 0 else out * directions
+            for suffix in (f"_l{layer}", f"_l{layer}_reverse")[:directions]:
+                shapes |= _layer_tensors(gates, hidden_size, inputs, out, bias, proj_size, suffix)
+        return shapes
+
     first = _one_layer(gates, hidden_size, input_size, out, bias, proj_size)
     if num_layers == 1 and directions == 1:
-        return Tally(first)
+        return Tally(first, tensors=tensors)
     both = "2 directions × " if directions == 2 else ""
     terms = Terms().add(f"{both}({first.expression()}) [layer 0]", directions * first.total)
     if num_layers > 1:
@@ -239,7 +301,7 @@ def _recurrent(
         repeat = f"{num_layers - 1} × " if num_layers > 2 else ""
         label = "layer 1" if num_layers == 2 else f"layers 1–{num_layers - 1}"
         terms.add(f"{repeat}{both}({rest.expression()}) [{label}]", (num_layers - 1) * directions * rest.total)
-    return Tally(terms)
+    return Tally(terms, tensors=tensors)
 
 
 _RNN_IGNORED = ("dropout", "batch_first", *_DEVICE)
@@ -292,7 +354,7 @@ def _register_cell(name: str, gates: int) -> None:
 
     @register(name, ignored=ignored)
     def cell(input_size: int, hidden_size: int, bias: bool = True) -> Tally:
-        return Tally(_one_layer(gates, hidden_size, input_size, hidden_size, bias, 0))
+        return rnn_cell_base(input_size, hidden_size, bias, gates)
 
 
 _register_cell("RNNCell", 1)
@@ -314,7 +376,8 @@ def _read_cell_base(module: Any) -> dict[str, Any]:
 
 @register("RNNCellBase", ignored=_DEVICE, read=_read_cell_base)
 def rnn_cell_base(input_size: int, hidden_size: int, bias: bool, num_chunks: int) -> Tally:
-    return Tally(_one_layer(num_chunks, hidden_size, input_size, hidden_size, bias, 0))
+    terms = _one_layer(num_chunks, hidden_size, input_size, hidden_size, bias, 0)
+    return Tally(terms, tensors=lambda: _layer_tensors(num_chunks, hidden_size, input_size, hidden_size, bias, 0, ""))
 
 
 # --- Transformer family: the sum of their children's formulas ------------------------------------------------------
@@ -330,17 +393,23 @@ def _part(terms: Terms, label: str, part: Tally, repeat: int = 1) -> Terms:
     return terms.add(f"{prefix}{label} {num(part.params.total)}", repeat * part.params.total)
 
 
-def _layer_terms(name: str, d_model: int, nhead: int, dim_feedforward: int, bias: bool, decoder: bool) -> Terms:
+def _layer(name: str, d_model: int, nhead: int, dim_feedforward: int, bias: bool, decoder: bool) -> Tally:
     _at_least_one(name, d_model=d_model, nhead=nhead)
     if d_model % nhead:
         raise FormulaError(f"{name}: d_model ({d_model}) must be divisible by nhead ({nhead})")
-    attention = multihead_attention(d_model, nhead, bias=bias)
-    terms = _part(Terms(), "self_attn", attention)
-    if decoder:
-        _part(terms, "multihead_attn", attention)
-    _part(terms, "linear1", linear(d_model, dim_feedforward, bias))
-    _part(terms, "linear2", linear(dim_feedforward, d_model, bias))
-    return _part(terms, "norm", layer_norm(d_model, bias=bias), repeat=3 if decoder else 2)
+    attention, norm = multihead_attention(d_model, nhead, bias=bias), layer_norm(d_model, bias=bias)
+    attentions = ("self_attn", "multihead_attn") if decoder else ("self_attn",)
+    norms = ("norm1", "norm2", "norm3") if decoder else ("norm1", "norm2")
+    feed_forward = {
+        "linear1": linear(d_model, dim_feedforward, bias),
+        "linear2": linear(dim_feedforward, d_model, bias),
+    }
+    parts = dict.fromkeys(attentions, attention) | feed_forward | dict.fromkeys(norms, norm)
+    terms = Terms()
+    for label in (*attentions, *feed_forward):
+        _part(terms, label, parts[label])
+    _part(terms, "norm", norm, repeat=len(norms))
+    return Tally(terms, tensors=lambda: _children(parts))
 
 
 def _read_layer(module: Any) -> dict[str, Any]:
@@ -355,7 +424,7 @@ def _read_layer(module: Any) -> dict[str, Any]:
 def _register_transformer_layer(name: str, decoder: bool) -> None:
     @register(name, ignored=_TRANSFORMER_IGNORED, read=_read_layer)
     def transformer_layer(d_model: int, nhead: int, dim_feedforward: int = 2048, bias: bool = True) -> Tally:
-        return Tally(_layer_terms(name, d_model, nhead, dim_feedforward, bias, decoder))
+        return _layer(name, d_model, nhead, dim_feedforward, bias, decoder)
 
 
 _register_transformer_layer("TransformerEncoderLayer", decoder=False)
@@ -389,11 +458,17 @@ def _stack(name: str, layer: str, decoder: bool) -> Callable[..., Tally]:
         norm_bias: bool = True,
     ) -> Tally:
         # num_layers copies of the layer, then the optional final LayerNorm(d_model, bias=norm_bias)
-        one = Tally(_layer_terms(layer, d_model, nhead, dim_feedforward, bias, decoder))
+        one = _layer(layer, d_model, nhead, dim_feedforward, bias, decoder)
         terms = _part(Terms(), "layer", one, repeat=num_layers)
+        final = layer_norm(d_model, bias=norm_bias)
         if norm:
-            _part(terms, "norm", layer_norm(d_model, bias=norm_bias))
-        return Tally(terms)
+            _part(terms, "norm", final)
+
+        def tensors() -> Shapes:  # listed only when asked for: num_layers may be any number
+            layers = {f"layers.{i}": one for i in range(num_layers)}
+            return _children(layers | {"norm": final} if norm else layers)
+
+        return Tally(terms, tensors=tensors)
 
     return transformer_stack
 
@@ -427,7 +502,8 @@ def transformer(
     stacks = {"dim_feedforward": dim_feedforward, "bias": bias, "norm": True, "norm_bias": bias}
     encoder = transformer_encoder(d_model=d_model, nhead=nhead, num_layers=num_encoder_layers, **stacks)
     decoder = transformer_decoder(d_model=d_model, nhead=nhead, num_layers=num_decoder_layers, **stacks)
-    return Tally(_part(_part(Terms(), "encoder", encoder), "decoder", decoder))
+    terms = _part(_part(Terms(), "encoder", encoder), "decoder", decoder)
+    return Tally(terms, tensors=lambda: _children({"encoder": encoder, "decoder": decoder}))
 
 
 # --- Output layers with weights -------------------------------------------------------------------------------------
@@ -455,14 +531,18 @@ def adaptive_log_softmax(
     if not div_value > 0:
         raise FormulaError(f"{name}: div_value must be a positive number, not {div_value!r}")
     bounds = [*cutoffs, n_classes]
-    terms = _part(Terms(), "head", linear(in_features, cutoffs[0] + len(cutoffs), head_bias))
+    head = linear(in_features, cutoffs[0] + len(cutoffs), head_bias)
+    terms = _part(Terms(), "head", head)
+    tails: Shapes = {}
     for i in range(len(cutoffs)):
         scale = div_value ** (i + 1)
         hidden = in_features // scale if scale > 0 and math.isfinite(in_features / scale) else math.inf
         if not math.isfinite(hidden) or hidden > 2**63 - 1:
             raise FormulaError(f"{name}: div_value={div_value!r} makes cluster {i} wider than any tensor")
-        terms.product(int(hidden), in_features + bounds[i + 1] - bounds[i], label=f"cluster {i}")
-    return Tally(terms)
+        size = bounds[i + 1] - bounds[i]
+        terms.product(int(hidden), in_features + size, label=f"cluster {i}")
+        tails |= {f"tail.{i}.0.weight": (int(hidden), in_features), f"tail.{i}.1.weight": (size, int(hidden))}
+    return Tally(terms, tensors=lambda: _tensors(head, "head.") | tails)
 
 
 def _buffer_elements(module: Any) -> int:
@@ -497,7 +577,11 @@ def linear_cross_entropy(
 ) -> Tally:
     # one Linear(in, num_classes × prod(out_features)); the optional class weights are a buffer
     outputs = num_classes * math.prod(out_features or ())
-    return Tally(_part(Terms(), "linear", linear(in_features, outputs, bias)), _class_weights(weight_elements))
+    projection = linear(in_features, outputs, bias)
+    terms = _part(Terms(), "linear", projection)
+    # the class weights' shape is not known here, only their number
+    tensors = None if weight_elements else lambda: _tensors(projection, "linear.")
+    return Tally(terms, _class_weights(weight_elements), tensors)
 
 
 # --- Layers without parameters --------------------------------------------------------------------------------------
@@ -553,7 +637,7 @@ _PARAMETER_FREE = (
 # from layer to layer and from one torch release to the next) are accepted without being checked.
 @register(*_PARAMETER_FREE, ignores_any=True)
 def parameter_free() -> Tally:
-    return Tally(Terms())
+    return Tally(Terms(), tensors=dict)
 
 
 register_structural(

@@ -24,6 +24,9 @@ from typing import Any, Literal
 from .._errors import UsageError
 from .._units import format_count
 
+Shapes = dict[str, tuple[int, ...]]
+"""A layer's parameters and buffers by name (``weight``, ``out_proj.bias``), with their shapes."""
+
 Kind = Literal["formula", "container", "direct"]
 """``formula``: a closed form over hyperparameters. ``container``: holds no parameters of its own, its children
 carry them (``Sequential``). ``direct``: holds arbitrary parameters with no closed form (``ParameterList``)."""
@@ -45,6 +48,8 @@ class Count:
     params: int
     buffers: int
     text: str
+    tensors: Callable[[], Shapes] | None = field(default=None, compare=False, repr=False)
+    """Lists the layer's tensors with their shapes, where the formula knows them (see :class:`Tally`)."""
 
 
 def num(value: int) -> str:
@@ -111,6 +116,10 @@ class Tally:
 
     params: Terms
     buffers: Terms = field(default_factory=Terms)
+    tensors: Callable[[], Shapes] | None = None
+    """Lists the tensors the terms count, by name with their shapes, where the formula knows them; ``None`` where it
+    knows only the counts. A function, called only when tensors are compared: a stack of 10⁹ layers has a count, and
+    no list of its tensors that fits in memory."""
 
 
 def count(layer: str, tally: Tally) -> Count:
@@ -118,7 +127,7 @@ def count(layer: str, tally: Tally) -> Count:
     text = f"{layer}: {tally.params.equation()}" if not tally.params.empty else f"{layer}: 0 (no parameters)"
     if not tally.buffers.empty:
         text += f" (buffers: {tally.buffers.equation()})"
-    return Count(layer, tally.params.total, tally.buffers.total, text)
+    return Count(layer, tally.params.total, tally.buffers.total, text, tally.tensors)
 
 
 _SUPPORTED = (int, bool, float, str, type(None))

@@ -98,6 +98,8 @@ def _module_note(node: ModuleNode, explain: bool) -> str:
         parts.append("sizes unknown (see notes)")  # uninitialised lazy tensors, or packed weights unread
     if explain and node.formula_matches is False:
         parts.append("✗ formula differs from its tensors: the tensors are counted")
+    elif explain and node.formula is not None and node.formula_matches is None:
+        parts.append("formula cannot be checked")
     elif explain and node.formula is None and node.own_params and node.complete:
         parts.append(NO_FORMULA)
     return "; ".join(parts)

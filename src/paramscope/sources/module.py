@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import gc
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -223,6 +223,8 @@ class _Walk:
         self._packed_read: set[int] = set()
         self.size_notes: list[str] = []
         self._entries: list[_Entry] = []
+        self.tie_owners: list[tuple[int, int]] = []
+        """Each registration of a tensor counted under another module: that module's index, and the record's."""
         self._record_index: dict[int, int] = {}
         self._aliases: dict[int, list[str]] = {}
         self._tied: dict[int, list[str]] = {}
@@ -472,10 +474,12 @@ class _Walk:
                 name=name, kind="parameter", trainable=tensor.requires_grad, persistent=None
             )
             self.tree.add_shared(self.owners[position], name)
+            self.tie_owners.append((self.owners[position], position))
             self.owners[position] = owner
             name = record.name
         else:
             self.tree.add_shared(owner, record.name)
+            self.tie_owners.append((owner, position))
         self._aliases.setdefault(position, []).append(name)
         self._tied.setdefault(position, []).append(name)
 
@@ -554,12 +558,93 @@ class _Walk:
         return notes
 
 
-def _explain(nodes: tuple[ModuleNode, ...], modules: list[nn.Module]) -> tuple[tuple[ModuleNode, ...], list[str]]:
-    """Each node with its layer formula, checked against the tensors the module holds, and the notes that raises."""
+class _Held:
+    """What each module holds, its subtree's tensors and the shared ones counted elsewhere, read off the walk's
+    records: what a layer's formula is checked against. Each module's counts cost O(1) (its row's figures and the
+    ties into its subtree), so a model as deep as it is long costs no more than a wide one."""
+
+    def __init__(self, walk: _Walk, nodes: tuple[ModuleNode, ...]) -> None:
+        self.walk, self.nodes = walk, nodes
+        self.end = [len(nodes)] * len(nodes)
+        """One past the last node of each module's subtree (pre-order keeps a subtree together)."""
+        parents = [-1] * len(nodes)
+        open_nodes: list[int] = []
+        for index, node in enumerate(nodes):
+            while open_nodes and nodes[open_nodes[-1]].depth >= node.depth:
+                self.end[open_nodes.pop()] = index
+            parents[index] = open_nodes[-1] if open_nodes else -1
+            open_nodes.append(index)
+        self.shared: dict[int, dict[int, TensorRecord]] = {}
+        """Per module, the records it holds that are counted outside its subtree (tied weights)."""
+        for holder, position in walk.tie_owners:
+            counted = walk.owners[position]
+            while holder >= 0 and not holder <= counted < self.end[holder]:
+                self.shared.setdefault(holder, {})[position] = walk.records[position]
+                holder = parents[holder]
+        self._entry_owners: list[int] | None = None
+        self._stored: dict[str, str] | None = None
+
+    def counts(self, index: int) -> tuple[int, int, bool]:
+        """Parameters and buffer elements the module holds, and whether every size among them is known."""
+        node = self.nodes[index]
+        params, buffers, complete = node.params, node.buffers, node.complete
+        for record in self.shared.get(index, {}).values():
+            if record.numel is None:
+                complete = False
+            elif record.kind == "parameter":
+                params += record.numel
+            elif record.kind == "buffer":
+                buffers += record.numel
+        return params, buffers, complete
+
+    def shapes(self, index: int) -> dict[str, tuple[int, ...] | None]:
+        """The tensors the module holds by name below it, with their shapes; a parametrized tensor (``weight``
+        computed from ``parametrizations.weight.original``) with ``None``: only its stored tensors have shapes."""
+        walk = self.walk
+        if self._entry_owners is None:
+            self._entry_owners = [entry[0] for entry in walk._entries]  # pre-order: sorted
+            self._stored = {stored: name for name, _, names in walk.parametrized for stored in names}
+        assert self._stored is not None
+        start = bisect.bisect_left(self._entry_owners, index)
+        stop = bisect.bisect_left(self._entry_owners, self.end[index], start)
+        path = self.nodes[index].path
+        skip = len(path) + 1 if path else 0
+        shapes: dict[str, tuple[int, ...] | None] = {}
+        for entry in walk._entries[start:stop]:
+            parametrized = self._stored.get(entry[2])
+            if parametrized is not None:
+                shapes[parametrized[skip:]] = None
+            else:
+                shapes[entry[2][skip:]] = walk.records[walk._record_index[id(entry[3])]].shape
+        return shapes
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(size) for size in shape) + ")"
+
+
+def _differences(expected: Mapping[str, tuple[int, ...]], held: Mapping[str, tuple[int, ...] | None]) -> list[str]:
+    """How the tensors a module holds differ from those its formula describes, in words."""
+    differences = []
+    for name, shape in expected.items():
+        if name not in held:
+            differences.append(f"{name} {_dims(shape)} is missing")
+        elif (actual := held[name]) is not None and actual != shape:
+            differences.append(f"{name} is {_dims(actual)}, not {_dims(shape)}")
+    for name, actual in held.items():
+        if name not in expected:
+            differences.append(f"{name}{'' if actual is None else ' ' + _dims(actual)} is not in the formula")
+    return differences
+
+
+def _explain(walk: _Walk, nodes: tuple[ModuleNode, ...]) -> tuple[tuple[ModuleNode, ...], list[str]]:
+    """Each node with its layer formula, checked against the records of the tensors the module holds (as the report
+    counts them), and the notes that raises."""
     from .. import formulas
 
-    explained, notes = [], []
-    for node, module in zip(nodes, modules, strict=True):
+    held = _Held(walk, nodes)
+    explained, notes, differing, unchecked = [], [], [], []
+    for index, (node, module) in enumerate(zip(nodes, walk.node_modules, strict=True)):
         if node.same_as is not None:
             explained.append(node)
             continue
@@ -574,16 +659,34 @@ def _explain(nodes: tuple[ModuleNode, ...], modules: list[nn.Module]) -> tuple[t
             explained.append(node)
             continue
         # All tensors the layer holds, shared ones included: a tied head still has its formula's weight.
-        params = sum(p.numel() for p in module.parameters())
-        buffers = sum(b.numel() for b in module.buffers())
+        params, buffers, complete = held.counts(index)
         count = explanation.count
+        if not complete:
+            unchecked.append(
+                f"{layer}: the {count.layer} formula gives {count.params:,} parameters and {count.buffers:,} buffer "
+                "elements, which cannot be checked: some of its tensors have no known size"
+            )
+            explained.append(node._replace(formula=count.text))
+            continue
         matches = (count.params, count.buffers) == (params, buffers)
         if not matches:
-            notes.append(
+            differing.append(
                 f"{layer}: the {count.layer} formula gives {count.params:,} parameters and {count.buffers:,} buffer "
                 f"elements, but its tensors hold {params:,} and {buffers:,}; the tensors are counted"
             )
+        elif count.tensors is not None and (differences := _differences(count.tensors(), held.shapes(index))):
+            matches = False
+            shown = "; ".join(differences[:_MAX_NAMES_IN_NOTE])
+            more = (
+                f" and {len(differences) - _MAX_NAMES_IN_NOTE:,} more" if len(differences) > _MAX_NAMES_IN_NOTE else ""
+            )
+            differing.append(
+                f"{layer}: its tensors are not those of the {count.layer} formula ({shown}{more}); the tensors are "
+                "counted"
+            )
         explained.append(node._replace(formula=count.text, formula_matches=matches))
+    notes += _capped(differing, "layers whose tensors differ from their formula (see formula_matches)")
+    notes += _capped(unchecked, "layers whose formula cannot be checked")
     return tuple(explained), notes
 
 
@@ -605,7 +708,7 @@ def inspect_module(
         totals = replace(totals, local_params=share[0], local_param_bytes=share[1])
         walk.devices |= walk.flat.devices
     if explain:
-        modules, formula_notes = _explain(modules, walk.node_modules)
+        modules, formula_notes = _explain(walk, modules)
         notes += formula_notes
     if target is None:
         root = walk.node_modules[0]  # the model itself once wrappers are looked through
