@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -245,3 +246,19 @@ def test_tensors_of_other_shapes_or_names_are_flagged_when_the_counts_agree(buil
     assert formula is not None
     assert (formula.params, formula.buffers) == counted  # the counts agree: only the tensors tell them apart
     assert report.notes == (f"{difference}; the tensors are counted",)
+
+
+def test_traced_layers_are_named_and_explained_as_far_as_tracing_keeps_them() -> None:
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated, still shipped
+        traced = torch.jit.trace(model.eval(), torch.zeros(2, 3))
+    report = _explained(traced)
+    assert [node.type for node in report.modules] == ["Sequential", "Linear", "BatchNorm1d"]
+    assert report.totals == paramscope.inspect(model).totals
+    # tracing keeps tensors, not the hyperparameters a formula reads (scripting keeps them as constants)
+    assert report.notes == (
+        "'0' (Linear): the Linear formula needs in_features, which TorchScript did not keep; its tensors are counted",
+        "'1' (BatchNorm1d): the BatchNorm1d formula needs num_features, which TorchScript did not keep; its tensors "
+        "are counted",
+    )

@@ -496,6 +496,29 @@ def test_packed_weights_no_reader_knows_make_the_totals_incomplete() -> None:
     )
 
 
+class Scaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+        self.proj = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) * self.scale
+
+
+def test_traced_and_scripted_modules_show_their_own_classes() -> None:
+    model = Scaled()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated, still shipped
+        traced, scripted = torch.jit.trace(model, torch.zeros(2, 3)), torch.jit.script(model)
+    expected = [(path, type(module).__name__) for path, module in model.named_modules()]
+    assert expected == [("", "Scaled"), ("proj", "Linear")]
+    for compiled in (traced, scripted):
+        report = paramscope.inspect(compiled)
+        assert [(node.path, node.type) for node in report.modules] == expected
+        assert report.totals == paramscope.inspect(model).totals
+
+
 def test_parametrized_layer_shows_its_own_class() -> None:
     report = paramscope.inspect(parametrized())
     assert [node.type for node in report.modules] == ["Sequential", "Linear", "Conv1d", "Linear"]

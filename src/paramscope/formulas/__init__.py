@@ -91,12 +91,22 @@ def explain_module(module: Any) -> Explanation:
         hyperparameters = entry.read_module(module)
         return Explanation(entry, entry(**hyperparameters))
     except Exception as error:  # anything read off a foreign object may fail; the caller counts the tensors then
+        if isinstance(error, AttributeError) and error.name and _is_torchscript(type(module)):
+            # tracing keeps a layer's tensors and drops its other attributes (scripting keeps its __constants__)
+            return Explanation(
+                entry, None, f"the {entry.name} formula needs {error.name}, which TorchScript did not keep"
+            )
         return Explanation(entry, None, f"the {entry.name} formula does not apply: {error}")
 
 
+def _is_torchscript(cls: type) -> bool:
+    # scripted modules are RecursiveScriptModules, traced ones TracedModules: both are torch.jit's ScriptModules
+    return any(base.__name__ == "ScriptModule" and base.__module__ == "torch.jit._script" for base in cls.__mro__)
+
+
 def _entry_of(module: Any) -> LayerFormula | None:
-    if type(module).__name__ == "RecursiveScriptModule":
-        # TorchScript modules all share one class; the scripted class's qualified name says what the layer is
+    if _is_torchscript(type(module)):
+        # TorchScript modules share a few classes; the compiled class's qualified name says what the layer is
         try:
             qualified = module._c._type().qualified_name()
         except (AttributeError, RuntimeError):

@@ -172,7 +172,8 @@ class _ClassInfo:
     packed: bool
     """A torch.ao quantized module, which may keep weights outside ``_parameters``."""
     scripted: bool
-    """A TorchScript module: its class is RecursiveScriptModule, its own name is ``original_name``."""
+    """A TorchScript module, scripted or traced: its class is RecursiveScriptModule or TracedModule, its own name
+    is ``original_name``."""
     fsdp2: bool
     """A module FSDP2's ``fully_shard`` was applied to."""
 
@@ -182,7 +183,7 @@ def _class_info(module: nn.Module) -> _ClassInfo:
     wrapper = next((w for w in WRAPPERS if w.matches(module)), None)
     packed = cls.__module__.startswith("torch.ao.nn.")
     fsdp2 = any(base.__name__ == "FSDPModule" for base in cls.__mro__)
-    return _ClassInfo(_class_name(cls), wrapper, packed, cls.__name__ == "RecursiveScriptModule", fsdp2)
+    return _ClassInfo(_class_name(cls), wrapper, packed, issubclass(cls, torch.jit.ScriptModule), fsdp2)
 
 
 def _capped(notes: list[str], what: str) -> list[str]:
