@@ -329,6 +329,23 @@ def test_config_with_more_layers_than_any_model_is_not_built(
         assert_error(run(capsys, command[0], str(path), *command[1:]), message)
 
 
+@pytest.mark.parametrize("method", ["bitsandbytes", "gptq", "not-one-transformers-knows"])
+def test_quantisation_a_config_declares_is_said_not_to_be_applied(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, method: str
+) -> None:
+    config = transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"])
+    path = write_config(tmp_path, config)
+    edit_config(path, quantization_config={"quant_method": method, "load_in_4bit": True, "bits": 4})
+    report = run_json(capsys, path)
+    model = meta_build(transformers.LlamaForCausalLM, config)
+    assert report["totals"]["params"] == numel(model)
+    assert report["totals"]["param_bytes"] == sum(p.numel() * p.element_size() for p in model.parameters())
+    assert (
+        f"config.json declares quantisation ({method}), which building from a config does not apply: the counts are "
+        "the model's, the bytes those of unquantised weights; inspect the checkpoint for its stored bytes"
+    ) in report["notes"]
+
+
 def test_config_under_another_name_is_read_itself(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     config = transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"])
     path = write_config(tmp_path, config).rename(tmp_path / "llama.json")

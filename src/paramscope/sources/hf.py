@@ -193,6 +193,15 @@ def _check_depth(config: Any, config_file: Path) -> None:
                               f"({_MAX_LAYERS:,} at most): not built")  # fmt: skip
 
 
+def quantization_method(config: Any) -> str | None:
+    """The quantisation a transformers config declares (its ``quantization_config``'s ``quant_method``), or None."""
+    settings = getattr(config, "quantization_config", None)
+    if settings is None:
+        return None
+    method = settings.get("quant_method") if isinstance(settings, dict) else getattr(settings, "quant_method", None)
+    return str(getattr(method, "value", method) or "of an unnamed method")
+
+
 @contextlib.contextmanager
 def _building(config_file: Path, what: str, device: str) -> Iterator[None]:
     try:
@@ -243,6 +252,13 @@ def build_from_config(
     notes = [f"built {label} from {config_path} on {device}"]
     if isinstance(dtype, torch.dtype):
         notes.append(f"parameters in {str(dtype).removeprefix('torch.')}, the dtype config.json gives")
+    quantization = quantization_method(config)
+    if quantization:
+        notes.append(
+            f"config.json declares quantisation ({quantization}), which building from a config does not apply: the "
+            "counts are the model's, the bytes those of unquantised weights; inspect the checkpoint for its stored "
+            "bytes"
+        )
     # Auto classes build through from_config; model classes through _from_config, which applies the dtype.
     build = cls.from_config if cls.__name__.startswith("Auto") else cls._from_config
     with _building(config_file, label, device), torch.device(device):
