@@ -1371,3 +1371,36 @@ def test_zero_3_gathers_the_largest_block_twice_and_the_root_unit(saved_llama: P
     for target in (tiny_llama, str(saved_llama), str(saved_llama / "config.json")):  # model, checkpoint, config
         item = plan_of(target, train=True, gpus=4, zero=3).item("gathered parameters (ZeRO 3)")
         assert (item.total_bytes, item.per_device_bytes) == (expected, expected), target
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 13. review fixes: layer counts beyond any model
+
+
+def test_a_layer_count_beyond_any_model_is_refused_at_once() -> None:
+    config = {"hidden_size": 64, "num_hidden_layers": 10**12, "num_attention_heads": 4}
+    with pytest.raises(paramscope.UsageError) as caught:
+        kv_cache(config, 1, 8, "bf16")  # a list per layer would take terabytes
+    message = "num_hidden_layers 1,000,000,000,000 is more layers than any model has (at most 100,000)"
+    assert str(caught.value) == message
+    largest = kv_cache({**config, "num_hidden_layers": 100_000}, 1, 8, "bf16")
+    assert largest is not None
+    assert largest[0] == 2 * 100_000 * 4 * 16 * 8 * 2
+    report = paramscope.inspect(nn.Linear(4, 4))
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.memory(report, config={"text_config": {"n_embd": 64, "n_layer": 10**12, "n_head": 4}}, seq=8)
+    assert str(caught.value) == "n_layer 1,000,000,000,000 is more layers than any model has (at most 100,000)"
+
+
+def test_a_checkpoint_whose_config_has_more_layers_than_any_model(
+    capsys: pytest.CaptureFixture[str], lone_checkpoint: Path
+) -> None:
+    config = lone_checkpoint.parent / "config.json"
+    config.write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+                                  "num_hidden_layers": 10**12, "num_attention_heads": 4}))  # fmt: skip
+    message = f"{config}: num_hidden_layers 1,000,000,000,000 is more layers than any model has (at most 100,000)"
+    with pytest.raises(paramscope.SourceError) as caught:
+        paramscope.memory(str(lone_checkpoint), seq=8)
+    assert str(caught.value) == message
+    assert_error(run(capsys, "memory", str(lone_checkpoint.parent), "--context", "8", "-q"), message)
+    assert plan_of(str(lone_checkpoint)).item("weights").total_bytes == 4 * 20  # not used without a length

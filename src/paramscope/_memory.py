@@ -34,6 +34,9 @@ _BNB_BLOCK = 256
 _MAX_DEVICES = 2**24
 # Values in one forward (batch × tokens): 2**48 token ids alone are 2 PiB, more than any device holds.
 _MAX_VALUES = 2**48
+# Decoder layers in a config: the deepest models have a few hundred; the cache is worked out layer by layer.
+_MAX_LAYERS = 100_000
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,21 @@ def attention_heads(config: Mapping[str, Any] | None) -> int | None:
     return heads if isinstance(heads, int) and heads > 0 else None
 
 
+def decoder_layers(config: Mapping[str, Any]) -> int | None:
+    """The layers of a decoder's config (its language model's), ``None`` when it names none. A count beyond any
+    model (over 100,000) is refused: the cache is worked out layer by layer.
+
+    >>> decoder_layers({"num_hidden_layers": 32}), decoder_layers({"n_layer": 12}), decoder_layers({})
+    (32, 12, None)
+    """
+    config = _language_config(config)
+    key = next((key for key in _LAYER_KEYS if config.get(key)), None)
+    layers = None if key is None else size_of(config.get(key))
+    if layers is not None and layers > _MAX_LAYERS:
+        raise UsageError(f"{key} {layers:,} is more layers than any model has (at most {_MAX_LAYERS:,})")
+    return layers
+
+
 def _kv_heads(config: Mapping[str, Any], heads: int) -> int:
     for key in ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num"):
         value = size_of(config.get(key))
@@ -294,14 +312,14 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     layers capped at their window; linear-attention and Mamba layers keep a recurrent state instead, named in the
     formula; layers without a cache left out), and MLA's compressed latent (DeepSeek: kv_lora_rank +
     qk_rope_head_dim per token, once for keys and values) are taken into account. ``None`` when the config does not
-    describe a decoder's attention.
+    describe a decoder's attention; a UsageError for more layers than any model has (see :func:`decoder_layers`).
     """
     from ._cache_layers import KNOWN, cache_layers
 
     if not config:
         return None
     original, config = config, _language_config(config)
-    layers = size_of(config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers"))
+    layers = decoder_layers(config)
     heads = size_of(config.get("num_attention_heads") or config.get("n_head"))
     hidden = size_of(config.get("hidden_size") or config.get("n_embd") or config.get("d_model"))
     if layers is None or heads is None or hidden is None:

@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import TargetError, UsageError
-from ._memory import COMPUTE_DTYPES, Label, MemorySettings, plan
+from ._errors import SourceError, TargetError, UsageError
+from ._memory import COMPUTE_DTYPES, Label, MemorySettings, decoder_layers, plan
 from ._report import Report
 from ._units import format_bytes, format_count
 
@@ -48,12 +48,22 @@ def config_of(model: Any) -> dict[str, Any] | None:
     return found
 
 
-def _config_beside(target: str) -> dict[str, Any] | None:
+def _config_beside(target: str, used: bool) -> dict[str, Any] | None:
+    """The config.json beside a checkpoint, if any. When it is ``used`` (to build the model and size its cache), a
+    layer count beyond any model is refused first: both are worked out layer by layer."""
     from .sources.hf import read_config_file
 
     path = Path(target)
-    config = (path if path.is_dir() else path.parent) / "config.json"
-    return read_config_file(config) if config.is_file() else None
+    file = (path if path.is_dir() else path.parent) / "config.json"
+    if not file.is_file():
+        return None
+    config = read_config_file(file)
+    if used:
+        try:
+            decoder_layers(config)
+        except UsageError as error:
+            raise SourceError(f"{file}: {error}") from None
+    return config
 
 
 def resolve(
@@ -83,7 +93,7 @@ def resolve(
         from .sources.gguf import decoder_config
 
         cache_config = decoder_config(Path(model))
-    config = None if model.startswith("hf:") else _config_beside(model)
+    config = None if model.startswith("hf:") else _config_beside(model, wants_forward)
     if not wants_forward or (config is None and not model.startswith("hf:")):
         return report, None, cache_config or config
     module, _, notes = load_model(model, request)
