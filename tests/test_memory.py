@@ -1374,7 +1374,58 @@ def test_zero_3_gathers_the_largest_block_twice_and_the_root_unit(saved_llama: P
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# 13. review fixes: layer counts beyond any model
+# 13. review fixes: keep_fp32 as one pattern, arguments of the wrong type, layer counts beyond any model
+
+
+def test_keep_fp32_takes_one_pattern_as_a_string(tiny_llama: nn.Module) -> None:
+    plan = plan_of(tiny_llama, dtype="bf16", keep_fp32="*norm*")
+    assert plan.settings.keep_fp32 == ("*norm*",)
+    expected = sum((4 if "norm" in name else 2) * p.numel() for name, p in tiny_llama.named_parameters())
+    assert plan.item("weights").total_bytes == expected
+    assert plan_of(tiny_llama, dtype="bf16", keep_fp32=["*norm*"]).item("weights").total_bytes == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch": "8"}, "batch must be an integer, not str '8'"),
+        ({"batch": True}, "batch must be an integer, not bool True"),
+        ({"seq": 1.5}, "seq must be an integer, not float 1.5"),
+        ({"gpus": 2.0}, "gpus must be an integer, not float 2.0"),
+        ({"tp": 2.0}, "tp must be an integer, not float 2.0"),
+        ({"tp": None}, "tp must be an integer, not None"),
+        ({"zero": "3", "train": True}, "zero must be an integer, not str '3'"),
+        ({"dtype": 5}, "dtype must be a string, not int 5"),
+        ({"kv_dtype": b"fp8", "seq": 4}, "kv_dtype must be a string, not bytes b'fp8'"),
+        ({"optimizer": None, "train": True}, "optimizer must be a string, not None"),
+        ({"precision": 16, "train": True}, "precision must be a string, not int 16"),
+        ({"train": "no"}, "train must be True or False, not str 'no'"),
+        ({"grad_checkpointing": 1, "train": True}, "grad_checkpointing must be True or False, not int 1"),
+        ({"offload_optimizer": "yes", "train": True}, "offload_optimizer must be True or False, not str 'yes'"),
+        ({"device_memory": 1.5e9}, "device_memory must be a number of bytes or a size such as '80GiB', not float "
+         "1500000000.0"),
+        ({"keep_fp32": 5}, "keep_fp32 must be a pattern such as '*norm*' or a list of patterns, not int 5"),
+        ({"keep_fp32": ["*norm*", None]}, "keep_fp32 must be a pattern such as '*norm*' or a list of patterns, not "
+         "list ['*norm*', None]"),
+        ({"config": [1, 2], "seq": 4}, "config must be a mapping (a config's fields), not list [1, 2]"),
+        ({"input_size": 8}, "input_size 8 is not a shape or a list of shapes"),
+        ({"arguments": ["n_layer=2"]}, "arguments must be a mapping of the model's arguments, not list"),
+        ({"model_class": 5}, "model_class must be a class name (a string), not int"),
+        ({"quiet": "no"}, "quiet must be True or False, not str 'no'"),
+    ],
+)  # fmt: skip
+def test_arguments_of_the_wrong_type_are_one_line_usage_errors(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.memory(GPT2, **kwargs)
+    assert str(caught.value) == message
+
+
+def test_integers_of_other_types_are_taken_as_ints() -> None:
+    numpy = pytest.importorskip("numpy")
+    plan = plan_of(GPT2, TINY_GPT_KWARGS, batch=numpy.int64(2), tp=numpy.int32(1))
+    assert (plan.settings.batch, plan.settings.tp) == (2, 1)
+    assert type(plan.settings.batch) is int
+    assert type(plan.item("weights").per_device_bytes) is int
 
 
 def test_a_layer_count_beyond_any_model_is_refused_at_once() -> None:

@@ -230,7 +230,7 @@ def memory(
     tp: int = 1,
     offload_optimizer: bool = False,
     device_memory: int | str | None = None,
-    keep_fp32: Sequence[str] = (),
+    keep_fp32: str | Sequence[str] = (),
     config: Mapping[str, Any] | None = None,
     model_class: str | None = None,
     trust_remote_code: bool = False,
@@ -243,7 +243,8 @@ def memory(
     or ``estimate`` (a named heuristic), and carries its formula.
 
     - Inference (the default): the weights as stored or converted to ``dtype`` (tensors matching a ``keep_fp32``
-      pattern stay in float32), the buffers, the KV cache of ``batch`` sequences of ``seq`` tokens in ``kv_dtype``
+      pattern, or one of a list of them, stay in float32), the buffers, the KV cache of ``batch`` sequences of
+      ``seq`` tokens in ``kv_dtype``
       (for a decoder's config: GQA heads, ``head_dim``, sliding and chunked windows, hybrid models' attention
       layers only, MLA latents), and the peak of live
       tensors in one eval forward on meta.
@@ -256,19 +257,25 @@ def memory(
       what to cut.
 
     The forward runs on ``batch`` × ``seq`` token ids, or on inputs of ``input_size`` (batch first) in
-    ``input_dtypes``. ``config`` gives the decoder config when the model has none (a Report).
+    ``input_dtypes``. ``config`` gives the decoder config when the model has none (a Report). An argument of the
+    wrong type (``batch="8"``, ``tp=2.0``) is a :class:`UsageError` that names it.
 
     >>> import paramscope
     >>> plan = paramscope.memory("paramscope.examples:gpt2", train=True, precision="fp32", optimizer="sgd").memory
     >>> plan.item("weights").total_bytes, plan.item("gradients").total_bytes
     (497759232, 497759232)
     """
-    from ._planner import plan_for
+    from ._planner import flag, plan_for
     from .sources.target import Request
 
+    if arguments is not None and not isinstance(arguments, Mapping):
+        raise UsageError(f"arguments must be a mapping of the model's arguments, not {type(arguments).__name__}")
+    if model_class is not None and not isinstance(model_class, str):
+        raise UsageError(f"model_class must be a class name (a string), not {type(model_class).__name__}")
     request = Request(
-        arguments=dict(arguments or {}), quiet=quiet, model_class=model_class, trust_remote_code=trust_remote_code
-    )
+        arguments=dict(arguments or {}), quiet=flag("quiet", quiet), model_class=model_class,
+        trust_remote_code=flag("trust_remote_code", trust_remote_code),
+    )  # fmt: skip
     return plan_for(
         model, request, train=train, dtype=dtype, kv_dtype=kv_dtype, batch=batch, tokens=seq, optimizer=optimizer,
         precision=precision, grad_checkpointing=grad_checkpointing, gpus=gpus, zero=zero, tp=tp,

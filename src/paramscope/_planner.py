@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import inspect as pyinspect
+import operator
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import reprlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -378,6 +380,63 @@ def module_or_report(value: Any) -> Any:
         ) from None
 
 
+def _shown(value: Any) -> str:
+    """A value as an error names it: its type and a short repr (``str '8'``)."""
+    return "None" if value is None else f"{type(value).__name__} {reprlib.repr(value)}"
+
+
+def integer(name: str, value: Any, what: str = "an integer") -> int:
+    """``value`` as an int (numpy's integers too); a bool, a float or a string is refused, naming ``name``.
+
+    >>> integer("batch", 8)
+    8
+    """
+    if not isinstance(value, bool):  # True is an int to Python, never a batch or a GPU count to a user
+        with contextlib.suppress(TypeError):
+            return operator.index(value)
+    raise UsageError(f"{name} must be {what}, not {_shown(value)}")
+
+
+def _string(name: str, value: Any, optional: bool = False) -> str | None:
+    if (value is None and optional) or isinstance(value, str):
+        return value
+    raise UsageError(f"{name} must be a string, not {_shown(value)}")
+
+
+def flag(name: str, value: Any) -> bool:
+    """``value`` when it is a bool: a truthy string such as ``"no"`` would turn the option on unseen."""
+    if isinstance(value, bool):
+        return value
+    raise UsageError(f"{name} must be True or False, not {_shown(value)}")
+
+
+def _checked(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`MemorySettings` fields given, each of its type; the errors name them as ``memory()`` does."""
+    checked = dict(settings)
+    for name in ("train", "grad_checkpointing", "offload_optimizer"):
+        if name in settings:
+            checked[name] = flag(name, settings[name])
+    for name in ("dtype", "kv_dtype", "optimizer", "precision"):
+        if name in settings:
+            checked[name] = _string(name, settings[name], optional=name.endswith("dtype"))
+    if "zero" in settings:
+        checked["zero"] = integer("zero", settings["zero"])
+    if settings.get("tokens") is not None:
+        checked["tokens"] = integer("seq", settings["tokens"])
+    return checked
+
+
+def _patterns(keep_fp32: Any) -> tuple[str, ...]:
+    """``keep_fp32`` as a tuple of patterns: one string is one pattern (``"*norm*"``), not its characters."""
+    if isinstance(keep_fp32, str):
+        return (keep_fp32,)
+    if isinstance(keep_fp32, Iterable) and not isinstance(keep_fp32, (bytes, Mapping)):
+        patterns = tuple(keep_fp32)
+        if all(isinstance(pattern, str) for pattern in patterns):
+            return patterns
+    raise UsageError(f"keep_fp32 must be a pattern such as '*norm*' or a list of patterns, not {_shown(keep_fp32)}")
+
+
 def plan_for(
     model: nn.Module | Report | str,
     request: Request,
@@ -386,17 +445,30 @@ def plan_for(
     gpus: int | None = None,
     tp: int = 1,
     device_memory: int | str | None = None,
-    keep_fp32: Sequence[str] = (),
+    keep_fp32: str | Sequence[str] = (),
     input_size: Sequence[Any] | None = None,
-    input_dtypes: Sequence[Any] | None = None,
+    input_dtypes: Any = None,
     config: Mapping[str, Any] | None = None,
     **settings: Any,
 ) -> Report:
-    """:func:`build_plan` from the user's options, for the API and the CLI alike: the batch from the input shape,
-    ``gpus`` defaulting to ``tp``, a device memory such as ``"80GiB"``; the other ``settings`` are
+    """:func:`build_plan` from the user's options, for the API and the CLI alike: each of its type (one-line errors
+    naming it otherwise), the batch from the input shape, ``gpus`` defaulting to ``tp``, a device memory such as
+    ``"80GiB"``, one ``keep_fp32`` pattern or several, one input dtype or one per input; the other ``settings`` are
     :class:`MemorySettings` fields."""
     from ._units import parse_bytes
 
+    settings = _checked(settings)
+    batch = None if batch is None else integer("batch", batch)
+    gpus = None if gpus is None else integer("gpus", gpus)
+    tp = integer("tp", tp)
+    if device_memory is not None and not isinstance(device_memory, str):
+        device_memory = integer("device_memory", device_memory, "a number of bytes or a size such as '80GiB'")
+    if input_size is not None and (isinstance(input_size, str) or not isinstance(input_size, Sequence)):
+        raise UsageError(f"input_size {input_size!r} is not a shape or a list of shapes")
+    if input_dtypes is not None and not isinstance(input_dtypes, (list, tuple)):
+        input_dtypes = [input_dtypes]  # one dtype ("long", torch.long) for every input, not a string's characters
+    if config is not None and not isinstance(config, Mapping):
+        raise UsageError(f"config must be a mapping (a config's fields), not {_shown(config)}")
     forward = summary_forward(model) if isinstance(model, Report) and settings.get("train") else None
     if forward is not None and batch is None and input_size is None:
         batch = forward[1][0][0]  # the batch the summary's activations were measured at
@@ -405,7 +477,7 @@ def plan_for(
         gpus=tp if gpus is None else gpus,
         tp=tp,
         device_memory=parse_bytes(device_memory) if isinstance(device_memory, str) else device_memory,
-        keep_fp32=tuple(keep_fp32),
+        keep_fp32=_patterns(keep_fp32),
         **settings,
     )
     return build_plan(
