@@ -1374,7 +1374,49 @@ def test_zero_3_gathers_the_largest_block_twice_and_the_root_unit(saved_llama: P
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# 13. review fixes: keep_fp32 as one pattern, arguments of the wrong type, layer counts beyond any model
+# 13. review fixes: the KV cache of token ids given as a shape, keep_fp32 as one pattern, arguments of the wrong type,
+# layer counts beyond any model
+
+
+def test_kv_cache_of_token_ids_given_as_input_size(tiny_llama: nn.Module) -> None:
+    tensors = cache_tensors(prefill(tiny_llama, 2, 8))
+    plan = plan_of(tiny_llama, input_size=(2, 8), input_dtypes=["long"], dtype="float32")
+    item = plan.item("KV cache")
+    assert (item.total_bytes, item.label, plan.settings.tokens) == (nbytes(tensors), "derived", 8)
+    assert item.formula == "2 × 2 layers × 2 kv heads × 8 × 8 tokens × 2 × 4 B"
+    fp8 = plan_of(tiny_llama, input_size=[(2, 8)], input_dtypes="long", kv_dtype="fp8").item("KV cache")
+    assert fp8.total_bytes == sum(tensor.numel() for tensor in tensors)  # one byte a value
+    assert plan.item("activations").formula.startswith("peak of live tensors in an eval forward on meta (2×8)")
+
+
+def test_cli_kv_cache_of_token_ids_given_as_input_size(
+    capsys: pytest.CaptureFixture[str], saved_llama: Path, tiny_llama: nn.Module
+) -> None:
+    code, out, err = run(capsys, "memory", str(saved_llama), "--input-size", "2,8", "--input-dtype", "long",
+                         "--kv-dtype", "fp32", "--format", "json", "-q")  # fmt: skip
+    assert (code, err) == (0, "")
+    memory = json.loads(out)["memory"]
+    items = {item["name"]: item for item in memory["items"]}
+    assert items["KV cache"]["total_bytes"] == nbytes(cache_tensors(prefill(tiny_llama, 2, 8)))
+    assert memory["notes"] == []
+
+
+def test_inputs_that_are_not_token_ids_say_why_there_is_no_kv_cache(tiny_llama: nn.Module) -> None:
+    plan = plan_of(tiny_llama, input_size=(2, 8, 32), kv_dtype="fp8")  # embeddings (float32), not ids
+    assert "KV cache" not in names(plan)
+    assert plan.notes[-1] == (
+        "no KV cache item: input_size's first input is not (batch, seq) token ids, so the cache's length is not "
+        "known; give a context length instead"
+    )
+    assert "no KV cache" not in " ".join(plan_of(nn.Linear(4, 4), input_size=(2, 4)).notes)  # no decoder: no cache
+
+
+def test_a_kv_dtype_without_a_length_is_not_silently_ignored(tiny_llama: nn.Module) -> None:
+    plan = plan_of(tiny_llama, kv_dtype="fp8")
+    assert "KV cache" not in names(plan)
+    assert plan.notes[-1] == (
+        "no KV cache item, so kv_dtype fp8 is not used: give a context length (or token ids as input_size) to size one"
+    )
 
 
 def test_keep_fp32_takes_one_pattern_as_a_string(tiny_llama: nn.Module) -> None:

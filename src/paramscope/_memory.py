@@ -578,12 +578,14 @@ def plan(
     config: Mapping[str, Any] | None = None,
     activations: tuple[int, Label, str] | None = None,
     trained: frozenset[str] | None = None,
+    input_size: Sequence[tuple[int, ...]] | None = None,
 ) -> MemoryPlan:
     """The itemised budget for inference or training of the model in ``report``, per device.
 
     ``config`` is the model's config (for the KV cache), ``activations`` the measured ``(bytes, label, formula)``
     of one forward of the per-device batch, ``trained`` the names of the parameters that forward gives a gradient
-    (for a note on the trainable ones it does not reach; None: not known).
+    (for a note on the trainable ones it does not reach; None: not known), ``input_size`` the shapes of its inputs
+    when given as shapes (None: ``batch`` × ``tokens`` ids).
     ``settings`` must have passed :meth:`MemorySettings.check`.
     """
     heads = attention_heads(config)
@@ -595,6 +597,13 @@ def plan(
         items = _training_items(report, settings, notes, trained)
     else:
         items = _inference_items(report, settings, config, notes)
+    if not settings.train and settings.tokens is None:  # nothing to size a KV cache by: said when it matters
+        if input_size is not None and config and generates(config):
+            notes.append("no KV cache item: input_size's first input is not (batch, seq) token ids, so the cache's "
+                         "length is not known; give a context length instead")  # fmt: skip
+        elif settings.kv_dtype is not None:
+            notes.append(f"no KV cache item, so kv_dtype {settings.kv_dtype} is not used: give a context length (or "
+                         "token ids as input_size) to size one")  # fmt: skip
     tp = settings.tp
     if report.totals.buffer_bytes:
         formula = f"{format_count(report.totals.buffers)} elements as stored"

@@ -116,6 +116,20 @@ def batch_of(batch: int | None, input_size: Sequence[Any] | None) -> int:
     return first[0]
 
 
+def token_length(shapes: Sequence[tuple[int, ...]], input_dtypes: Sequence[Any] | None) -> int | None:
+    """The sequence length of inputs that start with token ids: a first input of shape (batch, seq) in an integer
+    dtype, as a language model takes them; None for other inputs (images, embeddings), whose length is not known.
+
+    >>> token_length([(8, 4096)], ["long"]), token_length([(8, 4096)], None), token_length([(8, 3, 224, 224)], ["long"])
+    (4096, None, None)
+    """
+    from . import dtypes as dtype_table
+
+    first = input_dtypes[0] if input_dtypes else "float32"  # make_inputs' default
+    dtype = dtype_table.lookup(str(first).removeprefix("torch."))
+    return shapes[0][1] if len(shapes[0]) == 2 and dtype.category in ("int", "uint") else None
+
+
 def _inputs(
     model: nn.Module,
     settings: MemorySettings,
@@ -312,9 +326,16 @@ def build_plan(
     config: Mapping[str, Any] | None = None,
 ) -> Report:
     """The report of ``model`` with its memory plan (``Report.memory``)."""
+    from ._summary import shapes_of
+
     settings.check()
     if input_size is not None and settings.tokens is not None:
         raise UsageError("give a sequence length (seq) or input_size, not both")
+    shapes = None if input_size is None else shapes_of(input_size)
+    tokens = None if shapes is None or settings.train else token_length(shapes, input_dtypes)
+    if tokens is not None:  # the KV cache holds the token ids' sequence, as with a context length
+        settings = replace(settings, tokens=tokens)
+        settings.check()
     forward = summary_forward(model) if isinstance(model, Report) and settings.train else None
     if forward is not None:
         _check_summary_inputs(forward, settings, input_size)
@@ -344,7 +365,7 @@ def build_plan(
         flag = "seq" if settings.train else "context"
         notes.append(f"no activations item: give a {flag} length (or input_size) to measure one forward")
     memory = plan(report, settings, config=config if config is not None else found_config, activations=activations,
-                  trained=trained)  # fmt: skip
+                  trained=trained, input_size=shapes)  # fmt: skip
     memory = replace(memory, notes=(*notes, *memory.notes))
     return replace(report, memory=memory)
 

@@ -321,7 +321,8 @@ def _add_memory_options(parser: argparse.ArgumentParser) -> None:
         "--input-size",
         action="append",
         metavar="SHAPE",
-        help="instead of --seq: an input's shape, batch first (8,3,224,224); repeat for several inputs",
+        help="instead of --seq: an input's shape, batch first (8,3,224,224); repeat for several inputs; token ids "
+        "first (8,4096 with --input-dtype long) size the KV cache too",
     )
     work.add_argument(
         "--input-dtype", action="append", metavar="DTYPE", help="an input's dtype (float32 by default; long for ids)"
