@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ._errors import IncompleteCountError, TargetError, UsageError
 from ._report import Report
-from ._units import byte_unit
+from ._units import Units, byte_unit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -235,6 +235,7 @@ def memory(
     model_class: str | None = None,
     trust_remote_code: bool = False,
     quiet: bool = True,
+    units: Units = "iec",
 ) -> Report:
     """What the model costs in memory to store, serve or train, item by item, per device: ``Report.memory``.
 
@@ -255,7 +256,7 @@ def memory(
     - Several devices: ``gpus`` (``tp`` by default) with ZeRO stage ``zero`` (FSDP full-shard is stage 3),
       ``offload_optimizer`` to host memory, ``tp``-way tensor parallelism. ``batch`` is per device. With
       ``device_memory`` (bytes or ``"80GiB"``), ``memory.fits`` answers whether it fits and ``memory.advice``
-      what to cut.
+      what to cut (each option offered cuts its item), its sizes in ``units`` (``"iec"``: MiB, or ``"si"``: MB).
 
     The forward runs on ``batch`` × ``seq`` token ids, or on inputs of ``input_size`` (batch first) in
     ``input_dtypes``. ``config`` gives the decoder config when the model has none (a Report). An argument of the
@@ -281,7 +282,7 @@ def memory(
         model, request, train=train, dtype=dtype, kv_dtype=kv_dtype, batch=batch, tokens=seq, optimizer=optimizer,
         precision=precision, grad_checkpointing=grad_checkpointing, gpus=gpus, zero=zero, tp=tp,
         offload_optimizer=offload_optimizer, device_memory=device_memory, keep_fp32=keep_fp32, input_size=input_size,
-        input_dtypes=input_dtypes, config=config,
+        input_dtypes=input_dtypes, config=config, units=units,
     )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from . import dtypes as dtype_table
 from ._cache_layers import size_of
 from ._errors import UsageError
 from ._report import ModuleNode, Report, TensorRecord
-from ._units import format_bytes, format_count, listed
+from ._units import Units, format_bytes, format_count, listed
 
 Label = Literal["exact", "derived", "estimate"]
 Where = Literal["device", "host"]
@@ -571,6 +571,29 @@ def _activations_item(size: int, label: Label, formula: str, tp: int) -> MemoryI
     return MemoryItem("activations", "estimate", size, per_device, formula)
 
 
+@dataclass(frozen=True)
+class _Model:
+    """What a plan's items are worked out from besides its settings; the advice works them out again under others."""
+
+    report: Report
+    config: Mapping[str, Any] | None
+    trained: frozenset[str] | None
+    heads: int | None
+
+
+def _items(model: _Model, settings: MemorySettings, notes: list[str]) -> list[MemoryItem]:
+    """The items worked out from the report and the config (all but the measured activations)."""
+    if settings.train:
+        items = _training_items(model.report, settings, notes, model.trained)
+    else:
+        items = _inference_items(model.report, settings, model.config, notes)
+    totals = model.report.totals
+    if totals.buffer_bytes:
+        formula = f"{format_count(totals.buffers)} elements as stored"
+        items.append(_item("buffers", "exact", totals.buffer_bytes, formula))
+    return items
+
+
 def plan(
     report: Report,
     settings: MemorySettings,
@@ -578,14 +601,18 @@ def plan(
     config: Mapping[str, Any] | None = None,
     activations: tuple[int, Label, str] | None = None,
     trained: frozenset[str] | None = None,
+    checkpointed: int | None = None,
     input_size: Sequence[tuple[int, ...]] | None = None,
+    units: Units = "iec",
 ) -> MemoryPlan:
     """The itemised budget for inference or training of the model in ``report``, per device.
 
     ``config`` is the model's config (for the KV cache), ``activations`` the measured ``(bytes, label, formula)``
     of one forward of the per-device batch, ``trained`` the names of the parameters that forward gives a gradient
     (for a note on the trainable ones it does not reach; None: not known), ``input_size`` the shapes of its inputs
-    when given as shapes (None: ``batch`` × ``tokens`` ids).
+    when given as shapes (None: ``batch`` × ``tokens`` ids). For the advice when it does not fit: ``checkpointed``,
+    the activations that forward leaves with gradient checkpointing (None: not measured), and ``units``, the byte
+    units its text is written in.
     ``settings`` must have passed :meth:`MemorySettings.check`.
     """
     heads = attention_heads(config)
@@ -593,10 +620,8 @@ def plan(
         raise UsageError(f"tp ({settings.tp}) must divide the model's {heads} attention heads: each device holds whole "
                          "heads")  # fmt: skip
     notes: list[str] = []
-    if settings.train:
-        items = _training_items(report, settings, notes, trained)
-    else:
-        items = _inference_items(report, settings, config, notes)
+    model = _Model(report, config, trained, heads)
+    items = _items(model, settings, notes)
     if not settings.train and settings.tokens is None:  # nothing to size a KV cache by: said when it matters
         if input_size is not None and config and generates(config):
             notes.append("no KV cache item: input_size's first input is not (batch, seq) token ids, so the cache's "
@@ -605,9 +630,6 @@ def plan(
             notes.append(f"no KV cache item, so kv_dtype {settings.kv_dtype} is not used: give a context length (or "
                          "token ids as input_size) to size one")  # fmt: skip
     tp = settings.tp
-    if report.totals.buffer_bytes:
-        formula = f"{format_count(report.totals.buffers)} elements as stored"
-        items.append(_item("buffers", "exact", report.totals.buffer_bytes, formula))
     if activations is not None:
         items.append(_activations_item(*activations, tp))
     if settings.zero and settings.gpus // tp == 1:
@@ -626,55 +648,122 @@ def plan(
     per_device = sum(item.per_device_bytes for item in items if item.where == "device")
     host = sum(item.per_device_bytes for item in items if item.where == "host")
     fits = None if settings.device_memory is None else per_device <= settings.device_memory
-    advice = _advice(items, settings, per_device) if fits is False else ()
+    advice: tuple[str, ...] = ()
+    if fits is False:
+        cuts = _Cuts(model, settings, checkpointed, input_size)
+        advice = _advice(items, settings, per_device, cuts, units)
     scenario: Literal["inference", "training"] = "training" if settings.train else "inference"
     storage = storage_table(report, settings.keep_fp32)
     return MemoryPlan(scenario, settings, tuple(items), storage, per_device, host, fits, advice, tuple(notes))
 
 
-def _more_tp(settings: MemorySettings) -> str:
-    return "--tp N" if settings.tp == 1 else f"a --tp larger than {settings.tp}"
+def _kind(name: str) -> str:
+    """An item's name without its variant: ``optimizer states`` for every optimizer's."""
+    return name.partition(" (")[0]
 
 
-def _cuts(name: str, settings: MemorySettings) -> list[str]:
-    """The options that shrink the item called ``name``, leaving out those already in effect."""
-    sharding = settings.gpus > 1
-    if name == "activations":
-        return ["--grad-checkpointing"] * (settings.train and not settings.grad_checkpointing) + [
-            "a smaller --batch or sequence"
-        ]
-    if name == "KV cache":
-        small = settings.kv_dtype is not None and _bytes_of(settings.kv_dtype) <= 1
-        return ["--kv-dtype fp8"] * (not small) + ["a smaller --context or --batch", _more_tp(settings)]
-    if name == "weights" and not settings.train:
-        return ["a smaller --dtype (int8, int4)", _more_tp(settings)]
-    if name == "weights":
-        return ["--zero 3"] * (settings.zero < 3) + [_more_tp(settings), "--precision bf16-pure"]
-    if name == "gradients":
-        return ["--zero 2"] * (settings.zero < 2) + ["more --gpus"] * (settings.zero >= 2 and sharding)
-    if name == "fp32 master weights" or name.startswith("optimizer states"):
-        adam = settings.optimizer in ("adam", "adamw") and name.startswith("optimizer states")
-        return (
-            ["--zero 1"] * (settings.zero < 1)
-            + ["--offload-optimizer"] * (not settings.offload_optimizer)
-            + ["--optimizer adamw-8bit"] * adam
-            + ["more --gpus"] * (settings.zero >= 1 and sharding)
-        )
-    return []
+@dataclass(frozen=True)
+class _Cuts:
+    """The options that cut an item, each offered only when the item, worked out again under it, is smaller."""
+
+    model: _Model
+    settings: MemorySettings
+    checkpointed: int | None
+    input_size: Sequence[tuple[int, ...]] | None
+
+    def of(self, item: MemoryItem) -> list[str]:
+        """The options that shrink ``item`` on one device, leaving out those already in effect."""
+        if item.name == "activations":  # measured by a forward, not worked out again: the forward's own rules
+            return self._activations(item)
+        settings = self.settings
+        kind = _kind(item.name)
+        options: list[tuple[str, list[MemorySettings]]] = []
+        if kind == "KV cache":
+            options.append(("--kv-dtype fp8", [replace(settings, kv_dtype="fp8")]))
+            if self.input_size is not None:  # its batch and sequence length come from the input's shape
+                options.append(("a smaller --input-size", [replace(settings, batch=1), replace(settings, tokens=1)]))
+            else:
+                options.append(("a shorter --context", [replace(settings, tokens=1)]))
+                options.append(("a smaller --batch", [replace(settings, batch=1)]))
+        elif kind == "weights" and not settings.train:
+            smaller = [name for name in ("int8", "int4") if self._cut(item, [replace(settings, dtype=name)])]
+            if smaller:
+                options.append((f"a smaller --dtype ({', '.join(smaller)})", [replace(settings, dtype=smaller[-1])]))
+        elif kind == "weights":
+            options += self._zero(3)
+        elif kind == "gradients":
+            options += self._zero(2)
+        elif kind in ("fp32 master weights", "optimizer states"):
+            options += self._zero(1)
+            options.append(("--offload-optimizer", [replace(settings, offload_optimizer=True)]))
+            if item.name in ("optimizer states (adam)", "optimizer states (adamw)"):
+                options.append(("--optimizer adamw-8bit", [replace(settings, optimizer="adamw-8bit")]))
+        if kind in ("KV cache", "weights", "gathered parameters"):
+            more_tp = "--tp N" if settings.tp == 1 else f"a --tp larger than {settings.tp}"
+            options.append((more_tp, self._larger_tp()))
+        if settings.train and kind in ("weights", "gradients", "fp32 master weights", "optimizer states"):
+            options.append(("more --gpus", [replace(settings, gpus=2 * settings.gpus)]))
+        if kind == "weights" and settings.train:
+            options.append(("--precision bf16-pure", [replace(settings, precision="bf16-pure")]))
+        return [text for text, tries in options if self._cut(item, tries)]
+
+    def _cut(self, item: MemoryItem, tries: Sequence[MemorySettings]) -> bool:
+        """Whether ``item`` takes less of one device under any of ``tries`` (moved to the host or gone: none)."""
+        kind = _kind(item.name)
+        for settings in tries:
+            found = [other for other in _items(self.model, settings, []) if _kind(other.name) == kind]
+            if sum(other.per_device_bytes for other in found if other.where == "device") < item.per_device_bytes:
+                return True
+        return False
+
+    def _zero(self, stage: int) -> list[tuple[str, list[MemorySettings]]]:
+        """ZeRO ``stage``, unless in effect; it shards over the data-parallel ranks, so with one it takes more GPUs."""
+        settings = self.settings
+        if settings.zero >= stage:
+            return []
+        if settings.gpus // settings.tp > 1:
+            return [(f"--zero {stage}", [replace(settings, zero=stage)])]
+        return [(f"--zero {stage} with more --gpus", [replace(settings, zero=stage, gpus=2 * settings.gpus)])]
+
+    def _larger_tp(self) -> list[MemorySettings]:
+        """The settings with the smallest few larger tensor-parallel degrees that are valid: multiples of ``tp``
+        that divide the attention heads and, when there are more GPUs than ``tp``, the GPUs (which otherwise
+        follow ``tp``, as they do by default)."""
+        settings, heads = self.settings, self.model.heads
+        follows = settings.gpus == settings.tp
+        degrees = [settings.tp * factor for factor in range(2, 65)]
+        degrees = [n for n in degrees if (heads is None or heads % n == 0) and (follows or settings.gpus % n == 0)]
+        return [replace(settings, tp=n, gpus=n if follows else settings.gpus) for n in degrees[:4]]
+
+    def _activations(self, item: MemoryItem) -> list[str]:
+        settings = self.settings
+        cuts = []
+        if self.checkpointed is not None and self.checkpointed < item.total_bytes:  # measured without checkpointing
+            cuts.append("--grad-checkpointing")
+        if self.input_size is not None:
+            cuts += ["a smaller --input-size"] * any(dim > 1 for shape in self.input_size for dim in shape)
+            return cuts
+        cuts += ["a smaller --batch"] * (settings.batch > 1)
+        if settings.tokens is not None and settings.tokens > 1:
+            cuts.append(f"a shorter --{'seq' if settings.train else 'context'}")
+        return cuts
 
 
-def _advice(items: Sequence[MemoryItem], settings: MemorySettings, per_device: int) -> tuple[str, ...]:
+def _advice(
+    items: Sequence[MemoryItem], settings: MemorySettings, per_device: int, cuts: _Cuts, units: Units
+) -> tuple[str, ...]:
     """By how much the plan is over the device's memory, and the options that cut its largest items."""
     assert settings.device_memory is not None
     over = per_device - settings.device_memory
-    available = format_bytes(settings.device_memory)
-    lines = [f"{format_bytes(per_device)} per device is {format_bytes(over)} over the {available} available"]
+    available = format_bytes(settings.device_memory, units)
+    lines = [f"{format_bytes(per_device, units)} per device is {format_bytes(over, units)} over the {available} "
+             "available"]  # fmt: skip
     on_device = sorted((item for item in items if item.where == "device"), key=lambda item: -item.per_device_bytes)
     for item in on_device[:2]:
-        cuts = _cuts(item.name, settings)
-        if cuts:
-            size = format_bytes(item.per_device_bytes)
+        found = cuts.of(item)
+        if found:
+            size = format_bytes(item.per_device_bytes, units)
             lines.append(
-                f"{item.name} ({size} per device): try {', '.join(cuts[:-1])}{' or ' * (len(cuts) > 1)}{cuts[-1]}"
+                f"{item.name} ({size} per device): try {', '.join(found[:-1])}{' or ' * (len(found) > 1)}{found[-1]}"
             )
     return tuple(lines)

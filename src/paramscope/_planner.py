@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import SourceError, TargetError, UsageError
 from ._memory import COMPUTE_DTYPES, Label, MemorySettings, decoder_layers, plan
 from ._report import Report
-from ._units import format_bytes, format_count
+from ._units import Units, format_bytes, format_count
 
 if TYPE_CHECKING:
     import torch
@@ -171,7 +171,7 @@ def _torch_dtype(name: str | None) -> torch.dtype | None:
     return resolved if isinstance(resolved, torch.dtype) and resolved.is_floating_point else None
 
 
-def _checkpointed(model: nn.Module, result: Trace) -> tuple[int, str] | None:
+def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, str] | None:
     """Activations with gradient checkpointing of the model's repeated blocks (the largest ``nn.ModuleList``): the
     blocks keep only their inputs, and one block's saved tensors live again while it is recomputed in backward."""
     from torch import nn
@@ -192,8 +192,9 @@ def _checkpointed(model: nn.Module, result: Trace) -> tuple[int, str] | None:
     largest = max(result.activations.get(block, 0) for block in best)
     total = result.total_activations or 0
     size = min(total, total - inside + inputs + largest)  # a block that saves only its input gains nothing
-    formula = (f"{format_bytes(total)} saved - {format_bytes(inside)} inside {len(best)} checkpointed blocks + their "
-               f"inputs {format_bytes(inputs)} + one block recomputed {format_bytes(largest)}")  # fmt: skip
+    formula = (f"{format_bytes(total, units)} saved - {format_bytes(inside, units)} inside {len(best)} checkpointed "
+               f"blocks + their inputs {format_bytes(inputs, units)} + one block recomputed "
+               f"{format_bytes(largest, units)}")  # fmt: skip
     return size, formula
 
 
@@ -217,9 +218,11 @@ def measure_activations(
     input_size: Sequence[Any] | None,
     input_dtypes: Sequence[Any] | None,
     quiet: bool = True,
-) -> tuple[Activations, list[str], frozenset[str] | None]:
+    units: Units = "iec",
+) -> tuple[Activations, list[str], frozenset[str] | None, int | None]:
     """The activations item of a plan, from one forward on meta (a progress bar on a terminal unless ``quiet``),
-    notes, and for training the names of the parameters that get a gradient from it (None: all of them)."""
+    notes, and for training the names of the parameters that get a gradient from it (None: all of them) and the
+    activations gradient checkpointing would leave when it is off (None: not measured, or no repeated blocks)."""
     from ._summary import check_runnable
     from .trace import peak_live_bytes, saved_for_backward
 
@@ -242,21 +245,22 @@ def measure_activations(
         size = result.total_activations
         if was_on and not settings.grad_checkpointing:
             notes.append("the model has gradient checkpointing on: its activations are estimated as checkpointed")
-        if settings.grad_checkpointing or was_on:
-            checkpointed = _checkpointed(model, result)
-            if checkpointed is None:
-                notes.append("gradient checkpointing: the model has no repeated blocks (an nn.ModuleList) to "
-                             "checkpoint; activations are shown without it")  # fmt: skip
-            else:
-                size, formula = checkpointed
-        return (size, "estimate", formula), notes, result.trained
+        checkpointed = _checkpointed(model, result, units)
+        if not (settings.grad_checkpointing or was_on):  # for the advice: what --grad-checkpointing would leave
+            return (size, "estimate", formula), notes, result.trained, None if checkpointed is None else checkpointed[0]
+        if checkpointed is None:
+            notes.append("gradient checkpointing: the model has no repeated blocks (an nn.ModuleList) to checkpoint; "
+                         "activations are shown without it")  # fmt: skip
+        else:
+            size, formula = checkpointed
+        return (size, "estimate", formula), notes, result.trained, None
     compute = _torch_dtype(settings.dtype)
     args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
     peak = peak_live_bytes(model, args, kwargs, dtype=compute, quiet=quiet)
     formula = f"peak of live tensors in an eval forward on meta ({shape}); kernel workspaces not counted"
     if "logits_to_keep" in kwargs:
         formula += ", logits for the last position (as generate)"
-    return (peak, "estimate", formula), notes, None
+    return (peak, "estimate", formula), notes, None, None
 
 
 def summary_forward(report: Report) -> tuple[str, list[tuple[int, ...]]] | None:
@@ -324,8 +328,9 @@ def build_plan(
     input_size: Sequence[Any] | None = None,
     input_dtypes: Sequence[Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    units: Units = "iec",
 ) -> Report:
-    """The report of ``model`` with its memory plan (``Report.memory``)."""
+    """The report of ``model`` with its memory plan (``Report.memory``), its advice's sizes in ``units``."""
     from ._summary import shapes_of
 
     settings.check()
@@ -344,6 +349,7 @@ def build_plan(
     notes: list[str] = []
     activations: Activations | None = None
     trained: frozenset[str] | None = None
+    checkpointed: int | None = None
     if forward is not None:
         activations, notes = _summary_activations(report, settings, forward)
     elif isinstance(model, Report):
@@ -356,7 +362,9 @@ def build_plan(
         try:
             if refusal is not None:
                 raise ForwardError(refusal)
-            activations, notes, trained = measure_activations(module, settings, input_size, input_dtypes, request.quiet)
+            activations, notes, trained, checkpointed = measure_activations(
+                module, settings, input_size, input_dtypes, request.quiet, units
+            )
         except ForwardError as error:  # the rest of the plan stands without this item
             notes = [f"no activations item: {error}"]
     elif wants_forward:
@@ -365,7 +373,7 @@ def build_plan(
         flag = "seq" if settings.train else "context"
         notes.append(f"no activations item: give a {flag} length (or input_size) to measure one forward")
     memory = plan(report, settings, config=config if config is not None else found_config, activations=activations,
-                  trained=trained, input_size=shapes)  # fmt: skip
+                  trained=trained, checkpointed=checkpointed, input_size=shapes, units=units)  # fmt: skip
     memory = replace(memory, notes=(*notes, *memory.notes))
     return replace(report, memory=memory)
 
@@ -470,6 +478,7 @@ def plan_for(
     input_size: Sequence[Any] | None = None,
     input_dtypes: Any = None,
     config: Mapping[str, Any] | None = None,
+    units: Units = "iec",
     **settings: Any,
 ) -> Report:
     """:func:`build_plan` from the user's options, for the API and the CLI alike: each of its type (one-line errors
@@ -490,6 +499,8 @@ def plan_for(
         input_dtypes = [input_dtypes]  # one dtype ("long", torch.long) for every input, not a string's characters
     if config is not None and not isinstance(config, Mapping):
         raise UsageError(f"config must be a mapping (a config's fields), not {_shown(config)}")
+    if units not in ("iec", "si"):
+        raise UsageError(f"units must be 'iec' or 'si', not {_shown(units)}")
     forward = summary_forward(model) if isinstance(model, Report) and settings.get("train") else None
     if forward is not None and batch is None and input_size is None:
         batch = forward[1][0][0]  # the batch the summary's activations were measured at
@@ -503,5 +514,5 @@ def plan_for(
     )
     return build_plan(
         module_or_report(model), memory_settings, request, input_size=input_size, input_dtypes=input_dtypes,
-        config=config,
+        config=config, units=units,
     )  # fmt: skip

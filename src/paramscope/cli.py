@@ -679,7 +679,7 @@ def _run_memory(options: argparse.Namespace, stdout: IO[str]) -> int:
             batch=options.batch, tokens=options.seq, optimizer=options.optimizer, precision=options.precision,
             grad_checkpointing=options.grad_checkpointing, gpus=options.gpus, zero=options.zero, tp=options.tp,
             offload_optimizer=options.offload_optimizer, device_memory=options.device_memory,
-            keep_fp32=options.keep_fp32, input_size=shapes, input_dtypes=options.input_dtype,
+            keep_fp32=options.keep_fp32, input_size=shapes, input_dtypes=options.input_dtype, units=options.units,
         )  # fmt: skip
     view = View(units=options.units)
     _deliver(options, stdout, lambda: render(report, options.format, view), lambda: layout(report, view))
