@@ -324,7 +324,7 @@ def test_config_with_more_layers_than_any_model_is_not_built(
 ) -> None:
     path = write_config(tmp_path, config)
     edit_config(path, **{field: 10**12})  # built, it would make modules for hours
-    message = f"{path}: num_hidden_layers is 1,000,000,000,000, more than any model has (100,000 at most): not built"
+    message = f"{path}: {field} 1,000,000,000,000 is more layers than any model has (at most 100,000)"
     for command in (["inspect"], ["summary", "--input-size", "1,4", "--input-dtype", "long"]):
         assert_error(run(capsys, command[0], str(path), *command[1:]), message)
 

@@ -35,7 +35,7 @@ _MAX_DEVICES = 2**24
 # Values in one forward (batch × tokens): 2**48 token ids alone are 2 PiB, more than any device holds.
 _MAX_VALUES = 2**48
 # Decoder layers in a config: the deepest models have a few hundred; the cache is worked out layer by layer.
-_MAX_LAYERS = 100_000
+MAX_LAYERS = 100_000
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
 
 
@@ -276,8 +276,8 @@ def decoder_layers(config: Mapping[str, Any]) -> int | None:
     config = _language_config(config)
     key = next((key for key in _LAYER_KEYS if config.get(key)), None)
     layers = None if key is None else size_of(config.get(key))
-    if layers is not None and layers > _MAX_LAYERS:
-        raise UsageError(f"{key} {layers:,} is more layers than any model has (at most {_MAX_LAYERS:,})")
+    if layers is not None and layers > MAX_LAYERS:
+        raise UsageError(f"{key} {layers:,} is more layers than any model has (at most {MAX_LAYERS:,})")
     return layers
 
 

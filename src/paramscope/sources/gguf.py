@@ -17,6 +17,7 @@ from typing import Any
 from .. import dtypes as dtype_table
 from .._cache_layers import size_of
 from .._errors import SourceError
+from .._memory import MAX_LAYERS
 from .._report import Report
 from .checkpoint import StoredTensor, check_files, checkpoint_report
 from .safetensors import check_regular_file
@@ -138,9 +139,6 @@ def _uniform(value: Any) -> Any:
 # Architectures whose layers llama.cpp gives a window of their own in code, when the file says not which: counted at
 # full length, as an upper bound. Qwen3-Next's recurrent layers default to three in four.
 _WINDOWED_IN_CODE = {"llama4": "chunked attention"}
-# More layers than any model has (the deepest have a few hundred): a file that says so is not sized from (a list of
-# each layer's kind would take gigabytes)
-_MAX_LAYERS = 100_000
 _FULL_ATTENTION_INTERVAL = {"qwen3next": 4}
 
 
@@ -157,7 +155,9 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
     # llama.cpp's n_head(): the first layer's, where each layer has its own (OpenELM)
     heads = size_of(head_count[0] if per_layer_heads else _uniform(head_count))
     hidden = size_of(_value(reader, f"{arch}.embedding_length"))
-    if layers is None or heads is None or hidden is None or layers > _MAX_LAYERS:
+    if (
+        layers is None or heads is None or hidden is None or layers > MAX_LAYERS
+    ):  # a list of each layer's kind would take gigabytes
         return None
     config: dict[str, Any] = {
         "gguf_architecture": arch, "num_hidden_layers": layers, "num_attention_heads": heads, "hidden_size": hidden,

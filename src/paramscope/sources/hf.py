@@ -173,24 +173,15 @@ def _model_class(config: Any, config_file: Path, model_class: str | None, trust_
     return cls, name
 
 
-_MAX_LAYERS = 100_000
-"""More layers than any model has (the deepest have a few hundred): a config that says so is not built, which would
-make that many modules, a minute for each thousand of them, and hold them all."""
-
-
 def _check_depth(config: Any, config_file: Path) -> None:
-    """Refuse a config whose model (or whose text model, in a multimodal config) has more than :data:`_MAX_LAYERS`
-    layers."""
-    configs = [config]
-    text = getattr(config, "get_text_config", None)
-    if callable(text):
-        with contextlib.suppress(Exception):  # a config of custom code may not have one to give
-            configs.append(text())
-    for each in configs:
-        layers = getattr(each, "num_hidden_layers", None)  # through attribute_map: GPT-2's n_layer
-        if isinstance(layers, int) and layers > _MAX_LAYERS:
-            raise SourceError(f"{config_file}: num_hidden_layers is {layers:,}, more than any model has "
-                              f"({_MAX_LAYERS:,} at most): not built")  # fmt: skip
+    """Refuse a config whose model (or whose text model, in a multimodal config) has more layers than any model: it
+    would make that many modules, a minute for each thousand of them, and hold them all."""
+    from .._memory import decoder_layers
+
+    try:
+        decoder_layers(config.to_dict())
+    except UsageError as error:
+        raise SourceError(f"{config_file}: {error}") from None
 
 
 def quantization_method(config: Any) -> str | None:
