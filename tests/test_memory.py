@@ -1256,6 +1256,20 @@ def test_config_json(saved_llama: Path, tiny_llama: nn.Module) -> None:
     assert train.item("activations").total_bytes == saved_bytes(tiny_llama, ids, labels=ids)
 
 
+def test_config_json_declaring_quantisation_sizes_weights_unquantised_as_an_estimate(
+    saved_llama: Path, tiny_llama: nn.Module
+) -> None:
+    config = saved_llama / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "quantization_config": {"quant_method": "gptq"}}))
+    plan = plan_of(str(config), seq=8, batch=2)
+    weights = plan.item("weights")
+    assert (weights.total_bytes, weights.label) == (nbytes(tiny_llama.parameters()), "estimate")
+    assert (
+        "weights sized unquantised: config.json declares quantisation (gptq), which building from a config does not "
+        "apply; plan from the checkpoint for its stored bytes, or give --dtype"
+    ) in plan.notes
+
+
 def test_cli_config_json(capsys: pytest.CaptureFixture[str], saved_llama: Path, tiny_llama: nn.Module) -> None:
     code, out, err = run(capsys, "memory", str(saved_llama / "config.json"), "--context", "8", "--batch", "2",
                          "--kv-dtype", "fp32", "--format", "json", "-q")  # fmt: skip
