@@ -1183,12 +1183,16 @@ def test_checkpoint_only_with_a_length_notes_that_no_forward_runs(lone_checkpoin
      ('{"hidden_size": ' + "9" * 5000 + "}", "a number of more than 4,300 digits")],
     ids=["nested-too-deeply", "number-too-long"],
 )  # fmt: skip
-def test_config_beside_a_checkpoint_that_python_will_not_hold_is_one_line(
-    capsys: pytest.CaptureFixture[str], lone_checkpoint: Path, text: str, reason: str
+def test_config_beside_a_checkpoint_that_cannot_be_read_is_a_note_as_in_inspect(
+    lone_checkpoint: Path, text: str, reason: str
 ) -> None:
     config = lone_checkpoint.parent / "config.json"
     config.write_text(text)
-    assert_error(run(capsys, "memory", str(lone_checkpoint.parent)), f"{config}: not valid JSON ({reason})")
+    report = paramscope.memory(str(lone_checkpoint.parent), seq=8)
+    assert report.memory is not None
+    assert report.memory.item("weights").total_bytes == 4 * 20
+    assert f"{config} could not be read ({reason}): counted without it" in report.notes
+    assert "no activations item: a forward needs a model to run (model code, or a config.json)" in report.memory.notes
 
 
 # ---------------------------------------------------------------------------------------------------------------------

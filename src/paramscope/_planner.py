@@ -51,15 +51,19 @@ def config_of(model: Any) -> dict[str, Any] | None:
 
 
 def _config_beside(target: str, used: bool) -> dict[str, Any] | None:
-    """The config.json beside a checkpoint, if any. When it is ``used`` (to build the model and size its cache), a
-    layer count beyond any model is refused first: both are worked out layer by layer."""
+    """The config.json beside a checkpoint, if any that reads (one that does not is named in the checkpoint's notes
+    already, which are counted without it, as ``inspect`` does). When it is ``used`` (to build the model and size its
+    cache), a layer count beyond any model is refused first: both are worked out layer by layer."""
     from .sources.hf import read_config_file
 
     path = Path(target)
     file = (path if path.is_dir() else path.parent) / "config.json"
     if not file.is_file():
         return None
-    config = read_config_file(file)
+    try:
+        config = read_config_file(file)
+    except SourceError:
+        return None
     if used:
         try:
             decoder_layers(config)
