@@ -51,6 +51,7 @@ HEADER_PADDING = 120_000  # makes the tiny model's header longer than the client
 FIRST_RANGE = "bytes=0-100000"  # what huggingface_hub's parse_safetensors_file_metadata asks for first
 TOKEN = "abc"
 ID_MESSAGE = "not a Hub model id; expected hf:org/name or hf:org/name@revision"
+LONG_NAME = "a" * 97  # huggingface_hub allows 96 characters
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -646,10 +647,34 @@ def test_malformed_hf_endpoint(
 
 
 @pytest.mark.parametrize(
-    "target", ["hf:", "hf:org/", "hf:/name", "hf:org/name@", "hf:a/b/c", "hf:org/na me", "hf:-x/y"]
+    "target",
+    [
+        *["hf:", "hf:org/", "hf:/name", "hf:org/name@", "hf:a/b/c", "hf:org/na me", "hf:-x/y"],
+        # what huggingface_hub's validate_repo_id refuses, and a revision that is a URL path segment of its own
+        *["hf:org/x..y", "hf:org/x--y", "hf:a/b.", "hf:org/name.git", "hf:org/naïve"],
+        pytest.param(f"hf:org/{LONG_NAME}", id="97-chars"),
+        *["hf:org/tiny-llama@..", "hf:org/tiny-llama@."],
+    ],
 )
 def test_malformed_id(capsys: pytest.CaptureFixture[str], hub: HubServer, target: str) -> None:
     assert_error(run(capsys, "inspect", target), f"{target}: {ID_MESSAGE}")
+    assert hub.requests == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["memory", "{}"],
+        ["summary", "{}", "--input-size", "1,8"],
+        ["inspect", "{}", "--check"],
+        ["diff", "{}", "hf:org/tiny-llama"],
+    ],
+)
+@pytest.mark.parametrize("target", ["hf:org/x..y", pytest.param(f"hf:{LONG_NAME}", id="97-chars")])
+def test_malformed_id_in_every_command(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, argv: list[str], target: str
+) -> None:
+    assert_error(run(capsys, *(arg.format(target) for arg in argv)), f"{target}: {ID_MESSAGE}")
     assert hub.requests == []
 
 

@@ -35,13 +35,29 @@ _MAX_WORKERS = 8
 def parse(target: str) -> tuple[str, str | None]:
     """``hf:org/name@revision`` → ``("org/name", "revision")``.
 
+    The id is checked by huggingface_hub's own ``validate_repo_id`` (no ``--`` or ``..``, at most 96 characters, no
+    trailing ``.`` or ``.git``), which its download functions would otherwise raise on; so ``HF_ENDPOINT`` is checked
+    and huggingface_hub imported first (its import parses ``HF_ENDPOINT``).
+
     >>> parse("hf:meta-llama/Llama-3.1-8B@main")
     ('meta-llama/Llama-3.1-8B', 'main')
     """
+    from .target import require
+
     repo, at, revision = target.removeprefix(PREFIX).partition("@")
-    if not _REPO_ID.match(repo) or (at and not revision):
-        raise TargetError(f"{target}: not a Hub model id; expected hf:org/name or hf:org/name@revision")
-    return repo, revision or None
+    # "." and ".." would be path segments of the file's URL of their own, removed from it before it is sent
+    if _REPO_ID.match(repo) and (revision or not at) and revision not in (".", ".."):
+        check_endpoint(f"{target}: ")
+        require("huggingface_hub", "hf", f"reading {target}")
+        from huggingface_hub.errors import HFValidationError
+
+        # public (huggingface_hub's docs), but its lazy utils package does not re-export it for type checkers
+        from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
+
+        with contextlib.suppress(HFValidationError):
+            validate_repo_id(repo)
+            return repo, revision or None
+    raise TargetError(f"{target}: not a Hub model id; expected hf:org/name or hf:org/name@revision")
 
 
 def _endpoint() -> str:
@@ -296,11 +312,8 @@ def load(
 ) -> Report:
     """The report of a Hub model: its safetensors headers, or (``from_config``, or no safetensors) its config."""
     from .._progress import status
-    from .target import require
 
     repo, revision = parse(target)
-    check_endpoint(f"{target}: ")
-    require("huggingface_hub", "hf", f"reading {target}")
     _check_reachable(target, repo)
     token = os.environ.get("HF_TOKEN") or None
     with _fetching(target, repo, revision), status(f"reading {repo} from the Hub", quiet=quiet):
@@ -341,11 +354,8 @@ def load(
 def build(target: str, request: Any) -> tuple[Any, list[str]]:
     """The model a Hub repository's config.json describes, built on ``request.device``: ``(module, notes)``."""
     from .hf import build_from_config
-    from .target import require
 
     repo, revision = parse(target)
-    check_endpoint(f"{target}: ")
-    require("huggingface_hub", "hf", f"reading {target}")
     _check_reachable(target, repo)
     token = os.environ.get("HF_TOKEN") or None
     with _fetching(target, repo, revision):
