@@ -68,6 +68,9 @@ class Repo:
     """Seconds to wait before answering a GET of the named files (to make one of several parallel requests last)."""
     range_totals: bool = True
     """When false, a ranged answer omits the file's size (``Content-Range: bytes 0-99/*``); a HEAD still gives it."""
+    statuses: Mapping[str, int] = field(default_factory=dict)
+    """An answer of this status, without ``X-Error-Code``, to any request for the named files (a failing Hub, or a
+    server that is not one)."""
 
     def __post_init__(self) -> None:
         if not self.commit:
@@ -237,6 +240,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         content = repo.files.get(filename)
         commit = {"X-Repo-Commit": repo.commit}
+        if filename in repo.statuses:
+            self._error(repo.statuses[filename], None, "failing on purpose", commit)
+            return
         if content is None:
             self._error(404, "EntryNotFound", "Entry not found", commit)
             return

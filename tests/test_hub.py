@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,6 +34,8 @@ from huggingface_hub.utils import _http as hub_http
 from huggingface_hub.utils import logging as hub_logging
 from huggingface_hub.utils.tqdm import are_progress_bars_disabled
 from torch import nn
+
+from paramscope.sources import hub as hub_source
 
 from . import custom_code
 from .checkpoints import LLAMA_3_70B, LLAMA_3_70B_PARAMS, llama_tensors, write_safetensors, write_sharded
@@ -51,6 +54,7 @@ HEADER_PADDING = 120_000  # makes the tiny model's header longer than the client
 FIRST_RANGE = "bytes=0-100000"  # what huggingface_hub's parse_safetensors_file_metadata asks for first
 TOKEN = "abc"
 ID_MESSAGE = "not a Hub model id; expected hf:org/name or hf:org/name@revision"
+LATER = "try again later, or download the model and pass its local directory instead"
 LONG_NAME = "a" * 97  # huggingface_hub allows 96 characters
 
 
@@ -310,6 +314,11 @@ def hub(local: Local) -> Iterator[HubServer]:
         "org/bad-config": Repo({**tiny, "config.json": edited_config(tiny, hidden_size="abc")}),
         "org/bad-architectures": Repo({"config.json": edited_config(tiny, architectures=[123])}),
         "org/no-config": Repo({name: data for name, data in tiny.items() if name != "config.json"}),
+        "org/slow-config": Repo(tiny, delays={"config.json": 0.5}),
+        # a failing Hub, and a server that answers 404 without saying what is missing
+        "org/config-500": Repo(tiny, statuses={"config.json": 500}),
+        "org/config-404": Repo(tiny, statuses={"config.json": 404}),
+        "org/shard-500": Repo(repo_files(local["llama-3-70b"]), statuses={"model-00002-of-00003.safetensors": 500}),
     }
     with HubServer(repos) as server:
         yield server
@@ -718,15 +727,93 @@ def test_offline_names_the_repo_and_suggests_a_local_path(capsys: pytest.Capture
     )
 
 
-def test_offline_error_is_one_line(
-    capsys: pytest.CaptureFixture[str], offline: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # In a process of its own, huggingface_hub's log handler writes to the real stderr; here, to the captured one.
+@pytest.fixture
+def hub_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub's log handler writes to the captured stderr (in a process of its own, to the real one)."""
     for handler in hub_logging.get_logger().handlers:
         monkeypatch.setattr(handler, "stream", sys.stderr)
+
+
+def test_offline_error_is_one_line(capsys: pytest.CaptureFixture[str], offline: str, hub_log: None) -> None:
     code, out, err = run(capsys, "inspect", "hf:org/tiny-llama")
     assert (code, out) == (2, "")
     assert err.count("\n") == 1, err
+
+
+@pytest.fixture
+def silent(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """HF_ENDPOINT on a server that takes connections and never answers; huggingface_hub's own timeouts (read from
+    HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT when it is imported) are 1 s."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)  # the kernel completes the connections it queues; nobody reads from them
+        endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_ETAG_TIMEOUT", 1)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DOWNLOAD_TIMEOUT", 1)
+        yield endpoint
+
+
+@pytest.mark.timeout(30)  # the Hub client alone retries for about 400 s
+@pytest.mark.parametrize("argv", [[], ["--quiet"], ["--from-config"]])
+def test_a_hub_that_never_answers(
+    capsys: pytest.CaptureFixture[str], silent: str, hub_log: None, argv: list[str]
+) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/tiny-llama", *argv),
+        f"hf:org/tiny-llama: the Hub at {silent} did not answer in time for org/tiny-llama (HF_HUB_ETAG_TIMEOUT=1 "
+        f"and HF_HUB_DOWNLOAD_TIMEOUT=1 seconds a request); {LATER}",
+    )
+
+
+@pytest.mark.timeout(30)
+def test_reading_a_model_has_a_deadline(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, hub_log: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_source, "DEADLINE", 0.2)  # config.json takes 0.5 s to come
+    assert_error(
+        run(capsys, "inspect", "hf:org/slow-config"),
+        f"hf:org/slow-config: the Hub at {hub.url} did not answer in time for org/slow-config (0.2 seconds in all); "
+        f"{LATER}",
+    )
+    # given up on, the reading starts no new request (and writes nothing once this test's cache is gone)
+    for thread in threading.enumerate():
+        if thread.name.startswith("paramscope hf:"):
+            thread.join()
+    assert {(r.method, r.filename) for r in hub.requests} == {("HEAD", "config.json"), ("GET", "config.json")}
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("config-500", "500 Internal Server Error for /org/config-500/resolve/main/config.json; try again later"),
+        (
+            "shard-500",
+            "500 Internal Server Error for /org/shard-500/resolve/main/model-00002-of-00003.safetensors; try again "
+            "later",
+        ),
+        (
+            "config-404",
+            "404 Not Found for /org/config-404/resolve/main/config.json, without saying what is missing (is "
+            "HF_ENDPOINT a Hugging Face Hub?)",
+        ),
+    ],
+)
+@pytest.mark.parametrize("argv", [[], ["--quiet"]])
+def test_an_error_answer_is_said_at_once(
+    capsys: pytest.CaptureFixture[str],
+    hub: HubServer,
+    hub_log: None,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    said: str,
+    argv: list[str],
+) -> None:
+    monkeypatch.setattr(hub_http, "time", _NoSleep())  # without paramscope's fix, 23 s of retries
+    assert_error(
+        run(capsys, "inspect", f"hf:org/{name}", *argv), f"hf:org/{name}: the Hub at {hub.url} answered {said}"
+    )
+    assert len([r for r in hub.requests if r.status in (404, 500) and r.filename != "model.safetensors"]) == 1
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -6,6 +6,11 @@ few hundred kilobytes of traffic. The headers are checked as local files' are (:
 file's size from the ``Content-Range`` of its first range, and the shards as a local directory's are
 (:func:`.checkpoint.check_files`): each tensor in one file only, in the file the index names. ``HF_TOKEN`` and
 ``HF_ENDPOINT`` are honoured, read when the call is made.
+
+No request is retried, and each waits at most huggingface_hub's own timeouts (``HF_HUB_ETAG_TIMEOUT`` for a file's
+metadata, ``HF_HUB_DOWNLOAD_TIMEOUT`` for its bytes, 10 s each by default); the whole reading is given ``DEADLINE``
+seconds. Each file is first asked for with one HEAD of paramscope's own (``get_hf_file_metadata``): its failure is
+the server's answer as it is, where ``hf_hub_download`` would retry it for minutes and then report a missing file.
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import SourceError, TargetError
+from .._errors import ParamscopeError, SourceError, TargetError
 from .._report import Report
 from .checkpoint import StoredTensor, check_files, checkpoint_report
 from .safetensors import header_tensors, parse_header, read_index
@@ -30,6 +38,14 @@ INDEX_FILE = "model.safetensors.index.json"
 _FIRST_RANGE = 100_000
 _CONTENT_RANGE = re.compile(r"^bytes (?:\d+-\d+|\*)/(\d+)$")
 _MAX_WORKERS = 8
+DEADLINE = 300.0
+"""Seconds the reading of one Hub model may take in all (its requests, not the building of a model)."""
+_LATER = "try again later, or download the model and pass its local directory instead"
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfFileMetadata
+
+_Result = TypeVar("_Result")
 
 
 def parse(target: str) -> tuple[str, str | None]:
@@ -66,34 +82,88 @@ def _endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "").rstrip("/") or constants.ENDPOINT
 
 
-@contextlib.contextmanager
-def _hub_errors(target: str, repo: str, revision: str | None) -> Iterator[None]:
-    """Turn the Hub client's exceptions into one-line errors that say what to do."""
-    from huggingface_hub import errors
+@dataclass(frozen=True)
+class _Repo:
+    """A repository as one call reads it: the target given, the id and revision, the token, and the deadline."""
 
-    endpoint = _endpoint()
-    try:
-        yield
-    except errors.GatedRepoError:
-        raise SourceError(f"{target}: {repo} is gated: accept its terms on the Hub, then set HF_TOKEN") from None
-    except errors.RevisionNotFoundError:
-        raise SourceError(f"{target}: {repo} has no revision {revision!r}") from None
-    except errors.RepositoryNotFoundError:
-        raise SourceError(f"{target}: no model {repo} on {endpoint} (a private one needs HF_TOKEN)") from None
-    except (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError) as error:
-        raise SourceError(
+    target: str
+    repo: str
+    revision: str | None
+    token: str | None
+    seconds: float
+    """The time given to the reading in all (``DEADLINE`` when it started)."""
+    deadline: float
+    """``time.monotonic()`` when that time is up."""
+
+    @classmethod
+    def of(cls, target: str) -> _Repo:
+        repo, revision = parse(target)
+        token = os.environ.get("HF_TOKEN") or None
+        return cls(target, repo, revision, token, DEADLINE, time.monotonic() + DEADLINE)
+
+    def url(self, filename: str) -> str:
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(self.repo, filename, revision=self.revision, endpoint=_endpoint())
+
+    def check_deadline(self) -> None:
+        """Raise once the time is up: a request started later would be waited for by nobody."""
+        if time.monotonic() >= self.deadline:
+            raise self.too_late()
+
+    def too_late(self) -> SourceError:
+        return SourceError(
+            f"{self.target}: the Hub at {_endpoint()} did not answer in time for {self.repo} ({self.seconds:g} "
+            f"seconds in all); {_LATER}"
+        )
+
+
+def _failure(hub: _Repo, error: BaseException) -> str | None:
+    """The one-line message for a failure of the Hub client; None for an error of another kind."""
+    from huggingface_hub import constants, errors
+
+    if isinstance(error, ParamscopeError):
+        return None
+    cause = error.__cause__
+    if isinstance(error, errors.LocalEntryNotFoundError) and (
+        isinstance(cause, errors.HfHubHTTPError) or (cause is not None and _is_timeout(cause))
+    ):
+        error = cause  # hf_hub_download says the file is not in the cache; why the Hub did not give it is the news
+    target, repo, endpoint = hub.target, hub.repo, _endpoint()
+    if isinstance(error, errors.GatedRepoError):
+        return f"{target}: {repo} is gated: accept its terms on the Hub, then set HF_TOKEN"
+    if isinstance(error, errors.RevisionNotFoundError):
+        return f"{target}: {repo} has no revision {hub.revision!r}"
+    if isinstance(error, errors.RepositoryNotFoundError):
+        return f"{target}: no model {repo} on {endpoint} (a private one needs HF_TOKEN)"
+    response = getattr(error, "response", None)
+    if isinstance(error, errors.HfHubHTTPError) and response is not None:
+        return f"{target}: the Hub at {endpoint} answered {_answer(response)}"
+    if _is_timeout(error):
+        return (
+            f"{target}: the Hub at {endpoint} did not answer in time for {repo} (HF_HUB_ETAG_TIMEOUT="
+            f"{constants.HF_HUB_ETAG_TIMEOUT:g} and HF_HUB_DOWNLOAD_TIMEOUT={constants.HF_HUB_DOWNLOAD_TIMEOUT:g} "
+            f"seconds a request); {_LATER}"
+        )
+    if isinstance(error, (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError)) or _is_network_error(error):
+        # connection refused, name resolution (httpx errors are recognised by their module, see _is_network_error)
+        return (
             f"{target}: cannot reach the Hub at {endpoint} for {repo} ({_reason(error)}); download the model and "
             "pass its local directory instead"
-        ) from None
-    except errors.HfHubHTTPError as error:
-        raise SourceError(
-            f"{target}: the Hub at {endpoint} answered with an error for {repo}: {_reason(error)}"
-        ) from None
-    except OSError as error:  # connection refused, name resolution, timeouts (httpx errors are OSErrors here too)
-        raise SourceError(
-            f"{target}: cannot reach the Hub at {endpoint} for {repo} ({_reason(error)}); download the model and "
-            "pass its local directory instead"
-        ) from None
+        )
+    return None
+
+
+def _answer(response: Any) -> str:
+    """An HTTP error answer, said in words: ``500 Internal Server Error for /org/name/resolve/main/config.json``."""
+    said = f"{response.status_code} {response.reason_phrase} for {response.request.url.path}"
+    if response.status_code >= 500:
+        return f"{said}; try again later"
+    if response.status_code == 404 and not response.headers.get("X-Error-Code"):
+        # the Hub names what is missing (repository, revision or file) in X-Error-Code
+        return f"{said}, without saying what is missing (is HF_ENDPOINT a Hugging Face Hub?)"
+    message = response.headers.get("X-Error-Message")
+    return f"{said}: {message}" if message else said
 
 
 def _reason(error: BaseException) -> str:
@@ -103,14 +173,21 @@ def _reason(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def _quiet_hub() -> Iterator[None]:
-    # huggingface_hub draws its own tqdm bars on stderr; paramscope shows one status line of its own instead.
+    # huggingface_hub draws its own tqdm bars on stderr, and logs each retry or resumed download as a warning there;
+    # paramscope shows one status line of its own instead, and a failure as one error line.
+    import logging
+
+    from huggingface_hub.utils import logging as hub_logging
     from huggingface_hub.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     was_disabled = are_progress_bars_disabled()
+    verbosity = hub_logging.get_verbosity()
     disable_progress_bars()
+    hub_logging.set_verbosity(logging.ERROR)
     try:
         yield
     finally:
+        hub_logging.set_verbosity(verbosity)
         if not was_disabled:
             enable_progress_bars()
 
@@ -122,6 +199,13 @@ def _is_network_error(error: BaseException) -> bool:
     # The Hub client's HTTP library changes between releases (requests, httpx, httpx2); their connection errors are
     # recognised by where they come from rather than by importing each library.
     return isinstance(error, OSError) or type(error).__module__.split(".")[0] in _HTTP_LIBRARIES
+
+
+def _is_timeout(error: BaseException) -> bool:
+    """A request that got no answer in time (httpx's ReadTimeout, ConnectTimeout..., requests' Timeout)."""
+    return isinstance(error, TimeoutError) or any(
+        "Timeout" in cls.__name__ and cls.__module__.split(".")[0] in _HTTP_LIBRARIES for cls in type(error).__mro__
+    )
 
 
 def check_endpoint(where: str = "") -> None:
@@ -158,7 +242,7 @@ def _address(where: str, endpoint: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def _check_reachable(target: str, repo: str) -> None:
+def _check_reachable(hub: _Repo) -> None:
     """Fail at once when the endpoint does not answer: the Hub client would retry a refused connection for ~20 s,
     logging each attempt, before giving up."""
     import socket
@@ -166,50 +250,82 @@ def _check_reachable(target: str, repo: str) -> None:
     from huggingface_hub import constants
 
     endpoint = _endpoint()
-    address = _address(f"{target}: ", endpoint)
+    address = _address(f"{hub.target}: ", endpoint)
     if constants.HF_HUB_OFFLINE:  # the client answers from its cache, or says it is offline
         return
     try:
-        with socket.create_connection(address, timeout=10):
+        with socket.create_connection(address, timeout=constants.HF_HUB_ETAG_TIMEOUT):
             pass
     except OSError as error:
         raise SourceError(
-            f"{target}: cannot reach the Hub at {endpoint} for {repo} ({error.strerror or error}); download the "
-            "model and pass its local directory instead"
+            f"{hub.target}: cannot reach the Hub at {endpoint} for {hub.repo} ({error.strerror or error}); download "
+            "the model and pass its local directory instead"
         ) from None
 
 
-def _config(repo: str, revision: str | None, token: str | None, *, code: bool = False) -> Path | None:
-    """The repo's config.json; with ``code``, the repo's Python files beside it (for transformers to import)."""
-    from huggingface_hub import errors, hf_hub_download, snapshot_download
+def _metadata(hub: _Repo, filename: str) -> HfFileMetadata | None:
+    """A file's metadata (its size, commit and ETag) from one HEAD, not retried; None when the repo has no such
+    file."""
+    from huggingface_hub import constants, errors, get_hf_file_metadata
 
+    hub.check_deadline()
     try:
-        if not code:
-            return Path(hf_hub_download(repo, "config.json", revision=revision, endpoint=_endpoint(), token=token))
-        # never weights: custom code is imported from the directory config.json is in, as from a local folder
-        folder = snapshot_download(
-            repo, revision=revision, allow_patterns=["config.json", "*.py"], endpoint=_endpoint(), token=token
+        return get_hf_file_metadata(
+            hub.url(filename), token=hub.token, timeout=constants.HF_HUB_ETAG_TIMEOUT, endpoint=_endpoint()
         )
     except errors.RemoteEntryNotFoundError:
         return None
+
+
+def _download(hub: _Repo, filename: str) -> Path | None:
+    """A file of the repo, downloaded to the Hub cache (or found there); None when the repo has no such file."""
+    from huggingface_hub import constants, errors, hf_hub_download
+
+    # Offline, huggingface_hub answers from its cache alone; online, the HEAD says how the Hub answers, once
+    if not constants.HF_HUB_OFFLINE and _metadata(hub, filename) is None:
+        return None
+    hub.check_deadline()
+    try:
+        path = hf_hub_download(
+            hub.repo,
+            filename,
+            revision=hub.revision,
+            endpoint=_endpoint(),
+            token=hub.token,
+            etag_timeout=constants.HF_HUB_ETAG_TIMEOUT,
+        )
+    except errors.RemoteEntryNotFoundError:
+        return None
+    return Path(path)
+
+
+def _with_code(hub: _Repo) -> Path | None:
+    """The repo's config.json with its Python files beside it (for transformers to import), never its weights: custom
+    code is imported from the directory config.json is in, as from a local folder."""
+    from huggingface_hub import constants, snapshot_download
+
+    hub.check_deadline()
+    folder = snapshot_download(
+        hub.repo,
+        revision=hub.revision,
+        allow_patterns=["config.json", "*.py"],
+        endpoint=_endpoint(),
+        token=hub.token,
+        etag_timeout=constants.HF_HUB_ETAG_TIMEOUT,
+    )
     config = Path(folder) / "config.json"
     return config if config.is_file() else None
 
 
-def _safetensors_files(
-    target: str, repo: str, revision: str | None, token: str | None
-) -> tuple[list[str], dict[str, str] | None] | None:
+def _safetensors_files(hub: _Repo) -> tuple[list[str], dict[str, str] | None] | None:
     """The repo's safetensors files, as transformers finds them: model.safetensors, or the shards the index names
     (with the index's weight_map, to check the shards against)."""
-    from huggingface_hub import HfApi, hf_hub_download
-
-    api = HfApi(endpoint=_endpoint(), token=token)
-    if api.file_exists(repo, SINGLE_FILE, revision=revision):
+    if _metadata(hub, SINGLE_FILE) is not None:
         return [SINGLE_FILE], None
-    if not api.file_exists(repo, INDEX_FILE, revision=revision):
+    index = _download(hub, INDEX_FILE)
+    if index is None:
         return None
-    index = hf_hub_download(repo, INDEX_FILE, revision=revision, endpoint=_endpoint(), token=token)
-    weight_map = read_index(Path(index), f"{target}: {INDEX_FILE}")
+    weight_map = read_index(index, f"{hub.target}: {INDEX_FILE}")
     return sorted(set(weight_map.values())), weight_map
 
 
@@ -220,7 +336,7 @@ def _file_size(response: Any) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _file_tensors(target: str, repo: str, revision: str | None, token: str | None, filename: str) -> list[StoredTensor]:
+def _file_tensors(hub: _Repo, filename: str) -> list[StoredTensor]:
     """The tensors of one safetensors file on the Hub, from its header, checked as a local file's header is; the file
     is one the index names (``model.safetensors`` was found before it is read), so a 404 means the index is wrong.
 
@@ -228,15 +344,17 @@ def _file_tensors(target: str, repo: str, revision: str | None, token: str | Non
     itself (a malformed one escapes as its own exception, after checks of its own) and drops the file's size, so
     neither the local reader's checks nor the check of the offsets against the end of the file could run.
     """
-    from huggingface_hub import constants, errors, get_hf_file_metadata, get_session, hf_hub_url, hf_raise_for_status
+    from huggingface_hub import constants, errors, get_session, hf_raise_for_status
 
     # public (huggingface_hub's docs), but its lazy utils package does not re-export it for type checkers
     from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
-    url = hf_hub_url(repo, filename, revision=revision, endpoint=_endpoint())
-    headers = build_hf_headers(token=token)
+    target = hub.target
+    url = hub.url(filename)
+    headers = build_hf_headers(token=hub.token)
 
     def get(first: int, last: int) -> Any:
+        hub.check_deadline()
         ranged = {**headers, "Range": f"bytes={first}-{last}"}
         response = get_session().get(url, headers=ranged, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
         if response.status_code != 416:  # an empty file has no byte 0; Content-Range still gives its size
@@ -250,7 +368,8 @@ def _file_tensors(target: str, repo: str, revision: str | None, token: str | Non
     start = response.content if response.status_code != 416 else b""
     size = _file_size(response)
     if size is None:  # a range answered without the file's size: a HEAD gives it
-        size = get_hf_file_metadata(url, token=token).size
+        metadata = _metadata(hub, filename)
+        size = metadata.size if metadata is not None else None
     where = f"{target}: {filename}"
     if size is None:
         raise SourceError(f"{where}: the Hub does not say how large the file is, so its header cannot be checked")
@@ -263,42 +382,66 @@ def _file_tensors(target: str, repo: str, revision: str | None, token: str | Non
         return content
 
     header, _, data_size = parse_header(where, size, read)
-    tensors, _ = header_tensors(where, header, data_size, f"{repo}/{filename}")
+    tensors, _ = header_tensors(where, header, data_size, f"{hub.repo}/{filename}")
     return tensors
 
 
-def _stored(
-    target: str, repo: str, revision: str | None, token: str | None
-) -> tuple[list[StoredTensor], list[str], list[str]] | None:
+def _stored(hub: _Repo) -> tuple[list[StoredTensor], list[str], list[str]] | None:
     """The tensors of the repo's safetensors files, checked as a local directory's are (a tensor in one file only, the
     one the index says), the files' names, and notes; None when the repo has no safetensors files."""
     from concurrent.futures import ThreadPoolExecutor
 
-    found = _safetensors_files(target, repo, revision, token)
+    found = _safetensors_files(hub)
     if found is None:
         return None
     names, weight_map = found
     with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(names) or 1)) as pool:
-        read = list(pool.map(lambda name: _file_tensors(target, repo, revision, token, name), names))
+        read = list(pool.map(lambda name: _file_tensors(hub, name), names))
     tensors = [tensor for file_tensors in read for tensor in file_tensors]
-    notes = check_files(target, tensors, weight_map, f"{target}: {INDEX_FILE}")
-    return tensors, [f"{PREFIX}{repo}/{name}" for name in names], notes
+    notes = check_files(hub.target, tensors, weight_map, f"{hub.target}: {INDEX_FILE}")
+    return tensors, [f"{PREFIX}{hub.repo}/{name}" for name in names], notes
 
 
 @contextlib.contextmanager
-def _fetching(target: str, repo: str, revision: str | None) -> Iterator[None]:
-    """Requests to the Hub, without its progress bars, their failures turned into one-line errors."""
-    from huggingface_hub import errors
-
-    with _hub_errors(target, repo, revision), _quiet_hub():
+def _fetching(hub: _Repo) -> Iterator[None]:
+    """Requests to the Hub, without its progress bars or log, their failures turned into one-line errors."""
+    with _quiet_hub():
         try:
             yield
-        except errors.HfHubHTTPError:
-            raise
         except Exception as error:
-            if _is_network_error(error):
-                raise OSError(_reason(error)) from None
-            raise
+            message = _failure(hub, error)
+            if message is None:
+                raise
+            raise SourceError(message) from None
+
+
+def _in_time(hub: _Repo, fetch: Callable[[], _Result]) -> _Result:
+    """``fetch()`` under :func:`_fetching`, given up at the deadline.
+
+    It runs in a daemon thread that is waited for until then only: each request has a timeout and none is retried,
+    but a body can trickle in for longer, and huggingface_hub resumes a stalled download five times. Left behind, the
+    thread starts no request of paramscope's own (each checks the deadline first), and the process does not wait for
+    it at exit (only for a shard's header being read then, whose request has a timeout).
+    """
+    outcome: list[tuple[Any, BaseException | None]] = []
+
+    def run() -> None:
+        try:
+            with _fetching(hub):
+                outcome.append((fetch(), None))
+        except BaseException as error:  # given to the caller's thread, which raises it
+            outcome.append((None, error))
+
+    thread = threading.Thread(target=run, name=f"paramscope {hub.target}", daemon=True)
+    thread.start()
+    thread.join(max(0.0, hub.deadline - time.monotonic()))
+    if not outcome:
+        raise hub.too_late()
+    result, error = outcome[0]
+    if error is not None:
+        raise error
+    fetched: _Result = result
+    return fetched
 
 
 def load(
@@ -313,14 +456,19 @@ def load(
     """The report of a Hub model: its safetensors headers, or (``from_config``, or no safetensors) its config."""
     from .._progress import status
 
-    repo, revision = parse(target)
-    _check_reachable(target, repo)
-    token = os.environ.get("HF_TOKEN") or None
-    with _fetching(target, repo, revision), status(f"reading {repo} from the Hub", quiet=quiet):
-        config_file = _config(repo, revision, token)
-        stored = None if from_config or explain else _stored(target, repo, revision, token)
+    hub = _Repo.of(target)
+    repo = hub.repo
+    _check_reachable(hub)
+
+    def fetch() -> tuple[Path | None, tuple[list[StoredTensor], list[str], list[str]] | None]:
+        config_file = _download(hub, "config.json")
+        stored = None if from_config or explain else _stored(hub)
         if stored is None and trust_remote_code and config_file is not None:
-            config_file = _config(repo, revision, token, code=True)  # the model is built from it
+            config_file = _with_code(hub)  # the model is built from it
+        return config_file, stored
+
+    with status(f"reading {repo} from the Hub", quiet=quiet):
+        config_file, stored = _in_time(hub, fetch)
     if stored is None:
         if config_file is None and (from_config or explain):  # its weights were not looked for
             raise SourceError(f"{target}: {repo} has no config.json to build the model from")
@@ -355,13 +503,16 @@ def build(target: str, request: Any) -> tuple[Any, list[str]]:
     """The model a Hub repository's config.json describes, built on ``request.device``: ``(module, notes)``."""
     from .hf import build_from_config
 
-    repo, revision = parse(target)
-    _check_reachable(target, repo)
-    token = os.environ.get("HF_TOKEN") or None
-    with _fetching(target, repo, revision):
-        config_file = _config(repo, revision, token, code=request.trust_remote_code)
+    hub = _Repo.of(target)
+    _check_reachable(hub)
+
+    def fetch() -> Path | None:
+        config_file = _download(hub, "config.json")
+        return _with_code(hub) if config_file is not None and request.trust_remote_code else config_file
+
+    config_file = _in_time(hub, fetch)
     if config_file is None:
-        raise SourceError(f"{target}: {repo} has no config.json to build the model from")
+        raise SourceError(f"{target}: {hub.repo} has no config.json to build the model from")
     return build_from_config(
         config_file,
         model_class=request.model_class,
