@@ -68,6 +68,9 @@ class Repo:
     """Seconds to wait before answering a GET of the named files (to make one of several parallel requests last)."""
     range_totals: bool = True
     """When false, a ranged answer omits the file's size (``Content-Range: bytes 0-99/*``); a HEAD still gives it."""
+    lengths: bool = True
+    """When false, no answer about a file says its size: no ``Content-Length``, the body ends when the connection
+    closes (as a proxy that strips the length does)."""
     statuses: Mapping[str, int] = field(default_factory=dict)
     """An answer of this status, without ``X-Error-Code``, to any request for the named files (a failing Hub, or a
     server that is not one)."""
@@ -174,11 +177,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
-        if "Content-Length" not in headers:
+        if "Content-Length" not in headers and not self.close_connection:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if send_body and body:
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client stopped reading (a download refused part-way)
 
     def _error(self, status: int, code: str | None, message: str, extra: Mapping[str, str] = ()) -> None:
         headers = {"Content-Type": "application/json", **dict(extra)}
@@ -251,8 +257,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         size = _size(content)
         etag = hashlib.sha256(repo.commit.encode() + filename.encode()).hexdigest()
         headers = {"ETag": f'"{etag}"', **commit, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        if not repo.lengths:
+            self.close_connection = True  # the body ends when the connection does
         if not body:
-            self._send(200, {**headers, "Content-Length": str(size)}, send_body=False)
+            self._send(200, {**headers, "Content-Length": str(size)} if repo.lengths else headers, send_body=False)
             return
         requested = self.headers.get("Range")
         if requested is None:

@@ -55,6 +55,7 @@ FIRST_RANGE = "bytes=0-100000"  # what huggingface_hub's parse_safetensors_file_
 TOKEN = "abc"
 ID_MESSAGE = "not a Hub model id; expected hf:org/name or hf:org/name@revision"
 LATER = "try again later, or download the model and pass its local directory instead"
+INDEX = "model.safetensors.index.json"
 LONG_NAME = "a" * 97  # huggingface_hub allows 96 characters
 
 
@@ -315,6 +316,10 @@ def hub(local: Local) -> Iterator[HubServer]:
         "org/bad-architectures": Repo({"config.json": edited_config(tiny, architectures=[123])}),
         "org/no-config": Repo({name: data for name, data in tiny.items() if name != "config.json"}),
         "org/slow-config": Repo(tiny, delays={"config.json": 0.5}),
+        # a config.json or an index larger than paramscope reads, its size said by the HEAD, or by no answer at all
+        "org/huge-config": Repo({"config.json": ZeroPadded(b"{", 10 * 10**9)}),
+        "org/huge-config-unsized": Repo({"config.json": ZeroPadded(b"{", 40 * 2**20)}, lengths=False),
+        "org/huge-index": Repo({"config.json": tiny["config.json"], INDEX: ZeroPadded(b"{", 200 * 10**6)}),
         # a failing Hub, and a server that answers 404 without saying what is missing
         "org/config-500": Repo(tiny, statuses={"config.json": 500}),
         "org/config-404": Repo(tiny, statuses={"config.json": 404}),
@@ -814,6 +819,45 @@ def test_an_error_answer_is_said_at_once(
         run(capsys, "inspect", f"hf:org/{name}", *argv), f"hf:org/{name}: the Hub at {hub.url} answered {said}"
     )
     assert len([r for r in hub.requests if r.status in (404, 500) and r.filename != "model.safetensors"]) == 1
+
+
+def cache_bytes(tmp_path: Path) -> int:
+    """The bytes written under HF_HUB_CACHE, finished downloads and unfinished ones."""
+    return sum(path.stat().st_size for path in (tmp_path / "hf-cache").rglob("*") if path.is_file())
+
+
+@pytest.mark.parametrize("argv", [[], ["--from-config"]])
+def test_a_huge_config_is_not_downloaded(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path, argv: list[str]
+) -> None:
+    # the HEAD says 10 GB: nothing is asked for after it
+    assert_error(
+        run(capsys, "inspect", "hf:org/huge-config", *argv),
+        "hf:org/huge-config: config.json: larger than 16 MiB, not a model config (10.00 GB, the Hub says); not "
+        "downloaded",
+    )
+    assert [(r.method, r.filename) for r in hub.requests] == [("HEAD", "config.json")]
+    assert cache_bytes(tmp_path) == 0
+
+
+def test_a_huge_config_of_unknown_size_is_not_downloaded_whole(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path
+) -> None:
+    # no answer says how large it is (40 MiB): its download stops past 16 MiB
+    assert_error(
+        run(capsys, "inspect", "hf:org/huge-config-unsized"),
+        "hf:org/huge-config-unsized: config.json: larger than 16 MiB, not a model config; its download was stopped",
+    )
+    assert ("GET", "config.json") in {(r.method, r.filename) for r in hub.requests}
+    assert cache_bytes(tmp_path) < 32 * 2**20
+
+
+def test_a_huge_index_is_not_downloaded(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/huge-index"),
+        f"hf:org/huge-index: {INDEX}: index larger than 100 MB (200.00 MB, the Hub says); not downloaded",
+    )
+    assert ("GET", INDEX) not in {(r.method, r.filename) for r in hub.requests}
 
 
 # ---------------------------------------------------------------------------------------------------------------------

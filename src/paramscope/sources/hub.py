@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import ParamscopeError, SourceError, TargetError
 from .._report import Report
+from .._units import format_bytes
 from .checkpoint import StoredTensor, check_files, checkpoint_report
-from .safetensors import header_tensors, parse_header, read_index
+from .hf import _MAX_CONFIG_BYTES
+from .safetensors import _MAX_INDEX_BYTES, header_tensors, parse_header, read_index
 
 PREFIX = "hf:"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -41,9 +43,16 @@ _MAX_WORKERS = 8
 DEADLINE = 300.0
 """Seconds the reading of one Hub model may take in all (its requests, not the building of a model)."""
 _LATER = "try again later, or download the model and pass its local directory instead"
+# What paramscope reads of a repository besides the headers, and how much of each (as of a local file)
+CONFIG_FILE = "config.json"
+_LIMITS = {
+    CONFIG_FILE: (_MAX_CONFIG_BYTES, "larger than 16 MiB, not a model config"),
+    INDEX_FILE: (_MAX_INDEX_BYTES, "index larger than 100 MB"),
+}
 
 if TYPE_CHECKING:
     from huggingface_hub import HfFileMetadata
+    from huggingface_hub.utils.tqdm import tqdm
 
 _Result = TypeVar("_Result")
 
@@ -278,12 +287,20 @@ def _metadata(hub: _Repo, filename: str) -> HfFileMetadata | None:
 
 
 def _download(hub: _Repo, filename: str) -> Path | None:
-    """A file of the repo, downloaded to the Hub cache (or found there); None when the repo has no such file."""
+    """``config.json`` or the index of the repo, downloaded to the Hub cache (or found there); None when the repo has
+    no such file. One larger than paramscope reads is refused before it is downloaded when the Hub says its size,
+    and its download stopped past that size when it does not."""
     from huggingface_hub import constants, errors, hf_hub_download
 
+    limit, too_large = _LIMITS[filename]
     # Offline, huggingface_hub answers from its cache alone; online, the HEAD says how the Hub answers, once
-    if not constants.HF_HUB_OFFLINE and _metadata(hub, filename) is None:
-        return None
+    if not constants.HF_HUB_OFFLINE:
+        metadata = _metadata(hub, filename)
+        if metadata is None:
+            return None
+        if metadata.size is not None and metadata.size > limit:
+            size = format_bytes(metadata.size, "si")
+            raise SourceError(f"{hub.target}: {filename}: {too_large} ({size}, the Hub says); not downloaded")
     hub.check_deadline()
     try:
         path = hf_hub_download(
@@ -293,10 +310,43 @@ def _download(hub: _Repo, filename: str) -> Path | None:
             endpoint=_endpoint(),
             token=hub.token,
             etag_timeout=constants.HF_HUB_ETAG_TIMEOUT,
+            tqdm_class=_size_guard(limit),
         )
+    except _TooLarge:
+        raise SourceError(f"{hub.target}: {filename}: {too_large}; its download was stopped") from None
     except errors.RemoteEntryNotFoundError:
         return None
     return Path(path)
+
+
+class _TooLarge(Exception):
+    """A download went past its limit."""
+
+
+def _size_guard(limit: int) -> type[tqdm]:
+    """A progress bar for one ``hf_hub_download`` (its ``tqdm_class``) that stops the download past ``limit`` bytes.
+
+    huggingface_hub has no size limit of its own, but it tells the bar the size the answer says and then each chunk
+    before it is written: stopping there keeps hf_hub_download (and its cache) rather than writing a download here.
+    """
+    from huggingface_hub.utils.tqdm import tqdm as hub_tqdm
+
+    class SizeGuard(hub_tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]  # (huggingface_hub's is untyped)
+            self.received: float = kwargs.get("initial") or 0  # a resumed download starts with what it has
+            if (kwargs.get("total") or 0) > limit:
+                self.close()
+                raise _TooLarge
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self.received += n or 0
+            if self.received > limit:
+                raise _TooLarge
+            shown: bool | None = super().update(n)
+            return shown
+
+    return SizeGuard
 
 
 def _with_code(hub: _Repo) -> Path | None:
@@ -308,7 +358,7 @@ def _with_code(hub: _Repo) -> Path | None:
     folder = snapshot_download(
         hub.repo,
         revision=hub.revision,
-        allow_patterns=["config.json", "*.py"],
+        allow_patterns=[CONFIG_FILE, "*.py"],
         endpoint=_endpoint(),
         token=hub.token,
         etag_timeout=constants.HF_HUB_ETAG_TIMEOUT,
@@ -461,7 +511,7 @@ def load(
     _check_reachable(hub)
 
     def fetch() -> tuple[Path | None, tuple[list[StoredTensor], list[str], list[str]] | None]:
-        config_file = _download(hub, "config.json")
+        config_file = _download(hub, CONFIG_FILE)
         stored = None if from_config or explain else _stored(hub)
         if stored is None and trust_remote_code and config_file is not None:
             config_file = _with_code(hub)  # the model is built from it
@@ -507,7 +557,7 @@ def build(target: str, request: Any) -> tuple[Any, list[str]]:
     _check_reachable(hub)
 
     def fetch() -> Path | None:
-        config_file = _download(hub, "config.json")
+        config_file = _download(hub, CONFIG_FILE)
         return _with_code(hub) if config_file is not None and request.trust_remote_code else config_file
 
     config_file = _in_time(hub, fetch)
