@@ -314,6 +314,8 @@ def hub(local: Local) -> Iterator[HubServer]:
         # weights, and a config transformers refuses; a config naming no class; weights without a config
         "org/bad-config": Repo({**tiny, "config.json": edited_config(tiny, hidden_size="abc")}),
         "org/bad-architectures": Repo({"config.json": edited_config(tiny, architectures=[123])}),
+        "org/abstract-architecture": Repo({"config.json": edited_config(tiny, architectures=["LlamaPreTrainedModel"])}),
+        "org/garbage-config": Repo({"config.json": b"\x00\xff garbage"}),
         "org/no-config": Repo({name: data for name, data in tiny.items() if name != "config.json"}),
         "org/slow-config": Repo(tiny, delays={"config.json": 0.5}),
         # a config.json or an index larger than paramscope reads, its size said by the HEAD, or by no answer at all
@@ -619,24 +621,38 @@ def test_from_config_without_a_config(capsys: pytest.CaptureFixture[str], hub: H
     assert run_json(capsys, "hf:org/no-config")["totals"] == run_json(capsys, local["tiny-llama"])["totals"]
 
 
-def test_a_config_transformers_refuses(capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path) -> None:
-    config = cached_config(tmp_path, hub, "org/bad-config")
+def test_a_config_transformers_refuses(capsys: pytest.CaptureFixture[str]) -> None:
+    # named by the id, not by its place in the Hub cache
     message = (
-        f"{config}: not a config transformers can read (StrictDataclassFieldValidationError: Validation error for "
-        "field 'hidden_size': TypeError: Field 'hidden_size' expected int, got str (value: 'abc'))"
+        "hf:org/bad-config: config.json: not a config transformers can read (StrictDataclassFieldValidationError: "
+        "Validation error for field 'hidden_size': TypeError: Field 'hidden_size' expected int, got str (value: 'abc'))"
     )
-    for flag in ("--from-config", "--check"):
-        assert_error(run(capsys, "inspect", "hf:org/bad-config", flag), message)
+    for argv in (["--from-config"], ["--check"], ["--from-config", "--trust-remote-code"]):
+        assert_error(run(capsys, "inspect", "hf:org/bad-config", *argv), message)
     # the weights alone are counted from their headers: the config is only read as JSON
     assert run_json(capsys, "hf:org/bad-config")["source"]["kind"] == "safetensors"
 
 
-def test_architectures_not_a_list_of_names(capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path) -> None:
-    assert_error(
-        run(capsys, "inspect", "hf:org/bad-architectures"),
-        f"{cached_config(tmp_path, hub, 'org/bad-architectures')}: architectures is [123], not a list of model class "
-        'names such as ["LlamaForCausalLM"]; name the class to build with --model-class NAME',
-    )
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "bad-architectures",
+            'architectures is [123], not a list of model class names such as ["LlamaForCausalLM"]; name the class to '
+            "build with --model-class NAME",
+        ),
+        (
+            "abstract-architecture",
+            "architectures names LlamaPreTrainedModel, an abstract base class of transformers with no weights of its "
+            "own (it would count 0 parameters); pass the model class to build with --model-class NAME (such as "
+            "LlamaForCausalLM)",
+        ),
+        ("garbage-config", "not valid JSON ('utf-8' codec can't decode byte 0xff in position 1: invalid start byte)"),
+    ],
+)
+@pytest.mark.parametrize("command", ["inspect", "memory"])
+def test_config_errors_name_the_id(capsys: pytest.CaptureFixture[str], name: str, message: str, command: str) -> None:
+    assert_error(run(capsys, command, f"hf:org/{name}"), f"hf:org/{name}: config.json: {message}")
 
 
 @pytest.mark.parametrize(
@@ -941,13 +957,11 @@ def cached_config(tmp_path: Path, hub: HubServer, repo: str) -> Path:
     return folder / "snapshots" / hub.repos[repo].commit / "config.json"
 
 
-def test_custom_code_needs_trust_remote_code(
-    capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path
-) -> None:
+def test_custom_code_needs_trust_remote_code(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
     assert_error(
         run(capsys, "inspect", "hf:org/remote-x"),
-        f"{cached_config(tmp_path, hub, 'org/remote-x')}: the model is defined by custom code in its repository; "
-        "pass --trust-remote-code to run that code (only for code you trust)",
+        "hf:org/remote-x: config.json: the model is defined by custom code in its repository; pass "
+        "--trust-remote-code to run that code (only for code you trust)",
     )
     assert fetched(hub) == {"config.json"}  # no Python file was even downloaded
 

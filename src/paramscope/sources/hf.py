@@ -52,18 +52,19 @@ def _failing_module(traceback: Any) -> str | None:
     return found
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """A config.json as a dict, with one-line errors."""
+def read_config_file(path: Path, name: str | None = None) -> dict[str, Any]:
+    """A config.json as a dict, with one-line errors that start with ``name`` (else the path)."""
+    where = name or path
     try:
         if path.stat().st_size > _MAX_CONFIG_BYTES:
-            raise SourceError(f"{path}: larger than 16 MiB, not a model config")
+            raise SourceError(f"{where}: larger than 16 MiB, not a model config")
         data = json_loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise SourceError(f"{path}: cannot be read: {error.strerror or error}") from None
+        raise SourceError(f"{where}: cannot be read: {error.strerror or error}") from None
     except ValueError as error:
-        raise SourceError(f"{path}: not valid JSON ({error})") from None
+        raise SourceError(f"{where}: not valid JSON ({error})") from None
     if not isinstance(data, dict):
-        raise SourceError(f"{path}: not a JSON object, so not a model config")
+        raise SourceError(f"{where}: not a JSON object, so not a model config")
     return data
 
 
@@ -78,7 +79,10 @@ def _message(error: BaseException) -> str:
     return message
 
 
-def _load_config(config_file: Path, trust_remote_code: bool) -> Any:
+def _load_config(config_file: Path, trust_remote_code: bool, shown: str) -> Any:
+    """The config transformers reads from ``config_file``; errors start with ``shown``."""
+    # read as JSON first: transformers' own error for a file that is not JSON names its path (the Hub cache's)
+    read_config_file(config_file, shown)
     transformers = _transformers()
     # a directory finds config.json and the custom code beside it; a config under another name is read as a file
     source = config_file.parent if config_file.name == "config.json" else config_file
@@ -87,11 +91,11 @@ def _load_config(config_file: Path, trust_remote_code: bool) -> Any:
     except Exception as error:  # transformers' own parsing and validation: any value of config.json can fail it
         if isinstance(error, ValueError) and "trust_remote_code" in str(error):
             raise TargetError(
-                f"{config_file}: the model is defined by custom code in its repository; pass --trust-remote-code to "
-                "run that code (only for code you trust)"
+                f"{shown}: the model is defined by custom code in its repository; pass --trust-remote-code to run "
+                "that code (only for code you trust)"
             ) from None
         raise SourceError(
-            f"{config_file}: not a config transformers can read ({type(error).__name__}: {_message(error)})"
+            f"{shown}: not a config transformers can read ({type(error).__name__}: {_message(error)})"
         ) from None
 
 
@@ -100,14 +104,14 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
-def _architecture(config: Any, config_file: Path) -> str | None:
+def _architecture(config: Any, shown: str) -> str | None:
     """``architectures[0]`` of the config: a list of class names, or nothing."""
     architectures = getattr(config, "architectures", None)
     if architectures is None or architectures == []:
         return None
     if not isinstance(architectures, list) or not all(isinstance(name, str) and name for name in architectures):
         raise SourceError(
-            f"{config_file}: architectures is {_shown(architectures)}, not a list of model class names such as "
+            f"{shown}: architectures is {_shown(architectures)}, not a list of model class names such as "
             '["LlamaForCausalLM"]; name the class to build with --model-class NAME'
         )
     first: str = architectures[0]
@@ -141,9 +145,9 @@ def _is_abstract(cls: Any, base: type) -> bool:
     return not any("__init__" in vars(klass) for klass in below)
 
 
-def _model_class(config: Any, config_file: Path, model_class: str | None, trust_remote_code: bool) -> Any:
+def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_code: bool) -> Any:
     transformers = _transformers()
-    name = model_class or _architecture(config, config_file)
+    name = model_class or _architecture(config, shown)
     if name is None:
         return transformers.AutoModel, "AutoModel (config.json names no architecture)"
     cls = getattr(transformers, name, None)
@@ -165,7 +169,7 @@ def _model_class(config: Any, config_file: Path, model_class: str | None, trust_
     if _is_abstract(cls, transformers.PreTrainedModel):
         concrete = _concrete_class(config)
         such = f" (such as {concrete})" if concrete else ""
-        where = f"--model-class {name}" if model_class else f"{config_file}: architectures names {name}"
+        where = f"--model-class {name}" if model_class else f"{shown}: architectures names {name}"
         raise TargetError(
             f"{where}, an abstract base class of transformers with no weights of its own (it would count 0 "
             f"parameters); pass the model class to build with --model-class NAME{such}"
@@ -173,7 +177,7 @@ def _model_class(config: Any, config_file: Path, model_class: str | None, trust_
     return cls, name
 
 
-def _check_depth(config: Any, config_file: Path) -> None:
+def _check_depth(config: Any, shown: str) -> None:
     """Refuse a config whose model (or whose text model, in a multimodal config) has more layers than any model: it
     would make that many modules, a minute for each thousand of them, and hold them all."""
     from .._memory import decoder_layers
@@ -181,7 +185,7 @@ def _check_depth(config: Any, config_file: Path) -> None:
     try:
         decoder_layers(config.to_dict())
     except UsageError as error:
-        raise SourceError(f"{config_file}: {error}") from None
+        raise SourceError(f"{shown}: {error}") from None
 
 
 def quantization_method(config: Any) -> str | None:
@@ -194,7 +198,7 @@ def quantization_method(config: Any) -> str | None:
 
 
 @contextlib.contextmanager
-def _building(config_file: Path, what: str, device: str) -> Iterator[None]:
+def _building(shown: str, what: str, device: str) -> Iterator[None]:
     try:
         yield
     except (TargetError, SourceError, UsageError):
@@ -206,7 +210,7 @@ def _building(config_file: Path, what: str, device: str) -> Iterator[None]:
         hint = ""
         if device == "meta" and is_meta_device_failure(error):
             hint = "; the model needs real tensors while it is built: try --device cpu"
-        raise TargetError(f"{config_file}: building {what} on {device} failed{inside}: {type(error).__name__}: "
+        raise TargetError(f"{shown}: building {what} on {device} failed{inside}: {type(error).__name__}: "
                           f"{message}{hint}") from None  # fmt: skip
 
 
@@ -216,14 +220,18 @@ def build_from_config(
     model_class: str | None = None,
     trust_remote_code: bool = False,
     device: str = "meta",
+    name: str | None = None,
 ) -> tuple[Any, list[str]]:
-    """Build the model a config.json describes, on ``device``; returns the model and notes."""
+    """Build the model a config.json describes, on ``device``; returns the model and notes. Errors name the config
+    as ``name`` (``hf:org/name: config.json`` for one from the Hub, not its place in the Hub cache), else by its
+    path."""
     import torch
 
     config_file = config_path / "config.json" if config_path.is_dir() else config_path
-    config = _load_config(config_file, trust_remote_code)
-    _check_depth(config, config_file)
-    cls, label = _model_class(config, config_file, model_class, trust_remote_code)
+    shown = name or str(config_file)
+    config = _load_config(config_file, trust_remote_code, shown)
+    _check_depth(config, shown)
+    cls, label = _model_class(config, shown, model_class, trust_remote_code)
     # vars(): transformers warns when the deprecated torch_dtype attribute is read
     dtype = vars(config).get("dtype") or vars(config).get("torch_dtype")
     if isinstance(dtype, str):
@@ -232,7 +240,7 @@ def build_from_config(
     custom = (getattr(config, "auto_map", None) or {}).get(cls.__name__) if auto else None
     if custom and not trust_remote_code:
         raise TargetError(
-            f"{config_file}: {cls.__name__} is mapped to custom code in the model's repository ({custom}); pass "
+            f"{shown}: {cls.__name__} is mapped to custom code in the model's repository ({custom}); pass "
             "--trust-remote-code to run it (only for code you trust)"
         )
     # Always said to an Auto class: left out, transformers asks on the terminal whether to run the custom code (and
@@ -252,7 +260,7 @@ def build_from_config(
         )
     # Auto classes build through from_config; model classes through _from_config, which applies the dtype.
     build = cls.from_config if cls.__name__.startswith("Auto") else cls._from_config
-    with _building(config_file, label, device), torch.device(device):
+    with _building(shown, label, device), torch.device(device):
         model = build(config, **kwargs)
     return model, notes
 
@@ -266,8 +274,10 @@ def config_report(
     explain: bool = False,
     target: str | None = None,
     quiet: bool = False,
+    name: str | None = None,
 ) -> Report:
-    """The report of the model a config.json describes (``source.kind == "hf-config"``)."""
+    """The report of the model a config.json describes (``source.kind == "hf-config"``); errors name the config as
+    ``name``, else by its path."""
     from dataclasses import replace
 
     from .._progress import status
@@ -275,7 +285,7 @@ def config_report(
 
     with status(f"building the model of {config_path} on {device}", quiet=quiet):
         model, notes = build_from_config(
-            config_path, model_class=model_class, trust_remote_code=trust_remote_code, device=device
+            config_path, model_class=model_class, trust_remote_code=trust_remote_code, device=device, name=name
         )
     report = inspect_module(model, target=target or os.fspath(config_path), device=device, explain=explain)
     source = replace(report.source, kind="hf-config", files=(os.fspath(config_path),))

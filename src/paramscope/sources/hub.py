@@ -533,6 +533,7 @@ def load(
             explain=explain,
             target=target,
             quiet=quiet,
+            name=f"{target}: {CONFIG_FILE}",
         )
         if not from_config and not explain:
             from dataclasses import replace
@@ -568,4 +569,5 @@ def build(target: str, request: Any) -> tuple[Any, list[str]]:
         model_class=request.model_class,
         trust_remote_code=request.trust_remote_code,
         device=request.device,
+        name=f"{target}: {CONFIG_FILE}",
     )
