@@ -761,6 +761,29 @@ def test_offline_error_is_one_line(capsys: pytest.CaptureFixture[str], offline: 
     assert err.count("\n") == 1, err
 
 
+def with_password(endpoint: str, password: str = "s3cr:t") -> str:
+    return endpoint.replace("http://", f"http://user:{password}@")
+
+
+@pytest.mark.parametrize("password", ["s3cr:t", "a", "p@ss"])
+def test_a_password_in_hf_endpoint_is_not_shown(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, monkeypatch: pytest.MonkeyPatch, password: str
+) -> None:
+    shown = with_password(hub.url, "***")
+    cases = [
+        (hub.url, "hf:org/missing", f"no model org/missing on {shown} (a private one needs HF_TOKEN)"),
+        (hub.url, "hf:org/config-500", f"the Hub at {shown} answered 500 Internal Server Error for "
+                                       "/org/config-500/resolve/main/config.json; try again later"),
+        (f"http://127.0.0.1:{closed_port()}", "hf:org/tiny-llama", "cannot reach the Hub at {} for org/tiny-llama "
+         "(Connection refused); download the model and pass its local directory instead"),
+        ("http://[::1", "hf:org/tiny-llama", "HF_ENDPOINT is '{}', not a valid URL (Invalid IPv6 URL); set it to the "
+         "Hub's address, such as https://huggingface.co, or unset it"),
+    ]  # fmt: skip
+    for endpoint, target, message in cases:
+        monkeypatch.setenv("HF_ENDPOINT", with_password(endpoint, password))
+        assert_error(run(capsys, "inspect", target), f"{target}: {message.format(with_password(endpoint, '***'))}")
+
+
 @pytest.fixture
 def silent(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """HF_ENDPOINT on a server that takes connections and never answers; huggingface_hub's own timeouts (read from

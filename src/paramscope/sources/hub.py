@@ -91,6 +91,17 @@ def _endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "").rstrip("/") or constants.ENDPOINT
 
 
+def _redacted(message: str) -> str:
+    """``message`` with the password of ``HF_ENDPOINT`` (``https://user:password@host``), wherever the endpoint is
+    quoted in it, shown as ``***``. The endpoint is split by hand: one that urllib cannot parse is quoted too."""
+    _, slashes, rest = os.environ.get("HF_ENDPOINT", "").partition("//")
+    userinfo, at, _ = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not (slashes and at and colon and password):
+        return message
+    return message.replace(f"{user}:{password}@", f"{user}:***@")
+
+
 @dataclass(frozen=True)
 class _Repo:
     """A repository as one call reads it: the target given, the id and revision, the token, and the deadline."""
@@ -122,8 +133,10 @@ class _Repo:
 
     def too_late(self) -> SourceError:
         return SourceError(
-            f"{self.target}: the Hub at {_endpoint()} did not answer in time for {self.repo} ({self.seconds:g} "
-            f"seconds in all); {_LATER}"
+            _redacted(
+                f"{self.target}: the Hub at {_endpoint()} did not answer in time for {self.repo} ({self.seconds:g} "
+                f"seconds in all); {_LATER}"
+            )
         )
 
 
@@ -232,8 +245,10 @@ def check_endpoint(where: str = "") -> None:
 
 def _bad_endpoint(where: str, endpoint: str, error: ValueError) -> SourceError:
     return SourceError(
-        f"{where}HF_ENDPOINT is {endpoint!r}, not a valid URL ({error}); set it to the Hub's address, such as "
-        "https://huggingface.co, or unset it"
+        _redacted(
+            f"{where}HF_ENDPOINT is {endpoint!r}, not a valid URL ({error}); set it to the Hub's address, such as "
+            "https://huggingface.co, or unset it"
+        )
     )
 
 
@@ -267,8 +282,10 @@ def _check_reachable(hub: _Repo) -> None:
             pass
     except OSError as error:
         raise SourceError(
-            f"{hub.target}: cannot reach the Hub at {endpoint} for {hub.repo} ({error.strerror or error}); download "
-            "the model and pass its local directory instead"
+            _redacted(
+                f"{hub.target}: cannot reach the Hub at {endpoint} for {hub.repo} ({error.strerror or error}); "
+                "download the model and pass its local directory instead"
+            )
         ) from None
 
 
@@ -462,7 +479,7 @@ def _fetching(hub: _Repo) -> Iterator[None]:
             message = _failure(hub, error)
             if message is None:
                 raise
-            raise SourceError(message) from None
+            raise SourceError(_redacted(message)) from None
 
 
 def _in_time(hub: _Repo, fetch: Callable[[], _Result]) -> _Result:
