@@ -258,7 +258,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         etag = hashlib.sha256(repo.commit.encode() + filename.encode()).hexdigest()
         headers = {"ETag": f'"{etag}"', **commit, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         if not repo.lengths:
-            self.close_connection = True  # the body ends when the connection does
+            # the body ends when the connection does; said, so that a client does not send its next request on it
+            # (after a HEAD, which has no body to end, it would, and find the connection closed)
+            headers["Connection"] = "close"
+            self.close_connection = True
         if not body:
             self._send(200, {**headers, "Content-Length": str(size)} if repo.lengths else headers, send_body=False)
             return

@@ -199,10 +199,11 @@ def _check_size(path: Path | str, name: str, dtype: str, shape: tuple[int, ...])
     entry = dtype_table.lookup(dtype)
     if entry.category == "block":
         return
-    if numel * entry.bits > _MAX_SIZE:
+    bits = numel * int(entry.bits)  # whole bits a value but in block formats; in ints, as exact as the crate's
+    if bits > _MAX_SIZE:
         raise _fail(path, f"tensor {name!r} has shape {list(shape)}, whose size overflows 64 bits")
-    if numel * entry.bits % 8:
-        raise _fail(path, f"tensor {name!r} is {dtype} {list(shape)}: {numel * entry.bits:g} bits, not whole bytes")
+    if bits % 8:
+        raise _fail(path, f"tensor {name!r} is {dtype} {list(shape)}: {bits} bits, not whole bytes")
 
 
 def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
