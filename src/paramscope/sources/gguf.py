@@ -155,9 +155,8 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
     # llama.cpp's n_head(): the first layer's, where each layer has its own (OpenELM)
     heads = size_of(head_count[0] if per_layer_heads else _uniform(head_count))
     hidden = size_of(_value(reader, f"{arch}.embedding_length"))
-    if (
-        layers is None or heads is None or hidden is None or layers > MAX_LAYERS
-    ):  # a list of each layer's kind would take gigabytes
+    # more layers than any model has: a list of each layer's kind would take gigabytes
+    if layers is None or heads is None or hidden is None or layers > MAX_LAYERS:
         return None
     config: dict[str, Any] = {
         "gguf_architecture": arch, "num_hidden_layers": layers, "num_attention_heads": heads, "hidden_size": hidden,
