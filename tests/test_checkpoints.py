@@ -448,6 +448,18 @@ def test_expanded_tensor_in_a_pt_file_is_counted_at_its_logical_size_with_a_note
     )
 
 
+def test_tensors_that_are_views_of_one_storage_are_counted_at_their_sizes_with_a_note(tmp_path: Path) -> None:
+    base = torch.arange(10.0)
+    path = tmp_path / "model.pt"
+    torch.save({"a": base, "b": base[:5], "c": base[5:], "w": torch.zeros(3)}, path)
+    report = paramscope.inspect(str(path))
+    assert report.totals.param_bytes == (10 + 5 + 5 + 3) * 4
+    assert report.notes == (
+        "3 tensors are views of storage they share (a, b, c): counted at their own sizes, 80 B, though the file holds "
+        "40 B for them",
+    )
+
+
 def test_tensor_name_with_a_lone_surrogate_in_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # JSON may escape a lone surrogate, which is a str but no UTF-8; the output must still be written
     name = "layer\ud800.weight"

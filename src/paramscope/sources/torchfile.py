@@ -429,6 +429,7 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
     if len(views) > _MAX_NAMED:
         notes.append(f"… and {len(views) - _MAX_NAMED} more views whose storage holds less, counted at their logical "
                      "sizes")  # fmt: skip
+    notes += _shared_storage_note(order, stored)
     if dtensors:
         sharding, _ = dtensor_sharding(dtensors[0][1])
         notes.append(
@@ -442,6 +443,28 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
             f"dimension has no single size): {listed(nested)}"
         )
     return stored, notes
+
+
+def _shared_storage_note(order: list[tuple[Path, str, tuple[int, ...], torch.Tensor, str]],
+                         stored: list[StoredTensor]) -> list[str]:  # fmt: skip
+    """A note when distinct tensors (not one tensor saved twice: those are aliases) are views of one storage and
+    their bytes add up to more than it holds: each is counted at its own size, as a live model's would be."""
+    by_storage: dict[int, list[int]] = {}
+    for position, (_, _, _, tensor, what) in enumerate(order):
+        if what == "plain" and tensor.layout is torch.strided and not tensor.is_meta:
+            by_storage.setdefault(tensor.untyped_storage().data_ptr(), []).append(position)
+    counted = held = 0
+    names: list[str] = []
+    for positions in by_storage.values():
+        storage = order[positions[0]][3].untyped_storage().nbytes()
+        total = sum(stored[position].nbytes for position in positions)
+        if len(positions) > 1 and total > storage:
+            counted, held = counted + total, held + storage
+            names += [stored[position].name for position in positions]
+    if not names:
+        return []
+    return [f"{len(names)} tensors are views of storage they share ({listed(names, _MAX_NAMED)}): counted at their "
+            f"own sizes, {format_bytes(counted)}, though the file holds {format_bytes(held)} for them"]  # fmt: skip
 
 
 @dataclass(frozen=True)
