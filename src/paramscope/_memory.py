@@ -528,14 +528,15 @@ def _training_items(
 def _inference_items(
     report: Report, settings: MemorySettings, config: Mapping[str, Any] | None, notes: list[str]
 ) -> list[MemoryItem]:
+    from .sources.quantization import declared_quantization
+
     tp = settings.tp
     weights, formula = _weights_bytes(_parameters(report), settings.dtype, settings.keep_fp32)
     label: Label = "exact" if settings.dtype is None else "derived"
-    declared = (config or {}).get("quantization_config")
-    if report.source.kind == "hf-config" and isinstance(declared, Mapping) and settings.dtype is None:
+    method = declared_quantization(config) if report.source.kind == "hf-config" and settings.dtype is None else None
+    if method:
         # a model built from its config holds unquantised weights: exact for them, not for the model served
         label = "estimate"
-        method = declared.get("quant_method") or "of an unnamed method"
         notes.append(
             f"weights sized unquantised: config.json declares quantisation ({method}), which building from a config "
             "does not apply; plan from the checkpoint for its stored bytes, or give --dtype"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import SourceError, TargetError, UsageError, first_line, is_meta_device_failure
 from .._report import Report
 from ._json import loads as json_loads
+from .quantization import declared_quantization
 
 if TYPE_CHECKING:
     from .._check import Loading
@@ -188,15 +189,6 @@ def _check_depth(config: Any, shown: str) -> None:
         raise SourceError(f"{shown}: {error}") from None
 
 
-def quantization_method(config: Any) -> str | None:
-    """The quantisation a transformers config declares (its ``quantization_config``'s ``quant_method``), or None."""
-    settings = getattr(config, "quantization_config", None)
-    if settings is None:
-        return None
-    method = settings.get("quant_method") if isinstance(settings, dict) else getattr(settings, "quant_method", None)
-    return str(getattr(method, "value", method) or "of an unnamed method")
-
-
 @contextlib.contextmanager
 def _building(shown: str, what: str, device: str) -> Iterator[None]:
     try:
@@ -251,7 +243,7 @@ def build_from_config(
     notes = [f"built {label} from {config_path} on {device}"]
     if isinstance(dtype, torch.dtype):
         notes.append(f"parameters in {str(dtype).removeprefix('torch.')}, the dtype config.json gives")
-    quantization = quantization_method(config)
+    quantization = declared_quantization(vars(config))
     if quantization:
         notes.append(
             f"config.json declares quantisation ({quantization}), which building from a config does not apply: the "

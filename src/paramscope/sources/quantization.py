@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,7 +97,7 @@ class _Plan:
         self.schemes.setdefault(scheme, _Scheme(scheme)).companions.append(record)
 
 
-def _quantization_config(config: dict[str, Any] | None) -> dict[str, Any]:
+def _quantization_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     settings = (config or {}).get("quantization_config")
     return settings if isinstance(settings, dict) else {}
 
@@ -325,6 +325,17 @@ def _declared(settings: dict[str, Any]) -> tuple[str, bool]:
     label = " ".join([method or "no quant_method", *sorted(algos)])
     known = method in _KNOWN_METHODS or (method == "modelopt" and bool(algos) and algos <= _MODELOPT_ALGOS)
     return label, known
+
+
+def declared_quantization(config: Mapping[str, Any] | None) -> str | None:
+    """How the quantisation a config declares reads in a note (``gptq``, ``modelopt NVFP4``); None when it declares
+    none.
+
+    >>> declared_quantization({"quantization_config": {"quant_method": "gptq", "bits": 4}}), declared_quantization({})
+    ('gptq', None)
+    """
+    settings = _quantization_config(config)
+    return _declared(settings)[0] if settings else None
 
 
 def _scheme_notes(plan: _Plan) -> list[str]:
