@@ -44,6 +44,16 @@ class BudgetExceededError(ParamscopeError):
     """A model is larger than a limit given with ``--max-params`` or ``--max-bytes`` (CLI exit code 3)."""
 
 
+def printable(text: str) -> str:
+    """``text`` with the characters that are not printable as escapes (a name from a file may hold a newline, a NUL
+    or a lone surrogate): it stays one line of text, whatever is in it.
+
+    >>> printable("b\\x00\\n.safetensors")
+    'b\\\\x00\\\\n.safetensors'
+    """
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message, for a one-line error: ``(no message)`` when it has none, and a
     word on it when its ``__str__`` itself fails (user code can define any exception).

@@ -17,7 +17,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from ._errors import BudgetExceededError, IncompleteCountError, ParamscopeError, TargetError, UsageError
+from ._errors import BudgetExceededError, IncompleteCountError, ParamscopeError, TargetError, UsageError, printable
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -810,10 +810,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
     except BudgetExceededError as error:
-        sys.stderr.write(f"paramscope: budget exceeded: {_one_line(str(error))}\n")
+        sys.stderr.write(f"paramscope: budget exceeded: {printable(str(error))}\n")
         return EXIT_BUDGET
     except ParamscopeError as error:
-        sys.stderr.write(f"paramscope: error: {_one_line(str(error))}\n")
+        sys.stderr.write(f"paramscope: error: {printable(str(error))}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
         sys.stderr.write("paramscope: interrupted\n")
@@ -827,17 +827,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A path the target leads to that cannot be looked at (permission denied, a name too long), wherever the
         # sources ask the file system first: the file and the reason, as the sources' own errors give them.
         where = f"{error.filename}: " if error.filename is not None else ""
-        sys.stderr.write(f"paramscope: error: {_one_line(f'{where}{error.strerror or error}')}\n")
+        sys.stderr.write(f"paramscope: error: {printable(f'{where}{error.strerror or error}')}\n")
         return EXIT_ERROR
-
-
-_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
-
-
-def _one_line(message: str) -> str:
-    """``message`` with its control characters as escapes (a name from a file may hold a newline or a NUL): one
-    line of text, whatever the names in it."""
-    return _CONTROL_CHARACTER.sub(lambda found: repr(found.group())[1:-1], message)
 
 
 if __name__ == "__main__":

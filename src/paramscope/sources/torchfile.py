@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from .. import dtypes as dtype_table
-from .._errors import SourceError
+from .._errors import SourceError, printable
 from .._report import Report
 from .._units import format_bytes, format_count, listed
 from ._sharded import dtensor_class, dtensor_sharding
@@ -102,7 +102,7 @@ def _unpickler_message(error: Exception) -> str:
 
 def _one_line(text: str) -> str:
     """``text`` with its whitespace collapsed and control characters escaped: it may quote bytes of the file."""
-    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in " ".join(text.split()))
+    return printable(" ".join(text.split()))
 
 
 def _torch_load(path: Path) -> Any:
@@ -249,6 +249,9 @@ class _Contents:
     def holds_tensors(self, value: Any) -> bool:
         return isinstance(value, torch.Tensor) or id(value) in self.holders
 
+    def is_container_of_tensors(self, value: Any) -> bool:
+        return not isinstance(value, torch.Tensor) and id(value) in self.holders
+
     def leaves(self, value: Any) -> list[tuple[str, torch.Tensor]]:
         """Every tensor in ``value``, with a dotted name."""
         return [(name, item) for name, item in self.walk(value) if isinstance(item, torch.Tensor)]
@@ -348,16 +351,14 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
         raise SourceError(f"{path}: holds a {type(loaded).__name__}, not a state dict or a checkpoint dict")
     contents = _Contents(path, loaded)
     # A model entry is a container of tensors; a tensor under such a name ("weights") is one of a state dict's.
-    model_key = next((key for key in _MODEL_KEYS if not isinstance(loaded.get(key), torch.Tensor)
-                      and contents.holds_tensors(loaded.get(key))), None)  # fmt: skip
+    model_key = next((key for key in _MODEL_KEYS if contents.is_container_of_tensors(loaded.get(key))), None)
     notes = []
     if model_key is None:
         model = [(str(key), value) for key, value in loaded.items() if isinstance(value, torch.Tensor)]
         if not model:
             keys = ", ".join(repr(key) for key in list(loaded)[:8])
             raise SourceError(f"{path}: no model tensors found (top-level keys: {keys})")
-        others = [key for key, value in loaded.items()
-                  if not isinstance(value, torch.Tensor) and contents.holds_tensors(value)]  # fmt: skip
+        others = [key for key, value in loaded.items() if contents.is_container_of_tensors(value)]
         left_out = _left_out_note(
             [(str(key), value) for key, value in loaded.items() if not contents.holds_tensors(value)], ""
         )
