@@ -27,7 +27,7 @@ TRAINING_STATE = re.compile(
     r"(training_args|(optimizer|scheduler|sampler|scaler|rng_state|dl_state_dict)(_\d+)?)\.(bin|pt|pth)"
 )
 
-_MAX_CONFIG_BYTES = 16 * 2**20
+MAX_CONFIG_BYTES = 16 * 2**20  # a config.json larger than this is not a model config
 # Float buffers that models keep in their state dict, recognisable by name: BatchNorm statistics and rotary tables.
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "inv_freq")
 # Index-like dtypes: a checkpoint's int64 and bool tensors are position ids, token type ids and masks.
@@ -61,8 +61,8 @@ def read_config(directory: Path) -> tuple[dict[str, Any] | None, list[str]]:
     if not path.is_file():
         return None, []
     try:
-        if path.stat().st_size > _MAX_CONFIG_BYTES:
-            return None, [f"{path} is larger than {format_bytes(_MAX_CONFIG_BYTES)}: not read"]
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            return None, [f"{path} is larger than {format_bytes(MAX_CONFIG_BYTES)}: not read"]
         config = json_loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         return None, [f"{path} could not be read ({error}): counted without it"]

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from .._errors import SourceError, TargetError, UsageError, first_line, is_meta_device_failure
 from .._report import Report
 from ._json import loads as json_loads
+from .checkpoint import MAX_CONFIG_BYTES
 from .quantization import declared_quantization
 
 if TYPE_CHECKING:
     from .._check import Loading
 
 HUB_PREFIX = "hf:"
-_MAX_CONFIG_BYTES = 16 * 2**20
 
 
 def _transformers() -> Any:
@@ -57,7 +57,7 @@ def read_config_file(path: Path, name: str | None = None) -> dict[str, Any]:
     """A config.json as a dict, with one-line errors that start with ``name`` (else the path)."""
     where = name or path
     try:
-        if path.stat().st_size > _MAX_CONFIG_BYTES:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
             raise SourceError(f"{where}: larger than 16 MiB, not a model config")
         data = json_loads(path.read_text(encoding="utf-8"))
     except OSError as error:

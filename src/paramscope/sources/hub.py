@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._errors import ParamscopeError, SourceError, TargetError
 from .._report import Report
 from .._units import format_bytes
-from .checkpoint import StoredTensor, check_files, checkpoint_report
-from .hf import _MAX_CONFIG_BYTES
-from .safetensors import _MAX_INDEX_BYTES, header_tensors, parse_header, read_index
+from .checkpoint import MAX_CONFIG_BYTES, StoredTensor, check_files, checkpoint_report
+from .safetensors import MAX_INDEX_BYTES, header_tensors, parse_header, read_index
 
 PREFIX = "hf:"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -46,8 +45,8 @@ _LATER = "try again later, or download the model and pass its local directory in
 # What paramscope reads of a repository besides the headers, and how much of each (as of a local file)
 CONFIG_FILE = "config.json"
 _LIMITS = {
-    CONFIG_FILE: (_MAX_CONFIG_BYTES, "larger than 16 MiB, not a model config"),
-    INDEX_FILE: (_MAX_INDEX_BYTES, "index larger than 100 MB"),
+    CONFIG_FILE: (MAX_CONFIG_BYTES, "larger than 16 MiB, not a model config"),
+    INDEX_FILE: (MAX_INDEX_BYTES, "index larger than 100 MB"),
 }
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from ._json import loads as json_loads
 from .checkpoint import StoredTensor, check_files, checkpoint_report, read_config
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors crate's own limit
-_MAX_INDEX_BYTES = 100_000_000
+MAX_INDEX_BYTES = 100_000_000
 _MAX_SIZE = 2**64 - 1  # the crate's sizes are 64-bit
 
 
@@ -211,7 +211,7 @@ def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
     where = index if name is None else name
     check_regular_file(index)
     try:
-        if index.stat().st_size > _MAX_INDEX_BYTES:
+        if index.stat().st_size > MAX_INDEX_BYTES:
             raise _fail(where, "index larger than 100 MB")
         data = json_loads(index.read_text(encoding="utf-8"))
     except OSError as error:
