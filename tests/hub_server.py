@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 # A ranged or whole GET larger than this is refused (500): serving a big zero-padded file whole would be a test bug.
 MAX_SERVED_BYTES = 64 * 2**20
+_CHUNK = 2**20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _API = re.compile(r"^/api/models/(?P<repo>[^/]+(?:/[^/]+)?)/(?P<route>revision|tree)/(?P<revision>[^/]+)$")
 
@@ -74,6 +75,11 @@ class Repo:
     statuses: Mapping[str, int] = field(default_factory=dict)
     """An answer of this status, without ``X-Error-Code``, to any request for the named files (a failing Hub, or a
     server that is not one)."""
+    listed_sizes: Mapping[str, int] = field(default_factory=dict)
+    """Sizes the file listing (``/tree``) gives instead of the files' own: a listing that understates them."""
+    ranges: bool = True
+    """When false, ``Range`` is ignored, as some servers and proxies do: every GET is answered 200 with the whole
+    file, sent a chunk at a time until the client stops reading (:attr:`HubServer.streamed` counts the bytes)."""
 
     def __post_init__(self) -> None:
         if not self.commit:
@@ -102,6 +108,8 @@ class HubServer:
 
     repos: dict[str, Repo]
     requests: list[Request] = field(default_factory=list)
+    streamed: dict[str, int] = field(default_factory=dict)
+    """Bytes sent of each file (by name) that a server ignoring ``Range`` sent whole, or began to."""
     _server: http.server.ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -145,6 +153,11 @@ class HubServer:
     def clear(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.streamed.clear()
+
+    def count_streamed(self, filename: str, count: int) -> None:
+        with self._lock:
+            self.streamed[filename] = self.streamed.get(filename, 0) + count
 
     def requests_for(self, suffix: str) -> Iterator[Request]:
         """The recorded requests whose path ends with ``suffix``."""
@@ -186,6 +199,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client stopped reading (a download refused part-way)
 
+    def _stream(self, filename: str, content: File, headers: Mapping[str, str], *, sized: bool) -> None:
+        """The whole file, 200, a chunk at a time (its size said when ``sized``): a client that has what it needs
+        closes the connection."""
+        size = _size(content)
+        self._send(200, {**headers, "Content-Length": str(size)} if sized else headers, send_body=False)
+        for start in range(0, size, _CHUNK):
+            chunk = _read(content, start, min(start + _CHUNK, size))
+            try:
+                self.wfile.write(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+                return
+            self.server_state.count_streamed(filename, len(chunk))
+
     def _error(self, status: int, code: str | None, message: str, extra: Mapping[str, str] = ()) -> None:
         headers = {"Content-Type": "application/json", **dict(extra)}
         if code is not None:
@@ -226,7 +253,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             }
         else:  # every file, recursively, on one page (no Link header)
             payload = [
-                {"type": "file", "path": name, "size": _size(content), "oid": hashlib.sha1(name.encode()).hexdigest()}
+                {
+                    "type": "file",
+                    "path": name,
+                    "size": repo.listed_sizes.get(name, _size(content)),
+                    "oid": hashlib.sha1(name.encode()).hexdigest(),
+                }
                 for name, content in repo.files.items()
             ]
         self._send(200, {"Content-Type": "application/json"}, json.dumps(payload).encode(), send_body=body)
@@ -266,6 +298,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, {**headers, "Content-Length": str(size)} if repo.lengths else headers, send_body=False)
             return
         requested = self.headers.get("Range")
+        if not repo.ranges:
+            self._stream(filename, content, headers, sized=repo.lengths)
+            return
         if requested is None:
             if size > MAX_SERVED_BYTES:
                 self._error(500, None, f"refusing to serve {size} bytes whole")

@@ -306,11 +306,27 @@ def hub(local: Local) -> Iterator[HubServer]:
         # ranged answers without the file's size (Content-Range: bytes 0-100000/*): a HEAD gives it
         "org/tiny-llama-no-total": Repo(tiny, range_totals=False),
         "org/past-the-end-no-total": Repo(MALFORMED["past-the-end"].files, range_totals=False),
+        # a server that ignores Range and sends every file whole: 140 GB of shards, or a file without its size
+        "org/llama-3-70b-no-ranges": Repo(repo_files(local["llama-3-70b"]), ranges=False),
+        "org/tiny-llama-no-ranges-unsized": Repo(tiny, ranges=False, lengths=False),
+        "org/past-the-end-no-ranges": Repo(MALFORMED["past-the-end"].files, ranges=False),
         **{f"org/{name}": Repo(case.files) for name, case in MALFORMED.items()},
         "org/duplicated": Repo(DUPLICATED),
         "org/unindexed": Repo(UNINDEXED),
         "org/remote-x": Repo(remote_code_files(**{"pytorch_model.bin": bytes(108)})),
         "org/remote-x-safetensors": Repo(remote_code_files(**{"model.safetensors": REMOTE_SAFETENSORS})),
+        # more Python than custom code takes: too many files, too many bytes, and bytes a listing understates
+        "org/remote-x-many-files": Repo({**remote_code_files(), **{f"tests/t{i}.py": b"" for i in range(1_000)}}),
+        "org/remote-x-huge-code": Repo({**remote_code_files(), "data.py": ZeroPadded(b"#", 100 * 10**6)}),
+        "org/remote-x-understated": Repo(
+            {**remote_code_files(), "data.py": ZeroPadded(b"#", 70 * 10**6)}, listed_sizes={"data.py": 10}
+        ),
+        "org/remote-x-understated-unsized": Repo(
+            {**remote_code_files(), "data.py": ZeroPadded(b"#", 200 * 2**20)},
+            listed_sizes={"data.py": 10},
+            lengths=False,
+            ranges=False,  # served a chunk at a time, not refused as too large to serve whole
+        ),
         # weights, and a config transformers refuses; a config naming no class; weights without a config
         "org/bad-config": Repo({**tiny, "config.json": edited_config(tiny, hidden_size="abc")}),
         "org/bad-architectures": Repo({"config.json": edited_config(tiny, architectures=[123])}),
@@ -959,6 +975,32 @@ def test_file_size_from_a_head_when_the_range_lacks_it(
     )
 
 
+def test_a_server_that_ignores_ranges_is_read_to_the_end_of_each_header(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local
+) -> None:
+    report = run_json(capsys, "hf:org/llama-3-70b-no-ranges")
+    same_model(report, run_json(capsys, local["llama-3-70b"]))
+    shards = sorted(path for path in local["llama-3-70b"].iterdir() if path.suffix == ".safetensors")
+    # one GET a shard, answered whole (200), of which a few MiB at most were sent before the connection closed:
+    # the header, and what the sockets' buffers took
+    gets = [(r.filename, r.status) for r in safetensors_requests(hub) if r.method == "GET"]
+    assert sorted(gets) == [(shard.name, 200) for shard in shards]
+    for shard in shards:
+        assert 8 + header_size(shard) <= hub.streamed[shard.name] <= 32 * 2**20 < shard.stat().st_size
+
+
+def test_a_server_that_ignores_ranges_without_sizes(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/tiny-llama-no-ranges-unsized"),
+        "hf:org/tiny-llama-no-ranges-unsized: model.safetensors: the Hub does not say how large the file is, so its "
+        "header cannot be checked",
+    )
+    assert_error(
+        run(capsys, "inspect", "hf:org/past-the-end-no-ranges"),
+        f"hf:org/past-the-end-no-ranges: model.safetensors: {MALFORMED['past-the-end'].message}",
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # custom code: its Python files are downloaded with --trust-remote-code only, and only to build the model
 
@@ -1014,6 +1056,29 @@ def test_trust_remote_code_with_safetensors_downloads_code_only_to_build(
     report = run_json(capsys, "hf:org/remote-x-safetensors", "--trust-remote-code", "--check")
     assert report["check"]["ok"] is True
     assert {"configuration_x.py", "modeling_x.py"} <= fetched(hub)
+
+
+@pytest.mark.parametrize(
+    ("repo", "message"),
+    [
+        ("remote-x-many-files", "1,002 Python files in the repository, more than the 1,000 paramscope downloads for "
+                                "custom code; none downloaded"),
+        ("remote-x-huge-code", "its Python files take 100.00 MB (the Hub says), more than the 64 MiB paramscope "
+                               "downloads for custom code; none downloaded"),
+        ("remote-x-understated", "data.py: past the 64 MiB of Python files paramscope downloads for custom code "
+                                 "(70.00 MB, the Hub says); not downloaded"),
+        ("remote-x-understated-unsized", "data.py: past the 64 MiB of Python files paramscope downloads for custom "
+                                         "code; its download was stopped"),
+    ],
+)  # fmt: skip
+def test_custom_code_is_downloaded_within_bounds(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path, repo: str, message: str
+) -> None:
+    assert_error(run(capsys, "inspect", f"hf:org/{repo}", "--trust-remote-code"), f"hf:org/{repo}: {message}")
+    downloaded = fetched(hub) - {"config.json"}
+    if "none downloaded" in message:
+        assert not downloaded
+    assert cache_bytes(tmp_path) < 100 * 2**20  # of 200 MiB served
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Models on the Hugging Face Hub (``hf:org/name[@revision]``): ``config.json`` and safetensors headers only.
 
-``huggingface_hub`` fetches the config (with ``--trust-remote-code``, the repository's Python files too) and each
-shard's header is read with HTTP range requests, as ``get_safetensors_metadata`` reads them: a 140 GB model costs a
-few hundred kilobytes of traffic. The headers are checked as local files' are (:mod:`.safetensors`), against each
-file's size from the ``Content-Range`` of its first range, and the shards as a local directory's are
-(:func:`.checkpoint.check_files`): each tensor in one file only, in the file the index names. ``HF_TOKEN`` and
+``huggingface_hub`` fetches the config (with ``--trust-remote-code``, the repository's Python files too, within
+``MAX_CODE_FILES`` and ``MAX_CODE_BYTES``) and each shard's header is read with HTTP range requests, as
+``get_safetensors_metadata`` reads them: a 140 GB model costs a few hundred kilobytes of traffic. Each answer is read
+as a stream, no further than the header: a server that ignores ``Range`` and sends the whole file is cut off there.
+The headers are checked as local files' are (:mod:`.safetensors`), against each file's size from the
+``Content-Range`` of its first range, and the shards as a local directory's are (:func:`.checkpoint.check_files`):
+each tensor in one file only, in the file the index names. ``HF_TOKEN`` and
 ``HF_ENDPOINT`` are honoured, read when the call is made.
 
 No request is retried, and each waits at most huggingface_hub's own timeouts (``HF_HUB_ETAG_TIMEOUT`` for a file's
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +32,7 @@ from .._errors import ParamscopeError, SourceError, TargetError
 from .._report import Report
 from .._units import format_bytes
 from .checkpoint import MAX_CONFIG_BYTES, StoredTensor, check_files, checkpoint_report
-from .safetensors import MAX_INDEX_BYTES, header_tensors, parse_header, read_index
+from .safetensors import MAX_HEADER_BYTES, MAX_INDEX_BYTES, header_tensors, parse_header, read_index
 
 PREFIX = "hf:"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -38,12 +41,17 @@ INDEX_FILE = "model.safetensors.index.json"
 # The first range asked for, as huggingface_hub asks: 97 % of headers fit in it (huggingface_hub PR 1855).
 _FIRST_RANGE = 100_000
 _CONTENT_RANGE = re.compile(r"^bytes (?:\d+-\d+|\*)/(\d+)$")
+_MAX_ERROR_BYTES = 65_536
+"""How much of an error answer's body is read, for its message."""
 _MAX_WORKERS = 8
 DEADLINE = 300.0
 """Seconds the reading of one Hub model may take in all (its requests, not the building of a model)."""
 _LATER = "try again later, or download the model and pass its local directory instead"
 # What paramscope reads of a repository besides the headers, and how much of each (as of a local file)
 CONFIG_FILE = "config.json"
+MAX_CODE_FILES = 1_000
+MAX_CODE_BYTES = 64 * 2**20
+"""How many Python files of a repository ``--trust-remote-code`` downloads at most, and how many bytes in all."""
 _LIMITS = {
     CONFIG_FILE: (MAX_CONFIG_BYTES, "larger than 16 MiB, not a model config"),
     INDEX_FILE: (MAX_INDEX_BYTES, "index larger than 100 MB"),
@@ -302,13 +310,14 @@ def _metadata(hub: _Repo, filename: str) -> HfFileMetadata | None:
         return None
 
 
-def _download(hub: _Repo, filename: str) -> Path | None:
-    """``config.json`` or the index of the repo, downloaded to the Hub cache (or found there); None when the repo has
-    no such file. One larger than paramscope reads is refused before it is downloaded when the Hub says its size,
-    and its download stopped past that size when it does not."""
+def _download(hub: _Repo, filename: str, limits: tuple[int, str] | None = None) -> Path | None:
+    """``config.json``, the index or a code file of the repo, downloaded to the Hub cache (or found there); None when
+    the repo has no such file. One larger than paramscope reads (``limits``: the bytes, and what a larger file is;
+    for the config and the index, theirs) is refused before it is downloaded when the Hub says its size, and its
+    download stopped past that size when it does not."""
     from huggingface_hub import constants, errors, hf_hub_download
 
-    limit, too_large = _LIMITS[filename]
+    limit, too_large = limits or _LIMITS[filename]
     # Offline, huggingface_hub answers from its cache alone; online, the HEAD says how the Hub answers, once
     if not constants.HF_HUB_OFFLINE:
         metadata = _metadata(hub, filename)
@@ -365,22 +374,36 @@ def _size_guard(limit: int) -> type[tqdm]:
     return SizeGuard
 
 
-def _with_code(hub: _Repo) -> Path | None:
-    """The repo's config.json with its Python files beside it (for transformers to import), never its weights: custom
-    code is imported from the directory config.json is in, as from a local folder."""
-    from huggingface_hub import constants, snapshot_download
+def _with_code(hub: _Repo, config: Path) -> Path:
+    """The repo's ``config`` (downloaded) with the repo's Python files downloaded beside it, for transformers to
+    import: custom code is imported from the directory config.json is in, as from a local folder. The files are
+    listed first, and refused when there are more than ``MAX_CODE_FILES`` of them or more than ``MAX_CODE_BYTES`` in
+    all, before any is downloaded; each download is stopped past what is left of those bytes (a listing may
+    understate a size). Offline, those the Hub cache holds beside ``config`` are all there is."""
+    from fnmatch import fnmatch
 
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.hf_api import RepoFile
+
+    if constants.HF_HUB_OFFLINE:
+        return config
     hub.check_deadline()
-    folder = snapshot_download(
-        hub.repo,
-        revision=hub.revision,
-        allow_patterns=[CONFIG_FILE, "*.py"],
-        endpoint=_endpoint(),
-        token=hub.token,
-        etag_timeout=constants.HF_HUB_ETAG_TIMEOUT,
-    )
-    config = Path(folder) / "config.json"
-    return config if config.is_file() else None
+    listing = HfApi(endpoint=_endpoint(), token=hub.token).list_repo_tree(hub.repo, recursive=True,
+                                                                          revision=hub.revision)  # fmt: skip
+    code = [item for item in listing if isinstance(item, RepoFile) and fnmatch(item.path, "*.py")]
+    if len(code) > MAX_CODE_FILES:
+        raise SourceError(f"{hub.target}: {len(code):,} Python files in the repository, more than the "
+                          f"{MAX_CODE_FILES:,} paramscope downloads for custom code; none downloaded")  # fmt: skip
+    listed = sum(item.size or 0 for item in code)
+    if listed > MAX_CODE_BYTES:
+        raise SourceError(f"{hub.target}: its Python files take {format_bytes(listed, 'si')} (the Hub says), more "
+                          "than the 64 MiB paramscope downloads for custom code; none downloaded")  # fmt: skip
+    left = MAX_CODE_BYTES
+    for item in code:
+        path = _download(hub, item.path, (left, "past the 64 MiB of Python files paramscope downloads for custom code"))
+        if path is not None:
+            left -= path.stat().st_size
+    return config
 
 
 def _safetensors_files(hub: _Repo) -> tuple[list[str], dict[str, str] | None] | None:
@@ -395,11 +418,71 @@ def _safetensors_files(hub: _Repo) -> tuple[list[str], dict[str, str] | None] | 
     return sorted(set(weight_map.values())), weight_map
 
 
-def _file_size(response: Any) -> int | None:
-    if response.status_code == 200:  # the server ignored the range and sent the whole file
-        return len(response.content)
+@dataclass(frozen=True)
+class _Bytes:
+    """What a server answered to a request for a range of a file: its status, the file's size when the answer says
+    it, and the bytes read of its body (no more than were asked for)."""
+
+    status: int
+    size: int | None
+    content: bytes
+
+
+def _ranged_get(hub: _Repo, url: str, headers: dict[str, str], first: int, last: int) -> _Bytes:
+    """Bytes ``first`` to ``last`` of the file at ``url``, read as a stream and no further than asked for, whatever
+    the body holds. A server that ignores ``Range`` sends the whole file (200, a 140 GB shard): it is read up to the
+    end of the safetensors header it starts with, then the connection is closed."""
+    from huggingface_hub import constants, get_session, hf_raise_for_status
+
+    hub.check_deadline()
+    ranged = {**headers, "Range": f"bytes={first}-{last}"}
+    with get_session().stream("GET", url, headers=ranged, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
+        status, body = response.status_code, _Body(response)
+        if status == 416:  # an empty file has no byte 0; Content-Range still gives its size
+            return _Bytes(status, _range_total(response), b"")
+        if status >= 400:
+            # its body read as far as an error message goes: hf_raise_for_status quotes it
+            error = type(response)(status, headers=response.headers, request=response.request,
+                                   content=body.read(_MAX_ERROR_BYTES))  # fmt: skip
+            hf_raise_for_status(error)
+        if status != 200:
+            return _Bytes(status, _range_total(response), body.read(last - first + 1))
+        length = response.headers.get("Content-Length", "")
+        size = int(length) if length.isdigit() else None
+        if first != 0:  # the file from its start, where the range was asked for
+            return _Bytes(status, size, body.read(last + 1)[first:])
+        prefix = body.read(8)
+        if len(prefix) < 8:
+            return _Bytes(status, size, prefix)
+        (header_length,) = struct.unpack("<Q", prefix)
+        wanted = header_length if header_length <= MAX_HEADER_BYTES else 0  # parse_header refuses the length itself
+        return _Bytes(status, size, prefix + body.read(wanted))
+
+
+def _range_total(response: Any) -> int | None:
     match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
     return int(match.group(1)) if match else None
+
+
+class _Body:
+    """A streamed answer's body, read a part at a time and never further than asked for."""
+
+    def __init__(self, response: Any) -> None:
+        self._chunks = response.iter_bytes()
+        self._left = b""
+
+    def read(self, count: int) -> bytes:
+        """The next ``count`` bytes, fewer where the body ends."""
+        parts, got = [self._left], len(self._left)
+        while got < count:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        joined = b"".join(parts)
+        self._left = joined[count:]
+        return joined[:count]
 
 
 def _file_tensors(hub: _Repo, filename: str) -> list[StoredTensor]:
@@ -408,9 +491,10 @@ def _file_tensors(hub: _Repo, filename: str) -> list[StoredTensor]:
 
     Not ``huggingface_hub.get_safetensors_metadata``, though these are the requests it makes: it parses the header
     itself (a malformed one escapes as its own exception, after checks of its own) and drops the file's size, so
-    neither the local reader's checks nor the check of the offsets against the end of the file could run.
+    neither the local reader's checks nor the check of the offsets against the end of the file could run; and it
+    reads the whole answer of a server that ignores ``Range``, which is the whole file.
     """
-    from huggingface_hub import constants, errors, get_session, hf_raise_for_status
+    from huggingface_hub import errors
 
     # public (huggingface_hub's docs), but its lazy utils package does not re-export it for type checkers
     from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
@@ -418,34 +502,26 @@ def _file_tensors(hub: _Repo, filename: str) -> list[StoredTensor]:
     target = hub.target
     url = hub.url(filename)
     headers = build_hf_headers(token=hub.token)
-
-    def get(first: int, last: int) -> Any:
-        hub.check_deadline()
-        ranged = {**headers, "Range": f"bytes={first}-{last}"}
-        response = get_session().get(url, headers=ranged, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
-        if response.status_code != 416:  # an empty file has no byte 0; Content-Range still gives its size
-            hf_raise_for_status(response)
-        return response
-
     try:
-        response = get(0, _FIRST_RANGE)
+        first = _ranged_get(hub, url, headers, 0, _FIRST_RANGE)
     except errors.RemoteEntryNotFoundError:
         raise SourceError(f"{target}: {INDEX_FILE}: names {filename}, which is missing") from None
-    start = response.content if response.status_code != 416 else b""
-    size = _file_size(response)
-    if size is None:  # a range answered without the file's size: a HEAD gives it
+    size = first.size
+    if size is None:  # an answer without the file's size: a HEAD gives it
         metadata = _metadata(hub, filename)
         size = metadata.size if metadata is not None else None
     where = f"{target}: {filename}"
     if size is None:
         raise SourceError(f"{where}: the Hub does not say how large the file is, so its header cannot be checked")
+    start = first.content
+    # all of the header is in hand: the first range held it, or the file ends within it, or the server sent the file
+    # from its start (read up to the header's end)
+    whole = first.status == 200 or len(start) <= _FIRST_RANGE
 
     def read(offset: int, count: int) -> bytes:
-        # an answer shorter than the first range is the whole file
-        if offset + count <= len(start) or len(start) <= _FIRST_RANGE:
+        if offset + count <= len(start) or whole:
             return start[offset : offset + count]
-        content: bytes = get(offset, offset + count - 1).content
-        return content
+        return _ranged_get(hub, url, headers, offset, offset + count - 1).content
 
     header, _, data_size = parse_header(where, size, read)
     tensors, _ = header_tensors(where, header, data_size, f"{hub.repo}/{filename}")
@@ -530,7 +606,7 @@ def load(
         config_file = _download(hub, CONFIG_FILE)
         stored = None if from_config or explain else _stored(hub)
         if stored is None and trust_remote_code and config_file is not None:
-            config_file = _with_code(hub)  # the model is built from it
+            config_file = _with_code(hub, config_file)  # the model is built from it
         return config_file, stored
 
     with status(f"reading {repo} from the Hub", quiet=quiet):
@@ -575,7 +651,7 @@ def build(target: str, request: Any) -> tuple[Any, list[str]]:
 
     def fetch() -> Path | None:
         config_file = _download(hub, CONFIG_FILE)
-        return _with_code(hub) if config_file is not None and request.trust_remote_code else config_file
+        return _with_code(hub, config_file) if config_file is not None and request.trust_remote_code else config_file
 
     config_file = _in_time(hub, fetch)
     if config_file is None:
