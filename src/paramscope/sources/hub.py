@@ -35,7 +35,7 @@ from .checkpoint import MAX_CONFIG_BYTES, StoredTensor, check_files, checkpoint_
 from .safetensors import MAX_HEADER_BYTES, MAX_INDEX_BYTES, header_tensors, parse_header, read_index
 
 PREFIX = "hf:"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$", re.ASCII)  # \w: ASCII, as the Hub's
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 # The first range asked for, as huggingface_hub asks: 97 % of headers fit in it (huggingface_hub PR 1855).
