@@ -1452,6 +1452,30 @@ def test_output_never_replaces_a_file_the_target_is_read_from(
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == before
 
 
+@pytest.mark.parametrize("output", ["m-00001-of-00002.gguf", "m-00002-of-00002.gguf"])
+def test_output_never_replaces_a_part_of_a_split_gguf_model(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, output: str
+) -> None:
+    import gguf
+    import numpy as np
+
+    for part in (1, 2):
+        writer = gguf.GGUFWriter(str(tmp_path / f"m-0000{part}-of-00002.gguf"), "llama")
+        writer.add_tensor(f"blk.{part}.attn_q.weight", np.zeros((4, 4), dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    target = str(tmp_path / "m-00001-of-00002.gguf")
+    assert_error(
+        run(capsys, "inspect", target, "--output", str(tmp_path / output)),
+        f"--output {tmp_path / output}: the report would replace a file {target} is read from; write it to another "
+        "file",
+    )
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
 @pytest.mark.parametrize(("target", "output"), [("model.safetensors", "notes.bin"),
                                                 ("model.safetensors", "generation_config.json")])  # fmt: skip
 def test_output_beside_a_checkpoint_it_is_not_read_from(
@@ -1783,10 +1807,19 @@ def test_python_m_usage_errors_exit_2(argv: list[str], message: str) -> None:
     assert result.stderr == f"paramscope: error: {message}\n"
 
 
-def test_closed_pipe_is_not_an_error() -> None:
-    """``paramscope inspect ... | head``: the reader goes away before the report is written."""
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["inspect", "paramscope.examples:gpt2", "--tensors"], 0, ""),
+        # the exit code that follows the report is kept: CI reads it
+        (["inspect", "paramscope.examples:gpt2", "--tensors", "--max-params", "1"], 3, "paramscope: budget exceeded: "),
+        (["diff", "paramscope.examples:gpt2", "paramscope.examples:resnet18", "--all", "--format", "json"], 1, ""),
+    ],
+)
+def test_closed_pipe_is_not_an_error(argv: list[str], code: int, message: str) -> None:
+    """``paramscope inspect ... | head``: the reader goes away before the report is written (more than a pipe holds)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "paramscope.cli", "inspect", "paramscope.examples:gpt2", "--tensors"],
+        [sys.executable, "-m", "paramscope.cli", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=subprocess_env(),
@@ -1794,6 +1827,7 @@ def test_closed_pipe_is_not_an_error() -> None:
     assert process.stdout is not None
     assert process.stderr is not None
     process.stdout.close()
-    stderr = process.stderr.read()
-    assert process.wait(timeout=SUBPROCESS_TIMEOUT) == 0
-    assert stderr == b""
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=SUBPROCESS_TIMEOUT) == code
+    assert stderr.startswith(message), stderr
+    assert stderr.count("\n") == (1 if message else 0), stderr

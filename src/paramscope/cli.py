@@ -486,9 +486,10 @@ _CHECKPOINT_SUFFIXES = (".safetensors", ".index.json", ".bin", ".pt", ".pth", ".
 
 def _files_read(target: str) -> list[Path]:
     """The files ``target`` is read from: model code's own file and the modules it imported (every module imported
-    by then), a checkpoint or config itself and the config.json beside it (a summary builds the model from it,
-    --check compares with it), and in a directory or beside a sharded checkpoint's index its config.json and
-    checkpoints."""
+    by then), a checkpoint or config itself (with the other parts of a split GGUF model) and the config.json beside
+    it (a summary builds the model from it, --check compares with it), and in a directory or beside a sharded
+    checkpoint's index its config.json and checkpoints."""
+    from .sources.gguf import split_parts
     from .sources.target import is_code_target
 
     if target.startswith("hf:"):
@@ -504,7 +505,7 @@ def _files_read(target: str) -> list[Path]:
         return [Path(location), *imported] if location.endswith(".py") else imported
     path = Path(target)
     directory = path if path.is_dir() else path.parent
-    read = [directory / "config.json"] + ([] if path.is_dir() else [path])
+    read = [directory / "config.json"] + ([] if path.is_dir() else [path, *split_parts(path)])
     if path.is_dir() or path.name.endswith(".index.json"):
         read += [item for item in directory.iterdir() if item.name.endswith(_CHECKPOINT_SUFFIXES)]
     return read
@@ -546,9 +547,25 @@ def _deliver(
     elif options.format == "table" and stdout.isatty():
         from .render import write_document
 
-        write_document(document(), stdout, "table")
+        _to_stdout(stdout, lambda: write_document(document(), stdout, "table"))
     else:
-        stdout.write(text())
+        _to_stdout(stdout, lambda: stdout.write(text()))
+
+
+def _to_stdout(stdout: IO[str], write: Callable[[], object]) -> None:
+    """``write()`` and flush: a reader gone (``paramscope ... | head``) ends the output, not the command, whose exit
+    code (a budget exceeded, a diff's verdict) still follows."""
+    try:
+        write()
+        stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+
+
+def _discard_stdout() -> None:
+    """Send what is left for stdout nowhere: Python's flush at exit would otherwise raise BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _budget(options: argparse.Namespace) -> Budget:
@@ -819,9 +836,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("paramscope: interrupted\n")
         return 130
     except BrokenPipeError:
-        # The reader went away (`paramscope ... | head`): not an error worth a traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # The reader went away (`paramscope formula ... | head`): not an error worth a traceback.
+        _discard_stdout()
         return EXIT_OK
     except OSError as error:
         # A path the target leads to that cannot be looked at (permission denied, a name too long), wherever the
