@@ -132,6 +132,23 @@ def tied_parametrized() -> nn.Module:
     return model
 
 
+class OwnTensors(nn.Module):
+    """Modules holding tensors of their own beside their children (ViT's class_token and pos_embedding), one of
+    them frozen, and a lazy one whose size is unknown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.class_token = nn.Parameter(torch.zeros(1, 1, 4))
+        self.register_buffer("scale", torch.ones(3))
+        self.encoder = nn.Module()
+        self.encoder.pos_embedding = nn.Parameter(torch.zeros(1, 5, 4), requires_grad=False)
+        self.encoder.layers = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+        self.decoder = nn.Module()
+        self.decoder.register_buffer("stats", nn.UninitializedBuffer())
+        self.decoder.head = nn.Linear(4, 2)
+        self.act = nn.ReLU()
+
+
 # name -> factory; each builds on the current default device.
 MODELS: dict[str, Callable[[], nn.Module]] = {
     "resnet18": resnet18,
@@ -150,4 +167,5 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
     "buffer-also-parameter": BufferAlsoParameter,
     "reused-compiled": reused_compiled,
     "tied-parametrized": tied_parametrized,
+    "own-tensors": OwnTensors,
 }

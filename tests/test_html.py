@@ -158,6 +158,22 @@ def test_mixed_dtypes_and_units() -> None:
     assert data["modules"]["trainable"] is None  # a checkpoint does not say
 
 
+def test_cards_mark_lower_bounds_in_their_sub_lines() -> None:
+    model = torch.nn.Module()
+    model.a = torch.nn.LazyLinear(3)
+    model.b = torch.nn.Linear(3, 3).requires_grad_(False)
+    model.c = torch.nn.LazyBatchNorm1d()
+    page = render_html(paramscope.inspect(model))
+    figures = re.findall(r'data-figure="(\w+)">.*?class="ps-value">([^<]*)</div><div class="ps-sub">([^<]*)<', page)
+    assert figures == [
+        ("params", "≥ 12", "≥ 12"),
+        ("trainable", "≥ 0", "frozen ≥ 12"),
+        ("bytes", "≥ 48 B", "≥ 48 B"),
+        ("buffers", "≥ 1", "≥ 8 B"),
+    ]
+    assert "<b>float32</b> ≥ 12 · ≥ 48 B · 100.0 %</li>" in page
+
+
 def test_tables_are_the_layout_sections() -> None:
     report = _resnet()
     page = render_html(report, View(depth=1))

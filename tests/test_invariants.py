@@ -10,6 +10,8 @@ from torch import nn
 
 import paramscope
 from paramscope import Report
+from paramscope.render import View
+from paramscope.render._layout import Section, layout
 
 from .models import MODELS
 
@@ -87,3 +89,75 @@ def test_meta_and_cpu_give_the_same_report(name: str) -> None:
     assert on_meta.totals == on_cpu.totals
     assert on_meta.tensors == on_cpu.tensors
     assert on_meta.modules == on_cpu.modules
+
+
+def _figure(cell: str) -> tuple[int, bool]:
+    """A count cell as (value, is a lower bound)."""
+    bound = cell.startswith("≥ ")
+    return int(cell.removeprefix("≥ ").replace(",", "")), bound
+
+
+def _unknown(tensors: list[torch.Tensor]) -> bool:
+    return any(isinstance(t, nn.parameter.UninitializedTensorMixin) for t in tensors)
+
+
+def _subtree_unknown(model: nn.Module, path: str, own: bool) -> bool:
+    # not get_submodule: a child called "half" is found as the method Module.half
+    module = dict(model.named_modules(remove_duplicate=False))[path]
+    return _unknown([*module.parameters(recurse=not own), *module.buffers(recurse=not own)])
+
+
+def _rows_tree(section: Section) -> tuple[list[str], list[list[int]]]:
+    """Each row's module path (an own row: its module's path and "/own") and its child rows, from the indents."""
+    paths: list[str] = []
+    children: list[list[int]] = [[] for _ in section.rows]
+    stack: list[int] = []
+    for index, row in enumerate(section.rows):
+        name = row[0].lstrip(" ")
+        indent = (len(row[0]) - len(name)) // 2
+        del stack[indent:]
+        assert len(stack) == indent, f"row {row[0]!r} is not under a row one level up"
+        if stack:
+            children[stack[-1]].append(index)
+        own = name.endswith("(own tensors)")
+        paths.append(paths[stack[-1]] + "/own" if own else "" if name == "(model)" else name)
+        stack.append(index)
+    return paths, children
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_shown_rows_add_up_at_every_depth_and_mark_lower_bounds(name: str) -> None:
+    """What the table shows, not the data under it: at each depth, the rows nobody's children cover (modules and
+    their own tensors) add up to torch's totals, every parent row is the sum of the rows under it, and a figure is
+    marked ``≥`` exactly where its rows hold a tensor of unknown size."""
+    with torch.device("cpu"):
+        model = MODELS[name]()
+    report = paramscope.inspect(model)
+    params = _unique_tensors(model, "parameter")
+    buffers = _unique_tensors(model, "buffer")
+    expected = {
+        "Params": sum(p.numel() for p in params),
+        "Trainable": sum(p.numel() for p in params if p.requires_grad),
+        "Buffers": sum(b.numel() for b in buffers),
+    }
+    deepest = max(node.depth for node in report.modules)
+    for depth in range(deepest + 2):
+        section = layout(report, View(depth=depth)).sections[0]
+        headers = [column.header for column in section.columns]
+        paths, children = _rows_tree(section)
+        shown = [header for header in expected if header in headers]
+        for header in shown:
+            column = headers.index(header)
+            figures = [_figure(row[column]) for row in section.rows]
+            leaves = [figure for figure, kids in zip(figures, children, strict=True) if not kids]
+            assert sum(value for value, _ in leaves) == expected[header], (depth, header)
+            for figure, kids in zip(figures, children, strict=True):
+                if kids:
+                    assert figure[0] == sum(figures[kid][0] for kid in kids), (depth, header, figure)
+        notes = headers.index("Note") if "Note" in headers else None
+        for path, row in zip(paths, section.rows, strict=True):
+            if notes is not None and row[notes].startswith("same module as"):
+                continue  # counted where it was first seen
+            unknown = _subtree_unknown(model, path.removesuffix("/own"), own=path.endswith("/own"))
+            marked = [row[headers.index(header)].startswith("≥ ") for header in ("Size", *shown)]
+            assert marked == [unknown] * len(marked), (depth, path, row)

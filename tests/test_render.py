@@ -86,6 +86,59 @@ def test_csv_rows_add_up() -> None:
     assert int(root["own_params"]) + sum(int(row["params"]) for row in children) == report.totals.params
 
 
+class _PartlyLazy(torch.nn.Module):
+    """Trainable parameters and buffers of unknown size beside known ones, a frozen layer, a second dtype, and a
+    dtype whose only tensors are of unknown size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.LazyLinear(3)
+        self.b = torch.nn.Linear(3, 3).requires_grad_(False)
+        self.c = torch.nn.LazyBatchNorm1d()
+        self.d = torch.nn.Linear(2, 2, dtype=torch.bfloat16)
+        self.e = torch.nn.LazyLinear(2, dtype=torch.float16)
+
+
+def _cells(section_title: str, report: paramscope.Report, view: View) -> dict[str, tuple[str, ...]]:
+    from paramscope.render._layout import layout
+
+    section = next(s for s in layout(report, view).sections if s.title.startswith(section_title))
+    return {row[0].strip(): row[1:] for row in section.rows}
+
+
+def test_every_figure_that_is_a_lower_bound_says_so() -> None:
+    report = paramscope.inspect(_PartlyLazy())
+    modules = _cells("Modules", report, View(depth=1))
+    # Module, Type | Params, Size, Trainable, Buffers, Note
+    assert modules["(model)"][1:5] == ("≥ 18", "≥ 60 B", "≥ 6", "≥ 1")
+    assert modules["a"][1:5] == ("≥ 0", "≥ 0 B", "≥ 0", "≥ 0")
+    assert modules["b"][1:5] == ("12", "48 B", "0", "0")
+    assert modules["c"][1:5] == ("≥ 0", "≥ 0 B", "≥ 0", "≥ 1")
+    assert modules["d"][1:5] == ("6", "12 B", "6", "0")
+    totals = _cells("Totals", report, View())
+    assert totals["Parameters"] == ("≥ 18", "≥ 18")
+    assert totals["trainable"] == ("≥ 6", "≥ 6")
+    assert totals["frozen"] == ("≥ 12", "≥ 12")
+    assert totals["Parameter size"] == ("≥ 60 B", "≥ 60 B")
+    assert totals["Buffer size"] == ("≥ 8 B", "≥ 8 B")
+    dtypes = _cells("Parameters by dtype", report, View())
+    # float32 and float16 hold tensors of unknown size: their shares are unknown; bfloat16's 12 B are exact, and
+    # at most 12 / 60 of a total that is at least 60 B.
+    assert dtypes == {
+        "float32": ("≥ 12", "≥ 48 B", "?"),
+        "bfloat16": ("6", "12 B", "≤ 20.0 %"),
+        "float16": ("≥ 0", "≥ 0 B", "?"),
+    }
+    rows = {row["path"]: row for row in csv.DictReader(io.StringIO(render(report, "csv", View(depth=1))))}
+    assert [rows[path]["complete"] for path in ("", "a", "b", "c", "d")] == ["False", "False", "True", "False", "True"]
+    assert json.loads(render(report, "json"))["totals"]["complete"] is False
+
+
+def test_one_dtype_holds_the_whole_share_even_with_unknown_sizes() -> None:
+    dtypes = _cells("Parameters by dtype", paramscope.inspect(lazy()), View())
+    assert dtypes == {"float32": ("≥ 14", "≥ 56 B", "100.0 %")}
+
+
 def test_csv_tensors() -> None:
     report = _report(tiny_gpt)
     rows = list(csv.DictReader(io.StringIO(render(report, "csv", View(tensors=True)))))

@@ -6,13 +6,13 @@ renderers only draw them, so every format shows the same figures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from .._check import Check
 from .._memory import MemoryPlan
-from .._report import ModuleNode, Report, TensorRecord
+from .._report import DtypeTotals, ModuleNode, Report, TensorRecord
 from .._units import Units, format_bytes, format_count, humanize_count, humanize_operations
 
 Align = Literal["left", "right"]
@@ -105,11 +105,95 @@ def _module_note(node: ModuleNode, explain: bool) -> str:
     return "; ".join(parts)
 
 
+def module_parents(nodes: Sequence[ModuleNode]) -> Iterator[int]:
+    """Each module's parent's index (-1 for the root): the modules are in pre-order with their depths, so the
+    parent is the last module one level up."""
+    stack: list[int] = []
+    for index, node in enumerate(nodes):
+        del stack[node.depth :]
+        yield stack[-1] if stack else -1
+        stack.append(index)
+
+
+def tensor_owner(name: str, index_of: dict[str, int]) -> int:
+    """The index of the module that holds the tensor ``name``."""
+    path = name.rpartition(".")[0]
+    while path and path not in index_of:  # a tensor under a parametrization or a wrapper: its nearest module
+        path = path.rpartition(".")[0]
+    return index_of.get(path, 0)
+
+
+OWN_TENSORS = "(own tensors)"
+"""The row of a module's own tensors under a module whose children are shown, named as the treemap names them and
+after the module's path (Markdown and CSV readers see no indent): without it, the rows at a depth would not add up
+to the totals (a ViT's ``class_token``, an attention's in-projection)."""
+
+
+def _unknown_holders(report: Report) -> set[int]:
+    """The modules that hold a tensor of unknown size themselves (not in a child)."""
+    if report.totals.complete:
+        return set()
+    index_of = {node.path: index for index, node in enumerate(report.modules)}
+    return {
+        tensor_owner(record.name, index_of)
+        for record in report.tensors
+        if record.kind != "quantization" and (record.numel is None or record.bytes is None)
+    }
+
+
+def _difference(whole: int | None, parts: list[int | None]) -> int | None:
+    known = [part for part in parts if part is not None]
+    return None if whole is None or len(known) < len(parts) else whole - sum(known)
+
+
+def _own_node(node: ModuleNode, kids: list[ModuleNode], unknown_here: bool) -> ModuleNode:
+    """A module's own tensors as a node of their own: its figures less its children's."""
+    buffers = node.buffers - sum(kid.buffers for kid in kids)
+    buffer_bytes = node.buffer_bytes - sum(kid.buffer_bytes for kid in kids)
+    complete = node.complete or (not unknown_here and not all(kid.complete for kid in kids))
+    return ModuleNode(
+        path=node.path,
+        type=None,
+        depth=node.depth + 1,
+        own_params=node.own_params,
+        own_param_bytes=node.own_param_bytes,
+        params=node.own_params,
+        param_bytes=node.own_param_bytes,
+        trainable=_difference(node.trainable, [kid.trainable for kid in kids]),
+        buffers=buffers,
+        buffer_bytes=buffer_bytes,
+        complete=complete,
+        active_params=_difference(node.active_params, [kid.active_params for kid in kids]),
+    )
+
+
+def _shown_nodes(report: Report, view: View) -> list[tuple[str, ModuleNode, str]]:
+    """The rows of the module table: name, node and note, with a row of own tensors under each module that has
+    some beside the children shown."""
+    nodes = report.modules
+    kids: list[list[ModuleNode]] = [[] for _ in nodes]
+    for node, parent in zip(nodes, module_parents(nodes), strict=True):
+        if parent >= 0:
+            kids[parent].append(node)
+    unknown = _unknown_holders(report)
+    rows = []
+    for index, node in enumerate(nodes):
+        if node.depth > view.depth:
+            continue
+        rows.append(("  " * node.depth + (node.path or "(model)"), node, _module_note(node, view.explain)))
+        if node.depth < view.depth and kids[index]:
+            own = _own_node(node, kids[index], index in unknown)
+            if own.params or own.buffers or not own.complete:
+                note = "" if own.complete else "sizes unknown (see notes)"
+                name = f"{node.path} {OWN_TENSORS}" if node.path else OWN_TENSORS
+                rows.append(("  " * own.depth + name, own, note))
+    return rows
+
+
 def _modules_section(report: Report, view: View) -> Section:
     frozen = bool(report.totals.frozen)
     buffers = report.totals.buffers > 0
-    nodes = [node for node in report.modules if node.depth <= view.depth]
-    notes = [_module_note(node, view.explain) for node in nodes]
+    shown = _shown_nodes(report, view)
     columns = [Column("Module"), Column("Type"), Column("Params", "right"), Column("Size", "right")]
     if frozen:
         columns.append(Column("Trainable", "right"))
@@ -120,24 +204,20 @@ def _modules_section(report: Report, view: View) -> Section:
         columns.append(Column("Active", "right"))
     if view.explain:
         columns.append(Column("Formula"))
-    has_notes = any(notes)
+    has_notes = any(note for _, _, note in shown)
     if has_notes:
         columns.append(Column("Note"))
     rows = []
-    for node, note in zip(nodes, notes, strict=True):
-        name = "  " * node.depth + (node.path or "(model)")
-        row = [
-            name,
-            node.type or "",
-            _count(node.params, node.complete),
-            _size(node.param_bytes, view.units, node.complete),
-        ]
+    for name, node, note in shown:
+        # Every figure of a subtree holding a tensor of unknown size is a lower bound, whichever tensor it is.
+        complete = node.complete
+        row = [name, node.type or "", _count(node.params, complete), _size(node.param_bytes, view.units, complete)]
         if frozen:
-            row.append(format_count(node.trainable or 0))
+            row.append(_count(node.trainable or 0, complete))
         if buffers:
-            row.append(format_count(node.buffers))
+            row.append(_count(node.buffers, complete))
         if moe:
-            row.append("" if node.active_params is None else format_count(node.active_params))
+            row.append("" if node.active_params is None else _count(node.active_params, complete))
         if view.explain:
             row.append(node.formula or "")
         if has_notes:
@@ -229,49 +309,78 @@ def _tensors_section(report: Report, view: View) -> Section:
     return Section("Tensors", columns, rows)
 
 
+def _at_least(text: str, complete: bool) -> str:
+    return text if complete else f"≥ {text}"
+
+
 def _totals_section(report: Report, view: View) -> Section:
     totals = report.totals
     complete = totals.complete
-    rows = [("Parameters", _count(totals.params, complete), humanize_count(totals.params))]
+
+    def count(label: str, value: int, human: str | None = None) -> tuple[str, str, str]:
+        return (label, _count(value, complete), _at_least(humanize_count(value), complete) if human is None else human)
+
+    def size(label: str, value: int) -> tuple[str, str, str]:
+        return (label, _size(value, view.units, complete), _at_least(f"{value:,} B", complete))
+
+    rows = [count("Parameters", totals.params)]
     if totals.active_params is not None:
-        rows.append(("  active per token", format_count(totals.active_params), humanize_count(totals.active_params)))
+        rows.append(count("  active per token", totals.active_params))
     if totals.non_embedding_params is not None:
-        count = totals.non_embedding_params
-        rows.append(("  without embeddings", _count(count, complete), humanize_count(count)))
+        rows.append(count("  without embeddings", totals.non_embedding_params))
     if totals.trainable is not None and totals.frozen is not None:
-        rows.append(("  trainable", _count(totals.trainable, complete), humanize_count(totals.trainable)))
-        rows.append(("  frozen", _count(totals.frozen, complete), humanize_count(totals.frozen)))
-    rows.append(("Parameter size", _size(totals.param_bytes, view.units, complete), f"{totals.param_bytes:,} B"))
-    rows.append(("Buffers", _count(totals.buffers, complete), "elements"))
-    rows.append(("Buffer size", _size(totals.buffer_bytes, view.units, complete), f"{totals.buffer_bytes:,} B"))
+        rows.append(count("  trainable", totals.trainable))
+        rows.append(count("  frozen", totals.frozen))
+    rows.append(size("Parameter size", totals.param_bytes))
+    rows.append(count("Buffers", totals.buffers, "elements"))
+    rows.append(size("Buffer size", totals.buffer_bytes))
     if totals.quantization:
-        rows.append(("Quantization", _count(totals.quantization, complete), "scale/zero/index elements"))
-        size = totals.quantization_bytes
-        rows.append(("Quantization size", _size(size, view.units, complete), f"{size:,} B"))
+        rows.append(count("Quantization", totals.quantization, "scale/zero/index elements"))
+        rows.append(size("Quantization size", totals.quantization_bytes))
     if totals.local_params is not None and totals.local_param_bytes is not None:
-        rows.append(("On this rank", format_count(totals.local_params), "parameter elements held here (sharded)"))
-        size = totals.local_param_bytes
-        rows.append(("  size", format_bytes(size, view.units), f"{size:,} B, flat shards' padding included"))
+        rows.append(count("On this rank", totals.local_params, "parameter elements held here (sharded)"))
+        local = totals.local_param_bytes
+        rows.append(("  size", _size(local, view.units, complete), f"{local:,} B, flat shards' padding included"))
     if totals.flops is not None and totals.macs is not None:
         rows.append(("FLOPs", format_count(totals.flops), humanize_operations(totals.flops)))
         rows.append(("MACs", format_count(totals.macs), humanize_operations(totals.macs)))
     if totals.activations_bytes is not None:
-        size = totals.activations_bytes
-        rows.append(("Activations", _size(size, view.units, True), "saved for backward, train mode"))
+        activations = totals.activations_bytes
+        rows.append(("Activations", _size(activations, view.units, True), "saved for backward, train mode"))
     both = totals.param_bytes + totals.buffer_bytes + totals.quantization_bytes
     what = "parameters + buffers" + (" + quantization" if totals.quantization else "")
     rows.append(("Total size", _size(both, view.units, complete), what))
     return Section("Totals", (Column(""), Column("", "right"), Column("")), rows)
 
 
-def _dtype_section(report: Report, view: View) -> Section:
+def dtype_rows(report: Report, units: Units) -> list[tuple[str, str, str, str]]:
+    """Name, parameters, size and share of the parameter bytes for each dtype. A dtype holding parameters of
+    unknown size shows lower bounds (and is listed even when none of its parameters has a known size); shares are
+    exact only when every parameter's size is known or one dtype holds them all."""
+    unknown = {
+        record.dtype
+        for record in report.tensors
+        if record.kind == "parameter" and (record.numel is None or record.bytes is None)
+    }
+    entries = dict(report.by_dtype)
+    for name in sorted(unknown - set(entries)):
+        entries[name] = DtypeTotals(0, 0)
     total = report.totals.param_bytes or 1
-    rows = [
-        (name, format_count(entry.params), format_bytes(entry.bytes, view.units), f"{100 * entry.bytes / total:.1f} %")
-        for name, entry in report.by_dtype.items()
-    ]
+    rows = []
+    for name, entry in entries.items():
+        share = f"{100 * entry.bytes / total:.1f} %"
+        if unknown and len(entries) == 1:
+            share = "100.0 %"
+        elif unknown:  # the total is a lower bound: a known dtype's share is at most this, another's is anything
+            share = "?" if name in unknown else f"≤ {share}"
+        complete = name not in unknown
+        rows.append((name, _count(entry.params, complete), _size(entry.bytes, units, complete), share))
+    return rows
+
+
+def _dtype_section(report: Report, view: View) -> Section:
     columns = (Column("Dtype"), Column("Params", "right"), Column("Size", "right"), Column("Share", "right"))
-    return Section("Parameters by dtype", columns, rows)
+    return Section("Parameters by dtype", columns, dtype_rows(report, view.units))
 
 
 def _ranks_section(report: Report, view: View) -> Section:
@@ -377,8 +486,9 @@ def layout(report: Report, view: View) -> Document:
     sections.append(_totals_section(report, view))
     if report.check is not None:
         sections.append(_check_section(report.check))
-    if report.by_dtype:
-        sections.append(_dtype_section(report, view))
+    dtypes = _dtype_section(report, view)
+    if dtypes.rows:
+        sections.append(dtypes)
     if report.ranks is not None:
         sections.append(_ranks_section(report, view))
     return Document(_heading(report, view), sections, list(report.notes))

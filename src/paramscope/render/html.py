@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
-from .._report import ModuleNode, Report
+from .._report import Report
 from .._units import format_bytes, format_count, humanize_count
 from .._version import __version__
-from ._layout import Document, Section, View, layout
+from ._layout import Document, Section, View, dtype_rows, layout, module_parents, tensor_owner
 from .json import dumps
 
 _ROOT_PLACEHOLDER = '"__PARAMSCOPE_ROOT__"'
@@ -100,31 +99,25 @@ def _card(figure: str, label: str, value: str, sub: str) -> str:
 def _header(report: Report, view: View, document: Document) -> str:
     totals = report.totals
     bound = "" if totals.complete else "≥ "
-    cards = [_card("params", "Parameters", bound + format_count(totals.params), humanize_count(totals.params))]
+    params = bound + format_count(totals.params)
+    cards = [_card("params", "Parameters", params, bound + humanize_count(totals.params))]
     if totals.trainable is not None and totals.frozen is not None:
-        cards.append(
-            _card("trainable", "Trainable", bound + format_count(totals.trainable), f"frozen {totals.frozen:,}")
-        )
-    cards.append(
-        _card(
-            "bytes", "Parameter size", bound + format_bytes(totals.param_bytes, view.units), f"{totals.param_bytes:,} B"
-        )
-    )
-    cards.append(
-        _card("buffers", "Buffers", bound + format_count(totals.buffers), format_bytes(totals.buffer_bytes, view.units))
-    )
+        trainable = bound + format_count(totals.trainable)
+        cards.append(_card("trainable", "Trainable", trainable, f"frozen {bound}{totals.frozen:,}"))
+    param_size = bound + format_bytes(totals.param_bytes, view.units)
+    cards.append(_card("bytes", "Parameter size", param_size, f"{bound}{totals.param_bytes:,} B"))
+    buffers = bound + format_count(totals.buffers)
+    cards.append(_card("buffers", "Buffers", buffers, bound + format_bytes(totals.buffer_bytes, view.units)))
     if report.memory is not None:
         plan = report.memory
         verdict = {None: plan.scenario, True: "fits", False: "does not fit"}[plan.fits]
         cards.append(_card("memory", "Memory per device", format_bytes(plan.per_device_bytes, view.units), verdict))
     if totals.flops is not None:
         cards.append(_card("flops", "FLOPs", format_count(totals.flops), "one forward pass"))
-    total_bytes = totals.param_bytes or 1
     chips = "".join(
         f'<li><span class="ps-swatch" data-dtype="{_escape(name)}"></span><b>{_escape(name)}</b> '
-        f"{format_count(entry.params)} · {_escape(format_bytes(entry.bytes, view.units))} · "
-        f"{100 * entry.bytes / total_bytes:.1f} %</li>"
-        for name, entry in report.by_dtype.items()
+        f"{_escape(count)} · {_escape(size)} · {_escape(share)}</li>"
+        for name, count, size, share in dtype_rows(report, view.units)
     )
     dtypes = f'<ul class="ps-dtypes" aria-label="Parameters by dtype">{chips}</ul>\n' if chips else ""
     return (
@@ -201,22 +194,6 @@ def _notes(notes: list[str]) -> str:
     return f'<section class="ps-notes"><h2>Notes</h2>\n<ul>\n{items}</ul></section>\n'
 
 
-def _parents(nodes: tuple[ModuleNode, ...]) -> Iterator[int]:
-    # The modules are in pre-order with their depths: the parent is the last module one level up.
-    stack: list[int] = []
-    for index, node in enumerate(nodes):
-        del stack[node.depth :]
-        yield stack[-1] if stack else -1
-        stack.append(index)
-
-
-def _owner(name: str, index_of: dict[str, int]) -> int:
-    path = name.rpartition(".")[0]
-    while path and path not in index_of:  # a tensor under a parametrization or a wrapper: its nearest module
-        path = path.rpartition(".")[0]
-    return index_of.get(path, 0)
-
-
 def treemap_data(report: Report, view: View | None = None) -> dict[str, Any]:
     """The data the page's script draws, as JSON types: the module tree in columns (one list per field, in
     pre-order, ``parent`` giving each module's parent's index), the dtype and type names they index, and sparse
@@ -229,7 +206,7 @@ def treemap_data(report: Report, view: View | None = None) -> dict[str, Any]:
     """
     view = view or View()
     nodes = report.modules
-    parents = list(_parents(nodes))
+    parents = list(module_parents(nodes))
     index_of = {node.path: index for index, node in enumerate(nodes)}
     dtypes = list(report.by_dtype)
     dtype_index = {name: index for index, name in enumerate(dtypes)}
@@ -241,7 +218,7 @@ def treemap_data(report: Report, view: View | None = None) -> dict[str, Any]:
     for record in report.tensors:
         if not nodes:
             break
-        owner = _owner(record.name, index_of)
+        owner = tensor_owner(record.name, index_of)
         if record.aliases:
             local = record.name[len(nodes[owner].path) + 1 :] if nodes[owner].path else record.name
             ties.setdefault(str(owner), []).append([local, list(record.aliases)])
