@@ -6,12 +6,14 @@ import csv
 import html
 import io
 import json
+import re
 
 import torch
 from rich.console import Console
 
 import paramscope
 from paramscope.render import View, render
+from paramscope.render._layout import printable
 from paramscope.render.text import rich_renderable
 
 from .models import lazy, tiny_gpt
@@ -194,7 +196,7 @@ def _untrusted_names() -> paramscope.Report:
 def test_untrusted_names_cannot_drive_the_terminal() -> None:
     report = _untrusted_names()
     view = View(tensors=True)
-    for text in (render(report, "table", view), render(report, "markdown", view)):
+    for text in (render(report, "table", view), _markdown_unescaped(render(report, "markdown", view))):
         assert "\x1b" not in text
         assert "\u202e" not in text
         assert "b\\x1b[31mred.weight" in text
@@ -233,3 +235,51 @@ def test_markdown_shows_html_in_names_as_text() -> None:
         assert "<" not in text
     assert "| &lt;script&gt;alert(1)&lt;/script&gt; | Linear | 6 | 24 B |" in texts[0]
     assert "| &amp;lt;b&amp;gt;.weight | parameter | (2, 2) |" in texts[0]
+
+
+# Markdown's ASCII punctuation: a backslash before any of it is an escape (CommonMark 2.4).
+_MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def _markdown_unescaped(text: str) -> str:
+    """Markdown source as the text it shows: backslash escapes and entities undone."""
+    return html.unescape(_MARKDOWN_ESCAPE.sub(r"\1", text))
+
+
+def _markdown_cells(text: str) -> list[str]:
+    """The cells of every table row, as the text they show. As in GitHub's tables, a cell ends at a "|" with no
+    backslash before it, and a backslash before a "|" is taken away before the cell's own escapes are read."""
+    cells = []
+    for line in text.splitlines():
+        if line.startswith("| "):
+            split = re.split(r"(?<!\\)\|", line)[1:-1]
+            cells += [_markdown_unescaped(cell.strip().replace("\\|", "|")) for cell in split]
+    return cells
+
+
+MARKDOWN_NAMES = [
+    "[click](https://evil.example)*x*.weight",
+    "a\\|b.weight",
+    "`code`_u_ __b__ ~~s~~ ![i](j) <b> $m$ #h\\.weight",
+    "c\x1b[31mred.weight",
+]
+
+
+def test_markdown_shows_markdown_in_names_as_text() -> None:
+    from markdown_it import MarkdownIt
+
+    from paramscope._report import Source, TensorRecord
+    from paramscope._tree import tree_from_names
+
+    records = [TensorRecord(name, (2,), 2, "float32", 8, "parameter", None, None) for name in MARKDOWN_NAMES]
+    nodes, totals, by_dtype = tree_from_names(records)
+    report = paramscope.Report(Source("safetensors", "n.safetensors"), totals, by_dtype, tuple(records), nodes)
+    text = render(report, "markdown", View(tensors=True))
+    shown = [printable(name) for name in MARKDOWN_NAMES]
+    assert set(shown) <= set(_markdown_cells(text))
+    assert "a\\|b" in _markdown_cells(text)  # the module itself, its backslash kept
+    assert not re.search(r"(?<!\\)(\\\\)*\]\(", text)  # no "](" link syntax survives unescaped
+    page = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(text)
+    for tag in ("<a ", "<em>", "<strong>", "<code>", "<img", "<s>", "<del>", "<b>"):
+        assert tag not in page
+    assert set(shown) <= {html.unescape(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", page)}

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import html
+import re
 
 from .._report import Report
 from ._layout import Document, Section, View, layout, printable
 
+# The ASCII punctuation with a meaning inside a line (backslash escapes, code, emphasis, links and images, GitHub's
+# strikethrough and math, a heading's closing #s, and | that ends a cell), each escaped with a backslash. A "_"
+# between letters or digits cannot start or end emphasis, and is left as it is: names are full of them.
+_INLINE = re.compile(r"[\\`*\[\]#$~|]|(?<![^\W_])_|_(?![^\W_])")
+
 
 def _escape(cell: str) -> str:
-    """A name as text: ``|`` would end the cell, and ``<``, ``>``, ``&`` would be HTML to renderers that pass it
-    through (``<script>`` is a valid module name)."""
-    return html.escape(printable(cell), quote=False).replace("|", "\\|")
+    """A name as text: Markdown's punctuation would be markup (``[a](b)`` a link, ``*a*`` emphasis), ``|`` would end
+    the cell, and ``<``, ``>``, ``&`` would be HTML to renderers that pass it through (``<script>`` is a valid module
+    name)."""
+    return html.escape(_INLINE.sub(r"\\\g<0>", printable(cell)), quote=False)
 
 
 def _section(section: Section) -> list[str]:
