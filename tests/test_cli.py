@@ -33,6 +33,7 @@ from torch import nn
 import paramscope
 from paramscope.cli import main
 from paramscope.examples import gpt2, resnet18
+from paramscope.render import FORMATS
 
 from .cli import assert_error, run
 
@@ -1250,6 +1251,16 @@ def test_output_writes_what_stdout_would_show(capsys: pytest.CaptureFixture[str]
     assert run(capsys, *argv, "--output", str(target)) == (0, "", "")
     assert target.read_text(encoding="utf-8") == expected
     assert sorted(os.listdir(tmp_path)) == [target.name]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_output_of_a_name_with_a_lone_surrogate(capsys: pytest.CaptureFixture[str], tmp_path: Path, fmt: str) -> None:
+    # A lone surrogate is a str but no UTF-8; every format writes it as its escape.
+    source = "from torch import nn\n\nclass S(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    models = write(tmp_path, "surrm.py", source + '        self.add_module("x\\ud800", nn.Linear(2, 2))\n')
+    target = tmp_path / f"report.{fmt}"
+    assert run(capsys, "inspect", f"{models}:S", "--format", fmt, "-o", str(target)) == (0, "", "")
+    assert "ud800" in target.read_text(encoding="utf-8")
 
 
 def test_output_dash_is_stdout(

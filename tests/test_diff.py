@@ -23,6 +23,7 @@ from torch import nn
 import paramscope
 from paramscope import SharingChange, TensorChange
 
+from .checkpoints import write_safetensors
 from .cli import run
 
 
@@ -505,3 +506,18 @@ def test_a_lazy_model_against_a_built_one() -> None:
     found = paramscope.diff(lazy(), nn.Sequential(nn.LazyLinear(3), nn.Linear(3, 2)))
     assert found.only_in_b == ("1.weight", "1.bias")
     assert (found.equal, found.decided) == (False, True)  # a known difference decides
+
+
+def test_html_shows_odd_names_as_the_other_formats_do(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # A lone surrogate comes from a JSON escape in the header; a bidi override and an escape sequence could be raw.
+    odd, ok = tmp_path / "odd.safetensors", tmp_path / "ok.safetensors"
+    write_safetensors(odd, {f"{name}.weight": ("F32", (2,)) for name in ("a\ud800", "b\u202egnp_exe", "c\x1b[31m")})
+    write_safetensors(ok, {"a.weight": ("F32", (2,))})
+    table = run(capsys, "diff", str(odd), str(ok))[1]
+    output = tmp_path / "diff.html"
+    assert run(capsys, "diff", str(odd), str(ok), "--format", "html", "-o", str(output)) == (1, "", "")
+    page = output.read_text(encoding="utf-8")
+    assert not re.search("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\u202e\ud800-\udfff]", page)
+    for shown in ("a\\ud800.weight", "b\\u202egnp_exe.weight", "c\\x1b[31m.weight"):
+        assert shown in table
+        assert f'<td class="">{shown}</td>' in page

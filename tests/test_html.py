@@ -3,6 +3,8 @@ headless Chromium (Debian's package, driven by Playwright): totals, treemap area
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import json
 import os
 import re
@@ -145,6 +147,41 @@ def test_names_are_escaped_in_markup_and_in_the_data() -> None:
     assert "evil&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt;&lt;!--" in page  # in the heading and in the tables
     data = _data(page)
     assert EVIL in data["modules"]["name"]
+
+
+ODD = ["evil\u202egnp_exe", "ctl\x1b[31mred", "x\ud800"]  # a bidi override, an escape sequence, a lone surrogate
+SHOWN = ["evil\\u202egnp_exe", "ctl\\x1b[31mred", "x\\ud800"]  # as the table and Markdown formats show them
+# raw in the markup: a control character is a parse error, U+202E reorders what is shown, a surrogate is no UTF-8
+UNSHOWABLE = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _markup(page: str) -> str:
+    """The page without its data and script: what is shown as it is written."""
+    return re.sub(r"<script\b.*?</script>", "", page, flags=re.S)
+
+
+def test_names_show_control_and_bidi_characters_as_escapes() -> None:
+    report = dataclasses.replace(
+        _checkpoint([_tensor(f"{name}.weight", 4) for name in ODD], target=f"{ODD[0]}.safetensors"),
+        notes=tuple(f"{name} is a name" for name in ODD),
+    )
+    page = render_html(report, View(tensors=True))
+    page.encode("utf-8")  # a lone surrogate could not be written
+    markup = _markup(page)
+    assert not UNSHOWABLE.search(markup)
+    for shown in SHOWN:
+        assert f'<td style="padding-left:1.75em">{html.escape(shown)}</td>' in markup  # module
+        assert f"<td>{html.escape(shown)}.weight</td>" in markup  # tensor
+        assert f"<li>{html.escape(shown)} is a name</li>" in markup  # note
+    assert f"<h1>{SHOWN[0]}.safetensors (safetensors)</h1>" in markup
+    assert [name for name in _data(page)["modules"]["name"] if name] == ODD  # the data keeps the names
+
+
+def test_a_table_row_with_an_escaped_name_still_finds_its_module() -> None:
+    # The script finds a row's module by the row's text, which for these names is not the module's path.
+    page = render_html(_checkpoint([_tensor(f"{name}.weight", 4) for name in ODD]))
+    paths = [json.loads(html.unescape(path)) for path in re.findall(r'<tr data-path="([^"]*)">', page)]
+    assert paths == ODD
 
 
 def test_mixed_dtypes_and_units() -> None:
@@ -500,6 +537,14 @@ def test_browser_table_row_zooms_the_treemap(open_report: Any) -> None:
     page = open_report(_resnet(), "rows")
     page.click("table[data-linked] tbody tr:has-text('layer2')")
     assert page.text_content(".ps-crumbs .ps-here") == "layer2"
+
+
+@in_browser
+def test_browser_table_row_with_an_escaped_name_zooms_the_treemap(open_report: Any) -> None:
+    records = [_tensor(f"{name}.inner.weight", 4) for name in ODD[:2]]  # no surrogate: the page is written to a file
+    page = open_report(_checkpoint(records), "odd-rows")
+    page.click("table[data-linked] tbody tr:has-text('ctl')")
+    assert page.text_content(".ps-crumbs .ps-here") == ODD[1]
 
 
 def _svg_nodes(page: Any) -> int:

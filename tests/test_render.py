@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 
 import paramscope
-from paramscope.render import View, render
+from paramscope.render import FORMATS, View, render
 from paramscope.render._layout import printable
 from paramscope.render.text import rich_renderable
 
@@ -161,6 +161,31 @@ def test_csv_quotes_a_line_break_of_either_kind_in_a_name() -> None:
     assert "\r\n" not in text.replace('"carriage\rreturn"', "")  # rows end in \n alone
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     assert [row["path"] for row in rows] == ["", "carriage\rreturn", "line\nfeed", "plain"]
+
+
+def _surrogate_model() -> torch.nn.Module:
+    model = torch.nn.Module()
+    model.add_module("x\ud800", torch.nn.Linear(2, 2))  # a lone surrogate: a str, but no UTF-8
+    return model
+
+
+def test_csv_writes_a_lone_surrogate_as_its_escape() -> None:
+    report = paramscope.inspect(_surrogate_model())
+    for view, column, names in (
+        (View(), "path", ["", "x\\ud800"]),
+        (View(tensors=True), "name", ["x\\ud800.weight", "x\\ud800.bias"]),
+    ):
+        text = render(report, "csv", view).encode("utf-8").decode("utf-8")
+        assert [row[column] for row in csv.DictReader(io.StringIO(text, newline=""))] == names
+
+
+def test_every_format_can_be_written_as_utf8_with_a_lone_surrogate() -> None:
+    report = paramscope.inspect(_surrogate_model())
+    for fmt in FORMATS:
+        text = render(report, fmt, View(tensors=True))
+        text.encode("utf-8")
+        shown = _markdown_unescaped(text) if fmt == "markdown" else text
+        assert "x\\ud800.weight" in shown, fmt
 
 
 def test_str_and_rich_protocols() -> None:

@@ -9,6 +9,7 @@ import io
 from collections.abc import Iterable
 
 from .._report import CallRecord, Report
+from ._escape import encodable
 from ._layout import View, memory_totals
 
 MODULE_COLUMNS = (
@@ -52,7 +53,8 @@ class _RowWriter:
 
 def render_csv(report: Report, view: View | None = None) -> str:
     """Modules, a summary's call records, tensors or memory items as CSV with a header row: empty cells for unknown
-    values, names joined with ``;``, shapes as ``[64, 3, 7, 7]``."""
+    values, names joined with ``;``, shapes as ``[64, 3, 7, 7]``; names as they are, but for a lone surrogate, which
+    is written as its escape (``\\ud800``), as in every format."""
     view = view or View()
     out = io.StringIO()
     writer = _RowWriter(out)
@@ -80,4 +82,4 @@ def render_csv(report: Report, view: View | None = None) -> str:
         for node in report.modules:
             if node.depth <= view.depth:
                 writer.writerow([_cell(column, getattr(node, column)) for column in MODULE_COLUMNS])
-    return out.getvalue()
+    return encodable(out.getvalue())

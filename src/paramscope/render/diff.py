@@ -3,11 +3,11 @@ and a self-contained HTML page whose rows are coloured by growth."""
 
 from __future__ import annotations
 
-import html
 from typing import Literal
 
 from .._diff import Diff, ModuleDelta, SharingChange, TensorChange
 from .._units import Units, format_bytes, format_count
+from ._escape import html_text
 from ._layout import Column, Document, Section
 from .json import dumps
 
@@ -196,7 +196,7 @@ def _row_class(delta: ModuleDelta) -> str:
 def _html(diff: Diff, document: Document, depth: int, everything: bool) -> str:
     """One self-contained page: the sections as tables, module rows coloured green where B grew and red where it
     shrank (darker when the module is on one side only)."""
-    escape = html.escape
+    escape = html_text
     deltas = shown_modules(diff, depth, everything)
     parts = [
         "<!DOCTYPE html>",

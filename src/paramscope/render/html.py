@@ -16,7 +16,8 @@ from typing import Any
 from .._report import Report
 from .._units import format_bytes, format_count, humanize_count
 from .._version import __version__
-from ._layout import Document, Section, View, dtype_rows, layout, module_parents, tensor_owner
+from ._escape import html_text
+from ._layout import Document, Section, View, dtype_rows, layout, module_parents, printable, tensor_owner
 from .json import dumps
 
 _ROOT_PLACEHOLDER = '"__PARAMSCOPE_ROOT__"'
@@ -62,7 +63,12 @@ def html_fragment(report: Report, view: View | None = None, *, element_id: str =
 
 
 def _escape(text: str) -> str:
-    return html.escape(text, quote=True)
+    return html_text(text)
+
+
+def _path_attribute(path: str) -> str:
+    # The script finds a row's module by the row's text; where that shows escapes, the path goes as JSON (ASCII).
+    return "" if printable(path) == path else f' data-path="{html.escape(json.dumps(path))}"'
 
 
 def _fragment(report: Report, view: View, document: Document, element_id: str, *, style: bool) -> str:
@@ -173,7 +179,7 @@ def _table(section: Section) -> str:
             if index == 0 and indent:
                 attributes += f' style="padding-left:{0.5 + 1.25 * indent:g}em"'
             tds.append(f"<td{attributes}>{_escape(text)}</td>")
-        rows.append(f"<tr>{''.join(tds)}</tr>")
+        rows.append(f"<tr{_path_attribute(row[0].strip()) if linked else ''}>{''.join(tds)}</tr>")
     body = "\n".join(rows)
     link = ' data-linked="1"' if linked else ""
     foot = ""

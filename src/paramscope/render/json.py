@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from .._report import Report
-
-# A lone surrogate (U+D800 to U+DFFF) is a str but no UTF-8: a tensor name in a file may hold one (JSON allows the
-# escape), and the output could not be written. As an escape it is valid JSON that reads back as the same str.
-_SURROGATE = re.compile("[\ud800-\udfff]")
+from ._escape import encodable
 
 
 def dumps(data: Any, **options: Any) -> str:
@@ -19,8 +15,7 @@ def dumps(data: Any, **options: Any) -> str:
     >>> dumps({"name": "caf\u00e9\ud800"})
     '{"name": "café\\ud800"}'
     """
-    text = json.dumps(data, ensure_ascii=False, **options)
-    return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+    return encodable(json.dumps(data, ensure_ascii=False, **options))
 
 
 def render_json(report: Report) -> str:

@@ -609,7 +609,8 @@
   // Rows of the module tables zoom the treemap to their module (or to its parent, with the module outlined).
   root.querySelectorAll(".ps-tables table[data-linked] tbody tr").forEach(function (tr) {
     tr.addEventListener("click", function () {
-      var text = tr.cells[0].textContent.trim();
+      var path = tr.getAttribute("data-path"); // the module's path where the row shows it with escapes
+      var text = path === null ? tr.cells[0].textContent.trim() : JSON.parse(path);
       var index = lookup(text === "(model)" ? "" : text);
       if (index < 0) return;
       while (index > 0 && !(params[index] > 0)) index = parent[index]; // no area: its nearest ancestor with some
