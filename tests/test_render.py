@@ -12,8 +12,8 @@ import torch
 from rich.console import Console
 
 import paramscope
+from paramscope._errors import printable
 from paramscope.render import FORMATS, View, render
-from paramscope.render._layout import printable
 from paramscope.render.text import rich_renderable
 
 from .models import lazy, tiny_gpt

@@ -45,12 +45,17 @@ class BudgetExceededError(ParamscopeError):
 
 
 def printable(text: str) -> str:
-    """``text`` with the characters that are not printable as escapes (a name from a file may hold a newline, a NUL
-    or a lone surrogate): it stays one line of text, whatever is in it.
+    """``text`` with the characters that are not printable as escapes (a name from a file may hold a newline, a NUL,
+    an escape sequence, a bidi override or a lone surrogate): it stays one line of text, whatever is in it, and can
+    neither drive a terminal nor reorder what it shows.
 
     >>> printable("b\\x00\\n.safetensors")
     'b\\\\x00\\\\n.safetensors'
+    >>> print(printable("emb\\x1b[31m.weight\\u202e"))
+    emb\\x1b[31m.weight\\u202e
     """
+    if text.isprintable():
+        return text
     return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 

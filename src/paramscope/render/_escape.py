@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import re
 
-from ._layout import printable
+from .._errors import printable
 
 # A lone surrogate (U+D800 to U+DFFF) is a str but no UTF-8: a tensor name in a file may hold one (JSON allows the
 # escape), and the output could not be written.

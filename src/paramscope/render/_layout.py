@@ -54,18 +54,6 @@ class Document:
     notes: list[str]
 
 
-def printable(text: str) -> str:
-    """``text`` with control and format characters (escape sequences, newlines, bidi overrides) written as escapes:
-    tensor names come from untrusted files and must not drive the terminal or reorder what it shows.
-
-    >>> print(printable("emb\\x1b[31m.weight\\u202e"))
-    emb\\x1b[31m.weight\\u202e
-    """
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
-
-
 def _count(value: int, complete: bool = True) -> str:
     return format_count(value) if complete else f"≥ {format_count(value)}"
 

@@ -13,11 +13,12 @@ import json
 from importlib import resources
 from typing import Any
 
+from .._errors import printable
 from .._report import Report
 from .._units import format_bytes, format_count, humanize_count
 from .._version import __version__
 from ._escape import html_text
-from ._layout import Document, Section, View, dtype_rows, layout, module_parents, printable, tensor_owner
+from ._layout import Document, Section, View, dtype_rows, layout, module_parents, tensor_owner
 from .json import dumps
 
 _ROOT_PLACEHOLDER = '"__PARAMSCOPE_ROOT__"'

@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 import re
 
+from .._errors import printable
 from .._report import Report
-from ._layout import Document, Section, View, layout, printable
+from ._layout import Document, Section, View, layout
 
 # The ASCII punctuation with a meaning inside a line (backslash escapes, code, emphasis, links and images, GitHub's
 # strikethrough and math, a heading's closing #s, and | that ends a cell), each escaped with a backslash. A "_"

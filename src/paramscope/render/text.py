@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._errors import printable
 from .._report import Report
-from ._layout import Document, Section, View, layout, printable
+from ._layout import Document, Section, View, layout
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
