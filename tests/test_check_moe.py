@@ -218,3 +218,26 @@ def test_a_tensor_split_into_several_is_compared_with_their_sum(tmp_path: Path, 
     else:  # the sum does not fit: q_proj is short of what qkv holds, k_proj and v_proj have no source
         assert check.missing == ("k_proj.weight", "v_proj.weight")
         assert check.mismatched == (ShapeMismatch("q_proj.weight", (HIDDEN, HIDDEN), (rows * HIDDEN,)),)
+
+
+@pytest.mark.parametrize("index", ["9" * 5000, "\u00b2"], ids=["5000-digits", "superscript-two"])
+def test_an_expert_index_that_int_refuses_is_reported_not_raised(tmp_path: Path, index: str) -> None:
+    # int() refuses more than 4,300 digits, and "²", which str.isdigit() accepts: a number past the experts is
+    # unexpected; "²" is no number, so it is one more tensor in the merge, which then holds one w1 too many
+    stray = _expert(0, 0, "w1").replace(".experts.0.", f".experts.{index}.")
+    layout = _per_expert_layout() | {stray: (INTERMEDIATE, HIDDEN)}
+    directory = _save(tmp_path / "stray", layout)
+    try:
+        loads = _loads_in_transformers(directory)
+    except ValueError:  # transformers sorts the keys with int() too, and fails on them
+        loads = False
+    assert not loads
+
+    check = paramscope.inspect(str(directory), check=True).check
+    assert check is not None
+    if index.isascii():
+        assert (check.missing, check.unexpected, check.mismatched) == ((), (stray,), ())
+    else:
+        merged = (EXPERTS * 2 * INTERMEDIATE * HIDDEN + INTERMEDIATE * HIDDEN,)
+        assert (check.missing, check.unexpected) == ((), ())
+        assert check.mismatched == (ShapeMismatch(GATE_UP.format(0), GATE_UP_SHAPE, merged),)

@@ -472,6 +472,19 @@ def test_tensor_name_with_a_lone_surrogate_in_json(capsys: pytest.CaptureFixture
     assert [t["name"] for t in json.loads(output.read_text(encoding="utf-8"))["tensors"]] == [name]
 
 
+def test_modules_are_in_natural_order_whatever_their_digits(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # "²" passes str.isdigit() and int() refuses it; int() also refuses a run of more than 4,300 digits
+    huge = "9" * 5000
+    names = ["a.\u00b2", "a.10", f"a.{huge}", "a.2", "a.1", "a.01", "a.b"]
+    path = tmp_path / "model.safetensors"
+    _raw_safetensors(path, {f"{name}.weight": ("F32", [2], 8) for name in names})
+    code, out, err = run(capsys, "inspect", str(path), "--format", "json")
+    assert (code, err) == (0, "")
+    modules = [module["path"] for module in json.loads(out)["modules"]]
+    # numbers first, by value (a.01 and a.1 tie, kept in file order), then the other names as text
+    assert modules == ["", "a", "a.1", "a.01", "a.2", "a.10", f"a.{huge}", "a.b", "a.\u00b2"]
+
+
 TIED_NOTE = (
     "config.json ties the output head to the input embedding (tie_word_embeddings): the head is that same matrix, "
     "stored once and counted once"

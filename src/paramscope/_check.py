@@ -133,7 +133,17 @@ class _Converted:
 
 
 def _numbers(name: str) -> list[tuple[int, int]]:
-    return [(position, int(part)) for position, part in enumerate(name.split(".")) if part.isdigit()]
+    # isdecimal(), not isdigit(): "²" is a digit that int() refuses
+    return [(position, _index(part)) for position, part in enumerate(name.split(".")) if part.isdecimal()]
+
+
+_PAST_EVERY_COUNT = 2**63  # counts are int64 sizes
+
+
+def _index(digits: str) -> int:
+    # int() refuses more than 4,300 digits (sys.get_int_max_str_digits), and any index over 19 is past every count
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= 19 else _PAST_EVERY_COUNT
 
 
 def _merged_index(source: str, target: str) -> tuple[int, int] | None:

@@ -138,9 +138,17 @@ class TreeBuilder:
         return nodes, totals, by_dtype
 
 
-def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
-    # "layers.10" after "layers.9": numeric parts compare as numbers
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in name.split("."))
+def _natural_key(name: str) -> tuple[tuple[int, int, str], ...]:
+    # "layers.10" after "layers.9": parts of ASCII digits compare as numbers, before the other parts. Not by int():
+    # it refuses "²" (which str.isdigit() accepts) and runs of more than 4,300 digits, so by length, then digits.
+    return tuple(_part_key(part) for part in name.split("."))
+
+
+def _part_key(part: str) -> tuple[int, int, str]:
+    if part.isascii() and part.isdigit():
+        digits = part.lstrip("0") or "0"
+        return 0, len(digits), digits
+    return 1, 0, part
 
 
 def tree_from_names(
