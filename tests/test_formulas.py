@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import sys
 import types
@@ -453,11 +454,25 @@ def actual_tensors(module: nn.Module) -> dict[str, tuple[int, ...]]:
 COUNTS_ONLY = {*WEIGHTED_LOSSES, "LinearCrossEntropyLoss"}
 
 
+def text_value(equation: str) -> int:
+    """What the left side of a formula's equation adds up to, read as arithmetic: words and [labels] dropped, ``×`` a
+    product, ``a/b`` a whole quotient (``128 × 64/1 × 3 × 3 + 128 = 73,856`` → 73,856)."""
+    expression = re.sub(r"\[[^]]*\]|[A-Za-z_]\w*", "", equation.partition(" = ")[0])
+    expression = expression.replace(",", "").replace("×", "*").replace("/", "//")
+    assert re.fullmatch(r"[\d\s()+*/]+", expression), equation
+    return int(eval(expression))  # only digits, spaces, brackets and + * //, checked above
+
+
 def check_text(name: str, result: Count) -> None:
-    """The text names the layer, and ends with the total: `… = 73,856`, or the plain number when it is the sum."""
+    """The text names the layer, ends with the total (`… = 73,856`, or the plain number when it is the sum), and
+    its arithmetic comes to that total."""
     assert result.layer == name
     assert result.text.startswith(f"{name}: ")
     params_text, _, buffers_text = result.text.partition(" (buffers: ")
+    if params_text != f"{name}: 0 (no parameters)":
+        assert text_value(params_text.removeprefix(f"{name}: ")) == result.params, result.text
+    if buffers_text:
+        assert text_value(buffers_text.removesuffix(")")) == result.buffers, result.text
     if result.params:
         assert params_text.endswith((f" = {result.params:,}", f": {result.params:,}")), result.text
     else:
@@ -1092,3 +1107,26 @@ def test_a_formula_lists_its_tensors_only_when_asked():
     assert evaluate("TransformerEncoder", d_model=4, nhead=2, num_layers=1).tensors() == actual_tensors(
         nn.TransformerEncoder(nn.TransformerEncoderLayer(4, 2), 1, enable_nested_tensor=False)
     )
+
+
+@pytest.mark.parametrize(
+    ("layer", "hp", "text"),
+    [
+        (
+            "TransformerEncoder",
+            {"d_model": 8, "nhead": 2, "num_layers": 0, "norm": True},
+            "TransformerEncoder: 0 × layer 35,144 + norm 16 = 16",
+        ),
+        ("TransformerDecoder", {"d_model": 8, "nhead": 2, "num_layers": 0}, "TransformerDecoder: 0 × layer 35,448 = 0"),
+        (
+            "TransformerEncoder",
+            {"d_model": 8, "nhead": 2, "num_layers": 1},
+            "TransformerEncoder: layer 35,144 = 35,144",
+        ),
+    ],
+)
+def test_a_stack_says_how_many_layers_it_counts(layer: str, hp: Hyperparameters, text: str):
+    # the text of a stack of 0 layers added the layer in and still gave the right total: "layer 35,144 + norm 16 = 16"
+    result = evaluate(layer, **hp)
+    assert result.text == text
+    assert text_value(text.removeprefix(f"{layer}: ")) == result.params == actual(build(layer, hp))[0]
