@@ -89,6 +89,11 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
             "LazyLinear is Linear once initialised: Linear needs 'in_features'; arguments: in_features: int, "
             "out_features: int, bias: bool = True",
         ),
+        (
+            ["formula", "linear", "in_features=4611686018427387904", "out_features=4611686018427387904"],
+            "Linear: weight (4,611,686,018,427,387,904 × 4,611,686,018,427,387,904) would have "
+            "21,267,647,932,558,653,966,460,912,964,485,513,216 elements, more than a tensor can hold (2**63 - 1)",
+        ),
         (["formula"], "name a LAYER (e.g. conv2d), or use --list to see them all"),
         (["formula", "relu", "--list"], "--list takes no LAYER or arguments"),
         (["formula", "linear", "in_features"], "argument 'in_features' is not of the form key=value"),

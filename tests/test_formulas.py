@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import subprocess
 import sys
@@ -1130,3 +1131,99 @@ def test_a_stack_says_how_many_layers_it_counts(layer: str, hp: Hyperparameters,
     result = evaluate(layer, **hp)
     assert result.text == text
     assert text_value(text.removeprefix(f"{layer}: ")) == result.params == actual(build(layer, hp))[0]
+
+
+G62 = 2**62
+# (layer, hyperparameters, the tensor too large or None where every tensor fits): torch's truth is a build on meta
+# in a one-byte dtype, where a tensor of up to 2**63 - 1 elements is made and any larger one refused
+TENSOR_LIMIT = [
+    ("Linear", {"in_features": G62, "out_features": G62}, ("weight", (G62, G62))),
+    ("Linear", {"in_features": G62, "out_features": 2, "bias": False}, ("weight", (2, G62))),
+    ("Linear", {"in_features": 2**63 - 1, "out_features": 1}, None),
+    ("Bilinear", {"in1_features": G62, "in2_features": 2, "out_features": 1}, ("weight", (1, G62, 2))),
+    ("Conv2d", {"in_channels": 2**31, "out_channels": 2**31, "kernel_size": 2}, ("weight", (2**31, 2**31, 2, 2))),
+    ("ConvTranspose1d", {"in_channels": G62, "out_channels": 1, "kernel_size": 2}, ("weight", (G62, 1, 2))),
+    ("LayerNorm", {"normalized_shape": (G62, 2)}, ("weight", (G62, 2))),
+    ("Embedding", {"num_embeddings": G62, "embedding_dim": 2}, ("weight", (G62, 2))),
+    ("MultiheadAttention", {"embed_dim": 2**31, "num_heads": 1}, ("in_proj_weight", (3 * 2**31, 2**31))),
+    ("MultiheadAttention", {"embed_dim": 2, "num_heads": 1, "kdim": G62}, ("k_proj_weight", (2, G62))),
+    ("LSTM", {"input_size": 1, "hidden_size": 2**30, "bidirectional": True}, None),
+    (
+        "LSTM",
+        {"input_size": 1, "hidden_size": 2**30, "num_layers": 2, "bidirectional": True},
+        ("weight_ih_l1", (2**32, 2**31)),
+    ),
+    ("GRUCell", {"input_size": 1, "hidden_size": G62}, ("weight_ih", (3 * G62, 1))),
+    (
+        "TransformerEncoderLayer",
+        {"d_model": 2**31, "nhead": 1, "dim_feedforward": 1},
+        ("self_attn.in_proj_weight", (3 * 2**31, 2**31)),
+    ),
+    (
+        "TransformerDecoder",
+        {"d_model": 2**31, "nhead": 1, "num_layers": 1, "dim_feedforward": 1},
+        ("layers.0.self_attn.in_proj_weight", (3 * 2**31, 2**31)),
+    ),
+    (
+        "Transformer",
+        {"d_model": 2**31, "nhead": 1, "num_encoder_layers": 1, "num_decoder_layers": 1, "dim_feedforward": 1},
+        ("encoder.layers.0.self_attn.in_proj_weight", (3 * 2**31, 2**31)),
+    ),
+    (
+        "AdaptiveLogSoftmaxWithLoss",
+        {"in_features": G62, "n_classes": 4, "cutoffs": (2,), "div_value": 1.0},
+        ("head.weight", (3, G62)),
+    ),
+    ("LinearCrossEntropyLoss", {"in_features": G62, "num_classes": 2}, ("linear.weight", (2, G62))),
+    (
+        "LinearCrossEntropyLoss",
+        {"in_features": G62, "num_classes": 2, "weight_elements": 2},  # its tensors are not listed, only counted
+        ("linear.weight", (2, G62)),
+    ),
+]
+
+
+def built_in_torch(layer: str, hp: Hyperparameters) -> nn.Module | None:
+    """The layer as torch builds it on meta in a one-byte dtype; None where torch refuses a tensor of it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nested-tensor advice
+        if layer in ("TransformerEncoder", "TransformerDecoder"):
+            sizes = {key: value for key, value in hp.items() if key != "num_layers"}
+            layer, hp = f"{layer}Layer", sizes  # the stack's layer is what torch builds first
+        if "weight_elements" in hp:  # the formula takes the number of class weights, torch the weights
+            count = hp["weight_elements"]
+            hp = {key: value for key, value in hp.items() if key != "weight_elements"} | {"weight": torch.ones(count)}
+        try:
+            return getattr(nn, layer)(**hp, device="meta", dtype=torch.float8_e4m3fn)
+        except (RuntimeError, TypeError) as error:  # "Storage size calculation overflowed"; a size past int64
+            if "overflow" not in str(error).lower():
+                raise
+            return None
+
+
+@pytest.mark.parametrize(("layer", "hp", "too_large"), TENSOR_LIMIT)
+def test_a_tensor_torch_cannot_make_is_refused(layer: str, hp: Hyperparameters, too_large: tuple | None):
+    module = built_in_torch(layer, hp)
+    assert (module is None) == (too_large is not None)
+    if module is not None:
+        assert evaluate(layer, **hp).params == actual(module)[0]
+        return
+    name, shape = too_large
+    with pytest.raises(FormulaError) as error:
+        evaluate(layer, **hp)
+    dims = " × ".join(f"{size:,}" for size in shape)
+    assert str(error.value) == (
+        f"{layer}: {name} ({dims}) would have {math.prod(shape):,} elements, more than a tensor can hold (2**63 - 1)"
+    )
+
+
+def test_the_tensor_limit_is_checked_on_one_layer_of_a_stack():
+    # a stack of any number of layers is checked at once: its layers are alike
+    for layers in (0, 1, 10**12):
+        hp = {"d_model": 2**31, "nhead": 1, "num_layers": layers, "dim_feedforward": 1}
+        if layers:
+            with pytest.raises(FormulaError, match=r"^TransformerEncoder: layers\.0\.self_attn\.in_proj_weight "):
+                evaluate("TransformerEncoder", **hp)
+        else:  # no layer, so no tensor of one
+            assert evaluate("TransformerEncoder", **hp).params == 0
+    assert evaluate("LSTM", input_size=1, hidden_size=1, num_layers=10**12).params == 10**12 * actual(nn.LSTM(1, 1))[0]

@@ -24,11 +24,13 @@ def _tensors(tally: Tally, prefix: str = "") -> Shapes:
     return {f"{prefix}{name}": shape for name, shape in tally.tensors().items()}
 
 
-def _children(parts: Mapping[str, Tally]) -> Shapes:
-    """The tensors of a layer made of children, each child's under its name."""
+def _children(parts: Mapping[str, Tally], *, sizes: bool = False) -> Shapes:
+    """The tensors of a layer made of children (those whose sizes are checked, with ``sizes``), each child's under
+    its name."""
     shapes: Shapes = {}
     for label, part in parts.items():
-        shapes |= _tensors(part, f"{label}.")
+        listed = part.checked_sizes() if sizes else _tensors(part)
+        shapes |= {f"{label}.{name}": shape for name, shape in listed.items()}
     return shapes
 
 
@@ -283,17 +285,20 @@ def _recurrent(
     directions = 2 if bidirectional else 1
     out = proj_size or hidden_size
 
-    def tensors() -> Shapes:
+    def tensors(layers: int = num_layers) -> Shapes:
         shapes: dict[str, tuple[int, ...]] = {}
-        for layer in range(num_layers):
+        for layer in range(layers):
             inputs = input_size if layer == 0 else out * directions
             for suffix in (f"_l{layer}", f"_l{layer}_reverse")[:directions]:
                 shapes |= _layer_tensors(gates, hidden_size, inputs, out, bias, proj_size, suffix)
         return shapes
 
+    def sizes() -> Shapes:  # layer 1 stands for the later ones: they read what it reads
+        return tensors(min(num_layers, 2))
+
     first = _one_layer(gates, hidden_size, input_size, out, bias, proj_size)
     if num_layers == 1 and directions == 1:
-        return Tally(first, tensors=tensors)
+        return Tally(first, tensors=tensors, sizes=sizes)
     both = "2 directions × " if directions == 2 else ""
     terms = Terms().add(f"{both}({first.expression()}) [layer 0]", directions * first.total)
     if num_layers > 1:
@@ -301,7 +306,7 @@ def _recurrent(
         repeat = f"{num_layers - 1} × " if num_layers > 2 else ""
         label = "layer 1" if num_layers == 2 else f"layers 1–{num_layers - 1}"
         terms.add(f"{repeat}{both}({rest.expression()}) [{label}]", (num_layers - 1) * directions * rest.total)
-    return Tally(terms, tensors=tensors)
+    return Tally(terms, tensors=tensors, sizes=sizes)
 
 
 _RNN_IGNORED = ("dropout", "batch_first", *_DEVICE)
@@ -464,11 +469,11 @@ def _stack(name: str, layer: str, decoder: bool) -> Callable[..., Tally]:
         if norm:
             _part(terms, "norm", final)
 
-        def tensors() -> Shapes:  # listed only when asked for: num_layers may be any number
-            layers = {f"layers.{i}": one for i in range(num_layers)}
-            return _children(layers | {"norm": final} if norm else layers)
+        def tensors(layers: int = num_layers) -> Shapes:  # listed only when asked for: num_layers may be any number
+            stack = {f"layers.{i}": one for i in range(layers)}
+            return _children(stack | {"norm": final} if norm else stack)
 
-        return Tally(terms, tensors=tensors)
+        return Tally(terms, tensors=tensors, sizes=lambda: tensors(min(num_layers, 1)))  # the layers are alike
 
     return transformer_stack
 
@@ -503,7 +508,8 @@ def transformer(
     encoder = transformer_encoder(d_model=d_model, nhead=nhead, num_layers=num_encoder_layers, **stacks)
     decoder = transformer_decoder(d_model=d_model, nhead=nhead, num_layers=num_decoder_layers, **stacks)
     terms = _part(_part(Terms(), "encoder", encoder), "decoder", decoder)
-    return Tally(terms, tensors=lambda: _children({"encoder": encoder, "decoder": decoder}))
+    parts = {"encoder": encoder, "decoder": decoder}
+    return Tally(terms, tensors=lambda: _children(parts), sizes=lambda: _children(parts, sizes=True))
 
 
 # --- Output layers with weights -------------------------------------------------------------------------------------
@@ -579,9 +585,12 @@ def linear_cross_entropy(
     outputs = num_classes * math.prod(out_features or ())
     projection = linear(in_features, outputs, bias)
     terms = _part(Terms(), "linear", projection)
-    # the class weights' shape is not known here, only their number
-    tensors = None if weight_elements else lambda: _tensors(projection, "linear.")
-    return Tally(terms, _class_weights(weight_elements), tensors)
+
+    def tensors() -> Shapes:
+        return _tensors(projection, "linear.")
+
+    # the class weights' shape is not known here, only their number: the projection's sizes are checked all the same
+    return Tally(terms, _class_weights(weight_elements), None if weight_elements else tensors, tensors)
 
 
 # --- Layers without parameters --------------------------------------------------------------------------------------

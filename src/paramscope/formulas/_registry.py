@@ -120,10 +120,32 @@ class Tally:
     """Lists the tensors the terms count, by name with their shapes, where the formula knows them; ``None`` where it
     knows only the counts. A function, called only when tensors are compared: a stack of 10⁹ layers has a count, and
     no list of its tensors that fits in memory."""
+    sizes: Callable[[], Shapes] | None = None
+    """The tensors whose sizes are checked, where that is not :attr:`tensors`: one of a stack's layers stands for
+    them all; a loss whose class weights have no known shape still has a projection. ``None``: :attr:`tensors`."""
+
+    def checked_sizes(self) -> Shapes:
+        """The tensors :func:`count` checks against torch's limit, by name with their shapes."""
+        listing = self.sizes or self.tensors
+        return listing() if listing is not None else {}
+
+
+def _check_sizes(layer: str, shapes: Shapes) -> None:
+    """FormulaError for a tensor of more elements than torch makes (it refuses any past 2**63 - 1, whatever the
+    dtype): each argument may be an int64 and their product not."""
+    for name, shape in shapes.items():
+        elements = math.prod(shape)
+        if elements > _MAX_INT:
+            dims = " × ".join(num(size) for size in shape)
+            raise FormulaError(
+                f"{layer}: {name} ({dims}) would have {num(elements)} elements, more than a tensor can hold (2**63 - 1)"
+            )
 
 
 def count(layer: str, tally: Tally) -> Count:
-    """The Count of ``layer``: its totals and the text ``"Layer: expression = total (buffers: …)"``."""
+    """The Count of ``layer``: its totals and the text ``"Layer: expression = total (buffers: …)"``; FormulaError for
+    a tensor torch could not make."""
+    _check_sizes(layer, tally.checked_sizes())
     text = f"{layer}: {tally.params.equation()}" if not tally.params.empty else f"{layer}: 0 (no parameters)"
     if not tally.buffers.empty:
         text += f" (buffers: {tally.buffers.equation()})"
