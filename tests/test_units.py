@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 
 from paramscope import UsageError
 from paramscope._budget import Budget, parse_budget
-from paramscope._units import byte_unit, format_bytes, humanize_count, parse_bytes, parse_count
+from paramscope._units import (
+    byte_unit,
+    format_bytes,
+    humanize_count,
+    humanize_operations,
+    parse_bytes,
+    parse_count,
+)
 
 
 @pytest.mark.parametrize(
@@ -167,3 +174,32 @@ def test_formatted_sizes_read_back_within_rounding(size: int, units: str) -> Non
     # two decimals: off by at most half of the last place (and float noise on that half)
     assert abs(float(number) * byte_unit(unit) - size) <= 0.005 * byte_unit(unit) * (1 + 1e-9)
     assert float(number) < (1024 if units == "iec" else 1000) or unit in {"PiB", "PB"}
+
+
+@pytest.mark.parametrize(
+    ("value", "count", "operations"),
+    [
+        (999_994, "999.99K", "999.99K"),
+        (999_999, "1.00M", "1.00M"),  # 999.999K rounds to 1000.00K: one M
+        (999_999_999, "1.00B", "1.00G"),
+        (999_999_999_999, "1.00T", "1.00T"),
+        (999_999_999_999_999, "1000.00T", "1.00P"),  # T is the largest count suffix
+        (-999_999_999, "-1.00B", "-1.00G"),
+    ],
+)
+def test_humanized_numbers_roll_over_to_the_next_suffix(value: int, count: str, operations: str) -> None:
+    assert (humanize_count(value), humanize_operations(value)) == (count, operations)
+
+
+# any count, and those just short of a power of 1000, which round up to it
+NEAR_A_POWER = st.builds(lambda power, short: 10**power - short, st.integers(3, 18), st.integers(1, 10**4))
+
+
+@given(st.integers(min_value=0, max_value=10**18) | NEAR_A_POWER)
+def test_humanized_numbers_read_back_within_rounding(value: int) -> None:
+    for text, suffixes in ((humanize_count(value), "KMBT"), (humanize_operations(value), "KMGTP")):
+        number, suffix = (text[:-1], text[-1]) if text[-1] in suffixes else (text, "")
+        factor = 1000 ** (suffixes.index(suffix) + 1) if suffix else 1
+        # two decimals: off by at most half of the last place (and float noise on that half)
+        assert abs(float(number) * factor - value) <= 0.005 * factor * (1 + 1e-9)
+        assert float(number) < 1000 or suffix == suffixes[-1]

@@ -143,13 +143,19 @@ def format_bytes(n: int, units: Units = "iec") -> str:
     ('44.59 MiB', '46.76 MB', '512 B')
     """
     steps, base = (_IEC_STEPS, 1024) if units == "iec" else (_SI_STEPS, 1000)
+    scaled = _scaled(n, steps, base)
+    return f"{n} B" if scaled is None else f"{scaled[0]:.2f} {scaled[1]}"
+
+
+def _scaled(n: int, steps: Sequence[str], base: int) -> tuple[float, str] | None:
+    """``n`` in the largest of ``steps`` (units ``base`` times the one before, from 1) where it shows, with two
+    decimals, at or above 1 (below ``base``, unless no larger unit is left); None where ``n`` is below ``base``."""
     if abs(n) < base:
-        return f"{n} B"
-    value = float(n)
-    for unit in steps[1:]:
-        value /= base
+        return None
+    for power, unit in enumerate(steps[1:], start=1):
+        value = n / base**power
         if round(abs(value), 2) < base or unit == steps[-1]:  # 1023.996 GiB prints as 1.00 TiB, not 1024.00 GiB
-            return f"{value:.2f} {unit}"
+            return value, unit
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -178,10 +184,8 @@ def humanize_count(n: int) -> str:
     >>> humanize_count(124_439_808), humanize_count(6_738_415_616), humanize_count(512)
     ('124.44M', '6.74B', '512')
     """
-    for suffix, factor in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
-        if abs(n) >= factor:
-            return f"{n / factor:.2f}{suffix}"
-    return str(n)
+    scaled = _scaled(n, ("", "K", "M", "B", "T"), 1000)
+    return str(n) if scaled is None else f"{scaled[0]:.2f}{scaled[1]}"
 
 
 def humanize_operations(n: int) -> str:
@@ -190,7 +194,5 @@ def humanize_operations(n: int) -> str:
     >>> humanize_operations(3_628_146_688), humanize_operations(950)
     ('3.63G', '950')
     """
-    for suffix, factor in (("P", 10**15), ("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
-        if abs(n) >= factor:
-            return f"{n / factor:.2f}{suffix}"
-    return str(n)
+    scaled = _scaled(n, ("", "K", "M", "G", "T", "P"), 1000)
+    return str(n) if scaled is None else f"{scaled[0]:.2f}{scaled[1]}"
