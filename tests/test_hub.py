@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import huggingface_hub.constants
@@ -1118,3 +1119,11 @@ def test_subprocess(hub: HubServer, local: Local, tmp_path: Path, capsys: pytest
     assert {path for path in paths if "/resolve/" not in path} <= {"/api/agent-harnesses"}
     assert all(path.startswith("/org/tiny-llama/resolve/v1.0/") for path in paths if "/resolve/" in path)
     assert_headers_only(hub, local["tiny-llama"])
+
+
+@pytest.mark.parametrize("total", ["\u00b2", "9" * 5000, "-1", " 12"])
+def test_a_file_size_python_cannot_read_is_no_size(total: str) -> None:
+    # what int() refuses (a superscript digit, 5,000 digits) or a malformed size: as if the server gave no size
+    answer = SimpleNamespace(headers={"Content-Range": f"bytes 0-9/{total}"})
+    assert hub_source._range_total(answer) is None
+    assert hub_source._range_total(SimpleNamespace(headers={"Content-Range": "bytes 0-9/12"})) == 12

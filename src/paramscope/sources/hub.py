@@ -40,7 +40,10 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 # The first range asked for, as huggingface_hub asks: 97 % of headers fit in it (huggingface_hub PR 1855).
 _FIRST_RANGE = 100_000
-_CONTENT_RANGE = re.compile(r"^bytes (?:\d+-\d+|\*)/(\d+)$")
+# sizes in ASCII digits, at most 20 (2**64 has 20): a server's header is not handed to int() whatever it holds
+_SIZE = r"[0-9]{1,20}"
+_CONTENT_RANGE = re.compile(rf"^bytes (?:{_SIZE}-{_SIZE}|\*)/({_SIZE})$")
+_CONTENT_LENGTH = re.compile(rf"^{_SIZE}$")
 _MAX_ERROR_BYTES = 65_536
 """How much of an error answer's body is read, for its message."""
 _MAX_WORKERS = 8
@@ -448,7 +451,7 @@ def _ranged_get(hub: _Repo, url: str, headers: dict[str, str], first: int, last:
         if status != 200:
             return _Bytes(status, _range_total(response), body.read(last - first + 1))
         length = response.headers.get("Content-Length", "")
-        size = int(length) if length.isdigit() else None
+        size = int(length) if _CONTENT_LENGTH.match(length) else None
         if first != 0:  # the file from its start, where the range was asked for
             return _Bytes(status, size, body.read(last + 1)[first:])
         prefix = body.read(8)
