@@ -14,6 +14,7 @@ over a data region of zeros, so a 140 GB model can be served from a few hundred 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.server
 import json
@@ -77,6 +78,11 @@ class Repo:
     server that is not one)."""
     listed_sizes: Mapping[str, int] = field(default_factory=dict)
     """Sizes the file listing (``/tree``) gives instead of the files' own: a listing that understates them."""
+    max_range: int | None = None
+    """When set, a ranged answer holds at most this many bytes, however many were asked for (as some servers cap)."""
+    compressed: bool = False
+    """When true, error answers, and whole files where ``Range`` is ignored, are sent gzipped to a client that
+    accepts it (``Content-Encoding: gzip``, ``Content-Length`` the compressed size), as many servers do."""
     ranges: bool = True
     """When false, ``Range`` is ignored, as some servers and proxies do: every GET is answered 200 with the whole
     file, sent a chunk at a time until the client stops reading (:attr:`HubServer.streamed` counts the bytes)."""
@@ -167,9 +173,17 @@ class HubServer:
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_state: HubServer
     protocol_version = "HTTP/1.1"
+    compressing = False
+    """Whether this answer's body is gzipped (its repo's ``compressed``, and the client accepts it)."""
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep the test output clean
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except ConnectionResetError:  # a client that closed the connection before reading all of an answer
+            self.close_connection = True
 
     def do_HEAD(self) -> None:
         self._answer(body=False)
@@ -203,6 +217,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """The whole file, 200, a chunk at a time (its size said when ``sized``): a client that has what it needs
         closes the connection."""
         size = _size(content)
+        if self.compressing:
+            whole = gzip.compress(_read(content, 0, size))
+            self._send(200, {**headers, "Content-Encoding": "gzip", "Content-Length": str(len(whole))}, whole)
+            return
         self._send(200, {**headers, "Content-Length": str(size)} if sized else headers, send_body=False)
         for start in range(0, size, _CHUNK):
             chunk = _read(content, start, min(start + _CHUNK, size))
@@ -219,6 +237,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             headers["X-Error-Code"] = code
         headers["X-Error-Message"] = message
         body = ('{"error": "' + message + '"}').encode()
+        if self.compressing:
+            body = gzip.compress(body)
+            headers |= {"Content-Encoding": "gzip", "Content-Length": str(len(body))}
         self._send(status, headers, body, send_body=self.command != "HEAD")
 
     def _repo(self, repo_id: str, revision: str) -> Repo | None:
@@ -276,6 +297,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         repo = self._repo(repo_id, revision)
         if repo is None:
             return
+        self.compressing = repo.compressed and "gzip" in self.headers.get("Accept-Encoding", "")
         content = repo.files.get(filename)
         commit = {"X-Repo-Commit": repo.commit}
         if filename in repo.statuses:
@@ -316,6 +338,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             end = min(int(match.group(2)) + 1 if match.group(2) else size, size)
         else:  # bytes=-N: the last N bytes
             start, end = max(0, size - int(match.group(2))), size
+        if repo.max_range is not None:
+            end = min(end, start + repo.max_range)
         if start >= size or start >= end:
             self._error(416, None, "Range not satisfiable", {"Content-Range": f"bytes */{size}"})
             return

@@ -184,6 +184,11 @@ def test_a_table_row_with_an_escaped_name_still_finds_its_module() -> None:
     assert paths == ODD
 
 
+def test_a_row_of_own_tensors_finds_its_module() -> None:
+    page = render_html(_checkpoint([_tensor("a.w", 4), _tensor("a.b.weight", 4), _tensor("c", 2)]))
+    assert re.findall(r'<tr data-path="([^"]*)">', page) == [html.escape('""'), html.escape('"a"')]
+
+
 def test_mixed_dtypes_and_units() -> None:
     report = _checkpoint([_tensor("a.weight", 100, "bfloat16", 2), _tensor("a.bias", 10), _tensor("b.weight", 5)])
     data = treemap_data(report, View(units="si"))
@@ -545,6 +550,13 @@ def test_browser_table_row_with_an_escaped_name_zooms_the_treemap(open_report: A
     page = open_report(_checkpoint(records), "odd-rows")
     page.click("table[data-linked] tbody tr:has-text('ctl')")
     assert page.text_content(".ps-crumbs .ps-here") == ODD[1]
+
+
+@in_browser
+def test_browser_row_of_own_tensors_zooms_to_its_module(open_report: Any) -> None:
+    page = open_report(_checkpoint([_tensor("a.w", 4), _tensor("a.b.weight", 4), _tensor("c", 2)]), "own-rows")
+    page.click("table[data-linked] tbody tr:has-text('a (own tensors)')")
+    assert page.text_content(".ps-crumbs .ps-here") == "a"
 
 
 def _svg_nodes(page: Any) -> int:

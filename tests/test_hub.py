@@ -311,6 +311,14 @@ def hub(local: Local) -> Iterator[HubServer]:
         "org/llama-3-70b-no-ranges": Repo(repo_files(local["llama-3-70b"]), ranges=False),
         "org/tiny-llama-no-ranges-unsized": Repo(tiny, ranges=False, lengths=False),
         "org/past-the-end-no-ranges": Repo(MALFORMED["past-the-end"].files, ranges=False),
+        # ranged answers capped at 64 KiB, however much was asked for
+        "org/tiny-llama-capped-ranges": Repo(tiny, max_range=2**16),
+        # gzipped answers: errors, and whole files where Range is ignored (Content-Length then the gzipped size)
+        "org/index-names-a-missing-shard-gzip": Repo(MALFORMED["index-names-a-missing-shard"].files, compressed=True),
+        "org/tiny-llama-no-ranges-gzip": Repo(tiny, ranges=False, compressed=True),
+        "org/shard-500-gzip": Repo(
+            repo_files(local["llama-3-70b"]), statuses={"model-00002-of-00003.safetensors": 500}, compressed=True
+        ),
         **{f"org/{name}": Repo(case.files) for name, case in MALFORMED.items()},
         "org/duplicated": Repo(DUPLICATED),
         "org/unindexed": Repo(UNINDEXED),
@@ -409,7 +417,7 @@ def safetensors_requests(hub: HubServer) -> list[Request]:
 
 
 def assert_headers_only(hub: HubServer, local_directory: Path) -> None:
-    """Each .safetensors file was asked for its header only: HEAD, the first 100 kB, the exact header range."""
+    """Each .safetensors file was asked for its header only: HEAD, the first 100 kB, the rest of the header."""
     requests = safetensors_requests(hub)
     assert requests
     for request in requests:
@@ -419,7 +427,7 @@ def assert_headers_only(hub: HubServer, local_directory: Path) -> None:
         assert request.method == "GET", request
         assert request.range is not None, f"a whole file was downloaded: {request}"
         header = header_size(local_directory / request.filename)
-        assert request.range in (FIRST_RANGE, f"bytes=8-{header + 7}"), request
+        assert request.range in (FIRST_RANGE, f"bytes=100001-{header + 7}"), request
 
 
 def local_active(model: nn.Module, top_k: int, experts: int) -> Fraction:
@@ -446,7 +454,7 @@ def test_single_file_repo(capsys: pytest.CaptureFixture[str], hub: HubServer, lo
     assert [(r.method, r.range) for r in safetensors_requests(hub)] == [
         ("HEAD", None),
         ("GET", FIRST_RANGE),
-        ("GET", f"bytes=8-{header + 7}"),
+        ("GET", f"bytes=100001-{header + 7}"),
     ]
     assert {(r.method, r.path) for r in hub.requests if not r.path.endswith(".safetensors")} == {
         ("HEAD", "/org/tiny-llama/resolve/main/config.json"),
@@ -968,7 +976,7 @@ def test_file_size_from_a_head_when_the_range_lacks_it(
         ("HEAD", None),  # does model.safetensors exist
         ("GET", FIRST_RANGE),
         ("HEAD", None),  # its size, which the range did not give
-        ("GET", f"bytes=8-{header + 7}"),
+        ("GET", f"bytes=100001-{header + 7}"),
     ]
     assert_error(
         run(capsys, "inspect", "hf:org/past-the-end-no-total"),
@@ -988,6 +996,30 @@ def test_a_server_that_ignores_ranges_is_read_to_the_end_of_each_header(
     assert sorted(gets) == [(shard.name, 200) for shard in shards]
     for shard in shards:
         assert 8 + header_size(shard) <= hub.streamed[shard.name] <= 32 * 2**20 < shard.stat().st_size
+
+
+def test_ranged_answers_shorter_than_asked(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local) -> None:
+    same_model(run_json(capsys, "hf:org/tiny-llama-capped-ranges"), run_json(capsys, local["tiny-llama"]))
+    header = header_size(local["tiny-llama"] / "model.safetensors")
+    gets = [r.range for r in safetensors_requests(hub) if r.method == "GET"]
+    # the rest of the header from where the first answer ended, 64 KiB at a time
+    assert gets == [FIRST_RANGE] + [f"bytes={start}-{header + 7}" for start in range(2**16, header + 8, 2**16)]
+
+
+def test_gzipped_answers(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local) -> None:
+    # the whole file gzipped: its size is not the Content-Length, which is the gzipped one
+    same_model(run_json(capsys, "hf:org/tiny-llama-no-ranges-gzip"), run_json(capsys, local["tiny-llama"]))
+    # errors with gzipped bodies are the errors they are, not "cannot reach the Hub"
+    name = "index-names-a-missing-shard"
+    assert_error(
+        run(capsys, "inspect", f"hf:org/{name}-gzip"),
+        f"hf:org/{name}-gzip: {MALFORMED[name].file}: {MALFORMED[name].message}",
+    )
+    assert_error(
+        run(capsys, "inspect", "hf:org/shard-500-gzip"),
+        f"hf:org/shard-500-gzip: the Hub at {hub.url} answered 500 Internal Server Error for "
+        "/org/shard-500-gzip/resolve/main/model-00002-of-00003.safetensors; try again later",
+    )
 
 
 def test_a_server_that_ignores_ranges_without_sizes(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
@@ -1064,7 +1096,7 @@ def test_trust_remote_code_with_safetensors_downloads_code_only_to_build(
     [
         ("remote-x-many-files", "1,002 Python files in the repository, more than the 1,000 paramscope downloads for "
                                 "custom code; none downloaded"),
-        ("remote-x-huge-code", "its Python files take 100.00 MB (the Hub says), more than the 64 MiB paramscope "
+        ("remote-x-huge-code", "its Python files take 95.37 MiB (the Hub says), more than the 64 MiB paramscope "
                                "downloads for custom code; none downloaded"),
         ("remote-x-understated", "data.py: past the 64 MiB of Python files paramscope downloads for custom code "
                                  "(70.00 MB, the Hub says); not downloaded"),

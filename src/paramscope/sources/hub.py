@@ -313,20 +313,20 @@ def _metadata(hub: _Repo, filename: str) -> HfFileMetadata | None:
         return None
 
 
-def _download(hub: _Repo, filename: str, limits: tuple[int, str] | None = None) -> Path | None:
+def _download(hub: _Repo, filename: str, limits: tuple[_Allowance, str] | None = None) -> Path | None:
     """``config.json``, the index or a code file of the repo, downloaded to the Hub cache (or found there); None when
-    the repo has no such file. One larger than paramscope reads (``limits``: the bytes, and what a larger file is;
-    for the config and the index, theirs) is refused before it is downloaded when the Hub says its size, and its
-    download stopped past that size when it does not."""
+    the repo has no such file. One larger than paramscope reads (``limits``: the bytes it may take, and what a
+    larger file is; for the config and the index, theirs) is refused before it is downloaded when the Hub says its
+    size, and its download stopped past that size when it does not."""
     from huggingface_hub import constants, errors, hf_hub_download
 
-    limit, too_large = limits or _LIMITS[filename]
+    allowance, too_large = limits or (_Allowance(_LIMITS[filename][0]), _LIMITS[filename][1])
     # Offline, huggingface_hub answers from its cache alone; online, the HEAD says how the Hub answers, once
     if not constants.HF_HUB_OFFLINE:
         metadata = _metadata(hub, filename)
         if metadata is None:
             return None
-        if metadata.size is not None and metadata.size > limit:
+        if metadata.size is not None and metadata.size > allowance.left:
             size = format_bytes(metadata.size, "si")
             raise SourceError(f"{hub.target}: {filename}: {too_large} ({size}, the Hub says); not downloaded")
     hub.check_deadline()
@@ -338,7 +338,7 @@ def _download(hub: _Repo, filename: str, limits: tuple[int, str] | None = None) 
             endpoint=_endpoint(),
             token=hub.token,
             etag_timeout=constants.HF_HUB_ETAG_TIMEOUT,
-            tqdm_class=_size_guard(limit),
+            tqdm_class=_size_guard(allowance),
         )
     except _TooLarge:
         raise SourceError(f"{hub.target}: {filename}: {too_large}; its download was stopped") from None
@@ -351,8 +351,23 @@ class _TooLarge(Exception):
     """A download went past its limit."""
 
 
-def _size_guard(limit: int) -> type[tqdm]:
-    """A progress bar for one ``hf_hub_download`` (its ``tqdm_class``) that stops the download past ``limit`` bytes.
+class _Allowance:
+    """The bytes that downloads may still take, shared by those that run together."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self._lock = threading.Lock()
+
+    def take(self, count: float) -> None:
+        with self._lock:
+            self.left -= int(count)
+            if self.left < 0:
+                raise _TooLarge
+
+
+def _size_guard(allowance: _Allowance) -> type[tqdm]:
+    """A progress bar for ``hf_hub_download`` (its ``tqdm_class``) that stops the download once ``allowance`` is
+    spent.
 
     huggingface_hub has no size limit of its own, but it tells the bar the size the answer says and then each chunk
     before it is written: stopping there keeps hf_hub_download (and its cache) rather than writing a download here.
@@ -362,15 +377,14 @@ def _size_guard(limit: int) -> type[tqdm]:
     class SizeGuard(hub_tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]  # (huggingface_hub's is untyped)
-            self.received: float = kwargs.get("initial") or 0  # a resumed download starts with what it has
-            if (kwargs.get("total") or 0) > limit:
+            resumed = kwargs.get("initial") or 0  # a resumed download starts with what it has
+            if (kwargs.get("total") or 0) - resumed > allowance.left:
                 self.close()
                 raise _TooLarge
+            allowance.take(resumed)
 
         def update(self, n: float | None = 1) -> bool | None:
-            self.received += n or 0
-            if self.received > limit:
-                raise _TooLarge
+            allowance.take(n or 0)
             shown: bool | None = super().update(n)
             return shown
 
@@ -383,6 +397,7 @@ def _with_code(hub: _Repo, config: Path) -> Path:
     listed first, and refused when there are more than ``MAX_CODE_FILES`` of them or more than ``MAX_CODE_BYTES`` in
     all, before any is downloaded; each download is stopped past what is left of those bytes (a listing may
     understate a size). Offline, those the Hub cache holds beside ``config`` are all there is."""
+    from concurrent.futures import ThreadPoolExecutor
     from fnmatch import fnmatch
 
     from huggingface_hub import HfApi, constants
@@ -399,13 +414,11 @@ def _with_code(hub: _Repo, config: Path) -> Path:
                           f"{MAX_CODE_FILES:,} paramscope downloads for custom code; none downloaded")  # fmt: skip
     listed = sum(item.size or 0 for item in code)
     if listed > MAX_CODE_BYTES:
-        raise SourceError(f"{hub.target}: its Python files take {format_bytes(listed, 'si')} (the Hub says), more "
+        raise SourceError(f"{hub.target}: its Python files take {format_bytes(listed)} (the Hub says), more "
                           "than the 64 MiB paramscope downloads for custom code; none downloaded")  # fmt: skip
-    left = MAX_CODE_BYTES
-    for item in code:
-        path = _download(hub, item.path, (left, "past the 64 MiB of Python files paramscope downloads for custom code"))
-        if path is not None:
-            left -= path.stat().st_size
+    limits = (_Allowance(MAX_CODE_BYTES), "past the 64 MiB of Python files paramscope downloads for custom code")
+    with ThreadPoolExecutor(max_workers=_MAX_WORKERS) as pool:  # three requests a file: in turn, a minute for 200
+        list(pool.map(lambda item: _download(hub, item.path, limits), code))
     return config
 
 
@@ -438,7 +451,9 @@ def _ranged_get(hub: _Repo, url: str, headers: dict[str, str], first: int, last:
     from huggingface_hub import constants, get_session, hf_raise_for_status
 
     hub.check_deadline()
-    ranged = {**headers, "Range": f"bytes={first}-{last}"}
+    # identity: a gzipped answer's Content-Length would be the gzipped size, not the file's (hf_hub_download asks
+    # the same for its downloads)
+    ranged = {**headers, "Range": f"bytes={first}-{last}", "Accept-Encoding": "identity"}
     with get_session().stream("GET", url, headers=ranged, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
         status, body = response.status_code, _Body(response)
         if status == 416:  # an empty file has no byte 0; Content-Range still gives its size
@@ -492,10 +507,11 @@ def _file_tensors(hub: _Repo, filename: str) -> list[StoredTensor]:
     """The tensors of one safetensors file on the Hub, from its header, checked as a local file's header is; the file
     is one the index names (``model.safetensors`` was found before it is read), so a 404 means the index is wrong.
 
-    Not ``huggingface_hub.get_safetensors_metadata``, though these are the requests it makes: it parses the header
+    Not ``huggingface_hub.get_safetensors_metadata``, though its first request is this one: it parses the header
     itself (a malformed one escapes as its own exception, after checks of its own) and drops the file's size, so
     neither the local reader's checks nor the check of the offsets against the end of the file could run; and it
-    reads the whole answer of a server that ignores ``Range``, which is the whole file.
+    reads the whole answer of a server that ignores ``Range``, which is the whole file. A header longer than the
+    first answer is read on from where that answer ended, as many times as a server that caps ranges needs.
     """
     from huggingface_hub import errors
 
@@ -517,14 +533,22 @@ def _file_tensors(hub: _Repo, filename: str) -> list[StoredTensor]:
     if size is None:
         raise SourceError(f"{where}: the Hub does not say how large the file is, so its header cannot be checked")
     start = first.content
-    # all of the header is in hand: the first range held it, or the file ends within it, or the server sent the file
-    # from its start (read up to the header's end)
-    whole = first.status == 200 or len(start) <= _FIRST_RANGE
+    # all of the header is in hand: the file ends within the first answer, or the server sent the file from its
+    # start (read up to the header's end)
+    whole = first.status == 200 or len(start) >= size
 
     def read(offset: int, count: int) -> bytes:
         if offset + count <= len(start) or whole:
             return start[offset : offset + count]
-        return _ranged_get(hub, url, headers, offset, offset + count - 1).content
+        parts = [start[offset : offset + count]]  # what the first answer holds of it, then the rest
+        got = len(parts[0])
+        while got < count:  # a server may answer less of a range than asked (capped ranges)
+            part = _ranged_get(hub, url, headers, offset + got, offset + count - 1).content
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        return b"".join(parts)
 
     header, _, data_size = parse_header(where, size, read)
     tensors, _ = header_tensors(where, header, data_size, f"{hub.repo}/{filename}")
