@@ -505,7 +505,7 @@ def _files_read(target: str) -> list[Path]:
         return [Path(location), *imported] if location.endswith(".py") else imported
     path = Path(target)
     directory = path if path.is_dir() else path.parent
-    read = [directory / "config.json"] + ([] if path.is_dir() else [path, *split_parts(path)])
+    read = [directory / "config.json"] + ([] if path.is_dir() else [path, *split_parts(path)[0]])
     if path.is_dir() or path.name.endswith(".index.json"):
         read += [item for item in directory.iterdir() if item.name.endswith(_CHECKPOINT_SUFFIXES)]
     return read

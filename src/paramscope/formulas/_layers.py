@@ -394,7 +394,7 @@ _TRANSFORMER_IGNORED = (
 
 
 def _part(terms: Terms, label: str, part: Tally, repeat: int = 1) -> Terms:
-    prefix = f"{repeat} × " if repeat != 1 else ""  # "0 × layer 35,144" too: the text must add up
+    prefix = f"{num(repeat)} × " if repeat != 1 else ""  # "0 × layer 35,144" too: the text must add up
     return terms.add(f"{prefix}{label} {num(part.params.total)}", repeat * part.params.total)
 
 

@@ -232,21 +232,20 @@ def _files(target: Path) -> list[Path]:
     return _split_parts(target) or [target]
 
 
-def split_parts(path: Path) -> list[Path]:
+def split_parts(path: Path) -> tuple[list[Path], int]:
     """The parts found of the split model that ``path`` is one part of (llama.cpp's ``-00001-of-00003.gguf`` names),
-    which a report of it reads; none when it is a file of its own."""
+    which a report of it reads, and how many its name says there are; none and 0 when it is a file of its own."""
     split = _SPLIT.match(path.name)
     if not split:
-        return []
-    return sorted(path.parent.glob(f"{glob.escape(split['stem'])}-*-of-{split['count']}.gguf"))
+        return [], 0
+    return sorted(path.parent.glob(f"{glob.escape(split['stem'])}-*-of-{split['count']}.gguf")), int(split["count"])
 
 
 def _split_parts(path: Path) -> list[Path]:
     """:func:`split_parts`, all of them."""
-    files = split_parts(path)
-    split = _SPLIT.match(path.name)
-    if split and len(files) != int(split["count"]):
-        raise SourceError(f"{path}: part of a {int(split['count'])}-file split, but {len(files)} part(s) found")
+    files, count = split_parts(path)
+    if len(files) != count:
+        raise SourceError(f"{path}: part of a {count}-file split, but {len(files)} part(s) found")
     return files
 
 
