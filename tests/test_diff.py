@@ -14,6 +14,7 @@ import re
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import safetensors.torch
@@ -521,3 +522,33 @@ def test_html_shows_odd_names_as_the_other_formats_do(capsys: pytest.CaptureFixt
     for shown in ("a\\ud800.weight", "b\\u202egnp_exe.weight", "c\\x1b[31m.weight"):
         assert shown in table
         assert f'<td class="">{shown}</td>' in page
+
+
+class _WithOwnTensors(nn.Module):
+    """A module holding a tensor of its own beside its children, as a ViT holds its class token."""
+
+    def __init__(self, tokens: int) -> None:
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(tokens))
+        self.encoder = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+        self.head = nn.Linear(2, 3)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_the_module_rows_add_up_at_each_depth(depth: int) -> None:
+    from paramscope.render.diff import shown_modules
+
+    a, b = _WithOwnTensors(tokens=7), _WithOwnTensors(tokens=9)
+    rows = shown_modules(paramscope.diff(a, b), depth, everything=True)
+    for model, side in ((a, "params_a"), (b, "params_b")):
+        deepest = [row for row in rows if row.depth == depth or (row.depth < depth and not _has_rows_under(row, rows))]
+        assert sum(getattr(row, side) for row in deepest) == count(model)[0]
+        own = next(row for row in rows if row.path == "(own tensors)")
+        assert getattr(own, side) == model.token.numel()
+    # unless everything is asked for, the rows that differ: the model and its own tensors
+    assert [row.path for row in shown_modules(paramscope.diff(a, b), depth, everything=False)] == ["", "(own tensors)"]
+
+
+def _has_rows_under(row: Any, rows: list[Any]) -> bool:
+    prefix = f"{row.path}." if row.path else ""
+    return any(other.depth > row.depth and other.path.startswith(prefix) and other is not row for other in rows)

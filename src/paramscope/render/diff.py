@@ -8,7 +8,7 @@ from typing import Literal
 from .._diff import Diff, ModuleDelta, SharingChange, TensorChange
 from .._units import Units, format_bytes, format_count
 from ._escape import html_text
-from ._layout import Column, Document, Section
+from ._layout import OWN_TENSORS, Column, Document, Section
 from .json import dumps
 
 DiffFormat = Literal["table", "json", "markdown", "html"]
@@ -62,8 +62,45 @@ def _at_least(text: str, complete: bool) -> str:
 
 
 def shown_modules(diff: Diff, depth: int, everything: bool) -> list[ModuleDelta]:
-    """The module rows to show: to ``depth``, and only those that differ unless ``everything``."""
-    return [delta for delta in diff.modules if delta.depth <= depth and (everything or delta.changed)]
+    """The module rows to show: to ``depth``, and only those that differ unless ``everything``; under a module with
+    children shown, a row of its own tensors (as inspect's table has), so that the rows at a depth add up."""
+    children: dict[str, list[ModuleDelta]] = {}
+    for delta in diff.modules:
+        if delta.depth:
+            children.setdefault(delta.path.rpartition(".")[0], []).append(delta)
+    rows = []
+    for delta in diff.modules:
+        if delta.depth > depth:
+            continue
+        if everything or delta.changed:
+            rows.append(delta)
+        kids = children.get(delta.path, []) if delta.depth < depth else []
+        own = _own_delta(delta, kids) if kids else None
+        if own is not None and (everything or own.changed):
+            rows.append(own)
+    return rows
+
+
+def _own_delta(delta: ModuleDelta, kids: list[ModuleDelta]) -> ModuleDelta | None:
+    """A module's own tensors, on each side where it is, as a row of their own: its figures less its children's;
+    None when it holds none on either side."""
+
+    def own(whole: int | None, parts: list[int | None]) -> int | None:
+        return None if whole is None else whole - sum(part or 0 for part in parts)
+
+    params_a = own(delta.params_a, [kid.params_a for kid in kids])
+    params_b = own(delta.params_b, [kid.params_b for kid in kids])
+    bytes_a = own(delta.bytes_a, [kid.bytes_a for kid in kids])
+    bytes_b = own(delta.bytes_b, [kid.bytes_b for kid in kids])
+    # a tensor of unknown size in the module itself, where its children's sizes are all known (in a child, it shows
+    # as a lower bound there, and a row of nothing would say nothing more)
+    unknown_a = not delta.complete_a and all(kid.complete_a for kid in kids)
+    unknown_b = not delta.complete_b and all(kid.complete_b for kid in kids)
+    if not any((params_a, params_b, bytes_a, bytes_b, unknown_a, unknown_b)):
+        return None
+    path = f"{delta.path} {OWN_TENSORS}" if delta.path else OWN_TENSORS
+    return ModuleDelta(path, delta.depth + 1, None, None, params_a, params_b, bytes_a, bytes_b, delta.complete_a,
+                       delta.complete_b)  # fmt: skip
 
 
 def _modules_section(diff: Diff, depth: int, everything: bool, units: Units) -> Section:
