@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -179,6 +181,28 @@ def test_frozen_parameters() -> None:
     assert report.module("backbone").trainable == 0
     assert report.module("head").trainable == 90
     assert paramscope.count_params(model) == (frozen + 90, 90)
+
+
+def test_a_checkpoint_does_not_say_what_is_trainable(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(4, 3)}, tmp_path / "m.safetensors")
+    assert paramscope.count_params(str(tmp_path / "m.safetensors")) == (12, None)
+
+
+class _ConfigThatRaises(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    @property
+    def config(self) -> Any:
+        raise ValueError("config not loaded")
+
+
+def test_a_config_attribute_that_raises_is_no_config() -> None:
+    model = _ConfigThatRaises()
+    assert paramscope.inspect(model).totals.params == sum(p.numel() for p in model.parameters())
 
 
 def test_meta_model_allocates_nothing_and_counts_the_same() -> None:

@@ -104,8 +104,9 @@ def _complete_totals(model: nn.Module | Report, what: str) -> Report:
     return report
 
 
-def count_params(model: nn.Module | Report) -> tuple[int, int]:
-    """``(total, trainable)`` parameter counts, each shared tensor counted once.
+def count_params(model: nn.Module | Report) -> tuple[int, int | None]:
+    """``(total, trainable)`` parameter counts, each shared tensor counted once; ``trainable`` is None where the
+    source does not say (a checkpoint).
 
     >>> import paramscope
     >>> from paramscope.examples import resnet18
@@ -113,7 +114,7 @@ def count_params(model: nn.Module | Report) -> tuple[int, int]:
     (11689512, 11689512)
     """
     totals = _complete_totals(model, "a parameter count").totals
-    return totals.params, totals.trainable or 0
+    return totals.params, totals.trainable
 
 
 def params_size(model: nn.Module | Report, unit: str = "MiB", *, buffers: bool = False) -> float:

@@ -729,11 +729,9 @@ def inspect_module(
 
 def _hf_config(model: nn.Module) -> dict[str, Any] | None:
     """A transformers model's config as a dict (for mixture-of-experts settings)."""
-    to_dict = getattr(getattr(model, "config", None), "to_dict", None)
-    if not callable(to_dict):
-        return None
-    try:
-        config = to_dict()
-    except Exception:  # a foreign object's method: no config is better than a crash
+    try:  # a foreign model's attribute and method (a property that raises): no config is better than a crash
+        to_dict = getattr(getattr(model, "config", None), "to_dict", None)
+        config = to_dict() if callable(to_dict) else None
+    except Exception:
         return None
     return config if isinstance(config, dict) else None
