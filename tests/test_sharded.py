@@ -445,3 +445,40 @@ def test_fsdp1_flat_parameter_metadata_built_by_hand(rank: int) -> None:
     assert report.totals.local_params == held
     assert report.totals.local_param_bytes == wrapper._handle.flat_param.untyped_storage().nbytes()
     assert sum(record.sharding.local_numel for record in report.tensors) == held  # type: ignore[union-attr]
+
+
+_DTENSOR_BUFFERS = """
+import json, sys
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import distribute_module
+import paramscope
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+model = distribute_module(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), init_device_mesh("cpu", (1,)))
+totals = paramscope.inspect(model).totals
+try:
+    paramscope.summary(model, input_size=(2, 4))
+    refused = ""
+except paramscope.UsageError as error:
+    refused = str(error)
+print(json.dumps([totals.params, totals.buffers, totals.buffer_bytes, refused]))
+dist.destroy_process_group()
+"""
+
+
+def test_dtensor_buffers_count_at_their_global_size(tmp_path: Path) -> None:
+    """distribute_module makes every buffer a DTensor too (BatchNorm's statistics): they count as buffers do, and a
+    forward through them is refused as a sharded model's."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _DTENSOR_BUFFERS, str(tmp_path / "rendezvous")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    params, buffers, buffer_bytes, refused = json.loads(done.stdout)
+    truth = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    assert params == sum(p.numel() for p in truth.parameters())
+    assert buffers == sum(b.numel() for b in truth.buffers())
+    assert buffer_bytes == sum(b.numel() * b.element_size() for b in truth.buffers())
+    assert refused.startswith("the model is sharded (FSDP, DTensor or ZeRO-3)")

@@ -111,8 +111,10 @@ def forward_refusal(model: nn.Module, walk: ModuleWalk | None = None) -> str | N
     classes = {cls.__name__ for kind in {type(module) for module in walk.modules} for cls in kind.__mro__}
     if "ScriptModule" in classes:
         return "the model holds TorchScript modules, which take no module hooks: summarise the eager model"
-    sharded = classes & {"FSDPModule", "FullyShardedDataParallel"} or any(
-        type(param).__name__ == "DTensor" or hasattr(param, "ds_numel") for param in walk.parameters
+    sharded = (
+        classes & {"FSDPModule", "FullyShardedDataParallel"}
+        or any(type(param).__name__ == "DTensor" or hasattr(param, "ds_numel") for param in walk.parameters)
+        or any(type(buffer).__name__ == "DTensor" for buffer in walk.buffers)
     )
     if sharded:
         return (

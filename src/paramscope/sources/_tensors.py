@@ -27,7 +27,9 @@ def _inner_tensors(tensor: torch.Tensor) -> Iterator[torch.Tensor]:
     """The plain tensors a wrapper subclass (TwoTensor, torchao's quantized tensors, …) stores, recursively."""
     names, _ = tensor.__tensor_flatten__()  # type: ignore[attr-defined]
     for name in names:
-        inner = getattr(tensor, name)
+        inner = getattr(tensor, name, None)
+        if not isinstance(inner, torch.Tensor):  # a field of a subclass's own that holds no data (a device mesh)
+            continue
         if _is_wrapper_subclass(inner):
             yield from _inner_tensors(inner)
         else:

@@ -418,9 +418,10 @@ class _Walk:
                     nbytes = entry.nbytes(numel)
                 else:  # a dtype newer than the table: torch's element size is exact for it, and the notes say so
                     nbytes = numel * tensor.element_size()
-                if special and shard is None and kind == "parameter" and self._is_dtensor(tensor):
-                    shard, storage = dtensor_sharding(tensor)
-                    self._hold(key, shard.local_numel, storage)
+                if special and shard is None and self._is_dtensor(tensor):
+                    if kind == "parameter":  # a buffer's shard is not held as parameters are: its global size is
+                        shard, storage = dtensor_sharding(tensor)
+                        self._hold(key, shard.local_numel, storage)
                 elif self.gathered and key in self.gathered:
                     shard, storage = dtensor_sharding(self.gathered[key])
                     self._hold(key, shard.local_numel, storage)
