@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+import paramscope
 from paramscope._walk import ModuleWalk
 from paramscope.examples import gpt2, resnet18
 
@@ -71,3 +72,15 @@ def test_a_cycle_is_cut_where_it_closes() -> None:
     assert walk.named_modules == list(model.named_modules())  # torch's walk that remembers what it has seen
     assert walk.modules == list(model.modules())
     assert [key for key, _ in walk.named_tensors("parameters")] == [key for key, _ in model.named_parameters()]
+
+
+def test_a_chain_deeper_than_python_recurses_is_walked() -> None:
+    model: nn.Module = nn.Linear(2, 2)
+    for _ in range(5_000):
+        model = nn.Sequential(model)
+    walk = ModuleWalk(model)
+    assert len(walk.named_modules) == len(walk.modules) == 5_001
+    assert walk.named_modules[-1][0] == ".".join(["0"] * 5_000)
+    # its forward recurses as deep, in torch's own code: that is the forward's failure, said in one line
+    with pytest.raises(paramscope.TargetError, match=r"^the forward failed: RecursionError: "):
+        paramscope.summary(model, input_size=(1, 2))

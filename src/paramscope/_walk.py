@@ -42,26 +42,32 @@ class ModuleWalk:
         """Each module's first path, by ``id``."""
         self.modules: list[nn.Module] = []
         """Each module once, as ``model.modules()``."""
-        self._visit("", model, {})
+        self._visit(model)
         self._named_tensors: dict[tuple[str, bool], list[tuple[str, torch.Tensor]]] = {}
 
-    def _visit(self, path: str, module: nn.Module, containing: dict[int, str]) -> None:
-        # A recursion as deep as the model, where torch's named_modules nests a generator per level and passes each
-        # module up through all of them.
-        self.named_modules.append((path, module))
-        if id(module) not in self.paths:
-            self.paths[id(module)] = path
-            self.modules.append(module)
-        containing[id(module)] = path
-        prefix = path + "." if path else ""
-        for name, child in module._modules.items():
-            if child is None:
+    def _visit(self, model: nn.Module) -> None:
+        # Depth-first, in pre-order, with a stack rather than a recursion as deep as the model (a chain of thousands
+        # of modules), and not torch's named_modules, which nests a generator per level and passes each module up
+        # through all of them. ``containing``: the modules on the path from the root, by id, to tell a cycle.
+        containing: dict[int, str] = {}
+        stack: list[tuple[str, nn.Module, bool]] = [("", model, False)]  # (path, module, leaving it)
+        while stack:
+            path, module, leaving = stack.pop()
+            if leaving:
+                del containing[id(module)]
                 continue
-            if id(child) in containing:
-                self.cycles.append((prefix + name, containing[id(child)]))
-            else:
-                self._visit(prefix + name, child, containing)
-        del containing[id(module)]
+            if id(module) in containing:  # an ancestor of itself: a cycle, not entered
+                self.cycles.append((path, containing[id(module)]))
+                continue
+            self.named_modules.append((path, module))
+            if id(module) not in self.paths:
+                self.paths[id(module)] = path
+                self.modules.append(module)
+            containing[id(module)] = path
+            stack.append((path, module, True))
+            prefix = path + "." if path else ""
+            children = [(prefix + name, child, False) for name, child in module._modules.items() if child is not None]
+            stack.extend(reversed(children))
 
     def named_tensors(
         self, kind: Literal["parameters", "buffers"], *, remove_duplicate: bool = True
