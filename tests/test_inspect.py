@@ -586,3 +586,19 @@ def test_api_target_import_leaves_module_level_tensors_real(tmp_path, monkeypatc
     assert report.source.device == "meta"
     assert report.totals.params == 12
     assert realmodels.MASK.device.type == "cpu"
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.freeze` is deprecated:DeprecationWarning")
+def test_a_frozen_torchscript_module_says_its_weights_are_constants() -> None:
+    scripted = torch.jit.script(nn.Sequential(nn.Linear(8, 4)).eval())
+    frozen = torch.jit.freeze(scripted)
+    report = paramscope.inspect(frozen)
+    assert report.totals.params == sum(p.numel() for p in frozen.parameters()) == 0
+    weights = sum(p.numel() for p in scripted.parameters())
+    assert report.notes == (
+        f"the TorchScript graph holds 2 constant tensor(s), {weights:,} elements ({weights * 4} B), that are neither "
+        "parameters nor buffers and are not counted (a module frozen with torch.jit.freeze holds its weights so: "
+        "inspect it before freezing)",
+    )
+    assert paramscope.inspect(scripted).notes == ()  # its weights are parameters, counted

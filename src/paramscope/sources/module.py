@@ -23,7 +23,7 @@ from .. import dtypes as dtype_table
 from .._moe import with_active_params
 from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
 from .._tree import TreeBuilder
-from .._units import listed
+from .._units import format_bytes, listed
 from ._sharded import FlatParameters, dtensor_class, dtensor_sharding, fsdp2_gathered, unflatten, zero3_sharding
 from ._tensors import PLAIN_TENSOR_CLASSES, UNREAD_PACKING, packed_weights, unusual_bytes
 
@@ -712,6 +712,9 @@ def inspect_module(
     if explain:
         modules, formula_notes = _explain(walk, modules)
         notes += formula_notes
+    constants = _graph_constants_note(walk.node_modules[0])
+    if constants:
+        notes.append(constants)
     if target is None:
         root = walk.node_modules[0]  # the model itself once wrappers are looked through
         target = f"{type(root).__module__}.{type(root).__qualname__}"
@@ -726,6 +729,29 @@ def inspect_module(
         notes=tuple(notes),
     )
     return with_active_params(report, _hf_config(walk.node_modules[0]))
+
+
+def _graph_constants_note(model: nn.Module) -> str | None:
+    """What a TorchScript module's graph holds as constant tensors, which are neither parameters nor buffers: a
+    module frozen with ``torch.jit.freeze`` holds its weights so, and would otherwise count as 0 in silence."""
+    if not isinstance(model, torch.jit.ScriptModule):
+        return None
+    try:
+        graph = model.graph
+    except (AttributeError, RuntimeError):  # a module without a forward
+        return None
+    # findAllNodes looks into the graph's blocks too (branches, loops); torch's stubs do not list it
+    nodes = graph.findAllNodes("prim::Constant")  # type: ignore[attr-defined]
+    tensors = [value for node in nodes if isinstance(value := node.output().toIValue(), torch.Tensor)]
+    if not tensors:
+        return None
+    elements = sum(tensor.numel() for tensor in tensors)
+    size = format_bytes(sum(tensor.numel() * tensor.element_size() for tensor in tensors))
+    return (
+        f"the TorchScript graph holds {len(tensors):,} constant tensor(s), {elements:,} elements ({size}), that are "
+        "neither parameters nor buffers and are not counted (a module frozen with torch.jit.freeze holds its weights "
+        "so: inspect it before freezing)"
+    )
 
 
 def _hf_config(model: nn.Module) -> dict[str, Any] | None:
