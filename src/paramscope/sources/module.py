@@ -419,7 +419,8 @@ class _Walk:
                 else:  # a dtype newer than the table: torch's element size is exact for it, and the notes say so
                     nbytes = numel * tensor.element_size()
                 if special and shard is None and self._is_dtensor(tensor):
-                    if kind == "parameter":  # a buffer's shard is not held as parameters are: its global size is
+                    # a buffer counts at its global size, as its shape says; only parameters make a rank's share
+                    if kind == "parameter":
                         shard, storage = dtensor_sharding(tensor)
                         self._hold(key, shard.local_numel, storage)
                 elif self.gathered and key in self.gathered:
