@@ -878,6 +878,44 @@ def test_lstm_on_cpu_counts_what_flop_counter_mode_misses(built: dict[str, Built
     assert not any("mkldnn_rnn_layer" in note for note in report.notes)
 
 
+RECURRENT_NOTE = (
+    "activations of the recurrent layers, as torch's unfused cells save them (on meta): {}; a fused kernel keeps a "
+    "workspace besides, several times that (oneDNN's LSTM on cpu, cuDNN on a GPU); a summary with --device cpu "
+    "--mode train measures cpu's"
+)
+
+
+def test_recurrent_activations_on_meta_say_what_a_fused_kernel_keeps_besides(built: dict[str, Built]) -> None:
+    model, x, meta = built["lstm"]
+    total, _ = torch_saved_bytes(model, x)  # on cpu, through the oneDNN kernel
+    cpu = paramscope.summary(model, input_data=x, device="cpu", mode="train")
+    assert cpu.totals.activations_bytes == total
+    assert meta.totals.activations_bytes is not None
+    assert total > 2 * meta.totals.activations_bytes  # the workspace: "several times"
+    assert RECURRENT_NOTE.format("(model)") in meta.notes
+    assert not any("recurrent" in note for note in cpu.notes)  # measured on cpu's own kernel
+    assert not any("recurrent" in note for note in built["gpt2-tiny"].report.notes)
+
+
+class Tagger(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.rnn = nn.GRU(8, 16, batch_first=True)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(self.embed(x))[0])
+
+
+def test_recurrent_activations_of_a_training_plan_carry_the_note() -> None:
+    plan = paramscope.memory(Tagger(), train=True, input_size=(2, 5), input_dtypes=["long"]).memory
+    assert plan is not None
+    assert RECURRENT_NOTE.format("rnn") in plan.notes
+    summary = paramscope.summary(Tagger(), input_size=(2, 5), dtypes=["long"])
+    assert RECURRENT_NOTE.format("rnn") in summary.notes
+
+
 class WithCompiledFunction(nn.Module):
     """A model that calls a function compiled with ``backend`` (None: the function as it is)."""
 

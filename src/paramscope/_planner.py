@@ -227,7 +227,7 @@ def measure_activations(
     """The activations item of a plan, from one forward on meta (a progress bar on a terminal unless ``quiet``),
     notes, and for training the names of the parameters that get a gradient from it (None: all of them) and the
     activations gradient checkpointing would leave when it is off (None: not measured, or no repeated blocks)."""
-    from ._summary import check_runnable
+    from ._summary import check_runnable, unfused_recurrent_note
     from .trace import peak_live_bytes, saved_for_backward
 
     check_runnable(model, "meta")
@@ -247,6 +247,7 @@ def measure_activations(
         if settings.precision.endswith("-mixed"):
             formula += "; autocast keeps some (softmax, norms) in float32"
         size = result.total_activations
+        notes.extend(unfused_recurrent_note(model.named_modules(), {call.path for call in result.calls}))
         if was_on and not settings.grad_checkpointing:
             notes.append("the model has gradient checkpointing on: its activations are estimated as checkpointed")
         checkpointed = _checkpointed(model, result, units)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -250,6 +250,8 @@ def summarize(
         f"forward pass in {mode} mode on {device}; {activations_note}",
         *_uncounted_note(result.uncounted_ops),
     ]
+    if measured and result.activations_device == "meta":
+        notes.extend(unfused_recurrent_note(walk.named_modules, called))
     ran = {in_report(path) for path in called}
     # a module whose weights are tied to a module that ran (T5's `shared` embedding) is not idle
     tied_to_ran = {record.name.rpartition(".")[0] for record in report.tensors
@@ -275,6 +277,23 @@ def summarize(
             f"{len(reused)} module(s) ran more than once ({first}, …): one row each, figures summed over calls"
         )
     return replace(report, totals=totals, calls=calls, notes=(*report.notes, *notes))
+
+
+def unfused_recurrent_note(named_modules: Iterable[tuple[str, nn.Module]], called: Container[str]) -> list[str]:
+    """What the activations of recurrent layers measured on meta leave out: meta runs torch's unfused cells, and a
+    real device's fused kernels keep a workspace besides what the cells save (measured, and its size is the
+    kernel's own: oneDNN's on cpu, cuDNN's reserve on a GPU)."""
+    from torch import nn
+
+    recurrent = [path or "(model)" for path, module in named_modules
+                 if path in called and isinstance(module, nn.RNNBase)]  # fmt: skip
+    if not recurrent:
+        return []
+    return [
+        f"activations of the recurrent layers, as torch's unfused cells save them (on meta): {listed(recurrent, 5)}; "
+        "a fused kernel keeps a workspace besides, several times that (oneDNN's LSTM on cpu, cuDNN on a GPU); a "
+        "summary with --device cpu --mode train measures cpu's"
+    ]
 
 
 def _ancestors(path: str, known: dict[str, list[str]]) -> list[str]:
