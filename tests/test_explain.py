@@ -262,3 +262,16 @@ def test_traced_layers_are_named_and_explained_as_far_as_tracing_keeps_them() ->
         "'1' (BatchNorm1d): the BatchNorm1d formula needs num_features, which TorchScript did not keep; its tensors "
         "are counted",
     )
+
+
+@pytest.mark.parametrize("stack", [nn.TransformerEncoder, nn.TransformerDecoder])
+def test_a_stack_of_no_layers_says_there_is_no_layer_to_read(stack: type[nn.Module]) -> None:
+    is_decoder = stack is nn.TransformerDecoder
+    layer = (nn.TransformerDecoderLayer if is_decoder else nn.TransformerEncoderLayer)(8, 2, 16)
+    kwargs = {} if is_decoder else {"enable_nested_tensor": False}
+    report = _explained(stack(layer, num_layers=0, **kwargs))
+    assert report.totals.params == 0
+    assert report.notes == (
+        f"'(model)' ({stack.__name__}): the {stack.__name__} formula does not apply: it has no layers to read the "
+        "layer's sizes from (num_layers 0); its tensors are counted",
+    )

@@ -447,6 +447,8 @@ def _final_norm(stack: Any, d_model: int) -> dict[str, bool]:
 
 
 def _read_stack(module: Any) -> dict[str, Any]:
+    if not len(module.layers):
+        raise FormulaError("it has no layers to read the layer's sizes from (num_layers 0)")
     layer = _read_layer(module.layers[0])
     return {**layer, "num_layers": module.num_layers, **_final_norm(module, layer["d_model"])}
 
