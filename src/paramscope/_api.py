@@ -268,7 +268,8 @@ def memory(
     >>> plan.item("weights").total_bytes, plan.item("gradients").total_bytes
     (497759232, 497759232)
     """
-    from ._planner import flag, plan_for
+    from ._checks import flag
+    from ._planner import plan_for
     from .sources.target import Request
 
     if arguments is not None and not isinstance(arguments, Mapping):

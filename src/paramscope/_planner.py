@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect as pyinspect
-import operator
 import re
-import reprlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._checks import flag, integer, one_of, shown, string
 from ._errors import SourceError, TargetError, UsageError
 from ._memory import COMPUTE_DTYPES, Label, MemorySettings, decoder_layers, plan
 from ._report import Report
@@ -414,36 +413,6 @@ def module_or_report(value: Any) -> Any:
         ) from None
 
 
-def _shown(value: Any) -> str:
-    """A value as an error names it: its type and a short repr (``str '8'``)."""
-    return "None" if value is None else f"{type(value).__name__} {reprlib.repr(value)}"
-
-
-def integer(name: str, value: Any, what: str = "an integer") -> int:
-    """``value`` as an int (numpy's integers too); a bool, a float or a string is refused, naming ``name``.
-
-    >>> integer("batch", 8)
-    8
-    """
-    if not isinstance(value, bool):  # True is an int to Python, never a batch or a GPU count to a user
-        with contextlib.suppress(TypeError):
-            return operator.index(value)
-    raise UsageError(f"{name} must be {what}, not {_shown(value)}")
-
-
-def _string(name: str, value: Any, optional: bool = False) -> str | None:
-    if (value is None and optional) or isinstance(value, str):
-        return value
-    raise UsageError(f"{name} must be a string, not {_shown(value)}")
-
-
-def flag(name: str, value: Any) -> bool:
-    """``value`` when it is a bool: a truthy string such as ``"no"`` would turn the option on unseen."""
-    if isinstance(value, bool):
-        return value
-    raise UsageError(f"{name} must be True or False, not {_shown(value)}")
-
-
 def _checked(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The :class:`MemorySettings` fields given, each of its type; the errors name them as ``memory()`` does."""
     checked = dict(settings)
@@ -452,7 +421,7 @@ def _checked(settings: Mapping[str, Any]) -> dict[str, Any]:
             checked[name] = flag(name, settings[name])
     for name in ("dtype", "kv_dtype", "optimizer", "precision"):
         if name in settings:
-            checked[name] = _string(name, settings[name], optional=name.endswith("dtype"))
+            checked[name] = string(name, settings[name], optional=name.endswith("dtype"))
     if "zero" in settings:
         checked["zero"] = integer("zero", settings["zero"])
     if settings.get("tokens") is not None:
@@ -468,7 +437,7 @@ def _patterns(keep_fp32: Any) -> tuple[str, ...]:
         patterns = tuple(keep_fp32)
         if all(isinstance(pattern, str) for pattern in patterns):
             return patterns
-    raise UsageError(f"keep_fp32 must be a pattern such as '*norm*' or a list of patterns, not {_shown(keep_fp32)}")
+    raise UsageError(f"keep_fp32 must be a pattern such as '*norm*' or a list of patterns, not {shown(keep_fp32)}")
 
 
 def plan_for(
@@ -503,9 +472,8 @@ def plan_for(
     if input_dtypes is not None and not isinstance(input_dtypes, (list, tuple)):
         input_dtypes = [input_dtypes]  # one dtype ("long", torch.long) for every input, not a string's characters
     if config is not None and not isinstance(config, Mapping):
-        raise UsageError(f"config must be a mapping (a config's fields), not {_shown(config)}")
-    if units not in ("iec", "si"):
-        raise UsageError(f"units must be 'iec' or 'si', not {_shown(units)}")
+        raise UsageError(f"config must be a mapping (a config's fields), not {shown(config)}")
+    one_of("units", units, ("iec", "si"))
     forward = summary_forward(model) if isinstance(model, Report) and settings.get("train") else None
     if forward is not None and batch is None and input_size is None:
         batch = forward[1][0][0]  # the batch the summary's activations were measured at
