@@ -7,9 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace as dataclass_replace
 from typing import IO, TYPE_CHECKING, Any
 
+from ._checks import arguments as arguments_of
+from ._checks import class_name, flag, flags, integer, shown, string, target_only
 from ._errors import IncompleteCountError, TargetError, UsageError
 from ._report import Report
-from ._units import Units, byte_unit
+from ._units import BYTE_UNITS, Units, byte_unit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -56,13 +58,24 @@ def inspect(
     >>> report.totals.params, report.tensor("lm_head.weight").name
     (124439808, 'transformer.wte.weight')
     """
+    given = arguments_of("arguments", arguments)
+    class_name(model_class)
+    flags(
+        explain=explain,
+        exclude_embeddings=exclude_embeddings,
+        from_config=from_config,
+        check=check,
+        trust_remote_code=trust_remote_code,
+        quiet=quiet,
+        all_ranks=all_ranks,
+    )
     if isinstance(model, str):
         if all_ranks:
             raise UsageError("all_ranks applies to a live model sharded across ranks, not to a target string")
         from .sources.target import Request, load_report
 
         request = Request(
-            arguments=dict(arguments or {}),
+            arguments=given,
             device=device or "meta",
             explain=explain,
             quiet=quiet,
@@ -78,8 +91,14 @@ def inspect(
         raise TargetError(
             f"cannot inspect an object of type {type(model).__name__}: pass a torch.nn.Module or a target string"
         )
-    if arguments or device is not None or from_config or check or model_class:
-        raise TargetError("arguments, device, from_config, check and model_class apply to target strings only")
+    target_only(
+        arguments=given,
+        device=device,
+        from_config=from_config,
+        check=check,
+        model_class=model_class,
+        trust_remote_code=trust_remote_code,
+    )
     from .sources.module import inspect_module
 
     report = inspect_module(model, explain=explain)
@@ -126,6 +145,8 @@ def params_size(model: nn.Module | Report, unit: str = "MiB", *, buffers: bool =
     >>> round(paramscope.params_size(resnet18(), "MiB"), 2)
     44.59
     """
+    string("unit", unit, f"a byte unit such as 'MiB' ({', '.join(BYTE_UNITS)})")
+    flags(buffers=buffers)
     totals = _complete_totals(model, "a size").totals
     size = totals.param_bytes + (totals.buffer_bytes if buffers else 0)
     return size / byte_unit(unit)
@@ -146,6 +167,11 @@ def report_model(
     """
     from .render import View, write_report
 
+    string("title", title, optional=True)
+    depth = integer("depth", depth, minimum=0)
+    flags(tensors=tensors)
+    if file is not None and not callable(getattr(file, "write", None)):
+        raise UsageError(f"file must be an open text file (with a write method), not {shown(file)}")
     report = model if isinstance(model, Report) else inspect(model)
     write_report(report, View(depth=depth, tensors=tensors, title=title), file or sys.stdout, "table")
     return report
@@ -168,9 +194,10 @@ def summary(
     """Run a forward pass and report each module's part in it: shapes, FLOPs, activation memory, parameters.
 
     Like torchinfo's ``summary`` (same argument names), but on the meta device by default: any model size, no
-    compute, exact shapes. ``input_size`` is one shape or a list of shapes, ``dtypes`` one dtype per input (token
-    models need ``"long"``); ``input_data`` gives the inputs themselves instead (a tensor, a tuple, or a dict of
-    keyword inputs). ``depth`` limits the call records to modules that deep. ``device="cpu"`` runs for real.
+    compute, exact shapes. ``input_size`` is one shape or a list of shapes, ``dtypes`` one dtype for every input or
+    one per input (token models need ``"long"``); ``input_data`` gives the inputs themselves instead (a tensor, a
+    tuple, or a dict of keyword inputs). ``depth`` limits the call records to modules that deep. ``device="cpu"``
+    runs for real.
 
     FLOPs are counted with torch's ``FlopCounterMode`` formulas; ``totals.activations_bytes`` is what autograd
     saves for backward in a train-mode forward (on ``"cpu"``, where only the forward asked for runs, it is None in
@@ -185,14 +212,16 @@ def summary(
     from ._summary import check_mode, make_inputs, module_of, summarize
 
     check_mode(device, mode)
-    if depth < 0:
-        raise UsageError(f"depth must be 0 or more, not {depth}")
+    depth = integer("depth", depth, minimum=0)
+    given = arguments_of("arguments", arguments)
+    class_name(model_class)
+    flags(trust_remote_code=trust_remote_code, quiet=quiet)
     if isinstance(model, str):
         from .sources.module import inspect_module
         from .sources.target import Request, load_model
 
         request = Request(
-            arguments=dict(arguments or {}),
+            arguments=given,
             device=device,
             quiet=quiet,
             model_class=model_class,
@@ -204,6 +233,7 @@ def summary(
             report, source=dataclass_replace(report.source, kind=kind), notes=(*notes, *report.notes)
         )
     else:
+        target_only(arguments=given, model_class=model_class, trust_remote_code=trust_remote_code)
         module = module_of(model)
         from .sources.module import inspect_module
 
@@ -268,18 +298,17 @@ def memory(
     >>> plan.item("weights").total_bytes, plan.item("gradients").total_bytes
     (497759232, 497759232)
     """
-    from ._checks import flag
     from ._planner import plan_for
     from .sources.target import Request
 
-    if arguments is not None and not isinstance(arguments, Mapping):
-        raise UsageError(f"arguments must be a mapping of the model's arguments, not {type(arguments).__name__}")
-    if model_class is not None and not isinstance(model_class, str):
-        raise UsageError(f"model_class must be a class name (a string), not {type(model_class).__name__}")
     request = Request(
-        arguments=dict(arguments or {}), quiet=flag("quiet", quiet), model_class=model_class,
+        arguments=arguments_of("arguments", arguments), quiet=flag("quiet", quiet), model_class=class_name(model_class),
         trust_remote_code=flag("trust_remote_code", trust_remote_code),
     )  # fmt: skip
+    if not isinstance(model, str):
+        target_only(
+            arguments=request.arguments, model_class=request.model_class, trust_remote_code=request.trust_remote_code
+        )
     return plan_for(
         model, request, train=train, dtype=dtype, kv_dtype=kv_dtype, batch=batch, tokens=seq, optimizer=optimizer,
         precision=precision, grad_checkpointing=grad_checkpointing, gpus=gpus, zero=zero, tp=tp,
@@ -317,6 +346,18 @@ def diff(
     """
     from ._diff import compare
 
+    given_a, given_b = arguments_of("arguments_a", arguments_a), arguments_of("arguments_b", arguments_b)
+    class_name(model_class)
+    flags(from_config=from_config, trust_remote_code=trust_remote_code, quiet=quiet)
+    if not isinstance(a, str):
+        target_only(arguments_a=given_a)
+    if not isinstance(b, str):
+        target_only(arguments_b=given_b)
+    if not isinstance(a, str) and not isinstance(b, str):
+        target_only(
+            device=device, from_config=from_config, model_class=model_class, trust_remote_code=trust_remote_code
+        )
+
     def report_of(model: nn.Module | Report | str, arguments: Mapping[str, Any] | None) -> Report:
         if isinstance(model, Report):
             return model
@@ -332,4 +373,4 @@ def diff(
             quiet=quiet,
         )
 
-    return compare(report_of(a, arguments_a), report_of(b, arguments_b))
+    return compare(report_of(a, given_a), report_of(b, given_b))

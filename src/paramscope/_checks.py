@@ -69,6 +69,12 @@ def flag(name: str, value: Any) -> bool:
     raise UsageError(f"{name} must be True or False, not {shown(value)}")
 
 
+def flags(**values: Any) -> None:
+    """Check each of ``values`` with :func:`flag`."""
+    for name, value in values.items():
+        flag(name, value)
+
+
 def one_of(name: str, value: Any, choices: tuple[str, ...]) -> str:
     """``value`` when it is one of ``choices``.
 

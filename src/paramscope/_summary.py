@@ -37,6 +37,8 @@ def _dtype(value: Any) -> torch.dtype:
 
 def shapes_of(input_size: Shape | Sequence[Shape]) -> list[tuple[int, ...]]:
     """One shape or a list of shapes, as a list of shapes; every dimension 1 or more, and an int64 as torch needs."""
+    if not isinstance(input_size, Iterable):  # a bare 8: a shape is a sequence even of one dimension, (8,)
+        raise UsageError(f"input_size {input_size!r} is not a shape or a list of shapes")
     items = list(input_size)
     nested = [list(item) if isinstance(item, Sequence) else item for item in items]
     shapes = [nested] if all(isinstance(dim, int) for dim in nested) else nested
@@ -85,6 +87,8 @@ def make_inputs(
     if input_size is None:
         raise UsageError("a forward pass needs inputs: give input_size (e.g. 1,3,224,224) or input_data")
     shapes = shapes_of(input_size)
+    if dtypes is not None and not isinstance(dtypes, (list, tuple)):
+        dtypes = [dtypes]  # one dtype ("long", torch.long) for every input, not a string's characters
     kinds = [_dtype(value) for value in dtypes] if dtypes else [torch.float32]
     if len(kinds) == 1:
         kinds *= len(shapes)

@@ -1,0 +1,123 @@
+"""The public functions' arguments: a value of the wrong type, or an option that does not apply to the model given,
+is a one-line UsageError or TargetError that names it, never a TypeError from deep inside or an option ignored in
+silence."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import paramscope
+from paramscope import TargetError, UsageError
+
+RESNET = "paramscope.examples:resnet18"
+UNITS = "B, KiB, MiB, GiB, TiB, PiB, kB, MB, GB, TB, PB"
+
+
+def linear() -> nn.Module:
+    return nn.Linear(3, 4)
+
+
+def report_model(**kwargs: Any) -> paramscope.Report:
+    return paramscope.report_model(linear(), file=kwargs.pop("file", io.StringIO()), **kwargs)
+
+
+def summary(**kwargs: Any) -> paramscope.Report:
+    return paramscope.summary(kwargs.pop("model", linear()), input_size=(1, 3), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: paramscope.params_size(linear(), None), f"unit must be a byte unit such as 'MiB' ({UNITS}), not None"),
+        (lambda: paramscope.params_size(linear(), 3), f"unit must be a byte unit such as 'MiB' ({UNITS}), not int 3"),
+        (lambda: paramscope.params_size(linear(), buffers="yes"), "buffers must be True or False, not str 'yes'"),
+        (lambda: report_model(depth="2"), "depth must be an integer, not str '2'"),
+        (lambda: report_model(depth=-1), "depth must be 0 or more, not -1"),
+        (lambda: report_model(depth=True), "depth must be an integer, not bool True"),
+        (lambda: report_model(depth=1.5), "depth must be an integer, not float 1.5"),
+        (lambda: report_model(title=3), "title must be a string, not int 3"),
+        (lambda: report_model(tensors="no"), "tensors must be True or False, not str 'no'"),
+        (lambda: report_model(file="out.txt"), "file must be an open text file (with a write method), not str "
+         "'out.txt'"),
+        (lambda: summary(depth=None), "depth must be an integer, not None"),
+        (lambda: summary(depth=True), "depth must be an integer, not bool True"),
+        (lambda: summary(depth="2"), "depth must be an integer, not str '2'"),
+        (lambda: summary(quiet="no"), "quiet must be True or False, not str 'no'"),
+        (lambda: summary(trust_remote_code="no"), "trust_remote_code must be True or False, not str 'no'"),
+        (lambda: paramscope.summary(linear(), input_size=3), "input_size 3 is not a shape or a list of shapes"),
+        (lambda: summary(model=RESNET, arguments=["num_classes=10"]),
+         "arguments must be a mapping of the model's arguments, not list"),
+        (lambda: summary(model=RESNET, model_class=3), "model_class must be a class name (a string), not int"),
+        (lambda: paramscope.inspect(RESNET, ["num_classes=10"]),
+         "arguments must be a mapping of the model's arguments, not list"),
+        (lambda: paramscope.inspect(RESNET, "num_classes=10"),
+         "arguments must be a mapping of the model's arguments, not str"),
+        (lambda: paramscope.inspect(RESNET, model_class=3), "model_class must be a class name (a string), not int"),
+        (lambda: paramscope.inspect(RESNET, quiet="no"), "quiet must be True or False, not str 'no'"),
+        (lambda: paramscope.inspect(RESNET, from_config=1), "from_config must be True or False, not int 1"),
+        (lambda: paramscope.inspect(RESNET, check="yes"), "check must be True or False, not str 'yes'"),
+        (lambda: paramscope.inspect(linear(), explain="no"), "explain must be True or False, not str 'no'"),
+        (lambda: paramscope.inspect(linear(), exclude_embeddings="no"),
+         "exclude_embeddings must be True or False, not str 'no'"),
+        (lambda: paramscope.inspect(linear(), all_ranks="no"), "all_ranks must be True or False, not str 'no'"),
+        (lambda: paramscope.diff(RESNET, linear(), arguments_a=["num_classes=10"]),
+         "arguments_a must be a mapping of the model's arguments, not list"),
+        (lambda: paramscope.diff(linear(), RESNET, arguments_b="num_classes=10"),
+         "arguments_b must be a mapping of the model's arguments, not str"),
+        (lambda: paramscope.diff(RESNET, linear(), model_class=3), "model_class must be a class name (a string), not "
+         "int"),
+        (lambda: paramscope.diff(RESNET, linear(), from_config="no"), "from_config must be True or False, not str "
+         "'no'"),
+        (lambda: paramscope.diff(RESNET, linear(), quiet=None), "quiet must be True or False, not None"),
+    ],
+)  # fmt: skip
+def test_an_argument_of_the_wrong_type_is_a_usage_error(call: Callable[[], object], message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        call()
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: summary(arguments={"x": 1}), "arguments applies to target strings only"),
+        (lambda: summary(model_class="Foo"), "model_class applies to target strings only"),
+        (lambda: summary(trust_remote_code=True), "trust_remote_code applies to target strings only"),
+        (lambda: summary(arguments={"x": 1}, model_class="Foo", trust_remote_code=True),
+         "arguments, model_class and trust_remote_code apply to target strings only"),
+        (lambda: paramscope.inspect(linear(), model_class="Foo"), "model_class applies to target strings only"),
+        (lambda: paramscope.inspect(linear(), trust_remote_code=True), "trust_remote_code applies to target strings "
+         "only"),
+        (lambda: paramscope.inspect(linear(), {"x": 1}, device="cpu", from_config=True, check=True,
+                                    model_class="Foo", trust_remote_code=True),
+         "arguments, device, from_config, check, model_class and trust_remote_code apply to target strings only"),
+        (lambda: paramscope.memory(linear(), {"x": 1}), "arguments applies to target strings only"),
+        (lambda: paramscope.memory(paramscope.inspect(linear()), model_class="Foo"),
+         "model_class applies to target strings only"),
+        (lambda: paramscope.memory(linear(), trust_remote_code=True), "trust_remote_code applies to target strings "
+         "only"),
+        (lambda: paramscope.diff(linear(), RESNET, arguments_a={"x": 1}), "arguments_a applies to target strings only"),
+        (lambda: paramscope.diff(RESNET, linear(), arguments_b={"x": 1}), "arguments_b applies to target strings only"),
+        (lambda: paramscope.diff(linear(), paramscope.inspect(linear()), device="cpu", from_config=True),
+         "device and from_config apply to target strings only"),
+        (lambda: paramscope.diff(linear(), linear(), model_class="Foo", trust_remote_code=True),
+         "model_class and trust_remote_code apply to target strings only"),
+    ],
+)  # fmt: skip
+def test_an_option_for_target_strings_is_refused_for_a_model(call: Callable[[], object], message: str) -> None:
+    with pytest.raises(TargetError) as caught:
+        call()
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("dtypes", [torch.long, "long"])
+def test_summary_takes_one_dtype_for_every_input_as_memory_does(dtypes: Any) -> None:
+    model = nn.Embedding(10, 4)
+    report = paramscope.summary(model, input_size=(2, 5), dtypes=dtypes)
+    assert report.calls[0].outputs == "[2, 5, 4]"
