@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 import paramscope
-from paramscope import TargetError, UsageError
+from paramscope import Budget, TargetError, UsageError
 
 RESNET = "paramscope.examples:resnet18"
 UNITS = "B, KiB, MiB, GiB, TiB, PiB, kB, MB, GB, TB, PB"
+BUDGET = "budget must be a paramscope.Budget such as Budget(max_params=7_000_000_000)"
 
 
 def linear() -> nn.Module:
@@ -75,6 +76,13 @@ def summary(**kwargs: Any) -> paramscope.Report:
         (lambda: paramscope.diff(RESNET, linear(), from_config="no"), "from_config must be True or False, not str "
          "'no'"),
         (lambda: paramscope.diff(RESNET, linear(), quiet=None), "quiet must be True or False, not None"),
+        (lambda: paramscope.check_budget(linear(), linear()), f"{BUDGET}, not Linear"),  # type: ignore[arg-type]
+        (lambda: paramscope.check_budget(linear(), "1M"), f"{BUDGET}, not str '1M'"),  # type: ignore[arg-type]
+        (lambda: paramscope.check_budget(linear(), None), f"{BUDGET}, not None"),  # type: ignore[arg-type]
+        (lambda: paramscope.check_budget(linear(), Budget(max_bytes=1), "metric"),  # type: ignore[arg-type]
+         "units must be 'iec' or 'si', not str 'metric'"),
+        (lambda: Budget(max_params="1M"), "max_params must be a number or None, not str '1M'"),  # type: ignore[arg-type]
+        (lambda: Budget(max_bytes=True), "max_bytes must be a number or None, not bool True"),
     ],
 )  # fmt: skip
 def test_an_argument_of_the_wrong_type_is_a_usage_error(call: Callable[[], object], message: str) -> None:
@@ -114,6 +122,18 @@ def test_an_option_for_target_strings_is_refused_for_a_model(call: Callable[[], 
     with pytest.raises(TargetError) as caught:
         call()
     assert str(caught.value) == message
+
+
+def test_check_budget_takes_a_model_as_count_params_does() -> None:
+    model = linear()  # 3 × 4 + 4 = 16 parameters
+    with pytest.raises(paramscope.BudgetExceededError) as caught:
+        paramscope.check_budget(model, Budget(max_params=10))
+    assert str(caught.value) == "parameters: 16 > --max-params 10 (over by 6, 60.0 %)"
+    paramscope.check_budget(model, Budget(max_params=16, max_bytes=64))
+    paramscope.check_budget(RESNET, Budget(max_params=11_689_512))
+    with pytest.raises(TargetError) as refused:
+        paramscope.check_budget(object(), Budget())  # type: ignore[arg-type]
+    assert str(refused.value) == "cannot inspect an object of type object: pass a torch.nn.Module or a target string"
 
 
 @pytest.mark.parametrize("dtypes", [torch.long, "long"])

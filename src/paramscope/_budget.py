@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Real
+from typing import TYPE_CHECKING
 
+from ._checks import one_of, shown
 from ._errors import BudgetExceededError, IncompleteCountError, UsageError
 from ._report import Report
 from ._units import Units, format_bytes, format_count, parse_bytes, parse_count
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -16,6 +22,12 @@ class Budget:
 
     max_params: int | None = None
     max_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_params", "max_bytes"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, Real)):
+                raise UsageError(f"{name} must be a number or None, not {shown(value)}")
 
 
 def parse_budget(max_params: str | None = None, max_bytes: str | None = None) -> Budget:
@@ -88,8 +100,28 @@ def _percent(over: int, limit: int) -> str:
     return f"{100 * over / limit:.1f} %" if limit else "limit is 0"
 
 
-def check_budget(report: Report, budget: Budget, units: Units = "iec") -> None:
-    """Raise BudgetExceededError, listing every exceeded limit, when the model does not fit ``budget``."""
+def check_budget(report: nn.Module | Report | str, budget: Budget, units: Units = "iec") -> None:
+    """Raise BudgetExceededError, listing every exceeded limit, when the model does not fit ``budget``.
+
+    ``report`` is a Report, or anything :func:`paramscope.inspect` takes (a live model, a target string), as for
+    :func:`paramscope.count_params`.
+
+    >>> import paramscope
+    >>> from paramscope.examples import resnet18
+    >>> paramscope.check_budget(resnet18(), Budget(max_params=10_000_000))
+    Traceback (most recent call last):
+    ...
+    paramscope._errors.BudgetExceededError: parameters: 11,689,512 > --max-params 10,000,000 (over by 1,689,512, 16.9 %)
+    """
+    if not isinstance(budget, Budget):
+        raise UsageError(
+            f"budget must be a paramscope.Budget such as Budget(max_params=7_000_000_000), not {shown(budget)}"
+        )
+    one_of("units", units, ("iec", "si"))
+    if not isinstance(report, Report):
+        from ._api import inspect
+
+        report = inspect(report)
     violations = budget_violations(report, budget, units)
     if violations:
         raise BudgetExceededError("; ".join(violations))
