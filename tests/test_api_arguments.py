@@ -141,3 +141,15 @@ def test_summary_takes_one_dtype_for_every_input_as_memory_does(dtypes: Any) -> 
     model = nn.Embedding(10, 4)
     report = paramscope.summary(model, input_size=(2, 5), dtypes=dtypes)
     assert report.calls[0].outputs == "[2, 5, 4]"
+
+
+def test_what_the_refusals_leave_working() -> None:
+    """A guard, not a fix: options reach the side that is a target string, empty ones pass with a model, and a
+    budget in floats still counts."""
+    from paramscope.examples import resnet18
+
+    found = paramscope.diff(RESNET, resnet18(num_classes=10), arguments_a={"num_classes": 10}, device="meta")
+    assert found.equal
+    assert paramscope.inspect(linear(), {}, device=None, model_class=None).totals.params == 16
+    assert paramscope.summary(linear(), input_size=(1, 3), arguments={}).totals.params == 16
+    paramscope.check_budget(linear(), Budget(max_params=16.0, max_bytes=64.5))
