@@ -309,20 +309,29 @@ def _module_deltas(a: Report, b: Report) -> list[ModuleDelta]:
         )
 
     # B's modules that A lacks go after the last module of A's order whose path is their nearest shared ancestor's
-    # subtree, so a grown model reads top to bottom.
+    # subtree, so a grown model reads top to bottom. Both walks up the dotted paths stop at the first path already
+    # walked, so each path is split once, not once per module below it: a 10,000-deep chain has some 10^8 pairs of a
+    # module and an ancestor, each ancestor a string as long as its path.
     extra: dict[str, list[ModuleNode]] = {}
+    anchor_of: dict[str, str] = {}  # a path that A lacks -> its nearest ancestor that A has
     for node in b.modules:
-        if node.path not in in_a:
-            anchor = node.path
-            while anchor not in in_a:
-                anchor = anchor.rpartition(".")[0]
-            extra.setdefault(anchor, []).append(node)
+        if node.path in in_a:
+            continue
+        walked: list[str] = []
+        anchor = node.path
+        while anchor not in in_a and anchor not in anchor_of:
+            walked.append(anchor)
+            anchor = anchor.rpartition(".")[0]
+        anchor = anchor_of.get(anchor, anchor)
+        anchor_of.update(dict.fromkeys(walked, anchor))
+        extra.setdefault(anchor, []).append(node)
+    # Walked from A's end, the first module reached under a path is the last of its subtree; the paths set are their
+    # ancestors' too, so a walk up stops at the first one set.
     last_in_subtree: dict[str, str] = {}
-    for node in a.modules:
-        path = node.path
-        ancestor = path
-        while True:
-            last_in_subtree[ancestor] = path
+    for node in reversed(a.modules):
+        ancestor = node.path
+        while ancestor not in last_in_subtree:
+            last_in_subtree[ancestor] = node.path
             if not ancestor:
                 break
             ancestor = ancestor.rpartition(".")[0]
