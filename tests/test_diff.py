@@ -552,3 +552,58 @@ def test_the_module_rows_add_up_at_each_depth(depth: int) -> None:
 def _has_rows_under(row: Any, rows: list[Any]) -> bool:
     prefix = f"{row.path}." if row.path else ""
     return any(other.depth > row.depth and other.path.startswith(prefix) and other is not row for other in rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 6. a deep chain: each module holds the next
+
+
+class _Level(nn.Module):
+    def __init__(self, width: int = 2) -> None:
+        super().__init__()
+        self.lin = nn.Linear(width, width, device="meta")
+
+
+def _chain(depth: int, *, wide: int = -1, extra: int = -1, wrapped: int = -1) -> tuple[nn.Module, list[str]]:
+    """A chain of ``depth`` levels built without recursion, and its levels' paths. At level ``wide`` the Linear is
+    3 × 3 (12 parameters, not 6); at ``extra`` the level holds a Linear(2, 1) after the rest of the chain; at
+    ``wrapped`` its Linear is inside a Sequential."""
+    root = _Level()
+    levels, node = [""], root
+    for level in range(1, depth):
+        child = _Level(3 if level == wide else 2)
+        node.next = child
+        if level - 1 == extra:  # node is that level: its extra comes after its next
+            node.extra = nn.Linear(2, 1, device="meta")
+        if level == wrapped:
+            child.lin = nn.Sequential(child.lin)
+        levels.append(f"{levels[-1]}.next" if levels[-1] else "next")
+        node = child
+    return root, levels
+
+
+def test_a_deep_chain_against_a_grown_one() -> None:
+    depth, wide, extra, wrapped = 3000, 1000, 2000, 2500
+    a, levels = _chain(depth)
+    b, _ = _chain(depth, wide=wide, extra=extra, wrapped=wrapped)
+    found = paramscope.diff(a, b)
+    # Independently: level k's module holds the levels from k down, 6 parameters each; B's grow by 6 above the wide
+    # level and by 3 above the extra one. A's modules in A's order, B's own after the last of their parent's subtree.
+    expected = []
+    for k, path in enumerate(levels):
+        grown = 6 * (k <= wide) + 3 * (k <= extra)
+        lin = f"{path}.lin" if path else "lin"
+        expected += [(path, 6 * (depth - k), 6 * (depth - k) + grown), (lin, 6, 12 if k == wide else 6)]
+        if k == wrapped:
+            expected.append((f"{lin}.0", None, 6))
+    expected.append((f"{levels[extra]}.extra", None, 3))
+    assert [(row.path, row.params_a, row.params_b) for row in found.modules] == expected
+    assert found.b.totals.params - found.a.totals.params == 9
+    assert found.only_in_a == (f"{levels[wrapped]}.lin.weight", f"{levels[wrapped]}.lin.bias")
+    assert found.only_in_b == (
+        f"{levels[wrapped]}.lin.0.weight", f"{levels[wrapped]}.lin.0.bias",
+        f"{levels[extra]}.extra.weight", f"{levels[extra]}.extra.bias",
+    )  # fmt: skip
+    assert [(change.name, change.shape_a, change.shape_b) for change in found.changed] == [
+        (f"{levels[wide]}.lin.weight", (2, 2), (3, 3)), (f"{levels[wide]}.lin.bias", (2,), (3,)),
+    ]  # fmt: skip
