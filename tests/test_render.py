@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import io
 import json
@@ -308,3 +309,36 @@ def test_markdown_shows_markdown_in_names_as_text() -> None:
     for tag in ("<a ", "<em>", "<strong>", "<code>", "<img", "<s>", "<del>", "<b>"):
         assert tag not in page
     assert set(shown) <= {html.unescape(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", page)}
+
+
+# Notes that would be markup at the start of a list item: another list (bullet or ordered), a heading, a thematic
+# break, an indented code block; and a name with a line break in it.
+MARKDOWN_NOTES = [
+    "- a list item",
+    "* a list item or emphasis",
+    "+ a list item",
+    "1. an ordered item",
+    "2) an ordered item",
+    "1.",
+    "# a heading",
+    "---",
+    "- - -",
+    "    indented code",
+    " - an indented item",
+    "a name with a line\nbreak: - b.weight",
+    "a\n# heading inside",
+    "1.5 GiB and 2024. a year are text, and so are -1 and 3.",
+]
+
+
+def test_markdown_notes_are_one_bullet_of_text_each() -> None:
+    from markdown_it import MarkdownIt
+
+    report = dataclasses.replace(_untrusted_names(), notes=tuple(MARKDOWN_NOTES))
+    text = render(report, "markdown")
+    page = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(text)
+    notes = page.split("<h3>Notes</h3>\n", 1)[1]
+    items = [printable(note).strip(" ") for note in MARKDOWN_NOTES]
+    assert notes == "<ul>\n" + "".join(f"<li>{html.escape(item, quote=False)}</li>\n" for item in items) + "</ul>\n"
+    # the list markers a note cannot be read without are escaped, and nothing else
+    assert "- 1.5 GiB and 2024. a year are text, and so are -1 and 3." in text.splitlines()

@@ -13,6 +13,10 @@ from ._layout import Document, Section, View, layout
 # strikethrough and math, a heading's closing #s, and | that ends a cell), each escaped with a backslash. A "_"
 # between letters or digits cannot start or end emphasis, and is left as it is: names are full of them.
 _INLINE = re.compile(r"[\\`*\[\]#$~|]|(?<![^\W_])_|_(?![^\W_])")
+# What would start another block at the start of a list item's text, past what _INLINE escapes ("*", "#", "_", "`",
+# "~") and HTML ("<", ">"): a list marker ("-", "+", or "1." and "1)" before a space or the end) or a thematic break
+# ("---"). A backslash before its last character makes it text.
+_BLOCK_START = re.compile(r"[-+]|\d{1,9}[.)](?= |$)")
 
 
 def _escape(cell: str) -> str:
@@ -20,6 +24,14 @@ def _escape(cell: str) -> str:
     the cell, and ``<``, ``>``, ``&`` would be HTML to renderers that pass it through (``<script>`` is a valid module
     name)."""
     return html.escape(_INLINE.sub(r"\\\g<0>", printable(cell)), quote=False)
+
+
+def _item(note: str) -> str:
+    """A note as the text of one list item: escaped as a cell is, and neither a nested list nor a heading, a rule or
+    a code block. Its leading spaces (four would make a code block) are dropped, as Markdown drops a paragraph's."""
+    text = _escape(note).strip(" ")
+    marker = _BLOCK_START.match(text)
+    return text if marker is None else f"{text[: marker.end() - 1]}\\{text[marker.end() - 1 :]}"
 
 
 def _section(section: Section) -> list[str]:
@@ -41,5 +53,5 @@ def draw_markdown(document: Document) -> str:
     for section in document.sections:
         lines += _section(section)
     if document.notes:
-        lines += ["### Notes", "", *(f"- {_escape(note)}" for note in document.notes), ""]
+        lines += ["### Notes", "", *(f"- {_item(note)}" for note in document.notes), ""]
     return "\n".join(lines)
