@@ -7,6 +7,7 @@ truth twice over: what it saves is this layout, and each broken variant is one i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from safetensors.torch import save_file
 
 import paramscope
 from paramscope._check import Loading, ShapeMismatch, compare
+from paramscope._units import shortened
 
 from .cli import run
 
@@ -193,6 +195,17 @@ def test_the_cli_exits_1_on_a_broken_expert(capsys: pytest.CaptureFixture[str], 
     assert DOWN.format(1) in out
 
 
+def test_the_cli_shortens_a_long_name_in_its_check_notes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    stray = _expert(0, 0, "w1").replace(".experts.0.", f".experts.{'9' * 5000}.")
+    directory = _save(tmp_path / "stray", _per_expert_layout() | {stray: (INTERMEDIATE, HIDDEN)})
+    code, out, err = run(capsys, "inspect", str(directory), "--check", "--quiet")
+    assert (code, err) == (1, "")
+    notes = out.split("\nNotes\n", 1)[1].splitlines()
+    stacks = f"index beyond the {EXPERTS} that {GATE_UP.format(0)} stacks (unexpected)"
+    assert f"  - --check: {shortened(stray)}: {stacks}" in notes
+    assert max(len(line) for line in notes) < 400  # the check's table still names the tensor in full
+
+
 class _Attention(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -241,3 +254,73 @@ def test_an_expert_index_that_int_refuses_is_reported_not_raised(tmp_path: Path,
         merged = (EXPERTS * 2 * INTERMEDIATE * HIDDEN + INTERMEDIATE * HIDDEN,)
         assert (check.missing, check.unexpected) == ((), ())
         assert check.mismatched == (ShapeMismatch(GATE_UP.format(0), GATE_UP_SHAPE, merged),)
+
+
+LONG = "m" * 2500 + "n" * 2500  # a name from a checkpoint: any length
+
+
+def _shown(name: str, limit: int = 200) -> str:
+    """A name as a note shows it: its start and its end, ``limit`` characters in all."""
+    assert len(name) > limit
+    shown = shortened(name, limit)
+    assert len(shown) == limit
+    assert shown == f"{name[: limit // 2]}…{name[-((limit - 1) // 2) :]}"
+    return shown
+
+
+def _records(shapes: dict[str, tuple[int, ...]], packed: str = "") -> paramscope.Report:
+    from paramscope._report import Report, Source, TensorRecord
+    from paramscope._tree import tree_from_names
+
+    records = []
+    for name, shape in shapes.items():
+        packing = "8 × int4 per int32 (GPTQ)" if name == packed else None
+        numel = math.prod(shape)
+        records.append(TensorRecord(name, shape, numel, "float32", 4 * numel, "parameter", None, None, (), packing))
+    nodes, totals, by_dtype = tree_from_names(records)
+    return Report(Source("safetensors", "x"), totals, by_dtype, tuple(records), nodes)
+
+
+def _merge_experts(name: str) -> tuple[str, bool]:
+    """``….experts.N.w`` stacked into ``….experts.w``, as a loader merges experts."""
+    parts = name.split(".")
+    if len(parts) >= 3 and parts[-3] == "experts" and parts[-2].isdecimal():
+        return ".".join([*parts[:-2], parts[-1]]), True
+    return name, False
+
+
+def test_check_notes_shorten_long_names() -> None:
+    model = _records(
+        {f"base.{LONG}.weight": (4,), f"{LONG}.head": (4,), f"{LONG}.q.weight": (4,)}
+        | {f"{LONG}.experts.w": (2, 4), f"{LONG}.experts.v": (2, 4)}
+    )
+    checkpoint = _records(
+        {f"{LONG}.weight": (4,), f"base.{LONG}.head": (4,), f"{LONG}.q.qweight": (4,), f"{LONG}.skipped": (1,)}
+        | {f"{LONG}.experts.{expert}.w": (4,) for expert in (0, 1, 7)}
+        | {f"{LONG}.experts.0.v": (4,)},
+        packed=f"{LONG}.q.qweight",
+    )
+    check = compare(model, checkpoint, Loading(_merge_experts, "base", ignore_unexpected=("skipped",)))
+    assert check.unexpected == (f"{LONG}.experts.7.w",)  # the check itself keeps the names whole
+    assert check.mismatched == (ShapeMismatch(f"{LONG}.experts.v", (2, 4), (4,)),)
+    transformers_does = "as transformers does when it loads"
+    assert check.notes == (
+        f"--check: base-model prefix 'base.' added to 1 checkpoint tensor name(s) ({_shown(f'{LONG}.weight')}), "
+        f"{transformers_does} a base model's weights into the model",
+        "--check: base-model prefix 'base.' removed from 1 checkpoint tensor name(s) "
+        f"({_shown(f'base.{LONG}.head')}), {transformers_does} a model with a head into the model",
+        "--check: 1 packed quantised weight(s) compared as the weights they encode, by logical shape "
+        f"({_shown(f'{LONG}.q.qweight', 98)} as {_shown(f'{LONG}.q.weight', 98)}); their scale, zero and index "
+        "tensors are not unexpected",
+        "--check: 1 tensor(s) not reported because the model lists them as ignorable when it loads "
+        f"({_shown(f'{LONG}.skipped')})",
+        "--check: 4 checkpoint tensor(s) that the loader converts (merges, splits, reshapes; "
+        f"{_shown(f'{LONG}.experts.0.w')} into {_shown(f'{LONG}.experts.w')}, …) compared by total count: the "
+        "tensors mapped to one model tensor must hold as many values as it has; their shapes are not compared one "
+        "by one",
+        f"--check: {_shown(f'{LONG}.experts.7.w')}: index beyond the 2 that {_shown(f'{LONG}.experts.w')} stacks "
+        "(unexpected)",
+        f"--check: the 1 checkpoint tensor(s) the loader merges into {_shown(f'{LONG}.experts.v')} hold 4 values, "
+        "the model's (2×4) tensor 8; its checkpoint shape is shown as that one count; "
+        f"{_shown(f'{LONG}.experts.*.v')} lacks index 1",
+    )

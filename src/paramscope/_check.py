@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ._report import Report, TensorRecord
-from ._units import listed
+from ._units import MAX_NAME_IN_NOTE, listed, shortened
 
 Renamer = Callable[[str], tuple[str, bool]]
 """Maps a checkpoint's tensor name to the model's, and says whether loading converts it (merges experts, …)."""
@@ -187,14 +187,15 @@ def _compare_converted(
     if beyond:
         strays = [source.name for source in sources if source.name in beyond]
         result.unexpected += strays
-        reasons.append(f"{listed(strays)}: index beyond the {count} that {wanted.name} stacks (unexpected)")
+        reasons.append(f"{listed(strays)}: index beyond the {count} that {shortened(wanted.name)} stacks (unexpected)")
     kept_total = sum(source.numel or 0 for source in kept)
     if kept_total != wanted.numel:
         result.mismatched.append(ShapeMismatch(wanted.name, wanted.shape, (kept_total,)))
         shape = "×".join(str(dim) for dim in wanted.shape or ())
         reasons.append(
-            f"the {len(kept)} checkpoint tensor(s) the loader merges into {wanted.name} hold {kept_total:,} values, "
-            f"the model's ({shape}) tensor {wanted.numel:,}; its checkpoint shape is shown as that one count"
+            f"the {len(kept)} checkpoint tensor(s) the loader merges into {shortened(wanted.name)} hold "
+            f"{kept_total:,} values, the model's ({shape}) tensor {wanted.numel:,}; its checkpoint shape is shown as "
+            "that one count"
         )
         reasons += _merge_gaps(kept, indexed, count or 0)
     result.details.append("; ".join(reasons))
@@ -214,11 +215,11 @@ def _merge_gaps(sources: Sequence[TensorRecord], indexed: dict[str, tuple[int, i
     for kind, members in kinds.items():
         absent = sorted(set(range(count)) - {index for index, _ in members})
         if absent:
-            gaps.append(f"{kind} lacks index {listed([str(index) for index in absent])}")
+            gaps.append(f"{shortened(kind)} lacks index {listed([str(index) for index in absent])}")
         usual, _ = Counter(source.shape for _, source in members).most_common(1)[0]
         odd = [f"{source.name} is {source.shape}" for _, source in members if source.shape != usual]
         if odd:
-            gaps.append(f"{listed(odd)} where the other {kind} are {usual}")
+            gaps.append(f"{listed(odd)} where the other {shortened(kind)} are {usual}")
     return gaps
 
 
@@ -274,7 +275,7 @@ def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -
             compared.append((record, list(feeding.values())))
     conversion = _Converted(sum(len(sources) for _, sources in compared))
     if compared:
-        conversion.example = f"{compared[0][1][0].name} into {compared[0][0].name}"
+        conversion.example = f"{shortened(compared[0][1][0].name)} into {shortened(compared[0][0].name)}"
     for record, sources in compared:
         _compare_converted(record, sources, unsourced, conversion)
     mismatched += conversion.mismatched
@@ -331,10 +332,11 @@ def _notes(
             f"({listed(removed)}), as transformers does when it loads a model with a head into {root}"
         )
     if packed:
+        half = MAX_NAME_IN_NOTE // 2 - 2  # "stored as logical", one name of the list, shortened as one name is
+        shown = [f"{shortened(name, half)} as {shortened(_logical_name(name), half)}" for name in packed[:1]]
         notes.append(
             f"--check: {len(packed)} packed quantised weight(s) compared as the weights they encode, by logical shape "
-            f"({listed([f'{name} as {_logical_name(name)}' for name in packed], 1)}); their scale, zero and index "
-            "tensors are not unexpected"
+            f"({listed(shown + packed[1:], 1)}); their scale, zero and index tensors are not unexpected"
         )
     if ignored:
         notes.append(

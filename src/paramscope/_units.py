@@ -168,14 +168,31 @@ def format_count(n: int) -> str:
     return f"{n:,}"
 
 
+MAX_NAME_IN_NOTE = 200
+"""Characters of a name a note shows: a name from a file can be thousands of characters long, and a note is a line."""
+
+
+def shortened(name: str, limit: int = MAX_NAME_IN_NOTE) -> str:
+    """``name`` as a note shows it: whole up to ``limit`` characters, else its start and its end around an ellipsis,
+    ``limit`` characters in all (the start says where a tensor is, the end what it is).
+
+    >>> shortened("layers." + "9" * 5000 + ".weight", 24), shortened("h.0.attn.c_attn.weight", 24)
+    ('layers.99999…9999.weight', 'h.0.attn.c_attn.weight')
+    """
+    if len(name) <= limit:
+        return name
+    end = (limit - 1) // 2
+    return f"{name[: limit - 1 - end]}…{name[len(name) - end :]}"
+
+
 def listed(names: Sequence[str], limit: int = 3) -> str:
-    """The first ``limit`` of ``names``, and how many more there are.
+    """The first ``limit`` of ``names``, each ``shortened``, and how many more there are.
 
     >>> listed(["a", "b", "c", "d", "e"]), listed(["a"])
     ('a, b, c and 2 more', 'a')
     """
     more = f" and {format_count(len(names) - limit)} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
+    return ", ".join(shortened(name) for name in names[:limit]) + more
 
 
 def humanize_count(n: int) -> str:
