@@ -33,6 +33,7 @@ from torch import nn
 
 import paramscope
 from paramscope import dtypes
+from paramscope._units import shortened
 from paramscope.examples import gpt2, resnet18
 from paramscope.sources.safetensors import stored_tensors
 
@@ -570,6 +571,21 @@ def test_plain_state_dict(tmp_path: Path, suffix: str) -> None:
     report = paramscope.inspect(str(path))
     assert_matches_state_dict(report, state, model)
     assert (report.source.kind, report.source.files) == ("torch", (str(path),))
+
+
+def test_notes_shorten_long_names_from_the_file(tmp_path: Path) -> None:
+    long = "layer." + "x" * 5000  # a name in a checkpoint can have any length; a note is one line
+    weight = torch.zeros(3)
+    saved = {f"{long}.a": weight, f"{long}.b": weight, f"{long}.view": torch.zeros(4).expand(100, 4), f"{long}.n": 7}
+    torch.save(saved, tmp_path / "model.pt")
+    report = paramscope.inspect(str(tmp_path / "model.pt"))
+    assert report.notes == (
+        f"1 entry holds no tensor and is not counted: {shortened(long + '.n (int)')}",
+        f"{shortened(long + '.view')} is a view (expanded or strided) whose storage holds 16 B: counted at its "
+        "logical size, 1.56 KiB",
+        f"{shortened(long + '.b')} is stored as the same tensor as {shortened(long + '.a')} (tied): counted once",
+    )
+    assert report.tensor(f"{long}.a").aliases == (f"{long}.b",)  # the report itself keeps the names whole
 
 
 def test_tied_gpt_state_dict_counts_the_head_once(tmp_path: Path) -> None:

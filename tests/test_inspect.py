@@ -12,7 +12,7 @@ from torch import nn
 
 import paramscope
 from paramscope import IncompleteCountError, TargetError
-from paramscope._units import listed
+from paramscope._units import listed, shortened
 from paramscope.examples import gpt2, resnet18
 
 from .models import (
@@ -76,6 +76,23 @@ def test_reused_module_is_counted_once_under_its_first_path() -> None:
     assert [node.path for node in report.modules] == ["", "first", "first.0", "first.1", "middle", "second"]
     assert report.tensor("first.0.weight").aliases == ("second.0.weight",)
     assert "module 'second' is the same object as 'first'" in " ".join(report.notes)
+
+
+def test_notes_shorten_long_module_names() -> None:
+    a, b, c = ("x" * 5000 + end for end in "abc")  # add_module takes a name of any length
+    # b is a, reused: a module of its own in the tree; c's weight is a's, tied
+    model = nn.Module()
+    model.add_module(a, nn.Linear(2, 2))
+    model.add_module(b, model.get_submodule(a))
+    model.add_module(c, nn.Linear(2, 2))
+    model.get_submodule(c).weight = model.get_submodule(a).weight
+    report = paramscope.inspect(model)
+    weight = shortened(f"{a}.weight")
+    assert report.notes == (
+        f"{shortened(f'{c}.weight')} is the same tensor as {weight} (tied): counted once, under {weight}",
+        f"module {shortened(repr(b))} is the same object as '{shortened(a)}': its tensors are counted once, under "
+        f"'{shortened(a)}'",
+    )
 
 
 def test_bytes_follow_each_dtype() -> None:

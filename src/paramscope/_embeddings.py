@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ._report import Report, TensorRecord
-from ._units import format_count
+from ._units import format_count, shortened
 
 # A report keeps each module's class name, not its class, so nn.Embedding's subclasses are told by name: transformers
 # names them ...Embedding (OPTLearnedPositionalEmbedding, BartScaledWordEmbedding, Gemma3TextScaledWordEmbedding), a
@@ -52,7 +52,7 @@ def without_embeddings(report: Report) -> Report:
     left_out = embeddings + heads
     count = report.totals.params - sum(record.numel or 0 for record in left_out)
     if left_out:
-        listed = ", ".join(f"{record.name} {format_count(record.numel or 0)}" for record in left_out)
+        listed = ", ".join(f"{shortened(record.name)} {format_count(record.numel or 0)}" for record in left_out)
         note = f"without embeddings: {format_count(count)} parameters (left out: {listed})"
     else:
         note = "without embeddings: no embedding layer or output head found, so nothing was left out"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import TargetError, UsageError, is_meta_device_failure
 from ._report import CallRecord, Report
-from ._units import format_count, listed
+from ._units import format_count, listed, shortened
 
 if TYPE_CHECKING:
     import torch
@@ -276,7 +276,7 @@ def summarize(
         )
     reused = [call for call in calls if call.calls > 1]
     if reused:
-        first = f"{reused[0].path or '(model)'} {format_count(reused[0].calls)} times"
+        first = f"{shortened(reused[0].path) or '(model)'} {format_count(reused[0].calls)} times"
         notes.append(
             f"{len(reused)} module(s) ran more than once ({first}, …): one row each, figures summed over calls"
         )

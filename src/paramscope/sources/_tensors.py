@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
-from .._units import format_bytes
+from .._units import format_bytes, shortened
 
 PLAIN_TENSOR_CLASSES = frozenset({torch.Tensor, nn.Parameter, nn.Buffer})
 
@@ -57,6 +57,7 @@ def _sparse_bytes(tensor: torch.Tensor) -> tuple[int, str]:
 
 def unusual_bytes(name: str, tensor: torch.Tensor, logical_bytes: int) -> tuple[int, str | None]:
     """The bytes of a tensor that may not be plain, and a note when they differ from ``numel × element size``."""
+    name = shortened(name)  # for the note
     if _is_wrapper_subclass(tensor):
         inner = sum(_dense_bytes(part) for part in _inner_tensors(tensor))
         return inner, (

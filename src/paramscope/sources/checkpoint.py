@@ -19,7 +19,7 @@ from .._errors import SourceError
 from .._moe import with_active_params
 from .._report import Report, Source, TensorKind, TensorRecord
 from .._tree import tree_from_names
-from .._units import format_bytes, listed
+from .._units import format_bytes, listed, shortened
 from ._json import loads as json_loads
 
 # What training loops save beside the weights to resume a run (Hugging Face Trainer, Accelerate): not the model.
@@ -106,7 +106,7 @@ def check_files(
             raise SourceError(f"{index}: lists {name!r} in {shard}, which does not hold it")
     extra = [name for name in first if name not in weight_map]
     if extra:
-        return [f"{len(extra)} tensor(s) in the shards are not in the index ({extra[0]}, …): counted too"]
+        return [f"{len(extra)} tensor(s) in the shards are not in the index ({shortened(extra[0])}, …): counted too"]
     return []
 
 
@@ -140,8 +140,8 @@ def plain_records(tensors: Sequence[StoredTensor]) -> tuple[list[TensorRecord], 
 
 def _tie_notes(records: Sequence[TensorRecord], config: dict[str, Any] | None) -> list[str]:
     notes = [
-        f"{', '.join(record.aliases)} {'is' if len(record.aliases) == 1 else 'are'} stored as the same tensor as "
-        f"{record.name} (tied): counted once"
+        f"{', '.join(map(shortened, record.aliases))} {'is' if len(record.aliases) == 1 else 'are'} stored as the "
+        f"same tensor as {shortened(record.name)} (tied): counted once"
         for record in records
         if record.aliases
     ]

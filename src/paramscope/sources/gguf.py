@@ -19,6 +19,7 @@ from .._cache_layers import size_of
 from .._errors import SourceError
 from .._memory import MAX_LAYERS
 from .._report import Report
+from .._units import shortened
 from .checkpoint import StoredTensor, check_files, checkpoint_report
 from .safetensors import check_regular_file
 
@@ -281,7 +282,8 @@ def _read(path: Path) -> tuple[list[StoredTensor], list[str]]:
     notes = []
     architecture, name = _text(reader, "general.architecture"), _text(reader, "general.name")
     if architecture or name:
-        notes.append(f"{path.name}: GGUF model {name or '(unnamed)'}, architecture {architecture or 'unknown'}")
+        model, architecture = shortened(name or "(unnamed)"), shortened(architecture or "unknown")
+        notes.append(f"{path.name}: GGUF model {model}, architecture {architecture}")
     return tensors, notes
 
 

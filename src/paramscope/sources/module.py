@@ -23,7 +23,7 @@ from .. import dtypes as dtype_table
 from .._moe import with_active_params
 from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
 from .._tree import TreeBuilder
-from .._units import format_bytes, listed
+from .._units import format_bytes, listed, shortened
 from ._sharded import FlatParameters, dtensor_class, dtensor_sharding, fsdp2_gathered, unflatten, zero3_sharding
 from ._tensors import PLAIN_TENSOR_CLASSES, UNREAD_PACKING, packed_weights, unusual_bytes
 
@@ -367,7 +367,7 @@ class _Walk:
         for label, tensor in packed.weights:
             # Packed weights are not trained: fresh, detached tensors say so (requires_grad False).
             self._entries.append((owner, owner_path, prefix + label, tensor.detach(), "parameter", None))
-        layer = f"'{owner_path or '(model)'}' ({type(module).__name__})"
+        layer = f"'{shortened(owner_path) or '(model)'}' ({type(module).__name__})"
         if packed.weights:
             self.packed.append((layer, packed.reader, [prefix + label for label, _ in packed.weights]))
         declared = getattr(module, "weight_dtype", None) or getattr(module, "dtype", None)
@@ -512,13 +512,14 @@ class _Walk:
         ]
         tie_notes = []
         for position, names in self._tied.items():
-            first = self.records[position].name
+            first = shortened(self.records[position].name)
             verb = "is" if len(names) == 1 else "are"
             tie_notes.append(f"{_listed(names)} {verb} the same tensor as {first} (tied): counted once, under {first}")
         notes += _capped(tie_notes, "tied tensors (see each tensor's aliases)")
         reuse_notes = []
-        for first, paths in self.reused.items():
-            quoted = [f"'{path}'" for path in paths]
+        for first_path, paths in self.reused.items():
+            first = shortened(first_path)
+            quoted = [shortened(f"'{path}'") for path in paths]
             if len(paths) == 1:
                 subject = f"module {quoted[0]} is the same object as '{first}': its tensors are"
             else:
@@ -527,25 +528,25 @@ class _Walk:
         notes += _capped(reuse_notes, "reused modules (see same_as)")
         for path, ancestor in self.cycles:
             notes.append(
-                f"module '{path}' refers back to '{ancestor or '(model)'}', which contains it (a cycle): it is not "
-                "walked again"
+                f"module '{shortened(path)}' refers back to '{shortened(ancestor) or '(model)'}', which contains it "
+                "(a cycle): it is not walked again"
             )
         for path, names in self.lazy.items():
             notes.append(
-                f"{len(names)} uninitialised lazy tensor(s) in '{path or '(model)'}' ({_listed(names)}): their sizes "
-                "are unknown until the first forward pass; totals are incomplete"
+                f"{len(names)} uninitialised lazy tensor(s) in '{shortened(path) or '(model)'}' ({_listed(names)}): "
+                "their sizes are unknown until the first forward pass; totals are incomplete"
             )
         for name, kinds, stored in self.parametrized:
             what = f"the stored {', '.join(stored)}" if stored else "no stored tensors of its own"
-            notes.append(f"{name} is parametrized ({kinds}): counted as {what}")
+            notes.append(f"{shortened(name)} is parametrized ({kinds}): counted as {what}")
         for layer, reader, names in self.packed:
             notes.append(
                 f"{layer} keeps its weights packed outside its parameters: counted through {reader} as {_listed(names)}"
             )
         for _, layer, name, _, why in self.unread:
             notes.append(
-                f"{layer} keeps weights packed in {name} that cannot be read ({why}): their size is unknown; totals "
-                "are incomplete"
+                f"{layer} keeps weights packed in {shortened(name)} that cannot be read ({why}): their size is "
+                "unknown; totals are incomplete"
             )
         notes += _capped(self.size_notes, "tensors with unusual storage")
         if self.gathered_paths:
@@ -636,7 +637,9 @@ def _differences(expected: Mapping[str, tuple[int, ...]], held: Mapping[str, tup
             differences.append(f"{name} is {_dims(actual)}, not {_dims(shape)}")
     for name, actual in held.items():
         if name not in expected:
-            differences.append(f"{name}{'' if actual is None else ' ' + _dims(actual)} is not in the formula")
+            differences.append(
+                f"{shortened(name)}{'' if actual is None else ' ' + _dims(actual)} is not in the formula"
+            )
     return differences
 
 
@@ -652,7 +655,7 @@ def _explain(walk: _Walk, nodes: tuple[ModuleNode, ...]) -> tuple[tuple[ModuleNo
             explained.append(node)
             continue
         explanation = formulas.explain_module(module)
-        layer = f"'{node.path or '(model)'}' ({node.type})"
+        layer = f"'{shortened(node.path) or '(model)'}' ({node.type})"
         if explanation.count is None:
             entry = explanation.entry
             if entry is not None and entry.kind == "formula" and node.complete:

@@ -36,7 +36,7 @@ import torch
 from .. import dtypes as dtype_table
 from .._errors import SourceError, printable
 from .._report import Report
-from .._units import format_bytes, format_count, listed
+from .._units import format_bytes, format_count, listed, shortened
 from ._sharded import dtensor_class, dtensor_sharding
 from ._tensors import unusual_bytes
 from .checkpoint import TRAINING_STATE, StoredTensor, check_files, checkpoint_report, read_config
@@ -369,7 +369,9 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
         left_out = _left_out_note(contents.without_tensors(loaded[model_key]), f" of {model_key!r}")
     for key in others:
         what = "optimizer state" if key in _OPTIMIZER_KEYS else "entry"
-        notes.append(f"{what} {key!r}: {_summary(contents.leaves(loaded[key]))}; not counted in the totals")
+        notes.append(
+            f"{what} {shortened(repr(key))}: {_summary(contents.leaves(loaded[key]))}; not counted in the totals"
+        )
     return model, notes + left_out
 
 
@@ -435,7 +437,7 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
         sharding, _ = dtensor_sharding(dtensors[0][1])
         notes.append(
             f"{len(dtensors)} DTensor(s) counted at their global shape, though a rank's file holds only its shard of "
-            f"each ({dtensors[0][0]}: {', '.join(sharding.placements)} on device mesh {sharding.mesh}, "
+            f"each ({shortened(dtensors[0][0])}: {', '.join(sharding.placements)} on device mesh {sharding.mesh}, "
             f"{list(sharding.local_shape or ())} of it in this file)"
         )
     if nested:
