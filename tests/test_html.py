@@ -12,14 +12,18 @@ import shutil
 import subprocess
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 import paramscope
+from paramscope._errors import printable
 from paramscope._report import Report, Source, TensorRecord
 from paramscope._tree import tree_from_names
 from paramscope._units import format_bytes, format_count
@@ -494,6 +498,86 @@ def test_browser_shows_escaped_names_as_text(open_report: Any) -> None:
     assert EVIL in page.text_content(".ps-tip-path")
 
 
+def _odd_names() -> Report:
+    """A model whose module names and class name hold a bidi override, an escape sequence and a tab."""
+    block = nn.Module()
+    block.add_module(ODD[1], type("Odd\u202eepyt", (nn.Linear,), {})(64, 64))
+    block.add_module("tab\there", nn.Linear(64, 64))
+    model = nn.Module()
+    model.add_module(ODD[0], block)
+    model.add_module("plain", nn.Linear(32, 32))
+    return paramscope.inspect(model)
+
+
+@in_browser
+def test_browser_shows_control_and_bidi_characters_in_names_as_escapes(open_report: Any) -> None:
+    # The treemap's labels, tabs, legend, tooltip and breadcrumbs show a name as the tables do, and the page's data
+    # keeps the name itself.
+    page = open_report(_odd_names(), "odd-names")
+    drawn = page.text_content(".ps-svg")
+    for name in (ODD[0], ODD[1], "tab\there", "Odd\u202eepyt"):
+        assert name not in drawn
+    assert not UNSHOWABLE.search(drawn)
+    assert "\t" not in drawn
+    assert f"{SHOWN[0]} · Module" in drawn  # the block's tab
+    assert SHOWN[1] in drawn
+    assert "tab\\there" in drawn
+    assert "Odd\\u202eepyt" in page.text_content(".ps-legend")
+
+    paths = page.eval_on_selector_all(".ps-cell", "cells => cells.map(cell => cell.dataset.path)")
+    odd = f"{ODD[0]}.{ODD[1]}"
+    page.locator(".ps-cell").nth(paths.index(odd)).hover()  # data-path keeps the path: the script matches it
+    assert page.text_content(".ps-tip-path") == printable(odd)
+    assert page.text_content(".ps-tip-type") == "Odd\\u202eepyt"
+    assert f"of {SHOWN[0]}" in page.text_content(".ps-tip")
+    assert not UNSHOWABLE.search(page.text_content(".ps-tip"))
+
+    page.locator(".ps-cell").nth(paths.index(odd)).click()
+    assert page.text_content(".ps-crumbs .ps-here") == SHOWN[0]
+    assert not UNSHOWABLE.search(page.text_content(".ps-svg"))
+    names = page.evaluate("JSON.parse(document.querySelector('script.ps-data').textContent).modules.name")
+    assert names == ["", ODD[0], ODD[1], "tab\there", "plain"]
+
+
+def _script_printable() -> str:
+    """The page script's ``printable`` (with the regular expression it uses), as the script defines it."""
+    script = resources.files("paramscope.render").joinpath("_html", "report.js").read_text(encoding="utf-8")
+    match = re.search(r"^  var UNPRINTABLE = .*?^  }$", script, re.S | re.M)
+    assert match is not None
+    return match.group()
+
+
+# a tab, a line feed, an escape, DEL, a C1 control, a no-break space, a soft hyphen, an unassigned code point, a line
+# separator, a bidi override, lone surrogates, private use, a BOM, a tag character, the last code point; and printable
+SAMPLES = [0x09, 0x0A, 0x0D, 0x1B, 0x7F, 0x85, 0xA0, 0xAD, 0x378, 0x2028, 0x202E, 0xD800, 0xDFFF, 0xE000, 0xFEFF]
+SAMPLES += [0xE0001, 0x10FFFF, 0x20, 0x41, 0xE9, 0x4E2D, 0x1F600]
+
+
+@in_browser
+def test_browser_script_escapes_as_printable_does(browser: Any) -> None:
+    """The script shows a name as paramscope._errors.printable does, code point by code point: the same characters
+    escaped, each the same way; only a character Python's Unicode tables do not have yet may be printable to it."""
+    page = browser.new_page()
+    kept, shown = page.evaluate(
+        "samples => {"
+        + _script_printable()
+        + """
+        const kept = [];
+        for (let code = 0; code <= 0x10ffff; code++) {
+            const char = String.fromCodePoint(code);
+            if (printable(char) === char) kept.push(code);
+        }
+        return [kept, samples.map(code => printable(String.fromCodePoint(code)))];
+        }""",
+        SAMPLES,
+    )
+    page.close()
+    assert shown == [printable(chr(code)) for code in SAMPLES]
+    python = {code for code in range(0x110000) if chr(code).isprintable()}
+    assert python <= set(kept)
+    assert {unicodedata.category(chr(code)) for code in set(kept) - python} <= {"Cn"}
+
+
 # How JupyterLab shows HTML outputs: set as innerHTML, then, when the notebook is trusted, each script re-created
 # with its attributes (an untrusted output has its scripts removed).
 SHOW_OUTPUTS = """([outputs, trusted]) => outputs.forEach(html => {
@@ -549,7 +633,7 @@ def test_browser_table_row_with_an_escaped_name_zooms_the_treemap(open_report: A
     records = [_tensor(f"{name}.inner.weight", 4) for name in ODD[:2]]  # no surrogate: the page is written to a file
     page = open_report(_checkpoint(records), "odd-rows")
     page.click("table[data-linked] tbody tr:has-text('ctl')")
-    assert page.text_content(".ps-crumbs .ps-here") == ODD[1]
+    assert page.text_content(".ps-crumbs .ps-here") == SHOWN[1]
 
 
 @in_browser

@@ -3,7 +3,9 @@
 Nothing is fetched: the style, the script and the data are inline. The data is a JSON document in a
 ``<script type="application/json">`` tag (with ``<``, ``>`` and ``&`` written as ``\\u003c``… so no name can end the
 tag), and the treemap is laid out in the browser (squarified, small siblings grouped), so a model with 10^5 tensors
-draws a few thousand rectangles at most. The tables are the same sections every format draws (``layout``).
+draws a few thousand rectangles at most. The tables are the same sections every format draws (``layout``). The data
+keeps names as they are; the tables and the script show them as ``printable`` does (a control character or a bidi
+override as its escape).
 """
 
 from __future__ import annotations

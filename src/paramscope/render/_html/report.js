@@ -27,6 +27,24 @@
   var MIN_AREA = 48;
   var MAX_CELLS = 3000;
 
+  // ---- names as shown -------------------------------------------------------------------------------------------
+  // Names come from files and model code and may hold anything. They are set as text, never markup, and shown as the
+  // tables show them (paramscope._errors.printable): each character Python does not call printable (controls, format
+  // characters such as the bidi overrides U+202A-U+202E, separators other than the space, lone surrogates,
+  // unassigned code points) as its escape, \x1b, \u202e, \U000e0001, so no name reorders or garbles a label.
+  // Escaped here, as they are drawn, and not in the page's data: the script matches the real names (a table row's
+  // path, a cell's data-path, the dtype chips), and the data stays exact for anything that reads it back.
+  var UNPRINTABLE = /[\p{C}\p{Z}]/gu;
+  var SHORT = { "\t": "\\t", "\n": "\\n", "\r": "\\r", " ": " " }; // as ascii() writes them; a space is printable
+  function printable(text) {
+    return String(text).replace(UNPRINTABLE, function (char) {
+      if (SHORT.hasOwnProperty(char)) return SHORT[char];
+      var code = char.codePointAt(0);
+      var form = code < 0x100 ? ["\\x", 2] : code < 0x10000 ? ["\\u", 4] : ["\\U", 8];
+      return form[0] + ("0000000" + code.toString(16)).slice(-form[1]);
+    });
+  }
+
   // ---- the tree -------------------------------------------------------------------------------------------------
   var kids = new Array(count);
   var i;
@@ -47,9 +65,9 @@
     }
     return indexOfPath.has(path) ? indexOfPath.get(path) : -1;
   }
-  function typeName(index) { return M.type[index] >= 0 ? data.types[M.type[index]] : ""; }
-  function label(index) { return parent[index] < 0 ? "(model)" : M.name[index]; }
-  function shownPath(index) { return paths[index] || "(model)"; }
+  function typeName(index) { return M.type[index] >= 0 ? printable(data.types[M.type[index]]) : ""; }
+  function label(index) { return parent[index] < 0 ? "(model)" : printable(M.name[index]); }
+  function shownPath(index) { return paths[index] ? printable(paths[index]) : "(model)"; }
   function info(index) { return data.info[index] || {}; }
 
   // What one rectangle stands for: a module, the tensors a module holds itself beside its children, or a group of
@@ -416,7 +434,7 @@
       swatch.className = "ps-swatch";
       swatch.style.background = scheme.colours.get(key);
       li.appendChild(swatch);
-      li.appendChild(document.createTextNode(key + " " + percent(scheme.sums.get(key), total)));
+      li.appendChild(document.createTextNode(printable(key) + " " + percent(scheme.sums.get(key), total)));
       legend.appendChild(li);
     });
     if (scheme.keys.length > 12) {
@@ -489,7 +507,7 @@
     var th = document.createElement("th");
     th.textContent = name;
     var td = document.createElement("td");
-    td.textContent = value;
+    td.textContent = printable(value); // names: tied, shared, dtypes
     tr.appendChild(th);
     tr.appendChild(td);
     table.appendChild(tr);
