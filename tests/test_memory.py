@@ -437,10 +437,29 @@ def test_kv_cache_in_fp8_is_one_byte_a_value(tiny_llama: nn.Module) -> None:
     assert plan.item("KV cache").total_bytes == values
 
 
-def test_kv_cache_without_a_dtype_is_bf16_as_documented(tiny_llama: nn.Module) -> None:
-    # `--kv-dtype`: "the KV cache's dtype (default: --dtype, or bf16)"; the real cache here is float32.
+def test_kv_cache_without_a_dtype_is_in_the_weights_dtype(tiny_llama: nn.Module) -> None:
+    # from review: a float32 model's cache was sized in bf16, half of it, beside weights and activations in float32
     tensors = cache_tensors(prefill(tiny_llama, 2, 8))
-    assert plan_of(tiny_llama, seq=8, batch=2).item("KV cache").total_bytes == nbytes(tensors) // 2
+    assert {tensor.dtype for tensor in tensors} == {torch.float32}
+    assert plan_of(tiny_llama, seq=8, batch=2).item("KV cache").total_bytes == nbytes(tensors)
+    half = copy.deepcopy(tiny_llama).to(torch.float16)
+    assert plan_of(half, seq=8, batch=2).item("KV cache").total_bytes == nbytes(cache_tensors(prefill(half, 2, 8)))
+
+
+def test_float64_weights_cache_and_compute_in_float64(tiny_llama: nn.Module) -> None:
+    double = copy.deepcopy(tiny_llama).to(torch.float64)
+    plan = plan_of(tiny_llama, seq=8, batch=2, dtype="float64")
+    assert plan.item("KV cache").total_bytes == nbytes(cache_tensors(prefill(double, 2, 8)))
+    assert plan.item("activations").total_bytes == plan_of(double, seq=8, batch=2).item("activations").total_bytes
+
+
+def test_weight_only_formats_compute_their_activations_in_bf16(tiny_llama: nn.Module) -> None:
+    # from review: --dtype fp8 measured the forward in float8, halving the activations
+    bf16 = plan_of(tiny_llama, seq=8, batch=2, dtype="bf16").item("activations").total_bytes
+    as_bf16 = plan_of(copy.deepcopy(tiny_llama).to(torch.bfloat16), seq=8, batch=2).item("activations").total_bytes
+    assert bf16 == as_bf16 > 0
+    for weight_only in ("fp8", "int8", "int4", "Q4_K"):
+        assert plan_of(tiny_llama, seq=8, batch=2, dtype=weight_only).item("activations").total_bytes == bf16
 
 
 @pytest.mark.parametrize(
@@ -1520,15 +1539,15 @@ ADVICE_CASES: list[tuple[str, Callable[[], Any], dict[str, Any], tuple[str, ...]
       "optimizer states (adamw) (2.36 KiB per device): try --zero 1 with more --gpus or --offload-optimizer")),
     # 2 kv heads over TP 2: a larger TP gives each device no fewer of them
     ("kv-heads", lambda: paramscope.inspect(llama()), {"config": llama().config.to_dict(), "seq": 512, "batch": 8,
-     "tp": 2}, ("KV cache (256.00 KiB per device): try --kv-dtype fp8, a shorter --context or a smaller --batch",
+     "tp": 2}, ("KV cache (512.00 KiB per device): try --kv-dtype fp8, a shorter --context or a smaller --batch",
                 "weights (44.31 KiB per device): try a smaller --dtype (int8, int4) or a --tp larger than 2")),
     ("token-ids", llama, {"input_size": (8, 512), "input_dtypes": ["long"]},
      ("activations (5.04 MiB per device): try a smaller --input-size",
-      "KV cache (512.00 KiB per device): try --kv-dtype fp8, a smaller --input-size or --tp N")),
-    # int8 weights: int8 cuts nothing more, int4 does
+      "KV cache (1.00 MiB per device): try --kv-dtype fp8, a smaller --input-size or --tp N")),
+    # int8 weights: int8 cuts nothing more, int4 does; the activations are bf16's, which weight-only formats compute in
     ("int8", llama, {"dtype": "int8", "seq": 8, "batch": 2},
      ("weights (22.16 KiB per device): try a smaller --dtype (int4) or --tp N",
-      "activations (20.56 KiB per device): try a smaller --batch or a shorter --context")),
+      "activations (10.31 KiB per device): try a smaller --batch or a shorter --context")),
 ]  # fmt: skip
 
 

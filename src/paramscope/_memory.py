@@ -24,7 +24,7 @@ Where = Literal["device", "host"]
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "sgd-momentum", "adafactor", "adamw-8bit")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16-mixed", "fp16-mixed", "bf16-pure")
 
-_COMPUTE_FLOATS = ("float32", "float16", "bfloat16")
+_COMPUTE_FLOATS = ("float64", "float32", "float16", "bfloat16")
 # Storage formats offered for conversion, after the plain dtypes of dtypes.COMMON.
 _GGUF_FORMATS = ("Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_0", "Q3_K", "Q2_K")
 # bitsandbytes' 8-bit Adam keeps tensors under 4096 elements in 32 bits, and one float32 absmax per 256 values.
@@ -124,15 +124,22 @@ class MemorySettings:
         if given and not self.train:  # the inference plan has no use for them: refused rather than ignored
             raise UsageError(f"{given[0]} applies to training: add --train (train=True) or leave it out")
 
-    @property
-    def cache_dtype(self) -> str:
-        """The KV cache's dtype: ``kv_dtype``, else the weights' dtype when it is one models compute in (weight-only
-        formats such as int4 or GGUF keep the cache in bf16), else bf16."""
-        if self.kv_dtype is not None:
-            return self.kv_dtype
-        if self.dtype is not None and dtype_table.lookup(self.dtype).name in _COMPUTE_FLOATS:
-            return self.dtype
+    def compute_dtype(self, stored: str | None = None) -> str:
+        """The dtype an inference forward computes in: the weights' when it is one models compute in (``dtype``, or
+        without one the ``stored`` dtype of most of the weights: a float32 model computes in float32); bf16 for
+        weight-only formats (int4, fp8, GGUF's), which are unpacked to it, and for a model without a compute dtype.
+
+        >>> MemorySettings(dtype="fp8").compute_dtype(), MemorySettings().compute_dtype("float32")
+        ('bfloat16', 'float32')
+        """
+        weights = self.dtype if self.dtype is not None else stored
+        if weights is not None and dtype_table.lookup(weights).name in _COMPUTE_FLOATS:
+            return dtype_table.lookup(weights).name
         return "bfloat16"
+
+    def cache_dtype(self, stored: str | None = None) -> str:
+        """The KV cache's dtype: ``kv_dtype``, else the :meth:`compute_dtype` (of ``stored`` weights)."""
+        return self.kv_dtype if self.kv_dtype is not None else self.compute_dtype(stored)
 
 
 @dataclass(frozen=True)
@@ -225,6 +232,12 @@ def _weights_bytes(params: Sequence[TensorRecord], dtype: str | None, keep_fp32:
         return stored, f"{format_count(sum(r.numel or 0 for r in params))} parameters in their dtypes ({dtypes})"
     size, formula = converted(params, dtype, keep_fp32)
     return size, f"{dtype}: {formula}"
+
+
+def _main_dtype(report: Report) -> str | None:
+    """The dtype that holds most of the parameters' bytes, as stored (None without parameters)."""
+    by_dtype = report.by_dtype
+    return max(by_dtype, key=lambda dtype: by_dtype[dtype].bytes) if by_dtype else None
 
 
 _GENERATING = ("CausalLM", "LMHeadModel", "ForConditionalGeneration", "Seq2SeqLM")
@@ -547,7 +560,8 @@ def _inference_items(
         formula = f"{format_count(report.totals.quantization)} scales, zero points and indices as stored"
         items.append(_item("quantization metadata", "exact", quantization, formula, (tp, f"TP {tp}")))
     if settings.tokens is not None:
-        cache = kv_cache(config, settings.batch, settings.tokens, settings.cache_dtype) if config else None
+        cache_dtype = settings.cache_dtype(_main_dtype(report))
+        cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
         if config and not generates(config):
             notes.append("no KV cache item: the config describes an encoder, which keeps no generation cache")
         elif cache is None:

@@ -258,7 +258,8 @@ def measure_activations(
         else:
             size, formula = checkpointed
         return (size, "estimate", formula), notes, result.trained, None
-    compute = _torch_dtype(settings.dtype)
+    # without a dtype, the weights as they are; with one, what they compute in (fp8 and int4 weights in bf16)
+    compute = None if settings.dtype is None else _torch_dtype(settings.compute_dtype())
     args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
     peak = peak_live_bytes(model, args, kwargs, dtype=compute, quiet=quiet)
     formula = f"peak of live tensors in an eval forward on meta ({shape}); kernel workspaces not counted"

@@ -329,7 +329,12 @@ def _add_memory_options(parser: argparse.ArgumentParser) -> None:
     )
     inference = parser.add_argument_group("inference")
     inference.add_argument("--dtype", metavar="DTYPE", help="the weights' dtype or format (default: as stored)")
-    inference.add_argument("--kv-dtype", metavar="DTYPE", help="the KV cache's dtype (default: --dtype, or bf16)")
+    inference.add_argument(
+        "--kv-dtype",
+        metavar="DTYPE",
+        help="the KV cache's dtype (default: what the model computes in: --dtype or the stored dtype when a float, "
+        "else bf16)",
+    )
     inference.add_argument(
         "--keep-fp32",
         action="append",
