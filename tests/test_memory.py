@@ -1663,3 +1663,18 @@ def test_a_checkpoint_whose_config_has_more_layers_than_any_model(
     assert str(caught.value) == message
     assert_error(run(capsys, "memory", str(lone_checkpoint.parent), "--context", "8", "-q"), message)
     assert plan_of(str(lone_checkpoint)).item("weights").total_bytes == 4 * 20  # not used without a length
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_a_context_past_the_declared_positions_is_noted(train: bool) -> None:
+    # from review: GPT-2's learned positions end at n_positions, and a longer context was planned without a word
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_positions=16, n_embd=32, n_layer=2, n_head=4))
+    with pytest.raises(IndexError), torch.no_grad():  # what the note says: it cannot run past them
+        model(torch.zeros(1, 17, dtype=torch.long))
+    flag = "--seq" if train else "--context"
+    past = plan_of(model, seq=17, train=train)
+    assert (
+        f"{flag} 17 is more than the 16 positions the config declares (n_positions): a model with learned positions "
+        "(GPT-2's) cannot run past them, and one with rotary positions was not trained to"
+    ) in past.notes
+    assert not any("positions the config declares" in note for note in plan_of(model, seq=16, train=train).notes)

@@ -234,6 +234,25 @@ def _weights_bytes(params: Sequence[TensorRecord], dtype: str | None, keep_fp32:
     return size, f"{dtype}: {formula}"
 
 
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx")
+
+
+def _positions(config: Mapping[str, Any] | None) -> tuple[str, int] | None:
+    """The longest sequence a config declares, and the key it is under (None where it declares none).
+
+    >>> _positions({"n_positions": 1024}), _positions({"rope_theta": 1e4})
+    (('n_positions', 1024), None)
+    """
+    if not config:
+        return None
+    config = _language_config(config)
+    for key in _POSITION_KEYS:
+        value = size_of(config.get(key))
+        if value is not None:
+            return key, value
+    return None
+
+
 def _main_dtype(report: Report) -> str | None:
     """The dtype that holds most of the parameters' bytes, as stored (None without parameters)."""
     by_dtype = report.by_dtype
@@ -653,6 +672,12 @@ def plan(
         elif settings.kv_dtype is not None:
             notes.append(f"no KV cache item, so kv_dtype {settings.kv_dtype} is not used: give a context length (or "
                          "token ids as input_size) to size one")  # fmt: skip
+    longest = _positions(config)
+    if longest is not None and settings.tokens is not None and settings.tokens > longest[1]:
+        flag = "--seq" if settings.train else "--context"
+        notes.append(f"{flag} {format_count(settings.tokens)} is more than the {format_count(longest[1])} positions "
+                     f"the config declares ({longest[0]}): a model with learned positions (GPT-2's) cannot run past "
+                     "them, and one with rotary positions was not trained to")  # fmt: skip
     tp = settings.tp
     if activations is not None:
         items.append(_activations_item(*activations, tp))
