@@ -1678,3 +1678,15 @@ def test_a_context_past_the_declared_positions_is_noted(train: bool) -> None:
         "(GPT-2's) cannot run past them, and one with rotary positions was not trained to"
     ) in past.notes
     assert not any("positions the config declares" in note for note in plan_of(model, seq=16, train=train).notes)
+
+
+def test_input_dtypes_without_input_size_are_refused(tiny_llama: nn.Module) -> None:
+    # from review: --input-dtype beside --context was dropped in silence
+    message = (
+        "input_dtypes (--input-dtype) go with input_size (--input-size); with a context or sequence length the inputs "
+        "are token ids"
+    )
+    with pytest.raises(paramscope.UsageError, match=re.escape(message)):
+        paramscope.memory(tiny_llama, seq=8, input_dtypes=["long"])
+    plan = plan_of(tiny_llama, input_size=(2, 8), input_dtypes=["long"])
+    assert plan.item("KV cache").total_bytes == plan_of(tiny_llama, seq=8, batch=2).item("KV cache").total_bytes

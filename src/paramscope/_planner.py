@@ -472,6 +472,9 @@ def plan_for(
         raise UsageError(f"input_size {input_size!r} is not a shape or a list of shapes")
     if input_dtypes is not None and not isinstance(input_dtypes, (list, tuple)):
         input_dtypes = [input_dtypes]  # one dtype ("long", torch.long) for every input, not a string's characters
+    if input_dtypes and input_size is None:  # the inputs are then token ids: refused rather than ignored
+        raise UsageError("input_dtypes (--input-dtype) go with input_size (--input-size); with a context or sequence "
+                         "length the inputs are token ids")  # fmt: skip
     if config is not None and not isinstance(config, Mapping):
         raise UsageError(f"config must be a mapping (a config's fields), not {shown(config)}")
     one_of("units", units, ("iec", "si"))
