@@ -1690,3 +1690,13 @@ def test_input_dtypes_without_input_size_are_refused(tiny_llama: nn.Module) -> N
         paramscope.memory(tiny_llama, seq=8, input_dtypes=["long"])
     plan = plan_of(tiny_llama, input_size=(2, 8), input_dtypes=["long"])
     assert plan.item("KV cache").total_bytes == plan_of(tiny_llama, seq=8, batch=2).item("KV cache").total_bytes
+
+
+@pytest.mark.parametrize("dtype", ["fp8", "fp4", "float4_e2m1fn_x2", "int4"])
+def test_formats_that_need_scales_say_they_are_not_included(tiny_llama: nn.Module, dtype: str) -> None:
+    # from review: fp4 weights were sized without the note fp8 and the integer formats carry
+    values = sum(param.numel() for param in tiny_llama.parameters())
+    weights = plan_of(tiny_llama, dtype=dtype).item("weights")
+    bits = 8 if dtype == "fp8" else 4
+    assert weights.total_bytes == values * bits // 8
+    assert weights.formula.endswith("scales not included")

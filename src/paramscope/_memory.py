@@ -208,7 +208,7 @@ def converted(params: Sequence[TensorRecord], name: str, keep_fp32: Sequence[str
         else:
             values += dtype.nbytes(numel) if gguf else dtype.packed_nbytes(numel)
     formula = f"{format_count(sum(r.numel or 0 for r in params) - kept)} values at {dtype.bits:g} bits"
-    if dtype.category in ("int", "uint", "quantized") or dtype.name.startswith("float8"):
+    if dtype.category in ("int", "uint", "quantized") or dtype.name.startswith(("float8", "float4")):
         formula += ", scales not included"  # a quantiser adds its own (per group, per channel)
     if kept:
         formula += f" + {format_count(kept)} kept in float32"
