@@ -1375,7 +1375,12 @@ def test_zero_with_one_data_parallel_rank_notes_that_nothing_is_sharded() -> Non
          "bytes come from precision (fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
         ({"dtype": "bool"}, "dtype 'bool' is not a storage format for weights or a KV cache"),
         ({"kv_dtype": "complex64"}, "dtype 'complex64' is not a storage format for weights or a KV cache"),
-        ({"device_memory": 0}, "device memory must be more than 0 bytes, not 0"),
+        ({"device_memory": 0}, "device memory must be at least 1 byte, not 0 (a size is read in whole bytes, rounded "
+         "down)"),
+        ({"device_memory": "0.5"}, "device memory must be at least 1 byte, not 0 (a size is read in whole bytes, "
+         "rounded down)"),
+        ({"device_memory": 10**30}, "device memory 1,000,000,000,000,000,000,000,000,000,000 is too large (at most "
+         "9,223,372,036,854,775,807)"),
         ({"seq": 10**14, "batch": 10**8}, "100000000 × 100,000,000,000,000 tokens is more than any device could hold"),
         ({"offload_optimizer": True}, "--offload-optimizer applies to training: add --train (train=True) or leave it "
          "out"),

@@ -34,6 +34,7 @@ _BNB_BLOCK = 256
 _MAX_DEVICES = 2**24
 # Values in one forward (batch × tokens): 2**48 token ids alone are 2 PiB, more than any device holds.
 _MAX_VALUES = 2**48
+_MAX_BYTES = 2**63 - 1  # as parse_bytes takes: a size in an int64, as torch keeps one
 # Decoder layers in a config: the deepest models have a few hundred; the cache is worked out layer by layer.
 MAX_LAYERS = 100_000
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
@@ -106,7 +107,10 @@ class MemorySettings:
         if self.batch >= _MAX_VALUES:
             raise UsageError(f"batch {self.batch:,} is more than any device could hold")
         if self.device_memory is not None and self.device_memory <= 0:
-            raise UsageError(f"device memory must be more than 0 bytes, not {self.device_memory}")
+            raise UsageError(f"device memory must be at least 1 byte, not {self.device_memory} (a size is read in "
+                             "whole bytes, rounded down)")  # fmt: skip
+        if self.device_memory is not None and self.device_memory > _MAX_BYTES:
+            raise UsageError(f"device memory {self.device_memory:,} is too large (at most {_MAX_BYTES:,})")
         if self.train and (self.dtype or self.kv_dtype or self.keep_fp32):
             raise UsageError(
                 "dtype, kv_dtype and keep_fp32 describe inference; training's bytes come from precision (fp32, "
