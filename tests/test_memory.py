@@ -1705,3 +1705,14 @@ def test_formats_that_need_scales_say_they_are_not_included(tiny_llama: nn.Modul
     bits = 8 if dtype == "fp8" else 4
     assert weights.total_bytes == values * bits // 8
     assert weights.formula.endswith("scales not included")
+
+
+def test_keep_fp32_without_a_dtype_says_the_weights_are_as_stored(tiny_llama: nn.Module) -> None:
+    # from review: the pattern was applied in the formats table and not to the weights item, without a word
+    half = copy.deepcopy(tiny_llama).to(torch.bfloat16)
+    plan = plan_of(half, keep_fp32=["*norm*"])
+    assert plan.item("weights").total_bytes == 2 * sum(param.numel() for param in half.parameters())
+    note = ("keep_fp32 applies where weights are converted (--dtype, and the table of formats): without --dtype the "
+            "weights item is as stored")  # fmt: skip
+    assert note in plan.notes
+    assert note not in plan_of(half, keep_fp32=["*norm*"], dtype="bf16").notes

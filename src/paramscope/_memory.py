@@ -578,6 +578,9 @@ def _inference_items(
             "does not apply; plan from the checkpoint for its stored bytes, or give --dtype"
         )
     items = [_item("weights", label, weights, formula, (tp, f"TP {tp}"))]
+    if settings.keep_fp32 and settings.dtype is None:
+        notes.append("keep_fp32 applies where weights are converted (--dtype, and the table of formats): without "
+                     "--dtype the weights item is as stored")  # fmt: skip
     quantization = report.totals.quantization_bytes
     if quantization and settings.dtype is None:
         formula = f"{format_count(report.totals.quantization)} scales, zero points and indices as stored"
