@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import inspect
 import io
+import itertools
 import json
 import math
 import re
@@ -36,7 +37,7 @@ from torch import nn
 import paramscope
 from paramscope import MemoryPlan
 from paramscope._memory import OPTIMIZERS, PRECISIONS, kv_cache
-from paramscope.examples import gpt2
+from paramscope.examples import gpt2, resnet18
 from paramscope.render.csv import MEMORY_COLUMNS
 
 from .cli import assert_error, run
@@ -1408,14 +1409,65 @@ def test_tensor_parallelism_gives_each_device_whole_heads(tiny_llama: nn.Module)
     assert plan_of(tiny_llama, train=True, tp=4).settings.tp == 4
 
 
-def test_zero_3_gathers_the_largest_block_twice_and_the_root_unit(saved_llama: Path, tiny_llama: nn.Module) -> None:
-    layers = tiny_llama.model.layers
-    largest = max(sum(p.numel() for p in layer.parameters()) for layer in layers)
-    outside = sum(p.numel() for p in tiny_llama.parameters()) - sum(p.numel() for p in layers.parameters())
-    expected = (2 * largest + outside) * 2  # bf16-mixed weights: 2 bytes
+def test_zero_3_gathers_two_adjacent_blocks_and_the_root_unit(saved_llama: Path, tiny_llama: nn.Module) -> None:
+    sizes = [sum(p.numel() for p in layer.parameters()) for layer in tiny_llama.model.layers]
+    outside = sum(p.numel() for p in tiny_llama.parameters()) - sum(sizes)
+    expected = (max(a + b for a, b in itertools.pairwise(sizes)) + outside) * 2  # bf16-mixed weights: 2 bytes
     for target in (tiny_llama, str(saved_llama), str(saved_llama / "config.json")):  # model, checkpoint, config
         item = plan_of(target, train=True, gpus=4, zero=3).item("gathered parameters (ZeRO 3)")
         assert (item.total_bytes, item.per_device_bytes) == (expected, expected), target
+
+
+class SpectralStack(nn.Module):
+    """Repeated blocks of unequal sizes holding complex parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([Spectral(), Spectral(), nn.Linear(4, 4)])
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks[2](self.blocks[0](x) + self.blocks[1](x)))
+
+
+GATHERED_CASES: dict[str, tuple[Callable[[], nn.Module], str]] = {
+    "resnet18": (resnet18, "layer4"),  # blocks of unequal sizes: layer4.0 has the downsample, layer4.1 not
+    "gpt2": (lambda: gpt2(**{**TINY_GPT_KWARGS, "n_layer": 4}), "transformer.h"),  # equal blocks, a tied head
+    "spectral": (SpectralStack, "blocks"),  # a complex parameter is 2 values
+}
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "fp32"])
+@pytest.mark.parametrize("case", sorted(GATHERED_CASES))
+def test_zero_3_gathers_at_most_the_whole_model(case: str, precision: str) -> None:
+    factory, path = GATHERED_CASES[case]
+    model = factory()
+    weight = {"bf16-mixed": torch.bfloat16, "fp32": torch.float32}[precision].itemsize
+    # the real values of each tensor: a complex element is two
+    values = {p: p.numel() * (2 if p.is_complex() else 1) for p in model.parameters()}
+    total = sum(values.values())
+    note = " (a complex parameter counts as 2 values)" if any(p.is_complex() for p in values) else ""
+    container = model.get_submodule(path)
+    if case == "resnet18":  # the numbered container with the most parameters
+        assert container is max((model.layer1, model.layer2, model.layer3, model.layer4),
+                                key=lambda layer: sum(values[p] for p in layer.parameters()))  # fmt: skip
+    sizes = [sum(values[p] for p in block.parameters()) for block in container]
+    pairs = [a + b for a, b in itertools.pairwise(sizes)]
+    first = pairs.index(max(pairs))
+    a, b = sizes[first : first + 2]
+    outside = total - sum(sizes)
+    count = a + b + outside
+    one, two = f"{path}.{first}", f"{path}.{first + 1}"
+    pair = f"2 × {a:,} of {one} and {two}" if a == b else f"{a:,} of {one} + {b:,} of {two}"
+    formula = (f"({pair}, the largest two adjacent blocks, running and prefetched, + {outside:,} outside the "
+               f"blocks) × {weight} B{note}")  # fmt: skip
+    unsharded = plan_of(model, train=True, precision=precision)
+    for gpus in (2, 4, 8):
+        plan = plan_of(model, train=True, precision=precision, gpus=gpus, zero=3)
+        item = plan.item("gathered parameters (ZeRO 3)")
+        assert (item.total_bytes, item.per_device_bytes, item.formula) == (count * weight, count * weight, formula)
+        assert item.total_bytes <= plan.item("weights").total_bytes == total * weight  # never more than the model
+        assert plan.per_device_bytes < unsharded.per_device_bytes, gpus  # 16Ψ/N + the gathered part < 16Ψ
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -498,18 +498,30 @@ def repeated_blocks(report: Report) -> list[ModuleNode]:
 
 
 def _gathered(report: Report, weight_bytes: float, tp: int) -> MemoryItem | None:
-    """ZeRO 3 / FSDP full shard all-gather the weights of the block running (and prefetch the next one); the
-    parameters outside the repeated blocks (embeddings, final norm, head) belong to the root unit, which stays
-    gathered through the forward."""
-    blocks = repeated_blocks(report)
+    """ZeRO 3 / FSDP full shard all-gather the weights of the block running and prefetch the next one (the one before
+    it in the backward), so the most held at once is the largest sum of two adjacent blocks; the parameters outside
+    the repeated blocks (embeddings, final norm, head) belong to the root unit, which stays gathered through the
+    forward. Two distinct blocks and the rest never add up to more than the model."""
+    params = _parameters(report)
+    total = sum(_values(record) for record in params)
+    note = _complex_note(params)
+    name, split = "gathered parameters (ZeRO 3)", (tp, f"TP {tp}")
+    blocks = sorted(repeated_blocks(report), key=lambda node: int(node.path.rpartition(".")[2]))
     if not blocks:
         return None
-    largest = max(blocks, key=lambda node: node.params)
-    outside = report.totals.params - sum(node.params for node in blocks)
-    count = 2 * largest.params + outside
-    formula = (f"(2 × {format_count(largest.params)} of {largest.path}, running and prefetched, + "
-               f"{format_count(outside)} outside the blocks) × {weight_bytes:g} B")  # fmt: skip
-    return _item("gathered parameters (ZeRO 3)", "estimate", math.ceil(count * weight_bytes), formula, (tp, f"TP {tp}"))
+    sizes = [node.params for node in blocks]
+    if note:  # a complex parameter counts as 2 values, as in the weights
+        for index, node in enumerate(blocks):
+            inside = [record for record in params if record.name.startswith(f"{node.path}.")]
+            sizes[index] += sum(_values(record) - (record.numel or 0) for record in inside)
+    first = max(range(len(blocks) - 1), key=lambda index: sizes[index] + sizes[index + 1])  # the earliest largest
+    (one, two), (a, b) = blocks[first : first + 2], sizes[first : first + 2]
+    outside = total - sum(sizes)
+    pair = f"2 × {format_count(a)} of {one.path} and {two.path}" if a == b else (
+        f"{format_count(a)} of {one.path} + {format_count(b)} of {two.path}")  # fmt: skip
+    formula = (f"({pair}, the largest two adjacent blocks, running and prefetched, + {format_count(outside)} "
+               f"outside the blocks) × {weight_bytes:g} B{note}")  # fmt: skip
+    return _item(name, "estimate", math.ceil((a + b + outside) * weight_bytes), formula, split)
 
 
 def _training_items(
