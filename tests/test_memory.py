@@ -1418,6 +1418,20 @@ def test_zero_3_gathers_two_adjacent_blocks_and_the_root_unit(saved_llama: Path,
         assert (item.total_bytes, item.per_device_bytes) == (expected, expected), target
 
 
+class Plain(nn.Module):
+    """Three linears and a conv, no repeated blocks: FSDP wraps it as one unit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.first = nn.Linear(8, 32)
+        self.second = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.second(self.first(self.conv(x).mean((2, 3))).relu()).relu())
+
+
 class SpectralStack(nn.Module):
     """Repeated blocks of unequal sizes holding complex parameters."""
 
@@ -1430,9 +1444,10 @@ class SpectralStack(nn.Module):
         return self.head(self.blocks[2](self.blocks[0](x) + self.blocks[1](x)))
 
 
-GATHERED_CASES: dict[str, tuple[Callable[[], nn.Module], str]] = {
+GATHERED_CASES: dict[str, tuple[Callable[[], nn.Module], str | None]] = {
     "resnet18": (resnet18, "layer4"),  # blocks of unequal sizes: layer4.0 has the downsample, layer4.1 not
     "gpt2": (lambda: gpt2(**{**TINY_GPT_KWARGS, "n_layer": 4}), "transformer.h"),  # equal blocks, a tied head
+    "plain": (Plain, None),  # no repeated blocks
     "spectral": (SpectralStack, "blocks"),  # a complex parameter is 2 values
 }
 
@@ -1447,20 +1462,23 @@ def test_zero_3_gathers_at_most_the_whole_model(case: str, precision: str) -> No
     values = {p: p.numel() * (2 if p.is_complex() else 1) for p in model.parameters()}
     total = sum(values.values())
     note = " (a complex parameter counts as 2 values)" if any(p.is_complex() for p in values) else ""
-    container = model.get_submodule(path)
-    if case == "resnet18":  # the numbered container with the most parameters
-        assert container is max((model.layer1, model.layer2, model.layer3, model.layer4),
-                                key=lambda layer: sum(values[p] for p in layer.parameters()))  # fmt: skip
-    sizes = [sum(values[p] for p in block.parameters()) for block in container]
-    pairs = [a + b for a, b in itertools.pairwise(sizes)]
-    first = pairs.index(max(pairs))
-    a, b = sizes[first : first + 2]
-    outside = total - sum(sizes)
-    count = a + b + outside
-    one, two = f"{path}.{first}", f"{path}.{first + 1}"
-    pair = f"2 × {a:,} of {one} and {two}" if a == b else f"{a:,} of {one} + {b:,} of {two}"
-    formula = (f"({pair}, the largest two adjacent blocks, running and prefetched, + {outside:,} outside the "
-               f"blocks) × {weight} B{note}")  # fmt: skip
+    if path is None:
+        count, formula = total, f"{total:,} parameters × {weight} B (one unit: the whole model){note}"
+    else:
+        container = model.get_submodule(path)
+        if case == "resnet18":  # the numbered container with the most parameters
+            assert container is max((model.layer1, model.layer2, model.layer3, model.layer4),
+                                    key=lambda layer: sum(values[p] for p in layer.parameters()))  # fmt: skip
+        sizes = [sum(values[p] for p in block.parameters()) for block in container]
+        pairs = [a + b for a, b in itertools.pairwise(sizes)]
+        first = pairs.index(max(pairs))
+        a, b = sizes[first : first + 2]
+        outside = total - sum(sizes)
+        count = a + b + outside
+        one, two = f"{path}.{first}", f"{path}.{first + 1}"
+        pair = f"2 × {a:,} of {one} and {two}" if a == b else f"{a:,} of {one} + {b:,} of {two}"
+        formula = (f"({pair}, the largest two adjacent blocks, running and prefetched, + {outside:,} outside the "
+                   f"blocks) × {weight} B{note}")  # fmt: skip
     unsharded = plan_of(model, train=True, precision=precision)
     for gpus in (2, 4, 8):
         plan = plan_of(model, train=True, precision=precision, gpus=gpus, zero=3)

@@ -497,18 +497,20 @@ def repeated_blocks(report: Report) -> list[ModuleNode]:
     return max(numbered, key=lambda nodes: sum(node.params for node in nodes), default=[])
 
 
-def _gathered(report: Report, weight_bytes: float, tp: int) -> MemoryItem | None:
+def _gathered(report: Report, weight_bytes: float, tp: int) -> MemoryItem:
     """ZeRO 3 / FSDP full shard all-gather the weights of the block running and prefetch the next one (the one before
     it in the backward), so the most held at once is the largest sum of two adjacent blocks; the parameters outside
     the repeated blocks (embeddings, final norm, head) belong to the root unit, which stays gathered through the
-    forward. Two distinct blocks and the rest never add up to more than the model."""
+    forward. Two distinct blocks and the rest never add up to more than the model. A model with no repeated blocks
+    is one unit, gathered whole."""
     params = _parameters(report)
     total = sum(_values(record) for record in params)
     note = _complex_note(params)
     name, split = "gathered parameters (ZeRO 3)", (tp, f"TP {tp}")
     blocks = sorted(repeated_blocks(report), key=lambda node: int(node.path.rpartition(".")[2]))
     if not blocks:
-        return None
+        formula = f"{format_count(total)} parameters × {weight_bytes:g} B (one unit: the whole model){note}"
+        return _item(name, "estimate", math.ceil(total * weight_bytes), formula, split)
     sizes = [node.params for node in blocks]
     if note:  # a complex parameter counts as 2 values, as in the weights
         for index, node in enumerate(blocks):
@@ -557,9 +559,7 @@ def _training_items(
     formula = f"{format_count(total)} parameters × {weight_bytes:g} B ({settings.precision}){_complex_note(params)}"
     items.append(_item("weights", "derived", weights, formula, split(3)))
     if settings.zero >= 3 and dp > 1:
-        gathered = _gathered(report, weight_bytes, tp)
-        if gathered is not None:
-            items.append(gathered)
+        items.append(_gathered(report, weight_bytes, tp))
     count = sum(_values(record) for record in trainable)
     grads = math.ceil(count * grad_bytes)
     formula = f"{format_count(count)} trainable × {grad_bytes:g} B{_complex_note(trainable)}"
