@@ -670,6 +670,58 @@ def test_kv_cache_split_across_tensor_parallel_ranks(tiny_llama: nn.Module, tp: 
     assert item.label == "derived"
 
 
+FALCON: dict[str, Any] = {"vocab_size": 64, "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+                          "bias": False, "alibi": False}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"multi_query": True},  # Falcon-7B: one key/value head (to_dict() fills num_kv_heads with the 4 heads)
+        {"multi_query": False},  # Falcon-RW: a key/value head per query head
+        {"new_decoder_architecture": True, "num_kv_heads": 2},  # Falcon-40B's layout
+        {"new_decoder_architecture": True, "num_kv_heads": 2, "alibi": True},
+    ],
+    ids=["multi-query", "multi-head", "new-decoder-architecture", "new-decoder-architecture-alibi"],
+)
+def test_kv_cache_of_falcon_matches_a_dynamic_cache(changes: dict[str, Any]) -> None:
+    """transformers' FalconAttention caches one key/value head under multi_query, and under the new decoder
+    architecture its num_kv_heads repeated for every query head (broadcast before the cache is updated)."""
+    torch.manual_seed(0)
+    model = transformers.FalconForCausalLM(transformers.FalconConfig(**{**FALCON, **changes})).eval()
+    tensors = cache_tensors(prefill(model, 2, 8))
+    assert nbytes(tensors) == storage_bytes(tensors)
+    item = plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache")
+    assert (item.total_bytes, item.label) == (nbytes(tensors), "derived")
+    report, architectures = paramscope.inspect(model), ["FalconForCausalLM"]  # as save_pretrained records it
+    for config in (  # every field filled in by FalconConfig, and only those written
+        {**model.config.to_dict(), "architectures": architectures},
+        {"model_type": "falcon", "architectures": architectures, **FALCON, **changes},
+    ):
+        item = plan_of(report, seq=8, batch=2, kv_dtype="float32", config=config).item("KV cache")
+        assert item.total_bytes == nbytes(tensors)
+    if changes.get("new_decoder_architecture"):
+        assert item.formula.endswith(
+            "(transformers' Falcon caches its 2 key/value heads repeated for each of the 4 query heads)"
+        )
+
+
+def test_cli_kv_cache_of_a_multi_query_falcon_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = {"model_type": "falcon", "architectures": ["FalconForCausalLM"], "hidden_size": 128,
+              "num_attention_heads": 4, "num_hidden_layers": 2, "multi_query": True, "new_decoder_architecture": False,
+              "parallel_attn": True, "bias": False, "alibi": False, "vocab_size": 300,
+              "torch_dtype": "bfloat16"}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(tmp_path))
+    tensors = cache_tensors(prefill(model.to(torch.bfloat16).eval(), 1, 100))
+    assert {tuple(tensor.shape) for tensor in tensors} == {(1, 1, 100, 32)}  # one key/value head of 128 / 4
+    code, out, err = run(capsys, "memory", str(tmp_path / "config.json"), "--context", "100", "--format", "json", "-q")
+    assert (code, err) == (0, "")
+    items = {item["name"]: item for item in json.loads(out)["memory"]["items"]}
+    assert items["KV cache"]["total_bytes"] == nbytes(tensors)
+    assert items["KV cache"]["formula"] == "2 × 2 layers × 1 kv heads × 32 × 100 tokens × 1 × 2 B"
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 4. several devices: ZeRO's published formulas, offloading, tensor parallelism
 
@@ -1347,7 +1399,8 @@ def test_multi_query_attention_caches_one_head() -> None:
     size, formula, heads = kv_cache(config, batch=1, tokens=10, kv_dtype="bf16")  # type: ignore[misc]
     assert (size, heads) == (2 * 2 * 1 * 8 * 10 * 2, 1)
     assert "× 1 kv heads ×" in formula
-    assert kv_cache({**config, "num_kv_heads": 2}, batch=1, tokens=10, kv_dtype="bf16")[2] == 2  # type: ignore[index]
+    # FalconConfig fills num_kv_heads with the attention heads; FalconAttention caches one head all the same
+    assert kv_cache({**config, "num_kv_heads": 8}, batch=1, tokens=10, kv_dtype="bf16")[2] == 1  # type: ignore[index]
 
 
 def test_training_with_huggingface_checkpointing_on(tiny_llama: nn.Module) -> None:

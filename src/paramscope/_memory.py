@@ -317,12 +317,23 @@ def decoder_layers(config: Mapping[str, Any]) -> int | None:
     return layers
 
 
-def _kv_heads(config: Mapping[str, Any], heads: int) -> int:
+def _kv_heads(config: Mapping[str, Any], heads: int) -> tuple[int, str]:
+    """The key/value heads a layer caches, and a remark when the model caches other than it computes."""
+    if config.get("new_decoder_architecture"):
+        # transformers' FalconAttention (Falcon-40B, 180B) repeats its num_kv_heads key/value heads for every query
+        # head before it caches them; llama.cpp caches num_kv_heads
+        kv_heads = size_of(config.get("num_kv_heads"))
+        if kv_heads is not None and kv_heads != heads:
+            return heads, (f"transformers' Falcon caches its {kv_heads} key/value heads repeated for each of the "
+                           f"{heads} query heads")  # fmt: skip
+        return heads, ""
+    if config.get("multi_query"):  # Falcon and GPT-BigCode: one key/value head, whatever num_kv_heads says
+        return 1, ""
     for key in ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num"):
         value = size_of(config.get(key))
         if value is not None:
-            return value
-    return 1 if config.get("multi_query") else heads  # Falcon's multi-query attention: one key/value head
+            return value, ""
+    return heads, ""
 
 
 def _kv_heads_per_layer(config: Mapping[str, Any], layers: int) -> list[int] | None:
@@ -403,12 +414,13 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
             each = f"{heads_text} × ({head_dim} + {value_dim})"
         formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{remark}"
         return math.ceil(total * batch * size), formula, kv_heads
-    kv_heads = _kv_heads(config, heads)
+    kv_heads, why = _kv_heads(config, heads)
     total = sum(lengths) * kv_heads * (head_dim + value_dim) * batch
     if value_dim == head_dim:
         each = f"2 × {cached} layers × {kv_heads} kv heads × {head_dim}"
     else:
         each = f"{cached} layers × {kv_heads} kv heads × ({head_dim} + {value_dim})"
+    remark = f" ({'; '.join([why, *remarks] if why else remarks)})" if why or remarks else ""
     formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{remark}"
     return math.ceil(total * size), formula, int(kv_heads)
 
