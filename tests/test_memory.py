@@ -722,6 +722,95 @@ def test_cli_kv_cache_of_a_multi_query_falcon_config(capsys: pytest.CaptureFixtu
     assert items["KV cache"]["formula"] == "2 × 2 layers × 1 kv heads × 32 × 100 tokens × 1 × 2 B"
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        # n_heads, n_layers and d_model: MptConfig's attribute_map reads num_attention_heads as n_heads, ...
+        transformers.MptConfig(vocab_size=64, d_model=32, n_heads=4, n_layers=2, max_seq_len=32),
+        # num_heads and num_layers; its local layers' window_size (4) does not cap transformers' cache
+        transformers.GPTNeoConfig(vocab_size=64, hidden_size=32, num_heads=4, num_layers=2, window_size=4,
+                                  attention_types=[[["global", "local"], 1]], bos_token_id=0, eos_token_id=0),
+    ],
+    ids=["mpt", "gpt-neo"],
+)  # fmt: skip
+def test_kv_cache_of_configs_that_name_their_fields_their_own_way(config: Any) -> None:
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    truth = nbytes(cache_tensors(prefill(model, 2, 8)))
+    assert plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache").total_bytes == truth
+    saved = {**config.to_dict(), "architectures": [type(model).__name__]}  # as config.json has it
+    as_written = plan_of(paramscope.inspect(model), seq=8, batch=2, kv_dtype="float32", config=saved)
+    assert as_written.item("KV cache").total_bytes == truth
+    with pytest.raises(paramscope.UsageError) as caught:  # whole heads per device: 4 heads, 3 devices
+        paramscope.memory(model, tp=3)
+    assert str(caught.value) == "tp (3) must divide the model's 4 attention heads: each device holds whole heads"
+    layers_key = next(key for key in ("n_layers", "num_layers") if key in config.to_dict())
+    with pytest.raises(paramscope.UsageError) as caught:
+        kv_cache({**config.to_dict(), layers_key: 10**12}, 1, 8, "bf16")
+    assert str(caught.value) == f"{layers_key} 1,000,000,000,000 is more layers than any model has (at most 100,000)"
+
+
+def encoder_decoder_cache(
+    model: nn.Module, batch: int, encoder_tokens: int, tokens: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The self-attention and the cross-attention keys and values of transformers' EncoderDecoderCache after a real
+    forward of ``batch`` × ``encoder_tokens`` ids through the encoder and ``batch`` × ``tokens`` through the decoder."""
+    with torch.no_grad():
+        output = model(input_ids=torch.zeros(batch, encoder_tokens, dtype=torch.long),
+                       decoder_input_ids=torch.zeros(batch, tokens, dtype=torch.long), use_cache=True)  # fmt: skip
+    cache = cache_of(output)
+    assert isinstance(cache, transformers.EncoderDecoderCache)
+    return cache_tensors(cache.self_attention_cache), cache_tensors(cache.cross_attention_cache)
+
+
+@pytest.mark.parametrize(
+    ("config", "decoder_heads"),
+    [
+        # 3 decoder layers over 2 encoder layers (num_decoder_layers), heads of d_kv = 16, not d_model / heads = 8
+        (transformers.T5Config(vocab_size=64, d_model=32, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=3,
+                               d_ff=64), 4),
+        # the decoder's own layers and heads (decoder_layers, decoder_attention_heads), not the encoder's
+        (transformers.BartConfig(vocab_size=64, d_model=32, encoder_layers=2, decoder_layers=3,
+                                 encoder_attention_heads=4, decoder_attention_heads=2, encoder_ffn_dim=64,
+                                 decoder_ffn_dim=64, max_position_embeddings=64), 2),
+    ],
+    ids=["t5", "bart"],
+)  # fmt: skip
+def test_kv_cache_of_an_encoder_decoder(config: Any, decoder_heads: int) -> None:
+    """The KV cache item is the decoder's self-attention cache; the cross-attention cache, whose length is the
+    encoder's input, is given per token of it in a note."""
+    torch.manual_seed(0)
+    model = transformers.AutoModelForSeq2SeqLM.from_config(config).eval()
+    batch, encoder_tokens, tokens = 2, 5, 8
+    own, cross = encoder_decoder_cache(model, batch, encoder_tokens, tokens)
+    assert len(own) == len(cross) == 2 * 3
+    plan = plan_of(model, seq=tokens, batch=batch, dtype="float32")
+    item = plan.item("KV cache")
+    assert (item.total_bytes, item.label) == (nbytes(own), "derived")
+    assert item.formula.endswith("(the decoder's self-attention; its cross-attention cache is not included)")
+    assert nbytes(cross) % encoder_tokens == 0
+    per_token = nbytes(cross) // encoder_tokens
+    note = next(note for note in plan.notes if "cross-attention" in note)
+    assert note.startswith("the KV cache item is the decoder's self-attention cache; generating, an encoder-decoder")
+    assert note.endswith(f" = {per_token:,} B per token of the encoder's input")
+    saved = {**config.to_dict(), "architectures": [type(model).__name__]}  # as config.json has it
+    as_written = plan_of(paramscope.inspect(model), seq=tokens, batch=batch, kv_dtype="float32", config=saved)
+    assert as_written.item("KV cache").total_bytes == nbytes(own)
+    with pytest.raises(paramscope.UsageError) as caught:  # the decoder's heads too are split whole
+        paramscope.memory(model, tp=2 * decoder_heads)
+    message = f"tp ({2 * decoder_heads}) must divide the model's {decoder_heads} attention heads: each device holds"
+    assert str(caught.value).startswith(message)
+
+
+def test_a_config_without_the_names_read_says_so() -> None:
+    unreadable = {"architectures": ["SomethingForCausalLM"], "layers": 2}  # no names paramscope reads
+    assert plan_of(paramscope.inspect(nn.Linear(4, 4)), seq=8, config=unreadable).notes[-1] == (
+        "no KV cache item: the config does not give its decoder's layers, attention heads and hidden size "
+        "(num_hidden_layers, num_attention_heads, hidden_size, or the names its transformers config class maps them "
+        "to)"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 4. several devices: ZeRO's published formulas, offloading, tensor parallelism
 

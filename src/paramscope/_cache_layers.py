@@ -12,6 +12,7 @@ class works its layer types out from its own fields (``full_attention_interval``
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -102,6 +103,18 @@ def _quiet(logger: logging.Logger) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+@functools.lru_cache(maxsize=64)
+def config_class(model_type: str) -> Any:
+    """transformers' config class for ``model_type`` (``MptConfig`` for ``"mpt"``), not built; None when transformers
+    is not installed or does not know the type."""
+    try:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+        return CONFIG_MAPPING[model_type]
+    except Exception:  # not installed, too old, a failing import, or a model type it does not know
+        return None
 
 
 def _from_transformers(config: Mapping[str, Any]) -> list[CacheLayer] | None:

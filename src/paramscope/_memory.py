@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from . import dtypes as dtype_table
-from ._cache_layers import size_of
+from ._cache_layers import config_class, size_of
 from ._errors import UsageError
 from ._report import ModuleNode, Report, TensorRecord
 from ._units import Units, format_bytes, format_count, listed
@@ -289,31 +289,91 @@ def _language_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**config, **text} if isinstance(text, Mapping) else config
 
 
-def attention_heads(config: Mapping[str, Any] | None) -> int | None:
-    """The attention heads per layer of a transformer's config (its language model's), ``None`` when it names none.
+# A flat encoder-decoder config's decoder fields under the names transformers' get_text_config(decoder=True) gives
+# them (it strips the prefix of the others); T5's num_decoder_layers, which that leaves alone, is the decoder's too.
+_DECODER_NAMES = {
+    "decoder_layers": "num_hidden_layers",
+    "decoder_attention_heads": "num_attention_heads",
+    "num_decoder_layers": "num_hidden_layers",
+}
+
+
+def _is_encoder_decoder(config: Mapping[str, Any]) -> bool:
+    """Whether a config (its language model's) describes an encoder-decoder (T5, BART, Whisper): as it says, or as
+    its transformers config class says by default."""
+    config = _language_config(config)
+    if "is_encoder_decoder" in config:
+        return bool(config["is_encoder_decoder"])
+    model_type = config.get("model_type")
+    cls = config_class(model_type) if isinstance(model_type, str) else None
+    return getattr(cls, "is_encoder_decoder", False) is True
+
+
+def standard_fields(config: Mapping[str, Any], decoder: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """A config's fields (its language model's) with transformers' standard names added, and for each field the
+    config's own key it was read from.
+
+    A config class may keep a standard field under a name of its own and map the standard name to it
+    (``attribute_map``): MPT's ``num_attention_heads`` is its ``n_heads``, T5's ``head_dim`` its ``d_kv``. Reading
+    ``config.num_attention_heads`` goes through the map; ``to_dict()`` and config.json keep the class's own names,
+    and the class's map adds the standard ones here. With ``decoder``, a flat encoder-decoder config (BART, T5)
+    gives its decoder's fields, as transformers' ``get_text_config(decoder=True)`` reads them (``decoder_layers``
+    as ``num_hidden_layers``, ``decoder_attention_heads`` as ``num_attention_heads``). Without transformers, or
+    for a model type it does not know, the fields are as the config names them.
+
+    >>> fields, sources = standard_fields({"is_encoder_decoder": True, "encoder_layers": 12, "decoder_layers": 6})
+    >>> fields["num_hidden_layers"], sources["num_hidden_layers"]
+    (6, 'decoder_layers')
+    """
+    fields = dict(_language_config(config))
+    sources = {key: key for key in fields}
+    model_type = fields.get("model_type")
+    cls = config_class(model_type) if isinstance(model_type, str) else None
+    aliases = getattr(cls, "attribute_map", None)
+    aliases = {name: stored for name, stored in aliases.items() if isinstance(stored, str)} if isinstance(
+        aliases, dict) else {}  # fmt: skip
+    if decoder and _is_encoder_decoder(config):
+        for key, value in list(fields.items()):
+            if value is not None and (key in _DECODER_NAMES or key.startswith("decoder_")):
+                name = _DECODER_NAMES.get(key, key.removeprefix("decoder_"))
+                stored = aliases.get(name, name)  # written where the class reads the name from, as transformers does
+                fields[stored], sources[stored] = value, key
+    for name, stored in aliases.items():
+        if stored in fields:
+            fields[name], sources[name] = fields[stored], sources[stored]
+    return fields, sources
+
+
+def attention_heads(config: Mapping[str, Any] | None) -> tuple[int, ...]:
+    """The counts of attention heads per layer a transformer's config names (its language model's): one, or for an
+    encoder-decoder its encoder's and its decoder's when they differ; empty when it names none.
 
     >>> attention_heads({"num_attention_heads": 32}), attention_heads({"n_head": 12}), attention_heads({})
-    (32, 12, None)
+    ((32,), (12,), ())
     """
     if not config:
-        return None
-    config = _language_config(config)
-    heads = config.get("num_attention_heads") or config.get("n_head")
-    return heads if isinstance(heads, int) and heads > 0 else None
+        return ()
+    counts = []
+    for decoder in (False, True):
+        fields, _ = standard_fields(config, decoder)
+        heads = size_of(fields.get("num_attention_heads") or fields.get("n_head"))
+        if heads is not None and heads not in counts:
+            counts.append(heads)
+    return tuple(counts)
 
 
 def decoder_layers(config: Mapping[str, Any]) -> int | None:
-    """The layers of a decoder's config (its language model's), ``None`` when it names none. A count beyond any
-    model (over 100,000) is refused: the cache is worked out layer by layer.
+    """The layers of a decoder's config (its language model's; an encoder-decoder's decoder), ``None`` when it names
+    none. A count beyond any model (over 100,000) is refused: the cache is worked out layer by layer.
 
     >>> decoder_layers({"num_hidden_layers": 32}), decoder_layers({"n_layer": 12}), decoder_layers({})
     (32, 12, None)
     """
-    config = _language_config(config)
-    key = next((key for key in _LAYER_KEYS if config.get(key)), None)
-    layers = None if key is None else size_of(config.get(key))
-    if layers is not None and layers > MAX_LAYERS:
-        raise UsageError(f"{key} {layers:,} is more layers than any model has (at most {MAX_LAYERS:,})")
+    fields, sources = standard_fields(config)
+    key = next((key for key in _LAYER_KEYS if fields.get(key)), None)
+    layers = None if key is None else size_of(fields.get(key))
+    if key is not None and layers is not None and layers > MAX_LAYERS:
+        raise UsageError(f"{sources[key]} {layers:,} is more layers than any model has (at most {MAX_LAYERS:,})")
     return layers
 
 
@@ -358,21 +418,19 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     an explicit ``head_dim``, each layer's cache as transformers' DynamicCache keeps it (sliding-window and chunked
     layers capped at their window; linear-attention and Mamba layers keep a recurrent state instead, named in the
     formula; layers without a cache left out), and MLA's compressed latent (DeepSeek: kv_lora_rank +
-    qk_rope_head_dim per token, once for keys and values) are taken into account. ``None`` when the config does not
-    describe a decoder's attention; a UsageError for more layers than any model has (see :func:`decoder_layers`).
+    qk_rope_head_dim per token, once for keys and values) are taken into account. The fields are read under their
+    standard names (:func:`standard_fields`: MPT's ``n_heads``, T5's ``d_kv``); an encoder-decoder's is the decoder's
+    self-attention cache (:func:`cross_attention_cache` gives the rest). ``None`` when the config does not describe a
+    decoder's attention; a UsageError for more layers than any model has (see :func:`decoder_layers`).
     """
     from ._cache_layers import KNOWN, cache_layers
 
-    if not config:
+    shape = _decoder_shape(config)
+    if config is None or shape is None:
         return None
-    original, config = config, _language_config(config)
-    layers = decoder_layers(config)
-    heads = size_of(config.get("num_attention_heads") or config.get("n_head"))
-    hidden = size_of(config.get("hidden_size") or config.get("n_embd") or config.get("d_model"))
-    if layers is None or heads is None or hidden is None:
-        return None
+    fields, layers, heads, hidden = shape
     size = _bytes_of(kv_dtype)
-    kinds = cache_layers(original, layers)
+    kinds = cache_layers(config, layers)
     lengths = [layer.tokens(tokens) for layer in kinds]
     cached = sum(1 for layer in kinds if layer.keeps_keys)
     remarks = []
@@ -391,19 +449,19 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     unknown = sorted({layer.type for layer in kinds if layer.type not in KNOWN})
     if unknown:
         remarks.append(f"{', '.join(unknown)} layers counted as full attention")
-    remark = f" ({'; '.join(remarks)})" if remarks else ""
-    latent = size_of(config.get("kv_lora_rank"))
+    if _is_encoder_decoder(config):
+        remarks.append("the decoder's self-attention; its cross-attention cache is not included")
+    latent = size_of(fields.get("kv_lora_rank"))
     if latent is not None:  # multi-head latent attention
-        rope = size_of(config.get("qk_rope_head_dim")) or 0
+        rope = size_of(fields.get("qk_rope_head_dim")) or 0
         per_token = latent + rope
         total = sum(lengths) * batch * per_token
         formula = (f"{cached} layers × ({latent} + {rope}) latent × "
                    f"{format_count(tokens)} tokens × {batch} × {size:g} B (MLA's compressed cache, as serving "
-                   f"engines keep it){remark}")  # fmt: skip
+                   f"engines keep it){_remark(remarks)}")  # fmt: skip
         return math.ceil(total * size), formula, 1  # one latent for all heads: not split by TP
-    head_dim = size_of(config.get("head_dim")) or hidden // heads
-    value_dim = size_of(config.get("v_head_dim")) or head_dim  # keys and values of their own lengths (GGUF)
-    per_layer = _kv_heads_per_layer(config, layers)
+    head_dim, value_dim = _head_dims(fields, heads, hidden)
+    per_layer = _kv_heads_per_layer(fields, layers)
     if per_layer is not None:  # each layer's own count (OpenELM): summed layer by layer, at each layer's length
         total = sum(length * count for length, count in zip(lengths, per_layer, strict=True)) * (head_dim + value_dim)
         kv_heads = min(count for count in per_layer if count)  # the fewest any layer splits across devices
@@ -412,17 +470,56 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         each = f"2 × {heads_text} × {head_dim}"
         if value_dim != head_dim:
             each = f"{heads_text} × ({head_dim} + {value_dim})"
-        formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{remark}"
+        formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{_remark(remarks)}"
         return math.ceil(total * batch * size), formula, kv_heads
-    kv_heads, why = _kv_heads(config, heads)
+    kv_heads, why = _kv_heads(fields, heads)
     total = sum(lengths) * kv_heads * (head_dim + value_dim) * batch
     if value_dim == head_dim:
         each = f"2 × {cached} layers × {kv_heads} kv heads × {head_dim}"
     else:
         each = f"{cached} layers × {kv_heads} kv heads × ({head_dim} + {value_dim})"
-    remark = f" ({'; '.join([why, *remarks] if why else remarks)})" if why or remarks else ""
-    formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{remark}"
+    formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{_remark([why] * bool(why) + remarks)}"
     return math.ceil(total * size), formula, int(kv_heads)
+
+
+def cross_attention_cache(config: Mapping[str, Any] | None, batch: int, kv_dtype: str) -> tuple[int, str] | None:
+    """Bytes an encoder-decoder's generation cache adds per token of the encoder's input, and how: each decoder
+    layer keeps the keys and values of the encoder's output for its cross-attention (transformers'
+    ``EncoderDecoderCache``), with the decoder's heads. ``None`` for other models."""
+    shape = _decoder_shape(config)
+    if config is None or shape is None or not _is_encoder_decoder(config):
+        return None
+    fields, layers, heads, hidden = shape
+    kv_heads, _ = _kv_heads(fields, heads)
+    head_dim, value_dim = _head_dims(fields, heads, hidden)
+    size = _bytes_of(kv_dtype)
+    dims = f"2 × {head_dim}" if value_dim == head_dim else f"({head_dim} + {value_dim})"
+    formula = f"{layers} layers × {kv_heads} kv heads × {dims} × {batch} × {size:g} B"
+    return math.ceil(layers * kv_heads * (head_dim + value_dim) * batch * size), formula
+
+
+def _decoder_shape(config: Mapping[str, Any] | None) -> tuple[dict[str, Any], int, int, int] | None:
+    """A decoder's fields under their standard names (see :func:`standard_fields`), its layers, attention heads and
+    hidden size; ``None`` when the config does not give them."""
+    if not config:
+        return None
+    layers = decoder_layers(config)
+    fields, _ = standard_fields(config)
+    heads = size_of(fields.get("num_attention_heads") or fields.get("n_head"))
+    hidden = size_of(fields.get("hidden_size") or fields.get("n_embd") or fields.get("d_model"))
+    if layers is None or heads is None or hidden is None:
+        return None
+    return fields, layers, heads, hidden
+
+
+def _head_dims(fields: Mapping[str, Any], heads: int, hidden: int) -> tuple[int, int]:
+    """The lengths of a key and of a value per head: ``head_dim`` (and ``v_head_dim``) as given, else hidden / heads."""
+    head_dim = size_of(fields.get("head_dim")) or hidden // heads
+    return head_dim, size_of(fields.get("v_head_dim")) or head_dim  # keys and values of their own lengths (GGUF)
+
+
+def _remark(remarks: Sequence[str]) -> str:
+    return f" ({'; '.join(remarks)})" if remarks else ""
 
 
 def _values(record: TensorRecord) -> int:
@@ -614,6 +711,10 @@ def _inference_items(
         cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
         if config and not generates(config):
             notes.append("no KV cache item: the config describes an encoder, which keeps no generation cache")
+        elif cache is None and config:
+            notes.append("no KV cache item: the config does not give its decoder's layers, attention heads and "
+                         "hidden size (num_hidden_layers, num_attention_heads, hidden_size, or the names its "
+                         "transformers config class maps them to)")  # fmt: skip
         elif cache is None:
             notes.append("no KV cache item: the model has no decoder config to size it from")
         else:
@@ -632,6 +733,13 @@ def _inference_items(
                              "file does not describe: the KV cache counts every layer at full length, an upper "
                              "bound")  # fmt: skip
             items.append(_item("KV cache", cache_label, size, formula, (ways, f"TP {tp}, {kv_heads} kv heads")))
+            cross = cross_attention_cache(config, settings.batch, settings.cache_dtype)
+            if cross is not None:
+                per_token, formula = cross
+                notes.append(f"the KV cache item is the decoder's self-attention cache; generating, an encoder-decoder "
+                             f"also keeps the keys and values of the encoder's output in each decoder layer for its "
+                             f"cross-attention (transformers' EncoderDecoderCache), not included: {formula} = "
+                             f"{format_count(per_token)} B per token of the encoder's input")  # fmt: skip
     return items
 
 
@@ -652,7 +760,7 @@ class _Model:
     report: Report
     config: Mapping[str, Any] | None
     trained: frozenset[str] | None
-    heads: int | None
+    heads: tuple[int, ...]
 
 
 def _items(model: _Model, settings: MemorySettings, notes: list[str]) -> list[MemoryItem]:
@@ -690,9 +798,10 @@ def plan(
     ``settings`` must have passed :meth:`MemorySettings.check`.
     """
     heads = attention_heads(config)
-    if heads is not None and heads % settings.tp:  # Megatron and vLLM alike give each rank whole heads
-        raise UsageError(f"tp ({settings.tp}) must divide the model's {heads} attention heads: each device holds whole "
-                         "heads")  # fmt: skip
+    for count in heads:  # Megatron and vLLM alike give each rank whole heads (an encoder's and a decoder's alike)
+        if count % settings.tp:
+            raise UsageError(f"tp ({settings.tp}) must divide the model's {count} attention heads: each device holds "
+                             "whole heads")  # fmt: skip
     notes: list[str] = []
     model = _Model(report, config, trained, heads)
     items = _items(model, settings, notes)
@@ -812,7 +921,7 @@ class _Cuts:
         settings, heads = self.settings, self.model.heads
         follows = settings.gpus == settings.tp
         degrees = [settings.tp * factor for factor in range(2, 65)]
-        degrees = [n for n in degrees if (heads is None or heads % n == 0) and (follows or settings.gpus % n == 0)]
+        degrees = [n for n in degrees if all(count % n == 0 for count in heads) and (follows or settings.gpus % n == 0)]
         return [replace(settings, tp=n, gpus=n if follows else settings.gpus) for n in degrees[:4]]
 
     def _activations(self, item: MemoryItem) -> list[str]:
