@@ -1255,7 +1255,10 @@ def test_gguf_embedding_model_has_no_kv_cache(tmp_path: Path) -> None:
     plan = paramscope.memory(str(path), seq=128).memory
     assert plan is not None
     assert [item.name for item in plan.items] == ["weights"]
-    assert "no KV cache item: the config describes an encoder, which keeps no generation cache" in plan.notes
+    assert (
+        "no KV cache item: bert (GGUF, non-causal attention) is not a model that generates (a causal LM or an "
+        "encoder-decoder), so it keeps no generation cache"
+    ) in plan.notes
 
 
 def test_gguf_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

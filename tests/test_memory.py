@@ -802,6 +802,16 @@ def test_kv_cache_of_an_encoder_decoder(config: Any, decoder_heads: int) -> None
     assert str(caught.value).startswith(message)
 
 
+def test_a_decoder_with_a_classifier_head_is_not_called_an_encoder() -> None:
+    config = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4, pad_token_id=0)
+    plan = plan_of(transformers.GPT2ForSequenceClassification(config).eval(), seq=8)
+    assert "KV cache" not in names(plan)
+    assert plan.notes[-1] == (
+        "no KV cache item: GPT2ForSequenceClassification is not a model that generates (a causal LM or an "
+        "encoder-decoder), so it keeps no generation cache"
+    )
+
+
 def test_a_config_without_the_names_read_says_so() -> None:
     unreadable = {"architectures": ["SomethingForCausalLM"], "layers": 2}  # no names paramscope reads
     assert plan_of(paramscope.inspect(nn.Linear(4, 4)), seq=8, config=unreadable).notes[-1] == (

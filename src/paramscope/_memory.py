@@ -710,7 +710,7 @@ def _inference_items(
         cache_dtype = settings.cache_dtype(_main_dtype(report))
         cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
         if config and not generates(config):
-            notes.append("no KV cache item: the config describes an encoder, which keeps no generation cache")
+            notes.append(_no_generation(config))
         elif cache is None and config:
             notes.append("no KV cache item: the config does not give its decoder's layers, attention heads and "
                          "hidden size (num_hidden_layers, num_attention_heads, hidden_size, or the names its "
@@ -741,6 +741,15 @@ def _inference_items(
                              f"cross-attention (transformers' EncoderDecoderCache), not included: {formula} = "
                              f"{format_count(per_token)} B per token of the encoder's input")  # fmt: skip
     return items
+
+
+def _no_generation(config: Mapping[str, Any]) -> str:
+    """Why a model with a config gets no KV cache item though a context length is given."""
+    architectures = _language_config(config).get("architectures")
+    if isinstance(architectures, list) and architectures:  # a decoder with a classifier's head generates nothing
+        return (f"no KV cache item: {listed([str(name) for name in architectures])} is not a model that generates "
+                "(a causal LM or an encoder-decoder), so it keeps no generation cache")  # fmt: skip
+    return "no KV cache item: the config describes an encoder, which keeps no generation cache"
 
 
 def _activations_item(size: int, label: Label, formula: str, tp: int) -> MemoryItem:
