@@ -733,7 +733,7 @@ def _inference_items(
                              "file does not describe: the KV cache counts every layer at full length, an upper "
                              "bound")  # fmt: skip
             items.append(_item("KV cache", cache_label, size, formula, (ways, f"TP {tp}, {kv_heads} kv heads")))
-            cross = cross_attention_cache(config, settings.batch, settings.cache_dtype)
+            cross = cross_attention_cache(config, settings.batch, cache_dtype)
             if cross is not None:
                 per_token, formula = cross
                 notes.append(f"the KV cache item is the decoder's self-attention cache; generating, an encoder-decoder "
