@@ -707,7 +707,8 @@ def _inference_items(
         formula = f"{format_count(report.totals.quantization)} scales, zero points and indices as stored"
         items.append(_item("quantization metadata", "exact", quantization, formula, (tp, f"TP {tp}")))
     if settings.tokens is not None:
-        cache_dtype = settings.cache_dtype(_main_dtype(report))
+        # llama.cpp keeps a GGUF model's cache in f16 whatever its weights are stored in (its --cache-type default)
+        cache_dtype = settings.cache_dtype(None if report.source.kind == "gguf" else _main_dtype(report))
         cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
         if config and not generates(config):
             notes.append(_no_generation(config))
