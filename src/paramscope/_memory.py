@@ -137,9 +137,8 @@ class MemorySettings:
         ('bfloat16', 'float32')
         """
         weights = self.dtype if self.dtype is not None else stored
-        if weights is not None and dtype_table.lookup(weights).name in _COMPUTE_FLOATS:
-            return dtype_table.lookup(weights).name
-        return "bfloat16"
+        name = None if weights is None else dtype_table.lookup(weights).name
+        return name if name in _COMPUTE_FLOATS else "bfloat16"
 
     def cache_dtype(self, stored: str | None = None) -> str:
         """The KV cache's dtype: ``kv_dtype``, else the :meth:`compute_dtype` (of ``stored`` weights)."""
