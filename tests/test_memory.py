@@ -941,6 +941,53 @@ def test_train_activations_for_input_size_match_saved_tensors_on_cpu() -> None:
     assert (plan.item("activations").total_bytes, plan.item("activations").label) == (truth, "estimate")
 
 
+def tiny_t5() -> nn.Module:
+    torch.manual_seed(0)
+    config = transformers.T5Config(vocab_size=100, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2,
+                                   decoder_start_token_id=0, dropout_rate=0.0)  # fmt: skip
+    return transformers.T5ForConditionalGeneration(config).eval()
+
+
+def decoder_ids_seen(model: nn.Module, plan: Callable[[], MemoryPlan]) -> tuple[MemoryPlan, list[list[int]]]:
+    """The plan, and the shapes of the ids the model's decoder got in the plan's forward (a hook of the test's own)."""
+    seen: list[list[int]] = []
+    handle = model.decoder.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(list(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        return plan(), seen
+    finally:
+        handle.remove()
+
+
+def test_an_encoder_decoder_trains_on_the_same_ids_for_its_decoder() -> None:
+    # T5 raises without decoder inputs: given labels, it shifts them into its decoder's; given only --input-size,
+    # the decoder gets the same ids, as a summary's forward does
+    model = tiny_t5()
+    ids = torch.zeros(2, 16, dtype=torch.long)
+    plan, seen = decoder_ids_seen(model, lambda: plan_of(model, train=True, input_size=(2, 16), input_dtypes=["long"],
+                                                         precision="fp32"))  # fmt: skip
+    assert seen == [[2, 16]]
+    item = plan.item("activations")
+    assert item.total_bytes == saved_bytes(model, ids, decoder_input_ids=ids)
+    assert item.formula.startswith("saved for backward by a train-mode forward on meta (2×16, the decoder on the same "
+                                   "ids, float32")  # fmt: skip
+    with_labels, seen = decoder_ids_seen(model, lambda: plan_of(model, train=True, seq=16, batch=2, precision="fp32"))
+    assert seen == [[2, 16]]
+    assert with_labels.item("activations").total_bytes == saved_bytes(model, ids, labels=ids)
+
+
+def test_an_encoder_decoder_infers_with_its_decoder_at_the_first_token() -> None:
+    model = tiny_t5()
+    plan, seen = decoder_ids_seen(model, lambda: plan_of(model, seq=16, batch=2))
+    assert seen == [[2, 1]]  # generate()'s first step: the encoder over the whole input, the decoder over one token
+    assert plan.item("activations").formula == (
+        "peak of live tensors in an eval forward on meta (2 × 16 tokens, the decoder over 2 × 1 as in generate()'s "
+        "first step); kernel workspaces not counted"
+    )
+    assert not [note for note in plan.notes if "forward failed" in note]
+
+
 def small_convnet() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))

@@ -1379,6 +1379,69 @@ def test_transformers_attention_masks_run_on_meta() -> None:
     assert "attention_mask=[2, 1, 16, 16] bool" in attention.inputs
 
 
+def tiny_t5(kind: str = "T5ForConditionalGeneration") -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.T5Config(vocab_size=100, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2,
+                                   decoder_start_token_id=0, dropout_rate=0.0)  # fmt: skip
+    return getattr(transformers, kind)(config).eval()
+
+
+DECODER_NOTE = (
+    "the decoder ran on the input ids again (decoder_input_ids [2, 16]): an encoder-decoder's decoder takes inputs of "
+    "its own (the Python API's input_data gives others)"
+)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_an_encoder_decoder_from_shapes_runs_its_decoder_on_the_same_ids(device: str) -> None:
+    # T5 raises without decoder inputs ("You must specify exactly one of input_ids or inputs_embeds"), so a summary
+    # from --input-size alone could not run; transformers' own dummy inputs give the decoder the same ids
+    model = tiny_t5()
+    ids = torch.zeros(2, 16, dtype=torch.long)
+    report = paramscope.summary(model, input_size=(2, 16), dtypes=["long"], device=device, depth=ALL_DEPTHS)
+    assert DECODER_NOTE in report.notes
+    assert rows(report)[""].inputs == "([2, 16], decoder_input_ids=[2, 16])"
+    assert report.totals.flops == torch_flops(model, ids, decoder_input_ids=ids)[0]
+    logits = model(ids, decoder_input_ids=ids).logits
+    assert f"logits: {list(logits.shape)}" in report.calls[0].outputs
+
+
+def test_an_encoder_decoder_from_the_cli_runs_its_decoder_on_the_same_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny_t5().config.save_pretrained(tmp_path)
+    argv = ("summary", str(tmp_path), "--input-size", "2,16", "--input-dtype", "long", "--format", "json", "--quiet")
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    assert DECODER_NOTE in report["notes"]
+    assert report["calls"][0]["inputs"] == "([2, 16], decoder_input_ids=[2, 16])"
+
+
+def test_inputs_given_run_as_they_are_and_decoder_inputs_given_are_kept() -> None:
+    model = tiny_t5()
+    ids = torch.zeros(2, 16, dtype=torch.long)
+    with pytest.raises(ForwardError, match=r"^the forward failed in 'decoder' .*You must specify exactly one of"):
+        paramscope.summary(model, input_data=ids)
+    given = paramscope.summary(model, input_data={"input_ids": ids, "decoder_input_ids": ids[:, :3]})
+    assert rows(given)[""].inputs == "(input_ids=[2, 16], decoder_input_ids=[2, 3])"
+    assert DECODER_NOTE not in given.notes
+    # a second input by position is T5's attention_mask, not the decoder's: the decoder still gets the ids
+    two = paramscope.summary(model, input_size=[(2, 16), (2, 16)], dtypes=["long"])
+    assert rows(two)[""].inputs == "([2, 16], [2, 16], decoder_input_ids=[2, 16])"
+
+
+def test_models_without_a_decoder_input_get_none() -> None:
+    # T5EncoderModel's config says encoder-decoder, but its forward takes no decoder inputs; float inputs are not ids
+    encoder = paramscope.summary(tiny_t5("T5EncoderModel"), input_size=(2, 16), dtypes=["long"])
+    assert rows(encoder)[""].inputs == "[2, 16]"
+    assert not [note for note in encoder.notes if "decoder_input_ids" in note]
+    embeds = paramscope.summary(tiny_t5(), input_data={"inputs_embeds": torch.randn(2, 16, 16),
+                                                      "decoder_inputs_embeds": torch.randn(2, 4, 16)})  # fmt: skip
+    assert not [note for note in embeds.notes if "decoder_input_ids" in note]
+
+
 class LayerDrop(nn.Module):
     """Skips its layer at random in training, on a number drawn on the cpu (wav2vec2's LayerDrop)."""
 

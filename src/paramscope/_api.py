@@ -209,7 +209,7 @@ def summary(
     >>> report.totals.flops, report.calls[1].inputs, report.calls[1].outputs
     (3628146688, '[1, 3, 224, 224]', '[1, 64, 112, 112]')
     """
-    from ._summary import check_mode, make_inputs, module_of, summarize
+    from ._summary import check_mode, make_inputs, module_of, summarize, with_decoder_inputs
 
     check_mode(device, mode)
     depth = integer("depth", depth, minimum=0)
@@ -239,6 +239,8 @@ def summary(
 
         report = inspect_module(module)
     args, kwargs = make_inputs(input_size, input_data, dtypes, device)
+    if input_data is None:  # inputs given are run as they are
+        kwargs, report = with_decoder_inputs(module, report, args, kwargs)
     return summarize(module, report, args, kwargs, depth=depth, device=device, mode=mode, quiet=quiet)
 
 

@@ -143,7 +143,7 @@ def _inputs(
     """Meta inputs for one forward, the keyword arguments a decoder needs, and how the batch reads."""
     import torch
 
-    from ._summary import make_inputs
+    from ._summary import decoder_input_ids, make_inputs
 
     if input_size is None:
         assert settings.tokens is not None
@@ -160,6 +160,13 @@ def _inputs(
         kwargs["logits_to_keep"] = 1  # as generate() does: logits for the last position only
     if settings.train and input_size is None and "labels" in parameters:
         kwargs["labels"] = args[0]  # a causal LM trains on its loss, whose float32 log-softmax is saved too
+    ids = decoder_input_ids(model, args, kwargs)  # an encoder-decoder given labels makes its own from them
+    if ids is not None and settings.train:
+        kwargs["decoder_input_ids"] = ids
+        shape += ", the decoder on the same ids"
+    elif ids is not None:  # generate()'s first step: the encoder over the whole input, the decoder over one token
+        kwargs["decoder_input_ids"] = ids[:, :1]
+        shape += f", the decoder over {ids.shape[0]} × 1 as in generate()'s first step"
     return args, kwargs, shape
 
 

@@ -97,6 +97,47 @@ def make_inputs(
     return tuple(_input_tensor(shape, dtype, device) for shape, dtype in zip(shapes, kinds, strict=True)), {}
 
 
+_DECODER_INPUTS = ("decoder_input_ids", "decoder_inputs_embeds", "labels")
+
+
+def decoder_input_ids(model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+    """The token ids an encoder-decoder's decoder lacks, or None: a transformers encoder-decoder (T5, BART,
+    Whisper's text side) whose forward was given token ids (a 2-dimensional integer tensor, first) but nothing for
+    its decoder, neither by keyword nor by position, gets the same ids again, as transformers' own dummy inputs do
+    (T5 and others raise without them; BART would shift the same ids right). The caller notes that it did so."""
+    import inspect as pyinspect
+
+    import torch
+
+    from .sources.module import forward_module
+
+    module = forward_module(model)
+    if getattr(getattr(module, "config", None), "is_encoder_decoder", False) is not True:
+        return None
+    parameters = list(pyinspect.signature(module.forward).parameters)
+    if "decoder_input_ids" not in parameters or any(name in kwargs for name in _DECODER_INPUTS):
+        return None
+    if len(args) > parameters.index("decoder_input_ids") or not args:
+        return None
+    ids = args[0]
+    if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.is_floating_point() or ids.is_complex():
+        return None
+    return ids
+
+
+def with_decoder_inputs(
+    model: nn.Module, report: Report, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], Report]:
+    """``kwargs`` with :func:`decoder_input_ids` added when the model needs them, and ``report`` with a note that
+    says so; both as they are otherwise. For inputs made from shapes: inputs given as they are stay so."""
+    ids = decoder_input_ids(model, args, kwargs)
+    if ids is None:
+        return kwargs, report
+    note = (f"the decoder ran on the input ids again (decoder_input_ids {list(ids.shape)}): an encoder-decoder's "
+            "decoder takes inputs of its own (the Python API's input_data gives others)")  # fmt: skip
+    return {**kwargs, "decoder_input_ids": ids}, replace(report, notes=(*report.notes, note))
+
+
 def forward_refusal(model: nn.Module, walk: ModuleWalk | None = None) -> str | None:
     """Why paramscope does not run ``model``'s forward, or None: a module that holds one of its ancestors makes
     torch's train() recurse without end, TorchScript modules take no module hooks, and a sharded model's forward runs

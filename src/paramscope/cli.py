@@ -656,7 +656,7 @@ def _check_config_options(options: argparse.Namespace) -> None:
 
 def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
     from ._embeddings import without_embeddings
-    from ._summary import make_inputs, summarize
+    from ._summary import make_inputs, summarize, with_decoder_inputs
     from .render import View
     from .sources.module import inspect_module
     from .sources.target import load_model, load_report
@@ -682,6 +682,7 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
         if request.exclude_embeddings:
             report = without_embeddings(report)
         args, kwargs = make_inputs(shapes, None, options.input_dtype, options.device)
+        kwargs, report = with_decoder_inputs(model, report, args, kwargs)
         report = summarize(
             model, report, args, kwargs, depth=depth, device=options.device, mode=options.mode, quiet=options.quiet
         )
