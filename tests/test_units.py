@@ -49,6 +49,9 @@ def test_parse_count(text: str, expected: int) -> None:
         ("abc", "count 'abc' is not a number with an optional unit"),
         ("", "count '' is not a number with an optional unit"),
         ("-5", "count '-5' is not a number with an optional unit"),
+        ("7_B", "count '7_B' is not a number with an optional unit"),  # underscores only between digits, as Python
+        ("1__000", "count '1__000' is not a number with an optional unit"),
+        ("1_.5", "count '1_.5' is not a number with an optional unit"),
     ],
 )
 def test_parse_count_errors(text: str, message: str) -> None:
@@ -74,6 +77,7 @@ def test_parse_count_errors(text: str, message: str) -> None:
         ("474.7MiB", 497_759_027),  # 497,759,027.2 bytes, rounded down
         ("0.5B", 0),
         ("1.9", 1),
+        ("1_024 MiB", 2**30),
     ],
 )
 def test_parse_bytes(text: str, expected: int) -> None:
@@ -88,6 +92,7 @@ def test_parse_bytes(text: str, expected: int) -> None:
         ("2XB", "size '2XB' has an unknown unit 'XB'; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB"),
         ("1e999999999GiB", "size '1e999999999GiB' is too large (at most 9,223,372,036,854,775,807)"),
         ("1e5000GB", "size '1e5000GB' is too large (at most 9,223,372,036,854,775,807)"),
+        ("80_GiB", "size '80_GiB' is not a number with an optional unit"),
     ],
 )
 def test_parse_bytes_errors(text: str, message: str) -> None:

@@ -50,7 +50,8 @@ _BYTE_ALIASES = {
     "tb": "TB",
     "pb": "PB",
 }
-_NUMBER_AND_UNIT = re.compile(r"^\s*([0-9][0-9_]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+# underscores only between two digits, as in Python's literals: "80_GiB" or "8__0" is a typo, not a number
+_NUMBER_AND_UNIT = re.compile(r"^\s*([0-9](?:_?[0-9])*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
 def _split(text: str, what: str) -> tuple[Decimal, str]:
