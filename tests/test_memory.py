@@ -36,7 +36,7 @@ from torch import nn
 
 import paramscope
 from paramscope import MemoryPlan
-from paramscope._memory import OPTIMIZERS, PRECISIONS, kv_cache
+from paramscope._memory import OPTIMIZERS, PRECISIONS, attention_heads, kv_cache
 from paramscope.examples import gpt2, resnet18
 from paramscope.render.csv import MEMORY_COLUMNS
 
@@ -773,8 +773,14 @@ def encoder_decoder_cache(
         (transformers.BartConfig(vocab_size=64, d_model=32, encoder_layers=2, decoder_layers=3,
                                  encoder_attention_heads=4, decoder_attention_heads=2, encoder_ffn_dim=64,
                                  decoder_ffn_dim=64, max_position_embeddings=64), 2),
+        # EncoderDecoderModel: an encoder and a decoder config of their own (BERT's 4 heads, GPT-2's 3 layers of 2)
+        (transformers.EncoderDecoderConfig.from_encoder_decoder_configs(
+            transformers.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                    intermediate_size=64),
+            transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=3, n_head=2, n_positions=64, is_decoder=True,
+                                    add_cross_attention=True, bos_token_id=0, eos_token_id=0)), 2),
     ],
-    ids=["t5", "bart"],
+    ids=["t5", "bart", "composite"],
 )  # fmt: skip
 def test_kv_cache_of_an_encoder_decoder(config: Any, decoder_heads: int) -> None:
     """The KV cache item is the decoder's self-attention cache; the cross-attention cache, whose length is the
@@ -800,6 +806,14 @@ def test_kv_cache_of_an_encoder_decoder(config: Any, decoder_heads: int) -> None
         paramscope.memory(model, tp=2 * decoder_heads)
     message = f"tp ({2 * decoder_heads}) must divide the model's {decoder_heads} attention heads: each device holds"
     assert str(caught.value).startswith(message)
+
+
+def test_a_composite_encoder_decoder_splits_both_parts_heads() -> None:
+    # tp must divide the encoder's heads as well as the decoder's, each from its own config
+    config = transformers.EncoderDecoderConfig.from_encoder_decoder_configs(
+        transformers.BertConfig(hidden_size=48, num_attention_heads=3), transformers.GPT2Config(n_embd=48, n_head=4)
+    )
+    assert attention_heads(config.to_dict()) == (3, 4)
 
 
 def test_a_decoder_with_a_classifier_head_is_not_called_an_encoder() -> None:

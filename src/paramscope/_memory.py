@@ -262,7 +262,8 @@ def _main_dtype(report: Report) -> str | None:
     return max(by_dtype, key=lambda dtype: by_dtype[dtype].bytes) if by_dtype else None
 
 
-_GENERATING = ("CausalLM", "LMHeadModel", "ForConditionalGeneration", "Seq2SeqLM")
+# EncoderDecoderModel and its vision and speech kin pair any encoder with a generating decoder
+_GENERATING = ("CausalLM", "LMHeadModel", "ForConditionalGeneration", "Seq2SeqLM", "EncoderDecoderModel")
 
 
 def generates(config: Mapping[str, Any]) -> bool:
@@ -283,9 +284,23 @@ def generates(config: Mapping[str, Any]) -> bool:
 
 
 def _language_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A multimodal model's config with its language model's settings (``text_config``) on top."""
+    """A multimodal model's config with its language model's settings (``text_config``) on top; a composite
+    encoder-decoder's (EncoderDecoderModel: an ``encoder`` and a ``decoder`` config of their own) with its decoder's,
+    still an encoder-decoder of its own architectures."""
     text = config.get("text_config")
-    return {**config, **text} if isinstance(text, Mapping) else config
+    if isinstance(text, Mapping):
+        return {**config, **text}
+    decoder = _composite_part(config, "decoder")
+    if decoder is not None:
+        return {**config, **decoder, "is_encoder_decoder": True, "architectures": config.get("architectures")}
+    return config
+
+
+def _composite_part(config: Mapping[str, Any], part: str) -> Mapping[str, Any] | None:
+    """The ``encoder`` or ``decoder`` config of a composite encoder-decoder, which holds both; None for others."""
+    found = config.get(part)
+    both = isinstance(config.get("encoder"), Mapping) and isinstance(config.get("decoder"), Mapping)
+    return found if both and isinstance(found, Mapping) else None
 
 
 # A flat encoder-decoder config's decoder fields under the names transformers' get_text_config(decoder=True) gives
@@ -353,8 +368,9 @@ def attention_heads(config: Mapping[str, Any] | None) -> tuple[int, ...]:
     if not config:
         return ()
     counts = []
+    encoder = _composite_part(config, "encoder")
     for decoder in (False, True):
-        fields, _ = standard_fields(config, decoder)
+        fields, _ = standard_fields(encoder if encoder is not None and not decoder else config, decoder)
         heads = size_of(fields.get("num_attention_heads") or fields.get("n_head"))
         if heads is not None and heads not in counts:
             counts.append(heads)
