@@ -1023,6 +1023,24 @@ def test_training_from_a_summary_uses_the_activations_it_measured() -> None:
         assert not any(note.startswith("no activations item") for note in plan.notes)
 
 
+def test_training_from_an_encoder_decoders_summary_takes_its_input_size() -> None:
+    # the summary gave the decoder the same ids (decoder_input_ids in its root row): input_size names the inputs
+    # by position, as the summary was given them
+    model = tiny_t5()
+    ids = torch.zeros(2, 16, dtype=torch.long)
+    summary = paramscope.summary(model, input_size=(2, 16), dtypes=["long"])
+    assert summary.totals.activations_bytes == saved_bytes(model, ids, decoder_input_ids=ids)
+    for given in ({}, {"input_size": (2, 16)}, {"seq": 16, "batch": 2}):
+        plan = plan_of(summary, train=True, precision="fp32", **given)
+        assert plan.item("activations").total_bytes == summary.totals.activations_bytes
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.memory(summary, train=True, input_size=[(2, 16), (2, 16)])
+    assert str(caught.value) == (
+        "input_size [2, 16], [2, 16] differs from the inputs the summary measured its activations on ([2, 16], "
+        "decoder_input_ids=[2, 16]): leave input_size out, or pass the model to measure others"
+    )
+
+
 def test_a_summary_in_another_precision_says_so() -> None:
     summary = paramscope.summary(small_convnet(), input_size=(4, 3, 8, 8))
     plan = plan_of(summary, train=True)  # bf16-mixed: the summary ran in float32

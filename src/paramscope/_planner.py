@@ -281,8 +281,13 @@ def summary_forward(report: Report) -> tuple[str, list[tuple[int, ...]]] | None:
     if report.calls is None or report.totals.activations_bytes is None:
         return None
     root = next((call for call in report.calls if call.path == ""), None)
-    shapes = [tuple(int(dim) for dim in found.split(", ")) for found in _SHAPE.findall(root.inputs if root else "")]
-    return (root.inputs, shapes) if root is not None and shapes else None
+    text = root.inputs if root else ""
+    found = list(_SHAPE.finditer(text))
+    # the inputs given by position, as input_size gives them (not the decoder_input_ids a summary adds); all of
+    # them when every input was given by keyword
+    given = [match for match in found if not text[: match.start()].endswith("=")] or found
+    shapes = [tuple(int(dim) for dim in match.group(1).split(", ")) for match in given]
+    return (text, shapes) if root is not None and shapes else None
 
 
 def _check_summary_inputs(
