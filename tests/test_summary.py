@@ -36,6 +36,7 @@ import paramscope
 from paramscope._summary import make_inputs
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import View, render
+from paramscope.render._layout import OWN_OPS, _shown_calls
 from paramscope.trace import ForwardError, _OpRecorder, describe, trace
 
 from .cli import assert_error, run, run_in_a_new_process
@@ -45,7 +46,7 @@ TINY_GPT_ARGS = tuple(f"{key}={value}" for key, value in TINY_GPT_KWARGS.items()
 ALL_DEPTHS = 99
 aten = torch.ops.aten
 CALL_KEYS_IN_ORDER = ("path", "type", "depth", "inputs", "outputs", "params", "flops", "macs", "calls",
-                      "activations_bytes")  # fmt: skip
+                      "activations_bytes", "own_flops", "own_activations_bytes")  # fmt: skip
 CALL_KEYS = set(CALL_KEYS_IN_ORDER)
 CHECKPOINT_MESSAGE = "a forward pass needs a model to run, model code or a config.json; a checkpoint has only weights"
 LAZY_MESSAGE = (
@@ -454,9 +455,54 @@ def test_a_summary_to_a_depth_has_the_rows_of_a_whole_one_down_to_it(
         report = paramscope.summary(model, input_data=x, depth=depth, device=device)
         expected = [record for record in whole.calls or () if record.depth <= depth]
         if device == "cpu":  # an eval-mode forward on cpu saves nothing for backward: no activations measured
-            expected = [record._replace(activations_bytes=None) for record in expected]
+            expected = [record._replace(activations_bytes=None, own_activations_bytes=None) for record in expected]
         assert report.calls == tuple(expected), depth
         assert report.totals.flops == whole.totals.flops
+
+
+def figure_rows(model: nn.Module, path: str, called: set[str]) -> list[str]:
+    """The modules whose rows a summary shows right under ``path``'s: its children that ran, and those that never ran
+    themselves (a ModuleList) in their place, as the sums of theirs."""
+    rows = []
+    for name, _ in model.get_submodule(path).named_children():
+        child = f"{path}.{name}" if path else name
+        rows += [child] if child in called else figure_rows(model, child, called)
+    return rows
+
+
+@pytest.mark.parametrize("name", ["resnet18", "gpt2-tiny"])  # FlopCounterMode counts no LSTM kernel on cpu
+def test_own_figures_are_a_modules_less_its_childrens_measured_by_torch(built: dict[str, Built], name: str) -> None:
+    # FlopCounterMode's FLOPs and autograd's saved bytes per module on cpu cover each module's subtree; what a module
+    # does itself is that less what the modules it called did (none of these is called from two parents)
+    model, x, report = built[name]
+    _, flops = torch_flops(model, x)
+    _, saved = torch_saved_bytes(model, x)
+    called = {path for path in flops} | {path for path in saved}
+    assert report.calls is not None
+    ran = [record for record in report.calls if record.calls]
+    for record in ran:
+        kids = figure_rows(model, record.path, called)
+        assert record.own_flops == flops.get(record.path, 0) - sum(flops.get(kid, 0) for kid in kids), record.path
+        own_saved = saved.get(record.path, 0) - sum(saved.get(kid, 0) for kid in kids)
+        assert record.own_activations_bytes == own_saved, record.path
+    if name == "gpt2-tiny":  # an attention's product of queries and keys is its own
+        assert rows(report)["transformer.h.0.attn"].own_flops > 0
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("depth", range(6))
+def test_the_rows_under_a_module_add_up_to_it(built: dict[str, Built], name: str, depth: int) -> None:
+    shown = _shown_calls(built[name].report, View(depth=depth))
+    for index, (parent, own) in enumerate(shown):
+        if own or parent.depth >= depth:
+            continue
+        under = [row for row, _ in shown[index + 1 :] if row.depth == parent.depth + 1
+                 and (row.path.rpartition(".")[0] if not row.path.endswith(OWN_OPS) else row.path) in
+                 (parent.path, f"{parent.path} {OWN_OPS}".strip())]  # fmt: skip
+        if not under:
+            continue
+        for figure in ("params", "flops", "macs", "activations_bytes"):
+            assert getattr(parent, figure) == sum(getattr(row, figure) or 0 for row in under), (parent.path, figure)
 
 
 def test_modules_deeper_than_the_depth_are_counted_not_described(built: dict[str, Built]) -> None:
@@ -1860,6 +1906,18 @@ def test_cli_golden_resnet18_depth2(capsys: pytest.CaptureFixture[str], golden: 
     code, out, err = run(capsys, *argv)
     assert (code, err) == (0, "")
     golden("resnet18-summary.txt", out)
+
+
+@pytest.mark.parametrize("output", ["txt", "md"])
+def test_cli_golden_own_rows(capsys: pytest.CaptureFixture[str], golden: Any, output: str) -> None:
+    # depth 5 shows each attention's children, and a row of its own: the product of queries and keys, and what it
+    # saves for backward
+    argv = ("summary", "paramscope.examples:gpt2", *TINY_GPT_ARGS, "--input-size", "1,16", "--input-dtype", "long",
+            "--depth", "5", "--format", "table" if output == "txt" else "markdown")  # fmt: skip
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    assert "transformer.h.0.attn (own)" in out
+    golden(f"gpt2-tiny-summary-depth5.{output}", out)
 
 
 def _padded_encoder() -> tuple[nn.TransformerEncoder, dict[str, torch.Tensor]]:

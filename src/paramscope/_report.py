@@ -115,7 +115,9 @@ class CallRecord(NamedTuple):
     """One module's part in a forward pass (see :func:`paramscope.summary`), in execution order.
 
     ``flops``, ``macs`` and ``activations_bytes`` cover the module's subtree, as ``params`` does; a module called
-    several times is one record, its figures summed over the calls.
+    several times is one record, its figures summed over the calls. ``own_flops`` and ``own_activations_bytes`` are
+    those of the ops the module ran itself, outside the modules it called (an attention's product of queries and
+    keys): a module's figures are its own plus its children's, when no child is also called from elsewhere.
     """
 
     path: str
@@ -131,6 +133,9 @@ class CallRecord(NamedTuple):
     activations_bytes: int | None
     """Bytes autograd saves for backward inside this module in a train-mode forward; None when the model could not
     run one (the notes say why)."""
+    own_flops: int = 0
+    own_activations_bytes: int | None = None
+    """Of ``activations_bytes``, what the module's own ops saved; None as that is."""
 
 
 @dataclass(frozen=True, slots=True)

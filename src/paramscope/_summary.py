@@ -245,8 +245,9 @@ def summarize(
         reported = in_report(path)
         # a module the report folds into its owner (a parametrization's) has no node there: its class names its row
         kind = types.get(reported) or class_at(path)
+        own_activations = result.own_activations.get(path, 0) if measured else None
         return CallRecord(path, kind, path_depth(path), inputs, outputs, params.get(reported, 0), flops, flops // 2,
-                          calls, activations)  # fmt: skip
+                          calls, activations, result.own_flops.get(path, 0), own_activations)  # fmt: skip
 
     called = {call.path for call in result.calls}
     known: dict[str, list[str]] = {}

@@ -439,6 +439,10 @@ class _OpRecorder(TorchDispatchMode):
         self.protected = protected or {}
         self.count_flops = count_flops
         self.total_flops = 0
+        self.stack: list[str] = []
+        """The paths of the modules running (the :class:`_Hooks`' stack), innermost last."""
+        self.own_flops: dict[str, int] = {}
+        """FLOPs per module path of the ops that ran in the module itself, innermost on the stack (not in a child)."""
         self.unsized: dict[Any, int] = {}
         """Ops with a formula on shapes that ran on nested tensors, by packet: counted 0."""
         self.formulas: dict[Any, Callable[..., int]] = {**flop_registry, **EXTRA_FLOP_FORMULAS}
@@ -515,6 +519,9 @@ class _OpRecorder(TorchDispatchMode):
                     self.unsized[plan.packet] = self.unsized.get(plan.packet, 0) + 1
                     return out
             self.total_flops += flops
+            if flops and self.stack:
+                innermost = self.stack[-1]
+                self.own_flops[innermost] = self.own_flops.get(innermost, 0) + flops
             return out
         finally:
             _set_eval_frame(callback)
@@ -608,11 +615,15 @@ class Trace:
     calls: list[ModuleCall] = field(default_factory=list)
     flops: dict[str, int] = field(default_factory=dict)
     """FLOPs per module path, each module's subtree included; the root is ``""``."""
+    own_flops: dict[str, int] = field(default_factory=dict)
+    """FLOPs per module path of the ops the module ran itself, outside the modules it called."""
     total_flops: int = 0
     uncounted_ops: dict[str, int] = field(default_factory=dict)
     """Ops that ran but have no FLOP formula, with how often they ran."""
     activations: dict[str, int] = field(default_factory=dict)
     """Bytes saved for backward per module path, each module's subtree included."""
+    own_activations: dict[str, int] = field(default_factory=dict)
+    """Bytes saved for backward per module path by the module's own ops, outside the modules it called."""
     total_activations: int | None = 0
     activations_device: str = ""
     """Where the train-mode forward that measured the activations ran."""
@@ -1187,6 +1198,8 @@ class _SavedTensors:
         self.seen = {_storage_key(tensor) for tensor in weights}  # parameters and buffers are not activations
         self.boxes: list[list[torch.Tensor]] = []
         self.per_module: dict[str, int] = {}
+        self.own: dict[str, int] = {}
+        """Bytes per module path saved while it was innermost on the stack (not in a module it called)."""
         self.total = 0
 
     def pack(self, tensor: torch.Tensor) -> list[torch.Tensor]:
@@ -1195,8 +1208,11 @@ class _SavedTensors:
             self.seen.add(key)
             size = tensor.untyped_storage().nbytes()
             self.total += size
-            for path in set(self.hooks.stack):  # a reused module may be on the stack twice
+            stack = self.hooks.stack
+            for path in set(stack):  # a reused module may be on the stack twice
                 self.per_module[path] = self.per_module.get(path, 0) + size
+            if stack:
+                self.own[stack[-1]] = self.own.get(stack[-1], 0) + size
         box = [tensor]
         self.boxes.append(box)
         return box
@@ -1273,7 +1289,7 @@ def _run(
         # on a real device the forward runs on the weights themselves
         protected = None if device == "meta" else _parameter_storages(walk)
         recorder = _OpRecorder(protected, count_flops=count_flops)
-        hooks.recorder = recorder
+        hooks.recorder, recorder.stack = recorder, hooks.stack
         with contextlib.ExitStack() as stack:
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
@@ -1312,12 +1328,12 @@ def _run(
         trace_result.calls = list(hooks.calls.values())
         trace_result.replaced = hooks.replaced
     if count_flops:
-        trace_result.flops = hooks.flops
+        trace_result.flops, trace_result.own_flops = hooks.flops, recorder.own_flops
         trace_result.total_flops = recorder.total_flops
         uncounted = {op: n for op, n in recorder.counts.items() if op not in recorder.formulas}
         trace_result.uncounted_ops = {str(op): n for op, n in (uncounted | recorder.unsized).items()}
     if saved is not None:
-        trace_result.activations = saved.per_module
+        trace_result.activations, trace_result.own_activations = saved.per_module, saved.own
         trace_result.total_activations = saved.total
 
 
@@ -1346,7 +1362,7 @@ def trace(
     if train:
         result.activations_device = device
         return result
-    result.activations, result.total_activations = {}, None
+    result.activations, result.own_activations, result.total_activations = {}, {}, None
     if device != "meta":
         result.activations_failure = (
             f"on {device} the summary runs only the forward asked for, and an eval-mode forward saves nothing for "

@@ -12,7 +12,7 @@ from typing import Literal
 
 from .._check import Check
 from .._memory import MemoryPlan
-from .._report import DtypeTotals, ModuleNode, Report, TensorRecord
+from .._report import CallRecord, DtypeTotals, ModuleNode, Report, TensorRecord
 from .._units import Units, format_bytes, format_count, humanize_count, humanize_operations
 
 Align = Literal["left", "right"]
@@ -219,8 +219,42 @@ def _modules_section(report: Report, view: View) -> Section:
     return Section(title, tuple(columns), rows)
 
 
-def _calls_section(report: Report, view: View) -> Section:
+OWN_OPS = "(own)"
+"""The row of what a module does itself under a module whose calls are shown: the ops it runs outside the modules
+it called (an attention's product of queries and keys), what they save for backward, and the parameters no row
+under it holds (weights it uses directly); without it, the rows at a depth would not add up to the totals."""
+
+
+def _own_call(call: CallRecord, kids: list[CallRecord]) -> CallRecord | None:
+    """What ``call``'s module does itself beside the rows of ``kids``, as a row; None when that is nothing."""
+    params = call.params - sum(kid.params for kid in kids)
+    if not (params or call.own_flops or call.own_activations_bytes):
+        return None
+    name = f"{call.path} {OWN_OPS}" if call.path else OWN_OPS
+    return CallRecord(name, "", call.depth + 1, "", "", params, call.own_flops, call.own_flops // 2, 0,
+                      call.own_activations_bytes, call.own_flops, call.own_activations_bytes)  # fmt: skip
+
+
+def _shown_calls(report: Report, view: View) -> list[tuple[CallRecord, bool]]:
+    """The rows of the forward-pass table to the view's depth, each with whether it is a module's own row: one
+    under each module whose children are shown, when it does something itself."""
     calls = [call for call in report.calls or () if call.depth <= view.depth]
+    kids: dict[str, list[CallRecord]] = {}
+    for call in calls:
+        if call.path:
+            kids.setdefault(call.path.rpartition(".")[0], []).append(call)
+    rows = []
+    for call in calls:
+        rows.append((call, False))
+        own = _own_call(call, kids[call.path]) if call.depth < view.depth and call.path in kids else None
+        if own is not None:
+            rows.append((own, True))
+    return rows
+
+
+def _calls_section(report: Report, view: View) -> Section:
+    shown = _shown_calls(report, view)
+    calls = [call for call, _ in shown]
     repeated = any(call.calls > 1 for call in calls)
     columns = [
         Column("Module"), Column("Type"), Column("Input"), Column("Output"), Column("Params", "right"),
@@ -232,8 +266,10 @@ def _calls_section(report: Report, view: View) -> Section:
     if view.explain:  # each module's formula, and the note inspect --explain gives it
         nodes = {node.path: node for node in report.modules}
         explained = [
-            (nodes[call.path].formula or "", _module_note(nodes[call.path], True)) if call.path in nodes else ("", "")
-            for call in calls
+            (nodes[call.path].formula or "", _module_note(nodes[call.path], True))
+            if call.path in nodes and not own
+            else ("", "")
+            for call, own in shown
         ]
         columns.append(Column("Formula"))
         if any(note for _, note in explained):
@@ -241,7 +277,7 @@ def _calls_section(report: Report, view: View) -> Section:
         else:
             explained = [cells[:1] for cells in explained]
     rows = []
-    for call, cells in zip(calls, explained, strict=True):
+    for (call, own), cells in zip(shown, explained, strict=True):
         row = [
             "  " * call.depth + (call.path or "(model)"),
             call.type,
@@ -253,7 +289,7 @@ def _calls_section(report: Report, view: View) -> Section:
             "—" if call.activations_bytes is None else format_bytes(call.activations_bytes, view.units),
         ]
         if repeated:
-            row.append(format_count(call.calls))
+            row.append("" if own else format_count(call.calls))
         rows.append((*row, *cells))
     return Section(f"Forward pass (execution order, depth {view.depth})", tuple(columns), rows)
 

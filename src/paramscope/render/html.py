@@ -20,7 +20,7 @@ from .._report import Report
 from .._units import format_bytes, format_count, humanize_count
 from .._version import __version__
 from ._escape import html_text
-from ._layout import OWN_TENSORS, Document, Section, View, dtype_rows, layout, module_parents, tensor_owner
+from ._layout import OWN_OPS, OWN_TENSORS, Document, Section, View, dtype_rows, layout, module_parents, tensor_owner
 from .json import dumps
 
 _ROOT_PLACEHOLDER = '"__PARAMSCOPE_ROOT__"'
@@ -72,7 +72,7 @@ def _escape(text: str) -> str:
 def _path_attribute(text: str) -> str:
     # The script finds a row's module by the row's text; where that shows escapes or names a module's own tensors,
     # the module's path goes as JSON (ASCII).
-    path = text.removesuffix(OWN_TENSORS).rstrip()
+    path = text.removesuffix(OWN_TENSORS).removesuffix(OWN_OPS).rstrip()
     return "" if printable(path) == path == text else f' data-path="{html.escape(json.dumps(path))}"'
 
 
