@@ -965,7 +965,8 @@ def tiny_t5() -> nn.Module:
 def decoder_ids_seen(model: nn.Module, plan: Callable[[], MemoryPlan]) -> tuple[MemoryPlan, list[list[int]]]:
     """The plan, and the shapes of the ids the model's decoder got in the plan's forward (a hook of the test's own)."""
     seen: list[list[int]] = []
-    handle = model.decoder.register_forward_pre_hook(
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.decoder
+    handle = decoder.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append(list(kwargs["input_ids"].shape)), with_kwargs=True
     )
     try:
@@ -989,6 +990,28 @@ def test_an_encoder_decoder_trains_on_the_same_ids_for_its_decoder() -> None:
     with_labels, seen = decoder_ids_seen(model, lambda: plan_of(model, train=True, seq=16, batch=2, precision="fp32"))
     assert seen == [[2, 16]]
     assert with_labels.item("activations").total_bytes == saved_bytes(model, ids, labels=ids)
+
+
+def test_an_encoder_decoder_of_audio_features_plans_its_decoder_on_one_token() -> None:
+    torch.manual_seed(0)
+    model = transformers.WhisperForConditionalGeneration(transformers.WhisperConfig(
+        vocab_size=100, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=8, max_source_positions=30,
+        max_target_positions=20, pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=0,
+    )).eval()  # fmt: skip
+    plan, seen = decoder_ids_seen(model, lambda: plan_of(model, input_size=(2, 8, 60)))
+    assert seen == [[2, 1]]
+    assert plan.item("activations").formula.startswith(
+        "peak of live tensors in an eval forward on meta (2×8×60, the decoder over 2 × 1 as in generate()'s first step)"
+    )
+    plan, seen = decoder_ids_seen(model, lambda: plan_of(model, train=True, input_size=(2, 8, 60), precision="fp32"))
+    assert seen == [[2, 1]]
+    item = plan.item("activations")
+    assert item.formula.startswith(
+        "saved for backward by a train-mode forward on meta (2×8×60, the decoder over 2 × 1,"
+    )
+    start = torch.zeros(2, 1, dtype=torch.long)
+    assert item.total_bytes == saved_bytes(model, torch.randn(2, 8, 60), decoder_input_ids=start)
 
 
 def test_an_encoder_decoder_infers_with_its_decoder_at_the_first_token() -> None:

@@ -1478,6 +1478,31 @@ def test_inputs_given_run_as_they_are_and_decoder_inputs_given_are_kept() -> Non
     assert rows(two)[""].inputs == "([2, 16], [2, 16], decoder_input_ids=[2, 16])"
 
 
+def tiny_whisper() -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.WhisperConfig(
+        vocab_size=100, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=8, max_source_positions=30,
+        max_target_positions=20, pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=0,
+    )  # fmt: skip
+    return transformers.WhisperForConditionalGeneration(config).eval()
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_an_encoder_decoder_of_audio_features_runs_its_decoder_on_one_token(device: str) -> None:
+    # Whisper's first input is audio features, not ids to repeat: its decoder starts as generate() starts it
+    model = tiny_whisper()
+    report = paramscope.summary(model, input_size=(2, 8, 60), device=device)
+    assert rows(report)[""].inputs == "([2, 8, 60], decoder_input_ids=[2, 1])"
+    assert (
+        "the decoder ran on one token per sample, as generate() starts (decoder_input_ids [2, 1]): an "
+        "encoder-decoder's decoder takes inputs of its own (the Python API's input_data gives others)"
+    ) in report.notes
+    features, start = torch.randn(2, 8, 60), torch.zeros(2, 1, dtype=torch.long)
+    assert report.totals.flops == torch_flops(model, features, decoder_input_ids=start)[0]
+
+
 def test_models_without_a_decoder_input_get_none() -> None:
     # T5EncoderModel's config says encoder-decoder, but its forward takes no decoder inputs; float inputs are not ids
     encoder = paramscope.summary(tiny_t5("T5EncoderModel"), input_size=(2, 16), dtypes=["long"])

@@ -161,12 +161,12 @@ def _inputs(
     if settings.train and input_size is None and "labels" in parameters:
         kwargs["labels"] = args[0]  # a causal LM trains on its loss, whose float32 log-softmax is saved too
     ids = decoder_input_ids(model, args, kwargs)  # an encoder-decoder given labels makes its own from them
-    if ids is not None and settings.train:
+    if ids is not None and settings.train and ids is args[0]:
         kwargs["decoder_input_ids"] = ids
         shape += ", the decoder on the same ids"
     elif ids is not None:  # generate()'s first step: the encoder over the whole input, the decoder over one token
         kwargs["decoder_input_ids"] = ids[:, :1]
-        shape += f", the decoder over {ids.shape[0]} × 1 as in generate()'s first step"
+        shape += f", the decoder over {ids.shape[0]} × 1" + ("" if settings.train else " as in generate()'s first step")
     return args, kwargs, shape
 
 

@@ -102,9 +102,10 @@ _DECODER_INPUTS = ("decoder_input_ids", "decoder_inputs_embeds", "labels")
 
 def decoder_input_ids(model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.Tensor | None:
     """The token ids an encoder-decoder's decoder lacks, or None: a transformers encoder-decoder (T5, BART,
-    Whisper's text side) whose forward was given token ids (a 2-dimensional integer tensor, first) but nothing for
-    its decoder, neither by keyword nor by position, gets the same ids again, as transformers' own dummy inputs do
-    (T5 and others raise without them; BART would shift the same ids right). The caller notes that it did so."""
+    Whisper) whose forward was given inputs but nothing for its decoder, neither by keyword nor by position, gets
+    the same ids again when its first input is token ids (a 2-dimensional integer tensor), as transformers' own dummy
+    inputs do (T5 and others raise without them; BART would shift the same ids right); for other inputs (Whisper's
+    audio features, an image), one token per sample, as ``generate()`` starts. The caller notes that it did so."""
     import inspect as pyinspect
 
     import torch
@@ -119,10 +120,12 @@ def decoder_input_ids(model: nn.Module, args: tuple[Any, ...], kwargs: Mapping[s
         return None
     if len(args) > parameters.index("decoder_input_ids") or not args:
         return None
-    ids = args[0]
-    if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.is_floating_point() or ids.is_complex():
+    first = args[0]
+    if not isinstance(first, torch.Tensor) or first.ndim < 2:
         return None
-    return ids
+    if first.ndim == 2 and not (first.is_floating_point() or first.is_complex()):
+        return first
+    return torch.zeros(first.shape[0], 1, dtype=torch.long, device=first.device)  # the batch first, as transformers'
 
 
 def with_decoder_inputs(
@@ -133,8 +136,9 @@ def with_decoder_inputs(
     ids = decoder_input_ids(model, args, kwargs)
     if ids is None:
         return kwargs, report
-    note = (f"the decoder ran on the input ids again (decoder_input_ids {list(ids.shape)}): an encoder-decoder's "
-            "decoder takes inputs of its own (the Python API's input_data gives others)")  # fmt: skip
+    ran = "on the input ids again" if ids is args[0] else "on one token per sample, as generate() starts"
+    note = (f"the decoder ran {ran} (decoder_input_ids {list(ids.shape)}): an encoder-decoder's decoder takes inputs "
+            "of its own (the Python API's input_data gives others)")  # fmt: skip
     return {**kwargs, "decoder_input_ids": ids}, replace(report, notes=(*report.notes, note))
 
 
