@@ -11,7 +11,6 @@ parameters come from ``model.parameters()``. Every model is tiny and runs on CPU
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import dataclasses
@@ -1289,8 +1288,9 @@ def test_training_advice_names_the_largest_items() -> None:
     states = plan.item("optimizer states (adamw)")
     assert max(item.per_device_bytes for item in plan.items) == states.per_device_bytes
     assert plan.advice[1].startswith("optimizer states (adamw) (")
-    # one GPU: ZeRO shards nothing until there are more; 8-bit Adam keeps tensors this small in 32 bits
-    assert plan.advice[1].endswith("): try --zero 1 with more --gpus or --offload-optimizer")
+    # one GPU: ZeRO shards nothing until there are more, and offloads only under it; 8-bit Adam keeps tensors this
+    # small in 32 bits
+    assert plan.advice[1].endswith("): try --zero 1 with more --gpus or --zero 1 --offload-optimizer")
 
 
 def test_cli_budget_exceeded_exits_3_with_the_table(capsys: pytest.CaptureFixture[str], linear_file: str) -> None:
@@ -1396,6 +1396,11 @@ def test_cli_markdown(capsys: pytest.CaptureFixture[str]) -> None:
         (("--seq", "8", "--input-size", "2,8"), "give a sequence length (seq) or input_size, not both"),
         (("--input-size", "x,y"), "--input-size 'x,y' is not a shape: write it as 1,3,224,224"),
         (("--offload-optimizer",), "--offload-optimizer applies to training: add --train (train=True) or leave it out"),
+        (
+            ("--train", "--offload-optimizer"),
+            "--offload-optimizer needs ZeRO stage 1, 2 or 3 (DeepSpeed offloads the optimizer only under ZeRO): add "
+            "--zero 1 (zero=1) or leave it out",
+        ),
         (
             ("--grad-checkpointing",),
             "--grad-checkpointing applies to training: add --train (train=True) or leave it out",
@@ -1639,6 +1644,8 @@ def test_zero_with_one_data_parallel_rank_notes_that_nothing_is_sharded() -> Non
         ({"seq": 10**14, "batch": 10**8}, "100000000 × 100,000,000,000,000 tokens is more than any device could hold"),
         ({"offload_optimizer": True}, "--offload-optimizer applies to training: add --train (train=True) or leave it "
          "out"),
+        ({"train": True, "offload_optimizer": True, "gpus": 8}, "--offload-optimizer needs ZeRO stage 1, 2 or 3 "
+         "(DeepSpeed offloads the optimizer only under ZeRO): add --zero 1 (zero=1) or leave it out"),
         ({"gpus": 2**24 + 1}, "gpus 16,777,217 is more devices than any cluster has (at most 16,777,216)"),
         ({"batch": 2**48}, "batch 281,474,976,710,656 is more than any device could hold"),
     ],
@@ -1831,6 +1838,7 @@ def applied(option: str, plan: MemoryPlan, kwargs: dict[str, Any]) -> list[dict[
         "more --gpus": {"gpus": 2 * gpus},
         "--precision bf16-pure": {"precision": "bf16-pure"},
         "--offload-optimizer": {"offload_optimizer": True},
+        "--zero 1 --offload-optimizer": {"zero": 1, "offload_optimizer": True},
         "--optimizer adamw-8bit": {"optimizer": "adamw-8bit"},
         "--kv-dtype fp8": {"kv_dtype": "fp8"},
         "--grad-checkpointing": {"grad_checkpointing": True},
@@ -1849,23 +1857,29 @@ ADVICE_CASES: list[tuple[str, Callable[[], Any], dict[str, Any], tuple[str, ...]
     ("gpt2-zero3-offload", lambda: gpt2(**TINY_GPT_KWARGS), {"train": True, "gpus": 8, "zero": 3,
      "offload_optimizer": True}, ("gathered parameters (ZeRO 3) (5.25 KiB per device): try --tp N",
                                  "weights (672 B per device): try more --gpus")),
-    # one GPU: ZeRO shards nothing without more; tensors under 4,096 values keep 32-bit states in 8-bit Adam
+    # one GPU: ZeRO shards nothing without more, and offloads only under it; tensors under 4,096 values keep 32-bit
+    # states in 8-bit Adam
     ("one-gpu", Stack, {"train": True, "precision": "fp32"},
-     ("optimizer states (adamw) (8.53 KiB per device): try --zero 1 with more --gpus or --offload-optimizer",
+     ("optimizer states (adamw) (8.53 KiB per device): try --zero 1 with more --gpus or --zero 1 --offload-optimizer",
+      "weights (4.25 KiB per device): try --zero 3 with more --gpus, --tp N or --precision bf16-pure")),
+    # ZeRO 1 already: offloading needs nothing more, on one GPU too, and more GPUs shard the states
+    ("zero-1-one-gpu", Stack, {"train": True, "precision": "fp32", "zero": 1},
+     ("optimizer states (adamw) (8.53 KiB per device): try --offload-optimizer or more --gpus",
       "weights (4.25 KiB per device): try --zero 3 with more --gpus, --tp N or --precision bf16-pure")),
     ("eight-gpus", Stack, {"train": True, "precision": "fp32", "gpus": 8, "zero": 1},
      ("weights (4.25 KiB per device): try --zero 3, --tp N or --precision bf16-pure",
       "gradients (4.25 KiB per device): try --zero 2")),
     ("8-bit-adam", big_linear, {"train": True, "gpus": 2},
-     ("optimizer states (adamw) (514.01 KiB per device): try --zero 1, --offload-optimizer or --optimizer adamw-8bit",
-      "fp32 master weights (257.00 KiB per device): try --zero 1 or --offload-optimizer")),
+     ("optimizer states (adamw) (514.01 KiB per device): try --zero 1, --zero 1 --offload-optimizer or --optimizer "
+      "adamw-8bit", "fp32 master weights (257.00 KiB per device): try --zero 1 or --zero 1 --offload-optimizer")),
     ("checkpointing", llama, {"train": True, "seq": 64, "batch": 4, "precision": "fp32"},
      ("activations (1.24 MiB per device): try --grad-checkpointing, a smaller --batch or a shorter --seq",
-      "optimizer states (adamw) (177.33 KiB per device): try --zero 1 with more --gpus or --offload-optimizer")),
+      "optimizer states (adamw) (177.33 KiB per device): try --zero 1 with more --gpus or --zero 1 "
+      "--offload-optimizer")),
     # no repeated blocks: checkpointing would leave the activations as they are
     ("no-blocks", mixed, {"train": True, "input_size": (16, 3, 64, 64)},
      ("activations (1.31 MiB per device): try a smaller --input-size",
-      "optimizer states (adamw) (2.36 KiB per device): try --zero 1 with more --gpus or --offload-optimizer")),
+      "optimizer states (adamw) (2.36 KiB per device): try --zero 1 with more --gpus or --zero 1 --offload-optimizer")),
     # 2 kv heads over TP 2: a larger TP gives each device no fewer of them
     ("kv-heads", lambda: paramscope.inspect(llama()), {"config": llama().config.to_dict(), "seq": 512, "batch": 8,
      "tp": 2}, ("KV cache (512.00 KiB per device): try --kv-dtype fp8, a shorter --context or a smaller --batch",
@@ -1893,8 +1907,11 @@ def test_every_option_the_advice_offers_cuts_its_item(
         for option in options:
             shares = []
             for changes in applied(option, plan, kwargs):
-                with contextlib.suppress(paramscope.UsageError):  # a degree that does not divide the heads
+                try:
                     shares.append(device_share(plan_of(model(), **{**kwargs, **changes}), name))
+                except paramscope.UsageError:
+                    if "tp" not in changes:  # a degree that does not divide the heads; any other must be valid
+                        raise
             cut = all if option.startswith("a smaller --dtype") else any
             assert shares, (line, option)
             assert cut(share < before for share in shares), (line, option, before, shares)

@@ -287,9 +287,10 @@ def memory(
       ``precision``, the ``optimizer``'s states as torch lays them out, and the activations autograd saves in a
       train-mode forward on meta (``grad_checkpointing`` estimates what checkpointing the blocks leaves).
     - Several devices: ``gpus`` (``tp`` by default) with ZeRO stage ``zero`` (FSDP full-shard is stage 3),
-      ``offload_optimizer`` to host memory, ``tp``-way tensor parallelism. ``batch`` is per device. With
-      ``device_memory`` (bytes or ``"80GiB"``), ``memory.fits`` answers whether it fits and ``memory.advice``
-      what to cut (each option offered cuts its item), its sizes in ``units`` (``"iec"``: MiB, or ``"si"``: MB).
+      ``offload_optimizer`` to host memory (under ``zero`` 1, 2 or 3), ``tp``-way tensor parallelism. ``batch`` is
+      per device. With ``device_memory`` (bytes or ``"80GiB"``), ``memory.fits`` answers whether it fits and
+      ``memory.advice`` what to cut (each option offered cuts its item), its sizes in ``units`` (``"iec"``: MiB, or
+      ``"si"``: MB).
 
     The forward runs on ``batch`` × ``seq`` token ids, or on inputs of ``input_size`` (batch first) in
     ``input_dtypes``. ``config`` gives the decoder config when the model has none (a Report). An argument of the

@@ -127,6 +127,9 @@ class MemorySettings:
         given = [flag for flag, differs in training_only if differs]
         if given and not self.train:  # the inference plan has no use for them: refused rather than ignored
             raise UsageError(f"{given[0]} applies to training: add --train (train=True) or leave it out")
+        if self.offload_optimizer and not self.zero:
+            raise UsageError("--offload-optimizer needs ZeRO stage 1, 2 or 3 (DeepSpeed offloads the optimizer only "
+                             "under ZeRO): add --zero 1 (zero=1) or leave it out")  # fmt: skip
 
     def compute_dtype(self, stored: str | None = None) -> str:
         """The dtype an inference forward computes in: the weights' when it is one models compute in (``dtype``, or
@@ -909,7 +912,9 @@ class _Cuts:
             options += self._zero(2)
         elif kind in ("fp32 master weights", "optimizer states"):
             options += self._zero(1)
-            options.append(("--offload-optimizer", [replace(settings, offload_optimizer=True)]))
+            # DeepSpeed offloads the optimizer only under ZeRO, and on one GPU too (ZeRO-Offload's own setup)
+            offload = "--offload-optimizer" if settings.zero else "--zero 1 --offload-optimizer"
+            options.append((offload, [replace(settings, zero=max(settings.zero, 1), offload_optimizer=True)]))
             if item.name in ("optimizer states (adam)", "optimizer states (adamw)"):
                 options.append(("--optimizer adamw-8bit", [replace(settings, optimizer="adamw-8bit")]))
         if kind in ("KV cache", "weights", "gathered parameters"):

@@ -353,7 +353,9 @@ def _add_memory_options(parser: argparse.ArgumentParser) -> None:
     devices.add_argument(
         "--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage (3 = FSDP full shard; default: 0)"
     )
-    devices.add_argument("--offload-optimizer", action="store_true", help="optimizer states in host memory")
+    devices.add_argument(
+        "--offload-optimizer", action="store_true", help="optimizer states in host memory (with --zero 1, 2 or 3)"
+    )
     devices.add_argument("--tp", type=int, default=1, metavar="N", help="tensor-parallel degree (default: 1)")
     devices.add_argument(
         "--device-memory", metavar="SIZE", help="memory per device (80GiB): exit 3 with what to cut when over it"
