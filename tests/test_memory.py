@@ -215,6 +215,15 @@ class Stack(nn.Module):
         return x
 
 
+class Dominant(nn.Module):
+    """One large block and three small ones in a ModuleList, sized only (no forward): ZeRO 3 gathers the large block
+    with a neighbour, nearly the whole model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(32, 32), *(nn.Linear(4, 4) for _ in range(3))])
+
+
 def llama(**changes: Any) -> transformers.LlamaForCausalLM:
     torch.manual_seed(0)
     return transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**TINY_LLAMA, **changes})).eval()
@@ -1814,19 +1823,30 @@ def offered(line: str) -> tuple[str, list[str]]:
     return found["name"], [*(re.split(r", (?![^(]*\))", head) if head else []), last]
 
 
+WEIGHTS = ("weights", "gathered parameters (ZeRO 3)")
+"""Both hold the weights on one device under ZeRO 3: its shard, and the blocks gathered whole while they run."""
+
+
 def device_share(plan: MemoryPlan, name: str) -> int:
-    """What the item ``name`` takes of one device: 0 when it moved to the host or is gone (any optimizer's states)."""
-    same = (lambda other: other.startswith("optimizer states")) if name.startswith("optimizer states") else name.__eq__
+    """What the item ``name`` takes of one device: 0 when it moved to the host or is gone (any optimizer's states);
+    the weights together with ZeRO 3's gathered parameters."""
+
+    def same(other: str) -> bool:
+        if name.startswith("optimizer states"):
+            return other.startswith("optimizer states")
+        return other in WEIGHTS if name in WEIGHTS else other == name
+
     return sum(item.per_device_bytes for item in plan.items if same(item.name) and item.where == "device")
 
 
 def applied(option: str, plan: MemoryPlan, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     """The arguments of ``memory()`` that the option ``option`` stands for, each a way to take it (every listed
-    dtype for ``a smaller --dtype (int8, int4)``, each valid degree for ``--tp N``)."""
+    dtype for ``a smaller --dtype (int8, int4)``, each valid degree for ``--tp N``, 2, 4 or 8 times the GPUs for
+    ``more --gpus`` with ZeRO)."""
     settings = plan.settings
     gpus, tp = settings.gpus, settings.tp
     if zero := re.fullmatch(r"--zero (\d)( with more --gpus)?", option):
-        return [{"zero": int(zero[1]), "gpus": 2 * gpus if zero[2] else gpus}]
+        return [{"zero": int(zero[1]), "gpus": factor * gpus} for factor in ((2, 4, 8) if zero[2] else (1,))]
     if dtypes := re.fullmatch(r"a smaller --dtype \((.+)\)", option):
         return [{"dtype": name} for name in dtypes[1].split(", ")]
     if option in ("--tp N", f"a --tp larger than {tp}"):  # the GPUs follow --tp unless they are more
@@ -1853,12 +1873,13 @@ def big_linear() -> nn.Module:
 
 
 ADVICE_CASES: list[tuple[str, Callable[[], Any], dict[str, Any], tuple[str, ...]]] = [
-    # ZeRO 3 over 8 GPUs: bf16-pure keeps bf16-mixed's 2-byte weights, and --tp 2 or 4 leaves 8-way shares
+    # ZeRO 3 over 8 GPUs: bf16-pure keeps bf16-mixed's 2-byte weights; --tp 2 or 4 leaves 8-way shares of the
+    # weights but splits the blocks gathered beside them
     ("gpt2-zero3-offload", lambda: gpt2(**TINY_GPT_KWARGS), {"train": True, "gpus": 8, "zero": 3,
      "offload_optimizer": True}, ("gathered parameters (ZeRO 3) (5.25 KiB per device): try --tp N",
-                                 "weights (672 B per device): try more --gpus")),
+                                 "weights (672 B per device): try --tp N or more --gpus")),
     # one GPU: ZeRO shards nothing without more, and offloads only under it; tensors under 4,096 values keep 32-bit
-    # states in 8-bit Adam
+    # states in 8-bit Adam; ZeRO 3 over 2 GPUs would gather half of Stack's weights beside its half share, over 4 cuts
     ("one-gpu", Stack, {"train": True, "precision": "fp32"},
      ("optimizer states (adamw) (8.53 KiB per device): try --zero 1 with more --gpus or --zero 1 --offload-optimizer",
       "weights (4.25 KiB per device): try --zero 3 with more --gpus, --tp N or --precision bf16-pure")),
@@ -1866,6 +1887,10 @@ ADVICE_CASES: list[tuple[str, Callable[[], Any], dict[str, Any], tuple[str, ...]
     ("zero-1-one-gpu", Stack, {"train": True, "precision": "fp32", "zero": 1},
      ("optimizer states (adamw) (8.53 KiB per device): try --offload-optimizer or more --gpus",
       "weights (4.25 KiB per device): try --zero 3 with more --gpus, --tp N or --precision bf16-pure")),
+    # ZeRO 3 would gather the large block and its neighbour, more than the three quarters of the weights it shards
+    ("dominant-block", Dominant, {"train": True, "precision": "fp32", "gpus": 4, "zero": 1},
+     ("weights (4.36 KiB per device): try --tp N or --precision bf16-pure",
+      "gradients (4.36 KiB per device): try --zero 2")),
     ("eight-gpus", Stack, {"train": True, "precision": "fp32", "gpus": 8, "zero": 1},
      ("weights (4.25 KiB per device): try --zero 3, --tp N or --precision bf16-pure",
       "gradients (4.25 KiB per device): try --zero 2")),
@@ -1915,6 +1940,35 @@ def test_every_option_the_advice_offers_cuts_its_item(
             cut = all if option.startswith("a smaller --dtype") else any
             assert shares, (line, option)
             assert cut(share < before for share in shares), (line, option, before, shares)
+
+
+def test_zero_3_is_advised_for_the_weights_only_when_its_shard_and_the_gathered_blocks_take_less() -> None:
+    model = Dominant()
+    sizes = [sum(p.numel() for p in block.parameters()) for block in model.blocks]
+    assert sizes == [32 * 32 + 32, 20, 20, 20]
+    psi = sum(sizes)  # nothing outside the blocks
+    largest_pair = max(a + b for a, b in itertools.pairwise(sizes))
+    before = plan_of(model, train=True, precision="fp32", gpus=4, zero=1, device_memory=1)
+    assert before.item("weights").per_device_bytes == 4 * psi == 4_464  # ZeRO 1 leaves the weights whole
+    # ZeRO 3 over 4: a quarter of the weights each, and the large block gathered with its neighbour
+    after = plan_of(model, train=True, precision="fp32", gpus=4, zero=3)
+    assert (after.item("weights").per_device_bytes, after.item("gathered parameters (ZeRO 3)").per_device_bytes) == (
+        4 * psi // 4, 4 * largest_pair)  # fmt: skip
+    assert 4 * psi // 4 + 4 * largest_pair == 5_420 > 4_464
+    assert before.advice[1] == "weights (4.36 KiB per device): try --tp N or --precision bf16-pure"
+    # from one GPU, ZeRO 3 over 2, 4 or 8 leaves at least 4,464 / 8 + 4,304 = 4,862 B for the weights
+    one = plan_of(model, train=True, precision="fp32", device_memory=1)
+    assert -(-4 * psi // 8) + 4 * largest_pair == 4_862 > one.item("weights").per_device_bytes == 4_464
+    assert one.advice[2] == "weights (4.36 KiB per device): try --tp N or --precision bf16-pure"
+    # Stack's two adjacent blocks are half its weights: ZeRO 3 over 8 cuts them to 1/8 + 1/2; from one GPU it takes
+    # 4 (over 2, 1/2 + 1/2 is all of them)
+    stack = plan_of(Stack(), train=True, precision="fp32", gpus=8, zero=1, device_memory=1)
+    assert stack.advice[1] == "weights (4.25 KiB per device): try --zero 3, --tp N or --precision bf16-pure"
+    weights = 4 * sum(p.numel() for p in Stack().parameters())
+    for gpus, share in ((2, weights // 2 + weights // 2), (4, weights // 4 + weights // 2)):
+        plan = plan_of(Stack(), train=True, precision="fp32", gpus=gpus, zero=3)
+        assert device_share(plan, "weights") == share, gpus
+    assert (weights // 2 + weights // 2, weights // 4 + weights // 2) == (weights, 3_264) < (4_352, 4_352)
 
 
 def test_advice_and_the_exit_line_in_si_units(capsys: pytest.CaptureFixture[str], linear_file: str) -> None:

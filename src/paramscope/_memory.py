@@ -867,7 +867,7 @@ def plan(
     fits = None if settings.device_memory is None else per_device <= settings.device_memory
     advice: tuple[str, ...] = ()
     if fits is False:
-        cuts = _Cuts(model, settings, checkpointed, input_size)
+        cuts = _Cuts(model, settings, tuple(items), checkpointed, input_size)
         advice = _advice(items, settings, per_device, cuts, units)
     scenario: Literal["inference", "training"] = "training" if settings.train else "inference"
     storage = storage_table(report, settings.keep_fp32)
@@ -879,12 +879,26 @@ def _kind(name: str) -> str:
     return name.partition(" (")[0]
 
 
+# What the weights take of one device under ZeRO 3 is their shard and the blocks gathered whole for compute: an option
+# that shards the weights further but gathers as much (or that stops the gathering by sharding nothing) cuts nothing.
+_WEIGHTS = ("weights", "gathered parameters")
+
+
+def _on_device(items: Sequence[MemoryItem], kind: str) -> int:
+    """What the items of ``kind`` take of one device (0 when moved to the host or gone); the weights and ZeRO 3's
+    gathered parameters count together."""
+    kinds = _WEIGHTS if kind in _WEIGHTS else (kind,)
+    return sum(item.per_device_bytes for item in items if _kind(item.name) in kinds and item.where == "device")
+
+
 @dataclass(frozen=True)
 class _Cuts:
     """The options that cut an item, each offered only when the item, worked out again under it, is smaller."""
 
     model: _Model
     settings: MemorySettings
+    items: tuple[MemoryItem, ...]
+    """The plan's items, worked out under ``settings``."""
     checkpointed: int | None
     input_size: Sequence[tuple[int, ...]] | None
 
@@ -927,22 +941,23 @@ class _Cuts:
         return [text for text, tries in options if self._cut(item, tries)]
 
     def _cut(self, item: MemoryItem, tries: Sequence[MemorySettings]) -> bool:
-        """Whether ``item`` takes less of one device under any of ``tries`` (moved to the host or gone: none)."""
+        """Whether ``item`` takes less of one device under any of ``tries`` (moved to the host or gone: none), the
+        weights counted with the parameters ZeRO 3 gathers (see :func:`_on_device`)."""
         kind = _kind(item.name)
-        for settings in tries:
-            found = [other for other in _items(self.model, settings, []) if _kind(other.name) == kind]
-            if sum(other.per_device_bytes for other in found if other.where == "device") < item.per_device_bytes:
-                return True
-        return False
+        before = _on_device(self.items, kind)
+        return any(_on_device(_items(self.model, settings, []), kind) < before for settings in tries)
 
     def _zero(self, stage: int) -> list[tuple[str, list[MemorySettings]]]:
-        """ZeRO ``stage``, unless in effect; it shards over the data-parallel ranks, so with one it takes more GPUs."""
+        """ZeRO ``stage``, unless in effect; it shards over the data-parallel ranks, so with one it takes more GPUs:
+        2, 4 or 8 times as many are tried (ZeRO 3's gathered blocks stay whole, so its shards may need several to cut
+        the weights)."""
         settings = self.settings
         if settings.zero >= stage:
             return []
         if settings.gpus // settings.tp > 1:
             return [(f"--zero {stage}", [replace(settings, zero=stage)])]
-        return [(f"--zero {stage} with more --gpus", [replace(settings, zero=stage, gpus=2 * settings.gpus)])]
+        more = [replace(settings, zero=stage, gpus=factor * settings.gpus) for factor in (2, 4, 8)]
+        return [(f"--zero {stage} with more --gpus", more)]
 
     def _larger_tp(self) -> list[MemorySettings]:
         """The settings with the smallest few larger tensor-parallel degrees that are valid: multiples of ``tp``
