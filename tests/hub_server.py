@@ -115,7 +115,8 @@ class HubServer:
     repos: dict[str, Repo]
     requests: list[Request] = field(default_factory=list)
     streamed: dict[str, int] = field(default_factory=dict)
-    """Bytes sent of each file (by name) that a server ignoring ``Range`` sent whole, or began to."""
+    """Bytes of each file (by name) that a server ignoring ``Range`` sent whole, or began to: each chunk counted as it
+    is handed to the socket (the last may have found the connection closed)."""
     _server: http.server.ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -224,12 +225,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send(200, {**headers, "Content-Length": str(size)} if sized else headers, send_body=False)
         for start in range(0, size, _CHUNK):
             chunk = _read(content, start, min(start + _CHUNK, size))
+            # counted before it is written: once written, the client may read it, finish and be checked before this
+            # thread runs again
+            self.server_state.count_streamed(filename, len(chunk))
             try:
                 self.wfile.write(chunk)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
                 return
-            self.server_state.count_streamed(filename, len(chunk))
 
     def _error(self, status: int, code: str | None, message: str, extra: Mapping[str, str] = ()) -> None:
         headers = {"Content-Type": "application/json", **dict(extra)}
