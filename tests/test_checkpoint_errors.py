@@ -508,6 +508,60 @@ def gguf_key_given_twice(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def gguf_tensor(name: bytes, dims: list[int], kind: int = 0, offset: int = 0) -> bytes:
+    """A GGUF tensor info: its name, dimensions (innermost first), GGML type (0 is F32) and data offset."""
+    head = struct.pack("<Q", len(name)) + name + struct.pack("<I", len(dims))
+    return head + b"".join(struct.pack("<Q", dim) for dim in dims) + struct.pack("<IQ", kind, offset)
+
+
+def gguf_file(path: Path, *tensors: bytes, data: int = 0) -> Path:
+    """A GGUF file with these tensor infos after the architecture, aligned to 32 bytes, then ``data`` bytes."""
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), 1) + GGUF_ARCHITECTURE + b"".join(tensors)
+    path.write_bytes(head + bytes(-len(head) % 32 + data))
+    return path
+
+
+def gguf_claiming_a_trillion_tensors(tmp: Path) -> Case:
+    path = tmp / "model.gguf"
+    path.write_bytes(gguf_bytes(GGUF_ARCHITECTURE, tensors=2**40))
+    message = f"{path}: malformed GGUF (1,099,511,627,776 tensors, more than the 131,072 paramscope reads)"
+    return Case(["inspect", str(path)], message)
+
+
+def gguf_tensor_of_5_dimensions(tmp: Path) -> Case:
+    path = gguf_file(tmp / "model.gguf", gguf_tensor(b"a.weight", [1, 1, 1, 1, 2]), data=8)
+    return Case(
+        ["inspect", str(path)], f"{path}: malformed GGUF (tensor 'a.weight' has 5 dimensions, more than GGML's 4)"
+    )
+
+
+def gguf_unknown_ggml_type(tmp: Path) -> Case:
+    path = gguf_file(tmp / "model.gguf", gguf_tensor(b"a.weight", [32], kind=4), data=32)  # Q4_2, long removed
+    return Case(["inspect", str(path)], f"{path}: malformed GGUF (tensor 'a.weight' has unknown GGML type 4)")
+
+
+def gguf_shape_overflowing_64_bits(tmp: Path) -> Case:
+    # numpy's product of the dimensions wraps around to 0
+    path = gguf_file(tmp / "model.gguf", gguf_tensor(b"a.weight", [2**32, 2**32]), data=16)
+    message = (
+        f"{path}: malformed GGUF (tensor 'a.weight' has shape [4294967296, 4294967296], whose size overflows 64 bits)"
+    )
+    return Case(["inspect", str(path)], message)
+
+
+def gguf_tensor_past_the_end(tmp: Path) -> Case:
+    path = gguf_file(tmp / "model.gguf", gguf_tensor(b"a.weight", [1024]), data=16)
+    message = f"{path}: malformed GGUF (tensor 'a.weight' ends at byte 4,224, past the end of the file (144 bytes))"
+    return Case(["inspect", str(path)], message)
+
+
+def gguf_key_not_utf8(tmp: Path) -> Case:
+    path = tmp / "model.gguf"
+    path.write_bytes(gguf_bytes(struct.pack("<Q", 1) + b"\xff" + struct.pack("<II", 4, 1)))  # key b"\xff", uint32 1
+    message = f"{path}: malformed GGUF ('utf-8' codec can't decode byte 0xff in position 0: invalid start byte)"
+    return Case(["inspect", str(path)], message)
+
+
 def directory_whose_weights_are_a_dangling_symlink(tmp: Path) -> Case:
     (tmp / "pytorch_model.bin").symlink_to(tmp / "nowhere.bin")
     return Case(["inspect", str(tmp)], f"{tmp / 'pytorch_model.bin'}: cannot be read: No such file or directory")
@@ -559,6 +613,8 @@ CASES: list[Callable[[Path], Case]] = [
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list, pt_without_tensors,
     directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
+    gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
+    gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_key_not_utf8,
     directory_whose_weights_are_a_dangling_symlink, directory_without_weights,
     unrecognised_file, explain_on_a_checkpoint, arguments_on_a_checkpoint,
 ]  # fmt: skip
@@ -595,6 +651,19 @@ def test_directory_that_cannot_be_searched_is_one_line(
     assert_error(run(capsys, "inspect", str(tmp_path)), f"{config}: Permission denied")
     with pytest.raises(paramscope.ParamscopeError, match="^" + str(config) + ": Permission denied$"):
         paramscope.inspect(str(tmp_path))
+
+
+@pytest.mark.parametrize(("kind", "size"), [(8, 8), (0, 1)], ids=["strings", "uint8"])
+def test_gguf_metadata_of_a_billion_items_is_refused_before_it_is_read(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: int, size: int
+) -> None:
+    # a sparse file of zeros, each 8 zero bytes an empty string or each byte a uint8: gguf's reader makes numpy arrays
+    # for every item of an array, numbers too (about 1 kB each: 500 GB for these); refused before the reader starts
+    path = tmp_path / "model.gguf"
+    path.write_bytes(gguf_bytes(gguf_pair("x.array", 9, struct.pack("<IQ", kind, 2**29))))
+    os.truncate(path, 2**29 * size + 4096)
+    message = f"{path}: malformed GGUF (its metadata arrays hold more than 2,097,152 items, more than any tokenizer's)"
+    assert_error(run(capsys, "inspect", str(path)), message)
 
 
 def test_gguf_array_past_the_end_of_the_file(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ table (Q4_K: 256 values in 144 bytes), checked against what the ``gguf`` reader 
 from __future__ import annotations
 
 import glob
+import math
 import mmap
 import os
 import re
@@ -52,18 +53,31 @@ def _check_header(path: Path) -> None:
 _VERSIONS = (2, 3)
 _SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 """The bytes of each GGUF metadata value type of fixed size (uint8 … float64), by type code."""
-_STRING, _ARRAY = 8, 9
+_STRING, _ARRAY, _UINT32 = 8, 9, 4
 _MAX_ARRAY_NESTING = 8
+# gguf's reader makes numpy arrays for each item of a metadata array, a number as a string (15 to 18 µs and about
+# 1 kB each), and for each tensor (90 µs and 5 kB): a file of zeros can claim billions of either. The largest
+# tokenizers hold under a million items (Gemma 3: 262,144 tokens, a score and a type for each; Llama 3: 128,256 tokens
+# and 280,147 merges), and llama.cpp's models about 2,000 tensors.
+_MAX_ITEMS = 2**21
+_MAX_TENSORS = 2**17
+_MAX_DIMS = 4  # GGML_MAX_DIMS: llama.cpp refuses a tensor of more dimensions
+_DEFAULT_ALIGNMENT = 32
 
 
 def _check_metadata(path: Path, data: mmap.mmap, order: str) -> None:
-    """Check that every metadata value of a GGUF file lies within the file, before ``gguf.GGUFReader`` parses it.
+    """Check that every metadata value and tensor info of a GGUF file lies within the file, and each tensor's data,
+    before ``gguf.GGUFReader`` parses it.
 
     The reader trusts the counts it reads: an array that claims 2^62 items past the end of a 128-byte file has it
-    read empty items for ever. This walks the key-value pairs by their lengths alone (a string's bytes and a numeric
-    array are skipped over, not read), so that each count is checked against the bytes left before anything is read
-    for it."""
+    read empty items for ever. This walks the key-value pairs and the tensor infos by their lengths alone (a
+    string's bytes and a numeric array are skipped over, not read), so that each count is checked against the bytes
+    left before anything is read for it, and the array items and tensors the reader would make objects for are
+    bounded."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
     size = len(data)
+    items = 0
 
     def fail(reason: str) -> SourceError:
         return SourceError(f"{path}: malformed GGUF ({reason})")
@@ -81,6 +95,7 @@ def _check_metadata(path: Path, data: mmap.mmap, order: str) -> None:
         return offset + length
 
     def skip_value(kind: int, offset: int, nesting: int) -> int:
+        nonlocal items
         if kind in _SCALAR_BYTES:
             return read({1: "B", 2: "H", 4: "I", 8: "Q"}[_SCALAR_BYTES[kind]], offset)[1]
         if kind == _STRING:
@@ -94,20 +109,58 @@ def _check_metadata(path: Path, data: mmap.mmap, order: str) -> None:
         smallest = _SCALAR_BYTES.get(item, 8 if item == _STRING else 12)  # a string's length, an array's type+count
         if count > (size - offset) // smallest:
             raise fail(f"an array of {count:,} items at byte {offset - 12:,} does not fit in the rest of the file")
+        items += count
+        if items > _MAX_ITEMS:
+            raise fail(f"its metadata arrays hold more than {_MAX_ITEMS:,} items, more than any tokenizer's")
         if item in _SCALAR_BYTES:
             return offset + count * _SCALAR_BYTES[item]
         for _ in range(count):
             offset = skip_value(item, offset, nesting + 1)
         return offset
 
-    offset = 8 + 8  # the magic, the version and the count of tensors
+    tensors, offset = read("Q", 8)  # after the magic and the version
     pairs, offset = read("Q", offset)
     if pairs > (size - offset) // 13:  # a pair takes 13 bytes at least: a key's length, its type, a uint8
         raise fail(f"{pairs:,} metadata key-value pairs do not fit in the file")
+    alignment = _DEFAULT_ALIGNMENT
     for _ in range(pairs):
+        key = offset + 8
         offset = skip_string(offset)
         kind, offset = read("I", offset)
+        if data[key : offset - 4] == b"general.alignment" and kind == _UINT32:  # else the reader refuses it
+            alignment = read("I", offset)[0] or _DEFAULT_ALIGNMENT
         offset = skip_value(kind, offset, 0)
+    if tensors > _MAX_TENSORS:
+        raise fail(f"{tensors:,} tensors, more than the {_MAX_TENSORS:,} paramscope reads")
+    if tensors > (size - offset) // 24:  # a tensor info takes 24 bytes at least: a name's length, dims, type, offset
+        raise fail(f"{tensors:,} tensor infos do not fit in the file")
+    ends: list[tuple[str, int]] = []
+    for _ in range(tensors):
+        start = offset + 8
+        offset = skip_string(offset)
+        name = bytes(data[start:offset]).decode("utf-8", "replace")
+        dims, offset = read("I", offset)
+        if dims > _MAX_DIMS:
+            raise fail(f"tensor {name!r} has {dims:,} dimensions, more than GGML's {_MAX_DIMS}")
+        shape = []
+        for _ in range(dims):
+            dim, offset = read("Q", offset)
+            shape.append(dim)
+        kind, offset = read("I", offset)
+        begin, offset = read("Q", offset)  # where its data starts in the data region
+        if kind not in GGMLQuantizationType._value2member_map_:
+            raise fail(f"tensor {name!r} has unknown GGML type {kind}")
+        numel = math.prod(shape)
+        if numel >= 2**63:  # the reader's product would wrap around
+            raise fail(f"tensor {name!r} has shape {shape}, whose size overflows 64 bits")
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+        ends.append((name, begin + numel * type_size // block))
+    if alignment & (alignment - 1) == 0:  # else the reader refuses it
+        data_start = -(-offset // alignment) * alignment
+        for name, end in ends:
+            if data_start + end > size:
+                raise fail(f"tensor {name!r} ends at byte {data_start + end:,}, past the end of the file "
+                           f"({size:,} bytes)")  # fmt: skip
 
 
 def _text(reader: Any, key: str) -> str | None:
@@ -258,7 +311,8 @@ def _read(path: Path) -> tuple[list[StoredTensor], list[str]]:
         reader = gguf.GGUFReader(path)
     except (ValueError, IndexError, KeyError, OverflowError, struct.error) as error:
         # KeyError: a metadata key given twice, which the reader refuses (llama.cpp does too)
-        raise SourceError(f"{path}: malformed GGUF ({str(error).strip(chr(39))})") from None
+        reason = error.args[0] if isinstance(error, KeyError) and error.args else error  # a KeyError's repr quotes it
+        raise SourceError(f"{path}: malformed GGUF ({reason})") from None
     tensors = []
     for tensor in reader.tensors:
         entry = dtype_table.find(tensor.tensor_type.name)
