@@ -199,6 +199,18 @@ def missing_data_offsets(tmp: Path) -> Case:
     return Case(["inspect", str(path)], f"{path}: tensor 'a' lacks a valid dtype, shape or data_offsets", path)
 
 
+def name_nested_8000_modules_deep(tmp: Path) -> Case:
+    # the module tree keeps each module's dotted name: 8,000 of them, one inside the next, take 64 M characters
+    name = ".".join(["a"] * 8_001)
+    path = safetensors_file(tmp / "model.safetensors", {name: f32([0, 8])}, bytes(8))
+    shown = "a." * 50 + "…" + "a." * 49 + "a"  # 200 characters: its start and its end
+    message = (
+        f"{path}: tensor '{shown}' is nested 8,000 modules deep: the modules its tensors' names imply have names of "
+        "more than 1,176,584 characters in all, more than paramscope reads"
+    )
+    return Case(["inspect", str(path)], message)
+
+
 def index_names_a_missing_shard(tmp: Path) -> Case:
     index = one_shard(tmp)
     return Case(["inspect", str(index)], f"{index}: names model-00002-of-00002.safetensors, which is missing")
@@ -603,7 +615,8 @@ CASES: list[Callable[[Path], Case]] = [
     header_not_utf8, header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, unknown_dtype,
     offsets_outside_the_data, overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor,
     span_not_dtype_times_shape, shape_overflowing_64_bits, sub_byte_type_in_part_of_a_byte, decreasing_offsets,
-    missing_data_offsets, index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json,
+    missing_data_offsets, name_nested_8000_modules_deep,
+    index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json,
     index_nested_too_deeply, index_naming_a_shard_too_long_to_be_a_file, index_naming_a_shard_with_control_characters,
     index_without_weight_map,
     index_with_an_empty_weight_map, metadata_not_strings, shards_holding_the_same_tensor,

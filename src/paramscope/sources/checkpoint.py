@@ -32,6 +32,12 @@ MAX_CONFIG_BYTES = 16 * 2**20  # a config.json larger than this is not a model c
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", "inv_freq")
 # Index-like dtypes: a checkpoint's int64 and bool tensors are position ids, token type ids and masks.
 _BUFFER_DTYPES = frozenset({"int64", "bool"})
+# The module tree keeps each module's full dotted name, so a name nested n modules deep costs n²/2 characters (20,000
+# levels of "a." in a 40 kB name: 400 MB). In real checkpoints the module names add up to less than twice the tensor
+# names; beyond this factor (and a floor for a few deeply nested names) a checkpoint is refused before its tree is
+# built.
+_MODULE_NAMES_FACTOR = 8
+_MODULE_NAMES_FLOOR = 2**20
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,28 @@ def _config_tie_notes(records: Sequence[TensorRecord], config: dict[str, Any] | 
     return []
 
 
+def check_module_names(target: str, tensors: Sequence[StoredTensor]) -> None:
+    """Refuse tensor names whose modules' names (every dotted prefix, once) add up to more than
+    :data:`_MODULE_NAMES_FACTOR` times the names themselves: the tree of them would take memory and time quadratic
+    in how deep they nest. Stops counting at the limit, so the check itself costs no more than that."""
+    names = [name for tensor in tensors for name in (tensor.name, *tensor.aliases)]
+    budget = _MODULE_NAMES_FACTOR * sum(map(len, names)) + _MODULE_NAMES_FLOOR
+    seen: set[str] = set()
+    total = 0
+    for name in names:
+        end = name.rfind(".")
+        while end > 0 and name[:end] not in seen:
+            seen.add(name[:end])
+            total += end
+            if total > budget:
+                raise SourceError(
+                    f"{target}: tensor {shortened(name)!r} is nested {name.count('.'):,} modules deep: the modules its "
+                    f"tensors' names imply have names of more than {budget:,} characters in all, more than paramscope "
+                    "reads"
+                )
+            end = name.rfind(".", 0, end)
+
+
 def checkpoint_report(
     tensors: Sequence[StoredTensor],
     *,
@@ -178,6 +206,7 @@ def checkpoint_report(
 
     for tensor in tensors:
         dtype_table.lookup(tensor.dtype)  # every source maps dtypes to table names; an unknown one is a bug there
+    check_module_names(target, tensors)
     records, record_notes = quantized_records(tensors, config)
     nodes, totals, by_dtype = tree_from_names(records, trainability_known=False, sort=sort)
     report = Report(
