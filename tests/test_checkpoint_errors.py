@@ -464,6 +464,35 @@ def truncated_legacy_pt(tmp: Path) -> Case:
     return Case(["inspect", str(path)], f"{path}: truncated, or not a PyTorch checkpoint")
 
 
+def rezipped(tmp: Path, keep: Callable[[str], bool]) -> Path:
+    """A checkpoint torch.save wrote, its archive written again with only the records ``keep`` keeps."""
+    saved = saved_pt(tmp / "saved.pt")
+    path = tmp / "model.pt"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
+        for entry in source.infolist():
+            if keep(entry.filename):
+                target.writestr(entry, source.read(entry))
+    return path
+
+
+def zip_without_a_pickle(tmp: Path) -> Case:
+    path = rezipped(tmp, lambda name: not name.endswith("/data.pkl"))
+    return Case(["inspect", str(path)], f"{path}: a zip archive without data.pkl: not a PyTorch checkpoint")
+
+
+def empty_zip(tmp: Path) -> Case:
+    path = rezipped(tmp, lambda name: False)
+    return Case(["inspect", str(path)], f"{path}: a zip archive without data.pkl: not a PyTorch checkpoint")
+
+
+def zip_without_a_storage(tmp: Path) -> Case:
+    path = rezipped(tmp, lambda name: not name.endswith("/data/0"))
+    message = (
+        f"{path}: not a readable PyTorch checkpoint (PytorchStreamReader failed locating file data/0: file not found)"
+    )
+    return Case(["inspect", str(path)], message)
+
+
 def empty_pt(tmp: Path) -> Case:
     path = tmp / "model.pt"
     path.write_bytes(b"")
@@ -624,7 +653,8 @@ CASES: list[Callable[[Path], Case]] = [
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
-    pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, empty_pt, pt_holding_a_list, pt_without_tensors,
+    pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, zip_without_a_pickle, empty_zip, zip_without_a_storage,
+    empty_pt, pt_holding_a_list, pt_without_tensors,
     directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
     gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
     gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_key_not_utf8,
@@ -729,6 +759,26 @@ def test_larger_zip_checkpoint_cut_in_half(capsys: pytest.CaptureFixture[str], t
 
 # ---------------------------------------------------------------------------------------------------------------------
 # what torch.load raises: bad bytes are one line, a bug is not dressed up as one
+
+
+def test_a_zip_bomb_is_refused_before_torch_reads_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # torch reads data.pkl into memory, unpacked: 2 GiB of zeros take 2 MB deflated (here 2 MiB over a limit of 1 MiB)
+    from paramscope.sources import torchfile
+
+    monkeypatch.setattr(torchfile, "_MAX_RECORD_BYTES", 2**20, raising=False)
+    with zipfile.ZipFile(saved_pt(tmp_path / "saved.pt")) as source:
+        entries = {entry.filename: source.read(entry) for entry in source.infolist()}
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, bytes(2**21) if name.endswith("/data.pkl") else content)
+    assert path.stat().st_size < 20_000
+    message = (
+        f"{path}: its record saved/data.pkl is 2.00 MiB unpacked, more than the 1.00 MiB paramscope reads into memory"
+    )
+    assert_error(run(capsys, "inspect", str(path)), message)
 
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])

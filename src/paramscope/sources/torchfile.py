@@ -79,6 +79,10 @@ _BAD_CALL = (TypeError, AttributeError)
 _UNPICKLER_FILE = "_weights_only_unpickler.py"
 _LEGACY_LOADER = "_legacy_load"
 # torch's CPU allocator, failing, raises a RuntimeError rather than a MemoryError.
+# torch reads an archive's pickle and small records (byteorder, version) into memory, decompressing them where the
+# archive compressed them (torch.save does not): a few MB of zeros can claim gigabytes. Storages are mapped, not read.
+_MAX_RECORD_BYTES = 2**30
+_MINIZ_ADVICE = " This is an internal miniz error"  # torch's words after a record it cannot find: "... corrupted"
 _ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: can't allocate memory: you tried to allocate (\d+) bytes")
 
 
@@ -121,6 +125,7 @@ def _load_file(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise SourceError(f"{path}: empty file (0 bytes): not a PyTorch checkpoint")
     if zipfile.is_zipfile(path):
+        _check_archive(path)
         return _load_quietly(path, mmap=True)
     with path.open("rb") as handle:
         if handle.read(4) == b"PK\x03\x04":
@@ -128,6 +133,21 @@ def _load_file(path: Path) -> Any:
     # The legacy (pre-1.6) format cannot be memory-mapped: its tensors are read into memory (on CPU, where tensors
     # that share storage, such as tied weights, can be recognised).
     return _load_quietly(path)
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a zip archive that has no pickle, or records torch would read into memory larger than
+    :data:`_MAX_RECORD_BYTES` (a zip bomb), before torch reads any of it."""
+    with zipfile.ZipFile(path) as archive:
+        entries = archive.infolist()
+    if not any(entry.filename.rpartition("/")[2] == "data.pkl" for entry in entries):
+        raise SourceError(f"{path}: a zip archive without data.pkl: not a PyTorch checkpoint")
+    for entry in entries:
+        if "/data/" not in entry.filename and entry.file_size > _MAX_RECORD_BYTES:
+            raise SourceError(
+                f"{path}: its record {printable(entry.filename)} is {format_bytes(entry.file_size)} unpacked, more "
+                f"than the {format_bytes(_MAX_RECORD_BYTES)} paramscope reads into memory"
+            )
 
 
 def _import_torch_modules(path: Path, reason: str) -> bool:
@@ -169,7 +189,10 @@ def _load_errors(path: Path) -> Iterator[None]:
         wanted = _ALLOCATION_FAILED.search(str(error))
         if wanted:
             raise _out_of_memory(path, int(wanted.group(1))) from None
-        first = _one_line(str(error).strip().splitlines()[0]) if str(error).strip() else type(error).__name__
+        text = str(error).strip()
+        if _MINIZ_ADVICE in text:  # "failed locating file data/0: file not found. This is an internal miniz ..."
+            text = text.split(_MINIZ_ADVICE)[0].removesuffix(".")
+        first = _one_line(text.splitlines()[0]) if text else type(error).__name__
         raise SourceError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
     except _BAD_PICKLE as error:
         raise _not_a_pickle(path, _reason(error)) from None
