@@ -137,7 +137,17 @@ def header_with_a_number_too_long(tmp: Path) -> Case:
 
 def header_is_a_list(tmp: Path) -> Case:
     path = safetensors_file(tmp / "model.safetensors", [{"a": f32([0, 8])}], bytes(8))
-    return Case(["inspect", str(path)], f"{path}: header is a JSON list, not an object: not a safetensors file", path)
+    return Case(["inspect", str(path)], f"{path}: header is a JSON array, not an object: not a safetensors file", path)
+
+
+def header_is_null(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", None)
+    return Case(["inspect", str(path)], f"{path}: header is a JSON null, not an object: not a safetensors file", path)
+
+
+def metadata_false(tmp: Path) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"__metadata__": False, "a": f32([0, 8])}, bytes(8))
+    return Case(["inspect", str(path)], f"{path}: __metadata__ is not an object of strings", path)
 
 
 def unknown_dtype(tmp: Path) -> Case:
@@ -641,14 +651,15 @@ def arguments_on_a_checkpoint(tmp: Path) -> Case:
 
 CASES: list[Callable[[Path], Case]] = [
     missing_file, empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, header_not_json,
-    header_not_utf8, header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, unknown_dtype,
+    header_not_utf8, header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, header_is_null,
+    unknown_dtype,
     offsets_outside_the_data, overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor,
     span_not_dtype_times_shape, shape_overflowing_64_bits, sub_byte_type_in_part_of_a_byte, decreasing_offsets,
     missing_data_offsets, name_nested_8000_modules_deep,
     index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json,
     index_nested_too_deeply, index_naming_a_shard_too_long_to_be_a_file, index_naming_a_shard_with_control_characters,
     index_without_weight_map,
-    index_with_an_empty_weight_map, metadata_not_strings, shards_holding_the_same_tensor,
+    index_with_an_empty_weight_map, metadata_not_strings, metadata_false, shards_holding_the_same_tensor,
     directory_of_two_safetensors_checkpoints, index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt,
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
@@ -724,7 +735,8 @@ def test_gguf_array_past_the_end_of_the_file(tmp_path: Path) -> None:
 
 SAFETENSORS_CASES = [
     empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, header_not_json, header_not_utf8,
-    header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, unknown_dtype, offsets_outside_the_data,
+    header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, header_is_null, metadata_false,
+    unknown_dtype, offsets_outside_the_data,
     overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor, span_not_dtype_times_shape,
     shape_overflowing_64_bits, sub_byte_type_in_part_of_a_byte, decreasing_offsets, missing_data_offsets,
 ]  # fmt: skip

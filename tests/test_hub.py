@@ -184,7 +184,7 @@ MALFORMED = {
     "header-not-an-object": Malformed(
         {"model.safetensors": safetensors_bytes([1, 2])},
         "model.safetensors",
-        "header is a JSON list, not an object: not a safetensors file",
+        "header is a JSON array, not an object: not a safetensors file",
     ),
     "too-short": Malformed(
         {"model.safetensors": b"\x01\x02\x03"},

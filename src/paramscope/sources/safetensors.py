@@ -103,8 +103,21 @@ def parse_header(path: Path | str, size: int, read: Callable[[int, int], bytes])
     except ValueError as error:
         raise _fail(path, f"header is not valid JSON ({error}): not a safetensors file") from None
     if not isinstance(header, dict):
-        raise _fail(path, f"header is a JSON {type(header).__name__}, not an object: not a safetensors file")
+        raise _fail(path, f"header is a JSON {_json_type(header)}, not an object: not a safetensors file")
     return header, 8 + length, size - 8 - length
+
+
+def _json_type(value: Any) -> str:
+    """What JSON calls the type of a parsed value.
+
+    >>> _json_type(None), _json_type([]), _json_type(True), _json_type(2.5)
+    ('null', 'array', 'boolean', 'number')
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {list: "array", str: "string", int: "number", float: "number"}.get(type(value), "object")
 
 
 # The dtype codes of the safetensors format (its Rust crate's Dtype enum), and their names in the dtype table.
@@ -145,7 +158,8 @@ def header_tensors(
 
     Errors start with ``path``; each tensor's ``file`` is ``file``, and ``reader(offset)`` (if given) reads its data.
     """
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = header.pop("__metadata__", None)
+    metadata = {} if metadata is None else metadata  # false, 0, "" and [] are no object: refused, as safe_open does
     if not isinstance(metadata, dict) or not all(isinstance(value, str) for value in metadata.values()):
         raise _fail(path, "__metadata__ is not an object of strings")  # the format's rule, which safe_open applies
     tensors: list[tuple[int, int, StoredTensor]] = []
