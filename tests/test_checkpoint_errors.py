@@ -503,6 +503,20 @@ def zip_without_a_storage(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def zip_with_a_storage_cut_short(tmp: Path) -> Case:
+    # fc.bias's 64 float32 in 4 bytes: mapped, its storage runs on into the records after it, and torch says nothing
+    saved = saved_pt(tmp / "saved.pt")
+    path = tmp / "model.pt"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
+        for entry in source.infolist():
+            target.writestr(entry, bytes(4) if entry.filename.endswith("/data/1") else source.read(entry))
+    message = (
+        f"{path}: its tensors' storages take 16.25 KiB, but its archive holds 16.00 KiB of storage data: damaged, or "
+        "not written by torch.save"
+    )
+    return Case(["inspect", str(path)], message)
+
+
 def empty_pt(tmp: Path) -> Case:
     path = tmp / "model.pt"
     path.write_bytes(b"")
@@ -665,7 +679,7 @@ CASES: list[Callable[[Path], Case]] = [
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, zip_without_a_pickle, empty_zip, zip_without_a_storage,
-    empty_pt, pt_holding_a_list, pt_without_tensors,
+    zip_with_a_storage_cut_short, empty_pt, pt_holding_a_list, pt_without_tensors,
     directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
     gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
     gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_key_not_utf8,

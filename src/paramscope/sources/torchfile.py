@@ -125,8 +125,10 @@ def _load_file(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise SourceError(f"{path}: empty file (0 bytes): not a PyTorch checkpoint")
     if zipfile.is_zipfile(path):
-        _check_archive(path)
-        return _load_quietly(path, mmap=True)
+        held = _check_archive(path)
+        loaded = _load_quietly(path, mmap=True)
+        _check_storages(path, loaded, held)
+        return loaded
     with path.open("rb") as handle:
         if handle.read(4) == b"PK\x03\x04":
             raise SourceError(f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint")
@@ -135,9 +137,9 @@ def _load_file(path: Path) -> Any:
     return _load_quietly(path)
 
 
-def _check_archive(path: Path) -> None:
+def _check_archive(path: Path) -> int:
     """Refuse a zip archive that has no pickle, or records torch would read into memory larger than
-    :data:`_MAX_RECORD_BYTES` (a zip bomb), before torch reads any of it."""
+    :data:`_MAX_RECORD_BYTES` (a zip bomb), before torch reads any of it; the bytes its storage records hold."""
     with zipfile.ZipFile(path) as archive:
         entries = archive.infolist()
     if not any(entry.filename.rpartition("/")[2] == "data.pkl" for entry in entries):
@@ -148,6 +150,7 @@ def _check_archive(path: Path) -> None:
                 f"{path}: its record {printable(entry.filename)} is {format_bytes(entry.file_size)} unpacked, more "
                 f"than the {format_bytes(_MAX_RECORD_BYTES)} paramscope reads into memory"
             )
+    return sum(entry.file_size for entry in entries if "/data/" in entry.filename)
 
 
 def _import_torch_modules(path: Path, reason: str) -> bool:
@@ -396,6 +399,29 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
             f"{what} {shortened(repr(key))}: {_summary(contents.leaves(loaded[key]))}; not counted in the totals"
         )
     return model, notes + left_out
+
+
+def _check_storages(path: Path, loaded: Any, held: int) -> None:
+    """Refuse a zip checkpoint whose tensors' storages take more bytes than its archive's storage records hold
+    (``held``).
+
+    Mapped (``mmap=True``), each storage is the stretch of the file that starts at its record and is as long as the
+    pickle says; a record cut short (a damaged or hand-made archive) makes it run on into the records after it, and
+    the tensors would be counted at sizes the file does not hold. torch.save writes each storage whole, so the
+    storages of a file it wrote never take more than its records hold."""
+    tensors = [loaded] if isinstance(loaded, torch.Tensor) else [t for _, t in _Contents(path, loaded).leaves(loaded)]
+    storages: dict[int, int] = {}
+    for tensor in tensors:
+        data = _counted(tensor)[0]
+        if not data.is_meta and data.layout not in _SPARSE:  # a meta tensor's storage is not saved
+            storage = data.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    claimed = sum(storages.values())
+    if claimed > held:
+        raise SourceError(
+            f"{path}: its tensors' storages take {format_bytes(claimed)}, but its archive holds "
+            f"{format_bytes(held)} of storage data: damaged, or not written by torch.save"
+        )
 
 
 def _counted(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], str]:
