@@ -257,6 +257,33 @@ def index_naming_a_shard_with_control_characters(tmp: Path) -> Case:
     return Case(["inspect", str(index)], f"{index}: names b\\x00\\n.safetensors, which is missing", api=False)
 
 
+def index_naming_an_empty_shard(tmp: Path) -> Case:
+    index = tmp / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": ""}}))  # the directory itself
+    return Case(["inspect", str(index)], f"{index}: names a shard with an empty file name")
+
+
+def index_naming_the_parent_directory(tmp: Path) -> Case:
+    index = tmp / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": ".."}}))
+    return Case(["inspect", str(index)], f"{index}: names shard '..' outside its directory")
+
+
+def index_naming_a_symlink_loop(tmp: Path) -> Case:
+    index = one_shard(tmp)
+    (tmp / "model-00002-of-00002.safetensors").symlink_to("model-00002-of-00002.safetensors")
+    message = (
+        f"{index}: names model-00002-of-00002.safetensors, which cannot be read: Too many levels of symbolic links"
+    )
+    return Case(["inspect", str(index)], message)
+
+
+def symlink_loop(tmp: Path) -> Case:
+    path = tmp / "model.safetensors"
+    path.symlink_to("model.safetensors")
+    return Case(["inspect", str(path)], f"{path}: Too many levels of symbolic links")
+
+
 def index_without_weight_map(tmp: Path) -> Case:
     index = tmp / "model.safetensors.index.json"
     index.write_text(json.dumps({"metadata": {"total_size": 0}}))
@@ -672,7 +699,8 @@ CASES: list[Callable[[Path], Case]] = [
     missing_data_offsets, name_nested_8000_modules_deep,
     index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json,
     index_nested_too_deeply, index_naming_a_shard_too_long_to_be_a_file, index_naming_a_shard_with_control_characters,
-    index_without_weight_map,
+    index_without_weight_map, index_naming_an_empty_shard, index_naming_the_parent_directory,
+    index_naming_a_symlink_loop, symlink_loop,
     index_with_an_empty_weight_map, metadata_not_strings, metadata_false, shards_holding_the_same_tensor,
     directory_of_two_safetensors_checkpoints, index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt,
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,

@@ -12,6 +12,7 @@ names (the Hub reader, :mod:`.hub`, makes the same checks).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import struct
@@ -238,9 +239,23 @@ def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
     if not weight_map:
         raise _fail(where, "has an empty weight_map: it names no tensor")
     for shard in dict.fromkeys(weight_map.values()):
-        if Path(shard).name != shard:
+        if not shard:
+            raise _fail(where, "names a shard with an empty file name")
+        if shard == ".." or Path(shard).name != shard:  # Path("..").name is ".."
             raise _fail(where, f"names shard {shard!r} outside its directory")
     return weight_map
+
+
+def _why_missing(path: Path) -> str:
+    """Why ``path.exists()`` is false: missing, or a link that leads nowhere (a loop, which exists() does not tell)."""
+    try:
+        path.stat()
+    except ValueError:  # a NUL in the name
+        pass
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return f"cannot be read: {error.strerror}"
+    return "is missing"
 
 
 def load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
@@ -250,7 +265,7 @@ def load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
     for shard in dict.fromkeys(weight_map.values()):
         shard_path = index.parent / shard
         if not shard_path.exists():
-            raise _fail(index, f"names {shard}, which is missing")
+            raise _fail(index, f"names {shard}, which {_why_missing(shard_path)}")
         check_regular_file(shard_path)
         shards.append(shard_path)
     return shards, weight_map

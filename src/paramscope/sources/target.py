@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -143,6 +144,18 @@ def no_weights_to_check(target: str) -> UsageError:
     )
 
 
+def _why_missing(path: Path) -> str:
+    """Why ``path.exists()`` is false: no such file, or a link in a loop (which exists() does not tell)."""
+    try:
+        path.stat()
+    except ValueError:  # a NUL in the name
+        pass
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return error.strerror or "a loop of symbolic links"
+    return "no such file or directory"
+
+
 def _config_report(config: Path, request: Request, target: str | None = None) -> Report:
     from .hf import config_report
 
@@ -163,7 +176,7 @@ def _config_report(config: Path, request: Request, target: str | None = None) ->
 def _path_report(target: str, request: Request) -> Report:
     path = Path(target)
     if not path.exists():
-        raise SourceError(f"{target}: no such file or directory")
+        raise SourceError(f"{target}: {_why_missing(path)}")
     if not path.is_dir():
         from .safetensors import check_regular_file
 
@@ -335,7 +348,7 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
         )
     path = Path(target)
     if not path.exists():
-        raise SourceError(f"{target}: no such file or directory")
+        raise SourceError(f"{target}: {_why_missing(path)}")
     # a config.json named itself; beside a checkpoint (a sharded one's *.index.json too) or in a directory
     config = (
         path
