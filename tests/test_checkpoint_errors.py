@@ -104,6 +104,25 @@ def header_over_100_mb(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message, path)
 
 
+def gguf_named_safetensors(tmp: Path) -> Case:
+    path = tmp / "model.safetensors"
+    path.write_bytes(gguf_bytes())  # its first 8 bytes, read as a header length, are 14 GB
+    return Case(["inspect", str(path)], f"{path}: a GGUF file (llama.cpp), not a safetensors file", path)
+
+
+def pt_named_safetensors(tmp: Path) -> Case:
+    path = saved_pt(tmp / "model.safetensors")
+    return Case(["inspect", str(path)], f"{path}: a zip archive (what torch.save writes), not a safetensors file", path)
+
+
+def legacy_pt_named_safetensors(tmp: Path) -> Case:
+    path = tmp / "model.safetensors"
+    torch.save({"w": torch.zeros(2)}, path, _use_new_zipfile_serialization=False)
+    return Case(
+        ["inspect", str(path)], f"{path}: a pickle (torch.save before PyTorch 1.6), not a safetensors file", path
+    )
+
+
 def header_not_json(tmp: Path) -> Case:
     path = safetensors_file(tmp / "model.safetensors", None, raw=b"{not json}")
     message = (
@@ -691,7 +710,8 @@ def arguments_on_a_checkpoint(tmp: Path) -> Case:
 
 
 CASES: list[Callable[[Path], Case]] = [
-    missing_file, empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, header_not_json,
+    missing_file, empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, gguf_named_safetensors,
+    pt_named_safetensors, legacy_pt_named_safetensors, header_not_json,
     header_not_utf8, header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, header_is_null,
     unknown_dtype,
     offsets_outside_the_data, overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor,
@@ -776,7 +796,8 @@ def test_gguf_array_past_the_end_of_the_file(tmp_path: Path) -> None:
 
 
 SAFETENSORS_CASES = [
-    empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, header_not_json, header_not_utf8,
+    empty_file, shorter_than_8_bytes, header_longer_than_file, header_over_100_mb, gguf_named_safetensors,
+    pt_named_safetensors, legacy_pt_named_safetensors, header_not_json, header_not_utf8,
     header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, header_is_null, metadata_false,
     unknown_dtype, offsets_outside_the_data,
     overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor, span_not_dtype_times_shape,

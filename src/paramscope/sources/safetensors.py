@@ -86,6 +86,21 @@ def read_header(path: Path) -> tuple[dict[str, Any], int, int]:
         raise _fail(path, f"cannot be read: {error.strerror or error}") from None
 
 
+def _other_format(prefix: bytes) -> str | None:
+    """What a file that starts with these bytes is, when they are another format's magic bytes.
+
+    >>> _other_format(b"GGUF\\x03\\x00\\x00\\x00"), _other_format(b"\\x80\\x02\\x8a\\x0al\\xfc\\x9cF")
+    ('a GGUF file (llama.cpp)', 'a pickle (torch.save before PyTorch 1.6)')
+    """
+    if prefix.startswith(b"GGUF"):
+        return "a GGUF file (llama.cpp)"
+    if prefix.startswith(b"PK\x03\x04"):
+        return "a zip archive (what torch.save writes)"
+    if prefix[:1] == b"\x80" and 2 <= prefix[1] <= 5:  # the PROTO opcode and a protocol number
+        return "a pickle (torch.save before PyTorch 1.6)"
+    return None
+
+
 def parse_header(path: Path | str, size: int, read: Callable[[int, int], bytes]) -> tuple[dict[str, Any], int, int]:
     """:func:`read_header` of a file of ``size`` bytes that ``read(start, count)`` reads (from disk, over HTTP)."""
     prefix = read(0, 8)
@@ -94,6 +109,9 @@ def parse_header(path: Path | str, size: int, read: Callable[[int, int], bytes])
     if len(prefix) < 8:
         raise _fail(path, f"too short for a safetensors header ({size} bytes; the length field alone is 8)")
     (length,) = struct.unpack("<Q", prefix)
+    other = _other_format(prefix)
+    if other and 8 + length > min(size, 8 + MAX_HEADER_BYTES):  # its first bytes are no header length
+        raise _fail(path, f"{other}, not a safetensors file")
     if length > MAX_HEADER_BYTES:
         raise _fail(path, f"header claims {format_bytes(length, 'si')}, more than the 100 MB safetensors allows")
     if 8 + length > size:
