@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import tracemalloc
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -563,6 +564,18 @@ def zip_with_a_storage_cut_short(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def torchscript_archive(tmp: Path) -> Case:
+    path = tmp / "model.pt"
+    with warnings.catch_warnings():  # torch.jit is deprecated; such files are still about
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(nn.Linear(2, 2)), str(path))
+    message = (
+        f"{path}: a TorchScript archive (torch.jit.save): its weights come with code, which torch.load("
+        "weights_only=True) does not read; inspect the module torch.jit.load gives, if you trust where it comes from"
+    )
+    return Case(["inspect", str(path)], message)
+
+
 def empty_pt(tmp: Path) -> Case:
     path = tmp / "model.pt"
     path.write_bytes(b"")
@@ -727,7 +740,7 @@ CASES: list[Callable[[Path], Case]] = [
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, zip_without_a_pickle, empty_zip, zip_without_a_storage,
-    zip_with_a_storage_cut_short, empty_pt, pt_holding_a_list, pt_without_tensors,
+    zip_with_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list, pt_without_tensors,
     directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
     gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
     gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_key_not_utf8,

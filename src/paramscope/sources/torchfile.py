@@ -144,6 +144,12 @@ def _check_archive(path: Path) -> int:
         entries = archive.infolist()
     if not any(entry.filename.rpartition("/")[2] == "data.pkl" for entry in entries):
         raise SourceError(f"{path}: a zip archive without data.pkl: not a PyTorch checkpoint")
+    if any(entry.filename.rpartition("/")[2] == "constants.pkl" for entry in entries):  # torch.load's own test
+        raise SourceError(
+            f"{path}: a TorchScript archive (torch.jit.save): its weights come with code, which torch.load("
+            "weights_only=True) does not read; inspect the module torch.jit.load gives, if you trust where it comes "
+            "from"
+        )
     for entry in entries:
         if "/data/" not in entry.filename and entry.file_size > _MAX_RECORD_BYTES:
             raise SourceError(
