@@ -1033,6 +1033,62 @@ def test_an_encoder_decoder_infers_with_its_decoder_at_the_first_token() -> None
     assert not [note for note in plan.notes if "forward failed" in note]
 
 
+def tiny_bert2bert() -> nn.Module:
+    """An EncoderDecoderModel of two tiny BERTs, without the decoder_start_token_id it would shift labels with."""
+    torch.manual_seed(0)
+    bert = {"vocab_size": 100, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "intermediate_size": 32, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # fmt: skip
+    config = transformers.EncoderDecoderConfig.from_encoder_decoder_configs(
+        transformers.BertConfig(**bert), transformers.BertConfig(**bert)
+    )
+    return transformers.EncoderDecoderModel(config).eval()
+
+
+@pytest.mark.filterwarnings("ignore:Version v4.12.0 introduces:FutureWarning")  # decoder_input_ids with labels
+def test_an_encoder_decoder_that_cannot_shift_its_labels_trains_with_the_same_ids_for_its_decoder() -> None:
+    # labels alone make EncoderDecoderModel shift them, which it cannot without a decoder_start_token_id (the plan
+    # had no activations item); the same ids for the decoder are the shapes the shifted labels would have
+    model = tiny_bert2bert()
+    ids = torch.zeros(2, 16, dtype=torch.long)
+    with pytest.raises(ValueError, match="decoder_start_token_id"):
+        model(ids, labels=ids)
+    plan, seen = decoder_ids_seen(model, lambda: plan_of(model, train=True, seq=16, batch=2, precision="fp32"))
+    assert seen == [[2, 16]]
+    item = plan.item("activations")
+    assert item.total_bytes == saved_bytes(model, ids, decoder_input_ids=ids, labels=ids)
+    assert item.formula.startswith("saved for backward by a train-mode forward on meta (2 × 16 tokens, the decoder on "
+                                   "the same ids, float32")  # fmt: skip
+    assert item.formula.endswith(", with the loss")
+
+
+def tiny_git() -> nn.Module:
+    torch.manual_seed(0)
+    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "image_size": 16, "patch_size": 8}  # fmt: skip
+    config = transformers.GitConfig(vision_config=vision, vocab_size=100, hidden_size=16, num_hidden_layers=2,
+                                    num_attention_heads=2, intermediate_size=32, max_position_embeddings=32,
+                                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    return transformers.GitForCausalLM(config).eval()
+
+
+def test_a_model_whose_labels_are_not_its_input_ids_trains_without_the_loss() -> None:
+    # GIT's loss skips the image tokens it has not got without pixel values: the input ids as labels make it raise,
+    # where the forward without them runs (the plan had no activations item)
+    model = tiny_git()
+    ids = torch.zeros(2, 16, dtype=torch.long)
+    with pytest.raises(ValueError, match="batch_size"):
+        model(ids, labels=ids)
+    plan = plan_of(model, train=True, seq=16, batch=2, precision="fp32")
+    item = plan.item("activations")
+    assert item.total_bytes == saved_bytes(model, ids)
+    assert item.formula.startswith("saved for backward by a train-mode forward on meta (2 × 16 tokens, float32")
+    assert "with the loss" not in item.formula
+    [note] = [note for note in plan.notes if "labels" in note]
+    assert note.startswith("the forward with labels (the input ids) failed, so the activations are measured without "
+                           "the loss: the forward failed in '(model)' with inputs ([2, 16], labels=[2, 16]): "
+                           "ValueError: Expected input batch_size")  # fmt: skip
+
+
 def small_convnet() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))

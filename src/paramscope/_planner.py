@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .sources.target import Request
-    from .trace import Trace
+    from .trace import ForwardError, Trace
 
 Activations = tuple[int, Label, str]
 _SHAPE = re.compile(r"\[(\d+(?:, \d+)*)\]")  # a tensor as a summary writes it: [8, 3, 224, 224]
@@ -222,6 +222,43 @@ def _checkpointing_off(model: nn.Module) -> Iterator[bool]:
             vars(module)["gradient_checkpointing"] = True
 
 
+def _saved_for_training(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    shape: str,
+    compute: torch.dtype | None,
+    quiet: bool,
+) -> tuple[Trace, dict[str, Any], str, ForwardError | None]:
+    """A train-mode forward's saved tensors, with the keyword inputs and the text of the inputs it ran on, and the
+    error of the forward with labels when it ran without them.
+
+    The labels are paramscope's (the input ids again). When the forward raises with them, an encoder-decoder runs
+    again with the same ids for its decoder as well (given labels alone, it shifts them into its decoder's inputs,
+    which EncoderDecoderModel cannot do without a decoder_start_token_id); a model whose labels are something else
+    (CSM's are codebooks, GIT's loss skips the image tokens it has not got) runs without them: its activations
+    without the loss, rather than none.
+    """
+    from ._summary import decoder_input_ids
+    from .trace import ForwardError, saved_for_backward
+
+    try:
+        return saved_for_backward(model, args, kwargs, dtype=compute, quiet=quiet), kwargs, shape, None
+    except ForwardError as error:
+        if "labels" not in kwargs:
+            raise
+        refused = error
+    without = {key: value for key, value in kwargs.items() if key != "labels"}
+    ids = decoder_input_ids(model, args, without)
+    if ids is not None:
+        shape += ", the decoder on the same ids"
+        both = {**kwargs, "decoder_input_ids": ids}
+        with contextlib.suppress(ForwardError):
+            return saved_for_backward(model, args, both, dtype=compute, quiet=quiet), both, shape, None
+        without["decoder_input_ids"] = ids
+    return saved_for_backward(model, args, without, dtype=compute, quiet=quiet), without, shape, refused
+
+
 def measure_activations(
     model: nn.Module,
     settings: MemorySettings,
@@ -234,7 +271,7 @@ def measure_activations(
     notes, and for training the names of the parameters that get a gradient from it (None: all of them) and the
     activations gradient checkpointing would leave when it is off (None: not measured, or no repeated blocks)."""
     from ._summary import check_runnable, unfused_recurrent_note
-    from .trace import peak_live_bytes, saved_for_backward
+    from .trace import peak_live_bytes
 
     check_runnable(model, "meta")
     notes: list[str] = []
@@ -242,7 +279,10 @@ def measure_activations(
         compute = _torch_dtype(COMPUTE_DTYPES[settings.precision])
         args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
         with _checkpointing_off(model) as was_on:
-            result = saved_for_backward(model, args, kwargs, dtype=compute, quiet=quiet)
+            result, kwargs, shape, refused = _saved_for_training(model, args, kwargs, shape, compute, quiet)
+        if refused is not None:
+            notes.append(f"the forward with labels (the input ids) failed, so the activations are measured without "
+                         f"the loss: {refused}")  # fmt: skip
         assert result.total_activations is not None
         dtype = COMPUTE_DTYPES[settings.precision]
         # An estimate, not a count: the kernels a GPU picks (attention above all) and autocast's float32 ops decide
