@@ -417,6 +417,37 @@ def test_a_model_class_is_not_mistaken_for_an_abstract_one(capsys: pytest.Captur
     assert report["totals"]["params"] == numel(meta_build(transformers.MistralForSequenceClassification, config)) > 0
 
 
+def test_a_text_model_class_named_with_a_multimodal_config_gets_its_text_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Qwen3_5ForCausalLM built from the whole Qwen3_5Config raised (it has no vocab_size); transformers' Auto classes
+    # give it the config's text_config
+    text = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "layer_types": ["linear_attention",
+            "full_attention"], "linear_num_value_heads": 4, "linear_num_key_heads": 2, "linear_key_head_dim": 8,
+            "linear_value_head_dim": 8}  # fmt: skip
+    vision = {"depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2, "out_hidden_size": 32}
+    config = transformers.Qwen3_5Config(text_config=text, vision_config=vision, architectures=["Qwen3_5ForCausalLM"])
+    path = write_config(tmp_path, config)
+    with pytest.raises(AttributeError, match="vocab_size"):
+        meta_build(transformers.Qwen3_5ForCausalLM, config)
+    with torch.device("meta"):
+        truth = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(tmp_path))
+    assert type(truth) is transformers.Qwen3_5ForCausalLM
+    report = run_json(capsys, tmp_path)
+    assert report["totals"]["params"] == numel(truth)
+    assert report["notes"][:2] == [
+        f"built Qwen3_5ForCausalLM from {path} on meta",
+        "Qwen3_5ForCausalLM is built from the config's text_config (Qwen3_5TextConfig), as transformers' Auto "
+        "classes build it",
+    ]
+    # the language model's own config is used as it is
+    write_config(tmp_path / "text", transformers.Qwen3_5TextConfig(**text, architectures=["Qwen3_5ForCausalLM"]))
+    report = run_json(capsys, tmp_path / "text")
+    assert report["totals"]["params"] == numel(truth)
+    assert not [note for note in report["notes"] if "text_config" in note]
+
+
 def test_build_failure_of_an_int_dtype_has_no_meta_hint(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tiny_llama_config(tmp_path, dtype="int8")
     config = transformers.AutoConfig.from_pretrained(tmp_path)

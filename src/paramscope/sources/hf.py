@@ -178,6 +178,24 @@ def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_
     return cls, name
 
 
+def _config_for(cls: Any, config: Any) -> tuple[Any, list[str]]:
+    """The config to build ``cls`` from, and a note when it is not the whole of config.json: a class of the language
+    model alone (Llama4ForCausalLM, Qwen3_5ForCausalLM) named with the config of the multimodal model around it gets
+    its ``text_config``, as transformers' Auto classes give it (the class itself reads fields the outer config lacks,
+    such as vocab_size, and raises)."""
+    sub_configs = getattr(config, "sub_configs", None)
+    found = sub_configs.get("text_config") if isinstance(sub_configs, dict) else None
+    text_class: type | None = found if isinstance(found, type) else None
+    if text_class is None or isinstance(config, text_class) or getattr(cls, "config_class", None) is not text_class:
+        return config, []
+    text = config.get_text_config()
+    quantization = getattr(config, "quantization_config", None)
+    if quantization is not None:  # as transformers does: the outer config's quantisation applies to the text model
+        text.quantization_config = quantization
+    return text, [f"{cls.__name__} is built from the config's text_config ({type(text).__name__}), as transformers' "
+                  "Auto classes build it"]  # fmt: skip
+
+
 def _check_depth(config: Any, shown: str) -> None:
     """Refuse a config whose model (or whose text model, in a multimodal config) has more layers than any model: it
     would make that many modules, a minute for each thousand of them, and hold them all."""
@@ -224,6 +242,7 @@ def build_from_config(
     config = _load_config(config_file, trust_remote_code, shown)
     _check_depth(config, shown)
     cls, label = _model_class(config, shown, model_class, trust_remote_code)
+    config, text_note = _config_for(cls, config)
     # vars(): transformers warns when the deprecated torch_dtype attribute is read
     dtype = vars(config).get("dtype") or vars(config).get("torch_dtype")
     if isinstance(dtype, str):
@@ -240,7 +259,7 @@ def build_from_config(
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code} if auto else {}
     if isinstance(dtype, torch.dtype):
         kwargs["dtype"] = dtype
-    notes = [f"built {label} from {config_path} on {device}"]
+    notes = [f"built {label} from {config_path} on {device}", *text_note]
     if isinstance(dtype, torch.dtype):
         notes.append(f"parameters in {str(dtype).removeprefix('torch.')}, the dtype config.json gives")
     quantization = declared_quantization(vars(config))
