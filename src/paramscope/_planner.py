@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import inspect as pyinspect
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -253,7 +254,9 @@ def _saved_for_training(
     if ids is not None:
         shape += ", the decoder on the same ids"
         both = {**kwargs, "decoder_input_ids": ids}
-        with contextlib.suppress(ForwardError):
+        # EncoderDecoderModel warns that it now makes decoder inputs from labels itself: it cannot here
+        with contextlib.suppress(ForwardError), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
             return saved_for_backward(model, args, both, dtype=compute, quiet=quiet), both, shape, None
         without["decoder_input_ids"] = ids
     return saved_for_backward(model, args, without, dtype=compute, quiet=quiet), without, shape, refused
