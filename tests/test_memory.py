@@ -503,6 +503,13 @@ HYBRID = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_att
           "num_key_value_heads": 2, "head_dim": 8, "num_hidden_layers": 4}  # fmt: skip
 
 
+def tiny_gemma4_config() -> Any:
+    return transformers.Gemma4TextConfig(**HYBRID, sliding_window=4, layer_types=["sliding_attention",
+                                         "full_attention"] * 2, global_head_dim=32, num_global_key_value_heads=1,
+                                         attention_k_eq_v=True, hidden_size_per_layer_input=8,
+                                         vocab_size_per_layer_input=64)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("config", "remark"),
     [
@@ -521,8 +528,10 @@ HYBRID = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_att
         # sliding windows on every other layer (sliding_window_pattern)
         (transformers.Gemma3TextConfig(**HYBRID, sliding_window=4, sliding_window_pattern=2),
          "(2 sliding layers capped at 4 tokens)"),
+        # full-attention layers of their own key length and kv heads (per_layer_config, made of global_head_dim)
+        (tiny_gemma4_config(), "(2 sliding layers capped at 4 tokens)"),
     ],
-    ids=["qwen3-next", "jamba", "llama4-chunked", "gemma3-pattern"],
+    ids=["qwen3-next", "jamba", "llama4-chunked", "gemma3-pattern", "gemma4-per-layer"],
 )  # fmt: skip
 def test_kv_cache_of_hybrid_models_matches_a_dynamic_cache(config: Any, remark: str) -> None:
     """A prefill of 10 tokens and one decoding step (as for sliding windows above); only the attention layers hold
@@ -541,6 +550,18 @@ def test_kv_cache_of_hybrid_models_matches_a_dynamic_cache(config: Any, remark: 
     config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32",
                           config=config.to_dict())  # fmt: skip
     assert config_only.item("KV cache").total_bytes == item.total_bytes
+
+
+def test_kv_cache_of_layers_with_their_own_head_length_names_each_shape() -> None:
+    # Gemma 4's full-attention layers keep keys of global_head_dim (512 to its sliding layers' 256 by default), with
+    # heads of their own: the plan counted every layer at the model's head_dim (7/6 too little at Gemma 4's default)
+    config = tiny_gemma4_config()
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    cache = prefill(model, 2, 3)
+    assert [tuple(layer.keys.shape) for layer in cache.layers] == [(2, 2, 3, 8), (2, 1, 3, 32)] * 2
+    item = plan_of(model, seq=3, batch=2, dtype="float32").item("KV cache")
+    assert item.total_bytes == nbytes(cache_tensors(cache))
+    assert item.formula == "2 × (2 layers × 2 kv heads × 8 + 2 layers × 1 kv heads × 32) × 3 tokens × 2 × 4 B"
 
 
 def test_kv_cache_of_a_decoder_built_from_a_config_object() -> None:

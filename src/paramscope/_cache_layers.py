@@ -34,6 +34,11 @@ class CacheLayer:
     """Its layer type, as transformers names it (``full_attention``, ``sliding_attention``, ``linear_attention``…)."""
     window: int | None = None
     """The most tokens it keeps (a sliding window or an attention chunk); None: every token."""
+    head_dim: int | None = None
+    """Its own length of a key and a value per head, where the config gives this layer one (``per_layer_config``:
+    Gemma 4's full-attention layers); None: the model's."""
+    kv_heads: int | None = None
+    """Its own key/value heads, where the config gives this layer a count of its own; None: the model's."""
 
     @property
     def keeps_keys(self) -> bool:
@@ -67,7 +72,7 @@ def cache_layers(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     >>> [layer.type for layer in cache_layers({"layer_types": ["linear_attention", "full_attention"]}, 2)]
     ['linear_attention', 'full_attention']
     >>> cache_layers({"sliding_window": 4096}, 1)
-    [CacheLayer(type='sliding_attention', window=4096)]
+    [CacheLayer(type='sliding_attention', window=4096, head_dim=None, kv_heads=None)]
     """
     found = _from_transformers(config)
     if found is not None and len(found) == layers:
@@ -82,6 +87,7 @@ def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     window = size_of(config.get("sliding_window")) if config.get("use_sliding_window", True) is not False else None
     chunk = size_of(config.get("attention_chunk_size"))
     types = config.get("layer_types")
+    overrides = _overrides(config.get("per_layer_config"))
     found = []
     for layer in range(layers):
         if isinstance(types, list):  # a layer it does not list is taken at full length: a plan errs on the safe side
@@ -90,7 +96,26 @@ def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
             kind = "sliding_attention"
         else:
             kind = "chunked_attention" if chunk is not None else FULL
-        found.append(CacheLayer(kind, chunk if kind == "chunked_attention" else window if "sliding" in kind else None))
+        own = overrides.get(layer, {})
+        found.append(CacheLayer(kind, chunk if kind == "chunked_attention" else window if "sliding" in kind else None,
+                                size_of(own.get("head_dim")), size_of(own.get("num_key_value_heads"))))  # fmt: skip
+    return found
+
+
+def _overrides(given: Any) -> dict[int, Mapping[str, Any]]:
+    """A config's ``per_layer_config`` (transformers' heterogeneous configs: a layer's index, as an int or a string
+    such as ``"05"``, to the fields that differ for that layer) by layer index; empty when it gives none.
+
+    >>> _overrides({"05": {"head_dim": 512}, "x": {}}), _overrides(None)
+    ({5: {'head_dim': 512}}, {})
+    """
+    if not isinstance(given, Mapping):
+        return {}
+    found = {}
+    for key, fields in given.items():
+        with contextlib.suppress(TypeError, ValueError):
+            if isinstance(fields, Mapping) and not isinstance(key, bool):
+                found[int(key)] = fields
     return found
 
 
@@ -132,10 +157,16 @@ def _from_transformers(config: Mapping[str, Any]) -> list[CacheLayer] | None:
     try:
         with _quiet(logging.getLogger("transformers")):
             built = transformers.AutoConfig.for_model(model_type, **fields)
-            types, arguments = get_layer_types_and_kwargs(built.get_text_config(decoder=True))
+            text = built.get_text_config(decoder=True)
+            types, arguments = get_layer_types_and_kwargs(text)
+            # a heterogeneous config (Gemma 4 makes one of global_head_dim) gives each layer's own fields
+            heterogeneous = getattr(text, "is_heterogeneous", False) is True
+            overrides = _overrides(text.to_dict().get("per_layer_config")) if heterogeneous else {}
     except Exception:  # a config class validates its fields as it likes: then the fields are read as they are
         return None
     found = []
-    for kind, given in zip(types, arguments, strict=False):
-        found.append(CacheLayer(str(kind), size_of(given.get("sliding_window"))))
+    for index, (kind, given) in enumerate(zip(types, arguments, strict=False)):
+        own = overrides.get(index, {})
+        found.append(CacheLayer(str(kind), size_of(given.get("sliding_window")), size_of(own.get("head_dim")),
+                                size_of(own.get("num_key_value_heads"))))  # fmt: skip
     return found

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from . import dtypes as dtype_table
-from ._cache_layers import config_class, size_of
+from ._cache_layers import CacheLayer, config_class, size_of
 from ._errors import UsageError
 from ._report import ModuleNode, Report, TensorRecord
 from ._units import Units, format_bytes, format_count, listed
@@ -479,6 +479,8 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
                    f"engines keep it){_remark(remarks)}")  # fmt: skip
         return math.ceil(total * size), formula, 1  # one latent for all heads: not split by TP
     head_dim, value_dim = _head_dims(fields, heads, hidden)
+    if any(layer.head_dim or layer.kv_heads for layer in kinds):  # layers of their own shapes (per_layer_config)
+        return _heterogeneous_cache(fields, kinds, lengths, heads, (head_dim, value_dim), batch, tokens, size, remarks)
     per_layer = _kv_heads_per_layer(fields, layers)
     if per_layer is not None:  # each layer's own count (OpenELM): summed layer by layer, at each layer's length
         total = sum(length * count for length, count in zip(lengths, per_layer, strict=True)) * (head_dim + value_dim)
@@ -498,6 +500,41 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         each = f"{cached} layers × {kv_heads} kv heads × ({head_dim} + {value_dim})"
     formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{_remark([why] * bool(why) + remarks)}"
     return math.ceil(total * size), formula, int(kv_heads)
+
+
+def _heterogeneous_cache(
+    fields: Mapping[str, Any],
+    kinds: Sequence[CacheLayer],
+    lengths: Sequence[int],
+    heads: int,
+    dims: tuple[int, int],
+    batch: int,
+    tokens: int,
+    size: float,
+    remarks: list[str],
+) -> tuple[int, str, int]:
+    """:func:`kv_cache` of a decoder whose layers differ in their key/value heads or head length (transformers'
+    ``per_layer_config``: Gemma 4's full-attention layers have keys twice as long as its sliding ones), layer by layer;
+    in the formula, the caching layers grouped by their shape."""
+    kv_heads, why = _kv_heads(fields, heads)
+    head_dim, value_dim = dims
+    groups: dict[tuple[int, int, int], int] = {}
+    total = 0
+    for layer, length in zip(kinds, lengths, strict=True):
+        own = layer.head_dim or head_dim
+        shape = (layer.kv_heads or kv_heads, own, own if value_dim == head_dim else value_dim)
+        total += length * shape[0] * (shape[1] + shape[2])
+        if layer.keeps_keys:
+            groups[shape] = groups.get(shape, 0) + 1
+    if all(keys == values for _, keys, values in groups):
+        each = "2 × (" + " + ".join(f"{count} layers × {kv} kv heads × {keys}"
+                                    for (kv, keys, _), count in groups.items()) + ")"  # fmt: skip
+    else:
+        each = " + ".join(f"{count} layers × {kv} kv heads × ({keys} + {values})"
+                          for (kv, keys, values), count in groups.items())  # fmt: skip
+    formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{_remark([why] * bool(why) + remarks)}"
+    fewest = min((kv for kv, _, _ in groups), default=kv_heads)  # the fewest any layer splits across devices
+    return math.ceil(total * batch * size), formula, int(fewest)
 
 
 def cross_attention_cache(config: Mapping[str, Any] | None, batch: int, kv_dtype: str) -> tuple[int, str] | None:
