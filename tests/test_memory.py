@@ -564,6 +564,23 @@ def test_kv_cache_of_layers_with_their_own_head_length_names_each_shape() -> Non
     assert item.formula == "2 × (2 layers × 2 kv heads × 8 + 2 layers × 1 kv heads × 32) × 3 tokens × 2 × 4 B"
 
 
+def test_kv_cache_of_a_multimodal_decoder_whose_text_config_names_no_architecture() -> None:
+    # Fuyu's text config (Persimmon's) names no architecture: merged over the model's own, it hid FuyuForCausalLM,
+    # and the plan called the model an encoder with no KV cache
+    config = transformers.FuyuConfig(text_config={"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+                                                  "num_hidden_layers": 2, "num_attention_heads": 4},
+                                     patch_size=4, image_size=16)  # fmt: skip
+    model = transformers.FuyuForCausalLM(config).eval()
+    truth = nbytes(cache_tensors(prefill(model, 2, 8)))
+    plan = plan_of(model, seq=8, batch=2, dtype="float32")
+    assert plan.item("KV cache").total_bytes == truth
+    assert not [note for note in plan.notes if note.startswith("no KV cache item")]
+    as_saved = {**config.to_dict(), "architectures": ["FuyuForCausalLM"]}  # a config.json as save_pretrained writes it
+    assert as_saved["text_config"].get("architectures") is None
+    from_config = plan_of(paramscope.inspect(model), seq=8, batch=2, kv_dtype="float32", config=as_saved)
+    assert from_config.item("KV cache").total_bytes == truth
+
+
 def test_kv_cache_of_a_decoder_built_from_a_config_object() -> None:
     # built directly, the config names no architecture; GPT-NeoX's names no kv heads either: the class tells
     config = transformers.GPTNeoXConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -277,7 +277,8 @@ def generates(config: Mapping[str, Any]) -> bool:
     """
     text = config.get("text_config")
     if isinstance(text, Mapping):  # a multimodal model: its language model generates
-        config = {**config, **text}
+        # the model's own architectures, not its text config's (Fuyu's names none: it was taken for an encoder)
+        config = {**config, **text, "architectures": config.get("architectures") or text.get("architectures")}
     architectures = config.get("architectures")
     if isinstance(architectures, list) and architectures:
         return any(any(mark in str(name) for mark in _GENERATING) for name in architectures)
@@ -801,7 +802,7 @@ def _inference_items(
 
 def _no_generation(config: Mapping[str, Any]) -> str:
     """Why a model with a config gets no KV cache item though a context length is given."""
-    architectures = _language_config(config).get("architectures")
+    architectures = config.get("architectures") or _language_config(config).get("architectures")
     if isinstance(architectures, list) and architectures:  # a decoder with a classifier's head generates nothing
         return (f"no KV cache item: {listed([str(name) for name in architectures])} is not a model that generates "
                 "(a causal LM or an encoder-decoder), so it keeps no generation cache")  # fmt: skip
