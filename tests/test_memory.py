@@ -581,6 +581,19 @@ def test_kv_cache_of_a_multimodal_decoder_whose_text_config_names_no_architectur
     assert from_config.item("KV cache").total_bytes == truth
 
 
+def test_a_state_space_model_is_said_to_keep_a_recurrent_state_not_a_kv_cache() -> None:
+    # Mamba's config names no attention heads: the note said the config lacked them, as if it were incomplete
+    config = transformers.MambaConfig(vocab_size=64, hidden_size=16, state_size=4, num_hidden_layers=2)
+    model = transformers.MambaForCausalLM(config).eval()
+    with torch.no_grad():
+        cache = cache_of(model(torch.zeros(2, 8, dtype=torch.long), use_cache=True))
+    assert not [layer for layer in cache.layers if getattr(layer, "keys", None) is not None]  # a state, no keys
+    plan = plan_of(model, seq=8, batch=2)
+    assert "KV cache" not in names(plan)
+    assert ("no KV cache item: every layer keeps a fixed-size recurrent state (linear_attention), no keys and values "
+            "per token") in plan.notes  # fmt: skip
+
+
 def test_kv_cache_of_a_decoder_built_from_a_config_object() -> None:
     # built directly, the config names no architecture; GPT-NeoX's names no kv heads either: the class tells
     config = transformers.GPTNeoXConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

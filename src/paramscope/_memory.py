@@ -768,6 +768,9 @@ def _inference_items(
         cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
         if config and not generates(config):
             notes.append(_no_generation(config))
+        elif cache is None and config and _recurrent_only(config):
+            notes.append(f"no KV cache item: every layer keeps a fixed-size recurrent state "
+                         f"({_recurrent_only(config)}), no keys and values per token")  # fmt: skip
         elif cache is None and config:
             notes.append("no KV cache item: the config does not give its decoder's layers, attention heads and "
                          "hidden size (num_hidden_layers, num_attention_heads, hidden_size, or the names its "
@@ -798,6 +801,18 @@ def _inference_items(
                              f"cross-attention (transformers' EncoderDecoderCache), not included: {formula} = "
                              f"{format_count(per_token)} B per token of the encoder's input")  # fmt: skip
     return items
+
+
+def _recurrent_only(config: Mapping[str, Any]) -> str:
+    """The layer types of a model whose every layer keeps a recurrent state and no keys and values (Mamba), as
+    transformers' cache makes them; empty for others. Such a config names no attention heads."""
+    from ._cache_layers import cache_layers
+
+    layers = decoder_layers(config)
+    kinds = cache_layers(config, layers) if layers else []
+    if not kinds or any(layer.keeps_keys or not layer.keeps_state for layer in kinds):
+        return ""
+    return "/".join(sorted({layer.type for layer in kinds}))
 
 
 def _no_generation(config: Mapping[str, Any]) -> str:
