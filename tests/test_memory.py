@@ -594,6 +594,22 @@ def test_a_state_space_model_is_said_to_keep_a_recurrent_state_not_a_kv_cache() 
             "per token") in plan.notes  # fmt: skip
 
 
+def test_kv_cache_leaves_out_cross_attention_layers() -> None:
+    # Mllama's cross-attention layers keep the image's keys and values (none without an image), not the text's: the
+    # plan counted them as self-attention layers (Llama 3.2 Vision 11B: 40 layers for its 32)
+    config = transformers.MllamaTextConfig(**HYBRID, cross_attention_layers=[1], pad_token_id=0)
+    model = transformers.MllamaForCausalLM(config).eval()
+    cache = prefill(model, 2, 8)
+    held = [tensor for layer in cache.layers for tensor in (layer.keys, layer.values) if tensor is not None]
+    assert len(held) == 2 * 3
+    item = plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache")
+    assert item.total_bytes == nbytes(held)
+    assert item.formula == ("2 × 3 layers × 2 kv heads × 8 × 8 tokens × 2 × 4 B (1 cross_attention layers keep the "
+                            "keys and values of the image's tokens instead, not counted)")  # fmt: skip
+    config_only = plan_of(paramscope.inspect(model), seq=8, batch=2, kv_dtype="float32", config=config.to_dict())
+    assert config_only.item("KV cache").total_bytes == nbytes(held)
+
+
 def test_kv_cache_of_a_decoder_built_from_a_config_object() -> None:
     # built directly, the config names no architecture; GPT-NeoX's names no kv heads either: the class tells
     config = transformers.GPTNeoXConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -23,7 +23,9 @@ _WINDOWED = ("sliding_attention", "chunked_attention", "reference_sliding_attent
 _STATE_ONLY = ("conv", "linear_attention", "mamba")
 _BOTH = ("hybrid", "hybrid_sliding")  # a recurrent state and an attention cache (windowed for hybrid_sliding)
 _NONE = ("dummy", "moe", "mlp")
-KNOWN = (FULL, *_WINDOWED, *_STATE_ONLY, *_BOTH, *_NONE)
+CROSS = "cross_attention"
+"""A layer that attends to another input's tokens (Mllama's image), whose keys and values it keeps, not the text's."""
+KNOWN = (FULL, *_WINDOWED, *_STATE_ONLY, *_BOTH, *_NONE, CROSS)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class CacheLayer:
     @property
     def keeps_keys(self) -> bool:
         """Whether it keeps keys and values per token."""
-        return self.type not in _STATE_ONLY and self.type not in _NONE
+        return self.type not in _STATE_ONLY and self.type not in _NONE and self.type != CROSS
 
     @property
     def keeps_state(self) -> bool:
@@ -75,9 +77,13 @@ def cache_layers(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     [CacheLayer(type='sliding_attention', window=4096, head_dim=None, kv_heads=None)]
     """
     found = _from_transformers(config)
-    if found is not None and len(found) == layers:
-        return found
-    return _from_fields(config, layers)
+    if found is None or len(found) != layers:
+        found = _from_fields(config, layers)
+    text = config.get("text_config")
+    crossing = (text if isinstance(text, Mapping) else config).get("cross_attention_layers")
+    if isinstance(crossing, list):  # Mllama: transformers' cache keeps them as layers of the text's kind, empty
+        found = [CacheLayer(CROSS) if index in crossing else layer for index, layer in enumerate(found)]
+    return found
 
 
 def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:

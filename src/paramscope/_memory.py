@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from . import dtypes as dtype_table
-from ._cache_layers import CacheLayer, config_class, size_of
+from ._cache_layers import CROSS, CacheLayer, config_class, size_of
 from ._errors import UsageError
 from ._report import ModuleNode, Report, TensorRecord
 from ._units import Units, format_bytes, format_count, listed
@@ -462,7 +462,11 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     if stateful:
         names = sorted({layer.type for layer in stateful})
         remarks.append(f"{len(stateful)} {'/'.join(names)} layers keep a fixed-size recurrent state, not counted")
-    empty = sum(1 for layer in kinds if not (layer.keeps_keys or layer.keeps_state))
+    crossing = sum(1 for layer in kinds if layer.type == CROSS)
+    if crossing:
+        remarks.append(f"{crossing} cross_attention layers keep the keys and values of the image's tokens instead, "
+                       "not counted")  # fmt: skip
+    empty = sum(1 for layer in kinds if not (layer.keeps_keys or layer.keeps_state or layer.type == CROSS))
     if empty:
         remarks.append(f"{empty} layers keep no cache (no attention, or another layer's cache)")
     unknown = sorted({layer.type for layer in kinds if layer.type not in KNOWN})
