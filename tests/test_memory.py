@@ -610,6 +610,24 @@ def test_kv_cache_leaves_out_cross_attention_layers() -> None:
     assert config_only.item("KV cache").total_bytes == nbytes(held)
 
 
+def test_kv_cache_of_a_model_whose_layer_count_is_worked_out_by_its_config_class() -> None:
+    # Nemotron-H's num_hidden_layers is a property of its config (the length of layers_block_type), which to_dict()
+    # leaves out: the plan said the config gave no layers, and had no KV cache item
+    config = transformers.NemotronHConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                          num_key_value_heads=2, head_dim=8, mamba_num_heads=4, mamba_head_dim=8,
+                                          ssm_state_size=4, n_groups=1, layers_block_type=["linear_attention",
+                                          "full_attention", "mlp", "full_attention"])  # fmt: skip
+    assert "num_hidden_layers" not in config.to_dict()
+    model = transformers.NemotronHForCausalLM(config).eval()
+    cache = prefill(model, 2, 8)
+    held = [tensor for layer in cache.layers for tensor in (getattr(layer, "keys", None), getattr(layer, "values",
+            None)) if tensor is not None]  # fmt: skip
+    assert len(held) == 2 * 2
+    item = plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache")
+    assert item.total_bytes == nbytes(held)
+    assert item.formula.startswith("2 × 2 layers × 2 kv heads × 8 × 8 tokens × 2 × 4 B (1 linear_attention layers")
+
+
 def test_kv_cache_of_a_decoder_built_from_a_config_object() -> None:
     # built directly, the config names no architecture; GPT-NeoX's names no kv heads either: the class tells
     config = transformers.GPTNeoXConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -44,6 +44,14 @@ def config_of(model: Any) -> dict[str, Any] | None:
     found = to_dict()
     if not isinstance(found, dict):
         return None
+    # A layer count the config class works out (a property: Nemotron-H's from layers_block_type) is not in to_dict();
+    # one the class maps to a field of its own (BART's encoder_layers) is there under that field's name.
+    aliases = getattr(type(config), "attribute_map", None) or {}
+    if found.get("num_hidden_layers") is None and "num_hidden_layers" not in aliases:
+        with contextlib.suppress(Exception):  # a config class's property may raise as it likes
+            layers = getattr(config, "num_hidden_layers", None)
+            if isinstance(layers, int) and not isinstance(layers, bool):
+                found["num_hidden_layers"] = layers
     name = type(model).__name__
     if not found.get("architectures") and not name.endswith("Model"):
         found["architectures"] = [name]  # LlamaForCausalLM generates, LlamaForSequenceClassification does not
