@@ -1400,6 +1400,30 @@ def test_a_forward_that_reads_values_on_meta_is_told_to_run_on_cpu() -> None:
         assert "try --device cpu" not in str(caught.value)
 
 
+def test_a_forward_that_converts_its_own_modules_on_meta_is_told_to_run_on_cpu() -> None:
+    # SwitchTransformers' router calls self.classifier.to(self.dtype) in its forward: torch swaps a fake tensor's
+    # parameter for the converted one, which the fake tensor refuses; the message named torch's swap alone
+    transformers = pytest.importorskip("transformers")
+    config = transformers.SwitchTransformersConfig(vocab_size=64, d_model=16, d_kv=8, d_ff=32, expert_capacity=8,
+                                                   num_layers=2, num_sparse_encoder_layers=1, num_decoder_layers=2,
+                                                   num_sparse_decoder_layers=1, num_heads=2, num_experts=2,
+                                                   decoder_start_token_id=0)  # fmt: skip
+    model = transformers.SwitchTransformersForConditionalGeneration(config).eval()
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(1, 8), dtypes=["long"])
+    assert str(caught.value) == (
+        "the forward failed in 'encoder.block.1.layer.1.mlp.router' with inputs [1, 8, 16]: RuntimeError: _apply(): "
+        "Couldn't swap Linear.weight; the model's forward converts its own modules (Module.to()), which the forward on "
+        "meta, on fake tensors, cannot do: try --device cpu"
+    )
+    ids = torch.zeros(1, 8, dtype=torch.long)
+    with torch.no_grad():
+        logits = model(ids, decoder_input_ids=ids).logits
+    report = paramscope.summary(model, input_size=(1, 8), dtypes=["long"], device="cpu")
+    assert report.calls is not None
+    assert report.calls[0].outputs.startswith(f"Seq2SeqMoEOutput{{logits: {list(logits.shape)}")
+
+
 def test_transformers_attention_masks_run_on_meta() -> None:
     # transformers reads a mask's values to decide whether it may skip it, unless the tensor is fake; BART's decoder
     # makes a mask of its own. On meta, where values are unknown, the mask is kept: its explicit form is an input of

@@ -231,6 +231,12 @@ def summarize(
         if device == "meta" and cause is not None and is_meta_device_failure(cause):
             hint = "meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
             raise ForwardError(f"{error}; {hint}") from cause
+        if device == "meta" and isinstance(cause, RuntimeError) and str(cause).startswith("_apply(): Couldn't swap"):
+            # torch swaps a fake tensor's parameter for the converted one, which fake tensors' weak references refuse
+            # (SwitchTransformers' and NLLB-MoE's routers call self.classifier.to(self.dtype) in their forward)
+            hint = ("the model's forward converts its own modules (Module.to()), which the forward on meta, on fake "
+                    "tensors, cannot do: try --device cpu")  # fmt: skip
+            raise ForwardError(f"{error}; {hint}") from cause
         raise
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
