@@ -1307,6 +1307,38 @@ def test_gguf_in_big_endian_byte_order(tmp_path: Path) -> None:
     assert [(r.name, r.shape, r.dtype) for r in report.tensors] == [("token_embd.weight", (4, 8), "float32")]
 
 
+def test_gguf_with_a_tokenizer_of_200_000_tokens(tmp_path: Path) -> None:
+    # a tokenizer as large as Gemma 3's (262,144 tokens, a score and a type for each): its arrays are walked, not read
+    path = tmp_path / "big-vocab.gguf"
+    vocabulary = 200_000
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("big vocabulary")
+    writer.add_block_count(2)
+    writer.add_head_count(4)
+    writer.add_head_count_kv([2, 1])  # per layer, read as the KV cache's sizes
+    writer.add_embedding_length(32)
+    writer.add_token_list([f"token{i}" for i in range(vocabulary)])
+    writer.add_token_scores([float(-i) for i in range(vocabulary)])
+    writer.add_token_types([1] * vocabulary)
+    writer.add_tensor("token_embd.weight", np.zeros((vocabulary // 1000, 32), dtype=np.float16))
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros(quant_shape_to_byte_shape((32, 256), GGML.Q8_0), dtype=np.uint8),
+                      raw_dtype=GGML.Q8_0)  # fmt: skip
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    report = paramscope.inspect(str(path))
+    assert {r.name: (r.shape, r.dtype, r.bytes) for r in report.tensors} == {
+        "blk.0.attn_q.weight": ((32, 256), "Q8_0", 32 * 256 // 32 * 34),
+        "token_embd.weight": ((200, 32), "float16", 200 * 32 * 2),
+    }
+    assert (report.totals.params, report.totals.param_bytes) == (32 * 256 + 200 * 32, 32 * 8 * 34 + 200 * 32 * 2)
+    assert f"{path.name}: GGUF model big vocabulary, architecture llama" in report.notes
+    plan = paramscope.memory(str(path), seq=128).memory
+    assert plan is not None
+    assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(1, 128, 2, 8) + llama_cpp_kv_bytes(1, 128, 1, 8)
+
+
 def test_gguf_claiming_more_layers_than_any_model_is_not_sized_from(tmp_path: Path) -> None:
     path = tmp_path / "model.gguf"
     write_gguf_decoder(path, layers=200_000)

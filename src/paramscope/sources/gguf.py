@@ -1,7 +1,8 @@
-"""GGUF files (llama.cpp) through the ``gguf`` package: tensor infos only, no tensor data is read.
+"""GGUF files (llama.cpp): the header's metadata and tensor infos only, no tensor data is read.
 
-Each tensor's element count is its logical size; its bytes come from its GGML type's block format in the dtype
-table (Q4_K: 256 values in 144 bytes), checked against what the ``gguf`` reader computes.
+The header is parsed here, with the ``gguf`` package's constants (GGML types, their block sizes, metadata value
+types) but not its reader (see :func:`_parse`). Each tensor's element count is its logical size; its bytes come from
+its GGML type's block format in the dtype table (Q4_K: 256 values in 144 bytes), checked against ``gguf``'s sizes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import re
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import dtypes as dtype_table
 from .._cache_layers import size_of
@@ -24,14 +25,16 @@ from .._units import shortened
 from .checkpoint import StoredTensor, check_files, checkpoint_report
 from .safetensors import check_regular_file
 
+if TYPE_CHECKING:
+    from gguf.constants import GGMLQuantizationType
+
 _MAGIC = b"GGUF"
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 
-def _check_header(path: Path) -> None:
-    """Check that ``path`` is a GGUF file of a supported version (in either byte order, as the reader reads both)
-    whose metadata lies within it."""
-    # The reader's own checks end in "GGUF magic invalid"; these say what the file is, before numpy maps it.
+def _read_header(path: Path) -> _Header:
+    """The metadata and tensor infos of the GGUF file ``path``, of a supported version (in either byte order, as
+    gguf's writer writes both), once each of them is checked to lie within the file."""
     check_regular_file(path)
     try:
         with path.open("rb") as handle:
@@ -45,100 +48,169 @@ def _check_header(path: Path) -> None:
                     f"{path}: GGUF version {version} is not supported (versions {', '.join(map(str, _VERSIONS))})"
                 )
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                _check_metadata(path, data, order)
+                return _parse(path, data, order)
     except OSError as error:
         raise SourceError(f"{path}: cannot be read: {error.strerror or error}") from None
 
 
 _VERSIONS = (2, 3)
-_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-"""The bytes of each GGUF metadata value type of fixed size (uint8 … float64), by type code."""
-_STRING, _ARRAY, _UINT32 = 8, 9, 4
 _MAX_ARRAY_NESTING = 8
-# gguf's reader makes numpy arrays for each item of a metadata array, a number as a string (15 to 18 µs and about
-# 1 kB each), and for each tensor (90 µs and 5 kB): a file of zeros can claim billions of either. The largest
-# tokenizers hold under a million items (Gemma 3: 262,144 tokens, a score and a type for each; Llama 3: 128,256 tokens
-# and 280,147 merges), and llama.cpp's models about 2,000 tensors.
+# A file of zeros can claim billions of array items or tensors: each count is checked against the bytes left before
+# anything is read for it, and bounded. The largest tokenizers hold under a million items (Gemma 3: 262,144 tokens, a
+# score and a type for each; Llama 3: 128,256 tokens and 280,147 merges), and llama.cpp's models about 2,000 tensors.
 _MAX_ITEMS = 2**21
 _MAX_TENSORS = 2**17
 _MAX_DIMS = 4  # GGML_MAX_DIMS: llama.cpp refuses a tensor of more dimensions
+_MAX_KEPT_STRING = 2**20  # a longer string value is kept as its length: names and architectures are short
 _DEFAULT_ALIGNMENT = 32
 
 
-def _check_metadata(path: Path, data: mmap.mmap, order: str) -> None:
-    """Check that every metadata value and tensor info of a GGUF file lies within the file, and each tensor's data,
-    before ``gguf.GGUFReader`` parses it.
+class _Unread(NamedTuple):
+    """A metadata value kept as its length only: an array of strings (a tokenizer's tokens, its merges) or of arrays,
+    or a string longer than :data:`_MAX_KEPT_STRING` bytes."""
 
-    The reader trusts the counts it reads: an array that claims 2^62 items past the end of a 128-byte file has it
-    read empty items for ever. This walks the key-value pairs and the tensor infos by their lengths alone (a
-    string's bytes and a numeric array are skipped over, not read), so that each count is checked against the bytes
-    left before anything is read for it, and the array items and tensors the reader would make objects for are
-    bounded."""
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+    length: int  # an array's items, a string's bytes
 
+
+class _Numbers(NamedTuple):
+    """An array of numbers or booleans as the file stores it, unpacked only when its key is asked for (a tokenizer's
+    262,144 scores never are)."""
+
+    layout: str  # for struct: byte order, count and item format
+    raw: bytes
+
+
+class _TensorInfo(NamedTuple):
+    name: str
+    dims: tuple[int, ...]  # innermost first, as GGML lists them
+    kind: GGMLQuantizationType
+    offset: int  # where its data starts, from the start of the data region
+
+
+class _Header(NamedTuple):
+    values: dict[str, Any]  # by key: an int, float or bool; bytes (a string); _Numbers; _Unread; [] (an empty array)
+    tensors: list[_TensorInfo]
+
+
+def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
+    """The metadata values and tensor infos of a GGUF file (after its magic and version), in one walk that checks
+    every value, tensor info and tensor's data to lie within the file.
+
+    gguf's own ``GGUFReader`` is not used: it makes numpy arrays for every item of every metadata array, a number as
+    a string (15 to 18 µs and about 1 kB each: 8 s for a 262,144-token tokenizer), and trusts the counts it reads (an
+    array that claims 2^62 items past the end of a 128-byte file has it read empty items for ever). Here a string
+    array's items are skipped over by their lengths, a numeric array is kept as its bytes, and each count is checked
+    against the bytes left before anything is read for it. What the reader refused, this refuses in the reader's
+    words (a key given twice, a name not UTF-8, a bad ``general.alignment``, a tensor named twice, a row of a block
+    format that is not whole blocks), after the checks of the file's structure, as before."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
+
+    layouts: dict[int, str] = {
+        GGUFValueType.UINT8: "B", GGUFValueType.INT8: "b", GGUFValueType.UINT16: "H", GGUFValueType.INT16: "h",
+        GGUFValueType.UINT32: "I", GGUFValueType.INT32: "i", GGUFValueType.FLOAT32: "f", GGUFValueType.BOOL: "?",
+        GGUFValueType.UINT64: "Q", GGUFValueType.INT64: "q", GGUFValueType.FLOAT64: "d",
+    }  # fmt: skip
+    formats = {layout: struct.Struct(order + layout) for layout in ("Q", "I", *layouts.values())}
+    length_at = formats["Q"].unpack_from
     size = len(data)
     items = 0
+    problem: str | None = None  # the first thing gguf's reader refused that the walk goes past: raised after it
 
     def fail(reason: str) -> SourceError:
         return SourceError(f"{path}: malformed GGUF ({reason})")
 
-    def read(layout: str, offset: int) -> tuple[int, int]:
-        width = struct.calcsize(layout)
-        if offset + width > size:
+    def read(layout: str, offset: int) -> tuple[Any, int]:
+        unpacked = formats[layout]
+        if offset + unpacked.size > size:
             raise fail("its metadata runs past the end of the file")
-        return struct.unpack_from(order + layout, data, offset)[0], offset + width
+        return unpacked.unpack_from(data, offset)[0], offset + unpacked.size
 
-    def skip_string(offset: int) -> int:
-        length, offset = read("Q", offset)
+    def string(offset: int) -> tuple[int, int]:
+        """Where a string's bytes start and end (read for each of a tokenizer's tokens: kept short)."""
+        if offset + 8 > size:
+            raise fail("its metadata runs past the end of the file")
+        (length,) = length_at(data, offset)
+        offset += 8
         if length > size - offset:
             raise fail(f"a string of {length:,} bytes at byte {offset - 8:,}, past the end of the file")
-        return offset + length
+        return offset, offset + length
 
-    def skip_value(kind: int, offset: int, nesting: int) -> int:
+    def value(kind: int, offset: int, nesting: int = 0) -> tuple[Any, int]:
+        """A value and where it ends; an array's items are walked, not read (within an array, its arrays are None)."""
         nonlocal items
-        if kind in _SCALAR_BYTES:
-            return read({1: "B", 2: "H", 4: "I", 8: "Q"}[_SCALAR_BYTES[kind]], offset)[1]
-        if kind == _STRING:
-            return skip_string(offset)
-        if kind != _ARRAY:
+        if kind in layouts:
+            return read(layouts[kind], offset)
+        if kind == GGUFValueType.STRING:
+            start, end = string(offset)
+            return bytes(data[start:end]) if end - start <= _MAX_KEPT_STRING else _Unread(end - start), end
+        if kind != GGUFValueType.ARRAY:
             raise fail(f"unknown metadata value type {kind} at byte {offset - 4:,}")
         if nesting == _MAX_ARRAY_NESTING:
             raise fail(f"arrays nested more than {_MAX_ARRAY_NESTING} deep")
         item, offset = read("I", offset)
         count, offset = read("Q", offset)
-        smallest = _SCALAR_BYTES.get(item, 8 if item == _STRING else 12)  # a string's length, an array's type+count
+        width = formats[layouts[item]].size if item in layouts else 0
+        smallest = width or (8 if item == GGUFValueType.STRING else 12)  # a string's length, an array's head
         if count > (size - offset) // smallest:
             raise fail(f"an array of {count:,} items at byte {offset - 12:,} does not fit in the rest of the file")
         items += count
         if items > _MAX_ITEMS:
             raise fail(f"its metadata arrays hold more than {_MAX_ITEMS:,} items, more than any tokenizer's")
-        if item in _SCALAR_BYTES:
-            return offset + count * _SCALAR_BYTES[item]
-        for _ in range(count):
-            offset = skip_value(item, offset, nesting + 1)
-        return offset
+        if item in layouts:
+            end = offset + count * width
+            if nesting:
+                return None, end
+            if not count:
+                return [], end
+            return _Numbers(f"{order}{count}{layouts[item]}", bytes(data[offset:end])), end
+        if item == GGUFValueType.STRING:  # a tokenizer's tokens: walked by their lengths alone
+            for _ in range(count):
+                offset = string(offset)[1]
+        else:
+            for _ in range(count):
+                offset = value(item, offset, nesting + 1)[1]
+        return _Unread(count) if count else [], offset
 
     tensors, offset = read("Q", 8)  # after the magic and the version
     pairs, offset = read("Q", offset)
     if pairs > (size - offset) // 13:  # a pair takes 13 bytes at least: a key's length, its type, a uint8
         raise fail(f"{pairs:,} metadata key-value pairs do not fit in the file")
-    alignment = _DEFAULT_ALIGNMENT
+    values: dict[str, Any] = {}
+    alignment, alignment_field = _DEFAULT_ALIGNMENT, None
     for _ in range(pairs):
-        key = offset + 8
-        offset = skip_string(offset)
-        kind, offset = read("I", offset)
-        if data[key : offset - 4] == b"general.alignment" and kind == _UINT32:  # else the reader refuses it
-            alignment = read("I", offset)[0] or _DEFAULT_ALIGNMENT
-        offset = skip_value(kind, offset, 0)
+        pair = offset
+        start, end = string(offset)
+        kind, offset = read("I", end)
+        found, offset = value(kind, offset)
+        key = bytes(data[start:end])
+        if key == b"general.alignment":
+            alignment_field = kind, found
+            if kind == GGUFValueType.UINT32:
+                alignment = found or _DEFAULT_ALIGNMENT
+        if problem is None:
+            try:
+                name = key.decode("utf-8")
+            except UnicodeDecodeError as error:
+                problem = str(error)
+                continue
+            if name in values:  # llama.cpp refuses it too
+                problem = f"Duplicate {name} already in list at offset {pair}"  # the reader's words, which tests pin
+            values[name] = found
     if tensors > _MAX_TENSORS:
         raise fail(f"{tensors:,} tensors, more than the {_MAX_TENSORS:,} paramscope reads")
     if tensors > (size - offset) // 24:  # a tensor info takes 24 bytes at least: a name's length, dims, type, offset
         raise fail(f"{tensors:,} tensor infos do not fit in the file")
+    infos: list[_TensorInfo] = []
     ends: list[tuple[str, int]] = []
     for _ in range(tensors):
-        start = offset + 8
-        offset = skip_string(offset)
-        name = bytes(data[start:offset]).decode("utf-8", "replace")
+        start, offset = string(offset)
+        raw = bytes(data[start:offset])
+        name = raw.decode("utf-8", "replace")
+        if problem is None:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                problem = str(error)
         dims, offset = read("I", offset)
         if dims > _MAX_DIMS:
             raise fail(f"tensor {name!r} has {dims:,} dimensions, more than GGML's {_MAX_DIMS}")
@@ -151,33 +223,56 @@ def _check_metadata(path: Path, data: mmap.mmap, order: str) -> None:
         if kind not in GGMLQuantizationType._value2member_map_:
             raise fail(f"tensor {name!r} has unknown GGML type {kind}")
         numel = math.prod(shape)
-        if numel >= 2**63:  # the reader's product would wrap around
+        if numel >= 2**63:  # llama.cpp's int64 count of elements would overflow
             raise fail(f"tensor {name!r} has shape {shape}, whose size overflows 64 bits")
-        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+        ggml_type = GGMLQuantizationType(kind)
+        block, type_size = GGML_QUANT_SIZES[ggml_type]
+        infos.append(_TensorInfo(name, tuple(shape), ggml_type, begin))
         ends.append((name, begin + numel * type_size // block))
-    if alignment & (alignment - 1) == 0:  # else the reader refuses it
+    if alignment & (alignment - 1) == 0:  # else refused below
         data_start = -(-offset // alignment) * alignment
         for name, end in ends:
             if data_start + end > size:
                 raise fail(f"tensor {name!r} ends at byte {data_start + end:,}, past the end of the file "
                            f"({size:,} bytes)")  # fmt: skip
+    # What gguf's reader refused (in its words and order), once the file's structure is known to be sound.
+    if problem is not None:
+        raise fail(problem)
+    if alignment_field is not None:
+        kind, found = alignment_field
+        if kind != GGUFValueType.UINT32:
+            raise fail("Bad type for general.alignment field")
+        if found == 0 or found & (found - 1):
+            raise fail("Invalid alignment: must be a non-zero power of two")
+    names: set[str] = set()
+    for info in infos:
+        if info.name in names:
+            raise fail(f"Found duplicated tensor with name {info.name}")
+        names.add(info.name)
+        block = GGML_QUANT_SIZES[info.kind][0]
+        row = info.dims[0] if info.dims else 1  # a tensor of no dimensions holds one value
+        if row % block:  # llama.cpp refuses a row that is not whole blocks
+            raise fail(f"Quantized tensor row size ({row}) is not a multiple of {info.kind.name} block size ({block})")
+    return _Header(values, infos)
 
 
-def _text(reader: Any, key: str) -> str | None:
-    value = _value(reader, key)
+def _text(values: dict[str, Any], key: str) -> str | None:
+    value = _value(values, key)
     return value if value is None or isinstance(value, str) else str(value)
 
 
-def _value(reader: Any, key: str) -> Any:
-    """A metadata value: a number, a string, a list for an array; None when absent or unreadable."""
-    field = reader.fields.get(key)
-    if field is None:
-        return None
-    try:
-        value = field.contents()
-    except (ValueError, IndexError, TypeError):
-        return None
-    return value.tolist() if hasattr(value, "tolist") else value
+def _value(values: dict[str, Any], key: str) -> Any:
+    """A metadata value: a number, a bool, a string, a list for an array of numbers; None when absent or unreadable
+    (a string not UTF-8, an array of strings)."""
+    value = values.get(key)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(value, _Numbers):
+        return list(struct.unpack(value.layout, value.raw))
+    return None if isinstance(value, _Unread) else value
 
 
 # A decoder config per file read (by path, size and modification time), so that a memory plan sizes the KV cache
@@ -196,19 +291,19 @@ _WINDOWED_IN_CODE = {"llama4": "chunked attention"}
 _FULL_ATTENTION_INTERVAL = {"qwen3next": 4}
 
 
-def _decoder_config(reader: Any) -> dict[str, Any] | None:
+def _decoder_config(values: dict[str, Any]) -> dict[str, Any] | None:
     """The attention hyperparameters of a GGUF model, named as a transformers config names them, from the keys the
     GGUF specification and llama.cpp define (``{arch}.block_count``, ``{arch}.attention.head_count_kv``, ...): what
     llama.cpp sizes its KV cache from. ``None`` when the file has no decoder hyperparameters."""
-    arch = _text(reader, "general.architecture")
+    arch = _text(values, "general.architecture")
     if not arch:
         return None
-    layers = size_of(_value(reader, f"{arch}.block_count"))
-    head_count = _value(reader, f"{arch}.attention.head_count")
+    layers = size_of(_value(values, f"{arch}.block_count"))
+    head_count = _value(values, f"{arch}.attention.head_count")
     per_layer_heads = isinstance(head_count, list) and len(head_count) == layers
     # llama.cpp's n_head(): the first layer's, where each layer has its own (OpenELM)
     heads = size_of(head_count[0] if per_layer_heads else _uniform(head_count))
-    hidden = size_of(_value(reader, f"{arch}.embedding_length"))
+    hidden = size_of(_value(values, f"{arch}.embedding_length"))
     # more layers than any model has: a list of each layer's kind would take gigabytes
     if layers is None or heads is None or hidden is None or layers > MAX_LAYERS:
         return None
@@ -216,7 +311,7 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
         "gguf_architecture": arch, "num_hidden_layers": layers, "num_attention_heads": heads, "hidden_size": hidden,
     }  # fmt: skip
     types = ["full_attention"] * layers
-    kv_heads = _value(reader, f"{arch}.attention.head_count_kv")
+    kv_heads = _value(values, f"{arch}.attention.head_count_kv")
     if isinstance(kv_heads, list):  # per layer: 0 for a layer without attention (a hybrid's recurrent layers)
         counts = {count for count in kv_heads if count}
         if len(kv_heads) != layers or not counts or any(size_of(count) is None for count in counts):
@@ -230,27 +325,27 @@ def _decoder_config(reader: Any) -> dict[str, Any] | None:
         config["num_key_value_heads"] = list(head_count)  # llama.cpp's default: each layer's own head count
     else:
         config["num_key_value_heads"] = size_of(kv_heads) or heads  # the specification's default
-    interval = size_of(_value(reader, f"{arch}.full_attention_interval")) or _FULL_ATTENTION_INTERVAL.get(arch)
+    interval = size_of(_value(values, f"{arch}.full_attention_interval")) or _FULL_ATTENTION_INTERVAL.get(arch)
     if interval:  # llama.cpp: layer i is recurrent unless (i + 1) is a multiple of the interval
         types = [kind if (i + 1) % interval == 0 else "linear_attention" for i, kind in enumerate(types)]
-    if _value(reader, f"{arch}.attention.causal") is False:  # an embedding model: it generates nothing
+    if _value(values, f"{arch}.attention.causal") is False:  # an embedding model: it generates nothing
         config["architectures"] = [f"{arch} (GGUF, non-causal attention)"]
     # keys and values of their own lengths; without them, embedding_length / head_count (llama.cpp's defaults)
-    config["head_dim"] = size_of(_value(reader, f"{arch}.attention.key_length")) or hidden // heads
-    config["v_head_dim"] = size_of(_value(reader, f"{arch}.attention.value_length")) or hidden // heads
-    latent = size_of(_value(reader, f"{arch}.attention.kv_lora_rank"))
+    config["head_dim"] = size_of(_value(values, f"{arch}.attention.key_length")) or hidden // heads
+    config["v_head_dim"] = size_of(_value(values, f"{arch}.attention.value_length")) or hidden // heads
+    latent = size_of(_value(values, f"{arch}.attention.kv_lora_rank"))
     if latent:  # multi-head latent attention (DeepSeek): the compressed latent and the rotary key
         config["kv_lora_rank"] = latent
-        config["qk_rope_head_dim"] = size_of(_value(reader, f"{arch}.rope.dimension_count")) or 0
-    window = size_of(_value(reader, f"{arch}.attention.sliding_window"))
-    pattern = _value(reader, f"{arch}.attention.sliding_window_pattern")
+        config["qk_rope_head_dim"] = size_of(_value(values, f"{arch}.rope.dimension_count")) or 0
+    window = size_of(_value(values, f"{arch}.attention.sliding_window"))
+    pattern = _value(values, f"{arch}.attention.sliding_window_pattern")
     if window and isinstance(pattern, list) and len(pattern) == layers and all(isinstance(p, bool) for p in pattern):
         config["sliding_window"] = window
         types = ["sliding_attention" if slides and kind == "full_attention" else kind
                  for slides, kind in zip(pattern, types, strict=True)]  # fmt: skip
     elif window or arch in _WINDOWED_IN_CODE:
         config["gguf_windowed_layers"] = (window, _WINDOWED_IN_CODE.get(arch, "sliding-window attention"))
-    shared = size_of(_value(reader, f"{arch}.attention.shared_kv_layers"))
+    shared = size_of(_value(values, f"{arch}.attention.shared_kv_layers"))
     if shared and shared < layers:  # the last layers reuse earlier layers' keys and values (Gemma 3n)
         types[-shared:] = ["dummy"] * shared
     if any(kind != "full_attention" for kind in types):
@@ -304,37 +399,30 @@ def _split_parts(path: Path) -> list[Path]:
 
 
 def _read(path: Path) -> tuple[list[StoredTensor], list[str]]:
-    import gguf
+    from gguf.constants import GGML_QUANT_SIZES
 
-    _check_header(path)
-    try:
-        reader = gguf.GGUFReader(path)
-    except (ValueError, IndexError, KeyError, OverflowError, struct.error) as error:
-        # KeyError: a metadata key given twice, which the reader refuses (llama.cpp does too)
-        reason = error.args[0] if isinstance(error, KeyError) and error.args else error  # a KeyError's repr quotes it
-        raise SourceError(f"{path}: malformed GGUF ({reason})") from None
+    header = _read_header(path)
     tensors = []
-    for tensor in reader.tensors:
-        entry = dtype_table.find(tensor.tensor_type.name)
+    for info in header.tensors:
+        entry = dtype_table.find(info.kind.name)
         if entry is None:
-            raise SourceError(
-                f"{path}: tensor {tensor.name!r} has GGML type {tensor.tensor_type.name}, not in the table"
-            )
-        numel = int(tensor.n_elements)
+            raise SourceError(f"{path}: tensor {info.name!r} has GGML type {info.kind.name}, not in the table")
+        numel = math.prod(info.dims)
+        block, type_size = GGML_QUANT_SIZES[info.kind]
+        stored = numel * type_size // block
         nbytes = entry.nbytes(numel)
-        if nbytes != int(tensor.n_bytes):
+        if nbytes != stored:
             raise SourceError(
-                f"{path}: tensor {tensor.name!r}: {numel:,} {entry.name} values take {nbytes:,} bytes, but the file "
-                f"says {int(tensor.n_bytes):,}"
+                f"{path}: tensor {info.name!r}: {numel:,} {entry.name} values take {nbytes:,} bytes, but the file "
+                f"says {stored:,}"
             )
         # GGML lists dimensions innermost first; PyTorch's order is the reverse (a weight is (out, in)).
-        shape = tuple(int(dim) for dim in reversed(tensor.shape.tolist()))
-        tensors.append(StoredTensor(tensor.name, entry.name, shape, nbytes, str(path)))
+        tensors.append(StoredTensor(info.name, entry.name, info.dims[::-1], nbytes, str(path)))
     if len(_DECODER_CONFIGS) >= 16:
         _DECODER_CONFIGS.clear()
-    _DECODER_CONFIGS[_config_key(path)] = _decoder_config(reader)
+    _DECODER_CONFIGS[_config_key(path)] = _decoder_config(header.values)
     notes = []
-    architecture, name = _text(reader, "general.architecture"), _text(reader, "general.name")
+    architecture, name = _text(header.values, "general.architecture"), _text(header.values, "general.name")
     if architecture or name:
         model, architecture = shortened(name or "(unnamed)"), shortened(architecture or "unknown")
         notes.append(f"{path.name}: GGUF model {model}, architecture {architecture}")
