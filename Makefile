@@ -34,6 +34,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -r requirements/bench.txt
 	$(BIN)/python benchmarks/bench_tally.py
 	$(BIN)/python benchmarks/bench_headers.py
+	$(BIN)/python benchmarks/bench_gguf.py
 	$(BIN)/python benchmarks/bench_config.py
 	$(BIN)/python benchmarks/bench_summary.py
 
