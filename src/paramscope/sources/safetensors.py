@@ -264,16 +264,17 @@ def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
     return weight_map
 
 
-def _why_missing(path: Path) -> str:
-    """Why ``path.exists()`` is false: missing, or a link that leads nowhere (a loop, which exists() does not tell)."""
+def symlink_loop(path: Path) -> str | None:
+    """Why a ``path`` that ``exists()`` calls missing cannot be read, when it is a link in a loop (which exists()
+    does not tell from a missing file): the system's words; None when it is missing or otherwise unreadable."""
     try:
         path.stat()
     except ValueError:  # a NUL in the name
         pass
     except OSError as error:
         if error.errno == errno.ELOOP:
-            return f"cannot be read: {error.strerror}"
-    return "is missing"
+            return error.strerror or "a loop of symbolic links"
+    return None
 
 
 def load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
@@ -283,7 +284,8 @@ def load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
     for shard in dict.fromkeys(weight_map.values()):
         shard_path = index.parent / shard
         if not shard_path.exists():
-            raise _fail(index, f"names {shard}, which {_why_missing(shard_path)}")
+            loop = symlink_loop(shard_path)
+            raise _fail(index, f"names {shard}, which {f'cannot be read: {loop}' if loop else 'is missing'}")
         check_regular_file(shard_path)
         shards.append(shard_path)
     return shards, weight_map

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -146,14 +145,9 @@ def no_weights_to_check(target: str) -> UsageError:
 
 def _why_missing(path: Path) -> str:
     """Why ``path.exists()`` is false: no such file, or a link in a loop (which exists() does not tell)."""
-    try:
-        path.stat()
-    except ValueError:  # a NUL in the name
-        pass
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            return error.strerror or "a loop of symbolic links"
-    return "no such file or directory"
+    from .safetensors import symlink_loop
+
+    return symlink_loop(path) or "no such file or directory"
 
 
 def _config_report(config: Path, request: Request, target: str | None = None) -> Report:
