@@ -772,9 +772,9 @@ def _inference_items(
         cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
         if config and not generates(config):
             notes.append(_no_generation(config))
-        elif cache is None and config and _recurrent_only(config):
-            notes.append(f"no KV cache item: every layer keeps a fixed-size recurrent state "
-                         f"({_recurrent_only(config)}), no keys and values per token")  # fmt: skip
+        elif cache is None and config and (recurrent := _recurrent_only(config)):
+            notes.append(f"no KV cache item: every layer keeps a fixed-size recurrent state ({recurrent}), no keys "
+                         "and values per token")  # fmt: skip
         elif cache is None and config:
             notes.append("no KV cache item: the config does not give its decoder's layers, attention heads and "
                          "hidden size (num_hidden_layers, num_attention_heads, hidden_size, or the names its "
