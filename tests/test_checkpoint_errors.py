@@ -686,6 +686,21 @@ def gguf_key_not_utf8(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def gguf_of_a_hundred_thousand_keys(tmp: Path) -> Case:
+    # each key kept costs a dict entry: a file can hold millions of small pairs (8 GB of them: about 50 GB kept)
+    path = tmp / "model.gguf"
+    path.write_bytes(gguf_bytes(*(gguf_pair(f"k{index:06}", 0, b"\x01") for index in range(100_000))))
+    message = f"{path}: malformed GGUF (100,000 metadata key-value pairs, more than the 65,536 paramscope reads)"
+    return Case(["inspect", str(path)], message)
+
+
+def gguf_key_longer_than_the_specification_allows(tmp: Path) -> Case:
+    path = tmp / "model.gguf"
+    path.write_bytes(gguf_bytes(gguf_pair("k" * 70_000, 0, b"\x01")))
+    message = f"{path}: malformed GGUF (a metadata key of 70,000 bytes at byte 24, longer than GGUF's 65,535)"
+    return Case(["inspect", str(path)], message)
+
+
 def directory_whose_weights_are_a_dangling_symlink(tmp: Path) -> Case:
     (tmp / "pytorch_model.bin").symlink_to(tmp / "nowhere.bin")
     return Case(["inspect", str(tmp)], f"{tmp / 'pytorch_model.bin'}: cannot be read: No such file or directory")
@@ -743,7 +758,8 @@ CASES: list[Callable[[Path], Case]] = [
     zip_with_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list, pt_without_tensors,
     directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
     gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
-    gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_key_not_utf8,
+    gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_key_not_utf8, gguf_of_a_hundred_thousand_keys,
+    gguf_key_longer_than_the_specification_allows,
     directory_whose_weights_are_a_dangling_symlink, directory_without_weights,
     unrecognised_file, explain_on_a_checkpoint, arguments_on_a_checkpoint,
 ]  # fmt: skip

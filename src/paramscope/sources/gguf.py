@@ -60,6 +60,8 @@ _MAX_ARRAY_NESTING = 8
 # score and a type for each; Llama 3: 128,256 tokens and 280,147 merges), and llama.cpp's models about 2,000 tensors.
 _MAX_ITEMS = 2**21
 _MAX_TENSORS = 2**17
+_MAX_PAIRS = 2**16  # llama.cpp's files hold under a hundred metadata keys; each kept costs a dict entry
+_MAX_KEY = 2**16 - 1  # the GGUF specification's limit on a key's length
 _MAX_DIMS = 4  # GGML_MAX_DIMS: llama.cpp refuses a tensor of more dimensions
 _MAX_KEPT_STRING = 2**20  # a longer string value is kept as its length: names and architectures are short
 _DEFAULT_ALIGNMENT = 32
@@ -175,11 +177,15 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
     pairs, offset = read("Q", offset)
     if pairs > (size - offset) // 13:  # a pair takes 13 bytes at least: a key's length, its type, a uint8
         raise fail(f"{pairs:,} metadata key-value pairs do not fit in the file")
+    if pairs > _MAX_PAIRS:
+        raise fail(f"{pairs:,} metadata key-value pairs, more than the {_MAX_PAIRS:,} paramscope reads")
     values: dict[str, Any] = {}
     alignment, alignment_field = _DEFAULT_ALIGNMENT, None
     for _ in range(pairs):
         pair = offset
         start, end = string(offset)
+        if end - start > _MAX_KEY:
+            raise fail(f"a metadata key of {end - start:,} bytes at byte {pair:,}, longer than GGUF's {_MAX_KEY:,}")
         kind, offset = read("I", end)
         found, offset = value(kind, offset)
         key = bytes(data[start:end])
