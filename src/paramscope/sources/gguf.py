@@ -87,6 +87,7 @@ class _TensorInfo(NamedTuple):
     dims: tuple[int, ...]  # innermost first, as GGML lists them
     kind: GGMLQuantizationType
     offset: int  # where its data starts, from the start of the data region
+    nbytes: int  # its data's bytes, as gguf's table of block sizes gives them
 
 
 class _Header(NamedTuple):
@@ -207,16 +208,14 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
     if tensors > (size - offset) // 24:  # a tensor info takes 24 bytes at least: a name's length, dims, type, offset
         raise fail(f"{tensors:,} tensor infos do not fit in the file")
     infos: list[_TensorInfo] = []
-    ends: list[tuple[str, int]] = []
     for _ in range(tensors):
         start, offset = string(offset)
         raw = bytes(data[start:offset])
-        name = raw.decode("utf-8", "replace")
-        if problem is None:
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                problem = str(error)
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            problem = problem or str(error)
+            name = raw.decode("utf-8", "replace")
         dims, offset = read("I", offset)
         if dims > _MAX_DIMS:
             raise fail(f"tensor {name!r} has {dims:,} dimensions, more than GGML's {_MAX_DIMS}")
@@ -233,14 +232,13 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
             raise fail(f"tensor {name!r} has shape {shape}, whose size overflows 64 bits")
         ggml_type = GGMLQuantizationType(kind)
         block, type_size = GGML_QUANT_SIZES[ggml_type]
-        infos.append(_TensorInfo(name, tuple(shape), ggml_type, begin))
-        ends.append((name, begin + numel * type_size // block))
+        infos.append(_TensorInfo(name, tuple(shape), ggml_type, begin, numel * type_size // block))
     if alignment & (alignment - 1) == 0:  # else refused below
         data_start = -(-offset // alignment) * alignment
-        for name, end in ends:
-            if data_start + end > size:
-                raise fail(f"tensor {name!r} ends at byte {data_start + end:,}, past the end of the file "
-                           f"({size:,} bytes)")  # fmt: skip
+        for info in infos:
+            if data_start + info.offset + info.nbytes > size:
+                raise fail(f"tensor {info.name!r} ends at byte {data_start + info.offset + info.nbytes:,}, past the "
+                           f"end of the file ({size:,} bytes)")  # fmt: skip
     # What gguf's reader refused (in its words and order), once the file's structure is known to be sound.
     if problem is not None:
         raise fail(problem)
@@ -405,8 +403,6 @@ def _split_parts(path: Path) -> list[Path]:
 
 
 def _read(path: Path) -> tuple[list[StoredTensor], list[str]]:
-    from gguf.constants import GGML_QUANT_SIZES
-
     header = _read_header(path)
     tensors = []
     for info in header.tensors:
@@ -414,13 +410,11 @@ def _read(path: Path) -> tuple[list[StoredTensor], list[str]]:
         if entry is None:
             raise SourceError(f"{path}: tensor {info.name!r} has GGML type {info.kind.name}, not in the table")
         numel = math.prod(info.dims)
-        block, type_size = GGML_QUANT_SIZES[info.kind]
-        stored = numel * type_size // block
         nbytes = entry.nbytes(numel)
-        if nbytes != stored:
+        if nbytes != info.nbytes:
             raise SourceError(
                 f"{path}: tensor {info.name!r}: {numel:,} {entry.name} values take {nbytes:,} bytes, but the file "
-                f"says {stored:,}"
+                f"says {info.nbytes:,}"
             )
         # GGML lists dimensions innermost first; PyTorch's order is the reverse (a weight is (out, in)).
         tensors.append(StoredTensor(info.name, entry.name, info.dims[::-1], nbytes, str(path)))
