@@ -558,7 +558,42 @@ def zip_with_a_storage_cut_short(tmp: Path) -> Case:
         for entry in source.infolist():
             target.writestr(entry, bytes(4) if entry.filename.endswith("/data/1") else source.read(entry))
     message = (
-        f"{path}: its tensors' storages take 16.25 KiB, but its archive holds 16.00 KiB of storage data: damaged, or "
+        f"{path}: the storage of fc.bias takes 256 B, but its record data/1 holds 4 B: damaged, or not written by "
+        "torch.save"
+    )
+    return Case(["inspect", str(path)], message)
+
+
+def zip_with_a_storage_cut_short_and_one_too_long(tmp: Path) -> Case:
+    # The archive holds as many bytes as the storages take, but fc.bias's 64 float32 are in 4 bytes and the 252 it
+    # lacks sit at the end of fc.weight's record: mapped, fc.bias runs on into the records after its own.
+    saved = saved_pt(tmp / "saved.pt")
+    path = tmp / "model.pt"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
+        for entry in source.infolist():
+            content = source.read(entry)
+            if entry.filename.endswith("/data/0"):
+                content += bytes(252)
+            elif entry.filename.endswith("/data/1"):
+                content = bytes(4)
+            target.writestr(entry, content)
+    message = (
+        f"{path}: the storage of fc.bias takes 256 B, but its record data/1 holds 4 B: damaged, or not written by "
+        "torch.save"
+    )
+    return Case(["inspect", str(path)], message)
+
+
+def zip_with_a_record_no_tensor_uses_and_a_storage_cut_short(tmp: Path) -> Case:
+    # Storages and records cannot be matched one to one: the storages are checked together.
+    saved = saved_pt(tmp / "saved.pt")
+    path = tmp / "model.pt"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
+        for entry in source.infolist():
+            target.writestr(entry, bytes(4) if entry.filename.endswith("/data/1") else source.read(entry))
+        target.writestr("saved/data/7", bytes(8))
+    message = (
+        f"{path}: its tensors' storages take 16.25 KiB, but its archive holds 16.01 KiB of storage data: damaged, or "
         "not written by torch.save"
     )
     return Case(["inspect", str(path)], message)
@@ -755,8 +790,10 @@ CASES: list[Callable[[Path], Case]] = [
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, zip_without_a_pickle, empty_zip, zip_without_a_storage,
-    zip_with_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list, pt_without_tensors,
-    directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
+    zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
+    zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,
+    pt_without_tensors, directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end,
+    gguf_key_given_twice,
     gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
     gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_key_not_utf8, gguf_of_a_hundred_thousand_keys,
     gguf_key_longer_than_the_specification_allows,

@@ -82,6 +82,9 @@ _LEGACY_LOADER = "_legacy_load"
 # torch reads an archive's pickle and small records (byteorder, version) into memory, decompressing them where the
 # archive compressed them (torch.save does not): a few MB of zeros can claim gigabytes. Storages are mapped, not read.
 _MAX_RECORD_BYTES = 2**30
+# A zip record's local header: signature, versions, flags, method, time, date, CRC, sizes, then the lengths of the
+# name and the extra field that come before the record's bytes.
+_LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 _MINIZ_ADVICE = " This is an internal miniz error"  # torch's words after a record it cannot find: "... corrupted"
 _ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: can't allocate memory: you tried to allocate (\d+) bytes")
 
@@ -125,9 +128,9 @@ def _load_file(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise SourceError(f"{path}: empty file (0 bytes): not a PyTorch checkpoint")
     if zipfile.is_zipfile(path):
-        held = _check_archive(path)
+        records = _check_archive(path)
         loaded = _load_quietly(path, mmap=True)
-        _check_storages(path, loaded, held)
+        _check_storages(path, loaded, records)
         return loaded
     with path.open("rb") as handle:
         if handle.read(4) == b"PK\x03\x04":
@@ -137,9 +140,9 @@ def _load_file(path: Path) -> Any:
     return _load_quietly(path)
 
 
-def _check_archive(path: Path) -> int:
+def _check_archive(path: Path) -> list[_Record]:
     """Refuse a zip archive that has no pickle, or records torch would read into memory larger than
-    :data:`_MAX_RECORD_BYTES` (a zip bomb), before torch reads any of it; the bytes its storage records hold."""
+    :data:`_MAX_RECORD_BYTES` (a zip bomb), before torch reads any of it; its storage records."""
     with zipfile.ZipFile(path) as archive:
         entries = archive.infolist()
     if not any(entry.filename.rpartition("/")[2] == "data.pkl" for entry in entries):
@@ -156,7 +159,32 @@ def _check_archive(path: Path) -> int:
                 f"{path}: its record {printable(entry.filename)} is {format_bytes(entry.file_size)} unpacked, more "
                 f"than the {format_bytes(_MAX_RECORD_BYTES)} paramscope reads into memory"
             )
-    return sum(entry.file_size for entry in entries if "/data/" in entry.filename)
+    return _storage_records(path, [entry for entry in entries if "/data/" in entry.filename])
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A storage record of a zip checkpoint: its name, where its bytes start in the file and how many there are."""
+
+    name: str
+    offset: int
+    size: int
+
+
+def _storage_records(path: Path, entries: list[zipfile.ZipInfo]) -> list[_Record]:
+    """The records ``entries`` name, each with the offset of its bytes, read from its local header (the central
+    directory gives only the header's offset; torch maps a storage from the bytes that follow the header)."""
+    records = []
+    with path.open("rb") as handle:
+        for entry in entries:
+            handle.seek(entry.header_offset)
+            header = handle.read(_LOCAL_HEADER.size)
+            if len(header) < _LOCAL_HEADER.size:
+                raise SourceError(f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint")
+            name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
+            offset = entry.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+            records.append(_Record(entry.filename.partition("/")[2], offset, entry.file_size))
+    return records
 
 
 def _import_torch_modules(path: Path, reason: str) -> bool:
@@ -407,22 +435,37 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
     return model, notes + left_out
 
 
-def _check_storages(path: Path, loaded: Any, held: int) -> None:
-    """Refuse a zip checkpoint whose tensors' storages take more bytes than its archive's storage records hold
-    (``held``).
+def _check_storages(path: Path, loaded: Any, records: list[_Record]) -> None:
+    """Refuse a zip checkpoint whose tensors' storages take more bytes than its archive's storage records hold.
 
     Mapped (``mmap=True``), each storage is the stretch of the file that starts at its record and is as long as the
     pickle says; a record cut short (a damaged or hand-made archive) makes it run on into the records after it, and
     the tensors would be counted at sizes the file does not hold. torch.save writes each storage whole, so the
-    storages of a file it wrote never take more than its records hold."""
-    tensors = [loaded] if isinstance(loaded, torch.Tensor) else [t for _, t in _Contents(path, loaded).leaves(loaded)]
-    storages: dict[int, int] = {}
-    for tensor in tensors:
+    storages of a file it wrote never take more than their records hold.
+
+    Each storage is checked against its own record: ordered by where they lie in memory, the storages match the
+    records ordered by where they lie in the file, when there are as many of each and all lie the same distance
+    apart (the start of the mapping). Otherwise (records no tensor uses) the storages are checked together."""
+    tensors = [("the tensor", loaded)] if isinstance(loaded, torch.Tensor) else _Contents(path, loaded).leaves(loaded)
+    storages: dict[int, tuple[int, str]] = {}  # where a storage's data starts: its bytes, and a tensor it holds
+    for name, tensor in tensors:
         data = _counted(tensor)[0]
         if not data.is_meta and data.layout not in _SPARSE:  # a meta tensor's storage is not saved
             storage = data.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
-    claimed = sum(storages.values())
+            storages.setdefault(storage.data_ptr(), (storage.nbytes(), name))
+    mapped = sorted((start, nbytes, name) for start, (nbytes, name) in storages.items() if nbytes)
+    filled = sorted((record for record in records if record.size), key=lambda record: record.offset)
+    pairs = list(zip(mapped, filled, strict=False))
+    if len(mapped) == len(filled) and len({start - record.offset for (start, _, _), record in pairs}) < 2:
+        for (_, nbytes, name), record in pairs:
+            if nbytes > record.size:
+                raise SourceError(
+                    f"{path}: the storage of {printable(name)} takes {format_bytes(nbytes)}, but its record "
+                    f"{printable(record.name)} holds {format_bytes(record.size)}: damaged, or not written by torch.save"
+                )
+        return
+    claimed = sum(nbytes for nbytes, _ in storages.values())
+    held = sum(record.size for record in records)
     if claimed > held:
         raise SourceError(
             f"{path}: its tensors' storages take {format_bytes(claimed)}, but its archive holds "
