@@ -714,6 +714,25 @@ def gguf_tensor_past_the_end(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def gguf_tensor_not_aligned(tmp: Path) -> Case:
+    path = gguf_file(tmp / "model.gguf", gguf_tensor(b"a.weight", [8], offset=4), data=64)
+    message = (
+        f"{path}: malformed GGUF (tensor 'a.weight' starts at byte 4 of the data, not a multiple of the alignment (32))"
+    )
+    return Case(["inspect", str(path)], message)
+
+
+def gguf_tensors_overlapping(tmp: Path) -> Case:
+    # a.weight's 16 float32 take bytes 0 to 64 of the data; b.weight starts at 32, aligned
+    a, b = gguf_tensor(b"a.weight", [16]), gguf_tensor(b"b.weight", [8], offset=32)
+    path = gguf_file(tmp / "model.gguf", b, a, data=64)
+    message = (
+        f"{path}: malformed GGUF (tensors 'a.weight' and 'b.weight' overlap: 'b.weight' starts at byte 32 of the "
+        "data, before 'a.weight' ends at byte 64)"
+    )
+    return Case(["inspect", str(path)], message)
+
+
 def gguf_key_not_utf8(tmp: Path) -> Case:
     path = tmp / "model.gguf"
     path.write_bytes(gguf_bytes(struct.pack("<Q", 1) + b"\xff" + struct.pack("<II", 4, 1)))  # key b"\xff", uint32 1
@@ -795,7 +814,8 @@ CASES: list[Callable[[Path], Case]] = [
     pt_without_tensors, directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end,
     gguf_key_given_twice,
     gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
-    gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_key_not_utf8, gguf_of_a_hundred_thousand_keys,
+    gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_tensor_not_aligned, gguf_tensors_overlapping,
+    gguf_key_not_utf8, gguf_of_a_hundred_thousand_keys,
     gguf_key_longer_than_the_specification_allows,
     directory_whose_weights_are_a_dangling_symlink, directory_without_weights,
     unrecognised_file, explain_on_a_checkpoint, arguments_on_a_checkpoint,

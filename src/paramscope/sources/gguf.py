@@ -8,6 +8,7 @@ its GGML type's block format in the dtype table (Q4_K: 256 values in 144 bytes),
 from __future__ import annotations
 
 import glob
+import itertools
 import math
 import mmap
 import os
@@ -253,11 +254,29 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
         if info.name in names:
             raise fail(f"Found duplicated tensor with name {info.name}")
         names.add(info.name)
+        if info.offset % alignment:  # the specification's rule, which llama.cpp checks and gguf's reader does not
+            raise fail(f"tensor {info.name!r} starts at byte {info.offset:,} of the data, not a multiple of the "
+                       f"alignment ({alignment})")  # fmt: skip
         block = GGML_QUANT_SIZES[info.kind][0]
         row = info.dims[0] if info.dims else 1  # a tensor of no dimensions holds one value
         if row % block:  # llama.cpp refuses a row that is not whole blocks
             raise fail(f"Quantized tensor row size ({row}) is not a multiple of {info.kind.name} block size ({block})")
+    overlap = _overlap(infos)
+    if overlap is not None:
+        raise fail(overlap)
     return _Header(values, infos)
+
+
+def _overlap(infos: list[_TensorInfo]) -> str | None:
+    """What is wrong when two tensors' data overlap (each would be counted as bytes of its own); None when none do."""
+    ordered = sorted(infos, key=lambda info: info.offset)
+    for before, after in itertools.pairwise(ordered):
+        if after.offset < before.offset + before.nbytes:
+            return (
+                f"tensors {before.name!r} and {after.name!r} overlap: {after.name!r} starts at byte {after.offset:,} "
+                f"of the data, before {before.name!r} ends at byte {before.offset + before.nbytes:,}"
+            )
+    return None
 
 
 def _text(values: dict[str, Any], key: str) -> str | None:
