@@ -92,7 +92,8 @@ def check_files(
     file; tensors of the files that it does not name are counted, and noted.
     """
     first: dict[str, str] = {}
-    for name, file in ((name, Path(t.file).name) for t in tensors for name in (t.name, *t.aliases)):
+    file_names = {file: Path(file).name for file in {t.file for t in tensors}}  # a Path a tensor costs 5 µs
+    for name, file in ((name, file_names[t.file]) for t in tensors for name in (t.name, *t.aliases)):
         other = first.get(name)
         if other is None:
             first[name] = file
