@@ -450,6 +450,45 @@ def test_a_tie_stored_twice_in_a_checkpoint_still_loads(tmp_path: Path) -> None:
     assert found.equal  # a checkpoint is compared as load_state_dict compares it
 
 
+def gptq_layout(group: int, scales: str = "F16") -> dict[str, tuple[str, tuple[int, ...]]]:
+    """A GPTQ checkpoint of one 128 → 64 layer, 4-bit, quantised in groups of ``group`` inputs."""
+    return {
+        "embed.weight": ("F16", (10, 128)),
+        "up.qweight": ("I32", (128 * 4 // 32, 64)),
+        "up.qzeros": ("I32", (128 // group, 64 * 4 // 32)),
+        "up.scales": (scales, (128 // group, 64)),
+        "up.g_idx": ("I32", (128,)),
+    }
+
+
+def test_quantised_checkpoints_with_other_scales_differ(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Another group size (or scales in another dtype) is another checkpoint: a GPTQ layer built for one refuses the
+    # other's scales and zeros, as torch's load_state_dict refuses a tensor of another shape.
+    paths = {}
+    for name, layout in (("g32", gptq_layout(32)), ("g64", gptq_layout(64)), ("f32", gptq_layout(32, "F32"))):
+        paths[name] = tmp_path / f"{name}.safetensors"
+        write_safetensors(paths[name], layout)
+    found = paramscope.diff(str(paths["g32"]), str(paths["g64"]))
+    assert found.changed == (
+        TensorChange("up.qzeros", (4, 8), (2, 8), "int32", "int32", kind_a="quantization", kind_b="quantization"),
+        TensorChange("up.scales", (4, 64), (2, 64), "float16", "float16", kind_a="quantization",
+                     kind_b="quantization"),
+    )  # fmt: skip
+    assert not found.equal
+    code, out, _ = run(capsys, "diff", str(paths["g32"]), str(paths["f32"]), "--format", "json")
+    assert code == 1
+    assert json.loads(out)["changed"] == [{
+        "name": "up.scales", "shape_a": [4, 64], "shape_b": [4, 64], "dtype_a": "float16", "dtype_b": "float32",
+        "trainable_a": None, "trainable_b": None, "kind_a": "quantization", "kind_b": "quantization",
+    }]  # fmt: skip
+    layout = gptq_layout(32)
+    del layout["up.g_idx"]
+    write_safetensors(tmp_path / "no-g_idx.safetensors", layout)
+    found = paramscope.diff(str(paths["g32"]), str(tmp_path / "no-g_idx.safetensors"))
+    assert (found.only_in_a, found.equal) == (("up.g_idx",), False)
+    assert paramscope.diff(str(paths["g32"]), str(paths["g32"])).equal
+
+
 def test_totals_that_disagree_are_a_difference() -> None:
     report = paramscope.inspect(two_layers())
     totals = dataclasses.replace(report.totals, param_bytes=report.totals.param_bytes + 4)

@@ -5,8 +5,8 @@ question: what is missing, unexpected or of another shape), a base model against
 two configs (what doubling the layers costs). Tensors are matched by name, their aliases (tied weights) included.
 
 A model and a checkpoint are compared as ``load_state_dict`` compares them: names, shapes and dtypes. Two models, or
-two checkpoints, count alike, so their totals, the kind of each tensor (parameter or buffer) and what is tied or
-reused are compared too.
+two checkpoints, count alike, so their totals, the kind of each tensor (parameter or buffer), what is tied or
+reused and a quantised checkpoint's scales and zeros are compared too.
 """
 
 from __future__ import annotations
@@ -194,10 +194,10 @@ def _names(record: TensorRecord) -> tuple[str, ...]:
     return (record.name, *record.aliases)
 
 
-def _stored(report: Report) -> list[TensorRecord]:
-    """The tensors to compare: a checkpoint stores neither quantisation metadata as weights nor, for a model,
-    non-persistent buffers."""
-    return [record for record in report.tensors if record.kind != "quantization"]
+def _stored(report: Report, alike: bool) -> list[TensorRecord]:
+    """The tensors to compare: all of them between two checkpoints (or two models); against a model, not a quantised
+    checkpoint's scales, zeros and group indices, which no model holds as they are stored."""
+    return [record for record in report.tensors if alike or record.kind != "quantization"]
 
 
 def _count_alike(a: Report, b: Report) -> bool:
@@ -238,11 +238,13 @@ def _tensor_differences(
     a: Report, b: Report
 ) -> tuple[list[str], list[str], list[TensorChange], list[SharingChange], list[str]]:
     notes = []
+    alike = _count_alike(a, b)
+    stored_a, stored_b = _stored(a, alike), _stored(b, alike)
     # A model's non-persistent buffers are not in its state dict, so no checkpoint has them.
     skip_buffers = a.source.kind in _CHECKPOINT_KINDS or b.source.kind in _CHECKPOINT_KINDS
-    records_a = [r for r in _stored(a) if not (skip_buffers and r.kind == "buffer" and r.persistent is False)]
-    records_b = [r for r in _stored(b) if not (skip_buffers and r.kind == "buffer" and r.persistent is False)]
-    if len(records_a) != len(_stored(a)) or len(records_b) != len(_stored(b)):
+    records_a = [r for r in stored_a if not (skip_buffers and r.kind == "buffer" and r.persistent is False)]
+    records_b = [r for r in stored_b if not (skip_buffers and r.kind == "buffer" and r.persistent is False)]
+    if len(records_a) != len(stored_a) or len(records_b) != len(stored_b):
         notes.append("non-persistent buffers are left out: a checkpoint does not store them")
     by_name_a: dict[str, TensorRecord] = {}
     by_name_b: dict[str, TensorRecord] = {}
@@ -250,7 +252,6 @@ def _tensor_differences(
         for record in records:
             for name in _names(record):
                 by_name.setdefault(name, record)
-    alike = _count_alike(a, b)
     only_a = [record.name for record in records_a if not any(name in by_name_b for name in _names(record))]
     only_b = [record.name for record in records_b if not any(name in by_name_a for name in _names(record))]
     # Each pair of tensors that share a name is compared once, under the first name they share: with a tie on one
