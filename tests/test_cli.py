@@ -1695,6 +1695,10 @@ def test_main_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert "examples:" in out
     assert "  paramscope inspect paramscope.examples:resnet18\n" in out
     assert "inspect" in out.split()
+    # every code a command returns, 1 included: diff and --check exit 1 when they find differences
+    assert out.endswith(
+        "\nexit codes: 0 success, 1 diff or --check found differences, 2 bad input or usage, 3 budget exceeded\n"
+    )
 
 
 def test_inspect_help_shows_examples_and_options(capsys: pytest.CaptureFixture[str]) -> None:

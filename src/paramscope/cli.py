@@ -1,4 +1,5 @@
-"""The ``paramscope`` command. ``main(argv)`` returns the exit code: 0 success, 2 bad input, 3 budget exceeded."""
+"""The ``paramscope`` command. ``main(argv)`` returns the exit code: 0 success, 1 differences found (``diff``,
+``--check``), 2 bad input, 3 budget exceeded."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ examples:
   paramscope formula conv2d in_channels=3 out_channels=64 kernel_size=7 bias=false
   paramscope dtypes
 
-exit codes: 0 success, 2 bad input or usage, 3 budget exceeded
+exit codes: 0 success, 1 diff or --check found differences, 2 bad input or usage, 3 budget exceeded
 """
 
 _INSPECT_EXAMPLES = """\
