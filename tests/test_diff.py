@@ -448,6 +448,21 @@ def test_a_tie_stored_twice_in_a_checkpoint_still_loads(tmp_path: Path) -> None:
     found = paramscope.diff(tied(), str(path))
     assert (found.only_in_a, found.only_in_b, found.changed, found.sharing) == ((), (), (), ())
     assert found.equal  # a checkpoint is compared as load_state_dict compares it
+    # the totals differ by the copy, and a note says why
+    emb = tied().emb.weight
+    assert found.b.totals.params - found.a.totals.params == emb.numel()
+    assert found.notes[0] == (
+        "B stores as separate copies tensors that A ties (emb.weight = head.weight): B's totals count each copy, A's "
+        "the tied tensor once; load_state_dict loads the copies into that one tensor"
+    )
+    flipped = paramscope.diff(str(path), tied())
+    assert flipped.notes[0] == (
+        "A stores as separate copies tensors that B ties (emb.weight = head.weight): A's totals count each copy, B's "
+        "the tied tensor once; load_state_dict loads the copies into that one tensor"
+    )
+    # stored once, or as one tensor: nothing to explain
+    torch.save(tied().state_dict(), tmp_path / "model.pt")
+    assert not any("copies" in note for note in paramscope.diff(tied(), str(tmp_path / "model.pt")).notes)
 
 
 def gptq_layout(group: int, scales: str = "F16") -> dict[str, tuple[str, tuple[int, ...]]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._report import ModuleNode, Report, TensorKind, TensorRecord
+from ._units import listed
 
 SCHEMA = "paramscope.diff/1"
 _CHECKPOINT_KINDS = frozenset({"safetensors", "torch", "gguf"})
@@ -234,6 +235,22 @@ def _sharing_changes(
     return changes
 
 
+def _copies_of_ties(model: list[TensorRecord], checkpoint: dict[str, TensorRecord], side: str, other: str) -> list[str]:
+    """A note when the checkpoint (its tensors by name) stores tensors the model ties as copies of one another (as
+    ``safetensors.torch.save_file`` of cloned tensors does): each copy is counted there, so the totals differ."""
+    copies = []
+    for record in model:
+        names = [name for name in _names(record) if name in checkpoint]
+        if len({checkpoint[name].name for name in names}) > 1:
+            copies.append(" = ".join(names))
+    if not copies:
+        return []
+    return [
+        f"{other} stores as separate copies tensors that {side} ties ({listed(copies)}): {other}'s totals count each "
+        f"copy, {side}'s the tied tensor once; load_state_dict loads the copies into that one tensor"
+    ]
+
+
 def _tensor_differences(
     a: Report, b: Report
 ) -> tuple[list[str], list[str], list[TensorChange], list[SharingChange], list[str]]:
@@ -252,6 +269,10 @@ def _tensor_differences(
         for record in records:
             for name in _names(record):
                 by_name.setdefault(name, record)
+    if not alike:  # one side is a model, the other a checkpoint
+        model_is_b = b.source.kind not in _CHECKPOINT_KINDS
+        model, checkpoint = (records_b, by_name_a) if model_is_b else (records_a, by_name_b)
+        notes += _copies_of_ties(model, checkpoint, *(("B", "A") if model_is_b else ("A", "B")))
     only_a = [record.name for record in records_a if not any(name in by_name_b for name in _names(record))]
     only_b = [record.name for record in records_b if not any(name in by_name_a for name in _names(record))]
     # Each pair of tensors that share a name is compared once, under the first name they share: with a tie on one
