@@ -1846,3 +1846,50 @@ def test_closed_pipe_is_not_an_error(argv: list[str], code: int, message: str) -
     assert process.wait(timeout=SUBPROCESS_TIMEOUT) == code
     assert stderr.startswith(message), stderr
     assert stderr.count("\n") == (1 if message else 0), stderr
+
+
+def run_with_closed(fd: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m paramscope.cli argv`` started with stdout (1) or stderr (2) closed (``>&-``, ``2>&-``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "paramscope.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        env=subprocess_env(),
+        preexec_fn=lambda: os.close(fd),  # in the child, before it runs Python
+        check=False,
+    )
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    from .checkpoints import write_safetensors
+
+    path = tmp_path / "model.safetensors"
+    write_safetensors(path, {"fc.weight": ("F32", (4, 3)), "fc.bias": ("F32", (4,))})
+    return path
+
+
+def test_closed_stdout_is_one_error_line(checkpoint: Path, tmp_path: Path) -> None:
+    result = run_with_closed(1, "inspect", str(checkpoint), "--format", "json")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "paramscope: error: stdout is closed: write the report to a file with --output FILE\n"
+    result = run_with_closed(1, "inspect", str(checkpoint), "--format", "json", "-o", str(tmp_path / "report.json"))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads((tmp_path / "report.json").read_text())["totals"]["params"] == 16
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["inspect", "{checkpoint}"], 0),
+        (["inspect", "{checkpoint}", "--max-params", "10"], 3),  # the budget's exit code, not Python's 1
+        (["inspect", "{checkpoint}", "--max-params", "ten"], 2),
+        (["inspect", "{checkpoint}", "--bogus"], 2),
+        (["inspect", "missing.safetensors"], 2),
+    ],
+)
+def test_closed_stderr_keeps_the_exit_code(checkpoint: Path, argv: list[str], code: int) -> None:
+    result = run_with_closed(2, *(item.format(checkpoint=checkpoint) for item in argv))
+    assert result.returncode == code
+    assert result.stdout.startswith(f"{checkpoint} (safetensors)") if code in (0, 3) else result.stdout == ""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from paramscope._progress import progress
+from paramscope._progress import progress, status
 
 
 class _Terminal(io.StringIO):
@@ -35,6 +35,13 @@ def test_no_bar_when_quiet_or_for_one_item(monkeypatch: pytest.MonkeyPatch, item
 def test_no_bar_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
     assert list(progress(["a", "b"], "reading shards")) == ["a", "b"]
     assert capsys.readouterr().err == ""
+
+
+def test_no_bar_when_there_is_no_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", None)  # a process started with stderr closed (2>&-)
+    assert list(progress(["a", "b"], "reading shards")) == ["a", "b"]
+    with status("asking the Hub"):
+        pass
 
 
 def test_a_forward_pass_shows_its_modules_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,7 +37,7 @@ def steps(description: str, total: int, *, quiet: bool = False) -> Iterator[Call
     ...     advance is None
     True
     """
-    if quiet or total < _MIN_ITEMS or not sys.stderr.isatty():
+    if quiet or total < _MIN_ITEMS or not _on_a_terminal():
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -55,6 +55,11 @@ def steps(description: str, total: int, *, quiet: bool = False) -> Iterator[Call
         yield lambda: bar.advance(task)
 
 
+def _on_a_terminal() -> bool:
+    """Whether stderr is a terminal (there is none in a process started with it closed, ``2>&-``)."""
+    return sys.stderr is not None and sys.stderr.isatty()
+
+
 def _stderr_console() -> Console:
     from rich.console import Console
 
@@ -64,7 +69,7 @@ def _stderr_console() -> Console:
 @contextlib.contextmanager
 def status(message: str, *, quiet: bool = False) -> Iterator[None]:
     """A spinner with ``message`` on stderr while the block runs (network calls of unknown length)."""
-    if quiet or not sys.stderr.isatty():
+    if quiet or not _on_a_terminal():
         yield
         return
     with _stderr_console().status(message):

@@ -160,8 +160,14 @@ class _Parser(argparse.ArgumentParser):
         self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"paramscope: error: {message} (see '{self.prog} --help')\n")
+        _complain(f"paramscope: error: {message} (see '{self.prog} --help')")
         raise SystemExit(EXIT_ERROR)
+
+
+def _complain(line: str) -> None:
+    """``line`` on stderr, when there is one: started with it closed (``2>&-``), the exit code still tells."""
+    if sys.stderr is not None:
+        sys.stderr.write(f"{line}\n")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -823,6 +829,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             options.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         options.args = extra
+        if sys.stdout is None and options.output in (None, "", "-"):  # started with stdout closed (``>&-``)
+            raise UsageError("stdout is closed: write the report to a file with --output FILE")
         handler: Callable[[argparse.Namespace, IO[str]], int] = options.handler
         try:
             return handler(options, sys.stdout)
@@ -836,13 +844,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
     except BudgetExceededError as error:
-        sys.stderr.write(f"paramscope: budget exceeded: {printable(str(error))}\n")
+        _complain(f"paramscope: budget exceeded: {printable(str(error))}")
         return EXIT_BUDGET
     except ParamscopeError as error:
-        sys.stderr.write(f"paramscope: error: {printable(str(error))}\n")
+        _complain(f"paramscope: error: {printable(str(error))}")
         return EXIT_ERROR
     except KeyboardInterrupt:
-        sys.stderr.write("paramscope: interrupted\n")
+        _complain("paramscope: interrupted")
         return 130
     except BrokenPipeError:
         # The reader went away (`paramscope formula ... | head`): not an error worth a traceback.
@@ -852,7 +860,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A path the target leads to that cannot be looked at (permission denied, a name too long), wherever the
         # sources ask the file system first: the file and the reason, as the sources' own errors give them.
         where = f"{error.filename}: " if error.filename is not None else ""
-        sys.stderr.write(f"paramscope: error: {printable(f'{where}{error.strerror or error}')}\n")
+        _complain(f"paramscope: error: {printable(f'{where}{error.strerror or error}')}")
         return EXIT_ERROR
 
 
