@@ -1384,6 +1384,23 @@ def test_output_onto_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert not os.listdir(directory)
 
 
+@pytest.mark.parametrize("name", ["", "reports/", "report.txt/"])
+def test_output_that_names_no_file_is_refused_before_the_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # an empty name (-o "$UNSET") is not stdout, and a name ending in / is a directory, as open() and the shell
+    # take them: neither makes a file 'reports' nor replaces report.txt
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "report.txt").write_text("previous report\n")
+    message = f"cannot write {name}: it names a directory" if name else "--output needs a file name (or - for stdout)"
+    assert_error(run(capsys, "inspect", f"{write(tmp_path, 'never.py', 'raise SystemExit(9)')}:model", "-o", name),
+                 message)  # fmt: skip
+    assert_error(run(capsys, "diff", "paramscope.examples:resnet18", "paramscope.examples:resnet18", "-o", name),
+                 message)  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == ["never.py", "report.txt"]
+    assert (tmp_path / "report.txt").read_text() == "previous report\n"
+
+
 def test_output_onto_a_directory_has_no_traceback(tmp_path: Path) -> None:
     (tmp_path / "reports").mkdir()
     result = run_module("inspect", "paramscope.examples:resnet18", "--output", "reports", cwd=tmp_path)

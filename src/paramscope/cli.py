@@ -447,6 +447,15 @@ def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...
     )
 
 
+def _check_output_name(output: str | None) -> None:
+    """Refuse, before any work, an --output that names no file: empty (``-o "$UNSET"``), or ending in ``/``, which
+    names a directory (pathlib drops the ``/``: ``reports/`` would make a file ``reports``)."""
+    if output == "":
+        raise UsageError("--output needs a file name (or - for stdout)")
+    if output is not None and output.endswith(("/", os.sep)):
+        raise UsageError(f"cannot write {output}: it names a directory")
+
+
 def _write_atomically(path: Path, text: str) -> None:
     """Write all of ``text`` or nothing: an existing file is only replaced by a complete new one, keeping its mode.
 
@@ -829,7 +838,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             options.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         options.args = extra
-        if sys.stdout is None and options.output in (None, "", "-"):  # started with stdout closed (``>&-``)
+        _check_output_name(options.output)
+        if sys.stdout is None and options.output in (None, "-"):  # started with stdout closed (``>&-``)
             raise UsageError("stdout is closed: write the report to a file with --output FILE")
         handler: Callable[[argparse.Namespace, IO[str]], int] = options.handler
         try:
