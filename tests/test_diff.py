@@ -23,6 +23,7 @@ from torch import nn
 
 import paramscope
 from paramscope import SharingChange, TensorChange
+from paramscope.render.diff import render_diff, shown_modules
 
 from .checkpoints import write_safetensors
 from .cli import run
@@ -173,6 +174,19 @@ def test_pruned_model_is_smaller_module_by_module() -> None:
     removed = next(delta for delta in found.modules if delta.path == "blocks.1")
     assert (removed.params_a, removed.params_b) == (count(base.blocks[1])[0], None)
     assert set(found.only_in_a) == {f"blocks.1.{name}" for name in base.blocks[1].state_dict()}
+
+
+def test_a_layer_of_another_class_is_a_module_that_differs(capsys: pytest.CaptureFixture[str]) -> None:
+    # LayerNorm without a bias and RMSNorm hold the same tensor (weight, of the same shape): the class is the change
+    base = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4, bias=False))
+    changed = nn.Sequential(nn.Linear(4, 4), nn.RMSNorm(4))
+    assert [(n, tuple(p.shape)) for n, p in base.named_parameters()] == [
+        (n, tuple(p.shape)) for n, p in changed.named_parameters()
+    ]
+    found = paramscope.diff(base, changed)
+    assert [delta.path for delta in shown_modules(found, depth=2, everything=False)] == ["1"]
+    out = render_diff(found, "table")
+    assert "\n    1     LayerNorm → RMSNorm         4         4         0     0 B\n" in out
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -48,9 +48,11 @@ class ModuleDelta:
 
     @property
     def changed(self) -> bool:
-        """The figures differ, or may: a side's are lower bounds."""
+        """The figures differ, or may (a side's are lower bounds), or the module is of another class on each side (a
+        checkpoint has no classes)."""
         figures_differ = (self.params_a, self.bytes_a) != (self.params_b, self.bytes_b)
-        return figures_differ or not (self.complete_a and self.complete_b)
+        types_differ = None not in (self.type_a, self.type_b) and self.type_a != self.type_b
+        return figures_differ or types_differ or not (self.complete_a and self.complete_b)
 
 
 @dataclass(frozen=True, slots=True)
