@@ -105,6 +105,21 @@ def test_model_against_its_own_checkpoint_is_equal(tmp_path: Path, capsys: pytes
     code, out, err = run(capsys, "diff", "tests.test_diff:Net", str(path))
     assert (code, err) == (0, "")
     assert out.rstrip().endswith("  - the models are the same")
+    # the tied head holds nothing of its own, so the checkpoint has no module 'head': not a module that differs
+    assert [(delta.path, delta.params_a, delta.params_b) for delta in found.modules if delta.params_b is None] == [
+        ("head", 0, None)
+    ]
+    assert shown_modules(found, depth=2, everything=False) == []
+    assert "\n    head " not in out
+    # a module without tensors (an activation, a dropout) is never in a checkpoint
+    with_activation = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    safetensors.torch.save_model(with_activation, str(tmp_path / "activation.safetensors"))
+    found = paramscope.diff(with_activation, str(tmp_path / "activation.safetensors"))
+    assert (found.equal, shown_modules(found, depth=2, everything=False)) == (True, [])
+    assert [delta.path for delta in shown_modules(found, depth=2, everything=True)] == ["", "0", "1"]
+    # between two models, one is: the activation was removed
+    found = paramscope.diff(with_activation, nn.Sequential(nn.Linear(2, 2)))
+    assert [delta.path for delta in shown_modules(found, depth=2, everything=False)] == ["1"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .._diff import Diff, ModuleDelta, SharingChange, TensorChange
+from .._diff import Diff, ModuleDelta, SharingChange, TensorChange, _count_alike
 from .._units import Units, format_bytes, format_count
 from ._escape import html_text
 from ._layout import OWN_TENSORS, Column, Document, Section
@@ -68,17 +68,31 @@ def shown_modules(diff: Diff, depth: int, everything: bool) -> list[ModuleDelta]
     for delta in diff.modules:
         if delta.depth:
             children.setdefault(delta.path.rpartition(".")[0], []).append(delta)
+    # a checkpoint holds tensors, not modules: against a model, a module that holds none (an activation, a tied head)
+    # is no difference for being absent from it
+    against_checkpoint = not _count_alike(diff.a, diff.b)
+
+    def differs(delta: ModuleDelta) -> bool:
+        return delta.changed and not (against_checkpoint and _holds_nothing(delta))
+
     rows = []
     for delta in diff.modules:
         if delta.depth > depth:
             continue
-        if everything or delta.changed:
+        if everything or differs(delta):
             rows.append(delta)
         kids = children.get(delta.path, []) if delta.depth < depth else []
         own = _own_delta(delta, kids) if kids else None
-        if own is not None and (everything or own.changed):
+        if own is not None and (everything or differs(own)):
             rows.append(own)
     return rows
+
+
+def _holds_nothing(delta: ModuleDelta) -> bool:
+    """On one side only, and holding no parameter there (its size known)."""
+    if delta.params_b is None:
+        return delta.params_a == delta.bytes_a == 0 and delta.complete_a
+    return delta.params_a is None and delta.params_b == delta.bytes_b == 0 and delta.complete_b
 
 
 def _own_delta(delta: ModuleDelta, kids: list[ModuleDelta]) -> ModuleDelta | None:
