@@ -1401,6 +1401,29 @@ def test_output_that_names_no_file_is_refused_before_the_work(
     assert (tmp_path / "report.txt").read_text() == "previous report\n"
 
 
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/stderr", "/dev/fd/1", "/proc/self/fd/2"])
+def test_output_to_an_open_descriptor_appends_where_the_shell_said(checkpoint: Path, tmp_path: Path, name: str) -> None:
+    # `paramscope ... -o /dev/stdout >> ci.log` writes to the descriptor as it is open (here, to append): the log is
+    # not replaced by a file holding the report alone
+    log = tmp_path / "ci.log"
+    log.write_text("earlier steps\n")
+    stdout, stderr = (subprocess.DEVNULL, log.open("a")) if name.endswith(("err", "2")) else (log.open("a"), None)
+    with stdout if stderr is None else stderr:
+        result = subprocess.run([sys.executable, "-m", "paramscope.cli", "inspect", str(checkpoint), "-o", name],
+                                stdout=stdout, stderr=stderr or subprocess.PIPE, env=subprocess_env(),
+                                timeout=SUBPROCESS_TIMEOUT, check=False)  # fmt: skip
+    assert result.returncode == 0
+    assert log.read_text().startswith(f"earlier steps\n{checkpoint} (safetensors)\n")
+    assert sorted(os.listdir(tmp_path)) == ["ci.log", "model.safetensors"]
+
+
+def test_output_to_a_descriptor_that_is_not_open(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    descriptor = os.open(tmp_path, os.O_RDONLY)
+    os.close(descriptor)  # a number no file is open under
+    assert_error(run(capsys, "inspect", "paramscope.examples:resnet18", "-o", f"/dev/fd/{descriptor}"),
+                 f"cannot write /dev/fd/{descriptor}: {os.strerror(errno.EBADF)}")  # fmt: skip
+
+
 def test_output_onto_a_directory_has_no_traceback(tmp_path: Path) -> None:
     (tmp_path / "reports").mkdir()
     result = run_module("inspect", "paramscope.examples:resnet18", "--output", "reports", cwd=tmp_path)

@@ -460,13 +460,31 @@ def _write_atomically(path: Path, text: str) -> None:
     """Write all of ``text`` or nothing: an existing file is only replaced by a complete new one, keeping its mode.
 
     A symlink is written through (its target replaced, the link kept); a FIFO, a device or a terminal is written to
-    as it is, since replacing it would swap the node for a file.
+    as it is, since replacing it would swap the node for a file; /dev/stdout, /dev/stderr and /dev/fd/N are written
+    to through the descriptor they name, as it is open.
     """
     try:
+        descriptor = _descriptor(path)
+        if descriptor is not None:
+            # a copy of the descriptor as the shell opened it (``>> ci.log`` appends); opening the name again would
+            # truncate the file it leads to, and replacing it would lose what was there
+            with os.fdopen(os.dup(descriptor), "w", encoding="utf-8") as out:
+                out.write(text)
+            return
         _write_through(path, text)
     except OSError as error:  # a name too long, a path that cannot be looked at
         reason = error.strerror or str(error)
         raise UsageError(f"cannot write {path}: {reason}") from None
+
+
+_DESCRIPTOR_NAME = re.compile(r"/(?:dev/fd|proc/self/fd)/([0-9]+)")
+
+
+def _descriptor(path: Path) -> int | None:
+    """The open descriptor that ``path`` names: /dev/stdout, /dev/stderr, /dev/fd/N or /proc/self/fd/N."""
+    name = {"/dev/stdout": "/dev/fd/1", "/dev/stderr": "/dev/fd/2"}.get(str(path), str(path))
+    match = _DESCRIPTOR_NAME.fullmatch(name)
+    return None if match is None else int(match.group(1))
 
 
 def _write_through(path: Path, text: str) -> None:
