@@ -1314,6 +1314,25 @@ def test_output_relative_path(
     assert int(read_csv((tmp_path / "out.csv").read_text())[0]["params"]) == RESNET18_PARAMS
 
 
+def test_model_code_that_changes_directory_leaves_the_command_in_its_own(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # research code often moves to its repository to find its assets: --output and the other target are still
+    # relative to where the command was started
+    source = "import os\nfrom torch import nn\n\nos.chdir(os.path.dirname(os.path.abspath(__file__)))\n\n\n"
+    (tmp_path / "repo").mkdir()
+    write(tmp_path / "repo", "model.py", source + "def build():\n    return nn.Linear(4, 4)\n")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    safetensors_torch.save_model(nn.Linear(4, 4), str(tmp_path / "linear.safetensors"))
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "inspect", "repo/model.py:build", "-o", "report.txt") == (0, "", "")
+    assert sorted(os.listdir(tmp_path)) == ["linear.safetensors", "repo", "report.txt"]
+    assert os.getcwd() == str(tmp_path)
+    code, out, err = run(capsys, "diff", "repo/model.py:build", "linear.safetensors")
+    assert (code, err) == (0, "")
+    assert out.rstrip().endswith("  - the models are the same")
+
+
 @pytest.mark.parametrize(
     "argv",
     [

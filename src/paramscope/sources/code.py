@@ -196,6 +196,29 @@ def build_model(
         torch_device = torch.device(device)
     except RuntimeError:
         raise UsageError(f"unknown device {device!r}") from None
+    with _working_directory_kept():
+        return _build(target, arguments, device, torch_device, import_on_device=import_on_device)
+
+
+@contextlib.contextmanager
+def _working_directory_kept() -> Iterator[None]:
+    """Put back the working directory the model code may change (research code moves to its repository to find its
+    assets): the caller's relative paths (an --output, a second target) still lead where they did."""
+    try:
+        before = os.getcwd()
+    except OSError:  # a directory removed under us: there is nothing to go back to
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.chdir(before)
+
+
+def _build(
+    target: str, arguments: dict[str, Any], device: str, torch_device: torch.device, *, import_on_device: bool
+) -> nn.Module:
     where = "the meta device" if device == "meta" else device
     importing = f"importing {target}" + (f" on {where}" if import_on_device else "")
     with torch_device if import_on_device else contextlib.nullcontext(), user_code(importing, device):
