@@ -310,6 +310,25 @@ def test_cli_errors_exit_2(argv: list[str], message: str, capsys: pytest.Capture
     assert err == f"paramscope: error: {message}\n"
 
 
+def test_a_default_dtype_set_by_one_model_is_not_the_others(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # scientific code sets float64 for the process when imported: the other model is built as it would be alone, so
+    # the answer does not depend on the order of A and B
+    linear = "def build():\n    return nn.Linear(4, 4)\n"
+    (tmp_path / "f64.py").write_text(
+        f"import torch\nfrom torch import nn\n\ntorch.set_default_dtype(torch.float64)\n{linear}"
+    )
+    (tmp_path / "plain.py").write_text(f"from torch import nn\n\n\n{linear}")
+    f64, plain = f"{tmp_path / 'f64.py'}:build", f"{tmp_path / 'plain.py'}:build"
+    try:
+        for a, b, dtypes in ((f64, plain, ("float64", "float32")), (plain, f64, ("float32", "float64"))):
+            code, out, _ = run(capsys, "diff", a, b, "--format", "json")
+            changed = [(change["name"], change["dtype_a"], change["dtype_b"]) for change in json.loads(out)["changed"]]
+            assert (code, changed) == (1, [("weight", *dtypes), ("bias", *dtypes)])
+        assert torch.get_default_dtype() == torch.float32
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 4. model files in two folders, each importing a neighbour of the same name
 

@@ -196,24 +196,27 @@ def build_model(
         torch_device = torch.device(device)
     except RuntimeError:
         raise UsageError(f"unknown device {device!r}") from None
-    with _working_directory_kept():
+    with _process_state_kept():
         return _build(target, arguments, device, torch_device, import_on_device=import_on_device)
 
 
 @contextlib.contextmanager
-def _working_directory_kept() -> Iterator[None]:
-    """Put back the working directory the model code may change (research code moves to its repository to find its
-    assets): the caller's relative paths (an --output, a second target) still lead where they did."""
+def _process_state_kept() -> Iterator[None]:
+    """Put back what model code may change for the whole process: the working directory (research code moves to its
+    repository to find its assets), so the caller's relative paths (an --output, a second target) lead where they
+    did; and torch's default dtype (scientific code sets float64), so a second model is built as it would be alone."""
+    dtype = torch.get_default_dtype()
     try:
-        before = os.getcwd()
+        directory: str | None = os.getcwd()
     except OSError:  # a directory removed under us: there is nothing to go back to
-        yield
-        return
+        directory = None
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.chdir(before)
+        torch.set_default_dtype(dtype)
+        if directory is not None:
+            with contextlib.suppress(OSError):
+                os.chdir(directory)
 
 
 def _build(
