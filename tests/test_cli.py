@@ -1888,6 +1888,12 @@ def test_python_m_usage_errors_exit_2(argv: list[str], message: str) -> None:
         # the exit code that follows the report is kept: CI reads it
         (["inspect", "paramscope.examples:gpt2", "--tensors", "--max-params", "1"], 3, "paramscope: budget exceeded: "),
         (["diff", "paramscope.examples:gpt2", "paramscope.examples:resnet18", "--all", "--format", "json"], 1, ""),
+        # the same through the name of the descriptor
+        (
+            ["inspect", "paramscope.examples:gpt2", "--format", "json", "-o", "/dev/stdout", "--max-params", "1"],
+            3,
+            "paramscope: budget exceeded: ",
+        ),
     ],
 )
 def test_closed_pipe_is_not_an_error(argv: list[str], code: int, message: str) -> None:

@@ -467,8 +467,9 @@ def _write_atomically(path: Path, text: str) -> None:
         descriptor = _descriptor(path)
         if descriptor is not None:
             # a copy of the descriptor as the shell opened it (``>> ci.log`` appends); opening the name again would
-            # truncate the file it leads to, and replacing it would lose what was there
-            with os.fdopen(os.dup(descriptor), "w", encoding="utf-8") as out:
+            # truncate the file it leads to, and replacing it would lose what was there. A reader gone (``| head``)
+            # ends the output, not the command, as on stdout.
+            with contextlib.suppress(BrokenPipeError), os.fdopen(os.dup(descriptor), "w", encoding="utf-8") as out:
                 out.write(text)
             return
         _write_through(path, text)
