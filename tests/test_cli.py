@@ -1018,6 +1018,19 @@ def test_inspect_without_target(capsys: pytest.CaptureFixture[str]) -> None:
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_summary_of_a_module_without_forward_gets_no_meta_hint(
+    capsys: pytest.CaptureFixture[str], models: Path, device: str
+) -> None:
+    # torch's own NotImplementedError, raised for every device: --device cpu would not help
+    with pytest.raises(NotImplementedError) as raised:
+        load(models)["Net"]()(torch.zeros(2, 3))
+    assert_error(
+        run(capsys, "summary", f"{models}:Net", "--input-size", "2,3", "--device", device, "-q"),
+        f"the forward failed in '(model)' with inputs [2, 3]: NotImplementedError: {raised.value}",
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # formats
 
