@@ -1647,7 +1647,11 @@ def test_gpt2_small_fits_125m(capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, err) == (3, f"paramscope: budget exceeded: {params_over(GPT2_SMALL_PARAMS, 124_000_000)}\n")
 
 
-@pytest.mark.parametrize(("limit", "value"), [("10M", 10_000_000), ("11.6M", 11_600_000), ("1e7", 10_000_000)])
+@pytest.mark.parametrize(
+    ("limit", "value"),
+    # the last as the budget message prints its limit: it reads back
+    [("10M", 10_000_000), ("11.6M", 11_600_000), ("1e7", 10_000_000), ("10,000,000", 10_000_000)],
+)
 def test_budget_params_exceeded(capsys: pytest.CaptureFixture[str], limit: str, value: int) -> None:
     code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-params", limit)
     assert err == f"paramscope: budget exceeded: {params_over(RESNET18_PARAMS, value)}\n"

@@ -34,6 +34,8 @@ from paramscope._units import (
         ("1.5", 1),  # a limit: rounded down
         ("0.5", 0),
         ("1.2345678901B", 1_234_567_890),
+        ("11,689,512", 11_689_512),  # as paramscope prints counts: a figure of its report reads back
+        ("1,234.5K", 1_234_500),
     ],
 )
 def test_parse_count(text: str, expected: int) -> None:
@@ -52,6 +54,9 @@ def test_parse_count(text: str, expected: int) -> None:
         ("7_B", "count '7_B' is not a number with an optional unit"),  # underscores only between digits, as Python
         ("1__000", "count '1__000' is not a number with an optional unit"),
         ("1_.5", "count '1_.5' is not a number with an optional unit"),
+        ("1,5", "count '1,5' is not a number with an optional unit"),  # a decimal comma, or a typo: not thousands
+        ("1,00,000", "count '1,00,000' is not a number with an optional unit"),
+        ("1,000_000", "count '1,000_000' is not a number with an optional unit"),
     ],
 )
 def test_parse_count_errors(text: str, message: str) -> None:
@@ -78,6 +83,7 @@ def test_parse_count_errors(text: str, message: str) -> None:
         ("0.5B", 0),
         ("1.9", 1),
         ("1_024 MiB", 2**30),
+        ("46,796,608 B", 46_796_608),  # as a budget message prints a size
     ],
 )
 def test_parse_bytes(text: str, expected: int) -> None:

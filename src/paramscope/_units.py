@@ -50,8 +50,11 @@ _BYTE_ALIASES = {
     "tb": "TB",
     "pb": "PB",
 }
-# underscores only between two digits, as in Python's literals: "80_GiB" or "8__0" is a typo, not a number
-_NUMBER_AND_UNIT = re.compile(r"^\s*([0-9](?:_?[0-9])*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+# underscores only between two digits, as in Python's literals: "80_GiB" or "8__0" is a typo, not a number; or commas
+# between groups of three digits, as paramscope prints counts and sizes ("11,689,512"), so a figure reads back
+_NUMBER_AND_UNIT = re.compile(
+    r"^\s*((?:[0-9](?:_?[0-9])*|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$"
+)
 
 
 def _split(text: str, what: str) -> tuple[Decimal, str]:
@@ -59,7 +62,7 @@ def _split(text: str, what: str) -> tuple[Decimal, str]:
     if match is None:
         raise UsageError(f"{what} {text!r} is not a number with an optional unit")
     try:
-        return Decimal(match.group(1).replace("_", "")), match.group(2)
+        return Decimal(match.group(1).replace("_", "").replace(",", "")), match.group(2)
     except InvalidOperation:
         raise UsageError(f"{what} {text!r} is not a number with an optional unit") from None
 
@@ -83,7 +86,7 @@ def _whole(value: Decimal, factor: int, text: str, what: str) -> int:
 
 
 def parse_count(text: str) -> int:
-    """Parse a parameter count such as ``125M``, ``7B``, ``1.5e9`` or ``1_000_000``.
+    """Parse a parameter count such as ``125M``, ``7B``, ``1.5e9``, ``1_000_000`` or ``1,000,000``.
 
     Suffixes are K, M, B, T (powers of 1000, either case). A fraction of one parameter is rounded down: the count
     is a limit, and a model of whole parameters is over ``x`` exactly when it is over ``floor(x)``.
@@ -99,7 +102,7 @@ def parse_count(text: str) -> int:
 
 
 def parse_bytes(text: str) -> int:
-    """Parse a byte size such as ``2GiB``, ``1.5 GB``, ``512MiB`` or ``1048576``.
+    """Parse a byte size such as ``2GiB``, ``1.5 GB``, ``512MiB``, ``1048576`` or ``1,048,576 B``.
 
     IEC units (KiB, MiB, GiB, TiB) are powers of 1024, SI units (kB, MB, GB, TB) powers of 1000. A bare ``G`` or
     ``M`` is refused because it is ambiguous. A fraction of a byte is rounded down (``474.7MiB`` is
