@@ -1829,6 +1829,17 @@ def test_python_m_entry_point_json(resnet: nn.Module) -> None:
     assert_report_matches(json.loads(result.stdout), resnet)
 
 
+def test_python_m_paramscope_is_the_command(checkpoint: Path) -> None:
+    # `python -m paramscope`, as `python -m pip`: the command where the console script is not on PATH
+    result = subprocess.run(
+        [sys.executable, "-m", "paramscope", "inspect", str(checkpoint), "--max-params", "10"],
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=subprocess_env(), check=False,
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert result.stdout == run_module("inspect", str(checkpoint)).stdout
+    assert result.stderr == "paramscope: budget exceeded: parameters: 16 > --max-params 10 (over by 6, 60.0 %)\n"
+
+
 def test_console_script_help() -> None:
     result = subprocess.run(
         [str(console_script()), "--help"], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
