@@ -125,10 +125,15 @@ class Diff:
         sides' sizes are known."""
         return self.complete and not self._differs()
 
+    @property
+    def counts_alike(self) -> bool:
+        """Both sides are checkpoints, or neither is: their totals, and modules without tensors, compare."""
+        return _count_alike(self.a, self.b)
+
     def _differs(self) -> bool:
         if self.only_in_a or self.only_in_b or self.changed or self.sharing:
             return True
-        if not (self.complete and _count_alike(self.a, self.b)):
+        if not (self.complete and self.counts_alike):
             return False
         return any(getattr(self.a.totals, key) != getattr(self.b.totals, key) for key in _TOTALS)
 

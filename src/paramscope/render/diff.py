@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .._diff import Diff, ModuleDelta, SharingChange, TensorChange, _count_alike
+from .._diff import Diff, ModuleDelta, SharingChange, TensorChange
 from .._units import Units, format_bytes, format_count
 from ._escape import html_text
 from ._layout import OWN_TENSORS, Column, Document, Section
@@ -70,7 +70,7 @@ def shown_modules(diff: Diff, depth: int, everything: bool) -> list[ModuleDelta]
             children.setdefault(delta.path.rpartition(".")[0], []).append(delta)
     # a checkpoint holds tensors, not modules: against a model, a module that holds none (an activation, a tied head)
     # is no difference for being absent from it
-    against_checkpoint = not _count_alike(diff.a, diff.b)
+    against_checkpoint = not diff.counts_alike
 
     def differs(delta: ModuleDelta) -> bool:
         return delta.changed and not (against_checkpoint and _holds_nothing(delta))
