@@ -83,6 +83,7 @@ def summary(**kwargs: Any) -> paramscope.Report:
          "units must be 'iec' or 'si', not str 'metric'"),
         (lambda: Budget(max_params="1M"), "max_params must be a number or None, not str '1M'"),  # type: ignore[arg-type]
         (lambda: Budget(max_bytes=True), "max_bytes must be a number or None, not bool True"),
+        (lambda: Budget(max_params=float("nan")), "max_params must be a number or None, not float nan"),  # never over
     ],
 )  # fmt: skip
 def test_an_argument_of_the_wrong_type_is_a_usage_error(call: Callable[[], object], message: str) -> None:

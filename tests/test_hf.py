@@ -992,6 +992,21 @@ def test_check_mismatch_exit_code_with_table_output(capsys: pytest.CaptureFixtur
     assert "model.norm.weight" in out
 
 
+def test_check_mismatch_with_csv_output_says_so_on_stderr(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Saved
+) -> None:
+    # CSV rows are modules: the check's findings have no place there, and exit 1 alone would not say why
+    _drop_tensor(tiny_llama.directory)
+    code, out, err = run(capsys, "inspect", str(tiny_llama.directory), "--check", "--format", "csv", "--quiet")
+    config = tiny_llama.directory / "config.json"
+    message = (
+        f"paramscope: check failed: 1 missing, 0 unexpected, 0 of another shape against {config} (--format text or "
+        "json lists them)\n"
+    )
+    assert (code, err) == (1, message)
+    assert out.startswith("path,type,depth,params")
+
+
 def test_check_and_from_config_need_a_config(capsys: pytest.CaptureFixture[str], tiny_llama: Saved) -> None:
     (tiny_llama.directory / "config.json").unlink()
     for flag in ("--check", "--from-config"):

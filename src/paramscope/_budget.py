@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
@@ -26,8 +27,8 @@ class Budget:
     def __post_init__(self) -> None:
         for name in ("max_params", "max_bytes"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, Real)):
-                raise UsageError(f"{name} must be a number or None, not {shown(value)}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, Real) or math.isnan(value)):
+                raise UsageError(f"{name} must be a number or None, not {shown(value)}")  # NaN: no model exceeds it
 
 
 def parse_budget(max_params: str | None = None, max_bytes: str | None = None) -> Budget:
@@ -71,11 +72,12 @@ def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> l
     """
     totals = report.totals
     violations = []
+    at_least = "" if totals.complete else "at least "  # lazy parameters of unknown size: lower bounds
     if budget.max_params is not None and totals.params > budget.max_params:
         over = totals.params - budget.max_params
         violations.append(
-            f"parameters: {format_count(totals.params)} > --max-params {format_count(budget.max_params)} "
-            f"(over by {format_count(over)}, {_percent(over, budget.max_params)})"
+            f"parameters: {at_least}{format_count(totals.params)} > --max-params {format_count(budget.max_params)} "
+            f"(over by {at_least}{format_count(over)}, {_percent(over, budget.max_params)})"
         )
     # everything the model stores: a quantised checkpoint's scales and zeros too
     size = totals.param_bytes + totals.buffer_bytes + totals.quantization_bytes
@@ -83,8 +85,8 @@ def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> l
     if budget.max_bytes is not None and size > budget.max_bytes:
         over = size - budget.max_bytes
         violations.append(
-            f"size ({what}): {format_bytes(size, units)} ({size:,} B) > --max-bytes "
-            f"{format_bytes(budget.max_bytes, units)} (over by {format_bytes(over, units)}, "
+            f"size ({what}): {at_least}{format_bytes(size, units)} ({size:,} B) > --max-bytes "
+            f"{format_bytes(budget.max_bytes, units)} (over by {at_least}{format_bytes(over, units)}, "
             f"{_percent(over, budget.max_bytes)})"
         )
     limited = budget.max_params is not None or budget.max_bytes is not None

@@ -76,6 +76,16 @@ class Check:
         return not (self.missing or self.unexpected or self.mismatched)
 
 
+def check_findings(check: Check) -> str:
+    """How many tensors a check found missing, unexpected and of another shape, in words.
+
+    >>> check_findings(Check("config.json", ("a.weight", "b.weight"), (), ()))
+    '2 missing, 0 unexpected, 0 of another shape'
+    """
+    counts = (len(check.missing), len(check.unexpected), len(check.mismatched))
+    return "{:,} missing, {:,} unexpected, {:,} of another shape".format(*counts)
+
+
 def _names(record: TensorRecord) -> tuple[str, ...]:
     return (record.name, *record.aliases)
 

@@ -636,12 +636,19 @@ def _request(options: argparse.Namespace, **extra: Any) -> Request:
 
 def _finish(options: argparse.Namespace, stdout: IO[str], report: Report, view: View, budget: Budget) -> int:
     from ._budget import check_budget
+    from ._check import check_findings
     from .render import render
     from .render._layout import layout
 
     _deliver(options, stdout, lambda: render(report, options.format, view), lambda: layout(report, view))
+    check = report.check
+    if check is not None and not check.ok and options.format == "csv":  # its rows are modules: no place for findings
+        _complain(
+            f"paramscope: check failed: {check_findings(check)} against {printable(check.against)} "
+            "(--format text or json lists them)"
+        )
     check_budget(report, budget, options.units)
-    return EXIT_CHECK_FAILED if report.check is not None and not report.check.ok else EXIT_OK
+    return EXIT_CHECK_FAILED if check is not None and not check.ok else EXIT_OK
 
 
 def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
