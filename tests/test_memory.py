@@ -1538,8 +1538,11 @@ def test_cli_markdown(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (("--dtype", "nope"), "unknown dtype 'nope'; `paramscope dtypes` lists the known names"),
-        (("--kv-dtype", "nope", "--seq", "4"), "unknown dtype 'nope'; `paramscope dtypes` lists the known names"),
+        (("--dtype", "nope"), "dtype (--dtype): unknown dtype 'nope'; `paramscope dtypes` lists the known names"),
+        (
+            ("--kv-dtype", "nope", "--seq", "4"),
+            "kv_dtype (--kv-dtype): unknown dtype 'nope'; `paramscope dtypes` lists the known names",
+        ),
         (("--gpus", "3", "--tp", "2"), "gpus (3) must be a multiple of tp (2)"),
         (("--gpus", "0"), "gpus must be at least 1, not 0"),
         (("--batch", "0"), "batch must be at least 1, not 0"),
@@ -1570,7 +1573,15 @@ def test_cli_markdown(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         (("--batch", "9" * 20), "batch 99,999,999,999,999,999,999 is more than any device could hold"),
         (("--seq", "9" * 20), "1 × 99,999,999,999,999,999,999 tokens is more than any device could hold"),
-        (("--device-memory", "lots"), "size 'lots' is not a number with an optional unit"),
+        (
+            ("--device-memory", "lots"),
+            "device_memory (--device-memory): size 'lots' is not a number with an optional unit",
+        ),
+        (
+            ("--device-memory", "2G"),
+            "device_memory (--device-memory): size '2G': unit 'G' is ambiguous; write GiB (powers of 1024) or GB "
+            "(powers of 1000)",
+        ),
         (
             ("--zero", "5"),
             "argument --zero: invalid choice: 5 (choose from 0, 1, 2, 3) (see 'paramscope memory --help')",

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import operator
 import reprlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from ._errors import TargetError, UsageError
 
 # values shown with their repr; any other object by its type alone (a module's repr runs over many lines)
 _PLAIN = (str, bytes, bool, int, float, list, tuple, dict, set)
+T = TypeVar("T")
 
 
 def shown(value: Any) -> str:
@@ -60,6 +61,24 @@ def string(name: str, value: Any, what: str = "a string", optional: bool = False
     if (value is None and optional) or isinstance(value, str):
         return value
     raise UsageError(f"{name} must be {what}, not {shown(value)}")
+
+
+def parsed(name: str, parse: Callable[[str], T], text: str) -> T:
+    """``parse(text)``, its UsageError naming the argument and its flag: ``--device-memory 2G`` is one of several
+    sizes a command takes.
+
+    >>> parsed("device_memory", int, "1")
+    1
+    >>> from paramscope._units import parse_bytes
+    >>> parsed("device_memory", parse_bytes, "lots")
+    Traceback (most recent call last):
+    ...
+    paramscope._errors.UsageError: device_memory (--device-memory): size 'lots' is not a number with an optional unit
+    """
+    try:
+        return parse(text)
+    except UsageError as error:
+        raise UsageError(f"{name} (--{name.replace('_', '-')}): {error}") from None
 
 
 def flag(name: str, value: Any) -> bool:

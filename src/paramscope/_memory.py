@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from . import dtypes as dtype_table
 from ._cache_layers import CROSS, CacheLayer, config_class, size_of
+from ._checks import parsed
 from ._errors import UsageError
 from ._report import ModuleNode, Report, TensorRecord
 from ._units import Units, format_bytes, format_count, listed
@@ -97,8 +98,8 @@ class MemorySettings:
                 raise UsageError(f"{name} {value:,} is more devices than any cluster has (at most {_MAX_DEVICES:,})")
         if self.gpus % self.tp:
             raise UsageError(f"gpus ({self.gpus}) must be a multiple of tp ({self.tp})")
-        for dtype in (self.dtype, self.kv_dtype):
-            if dtype is not None and dtype_table.lookup(dtype).category in ("bool", "complex"):
+        for name, dtype in (("dtype", self.dtype), ("kv_dtype", self.kv_dtype)):
+            if dtype is not None and parsed(name, dtype_table.lookup, dtype).category in ("bool", "complex"):
                 raise UsageError(f"dtype {dtype!r} is not a storage format for weights or a KV cache")
         if self.tokens is not None and self.tokens < 1:
             raise UsageError(f"the sequence length must be at least 1, not {self.tokens}")

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._checks import flag, integer, one_of, shown, string
+from ._checks import flag, integer, one_of, parsed, shown, string
 from ._errors import SourceError, TargetError, UsageError
 from ._memory import COMPUTE_DTYPES, Label, MemorySettings, decoder_layers, plan
 from ._report import Report
@@ -548,7 +548,9 @@ def plan_for(
         batch=batch_of(batch, input_size),
         gpus=tp if gpus is None else gpus,
         tp=tp,
-        device_memory=parse_bytes(device_memory) if isinstance(device_memory, str) else device_memory,
+        device_memory=parsed("device_memory", parse_bytes, device_memory)
+        if isinstance(device_memory, str)
+        else device_memory,
         keep_fp32=_patterns(keep_fp32),
         **settings,
     )
