@@ -1400,6 +1400,61 @@ def test_a_forward_that_reads_values_on_meta_is_told_to_run_on_cpu() -> None:
         assert "try --device cpu" not in str(caught.value)
 
 
+# (model, input dtype, the message on meta): layers whose products torch's meta kernels run in mixed dtypes
+MIXED_DTYPES = {
+    "Linear": (nn.Linear(4, 3), torch.float16, "addmm takes operands of one dtype, not float32, float16 and float32"),
+    "Linear without bias": (
+        nn.Linear(4, 3, bias=False),
+        torch.bfloat16,
+        "mm takes operands of one dtype, not bfloat16 and float32",
+    ),
+    "Conv2d without bias": (
+        nn.Conv2d(4, 3, 1, bias=False),
+        torch.float16,
+        "convolution takes operands of one dtype, not float16 and float32",
+    ),
+    "ConvTranspose2d": (
+        nn.ConvTranspose2d(4, 3, 1),
+        torch.float64,
+        "convolution takes operands of one dtype, not float64, float32 and float32",
+    ),
+    "RNNCell": (nn.RNNCell(4, 3), torch.float16, "addmm takes operands of one dtype, not float32, float16 and float32"),
+}
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("layer", list(MIXED_DTYPES))
+def test_operands_in_different_dtypes_are_refused_on_meta_as_on_cpu(layer: str, mode: str) -> None:
+    # a float16 input to a float32 layer: every device refuses the product; torch's meta kernels gave a result
+    model, dtype, message = MIXED_DTYPES[layer]
+    size = (2, 4, 5, 5) if "Conv" in layer else (2, 4)
+    with pytest.raises(ForwardError, match=r"type"):  # torch's words: "same dtype", "Input type ... weight type"
+        paramscope.summary(model, input_size=size, dtypes=[dtype], device="cpu", mode=mode)
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=size, dtypes=[dtype], mode=mode)
+    inputs = describe(torch.empty(size, dtype=dtype, device="meta"))
+    assert str(caught.value) == f"the forward failed in '(model)' with inputs {inputs}: RuntimeError: {message}"
+
+
+class Autocast(nn.Module):
+    """A float16 input to a float32 layer under autocast, which casts both on the cpu (on meta it applies to
+    nothing): the forward runs on meta too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.fc(x.half())
+
+
+def test_operands_in_different_dtypes_run_on_meta_under_autocast() -> None:
+    for device in ("cpu", "meta"):
+        report = paramscope.summary(Autocast(), input_size=(2, 4), device=device)
+        assert report.totals.flops == 2 * 2 * 4 * 3
+
+
 def test_a_forward_that_converts_its_own_modules_on_meta_is_told_to_run_on_cpu() -> None:
     # SwitchTransformers' router calls self.classifier.to(self.dtype) in its forward: torch swaps a fake tensor's
     # parameter for the converted one, which the fake tensor refuses; the message named torch's swap alone

@@ -9,6 +9,8 @@
 - ``_grouped_mm`` (the experts of transformers 5's mixtures of experts): torch's meta kernel checks what the fast
   CUDA kernel takes, bfloat16 alone; torch's CPU kernel and CUDA's fallback also take float32 and float16, so a
   float32 model runs on both, and here on meta too.
+- Matrix products and convolutions of operands in different dtypes (a float16 input to a float32 ``nn.Linear``):
+  every device refuses them, torch's meta kernels do not check; refused here too.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ def fake_tensors() -> FakeTensorMode:
 
 
 @contextlib.contextmanager
-def as_on_a_device(fake: FakeTensorMode | None = None) -> Iterator[None]:
+def as_on_a_device(fake: FakeTensorMode | None = None, *, one_dtype: bool = True) -> Iterator[None]:
     """Within the block, a forward on meta runs as a real device runs it (see the module's docstring), on the fake
     tensors of ``fake`` (made by :func:`fake_tensors`; a new one when None). Modes entered after it see each op
-    before it runs here.
+    before it runs here. Without ``one_dtype``, products of operands in different dtypes run as meta runs them: a
+    forward whose weights were cast to a compute dtype stands for one under autocast, which casts the operands.
 
     >>> import torch
     >>> experts = torch.empty(4, 64, 32, device="meta")  # float32: torch's meta kernel takes bfloat16 alone
@@ -57,14 +60,15 @@ def as_on_a_device(fake: FakeTensorMode | None = None) -> Iterator[None]:
     logging.getLogger(FakeTensorMode.__module__).addFilter(_kernel_failure_logs)  # once: a filter is added once
     _running.depth = getattr(_running, "depth", 0) + 1
     try:
-        with fake or fake_tensors(), _FusedAttention(), _MetaKernels():
+        with fake or fake_tensors(), _FusedAttention(), _MetaKernels(one_dtype):
             yield
     finally:
         _running.depth -= 1
 
 
 _running = threading.local()
-"""How many forwards on meta run in this thread now (one inside another's forward: a model that summarises)."""
+"""How many forwards on meta run in this thread now (``depth``: one inside another's forward, a model that
+summarises), and whether the torch function running now was called under autocast (``autocast``)."""
 
 
 def _kernel_failure_logs(record: logging.LogRecord) -> bool:
@@ -133,7 +137,14 @@ class _FusedAttention(TorchFunctionMode):
             return _attention(*args, **kwargs)
         if func is torch.nn.functional.multi_head_attention_forward:
             return _multi_head_attention_forward()(*args, **kwargs)
-        return func(*args, **kwargs)
+        if not torch._C._is_any_autocast_enabled():
+            return func(*args, **kwargs)
+        # under autocast, which a dispatch mode no longer sees: it casts a product's operands on a real device
+        _running.autocast = True
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _running.autocast = False
 
 
 def grouped_mm_size(mat_a: torch.Tensor, mat_b: torch.Tensor, offs: torch.Tensor | None) -> list[int] | None:
@@ -188,8 +199,15 @@ class _MetaKernels(TorchDispatchMode):
     entered after it, to see each op before it runs here): a forward on meta computes nothing, and one more mode adds
     5 to 15 % to its Python."""
 
+    def __init__(self, one_dtype: bool = True) -> None:
+        super().__init__()
+        self.one_dtype = one_dtype
+        """Whether products of operands in different dtypes are refused, as every device refuses them."""
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        if id(func) in _ONE_DTYPE and self.one_dtype:
+            _check_one_dtype(func, args)
         if func is _GROUPED_MM:
             out = _grouped_mm_on_meta(*args, **kwargs)
             if out is not None:
@@ -200,6 +218,22 @@ class _MetaKernels(TorchDispatchMode):
         if id(func) in _INDEXING and any(_is_real_mask(index) for index in args[1]):
             return func(args[0], _positions(args[1]), *args[2:], **kwargs)
         return func(*args, **kwargs)
+
+
+# Products whose tensor operands every device takes in one dtype (a CPU or CUDA kernel refuses a float16 input to a
+# float32 weight, and autocast casts both first), and whose meta kernels do not check it (they give a result in one
+# of the dtypes); by id, as _INDEXING. bmm, baddbmm, addmv, dot and the attention kernels check on meta themselves.
+_ONE_DTYPE = {id(op) for op in (aten.mm.default, aten.addmm.default, aten._addmm_activation.default, aten.mv.default,
+                                aten.addbmm.default, aten.convolution.default)}  # fmt: skip
+
+
+def _check_one_dtype(func: Any, args: tuple[Any, ...]) -> None:
+    """Refuse ``func``'s operands in different dtypes, as a real device does (unless autocast is on, which casts
+    them on a real device: on meta it applies to nothing, and the model counts on it)."""
+    dtypes = [str(arg.dtype).removeprefix("torch.") for arg in args if isinstance(arg, torch.Tensor)]
+    if len(set(dtypes)) > 1 and not getattr(_running, "autocast", False):
+        operands = f"{', '.join(dtypes[:-1])} and {dtypes[-1]}"
+        raise RuntimeError(f"{func.overloadpacket.__name__} takes operands of one dtype, not {operands}")
 
 
 # ops whose second argument is a list of indices, a boolean mask among them standing for the positions it holds;

@@ -1304,7 +1304,7 @@ def _run(
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
             if fake is not None:  # before the recorder, which must see each op before it is run on meta
-                stack.enter_context(as_on_a_device(fake))
+                stack.enter_context(as_on_a_device(fake, one_dtype=dtype is None))  # weights cast: autocast's
             stack.enter_context(torch.set_grad_enabled(measure_activations))
             if saved is not None:
                 stack.callback(saved.release)
@@ -1500,7 +1500,8 @@ def peak_live_bytes(
             with _mode(model, walk, False), contextlib.ExitStack() as stack:
                 stack.callback(hooks.remove)
                 hooks.register()
-                with torch.no_grad(), _compiled_code_run_eagerly(), as_on_a_device(fake), tracker:
+                on_meta = as_on_a_device(fake, one_dtype=dtype is None)  # weights cast to dtype: as under autocast
+                with torch.no_grad(), _compiled_code_run_eagerly(), on_meta, tracker:
                     output = _forward(model, weights, inputs, keywords)
     except KeyboardInterrupt:
         raise
