@@ -1334,6 +1334,38 @@ def test_a_forward_that_raises_leaves_the_model_unchanged(device: str, mode: str
     assert int(model.body[0].num_batches_tracked) == 0
 
 
+class RandomDraws(nn.Module):
+    """A forward that draws random numbers from torch's generator: a layer skipped at random (LayerDrop, drawn on the
+    cpu, on meta too) and dropout."""
+
+    def __init__(self, fails: bool = False) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.drop = nn.Dropout(0.5)
+        self.fails = fails
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) < 2.0:
+            x = self.fc(x)
+        x = self.drop(x)
+        if self.fails:
+            raise ValueError("boom")
+        return x
+
+
+@pytest.mark.parametrize("fails", [False, True])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_summary_leaves_torchs_random_numbers_as_they_were(device: str, mode: str, fails: bool) -> None:
+    # the inputs of input_size and the forward's draws: what a script seeded for its training draws next is the same
+    # with a summary before it
+    model = RandomDraws(fails)
+    state = torch.get_rng_state()
+    with pytest.raises(ForwardError) if fails else contextlib.nullcontext():
+        paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 6. a forward that raises
 

@@ -48,8 +48,11 @@ def shapes_of(input_size: Shape | Sequence[Shape]) -> list[tuple[int, ...]]:
     return [tuple(shape) for shape in shapes]  # type: ignore[arg-type]
 
 
-def _input_tensor(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:
-    """An input of ``shape``: empty on meta, random floats or zero ids (valid everywhere) on CPU."""
+def _input_tensor(
+    shape: tuple[int, ...], dtype: torch.dtype, device: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """An input of ``shape``: empty on meta, random floats (drawn from ``generator``) or zero ids (valid everywhere)
+    on CPU."""
     import torch
 
     size = math.prod(shape) * dtype.itemsize
@@ -62,7 +65,7 @@ def _input_tensor(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> to
         return torch.empty(shape, dtype=dtype, device="meta")
     try:
         if dtype.is_floating_point or dtype.is_complex:
-            return torch.randn(shape, dtype=dtype)
+            return torch.randn(shape, dtype=dtype, generator=generator)
         return torch.zeros(shape, dtype=dtype)
     except RuntimeError:  # the allocator's: "DefaultCPUAllocator: can't allocate memory"
         raise UsageError(f"{what} ({size:,} bytes) cannot be allocated on cpu; on meta it takes no memory") from None
@@ -75,7 +78,8 @@ def make_inputs(
     device: str,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Positional and keyword inputs: ``input_data`` as given (a tensor, a tuple, or a dict of keyword inputs), or
-    tensors of ``input_size`` in ``dtypes`` (float32 by default): empty on meta, random floats / zero ids on CPU."""
+    tensors of ``input_size`` in ``dtypes`` (float32 by default): empty on meta, random floats / zero ids on CPU,
+    the floats drawn from a generator of their own (what torch's draws next is the caller's, as it was)."""
     import torch
 
     if input_data is not None:
@@ -94,7 +98,9 @@ def make_inputs(
         kinds *= len(shapes)
     if len(kinds) != len(shapes):
         raise UsageError(f"{len(kinds)} dtypes for {len(shapes)} inputs: give one dtype, or one per input")
-    return tuple(_input_tensor(shape, dtype, device) for shape, dtype in zip(shapes, kinds, strict=True)), {}
+    generator = None if device == "meta" else torch.Generator().manual_seed(0)
+    inputs = tuple(_input_tensor(shape, dtype, device, generator) for shape, dtype in zip(shapes, kinds, strict=True))
+    return inputs, {}
 
 
 _DECODER_INPUTS = ("decoder_input_ids", "decoder_inputs_embeds", "labels")

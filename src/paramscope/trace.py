@@ -1291,6 +1291,9 @@ def _run(
         recorder = _OpRecorder(protected, count_flops=count_flops)
         hooks.recorder, recorder.stack = recorder, hooks.stack
         with contextlib.ExitStack() as stack:
+            # what a forward draws from torch's generator (dropout; on meta, a number drawn on the cpu) is put back:
+            # the caller's next draws are what they would have been without the summary
+            stack.callback(torch.set_rng_state, torch.get_rng_state())
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
@@ -1498,6 +1501,7 @@ def peak_live_bytes(
         with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
             hooks.advance = advance
             with _mode(model, walk, False), contextlib.ExitStack() as stack:
+                stack.callback(torch.set_rng_state, torch.get_rng_state())  # the forward's draws put back
                 stack.callback(hooks.remove)
                 hooks.register()
                 on_meta = as_on_a_device(fake, one_dtype=dtype is None)  # weights cast to dtype: as under autocast
