@@ -2613,22 +2613,31 @@ class TakesABatch(nn.Module):
         return self.fc(batch.features) * batch.mask
 
 
+@pytest.mark.parametrize("alone", [False, True])
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 @pytest.mark.parametrize("kind", [Batch, FrozenBatch])
-def test_inputs_held_in_a_named_tuple_or_a_dataclass(device: str, kind: type[Batch] | type[FrozenBatch]) -> None:
+def test_inputs_held_in_a_named_tuple_or_a_dataclass(
+    device: str, kind: type[Batch] | type[FrozenBatch], alone: bool
+) -> None:
+    # alone: the batch is the input, as a tensor is (a named tuple is one input, not a tuple of inputs)
     model, batch = TakesABatch(), kind(torch.randn(2, 4), torch.ones(2, 4))
-    report = paramscope.summary(model, input_data=(batch,), device=device, mode="train")
+    report = paramscope.summary(model, input_data=batch if alone else (batch,), device=device, mode="train")
     assert report.totals.flops == torch_flops(model, batch)[0] == 2 * 2 * 4 * 4
     assert report.totals.activations_bytes == torch_saved_bytes(model, batch)[0]
 
 
+@pytest.mark.parametrize("alone", [False, True])
 @pytest.mark.parametrize("device", ["meta", "cpu"])
-def test_a_packed_sequence_input_keeps_its_batch_sizes_on_the_cpu(device: str) -> None:
+def test_a_packed_sequence_input_keeps_its_batch_sizes_on_the_cpu(device: str, alone: bool) -> None:
+    # alone: input_data=packed, as the model is called (a PackedSequence is a named tuple, one input; it was taken
+    # for a tuple of four inputs: "GRU.forward() takes from 2 to 3 positional arguments but 5 were given")
     model = nn.GRU(4, 3)
     packed = nn.utils.rnn.pack_padded_sequence(torch.randn(5, 2, 4), torch.tensor([5, 3]))
-    report = paramscope.summary(model, input_data=(packed,), device=device)
+    report = paramscope.summary(model, input_data=packed if alone else (packed,), device=device, mode="train")
     assert report.calls is not None
     assert report.calls[0].outputs == describe(model(packed))
+    assert report.totals.flops == torch_flops(model, packed)[0] == 2 * 8 * 3 * 3 * (4 + 3)
+    assert report.totals.activations_bytes == torch_saved_bytes(model, packed)[0]
 
 
 class SineFirst(nn.Module):

@@ -196,8 +196,8 @@ def summary(
     Like torchinfo's ``summary`` (same argument names), but on the meta device by default: any model size, no
     compute, exact shapes. ``input_size`` is one shape or a list of shapes, ``dtypes`` one dtype for every input or
     one per input (token models need ``"long"``); ``input_data`` gives the inputs themselves instead (a tensor, a
-    tuple, or a dict of keyword inputs). ``depth`` limits the call records to modules that deep. ``device="cpu"``
-    runs for real.
+    tuple or list of inputs, or a dict of keyword inputs; a named tuple, such as a PackedSequence, is one input).
+    ``depth`` limits the call records to modules that deep. ``device="cpu"`` runs for real.
 
     FLOPs are counted with torch's ``FlopCounterMode`` formulas; ``totals.activations_bytes`` is what autograd
     saves for backward in a train-mode forward (on ``"cpu"``, where only the forward asked for runs, it is None in

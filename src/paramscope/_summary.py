@@ -77,9 +77,10 @@ def make_inputs(
     dtypes: Sequence[Any] | None,
     device: str,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Positional and keyword inputs: ``input_data`` as given (a tensor, a tuple, or a dict of keyword inputs), or
-    tensors of ``input_size`` in ``dtypes`` (float32 by default): empty on meta, random floats / zero ids on CPU,
-    the floats drawn from a generator of their own (what torch's draws next is the caller's, as it was)."""
+    """Positional and keyword inputs: ``input_data`` as given (a tensor, a tuple or list of inputs, or a dict of
+    keyword inputs; a named tuple, such as a PackedSequence, is one input), or tensors of ``input_size`` in
+    ``dtypes`` (float32 by default): empty on meta, random floats / zero ids on CPU, the floats drawn from a
+    generator of their own (what torch's draws next is the caller's, as it was)."""
     import torch
 
     if input_data is not None:
@@ -87,7 +88,7 @@ def make_inputs(
             raise UsageError("give input_size or input_data, not both")
         if isinstance(input_data, Mapping):
             return (), dict(input_data)
-        return (tuple(input_data) if isinstance(input_data, (list, tuple)) else (input_data,)), {}
+        return (tuple(input_data) if type(input_data) in (list, tuple) else (input_data,)), {}
     if input_size is None:
         raise UsageError("a forward pass needs inputs: give input_size (e.g. 1,3,224,224) or input_data")
     shapes = shapes_of(input_size)
