@@ -1779,6 +1779,25 @@ def test_an_input_too_large_for_memory_on_cpu() -> None:
     )
 
 
+def test_inputs_in_a_dtype_torch_draws_no_random_numbers_in() -> None:
+    # torch's CPU kernel of randn has no float8: the numbers are drawn in float32 and converted; said before that
+    # 6 bytes "cannot be allocated on cpu"
+    for dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+        report = paramscope.summary(nn.Flatten(), input_size=(2, 3), dtypes=[dtype], device="cpu")
+        assert report.calls is not None
+        assert report.calls[0].inputs == f"[2, 3] {str(dtype)[6:]}"
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # torch's, on making any qint8 tensor
+def test_an_input_dtype_torch_makes_no_tensor_of_on_cpu() -> None:
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.summary(nn.Flatten(), input_size=(2, 3), dtypes=["qint8"], device="cpu")
+    assert str(caught.value).startswith(
+        "torch cannot make an input of shape [2, 3] in qint8 on cpu: Could not run 'aten::zero_' with arguments from "
+        "the 'QuantizedCPU' backend"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 7. the command line
 

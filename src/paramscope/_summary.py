@@ -7,7 +7,7 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._errors import TargetError, UsageError, is_meta_device_failure
+from ._errors import TargetError, UsageError, first_line, is_meta_device_failure
 from ._report import CallRecord, Report
 from ._units import format_count, listed, shortened
 
@@ -65,8 +65,13 @@ def _input_tensor(
         return torch.empty(shape, dtype=dtype, device="meta")
     try:
         if dtype.is_floating_point or dtype.is_complex:
-            return torch.randn(shape, dtype=dtype, generator=generator)
+            try:
+                return torch.randn(shape, dtype=dtype, generator=generator)
+            except NotImplementedError:  # no random numbers in this dtype (float8): drawn in float32, converted
+                return torch.randn(shape, generator=generator).to(dtype)
         return torch.zeros(shape, dtype=dtype)
+    except NotImplementedError as error:  # no kernel that makes one (qint8, float4)
+        raise UsageError(f"torch cannot make {what} on cpu: {first_line(error)}") from None
     except RuntimeError:  # the allocator's: "DefaultCPUAllocator: can't allocate memory"
         raise UsageError(f"{what} ({size:,} bytes) cannot be allocated on cpu; on meta it takes no memory") from None
 
