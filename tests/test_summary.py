@@ -1199,6 +1199,23 @@ class Pair(NamedTuple):
     second: torch.Tensor
 
 
+@dataclasses.dataclass
+class Partial:
+    """A field the model sets later, or never (init=False, no default): not an attribute until then."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor = dataclasses.field(init=False)
+
+
+class Fields:
+    """A record that names its fields as a named tuple does, one of them not set."""
+
+    _fields = ("first", "second")
+
+    def __init__(self, first: torch.Tensor) -> None:
+        self.first = first
+
+
 class Returns(nn.Module):
     def __init__(self, make: Callable[[torch.Tensor], Any]) -> None:
         super().__init__()
@@ -1217,6 +1234,9 @@ OUTPUTS: dict[str, tuple[Callable[[torch.Tensor], Any], str]] = {
     "nested": (lambda y: (y, [y[0], (y.sum(),)], ()), "([2, 6], [[6], ([],)], ())"),
     "list": (lambda y: [y, y.to(torch.float16)], "[[2, 6], [2, 6]]"),
     "scalar": (lambda y: y.sum(), "[]"),
+    # the forward ran, and the summary said it failed: "AttributeError: 'Partial' object has no attribute 'loss'"
+    "dataclass with a field not set": (lambda y: Partial(y), "Partial(logits=[2, 6])"),
+    "a record with a field not set": (lambda y: Fields(y), "Fields(first=[2, 6])"),
 }
 
 
@@ -1227,6 +1247,24 @@ def test_output_types(kind: str, device: str) -> None:
     report = paramscope.summary(Returns(make), input_size=(2, 3), device=device)
     assert [(r.path, r.outputs) for r in report.calls or ()] == [("", expected), ("fc", "[2, 6]")]
     assert report.totals.flops == 2 * 2 * 3 * 6
+
+
+class ReadsLogits(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, batch: Partial) -> torch.Tensor:
+        return self.fc(batch.logits)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_an_input_dataclass_with_a_field_not_set(device: str) -> None:
+    report = paramscope.summary(ReadsLogits(), input_data=Partial(torch.randn(2, 6)), device=device)
+    assert [(r.path, r.inputs, r.outputs) for r in report.calls or ()] == [
+        ("", "Partial(logits=[2, 6])", "[2, 2]"),
+        ("fc", "[2, 6]", "[2, 2]"),
+    ]
 
 
 class KeywordModel(nn.Module):

@@ -190,8 +190,8 @@ def describe(value: Any) -> str:
     if type(value) is tuple or type(value) is list:  # the common case first: a NamedTuple is a tuple too
         inner = ", ".join([describe(item) for item in value])
         return f"[{inner}]" if type(value) is list else f"({inner}{',' if len(value) == 1 else ''})"
-    if hasattr(value, "_fields"):  # a NamedTuple
-        inner = ", ".join(f"{name}={describe(getattr(value, name))}" for name in value._fields)
+    if hasattr(value, "_fields"):  # a NamedTuple, or a record that names its fields so (those it has)
+        inner = ", ".join(f"{name}={describe(getattr(value, name))}" for name in value._fields if hasattr(value, name))
         return f"{type(value).__name__}({inner})"
     if isinstance(value, (list, tuple)):
         inner = ", ".join(describe(item) for item in value)
@@ -200,7 +200,9 @@ def describe(value: Any) -> str:
         inner = ", ".join(f"{key}: {describe(item)}" for key, item in value.items())
         return f"{'' if type(value) is dict else type(value).__name__}{{{inner}}}"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        inner = ", ".join(f"{f.name}={describe(getattr(value, f.name))}" for f in dataclasses.fields(value))
+        # a field without a default that nothing has set yet (init=False) is no attribute: left out
+        inner = ", ".join(f"{f.name}={describe(getattr(value, f.name))}" for f in dataclasses.fields(value)
+                          if hasattr(value, f.name))  # fmt: skip
         return f"{type(value).__name__}({inner})"
     return type(value).__name__
 
