@@ -2144,6 +2144,17 @@ def test_an_encoder_with_a_padding_mask_runs_its_fused_layers_on_cpu_as_a_plain_
     ]
 
 
+def test_an_encoder_with_a_padding_mask_runs_on_meta_over_the_padded_batch() -> None:
+    # torch's encoder first checks that the mask leaves its padding on the right, which reads its values (no meta
+    # kernel: the summary on meta failed); without values the batch runs padded, as a plain forward in train mode does
+    encoder, inputs = _padded_encoder()
+    report = paramscope.summary(encoder, input_data=inputs)
+    padded = 2 * (2 * (2 * 16 * 16 * 4 * 5 + 4 * 16 * 5 * 5) + 2 * 2 * 10 * 16 * 32)  # two sequences of 5, two layers
+    assert report.totals.flops == torch_flops(encoder.train(), **inputs)[0] == padded
+    assert report.calls is not None
+    assert report.calls[0].outputs == "[2, 5, 16]"
+
+
 @pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
 def test_an_encoder_layer_with_a_users_hook_runs_module_by_module_on_nested_tensors() -> None:
     encoder, inputs = _padded_encoder()

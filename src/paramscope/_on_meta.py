@@ -9,6 +9,9 @@
 - ``_grouped_mm`` (the experts of transformers 5's mixtures of experts): torch's meta kernel checks what the fast
   CUDA kernel takes, bfloat16 alone; torch's CPU kernel and CUDA's fallback also take float32 and float16, so a
   float32 model runs on both, and here on meta too.
+- ``nn.TransformerEncoder`` given a padding mask: its check that the padding lies on the right reads the mask, which
+  has no values here: the layers run on the padded batch, as in a train-mode forward (a real device's fast path
+  packs the real tokens into a nested tensor).
 - Matrix products and convolutions of operands in different dtypes (a float16 input to a float32 ``nn.Linear``):
   every device refuses them, torch's meta kernels do not check; refused here too.
 """
@@ -31,6 +34,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 aten = torch.ops.aten
 # torch 2.8 added the op; with an older torch no model calls it
 _GROUPED_MM: Any = getattr(getattr(aten, "_grouped_mm", None), "default", None)
+
+# nn.TransformerEncoder's check, before its fast path, that a padding mask leaves its padding on the right: it reads
+# the mask's values, and has no meta kernel
+_LEFT_ALIGNED: Any = aten._nested_tensor_from_mask_left_aligned.default
 
 # What torch's real kernels multiply besides bfloat16 (the CPU kernel refuses float64).
 _GROUPED_MM_DTYPES = (torch.float32, torch.float16)
@@ -212,6 +219,10 @@ class _MetaKernels(TorchDispatchMode):
             out = _grouped_mm_on_meta(*args, **kwargs)
             if out is not None:
                 return out
+        if func is _LEFT_ALIGNED and _without_values(args[1]):
+            # a mask without values is not known to be left-aligned: the encoder runs its layers on the padded batch
+            # (a real device's fast path packs the real tokens into a nested tensor, which needs the values)
+            return False
         if _on_the_cpu_alone(args, kwargs):
             with unset_fake_temporarily():
                 return func(*args, **kwargs)
