@@ -1525,6 +1525,32 @@ def test_operands_in_different_dtypes_run_on_meta_under_autocast() -> None:
         assert report.totals.flops == 2 * 2 * 4 * 3
 
 
+@torch.library.custom_op("paramscope_tests::doubled", mutates_args=())
+def doubled(x: torch.Tensor) -> torch.Tensor:
+    """A custom op with a CPU kernel and no fake implementation: it cannot run on meta."""
+    return x * 2
+
+
+class Doubles(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return doubled(self.fc(x))
+
+
+def test_a_custom_op_without_a_fake_implementation_on_meta_is_told_to_run_on_cpu() -> None:
+    assert paramscope.summary(Doubles(), input_size=(2, 4), device="cpu").totals.flops == 2 * 2 * 4 * 4
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(Doubles(), input_size=(2, 4))
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [2, 4]: RuntimeError: There was no fake impl registered for "
+        "<CustomOpDef(paramscope_tests::doubled)>. This is necessary for torch.compile/export/fx tracing to work. "
+        f"Please use `doubled.register_fake` to add an fake impl.; {META_VALUES_HINT}"
+    )
+
+
 def test_a_forward_that_converts_its_own_modules_on_meta_is_told_to_run_on_cpu() -> None:
     # SwitchTransformers' router calls self.classifier.to(self.dtype) in its forward: torch swaps a fake tensor's
     # parameter for the converted one, which the fake tensor refuses; the message named torch's swap alone

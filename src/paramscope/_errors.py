@@ -75,7 +75,8 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else "(no message)"
 
 
-_META = re.compile(r"\bmeta\b", re.IGNORECASE)
+# the meta device named, or a custom op without a fake implementation (torch._library's words)
+_META = re.compile(r"\bmeta\b|\bno fake impl\b", re.IGNORECASE)
 # what torch's fake tensors (a forward on meta runs on them) raise where an op needs values or has no meta kernel;
 # by name: this module does not import torch
 _FAKE_TENSOR_NEEDS_VALUES = {
@@ -87,9 +88,9 @@ _FAKE_TENSOR_NEEDS_VALUES = {
 
 def is_meta_device_failure(error: BaseException) -> bool:
     """Whether ``error`` looks like the meta device's own failure: its message names the meta device (``.item()`` or
-    a copy out of a meta tensor, an op without a Meta kernel), or torch itself raised NotImplementedError or a fake
-    tensor's exception for an op that needs values (``.item()``, ``nonzero``). A model's own NotImplementedError is
-    not one.
+    a copy out of a meta tensor, an op without a Meta kernel) or a custom op without a fake implementation, or torch
+    itself raised NotImplementedError or a fake tensor's exception for an op that needs values (``.item()``,
+    ``nonzero``). A model's own NotImplementedError is not one.
 
     >>> is_meta_device_failure(RuntimeError("Tensor.item() cannot be called on meta tensors"))
     True
