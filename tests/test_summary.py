@@ -1551,6 +1551,37 @@ def test_a_custom_op_without_a_fake_implementation_on_meta_is_told_to_run_on_cpu
     )
 
 
+class Forces(nn.Module):
+    """An energy model whose forward also returns the forces, minus the energy's gradient by the positions (as
+    machine-learned potentials do): the forward runs autograd itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.energy = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = positions.requires_grad_()
+        energy = self.energy(positions).sum()
+        (gradient,) = torch.autograd.grad(energy, positions, create_graph=self.training)
+        return energy, -gradient
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_forward_that_takes_gradients_in_eval_mode_is_told_why_it_fails(device: str) -> None:
+    model = Forces().eval()
+    model(torch.randn(5, 3))  # a plain forward runs with gradients on
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(5, 3), device=device)
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [5, 3]: RuntimeError: element 0 of tensors does not require grad "
+        "and does not have a grad_fn; an eval-mode summary runs the forward without gradients, as torch.no_grad() "
+        "does: a forward that takes gradients itself needs torch.enable_grad() around them, or --mode train"
+    )
+    report = paramscope.summary(model, input_size=(5, 3), device=device, mode="train")
+    assert report.calls is not None
+    assert report.calls[0].outputs == "([], [5, 3])"
+
+
 def test_a_forward_that_converts_its_own_modules_on_meta_is_told_to_run_on_cpu() -> None:
     # SwitchTransformers' router calls self.classifier.to(self.dtype) in its forward: torch swaps a fake tensor's
     # parameter for the converted one, which the fake tensor refuses; the message named torch's swap alone

@@ -249,6 +249,11 @@ def summarize(
             hint = ("the model's forward converts its own modules (Module.to()), which the forward on meta, on fake "
                     "tensors, cannot do: try --device cpu")  # fmt: skip
             raise ForwardError(f"{error}; {hint}") from cause
+        if mode == "eval" and isinstance(cause, RuntimeError) and "does not require grad" in first_line(cause):
+            # torch.autograd.grad in the forward (forces from an energy): a plain model(x) runs with gradients on
+            hint = ("an eval-mode summary runs the forward without gradients, as torch.no_grad() does: a forward that "
+                    "takes gradients itself needs torch.enable_grad() around them, or --mode train")  # fmt: skip
+            raise ForwardError(f"{error}; {hint}") from cause
         raise
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
