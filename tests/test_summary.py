@@ -1372,6 +1372,20 @@ def test_a_forward_that_raises_leaves_the_model_unchanged(device: str, mode: str
     assert int(model.body[0].num_batches_tracked) == 0
 
 
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_batch_norm_that_reads_its_batch_count_runs_on_meta(mode: str) -> None:
+    # momentum=None: a cumulative average, whose factor is 1 / num_batches_tracked, read with float() in the forward;
+    # on meta the count had no value ("DataDependentOutputException: aten._local_scalar_dense.default reads a
+    # tensor's values")
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6, momentum=None))
+    before = snapshot(model)
+    report = paramscope.summary(model, input_size=(3, 4), mode=mode)
+    assert report.totals.activations_bytes == torch_saved_bytes(model, torch.randn(3, 4))[0]
+    assert report.totals.flops == 2 * 3 * 4 * 6
+    assert_same(before, snapshot(model))
+    assert int(model[1].num_batches_tracked) == 0
+
+
 class RandomDraws(nn.Module):
     """A forward that draws random numbers from torch's generator: a layer skipped at random (LayerDrop, drawn on the
     cpu, on meta too) and dropout."""

@@ -1114,7 +1114,8 @@ def _stand_ins(
 ) -> dict[str, torch.Tensor]:
     """Tensors to run the model with in place of its own, under every name they are registered as (so ties stay
     ties). On meta, empty copies of the parameters and buffers, fake tensors of ``fake`` (the mode the forward runs
-    in), ``dtype`` (a compute dtype, for memory planning) replacing the floating-point dtypes; on a real device,
+    in), ``dtype`` (a compute dtype, for memory planning) replacing the floating-point dtypes, but for a counter's
+    copy with its value (:func:`_is_counter`); on a real device,
     clones of the buffers (a train-mode forward updates BatchNorm's statistics in place, on the clones) and the real
     parameters run as they are."""
     replacements: dict[int, torch.Tensor] = {}
@@ -1122,7 +1123,11 @@ def _stand_ins(
     tensors = walk.named_tensors("parameters", remove_duplicate=False) if device == "meta" else []
     for name, tensor in [*tensors, *walk.named_tensors("buffers", remove_duplicate=False)]:
         if id(tensor) not in replacements:
-            if device == "meta":
+            if device == "meta" and _is_counter(tensor):
+                # a count the forward may read (BatchNorm's num_batches_tracked with momentum=None): a copy with its
+                # value, on the cpu, where the ops on it alone run for real
+                replacements[id(tensor)] = tensor.clone()
+            elif device == "meta":
                 as_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
                 empty = torch.empty_like(tensor, device="meta", dtype=as_dtype).requires_grad_(tensor.requires_grad)
                 replacements[id(tensor)] = empty if fake is None else fake.from_tensor(empty)
@@ -1130,6 +1135,12 @@ def _stand_ins(
                 replacements[id(tensor)] = tensor.clone()
         named[name] = replacements[id(tensor)]
     return named
+
+
+def _is_counter(tensor: torch.Tensor) -> bool:
+    """A scalar integer tensor with a value, on the cpu (a buffer that counts batches or steps)."""
+    integer = not (tensor.is_floating_point() or tensor.is_complex())
+    return tensor.dim() == 0 and integer and tensor.device.type == "cpu" and _has_plain_storage(tensor)
 
 
 def to_device(value: Any, device: str, memo: dict[int, torch.Tensor] | None = None) -> Any:
