@@ -1372,6 +1372,30 @@ def test_a_forward_that_raises_leaves_the_model_unchanged(device: str, mode: str
     assert int(model.body[0].num_batches_tracked) == 0
 
 
+class OwnGenerators(nn.Module):
+    """A model drawing noise from random generators of its own: one an attribute, one in a list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.generator = torch.Generator().manual_seed(0)
+        self.generators = [torch.Generator().manual_seed(1)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(x.shape, generator=self.generator) + torch.rand(x.shape, generator=self.generators[0])
+        return self.fc(x) + noise.to(x.device)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_summary_leaves_the_models_own_random_generators_as_they_were(device: str, mode: str) -> None:
+    # the draws run for real, on the cpu (on meta too): the model's next noise is what it would have been
+    model = OwnGenerators()
+    states = [model.generator.get_state(), model.generators[0].get_state()]
+    paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
+    assert all(map(torch.equal, [model.generator.get_state(), model.generators[0].get_state()], states))
+
+
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_a_batch_norm_that_reads_its_batch_count_runs_on_meta(mode: str) -> None:
     # momentum=None: a cumulative average, whose factor is 1 / num_batches_tracked, read with float() in the forward;

@@ -904,10 +904,11 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     parameters, buffers, submodules and hooks (see :class:`_ModuleState`, which the block gets; ``functional_call``
     leaves its stand-ins in a module registered under two names), every parameter's ``requires_grad`` and ``grad``,
     and what each other tensor the modules hold (``state.loose``) is: its ``.data``, ``requires_grad`` and ``grad``
-    (its values are :class:`_OpRecorder`'s to keep). With ``real_weights`` (a forward on them), what each parameter's
-    ``.data`` is too (a momentum encoder assigns it in its forward). The forward sees no gradients of the parameters
-    (on a real device) nor of the other tensors: one that runs a backward makes new ones instead of adding to the
-    model's in place (a copy of them would take as much memory as the parameters)."""
+    (its values are :class:`_OpRecorder`'s to keep), and the state of each random generator they hold. With
+    ``real_weights`` (a forward on them), what each parameter's ``.data`` is too (a momentum encoder assigns it in
+    its forward). The forward sees no gradients of the parameters (on a real device) nor of the other tensors: one
+    that runs a backward makes new ones instead of adding to the model's in place (a copy of them would take as much
+    memory as the parameters)."""
     modules = walk.modules
     state = _ModuleState(modules)
     # Read and compared a list at a time (map over an attrgetter runs in C): this runs around every summary's forward.
@@ -915,6 +916,7 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
         param for param in chain.from_iterable(map(_VALUES, map(_PARAMETERS, modules))) if param is not None
     ]
     loose = state.loose = state.loose_tensors()
+    generators = [(generator, generator.get_state()) for generator in state.generators]
     # the leaves among the loose tensors: what a forward may set on them, as on parameters (a cache's own grad)
     leaves = [tensor for tensor in loose if tensor.is_leaf]
     # non-leaves that keep a grad (retain_grad), put back too
@@ -978,7 +980,11 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
             if not state.unchanged():
                 state.restore()
 
-        _each(put_back_state, put_back_data, put_back_flags, put_back_grads)
+        def put_back_generators() -> None:  # what the forward drew from the model's own generators
+            for generator, generator_state in generators:
+                generator.set_state(generator_state)
+
+        _each(put_back_state, put_back_data, put_back_flags, put_back_grads, put_back_generators)
 
 
 def _each(*steps: Callable[[], None]) -> None:
@@ -1039,6 +1045,8 @@ class _ModuleState:
         self.items = list(chain.from_iterable(self.collections))
         self.loose: list[torch.Tensor] = []
         """The tensors the modules hold besides their parameters and buffers, once :meth:`loose_tensors` is read."""
+        self.generators: list[torch.Generator] = []
+        """The random generators the modules hold, found with the loose tensors: a draw from one moves it on."""
 
     def unchanged(self) -> bool:
         """Whether every module holds what it held: the same ``__dict__``, as many entries in each container, and
@@ -1086,8 +1094,11 @@ class _ModuleState:
         # holds nothing a forward could write to)
         mappings = [mapping for mapping in self.mappings if id(mapping) not in stores]
         candidates = [*chain.from_iterable(map(_VALUES, mappings)), *self.items]
-        if not any(issubclass(kind, torch.Tensor) for kind in set(map(type, candidates))):
-            return []  # most models: told by type, a pass in C
+        kinds = set(map(type, candidates))  # most models hold neither: told by type, a pass in C
+        if torch.Generator in kinds:
+            self.generators = [item for item in candidates if type(item) is torch.Generator]
+        if not any(issubclass(kind, torch.Tensor) for kind in kinds):
+            return []
         return [item for item in candidates if isinstance(item, torch.Tensor)]
 
 
