@@ -1372,6 +1372,36 @@ def test_a_forward_that_raises_leaves_the_model_unchanged(device: str, mode: str
     assert int(model.body[0].num_batches_tracked) == 0
 
 
+class CalledDirectly(nn.Module):
+    """A model whose ``__call__`` runs its layers itself, never its ``forward``, and adds an op of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(4, 4)
+        self.second = nn.Linear(4, 2)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.second(self.first(x) @ torch.ones(4, 4, device=x.device))
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_model_whose_forward_never_runs_still_has_the_root_row(device: str) -> None:
+    # the rows had no root, and the first one (first, 20 parameters, 64 FLOPs) stood where the model's should
+    report = paramscope.summary(CalledDirectly(), input_size=(2, 4), device=device, mode="train")
+    assert report.calls is not None
+    root, *rows = report.calls
+    assert (root.path, root.type, root.calls, root.params) == ("", "CalledDirectly", 0, 30)
+    assert root.flops == report.totals.flops == 2 * 2 * 4 * (4 + 4 + 2)
+    assert root.own_flops == 2 * 2 * 4 * 4  # the product in __call__, outside the layers
+    assert root.activations_bytes == report.totals.activations_bytes
+    assert root.own_activations_bytes == root.activations_bytes - sum(row.activations_bytes or 0 for row in rows)
+    assert [row.path for row in rows] == ["first", "second"]
+    assert (
+        "the model's forward did not run (its __call__ runs its modules itself): its row sums what ran in the call, "
+        "inside its modules and outside them"
+    ) in report.notes
+
+
 class OwnGenerators(nn.Module):
     """A model drawing noise from random generators of its own: one an attribute, one in a list."""
 

@@ -307,6 +307,15 @@ def summarize(
             activations = result.activations.get(call.path, 0) if measured else None
             records.append(record(call.path, call.inputs, call.outputs, call.calls, result.flops.get(call.path, 0),
                                   activations))  # fmt: skip
+    if "" not in called:  # the model's forward never ran (its __call__ runs the layers itself): a container's row
+        tops = children.get("", [])
+        flops = result.total_flops
+        activations = result.total_activations
+        own_activations = None if activations is None else activations - sum(summed(result.activations, top)
+                                                                             for top in tops)  # fmt: skip
+        own = flops - sum(summed(result.flops, top) for top in tops)
+        records.insert(0, CallRecord("", types.get("") or type(model).__name__, 0, "", "", params.get("", 0), flops,
+                                     flops // 2, 0, activations, own, own_activations))  # fmt: skip
     calls = tuple(records)
     totals = replace(
         report.totals,
@@ -332,6 +341,9 @@ def summarize(
     used = ran | tied_to_ran | {in_report(path) for path in result.replaced}
     idle = [node.path for node in report.modules
             if node.own_params and node.same_as is None and node.path not in used]  # fmt: skip
+    if "" not in called:
+        notes.append("the model's forward did not run (its __call__ runs its modules itself): its row sums what ran "
+                     "in the call, inside its modules and outside them")  # fmt: skip
     if result.replaced:
         notes.append(
             f"the forward replaced the forward of {listed(result.replaced, 5)} with one that does not call the old "
