@@ -1372,6 +1372,22 @@ def test_a_forward_that_raises_leaves_the_model_unchanged(device: str, mode: str
     assert int(model.body[0].num_batches_tracked) == 0
 
 
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_summary_called_in_inference_mode_measures_the_activations(device: str, mode: str) -> None:
+    # inside torch.inference_mode() autograd records nothing, grad mode or not: the activations were 0, silently
+    model, x = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(3, 4)
+    expected = None if (device, mode) == ("cpu", "eval") else torch_saved_bytes(model, x)[0]
+    before = snapshot(model)
+    with torch.inference_mode():
+        report = paramscope.summary(model, input_size=(3, 4), device=device, mode=mode)
+        given = paramscope.summary(model, input_data=x.clone(), device=device, mode=mode)  # an inference tensor
+    assert report.totals.activations_bytes == given.totals.activations_bytes == expected
+    assert expected != 0
+    assert report.totals.flops == 2 * 3 * (4 * 8 + 8 * 2)
+    assert_same(before, snapshot(model))
+
+
 class CalledDirectly(nn.Module):
     """A model whose ``__call__`` runs its layers itself, never its ``forward``, and adds an op of its own."""
 

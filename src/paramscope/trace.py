@@ -1187,6 +1187,8 @@ def to_device(value: Any, device: str, memo: dict[int, torch.Tensor] | None = No
 
 def _moved(value: torch.Tensor, device: str) -> torch.Tensor:
     tensor = torch.empty_like(value, device="meta") if device == "meta" else value.to(device)
+    if tensor.is_inference():  # made in torch.inference_mode(): autograd cannot save it, a copy it can
+        tensor = tensor.clone()
     if not value.requires_grad:
         return tensor
     # cut from the graph it came from: a backward in the forward neither fills the input's grad nor reaches the
@@ -1284,6 +1286,9 @@ def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
     return ForwardError(f"the forward failed in '{where}'{shown}: {message}")
 
 
+# Inside a caller's torch.inference_mode(), autograd records nothing even with gradients on (no activations), and the
+# tensors made are inference tensors, which autograd cannot save and which cannot be written outside it.
+@torch.inference_mode(False)
 def _run(
     model: nn.Module,
     args: tuple[Any, ...],
