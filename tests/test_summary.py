@@ -1388,6 +1388,22 @@ def test_a_summary_called_in_inference_mode_measures_the_activations(device: str
     assert_same(before, snapshot(model))
 
 
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_inputs_of_input_size_take_torchs_default_dtype(device: str) -> None:
+    # a float64 program (torch.set_default_dtype, as scientific code sets it): its model is float64, and so is a
+    # tensor it makes; the inputs were float32, and the forward failed ("mat1 and mat2 must have the same dtype")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = nn.Linear(4, 2)
+        report = paramscope.summary(model, input_size=(3, 4), device=device, mode="train")
+    finally:
+        torch.set_default_dtype(previous)
+    assert report.calls is not None
+    assert (report.calls[0].inputs, report.calls[0].outputs) == ("[3, 4] float64", "[3, 2] float64")
+    assert report.totals.activations_bytes == 3 * 4 * 8
+
+
 class CalledDirectly(nn.Module):
     """A model whose ``__call__`` runs its layers itself, never its ``forward``, and adds an op of its own."""
 

@@ -137,7 +137,7 @@ def token_length(shapes: Sequence[tuple[int, ...]], input_dtypes: Sequence[Any] 
     """
     from . import dtypes as dtype_table
 
-    first = input_dtypes[0] if input_dtypes else "float32"  # make_inputs' default
+    first = input_dtypes[0] if input_dtypes else "float32"  # a float: make_inputs takes torch's default dtype
     dtype = dtype_table.lookup(str(first).removeprefix("torch."))
     return shapes[0][1] if len(shapes[0]) == 2 and dtype.category in ("int", "uint") else None
 

@@ -84,8 +84,8 @@ def make_inputs(
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Positional and keyword inputs: ``input_data`` as given (a tensor, a tuple or list of inputs, or a dict of
     keyword inputs; a named tuple, such as a PackedSequence, is one input), or tensors of ``input_size`` in
-    ``dtypes`` (float32 by default): empty on meta, random floats / zero ids on CPU, the floats drawn from a
-    generator of their own (what torch's draws next is the caller's, as it was)."""
+    ``dtypes`` (torch's default dtype, float32 unless set otherwise): empty on meta, random floats / zero ids on CPU,
+    the floats drawn from a generator of their own (what torch's draws next is the caller's, as it was)."""
     import torch
 
     if input_data is not None:
@@ -99,7 +99,8 @@ def make_inputs(
     shapes = shapes_of(input_size)
     if dtypes is not None and not isinstance(dtypes, (list, tuple)):
         dtypes = [dtypes]  # one dtype ("long", torch.long) for every input, not a string's characters
-    kinds = [_dtype(value) for value in dtypes] if dtypes else [torch.float32]
+    # torch's default dtype (float32 unless the program sets another), as a tensor the program makes itself
+    kinds = [_dtype(value) for value in dtypes] if dtypes else [torch.get_default_dtype()]
     if len(kinds) == 1:
         kinds *= len(shapes)
     if len(kinds) != len(shapes):

@@ -215,7 +215,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--input-dtype",
         action="append",
         metavar="DTYPE",
-        help="an input's dtype (float32 by default; long for token ids); one, or one per --input-size",
+        help="an input's dtype (torch's default, float32; long for token ids); one, or one per --input-size",
     )
     summary.add_argument(
         "--mode", choices=("eval", "train"), default="eval", help="the model's mode during the pass (default: eval)"
@@ -332,7 +332,7 @@ def _add_memory_options(parser: argparse.ArgumentParser) -> None:
         "first (8,4096 with --input-dtype long) size the KV cache too",
     )
     work.add_argument(
-        "--input-dtype", action="append", metavar="DTYPE", help="an input's dtype (float32 by default; long for ids)"
+        "--input-dtype", action="append", metavar="DTYPE", help="an input's dtype (torch's default: float32; long: ids)"
     )
     inference = parser.add_argument_group("inference")
     inference.add_argument("--dtype", metavar="DTYPE", help="the weights' dtype or format (default: as stored)")
