@@ -1404,6 +1404,40 @@ def test_inputs_of_input_size_take_torchs_default_dtype(device: str) -> None:
     assert report.totals.activations_bytes == 3 * 4 * 8
 
 
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_inputs_of_input_size_take_the_models_float_dtype(device: str, dtype: torch.dtype) -> None:
+    # a model stored in bfloat16 refuses float32 inputs on every device ("mat1 and mat2 must have the same dtype")
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8)).to(dtype)
+    (tensor,), _ = make_inputs((3, 4), None, None, device, model)
+    assert (tensor.dtype, tensor.device.type) == (dtype, device)
+    report = paramscope.summary(model, input_size=(3, 4), device=device)
+    assert report.totals.flops == 2 * 3 * 4 * 8
+
+
+def test_inputs_of_a_model_without_float_parameters_take_torchs_default_dtype() -> None:
+    counter = nn.Module()
+    counter.register_parameter("steps", nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False))
+    for model in (None, nn.ReLU(), counter):
+        (tensor,), _ = make_inputs((3, 4), None, None, "meta", model)
+        assert tensor.dtype == torch.get_default_dtype()
+
+
+def test_a_model_file_that_sets_float64_at_import_is_summarised_in_float64(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # the default dtype the file sets is put back once the model is built; the model's parameters keep it
+    path = tmp_path / "f64.py"
+    path.write_text(
+        "import torch\nfrom torch import nn\ntorch.set_default_dtype(torch.float64)\n\n"
+        "def build():\n    return nn.Linear(4, 3)\n"
+    )
+    code, out, err = run(capsys, "summary", f"{path}:build", "--input-size", "2,4", "--format", "json", "--quiet")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["calls"][0]["inputs"] == "[2, 4] float64"
+    assert torch.get_default_dtype() == torch.float32
+
+
 class CalledDirectly(nn.Module):
     """A model whose ``__call__`` runs its layers itself, never its ``forward``, and adds an op of its own."""
 

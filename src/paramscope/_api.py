@@ -195,7 +195,8 @@ def summary(
 
     Like torchinfo's ``summary`` (same argument names), but on the meta device by default: any model size, no
     compute, exact shapes. ``input_size`` is one shape or a list of shapes, ``dtypes`` one dtype for every input or
-    one per input (token models need ``"long"``); ``input_data`` gives the inputs themselves instead (a tensor, a
+    one per input (token models need ``"long"``; by default the dtype of most of the model's floating-point
+    parameters); ``input_data`` gives the inputs themselves instead (a tensor, a
     tuple or list of inputs, or a dict of keyword inputs; a named tuple, such as a PackedSequence, is one input).
     ``depth`` limits the call records to modules that deep. ``device="cpu"`` runs for real.
 
@@ -238,7 +239,7 @@ def summary(
         from .sources.module import inspect_module
 
         report = inspect_module(module)
-    args, kwargs = make_inputs(input_size, input_data, dtypes, device)
+    args, kwargs = make_inputs(input_size, input_data, dtypes, device, module)
     if input_data is None:  # inputs given are run as they are
         kwargs, report = with_decoder_inputs(module, report, args, kwargs)
     return summarize(module, report, args, kwargs, depth=depth, device=device, mode=mode, quiet=quiet)

@@ -81,11 +81,13 @@ def make_inputs(
     input_data: Any,
     dtypes: Sequence[Any] | None,
     device: str,
+    model: nn.Module | None = None,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Positional and keyword inputs: ``input_data`` as given (a tensor, a tuple or list of inputs, or a dict of
     keyword inputs; a named tuple, such as a PackedSequence, is one input), or tensors of ``input_size`` in
-    ``dtypes`` (torch's default dtype, float32 unless set otherwise): empty on meta, random floats / zero ids on CPU,
-    the floats drawn from a generator of their own (what torch's draws next is the caller's, as it was)."""
+    ``dtypes`` (by default the dtype of ``model``'s floating-point parameters, see :func:`float_dtype`): empty on
+    meta, random floats / zero ids on CPU, the floats drawn from a generator of their own (what torch's draws next is
+    the caller's, as it was)."""
     import torch
 
     if input_data is not None:
@@ -99,8 +101,7 @@ def make_inputs(
     shapes = shapes_of(input_size)
     if dtypes is not None and not isinstance(dtypes, (list, tuple)):
         dtypes = [dtypes]  # one dtype ("long", torch.long) for every input, not a string's characters
-    # torch's default dtype (float32 unless the program sets another), as a tensor the program makes itself
-    kinds = [_dtype(value) for value in dtypes] if dtypes else [torch.get_default_dtype()]
+    kinds = [_dtype(value) for value in dtypes] if dtypes else [float_dtype(model)]
     if len(kinds) == 1:
         kinds *= len(shapes)
     if len(kinds) != len(shapes):
@@ -108,6 +109,25 @@ def make_inputs(
     generator = None if device == "meta" else torch.Generator().manual_seed(0)
     inputs = tuple(_input_tensor(shape, dtype, device, generator) for shape, dtype in zip(shapes, kinds, strict=True))
     return inputs, {}
+
+
+def float_dtype(model: nn.Module | None) -> torch.dtype:
+    """The dtype most of ``model``'s floating-point parameter values are in, which its inputs must match (a bfloat16
+    model takes bfloat16, a float64 one float64); torch's default dtype for a model without any, as for a tensor the
+    program makes itself.
+
+    >>> import torch
+    >>> float_dtype(torch.nn.Linear(2, 2).to(torch.bfloat16)), float_dtype(None)
+    (torch.bfloat16, torch.float32)
+    """
+    import torch
+    from torch.nn.parameter import is_lazy
+
+    values: dict[torch.dtype, int] = {}
+    for parameter in () if model is None else model.parameters():
+        if parameter.is_floating_point() and not is_lazy(parameter):
+            values[parameter.dtype] = values.get(parameter.dtype, 0) + parameter.numel()
+    return max(values, key=values.__getitem__) if values else torch.get_default_dtype()
 
 
 _DECODER_INPUTS = ("decoder_input_ids", "decoder_inputs_embeds", "labels")

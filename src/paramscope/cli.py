@@ -215,7 +215,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--input-dtype",
         action="append",
         metavar="DTYPE",
-        help="an input's dtype (torch's default, float32; long for token ids); one, or one per --input-size",
+        help="an input's dtype (by default the model's float dtype; long for token ids); one, or one per --input-size",
     )
     summary.add_argument(
         "--mode", choices=("eval", "train"), default="eval", help="the model's mode during the pass (default: eval)"
@@ -725,7 +725,7 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
                 report = replace(report, check=checked.check, notes=(*report.notes, *checked.check.notes))
         if request.exclude_embeddings:
             report = without_embeddings(report)
-        args, kwargs = make_inputs(shapes, None, options.input_dtype, options.device)
+        args, kwargs = make_inputs(shapes, None, options.input_dtype, options.device, model)
         kwargs, report = with_decoder_inputs(model, report, args, kwargs)
         report = summarize(
             model, report, args, kwargs, depth=depth, device=options.device, mode=options.mode, quiet=options.quiet
