@@ -564,6 +564,23 @@ def test_kv_cache_of_layers_with_their_own_head_length_names_each_shape() -> Non
     assert item.formula == "2 × (2 layers × 2 kv heads × 8 + 2 layers × 1 kv heads × 32) × 3 tokens × 2 × 4 B"
 
 
+def test_kv_cache_of_cpmant_holds_its_prompt_tokens_too() -> None:
+    # CPM-Ant's forward prepends prompt_length prompt tokens to every input and caches them with the text: the plan
+    # counted the text's tokens alone (a third of the cache at the default 32 prompt tokens and 16 of text)
+    config = transformers.CpmAntConfig(vocab_size=64, hidden_size=32, num_attention_heads=4, dim_head=8, dim_ff=64,
+                                       num_hidden_layers=2, prompt_length=4, prompt_types=3, segment_types=3,
+                                       position_bias_num_buckets=8, position_bias_max_distance=32)  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.CpmAntForCausalLM(config).eval()
+    with torch.no_grad():
+        cache = cache_of(model(torch.ones(2, 6, dtype=torch.long), use_cache=True))
+    assert [tuple(layer.keys.shape) for layer in cache.layers] == [(2, 4, 6 + 4, 8)] * 2
+    item = plan_of(model, seq=6, batch=2, dtype="float32").item("KV cache")
+    assert item.total_bytes == nbytes(cache_tensors(cache))
+    assert item.formula == ("2 × 2 layers × 4 kv heads × 8 × (6 + 4) tokens × 2 × 4 B (CPM-Ant prepends 4 prompt "
+                            "tokens to every input and caches them)")  # fmt: skip
+
+
 def test_kv_cache_of_a_multimodal_decoder_whose_text_config_names_no_architecture() -> None:
     # Fuyu's text config (Persimmon's) names no architecture: merged over the model's own, it hid FuyuForCausalLM,
     # and the plan called the model an encoder with no KV cache

@@ -451,10 +451,11 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     fields, layers, heads, hidden = shape
     size = _bytes_of(kv_dtype)
     kinds = cache_layers(config, layers)
-    lengths = [layer.tokens(tokens) for layer in kinds]
+    prefix, remarks = _cached_prefix(fields)
+    held = tokens + prefix  # the tokens each layer is given
+    lengths = [layer.tokens(held) for layer in kinds]
     cached = sum(1 for layer in kinds if layer.keeps_keys)
-    remarks = []
-    windows = sorted({layer.window for layer in kinds if layer.keeps_keys and layer.window and layer.window < tokens})
+    windows = sorted({layer.window for layer in kinds if layer.keeps_keys and layer.window and layer.window < held})
     for window in windows:
         capped = [layer for layer in kinds if layer.keeps_keys and layer.window == window]
         names = sorted({layer.type.replace("_attention", "") for layer in capped})
@@ -481,12 +482,14 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         per_token = latent + rope
         total = sum(lengths) * batch * per_token
         formula = (f"{cached} layers × ({latent} + {rope}) latent × "
-                   f"{format_count(tokens)} tokens × {batch} × {size:g} B (MLA's compressed cache, as serving "
+                   f"{_tokens_text(tokens, prefix)} × {batch} × {size:g} B (MLA's compressed cache, as serving "
                    f"engines keep it){_remark(remarks)}")  # fmt: skip
         return math.ceil(total * size), formula, 1  # one latent for all heads: not split by TP
     head_dim, value_dim = _head_dims(fields, heads, hidden)
     if any(layer.head_dim or layer.kv_heads for layer in kinds):  # layers of their own shapes (per_layer_config)
-        return _heterogeneous_cache(fields, kinds, lengths, heads, (head_dim, value_dim), batch, tokens, size, remarks)
+        tokens_text = _tokens_text(tokens, prefix)
+        return _heterogeneous_cache(fields, kinds, lengths, heads, (head_dim, value_dim), batch, tokens_text, size,
+                                    remarks)  # fmt: skip
     per_layer = _kv_heads_per_layer(fields, layers)
     if per_layer is not None:  # each layer's own count (OpenELM): summed layer by layer, at each layer's length
         total = sum(length * count for length, count in zip(lengths, per_layer, strict=True)) * (head_dim + value_dim)
@@ -496,7 +499,7 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         each = f"2 × {heads_text} × {head_dim}"
         if value_dim != head_dim:
             each = f"{heads_text} × ({head_dim} + {value_dim})"
-        formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{_remark(remarks)}"
+        formula = f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{_remark(remarks)}"
         return math.ceil(total * batch * size), formula, kv_heads
     kv_heads, why = _kv_heads(fields, heads)
     total = sum(lengths) * kv_heads * (head_dim + value_dim) * batch
@@ -504,8 +507,28 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         each = f"2 × {cached} layers × {kv_heads} kv heads × {head_dim}"
     else:
         each = f"{cached} layers × {kv_heads} kv heads × ({head_dim} + {value_dim})"
-    formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{_remark([why] * bool(why) + remarks)}"
+    formula = (f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B"
+               f"{_remark([why] * bool(why) + remarks)}")  # fmt: skip
     return math.ceil(total * size), formula, int(kv_heads)
+
+
+def _cached_prefix(fields: Mapping[str, Any]) -> tuple[int, list[str]]:
+    """Tokens a model puts before every input and caches with it, and a remark saying so (none for most models).
+
+    CPM-Ant's forward (transformers' CpmAntModel) prepends ``prompt_length`` prompt tokens to the input ids, and its
+    cache keeps their keys and values as it does the text's; no config field says so in general, hence its own case.
+
+    >>> _cached_prefix({"model_type": "cpmant", "prompt_length": 32})
+    (32, ['CPM-Ant prepends 32 prompt tokens to every input and caches them'])
+    """
+    prompt = size_of(fields.get("prompt_length"))
+    if fields.get("model_type") != "cpmant" or prompt is None:
+        return 0, []
+    return prompt, [f"CPM-Ant prepends {prompt} prompt tokens to every input and caches them"]
+
+
+def _tokens_text(tokens: int, prefix: int) -> str:
+    return f"({format_count(tokens)} + {prefix}) tokens" if prefix else f"{format_count(tokens)} tokens"
 
 
 def _heterogeneous_cache(
@@ -515,7 +538,7 @@ def _heterogeneous_cache(
     heads: int,
     dims: tuple[int, int],
     batch: int,
-    tokens: int,
+    tokens: str,
     size: float,
     remarks: list[str],
 ) -> tuple[int, str, int]:
@@ -538,7 +561,7 @@ def _heterogeneous_cache(
     else:
         each = " + ".join(f"{count} layers × {kv} kv heads × ({keys} + {values})"
                           for (kv, keys, values), count in groups.items())  # fmt: skip
-    formula = f"{each} × {format_count(tokens)} tokens × {batch} × {size:g} B{_remark([why] * bool(why) + remarks)}"
+    formula = f"{each} × {tokens} × {batch} × {size:g} B{_remark([why] * bool(why) + remarks)}"
     fewest = min((kv for kv, _, _ in groups), default=kv_heads)  # the fewest any layer splits across devices
     return math.ceil(total * batch * size), formula, int(fewest)
 
