@@ -564,6 +564,41 @@ def test_kv_cache_of_layers_with_their_own_head_length_names_each_shape() -> Non
     assert item.formula == "2 × (2 layers × 2 kv heads × 8 + 2 layers × 1 kv heads × 32) × 3 tokens × 2 × 4 B"
 
 
+@pytest.mark.parametrize(
+    ("config", "shapes"),
+    [
+        # the sliding layers' own swa_num_key_value_heads and swa_head_dim (Inkling: 16 kv heads to the full
+        # layers' 8 by default)
+        (transformers.InklingTextConfig(**HYBRID, swa_num_attention_heads=4, swa_num_key_value_heads=4,
+                                        swa_head_dim=16, sliding_window_size=4, rel_extent=8, d_rel=4,
+                                        moe_intermediate_size=16, n_routed_experts=2, num_experts_per_tok=1,
+                                        n_shared_experts=1, local_layer_ids=[0, 2]),
+         "2 × (2 layers × 4 kv heads × 16 + 2 layers × 2 kv heads × 8)"),
+        # MiMo-V2-Flash's sliding layers have twice num_key_value_heads, in transformers' code alone
+        (transformers.MiMoV2FlashConfig(**HYBRID, v_head_dim=4, sliding_window=4, moe_intermediate_size=16,
+                                        layer_types=["full_attention", "sliding_attention"] * 2, n_routed_experts=2,
+                                        num_experts_per_tok=1),
+         "(2 layers × 2 kv heads × (8 + 4) + 2 layers × 4 kv heads × (8 + 4))"),
+    ],
+    ids=["inkling", "mimo-v2-flash"],
+)  # fmt: skip
+def test_kv_cache_of_sliding_layers_with_their_own_heads(config: Any, shapes: str) -> None:
+    """Sliding-window layers whose key/value heads (and head length) differ from the full layers': the plan counted
+    every layer at the model's num_key_value_heads (Inkling's default 66 layers: 55 % of transformers' cache)."""
+    batch, tokens = 2, 10
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    cache = decode_one(model, prefill(model, batch, tokens), batch)
+    held = [tensor for layer in cache.layers for tensor in (layer.keys, layer.values)]
+    assert len({tensor.shape[1] for tensor in held}) == 2  # two counts of kv heads
+    item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
+    assert item.total_bytes == storage_bytes(held)
+    assert item.formula.startswith(f"{shapes} × 11 tokens × 2 × 4 B (2 ")
+    config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32",
+                          config=config.to_dict())  # fmt: skip
+    assert config_only.item("KV cache").total_bytes == item.total_bytes
+
+
 def test_kv_cache_of_cpmant_holds_its_prompt_tokens_too() -> None:
     # CPM-Ant's forward prepends prompt_length prompt tokens to every input and caches them with the text: the plan
     # counted the text's tokens alone (a third of the cache at the default 32 prompt tokens and 16 of text)

@@ -94,6 +94,7 @@ def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     chunk = size_of(config.get("attention_chunk_size"))
     types = config.get("layer_types")
     overrides = _overrides(config.get("per_layer_config"))
+    sliding = _sliding_fields(config)
     found = []
     for layer in range(layers):
         if isinstance(types, list):  # a layer it does not list is taken at full length: a plan errs on the safe side
@@ -102,7 +103,7 @@ def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
             kind = "sliding_attention"
         else:
             kind = "chunked_attention" if chunk is not None else FULL
-        own = overrides.get(layer, {})
+        own = {**sliding, **overrides.get(layer, {})} if "sliding" in kind else overrides.get(layer, {})
         found.append(CacheLayer(kind, chunk if kind == "chunked_attention" else window if "sliding" in kind else None,
                                 size_of(own.get("head_dim")), size_of(own.get("num_key_value_heads"))))  # fmt: skip
     return found
@@ -122,6 +123,28 @@ def _overrides(given: Any) -> dict[int, Mapping[str, Any]]:
         with contextlib.suppress(TypeError, ValueError):
             if isinstance(fields, Mapping) and not isinstance(key, bool):
                 found[int(key)] = fields
+    return found
+
+
+# Fields some configs give their sliding-window layers' attention (Inkling's), under the names of the model's own
+_SLIDING_NAMES = {"swa_head_dim": "head_dim", "swa_num_key_value_heads": "num_key_value_heads"}
+
+
+def _sliding_fields(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The shape a config gives its sliding-window layers of their own (``swa_head_dim``,
+    ``swa_num_key_value_heads``), under the model's names; empty when they have the model's.
+
+    >>> _sliding_fields({"swa_num_key_value_heads": 16, "num_key_value_heads": 8})
+    {'num_key_value_heads': 16}
+    >>> _sliding_fields({"model_type": "mimo_v2_flash", "num_key_value_heads": 4})
+    {'num_key_value_heads': 8}
+    """
+    found = {name: config[key] for key, name in _SLIDING_NAMES.items() if size_of(config.get(key)) is not None}
+    heads = size_of(config.get("num_key_value_heads"))
+    if config.get("model_type") == "mimo_v2_flash" and heads is not None:
+        # transformers' MiMoV2FlashAttention gives its sliding layers twice num_key_value_heads in its code (the
+        # released model's 8 to 4); its config says nothing of it
+        found["num_key_value_heads"] = 2 * heads
     return found
 
 
@@ -167,12 +190,14 @@ def _from_transformers(config: Mapping[str, Any]) -> list[CacheLayer] | None:
             types, arguments = get_layer_types_and_kwargs(text)
             # a heterogeneous config (Gemma 4 makes one of global_head_dim) gives each layer's own fields
             heterogeneous = getattr(text, "is_heterogeneous", False) is True
-            overrides = _overrides(text.to_dict().get("per_layer_config")) if heterogeneous else {}
+            written = text.to_dict()
+            overrides = _overrides(written.get("per_layer_config")) if heterogeneous else {}
+            sliding = _sliding_fields(written)
     except Exception:  # a config class validates its fields as it likes: then the fields are read as they are
         return None
     found = []
     for index, (kind, given) in enumerate(zip(types, arguments, strict=False)):
-        own = overrides.get(index, {})
+        own = {**sliding, **overrides.get(index, {})} if "sliding" in str(kind) else overrides.get(index, {})
         found.append(CacheLayer(str(kind), size_of(given.get("sliding_window")), size_of(own.get("head_dim")),
                                 size_of(own.get("num_key_value_heads"))))  # fmt: skip
     return found

@@ -555,12 +555,11 @@ def _heterogeneous_cache(
         total += length * shape[0] * (shape[1] + shape[2])
         if layer.keeps_keys:
             groups[shape] = groups.get(shape, 0) + 1
-    if all(keys == values for _, keys, values in groups):
-        each = "2 × (" + " + ".join(f"{count} layers × {kv} kv heads × {keys}"
-                                    for (kv, keys, _), count in groups.items()) + ")"  # fmt: skip
-    else:
-        each = " + ".join(f"{count} layers × {kv} kv heads × ({keys} + {values})"
-                          for (kv, keys, values), count in groups.items())  # fmt: skip
+    same = all(keys == values for _, keys, values in groups)
+    terms = [f"{count} layers × {kv} kv heads × " + (str(keys) if same else f"({keys} + {values})")
+             for (kv, keys, values), count in groups.items()]  # fmt: skip
+    each = " + ".join(terms) if len(terms) == 1 else f"({' + '.join(terms)})"
+    each = f"2 × {each}" if same else each
     formula = f"{each} × {tokens} × {batch} × {size:g} B{_remark([why] * bool(why) + remarks)}"
     fewest = min((kv for kv, _, _ in groups), default=kv_heads)  # the fewest any layer splits across devices
     return math.ceil(total * batch * size), formula, int(fewest)
