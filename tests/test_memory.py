@@ -599,6 +599,45 @@ def test_kv_cache_of_sliding_layers_with_their_own_heads(config: Any, shapes: st
     assert config_only.item("KV cache").total_bytes == item.total_bytes
 
 
+@pytest.mark.parametrize(
+    ("config", "layers", "again"),
+    [
+        # one input layer, two recurrent layers run three times (a cache for each pass), one output layer
+        (transformers.DoryConfig(**HYBRID, sliding_window=4, n_input_layers=1, n_output_layers=1,
+                                 n_recurrent_loops=3), 8, 4),
+        # the recurrent layers keep the last pass's cache alone
+        (transformers.DoryConfig(**HYBRID, sliding_window=4, n_input_layers=1, n_output_layers=1,
+                                 n_recurrent_loops=3, recurrent_kv_cache_mode="last_loop"), 4, 0),
+        # layers 1 and 2 run twice
+        (transformers.Inkling2LoopTextConfig(**HYBRID, n_layers_per_attn_res_block=1, loop_layer_index_start=1,
+                                             loop_layer_index_end=3, loop_num_passes=2, loop_gate_rank=4,
+                                             swa_num_attention_heads=4, swa_num_key_value_heads=2, swa_head_dim=8,
+                                             sliding_window_size=4, moe_intermediate_size=16, n_routed_experts=2,
+                                             num_experts_per_tok=1, n_shared_experts=1), 6, 2),
+    ],
+    ids=["dory", "dory-last-loop", "inkling2-loop"],
+)  # fmt: skip
+def test_kv_cache_of_looped_layers_holds_a_cache_for_each_pass(config: Any, layers: int, again: int) -> None:
+    """Models that run some layers again: transformers appends a copy of their caches for each pass after the first
+    (Dory's default: 56 caches for its 36 layers; the plan counted 36). Dory's config.json counts 72 layers (an
+    attention and an MLP block each), which its class halves."""
+    batch, tokens = 2, 10
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    cache = decode_one(model, prefill(model, batch, tokens), batch)
+    held = [tensor for layer in cache.layers for tensor in (layer.keys, layer.values)]
+    assert len(held) == 2 * layers
+    item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
+    assert item.total_bytes == storage_bytes(held)
+    assert f" × {layers} layers × " in item.formula
+    assert (f"{again} of them the caches of looped layers again, for the passes after the first" in item.formula) == (
+        again > 0
+    )
+    written = config.to_dict()  # as config.json has it
+    config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32", config=written)
+    assert config_only.item("KV cache").total_bytes == item.total_bytes
+
+
 def test_kv_cache_of_cpmant_holds_its_prompt_tokens_too() -> None:
     # CPM-Ant's forward prepends prompt_length prompt tokens to every input and caches them with the text: the plan
     # counted the text's tokens alone (a third of the cache at the default 32 prompt tokens and 16 of text)

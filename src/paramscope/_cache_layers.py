@@ -12,10 +12,10 @@ class works its layer types out from its own fields (``full_attention_interval``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 FULL = "full_attention"
@@ -28,7 +28,7 @@ CROSS = "cross_attention"
 KNOWN = (FULL, *_WINDOWED, *_STATE_ONLY, *_BOTH, *_NONE, CROSS)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class CacheLayer:
     """One decoder layer's generation cache."""
 
@@ -41,6 +41,8 @@ class CacheLayer:
     Gemma 4's full-attention layers); None: the model's."""
     kv_heads: int | None = None
     """Its own key/value heads, where the config gives this layer a count of its own; None: the model's."""
+    repeat: bool = False
+    """A copy of a looped layer's cache, for a pass through it after the first (see :func:`_looped`)."""
 
     @property
     def keeps_keys(self) -> bool:
@@ -74,10 +76,10 @@ def cache_layers(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     >>> [layer.type for layer in cache_layers({"layer_types": ["linear_attention", "full_attention"]}, 2)]
     ['linear_attention', 'full_attention']
     >>> cache_layers({"sliding_window": 4096}, 1)
-    [CacheLayer(type='sliding_attention', window=4096, head_dim=None, kv_heads=None)]
+    [CacheLayer(type='sliding_attention', window=4096, head_dim=None, kv_heads=None, repeat=False)]
     """
-    found = _from_transformers(config)
-    if found is None or len(found) != layers:
+    found = _from_transformers(config, layers)
+    if found is None:
         found = _from_fields(config, layers)
     text = config.get("text_config")
     crossing = (text if isinstance(text, Mapping) else config).get("cross_attention_layers")
@@ -171,9 +173,36 @@ def config_class(model_type: str) -> Any:
         return None
 
 
-def _from_transformers(config: Mapping[str, Any]) -> list[CacheLayer] | None:
-    """The layers transformers' DynamicCache would make for ``config``; None when transformers cannot tell (not
-    installed, too old to say, a model type it does not know, a config its class refuses)."""
+def _looped(text: Any) -> tuple[int, int, int] | None:
+    """The layers a model runs more than once, each pass with caches of its own, as (the first, the one after the
+    last, the passes); None for other models. transformers appends a copy of those layers' caches for each pass after
+    the first (``cache.layers +=`` in the model's forward), under fields of each model's own.
+
+    >>> from types import SimpleNamespace as Config
+    >>> _looped(Config(loop_layer_index_start=6, loop_layer_index_end=18, loop_num_passes=3))
+    (6, 18, 3)
+    >>> dory = Config(n_input_layers=8, n_recurrent_layers=20, n_recurrent_loops=2, recurrent_kv_cache_mode="per_loop")
+    >>> _looped(dory)
+    (8, 28, 2)
+    """
+    passes = size_of(getattr(text, "loop_num_passes", None))  # Inkling 2 Loop
+    if passes is not None:
+        start, end = getattr(text, "loop_layer_index_start", None), getattr(text, "loop_layer_index_end", None)
+    else:  # Dory, unless its recurrent layers keep the last pass's cache alone (recurrent_kv_cache_mode "last_loop")
+        passes = size_of(getattr(text, "n_recurrent_loops", None))
+        start, count = getattr(text, "n_input_layers", None), size_of(getattr(text, "n_recurrent_layers", None))
+        end = start + count if isinstance(start, int) and count is not None else None
+        if getattr(text, "recurrent_kv_cache_mode", None) != "per_loop":
+            return None
+    if passes is None or not isinstance(start, int) or not isinstance(end, int) or not 0 <= start < end:
+        return None
+    return start, end, passes
+
+
+def _from_transformers(config: Mapping[str, Any], layers: int) -> list[CacheLayer] | None:
+    """The layers transformers' DynamicCache would make for ``config``'s ``layers`` layers; None when transformers
+    cannot tell (not installed, too old to say, a model type it does not know, a config its class refuses, or one it
+    reads with another count of layers)."""
     model_type = config.get("model_type")
     if not isinstance(model_type, str):
         return None
@@ -193,11 +222,20 @@ def _from_transformers(config: Mapping[str, Any]) -> list[CacheLayer] | None:
             written = text.to_dict()
             overrides = _overrides(written.get("per_layer_config")) if heterogeneous else {}
             sliding = _sliding_fields(written)
+            loops = _looped(text)
+            own_count = text.num_hidden_layers
     except Exception:  # a config class validates its fields as it likes: then the fields are read as they are
+        return None
+    # A class may write its layer count otherwise than it reads it: Dory's config.json counts each layer's attention
+    # and MLP as two blocks (72 for its 36 layers), which its class halves
+    if len(types) != layers and not (len(types) == own_count and written.get("num_hidden_layers") == layers):
         return None
     found = []
     for index, (kind, given) in enumerate(zip(types, arguments, strict=False)):
         own = {**sliding, **overrides.get(index, {})} if "sliding" in str(kind) else overrides.get(index, {})
         found.append(CacheLayer(str(kind), size_of(given.get("sliding_window")), size_of(own.get("head_dim")),
                                 size_of(own.get("num_key_value_heads"))))  # fmt: skip
+    if loops is not None and loops[1] <= len(found):
+        start, end, passes = loops
+        found += [dataclasses.replace(layer, repeat=True) for layer in found[start:end] * (passes - 1)]
     return found

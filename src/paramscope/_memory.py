@@ -460,6 +460,9 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         capped = [layer for layer in kinds if layer.keeps_keys and layer.window == window]
         names = sorted({layer.type.replace("_attention", "") for layer in capped})
         remarks.append(f"{len(capped)} {'/'.join(names)} layers capped at {format_count(window)} tokens")
+    repeats = sum(1 for layer in kinds if layer.repeat)
+    if repeats:
+        remarks.append(f"{repeats} of them the caches of looped layers again, for the passes after the first")
     stateful = [layer for layer in kinds if layer.keeps_state]
     if stateful:
         names = sorted({layer.type for layer in stateful})
