@@ -638,6 +638,33 @@ def test_kv_cache_of_looped_layers_holds_a_cache_for_each_pass(config: Any, laye
     assert config_only.item("KV cache").total_bytes == item.total_bytes
 
 
+def test_kv_cache_of_latent_attention_layers_with_their_own_latent() -> None:
+    # Dots 3's sliding layers keep a latent of their own (swa_kv_lora_rank, made per_layer_config by its class: 1024
+    # to its other layers' 512): the plan counted every layer at kv_lora_rank (61 % of transformers' cache)
+    config = transformers.Dots3NoteTextConfig(vocab_size=64, pad_token_id=0, hidden_size=32, intermediate_size=64,
+                                              num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
+                                              q_lora_rank=16, kv_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4,
+                                              v_head_dim=8, head_dim=8, swa_num_attention_heads=4,
+                                              swa_num_key_value_heads=4, swa_q_lora_rank=16, swa_kv_lora_rank=16,
+                                              swa_head_dim=8, swa_qk_nope_head_dim=4, swa_v_head_dim=8,
+                                              sliding_window=4, use_dsa=False, moe_intermediate_size=16,
+                                              n_routed_experts=4, num_experts_per_tok=1, n_shared_experts=1,
+                                              first_k_dense_replace=1)  # fmt: skip
+    batch, tokens = 2, 10
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    cache = decode_one(model, prefill(model, batch, tokens), batch)
+    held = cache_tensors(cache)
+    assert sorted({tensor.shape[-1] for tensor in held}) == [4, 8, 16]  # rotary keys, and two lengths of latent
+    item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
+    assert item.total_bytes == storage_bytes(held)
+    assert item.formula == ("(2 layers × (8 + 4) + 2 layers × (16 + 4)) latent × 11 tokens × 2 × 4 B (MLA's compressed "
+                            "cache, as serving engines keep it; 2 sliding layers capped at 4 tokens)")  # fmt: skip
+    config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32",
+                          config=config.to_dict())  # fmt: skip
+    assert config_only.item("KV cache").total_bytes == item.total_bytes
+
+
 def test_kv_cache_of_cpmant_holds_its_prompt_tokens_too() -> None:
     # CPM-Ant's forward prepends prompt_length prompt tokens to every input and caches them with the text: the plan
     # counted the text's tokens alone (a third of the cache at the default 32 prompt tokens and 16 of text)

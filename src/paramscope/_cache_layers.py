@@ -41,6 +41,9 @@ class CacheLayer:
     Gemma 4's full-attention layers); None: the model's."""
     kv_heads: int | None = None
     """Its own key/value heads, where the config gives this layer a count of its own; None: the model's."""
+    latent: tuple[int | None, int | None] = (None, None)
+    """Its own multi-head latent attention cache, ``(kv_lora_rank, qk_rope_head_dim)``, where the config gives this
+    layer either of its own (Dots 3's sliding layers); None: the model's."""
     repeat: bool = False
     """A copy of a looped layer's cache, for a pass through it after the first (see :func:`_looped`)."""
 
@@ -76,7 +79,7 @@ def cache_layers(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     >>> [layer.type for layer in cache_layers({"layer_types": ["linear_attention", "full_attention"]}, 2)]
     ['linear_attention', 'full_attention']
     >>> cache_layers({"sliding_window": 4096}, 1)
-    [CacheLayer(type='sliding_attention', window=4096, head_dim=None, kv_heads=None, repeat=False)]
+    [CacheLayer(type='sliding_attention', window=4096, head_dim=None, kv_heads=None, latent=(None, None), repeat=False)]
     """
     found = _from_transformers(config, layers)
     if found is None:
@@ -107,8 +110,14 @@ def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
             kind = "chunked_attention" if chunk is not None else FULL
         own = {**sliding, **overrides.get(layer, {})} if "sliding" in kind else overrides.get(layer, {})
         found.append(CacheLayer(kind, chunk if kind == "chunked_attention" else window if "sliding" in kind else None,
-                                size_of(own.get("head_dim")), size_of(own.get("num_key_value_heads"))))  # fmt: skip
+                                *_own_shape(own)))  # fmt: skip
     return found
+
+
+def _own_shape(own: Mapping[str, Any]) -> tuple[int | None, int | None, tuple[int | None, int | None]]:
+    """A layer's own ``head_dim``, ``num_key_value_heads`` and MLA latent, from the fields the config gives it."""
+    latent = (size_of(own.get("kv_lora_rank")), size_of(own.get("qk_rope_head_dim")))
+    return size_of(own.get("head_dim")), size_of(own.get("num_key_value_heads")), latent
 
 
 def _overrides(given: Any) -> dict[int, Mapping[str, Any]]:
@@ -129,7 +138,12 @@ def _overrides(given: Any) -> dict[int, Mapping[str, Any]]:
 
 
 # Fields some configs give their sliding-window layers' attention (Inkling's), under the names of the model's own
-_SLIDING_NAMES = {"swa_head_dim": "head_dim", "swa_num_key_value_heads": "num_key_value_heads"}
+_SLIDING_NAMES = {
+    "swa_head_dim": "head_dim",
+    "swa_num_key_value_heads": "num_key_value_heads",
+    "swa_kv_lora_rank": "kv_lora_rank",
+    "swa_qk_rope_head_dim": "qk_rope_head_dim",
+}
 
 
 def _sliding_fields(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,8 +247,7 @@ def _from_transformers(config: Mapping[str, Any], layers: int) -> list[CacheLaye
     found = []
     for index, (kind, given) in enumerate(zip(types, arguments, strict=False)):
         own = {**sliding, **overrides.get(index, {})} if "sliding" in str(kind) else overrides.get(index, {})
-        found.append(CacheLayer(str(kind), size_of(given.get("sliding_window")), size_of(own.get("head_dim")),
-                                size_of(own.get("num_key_value_heads"))))  # fmt: skip
+        found.append(CacheLayer(str(kind), size_of(given.get("sliding_window")), *_own_shape(own)))
     if loops is not None and loops[1] <= len(found):
         start, end, passes = loops
         found += [dataclasses.replace(layer, repeat=True) for layer in found[start:end] * (passes - 1)]

@@ -482,11 +482,17 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     latent = size_of(fields.get("kv_lora_rank"))
     if latent is not None:  # multi-head latent attention
         rope = size_of(fields.get("qk_rope_head_dim")) or 0
-        per_token = latent + rope
-        total = sum(lengths) * batch * per_token
-        formula = (f"{cached} layers × ({latent} + {rope}) latent × "
-                   f"{_tokens_text(tokens, prefix)} × {batch} × {size:g} B (MLA's compressed cache, as serving "
-                   f"engines keep it){_remark(remarks)}")  # fmt: skip
+        groups: dict[tuple[int, int], int] = {}  # each layer's latent and rotary key (Dots 3's sliding layers' own)
+        total = 0
+        for layer, length in zip(kinds, lengths, strict=True):
+            own = (layer.latent[0] or latent, layer.latent[1] or rope)
+            total += length * batch * sum(own)
+            if layer.keeps_keys:
+                groups[own] = groups.get(own, 0) + 1
+        terms = [f"{count} layers × ({kept} + {key})" for (kept, key), count in groups.items()]
+        each = f"{terms[0]} latent" if len(terms) == 1 else f"({' + '.join(terms)}) latent"
+        remarks.insert(0, "MLA's compressed cache, as serving engines keep it")
+        formula = f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{_remark(remarks)}"
         return math.ceil(total * size), formula, 1  # one latent for all heads: not split by TP
     head_dim, value_dim = _head_dims(fields, heads, hidden)
     if any(layer.head_dim or layer.kv_heads for layer in kinds):  # layers of their own shapes (per_layer_config)
