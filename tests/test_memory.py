@@ -1020,6 +1020,39 @@ def test_kv_cache_of_an_encoder_decoder(config: Any, decoder_heads: int) -> None
     assert str(caught.value).startswith(message)
 
 
+@pytest.mark.parametrize(
+    "model_class",
+    [
+        lambda: transformers.ProphetNetForCausalLM(transformers.ProphetNetConfig(
+            vocab_size=64, hidden_size=32, encoder_ffn_dim=64, decoder_ffn_dim=64, num_encoder_layers=3,
+            num_decoder_layers=2, num_encoder_attention_heads=4, num_decoder_attention_heads=2, ngram=2,
+            num_buckets=8, relative_max_distance=16)),
+        lambda: transformers.BartForCausalLM(transformers.BartConfig(
+            vocab_size=64, d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_layers=3, decoder_layers=2,
+            encoder_attention_heads=4, decoder_attention_heads=2, max_position_embeddings=32)),
+    ],
+    ids=["prophetnet", "bart"],
+)  # fmt: skip
+def test_kv_cache_of_an_encoder_decoders_decoder_alone(model_class: Callable[[], nn.Module]) -> None:
+    """ProphetNetForCausalLM and BartForCausalLM build the decoder of an encoder-decoder's config alone (is_decoder
+    set, is_encoder_decoder cleared): its layers and heads are the decoder's, while the config's num_hidden_layers
+    and num_attention_heads are still the encoder's, which the plan read (ProphetNet's config.json gave no layer
+    count at all: no KV cache item). transformers' DynamicCache makes a layer per encoder layer; those past the
+    decoder's stay empty."""
+    torch.manual_seed(0)
+    model = model_class().eval()
+    with torch.no_grad():
+        cache = cache_of(model(torch.zeros(2, 5, dtype=torch.long), use_cache=True))
+    held = [tensor for layer in cache.layers if layer.is_initialized for tensor in (layer.keys, layer.values)]
+    assert [tensor.shape for tensor in held] == [(2, 2, 5, 16)] * 4  # 2 layers of 2 heads of 16, not 3 of 4 of 8
+    plan = plan_of(model, seq=5, batch=2, dtype="float32")
+    assert plan.item("KV cache").total_bytes == nbytes(held)
+    assert plan.item("KV cache").formula == "2 × 2 layers × 2 kv heads × 16 × 5 tokens × 2 × 4 B"
+    saved = {**model.config.to_dict(), "architectures": [type(model).__name__]}  # as config.json has it
+    as_written = plan_of(paramscope.inspect(model), seq=5, batch=2, kv_dtype="float32", config=saved)
+    assert as_written.item("KV cache").total_bytes == nbytes(held)
+
+
 def test_a_composite_encoder_decoder_splits_both_parts_heads() -> None:
     # tp must divide the encoder's heads as well as the decoder's, each from its own config
     config = transformers.EncoderDecoderConfig.from_encoder_decoder_configs(

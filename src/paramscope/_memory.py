@@ -314,6 +314,7 @@ _DECODER_NAMES = {
     "decoder_layers": "num_hidden_layers",
     "decoder_attention_heads": "num_attention_heads",
     "num_decoder_layers": "num_hidden_layers",
+    "num_decoder_attention_heads": "num_attention_heads",  # ProphetNet's
 }
 
 
@@ -326,6 +327,18 @@ def _is_encoder_decoder(config: Mapping[str, Any]) -> bool:
     model_type = config.get("model_type")
     cls = config_class(model_type) if isinstance(model_type, str) else None
     return getattr(cls, "is_encoder_decoder", False) is True
+
+
+def _decoder_of_an_encoder_decoder(fields: Mapping[str, Any]) -> bool:
+    """Whether a config is an encoder-decoder's made a decoder alone: BartForCausalLM, ProphetNetForCausalLM and
+    their kin set ``is_decoder`` (and clear ``is_encoder_decoder``) on the encoder-decoder's config and build its
+    decoder, of ``decoder_layers`` (``num_decoder_layers``) layers with its own heads; the config's
+    ``num_hidden_layers`` and ``num_attention_heads`` are still the encoder's.
+
+    >>> _decoder_of_an_encoder_decoder({"is_decoder": True, "decoder_layers": 3}), _decoder_of_an_encoder_decoder({})
+    (True, False)
+    """
+    return fields.get("is_decoder") is True and any(size_of(fields.get(key)) for key in _DECODER_NAMES)
 
 
 def standard_fields(config: Mapping[str, Any], decoder: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
@@ -351,7 +364,7 @@ def standard_fields(config: Mapping[str, Any], decoder: bool = True) -> tuple[di
     aliases = getattr(cls, "attribute_map", None)
     aliases = {name: stored for name, stored in aliases.items() if isinstance(stored, str)} if isinstance(
         aliases, dict) else {}  # fmt: skip
-    if decoder and _is_encoder_decoder(config):
+    if decoder and (_is_encoder_decoder(config) or _decoder_of_an_encoder_decoder(fields)):
         for key, value in list(fields.items()):
             if value is not None and (key in _DECODER_NAMES or key.startswith("decoder_")):
                 name = _DECODER_NAMES.get(key, key.removeprefix("decoder_"))
