@@ -1916,6 +1916,40 @@ def test_an_encoder_has_no_kv_cache() -> None:
     assert "no KV cache item: the config describes an encoder, which keeps no generation cache" in plan.notes
 
 
+@pytest.mark.parametrize("model_class", [transformers.BertLMHeadModel, transformers.RobertaForCausalLM])
+@pytest.mark.parametrize("is_decoder", [False, True])
+def test_kv_cache_of_an_encoder_with_a_causal_lm_head(model_class: Any, is_decoder: bool) -> None:
+    """BertLMHeadModel and its kin attend both ways and make no cache in their forward unless is_decoder is set;
+    generate() passes one all the same, which their layers fill as a decoder's: the plan keeps the item, and says so
+    (it said nothing; planned from the model object, it called BertLMHeadModel an encoder and left the cache out)."""
+    config = transformers.AutoConfig.for_model(model_class.config_class.model_type, vocab_size=64, hidden_size=32,
+                                               num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                               pad_token_id=0, is_decoder=is_decoder)  # fmt: skip
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    with torch.no_grad():
+        output = model(torch.ones(2, 4, dtype=torch.long), use_cache=True)
+    assert (output.get("cache") is None) is not is_decoder  # a forward of its own keeps none without is_decoder
+    passed: list[Any] = []
+    forward = model.forward
+    model.forward = lambda *args, **kwargs: passed.append(kwargs.get("cache")) or forward(*args, **kwargs)
+    model.generate(torch.ones(2, 4, dtype=torch.long), max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    held = cache_tensors(passed[-1])  # the prompt's 4 tokens and the 2 fed back: 6 tokens
+    assert {tensor.shape[-2] for tensor in held} == {6}
+    del model.forward
+    plan = plan_of(model, seq=6, batch=2, dtype="float32")
+    assert plan.item("KV cache").total_bytes == nbytes(held)
+    note = (f"{model_class.__name__}'s config has is_decoder false: transformers runs it as the encoder it is made "
+            "of, attending both ways, and its forward makes no cache of its own; generate() passes it one, which it "
+            "fills as the KV cache item counts, but each prompt token then attends to the tokens after it too: set "
+            "is_decoder true to generate as a causal LM")  # fmt: skip
+    assert (note in plan.notes) is not is_decoder
+    saved = {**config.to_dict(), "architectures": [model_class.__name__]}  # as config.json has it
+    as_written = plan_of(paramscope.inspect(model), seq=6, batch=2, kv_dtype="float32", config=saved)
+    assert as_written.item("KV cache").total_bytes == nbytes(held)
+    assert (note in as_written.notes) is not is_decoder
+
+
 def test_multi_query_attention_caches_one_head() -> None:
     config = {"architectures": ["FalconForCausalLM"], "num_hidden_layers": 2, "num_attention_heads": 8,
               "hidden_size": 64, "multi_query": True}  # fmt: skip

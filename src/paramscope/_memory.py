@@ -8,6 +8,7 @@ activation figures are measured elsewhere (``trace.py``) and passed in.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -842,6 +843,12 @@ def _inference_items(
                              "file does not describe: the KV cache counts every layer at full length, an upper "
                              "bound")  # fmt: skip
             items.append(_item("KV cache", cache_label, size, formula, (ways, f"TP {tp}, {kv_heads} kv heads")))
+            if config and (architecture := _encoder_as_a_decoder(config)):
+                notes.append(f"{architecture}'s config has is_decoder false: transformers runs it as the encoder "
+                             "it is made of, attending both ways, and its forward makes no cache of its own; "
+                             "generate() passes it one, which it fills as the KV cache item counts, but each prompt "
+                             "token then attends to the tokens after it too: set is_decoder true to generate as a "
+                             "causal LM")  # fmt: skip
             cross = cross_attention_cache(config, settings.batch, cache_dtype)
             if cross is not None:
                 per_token, formula = cross
@@ -862,6 +869,38 @@ def _recurrent_only(config: Mapping[str, Any]) -> str:
     if not kinds or any(layer.keeps_keys or not layer.keeps_state for layer in kinds):
         return ""
     return "/".join(sorted({layer.type for layer in kinds}))
+
+
+def _encoder_as_a_decoder(config: Mapping[str, Any]) -> str:
+    """The architecture of a causal LM made of an encoder (BertLMHeadModel, RobertaForCausalLM and their kin) whose
+    config leaves ``is_decoder`` false; empty for others.
+
+    transformers gives such a model causal attention only with ``is_decoder`` true, and its forward makes a cache
+    only then (it sets ``use_cache`` false otherwise, and the head warns to set it when built); a cache passed in,
+    as ``generate()`` passes one, its layers fill all the same. The model types are those transformers has both a
+    masked-LM and a causal-LM head for, not encoder-decoders, whose config class has the field.
+    """
+    config = _language_config(config)
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or _is_encoder_decoder(config) or model_type not in _masked_and_causal():
+        return ""
+    declared = getattr(config_class(model_type), "__dataclass_fields__", {})
+    if "is_decoder" not in declared or config.get("is_decoder", False) is not False:
+        return ""
+    architectures = config.get("architectures")
+    named = architectures[0] if isinstance(architectures, list) and architectures else None
+    return str(named) if named is not None else _masked_and_causal()[model_type]
+
+
+@functools.lru_cache(maxsize=1)
+def _masked_and_causal() -> dict[str, str]:
+    """The model types transformers has a masked-LM and a causal-LM head for, with the causal one's class name."""
+    try:
+        from transformers.models.auto import modeling_auto
+    except Exception:  # not installed, or an import that fails: no model type is known to be one
+        return {}
+    masked, causal = modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES, modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    return {model_type: name for model_type, name in causal.items() if model_type in masked}
 
 
 def _no_generation(config: Mapping[str, Any]) -> str:

@@ -53,8 +53,8 @@ def config_of(model: Any) -> dict[str, Any] | None:
             if isinstance(layers, int) and not isinstance(layers, bool):
                 found["num_hidden_layers"] = layers
     name = type(model).__name__
-    if not found.get("architectures") and not name.endswith("Model"):
-        found["architectures"] = [name]  # LlamaForCausalLM generates, LlamaForSequenceClassification does not
+    if not found.get("architectures") and (not name.endswith("Model") or name.endswith("LMHeadModel")):
+        found["architectures"] = [name]  # LlamaForCausalLM and BertLMHeadModel generate, ...ForTokenClassification not
     return found
 
 
