@@ -11,6 +11,7 @@ parameters come from ``model.parameters()``. Every model is tiny and runs on CPU
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -1449,6 +1450,40 @@ def test_mixed_precision_and_checkpointed_activations_are_estimates(tiny_llama: 
     ).item("activations")  # fmt: skip
     assert checkpointed.label == "estimate"
     assert 0 < checkpointed.total_bytes < full.total_bytes
+
+
+def test_mixed_precision_runs_ffts_in_float32_as_autocast_does() -> None:
+    # FNet mixes its tokens with an FFT, which torch has no bfloat16 kernel for; mixed precision, imitated with weights
+    # in bfloat16, failed in it (no activations item), where autocast runs FFTs in float32
+    ffts = ("fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2", "irfft2", "rfftn", "irfftn",
+            "hfft", "ihfft", "hfft2", "ihfft2", "hfftn", "ihfftn")  # fmt: skip
+    half = torch.ones(4, 8, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the functions autocast runs in float32, by its own doing
+        in_float32 = set()
+        for name in ffts:
+            with contextlib.suppress(RuntimeError):  # Unsupported dtype BFloat16: autocast leaves it alone
+                getattr(torch.fft, name)(half)
+                in_float32.add(name)
+    assert in_float32 == set(ffts) - {"hfft2", "ihfft2", "hfftn", "ihfftn"}
+    config = transformers.FNetConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, intermediate_size=64,
+                                     max_position_embeddings=32)  # fmt: skip
+    model = transformers.FNetForMaskedLM(config)
+    ids = torch.ones(2, 8, dtype=torch.long)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert saved_bytes(model, ids, labels=ids) > 0  # autocast runs FNet's training forward
+    for precision in ("bf16-mixed", "fp16-mixed"):
+        plan = plan_of(model, train=True, seq=8, batch=2, precision=precision)
+        assert plan.item("activations").label == "estimate"
+        assert not [note for note in plan.notes if note.startswith("no activations item")]
+    # without autocast, in bfloat16 alone, a real device fails in the FFT as torch does on the CPU: the note says so
+    with pytest.raises(RuntimeError, match="Unsupported dtype BFloat16"):
+        torch.fft.fftn(half)
+    pure = plan_of(model, train=True, seq=8, batch=2, precision="bf16-pure")
+    assert "activations" not in names(pure)
+    failed = "no activations item: the forward failed in 'fnet.encoder.layer.0.fourier.self'"
+    assert any(
+        note.startswith(failed) and note.endswith("RuntimeError: Unsupported dtype BFloat16") for note in pure.notes
+    )
 
 
 def test_inference_activations_are_an_estimate(tiny_llama: nn.Module) -> None:

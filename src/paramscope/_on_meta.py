@@ -134,6 +134,36 @@ def _multi_head_attention_forward() -> Callable[..., Any]:
     return twin
 
 
+# The torch.fft functions autocast runs in float32 (its lists for CUDA and the CPU alike): torch has no bfloat16 FFT,
+# and a float16 one for powers of two on CUDA only
+_AUTOCAST_FLOAT32_NAMES = ("fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2", "irfft2", "rfftn",
+                           "irfftn", "hfft", "ihfft")  # fmt: skip
+_AUTOCAST_FLOAT32 = frozenset(getattr(torch.fft, name) for name in _AUTOCAST_FLOAT32_NAMES)
+
+
+class AutocastFloat32(TorchFunctionMode):
+    """Within the block, the functions autocast runs in float32 (the FFTs: FNet's token mixing) get their float16 and
+    bfloat16 tensors in float32, as autocast gives them: a forward that imitates mixed precision with its weights in
+    the compute dtype then runs where autocast runs it, and saves what autocast's would.
+
+    >>> import torch
+    >>> with AutocastFloat32():
+    ...     torch.fft.fftn(torch.empty(2, 8, dtype=torch.bfloat16, device="meta")).dtype
+    torch.complex64
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _AUTOCAST_FLOAT32:
+            args = tuple(_in_float32(arg) for arg in args)
+        return func(*args, **kwargs)
+
+
+def _in_float32(value: Any) -> Any:
+    half = isinstance(value, torch.Tensor) and value.dtype in (torch.float16, torch.bfloat16)
+    return value.float() if half else value
+
+
 class _FusedAttention(TorchFunctionMode):
     """``scaled_dot_product_attention`` on meta as a fused kernel, where a model calls it and where
     ``nn.MultiheadAttention`` does."""

@@ -231,6 +231,16 @@ def _checkpointing_off(model: nn.Module) -> Iterator[bool]:
             vars(module)["gradient_checkpointing"] = True
 
 
+def _autocast_float32(mixed: bool) -> contextlib.AbstractContextManager[Any]:
+    """With mixed precision, which the forward imitates with weights in the compute dtype, the functions autocast
+    runs in float32 run so (FFTs, which torch has no bfloat16 kernel for); nothing otherwise."""
+    if not mixed:
+        return contextlib.nullcontext()
+    from ._on_meta import AutocastFloat32
+
+    return AutocastFloat32()
+
+
 def _saved_for_training(
     model: nn.Module,
     args: tuple[Any, ...],
@@ -289,7 +299,7 @@ def measure_activations(
     if settings.train:
         compute = _torch_dtype(COMPUTE_DTYPES[settings.precision])
         args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
-        with _checkpointing_off(model) as was_on:
+        with _checkpointing_off(model) as was_on, _autocast_float32(settings.precision.endswith("-mixed")):
             result, kwargs, shape, refused = _saved_for_training(model, args, kwargs, shape, compute, quiet)
         if refused is not None:
             notes.append(f"the forward with labels (the input ids) failed, so the activations are measured without "
