@@ -19,13 +19,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 FULL = "full_attention"
+INDEXED = "indexed_attention"
+"""A full-attention layer whose sparse-attention indexer keeps a key of its own per token (DeepSeek V3.2, GLM-5)."""
 _WINDOWED = ("sliding_attention", "chunked_attention", "reference_sliding_attention")
 _STATE_ONLY = ("conv", "linear_attention", "mamba")
 _BOTH = ("hybrid", "hybrid_sliding")  # a recurrent state and an attention cache (windowed for hybrid_sliding)
 _NONE = ("dummy", "moe", "mlp")
 CROSS = "cross_attention"
 """A layer that attends to another input's tokens (Mllama's image), whose keys and values it keeps, not the text's."""
-KNOWN = (FULL, *_WINDOWED, *_STATE_ONLY, *_BOTH, *_NONE, CROSS)
+KNOWN = (FULL, INDEXED, *_WINDOWED, *_STATE_ONLY, *_BOTH, *_NONE, CROSS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,9 @@ class CacheLayer:
     latent: tuple[int | None, int | None] = (None, None)
     """Its own multi-head latent attention cache, ``(kv_lora_rank, qk_rope_head_dim)``, where the config gives this
     layer either of its own (Dots 3's sliding layers); None: the model's."""
+    indexer: int | None = None
+    """The length of the key its sparse-attention indexer keeps per token besides keys and values (DeepSeek V3.2's
+    ``index_head_dim``: transformers' ``DynamicIndexedLayer``); None: it keeps none."""
     repeat: bool = False
     """A copy of a looped layer's cache, for a pass through it after the first (see :func:`_looped`)."""
 
@@ -78,8 +83,8 @@ def cache_layers(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
 
     >>> [layer.type for layer in cache_layers({"layer_types": ["linear_attention", "full_attention"]}, 2)]
     ['linear_attention', 'full_attention']
-    >>> cache_layers({"sliding_window": 4096}, 1)
-    [CacheLayer(type='sliding_attention', window=4096, head_dim=None, kv_heads=None, latent=(None, None), repeat=False)]
+    >>> cache_layers({"sliding_window": 4096}, 1)[0].window
+    4096
     """
     found = _from_transformers(config, layers)
     if found is None:
@@ -89,6 +94,27 @@ def cache_layers(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     if isinstance(crossing, list):  # Mllama: transformers' cache keeps them as layers of the text's kind, empty
         found = [CacheLayer(CROSS) if index in crossing else layer for index, layer in enumerate(found)]
     return found
+
+
+def _with_indexers(found: list[CacheLayer], config: Mapping[str, Any]) -> list[CacheLayer]:
+    """``found`` with the key each indexed-attention layer's indexer keeps per token (``index_head_dim``), except
+    on layers whose ``indexer_types`` entry is ``"shared"`` (Hunyuan V4's: they reuse another layer's indexer).
+
+    >>> found = _with_indexers([CacheLayer(INDEXED)] * 2, {"index_head_dim": 128, "indexer_types": ["full", "shared"]})
+    >>> [layer.indexer for layer in found]
+    [128, None]
+    """
+    length = size_of(config.get("index_head_dim"))
+    kinds = config.get("indexer_types")
+    kinds = kinds if isinstance(kinds, list) else []
+    if length is None:
+        return found
+    return [
+        dataclasses.replace(layer, indexer=length)
+        if layer.type == INDEXED and (index >= len(kinds) or kinds[index] != "shared")
+        else layer
+        for index, layer in enumerate(found)
+    ]
 
 
 def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
@@ -111,7 +137,7 @@ def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
         own = {**sliding, **overrides.get(layer, {})} if "sliding" in kind else overrides.get(layer, {})
         found.append(CacheLayer(kind, chunk if kind == "chunked_attention" else window if "sliding" in kind else None,
                                 *_own_shape(own)))  # fmt: skip
-    return found
+    return _with_indexers(found, config)
 
 
 def _own_shape(own: Mapping[str, Any]) -> tuple[int | None, int | None, tuple[int | None, int | None]]:
@@ -248,6 +274,7 @@ def _from_transformers(config: Mapping[str, Any], layers: int) -> list[CacheLaye
     for index, (kind, given) in enumerate(zip(types, arguments, strict=False)):
         own = {**sliding, **overrides.get(index, {})} if "sliding" in str(kind) else overrides.get(index, {})
         found.append(CacheLayer(str(kind), size_of(given.get("sliding_window")), *_own_shape(own)))
+    found = _with_indexers(found, written)  # as the class works indexer_types out (Hunyuan V4's, from its layers)
     if loops is not None and loops[1] <= len(found):
         start, end, passes = loops
         found += [dataclasses.replace(layer, repeat=True) for layer in found[start:end] * (passes - 1)]

@@ -474,6 +474,15 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         capped = [layer for layer in kinds if layer.keeps_keys and layer.window == window]
         names = sorted({layer.type.replace("_attention", "") for layer in capped})
         remarks.append(f"{len(capped)} {'/'.join(names)} layers capped at {format_count(window)} tokens")
+    indexed = [layer for layer in kinds if layer.indexer and layer.keeps_keys]
+    # sparse attention's indexer keys (one head, every token): added to each shape's total below
+    indexer_total = sum(layer.tokens(held) * (layer.indexer or 0) for layer in indexed) * batch
+    extra = ""  # the formula's term for them
+    if indexed:
+        lengths_text = "/".join(str(length) for length in sorted({layer.indexer or 0 for layer in indexed}))
+        extra = (f" + {len(indexed)} layers × {lengths_text} indexer key × {_tokens_text(tokens, prefix)} × {batch} × "
+                 f"{size:g} B")  # fmt: skip
+        remarks.append(f"{len(indexed)} indexed_attention layers' sparse-attention indexers keep a key per token")
     repeats = sum(1 for layer in kinds if layer.repeat)
     if repeats:
         remarks.append(f"{repeats} of them the caches of looped layers again, for the passes after the first")
@@ -506,13 +515,14 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         terms = [f"{count} layers × ({kept} + {key})" for (kept, key), count in groups.items()]
         each = f"{terms[0]} latent" if len(terms) == 1 else f"({' + '.join(terms)}) latent"
         remarks.insert(0, "MLA's compressed cache, as serving engines keep it")
-        formula = f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{_remark(remarks)}"
-        return math.ceil(total * size), formula, 1  # one latent for all heads: not split by TP
+        formula = f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{extra}{_remark(remarks)}"
+        return math.ceil((total + indexer_total) * size), formula, 1  # one latent for all heads: not split by TP
     head_dim, value_dim = _head_dims(fields, heads, hidden)
     if any(layer.head_dim or layer.kv_heads for layer in kinds):  # layers of their own shapes (per_layer_config)
         tokens_text = _tokens_text(tokens, prefix)
-        return _heterogeneous_cache(fields, kinds, lengths, heads, (head_dim, value_dim), batch, tokens_text, size,
-                                    remarks)  # fmt: skip
+        size_found, formula, fewest = _heterogeneous_cache(fields, kinds, lengths, heads, (head_dim, value_dim),
+                                                           batch, tokens_text, size, remarks, extra)  # fmt: skip
+        return size_found + math.ceil(indexer_total * size), formula, fewest
     per_layer = _kv_heads_per_layer(fields, layers)
     if per_layer is not None:  # each layer's own count (OpenELM): summed layer by layer, at each layer's length
         total = sum(length * count for length, count in zip(lengths, per_layer, strict=True)) * (head_dim + value_dim)
@@ -522,15 +532,15 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         each = f"2 × {heads_text} × {head_dim}"
         if value_dim != head_dim:
             each = f"{heads_text} × ({head_dim} + {value_dim})"
-        formula = f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{_remark(remarks)}"
-        return math.ceil(total * batch * size), formula, kv_heads
+        formula = f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{extra}{_remark(remarks)}"
+        return math.ceil((total * batch + indexer_total) * size), formula, kv_heads
     kv_heads, why = _kv_heads(fields, heads)
-    total = sum(lengths) * kv_heads * (head_dim + value_dim) * batch
+    total = sum(lengths) * kv_heads * (head_dim + value_dim) * batch + indexer_total
     if value_dim == head_dim:
         each = f"2 × {cached} layers × {kv_heads} kv heads × {head_dim}"
     else:
         each = f"{cached} layers × {kv_heads} kv heads × ({head_dim} + {value_dim})"
-    formula = (f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B"
+    formula = (f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{extra}"
                f"{_remark([why] * bool(why) + remarks)}")  # fmt: skip
     return math.ceil(total * size), formula, int(kv_heads)
 
@@ -564,6 +574,7 @@ def _heterogeneous_cache(
     tokens: str,
     size: float,
     remarks: list[str],
+    extra: str = "",
 ) -> tuple[int, str, int]:
     """:func:`kv_cache` of a decoder whose layers differ in their key/value heads or head length (transformers'
     ``per_layer_config``: Gemma 4's full-attention layers have keys twice as long as its sliding ones), layer by layer;
@@ -583,7 +594,7 @@ def _heterogeneous_cache(
              for (kv, keys, values), count in groups.items()]  # fmt: skip
     each = " + ".join(terms) if len(terms) == 1 else f"({' + '.join(terms)})"
     each = f"2 × {each}" if same else each
-    formula = f"{each} × {tokens} × {batch} × {size:g} B{_remark([why] * bool(why) + remarks)}"
+    formula = f"{each} × {tokens} × {batch} × {size:g} B{extra}{_remark([why] * bool(why) + remarks)}"
     fewest = min((kv for kv, _, _ in groups), default=kv_heads)  # the fewest any layer splits across devices
     return math.ceil(total * batch * size), formula, int(fewest)
 
