@@ -700,6 +700,29 @@ def test_kv_cache_of_sparse_attention_holds_its_indexer_keys(config: Any, indexe
     assert config_only.item("KV cache").total_bytes == item.total_bytes
 
 
+def test_kv_cache_of_dots3_keeps_its_indexer_keys_in_float32() -> None:
+    # Dots 3 computes its indexed layers' rotary embedding in float32, which promotes its indexer's keys: a bfloat16
+    # model caches them in float32
+    config = transformers.Dots3NoteTextConfig(**{**SPARSE_MLA, "num_hidden_layers": 4}, head_dim=8, sliding_window=4,
+                                              swa_kv_lora_rank=16, swa_head_dim=8, swa_qk_nope_head_dim=4,
+                                              swa_v_head_dim=8, swa_q_lora_rank=16, swa_num_attention_heads=4,
+                                              swa_num_key_value_heads=4, use_dsa=True,
+                                              first_k_dense_replace=1)  # fmt: skip
+    assert config.layer_types == ["indexed_attention"] * 2 + ["sliding_attention"] * 2
+    batch, tokens = 2, 10
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval().to(torch.bfloat16)
+    cache = decode_one(model, prefill(model, batch, tokens), batch)
+    kept = [layer.indexer_keys for layer in cache.layers if getattr(layer, "indexer_keys", None) is not None]
+    assert [keys.dtype for keys in kept] == [torch.float32] * 2
+    assert {tensor.dtype for tensor in cache_tensors(cache)} == {torch.bfloat16}
+    item = plan_of(model, seq=tokens + 1, batch=batch).item("KV cache")
+    assert item.total_bytes == storage_bytes([*cache_tensors(cache), *kept])
+    assert " B + 2 layers × 8 indexer key × 11 tokens × 2 × 4 B (" in item.formula
+    assert item.formula.endswith("2 indexed_attention layers' sparse-attention indexers keep a key per token, Dots 3's "
+                                 "in float32)")  # fmt: skip
+
+
 def test_kv_cache_of_cpmant_holds_its_prompt_tokens_too() -> None:
     # CPM-Ant's forward prepends prompt_length prompt tokens to every input and caches them with the text: the plan
     # counted the text's tokens alone (a third of the cache at the default 32 prompt tokens and 16 of text)

@@ -476,13 +476,19 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         remarks.append(f"{len(capped)} {'/'.join(names)} layers capped at {format_count(window)} tokens")
     indexed = [layer for layer in kinds if layer.indexer and layer.keeps_keys]
     # sparse attention's indexer keys (one head, every token): added to each shape's total below
-    indexer_total = sum(layer.tokens(held) * (layer.indexer or 0) for layer in indexed) * batch
+    indexer_size = size
+    if fields.get("model_type") in ("dots3_note", "dots3_note_text") and size < 4:
+        # Dots 3 computes its indexed layers' rotary embedding in float32 (transformers' Dots3NoteTextModel), which
+        # promotes its indexer's keys: they are cached in float32 whatever the model computes in
+        indexer_size = 4
+    indexer_total = sum(layer.tokens(held) * (layer.indexer or 0) for layer in indexed) * batch * indexer_size / size
     extra = ""  # the formula's term for them
     if indexed:
         lengths_text = "/".join(str(length) for length in sorted({layer.indexer or 0 for layer in indexed}))
         extra = (f" + {len(indexed)} layers × {lengths_text} indexer key × {_tokens_text(tokens, prefix)} × {batch} × "
-                 f"{size:g} B")  # fmt: skip
-        remarks.append(f"{len(indexed)} indexed_attention layers' sparse-attention indexers keep a key per token")
+                 f"{indexer_size:g} B")  # fmt: skip
+        remarks.append(f"{len(indexed)} indexed_attention layers' sparse-attention indexers keep a key per token"
+                       + (", Dots 3's in float32" if indexer_size != size else ""))  # fmt: skip
     repeats = sum(1 for layer in kinds if layer.repeat)
     if repeats:
         remarks.append(f"{repeats} of them the caches of looped layers again, for the passes after the first")
@@ -535,14 +541,14 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         formula = f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{extra}{_remark(remarks)}"
         return math.ceil((total * batch + indexer_total) * size), formula, kv_heads
     kv_heads, why = _kv_heads(fields, heads)
-    total = sum(lengths) * kv_heads * (head_dim + value_dim) * batch + indexer_total
+    values = sum(lengths) * kv_heads * (head_dim + value_dim) * batch + indexer_total
     if value_dim == head_dim:
         each = f"2 × {cached} layers × {kv_heads} kv heads × {head_dim}"
     else:
         each = f"{cached} layers × {kv_heads} kv heads × ({head_dim} + {value_dim})"
     formula = (f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{extra}"
                f"{_remark([why] * bool(why) + remarks)}")  # fmt: skip
-    return math.ceil(total * size), formula, int(kv_heads)
+    return math.ceil(values * size), formula, int(kv_heads)
 
 
 def _cached_prefix(fields: Mapping[str, Any]) -> tuple[int, list[str]]:
