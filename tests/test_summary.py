@@ -1409,7 +1409,7 @@ def test_inputs_of_input_size_take_torchs_default_dtype(device: str) -> None:
 def test_inputs_of_input_size_take_the_models_float_dtype(device: str, dtype: torch.dtype) -> None:
     # a model stored in bfloat16 refuses float32 inputs on every device ("mat1 and mat2 must have the same dtype")
     model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8)).to(dtype)
-    (tensor,), _ = make_inputs((3, 4), None, None, device, model)
+    (tensor,), _ = make_inputs((3, 4), None, None, device, paramscope.inspect(model))
     assert (tensor.dtype, tensor.device.type) == (dtype, device)
     report = paramscope.summary(model, input_size=(3, 4), device=device)
     assert report.totals.flops == 2 * 3 * 4 * 8
@@ -1418,8 +1418,8 @@ def test_inputs_of_input_size_take_the_models_float_dtype(device: str, dtype: to
 def test_inputs_of_a_model_without_float_parameters_take_torchs_default_dtype() -> None:
     counter = nn.Module()
     counter.register_parameter("steps", nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False))
-    for model in (None, nn.ReLU(), counter):
-        (tensor,), _ = make_inputs((3, 4), None, None, "meta", model)
+    for model in (nn.ReLU(), counter):
+        (tensor,), _ = make_inputs((3, 4), None, None, "meta", paramscope.inspect(model))
         assert tensor.dtype == torch.get_default_dtype()
 
 

@@ -239,7 +239,7 @@ def summary(
         from .sources.module import inspect_module
 
         report = inspect_module(module)
-    args, kwargs = make_inputs(input_size, input_data, dtypes, device, module)
+    args, kwargs = make_inputs(input_size, input_data, dtypes, device, report)
     if input_data is None:  # inputs given are run as they are
         kwargs, report = with_decoder_inputs(module, report, args, kwargs)
     return summarize(module, report, args, kwargs, depth=depth, device=device, mode=mode, quiet=quiet)

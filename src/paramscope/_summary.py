@@ -81,11 +81,12 @@ def make_inputs(
     input_data: Any,
     dtypes: Sequence[Any] | None,
     device: str,
-    model: nn.Module | None = None,
+    report: Report | None = None,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Positional and keyword inputs: ``input_data`` as given (a tensor, a tuple or list of inputs, or a dict of
     keyword inputs; a named tuple, such as a PackedSequence, is one input), or tensors of ``input_size`` in
-    ``dtypes`` (by default the dtype of ``model``'s floating-point parameters, see :func:`float_dtype`): empty on
+    ``dtypes`` (by default the dtype of the floating-point parameters of the model ``report`` describes, see
+    :func:`float_dtype`): empty on
     meta, random floats / zero ids on CPU, the floats drawn from a generator of their own (what torch's draws next is
     the caller's, as it was)."""
     import torch
@@ -101,7 +102,7 @@ def make_inputs(
     shapes = shapes_of(input_size)
     if dtypes is not None and not isinstance(dtypes, (list, tuple)):
         dtypes = [dtypes]  # one dtype ("long", torch.long) for every input, not a string's characters
-    kinds = [_dtype(value) for value in dtypes] if dtypes else [float_dtype(model)]
+    kinds = [_dtype(value) for value in dtypes] if dtypes else [float_dtype(report)]
     if len(kinds) == 1:
         kinds *= len(shapes)
     if len(kinds) != len(shapes):
@@ -111,22 +112,23 @@ def make_inputs(
     return inputs, {}
 
 
-def float_dtype(model: nn.Module | None) -> torch.dtype:
-    """The dtype most of ``model``'s floating-point parameter values are in, which its inputs must match (a bfloat16
-    model takes bfloat16, a float64 one float64); torch's default dtype for a model without any, as for a tensor the
-    program makes itself.
+def float_dtype(report: Report | None) -> torch.dtype:
+    """The dtype most of the model's floating-point parameter values are in (from its ``report``), which its inputs
+    must match (a bfloat16 model takes bfloat16, a float64 one float64); torch's default dtype for a model without
+    any, as for a tensor the program makes itself.
 
     >>> import torch
-    >>> float_dtype(torch.nn.Linear(2, 2).to(torch.bfloat16)), float_dtype(None)
+    >>> from paramscope import inspect
+    >>> float_dtype(inspect(torch.nn.Linear(2, 2).to(torch.bfloat16))), float_dtype(None)
     (torch.bfloat16, torch.float32)
     """
     import torch
-    from torch.nn.parameter import is_lazy
 
     values: dict[torch.dtype, int] = {}
-    for parameter in () if model is None else model.parameters():
-        if parameter.is_floating_point() and not is_lazy(parameter):
-            values[parameter.dtype] = values.get(parameter.dtype, 0) + parameter.numel()
+    for record in () if report is None else report.tensors:
+        dtype = getattr(torch, record.dtype, None)
+        if record.kind == "parameter" and isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+            values[dtype] = values.get(dtype, 0) + (record.numel or 0)  # a lazy parameter's is not known yet
     return max(values, key=values.__getitem__) if values else torch.get_default_dtype()
 
 

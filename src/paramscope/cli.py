@@ -725,7 +725,7 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
                 report = replace(report, check=checked.check, notes=(*report.notes, *checked.check.notes))
         if request.exclude_embeddings:
             report = without_embeddings(report)
-        args, kwargs = make_inputs(shapes, None, options.input_dtype, options.device, model)
+        args, kwargs = make_inputs(shapes, None, options.input_dtype, options.device, report)
         kwargs, report = with_decoder_inputs(model, report, args, kwargs)
         report = summarize(
             model, report, args, kwargs, depth=depth, device=options.device, mode=options.mode, quiet=options.quiet
