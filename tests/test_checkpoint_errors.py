@@ -521,6 +521,17 @@ def truncated_legacy_pt(tmp: Path) -> Case:
     return Case(["inspect", str(path)], f"{path}: truncated, or not a PyTorch checkpoint")
 
 
+def rewritten(tmp: Path, change: Callable[[str, bytes], bytes]) -> Path:
+    """A checkpoint torch.save wrote, its archive written again with each record's bytes as ``change`` makes them
+    from its name and bytes."""
+    saved = saved_pt(tmp / "saved.pt")
+    path = tmp / "model.pt"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
+        for entry in source.infolist():
+            target.writestr(entry, change(entry.filename, source.read(entry)))
+    return path
+
+
 def rezipped(tmp: Path, keep: Callable[[str], bool]) -> Path:
     """A checkpoint torch.save wrote, its archive written again with only the records ``keep`` keeps."""
     saved = saved_pt(tmp / "saved.pt")
@@ -552,11 +563,7 @@ def zip_without_a_storage(tmp: Path) -> Case:
 
 def zip_with_a_storage_cut_short(tmp: Path) -> Case:
     # fc.bias's 64 float32 in 4 bytes: mapped, its storage runs on into the records after it, and torch says nothing
-    saved = saved_pt(tmp / "saved.pt")
-    path = tmp / "model.pt"
-    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
-        for entry in source.infolist():
-            target.writestr(entry, bytes(4) if entry.filename.endswith("/data/1") else source.read(entry))
+    path = rewritten(tmp, lambda name, content: bytes(4) if name.endswith("/data/1") else content)
     message = (
         f"{path}: the storage of fc.bias takes 256 B, but its record data/1 holds 4 B: damaged, or not written by "
         "torch.save"
@@ -567,16 +574,12 @@ def zip_with_a_storage_cut_short(tmp: Path) -> Case:
 def zip_with_a_storage_cut_short_and_one_too_long(tmp: Path) -> Case:
     # The archive holds as many bytes as the storages take, but fc.bias's 64 float32 are in 4 bytes and the 252 it
     # lacks sit at the end of fc.weight's record: mapped, fc.bias runs on into the records after its own.
-    saved = saved_pt(tmp / "saved.pt")
-    path = tmp / "model.pt"
-    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
-        for entry in source.infolist():
-            content = source.read(entry)
-            if entry.filename.endswith("/data/0"):
-                content += bytes(252)
-            elif entry.filename.endswith("/data/1"):
-                content = bytes(4)
-            target.writestr(entry, content)
+    def change(name: str, content: bytes) -> bytes:
+        if name.endswith("/data/0"):
+            return content + bytes(252)
+        return bytes(4) if name.endswith("/data/1") else content
+
+    path = rewritten(tmp, change)
     message = (
         f"{path}: the storage of fc.bias takes 256 B, but its record data/1 holds 4 B: damaged, or not written by "
         "torch.save"
@@ -586,12 +589,9 @@ def zip_with_a_storage_cut_short_and_one_too_long(tmp: Path) -> Case:
 
 def zip_with_a_record_no_tensor_uses_and_a_storage_cut_short(tmp: Path) -> Case:
     # Storages and records cannot be matched one to one: the storages are checked together.
-    saved = saved_pt(tmp / "saved.pt")
-    path = tmp / "model.pt"
-    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
-        for entry in source.infolist():
-            target.writestr(entry, bytes(4) if entry.filename.endswith("/data/1") else source.read(entry))
-        target.writestr("saved/data/7", bytes(8))
+    path = rewritten(tmp, lambda name, content: bytes(4) if name.endswith("/data/1") else content)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("saved/data/7", bytes(8))
     message = (
         f"{path}: its tensors' storages take 16.25 KiB, but its archive holds 16.01 KiB of storage data: damaged, or "
         "not written by torch.save"

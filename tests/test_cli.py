@@ -1947,15 +1947,7 @@ def test_closed_pipe_is_not_an_error(argv: list[str], code: int, message: str) -
 
 def run_with_closed(fd: int, *argv: str) -> subprocess.CompletedProcess[str]:
     """``python -m paramscope.cli argv`` started with stdout (1) or stderr (2) closed (``>&-``, ``2>&-``)."""
-    return subprocess.run(
-        [sys.executable, "-m", "paramscope.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT,
-        env=subprocess_env(),
-        preexec_fn=lambda: os.close(fd),  # in the child, before it runs Python
-        check=False,
-    )
+    return run_module(*argv, preexec_fn=lambda: os.close(fd), check=False)  # in the child, before it runs Python
 
 
 @pytest.fixture
