@@ -2042,6 +2042,21 @@ def test_kv_cache_of_an_encoder_with_a_causal_lm_head(model_class: Any, is_decod
     assert (note in as_written.notes) is not is_decoder
 
 
+def test_a_causal_lm_whose_forward_takes_no_cache_has_no_kv_cache_item() -> None:
+    # OpenAI GPT: its forward takes no cache and returns none; generate() runs the whole sequence again each token
+    config = transformers.OpenAIGPTConfig(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4)
+    model = transformers.OpenAIGPTLMHeadModel(config).eval()
+    with torch.no_grad():
+        output = model(torch.ones(2, 4, dtype=torch.long))
+    assert list(output.keys()) == ["logits"]
+    for target in (model, paramscope.inspect(model)):
+        plan = plan_of(target, seq=6, batch=2, config={**config.to_dict(), "architectures": ["OpenAIGPTLMHeadModel"]})
+        assert "KV cache" not in [item.name for item in plan.items]
+        note = ("no KV cache item: transformers' OpenAIGPTLMHeadModel keeps no cache (its forward takes none): "
+                "generate() runs the whole sequence again for each new token")  # fmt: skip
+        assert note in plan.notes
+
+
 def test_multi_query_attention_caches_one_head() -> None:
     config = {"architectures": ["FalconForCausalLM"], "num_hidden_layers": 2, "num_attention_heads": 8,
               "hidden_size": 64, "multi_query": True}  # fmt: skip

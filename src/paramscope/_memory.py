@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import inspect as pyinspect
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -835,6 +837,10 @@ def _inference_items(
         cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
         if config and not generates(config):
             notes.append(_no_generation(config))
+        elif cache is not None and config and (uncached := _keeps_no_cache(config)):
+            cache = None
+            notes.append(f"no KV cache item: transformers' {uncached} keeps no cache (its forward takes none): "
+                         "generate() runs the whole sequence again for each new token")  # fmt: skip
         elif cache is None and config and (recurrent := _recurrent_only(config)):
             notes.append(f"no KV cache item: every layer keeps a fixed-size recurrent state ({recurrent}), no keys "
                          "and values per token")  # fmt: skip
@@ -916,8 +922,43 @@ def _masked_and_causal() -> dict[str, str]:
         from transformers.models.auto import modeling_auto
     except Exception:  # not installed, or an import that fails: no model type is known to be one
         return {}
-    masked, causal = modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES, modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    return {model_type: name for model_type, name in causal.items() if model_type in masked}
+    masked = modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    return {model_type: name for model_type, name in _causal_lm_classes().items() if model_type in masked}
+
+
+# The names transformers' causal LMs take a generation cache or state under (a recurrent state, another model's
+# keys and values)
+_CACHE_ARGUMENTS = frozenset({"cache", "past_key_values", "cache_params", "state", "shared_kv_states",
+                              "past_buckets_states", "mems"})  # fmt: skip
+
+
+def _keeps_no_cache(config: Mapping[str, Any]) -> str | None:
+    """The name of the causal-LM class of ``config``'s model type when its forward takes no cache under any name
+    (OpenAI GPT's), else None (a class that takes one, or none known). Asked only where transformers built the model
+    (imported already): a plan from a GGUF file or a checkpoint alone does not import it for this."""
+    model_type = config.get("model_type")
+    if "transformers" not in sys.modules:
+        return None
+    name = _causal_lm_classes().get(model_type) if isinstance(model_type, str) else None
+    if not isinstance(name, str):
+        return None
+    try:
+        import transformers
+
+        parameters = pyinspect.signature(getattr(transformers, name).forward).parameters
+    except Exception:  # a class that cannot be imported here (a missing dependency): not known to keep none
+        return None
+    return None if _CACHE_ARGUMENTS & parameters.keys() else name
+
+
+@functools.lru_cache(maxsize=1)
+def _causal_lm_classes() -> dict[str, Any]:
+    """transformers' causal-LM class name of each model type; empty when transformers cannot be imported."""
+    try:
+        from transformers.models.auto import modeling_auto
+    except Exception:  # not installed, or an import that fails
+        return {}
+    return dict(modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 
 
 def _no_generation(config: Mapping[str, Any]) -> str:
