@@ -2042,6 +2042,16 @@ def test_kv_cache_of_an_encoder_with_a_causal_lm_head(model_class: Any, is_decod
     assert (note in as_written.notes) is not is_decoder
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_inputs_of_input_size_take_the_models_float_dtype(train: bool) -> None:
+    # as a summary's: a bfloat16 model's inference plan gave float32 inputs, and the forward failed ("Input type
+    # (float) and bias type (c10::BFloat16) should be the same"), so the plan had no activations item
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10)).to(torch.bfloat16)
+    default = plan_of(model, input_size=(2, 3, 8, 8), train=train)
+    explicit = plan_of(model, input_size=(2, 3, 8, 8), input_dtypes=["bfloat16"], train=train)
+    assert default.item("activations").total_bytes == explicit.item("activations").total_bytes > 0
+
+
 def test_a_causal_lm_whose_forward_takes_no_cache_has_no_kv_cache_item() -> None:
     # OpenAI GPT: its forward takes no cache and returns none; generate() runs the whole sequence again each token
     config = transformers.OpenAIGPTConfig(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4)

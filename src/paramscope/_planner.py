@@ -137,7 +137,7 @@ def token_length(shapes: Sequence[tuple[int, ...]], input_dtypes: Sequence[Any] 
     """
     from . import dtypes as dtype_table
 
-    first = input_dtypes[0] if input_dtypes else "float32"  # a float: make_inputs takes torch's default dtype
+    first = input_dtypes[0] if input_dtypes else "float32"  # a float: make_inputs takes the model's float dtype
     dtype = dtype_table.lookup(str(first).removeprefix("torch."))
     return shapes[0][1] if len(shapes[0]) == 2 and dtype.category in ("int", "uint") else None
 
@@ -148,8 +148,10 @@ def _inputs(
     input_size: Sequence[Any] | None,
     input_dtypes: Sequence[Any] | None,
     compute: torch.dtype | None,
+    report: Report,
 ) -> tuple[tuple[Any, ...], dict[str, Any], str]:
-    """Meta inputs for one forward, the keyword arguments a decoder needs, and how the batch reads."""
+    """Meta inputs for one forward (floats in the model's dtype, as a summary's, that ``report`` tells), the keyword
+    arguments a decoder needs, and how the batch reads."""
     import torch
 
     from ._summary import decoder_input_ids, make_inputs
@@ -159,7 +161,7 @@ def _inputs(
         args: tuple[Any, ...] = (torch.empty(settings.batch, settings.tokens, dtype=torch.long, device="meta"),)
         shape = f"{settings.batch} × {format_count(settings.tokens)} tokens"
     else:
-        args, _ = make_inputs(input_size, None, input_dtypes, "meta")
+        args, _ = make_inputs(input_size, None, input_dtypes, "meta", report)
         if compute is not None:  # autocast would run the floating inputs in the compute dtype too
             args = tuple(arg.to(compute) if arg.is_floating_point() else arg for arg in args)
         shape = " and ".join("×".join(str(dim) for dim in arg.shape) for arg in args)
@@ -282,6 +284,7 @@ def _saved_for_training(
 
 def measure_activations(
     model: nn.Module,
+    report: Report,
     settings: MemorySettings,
     input_size: Sequence[Any] | None,
     input_dtypes: Sequence[Any] | None,
@@ -298,7 +301,7 @@ def measure_activations(
     notes: list[str] = []
     if settings.train:
         compute = _torch_dtype(COMPUTE_DTYPES[settings.precision])
-        args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
+        args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute, report)
         with _checkpointing_off(model) as was_on, _autocast_float32(settings.precision.endswith("-mixed")):
             result, kwargs, shape, refused = _saved_for_training(model, args, kwargs, shape, compute, quiet)
         if refused is not None:
@@ -328,7 +331,7 @@ def measure_activations(
         return (size, "estimate", formula), notes, result.trained, None
     # without a dtype, the weights as they are; with one, what they compute in (fp8 and int4 weights in bf16)
     compute = None if settings.dtype is None else _torch_dtype(settings.compute_dtype())
-    args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute)
+    args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute, report)
     peak = peak_live_bytes(model, args, kwargs, dtype=compute, quiet=quiet)
     formula = f"peak of live tensors in an eval forward on meta ({shape}); kernel workspaces not counted"
     if "logits_to_keep" in kwargs:
@@ -441,7 +444,7 @@ def build_plan(
             if refusal is not None:
                 raise ForwardError(refusal)
             activations, notes, trained, checkpointed = measure_activations(
-                module, settings, input_size, input_dtypes, request.quiet, units
+                module, report, settings, input_size, input_dtypes, request.quiet, units
             )
         except ForwardError as error:  # the rest of the plan stands without this item
             notes = [f"no activations item: {error}"]

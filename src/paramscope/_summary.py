@@ -86,9 +86,8 @@ def make_inputs(
     """Positional and keyword inputs: ``input_data`` as given (a tensor, a tuple or list of inputs, or a dict of
     keyword inputs; a named tuple, such as a PackedSequence, is one input), or tensors of ``input_size`` in
     ``dtypes`` (by default the dtype of the floating-point parameters of the model ``report`` describes, see
-    :func:`float_dtype`): empty on
-    meta, random floats / zero ids on CPU, the floats drawn from a generator of their own (what torch's draws next is
-    the caller's, as it was)."""
+    :func:`float_dtype`): empty on meta, random floats / zero ids on CPU, the floats drawn from a generator of their
+    own (what torch's draws next is the caller's, as it was)."""
     import torch
 
     if input_data is not None:

@@ -332,7 +332,10 @@ def _add_memory_options(parser: argparse.ArgumentParser) -> None:
         "first (8,4096 with --input-dtype long) size the KV cache too",
     )
     work.add_argument(
-        "--input-dtype", action="append", metavar="DTYPE", help="an input's dtype (torch's default: float32; long: ids)"
+        "--input-dtype",
+        action="append",
+        metavar="DTYPE",
+        help="an input's dtype (the model's float dtype by default; long: ids)",
     )
     inference = parser.add_argument_group("inference")
     inference.add_argument("--dtype", metavar="DTYPE", help="the weights' dtype or format (default: as stored)")
