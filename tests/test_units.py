@@ -36,6 +36,8 @@ from paramscope._units import (
         ("1.2345678901B", 1_234_567_890),
         ("11,689,512", 11_689_512),  # as paramscope prints counts: a figure of its report reads back
         ("1,234.5K", 1_234_500),
+        (".5K", 500),  # a fraction from its point, as Python reads .5
+        (".5e3", 500),
     ],
 )
 def test_parse_count(text: str, expected: int) -> None:
@@ -57,6 +59,9 @@ def test_parse_count(text: str, expected: int) -> None:
         ("1,5", "count '1,5' is not a number with an optional unit"),  # a decimal comma, or a typo: not thousands
         ("1,00,000", "count '1,00,000' is not a number with an optional unit"),
         ("1,000_000", "count '1,000_000' is not a number with an optional unit"),
+        (".", "count '.' is not a number with an optional unit"),
+        (".K", "count '.K' is not a number with an optional unit"),
+        ("._5", "count '._5' is not a number with an optional unit"),
     ],
 )
 def test_parse_count_errors(text: str, message: str) -> None:
@@ -84,6 +89,7 @@ def test_parse_count_errors(text: str, message: str) -> None:
         ("1.9", 1),
         ("1_024 MiB", 2**30),
         ("46,796,608 B", 46_796_608),  # as a budget message prints a size
+        (".5GiB", 2**29),
     ],
 )
 def test_parse_bytes(text: str, expected: int) -> None:

@@ -51,9 +51,10 @@ _BYTE_ALIASES = {
     "pb": "PB",
 }
 # underscores only between two digits, as in Python's literals: "80_GiB" or "8__0" is a typo, not a number; or commas
-# between groups of three digits, as paramscope prints counts and sizes ("11,689,512"), so a figure reads back
+# between groups of three digits, as paramscope prints counts and sizes ("11,689,512"), so a figure reads back; a
+# fraction may start at its point, as in Python (".5GiB")
 _NUMBER_AND_UNIT = re.compile(
-    r"^\s*((?:[0-9](?:_?[0-9])*|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$"
+    r"^\s*((?:(?:[0-9](?:_?[0-9])*|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$"
 )
 
 
