@@ -1716,6 +1716,32 @@ def test_a_forward_that_takes_gradients_in_eval_mode_is_told_why_it_fails(device
     assert report.calls[0].outputs == "([], [5, 3])"
 
 
+_FLOAT_INDICES = {
+    ("embedding", "cpu"): "Expected tensor for argument #1 'indices' to have one of the following scalar types: Long, "
+    "Int; but got torch.FloatTensor instead (while checking arguments for embedding)",
+    ("embedding", "meta"): "Expected tensor for argument #1 'indices' to have one of the following scalar types: "
+    "Long, Int; but got torch.float32 instead",
+    ("bag", "cpu"): "Expected tensor for argument #1 'indices' to have one of the following scalar types: Long, Int; "
+    "but got torch.FloatTensor instead (while checking arguments for embedding_bag)",
+    ("bag", "meta"): "expected indices to be long or int, got torch.float32",
+}
+
+
+@pytest.mark.parametrize(("kind", "device"), list(_FLOAT_INDICES))
+def test_float_inputs_to_an_embedding_are_told_to_be_long(kind: str, device: str) -> None:
+    embedding = nn.Embedding(10, 4) if kind == "embedding" else nn.EmbeddingBag(10, 4)
+    model = nn.Sequential(embedding, nn.Linear(4, 2))
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(2, 3), device=device)
+    assert str(caught.value) == (
+        f"the forward failed in '0' with inputs [2, 3]: RuntimeError: {_FLOAT_INDICES[kind, device]}; an embedding "
+        "looks up integer token ids: give it long inputs (--input-dtype long, dtypes=['long'])"
+    )
+    report = paramscope.summary(model, input_size=(2, 3), dtypes=["long"], device=device)
+    assert report.calls is not None
+    assert report.calls[0].outputs == ("[2, 3, 2]" if kind == "embedding" else "[2, 2]")  # a bag sums each row
+
+
 def test_a_forward_that_converts_its_own_modules_on_meta_is_told_to_run_on_cpu() -> None:
     # SwitchTransformers' router calls self.classifier.to(self.dtype) in its forward: torch swaps a fake tensor's
     # parameter for the converted one, which the fake tensor refuses; the message named torch's swap alone

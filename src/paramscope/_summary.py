@@ -238,6 +238,15 @@ def _uncounted_note(ops: Mapping[str, int]) -> list[str]:
             f"count 0: {shown}"]  # fmt: skip
 
 
+def _is_float_indices_error(error: RuntimeError) -> bool:
+    """Whether ``error`` is torch's refusal of an embedding's indices of another dtype than long or int (on cpu and
+    on meta, which words it differently for nn.EmbeddingBag)."""
+    message = first_line(error)
+    return "argument #1 'indices' to have one of the following scalar types" in message or message.startswith(
+        "expected indices to be long or int"
+    )
+
+
 def summarize(
     model: nn.Module,
     report: Report,
@@ -275,6 +284,9 @@ def summarize(
             # torch.autograd.grad in the forward (forces from an energy): a plain model(x) runs with gradients on
             hint = ("an eval-mode summary runs the forward without gradients, as torch.no_grad() does: a forward that "
                     "takes gradients itself needs torch.enable_grad() around them, or --mode train")  # fmt: skip
+            raise ForwardError(f"{error}; {hint}") from cause
+        if isinstance(cause, RuntimeError) and _is_float_indices_error(cause):
+            hint = "an embedding looks up integer token ids: give it long inputs (--input-dtype long, dtypes=['long'])"
             raise ForwardError(f"{error}; {hint}") from cause
         raise
     params = {node.path: node.params for node in report.modules}
