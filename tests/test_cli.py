@@ -1436,6 +1436,22 @@ def test_output_that_names_no_file_is_refused_before_the_work(
     assert (tmp_path / "report.txt").read_text() == "previous report\n"
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("missing/report.txt", "no such directory missing"), ("reports", "it is a directory")],
+)
+def test_output_that_cannot_be_written_is_refused_before_the_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, message: str
+) -> None:
+    # before the model is built (minutes, for a big one), not once its report is made
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    assert_error(run(capsys, "summary", f"{write(tmp_path, 'never.py', 'raise SystemExit(9)')}:model",
+                     "--input-size", "1,3", "-o", name), f"cannot write {name}: {message}")  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == ["never.py", "reports"]
+    assert not os.listdir(tmp_path / "reports")
+
+
 @pytest.mark.parametrize("name", ["/dev/stdout", "/dev/stderr", "/dev/fd/1", "/proc/self/fd/2"])
 def test_output_to_an_open_descriptor_appends_where_the_shell_said(checkpoint: Path, tmp_path: Path, name: str) -> None:
     # `paramscope ... -o /dev/stdout >> ci.log` writes to the descriptor as it is open (here, to append): the log is

@@ -450,13 +450,25 @@ def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...
     )
 
 
-def _check_output_name(output: str | None) -> None:
-    """Refuse, before any work, an --output that names no file: empty (``-o "$UNSET"``), or ending in ``/``, which
-    names a directory (pathlib drops the ``/``: ``reports/`` would make a file ``reports``)."""
+def _check_output(output: str | None) -> None:
+    """Refuse, before any work (a model can take minutes to build), an --output that names no file: empty
+    (``-o "$UNSET"``), ending in ``/``, which names a directory (pathlib drops the ``/``: ``reports/`` would make a
+    file ``reports``), a directory, or a file in a directory that does not exist. Writing checks again: the
+    directory may go meanwhile."""
     if output == "":
         raise UsageError("--output needs a file name (or - for stdout)")
-    if output is not None and output.endswith(("/", os.sep)):
+    if output is None or output == "-":
+        return
+    if output.endswith(("/", os.sep)):
         raise UsageError(f"cannot write {output}: it names a directory")
+    path = Path(output)
+    try:
+        if path.is_dir():
+            raise UsageError(f"cannot write {path}: it is a directory")
+        if not path.is_symlink() and not path.parent.is_dir():  # a link is written through to where it leads
+            raise UsageError(f"cannot write {path}: no such directory {path.parent}")
+    except OSError:
+        return  # a name too long, a path that cannot be looked at: writing it says why
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -867,7 +879,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             options.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         options.args = extra
-        _check_output_name(options.output)
+        _check_output(options.output)
         if sys.stdout is None and options.output in (None, "-"):  # started with stdout closed (``>&-``)
             raise UsageError("stdout is closed: write the report to a file with --output FILE")
         handler: Callable[[argparse.Namespace, IO[str]], int] = options.handler
