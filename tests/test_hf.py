@@ -1007,6 +1007,24 @@ def test_check_mismatch_with_csv_output_says_so_on_stderr(
     assert out.startswith("path,type,depth,params")
 
 
+@pytest.mark.parametrize("output", ["table", "json", "csv"])
+def test_check_mismatch_with_a_budget_exceeded_says_both_on_stderr(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Saved, output: str
+) -> None:
+    # exit 3 is the budget's: the failed check, otherwise only in the report, is said on stderr too
+    _drop_tensor(tiny_llama.directory)
+    code, out, err = run(capsys, "inspect", str(tiny_llama.directory), "--check", "--format", output, "--quiet",
+                         "--max-params", "10")  # fmt: skip
+    config = tiny_llama.directory / "config.json"
+    check = f"paramscope: check failed: 1 missing, 0 unexpected, 0 of another shape against {config}"
+    lines = err.splitlines()
+    assert code == 3
+    assert lines[0] == check + (" (--format text or json lists them)" if output == "csv" else "")
+    assert lines[1].startswith("paramscope: budget exceeded: ")
+    assert len(lines) == 2
+    assert out
+
+
 def test_check_and_from_config_need_a_config(capsys: pytest.CaptureFixture[str], tiny_llama: Saved) -> None:
     (tiny_llama.directory / "config.json").unlink()
     for flag in ("--check", "--from-config"):

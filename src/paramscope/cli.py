@@ -657,13 +657,19 @@ def _finish(options: argparse.Namespace, stdout: IO[str], report: Report, view: 
 
     _deliver(options, stdout, lambda: render(report, options.format, view), lambda: layout(report, view))
     check = report.check
-    if check is not None and not check.ok and options.format == "csv":  # its rows are modules: no place for findings
-        _complain(
-            f"paramscope: check failed: {check_findings(check)} against {printable(check.against)} "
-            "(--format text or json lists them)"
-        )
-    check_budget(report, budget, options.units)
-    return EXIT_CHECK_FAILED if check is not None and not check.ok else EXIT_OK
+    if check is None or check.ok:
+        check_budget(report, budget, options.units)
+        return EXIT_OK
+    complaint = f"paramscope: check failed: {check_findings(check)} against {printable(check.against)}"
+    if options.format == "csv":  # its rows are modules: no place for findings
+        _complain(f"{complaint} (--format text or json lists them)")
+    try:
+        check_budget(report, budget, options.units)
+    except BudgetExceededError:
+        if options.format != "csv":  # exit 3 speaks for the budget alone: the failed check is said here too
+            _complain(complaint)
+        raise
+    return EXIT_CHECK_FAILED
 
 
 def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
