@@ -388,6 +388,59 @@ def test_tensor_subclass_sparse_and_expanded_tensors() -> None:
     assert any(note.startswith("pair is a TwoTensor") for note in report.notes)
 
 
+def _storage_notes(report: paramscope.Report) -> list[str]:
+    return [note for note in report.notes if " storage of " in note]
+
+
+def test_a_view_of_a_larger_storage_is_counted_at_its_size_with_a_note() -> None:
+    # nn.Parameter(pretrained[:10]) keeps all of pretrained in memory: numel() counts 10 rows, the storage is whole
+    pretrained = torch.zeros(1000, 64)
+    model = nn.Module()
+    model.rows = nn.Parameter(pretrained[:10])
+    model.columns = nn.Parameter(torch.zeros(64, 1000)[:, :8])  # strided: not contiguous
+    report = paramscope.inspect(model)
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) == 10 * 64 + 64 * 8
+    assert report.totals.param_bytes == 4 * report.totals.params
+    assert _storage_notes(report) == [
+        "rows is a view of a storage of 250.00 KiB, counted at 2.50 KiB: the whole storage stays in memory (and "
+        "torch.save writes all of it)",
+        "columns is a view of a storage of 250.00 KiB, counted at 2.00 KiB: the whole storage stays in memory (and "
+        "torch.save writes all of it)",
+    ]
+    assert pretrained.untyped_storage().nbytes() == 250 * 1024
+
+
+def test_tensors_sharing_a_storage_are_noted_where_counted_and_held_bytes_differ() -> None:
+    flat = torch.zeros(100)
+    model = nn.Module()
+    model.first = nn.Parameter(flat[:30])
+    model.second = nn.Parameter(flat[30:60])  # 40 of the 100 floats are no tensor's
+    model.copy = nn.Parameter(torch.zeros(4))
+    model.alias = nn.Parameter(model.copy.data)  # another Parameter on the same memory: not a tie
+    report = paramscope.inspect(model)
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) == 30 + 30 + 4 + 4
+    assert _storage_notes(report) == [
+        "first, second are views of a storage of 400 B, counted at 240 B: the whole storage stays in memory (and "
+        "torch.save writes all of it)",
+        "copy, alias share one storage of 16 B, counted at 32 B: each at its own size, though they hold the same "
+        "memory",
+    ]
+
+
+def test_storages_held_as_counted_get_no_storage_note() -> None:
+    flat = torch.zeros(20)
+    model = nn.Module()
+    model.low = nn.Parameter(flat[:10])
+    model.high = nn.Parameter(flat[10:])  # together the whole storage: what a flat parameter buffer does
+    model.tied = nn.Linear(4, 4)
+    model.again = model.tied  # the same tensors: a tie, noted as one
+    model.register_buffer("broadcast", torch.zeros(1, 8).expand(16, 8))  # noted as an expanded view instead
+    assert _storage_notes(paramscope.inspect(model)) == []
+    on_meta = nn.Module()
+    on_meta.rows = nn.Parameter(torch.zeros(1000, 64, device="meta")[:10])  # nothing held on meta
+    assert paramscope.inspect(on_meta).notes == ()
+
+
 def test_dynamically_quantized_linear_is_not_a_silent_zero() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

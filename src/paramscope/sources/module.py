@@ -223,6 +223,10 @@ class _Walk:
         """Packed weights that could not be read: owner, the layer as the notes name it, name, dtype, why."""
         self._packed_read: set[int] = set()
         self.size_notes: list[str] = []
+        self._storage_first: dict[int, torch.Tensor] = {}
+        """The first tensor met on each storage, by address."""
+        self._storage_users: dict[int, list[torch.Tensor]] = {}
+        """Storages, by address, held by several tensors or by one that fills only part of it: their tensors."""
         self._entries: list[_Entry] = []
         self.tie_owners: list[tuple[int, int]] = []
         """Each registration of a tensor counted under another module: that module's index, and the record's."""
@@ -382,6 +386,7 @@ class _Walk:
         dtype_info, special_classes, devices = self._dtype_info, self._special_classes, self.devices
         strided = torch.strided
         flat_shards = self.flat.shards
+        storage_first = self._storage_first
         for owner, owner_path, name, tensor, kind, persistent in self._entries:
             key = id(tensor)
             position = record_index.get(key)
@@ -432,10 +437,58 @@ class _Walk:
                     nbytes, note = unusual_bytes(name, tensor, nbytes)
                     if note:
                         self.size_notes.append(note)
+                    if not special and tensor.layout is strided and shard is None:
+                        self._place(tensor, nbytes)
+                elif shard is None:  # the common case, inlined: only a view or a shared storage goes further
+                    held = tensor.untyped_storage()
+                    address = held.data_ptr()
+                    if address and (storage_first.setdefault(address, tensor) is not tensor or held.nbytes() > nbytes):
+                        self._place(tensor, nbytes)
                 # positional: keyword arguments make a NamedTuple noticeably slower to build
                 records.append(TensorRecord(name, shape, numel, dtype_name, nbytes, kind, trainable, persistent, (),
                                             None, shard))  # fmt: skip
             owners.append(owner)
+
+    def _place(self, tensor: torch.Tensor, nbytes: int) -> None:
+        """Note which storage a dense tensor is on, to tell where the bytes counted are not the bytes held: a view
+        that keeps a larger storage alive, or tensors that share one."""
+        try:
+            storage = tensor.untyped_storage()
+            address = storage.data_ptr()
+        except (RuntimeError, NotImplementedError):  # a tensor without a storage to look at (a nested one)
+            return
+        if not address:  # meta, or no bytes at all: nothing held
+            return
+        first = self._storage_first.setdefault(address, tensor)  # again: idempotent where the caller set it
+        if first is tensor:
+            if storage.nbytes() > nbytes:
+                self._storage_users.setdefault(address, [tensor])
+        elif first.device == tensor.device:  # not two devices' memory at the same address
+            users = self._storage_users.setdefault(address, [first])
+            users.append(tensor)
+
+    def _storage_notes(self) -> list[str]:
+        """Where the bytes counted (each tensor at its own size, as ``numel()`` says) are not those its storage
+        holds."""
+        notes = []
+        records, record_index = self.records, self._record_index
+        for users in self._storage_users.values():
+            held = users[0].untyped_storage().nbytes()
+            counted = [records[record_index[id(tensor)]] for tensor in users]
+            counted_bytes = sum(record.bytes or 0 for record in counted)
+            names = [shortened(record.name) for record in counted]
+            if held > counted_bytes:
+                subject = f"{names[0]} is a view" if len(names) == 1 else f"{_listed(names)} are views"
+                notes.append(
+                    f"{subject} of a storage of {format_bytes(held)}, counted at {format_bytes(counted_bytes)}: the "
+                    "whole storage stays in memory (and torch.save writes all of it)"
+                )
+            elif held < counted_bytes:
+                notes.append(
+                    f"{_listed(names)} share one storage of {format_bytes(held)}, counted at "
+                    f"{format_bytes(counted_bytes)}: each at its own size, though they hold the same memory"
+                )
+        return notes
 
     def _is_dtensor(self, tensor: torch.Tensor) -> bool:
         dtensor = dtensor_class()
@@ -548,7 +601,7 @@ class _Walk:
                 f"{layer} keeps weights packed in {shortened(name)} that cannot be read ({why}): their size is "
                 "unknown; totals are incomplete"
             )
-        notes += _capped(self.size_notes, "tensors with unusual storage")
+        notes += _capped(self.size_notes + self._storage_notes(), "tensors with unusual storage")
         if self.gathered_paths:
             positions = [position for key, position in self._record_index.items() if key in self.gathered]
             gathered = sum(self.records[position].bytes or 0 for position in positions)
