@@ -2052,6 +2052,17 @@ def test_inputs_of_input_size_take_the_models_float_dtype(train: bool) -> None:
     assert default.item("activations").total_bytes == explicit.item("activations").total_bytes > 0
 
 
+def test_float_inputs_to_an_embedding_are_told_to_be_long_in_the_note() -> None:
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
+    plan = plan_of(model, input_size=(2, 3), train=True)
+    assert plan.notes[0] == (
+        "no activations item: the forward failed in '0' with inputs [2, 3]: RuntimeError: Expected tensor for "
+        "argument #1 'indices' to have one of the following scalar types: Long, Int; but got torch.bfloat16 instead; "
+        "an embedding looks up integer token ids: give it long inputs (--input-dtype long, input_dtypes=['long'])"
+    )
+    assert plan_of(model, input_size=(2, 3), input_dtypes=["long"], train=True).item("activations").total_bytes > 0
+
+
 def test_a_causal_lm_whose_forward_takes_no_cache_has_no_kv_cache_item() -> None:
     # OpenAI GPT: its forward takes no cache and returns none; generate() runs the whole sequence again each token
     config = transformers.OpenAIGPTConfig(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4)

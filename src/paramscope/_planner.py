@@ -436,7 +436,7 @@ def build_plan(
     elif isinstance(model, Report):
         notes.append(_no_forward_in(model, settings.train))
     elif wants_forward and module is not None:
-        from ._summary import forward_refusal
+        from ._summary import forward_refusal, with_input_hint
         from .trace import ForwardError
 
         refusal = forward_refusal(module)
@@ -447,7 +447,7 @@ def build_plan(
                 module, report, settings, input_size, input_dtypes, request.quiet, units
             )
         except ForwardError as error:  # the rest of the plan stands without this item
-            notes = [f"no activations item: {error}"]
+            notes = [f"no activations item: {with_input_hint(error, 'input_dtypes')}"]
     elif wants_forward:
         notes.append("no activations item: a forward needs a model to run (model code, or a config.json)")
     else:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ._walk import ModuleWalk
+    from .trace import ForwardError
 
 Shape = Sequence[int]
 _MAX_OPS_IN_NOTE = 10
@@ -238,13 +239,20 @@ def _uncounted_note(ops: Mapping[str, int]) -> list[str]:
             f"count 0: {shown}"]  # fmt: skip
 
 
-def _is_float_indices_error(error: RuntimeError) -> bool:
-    """Whether ``error`` is torch's refusal of an embedding's indices of another dtype than long or int (on cpu and
-    on meta, which words it differently for nn.EmbeddingBag)."""
-    message = first_line(error)
-    return "argument #1 'indices' to have one of the following scalar types" in message or message.startswith(
+def with_input_hint(error: ForwardError, argument: str = "dtypes") -> ForwardError:
+    """``error``, with a hint when the inputs made for the forward do not suit the model: float inputs to an
+    embedding, which torch refuses (on cpu and on meta, worded differently for nn.EmbeddingBag), naming only the
+    dtype. ``argument`` is the Python API's name for the inputs' dtypes."""
+    cause = error.__cause__
+    message = first_line(cause) if isinstance(cause, RuntimeError) else ""
+    if "argument #1 'indices' to have one of the following scalar types" in message or message.startswith(
         "expected indices to be long or int"
-    )
+    ):
+        hint = f"an embedding looks up integer token ids: give it long inputs (--input-dtype long, {argument}=['long'])"
+        hinted = type(error)(f"{error}; {hint}")
+        hinted.__cause__ = cause
+        return hinted
+    return error
 
 
 def summarize(
@@ -285,10 +293,7 @@ def summarize(
             hint = ("an eval-mode summary runs the forward without gradients, as torch.no_grad() does: a forward that "
                     "takes gradients itself needs torch.enable_grad() around them, or --mode train")  # fmt: skip
             raise ForwardError(f"{error}; {hint}") from cause
-        if isinstance(cause, RuntimeError) and _is_float_indices_error(cause):
-            hint = "an embedding looks up integer token ids: give it long inputs (--input-dtype long, dtypes=['long'])"
-            raise ForwardError(f"{error}; {hint}") from cause
-        raise
+        raise with_input_hint(error) from cause
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
     renamed = reported_paths(walk.named_modules)
