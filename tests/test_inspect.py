@@ -441,6 +441,20 @@ def test_storages_held_as_counted_get_no_storage_note() -> None:
     assert paramscope.inspect(on_meta).notes == ()
 
 
+def test_tensors_without_a_storage_to_look_at_are_counted() -> None:
+    # inside torch.func's transforms a tensor is a wrapper whose storage cannot be asked for
+    def count(x: torch.Tensor) -> torch.Tensor:
+        model = nn.Module()
+        model.register_buffer("batched", x)
+        model.weight = nn.Parameter(x.new_zeros(4, 2)[:, :1])  # a strided view, as the wrapper too
+        report = paramscope.inspect(model)
+        assert (report.totals.buffers, report.totals.params) == (3, 4)
+        return x.sum()
+
+    torch.func.vmap(count)(torch.zeros(2, 3))
+    torch.func.grad(count)(torch.zeros(3))
+
+
 def test_dynamically_quantized_linear_is_not_a_silent_zero() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -68,7 +68,10 @@ def unusual_bytes(name: str, tensor: torch.Tensor, logical_bytes: int) -> tuple[
         size, how = _sparse_bytes(tensor)
         return size, f"{name} is a {tensor.layout} tensor of {tensor.numel():,} elements: {how} ({format_bytes(size)})"
     if not tensor.is_contiguous():
-        storage = tensor.untyped_storage().nbytes()
+        try:
+            storage = tensor.untyped_storage().nbytes()
+        except (RuntimeError, NotImplementedError):  # no storage to look at (torch.func's wrappers)
+            return logical_bytes, None
         if storage < logical_bytes:
             return logical_bytes, (
                 f"{name} is a view (expanded or strided) whose storage holds {format_bytes(storage)}: counted at "

@@ -440,8 +440,11 @@ class _Walk:
                     if not special and tensor.layout is strided and shard is None:
                         self._place(tensor, nbytes)
                 elif shard is None:  # the common case, inlined: only a view or a shared storage goes further
-                    held = tensor.untyped_storage()
-                    address = held.data_ptr()
+                    try:
+                        held = tensor.untyped_storage()
+                        address = held.data_ptr()
+                    except (RuntimeError, NotImplementedError):  # no storage to look at (torch.func's wrappers)
+                        address = 0
                     if address and (storage_first.setdefault(address, tensor) is not tensor or held.nbytes() > nbytes):
                         self._place(tensor, nbytes)
                 # positional: keyword arguments make a NamedTuple noticeably slower to build
@@ -455,7 +458,7 @@ class _Walk:
         try:
             storage = tensor.untyped_storage()
             address = storage.data_ptr()
-        except (RuntimeError, NotImplementedError):  # a tensor without a storage to look at (a nested one)
+        except (RuntimeError, NotImplementedError):  # no storage to look at
             return
         if not address:  # meta, or no bytes at all: nothing held
             return
