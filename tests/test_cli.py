@@ -1849,6 +1849,44 @@ def test_python_m_entry_point_json(resnet: nn.Module) -> None:
     assert_report_matches(json.loads(result.stdout), resnet)
 
 
+_NOISY_MODEL = """
+import ctypes, os, subprocess, sys
+import torch
+from torch import nn
+
+def say(where):
+    print(f"python print {where}")
+    os.write(1, f"descriptor write {where}\\n".encode())
+    ctypes.CDLL(None).printf(f"printf {where}\\n".encode())  # held in the C library's buffer
+    subprocess.run([sys.executable, "-c", f"print('child process {where}')"], check=True)
+
+say("at import")
+
+class Noisy(nn.Linear):
+    def forward(self, x):
+        say("in forward")
+        return super().forward(x)
+
+def build():
+    say("in build")
+    return Noisy(3, 2)
+"""
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["summary", "--input-size", "2,3", "--device", "cpu"]])
+def test_what_model_code_writes_below_python_stays_off_the_report(tmp_path: Path, command: list[str]) -> None:
+    # a C extension's printf or a child process (a kernel compiler) writes to descriptor 1, not to sys.stdout
+    target = f"{write(tmp_path, 'noisy.py', _NOISY_MODEL)}:build"
+    result = run_module(command[0], target, *command[1:], "--format", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["totals"]["params"] == 3 * 2 + 2
+    places = ["at import", "in build"] + (["in forward"] if command[0] == "summary" else [])
+    said = [f"{how} {where}" for where in places for how in ("python print", "descriptor write", "printf",
+                                                             "child process")]  # fmt: skip
+    assert sorted(result.stderr.splitlines()) == sorted(said)
+
+
 def test_python_m_paramscope_is_the_command(checkpoint: Path) -> None:
     # `python -m paramscope`, as `python -m pip`: the command where the console script is not on PATH
     result = subprocess.run(

@@ -7,13 +7,14 @@ import argparse
 import contextlib
 import errno
 import functools
+import io
 import os
 import re
 import secrets
 import shutil
 import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -450,6 +451,50 @@ def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...
     )
 
 
+@contextlib.contextmanager
+def _model_output_to_stderr() -> Iterator[None]:
+    """Within the block, what the model's code writes to stdout goes to stderr: stdout carries the report, which
+    must stay parseable. Python's prints, and, where stdout is a real descriptor, what is written to it below Python
+    (a C extension's printf, a child process such as a compiler's) as well, its C buffer flushed before stdout is
+    given back."""
+    if sys.stdout is not None:  # None: started with stdout closed, writing to --output
+        sys.stdout.flush()
+    saved = _descriptor_kept(1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            _flush_c_stdio()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _descriptor_kept(descriptor: int) -> int | None:
+    """A copy of ``descriptor`` kept aside, with stderr's put in its place; None where either is not open or
+    stdout is not the process's descriptor 1 (captured in a test)."""
+    try:
+        if sys.stdout is None or sys.stdout.fileno() != descriptor:
+            return None
+        saved = os.dup(descriptor)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    try:
+        os.dup2(2, descriptor)
+    except OSError:  # stderr is closed
+        os.close(saved)
+        return None
+    return saved
+
+
+def _flush_c_stdio() -> None:
+    """Flush the C library's stdout buffer, which would otherwise reach the report's descriptor at exit."""
+    import ctypes  # here: 1.5 ms, for the commands that run model code only
+
+    with contextlib.suppress(OSError, AttributeError, TypeError):  # no C library to load by that name (Windows)
+        ctypes.CDLL(None).fflush(None)
+
+
 def _check_output(output: str | None) -> None:
     """Refuse, before any work (a model can take minutes to build), an --output that names no file: empty
     (``-o "$UNSET"``), ending in ``/``, which names a directory (pathlib drops the ``/``: ``reports/`` would make a
@@ -678,8 +723,7 @@ def _run_inspect(options: argparse.Namespace, stdout: IO[str]) -> int:
 
     budget = _budget(options)
     request = _request(options, explain=options.explain, from_config=options.from_config, check=options.check)
-    # Whatever the model code prints goes to stderr: stdout carries the report, which must stay parseable.
-    with contextlib.redirect_stdout(sys.stderr):
+    with _model_output_to_stderr():
         report = load_report(options.target, request)
     depth = options.depth if options.depth is not None else (_ALL_DEPTHS if options.explain else 2)
     view = View(depth=depth, tensors=options.tensors, units=options.units, explain=options.explain)
@@ -733,7 +777,7 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
     _check_config_options(options)
     depth = options.depth if options.depth is not None else 3
     request = _request(options)
-    with contextlib.redirect_stdout(sys.stderr):
+    with _model_output_to_stderr():
         model, kind, notes = load_model(options.target, request)
         report = inspect_module(model, target=options.target, device=options.device, explain=options.explain)
         report = replace(report, source=replace(report.source, kind=kind), notes=(*notes, *report.notes))
@@ -761,7 +805,7 @@ def _run_memory(options: argparse.Namespace, stdout: IO[str]) -> int:
     from .render._layout import layout
 
     shapes = [_shape(text) for text in options.input_size] if options.input_size else None
-    with contextlib.redirect_stdout(sys.stderr):
+    with _model_output_to_stderr():
         report = plan_for(
             options.target, _request(options), train=options.train, dtype=options.dtype, kv_dtype=options.kv_dtype,
             batch=options.batch, tokens=options.seq, optimizer=options.optimizer, precision=options.precision,
@@ -784,7 +828,7 @@ def _run_diff(options: argparse.Namespace, stdout: IO[str]) -> int:
 
     if options.depth < 0:
         raise UsageError(f"--depth must be 0 or more, not {options.depth}")
-    with contextlib.redirect_stdout(sys.stderr):
+    with _model_output_to_stderr():
         found = diff(
             options.a,
             options.b,
