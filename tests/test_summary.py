@@ -37,7 +37,7 @@ from paramscope._summary import make_inputs
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import View, render
 from paramscope.render._layout import OWN_OPS, _shown_calls
-from paramscope.trace import ForwardError, _OpRecorder, describe, trace
+from paramscope.trace import ForwardError, _OpRecorder, _tensors_in, describe, trace
 
 from .cli import assert_error, run, run_in_a_new_process
 
@@ -1226,6 +1226,31 @@ class Returns(nn.Module):
         return self.make(self.fc(x))
 
 
+def list_holding_itself(y: torch.Tensor) -> list[Any]:
+    out: list[Any] = [y]
+    out.append(out)
+    return out
+
+
+def dict_holding_itself(y: torch.Tensor) -> dict[str, Any]:
+    out: dict[str, Any] = {"logits": y}
+    out["all"] = out
+    return out
+
+
+def tuple_in_its_own_list(y: torch.Tensor) -> tuple[torch.Tensor, list[Any]]:
+    inner: list[Any] = []
+    out = (y, inner)
+    inner.append(out)
+    return out
+
+
+def dataclass_holding_itself(y: torch.Tensor) -> Output:
+    out = Output(y, y > 0)
+    out.extra = out
+    return out
+
+
 OUTPUTS: dict[str, tuple[Callable[[torch.Tensor], Any], str]] = {
     "dict": (lambda y: {"logits": y, "aux": None, "mask": y > 0}, "{logits: [2, 6], aux: None, mask: [2, 6] bool}"),
     "dataclass": (lambda y: Output(y, y > 0), "Output(hidden=[2, 6], mask=[2, 6] bool, extra=None, steps=3)"),
@@ -1237,6 +1262,14 @@ OUTPUTS: dict[str, tuple[Callable[[torch.Tensor], Any], str]] = {
     # the forward ran, and the summary said it failed: "AttributeError: 'Partial' object has no attribute 'loss'"
     "dataclass with a field not set": (lambda y: Partial(y), "Partial(logits=[2, 6])"),
     "a record with a field not set": (lambda y: Fields(y), "Fields(first=[2, 6])"),
+    # each a container inside itself, written as Python's repr writes it; the summary failed with a RecursionError
+    "a list that holds itself": (list_holding_itself, "[[2, 6], [...]]"),
+    "a dict that holds itself": (dict_holding_itself, "{logits: [2, 6], all: {...}}"),
+    "a tuple in a list it holds": (tuple_in_its_own_list, "([2, 6], [(...)])"),
+    "a dataclass that holds itself": (
+        dataclass_holding_itself,
+        "Output(hidden=[2, 6], mask=[2, 6] bool, extra=Output(...), steps=3)",
+    ),
 }
 
 
@@ -1247,6 +1280,54 @@ def test_output_types(kind: str, device: str) -> None:
     report = paramscope.summary(Returns(make), input_size=(2, 3), device=device)
     assert [(r.path, r.outputs) for r in report.calls or ()] == [("", expected), ("fc", "[2, 6]")]
     assert report.totals.flops == 2 * 2 * 3 * 6
+
+
+def test_describe_writes_a_container_in_full_each_time_it_is_not_inside_itself() -> None:
+    shared = [torch.zeros(2)]
+    assert describe([shared, shared, (shared,)]) == "[[[2]], [[2]], ([[2]],)]"  # as repr([s, s, (s,)]) does
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_a_memory_plan_reads_an_output_that_holds_itself(train: bool) -> None:
+    # the activations item was left out ("the forward failed in '(model)' with inputs [2, 3]: RecursionError"); and in
+    # training the tensors of an output holding itself under 41 keys were looked for along every path 8 levels deep
+    def make(y: torch.Tensor) -> dict[str, Any]:
+        out = dict_holding_itself(y)
+        out.update((f"again {i}", out) for i in range(40))
+        return out
+
+    plan = paramscope.memory(Returns(make), input_size=(2, 3), train=train).memory
+    assert plan is not None
+    items = {item.name: item.total_bytes for item in plan.items}
+    # training (bf16-mixed): fc's input, saved for its weight's gradient, 2 × 3 in bfloat16; inference: the most
+    # bytes live at once, fc's output, 2 × 6 in float32
+    assert items["activations"] == (2 * 3 * 2 if train else 2 * 6 * 4)
+    assert not [note for note in plan.notes if "RecursionError" in note]
+
+
+def test_the_tensors_in_an_output_that_holds_itself_are_found_once() -> None:
+    y = torch.zeros(2)
+    assert list(_tensors_in(list_holding_itself(y), depth=8)) == [y]  # [y] 8 times: once per level walked
+
+
+class HoldsItself(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 6)
+
+    def forward(self, inputs: list[Any]) -> list[Any]:
+        assert inputs[1] is inputs  # moved as given, for the forward to read
+        return self.fc(inputs[0])
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_input_data_that_holds_itself(device: str) -> None:
+    inputs = list_holding_itself(torch.randn(2, 3))
+    report = paramscope.summary(HoldsItself(), input_data=[inputs], device=device)
+    assert [(r.path, r.inputs, r.outputs) for r in report.calls or ()] == [
+        ("", "[[2, 3], [...]]", "[2, 6]"),
+        ("fc", "[2, 3]", "[2, 6]"),
+    ]
 
 
 class ReadsLogits(nn.Module):

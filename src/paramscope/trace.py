@@ -161,50 +161,83 @@ _tensor_texts: dict[tuple[torch.Size, torch.dtype], str] = {}
 
 
 def describe(value: Any) -> str:
-    """The shapes of a forward's inputs or outputs, keeping their structure.
+    """The shapes of a forward's inputs or outputs, keeping their structure. A container met again inside itself (a
+    list that holds itself) is written as Python's repr writes it: ``[...]``.
 
     >>> describe((torch.zeros(2, 3), None, {"mask": torch.zeros(2, dtype=torch.bool)}))
     '([2, 3], None, {mask: [2] bool})'
     """
     if isinstance(value, torch.Tensor):
-        if value.is_nested:  # strided nested tensors have no overall shape: the shape of each sequence
-            try:
-                with _disable_current_modes():  # describing is not the forward: the op recorder must not see it
-                    parts = value.unbind()
-            except RuntimeError:  # torch made it inconsistent (a cat of strided nested tensors): no sequences to show
-                return "nested(unreadable)"
-            return "nested(" + ", ".join(describe(part) for part in parts) + ")"
-        shape, dtype = value.shape, value.dtype
+        return _tensor_text(value)
+    return _describe(value, set())
+
+
+def _tensor_text(value: torch.Tensor) -> str:
+    if value.is_nested:  # strided nested tensors have no overall shape: the shape of each sequence
         try:
-            text, kept = _tensor_texts.get((shape, dtype)), True
-        except TypeError:  # symbolic sizes do not hash
-            text, kept = None, False
-        if text is None:
-            dims = str(list(shape))
-            text = dims if dtype in _PLAIN_DTYPES else f"{dims} {str(dtype).removeprefix('torch.')}"
-            if kept and len(_tensor_texts) < 4096:
-                _tensor_texts[shape, dtype] = text
-        return text
+            with _disable_current_modes():  # describing is not the forward: the op recorder must not see it
+                parts = value.unbind()
+        except RuntimeError:  # torch made it inconsistent (a cat of strided nested tensors): no sequences to show
+            return "nested(unreadable)"
+        return "nested(" + ", ".join(_tensor_text(part) for part in parts) + ")"
+    shape, dtype = value.shape, value.dtype
+    try:
+        text, kept = _tensor_texts.get((shape, dtype)), True
+    except TypeError:  # symbolic sizes do not hash
+        text, kept = None, False
+    if text is None:
+        dims = str(list(shape))
+        text = dims if dtype in _PLAIN_DTYPES else f"{dims} {str(dtype).removeprefix('torch.')}"
+        if kept and len(_tensor_texts) < 4096:
+            _tensor_texts[shape, dtype] = text
+    return text
+
+
+def _describe(value: Any, enclosing: set[int]) -> str:
+    """:func:`describe` of ``value`` met inside the containers ``enclosing`` (by id); ``enclosing`` is as it was
+    when it returns."""
+    if isinstance(value, torch.Tensor):
+        return _tensor_text(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
-    if type(value) is tuple or type(value) is list:  # the common case first: a NamedTuple is a tuple too
-        inner = ", ".join([describe(item) for item in value])
-        return f"[{inner}]" if type(value) is list else f"({inner}{',' if len(value) == 1 else ''})"
-    if hasattr(value, "_fields"):  # a NamedTuple, or a record that names its fields so (those it has)
-        inner = ", ".join(f"{name}={describe(getattr(value, name))}" for name in value._fields if hasattr(value, name))
-        return f"{type(value).__name__}({inner})"
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(describe(item) for item in value)
-        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
-    if isinstance(value, Mapping):  # dicts, and transformers' ModelOutput (an OrderedDict and a dataclass)
-        inner = ", ".join(f"{key}: {describe(item)}" for key, item in value.items())
-        return f"{'' if type(value) is dict else type(value).__name__}{{{inner}}}"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        # a field without a default that nothing has set yet (init=False) is no attribute: left out
-        inner = ", ".join(f"{f.name}={describe(getattr(value, f.name))}" for f in dataclasses.fields(value)
-                          if hasattr(value, f.name))  # fmt: skip
-        return f"{type(value).__name__}({inner})"
-    return type(value).__name__
+    held = id(value)
+    if held in enclosing:  # a cycle, which would recurse without end
+        return _inside_itself(value)
+    enclosing.add(held)
+    try:
+        if type(value) is tuple or type(value) is list:  # the common case first: a NamedTuple is a tuple too
+            inner = ", ".join([_describe(item, enclosing) for item in value])
+            return f"[{inner}]" if type(value) is list else f"({inner}{',' if len(value) == 1 else ''})"
+        if hasattr(value, "_fields"):  # a NamedTuple, or a record that names its fields so (those it has)
+            inner = ", ".join(f"{name}={_describe(getattr(value, name), enclosing)}" for name in value._fields
+                              if hasattr(value, name))  # fmt: skip
+            return f"{type(value).__name__}({inner})"
+        if isinstance(value, (list, tuple)):
+            inner = ", ".join(_describe(item, enclosing) for item in value)
+            return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+        if isinstance(value, Mapping):  # dicts, and transformers' ModelOutput (an OrderedDict and a dataclass)
+            inner = ", ".join(f"{key}: {_describe(item, enclosing)}" for key, item in value.items())
+            return f"{'' if type(value) is dict else type(value).__name__}{{{inner}}}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            # a field without a default that nothing has set yet (init=False) is no attribute: left out
+            inner = ", ".join(f"{f.name}={_describe(getattr(value, f.name), enclosing)}"
+                              for f in dataclasses.fields(value) if hasattr(value, f.name))  # fmt: skip
+            return f"{type(value).__name__}({inner})"
+        return type(value).__name__
+    finally:
+        enclosing.discard(held)
+
+
+def _inside_itself(value: Any) -> str:
+    """A container of :func:`_describe`'s met inside itself, its items written ``...`` as Python's repr writes
+    them."""
+    if type(value) is list or (isinstance(value, list) and not hasattr(value, "_fields")):
+        return "[...]"
+    if type(value) is tuple or (isinstance(value, tuple) and not hasattr(value, "_fields")):
+        return "(...)"
+    if isinstance(value, Mapping) and not hasattr(value, "_fields"):
+        return f"{'' if type(value) is dict else type(value).__name__}{{...}}"
+    return f"{type(value).__name__}(...)"  # a named tuple, a record with _fields, a dataclass
 
 
 def _describe_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -1154,35 +1187,46 @@ def _is_counter(tensor: torch.Tensor) -> bool:
     return tensor.dim() == 0 and integer and tensor.device.type == "cpu" and _has_plain_storage(tensor)
 
 
-def to_device(value: Any, device: str, memo: dict[int, torch.Tensor] | None = None) -> Any:
+def to_device(value: Any, device: str, memo: dict[int, Any] | None = None) -> Any:
     """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype and
     ``requires_grad``; one that requires grad a leaf of its own), in lists, tuples, named tuples, dicts and
     dataclasses as deep as they go. A PackedSequence keeps its batch sizes on the cpu, where torch takes them. One
-    tensor given twice is one tensor moved (``memo``, shared by the calls for one forward's inputs): attention
-    given the same query, key and value takes its self-attention path."""
+    tensor or container given twice is one moved (``memo``, by id, shared by the calls for one forward's inputs):
+    attention given the same query, key and value takes its self-attention path, and a list that holds itself is
+    moved into one that holds itself."""
     memo = {} if memo is None else memo
+    moved = memo.get(id(value))
+    if moved is not None:
+        return moved
     if isinstance(value, torch.Tensor):
-        moved = memo.get(id(value))
-        if moved is None:
-            moved = memo[id(value)] = _moved(value, device)
+        moved = memo[id(value)] = _moved(value, device)
         return moved
     if isinstance(value, PackedSequence):
         data, batch_sizes, *indices = value
-        return type(value)(to_device(data, device, memo), batch_sizes,
-                           *(to_device(item, device, memo) for item in indices))  # fmt: skip
-    if isinstance(value, tuple) and hasattr(value, "_make"):  # a named tuple
-        return value._make(to_device(item, device, memo) for item in value)
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_device(item, device, memo) for item in value)
-    if isinstance(value, Mapping):
-        return {key: to_device(item, device, memo) for key, item in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        moved_fields = copy(value)
+        moved = type(value)(to_device(data, device, memo), batch_sizes,
+                            *(to_device(item, device, memo) for item in indices))  # fmt: skip
+    elif isinstance(value, tuple) and hasattr(value, "_make"):  # a named tuple
+        moved = value._make(to_device(item, device, memo) for item in value)
+    elif isinstance(value, tuple):
+        moved = type(value)(to_device(item, device, memo) for item in value)
+    # the mutable containers are kept in the memo before their items are moved: one may hold itself, a tuple cannot
+    # without one of them in between
+    elif isinstance(value, list):
+        moved = memo[id(value)] = copy(value)  # a subclass keeps its type and attributes, as copy makes them
+        moved[:] = [to_device(item, device, memo) for item in value]
+    elif isinstance(value, Mapping):
+        moved = memo[id(value)] = {}
+        for key, item in value.items():
+            moved[key] = to_device(item, device, memo)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        moved = memo[id(value)] = copy(value)
         for item in dataclasses.fields(value):
             if hasattr(value, item.name):  # a field without a default that its __post_init__ never set is not
-                object.__setattr__(moved_fields, item.name, to_device(getattr(value, item.name), device, memo))
-        return moved_fields
-    return value
+                object.__setattr__(moved, item.name, to_device(getattr(value, item.name), device, memo))
+    else:
+        return value
+    memo[id(value)] = moved
+    return moved
 
 
 def _moved(value: torch.Tensor, device: str) -> torch.Tensor:
@@ -1342,7 +1386,7 @@ def _run(
                 stack.callback(saved.release)
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
             stack.enter_context(_compiled_code_run_eagerly())
-            memo: dict[int, torch.Tensor] = {}  # not ops of the model's: made before the recorder sees any
+            memo: dict[int, Any] = {}  # not ops of the model's: made before the recorder sees any
             inputs, keywords = to_device(args, device, memo), to_device(kwargs, device, memo)
             if count_flops or recorder.protected or recorder.restorable:
                 stack.enter_context(recorder)
@@ -1493,19 +1537,27 @@ def _reached_parameters(output: Any, named: Iterable[tuple[str, torch.Tensor]]) 
     return frozenset(reached)
 
 
-def _tensors_in(value: Any, depth: int = 4) -> Iterator[torch.Tensor]:
-    """The tensors an object holds: in containers, and in the attributes of objects such as a KV cache."""
+def _tensors_in(value: Any, depth: int = 4, enclosing: set[int] | None = None) -> Iterator[torch.Tensor]:
+    """The tensors an object holds: in containers, and in the attributes of objects such as a KV cache. A container
+    met again inside itself (``enclosing``, by id: a list that holds itself) adds nothing."""
     if isinstance(value, torch.Tensor):
         yield value
-    elif depth and isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _tensors_in(item, depth - 1)
-    elif depth and isinstance(value, Mapping):
-        for item in value.values():
-            yield from _tensors_in(item, depth - 1)
-    elif depth and hasattr(value, "__dict__") and not isinstance(value, (nn.Module, type)):
-        for item in vars(value).values():
-            yield from _tensors_in(item, depth - 1)
+        return
+    enclosing = set() if enclosing is None else enclosing
+    if not depth or id(value) in enclosing:
+        return
+    enclosing.add(id(value))
+    if isinstance(value, (list, tuple)):
+        items: Iterable[Any] = value
+    elif isinstance(value, Mapping):
+        items = value.values()
+    elif hasattr(value, "__dict__") and not isinstance(value, (nn.Module, type)):
+        items = vars(value).values()
+    else:
+        items = ()
+    for item in items:
+        yield from _tensors_in(item, depth - 1, enclosing)
+    enclosing.discard(id(value))
 
 
 def peak_live_bytes(
@@ -1525,7 +1577,7 @@ def peak_live_bytes(
         weights = _stand_ins(walk, "meta", dtype, fake)
         tracker = _LiveTensors(weights)
         with fake:
-            memo: dict[int, torch.Tensor] = {}
+            memo: dict[int, Any] = {}
             inputs, keywords = to_device(args, "meta", memo), to_device(kwargs, "meta", memo)
         with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
             hooks.advance = advance
