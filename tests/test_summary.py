@@ -1429,6 +1429,43 @@ def test_summary_leaves_resnet18_unchanged(resnet_mixed: nn.Module, device: str,
     assert int(resnet_mixed.bn1.num_batches_tracked) == 1
 
 
+class AssignsItsParameters(nn.Module):
+    """A forward that assigns parameters back to their modules, as some code does (``self.weight = self.weight``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.frozen = nn.Linear(4, 4).requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.fc.weight = self.fc.weight
+        self.frozen.bias = self.frozen.bias
+        return self.frozen(self.fc(x))
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_forward_that_assigns_a_parameter_to_its_module_again(device: str, mode: str) -> None:
+    # on meta it failed: "TypeError: cannot assign 'torch.meta.FloatTensor' as parameter 'weight' (torch.nn.Parameter
+    # or None expected)", nn.Module's refusal of the stand-in, which was no Parameter
+    model = AssignsItsParameters()
+    parameters = dict(model.named_parameters())
+    before = snapshot(model)
+    report = paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
+    assert report.totals.flops == 2 * 2 * 2 * 4 * 4
+    assert_same(before, snapshot(model))
+    assert all(parameter is parameters[name] for name, parameter in model.named_parameters())
+
+
+def test_a_memory_plan_of_a_forward_that_assigns_a_parameter_to_its_module_again() -> None:
+    # its forward on meta with the weights in bfloat16 (bf16-mixed): the stand-ins are cast, and Parameters still
+    plan = paramscope.memory(AssignsItsParameters(), input_size=(2, 4), train=True).memory
+    assert plan is not None
+    items = {item.name: item.total_bytes for item in plan.items}
+    # fc's input, for its weight's gradient (the frozen layer's weight takes none, and so its input is not saved)
+    assert items.get("activations") == 2 * 4 * 2, plan.notes
+
+
 def test_summary_leaves_a_meta_model_unchanged() -> None:
     with torch.device("meta"):
         model = resnet18()

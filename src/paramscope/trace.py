@@ -1157,28 +1157,35 @@ def _stand_ins(
     walk: ModuleWalk, device: str, dtype: torch.dtype | None = None, fake: FakeTensorMode | None = None
 ) -> dict[str, torch.Tensor]:
     """Tensors to run the model with in place of its own, under every name they are registered as (so ties stay
-    ties). On meta, empty copies of the parameters and buffers, fake tensors of ``fake`` (the mode the forward runs
-    in), ``dtype`` (a compute dtype, for memory planning) replacing the floating-point dtypes, but for a counter's
-    copy with its value (:func:`_is_counter`); on a real device,
-    clones of the buffers (a train-mode forward updates BatchNorm's statistics in place, on the clones) and the real
-    parameters run as they are."""
+    ties). On meta, empty copies of the parameters (Parameters themselves) and buffers, fake tensors of ``fake``
+    (the mode the forward runs in), ``dtype`` (a compute dtype, for memory planning) replacing the floating-point
+    dtypes, but for a counter's copy with its value (:func:`_is_counter`); on a real device, clones of the buffers
+    (a train-mode forward updates BatchNorm's statistics in place, on the clones) and the real parameters run as
+    they are."""
     replacements: dict[int, torch.Tensor] = {}
     named: dict[str, torch.Tensor] = {}
     tensors = walk.named_tensors("parameters", remove_duplicate=False) if device == "meta" else []
     for name, tensor in [*tensors, *walk.named_tensors("buffers", remove_duplicate=False)]:
         if id(tensor) not in replacements:
-            if device == "meta" and _is_counter(tensor):
-                # a count the forward may read (BatchNorm's num_batches_tracked with momentum=None): a copy with its
-                # value, on the cpu, where the ops on it alone run for real
-                replacements[id(tensor)] = tensor.clone()
-            elif device == "meta":
-                as_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
-                empty = torch.empty_like(tensor, device="meta", dtype=as_dtype).requires_grad_(tensor.requires_grad)
-                replacements[id(tensor)] = empty if fake is None else fake.from_tensor(empty)
-            else:
-                replacements[id(tensor)] = tensor.clone()
+            replacements[id(tensor)] = _meta_stand_in(tensor, dtype, fake) if device == "meta" else tensor.clone()
         named[name] = replacements[id(tensor)]
     return named
+
+
+def _meta_stand_in(tensor: torch.Tensor, dtype: torch.dtype | None, fake: FakeTensorMode | None) -> torch.Tensor:
+    """The stand-in of ``tensor`` on meta (see :func:`_stand_ins`)."""
+    if _is_counter(tensor):
+        # a count the forward may read (BatchNorm's num_batches_tracked with momentum=None): a copy with its value,
+        # on the cpu, where the ops on it alone run for real
+        stand_in = tensor.clone()
+    else:
+        as_dtype = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+        stand_in = torch.empty_like(tensor, device="meta", dtype=as_dtype).requires_grad_(tensor.requires_grad)
+    # A parameter's stand-in is a Parameter too (a fake one passes for one): nn.Module.__setattr__ takes nothing
+    # else under a parameter's name, and a forward may assign one back to its module (self.weight = self.weight).
+    if isinstance(tensor, nn.Parameter):
+        stand_in = nn.Parameter(stand_in, requires_grad=tensor.requires_grad)
+    return stand_in if fake is None or not stand_in.is_meta else fake.from_tensor(stand_in)
 
 
 def _is_counter(tensor: torch.Tensor) -> bool:
