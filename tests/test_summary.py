@@ -1656,6 +1656,80 @@ def test_a_summary_leaves_torchs_random_numbers_as_they_were(device: str, mode: 
     assert torch.equal(torch.get_rng_state(), state)
 
 
+CUDA_GENERATOR = torch.Generator().manual_seed(2)
+"""A cpu generator that stands for the one CUDA device's in the tests below: there is no GPU here."""
+
+
+class DrawsOnCuda(nn.Module):
+    """A forward that draws from CUDA's generator (the stand-in for it: the model does not hold it)."""
+
+    def __init__(self, fails: bool = False) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.fails = fails
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc(x) + torch.rand(x.shape, generator=CUDA_GENERATOR).to(x.device)
+        if self.fails:
+            raise ValueError("boom")
+        return x
+
+
+def one_cuda_device(monkeypatch: pytest.MonkeyPatch, *, initialized: bool) -> list[str]:
+    """torch.cuda's functions as CUDA initialized (or not) on one device, whose generator is CUDA_GENERATOR; the
+    names of those called, in order."""
+    called: list[str] = []
+
+    def get_rng_state_all() -> list[torch.Tensor]:
+        called.append("get_rng_state_all")
+        return [CUDA_GENERATOR.get_state()]
+
+    def set_rng_state_all(states: list[torch.Tensor]) -> None:
+        called.append("set_rng_state_all")
+        (state,) = states
+        CUDA_GENERATOR.set_state(state)
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: initialized)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", get_rng_state_all)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", set_rng_state_all)
+    return called
+
+
+RUNS: dict[str, Callable[[nn.Module], Any]] = {
+    "summary on meta, eval": lambda model: paramscope.summary(model, input_size=(2, 4)),  # two forwards
+    "summary on meta, train": lambda model: paramscope.summary(model, input_size=(2, 4), mode="train"),
+    "summary on cpu, eval": lambda model: paramscope.summary(model, input_size=(2, 4), device="cpu"),
+    "summary on cpu, train": lambda model: paramscope.summary(model, input_size=(2, 4), device="cpu", mode="train"),
+    "memory": lambda model: paramscope.memory(model, input_size=(2, 4)),  # the peak of live tensors
+    "memory of training": lambda model: paramscope.memory(model, input_size=(2, 4), train=True),
+}
+
+
+@pytest.mark.parametrize("fails", [False, True])
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_a_forward_leaves_cudas_random_numbers_as_they_were(
+    monkeypatch: pytest.MonkeyPatch, run: str, fails: bool
+) -> None:
+    # only the cpu's generator was put back: a script seeded for its training on a GPU drew other numbers after one
+    called = one_cuda_device(monkeypatch, initialized=True)
+    state = CUDA_GENERATOR.get_state()
+    with pytest.raises(ForwardError) if fails and run.startswith("summary") else contextlib.nullcontext():
+        RUNS[run](DrawsOnCuda(fails))
+    assert torch.equal(CUDA_GENERATOR.get_state(), state)
+    # each forward read the states before it and set them back after it
+    forwards = len(called) // 2
+    assert forwards >= 1
+    assert called == ["get_rng_state_all", "set_rng_state_all"] * forwards
+
+
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_a_forward_does_not_initialize_cuda(monkeypatch: pytest.MonkeyPatch, run: str) -> None:
+    # reading CUDA's generators would initialize CUDA: not initialized, they are left alone
+    called = one_cuda_device(monkeypatch, initialized=False)
+    RUNS[run](DrawsOnCuda())
+    assert called == []
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 6. a forward that raises
 

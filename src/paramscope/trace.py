@@ -1322,6 +1322,14 @@ _NEEDS_VALUES: dict[type[BaseException], str] = {
 }
 
 
+def _put_back_random_states(stack: contextlib.ExitStack) -> None:
+    """Have ``stack`` put torch's random generators back as they are now: the cpu's, and each CUDA device's where
+    CUDA is initialized already (reading their states would initialize it, a change of its own)."""
+    stack.callback(torch.set_rng_state, torch.get_rng_state())
+    if torch.cuda.is_initialized():
+        stack.callback(torch.cuda.set_rng_state_all, torch.cuda.get_rng_state_all())
+
+
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
     needs_values = _NEEDS_VALUES.get(type(error))
     message = f"{type(error).__name__}: {first_line(error)}" + (f" {needs_values}" if needs_values else "")
@@ -1371,9 +1379,9 @@ def _run(
         recorder = _OpRecorder(protected, count_flops=count_flops)
         hooks.recorder, recorder.stack = recorder, hooks.stack
         with contextlib.ExitStack() as stack:
-            # what a forward draws from torch's generator (dropout; on meta, a number drawn on the cpu) is put back:
+            # what a forward draws from torch's generators (dropout; on meta, a number drawn on the cpu) is put back:
             # the caller's next draws are what they would have been without the summary
-            stack.callback(torch.set_rng_state, torch.get_rng_state())
+            _put_back_random_states(stack)
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
@@ -1589,7 +1597,7 @@ def peak_live_bytes(
         with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
             hooks.advance = advance
             with _mode(model, walk, False), contextlib.ExitStack() as stack:
-                stack.callback(torch.set_rng_state, torch.get_rng_state())  # the forward's draws put back
+                _put_back_random_states(stack)  # the forward's draws
                 stack.callback(hooks.remove)
                 hooks.register()
                 on_meta = as_on_a_device(fake, one_dtype=dtype is None)  # weights cast to dtype: as under autocast
