@@ -1556,6 +1556,44 @@ def test_a_model_file_that_sets_float64_at_import_is_summarised_in_float64(
     assert torch.get_default_dtype() == torch.float32
 
 
+_FLOAT64_PROGRAM = """
+import torch
+from torch import nn
+torch.set_default_dtype(torch.float64)
+
+class Shifted(nn.Linear):
+    def forward(self, x):
+        shift = torch.linspace(0, 1, self.out_features, device=x.device)  # the default dtype: float64 here
+        return super().forward(x) @ torch.eye(self.out_features, device=x.device) + shift
+
+def build():
+    return Shifted(4, 3)
+"""
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_float64_programs_forward_makes_its_tensors_in_float64(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, device: str, mode: str
+) -> None:
+    # the file's default dtype, put back for the process once the model is built, is the forward's again: the
+    # tensors it makes were float32, and the product with the float64 output failed
+    path = tmp_path / "program.py"
+    path.write_text(_FLOAT64_PROGRAM)
+    code, out, err = run(capsys, "summary", f"{path}:build", "--input-size", "2,4", "--device", device, "--mode", mode,
+                         "--format", "json", "--quiet")  # fmt: skip
+    assert (code, err) == (0, "")
+    root = json.loads(out)["calls"][0]
+    assert (root["inputs"], root["outputs"]) == ("[2, 4] float64", "[2, 3] float64")
+    assert root["flops"] == 2 * 2 * 4 * 3 + 2 * 2 * 3 * 3
+    assert torch.get_default_dtype() == torch.float32
+    train = {"train": True, "precision": "fp32"} if mode == "train" else {}  # fp32: no autocast, the file's dtypes
+    plan = paramscope.memory(f"{path}:build", input_size=(2, 4), **train)
+    assert plan.memory is not None
+    assert plan.memory.item("activations").total_bytes > 0
+    assert torch.get_default_dtype() == torch.float32
+
+
 class CalledDirectly(nn.Module):
     """A model whose ``__call__`` runs its layers itself, never its ``forward``, and adds an op of its own."""
 

@@ -1322,6 +1322,17 @@ _NEEDS_VALUES: dict[type[BaseException], str] = {
 }
 
 
+def _default_dtype_as_its_code_sets(stack: contextlib.ExitStack, model: nn.Module) -> None:
+    """Have the forward run under the default dtype the model's code set when it was built, as where its author runs
+    it (paramscope put the process's back after the build); ``stack`` puts the process's back again."""
+    from .sources.code import default_dtype_of_code
+
+    dtype = default_dtype_of_code(model)
+    if dtype is not None:
+        stack.callback(torch.set_default_dtype, torch.get_default_dtype())
+        torch.set_default_dtype(dtype)
+
+
 def _put_back_random_states(stack: contextlib.ExitStack) -> None:
     """Have ``stack`` put torch's random generators back as they are now: the cpu's, and each CUDA device's where
     CUDA is initialized already (reading their states would initialize it, a change of its own)."""
@@ -1382,6 +1393,7 @@ def _run(
             # what a forward draws from torch's generators (dropout; on meta, a number drawn on the cpu) is put back:
             # the caller's next draws are what they would have been without the summary
             _put_back_random_states(stack)
+            _default_dtype_as_its_code_sets(stack, model)
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
@@ -1598,6 +1610,7 @@ def peak_live_bytes(
             hooks.advance = advance
             with _mode(model, walk, False), contextlib.ExitStack() as stack:
                 _put_back_random_states(stack)  # the forward's draws
+                _default_dtype_as_its_code_sets(stack, model)
                 stack.callback(hooks.remove)
                 hooks.register()
                 on_meta = as_on_a_device(fake, one_dtype=dtype is None)  # weights cast to dtype: as under autocast

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -197,7 +198,21 @@ def build_model(
     except RuntimeError:
         raise UsageError(f"unknown device {device!r}") from None
     with _process_state_kept():
-        return _build(target, arguments, device, torch_device, import_on_device=import_on_device)
+        model = _build(target, arguments, device, torch_device, import_on_device=import_on_device)
+        left = torch.get_default_dtype()
+    if left != torch.get_default_dtype():
+        _default_dtypes[model] = left
+    return model
+
+
+_default_dtypes: weakref.WeakKeyDictionary[nn.Module, torch.dtype] = weakref.WeakKeyDictionary()
+
+
+def default_dtype_of_code(model: nn.Module) -> torch.dtype | None:
+    """torch's default dtype as the code that built ``model`` left it (``build_model`` puts the process's back), where
+    it differs: the dtype its author runs the forward under, which the tensors the forward makes itself
+    (``torch.zeros(3)``) take. Scientific code sets float64 at import."""
+    return _default_dtypes.get(model)
 
 
 @contextlib.contextmanager
