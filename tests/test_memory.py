@@ -757,6 +757,29 @@ def test_kv_cache_of_a_multimodal_decoder_whose_text_config_names_no_architectur
     assert from_config.item("KV cache").total_bytes == truth
 
 
+def test_kv_cache_of_a_multimodal_model_reads_its_language_models_config_alone() -> None:
+    # MusicFlamingo's config has a head_dim of its own (its audio's rotary time embedding: the audio encoder's hidden
+    # size, 1280 as released) beside its text config (Qwen2, 4096 / 32 heads = 128): the plan read that head_dim for
+    # the language model, whose text config gives none, and sized its cache 10 times too large
+    text = {"model_type": "qwen2", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}  # fmt: skip
+    audio = {"model_type": "audioflamingo3_encoder", "hidden_size": 48, "intermediate_size": 64, "num_hidden_layers": 1,
+             "num_attention_heads": 4, "num_mel_bins": 8, "max_source_positions": 16}  # fmt: skip
+    config = transformers.MusicFlamingoConfig(audio_config=audio, text_config=text, audio_token_id=63,
+                                              audio_bos_token_id=62, audio_eos_token_id=61)  # fmt: skip
+    assert config.head_dim == 48
+    assert "head_dim" not in config.to_dict()["text_config"]
+    torch.manual_seed(0)
+    model = transformers.MusicFlamingoForConditionalGeneration(config).eval()
+    held = cache_tensors(prefill(model, 2, 8))
+    assert {tensor.shape[-1] for tensor in held} == {8}  # 32 / 4 heads, not the audio's 48
+    item = plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache")
+    assert (item.total_bytes, item.formula) == (nbytes(held), "2 × 2 layers × 2 kv heads × 8 × 8 tokens × 2 × 4 B")
+    saved = {**config.to_dict(), "architectures": [type(model).__name__]}  # as config.json has it
+    from_config = plan_of(paramscope.inspect(model), seq=8, batch=2, kv_dtype="float32", config=saved)
+    assert from_config.item("KV cache").total_bytes == nbytes(held)
+
+
 def test_a_state_space_model_is_said_to_keep_a_recurrent_state_not_a_kv_cache() -> None:
     # Mamba's config names no attention heads: the note said the config lacked them, as if it were incomplete
     config = transformers.MambaConfig(vocab_size=64, hidden_size=16, state_size=4, num_hidden_layers=2)

@@ -78,6 +78,18 @@ def size_of(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+def language_model_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The config a model's language model is built from: a multimodal model's ``text_config`` alone, as transformers
+    builds its language model from it; other configs as they are. The outer config's fields are the whole model's,
+    not its language model's: MusicFlamingo's ``head_dim`` is its audio's rotary embedding's.
+
+    >>> language_model_config({"head_dim": 1280, "text_config": {"hidden_size": 4096}})
+    {'hidden_size': 4096}
+    """
+    text = config.get("text_config")
+    return text if isinstance(text, Mapping) else config
+
+
 def cache_layers(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     """The cache of each of a decoder's ``layers`` layers (its language model's, for a multimodal config).
 
@@ -118,9 +130,7 @@ def _with_indexers(found: list[CacheLayer], config: Mapping[str, Any]) -> list[C
 
 
 def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
-    text = config.get("text_config")
-    if isinstance(text, Mapping):
-        config = {**config, **text}
+    config = language_model_config(config)
     window = size_of(config.get("sliding_window")) if config.get("use_sliding_window", True) is not False else None
     chunk = size_of(config.get("attention_chunk_size"))
     types = config.get("layer_types")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from . import dtypes as dtype_table
-from ._cache_layers import CROSS, CacheLayer, config_class, size_of
+from ._cache_layers import CROSS, CacheLayer, config_class, language_model_config, size_of
 from ._checks import parsed
 from ._errors import UsageError
 from ._report import ModuleNode, Report, TensorRecord
@@ -292,12 +292,11 @@ def generates(config: Mapping[str, Any]) -> bool:
 
 
 def _language_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A multimodal model's config with its language model's settings (``text_config``) on top; a composite
-    encoder-decoder's (EncoderDecoderModel: an ``encoder`` and a ``decoder`` config of their own) with its decoder's,
-    still an encoder-decoder of its own architectures."""
-    text = config.get("text_config")
-    if isinstance(text, Mapping):
-        return {**config, **text}
+    """A multimodal model's language model's config (``text_config``, without the outer config's fields: see
+    :func:`language_model_config`); a composite encoder-decoder's (EncoderDecoderModel: an ``encoder`` and a
+    ``decoder`` config of their own) with its decoder's, still an encoder-decoder of its own architectures."""
+    if isinstance(config.get("text_config"), Mapping):
+        return language_model_config(config)
     decoder = _composite_part(config, "decoder")
     if decoder is not None:
         return {**config, **decoder, "is_encoder_decoder": True, "architectures": config.get("architectures")}
