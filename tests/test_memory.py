@@ -827,6 +827,33 @@ def test_kv_cache_of_a_model_whose_layer_count_is_worked_out_by_its_config_class
     assert item.formula.startswith("2 × 2 layers × 2 kv heads × 8 × 8 tokens × 2 × 4 B (1 linear_attention layers")
 
 
+def test_kv_cache_of_a_multimodal_model_whose_language_models_layer_count_is_worked_out_by_its_config_class() -> None:
+    # Nemotron 3.5 Transcribe's language model is a Nemotron-H, whose layer count (a property) its to_dict() leaves
+    # out of the text config: the plan said the config gave no layers, and had no KV cache item
+    text = {"model_type": "nemotron_h", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "mamba_num_heads": 4,
+            "mamba_head_dim": 8, "ssm_state_size": 4, "n_groups": 1,
+            "layers_block_type": ["linear_attention", "full_attention", "mlp", "full_attention"]}  # fmt: skip
+    encoder = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+               "num_mel_bins": 8}  # fmt: skip
+    audio = {"asr_config": encoder, "diarization_config": {"audio_config": encoder,
+             "head_config": {"hidden_size": 8, "audio_hidden_size": 16}}}  # fmt: skip
+    words = {"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "vocab_size": 10, "blank_token_id": 9}  # fmt: skip
+    config = transformers.Nemotron3_5TranscribeConfig(text_config=text, audio_config=audio,
+                                                      word_timestamp_config=words, audio_token_id=64)  # fmt: skip
+    assert "num_hidden_layers" not in config.to_dict()["text_config"]
+    torch.manual_seed(0)
+    model = transformers.Nemotron3_5TranscribeForConditionalGeneration(config).eval()
+    cache = prefill(model, 2, 8)
+    held = [tensor for layer in cache.layers for tensor in (getattr(layer, "keys", None), getattr(layer, "values",
+            None)) if tensor is not None]  # fmt: skip
+    assert len(held) == 2 * 2
+    item = plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache")
+    assert item.total_bytes == nbytes(held)
+    assert item.formula.startswith("2 × 2 layers × 2 kv heads × 8 × 8 tokens × 2 × 4 B (1 linear_attention layers")
+
+
 def test_kv_cache_of_a_decoder_built_from_a_config_object() -> None:
     # built directly, the config names no architecture; GPT-NeoX's names no kv heads either: the class tells
     config = transformers.GPTNeoXConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

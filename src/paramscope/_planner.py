@@ -44,18 +44,31 @@ def config_of(model: Any) -> dict[str, Any] | None:
     found = to_dict()
     if not isinstance(found, dict):
         return None
-    # A layer count the config class works out (a property: Nemotron-H's from layers_block_type) is not in to_dict();
-    # one the class maps to a field of its own (BART's encoder_layers) is there under that field's name.
-    aliases = getattr(type(config), "attribute_map", None) or {}
-    if found.get("num_hidden_layers") is None and "num_hidden_layers" not in aliases:
-        with contextlib.suppress(Exception):  # a config class's property may raise as it likes
-            layers = getattr(config, "num_hidden_layers", None)
-            if isinstance(layers, int) and not isinstance(layers, bool):
-                found["num_hidden_layers"] = layers
+    parts = [(config, found)]
+    if isinstance(found.get("text_config"), dict):  # a multimodal model's language model (Nemotron 3.5 Transcribe's)
+        parts.append((getattr(config, "text_config", None), found["text_config"]))
+    for part, written in parts:
+        layers = _worked_out_layers(part, written)
+        if layers is not None:
+            written["num_hidden_layers"] = layers
     name = type(model).__name__
     if not found.get("architectures") and (not name.endswith("Model") or name.endswith("LMHeadModel")):
         found["architectures"] = [name]  # LlamaForCausalLM and BertLMHeadModel generate, ...ForTokenClassification not
     return found
+
+
+def _worked_out_layers(config: Any, written: Mapping[str, Any]) -> int | None:
+    """A layer count ``config``'s class works out (a property: Nemotron-H's from layers_block_type), which its
+    to_dict(), ``written``, leaves out; None where that has it (one the class maps to a field of its own, BART's
+    encoder_layers, is there under that field's name) or the class works none out."""
+    aliases = getattr(type(config), "attribute_map", None) or {}
+    if written.get("num_hidden_layers") is not None or "num_hidden_layers" in aliases:
+        return None
+    with contextlib.suppress(Exception):  # a config class's property may raise as it likes
+        layers = getattr(config, "num_hidden_layers", None)
+        if isinstance(layers, int) and not isinstance(layers, bool):
+            return layers
+    return None
 
 
 def _config_beside(target: str, used: bool) -> dict[str, Any] | None:
