@@ -793,6 +793,26 @@ def test_a_state_space_model_is_said_to_keep_a_recurrent_state_not_a_kv_cache() 
             "per token") in plan.notes  # fmt: skip
 
 
+def test_a_reformer_is_said_to_cache_hidden_states_not_keys_and_values() -> None:
+    # ReformerModelWithLMHead generates (transformers' AutoModelForCausalLM builds it) with a cache of each layer's
+    # input hidden states and hash buckets: taken for a generating model by transformers' causal-LM classes, it got a
+    # KV cache item of keys and values (16,384 B here, for the 8,704 its cache holds)
+    config = transformers.ReformerConfig(vocab_size=64, hidden_size=32, num_attention_heads=2, attention_head_size=16,
+                                         attn_layers=["local", "lsh"], axial_pos_shape=[4, 4],
+                                         axial_pos_embds_dim=[16, 16], feed_forward_size=64, num_buckets=4,
+                                         lsh_attn_chunk_length=4, local_attn_chunk_length=4, is_decoder=True,
+                                         max_position_embeddings=16, pad_token_id=0)  # fmt: skip
+    model = transformers.ReformerModelWithLMHead(config).eval()
+    with torch.no_grad():
+        cache = model(torch.zeros(2, 16, dtype=torch.long), use_cache=True)["past_buckets_states"]
+    assert not hasattr(cache, "layers")  # no layers of keys and values
+    assert [tuple(state.shape) for state in cache.states_cache] == [(2, 16, 32)] * 2  # the hidden states
+    plan = plan_of(model, seq=16, batch=2, dtype="float32")
+    assert "KV cache" not in names(plan)
+    assert ("no KV cache item: transformers' Reformer caches each layer's input hidden states (and its LSH attention "
+            "layers' hash buckets), not keys and values; this plan does not size that cache") in plan.notes  # fmt: skip
+
+
 def test_kv_cache_leaves_out_cross_attention_layers() -> None:
     # Mllama's cross-attention layers keep the image's keys and values (none without an image), not the text's: the
     # plan counted them as self-attention layers (Llama 3.2 Vision 11B: 40 layers for its 32)
@@ -1099,8 +1119,17 @@ def encoder_decoder_cache(
                                     intermediate_size=64),
             transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=3, n_head=2, n_positions=64, is_decoder=True,
                                     add_cross_attention=True, bos_token_id=0, eos_token_id=0)), 2),
+        # SeamlessM4TForTextToText and its v2: a text encoder-decoder whose class name says nothing of generating
+        *[(config_class(vocab_size=64, hidden_size=32, encoder_layers=2, decoder_layers=3, encoder_attention_heads=4,
+                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                        max_position_embeddings=64, speech_encoder_layers=1, speech_encoder_attention_heads=2,
+                        speech_encoder_intermediate_size=32, t2u_encoder_layers=1, t2u_decoder_layers=1,
+                        t2u_encoder_ffn_dim=32, t2u_decoder_ffn_dim=32, t2u_encoder_attention_heads=2,
+                        t2u_decoder_attention_heads=2, t2u_vocab_size=32, unit_hifi_gan_vocab_size=16,
+                        unit_embed_dim=16), 2)
+          for config_class in (transformers.SeamlessM4TConfig, transformers.SeamlessM4Tv2Config)],
     ],
-    ids=["t5", "bart", "composite"],
+    ids=["t5", "bart", "composite", "seamless-m4t", "seamless-m4t-v2"],
 )  # fmt: skip
 def test_kv_cache_of_an_encoder_decoder(config: Any, decoder_heads: int) -> None:
     """The KV cache item is the decoder's self-attention cache; the cross-attention cache, whose length is the
@@ -2058,12 +2087,15 @@ def test_an_encoder_has_no_kv_cache() -> None:
     assert "no KV cache item: the config describes an encoder, which keeps no generation cache" in plan.notes
 
 
-@pytest.mark.parametrize("model_class", [transformers.BertLMHeadModel, transformers.RobertaForCausalLM])
+@pytest.mark.parametrize(
+    "model_class", [transformers.BertLMHeadModel, transformers.RobertaForCausalLM, transformers.BertGenerationDecoder]
+)
 @pytest.mark.parametrize("is_decoder", [False, True])
 def test_kv_cache_of_an_encoder_with_a_causal_lm_head(model_class: Any, is_decoder: bool) -> None:
     """BertLMHeadModel and its kin attend both ways and make no cache in their forward unless is_decoder is set;
     generate() passes one all the same, which their layers fill as a decoder's: the plan keeps the item, and says so
-    (it said nothing; planned from the model object, it called BertLMHeadModel an encoder and left the cache out)."""
+    (it said nothing; planned from the model object, it called BertLMHeadModel an encoder and left the cache out).
+    BertGenerationDecoder, whose name says nothing of generating, was called a model that does not generate."""
     config = transformers.AutoConfig.for_model(model_class.config_class.model_type, vocab_size=64, hidden_size=32,
                                                num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                                                pad_token_id=0, is_decoder=is_decoder)  # fmt: skip

@@ -285,10 +285,33 @@ def generates(config: Mapping[str, Any]) -> bool:
         config = {**config, **text, "architectures": config.get("architectures") or text.get("architectures")}
     architectures = config.get("architectures")
     if isinstance(architectures, list) and architectures:
-        return any(any(mark in str(name) for mark in _GENERATING) for name in architectures)
+        return any(_generating_class(str(name)) for name in architectures)
     if config.get("is_decoder") or config.get("is_encoder_decoder"):
         return True
     return "num_key_value_heads" in config or "n_layer" in config  # Llama- and GPT-style configs without a class
+
+
+def _generating_class(name: str) -> bool:
+    """Whether a model class generates text: its name says so (``...ForCausalLM``), or transformers builds it as a
+    causal or a sequence-to-sequence language model under a name that does not (BertGenerationDecoder,
+    SeamlessM4TForTextToText).
+
+    >>> _generating_class("LlamaForCausalLM"), _generating_class("BertForMaskedLM")
+    (True, False)
+    """
+    return any(mark in name for mark in _GENERATING) or name in _language_model_classes()
+
+
+@functools.lru_cache(maxsize=1)
+def _language_model_classes() -> frozenset[str]:
+    """The classes transformers' AutoModelForCausalLM and AutoModelForSeq2SeqLM build, by name; empty when
+    transformers cannot be imported."""
+    try:
+        from transformers.models.auto import modeling_auto
+    except Exception:  # not installed, or an import that fails: the names alone tell
+        return frozenset()
+    seq2seq = modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+    return frozenset(str(name) for name in [*_causal_lm_classes().values(), *seq2seq.values()])
 
 
 def _language_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -836,6 +859,9 @@ def _inference_items(
         cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
         if config and not generates(config):
             notes.append(_no_generation(config))
+        elif config and (kept := _OTHER_CACHES.get(str(_language_config(config).get("model_type")))):
+            cache = None
+            notes.append(f"no KV cache item: {kept}, not keys and values; this plan does not size that cache")
         elif cache is not None and config and (uncached := _keeps_no_cache(config)):
             cache = None
             notes.append(f"no KV cache item: transformers' {uncached} keeps no cache (its forward takes none): "
@@ -899,30 +925,43 @@ def _encoder_as_a_decoder(config: Mapping[str, Any]) -> str:
 
     transformers gives such a model causal attention only with ``is_decoder`` true, and its forward makes a cache
     only then (it sets ``use_cache`` false otherwise, and the head warns to set it when built); a cache passed in,
-    as ``generate()`` passes one, its layers fill all the same. The model types are those transformers has both a
-    masked-LM and a causal-LM head for, not encoder-decoders, whose config class has the field.
+    as ``generate()`` passes one, its layers fill all the same. The model types are those whose causal-LM head
+    transformers builds on an encoder (see :func:`_encoders_with_a_causal_head`), not encoder-decoders, whose config
+    class has the field.
     """
     config = _language_config(config)
     model_type = config.get("model_type")
-    if not isinstance(model_type, str) or _is_encoder_decoder(config) or model_type not in _masked_and_causal():
+    heads = _encoders_with_a_causal_head()
+    if not isinstance(model_type, str) or _is_encoder_decoder(config) or model_type not in heads:
         return ""
     declared = getattr(config_class(model_type), "__dataclass_fields__", {})
     if "is_decoder" not in declared or config.get("is_decoder", False) is not False:
         return ""
     architectures = config.get("architectures")
     named = architectures[0] if isinstance(architectures, list) and architectures else None
-    return str(named) if named is not None else _masked_and_causal()[model_type]
+    return str(named) if named is not None else heads[model_type]
 
 
 @functools.lru_cache(maxsize=1)
-def _masked_and_causal() -> dict[str, str]:
-    """The model types transformers has a masked-LM and a causal-LM head for, with the causal one's class name."""
+def _encoders_with_a_causal_head() -> dict[str, str]:
+    """The model types whose causal-LM head transformers builds on an encoder, with that head's class name: those it
+    has a masked-LM head for too (BERT, RoBERTa), and those whose base model it names an encoder (BERT-Generation's
+    BertGenerationDecoder on its BertGenerationEncoder)."""
     try:
         from transformers.models.auto import modeling_auto
     except Exception:  # not installed, or an import that fails: no model type is known to be one
         return {}
     masked = modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES
-    return {model_type: name for model_type, name in _causal_lm_classes().items() if model_type in masked}
+    bases = modeling_auto.MODEL_MAPPING_NAMES
+    return {model_type: name for model_type, name in _causal_lm_classes().items()
+            if model_type in masked or str(bases.get(model_type, "")).endswith("Encoder")}  # fmt: skip
+
+
+# Model types whose generation cache keeps something else per token than keys and values, and what it keeps
+_OTHER_CACHES = {
+    "reformer": "transformers' Reformer caches each layer's input hidden states (and its LSH attention layers' hash "
+    "buckets)",
+}
 
 
 # The names transformers' causal LMs take a generation cache or state under (a recurrent state, another model's
