@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import paramscope
+
+from .test_checkpoints import write_gguf_decoder
 
 
 def _modules_after(code: str) -> set[str]:
@@ -27,6 +30,15 @@ def test_import_paramscope_does_not_import_torch() -> None:
 def test_cli_module_and_help_do_not_import_torch() -> None:
     loaded = _modules_after("import paramscope.cli\ntry:\n    paramscope.cli.main(['--help'])\nexcept SystemExit: pass")
     assert "torch" not in loaded
+
+
+def test_a_gguf_memory_plan_does_not_import_transformers(tmp_path: Path) -> None:
+    # the file's metadata sizes the plan; transformers (seconds to import) is for configs that name its classes
+    path = tmp_path / "decoder.gguf"
+    write_gguf_decoder(path, kv_heads=2)
+    loaded = _modules_after(f"import paramscope.cli\nparamscope.cli.main(['memory', {str(path)!r}, '--context', '8'])")
+    assert "gguf" in loaded
+    assert "transformers" not in loaded
 
 
 def test_all_is_sorted_and_complete() -> None:

@@ -931,8 +931,11 @@ def _encoder_as_a_decoder(config: Mapping[str, Any]) -> str:
     """
     config = _language_config(config)
     model_type = config.get("model_type")
+    # transformers is asked last: a GGUF file's config, which has no model type, is planned without importing it
+    if not isinstance(model_type, str) or _is_encoder_decoder(config):
+        return ""
     heads = _encoders_with_a_causal_head()
-    if not isinstance(model_type, str) or _is_encoder_decoder(config) or model_type not in heads:
+    if model_type not in heads:
         return ""
     declared = getattr(config_class(model_type), "__dataclass_fields__", {})
     if "is_decoder" not in declared or config.get("is_decoder", False) is not False:
