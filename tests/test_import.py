@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import paramscope
 
@@ -32,10 +35,11 @@ def test_cli_module_and_help_do_not_import_torch() -> None:
     assert "torch" not in loaded
 
 
-def test_a_gguf_memory_plan_does_not_import_transformers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hyper", [{}, {"causal": False}])  # a decoder, and an embedding model (BERT's)
+def test_a_gguf_memory_plan_does_not_import_transformers(tmp_path: Path, hyper: dict[str, Any]) -> None:
     # the file's metadata sizes the plan; transformers (seconds to import) is for configs that name its classes
     path = tmp_path / "decoder.gguf"
-    write_gguf_decoder(path, kv_heads=2)
+    write_gguf_decoder(path, "bert" if hyper else "llama", kv_heads=2, **hyper)
     loaded = _modules_after(f"import paramscope.cli\nparamscope.cli.main(['memory', {str(path)!r}, '--context', '8'])")
     assert "gguf" in loaded
     assert "transformers" not in loaded

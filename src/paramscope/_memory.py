@@ -285,21 +285,23 @@ def generates(config: Mapping[str, Any]) -> bool:
         config = {**config, **text, "architectures": config.get("architectures") or text.get("architectures")}
     architectures = config.get("architectures")
     if isinstance(architectures, list) and architectures:
-        return any(_generating_class(str(name)) for name in architectures)
+        # transformers' classes only for a config of its own (a model type): a GGUF file's plan does not import it
+        own = isinstance(config.get("model_type"), str)
+        return any(_generating_class(str(name), own) for name in architectures)
     if config.get("is_decoder") or config.get("is_encoder_decoder"):
         return True
     return "num_key_value_heads" in config or "n_layer" in config  # Llama- and GPT-style configs without a class
 
 
-def _generating_class(name: str) -> bool:
-    """Whether a model class generates text: its name says so (``...ForCausalLM``), or transformers builds it as a
-    causal or a sequence-to-sequence language model under a name that does not (BertGenerationDecoder,
-    SeamlessM4TForTextToText).
+def _generating_class(name: str, transformers_class: bool = True) -> bool:
+    """Whether a model class generates text: its name says so (``...ForCausalLM``), or, for a ``transformers_class``,
+    transformers builds it as a causal or a sequence-to-sequence language model under a name that does not
+    (BertGenerationDecoder, SeamlessM4TForTextToText).
 
     >>> _generating_class("LlamaForCausalLM"), _generating_class("BertForMaskedLM")
     (True, False)
     """
-    return any(mark in name for mark in _GENERATING) or name in _language_model_classes()
+    return any(mark in name for mark in _GENERATING) or (transformers_class and name in _language_model_classes())
 
 
 @functools.lru_cache(maxsize=1)
