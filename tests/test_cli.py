@@ -1854,8 +1854,11 @@ import ctypes, os, subprocess, sys
 import torch
 from torch import nn
 
+out = sys.__stdout__  # the report's stream, as a module imported before the build keeps it (a logging handler)
+
 def say(where):
     print(f"python print {where}")
+    print(f"kept stream {where}", file=out)
     os.write(1, f"descriptor write {where}\\n".encode())
     ctypes.CDLL(None).printf(f"printf {where}\\n".encode())  # held in the C library's buffer
     subprocess.run([sys.executable, "-c", f"print('child process {where}')"], check=True)
@@ -1874,16 +1877,20 @@ def build():
 
 
 @pytest.mark.parametrize("command", [["inspect"], ["summary", "--input-size", "2,3", "--device", "cpu"]])
-def test_what_model_code_writes_below_python_stays_off_the_report(tmp_path: Path, command: list[str]) -> None:
-    # a C extension's printf or a child process (a kernel compiler) writes to descriptor 1, not to sys.stdout
+def test_what_model_code_writes_below_python_stays_off_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # a C extension's printf or a child process (a kernel compiler) writes to descriptor 1, not to sys.stdout; a
+    # stream kept from before the model was built is stdout's own, buffered as it is without PYTHONUNBUFFERED
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
     target = f"{write(tmp_path, 'noisy.py', _NOISY_MODEL)}:build"
     result = run_module(command[0], target, *command[1:], "--format", "json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["totals"]["params"] == 3 * 2 + 2
     places = ["at import", "in build"] + (["in forward"] if command[0] == "summary" else [])
-    said = [f"{how} {where}" for where in places for how in ("python print", "descriptor write", "printf",
-                                                             "child process")]  # fmt: skip
+    said = [f"{how} {where}" for where in places for how in ("python print", "kept stream", "descriptor write",
+                                                             "printf", "child process")]  # fmt: skip
     assert sorted(result.stderr.splitlines()) == sorted(said)
 
 

@@ -457,14 +457,19 @@ def _model_output_to_stderr() -> Iterator[None]:
     must stay parseable. Python's prints, and, where stdout is a real descriptor, what is written to it below Python
     (a C extension's printf, a child process such as a compiler's) as well, its C buffer flushed before stdout is
     given back."""
-    if sys.stdout is not None:  # None: started with stdout closed, writing to --output
-        sys.stdout.flush()
+    stdout = sys.stdout
+    if stdout is not None:  # None: started with stdout closed, writing to --output
+        stdout.flush()
     saved = _descriptor_kept(1)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
         if saved is not None:
+            # what model code wrote to the stream itself (sys.__stdout__, kept by a module imported before) is in its
+            # buffer: out with it while descriptor 1 is still stderr
+            with contextlib.suppress(OSError, ValueError):
+                stdout.flush()
             _flush_c_stdio()
             os.dup2(saved, 1)
             os.close(saved)
