@@ -1568,6 +1568,9 @@ class Shifted(nn.Linear):
 
 def build():
     return Shifted(4, 3)
+
+def parallel():
+    return nn.DataParallel(Shifted(4, 3))  # the summary runs the model inside
 """
 
 
@@ -1591,6 +1594,20 @@ def test_a_float64_programs_forward_makes_its_tensors_in_float64(
     plan = paramscope.memory(f"{path}:build", input_size=(2, 4), **train)
     assert plan.memory is not None
     assert plan.memory.item("activations").total_bytes > 0
+    assert torch.get_default_dtype() == torch.float32
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_float64_programs_wrapped_model_makes_its_tensors_in_float64(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, device: str
+) -> None:
+    # the forward runs the model the wrapper holds: the file's default dtype is that model's too
+    path = tmp_path / "program.py"
+    path.write_text(_FLOAT64_PROGRAM)
+    code, out, err = run(capsys, "summary", f"{path}:parallel", "--input-size", "2,4", "--device", device,
+                         "--format", "json", "--quiet")  # fmt: skip
+    assert (code, err) == (0, "")
+    assert json.loads(out)["calls"][0]["outputs"] == "[2, 3] float64"
     assert torch.get_default_dtype() == torch.float32
 
 

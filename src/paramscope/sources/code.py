@@ -201,7 +201,11 @@ def build_model(
         model = _build(target, arguments, device, torch_device, import_on_device=import_on_device)
         left = torch.get_default_dtype()
     if left != torch.get_default_dtype():
-        _default_dtypes[model] = left
+        from .module import forward_module
+
+        # the model, and the one a forward runs inside a wrapper of it (torch.compile's, DataParallel's)
+        for each in (model, forward_module(model)):
+            _default_dtypes[each] = left
     return model
 
 
