@@ -410,7 +410,12 @@ def test_a_view_of_a_larger_storage_is_counted_at_its_size_with_a_note() -> None
     assert pretrained.untyped_storage().nbytes() == 250 * 1024
 
 
-def test_tensors_sharing_a_storage_are_noted_where_counted_and_held_bytes_differ() -> None:
+@pytest.mark.parametrize("holders_known", [True, False])
+def test_tensors_sharing_a_storage_are_noted_where_counted_and_held_bytes_differ(
+    monkeypatch: pytest.MonkeyPatch, holders_known: bool
+) -> None:
+    if not holders_known:  # without torch's count of a storage's holders, every storage is looked into
+        monkeypatch.setattr("paramscope.sources.module._storage_holders", lambda cdata: 3)
     flat = torch.zeros(100)
     model = nn.Module()
     model.first = nn.Parameter(flat[:30])

@@ -192,6 +192,12 @@ def _capped(notes: list[str], what: str) -> list[str]:
     return [*notes[:_MAX_NOTES_OF_A_KIND], f"… and {len(notes) - _MAX_NOTES_OF_A_KIND} more {what}"]
 
 
+# How many hold a storage (by its C pointer, ``_cdata``): a tensor alone on its storage, asked through the storage's
+# Python object, makes 2 (the tensor and that object); more means another tensor may share it, which the walk then
+# looks into. A private call of torch's: without it, every storage is looked into (correct, a little slower).
+_storage_holders: Callable[[int], int] = getattr(torch._C, "_storage_Use_Count", lambda cdata: 3)
+
+
 # (owner node index, owner path, tensor name, tensor, kind, persistent): one per registration of a tensor.
 _Entry = tuple[int, str, str, torch.Tensor, TensorKind, "bool | None"]
 
@@ -386,7 +392,7 @@ class _Walk:
         dtype_info, special_classes, devices = self._dtype_info, self._special_classes, self.devices
         strided = torch.strided
         flat_shards = self.flat.shards
-        storage_first = self._storage_first
+        storage_holders = _storage_holders
         for owner, owner_path, name, tensor, kind, persistent in self._entries:
             key = id(tensor)
             position = record_index.get(key)
@@ -442,10 +448,9 @@ class _Walk:
                 elif shard is None:  # the common case, inlined: only a view or a shared storage goes further
                     try:
                         held = tensor.untyped_storage()
-                        address = held.data_ptr()
                     except (RuntimeError, NotImplementedError):  # no storage to look at (torch.func's wrappers)
-                        address = 0
-                    if address and (storage_first.setdefault(address, tensor) is not tensor or held.nbytes() > nbytes):
+                        held = None
+                    if held is not None and (held.nbytes() > nbytes or storage_holders(held._cdata) > 2):
                         self._place(tensor, nbytes)
                 # positional: keyword arguments make a NamedTuple noticeably slower to build
                 records.append(TensorRecord(name, shape, numel, dtype_name, nbytes, kind, trainable, persistent, (),
@@ -462,7 +467,7 @@ class _Walk:
             return
         if not address:  # meta, or no bytes at all: nothing held
             return
-        first = self._storage_first.setdefault(address, tensor)  # again: idempotent where the caller set it
+        first = self._storage_first.setdefault(address, tensor)
         if first is tensor:
             if storage.nbytes() > nbytes:
                 self._storage_users.setdefault(address, [tensor])
