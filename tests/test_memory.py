@@ -2134,6 +2134,16 @@ def test_inputs_of_input_size_take_the_models_float_dtype(train: bool) -> None:
     assert default.item("activations").total_bytes == explicit.item("activations").total_bytes > 0
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_a_wrapped_models_forward_is_measured_as_the_model_it_wraps(train: bool) -> None:
+    # DataParallel's forward refuses the stateless API the planner runs the weights' stand-ins through: the plan had
+    # no activations item ("The stateless API can't be used with nn.DataParallel module"); a summary unwraps it
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    alone = plan_of(model, input_size=(2, 16), train=train).item("activations").total_bytes
+    wrapped = plan_of(nn.DataParallel(model), input_size=(2, 16), train=train)
+    assert wrapped.item("activations").total_bytes == alone > 0
+
+
 def test_float_inputs_to_an_embedding_are_told_to_be_long_in_the_note() -> None:
     model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
     plan = plan_of(model, input_size=(2, 3), train=True)

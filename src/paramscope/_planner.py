@@ -308,8 +308,10 @@ def measure_activations(
     notes, and for training the names of the parameters that get a gradient from it (None: all of them) and the
     activations gradient checkpointing would leave when it is off (None: not measured, or no repeated blocks)."""
     from ._summary import check_runnable, unfused_recurrent_note
+    from .sources.module import forward_module
     from .trace import peak_live_bytes
 
+    model = forward_module(model)  # inside DataParallel, torch.compile: as a summary runs it
     check_runnable(model, "meta")
     notes: list[str] = []
     if settings.train:
