@@ -1025,6 +1025,26 @@ def test_check_mismatch_with_a_budget_exceeded_says_both_on_stderr(
     assert out
 
 
+def test_check_mismatch_with_a_budget_undecided_says_both_on_stderr(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Saved, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # exit 2 speaks for the budget (lower bounds that fit: lazy tensors), as exit 3 does when exceeded
+    def undecided(*args: object, **kwargs: object) -> None:
+        raise paramscope.IncompleteCountError("the budget cannot be decided")
+
+    monkeypatch.setattr("paramscope._budget.check_budget", undecided)
+    _drop_tensor(tiny_llama.directory)
+    code, out, err = run(capsys, "inspect", str(tiny_llama.directory), "--check", "--format", "json", "--quiet",
+                         "--max-params", "10")  # fmt: skip
+    config = tiny_llama.directory / "config.json"
+    assert code == 2
+    assert err.splitlines() == [
+        f"paramscope: check failed: 1 missing, 0 unexpected, 0 of another shape against {config}",
+        "paramscope: error: the budget cannot be decided",
+    ]
+    assert json.loads(out)["check"]["ok"] is False
+
+
 def test_check_and_from_config_need_a_config(capsys: pytest.CaptureFixture[str], tiny_llama: Saved) -> None:
     (tiny_llama.directory / "config.json").unlink()
     for flag in ("--check", "--from-config"):

@@ -715,8 +715,8 @@ def _finish(options: argparse.Namespace, stdout: IO[str], report: Report, view: 
         _complain(f"{complaint} (--format text or json lists them)")
     try:
         check_budget(report, budget, options.units)
-    except BudgetExceededError:
-        if options.format != "csv":  # exit 3 speaks for the budget alone: the failed check is said here too
+    except ParamscopeError:  # exceeded (exit 3) or undecided (2): that code speaks for the budget alone
+        if options.format != "csv":  # the failed check is said here too
             _complain(complaint)
         raise
     return EXIT_CHECK_FAILED
