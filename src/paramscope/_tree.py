@@ -138,13 +138,11 @@ class TreeBuilder:
         return nodes, totals, by_dtype
 
 
-def _natural_key(name: str) -> tuple[tuple[int, int, str], ...]:
-    # "layers.10" after "layers.9": parts of ASCII digits compare as numbers, before the other parts. Not by int():
-    # it refuses "²" (which str.isdigit() accepts) and runs of more than 4,300 digits, so by length, then digits.
-    return tuple(_part_key(part) for part in name.split("."))
-
-
-def _part_key(part: str) -> tuple[int, int, str]:
+def _natural_key(path: str) -> tuple[int, int, str]:
+    # "layers.10" after "layers.9": among siblings (one parent, so only the last part differs), parts of ASCII
+    # digits compare as numbers, before the other parts. Not by int(): it refuses "²" (which str.isdigit() accepts)
+    # and runs of more than 4,300 digits, so by length, then digits.
+    part = path.rpartition(".")[2]
     if part.isascii() and part.isdigit():
         digits = part.lstrip("0") or "0"
         return 0, len(digits), digits
