@@ -819,6 +819,41 @@ def test_a_boolean_attention_mask_on_meta_is_what_it_is_on_cpu(mode: str) -> Non
     assert reports["cpu"].totals.activations_bytes == (expected if mode == "train" else None)
 
 
+class AttentionOffTheFusedKernel(nn.Module):
+    """Attention in shapes torch's CPU flash kernel refuses, so that torch takes the math path on CPU, which keeps the
+    attention matrix for backward: one key and value head for every query head without ``enable_gqa`` (Falcon's),
+    key and value of one sample for a batch of queries, a mask of 3 dimensions, queries with a transposed last
+    dimension. ``enable_gqa`` with the same key and value head runs the fused kernel."""
+
+    def __init__(self, case: str) -> None:
+        super().__init__()
+        self.case = case
+        self.q, self.kv = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.q(x).view(2, 16, 2, 4).transpose(1, 2)  # (2, 2, 16, 4)
+        k, v = (part.view(2, 16, 1, 4).transpose(1, 2) for part in self.kv(x).chunk(2, dim=-1))  # one head
+        mask = None
+        if self.case in ("mask-3d", "transposed"):  # these with as many key heads as query heads
+            k, v = k.expand(2, 2, 16, 4), v.expand(2, 2, 16, 4)
+        if self.case == "one-sample":
+            k, v = k[:1], v[:1]
+        if self.case == "mask-3d":
+            mask = torch.zeros(2, 16, 16, device=x.device)
+        if self.case == "transposed":
+            q = q.transpose(-1, -2).contiguous().transpose(-1, -2)  # the same values, strides (.., 1, 16)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.case == "gqa")
+
+
+@pytest.mark.parametrize("case", ["heads", "one-sample", "mask-3d", "transposed", "gqa"])
+def test_attention_the_cpu_kernel_refuses_saves_on_meta_what_it_saves_on_cpu(case: str) -> None:
+    model, x = AttentionOffTheFusedKernel(case), torch.randn(2, 16, 8)
+    expected, _ = torch_saved_bytes(model, x)
+    for device in ("meta", "cpu"):
+        report = paramscope.summary(model, input_data=x, device=device, mode="train")
+        assert (device, report.totals.activations_bytes) == (device, expected)
+
+
 class SelfAttention(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -5,7 +5,9 @@
   skip it, and leaves out its checks for padding. Code that still needs values fails, with the op named.
 - ``scaled_dot_product_attention``: meta takes the math fallback, which materialises the attention matrix; a GPU
   runs a fused kernel that keeps only the output and the logsumexp, and the meta form of torch's CPU
-  flash-attention op does the same (grouped-query shapes included).
+  flash-attention op does the same (grouped-query shapes included). Where the CPU kernel refuses the shapes (heads
+  or a batch to broadcast, a mask of 3 dimensions, a transposed last dimension), torch takes the math path on the
+  CPU, and so does meta here.
 - ``_grouped_mm`` (the experts of transformers 5's mixtures of experts): torch's meta kernel checks what the fast
   CUDA kernel takes, bfloat16 alone; torch's CPU kernel and CUDA's fallback also take float32 and float16, so a
   float32 model runs on both, and here on meta too.
@@ -99,6 +101,8 @@ def _fused_attention(
         return None  # fused kernels need one head size for q, k and v; torch falls back to the math path too
     if attn_mask is not None and attn_mask.requires_grad and torch.is_grad_enabled():
         return None  # a learned bias (T5's relative positions) needs its gradient: the CPU kernel has none
+    if not _fused_kernel_takes(query, key, value, attn_mask, enable_gqa):
+        return None
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         # as torch's scaled_dot_product_attention does before any kernel runs, on every device and each call: a
         # boolean mask becomes an additive one, in the query's dtype (which the kernel then saves for backward)
@@ -109,6 +113,34 @@ def _fused_attention(
         query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
     )
     return output
+
+
+def _fused_kernel_takes(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None, enable_gqa: bool
+) -> bool:
+    """Whether torch's CPU flash-attention kernel takes these shapes (its checks in ``use_flash_attention_cpp``,
+    sdp_utils_cpp.cpp); where it does not, torch runs the math path, which keeps the attention matrix for backward.
+    It does not broadcast: one batch size for the three, and one number of heads unless ``enable_gqa`` (Falcon gives
+    one key and value head for all its query heads: the math path); the last dimension of each with stride 1; a mask
+    of 2 or 4 dimensions whose batch and heads are 1 or the query's."""
+    batch, heads = query.shape[:2]
+    if key.dim() != 4 or value.dim() != 4 or key.shape[0] != batch or value.shape[0] != batch:
+        return False
+    if enable_gqa:
+        if key.shape[1] != value.shape[1] or heads % key.shape[1]:
+            return False
+    elif key.shape[1] != heads or value.shape[1] != heads:
+        return False
+    if any(tensor.stride(-1) != 1 for tensor in (query, key, value)):
+        return False
+    if 0 in (query.shape[2], key.shape[2]):
+        return False  # no tokens: torch returns zeros (or runs the math path)
+    if attn_mask is None:
+        return True
+    if attn_mask.shape[-2] not in (1, query.shape[2]) or attn_mask.shape[-1] not in (1, key.shape[2]):
+        return False
+    return attn_mask.dim() == 2 or (attn_mask.dim() == 4 and attn_mask.shape[0] in (1, batch)
+                                    and attn_mask.shape[1] in (1, heads))  # fmt: skip
 
 
 def _attention(*args: Any, **kwargs: Any) -> torch.Tensor:
