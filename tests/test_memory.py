@@ -829,6 +829,18 @@ def test_kv_cache_leaves_out_cross_attention_layers() -> None:
     assert config_only.item("KV cache").total_bytes == nbytes(held)
 
 
+def assert_kv_item_is_the_nemotron_h_cache(model: nn.Module) -> None:
+    """The plan's KV cache item against the keys and values a prefill keeps in the tests' Nemotron-H: two attention
+    layers' (its Mamba and MLP layers keep none)."""
+    cache = prefill(model, 2, 8)
+    held = [tensor for layer in cache.layers for tensor in (getattr(layer, "keys", None), getattr(layer, "values",
+            None)) if tensor is not None]  # fmt: skip
+    assert len(held) == 2 * 2
+    item = plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache")
+    assert item.total_bytes == nbytes(held)
+    assert item.formula.startswith("2 × 2 layers × 2 kv heads × 8 × 8 tokens × 2 × 4 B (1 linear_attention layers")
+
+
 def test_kv_cache_of_a_model_whose_layer_count_is_worked_out_by_its_config_class() -> None:
     # Nemotron-H's num_hidden_layers is a property of its config (the length of layers_block_type), which to_dict()
     # leaves out: the plan said the config gave no layers, and had no KV cache item
@@ -837,14 +849,7 @@ def test_kv_cache_of_a_model_whose_layer_count_is_worked_out_by_its_config_class
                                           ssm_state_size=4, n_groups=1, layers_block_type=["linear_attention",
                                           "full_attention", "mlp", "full_attention"])  # fmt: skip
     assert "num_hidden_layers" not in config.to_dict()
-    model = transformers.NemotronHForCausalLM(config).eval()
-    cache = prefill(model, 2, 8)
-    held = [tensor for layer in cache.layers for tensor in (getattr(layer, "keys", None), getattr(layer, "values",
-            None)) if tensor is not None]  # fmt: skip
-    assert len(held) == 2 * 2
-    item = plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache")
-    assert item.total_bytes == nbytes(held)
-    assert item.formula.startswith("2 × 2 layers × 2 kv heads × 8 × 8 tokens × 2 × 4 B (1 linear_attention layers")
+    assert_kv_item_is_the_nemotron_h_cache(transformers.NemotronHForCausalLM(config).eval())
 
 
 def test_kv_cache_of_a_multimodal_model_whose_language_models_layer_count_is_worked_out_by_its_config_class() -> None:
@@ -864,14 +869,7 @@ def test_kv_cache_of_a_multimodal_model_whose_language_models_layer_count_is_wor
                                                       word_timestamp_config=words, audio_token_id=64)  # fmt: skip
     assert "num_hidden_layers" not in config.to_dict()["text_config"]
     torch.manual_seed(0)
-    model = transformers.Nemotron3_5TranscribeForConditionalGeneration(config).eval()
-    cache = prefill(model, 2, 8)
-    held = [tensor for layer in cache.layers for tensor in (getattr(layer, "keys", None), getattr(layer, "values",
-            None)) if tensor is not None]  # fmt: skip
-    assert len(held) == 2 * 2
-    item = plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache")
-    assert item.total_bytes == nbytes(held)
-    assert item.formula.startswith("2 × 2 layers × 2 kv heads × 8 × 8 tokens × 2 × 4 B (1 linear_attention layers")
+    assert_kv_item_is_the_nemotron_h_cache(transformers.Nemotron3_5TranscribeForConditionalGeneration(config).eval())
 
 
 def test_kv_cache_of_a_decoder_built_from_a_config_object() -> None:
