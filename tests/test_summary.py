@@ -2022,6 +2022,11 @@ def test_float_inputs_to_an_embedding_are_told_to_be_long(kind: str, device: str
     report = paramscope.summary(model, input_size=(2, 3), dtypes=["long"], device=device)
     assert report.calls is not None
     assert report.calls[0].outputs == ("[2, 3, 2]" if kind == "embedding" else "[2, 2]")  # a bag sums each row
+    with pytest.raises(ForwardError) as caught:  # the caller's own inputs: no dtypes to set
+        paramscope.summary(model, input_data=torch.zeros(2, 3), device=device)
+    assert str(caught.value).endswith(
+        f"{_FLOAT_INDICES[kind, device]}; an embedding looks up integer token ids: give it long inputs"
+    )
 
 
 def test_a_forward_that_converts_its_own_modules_on_meta_is_told_to_run_on_cpu() -> None:

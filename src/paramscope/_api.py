@@ -242,7 +242,8 @@ def summary(
     args, kwargs = make_inputs(input_size, input_data, dtypes, device, report)
     if input_data is None:  # inputs given are run as they are
         kwargs, report = with_decoder_inputs(module, report, args, kwargs)
-    return summarize(module, report, args, kwargs, depth=depth, device=device, mode=mode, quiet=quiet)
+    return summarize(module, report, args, kwargs, depth=depth, device=device, mode=mode, quiet=quiet,
+                     inputs_given=input_data is not None)  # fmt: skip
 
 
 def memory(

@@ -239,16 +239,18 @@ def _uncounted_note(ops: Mapping[str, int]) -> list[str]:
             f"count 0: {shown}"]  # fmt: skip
 
 
-def with_input_hint(error: ForwardError, argument: str = "dtypes") -> ForwardError:
-    """``error``, with a hint when the inputs made for the forward do not suit the model: float inputs to an
-    embedding, which torch refuses (on cpu and on meta, worded differently for nn.EmbeddingBag), naming only the
-    dtype. ``argument`` is the Python API's name for the inputs' dtypes."""
+def with_input_hint(error: ForwardError, argument: str | None = "dtypes") -> ForwardError:
+    """``error``, with a hint when the inputs do not suit the model: float inputs to an embedding, which torch
+    refuses (on cpu and on meta, worded differently for nn.EmbeddingBag), naming only the dtype. ``argument`` is the
+    Python API's name for the dtypes of the inputs paramscope makes; None where the caller gave the inputs."""
     cause = error.__cause__
     message = first_line(cause) if isinstance(cause, RuntimeError) else ""
     if "argument #1 'indices' to have one of the following scalar types" in message or message.startswith(
         "expected indices to be long or int"
     ):
-        hint = f"an embedding looks up integer token ids: give it long inputs (--input-dtype long, {argument}=['long'])"
+        hint = "an embedding looks up integer token ids: give it long inputs"
+        if argument is not None:
+            hint += f" (--input-dtype long, {argument}=['long'])"
         hinted = type(error)(f"{error}; {hint}")
         hinted.__cause__ = cause
         return hinted
@@ -265,9 +267,11 @@ def summarize(
     device: str,
     mode: str,
     quiet: bool = True,
+    inputs_given: bool = False,
 ) -> Report:
     """``report`` (of ``model``) with the call records, FLOPs and activation bytes of a forward pass; unless
-    ``quiet``, with a progress bar on a terminal."""
+    ``quiet``, with a progress bar on a terminal. ``inputs_given``: the caller's own inputs (``input_data``), not
+    ones made from sizes."""
     from ._walk import ModuleWalk, path_depth
     from .sources.module import forward_module, reported_paths
     from .trace import ForwardError, trace
@@ -293,7 +297,7 @@ def summarize(
             hint = ("an eval-mode summary runs the forward without gradients, as torch.no_grad() does: a forward that "
                     "takes gradients itself needs torch.enable_grad() around them, or --mode train")  # fmt: skip
             raise ForwardError(f"{error}; {hint}") from cause
-        raise with_input_hint(error) from cause
+        raise with_input_hint(error, None if inputs_given else "dtypes") from cause
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
     renamed = reported_paths(walk.named_modules)
