@@ -2029,6 +2029,34 @@ def test_float_inputs_to_an_embedding_are_told_to_be_long(kind: str, device: str
     )
 
 
+class MadeOnTheCpu(nn.Linear):
+    """A forward that makes a tensor without ``device=`` (on the cpu) and adds it to its own: CPU-only code."""
+
+    def __init__(self, first: bool) -> None:
+        super().__init__(3, 3)
+        self.first = first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return torch.zeros(3) + out if self.first else out + torch.zeros(3)
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_forward_that_makes_a_tensor_on_the_cpu_is_told_why_meta_refuses_it(first: bool) -> None:
+    # the hint was the one for values meta does not have, which says nothing of the device
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(MadeOnTheCpu(first), input_size=(2, 3))
+    devices = "cpu and meta" if first else "meta and cpu"
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [2, 3]: FakeTensorDeviceMismatchError: Expected all tensors to "
+        f"be on the same device, but found at least two devices, {devices}!; the forward made a tensor on the cpu "
+        "(no device=) and used it with the model's, which the meta device refuses as a GPU does: try --device cpu"
+    )
+    report = paramscope.summary(MadeOnTheCpu(first), input_size=(2, 3), device="cpu")
+    assert report.calls is not None
+    assert report.calls[0].outputs == "[2, 3]"
+
+
 def test_a_forward_that_converts_its_own_modules_on_meta_is_told_to_run_on_cpu() -> None:
     # SwitchTransformers' router calls self.classifier.to(self.dtype) in its forward: torch swaps a fake tensor's
     # parameter for the converted one, which the fake tensor refuses; the message named torch's swap alone

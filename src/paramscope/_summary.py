@@ -239,6 +239,10 @@ def _uncounted_note(ops: Mapping[str, int]) -> list[str]:
             f"count 0: {shown}"]  # fmt: skip
 
 
+# torch's refusal of an op on tensors of two devices (FakeTensorDeviceMismatchError), in either order
+_CPU_AND_META = ("two devices, meta and cpu!", "two devices, cpu and meta!")
+
+
 def with_input_hint(error: ForwardError, argument: str | None = "dtypes") -> ForwardError:
     """``error``, with a hint when the inputs do not suit the model: float inputs to an embedding, which torch
     refuses (on cpu and on meta, worded differently for nn.EmbeddingBag), naming only the dtype. ``argument`` is the
@@ -283,6 +287,11 @@ def summarize(
         result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk, depth=depth)
     except ForwardError as error:
         cause = error.__cause__
+        if device == "meta" and cause is not None and first_line(cause).endswith(_CPU_AND_META):
+            # torch.zeros(3) in a forward, without device=: on the cpu, which a forward on a GPU refuses too
+            hint = ("the forward made a tensor on the cpu (no device=) and used it with the model's, which the meta "
+                    "device refuses as a GPU does: try --device cpu")  # fmt: skip
+            raise ForwardError(f"{error}; {hint}") from cause
         if device == "meta" and cause is not None and is_meta_device_failure(cause):
             hint = "meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
             raise ForwardError(f"{error}; {hint}") from cause
