@@ -950,6 +950,42 @@ def test_transformers_gpt2_with_sdpa_same_flops_on_meta_and_cpu() -> None:
     assert expected.startswith("CausalLMOutputWithCrossAttentions{logits: [1, 16, 100]")
 
 
+_TOKEN_IDS_NOTE = (
+    "the first input is token ids (int64), as the model's main input is input_ids; --input-dtype sets another"
+)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_token_models_input_of_input_size_is_token_ids(device: str) -> None:
+    # transformers declares a model's main input (main_input_name): input_ids are long; floats failed in the embedding
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(vocab_size=100, n_positions=16, n_embd=16, n_layer=2, n_head=2, attn_pdrop=0.0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    made = paramscope.summary(model, input_size=(1, 16), device=device, mode="train")
+    given = paramscope.summary(model, input_size=(1, 16), dtypes=["long"], device=device, mode="train")
+    assert made.calls is not None
+    assert given.calls is not None
+    assert [(r.path, r.inputs, r.flops, r.activations_bytes) for r in made.calls] == [
+        (r.path, r.inputs, r.flops, r.activations_bytes) for r in given.calls
+    ]
+    assert made.notes == (*given.notes[:1], _TOKEN_IDS_NOTE, *given.notes[1:])  # only said where it was not asked
+    code_made = paramscope.memory(model, input_size=(1, 16), train=True)
+    code_given = paramscope.memory(model, input_size=(1, 16), input_dtypes=["long"], train=True)
+    assert code_made.memory is not None
+    assert code_given.memory is not None
+    assert code_made.memory.item("activations").total_bytes == code_given.memory.item("activations").total_bytes
+
+
+def test_a_model_whose_main_input_is_not_token_ids_gets_floats() -> None:
+    # pixel_values, input_features: the model's dtype, as for any model
+    model = nn.Sequential(nn.Conv2d(3, 4, 3))
+    model.main_input_name = "pixel_values"  # type: ignore[assignment]
+    report = paramscope.summary(model, input_size=(1, 3, 8, 8))
+    assert report.calls is not None
+    assert report.calls[0].outputs == "[1, 4, 6, 6]"
+    assert _TOKEN_IDS_NOTE not in report.notes
+
+
 def test_lstm_on_cpu_counts_what_flop_counter_mode_misses(built: dict[str, Built]) -> None:
     model, x, meta = built["lstm"]
     plain, _ = torch_flops(model, x)

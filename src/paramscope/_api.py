@@ -196,8 +196,9 @@ def summary(
     Like torchinfo's ``summary`` (same argument names), but on the meta device by default: any model size, no
     compute, exact shapes. ``input_size`` is one shape or a list of shapes, ``dtypes`` one dtype for every input or
     one per input (token models need ``"long"``; by default the dtype of most of the model's floating-point
-    parameters); ``input_data`` gives the inputs themselves instead (a tensor, a
-    tuple or list of inputs, or a dict of keyword inputs; a named tuple, such as a PackedSequence, is one input).
+    parameters, and long for the first input of a transformers model whose ``main_input_name`` is ``input_ids``);
+    ``input_data`` gives the inputs themselves instead (a tensor, a tuple or list of inputs, or a dict of keyword
+    inputs; a named tuple, such as a PackedSequence, is one input).
     ``depth`` limits the call records to modules that deep. ``device="cpu"`` runs for real.
 
     FLOPs are counted with torch's ``FlopCounterMode`` formulas; ``totals.activations_bytes`` is what autograd
@@ -210,7 +211,15 @@ def summary(
     >>> report.totals.flops, report.calls[1].inputs, report.calls[1].outputs
     (3628146688, '[1, 3, 224, 224]', '[1, 64, 112, 112]')
     """
-    from ._summary import check_mode, make_inputs, module_of, summarize, with_decoder_inputs
+    from ._summary import (
+        check_mode,
+        make_inputs,
+        module_of,
+        summarize,
+        takes_token_ids,
+        with_decoder_inputs,
+        with_token_ids_noted,
+    )
 
     check_mode(device, mode)
     depth = integer("depth", depth, minimum=0)
@@ -239,7 +248,8 @@ def summary(
         from .sources.module import inspect_module
 
         report = inspect_module(module)
-    args, kwargs = make_inputs(input_size, input_data, dtypes, device, report)
+    args, kwargs = make_inputs(input_size, input_data, dtypes, device, report, takes_token_ids(module))
+    report = with_token_ids_noted(report, module, input_size, dtypes)
     if input_data is None:  # inputs given are run as they are
         kwargs, report = with_decoder_inputs(module, report, args, kwargs)
     return summarize(module, report, args, kwargs, depth=depth, device=device, mode=mode, quiet=quiet,

@@ -167,14 +167,14 @@ def _inputs(
     arguments a decoder needs, and how the batch reads."""
     import torch
 
-    from ._summary import decoder_input_ids, make_inputs
+    from ._summary import decoder_input_ids, make_inputs, takes_token_ids
 
     if input_size is None:
         assert settings.tokens is not None
         args: tuple[Any, ...] = (torch.empty(settings.batch, settings.tokens, dtype=torch.long, device="meta"),)
         shape = f"{settings.batch} × {format_count(settings.tokens)} tokens"
     else:
-        args, _ = make_inputs(input_size, None, input_dtypes, "meta", report)
+        args, _ = make_inputs(input_size, None, input_dtypes, "meta", report, takes_token_ids(model))
         if compute is not None:  # autocast would run the floating inputs in the compute dtype too
             args = tuple(arg.to(compute) if arg.is_floating_point() else arg for arg in args)
         shape = " and ".join("×".join(str(dim) for dim in arg.shape) for arg in args)

@@ -83,12 +83,14 @@ def make_inputs(
     dtypes: Sequence[Any] | None,
     device: str,
     report: Report | None = None,
+    token_ids: bool = False,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Positional and keyword inputs: ``input_data`` as given (a tensor, a tuple or list of inputs, or a dict of
     keyword inputs; a named tuple, such as a PackedSequence, is one input), or tensors of ``input_size`` in
     ``dtypes`` (by default the dtype of the floating-point parameters of the model ``report`` describes, see
-    :func:`float_dtype`): empty on meta, random floats / zero ids on CPU, the floats drawn from a generator of their
-    own (what torch's draws next is the caller's, as it was)."""
+    :func:`float_dtype`, but for the first input of a model that takes ``token_ids`` first, long: see
+    :func:`takes_token_ids`): empty on meta, random floats / zero ids on CPU, the floats drawn from a generator of
+    their own (what torch's draws next is the caller's, as it was)."""
     import torch
 
     if input_data is not None:
@@ -107,9 +109,33 @@ def make_inputs(
         kinds *= len(shapes)
     if len(kinds) != len(shapes):
         raise UsageError(f"{len(kinds)} dtypes for {len(shapes)} inputs: give one dtype, or one per input")
+    if token_ids and not dtypes:
+        kinds[0] = torch.long
     generator = None if device == "meta" else torch.Generator().manual_seed(0)
     inputs = tuple(_input_tensor(shape, dtype, device, generator) for shape, dtype in zip(shapes, kinds, strict=True))
     return inputs, {}
+
+
+def takes_token_ids(model: nn.Module) -> bool:
+    """Whether ``model``'s main input is token ids, as transformers declares it (``main_input_name`` is
+    ``input_ids``; ``pixel_values``, ``input_features`` are floats): its inputs made from sizes start with long ones.
+
+    >>> from torch import nn
+    >>> takes_token_ids(nn.Linear(2, 2))
+    False
+    """
+    from .sources.module import forward_module
+
+    return getattr(forward_module(model), "main_input_name", None) == "input_ids"
+
+
+def with_token_ids_noted(report: Report, model: nn.Module, input_size: Any, dtypes: Any) -> Report:
+    """``report``, with a note where :func:`make_inputs` made its first input token ids by default (see
+    :func:`takes_token_ids`): the rows show no dtype for int64, the default of integer tensors."""
+    if input_size is None or dtypes or not takes_token_ids(model):
+        return report
+    note = "the first input is token ids (int64), as the model's main input is input_ids; --input-dtype sets another"
+    return replace(report, notes=(*report.notes, note))
 
 
 def float_dtype(report: Report | None) -> torch.dtype:

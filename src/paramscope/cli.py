@@ -216,7 +216,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--input-dtype",
         action="append",
         metavar="DTYPE",
-        help="an input's dtype (by default the model's float dtype; long for token ids); one, or one per --input-size",
+        help="an input's dtype (by default the model's float dtype, and long for a transformers model's input_ids; "
+        "long for token ids); one, or one per --input-size",
     )
     summary.add_argument(
         "--mode", choices=("eval", "train"), default="eval", help="the model's mode during the pass (default: eval)"
@@ -770,7 +771,7 @@ def _check_config_options(options: argparse.Namespace) -> None:
 
 def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
     from ._embeddings import without_embeddings
-    from ._summary import make_inputs, summarize, with_decoder_inputs
+    from ._summary import make_inputs, summarize, takes_token_ids, with_decoder_inputs, with_token_ids_noted
     from .render import View
     from .sources.module import inspect_module
     from .sources.target import load_model, load_report
@@ -795,7 +796,8 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
                 report = replace(report, check=checked.check, notes=(*report.notes, *checked.check.notes))
         if request.exclude_embeddings:
             report = without_embeddings(report)
-        args, kwargs = make_inputs(shapes, None, options.input_dtype, options.device, report)
+        args, kwargs = make_inputs(shapes, None, options.input_dtype, options.device, report, takes_token_ids(model))
+        report = with_token_ids_noted(report, model, shapes, options.input_dtype)
         kwargs, report = with_decoder_inputs(model, report, args, kwargs)
         report = summarize(
             model, report, args, kwargs, depth=depth, device=options.device, mode=options.mode, quiet=options.quiet
