@@ -211,15 +211,7 @@ def summary(
     >>> report.totals.flops, report.calls[1].inputs, report.calls[1].outputs
     (3628146688, '[1, 3, 224, 224]', '[1, 64, 112, 112]')
     """
-    from ._summary import (
-        check_mode,
-        make_inputs,
-        module_of,
-        summarize,
-        takes_token_ids,
-        with_decoder_inputs,
-        with_token_ids_noted,
-    )
+    from ._summary import check_mode, module_of, summarize, summary_inputs
 
     check_mode(device, mode)
     depth = integer("depth", depth, minimum=0)
@@ -248,10 +240,7 @@ def summary(
         from .sources.module import inspect_module
 
         report = inspect_module(module)
-    args, kwargs = make_inputs(input_size, input_data, dtypes, device, report, takes_token_ids(module))
-    report = with_token_ids_noted(report, module, input_size, dtypes)
-    if input_data is None:  # inputs given are run as they are
-        kwargs, report = with_decoder_inputs(module, report, args, kwargs)
+    args, kwargs, report = summary_inputs(module, report, input_size, input_data, dtypes, device)
     return summarize(module, report, args, kwargs, depth=depth, device=device, mode=mode, quiet=quiet,
                      inputs_given=input_data is not None)  # fmt: skip
 

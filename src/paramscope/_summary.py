@@ -129,13 +129,28 @@ def takes_token_ids(model: nn.Module) -> bool:
     return getattr(forward_module(model), "main_input_name", None) == "input_ids"
 
 
-def with_token_ids_noted(report: Report, model: nn.Module, input_size: Any, dtypes: Any) -> Report:
-    """``report``, with a note where :func:`make_inputs` made its first input token ids by default (see
-    :func:`takes_token_ids`): the rows show no dtype for int64, the default of integer tensors."""
-    if input_size is None or dtypes or not takes_token_ids(model):
-        return report
-    note = "the first input is token ids (int64), as the model's main input is input_ids; --input-dtype sets another"
-    return replace(report, notes=(*report.notes, note))
+def summary_inputs(
+    model: nn.Module,
+    report: Report,
+    input_size: Shape | Sequence[Shape] | None,
+    input_data: Any,
+    dtypes: Sequence[Any] | None,
+    device: str,
+) -> tuple[tuple[Any, ...], dict[str, Any], Report]:
+    """A summary's inputs (:func:`make_inputs`'), and ``report`` with notes of what was made for it: token ids first
+    for a model that takes them (:func:`takes_token_ids`; the rows show no dtype for int64, the default of integer
+    tensors), and a decoder's ids (:func:`with_decoder_inputs`). Inputs given (``input_data``) run as they are."""
+    token_ids = takes_token_ids(model)
+    args, kwargs = make_inputs(input_size, input_data, dtypes, device, report, token_ids)
+    if input_data is not None:
+        return args, kwargs, report
+    if token_ids and not dtypes:
+        note = (
+            "the first input is token ids (int64), as the model's main input is input_ids; --input-dtype sets another"
+        )
+        report = replace(report, notes=(*report.notes, note))
+    kwargs, report = with_decoder_inputs(model, report, args, kwargs)
+    return args, kwargs, report
 
 
 def float_dtype(report: Report | None) -> torch.dtype:

@@ -771,7 +771,7 @@ def _check_config_options(options: argparse.Namespace) -> None:
 
 def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
     from ._embeddings import without_embeddings
-    from ._summary import make_inputs, summarize, takes_token_ids, with_decoder_inputs, with_token_ids_noted
+    from ._summary import summarize, summary_inputs
     from .render import View
     from .sources.module import inspect_module
     from .sources.target import load_model, load_report
@@ -796,9 +796,7 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
                 report = replace(report, check=checked.check, notes=(*report.notes, *checked.check.notes))
         if request.exclude_embeddings:
             report = without_embeddings(report)
-        args, kwargs = make_inputs(shapes, None, options.input_dtype, options.device, report, takes_token_ids(model))
-        report = with_token_ids_noted(report, model, shapes, options.input_dtype)
-        kwargs, report = with_decoder_inputs(model, report, args, kwargs)
+        args, kwargs, report = summary_inputs(model, report, shapes, None, options.input_dtype, options.device)
         report = summarize(
             model, report, args, kwargs, depth=depth, device=options.device, mode=options.mode, quiet=options.quiet
         )
