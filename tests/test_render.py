@@ -81,6 +81,30 @@ def test_json_is_the_whole_report_whatever_the_view() -> None:
     assert data["totals"]["params"] == 11_689_512
 
 
+def test_json_has_each_row_whole_on_its_own_line() -> None:
+    report = _resnet()
+    text = render(report, "json")
+    assert json.loads(text) == report.to_dict()
+    lines = text.splitlines()
+    for row in report.to_dict()["tensors"]:
+        found = [line for line in lines if f'"name": {json.dumps(row["name"])},' in line]
+        assert len(found) == 1, row["name"]
+        assert json.loads(found[0].strip().removesuffix(",")) == row
+    data = report.to_dict()
+    assert len(lines) < len(data["tensors"]) + len(data["modules"]) + 60  # a line per row, not per value
+    assert '"files": []' in text
+    assert (lines[0], lines[-1], text[-1]) == ("{", "}", "\n")
+
+
+def test_json_lists_of_text_are_one_item_per_line() -> None:
+    report = _report(tiny_gpt)
+    lines = render(report, "json").splitlines()
+    notes = lines.index('  "notes": [')
+    end = notes + 1 + len(report.notes)
+    assert [json.loads(line.strip().removesuffix(",")) for line in lines[notes + 1 : end]] == [*report.notes]
+    assert lines[end] == "  ],"
+
+
 def test_csv_rows_add_up() -> None:
     report = _resnet()
     rows = list(csv.DictReader(io.StringIO(render(report, "csv", View(depth=1)))))

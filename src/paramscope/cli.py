@@ -918,9 +918,9 @@ def _run_dtypes(options: argparse.Namespace, stdout: IO[str]) -> int:
 
 
 def _json(data: object) -> str:
-    from .render.json import dumps
+    from .render.json import dumps_by_line
 
-    return dumps(data, indent=2, allow_nan=False) + "\n"
+    return dumps_by_line(data, allow_nan=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

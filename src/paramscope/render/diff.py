@@ -9,7 +9,7 @@ from .._diff import Diff, ModuleDelta, SharingChange, TensorChange
 from .._units import Units, format_bytes, format_count
 from ._escape import html_text
 from ._layout import OWN_TENSORS, Column, Document, Section
-from .json import dumps
+from .json import dumps_by_line
 
 DiffFormat = Literal["table", "json", "markdown", "html"]
 DIFF_FORMATS: tuple[DiffFormat, ...] = ("table", "json", "markdown", "html")
@@ -212,7 +212,7 @@ def _heading(diff: Diff) -> str:
 def render_diff(diff: Diff, fmt: DiffFormat, *, depth: int = 2, everything: bool = False, units: Units = "iec") -> str:
     """The diff as text in ``fmt``."""
     if fmt == "json":
-        return dumps(diff.to_dict(), indent=2) + "\n"
+        return dumps_by_line(diff.to_dict())
     document = diff_document(diff, depth=depth, everything=everything, units=units)
     if fmt == "html":
         return _html(diff, document, depth, everything)
