@@ -927,6 +927,34 @@ def test_fused_cpu_kernels_are_counted(case: tuple[str, nn.Module, list[tuple[in
     assert not [note for note in cpu.notes if str(fused_op) in note]  # not listed among the ops counted as 0
 
 
+class Bags(nn.Module):
+    def __init__(self, dtype: torch.dtype = torch.float32, **options: Any) -> None:
+        super().__init__()
+        self.bag = nn.EmbeddingBag(10, 4, dtype=dtype, **options)
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        return self.bag(ids, offsets, per_sample_weights=weights)
+
+
+@pytest.mark.parametrize(
+    ("options", "weighted"),
+    [({"mode": "sum"}, False), ({"mode": "mean"}, False), ({"mode": "max"}, False), ({"mode": "sum"}, True),
+     ({"mode": "mean", "padding_idx": 1}, False), ({"mode": "sum", "dtype": torch.bfloat16}, False),
+     ({"mode": "max", "include_last_offset": True}, False)],
+    ids=["sum", "mean", "max", "weighted", "padding", "bfloat16", "last-offset"],
+)  # fmt: skip
+def test_an_embedding_bag_saves_on_meta_what_it_saves_on_cpu(options: dict[str, Any], weighted: bool) -> None:
+    # torch's meta kernel makes the bag indices as CUDA does (one per id, and no max_indices outside mode max);
+    # the CPU kernel skips them on its fast path of mode sum, and makes one more than it keeps otherwise
+    model = Bags(**options)
+    ids, offsets = torch.tensor([0, 1, 2, 3, 4, 5]), torch.tensor([0, 2, 5])
+    inputs = (ids, offsets, torch.rand(6) if weighted else None)
+    expected, _ = torch_saved_bytes(model, *inputs)
+    for device in ("meta", "cpu"):
+        report = paramscope.summary(model, input_data=inputs, device=device, mode="train")
+        assert (device, report.totals.activations_bytes) == (device, expected)
+
+
 def test_transformers_gpt2_with_sdpa_same_flops_on_meta_and_cpu() -> None:
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)

@@ -14,6 +14,11 @@
 - ``nn.TransformerEncoder`` given a padding mask: its check that the padding lies on the right reads the mask, which
   has no values here: the layers run on the padded batch, as in a train-mode forward (a real device's fast path
   packs the real tokens into a nested tensor).
+- ``_embedding_bag`` (``nn.EmbeddingBag``): torch's meta kernel makes the bag index of every id, the bag sizes and
+  ``max_indices`` as CUDA does; torch's CPU kernel skips the bag index on its fast path (mode sum, float32, float16
+  or bfloat16 weights, no padding index) and makes it one longer than it keeps otherwise, makes the bag sizes one
+  per offset, and a ``max_indices`` of one per bag outside mode max. Autograd saves them for backward, so meta
+  makes them as the CPU does.
 - Matrix products and convolutions of operands in different dtypes (a float16 input to a float32 ``nn.Linear``):
   every device refuses them, torch's meta kernels do not check; refused here too.
 """
@@ -40,6 +45,10 @@ _GROUPED_MM: Any = getattr(getattr(aten, "_grouped_mm", None), "default", None)
 # nn.TransformerEncoder's check, before its fast path, that a padding mask leaves its padding on the right: it reads
 # the mask's values, and has no meta kernel
 _LEFT_ALIGNED: Any = aten._nested_tensor_from_mask_left_aligned.default
+
+_EMBEDDING_BAG: Any = aten._embedding_bag.default
+# the weights the CPU kernel adds up on its fast path of mode sum (torch's meta kernel leaves bfloat16 out)
+_FAST_EMBEDDING_BAG = (torch.float32, torch.float16, torch.bfloat16)
 
 # What torch's real kernels multiply besides bfloat16 (the CPU kernel refuses float64).
 _GROUPED_MM_DTYPES = (torch.float32, torch.float16)
@@ -281,6 +290,8 @@ class _MetaKernels(TorchDispatchMode):
             out = _grouped_mm_on_meta(*args, **kwargs)
             if out is not None:
                 return out
+        if func is _EMBEDDING_BAG and _without_values(args[0]):
+            return _embedding_bag_as_on_cpu(*args, **kwargs)
         if func is _LEFT_ALIGNED and _without_values(args[1]):
             # a mask without values is not known to be left-aligned: the encoder runs its layers on the padded batch
             # (a real device's fast path packs the real tokens into a nested tensor, which needs the values)
@@ -291,6 +302,35 @@ class _MetaKernels(TorchDispatchMode):
         if id(func) in _INDEXING and any(_is_real_mask(index) for index in args[1]):
             return func(args[0], _positions(args[1]), *args[2:], **kwargs)
         return func(*args, **kwargs)
+
+
+def _embedding_bag_as_on_cpu(
+    weight: torch.Tensor,
+    indices: torch.Tensor,
+    offsets: torch.Tensor,
+    scale_grad_by_freq: bool = False,
+    mode: int = 0,
+    sparse: bool = False,
+    per_sample_weights: torch.Tensor | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int = -1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``_embedding_bag`` with the bag index, bag sizes and ``max_indices`` torch's CPU kernel makes
+    (``_embedding_bag_cpu_impl`` in EmbeddingBag.cpp), which autograd saves for backward; torch's meta kernel checks
+    the arguments and makes the output."""
+    output, *_ = aten._embedding_bag.default(
+        weight, indices, offsets, scale_grad_by_freq, mode, sparse, per_sample_weights, include_last_offset,
+        padding_idx,
+    )  # fmt: skip
+    bags, ids = output.shape[0], indices.shape[0]
+    fast_sum = (weight.dtype in _FAST_EMBEDDING_BAG and weight.stride(1) == 1 and output.stride(1) == 1
+                and padding_idx < 0 and (per_sample_weights is None or per_sample_weights.stride(0) == 1))  # fmt: skip
+    # the fast path of mode sum adds up the rows without the bag index; elsewhere it is made one longer, then cut
+    # (the storage keeps the length)
+    offset2bag = offsets.new_empty(0) if mode == 0 and fast_sum else offsets.new_empty(ids + 1).resize_(ids)
+    bag_size = offsets.new_empty(offsets.shape[0]).resize_(bags)  # one per offset, the last cut off as a bag
+    max_indices = offsets.new_empty((bags, weight.shape[1]) if mode == 2 else (bags,))
+    return output, offset2bag, bag_size, max_indices
 
 
 # Products whose tensor operands every device takes in one dtype (a CPU or CUDA kernel refuses a float16 input to a
