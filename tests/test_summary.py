@@ -30,6 +30,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, shape_wrapper
 
 import paramscope
@@ -1857,6 +1858,35 @@ RUNS: dict[str, Callable[[nn.Module], Any]] = {
     "memory": lambda model: paramscope.memory(model, input_size=(2, 4)),  # the peak of live tensors
     "memory of training": lambda model: paramscope.memory(model, input_size=(2, 4), train=True),
 }
+
+
+class Symmetric(nn.Module):
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.triu() + weight.triu(1).transpose(-1, -2)
+
+
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_a_forward_inside_parametrize_cached_leaves_torchs_cache_as_it_was(run: str) -> None:
+    # torch.nn.utils.parametrize.cached() keeps each parametrized weight in a dict of torch's, once computed, until the
+    # block ends: a summary's forward (on meta: a fake tensor) left its weight there, and the caller's next forward in
+    # the block failed on it (meta), or ran on the summary's graph (cpu); a weight cached before, on the cpu, failed
+    # the summary's forward on meta
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    parametrize.register_parametrization(model[0], "weight", Symmetric())
+    x = torch.randn(2, 4)
+    expected = model(x)
+    fresh = RUNS[run](model)
+    with parametrize.cached():
+        model(x)
+        before = dict(parametrize._cache)
+        report = RUNS[run](model)
+        assert parametrize._cache == before
+        assert torch.equal(model(x), expected)
+    assert report.totals == fresh.totals
+    assert report.memory == fresh.memory
+    with parametrize.cached():  # nothing cached yet: the forward's weight stays out of torch's dict
+        RUNS[run](model)
+        assert parametrize._cache == {}
 
 
 @pytest.mark.parametrize("fails", [False, True])

@@ -45,6 +45,7 @@ from torch._subclasses.fake_tensor import (
     FakeTensorMode,
     UnsupportedOperatorException,
 )
+from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapper
@@ -1341,6 +1342,16 @@ def _put_back_random_states(stack: contextlib.ExitStack) -> None:
         stack.callback(torch.cuda.set_rng_state_all, torch.cuda.get_rng_state_all())
 
 
+def _parametrizations_cached_apart(stack: contextlib.ExitStack) -> None:
+    """Inside the caller's ``torch.nn.utils.parametrize.cached()``, have the forward cache its parametrized weights in
+    a dict of its own, which ``stack`` replaces with the caller's again: torch's holds the caller's weights (real ones,
+    which a forward on meta cannot use), and the forward's (fake on meta, or on its own graph) must not stay there
+    for the caller's next forward in the block."""
+    if parametrize._cache_enabled:
+        stack.callback(setattr, parametrize, "_cache", parametrize._cache)
+        parametrize._cache = {}
+
+
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
     needs_values = _NEEDS_VALUES.get(type(error))
     message = f"{type(error).__name__}: {first_line(error)}" + (f" {needs_values}" if needs_values else "")
@@ -1394,6 +1405,7 @@ def _run(
             # the caller's next draws are what they would have been without the summary
             _put_back_random_states(stack)
             _default_dtype_as_its_code_sets(stack, model)
+            _parametrizations_cached_apart(stack)
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
@@ -1611,6 +1623,7 @@ def peak_live_bytes(
             with _mode(model, walk, False), contextlib.ExitStack() as stack:
                 _put_back_random_states(stack)  # the forward's draws
                 _default_dtype_as_its_code_sets(stack, model)
+                _parametrizations_cached_apart(stack)
                 stack.callback(hooks.remove)
                 hooks.register()
                 on_meta = as_on_a_device(fake, one_dtype=dtype is None)  # weights cast to dtype: as under autocast
