@@ -3416,6 +3416,33 @@ def test_what_a_forward_changes_in_place_is_put_back(device: str) -> None:
     assert model(torch.randn(2, 4)).shape == (2, 2)  # its lazy layer made anew, on the cpu (not left fake)
 
 
+class WritesItsInputs(nn.Module):
+    """A forward that writes to what the caller gives it: an in-place ReLU on its input, and a state it updates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu, self.fc = nn.ReLU(inplace=True), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        state["steps"].add_(1)
+        state["window"][0] = x[0]
+        return self.fc(self.relu(x))
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_the_callers_inputs_come_back_as_given(device: str, mode: str) -> None:
+    x, state = torch.randn(3, 4), {"steps": torch.zeros((), dtype=torch.long), "window": torch.zeros(2, 4)}
+    first_row = state["window"][0]  # a view the caller holds of what the forward writes
+    given = [x.clone(), state["steps"].clone(), state["window"].clone()]
+    report = paramscope.summary(WritesItsInputs(), input_data=[x, state], device=device, mode=mode)
+    assert report.calls[0].inputs == "([3, 4], {steps: [], window: [2, 4]})"
+    now = [x, state["steps"], state["window"]]
+    assert all(torch.equal(tensor, before) for tensor, before in zip(now, given, strict=True))
+    assert torch.equal(first_row, torch.zeros(4))  # put back in the storage itself: every view sees it
+    assert int((given[0] < 0).sum()) > 0  # the ReLU had values to change
+
+
 class ReshapesItsCache(nn.Module):
     """A forward that changes what its tensors besides the weights are: their values after a resize of their
     storage (FSDP frees storages so), their shape, their storage, their autograd flags, and a step counter, as a

@@ -462,8 +462,8 @@ class _OpRecorder(TorchDispatchMode):
     into a running total (which :class:`_Hooks` reads as each module enters and leaves); with ``protected``
     (parameter storages by address), refuses an op that would write to one before it runs: on a real device the
     forward runs on the user's own weights, which must come back unchanged; with ``restorable`` (the storages of the
-    other tensors the model holds, a cache, by address), keeps what one holds before its first write, for
-    :meth:`put_back` to restore once the forward is over.
+    other tensors the model holds, a cache, and of the caller's inputs, by address), keeps what one holds before its
+    first write, for :meth:`put_back` to restore once the forward is over.
 
     Why not FlopCounterMode itself: it is a second Python dispatch mode plus module hooks of its own that flatten
     every module's inputs and outputs, about 10 % of a GPT-2 forward on CPU; this one mode does its counting with the
@@ -486,7 +486,8 @@ class _OpRecorder(TorchDispatchMode):
         # it, so its id stays its own
         self._plans: dict[int, _OpPlan | None] = {}
         self.restorable: dict[int, torch.Tensor] = {}
-        """Tensors the model holds outside its parameters and buffers, by storage address, until first written."""
+        """Tensors the model holds outside its parameters and buffers, and the caller's inputs on a real device, by
+        storage address, until first written."""
         self._before_writes: list[tuple[torch.UntypedStorage, torch.Tensor]] = []
 
     @property
@@ -607,6 +608,15 @@ class _OpRecorder(TorchDispatchMode):
 
 if _KEEPS_DYNAMO_OUT:
     _skipped_by_dynamo(_OpRecorder.__torch_dispatch__)
+
+
+def _restore_callers_tensors(recorder: _OpRecorder, arguments: Any, device: str) -> None:
+    """Have ``recorder`` put back what the forward writes to the caller's own tensors among ``arguments``, those
+    already on ``device`` (the forward runs on them, not on copies): an in-place ReLU on the input, a state the
+    forward updates in place. The caller gets their inputs back as they gave them."""
+    for tensor in _tensors_in(arguments):
+        if tensor.device.type == device and _has_plain_storage(tensor) and (key := tensor.untyped_storage().data_ptr()):
+            recorder.restorable.setdefault(key, tensor)
 
 
 def _has_plain_storage(tensor: torch.Tensor) -> bool:
@@ -1414,8 +1424,7 @@ def _run(
             # an op on cpu tensors alone runs for real)
             recorder.restorable = {key: tensor for tensor in state.loose if _has_plain_storage(tensor)
                                    and (key := tensor.untyped_storage().data_ptr())}  # fmt: skip
-            if recorder.restorable:
-                stack.callback(recorder.put_back)
+            stack.callback(recorder.put_back)  # what the forward wrote to them, and to the caller's inputs
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
             if fake is not None:  # before the recorder, which must see each op before it is run on meta
@@ -1427,6 +1436,8 @@ def _run(
             stack.enter_context(_compiled_code_run_eagerly())
             memo: dict[int, Any] = {}  # not ops of the model's: made before the recorder sees any
             inputs, keywords = to_device(args, device, memo), to_device(kwargs, device, memo)
+            if device != "meta":
+                _restore_callers_tensors(recorder, (args, kwargs), device)
             if count_flops or recorder.protected or recorder.restorable:
                 stack.enter_context(recorder)
             output = _forward(model, weights, inputs, keywords)
