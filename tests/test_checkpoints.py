@@ -17,7 +17,7 @@ import random
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -1292,6 +1292,35 @@ def test_gguf_split_model_in_a_directory_needs_all_its_parts(
     part = tmp_path / "model-00001-of-00002.gguf"
     write_gguf(part, GGUF_TENSORS)
     assert_error(run(capsys, "inspect", str(tmp_path)), f"{part}: part of a 2-file split, but 1 part(s) found")
+
+
+def split_gguf(directory: Path, stem: str, parts: int, names: Sequence[int] | None = None) -> list[Path]:
+    """Write the parts of a split GGUF model (llama.cpp's ``STEM-00001-of-0000N.gguf``), one tensor each; ``names``
+    gives the part numbers in the file names, 1 to ``parts`` unless told otherwise."""
+    paths = []
+    for number in names or range(1, parts + 1):
+        path = directory / f"{stem}-{number:05d}-of-{parts:05d}.gguf"
+        write_gguf(path, {f"blk.{number}.attn_q.weight": (GGML.F32, (4, 8))})
+        paths.append(path)
+    return paths
+
+
+def test_gguf_split_model_beside_another_split_whose_name_starts_alike(tmp_path: Path) -> None:
+    # llama.cpp names part i "STEM-0000i-of-0000N.gguf": the parts of "m-Q4_K_M" are no parts of "m"
+    first = split_gguf(tmp_path, "m", 2)[0]
+    split_gguf(tmp_path, "m-Q4_K_M", 2)
+    report = paramscope.inspect(str(first))
+    assert report.source.files == tuple(str(tmp_path / f"m-0000{i}-of-00002.gguf") for i in (1, 2))
+    assert report.totals.params == 2 * 32
+
+
+def test_gguf_split_model_with_a_part_missing_and_one_past_the_count(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # parts 1 and 3 "of 2": two files, but part 2 is missing and part 3 is no part of the split
+    first, third = split_gguf(tmp_path, "m", 2, names=(1, 3))
+    assert_error(run(capsys, "inspect", str(first)), f"{first}: part of a 2-file split, but 1 part(s) found")
+    assert_error(run(capsys, "inspect", str(third)), f"{third}: part 3 of a 2-file split, which has no such part")
 
 
 def test_gguf_in_big_endian_byte_order(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ its GGML type's block format in the dtype table (Q4_K: 256 values in 144 bytes),
 
 from __future__ import annotations
 
-import glob
 import itertools
 import math
 import mmap
@@ -406,16 +405,24 @@ def _files(target: Path) -> list[Path]:
 
 def split_parts(path: Path) -> tuple[list[Path], int]:
     """The parts found of the split model that ``path`` is one part of (llama.cpp's ``-00001-of-00003.gguf`` names),
-    which a report of it reads, and how many its name says there are; none and 0 when it is a file of its own."""
+    which a report of it reads, and how many its name says there are; none and 0 when it is a file of its own.
+
+    The parts are the names llama.cpp gives them (``STEM-%05d-of-%05d.gguf``, numbered from 1), not whatever else
+    starts with the stem: ``m-Q4_K_M-00001-of-00002.gguf`` is no part of ``m-00001-of-00002.gguf``'s model."""
     split = _SPLIT.match(path.name)
     if not split:
         return [], 0
-    return sorted(path.parent.glob(f"{glob.escape(split['stem'])}-*-of-{split['count']}.gguf")), int(split["count"])
+    count = int(split["count"])
+    names = (f"{split['stem']}-{number:05d}-of-{split['count']}.gguf" for number in range(1, count + 1))
+    return [part for part in map(path.parent.joinpath, names) if os.path.lexists(part)], count
 
 
 def _split_parts(path: Path) -> list[Path]:
     """:func:`split_parts`, all of them."""
     files, count = split_parts(path)
+    split = _SPLIT.match(path.name)
+    if split and not 1 <= int(split["index"]) <= count:  # "-00003-of-00002", "-00000-of-00002"
+        raise SourceError(f"{path}: part {int(split['index'])} of a {count}-file split, which has no such part")
     if len(files) != count:
         raise SourceError(f"{path}: part of a {count}-file split, but {len(files)} part(s) found")
     return files
