@@ -356,6 +356,34 @@ def directory_of_two_safetensors_checkpoints(tmp: Path) -> Case:
     return Case(["inspect", str(tmp)], message)
 
 
+def directory_of_two_safetensors_indexes(tmp: Path) -> Case:
+    # a model saved in two variants (transformers' variant="fp16", diffusers' fp16 files): two checkpoints, not one
+    # whose index is the first in sorted order
+    for variant, dtype in (("", "F32"), (".fp16", "F16")):
+        shard = f"model{variant}-00001-of-00001.safetensors"
+        header = {"a": {"dtype": dtype, "shape": [2], "data_offsets": [0, 4 if variant else 8]}}
+        safetensors_file(tmp / shard, header, bytes(4 if variant else 8))
+        (tmp / f"model{variant}.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": shard}}))
+    message = (
+        f"{tmp}: holds 2 indexes (model.fp16.safetensors.index.json, model.safetensors.index.json): these look like "
+        "separate checkpoints; inspect one index"
+    )
+    return Case(["inspect", str(tmp)], message)
+
+
+def directory_of_two_bin_indexes(tmp: Path) -> Case:
+    for stem in ("pytorch_model", "pytorch_model.fp16"):
+        shard = f"{stem}-00001-of-00001.bin"
+        saved_pt(tmp / shard)
+        index = {"weight_map": dict.fromkeys(("fc.weight", "fc.bias"), shard)}
+        (tmp / f"{stem}.bin.index.json").write_text(json.dumps(index))
+    message = (
+        f"{tmp}: holds 2 indexes (pytorch_model.bin.index.json, pytorch_model.fp16.bin.index.json): these look like "
+        "separate checkpoints; inspect one index"
+    )
+    return Case(["inspect", str(tmp)], message)
+
+
 def index_lists_a_tensor_its_shard_lacks(tmp: Path) -> Case:
     shards = two_shards(tmp, {"a": f32([0, 8])}, {"c": f32([0, 8])})
     index = tmp / "model.safetensors.index.json"
@@ -804,7 +832,8 @@ CASES: list[Callable[[Path], Case]] = [
     index_without_weight_map, index_naming_an_empty_shard, index_naming_the_parent_directory,
     index_naming_a_symlink_loop, symlink_loop,
     index_with_an_empty_weight_map, metadata_not_strings, metadata_false, shards_holding_the_same_tensor,
-    directory_of_two_safetensors_checkpoints, index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt,
+    directory_of_two_safetensors_checkpoints, directory_of_two_safetensors_indexes, directory_of_two_bin_indexes,
+    index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt,
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,

@@ -291,6 +291,19 @@ def load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
     return shards, weight_map
 
 
+def directory_index(directory: Path, indexes: list[Path]) -> Path | None:
+    """The one index of the ``indexes`` found in ``directory``; None when there is none. Two indexes are two
+    checkpoints (a model saved in two variants, ``model.safetensors.index.json`` and
+    ``model.fp16.safetensors.index.json``): refused, as two unindexed files holding the same tensors are."""
+    if len(indexes) > 1:
+        names = ", ".join(index.name for index in indexes)
+        raise _fail(
+            directory,
+            f"holds {len(indexes)} indexes ({names}): these look like separate checkpoints; inspect one index",
+        )
+    return indexes[0] if indexes else None
+
+
 def _read_shards(files: Iterable[Path], quiet: bool) -> tuple[list[StoredTensor], list[dict[str, str]]]:
     from .._progress import progress
 
@@ -309,7 +322,7 @@ def load(target: Path, *, quiet: bool = False) -> Report:
     notes: list[str] = []
     if target.is_dir():
         directory = target
-        index = next(iter(sorted(directory.glob("*.safetensors.index.json"))), None)
+        index = directory_index(directory, sorted(directory.glob("*.safetensors.index.json")))
     else:
         directory = target.parent
         index = target if target.name.endswith(".index.json") else None

@@ -40,7 +40,7 @@ from .._units import format_bytes, format_count, listed, shortened
 from ._sharded import dtensor_class, dtensor_sharding
 from ._tensors import unusual_bytes
 from .checkpoint import TRAINING_STATE, StoredTensor, check_files, checkpoint_report, read_config
-from .safetensors import check_regular_file, load_index
+from .safetensors import check_regular_file, directory_index, load_index
 
 SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 # Where nested checkpoints keep the model's state dict, most specific first.
@@ -596,8 +596,7 @@ def _files(target: Path) -> _Files:
     candidates = sorted(p for p in target.iterdir()
                         if p.suffix in SUFFIXES and (p.is_symlink() or p.exists()) and not p.is_dir())  # fmt: skip
     training = [p for p in candidates if TRAINING_STATE.fullmatch(p.name)]
-    indexes = sorted(target.glob("*.bin.index.json")) + sorted(target.glob("*.pt.index.json"))
-    index = indexes[0] if indexes else None
+    index = directory_index(target, sorted(target.glob("*.bin.index.json")) + sorted(target.glob("*.pt.index.json")))
     weight_map: dict[str, str] | None = None
     if index is not None:
         files, weight_map = load_index(index)
