@@ -429,6 +429,22 @@ def test_directory_without_index_counts_every_file(tmp_path: Path) -> None:
     assert f"no index file: all 3 *.safetensors files in {tmp_path} are counted" in report.notes
 
 
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown", "html"])
+def test_state_dict_of_a_model_without_tensors_counts_0_in_every_format(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fmt: str
+) -> None:
+    # nn.ReLU's state dict is empty: what torch.save writes for it is a checkpoint of 0 parameters, as the empty
+    # safetensors file save_file writes for it
+    torch.save(nn.ReLU().state_dict(), tmp_path / "relu.pt")
+    safetensors.torch.save_file(nn.ReLU().state_dict(), tmp_path / "relu.safetensors")
+    for name in ("relu.pt", "relu.safetensors"):
+        report = paramscope.inspect(str(tmp_path / name))
+        assert (report.tensors, report.totals.params, report.totals.buffers, report.totals.complete) == ((), 0, 0, True)
+        code, out, err = run(capsys, "inspect", str(tmp_path / name), "--format", fmt)
+        assert (code, err) == (0, "")
+        assert out
+
+
 @pytest.mark.parametrize("name", ["model.bin", "model.pt", "model"])
 def test_safetensors_under_another_name_is_read_as_safetensors(tmp_path: Path, name: str) -> None:
     path = tmp_path / name

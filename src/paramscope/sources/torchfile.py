@@ -415,7 +415,7 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
     notes = []
     if model_key is None:
         model = [(str(key), value) for key, value in loaded.items() if isinstance(value, torch.Tensor)]
-        if not model:
+        if not model and loaded:  # an empty dict is the state dict of a model without tensors (nn.ReLU): 0 of them
             keys = ", ".join(repr(key) for key in list(loaded)[:8])
             raise SourceError(f"{path}: no model tensors found (top-level keys: {keys})")
         others = [key for key, value in loaded.items() if contents.is_container_of_tensors(value)]
