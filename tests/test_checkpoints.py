@@ -37,7 +37,14 @@ from paramscope._units import shortened
 from paramscope.examples import gpt2, resnet18
 from paramscope.sources.safetensors import stored_tensors
 
-from .checkpoints import LLAMA_3_70B, LLAMA_3_70B_PARAMS, llama_tensors, write_safetensors, write_sharded
+from .checkpoints import (
+    LLAMA_3_70B,
+    LLAMA_3_70B_PARAMS,
+    llama_tensors,
+    parameter_count,
+    write_safetensors,
+    write_sharded,
+)
 from .cli import assert_error, run, run_in_a_new_process
 
 RESNET18_PARAMS = 11_689_512  # published (torchvision resnet18)
@@ -409,6 +416,26 @@ def test_thirty_shards_are_all_read(capsys: pytest.CaptureFixture[str], tmp_path
     assert data["totals"]["param_bytes"] == 2 * LLAMA_3_70B_PARAMS
     assert sorted(data["source"]["files"]) == sorted(str(tmp_path / shard) for shard in set(weight_map.values()))
     assert len(data["source"]["files"]) == 30
+
+
+def test_safetensors_directory_with_an_index_names_the_files_it_does_not_read(tmp_path: Path) -> None:
+    # as a directory of .bin shards does: a file beside the shards that the index does not name is not counted, and
+    # the notes say so (an adapter saved beside the model, a shard of another save)
+    tensors = llama_tensors(vocab=100, hidden=16, intermediate=32, layers=2, heads=4, kv_heads=2)
+    write_sharded(tmp_path, tensors, 2)
+    write_safetensors(tmp_path / "adapter_model.safetensors", {"base_model.lora_A.weight": ("F32", (4, 16))})
+    write_safetensors(tmp_path / "model-00003-of-00003.safetensors", {"extra.weight": ("F32", (4, 16))})
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == parameter_count(tensors.values())
+    assert (
+        "not read: adapter_model.safetensors, model-00003-of-00003.safetensors (not a shard that "
+        "model.safetensors.index.json names)"
+    ) in report.notes
+    # the index itself, or a directory whose files are all shards, has nothing to say
+    assert not any(
+        note.startswith("not read:")
+        for note in paramscope.inspect(str(tmp_path / "model.safetensors.index.json")).notes
+    )
 
 
 def test_directory_without_index_counts_every_file(tmp_path: Path) -> None:

@@ -328,6 +328,10 @@ def load(target: Path, *, quiet: bool = False) -> Report:
         index = target if target.name.endswith(".index.json") else None
     if index is not None:
         files, weight_map = load_index(index)
+        if target.is_dir():  # the files beside the shards are not counted: said, as for a directory of .bin shards
+            others = [path.name for path in sorted(directory.glob("*.safetensors")) if path not in files]
+            if others:
+                notes.append(f"not read: {', '.join(others)} (not a shard that {index.name} names)")
     elif target.is_dir():
         files = sorted(directory.glob("*.safetensors"))
         if len(files) > 1:
