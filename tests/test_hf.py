@@ -1000,11 +1000,16 @@ def test_check_mismatch_with_csv_output_says_so_on_stderr(
     code, out, err = run(capsys, "inspect", str(tiny_llama.directory), "--check", "--format", "csv", "--quiet")
     config = tiny_llama.directory / "config.json"
     message = (
-        f"paramscope: check failed: 1 missing, 0 unexpected, 0 of another shape against {config} (--format text or "
+        f"paramscope: check failed: 1 missing, 0 unexpected, 0 of another shape against {config} (--format table or "
         "json lists them)\n"
     )
     assert (code, err) == (1, message)
     assert out.startswith("path,type,depth,params")
+    # the formats the line names are formats, and list the finding
+    for fmt in ("table", "json"):
+        code, out, err = run(capsys, "inspect", str(tiny_llama.directory), "--check", "--format", fmt, "--quiet")
+        assert (code, err) == (1, "")
+        assert "model.norm.weight" in out
 
 
 @pytest.mark.parametrize("output", ["table", "json", "csv"])
@@ -1019,7 +1024,7 @@ def test_check_mismatch_with_a_budget_exceeded_says_both_on_stderr(
     check = f"paramscope: check failed: 1 missing, 0 unexpected, 0 of another shape against {config}"
     lines = err.splitlines()
     assert code == 3
-    assert lines[0] == check + (" (--format text or json lists them)" if output == "csv" else "")
+    assert lines[0] == check + (" (--format table or json lists them)" if output == "csv" else "")
     assert lines[1].startswith("paramscope: budget exceeded: ")
     assert len(lines) == 2
     assert out

@@ -713,7 +713,7 @@ def _finish(options: argparse.Namespace, stdout: IO[str], report: Report, view: 
         return EXIT_OK
     complaint = f"paramscope: check failed: {check_findings(check)} against {printable(check.against)}"
     if options.format == "csv":  # its rows are modules: no place for findings
-        _complain(f"{complaint} (--format text or json lists them)")
+        _complain(f"{complaint} (--format table or json lists them)")
     try:
         check_budget(report, budget, options.units)
     except ParamscopeError:  # exceeded (exit 3) or undecided (2): that code speaks for the budget alone
