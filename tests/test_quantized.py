@@ -19,6 +19,8 @@ import paramscope
 from paramscope.sources.checkpoint import StoredTensor
 from paramscope.sources.quantization import quantized_records
 
+from .cli import run
+
 IN, OUT, GROUP = 128, 64, 32
 
 
@@ -169,6 +171,9 @@ LAYOUTS = {
     "gptq-4bit-from-g_idx": (_gptq(4), None, "GPTQ", "uint4"),
     "gptq-8bit-from-qzeros": (_gptq_without_g_idx(8), None, "GPTQ", "uint8"),
     "gptq-8bit": (_gptq(8), {"quant_method": "gptq", "bits": 8, "group_size": GROUP}, "GPTQ", "uint8"),
+    # a bit width that is no width (0, negative): the config does not say one, and the tensors do
+    "gptq-4bit-config-bits-negative": (_gptq(4), {"quant_method": "gptq", "bits": -4}, "GPTQ", "uint4"),
+    "gptq-8bit-config-bits-0": (_gptq_without_g_idx(8), {"quant_method": "gptq", "bits": 0}, "GPTQ", "uint8"),
     "awq-4bit-config": (_awq(4), {"quant_method": "awq", "bits": 4, "group_size": GROUP}, "AWQ", "uint4"),
     "awq-4bit-from-shapes": (_awq(4), None, "AWQ", "uint4"),
     "bnb-nf4": (_bnb4("nf4"), {"quant_method": "bitsandbytes", "load_in_4bit": True}, "bitsandbytes 4-bit", "nf4"),
@@ -179,6 +184,18 @@ LAYOUTS = {
     "compressed-tensors": (
         _compressed_tensors(),
         {"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {"num_bits": 4}}}},
+        "compressed-tensors",
+        "uint4",
+    ),
+    "compressed-tensors-num_bits-negative": (
+        _compressed_tensors(),
+        {"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {"num_bits": -4}}}},
+        "compressed-tensors",
+        "uint4",
+    ),
+    "compressed-tensors-weights-not-an-object": (
+        _compressed_tensors(),
+        {"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": 4}}},
         "compressed-tensors",
         "uint4",
     ),
@@ -388,3 +405,22 @@ def test_packed_tensor_that_fits_no_layout_is_counted_as_stored(tmp_path: Path) 
     assert report.tensor("odd.qweight").numel == 35
     assert report.tensor("odd.qweight").packing is None
     assert any(note.startswith("odd.qweight: int32 (rows, cols) with scales expected") for note in report.notes)
+
+
+@pytest.mark.parametrize(("qweight", "outputs"), [((4, 0), 8), ((4, 8), 0), ((0, 0), 0)])
+def test_packed_int_layer_of_no_size_is_counted_as_stored(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, qweight: tuple[int, int], outputs: int
+) -> None:
+    # a qweight without columns, or scales without outputs, is no GPTQ or AWQ packing (and nothing to divide by)
+    path = tmp_path / "model.safetensors"
+    save_file({"odd.qweight": torch.zeros(qweight, dtype=torch.int32),
+               "odd.scales": torch.zeros(1, outputs, dtype=torch.float16)}, str(path))  # fmt: skip
+    report = paramscope.inspect(str(path))
+    assert (report.tensor("odd.qweight").shape, report.tensor("odd.qweight").packing) == (qweight, None)
+    assert (
+        f"odd.qweight: shape {qweight} fits neither GPTQ nor AWQ packing of {outputs} outputs: counted as stored"
+        in (report.notes)
+    )
+    code, out, err = run(capsys, "inspect", str(path), "--format", "json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["totals"]["params"] == math.prod(qweight) + outputs

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._cache_layers import size_of
 from .._report import TensorRecord
 from .._units import format_bytes, format_count, listed
 from ._json import loads as json_loads
@@ -103,15 +104,18 @@ def _quantization_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _bits_from_config(settings: dict[str, Any]) -> int | None:
+    """The bit width the quantization config gives; None when it gives none (0 or -4 are no width: the tensors
+    tell it then)."""
     for key in ("bits", "w_bit", "num_bits"):
-        value = settings.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
+        value = size_of(settings.get(key))
+        if value is not None:
             return value
     groups = settings.get("config_groups")
     if isinstance(groups, dict):  # compressed-tensors: config_groups.<group>.weights.num_bits
         for group in groups.values():
-            bits = group.get("weights", {}).get("num_bits") if isinstance(group, dict) else None
-            if isinstance(bits, int):
+            weights = group.get("weights") if isinstance(group, dict) else None
+            bits = size_of(weights.get("num_bits")) if isinstance(weights, dict) else None
+            if bits is not None:
                 return bits
     return None
 
@@ -127,6 +131,9 @@ def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
         return
     rows, cols = qweight.shape
     out = scales.shape[1]
+    if not cols or not out:  # nothing packed, or no outputs: no packing to tell (nor to divide by)
+        plan.problem(qweight.name, f"shape {qweight.shape} fits neither GPTQ nor AWQ packing of {out} outputs")
+        return
     bits = _bits_from_config(settings)
     if cols == out and method != "awq":  # GPTQ: qweight (in × bits/32, out)
         scheme = "GPTQ"
