@@ -542,6 +542,20 @@ def truncated_pt(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def legacy_pt_whose_storage_has_another_size(tmp: Path) -> Case:
+    # torch's own message leaves its format unfilled: "storage has wrong byte size: expected %ld got %ld400396"
+    saved = tmp / "whole.pt"
+    torch.save({"w": torch.zeros(100)}, saved, _use_new_zipfile_serialization=False)
+    data = saved.read_bytes()
+    assert data[-408:-400] == struct.pack("<q", 100)  # the storage's element count, before its 400 bytes
+    path = tmp / "model.pt"
+    path.write_bytes(data[:-408] + struct.pack("<q", 99) + data[-400:])
+    message = (
+        f"{path}: not a readable PyTorch checkpoint (a storage's size in the file is not the size its pickle gives)"
+    )
+    return Case(["inspect", str(path)], message)
+
+
 def truncated_legacy_pt(tmp: Path) -> Case:
     path = tmp / "model.pt"
     torch.save({"w": torch.zeros(100)}, tmp / "whole.pt", _use_new_zipfile_serialization=False)
@@ -837,7 +851,8 @@ CASES: list[Callable[[Path], Case]] = [
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
-    pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, zip_without_a_pickle, empty_zip, zip_without_a_storage,
+    pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, legacy_pt_whose_storage_has_another_size,
+    zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
     zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,
     pt_without_tensors, directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end,

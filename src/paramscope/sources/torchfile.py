@@ -86,6 +86,9 @@ _MAX_RECORD_BYTES = 2**30
 # name and the extra field that come before the record's bytes.
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 _MINIZ_ADVICE = " This is an internal miniz error"  # torch's words after a record it cannot find: "... corrupted"
+# A legacy file's storage of another size than its pickle gives: torch's message leaves its format unfilled and runs
+# the two sizes together ("storage has wrong byte size: expected %ld got %ld396400": 396, or 39 and 6400?).
+_WRONG_STORAGE_SIZE = "storage has wrong byte size: expected %ld got %ld"
 _ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: can't allocate memory: you tried to allocate (\d+) bytes")
 
 
@@ -230,6 +233,8 @@ def _load_errors(path: Path) -> Iterator[None]:
         if _MINIZ_ADVICE in text:  # "failed locating file data/0: file not found. This is an internal miniz ..."
             text = text.split(_MINIZ_ADVICE)[0].removesuffix(".")
         first = _one_line(text.splitlines()[0]) if text else type(error).__name__
+        if first.startswith(_WRONG_STORAGE_SIZE):  # torch's words, its "%ld" unfilled and the two sizes run together
+            first = "a storage's size in the file is not the size its pickle gives"
         raise SourceError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
     except _BAD_PICKLE as error:
         raise _not_a_pickle(path, _reason(error)) from None
