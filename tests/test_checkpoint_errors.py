@@ -665,6 +665,18 @@ def pt_holding_a_list(tmp: Path) -> Case:
     return Case(["inspect", str(path)], f"{path}: holds a list, not a state dict or a checkpoint dict")
 
 
+def pt_holding_an_int(tmp: Path) -> Case:
+    path = tmp / "model.pt"
+    torch.save(7, path)
+    return Case(["inspect", str(path)], f"{path}: holds an int, not a state dict or a checkpoint dict")
+
+
+def pt_holding_none(tmp: Path) -> Case:
+    path = tmp / "model.pt"
+    torch.save(None, path)
+    return Case(["inspect", str(path)], f"{path}: holds None, not a state dict or a checkpoint dict")
+
+
 def pt_without_tensors(tmp: Path) -> Case:
     path = tmp / "model.ckpt"
     torch.save({"epoch": 3, "global_step": 100}, path)
@@ -855,8 +867,8 @@ CASES: list[Callable[[Path], Case]] = [
     zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
     zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,
-    pt_without_tensors, directory_of_training_state_only, gguf_bad_magic, gguf_version_99, gguf_string_past_the_end,
-    gguf_key_given_twice,
+    pt_holding_an_int, pt_holding_none, pt_without_tensors, directory_of_training_state_only, gguf_bad_magic,
+    gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
     gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
     gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_tensor_not_aligned, gguf_tensors_overlapping,
     gguf_key_not_utf8, gguf_of_a_hundred_thousand_keys,

@@ -413,7 +413,9 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
     if isinstance(loaded, torch.Tensor):
         return [(path.stem, loaded)], []
     if not isinstance(loaded, Mapping):
-        raise SourceError(f"{path}: holds a {type(loaded).__name__}, not a state dict or a checkpoint dict")
+        name = type(loaded).__name__
+        held = "None" if loaded is None else f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+        raise SourceError(f"{path}: holds {held}, not a state dict or a checkpoint dict")
     contents = _Contents(path, loaded)
     # A model entry is a container of tensors; a tensor under such a name ("weights") is one of a state dict's.
     model_key = next((key for key in _MODEL_KEYS if contents.is_container_of_tensors(loaded.get(key))), None)
