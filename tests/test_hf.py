@@ -910,6 +910,70 @@ def test_check_on_a_matching_pair(capsys: pytest.CaptureFixture[str], tiny_llama
     }
 
 
+BUILD_OPTIONS_UNUSED = "--from-config to build it from config.json, or --check to compare the two"
+
+
+def test_model_class_on_weights_read_from_their_headers_is_refused(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Saved
+) -> None:
+    # the report would be of the weights, not of the class asked for, with nothing to say so
+    assert_error(
+        run(capsys, "inspect", str(tiny_llama.directory), "--model-class", "LlamaModel"),
+        f"{tiny_llama.directory}: --model-class is for a model built from a config.json; a checkpoint is read from "
+        f"its weights: add {BUILD_OPTIONS_UNUSED}",
+    )
+    # a permission, not a request: where no model is built, no code runs
+    assert run_json(capsys, tiny_llama.directory, "--trust-remote-code")["totals"]["params"] == numel(tiny_llama.model)
+
+
+def test_model_class_with_check_or_from_config_builds_that_class(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Saved
+) -> None:
+    base = numel(meta_build(transformers.LlamaModel, tiny_llama.config))
+    built = run_json(capsys, tiny_llama.directory, "--from-config", "--model-class", "LlamaModel")
+    assert built["totals"]["params"] == base < numel(tiny_llama.model)
+    checked = run_json(capsys, tiny_llama.directory, "--check", "--model-class", "LlamaModel", code=1)
+    assert checked["totals"]["params"] == numel(tiny_llama.model)  # the weights, checked against the base model
+    assert checked["check"]["unexpected"] == ["lm_head.weight"]
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["summary", "--input-size", "1,4"], ["memory"]])
+def test_model_class_on_model_code_is_refused(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    target = "paramscope.examples:resnet18"
+    assert_error(
+        run(capsys, command[0], target, *command[1:], "--model-class", "LlamaModel"),
+        f"{target}: --model-class is for a model built from a config.json; model code builds its own model",
+    )
+
+
+def test_memory_of_weights_runs_its_forward_on_the_class_named(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Saved
+) -> None:
+    # the weights are read from their headers, and the config beside them builds the model whose forward is measured
+    def activations(*options: str) -> tuple[int, int]:
+        argv = ["memory", str(tiny_llama.directory), "--train", "--seq", "8", "--format", "json", *options]
+        code, out, err = run(capsys, *argv)
+        assert (code, err) == (0, "")
+        report = json.loads(out)
+        assert (
+            report["notes"][0]
+            == f"built {options[-1] if options else 'LlamaForCausalLM'} from "
+            + str(tiny_llama.directory / "config.json")
+            + " on meta"
+        )
+        items = {item["name"]: item["total_bytes"] for item in report["memory"]["items"]}
+        return report["totals"]["params"], items["activations"]
+
+    (params, with_head), (base_params, base) = activations(), activations("--model-class", "LlamaModel")
+    assert params == base_params == numel(tiny_llama.model)
+    assert with_head > base  # the head's logits and loss are not in the base model's forward
+    assert_error(
+        run(capsys, "memory", str(tiny_llama.directory), "--model-class", "LlamaModel"),
+        f"{tiny_llama.directory}: --model-class is for a model built from a config.json; a checkpoint is read from "
+        f"its weights: add {BUILD_OPTIONS_UNUSED}",
+    )
+
+
 def test_check_tied_head_is_not_missing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     saved = save_tiny_llama(tmp_path, tied=True)
     assert "lm_head.weight" not in stored_shapes(tmp_path / "model.safetensors")

@@ -551,6 +551,23 @@ def test_check_against_the_hub(capsys: pytest.CaptureFixture[str], hub: HubServe
     assert_headers_only(hub, local["tiny-llama"])
 
 
+def test_model_class_on_a_repo_read_from_its_headers_is_refused(
+    capsys: pytest.CaptureFixture[str], hub: HubServer
+) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/tiny-llama", "--model-class", "LlamaModel"),
+        "hf:org/tiny-llama: --model-class is for a model built from a config.json; the repository's safetensors "
+        "weights are read: add --from-config to build it from config.json, or --check to compare the two",
+    )
+    config = transformers.LlamaConfig(**TINY_CONFIG)
+    with torch.device("meta"):
+        base = transformers.LlamaModel(config)
+    report = run_json(capsys, "hf:org/tiny-llama", "--from-config", "--model-class", "LlamaModel")
+    assert report["totals"]["params"] == sum(p.numel() for p in base.parameters())
+    built = run_json(capsys, "hf:org/config-only", "--model-class", "LlamaModel")  # no weights: built, as asked
+    assert built["notes"][1].startswith("built LlamaModel from ")
+
+
 def test_check_needs_weights_on_the_hub(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
     for argv in (["hf:org/config-only", "--check"], ["hf:org/tiny-llama", "--check", "--from-config"]):
         code, out, err = run(capsys, "inspect", *argv)

@@ -113,8 +113,11 @@ def resolve(
         report = inspect_module(module, target=model, device=request.device)
         report = replace(report, source=replace(report.source, kind=kind), notes=(*notes, *report.notes))
         return report, module, config_of(module)
-    # A checkpoint (or a Hub id): the weights' own dtypes from their headers; the config only to run a forward.
-    report = load_report(model, request)
+    # A checkpoint (or a Hub id): the weights' own dtypes from their headers; the config only to run a forward, on
+    # the model --model-class names (which inspect, running none, refuses)
+    beside = (Path(model) if Path(model).is_dir() else Path(model).parent) / "config.json"
+    builds = wants_forward and (model.startswith("hf:") or beside.is_file())
+    report = load_report(model, replace(request, model_class=None) if builds else request)
     cache_config = None  # a GGUF file's own metadata sizes its KV cache, as llama.cpp does
     if report.source.kind == "gguf":
         from .sources.gguf import decoder_config

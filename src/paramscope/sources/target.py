@@ -143,6 +143,14 @@ def no_weights_to_check(target: str) -> UsageError:
     )
 
 
+def _refuse_model_class(target: str, request: Request, why: str) -> None:
+    """Refuse ``--model-class`` where no model is built from a config.json (``why`` says what is read instead): the
+    report would not be of the class asked for. ``--trust-remote-code`` passes: it permits code to run where a model
+    is built, and asks for nothing where none is."""
+    if request.model_class:
+        raise UsageError(f"{target}: --model-class is for a model built from a config.json; {why}")
+
+
 def _why_missing(path: Path) -> str:
     """Why ``path.exists()`` is false: no such file, or a link in a loop (which exists() does not tell)."""
     from .safetensors import symlink_loop
@@ -197,6 +205,9 @@ def _path_report(target: str, request: Request) -> Report:
         raise UsageError(f"{target}: {flag} needs a config.json beside the weights, and there is none")
     if request.from_config:
         return _config_report(config, request, target)
+    if not request.check:
+        _refuse_model_class(target, request, "a checkpoint is read from its weights: add --from-config to build "
+                              "it from config.json, or --check to compare the two")  # fmt: skip
     report = _checkpoint(path, quiet=request.quiet)
     if request.check:
         report = _checked_against(report, config, request)
@@ -234,6 +245,7 @@ def _checkpoint(path: Path, *, quiet: bool) -> Report:
 def _module_report(target: str, request: Request) -> Report:
     if request.from_config or request.check:
         raise UsageError(f"{target}: --from-config and --check need a config.json, not model code")
+    _refuse_model_class(target, request, "model code builds its own model")
     require("torch", "torch", f"building {target}")
     from .code import build_model, user_code
     from .module import inspect_module
@@ -255,6 +267,9 @@ def _hub_report(target: str, request: Request) -> Report:
         trust_remote_code=request.trust_remote_code,
         explain=request.explain,
     )
+    if report.source.kind != "hf-config" and not request.check:
+        _refuse_model_class(target, request, "the repository's safetensors weights are read: add --from-config to "
+                              "build it from config.json, or --check to compare the two")  # fmt: skip
     if request.check:
         from .._check import with_check
         from .hf import checkpoint_loading
@@ -332,6 +347,7 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
         model, notes = hub.build(target, request)
         return model, "hf-config", notes
     if code:
+        _refuse_model_class(target, request, "model code builds its own model")
         require("torch", "torch", f"building {target}")
         from .code import build_model
 
