@@ -828,8 +828,8 @@ def unrecognised_file(tmp: Path) -> Case:
     path.write_bytes(b"hello world")
     message = (
         f"{path}: not a checkpoint paramscope recognises (expected 'package.module:attr', 'path/to/file.py:attr', a "
-        "checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, *.index.json), a config.json, a directory holding "
-        "them, or hf:org/name)"
+        "checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, *.safetensors.index.json, *.bin.index.json), "
+        "a config.json, a directory holding them, or hf:org/name)"
     )
     return Case(["inspect", str(path)], message)
 

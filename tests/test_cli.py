@@ -799,7 +799,8 @@ def test_empty_target(
     assert_error(
         run(capsys, *argv),
         "the target is empty; expected 'package.module:attr', 'path/to/file.py:attr', a checkpoint (.safetensors, "
-        ".pt, .pth, .bin, .ckpt, .gguf, *.index.json), a config.json, a directory holding them, or hf:org/name",
+        ".pt, .pth, .bin, .ckpt, .gguf, *.safetensors.index.json, *.bin.index.json), a config.json, a directory "
+        "holding them, or hf:org/name",
     )
 
 
@@ -928,8 +929,8 @@ def test_target_without_an_attribute(capsys: pytest.CaptureFixture[str]) -> None
     assert_error(
         run(capsys, "inspect", "resnet18"),
         "resnet18: not a target paramscope can read; expected 'package.module:attr', 'path/to/file.py:attr', a "
-        "checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, *.index.json), a config.json, a directory holding "
-        "them, or hf:org/name",
+        "checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, *.safetensors.index.json, *.bin.index.json), "
+        "a config.json, a directory holding them, or hf:org/name",
     )
 
 

@@ -13,7 +13,7 @@ from .._report import Report
 
 TARGET_FORMS = (
     "'package.module:attr', 'path/to/file.py:attr', a checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, "
-    "*.index.json), a config.json, a directory holding them, or hf:org/name"
+    "*.safetensors.index.json, *.bin.index.json), a config.json, a directory holding them, or hf:org/name"
 )
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
