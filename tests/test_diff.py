@@ -469,6 +469,30 @@ def test_a_tie_added_or_removed_differs(
     assert out.rstrip().endswith("  - the models differ")
 
 
+def tied_under_another_name() -> nn.Module:
+    """``tied`` with its head renamed ``lm``: the same tensors, under another state-dict key."""
+    model = nn.Module()
+    model.emb = nn.Embedding(10, 4)
+    model.lm = nn.Linear(4, 10, bias=False)
+    model.lm.weight = model.emb.weight
+    return model
+
+
+def test_a_tied_head_renamed_differs(capsys: pytest.CaptureFixture[str]) -> None:
+    # load_state_dict answers by the state dict's keys, a tied head's included
+    result = tied_under_another_name().load_state_dict(tied().state_dict(), strict=False)
+    assert (result.missing_keys, result.unexpected_keys) == (["lm.weight"], ["head.weight"])
+    found = paramscope.diff(tied(), tied_under_another_name())
+    assert (found.only_in_a, found.only_in_b) == (("head.weight",), ("lm.weight",))
+    assert (found.changed, found.sharing) == ((), ())
+    assert not found.equal
+    code, out, _ = run(capsys, "diff", "tests.test_diff:tied", "tests.test_diff:tied_under_another_name")
+    assert code == 1
+    assert section(out, "Only in A") == ["Only in A (1: missing from B)", "  Tensor", "  -----------", "  head.weight"]
+    assert section(out, "Only in B") == ["Only in B (1: unexpected in A)", "  Tensor", "  ---------", "  lm.weight"]
+    assert out.rstrip().endswith("  - the models differ")
+
+
 def test_a_module_reused_differs(capsys: pytest.CaptureFixture[str]) -> None:
     found = paramscope.diff(two_layers(), one_layer_twice())
     assert found.b.totals.params - found.a.totals.params == count(one_layer_twice())[0] - count(two_layers())[0] == -6

@@ -265,9 +265,9 @@ def _tensor_differences(
     alike = _count_alike(a, b)
     stored_a, stored_b = _stored(a, alike), _stored(b, alike)
     # A model's non-persistent buffers are not in its state dict, so no checkpoint has them.
-    skip_buffers = a.source.kind in _CHECKPOINT_KINDS or b.source.kind in _CHECKPOINT_KINDS
-    records_a = [r for r in stored_a if not (skip_buffers and r.kind == "buffer" and r.persistent is False)]
-    records_b = [r for r in stored_b if not (skip_buffers and r.kind == "buffer" and r.persistent is False)]
+    with_checkpoint = a.source.kind in _CHECKPOINT_KINDS or b.source.kind in _CHECKPOINT_KINDS
+    records_a = [r for r in stored_a if not (with_checkpoint and r.kind == "buffer" and r.persistent is False)]
+    records_b = [r for r in stored_b if not (with_checkpoint and r.kind == "buffer" and r.persistent is False)]
     if len(records_a) != len(stored_a) or len(records_b) != len(stored_b):
         notes.append("non-persistent buffers are left out: a checkpoint does not store them")
     by_name_a: dict[str, TensorRecord] = {}
@@ -280,8 +280,12 @@ def _tensor_differences(
         model_is_b = b.source.kind not in _CHECKPOINT_KINDS
         model, checkpoint = (records_b, by_name_a) if model_is_b else (records_a, by_name_b)
         notes += _copies_of_ties(model, checkpoint, *(("B", "A") if model_is_b else ("A", "B")))
-    only_a = [record.name for record in records_a if not any(name in by_name_b for name in _names(record))]
-    only_b = [record.name for record in records_b if not any(name in by_name_a for name in _names(record))]
+    if with_checkpoint:  # a checkpoint may store a tied tensor under one of its names: any one matches
+        only_a = [record.name for record in records_a if not any(name in by_name_b for name in _names(record))]
+        only_b = [record.name for record in records_b if not any(name in by_name_a for name in _names(record))]
+    else:  # two models: every name is a key of the state dict, a tied one's too (a tied head renamed differs)
+        only_a = [name for record in records_a for name in _names(record) if name not in by_name_b]
+        only_b = [name for record in records_b for name in _names(record) if name not in by_name_a]
     # Each pair of tensors that share a name is compared once, under the first name they share: with a tie on one
     # side only, one tensor of A is two of B (or the other way round), and each of them must fit it.
     changed, compared = [], set()
