@@ -1711,6 +1711,51 @@ def test_storage_gguf_rows_match_llama_cpp_block_sizes() -> None:
         assert rows[format].bytes == expected, format
 
 
+class RowsNotOf256(nn.Module):
+    """Rows of 96 values (whole blocks of 32, not of 256) and of 40 (neither), beside rows of 256."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(4, 256)
+        self.up = nn.Linear(96, 8, bias=False)
+        self.odd = nn.Linear(40, 8, bias=False)
+        self.norm = nn.LayerNorm(8)
+
+
+# llama.cpp's llama-quant.cpp (llama_tensor_get_type): a tensor whose rows its type's block does not divide is stored
+# in this type instead, or in F16 where that one's block does not divide them either (or where none is listed:
+# llama-quantize refuses it, convert_hf_to_gguf.py writes F16)
+LLAMA_CPP_FALLBACK = {"Q2_K": "IQ4_NL", "Q3_K": "IQ4_NL", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+
+
+def test_storage_gguf_rows_not_whole_blocks_take_llama_cpp_fallback_types() -> None:
+    gguf = pytest.importorskip("gguf")
+    with torch.device("meta"):
+        model = RowsNotOf256()
+    rows = {row.format: row for row in plan_of(model).storage}
+
+    def stored(shape: tuple[int, ...], format: str) -> int:
+        kind = gguf.GGMLQuantizationType[format]
+        if shape[-1] % gguf.GGML_QUANT_SIZES[kind][0]:
+            fallback = gguf.GGMLQuantizationType[LLAMA_CPP_FALLBACK.get(format, "F16")]
+            kind = fallback if shape[-1] % gguf.GGML_QUANT_SIZES[fallback][0] == 0 else gguf.GGMLQuantizationType.F16
+        return math.prod(gguf.quant_shape_to_byte_shape(shape, kind))
+
+    for format in ("Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_0", "Q3_K", "Q2_K"):
+        expected = sum(stored(tuple(p.shape), format) if p.dim() >= 2 else 4 * p.numel() for p in model.parameters())
+        assert rows[format].bytes == expected, format
+    assert rows["Q4_K"].formula == (
+        "1,024 values at 4.5 bits + 768 in Q5_0 + 320 in float16 (rows not whole blocks: llama.cpp's fallback) + 16 "
+        "kept in float32"
+    )
+    assert rows["Q8_0"].formula == (
+        "1,792 values at 8.5 bits + 320 in float16 (rows not whole blocks: llama.cpp's fallback) + 16 kept in float32"
+    )
+    item = plan_of(model, dtype="Q6_K").item("weights")
+    assert item.total_bytes == sum(stored(tuple(p.shape), "Q6_K") if p.dim() >= 2 else 4 * p.numel()
+                                   for p in model.parameters())  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 7. inference weights
 

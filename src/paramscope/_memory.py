@@ -205,21 +205,54 @@ def _kept(record: TensorRecord, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for name in (record.name, *record.aliases) for pattern in patterns)
 
 
+# llama.cpp quantises a tensor row by row (its last dimension): a type whose block does not divide the rows is
+# replaced by this one (llama-quant.cpp's llama_tensor_get_type), or by F16 where that one's block does not divide
+# them either, or where none is listed (llama-quantize refuses the tensor; convert_hf_to_gguf.py writes it in F16).
+_GGUF_FALLBACK = {
+    **dict.fromkeys(("TQ1_0", "TQ2_0"), "Q4_0"),
+    **dict.fromkeys(
+        ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M", "Q2_K", "Q3_K", "IQ4_XS"), "IQ4_NL"
+    ),
+    "Q4_K": "Q5_0",
+    "Q5_K": "Q5_1",
+    "Q6_K": "Q8_0",
+}
+
+
+def _gguf_type(dtype: dtype_table.DType, shape: Sequence[int]) -> dtype_table.DType:
+    """The GGUF block format llama.cpp stores a tensor of ``shape`` in when asked for ``dtype`` (see above)."""
+    row = shape[-1]
+    if row % dtype.block_elements == 0:
+        return dtype
+    fallback = _GGUF_FALLBACK.get(dtype.name)
+    entry = dtype_table.lookup(fallback) if fallback is not None else None
+    return entry if entry is not None and row % entry.block_elements == 0 else dtype_table.lookup("float16")
+
+
 def converted(params: Sequence[TensorRecord], name: str, keep_fp32: Sequence[str] = ()) -> tuple[int, str]:
     """The bytes of ``params`` converted to dtype or format ``name``, and how: tensors matching ``keep_fp32`` stay
-    in float32, and so do 1-D tensors (norms, biases) in the GGUF block formats, as llama.cpp keeps them."""
+    in float32, and so do 1-D tensors (norms, biases) in the GGUF block formats, as llama.cpp keeps them; in those,
+    a tensor whose rows are not whole blocks takes llama.cpp's fallback type (Q4_K's is Q5_0) or F16."""
     dtype = dtype_table.lookup(name)
     gguf = dtype.category == "block"
     values = kept = 0
+    fallen: dict[str, int] = {}  # values stored in a fallback type, by its name
     for record in params:
         numel = record.numel or 0
         if _kept(record, keep_fp32) or (gguf and record.shape is not None and len(record.shape) <= 1):
             kept += numel
+        elif gguf and record.shape is not None and (stored := _gguf_type(dtype, record.shape)) is not dtype:
+            fallen[stored.name] = fallen.get(stored.name, 0) + numel
+            values += stored.nbytes(numel)
         else:
             values += dtype.nbytes(numel) if gguf else dtype.packed_nbytes(numel)
-    formula = f"{format_count(sum(r.numel or 0 for r in params) - kept)} values at {dtype.bits:g} bits"
+    in_fallback = sum(fallen.values())
+    formula = f"{format_count(sum(r.numel or 0 for r in params) - kept - in_fallback)} values at {dtype.bits:g} bits"
     if dtype.category in ("int", "uint", "quantized") or dtype.name.startswith(("float8", "float4")):
         formula += ", scales not included"  # a quantiser adds its own (per group, per channel)
+    if fallen:
+        formula += "".join(f" + {format_count(count)} in {stored}" for stored, count in fallen.items())
+        formula += " (rows not whole blocks: llama.cpp's fallback)"
     if kept:
         formula += f" + {format_count(kept)} kept in float32"
     return values + 4 * kept, formula
