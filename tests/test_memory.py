@@ -388,6 +388,37 @@ def test_adamw_8bit_is_an_estimate_of_bitsandbytes_layout() -> None:
     assert 0 < item.total_bytes <= full.total_bytes
 
 
+def bitsandbytes_adam8bit_bytes(model: nn.Module) -> int:
+    """The state tensors bitsandbytes' ``Optimizer2State.init_state`` makes for 8-bit Adam (block-wise), written out:
+    a parameter under ``min_8bit_size`` (4,096) values gets two float32 states; a larger one two uint8 states and two
+    float32 ``absmax`` of one value per block of 256; ``step`` is a Python int (no tensor), and the two quantile maps
+    ``qmap1``/``qmap2`` (256 float32 values each) are the optimizer's own, shared by every parameter."""
+    total, large = 0, False
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        n = p.numel()
+        if n < 4096:
+            total += 2 * 4 * n
+        else:
+            large = True
+            total += 2 * n + 2 * 4 * ((n // 256) + bool(n % 256))
+    return total + large * 2 * 256 * 4
+
+
+def test_adamw_8bit_states_match_bitsandbytes_layout() -> None:
+    model = nn.Sequential(nn.Linear(100, 50), nn.Linear(50, 200, bias=False), nn.LayerNorm(200))
+    item = plan_of(model, train=True, optimizer="adamw-8bit").item("optimizer states (adamw-8bit)")
+    assert item.total_bytes == bitsandbytes_adam8bit_bytes(model) == 2 * 15_000 + 2 * 4 * 60 + 2 * 4 * 450 + 2_048
+    assert item.formula == (
+        "2 × 15,000 × 1 B + 2 × 60 absmax × 4 B + 2 × 450 small × 4 B + 2 × 256 × 4 B quantile maps (bitsandbytes' "
+        "layout: tensors under 4,096 values in 32 bits, an absmax per 256)"
+    )
+    small = nn.Sequential(nn.Linear(8, 8))  # nothing in 8 bits: no quantile maps
+    item = plan_of(small, train=True, optimizer="adamw-8bit").item("optimizer states (adamw-8bit)")
+    assert item.total_bytes == bitsandbytes_adam8bit_bytes(small) == 2 * 4 * 72
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 2. gradients and master weights: a real backward
 

@@ -34,6 +34,7 @@ _GGUF_FORMATS = ("Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_0", "Q3_K", "Q2_K")
 # bitsandbytes' 8-bit Adam keeps tensors under 4096 elements in 32 bits, and one float32 absmax per 256 values.
 _BNB_MIN_8BIT_SIZE = 4096
 _BNB_BLOCK = 256
+_BNB_MAP = 256  # values of each of its two quantile maps (one per 8-bit code)
 # The most devices (gpus, tp) a plan takes: about a hundred times the largest clusters built, far below int64.
 _MAX_DEVICES = 2**24
 # Values in one forward (batch × tokens): 2**48 token ids alone are 2 PiB, more than any device holds.
@@ -747,14 +748,22 @@ def _optimizer_states(trainable: Sequence[TensorRecord], optimizer: str, state_b
             f"{format_count(values)} factored second moments × {state_bytes:g} B + {tensors} × 4 B step",
             "derived",
         )
-    # adamw-8bit (bitsandbytes): two uint8 states and a float32 absmax per block for large tensors, 32-bit otherwise
+    # adamw-8bit (bitsandbytes' Optimizer2State.init_state): two uint8 states and two float32 absmax per block for
+    # large tensors, two float32 states otherwise; its `step` is a Python int, no tensor; the two quantile maps
+    # (qmap1, qmap2: 256 float32 values each) are the optimizer's own, shared by every tensor in 8 bits
     large = [record for record in trainable if (record.numel or 0) >= _BNB_MIN_8BIT_SIZE]
     small = sum(_values(record) for record in trainable if (record.numel or 0) < _BNB_MIN_8BIT_SIZE)
     large_count = sum(_values(record) for record in large)
     blocks = sum(-(-_values(record) // _BNB_BLOCK) for record in large)
-    total = 2 * large_count + 2 * 4 * blocks + 2 * 4 * small + step
-    return total, (f"2 × {format_count(large_count)} × 1 B + absmax per {_BNB_BLOCK} + {format_count(small)} small "
-                   "in 32 bits (bitsandbytes' layout)"), "estimate"  # fmt: skip
+    maps = 2 * _BNB_MAP * 4 if large else 0
+    total = 2 * large_count + 2 * 4 * blocks + 2 * 4 * small + maps
+    formula = (f"2 × {format_count(large_count)} × 1 B + 2 × {format_count(blocks)} absmax × 4 B + 2 × "
+               f"{format_count(small)} small × 4 B")  # fmt: skip
+    if maps:
+        formula += f" + 2 × {_BNB_MAP} × 4 B quantile maps"
+    formula += (f" (bitsandbytes' layout: tensors under {format_count(_BNB_MIN_8BIT_SIZE)} values in 32 bits, an "
+                f"absmax per {_BNB_BLOCK})")  # fmt: skip
+    return total, formula, "estimate"
 
 
 _PRECISION_BYTES = {  # (weights, gradients, optimizer states), bytes per value; master copy in fp32 when mixed
@@ -1204,7 +1213,7 @@ class _Cuts:
             # DeepSpeed offloads the optimizer only under ZeRO, and on one GPU too (ZeRO-Offload's own setup)
             offload = "--offload-optimizer" if settings.zero else "--zero 1 --offload-optimizer"
             options.append((offload, [replace(settings, zero=max(settings.zero, 1), offload_optimizer=True)]))
-            if item.name in ("optimizer states (adam)", "optimizer states (adamw)"):
+            if item.name in ("optimizer states (adam)", "optimizer states (adamw)") and self._eight_bit():
                 options.append(("--optimizer adamw-8bit", [replace(settings, optimizer="adamw-8bit")]))
         if kind in ("KV cache", "weights", "gathered parameters"):
             more_tp = "--tp N" if settings.tp == 1 else f"a --tp larger than {settings.tp}"
@@ -1214,6 +1223,12 @@ class _Cuts:
         if kind == "weights" and settings.train:
             options.append(("--precision bf16-pure", [replace(settings, precision="bf16-pure")]))
         return [text for text, tries in options if self._cut(item, tries)]
+
+    def _eight_bit(self) -> bool:
+        """Whether 8-bit Adam would keep any trainable tensor in 8 bits (bitsandbytes keeps smaller ones in 32; its
+        states then differ from Adam's by the ``step`` tensors alone)."""
+        params = _parameters(self.model.report)
+        return any(r.trainable is not False and (r.numel or 0) >= _BNB_MIN_8BIT_SIZE for r in params)
 
     def _cut(self, item: MemoryItem, tries: Sequence[MemorySettings]) -> bool:
         """Whether ``item`` takes less of one device under any of ``tries`` (moved to the host or gone: none), the
