@@ -202,6 +202,22 @@ def test_a_layer_of_another_class_is_a_module_that_differs(capsys: pytest.Captur
     assert [delta.path for delta in shown_modules(found, depth=2, everything=False)] == ["1"]
     out = render_diff(found, "table")
     assert "\n    1     LayerNorm → RMSNorm         4         4         0     0 B\n" in out
+    assert (found.equal, found.decided) == (False, True)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [nn.Sequential(nn.Linear(4, 4), nn.GELU()), nn.Sequential(nn.Linear(4, 4))],
+    ids=["of another class", "removed"],
+)
+def test_a_module_without_tensors_changed_differs(changed: nn.Module) -> None:
+    # the state dicts are the same, the models are not: the table shows the module, the answer must agree with it
+    base = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    assert base.state_dict().keys() == changed.state_dict().keys()
+    found = paramscope.diff(base, changed)
+    assert [delta.path for delta in shown_modules(found, depth=2, everything=False)] == ["1"]
+    assert (found.equal, found.decided) == (False, True)
+    assert paramscope.diff(base, nn.Sequential(nn.Linear(4, 4), nn.ReLU())).equal
 
 
 # ---------------------------------------------------------------------------------------------------------------------

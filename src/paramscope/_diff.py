@@ -51,8 +51,17 @@ class ModuleDelta:
         """The figures differ, or may (a side's are lower bounds), or the module is of another class on each side (a
         checkpoint has no classes)."""
         figures_differ = (self.params_a, self.bytes_a) != (self.params_b, self.bytes_b)
-        types_differ = None not in (self.type_a, self.type_b) and self.type_a != self.type_b
-        return figures_differ or types_differ or not (self.complete_a and self.complete_b)
+        return figures_differ or self.rebuilt or not (self.complete_a and self.complete_b)
+
+    @property
+    def rebuilt(self) -> bool:
+        """The module is on one side only, or of another class on each side (a checkpoint has no classes): the
+        models differ there, even where it holds no tensor (an ``nn.ReLU`` made an ``nn.GELU``). An uninitialised
+        lazy module becomes another class at its first forward (``LazyLinear``, ``Linear``): not told."""
+        if (self.params_a is None) != (self.params_b is None):
+            return True
+        known = None not in (self.type_a, self.type_b) and self.complete_a and self.complete_b
+        return known and self.type_a != self.type_b
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +130,8 @@ class Diff:
     @property
     def equal(self) -> bool:
         """Nothing differs: no tensor on one side only, none of another shape, dtype, kind or trainability, no tie
-        or reused module on one side only, and the same totals (between two models, or two checkpoints); and both
-        sides' sizes are known."""
+        or reused module on one side only, and (between two models, or two checkpoints) the same totals and no module
+        on one side only or of another class; and both sides' sizes are known."""
         return self.complete and not self._differs()
 
     @property
@@ -132,6 +141,9 @@ class Diff:
 
     def _differs(self) -> bool:
         if self.only_in_a or self.only_in_b or self.changed or self.sharing:
+            return True
+        # against a checkpoint, which holds no modules, a module without tensors is on one side only
+        if self.counts_alike and any(module.rebuilt for module in self.modules):
             return True
         if not (self.complete and self.counts_alike):
             return False
