@@ -366,3 +366,30 @@ def test_markdown_notes_are_one_bullet_of_text_each() -> None:
     assert notes == "<ul>\n" + "".join(f"<li>{html.escape(item, quote=False)}</li>\n" for item in items) + "</ul>\n"
     # the list markers a note cannot be read without are escaped, and nothing else
     assert "- 1.5 GiB and 2024. a year are text, and so are -1 and 3." in text.splitlines()
+
+
+class _Experts(torch.nn.Module):
+    """A mixture of experts: a router (always active) and four routed experts, two of which each token uses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = torch.nn.Linear(4, 4, bias=False)
+        self.experts = torch.nn.ModuleList(torch.nn.Linear(4, 6, bias=False) for _ in range(4))
+
+
+def test_every_format_has_the_active_parameters_of_a_mixture_of_experts() -> None:
+    from paramscope._moe import with_active_params
+
+    report = with_active_params(paramscope.inspect(_Experts()), {"num_local_experts": 4, "num_experts_per_tok": 2})
+    # the router's 16, and two of the four experts' 24 each
+    active = {"": 16 + 2 * 24, "router": 16, "experts": 2 * 24}
+    assert report.totals.active_params == active[""]
+    view = View(depth=1)
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv", view))))
+    assert {row["path"]: int(row["active_params"]) for row in rows} == active
+    assert {row["path"]: row["active_params"] for row in json.loads(render(report, "json"))["modules"]} == {
+        **active,
+        **{f"experts.{index}": 12 for index in range(4)},
+    }
+    table = _cells("Modules", report, view)
+    assert {path: cells[-1] for path, cells in table.items()} == {"(model)": "64", "router": "16", "experts": "48"}

@@ -14,7 +14,7 @@ from ._layout import View, memory_totals
 
 MODULE_COLUMNS = (
     "path", "type", "depth", "params", "param_bytes", "own_params", "own_param_bytes", "trainable", "buffers",
-    "buffer_bytes", "complete", "same_as", "shared", "formula", "formula_matches",
+    "buffer_bytes", "complete", "same_as", "shared", "formula", "formula_matches", "active_params",
 )  # fmt: skip
 CALL_COLUMNS = CallRecord._fields
 """The JSON's ``calls[]`` keys; with ``explain``, the module's ``formula`` and ``formula_matches`` follow."""
