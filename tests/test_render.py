@@ -9,6 +9,7 @@ import io
 import json
 import re
 
+import pytest
 import torch
 from rich.console import Console
 
@@ -393,3 +394,46 @@ def test_every_format_has_the_active_parameters_of_a_mixture_of_experts() -> Non
     }
     table = _cells("Modules", report, view)
     assert {path: cells[-1] for path, cells in table.items()} == {"(model)": "64", "router": "16", "experts": "48"}
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: View(depth="2"), "depth must be an integer, not str '2'"),
+        (lambda: View(depth=-1), "depth must be 0 or more, not -1"),
+        (lambda: View(depth=True), "depth must be an integer, not bool True"),
+        (lambda: View(depth=1.5), "depth must be an integer, not float 1.5"),
+        (lambda: View(tensors="no"), "tensors must be True or False, not str 'no'"),
+        (lambda: View(units="IEC"), "units must be 'iec' or 'si', not str 'IEC'"),
+        (lambda: View(units=None), "units must be 'iec' or 'si', not None"),
+        (lambda: View(title=3), "title must be a string, not int 3"),
+        (lambda: View(explain=1), "explain must be True or False, not int 1"),
+        (
+            lambda: render(_resnet(), "xml"),
+            "format must be 'table', 'json', 'csv', 'markdown' or 'html', not str 'xml'",
+        ),
+        (
+            lambda: render(_resnet(), "text"),
+            "format must be 'table', 'json', 'csv', 'markdown' or 'html', not str 'text'",
+        ),
+        (
+            lambda: render(_resnet(), "table", {"depth": 1}),
+            "view must be a paramscope.render.View, not dict {'depth': 1}",
+        ),
+        (lambda: render(None, "table"), "report must be a paramscope.Report, not None"),
+        (lambda: render(torch.nn.Linear(2, 2), "json"), "report must be a paramscope.Report, not Linear"),
+    ],
+)
+def test_render_refuses_what_it_cannot_draw_in_words(call, message: str) -> None:
+    """A bad format or view is a one-line UsageError naming it: an unknown format drew the table (``"xml"`` gave
+    plain text), a depth given as a string raised TypeError from inside the layout, and units other than 'iec'
+    drew SI units unasked."""
+    with pytest.raises(paramscope.UsageError) as raised:
+        call()
+    assert str(raised.value) == message
+
+
+def test_view_takes_any_integer_depth() -> None:
+    import numpy
+
+    assert render(_resnet(), "table", View(depth=numpy.int64(0))) == render(_resnet(), "table", View(depth=0))

@@ -99,10 +99,16 @@ def one_of(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
     >>> one_of("units", "si", ("iec", "si"))
     'si'
+    >>> one_of("format", "xml", ("table", "json", "csv"))
+    Traceback (most recent call last):
+    ...
+    paramscope._errors.UsageError: format must be 'table', 'json' or 'csv', not str 'xml'
     """
     if isinstance(value, str) and value in choices:
         return value
-    raise UsageError(f"{name} must be {' or '.join(map(repr, choices))}, not {shown(value)}")
+    names = [repr(choice) for choice in choices]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    raise UsageError(f"{name} must be {listed}, not {shown(value)}")
 
 
 def arguments(name: str, value: Any) -> dict[str, Any]:

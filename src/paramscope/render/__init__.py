@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import IO, Literal
 
+from .._checks import one_of, shown
+from .._errors import UsageError
 from .._report import Report
 from ._layout import Document, View
 
@@ -14,7 +16,20 @@ __all__ = ["FORMATS", "Document", "Format", "View", "draw", "render", "write_doc
 
 
 def render(report: Report, fmt: Format, view: View | None = None) -> str:
-    """The report as text in ``fmt`` (the table format as plain text)."""
+    """The report as text in ``fmt`` (the table format as plain text).
+
+    >>> import paramscope
+    >>> render(paramscope.inspect("paramscope.examples:resnet18"), "csv", View(depth=0)).splitlines()[1]
+    ',ResNet,0,11689512,46758048,0,0,11689512,9620,38560,True,,,,,'
+
+    Raises ``UsageError`` for a format not in ``FORMATS``, a ``report`` that is not a ``Report`` or a ``view``
+    that is not a ``View``.
+    """
+    if not isinstance(report, Report):
+        raise UsageError(f"report must be a paramscope.Report, not {shown(report)}")
+    one_of("format", fmt, FORMATS)
+    if view is not None and not isinstance(view, View):
+        raise UsageError(f"view must be a paramscope.render.View, not {shown(view)}")
     view = view or View()
     if fmt == "json":
         from .json import render_json

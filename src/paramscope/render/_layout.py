@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .._check import Check
+from .._checks import flags, integer, one_of, string
 from .._memory import MemoryPlan
 from .._report import CallRecord, DtypeTotals, ModuleNode, Report, TensorRecord
 from .._units import Units, format_bytes, format_count, humanize_count, humanize_operations
@@ -30,6 +31,14 @@ class View:
     title: str | None = None
     explain: bool = False
     """Show each module's layer formula (the report must have been made with ``explain``)."""
+
+    def __post_init__(self) -> None:
+        # a depth of "2" would fail deep in the layout, units other than "iec" would draw SI unasked, and a
+        # truthy string such as "no" would turn tensors on
+        integer("depth", self.depth, minimum=0)
+        flags(tensors=self.tensors, explain=self.explain)
+        one_of("units", self.units, ("iec", "si"))
+        string("title", self.title, optional=True)
 
 
 @dataclass(frozen=True)
