@@ -437,3 +437,37 @@ def test_view_takes_any_integer_depth() -> None:
     import numpy
 
     assert render(_resnet(), "table", View(depth=numpy.int64(0))) == render(_resnet(), "table", View(depth=0))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("columns", [40, 60, 80, 200])
+def test_a_terminal_of_any_width_shows_every_figure_and_name_whole(
+    columns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a narrow terminal rich cut the figures ("124,4…", "474.7…") and the module names ("trans…"), and dropped
+    the Type column whole at 40 columns: the table is drawn as wide as they need (lines then wrap in the terminal,
+    as the plain table's do), and no wider than the terminal where they fit."""
+    from paramscope.render import write_document
+    from paramscope.render._layout import layout
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    document = layout(paramscope.inspect("paramscope.examples:gpt2"), View(depth=1))
+    terminal = _Terminal()
+    write_document(document, terminal, "table")
+    text = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue())
+    assert "…" not in text
+    words = set(text.split())
+    for section in document.sections:
+        for row in section.rows:
+            for cell, column in zip(row, section.columns, strict=True):
+                if column.align == "right" or cell is row[0]:
+                    assert cell.strip() in text, (columns, cell)
+    assert "GPT" in words  # the Type column is there (folded where narrow: "Line" "ar")
+    if columns >= 80:  # room enough: the terminal's width
+        assert max(len(line) for line in text.splitlines()) <= columns

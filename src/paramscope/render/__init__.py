@@ -74,12 +74,17 @@ def draw(document: Document, fmt: Literal["table", "markdown"]) -> str:
 
 
 def write_document(document: Document, stream: IO[str], fmt: Literal["table", "markdown"]) -> None:
-    """Write a document to ``stream``; the table format is drawn with rich when the stream is a terminal."""
+    """Write a document to ``stream``; the table format is drawn with rich when the stream is a terminal, as wide as
+    the terminal, or wider where a figure or a name would not fit whole (the terminal then wraps the lines)."""
     if fmt == "table" and stream.isatty():
         from rich.console import Console
 
-        from .text import draw_rich
+        from .text import draw_rich, rich_width
 
-        Console(file=stream).print(draw_rich(document))
+        console = Console(file=stream)
+        needed = rich_width(document)
+        if needed > console.width:
+            console = Console(file=stream, width=needed)
+        console.print(draw_rich(document))
         return
     stream.write(draw(document, fmt))

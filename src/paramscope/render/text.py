@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from .._errors import printable
 from .._report import Report
-from ._layout import Document, Section, View, layout
+from ._layout import Column, Document, Section, View, layout
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -56,6 +56,33 @@ def render_plain(report: Report, view: View | None = None) -> str:
     return draw_plain(layout(report, view or View()))
 
 
+def _whole(column: Column, index: int) -> bool:
+    """Whether a column is drawn whole, never folded: figures and the first column (paths, names). A cut
+    "124,439,8…" is worse than a wide table. Types and notes fold when the terminal is narrow."""
+    return column.align == "right" or index == 0
+
+
+def rich_width(document: Document) -> int:
+    """The narrowest width at which rich draws every table of ``document`` with the figures and first columns whole
+    (the other columns folded down to their header's width): below it, rich would cut them ("124,4…") and drop
+    columns.
+
+    >>> rich_width(Document("", [Section("", (Column("Module"), Column("Note")), [("(model)", "a long note")])], []))
+    18
+    """
+    from rich.cells import cell_len
+
+    needed = 0
+    for section in document.sections:
+        widths = []
+        for index, column in enumerate(section.columns):
+            widest = max(cell_len(printable(cell)) for cell in (column.header, *(row[index] for row in section.rows)))
+            widths.append(widest if _whole(column, index) else min(widest, max(cell_len(column.header), 4)))
+        # a space of padding on either side of each cell, a separator between columns and an edge on either side
+        needed = max(needed, sum(widths) + 3 * len(widths) + 1)
+    return needed
+
+
 def draw_rich(document: Document) -> RenderableType:
     """Draw a document as rich tables (used in terminals and by ``rich.print(report)``)."""
     from rich import box
@@ -76,9 +103,7 @@ def draw_rich(document: Document) -> RenderableType:
             header_style="bold",
         )
         for index, column in enumerate(section.columns):
-            # Figures and the first column (paths, names) never wrap: a cut "124,439,8…" is worse than a wide
-            # table. Types and notes fold when the terminal is narrow.
-            if column.align == "right" or index == 0:
+            if _whole(column, index):  # never cut, given the width rich_width says
                 table.add_column(column.header, justify=column.align, no_wrap=True)
             else:
                 table.add_column(column.header, justify="left", overflow="fold")
