@@ -471,3 +471,20 @@ def test_a_terminal_of_any_width_shows_every_figure_and_name_whole(
     assert "GPT" in words  # the Type column is there (folded where narrow: "Line" "ar")
     if columns >= 80:  # room enough: the terminal's width
         assert max(len(line) for line in text.splitlines()) <= columns
+
+
+def test_plain_table_aligns_names_of_wide_characters_by_the_columns_they_take() -> None:
+    """A CJK character or an emoji takes two columns of a terminal or a monospaced file, a combining accent none: the
+    plain table padded each name by its count of characters, so the figures after such a name stood out of line."""
+    from rich.cells import cell_len
+
+    model = torch.nn.Module()
+    for name in ("plain", "宽字符", "e\u0301cole", "🙂x"):
+        model.add_module(name, torch.nn.Linear(2, 2))
+    text = render(paramscope.inspect(model), "table", View(depth=1))
+    lines = text.split("\n\n")[1].splitlines()[1:]  # the module table: header, rule, rows
+    assert len(lines) == 7
+    assert {cell_len(line) for line in lines} == {cell_len(lines[0])}
+    # each figure ends in the same column as the header's
+    ends = {cell_len(line[: line.index(" 6 ") + 2]) for line in lines[3:]}
+    assert ends == {cell_len(lines[0][: lines[0].index("Params") + 6])}

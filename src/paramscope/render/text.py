@@ -13,16 +13,23 @@ if TYPE_CHECKING:
 
 
 def _plain_section(section: Section) -> list[str]:
+    # widths in the columns a terminal or a monospaced font gives the text: a CJK character or an emoji takes two,
+    # a combining accent none
+    from rich.cells import cell_len as wide_len
+
+    def cell_len(text: str) -> int:
+        return len(text) if text.isascii() else wide_len(text)
+
     headers = tuple(column.header for column in section.columns)
     show_header = any(headers)
     rows = [tuple(printable(cell) for cell in row) for row in section.rows]
     table = [headers, *rows] if show_header else rows
-    widths = [max(len(row[i]) for row in table) for i in range(len(section.columns))] if table else []
+    widths = [max(cell_len(row[i]) for row in table) for i in range(len(section.columns))] if table else []
     lines = [section.title]
 
     def line(cells: tuple[str, ...]) -> str:
         padded = (
-            cell.rjust(width) if column.align == "right" else cell.ljust(width)
+            " " * (width - cell_len(cell)) + cell if column.align == "right" else cell + " " * (width - cell_len(cell))
             for cell, width, column in zip(cells, widths, section.columns, strict=True)
         )
         return ("  " + "  ".join(padded)).rstrip()
