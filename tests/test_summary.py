@@ -2361,7 +2361,7 @@ def test_eval_summary_of_a_model_that_only_runs_in_eval_mode() -> None:
         "failed in '1' with inputs [1, 8]: ValueError: Expected more than 1 value per channel when training, got "
         "input size torch.Size([1, 8]))"
     )
-    text = render(report, "text", View(depth=1))
+    text = render(report, "table", View(depth=1))
     assert "Activations" not in text.split("Totals")[-1]
     assert [line.split()[-1] for line in text.splitlines() if line.startswith(("  (model)", "    0 ", "    1 "))] == [
         "—"
