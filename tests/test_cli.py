@@ -481,6 +481,49 @@ def test_file_target_can_import_its_neighbours(capsys: pytest.CaptureFixture[str
     assert str(tmp_path) not in sys.path  # the file's directory is only on the path while it is imported
 
 
+MODEL_SETTING_TORCH_STATE = """\
+    import torch
+    from torch import nn
+
+    # research code sets these for the whole process as it is imported, and again as it builds
+    torch.set_default_device("meta")
+    torch.manual_seed(0)
+    torch.set_grad_enabled(False)
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.set_default_device("meta")
+            torch.manual_seed(1)
+            torch.set_grad_enabled(False)
+            self.layer = nn.Linear(3, 4)
+            self.noise = nn.Parameter(torch.rand(5, device="cpu"))
+"""
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_model_code_leaves_torchs_default_device_generator_and_grad_mode(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, device: str
+) -> None:
+    path = write(tmp_path, "net.py", MODEL_SETTING_TORCH_STATE)
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    try:
+        # from Python, where the import runs as is, and from the command line, where it runs inside torch.device
+        assert paramscope.inspect(f"{path}:Net", device=device).totals.params == 3 * 4 + 4 + 5
+        assert run_json(capsys, f"{path}:Net", "--device", device)["totals"]["params"] == 3 * 4 + 4 + 5
+        assert torch.get_default_device() == torch.device("cpu")
+        assert torch.zeros(1).device == torch.device("cpu")
+        torch.set_default_device(None)  # what torch keeps as the default is the caller's too, not the code's
+        assert torch.zeros(1).device == torch.device("cpu")
+        assert torch.equal(torch.get_rng_state(), state)
+        assert torch.is_grad_enabled()
+    finally:
+        torch.set_default_device(None)
+        torch.set_grad_enabled(True)
+
+
 def test_file_model_with_frozen_reused_half_and_buffers(capsys: pytest.CaptureFixture[str], models: Path) -> None:
     model = load(models)["Mixed"]()
     report = run_json(capsys, f"{models}:Mixed")

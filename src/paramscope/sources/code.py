@@ -223,19 +223,51 @@ def default_dtype_of_code(model: nn.Module) -> torch.dtype | None:
 def _process_state_kept() -> Iterator[None]:
     """Put back what model code may change for the whole process: the working directory (research code moves to its
     repository to find its assets), so the caller's relative paths (an --output, a second target) lead where they
-    did; and torch's default dtype (scientific code sets float64), so a second model is built as it would be alone."""
+    did; torch's default dtype (scientific code sets float64), so a second model is built as it would be alone; and
+    what torch's random generators draw next and its grad mode (code seeds at import, and turns gradients off for
+    inference), so the caller's own work goes on as before."""
     dtype = torch.get_default_dtype()
+    grad = torch.is_grad_enabled()
     try:
         directory: str | None = os.getcwd()
     except OSError:  # a directory removed under us: there is nothing to go back to
         directory = None
     try:
-        yield
+        with contextlib.ExitStack() as stack:
+            stack.callback(torch.set_rng_state, torch.get_rng_state())
+            if torch.cuda.is_initialized():  # reading CUDA's states would initialize it, a change of its own
+                stack.callback(torch.cuda.set_rng_state_all, torch.cuda.get_rng_state_all())
+            yield
     finally:
         torch.set_default_dtype(dtype)
+        torch.set_grad_enabled(grad)
         if directory is not None:
             with contextlib.suppress(OSError):
                 os.chdir(directory)
+
+
+@contextlib.contextmanager
+def _default_device(device: torch.device | None) -> Iterator[None]:
+    """Run model code with torch's default device set to ``device`` (or as it is, for ``None``), and put the caller's
+    default back after, whatever the code set.
+
+    Through ``torch.set_default_device``, not ``with torch.device(...)``: torch keeps one device context at a time, and
+    code that calls ``torch.set_default_device`` itself (at import, or as it builds) inside a ``with`` block trips
+    torch's check of that ("Found nested DeviceContext") or, when the block ends, leaves a default behind that a
+    later ``set_default_device`` brings back. Its setting holds while it runs, as it would alone.
+    """
+    # torch keeps the default set by set_default_device here; a `with torch.device(...)` block of the caller's is on
+    # torch's mode stack instead, and comes back when the default set here is unset
+    holder = getattr(torch, "_GLOBAL_DEVICE_CONTEXT", None)
+    context = getattr(holder, "device_context", None)
+    previous = getattr(context, "device", None)
+    if device is not None:
+        torch.set_default_device(device)
+    try:
+        yield
+    finally:
+        if device is not None or getattr(holder, "device_context", None) is not context:
+            torch.set_default_device(previous)
 
 
 def _build(
@@ -243,7 +275,7 @@ def _build(
 ) -> nn.Module:
     where = "the meta device" if device == "meta" else device
     importing = f"importing {target}" + (f" on {where}" if import_on_device else "")
-    with torch_device if import_on_device else contextlib.nullcontext(), user_code(importing, device):
+    with _default_device(torch_device if import_on_device else None), user_code(importing, device):
         value = _resolve(target)
     if isinstance(value, nn.Module):
         if arguments:
@@ -252,7 +284,7 @@ def _build(
     if not callable(value):
         raise TargetError(f"{target} is of type {type(value).__name__}, not a module, class or function")
     _check_signature(target, value, arguments)
-    with torch_device, user_code(f"building {target} on {where}", device):
+    with _default_device(torch_device), user_code(f"building {target} on {where}", device):
         model = value(**arguments)
     if not isinstance(model, nn.Module):
         raise TargetError(f"{target} returned an object of type {type(model).__name__}, not a torch.nn.Module")
