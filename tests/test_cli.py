@@ -481,6 +481,28 @@ def test_file_target_can_import_its_neighbours(capsys: pytest.CaptureFixture[str
     assert str(tmp_path) not in sys.path  # the file's directory is only on the path while it is imported
 
 
+def test_file_target_in_a_package_can_import_relatively(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    package = f"project_{uuid.uuid4().hex}"
+    (tmp_path / package / "models").mkdir(parents=True)
+    write(tmp_path / package, "__init__.py", "WIDTH = 5\n")
+    write(tmp_path / package / "models", "__init__.py", "")
+    write(tmp_path / package / "models", "layers.py", "from torch import nn\n\nclass Block(nn.Linear):\n    pass\n")
+    path = write(
+        tmp_path / package / "models",
+        "net.py",
+        "from torch import nn\nfrom .layers import Block\nfrom .. import WIDTH\n\n"
+        "def model(depth=2):\n    return nn.Sequential(*(Block(WIDTH, WIDTH) for _ in range(depth)))\n",
+    )
+    try:
+        report = run_json(capsys, f"{path}:model", "depth=3")
+    finally:
+        for name in [name for name in sys.modules if name.partition(".")[0] == package]:
+            del sys.modules[name]
+    assert report["totals"]["params"] == 3 * (5 * 5 + 5)
+    assert [node["type"] for node in report["modules"]] == ["Sequential", "Block", "Block", "Block"]
+    assert str(tmp_path) not in sys.path
+
+
 MODEL_SETTING_TORCH_STATE = """\
     import torch
     from torch import nn

@@ -81,11 +81,46 @@ def _imports_from(folder: Path) -> Iterator[None]:
             sys.modules.setdefault(name, module)
 
 
+def _package_of(path: Path) -> tuple[Path, str] | None:
+    """For a file inside a package (its folder holds an ``__init__.py``): the folder that holds the outermost package,
+    and the file's dotted name from there (``project/models/net.py`` -> ``project.models.net``); ``None`` otherwise.
+
+    >>> _package_of(Path(__file__).resolve())[1]
+    'paramscope.sources.code'
+    """
+    parts = [] if path.stem == "__init__" else [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if folder == path.parent or not all(part.isidentifier() for part in parts):
+        return None
+    return folder, ".".join(parts)
+
+
+def _import_from_package(folder: Path, root: Path, name: str) -> ModuleType | None:
+    """Import the file ``name`` names as a module of its package, so that its relative imports (``from .layers import
+    Block``) work, as they do under ``python -m``; its own folder is on the path too, for the neighbours it imports
+    as a script would. ``None`` where a package of that name is imported already from elsewhere (a ``models`` or
+    ``utils`` of another project): the file is then loaded on its own. ``folder`` is the file's, ``root`` and ``name``
+    as :func:`_package_of` gives them."""
+    with _imports_from(root), _imports_from(folder):
+        top = name.partition(".")[0]
+        if top in sys.modules and not _found_in(root, top, sys.modules[top]):
+            return None
+        return importlib.import_module(name)
+
+
 def _import_location(location: str, target: str) -> Any:
     if location.endswith(".py"):
         path = Path(location)
         if not path.is_file():
             raise TargetError(f"{target}: no such file: {location}")
+        package = _package_of(path.resolve())
+        if package is not None:
+            module = _import_from_package(path.resolve().parent, *package)
+            if module is not None:
+                return module
         module_name = f"_paramscope_target_{abs(hash(path.resolve()))}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
