@@ -577,6 +577,28 @@ def test_package_module_target(capsys: pytest.CaptureFixture[str], user_package:
     assert_report_matches(report, load(tmp_path / user_package / "models.py")["build"](hidden=11))
 
 
+def test_package_module_target_in_the_working_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The console script `paramscope` has its own folder first on sys.path, not the working directory (as
+    # `python -m` has): a project's package is found there as uvicorn's `module:app` is.
+    name = f"user_models_{uuid.uuid4().hex}"
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "__init__.py").write_text("")
+    write(tmp_path / name, "models.py", MODELS_SOURCE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", ".", str(tmp_path))])
+    try:
+        report = run_json(capsys, f"{name}.models:build", "hidden=11")
+    finally:
+        for module in [module for module in sys.modules if module.partition(".")[0] == name]:
+            del sys.modules[module]
+    assert_report_matches(report, load(tmp_path / name / "models.py")["build"](hidden=11))
+    assert str(tmp_path) not in sys.path
+    missing = f"{name}_missing.models:build"
+    assert_error(run(capsys, "inspect", missing), f"{missing}: no module named '{name}_missing'")
+
+
 def test_meta_is_the_default_and_allocates_nothing(capsys: pytest.CaptureFixture[str], models: Path) -> None:
     # Check the default cheaply first: the model below is 10^10 float32 weights, 40 GB if really allocated.
     assert run_json(capsys, f"{models}:build")["source"]["device"] == "meta"

@@ -111,6 +111,20 @@ def _import_from_package(folder: Path, root: Path, name: str) -> ModuleType | No
         return importlib.import_module(name)
 
 
+def _working_directory_holding(location: str) -> Path | None:
+    """The working directory, where the package or module of ``location`` is there and nowhere on ``sys.path``: the
+    console script ``paramscope`` has its own folder on the path, not the working directory (which ``python -m``
+    has), and ``paramscope inspect mypackage.models:Net`` is run from the project's folder."""
+    top = location.partition(".")[0]
+    try:
+        folder = Path(os.getcwd())
+    except OSError:  # a directory removed under us
+        return None
+    if top in sys.modules or not ((folder / top).is_dir() or (folder / f"{top}.py").is_file()):
+        return None
+    return folder if importlib.util.find_spec(top) is None else None
+
+
 def _import_location(location: str, target: str) -> Any:
     if location.endswith(".py"):
         path = Path(location)
@@ -136,6 +150,10 @@ def _import_location(location: str, target: str) -> Any:
             raise
         return module
     try:
+        folder = _working_directory_holding(location)
+        if folder is not None:
+            with _imports_from(folder):
+                return importlib.import_module(location)
         return importlib.import_module(location)
     except ModuleNotFoundError as error:
         if error.name is not None and location.startswith(error.name):
