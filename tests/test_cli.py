@@ -1004,6 +1004,31 @@ def test_missing_required_argument(capsys: pytest.CaptureFixture[str], models: P
     )
 
 
+def test_every_missing_and_unknown_argument_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "factory.py",
+        "from torch import nn\n\ndef build(width, depth, *, heads, bias=True):\n    return nn.Linear(width, depth)\n",
+    )
+    target = f"{path}:build"
+    accepts = "it accepts: width, depth, heads, bias"
+    assert_error(
+        run(capsys, "inspect", target),
+        f"{target} cannot be called with no arguments: missing required arguments: 'width', 'depth', 'heads'; "
+        f"{accepts}",
+    )
+    assert_error(
+        run(capsys, "inspect", target, "depth=2"),
+        f"{target} cannot be called with depth=: missing required arguments: 'width', 'heads'; {accepts}",
+    )
+    # a misspelt name is told, not hidden behind the argument it was meant for
+    assert_error(
+        run(capsys, "inspect", target, "widht=3", "depth=2", "heads=1", "baias=false"),
+        f"{target} cannot be called with widht=, depth=, heads=, baias=: got unexpected keyword arguments 'widht', "
+        f"'baias', and missing a required argument: 'width'; {accepts}",
+    )
+
+
 def test_arguments_for_a_module_instance(capsys: pytest.CaptureFixture[str], models: Path) -> None:
     target = f"{models}:net"
     assert_error(

@@ -221,15 +221,35 @@ def _check_signature(target: str, factory: Any, arguments: Mapping[str, Any]) ->
     try:
         signature.bind(**arguments)
     except TypeError as error:
-        accepted = [
-            name
-            for name, parameter in signature.parameters.items()
-            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
-        ]
+        parameters = signature.parameters.values()
+        accepted = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        why = _why_not_bound(parameters, arguments) or error
         raise TargetError(
             f"{target} cannot be called with {', '.join(f'{k}=' for k in arguments) or 'no arguments'}: "
-            f"{error}; it accepts: {', '.join(accepted) or 'no keyword arguments'}"
+            f"{why}; it accepts: {', '.join(accepted) or 'no keyword arguments'}"
         ) from None
+
+
+def _why_not_bound(parameters: Iterable[inspect.Parameter], arguments: Mapping[str, Any]) -> str | None:
+    """Every keyword argument a callable does not take and every required one missing, where ``inspect``'s own
+    message names only the first missing one and hides an unknown name behind it (``widht=3`` for ``width``);
+    ``None`` for other faults (a positional-only parameter given by name)."""
+    parameters = list(parameters)
+    if any(p.name in arguments and p.kind is p.POSITIONAL_ONLY for p in parameters):
+        return None
+    missing = [p.name for p in parameters if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
+               p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in arguments]  # fmt: skip
+    named = {p.name for p in parameters}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
+    unknown = [] if takes_any else [name for name in arguments if name not in named]
+    reasons = []
+    if unknown:
+        what = "an unexpected keyword argument" if len(unknown) == 1 else "unexpected keyword arguments"
+        reasons.append(f"got {what} {', '.join(repr(name) for name in unknown)}")
+    if missing:
+        what = "a required argument" if len(missing) == 1 else "required arguments"
+        reasons.append(f"missing {what}: {', '.join(repr(name) for name in missing)}")
+    return ", and ".join(reasons) or None
 
 
 def build_model(
