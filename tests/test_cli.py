@@ -503,6 +503,20 @@ def test_file_target_in_a_package_can_import_relatively(capsys: pytest.CaptureFi
     assert str(tmp_path) not in sys.path
 
 
+def test_file_target_without_relative_imports_is_loaded_on_its_own(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # its package's __init__ needs what is not installed: a script that imports nothing through it runs without it
+    package = f"project_{uuid.uuid4().hex}"
+    (tmp_path / package).mkdir()
+    write(tmp_path / package, "__init__.py", "import a_dependency_that_is_not_installed\n")
+    write(tmp_path / package, "layers.py", "from torch import nn\n\nclass Block(nn.Linear):\n    pass\n")
+    path = write(tmp_path / package, "net.py", "from layers import Block\n\ndef model():\n    return Block(2, 3)\n")
+    report = run_json(capsys, f"{path}:model")
+    assert report["totals"]["params"] == 2 * 3 + 3
+    assert package not in sys.modules
+
+
 MODEL_SETTING_TORCH_STATE = """\
     import torch
     from torch import nn

@@ -6,6 +6,7 @@ it. Building happens inside ``torch.device(device)``, so on ``meta`` no weight m
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import difflib
 import importlib
@@ -98,6 +99,18 @@ def _package_of(path: Path) -> tuple[Path, str] | None:
     return folder, ".".join(parts)
 
 
+def _imports_relatively(path: Path) -> bool:
+    """Whether the file has a relative import (``from .layers import Block``), which only an import as a module of its
+    package runs: a file without one is loaded on its own, as a script, and its package's ``__init__`` (which may
+    import what the file does not need) is left alone. A file that does not parse is loaded on its own, to fail
+    there with its own error."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return False
+    return any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
+
+
 def _import_from_package(folder: Path, root: Path, name: str) -> ModuleType | None:
     """Import the file ``name`` names as a module of its package, so that its relative imports (``from .layers import
     Block``) work, as they do under ``python -m``; its own folder is on the path too, for the neighbours it imports
@@ -130,7 +143,7 @@ def _import_location(location: str, target: str) -> Any:
         path = Path(location)
         if not path.is_file():
             raise TargetError(f"{target}: no such file: {location}")
-        package = _package_of(path.resolve())
+        package = _package_of(path.resolve()) if _imports_relatively(path) else None
         if package is not None:
             module = _import_from_package(path.resolve().parent, *package)
             if module is not None:
