@@ -1200,6 +1200,8 @@ def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, v
             {"kv_heads": 2, "window": 16, "sliding_window_pattern": [True, True, True, False]},
             llama_cpp_kv_bytes(3, 16, 2, 8) + llama_cpp_kv_bytes(1, 128, 2, 8),
         ),
+        # a pattern in which no layer slides: every layer at full length
+        ({"kv_heads": 2, "window": 16, "sliding_window_pattern": [False] * 4}, llama_cpp_kv_bytes(4, 128, 2, 8)),
         ({"kv_heads": 2, "window": 256}, llama_cpp_kv_bytes(4, 128, 2, 8)),  # a window past the context: exact
         ({"kv_heads": [0, 2, 0, 2]}, llama_cpp_kv_bytes(2, 128, 2, 8)),  # a hybrid: recurrent layers have none
         # OpenELM: each layer its own query and key/value heads, summed layer by layer
@@ -1213,7 +1215,7 @@ def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, v
             sum(llama_cpp_kv_bytes(1, 128, count, 16, 32 // 4) for count in (4, 4, 8, 8)),
         ),
         # DeepSeek's MLA: llama.cpp caches the latent and the rotary key, kv_lora_rank + n_rot per token and layer
-        ({"latent": 16, "rope": 8}, 4 * 128 * (16 + 8) * 2),
+        ({"latent": 16, "rope": 8, "key_length_mla": 24, "value_length_mla": 16}, 4 * 128 * (16 + 8) * 2),
     ],
     ids=[
         "gqa",
@@ -1225,6 +1227,7 @@ def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, v
         "full-attention-interval",
         "shared-kv",
         "sliding-pattern",
+        "sliding-pattern-none",
         "window-past-context",
         "hybrid",
         "per-layer-heads",
@@ -1409,6 +1412,123 @@ def test_gguf_with_a_tokenizer_of_200_000_tokens(tmp_path: Path) -> None:
     plan = paramscope.memory(str(path), seq=128).memory
     assert plan is not None
     assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(1, 128, 2, 8) + llama_cpp_kv_bytes(1, 128, 1, 8)
+
+
+def write_gguf_metadata(path: Path, architecture: str, values: Mapping[str, Any]) -> None:
+    """A GGUF file with one tensor and the given ``{arch}.…`` metadata, each value written as its Python type is (a
+    str as a string, a negative int as int32, a list of bools or ints as an array), whatever llama.cpp expects."""
+    writer = gguf.GGUFWriter(str(path), architecture)
+    for key, value in values.items():
+        name = f"{architecture}.{key}"
+        if isinstance(value, list) and any(isinstance(item, int) and item < 0 for item in value):
+            writer.add_key_value(name, value, gguf.GGUFValueType.ARRAY, sub_type=gguf.GGUFValueType.INT32)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            (writer.add_int32 if value < 0 else writer.add_uint32)(name, value)
+        else:
+            writer.add_key_value(name, value, gguf.GGUFValueType.get_type(value))
+    writer.add_tensor("token_embd.weight", np.zeros((64, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+LLAMA_SHAPE = {"block_count": 4, "attention.head_count": 4, "embedding_length": 32}
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        # llama.cpp reads each of these with its type checked, and refuses a file whose value has another
+        ({"attention.head_count_kv": "2"}, "llama.attention.head_count_kv is '2'"),
+        ({"attention.head_count_kv": -2}, "llama.attention.head_count_kv is -2"),
+        ({"attention.head_count_kv": 0}, "llama.attention.head_count_kv is 0"),
+        ({"attention.key_length": "16"}, "llama.attention.key_length is '16'"),
+        ({"attention.key_length": 0}, "llama.attention.key_length is 0"),
+        ({"attention.value_length": 2.5}, "llama.attention.value_length is 2.5"),
+        ({"attention.sliding_window": "16"}, "llama.attention.sliding_window is '16'"),
+        ({"block_count": "4"}, "llama.block_count is '4'"),
+        ({"embedding_length": -32}, "llama.embedding_length is -32"),
+        ({"attention.head_count": 0}, "llama.attention.head_count is 0"),
+        ({"attention.head_count": 64}, "llama.embedding_length is 32, less than its 64 attention heads"),
+        ({"attention.head_count_kv": [2, 2]}, "llama.attention.head_count_kv lists 2 values for 4 layers"),
+        ({"attention.head_count_kv": [2, -1, 2, 2]}, "llama.attention.head_count_kv lists -1"),
+        ({"attention.head_count_kv": [0, 0, 0, 0]}, "llama.attention.head_count_kv lists 0 for every layer"),
+        ({"attention.head_count": [4, 4]}, "llama.attention.head_count lists 2 values for 4 layers"),
+        (
+            {"attention.sliding_window": 16, "attention.sliding_window_pattern": [True, False]},
+            "llama.attention.sliding_window_pattern lists 2 values for 4 layers",
+        ),
+    ],
+    ids=str.split(
+        "kv-string kv-negative kv-zero key-length-string key-length-zero value-length-float window-string "
+        "layers-string hidden-negative heads-zero heads-past-hidden kv-array-short kv-array-negative kv-array-zeros "
+        "heads-array-short pattern-short"
+    ),
+)
+def test_gguf_metadata_that_cannot_size_the_kv_cache_is_said_so(
+    tmp_path: Path, values: dict[str, Any], reason: str
+) -> None:
+    # the value was passed over for llama.cpp's default (4 kv heads, keys of 8) or made the file look like no decoder
+    path = tmp_path / "model.gguf"
+    write_gguf_metadata(path, "llama", {**LLAMA_SHAPE, **values})
+    plan = paramscope.memory(str(path), seq=128).memory
+    assert plan is not None
+    assert [item.name for item in plan.items] == ["weights"]
+    assert f"no KV cache item: the GGUF file's {reason}, which llama.cpp cannot size a KV cache from" in plan.notes
+
+
+@pytest.mark.parametrize("architecture", ["mamba", "rwkv6"])
+def test_gguf_recurrent_model_keeps_a_state_not_a_kv_cache(tmp_path: Path, architecture: str) -> None:
+    # llama.cpp's Mamba and RWKV files write head_count 0: every layer keeps a recurrent state
+    path = tmp_path / "model.gguf"
+    write_gguf_metadata(path, architecture, {**LLAMA_SHAPE, "attention.head_count": 0})
+    plan = paramscope.memory(str(path), seq=128).memory
+    assert plan is not None
+    assert [item.name for item in plan.items] == ["weights"]
+    assert (
+        f"no KV cache item: every layer of a GGUF {architecture} model keeps a fixed-size recurrent state, no keys "
+        "and values per token"
+    ) in plan.notes
+
+
+def test_gguf_deepseek2_converted_before_mla_caches_every_head(tmp_path: Path) -> None:
+    # llama.cpp caches the MLA latent only where the file gives key_length_mla and value_length_mla (its is_mla());
+    # a file converted before them (DeepSeek-V2/V3/R1 GGUFs of early 2025) runs as multi-head attention, each layer
+    # caching head_count_kv × (key_length + value_length) per token
+    mha = {**LLAMA_SHAPE, "attention.head_count_kv": 4, "attention.key_length": 12, "attention.value_length": 8,
+           "attention.kv_lora_rank": 16, "rope.dimension_count": 4}  # fmt: skip
+    path = tmp_path / "old.gguf"
+    write_gguf_metadata(path, "deepseek2", mha)
+    plan = paramscope.memory(str(path), seq=128).memory
+    assert plan is not None
+    assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(4, 128, 4, 12, 8)
+    # converted since: one key/value head, keys kv_lora_rank + n_rot long, values kv_lora_rank (whose cache llama.cpp
+    # now takes from the keys'): the latent and the rotary key, kv_lora_rank + rope per token and layer
+    mla = {**mha, "attention.head_count_kv": 1, "attention.key_length": 20, "attention.value_length": 16,
+           "attention.key_length_mla": 12, "attention.value_length_mla": 8}  # fmt: skip
+    path = tmp_path / "new.gguf"
+    write_gguf_metadata(path, "deepseek2", mla)
+    plan = paramscope.memory(str(path), seq=128).memory
+    assert plan is not None
+    assert plan.item("KV cache").total_bytes == 4 * 128 * (16 + 4) * 2
+
+
+@pytest.mark.parametrize(
+    ("period", "sliding"),
+    # llama.cpp's set_swa_pattern(n): layer i slides unless i % n == n - 1 (every n-th layer attends in full); 0:
+    # every layer slides
+    [(2, 2), (3, 3), (4, 3), (0, 4), (1, 0)],
+)
+def test_gguf_sliding_window_pattern_as_a_period(tmp_path: Path, period: int, sliding: int) -> None:
+    path = tmp_path / "gemma3.gguf"
+    write_gguf_metadata(path, "gemma3", {**LLAMA_SHAPE, "attention.head_count_kv": 2, "attention.sliding_window": 16,
+                                         "attention.sliding_window_pattern": period})  # fmt: skip
+    plan = paramscope.memory(str(path), seq=128).memory
+    assert plan is not None
+    item = plan.item("KV cache")
+    expected = llama_cpp_kv_bytes(sliding, 16, 2, 8) + llama_cpp_kv_bytes(4 - sliding, 128, 2, 8)
+    assert (item.total_bytes, item.label) == (expected, "derived")
 
 
 def test_gguf_claiming_more_layers_than_any_model_is_not_sized_from(tmp_path: Path) -> None:

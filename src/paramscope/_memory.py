@@ -901,7 +901,10 @@ def _inference_items(
         # llama.cpp keeps a GGUF model's cache in f16 whatever its weights are stored in (its --cache-type default)
         cache_dtype = settings.cache_dtype(None if report.source.kind == "gguf" else _main_dtype(report))
         cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
-        if config and not generates(config):
+        if config and isinstance(unsized := config.get("gguf_no_kv_cache"), str):
+            cache = None  # a GGUF model that keeps none, or whose metadata cannot size it (see sources/gguf.py)
+            notes.append(f"no KV cache item: {unsized}")
+        elif config and not generates(config):
             notes.append(_no_generation(config))
         elif config and (kept := _OTHER_CACHES.get(str(_language_config(config).get("model_type")))):
             cache = None

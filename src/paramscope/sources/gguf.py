@@ -302,77 +302,170 @@ def _value(values: dict[str, Any], key: str) -> Any:
 _DECODER_CONFIGS: dict[tuple[str, int, int], dict[str, Any] | None] = {}
 
 
-def _uniform(value: Any) -> Any:
-    """A per-layer array whose entries are all one value, as that value; anything else as it is."""
-    return value[0] if isinstance(value, list) and value and all(item == value[0] for item in value) else value
-
-
 # Architectures whose layers llama.cpp gives a window of their own in code, when the file says not which: counted at
 # full length, as an upper bound. Qwen3-Next's recurrent layers default to three in four.
 _WINDOWED_IN_CODE = {"llama4": "chunked attention"}
 _FULL_ATTENTION_INTERVAL = {"qwen3next": 4}
+# llama.cpp's recurrent architectures (llm_arch_is_recurrent): every layer keeps a fixed-size state, no KV cache
+_RECURRENT = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"})
+# Architectures whose integer sliding_window_pattern llama.cpp reads otherwise than set_swa_pattern's default (the
+# full-attention layer first, a window set in code): left as an upper bound
+_PERIOD_IN_CODE = frozenset({"smallthinker"})
+
+
+class _Unusable(Exception):
+    """A metadata value llama.cpp cannot size a KV cache from (a string for a count, a negative or zero length, an
+    array of another length than the layers'): what it is, in the words of :func:`_decoder_config`'s note."""
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return f"an array of {len(value)} values"
+    return "not a readable value" if value is None else repr(value)
+
+
+class _Metadata:
+    """A GGUF file's ``{arch}.…`` values, each read as the size llama.cpp reads it or refused as :class:`_Unusable`."""
+
+    def __init__(self, values: dict[str, Any], arch: str) -> None:
+        self.values, self.arch = values, arch
+
+    def name(self, key: str) -> str:
+        return f"{self.arch}.{key}"
+
+    def given(self, key: str) -> bool:
+        return self.name(key) in self.values
+
+    def raw(self, key: str) -> Any:
+        return _value(self.values, self.name(key))
+
+    def size(self, key: str, *, zero: bool = False) -> int | None:
+        """A count or length: None when absent (or 0 where ``zero`` allows it: "none"), :class:`_Unusable` when it
+        is not a positive whole number."""
+        if not self.given(key):
+            return None
+        value = self.raw(key)
+        if zero and value == 0 and type(value) is int:
+            return None
+        if size_of(value) is None:
+            raise _Unusable(f"{self.name(key)} is {_shown(value)}")
+        return int(value)
+
+    def per_layer(self, key: str, layers: int) -> int | list[int] | None:
+        """A count given once or for each layer (0 for a layer without attention): the count, the list, or None
+        when absent."""
+        value = self.raw(key)
+        if not isinstance(value, list):
+            return self.size(key)
+        if len(value) != layers:
+            raise _Unusable(f"{self.name(key)} lists {len(value)} values for {layers} layers")
+        wrong = next((count for count in value if type(count) is not int or count < 0), None)
+        if wrong is not None:
+            raise _Unusable(f"{self.name(key)} lists {wrong!r}")
+        if not any(value):
+            raise _Unusable(f"{self.name(key)} lists 0 for every layer")
+        return [int(count) for count in value]
 
 
 def _decoder_config(values: dict[str, Any]) -> dict[str, Any] | None:
     """The attention hyperparameters of a GGUF model, named as a transformers config names them, from the keys the
     GGUF specification and llama.cpp define (``{arch}.block_count``, ``{arch}.attention.head_count_kv``, ...): what
-    llama.cpp sizes its KV cache from. ``None`` when the file has no decoder hyperparameters."""
+    llama.cpp sizes its KV cache from. ``None`` when the file has no decoder hyperparameters; a config of the
+    architecture and ``gguf_no_kv_cache``, why there is no KV cache to size, when a recurrent model keeps none or a
+    value is not one llama.cpp can size it from."""
     arch = _text(values, "general.architecture")
     if not arch:
         return None
-    layers = size_of(_value(values, f"{arch}.block_count"))
-    head_count = _value(values, f"{arch}.attention.head_count")
-    per_layer_heads = isinstance(head_count, list) and len(head_count) == layers
-    # llama.cpp's n_head(): the first layer's, where each layer has its own (OpenELM)
-    heads = size_of(head_count[0] if per_layer_heads else _uniform(head_count))
-    hidden = size_of(_value(values, f"{arch}.embedding_length"))
-    # more layers than any model has: a list of each layer's kind would take gigabytes
-    if layers is None or heads is None or hidden is None or layers > MAX_LAYERS:
+    try:
+        return _attention_config(_Metadata(values, arch))
+    except _Unusable as error:
+        return {"gguf_architecture": arch, "gguf_no_kv_cache": (f"the GGUF file's {error}, which llama.cpp cannot size "
+                                                                "a KV cache from")}  # fmt: skip
+
+
+def _attention_config(meta: _Metadata) -> dict[str, Any] | None:
+    """:func:`_decoder_config` of a file's architecture's metadata."""
+    arch = meta.arch
+    layers = meta.size("block_count")
+    hidden = meta.size("embedding_length")
+    head_count = meta.raw("attention.head_count")
+    if arch in _RECURRENT and (head_count == 0 or not meta.given("attention.head_count")) and layers:
+        return {"gguf_architecture": arch, "gguf_no_kv_cache": f"every layer of a GGUF {arch} model keeps a "
+                "fixed-size recurrent state, no keys and values per token"}  # fmt: skip
+    if not meta.given("attention.head_count") or layers is None or hidden is None:
         return None
+    if layers > MAX_LAYERS:  # more layers than any model has: a list of each layer's kind would take gigabytes
+        return None
+    head_count = meta.per_layer("attention.head_count", layers)
+    # llama.cpp's n_head(): the first layer's, where each layer has its own (OpenELM)
+    heads = size_of(head_count[0] if isinstance(head_count, list) else head_count)
+    if heads is None:
+        raise _Unusable(f"{meta.name('attention.head_count')} is {_shown(meta.raw('attention.head_count'))}")
     config: dict[str, Any] = {
         "gguf_architecture": arch, "num_hidden_layers": layers, "num_attention_heads": heads, "hidden_size": hidden,
     }  # fmt: skip
     types = ["full_attention"] * layers
-    kv_heads = _value(values, f"{arch}.attention.head_count_kv")
+    kv_heads = meta.per_layer("attention.head_count_kv", layers)
     if isinstance(kv_heads, list):  # per layer: 0 for a layer without attention (a hybrid's recurrent layers)
         counts = {count for count in kv_heads if count}
-        if len(kv_heads) != layers or not counts or any(size_of(count) is None for count in counts):
-            return None
         # one count for every attention layer, or each layer's own (OpenELM), which kv_cache sums layer by layer
-        config["num_key_value_heads"] = counts.pop() if len(counts) == 1 else list(kv_heads)
+        config["num_key_value_heads"] = counts.pop() if len(counts) == 1 else kv_heads
         types = ["full_attention" if count else "linear_attention" for count in kv_heads]
-    elif size_of(kv_heads) is None and per_layer_heads and len(set(head_count)) > 1:
-        if not all(size_of(count) is not None for count in head_count):
-            return None
-        config["num_key_value_heads"] = list(head_count)  # llama.cpp's default: each layer's own head count
+    elif kv_heads is None and isinstance(head_count, list) and len(set(head_count)) > 1:
+        config["num_key_value_heads"] = head_count  # llama.cpp's default: each layer's own head count
     else:
-        config["num_key_value_heads"] = size_of(kv_heads) or heads  # the specification's default
-    interval = size_of(_value(values, f"{arch}.full_attention_interval")) or _FULL_ATTENTION_INTERVAL.get(arch)
+        config["num_key_value_heads"] = kv_heads or heads  # the specification's default
+    interval = meta.size("full_attention_interval", zero=True) or _FULL_ATTENTION_INTERVAL.get(arch)
     if interval:  # llama.cpp: layer i is recurrent unless (i + 1) is a multiple of the interval
         types = [kind if (i + 1) % interval == 0 else "linear_attention" for i, kind in enumerate(types)]
-    if _value(values, f"{arch}.attention.causal") is False:  # an embedding model: it generates nothing
+    if meta.raw("attention.causal") is False:  # an embedding model: it generates nothing
         config["architectures"] = [f"{arch} (GGUF, non-causal attention)"]
     # keys and values of their own lengths; without them, embedding_length / head_count (llama.cpp's defaults)
-    config["head_dim"] = size_of(_value(values, f"{arch}.attention.key_length")) or hidden // heads
-    config["v_head_dim"] = size_of(_value(values, f"{arch}.attention.value_length")) or hidden // heads
-    latent = size_of(_value(values, f"{arch}.attention.kv_lora_rank"))
-    if latent:  # multi-head latent attention (DeepSeek): the compressed latent and the rotary key
+    config["head_dim"] = meta.size("attention.key_length") or hidden // heads
+    config["v_head_dim"] = meta.size("attention.value_length") or hidden // heads
+    if not config["head_dim"] or not config["v_head_dim"]:  # more heads than embedding_length: keys of 0 values
+        raise _Unusable(f"{meta.name('embedding_length')} is {hidden}, less than its {heads} attention heads")
+    latent = meta.size("attention.kv_lora_rank", zero=True)
+    rope = meta.size("rope.dimension_count", zero=True)
+    mla = meta.size("attention.key_length_mla", zero=True), meta.size("attention.value_length_mla", zero=True)
+    # llama.cpp caches the latent only for a file that gives key_length_mla and value_length_mla (its is_mla());
+    # one converted before them (DeepSeek's of early 2025) runs as multi-head attention, every head cached
+    if latent and all(mla):  # multi-head latent attention (DeepSeek): the compressed latent and the rotary key
         config["kv_lora_rank"] = latent
-        config["qk_rope_head_dim"] = size_of(_value(values, f"{arch}.rope.dimension_count")) or 0
-    window = size_of(_value(values, f"{arch}.attention.sliding_window"))
-    pattern = _value(values, f"{arch}.attention.sliding_window_pattern")
-    if window and isinstance(pattern, list) and len(pattern) == layers and all(isinstance(p, bool) for p in pattern):
-        config["sliding_window"] = window
+        config["qk_rope_head_dim"] = rope or 0
+    window = meta.size("attention.sliding_window", zero=True)
+    pattern = _sliding_layers(meta, layers) if window and arch not in _PERIOD_IN_CODE else None
+    if window and pattern is not None:
+        if any(pattern):  # else no layer slides: without layer_types, a window would make them all
+            config["sliding_window"] = window
         types = ["sliding_attention" if slides and kind == "full_attention" else kind
                  for slides, kind in zip(pattern, types, strict=True)]  # fmt: skip
     elif window or arch in _WINDOWED_IN_CODE:
         config["gguf_windowed_layers"] = (window, _WINDOWED_IN_CODE.get(arch, "sliding-window attention"))
-    shared = size_of(_value(values, f"{arch}.attention.shared_kv_layers"))
+    shared = meta.size("attention.shared_kv_layers", zero=True)
     if shared and shared < layers:  # the last layers reuse earlier layers' keys and values (Gemma 3n)
         types[-shared:] = ["dummy"] * shared
     if any(kind != "full_attention" for kind in types):
         config["layer_types"] = types
     return config
+
+
+def _sliding_layers(meta: _Metadata, layers: int) -> list[bool] | None:
+    """Which layers slide, as ``{arch}.attention.sliding_window_pattern`` says: a bool for each layer, or a period
+    n (llama.cpp's set_swa_pattern: layer i slides unless i % n == n - 1; with 0, every layer slides); None when the
+    file does not say."""
+    key = "attention.sliding_window_pattern"
+    pattern = meta.raw(key)
+    if not meta.given(key):
+        return None
+    if isinstance(pattern, list):
+        if len(pattern) != layers or not all(isinstance(slides, bool) for slides in pattern):
+            raise _Unusable(f"{meta.name(key)} lists {len(pattern)} values for {layers} layers"
+                            if len(pattern) != layers else f"{meta.name(key)} is not an array of booleans")  # fmt: skip
+        return pattern
+    if type(pattern) is not int or pattern < 0:
+        raise _Unusable(f"{meta.name(key)} is {_shown(pattern)}")
+    return [pattern == 0 or index % pattern < pattern - 1 for index in range(layers)]
 
 
 def decoder_config(target: Path) -> dict[str, Any] | None:
