@@ -9,6 +9,7 @@ it, inspects it, and writes both to a JSON file that the tests read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -27,7 +28,10 @@ import paramscope
 
 WORLD_SIZE = 2
 TIME_LIMIT_S = 150
-SCENARIOS = ("fsdp2", "fsdp2-checkpointed", "fsdp2-gathered", "tp", "fsdp1", "fsdp1-orig-params")
+SCENARIOS = (
+    "fsdp2", "fsdp2-checkpointed", "fsdp2-gathered", "fsdp2-gathered-bf16", "tp", "fsdp1", "fsdp1-orig-params",
+)  # fmt: skip
+FULLY_SHARDED = [scenario for scenario in SCENARIOS if scenario != "tp"]
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available"
@@ -84,16 +88,18 @@ def _shard(model: nn.Module, scenario: str) -> nn.Module:
     if scenario.startswith("fsdp2"):
         from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
         from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         mesh = init_device_mesh("cpu", (WORLD_SIZE,))
         if scenario == "fsdp2-checkpointed":  # fully_shard turns each CheckpointWrapper into FSDPCheckpointWrapper
             model.blocks = nn.ModuleList(checkpoint_wrapper(block) for block in model.blocks)  # type: ignore[union-attr]
         # gathered: kept unsharded after a forward, as reshard_after_forward=False does between forward and backward
-        keep = scenario == "fsdp2-gathered"
+        keep = scenario.startswith("fsdp2-gathered")
+        # bf16: the gathered copies are in the policy's param_dtype, the sharded parameters stay float32
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if scenario.endswith("bf16") else None)
         for block in model.blocks:  # type: ignore[union-attr]
-            fully_shard(block, mesh=mesh, reshard_after_forward=not keep)
-        fully_shard(model, mesh=mesh, reshard_after_forward=not keep)
+            fully_shard(block, mesh=mesh, reshard_after_forward=not keep, mp_policy=policy)
+        fully_shard(model, mesh=mesh, reshard_after_forward=not keep, mp_policy=policy)
         if keep:
             model(torch.zeros(2, 3, dtype=torch.long))
         return model
@@ -111,14 +117,16 @@ def _shard(model: nn.Module, scenario: str) -> nn.Module:
     return FullyShardedDataParallel(
         model,
         device_id=torch.device("cpu"),
-        use_orig_params=scenario == "fsdp1-orig-params",
+        use_orig_params=scenario.startswith("fsdp1-orig-params"),
         auto_wrap_policy=ModuleWrapPolicy({Block}),
     )
 
 
 def _held_here(model: nn.Module, scenario: str) -> tuple[int, int]:
     """What this rank holds, from torch's own objects: (elements, storage bytes with padding)."""
-    if scenario == "fsdp2-gathered":  # the registered parameters are the gathered copies: the shards are in the state
+    if scenario.startswith(
+        "fsdp2-gathered"
+    ):  # the registered parameters are the gathered copies: the shards are in the state
         from torch.distributed.fsdp import FSDPModule
 
         groups = [m._get_fsdp_state()._fsdp_param_group for m in model.modules() if isinstance(m, FSDPModule)]
@@ -137,12 +145,37 @@ def _held_here(model: nn.Module, scenario: str) -> tuple[int, int]:
         for module in FullyShardedDataParallel.fsdp_modules(model)
         if module._handle is not None
     ]
+    if scenario.endswith("summoned"):  # the flat parameters are gathered: the shards are kept beside them
+        shards = [flat._local_shard for flat in flats]
+        in_shard = sum(info.numel_in_shard or 0 for flat in flats for info in flat._shard_param_infos)
+        return in_shard, sum(shard.untyped_storage().nbytes() for shard in shards)
     storage = sum(flat.untyped_storage().nbytes() for flat in flats)
     if scenario == "fsdp1":
         elements = sum(flat.numel() - flat._shard_numel_padded for flat in flats)
     else:  # use_orig_params: the registered parameters are this rank's views
         elements = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     return elements, storage
+
+
+def _gathered_here(model: nn.Module, scenario: str) -> int:
+    """The bytes of the gathered copies this rank holds beside its shards, from torch's own objects."""
+    if scenario.startswith("fsdp2-gathered"):
+        return sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+    if scenario.endswith("summoned"):
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        modules = FullyShardedDataParallel.fsdp_modules(model)
+        return sum(m._handle.flat_param.untyped_storage().nbytes() for m in modules if m._handle is not None)
+    return 0
+
+
+def _state(model: nn.Module, scenario: str) -> contextlib.AbstractContextManager[Any]:
+    """The state the model is inspected in: inside summon_full_params for the summoned scenarios."""
+    if not scenario.endswith("summoned"):
+        return contextlib.nullcontext()
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    return FullyShardedDataParallel.summon_full_params(model)
 
 
 def _worker(rank: int, rendezvous: str, out: str) -> None:
@@ -156,16 +189,18 @@ def _worker(rank: int, rendezvous: str, out: str) -> None:
             except (RuntimeError, ValueError, AssertionError) as error:
                 results[scenario] = {"refused": f"{type(error).__name__}: {error}"}
                 continue
-            before = {name: (type(p).__name__, tuple(p.shape)) for name, p in model.named_parameters()}
-            report = paramscope.inspect(model, all_ranks=True)
-            after = {name: (type(p).__name__, tuple(p.shape)) for name, p in model.named_parameters()}
-            held = _held_here(model, scenario)
-            plan = paramscope.memory(model, train=True, precision="fp32", optimizer="sgd", gpus=WORLD_SIZE, zero=3)
+            with _state(model, scenario):
+                before = {name: (type(p).__name__, tuple(p.shape)) for name, p in model.named_parameters()}
+                report = paramscope.inspect(model, all_ranks=True)
+                after = {name: (type(p).__name__, tuple(p.shape)) for name, p in model.named_parameters()}
+                held = _held_here(model, scenario)
+                plan = paramscope.memory(model, train=True, precision="fp32", optimizer="sgd", gpus=WORLD_SIZE, zero=3)
             results[scenario] = {
                 "report": report.to_dict(),
                 "held": list(held),
                 "planned_weights": plan.memory.item("weights").per_device_bytes,  # type: ignore[union-attr]
                 "unchanged": before == after,
+                "gathered": _gathered_here(model, scenario),
                 "text": str(report),
             }
             dist.barrier()
@@ -244,7 +279,7 @@ def test_local_share_is_what_the_rank_holds(ranks: list[dict[str, Any]], scenari
         assert _result(ranks, scenario, rank)["report"]["ranks"] == shares  # all_ranks: every rank sees all
 
 
-@pytest.mark.parametrize("scenario", ["fsdp2", "fsdp2-checkpointed", "fsdp2-gathered", "fsdp1", "fsdp1-orig-params"])
+@pytest.mark.parametrize("scenario", FULLY_SHARDED)
 def test_the_memory_plan_of_full_sharding_is_what_each_rank_holds(ranks: list[dict[str, Any]], scenario: str) -> None:
     # Every dimension here divides by two, so no rank holds padding and ZeRO-3's Ψ/N is exact.
     for rank in range(WORLD_SIZE):
@@ -300,6 +335,22 @@ def test_fsdp2_gathered_parameters_are_counted_as_their_shards(ranks: list[dict[
         "FSDP2 parameters of (model), blocks.0, blocks.1, blocks.2 are gathered now (after a forward with "
         "reshard_after_forward=False, or inside unshard()): this rank's share is of their shards; it also holds the "
         f"gathered copies, {gathered:,} B, until they are resharded"
+    ) in report["notes"]
+
+
+def test_fsdp2_gathered_in_a_lower_precision_counts_the_parameters_in_theirs(ranks: list[dict[str, Any]]) -> None:
+    # MixedPrecisionPolicy(param_dtype=bfloat16): the gathered copies are bf16, the parameters (the shards) float32
+    result = _result(ranks, "fsdp2-gathered-bf16", 0)
+    report = result["report"]
+    assert {record["dtype"] for record in report["tensors"]} == {"float32"}
+    assert report["by_dtype"] == {
+        "float32": {"params": unsharded_truth()["params"], "bytes": unsharded_truth()["param_bytes"]}
+    }
+    assert result["gathered"] == unsharded_truth()["params"] * 2
+    assert (
+        "FSDP2 parameters of (model), blocks.0, blocks.1, blocks.2 are gathered now (after a forward with "
+        "reshard_after_forward=False, or inside unshard()): this rank's share is of their shards; it also holds the "
+        f"gathered copies, {result['gathered']:,} B, until they are resharded"
     ) in report["notes"]
 
 

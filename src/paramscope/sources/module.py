@@ -247,6 +247,8 @@ class _Walk:
         self.gathered: dict[int, Any] = {}
         """FSDP2 parameters gathered now (by id of the registered tensor): the sharded parameters they come from."""
         self.gathered_paths: list[str] = []
+        self.gathered_bytes = 0
+        """The bytes of the gathered copies of FSDP2 parameters (in the mixed-precision policy's dtype)."""
         self.local_storages: dict[int, int] = {}
         """This rank's parameter storages (by key) and their bytes, for the local share of a sharded model."""
         self.sharded = False
@@ -400,6 +402,11 @@ class _Walk:
                 self._tie(owner, position, name, tensor, kind)
                 continue
             record_index[key] = len(records)
+            if self.gathered and key in self.gathered:
+                # counted as the sharded parameter it was gathered from: a mixed-precision policy gathers copies in
+                # its param_dtype (bf16), the parameters stay in theirs
+                self.gathered_bytes += tensor.numel() * tensor.element_size()
+                tensor = self.gathered[key]
             shard = flat_shards.get(key) if flat_shards else None
             flat_shard = shard is not None
             if not flat_shard:
@@ -434,9 +441,6 @@ class _Walk:
                     if kind == "parameter":
                         shard, storage = dtensor_sharding(tensor)
                         self._hold(key, shard.local_numel, storage)
-                elif self.gathered and key in self.gathered:
-                    shard, storage = dtensor_sharding(self.gathered[key])
-                    self._hold(key, shard.local_numel, storage)
                 elif flat_shard and shard is not None:
                     self.local_params += shard.local_numel  # FSDP1: the flat shards' bytes are added apart
                 elif special or tensor.layout is not strided or not tensor.is_contiguous():
@@ -611,12 +615,10 @@ class _Walk:
             )
         notes += _capped(self.size_notes + self._storage_notes(), "tensors with unusual storage")
         if self.gathered_paths:
-            positions = [position for key, position in self._record_index.items() if key in self.gathered]
-            gathered = sum(self.records[position].bytes or 0 for position in positions)
             notes.append(
                 f"FSDP2 parameters of {_listed(self.gathered_paths)} are gathered now (after a forward with "
                 "reshard_after_forward=False, or inside unshard()): this rank's share is of their shards; it also "
-                f"holds the gathered copies, {gathered:,} B, until they are resharded"
+                f"holds the gathered copies, {self.gathered_bytes:,} B, until they are resharded"
             )
         for dtype in sorted(self.unknown_dtypes):
             notes.append(f"dtype {dtype} is not in paramscope's dtype table: its bytes come from torch's element_size")
