@@ -30,6 +30,7 @@ WORLD_SIZE = 2
 TIME_LIMIT_S = 150
 SCENARIOS = (
     "fsdp2", "fsdp2-checkpointed", "fsdp2-gathered", "fsdp2-gathered-bf16", "tp", "fsdp1", "fsdp1-orig-params",
+    "fsdp1-summoned", "fsdp1-orig-params-summoned",
 )  # fmt: skip
 FULLY_SHARDED = [scenario for scenario in SCENARIOS if scenario != "tp"]
 
@@ -194,13 +195,14 @@ def _worker(rank: int, rendezvous: str, out: str) -> None:
                 report = paramscope.inspect(model, all_ranks=True)
                 after = {name: (type(p).__name__, tuple(p.shape)) for name, p in model.named_parameters()}
                 held = _held_here(model, scenario)
+                gathered = _gathered_here(model, scenario)
                 plan = paramscope.memory(model, train=True, precision="fp32", optimizer="sgd", gpus=WORLD_SIZE, zero=3)
             results[scenario] = {
                 "report": report.to_dict(),
                 "held": list(held),
                 "planned_weights": plan.memory.item("weights").per_device_bytes,  # type: ignore[union-attr]
                 "unchanged": before == after,
-                "gathered": _gathered_here(model, scenario),
+                "gathered": gathered,
                 "text": str(report),
             }
             dist.barrier()
@@ -352,6 +354,19 @@ def test_fsdp2_gathered_in_a_lower_precision_counts_the_parameters_in_theirs(ran
         "reshard_after_forward=False, or inside unshard()): this rank's share is of their shards; it also holds the "
         f"gathered copies, {result['gathered']:,} B, until they are resharded"
     ) in report["notes"]
+
+
+@pytest.mark.parametrize("scenario", ["fsdp1-summoned", "fsdp1-orig-params-summoned"])
+def test_fsdp1_inside_summon_full_params_is_counted_as_its_shards(ranks: list[dict[str, Any]], scenario: str) -> None:
+    for rank in range(WORLD_SIZE):
+        result = _result(ranks, scenario, rank)
+        report = result["report"]
+        assert all(record["sharding"]["scheme"] == "fsdp1" for record in report["tensors"])
+        assert (
+            "FSDP1 flat parameters of (model), blocks.0, blocks.1, blocks.2 are gathered now (inside "
+            "summon_full_params, or after a forward that does not reshard): this rank's share is of their shards; it "
+            f"also holds the gathered copies, {result['gathered']:,} B, until they are resharded"
+        ) in report["notes"]
 
 
 def test_checkpoint_wrappers_under_fsdp2_are_unwrapped(ranks: list[dict[str, Any]]) -> None:

@@ -120,6 +120,10 @@ class FlatParameters:
     devices: set[torch.device] = field(default_factory=set)
     local_storage_bytes: int = 0
     """The flat shards' bytes on this rank, padding included."""
+    gathered_paths: list[str] = field(default_factory=list)
+    """The wrappers whose flat parameter is gathered now (inside ``summon_full_params``)."""
+    gathered_bytes: int = 0
+    """The bytes of those gathered flat parameters, held beside the shards."""
 
     def __bool__(self) -> bool:
         return bool(self.shards)
@@ -133,18 +137,33 @@ def _flat_parameter(module: nn.Module) -> Any:
     return flat if getattr(flat, "_is_flat_param", False) else None
 
 
-def unflatten(wrapper: nn.Module, found: FlatParameters) -> None:
+def unflatten(wrapper: nn.Module, found: FlatParameters, path: str = "") -> None:
     """Add the original parameters behind an FSDP1 wrapper's flat parameter to ``found`` (the walk calls this when
-    it meets the wrapper, before the modules it wraps)."""
+    it meets the wrapper, at ``path``, before the modules it wraps)."""
     flat = _flat_parameter(wrapper)
     if flat is not None:
-        _unflatten_one(flat, found, _world_size(getattr(wrapper, "process_group", None)))
+        _unflatten_one(flat, found, _world_size(getattr(wrapper, "process_group", None)), path)
 
 
-def _unflatten_one(flat: Any, found: FlatParameters, world: int | None) -> None:
+def _local_shard(flat: Any) -> tuple[torch.Tensor, bool]:
+    """The flat shard this rank keeps, and whether the flat parameter is gathered now: inside
+    ``summon_full_params`` (or unsharded for a forward) its data is the whole flat parameter, the shard kept apart
+    in ``_local_shard``."""
+    shard = getattr(flat, "_local_shard", None)
+    sharded_size = getattr(flat, "_sharded_size", None)
+    if not isinstance(shard, torch.Tensor) or sharded_size is None or flat.size() == sharded_size:
+        return flat, False
+    return shard, True
+
+
+def _unflatten_one(flat: Any, found: FlatParameters, world: int | None, path: str) -> None:
     found.devices.add(flat.device)
     found.hidden.add(id(flat))
-    found.local_storage_bytes += flat.untyped_storage().nbytes()
+    shard, gathered = _local_shard(flat)
+    found.local_storage_bytes += shard.untyped_storage().nbytes()
+    if gathered:
+        found.gathered_paths.append(path or "(model)")
+        found.gathered_bytes += flat.untyped_storage().nbytes()
     originals = getattr(flat, "_params", None)  # use_orig_params: the registered views, in order
     shared_originals = getattr(flat, "_shared_params", None)
     stand_ins = []
@@ -152,7 +171,7 @@ def _unflatten_one(flat: Any, found: FlatParameters, world: int | None) -> None:
     for index, (info, shape) in enumerate(zip(flat._param_infos, flat._shapes, strict=True)):
         # use_orig_params keeps each original's own requires_grad (frozen layers, LoRA); else the flat one's holds
         trains = originals[index].requires_grad if originals is not None else flat.requires_grad
-        stand_in = torch.empty(tuple(shape), dtype=flat.dtype, device="meta").requires_grad_(trains)
+        stand_in = torch.empty(tuple(shape), dtype=shard.dtype, device="meta").requires_grad_(trains)
         stand_ins.append(stand_in)
         found.on_module.setdefault(id(info.module), []).append((info.param_name, stand_in))
         local = (shard_infos[index].numel_in_shard or 0) if index < len(shard_infos) else 0
@@ -162,10 +181,14 @@ def _unflatten_one(flat: Any, found: FlatParameters, world: int | None) -> None:
             ("FSDP1 flat shard",),
             (local,),
             local,
-            local * flat.element_size(),
+            local * shard.element_size(),
         )
         if originals is not None:
             found.replaced[id(originals[index])] = stand_in
+        # inside summon_full_params, views of the gathered flat parameter are registered in its place
+        registered = info.module._parameters.get(info.param_name)
+        if registered is not None:
+            found.replaced[id(registered)] = stand_in
     primary = {
         (id(info.module), info.param_name): stand_in
         for info, stand_in in zip(flat._param_infos, stand_ins, strict=True)

@@ -277,7 +277,7 @@ class _Walk:
                 info = classes[type(module)] = _class_info(module)
             if info.wrapper is not None:
                 if info.wrapper is FSDP1:
-                    unflatten(module, self.flat)  # before the wrapped modules, which the stand-ins replace
+                    unflatten(module, self.flat, path)  # before the wrapped modules, which the stand-ins replace
                     self.sharded = self.sharded or bool(self.flat)
                 inner = self._unwrap(module, info.wrapper)
                 if inner is not None:
@@ -619,6 +619,12 @@ class _Walk:
                 f"FSDP2 parameters of {_listed(self.gathered_paths)} are gathered now (after a forward with "
                 "reshard_after_forward=False, or inside unshard()): this rank's share is of their shards; it also "
                 f"holds the gathered copies, {self.gathered_bytes:,} B, until they are resharded"
+            )
+        if self.flat.gathered_paths:
+            notes.append(
+                f"FSDP1 flat parameters of {_listed(self.flat.gathered_paths)} are gathered now (inside "
+                "summon_full_params, or after a forward that does not reshard): this rank's share is of their shards; "
+                f"it also holds the gathered copies, {self.flat.gathered_bytes:,} B, until they are resharded"
             )
         for dtype in sorted(self.unknown_dtypes):
             notes.append(f"dtype {dtype} is not in paramscope's dtype table: its bytes come from torch's element_size")
