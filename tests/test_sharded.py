@@ -431,6 +431,24 @@ def test_zero3_parameters_count_globally(rank: int) -> None:
     assert sharding.local_numel == partitions["blocks.0.fc1.weight"].ds_numel  # type: ignore[attr-defined]
 
 
+def test_a_zero3_parameter_gathered_counts_as_its_partition() -> None:
+    """Inside DeepSpeed's GatheredParameters (or a forward), a parameter's data is the whole tensor while its
+    partition stays in ds_tensor: the rank's share is still the partition."""
+    model = TiedNet()
+    partitions = zero3_partitioned(model, 0, WORLD_SIZE)
+    sharded = paramscope.inspect(model)
+    weight = model.blocks[0].fc1.weight
+    weight.data = torch.zeros(weight.ds_shape)  # type: ignore[attr-defined]
+    report = paramscope.inspect(model)
+    assert report.totals == sharded.totals
+    assert report.tensor("blocks.0.fc1.weight").sharding == sharded.tensor("blocks.0.fc1.weight").sharding
+    assert report.tensor("blocks.0.fc1.weight").sharding.local_numel == partitions["blocks.0.fc1.weight"].ds_numel  # type: ignore[union-attr, attr-defined]
+    assert (
+        "ZeRO-3 parameters gathered now (blocks.0.fc1.weight): this rank's share is of their partitions; it also "
+        "holds the gathered copies, 512 B, until they are released"
+    ) in report.notes
+
+
 def test_an_unsharded_model_has_no_local_share() -> None:
     report = paramscope.inspect(TiedNet())
     assert (report.totals.local_params, report.totals.local_param_bytes, report.ranks) == (None, None, None)

@@ -248,6 +248,9 @@ class _Walk:
         """FSDP2 parameters gathered now (by id of the registered tensor): the sharded parameters they come from."""
         self.gathered_paths: list[str] = []
         self.gathered_bytes = 0
+        self.zero3_gathered: list[str] = []
+        """ZeRO-3 parameters whose data is the whole tensor now, and the bytes of those gathered copies."""
+        self.zero3_gathered_bytes = 0
         """The bytes of the gathered copies of FSDP2 parameters (in the mixed-precision policy's dtype)."""
         self.local_storages: dict[int, int] = {}
         """This rank's parameter storages (by key) and their bytes, for the local share of a sharded model."""
@@ -425,9 +428,12 @@ class _Walk:
             else:
                 numel = tensor.numel()
                 shape = tuple(tensor.shape)
-                if not numel and kind == "parameter":
+                if kind == "parameter" and tensor.__dict__:  # ZeRO-3 keeps its attributes on the parameter
                     zero3 = zero3_sharding(tensor)
                     if zero3 is not None:
+                        if numel:  # gathered now (GatheredParameters, a forward): the partition is still its share
+                            self.zero3_gathered.append(name)
+                            self.zero3_gathered_bytes += numel * tensor.element_size()
                         shape, numel, shard, storage = zero3
                         self._hold(key, shard.local_numel, storage)
                 if element_bytes:
@@ -619,6 +625,12 @@ class _Walk:
                 f"FSDP2 parameters of {_listed(self.gathered_paths)} are gathered now (after a forward with "
                 "reshard_after_forward=False, or inside unshard()): this rank's share is of their shards; it also "
                 f"holds the gathered copies, {self.gathered_bytes:,} B, until they are resharded"
+            )
+        if self.zero3_gathered:
+            notes.append(
+                f"ZeRO-3 parameters gathered now ({_listed([shortened(n) for n in self.zero3_gathered])}): this "
+                "rank's share is of their partitions; it also holds the gathered copies, "
+                f"{self.zero3_gathered_bytes:,} B, until they are released"
             )
         if self.flat.gathered_paths:
             notes.append(
