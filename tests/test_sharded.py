@@ -466,6 +466,47 @@ def test_all_ranks_needs_torch_distributed() -> None:
     )
 
 
+def _all_ranks_on_one_rank(rank: int, rendezvous: str, out: str) -> None:
+    """Rank 0 asks for every rank's share; rank 1 never does (it waits past the process group's timeout)."""
+    import datetime
+
+    timeout = datetime.timedelta(seconds=3)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2, timeout=timeout)
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    model = fully_shard(nn.Linear(4, 4), mesh=init_device_mesh("cpu", (2,)))
+    if rank == 0:
+        try:
+            paramscope.inspect(model, all_ranks=True)
+            Path(out).write_text("returned")
+        except paramscope.ParamscopeError as error:
+            Path(out).write_text(f"{type(error).__name__}: {error}")
+    else:
+        time.sleep(6)
+    os._exit(0)  # the process group is left mid-collective: no teardown
+
+
+def test_all_ranks_called_on_one_rank_only_fails_clearly(tmp_path: Path) -> None:
+    out = tmp_path / "rank0.txt"
+    context = mp.start_processes(
+        _all_ranks_on_one_rank, args=(str(tmp_path / "rendezvous"), str(out)), nprocs=2, join=False,
+        start_method="spawn",
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("inspect(all_ranks=True) on one rank did not return within 60 s")
+    message = out.read_text()
+    assert message.startswith(
+        "UsageError: all_ranks is a collective, and it failed on rank 0 (a rank that does not call it leaves the "
+        "others waiting until the process group's timeout): call inspect(model, all_ranks=True) on every rank. "
+        "torch: "
+    ), message
+
+
 def test_all_ranks_is_for_live_models() -> None:
     with pytest.raises(paramscope.UsageError) as caught:
         paramscope.inspect("paramscope.examples:gpt2", all_ranks=True)

@@ -214,5 +214,14 @@ def gather_ranks(totals: Totals) -> tuple[RankShare, ...]:
     params = totals.params if totals.local_params is None else totals.local_params
     nbytes = totals.param_bytes if totals.local_param_bytes is None else totals.local_param_bytes
     shares: list[Any] = [None] * distributed.get_world_size()
-    distributed.all_gather_object(shares, (distributed.get_rank(), params, nbytes))
+    rank = distributed.get_rank()
+    try:
+        distributed.all_gather_object(shares, (rank, params, nbytes))
+    except RuntimeError as error:  # a rank that never calls leaves the others waiting until the group's timeout
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(
+            f"all_ranks is a collective, and it failed on rank {rank} (a rank that does not call it leaves the "
+            "others waiting until the process group's timeout): call inspect(model, all_ranks=True) on every rank. "
+            f"torch: {reason}"
+        ) from None
     return tuple(sorted(RankShare(*share) for share in shares))
