@@ -251,6 +251,7 @@ def test_global_counts_equal_the_unsharded_model(ranks: list[dict[str, Any]], sc
         assert names == truth["names"]  # no _fsdp_wrapped_module. prefixes, the tied head once
         assert {r["name"]: r["shape"] for r in report["tensors"]} == truth["shapes"]
         assert report["modules"][0]["type"] == "TiedNet"
+        assert report["source"]["target"] == f"{TiedNet.__module__}.TiedNet"  # not fully_shard's FSDPTiedNet
         block = (8 * 16 + 16) + (16 * 8 + 8) + 2 * 8  # fc1, fc2, norm
         assert [node["params"] for node in report["modules"] if node["depth"] == 1] == [10 * 8, 3 * block, 0]
 

@@ -151,16 +151,21 @@ def _parametrizations(module: nn.Module) -> nn.ModuleDict | None:
     return None
 
 
-def _class_name(cls: type) -> str:
-    """The name a module class is shown under."""
+def _original_class(cls: type) -> type:
+    """The class a module was built as, behind the subclass that torch generates for it."""
     name = cls.__name__
     bases = cls.__bases__
     if len(bases) == 1 and name == f"Parametrized{bases[0].__name__}":
         # parametrize swaps a layer's class for a generated subclass: show the layer's own class
-        return bases[0].__name__
+        return bases[0]
     if len(bases) == 2 and bases[0].__name__ == "FSDPModule" and name == f"FSDP{bases[1].__name__}":
-        return bases[1].__name__  # FSDP2's fully_shard does the same
-    return name
+        return bases[1]  # FSDP2's fully_shard does the same
+    return cls
+
+
+def _class_name(cls: type) -> str:
+    """The name a module class is shown under."""
+    return _original_class(cls).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -801,8 +806,8 @@ def inspect_module(
     if constants:
         notes.append(constants)
     if target is None:
-        root = walk.node_modules[0]  # the model itself once wrappers are looked through
-        target = f"{type(root).__module__}.{type(root).__qualname__}"
+        root = _original_class(type(walk.node_modules[0]))  # the model itself once wrappers are looked through
+        target = f"{root.__module__}.{root.__qualname__}"
     if device is None and walk.devices:
         device = ", ".join(sorted(str(d) for d in walk.devices))
     report = Report(
