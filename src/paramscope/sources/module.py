@@ -253,10 +253,11 @@ class _Walk:
         """FSDP2 parameters gathered now (by id of the registered tensor): the sharded parameters they come from."""
         self.gathered_paths: list[str] = []
         self.gathered_bytes = 0
-        self.zero3_gathered: list[str] = []
-        """ZeRO-3 parameters whose data is the whole tensor now, and the bytes of those gathered copies."""
-        self.zero3_gathered_bytes = 0
         """The bytes of the gathered copies of FSDP2 parameters (in the mixed-precision policy's dtype)."""
+        self.zero3_gathered: list[str] = []
+        """ZeRO-3 parameters whose data is the whole tensor now (inside GatheredParameters, or a forward)."""
+        self.zero3_gathered_bytes = 0
+        """The bytes of those gathered ZeRO-3 copies."""
         self.local_storages: dict[int, int] = {}
         """This rank's parameter storages (by key) and their bytes, for the local share of a sharded model."""
         self.sharded = False
