@@ -967,11 +967,46 @@ def test_memory_of_weights_runs_its_forward_on_the_class_named(
     (params, with_head), (base_params, base) = activations(), activations("--model-class", "LlamaModel")
     assert params == base_params == numel(tiny_llama.model)
     assert with_head > base  # the head's logits and loss are not in the base model's forward
+    unused = f"{tiny_llama.directory}: --model-class names the class of the model a forward runs on, built from the "
     assert_error(
         run(capsys, "memory", str(tiny_llama.directory), "--model-class", "LlamaModel"),
-        f"{tiny_llama.directory}: --model-class is for a model built from a config.json; a checkpoint is read from "
-        f"its weights: add {BUILD_OPTIONS_UNUSED}",
+        f"{unused}config.json beside the weights; give --context (or --seq) to run one",
     )
+    (tiny_llama.directory / "config.json").write_text("{bad")  # read without it, and without the class asked for
+    assert_error(
+        run(capsys, "memory", str(tiny_llama.directory), "--seq", "8", "--model-class", "LlamaModel"),
+        f"{unused}config.json beside the weights; there is none here that can be read",
+    )
+
+
+@pytest.mark.parametrize("side", ["code", "checkpoint"])
+def test_diff_gives_the_model_class_to_the_side_built_from_a_config(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Saved, side: str
+) -> None:
+    # the other side, model code or weights, is read as it is without the option
+    base = numel(meta_build(transformers.LlamaModel, tiny_llama.config))
+    other = str(tiny_llama.directory / "model.safetensors") if side == "checkpoint" else "paramscope.examples:resnet18"
+    argv = ["diff", other, str(tiny_llama.directory / "config.json"), "--model-class", "LlamaModel", "--format", "json"]
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (1, "")
+    found = json.loads(out)
+    assert found["totals"]["params"]["b"] == base
+    if side == "checkpoint":  # the weights, read as stored: the causal LM's, head and all
+        assert found["totals"]["params"]["a"] == numel(tiny_llama.model) > base
+        assert "lm_head.weight" in found["only_in_a"]
+
+
+def test_diff_with_a_model_class_and_no_side_built_from_a_config_is_refused(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Saved
+) -> None:
+    assert_error(
+        run(capsys, "diff", str(tiny_llama.directory), str(tiny_llama.directory), "--model-class", "LlamaModel"),
+        "--model-class is for a model built from a config.json, and neither side is one: add --from-config to build "
+        "each checkpoint from the config.json beside it",
+    )
+    code, _, _ = run(capsys, "diff", str(tiny_llama.directory), str(tiny_llama.directory), "--from-config",
+                       "--model-class", "LlamaModel")  # fmt: skip
+    assert code == 0
 
 
 def test_check_tied_head_is_not_missing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -362,7 +362,16 @@ def diff(
             device=device, from_config=from_config, model_class=model_class, trust_remote_code=trust_remote_code
         )
 
-    def report_of(model: nn.Module | Report | str, arguments: Mapping[str, Any] | None) -> Report:
+    from .sources.target import builds_from_config
+
+    # one --model-class for both sides: it goes to the side (or sides) built from a config, and the other is read
+    # as it would be without it (a checkpoint or model code compared with a config of another class)
+    built = [isinstance(side, str) and builds_from_config(side, from_config) for side in (a, b)]
+    if model_class is not None and not any(built):
+        raise UsageError("--model-class is for a model built from a config.json, and neither side is one: add "
+                         "--from-config to build each checkpoint from the config.json beside it")  # fmt: skip
+
+    def report_of(model: nn.Module | Report | str, arguments: Mapping[str, Any] | None, from_a_config: bool) -> Report:
         if isinstance(model, Report):
             return model
         if not isinstance(model, str):
@@ -372,9 +381,9 @@ def diff(
             arguments,
             device=device,
             from_config=from_config,
-            model_class=model_class,
+            model_class=model_class if from_a_config else None,
             trust_remote_code=trust_remote_code,
             quiet=quiet,
         )
 
-    return compare(report_of(a, given_a), report_of(b, given_b))
+    return compare(report_of(a, given_a, built[0]), report_of(b, given_b, built[1]))

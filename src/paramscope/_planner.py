@@ -114,17 +114,21 @@ def resolve(
         report = replace(report, source=replace(report.source, kind=kind), notes=(*notes, *report.notes))
         return report, module, config_of(module)
     # A checkpoint (or a Hub id): the weights' own dtypes from their headers; the config only to run a forward, on
-    # the model --model-class names (which inspect, running none, refuses)
-    beside = (Path(model) if Path(model).is_dir() else Path(model).parent) / "config.json"
-    builds = wants_forward and (model.startswith("hf:") or beside.is_file())
-    report = load_report(model, replace(request, model_class=None) if builds else request)
+    # the model --model-class names
+    report = load_report(model, replace(request, model_class=None))
     cache_config = None  # a GGUF file's own metadata sizes its KV cache, as llama.cpp does
     if report.source.kind == "gguf":
         from .sources.gguf import decoder_config
 
         cache_config = decoder_config(Path(model))
-    config = None if model.startswith("hf:") else _config_beside(model, wants_forward)
-    if not wants_forward or (config is None and not model.startswith("hf:")):
+    hub = model.startswith("hf:")
+    config = None if hub else _config_beside(model, wants_forward)
+    if request.model_class and not (wants_forward and (hub or config is not None)):
+        why = ("give --context (or --seq) to run one" if not wants_forward and (hub or config is not None)
+               else "there is none here that can be read")  # fmt: skip
+        raise UsageError(f"{model}: --model-class names the class of the model a forward runs on, built from the "
+                         f"config.json beside the weights; {why}")  # fmt: skip
+    if not wants_forward or (config is None and not hub):
         return report, None, cache_config or config
     module, _, notes = load_model(model, request)
     return replace(report, notes=(*report.notes, *notes)), module, cache_config or config_of(module)

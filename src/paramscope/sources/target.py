@@ -331,6 +331,17 @@ def builds_model(target: str) -> bool:
     return path.is_dir() and (path / "config.json").is_file() and not _has_weights(path)
 
 
+def builds_from_config(target: str, from_config: bool = False) -> bool:
+    """Whether the report of ``target`` is of a model built from a config.json, whose class ``--model-class`` names:
+    a config, a directory holding one and no weights, or (``from_config``) weights with a config beside them. A Hub
+    repository is taken as read from its weights unless ``from_config`` (nearly every one has safetensors)."""
+    if target.startswith("hf:"):
+        return from_config
+    if is_code_target(target) and not Path(target).exists():
+        return False
+    return from_config or builds_model(target)
+
+
 def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
     """The live model a target names, for work that runs it (a summary): ``(module, source kind, notes)``.
 
