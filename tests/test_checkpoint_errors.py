@@ -662,13 +662,13 @@ def empty_pt(tmp: Path) -> Case:
 def pt_holding_a_list(tmp: Path) -> Case:
     path = tmp / "model.pt"
     torch.save([torch.zeros(2), torch.zeros(3)], path)
-    return Case(["inspect", str(path)], f"{path}: holds a list, not a state dict or a checkpoint dict")
+    return Case(["inspect", str(path)], f"{path}: holds an object of type list, not a state dict or a checkpoint dict")
 
 
 def pt_holding_an_int(tmp: Path) -> Case:
     path = tmp / "model.pt"
     torch.save(7, path)
-    return Case(["inspect", str(path)], f"{path}: holds an int, not a state dict or a checkpoint dict")
+    return Case(["inspect", str(path)], f"{path}: holds an object of type int, not a state dict or a checkpoint dict")
 
 
 def pt_holding_none(tmp: Path) -> Case:

@@ -247,16 +247,18 @@ def converted(params: Sequence[TensorRecord], name: str, keep_fp32: Sequence[str
             values += stored.nbytes(numel)
         else:
             values += dtype.nbytes(numel) if gguf else dtype.packed_nbytes(numel)
-    in_fallback = sum(fallen.values())
-    formula = f"{format_count(sum(r.numel or 0 for r in params) - kept - in_fallback)} values at {dtype.bits:g} bits"
-    if dtype.category in ("int", "uint", "quantized") or dtype.name.startswith(("float8", "float4")):
-        formula += ", scales not included"  # a quantiser adds its own (per group, per channel)
+    native = sum(r.numel or 0 for r in params) - kept - sum(fallen.values())
+    terms = []
+    if native or not (fallen or kept):  # none in the format itself: the terms below are all there is
+        terms.append(f"{format_count(native)} values at {dtype.bits:g} bits")
+        if dtype.category in ("int", "uint", "quantized") or dtype.name.startswith(("float8", "float4")):
+            terms[-1] += ", scales not included"  # a quantiser adds its own (per group, per channel)
+    terms += [f"{format_count(count)} in {stored}" for stored, count in fallen.items()]
     if fallen:
-        formula += "".join(f" + {format_count(count)} in {stored}" for stored, count in fallen.items())
-        formula += " (rows not whole blocks: llama.cpp's fallback)"
+        terms[-1] += " (rows not whole blocks: llama.cpp's fallback)"
     if kept:
-        formula += f" + {format_count(kept)} kept in float32"
-    return values + 4 * kept, formula
+        terms.append(f"{format_count(kept)} kept in float32")
+    return values + 4 * kept, " + ".join(terms)
 
 
 def storage_table(report: Report, keep_fp32: Sequence[str] = ()) -> tuple[StorageRow, ...]:

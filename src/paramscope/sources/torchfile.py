@@ -413,8 +413,7 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
     if isinstance(loaded, torch.Tensor):
         return [(path.stem, loaded)], []
     if not isinstance(loaded, Mapping):
-        name = type(loaded).__name__
-        held = "None" if loaded is None else f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+        held = "None" if loaded is None else f"an object of type {type(loaded).__name__}"  # no article to guess
         raise SourceError(f"{path}: holds {held}, not a state dict or a checkpoint dict")
     contents = _Contents(path, loaded)
     # A model entry is a container of tensors; a tensor under such a name ("weights") is one of a state dict's.
