@@ -1496,22 +1496,20 @@ def test_gguf_deepseek2_converted_before_mla_caches_every_head(tmp_path: Path) -
     # llama.cpp caches the MLA latent only where the file gives key_length_mla and value_length_mla (its is_mla());
     # a file converted before them (DeepSeek-V2/V3/R1 GGUFs of early 2025) runs as multi-head attention, each layer
     # caching head_count_kv × (key_length + value_length) per token
+    def kv_cache_bytes(name: str, metadata: dict[str, Any]) -> int:
+        write_gguf_metadata(tmp_path / name, "deepseek2", metadata)
+        plan = paramscope.memory(str(tmp_path / name), seq=128).memory
+        assert plan is not None
+        return plan.item("KV cache").total_bytes
+
     mha = {**LLAMA_SHAPE, "attention.head_count_kv": 4, "attention.key_length": 12, "attention.value_length": 8,
            "attention.kv_lora_rank": 16, "rope.dimension_count": 4}  # fmt: skip
-    path = tmp_path / "old.gguf"
-    write_gguf_metadata(path, "deepseek2", mha)
-    plan = paramscope.memory(str(path), seq=128).memory
-    assert plan is not None
-    assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(4, 128, 4, 12, 8)
+    assert kv_cache_bytes("old.gguf", mha) == llama_cpp_kv_bytes(4, 128, 4, 12, 8)
     # converted since: one key/value head, keys kv_lora_rank + n_rot long, values kv_lora_rank (whose cache llama.cpp
     # now takes from the keys'): the latent and the rotary key, kv_lora_rank + rope per token and layer
     mla = {**mha, "attention.head_count_kv": 1, "attention.key_length": 20, "attention.value_length": 16,
            "attention.key_length_mla": 12, "attention.value_length_mla": 8}  # fmt: skip
-    path = tmp_path / "new.gguf"
-    write_gguf_metadata(path, "deepseek2", mla)
-    plan = paramscope.memory(str(path), seq=128).memory
-    assert plan is not None
-    assert plan.item("KV cache").total_bytes == 4 * 128 * (16 + 4) * 2
+    assert kv_cache_bytes("new.gguf", mla) == 4 * 128 * (16 + 4) * 2
 
 
 @pytest.mark.parametrize(
