@@ -54,6 +54,7 @@ from ._errors import TargetError, first_line
 from ._on_meta import as_on_a_device, fake_tensors
 from ._progress import steps
 from ._walk import ModuleWalk, path_depth
+from .sources.code import default_dtype_of_code, random_states_put_back
 
 aten = torch.ops.aten
 
@@ -1336,20 +1337,10 @@ _NEEDS_VALUES: dict[type[BaseException], str] = {
 def _default_dtype_as_its_code_sets(stack: contextlib.ExitStack, model: nn.Module) -> None:
     """Have the forward run under the default dtype the model's code set when it was built, as where its author runs
     it (paramscope put the process's back after the build); ``stack`` puts the process's back again."""
-    from .sources.code import default_dtype_of_code
-
     dtype = default_dtype_of_code(model)
     if dtype is not None:
         stack.callback(torch.set_default_dtype, torch.get_default_dtype())
         torch.set_default_dtype(dtype)
-
-
-def _put_back_random_states(stack: contextlib.ExitStack) -> None:
-    """Have ``stack`` put torch's random generators back as they are now: the cpu's, and each CUDA device's where
-    CUDA is initialized already (reading their states would initialize it, a change of its own)."""
-    stack.callback(torch.set_rng_state, torch.get_rng_state())
-    if torch.cuda.is_initialized():
-        stack.callback(torch.cuda.set_rng_state_all, torch.cuda.get_rng_state_all())
 
 
 def _parametrizations_cached_apart(stack: contextlib.ExitStack) -> None:
@@ -1413,7 +1404,7 @@ def _run(
         with contextlib.ExitStack() as stack:
             # what a forward draws from torch's generators (dropout; on meta, a number drawn on the cpu) is put back:
             # the caller's next draws are what they would have been without the summary
-            _put_back_random_states(stack)
+            random_states_put_back(stack)
             _default_dtype_as_its_code_sets(stack, model)
             _parametrizations_cached_apart(stack)
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
@@ -1632,7 +1623,7 @@ def peak_live_bytes(
         with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
             hooks.advance = advance
             with _mode(model, walk, False), contextlib.ExitStack() as stack:
-                _put_back_random_states(stack)  # the forward's draws
+                random_states_put_back(stack)  # the forward's draws
                 _default_dtype_as_its_code_sets(stack, model)
                 _parametrizations_cached_apart(stack)
                 stack.callback(hooks.remove)

@@ -143,12 +143,13 @@ def _import_location(location: str, target: str) -> Any:
         path = Path(location)
         if not path.is_file():
             raise TargetError(f"{target}: no such file: {location}")
-        package = _package_of(path.resolve()) if _imports_relatively(path) else None
+        resolved = path.resolve()
+        package = _package_of(resolved) if _imports_relatively(path) else None
         if package is not None:
-            module = _import_from_package(path.resolve().parent, *package)
+            module = _import_from_package(resolved.parent, *package)
             if module is not None:
                 return module
-        module_name = f"_paramscope_target_{abs(hash(path.resolve()))}"
+        module_name = f"_paramscope_target_{abs(hash(resolved))}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
             raise TargetError(f"{target}: cannot load {location} as Python code")
@@ -156,7 +157,7 @@ def _import_location(location: str, target: str) -> Any:
         sys.modules[module_name] = module
         try:
             # The file may import its neighbours, as it would when run as a script.
-            with _imports_from(path.resolve().parent):
+            with _imports_from(resolved.parent):
                 spec.loader.exec_module(module)
         except BaseException:
             del sys.modules[module_name]
@@ -320,9 +321,7 @@ def _process_state_kept() -> Iterator[None]:
         directory = None
     try:
         with contextlib.ExitStack() as stack:
-            stack.callback(torch.set_rng_state, torch.get_rng_state())
-            if torch.cuda.is_initialized():  # reading CUDA's states would initialize it, a change of its own
-                stack.callback(torch.cuda.set_rng_state_all, torch.cuda.get_rng_state_all())
+            random_states_put_back(stack)
             yield
     finally:
         torch.set_default_dtype(dtype)
@@ -330,6 +329,14 @@ def _process_state_kept() -> Iterator[None]:
         if directory is not None:
             with contextlib.suppress(OSError):
                 os.chdir(directory)
+
+
+def random_states_put_back(stack: contextlib.ExitStack) -> None:
+    """Have ``stack`` put torch's random generators back as they are now: the cpu's, and each CUDA device's where
+    CUDA is initialized already (reading their states would initialize it, a change of its own)."""
+    stack.callback(torch.set_rng_state, torch.get_rng_state())
+    if torch.cuda.is_initialized():
+        stack.callback(torch.cuda.set_rng_state_all, torch.cuda.get_rng_state_all())
 
 
 @contextlib.contextmanager
