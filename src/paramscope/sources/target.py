@@ -143,6 +143,11 @@ def no_weights_to_check(target: str) -> UsageError:
     )
 
 
+# why --model-class is refused, where no model is built from a config.json
+_BUILD_IT = "add --from-config to build it from config.json, or --check to compare the two"
+_OWN_MODEL = "model code builds its own model"
+
+
 def _refuse_model_class(target: str, request: Request, why: str) -> None:
     """Refuse ``--model-class`` where no model is built from a config.json (``why`` says what is read instead): the
     report would not be of the class asked for. ``--trust-remote-code`` passes: it permits code to run where a model
@@ -206,8 +211,7 @@ def _path_report(target: str, request: Request) -> Report:
     if request.from_config:
         return _config_report(config, request, target)
     if not request.check:
-        _refuse_model_class(target, request, "a checkpoint is read from its weights: add --from-config to build "
-                              "it from config.json, or --check to compare the two")  # fmt: skip
+        _refuse_model_class(target, request, f"a checkpoint is read from its weights: {_BUILD_IT}")
     report = _checkpoint(path, quiet=request.quiet)
     if request.check:
         report = _checked_against(report, config, request)
@@ -245,7 +249,7 @@ def _checkpoint(path: Path, *, quiet: bool) -> Report:
 def _module_report(target: str, request: Request) -> Report:
     if request.from_config or request.check:
         raise UsageError(f"{target}: --from-config and --check need a config.json, not model code")
-    _refuse_model_class(target, request, "model code builds its own model")
+    _refuse_model_class(target, request, _OWN_MODEL)
     require("torch", "torch", f"building {target}")
     from .code import build_model, user_code
     from .module import inspect_module
@@ -268,8 +272,7 @@ def _hub_report(target: str, request: Request) -> Report:
         explain=request.explain,
     )
     if report.source.kind != "hf-config" and not request.check:
-        _refuse_model_class(target, request, "the repository's safetensors weights are read: add --from-config to "
-                              "build it from config.json, or --check to compare the two")  # fmt: skip
+        _refuse_model_class(target, request, f"the repository's safetensors weights are read: {_BUILD_IT}")
     if request.check:
         from .._check import with_check
         from .hf import checkpoint_loading
@@ -358,7 +361,7 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
         model, notes = hub.build(target, request)
         return model, "hf-config", notes
     if code:
-        _refuse_model_class(target, request, "model code builds its own model")
+        _refuse_model_class(target, request, _OWN_MODEL)
         require("torch", "torch", f"building {target}")
         from .code import build_model
 
