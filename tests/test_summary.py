@@ -3432,7 +3432,8 @@ class WritesItsInputs(nn.Module):
 @pytest.mark.parametrize("mode", ["eval", "train"])
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 def test_the_callers_inputs_come_back_as_given(device: str, mode: str) -> None:
-    x, state = torch.randn(3, 4), {"steps": torch.zeros((), dtype=torch.long), "window": torch.zeros(2, 4)}
+    x = torch.arange(-6.0, 6.0).reshape(3, 4)  # negatives for the ReLU to change
+    state = {"steps": torch.zeros((), dtype=torch.long), "window": torch.zeros(2, 4)}
     first_row = state["window"][0]  # a view the caller holds of what the forward writes
     given = [x.clone(), state["steps"].clone(), state["window"].clone()]
     report = paramscope.summary(WritesItsInputs(), input_data=[x, state], device=device, mode=mode)
@@ -3440,7 +3441,6 @@ def test_the_callers_inputs_come_back_as_given(device: str, mode: str) -> None:
     now = [x, state["steps"], state["window"]]
     assert all(torch.equal(tensor, before) for tensor, before in zip(now, given, strict=True))
     assert torch.equal(first_row, torch.zeros(4))  # put back in the storage itself: every view sees it
-    assert int((given[0] < 0).sum()) > 0  # the ReLU had values to change
 
 
 class ReshapesItsCache(nn.Module):
