@@ -44,6 +44,24 @@ def test_gpt2_tied_head_is_counted_once() -> None:
     assert "lm_head.weight is the same tensor as transformer.wte.weight (tied): counted once" in report.notes[0]
 
 
+@pytest.mark.parametrize(
+    ("lookup", "name", "message"),
+    [
+        ("tensor", "lm_head.weigth", "no tensor 'lm_head.weigth' in this report; the closest: 'lm_head.weight'"),
+        ("tensor", "encoder.0.weight", "no tensor 'encoder.0.weight' in this report; none has a name close to it"),
+        ("module", "transformer.h.11.attn.c_atn",
+         "no module 'transformer.h.11.attn.c_atn' in this report; the closest: 'transformer.h.11.attn.c_attn', "
+         "'transformer.h.1.attn.c_attn', 'transformer.h.10.attn.c_attn'"),
+    ],
+)  # fmt: skip
+def test_lookup_of_a_name_the_report_lacks_names_the_closest(lookup: str, name: str, message: str) -> None:
+    with torch.device("meta"):
+        report = paramscope.inspect(gpt2(n_layer=12))
+    with pytest.raises(KeyError) as raised:
+        getattr(report, lookup)(name)
+    assert raised.value.args == (message,)
+
+
 def test_gpt2_matches_transformers_gpt2_built_on_meta() -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=1000, n_positions=32)

@@ -214,9 +214,12 @@ class Report:
     def tensor(self, name: str) -> TensorRecord:
         """The record of the tensor called ``name`` (its own name or one of its aliases).
 
-        Raises ``KeyError`` when the model has no tensor of that name.
+        Raises ``KeyError`` when the model has no tensor of that name, naming the closest names it has.
         """
-        return self._tensors_by_name[name]
+        try:
+            return self._tensors_by_name[name]
+        except KeyError:
+            raise KeyError(_not_found("tensor", name, self._tensors_by_name)) from None
 
     @cached_property
     def _tensors_by_name(self) -> dict[str, TensorRecord]:
@@ -230,8 +233,12 @@ class Report:
     __hash__ = None  # type: ignore[assignment]
 
     def module(self, path: str) -> ModuleNode:
-        """The tree node at ``path`` (``""`` for the root). Raises ``KeyError`` when there is none."""
-        return self._modules_by_path[path]
+        """The tree node at ``path`` (``""`` for the root). Raises ``KeyError`` when there is none, naming the closest
+        paths there are."""
+        try:
+            return self._modules_by_path[path]
+        except KeyError:
+            raise KeyError(_not_found("module", path, self._modules_by_path)) from None
 
     @cached_property
     def _modules_by_path(self) -> dict[str, ModuleNode]:
@@ -321,3 +328,12 @@ def _node_dict(node: ModuleNode) -> dict[str, Any]:
     data = node._asdict()
     data["shared"] = list(node.shared)
     return data
+
+
+def _not_found(kind: str, name: str, names: Mapping[str, object]) -> str:
+    """The message of a lookup by a name the report does not have: the closest names it does have, if any."""
+    import difflib  # only on this error path
+
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.8)
+    hint = f"the closest: {', '.join(map(repr, close))}" if close else "none has a name close to it"
+    return f"no {kind} {name!r} in this report; {hint}"
