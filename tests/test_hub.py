@@ -803,6 +803,76 @@ def test_offline_error_is_one_line(capsys: pytest.CaptureFixture[str], offline: 
     assert err.count("\n") == 1, err
 
 
+OFFLINE_LATER = "unset HF_HUB_OFFLINE, or download the model and pass its local directory instead"
+
+
+def cache_files(hub: HubServer, repo: str, *filenames: str) -> None:
+    """Download ``filenames`` of ``repo`` whole into the Hub cache, as transformers' from_pretrained does (online,
+    whatever HF_HUB_OFFLINE says)."""
+    constants = huggingface_hub.constants
+    offline, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, False
+    try:
+        for filename in filenames:
+            huggingface_hub.hf_hub_download(repo, filename, endpoint=hub.url)
+    finally:
+        constants.HF_HUB_OFFLINE = offline
+
+
+@pytest.fixture
+def hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_HUB_OFFLINE=1, as huggingface_hub reads it when it is imported."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.mark.parametrize("repo", ["tiny-llama", "unindexed"])  # one file and a config; shards and an index
+def test_offline_reads_the_headers_of_cached_weights(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local, tmp_path: Path, hub_offline: None, repo: str
+) -> None:
+    directory = local[repo] if repo == "tiny-llama" else write_repo(tmp_path / repo, UNINDEXED)
+    names = [path.name for path in directory.iterdir()]
+    cache_files(hub, f"org/{repo}", *names)
+    hub.clear()
+    report = run_json(capsys, f"hf:org/{repo}")
+    expected = run_json(capsys, directory)
+    same_model(report, expected)
+    assert report["notes"] == expected["notes"]
+    weights = sorted(name for name in names if name.endswith(".safetensors"))
+    assert report["source"]["files"] == [f"hf:org/{repo}/{name}" for name in weights]
+    assert hub.requests == []
+
+
+def test_offline_without_cached_weights(capsys: pytest.CaptureFixture[str], hub: HubServer, hub_offline: None) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/tiny-llama"),
+        f"hf:org/tiny-llama: offline (HF_HUB_OFFLINE), and the Hub cache does not hold org/tiny-llama; {OFFLINE_LATER}",
+    )
+    config = "offline (HF_HUB_OFFLINE), and the Hub cache does not hold org/tiny-llama's config.json"
+    for command in (["inspect", "--from-config"], ["summary", "--input-size", "1,4"]):
+        assert_error(run(capsys, command[0], "hf:org/tiny-llama", *command[1:]), f"hf:org/tiny-llama: {config}; "
+                                                                                 f"{OFFLINE_LATER}")  # fmt: skip
+    cache_files(hub, "org/tiny-llama", "config.json")
+    assert_error(
+        run(capsys, "inspect", "hf:org/tiny-llama"),
+        "hf:org/tiny-llama: offline (HF_HUB_OFFLINE), and the Hub cache holds no safetensors weights of "
+        f"org/tiny-llama; pass --from-config to build the model from its config.json, or {OFFLINE_LATER}",
+    )
+    built = run_json(capsys, "hf:org/tiny-llama", "--from-config")
+    assert built["totals"]["params"] == sum(p.numel() for p in transformers.LlamaForCausalLM(
+        transformers.LlamaConfig(**TINY_CONFIG)).parameters())  # fmt: skip
+    assert hub.requests_for("config.json")  # cached, online, by the test
+    assert not [r for r in hub.requests if not r.path.endswith("config.json")]
+
+
+def test_offline_with_a_shard_not_cached(capsys: pytest.CaptureFixture[str], hub: HubServer, hub_offline: None) -> None:
+    cache_files(hub, "org/unindexed", INDEX, SHARDS[0])
+    assert_error(
+        run(capsys, "inspect", "hf:org/unindexed"),
+        f"hf:org/unindexed: offline (HF_HUB_OFFLINE), and the Hub cache does not hold {SHARDS[1]}, a shard of "
+        f"org/unindexed its index names; {OFFLINE_LATER}",
+    )
+
+
 def with_password(endpoint: str, password: str = "s3cr:t") -> str:
     return endpoint.replace("http://", f"http://user:{password}@")
 

@@ -7,7 +7,8 @@ as a stream, no further than the header: a server that ignores ``Range`` and sen
 The headers are checked as local files' are (:mod:`.safetensors`), against each file's size from the
 ``Content-Range`` of its first range, and the shards as a local directory's are (:func:`.checkpoint.check_files`):
 each tensor in one file only, in the file the index names. ``HF_TOKEN`` and
-``HF_ENDPOINT`` are honoured, read when the call is made.
+``HF_ENDPOINT`` are honoured, read when the call is made. Offline (``HF_HUB_OFFLINE``), the Hub cache alone is read:
+the headers of weights downloaded whole before (by transformers), checked alike, and the cached ``config.json``.
 
 No request is retried, and each waits at most huggingface_hub's own timeouts (``HF_HUB_ETAG_TIMEOUT`` for a file's
 metadata, ``HF_HUB_DOWNLOAD_TIMEOUT`` for its bytes, 10 s each by default); the whole reading is given ``DEADLINE``
@@ -321,14 +322,15 @@ def _download(hub: _Repo, filename: str, limits: tuple[_Allowance, str] | None =
     from huggingface_hub import constants, errors, hf_hub_download
 
     allowance, too_large = limits or (_Allowance(_LIMITS[filename][0]), _LIMITS[filename][1])
-    # Offline, huggingface_hub answers from its cache alone; online, the HEAD says how the Hub answers, once
-    if not constants.HF_HUB_OFFLINE:
-        metadata = _metadata(hub, filename)
-        if metadata is None:
-            return None
-        if metadata.size is not None and metadata.size > allowance.left:
-            size = format_bytes(metadata.size, "si")
-            raise SourceError(f"{hub.target}: {filename}: {too_large} ({size}, the Hub says); not downloaded")
+    if constants.HF_HUB_OFFLINE:  # the Hub cache alone: a file it does not hold is not known to exist
+        return _cached(hub, filename)
+    # the HEAD says how the Hub answers, once
+    metadata = _metadata(hub, filename)
+    if metadata is None:
+        return None
+    if metadata.size is not None and metadata.size > allowance.left:
+        size = format_bytes(metadata.size, "si")
+        raise SourceError(f"{hub.target}: {filename}: {too_large} ({size}, the Hub says); not downloaded")
     hub.check_deadline()
     try:
         path = hf_hub_download(
@@ -420,6 +422,64 @@ def _with_code(hub: _Repo, config: Path) -> Path:
     with ThreadPoolExecutor(max_workers=_MAX_WORKERS) as pool:  # three requests a file: in turn, a minute for 200
         list(pool.map(lambda item: _download(hub, item.path, limits), code))
     return config
+
+
+def _is_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _cached(hub: _Repo, filename: str) -> Path | None:
+    """A file of the repo in the Hub cache (as ``hf_hub_download`` left it, at the revision asked for), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(hub.repo, filename, revision=hub.revision)
+    return Path(path) if isinstance(path, str) else None
+
+
+def _offline(hub: _Repo, missing: str) -> SourceError:
+    return SourceError(
+        f"{hub.target}: offline (HF_HUB_OFFLINE), and the Hub cache does not hold {missing}; unset HF_HUB_OFFLINE, "
+        "or download the model and pass its local directory instead"
+    )
+
+
+def _cached_safetensors(hub: _Repo) -> tuple[dict[str, Path], dict[str, str] | None] | None:
+    """Offline: the repo's safetensors files in the Hub cache (downloaded whole, by transformers or
+    ``hf_hub_download``), found as :func:`_safetensors_files` finds them on the Hub; None when it holds none."""
+    single = _cached(hub, SINGLE_FILE)
+    if single is not None:
+        return {SINGLE_FILE: single}, None
+    index = _cached(hub, INDEX_FILE)
+    if index is None:
+        return None
+    weight_map = read_index(index, f"{hub.target}: {INDEX_FILE}")
+    shards = {}
+    for name in sorted(set(weight_map.values())):
+        path = _cached(hub, name)
+        if path is None:
+            raise _offline(hub, f"{name}, a shard of {hub.repo} its index names")
+        shards[name] = path
+    return shards, weight_map
+
+
+def _cached_file_tensors(hub: _Repo, filename: str, path: Path) -> list[StoredTensor]:
+    """The tensors of a safetensors file in the Hub cache, checked as :func:`_file_tensors` checks one on the Hub
+    (and its errors named alike, by the id, not by the place in the cache)."""
+    where = f"{hub.target}: {filename}"
+    try:
+        with path.open("rb") as handle:
+
+            def read(start: int, count: int) -> bytes:
+                handle.seek(start)
+                return handle.read(count)
+
+            header, _, data_size = parse_header(where, os.fstat(handle.fileno()).st_size, read)
+    except OSError as error:
+        raise SourceError(f"{where}: in the Hub cache at {path}, cannot be read: {error.strerror or error}") from None
+    tensors, _ = header_tensors(where, header, data_size, f"{hub.repo}/{filename}")
+    return tensors
 
 
 def _safetensors_files(hub: _Repo) -> tuple[list[str], dict[str, str] | None] | None:
@@ -560,12 +620,20 @@ def _stored(hub: _Repo) -> tuple[list[StoredTensor], list[str], list[str]] | Non
     one the index says), the files' names, and notes; None when the repo has no safetensors files."""
     from concurrent.futures import ThreadPoolExecutor
 
-    found = _safetensors_files(hub)
-    if found is None:
-        return None
-    names, weight_map = found
-    with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(names) or 1)) as pool:
-        read = list(pool.map(lambda name: _file_tensors(hub, name), names))
+    if _is_offline():
+        cached = _cached_safetensors(hub)
+        if cached is None:
+            return None
+        paths, weight_map = cached
+        names = list(paths)
+        read = [_cached_file_tensors(hub, name, path) for name, path in paths.items()]
+    else:
+        found = _safetensors_files(hub)
+        if found is None:
+            return None
+        names, weight_map = found
+        with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(names) or 1)) as pool:
+            read = list(pool.map(lambda name: _file_tensors(hub, name), names))
     tensors = [tensor for file_tensors in read for tensor in file_tensors]
     notes = check_files(hub.target, tensors, weight_map, f"{hub.target}: {INDEX_FILE}")
     return tensors, [f"{PREFIX}{hub.repo}/{name}" for name in names], notes
@@ -638,6 +706,15 @@ def load(
 
     with status(f"reading {repo} from the Hub", quiet=quiet):
         config_file, stored = _in_time(hub, fetch)
+    if stored is None and _is_offline():  # what the cache does not hold may still be on the Hub
+        if config_file is None:
+            raise _offline(hub, f"{repo}'s {CONFIG_FILE}" if from_config or explain else repo)
+        if not from_config and not explain:
+            raise SourceError(
+                f"{target}: offline (HF_HUB_OFFLINE), and the Hub cache holds no safetensors weights of {repo}; pass "
+                "--from-config to build the model from its config.json, or unset HF_HUB_OFFLINE, or download the "
+                "model and pass its local directory instead"
+            )
     if stored is None:
         if config_file is None and (from_config or explain):  # its weights were not looked for
             raise SourceError(f"{target}: {repo} has no config.json to build the model from")
@@ -681,6 +758,8 @@ def build(target: str, request: Any) -> tuple[Any, list[str]]:
         return _with_code(hub, config_file) if config_file is not None and request.trust_remote_code else config_file
 
     config_file = _in_time(hub, fetch)
+    if config_file is None and _is_offline():
+        raise _offline(hub, f"{hub.repo}'s {CONFIG_FILE}")
     if config_file is None:
         raise SourceError(f"{target}: {hub.repo} has no config.json to build the model from")
     return build_from_config(
