@@ -86,6 +86,10 @@ class Repo:
     ranges: bool = True
     """When false, ``Range`` is ignored, as some servers and proxies do: every GET is answered 200 with the whole
     file, sent a chunk at a time until the client stops reading (:attr:`HubServer.streamed` counts the bytes)."""
+    cdn: str | None = None
+    """When set, requests for ``.safetensors`` files are answered ``302 Found`` to the same path (and a signature)
+    at this address, another server (a CDN), as the Hub answers for files stored with LFS: the HEAD carries the
+    file's size and ETag in ``X-Linked-Size`` and ``X-Linked-Etag``."""
 
     def __post_init__(self) -> None:
         if not self.commit:
@@ -308,6 +312,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if content is None:
             self._error(404, "EntryNotFound", "Entry not found", commit)
+            return
+        if repo.cdn is not None and filename.endswith(".safetensors"):
+            etag = hashlib.sha256(repo.commit.encode() + filename.encode()).hexdigest()
+            location = f"{repo.cdn}{urlsplit(self.path).path}?X-Amz-Signature=abc"
+            headers = {**commit, "Location": location, "X-Linked-Size": str(_size(content)), "X-Linked-Etag": etag}
+            self._send(302, headers, send_body=False)
             return
         if body and filename in repo.delays:
             time.sleep(repo.delays[filename])

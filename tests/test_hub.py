@@ -629,6 +629,30 @@ def test_hf_endpoint_is_read_at_call_time(
     assert hub.requests == []
 
 
+def test_weights_redirected_to_a_cdn(
+    capsys: pytest.CaptureFixture[str], local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Hub answers a request for a file stored with LFS with a 302 to a CDN, another host: followed, the range
+    asked of the CDN, the token not sent there."""
+    tiny = repo_files(local["tiny-llama"])
+    with (
+        HubServer({"org/tiny-llama": Repo(tiny)}) as cdn,
+        HubServer({"org/tiny-llama": Repo(tiny, cdn=cdn.url)}) as hub,
+    ):
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        same_model(run_json(capsys, "hf:org/tiny-llama"), run_json(capsys, local["tiny-llama"]))
+        header = header_size(local["tiny-llama"] / "model.safetensors")
+        ranges = [FIRST_RANGE, f"bytes=100001-{header + 7}"]
+        assert [(r.method, r.range, r.status) for r in safetensors_requests(hub)] == [
+            ("HEAD", None, 302),
+            *[("GET", asked, 302) for asked in ranges],
+        ]
+        assert [(r.method, r.range, r.status, r.authorization) for r in cdn.requests] == [
+            ("GET", asked, 206, None) for asked in ranges
+        ]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # errors: one line, exit 2
 
