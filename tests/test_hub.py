@@ -40,7 +40,7 @@ from paramscope.sources import hub as hub_source
 
 from . import custom_code
 from .checkpoints import LLAMA_3_70B, LLAMA_3_70B_PARAMS, llama_tensors, write_safetensors, write_sharded
-from .cli import assert_error, run
+from .cli import assert_error, run, run_in_a_new_process
 from .custom_code import custom_code_files, isolated_modules_cache
 from .hub_server import HubServer, Repo, Request, ZeroPadded
 
@@ -740,6 +740,33 @@ def test_malformed_hf_endpoint(
             "address, such as https://huggingface.co, or unset it",
         )
     assert hub.requests == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("HF_HUB_ETAG_TIMEOUT", "abc"), ("HF_HUB_ETAG_TIMEOUT", "-1"), ("HF_HUB_DOWNLOAD_TIMEOUT", "1.5")],
+)
+def test_malformed_hub_timeout(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """huggingface_hub reads these with int() when it is imported (a traceback), and a negative one is refused by
+    the socket at the first request (another)."""
+    monkeypatch.setenv(name, value)
+    message = (f"{name} is {value!r}, not a whole number of seconds; set it to one, such as 10 (huggingface_hub's "
+               "default), or unset it")  # fmt: skip
+    for argv in (["inspect", "hf:org/tiny-llama"], ["inspect", "hf:org/tiny-llama", "--from-config"], ["summary",
+                 "hf:org/tiny-llama", "--input-size", "1,4"]):  # fmt: skip
+        assert_error(run(capsys, *argv), f"hf:org/tiny-llama: {message}")
+    assert hub.requests == []
+    if value == "abc":  # in a process of its own, which imports huggingface_hub after the check
+        env = {**os.environ, "HF_ENDPOINT": hub.url, name: value}
+        env["PYTHONPATH"] = str(Path(hub_source.__file__).parents[2])
+        done = run_in_a_new_process("inspect", "hf:org/tiny-llama", env=env, timeout=SUBPROCESS_TIMEOUT)
+        assert (done.returncode, done.stdout, done.stderr) == (
+            2,
+            "",
+            f"paramscope: error: hf:org/tiny-llama: {message}\n",
+        )
 
 
 @pytest.mark.parametrize(

@@ -242,8 +242,10 @@ def _is_timeout(error: BaseException) -> bool:
 
 
 def check_endpoint(where: str = "") -> None:
-    """Fail in one line when ``HF_ENDPOINT`` cannot be parsed as a URL: huggingface_hub parses it when it is first
-    imported (transformers imports it too), and raises ValueError there. ``where`` starts the message."""
+    """Fail in one line when ``HF_ENDPOINT`` cannot be parsed as a URL, or ``HF_HUB_ETAG_TIMEOUT`` or
+    ``HF_HUB_DOWNLOAD_TIMEOUT`` as a whole number of seconds: huggingface_hub parses them when it is first imported
+    (transformers imports it too), and raises ValueError there (a negative timeout, at its first request). ``where``
+    starts the message."""
     from urllib.parse import urlsplit
 
     endpoint = os.environ.get("HF_ENDPOINT", "").rstrip("/")
@@ -252,6 +254,19 @@ def check_endpoint(where: str = "") -> None:
         _ = parts.hostname, parts.port  # these properties parse the host and port, as huggingface_hub's import does
     except ValueError as error:
         raise _bad_endpoint(where, endpoint, error) from None
+    for name in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
+        value = os.environ.get(name)
+        if value is not None and not _is_seconds(value):
+            raise SourceError(f"{where}{name} is {value!r}, not a whole number of seconds; set it to one, such as 10 "
+                              "(huggingface_hub's default), or unset it")  # fmt: skip
+
+
+def _is_seconds(value: str) -> bool:
+    """Whether huggingface_hub's ``int(value)`` reads ``value``, as a timeout a socket takes (not negative)."""
+    try:
+        return int(value) >= 0
+    except ValueError:
+        return False
 
 
 def _bad_endpoint(where: str, endpoint: str, error: ValueError) -> SourceError:
