@@ -924,6 +924,22 @@ def test_offline_with_a_shard_not_cached(capsys: pytest.CaptureFixture[str], hub
     )
 
 
+@pytest.mark.parametrize("setting", ["HF_HUB_CACHE", "HF_TOKEN_PATH"])
+def test_a_hub_cache_that_cannot_be_used_is_not_a_network_error(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    """The cache (HF_HUB_CACHE), or the token file under HF_HOME, under a path that is a file: the Hub answers, and
+    the error says what is wrong where (here, not on the network)."""
+    (tmp_path / "a-file").write_text("")
+    place = tmp_path / "a-file" / "inside"
+    monkeypatch.setattr(huggingface_hub.constants, setting, str(place))
+    assert_error(
+        run(capsys, "inspect", "hf:org/tiny-llama"),
+        f"hf:org/tiny-llama: huggingface_hub cannot use {place} (Not a directory); set HF_HOME (or HF_HUB_CACHE) to "
+        "a directory you can write",
+    )
+
+
 def with_password(endpoint: str, password: str = "s3cr:t") -> str:
     return endpoint.replace("http://", f"http://user:{password}@")
 

@@ -178,6 +178,11 @@ def _failure(hub: _Repo, error: BaseException) -> str | None:
             f"{constants.HF_HUB_ETAG_TIMEOUT:g} and HF_HUB_DOWNLOAD_TIMEOUT={constants.HF_HUB_DOWNLOAD_TIMEOUT:g} "
             f"seconds a request); {_LATER}"
         )
+    if isinstance(error, OSError) and error.filename is not None:  # a file of its own: the cache, the token
+        return (
+            f"{target}: huggingface_hub cannot use {error.filename} ({error.strerror or error}); set HF_HOME (or "
+            "HF_HUB_CACHE) to a directory you can write"
+        )
     if isinstance(error, (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError)) or _is_network_error(error):
         # connection refused, name resolution (httpx errors are recognised by their module, see _is_network_error)
         return (
