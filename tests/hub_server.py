@@ -86,6 +86,9 @@ class Repo:
     ranges: bool = True
     """When false, ``Range`` is ignored, as some servers and proxies do: every GET is answered 200 with the whole
     file, sent a chunk at a time until the client stops reading (:attr:`HubServer.streamed` counts the bytes)."""
+    cut: Mapping[str, int] = field(default_factory=dict)
+    """The body of a GET of the named files stops after this many bytes, and the connection is closed: an answer
+    shorter than its ``Content-Length`` (a server or proxy that broke off)."""
     cdn: str | None = None
     """When set, requests for ``.safetensors`` files are answered ``302 Found`` to the same path (and a signature)
     at this address, another server (a CDN), as the Hub answers for files stored with LFS: the HEAD carries the
@@ -180,6 +183,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     compressing = False
     """Whether this answer's body is gzipped (its repo's ``compressed``, and the client accepts it)."""
+    cut: int | None = None
+    """Where this answer's body stops (its repo's ``cut``)."""
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep the test output clean
@@ -213,6 +218,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if send_body and body:
+            if self.cut is not None:
+                body, self.close_connection = body[: self.cut], True
             try:
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
@@ -305,6 +312,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if repo is None:
             return
         self.compressing = repo.compressed and "gzip" in self.headers.get("Accept-Encoding", "")
+        self.cut = repo.cut.get(filename)
         content = repo.files.get(filename)
         commit = {"X-Repo-Commit": repo.commit}
         if filename in repo.statuses:

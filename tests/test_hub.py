@@ -351,6 +351,8 @@ def hub(local: Local) -> Iterator[HubServer]:
         "org/config-500": Repo(tiny, statuses={"config.json": 500}),
         "org/config-404": Repo(tiny, statuses={"config.json": 404}),
         "org/shard-500": Repo(repo_files(local["llama-3-70b"]), statuses={"model-00002-of-00003.safetensors": 500}),
+        # a server that breaks off its answer: 20 bytes of the first range of a shard, then the connection closed
+        "org/shard-cut": Repo(repo_files(local["llama-3-70b"]), cut={"model-00002-of-00003.safetensors": 20}),
     }
     with HubServer(repos) as server:
         yield server
@@ -1037,6 +1039,14 @@ def test_an_error_answer_is_said_at_once(
         run(capsys, "inspect", f"hf:org/{name}", *argv), f"hf:org/{name}: the Hub at {hub.url} answered {said}"
     )
     assert len([r for r in hub.requests if r.status in (404, 500) and r.filename != "model.safetensors"]) == 1
+
+
+def test_an_answer_broken_off_is_said_as_such(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
+    assert_error(
+        run(capsys, "inspect", "hf:org/shard-cut"),
+        f"hf:org/shard-cut: the Hub at {hub.url} broke off its answer for org/shard-cut (peer closed connection "
+        f"without sending complete message body (received 20 bytes, expected 100001)); {LATER}",
+    )
 
 
 def cache_bytes(tmp_path: Path) -> int:

@@ -178,6 +178,8 @@ def _failure(hub: _Repo, error: BaseException) -> str | None:
             f"{constants.HF_HUB_ETAG_TIMEOUT:g} and HF_HUB_DOWNLOAD_TIMEOUT={constants.HF_HUB_DOWNLOAD_TIMEOUT:g} "
             f"seconds a request); {_LATER}"
         )
+    if _is_broken_off(error):
+        return f"{target}: the Hub at {endpoint} broke off its answer for {repo} ({_reason(error)}); {_LATER}"
     if isinstance(error, OSError) and error.filename is not None:  # a file of its own: the cache, the token
         return (
             f"{target}: huggingface_hub cannot use {error.filename} ({error.strerror or error}); set HF_HOME (or "
@@ -237,6 +239,15 @@ def _is_network_error(error: BaseException) -> bool:
     # The Hub client's HTTP library changes between releases (requests, httpx, httpx2); their connection errors are
     # recognised by where they come from rather than by importing each library.
     return isinstance(error, OSError) or type(error).__module__.split(".")[0] in _HTTP_LIBRARIES
+
+
+def _is_broken_off(error: BaseException) -> bool:
+    """An answer that stopped part-way (httpx's RemoteProtocolError: a body shorter than its Content-Length, or no
+    answer at all on an open connection; its ReadError: the connection reset while reading)."""
+    return any(
+        cls.__name__ in ("RemoteProtocolError", "ReadError") and cls.__module__.split(".")[0] in _HTTP_LIBRARIES
+        for cls in type(error).__mro__
+    )
 
 
 def _is_timeout(error: BaseException) -> bool:
