@@ -631,11 +631,17 @@ def test_hf_endpoint_is_read_at_call_time(
     assert hub.requests == []
 
 
+@pytest.mark.parametrize("client", ["huggingface_hub's", "an application's, not following redirects"])
 def test_weights_redirected_to_a_cdn(
-    capsys: pytest.CaptureFixture[str], local: Local, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], local: Local, monkeypatch: pytest.MonkeyPatch, client: str
 ) -> None:
     """The Hub answers a request for a file stored with LFS with a 302 to a CDN, another host: followed, the range
-    asked of the CDN, the token not sent there."""
+    asked of the CDN, the token not sent there; also with an HTTP client an application set for huggingface_hub
+    (``set_client_factory``) that follows no redirects by itself (httpx's default)."""
+    if client != "huggingface_hub's":
+        client_type = type(hub_http.default_client_factory())
+        monkeypatch.setattr(hub_http, "_GLOBAL_CLIENT_FACTORY", lambda: client_type(timeout=None))
+        monkeypatch.setattr(hub_http, "_GLOBAL_CLIENT", None)
     tiny = repo_files(local["tiny-llama"])
     with (
         HubServer({"org/tiny-llama": Repo(tiny)}) as cdn,

@@ -545,7 +545,12 @@ def _ranged_get(hub: _Repo, url: str, headers: dict[str, str], first: int, last:
     # identity: a gzipped answer's Content-Length would be the gzipped size, not the file's (hf_hub_download asks
     # the same for its downloads)
     ranged = {**headers, "Range": f"bytes={first}-{last}", "Accept-Encoding": "identity"}
-    with get_session().stream("GET", url, headers=ranged, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
+    # follow_redirects: the Hub sends weights' ranges to its CDN, and an application's client (set_client_factory)
+    # may not follow redirects by itself, where a 302 would be read as the range
+    stream = get_session().stream(
+        "GET", url, headers=ranged, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT, follow_redirects=True
+    )
+    with stream as response:
         status, body = response.status_code, _Body(response)
         if status == 416:  # an empty file has no byte 0; Content-Range still gives its size
             return _Bytes(status, _range_total(response), b"")
