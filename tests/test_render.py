@@ -369,6 +369,30 @@ def test_markdown_notes_are_one_bullet_of_text_each() -> None:
     assert "- 1.5 GiB and 2024. a year are text, and so are -1 and 3." in text.splitlines()
 
 
+def test_markdown_totals_keep_the_indent_of_their_sub_rows() -> None:
+    from markdown_it import MarkdownIt
+    from torch import nn
+
+    from paramscope.render.diff import render_diff
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    model[1].requires_grad_(False)
+    diff = paramscope.diff(model, nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 2)))
+    report = paramscope.inspect(model)
+    nbsp = "\u00a0"
+    for plain, markdown, subrows in (
+        (render(report, "table"), render(report, "markdown"), ["trainable", "frozen"]),
+        (render_diff(diff, "table"), render_diff(diff, "markdown"), ["trainable"]),
+    ):
+        for label in subrows:  # indented under "Parameters" in the plain table, past its two-space margin
+            assert "\n  Parameters  " in plain
+            assert f"\n    {label}  " in plain
+        page = MarkdownIt("commonmark").enable(["table"]).render(markdown)
+        totals = page.split("<h3>Totals</h3>", 1)[1].split("</table>", 1)[0]
+        labels = [html.unescape(cell) for cell in re.findall(r"<tr>\s*<td[^>]*>(.*?)</td>", totals)]
+        assert labels[: 1 + len(subrows)] == ["Parameters", *(f"{nbsp}{nbsp}{label}" for label in subrows)]
+
+
 class _Experts(torch.nn.Module):
     """A mixture of experts: a router (always active) and four routed experts, two of which each token uses."""
 

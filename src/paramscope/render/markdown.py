@@ -34,11 +34,20 @@ def _item(note: str) -> str:
     return text if marker is None else f"{text[: marker.end() - 1]}\\{text[marker.end() - 1 :]}"
 
 
+def _cell(cell: str, indented: bool) -> str:
+    """A cell as Markdown. A table's cell loses its leading spaces, so an indent that says a row belongs to the one
+    above (the totals' "trainable" under "Parameters") is kept as non-breaking spaces."""
+    indent = len(cell) - len(cell.lstrip(" ")) if indented else 0
+    return "&nbsp;" * indent + _escape(cell.strip())
+
+
 def _section(section: Section) -> list[str]:
     headers = [column.header or " " for column in section.columns]
     rule = ["---:" if column.align == "right" else ":---" for column in section.columns]
     lines = [f"### {_escape(section.title)}", "", "| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(_escape(cell.strip()) for cell in row) + " |" for row in section.rows]
+    # a module's path already says how deep it is: the tree's indent is left out
+    indented = not section.columns or section.columns[0].header != "Module"
+    lines += ["| " + " | ".join(_cell(cell, indented) for cell in row) + " |" for row in section.rows]
     return [*lines, ""]
 
 
