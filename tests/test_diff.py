@@ -666,6 +666,23 @@ def test_html_shows_odd_names_as_the_other_formats_do(capsys: pytest.CaptureFixt
         assert f'<td class="">{shown}</td>' in page
 
 
+def test_html_keeps_the_module_tree_indented() -> None:
+    # HTML collapses a cell's leading spaces: each level of the tree is a padding instead
+    a = nn.Sequential(nn.Sequential(nn.Sequential(nn.Linear(2, 2))))
+    b = nn.Sequential(nn.Sequential(nn.Sequential(nn.Linear(2, 3))))
+    page = render_diff(paramscope.diff(a, b), "html", depth=3, everything=True)
+    cells = re.findall(
+        r'<tr class="[a-z]*">\n<td class=""(?: style="padding-left:calc\(10px \+ ([0-9.]+)em\)")?>([^<]*)</td>', page
+    )
+    levels = {text: float(em or 0) / 1.25 for em, text in cells}
+    # the modules, each as deep as its path has parts; the totals' trainable under Parameters
+    assert levels == {
+        "Parameters": 0, "trainable": 1, "Parameter size": 0, "Buffers": 0, "Buffer size": 0,
+        "(model)": 0, "0": 1, "0.0": 2, "0.0.0": 3,
+        "0.0.0.weight": 0, "0.0.0.bias": 0,
+    }  # fmt: skip
+
+
 class _WithOwnTensors(nn.Module):
     """A module holding a tensor of its own beside its children, as a ViT holds its class token."""
 

@@ -244,6 +244,13 @@ def _row_class(delta: ModuleDelta) -> str:
     return ""
 
 
+def _indent(cell: str) -> str:
+    """A cell's indent (two spaces a level: a module's depth, a total's sub-row) as a padding, where HTML would
+    collapse the spaces."""
+    levels = (len(cell) - len(cell.lstrip(" "))) // 2
+    return f' style="padding-left:calc(10px + {1.25 * levels:g}em)"' if levels else ""
+
+
 def _html(diff: Diff, document: Document, depth: int, everything: bool) -> str:
     """One self-contained page: the sections as tables, module rows coloured green where B grew and red where it
     shrank (darker when the module is on one side only)."""
@@ -267,7 +274,7 @@ def _html(diff: Diff, document: Document, depth: int, everything: bool) -> str:
             css = _row_class(deltas[position]) if index == 1 else ""
             parts.append(f'<tr class="{css}">')
             parts += [
-                f'<td class="{"num" if column.align == "right" else ""}">{escape(cell)}</td>'
+                f'<td class="{"num" if column.align == "right" else ""}"{_indent(cell)}>{escape(cell.lstrip(" "))}</td>'
                 for cell, column in zip(row, section.columns, strict=True)
             ]
             parts.append("</tr>")
