@@ -233,6 +233,46 @@ def test_rich_at_80_columns_never_cuts_a_figure(golden) -> None:
     assert "…" not in text
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_rich_text_is_wrapped_once_in_a_terminal_narrower_than_the_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    import textwrap
+
+    from paramscope.render import write_report
+
+    monkeypatch.setenv("COLUMNS", "60")
+    title = "GPT-2 small, as built by paramscope.examples, counted on the meta device without loading weights"
+    stream = _Terminal()
+    write_report(paramscope.inspect("paramscope.examples:gpt2"), View(depth=1, title=title), stream, "table")
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue()).splitlines()
+    assert max(len(line) for line in lines) > 60  # the tables are wider than the terminal, which wraps them
+    # the heading, the titles and the notes are wrapped to the terminal's 60 columns, and only there
+    assert [line.rstrip() for line in lines[:2]] == textwrap.wrap(title, 60)
+    assert "Modules (depth 1)" in lines
+    assert "Totals" in lines
+    notes = lines[lines.index("Notes") + 1 :]
+    note = (
+        "lm_head.weight is the same tensor as transformer.wte.weight (tied): counted once, under transformer.wte.weight"
+    )
+    assert [line.rstrip() for line in notes] == textwrap.wrap(f"  • {note}", 60)
+
+
+def test_rich_titles_are_not_wrapped_to_a_narrower_table() -> None:
+    from paramscope.render.diff import diff_document
+    from paramscope.render.text import draw_rich
+
+    a, b = torch.nn.Module(), torch.nn.Module()
+    a.w, b.v = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    console = Console(file=io.StringIO(), width=120, color_system=None, legacy_windows=False)
+    console.print(draw_rich(diff_document(paramscope.diff(a, b))))
+    lines = [line.rstrip() for line in console.file.getvalue().splitlines()]  # type: ignore[attr-defined]
+    assert "Only in A (1: missing from B)" in lines  # over a table one name wide
+    assert "Only in B (1: unexpected in A)" in lines
+
+
 def _untrusted_names() -> paramscope.Report:
     """A checkpoint-like report whose tensor names carry markup, an escape sequence and a bidi override."""
     from paramscope._report import Source, TensorRecord

@@ -75,16 +75,20 @@ def draw(document: Document, fmt: Literal["table", "markdown"]) -> str:
 
 def write_document(document: Document, stream: IO[str], fmt: Literal["table", "markdown"]) -> None:
     """Write a document to ``stream``; the table format is drawn with rich when the stream is a terminal, as wide as
-    the terminal, or wider where a figure or a name would not fit whole (the terminal then wraps the lines)."""
+    the terminal, its tables wider where a figure or a name would not fit whole (the terminal then wraps their
+    lines)."""
     if fmt == "table" and stream.isatty():
         from rich.console import Console
+        from rich.table import Table
 
-        from .text import draw_rich, rich_width
+        from .text import rich_parts, rich_width
 
         console = Console(file=stream)
         needed = rich_width(document)
-        if needed > console.width:
-            console = Console(file=stream, width=needed)
-        console.print(draw_rich(document))
+        wide = Console(file=stream, width=needed) if needed > console.width else console
+        # only the tables wider than the terminal: text drawn that wide would be wrapped twice, by rich at the
+        # tables' width, then by the terminal
+        for part in rich_parts(document):
+            (wide if isinstance(part, Table) else console).print(part)
         return
     stream.write(draw(document, fmt))

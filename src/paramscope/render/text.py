@@ -94,8 +94,16 @@ def rich_width(document: Document) -> int:
 
 def draw_rich(document: Document) -> RenderableType:
     """Draw a document as rich tables (used in terminals and by ``rich.print(report)``)."""
-    from rich import box
     from rich.console import Group
+
+    return Group(*rich_parts(document))
+
+
+def rich_parts(document: Document) -> list[RenderableType]:
+    """The lines of text and the tables a document is drawn as with rich, in order. Each title is text of its own,
+    not the table's title, which rich wraps to the table's width (a title wider than its table took several
+    lines: "Only in A (1:", "missing", "from B)")."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
@@ -103,14 +111,7 @@ def draw_rich(document: Document) -> RenderableType:
     parts: list[RenderableType] = [Text(printable(document.heading), style="bold")]
     for section in document.sections:
         headers = [column.header for column in section.columns]
-        table = Table(
-            title=Text(printable(section.title), style="bold cyan"),
-            title_justify="left",
-            title_style="bold cyan",
-            box=box.SIMPLE_HEAD,
-            show_header=any(headers),
-            header_style="bold",
-        )
+        table = Table(box=box.SIMPLE_HEAD, show_header=any(headers), header_style="bold")
         for index, column in enumerate(section.columns):
             if _whole(column, index):  # never cut, given the width rich_width says
                 table.add_column(column.header, justify=column.align, no_wrap=True)
@@ -118,11 +119,11 @@ def draw_rich(document: Document) -> RenderableType:
                 table.add_column(column.header, justify="left", overflow="fold")
         for row in section.rows:
             table.add_row(*(Text(printable(cell)) for cell in row))
-        parts.append(table)
+        parts += [Text(printable(section.title), style="bold cyan"), table]
     if document.notes:
         parts.append(Text("Notes", style="bold yellow"))
         parts.extend(Text(f"  • {printable(note)}") for note in document.notes)
-    return Group(*parts)
+    return parts
 
 
 def rich_renderable(report: Report, view: View | None = None) -> RenderableType:
