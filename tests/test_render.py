@@ -273,6 +273,39 @@ def test_rich_titles_are_not_wrapped_to_a_narrower_table() -> None:
     assert "Only in B (1: unexpected in A)" in lines
 
 
+def _module_rows(text: str) -> list[tuple[str, int]]:
+    """The name and depth (its indent past the table's two-space margin, two spaces a level) of each row of the
+    Modules table of a plain or rich table."""
+    lines = text.split("\nModules\n", 1)[1].split("\nTotals\n", 1)[0].splitlines()
+    rows = [line for line in lines if line.strip() and line.split()[0] != "Module" and line.split()[0].strip("-─")]
+    return [(line.split()[0], (len(line) - len(line.lstrip(" ")) - 2) // 2) for line in rows]
+
+
+def test_a_name_with_outer_spaces_reads_at_its_own_depth() -> None:
+    from torch import nn
+
+    model = nn.Sequential()
+    model.add_module("a", nn.Sequential(nn.Linear(1, 1)))
+    model.add_module("  b", nn.Linear(1, 1))  # legal: a child of the model, not of "a"
+    model.add_module("c ", nn.Linear(1, 1))
+    shown = {"": "(model)", "a": "a", "a.0": "a.0", "  b": "\\x20\\x20b", "c ": "c\\x20"}
+    expected = [(shown[name], name.count(".") + 1 if name else 0) for name, _ in model.named_modules()]
+    report = paramscope.inspect(model)
+    console = Console(file=io.StringIO(), width=120, color_system=None, legacy_windows=False)
+    console.print(rich_renderable(report))
+    assert _module_rows(render(report, "table")) == expected
+    assert _module_rows(console.file.getvalue()) == expected  # type: ignore[attr-defined]
+    markdown = _markdown_cells(render(report, "markdown", View(tensors=True)))
+    assert {"\\x20\\x20b", "c\\x20", "\\x20\\x20b.weight"} <= set(markdown)
+    # the page's rows still link to the modules they show
+    page = render(report, "html")
+    rows = re.findall(r'<tr data-path="([^"]*)"><td[^>]*>([^<]*)</td>', page)
+    assert [(json.loads(html.unescape(path)), text) for path, text in rows] == [
+        ("  b", shown["  b"]),
+        ("c ", shown["c "]),
+    ]
+
+
 def _untrusted_names() -> paramscope.Report:
     """A checkpoint-like report whose tensor names carry markup, an escape sequence and a bidi override."""
     from paramscope._report import Source, TensorRecord

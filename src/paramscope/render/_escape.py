@@ -27,3 +27,20 @@ def html_text(text: str) -> str:
     """A name as HTML text or a quoted attribute value, shown as the table format shows it: a control character would
     be a parse error, a bidi override would reorder what is shown, and a lone surrogate could not be written."""
     return html.escape(printable(text), quote=True)
+
+
+def name_cell(name: str) -> str:
+    r"""A name as a table's cell shows it, with each space it starts or ends with written as ``\x20``: the tables
+    indent a module by its depth with spaces, so a module named ``"  b"`` would read as a level deeper than it is,
+    Markdown and HTML drop a cell's outer spaces, and a trailing space is seen in none of them.
+
+    >>> name_cell("  b"), name_cell("c "), name_cell("a b")
+    ('\\x20\\x20b', 'c\\x20', 'a b')
+    """
+    body = name.strip(" ")
+    if body == name:
+        return name
+    if not body:
+        return "\\x20" * len(name)
+    lead, trail = len(name) - len(name.lstrip(" ")), len(name) - len(name.rstrip(" "))
+    return "\\x20" * lead + body + "\\x20" * trail

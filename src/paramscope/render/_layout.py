@@ -15,6 +15,7 @@ from .._checks import flags, integer, one_of, string
 from .._memory import MemoryPlan
 from .._report import CallRecord, DtypeTotals, ModuleNode, Report, TensorRecord
 from .._units import Units, format_bytes, format_count, humanize_count, humanize_operations
+from ._escape import name_cell
 
 Align = Literal["left", "right"]
 
@@ -177,12 +178,12 @@ def _shown_nodes(report: Report, view: View) -> list[tuple[str, ModuleNode, str]
     for index, node in enumerate(nodes):
         if node.depth > view.depth:
             continue
-        rows.append(("  " * node.depth + (node.path or "(model)"), node, _module_note(node, view.explain)))
+        rows.append(("  " * node.depth + (name_cell(node.path) or "(model)"), node, _module_note(node, view.explain)))
         if node.depth < view.depth and kids[index]:
             own = _own_node(node, kids[index], index in unknown)
             if own.params or own.buffers or not own.complete:
                 note = "" if own.complete else "sizes unknown (see notes)"
-                name = f"{node.path} {OWN_TENSORS}" if node.path else OWN_TENSORS
+                name = f"{name_cell(node.path)} {OWN_TENSORS}" if node.path else OWN_TENSORS
                 rows.append(("  " * own.depth + name, own, note))
     return rows
 
@@ -239,7 +240,7 @@ def _own_call(call: CallRecord, kids: list[CallRecord]) -> CallRecord | None:
     params = call.params - sum(kid.params for kid in kids)
     if not (params or call.own_flops or call.own_activations_bytes):
         return None
-    name = f"{call.path} {OWN_OPS}" if call.path else OWN_OPS
+    name = f"{name_cell(call.path)} {OWN_OPS}" if call.path else OWN_OPS
     return CallRecord(name, "", call.depth + 1, "", "", params, call.own_flops, call.own_flops // 2, 0,
                       call.own_activations_bytes, call.own_flops, call.own_activations_bytes)  # fmt: skip
 
@@ -288,7 +289,7 @@ def _calls_section(report: Report, view: View) -> Section:
     rows = []
     for (call, own), cells in zip(shown, explained, strict=True):
         row = [
-            "  " * call.depth + (call.path or "(model)"),
+            "  " * call.depth + (name_cell(call.path) or "(model)"),  # an own row's is already a cell
             call.type,
             call.inputs,
             call.outputs,
@@ -328,7 +329,7 @@ def _tensors_section(report: Report, view: View) -> Section:
     )
     rows = [
         (
-            record.name,
+            name_cell(record.name),
             record.kind,
             _shape(record),
             record.dtype,
@@ -437,9 +438,12 @@ def _ranks_section(report: Report, view: View) -> Section:
 
 def _check_section(check: Check) -> Section:
     columns = (Column("Problem"), Column("Tensor"), Column("Model"), Column("Checkpoint"))
-    rows: list[tuple[str, ...]] = [("missing", name, "present", "absent") for name in check.missing]
-    rows += [("unexpected", name, "absent", "present") for name in check.unexpected]
-    rows += [("shape", item.name, _dims(item.model_shape), _dims(item.checkpoint_shape)) for item in check.mismatched]
+    rows: list[tuple[str, ...]] = [("missing", name_cell(name), "present", "absent") for name in check.missing]
+    rows += [("unexpected", name_cell(name), "absent", "present") for name in check.unexpected]
+    rows += [
+        ("shape", name_cell(item.name), _dims(item.model_shape), _dims(item.checkpoint_shape))
+        for item in check.mismatched
+    ]
     if check.ok:
         rows = [("none", "every tensor of the model is in the checkpoint, with its shape", "", "")]
     return Section(f"Check against {check.against}", columns, rows)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from .._diff import Diff, ModuleDelta, SharingChange, TensorChange
 from .._units import Units, format_bytes, format_count
-from ._escape import html_text
+from ._escape import html_text, name_cell
 from ._layout import OWN_TENSORS, Column, Document, Section
 from .json import dumps_by_line
 
@@ -112,7 +112,7 @@ def _own_delta(delta: ModuleDelta, kids: list[ModuleDelta]) -> ModuleDelta | Non
     unknown_b = not delta.complete_b and all(kid.complete_b for kid in kids)
     if not any((params_a, params_b, bytes_a, bytes_b, unknown_a, unknown_b)):
         return None
-    path = f"{delta.path} {OWN_TENSORS}" if delta.path else OWN_TENSORS
+    path = f"{name_cell(delta.path)} {OWN_TENSORS}" if delta.path else OWN_TENSORS
     return ModuleDelta(path, delta.depth + 1, None, None, params_a, params_b, bytes_a, bytes_b, delta.complete_a,
                        delta.complete_b)  # fmt: skip
 
@@ -128,7 +128,7 @@ def _modules_section(diff: Diff, depth: int, everything: bool, units: Units) -> 
         types = [name for name in dict.fromkeys((delta.type_a, delta.type_b)) if name]
         rows.append(
             (
-                "  " * delta.depth + (delta.path or "(model)"),
+                "  " * delta.depth + (name_cell(delta.path) or "(model)"),  # an own row's is already a cell
                 " → ".join(types),
                 _count_or_absent(delta.params_a, delta.complete_a),
                 _count_or_absent(delta.params_b, delta.complete_b),
@@ -184,15 +184,15 @@ def diff_document(diff: Diff, *, depth: int = 2, everything: bool = False, units
         (diff.only_in_b, f"Only in B ({len(diff.only_in_b)}: unexpected in A)"),
     ):
         if names:
-            sections.append(Section(title, (Column("Tensor"),), [(name,) for name in names]))
+            sections.append(Section(title, (Column("Tensor"),), [(name_cell(name),) for name in names]))
     if diff.changed:
         columns = (Column("Tensor"), Column("A"), Column("B"))
-        changes = [(change.name, _tensor(change, "a"), _tensor(change, "b")) for change in diff.changed]
+        changes = [(name_cell(change.name), _tensor(change, "a"), _tensor(change, "b")) for change in diff.changed]
         sections.append(Section(f"Different shape, dtype, kind or trainability ({len(changes)})", columns, changes))
     if diff.sharing:
         columns = (Column("Tensors or modules"), Column("A"), Column("B"))
         rows = [
-            (", ".join(name or "(model)" for name in item.names), _objects(item, "a"), _objects(item, "b"))
+            (", ".join(name_cell(name) or "(model)" for name in item.names), _objects(item, "a"), _objects(item, "b"))
             for item in diff.sharing
         ]
         sections.append(Section(f"Tied or reused differently ({len(rows)})", columns, rows))

@@ -19,7 +19,7 @@ from .._errors import printable
 from .._report import Report
 from .._units import format_bytes, format_count, humanize_count
 from .._version import __version__
-from ._escape import html_text
+from ._escape import html_text, name_cell
 from ._layout import OWN_OPS, OWN_TENSORS, Document, Section, View, dtype_rows, layout, module_parents, tensor_owner
 from .json import dumps
 
@@ -69,10 +69,12 @@ def _escape(text: str) -> str:
     return html_text(text)
 
 
-def _path_attribute(text: str) -> str:
+def _path_attribute(text: str, paths: dict[str, str]) -> str:
     # The script finds a row's module by the row's text; where that shows escapes or names a module's own tensors,
-    # the module's path goes as JSON (ASCII).
-    path = text.removesuffix(OWN_TENSORS).removesuffix(OWN_OPS).rstrip()
+    # the module's path goes as JSON (ASCII). ``paths`` gives the path of each name a cell writes otherwise (a
+    # name's outer spaces as \x20).
+    shown = text.removesuffix(OWN_TENSORS).removesuffix(OWN_OPS).rstrip()
+    path = paths.get(shown, shown)
     return "" if printable(path) == path == text else f' data-path="{html.escape(json.dumps(path))}"'
 
 
@@ -82,6 +84,7 @@ def _fragment(report: Report, view: View, document: Document, element_id: str, *
     # as escapes, and nothing else in JSON text contains them.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     script = _asset("report.js").replace(_ROOT_PLACEHOLDER, json.dumps(element_id))
+    paths = {name_cell(node.path): node.path for node in report.modules if name_cell(node.path) != node.path}
     parts = [f'<div class="ps-report" id="{_escape(element_id)}">\n']
     if style:
         parts.append(f"<style>\n{_asset('report.css')}</style>\n")
@@ -89,7 +92,7 @@ def _fragment(report: Report, view: View, document: Document, element_id: str, *
         _header(report, view, document),
         _treemap_markup(),
         '<section class="ps-tables">\n',
-        *(_table(section) for section in document.sections),
+        *(_table(section, paths) for section in document.sections),
         "</section>\n",
         _notes(document.notes),
         f'<footer class="ps-foot">paramscope {_escape(__version__)}</footer>\n',
@@ -164,7 +167,7 @@ def _treemap_markup() -> str:
     )
 
 
-def _table(section: Section) -> str:
+def _table(section: Section, paths: dict[str, str]) -> str:
     # Module rows (the tree and the forward pass) link to the treemap: a click zooms to the module.
     linked = bool(section.columns) and section.columns[0].header == "Module"
     head = ""
@@ -184,7 +187,7 @@ def _table(section: Section) -> str:
             if index == 0 and indent:
                 attributes += f' style="padding-left:{0.5 + 1.25 * indent:g}em"'
             tds.append(f"<td{attributes}>{_escape(text)}</td>")
-        rows.append(f"<tr{_path_attribute(row[0].strip()) if linked else ''}>{''.join(tds)}</tr>")
+        rows.append(f"<tr{_path_attribute(row[0].strip(), paths) if linked else ''}>{''.join(tds)}</tr>")
     body = "\n".join(rows)
     link = ' data-linked="1"' if linked else ""
     foot = ""
