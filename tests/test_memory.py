@@ -1923,6 +1923,18 @@ def test_cli_csv_host_total(capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, rows[-1]["name"], int(rows[-1]["per_device_bytes"])) == (0, "host memory per device", sum(host))
 
 
+def test_the_total_says_what_it_sums_when_items_are_offloaded(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "memory", GPT2, *TINY_GPT_ARGS, *TRAIN_ARGS, "--offload-optimizer", "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    items, (total, host) = rows[:-2], rows[-2:]
+    device = sum(int(row["per_device_bytes"]) for row in items if row["where"] == "device")
+    assert int(total["per_device_bytes"]) == device < sum(int(row["per_device_bytes"]) for row in items)
+    assert (total["formula"], host["formula"]) == ("sum of the items on the device", "sum of the (host) items")
+    code, out, _ = run(capsys, "memory", GPT2, *TINY_GPT_ARGS, *TRAIN_ARGS, "--format", "csv")
+    assert (code, list(csv.DictReader(io.StringIO(out)))[-1]["formula"]) == (0, "sum of the above")  # all on device
+
+
 def test_cli_markdown(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "memory", GPT2, *TINY_GPT_ARGS, *TRAIN_ARGS, "--format", "markdown")
     assert (code, err) == (0, "")

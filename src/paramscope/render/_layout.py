@@ -476,9 +476,10 @@ def _memory_title(plan: MemoryPlan) -> str:
 
 def memory_totals(plan: MemoryPlan) -> list[tuple[str, int, str]]:
     """The rows under a plan's items: name, bytes per device, formula."""
-    rows = [("total per device" if plan.settings.gpus > 1 else "total", plan.per_device_bytes, "sum of the above")]
+    summed = "sum of the items on the device" if plan.host_bytes else "sum of the above"
+    rows = [("total per device" if plan.settings.gpus > 1 else "total", plan.per_device_bytes, summed)]
     if plan.host_bytes:
-        rows.append(("host memory per device", plan.host_bytes, "the offloaded items"))
+        rows.append(("host memory per device", plan.host_bytes, "sum of the (host) items"))
     return rows
 
 
