@@ -286,7 +286,14 @@ def index_naming_an_empty_shard(tmp: Path) -> Case:
 def index_naming_the_parent_directory(tmp: Path) -> Case:
     index = tmp / "model.safetensors.index.json"
     index.write_text(json.dumps({"weight_map": {"a": ".."}}))
-    return Case(["inspect", str(index)], f"{index}: names shard '..' outside its directory")
+    return Case(["inspect", str(index)], f"{index}: names shard '..', not a file name: an index names shards beside it")
+
+
+def index_naming_a_shard_in_a_subdirectory(tmp: Path) -> Case:
+    index = tmp / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": "sub/model.safetensors"}}))
+    message = f"{index}: names shard 'sub/model.safetensors', not a file name: an index names shards beside it"
+    return Case(["inspect", str(index)], message)
 
 
 def index_naming_a_symlink_loop(tmp: Path) -> Case:
@@ -856,7 +863,7 @@ CASES: list[Callable[[Path], Case]] = [
     index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json,
     index_nested_too_deeply, index_naming_a_shard_too_long_to_be_a_file, index_naming_a_shard_with_control_characters,
     index_without_weight_map, index_naming_an_empty_shard, index_naming_the_parent_directory,
-    index_naming_a_symlink_loop, symlink_loop,
+    index_naming_a_shard_in_a_subdirectory, index_naming_a_symlink_loop, symlink_loop,
     index_with_an_empty_weight_map, metadata_not_strings, metadata_false, shards_holding_the_same_tensor,
     directory_of_two_safetensors_checkpoints, directory_of_two_safetensors_indexes, directory_of_two_bin_indexes,
     index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt,

@@ -202,7 +202,7 @@ MALFORMED = {
     "index-outside": Malformed(
         {"model.safetensors.index.json": index_bytes("../other/model.safetensors")},
         "model.safetensors.index.json",
-        "names shard '../other/model.safetensors' outside its directory",
+        "names shard '../other/model.safetensors', not a file name: an index names shards beside it",
     ),
     "overlapping": Malformed(
         {"model.safetensors": safetensors_bytes({"a": f32(0), "b": f32(4)}, bytes(12))},

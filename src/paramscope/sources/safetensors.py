@@ -260,7 +260,9 @@ def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
         if not shard:
             raise _fail(where, "names a shard with an empty file name")
         if shard == ".." or Path(shard).name != shard:  # Path("..").name is ".."
-            raise _fail(where, f"names shard {shard!r} outside its directory")
+            # transformers writes shards beside their index, named by file name alone; a path is refused, not
+            # followed (one may lead out of the directory)
+            raise _fail(where, f"names shard {shard!r}, not a file name: an index names shards beside it")
     return weight_map
 
 
