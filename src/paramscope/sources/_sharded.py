@@ -13,6 +13,7 @@ Nothing here imports ``torch.distributed``: a sharded tensor can only exist once
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import UsageError
+from .._errors import UsageError, first_line
 from .._report import RankShare, Sharding, Totals
 
 
@@ -202,6 +203,11 @@ def _unflatten_one(flat: Any, found: FlatParameters, world: int | None, path: st
         found.replaced[id(stand_in)] = stand_in
 
 
+# gloo's "Timed out waiting 3000ms for recv operation", NCCL's watchdog "collective operation timeout", gloo's
+# "Connection closed by peer" from a rank that left, and the mismatch torch's debug mode reports
+_NOT_JOINED = re.compile(r"timed out|timeout|closed by peer|reset by peer|mismatch between collectives", re.IGNORECASE)
+
+
 def gather_ranks(totals: Totals) -> tuple[RankShare, ...]:
     """Every rank's share, gathered from all ranks (a collective: every rank must call it). Only three numbers per
     rank travel, never a weight."""
@@ -217,8 +223,13 @@ def gather_ranks(totals: Totals) -> tuple[RankShare, ...]:
     rank = distributed.get_rank()
     try:
         distributed.all_gather_object(shares, (rank, params, nbytes))
-    except RuntimeError as error:  # a rank that never calls leaves the others waiting until the group's timeout
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except RuntimeError as error:
+        # A rank that never calls leaves the others waiting until the group's timeout; one that calls another
+        # collective times out there and leaves, closing its connections. Any other failure (a CUDA or NCCL error)
+        # is torch's own, and says what it is.
+        reason = first_line(error)
+        if not _NOT_JOINED.search(reason):
+            raise
         raise UsageError(
             f"all_ranks is a collective, and it failed on rank {rank} (a rank that does not call it leaves the "
             "others waiting until the process group's timeout): call inspect(model, all_ranks=True) on every rank. "
