@@ -206,9 +206,49 @@ def _worker(rank: int, rendezvous: str, out: str) -> None:
                 "text": str(report),
             }
             dist.barrier()
+        results["uneven"] = _uneven_plans()
     finally:
         Path(out).write_text(json.dumps(results))
         dist.destroy_process_group()
+
+
+UNEVEN = ("fsdp2", "fsdp1-orig-params", "dtensor", "zero3")
+
+
+def _uneven_plans() -> dict[str, Any]:
+    """Models whose sizes do not divide by the world size, sharded four ways: the bytes this rank's parameter storages
+    hold (from torch), and the weights ZeRO 3 plans for them over the same ranks, in fp32 and bf16-mixed."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    found = {}
+    for scheme in UNEVEN:
+        torch.manual_seed(0)
+        model: nn.Module = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 1))
+        if scheme == "fsdp2":  # rows of 5 and 1 on two ranks: each shard padded to 3 rows and 1 row
+            fully_shard(model, mesh=init_device_mesh("cpu", (WORLD_SIZE,)))
+            storages = [p.to_local().untyped_storage() for p in model.parameters()]
+        elif scheme == "fsdp1-orig-params":  # each original aligned in the flat parameter, then the shard padded
+            model = FullyShardedDataParallel(model, device_id=torch.device("cpu"), use_orig_params=True)
+            storages = [model._handle.flat_param.untyped_storage()]
+        elif scheme == "dtensor":  # one weight split by rows, the other parameters replicated
+            mesh = init_device_mesh("cpu", (WORLD_SIZE,))
+            for name, param in list(model.named_parameters()):
+                placement = Shard(0) if name == "0.weight" else Replicate()
+                model.get_submodule(name.rpartition(".")[0]).register_parameter(
+                    name.rpartition(".")[2], nn.Parameter(distribute_tensor(param.detach(), mesh, [placement]))
+                )
+            storages = [p.to_local().untyped_storage() for p in model.parameters()]
+        else:
+            partitions = zero3_partitioned(model, dist.get_rank(), WORLD_SIZE)
+            storages = [partition.untyped_storage() for partition in partitions.values()]
+        planned = {}
+        for precision in ("fp32", "bf16-mixed"):
+            plan = paramscope.memory(model, train=True, precision=precision, optimizer="sgd", gpus=WORLD_SIZE, zero=3)
+            planned[precision] = plan.memory.item("weights").per_device_bytes  # type: ignore[union-attr]
+        found[scheme] = {"held": sum(storage.nbytes() for storage in storages), "planned": planned}
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -288,6 +328,16 @@ def test_the_memory_plan_of_full_sharding_is_what_each_rank_holds(ranks: list[di
     for rank in range(WORLD_SIZE):
         result = _result(ranks, scenario, rank)
         assert result["planned_weights"] == result["held"][1]
+
+
+@pytest.mark.parametrize("scheme", UNEVEN)
+def test_the_memory_plan_of_uneven_sharding_is_what_each_rank_holds(ranks: list[dict[str, Any]], scheme: str) -> None:
+    for rank in range(WORLD_SIZE):
+        found = ranks[rank]["uneven"][scheme]
+        float32_values = found["held"] // 4  # every parameter here is float32
+        unsharded = sum(p.numel() for p in nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 1)).parameters())
+        assert found["held"] > unsharded * 4 / WORLD_SIZE  # padded or replicated: more than Ψ/N
+        assert found["planned"] == {"fp32": found["held"], "bf16-mixed": float32_values * 2}
 
 
 def test_fsdp2_shards_every_parameter_on_dim_0(ranks: list[dict[str, Any]]) -> None:

@@ -20,7 +20,7 @@ from . import dtypes as dtype_table
 from ._cache_layers import CROSS, CacheLayer, config_class, language_model_config, size_of
 from ._checks import parsed
 from ._errors import UsageError
-from ._report import ModuleNode, Report, TensorRecord
+from ._report import ModuleNode, Report, Sharding, TensorRecord
 from ._units import Units, format_bytes, format_count, listed
 
 Label = Literal["exact", "derived", "estimate"]
@@ -828,6 +828,38 @@ def _gathered(report: Report, weight_bytes: float, tp: int) -> MemoryItem:
     return _item(name, "estimate", math.ceil((a + b + outside) * weight_bytes), formula, split)
 
 
+def _sharded_ways(sharding: Sharding) -> int | None:
+    """How many ranks a sharded tensor is split across (its mesh's dimensions it is sharded on); None when the mesh
+    is not known."""
+    if sharding.mesh is None:
+        return None
+    if sharding.scheme != "dtensor":  # FSDP1's flat shards and ZeRO-3's partitions split over the whole group
+        return math.prod(sharding.mesh)
+    return math.prod(size for size, placement in zip(sharding.mesh, sharding.placements, strict=False)
+                     if "Shard(" in placement)  # fmt: skip
+
+
+def _held_weights(report: Report, settings: MemorySettings, weight_bytes: float) -> tuple[int, int] | None:
+    """For a model sharded as the plan shards it (ZeRO 3 over its data-parallel ranks, no tensor parallelism): the
+    values this rank's parameter storages hold, padding included, and their bytes in the plan's precision. FSDP2
+    pads each parameter's shard to whole rows of ceil(rows / N), FSDP1 and ZeRO-3 pad their flat partitions, so what
+    a rank holds is more than Ψ/N when the sizes do not divide. None for any other model or plan."""
+    held = report.totals.local_param_bytes
+    dp = settings.gpus // settings.tp
+    if held is None or settings.zero < 3 or settings.tp != 1 or dp < 2:
+        return None
+    params = _parameters(report)
+    # split dp ways, or held whole on every rank (replicated, or left out of the sharding)
+    if {_sharded_ways(record.sharding) for record in params if record.sharding is not None} - {1} != {dp}:
+        return None
+    # the storages' bytes are in the parameters' own dtypes: one size of value for all of them, or not exact
+    value_bytes = {(record.bytes or 0) / _values(record) for record in params if _values(record)}
+    if len(value_bytes) != 1:
+        return None
+    values = round(held / value_bytes.pop())
+    return values, math.ceil(values * weight_bytes)
+
+
 def _training_items(
     report: Report, settings: MemorySettings, notes: list[str], trained: frozenset[str] | None = None
 ) -> list[MemoryItem]:
@@ -859,7 +891,14 @@ def _training_items(
     total = sum(_values(record) for record in params)
     weights = math.ceil(total * weight_bytes)
     formula = f"{format_count(total)} parameters × {weight_bytes:g} B ({settings.precision}){_complex_note(params)}"
-    items.append(_item("weights", "derived", weights, formula, split(3)))
+    held = _held_weights(report, settings, weight_bytes)
+    if held is None:
+        items.append(_item("weights", "derived", weights, formula, split(3)))
+    else:
+        stored, on_device = held
+        formula += (f"; this rank's shards as the model is sharded over {dp} ranks, padding included: "
+                    f"{format_count(stored)} values × {weight_bytes:g} B")  # fmt: skip
+        items.append(MemoryItem("weights", "derived", weights, on_device, formula))
     if settings.zero >= 3 and dp > 1:
         items.append(_gathered(report, weight_bytes, tp))
     count = sum(_values(record) for record in trainable)
