@@ -207,6 +207,7 @@ def _worker(rank: int, rendezvous: str, out: str) -> None:
             }
             dist.barrier()
         results["uneven"] = _uneven_plans()
+        results["no-shard"] = _no_shard()
     finally:
         Path(out).write_text(json.dumps(results))
         dist.destroy_process_group()
@@ -249,6 +250,22 @@ def _uneven_plans() -> dict[str, Any]:
             planned[precision] = plan.memory.item("weights").per_device_bytes  # type: ignore[union-attr]
         found[scheme] = {"held": sum(storage.nbytes() for storage in storages), "planned": planned}
     return found
+
+
+def _no_shard() -> dict[str, Any]:
+    """FSDP1 with ShardingStrategy.NO_SHARD: every rank keeps the whole flat parameter, as DDP does."""
+    from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
+
+    model = FullyShardedDataParallel(nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 1)), device_id=torch.device("cpu"),
+                                     sharding_strategy=ShardingStrategy.NO_SHARD)  # fmt: skip
+    report = paramscope.inspect(model)
+    plan = paramscope.memory(model, train=True, precision="fp32", optimizer="sgd", gpus=WORLD_SIZE, zero=3)
+    return {
+        "placements": sorted({record.sharding.placements for record in report.tensors}),  # type: ignore[union-attr]
+        "local": [report.totals.local_params, report.totals.local_param_bytes],
+        "held": [model._handle.flat_param.numel(), model._handle.flat_param.untyped_storage().nbytes()],
+        "planned": plan.memory.item("weights").per_device_bytes,  # type: ignore[union-attr]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -328,6 +345,16 @@ def test_the_memory_plan_of_full_sharding_is_what_each_rank_holds(ranks: list[di
     for rank in range(WORLD_SIZE):
         result = _result(ranks, scenario, rank)
         assert result["planned_weights"] == result["held"][1]
+
+
+def test_fsdp1_no_shard_is_whole_on_every_rank(ranks: list[dict[str, Any]]) -> None:
+    unsharded = sum(p.numel() for p in nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 1)).parameters())
+    for rank in range(WORLD_SIZE):
+        found = ranks[rank]["no-shard"]
+        assert found["placements"] == [["FSDP1 flat parameter, not sharded (NO_SHARD)"]]
+        assert found["local"] == found["held"] == [unsharded, unsharded * 4]
+        # the plan's ZeRO 3 over two ranks is not the model's sharding: ZeRO's Ψ/N, not what the rank holds now
+        assert found["planned"] == unsharded * 4 // WORLD_SIZE
 
 
 @pytest.mark.parametrize("scheme", UNEVEN)

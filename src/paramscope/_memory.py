@@ -834,7 +834,8 @@ def _sharded_ways(sharding: Sharding) -> int | None:
     if sharding.mesh is None:
         return None
     if sharding.scheme != "dtensor":  # FSDP1's flat shards and ZeRO-3's partitions split over the whole group
-        return math.prod(sharding.mesh)
+        split = sharding.placements in (("FSDP1 flat shard",), ("ZeRO-3 partition",))
+        return math.prod(sharding.mesh) if split else 1  # not FSDP1's NO_SHARD
     return math.prod(size for size, placement in zip(sharding.mesh, sharding.placements, strict=False)
                      if "Shard(" in placement)  # fmt: skip
 

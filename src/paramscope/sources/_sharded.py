@@ -143,7 +143,10 @@ def unflatten(wrapper: nn.Module, found: FlatParameters, path: str = "") -> None
     it meets the wrapper, at ``path``, before the modules it wraps)."""
     flat = _flat_parameter(wrapper)
     if flat is not None:
-        _unflatten_one(flat, found, _world_size(getattr(wrapper, "process_group", None)), path)
+        # NO_SHARD keeps the whole flat parameter on every rank, as DDP does
+        sharded = getattr(wrapper._handle, "uses_sharded_strategy", True)
+        placement = "FSDP1 flat shard" if sharded else "FSDP1 flat parameter, not sharded (NO_SHARD)"
+        _unflatten_one(flat, found, _world_size(getattr(wrapper, "process_group", None)), path, placement)
 
 
 def _local_shard(flat: Any) -> tuple[torch.Tensor, bool]:
@@ -157,7 +160,7 @@ def _local_shard(flat: Any) -> tuple[torch.Tensor, bool]:
     return shard, True
 
 
-def _unflatten_one(flat: Any, found: FlatParameters, world: int | None, path: str) -> None:
+def _unflatten_one(flat: Any, found: FlatParameters, world: int | None, path: str, placement: str) -> None:
     found.devices.add(flat.device)
     found.hidden.add(id(flat))
     shard, gathered = _local_shard(flat)
@@ -179,7 +182,7 @@ def _unflatten_one(flat: Any, found: FlatParameters, world: int | None, path: st
         found.shards[id(stand_in)] = Sharding(
             "fsdp1",
             None if world is None else (world,),
-            ("FSDP1 flat shard",),
+            (placement,),
             (local,),
             local,
             local * shard.element_size(),
