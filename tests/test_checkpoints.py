@@ -1245,8 +1245,8 @@ def test_gguf_kv_cache_from_its_metadata(tmp_path: Path, hyper: dict[str, Any], 
 
 
 def test_gguf_sliding_window_is_an_upper_bound(tmp_path: Path) -> None:
-    path = tmp_path / "gemma.gguf"
-    write_gguf_decoder(path, "gemma3", kv_heads=2, window=16)
+    path = tmp_path / "mistral.gguf"  # an architecture whose sliding layers llama.cpp's code does not name either
+    write_gguf_decoder(path, "llama", kv_heads=2, window=16)
     plan = paramscope.memory(str(path), seq=128).memory
     assert plan is not None
     item = plan.item("KV cache")
@@ -1527,6 +1527,49 @@ def test_gguf_sliding_window_pattern_as_a_period(tmp_path: Path, period: int, sl
     item = plan.item("KV cache")
     expected = llama_cpp_kv_bytes(sliding, 16, 2, 8) + llama_cpp_kv_bytes(4 - sliding, 128, 2, 8)
     assert (item.total_bytes, item.label) == (expected, "derived")
+
+
+@pytest.mark.parametrize(
+    ("architecture", "values", "sliding", "window", "notes"),
+    [
+        # llama.cpp's load_arch_hparams without sliding_window_pattern: set_swa_pattern(2) for gemma2, 6 for gemma3,
+        # 5 for gemma3n, 4 for cohere2 (layer i slides unless i % n == n - 1); of 8 layers, 4, 7, 7 and 6 slide
+        ("gemma3", {"attention.sliding_window": 16}, 7, 16, []),
+        ("gemma3n", {"attention.sliding_window": 16}, 7, 16, []),
+        ("cohere2", {"attention.sliding_window": 16}, 6, 16, []),
+        ("gemma2", {"attention.sliding_window": 16}, 4, 16, []),
+        # Gemma 2 without sliding_window either: llama.cpp's default of 4096 tokens
+        (
+            "gemma2",
+            {},
+            4,
+            4096,
+            [
+                "no gemma2.attention.sliding_window: llama.cpp's gemma2 code gives its sliding "
+                "layers a 4,096-token window"
+            ],
+        ),
+        # the file's own pattern wins over the architecture's
+        ("gemma3", {"attention.sliding_window": 16, "attention.sliding_window_pattern": 2}, 4, 16, None),
+    ],
+    ids=["gemma3", "gemma3n", "cohere2", "gemma2", "gemma2-no-window", "gemma3-own-pattern"],
+)
+def test_gguf_sliding_window_pattern_from_llama_cpp_code(
+    tmp_path: Path, architecture: str, values: dict[str, Any], sliding: int, window: int, notes: list[str] | None
+) -> None:
+    path = tmp_path / "model.gguf"
+    shape = {**LLAMA_SHAPE, "block_count": 8, "attention.head_count_kv": 2}
+    write_gguf_metadata(path, architecture, {**shape, **values})
+    plan = paramscope.memory(str(path), seq=8192).memory
+    assert plan is not None
+    item = plan.item("KV cache")
+    expected = llama_cpp_kv_bytes(sliding, window, 2, 8) + llama_cpp_kv_bytes(8 - sliding, 8192, 2, 8)
+    assert (item.total_bytes, item.label) == (expected, "derived")
+    said = [note for note in plan.notes if note.startswith(f"no {architecture}.")]
+    period = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4}[architecture]
+    pattern = (f"no {architecture}.attention.sliding_window_pattern: llama.cpp's {architecture} code gives one layer "
+               f"in {period} full attention and slides the others")  # fmt: skip
+    assert said == ([] if notes is None else [*notes, pattern])
 
 
 def test_gguf_claiming_more_layers_than_any_model_is_not_sized_from(tmp_path: Path) -> None:

@@ -968,6 +968,7 @@ def _inference_items(
             size, formula, kv_heads = cache
             ways = math.gcd(tp, kv_heads)  # key/value heads are split across the TP ranks, whole heads only
             cache_label: Label = "derived"
+            notes.extend((config or {}).get("gguf_swa_in_code") or [])  # a GGUF file's window or pattern set in code
             window, kind = (config or {}).get("gguf_windowed_layers") or (None, "")
             if window is not None and window < settings.tokens:
                 cache_label = "estimate"

@@ -311,6 +311,10 @@ _RECURRENT = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwk
 # Architectures whose integer sliding_window_pattern llama.cpp reads otherwise than set_swa_pattern's default (the
 # full-attention layer first, a window set in code): left as an upper bound
 _PERIOD_IN_CODE = frozenset({"smallthinker"})
+# The period llama.cpp's load_arch_hparams gives set_swa_pattern when the file has no sliding_window_pattern (its
+# src/models/gemma2.cpp, gemma3.cpp, gemma3n.cpp, cohere2.cpp), and Gemma 2's window when the file has none
+_DEFAULT_PERIOD = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4}
+_DEFAULT_WINDOW = {"gemma2": 4096}
 
 
 class _Unusable(Exception):
@@ -434,7 +438,18 @@ def _attention_config(meta: _Metadata) -> dict[str, Any] | None:
         config["kv_lora_rank"] = latent
         config["qk_rope_head_dim"] = rope or 0
     window = meta.size("attention.sliding_window", zero=True)
+    if not meta.given("attention.sliding_window") and arch in _DEFAULT_WINDOW:
+        window = _DEFAULT_WINDOW[arch]
+        config["gguf_swa_in_code"] = [f"no {meta.name('attention.sliding_window')}: llama.cpp's {arch} code gives "
+                                      f"its sliding layers a {window:,}-token window"]  # fmt: skip
     pattern = _sliding_layers(meta, layers) if window and arch not in _PERIOD_IN_CODE else None
+    if window and pattern is None and arch in _DEFAULT_PERIOD:
+        period = _DEFAULT_PERIOD[arch]
+        pattern = _period(period, layers)
+        config.setdefault("gguf_swa_in_code", []).append(
+            f"no {meta.name('attention.sliding_window_pattern')}: llama.cpp's {arch} code gives one layer in {period} "
+            "full attention and slides the others"
+        )
     if window and pattern is not None:
         if any(pattern):  # else no layer slides: without layer_types, a window would make them all
             config["sliding_window"] = window
@@ -465,7 +480,17 @@ def _sliding_layers(meta: _Metadata, layers: int) -> list[bool] | None:
         return pattern
     if type(pattern) is not int or pattern < 0:
         raise _Unusable(f"{meta.name(key)} is {_shown(pattern)}")
-    return [pattern == 0 or index % pattern < pattern - 1 for index in range(layers)]
+    return _period(pattern, layers)
+
+
+def _period(period: int, layers: int) -> list[bool]:
+    """Which of ``layers`` layers slide with a period n (llama.cpp's set_swa_pattern: layer i slides unless
+    i % n == n - 1; with 0, every layer slides).
+
+    >>> _period(3, 6)
+    [True, True, False, True, True, False]
+    """
+    return [period == 0 or index % period < period - 1 for index in range(layers)]
 
 
 def decoder_config(target: Path) -> dict[str, Any] | None:
