@@ -1184,38 +1184,40 @@ def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, v
 @pytest.mark.parametrize(
     ("hyper", "expected"),
     [
-        ({"kv_heads": 2}, llama_cpp_kv_bytes(4, 128, 2, 8)),  # head_dim: embedding_length / head_count
-        ({}, llama_cpp_kv_bytes(4, 128, 4, 8)),  # head_count_kv defaults to head_count
-        ({"kv_heads": 2, "key_length": 16, "value_length": 16}, llama_cpp_kv_bytes(4, 128, 2, 16)),
+        ({"kv_heads": 2}, llama_cpp_kv_bytes(4, 2048, 2, 8)),  # head_dim: embedding_length / head_count
+        ({}, llama_cpp_kv_bytes(4, 2048, 4, 8)),  # head_count_kv defaults to head_count
+        ({"kv_heads": 2, "key_length": 16, "value_length": 16}, llama_cpp_kv_bytes(4, 2048, 2, 16)),
         # a key length alone: values keep embedding_length / head_count; or lengths of their own
-        ({"kv_heads": 2, "key_length": 16}, llama_cpp_kv_bytes(4, 128, 2, 16, 8)),
-        ({"kv_heads": 2, "key_length": 16, "value_length": 4}, llama_cpp_kv_bytes(4, 128, 2, 16, 4)),
-        ({"kv_heads": 2, "heads": [4, 4, 4, 4]}, llama_cpp_kv_bytes(4, 128, 2, 8)),  # per layer, all alike
+        ({"kv_heads": 2, "key_length": 16}, llama_cpp_kv_bytes(4, 2048, 2, 16, 8)),
+        ({"kv_heads": 2, "key_length": 16, "value_length": 4}, llama_cpp_kv_bytes(4, 2048, 2, 16, 4)),
+        ({"kv_heads": 2, "heads": [4, 4, 4, 4]}, llama_cpp_kv_bytes(4, 2048, 2, 8)),  # per layer, all alike
         # Qwen3-Next: one layer in full_attention_interval attends, the others are recurrent
-        ({"kv_heads": 2, "full_attention_interval": 2}, llama_cpp_kv_bytes(2, 128, 2, 8)),
+        ({"kv_heads": 2, "full_attention_interval": 2}, llama_cpp_kv_bytes(2, 2048, 2, 8)),
         # Gemma 3n: the last shared_kv_layers layers reuse earlier layers' keys and values
-        ({"kv_heads": 2, "shared_kv_layers": 1}, llama_cpp_kv_bytes(3, 128, 2, 8)),
-        # which layers slide, said by the file: those hold the window
+        ({"kv_heads": 2, "shared_kv_layers": 1}, llama_cpp_kv_bytes(3, 2048, 2, 8)),
+        # which layers slide, said by the file: those hold the window and llama.cpp's 512-token ubatch, padded to
+        # 256 cells (16 + 512 = 528: 768 cells)
         (
             {"kv_heads": 2, "window": 16, "sliding_window_pattern": [True, True, True, False]},
-            llama_cpp_kv_bytes(3, 16, 2, 8) + llama_cpp_kv_bytes(1, 128, 2, 8),
+            llama_cpp_kv_bytes(3, 768, 2, 8) + llama_cpp_kv_bytes(1, 2048, 2, 8),
         ),
         # a pattern in which no layer slides: every layer at full length
-        ({"kv_heads": 2, "window": 16, "sliding_window_pattern": [False] * 4}, llama_cpp_kv_bytes(4, 128, 2, 8)),
-        ({"kv_heads": 2, "window": 256}, llama_cpp_kv_bytes(4, 128, 2, 8)),  # a window past the context: exact
-        ({"kv_heads": [0, 2, 0, 2]}, llama_cpp_kv_bytes(2, 128, 2, 8)),  # a hybrid: recurrent layers have none
+        ({"kv_heads": 2, "window": 16, "sliding_window_pattern": [False] * 4}, llama_cpp_kv_bytes(4, 2048, 2, 8)),
+        # a window whose cells, with a 512-token ubatch, reach the context's: every layer at full length, exact
+        ({"kv_heads": 2, "window": 1600}, llama_cpp_kv_bytes(4, 2048, 2, 8)),
+        ({"kv_heads": [0, 2, 0, 2]}, llama_cpp_kv_bytes(2, 2048, 2, 8)),  # a hybrid: recurrent layers have none
         # OpenELM: each layer its own query and key/value heads, summed layer by layer
         (
             {"heads": [4, 4, 8, 8], "kv_heads": [1, 1, 2, 4], "key_length": 8, "value_length": 8},
-            sum(llama_cpp_kv_bytes(1, 128, count, 8) for count in (1, 1, 2, 4)),
+            sum(llama_cpp_kv_bytes(1, 2048, count, 8) for count in (1, 1, 2, 4)),
         ),
         # without head_count_kv, each layer's own head count; a value length of n_embd / the first layer's heads
         (
             {"heads": [4, 4, 8, 8], "key_length": 16},
-            sum(llama_cpp_kv_bytes(1, 128, count, 16, 32 // 4) for count in (4, 4, 8, 8)),
+            sum(llama_cpp_kv_bytes(1, 2048, count, 16, 32 // 4) for count in (4, 4, 8, 8)),
         ),
         # DeepSeek's MLA: llama.cpp caches the latent and the rotary key, kv_lora_rank + n_rot per token and layer
-        ({"latent": 16, "rope": 8, "key_length_mla": 24, "value_length_mla": 16}, 4 * 128 * (16 + 8) * 2),
+        ({"latent": 16, "rope": 8, "key_length_mla": 24, "value_length_mla": 16}, 4 * 2048 * (16 + 8) * 2),
     ],
     ids=[
         "gqa",
@@ -1238,7 +1240,7 @@ def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, v
 def test_gguf_kv_cache_from_its_metadata(tmp_path: Path, hyper: dict[str, Any], expected: int) -> None:
     path = tmp_path / "model.gguf"
     write_gguf_decoder(path, **hyper)
-    plan = paramscope.memory(str(path), seq=128).memory
+    plan = paramscope.memory(str(path), seq=2048).memory
     assert plan is not None
     item = plan.item("KV cache")
     assert (item.total_bytes, item.label) == (expected, "derived")
@@ -1247,10 +1249,10 @@ def test_gguf_kv_cache_from_its_metadata(tmp_path: Path, hyper: dict[str, Any], 
 def test_gguf_sliding_window_is_an_upper_bound(tmp_path: Path) -> None:
     path = tmp_path / "mistral.gguf"  # an architecture whose sliding layers llama.cpp's code does not name either
     write_gguf_decoder(path, "llama", kv_heads=2, window=16)
-    plan = paramscope.memory(str(path), seq=128).memory
+    plan = paramscope.memory(str(path), seq=2048).memory
     assert plan is not None
     item = plan.item("KV cache")
-    assert (item.total_bytes, item.label) == (llama_cpp_kv_bytes(4, 128, 2, 8), "estimate")
+    assert (item.total_bytes, item.label) == (llama_cpp_kv_bytes(4, 2048, 2, 8), "estimate")
     assert (
         "the GGUF file declares a 16-token sliding window but not which layers use it (llama.cpp's code decides): "
         "the KV cache counts every layer at full length, an upper bound"
@@ -1260,9 +1262,9 @@ def test_gguf_sliding_window_is_an_upper_bound(tmp_path: Path) -> None:
 def test_gguf_llama4_chunked_layers_are_an_upper_bound(tmp_path: Path) -> None:
     path = tmp_path / "scout.gguf"
     write_gguf_decoder(path, "llama4", kv_heads=2)
-    plan = paramscope.memory(str(path), seq=128).memory
+    plan = paramscope.memory(str(path), seq=2048).memory
     assert plan is not None
-    assert (plan.item("KV cache").total_bytes, plan.item("KV cache").label) == (llama_cpp_kv_bytes(4, 128, 2, 8),
+    assert (plan.item("KV cache").total_bytes, plan.item("KV cache").label) == (llama_cpp_kv_bytes(4, 2048, 2, 8),
                                                                                  "estimate")  # fmt: skip
     assert (
         "llama.cpp gives some layers of this architecture chunked attention in its code, which the GGUF file does "
@@ -1278,9 +1280,9 @@ def test_gguf_vision_projector_beside_the_model_is_passed_over(tmp_path: Path) -
     projector.write_kv_data_to_file()
     projector.write_tensors_to_file()
     projector.close()
-    plan = paramscope.memory(str(tmp_path), seq=128).memory
+    plan = paramscope.memory(str(tmp_path), seq=2048).memory
     assert plan is not None
-    assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(4, 128, 2, 8)
+    assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(4, 2048, 2, 8)
 
 
 def test_gguf_beside_a_config_json_still_runs_its_forward(tmp_path: Path) -> None:
@@ -1289,16 +1291,16 @@ def test_gguf_beside_a_config_json_still_runs_its_forward(tmp_path: Path) -> Non
               "num_key_value_heads": 2}  # fmt: skip
     (tmp_path / "config.json").write_text(json.dumps(config))
     write_gguf_decoder(tmp_path / "model.gguf", kv_heads=2)
-    plan = paramscope.memory(str(tmp_path / "model.gguf"), seq=128).memory
+    plan = paramscope.memory(str(tmp_path / "model.gguf"), seq=2048).memory
     assert plan is not None
     assert [item.name for item in plan.items] == ["weights", "KV cache", "activations"]
-    assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(4, 128, 2, 8)
+    assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(4, 2048, 2, 8)
 
 
 def test_gguf_embedding_model_has_no_kv_cache(tmp_path: Path) -> None:
     path = tmp_path / "bert.gguf"
     write_gguf_decoder(path, "bert", causal=False)
-    plan = paramscope.memory(str(path), seq=128).memory
+    plan = paramscope.memory(str(path), seq=2048).memory
     assert plan is not None
     assert [item.name for item in plan.items] == ["weights"]
     assert (
@@ -1409,9 +1411,9 @@ def test_gguf_with_a_tokenizer_of_200_000_tokens(tmp_path: Path) -> None:
     }
     assert (report.totals.params, report.totals.param_bytes) == (32 * 256 + 200 * 32, 32 * 8 * 34 + 200 * 32 * 2)
     assert f"{path.name}: GGUF model big vocabulary, architecture llama" in report.notes
-    plan = paramscope.memory(str(path), seq=128).memory
+    plan = paramscope.memory(str(path), seq=2048).memory
     assert plan is not None
-    assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(1, 128, 2, 8) + llama_cpp_kv_bytes(1, 128, 1, 8)
+    assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(1, 2048, 2, 8) + llama_cpp_kv_bytes(1, 2048, 1, 8)
 
 
 def write_gguf_metadata(path: Path, architecture: str, values: Mapping[str, Any]) -> None:
@@ -1472,7 +1474,7 @@ def test_gguf_metadata_that_cannot_size_the_kv_cache_is_said_so(
     # the value was passed over for llama.cpp's default (4 kv heads, keys of 8) or made the file look like no decoder
     path = tmp_path / "model.gguf"
     write_gguf_metadata(path, "llama", {**LLAMA_SHAPE, **values})
-    plan = paramscope.memory(str(path), seq=128).memory
+    plan = paramscope.memory(str(path), seq=2048).memory
     assert plan is not None
     assert [item.name for item in plan.items] == ["weights"]
     assert f"no KV cache item: the GGUF file's {reason}, which llama.cpp cannot size a KV cache from" in plan.notes
@@ -1483,7 +1485,7 @@ def test_gguf_recurrent_model_keeps_a_state_not_a_kv_cache(tmp_path: Path, archi
     # llama.cpp's Mamba and RWKV files write head_count 0: every layer keeps a recurrent state
     path = tmp_path / "model.gguf"
     write_gguf_metadata(path, architecture, {**LLAMA_SHAPE, "attention.head_count": 0})
-    plan = paramscope.memory(str(path), seq=128).memory
+    plan = paramscope.memory(str(path), seq=2048).memory
     assert plan is not None
     assert [item.name for item in plan.items] == ["weights"]
     assert (
@@ -1498,18 +1500,18 @@ def test_gguf_deepseek2_converted_before_mla_caches_every_head(tmp_path: Path) -
     # caching head_count_kv × (key_length + value_length) per token
     def kv_cache_bytes(name: str, metadata: dict[str, Any]) -> int:
         write_gguf_metadata(tmp_path / name, "deepseek2", metadata)
-        plan = paramscope.memory(str(tmp_path / name), seq=128).memory
+        plan = paramscope.memory(str(tmp_path / name), seq=2048).memory
         assert plan is not None
         return plan.item("KV cache").total_bytes
 
     mha = {**LLAMA_SHAPE, "attention.head_count_kv": 4, "attention.key_length": 12, "attention.value_length": 8,
            "attention.kv_lora_rank": 16, "rope.dimension_count": 4}  # fmt: skip
-    assert kv_cache_bytes("old.gguf", mha) == llama_cpp_kv_bytes(4, 128, 4, 12, 8)
+    assert kv_cache_bytes("old.gguf", mha) == llama_cpp_kv_bytes(4, 2048, 4, 12, 8)
     # converted since: one key/value head, keys kv_lora_rank + n_rot long, values kv_lora_rank (whose cache llama.cpp
     # now takes from the keys'): the latent and the rotary key, kv_lora_rank + rope per token and layer
     mla = {**mha, "attention.head_count_kv": 1, "attention.key_length": 20, "attention.value_length": 16,
            "attention.key_length_mla": 12, "attention.value_length_mla": 8}  # fmt: skip
-    assert kv_cache_bytes("new.gguf", mla) == 4 * 128 * (16 + 4) * 2
+    assert kv_cache_bytes("new.gguf", mla) == 4 * 2048 * (16 + 4) * 2
 
 
 @pytest.mark.parametrize(
@@ -1522,40 +1524,34 @@ def test_gguf_sliding_window_pattern_as_a_period(tmp_path: Path, period: int, sl
     path = tmp_path / "gemma3.gguf"
     write_gguf_metadata(path, "gemma3", {**LLAMA_SHAPE, "attention.head_count_kv": 2, "attention.sliding_window": 16,
                                          "attention.sliding_window_pattern": period})  # fmt: skip
-    plan = paramscope.memory(str(path), seq=128).memory
+    plan = paramscope.memory(str(path), seq=2048).memory
     assert plan is not None
     item = plan.item("KV cache")
-    expected = llama_cpp_kv_bytes(sliding, 16, 2, 8) + llama_cpp_kv_bytes(4 - sliding, 128, 2, 8)
+    # llama.cpp's sliding layers hold the 16-token window + a 512-token ubatch, padded to 256: 768 cells
+    expected = llama_cpp_kv_bytes(sliding, 768, 2, 8) + llama_cpp_kv_bytes(4 - sliding, 2048, 2, 8)
     assert (item.total_bytes, item.label) == (expected, "derived")
 
 
 @pytest.mark.parametrize(
-    ("architecture", "values", "sliding", "window", "notes"),
+    ("architecture", "values", "sliding", "cells", "notes"),
     [
         # llama.cpp's load_arch_hparams without sliding_window_pattern: set_swa_pattern(2) for gemma2, 6 for gemma3,
-        # 5 for gemma3n, 4 for cohere2 (layer i slides unless i % n == n - 1); of 8 layers, 4, 7, 7 and 6 slide
-        ("gemma3", {"attention.sliding_window": 16}, 7, 16, []),
-        ("gemma3n", {"attention.sliding_window": 16}, 7, 16, []),
-        ("cohere2", {"attention.sliding_window": 16}, 6, 16, []),
-        ("gemma2", {"attention.sliding_window": 16}, 4, 16, []),
-        # Gemma 2 without sliding_window either: llama.cpp's default of 4096 tokens
-        (
-            "gemma2",
-            {},
-            4,
-            4096,
-            [
-                "no gemma2.attention.sliding_window: llama.cpp's gemma2 code gives its sliding "
-                "layers a 4,096-token window"
-            ],
-        ),
+        # 5 for gemma3n, 4 for cohere2 (layer i slides unless i % n == n - 1); of 8 layers, 4, 7, 7 and 6 slide, each
+        # holding the 16-token window + a 512-token ubatch, padded to 256: 768 cells
+        ("gemma3", {"attention.sliding_window": 16}, 7, 768, []),
+        ("gemma3n", {"attention.sliding_window": 16}, 7, 768, []),
+        ("cohere2", {"attention.sliding_window": 16}, 6, 768, []),
+        ("gemma2", {"attention.sliding_window": 16}, 4, 768, []),
+        # Gemma 2 without sliding_window either: llama.cpp's default of 4096 tokens (+ 512: 4608 cells)
+        ("gemma2", {}, 4, 4608, ["no gemma2.attention.sliding_window: llama.cpp's gemma2 code gives its sliding "
+                                  "layers a 4,096-token window"]),
         # the file's own pattern wins over the architecture's
-        ("gemma3", {"attention.sliding_window": 16, "attention.sliding_window_pattern": 2}, 4, 16, None),
+        ("gemma3", {"attention.sliding_window": 16, "attention.sliding_window_pattern": 2}, 4, 768, None),
     ],
     ids=["gemma3", "gemma3n", "cohere2", "gemma2", "gemma2-no-window", "gemma3-own-pattern"],
-)
+)  # fmt: skip
 def test_gguf_sliding_window_pattern_from_llama_cpp_code(
-    tmp_path: Path, architecture: str, values: dict[str, Any], sliding: int, window: int, notes: list[str] | None
+    tmp_path: Path, architecture: str, values: dict[str, Any], sliding: int, cells: int, notes: list[str] | None
 ) -> None:
     path = tmp_path / "model.gguf"
     shape = {**LLAMA_SHAPE, "block_count": 8, "attention.head_count_kv": 2}
@@ -1563,7 +1559,7 @@ def test_gguf_sliding_window_pattern_from_llama_cpp_code(
     plan = paramscope.memory(str(path), seq=8192).memory
     assert plan is not None
     item = plan.item("KV cache")
-    expected = llama_cpp_kv_bytes(sliding, window, 2, 8) + llama_cpp_kv_bytes(8 - sliding, 8192, 2, 8)
+    expected = llama_cpp_kv_bytes(sliding, cells, 2, 8) + llama_cpp_kv_bytes(8 - sliding, 8192, 2, 8)
     assert (item.total_bytes, item.label) == (expected, "derived")
     said = [note for note in plan.notes if note.startswith(f"no {architecture}.")]
     period = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4}[architecture]
@@ -1572,10 +1568,40 @@ def test_gguf_sliding_window_pattern_from_llama_cpp_code(
     assert said == ([] if notes is None else [*notes, pattern])
 
 
+def test_gguf_kv_cache_holds_the_cells_llama_cpp_allocates(tmp_path: Path) -> None:
+    # Gemma 3's layout: 1024-token window, one layer in 6 in full. llama.cpp (llama_kv_cache_iswa) gives the sliding
+    # layers GGML_PAD(min(n_ctx, n_swa + n_ubatch), 256) = GGML_PAD(1024 + 512, 256) = 1536 cells, as its log line
+    # "creating SWA KV cache, size = 1536 cells" says for -c 8192; the 2 full layers the context's 8192
+    path = tmp_path / "gemma3.gguf"
+    write_gguf_metadata(path, "gemma3", {**LLAMA_SHAPE, "block_count": 12, "attention.head_count_kv": 2,
+                                         "attention.sliding_window": 1024})  # fmt: skip
+    plan = paramscope.memory(str(path), seq=8192).memory
+    assert plan is not None
+    item = plan.item("KV cache")
+    # (10 × 1536 + 2 × 8192) cells × 2 kv heads × (8 + 8) × 2 B
+    assert (item.total_bytes, item.label) == (2_031_616, "derived")
+    assert item.formula == ("2 × 12 layers × 2 kv heads × 8 × 8,192 tokens × 1 × 2 B (10 sliding layers hold 1,536 "
+                            "cells: the 1,024-token window + llama.cpp's 512-token ubatch, padded to 256)")  # fmt: skip
+    assert (
+        "the KV cache's sliding-window layers are sized as llama.cpp allocates them with its defaults: the window and "
+        "one ubatch (n_ubatch 512) of cells for each sequence (kv_unified off), padded to 256; --swa-full would give "
+        "them the context's"
+    ) in plan.notes
+    # llama_context pads the context to 256 cells (-c 3000 -np 3: 1024 cells per sequence); the sliding layers'
+    # 1536 cells are then more than the context's, which they never exceed
+    plan = paramscope.memory(str(path), seq=1000, batch=3).memory
+    assert plan is not None
+    item = plan.item("KV cache")
+    assert item.total_bytes == 12 * 1024 * 3 * 2 * (8 + 8) * 2
+    assert item.formula == (
+        "2 × 12 layers × 2 kv heads × 8 × 1,024 cells (1,000 tokens, padded to 256 by llama.cpp) × 3 × 2 B"
+    )
+
+
 def test_gguf_claiming_more_layers_than_any_model_is_not_sized_from(tmp_path: Path) -> None:
     path = tmp_path / "model.gguf"
     write_gguf_decoder(path, layers=200_000)
-    plan = paramscope.memory(str(path), seq=128).memory
+    plan = paramscope.memory(str(path), seq=2048).memory
     assert plan is not None
     assert [item.name for item in plan.items] == ["weights"]
     assert "no KV cache item: the model has no decoder config to size it from" in plan.notes

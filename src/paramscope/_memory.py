@@ -516,8 +516,9 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     formula; layers without a cache left out), and MLA's compressed latent (DeepSeek: kv_lora_rank +
     qk_rope_head_dim per token, once for keys and values) are taken into account. The fields are read under their
     standard names (:func:`standard_fields`: MPT's ``n_heads``, T5's ``d_kv``); an encoder-decoder's is the decoder's
-    self-attention cache (:func:`cross_attention_cache` gives the rest). ``None`` when the config does not describe a
-    decoder's attention; a UsageError for more layers than any model has (see :func:`decoder_layers`).
+    self-attention cache (:func:`cross_attention_cache` gives the rest); a GGUF file's, the cells llama.cpp allocates
+    (:func:`llama_cpp_cells`). ``None`` when the config does not describe a decoder's attention; a UsageError for more
+    layers than any model has (see :func:`decoder_layers`).
     """
     from ._cache_layers import KNOWN, cache_layers
 
@@ -529,13 +530,16 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     kinds = cache_layers(config, layers)
     prefix, remarks = _cached_prefix(fields)
     held = tokens + prefix  # the tokens each layer is given
-    lengths = [layer.tokens(held) for layer in kinds]
     cached = sum(1 for layer in kinds if layer.keeps_keys)
-    windows = sorted({layer.window for layer in kinds if layer.keeps_keys and layer.window and layer.window < held})
-    for window in windows:
-        capped = [layer for layer in kinds if layer.keeps_keys and layer.window == window]
-        names = sorted({layer.type.replace("_attention", "") for layer in capped})
-        remarks.append(f"{len(capped)} {'/'.join(names)} layers capped at {format_count(window)} tokens")
+    if isinstance(config.get("gguf_architecture"), str):  # a GGUF file: the cells llama.cpp allocates
+        lengths, tokens_text = _llama_cpp_cells(kinds, tokens, remarks)
+    else:
+        lengths, tokens_text = [layer.tokens(held) for layer in kinds], _tokens_text(tokens, prefix)
+        windows = sorted({layer.window for layer in kinds if layer.keeps_keys and layer.window and layer.window < held})
+        for window in windows:
+            capped = [layer for layer in kinds if layer.keeps_keys and layer.window == window]
+            names = sorted({layer.type.replace("_attention", "") for layer in capped})
+            remarks.append(f"{len(capped)} {'/'.join(names)} layers capped at {format_count(window)} tokens")
     indexed = [layer for layer in kinds if layer.indexer and layer.keeps_keys]
     # sparse attention's indexer keys (one head, every token): added to each shape's total below
     indexer_size = size
@@ -547,7 +551,7 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     extra = ""  # the formula's term for them
     if indexed:
         lengths_text = "/".join(str(length) for length in sorted({layer.indexer or 0 for layer in indexed}))
-        extra = (f" + {len(indexed)} layers × {lengths_text} indexer key × {_tokens_text(tokens, prefix)} × {batch} × "
+        extra = (f" + {len(indexed)} layers × {lengths_text} indexer key × {tokens_text} × {batch} × "
                  f"{indexer_size:g} B")  # fmt: skip
         remarks.append(f"{len(indexed)} indexed_attention layers' sparse-attention indexers keep a key per token"
                        + (", Dots 3's in float32" if indexer_size != size else ""))  # fmt: skip
@@ -583,11 +587,10 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         terms = [f"{count} layers × ({kept} + {key})" for (kept, key), count in groups.items()]
         each = f"{terms[0]} latent" if len(terms) == 1 else f"({' + '.join(terms)}) latent"
         remarks.insert(0, "MLA's compressed cache, as serving engines keep it")
-        formula = f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{extra}{_remark(remarks)}"
+        formula = f"{each} × {tokens_text} × {batch} × {size:g} B{extra}{_remark(remarks)}"
         return math.ceil((total + indexer_total) * size), formula, 1  # one latent for all heads: not split by TP
     head_dim, value_dim = _head_dims(fields, heads, hidden)
     if any(layer.head_dim or layer.kv_heads for layer in kinds):  # layers of their own shapes (per_layer_config)
-        tokens_text = _tokens_text(tokens, prefix)
         size_found, formula, fewest = _heterogeneous_cache(fields, kinds, lengths, heads, (head_dim, value_dim),
                                                            batch, tokens_text, size, remarks, extra)  # fmt: skip
         return size_found + math.ceil(indexer_total * size), formula, fewest
@@ -600,7 +603,7 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         each = f"2 × {heads_text} × {head_dim}"
         if value_dim != head_dim:
             each = f"{heads_text} × ({head_dim} + {value_dim})"
-        formula = f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{extra}{_remark(remarks)}"
+        formula = f"{each} × {tokens_text} × {batch} × {size:g} B{extra}{_remark(remarks)}"
         return math.ceil((total * batch + indexer_total) * size), formula, kv_heads
     kv_heads, why = _kv_heads(fields, heads)
     values = sum(lengths) * kv_heads * (head_dim + value_dim) * batch + indexer_total
@@ -608,9 +611,50 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         each = f"2 × {cached} layers × {kv_heads} kv heads × {head_dim}"
     else:
         each = f"{cached} layers × {kv_heads} kv heads × ({head_dim} + {value_dim})"
-    formula = (f"{each} × {_tokens_text(tokens, prefix)} × {batch} × {size:g} B{extra}"
+    formula = (f"{each} × {tokens_text} × {batch} × {size:g} B{extra}"
                f"{_remark([why] * bool(why) + remarks)}")  # fmt: skip
     return math.ceil(values * size), formula, int(kv_heads)
+
+
+LLAMA_CPP_PAD = 256
+"""llama.cpp pads a context's cells, and a sliding-window cache's, to a multiple of 256 (``GGML_PAD``)."""
+LLAMA_CPP_UBATCH = 512
+"""llama.cpp's default ``n_ubatch``, the most tokens one step of its batch processes."""
+
+
+def llama_cpp_cells(tokens: int, window: int | None = None) -> int:
+    """The cells llama.cpp's KV cache gives a sequence of ``tokens`` tokens in a layer (each of ``-np`` sequences
+    a stream of its own, as ``kv_unified`` off keeps them): ``llama_context`` pads its context to 256 cells; a
+    sliding-window layer's cache (``llama_kv_cache_iswa``) holds the window and one ubatch (``n_ubatch``, 512 by
+    default), padded to 256, and never more than the context's. (llama.cpp caps n_ubatch at a shorter context, whose
+    cells the window and that many tokens never fall short of.)
+
+    >>> llama_cpp_cells(1000), llama_cpp_cells(8192, window=1024), llama_cpp_cells(128, window=16)
+    (1024, 1536, 256)
+    """
+    cells = -(-tokens // LLAMA_CPP_PAD) * LLAMA_CPP_PAD
+    if window is None:
+        return cells
+    return min(cells, -(-(window + LLAMA_CPP_UBATCH) // LLAMA_CPP_PAD) * LLAMA_CPP_PAD)
+
+
+def _llama_cpp_cells(kinds: Sequence[CacheLayer], tokens: int, remarks: list[str]) -> tuple[list[int], str]:
+    """Each layer's cells in llama.cpp's KV cache for a GGUF model (see :func:`llama_cpp_cells`), the formula's text
+    for the full-attention layers' cells, and a remark for each window's."""
+    full = llama_cpp_cells(tokens)
+    lengths = [llama_cpp_cells(tokens, layer.window) if layer.keeps_keys else 0 for layer in kinds]
+    for window in sorted({layer.window for layer in kinds if layer.keeps_keys and layer.window}):
+        cells = llama_cpp_cells(tokens, window)
+        if cells < full:
+            capped = [layer for layer in kinds if layer.keeps_keys and layer.window == window]
+            names = sorted({layer.type.replace("_attention", "") for layer in capped})
+            remarks.append(f"{len(capped)} {'/'.join(names)} layers hold {format_count(cells)} cells: the "
+                           f"{format_count(window)}-token window + llama.cpp's {LLAMA_CPP_UBATCH}-token ubatch, "
+                           f"padded to {LLAMA_CPP_PAD}")  # fmt: skip
+    if full == tokens:
+        return lengths, _tokens_text(tokens, 0)
+    padded = f"{format_count(tokens)} tokens, padded to {LLAMA_CPP_PAD} by llama.cpp"
+    return lengths, f"{format_count(full)} cells ({padded})"
 
 
 def _cached_prefix(fields: Mapping[str, Any]) -> tuple[int, list[str]]:
@@ -969,8 +1013,12 @@ def _inference_items(
             ways = math.gcd(tp, kv_heads)  # key/value heads are split across the TP ranks, whole heads only
             cache_label: Label = "derived"
             notes.extend((config or {}).get("gguf_swa_in_code") or [])  # a GGUF file's window or pattern set in code
+            if config and "gguf_architecture" in config and "sliding_window" in config:
+                notes.append("the KV cache's sliding-window layers are sized as llama.cpp allocates them with its "
+                             "defaults: the window and one ubatch (n_ubatch 512) of cells for each sequence "
+                             "(kv_unified off), padded to 256; --swa-full would give them the context's")  # fmt: skip
             window, kind = (config or {}).get("gguf_windowed_layers") or (None, "")
-            if window is not None and window < settings.tokens:
+            if window is not None and llama_cpp_cells(settings.tokens, window) < llama_cpp_cells(settings.tokens):
                 cache_label = "estimate"
                 notes.append(f"the GGUF file declares a {format_count(window)}-token sliding window but not which "
                              "layers use it (llama.cpp's code decides): the KV cache counts every layer at full "
