@@ -1787,6 +1787,41 @@ def test_storage_gguf_rows_not_whole_blocks_take_llama_cpp_fallback_types() -> N
                                    for p in model.parameters())  # fmt: skip
 
 
+def test_storage_gguf_rows_of_gpt2_conv1d_weights_are_their_first_dimension() -> None:
+    gguf = pytest.importorskip("gguf")
+    # transformers' Conv1D stores GPT-2's weights as (in, out); convert_hf_to_gguf.py (GPT2Model.modify_tensors)
+    # transposes every .c_attn/.c_proj/.c_fc weight, so llama.cpp's rows hold n_embd and n_inner values. With rows of
+    # 512 (whole blocks) and 1296 (neither Q4_K's 256 nor Q5_0's 32 divide it: F16), the MLP's c_fc and c_proj, whose
+    # last dimensions are 1296 and 512, take F16 and Q4_K the other way round from how they are stored
+    config = transformers.GPT2Config(n_embd=512, n_inner=1296, n_layer=1, n_head=4, vocab_size=256, n_positions=64)
+    with torch.device("meta"):
+        model = transformers.GPT2LMHeadModel(config)
+
+    def stored(name: str, shape: tuple[int, ...], format: str) -> int:
+        if name.endswith((".c_attn.weight", ".c_proj.weight", ".c_fc.weight")):
+            shape = shape[::-1]  # as convert_hf_to_gguf.py writes it
+        kind = gguf.GGMLQuantizationType[format]
+        if shape[-1] % gguf.GGML_QUANT_SIZES[kind][0]:
+            fallback = gguf.GGMLQuantizationType[LLAMA_CPP_FALLBACK[format]]
+            kind = fallback if shape[-1] % gguf.GGML_QUANT_SIZES[fallback][0] == 0 else gguf.GGMLQuantizationType.F16
+        return math.prod(gguf.quant_shape_to_byte_shape(shape, kind))
+
+    # the MLP's c_fc kept in float32: c_proj's type alone is left, as llama.cpp's row (1296) makes it
+    kept = ["*mlp.c_fc*"]
+    expected = sum(
+        4 * p.numel() if p.dim() == 1 or ".mlp.c_fc." in name else stored(name, tuple(p.shape), "Q4_K")
+        for name, p in model.named_parameters()
+    )
+    item = plan_of(model, dtype="Q4_K", keep_fp32=kept).item("weights")
+    assert item.total_bytes == expected == 4_691_008
+    assert item.formula == (
+        "Q4_K: 1,212,416 values at 4.5 bits + 663,552 in float16 (rows not whole blocks: llama.cpp's fallback) + "
+        "670,480 kept in float32"
+    )
+    rows = {row.format: row for row in plan_of(model, keep_fp32=kept).storage}
+    assert rows["Q4_K"].bytes == expected
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 7. inference weights
 

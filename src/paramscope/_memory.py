@@ -220,9 +220,9 @@ _GGUF_FALLBACK = {
 }
 
 
-def _gguf_type(dtype: dtype_table.DType, shape: Sequence[int]) -> dtype_table.DType:
-    """The GGUF block format llama.cpp stores a tensor of ``shape`` in when asked for ``dtype`` (see above)."""
-    row = shape[-1]
+def _gguf_type(dtype: dtype_table.DType, row: int) -> dtype_table.DType:
+    """The GGUF block format llama.cpp stores a tensor of rows of ``row`` values in when asked for ``dtype`` (see
+    above)."""
     if row % dtype.block_elements == 0:
         return dtype
     fallback = _GGUF_FALLBACK.get(dtype.name)
@@ -230,10 +230,24 @@ def _gguf_type(dtype: dtype_table.DType, shape: Sequence[int]) -> dtype_table.DT
     return entry if entry is not None and row % entry.block_elements == 0 else dtype_table.lookup("float16")
 
 
-def converted(params: Sequence[TensorRecord], name: str, keep_fp32: Sequence[str] = ()) -> tuple[int, str]:
+def _transposed(report: Report) -> frozenset[str]:
+    """The weights a model stores as (in, out), transformers' ``Conv1D`` (GPT-2's), which convert_hf_to_gguf.py
+    transposes: llama.cpp's rows are their first dimension, not their last."""
+    paths = {node.path for node in report.modules if node.type == "Conv1D"}
+    return frozenset(
+        record.name
+        for record in _parameters(report)
+        if any(name.endswith(".weight") and name.rpartition(".")[0] in paths for name in (record.name, *record.aliases))
+    )
+
+
+def converted(
+    params: Sequence[TensorRecord], name: str, keep_fp32: Sequence[str] = (), flipped: frozenset[str] = frozenset()
+) -> tuple[int, str]:
     """The bytes of ``params`` converted to dtype or format ``name``, and how: tensors matching ``keep_fp32`` stay
     in float32, and so do 1-D tensors (norms, biases) in the GGUF block formats, as llama.cpp keeps them; in those,
-    a tensor whose rows are not whole blocks takes llama.cpp's fallback type (Q4_K's is Q5_0) or F16."""
+    a tensor whose rows (its last dimension; its first for the names in ``flipped``, see :func:`_transposed`) are not
+    whole blocks takes llama.cpp's fallback type (Q4_K's is Q5_0) or F16."""
     dtype = dtype_table.lookup(name)
     gguf = dtype.category == "block"
     values = kept = 0
@@ -242,7 +256,11 @@ def converted(params: Sequence[TensorRecord], name: str, keep_fp32: Sequence[str
         numel = record.numel or 0
         if _kept(record, keep_fp32) or (gguf and record.shape is not None and len(record.shape) <= 1):
             kept += numel
-        elif gguf and record.shape is not None and (stored := _gguf_type(dtype, record.shape)) is not dtype:
+        elif (
+            gguf
+            and record.shape is not None
+            and (stored := _gguf_type(dtype, record.shape[0 if record.name in flipped else -1])) is not dtype
+        ):
             fallen[stored.name] = fallen.get(stored.name, 0) + numel
             values += stored.nbytes(numel)
         else:
@@ -263,20 +281,22 @@ def converted(params: Sequence[TensorRecord], name: str, keep_fp32: Sequence[str
 
 def storage_table(report: Report, keep_fp32: Sequence[str] = ()) -> tuple[StorageRow, ...]:
     """The weights converted to each common dtype and GGUF block format (see :func:`converted`)."""
-    params = _parameters(report)
+    params, flipped = _parameters(report), _transposed(report)
     rows = []
     for name in (*dtype_table.COMMON, *_GGUF_FORMATS):
-        size, formula = converted(params, name, keep_fp32)
+        size, formula = converted(params, name, keep_fp32, flipped)
         rows.append(StorageRow(name, dtype_table.lookup(name).bits, size, "derived", formula))
     return tuple(rows)
 
 
-def _weights_bytes(params: Sequence[TensorRecord], dtype: str | None, keep_fp32: Sequence[str]) -> tuple[int, str]:
+def _weights_bytes(
+    params: Sequence[TensorRecord], dtype: str | None, keep_fp32: Sequence[str], flipped: frozenset[str] = frozenset()
+) -> tuple[int, str]:
     if dtype is None:
         stored = sum(record.bytes or 0 for record in params)
         dtypes = ", ".join(dict.fromkeys(record.dtype for record in params if record.dtype))
         return stored, f"{format_count(sum(r.numel or 0 for r in params))} parameters in their dtypes ({dtypes})"
-    size, formula = converted(params, dtype, keep_fp32)
+    size, formula = converted(params, dtype, keep_fp32, flipped)
     return size, f"{dtype}: {formula}"
 
 
@@ -965,7 +985,7 @@ def _inference_items(
     from .sources.quantization import declared_quantization
 
     tp = settings.tp
-    weights, formula = _weights_bytes(_parameters(report), settings.dtype, settings.keep_fp32)
+    weights, formula = _weights_bytes(_parameters(report), settings.dtype, settings.keep_fp32, _transposed(report))
     label: Label = "exact" if settings.dtype is None else "derived"
     method = declared_quantization(config) if report.source.kind == "hf-config" and settings.dtype is None else None
     if method:
