@@ -275,3 +275,20 @@ def test_a_stack_of_no_layers_says_there_is_no_layer_to_read(stack: type[nn.Modu
         f"'(model)' ({stack.__name__}): the {stack.__name__} formula does not apply: it has no layers to read the "
         "layer's sizes from (num_layers 0); its tensors are counted",
     )
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_a_scripted_subclass_of_a_torch_layer_keeps_its_base_formula() -> None:
+    # MultiheadAttention's out_proj is a NonDynamicallyQuantizableLinear, a subclass of nn.Linear: scripting keeps
+    # its class's name, not its bases, so the formula comes from the Python class torch has imported
+    model = nn.TransformerEncoderLayer(8, 2, 16)
+    scripted = torch.jit.script(model)
+    report = _explained(scripted)
+    out_proj = report.module("self_attn.out_proj")
+    assert out_proj.type == type(model.self_attn.out_proj).__name__ == "NonDynamicallyQuantizableLinear"
+    assert (out_proj.formula, out_proj.formula_matches) == ("Linear: 8 × 8 + 8 = 72", True)
+    assert out_proj.params == model.self_attn.out_proj.weight.numel() + model.self_attn.out_proj.bias.numel()
+    assert report.notes == ()
+    assert [(n.path, n.formula, n.formula_matches) for n in report.modules] == [
+        (n.path, n.formula, n.formula_matches) for n in _explained(model).modules
+    ]

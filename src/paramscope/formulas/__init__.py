@@ -13,6 +13,7 @@ torch.nn class it derives from.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,5 +113,16 @@ def _entry_of(module: Any) -> LayerFormula | None:
         except (AttributeError, RuntimeError):
             return None
         prefix = "__torch__.torch.nn.modules."
-        return REGISTRY.get(qualified.rpartition(".")[2]) if qualified.startswith(prefix) else None
+        if not qualified.startswith(prefix):
+            return None
+        path, _, name = qualified.removeprefix("__torch__.").rpartition(".")
+        entry = REGISTRY.get(name)
+        if entry is None:
+            # A subclass of a torch.nn layer (MultiheadAttention's out_proj is a NonDynamicallyQuantizableLinear):
+            # the compiled class keeps its name, not its bases; the Python class, which torch has imported, has them.
+            # Scripting adds a ___torch_mangle_N part to the name of a class compiled more than once.
+            parts = [part for part in path.split(".") if not part.startswith("___torch_mangle_")]
+            cls = getattr(sys.modules.get(".".join(parts)), name, None)
+            entry = REGISTRY.for_class(cls) if isinstance(cls, type) else None
+        return entry
     return REGISTRY.for_class(type(module))
