@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, find, given, settings
@@ -1098,6 +1099,31 @@ def test_transformer_stack_with_a_default_layer_norm():
     explanation = explain_module(module)
     assert explanation.count is not None
     assert explanation.count.params == actual(module)[0]
+
+
+@pytest.mark.parametrize(
+    ("layer", "hp"),
+    [
+        ("LayerNorm", {"normalized_shape": np.array([2, 3])}),
+        ("Conv2d", {"in_channels": 3, "out_channels": 4, "kernel_size": np.array([3, 2])}),
+        ("AdaptiveLogSoftmaxWithLoss", {"in_features": 32, "n_classes": 10, "cutoffs": np.array([2, 5])}),
+        ("Linear", {"in_features": np.int64(3), "out_features": np.array(4)}),
+    ],
+)
+def test_numpy_sizes_torch_accepts(layer: str, hp: Hyperparameters):
+    # an array of sizes (``x.shape`` of a numpy array turned into one, ``np.array(kernel)``) is a tuple to torch
+    result = evaluate(layer, **hp)
+    module = getattr(nn, layer)(**hp, device="meta")
+    assert (result.params, result.buffers) == actual(module)
+    assert result.tensors is not None
+    assert result.tensors() == actual_tensors(module)
+
+
+def test_sizes_that_are_no_integers_are_a_formula_error():
+    # numpy and torch refuse an index of these: a FormulaError, not their TypeError
+    for value in (np.array([[2, 3]]), np.array(2.5), torch.tensor(3.0)):
+        with pytest.raises(FormulaError, match=r"^LayerNorm: normalized_shape=.* is not int \| tuple\[int, \.\.\.\]; "):
+            evaluate("LayerNorm", normalized_shape=value)
 
 
 def test_a_formula_lists_its_tensors_only_when_asked():

@@ -191,11 +191,20 @@ def _matches(value: Any, annotation: Any) -> bool:
 
 
 def _plain(value: Any) -> Any:
-    """Python values for what torch also accepts: numpy integers (``np.prod(shape)``), lists for tuples."""
+    """Python values for what torch also accepts: numpy integers (``np.prod(shape)``), lists and arrays of sizes
+    (numpy's, torch's) for tuples; anything else as it is, for the type check to refuse."""
     if isinstance(value, (list, tuple)):
         return tuple(_plain(item) for item in value)
     if not isinstance(value, (bool, int, float, str)) and hasattr(value, "__index__"):
-        return operator.index(value)
+        try:
+            return operator.index(value)
+        except TypeError:  # an array of more than one element, or of floats: numpy and torch index neither
+            pass
+        try:
+            items = list(value)  # torch takes an array of sizes as it takes a tuple; a 0-d array is no sequence
+        except TypeError:
+            return value
+        return tuple(_plain(item) for item in items)
     return value
 
 
