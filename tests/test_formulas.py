@@ -856,6 +856,28 @@ LINEAR_ARGUMENTS = "arguments: in_features: int, out_features: int, bias: bool =
 KNOWN_LAYERS = ", ".join(sorted(REGISTRY, key=str.lower))
 
 
+@pytest.mark.parametrize("layer", [nn.Linear, MyLinear])
+def test_a_torch_nn_class_is_evaluated_as_its_formula(layer: type[nn.Linear]) -> None:
+    count = evaluate(layer, in_features=5, out_features=3)
+    built = layer(5, 3, device="meta")
+    assert count.params == sum(p.numel() for p in built.parameters()) == 18
+    assert count.text == "Linear: 3 × 5 + 3 = 18"
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        (dict, "no formula for class builtins.dict: it is no torch.nn layer paramscope knows, nor derives from one"),
+        (nn.Linear(2, 3), "a layer is a name or a torch.nn class, not an object of type Linear"),
+        (3, "a layer is a name or a torch.nn class, not an object of type int"),
+    ],
+)  # fmt: skip
+def test_a_layer_that_is_no_name_nor_known_class(layer: object, message: str) -> None:
+    with pytest.raises(FormulaError) as error:
+        evaluate(layer, in_features=3)  # type: ignore[arg-type]
+    assert str(error.value) == message
+
+
 @pytest.mark.parametrize(
     ("layer", "message"),
     [

@@ -49,13 +49,15 @@ __all__ = [
 ]
 
 
-def lookup(layer: str) -> LayerFormula:
-    """The registry entry of ``layer`` (case-insensitive); FormulaError listing the known layers otherwise."""
+def lookup(layer: str | type) -> LayerFormula:
+    """The registry entry of ``layer``, a name (case-insensitive) or a torch.nn class; FormulaError listing the known
+    layers otherwise."""
     return REGISTRY.lookup(layer)
 
 
-def evaluate(layer: str, **hyperparameters: Any) -> Count:
-    """The parameters and buffers of ``layer`` built with ``hyperparameters``, and the arithmetic as text.
+def evaluate(layer: str | type, **hyperparameters: Any) -> Count:
+    """The parameters and buffers of ``layer`` (a name, or a torch.nn class) built with ``hyperparameters``, and the
+    arithmetic as text.
 
     >>> evaluate("linear", in_features=512, out_features=1000).text
     'Linear: 1,000 × 512 + 1,000 = 513,000'

@@ -353,9 +353,18 @@ class Registry(Mapping[str, LayerFormula]):
         """Alias → the name of the entry it stands for."""
         return types.MappingProxyType(self._aliases)
 
-    def lookup(self, name: str) -> LayerFormula:
-        """The entry for ``name`` or one of its aliases, case-insensitive; FormulaError listing the known layers
+    def lookup(self, name: str | type) -> LayerFormula:
+        """The entry for ``name`` or one of its aliases, case-insensitive, or for a torch.nn class (that of the
+        nearest torch.nn class it derives from, see :meth:`for_class`); FormulaError listing the known layers
         otherwise."""
+        if isinstance(name, type):
+            by_class = self.for_class(name)
+            if by_class is None:
+                raise FormulaError(f"no formula for class {name.__module__}.{name.__qualname__}: it is no torch.nn "
+                                   "layer paramscope knows, nor derives from one")  # fmt: skip
+            return by_class
+        if not isinstance(name, str):
+            raise FormulaError(f"a layer is a name or a torch.nn class, not an object of type {type(name).__name__}")
         entry = self._by_lower.get(name.lower())
         if entry is None:
             known = sorted(self._entries, key=str.lower)
