@@ -2170,3 +2170,36 @@ def test_closed_stderr_keeps_the_exit_code(checkpoint: Path, argv: list[str], co
     result = run_with_closed(2, *(item.format(checkpoint=checkpoint) for item in argv))
     assert result.returncode == code
     assert result.stdout.startswith(f"{checkpoint} (safetensors)") if code in (0, 3) else result.stdout == ""
+
+
+@pytest.mark.parametrize("broken", ["pipe", "read-only"])
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["inspect", "{checkpoint}", "--max-params", "10"], 3),
+        (["inspect", "{checkpoint}", "--max-params", "ten"], 2),
+        (["inspect", "{checkpoint}", "--bogus"], 2),
+        (["inspect", "missing.safetensors"], 2),
+    ],
+)
+def test_stderr_that_cannot_be_written_keeps_the_exit_code(
+    checkpoint: Path, tmp_path: Path, broken: str, argv: list[str], code: int
+) -> None:
+    """``paramscope ... 2>&1 | grep -q ...``: the line for stderr has nowhere to go (a pipe whose reader has gone, a
+    descriptor open for reading only), and the exit code CI reads is still the command's, not Python's 1 or 120."""
+    if broken == "pipe":
+        read, stderr = os.pipe()
+        os.close(read)  # no reader: a write is EPIPE
+    else:
+        (tmp_path / "stderr").write_text("")
+        stderr = os.open(tmp_path / "stderr", os.O_RDONLY)  # a write is EBADF
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "paramscope.cli", *(item.format(checkpoint=checkpoint) for item in argv)],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=SUBPROCESS_TIMEOUT, env=subprocess_env(),
+            check=False,
+        )  # fmt: skip
+    finally:
+        os.close(stderr)
+    assert result.returncode == code
+    assert result.stdout.startswith(f"{checkpoint} (safetensors)") if code == 3 else result.stdout == ""

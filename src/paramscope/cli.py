@@ -166,9 +166,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _complain(line: str) -> None:
-    """``line`` on stderr, when there is one: started with it closed (``2>&-``), the exit code still tells."""
-    if sys.stderr is not None:
+    """``line`` on stderr, when there is one: started with it closed (``2>&-``), or with one that cannot be written
+    (a pipe whose reader has gone, a descriptor open for reading), the exit code still tells."""
+    if sys.stderr is None:
+        return
+    try:
         sys.stderr.write(f"{line}\n")
+        sys.stderr.flush()
+    except OSError:
+        # Not raised on: main() would take a BrokenPipeError for a reader of stdout gone (exit 0), any other OSError
+        # would escape it (Python's 1); and the line kept in stderr's buffer would fail Python's flush at exit (120).
+        sys.stderr = None
 
 
 def _build_parser() -> argparse.ArgumentParser:
