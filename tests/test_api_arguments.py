@@ -84,6 +84,10 @@ def summary(**kwargs: Any) -> paramscope.Report:
         (lambda: Budget(max_params="1M"), "max_params must be a number or None, not str '1M'"),  # type: ignore[arg-type]
         (lambda: Budget(max_bytes=True), "max_bytes must be a number or None, not bool True"),
         (lambda: Budget(max_params=float("nan")), "max_params must be a number or None, not float nan"),  # never over
+        # as the command line refuses --max-params -5: no model is under it, and the message's percentage would be < 0
+        (lambda: Budget(max_params=-1), "max_params must be 0 or more, not int -1"),
+        (lambda: Budget(max_bytes=-2.5), "max_bytes must be 0 or more, not float -2.5"),
+        (lambda: Budget(max_bytes=float("-inf")), "max_bytes must be 0 or more, not float -inf"),
     ],
 )  # fmt: skip
 def test_an_argument_of_the_wrong_type_is_a_usage_error(call: Callable[[], object], message: str) -> None:
@@ -154,3 +158,20 @@ def test_what_the_refusals_leave_working() -> None:
     assert paramscope.inspect(linear(), {}, device=None, model_class=None).totals.params == 16
     assert paramscope.summary(linear(), input_size=(1, 3), arguments={}).totals.params == 16
     paramscope.check_budget(linear(), Budget(max_params=16.0, max_bytes=64.5))
+
+
+def test_a_budget_in_floats_is_read_as_the_command_line_reads_it() -> None:
+    """``Budget(max_params=7e9)``: a float limit is rounded down to whole parameters and bytes, as ``--max-params 7e9``
+    is, so the message reads as the command line's (not ``--max-params 7,000,000,000.0``, ``over by 0.5``)."""
+    model = linear()
+    params = sum(p.numel() for p in model.parameters())  # 16
+    size = sum(p.numel() * p.element_size() for p in model.parameters())  # 64 B
+    assert Budget(max_params=1e1, max_bytes=63.9) == Budget(max_params=10, max_bytes=63)
+    assert Budget(max_params=float("inf")).max_params == float("inf")  # no limit reached: kept as given
+    with pytest.raises(paramscope.BudgetExceededError) as caught:
+        paramscope.check_budget(model, Budget(max_params=1e1, max_bytes=size - 0.1))
+    assert str(caught.value) == (
+        f"parameters: {params} > --max-params 10 (over by {params - 10}, {100 * (params - 10) / 10:.1f} %); "
+        f"size (parameters + buffers): {size} B ({size} B) > --max-bytes {size - 1} B (over by 1 B, "
+        f"{100 / (size - 1):.1f} %)"
+    )

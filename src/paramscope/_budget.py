@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Budget:
-    """Upper limits for a model: parameters, and the bytes it stores (parameters, buffers, quantisation tensors)."""
+    """Upper limits for a model: parameters, and the bytes it stores (parameters, buffers, quantisation tensors).
+
+    Each is a number of 0 or more, or None for no limit; a fraction is rounded down, as on the command line.
+    """
 
     max_params: int | None = None
     max_bytes: int | None = None
@@ -27,8 +30,16 @@ class Budget:
     def __post_init__(self) -> None:
         for name in ("max_params", "max_bytes"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, Real) or math.isnan(value)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, Real) or math.isnan(value):
                 raise UsageError(f"{name} must be a number or None, not {shown(value)}")  # NaN: no model exceeds it
+            if value < 0:  # as --max-params -5 is refused: no model is under it
+                raise UsageError(f"{name} must be 0 or more, not {shown(value)}")
+            if math.isfinite(value):
+                # rounded down as the command line's limits are (7e9, 474.7 MiB): a whole total is over x exactly
+                # when it is over floor(x), and the message shows whole parameters and bytes
+                object.__setattr__(self, name, math.floor(value))
 
 
 def parse_budget(max_params: str | None = None, max_bytes: str | None = None) -> Budget:
