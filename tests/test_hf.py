@@ -1019,6 +1019,29 @@ def test_check_tied_head_is_not_missing(capsys: pytest.CaptureFixture[str], tmp_
     assert report["totals"]["params"] == numel(saved.model)
 
 
+@pytest.mark.parametrize("rows", [0, -1], ids=["same-shape", "one-row-less"])
+def test_check_compares_a_tied_head_the_checkpoint_stores_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, rows: int
+) -> None:
+    """A tied model's checkpoint that stores the head as well: its shape is compared as load_state_dict and
+    transformers compare every key (a head of another shape was passed as ok, the embedding's shape compared alone)."""
+    saved = save_tiny_llama(tmp_path, tied=True)
+    capsys.readouterr()  # transformers' own progress bar while saving
+    path = tmp_path / "model.safetensors"
+    tensors = safetensors.torch.load_file(path)
+    vocab, hidden = tensors["model.embed_tokens.weight"].shape
+    tensors["lm_head.weight"] = torch.zeros(vocab + rows, hidden)
+    safetensors.torch.save_file(tensors, path, metadata={"format": "pt"})
+    wanted = {name: list(p.shape) for name, p in saved.model.named_parameters(remove_duplicate=False)}
+    stored = {name: list(shape) for name, shape in stored_shapes(path).items()}
+    expected = [(name, wanted[name], stored[name]) for name in sorted(wanted) if wanted[name] != stored[name]]
+    assert len(expected) == (1 if rows else 0)
+    report = run_json(capsys, tmp_path, "--check", code=1 if rows else 0)
+    check = report["check"]
+    assert (check["ok"], check["missing"], check["unexpected"]) == (not rows, [], [])
+    assert [(m["name"], m["model_shape"], m["checkpoint_shape"]) for m in check["mismatched"]] == expected
+
+
 def _expected_check(directory: Path) -> dict[str, Any]:
     """What ``load_state_dict`` would say, from the edited config's model (built here) and the stored shapes."""
     config = transformers.AutoConfig.from_pretrained(directory)

@@ -280,6 +280,11 @@ def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -
         found = stored[names[0]]
         if found is not None and not _fits(found, record):
             mismatched.append(ShapeMismatch(record.name, record.shape, found.shape))
+        # a tied name the checkpoint stores apart (a tied head saved too) is loaded into this tensor as well
+        for name in names[1:]:
+            other = stored[name]
+            if other is not None and other is not found and not _fits(other, record):
+                mismatched.append(ShapeMismatch(name, record.shape, other.shape))
         feeding = {source.name: source for name in names for source in merged.get(name, {}).values()}
         if found is None and feeding:
             compared.append((record, list(feeding.values())))
