@@ -168,6 +168,7 @@ def test_a_budget_in_floats_is_read_as_the_command_line_reads_it() -> None:
     size = sum(p.numel() * p.element_size() for p in model.parameters())  # 64 B
     assert Budget(max_params=1e1, max_bytes=63.9) == Budget(max_params=10, max_bytes=63)
     assert Budget(max_params=float("inf")).max_params == float("inf")  # no limit reached: kept as given
+    assert Budget(max_params=2**2000).max_params == 2**2000  # no float holds it: an OverflowError before
     with pytest.raises(paramscope.BudgetExceededError) as caught:
         paramscope.check_budget(model, Budget(max_params=1e1, max_bytes=size - 0.1))
     assert str(caught.value) == (

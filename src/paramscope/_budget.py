@@ -32,11 +32,12 @@ class Budget:
             value = getattr(self, name)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, Real) or math.isnan(value):
-                raise UsageError(f"{name} must be a number or None, not {shown(value)}")  # NaN: no model exceeds it
+            # value != value: NaN, which no model exceeds (math.isnan would take an int past a float's range for one)
+            if isinstance(value, bool) or not isinstance(value, Real) or value != value:
+                raise UsageError(f"{name} must be a number or None, not {shown(value)}")
             if value < 0:  # as --max-params -5 is refused: no model is under it
                 raise UsageError(f"{name} must be 0 or more, not {shown(value)}")
-            if math.isfinite(value):
+            if value != math.inf:
                 # rounded down as the command line's limits are (7e9, 474.7 MiB): a whole total is over x exactly
                 # when it is over floor(x), and the message shows whole parameters and bytes
                 object.__setattr__(self, name, math.floor(value))
