@@ -303,7 +303,9 @@ def _add_model_options(parser: argparse.ArgumentParser, *, depth_help: str) -> N
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--max-params", metavar="N", help="fail with exit 3 above N parameters (125M, 7B, 1.5e9)")
     parser.add_argument(
-        "--max-bytes", metavar="SIZE", help="fail with exit 3 above SIZE of parameters + buffers (2GiB, 500MB)"
+        "--max-bytes",
+        metavar="SIZE",
+        help="fail with exit 3 above SIZE of parameters + buffers (+ quantization) (2GiB, 500MB)",
     )
 
 
