@@ -898,6 +898,34 @@ def test_one_tensor_given_as_several_inputs_is_one_tensor_on_meta(need_weights: 
         )
 
 
+class TwoLookups(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens, self.positions = nn.Embedding(100, 4), nn.Embedding(16, 4)
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.tokens(ids).sum(1) + self.positions(positions).sum(1)  # each embedding saves its indices
+
+
+def _inputs_sharing_storages() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    ids = torch.randint(0, 16, (4, 8))
+    return {
+        "expanded": (ids, torch.arange(8).expand(4, 8)),  # position ids as transformers makes them: 8 values stored
+        "slice-of-a-bigger-tensor": (ids[:, :6], torch.zeros(4, 6, dtype=torch.long)),
+        "views-of-one-tensor": (ids, ids[:, :3]),  # T5's decoder ids cut from its encoder's
+    }
+
+
+@pytest.mark.parametrize("case", ["expanded", "slice-of-a-bigger-tensor", "views-of-one-tensor"])
+def test_inputs_save_on_meta_the_storages_they_have_on_cpu(case: str) -> None:
+    # autograd keeps an input's storage, whatever part of it the input views
+    inputs = _inputs_sharing_storages()[case]
+    expected, _ = torch_saved_bytes(TwoLookups(), *inputs)
+    for device in ("meta", "cpu"):
+        report = paramscope.summary(TwoLookups(), input_data=inputs, device=device, mode="train")
+        assert (device, report.totals.activations_bytes) == (device, expected)
+
+
 def _fused_cases() -> list[tuple[str, nn.Module, list[tuple[int, ...]], Any, int]]:
     """Layers whose eval forward on CPU is one fused op that FlopCounterMode counts as 0, with that op and the
     FLOPs counted by hand (2 per multiply-add, biases not counted, as FlopCounterMode does)."""

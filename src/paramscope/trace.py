@@ -1206,9 +1206,10 @@ def _is_counter(tensor: torch.Tensor) -> bool:
     return tensor.dim() == 0 and integer and tensor.device.type == "cpu" and _has_plain_storage(tensor)
 
 
-def to_device(value: Any, device: str, memo: dict[int, Any] | None = None) -> Any:
-    """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype and
-    ``requires_grad``; one that requires grad a leaf of its own), in lists, tuples, named tuples, dicts and
+def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> Any:
+    """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype, strides
+    and ``requires_grad``, in storages of the sizes theirs have, one for the inputs that share one, see
+    :func:`_meta_twin`; one that requires grad a leaf of its own), in lists, tuples, named tuples, dicts and
     dataclasses as deep as they go. A PackedSequence keeps its batch sizes on the cpu, where torch takes them. One
     tensor or container given twice is one moved (``memo``, by id, shared by the calls for one forward's inputs):
     attention given the same query, key and value takes its self-attention path, and a list that holds itself is
@@ -1218,7 +1219,7 @@ def to_device(value: Any, device: str, memo: dict[int, Any] | None = None) -> An
     if moved is not None:
         return moved
     if isinstance(value, torch.Tensor):
-        moved = memo[id(value)] = _moved(value, device)
+        moved = memo[id(value)] = _moved(value, device, memo)
         return moved
     if isinstance(value, PackedSequence):
         data, batch_sizes, *indices = value
@@ -1248,8 +1249,8 @@ def to_device(value: Any, device: str, memo: dict[int, Any] | None = None) -> An
     return moved
 
 
-def _moved(value: torch.Tensor, device: str) -> torch.Tensor:
-    tensor = torch.empty_like(value, device="meta") if device == "meta" else value.to(device)
+def _moved(value: torch.Tensor, device: str, memo: dict[Any, Any]) -> torch.Tensor:
+    tensor = _meta_twin(value, memo) if device == "meta" else value.to(device)
     if tensor.is_inference():  # made in torch.inference_mode(): autograd cannot save it, a copy it can
         tensor = tensor.clone()
     if not value.requires_grad:
@@ -1261,6 +1262,21 @@ def _moved(value: torch.Tensor, device: str) -> torch.Tensor:
         return leaf
     with torch.enable_grad():  # an eval-mode summary runs without: the clone would not require grad
         return leaf.clone()
+
+
+def _meta_twin(value: torch.Tensor, memo: dict[Any, Any]) -> torch.Tensor:
+    """An empty tensor on meta laid out as ``value`` is in its storage (shape, strides, offset), in a storage of the
+    size of ``value``'s, one for the inputs whose storage is one (kept in ``memo`` by the storage's key). What
+    autograd keeps of an input is its storage: an expanded tensor (position ids) keeps the few values it views, a
+    slice the whole tensor it was cut from, and two views of one tensor one storage, as on a real device."""
+    plain = type(value) in (torch.Tensor, nn.Parameter) and value.layout == torch.strided
+    if not plain or value.is_nested or value.is_quantized or value.untyped_storage().nbytes() % value.itemsize:
+        return torch.empty_like(value, device="meta")
+    key = ("storage", _storage_key(value))
+    storage = memo.get(key)
+    if storage is None or storage.numel() < value.untyped_storage().nbytes() or storage.numel() % value.itemsize:
+        storage = memo[key] = torch.empty(value.untyped_storage().nbytes(), dtype=torch.uint8, device="meta")
+    return storage.view(value.dtype).as_strided(value.shape, value.stride(), value.storage_offset())
 
 
 def _storage_key(tensor: torch.Tensor) -> int:
