@@ -3471,6 +3471,57 @@ def test_the_callers_inputs_come_back_as_given(device: str, mode: str) -> None:
     assert torch.equal(first_row, torch.zeros(4))  # put back in the storage itself: every view sees it
 
 
+class KeysOfALayer:
+    def __init__(self, keys: torch.Tensor) -> None:
+        self.keys = keys
+
+
+class KeyCache:
+    """A cache as transformers' DynamicCache keeps one: objects per layer whose tensors a forward replaces with longer
+    ones, the object itself changed (not its tensors)."""
+
+    def __init__(self, keys: torch.Tensor) -> None:
+        self.layers = [KeysOfALayer(keys)]
+
+
+class AttendsWithACache(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, cache: KeyCache) -> torch.Tensor:
+        layer = cache.layers[0]
+        layer.keys = torch.cat([layer.keys, self.proj(x)])
+        return x @ layer.keys.t()
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_cache_given_as_input_comes_back_as_given(device: str) -> None:
+    model, x, keys = AttendsWithACache(), torch.randn(1, 4), torch.randn(3, 4)
+    cache = KeyCache(keys)
+    expected = shape_text(model(x, copy.deepcopy(cache)))  # one more key: [1, 4]
+    report = paramscope.summary(model, input_data=(x, cache), device=device)
+    assert report.calls[0].outputs == expected
+    assert cache.layers[0].keys is keys  # the caller's cache still holds its three keys, not four
+
+
+def test_a_transformers_cache_given_as_input_comes_back_as_given() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(vocab_size=100, n_positions=16, n_embd=16, n_layer=2, n_head=2)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    ids = torch.randint(0, 100, (1, 5))
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"  # renamed in 5.x
+    cache = transformers.DynamicCache(config=config)
+    with torch.no_grad():
+        model(ids, **{name: cache})  # the cache of the 5 tokens
+    assert cache.get_seq_length() == 5
+    for device in ("meta", "cpu"):  # one decoding step, the next token's
+        inputs = {"input_ids": ids[:, :1], name: cache}
+        report = paramscope.summary(model, input_data=inputs, device=device, depth=0)
+        assert (device, cache.get_seq_length()) == (device, 5)
+        assert report.calls[0].outputs.startswith("CausalLMOutputWithCrossAttentions{logits: [1, 1, 100]")
+
+
 class ReshapesItsCache(nn.Module):
     """A forward that changes what its tensors besides the weights are: their values after a resize of their
     storage (FSDP frees storages so), their shape, their storage, their autograd flags, and a step counter, as a
