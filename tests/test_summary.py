@@ -926,6 +926,36 @@ def test_inputs_save_on_meta_the_storages_they_have_on_cpu(case: str) -> None:
         assert (device, report.totals.activations_bytes) == (device, expected)
 
 
+class GraphConvolution(nn.Module):
+    """A graph convolution as graph networks write it: the sparse adjacency matrix times the nodes' features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        return torch.relu(torch.sparse.mm(adjacency, self.lin(x)))
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize(
+    ("layout", "indices"),
+    [(torch.sparse_coo, 2 * 6 * 8), (torch.sparse_csr, (7 + 6) * 8)],  # int64 (row, column) pairs; CSR row offsets
+    ids=["coo", "csr"],
+)
+def test_a_sparse_tensor_saved_for_backward_counts_its_indices_and_values(layout: torch.layout, indices: int) -> None:
+    values = torch.full((6,), 0.5)  # the diagonal, 6 entries
+    if layout == torch.sparse_coo:
+        adjacency = torch.sparse_coo_tensor(torch.arange(6).repeat(2, 1), values, (6, 6), check_invariants=True)
+    else:
+        adjacency = torch.sparse_csr_tensor(torch.arange(7), torch.arange(6), values, (6, 6), check_invariants=True)
+    report = paramscope.summary(GraphConvolution(), input_data=(torch.randn(6, 4), adjacency), device="cpu",
+                                mode="train")  # fmt: skip
+    # the Linear's input (6 × 4 float32), the adjacency (its indices and 6 float32 values), the ReLU's output (6 × 3)
+    assert report.totals.activations_bytes == 6 * 4 * 4 + indices + 6 * 4 + 6 * 3 * 4
+    assert not [note for note in report.notes if "aten._values" in note]  # reading them is no op of the forward's
+
+
 def _fused_cases() -> list[tuple[str, nn.Module, list[tuple[int, ...]], Any, int]]:
     """Layers whose eval forward on CPU is one fused op that FlopCounterMode counts as 0, with that op and the
     FLOPs counted by hand (2 per multiply-add, biases not counted, as FlopCounterMode does)."""

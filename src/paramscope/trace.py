@@ -54,6 +54,7 @@ from ._errors import TargetError, first_line
 from ._on_meta import as_on_a_device, fake_tensors
 from ._progress import steps
 from ._walk import ModuleWalk, path_depth
+from .sources._tensors import sparse_parts
 from .sources.code import default_dtype_of_code, random_states_put_back
 
 aten = torch.ops.aten
@@ -1326,6 +1327,18 @@ class _SavedTensors:
         self.total = 0
 
     def pack(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        if tensor.layout is torch.strided:
+            self._count(tensor)
+        else:  # a sparse tensor has no storage of its own: its indices and values have theirs
+            with _disable_current_modes():  # reading them is not the forward: the op recorder must not see it
+                parts = sparse_parts(tensor) or ()
+            for part in parts:
+                self._count(part)
+        box = [tensor]
+        self.boxes.append(box)
+        return box
+
+    def _count(self, tensor: torch.Tensor) -> None:
         key = _storage_key(tensor)
         if key not in self.seen:
             self.seen.add(key)
@@ -1336,9 +1349,6 @@ class _SavedTensors:
                 self.per_module[path] = self.per_module.get(path, 0) + size
             if stack:
                 self.own[stack[-1]] = self.own.get(stack[-1], 0) + size
-        box = [tensor]
-        self.boxes.append(box)
-        return box
 
     @staticmethod
     def unpack(box: list[torch.Tensor]) -> torch.Tensor:

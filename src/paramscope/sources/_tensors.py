@@ -42,15 +42,20 @@ def _dense_bytes(tensor: torch.Tensor) -> int:
     return _sparse_bytes(tensor)[0]
 
 
-def _sparse_bytes(tensor: torch.Tensor) -> tuple[int, str]:
-    parts: tuple[torch.Tensor, ...]
+def sparse_parts(tensor: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+    """The dense tensors a sparse tensor keeps its indices and values in; None for another layout."""
     if tensor.layout is torch.sparse_coo:
-        parts = (tensor._indices(), tensor._values())
-    elif tensor.layout in (torch.sparse_csr, torch.sparse_bsr):
-        parts = (tensor.crow_indices(), tensor.col_indices(), tensor.values())
-    elif tensor.layout in (torch.sparse_csc, torch.sparse_bsc):
-        parts = (tensor.ccol_indices(), tensor.row_indices(), tensor.values())
-    else:
+        return (tensor._indices(), tensor._values())
+    if tensor.layout in (torch.sparse_csr, torch.sparse_bsr):
+        return (tensor.crow_indices(), tensor.col_indices(), tensor.values())
+    if tensor.layout in (torch.sparse_csc, torch.sparse_bsc):
+        return (tensor.ccol_indices(), tensor.row_indices(), tensor.values())
+    return None
+
+
+def _sparse_bytes(tensor: torch.Tensor) -> tuple[int, str]:
+    parts = sparse_parts(tensor)
+    if parts is None:
         return tensor.numel() * tensor.element_size(), f"layout {tensor.layout} is counted at its dense size"
     return sum(part.numel() * part.element_size() for part in parts), "counted as its indices and values"
 
