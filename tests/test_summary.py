@@ -3550,6 +3550,9 @@ def test_a_transformers_cache_given_as_input_comes_back_as_given() -> None:
         report = paramscope.summary(model, input_data=inputs, device=device, depth=0)
         assert (device, cache.get_seq_length()) == (device, 5)
         assert report.calls[0].outputs.startswith("CausalLMOutputWithCrossAttentions{logits: [1, 1, 100]")
+        empty = transformers.DynamicCache(config=config)  # for the forward to fill: no tensors in it yet
+        paramscope.summary(model, input_data={"input_ids": ids, name: empty}, device=device, depth=0)
+        assert (device, empty.get_seq_length()) == (device, 0)  # neither the prompt's keys nor fake tensors
 
 
 class ReshapesItsCache(nn.Module):

@@ -1211,8 +1211,8 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
     """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype, strides
     and ``requires_grad``, in storages of the sizes theirs have, one for the inputs that share one, see
     :func:`_meta_twin`; one that requires grad a leaf of its own), in lists, tuples, named tuples, dicts and
-    dataclasses as deep as they go, and in copies of other objects that hold tensors (a key/value cache, see
-    :func:`_holds_tensors`). A PackedSequence keeps its batch sizes on the cpu, where torch takes them. One
+    dataclasses as deep as they go, and in copies of other objects with attributes (a key/value cache, see
+    :func:`_copied`). A PackedSequence keeps its batch sizes on the cpu, where torch takes them. One
     tensor or container given twice is one moved (``memo``, by id, shared by the calls for one forward's inputs):
     attention given the same query, key and value takes its self-attention path, and a list that holds itself is
     moved into one that holds itself."""
@@ -1245,13 +1245,17 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
         for item in dataclasses.fields(value):
             if hasattr(value, item.name):  # a field without a default that its __post_init__ never set is not
                 object.__setattr__(moved, item.name, to_device(getattr(value, item.name), device, memo))
-    elif _holds_tensors(value):
-        # an object with tensors among its attributes (a key/value cache): a copy, which the forward changes (a
-        # DynamicCache takes the step's keys and values) where the caller's stays as it was
-        moved = memo[id(value)] = copy(value)
-        attributes = vars(moved)
-        if attributes is vars(value):  # not a copy of its own: passed as it is
+    elif _copied(value):
+        # an object with attributes of its own (a key/value cache): a copy, which the forward changes (a DynamicCache
+        # takes the step's keys and values) where the caller's stays as it was
+        try:
+            moved = copy(value)
+        except Exception:  # an object that cannot be copied (it holds a lock): passed as it is
             return value
+        attributes = vars(moved)
+        if attributes is vars(value):  # not a copy of its own (an enum's member): passed as it is
+            return value
+        memo[id(value)] = moved
         for name, item in vars(value).items():
             attributes[name] = to_device(item, device, memo)
     else:
@@ -1260,12 +1264,12 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
     return moved
 
 
-def _holds_tensors(value: Any) -> bool:
-    """Whether ``value`` is an object (not a module, class or function) with tensors among its attributes, in
-    containers or in other such objects (:func:`_tensors_in`)."""
+def _copied(value: Any) -> bool:
+    """Whether ``value`` is an object with attributes of its own (an instance ``__dict__``) that a forward gets a
+    copy of: not a module (a model's, whose state the summary keeps itself), class, function or Python module."""
     if isinstance(value, (nn.Module, type, FunctionType, MethodType, ModuleType)):
         return False
-    return isinstance(getattr(value, "__dict__", None), dict) and next(_tensors_in(value), None) is not None
+    return isinstance(getattr(value, "__dict__", None), dict)
 
 
 def _moved(value: torch.Tensor, device: str, memo: dict[Any, Any]) -> torch.Tensor:
