@@ -9,6 +9,7 @@ its forward raises.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import csv
@@ -1525,6 +1526,36 @@ def test_dict_input_data_is_keyword_inputs(device: str) -> None:
         ("fc", "[2, 3]", "[2, 5]"),
     ]
     assert report.totals.flops == 2 * 2 * 3 * 5
+
+
+class LoaderBatch(collections.defaultdict):  # type: ignore[type-arg]
+    """A batch as data loaders hand one over: a mapping whose keys are attributes too (transformers' BatchEncoding),
+    here one with a default for a missing key."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self:  # not the default: copy asks for __deepcopy__
+            raise AttributeError(name)
+        return self[name]
+
+
+class ReadsABatch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+
+    def forward(self, batch: LoaderBatch) -> torch.Tensor:
+        batch["seen"].append(batch.input_ids.shape)  # the default makes the list
+        return self.embed(batch.input_ids)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_mapping_in_input_data_keeps_its_type(device: str) -> None:
+    batch = LoaderBatch(list)
+    batch["input_ids"] = torch.zeros(2, 3, dtype=torch.long)
+    expected = shape_text(ReadsABatch()(copy.deepcopy(batch)))
+    report = paramscope.summary(ReadsABatch(), input_data=(batch,), device=device)
+    assert report.calls[0].outputs == expected
+    assert list(batch) == ["input_ids"]  # the caller's batch as it was
 
 
 def test_tuple_input_data_is_positional_inputs() -> None:

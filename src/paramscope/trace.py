@@ -1210,10 +1210,11 @@ def _is_counter(tensor: torch.Tensor) -> bool:
 def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> Any:
     """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype, strides
     and ``requires_grad``, in storages of the sizes theirs have, one for the inputs that share one, see
-    :func:`_meta_twin`; one that requires grad a leaf of its own), in lists, tuples, named tuples, dicts and
-    dataclasses as deep as they go, and in copies of other objects with attributes (a key/value cache, see
-    :func:`_copied`). A PackedSequence keeps its batch sizes on the cpu, where torch takes them. One
-    tensor or container given twice is one moved (``memo``, by id, shared by the calls for one forward's inputs):
+    :func:`_meta_twin`; one that requires grad a leaf of its own), in lists, tuples, named tuples, mappings (of
+    their own type, see :func:`_copied_mapping`) and dataclasses as deep as they go, and in copies of other objects
+    with attributes (a key/value cache, see :func:`_copied`). A PackedSequence keeps its batch sizes on the cpu,
+    where torch takes them. One tensor or container given twice is one moved (``memo``, by id, shared by the calls
+    for one forward's inputs):
     attention given the same query, key and value takes its self-attention path, and a list that holds itself is
     moved into one that holds itself."""
     memo = {} if memo is None else memo
@@ -1237,7 +1238,8 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
         moved = memo[id(value)] = copy(value)  # a subclass keeps its type and attributes, as copy makes them
         moved[:] = [to_device(item, device, memo) for item in value]
     elif isinstance(value, Mapping):
-        moved = memo[id(value)] = {}
+        # a dict of its own type (a batch whose keys are attributes too, a defaultdict), where it can be copied
+        moved = memo[id(value)] = _copied_mapping(value)
         for key, item in value.items():
             moved[key] = to_device(item, device, memo)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -1262,6 +1264,18 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
         return value
     memo[id(value)] = moved
     return moved
+
+
+def _copied_mapping(value: Mapping[Any, Any]) -> MutableMapping[Any, Any]:
+    """A shallow copy of ``value`` of its own type when it is a mutable one, else a dict (of the same items)."""
+    if isinstance(value, MutableMapping):
+        try:
+            mapping = copy(value)
+        except Exception:  # one that cannot be copied: a dict of its items
+            return dict(value)
+        if mapping is not value:
+            return mapping
+    return dict(value)
 
 
 def _copied(value: Any) -> bool:
