@@ -233,6 +233,24 @@ def test_no_architectures_builds_automodel(capsys: pytest.CaptureFixture[str], t
     assert [row["type"] for row in report["modules"] if row["path"] == ""] == ["LlamaModel"]
 
 
+def test_a_model_class_whose_name_starts_with_auto_is_not_an_auto_class(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Autoformer's classes are model classes (built with _from_config), not Auto classes (from_config): building
+    # AutoformerForPrediction raised AttributeError with a traceback
+    sizes = {"d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32,
+             "encoder_attention_heads": 2, "decoder_attention_heads": 2, "lags_sequence": [1, 2, 3]}  # fmt: skip
+    config = transformers.AutoformerConfig(
+        **sizes, prediction_length=4, context_length=8, architectures=["AutoformerForPrediction"]
+    )
+    path = write_config(tmp_path, config)
+    report = run_json(capsys, tmp_path)
+    assert report["totals"]["params"] == numel(meta_build(transformers.AutoformerForPrediction, config))
+    assert report["notes"][0] == f"built AutoformerForPrediction from {path} on meta"
+    report = run_json(capsys, tmp_path, "--model-class", "AutoformerModel")
+    assert report["totals"]["params"] == numel(meta_build(transformers.AutoformerModel, config))
+
+
 def test_model_class_overrides_a_config_without_architectures(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

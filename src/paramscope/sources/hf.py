@@ -247,7 +247,8 @@ def build_from_config(
     dtype = vars(config).get("dtype") or vars(config).get("torch_dtype")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
-    auto = cls.__name__.startswith("Auto")
+    # an Auto class is not a model class (Autoformer's classes are, whatever their names say)
+    auto = not (isinstance(cls, type) and issubclass(cls, _transformers().PreTrainedModel))
     custom = (getattr(config, "auto_map", None) or {}).get(cls.__name__) if auto else None
     if custom and not trust_remote_code:
         raise TargetError(
@@ -270,7 +271,7 @@ def build_from_config(
             "bytes"
         )
     # Auto classes build through from_config; model classes through _from_config, which applies the dtype.
-    build = cls.from_config if cls.__name__.startswith("Auto") else cls._from_config
+    build = cls.from_config if auto else cls._from_config
     with _building(shown, label, device), torch.device(device):
         model = build(config, **kwargs)
     return model, notes
