@@ -466,6 +466,30 @@ def test_a_text_model_class_named_with_a_multimodal_config_gets_its_text_config(
     assert not [note for note in report["notes"] if "text_config" in note]
 
 
+def test_a_text_model_class_named_with_a_multimodal_config_keeps_the_config_dtype(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # the dtype of config.json is the multimodal config's; its text_config has none of its own, and the text model was
+    # built in float32: twice the bytes of the bfloat16 weights
+    text = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8}  # fmt: skip
+    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = transformers.Llama4Config(text_config=text, vision_config=vision, architectures=["Llama4ForCausalLM"])
+    path = write_config(tmp_path, config)
+    edit_config(path, dtype="bfloat16")
+    assert "dtype" not in json.loads(path.read_text())["text_config"]
+    with torch.device("meta"):
+        truth = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    assert type(truth) is transformers.Llama4ForCausalLM
+    report = run_json(capsys, tmp_path)
+    assert report["by_dtype"] == {"bfloat16": {"params": numel(truth), "bytes": 2 * numel(truth)}}
+    assert report["totals"]["param_bytes"] == sum(p.numel() * p.element_size() for p in truth.parameters())
+    assert "parameters in bfloat16, the dtype config.json gives" in report["notes"]
+    # a dtype of the text_config's own is the one its model is built in, as transformers loads it
+    edit_config(path, text_config={**json.loads(path.read_text())["text_config"], "dtype": "float16"})
+    assert run_json(capsys, tmp_path)["by_dtype"] == {"float16": {"params": numel(truth), "bytes": 2 * numel(truth)}}
+
+
 def test_build_failure_of_an_int_dtype_has_no_meta_hint(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tiny_llama_config(tmp_path, dtype="int8")
     config = transformers.AutoConfig.from_pretrained(tmp_path)

@@ -207,6 +207,12 @@ def _check_depth(config: Any, shown: str) -> None:
         raise SourceError(f"{shown}: {error}") from None
 
 
+def _declared_dtype(config: Any) -> Any:
+    """The dtype a config gives (a name or a torch.dtype), or None."""
+    # vars(): transformers warns when the deprecated torch_dtype attribute is read
+    return vars(config).get("dtype") or vars(config).get("torch_dtype")
+
+
 @contextlib.contextmanager
 def _building(shown: str, what: str, device: str) -> Iterator[None]:
     try:
@@ -242,9 +248,10 @@ def build_from_config(
     config = _load_config(config_file, trust_remote_code, shown)
     _check_depth(config, shown)
     cls, label = _model_class(config, shown, model_class, trust_remote_code)
+    whole = config
     config, text_note = _config_for(cls, config)
-    # vars(): transformers warns when the deprecated torch_dtype attribute is read
-    dtype = vars(config).get("dtype") or vars(config).get("torch_dtype")
+    # a text_config without a dtype of its own has its weights in the dtype of the config around it
+    dtype = _declared_dtype(config) or _declared_dtype(whole)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
     # an Auto class is not a model class (Autoformer's classes are, whatever their names say)
