@@ -693,6 +693,48 @@ def test_moe_settings_under_other_keys(capsys: pytest.CaptureFixture[str], tmp_p
     )
 
 
+def test_jetmoe_active_params_count_its_experts_by_module_type(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # JetMoE's MLP experts are mlp.input_linear and mlp.output_linear (JetMoeParallelExperts, not under a module
+    # named "experts"), and its attention experts' module (self_attention.experts) also holds the router and an output
+    # bias that every token uses: 45,696 of 49,952 were said to be active, where 27,424 are
+    config = transformers.JetMoeConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_key_value_heads=2,
+                                       kv_channels=8, intermediate_size=48, num_local_experts=4, num_experts_per_tok=2,
+                                       architectures=["JetMoeForCausalLM"])  # fmt: skip
+    write_config(tmp_path, config)
+    model = meta_build(transformers.JetMoeForCausalLM, config)
+    # by hand, per layer: the MLP's experts 4 × (2 × 48) × 32 in and 4 × 32 × 48 out; the attention's 4 × (2 × 8) × 32
+    # in and 4 × 32 × (2 × 8) out
+    per_layer = 4 * 96 * 32 + 4 * 32 * 48 + 4 * 16 * 32 + 4 * 32 * 16
+    experts = (".input_linear.weight", ".output_linear.weight")
+    assert 2 * per_layer == sum(p.numel() for name, p in model.named_parameters() if name.endswith(experts))
+    active = numel(model) - 2 * per_layer + 2 * per_layer * Fraction(2, 4)
+    assert active == 27_424
+    report = run_json(capsys, tmp_path)
+    assert report["totals"]["params"] == numel(model) == 49_952
+    assert report["totals"]["active_params"] == active
+    rows = layer_rows(report)
+    assert [rows[f"model.layers.{i}"]["active_params"] for i in (0, 1)] == [
+        numel(model.model.layers[0]) - per_layer // 2
+    ] * 2
+
+
+def test_a_norm_the_experts_share_is_always_active(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Muse Spark's experts module holds one post_expert_norm that every expert's output goes through
+    config = transformers.MuseSparkTextConfig(vocab_size=64, hidden_size=32, intermediate_size=48,
+                                              moe_intermediate_size=16, moe_hidden_size=16, num_hidden_layers=2,
+                                              num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                              num_local_experts=4, num_experts_per_tok=2)  # fmt: skip
+    write_config(tmp_path, config)
+    model = meta_build(transformers.MuseSparkTextModel, config)
+    assert model.layers[0].mlp.experts.post_expert_norm.weight.shape == (16,)
+    routed_by_hand = 2 * (4 * 32 * 16 + 4 * 16 * 16)  # per layer: gate_up_proj 4 × 32 × 16, down_proj 4 × 16 × 16
+    report = run_json(capsys, tmp_path)
+    assert report["totals"]["params"] == numel(model)
+    assert report["totals"]["active_params"] == numel(model) - routed_by_hand // 2
+
+
 TOP_K_KEYS = ("num_experts_per_tok, num_experts_per_token, moe_topk, moe_top_k, moe_k, top_k_experts, "
               "num_selected_experts, top_k")  # fmt: skip
 

@@ -3,12 +3,14 @@
 A routed expert's parameters work for only ``top_k`` of ``experts`` tokens, so per token a layer uses its shared
 parts (attention, router, shared experts, norms) and ``top_k / experts`` of its routed experts. Routed expert
 tensors are the ones under a module named ``experts`` (``mlp.experts.3.w1.weight``, or the fused
-``mlp.experts.gate_up_proj`` of recent transformers); ``shared_experts`` and the router are always active.
+``mlp.experts.gate_up_proj`` of recent transformers) or, in a live model, of a class named ``...Experts`` (JetMoE's
+``mlp.input_linear``); ``shared_experts``, a router inside ``experts`` and a norm the experts' outputs share are always
+active.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from fractions import Fraction
 from typing import Any
@@ -76,8 +78,38 @@ def moe_settings(config: Mapping[str, Any] | None) -> tuple[int, int, str] | Non
     return _lookup(config)[0]
 
 
-def _is_routed(name: str) -> bool:
-    return "experts" in name.split(".")[:-1]
+def _is_container(path: str, module_type: str | None) -> bool:
+    """A module that holds routed experts: one named ``experts``, or (the module's class known) a class named
+    ``...Experts`` that is not a shared expert (JetMoE's ``mlp.input_linear``, a JetMoeParallelExperts)."""
+    parts = path.split(".")
+    if parts[-1] == "experts":
+        return True
+    shared = any(part.startswith("shared_expert") for part in parts)
+    return module_type is not None and module_type.endswith("Experts") and not shared
+
+
+def _routed(report: Report) -> Callable[[str], bool]:
+    """Whether a parameter belongs to the routed experts, from its name and the classes of the modules around it."""
+    types = {node.path: node.type for node in report.modules}
+    containers = {path for path, module_type in types.items() if path and _is_container(path, module_type)}
+    # an experts module whose experts are modules of their own (JetMoE's attention experts): its own tensors (an
+    # output bias) work for every token
+    outer = {path.rpartition(".")[0] for path in containers if path.rpartition(".")[0] in containers}
+
+    def is_routed(name: str) -> bool:
+        parts = name.split(".")
+        paths = [".".join(parts[:end]) for end in range(1, len(parts))]  # the tensor's modules, outermost first
+        first = next((i for i, path in enumerate(paths) if path in containers or _is_container(path, None)), None)
+        if first is None or paths[-1] in outer:
+            return False
+        # the router that picks the experts works for every token (JetMoE's attention experts hold theirs)
+        if any(part in ("router", "gate") for part in parts[first + 1 : -1]):
+            return False
+        # so does a norm the experts' outputs share (Muse Spark's post_expert_norm)
+        owner, parent = types.get(paths[-1]), types.get(paths[-2]) if len(paths) > 1 else None
+        return not (owner and parent and owner.endswith("Norm") and parent.endswith("Experts"))
+
+    return is_routed
 
 
 def with_active_params(report: Report, config: Mapping[str, Any] | None) -> Report:
@@ -90,8 +122,9 @@ def with_active_params(report: Report, config: Mapping[str, Any] | None) -> Repo
     share = Fraction(top_k, experts)
     routed_by_module: dict[str, int] = {}
     routed_total = 0
+    is_routed = _routed(report)
     for record in report.tensors:
-        if record.kind != "parameter" or record.numel is None or not _is_routed(record.name):
+        if record.kind != "parameter" or record.numel is None or not is_routed(record.name):
             continue
         routed_total += record.numel
         path = record.name
