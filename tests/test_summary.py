@@ -2471,6 +2471,26 @@ def test_lazy_modules_are_a_usage_error() -> None:
     assert isinstance(model[0], nn.LazyLinear)
 
 
+class OnAccelerator(torch.Tensor):
+    """A cpu tensor that says it is on cuda:1, as a model's weights on a GPU do (no GPU here)."""
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return torch.device("cuda", 1)
+
+
+def test_a_model_on_an_accelerator_is_refused_on_cpu() -> None:
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    model[0].weight = nn.Parameter(model[0].weight.detach().as_subclass(OnAccelerator))
+    assert model[0].weight.device.type == "cuda"
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert str(caught.value) == (
+        "the model's weights are on cuda:1: a forward on cpu runs on the weights where they are; move the model to "
+        "the cpu, or use device meta, which reads no weights"
+    )
+
+
 def test_meta_model_on_cpu_is_a_usage_error() -> None:
     with torch.device("meta"):
         model = nn.Linear(3, 3)
