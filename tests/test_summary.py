@@ -856,6 +856,36 @@ def test_attention_the_cpu_kernel_refuses_saves_on_meta_what_it_saves_on_cpu(cas
         assert (device, report.totals.activations_bytes) == (device, expected)
 
 
+class GroupedQueryAttention(nn.Module):
+    """6 query heads over 3 key and value heads (enable_gqa), 5 positions, heads of 7."""
+
+    def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, kv, kv, enable_gqa=True)
+
+
+@pytest.mark.parametrize("torch_formula", ["as it is", "keys of as many heads as queries only"])
+def test_grouped_query_attention_counts_its_products_for_every_query_head(
+    monkeypatch: pytest.MonkeyPatch, torch_formula: str
+) -> None:
+    """Q·Kᵀ and weights·V, 2 FLOPs a multiply-add, for each of the 6 query heads: with torch's attention formula as
+    torch 2.13 has it, and as torch before it had it, which refused keys of fewer heads (an AssertionError)."""
+    if torch_formula != "as it is":
+        formula = paramscope.trace.sdpa_flop_count
+
+        def equal_heads_only(query: Any, key: Any, value: Any) -> int:
+            if not query[1] == key[1] == value[1]:
+                raise AssertionError("sdpa_flop_count: query/key/value shapes are incompatible")
+            return int(formula(query, key, value))
+
+        monkeypatch.setattr(paramscope.trace, "sdpa_flop_count", equal_heads_only)
+        monkeypatch.setattr(paramscope.trace, "_counters", {})  # counts known from other tests' forwards
+    q, kv = torch.randn(2, 6, 5, 7), torch.randn(2, 3, 5, 7)
+    expected = 2 * (2 * 2 * 6 * 5 * 5 * 7)  # batch 2, 6 heads, 5 × 5 positions, heads of 7
+    for device in ("meta", "cpu"):
+        report = paramscope.summary(GroupedQueryAttention(), input_data=(q, kv), device=device)
+        assert (device, report.totals.flops) == (device, expected)
+
+
 class SelfAttention(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -68,7 +68,11 @@ def _gets_tensors(formula: Callable[..., int]) -> Callable[..., int]:
 
 def _cpu_flash_attention_on_shapes(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
     # FlopCounterMode has no formula for the CPU flash-attention kernel; it computes the same attention as the
-    # kernels it does count, so torch's own attention formula applies.
+    # kernels it does count, so torch's own attention formula applies. Grouped-query attention (fewer key and value
+    # heads, enable_gqa) does the products of its keys repeated for every query head: given so, as torch's formula
+    # takes keys of fewer heads only from torch 2.13 on (before, an AssertionError failed the forward).
+    if len(query) == len(key) == len(value) == 4 and key[1] and query[1] % key[1] == 0:
+        key, value = (*key[:1], query[1], *key[2:]), (*value[:1], query[1], *value[2:])
     return int(sdpa_flop_count(query, key, value))
 
 
