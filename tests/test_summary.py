@@ -2270,6 +2270,24 @@ def test_a_forward_that_makes_a_tensor_on_the_cpu_is_told_why_meta_refuses_it(fi
     assert report.calls[0].outputs == "[2, 3]"
 
 
+class RefusedAsTorch211Does(nn.Linear):
+    """A forward that fails as torch 2.11's fake tensors refuse a cpu tensor with a meta one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("Unhandled FakeTensor Device Propagation for aten.add.Tensor, found two different devices "
+                           "cpu, meta")  # fmt: skip
+
+
+def test_a_tensor_made_on_the_cpu_is_told_so_in_torch_211s_words_too() -> None:
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(RefusedAsTorch211Does(3, 3), input_size=(2, 3))
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [2, 3]: RuntimeError: Unhandled FakeTensor Device Propagation "
+        "for aten.add.Tensor, found two different devices cpu, meta; the forward made a tensor on the cpu (no "
+        "device=) and used it with the model's, which the meta device refuses as a GPU does: try --device cpu"
+    )
+
+
 def test_a_forward_that_converts_its_own_modules_on_meta_is_told_to_run_on_cpu() -> None:
     # SwitchTransformers' router calls self.classifier.to(self.dtype) in its forward: torch swaps a fake tensor's
     # parameter for the converted one, which the fake tensor refuses; the message named torch's swap alone

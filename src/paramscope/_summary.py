@@ -288,8 +288,11 @@ def _uncounted_note(ops: Mapping[str, int]) -> list[str]:
             f"count 0: {shown}"]  # fmt: skip
 
 
-# torch's refusal of an op on tensors of two devices (FakeTensorDeviceMismatchError), in either order
-_CPU_AND_META = ("two devices, meta and cpu!", "two devices, cpu and meta!")
+# torch's refusal of an op on tensors of two devices (FakeTensorDeviceMismatchError), in either order; before torch
+# 2.13 (2.11 seen) worded "Unhandled FakeTensor Device Propagation for aten.add.Tensor, found two different devices
+# cpu, meta"
+_CPU_AND_META = ("two devices, meta and cpu!", "two devices, cpu and meta!", "two different devices meta, cpu",
+                 "two different devices cpu, meta")  # fmt: skip
 
 
 def with_input_hint(error: ForwardError, argument: str | None = "dtypes") -> ForwardError:
