@@ -173,6 +173,17 @@ def test_a_budget_in_floats_is_read_as_the_command_line_reads_it() -> None:
         paramscope.check_budget(model, Budget(max_params=1e1, max_bytes=size - 0.1))
     assert str(caught.value) == (
         f"parameters: {params} > --max-params 10 (over by {params - 10}, {100 * (params - 10) / 10:.1f} %); "
-        f"size (parameters + buffers): {size} B ({size} B) > --max-bytes {size - 1} B (over by 1 B, "
-        f"{100 / (size - 1):.1f} %)"
+        f"size (parameters + buffers): {size} B > --max-bytes {size - 1} B (over by 1 B, {100 / (size - 1):.1f} %)"
+    )
+
+
+def test_an_excess_that_rounds_to_no_percent_still_reads_as_one() -> None:
+    model = nn.Linear(100, 100)
+    params = sum(p.numel() for p in model.parameters())  # 10,100
+    size = sum(p.numel() * p.element_size() for p in model.parameters())  # 40,400 B
+    with pytest.raises(paramscope.BudgetExceededError) as caught:
+        paramscope.check_budget(model, Budget(max_params=params - 1, max_bytes=size - 1))
+    assert str(caught.value) == (
+        f"parameters: {params:,} > --max-params {params - 1:,} (over by 1, < 0.1 %); size (parameters + buffers): "
+        f"{size / 1024:.2f} KiB ({size:,} B) > --max-bytes {(size - 1) / 1024:.2f} KiB (over by 1 B, < 0.1 %)"
     )

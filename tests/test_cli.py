@@ -310,19 +310,24 @@ def si(n: int) -> str:
     return f"{n} B"
 
 
+def percent(over: int, limit: int) -> str:
+    share = 100 * over / limit
+    return f"{share:.1f} %" if share >= 0.05 else "< 0.1 %"  # an excess is never shown as 0.0 %
+
+
 def params_over(total: int, limit: int, at_least: str = "") -> str:
     over = total - limit
     return (
-        f"parameters: {at_least}{total:,} > --max-params {limit:,} (over by {at_least}{over:,}, "
-        f"{100 * over / limit:.1f} %)"
+        f"parameters: {at_least}{total:,} > --max-params {limit:,} (over by {at_least}{over:,}, {percent(over, limit)})"
     )
 
 
 def bytes_over(size: int, limit: int, fmt: Any = iec) -> str:
     over = size - limit
+    exact = "" if fmt(size) == f"{size} B" else f" ({size:,} B)"  # a size under a kilobyte reads in bytes already
     return (
-        f"size (parameters + buffers): {fmt(size)} ({size:,} B) > --max-bytes {fmt(limit)} "
-        f"(over by {fmt(over)}, {100 * over / limit:.1f} %)"
+        f"size (parameters + buffers): {fmt(size)}{exact} > --max-bytes {fmt(limit)} "
+        f"(over by {fmt(over)}, {percent(over, limit)})"
     )
 
 

@@ -97,7 +97,7 @@ def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> l
     if budget.max_bytes is not None and size > budget.max_bytes:
         over = size - budget.max_bytes
         violations.append(
-            f"size ({what}): {at_least}{format_bytes(size, units)} ({size:,} B) > --max-bytes "
+            f"size ({what}): {at_least}{_bytes(size, units)} > --max-bytes "
             f"{format_bytes(budget.max_bytes, units)} (over by {at_least}{format_bytes(over, units)}, "
             f"{_percent(over, budget.max_bytes)})"
         )
@@ -110,8 +110,18 @@ def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> l
     return violations
 
 
+def _bytes(size: int, units: Units) -> str:
+    """``size`` in ``units``, and in bytes where that is not already how it reads (``288 B``, not ``288 B (288 B)``)."""
+    shown = format_bytes(size, units)
+    return shown if shown == f"{size} B" else f"{shown} ({size:,} B)"
+
+
 def _percent(over: int, limit: int) -> str:
-    return f"{100 * over / limit:.1f} %" if limit else "limit is 0"
+    """How much of ``limit`` ``over`` is; an excess that rounds to 0.0 % still reads as one."""
+    if not limit:
+        return "limit is 0"
+    share = 100 * over / limit
+    return f"{share:.1f} %" if share >= 0.05 else "< 0.1 %"
 
 
 def check_budget(report: nn.Module | Report | str, budget: Budget, units: Units = "iec") -> None:
