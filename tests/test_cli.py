@@ -1070,7 +1070,11 @@ def test_target_without_an_attribute(capsys: pytest.CaptureFixture[str]) -> None
     [
         ("--max-bytes", "2G", "size '2G': unit 'G' is ambiguous; write GiB (powers of 1024) or GB (powers of 1000)"),
         ("--max-bytes", "2k", "size '2k': unit 'k' is ambiguous; write KiB (powers of 1024) or kB (powers of 1000)"),
-        ("--max-bytes", "2X", "size '2X' has an unknown unit 'X'; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB"),
+        (
+            "--max-bytes",
+            "2X",
+            "size '2X' has an unknown unit 'X'; use B, KiB, MiB, GiB, TiB, PiB, kB, MB, GB, TB or PB",
+        ),
         ("--max-bytes", "lots", "size 'lots' is not a number with an optional unit"),
         ("--max-bytes", "1e999999999GiB", "size '1e999999999GiB' is too large (at most 9,223,372,036,854,775,807)"),
         ("--max-params", "2G", "count '2G' has an unknown suffix 'G'; use K, M, B or T"),

@@ -121,7 +121,9 @@ def parse_bytes(text: str) -> int:
                 f"size {text!r}: unit {unit!r} is ambiguous; write {unit.upper()}iB (powers of 1024) "
                 f"or {unit.upper() if unit.upper() != 'K' else 'k'}B (powers of 1000)"
             )
-        raise UsageError(f"size {text!r} has an unknown unit {unit!r}; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB")
+        raise UsageError(
+            f"size {text!r} has an unknown unit {unit!r}; use B, KiB, MiB, GiB, TiB, PiB, kB, MB, GB, TB or PB"
+        )
     return _whole(value, BYTE_UNITS[canonical], text, "size")
 
 
