@@ -1297,6 +1297,22 @@ def test_gguf_beside_a_config_json_still_runs_its_forward(tmp_path: Path) -> Non
     assert plan.item("KV cache").total_bytes == llama_cpp_kv_bytes(4, 2048, 2, 8)
 
 
+@pytest.mark.parametrize("target", ["directory", "file"])
+def test_check_of_a_gguf_file_against_its_config_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, target: str
+) -> None:
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 64, "hidden_size": 32,
+              "intermediate_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    write_gguf_decoder(tmp_path / "model.gguf")
+    shown = str(tmp_path if target == "directory" else tmp_path / "model.gguf")
+    assert_error(
+        run(capsys, "inspect", shown, "--check"),
+        f"{shown}: --check compares weights with the config's model by transformers' tensor names, and a GGUF file "
+        "names its tensors as llama.cpp does (token_embd.weight, blk.0.attn_q.weight)",
+    )
+
+
 def test_gguf_embedding_model_has_no_kv_cache(tmp_path: Path) -> None:
     path = tmp_path / "bert.gguf"
     write_gguf_decoder(path, "bert", causal=False)

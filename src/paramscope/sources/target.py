@@ -213,6 +213,13 @@ def _path_report(target: str, request: Request) -> Report:
     if not request.check:
         _refuse_model_class(target, request, f"a checkpoint is read from its weights: {_BUILD_IT}")
     report = _checkpoint(path, quiet=request.quiet)
+    if request.check and report.source.kind == "gguf":
+        # transformers reads a GGUF file only through its own name conversion (from_pretrained(gguf_file=...)):
+        # compared by name, every tensor would be missing and every one unexpected
+        raise UsageError(
+            f"{target}: --check compares weights with the config's model by transformers' tensor names, and a GGUF "
+            "file names its tensors as llama.cpp does (token_embd.weight, blk.0.attn_q.weight)"
+        )
     if request.check:
         report = _checked_against(report, config, request)
     return report
