@@ -697,6 +697,29 @@ def test_kv_cache_of_latent_attention_layers_with_their_own_latent() -> None:
     assert config_only.item("KV cache").total_bytes == item.total_bytes
 
 
+def test_kv_cache_from_a_config_that_counts_two_attention_layers_per_layer() -> None:
+    # LongCat-Flash's config.json gives num_layers (28), each layer with two attention blocks: its class's
+    # num_hidden_layers is twice that, as many caches as transformers keeps. From the config given alone, the plan
+    # counted num_layers caches, half of them
+    config = transformers.LongcatFlashConfig(vocab_size=64, hidden_size=32, num_layers=2, num_attention_heads=4,
+                                             q_lora_rank=16, kv_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4,
+                                             v_head_dim=8, head_dim=4, ffn_hidden_size=64, expert_ffn_hidden_size=16,
+                                             n_routed_experts=4, moe_topk=2, zero_expert_num=2)  # fmt: skip
+    batch, tokens = 2, 10
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    cache = decode_one(model, prefill(model, batch, tokens), batch)
+    held = cache_tensors(cache)
+    assert len(held) == 2 * 4
+    written = config.to_dict()  # as config.json has it: num_layers, no num_hidden_layers
+    assert (written["num_layers"], "num_hidden_layers" in written) == (2, False)
+    config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32", config=written)
+    item = config_only.item("KV cache")
+    assert item.total_bytes == storage_bytes(held)
+    assert item.formula.startswith("4 layers × (8 + 4) latent × 11 tokens × 2 × 4 B")
+    assert plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache").total_bytes == item.total_bytes
+
+
 SPARSE_MLA = {"vocab_size": 64, "pad_token_id": 0, "hidden_size": 32, "intermediate_size": 64,
               "moe_intermediate_size": 16, "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 4,
               "q_lora_rank": 16, "kv_lora_rank": 8, "qk_rope_head_dim": 4, "qk_nope_head_dim": 4, "v_head_dim": 8,

@@ -274,11 +274,18 @@ def _from_transformers(config: Mapping[str, Any], layers: int) -> list[CacheLaye
             sliding = _sliding_fields(written)
             loops = _looped(text)
             own_count = text.num_hidden_layers
+            aliases = getattr(type(text), "attribute_map", None) or {}
     except Exception:  # a config class validates its fields as it likes: then the fields are read as they are
         return None
     # A class may write its layer count otherwise than it reads it: Dory's config.json counts each layer's attention
-    # and MLP as two blocks (72 for its 36 layers), which its class halves
-    if len(types) != layers and not (len(types) == own_count and written.get("num_hidden_layers") == layers):
+    # and MLP as two blocks (72 for its 36 layers), which its class halves. Or it writes none and works it out from
+    # fields of its own: LongCat-Flash's num_layers counts layers of two attention blocks each, a cache for each (a
+    # decoder's own count stays the decoder's: ProphetNet works its count out as its encoder's)
+    works_it_out = "num_hidden_layers" not in written and "num_hidden_layers" not in aliases and not any(
+        key in written for key in ("num_decoder_layers", "decoder_layers"))  # fmt: skip
+    if len(types) != layers and not (
+        len(types) == own_count and (written.get("num_hidden_layers") == layers or works_it_out)
+    ):
         return None
     found = []
     for index, (kind, given) in enumerate(zip(types, arguments, strict=False)):
