@@ -867,6 +867,22 @@ def test_a_reformer_is_said_to_cache_hidden_states_not_keys_and_values() -> None
             "layers' hash buckets), not keys and values; this plan does not size that cache") in plan.notes  # fmt: skip
 
 
+def test_an_xlnet_is_said_to_cache_hidden_states_not_keys_and_values() -> None:
+    # XLNetLMHeadModel generates with its mems: each layer's input hidden states (the last mem_len tokens), one
+    # d_model vector a token, not a key and a value per head: it got a KV cache item of keys and values (16,384 B
+    # here, for the 8,192 its mems hold; with mem_len 4, 16,384 for 4,096)
+    config = transformers.XLNetConfig(vocab_size=64, d_model=64, n_layer=2, n_head=4, d_inner=128)
+    model = transformers.XLNetLMHeadModel(config).eval()
+    with torch.no_grad():
+        mems = model(torch.zeros(2, 8, dtype=torch.long), use_mems=True)["mems"]
+    assert [tuple(state.shape) for state in mems] == [(8, 2, 64)] * 2  # tokens, batch, d_model: the hidden states
+    plan = plan_of(model, seq=8, batch=2, dtype="float32")
+    assert "KV cache" not in names(plan)
+    assert ("no KV cache item: transformers' XLNet caches each layer's input hidden states (its mems, the last "
+            "mem_len tokens where the config sets mem_len), not keys and values; this plan does not size that "
+            "cache") in plan.notes  # fmt: skip
+
+
 def test_kv_cache_leaves_out_cross_attention_layers() -> None:
     # Mllama's cross-attention layers keep the image's keys and values (none without an image), not the text's: the
     # plan counted them as self-attention layers (Llama 3.2 Vision 11B: 40 layers for its 32)

@@ -1122,6 +1122,8 @@ def _encoders_with_a_causal_head() -> dict[str, str]:
 _OTHER_CACHES = {
     "reformer": "transformers' Reformer caches each layer's input hidden states (and its LSH attention layers' hash "
     "buckets)",
+    "xlnet": "transformers' XLNet caches each layer's input hidden states (its mems, the last mem_len tokens where the "
+    "config sets mem_len)",
 }
 
 
