@@ -847,6 +847,44 @@ def test_a_state_space_model_is_said_to_keep_a_recurrent_state_not_a_kv_cache() 
             "per token") in plan.notes  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("build", "kind"),
+    [
+        (lambda: transformers.RwkvForCausalLM(transformers.RwkvConfig(vocab_size=64, hidden_size=32,
+                                                                      num_hidden_layers=2, attention_hidden_size=32,
+                                                                      intermediate_size=64, context_length=32)),
+         "rwkv"),
+        (lambda: transformers.xLSTMForCausalLM(transformers.xLSTMConfig(vocab_size=64, hidden_size=64,
+                                                                        embedding_dim=64, num_hidden_layers=2,
+                                                                        num_heads=4, qk_dim_factor=1.0,
+                                                                        v_dim_factor=1.0, chunk_size=4)), "xlstm"),
+    ],
+    ids=["rwkv", "xlstm"],
+)  # fmt: skip
+def test_recurrent_models_of_their_own_cache_are_said_to_keep_a_state(build: Any, kind: str) -> None:
+    # RWKV's state and xLSTM's xLSTMCache: a fixed-size state per layer, the same after 4 tokens as after 8; the note
+    # said their configs lacked attention heads, as if they were incomplete (as it did for Mamba's)
+    model = build().eval()
+
+    def state_shapes(tokens: int) -> list[tuple[int, ...]]:
+        with torch.no_grad():
+            output = model(torch.zeros(2, tokens, dtype=torch.long), use_cache=True)
+        return [tuple(tensor.shape) for tensor in cache_tensors_of(output)]
+
+    assert state_shapes(4) == state_shapes(8) != []
+    plan = plan_of(model, seq=8, batch=2)
+    assert "KV cache" not in names(plan)
+    assert (f"no KV cache item: every layer keeps a fixed-size recurrent state ({kind}), no keys and values per "
+            "token") in plan.notes  # fmt: skip
+
+
+def cache_tensors_of(output: Any) -> list[torch.Tensor]:
+    """The tensors of a recurrent model's state: RWKV's ``state`` list, xLSTM's ``cache_params.rnn_state``."""
+    if "state" in output:
+        return list(output["state"])
+    return [tensor for states in output["cache_params"].rnn_state.values() for tensor in states]
+
+
 def test_a_reformer_is_said_to_cache_hidden_states_not_keys_and_values() -> None:
     # ReformerModelWithLMHead generates (transformers' AutoModelForCausalLM builds it) with a cache of each layer's
     # input hidden states and hash buckets: taken for a generating model by transformers' causal-LM classes, it got a

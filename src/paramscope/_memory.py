@@ -1065,11 +1065,20 @@ def _inference_items(
     return items
 
 
+# Model types whose transformers cache is a recurrent state of a class of its own, not a DynamicCache's layers
+# (RWKV's state, xLSTM's xLSTMCache): their layer types do not say so
+_RECURRENT_MODELS = frozenset({"rwkv", "xlstm"})
+
+
 def _recurrent_only(config: Mapping[str, Any]) -> str:
     """The layer types of a model whose every layer keeps a recurrent state and no keys and values (Mamba), as
-    transformers' cache makes them; empty for others. Such a config names no attention heads."""
+    transformers' cache makes them, or the model type of one whose cache is such a state of its own (RWKV); empty
+    for others. Such a config names no attention heads."""
     from ._cache_layers import cache_layers
 
+    model_type = _language_config(config).get("model_type")
+    if model_type in _RECURRENT_MODELS:
+        return str(model_type)
     layers = decoder_layers(config)
     kinds = cache_layers(config, layers) if layers else []
     if not kinds or any(layer.keeps_keys or not layer.keeps_state for layer in kinds):
