@@ -1755,6 +1755,28 @@ def test_a_report_with_its_config_gets_a_kv_cache(tiny_llama: nn.Module) -> None
     assert plan.item("KV cache").total_bytes == truth
 
 
+def test_a_cache_of_layers_paramscope_does_not_size_is_an_estimate(tmp_path: Path) -> None:
+    """DeepSeek V4's compressed attention layers keep compressed entries and an indexer's, not a key and a value per
+    token: counted as full attention, the figure is labelled an estimate (10,880 B in transformers' cache after 18
+    tokens of 2 sequences in float32, 14,848 B counted)."""
+    config = transformers.DeepseekV4Config(
+        vocab_size=64, hidden_size=32, moe_intermediate_size=16, num_hidden_layers=4, num_attention_heads=4,
+        head_dim=16, q_lora_rank=16, n_routed_experts=4, num_experts_per_tok=2, sliding_window=4,
+        compress_rates={"compressed_sparse_attention": 2, "heavily_compressed_attention": 8}, index_n_heads=2,
+        index_head_dim=8, index_topk=4, o_groups=2, o_lora_rank=16, pad_token_id=0,
+        layer_types=["sliding_attention", "compressed_sparse_attention", "heavily_compressed_attention",
+                     "compressed_sparse_attention"],
+    )  # fmt: skip
+    config.save_pretrained(tmp_path)
+    report = paramscope.memory(str(tmp_path), seq=18, batch=2, dtype="float32")
+    assert report.memory is not None
+    assert report.memory.item("KV cache").label == "estimate"
+    assert (
+        "the KV cache counts the compressed_sparse_attention, heavily_compressed_attention layers as full attention, "
+        "whose cache paramscope does not know: an estimate"
+    ) in report.memory.notes
+
+
 def test_no_length_no_activations(tiny_llama: nn.Module) -> None:
     assert plan_of(tiny_llama).notes == (
         "no activations item: give a context length (or input_size) to measure one forward",

@@ -540,7 +540,7 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     (:func:`llama_cpp_cells`). ``None`` when the config does not describe a decoder's attention; a UsageError for more
     layers than any model has (see :func:`decoder_layers`).
     """
-    from ._cache_layers import KNOWN, cache_layers
+    from ._cache_layers import cache_layers
 
     shape = _decoder_shape(config)
     if config is None or shape is None:
@@ -589,7 +589,7 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     empty = sum(1 for layer in kinds if not (layer.keeps_keys or layer.keeps_state or layer.type == CROSS))
     if empty:
         remarks.append(f"{empty} layers keep no cache (no attention, or another layer's cache)")
-    unknown = sorted({layer.type for layer in kinds if layer.type not in KNOWN})
+    unknown = _unknown_kinds(kinds)
     if unknown:
         remarks.append(f"{', '.join(unknown)} layers counted as full attention")
     if _is_encoder_decoder(config):
@@ -634,6 +634,22 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     formula = (f"{each} × {tokens_text} × {batch} × {size:g} B{extra}"
                f"{_remark([why] * bool(why) + remarks)}")  # fmt: skip
     return math.ceil(values * size), formula, int(kv_heads)
+
+
+def _unknown_kinds(kinds: Sequence[CacheLayer]) -> list[str]:
+    """The layer types among ``kinds`` whose cache paramscope does not know how to size (counted as full attention)."""
+    from ._cache_layers import KNOWN
+
+    return sorted({layer.type for layer in kinds if layer.type not in KNOWN})
+
+
+def unknown_cache_layers(config: Mapping[str, Any]) -> list[str]:
+    """The layer types of a decoder's config that :func:`kv_cache` counts as full attention, not knowing their own
+    cache (DeepSeek V4's compressed attention); empty when it knows them all."""
+    from ._cache_layers import cache_layers
+
+    shape = _decoder_shape(config)
+    return [] if shape is None else _unknown_kinds(cache_layers(config, shape[1]))
 
 
 LLAMA_CPP_PAD = 256
@@ -1037,6 +1053,10 @@ def _inference_items(
                 notes.append("the KV cache's sliding-window layers are sized as llama.cpp allocates them with its "
                              "defaults: the window and one ubatch (n_ubatch 512) of cells for each sequence "
                              "(kv_unified off), padded to 256; --swa-full would give them the context's")  # fmt: skip
+            if config and (unknown := unknown_cache_layers(config)):
+                cache_label = "estimate"
+                notes.append(f"the KV cache counts the {', '.join(unknown)} layers as full attention, whose cache "
+                             "paramscope does not know: an estimate")  # fmt: skip
             window, kind = (config or {}).get("gguf_windowed_layers") or (None, "")
             if window is not None and llama_cpp_cells(settings.tokens, window) < llama_cpp_cells(settings.tokens):
                 cache_label = "estimate"
