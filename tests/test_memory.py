@@ -334,6 +334,33 @@ def test_complex_parameters_count_both_halves(name: str) -> None:
     assert plan.item("weights").total_bytes == nbytes(model.parameters())
 
 
+class Empty(nn.Module):
+    """A classifier head with no classes beside a real layer: a matrix with a 0 in its shape."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 6)
+        self.head = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).sum() + self.head.sum()
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (2, 0, 3)])
+def test_adafactor_states_of_a_tensor_with_no_values(shape: tuple[int, ...]) -> None:
+    # transformers' Adafactor steps it (torch's allocates the same row and column vectors, then divides by its 0
+    # values): a row vector of shape[:-1] and a column vector of shape[:-2] + shape[-1:], one of them not empty
+    model = Empty(shape)
+    optimizer = transformers.optimization.Adafactor(model.parameters())
+    model(torch.randn(2, 4)).backward()
+    optimizer.step()
+    assert {tuple(v.shape) for v in optimizer.state[model.head].values() if torch.is_tensor(v)} == {
+        shape[:-1], shape[:-2] + shape[-1:], ()}  # fmt: skip
+    plan = plan_of(Empty(shape), train=True, optimizer="adafactor", precision="fp32")
+    item = plan.item("optimizer states (adafactor)")
+    assert item.total_bytes == optimizer_state_bytes(optimizer)  # its int step and 0-d RMS: torch's 4 B step
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "fp16-mixed"])
 @pytest.mark.parametrize("name", sorted(TORCH_OPTIMIZERS))
 def test_mixed_precision_states_are_those_of_the_float32_master_copy(name: str, precision: str) -> None:

@@ -816,12 +816,13 @@ def _optimizer_states(trainable: Sequence[TensorRecord], optimizer: str, state_b
     if optimizer == "sgd-momentum":
         return math.ceil(count * state_bytes), f"{format_count(count)} (momentum_buffer) × {state_bytes:g} B", "derived"
     if optimizer == "adafactor":
-        # factored second moments for matrices (a row and a column vector per trailing 2-D slice), full for vectors
+        # factored second moments for matrices (a row and a column vector per trailing 2-D slice: shapes [:-1] and
+        # [:-2] + [-1:]), full for vectors; as products, since a tensor with a 0 in its shape still has the other
         values = 0
         for record in trainable:
             shape = record.shape or ()
             if len(shape) >= 2:
-                values += _values(record) // shape[-1] + _values(record) // shape[-2]
+                values += math.prod(shape[:-1]) + math.prod(shape[:-2]) * shape[-1]
             else:
                 values += _values(record)
         total = math.ceil(values * state_bytes) + step
