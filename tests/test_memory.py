@@ -361,6 +361,76 @@ def test_adafactor_states_of_a_tensor_with_no_values(shape: tuple[int, ...]) -> 
     assert item.total_bytes == optimizer_state_bytes(optimizer)  # its int step and 0-d RMS: torch's 4 B step
 
 
+class SparseLookup(nn.Module):
+    """An embedding built with sparse=True before a dense layer; with ``tied``, the layer is its tied head."""
+
+    def __init__(self, tied: bool = False) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 4, sparse=True)
+        self.head = nn.Linear(4, 10, bias=False)
+        if tied:
+            self.head.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(ids))
+
+
+SPARSE_IDS = torch.tensor([[1, 2, 2, 7, 1, 3]])  # repeated ids: one row each all the same
+SPARSE_NOTE = (
+    "embed.weight: the weight of an embedding built with sparse=True gets a sparse gradient (unless the model also "
+    "uses it outside the embedding, as a tied head does)"
+)
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_OPTIMIZERS))
+def test_sparse_embeddings_are_noted_as_torch_steps_them(name: str) -> None:
+    model = SparseLookup()
+    optimizer = TORCH_OPTIMIZERS[name](model.parameters())
+    model(SPARSE_IDS).sum().backward()
+    assert model.embed.weight.grad is not None
+    assert model.embed.weight.grad.is_sparse
+    plan = plan_of(SparseLookup(), train=True, optimizer=name, precision="fp32")
+    notes = [note for note in plan.notes if "sparse=True" in note]
+    if name in ("adam", "adamw", "adafactor"):
+        with pytest.raises(RuntimeError, match="does not support sparse gradients") as caught:
+            optimizer.step()
+        words = str(caught.value).split(",")[0]
+        assert notes == [f"{SPARSE_NOTE}, which torch's {name} refuses ('{words}'): build the embedding with "
+                         "sparse=False, or step it with SGD or SparseAdam; counted dense here"]  # fmt: skip
+        return
+    optimizer.step()
+    grad = model.embed.weight.grad
+    assert grad._nnz() == SPARSE_IDS.numel()  # a row per id looked up, not merged
+    assert not grad.is_coalesced()
+    assert grad._indices().dtype == torch.int64
+    expected = (f"{SPARSE_NOTE}: counted dense here, where torch's holds a row of values and an int64 index for "
+                "each id the batch looks up, not merged (more than the dense gradient when a batch looks up more "
+                "ids than the table has rows)")  # fmt: skip
+    if name == "sgd-momentum":
+        buffer = optimizer.state[model.embed.weight]["momentum_buffer"]
+        assert buffer.is_sparse
+        assert buffer._nnz() == SPARSE_IDS.numel()
+        optimizer.zero_grad()
+        model(torch.full((1, 12), 9)).sum().backward()
+        optimizer.step()  # 12 lookups of one id, added to the buffer row by row: more rows than the table has
+        assert optimizer.state[model.embed.weight]["momentum_buffer"]._nnz() > model.embed.num_embeddings
+        expected += "; SGD's momentum buffer for it is sparse too, its rows merged only in part, so it can grow past "
+        expected += "the dense size from step to step"
+    assert notes == [expected]
+
+
+def test_a_sparse_embedding_with_a_tied_head_gets_a_dense_gradient() -> None:
+    model = SparseLookup(tied=True)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(SPARSE_IDS).sum().backward()
+    assert model.embed.weight.grad is not None
+    assert not model.embed.weight.grad.is_sparse
+    optimizer.step()  # torch steps it
+    plan = plan_of(SparseLookup(tied=True), train=True, precision="fp32")
+    assert not [note for note in plan.notes if "sparse" in note]
+    assert plan.item("optimizer states (adamw)").total_bytes == optimizer_state_bytes(optimizer)
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "fp16-mixed"])
 @pytest.mark.parametrize("name", sorted(TORCH_OPTIMIZERS))
 def test_mixed_precision_states_are_those_of_the_float32_master_copy(name: str, precision: str) -> None:

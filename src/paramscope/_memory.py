@@ -1244,6 +1244,7 @@ def plan(
     checkpointed: int | None = None,
     input_size: Sequence[tuple[int, ...]] | None = None,
     units: Units = "iec",
+    sparse: Sequence[str] = (),
 ) -> MemoryPlan:
     """The itemised budget for inference or training of the model in ``report``, per device.
 
@@ -1252,7 +1253,7 @@ def plan(
     (for a note on the trainable ones it does not reach; None: not known), ``input_size`` the shapes of its inputs
     when given as shapes (None: ``batch`` × ``tokens`` ids). For the advice when it does not fit: ``checkpointed``,
     the activations that forward leaves with gradient checkpointing (None: not measured), and ``units``, the byte
-    units its text is written in.
+    units its text is written in. ``sparse`` names the trainable weights of embeddings built with ``sparse=True``.
     ``settings`` must have passed :meth:`MemorySettings.check`.
     """
     heads = attention_heads(config)
@@ -1289,6 +1290,8 @@ def plan(
             replace(item, label="estimate") if f"TP {tp}" in item.formula and item.name != "KV cache" else item
             for item in items
         ]
+    if settings.train and sparse:
+        notes.append(_sparse_note(sparse, settings.optimizer))
     if settings.train:
         notes.append("training items are added as if all were live at once; not included: the optimizer step's "
                      "temporaries, kernel workspaces and the allocator's fragmentation")  # fmt: skip
@@ -1302,6 +1305,27 @@ def plan(
     scenario: Literal["inference", "training"] = "training" if settings.train else "inference"
     storage = storage_table(report, settings.keep_fp32)
     return MemoryPlan(scenario, settings, tuple(items), storage, per_device, host, fits, advice, tuple(notes))
+
+
+# torch's words when a step meets a sparse gradient (torch.optim.AdamW's are Adam's)
+_REFUSE_SPARSE = {"adam": "Adam", "adamw": "Adam", "adafactor": "Adafactor"}
+
+
+def _sparse_note(names: Sequence[str], optimizer: str) -> str:
+    """What the gradients and states of embeddings built with ``sparse=True`` are, beside their dense count."""
+    note = (f"{listed(names)}: the weight of an embedding built with sparse=True gets a sparse gradient (unless "
+            "the model also uses it outside the embedding, as a tied head does)")  # fmt: skip
+    refused = _REFUSE_SPARSE.get(optimizer)
+    if refused is not None:
+        return (f"{note}, which torch's {optimizer} refuses ('{refused} does not support sparse gradients'): build "
+                "the embedding with sparse=False, or step it with SGD or SparseAdam; counted dense here")  # fmt: skip
+    note += (": counted dense here, where torch's holds a row of values and an int64 index for each id the batch "
+             "looks up, not merged (more than the dense gradient when a batch looks up more ids than the table has "
+             "rows)")  # fmt: skip
+    if optimizer == "sgd-momentum":
+        note += ("; SGD's momentum buffer for it is sparse too, its rows merged only in part, so it can grow past "
+                 "the dense size from step to step")  # fmt: skip
+    return note
 
 
 def _kind(name: str) -> str:

@@ -475,10 +475,29 @@ def build_plan(
     else:
         flag = "seq" if settings.train else "context"
         notes.append(f"no activations item: give a {flag} length (or input_size) to measure one forward")
+    sparse = sparse_weights(module) if settings.train and module is not None else ()
     memory = plan(report, settings, config=config if config is not None else found_config, activations=activations,
-                  trained=trained, checkpointed=checkpointed, input_size=shapes, units=units)  # fmt: skip
+                  trained=trained, checkpointed=checkpointed, input_size=shapes, units=units,
+                  sparse=sparse)  # fmt: skip
     memory = replace(memory, notes=(*notes, *memory.notes))
     return replace(report, memory=memory)
+
+
+def sparse_weights(module: nn.Module) -> tuple[str, ...]:
+    """The trainable weights of the ``nn.Embedding`` and ``nn.EmbeddingBag`` layers built with ``sparse=True``
+    (torch gives them sparse gradients), each once, but those another layer holds too (a tied head: a dense gradient
+    is added to theirs)."""
+    from torch import nn
+
+    holders: dict[int, list[bool]] = {}
+    names: dict[int, str] = {}
+    for path, child in module.named_modules(remove_duplicate=False):
+        for name, param in child.named_parameters(recurse=False):
+            sparse = isinstance(child, (nn.Embedding, nn.EmbeddingBag)) and name == "weight" and child.sparse is True
+            holders.setdefault(id(param), []).append(sparse)
+            if sparse and param.requires_grad:
+                names.setdefault(id(param), f"{path}.{name}" if path else name)
+    return tuple(name for key, name in names.items() if all(holders[key]))
 
 
 def _no_forward_in(report: Report, train: bool) -> str:
