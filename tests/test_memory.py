@@ -1524,6 +1524,17 @@ def test_train_activations_match_saved_tensors_on_cpu(tiny_llama: nn.Module, bat
     assert (item.total_bytes, item.label) == (truth, "estimate")  # exact here; on a GPU the kernels decide
 
 
+def test_train_activations_of_a_model_without_a_cache_match_saved_tensors_on_cpu() -> None:
+    # a config for training turns the cache off: transformers then checks the position ids the model makes for packed
+    # sequences, which on meta (fake tensors, no values) kept a mask and took attention off the fused kernel, its
+    # grouped keys and values repeated for every head and saved (88,900 bytes for 83,780)
+    model = llama(use_cache=False)
+    ids = torch.randint(0, TINY_LLAMA["vocab_size"], (2, 8))
+    truth = saved_bytes(model, ids, labels=ids)
+    item = plan_of(model, train=True, seq=8, batch=2, precision="fp32").item("activations")
+    assert (item.total_bytes, item.label) == (truth, "estimate")
+
+
 def test_bf16_pure_activations_match_a_bf16_model_on_cpu(tiny_llama: nn.Module) -> None:
     ids = torch.zeros(2, 8, dtype=torch.long)
     truth = saved_bytes(copy.deepcopy(tiny_llama).to(torch.bfloat16), ids, labels=ids)

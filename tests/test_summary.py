@@ -23,6 +23,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -133,7 +134,7 @@ def torch_flops(model: nn.Module, *args: Any, attention: bool = True, **kwargs: 
     return counter.get_total_flops(), per_path
 
 
-def torch_saved_bytes(model: nn.Module, *args: Any) -> tuple[int, dict[str, int]]:
+def torch_saved_bytes(model: nn.Module, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
     """Bytes autograd saves for backward in a train-mode forward on CPU (a copy of the model: BatchNorm's statistics
     move), each storage once, the parameters' and buffers' storages left out; in total and per module path."""
     model = copy.deepcopy(model).train()
@@ -165,7 +166,7 @@ def torch_saved_bytes(model: nn.Module, *args: Any) -> tuple[int, dict[str, int]
         handles.append(module.register_forward_pre_hook(functools.partial(enter, path=path)))
         handles.append(module.register_forward_hook(leave))
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        output = model(*args)  # kept alive (it holds the graph) until every storage has been counted
+        output = model(*args, **kwargs)  # kept alive (it holds the graph) until every storage has been counted
     del output
     for handle in handles:
         handle.remove()
@@ -2313,9 +2314,9 @@ def test_a_forward_that_converts_its_own_modules_on_meta_is_told_to_run_on_cpu()
 
 
 def test_transformers_attention_masks_run_on_meta() -> None:
-    # transformers reads a mask's values to decide whether it may skip it, unless the tensor is fake; BART's decoder
-    # makes a mask of its own. On meta, where values are unknown, the mask is kept: its explicit form is an input of
-    # the attention layers, as on CPU when the mask has padding.
+    # transformers reads a mask's values to decide whether it may skip it, unless the tensor is fake. On meta, where
+    # the values of a mask given are unknown, the mask is kept: its explicit form is an input of the attention layers,
+    # as on CPU when the mask has padding. (BART's decoder makes a mask of its own, of ones: known on meta too.)
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     bart = transformers.BartModel(transformers.BartConfig(
@@ -2335,6 +2336,87 @@ def test_transformers_attention_masks_run_on_meta() -> None:
         assert meta.totals.flops == cpu.totals.flops == torch_flops(model, **inputs)[0]
     attention = rows(meta)["model.layers.0.self_attn"]
     assert "attention_mask=[2, 1, 16, 16] bool" in attention.inputs
+
+
+def tiny_decoders() -> dict[str, tuple[nn.Module, dict[str, Any]]]:
+    """Llama, Mistral (grouped-query attention) and BART, tiny, with the inputs of a forward without a cache."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    shared = {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2}  # fmt: skip
+    ids = torch.randint(3, 100, (2, 8))
+    bart = transformers.BartForConditionalGeneration(transformers.BartConfig(
+        vocab_size=100, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+    ))  # fmt: skip
+    return {
+        "llama": (transformers.LlamaForCausalLM(transformers.LlamaConfig(**shared)), {"input_ids": ids}),
+        "mistral": (transformers.MistralForCausalLM(transformers.MistralConfig(**shared)), {"input_ids": ids}),
+        "bart": (bart, {"input_ids": ids, "decoder_input_ids": ids}),
+    }
+
+
+@pytest.mark.parametrize("name", ["llama", "mistral", "bart"])
+def test_a_decoder_without_a_cache_saves_on_meta_what_it_saves_on_cpu(name: str) -> None:
+    # Without a cache (training turns it off), transformers checks the position ids Llama makes (arange) for packed
+    # sequences, and the all-ones mask BART's decoder makes for padding; a fake tensor's values are unknown, so on
+    # meta both kept a mask, which took attention off the fused kernel (Llama's and Mistral's grouped keys and
+    # values repeated for every head and saved): 82,368 bytes for Llama's 77,248, BART's 512 more
+    model, inputs = tiny_decoders()[name]
+    inputs = {**inputs, "use_cache": False}
+    truth, _ = torch_saved_bytes(model, **inputs)
+    meta, cpu = (paramscope.summary(model, input_data=inputs, device=device, mode="train", depth=ALL_DEPTHS)
+                 for device in ("meta", "cpu"))  # fmt: skip
+    assert meta.totals.activations_bytes == cpu.totals.activations_bytes == truth
+    assert [(call.path, call.inputs) for call in meta.calls or ()] == [
+        (call.path, call.inputs) for call in cpu.calls or ()
+    ]
+
+
+def test_a_mask_check_on_values_given_on_meta_is_told() -> None:
+    # position ids or a mask given as inputs have no values on meta: transformers keeps the mask, a real device may
+    # not (these are one sequence each, and all ones), and the note says so instead of passing it off as the CPU's
+    model, inputs = tiny_decoders()["llama"]
+    ids = inputs["input_ids"]
+    for given, check in [({"position_ids": torch.arange(8)[None], "use_cache": False}, "find_packed_sequence_indices"),
+                         ({"attention_mask": torch.ones_like(ids)}, "_ignore_causal_mask_sdpa")]:  # fmt: skip
+        report = paramscope.summary(model, input_data={**inputs, **given}, mode="train")
+        assert (
+            f"on meta, transformers' masks could not read the values of an input they check ({check}), and kept the "
+            "mask as under a trace; on a real device the values decide (a mask of ones is skipped, position ids of "
+            "one sequence each are not packed), and the attention kernel and the activations may follow them: "
+            "--device cpu runs with them"
+        ) in report.notes
+    made = paramscope.summary(model, input_data={**inputs, "use_cache": False}, mode="train")
+    assert not [note for note in made.notes if "masks" in note]  # the position ids the model made are known
+
+
+def test_transformers_is_tracing_is_its_own_again_after_a_forward_on_meta() -> None:
+    # masking_utils.is_tracing answers for the values a forward on meta knows while it runs, in its thread alone
+    transformers = pytest.importorskip("transformers")
+    masking = transformers.masking_utils
+    original = masking.is_tracing
+    model, inputs = tiny_decoders()["llama"]
+    seen: list[tuple[bool, bool]] = []
+    elsewhere: list[bool] = []
+
+    def spy(module: nn.Module, args: Any, kwargs: Any) -> None:
+        fake = kwargs["position_ids"]  # the arange Llama made: its values are known
+        seen.append((masking.is_tracing(fake), masking.is_tracing(torch.empty(2, device="meta"))))
+        thread = threading.Thread(target=lambda: elsewhere.append(masking.is_tracing(fake)))
+        thread.start()
+        thread.join()
+        raise RuntimeError("stop")
+
+    handle = model.model.layers[0].register_forward_pre_hook(spy, with_kwargs=True)
+    try:
+        with pytest.raises(ForwardError, match="stop"):
+            paramscope.summary(model, input_data={**inputs, "use_cache": False}, mode="train")
+    finally:
+        handle.remove()
+    assert seen == [(False, True)]  # the empty tensor made here has no values known
+    assert elsewhere == [True]  # another thread: a fake tensor, as transformers sees it
+    assert masking.is_tracing is original
 
 
 def tiny_t5(kind: str = "T5ForConditionalGeneration") -> nn.Module:

@@ -1,8 +1,17 @@
 """A forward on the meta device that runs the kernels a real device would, where meta's own differ.
 
 - The tensors are torch's fake tensors (meta tensors that say they are fake), so code that would read values goes
-  the way it goes under a trace: transformers keeps an attention mask instead of reading it to see whether it may
-  skip it, and leaves out its checks for padding. Code that still needs values fails, with the op named.
+  the way it goes under a trace: transformers keeps an attention mask given as an input instead of reading it to see
+  whether it may skip it, and leaves out its checks for padding. Code that still needs values fails, with the op
+  named.
+- Except for values the forward makes from no data of its own (``torch.arange`` positions, a ``torch.ones`` mask, and
+  what is computed from them alone): those are the same on every device, and are kept on the cpu beside their fake
+  tensors (:class:`_Values`), so reading them (``bool()``, ``.item()``) gives what a real device reads, and
+  transformers' masks read them as they do on a real device (``masking_utils.is_tracing`` answers for them as for a
+  tensor with values). Without a cache or a mask given, transformers checks the position ids it made for packed
+  sequences, and BART's decoder checks the all-ones mask it made for padding: under a trace both keep a mask, which
+  takes attention off the fused kernel that a real device runs (Llama's and Mistral's grouped keys and values then
+  repeated for every head, and saved).
 - ``scaled_dot_product_attention``: meta takes the math fallback, which materialises the attention matrix; a GPU
   runs a fused kernel that keeps only the output and the logsumexp, and the meta form of torch's CPU
   flash-attention op does the same (grouped-query shapes included). Where the CPU kernel refuses the shapes (heads
@@ -26,9 +35,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
 from types import FunctionType
 from typing import Any
@@ -37,6 +48,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.weak import WeakIdKeyDictionary
 
 aten = torch.ops.aten
 # torch 2.8 added the op; with an older torch no model calls it
@@ -61,11 +73,13 @@ def fake_tensors() -> FakeTensorMode:
 
 
 @contextlib.contextmanager
-def as_on_a_device(fake: FakeTensorMode | None = None, *, one_dtype: bool = True) -> Iterator[None]:
+def as_on_a_device(fake: FakeTensorMode | None = None, *, one_dtype: bool = True) -> Iterator[_Values]:
     """Within the block, a forward on meta runs as a real device runs it (see the module's docstring), on the fake
     tensors of ``fake`` (made by :func:`fake_tensors`; a new one when None). Modes entered after it see each op
     before it runs here. Without ``one_dtype``, products of operands in different dtypes run as meta runs them: a
     forward whose weights were cast to a compute dtype stands for one under autocast, which casts the operands.
+    Yields the values the forward knows (see :class:`_Values`), with the checks of transformers' masks that met a
+    tensor without them.
 
     >>> import torch
     >>> experts = torch.empty(4, 64, 32, device="meta")  # float32: torch's meta kernel takes bfloat16 alone
@@ -76,17 +90,71 @@ def as_on_a_device(fake: FakeTensorMode | None = None, *, one_dtype: bool = True
     (torch.Size([16, 32]), torch.float32)
     """
     logging.getLogger(FakeTensorMode.__module__).addFilter(_kernel_failure_logs)  # once: a filter is added once
+    kernels = _MetaKernels(one_dtype)
     _running.depth = getattr(_running, "depth", 0) + 1
+    outer, _running.values = getattr(_running, "values", None), kernels.values
     try:
-        with fake or fake_tensors(), _FusedAttention(), _MetaKernels(one_dtype):
-            yield
+        with _masks_read_known_values(), fake or fake_tensors(), _FusedAttention(), kernels:
+            yield kernels.values
     finally:
         _running.depth -= 1
+        _running.values = outer
 
 
 _running = threading.local()
 """How many forwards on meta run in this thread now (``depth``: one inside another's forward, a model that
-summarises), and whether the torch function running now was called under autocast (``autocast``)."""
+summarises), the values known of the innermost one's tensors (``values``, see :class:`_Values`), and whether the
+torch function running now was called under autocast (``autocast``)."""
+
+_masking_lock = threading.Lock()
+_masking_users = 0
+"""How many forwards on meta run in all threads with transformers' ``masking_utils.is_tracing`` answered by
+:func:`_is_tracing_unless_known` (the first sets it, the last puts transformers' own back)."""
+
+
+@contextlib.contextmanager
+def _masks_read_known_values() -> Iterator[None]:
+    """Within the block, transformers' masks (``masking_utils``, when transformers is imported) read the values of a
+    fake tensor the forward on meta in this thread knows (see :class:`_Values`), as they read a real tensor's; other
+    threads, and any other tensor, get transformers' own answer. Put back when the last forward on meta ends, even
+    on error, unless something else has replaced it since."""
+    global _masking_users
+    masking = sys.modules.get("transformers.masking_utils")
+    original = getattr(masking, "is_tracing", None)
+    if original is None:
+        yield
+        return
+    with _masking_lock:
+        if _masking_users == 0 and not hasattr(original, "_paramscope_original"):
+            masking.is_tracing = _is_tracing_unless_known(original)  # type: ignore[union-attr]
+        _masking_users += 1
+    try:
+        yield
+    finally:
+        with _masking_lock:
+            _masking_users -= 1
+            ours = getattr(masking, "is_tracing", None)
+            if _masking_users == 0 and hasattr(ours, "_paramscope_original"):
+                masking.is_tracing = ours._paramscope_original  # type: ignore[union-attr]
+
+
+def _is_tracing_unless_known(original: Callable[..., bool]) -> Callable[..., bool]:
+    """transformers' ``is_tracing(tensor=None)``, which is true of every fake tensor, false of one whose values the
+    forward on meta running in this thread knows (it is then true only while transformers traces, compiles or
+    captures, as of any tensor)."""
+
+    @functools.wraps(original)
+    def is_tracing(tensor: Any = None) -> bool:
+        values = getattr(_running, "values", None)
+        if tensor is not None and values is not None:
+            if values.knows(tensor):
+                return original()
+            if isinstance(tensor, FakeTensor):  # a mask or position ids given: their values are not on meta
+                values.unread.add(sys._getframe(1).f_code.co_name)
+        return original(tensor)
+
+    is_tracing._paramscope_original = original  # type: ignore[attr-defined]
+    return is_tracing
 
 
 def _kernel_failure_logs(record: logging.LogRecord) -> bool:
@@ -281,6 +349,7 @@ class _MetaKernels(TorchDispatchMode):
         super().__init__()
         self.one_dtype = one_dtype
         """Whether products of operands in different dtypes are refused, as every device refuses them."""
+        self.values = _Values()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -301,7 +370,157 @@ class _MetaKernels(TorchDispatchMode):
                 return func(*args, **kwargs)
         if id(func) in _INDEXING and any(_is_real_mask(index) for index in args[1]):
             return func(args[0], _positions(args[1]), *args[2:], **kwargs)
-        return func(*args, **kwargs)
+        return self.values.run(func, args, kwargs)
+
+
+# The most elements of a tensor whose values a forward on meta keeps on the cpu (see _Values): position ids of 8 ×
+# 128k tokens and the steps of transformers' check for packed sequences (32 MiB in int64, a few milliseconds)
+KNOWN_VALUES_LIMIT = 1 << 22
+
+# ops that make a tensor without setting its values
+_UNINITIALISED = frozenset(("empty", "empty_like", "empty_strided", "empty_permuted", "new_empty", "new_empty_strided"))
+
+
+# ops that read a tensor's values into Python: .item(), bool(), torch.equal
+_READS = {id(op) for op in (aten._local_scalar_dense.default, aten.is_nonzero.default, aten.equal.default)}
+
+
+class _OpValues:
+    """What :class:`_Values` needs to know of an op: whether its result follows its arguments' values (a tensor not
+    random nor uninitialised, or a read of values), and the arguments it writes to (positions and names)."""
+
+    __slots__ = ("follows", "reads", "writes")
+
+    def __init__(self, func: Any) -> None:
+        schema = getattr(func, "_schema", None)
+        self.writes: tuple[tuple[int, str], ...] = ()
+        self.follows = False
+        self.reads = id(func) in _READS
+        """Whether it reads values into Python (the fake tensors' mode refuses it); any other op that returns no
+        tensor asks for what a fake tensor knows itself (its device, its size)."""
+        if schema is None or not (self.reads or any("Tensor" in str(item.type) for item in schema.returns)):
+            return
+        self.follows = (torch.Tag.nondeterministic_seeded not in func.tags
+                        and func.overloadpacket.__name__ not in _UNINITIALISED)  # fmt: skip
+        self.writes = tuple((index, item.name) for index, item in enumerate(schema.arguments)
+                            if item.alias_info is not None and item.alias_info.is_write)  # fmt: skip
+
+
+class _Values:
+    """The values of the fake tensors a forward on meta makes from no data of its own, kept on the cpu beside them
+    (each up to :data:`KNOWN_VALUES_LIMIT` elements): an op whose tensor arguments all have known values (a factory
+    has none; a real cpu tensor has its own) runs on the cpu as well, and a read of such values (``bool()``,
+    ``.item()``) gets the cpu's, which a fake tensor has not. The weights, the inputs and whatever is computed from
+    them have none. A write to a tensor with known values is made to its values too when all the op's other
+    arguments have known values; otherwise the values of every tensor in its storage are forgotten."""
+
+    def __init__(self) -> None:
+        self.cpu: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        """A fake tensor -> its values, a cpu tensor of its shape and dtype."""
+        self.storages: set[int] = set()
+        """The storages (``_cdata``) of the fake tensors with values (some of them since freed)."""
+        self.ops: dict[Any, _OpValues] = {}
+        self.unread: set[str] = set()
+        """The functions of transformers' masks that checked a fake tensor without values, and went the way they go
+        under a trace (a mask kept where a real device may skip it)."""
+
+    def knows(self, tensor: Any) -> bool:
+        return isinstance(tensor, FakeTensor) and tensor in self.cpu
+
+    def run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``func(*args, **kwargs)`` on the fake tensors, and on the values of its arguments when all are known."""
+        op = self.ops.get(func)
+        if op is None:
+            op = self.ops[func] = _OpValues(func)
+        on_cpu = self._on_cpu(args, kwargs) if op.follows else None
+        if on_cpu is not None and op.reads:  # a read of values (.item(), bool()): the one a real device reads
+            return _run_on_cpu(func, on_cpu)
+        out = func(*args, **kwargs)
+        if op.writes:
+            if self.storages or on_cpu is not None:
+                self._written(func, op, args, kwargs, on_cpu)
+        elif on_cpu is not None:
+            self._keep(func, out, on_cpu)
+        return out
+
+    def _on_cpu(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]] | None:
+        """The arguments with the values of each tensor for the tensor, on the cpu; None when one has none known."""
+        cpu_args = []
+        for arg in args:
+            value = self._value(arg)
+            if value is _UNKNOWN:
+                return None
+            cpu_args.append(value)
+        cpu_kwargs = {}
+        for name, arg in kwargs.items():
+            value = self._value(arg)
+            if value is _UNKNOWN:
+                return None
+            cpu_kwargs[name] = torch.device("cpu") if name == "device" else value
+        return cpu_args, cpu_kwargs
+
+    def _value(self, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            items = []
+            for item in value:
+                known = self._value(item)
+                if known is _UNKNOWN:
+                    return _UNKNOWN
+                items.append(known)
+            return type(value)(items)
+        if not isinstance(value, torch.Tensor):
+            return value
+        if isinstance(value, FakeTensor):
+            return self.cpu.get(value, _UNKNOWN)
+        return value if value.device.type == "cpu" else _UNKNOWN
+
+    def _keep(self, func: Any, out: Any, on_cpu: tuple[list[Any], dict[str, Any]]) -> None:
+        fakes = out if isinstance(out, (list, tuple)) else (out,)
+        if not all(isinstance(item, FakeTensor) and item.numel() <= KNOWN_VALUES_LIMIT for item in fakes):
+            return
+        try:
+            values = _run_on_cpu(func, on_cpu)
+        except Exception:  # an op the cpu has no kernel for (a dtype): its result's values stay unknown
+            return
+        values = values if isinstance(values, (list, tuple)) else (values,)
+        if len(values) != len(fakes):
+            return
+        for fake, value in zip(fakes, values, strict=True):
+            if isinstance(value, torch.Tensor) and value.shape == fake.shape and value.dtype == fake.dtype:
+                self.cpu[fake] = value
+                self.storages.add(fake.untyped_storage()._cdata)
+
+    def _written(self, func: Any, op: _OpValues, args: tuple[Any, ...], kwargs: dict[str, Any], on_cpu: Any) -> None:
+        """After ``func`` wrote to some of its arguments: their values written too when all its arguments had known
+        values, else the values of every tensor in their storages forgotten (those viewing the values written on the
+        cpu are written with them)."""
+        if on_cpu is not None:
+            try:
+                _run_on_cpu(func, on_cpu)
+            except Exception:
+                on_cpu = None
+        for index, name in op.writes:
+            written = _argument(args, kwargs, index, name)
+            if not isinstance(written, FakeTensor) or written.untyped_storage()._cdata not in self.storages:
+                continue
+            storage = written.untyped_storage()._cdata
+            value = None if on_cpu is None else _argument(on_cpu[0], on_cpu[1], index, name)
+            kept = value.untyped_storage()._cdata if isinstance(value, torch.Tensor) else None
+            for fake, known in list(self.cpu.items()):
+                if fake.untyped_storage()._cdata == storage and known.untyped_storage()._cdata != kept:
+                    del self.cpu[fake]
+
+
+def _argument(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str) -> Any:
+    return kwargs[name] if name in kwargs else args[index] if index < len(args) else None
+
+
+def _run_on_cpu(func: Any, on_cpu: tuple[list[Any], dict[str, Any]]) -> Any:
+    with unset_fake_temporarily(), torch.no_grad():
+        return func(*on_cpu[0], **on_cpu[1])
+
+
+_UNKNOWN: Any = object()
 
 
 def _embedding_bag_as_on_cpu(

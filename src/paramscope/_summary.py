@@ -438,6 +438,8 @@ def summarize(
     ]
     if measured and result.activations_device == "meta":
         notes.extend(unfused_recurrent_note(walk.named_modules, called))
+    if result.unread_masks:
+        notes.append(unread_masks_note(result.unread_masks))
     ran = {in_report(path) for path in called}
     # a module whose weights are tied to a module that ran (T5's `shared` embedding) is not idle
     tied_to_ran = {record.name.rpartition(".")[0] for record in report.tensors
@@ -483,6 +485,15 @@ def unfused_recurrent_note(named_modules: Iterable[tuple[str, nn.Module]], calle
         "a fused kernel keeps a workspace besides, several times that (oneDNN's LSTM on cpu, cuDNN on a GPU); a "
         "summary with --device cpu --mode train measures cpu's"
     ]
+
+
+def unread_masks_note(checks: Iterable[str]) -> str:
+    """What a forward on meta did where transformers' masks check the values of an input (``checks``: their
+    functions), which meta has not."""
+    return (f"on meta, transformers' masks could not read the values of an input they check ({', '.join(checks)}), "
+            "and kept the mask as under a trace; on a real device the values decide (a mask of ones is skipped, "
+            "position ids of one sequence each are not packed), and the attention kernel and the activations may "
+            "follow them: --device cpu runs with them")  # fmt: skip
 
 
 def _ancestors(path: str, known: dict[str, list[str]]) -> list[str]:

@@ -683,6 +683,9 @@ class Trace:
     """Why the activations were not measured, when they were not."""
     replaced: list[str] = field(default_factory=list)
     """Modules whose forward the model replaced with one that did not call the recorder (see :class:`_Hooks`)."""
+    unread_masks: list[str] = field(default_factory=list)
+    """On meta: the checks of transformers' masks that met a tensor without values (a mask or position ids given)
+    and went the way they go under a trace, where a real device reads the values."""
     trained: frozenset[str] | None = None
     """From :func:`saved_for_backward`: the names of the parameters a backward from the forward's outputs reaches
     (those that get a gradient); None when no output carries one."""
@@ -1484,8 +1487,9 @@ def _run(
             stack.callback(recorder.put_back)  # what the forward wrote to them, and to the caller's inputs
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
+            values = None
             if fake is not None:  # before the recorder, which must see each op before it is run on meta
-                stack.enter_context(as_on_a_device(fake, one_dtype=dtype is None))  # weights cast: autocast's
+                values = stack.enter_context(as_on_a_device(fake, one_dtype=dtype is None))  # weights cast: autocast's
             stack.enter_context(torch.set_grad_enabled(measure_activations))
             if saved is not None:
                 stack.callback(saved.release)
@@ -1498,6 +1502,8 @@ def _run(
             if count_flops or recorder.protected or recorder.restorable:
                 stack.enter_context(recorder)
             output = _forward(model, weights, inputs, keywords)
+            if values is not None:
+                trace_result.unread_masks = sorted({*trace_result.unread_masks, *values.unread})
             if find_trained:  # on meta, where the stand-ins are the graph's leaves
                 trace_result.trained = _reached_parameters(output, weights.items())
             del output
