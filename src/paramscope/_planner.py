@@ -491,7 +491,7 @@ def sparse_weights(module: nn.Module) -> tuple[str, ...]:
 
     holders: dict[int, list[bool]] = {}
     names: dict[int, str] = {}
-    for path, child in module.named_modules(remove_duplicate=False):
+    for path, child in module.named_modules():  # each module once: a model may hold itself (a cycle)
         for name, param in child.named_parameters(recurse=False):
             sparse = isinstance(child, (nn.Embedding, nn.EmbeddingBag)) and name == "weight" and child.sparse is True
             holders.setdefault(id(param), []).append(sparse)
