@@ -24,7 +24,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -1587,6 +1587,62 @@ def test_a_mapping_in_input_data_keeps_its_type(device: str) -> None:
     report = paramscope.summary(ReadsABatch(), input_data=(batch,), device=device)
     assert report.calls[0].outputs == expected
     assert list(batch) == ["input_ids"]  # the caller's batch as it was
+
+
+class ItemsApart(MutableMapping):  # type: ignore[type-arg]
+    """A mapping that keeps its items in a dict of its own: a shallow copy of it shares that dict."""
+
+    def __init__(self, **items: Any) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._items[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class ReadsX(nn.Linear):
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(batch["x"])
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_a_mapping_of_another_kind_in_input_data_keeps_the_callers_tensors(device: str, requires_grad: bool) -> None:
+    x = torch.randn(2, 4, requires_grad=requires_grad)
+    batch = ItemsApart(x=x)
+    report = paramscope.summary(ReadsX(4, 3), input_data=(batch,), device=device)
+    assert report.calls[0].outputs == "[2, 3]"  # type: ignore[index]
+    assert batch["x"] is x
+
+
+class _Missing:
+    """A default told apart by identity, as libraries mark an argument not given."""
+
+
+MISSING = _Missing()
+
+
+class OptionalScale(nn.Linear):
+    def forward(self, x: torch.Tensor, scale: Any = MISSING) -> torch.Tensor:  # type: ignore[override]
+        out = super().forward(x)
+        return out if scale is MISSING else out * scale
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_an_object_given_in_input_data_that_holds_no_tensor_is_passed_as_it_is(device: str) -> None:
+    report = paramscope.summary(OptionalScale(4, 3), input_data=[torch.randn(2, 4), MISSING], device=device)
+    assert report.calls[0].outputs == "[2, 3]"  # type: ignore[index]
 
 
 def test_tuple_input_data_is_positional_inputs() -> None:

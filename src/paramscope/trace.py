@@ -28,7 +28,7 @@ import dataclasses
 import operator
 import sys
 import weakref
-from collections import Counter, OrderedDict, defaultdict, deque
+from collections import Counter, OrderedDict, UserDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from copy import copy, deepcopy
 from dataclasses import dataclass, field
@@ -1274,8 +1274,10 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
 
 
 def _copied_mapping(value: Mapping[Any, Any]) -> MutableMapping[Any, Any]:
-    """A shallow copy of ``value`` of its own type when it is a mutable one, else a dict (of the same items)."""
-    if isinstance(value, MutableMapping):
+    """A shallow copy of ``value`` of its own type when it is a dict or a ``UserDict`` (whose copies hold their items
+    apart: another mapping's copy may share them, and the moved items would be written into the caller's), else a
+    dict (of the same items)."""
+    if isinstance(value, (dict, UserDict)):
         try:
             mapping = copy(value)
         except Exception:  # one that cannot be copied: a dict of its items
@@ -1286,11 +1288,14 @@ def _copied_mapping(value: Mapping[Any, Any]) -> MutableMapping[Any, Any]:
 
 
 def _copied(value: Any) -> bool:
-    """Whether ``value`` is an object with attributes of its own (an instance ``__dict__``) that a forward gets a
-    copy of: not a module (a model's, whose state the summary keeps itself), class, function or Python module."""
+    """Whether ``value`` is an object with attributes of its own (an instance ``__dict__``, not empty: one without
+    any, a sentinel, has no state to change and is passed as itself, as code may test it by identity) that a
+    forward gets a copy of: not a module (a model's, whose state the summary keeps itself), class, function or
+    Python module."""
     if isinstance(value, (nn.Module, type, FunctionType, MethodType, ModuleType)):
         return False
-    return isinstance(getattr(value, "__dict__", None), dict)
+    attributes = getattr(value, "__dict__", None)
+    return isinstance(attributes, dict) and bool(attributes)
 
 
 def _moved(value: torch.Tensor, device: str, memo: dict[Any, Any]) -> torch.Tensor:
