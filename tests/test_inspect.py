@@ -59,7 +59,8 @@ def test_lookup_of_a_name_the_report_lacks_names_the_closest(lookup: str, name: 
         report = paramscope.inspect(gpt2(n_layer=12))
     with pytest.raises(KeyError) as raised:
         getattr(report, lookup)(name)
-    assert raised.value.args == (message,)
+    assert raised.value.args == (name,)  # as a dict's
+    assert str(raised.value) == message
 
 
 def test_gpt2_matches_transformers_gpt2_built_on_meta() -> None:

@@ -219,7 +219,7 @@ class Report:
         try:
             return self._tensors_by_name[name]
         except KeyError:
-            raise KeyError(_not_found("tensor", name, self._tensors_by_name)) from None
+            raise NotInReportError("tensor", name, self._tensors_by_name) from None
 
     @cached_property
     def _tensors_by_name(self) -> dict[str, TensorRecord]:
@@ -238,7 +238,7 @@ class Report:
         try:
             return self._modules_by_path[path]
         except KeyError:
-            raise KeyError(_not_found("module", path, self._modules_by_path)) from None
+            raise NotInReportError("module", path, self._modules_by_path) from None
 
     @cached_property
     def _modules_by_path(self) -> dict[str, ModuleNode]:
@@ -330,10 +330,19 @@ def _node_dict(node: ModuleNode) -> dict[str, Any]:
     return data
 
 
-def _not_found(kind: str, name: str, names: Mapping[str, object]) -> str:
-    """The message of a lookup by a name the report does not have: the closest names it does have, if any."""
-    import difflib  # only on this error path
+class NotInReportError(KeyError):
+    """A lookup by a name the report does not have: ``args`` is the name, as a dict's KeyError has it; its text names
+    the closest names the report has, worked out when shown (with 10^5 names, a search takes seconds: a caller that
+    catches the KeyError does not wait for it)."""
 
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.8)
-    hint = f"the closest: {', '.join(map(repr, close))}" if close else "none has a name close to it"
-    return f"no {kind} {name!r} in this report; {hint}"
+    def __init__(self, kind: str, name: str, names: Mapping[str, object]) -> None:
+        super().__init__(name)
+        self._kind, self._names = kind, names
+
+    def __str__(self) -> str:
+        import difflib  # only on this error path
+
+        name = self.args[0]
+        close = difflib.get_close_matches(name, self._names, n=3, cutoff=0.8)
+        hint = f"the closest: {', '.join(map(repr, close))}" if close else "none has a name close to it"
+        return f"no {self._kind} {name!r} in this report; {hint}"
