@@ -750,6 +750,18 @@ def test_malformed_hf_endpoint(
     assert hub.requests == []
 
 
+@pytest.mark.parametrize("name", ["HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"])
+def test_a_negative_hub_timeout_is_no_matter_where_no_request_is_made(
+    capsys: pytest.CaptureFixture[str], local: Local, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """huggingface_hub imports a negative timeout as it is (a socket refuses it at a first request): a local config,
+    which makes none, is read as without it."""
+    config = local["tiny-llama"] / "config.json"
+    expected = run_json(capsys, str(config))
+    monkeypatch.setenv(name, "-5")
+    assert run_json(capsys, str(config)) == expected
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("HF_HUB_ETAG_TIMEOUT", "abc"), ("HF_HUB_ETAG_TIMEOUT", "-1"), ("HF_HUB_DOWNLOAD_TIMEOUT", "1.5")],

@@ -83,7 +83,7 @@ def parse(target: str) -> tuple[str, str | None]:
     repo, at, revision = target.removeprefix(PREFIX).partition("@")
     # "." and ".." would be path segments of the file's URL of their own, removed from it before it is sent
     if _REPO_ID.match(repo) and (revision or not at) and revision not in (".", ".."):
-        check_endpoint(f"{target}: ")
+        check_endpoint(f"{target}: ", requests=True)
         require("huggingface_hub", "hf", f"reading {target}")
         from huggingface_hub.errors import HFValidationError
 
@@ -257,11 +257,11 @@ def _is_timeout(error: BaseException) -> bool:
     )
 
 
-def check_endpoint(where: str = "") -> None:
+def check_endpoint(where: str = "", *, requests: bool = False) -> None:
     """Fail in one line when ``HF_ENDPOINT`` cannot be parsed as a URL, or ``HF_HUB_ETAG_TIMEOUT`` or
     ``HF_HUB_DOWNLOAD_TIMEOUT`` as a whole number of seconds: huggingface_hub parses them when it is first imported
-    (transformers imports it too), and raises ValueError there (a negative timeout, at its first request). ``where``
-    starts the message."""
+    (transformers imports it too), and raises ValueError there; a negative timeout fails at its first request, so
+    it is refused only where ``requests`` are to be made. ``where`` starts the message."""
     from urllib.parse import urlsplit
 
     endpoint = os.environ.get("HF_ENDPOINT", "").rstrip("/")
@@ -272,15 +272,16 @@ def check_endpoint(where: str = "") -> None:
         raise _bad_endpoint(where, endpoint, error) from None
     for name in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
         value = os.environ.get(name)
-        if value is not None and not _is_seconds(value):
+        if value is not None and not _is_seconds(value, negative=not requests):
             raise SourceError(f"{where}{name} is {value!r}, not a whole number of seconds; set it to one, such as 10 "
                               "(huggingface_hub's default), or unset it")  # fmt: skip
 
 
-def _is_seconds(value: str) -> bool:
-    """Whether huggingface_hub's ``int(value)`` reads ``value``, as a timeout a socket takes (not negative)."""
+def _is_seconds(value: str, *, negative: bool) -> bool:
+    """Whether huggingface_hub's ``int(value)`` reads ``value``, and (unless ``negative`` may be) as a timeout a
+    socket takes."""
     try:
-        return int(value) >= 0
+        return int(value) >= 0 or negative
     except ValueError:
         return False
 
