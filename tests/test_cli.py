@@ -310,24 +310,24 @@ def si(n: int) -> str:
     return f"{n} B"
 
 
-def percent(over: int, limit: int) -> str:
-    share = 100 * over / limit
-    return f"{share:.1f} %" if share >= 0.05 else "< 0.1 %"  # an excess is never shown as 0.0 %
+# an excess of one in millions: never shown as 0.0 %
+UNDER_A_TENTH = "< 0.1 %"
 
 
-def params_over(total: int, limit: int, at_least: str = "") -> str:
+def params_over(total: int, limit: int, at_least: str = "", share: str | None = None) -> str:
     over = total - limit
     return (
-        f"parameters: {at_least}{total:,} > --max-params {limit:,} (over by {at_least}{over:,}, {percent(over, limit)})"
+        f"parameters: {at_least}{total:,} > --max-params {limit:,} (over by {at_least}{over:,}, "
+        f"{share or f'{100 * over / limit:.1f} %'})"
     )
 
 
-def bytes_over(size: int, limit: int, fmt: Any = iec) -> str:
+def bytes_over(size: int, limit: int, fmt: Any = iec, share: str | None = None) -> str:
     over = size - limit
-    exact = "" if fmt(size) == f"{size} B" else f" ({size:,} B)"  # a size under a kilobyte reads in bytes already
+    exact = f" ({size:,} B)" if size >= 1000 else ""  # a size under a kilobyte reads in bytes already
     return (
         f"size (parameters + buffers): {fmt(size)}{exact} > --max-bytes {fmt(limit)} "
-        f"(over by {fmt(over)}, {percent(over, limit)})"
+        f"(over by {fmt(over)}, {share or f'{100 * over / limit:.1f} %'})"
     )
 
 
@@ -1776,7 +1776,7 @@ def test_budget_pass_at_exactly_the_size(capsys: pytest.CaptureFixture[str], res
     size = totals["param_bytes"] + totals["buffer_bytes"]
     assert run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", str(size))[::2] == (0, "")
     code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", str(size - 1))
-    assert (code, err) == (3, f"paramscope: budget exceeded: {bytes_over(size, size - 1)}\n")
+    assert (code, err) == (3, f"paramscope: budget exceeded: {bytes_over(size, size - 1, share=UNDER_A_TENTH)}\n")
 
 
 def test_fractional_limits_are_rounded_down(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
@@ -1785,13 +1785,16 @@ def test_fractional_limits_are_rounded_down(capsys: pytest.CaptureFixture[str], 
     size = totals["param_bytes"] + totals["buffer_bytes"]
     assert run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", f"{size}.9")[::2] == (0, "")
     code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", f"{size - 1}.9B")
-    assert (code, err) == (3, f"paramscope: budget exceeded: {bytes_over(size, size - 1)}\n")
+    assert (code, err) == (3, f"paramscope: budget exceeded: {bytes_over(size, size - 1, share=UNDER_A_TENTH)}\n")
     code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", "44.6MiB")
     limit = 446 * 2**20 // 10  # 44.6 MiB is 46,766,489.6 bytes
     assert (code, err) == (3, f"paramscope: budget exceeded: {bytes_over(size, limit)}\n")
     assert run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", "44.7MiB")[::2] == (0, "")
     code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-params", "11.6895115M")
-    assert (code, err) == (3, f"paramscope: budget exceeded: {params_over(RESNET18_PARAMS, RESNET18_PARAMS - 1)}\n")
+    assert (code, err) == (
+        3,
+        f"paramscope: budget exceeded: {params_over(RESNET18_PARAMS, RESNET18_PARAMS - 1, share=UNDER_A_TENTH)}\n",
+    )
     params = f"{RESNET18_PARAMS}.5"
     assert run(capsys, "inspect", "paramscope.examples:resnet18", "--max-params", params)[::2] == (0, "")
 
@@ -1816,7 +1819,10 @@ def test_budget_params_exceeded(capsys: pytest.CaptureFixture[str], limit: str, 
 
 def test_budget_params_exceeded_by_one(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-params", str(RESNET18_PARAMS - 1))
-    assert (code, err) == (3, f"paramscope: budget exceeded: {params_over(RESNET18_PARAMS, RESNET18_PARAMS - 1)}\n")
+    assert (code, err) == (
+        3,
+        f"paramscope: budget exceeded: {params_over(RESNET18_PARAMS, RESNET18_PARAMS - 1, share=UNDER_A_TENTH)}\n",
+    )
 
 
 def test_budget_bytes_exceeded_counts_buffers(capsys: pytest.CaptureFixture[str], resnet: nn.Module) -> None:
@@ -1826,7 +1832,7 @@ def test_budget_bytes_exceeded_counts_buffers(capsys: pytest.CaptureFixture[str]
     # A limit between the parameters alone and parameters + buffers: only the buffers push it over.
     limit = totals["param_bytes"] + totals["buffer_bytes"] // 2
     code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", str(limit))
-    assert err == f"paramscope: budget exceeded: {bytes_over(size, limit)}\n"
+    assert err == f"paramscope: budget exceeded: {bytes_over(size, limit, share=UNDER_A_TENTH)}\n"  # 9 KiB of 45 MiB
     assert code == 3
     assert f"{RESNET18_PARAMS:,}" in out
 
