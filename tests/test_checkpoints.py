@@ -1309,7 +1309,8 @@ def test_check_of_a_gguf_file_against_its_config_is_refused(
     assert_error(
         run(capsys, "inspect", shown, "--check"),
         f"{shown}: --check compares weights with the config's model by transformers' tensor names, and a GGUF file "
-        "names its tensors as llama.cpp does (token_embd.weight, blk.0.attn_q.weight)",
+        "names its tensors as llama.cpp does (token_embd.weight, blk.0.attn_q.weight); check the safetensors it was "
+        "converted from instead",
     )
 
 
@@ -1612,6 +1613,7 @@ def test_gguf_kv_cache_holds_the_cells_llama_cpp_allocates(tmp_path: Path) -> No
     assert item.formula == (
         "2 × 12 layers × 2 kv heads × 8 × 1,024 cells (1,000 tokens, padded to 256 by llama.cpp) × 3 × 2 B"
     )
+    assert not [note for note in plan.notes if "sliding-window layers are sized" in note]  # none of them holds fewer
 
 
 def test_gguf_claiming_more_layers_than_any_model_is_not_sized_from(tmp_path: Path) -> None:

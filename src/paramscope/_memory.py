@@ -1050,7 +1050,13 @@ def _inference_items(
             ways = math.gcd(tp, kv_heads)  # key/value heads are split across the TP ranks, whole heads only
             cache_label: Label = "derived"
             notes.extend((config or {}).get("gguf_swa_in_code") or [])  # a GGUF file's window or pattern set in code
-            if config and "gguf_architecture" in config and "sliding_window" in config:
+            windowed = config.get("sliding_window") if config else None
+            if (
+                config
+                and "gguf_architecture" in config
+                and isinstance(windowed, int)
+                and (llama_cpp_cells(settings.tokens, windowed) < llama_cpp_cells(settings.tokens))
+            ):  # some layers hold fewer cells than the context's
                 notes.append("the KV cache's sliding-window layers are sized as llama.cpp allocates them with its "
                              "defaults: the window and one ubatch (n_ubatch 512) of cells for each sequence "
                              "(kv_unified off), padded to 256; --swa-full would give them the context's")  # fmt: skip

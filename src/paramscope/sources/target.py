@@ -218,7 +218,8 @@ def _path_report(target: str, request: Request) -> Report:
         # compared by name, every tensor would be missing and every one unexpected
         raise UsageError(
             f"{target}: --check compares weights with the config's model by transformers' tensor names, and a GGUF "
-            "file names its tensors as llama.cpp does (token_embd.weight, blk.0.attn_q.weight)"
+            "file names its tensors as llama.cpp does (token_embd.weight, blk.0.attn_q.weight); check the "
+            "safetensors it was converted from instead"
         )
     if request.check:
         report = _checked_against(report, config, request)
