@@ -465,6 +465,14 @@ def text_value(equation: str) -> int:
     return int(eval(expression))  # only digits, spaces, brackets and + * //, checked above
 
 
+def test_a_deep_recurrent_stack_writes_its_layer_count_with_separators() -> None:
+    count = evaluate("LSTM", input_size=8, hidden_size=8, num_layers=1_100)
+    built = nn.LSTM(8, 8, num_layers=1_100, device="meta")
+    assert text_value(count.text.partition(": ")[2]) == count.params == sum(p.numel() for p in built.parameters())
+    assert "+ 1,099 × (" in count.text  # as every other count in a formula is written
+    assert "[layers 1–1,099]" in count.text
+
+
 def check_text(name: str, result: Count) -> None:
     """The text names the layer, ends with the total (`… = 73,856`, or the plain number when it is the sum), and
     its arithmetic comes to that total."""

@@ -303,8 +303,8 @@ def _recurrent(
     terms = Terms().add(f"{both}({first.expression()}) [layer 0]", directions * first.total)
     if num_layers > 1:
         rest = _one_layer(gates, hidden_size, out * directions, out, bias, proj_size)
-        repeat = f"{num_layers - 1} × " if num_layers > 2 else ""
-        label = "layer 1" if num_layers == 2 else f"layers 1–{num_layers - 1}"
+        repeat = f"{num_layers - 1:,} × " if num_layers > 2 else ""
+        label = "layer 1" if num_layers == 2 else f"layers 1–{num_layers - 1:,}"
         terms.add(f"{repeat}{both}({rest.expression()}) [{label}]", (num_layers - 1) * directions * rest.total)
     return Tally(terms, tensors=tensors, sizes=sizes)
 
