@@ -4252,6 +4252,58 @@ def test_a_compiled_or_data_parallel_childs_modules_are_rows_of_their_own_parame
     assert not any("not called" in note for note in report.notes)
 
 
+def _as_on_a_cuda_machine(parallel: nn.DataParallel) -> nn.DataParallel:
+    # what DataParallel's constructor sets where CUDA is (torch/nn/parallel/data_parallel.py); without it, it has no
+    # device_ids and its forward just calls its module
+    parallel.dim, parallel.device_ids, parallel.output_device = 0, [0], 0
+    parallel.src_device_obj = torch.device("cuda", 0)
+    return parallel
+
+
+def test_a_data_parallel_child_made_where_cuda_is_runs_its_module_on_meta() -> None:
+    def model_with(parallel: nn.DataParallel) -> nn.Sequential:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(8, 8), parallel, nn.ReLU())
+
+    plain = model_with(nn.DataParallel(nn.Linear(8, 2)))
+    parallel = _as_on_a_cuda_machine(nn.DataParallel(nn.Linear(8, 2)))
+    model = model_with(parallel)
+    # the fake is what DataParallel's own forward checks on such a machine, given meta weights
+    on_meta = _as_on_a_cuda_machine(nn.DataParallel(nn.Linear(8, 2, device="meta")))
+    with pytest.raises(RuntimeError) as error:
+        on_meta(torch.zeros(3, 8, device="meta"))
+    assert str(error.value) == (
+        "module must have its parameters and buffers on device cuda:0 (device_ids[0]) but found one of them on "
+        "device: meta"
+    )
+    for mode in ("eval", "train"):
+        report = paramscope.summary(model, input_size=(3, 8), device="meta", mode=mode)
+        expected = paramscope.summary(plain, input_size=(3, 8), device="meta", mode=mode)
+        assert report.calls == expected.calls
+        assert [r.path for r in report.calls or ()] == ["", "0", "1", "1.module", "2"]
+    for train in (False, True):  # a memory plan's forward on meta too
+        plans = [paramscope.memory(each, input_size=(3, 8), train=train).memory for each in (model, plain)]
+        assert plans[0] is not None
+        assert plans[1] is not None
+        assert plans[0].item("activations").total_bytes == plans[1].item("activations").total_bytes > 0
+    # the model as it was: its DataParallel still refuses a forward on meta
+    assert (parallel.device_ids, parallel.output_device, parallel.src_device_obj) == ([0], 0, torch.device("cuda", 0))
+    assert "forward" not in parallel.__dict__
+    assert parallel.forward.__func__ is nn.DataParallel.forward
+
+
+def test_a_data_parallel_child_gets_its_forward_back_when_the_forward_fails() -> None:
+    parallel = _as_on_a_cuda_machine(nn.DataParallel(nn.Linear(8, 2)))
+    with pytest.raises(ForwardError) as error:
+        paramscope.summary(nn.Sequential(parallel), input_size=(3, 4), device="meta")
+    assert str(error.value) == (
+        "the forward failed in '0.module' with inputs [3, 4]: RuntimeError: a and b must have same reduction dim, but "
+        "got [3, 4] X [8, 2]."
+    )
+    assert "forward" not in parallel.__dict__
+    assert "forward" not in parallel.module.__dict__
+
+
 def test_a_parametrized_layers_parametrizations_are_rows_named_by_their_class() -> None:
     from torch.nn.utils.parametrizations import weight_norm
 

@@ -950,6 +950,46 @@ class _RecordedForward:
         return self if twin is None else MethodType(type(twin).forward, twin)
 
 
+class _RunsItsModule:
+    """The ``forward`` of a DataParallel or DistributedDataParallel inside a model, for a forward on meta: the
+    module it wraps, which is what runs on a single device. Their own forward would check that the weights are on
+    their first device (``device_ids[0]``: cuda:0 wherever CUDA is, not meta) and move the inputs there."""
+
+    __slots__ = ("_module", "_previous")
+
+    def __init__(self, module: nn.DataParallel[nn.Module] | nn.parallel.DistributedDataParallel) -> None:
+        self._module = module
+        self._previous = module.__dict__.get("forward", _ABSENT)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._module.module(*args, **kwargs)
+
+    def remove(self) -> None:
+        attributes = self._module.__dict__
+        if attributes.get("forward") is self:
+            if self._previous is _ABSENT:
+                del attributes["forward"]
+            else:
+                attributes["forward"] = self._previous
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        # a copy made in the forward has the forward the module has without the summary
+        if self._previous is not _ABSENT:
+            return deepcopy(self._previous, memo)
+        twin = memo.get(id(self._module))
+        return self if twin is None else MethodType(type(twin).forward, twin)
+
+
+def _data_parallel_runs_its_module(stack: contextlib.ExitStack, walk: ModuleWalk) -> None:
+    """On meta, have each DataParallel and DistributedDataParallel among the modules run the module it wraps (see
+    :class:`_RunsItsModule`) for the block; the model's own is unwrapped before (``forward_module``)."""
+    for module in walk.modules:
+        if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            forward = _RunsItsModule(module)
+            module.__dict__["forward"] = forward  # as the wrappers are set: no user's __setattr__ in the way
+            stack.callback(forward.remove)
+
+
 @contextlib.contextmanager
 def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool = False) -> Iterator[_ModuleState]:
     """``model`` in train or eval mode for the block, and as it was afterwards: every module's attributes (its
@@ -1489,6 +1529,8 @@ def _run(
             # an op on cpu tensors alone runs for real)
             recorder.restorable = {key: tensor for tensor in state.loose if _has_plain_storage(tensor)
                                    and (key := tensor.untyped_storage().data_ptr())}  # fmt: skip
+            if device == "meta":
+                _data_parallel_runs_its_module(stack, walk)  # before the wrappers, which wrap what it sets
             stack.callback(recorder.put_back)  # what the forward wrote to them, and to the caller's inputs
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
@@ -1703,6 +1745,7 @@ def peak_live_bytes(
                 random_states_put_back(stack)  # the forward's draws
                 _default_dtype_as_its_code_sets(stack, model)
                 _parametrizations_cached_apart(stack)
+                _data_parallel_runs_its_module(stack, walk)
                 stack.callback(hooks.remove)
                 hooks.register()
                 on_meta = as_on_a_device(fake, one_dtype=dtype is None)  # weights cast to dtype: as under autocast
