@@ -471,6 +471,40 @@ def test_parameters_without_a_gradient_from_the_forward_are_named_and_counted_al
     ) in plan.notes
 
 
+class WithWrappedParts(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+        self.parallel = nn.DataParallel(nn.Linear(8, 8))
+        self.checkpointed = checkpoint_wrapper(nn.Linear(8, 8))
+        self.unused = nn.DataParallel(nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.checkpointed(self.parallel(x))
+
+
+def test_the_parameters_of_a_wrapper_inside_the_model_are_named_as_the_report_names_them_in_the_gradient_note() -> None:
+    # the forward names them with the wrapper's module ('parallel.module.weight'), the report without: none was found
+    # among the trained ones, and the note named all or, all being unnamed, none of them
+    model = WithWrappedParts()
+    model(torch.randn(3, 8)).sum().backward()
+    assert [name for name, param in model.named_parameters() if param.grad is None] == [
+        "unused.module.weight", "unused.module.bias"
+    ]  # fmt: skip
+    plan = plan_of(model, train=True, input_size=(3, 8))
+    assert [note for note in plan.notes if "got no gradient" in note] == [
+        "2 trainable tensor(s), 36 values, got no gradient from this forward (not in its autograd graph: unused, used "
+        "under no_grad, or on a branch it did not take); they are counted in gradients and optimizer states all the "
+        "same, which torch gives a parameter only once a backward reaches it: unused.weight, unused.bias"
+    ]
+    # every parameter gets a gradient here: no note (the DataParallel's were named as getting none)
+    model = nn.Sequential(nn.Linear(8, 8), nn.DataParallel(nn.Linear(8, 2)))
+    model(torch.randn(3, 8)).sum().backward()
+    assert all(param.grad is not None for param in model.parameters())
+    assert not [note for note in plan_of(model, train=True, input_size=(3, 8)).notes if "got no gradient" in note]
+
+
 def test_sgd_without_momentum_keeps_no_state() -> None:
     _, optimizer = real_step("sgd", torch.float32)
     assert optimizer_state_bytes(optimizer) == 0

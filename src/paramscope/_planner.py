@@ -302,6 +302,22 @@ def _saved_for_training(
     return saved_for_backward(model, args, without, dtype=compute, quiet=quiet), without, shape, refused
 
 
+def _reported_names(model: nn.Module, trained: frozenset[str] | None) -> frozenset[str] | None:
+    """The names of the parameters in ``trained`` (the forward's: a wrapper's module under its own name) as the
+    report names them: a wrapper inside the model (DataParallel, torch.compile, a checkpoint wrapper) left out."""
+    from .sources.module import reported_paths
+
+    renamed = reported_paths(model.named_modules()) if trained is not None else None
+    if not renamed:
+        return trained
+    reported = set()
+    for name in trained or ():
+        owner, _, tensor = name.rpartition(".")
+        owner = renamed.get(owner, owner)
+        reported.add(f"{owner}.{tensor}" if owner else tensor)
+    return frozenset(reported)
+
+
 def measure_activations(
     model: nn.Module,
     report: Report,
@@ -339,18 +355,19 @@ def measure_activations(
         if settings.precision.endswith("-mixed"):
             formula += "; autocast keeps some (softmax, norms) in float32"
         size = result.total_activations
+        trained = _reported_names(model, result.trained)
         notes.extend(unfused_recurrent_note(model.named_modules(), {call.path for call in result.calls}))
         if was_on and not settings.grad_checkpointing:
             notes.append("the model has gradient checkpointing on: its activations are estimated as checkpointed")
         checkpointed = _checkpointed(model, result, units)
         if not (settings.grad_checkpointing or was_on):  # for the advice: what --grad-checkpointing would leave
-            return (size, "estimate", formula), notes, result.trained, None if checkpointed is None else checkpointed[0]
+            return (size, "estimate", formula), notes, trained, None if checkpointed is None else checkpointed[0]
         if checkpointed is None:
             notes.append("gradient checkpointing: the model has no repeated blocks (an nn.ModuleList) to checkpoint; "
                          "activations are shown without it")  # fmt: skip
         else:
             size, formula = checkpointed
-        return (size, "estimate", formula), notes, result.trained, None
+        return (size, "estimate", formula), notes, trained, None
     # without a dtype, the weights as they are; with one, what they compute in (fp8 and int4 weights in bf16)
     compute = None if settings.dtype is None else _torch_dtype(settings.compute_dtype())
     args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute, report)
