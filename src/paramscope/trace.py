@@ -880,17 +880,47 @@ class _Hooks:
 _ABSENT = object()
 
 
-class _RecordedForward:
+class _InstanceForward:
+    """A ``forward`` set on a module instance for a forward pass, in the place of the one it held itself (or of
+    none), given back after."""
+
+    __slots__ = ("_module", "_previous")
+
+    def __init__(self, module: nn.Module) -> None:
+        self._module = module
+        self._previous = module.__dict__.get("forward", _ABSENT)
+        """The ``forward`` the instance held itself (accelerate's hooks set one), or ``_ABSENT``."""
+
+    def _give_back(self) -> bool:
+        """Give the module back the ``forward`` it had, unless something else has taken this one's place since
+        (then False)."""
+        attributes = self._module.__dict__
+        if attributes.get("forward") is not self:
+            return False
+        if self._previous is _ABSENT:
+            del attributes["forward"]
+        else:
+            attributes["forward"] = self._previous
+        return True
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        # A copy of the module made in its forward (an EMA copy) runs the forward it has without the summary.
+        if self._previous is not _ABSENT:
+            return deepcopy(self._previous, memo)
+        twin = memo.get(id(self._module))
+        return self if twin is None else MethodType(type(twin).forward, twin)
+
+
+class _RecordedForward(_InstanceForward):
     """A module's ``forward`` that records each call for :class:`_Hooks` (the work of its hooks, inline: this runs
     on every module call)."""
 
-    __slots__ = ("__wrapped__", "_hooks", "_module", "_path", "_previous", "_superseded")
+    __slots__ = ("__wrapped__", "_hooks", "_path", "_superseded")
 
     def __init__(self, hooks: _Hooks, path: str, module: nn.Module) -> None:
-        self._hooks, self._path, self._module = hooks, path, module
+        super().__init__(module)
+        self._hooks, self._path = hooks, path
         self.__wrapped__ = module.forward  # the signature callers inspect (transformers does)
-        self._previous = module.__dict__.get("forward", _ABSENT)
-        """The ``forward`` the instance held itself (accelerate's hooks set one), or ``_ABSENT``."""
         self._superseded = False
         """True once the model has put another forward in this one's place, and a wrapper around that records the
         calls: the new forward may still call this one (a patch that calls through), which then only calls on."""
@@ -933,51 +963,22 @@ class _RecordedForward:
     def unwrap(self) -> bool:
         """Give the module back the ``forward`` it had, unless something else has taken the wrapper's place; False
         when something has, without this wrapper seeing it (it never ran after): calls through that went unseen."""
-        attributes = self._module.__dict__
-        if attributes.get("forward") is self:
-            if self._previous is _ABSENT:
-                del attributes["forward"]
-            else:
-                attributes["forward"] = self._previous
-            return True
-        return self._superseded
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        # A copy of the module made in its forward (an EMA copy) runs its own forward, not a recorder of this one.
-        if self._previous is not _ABSENT:
-            return deepcopy(self._previous, memo)
-        twin = memo.get(id(self._module))
-        return self if twin is None else MethodType(type(twin).forward, twin)
+        return self._give_back() or self._superseded
 
 
-class _RunsItsModule:
+class _RunsItsModule(_InstanceForward):
     """The ``forward`` of a DataParallel or DistributedDataParallel inside a model, for a forward on meta: the
     module it wraps, which is what runs on a single device. Their own forward would check that the weights are on
     their first device (``device_ids[0]``: cuda:0 wherever CUDA is, not meta) and move the inputs there."""
 
-    __slots__ = ("_module", "_previous")
+    __slots__ = ("_inner",)
 
     def __init__(self, module: nn.DataParallel[nn.Module] | nn.parallel.DistributedDataParallel) -> None:
-        self._module = module
-        self._previous = module.__dict__.get("forward", _ABSENT)
+        super().__init__(module)
+        self._inner = module.module
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._module.module(*args, **kwargs)
-
-    def remove(self) -> None:
-        attributes = self._module.__dict__
-        if attributes.get("forward") is self:
-            if self._previous is _ABSENT:
-                del attributes["forward"]
-            else:
-                attributes["forward"] = self._previous
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        # a copy made in the forward has the forward the module has without the summary
-        if self._previous is not _ABSENT:
-            return deepcopy(self._previous, memo)
-        twin = memo.get(id(self._module))
-        return self if twin is None else MethodType(type(twin).forward, twin)
+        return self._inner(*args, **kwargs)
 
 
 def _data_parallel_runs_its_module(stack: contextlib.ExitStack, walk: ModuleWalk) -> None:
@@ -987,7 +988,7 @@ def _data_parallel_runs_its_module(stack: contextlib.ExitStack, walk: ModuleWalk
         if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             forward = _RunsItsModule(module)
             module.__dict__["forward"] = forward  # as the wrappers are set: no user's __setattr__ in the way
-            stack.callback(forward.remove)
+            stack.callback(forward._give_back)
 
 
 @contextlib.contextmanager
