@@ -2581,6 +2581,70 @@ def test_values_on_the_cpu_are_read_on_meta() -> None:
     assert report.totals.flops == 2 * 2 * 4 * 4
 
 
+# ways a forward replaces the data of a tensor it made from no data (known on meta, see _on_meta._Values) with data
+# made from its input (unknown on meta), none of them a write the op's schema declares on a tensor argument
+OVERWRITES: dict[str, Callable[[torch.Tensor, torch.Tensor], Any]] = {
+    "set_ to a tensor": lambda made, data: made.set_(data),
+    "set_ to a storage": lambda made, data: made.set_(data.untyped_storage()),
+    ".data =": lambda made, data: setattr(made, "data", data),
+    "_foreach_copy_": lambda made, data: torch._foreach_copy_([made], [data]),
+    "_foreach_add_": lambda made, data: torch._foreach_add_([made], [data]),
+}
+
+
+class BranchesOnItsOwnTensor(nn.Module):
+    """Makes a tensor of zeros, overwrites it with its input plus one (never zero here), and runs its layer once more
+    where the tensor is not all zeros."""
+
+    def __init__(self, overwrite: Callable[[torch.Tensor, torch.Tensor], Any]) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.overwrite = overwrite
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        made = torch.zeros(4, device=x.device)
+        self.overwrite(made, x[0].detach().abs() + 1)
+        return self.fc(self.fc(x)) if made.any() else self.fc(x)
+
+
+@pytest.mark.parametrize("overwrite", list(OVERWRITES))
+def test_a_tensor_made_on_meta_and_overwritten_with_data_has_no_values(overwrite: str) -> None:
+    # the values kept on the cpu for the zeros stayed, and meta ran the layer once (32 FLOPs for the CPU's 64): once
+    # overwritten with data from the input, the tensor has no values on meta, and its read is told to run on cpu
+    model = BranchesOnItsOwnTensor(OVERWRITES[overwrite])
+    cpu = paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert cpu.totals.flops == torch_flops(model, torch.randn(2, 4))[0] == 2 * (2 * 2 * 4 * 4)
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(2, 4))
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [2, 4]: DataDependentOutputException: aten._local_scalar_dense."
+        f"default reads a tensor's values (.item(), bool(), a branch on a tensor); {META_VALUES_HINT}"
+    )
+
+
+class ResizesItsOwnTensor(nn.Module):
+    """Makes a tensor of zeros, resizes it to twice its size, and runs its layer once more where it is not all zeros."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        made = torch.zeros(4, device=x.device).resize_(8)
+        return self.fc(self.fc(x)) if made.any() else self.fc(x)
+
+
+def test_the_elements_a_resize_adds_have_no_values_on_meta() -> None:
+    # torch leaves the elements resize_ adds uninitialised (whatever the memory held, on any device): on meta, the
+    # values kept on the cpu took those of the cpu's memory, and the branch followed them
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(ResizesItsOwnTensor(), input_size=(2, 4))
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [2, 4]: DataDependentOutputException: aten._local_scalar_dense."
+        f"default reads a tensor's values (.item(), bool(), a branch on a tensor); {META_VALUES_HINT}"
+    )
+
+
 class MaskedOnCpu(nn.Module):
     """Indexes its activations with boolean masks made on the cpu, as a GPU model may too."""
 

@@ -377,8 +377,10 @@ class _MetaKernels(TorchDispatchMode):
 # 128k tokens and the steps of transformers' check for packed sequences (32 MiB in int64, a few milliseconds)
 KNOWN_VALUES_LIMIT = 1 << 22
 
-# ops that make a tensor without setting its values
-_UNINITIALISED = frozenset(("empty", "empty_like", "empty_strided", "empty_permuted", "new_empty", "new_empty_strided"))
+# ops that make a tensor without setting its values, or may (resize: the elements it adds)
+_UNINITIALISED = frozenset(("empty", "empty_like", "empty_strided", "empty_permuted", "new_empty", "new_empty_strided",
+                            "resize", "resize_", "resize_as", "resize_as_", "_resize_output",
+                            "_resize_output_"))  # fmt: skip
 
 
 # ops that read a tensor's values into Python: .item(), bool(), torch.equal
@@ -398,12 +400,15 @@ class _OpValues:
         self.reads = id(func) in _READS
         """Whether it reads values into Python (the fake tensors' mode refuses it); any other op that returns no
         tensor asks for what a fake tensor knows itself (its device, its size)."""
-        if schema is None or not (self.reads or any("Tensor" in str(item.type) for item in schema.returns)):
+        if schema is None:
+            return
+        # those that return nothing too (the _foreach_ ops write to lists of tensors)
+        self.writes = tuple((index, item.name) for index, item in enumerate(schema.arguments)
+                            if item.alias_info is not None and item.alias_info.is_write)  # fmt: skip
+        if not (self.reads or any("Tensor" in str(item.type) for item in schema.returns)):
             return
         self.follows = (torch.Tag.nondeterministic_seeded not in func.tags
                         and func.overloadpacket.__name__ not in _UNINITIALISED)  # fmt: skip
-        self.writes = tuple((index, item.name) for index, item in enumerate(schema.arguments)
-                            if item.alias_info is not None and item.alias_info.is_write)  # fmt: skip
 
 
 class _Values:
@@ -412,11 +417,14 @@ class _Values:
     has none; a real cpu tensor has its own) runs on the cpu as well, and a read of such values (``bool()``,
     ``.item()``) gets the cpu's, which a fake tensor has not. The weights, the inputs and whatever is computed from
     them have none. A write to a tensor with known values is made to its values too when all the op's other
-    arguments have known values; otherwise the values of every tensor in its storage are forgotten."""
+    arguments have known values; otherwise the values of every tensor in its storage are forgotten. A tensor whose
+    storage is no longer the one it had with its values (``set_``, ``.data =``, which torch makes without an op) has
+    none."""
 
     def __init__(self) -> None:
         self.cpu: WeakIdKeyDictionary = WeakIdKeyDictionary()
-        """A fake tensor -> its values, a cpu tensor of its shape and dtype."""
+        """A fake tensor -> its values, a cpu tensor of its shape and dtype, and the fake tensor's storage then
+        (``_cdata``)."""
         self.storages: set[int] = set()
         """The storages (``_cdata``) of the fake tensors with values (some of them since freed)."""
         self.ops: dict[Any, _OpValues] = {}
@@ -425,7 +433,17 @@ class _Values:
         under a trace (a mask kept where a real device may skip it)."""
 
     def knows(self, tensor: Any) -> bool:
-        return isinstance(tensor, FakeTensor) and tensor in self.cpu
+        return isinstance(tensor, FakeTensor) and self._known(tensor) is not _UNKNOWN
+
+    def _known(self, fake: FakeTensor) -> Any:
+        """The values of ``fake``, _UNKNOWN when it has none, or no longer the storage it had with them."""
+        known = self.cpu.get(fake)
+        if known is None:
+            return _UNKNOWN
+        if fake.untyped_storage()._cdata != known[1]:
+            del self.cpu[fake]
+            return _UNKNOWN
+        return known[0]
 
     def run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``func(*args, **kwargs)`` on the fake tensors, and on the values of its arguments when all are known."""
@@ -471,7 +489,7 @@ class _Values:
         if not isinstance(value, torch.Tensor):
             return value
         if isinstance(value, FakeTensor):
-            return self.cpu.get(value, _UNKNOWN)
+            return self._known(value)
         return value if value.device.type == "cpu" else _UNKNOWN
 
     def _keep(self, func: Any, out: Any, on_cpu: tuple[list[Any], dict[str, Any]]) -> None:
@@ -487,8 +505,9 @@ class _Values:
             return
         for fake, value in zip(fakes, values, strict=True):
             if isinstance(value, torch.Tensor) and value.shape == fake.shape and value.dtype == fake.dtype:
-                self.cpu[fake] = value
-                self.storages.add(fake.untyped_storage()._cdata)
+                storage = fake.untyped_storage()._cdata
+                self.cpu[fake] = (value, storage)
+                self.storages.add(storage)
 
     def _written(self, func: Any, op: _OpValues, args: tuple[Any, ...], kwargs: dict[str, Any], on_cpu: Any) -> None:
         """After ``func`` wrote to some of its arguments: their values written too when all its arguments had known
@@ -501,14 +520,23 @@ class _Values:
                 on_cpu = None
         for index, name in op.writes:
             written = _argument(args, kwargs, index, name)
-            if not isinstance(written, FakeTensor) or written.untyped_storage()._cdata not in self.storages:
-                continue
-            storage = written.untyped_storage()._cdata
-            value = None if on_cpu is None else _argument(on_cpu[0], on_cpu[1], index, name)
-            kept = value.untyped_storage()._cdata if isinstance(value, torch.Tensor) else None
-            for fake, known in list(self.cpu.items()):
-                if fake.untyped_storage()._cdata == storage and known.untyped_storage()._cdata != kept:
-                    del self.cpu[fake]
+            values = None if on_cpu is None else _argument(on_cpu[0], on_cpu[1], index, name)
+            if isinstance(written, (list, tuple)):  # the _foreach_ ops': written on the cpu alike, or forgotten
+                for item, value in zip(written, values or [None] * len(written), strict=True):
+                    self._forget(item, value)
+            else:
+                self._forget(written, values)
+
+    def _forget(self, written: Any, value: Any) -> None:
+        """Forget the values of the tensors in the storage of ``written``, but those viewing ``value``'s on the cpu
+        (written on the cpu too)."""
+        if not isinstance(written, FakeTensor) or written.untyped_storage()._cdata not in self.storages:
+            return
+        storage = written.untyped_storage()._cdata
+        kept = value.untyped_storage()._cdata if isinstance(value, torch.Tensor) else None
+        for fake, known in list(self.cpu.items()):
+            if fake.untyped_storage()._cdata == storage and known[0].untyped_storage()._cdata != kept:
+                del self.cpu[fake]
 
 
 def _argument(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str) -> Any:
