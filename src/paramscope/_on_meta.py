@@ -463,18 +463,15 @@ class _Values:
 
     def _on_cpu(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]] | None:
         """The arguments with the values of each tensor for the tensor, on the cpu; None when one has none known."""
-        cpu_args = []
-        for arg in args:
-            value = self._value(arg)
-            if value is _UNKNOWN:
-                return None
-            cpu_args.append(value)
+        cpu_args = self._value(list(args))
+        if cpu_args is _UNKNOWN:
+            return None
         cpu_kwargs = {}
         for name, arg in kwargs.items():
-            value = self._value(arg)
+            value = torch.device("cpu") if name == "device" else self._value(arg)
             if value is _UNKNOWN:
                 return None
-            cpu_kwargs[name] = torch.device("cpu") if name == "device" else value
+            cpu_kwargs[name] = value
         return cpu_args, cpu_kwargs
 
     def _value(self, value: Any) -> Any:
