@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,16 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--overwrite", action="store_true", help="rewrite the golden files instead of comparing")
+
+
+@pytest.fixture(autouse=True)
+def _without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test as on CI, which has no GPU: where CUDA is, ``nn.DataParallel`` moves the module it wraps to the
+    first GPU as it is made (the tests' models are on the cpu or meta, some shared between tests). Tests of what
+    paramscope does with CUDA stand its functions in themselves."""
+    torch = sys.modules.get("torch")  # imported by the test modules that use it; the others stay torch-free
+    if torch is not None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
 @pytest.fixture
