@@ -271,8 +271,10 @@ def check_runnable(model: nn.Module, device: str, walk: ModuleWalk | None = None
                          "device meta")  # fmt: skip
     # on cpu the forward runs on the model's own weights, where they are (copying them to the cpu would take their
     # size in host memory); on meta, their device does not matter
+    if device != "cpu":
+        return
     elsewhere = sorted({str(t.device) for t in tensors if t.device.type not in ("cpu", "meta")})
-    if device == "cpu" and elsewhere:
+    if elsewhere:
         raise UsageError(
             f"the model's weights are on {', '.join(elsewhere)}: a forward on cpu runs on the weights where they are; "
             "move the model to the cpu, or use device meta, which reads no weights"
