@@ -2483,6 +2483,32 @@ def tiny_t5(kind: str = "T5ForConditionalGeneration") -> nn.Module:
     return getattr(transformers, kind)(config).eval()
 
 
+@pytest.mark.parametrize("dropout", [0.1, 0.0])
+def test_attention_with_dropout_that_runs_fused_on_meta_is_told(dropout: float) -> None:
+    """T5's cross-attention calls scaled_dot_product_attention with its dropout in train mode: meta runs the fused
+    kernel a GPU runs, torch's CPU kernel refuses dropout and takes the math path, which saves more (2,432 B more
+    here): the note says so, and only where it happens."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.T5Config(vocab_size=100, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                                   dropout_rate=dropout)  # fmt: skip
+    model, ids = transformers.T5ForConditionalGeneration(config), torch.zeros(2, 8, dtype=torch.long)
+    inputs = {"input_ids": ids, "decoder_input_ids": ids}
+    meta = paramscope.summary(model, input_data=inputs, mode="train")
+    cpu = paramscope.summary(model, input_data=inputs, mode="train", device="cpu")
+    assert cpu.totals.activations_bytes == torch_saved_bytes(model, **inputs)[0]
+    said = [note for note in meta.notes if "attention call" in note]
+    if dropout:
+        assert meta.totals.activations_bytes < cpu.totals.activations_bytes
+        assert said == [
+            "activations of 1 attention call(s) with dropout, as a GPU's fused kernel saves them (on meta); torch's "
+            "CPU kernel refuses dropout and runs the math path, which also keeps the attention matrix and the "
+            "dropout mask: a summary with --device cpu --mode train measures cpu's"
+        ]
+    else:
+        assert meta.totals.activations_bytes == cpu.totals.activations_bytes
+        assert said == []
+
+
 DECODER_NOTE = (
     "the decoder ran on the input ids again (decoder_input_ids [2, 16]): an encoder-decoder's decoder takes inputs of "
     "its own (the Python API's input_data gives others)"

@@ -186,6 +186,9 @@ def _fused_attention(
         zero, minus_inf = (torch.scalar_tensor(value, dtype=query.dtype, device=attn_mask.device)
                            for value in (0.0, float("-inf")))  # fmt: skip
         attn_mask = torch.where(attn_mask, zero, minus_inf)
+    values = getattr(_running, "values", None)
+    if dropout_p > 0 and torch.is_grad_enabled() and values is not None:
+        values.fused_with_dropout += 1  # torch's CPU kernel refuses dropout: on cpu this call takes the math path
     output, _ = aten._scaled_dot_product_flash_attention_for_cpu(
         query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
     )
@@ -428,6 +431,9 @@ class _Values:
         self.storages: set[int] = set()
         """The storages (``_cdata``) of the fake tensors with values (some of them since freed)."""
         self.ops: dict[Any, _OpValues] = {}
+        self.fused_with_dropout = 0
+        """Calls of attention with dropout, for backward, that ran fused (as on a GPU), where the CPU runs the math
+        path, which saves the attention matrix and the dropout mask too."""
         self.unread: set[str] = set()
         """The functions of transformers' masks that checked a fake tensor without values, and went the way they go
         under a trace (a mask kept where a real device may skip it)."""

@@ -442,6 +442,8 @@ def summarize(
         notes.extend(unfused_recurrent_note(walk.named_modules, called))
     if result.unread_masks:
         notes.append(unread_masks_note(result.unread_masks))
+    if result.fused_with_dropout:
+        notes.append(fused_with_dropout_note(result.fused_with_dropout))
     ran = {in_report(path) for path in called}
     # a module whose weights are tied to a module that ran (T5's `shared` embedding) is not idle
     tied_to_ran = {record.name.rpartition(".")[0] for record in report.tensors
@@ -487,6 +489,13 @@ def unfused_recurrent_note(named_modules: Iterable[tuple[str, nn.Module]], calle
         "a fused kernel keeps a workspace besides, several times that (oneDNN's LSTM on cpu, cuDNN on a GPU); a "
         "summary with --device cpu --mode train measures cpu's"
     ]
+
+
+def fused_with_dropout_note(calls: int) -> str:
+    """What the activations of attention with dropout measured on meta are: a GPU's fused kernel's, not the CPU's."""
+    return (f"activations of {calls} attention call(s) with dropout, as a GPU's fused kernel saves them (on meta); "
+            "torch's CPU kernel refuses dropout and runs the math path, which also keeps the attention matrix and "
+            "the dropout mask: a summary with --device cpu --mode train measures cpu's")  # fmt: skip
 
 
 def unread_masks_note(checks: Iterable[str]) -> str:

@@ -683,6 +683,9 @@ class Trace:
     """Why the activations were not measured, when they were not."""
     replaced: list[str] = field(default_factory=list)
     """Modules whose forward the model replaced with one that did not call the recorder (see :class:`_Hooks`)."""
+    fused_with_dropout: int = 0
+    """On meta: the attention calls with dropout, for backward, that ran fused as on a GPU (the CPU runs them on its
+    math path, which saves more)."""
     unread_masks: list[str] = field(default_factory=list)
     """On meta: the checks of transformers' masks that met a tensor without values (a mask or position ids given)
     and went the way they go under a trace, where a real device reads the values."""
@@ -1552,6 +1555,7 @@ def _run(
             output = _forward(model, weights, inputs, keywords)
             if values is not None:
                 trace_result.unread_masks = sorted({*trace_result.unread_masks, *values.unread})
+                trace_result.fused_with_dropout += values.fused_with_dropout
             if find_trained:  # on meta, where the stand-ins are the graph's leaves
                 trace_result.trained = _reached_parameters(output, weights.items())
             del output
