@@ -2507,6 +2507,9 @@ def test_attention_with_dropout_that_runs_fused_on_meta_is_told(dropout: float) 
     else:
         assert meta.totals.activations_bytes == cpu.totals.activations_bytes
         assert said == []
+    plan = paramscope.memory(model, input_size=(2, 8), train=True, precision="fp32").memory
+    assert plan is not None
+    assert [note for note in plan.notes if "attention call" in note] == said  # its training forward runs on meta
 
 
 DECODER_NOTE = (
