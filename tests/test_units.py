@@ -105,6 +105,13 @@ def test_parse_bytes(text: str, expected: int) -> None:
         ("1e999999999GiB", "size '1e999999999GiB' is too large (at most 9,223,372,036,854,775,807)"),
         ("1e5000GB", "size '1e5000GB' is too large (at most 9,223,372,036,854,775,807)"),
         ("80_GiB", "size '80_GiB' is not a number with an optional unit"),
+        # a value of any length is quoted in one line of bounded length: its start and its end
+        (
+            "9" * 50_000 + "XB",
+            f"size '{'9' * 40}…{'9' * 37}XB' has an unknown unit 'XB'; use B, KiB, MiB, GiB, TiB, "
+            "PiB, kB, MB, GB, TB or PB",
+        ),
+        ("x" * 50_000, f"size '{'x' * 40}…{'x' * 39}' is not a number with an optional unit"),
     ],
 )
 def test_parse_bytes_errors(text: str, message: str) -> None:

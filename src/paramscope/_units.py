@@ -58,14 +58,19 @@ _NUMBER_AND_UNIT = re.compile(
 )
 
 
+def _quoted(text: str) -> str:
+    """A value given as an error line quotes it: shortened (a value can be any length, a message is one line)."""
+    return repr(shortened(text, 80))
+
+
 def _split(text: str, what: str) -> tuple[Decimal, str]:
     match = _NUMBER_AND_UNIT.match(text)
     if match is None:
-        raise UsageError(f"{what} {text!r} is not a number with an optional unit")
+        raise UsageError(f"{what} {_quoted(text)} is not a number with an optional unit")
     try:
         return Decimal(match.group(1).replace("_", "").replace(",", "")), match.group(2)
     except InvalidOperation:
-        raise UsageError(f"{what} {text!r} is not a number with an optional unit") from None
+        raise UsageError(f"{what} {_quoted(text)} is not a number with an optional unit") from None
 
 
 _MAX_LIMIT = 2**63 - 1
@@ -82,7 +87,7 @@ def _whole(value: Decimal, factor: int, text: str, what: str) -> int:
     except ArithmeticError:  # decimal.Overflow: an exponent beyond what Decimal holds (1e999999999)
         whole = _MAX_LIMIT + 1
     if whole > _MAX_LIMIT:  # no model or device comes near; beyond it, floats (percentages, GiB) overflow
-        raise UsageError(f"{what} {text!r} is too large (at most {_MAX_LIMIT:,})")
+        raise UsageError(f"{what} {_quoted(text)} is too large (at most {_MAX_LIMIT:,})")
     return whole
 
 
@@ -98,7 +103,7 @@ def parse_count(text: str) -> int:
     value, suffix = _split(text, "count")
     factor = _COUNT_SUFFIXES.get(suffix.upper())
     if factor is None:
-        raise UsageError(f"count {text!r} has an unknown suffix {suffix!r}; use K, M, B or T")
+        raise UsageError(f"count {_quoted(text)} has an unknown suffix {suffix!r}; use K, M, B or T")
     return _whole(value, factor, text, "count")
 
 
@@ -118,11 +123,11 @@ def parse_bytes(text: str) -> int:
     if canonical is None:
         if unit.upper() in {"K", "M", "G", "T", "P"}:
             raise UsageError(
-                f"size {text!r}: unit {unit!r} is ambiguous; write {unit.upper()}iB (powers of 1024) "
+                f"size {_quoted(text)}: unit {unit!r} is ambiguous; write {unit.upper()}iB (powers of 1024) "
                 f"or {unit.upper() if unit.upper() != 'K' else 'k'}B (powers of 1000)"
             )
         raise UsageError(
-            f"size {text!r} has an unknown unit {unit!r}; use B, KiB, MiB, GiB, TiB, PiB, kB, MB, GB, TB or PB"
+            f"size {_quoted(text)} has an unknown unit {unit!r}; use B, KiB, MiB, GiB, TiB, PiB, kB, MB, GB, TB or PB"
         )
     return _whole(value, BYTE_UNITS[canonical], text, "size")
 
