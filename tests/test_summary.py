@@ -1589,26 +1589,27 @@ def test_a_mapping_in_input_data_keeps_its_type(device: str) -> None:
     assert list(batch) == ["input_ids"]  # the caller's batch as it was
 
 
-class ItemsApart(MutableMapping):  # type: ignore[type-arg]
-    """A mapping that keeps its items in a dict of its own: a shallow copy of it shares that dict."""
+class NotADict(MutableMapping[str, Any]):
+    """A mapping that keeps its entries in a dict of its own and is not one itself: a shallow copy of it shares that
+    dict (a batch of inputs, a module's buffers)."""
 
-    def __init__(self, **items: Any) -> None:
-        self._items = dict(items)
+    def __init__(self, **entries: Any) -> None:
+        self._entries = dict(entries)
 
     def __getitem__(self, key: str) -> Any:
-        return self._items[key]
+        return self._entries[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._items[key] = value
+        self._entries[key] = value
 
     def __delitem__(self, key: str) -> None:
-        del self._items[key]
+        del self._entries[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
+        return iter(self._entries)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._entries)
 
 
 class ReadsX(nn.Linear):
@@ -1620,7 +1621,7 @@ class ReadsX(nn.Linear):
 @pytest.mark.parametrize("requires_grad", [False, True])
 def test_a_mapping_of_another_kind_in_input_data_keeps_the_callers_tensors(device: str, requires_grad: bool) -> None:
     x = torch.randn(2, 4, requires_grad=requires_grad)
-    batch = ItemsApart(x=x)
+    batch = NotADict(x=x)
     report = paramscope.summary(ReadsX(4, 3), input_data=(batch,), device=device)
     assert report.calls[0].outputs == "[2, 3]"  # type: ignore[index]
     assert batch["x"] is x
@@ -3603,33 +3604,11 @@ def test_state_a_forward_rebinds_is_restored(device: str) -> None:
     assert list(model._parameters) == ["scale"]
 
 
-class BufferStore(MutableMapping[str, Any]):
-    """Buffers held in a mapping that is not a dict."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, Any] = {}
-
-    def __getitem__(self, key: str) -> Any:
-        return self._entries[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._entries[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self._entries[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 class OwnBufferStore(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 4)
-        object.__setattr__(self, "_buffers", BufferStore())
+        object.__setattr__(self, "_buffers", NotADict())  # buffers held in a mapping that is not a dict
         self.register_buffer("scale", torch.ones(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -3663,7 +3642,7 @@ def test_state_held_in_other_mappings_or_a_new_dict_is_restored(device: str) -> 
         report = paramscope.summary(store, input_size=(2, 4), device=device)
         assert report.totals.flops == 2 * 2 * 4 * 4
         assert store.scale is scale
-        assert isinstance(store._buffers, BufferStore)
+        assert isinstance(store._buffers, NotADict)
         assert list(store._buffers) == ["scale"]
     rebinds = RebindsItsDict()
     attributes = dict(rebinds.__dict__)
