@@ -57,6 +57,11 @@ LAZY_MESSAGE = (
 )
 META_MESSAGE = "the model is on the meta device, without weights: a forward on cpu needs real ones; use device meta"
 META_VALUES_HINT = "meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
+# a forward of [2, 4] inputs that reads values on meta: what the fake tensors refuse, named
+VALUES_READ_ON_META = (
+    "the forward failed in '(model)' with inputs [2, 4]: DataDependentOutputException: aten._local_scalar_dense."
+    f"default reads a tensor's values (.item(), bool(), a branch on a tensor); {META_VALUES_HINT}"
+)
 SHAPE_MESSAGE = "--input-size {!r} is not a shape: write it as 1,3,224,224"
 NO_INPUT_MESSAGE = "summary runs a forward pass: give its inputs with --input-size (e.g. 1,3,224,224)"
 
@@ -2139,10 +2144,7 @@ def test_a_forward_that_reads_values_on_meta_is_told_to_run_on_cpu() -> None:
     # the forward runs on torch's fake tensors, which name the op that needs values
     with pytest.raises(ForwardError) as caught:
         paramscope.summary(DataDependent(), input_size=(2, 4))
-    assert str(caught.value) == (
-        "the forward failed in '(model)' with inputs [2, 4]: DataDependentOutputException: aten._local_scalar_dense."
-        f"default reads a tensor's values (.item(), bool(), a branch on a tensor); {META_VALUES_HINT}"
-    )
+    assert str(caught.value) == VALUES_READ_ON_META
     with pytest.raises(ForwardError) as caught:
         paramscope.summary(Nonzero(), input_size=(2, 4))
     assert str(caught.value) == (
@@ -2646,10 +2648,7 @@ def test_a_tensor_made_on_meta_and_overwritten_with_data_has_no_values(overwrite
     assert cpu.totals.flops == torch_flops(model, torch.randn(2, 4))[0] == 2 * (2 * 2 * 4 * 4)
     with pytest.raises(ForwardError) as caught:
         paramscope.summary(model, input_size=(2, 4))
-    assert str(caught.value) == (
-        "the forward failed in '(model)' with inputs [2, 4]: DataDependentOutputException: aten._local_scalar_dense."
-        f"default reads a tensor's values (.item(), bool(), a branch on a tensor); {META_VALUES_HINT}"
-    )
+    assert str(caught.value) == VALUES_READ_ON_META
 
 
 class ResizesItsOwnTensor(nn.Module):
@@ -2669,10 +2668,7 @@ def test_the_elements_a_resize_adds_have_no_values_on_meta() -> None:
     # values kept on the cpu took those of the cpu's memory, and the branch followed them
     with pytest.raises(ForwardError) as caught:
         paramscope.summary(ResizesItsOwnTensor(), input_size=(2, 4))
-    assert str(caught.value) == (
-        "the forward failed in '(model)' with inputs [2, 4]: DataDependentOutputException: aten._local_scalar_dense."
-        f"default reads a tensor's values (.item(), bool(), a branch on a tensor); {META_VALUES_HINT}"
-    )
+    assert str(caught.value) == VALUES_READ_ON_META
 
 
 class MaskedOnCpu(nn.Module):
