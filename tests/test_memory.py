@@ -2145,6 +2145,48 @@ def test_cli_budget_exceeded_in_a_subprocess(linear_file: str) -> None:
     assert json.loads(result.stdout)["memory"]["fits"] is False
 
 
+@pytest.fixture
+def lazy_file(tmp_path: Path) -> str:
+    """A CLI target whose second layer is lazy: its weights have no size until a forward runs."""
+    path = tmp_path / "lazy.py"
+    layers = "nn.Linear(4, 8), nn.LazyLinear(1000)"
+    path.write_text(f"from torch import nn\n\n\ndef build():\n    return nn.Sequential({layers})\n")
+    return f"{path}:build"
+
+
+def test_a_plan_with_lazy_parameters_cannot_say_it_fits(capsys: pytest.CaptureFixture[str], lazy_file: str) -> None:
+    """The known layer alone is 160 B; the lazy one is 1000 × (in + 1) values once it runs, however small its input:
+    a plan that counts it as nothing neither fits nor is exact, as a budget on lower bounds is undecided (exit 2)."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.LazyLinear(1000))
+    known = nbytes(model[0].parameters())
+    model(torch.zeros(1, 4))  # the lazy layer's size once it runs, which the plan cannot know
+    assert known == 160
+    assert nbytes(model.parameters()) == known + 4 * 1000 * 9
+    plan = plan_of(nn.Sequential(nn.Linear(4, 8), nn.LazyLinear(1000)), device_memory="1MiB")
+    assert plan.fits is None
+    assert ("the model has tensors of unknown size (uninitialised lazy parameters), counted as nothing: the items made "
+            "from the parameters, and the total, are only lower bounds") in plan.notes  # fmt: skip
+    code, out, err = run(capsys, "memory", lazy_file, "--device-memory", "1MiB", "-q")
+    assert (code, err) == (2, "paramscope: error: cannot tell whether it fits in 1.00 MiB: the model has tensors of "
+                              "unknown size (uninitialised lazy parameters), so the plan's items are only lower "
+                              "bounds\n")  # fmt: skip
+    assert "cannot tell whether it fits in 1.00 MiB" in out
+    assert re.search(r"^  total +≥ 160 B ", out, re.MULTILINE)
+
+
+def test_a_plan_with_lazy_parameters_is_over_by_at_least(capsys: pytest.CaptureFixture[str], lazy_file: str) -> None:
+    """The known layer's weights, gradients and AdamW states after a real step: the plan is over by at least them."""
+    known = nn.Linear(4, 8)
+    optimizer = torch.optim.AdamW(known.parameters())
+    known(torch.ones(1, 4)).sum().backward()
+    optimizer.step()
+    grads = nbytes(p.grad for p in known.parameters())
+    measured = nbytes(known.parameters()) + grads + optimizer_state_bytes(optimizer)
+    code, _, err = run(capsys, "memory", lazy_file, "--train", "--precision", "fp32", "--device-memory", "100B", "-q")
+    assert (code, err) == (3, f"paramscope: budget exceeded: at least {measured} B per device is at least "
+                              f"{measured - 100} B over the 100 B available\n")  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 9. the command line
 

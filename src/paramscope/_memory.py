@@ -164,7 +164,8 @@ class MemoryPlan:
     per_device_bytes: int
     host_bytes: int
     fits: bool | None = None
-    """With ``device_memory``: whether ``per_device_bytes`` fits in it."""
+    """With ``device_memory``: whether ``per_device_bytes`` fits in it; None without it, and when the model has
+    tensors of unknown size (lazy) and the known part fits: it cannot be told."""
     advice: tuple[str, ...] = ()
     """When it does not fit: by how much, and what to cut first."""
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -191,6 +192,9 @@ class MemoryPlan:
             "storage": [asdict(row) for row in self.storage],
             "notes": list(self.notes),
         }
+
+
+UNKNOWN_SIZES = "the model has tensors of unknown size (uninitialised lazy parameters)"
 
 
 def _bytes_of(dtype: str) -> float:
@@ -1304,10 +1308,15 @@ def plan(
     per_device = sum(item.per_device_bytes for item in items if item.where == "device")
     host = sum(item.per_device_bytes for item in items if item.where == "host")
     fits = None if settings.device_memory is None else per_device <= settings.device_memory
+    if not report.totals.complete:
+        # tensors of unknown size count as nothing in every item: a plan that fits may not, one over is over
+        notes.append(f"{UNKNOWN_SIZES}, counted as nothing: the items made from the parameters, and the total, are "
+                     "only lower bounds")  # fmt: skip
+        fits = None if fits else fits
     advice: tuple[str, ...] = ()
     if fits is False:
         cuts = _Cuts(model, settings, tuple(items), checkpointed, input_size)
-        advice = _advice(items, settings, per_device, cuts, units)
+        advice = _advice(items, settings, per_device, cuts, units, report.totals.complete)
     scenario: Literal["inference", "training"] = "training" if settings.train else "inference"
     storage = storage_table(report, settings.keep_fp32)
     return MemoryPlan(scenario, settings, tuple(items), storage, per_device, host, fits, advice, tuple(notes))
@@ -1450,14 +1459,21 @@ class _Cuts:
 
 
 def _advice(
-    items: Sequence[MemoryItem], settings: MemorySettings, per_device: int, cuts: _Cuts, units: Units
+    items: Sequence[MemoryItem],
+    settings: MemorySettings,
+    per_device: int,
+    cuts: _Cuts,
+    units: Units,
+    complete: bool = True,
 ) -> tuple[str, ...]:
-    """By how much the plan is over the device's memory, and the options that cut its largest items."""
+    """By how much the plan is over the device's memory (at least, when it is not ``complete``: tensors of unknown
+    size), and the options that cut its largest items."""
     assert settings.device_memory is not None
     over = per_device - settings.device_memory
     available = format_bytes(settings.device_memory, units)
-    lines = [f"{format_bytes(per_device, units)} per device is {format_bytes(over, units)} over the {available} "
-             "available"]  # fmt: skip
+    at_least = "" if complete else "at least "
+    lines = [f"{at_least}{format_bytes(per_device, units)} per device is {at_least}{format_bytes(over, units)} over "
+             f"the {available} available"]  # fmt: skip
     on_device = sorted((item for item in items if item.where == "device"), key=lambda item: -item.per_device_bytes)
     for item in on_device[:2]:
         found = cuts.of(item)

@@ -483,7 +483,7 @@ def memory_totals(plan: MemoryPlan) -> list[tuple[str, int, str]]:
     return rows
 
 
-def _memory_section(plan: MemoryPlan, view: View) -> Section:
+def _memory_section(plan: MemoryPlan, view: View, complete: bool = True) -> Section:
     several = plan.settings.gpus > 1
     columns = [Column("Item"), Column("Label")]
     columns += [Column("Per device", "right"), Column("Total", "right")] if several else [Column("Size", "right")]
@@ -498,11 +498,12 @@ def _memory_section(plan: MemoryPlan, view: View) -> Section:
             item.total_bytes, item.formula)
         for item in plan.items
     ]  # fmt: skip
-    rows += [row(name, "", size, None, formula) for name, size, formula in memory_totals(plan)]
-    if plan.fits is not None:
-        available = format_bytes(plan.settings.device_memory or 0, view.units)
-        verdict = f"fits in {available}" if plan.fits else f"does not fit in {available}"
-        rows.append(("", "", *([""] * (2 if several else 1)), verdict))
+    for name, size, formula in memory_totals(plan):  # lower bounds where tensors have no known size
+        rows.append((name, "", _size(size, view.units, complete), *[""] * several, formula))
+    if plan.settings.device_memory is not None:
+        available = format_bytes(plan.settings.device_memory, view.units)
+        verdict = {True: "fits", False: "does not fit", None: "cannot tell whether it fits"}[plan.fits]
+        rows.append(("", "", *([""] * (2 if several else 1)), f"{verdict} in {available}"))
     return Section(_memory_title(plan), tuple(columns), rows)
 
 
@@ -516,7 +517,8 @@ def layout(report: Report, view: View) -> Document:
     """The sections to draw for ``report`` under ``view``."""
     if report.memory is not None:
         plan = report.memory
-        sections = [_memory_section(plan, view), _storage_section(plan, view), _totals_section(report, view)]
+        memory = _memory_section(plan, view, report.totals.complete)
+        sections = [memory, _storage_section(plan, view), _totals_section(report, view)]
         return Document(_heading(report, view), sections, [*report.notes, *plan.notes, *plan.advice])
     sections = [_calls_section(report, view) if report.calls is not None else _modules_section(report, view)]
     if view.tensors:
