@@ -2740,6 +2740,23 @@ def test_kv_cache_of_token_ids_given_as_input_size(tiny_llama: nn.Module) -> Non
     assert plan.item("activations").formula.startswith("peak of live tensors in an eval forward on meta (2×8)")
 
 
+def test_kv_cache_of_input_size_for_a_model_whose_main_input_is_token_ids(
+    capsys: pytest.CaptureFixture[str], saved_llama: Path, tiny_llama: nn.Module
+) -> None:
+    """Without --input-dtype, a model whose main input transformers declares to be input_ids runs on token ids (as a
+    summary's): its KV cache holds their sequence, as with --input-dtype long, not 'no KV cache item'."""
+    assert tiny_llama.main_input_name == "input_ids"
+    measured = nbytes(cache_tensors(prefill(tiny_llama, 2, 8)))
+    plan = plan_of(tiny_llama, input_size=(2, 8))
+    assert (plan.item("KV cache").total_bytes, plan.settings.tokens) == (measured, 8)
+    assert not [note for note in plan.notes if "KV cache" in note]
+    code, out, err = run(capsys, "memory", str(saved_llama), "--input-size", "2,8", "--kv-dtype", "fp32", "--format",
+                         "json", "-q")  # fmt: skip
+    assert (code, err) == (0, "")
+    items = {item["name"]: item for item in json.loads(out)["memory"]["items"]}
+    assert items["KV cache"]["total_bytes"] == measured
+
+
 def test_cli_kv_cache_of_token_ids_given_as_input_size(
     capsys: pytest.CaptureFixture[str], saved_llama: Path, tiny_llama: nn.Module
 ) -> None:

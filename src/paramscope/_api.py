@@ -279,7 +279,8 @@ def memory(
 
     - Inference (the default): the weights as stored or converted to ``dtype`` (tensors matching a ``keep_fp32``
       pattern, or one of a list of them, stay in float32), the buffers, the KV cache of ``batch`` sequences of
-      ``seq`` tokens (or of an ``input_size`` that starts with token ids: ``(batch, seq)`` in an integer dtype) in
+      ``seq`` tokens (or of an ``input_size`` that starts with token ids: ``(batch, seq)`` in an integer dtype, or
+      in no dtype for a model whose main input is ``input_ids``) in
       ``kv_dtype``
       (for a decoder's config: GQA heads, ``head_dim``, sliding and chunked windows, hybrid models' attention
       layers only, MLA latents), and the peak of live

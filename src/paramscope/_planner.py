@@ -453,21 +453,26 @@ def build_plan(
     units: Units = "iec",
 ) -> Report:
     """The report of ``model`` with its memory plan (``Report.memory``), its advice's sizes in ``units``."""
-    from ._summary import shapes_of
+    from ._summary import shapes_of, takes_token_ids
 
     settings.check()
     if input_size is not None and settings.tokens is not None:
         raise UsageError("give a sequence length (seq) or input_size, not both")
     shapes = None if input_size is None else shapes_of(input_size)
-    tokens = None if shapes is None or settings.train else token_length(shapes, input_dtypes)
-    if tokens is not None:  # the KV cache holds the token ids' sequence, as with a context length
-        settings = replace(settings, tokens=tokens)
-        settings.check()
     forward = summary_forward(model) if isinstance(model, Report) and settings.train else None
     if forward is not None:
         _check_summary_inputs(forward, settings, input_size)
     wants_forward = input_size is not None or settings.tokens is not None
     report, module, found_config = resolve(model, request, wants_forward)
+    if shapes is not None and not settings.train:
+        # the forward's first input is token ids when given an integer dtype, or without one for a model whose main
+        # input transformers declares to be input_ids (as a summary's): the KV cache holds their sequence, as with a
+        # context length
+        ids = not input_dtypes and module is not None and takes_token_ids(module)
+        tokens = token_length(shapes, ["long"] if ids else input_dtypes)
+        if tokens is not None:
+            settings = replace(settings, tokens=tokens)
+            settings.check()
     notes: list[str] = []
     activations: Activations | None = None
     trained: frozenset[str] | None = None
