@@ -1947,6 +1947,28 @@ def test_a_summary_leaves_the_models_own_random_generators_as_they_were(device: 
     assert all(map(torch.equal, [model.generator.get_state(), model.generators[0].get_state()], states))
 
 
+class DrawsFromTheGivenGenerator(nn.Module):
+    """A forward that draws noise from the generator it is given (diffusers' AutoencoderKL takes one to sample its
+    latents)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.fc(x) + torch.randn(x.shape, generator=generator).to(x.device)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_generator_given_in_input_data_draws_next_what_it_would_have(device: str, mode: str) -> None:
+    generator = torch.Generator().manual_seed(0)
+    inputs = {"x": torch.randn(2, 4), "generator": generator}
+    report = paramscope.summary(DrawsFromTheGivenGenerator(), input_data=inputs, device=device, mode=mode)
+    assert report.calls[0].outputs == "[2, 4]"  # type: ignore[index]
+    assert torch.equal(torch.randn(8, generator=generator), torch.randn(8, generator=torch.Generator().manual_seed(0)))
+
+
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_a_batch_norm_that_reads_its_batch_count_runs_on_meta(mode: str) -> None:
     # momentum=None: a cumulative average, whose factor is 1 / num_batches_tracked, read with float() in the forward;

@@ -1263,9 +1263,9 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
     and ``requires_grad``, in storages of the sizes theirs have, one for the inputs that share one, see
     :func:`_meta_twin`; one that requires grad a leaf of its own), in lists, tuples, named tuples, mappings (of
     their own type, see :func:`_copied_mapping`) and dataclasses as deep as they go, and in copies of other objects
-    with attributes (a key/value cache, see :func:`_copied`). A PackedSequence keeps its batch sizes on the cpu,
-    where torch takes them. One tensor or container given twice is one moved (``memo``, by id, shared by the calls
-    for one forward's inputs):
+    with attributes (a key/value cache, see :func:`_copied`); a random generator as a copy in its state. A
+    PackedSequence keeps its batch sizes on the cpu, where torch takes them. One tensor or container given twice
+    is one moved (``memo``, by id, shared by the calls for one forward's inputs):
     attention given the same query, key and value takes its self-attention path, and a list that holds itself is
     moved into one that holds itself."""
     memo = {} if memo is None else memo
@@ -1275,7 +1275,12 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
     if isinstance(value, torch.Tensor):
         moved = memo[id(value)] = _moved(value, device, memo)
         return moved
-    if isinstance(value, PackedSequence):
+    if isinstance(value, torch.Generator):
+        # one the forward draws from (a VAE's sample(generator=)): a twin in its state draws what it would draw,
+        # and the caller's draws next what it would have drawn without the summary
+        moved = torch.Generator(device=value.device)
+        moved.set_state(value.get_state())
+    elif isinstance(value, PackedSequence):
         data, batch_sizes, *indices = value
         moved = type(value)(to_device(data, device, memo), batch_sizes,
                             *(to_device(item, device, memo) for item in indices))  # fmt: skip
