@@ -1947,6 +1947,34 @@ def test_a_summary_leaves_the_models_own_random_generators_as_they_were(device: 
     assert all(map(torch.equal, [model.generator.get_state(), model.generators[0].get_state()], states))
 
 
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_parameter_of_a_wrapper_subclass_runs_on_cpu_too(device: str, mode: str) -> None:
+    # torchao's quantized weights are such subclasses: their data lies in the plain tensors they hold, and their own
+    # storage has no address ("Attempted to access the data pointer on an invalid python storage" on cpu)
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    model = nn.Linear(8, 4)
+    weight = model.weight = nn.Parameter(TwoTensor(torch.randn(4, 8), torch.randn(4, 8)))
+    inner = [weight.a, weight.b]  # type: ignore[attr-defined]
+    values = [tensor.clone() for tensor in inner]
+    report = paramscope.summary(model, input_size=(3, 8), device=device, mode=mode)
+    assert report.totals.flops == 2 * 3 * 8 * 4
+    assert report.totals.activations_bytes == (None if (device, mode) == ("cpu", "eval") else 3 * 8 * 4)  # the input
+    assert model.weight is weight
+    assert weight.grad is None
+    assert [weight.a, weight.b] == inner  # type: ignore[attr-defined]  # the same tensors (a list compares by identity first)
+    assert all(map(torch.equal, inner, values))
+
+
+def test_an_input_of_a_wrapper_subclass_saved_for_backward_counts_the_tensors_it_holds() -> None:
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    x = TwoTensor(torch.randn(3, 8), torch.randn(3, 8))
+    report = paramscope.summary(nn.Linear(8, 4), input_data=x, device="cpu", mode="train")
+    assert report.totals.activations_bytes == 2 * 3 * 8 * 4  # the Linear's input: its two 3 × 8 float32 tensors
+
+
 class DrawsFromTheGivenGenerator(nn.Module):
     """A forward that draws noise from the generator it is given (diffusers' AutoencoderKL takes one to sample its
     latents)."""

@@ -54,7 +54,7 @@ from ._errors import TargetError, first_line
 from ._on_meta import as_on_a_device, fake_tensors
 from ._progress import steps
 from ._walk import ModuleWalk, path_depth
-from .sources._tensors import sparse_parts
+from .sources._tensors import plain_parts, sparse_parts
 from .sources.code import default_dtype_of_code, random_states_put_back
 
 aten = torch.ops.aten
@@ -574,11 +574,12 @@ class _OpRecorder(TorchDispatchMode):
         for index, name in plan.written:
             written = args[index] if index < len(args) else kwargs.get(name)
             # a list for the foreach ops (torch._foreach_mul_), a tensor for the others
-            for target in written if isinstance(written, (list, tuple)) else (written,):
+            targets = written if isinstance(written, (list, tuple)) else (written,)
+            # a wrapper subclass's storage is none: its inner tensors' are what it writes to
+            for target in chain.from_iterable(_parts(t) for t in targets if isinstance(t, torch.Tensor)):
                 # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter;
                 # a meta or fake tensor holds no values to keep
-                if (not isinstance(target, torch.Tensor) or target.layout != torch.strided or target.is_nested
-                        or target.is_meta):  # fmt: skip
+                if target.layout != torch.strided or target.is_nested or target.is_meta:
                     continue
                 storage = target.untyped_storage()
                 address = storage.data_ptr()
@@ -636,8 +637,9 @@ def _parameter_storages(walk: ModuleWalk) -> dict[int, str]:
     """The storages of the model's real parameters, by address, with a name of each."""
     storages: dict[int, str] = {}
     for name, param in walk.named_tensors("parameters"):
-        if not param.is_meta and param.numel():
-            storages.setdefault(param.untyped_storage().data_ptr(), name)
+        for part in _parts(param):  # a wrapper subclass's (torchao's quantized weights) are its inner tensors'
+            if not part.is_meta and part.numel():
+                storages.setdefault(part.untyped_storage().data_ptr(), name)
     return storages
 
 
@@ -1377,6 +1379,15 @@ def _meta_twin(value: torch.Tensor, memo: dict[Any, Any]) -> torch.Tensor:
     return storage.view(value.dtype).as_strided(value.shape, value.stride(), value.storage_offset())
 
 
+_PLAIN_TYPES = frozenset({torch.Tensor, nn.Parameter, FakeTensor})
+
+
+def _parts(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``tensor``, or the tensors a wrapper subclass keeps its data in (:func:`plain_parts`); told by type first,
+    as most are plain."""
+    return (tensor,) if type(tensor) in _PLAIN_TYPES else plain_parts(tensor)
+
+
 def _storage_key(tensor: torch.Tensor) -> int:
     storage = tensor.untyped_storage()
     # a fake tensor made on cpu inside a forward on meta has no data either
@@ -1398,7 +1409,8 @@ class _SavedTensors:
 
     def __init__(self, hooks: _Hooks, weights: Iterable[torch.Tensor]) -> None:
         self.hooks = hooks
-        self.seen = {_storage_key(tensor) for tensor in weights}  # parameters and buffers are not activations
+        # parameters and buffers are not activations
+        self.seen = {_storage_key(part) for tensor in weights for part in _parts(tensor)}
         self.boxes: list[list[torch.Tensor]] = []
         self.per_module: dict[str, int] = {}
         self.own: dict[str, int] = {}
@@ -1407,7 +1419,8 @@ class _SavedTensors:
 
     def pack(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         if tensor.layout is torch.strided:
-            self._count(tensor)
+            for part in _parts(tensor):  # a wrapper subclass keeps its data in plain tensors: their storages
+                self._count(part)
         else:  # a sparse tensor has no storage of its own: its indices and values have theirs
             with _disable_current_modes():  # reading them is not the forward: the op recorder must not see it
                 parts = sparse_parts(tensor) or ()

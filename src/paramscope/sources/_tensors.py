@@ -36,6 +36,13 @@ def _inner_tensors(tensor: torch.Tensor) -> Iterator[torch.Tensor]:
             yield inner
 
 
+def plain_parts(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors that hold ``tensor``'s data in storages of their own: itself, or the plain tensors a wrapper
+    subclass stores (a jagged nested tensor's values and offsets, torchao's quantized data and scales), whose own
+    storage is no storage (its address cannot be read)."""
+    return tuple(_inner_tensors(tensor)) if _is_wrapper_subclass(tensor) else (tensor,)
+
+
 def _dense_bytes(tensor: torch.Tensor) -> int:
     if tensor.layout is torch.strided:
         return tensor.numel() * tensor.element_size()
