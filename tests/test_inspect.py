@@ -628,6 +628,34 @@ def test_packed_weights_no_reader_knows_make_the_totals_incomplete() -> None:
     )
 
 
+def test_messages_on_packed_weights_that_cannot_be_read_name_them_not_lazy_parameters() -> None:
+    lstm = _quantized_dynamically(nn.LSTM(4, 3), torch.qint8)[0]
+    packed = nn.Sequential(lstm._all_weight_values[0])
+    unknown = "the model has tensors of unknown size (packed weights that cannot be read)"
+    with pytest.raises(IncompleteCountError) as count:
+        paramscope.count_params(packed)
+    assert str(count.value) == (
+        f"cannot give a parameter count: {unknown}; use paramscope.inspect() to see the known part"
+    )
+    with pytest.raises(IncompleteCountError) as budget:
+        paramscope.check_budget(packed, paramscope.Budget(max_params=10**9))
+    assert str(budget.value) == f"cannot check the budget: {unknown}, so its totals are only lower bounds"
+    plan = paramscope.memory(packed, device_memory=10**9).memory
+    assert plan is not None
+    assert plan.fits is None
+    assert (
+        f"{unknown}, counted as nothing: the items made from the parameters, and the total, are only lower bounds"
+        in (plan.notes)
+    )
+    both = nn.Sequential(lstm._all_weight_values[0], nn.LazyLinear(3))
+    assert paramscope.inspect(both).unknown_sizes == (
+        "uninitialised lazy parameters and packed weights that cannot be read"
+    )
+    with pytest.raises(IncompleteCountError, match=r"\(uninitialised lazy parameters and packed weights that cannot "
+                       r"be read\); run one forward pass first, or use"):  # fmt: skip
+        paramscope.count_params(both)
+
+
 class Scaled(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -116,9 +116,11 @@ def inspect(
 def _complete_totals(model: nn.Module | Report, what: str) -> Report:
     report = model if isinstance(model, Report) else inspect(model)
     if not report.totals.complete:
+        unknown = report.unknown_sizes
+        forward = "run one forward pass first, or " if unknown.startswith("uninitialised") else ""
         raise IncompleteCountError(
-            f"cannot give {what}: the model has tensors of unknown size (uninitialised lazy parameters); "
-            "run one forward pass first, or use paramscope.inspect() to see the known part"
+            f"cannot give {what}: the model has tensors of unknown size ({unknown}); {forward}use paramscope.inspect() "
+            "to see the known part"
         )
     return report
 
@@ -342,7 +344,7 @@ def diff(
     ``changed`` the tensors of another shape or dtype (or, between two live models, trainability). Two models (or two
     checkpoints) also differ in a tensor's kind, in what is tied or reused (``sharing``) and in their totals.
     ``equal`` is true when nothing differs and every size is known; ``decided`` is false when a side has tensors of
-    unknown size (uninitialised lazy parameters) and nothing known differs.
+    unknown size (uninitialised lazy parameters, packed weights that cannot be read) and nothing known differs.
 
     >>> import paramscope
     >>> found = paramscope.diff("paramscope.examples:resnet18", "paramscope.examples:resnet34")

@@ -84,7 +84,7 @@ def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> l
     """
     totals = report.totals
     violations = []
-    at_least = "" if totals.complete else "at least "  # lazy parameters of unknown size: lower bounds
+    at_least = "" if totals.complete else "at least "  # tensors of unknown size: lower bounds
     if budget.max_params is not None and totals.params > budget.max_params:
         over = totals.params - budget.max_params
         violations.append(
@@ -104,7 +104,7 @@ def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> l
     limited = budget.max_params is not None or budget.max_bytes is not None
     if limited and not violations and not totals.complete:
         raise IncompleteCountError(
-            "cannot check the budget: the model has tensors of unknown size (uninitialised lazy parameters), so its "
+            f"cannot check the budget: the model has tensors of unknown size ({report.unknown_sizes}), so its "
             "totals are only lower bounds"
         )
     return violations

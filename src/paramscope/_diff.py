@@ -118,13 +118,13 @@ class Diff:
 
     @property
     def complete(self) -> bool:
-        """Both models' sizes are known: no uninitialised lazy tensor on either side."""
+        """Both models' sizes are known: no tensor of unknown size on either side."""
         return self.a.totals.complete and self.b.totals.complete
 
     @property
     def decided(self) -> bool:
         """Whether the models are known to be the same or not: false when nothing known differs but a side has
-        tensors of unknown size (uninitialised lazy parameters)."""
+        tensors of unknown size (uninitialised lazy parameters, packed weights that cannot be read)."""
         return self.complete or self._differs()
 
     @property

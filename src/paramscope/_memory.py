@@ -194,9 +194,6 @@ class MemoryPlan:
         }
 
 
-UNKNOWN_SIZES = "the model has tensors of unknown size (uninitialised lazy parameters)"
-
-
 def _bytes_of(dtype: str) -> float:
     """Bytes per value of a dtype name or alias (``bf16``: 2, ``int4``: 0.5)."""
     return dtype_table.lookup(dtype).bits / 8
@@ -1310,8 +1307,8 @@ def plan(
     fits = None if settings.device_memory is None else per_device <= settings.device_memory
     if not report.totals.complete:
         # tensors of unknown size count as nothing in every item: a plan that fits may not, one over is over
-        notes.append(f"{UNKNOWN_SIZES}, counted as nothing: the items made from the parameters, and the total, are "
-                     "only lower bounds")  # fmt: skip
+        notes.append(f"the model has tensors of unknown size ({report.unknown_sizes}), counted as nothing: the items "
+                     "made from the parameters, and the total, are only lower bounds")  # fmt: skip
         fits = None if fits else fits
     advice: tuple[str, ...] = ()
     if fits is False:

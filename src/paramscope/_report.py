@@ -6,7 +6,7 @@ and every check works on all of them. ``Report.to_dict()`` is the JSON contract 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from types import MappingProxyType
@@ -188,6 +188,14 @@ class Source:
     """The files read, for sources on disk (all shards of a sharded checkpoint)."""
 
 
+def unknown_sizes(tensors: Iterable[TensorRecord]) -> str:
+    """What the tensors of unknown size among ``tensors`` are (see :attr:`Report.unknown_sizes`)."""
+    # a record of unknown size is a lazy tensor's, or packed weights' that cannot be read, which have a packing
+    unread = {record.packing is not None for record in tensors if record.numel is None}
+    kinds = ["uninitialised lazy parameters"] if False in unread else []
+    return " and ".join(kinds + ["packed weights that cannot be read"] * (True in unread))
+
+
 @dataclass(frozen=True)
 class Report:
     """Everything paramscope knows about one model. Build one with :func:`paramscope.inspect`."""
@@ -210,6 +218,17 @@ class Report:
     def __post_init__(self) -> None:
         if not isinstance(self.by_dtype, MappingProxyType):
             object.__setattr__(self, "by_dtype", MappingProxyType(dict(self.by_dtype)))
+
+    @property
+    def unknown_sizes(self) -> str:
+        """What the tensors of unknown size are, for a message: ``"uninitialised lazy parameters"``, ``"packed
+        weights that cannot be read"`` or both; ``""`` when every size is known.
+
+        >>> import paramscope
+        >>> paramscope.inspect("paramscope.examples:resnet18").unknown_sizes
+        ''
+        """
+        return unknown_sizes(self.tensors)
 
     def tensor(self, name: str) -> TensorRecord:
         """The record of the tensor called ``name`` (its own name or one of its aliases).

@@ -834,13 +834,13 @@ def _run_memory(options: argparse.Namespace, stdout: IO[str]) -> int:
     if plan is not None and plan.fits is False:
         raise BudgetExceededError(plan.advice[0])
     if plan is not None and plan.fits is None and plan.settings.device_memory is not None:
-        from ._memory import UNKNOWN_SIZES
         from ._units import format_bytes
 
         # as for a budget on lower bounds: neither "fits" nor "does not fit" would be true
         available = format_bytes(plan.settings.device_memory, options.units)
-        raise IncompleteCountError(f"cannot tell whether it fits in {available}: {UNKNOWN_SIZES}, so the plan's "
-                                   "items are only lower bounds")  # fmt: skip
+        raise IncompleteCountError(f"cannot tell whether it fits in {available}: the model has tensors of unknown "
+                                   f"size ({report.unknown_sizes}), so the plan's items are only lower "
+                                   "bounds")  # fmt: skip
     return EXIT_OK
 
 

@@ -3,9 +3,11 @@ and a self-contained HTML page whose rows are coloured by growth."""
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Literal
 
 from .._diff import Diff, ModuleDelta, SharingChange, TensorChange
+from .._report import unknown_sizes
 from .._units import Units, format_bytes, format_count
 from ._escape import html_text, name_cell
 from ._layout import OWN_TENSORS, Column, Document, Section
@@ -169,9 +171,10 @@ def verdict(diff: Diff) -> str:
     if diff.decided:
         return "the models differ"
     sides = [label for label, report in (("A", diff.a), ("B", diff.b)) if not report.totals.complete]
+    unknown = unknown_sizes(chain(diff.a.tensors, diff.b.tensors))
     return (
         f"cannot tell whether the models are the same: {' and '.join(sides)} {'has' if len(sides) == 1 else 'have'} "
-        "tensors of unknown size (uninitialised lazy parameters), and nothing known differs"
+        f"tensors of unknown size ({unknown}), and nothing known differs"
     )
 
 
