@@ -16,6 +16,7 @@ import json
 import os
 import runpy
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -1741,6 +1742,33 @@ def test_output_file_has_ordinary_permissions(capsys: pytest.CaptureFixture[str]
     capsys.readouterr()
     assert created.stat().st_mode & 0o777 == ordinary
     assert existing.stat().st_mode & 0o777 == 0o644
+
+
+def test_output_never_replaces_a_read_only_file(checkpoint: Path, tmp_path: Path) -> None:
+    """A report the user made read-only (``chmod a-w``) is refused as the shell's ``>`` refuses it, not swapped for a
+    new file through the writable directory; root, which may write any file, runs without that privilege here."""
+    report = tmp_path / "report.txt"
+    report.write_text("kept\n")
+    report.chmod(0o444)
+    unprivileged: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv to drop the privilege to write any file")
+        unprivileged = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    # the ground truth: what a plain open for writing does with the same privileges
+    shell = subprocess.run([*unprivileged, sys.executable, "-c", f"open({str(report)!r}, 'a')"],
+                           capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False)  # fmt: skip
+    assert "PermissionError" in shell.stderr
+    result = subprocess.run(
+        [*unprivileged, sys.executable, "-m", "paramscope.cli", "inspect", str(checkpoint), "-o", str(report)],
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=subprocess_env(), check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"paramscope: error: cannot write {report}: {os.strerror(errno.EACCES)}\n"
+    assert report.read_text() == "kept\n"
+    assert stat.S_IMODE(report.stat().st_mode) == 0o444
+    assert sorted(os.listdir(tmp_path)) == ["model.safetensors", "report.txt"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

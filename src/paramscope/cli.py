@@ -530,6 +530,19 @@ def _check_output(output: str | None) -> None:
             raise UsageError(f"cannot write {path}: no such directory {path.parent}")
     except OSError:
         return  # a name too long, a path that cannot be looked at: writing it says why
+    if _descriptor(path) is None:  # /dev/stdout is written to as the shell opened it
+        _refuse_read_only(path)
+
+
+def _refuse_read_only(path: Path) -> None:
+    """Refuse to replace a file the user may not write (``chmod a-w report.json``), as the shell's ``>`` does:
+    the new file is renamed over the old one, which only asks for the directory's permission."""
+    if not path.is_file():
+        return
+    try:  # opened for writing, not truncated: the kernel's answer (permissions, ACLs, a read-only file system)
+        os.close(os.open(path, os.O_WRONLY))
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -580,6 +593,7 @@ def _write_through(path: Path, text: str) -> None:
         with path.open("w", encoding="utf-8") as out:
             out.write(text)
         return
+    _refuse_read_only(path)
     directory = path.parent
     if not directory.is_dir():
         raise UsageError(f"cannot write {path}: no such directory {directory}")
