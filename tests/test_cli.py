@@ -1744,6 +1744,29 @@ def test_output_file_has_ordinary_permissions(capsys: pytest.CaptureFixture[str]
     assert existing.stat().st_mode & 0o777 == 0o644
 
 
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown", "html"])
+def test_stdout_in_an_encoding_that_cannot_hold_the_report(tmp_path: Path, fmt: str) -> None:
+    """``PYTHONIOENCODING=ascii``, or a Windows code page when stdout is redirected: one error line, exit 2, nothing
+    half-written, and no traceback, where UTF-8 takes the same report."""
+    from .checkpoints import write_safetensors
+
+    checkpoint = tmp_path / "model.safetensors"
+    write_safetensors(checkpoint, {"caf\u00e9.weight": ("F32", (4, 3))})
+    argv = [sys.executable, "-m", "paramscope.cli", "inspect", str(checkpoint), "--format", fmt]
+    utf8 = subprocess.run(argv, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False,
+                          env=subprocess_env(PYTHONIOENCODING="utf-8"))  # fmt: skip
+    assert (utf8.returncode, utf8.stderr) == (0, "")
+    assert "caf\u00e9" in utf8.stdout
+    first = next(char for char in utf8.stdout if not char.isascii())  # what ASCII cannot take first
+    ascii_ = subprocess.run(argv, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False,
+                            env=subprocess_env(PYTHONIOENCODING="ascii"))  # fmt: skip
+    assert (ascii_.returncode, ascii_.stdout) == (2, "")
+    assert ascii_.stderr == (
+        f"paramscope: error: stdout's encoding (ascii) cannot write U+{ord(first):04X}, which the report holds: set "
+        "PYTHONIOENCODING=utf-8, or write the report with --output FILE (UTF-8)\n"
+    )
+
+
 def test_output_never_replaces_a_read_only_file(checkpoint: Path, tmp_path: Path) -> None:
     """A report the user made read-only (``chmod a-w``) is refused as the shell's ``>`` refuses it, not swapped for a
     new file through the writable directory; root, which may write any file, runs without that privilege here."""

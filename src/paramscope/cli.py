@@ -692,6 +692,15 @@ def _to_stdout(stdout: IO[str], write: Callable[[], object]) -> None:
         stdout.flush()
     except BrokenPipeError:
         _discard_stdout()
+    except UnicodeEncodeError as error:
+        # stdout in an encoding that cannot hold the report (PYTHONIOENCODING=ascii, a Windows code page when
+        # redirected): the text is encoded whole before it is written, so none of it went out
+        encoding = getattr(stdout, "encoding", None) or error.encoding
+        character = error.object[error.start]
+        raise UsageError(
+            f"stdout's encoding ({encoding}) cannot write U+{ord(character):04X}, which the report holds: set "
+            "PYTHONIOENCODING=utf-8, or write the report with --output FILE (UTF-8)"
+        ) from None
 
 
 def _discard_stdout() -> None:
