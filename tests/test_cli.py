@@ -1114,6 +1114,20 @@ def test_unknown_option(capsys: pytest.CaptureFixture[str], where: str) -> None:
     assert_error(run(capsys, *argv), "unrecognized arguments: --bogus (see 'paramscope inspect --help')")
 
 
+@pytest.mark.parametrize(
+    ("typed", "shown"), [("--bo\ngus", "--bo\\ngus"), ("--\x1b[2J", "--\\x1b[2J"), ("-\u202e", "-\\u202e")]
+)
+def test_unknown_option_that_is_not_printable_stays_one_line(
+    capsys: pytest.CaptureFixture[str], typed: str, shown: str
+) -> None:
+    # as every other error shows a name: a newline, a terminal escape (here: clear the screen) or a bidi override as
+    # its escape
+    assert_error(
+        run(capsys, "inspect", "paramscope.examples:resnet18", typed),
+        f"unrecognized arguments: {shown} (see 'paramscope inspect --help')",
+    )
+
+
 def test_stray_word_after_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert_error(
         run(capsys, "inspect", "paramscope.examples:resnet18", "--depth", "1", "stray"),

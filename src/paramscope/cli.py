@@ -161,7 +161,8 @@ class _Parser(argparse.ArgumentParser):
         self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str) -> NoReturn:
-        _complain(f"paramscope: error: {message} (see '{self.prog} --help')")
+        # argparse quotes an unknown argument as it was typed: a newline or a terminal escape in it stays one line
+        _complain(f"paramscope: error: {printable(message)} (see '{self.prog} --help')")
         raise SystemExit(EXIT_ERROR)
 
 
