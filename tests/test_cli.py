@@ -716,6 +716,14 @@ def test_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert_error(run(capsys, "inspect", target), f"{target}: no such file: {missing}")
 
 
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_py_target_that_is_no_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str) -> None:
+    there = tmp_path / "model.py"
+    there.mkdir() if kind == "folder" else os.mkfifo(there)
+    target = f"{there}:Net"
+    assert_error(run(capsys, "inspect", target), f"{target}: {there} is not a file")
+
+
 def test_missing_attribute_lists_the_candidates(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -783,16 +791,17 @@ def test_missing_attribute_lists_factory_functions(
 
 def test_attribute_that_is_not_a_model(capsys: pytest.CaptureFixture[str], models: Path) -> None:
     target = f"{models}:CONFIG"
-    assert_error(run(capsys, "inspect", target), f"{target} is of type dict, not a module, class or function")
+    assert_error(run(capsys, "inspect", target), f"{target} is of type dict, not an nn.Module, a class or a function")
 
 
 def test_attribute_that_is_an_int(capsys: pytest.CaptureFixture[str], models: Path) -> None:
     target = f"{models}:WIDTH"
-    assert_error(run(capsys, "inspect", target), f"{target} is of type int, not a module, class or function")
+    assert_error(run(capsys, "inspect", target), f"{target} is of type int, not an nn.Module, a class or a function")
 
 
 def test_attribute_that_is_a_python_module(capsys: pytest.CaptureFixture[str]) -> None:
-    assert_error(run(capsys, "inspect", "os:path"), "os:path is of type module, not a module, class or function")
+    expected = "os:path is of type module, not an nn.Module, a class or a function"
+    assert_error(run(capsys, "inspect", "os:path"), expected)
 
 
 def test_factory_returning_something_else(capsys: pytest.CaptureFixture[str], models: Path) -> None:

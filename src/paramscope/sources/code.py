@@ -142,7 +142,9 @@ def _import_location(location: str, target: str) -> Any:
     if location.endswith(".py"):
         path = Path(location)
         if not path.is_file():
-            raise TargetError(f"{target}: no such file: {location}")
+            # a folder or a FIFO named x.py is there, but is no file to import
+            there = "is not a file" if path.exists() else None
+            raise TargetError(f"{target}: {location} {there}" if there else f"{target}: no such file: {location}")
         resolved = path.resolve()
         package = _package_of(resolved) if _imports_relatively(path) else None
         if package is not None:
@@ -375,7 +377,7 @@ def _build(
             raise TargetError(f"{target} is a module instance: it takes no arguments ({', '.join(arguments)})")
         return value
     if not callable(value):
-        raise TargetError(f"{target} is of type {type(value).__name__}, not a module, class or function")
+        raise TargetError(f"{target} is of type {type(value).__name__}, not an nn.Module, a class or a function")
     _check_signature(target, value, arguments)
     with _default_device(torch_device), user_code(f"building {target} on {where}", device):
         model = value(**arguments)
