@@ -1253,18 +1253,21 @@ def test_table_and_default_format_are_the_same(capsys: pytest.CaptureFixture[str
     )
 
 
-def test_table_in_a_terminal_still_shows_the_figures(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("columns", ["160", "0"])
+def test_table_in_a_terminal_still_shows_the_figures(monkeypatch: pytest.MonkeyPatch, columns: str) -> None:
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     terminal = Terminal()
     monkeypatch.setattr(sys, "stdout", terminal)
-    monkeypatch.setenv("COLUMNS", "160")
+    monkeypatch.setenv("COLUMNS", columns)
     assert main(["inspect", "paramscope.examples:resnet18"]) == 0
-    assert f"{RESNET18_PARAMS:,}" in terminal.getvalue()
+    shown = terminal.getvalue()
+    assert f"{RESNET18_PARAMS:,}" in shown
+    # the heading, the sections' titles and the notes too, even where the terminal says it has no width
+    assert "paramscope.examples:resnet18" in shown
+    assert "Totals" in shown
 
 
 @pytest.mark.parametrize("depth", [0, 1, 2, 3])

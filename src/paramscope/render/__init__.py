@@ -84,6 +84,8 @@ def write_document(document: Document, stream: IO[str], fmt: Literal["table", "m
         from .text import rich_parts, rich_width
 
         console = Console(file=stream)
+        if console.width < 1:  # COLUMNS=0: rich would draw the text at no width, which shows none of it
+            console = Console(file=stream, width=80)
         needed = rich_width(document)
         wide = Console(file=stream, width=needed) if needed > console.width else console
         # only the tables wider than the terminal: text drawn that wide would be wrapped twice, by rich at the
