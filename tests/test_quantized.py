@@ -269,6 +269,21 @@ def test_rows_of_a_quantised_checkpoint_add_up(tmp_path: Path) -> None:
     assert report.module("").params == sum(node.params for node in report.modules if node.depth == 1)
 
 
+@pytest.mark.parametrize("g_idx", [True, False], ids=["g_idx", "qzeros"])
+def test_gptq_layers_of_another_width_than_the_configs_bits(tmp_path: Path, g_idx: bool) -> None:
+    # GPTQModel's `dynamic` quantises the layers it matches at their own width: `down` at 8 bits, the rest at 4
+    tensors = {**_gptq(4), **{name: t for name, t in _gptq(8).items() if name.startswith("down.")}}
+    if not g_idx:
+        tensors = {name: t for name, t in tensors.items() if not name.endswith(".g_idx")}
+    config = {"quant_method": "gptq", "bits": 4, "group_size": GROUP, "dynamic": {r"+:.*down.*": {"bits": 8}}}
+    report = paramscope.inspect(str(_write(tmp_path, tensors, config)))
+    assert report.totals.params == _reference()[0]
+    for name, dtype in (("up", "uint4"), ("down", "uint8")):
+        record = report.tensor(f"{name}.qweight")
+        assert (record.shape, record.numel, record.dtype) == ((OUT, IN), OUT * IN, dtype)
+        assert record.bytes == tensors[f"{name}.qweight"].untyped_storage().nbytes()
+
+
 def test_mxfp4_blocks_and_scales(tmp_path: Path) -> None:
     experts = 4
     path = tmp_path / "model.safetensors"

@@ -120,6 +120,16 @@ def _bits_from_config(settings: dict[str, Any]) -> int | None:
     return None
 
 
+def _gptq_bits(rows: int, out: int, g_idx: StoredTensor | None, qzeros: StoredTensor | None) -> int | None:
+    """The bit width a GPTQ layer's tensors show (its qweight is (in × bits/32, out)): ``g_idx`` holds one group
+    index per input, the zeros are packed along the outputs, (groups, out × bits/32); None when neither tells."""
+    if g_idx is not None and g_idx.numel and (rows * 32) % g_idx.numel == 0:
+        return rows * 32 // g_idx.numel
+    if qzeros is not None and len(qzeros.shape) == 2 and (qzeros.shape[1] * 32) % out == 0:
+        return qzeros.shape[1] * 32 // out or None
+    return None
+
+
 def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
     """GPTQ (packed along the input dimension) or AWQ (packed along the output dimension), int32 words."""
     settings = plan.config
@@ -137,11 +147,8 @@ def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
     bits = _bits_from_config(settings)
     if cols == out and method != "awq":  # GPTQ: qweight (in × bits/32, out)
         scheme = "GPTQ"
-        if bits is None and g_idx is not None and g_idx.numel:
-            bits = rows * 32 // g_idx.numel
-        qzeros = plan.by_name.get(f"{prefix}.qzeros")
-        if bits is None and qzeros is not None and len(qzeros.shape) == 2 and (qzeros.shape[1] * 32) % out == 0:
-            bits = qzeros.shape[1] * 32 // out  # zeros are packed along the outputs: (groups, out × bits/32)
+        # the layer's own tensors first: GPTQModel's `dynamic` gives some layers another width than the config's bits
+        bits = _gptq_bits(rows, out, g_idx, plan.by_name.get(f"{prefix}.qzeros")) or bits
         inputs = rows * 32 // bits if bits else None
     elif out % cols == 0 or method == "awq":  # AWQ: qweight (in, out × bits/32)
         scheme = "AWQ"
