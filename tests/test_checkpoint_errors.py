@@ -931,6 +931,38 @@ def test_gguf_metadata_of_a_billion_items_is_refused_before_it_is_read(
     assert_error(run(capsys, "inspect", str(path)), message)
 
 
+def test_gguf_tensor_name_of_more_than_16_mib_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # llama.cpp refuses a tensor name of 64 bytes or more; a sparse file of zeros can name one with a terabyte,
+    # which would be copied (and decoded, and shown) whole
+    path = gguf_file(tmp_path / "model.gguf", gguf_tensor(b"a" * (2**24 + 1), [8]), data=32)
+    message = (
+        f"{path}: malformed GGUF (its metadata keys and tensor names take more than 16,777,216 bytes, more than any "
+        "model's)"
+    )
+    assert_error(run(capsys, "inspect", str(path)), message)
+
+
+def test_gguf_string_values_are_kept_within_a_bound_in_all(tmp_path: Path) -> None:
+    # 64 string values of 1 MiB each (each under the bound on one string kept), in a sparse file: a 64 GiB file of
+    # 65,536 such strings would otherwise be copied into memory whole
+    path = tmp_path / "model.gguf"
+    with path.open("wb") as handle:
+        handle.write(b"GGUF" + struct.pack("<IQQ", 3, 0, 65) + GGUF_ARCHITECTURE)
+        for index in range(64):
+            handle.write(gguf_pair(f"x.text{index:02}", 8, struct.pack("<Q", 2**20)))
+            handle.seek(2**20, os.SEEK_CUR)
+        handle.write(bytes(32))
+    paramscope.inspect(str(path))  # imports done before the measure
+    tracemalloc.start()
+    try:
+        report = paramscope.inspect(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "model.gguf: GGUF model (unnamed), architecture llama" in report.notes
+    assert peak < 2**25  # the strings hold 2^26 bytes
+
+
 def test_gguf_array_past_the_end_of_the_file(tmp_path: Path) -> None:
     path = tmp_path / "model.gguf"
     # an array of 2^62 uint8: gguf's reader would read empty items past the end of the file for ever (in a process

@@ -64,12 +64,18 @@ _MAX_PAIRS = 2**16  # llama.cpp's files hold under a hundred metadata keys; each
 _MAX_KEY = 2**16 - 1  # the GGUF specification's limit on a key's length
 _MAX_DIMS = 4  # GGML_MAX_DIMS: llama.cpp refuses a tensor of more dimensions
 _MAX_KEPT_STRING = 2**20  # a longer string value is kept as its length: names and architectures are short
+# What is copied out of the header is bounded in all, not only item by item: the string values kept (beyond this
+# they are kept as their lengths), and the keys and tensor names (refused beyond this). A sparse file of zeros costs
+# nothing to make and can hold 65,536 strings of a megabyte, or one tensor name of a terabyte; a real model's keys
+# and names take a few hundred kilobytes (llama.cpp refuses a tensor name of 64 bytes or more).
+_MAX_KEPT_STRINGS = 2**24
+_MAX_NAMES = 2**24
 _DEFAULT_ALIGNMENT = 32
 
 
 class _Unread(NamedTuple):
     """A metadata value kept as its length only: an array of strings (a tokenizer's tokens, its merges) or of arrays,
-    or a string longer than :data:`_MAX_KEPT_STRING` bytes."""
+    or a string longer than :data:`_MAX_KEPT_STRING` bytes, or past :data:`_MAX_KEPT_STRINGS` in all."""
 
     length: int  # an array's items, a string's bytes
 
@@ -116,7 +122,7 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
     formats = {layout: struct.Struct(order + layout) for layout in ("Q", "I", *layouts.values())}
     length_at = formats["Q"].unpack_from
     size = len(data)
-    items = 0
+    items = kept = named_bytes = 0
     problem: str | None = None  # the first thing gguf's reader refused that the walk goes past: raised after it
 
     def fail(reason: str) -> SourceError:
@@ -138,14 +144,25 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
             raise fail(f"a string of {length:,} bytes at byte {offset - 8:,}, past the end of the file")
         return offset, offset + length
 
+    def named(start: int, end: int) -> bytes:
+        """A key's or a tensor name's bytes, all of them together bounded before they are copied."""
+        nonlocal named_bytes
+        named_bytes += end - start
+        if named_bytes > _MAX_NAMES:
+            raise fail(f"its metadata keys and tensor names take more than {_MAX_NAMES:,} bytes, more than any model's")
+        return bytes(data[start:end])
+
     def value(kind: int, offset: int, nesting: int = 0) -> tuple[Any, int]:
         """A value and where it ends; an array's items are walked, not read (within an array, its arrays are None)."""
-        nonlocal items
+        nonlocal items, kept
         if kind in layouts:
             return read(layouts[kind], offset)
         if kind == GGUFValueType.STRING:
             start, end = string(offset)
-            return bytes(data[start:end]) if end - start <= _MAX_KEPT_STRING else _Unread(end - start), end
+            if end - start > _MAX_KEPT_STRING or kept + end - start > _MAX_KEPT_STRINGS:
+                return _Unread(end - start), end
+            kept += end - start
+            return bytes(data[start:end]), end
         if kind != GGUFValueType.ARRAY:
             raise fail(f"unknown metadata value type {kind} at byte {offset - 4:,}")
         if nesting == _MAX_ARRAY_NESTING:
@@ -189,7 +206,7 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
             raise fail(f"a metadata key of {end - start:,} bytes at byte {pair:,}, longer than GGUF's {_MAX_KEY:,}")
         kind, offset = read("I", end)
         found, offset = value(kind, offset)
-        key = bytes(data[start:end])
+        key = named(start, end)
         if key == b"general.alignment":
             alignment_field = kind, found
             if kind == GGUFValueType.UINT32:
@@ -210,7 +227,7 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
     infos: list[_TensorInfo] = []
     for _ in range(tensors):
         start, offset = string(offset)
-        raw = bytes(data[start:offset])
+        raw = named(start, offset)
         try:
             name = raw.decode("utf-8")
         except UnicodeDecodeError as error:
