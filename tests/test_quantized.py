@@ -284,6 +284,28 @@ def test_gptq_layers_of_another_width_than_the_configs_bits(tmp_path: Path, g_id
         assert record.bytes == tensors[f"{name}.qweight"].untyped_storage().nbytes()
 
 
+def test_compressed_tensors_layers_read_their_weight_shape(tmp_path: Path) -> None:
+    # a non-uniform scheme: `up` in a 4-bit config group, `down` in an 8-bit one; and a layer of 100 inputs, which
+    # pack_to_int32 pads up to 13 words of eight 4-bit values
+    odd = nn.Linear(100, OUT, bias=False)
+    tensors = _compressed_tensors()
+    tensors["down.weight_packed"] = torch.zeros(OUT, IN * 8 // 32, dtype=torch.int32)
+    tensors |= {
+        "odd.weight_packed": torch.zeros(OUT, math.ceil(100 * 4 / 32), dtype=torch.int32),
+        "odd.weight_scale": torch.zeros(OUT, math.ceil(100 / GROUP), dtype=torch.bfloat16),
+        "odd.weight_shape": torch.tensor(odd.weight.shape, dtype=torch.int64),
+    }
+    groups = {"group_0": {"targets": ["re:.*up.*", "re:.*odd.*"], "weights": {"num_bits": 4}},
+              "group_1": {"targets": ["re:.*down.*"], "weights": {"num_bits": 8}}}  # fmt: skip
+    config = {"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": groups}
+    report = paramscope.inspect(str(_write(tmp_path, tensors, config)))
+    assert report.totals.params == _reference()[0] + odd.weight.numel()
+    for name, shape, dtype in (("up", (OUT, IN), "uint4"), ("down", (OUT, IN), "uint8"), ("odd", (OUT, 100), "uint4")):
+        record = report.tensor(f"{name}.weight_packed")
+        assert (record.shape, record.numel, record.dtype) == (shape, math.prod(shape), dtype)
+        assert record.bytes == tensors[f"{name}.weight_packed"].untyped_storage().nbytes()
+
+
 def test_mxfp4_blocks_and_scales(tmp_path: Path) -> None:
     experts = 4
     path = tmp_path / "model.safetensors"

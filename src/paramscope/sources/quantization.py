@@ -16,6 +16,7 @@ said in a note: packed tensors are then counted as stored.
 from __future__ import annotations
 
 import math
+import struct
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -167,6 +168,23 @@ def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
         plan.companion(scheme, f"{prefix}.{suffix}")
 
 
+def _weight_shape(plan: _Plan, prefix: str) -> tuple[int, int] | None:
+    """The (out, in) that compressed-tensors stores beside a packed weight (``weight_shape``: two integers), when its
+    data can be read (a local file: not the Hub's headers)."""
+    stored = plan.by_name.get(f"{prefix}.weight_shape")
+    layouts = {"int64": "<2q", "int32": "<2i"}
+    if stored is None or stored.read is None or stored.shape != (2,) or stored.dtype not in layouts:
+        return None
+    try:
+        raw = stored.read(stored.nbytes)
+    except OSError:
+        return None
+    if len(raw) != stored.nbytes:
+        return None
+    out, inputs = struct.unpack(layouts[stored.dtype], raw)
+    return (out, inputs) if out >= 0 and inputs >= 0 else None
+
+
 def _compressed_tensors_layer(plan: _Plan, prefix: str, packed: StoredTensor) -> None:
     """int32 words of ``bits``-bit integers (pack-quantized), or uint8 pairs of fp4 values (nvfp4-pack-quantized)."""
     bits = _bits_from_config(plan.config) or 4
@@ -179,11 +197,19 @@ def _compressed_tensors_layer(plan: _Plan, prefix: str, packed: StoredTensor) ->
     out, words = packed.shape
     # NVFP4 keeps a per-tensor global scale beside the fp8 group scales; integer layouts have none
     fp4 = packed.dtype == "uint8" and f"{prefix}.weight_global_scale" in plan.by_name
+    shape = (out, words * word // bits)
+    stored = None if fp4 else _weight_shape(plan, prefix)
+    if stored is not None and stored[0] == out:
+        # the weight's own shape, which a config group of another width than the first (a non-uniform scheme) or
+        # inputs padded up to whole words change: the width whose words hold those inputs, the config's first
+        width = next((b for b in (bits, 2, 4, 8, 16) if word % b == 0 and -(-stored[1] // (word // b)) == words), None)
+        if width is not None:
+            bits, shape = width, stored
     dtype = "float4_e2m1fn" if fp4 else f"uint{bits}"
     plan.weight(
         "compressed-tensors",
         packed,
-        (out, words * word // bits),
+        shape,
         dtype,
         f"{word // bits} × {'fp4' if fp4 else f'{bits}-bit'} per {packed.dtype} (compressed-tensors)",
     )
