@@ -480,6 +480,17 @@ def test_safetensors_under_another_name_is_read_as_safetensors(tmp_path: Path, n
     assert (report.source.kind, report.totals.params) == ("safetensors", 19)
 
 
+@pytest.mark.parametrize("name", ["model.bin", "model.pt", "model"])
+def test_gguf_under_another_name_is_read_as_gguf(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    write_gguf(path, GGUF_TENSORS)
+    report = paramscope.inspect(str(path))
+    reader = gguf.GGUFReader(path)
+    assert report.source.kind == "gguf"
+    assert report.totals.params == sum(int(tensor.n_elements) for tensor in reader.tensors)
+    assert report.totals.param_bytes == sum(int(tensor.n_bytes) for tensor in reader.tensors)
+
+
 def test_expanded_tensor_in_a_pt_file_is_counted_at_its_logical_size_with_a_note(tmp_path: Path) -> None:
     expanded = torch.zeros(4).expand(1000, 4)
     path = tmp_path / "model.pt"

@@ -80,10 +80,10 @@ def _for_file(path: Path) -> Loader:
         head = handle.read(9)
     if _is_safetensors_head(head):
         return _safetensors
+    if head[:4] == b"GGUF":  # no torch file starts so (a zip archive or a pickle): a GGUF model saved as .bin
+        return _gguf
     if path.suffix in _TORCH_SUFFIXES:
         return _torch
-    if head[:4] == b"GGUF":
-        return _gguf
     if head[:4] == b"PK\x03\x04":  # torch.save writes a zip archive
         return _torch
     raise SourceError(f"{path}: not a checkpoint paramscope recognises (expected {TARGET_FORMS})")
