@@ -81,6 +81,19 @@ def _awq(bits: int) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _awq_gemv(bits: int) -> dict[str, torch.Tensor]:
+    """AutoAWQ's GEMV layout (WQLinear_GEMV): packed along the inputs, the groups' zeros and scales padded."""
+    tensors = {}
+    padded = math.ceil(math.ceil(IN // GROUP / 8) / 4) * 4  # its calculate_zeros_width for groups of 32
+    for name in QUANTISED:
+        tensors |= {
+            f"{name}.qweight": torch.zeros(OUT, IN * bits // 32, dtype=torch.int32),
+            f"{name}.qzeros": torch.zeros(OUT, padded, dtype=torch.int32),
+            f"{name}.scales": torch.zeros(OUT, padded * 8, dtype=torch.float16),
+        }
+    return tensors
+
+
 def _bnb4(kind: str = "nf4", blocksize: int = 64) -> dict[str, torch.Tensor]:
     tensors = {}
     for name in QUANTISED:
@@ -176,6 +189,12 @@ LAYOUTS = {
     "gptq-8bit-config-bits-0": (_gptq_without_g_idx(8), {"quant_method": "gptq", "bits": 0}, "GPTQ", "uint8"),
     "awq-4bit-config": (_awq(4), {"quant_method": "awq", "bits": 4, "group_size": GROUP}, "AWQ", "uint4"),
     "awq-4bit-from-shapes": (_awq(4), None, "AWQ", "uint4"),
+    "awq-4bit-gemv": (
+        _awq_gemv(4),
+        {"quant_method": "awq", "bits": 4, "group_size": GROUP, "version": "gemv"},
+        "AWQ",
+        "uint4",
+    ),
     "bnb-nf4": (_bnb4("nf4"), {"quant_method": "bitsandbytes", "load_in_4bit": True}, "bitsandbytes 4-bit", "nf4"),
     "bnb-fp4": (_bnb4("fp4"), None, "bitsandbytes 4-bit", "float4_e2m1fn"),
     "bnb-int8": (_bnb8(), {"quant_method": "bitsandbytes", "load_in_8bit": True}, "bitsandbytes 8-bit", "int8"),

@@ -146,7 +146,11 @@ def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
         plan.problem(qweight.name, f"shape {qweight.shape} fits neither GPTQ nor AWQ packing of {out} outputs")
         return
     bits = _bits_from_config(settings)
-    if cols == out and method != "awq":  # GPTQ: qweight (in × bits/32, out)
+    if method == "awq" and str(settings.get("version", "")).lower() == "gemv":
+        # AutoAWQ's GEMV kernels pack along the inputs: qweight (out, in × bits/32), scales (out, groups padded)
+        scheme = "AWQ"
+        out, inputs = rows, cols * 32 // bits if bits else None
+    elif cols == out and method != "awq":  # GPTQ: qweight (in × bits/32, out)
         scheme = "GPTQ"
         # the layer's own tensors first: GPTQModel's `dynamic` gives some layers another width than the config's bits
         bits = _gptq_bits(rows, out, g_idx, plan.by_name.get(f"{prefix}.qzeros")) or bits
