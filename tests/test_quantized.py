@@ -357,6 +357,17 @@ def test_unreadable_bnb_quant_state_is_said_once(tmp_path: Path, state: bytes) -
     ]
 
 
+def test_bnb4_stored_in_bfloat16_without_a_readable_quant_state(tmp_path: Path) -> None:
+    # bnb_4bit_quant_storage=torch.bfloat16 (QLoRA with FSDP): the same packed bytes, four 4-bit values per element
+    tensors = _bnb4("nf4")
+    for name in QUANTISED:
+        tensors[f"{name}.weight"] = torch.zeros(OUT * IN // 4, 1, dtype=torch.bfloat16)
+        tensors[f"{name}.weight.quant_state.bitsandbytes__nf4"] = torch.tensor(list(b"not json"), dtype=torch.uint8)
+    report = paramscope.inspect(str(_write(tmp_path, tensors, None)))
+    assert report.totals.params == _reference()[0]
+    assert report.tensor("up.weight").numel == nn.Linear(IN, OUT).weight.numel()
+
+
 def test_bnb_quant_state_shape_that_its_bytes_do_not_hold_is_counted_as_stored(tmp_path: Path) -> None:
     tensors = _bnb4("nf4")
     state = json.dumps({"quant_type": "nf4", "blocksize": 64, "dtype": "float16", "shape": [10**6, 10**6]})

@@ -284,7 +284,9 @@ def _bnb4_layer(plan: _Plan, weight: StoredTensor) -> None:
         )
         return
     if shape is None:
-        shape = (weight.numel * 2,)  # two 4-bit values per byte; the quant state with the real shape is unreadable
+        # two 4-bit values per byte, whatever the storage dtype (bnb_4bit_quant_storage=bfloat16 for FSDP: four per
+        # element); the quant state with the real shape is unreadable
+        shape = (weight.nbytes * 2,)
         plan.unread_states.append(weight.name)
     dtype = "nf4" if kind == "nf4" else "float4_e2m1fn"
     plan.weight("bitsandbytes 4-bit", weight, shape, dtype, f"2 × {kind} per uint8 (bitsandbytes 4-bit)")
