@@ -529,6 +529,20 @@ def test_build_failure_of_a_missing_package_has_no_meta_hint(
     )
 
 
+def test_a_model_class_whose_library_is_missing_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # without torchaudio, transformers exports a stand-in for the class that raises ImportError on any attribute:
+    # looking at the class, before building it, was a traceback (exit 1)
+    if transformers.utils.is_torchaudio_available():
+        pytest.skip("torchaudio is installed: HiggsAudioV2TokenizerModel is the real class")
+    config = transformers.HiggsAudioV2TokenizerConfig(architectures=["HiggsAudioV2TokenizerModel"])
+    path = write_config(tmp_path, config)
+    with pytest.raises(ImportError) as caught:
+        transformers.HiggsAudioV2TokenizerModel.from_config  # noqa: B018
+    expected = f"{path}: building HiggsAudioV2TokenizerModel failed: {transformers_reason(caught.value)}"
+    assert_error(run(capsys, "inspect", str(path)), expected)
+    assert_error(run(capsys, "inspect", str(path), "--model-class", "HiggsAudioV2TokenizerModel"), expected)
+
+
 def test_malformed_hf_endpoint_with_a_local_config(tmp_path: Path) -> None:
     """huggingface_hub parses HF_ENDPOINT when transformers first imports it: a fresh process, to reach that import."""
     path = tiny_llama_config(tmp_path)

@@ -151,10 +151,14 @@ def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_
     name = model_class or _architecture(config, shown)
     if name is None:
         return transformers.AutoModel, "AutoModel (config.json names no architecture)"
-    cls = getattr(transformers, name, None)
-    if cls is not None and not (
-        (isinstance(cls, type) and hasattr(cls, "from_config")) or hasattr(cls, "_from_config")
-    ):
+    try:
+        cls = getattr(transformers, name, None)
+        buildable = (
+            cls is None or (isinstance(cls, type) and hasattr(cls, "from_config")) or hasattr(cls, "_from_config")
+        )
+    except ImportError as error:  # a class whose library is missing is a stand-in that raises on any attribute
+        raise TargetError(f"{shown}: building {name} failed: {type(error).__name__}: {_message(error)}") from None
+    if not buildable:
         raise TargetError(f"{name} is not a model class of transformers (it cannot be built from a config)")
     if cls is None:
         auto_map = getattr(config, "auto_map", None) or {}
