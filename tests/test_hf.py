@@ -190,6 +190,35 @@ def test_config_dtype_is_used(capsys: pytest.CaptureFixture[str], tmp_path: Path
     ]
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_config_dtype_keeps_the_modules_transformers_keeps_in_float32(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, dtype: str
+) -> None:
+    # T5 keeps its feed-forward output layers (wo) in float32 when transformers loads it in float16 (and only then):
+    # built in float16 from the config, they were counted at 2 bytes
+    sizes = {"vocab_size": 32, "d_model": 16, "d_kv": 8, "d_ff": 32, "num_layers": 2, "num_heads": 2}
+    config = transformers.T5Config(**sizes, architectures=["T5ForConditionalGeneration"])
+    transformers.T5ForConditionalGeneration(config).save_pretrained(tmp_path)
+    edit_config(tmp_path / "config.json", dtype=dtype)
+    loaded = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path)  # as transformers loads it
+    expected: dict[str, dict[str, int]] = {}
+    for parameter in loaded.parameters():
+        entry = expected.setdefault(str(parameter.dtype).removeprefix("torch."), {"params": 0, "bytes": 0})
+        entry["params"] += parameter.numel()
+        entry["bytes"] += parameter.numel() * parameter.element_size()
+    assert (dtype == "float16") == ("float32" in expected)  # the test's premise: wo is kept in float16 alone
+    capsys.readouterr()  # transformers' progress bars
+    report = run_json(capsys, tmp_path / "config.json")
+    assert report["by_dtype"] == expected
+    kept = [name for name, parameter in loaded.named_parameters() if parameter.dtype == torch.float32]
+    notes = [note for note in report["notes"] if "kept in float32" in note]
+    said = (
+        f"{len(kept)} tensor(s) kept in float32 ({', '.join(kept[:3])} and {len(kept) - 3} more), as transformers "
+        "loads the model in float16 (the class's _keep_in_fp32_modules)"
+    )
+    assert notes == ([said] if kept else [])
+
+
 def test_subprocess_config_without_dtype_keeps_stderr_clean(published: dict[str, Published]) -> None:
     directory = published["llama-2-7b"].directory
     assert "dtype" not in json.loads((directory / "config.json").read_text())
