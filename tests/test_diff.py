@@ -553,6 +553,35 @@ def test_a_tie_stored_twice_in_a_checkpoint_still_loads(tmp_path: Path) -> None:
     assert not any("copies" in note for note in paramscope.diff(tied(), str(tmp_path / "model.pt")).notes)
 
 
+def test_two_checkpoints_of_a_tie_stored_once_and_under_both_names_are_the_same(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # safetensors (as transformers saves) drops the tied head; torch.save of the state dict keeps it as a second name
+    # of the embedding's storage. The head's module, on B's side only and holding nothing of its own, made the two
+    # differ (exit 1), though every tensor matched.
+    once, twice = tmp_path / "model.safetensors", tmp_path / "model.pt"
+    safetensors.torch.save_model(tied(), str(once))
+    torch.save(tied().state_dict(), twice)
+    assert set(safetensors.torch.load_file(str(once))) == {"emb.weight"}
+    assert set(torch.load(twice)) == {"emb.weight", "head.weight"}
+    # both load whole into the tied model
+    missing, unexpected = safetensors.torch.load_model(tied(), str(once))
+    assert (set(missing), set(unexpected)) == (set(), set())
+    result = tied().load_state_dict(torch.load(twice))
+    assert (result.missing_keys, result.unexpected_keys) == ([], [])
+    for a, b in ((once, twice), (twice, once)):
+        found = paramscope.diff(str(a), str(b))
+        assert (found.only_in_a, found.only_in_b, found.changed, found.sharing) == ((), (), (), ())
+        assert found.equal
+        assert shown_modules(found, depth=2, everything=False) == []
+        code, out, err = run(capsys, "diff", str(a), str(b))
+        assert (code, err) == (0, "")
+        assert out.rstrip().endswith("  - the models are the same")
+    # a head stored apart is another checkpoint still
+    torch.save(untied().state_dict(), tmp_path / "untied.pt")
+    assert run(capsys, "diff", str(once), str(tmp_path / "untied.pt"))[0] == 1
+
+
 def gptq_layout(group: int, scales: str = "F16") -> dict[str, tuple[str, tuple[int, ...]]]:
     """A GPTQ checkpoint of one 128 → 64 layer, 4-bit, quantised in groups of ``group`` inputs."""
     return {

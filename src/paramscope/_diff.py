@@ -63,6 +63,13 @@ class ModuleDelta:
         known = None not in (self.type_a, self.type_b) and self.complete_a and self.complete_b
         return known and self.type_a != self.type_b
 
+    @property
+    def holds_nothing(self) -> bool:
+        """On one side only, and holding no parameter there (its size known)."""
+        if self.params_b is None:
+            return self.params_a == self.bytes_a == 0 and self.complete_a
+        return self.params_a is None and self.params_b == self.bytes_b == 0 and self.complete_b
+
 
 @dataclass(frozen=True, slots=True)
 class TensorChange:
@@ -135,6 +142,12 @@ class Diff:
         return self.complete and not self._differs()
 
     @property
+    def with_checkpoint(self) -> bool:
+        """A side is a checkpoint, which holds tensors, not modules: a module that holds no tensor of its own there
+        (a tied head stored under its name too) is a name of a tensor, compared with the tensors."""
+        return self.a.source.kind in _CHECKPOINT_KINDS or self.b.source.kind in _CHECKPOINT_KINDS
+
+    @property
     def counts_alike(self) -> bool:
         """Both sides are checkpoints, or neither is: their totals, and modules without tensors, compare."""
         return _count_alike(self.a, self.b)
@@ -142,8 +155,11 @@ class Diff:
     def _differs(self) -> bool:
         if self.only_in_a or self.only_in_b or self.changed or self.sharing:
             return True
-        # against a checkpoint, which holds no modules, a module without tensors is on one side only
-        if self.counts_alike and any(module.rebuilt for module in self.modules):
+        # against a checkpoint, which holds no modules, a module without tensors is on one side only; between two
+        # checkpoints, one that holds none on the side that has it is a tied tensor's other name, matched above
+        if self.counts_alike and any(
+            module.rebuilt and not (self.with_checkpoint and module.holds_nothing) for module in self.modules
+        ):
             return True
         if not (self.complete and self.counts_alike):
             return False

@@ -71,11 +71,11 @@ def shown_modules(diff: Diff, depth: int, everything: bool) -> list[ModuleDelta]
         if delta.depth:
             children.setdefault(delta.path.rpartition(".")[0], []).append(delta)
     # a checkpoint holds tensors, not modules: against a model, a module that holds none (an activation, a tied head)
-    # is no difference for being absent from it
-    against_checkpoint = not diff.counts_alike
+    # is no difference for being absent from it, nor between two checkpoints a tied head stored under its name too
+    against_checkpoint = diff.with_checkpoint
 
     def differs(delta: ModuleDelta) -> bool:
-        return delta.changed and not (against_checkpoint and _holds_nothing(delta))
+        return delta.changed and not (against_checkpoint and delta.holds_nothing)
 
     rows = []
     for delta in diff.modules:
@@ -88,13 +88,6 @@ def shown_modules(diff: Diff, depth: int, everything: bool) -> list[ModuleDelta]
         if own is not None and (everything or differs(own)):
             rows.append(own)
     return rows
-
-
-def _holds_nothing(delta: ModuleDelta) -> bool:
-    """On one side only, and holding no parameter there (its size known)."""
-    if delta.params_b is None:
-        return delta.params_a == delta.bytes_a == 0 and delta.complete_a
-    return delta.params_a is None and delta.params_b == delta.bytes_b == 0 and delta.complete_b
 
 
 def _own_delta(delta: ModuleDelta, kids: list[ModuleDelta]) -> ModuleDelta | None:
