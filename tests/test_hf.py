@@ -495,6 +495,39 @@ def test_a_text_model_class_named_with_a_multimodal_config_gets_its_text_config(
     assert not [note for note in report["notes"] if "text_config" in note]
 
 
+@pytest.mark.parametrize(("dtype", "vision_dtype"), [(None, None), ("bfloat16", None), ("bfloat16", "float16")])
+def test_a_model_class_of_one_part_is_built_from_that_parts_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, dtype: str | None, vision_dtype: str | None
+) -> None:
+    # --model-class SiglipVisionModel with a SigLIP config.json: transformers' from_pretrained reads the vision_config
+    # (SiglipVisionConfig.base_config_key) in its own dtype; paramscope built the class from the whole config, which
+    # raised ('SiglipConfig' object has no attribute 'hidden_size')
+    layers = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = transformers.SiglipConfig(
+        text_config={**layers, "vocab_size": 50}, vision_config={**layers, "image_size": 32, "patch_size": 8}
+    )
+    transformers.SiglipModel(config).save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data.pop("dtype", None)
+    data["vision_config"].pop("dtype", None)
+    data.update({"dtype": dtype} if dtype else {})
+    data["vision_config"].update({"dtype": vision_dtype} if vision_dtype else {})
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    loaded = transformers.SiglipVisionModel.from_pretrained(tmp_path)  # as transformers loads it
+    expected: dict[str, dict[str, int]] = {}
+    for parameter in loaded.parameters():
+        entry = expected.setdefault(str(parameter.dtype).removeprefix("torch."), {"params": 0, "bytes": 0})
+        entry["params"] += parameter.numel()
+        entry["bytes"] += parameter.numel() * parameter.element_size()
+    capsys.readouterr()  # transformers' progress bars and load report
+    report = run_json(capsys, tmp_path / "config.json", "--model-class", "SiglipVisionModel")
+    assert report["by_dtype"] == expected
+    assert report["totals"]["params"] == numel(loaded)
+    assert report["notes"][1] == (
+        "SiglipVisionModel is built from the config's vision_config (SiglipVisionConfig), as transformers loads it"
+    )
+
+
 def test_a_text_model_class_named_with_a_multimodal_config_keeps_the_config_dtype(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -202,6 +202,21 @@ def _config_for(cls: Any, config: Any) -> tuple[Any, list[str]]:
                   "Auto classes build it"]  # fmt: skip
 
 
+def _part_config(cls: Any, config: Any) -> tuple[Any, list[str]]:
+    """The config to build ``cls`` from when it is the model of one part of the model config.json describes (a
+    SiglipVisionModel or CLIPVisionModel named with a SigLIP or CLIP config), and a note: that part's config, under
+    its config class's ``base_config_key`` (``vision_config``), as transformers' ``from_pretrained`` reads it; built
+    from the whole config, the class reads fields it lacks (hidden_size) and raises."""
+    wanted = getattr(cls, "config_class", None)
+    if not isinstance(wanted, type) or isinstance(config, wanted):
+        return config, []
+    key = getattr(wanted, "base_config_key", None)
+    part = getattr(config, key, None) if isinstance(key, str) and key else None
+    if not isinstance(part, wanted):
+        return config, []
+    return part, [f"{cls.__name__} is built from the config's {key} ({type(part).__name__}), as transformers loads it"]
+
+
 def _check_depth(config: Any, shown: str) -> None:
     """Refuse a config whose model (or whose text model, in a multimodal config) has more layers than any model: it
     would make that many modules, a minute for each thousand of them, and hold them all."""
@@ -284,6 +299,10 @@ def build_from_config(
     config, text_note = _config_for(cls, config)
     # a text_config without a dtype of its own has its weights in the dtype of the config around it
     dtype = _declared_dtype(config) or _declared_dtype(whole)
+    if config is whole:
+        config, part_note = _part_config(cls, config)
+        if part_note:  # transformers reads that part's config alone: its own dtype, if any
+            text_note, dtype = part_note, _declared_dtype(config)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
     # an Auto class is not a model class (Autoformer's classes are, whatever their names say)
