@@ -151,13 +151,15 @@ def torch_saved_bytes(model: nn.Module, *args: Any, **kwargs: Any) -> tuple[int,
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         nonlocal total
-        key = tensor.untyped_storage().data_ptr()
-        if key not in seen:
-            seen.add(key)
-            held.append(tensor.untyped_storage())
-            total += tensor.untyped_storage().nbytes()
-            for path in set(stack):
-                per_path[path] = per_path.get(path, 0) + tensor.untyped_storage().nbytes()
+        # a jagged nested tensor has no storage of its own: its values and offsets have theirs
+        for part in (tensor.values(), tensor.offsets()) if tensor.layout is torch.jagged else (tensor,):
+            key = part.untyped_storage().data_ptr()
+            if key not in seen:
+                seen.add(key)
+                held.append(part.untyped_storage())
+                total += part.untyped_storage().nbytes()
+                for path in set(stack):
+                    per_path[path] = per_path.get(path, 0) + part.untyped_storage().nbytes()
         return tensor
 
     def enter(module: nn.Module, args: Any, path: str) -> None:
@@ -3278,6 +3280,34 @@ def test_the_ops_that_describe_a_nested_tensor_are_not_the_forwards() -> None:
     report = paramscope.summary(UnbindsThenPassesOn(), input_data=nested, device="cpu")
     assert report.calls[1].inputs == "nested([5, 16], [3, 16])"  # type: ignore[index]
     assert any(note.endswith("count 0: aten.unbind (1)") for note in report.notes), report.notes
+
+
+def jagged_mlp_and_input() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    jagged = torch.nested.nested_tensor([torch.randn(3, 8), torch.randn(5, 8)], layout=torch.jagged)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)), jagged
+
+
+def test_a_jagged_nested_tensor_saves_its_values_and_offsets_as_torch_does() -> None:
+    # describing the jagged outputs unbinds them, which autograd would record (and save them for) with grad on
+    model, jagged = jagged_mlp_and_input()
+    report = paramscope.summary(model, input_data=[jagged], device="cpu", mode="train")
+    total, per_path = torch_saved_bytes(model, jagged)
+    assert total == 256 + 24 + 512  # the input's values and offsets, the ReLU's output
+    assert report.totals.activations_bytes == total
+    assert {row.path: row.activations_bytes for row in report.calls or ()} == {
+        "": total, "0": per_path["0"], "1": per_path["1"], "2": per_path.get("2", 0)
+    }  # fmt: skip
+
+
+def test_a_jagged_nested_tensor_on_meta_is_refused_naming_the_inputs() -> None:
+    model, jagged = jagged_mlp_and_input()
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_data=[jagged], mode="train")
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs nested([3, 8], [5, 8]): NotImplementedError: a nested tensor "
+        f"cannot be made on meta; {META_VALUES_HINT}"
+    )
 
 
 @pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")

@@ -182,7 +182,9 @@ def describe(value: Any) -> str:
 def _tensor_text(value: torch.Tensor) -> str:
     if value.is_nested:  # strided nested tensors have no overall shape: the shape of each sequence
         try:
-            with _disable_current_modes():  # describing is not the forward: the op recorder must not see it
+            # describing is not the forward: the op recorder must not see it, nor autograd (which would save the
+            # jagged tensor for the unbind's backward, and count it as an activation)
+            with _disable_current_modes(), torch.no_grad():
                 parts = value.unbind()
         except RuntimeError:  # torch made it inconsistent (a cat of strided nested tensors): no sequences to show
             return "nested(unreadable)"
@@ -1369,8 +1371,12 @@ def _meta_twin(value: torch.Tensor, memo: dict[Any, Any]) -> torch.Tensor:
     size of ``value``'s, one for the inputs whose storage is one (kept in ``memo`` by the storage's key). What
     autograd keeps of an input is its storage: an expanded tensor (position ids) keeps the few values it views, a
     slice the whole tensor it was cut from, and two views of one tensor one storage, as on a real device."""
+    if value.is_nested:
+        # torch's fake tensors, which the forward on meta runs on, take a jagged nested tensor only while
+        # torch.compile traces (its lengths become symbols) and a strided one not at all (it has no sizes)
+        raise NotImplementedError("a nested tensor cannot be made on meta")
     plain = type(value) in (torch.Tensor, nn.Parameter) and value.layout == torch.strided
-    if not plain or value.is_nested or value.is_quantized or value.untyped_storage().nbytes() % value.itemsize:
+    if not plain or value.is_quantized or value.untyped_storage().nbytes() % value.itemsize:
         return torch.empty_like(value, device="meta")
     key = ("storage", _storage_key(value))
     storage = memo.get(key)
@@ -1418,8 +1424,9 @@ class _SavedTensors:
         self.total = 0
 
     def pack(self, tensor: torch.Tensor) -> list[torch.Tensor]:
-        if tensor.layout is torch.strided:
-            for part in _parts(tensor):  # a wrapper subclass keeps its data in plain tensors: their storages
+        if tensor.layout is torch.strided or tensor.layout is torch.jagged:
+            # a wrapper subclass keeps its data in plain tensors (a jagged nested tensor: values and offsets)
+            for part in _parts(tensor):
                 self._count(part)
         else:  # a sparse tensor has no storage of its own: its indices and values have theirs
             with _disable_current_modes():  # reading them is not the forward: the op recorder must not see it
@@ -1565,7 +1572,11 @@ def _run(
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
             stack.enter_context(_compiled_code_run_eagerly())
             memo: dict[int, Any] = {}  # not ops of the model's: made before the recorder sees any
-            inputs, keywords = to_device(args, device, memo), to_device(kwargs, device, memo)
+            try:
+                inputs, keywords = to_device(args, device, memo), to_device(kwargs, device, memo)
+            except Exception as error:  # an input that cannot be made on meta: the model's own, with those inputs
+                hooks.failure = (error, "", args, kwargs)
+                raise
             if device != "meta":
                 _restore_callers_tensors(recorder, (args, kwargs), device)
             if count_flops or recorder.protected or recorder.restorable:
