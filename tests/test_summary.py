@@ -1634,6 +1634,36 @@ def test_a_mapping_of_another_kind_in_input_data_keeps_the_callers_tensors(devic
     assert batch["x"] is x
 
 
+GIVEN: list[Any] = []  # outside the model: a summary puts back what the model's own lists hold
+
+
+class LinearOfEach(nn.Linear):
+    """Adds 1 to each tensor of a collection in place, then runs the layer on each; what it was given in ``GIVEN``."""
+
+    def forward(self, inputs: Any) -> list[torch.Tensor]:  # type: ignore[override]
+        GIVEN.append((type(inputs), getattr(inputs, "maxlen", None), [x.device.type for x in inputs]))
+        return [super(LinearOfEach, self).forward(x.add_(1)) for x in inputs]
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("kind", ["set", "frozenset", "deque"])
+def test_sets_and_deques_in_input_data_are_copied_as_lists_are(device: str, kind: str) -> None:
+    # copied with their tensors moved, in their type (a deque with its maxlen); the caller's as they were
+    a, b = torch.randn(2, 4), torch.randn(2, 4)
+    values = a.clone(), b.clone()
+    make = {"set": set, "frozenset": frozenset, "deque": lambda items: collections.deque(items, maxlen=5)}[kind]
+    inputs = make([a, b])
+    GIVEN.clear()
+    report = paramscope.summary(LinearOfEach(4, 3), input_data=[inputs], device=device)
+    forwards = 2 if device == "meta" else 1  # on meta a second forward, in train mode, measures the activations
+    assert [(type(inputs), 5 if kind == "deque" else None, [device, device])] * forwards == GIVEN
+    assert report.totals.flops == 2 * (2 * 2 * 4 * 3)
+    assert type(inputs) is type(make([]))
+    assert sorted(map(id, inputs)) == sorted(map(id, (a, b)))
+    assert torch.equal(a, values[0])  # the forward's writes put back
+    assert torch.equal(b, values[1])
+
+
 class _Missing:
     """A default told apart by identity, as libraries mark an argument not given."""
 

@@ -1266,8 +1266,9 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
     """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype, strides
     and ``requires_grad``, in storages of the sizes theirs have, one for the inputs that share one, see
     :func:`_meta_twin`; one that requires grad a leaf of its own), in lists, tuples, named tuples, mappings (of
-    their own type, see :func:`_copied_mapping`) and dataclasses as deep as they go, and in copies of other objects
-    with attributes (a key/value cache, see :func:`_copied`); a random generator as a copy in its state. A
+    their own type, see :func:`_copied_mapping`), sets, frozensets, deques and dataclasses as deep as they go, and
+    in copies of other objects with attributes (a key/value cache, see :func:`_copied`); a random generator as a
+    copy in its state. A
     PackedSequence keeps its batch sizes on the cpu, where torch takes them. One tensor or container given twice
     is one moved (``memo``, by id, shared by the calls for one forward's inputs):
     attention given the same query, key and value takes its self-attention path, and a list that holds itself is
@@ -1290,13 +1291,21 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
                             *(to_device(item, device, memo) for item in indices))  # fmt: skip
     elif isinstance(value, tuple) and hasattr(value, "_make"):  # a named tuple
         moved = value._make(to_device(item, device, memo) for item in value)
-    elif isinstance(value, tuple):
+    elif isinstance(value, (tuple, frozenset)):
         moved = type(value)(to_device(item, device, memo) for item in value)
     # the mutable containers are kept in the memo before their items are moved: one may hold itself, a tuple cannot
     # without one of them in between
     elif isinstance(value, list):
         moved = memo[id(value)] = copy(value)  # a subclass keeps its type and attributes, as copy makes them
         moved[:] = [to_device(item, device, memo) for item in value]
+    elif isinstance(value, (set, deque)):  # copies of their own type (a deque keeps its maxlen)
+        moved = memo[id(value)] = copy(value)
+        moved.clear()
+        items = [to_device(item, device, memo) for item in value]
+        if isinstance(moved, set):
+            moved.update(items)
+        else:
+            moved.extend(items)
     elif isinstance(value, Mapping):
         # a dict of its own type (a batch whose keys are attributes too, a defaultdict), where it can be copied
         moved = memo[id(value)] = _copied_mapping(value)
@@ -1741,7 +1750,7 @@ def _tensors_in(value: Any, depth: int = 4, enclosing: set[int] | None = None) -
     if not depth or id(value) in enclosing:
         return
     enclosing.add(id(value))
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, frozenset, deque)):
         items: Iterable[Any] = value
     elif isinstance(value, Mapping):
         items = value.values()
