@@ -2552,7 +2552,7 @@ def test_float_inputs_to_an_embedding_are_told_to_be_long_in_the_note() -> None:
     model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
     plan = plan_of(model, input_size=(2, 3), train=True)
     assert plan.notes[0] == (
-        "no activations item: the forward failed in '0' with inputs [2, 3]: RuntimeError: Expected tensor for "
+        "no activations item: the forward failed in '0' with inputs [2, 3] bfloat16: RuntimeError: Expected tensor for "
         "argument #1 'indices' to have one of the following scalar types: Long, Int; but got torch.bfloat16 instead; "
         "an embedding looks up integer token ids: give it long inputs (--input-dtype long, input_dtypes=['long'])"
     )

@@ -2269,12 +2269,26 @@ def test_operands_in_different_dtypes_are_refused_on_meta_as_on_cpu(layer: str, 
     # a float16 input to a float32 layer: every device refuses the product; torch's meta kernels gave a result
     model, dtype, message = MIXED_DTYPES[layer]
     size = (2, 4, 5, 5) if "Conv" in layer else (2, 4)
-    with pytest.raises(ForwardError, match=r"type"):  # torch's words: "same dtype", "Input type ... weight type"
+    inputs = f"{list(size)} {str(dtype).removeprefix('torch.')}"  # the dtype that fails, shown
+    with pytest.raises(ForwardError, match=r"type") as caught:  # torch's words: "same dtype", "Input type ... weight"
         paramscope.summary(model, input_size=size, dtypes=[dtype], device="cpu", mode=mode)
+    assert str(caught.value).startswith(f"the forward failed in '(model)' with inputs {inputs}: RuntimeError: ")
     with pytest.raises(ForwardError) as caught:
         paramscope.summary(model, input_size=size, dtypes=[dtype], mode=mode)
-    inputs = describe(torch.empty(size, dtype=dtype, device="meta"))
     assert str(caught.value) == f"the forward failed in '(model)' with inputs {inputs}: RuntimeError: {message}"
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_half_precision_input_to_a_float32_convolution_names_its_dtype_in_the_error(device: str) -> None:
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(nn.Conv2d(3, 8, 3), input_size=(1, 3, 8, 8), dtypes=[torch.float16], device=device)
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [1, 3, 8, 8] float16: RuntimeError: Input type (c10::Half) and "
+        "bias type (float) should be the same"
+    )
+    with pytest.raises(ForwardError) as caught:  # float32, torch's default, is not named
+        paramscope.summary(nn.Conv2d(3, 8, 3).half(), input_size=(1, 3, 8, 8), dtypes=[torch.float32], device=device)
+    assert str(caught.value).startswith("the forward failed in '(model)' with inputs [1, 3, 8, 8]: RuntimeError: ")
 
 
 class Autocast(nn.Module):
