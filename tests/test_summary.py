@@ -1053,6 +1053,39 @@ def test_an_embedding_bag_saves_on_meta_what_it_saves_on_cpu(options: dict[str, 
         assert (device, report.totals.activations_bytes) == (device, expected)
 
 
+class FrozenStatistics(nn.Module):
+    """A convolution and a BatchNorm kept in eval mode (its running statistics frozen) in a train-mode forward; or
+    the BatchNorm as ``F.batch_norm`` with ``training=False``."""
+
+    def __init__(self, functional: bool = False) -> None:
+        super().__init__()
+        self.conv, self.norm, self.functional = nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), functional
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if self.functional:
+            norm = self.norm
+            return nn.functional.batch_norm(y, norm.running_mean, norm.running_var, norm.weight, norm.bias)
+        return self.norm(y)
+
+    def train(self, mode: bool = True) -> FrozenStatistics:
+        super().train(mode)
+        self.norm.eval()
+        return self
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_a_batch_norm_in_eval_mode_saves_on_meta_what_it_saves_on_cpu(functional: bool) -> None:
+    # torch's meta kernel returns the running statistics' mean and inverse std for backward (as CUDA's own kernel
+    # does), where the CPU kernel returns empty tensors
+    model = FrozenStatistics(functional)
+    expected, _ = torch_saved_bytes(model, torch.randn(4, 3, 8, 8))
+    assert expected == 4 * 3 * 8 * 8 * 4 + 4 * 8 * 6 * 6 * 4  # the input and the convolution's output
+    for device in ("meta", "cpu"):
+        report = paramscope.summary(model, input_size=(4, 3, 8, 8), device=device, mode="train")
+        assert (device, report.totals.activations_bytes) == (device, expected)
+
+
 def test_transformers_gpt2_with_sdpa_same_flops_on_meta_and_cpu() -> None:
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)

@@ -28,6 +28,9 @@
   or bfloat16 weights, no padding index) and makes it one longer than it keeps otherwise, makes the bag sizes one
   per offset, and a ``max_indices`` of one per bag outside mode max. Autograd saves them for backward, so meta
   makes them as the CPU does.
+- ``native_batch_norm`` in eval mode (a BatchNorm kept in eval mode in a train-mode forward): torch's meta kernel
+  returns a mean and an inverse standard deviation of the running statistics, as CUDA's own kernel does, where the
+  CPU kernel returns empty ones. Autograd saves them for backward, so meta makes them as the CPU does.
 - Matrix products and convolutions of operands in different dtypes (a float16 input to a float32 ``nn.Linear``):
   every device refuses them, torch's meta kernels do not check; refused here too.
 """
@@ -371,6 +374,11 @@ class _MetaKernels(TorchDispatchMode):
         if _on_the_cpu_alone(args, kwargs):
             with unset_fake_temporarily():
                 return func(*args, **kwargs)
+        if id(func) in _BATCH_NORM and _in_eval(func, args, kwargs):
+            # no batch statistics to keep for backward: torch's CPU kernel returns empty ones (which autograd
+            # saves), its meta kernel a mean and an inverse std of the running statistics as CUDA's own kernel does
+            output, *_ = self.values.run(func, args, kwargs)
+            return output, output.new_empty(0), output.new_empty(0)
         if id(func) in _INDEXING and any(_is_real_mask(index) for index in args[1]):
             return func(args[0], _positions(args[1]), *args[2:], **kwargs)
         return self.values.run(func, args, kwargs)
@@ -597,6 +605,17 @@ def _check_one_dtype(func: Any, args: tuple[Any, ...]) -> None:
     if len(set(dtypes)) > 1 and not getattr(_running, "autocast", False):
         operands = f"{', '.join(dtypes[:-1])} and {dtypes[-1]}"
         raise RuntimeError(f"{func.overloadpacket.__name__} takes operands of one dtype, not {operands}")
+
+
+# BatchNorm's kernels, whose statistics for backward torch's CPU kernel leaves empty in eval mode; by id, as _INDEXING
+_BATCH_NORM = {id(op) for op in (aten.native_batch_norm.default, aten._native_batch_norm_legit_no_training.default)}
+
+
+def _in_eval(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a call of one of :data:`_BATCH_NORM` normalises with the running statistics (eval mode)."""
+    if func is aten._native_batch_norm_legit_no_training.default:
+        return True
+    return not (args[5] if len(args) > 5 else kwargs["training"])
 
 
 # ops whose second argument is a list of indices, a boolean mask among them standing for the positions it holds;
