@@ -1691,6 +1691,8 @@ def test_sets_and_deques_in_input_data_are_copied_as_lists_are(device: str, kind
     forwards = 2 if device == "meta" else 1  # on meta a second forward, in train mode, measures the activations
     assert [(type(inputs), 5 if kind == "deque" else None, [device, device])] * forwards == GIVEN
     assert report.totals.flops == 2 * (2 * 2 * 4 * 3)
+    shown = {"set": "{[2, 4], [2, 4]}", "frozenset": "frozenset({[2, 4], [2, 4]})", "deque": "deque([[2, 4], [2, 4]])"}
+    assert report.calls[0].inputs == shown[kind]  # type: ignore[index]
     assert type(inputs) is type(make([]))
     assert sorted(map(id, inputs)) == sorted(map(id, (a, b)))
     assert torch.equal(a, values[0])  # the forward's writes put back
