@@ -989,6 +989,45 @@ def test_exclude_embeddings_leaves_out_only_an_embeddings_weight() -> None:
     assert report.totals.non_embedding_params == expected == 4 + 4 * 4 + 4
 
 
+def test_exclude_embeddings_keeps_the_blocks_output_layers_of_rwkv() -> None:
+    # RWKV names each block's attention out-projection ``output`` (rwkv.blocks.0.attention.output); its head is
+    # ``head``: nothing but the embedding is left out, as transformers counts it
+    config = transformers.RwkvConfig(vocab_size=100, hidden_size=16, num_hidden_layers=3, attention_hidden_size=16,
+                                     intermediate_size=32, context_length=32)  # fmt: skip
+    model = meta_build(transformers.RwkvForCausalLM, config)
+    assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight  # untied, not "output"
+    expected = model.num_parameters(exclude_embeddings=True)
+    assert expected == numel(model) - 100 * 16
+    report = paramscope.inspect(model, exclude_embeddings=True)
+    assert report.totals.non_embedding_params == expected
+    assert report.notes[-1] == f"without embeddings: {expected:,} parameters (left out: rwkv.embeddings.weight 1,600)"
+
+
+def test_exclude_embeddings_leaves_out_the_head_named_output_not_the_blocks(tmp_path: Path) -> None:
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.output = nn.Linear(8, 8)  # an attention's out-projection, named as the head is
+
+    class Model(nn.Module):  # as Meta's Llama code names its untied head
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok_embeddings = nn.Embedding(50, 8)
+            self.layers = nn.ModuleList([Block(), Block()])
+            self.output = nn.Linear(8, 50, bias=False)
+
+    model = Model()
+    expected = sum(p.numel() for p in model.layers.parameters())
+    assert expected == 2 * (8 * 8 + 8)
+    safetensors.torch.save_model(model, str(tmp_path / "model.safetensors"))
+    for target in (model, str(tmp_path / "model.safetensors")):
+        report = paramscope.inspect(target, exclude_embeddings=True)
+        assert report.totals.non_embedding_params == expected
+        assert report.notes[-1] == (
+            f"without embeddings: {expected:,} parameters (left out: tok_embeddings.weight 400, output.weight 400)"
+        )
+
+
 def test_exclude_embeddings_in_a_checkpoint_of_custom_code(tmp_path: Path) -> None:
     class Custom(nn.Module):  # names outside transformers' conventions, stored without module types
         def __init__(self) -> None:

@@ -24,6 +24,9 @@ _EMBEDDING_NAMES = frozenset({
     "tok_embeddings", "embed_positions", "token_embd", "embed_in", "shared", "embed", "embedding", "tok_emb", "pos_emb",
 })  # fmt: skip
 _HEAD_NAMES = frozenset({"lm_head", "embed_out", "output"})
+# The head is the model's last layer, never one inside its repeated blocks: an attention's out-projection is named
+# ``output`` in RWKV, LED, Pix2Struct and BigBirdPegasus (``rwkv.blocks.0.attention.output``), ProphetNet's
+# feed-forward's too, and a block of a ModuleList has a number in its path.
 
 
 def _embedding_weights(report: Report) -> tuple[list[TensorRecord], list[TensorRecord]]:
@@ -41,7 +44,7 @@ def _embedding_weights(report: Report) -> tuple[list[TensorRecord], list[TensorR
             is_embedding = last in _EMBEDDING_NAMES
         if is_embedding:
             embeddings.append(record)
-        elif last in _HEAD_NAMES and leaf == "weight":
+        elif last in _HEAD_NAMES and leaf == "weight" and not any(part.isdigit() for part in module.split(".")):
             heads.append(record)
     return embeddings, heads
 
