@@ -1028,6 +1028,23 @@ def test_exclude_embeddings_leaves_out_the_head_named_output_not_the_blocks(tmp_
         )
 
 
+def test_exclude_embeddings_leaves_out_an_embedding_tied_to_a_layer_registered_before_it() -> None:
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.decoder = nn.Linear(4, 50, bias=False)  # met first: the tied tensor is counted under its name
+            self.body = nn.Linear(4, 4)
+            self.embed = nn.Embedding(50, 4)
+            self.embed.weight = self.decoder.weight
+
+    model = Model()
+    report = paramscope.inspect(model, exclude_embeddings=True)
+    expected = sum(p.numel() for p in model.body.parameters())
+    assert expected == 20
+    assert report.totals.non_embedding_params == expected
+    assert report.notes[-1] == "without embeddings: 20 parameters (left out: decoder.weight 200)"
+
+
 def test_exclude_embeddings_in_a_checkpoint_of_custom_code(tmp_path: Path) -> None:
     class Custom(nn.Module):  # names outside transformers' conventions, stored without module types
         def __init__(self) -> None:

@@ -31,11 +31,9 @@ _HEAD_NAMES = frozenset({"lm_head", "embed_out", "output"})
 
 def _embedding_weights(report: Report) -> tuple[list[TensorRecord], list[TensorRecord]]:
     types = {node.path: node.type for node in report.modules}
-    embeddings, heads = [], []
-    for record in report.tensors:
-        if record.kind != "parameter" or record.numel is None:
-            continue
-        module, _, leaf = record.name.rpartition(".")
+
+    def role(name: str) -> str | None:
+        module, _, leaf = name.rpartition(".")
         module_type = types.get(module)
         last = module.rpartition(".")[2]
         if module_type is not None:
@@ -43,8 +41,21 @@ def _embedding_weights(report: Report) -> tuple[list[TensorRecord], list[TensorR
         else:
             is_embedding = last in _EMBEDDING_NAMES
         if is_embedding:
+            return "embedding"
+        if last in _HEAD_NAMES and leaf == "weight" and not any(part.isdigit() for part in module.split(".")):
+            return "head"
+        return None
+
+    embeddings, heads = [], []
+    for record in report.tensors:
+        if record.kind != "parameter" or record.numel is None:
+            continue
+        # a tied tensor is counted under the name met first, which may be another layer's (a head registered
+        # before the embedding it is tied to): each of its names says what it is
+        roles = {role(name) for name in (record.name, *record.aliases)}
+        if "embedding" in roles:
             embeddings.append(record)
-        elif last in _HEAD_NAMES and leaf == "weight" and not any(part.isdigit() for part in module.split(".")):
+        elif "head" in roles:
             heads.append(record)
     return embeddings, heads
 
