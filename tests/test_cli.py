@@ -654,6 +654,8 @@ def test_meta_is_the_default_and_allocates_nothing(capsys: pytest.CaptureFixture
         ("dims=(2, 3)", (2, 3)),
         ("dims=[1,2]", [1, 2]),
         ("opts={'a': 1}", {"a": 1}),
+        ("opts={[1]: 2}", "{[1]: 2}"),  # parses, but a list is no dict key: not a literal
+        ("opts={{1}}", "{{1}}"),
     ],
 )
 def test_argument_values_are_literals_else_strings(

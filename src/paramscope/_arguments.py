@@ -34,5 +34,5 @@ _SHELL_WORDS = {"true": True, "false": False, "none": None, "null": None}
 def _literal(text: str) -> Any:
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # TypeError: {[1]: 2}, {{1}}
         return _SHELL_WORDS.get(text.lower(), text)
