@@ -122,6 +122,24 @@ def test_model_against_its_own_checkpoint_is_equal(tmp_path: Path, capsys: pytes
     assert [delta.path for delta in shown_modules(found, depth=2, everything=False)] == ["1"]
 
 
+def test_a_buffer_persistent_under_its_second_name_is_in_the_checkpoint(tmp_path: Path) -> None:
+    class Rotary(nn.Module):
+        def __init__(self, table: torch.Tensor, persistent: bool) -> None:
+            super().__init__()
+            self.register_buffer("inv_freq", table, persistent=persistent)
+
+    table = torch.arange(4.0)
+    model = nn.Sequential(Rotary(table, persistent=False), Rotary(table, persistent=True))  # one tensor, two names
+    assert list(model.state_dict()) == ["1.inv_freq"]  # torch saves it under its persistent name
+    (record,) = paramscope.inspect(model).tensors
+    assert (record.name, record.aliases, record.persistent) == ("0.inv_freq", ("1.inv_freq",), True)
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(model.state_dict(), str(path))
+    assert not model.load_state_dict(safetensors.torch.load_file(str(path))).unexpected_keys
+    found = paramscope.diff(model, str(path))
+    assert (found.only_in_a, found.only_in_b, found.changed, found.equal) == ((), (), (), True)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 2. a base model against its fine-tuned or pruned version
 

@@ -408,7 +408,7 @@ class _Walk:
             key = id(tensor)
             position = record_index.get(key)
             if position is not None:
-                self._tie(owner, position, name, tensor, kind)
+                self._tie(owner, position, name, tensor, kind, persistent)
                 continue
             record_index[key] = len(records)
             if self.gathered and key in self.gathered:
@@ -544,9 +544,15 @@ class _Walk:
         self._dtype_info[dtype] = info = (name, element_bytes, entry)
         return info
 
-    def _tie(self, owner: int, position: int, name: str, tensor: torch.Tensor, kind: TensorKind) -> None:
+    def _tie(
+        self, owner: int, position: int, name: str, tensor: torch.Tensor, kind: TensorKind, persistent: bool | None
+    ) -> None:
         """A tensor seen before under another name: an alias, counted under its first owner."""
         record = self.records[position]
+        if persistent and record.persistent is False:
+            # A buffer non-persistent where it was met first and persistent here: the state dict holds it (under
+            # this name), so a checkpoint has it
+            self.records[position] = record = record._replace(persistent=True)
         if kind == "parameter" and record.kind == "buffer":
             # Registered as a buffer first and as a parameter here: it is a parameter (as named_parameters says),
             # named and owned where it is one.
