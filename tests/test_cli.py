@@ -844,6 +844,42 @@ def test_model_code_calling_sys_exit(capsys: pytest.CaptureFixture[str], models:
     )
 
 
+SCRIPT_SOURCE = """
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from torch import nn
+
+Path(__file__).with_suffix(".argv").write_text(json.dumps(sys.argv))
+parser = argparse.ArgumentParser()
+parser.add_argument("--width", type=int, default=8)
+WIDTH = parser.parse_args().width
+
+
+class Net(nn.Linear):
+    def __init__(self):
+        super().__init__(WIDTH, 3)
+"""
+
+
+def test_model_code_that_parses_the_command_line_sees_none_of_paramscopes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # a training script that parses its arguments when imported, as `python -c "import train"` would run it
+    script = write(tmp_path, "train_script.py", SCRIPT_SOURCE)
+    target = f"{script}:Net"
+    argv = ["paramscope", "inspect", target, "--format", "json", "-q"]
+    monkeypatch.setattr(sys, "argv", argv)
+    code = main()
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert json.loads(out)["totals"]["params"] == 8 * 3 + 3
+    assert json.loads(script.with_suffix(".argv").read_text()) == ["paramscope"]
+    assert sys.argv == argv  # given back
+
+
 RAISERS_SOURCE = """
 class BadStr(Exception):
     def __str__(self):

@@ -980,6 +980,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sys.stdout is None and options.output in (None, "-"):  # started with stdout closed (``>&-``)
             raise UsageError("stdout is closed: write the report to a file with --output FILE")
         handler: Callable[[argparse.Namespace, IO[str]], int] = options.handler
+        # paramscope's arguments are its own: model code that parses the command line when imported (a training
+        # script's argparse) sees none, as when it is imported by a script run with none
+        given_argv, sys.argv = sys.argv, sys.argv[:1]
         try:
             return handler(options, sys.stdout)
         except SystemExit as exit_:
@@ -989,6 +992,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = str(exit_).strip().splitlines()
             message = f"the model's code exited: SystemExit: {lines[0] if lines else '(no message)'}"
             raise TargetError(f"{' or '.join(targets)}: {message}" if targets else message) from exit_
+        finally:
+            sys.argv = given_argv
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
     except BudgetExceededError as error:
