@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -1026,6 +1027,21 @@ def test_exclude_embeddings_leaves_out_the_head_named_output_not_the_blocks(tmp_
         assert report.notes[-1] == (
             f"without embeddings: {expected:,} parameters (left out: tok_embeddings.weight 400, output.weight 400)"
         )
+
+
+@pytest.mark.parametrize("wrap", [lambda lm: lm, nn.Sequential, lambda lm: nn.ModuleList([lm])],
+                         ids=["bare", "sequential", "modulelist"])  # fmt: skip
+def test_exclude_embeddings_finds_an_lm_head_in_a_wrapped_model(wrap: Callable[[nn.Module], nn.Module]) -> None:
+    class LM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed_tokens = nn.Embedding(10, 4)
+            self.body = nn.Linear(4, 4)
+            self.lm_head = nn.Linear(4, 10, bias=False)
+
+    lm = LM()
+    report = paramscope.inspect(wrap(lm), exclude_embeddings=True)
+    assert report.totals.non_embedding_params == sum(p.numel() for p in lm.body.parameters())
 
 
 def test_exclude_embeddings_leaves_out_an_embedding_tied_to_a_layer_registered_before_it() -> None:

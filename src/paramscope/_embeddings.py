@@ -24,9 +24,10 @@ _EMBEDDING_NAMES = frozenset({
     "tok_embeddings", "embed_positions", "token_embd", "embed_in", "shared", "embed", "embedding", "tok_emb", "pos_emb",
 })  # fmt: skip
 _HEAD_NAMES = frozenset({"lm_head", "embed_out", "output"})
-# The head is the model's last layer, never one inside its repeated blocks: an attention's out-projection is named
-# ``output`` in RWKV, LED, Pix2Struct and BigBirdPegasus (``rwkv.blocks.0.attention.output``), ProphetNet's
-# feed-forward's too, and a block of a ModuleList has a number in its path.
+# A head named ``output`` is the model's last layer, never one inside its repeated blocks: an attention's
+# out-projection is named so in RWKV, LED, Pix2Struct and BigBirdPegasus (``rwkv.blocks.0.attention.output``),
+# ProphetNet's feed-forward's too, and a block of a ModuleList has a number in its path. The other names are heads
+# wherever they are (a model wrapped in a Sequential: ``0.lm_head``).
 
 
 def _embedding_weights(report: Report) -> tuple[list[TensorRecord], list[TensorRecord]]:
@@ -42,9 +43,10 @@ def _embedding_weights(report: Report) -> tuple[list[TensorRecord], list[TensorR
             is_embedding = last in _EMBEDDING_NAMES
         if is_embedding:
             return "embedding"
-        if last in _HEAD_NAMES and leaf == "weight" and not any(part.isdigit() for part in module.split(".")):
-            return "head"
-        return None
+        if last not in _HEAD_NAMES or leaf != "weight":
+            return None
+        in_a_block = last == "output" and any(part.isdigit() for part in module.split("."))
+        return None if in_a_block else "head"
 
     embeddings, heads = [], []
     for record in report.tensors:
