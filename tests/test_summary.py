@@ -1682,7 +1682,7 @@ class LinearOfEach(nn.Linear):
 @pytest.mark.parametrize("kind", ["set", "frozenset", "deque"])
 def test_sets_and_deques_in_input_data_are_copied_as_lists_are(device: str, kind: str) -> None:
     # copied with their tensors moved, in their type (a deque with its maxlen); the caller's as they were
-    a, b = torch.randn(2, 4), torch.randn(2, 4)
+    a, b = torch.randn(2, 4), torch.randn(3, 4)
     values = a.clone(), b.clone()
     make = {"set": set, "frozenset": frozenset, "deque": lambda items: collections.deque(items, maxlen=5)}[kind]
     inputs = make([a, b])
@@ -1690,13 +1690,20 @@ def test_sets_and_deques_in_input_data_are_copied_as_lists_are(device: str, kind
     report = paramscope.summary(LinearOfEach(4, 3), input_data=[inputs], device=device)
     forwards = 2 if device == "meta" else 1  # on meta a second forward, in train mode, measures the activations
     assert [(type(inputs), 5 if kind == "deque" else None, [device, device])] * forwards == GIVEN
-    assert report.totals.flops == 2 * (2 * 2 * 4 * 3)
-    shown = {"set": "{[2, 4], [2, 4]}", "frozenset": "frozenset({[2, 4], [2, 4]})", "deque": "deque([[2, 4], [2, 4]])"}
+    assert report.totals.flops == 2 * 4 * 3 * (2 + 3)
+    # a set's tensors in the order of their shapes' texts, whatever order their ids give them; a deque's in its own
+    shown = {"set": "{[2, 4], [3, 4]}", "frozenset": "frozenset({[2, 4], [3, 4]})", "deque": "deque([[2, 4], [3, 4]])"}
     assert report.calls[0].inputs == shown[kind]  # type: ignore[index]
     assert type(inputs) is type(make([]))
     assert sorted(map(id, inputs)) == sorted(map(id, (a, b)))
     assert torch.equal(a, values[0])  # the forward's writes put back
     assert torch.equal(b, values[1])
+
+
+def test_a_set_of_tensors_is_described_the_same_whatever_order_their_ids_give() -> None:
+    shapes = [(2, 4), (3,), (5, 1), (1, 1, 1), (7,)]
+    texts = {describe({torch.zeros(shape) for shape in shapes}) for _ in range(50)}
+    assert texts == {"{[1, 1, 1], [2, 4], [3], [5, 1], [7]}"}
 
 
 class _Missing:

@@ -231,10 +231,11 @@ def _describe(value: Any, enclosing: set[int], plain: tuple[torch.dtype, ...] = 
         if isinstance(value, (list, tuple)):
             inner = ", ".join(_describe(item, enclosing, plain) for item in value)
             return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
-        if isinstance(value, (set, frozenset, deque)):  # as Python writes them: {…}, frozenset({…}), deque([…])
-            inner = ", ".join(_describe(item, enclosing, plain) for item in value)
-            if isinstance(value, deque):
-                return f"{type(value).__name__}([{inner}])"
+        if isinstance(value, deque):  # as Python writes them: deque([…]), {…}, frozenset({…})
+            return f"{type(value).__name__}([{', '.join(_describe(item, enclosing, plain) for item in value)}])"
+        if isinstance(value, (set, frozenset)):
+            # a set of tensors is ordered by their ids, which change from run to run: the texts are sorted
+            inner = ", ".join(sorted(_describe(item, enclosing, plain) for item in value))
             return f"{{{inner}}}" if type(value) is set else f"{type(value).__name__}({{{inner}}})"
         if isinstance(value, Mapping):  # dicts, and transformers' ModelOutput (an OrderedDict and a dataclass)
             inner = ", ".join(f"{key}: {_describe(item, enclosing, plain)}" for key, item in value.items())
