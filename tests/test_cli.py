@@ -1831,6 +1831,26 @@ def test_stdout_in_an_encoding_that_cannot_hold_the_report(tmp_path: Path, fmt: 
     )
 
 
+def test_a_terminal_in_an_encoding_that_cannot_hold_the_report_gets_none_of_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from .checkpoints import write_safetensors
+
+    class Terminal(io.TextIOWrapper):
+        def isatty(self) -> bool:
+            return True
+
+    checkpoint = tmp_path / "model.safetensors"
+    write_safetensors(checkpoint, {"caf\u00e9.weight": ("F32", (4, 3))})
+    written = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", Terminal(written, encoding="ascii"))
+    monkeypatch.setenv("COLUMNS", "120")
+    assert main(["inspect", str(checkpoint)]) == 2
+    sys.stdout.flush()
+    assert written.getvalue() == b""
+    assert capsys.readouterr().err.startswith("paramscope: error: stdout's encoding (ascii) cannot write U+")
+
+
 def test_output_never_replaces_a_read_only_file(checkpoint: Path, tmp_path: Path) -> None:
     """A report the user made read-only (``chmod a-w``) is refused as the shell's ``>`` refuses it, not swapped for a
     new file through the writable directory; root, which may write any file, runs without that privilege here."""

@@ -695,7 +695,7 @@ def _to_stdout(stdout: IO[str], write: Callable[[], object]) -> None:
         _discard_stdout()
     except UnicodeEncodeError as error:
         # stdout in an encoding that cannot hold the report (PYTHONIOENCODING=ascii, a Windows code page when
-        # redirected): the text is encoded whole before it is written, so none of it went out
+        # redirected): the report is written in one go, encoded whole first, so none of it went out
         encoding = getattr(stdout, "encoding", None) or error.encoding
         character = error.object[error.start]
         raise UsageError(

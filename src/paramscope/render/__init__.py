@@ -89,8 +89,14 @@ def write_document(document: Document, stream: IO[str], fmt: Literal["table", "m
         needed = rich_width(document)
         wide = Console(file=stream, width=needed) if needed > console.width else console
         # only the tables wider than the terminal: text drawn that wide would be wrapped twice, by rich at the
-        # tables' width, then by the terminal
+        # tables' width, then by the terminal. Drawn first, written in one go: a terminal whose encoding cannot take
+        # a character of the report gets none of it, as a pipe does
+        drawn = []
         for part in rich_parts(document):
-            (wide if isinstance(part, Table) else console).print(part)
+            drawer = wide if isinstance(part, Table) else console
+            with drawer.capture() as captured:
+                drawer.print(part)
+            drawn.append(captured.get())
+        stream.write("".join(drawn))
         return
     stream.write(draw(document, fmt))
