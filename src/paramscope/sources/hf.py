@@ -234,30 +234,33 @@ def _declared_dtype(config: Any) -> Any:
     return vars(config).get("dtype") or vars(config).get("torch_dtype")
 
 
-def _keep_in_float32(model: Any, dtype: Any) -> list[str]:
+def _keep_in_float32(model: Any, dtype: Any) -> tuple[list[str], list[str]]:
     """Put the tensors transformers keeps in float32 when it loads the model in ``dtype`` in float32, as it does, and
-    return their names. A model loaded in float16 keeps its ``_keep_in_fp32_modules`` (T5's ``wo``, BLIP-2's
-    Q-Former) in float32, and one in float16 or bfloat16 its ``_keep_in_fp32_modules_strict``: its loader casts the
-    state dict's tensors whose names these globs find (``model._get_dtype_plan``), which building alone does not."""
+    return their names, and the class's lists that named them. A model loaded in float16 keeps its
+    ``_keep_in_fp32_modules`` (T5's ``wo``, BLIP-2's Q-Former) in float32, and one in float16 or bfloat16 its
+    ``_keep_in_fp32_modules_strict``: its loader casts the state dict's tensors whose names these globs find
+    (``model._get_dtype_plan``), which building alone does not."""
     plan_of = getattr(model, "_get_dtype_plan", None)
     plan = plan_of(dtype) if callable(plan_of) else None
     if not plan:
-        return []
+        return [], []
+    strict = set(getattr(model, "_keep_in_fp32_modules_strict", None) or ())
     # transformers' own matching (core_model_loading.build_glob_alternation): one alternation of the globs, '*' any
     # text, searched anywhere in the name; the group that matched gives the dtype
     globs = list(plan)
     pattern = re.compile("|".join(f"(?P<g{i}>{glob.replace('*', '.*')})" for i, glob in enumerate(globs)))
-    kept, seen = [], set()
+    kept, lists, seen = [], set(), set()
     for name, tensor in model.state_dict(keep_vars=True).items():  # the keys a checkpoint holds, tied names too
         found = pattern.search(name)
         if found is None or id(tensor) in seen or not tensor.is_floating_point():
             continue
         seen.add(id(tensor))
-        wanted = plan[globs[int(str(found.lastgroup)[1:])]]
-        if tensor.dtype != wanted:
-            tensor.data = tensor.data.to(wanted)
+        glob = globs[int(str(found.lastgroup)[1:])]
+        if tensor.dtype != plan[glob]:
+            tensor.data = tensor.data.to(plan[glob])
             kept.append(name)
-    return kept
+            lists.add("_keep_in_fp32_modules_strict" if glob in strict else "_keep_in_fp32_modules")
+    return kept, sorted(lists)
 
 
 @contextlib.contextmanager
@@ -332,11 +335,11 @@ def build_from_config(
     build = cls.from_config if auto else cls._from_config
     with _building(shown, label, device), torch.device(device):
         model = build(config, **kwargs)
-        kept = _keep_in_float32(model, dtype) if isinstance(dtype, torch.dtype) else []
+        kept, lists = _keep_in_float32(model, dtype) if isinstance(dtype, torch.dtype) else ([], [])
     if kept:
         notes.append(
             f"{len(kept):,} tensor(s) kept in float32 ({listed(kept)}), as transformers loads the model in "
-            f"{str(dtype).removeprefix('torch.')} (the class's _keep_in_fp32_modules)"
+            f"{str(dtype).removeprefix('torch.')} (the class's {' and '.join(lists)})"
         )
     return model, notes
 
