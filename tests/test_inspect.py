@@ -649,7 +649,8 @@ def test_messages_on_packed_weights_that_cannot_be_read_name_them_not_lazy_param
     )
     both = nn.Sequential(lstm._all_weight_values[0], nn.LazyLinear(3))
     assert paramscope.inspect(both).unknown_sizes == (
-        "uninitialised lazy parameters and packed weights that cannot be read"
+        "uninitialised lazy parameters",
+        "packed weights that cannot be read",
     )
     with pytest.raises(IncompleteCountError, match=r"\(uninitialised lazy parameters and packed weights that cannot "
                        r"be read\); run one forward pass first, or use"):  # fmt: skip

@@ -151,7 +151,8 @@ def torch_saved_bytes(model: nn.Module, *args: Any, **kwargs: Any) -> tuple[int,
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         nonlocal total
-        # a jagged nested tensor has no storage of its own: its values and offsets have theirs
+        # a jagged nested tensor has no storage of its own: its values and offsets have theirs (torch's
+        # NestedTensor holds its data in these two tensors alone, with lengths optional and none here)
         for part in (tensor.values(), tensor.offsets()) if tensor.layout is torch.jagged else (tensor,):
             key = part.untyped_storage().data_ptr()
             if key not in seen:

@@ -10,7 +10,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ._checks import arguments as arguments_of
 from ._checks import class_name, flag, flags, integer, shown, string, target_only
 from ._errors import IncompleteCountError, TargetError, UsageError
-from ._report import Report
+from ._report import LAZY_PARAMETERS, Report
 from ._units import BYTE_UNITS, Units, byte_unit
 
 if TYPE_CHECKING:
@@ -117,10 +117,10 @@ def _complete_totals(model: nn.Module | Report, what: str) -> Report:
     report = model if isinstance(model, Report) else inspect(model)
     if not report.totals.complete:
         unknown = report.unknown_sizes
-        forward = "run one forward pass first, or " if unknown.startswith("uninitialised") else ""
+        forward = "run one forward pass first, or " if LAZY_PARAMETERS in unknown else ""  # it sizes lazy layers
         raise IncompleteCountError(
-            f"cannot give {what}: the model has tensors of unknown size ({unknown}); {forward}use paramscope.inspect() "
-            "to see the known part"
+            f"cannot give {what}: the model has tensors of unknown size ({' and '.join(unknown)}); {forward}use "
+            "paramscope.inspect() to see the known part"
         )
     return report
 

@@ -104,8 +104,8 @@ def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> l
     limited = budget.max_params is not None or budget.max_bytes is not None
     if limited and not violations and not totals.complete:
         raise IncompleteCountError(
-            f"cannot check the budget: the model has tensors of unknown size ({report.unknown_sizes}), so its "
-            "totals are only lower bounds"
+            f"cannot check the budget: the model has tensors of unknown size ({' and '.join(report.unknown_sizes)}), "
+            "so its totals are only lower bounds"
         )
     return violations
 

@@ -145,7 +145,7 @@ class Diff:
     def with_checkpoint(self) -> bool:
         """A side is a checkpoint, which holds tensors, not modules: a module that holds no tensor of its own there
         (a tied head stored under its name too) is a name of a tensor, compared with the tensors."""
-        return self.a.source.kind in _CHECKPOINT_KINDS or self.b.source.kind in _CHECKPOINT_KINDS
+        return _is_checkpoint(self.a) or _is_checkpoint(self.b)
 
     @property
     def counts_alike(self) -> bool:
@@ -239,7 +239,12 @@ def _stored(report: Report, alike: bool) -> list[TensorRecord]:
 def _count_alike(a: Report, b: Report) -> bool:
     """Whether both are checkpoints or neither is: a checkpoint guesses which tensors are buffers, knows no
     trainability, and may store a tied tensor once or twice."""
-    return (a.source.kind in _CHECKPOINT_KINDS) == (b.source.kind in _CHECKPOINT_KINDS)
+    return _is_checkpoint(a) == _is_checkpoint(b)
+
+
+def _is_checkpoint(report: Report) -> bool:
+    """Whether ``report`` is of a checkpoint's tensors, which has no modules of its own."""
+    return report.source.kind in _CHECKPOINT_KINDS
 
 
 def _sharing_changes(
@@ -293,7 +298,7 @@ def _tensor_differences(
     alike = _count_alike(a, b)
     stored_a, stored_b = _stored(a, alike), _stored(b, alike)
     # A model's non-persistent buffers are not in its state dict, so no checkpoint has them.
-    with_checkpoint = a.source.kind in _CHECKPOINT_KINDS or b.source.kind in _CHECKPOINT_KINDS
+    with_checkpoint = _is_checkpoint(a) or _is_checkpoint(b)
     records_a = [r for r in stored_a if not (with_checkpoint and r.kind == "buffer" and r.persistent is False)]
     records_b = [r for r in stored_b if not (with_checkpoint and r.kind == "buffer" and r.persistent is False)]
     if len(records_a) != len(stored_a) or len(records_b) != len(stored_b):
@@ -305,7 +310,7 @@ def _tensor_differences(
             for name in _names(record):
                 by_name.setdefault(name, record)
     if not alike:  # one side is a model, the other a checkpoint
-        model_is_b = b.source.kind not in _CHECKPOINT_KINDS
+        model_is_b = not _is_checkpoint(b)
         model, checkpoint = (records_b, by_name_a) if model_is_b else (records_a, by_name_b)
         notes += _copies_of_ties(model, checkpoint, *(("B", "A") if model_is_b else ("A", "B")))
     if with_checkpoint:  # a checkpoint may store a tied tensor under one of its names: any one matches

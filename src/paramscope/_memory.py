@@ -1307,9 +1307,11 @@ def plan(
     fits = None if settings.device_memory is None else per_device <= settings.device_memory
     if not report.totals.complete:
         # tensors of unknown size count as nothing in every item: a plan that fits may not, one over is over
-        notes.append(f"the model has tensors of unknown size ({report.unknown_sizes}), counted as nothing: the items "
-                     "made from the parameters, and the total, are only lower bounds")  # fmt: skip
-        fits = None if fits else fits
+        unknown = " and ".join(report.unknown_sizes)
+        notes.append(f"the model has tensors of unknown size ({unknown}), counted as nothing: the items made from the "
+                     "parameters, and the total, are only lower bounds")  # fmt: skip
+        if fits:
+            fits = None
     advice: tuple[str, ...] = ()
     if fits is False:
         cuts = _Cuts(model, settings, tuple(items), checkpointed, input_size)

@@ -188,12 +188,20 @@ class Source:
     """The files read, for sources on disk (all shards of a sharded checkpoint)."""
 
 
-def unknown_sizes(tensors: Iterable[TensorRecord]) -> str:
-    """What the tensors of unknown size among ``tensors`` are (see :attr:`Report.unknown_sizes`)."""
-    # a record of unknown size is a lazy tensor's, or packed weights' that cannot be read, which have a packing
-    unread = {record.packing is not None for record in tensors if record.numel is None}
-    kinds = ["uninitialised lazy parameters"] if False in unread else []
-    return " and ".join(kinds + ["packed weights that cannot be read"] * (True in unread))
+LAZY_PARAMETERS = "uninitialised lazy parameters"
+UNREAD_PACKED_WEIGHTS = "packed weights that cannot be read"
+
+
+def unknown_sizes(tensors: Iterable[TensorRecord]) -> tuple[str, ...]:
+    """The kinds of the tensors of unknown size among ``tensors`` (see :attr:`Report.unknown_sizes`)."""
+    unknown = [record for record in tensors if record.numel is None]
+    kinds = []
+    # a record of unknown size is a lazy tensor's, or that of packed weights that cannot be read, which has a packing
+    if any(record.packing is None for record in unknown):
+        kinds.append(LAZY_PARAMETERS)
+    if any(record.packing is not None for record in unknown):
+        kinds.append(UNREAD_PACKED_WEIGHTS)
+    return tuple(kinds)
 
 
 @dataclass(frozen=True)
@@ -220,13 +228,14 @@ class Report:
             object.__setattr__(self, "by_dtype", MappingProxyType(dict(self.by_dtype)))
 
     @property
-    def unknown_sizes(self) -> str:
-        """What the tensors of unknown size are, for a message: ``"uninitialised lazy parameters"``, ``"packed
-        weights that cannot be read"`` or both; ``""`` when every size is known.
+    def unknown_sizes(self) -> tuple[str, ...]:
+        """The kinds of the tensors of unknown size: :data:`LAZY_PARAMETERS` (``"uninitialised lazy parameters"``),
+        :data:`UNREAD_PACKED_WEIGHTS` (``"packed weights that cannot be read"``), both, or none when every size is
+        known.
 
         >>> import paramscope
         >>> paramscope.inspect("paramscope.examples:resnet18").unknown_sizes
-        ''
+        ()
         """
         return unknown_sizes(self.tensors)
 

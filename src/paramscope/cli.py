@@ -863,7 +863,7 @@ def _run_memory(options: argparse.Namespace, stdout: IO[str]) -> int:
         # as for a budget on lower bounds: neither "fits" nor "does not fit" would be true
         available = format_bytes(plan.settings.device_memory, options.units)
         raise IncompleteCountError(f"cannot tell whether it fits in {available}: the model has tensors of unknown "
-                                   f"size ({report.unknown_sizes}), so the plan's items are only lower "
+                                   f"size ({' and '.join(report.unknown_sizes)}), so the plan's items are only lower "
                                    "bounds")  # fmt: skip
     return EXIT_OK
 

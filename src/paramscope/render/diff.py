@@ -164,7 +164,7 @@ def verdict(diff: Diff) -> str:
     if diff.decided:
         return "the models differ"
     sides = [label for label, report in (("A", diff.a), ("B", diff.b)) if not report.totals.complete]
-    unknown = unknown_sizes(chain(diff.a.tensors, diff.b.tensors))
+    unknown = " and ".join(unknown_sizes(chain(diff.a.tensors, diff.b.tensors)))
     return (
         f"cannot tell whether the models are the same: {' and '.join(sides)} {'has' if len(sides) == 1 else 'have'} "
         f"tensors of unknown size ({unknown}), and nothing known differs"

@@ -142,9 +142,9 @@ def _import_location(location: str, target: str) -> Any:
     if location.endswith(".py"):
         path = Path(location)
         if not path.is_file():
-            # a folder or a FIFO named x.py is there, but is no file to import
-            there = "is not a file" if path.exists() else None
-            raise TargetError(f"{target}: {location} {there}" if there else f"{target}: no such file: {location}")
+            if path.exists():  # a folder or a FIFO named x.py: there, but no file to import
+                raise TargetError(f"{target}: {location} is not a file")
+            raise TargetError(f"{target}: no such file: {location}")
         resolved = path.resolve()
         package = _package_of(resolved) if _imports_relatively(path) else None
         if package is not None:
