@@ -54,7 +54,7 @@ from ._errors import TargetError, first_line
 from ._on_meta import as_on_a_device, fake_tensors
 from ._progress import steps
 from ._walk import ModuleWalk, path_depth
-from .sources._tensors import plain_parts, sparse_parts
+from .sources._tensors import PLAIN_TENSOR_CLASSES, plain_parts, sparse_parts
 from .sources.code import default_dtype_of_code, random_states_put_back
 
 aten = torch.ops.aten
@@ -1411,7 +1411,7 @@ def _meta_twin(value: torch.Tensor, memo: dict[Any, Any]) -> torch.Tensor:
     return storage.view(value.dtype).as_strided(value.shape, value.stride(), value.storage_offset())
 
 
-_PLAIN_TYPES = frozenset({torch.Tensor, nn.Parameter, FakeTensor})
+_PLAIN_TYPES = PLAIN_TENSOR_CLASSES | {FakeTensor}  # a fake tensor holds its (meta) storage itself
 
 
 def _parts(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
