@@ -6,7 +6,9 @@ the file's metadata (``ETag``, ``X-Repo-Commit``, ``Content-Length``), then a GE
 ``X-Error-Code`` header that ``hf_raise_for_status`` turns into ``RepositoryNotFoundError``, ``GatedRepoError``,
 ``RevisionNotFoundError`` and ``RemoteEntryNotFoundError``. Of the API, only what ``snapshot_download`` asks for is
 served: ``/api/models/{repo_id}/revision/{revision}`` (the commit) and ``/api/models/{repo_id}/tree/{revision}`` (the
-files). Every request is recorded, so a test can prove which bytes of a checkpoint were read.
+files). Every request is recorded, so a test can prove which bytes of a checkpoint were read. A repository can get a
+new commit while it is read (:meth:`HubServer.push`): its branches then answer with the new files, and the commits
+before stay reachable by their hash, as on the Hub.
 
 A file is ``bytes``, or a :class:`ZeroPadded` file (real bytes followed by zeros up to a size): a safetensors header
 over a data region of zeros, so a 140 GB model can be served from a few hundred kilobytes of memory.
@@ -21,7 +23,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
@@ -124,6 +126,9 @@ class HubServer:
     streamed: dict[str, int] = field(default_factory=dict)
     """Bytes of each file (by name) that a server ignoring ``Range`` sent whole, or began to: each chunk counted as it
     is handed to the socket (the last may have found the connection closed)."""
+    earlier: dict[str, list[Repo]] = field(default_factory=dict)
+    """The commits each repository had before its last :meth:`push`, reachable by their hash only."""
+    _pushes: dict[str, tuple[Repo, Callable[[Request], bool]]] = field(default_factory=dict)
     _server: http.server.ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -163,6 +168,33 @@ class HubServer:
     def record(self, request: Request) -> None:
         with self._lock:
             self.requests.append(request)
+            due = [repo_id for repo_id, (_, after) in self._pushes.items() if after(request)]
+        for repo_id in due:  # recorded as its answer starts: the client's next request finds the new commit
+            self._move(repo_id)
+
+    def _move(self, repo_id: str) -> None:
+        with self._lock:
+            if repo_id in self._pushes:
+                repo, _ = self._pushes.pop(repo_id)
+                self.earlier.setdefault(repo_id, []).append(self.repos[repo_id])
+                self.repos[repo_id] = repo
+
+    def push(self, repo_id: str, repo: Repo, *, after: Callable[[Request], bool] | None = None) -> None:
+        """Make ``repo`` the repository's new commit, on the branches it names: at once, or once a request for which
+        ``after`` is true has been answered (a push while a client reads the repository). The commit before stays
+        reachable by its hash."""
+        assert repo.commit != self.repos[repo_id].commit, "a new commit needs a hash of its own"
+        with self._lock:
+            self._pushes[repo_id] = (repo, after or (lambda request: True))
+        if after is None:
+            self._move(repo_id)
+
+    def at(self, repo_id: str, revision: str) -> Repo | None:
+        """The repository at ``revision``, one of its current branches or any of its commits; None if none."""
+        current = self.repos[repo_id]
+        if revision in (*current.branches, current.commit):
+            return current
+        return next((repo for repo in self.earlier.get(repo_id, ()) if repo.commit == revision), None)
 
     def clear(self) -> None:
         with self._lock:
@@ -266,10 +298,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if repo.gated_token is not None and self.headers.get("Authorization") != f"Bearer {repo.gated_token}":
             self._error(403, "GatedRepo", "Access to model is restricted. You must have access to it.")
             return None
-        if revision not in (*repo.branches, repo.commit):
+        at = self.server_state.at(repo_id, revision)
+        if at is None:
             self._error(404, "RevisionNotFound", "Invalid rev id: " + revision)
-            return None
-        return repo
+        return at
 
     def _api(self, path: str, *, body: bool) -> None:
         match = _API.match(path)

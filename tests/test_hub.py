@@ -11,6 +11,7 @@ too). Malformed headers get the local reader's messages. The Hub cache and ``HF_
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -458,10 +459,15 @@ def test_single_file_repo(capsys: pytest.CaptureFixture[str], hub: HubServer, lo
         ("GET", FIRST_RANGE),
         ("GET", f"bytes=100001-{header + 7}"),
     ]
-    assert {(r.method, r.path) for r in hub.requests if not r.path.endswith(".safetensors")} == {
+    # the first answer names the commit, which every later request asks for (the HEAD and GET of hf_hub_download)
+    commit = hub.repos["org/tiny-llama"].commit
+    assert [(r.method, r.path) for r in hub.requests if not r.path.endswith(".safetensors")] == [
         ("HEAD", "/org/tiny-llama/resolve/main/config.json"),
-        ("GET", "/org/tiny-llama/resolve/main/config.json"),
-    }
+        ("HEAD", f"/org/tiny-llama/resolve/{commit}/config.json"),
+        ("GET", f"/org/tiny-llama/resolve/{commit}/config.json"),
+    ]
+    assert all(f"/resolve/{commit}/" in r.path for r in safetensors_requests(hub))
+    assert report["notes"][-1] == f"org/tiny-llama@main read at commit {commit}"
     assert_headers_only(hub, local["tiny-llama"])
 
 
@@ -498,13 +504,17 @@ def test_id_without_organisation(capsys: pytest.CaptureFixture[str], hub: HubSer
 
 @pytest.mark.parametrize("revision", ["v1.0", "commit"])
 def test_revision(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local, revision: str) -> None:
+    commit = hub.repos["org/tiny-llama"].commit
     if revision == "commit":
-        revision = hub.repos["org/tiny-llama"].commit
+        revision = commit
     report = run_json(capsys, f"hf:org/tiny-llama@{revision}")
-    same_model(report, run_json(capsys, local["tiny-llama"]))
+    expected = run_json(capsys, local["tiny-llama"])
+    same_model(report, expected)
     assert report["source"]["target"] == f"hf:org/tiny-llama@{revision}"
-    assert hub.requests
-    assert all(f"/org/tiny-llama/resolve/{revision}/" in r.path for r in hub.requests)
+    # the revision asked for once, then the commit its answer named; a commit hash is asked for as it is, unsaid
+    assert [r.path.split("/")[4] for r in hub.requests] == [revision] + [commit] * (len(hub.requests) - 1)
+    said = [] if revision == commit else [f"org/tiny-llama@{revision} read at commit {commit}"]
+    assert report["notes"] == expected["notes"] + said
 
 
 def test_moe_repo_gives_active_params(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local) -> None:
@@ -524,8 +534,10 @@ def test_repo_with_only_a_config_is_built(capsys: pytest.CaptureFixture[str], hu
     assert report["source"]["target"] == "hf:org/config-only"
     assert report["notes"][0] == "org/config-only has no safetensors weights: built from its config.json"
     assert report["notes"][1].startswith("built LlamaForCausalLM from ")
+    commit = hub.repos["org/config-only"].commit
+    assert report["notes"][-1] == f"org/config-only@main read at commit {commit}"
     assert safetensors_requests(hub) == [
-        Request("HEAD", "/org/config-only/resolve/main/model.safetensors", None, None, 404),
+        Request("HEAD", f"/org/config-only/resolve/{commit}/model.safetensors", None, None, 404),
     ]
 
 
@@ -602,7 +614,9 @@ def test_hf_token_is_sent(capsys: pytest.CaptureFixture[str], hub: HubServer, mo
     run_json(capsys, "hf:org/tiny-llama")
     assert hub.requests
     assert {r.authorization for r in hub.requests} == {f"Bearer {TOKEN}"}
-    assert all(r.path.startswith("/org/tiny-llama/resolve/main/") for r in hub.requests)
+    commit = hub.repos["org/tiny-llama"].commit
+    assert hub.requests[0].path == "/org/tiny-llama/resolve/main/config.json"
+    assert all(r.path.startswith(f"/org/tiny-llama/resolve/{commit}/") for r in hub.requests[1:])
 
 
 def test_gated_repo_needs_a_token(capsys: pytest.CaptureFixture[str], hub: HubServer) -> None:
@@ -907,7 +921,8 @@ def test_offline_reads_the_headers_of_cached_weights(
     report = run_json(capsys, f"hf:org/{repo}")
     expected = run_json(capsys, directory)
     same_model(report, expected)
-    assert report["notes"] == expected["notes"]
+    # refs/main in the cache gave the commit
+    assert report["notes"] == [*expected["notes"], f"org/{repo}@main read at commit {hub.repos[f'org/{repo}'].commit}"]
     weights = sorted(name for name in names if name.endswith(".safetensors"))
     assert report["source"]["files"] == [f"hf:org/{repo}/{name}" for name in weights]
     assert hub.requests == []
@@ -942,6 +957,133 @@ def test_offline_with_a_shard_not_cached(capsys: pytest.CaptureFixture[str], hub
         f"hf:org/unindexed: offline (HF_HUB_OFFLINE), and the Hub cache does not hold {SHARDS[1]}, a shard of "
         f"org/unindexed its index names; {OFFLINE_LATER}",
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a push while a model is read: every file is read at the commit of the first answer, which a note names
+
+COMMIT_A, COMMIT_B = (hashlib.sha1(name).hexdigest() for name in (b"a", b"b"))
+# the same index and shards before and after a push that grew the tensors: 2 + 3 parameters, then 4 + 6
+PUSHED_A = {
+    INDEX: index_bytes(*SHARDS),
+    SHARDS[0]: safetensors_bytes({"t0": f32(0)}, bytes(8)),
+    SHARDS[1]: safetensors_bytes({"t1": f32(0, 3)}, bytes(12)),
+}
+PUSHED_B = {
+    INDEX: index_bytes(*SHARDS),
+    SHARDS[0]: safetensors_bytes({"t0": f32(0, 4)}, bytes(16)),
+    SHARDS[1]: safetensors_bytes({"t1": f32(0, 6)}, bytes(24)),
+}
+
+
+@pytest.fixture
+def pushed(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """A Hub of its own, whose org/pushed a test pushes a new commit to (PUSHED_B, COMMIT_B)."""
+    with HubServer({"org/pushed": Repo(PUSHED_A, commit=COMMIT_A, branches=("main", "v1.0"))}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        yield server
+
+
+def resolved(hub: HubServer) -> list[str]:
+    """The paths of the requests for the repository's files, in order."""
+    return [r.path for r in hub.requests if "/resolve/" in r.path]
+
+
+@pytest.mark.parametrize("after", ["the first answer", "the index"])
+def test_a_push_while_a_model_is_read(
+    capsys: pytest.CaptureFixture[str], pushed: HubServer, tmp_path: Path, after: str
+) -> None:
+    """The branch gets a new commit right after the first answer, or between the index and the shards (a model
+    being uploaded): every file is read at the commit the first answer named, not the index of one commit and the
+    shards of another."""
+    after_it = {"the first answer": lambda r: True, "the index": lambda r: (r.method, r.filename) == ("GET", INDEX)}
+    pushed.push("org/pushed", Repo(PUSHED_B, commit=COMMIT_B), after=after_it[after])
+    report = run_json(capsys, "hf:org/pushed")
+    local = run_json(capsys, write_repo(tmp_path / "at-a", PUSHED_A))
+    same_model(report, local)
+    assert report["totals"]["params"] == 2 + 3
+    assert report["notes"] == [*local["notes"], f"org/pushed@main read at commit {COMMIT_A}"]
+    paths = resolved(pushed)
+    assert paths[0] == "/org/pushed/resolve/main/config.json"  # the first answer (404: no config) names the commit
+    assert all(path.startswith(f"/org/pushed/resolve/{COMMIT_A}/") for path in paths[1:]), paths
+
+
+def test_a_tag_is_read_at_one_commit_and_a_commit_as_it_is(
+    capsys: pytest.CaptureFixture[str], pushed: HubServer, tmp_path: Path
+) -> None:
+    pushed.push("org/pushed", Repo(PUSHED_B, commit=COMMIT_B, branches=("main", "v1.0")), after=lambda r: True)
+    report = run_json(capsys, "hf:org/pushed@v1.0")
+    assert report["totals"]["params"] == 2 + 3
+    assert report["notes"][-1] == f"org/pushed@v1.0 read at commit {COMMIT_A}"
+    # a commit hash given is every request's revision, from the first; no note says what was asked
+    pushed.clear()
+    report = run_json(capsys, f"hf:org/pushed@{COMMIT_A}")
+    local = run_json(capsys, write_repo(tmp_path / "at-a", PUSHED_A))
+    same_model(report, local)
+    assert report["notes"] == local["notes"]
+    assert resolved(pushed)
+    assert all(path.startswith(f"/org/pushed/resolve/{COMMIT_A}/") for path in resolved(pushed))
+    # the branch, read again, is the new commit
+    report = run_json(capsys, "hf:org/pushed")
+    assert report["totals"]["params"] == 4 + 6
+    assert report["notes"][-1] == f"org/pushed@main read at commit {COMMIT_B}"
+
+
+def test_offline_the_cache_is_read_at_one_commit(
+    capsys: pytest.CaptureFixture[str], pushed: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    hub_offline: None,
+) -> None:  # fmt: skip
+    """Offline, refs/main in the Hub cache gives the commit, read once: a download of the new commit that moves it
+    while paramscope reads the cache (after the index) changes nothing of what is read."""
+    cache_files(pushed, "org/pushed", INDEX, *SHARDS)
+    pushed.push("org/pushed", Repo(PUSHED_B, commit=COMMIT_B))
+    cache_files(pushed, "org/pushed", INDEX, *SHARDS)
+    ref = tmp_path / "hf-cache" / "models--org--pushed" / "refs" / "main"
+    assert ref.read_text() == COMMIT_B
+    ref.write_text(COMMIT_A)
+    cached = huggingface_hub.try_to_load_from_cache
+
+    def moving_ref(repo_id: str, filename: str, *args: Any, **kwargs: Any) -> Any:
+        found = cached(repo_id, filename, *args, **kwargs)
+        if filename == INDEX:
+            ref.write_text(COMMIT_B)
+        return found
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", moving_ref)
+    pushed.clear()
+    report = run_json(capsys, "hf:org/pushed")
+    local = run_json(capsys, write_repo(tmp_path / "at-a", PUSHED_A))
+    same_model(report, local)
+    assert report["notes"] == [*local["notes"], f"org/pushed@main read at commit {COMMIT_A}"]
+    assert pushed.requests == []
+
+
+def test_a_model_read_online_is_then_read_offline(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an online read downloaded (config.json) is found offline under the branch, as huggingface_hub's own
+    downloads leave it (refs/main names the commit)."""
+    online = run_json(capsys, "hf:org/tiny-llama", "--from-config")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    hub.clear()
+    assert run_json(capsys, "hf:org/tiny-llama", "--from-config")["totals"] == online["totals"]
+    assert hub.requests == []
+
+
+def test_check_builds_the_config_of_the_commit_whose_weights_were_read(
+    capsys: pytest.CaptureFixture[str], local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--check reads the weights, then builds the model from config.json: a push in between (a config of one
+    layer) is not what the weights are compared with."""
+    tiny = repo_files(local["tiny-llama"])
+    with HubServer({"org/tiny-llama": Repo(tiny, commit=COMMIT_A)}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        one_layer = Repo({**tiny, "config.json": edited_config(tiny, num_hidden_layers=1)}, commit=COMMIT_B)
+        server.push("org/tiny-llama", one_layer, after=lambda r: r.method == "GET" and r.range is not None)
+        report = run_json(capsys, "hf:org/tiny-llama", "--check")
+        assert report["check"]["ok"] is True
+        assert report["notes"][-1] == f"org/tiny-llama@main read at commit {COMMIT_A}"
+        assert all(f"/resolve/{COMMIT_A}/" in path for path in resolved(server)[1:])
 
 
 @pytest.mark.parametrize("setting", ["HF_HUB_CACHE", "HF_TOKEN_PATH"])
@@ -1031,9 +1173,9 @@ def test_reading_a_model_has_a_deadline(
     [
         ("config-500", "500 Internal Server Error for /org/config-500/resolve/main/config.json; try again later"),
         (
-            "shard-500",
-            "500 Internal Server Error for /org/shard-500/resolve/main/model-00002-of-00003.safetensors; try again "
-            "later",
+            "shard-500",  # asked for at the commit the first answer named
+            "500 Internal Server Error for /org/shard-500/resolve/{commit}/model-00002-of-00003.safetensors; try "
+            "again later",
         ),
         (
             "config-404",
@@ -1053,6 +1195,7 @@ def test_an_error_answer_is_said_at_once(
     argv: list[str],
 ) -> None:
     monkeypatch.setattr(hub_http, "time", _NoSleep())  # without paramscope's fix, 23 s of retries
+    said = said.format(commit=hub.repos[f"org/{name}"].commit)
     assert_error(
         run(capsys, "inspect", f"hf:org/{name}", *argv), f"hf:org/{name}: the Hub at {hub.url} answered {said}"
     )
@@ -1138,13 +1281,16 @@ def test_a_tensor_in_two_shards_is_an_error(capsys: pytest.CaptureFixture[str], 
 
 
 def test_tensors_the_index_does_not_name_are_counted_and_said(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path
 ) -> None:
     report = run_json(capsys, "hf:org/unindexed")
     local = run_json(capsys, write_repo(tmp_path / "unindexed", UNINDEXED))
     same_model(report, local)
     assert report["totals"]["params"] == 2 + 3 + 2
-    assert report["notes"] == local["notes"]
+    assert report["notes"] == [
+        *local["notes"],
+        f"org/unindexed@main read at commit {hub.repos['org/unindexed'].commit}",
+    ]
     assert "1 tensor(s) in the shards are not in the index (extra, …): counted too" in report["notes"]
 
 
@@ -1200,7 +1346,8 @@ def test_gzipped_answers(capsys: pytest.CaptureFixture[str], hub: HubServer, loc
     assert_error(
         run(capsys, "inspect", "hf:org/shard-500-gzip"),
         f"hf:org/shard-500-gzip: the Hub at {hub.url} answered 500 Internal Server Error for "
-        "/org/shard-500-gzip/resolve/main/model-00002-of-00003.safetensors; try again later",
+        f"/org/shard-500-gzip/resolve/{hub.repos['org/shard-500-gzip'].commit}/model-00002-of-00003.safetensors; try "
+        "again later",
     )
 
 
@@ -1331,7 +1478,10 @@ def test_subprocess(hub: HubServer, local: Local, tmp_path: Path, capsys: pytest
     # besides the repo's files, the client only asks HF_ENDPOINT for its user-agent registry
     paths = {r.path for r in hub.requests}
     assert {path for path in paths if "/resolve/" not in path} <= {"/api/agent-harnesses"}
-    assert all(path.startswith("/org/tiny-llama/resolve/v1.0/") for path in paths if "/resolve/" in path)
+    # v1.0 asked for once: the rest at the commit its answer named
+    first, *later = resolved(hub)
+    assert first == "/org/tiny-llama/resolve/v1.0/config.json"
+    assert all(path.startswith(f"/org/tiny-llama/resolve/{hub.repos['org/tiny-llama'].commit}/") for path in later)
     assert_headers_only(hub, local["tiny-llama"])
 
 

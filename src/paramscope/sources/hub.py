@@ -14,6 +14,11 @@ No request is retried, and each waits at most huggingface_hub's own timeouts (``
 metadata, ``HF_HUB_DOWNLOAD_TIMEOUT`` for its bytes, 10 s each by default); the whole reading is given ``DEADLINE``
 seconds. Each file is first asked for with one HEAD of paramscope's own (``get_hf_file_metadata``): its failure is
 the server's answer as it is, where ``hf_hub_download`` would retry it for minutes and then report a missing file.
+
+A branch or tag is read at one commit, as ``snapshot_download`` reads it: the first answer names the commit
+(``X-Repo-Commit``; offline, ``refs/<branch>`` in the Hub cache), every later request of the reading asks for that
+commit, and a note names it. A push while the model is read (an upload under way) would otherwise mix the index of one
+commit with the shards of another.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,6 +42,7 @@ from .safetensors import MAX_HEADER_BYTES, MAX_INDEX_BYTES, header_tensors, pars
 
 PREFIX = "hf:"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$", re.ASCII)  # \w: ASCII, as the Hub's
+_COMMIT = re.compile(r"[0-9a-f]{40}")  # a full commit hash, as huggingface_hub's REGEX_COMMIT_HASH
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 # The first range asked for, as huggingface_hub asks: 97 % of headers fit in it (huggingface_hub PR 1855).
@@ -113,9 +119,10 @@ def _redacted(message: str) -> str:
     return message.replace(f"{user}:{password}@", f"{user}:***@")
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Repo:
-    """A repository as one call reads it: the target given, the id and revision, the token, and the deadline."""
+    """A repository as one call reads it: the target given, the id and revision, the token, the deadline, and the
+    commit read."""
 
     target: str
     repo: str
@@ -125,17 +132,43 @@ class _Repo:
     """The time given to the reading in all (``DEADLINE`` when it started)."""
     deadline: float
     """``time.monotonic()`` when that time is up."""
+    commit: str | None = None
+    """The commit every request asks for once an answer named it (the first that did), or the revision given when
+    it is a commit hash; None until then."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
-    def of(cls, target: str) -> _Repo:
+    def of(cls, target: str, commit: str | None = None) -> _Repo:
         repo, revision = parse(target)
         token = os.environ.get("HF_TOKEN") or None
-        return cls(target, repo, revision, token, DEADLINE, time.monotonic() + DEADLINE)
+        if commit is None and revision is not None and _COMMIT.fullmatch(revision):
+            commit = revision
+        return cls(target, repo, revision, token, DEADLINE, time.monotonic() + DEADLINE, commit)
+
+    @property
+    def at(self) -> str | None:
+        """The revision each request asks for: the commit once known, else the revision given (None: the default
+        branch)."""
+        return self.commit or self.revision
+
+    def pin(self, commit: str | None) -> None:
+        """Read at ``commit`` (an answer's ``X-Repo-Commit``) from now on, unless an earlier answer named one."""
+        if commit is not None and _COMMIT.fullmatch(commit):
+            with self._lock:
+                if self.commit is None:
+                    self.commit = commit
+
+    def commit_note(self) -> list[str]:
+        """``org/name@main read at commit …`` where a branch or tag was resolved to a commit."""
+        from huggingface_hub import constants
+
+        revision = self.revision or constants.DEFAULT_REVISION
+        return [f"{self.repo}@{revision} read at commit {self.commit}"] if self.commit not in (None, revision) else []
 
     def url(self, filename: str) -> str:
         from huggingface_hub import hf_hub_url
 
-        return hf_hub_url(self.repo, filename, revision=self.revision, endpoint=_endpoint())
+        return hf_hub_url(self.repo, filename, revision=self.at, endpoint=_endpoint())
 
     def check_deadline(self) -> None:
         """Raise once the time is up: a request started later would be waited for by nobody."""
@@ -339,11 +372,15 @@ def _metadata(hub: _Repo, filename: str) -> HfFileMetadata | None:
 
     hub.check_deadline()
     try:
-        return get_hf_file_metadata(
+        metadata = get_hf_file_metadata(
             hub.url(filename), token=hub.token, timeout=constants.HF_HUB_ETAG_TIMEOUT, endpoint=_endpoint()
         )
-    except errors.RemoteEntryNotFoundError:
+    except errors.RemoteEntryNotFoundError as error:  # the Hub names the commit it looked in all the same
+        response = getattr(error, "response", None)
+        hub.pin(response.headers.get(constants.HUGGINGFACE_HEADER_X_REPO_COMMIT) if response is not None else None)
         return None
+    hub.pin(metadata.commit_hash)
+    return metadata
 
 
 def _download(hub: _Repo, filename: str, limits: tuple[_Allowance, str] | None = None) -> Path | None:
@@ -368,7 +405,7 @@ def _download(hub: _Repo, filename: str, limits: tuple[_Allowance, str] | None =
         path = hf_hub_download(
             hub.repo,
             filename,
-            revision=hub.revision,
+            revision=hub.at,
             endpoint=_endpoint(),
             token=hub.token,
             etag_timeout=constants.HF_HUB_ETAG_TIMEOUT,
@@ -378,7 +415,32 @@ def _download(hub: _Repo, filename: str, limits: tuple[_Allowance, str] | None =
         raise SourceError(f"{hub.target}: {filename}: {too_large}; its download was stopped") from None
     except errors.RemoteEntryNotFoundError:
         return None
+    _remember_commit(hub)
     return Path(path)
+
+
+def _ref(hub: _Repo) -> Path:
+    """``refs/<revision>`` of the repo in the Hub cache: the commit huggingface_hub last found the revision at."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    folder = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=hub.repo, repo_type="model")
+    return folder / "refs" / (hub.revision or constants.DEFAULT_REVISION)
+
+
+def _remember_commit(hub: _Repo) -> None:
+    """Write the commit read to the revision's ref in the Hub cache, as ``hf_hub_download`` does for a branch (and
+    ``snapshot_download`` when it downloads at the commit): a later offline reading finds the files there. Only
+    where it changes, and not at all in a cache that cannot be written (the files are downloaded)."""
+    if hub.commit is None or hub.commit == hub.revision:
+        return
+    ref = _ref(hub)
+    with contextlib.suppress(OSError):
+        if not ref.is_file() or ref.read_text() != hub.commit:
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            written = ref.with_name(f"{ref.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            written.write_text(hub.commit)
+            os.replace(written, ref)  # never a ref half written, for a reader at the same time
 
 
 class _TooLarge(Exception):
@@ -441,7 +503,7 @@ def _with_code(hub: _Repo, config: Path) -> Path:
         return config
     hub.check_deadline()
     listing = HfApi(endpoint=_endpoint(), token=hub.token).list_repo_tree(hub.repo, recursive=True,
-                                                                          revision=hub.revision)  # fmt: skip
+                                                                          revision=hub.at)  # fmt: skip
     code = [item for item in listing if isinstance(item, RepoFile) and fnmatch(item.path, "*.py")]
     if len(code) > MAX_CODE_FILES:
         raise SourceError(f"{hub.target}: {len(code):,} Python files in the repository, more than the "
@@ -463,10 +525,14 @@ def _is_offline() -> bool:
 
 
 def _cached(hub: _Repo, filename: str) -> Path | None:
-    """A file of the repo in the Hub cache (as ``hf_hub_download`` left it, at the revision asked for), or None."""
+    """A file of the repo in the Hub cache (as ``hf_hub_download`` left it, at the revision asked for), or None. The
+    revision's ref is read once, with the first file: every file is then read at that commit."""
     from huggingface_hub import try_to_load_from_cache
 
-    path = try_to_load_from_cache(hub.repo, filename, revision=hub.revision)
+    if hub.commit is None:
+        with contextlib.suppress(OSError):
+            hub.pin(_ref(hub).read_text())
+    path = try_to_load_from_cache(hub.repo, filename, revision=hub.at)
     return Path(path) if isinstance(path, str) else None
 
 
@@ -726,8 +792,9 @@ def load(
     model_class: str | None = None,
     trust_remote_code: bool = False,
     explain: bool = False,
-) -> Report:
-    """The report of a Hub model: its safetensors headers, or (``from_config``, or no safetensors) its config."""
+) -> tuple[Report, str | None]:
+    """The report of a Hub model: its safetensors headers, or (``from_config``, or no safetensors) its config; and
+    the commit read (for :func:`build` to build the config of the same one), None where no answer named one."""
     from .._progress import status
 
     hub = _Repo.of(target)
@@ -768,26 +835,27 @@ def load(
             quiet=quiet,
             name=f"{target}: {CONFIG_FILE}",
         )
-        if not from_config and not explain:
-            from dataclasses import replace
+        from dataclasses import replace
 
-            report = replace(report, notes=(f"{repo} has no safetensors weights: built from its config.json",
-                                            *report.notes))  # fmt: skip
-        return report
+        missing = [] if from_config or explain else [f"{repo} has no safetensors weights: built from its config.json"]
+        return replace(report, notes=(*missing, *report.notes, *hub.commit_note())), hub.commit
     tensors, files, notes = stored
     from .checkpoint import read_config
 
     config, config_notes = read_config(config_file.parent) if config_file is not None else (None, [])
-    return checkpoint_report(
-        tensors, kind="safetensors", target=target, files=files, config=config, notes=notes + config_notes, sort=True
+    notes += config_notes + hub.commit_note()
+    report = checkpoint_report(
+        tensors, kind="safetensors", target=target, files=files, config=config, notes=notes, sort=True
     )
+    return report, hub.commit
 
 
-def build(target: str, request: Any) -> tuple[Any, list[str]]:
-    """The model a Hub repository's config.json describes, built on ``request.device``: ``(module, notes)``."""
+def build(target: str, request: Any, commit: str | None = None) -> tuple[Any, list[str]]:
+    """The model a Hub repository's config.json describes, built on ``request.device``: ``(module, notes)``; at
+    ``commit`` when given (that of the weights :func:`load` read), else at the commit its first answer names."""
     from .hf import build_from_config
 
-    hub = _Repo.of(target)
+    hub = _Repo.of(target, commit)
     _check_reachable(hub)
 
     def fetch() -> Path | None:
@@ -799,10 +867,11 @@ def build(target: str, request: Any) -> tuple[Any, list[str]]:
         raise _offline(hub, f"{hub.repo}'s {CONFIG_FILE}")
     if config_file is None:
         raise SourceError(f"{target}: {hub.repo} has no config.json to build the model from")
-    return build_from_config(
+    model, notes = build_from_config(
         config_file,
         model_class=request.model_class,
         trust_remote_code=request.trust_remote_code,
         device=request.device,
         name=f"{target}: {CONFIG_FILE}",
     )
+    return model, notes + hub.commit_note()

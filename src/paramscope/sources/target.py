@@ -271,7 +271,7 @@ def _module_report(target: str, request: Request) -> Report:
 def _hub_report(target: str, request: Request) -> Report:
     from . import hub
 
-    report = hub.load(
+    report, commit = hub.load(
         target,
         quiet=request.quiet,
         from_config=request.from_config,
@@ -288,7 +288,7 @@ def _hub_report(target: str, request: Request) -> Report:
 
         if report.source.kind == "hf-config":  # built from the config: the repo has no safetensors weights
             raise no_weights_to_check(target)
-        model, _ = hub.build(target, replace(request, device="meta"))
+        model, _ = hub.build(target, replace(request, device="meta"), commit)  # the weights' commit
         report = with_check(report, inspect_module(model, target=target), checkpoint_loading(model))
     return report
 
