@@ -1998,6 +1998,82 @@ def test_a_model_whose_forward_never_runs_still_has_the_root_row(device: str) ->
     ) in report.notes
 
 
+class AltUp(nn.Module):
+    """As Gemma 3n's AltUp: a method of its own (``predict``), which its parent calls, runs one child outside the
+    module's forward; the forward runs the other."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.gate = nn.Linear(4, 4)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(x).relu()
+
+
+class CallsAGrandchild(nn.Module):
+    """Calls a grandchild itself (through its child's method), as a decoder layer calls AltUp's ``predict`` and a
+    multimodal model its language model's ``embed_tokens``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.altup = AltUp()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.altup(self.altup.predict(x)))
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["wrapped", "hooked"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_child_called_outside_its_parents_forward_counts_in_its_parents_row(device: str, hooked: bool) -> None:
+    # The rows did not add up: altup's row held what its forward ran (the gate, 64 FLOPs), its rows under it the
+    # proj's 64 FLOPs besides, and the model's rows under it 64 FLOPs fewer than the model
+    model, x = CallsAGrandchild(), torch.randn(2, 4)
+    if hooked:  # a module with hooks of its own is recorded from hooks, not a wrapper
+        model.altup.register_forward_hook(lambda module, args, output: None)
+    report = paramscope.summary(model, input_data=x, device=device, mode="train", depth=ALL_DEPTHS)
+    _, flops = torch_flops(model, x)
+    _, saved = torch_saved_bytes(model, x)
+    by_path = rows(report)
+    assert by_path["altup"].flops == flops["altup.proj"] + flops["altup.gate"] == 2 * (2 * 2 * 4 * 4)
+    assert by_path["altup"].own_flops == 0
+    assert by_path["altup"].activations_bytes == saved["altup"] + saved["altup.proj"]
+    for parent in ("", "altup"):
+        children = [row for row in report.calls or () if row.path.rpartition(".")[0] == parent and row.path]
+        assert by_path[parent].flops == by_path[parent].own_flops + sum(row.flops for row in children)
+        assert by_path[parent].activations_bytes == (by_path[parent].own_activations_bytes or 0) + sum(
+            row.activations_bytes or 0 for row in children
+        )
+    assert by_path[""].flops == report.totals.flops == flops[""]
+    assert by_path[""].activations_bytes == report.totals.activations_bytes
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_multimodal_models_language_model_row_holds_its_embeddings(device: str) -> None:
+    # LLaVA looks its tokens up with the language model's embed_tokens itself, then calls the language model on the
+    # embeddings: the language model's row left out the 128 bytes of ids the lookup saves, which its row shows
+    transformers = pytest.importorskip("transformers")
+    shared = {"vocab_size": 100, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 32}  # fmt: skip
+    vision = {"image_size": 16, "patch_size": 8, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+              "num_attention_heads": 2}  # fmt: skip
+    config = transformers.LlavaConfig(text_config=shared, vision_config=vision, image_token_id=99)
+    model, ids = transformers.LlavaForConditionalGeneration(config).eval(), torch.randint(0, 90, (2, 8))
+    report = paramscope.summary(model, input_data={"input_ids": ids}, device=device, mode="train", depth=ALL_DEPTHS)
+    _, saved = torch_saved_bytes(model, input_ids=ids)
+    by_path = rows(report)
+    language = "model.language_model"
+    assert saved[f"{language}.embed_tokens"] == 2 * 8 * 8  # the ids, int64
+    assert by_path[language].activations_bytes == saved[language] + saved[f"{language}.embed_tokens"]
+    assert by_path["model"].activations_bytes == (by_path["model"].own_activations_bytes or 0) + sum(
+        row.activations_bytes or 0 for row in report.calls or () if row.depth == 2 and row.path.startswith("model.")
+    )
+
+
 class OwnGenerators(nn.Module):
     """A model drawing noise from random generators of its own: one an attribute, one in a list."""
 

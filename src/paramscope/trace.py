@@ -727,7 +727,10 @@ class _Hooks:
     and leaves: an op adds to the total alone, not to each module on the stack. A module already running further up
     the stack (one that calls itself) adds only from its outermost call: an op counts once per module, as
     FlopCounterMode means to (its module tracker drops a module when its inner call returns, and with it the rest
-    of the outer call).
+    of the outer call). A module called by an ancestor other than its parent, outside the modules between them
+    (Gemma 3n's layers call their AltUp's ``predict``, which runs its children; a multimodal model calls its
+    language model's ``embed_tokens``), counts in those modules too, as if they ran around it: their rows hold the
+    rows under them.
 
     Why wrappers: a module with hooks takes ``nn.Module``'s slow call path, and each hook needs a handle made and
     removed; four hooks on every module cost a GPT-2 forward on CPU several times what one wrapper does. A user's
@@ -752,9 +755,11 @@ class _Hooks:
         one; until then one that never runs, its total 0)."""
         self.flops: dict[str, int] = {}
         """FLOPs per module path, each module's subtree included (none where it has none)."""
-        self.hooked_calls: list[tuple[int, int, bool]] = []
-        """For each hooked module's call on the stack: its place on the stack, the running total as it entered, and
-        whether it is the module's outermost call."""
+        self.hooked_calls: list[tuple[int, int, bool, tuple[str, ...]]] = []
+        """For each hooked module's call on the stack: its place on the stack, the running total as it entered,
+        whether it is the module's outermost call, and the modules put on the stack around it (:meth:`around`)."""
+        self._between: dict[tuple[str, str], tuple[str, ...]] = {}
+        """The paths strictly between a caller and a module it calls below its children, by (module, caller)."""
         self.advance: Callable[[], None] | None = None
         """Called as each module first completes: a progress bar's step."""
         self._handles: list[Any] = []
@@ -787,9 +792,14 @@ class _Hooks:
         are (what a user's own hooks compute counts inside the module before it runs, and outside it after); the
         rows last (the inputs as forward gets them and the output as its caller does, so they chain)."""
 
+        parent = path.rpartition(".")[0]
+
         def enter(module: nn.Module, args: Any, kwargs: Any) -> None:
-            self.hooked_calls.append((len(self.stack), self.recorder.total_flops, path not in self.stack))
-            self.stack.append(path)
+            stack = self.stack
+            entry = (len(stack), self.recorder.total_flops, path not in stack)
+            caller = stack[-1] if stack else ""
+            self.hooked_calls.append((*entry, () if caller == parent else self.around(path, caller)))
+            stack.append(path)
             self.arguments.append((args, kwargs))
 
         def record_call(module: nn.Module, args: Any, kwargs: Any) -> None:
@@ -821,10 +831,12 @@ class _Hooks:
                 return
             depth = len(self.stack) - 1 - self.stack[::-1].index(path)  # this call's place: the last of its path
             self.drop_unreturned(depth + 1)
-            _, at_entry, outermost = self.hooked_calls.pop()
-            del self.stack[depth:], self.arguments[depth:]
+            _, at_entry, outermost, around = self.hooked_calls.pop()
+            del self.stack[depth - len(around) :], self.arguments[depth - len(around) :]
             if outermost:
                 self.add_flops(path, at_entry)
+            for between in around:
+                self.add_flops(between, at_entry)
 
         self._handles += [
             module.register_forward_pre_hook(enter, prepend=True, with_kwargs=True),
@@ -856,6 +868,27 @@ class _Hooks:
         entries = self.hooked_calls
         while entries and entries[-1][0] >= depth:
             entries.pop()
+
+    def around(self, path: str, caller: str) -> tuple[str, ...]:
+        """Put on the stack the modules between ``caller`` and ``path`` (a call below its children: a layer of a
+        ``ModuleList``, or a grandchild run through its parent's method), as if they ran around the call: what it
+        saves and, from the caller of :meth:`add_flops`, its FLOPs count in them. Returns those put there."""
+        key = (path, caller)
+        between = self._between.get(key)
+        if between is None:
+            between = ()
+            if not caller or path.startswith(caller + "."):  # a call from an ancestor, not from elsewhere
+                parts = path.split(".")
+                start = caller.count(".") + 2 if caller else 1
+                between = tuple(".".join(parts[:end]) for end in range(start, len(parts)))
+            self._between[key] = between
+        if not between:
+            return ()
+        stack = self.stack
+        around = tuple(ancestor for ancestor in between if ancestor not in stack)
+        stack.extend(around)
+        self.arguments.extend(((), {}) for _ in around)
+        return around
 
     def add_flops(self, path: str, at_entry: int) -> None:
         """Add to ``path``'s FLOPs what the running total gained since its call entered (at ``at_entry``)."""
@@ -939,11 +972,11 @@ class _RecordedForward(_InstanceForward):
     """A module's ``forward`` that records each call for :class:`_Hooks` (the work of its hooks, inline: this runs
     on every module call)."""
 
-    __slots__ = ("__wrapped__", "_hooks", "_path", "_superseded")
+    __slots__ = ("__wrapped__", "_hooks", "_parent", "_path", "_superseded")
 
     def __init__(self, hooks: _Hooks, path: str, module: nn.Module) -> None:
         super().__init__(module)
-        self._hooks, self._path = hooks, path
+        self._hooks, self._path, self._parent = hooks, path, path.rpartition(".")[0]
         self.__wrapped__ = module.forward  # the signature callers inspect (transformers does)
         self._superseded = False
         """True once the model has put another forward in this one's place, and a wrapper around that records the
@@ -956,6 +989,8 @@ class _RecordedForward(_InstanceForward):
         stack, arguments = hooks.stack, hooks.arguments
         depth = len(stack)
         at_entry, outermost = hooks.recorder.total_flops, path not in stack
+        caller = stack[-1] if depth else ""
+        around = () if caller == self._parent else hooks.around(path, caller)
         stack.append(path)
         arguments.append((args, kwargs))
         call = hooks.called(path, self._module, args, kwargs)
@@ -967,6 +1002,8 @@ class _RecordedForward(_InstanceForward):
             hooks.drop_unreturned(depth)
             if outermost:
                 hooks.add_flops(path, at_entry)
+            for between in around:
+                hooks.add_flops(between, at_entry)
             raise
         if not call.returned:
             hooks.record_output(call, output)
@@ -975,6 +1012,8 @@ class _RecordedForward(_InstanceForward):
             hooks.drop_unreturned(depth)
         if outermost and hooks.recorder.total_flops != at_entry:
             hooks.add_flops(path, at_entry)
+        for between in around:
+            hooks.add_flops(between, at_entry)
         if self._module.__dict__.get("forward") is not self:  # the forward rebound itself (self.forward = ...)
             self._superseded = True
             hooks.wrap(path, self._module)
