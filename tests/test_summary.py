@@ -2587,6 +2587,67 @@ def test_a_forward_that_converts_its_own_modules_on_meta_is_told_to_run_on_cpu()
     assert report.calls[0].outputs.startswith(f"Seq2SeqMoEOutput{{logits: {list(logits.shape)}")
 
 
+class GuardsItsActivations(nn.Module):
+    """Reads checks of its activations for infinities and NaNs, as DETR's encoder layers do in training and BART's
+    in float16; and one of a tensor with values of its own, which the forward on meta knows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x).relu()
+        if self.training and not torch.isfinite(h).all():
+            h = h.clamp(-1e4, 1e4)
+        if torch.isinf(h).any() or h.isnan().any():
+            h = torch.nan_to_num(h)
+        if torch.isinf(torch.full((1,), float("inf"))).all():  # true on every device
+            h = h * 2
+        return self.fc(h)
+
+
+FINITE_CHECKS_NOTE = (
+    "on meta, the forward read {} check(s) of its activations for infinities or NaNs (torch.isfinite, isinf, isnan: "
+    "BART's guard against float16 overflow, DETR's in training), answered as for finite values, as a real device "
+    "answers them in a healthy forward (a summary with --device cpu runs with the values)"
+)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_checks_of_the_activations_for_infinities_are_answered_on_meta(mode: str) -> None:
+    # They read values a fake tensor has not: the train-mode forward failed, and with it the activations (null in
+    # eval mode, an error in train mode)
+    model, x = GuardsItsActivations(), torch.randn(2, 4)
+    report = paramscope.summary(model, input_data=x, mode=mode)
+    assert report.totals.flops == torch_flops(model, x)[0] == 2 * (2 * 2 * 4 * 4)
+    assert report.totals.activations_bytes == torch_saved_bytes(model, x)[0]
+    assert FINITE_CHECKS_NOTE.format(3) in report.notes  # in training: isfinite, isinf and isnan
+    on_cpu = paramscope.summary(model, input_data=x, device="cpu", mode=mode)
+    assert not any("infinities" in note for note in on_cpu.notes)
+
+
+def test_a_training_plan_measures_a_model_that_checks_its_activations() -> None:
+    # the plan had no activations item: "the forward failed in '(model)' ... reads a tensor's values"
+    model = GuardsItsActivations()
+    report = paramscope.memory(model, train=True, input_size=(2, 4), precision="fp32")
+    assert report.memory is not None
+    items = {item.name: item.total_bytes for item in report.memory.items}
+    assert items["activations"] == torch_saved_bytes(model, torch.randn(2, 4))[0]
+    assert FINITE_CHECKS_NOTE.format(3) in report.memory.notes
+
+
+def test_a_float16_bart_runs_on_meta() -> None:
+    # BART's encoder layers check their float16 activations for overflow, a read of values: the summary failed
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BartConfig(vocab_size=100, d_model=16, encoder_layers=2, decoder_layers=1,
+                                     encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                                     decoder_ffn_dim=32, max_position_embeddings=32)  # fmt: skip
+    model, ids = transformers.BartForConditionalGeneration(config).half().eval(), torch.randint(3, 100, (2, 8))
+    report = paramscope.summary(model, input_data={"input_ids": ids, "decoder_input_ids": ids})
+    assert report.totals.flops == torch_flops(model, input_ids=ids, decoder_input_ids=ids)[0]
+    assert FINITE_CHECKS_NOTE.format(2) in report.notes  # one for each encoder layer
+
+
 def test_transformers_attention_masks_run_on_meta() -> None:
     # transformers reads a mask's values to decide whether it may skip it, unless the tensor is fake. On meta, where
     # the values of a mask given are unknown, the mask is kept: its explicit form is an input of the attention layers,

@@ -31,6 +31,10 @@
 - ``native_batch_norm`` in eval mode (a BatchNorm kept in eval mode in a train-mode forward): torch's meta kernel
   returns a mean and an inverse standard deviation of the running statistics, as CUDA's own kernel does, where the
   CPU kernel returns empty ones. Autograd saves them for backward, so meta makes them as the CPU does.
+- A check of activations for infinities or NaNs that the forward reads (``if not torch.isfinite(h).all()``, the
+  guard of BART's family against float16 overflow, and of DETR's in training; ``torch.isinf(h).any()``): a tensor
+  without values has none to check, and it is answered as a forward of finite values answers it (all finite, none
+  infinite or NaN), which the notes say.
 - Matrix products and convolutions of operands in different dtypes (a float16 input to a float32 ``nn.Linear``):
   every device refuses them, torch's meta kernels do not check; refused here too.
 """
@@ -287,6 +291,10 @@ class _FusedAttention(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is torch.nn.functional.scaled_dot_product_attention:
             return _attention(*args, **kwargs)
+        if func in _FINITE_CHECKS:
+            values = getattr(_running, "values", None)
+            if values is not None:
+                return values.check_finite(func, args, kwargs)
         if func is torch.nn.functional.multi_head_attention_forward:
             return _multi_head_attention_forward()(*args, **kwargs)
         if not torch._C._is_any_autocast_enabled():
@@ -397,6 +405,14 @@ _UNINITIALISED = frozenset(("empty", "empty_like", "empty_strided", "empty_permu
 # ops that read a tensor's values into Python: .item(), bool(), torch.equal
 _READS = {id(op) for op in (aten._local_scalar_dense.default, aten.is_nonzero.default, aten.equal.default)}
 
+# The checks of a tensor's values for infinities and NaNs, each with what it gives for every element of a tensor of
+# finite values. torch.isfinite runs as several ops (eq, abs, ne, mul), so it is seen as the function is called.
+_FINITE_CHECKS = {torch.isfinite: True, torch.Tensor.isfinite: True, torch.isinf: False, torch.Tensor.isinf: False,
+                  torch.isnan: False, torch.Tensor.isnan: False}  # fmt: skip
+# the ops that keep one value for every element (not), or reduce them to it (all, any): on the checks' results
+_NOT = {id(op) for op in (aten.logical_not.default, aten.bitwise_not.default)}
+_ALL, _ANY = id(aten.all.default), id(aten.any.default)
+
 
 class _OpValues:
     """What :class:`_Values` needs to know of an op: whether its result follows its arguments' values (a tensor not
@@ -445,9 +461,45 @@ class _Values:
         self.unread: set[str] = set()
         """The functions of transformers' masks that checked a fake tensor without values, and went the way they go
         under a trace (a mask kept where a real device may skip it)."""
+        self.uniform: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        """A fake tensor made by a check for infinities or NaNs of one without values -> the one value each of its
+        elements has for finite values (see :meth:`check_finite`)."""
+        self.assumed: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        """The fake tensors whose known values follow from that assumption."""
+        self.finite_reads = 0
+        """Reads of values (``bool()``, ``.item()``) that follow from it."""
 
     def knows(self, tensor: Any) -> bool:
         return isinstance(tensor, FakeTensor) and self._known(tensor) is not _UNKNOWN
+
+    def check_finite(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``func`` (one of :data:`_FINITE_CHECKS`) of a tensor; on a fake tensor without values, its result holds
+        for every element what a tensor of finite values gives: a forward reads it (BART's guard against overflow
+        in float16, DETR's in training) where a real device has the values."""
+        out = func(*args, **kwargs)
+        tensor = args[0] if args else kwargs.get("input")
+        if isinstance(out, FakeTensor) and isinstance(tensor, FakeTensor) and not self.knows(tensor):
+            self.uniform[out] = _FINITE_CHECKS[func]
+        return out
+
+    def _uniform(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``func`` of a check's result (see :meth:`check_finite`): ``not`` of it is one value too, ``all`` and
+        ``any`` of it have known values. _UNKNOWN for any other op or argument."""
+        key = id(func)
+        if not (key in _NOT or key in (_ALL, _ANY)) or kwargs or len(args) != 1:
+            return _UNKNOWN
+        value = self.uniform.get(args[0]) if isinstance(args[0], FakeTensor) else None
+        if value is None:
+            return _UNKNOWN
+        out = func(*args)
+        if key in _NOT:
+            self.uniform[out] = not value
+        else:  # all of no elements is true, any of none false
+            known = torch.tensor(value if args[0].numel() else key == _ALL)
+            self.cpu[out] = (known, out.untyped_storage()._cdata)
+            self.storages.add(out.untyped_storage()._cdata)
+            self.assumed[out] = True
+        return out
 
     def _known(self, fake: FakeTensor) -> Any:
         """The values of ``fake``, _UNKNOWN when it has none, or no longer the storage it had with them."""
@@ -464,16 +516,35 @@ class _Values:
         op = self.ops.get(func)
         if op is None:
             op = self.ops[func] = _OpValues(func)
+        if self.uniform and not op.writes:
+            out = self._uniform(func, args, kwargs)
+            if out is not _UNKNOWN:
+                return out
         on_cpu = self._on_cpu(args, kwargs) if op.follows else None
         if on_cpu is not None and op.reads:  # a read of values (.item(), bool()): the one a real device reads
+            if self.assumed and self._assumed(args):
+                self.finite_reads += 1
             return _run_on_cpu(func, on_cpu)
         out = func(*args, **kwargs)
         if op.writes:
+            if self.uniform:  # a check's result written to holds other values
+                for index, name in op.writes:
+                    written = _argument(args, kwargs, index, name)
+                    if isinstance(written, FakeTensor):
+                        self.uniform.pop(written, None)
             if self.storages or on_cpu is not None:
                 self._written(func, op, args, kwargs, on_cpu)
         elif on_cpu is not None:
             self._keep(func, out, on_cpu)
+            if self.assumed and self._assumed(args):
+                for item in out if isinstance(out, (list, tuple)) else (out,):
+                    if isinstance(item, FakeTensor) and item in self.cpu:
+                        self.assumed[item] = True
         return out
+
+    def _assumed(self, args: Sequence[Any]) -> bool:
+        """Whether one of ``args`` has values that follow from a check answered for finite values."""
+        return any(isinstance(arg, FakeTensor) and arg in self.assumed for arg in args)
 
     def _on_cpu(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]] | None:
         """The arguments with the values of each tensor for the tensor, on the cpu; None when one has none known."""

@@ -330,7 +330,7 @@ def measure_activations(
     """The activations item of a plan, from one forward on meta (a progress bar on a terminal unless ``quiet``),
     notes, and for training the names of the parameters that get a gradient from it (None: all of them) and the
     activations gradient checkpointing would leave when it is off (None: not measured, or no repeated blocks)."""
-    from ._summary import check_runnable, fused_with_dropout_note, unfused_recurrent_note
+    from ._summary import check_runnable, finite_checks_note, fused_with_dropout_note, unfused_recurrent_note
     from .sources.module import forward_module
     from .trace import peak_live_bytes
 
@@ -359,6 +359,8 @@ def measure_activations(
         notes.extend(unfused_recurrent_note(model.named_modules(), {call.path for call in result.calls}))
         if result.fused_with_dropout:
             notes.append(fused_with_dropout_note(result.fused_with_dropout))
+        if result.finite_checks:
+            notes.append(finite_checks_note(result.finite_checks))
         if was_on and not settings.grad_checkpointing:
             notes.append("the model has gradient checkpointing on: its activations are estimated as checkpointed")
         checkpointed = _checkpointed(model, result, units)

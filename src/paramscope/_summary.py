@@ -444,6 +444,8 @@ def summarize(
         notes.append(unread_masks_note(result.unread_masks))
     if result.fused_with_dropout:
         notes.append(fused_with_dropout_note(result.fused_with_dropout))
+    if result.finite_checks:
+        notes.append(finite_checks_note(result.finite_checks))
     ran = {in_report(path) for path in called}
     # a module whose weights are tied to a module that ran (T5's `shared` embedding) is not idle
     tied_to_ran = {record.name.rpartition(".")[0] for record in report.tensors
@@ -496,6 +498,15 @@ def fused_with_dropout_note(calls: int) -> str:
     return (f"activations of {calls} attention call(s) with dropout, as a GPU's fused kernel saves them (on meta); "
             "torch's CPU kernel refuses dropout and runs the math path, which also keeps the attention matrix and "
             "the dropout mask: a summary with --device cpu --mode train measures cpu's")  # fmt: skip
+
+
+def finite_checks_note(reads: int) -> str:
+    """What a forward on meta did where it read a check of its activations for infinities or NaNs, which tensors
+    without values cannot answer."""
+    return (f"on meta, the forward read {reads} check(s) of its activations for infinities or NaNs (torch.isfinite, "
+            "isinf, isnan: BART's guard against float16 overflow, DETR's in training), answered as for finite "
+            "values, as a real device answers them in a healthy forward (a summary with --device cpu runs with the "
+            "values)")  # fmt: skip
 
 
 def unread_masks_note(checks: Iterable[str]) -> str:

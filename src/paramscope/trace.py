@@ -707,6 +707,9 @@ class Trace:
     fused_with_dropout: int = 0
     """On meta: the attention calls with dropout, for backward, that ran fused as on a GPU (the CPU runs them on its
     math path, which saves more)."""
+    finite_checks: int = 0
+    """On meta: the reads of a check for infinities or NaNs of a tensor without values (BART's float16 guard), each
+    answered as for finite values; the most of one forward."""
     unread_masks: list[str] = field(default_factory=list)
     """On meta: the checks of transformers' masks that met a tensor without values (a mask or position ids given)
     and went the way they go under a trace, where a real device reads the values."""
@@ -1650,6 +1653,7 @@ def _run(
             if values is not None:
                 trace_result.unread_masks = sorted({*trace_result.unread_masks, *values.unread})
                 trace_result.fused_with_dropout += values.fused_with_dropout
+                trace_result.finite_checks = max(trace_result.finite_checks, values.finite_reads)
             if find_trained:  # on meta, where the stand-ins are the graph's leaves
                 trace_result.trained = _reached_parameters(output, weights.items())
             del output
