@@ -2587,6 +2587,93 @@ def test_a_forward_that_converts_its_own_modules_on_meta_is_told_to_run_on_cpu()
     assert report.calls[0].outputs.startswith(f"Seq2SeqMoEOutput{{logits: {list(logits.shape)}")
 
 
+class AuxiliaryInTraining(nn.Module):
+    """Runs a module in training alone, as Inception's auxiliary classifier runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.aux = nn.Sequential(nn.Linear(4, 4), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        return h + self.aux(h) if self.training else h
+
+
+class RunsAnAuxiliary(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = AuxiliaryInTraining()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(x))
+
+
+def test_modules_run_in_training_alone_have_rows_in_an_eval_summary() -> None:
+    # An eval-mode summary on meta measures the activations in a train-mode forward, which ran block.aux too: its
+    # bytes counted in block's row (96 B) and no row under it held them (the own 32 B and fc's 32 B), and block.aux
+    # was listed among the modules not called, "or unused"
+    model, x = RunsAnAuxiliary(), torch.randn(2, 4)
+    report = paramscope.summary(model, input_data=x, depth=ALL_DEPTHS)
+    _, saved = torch_saved_bytes(model, x)
+    assert [(row.path, row.calls, row.flops, row.activations_bytes) for row in report.calls or ()] == [
+        ("", 1, 2 * 2 * 4 * (4 + 2), saved[""]),
+        ("block", 1, 2 * 2 * 4 * 4, saved["block"]),
+        ("block.fc", 1, 2 * 2 * 4 * 4, saved["block.fc"]),
+        ("block.aux", 0, 0, saved["block.aux"]),
+        ("block.aux.0", 0, 0, saved["block.aux.0"]),
+        ("block.aux.1", 0, 0, saved["block.aux.1"]),
+        ("head", 1, 2 * 2 * 4 * 2, saved["head"]),
+    ]
+    by_path = rows(report)
+    assert by_path["block"].activations_bytes == (by_path["block"].own_activations_bytes or 0) + sum(
+        by_path[path].activations_bytes or 0 for path in ("block.fc", "block.aux")
+    )
+    assert by_path["block.aux"].params == 20
+    assert (
+        "3 module(s) ran only in the train-mode forward that measured the activations, not in this one: block.aux, "
+        "block.aux.0, block.aux.1; their rows hold those activations alone"
+    ) in report.notes
+    assert not any("not called" in note for note in report.notes)
+
+
+class HeadsInTraining(nn.Module):
+    """Runs a module before the others, and a list of heads, in training alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pre, self.fc, self.out = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+        self.heads = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            x = self.pre(x)
+        x = self.fc(x)
+        if self.training:
+            x = x + sum(head(x) for head in self.heads)
+        return self.out(x)
+
+
+def test_modules_run_in_training_alone_have_rows_in_their_place() -> None:
+    model, x = HeadsInTraining(), torch.randn(2, 4)
+    report = paramscope.summary(model, input_data=x, depth=ALL_DEPTHS)
+    _, saved = torch_saved_bytes(model, x)
+    assert [(row.path, row.calls, row.activations_bytes) for row in report.calls or ()] == [
+        ("", 1, saved[""]),
+        ("pre", 0, saved["pre"]),
+        ("fc", 1, saved["fc"]),
+        ("heads", 0, saved["heads.0"] + saved.get("heads.1", 0)),  # a container: its heads' sum
+        ("heads.0", 0, saved["heads.0"]),
+        ("heads.1", 0, saved.get("heads.1", 0)),
+        ("out", 1, saved["out"]),
+    ]
+    root = rows(report)[""]
+    assert root.activations_bytes == (root.own_activations_bytes or 0) + sum(
+        row.activations_bytes or 0 for row in report.calls or () if row.depth == 1
+    )
+
+
 class GuardsItsActivations(nn.Module):
     """Reads checks of its activations for infinities and NaNs, as DETR's encoder layers do in training and BART's
     in float16; and one of a tensor with values of its own, which the forward on meta knows."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -382,23 +382,26 @@ def summarize(
         return CallRecord(path, kind, path_depth(path), inputs, outputs, params.get(reported, 0), flops, flops // 2,
                           calls, activations, result.own_flops.get(path, 0), own_activations)  # fmt: skip
 
+    measured = result.total_activations is not None
     called = {call.path for call in result.calls}
+    # modules that ran only in the train-mode forward that measured the activations (an auxiliary head run in
+    # training): rows of their own, with those activations, so that the rows above them add up
+    trained_only = [path for path in result.measured_calls if path not in called] if measured else []
+    ran = called.union(trained_only)
     known: dict[str, list[str]] = {}
-    ancestors = {path: _ancestors(path, known) for path in called}
-    uncalled = {a for path in called for a in ancestors[path] if a not in called}
+    ancestors = {path: _ancestors(path, known) for path in ran}
+    uncalled = {a for path in ran for a in ancestors[path] if a not in ran}
     children: dict[str, list[str]] = {}
-    for path in sorted(called | uncalled):
+    for path in sorted(ran | uncalled):
         if path:
             children.setdefault(path.rpartition(".")[0], []).append(path)
 
     def summed(figures: Mapping[str, int], path: str) -> int:
         # A container that is never called itself (a ModuleList of layers) gets the sums of its children, called
         # or containers in turn, so every depth shows the whole model.
-        if path in called:
+        if path in ran:
             return figures.get(path, 0)
         return sum(summed(figures, child) for child in children.get(path, ()))
-
-    measured = result.total_activations is not None
 
     records: list[CallRecord] = []  # the rows as deep as asked for
     containers: set[str] = set()
@@ -413,6 +416,9 @@ def summarize(
             activations = result.activations.get(call.path, 0) if measured else None
             records.append(record(call.path, call.inputs, call.outputs, call.calls, result.flops.get(call.path, 0),
                                   activations))  # fmt: skip
+    if trained_only:
+        _place_trained_only(records, trained_only, result.measured_calls, ancestors, depth, lambda path: record(
+            path, "", "", 0, summed(result.flops, path), summed(result.activations, path)))  # fmt: skip
     if "" not in called:  # the model's forward never ran (its __call__ runs the layers itself): a container's row
         tops = children.get("", [])
         flops = result.total_flops
@@ -446,11 +452,11 @@ def summarize(
         notes.append(fused_with_dropout_note(result.fused_with_dropout))
     if result.finite_checks:
         notes.append(finite_checks_note(result.finite_checks))
-    ran = {in_report(path) for path in called}
+    ran_here = {in_report(path) for path in called.union(trained_only)}
     # a module whose weights are tied to a module that ran (T5's `shared` embedding) is not idle
     tied_to_ran = {record.name.rpartition(".")[0] for record in report.tensors
-                   if any(alias.rpartition(".")[0] in ran for alias in record.aliases)}  # fmt: skip
-    used = ran | tied_to_ran | {in_report(path) for path in result.replaced}
+                   if any(alias.rpartition(".")[0] in ran_here for alias in record.aliases)}  # fmt: skip
+    used = ran_here | tied_to_ran | {in_report(path) for path in result.replaced}
     idle = [node.path for node in report.modules
             if node.own_params and node.same_as is None and node.path not in used]  # fmt: skip
     if "" not in called:
@@ -466,6 +472,11 @@ def summarize(
             f"{format_count(len(idle))} module(s) hold parameters but were not called in this forward (their parent "
             f"used the weights directly, as nn.MultiheadAttention and torch's fused kernels do, or they are unused): "
             f"{listed(idle, 5)}"
+        )
+    if trained_only:
+        notes.append(
+            f"{format_count(len(trained_only))} module(s) ran only in the train-mode forward that measured the "
+            f"activations, not in this one: {listed(trained_only, 5)}; their rows hold those activations alone"
         )
     reused = [call for call in calls if call.calls > 1]
     if reused:
@@ -516,6 +527,38 @@ def unread_masks_note(checks: Iterable[str]) -> str:
             "and kept the mask as under a trace; on a real device the values decide (a mask of ones is skipped, "
             "position ids of one sequence each are not packed), and the attention kernel and the activations may "
             "follow them: --device cpu runs with them")  # fmt: skip
+
+
+def _place_trained_only(
+    records: list[CallRecord],
+    trained_only: Sequence[str],
+    order: Sequence[str],
+    ancestors: Mapping[str, list[str]],
+    depth: int,
+    make: Callable[[str], CallRecord],
+) -> None:
+    """Put in ``records`` (the rows of an eval-mode forward) a row made by ``make`` for each module that ran in the
+    train-mode forward alone (``trained_only``; ``order``: that forward's modules in the order they were first
+    called), and for each of its ancestors without one (a container), as deep as ``depth``: after the rows of the
+    module that ran before it there, inside that module's rows where it is an ancestor."""
+    from ._walk import path_depth
+
+    rows = {record.path for record in records}
+    position = {path: index for index, path in enumerate(order)}
+    for path in trained_only:
+        for placed in (*ancestors[path], path):
+            if placed in rows or path_depth(placed) > depth:
+                continue
+            parent = placed.rpartition(".")[0]
+            before = next((order[index] for index in range(position[path] - 1, -1, -1) if order[index] in rows), "")
+            if parent and before != parent and not before.startswith(f"{parent}."):
+                before = parent  # the first of its parent's modules to run: right under the parent's row
+            at = next((index for index, record in enumerate(records) if record.path == before), -1) + 1
+            if before != parent:
+                while at < len(records) and records[at].path.startswith(f"{before}."):
+                    at += 1  # after what it called
+            records.insert(at, make(placed))
+            rows.add(placed)
 
 
 def _ancestors(path: str, known: dict[str, list[str]]) -> list[str]:

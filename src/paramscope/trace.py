@@ -707,6 +707,9 @@ class Trace:
     fused_with_dropout: int = 0
     """On meta: the attention calls with dropout, for backward, that ran fused as on a GPU (the CPU runs them on its
     math path, which saves more)."""
+    measured_calls: list[str] = field(default_factory=list)
+    """The modules the forward that measured the activations called, in order, where it is a forward of its own (on
+    meta, the train-mode one beside an eval-mode summary's): a module may run in training alone."""
     finite_checks: int = 0
     """On meta: the reads of a check for infinities or NaNs of a tensor without values (BART's float16 guard), each
     answered as for finite values; the most of one forward."""
@@ -1674,6 +1677,8 @@ def _run(
     if saved is not None:
         trace_result.activations, trace_result.own_activations = saved.per_module, saved.own
         trace_result.total_activations = saved.total
+        if not count_flops:
+            trace_result.measured_calls = list(hooks.calls)
 
 
 def trace(
