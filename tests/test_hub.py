@@ -1086,6 +1086,69 @@ def test_check_builds_the_config_of_the_commit_whose_weights_were_read(
         assert all(f"/resolve/{COMMIT_A}/" in path for path in resolved(server)[1:])
 
 
+def commit_notes(notes: list[str]) -> list[str]:
+    return [note for note in notes if " read at commit " in note]
+
+
+def test_summary_check_reads_the_commit_the_model_was_built_from(
+    capsys: pytest.CaptureFixture[str], local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """summary --check builds the model from config.json, then reads the weights and config.json again for the
+    check: a push right after the first answer (a config of one layer) is read by neither, and one note names the
+    commit both reads used."""
+    tiny = repo_files(local["tiny-llama"])
+    with HubServer({"org/tiny-llama": Repo(tiny, commit=COMMIT_A)}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        one_layer = Repo({**tiny, "config.json": edited_config(tiny, num_hidden_layers=1)}, commit=COMMIT_B)
+        server.push("org/tiny-llama", one_layer, after=lambda r: True)
+        code, out, err = run(capsys, "summary", "hf:org/tiny-llama", "--input-size", "1,4", "--input-dtype", "long",
+                             "--check", "--format", "json", "--quiet")  # fmt: skip
+        assert (code, err) == (0, "")
+        report = json.loads(out)
+        assert report["check"]["ok"] is True  # not the 9 tensors of layer 1 unexpected by a model of one layer
+        assert report["check"]["unexpected"] == []
+        with torch.device("meta"):
+            two_layers = transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY_CONFIG))
+        assert report["totals"]["params"] == sum(p.numel() for p in two_layers.parameters())
+        assert commit_notes(report["notes"]) == [f"org/tiny-llama@main read at commit {COMMIT_A}"]
+        paths = resolved(server)
+        assert paths[0] == "/org/tiny-llama/resolve/main/config.json"
+        assert all(f"/resolve/{COMMIT_A}/" in path for path in paths[1:]), paths
+
+
+@pytest.mark.parametrize("via", ["cli", "api"])
+def test_memory_runs_the_model_of_the_commit_whose_weights_were_read(
+    capsys: pytest.CaptureFixture[str], local: Local, monkeypatch: pytest.MonkeyPatch, via: str
+) -> None:
+    """memory with a context reads the weights, then builds the model from config.json to size the KV cache and run
+    the forward: a push in between (a config of one layer) is not the model that runs, and one note names the
+    commit both reads used."""
+    import paramscope
+
+    tiny = repo_files(local["tiny-llama"])
+    code, out, err = run(capsys, "memory", str(local["tiny-llama"]), "--context", "8", "--format", "json")
+    assert (code, err) == (0, "")
+    at_a = json.loads(out)  # the same files, read from a local directory
+    with HubServer({"org/tiny-llama": Repo(tiny, commit=COMMIT_A)}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        one_layer = Repo({**tiny, "config.json": edited_config(tiny, num_hidden_layers=1)}, commit=COMMIT_B)
+        server.push("org/tiny-llama", one_layer, after=lambda r: r.method == "GET" and r.range is not None)
+        if via == "cli":
+            code, out, err = run(capsys, "memory", "hf:org/tiny-llama", "--context", "8", "--format", "json")
+            assert (code, err) == (0, "")
+            report = json.loads(out)
+        else:
+            report = paramscope.memory("hf:org/tiny-llama", seq=8).to_dict()
+        items = {item["name"]: item["total_bytes"] for item in report["memory"]["items"]}
+        # K and V × 2 layers × 2 KV heads × head_dim 4 × 8 tokens × batch 1 × 2 B (bfloat16): not 1 layer's 256 B
+        assert items["KV cache"] == 2 * TINY["layers"] * TINY["kv_heads"] * (TINY["hidden"] // TINY["heads"]) * 8 * 2
+        assert report["memory"]["items"] == at_a["memory"]["items"]  # the forward of A's model too
+        assert commit_notes(report["notes"]) == [f"org/tiny-llama@main read at commit {COMMIT_A}"]
+        paths = resolved(server)
+        assert paths[0] == "/org/tiny-llama/resolve/main/config.json"
+        assert all(f"/resolve/{COMMIT_A}/" in path for path in paths[1:]), paths
+
+
 @pytest.mark.parametrize("setting", ["HF_HUB_CACHE", "HF_TOKEN_PATH"])
 def test_a_hub_cache_that_cannot_be_used_is_not_a_network_error(
     capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str

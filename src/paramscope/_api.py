@@ -231,7 +231,7 @@ def summary(
             model_class=model_class,
             trust_remote_code=trust_remote_code,
         )
-        module, kind, notes = load_model(model, request)
+        module, kind, notes, _ = load_model(model, request)
         report = inspect_module(module, target=model, device=device)
         report = dataclass_replace(
             report, source=dataclass_replace(report.source, kind=kind), notes=(*notes, *report.notes)

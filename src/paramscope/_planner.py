@@ -106,16 +106,16 @@ def resolve(
 
         module = module_of(model)
         return inspect_module(module), module, config_of(module)
-    from .sources.target import builds_model, load_model, load_report
+    from .sources.target import builds_model, load_model, load_report_and_commit
 
     if builds_model(model):  # model code or a config: build it once, count it, run it
-        module, kind, notes = load_model(model, request)
+        module, kind, notes, _ = load_model(model, request)
         report = inspect_module(module, target=model, device=request.device)
         report = replace(report, source=replace(report.source, kind=kind), notes=(*notes, *report.notes))
         return report, module, config_of(module)
     # A checkpoint (or a Hub id): the weights' own dtypes from their headers; the config only to run a forward, on
     # the model --model-class names
-    report = load_report(model, replace(request, model_class=None))
+    report, commit = load_report_and_commit(model, replace(request, model_class=None))
     cache_config = None  # a GGUF file's own metadata sizes its KV cache, as llama.cpp does
     if report.source.kind == "gguf":
         from .sources.gguf import decoder_config
@@ -130,7 +130,7 @@ def resolve(
                          f"config.json beside the weights; {why}")  # fmt: skip
     if not wants_forward or (config is None and not hub):
         return report, None, cache_config or config
-    module, _, notes = load_model(model, request)
+    module, _, notes, _ = load_model(model, replace(request, commit=commit))  # a Hub id: the weights' commit
     return replace(report, notes=(*report.notes, *notes)), module, cache_config or config_of(module)
 
 

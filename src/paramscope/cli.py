@@ -818,13 +818,15 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
     depth = options.depth if options.depth is not None else 3
     request = _request(options)
     with _model_output_to_stderr():
-        model, kind, notes = load_model(options.target, request)
+        model, kind, notes, commit = load_model(options.target, request)
         report = inspect_module(model, target=options.target, device=options.device, explain=options.explain)
         report = replace(report, source=replace(report.source, kind=kind), notes=(*notes, *report.notes))
         if options.check:
-            # inspect's --check as it is: the checkpoint's headers against the model config.json describes
+            # inspect's --check as it is: the checkpoint's headers against the model config.json describes, of the
+            # commit the model was built from (a Hub branch is not resolved again)
             checked = load_report(
-                options.target, replace(request, check=True, from_config=False, exclude_embeddings=False)
+                options.target,
+                replace(request, check=True, from_config=False, exclude_embeddings=False, commit=commit),
             )
             if checked.check is not None:
                 report = replace(report, check=checked.check, notes=(*report.notes, *checked.check.notes))

@@ -792,12 +792,15 @@ def load(
     model_class: str | None = None,
     trust_remote_code: bool = False,
     explain: bool = False,
+    commit: str | None = None,
 ) -> tuple[Report, str | None]:
     """The report of a Hub model: its safetensors headers, or (``from_config``, or no safetensors) its config; and
-    the commit read (for :func:`build` to build the config of the same one), None where no answer named one."""
+    the commit read (for :func:`build` to build the config of the same one), None where no answer named one. At
+    ``commit`` when given (that which an earlier read of the same command resolved the branch to, whose note names
+    it: this one adds none), else at the commit its first answer names."""
     from .._progress import status
 
-    hub = _Repo.of(target)
+    hub = _Repo.of(target, commit)
     repo = hub.repo
     _check_reachable(hub)
 
@@ -838,21 +841,23 @@ def load(
         from dataclasses import replace
 
         missing = [] if from_config or explain else [f"{repo} has no safetensors weights: built from its config.json"]
-        return replace(report, notes=(*missing, *report.notes, *hub.commit_note())), hub.commit
+        commit_notes = hub.commit_note() if commit is None else []
+        return replace(report, notes=(*missing, *report.notes, *commit_notes)), hub.commit
     tensors, files, notes = stored
     from .checkpoint import read_config
 
     config, config_notes = read_config(config_file.parent) if config_file is not None else (None, [])
-    notes += config_notes + hub.commit_note()
+    notes += config_notes + (hub.commit_note() if commit is None else [])
     report = checkpoint_report(
         tensors, kind="safetensors", target=target, files=files, config=config, notes=notes, sort=True
     )
     return report, hub.commit
 
 
-def build(target: str, request: Any, commit: str | None = None) -> tuple[Any, list[str]]:
-    """The model a Hub repository's config.json describes, built on ``request.device``: ``(module, notes)``; at
-    ``commit`` when given (that of the weights :func:`load` read), else at the commit its first answer names."""
+def build(target: str, request: Any, commit: str | None = None) -> tuple[Any, list[str], str | None]:
+    """The model a Hub repository's config.json describes, built on ``request.device``: ``(module, notes, the
+    commit read)``; at ``commit`` when given (that of the weights :func:`load` read, or of an earlier read of the same
+    command, whose note names it: this one adds none), else at the commit its first answer names."""
     from .hf import build_from_config
 
     hub = _Repo.of(target, commit)
@@ -874,4 +879,4 @@ def build(target: str, request: Any, commit: str | None = None) -> tuple[Any, li
         device=request.device,
         name=f"{target}: {CONFIG_FILE}",
     )
-    return model, notes + hub.commit_note()
+    return model, notes + (hub.commit_note() if commit is None else []), hub.commit

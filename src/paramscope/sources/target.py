@@ -135,6 +135,10 @@ class Request:
     model_class: str | None = None
     trust_remote_code: bool = False
     exclude_embeddings: bool = False
+    commit: str | None = None
+    """An hf: target's commit, which an earlier read of the same command resolved its branch to: this read asks for
+    it too (a push in between changes nothing of what is read), and adds no second note naming it. None: the read
+    resolves the branch itself."""
 
 
 def no_weights_to_check(target: str) -> UsageError:
@@ -268,7 +272,7 @@ def _module_report(target: str, request: Request) -> Report:
         return inspect_module(model, target=target, device=request.device, explain=request.explain)
 
 
-def _hub_report(target: str, request: Request) -> Report:
+def _hub_report(target: str, request: Request) -> tuple[Report, str | None]:
     from . import hub
 
     report, commit = hub.load(
@@ -278,6 +282,7 @@ def _hub_report(target: str, request: Request) -> Report:
         model_class=request.model_class,
         trust_remote_code=request.trust_remote_code,
         explain=request.explain,
+        commit=request.commit,
     )
     if report.source.kind != "hf-config" and not request.check:
         _refuse_model_class(target, request, f"the repository's safetensors weights are read: {_BUILD_IT}")
@@ -288,9 +293,9 @@ def _hub_report(target: str, request: Request) -> Report:
 
         if report.source.kind == "hf-config":  # built from the config: the repo has no safetensors weights
             raise no_weights_to_check(target)
-        model, _ = hub.build(target, replace(request, device="meta"), commit)  # the weights' commit
+        model, _, _ = hub.build(target, replace(request, device="meta"), commit)  # the weights' commit
         report = with_check(report, inspect_module(model, target=target), checkpoint_loading(model))
-    return report
+    return report, commit
 
 
 def _refuse_arguments(target: str, request: Request) -> None:
@@ -301,7 +306,14 @@ def _refuse_arguments(target: str, request: Request) -> None:
 
 def load_report(target: str, request: Request | None = None) -> Report:
     """The report of whatever ``target`` names; see :func:`paramscope.inspect`."""
+    return load_report_and_commit(target, request)[0]
+
+
+def load_report_and_commit(target: str, request: Request | None = None) -> tuple[Report, str | None]:
+    """:func:`load_report`, and the commit an hf: target was read at (None for any other target, or where no answer
+    named one): a later read of the same command asks for it too (``Request.commit``)."""
     request = request or Request()
+    commit = None
     _check_not_empty(target)
     if request.check and request.from_config:
         raise UsageError(
@@ -310,7 +322,7 @@ def load_report(target: str, request: Request | None = None) -> Report:
         )
     if target.startswith("hf:"):
         _refuse_arguments(target, request)
-        report = _hub_report(target, request)
+        report, commit = _hub_report(target, request)
     elif is_code_target(target) and not Path(target).exists():
         report = _module_report(target, request)
     else:
@@ -326,7 +338,7 @@ def load_report(target: str, request: Request | None = None) -> Report:
         from .._embeddings import without_embeddings
 
         report = without_embeddings(report)
-    return report
+    return report, commit
 
 
 def builds_model(target: str) -> bool:
@@ -353,8 +365,9 @@ def builds_from_config(target: str, from_config: bool = False) -> bool:
     return from_config or builds_model(target)
 
 
-def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
-    """The live model a target names, for work that runs it (a summary): ``(module, source kind, notes)``.
+def load_model(target: str, request: Request) -> tuple[Any, str, list[str], str | None]:
+    """The live model a target names, for work that runs it (a summary): ``(module, source kind, notes, commit)``,
+    the commit an hf: target was read at (as :func:`load_report_and_commit`'s), else None.
 
     Model code is built as ``inspect`` builds it; a config.json (a file, a directory holding one, a Hub id) through
     transformers. A checkpoint alone has no code to run.
@@ -366,8 +379,8 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
     if target.startswith("hf:"):
         from . import hub
 
-        model, notes = hub.build(target, request)
-        return model, "hf-config", notes
+        model, notes, commit = hub.build(target, request, request.commit)
+        return model, "hf-config", notes, commit
     if code:
         _refuse_model_class(target, request, _OWN_MODEL)
         require("torch", "torch", f"building {target}")
@@ -377,6 +390,7 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
             build_model(target, request.arguments, device=request.device, import_on_device=request.import_on_device),
             ("module"),
             [],
+            None,
         )
     path = Path(target)
     if not path.exists():
@@ -395,4 +409,4 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str]]:
     model, notes = build_from_config(
         config, model_class=request.model_class, trust_remote_code=request.trust_remote_code, device=request.device
     )
-    return model, "hf-config", notes
+    return model, "hf-config", notes, None
