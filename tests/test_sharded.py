@@ -30,7 +30,7 @@ WORLD_SIZE = 2
 TIME_LIMIT_S = 150
 SCENARIOS = (
     "fsdp2", "fsdp2-checkpointed", "fsdp2-gathered", "fsdp2-gathered-bf16", "tp", "fsdp1", "fsdp1-orig-params",
-    "fsdp1-summoned", "fsdp1-orig-params-summoned",
+    "fsdp1-summoned", "fsdp1-orig-params-summoned", "fsdp1-forward", "fsdp1-orig-params-forward",
 )  # fmt: skip
 FULLY_SHARDED = [scenario for scenario in SCENARIOS if scenario != "tp"]
 
@@ -112,15 +112,21 @@ def _shard(model: nn.Module, scenario: str) -> nn.Module:
         for block in model.blocks:  # type: ignore[union-attr]
             parallelize_module(block, mesh, {"fc1": ColwiseParallel(), "fc2": RowwiseParallel()})
         return model
-    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-    return FullyShardedDataParallel(
+    # forward: SHARD_GRAD_OP does not reshard after a forward, each unit keeps its gathered flat parameter
+    forward = scenario.endswith("forward")
+    wrapped = FullyShardedDataParallel(
         model,
         device_id=torch.device("cpu"),
         use_orig_params=scenario.startswith("fsdp1-orig-params"),
         auto_wrap_policy=ModuleWrapPolicy({Block}),
+        sharding_strategy=ShardingStrategy.SHARD_GRAD_OP if forward else ShardingStrategy.FULL_SHARD,
     )
+    if forward:
+        wrapped(torch.zeros(2, 3, dtype=torch.long))
+    return wrapped
 
 
 def _held_here(model: nn.Module, scenario: str) -> tuple[int, int]:
@@ -146,7 +152,7 @@ def _held_here(model: nn.Module, scenario: str) -> tuple[int, int]:
         for module in FullyShardedDataParallel.fsdp_modules(model)
         if module._handle is not None
     ]
-    if scenario.endswith("summoned"):  # the flat parameters are gathered: the shards are kept beside them
+    if scenario.endswith(("summoned", "forward")):  # the flat parameters are gathered: the shards are kept beside
         shards = [flat._local_shard for flat in flats]
         in_shard = sum(info.numel_in_shard or 0 for flat in flats for info in flat._shard_param_infos)
         return in_shard, sum(shard.untyped_storage().nbytes() for shard in shards)
@@ -167,6 +173,13 @@ def _gathered_here(model: nn.Module, scenario: str) -> int:
 
         modules = FullyShardedDataParallel.fsdp_modules(model)
         return sum(m._handle.flat_param.untyped_storage().nbytes() for m in modules if m._handle is not None)
+    if scenario.endswith("forward"):  # the flat parameters' data is the shard again, the gathered ones stay allocated
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        modules = FullyShardedDataParallel.fsdp_modules(model)
+        return sum(
+            m._handle.flat_param._full_param_padded.untyped_storage().nbytes() for m in modules if m._handle is not None
+        )
     return 0
 
 
@@ -445,6 +458,20 @@ def test_fsdp1_inside_summon_full_params_is_counted_as_its_shards(ranks: list[di
             "summon_full_params, or after a forward that does not reshard): this rank's share is of their shards; it "
             f"also holds the gathered copies, {result['gathered']:,} B, until they are resharded"
         ) in report["notes"]
+
+
+@pytest.mark.parametrize("scenario", ["fsdp1-forward", "fsdp1-orig-params-forward"])
+def test_fsdp1_after_a_forward_that_does_not_reshard_notes_the_gathered_copies(
+    ranks: list[dict[str, Any]], scenario: str
+) -> None:
+    for rank in range(WORLD_SIZE):
+        result = _result(ranks, scenario, rank)
+        assert result["gathered"] >= 2 * result["held"][1]  # every unit's whole flat parameter, beside its shard
+        assert (
+            "FSDP1 flat parameters of (model), blocks.0, blocks.1, blocks.2 are gathered now (inside "
+            "summon_full_params, or after a forward that does not reshard): this rank's share is of their shards; it "
+            f"also holds the gathered copies, {result['gathered']:,} B, until they are resharded"
+        ) in result["report"]["notes"]
 
 
 def test_checkpoint_wrappers_under_fsdp2_are_unwrapped(ranks: list[dict[str, Any]]) -> None:

@@ -149,25 +149,41 @@ def unflatten(wrapper: nn.Module, found: FlatParameters, path: str = "") -> None
         _unflatten_one(flat, found, _world_size(getattr(wrapper, "process_group", None)), path, placement)
 
 
-def _local_shard(flat: Any) -> tuple[torch.Tensor, bool]:
-    """The flat shard this rank keeps, and whether the flat parameter is gathered now: inside
-    ``summon_full_params`` (or unsharded for a forward) its data is the whole flat parameter, the shard kept apart
-    in ``_local_shard``."""
+def _local_shard(flat: Any) -> torch.Tensor:
+    """The flat shard this rank keeps: inside ``summon_full_params`` (or unsharded for a forward) the flat
+    parameter's data is the whole flat parameter, the shard kept apart in ``_local_shard``."""
     shard = getattr(flat, "_local_shard", None)
     sharded_size = getattr(flat, "_sharded_size", None)
     if not isinstance(shard, torch.Tensor) or sharded_size is None or flat.size() == sharded_size:
-        return flat, False
-    return shard, True
+        return flat  # type: ignore[no-any-return]
+    return shard
+
+
+def _gathered_bytes(flat: Any, shard: torch.Tensor) -> int:
+    """The bytes of the unsharded copies of a flat parameter this rank holds beside its shard. Inside
+    ``summon_full_params`` its data is the whole flat parameter; after a forward that does not reshard
+    (``SHARD_GRAD_OP``, and ``FULL_SHARD``'s root unit) its data is the shard again, but the gathered flat parameter
+    (``_full_param_padded``, in a mixed-precision policy's dtype) stays allocated until the backward."""
+    own = shard.untyped_storage().data_ptr()
+    held = {}
+    for name in ("data", "_full_param_padded", "_full_prec_full_param_padded"):
+        tensor = getattr(flat, name, None)
+        if isinstance(tensor, torch.Tensor):
+            storage = tensor.untyped_storage()
+            if storage.nbytes() and storage.data_ptr() != own:
+                held[storage.data_ptr()] = storage.nbytes()
+    return sum(held.values())
 
 
 def _unflatten_one(flat: Any, found: FlatParameters, world: int | None, path: str, placement: str) -> None:
     found.devices.add(flat.device)
     found.hidden.add(id(flat))
-    shard, gathered = _local_shard(flat)
+    shard = _local_shard(flat)
     found.local_storage_bytes += shard.untyped_storage().nbytes()
+    gathered = _gathered_bytes(flat, shard)
     if gathered:
         found.gathered_paths.append(path or "(model)")
-        found.gathered_bytes += flat.untyped_storage().nbytes()
+        found.gathered_bytes += gathered
     originals = getattr(flat, "_params", None)  # use_orig_params: the registered views, in order
     shared_originals = getattr(flat, "_shared_params", None)
     stand_ins = []
