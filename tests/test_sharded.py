@@ -536,6 +536,21 @@ def test_zero3_parameters_count_globally(rank: int) -> None:
     assert sharding.local_numel == partitions["blocks.0.fc1.weight"].ds_numel  # type: ignore[attr-defined]
 
 
+def test_zero3_partitions_in_one_flat_buffer_are_held_once() -> None:
+    """DeepSpeed's ZeRO-3 optimizer moves the partitions of the parameters it trains into one flat buffer per sub
+    group (``_move_to_flat_buffer``: each ``ds_tensor`` becomes a view of it): the rank holds that buffer once."""
+    model = TiedNet()
+    partitions = zero3_partitioned(model, 1, WORLD_SIZE)
+    flat = torch.zeros(sum(partition.numel() for partition in partitions.values()))
+    start = 0
+    for partition in partitions.values():
+        partition.data = flat.narrow(0, start, partition.numel()).data
+        start += partition.numel()
+    report = paramscope.inspect(model)
+    assert report.totals.local_param_bytes == flat.untyped_storage().nbytes() == flat.numel() * 4
+    assert report.totals.local_params == sum(int(p.ds_numel) for p in partitions.values())  # type: ignore[attr-defined]
+
+
 def test_a_zero3_parameter_gathered_counts_as_its_partition() -> None:
     """Inside DeepSpeed's GatheredParameters (or a forward), a parameter's data is the whole tensor while its
     partition stays in ds_tensor: the rank's share is still the partition."""

@@ -36,8 +36,21 @@ def _placement(placement: Any) -> str:
     return repr(placement).replace("dim=", "")
 
 
-def dtensor_sharding(tensor: Any) -> tuple[Sharding, int]:
-    """A DTensor's sharding, and the bytes of its local storage (padding included)."""
+HeldStorage = tuple[Any, int]
+"""A storage a rank holds: a key that tensors sharing it have in common (``None`` when it has no address: meta, or
+no bytes), and its bytes."""
+
+
+def held_storage(tensor: torch.Tensor) -> HeldStorage:
+    """The storage ``tensor`` is a view of, as a rank holds it: several tensors can be views of one buffer (DeepSpeed
+    ZeRO-3 moves the partitions of an optimizer's parameters into one flat buffer), held once."""
+    storage = tensor.untyped_storage()
+    address = storage.data_ptr()
+    return ((str(tensor.device), address) if address else None), storage.nbytes()
+
+
+def dtensor_sharding(tensor: Any) -> tuple[Sharding, HeldStorage]:
+    """A DTensor's sharding, and its local storage (padding included)."""
     local = tensor.to_local()
     numel = local.numel()
     sharding = Sharding(
@@ -48,7 +61,7 @@ def dtensor_sharding(tensor: Any) -> tuple[Sharding, int]:
         numel,
         numel * local.element_size(),
     )
-    return sharding, local.untyped_storage().nbytes()
+    return sharding, held_storage(local)
 
 
 def _world_size(group: Any = None) -> int | None:
@@ -79,8 +92,8 @@ def fsdp2_gathered(module: nn.Module) -> dict[int, Any]:
         return {}
 
 
-def zero3_sharding(tensor: torch.Tensor) -> tuple[tuple[int, ...], int, Sharding, int] | None:
-    """For a DeepSpeed ZeRO-3 parameter: its global shape and numel, its sharding, and the bytes of its partition
+def zero3_sharding(tensor: torch.Tensor) -> tuple[tuple[int, ...], int, Sharding, HeldStorage] | None:
+    """For a DeepSpeed ZeRO-3 parameter: its global shape and numel, its sharding, and the storage of its partition
     (padding included); ``None`` for any other tensor."""
     attributes = tensor.__dict__
     if "ds_numel" not in attributes or "ds_shape" not in attributes:
@@ -90,10 +103,10 @@ def zero3_sharding(tensor: torch.Tensor) -> tuple[tuple[int, ...], int, Sharding
     partition = attributes.get("ds_tensor")
     if isinstance(partition, torch.Tensor):
         local_numel = int(getattr(partition, "ds_numel", partition.numel()))
-        storage = partition.untyped_storage().nbytes()
+        storage = held_storage(partition)
         local_shape: tuple[int, ...] | None = tuple(partition.shape)
     else:
-        local_numel, storage, local_shape = 0, 0, None
+        local_numel, storage, local_shape = 0, (None, 0), None
     world = _world_size(attributes.get("ds_process_group"))
     sharding = Sharding(
         "zero3",

@@ -24,7 +24,15 @@ from .._moe import with_active_params
 from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
 from .._tree import TreeBuilder
 from .._units import format_bytes, listed, shortened
-from ._sharded import FlatParameters, dtensor_class, dtensor_sharding, fsdp2_gathered, unflatten, zero3_sharding
+from ._sharded import (
+    FlatParameters,
+    HeldStorage,
+    dtensor_class,
+    dtensor_sharding,
+    fsdp2_gathered,
+    unflatten,
+    zero3_sharding,
+)
 from ._tensors import PLAIN_TENSOR_CLASSES, UNREAD_PACKING, packed_weights, unusual_bytes
 
 if TYPE_CHECKING:
@@ -258,8 +266,9 @@ class _Walk:
         """ZeRO-3 parameters whose data is the whole tensor now (inside GatheredParameters, or a forward)."""
         self.zero3_gathered_bytes = 0
         """The bytes of those gathered ZeRO-3 copies."""
-        self.local_storages: dict[int, int] = {}
-        """This rank's parameter storages (by key) and their bytes, for the local share of a sharded model."""
+        self.local_storages: dict[Any, int] = {}
+        """This rank's parameter storages (by key, each once) and their bytes, for the local share of a sharded
+        model."""
         self.sharded = False
 
     def run(self, model: nn.Module) -> None:
@@ -518,11 +527,13 @@ class _Walk:
         dtensor = dtensor_class()
         return dtensor is not None and isinstance(tensor, dtensor)
 
-    def _hold(self, key: int, numel: int, storage_bytes: int) -> None:
-        """Count a shard of a parameter as held by this rank."""
+    def _hold(self, key: int, numel: int, storage: HeldStorage) -> None:
+        """Count a shard of a parameter (registered as ``key``) as held by this rank, in ``storage``: a storage that
+        several shards are views of is held once."""
         self.sharded = True
         self.local_params += numel
-        self.local_storages[key] = storage_bytes
+        storage_key, storage_bytes = storage
+        self.local_storages[key if storage_key is None else storage_key] = storage_bytes
 
     def local_share(self) -> tuple[int, int] | None:
         """``(elements, bytes)`` of the parameters this rank holds, when the model is sharded; the parameters that
