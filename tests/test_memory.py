@@ -3094,3 +3094,43 @@ def test_keep_fp32_without_a_dtype_says_the_weights_are_as_stored(tiny_llama: nn
             "weights item is as stored")  # fmt: skip
     assert note in plan.notes
     assert note not in plan_of(half, keep_fp32=["*norm*"], dtype="bf16").notes
+
+
+class TwoStacks(nn.Module):
+    """An encoder-decoder's shape: two lists of repeated blocks, each block run through torch's checkpoint when
+    ``checkpointed``, as transformers' gradient_checkpointing_enable runs both an encoder's and a decoder's layers."""
+
+    def __init__(self, checkpointed: bool = False) -> None:
+        super().__init__()
+        self.checkpointed = checkpointed
+        self.embed = nn.Linear(8, 16)
+        self.encoder = nn.ModuleList(nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 16)) for _ in range(3))
+        self.decoder = nn.ModuleList(nn.Sequential(nn.Linear(16, 48), nn.Tanh(), nn.Linear(48, 16)) for _ in range(2))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.embed(x)
+        for block in [*self.encoder, *self.decoder]:
+            if self.checkpointed:
+                hidden = torch.utils.checkpoint.checkpoint(block, hidden, use_reentrant=False)
+            else:
+                hidden = block(hidden)
+        return self.head(hidden)
+
+
+def test_checkpointing_checkpoints_every_stack_of_blocks() -> None:
+    torch.manual_seed(0)
+    model = TwoStacks()
+    x = torch.randn(4, 8)
+    # torch: what a checkpointed forward saves (the blocks' inputs, and what runs outside them), and one block's
+    # saved tensors again while backward recomputes it
+    checkpointed = copy.deepcopy(model)
+    checkpointed.checkpointed = True
+    recomputed, hidden = 0, model.embed(x)
+    for block in [*model.encoder, *model.decoder]:
+        recomputed = max(recomputed, saved_bytes(block, hidden))
+        hidden = block(hidden)
+    truth = saved_bytes(checkpointed, x) + recomputed
+    item = plan_of(model, train=True, input_size=(4, 8), precision="fp32", grad_checkpointing=True).item("activations")
+    assert item.total_bytes == truth
+    assert "inside 5 checkpointed blocks" in item.formula

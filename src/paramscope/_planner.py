@@ -213,19 +213,28 @@ def _torch_dtype(name: str | None) -> torch.dtype | None:
 
 
 def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, str] | None:
-    """Activations with gradient checkpointing of the model's repeated blocks (the largest ``nn.ModuleList``): the
-    blocks keep only their inputs, and one block's saved tensors live again while it is recomputed in backward."""
+    """Activations with gradient checkpointing of the model's repeated blocks (each ``nn.ModuleList`` of blocks that
+    all ran, the outermost where one holds another: an encoder-decoder's encoder and decoder layers both, as
+    transformers' ``gradient_checkpointing_enable`` checkpoints them): the blocks keep only their inputs, and one
+    block's saved tensors live again while it is recomputed in backward."""
     from torch import nn
 
     calls = {call.path: call for call in result.calls}
-    best: list[str] = []
+    stacks: list[tuple[str, list[str]]] = []
     for path, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) >= 2:
             blocks = [f"{path}.{name}" for name, _ in module.named_children()]
-            if all(block in calls for block in blocks) and sum(
-                result.activations.get(block, 0) for block in blocks
-            ) > sum(result.activations.get(block, 0) for block in best):
-                best = blocks
+            if all(block in calls for block in blocks):
+                stacks.append((path, blocks))
+    best: list[str] = []
+    chosen: list[str] = []
+    # the stacks saving most first; one inside a chosen one (experts in a layer), or holding one, is left out
+    for path, blocks in sorted(stacks, key=lambda stack: -sum(result.activations.get(b, 0) for b in stack[1])):
+        if any(path.startswith(f"{other}.") or other.startswith(f"{path}.") for other in chosen):
+            continue
+        if sum(result.activations.get(block, 0) for block in blocks) > 0:
+            chosen.append(path)
+            best += blocks
     if not best:
         return None
     inside = sum(result.activations.get(block, 0) for block in best)
