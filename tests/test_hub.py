@@ -1070,6 +1070,24 @@ def test_a_model_read_online_is_then_read_offline(
     assert hub.requests == []
 
 
+def test_a_read_given_the_commit_leaves_the_caches_ref_as_another_process_moved_it(
+    capsys: pytest.CaptureFixture[str], hub: HubServer, tmp_path: Path
+) -> None:
+    """refs/main is written by the read that resolved the branch, once: a later read given that commit (the second
+    read of summary --check or memory) does not put back a ref that another download has moved on since."""
+    from paramscope.sources import hub as hub_source
+
+    run_json(capsys, "hf:org/tiny-llama", "--from-config")
+    ref = tmp_path / "hf-cache" / "models--org--tiny-llama" / "refs" / "main"
+    read = hub.repos["org/tiny-llama"].commit
+    assert ref.read_text() == read  # written as huggingface_hub's own download writes it
+    ref.write_text(COMMIT_B)  # another process downloaded a newer commit of main
+    report, commit = hub_source.load("hf:org/tiny-llama", from_config=True, commit=read)
+    assert commit == read
+    assert ref.read_text() == COMMIT_B
+    assert report.source.kind == "hf-config"
+
+
 def test_check_builds_the_config_of_the_commit_whose_weights_were_read(
     capsys: pytest.CaptureFixture[str], local: Local, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,7 @@ import re
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,9 @@ class _Repo:
     commit: str | None = None
     """The commit every request asks for once an answer named it (the first that did), or the revision given when
     it is a commit hash; None until then."""
+    ref_kept: bool = False
+    """Whether the Hub cache's ref of the revision needs no writing by this reading: it was written once, or the
+    commit was given (a commit hash, or the one an earlier read of the same command resolved the branch to)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
@@ -143,7 +147,7 @@ class _Repo:
         token = os.environ.get("HF_TOKEN") or None
         if commit is None and revision is not None and _COMMIT.fullmatch(revision):
             commit = revision
-        return cls(target, repo, revision, token, DEADLINE, time.monotonic() + DEADLINE, commit)
+        return cls(target, repo, revision, token, DEADLINE, time.monotonic() + DEADLINE, commit, commit is not None)
 
     @property
     def at(self) -> str | None:
@@ -429,16 +433,20 @@ def _ref(hub: _Repo) -> Path:
 
 
 def _remember_commit(hub: _Repo) -> None:
-    """Write the commit read to the revision's ref in the Hub cache, as ``hf_hub_download`` does for a branch (and
-    ``snapshot_download`` when it downloads at the commit): a later offline reading finds the files there. Only
-    where it changes, and not at all in a cache that cannot be written (the files are downloaded)."""
-    if hub.commit is None or hub.commit == hub.revision:
-        return
+    """Write the commit this reading resolved the revision to into the revision's ref in the Hub cache, as
+    ``hf_hub_download`` does for a branch (and ``snapshot_download`` when it downloads at the commit): a later offline
+    reading finds the files there. Once a reading, after its first download: a ref that another process moved on
+    since (a newer commit) is not put back; never where the commit was given; and not at all in a cache that cannot
+    be written (the files are downloaded)."""
+    with hub._lock:
+        if hub.commit is None or hub.ref_kept:
+            return
+        hub.ref_kept = True
     ref = _ref(hub)
     with contextlib.suppress(OSError):
         if not ref.is_file() or ref.read_text() != hub.commit:
             ref.parent.mkdir(parents=True, exist_ok=True)
-            written = ref.with_name(f"{ref.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            written = ref.with_name(f"{ref.name}.{uuid.uuid4().hex}.tmp")  # unique on a cache that hosts share
             written.write_text(hub.commit)
             os.replace(written, ref)  # never a ref half written, for a reader at the same time
 
