@@ -3134,3 +3134,37 @@ def test_checkpointing_checkpoints_every_stack_of_blocks() -> None:
     item = plan_of(model, train=True, input_size=(4, 8), precision="fp32", grad_checkpointing=True).item("activations")
     assert item.total_bytes == truth
     assert "inside 5 checkpointed blocks" in item.formula
+
+
+class ReentrantStacks(TwoStacks):
+    """:class:`TwoStacks` whose blocks run through torch's reentrant checkpoint, imported by name as models do."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.utils.checkpoint import checkpoint
+
+        hidden = self.embed(x)
+        for block in [*self.encoder, *self.decoder]:
+            hidden = checkpoint(block, hidden, use_reentrant=True)
+        return self.head(hidden)
+
+
+@pytest.mark.parametrize("grad_checkpointing", [False, True])
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_a_forward_calling_checkpoint_is_estimated_as_checkpointed(reentrant: bool, grad_checkpointing: bool) -> None:
+    torch.manual_seed(0)
+    model = ReentrantStacks() if reentrant else TwoStacks(checkpointed=True)
+    x = torch.randn(4, 8)
+    # torch: what the model's checkpointed forward saves, and one block's saved tensors again while backward
+    # recomputes it (each block measured alone)
+    recomputed, hidden = 0, model.embed(x)
+    for block in [*model.encoder, *model.decoder]:
+        recomputed = max(recomputed, saved_bytes(block, hidden))
+        hidden = block(hidden)
+    truth = saved_bytes(model, x) + recomputed
+    plan = plan_of(model, train=True, input_size=(4, 8), precision="fp32", grad_checkpointing=grad_checkpointing)
+    item = plan.item("activations")
+    assert item.total_bytes == truth
+    assert "inside 5 regions the model checkpoints" in item.formula
+    assert ("the model's forward calls torch.utils.checkpoint: its activations are estimated as checkpointed (the "
+            "regions' inputs kept, one region recomputed in backward)") in plan.notes  # fmt: skip
+    assert saved_bytes(model, x) == truth - recomputed  # torch's checkpoint put back: the model checkpoints again

@@ -248,6 +248,100 @@ def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, s
     return size, formula
 
 
+class _Regions:
+    """The calls of ``torch.utils.checkpoint`` during a forward: for each outermost one, the paths of the outermost
+    modules that ran inside it and the bytes of its tensor inputs (each storage once)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.paths = {id(module): path for path, module in model.named_modules()}
+        self.found: list[tuple[list[str], int]] = []
+        self.depth = 0
+
+    def enter(self, args: Iterable[Any]) -> None:
+        import torch
+
+        self.depth += 1
+        if self.depth == 1:
+            from .trace import _storage_key
+
+            storages = {_storage_key(arg): arg.untyped_storage().nbytes() for arg in args
+                        if isinstance(arg, torch.Tensor)}  # fmt: skip
+            self.found.append(([], sum(storages.values())))
+
+    def module_called(self, module: nn.Module, _args: Any) -> None:
+        path = self.paths.get(id(module))
+        if path == "" and not self.depth:  # a forward begins: a failed one's regions are not this one's
+            self.found.clear()
+        if self.depth and path is not None:
+            paths = self.found[-1][0]
+            if not any(path == other or path.startswith(f"{other}.") for other in paths):
+                paths.append(path)
+
+    @contextlib.contextmanager
+    def region(self, args: Iterable[Any]) -> Iterator[None]:
+        self.enter(args)
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+
+@contextlib.contextmanager
+def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
+    """``torch.utils.checkpoint.checkpoint`` (both its reentrant and non-reentrant ways) runs its function plainly
+    for the block, so that what the function saves reaches the measuring hooks (a checkpoint keeps it under hooks of
+    its own), and the regions it ran are recorded. Patched in ``torch.utils.checkpoint`` itself, where
+    ``checkpoint`` looks the names up, however the model imported it; put back after, even on error."""
+    import torch.utils.checkpoint as checkpointing
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    regions = _Regions(model)
+
+    class Plain:
+        @staticmethod
+        def apply(function: Any, _preserve: bool, *args: Any) -> Any:
+            with regions.region(args):
+                return function(*args)
+
+    def plain(_function: Any, _preserve: bool, _context: Any, _check: Any, _debug: Any, _stop: Any, *args: Any,
+              **kwargs: Any) -> Iterator[None]:  # fmt: skip
+        with regions.region((*args, *kwargs.values())):
+            yield  # checkpoint runs the function here, and next() again after it
+
+    names = {"CheckpointFunction": Plain, "_checkpoint_without_reentrant_generator": plain}
+    originals = {name: getattr(checkpointing, name) for name in names if hasattr(checkpointing, name)}
+    handle = register_module_forward_pre_hook(regions.module_called)
+    try:
+        for name in originals:
+            setattr(checkpointing, name, names[name])
+        yield regions
+    finally:
+        handle.remove()
+        for name, original in originals.items():
+            setattr(checkpointing, name, original)
+
+
+def _checkpointed_by_model(result: Trace, regions: _Regions, units: Units) -> tuple[int, str] | None:
+    """Activations of a model that runs parts of its forward through ``torch.utils.checkpoint`` itself, measured with
+    them run plainly: the regions keep only their inputs, and the largest region's saved tensors live again while it
+    is recomputed in backward (as :func:`_checkpointed`). A region's ops outside any module count as saved."""
+    measured = [(paths, inputs) for paths, inputs in regions.found if paths]
+    if not measured:
+        return None
+    outermost = {path for paths, _ in measured for path in paths}
+    outermost = {path for path in outermost if not any(path.startswith(f"{other}.") for other in outermost)}
+    inside = sum(result.activations.get(path, 0) for path in outermost)
+    inputs = sum(size for _, size in measured)
+    largest = max(sum(result.activations.get(path, 0) for path in paths) for paths, _ in measured)
+    total = result.total_activations or 0
+    size = min(total, total - inside + inputs + largest)
+    named = "region" if len(measured) == 1 else "regions"
+    formula = (f"{format_bytes(total, units)} saved - {format_bytes(inside, units)} inside {len(measured)} {named} "
+               f"the model checkpoints + their inputs {format_bytes(inputs, units)} + one region recomputed "
+               f"{format_bytes(largest, units)}")  # fmt: skip
+    return size, formula
+
+
 @contextlib.contextmanager
 def _checkpointing_off(model: nn.Module) -> Iterator[bool]:
     """transformers' gradient checkpointing switched off for the block (it cannot run on meta), and back on after,
@@ -349,7 +443,11 @@ def measure_activations(
     if settings.train:
         compute = _torch_dtype(COMPUTE_DTYPES[settings.precision])
         args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute, report)
-        with _checkpointing_off(model) as was_on, _autocast_float32(settings.precision.endswith("-mixed")):
+        with (
+            _checkpointing_off(model) as was_on,
+            _checkpoints_run_plainly(model) as regions,
+            _autocast_float32(settings.precision.endswith("-mixed")),
+        ):
             result, kwargs, shape, refused = _saved_for_training(model, args, kwargs, shape, compute, quiet)
         if refused is not None:
             notes.append(f"the forward with labels (the input ids) failed, so the activations are measured without "
@@ -370,6 +468,12 @@ def measure_activations(
             notes.append(fused_with_dropout_note(result.fused_with_dropout))
         if result.finite_checks:
             notes.append(finite_checks_note(result.finite_checks))
+        own = _checkpointed_by_model(result, regions, units)
+        if own is not None:  # what the model checkpoints itself, whatever --grad-checkpointing asks
+            size, formula = own
+            notes.append("the model's forward calls torch.utils.checkpoint: its activations are estimated as "
+                         "checkpointed (the regions' inputs kept, one region recomputed in backward)")  # fmt: skip
+            return (size, "estimate", formula), notes, trained, None
         if was_on and not settings.grad_checkpointing:
             notes.append("the model has gradient checkpointing on: its activations are estimated as checkpointed")
         checkpointed = _checkpointed(model, result, units)
