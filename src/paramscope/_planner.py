@@ -12,6 +12,7 @@ import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from itertools import takewhile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -303,9 +304,13 @@ def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
             with regions.region(args):
                 return function(*args)
 
-    def plain(_function: Any, _preserve: bool, _context: Any, _check: Any, _debug: Any, _stop: Any, *args: Any,
-              **kwargs: Any) -> Iterator[None]:  # fmt: skip
-        with regions.region((*args, *kwargs.values())):
+    generator = getattr(checkpointing, "_checkpoint_without_reentrant_generator", None)
+    # the settings it takes before the function's arguments, which torch's versions add to (early_stop)
+    settings = len(list(takewhile(lambda p: p.kind is p.POSITIONAL_OR_KEYWORD,
+                                  pyinspect.signature(generator).parameters.values()))) if generator else 0  # fmt: skip
+
+    def plain(*given: Any, **kwargs: Any) -> Iterator[None]:
+        with regions.region((*given[settings:], *kwargs.values())):
             yield  # checkpoint runs the function here, and next() again after it
 
     names = {"CheckpointFunction": Plain, "_checkpoint_without_reentrant_generator": plain}
