@@ -3136,6 +3136,40 @@ def test_checkpointing_checkpoints_every_stack_of_blocks() -> None:
     assert "inside 5 checkpointed blocks" in item.formula
 
 
+class WithHeads(nn.Module):
+    """Repeated layers, then a list of heads that each read the last hidden state (Medusa's, MusicGen's lm_heads)."""
+
+    def __init__(self, checkpointed: bool = False) -> None:
+        super().__init__()
+        self.checkpointed = checkpointed
+        self.embed = nn.Linear(8, 16)
+        self.layers = nn.ModuleList(nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 16)) for _ in range(3))
+        self.heads = nn.ModuleList(nn.Linear(16, 32) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.embed(x)
+        for layer in self.layers:
+            hidden = torch.utils.checkpoint.checkpoint(layer, hidden, use_reentrant=False) if self.checkpointed else (
+                layer(hidden))  # fmt: skip
+        return torch.stack([head(hidden) for head in self.heads]).sum()
+
+
+def test_checkpointing_leaves_a_list_of_heads_alone() -> None:
+    torch.manual_seed(0)
+    model = WithHeads()
+    x = torch.randn(4, 8)
+    # torch, with the layers checkpointed as transformers checkpoints them: the heads' shared input is kept once
+    checkpointed = copy.deepcopy(model)
+    checkpointed.checkpointed = True
+    recomputed, hidden = 0, model.embed(x)
+    for layer in model.layers:
+        recomputed = max(recomputed, saved_bytes(layer, hidden))
+        hidden = layer(hidden)
+    item = plan_of(model, train=True, input_size=(4, 8), precision="fp32", grad_checkpointing=True).item("activations")
+    assert item.total_bytes == saved_bytes(checkpointed, x) + recomputed
+    assert "inside 3 checkpointed blocks" in item.formula
+
+
 class ReentrantStacks(TwoStacks):
     """:class:`TwoStacks` whose blocks run through torch's reentrant checkpoint, imported by name as models do."""
 

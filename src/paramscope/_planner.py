@@ -215,9 +215,9 @@ def _torch_dtype(name: str | None) -> torch.dtype | None:
 
 def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, str] | None:
     """Activations with gradient checkpointing of the model's repeated blocks (each ``nn.ModuleList`` of blocks that
-    all ran, the outermost where one holds another: an encoder-decoder's encoder and decoder layers both, as
-    transformers' ``gradient_checkpointing_enable`` checkpoints them): the blocks keep only their inputs, and one
-    block's saved tensors live again while it is recomputed in backward."""
+    all ran and save more than their inputs, the outermost where one holds another: an encoder-decoder's encoder and
+    decoder layers both, as transformers' ``gradient_checkpointing_enable`` checkpoints them, not a list of heads):
+    the blocks keep only their inputs, and one block's saved tensors live again while it is recomputed in backward."""
     from torch import nn
 
     calls = {call.path: call for call in result.calls}
@@ -233,7 +233,10 @@ def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, s
     for path, blocks in sorted(stacks, key=lambda stack: -sum(result.activations.get(b, 0) for b in stack[1])):
         if any(path.startswith(f"{other}.") or other.startswith(f"{path}.") for other in chosen):
             continue
-        if sum(result.activations.get(block, 0) for block in blocks) > 0:
+        # a list whose blocks save no more than their inputs (heads that each read the one hidden state) is no
+        # stack of layers: checkpointing it keeps more, and transformers checkpoints only its layers
+        saved = sum(result.activations.get(block, 0) for block in blocks)
+        if saved > sum(calls[block].input_bytes for block in blocks):
             chosen.append(path)
             best += blocks
     if not best:
