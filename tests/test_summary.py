@@ -37,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry, shape_wrapp
 
 import paramscope
 from paramscope._summary import make_inputs
+from paramscope._walk import path_depth
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import View, render
 from paramscope.render._layout import OWN_OPS, _shown_calls
@@ -2636,6 +2637,32 @@ def test_modules_run_in_training_alone_have_rows_in_an_eval_summary() -> None:
         "block.aux.0, block.aux.1; their rows hold those activations alone"
     ) in report.notes
     assert not any("not called" in note for note in report.notes)
+
+
+class AuxiliaryAfterBlocks(nn.Module):
+    """A list of blocks, then a head in a ModuleDict that runs in training alone, then the output layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(4, 4), nn.ReLU()) for _ in range(2)])
+        self.extra = nn.ModuleDict({"head": nn.Linear(4, 4)})
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        if self.training:
+            x = x + self.extra["head"](x)
+        return self.out(x)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_a_module_run_in_training_alone_is_placed_where_it_ran_at_every_depth(depth: int) -> None:
+    # the order the forward runs them in, as its code reads: the blocks, the extra head, the output layer
+    ran = ["", "blocks", "blocks.0", "blocks.0.0", "blocks.0.1", "blocks.1", "blocks.1.0", "blocks.1.1", "extra",
+           "extra.head", "out"]  # fmt: skip
+    report = paramscope.summary(AuxiliaryAfterBlocks(), input_size=(2, 4), depth=depth)
+    assert [row.path for row in report.calls or ()] == [path for path in ran if path_depth(path) <= depth]
 
 
 class HeadsInTraining(nn.Module):

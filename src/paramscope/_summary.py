@@ -545,12 +545,17 @@ def _place_trained_only(
 
     rows = {record.path for record in records}
     position = {path: index for index, path in enumerate(order)}
+
+    def shown(path: str) -> str:  # the row a module's figures are in: its own, or its ancestor's at ``depth``
+        return ".".join(path.split(".")[:depth]) if path_depth(path) > depth else path
+
     for path in trained_only:
         for placed in (*ancestors[path], path):
             if placed in rows or path_depth(placed) > depth:
                 continue
             parent = placed.rpartition(".")[0]
-            before = next((order[index] for index in range(position[path] - 1, -1, -1) if order[index] in rows), "")
+            ran_before = (shown(order[index]) for index in range(position[path] - 1, -1, -1))
+            before = next((row for row in ran_before if row in rows), "")
             if parent and before != parent and not before.startswith(f"{parent}."):
                 before = parent  # the first of its parent's modules to run: right under the parent's row
             at = next((index for index, record in enumerate(records) if record.path == before), -1) + 1
