@@ -2740,6 +2740,27 @@ def test_checks_of_the_activations_for_infinities_are_answered_on_meta(mode: str
     assert not any("infinities" in note for note in on_cpu.notes)
 
 
+class EditsItsCheck(nn.Module):
+    """Writes to its check of the activations through a view before it reads it: the answer follows the write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.fc(x)
+        finite = torch.isfinite(hidden)
+        finite[0] = False
+        return hidden * 2 if finite.all() else hidden
+
+
+def test_a_check_written_to_through_a_view_is_not_answered_as_finite() -> None:
+    model, x = EditsItsCheck(), torch.randn(2, 4)
+    assert torch_flops(model, x)[0] == 2 * 2 * 4 * 4  # on cpu, the multiplication by 2 is not taken
+    with pytest.raises(ForwardError, match=r"reads a tensor's values"):  # meta cannot know the values after the write
+        paramscope.summary(model, input_data=x)
+
+
 def test_a_training_plan_measures_a_model_that_checks_its_activations() -> None:
     # the plan had no activations item: "the forward failed in '(model)' ... reads a tensor's values"
     model = GuardsItsActivations()

@@ -527,11 +527,13 @@ class _Values:
             return _run_on_cpu(func, on_cpu)
         out = func(*args, **kwargs)
         if op.writes:
-            if self.uniform:  # a check's result written to holds other values
+            if self.uniform:  # a check's result written to holds other values, through a view of it too
                 for index, name in op.writes:
                     written = _argument(args, kwargs, index, name)
                     if isinstance(written, FakeTensor):
-                        self.uniform.pop(written, None)
+                        storage = written.untyped_storage()._cdata
+                        for check in [t for t in self.uniform if t.untyped_storage()._cdata == storage]:
+                            self.uniform.pop(check, None)
             if self.storages or on_cpu is not None:
                 self._written(func, op, args, kwargs, on_cpu)
         elif on_cpu is not None:
