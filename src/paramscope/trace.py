@@ -765,7 +765,11 @@ class _Hooks:
         """For each hooked module's call on the stack: its place on the stack, the running total as it entered,
         whether it is the module's outermost call, and the modules put on the stack around it (:meth:`around`)."""
         self._between: dict[tuple[str, str], tuple[str, ...]] = {}
-        """The paths strictly between a caller and a module it calls below its children, by (module, caller)."""
+        """The paths strictly between a caller and a module it calls below its children, by (module, caller), but
+        containers' (:attr:`_containers`)."""
+        self._containers: set[str] | None = None
+        """The paths of the modules that hold others and run none (a ModuleList of layers): their rows are their
+        children's sums, so a call through them (a layer's, from the model) need not count in them as it runs."""
         self.advance: Callable[[], None] | None = None
         """Called as each module first completes: a progress bar's step."""
         self._handles: list[Any] = []
@@ -884,9 +888,16 @@ class _Hooks:
         if between is None:
             between = ()
             if not caller or path.startswith(caller + "."):  # a call from an ancestor, not from elsewhere
+                if self._containers is None:
+                    kinds = (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
+                    self._containers = {self.paths[id(m)] for m in self._walk.modules if isinstance(m, kinds)}
                 parts = path.split(".")
                 start = caller.count(".") + 2 if caller else 1
-                between = tuple(".".join(parts[:end]) for end in range(start, len(parts)))
+                between = tuple(
+                    ancestor
+                    for ancestor in (".".join(parts[:end]) for end in range(start, len(parts)))
+                    if ancestor not in self._containers
+                )
             self._between[key] = between
         if not between:
             return ()
