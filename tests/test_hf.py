@@ -191,6 +191,16 @@ def test_config_dtype_is_used(capsys: pytest.CaptureFixture[str], tmp_path: Path
     ]
 
 
+def by_dtype(model: nn.Module) -> dict[str, dict[str, int]]:
+    """The parameters and their bytes per dtype, as torch holds them (the JSON report's ``by_dtype``)."""
+    expected: dict[str, dict[str, int]] = {}
+    for parameter in model.parameters():
+        entry = expected.setdefault(str(parameter.dtype).removeprefix("torch."), {"params": 0, "bytes": 0})
+        entry["params"] += parameter.numel()
+        entry["bytes"] += parameter.numel() * parameter.element_size()
+    return expected
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_config_dtype_keeps_the_modules_transformers_keeps_in_float32(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, dtype: str
@@ -202,11 +212,7 @@ def test_config_dtype_keeps_the_modules_transformers_keeps_in_float32(
     transformers.T5ForConditionalGeneration(config).save_pretrained(tmp_path)
     edit_config(tmp_path / "config.json", dtype=dtype)
     loaded = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path)  # as transformers loads it
-    expected: dict[str, dict[str, int]] = {}
-    for parameter in loaded.parameters():
-        entry = expected.setdefault(str(parameter.dtype).removeprefix("torch."), {"params": 0, "bytes": 0})
-        entry["params"] += parameter.numel()
-        entry["bytes"] += parameter.numel() * parameter.element_size()
+    expected = by_dtype(loaded)
     assert (dtype == "float16") == ("float32" in expected)  # the test's premise: wo is kept in float16 alone
     capsys.readouterr()  # transformers' progress bars
     report = run_json(capsys, tmp_path / "config.json")
@@ -515,11 +521,7 @@ def test_a_model_class_of_one_part_is_built_from_that_parts_config(
     data["vision_config"].update({"dtype": vision_dtype} if vision_dtype else {})
     (tmp_path / "config.json").write_text(json.dumps(data))
     loaded = transformers.SiglipVisionModel.from_pretrained(tmp_path)  # as transformers loads it
-    expected: dict[str, dict[str, int]] = {}
-    for parameter in loaded.parameters():
-        entry = expected.setdefault(str(parameter.dtype).removeprefix("torch."), {"params": 0, "bytes": 0})
-        entry["params"] += parameter.numel()
-        entry["bytes"] += parameter.numel() * parameter.element_size()
+    expected = by_dtype(loaded)
     capsys.readouterr()  # transformers' progress bars and load report
     report = run_json(capsys, tmp_path / "config.json", "--model-class", "SiglipVisionModel")
     assert report["by_dtype"] == expected

@@ -1108,6 +1108,14 @@ def commit_notes(notes: list[str]) -> list[str]:
     return [note for note in notes if " read at commit " in note]
 
 
+def assert_read_at_one_commit(report: dict[str, Any], server: HubServer, commit: str) -> None:
+    """The command asked for main once (config.json, first), then for ``commit`` alone, and one note names it."""
+    assert commit_notes(report["notes"]) == [f"org/tiny-llama@main read at commit {commit}"]
+    paths = resolved(server)
+    assert paths[0] == "/org/tiny-llama/resolve/main/config.json"
+    assert all(f"/resolve/{commit}/" in path for path in paths[1:]), paths
+
+
 def test_summary_check_reads_the_commit_the_model_was_built_from(
     capsys: pytest.CaptureFixture[str], local: Local, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1128,10 +1136,7 @@ def test_summary_check_reads_the_commit_the_model_was_built_from(
         with torch.device("meta"):
             two_layers = transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY_CONFIG))
         assert report["totals"]["params"] == sum(p.numel() for p in two_layers.parameters())
-        assert commit_notes(report["notes"]) == [f"org/tiny-llama@main read at commit {COMMIT_A}"]
-        paths = resolved(server)
-        assert paths[0] == "/org/tiny-llama/resolve/main/config.json"
-        assert all(f"/resolve/{COMMIT_A}/" in path for path in paths[1:]), paths
+        assert_read_at_one_commit(report, server, COMMIT_A)
 
 
 @pytest.mark.parametrize("via", ["cli", "api"])
@@ -1161,10 +1166,7 @@ def test_memory_runs_the_model_of_the_commit_whose_weights_were_read(
         # K and V × 2 layers × 2 KV heads × head_dim 4 × 8 tokens × batch 1 × 2 B (bfloat16): not 1 layer's 256 B
         assert items["KV cache"] == 2 * TINY["layers"] * TINY["kv_heads"] * (TINY["hidden"] // TINY["heads"]) * 8 * 2
         assert report["memory"]["items"] == at_a["memory"]["items"]  # the forward of A's model too
-        assert commit_notes(report["notes"]) == [f"org/tiny-llama@main read at commit {COMMIT_A}"]
-        paths = resolved(server)
-        assert paths[0] == "/org/tiny-llama/resolve/main/config.json"
-        assert all(f"/resolve/{COMMIT_A}/" in path for path in paths[1:]), paths
+        assert_read_at_one_commit(report, server, COMMIT_A)
 
 
 @pytest.mark.parametrize("setting", ["HF_HUB_CACHE", "HF_TOKEN_PATH"])

@@ -3118,19 +3118,29 @@ class TwoStacks(nn.Module):
         return self.head(hidden)
 
 
+def largest_block_saves(model: nn.Module, blocks: Iterable[nn.Module], x: torch.Tensor) -> int:
+    """What the block that saves most saves, each measured alone on the input it gets: what lives again while
+    backward recomputes it."""
+    recomputed, hidden = 0, model.embed(x)
+    for block in blocks:
+        recomputed = max(recomputed, saved_bytes(block, hidden))
+        hidden = block(hidden)
+    return recomputed
+
+
+def saved_when_checkpointed(model: nn.Module, blocks: Iterable[nn.Module], x: torch.Tensor) -> int:
+    """torch's figure for ``model`` with its ``checkpointed`` switch on: what the checkpointed forward saves (the
+    blocks' inputs, and what runs outside them), and one block's saved tensors again while backward recomputes it."""
+    checkpointed = copy.deepcopy(model)
+    checkpointed.checkpointed = True
+    return saved_bytes(checkpointed, x) + largest_block_saves(model, blocks, x)
+
+
 def test_checkpointing_checkpoints_every_stack_of_blocks() -> None:
     torch.manual_seed(0)
     model = TwoStacks()
     x = torch.randn(4, 8)
-    # torch: what a checkpointed forward saves (the blocks' inputs, and what runs outside them), and one block's
-    # saved tensors again while backward recomputes it
-    checkpointed = copy.deepcopy(model)
-    checkpointed.checkpointed = True
-    recomputed, hidden = 0, model.embed(x)
-    for block in [*model.encoder, *model.decoder]:
-        recomputed = max(recomputed, saved_bytes(block, hidden))
-        hidden = block(hidden)
-    truth = saved_bytes(checkpointed, x) + recomputed
+    truth = saved_when_checkpointed(model, [*model.encoder, *model.decoder], x)
     item = plan_of(model, train=True, input_size=(4, 8), precision="fp32", grad_checkpointing=True).item("activations")
     assert item.total_bytes == truth
     assert "inside 5 checkpointed blocks" in item.formula
@@ -3159,14 +3169,8 @@ def test_checkpointing_leaves_a_list_of_heads_alone() -> None:
     model = WithHeads()
     x = torch.randn(4, 8)
     # torch, with the layers checkpointed as transformers checkpoints them: the heads' shared input is kept once
-    checkpointed = copy.deepcopy(model)
-    checkpointed.checkpointed = True
-    recomputed, hidden = 0, model.embed(x)
-    for layer in model.layers:
-        recomputed = max(recomputed, saved_bytes(layer, hidden))
-        hidden = layer(hidden)
     item = plan_of(model, train=True, input_size=(4, 8), precision="fp32", grad_checkpointing=True).item("activations")
-    assert item.total_bytes == saved_bytes(checkpointed, x) + recomputed
+    assert item.total_bytes == saved_when_checkpointed(model, model.layers, x)
     assert "inside 3 checkpointed blocks" in item.formula
 
 
@@ -3189,11 +3193,8 @@ def test_a_forward_calling_checkpoint_is_estimated_as_checkpointed(reentrant: bo
     model = ReentrantStacks() if reentrant else TwoStacks(checkpointed=True)
     x = torch.randn(4, 8)
     # torch: what the model's checkpointed forward saves, and one block's saved tensors again while backward
-    # recomputes it (each block measured alone)
-    recomputed, hidden = 0, model.embed(x)
-    for block in [*model.encoder, *model.decoder]:
-        recomputed = max(recomputed, saved_bytes(block, hidden))
-        hidden = block(hidden)
+    # recomputes it
+    recomputed = largest_block_saves(model, [*model.encoder, *model.decoder], x)
     truth = saved_bytes(model, x) + recomputed
     plan = plan_of(model, train=True, input_size=(4, 8), precision="fp32", grad_checkpointing=grad_checkpointing)
     item = plan.item("activations")
