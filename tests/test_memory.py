@@ -3203,3 +3203,53 @@ def test_a_forward_calling_checkpoint_is_estimated_as_checkpointed(reentrant: bo
     assert ("the model's forward calls torch.utils.checkpoint: its activations are estimated as checkpointed (the "
             "regions' inputs kept, one region recomputed in backward)") in plan.notes  # fmt: skip
     assert saved_bytes(model, x) == truth - recomputed  # torch's checkpoint put back: the model checkpoints again
+
+
+class CrossBlock(nn.Module):
+    """A decoder layer's shape: it reads the hidden states and, by keyword, the encoder's states."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.cross, self.down = nn.Linear(16, 64), nn.Linear(24, 64), nn.Linear(64, 16)
+
+    def forward(self, hidden: torch.Tensor, encoder_states: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.tanh(self.up(hidden) + self.cross(encoder_states)))
+
+
+class CrossStack(nn.Module):
+    """Blocks that each read the one encoder output beside their hidden states, checkpointed (by torch's reentrant
+    checkpoint, as transformers runs them) when ``checkpointed``."""
+
+    def __init__(self, checkpointed: bool = False) -> None:
+        super().__init__()
+        self.checkpointed = checkpointed
+        self.embed, self.encoder = nn.Linear(8, 16), nn.Linear(8, 24)
+        self.layers = nn.ModuleList(CrossBlock() for _ in range(3))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden, states = self.embed(x), self.encoder(x)
+        for layer in self.layers:
+            if self.checkpointed:
+                hidden = torch.utils.checkpoint.checkpoint(layer, hidden, states, use_reentrant=True)
+            else:
+                hidden = layer(hidden, encoder_states=states)
+        return self.head(hidden)
+
+
+def test_checkpointed_blocks_keep_every_tensor_input_once() -> None:
+    torch.manual_seed(0)
+    model = CrossStack()
+    x = torch.randn(4, 8)
+    checkpointed = copy.deepcopy(model)
+    checkpointed.checkpointed = True
+    # torch: what the checkpointed forward saves (each block's hidden states, the encoder states once), and the
+    # block that saves most, measured alone, again while backward recomputes it
+    hidden, states, recomputed = model.embed(x), model.encoder(x), 0
+    for layer in model.layers:
+        recomputed = max(recomputed, saved_bytes(layer, hidden, states))
+        hidden = layer(hidden, states)
+    truth = saved_bytes(checkpointed, x) + recomputed
+    item = plan_of(model, train=True, input_size=(4, 8), precision="fp32", grad_checkpointing=True).item("activations")
+    assert item.total_bytes == truth
+    assert "inside 3 checkpointed blocks + their inputs 1.12 KiB" in item.formula  # 3 × 4 × 16 × 4 + 4 × 24 × 4 B

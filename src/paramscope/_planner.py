@@ -242,7 +242,8 @@ def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, s
     if not best:
         return None
     inside = sum(result.activations.get(block, 0) for block in best)
-    inputs = sum(calls[block].input_bytes for block in best)
+    # each storage once: the encoder states every decoder layer reads are kept once
+    inputs = sum({key: size for block in best for key, size in calls[block].input_storages.items()}.values())
     largest = max(result.activations.get(block, 0) for block in best)
     total = result.total_activations or 0
     size = min(total, total - inside + inputs + largest)  # a block that saves only its input gains nothing

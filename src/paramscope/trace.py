@@ -674,7 +674,11 @@ class ModuleCall:
     """Its first call's outputs, as ``inputs``."""
     calls: int = 0
     input_bytes: int = 0
-    """The bytes of the first call's first tensor input (a block's hidden states)."""
+    """The bytes of the first call's tensor inputs, by position or keyword, in a tuple, list or dict among them too
+    (a block's hidden states, and a decoder layer's encoder states and position bias), each storage once."""
+    input_storages: dict[int, int] = field(default_factory=dict)
+    """The storages of those inputs (:func:`_storage_key`) with their bytes: a storage that several blocks receive
+    (the encoder states every decoder layer reads) is kept once by a checkpoint of them all."""
     described: bool = True
     """Whether its inputs and outputs are described: False deeper than the trace's ``depth``."""
     returned: bool = False
@@ -862,12 +866,10 @@ class _Hooks:
         if call is None:
             described = self.depth is None or path_depth(path) <= self.depth
             inputs = _describe_arguments(args, kwargs) if described else ""
-            first = args[0] if args and isinstance(args[0], torch.Tensor) else None  # the common case first
-            if first is None:
-                first = next((item for item in (*args, *kwargs.values()) if isinstance(item, torch.Tensor)), None)
-            size = 0 if first is None else first.numel() * first.element_size()
+            storages = _input_storages(args, kwargs)
+            size = sum(storages.values())
             call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size,
-                                                 described=described)  # fmt: skip
+                                                 input_storages=storages, described=described)  # fmt: skip
         call.calls += 1
         return call
 
@@ -1474,6 +1476,17 @@ def _parts(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``tensor``, or the tensors a wrapper subclass keeps its data in (:func:`plain_parts`); told by type first,
     as most are plain."""
     return (tensor,) if type(tensor) in _PLAIN_TYPES else plain_parts(tensor)
+
+
+def _input_storages(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[int, int]:
+    """The storages of the tensors among a call's arguments (by position or keyword, and one level down in a tuple,
+    list or dict), each once, with their bytes: what a checkpoint of the call keeps."""
+    storages: dict[int, int] = {}
+    for item in (*args, *kwargs.values()):
+        for tensor in item.values() if isinstance(item, dict) else item if isinstance(item, (tuple, list)) else (item,):
+            if isinstance(tensor, torch.Tensor):
+                storages.setdefault(_storage_key(tensor), tensor.untyped_storage().nbytes())
+    return storages
 
 
 def _storage_key(tensor: torch.Tensor) -> int:
