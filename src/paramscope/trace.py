@@ -1484,8 +1484,18 @@ def _input_storages(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[int, 
     storages: dict[int, int] = {}
     for item in (*args, *kwargs.values()):
         for tensor in item.values() if isinstance(item, dict) else item if isinstance(item, (tuple, list)) else (item,):
-            if isinstance(tensor, torch.Tensor):
-                storages.setdefault(_storage_key(tensor), tensor.untyped_storage().nbytes())
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            if tensor.layout is torch.strided or tensor.layout is torch.jagged:
+                parts = _parts(tensor)  # a wrapper subclass's, a jagged nested tensor's: the plain tensors it holds
+            else:  # a sparse tensor has no storage of its own: its indices and values have theirs
+                with _disable_current_modes():  # reading them is not the forward: the op recorder must not see it
+                    parts = sparse_parts(tensor) or ()
+            for part in parts:
+                try:
+                    storages.setdefault(_storage_key(part), part.untyped_storage().nbytes())
+                except (RuntimeError, NotImplementedError):  # no storage to read (a strided nested tensor's)
+                    continue
     return storages
 
 
