@@ -29,7 +29,8 @@ import paramscope
 WORLD_SIZE = 2
 TIME_LIMIT_S = 150
 SCENARIOS = (
-    "fsdp2", "fsdp2-checkpointed", "fsdp2-gathered", "fsdp2-gathered-bf16", "tp", "fsdp1", "fsdp1-orig-params",
+    "fsdp2", "fsdp2-checkpointed", "fsdp2-gathered", "fsdp2-gathered-bf16", "fsdp2-gathered-int",
+    "fsdp2-gathered-root", "fsdp2-gathered-unshard", "tp", "fsdp1", "fsdp1-orig-params",
     "fsdp1-summoned", "fsdp1-orig-params-summoned", "fsdp1-forward", "fsdp1-orig-params-forward",
 )  # fmt: skip
 FULLY_SHARDED = [scenario for scenario in SCENARIOS if scenario != "tp"]
@@ -94,14 +95,19 @@ def _shard(model: nn.Module, scenario: str) -> nn.Module:
         mesh = init_device_mesh("cpu", (WORLD_SIZE,))
         if scenario == "fsdp2-checkpointed":  # fully_shard turns each CheckpointWrapper into FSDPCheckpointWrapper
             model.blocks = nn.ModuleList(checkpoint_wrapper(block) for block in model.blocks)  # type: ignore[union-attr]
-        # gathered: kept unsharded after a forward, as reshard_after_forward=False does between forward and backward
-        keep = scenario.startswith("fsdp2-gathered")
+        # gathered: kept unsharded after a forward, as reshard_after_forward=False does between forward and backward;
+        # int: reshard_after_forward=1, a group of one rank, which torch takes as False; root: reshard_after_forward
+        # not given, which keeps the root module's parameters only; unshard: gathered by hand, resharded after forwards
+        keep = scenario in ("fsdp2-gathered", "fsdp2-gathered-bf16")
+        reshard: bool | int | None = {"fsdp2-gathered-int": 1, "fsdp2-gathered-root": None}.get(scenario, not keep)
         # bf16: the gathered copies are in the policy's param_dtype, the sharded parameters stay float32
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if scenario.endswith("bf16") else None)
         for block in model.blocks:  # type: ignore[union-attr]
-            fully_shard(block, mesh=mesh, reshard_after_forward=not keep, mp_policy=policy)
-        fully_shard(model, mesh=mesh, reshard_after_forward=not keep, mp_policy=policy)
-        if keep:
+            fully_shard(block, mesh=mesh, reshard_after_forward=reshard, mp_policy=policy)
+        fully_shard(model, mesh=mesh, reshard_after_forward=reshard, mp_policy=policy)
+        if scenario == "fsdp2-gathered-unshard":
+            model.unshard()  # type: ignore[operator]
+        elif scenario.startswith("fsdp2-gathered"):
             model(torch.zeros(2, 3, dtype=torch.long))
         return model
     if scenario == "tp":
@@ -166,8 +172,11 @@ def _held_here(model: nn.Module, scenario: str) -> tuple[int, int]:
 
 def _gathered_here(model: nn.Module, scenario: str) -> int:
     """The bytes of the gathered copies this rank holds beside its shards, from torch's own objects."""
-    if scenario.startswith("fsdp2-gathered"):
-        return sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+    if scenario.startswith("fsdp2-gathered"):  # the gathered copies are registered as plain tensors, not DTensors
+        from torch.distributed.tensor import DTensor
+
+        unique = {id(p): p for p in model.parameters()}.values()
+        return sum(p.numel() * p.element_size() for p in unique if not isinstance(p, DTensor))
     if scenario.endswith("summoned"):
         from torch.distributed.fsdp import FullyShardedDataParallel
 
@@ -426,7 +435,8 @@ def test_fsdp2_gathered_parameters_are_counted_as_their_shards(ranks: list[dict[
     gathered = sum(record["bytes"] for record in report["tensors"])  # every parameter is gathered here
     assert (
         "FSDP2 parameters of (model), blocks.0, blocks.1, blocks.2 are gathered now (after a forward with "
-        "reshard_after_forward=False, or inside unshard()): this rank's share is of their shards; it also holds the "
+        "reshard_after_forward=False, or 1; or inside unshard()): this rank's share is of their shards; it also holds "
+        "the "
         f"gathered copies, {gathered:,} B, until they are resharded"
     ) in report["notes"]
 
@@ -442,9 +452,36 @@ def test_fsdp2_gathered_in_a_lower_precision_counts_the_parameters_in_theirs(ran
     assert result["gathered"] == unsharded_truth()["params"] * 2
     assert (
         "FSDP2 parameters of (model), blocks.0, blocks.1, blocks.2 are gathered now (after a forward with "
-        "reshard_after_forward=False, or inside unshard()): this rank's share is of their shards; it also holds the "
+        "reshard_after_forward=False, or 1; or inside unshard()): this rank's share is of their shards; it also holds "
+        "the "
         f"gathered copies, {result['gathered']:,} B, until they are resharded"
     ) in report["notes"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "paths", "cause"),
+    [
+        # reshard_after_forward=1: torch takes a group of one rank as False, and keeps every module gathered
+        ("fsdp2-gathered-int", "(model), blocks.0, blocks.1, blocks.2",
+         "after a forward with reshard_after_forward=False, or 1; or inside unshard()"),
+        # reshard_after_forward not given: the blocks reshard after their forward, the root module does not
+        ("fsdp2-gathered-root", "(model)",
+         "after a forward of the root module, which keeps them when reshard_after_forward is not given; or inside "
+         "unshard()"),
+        # reshard_after_forward=True, then unshard() on the root module: nothing a forward left behind
+        ("fsdp2-gathered-unshard", "(model)", "inside unshard(), or within a forward or backward"),
+    ],
+)  # fmt: skip
+def test_fsdp2_gathered_notes_say_why(ranks: list[dict[str, Any]], scenario: str, paths: str, cause: str) -> None:
+    for rank in range(WORLD_SIZE):
+        result = _result(ranks, scenario, rank)
+        gathered = [note for note in result["report"]["notes"] if note.startswith("FSDP2 parameters")]
+        assert gathered == [
+            f"FSDP2 parameters of {paths} are gathered now ({cause}): this rank's share is of their shards; it also "
+            f"holds the gathered copies, {result['gathered']:,} B, until they are resharded"
+        ]
+        # the root module holds the embedding (tied to the head): 10 × 8 float32, gathered whole on each rank
+        assert result["gathered"] == (unsharded_truth()["param_bytes"] if paths != "(model)" else 10 * 8 * 4)
 
 
 @pytest.mark.parametrize("scenario", ["fsdp1-summoned", "fsdp1-orig-params-summoned"])

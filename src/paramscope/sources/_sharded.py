@@ -71,25 +71,43 @@ def _world_size(group: Any = None) -> int | None:
     return int(distributed.get_world_size(group))
 
 
-def fsdp2_gathered(module: nn.Module) -> dict[int, Any]:
-    """For an FSDP2 module whose parameters are gathered now (between a forward with ``reshard_after_forward=False``
-    and the next reshard, or inside ``unshard()``), the registered tensors (by id) mapped to the sharded parameters
-    they were gathered from; empty when the module holds its shards."""
+def fsdp2_gathered(module: nn.Module) -> tuple[dict[int, Any], str]:
+    """For an FSDP2 module whose parameters are gathered now, the registered tensors (by id) mapped to the sharded
+    parameters they were gathered from, and why they are gathered, as torch's state records it; empty when the module
+    holds its shards."""
     # FSDP2 keeps the sharded parameters only in its private state; a torch whose internals differ leaves the
     # gathered tensors counted as registered, whole on this rank.
     try:
-        group = module._get_fsdp_state()._fsdp_param_group  # type: ignore[operator]
+        state = module._get_fsdp_state()  # type: ignore[operator]
+        group = state._fsdp_param_group
         if group is None or group.is_sharded:
-            return {}
+            return {}, ""
         gathered = {}
         for fsdp_param in group.fsdp_params:
             for name in ("_unsharded_param", "_sharded_post_forward_param"):
                 held = getattr(fsdp_param, name, None)
                 if held is not None:
                     gathered[id(held)] = fsdp_param.sharded_param
-        return gathered
+        post_forward = group.post_forward_mesh_info
+        if group.is_sharded_post_forward:
+            # reshard_after_forward=N: each parameter all-gathered, then resharded over groups of N ranks
+            cause = (
+                f"resharded after a forward to groups of {post_forward.shard_mesh_size} ranks "
+                "(reshard_after_forward as an int)"
+            )
+        elif post_forward is not None:  # it reshards after a forward: gathered by hand, or within a forward
+            cause = "inside unshard(), or within a forward or backward"
+        elif state._auto_reshard_after_forward and state._is_root:
+            # reshard_after_forward left unset: fully_shard keeps the root module's parameters after a forward
+            cause = (
+                "after a forward of the root module, which keeps them when reshard_after_forward is not given; or "
+                "inside unshard()"
+            )
+        else:  # reshard_after_forward=False, or 1 (a group of one rank), which torch takes as False
+            cause = "after a forward with reshard_after_forward=False, or 1; or inside unshard()"
+        return gathered, cause
     except (AttributeError, RuntimeError):
-        return {}
+        return {}, ""
 
 
 def zero3_sharding(tensor: torch.Tensor) -> tuple[tuple[int, ...], int, Sharding, HeldStorage] | None:

@@ -259,9 +259,11 @@ class _Walk:
         self.local_params = 0
         self.gathered: dict[int, Any] = {}
         """FSDP2 parameters gathered now (by id of the registered tensor): the sharded parameters they come from."""
-        self.gathered_paths: list[str] = []
-        self.gathered_bytes = 0
-        """The bytes of the gathered copies of FSDP2 parameters (in the mixed-precision policy's dtype)."""
+        self.gathered_causes: dict[int, str] = {}
+        """Why each of those is gathered (by id of the registered tensor), as torch's FSDP2 state records it."""
+        self.gathered_by_cause: dict[str, tuple[list[str], list[int]]] = {}
+        """Per cause: the FSDP2 modules gathered for it, and the bytes of their gathered copies (in the mixed-precision
+        policy's dtype; of this rank's part where they are resharded to a smaller group)."""
         self.zero3_gathered: list[str] = []
         """ZeRO-3 parameters whose data is the whole tensor now (inside GatheredParameters, or a forward)."""
         self.zero3_gathered_bytes = 0
@@ -317,10 +319,11 @@ class _Walk:
                 continue
             seen[id(module)] = path
             if info.fsdp2:
-                gathered = fsdp2_gathered(module)
+                gathered, cause = fsdp2_gathered(module)
                 if gathered:
                     self.gathered.update(gathered)
-                    self.gathered_paths.append(path or "(model)")
+                    self.gathered_causes.update(dict.fromkeys(gathered, cause))
+                    self.gathered_by_cause.setdefault(cause, ([], [0]))[0].append(path or "(model)")
             index = tree.add_module(path, name, parent)
             prefix = path + "." if path else ""
             if self.flat:
@@ -422,8 +425,10 @@ class _Walk:
             record_index[key] = len(records)
             if self.gathered and key in self.gathered:
                 # counted as the sharded parameter it was gathered from: a mixed-precision policy gathers copies in
-                # its param_dtype (bf16), the parameters stay in theirs
-                self.gathered_bytes += tensor.numel() * tensor.element_size()
+                # its param_dtype (bf16), the parameters stay in theirs; resharded to a smaller group after a forward,
+                # the registered DTensor holds its part of the whole
+                held = tensor.to_local() if self._is_dtensor(tensor) else tensor  # type: ignore[attr-defined]
+                self.gathered_by_cause[self.gathered_causes[key]][1][0] += held.numel() * held.element_size()
                 tensor = self.gathered[key]
             shard = flat_shards.get(key) if flat_shards else None
             flat_shard = shard is not None
@@ -643,11 +648,10 @@ class _Walk:
                 "unknown; totals are incomplete"
             )
         notes += _capped(self.size_notes + self._storage_notes(), "tensors with unusual storage")
-        if self.gathered_paths:
+        for cause, (paths, nbytes) in self.gathered_by_cause.items():
             notes.append(
-                f"FSDP2 parameters of {_listed(self.gathered_paths)} are gathered now (after a forward with "
-                "reshard_after_forward=False, or inside unshard()): this rank's share is of their shards; it also "
-                f"holds the gathered copies, {self.gathered_bytes:,} B, until they are resharded"
+                f"FSDP2 parameters of {_listed(paths)} are gathered now ({cause}): this rank's share is of their "
+                f"shards; it also holds the gathered copies, {nbytes[0]:,} B, until they are resharded"
             )
         if self.zero3_gathered:
             notes.append(
