@@ -808,3 +808,27 @@ def test_dtensor_buffers_count_at_their_global_size(tmp_path: Path) -> None:
     assert buffers == sum(b.numel() for b in truth.buffers())
     assert buffer_bytes == sum(b.numel() * b.element_size() for b in truth.buffers())
     assert refused.startswith("the model is sharded (FSDP, DTensor or ZeRO-3)")
+
+
+class _Elsewhere(torch.Tensor):
+    """A CPU tensor that says it is on another device: two devices' storages can start at the same address."""
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return torch.device("cuda", 0)
+
+
+def test_fsdp1_gathered_copies_on_two_devices_at_one_address_are_both_held() -> None:
+    from paramscope.sources._sharded import _gathered_bytes
+
+    shard, full = torch.zeros(4), torch.zeros(16)  # 16 B of shard, a 64 B gathered copy
+    elsewhere = full.as_subclass(_Elsewhere)  # another 64 B copy, on the other device at the same address
+    assert elsewhere.untyped_storage().data_ptr() == full.untyped_storage().data_ptr()
+    assert str(elsewhere.device) != str(full.device)
+    flat = SimpleNamespace(data=shard, _full_param_padded=elsewhere, _full_prec_full_param_padded=full)
+    assert _gathered_bytes(flat, shard) == 64 + 64
+    # the same storage named twice on one device is held once, and the shard itself not at all
+    assert (
+        _gathered_bytes(SimpleNamespace(data=shard, _full_param_padded=full, _full_prec_full_param_padded=full), shard)
+        == 64
+    )

@@ -195,14 +195,15 @@ def _gathered_bytes(flat: Any, shard: torch.Tensor) -> int:
     ``summon_full_params`` its data is the whole flat parameter; after a forward that does not reshard
     (``SHARD_GRAD_OP``, and ``FULL_SHARD``'s root unit) its data is the shard again, but the gathered flat parameter
     (``_full_param_padded``, in a mixed-precision policy's dtype) stays allocated until the backward."""
-    own = shard.untyped_storage().data_ptr()
+    own, _ = held_storage(shard)
     held = {}
     for name in ("data", "_full_param_padded", "_full_prec_full_param_padded"):
         tensor = getattr(flat, name, None)
         if isinstance(tensor, torch.Tensor):
-            storage = tensor.untyped_storage()
-            if storage.nbytes() and storage.data_ptr() != own:
-                held[storage.data_ptr()] = storage.nbytes()
+            # by device and address: storages on two devices can start at the same address
+            key, nbytes = held_storage(tensor)
+            if key is not None and key != own:
+                held[key] = nbytes
     return sum(held.values())
 
 
