@@ -183,13 +183,30 @@ def _gathered_here(model: nn.Module, scenario: str) -> int:
         modules = FullyShardedDataParallel.fsdp_modules(model)
         return sum(m._handle.flat_param.untyped_storage().nbytes() for m in modules if m._handle is not None)
     if scenario.endswith("forward"):  # the flat parameters' data is the shard again, the gathered ones stay allocated
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
-        modules = FullyShardedDataParallel.fsdp_modules(model)
-        return sum(
-            m._handle.flat_param._full_param_padded.untyped_storage().nbytes() for m in modules if m._handle is not None
-        )
+        return fsdp1_gathered_bytes(use_orig_params=scenario.startswith("fsdp1-orig-params"))
     return 0
+
+
+def fsdp1_gathered_bytes(use_orig_params: bool) -> int:
+    """The bytes FSDP1 keeps gathered after a forward that does not reshard, worked out from the unsharded model: one
+    flat parameter per unit (each Block, and the root with the rest; a tied parameter flattened once), its
+    parameters' numels laid end to end (with use_orig_params each one starting at a 16-byte aligned element), the
+    whole padded up to a multiple of the world size so that it chunks evenly, in the parameters' dtype (a
+    mixed-precision policy would gather in its param_dtype, and align to that dtype's size; these scenarios set
+    none)."""
+    model = frozen_first_block(TiedNet())
+    in_blocks = {id(p) for p in model.blocks.parameters()}
+    units = [list(block.parameters()) for block in model.blocks]
+    units.append([p for p in {id(p): p for p in model.parameters()}.values() if id(p) not in in_blocks])
+    total_bytes = 0
+    for params in units:
+        size = params[0].element_size()
+        align = 16 // size if use_orig_params else 1
+        numel = 0
+        for param in params:
+            numel = math.ceil(numel / align) * align + param.numel()
+        total_bytes += math.ceil(numel / WORLD_SIZE) * WORLD_SIZE * size
+    return total_bytes
 
 
 def _state(model: nn.Module, scenario: str) -> contextlib.AbstractContextManager[Any]:
@@ -503,7 +520,8 @@ def test_fsdp1_after_a_forward_that_does_not_reshard_notes_the_gathered_copies(
 ) -> None:
     for rank in range(WORLD_SIZE):
         result = _result(ranks, scenario, rank)
-        assert result["gathered"] >= 2 * result["held"][1]  # every unit's whole flat parameter, beside its shard
+        # every unit's whole flat parameter, beside its shard: 3 blocks of 296 floats and the root's embedding of 80
+        assert result["gathered"] == (3 * 296 + 80) * 4 >= 2 * result["held"][1]
         assert (
             "FSDP1 flat parameters of (model), blocks.0, blocks.1, blocks.2 are gathered now (inside "
             "summon_full_params, or after a forward that does not reshard): this rank's share is of their shards; it "
