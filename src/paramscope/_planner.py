@@ -546,10 +546,14 @@ def _summary_activations(
 ) -> tuple[Activations | None, list[str]]:
     """The training activations item from the bytes a summary's train-mode forward saved for backward."""
     from . import dtypes as dtype_table
+    from ._summary import CHECKPOINT_CALLS
 
     if settings.grad_checkpointing:
         return None, ["no activations item: a summary does not record what gradient checkpointing would leave (its "
                       "blocks' inputs); pass the model to estimate it"]  # fmt: skip
+    if any(note.startswith(CHECKPOINT_CALLS) for note in report.notes):
+        return None, ["no activations item: the summary's forward ran torch.utils.checkpoint, and a summary does not "
+                      "record the regions it recomputes in backward; pass the model to estimate it"]  # fmt: skip
     text, shapes = forward
     size = report.totals.activations_bytes
     assert size is not None

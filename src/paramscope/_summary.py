@@ -452,6 +452,8 @@ def summarize(
         notes.append(fused_with_dropout_note(result.fused_with_dropout))
     if result.finite_checks:
         notes.append(finite_checks_note(result.finite_checks))
+    if result.checkpoint_calls:
+        notes.append(checkpoint_calls_note(result.checkpoint_calls))
     ran_here = {in_report(path) for path in called.union(trained_only)}
     # a module whose weights are tied to a module that ran (T5's `shared` embedding) is not idle
     tied_to_ran = {record.name.rpartition(".")[0] for record in report.tensors
@@ -509,6 +511,15 @@ def fused_with_dropout_note(calls: int) -> str:
     return (f"activations of {calls} attention call(s) with dropout, as a GPU's fused kernel saves them (on meta); "
             "torch's CPU kernel refuses dropout and runs the math path, which also keeps the attention matrix and "
             "the dropout mask: a summary with --device cpu --mode train measures cpu's")  # fmt: skip
+
+
+CHECKPOINT_CALLS = "the train-mode forward ran torch.utils.checkpoint"
+
+
+def checkpoint_calls_note(calls: int) -> str:
+    """What the activations of a forward that checkpoints regions itself leave out."""
+    return (f"{CHECKPOINT_CALLS} {calls} time(s): the activations count what it keeps (the regions' inputs), not "
+            "the regions' saved tensors, which live again while backward recomputes them")  # fmt: skip
 
 
 def finite_checks_note(reads: int) -> str:

@@ -468,6 +468,41 @@ def _skipped_by_dynamo(handler: Callable[..., Any]) -> None:
     _eval_frame.set_code_exec_strategy(handler.__code__, strategy)
 
 
+@contextlib.contextmanager
+def _checkpoint_calls_counted(found: Trace) -> Iterator[None]:
+    """Count the forward's calls of ``torch.utils.checkpoint`` in ``found.checkpoint_calls``, both its reentrant and
+    non-reentrant ways, where ``checkpoint`` looks their names up (however the model imported it); put back after,
+    even on error."""
+    import torch.utils.checkpoint as checkpointing
+
+    function = getattr(checkpointing, "CheckpointFunction", None)
+    generator = getattr(checkpointing, "_checkpoint_without_reentrant_generator", None)
+
+    class Counted:
+        @staticmethod
+        def apply(*args: Any) -> Any:
+            found.checkpoint_calls += 1
+            return function.apply(*args)  # type: ignore[union-attr]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        found.checkpoint_calls += 1
+        return generator(*args, **kwargs)  # type: ignore[misc]
+
+    counters = {
+        "CheckpointFunction": (function, Counted),
+        "_checkpoint_without_reentrant_generator": (generator, counted),
+    }
+    try:
+        for name, (original, counter) in counters.items():
+            if original is not None:
+                setattr(checkpointing, name, counter)
+        yield
+    finally:
+        for name, (original, _) in counters.items():
+            if original is not None:
+                setattr(checkpointing, name, original)
+
+
 def _compiled_code_run_eagerly() -> contextlib.AbstractContextManager[Any]:
     """Within the block, a ``torch.compile``'d function in the model runs as plain Python (dynamo's stance
     ``force_eager``). It would anyway while a dispatch mode is on, but dynamo would also mark its code never to
@@ -717,6 +752,9 @@ class Trace:
     finite_checks: int = 0
     """On meta: the reads of a check for infinities or NaNs of a tensor without values (BART's float16 guard), each
     answered as for finite values; the most of one forward."""
+    checkpoint_calls: int = 0
+    """The calls of ``torch.utils.checkpoint`` by the forward that measured the activations: what a checkpointed
+    region saves is kept by the checkpoint, out of the measuring hooks' sight, and recomputed in backward."""
     unread_masks: list[str] = field(default_factory=list)
     """On meta: the checks of transformers' masks that met a tensor without values (a mask or position ids given)
     and went the way they go under a trace, where a real device reads the values."""
@@ -1675,6 +1713,7 @@ def _run(
             if saved is not None:
                 stack.callback(saved.release)
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
+                stack.enter_context(_checkpoint_calls_counted(trace_result))
             stack.enter_context(_compiled_code_run_eagerly())
             memo: dict[int, Any] = {}  # not ops of the model's: made before the recorder sees any
             try:
