@@ -295,39 +295,40 @@ class _Regions:
 def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
     """``torch.utils.checkpoint.checkpoint`` (both its reentrant and non-reentrant ways) runs its function plainly
     for the block, so that what the function saves reaches the measuring hooks (a checkpoint keeps it under hooks of
-    its own), and the regions it ran are recorded. Patched in ``torch.utils.checkpoint`` itself, where
-    ``checkpoint`` looks the names up, however the model imported it; put back after, even on error."""
-    import torch.utils.checkpoint as checkpointing
+    its own), and the regions it ran are recorded (see :func:`~paramscope.trace.checkpoint_replaced`)."""
     from torch.nn.modules.module import register_module_forward_pre_hook
+
+    from .trace import checkpoint_replaced
 
     regions = _Regions(model)
 
-    class Plain:
-        @staticmethod
-        def apply(function: Any, _preserve: bool, *args: Any) -> Any:
-            with regions.region(args):
-                return function(*args)
+    def plain_function(_: Any) -> Any:
+        class Plain:
+            @staticmethod
+            def apply(function: Any, _preserve: bool, *args: Any) -> Any:
+                with regions.region(args):
+                    return function(*args)
 
-    generator = getattr(checkpointing, "_checkpoint_without_reentrant_generator", None)
-    # the settings it takes before the function's arguments, which torch's versions add to (early_stop)
-    settings = len(list(takewhile(lambda p: p.kind is p.POSITIONAL_OR_KEYWORD,
-                                  pyinspect.signature(generator).parameters.values()))) if generator else 0  # fmt: skip
+        return Plain
 
-    def plain(*given: Any, **kwargs: Any) -> Iterator[None]:
-        with regions.region((*given[settings:], *kwargs.values())):
-            yield  # checkpoint runs the function here, and next() again after it
+    def plain_generator(generator: Any) -> Any:
+        # the settings it takes before the function's arguments, which torch's versions add to (early_stop)
+        parameters = pyinspect.signature(generator).parameters.values()
+        settings = len(list(takewhile(lambda p: p.kind is p.POSITIONAL_OR_KEYWORD, parameters)))
 
-    names = {"CheckpointFunction": Plain, "_checkpoint_without_reentrant_generator": plain}
-    originals = {name: getattr(checkpointing, name) for name in names if hasattr(checkpointing, name)}
+        def plain(*given: Any, **kwargs: Any) -> Iterator[None]:
+            with regions.region((*given[settings:], *kwargs.values())):
+                yield  # checkpoint runs the function here, and next() again after it
+
+        return plain
+
+    replacements = {"CheckpointFunction": plain_function, "_checkpoint_without_reentrant_generator": plain_generator}
     handle = register_module_forward_pre_hook(regions.module_called)
     try:
-        for name in originals:
-            setattr(checkpointing, name, names[name])
-        yield regions
+        with checkpoint_replaced(replacements):
+            yield regions
     finally:
         handle.remove()
-        for name, original in originals.items():
-            setattr(checkpointing, name, original)
 
 
 def _checkpointed_by_model(result: Trace, regions: _Regions, units: Units) -> tuple[int, str] | None:

@@ -469,38 +469,46 @@ def _skipped_by_dynamo(handler: Callable[..., Any]) -> None:
 
 
 @contextlib.contextmanager
-def _checkpoint_calls_counted(found: Trace) -> Iterator[None]:
-    """Count the forward's calls of ``torch.utils.checkpoint`` in ``found.checkpoint_calls``, both its reentrant and
-    non-reentrant ways, where ``checkpoint`` looks their names up (however the model imported it); put back after,
-    even on error."""
+def checkpoint_replaced(replacements: Mapping[str, Callable[[Any], Any]]) -> Iterator[None]:
+    """Within the block, ``torch.utils.checkpoint``'s reentrant ``CheckpointFunction`` and non-reentrant
+    ``_checkpoint_without_reentrant_generator`` are what ``replacements[name](original)`` makes of them: replaced in
+    that module itself, where ``checkpoint`` looks the names up, however the model imported it; put back after, even
+    on error. A name this torch lacks is left alone."""
     import torch.utils.checkpoint as checkpointing
 
-    function = getattr(checkpointing, "CheckpointFunction", None)
-    generator = getattr(checkpointing, "_checkpoint_without_reentrant_generator", None)
-
-    class Counted:
-        @staticmethod
-        def apply(*args: Any) -> Any:
-            found.checkpoint_calls += 1
-            return function.apply(*args)  # type: ignore[union-attr]
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        found.checkpoint_calls += 1
-        return generator(*args, **kwargs)  # type: ignore[misc]
-
-    counters = {
-        "CheckpointFunction": (function, Counted),
-        "_checkpoint_without_reentrant_generator": (generator, counted),
-    }
+    originals = {name: getattr(checkpointing, name) for name in replacements if hasattr(checkpointing, name)}
     try:
-        for name, (original, counter) in counters.items():
-            if original is not None:
-                setattr(checkpointing, name, counter)
+        for name, original in originals.items():
+            setattr(checkpointing, name, replacements[name](original))
         yield
     finally:
-        for name, (original, _) in counters.items():
-            if original is not None:
-                setattr(checkpointing, name, original)
+        for name, original in originals.items():
+            setattr(checkpointing, name, original)
+
+
+def _checkpoint_calls_counted(found: Trace) -> contextlib.AbstractContextManager[None]:
+    """Within the block, count the forward's calls of ``torch.utils.checkpoint``, both ways, in
+    ``found.checkpoint_calls``."""
+
+    def counted_function(function: Any) -> Any:
+        class Counted:
+            @staticmethod
+            def apply(*args: Any) -> Any:
+                found.checkpoint_calls += 1
+                return function.apply(*args)
+
+        return Counted
+
+    def counted_generator(generator: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            found.checkpoint_calls += 1
+            return generator(*args, **kwargs)
+
+        return counted
+
+    return checkpoint_replaced(
+        {"CheckpointFunction": counted_function, "_checkpoint_without_reentrant_generator": counted_generator}
+    )
 
 
 def _compiled_code_run_eagerly() -> contextlib.AbstractContextManager[Any]:
