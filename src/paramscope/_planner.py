@@ -263,15 +263,11 @@ class _Regions:
         self.depth = 0
 
     def enter(self, args: Iterable[Any]) -> None:
-        import torch
-
         self.depth += 1
         if self.depth == 1:
-            from .trace import _storage_key
+            from .trace import input_storages
 
-            storages = {_storage_key(arg): arg.untyped_storage().nbytes() for arg in args
-                        if isinstance(arg, torch.Tensor)}  # fmt: skip
-            self.found.append(([], sum(storages.values())))
+            self.found.append(([], sum(input_storages(tuple(args), {}).values())))
 
     def module_called(self, module: nn.Module, _args: Any) -> None:
         path = self.paths.get(id(module))

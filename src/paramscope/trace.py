@@ -912,7 +912,7 @@ class _Hooks:
         if call is None:
             described = self.depth is None or path_depth(path) <= self.depth
             inputs = _describe_arguments(args, kwargs) if described else ""
-            storages = _input_storages(args, kwargs)
+            storages = input_storages(args, kwargs)
             size = sum(storages.values())
             call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size,
                                                  input_storages=storages, described=described)  # fmt: skip
@@ -1524,7 +1524,7 @@ def _parts(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (tensor,) if type(tensor) in _PLAIN_TYPES else plain_parts(tensor)
 
 
-def _input_storages(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[int, int]:
+def input_storages(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[int, int]:
     """The storages of the tensors among a call's arguments (by position or keyword, and one level down in a tuple,
     list or dict), each once, with their bytes: what a checkpoint of the call keeps."""
     storages: dict[int, int] = {}
