@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -240,22 +239,23 @@ def _keep_in_float32(model: Any, dtype: Any) -> tuple[list[str], list[str]]:
     ``_keep_in_fp32_modules`` (T5's ``wo``, BLIP-2's Q-Former) in float32, and one in float16 or bfloat16 its
     ``_keep_in_fp32_modules_strict``: its loader casts the state dict's tensors whose names these globs find
     (``model._get_dtype_plan``), which building alone does not."""
+    try:  # the loader's own matching of the globs: searched anywhere in a name, the group found gives the dtype
+        from transformers.core_model_loading import build_glob_alternation
+    except ImportError:  # a transformers without it has no dtype plan either
+        return [], []
     plan_of = getattr(model, "_get_dtype_plan", None)
     plan = plan_of(dtype) if callable(plan_of) else None
     if not plan:
         return [], []
     strict = set(getattr(model, "_keep_in_fp32_modules_strict", None) or ())
-    # transformers' own matching (core_model_loading.build_glob_alternation): one alternation of the globs, '*' any
-    # text, searched anywhere in the name; the group that matched gives the dtype
-    globs = list(plan)
-    pattern = re.compile("|".join(f"(?P<g{i}>{glob.replace('*', '.*')})" for i, glob in enumerate(globs)))
+    pattern, glob_of_group, _ = build_glob_alternation(list(plan))
     kept, lists, seen = [], set(), set()
     for name, tensor in model.state_dict(keep_vars=True).items():  # the keys a checkpoint holds, tied names too
         found = pattern.search(name)
         if found is None or id(tensor) in seen or not tensor.is_floating_point():
             continue
         seen.add(id(tensor))
-        glob = globs[int(str(found.lastgroup)[1:])]
+        glob = glob_of_group[str(found.lastgroup)]
         if tensor.dtype != plan[glob]:
             tensor.data = tensor.data.to(plan[glob])
             kept.append(name)
