@@ -435,6 +435,54 @@ def test_a_module_called_several_times_is_one_row() -> None:
     assert any("ran more than once (act 3 times" in note for note in report.notes)
 
 
+class _Nested(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def _frames_in_use() -> int:
+    frame, frames = sys._getframe(), 0
+    while frame is not None:
+        frame, frames = frame.f_back, frames + 1
+    return frames
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_model_nested_as_deep_as_its_own_forward_allows_is_summarised(device: str) -> None:
+    # a plain forward is about four frames per level; the summary's wrappers made it six, and the summary failed on
+    # a model nested 160 deep that runs 247 deep by itself
+    limit = sys.getrecursionlimit()
+    levels = (limit - _frames_in_use() - 50) // 5
+    model: nn.Module = nn.Linear(3, 3)
+    for _ in range(levels):
+        model = _Nested(model)
+    x = torch.randn(2, 3)
+    assert model(x).shape == (2, 3)  # the model runs by itself
+    report = paramscope.summary(model, input_data=[x], device=device, depth=levels + 1)
+    assert len(report.calls or ()) == levels + 1
+    assert rows(report)["inner" + ".inner" * (levels - 1)].outputs == "[2, 3]"
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert sys.getrecursionlimit() == limit
+
+
+def test_memory_of_a_model_nested_as_deep_as_its_own_forward_allows_measures_its_forward() -> None:
+    limit = sys.getrecursionlimit()
+    levels = (limit - _frames_in_use() - 50) // 5
+    model: nn.Module = nn.Linear(3, 3)
+    for _ in range(levels):
+        model = _Nested(model)
+    assert model(torch.randn(2, 3)).shape == (2, 3)
+    plan = paramscope.memory(model, input_size=(2, 3)).memory
+    assert plan is not None
+    items = {item.name: item for item in plan.items}
+    assert items["activations"].total_bytes == 2 * 3 * 4  # the one tensor the forward makes: the Linear's output
+    assert sys.getrecursionlimit() == limit
+
+
 def test_reused_relu_in_resnet_blocks(built: dict[str, Built]) -> None:
     table = rows(built["resnet18"].report)
     assert table["layer1.0.relu"].calls == 2  # BasicBlock applies its one ReLU twice

@@ -1647,6 +1647,21 @@ def _parametrizations_cached_apart(stack: contextlib.ExitStack) -> None:
         parametrize._cache = {}
 
 
+# The frames of a summary's own: its calls down to the forward, and the dispatch modes' (fake tensors' on meta) that
+# each op runs through at the innermost module.
+_SUMMARY_FRAMES = 100
+
+
+def _room_under_the_recursion_limit(stack: contextlib.ExitStack, walk: ModuleWalk) -> None:
+    """Give the forward the room under Python's recursion limit it has without the summary, which ``stack`` takes
+    back: a recorded forward is two frames more per level of modules (its wrapper's ``__call__`` and the C call into
+    it), so a model nested 160 deep would fail where it runs 247 deep by itself."""
+    depth = max(map(path_depth, walk.paths.values()), default=0)
+    limit = sys.getrecursionlimit()
+    stack.callback(sys.setrecursionlimit, limit)
+    sys.setrecursionlimit(limit + 2 * depth + _SUMMARY_FRAMES)
+
+
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
     needs_values = _NEEDS_VALUES.get(type(error))
     message = f"{type(error).__name__}: {first_line(error)}" + (f" {needs_values}" if needs_values else "")
@@ -1701,6 +1716,7 @@ def _run(
             random_states_put_back(stack)
             _default_dtype_as_its_code_sets(stack, model)
             _parametrizations_cached_apart(stack)
+            _room_under_the_recursion_limit(stack, walk)
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
@@ -1934,6 +1950,7 @@ def peak_live_bytes(
                 random_states_put_back(stack)  # the forward's draws
                 _default_dtype_as_its_code_sets(stack, model)
                 _parametrizations_cached_apart(stack)
+                _room_under_the_recursion_limit(stack, walk)
                 _data_parallel_runs_its_module(stack, walk)
                 stack.callback(hooks.remove)
                 hooks.register()
