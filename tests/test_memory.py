@@ -3225,6 +3225,151 @@ def test_a_forward_calling_checkpoint_is_estimated_as_checkpointed(reentrant: bo
     assert saved_bytes(model, x) == truth - recomputed  # torch's checkpoint put back: the model checkpoints again
 
 
+SELECTIVE_PROGRAM = """
+import functools
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
+
+
+class SelectiveStacks(nn.Module):
+    # TwoStacks' shape, each block run through torch's selective activation checkpointing: the outputs of the
+    # matrix products (addmm) are kept until backward, the rest recomputed
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(8, 16)
+        self.encoder = nn.ModuleList(nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 16)) for _ in range(3))
+        self.decoder = nn.ModuleList(nn.Sequential(nn.Linear(16, 48), nn.Tanh(), nn.Linear(48, 16)) for _ in range(2))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        context_fn = functools.partial(create_selective_checkpoint_contexts, [torch.ops.aten.addmm.default])
+        hidden = self.embed(x)
+        for block in [*self.encoder, *self.decoder]:
+            hidden = checkpoint(block, hidden, use_reentrant=False, context_fn=context_fn)
+        return self.head(hidden)
+
+
+def build():
+    torch.manual_seed(0)
+    return SelectiveStacks()
+"""
+
+
+@pytest.fixture
+def selective_file(tmp_path: Path) -> str:
+    path = tmp_path / "selective.py"
+    path.write_text(SELECTIVE_PROGRAM)
+    return f"{path}:build"
+
+
+def selective_stacks() -> nn.Module:
+    namespace: dict[str, Any] = {}
+    exec(SELECTIVE_PROGRAM, namespace)
+    model: nn.Module = namespace["build"]()
+    return model
+
+
+class _Made(torch.utils._python_dispatch.TorchDispatchMode):
+    """Each storage the ops of a forward make, weakly, with its bytes; the outputs of ``kept_ops`` held."""
+
+    def __init__(self, kept_ops: Iterable[Any] = ()) -> None:
+        super().__init__()
+        self.made: list[tuple[int, Any, int]] = []
+        self.kept_ops, self.held = set(kept_ops), []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for tensor in torch.utils._pytree.tree_leaves(out):
+            if isinstance(tensor, torch.Tensor):
+                storage = tensor.untyped_storage()
+                weak = torch.multiprocessing.reductions.StorageWeakRef(storage)
+                self.made.append((storage.data_ptr(), weak, storage.nbytes()))
+                if func in self.kept_ops:
+                    self.held.append(tensor)
+        return out
+
+
+def kept_after_forward(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes a train-mode forward on CPU (of a copy of the model) keeps for backward, whoever keeps them: the
+    storages its ops made that are still alive once it returns (its output held, which holds the graph), and its
+    input, each once; the parameters and the output left out. Unlike saved_tensors_hooks, this sees what selective
+    checkpointing keeps in a cache of its own."""
+    model, x = copy.deepcopy(model).train(), x.clone()
+    made = _Made()
+    with torch.enable_grad(), made:
+        output = model(x)
+    left_out = {tensor.untyped_storage().data_ptr() for tensor in [output, *model.parameters()]}
+    alive = {key: size for key, weak, size in made.made if not weak.expired() and key not in left_out}
+    alive[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
+    output.sum().backward()  # what it kept serves a backward
+    return sum(alive.values())
+
+
+def saved_but_not_by(ops: Iterable[Any], block: nn.Module, x: torch.Tensor) -> int:
+    """Bytes ``block`` alone saves for backward on ``x`` (each storage once), but for the outputs of ``ops``: what
+    it saves again while backward recomputes it under a selective checkpoint that keeps those outputs."""
+    seen: set[int] = set()
+    made = _Made(ops)
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        seen.add(tensor.untyped_storage().data_ptr())
+        return tensor
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), made:
+        output = block(x)
+    kept = {tensor.untyped_storage().data_ptr() for tensor in [*made.held, *block.parameters()]}
+    sizes = {key: size for key, weak, size in made.made if not weak.expired()}
+    sizes[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
+    del output
+    return sum(sizes[key] for key in seen - kept)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_summary_counts_what_selective_checkpointing_keeps(device: str) -> None:
+    model, x = selective_stacks(), torch.randn(4, 8)
+    truth = kept_after_forward(model, x)
+    assert truth > saved_bytes(model, x)  # the products the policy keeps are out of saved_tensors_hooks' sight
+    summary = paramscope.summary(model, input_data=x, mode="train", device=device)
+    assert summary.totals.activations_bytes == truth
+    assert ("the train-mode forward ran torch.utils.checkpoint 5 time(s): the activations count what it keeps (the "
+            "regions' inputs, and in the 5 selective one(s) the outputs of the ops the policy saves, in the modules "
+            "that ran them), not the regions' saved tensors, which live again while backward recomputes them") in (
+        summary.notes)  # fmt: skip
+
+
+def test_a_summary_of_a_model_file_counts_what_selective_checkpointing_keeps(
+    capsys: pytest.CaptureFixture[str], selective_file: str
+) -> None:
+    code, out, err = run(capsys, "summary", selective_file, "--input-size", "4,8", "--mode", "train", "--format",
+                         "json", "--quiet")  # fmt: skip
+    assert (code, err) == (0, "")
+    assert json.loads(out)["totals"]["activations_bytes"] == kept_after_forward(selective_stacks(), torch.randn(4, 8))
+
+
+def test_a_plan_counts_what_selective_checkpointing_keeps(
+    capsys: pytest.CaptureFixture[str], selective_file: str
+) -> None:
+    model, x = selective_stacks(), torch.randn(4, 8)
+    # torch: what the forward keeps, and one block's saved tensors again while backward recomputes it, but for the
+    # products the policy kept
+    recomputed, hidden = 0, model.embed(x)
+    for block in [*model.encoder, *model.decoder]:
+        recomputed = max(recomputed, saved_but_not_by([torch.ops.aten.addmm.default], block, hidden))
+        hidden = block(hidden)
+    truth = kept_after_forward(model, x) + recomputed
+    item = plan_of(model, train=True, input_size=(4, 8), precision="fp32").item("activations")
+    assert item.total_bytes == truth
+    assert re.search(r"\+ their inputs [\d.]+ KiB \+ kept by their selective checkpointing [\d.]+ KiB \+ one region "
+                     r"recomputed", item.formula)  # fmt: skip
+    code, out, err = run(capsys, "memory", selective_file, "--train", "--input-size", "4,8", "--precision", "fp32",
+                         "--format", "json", "-q")  # fmt: skip
+    assert (code, err) == (0, "")
+    items = {item["name"]: item for item in json.loads(out)["memory"]["items"]}
+    assert items["activations"]["total_bytes"] == truth
+
+
 class CrossBlock(nn.Module):
     """A decoder layer's shape: it reads the hidden states and, by keyword, the encoder's states."""
 

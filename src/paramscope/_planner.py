@@ -255,19 +255,31 @@ def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, s
 
 class _Regions:
     """The calls of ``torch.utils.checkpoint`` during a forward: for each outermost one, the paths of the outermost
-    modules that ran inside it and the bytes of its tensor inputs (each storage once)."""
+    modules that ran inside it, the storages of its tensor inputs and those its selective activation checkpointing
+    keeps (each storage once, with its bytes)."""
 
     def __init__(self, model: nn.Module) -> None:
         self.paths = {id(module): path for path, module in model.named_modules()}
-        self.found: list[tuple[list[str], int]] = []
+        self.found: list[tuple[list[str], dict[int, int], dict[int, int]]] = []
         self.depth = 0
+        self.held: list[torch.Tensor] = []
+        """What selective checkpointing kept, until the regions are read: a storage freed before would leave its
+        address to another."""
 
     def enter(self, args: Iterable[Any]) -> None:
         self.depth += 1
         if self.depth == 1:
             from .trace import input_storages
 
-            self.found.append(([], sum(input_storages(tuple(args), {}).values())))
+            self.found.append(([], input_storages(tuple(args), {}), {}))
+
+    def kept(self, tensor: torch.Tensor) -> None:
+        """``tensor`` is kept until backward by the selective activation checkpointing of the region running."""
+        from .trace import input_storages
+
+        if self.depth:
+            self.found[-1][2].update(input_storages((tensor,), {}))
+            self.held.append(tensor)
 
     def module_called(self, module: nn.Module, _args: Any) -> None:
         path = self.paths.get(id(module))
@@ -294,7 +306,7 @@ def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
     its own), and the regions it ran are recorded (see :func:`~paramscope.trace.checkpoint_replaced`)."""
     from torch.nn.modules.module import register_module_forward_pre_hook
 
-    from .trace import checkpoint_replaced
+    from .trace import checkpoint_replaced, selectively_kept
 
     regions = _Regions(model)
 
@@ -313,9 +325,15 @@ def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
         settings = len(list(takewhile(lambda p: p.kind is p.POSITIONAL_OR_KEYWORD, parameters)))
 
         def plain(*given: Any, **kwargs: Any) -> Iterator[None]:
-            with regions.region((*given[settings:], *kwargs.values())):
+            inputs = (*given[settings:], *kwargs.values())
+            # the model's context_fn runs as torch runs it: selective checkpointing keeps what its policy saves
+            given, kwargs = selectively_kept(generator, given, kwargs, regions.kept, lambda: None)
+            context_fn = pyinspect.signature(generator).bind(*given, **kwargs).arguments.get("context_fn")
+            forward = context_fn()[0] if context_fn is not None else contextlib.nullcontext()
+            with regions.region(inputs), forward:
                 yield  # checkpoint runs the function here, and next() again after it
 
+        plain.__signature__ = pyinspect.signature(generator)  # type: ignore[attr-defined]  # for the summary's wrapper
         return plain
 
     replacements = {"CheckpointFunction": plain_function, "_checkpoint_without_reentrant_generator": plain_generator}
@@ -325,26 +343,35 @@ def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
             yield regions
     finally:
         handle.remove()
+        regions.held.clear()
 
 
 def _checkpointed_by_model(result: Trace, regions: _Regions, units: Units) -> tuple[int, str] | None:
     """Activations of a model that runs parts of its forward through ``torch.utils.checkpoint`` itself, measured with
     them run plainly: the regions keep only their inputs, and the largest region's saved tensors live again while it
-    is recomputed in backward (as :func:`_checkpointed`). A region's ops outside any module count as saved."""
-    measured = [(paths, inputs) for paths, inputs in regions.found if paths]
+    is recomputed in backward (as :func:`_checkpointed`). A region's ops outside any module count as saved.
+
+    Under selective activation checkpointing a region also keeps the outputs of the ops its policy saves (counted
+    among its saved tensors, in the modules of the ops, by the forward): those are kept, each once (a region's output
+    kept is the next one's input), and not saved again while the region is recomputed."""
+    measured = [(paths, inputs, kept) for paths, inputs, kept in regions.found if paths]
     if not measured:
         return None
-    outermost = {path for paths, _ in measured for path in paths}
+    outermost = {path for paths, _, _ in measured for path in paths}
     outermost = {path for path in outermost if not any(path.startswith(f"{other}.") for other in outermost)}
     inside = sum(result.activations.get(path, 0) for path in outermost)
-    inputs = sum(size for _, size in measured)
-    largest = max(sum(result.activations.get(path, 0) for path in paths) for paths, _ in measured)
+    inputs = sum(sum(storages.values()) for _, storages, _ in measured)
+    given = {key for _, storages, _ in measured for key in storages}
+    selective = sum({key: size for _, _, kept in measured for key, size in kept.items() if key not in given}.values())
+    largest = max(max(0, sum(result.activations.get(path, 0) for path in paths) - sum(kept.values()))
+                  for paths, _, kept in measured)  # fmt: skip
     total = result.total_activations or 0
-    size = min(total, total - inside + inputs + largest)
+    size = min(total, total - inside + inputs + selective + largest)
     named = "region" if len(measured) == 1 else "regions"
+    kept_text = f" + kept by their selective checkpointing {format_bytes(selective, units)}" if selective else ""
     formula = (f"{format_bytes(total, units)} saved - {format_bytes(inside, units)} inside {len(measured)} {named} "
-               f"the model checkpoints + their inputs {format_bytes(inputs, units)} + one region recomputed "
-               f"{format_bytes(largest, units)}")  # fmt: skip
+               f"the model checkpoints + their inputs {format_bytes(inputs, units)}{kept_text} + one region "
+               f"recomputed {format_bytes(largest, units)}")  # fmt: skip
     return size, formula
 
 

@@ -453,7 +453,7 @@ def summarize(
     if result.finite_checks:
         notes.append(finite_checks_note(result.finite_checks))
     if result.checkpoint_calls:
-        notes.append(checkpoint_calls_note(result.checkpoint_calls))
+        notes.append(checkpoint_calls_note(result.checkpoint_calls, result.selective_calls))
     ran_here = {in_report(path) for path in called.union(trained_only)}
     # a module whose weights are tied to a module that ran (T5's `shared` embedding) is not idle
     tied_to_ran = {record.name.rpartition(".")[0] for record in report.tensors
@@ -516,10 +516,14 @@ def fused_with_dropout_note(calls: int) -> str:
 CHECKPOINT_CALLS = "the train-mode forward ran torch.utils.checkpoint"
 
 
-def checkpoint_calls_note(calls: int) -> str:
+def checkpoint_calls_note(calls: int, selective: int = 0) -> str:
     """What the activations of a forward that checkpoints regions itself leave out."""
-    return (f"{CHECKPOINT_CALLS} {calls} time(s): the activations count what it keeps (the regions' inputs), not "
-            "the regions' saved tensors, which live again while backward recomputes them")  # fmt: skip
+    kept = "the regions' inputs"
+    if selective:
+        kept += (f", and in the {selective} selective one(s) the outputs of the ops the policy saves, in the modules "
+                 "that ran them")  # fmt: skip
+    return (f"{CHECKPOINT_CALLS} {calls} time(s): the activations count what it keeps ({kept}), not the regions' "
+            "saved tensors, which live again while backward recomputes them")  # fmt: skip
 
 
 def finite_checks_note(reads: int) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect as pyinspect
 import operator
 import sys
 import weakref
@@ -48,6 +49,7 @@ from torch._subclasses.fake_tensor import (
 from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapper
 
 from ._errors import TargetError, first_line
@@ -486,9 +488,84 @@ def checkpoint_replaced(replacements: Mapping[str, Callable[[Any], Any]]) -> Ite
             setattr(checkpointing, name, original)
 
 
-def _checkpoint_calls_counted(found: Trace) -> contextlib.AbstractContextManager[None]:
+class _SelectivelyKept(TorchDispatchMode):
+    """Above torch's selective activation checkpointing mode in a checkpointed region's forward: after each op, each
+    tensor that mode has newly stored in ``storage`` (the outputs of the ops its policy saves, which the region keeps
+    until backward, outside ``saved_tensors_hooks``' sight) goes to ``keep``, while the op's module is running."""
+
+    def __init__(self, storage: Mapping[Any, Any], keep: Callable[[torch.Tensor], object]) -> None:
+        super().__init__()
+        self.storage, self.keep = storage, keep
+        self.stored: dict[Any, int] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        output = func(*args, **(kwargs or {}))
+        # torch's storage maps each op to its entries in order (a list; a dict by call index since torch 2.10),
+        # each the op's outputs wrapped (in a _VersionWrapper's ``val``), or a mark for an output recomputed
+        for key, entries in self.storage.items():
+            stored = self.stored.get(key, 0)
+            if len(entries) > stored:
+                self.stored[key] = len(entries)
+                new = list(entries.values() if isinstance(entries, Mapping) else entries)[stored:]
+                for leaf in tree_leaves(new):
+                    value = getattr(leaf, "val", leaf)
+                    if isinstance(value, torch.Tensor):
+                        self.keep(value)
+        return output
+
+
+class _SelectiveForward:
+    """The forward context of a region under selective activation checkpointing, with a :class:`_SelectivelyKept`
+    above it; its ``storage`` is the context's, for another to be put above (the planner's, over the summary's)."""
+
+    def __init__(self, forward: Any, kept: _SelectivelyKept) -> None:
+        self.forward, self.kept, self.storage = forward, kept, kept.storage
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> None:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self.forward)
+            stack.enter_context(self.kept)
+            self._stack = stack.pop_all()
+
+    def __exit__(self, *error: Any) -> bool:
+        return bool(self._stack.__exit__(*error))
+
+
+def selectively_kept(
+    generator: Callable[..., Any],
+    given: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    keep: Callable[[torch.Tensor], object],
+    selective: Callable[[], object],
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments of a call of ``torch.utils.checkpoint``'s non-reentrant ``generator``, with its ``context_fn``
+    made to call ``selective`` when its forward context is torch's selective activation checkpointing
+    (``create_selective_checkpoint_contexts``), and give ``keep`` each tensor that context keeps in the forward; any
+    other context as it is."""
+    import torch.utils.checkpoint as checkpointing
+
+    bound = pyinspect.signature(generator).bind(*given, **kwargs)
+    context_fn = bound.arguments.get("context_fn")
+    if context_fn is None or context_fn is checkpointing.noop_context_fn:
+        return given, kwargs
+
+    def contexts() -> tuple[Any, Any]:
+        forward, recompute = context_fn()
+        storage = getattr(forward, "storage", None)
+        if not isinstance(forward, (TorchDispatchMode, _SelectiveForward)) or not isinstance(storage, Mapping):
+            return forward, recompute
+        selective()
+        return _SelectiveForward(forward, _SelectivelyKept(storage, keep)), recompute
+
+    bound.arguments["context_fn"] = contexts
+    return bound.args, bound.kwargs
+
+
+def _checkpoint_calls_counted(found: Trace, saved: _SavedTensors) -> contextlib.AbstractContextManager[None]:
     """Within the block, count the forward's calls of ``torch.utils.checkpoint``, both ways, in
-    ``found.checkpoint_calls``."""
+    ``found.checkpoint_calls``, and have what selective activation checkpointing keeps counted as saved, in the
+    module whose op made it."""
 
     def counted_function(function: Any) -> Any:
         class Counted:
@@ -499,9 +576,16 @@ def _checkpoint_calls_counted(found: Trace) -> contextlib.AbstractContextManager
 
         return Counted
 
+    def keep(tensor: torch.Tensor) -> None:
+        saved.pack(tensor)  # kept, and boxed as what autograd saves is, until the run is over
+
+    def selective() -> None:
+        found.selective_calls += 1
+
     def counted_generator(generator: Any) -> Any:
         def counted(*args: Any, **kwargs: Any) -> Any:
             found.checkpoint_calls += 1
+            args, kwargs = selectively_kept(generator, args, kwargs, keep, selective)
             return generator(*args, **kwargs)
 
         return counted
@@ -763,6 +847,9 @@ class Trace:
     checkpoint_calls: int = 0
     """The calls of ``torch.utils.checkpoint`` by the forward that measured the activations: what a checkpointed
     region saves is kept by the checkpoint, out of the measuring hooks' sight, and recomputed in backward."""
+    selective_calls: int = 0
+    """Those of :attr:`checkpoint_calls` under torch's selective activation checkpointing: the outputs of the ops its
+    policy saves are kept until backward, and count as saved (in the module of the op)."""
     unread_masks: list[str] = field(default_factory=list)
     """On meta: the checks of transformers' masks that met a tensor without values (a mask or position ids given)
     and went the way they go under a trace, where a real device reads the values."""
@@ -1737,7 +1824,7 @@ def _run(
             if saved is not None:
                 stack.callback(saved.release)
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
-                stack.enter_context(_checkpoint_calls_counted(trace_result))
+                stack.enter_context(_checkpoint_calls_counted(trace_result, saved))
             stack.enter_context(_compiled_code_run_eagerly())
             memo: dict[int, Any] = {}  # not ops of the model's: made before the recorder sees any
             try:
