@@ -585,6 +585,36 @@ def test_float16_dynamic_linear_is_counted_in_its_packed_dtype() -> None:
     assert report.by_dtype["float16"].bytes == 64
 
 
+@pytest.mark.parametrize("dtype", [torch.qint8, torch.float16], ids=["qint8", "float16"])
+@pytest.mark.parametrize("compile_with", ["script", "trace"])
+def test_torchscript_of_a_quantized_model_counts_its_packed_weights(compile_with: str, dtype: torch.dtype) -> None:
+    # a scripted, traced or torch.jit.load-ed module keeps the packed objects in its C++ module, not its __dict__
+    eager = _quantized_dynamically(nn.Linear(8, 4), dtype)
+    weight, bias = eager[0]._weight_bias()  # float16's weight unpacked to float32
+    scripted = torch.jit.script(eager) if compile_with == "script" else torch.jit.trace(eager, torch.zeros(2, 8))
+    report = paramscope.inspect(scripted)
+    assert (report.totals.params, report.totals.complete) == (weight.numel() + bias.numel(), True)
+    assert report.totals.param_bytes == _stored_bytes(weight, dtype) + bias.untyped_storage().nbytes()
+    assert report.tensor("0._packed_params.weight").dtype == str(dtype).removeprefix("torch.")
+    assert report.notes == (
+        "'0._packed_params' (LinearPackedParams) keeps its weights packed outside its parameters: counted through "
+        "_weight_bias() as 0._packed_params.weight, 0._packed_params.bias",
+    )
+
+
+def test_torchscript_packed_weights_it_cannot_read_make_the_totals_incomplete() -> None:
+    # TorchScript keeps no _weight_bias() on a dynamic LSTM: its weights are unknown, not 0
+    scripted = torch.jit.script(_quantized_dynamically(nn.LSTM(4, 3), torch.qint8))
+    report = paramscope.inspect(scripted)
+    assert (report.totals.params, report.totals.complete) == (0, False)
+    record = report.tensor("0._all_weight_values")
+    assert (record.numel, record.dtype, record.packing) == (None, "qint8", "packed by torch.ao, cannot be read")
+    assert report.notes == (
+        "'0' (LSTM) keeps weights packed in 0._all_weight_values that cannot be read (its TorchScript module has no "
+        "_weight_bias() to read them): their size is unknown; totals are incomplete",
+    )
+
+
 def test_packed_weights_of_the_model_itself_are_named_as_the_model() -> None:
     conv = torch.ao.nn.quantized.Conv2d(3, 4, 3)
     weight, bias = conv._weight_bias()

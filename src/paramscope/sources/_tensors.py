@@ -102,7 +102,7 @@ class Packed(NamedTuple):
     unread: list[tuple[str, str]]
     """The packed objects that could not be read: their attribute names, and why."""
     children_read: list[int]
-    """The ``id`` of the packed objects of child modules read here (a dynamic LSTM reads its layers')."""
+    """The ``id`` of the child modules whose packed objects are read here (a dynamic LSTM reads its layers')."""
 
 
 UNREAD_PACKING = "packed by torch.ao, cannot be read"
@@ -118,17 +118,15 @@ _READERS = (
 
 def packed_weights(module: nn.Module, read_by_parent: Container[int]) -> Packed | None:
     """The weights that torch.ao's quantized modules keep packed outside ``_parameters``; ``None`` when there are
-    none. Packed objects in ``read_by_parent`` (by ``id``) were counted with a parent module.
+    none. A module in ``read_by_parent`` (by ``id``) had its packed objects counted with a parent module.
 
     They are read through the module's own ``_weight_bias()`` or ``_weight()``, which return fresh tensors and
     change nothing. A packed object no reader knows, or whose reader fails, is listed in ``unread``: its size is
     unknown, never taken as 0.
     """
-    packed = {
-        name: value
-        for name, value in vars(module).items()
-        if isinstance(value, torch.ScriptObject) and id(value) not in read_by_parent
-    }
+    if id(module) in read_by_parent:
+        return None
+    packed = packed_objects(module)
     reader, attributes, children_read = _reader(module, packed)
     if not packed and not reader:
         return None
@@ -136,7 +134,10 @@ def packed_weights(module: nn.Module, read_by_parent: Container[int]) -> Packed 
         (name, f"no reader for {_script_type(value)}") for name, value in packed.items() if name not in attributes
     ]
     weights: list[tuple[str, torch.Tensor]] = []
-    if reader:
+    if reader and not callable(getattr(module, reader, None)):
+        # TorchScript keeps only the methods torch.ao exports (LinearPackedParams' _weight_bias, not a Conv's)
+        unread = [(name, f"its TorchScript module has no {reader}() to read them") for name in attributes] + unread
+    elif reader:
         try:
             weights = _read(module, reader)
         except Exception as error:  # a C++ unpack may refuse (no engine on this machine, a newer layout)
@@ -144,14 +145,39 @@ def packed_weights(module: nn.Module, read_by_parent: Container[int]) -> Packed 
     return Packed(weights, f"{reader}()", unread, children_read)
 
 
+def packed_objects(module: nn.Module) -> dict[str, torch.ScriptObject]:
+    """The C++ objects (``torch.ScriptObject``) a module keeps packed weights in, by attribute name: in its
+    ``__dict__``, or, for a TorchScript module (scripted, traced or loaded), among its C++ module's attributes."""
+    if isinstance(module, torch.jit.ScriptModule):
+        concrete, held = getattr(module, "_concrete_type", None), getattr(module, "_c", None)
+        if concrete is None or held is None:
+            return {}
+        values = {name: held.getattr(name) for name in concrete.get_attributes() if held.hasattr(name)}
+    else:
+        values = vars(module)
+    return {name: value for name, value in values.items() if isinstance(value, torch.ScriptObject)}
+
+
+# TorchScript keeps a module's dtype attribute as the number of its c10::ScalarType (archives store these numbers,
+# so they do not change): those of the dtypes torch.ao's packed modules declare.
+_SCRIPT_DTYPES = {5: torch.float16, 12: torch.qint8, 13: torch.quint8, 16: torch.quint4x2}
+
+
+def declared_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype a torch.ao module declares its packed weights in (``weight_dtype`` or ``dtype``), if it does."""
+    declared = getattr(module, "weight_dtype", None) or getattr(module, "dtype", None)
+    if isinstance(declared, int) and not isinstance(declared, bool):
+        return _SCRIPT_DTYPES.get(declared)
+    return declared if isinstance(declared, torch.dtype) else None
+
+
 def _reader(module: nn.Module, packed: Container[str]) -> tuple[str, tuple[str, ...], list[int]]:
     """The method that reads ``module``'s packed weights (``""`` when none does), the attributes of ``packed`` it
-    reads, and the ``id`` of the packed objects of child modules it reads too."""
-    layers = module._modules.get("_all_weight_values")
-    if layers is not None:  # dynamic LSTM and GRU: a PackedParameter child per layer and direction holds them
-        children = [id(value) for child in layers.children() for value in vars(child).values()
-                    if isinstance(value, torch.ScriptObject)]  # fmt: skip
-        return "_weight_bias", ("_all_weight_values",), children
+    reads, and the ``id`` of the child modules whose packed objects it reads too."""
+    # dynamic LSTM and GRU: a PackedParameter child per layer and direction holds them (not _modules.get(): a
+    # TorchScript module's _modules has none)
+    if "_all_weight_values" in module._modules and (layers := module._modules["_all_weight_values"]) is not None:
+        return "_weight_bias", ("_all_weight_values",), [id(child) for child in layers.children()]
     for method, names in _READERS:
         if all(name in packed for name in names):
             return method, names, []
@@ -175,8 +201,8 @@ def _read(module: nn.Module, reader: str) -> list[tuple[str, torch.Tensor]]:
         weights, biases = [("weight", result[0])], [("bias", result[1])]
     else:
         weights, biases = [("weight", result)], []
-    stored = getattr(module, "weight_dtype", None) or getattr(module, "dtype", None)
-    if isinstance(stored, torch.dtype) and stored.is_floating_point:
+    stored = declared_dtype(module)
+    if stored is not None and stored.is_floating_point:
         # float16 dynamic quantization keeps float16 weights, and its _weight_bias() unpacks them to float32
         weights = [(name, _as_stored(tensor, stored)) for name, tensor in weights]
     return [(name, tensor) for name, tensor in weights + biases if isinstance(tensor, torch.Tensor)]

@@ -33,7 +33,7 @@ from ._sharded import (
     unflatten,
     zero3_sharding,
 )
-from ._tensors import PLAIN_TENSOR_CLASSES, UNREAD_PACKING, packed_weights, unusual_bytes
+from ._tensors import PLAIN_TENSOR_CLASSES, UNREAD_PACKING, declared_dtype, packed_weights, unusual_bytes
 
 if TYPE_CHECKING:
     from ..dtypes import DType
@@ -174,6 +174,21 @@ def _original_class(cls: type) -> type:
 def _class_name(cls: type) -> str:
     """The name a module class is shown under."""
     return _original_class(cls).__name__
+
+
+# The classes torch.ao's quantized modules are defined in, as TorchScript names them (torch.nn.quantized in archives
+# saved before torch 1.13 moved them).
+_TORCH_AO_SCRIPT_PREFIXES = ("__torch__.torch.ao.nn.", "__torch__.torch.nn.quantized.", "__torch__.torch.nn.intrinsic.")
+
+
+def _scripted_torch_ao(module: nn.Module) -> bool:
+    """Whether a TorchScript module (scripted, traced or loaded) was made from one of torch.ao's modules, which may
+    keep packed weights among its C++ module's attributes."""
+    try:
+        name = getattr(module, "_c")._type().qualified_name()  # noqa: B009 (torch's stubs type _c as a Tensor)
+    except (AttributeError, RuntimeError):  # a ScriptModule without a C++ module of its own
+        return False
+    return isinstance(name, str) and name.startswith(_TORCH_AO_SCRIPT_PREFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,8 +345,8 @@ class _Walk:
                 self._list_unflattened(index, path, prefix, module)
             elif module._parameters or module._buffers:
                 self._list_own_tensors(index, path, prefix, module)
-            if info.packed:
-                self._list_packed_weights(index, path, prefix, module)
+            if info.packed or (info.scripted and _scripted_torch_ao(module)):
+                self._list_packed_weights(index, path, prefix, module, name)
             children = module._modules
             if "parametrizations" in children:
                 children = self._fold_parametrizations(index, path, module)
@@ -392,7 +407,7 @@ class _Walk:
             if module._parameters.get(name) is None:  # use_orig_params registers them itself
                 self._entries.append((owner, owner_path, prefix + name, stand_in, "parameter", None))
 
-    def _list_packed_weights(self, owner: int, owner_path: str, prefix: str, module: nn.Module) -> None:
+    def _list_packed_weights(self, owner: int, owner_path: str, prefix: str, module: nn.Module, kind: str) -> None:
         packed = packed_weights(module, self._packed_read)
         if packed is None:
             return
@@ -400,11 +415,11 @@ class _Walk:
         for label, tensor in packed.weights:
             # Packed weights are not trained: fresh, detached tensors say so (requires_grad False).
             self._entries.append((owner, owner_path, prefix + label, tensor.detach(), "parameter", None))
-        layer = f"'{shortened(owner_path) or '(model)'}' ({type(module).__name__})"
+        layer = f"'{shortened(owner_path) or '(model)'}' ({kind})"
         if packed.weights:
             self.packed.append((layer, packed.reader, [prefix + label for label, _ in packed.weights]))
-        declared = getattr(module, "weight_dtype", None) or getattr(module, "dtype", None)
-        dtype = str(declared).removeprefix("torch.") if isinstance(declared, torch.dtype) else "unknown"
+        declared = declared_dtype(module)
+        dtype = "unknown" if declared is None else str(declared).removeprefix("torch.")
         for attribute, why in packed.unread:
             self.unread.append((owner, layer, prefix + attribute, dtype, why))
 
