@@ -715,6 +715,22 @@ def test_parametrized_layer_shows_its_own_class() -> None:
     assert [node.type for node in report.modules] == ["Sequential", "Linear", "Conv1d", "Linear"]
 
 
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+
+class ParametrizedBlock(Block):
+    """A class of the user's whose name happens to read as the subclass torch.nn.utils.parametrize generates."""
+
+
+def test_a_class_named_parametrized_by_its_author_keeps_its_name() -> None:
+    report = paramscope.inspect(nn.Sequential(ParametrizedBlock()))
+    assert [node.type for node in report.modules] == ["Sequential", "ParametrizedBlock", "Linear"]
+    assert paramscope.inspect(ParametrizedBlock()).source.target == f"{__name__}.ParametrizedBlock"
+
+
 def test_garbage_collector_state_is_restored() -> None:
     import gc
 

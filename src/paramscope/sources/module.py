@@ -163,8 +163,9 @@ def _original_class(cls: type) -> type:
     """The class a module was built as, behind the subclass that torch generates for it."""
     name = cls.__name__
     bases = cls.__bases__
-    if len(bases) == 1 and name == f"Parametrized{bases[0].__name__}":
-        # parametrize swaps a layer's class for a generated subclass: show the layer's own class
+    if len(bases) == 1 and name == f"Parametrized{bases[0].__name__}" and cls.__module__ == parametrize.__name__:
+        # parametrize swaps a layer's class for a subclass it generates: show the layer's own class (not a class of
+        # the user's that is named so)
         return bases[0]
     if len(bases) == 2 and bases[0].__name__ == "FSDPModule" and name == f"FSDP{bases[1].__name__}":
         return bases[1]  # FSDP2's fully_shard does the same
