@@ -17,6 +17,7 @@ import random
 import subprocess
 import sys
 import warnings
+import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -512,6 +513,27 @@ def test_tensors_that_are_views_of_one_storage_are_counted_at_their_sizes_with_a
     assert report.notes == (
         "3 tensors are views of storage they share (a, b, c): counted at their own sizes, 80 B, though the file holds "
         "40 B for them",
+    )
+
+
+def test_views_of_a_larger_storage_in_a_pt_file_are_counted_at_their_sizes_with_a_note(tmp_path: Path) -> None:
+    # torch.save writes a view's whole storage: the file holds 400 B for 10 + 50 elements of float32
+    base = torch.arange(100.0)
+    path = tmp_path / "model.pt"
+    torch.save({"a": base[10:20], "b": base[::2], "w": torch.zeros(3)}, path)
+    with zipfile.ZipFile(path) as archive:
+        held = sorted(entry.file_size for entry in archive.infolist() if "/data/" in entry.filename)
+    assert held == [3 * 4, base.untyped_storage().nbytes()]
+    report = paramscope.inspect(str(path))
+    assert report.totals.param_bytes == (10 + 50 + 3) * 4
+    assert report.notes == (
+        "2 tensors are views of larger storages (a, b): counted at their own sizes, 240 B, though the file holds "
+        "400 B for them (torch.save writes each storage whole)",
+    )
+    torch.save({"a": base[10:20]}, path, _use_new_zipfile_serialization=False)
+    assert paramscope.inspect(str(path)).notes == (
+        "a is a view of a larger storage: counted at 40 B, though the file holds 400 B for it (torch.save writes the "
+        "whole storage)",
     )
 
 

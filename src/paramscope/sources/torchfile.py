@@ -554,24 +554,47 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
 
 def _shared_storage_note(order: list[tuple[Path, str, tuple[int, ...], torch.Tensor, str]],
                          stored: list[StoredTensor]) -> list[str]:  # fmt: skip
-    """A note when distinct tensors (not one tensor saved twice: those are aliases) are views of one storage and
-    their bytes add up to more than it holds: each is counted at its own size, as a live model's would be."""
+    """Notes where the bytes counted are not those the file holds for them: distinct tensors (not one tensor saved
+    twice: those are aliases) that are views of one storage and add up to more than it holds, and views of a storage
+    larger than they are (torch.save writes the whole storage). Each is counted at its own size, as a live model's
+    would be."""
     by_storage: dict[int, list[int]] = {}
     for position, (_, _, _, tensor, what) in enumerate(order):
         if what == "plain" and tensor.layout is torch.strided and not tensor.is_meta:
             by_storage.setdefault(tensor.untyped_storage().data_ptr(), []).append(position)
-    counted = held = 0
-    names: list[str] = []
+    shared: list[tuple[int, int, list[str]]] = []  # (bytes counted, bytes held, names), one per storage
+    larger: list[tuple[int, int, list[str]]] = []
     for positions in by_storage.values():
         storage = order[positions[0]][3].untyped_storage().nbytes()
         total = sum(stored[position].nbytes for position in positions)
+        names = [stored[position].name for position in positions]
         if len(positions) > 1 and total > storage:
-            counted, held = counted + total, held + storage
-            names += [stored[position].name for position in positions]
-    if not names:
-        return []
-    return [f"{len(names)} tensors are views of storage they share ({listed(names, _MAX_NAMED)}): counted at their "
-            f"own sizes, {format_bytes(counted)}, though the file holds {format_bytes(held)} for them"]  # fmt: skip
+            shared.append((total, storage, names))
+        elif total < storage:
+            larger.append((total, storage, names))
+    notes = []
+    if shared:
+        names = [name for _, _, group in shared for name in group]
+        counted, held = sum(total for total, _, _ in shared), sum(storage for _, storage, _ in shared)
+        notes.append(
+            f"{len(names)} tensors are views of storage they share ({listed(names, _MAX_NAMED)}): counted at their "
+            f"own sizes, {format_bytes(counted)}, though the file holds {format_bytes(held)} for them"
+        )
+    if larger:
+        names = [name for _, _, group in larger for name in group]
+        counted, held = sum(total for total, _, _ in larger), sum(storage for _, storage, _ in larger)
+        if len(names) == 1:
+            notes.append(
+                f"{shortened(names[0])} is a view of a larger storage: counted at {format_bytes(counted)}, though the "
+                f"file holds {format_bytes(held)} for it (torch.save writes the whole storage)"
+            )
+        else:
+            notes.append(
+                f"{len(names)} tensors are views of larger storages ({listed(names, _MAX_NAMED)}): counted at their "
+                f"own sizes, {format_bytes(counted)}, though the file holds {format_bytes(held)} for them (torch.save "
+                "writes each storage whole)"
+            )
+    return notes
 
 
 @dataclass(frozen=True)
