@@ -879,6 +879,20 @@ def test_legacy_format_tied_head_counted_once(tmp_path: Path) -> None:
     assert report.tensor("transformer.wte.weight").aliases == ("lm_head.weight",)
 
 
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+def test_empty_tensors_saved_apart_are_not_tied(tmp_path: Path, legacy: bool) -> None:
+    # the legacy loader gives every storage of 0 bytes the same address, 0: distinct tensors all the same
+    path = tmp_path / "model.pt"
+    empty = torch.zeros(0)
+    torch.save({"a": torch.zeros(0), "b": torch.zeros(0), "c": empty, "d": empty}, path,
+               _use_new_zipfile_serialization=not legacy)  # fmt: skip
+    reloaded = torch.load(path, weights_only=True)
+    assert reloaded["a"] is not reloaded["b"]
+    assert reloaded["c"] is reloaded["d"]  # saved twice: one object
+    report = paramscope.inspect(str(path))
+    assert [(record.name, record.aliases) for record in report.tensors] == [("a", ()), ("b", ()), ("c", ("d",))]
+
+
 @pytest.mark.parametrize("via", ["directory", "index"])
 def test_sharded_pytorch_bin(tmp_path: Path, via: str) -> None:
     model = Mixed()

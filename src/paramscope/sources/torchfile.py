@@ -499,11 +499,10 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
     aliases: dict[int, list[str]] = {}
     for path, name, tensor in named:
         data, shape, what = _counted(tensor)
-        key = (
-            (id(tensor),)  # a sparse tensor has no single storage; the unpickler gives a tensor saved twice one id
-            if data.is_meta or data.layout in _SPARSE
-            else (data.untyped_storage().data_ptr(), data.storage_offset(), shape, data.stride(), data.dtype)
-        )
+        address = 0 if data.is_meta or data.layout in _SPARSE else data.untyped_storage().data_ptr()
+        # a sparse tensor has no single storage, and the legacy loader puts every empty storage at address 0; the
+        # unpickler gives a tensor saved twice one id
+        key = (id(tensor),) if not address else (address, data.storage_offset(), shape, data.stride(), data.dtype)
         position = first_of.get(key)
         if position is None:
             first_of[key] = len(order)
