@@ -1037,6 +1037,34 @@ def test_a_zip_bomb_is_refused_before_torch_reads_it(
     assert_error(run(capsys, "inspect", str(path)), message)
 
 
+def test_a_checkpoint_whose_storages_are_compressed_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # a checkpoint packed again by a zip tool: torch.load reads it whole, but cannot map its storages
+    with zipfile.ZipFile(saved_pt(tmp_path / "saved.pt")) as source:
+        entries = {entry.filename: source.read(entry) for entry in source.infolist()}
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    expected = torch.load(path, weights_only=True)  # the file is sound
+    with pytest.raises(RuntimeError, match="Trying to resize storage that is not resizable"):
+        torch.load(path, weights_only=True, mmap=True)
+    storage = next(name for name in entries if "/data/" in name)
+    message = (
+        f"{path}: its storage record {storage} is compressed (deflate), which torch.load(mmap=True) cannot map "
+        "(torch.save writes them uncompressed); a copy saved with torch.save(torch.load(FILE, weights_only=True), "
+        "COPY) can be inspected"
+    )
+    assert_error(run(capsys, "inspect", str(path)), message)
+    # only the pickle compressed: read as it is
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content, zipfile.ZIP_DEFLATED if name.endswith("data.pkl") else zipfile.ZIP_STORED)
+    report = paramscope.inspect(str(path))
+    assert report.totals.params == sum(tensor.numel() for tensor in expected.values())
+
+
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
 def test_memory_error_is_a_read_failure(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, legacy: bool

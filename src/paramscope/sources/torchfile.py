@@ -85,6 +85,7 @@ _MAX_RECORD_BYTES = 2**30
 # A zip record's local header: signature, versions, flags, method, time, date, CRC, sizes, then the lengths of the
 # name and the extra field that come before the record's bytes.
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
+_ZIP_METHODS = {zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
 _MINIZ_ADVICE = " This is an internal miniz error"  # torch's words after a record it cannot find: "... corrupted"
 # A legacy file's storage of another size than its pickle gives: torch's message leaves its format unfilled and runs
 # the two sizes together ("storage has wrong byte size: expected %ld got %ld396400": 396, or 39 and 6400?).
@@ -162,7 +163,19 @@ def _check_archive(path: Path) -> list[_Record]:
                 f"{path}: its record {printable(entry.filename)} is {format_bytes(entry.file_size)} unpacked, more "
                 f"than the {format_bytes(_MAX_RECORD_BYTES)} paramscope reads into memory"
             )
-    return _storage_records(path, [entry for entry in entries if "/data/" in entry.filename])
+    storages = [entry for entry in entries if "/data/" in entry.filename]
+    for entry in storages:
+        # torch maps a storage from the bytes of its record as they lie in the file (mmap=True): a compressed one
+        # (an archive packed again by a zip tool) fails inside torch with "Trying to resize storage that is not
+        # resizable"
+        if entry.compress_type != zipfile.ZIP_STORED and entry.file_size:
+            method = _ZIP_METHODS.get(entry.compress_type, f"zip method {entry.compress_type}")
+            raise SourceError(
+                f"{path}: its storage record {printable(entry.filename)} is compressed ({method}), which "
+                "torch.load(mmap=True) cannot map (torch.save writes them uncompressed); a copy saved with "
+                "torch.save(torch.load(FILE, weights_only=True), COPY) can be inspected"
+            )
+    return _storage_records(path, storages)
 
 
 @dataclass(frozen=True)
