@@ -38,7 +38,7 @@ from .._errors import SourceError, printable
 from .._report import Report
 from .._units import format_bytes, format_count, listed, shortened
 from ._sharded import dtensor_class, dtensor_sharding
-from ._tensors import unusual_bytes
+from ._tensors import sparse_parts, unusual_bytes
 from .checkpoint import TRAINING_STATE, StoredTensor, check_files, checkpoint_report, read_config
 from .safetensors import check_regular_file, directory_index, load_index
 
@@ -469,8 +469,11 @@ def _check_storages(path: Path, loaded: Any, records: list[_Record]) -> None:
     storages: dict[int, tuple[int, str]] = {}  # where a storage's data starts: its bytes, and a tensor it holds
     for name, tensor in tensors:
         data = _counted(tensor)[0]
-        if not data.is_meta and data.layout not in _SPARSE:  # a meta tensor's storage is not saved
-            storage = data.untyped_storage()
+        if data.is_meta:  # a meta tensor's storage is not saved
+            continue
+        # a sparse tensor's storages are those of its indices and values
+        for part in sparse_parts(data) or (data,):
+            storage = part.untyped_storage()
             storages.setdefault(storage.data_ptr(), (storage.nbytes(), name))
     mapped = sorted((start, nbytes, name) for start, (nbytes, name) in storages.items() if nbytes)
     filled = sorted((record for record in records if record.size), key=lambda record: record.offset)
