@@ -996,6 +996,29 @@ def test_directory_with_usual_weight_names_reads_only_those(tmp_path: Path) -> N
     ) in report.notes
 
 
+@pytest.mark.parametrize("suffix", [".bin", ".safetensors"])
+def test_directory_of_two_weight_files_without_an_index_says_both_are_counted(tmp_path: Path, suffix: str) -> None:
+    # a model and an adapter saved beside it: without an index both are counted, and a note says so, in either format
+    parts = {"pytorch_model" if suffix == ".bin" else "model": {"w": torch.zeros(16, 16)},
+             "adapter_model": {"a": torch.zeros(2, 16)}}  # fmt: skip
+    for stem, part in parts.items():
+        if suffix == ".bin":
+            torch.save(part, tmp_path / f"{stem}{suffix}")
+        else:
+            safetensors.torch.save_file(part, tmp_path / f"{stem}{suffix}")
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == sum(t.numel() for part in parts.values() for t in part.values())  # 288
+    expected = (
+        f"no index file: all 2 torch weight files in {tmp_path} are counted (adapter_model.bin, pytorch_model.bin)"
+        if suffix == ".bin"
+        else f"no index file: all 2 *.safetensors files in {tmp_path} are counted"
+    )
+    assert expected in report.notes
+    assert not any(
+        note.startswith("no index file") for note in paramscope.inspect(str(tmp_path / f"adapter_model{suffix}")).notes
+    )
+
+
 def test_directory_with_an_index_names_the_files_it_does_not_read(tmp_path: Path) -> None:
     model = Mixed()
     state = model.state_dict()

@@ -650,11 +650,16 @@ def _files(target: Path) -> _Files:
         usual = [p for p in candidates if _WEIGHT_FILE.fullmatch(p.name)]
         files = usual or [p for p in candidates if p not in training]
         why = "not a usual weight file name, unlike the files read; inspect it on its own to count it"
+    notes = []
+    if index is None and len(files) > 1:  # as for a directory of *.safetensors files without an index
+        notes.append(f"no index file: all {len(files)} torch weight files in {target} are counted "
+                     f"({listed([p.name for p in files])})")  # fmt: skip
     if not files:
         names = ", ".join(p.name for p in training)
         raise SourceError(f"{target}: no model weights, only training state saved beside them ({names})")
     others = [p.name for p in candidates if p not in files and p not in training]
-    return _Files(files, training, [f"not read: {', '.join(others)} ({why})"] if others else [], index, weight_map)
+    notes += [f"not read: {', '.join(others)} ({why})"] if others else []
+    return _Files(files, training, notes, index, weight_map)
 
 
 def _training_notes(paths: list[Path]) -> list[str]:
