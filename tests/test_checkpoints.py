@@ -983,6 +983,25 @@ def test_training_state_beside_safetensors_is_not_torch_weights(tmp_path: Path) 
     )
 
 
+def test_torch_index_without_its_shards_beside_safetensors_is_not_torch_weights(tmp_path: Path) -> None:
+    # a repository converted to safetensors often keeps its old pytorch_model.bin.index.json, and no .bin shard
+    model = Mixed()
+    state = model.state_dict()
+    safetensors.torch.save_file(state, tmp_path / "model.safetensors")
+    shards = {name: f"pytorch_model-0000{n % 2 + 1}-of-00002.bin" for n, name in enumerate(state)}
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": shards}))
+    report = paramscope.inspect(str(tmp_path))
+    assert report.source.kind == "safetensors"
+    assert_matches_state_dict(report, state, model)
+    assert not any("torch" in note for note in report.notes)
+    torch.save({name: state[name] for name, shard in shards.items() if "00001" in shard},
+               tmp_path / "pytorch_model-00001-of-00002.bin")  # fmt: skip
+    assert (
+        "the directory also holds torch weights: only the safetensors ones are read"
+        in paramscope.inspect(str(tmp_path)).notes
+    )
+
+
 def test_directory_with_usual_weight_names_reads_only_those(tmp_path: Path) -> None:
     model = Mixed()
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")

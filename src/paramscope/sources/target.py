@@ -103,13 +103,15 @@ def _for_directory(path: Path) -> tuple[Loader, list[str]]:
     torch_files = [p for p in path.iterdir() if p.suffix in _TORCH_SUFFIXES]
     found = {
         "safetensors": any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json")),
-        # a Trainer's training state (optimizer.pt, training_args.bin) is no torch weights
-        "torch": any(not TRAINING_STATE.fullmatch(p.name) for p in torch_files) or any(path.glob("*.bin.index.json")),
+        # a Trainer's training state (optimizer.pt, training_args.bin) is no torch weights, and neither is an index
+        # without its shards (a repository converted to safetensors often keeps pytorch_model.bin.index.json)
+        "torch": any(not TRAINING_STATE.fullmatch(p.name) for p in torch_files),
         "gguf": any(path.glob("*.gguf")),
     }
     formats = [name for name, present in found.items() if present]
-    if not formats and torch_files:
-        formats = ["torch"]  # training state alone: the torch reader says there are no weights beside it
+    if not formats and (torch_files or any(path.glob("*.bin.index.json"))):
+        # training state or an index alone: the torch reader says there are no weights beside it, or which is missing
+        formats = ["torch"]
     if not formats:
         raise SourceError(f"{path}: no weights found (no *.safetensors, *.bin, *.pt, *.pth, *.ckpt or *.gguf files)")
     loaders: dict[str, Loader] = {"safetensors": _safetensors, "torch": _torch, "gguf": _gguf}
