@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import pickle
 import random
 import subprocess
 import sys
@@ -490,6 +491,21 @@ def test_gguf_under_another_name_is_read_as_gguf(tmp_path: Path, name: str) -> N
     assert report.source.kind == "gguf"
     assert report.totals.params == sum(int(tensor.n_elements) for tensor in reader.tensors)
     assert report.totals.param_bytes == sum(int(tensor.n_bytes) for tensor in reader.tensors)
+
+
+@pytest.mark.parametrize("name", ["weights", "model.data"])
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+def test_torch_file_under_another_name_is_read_as_torch(tmp_path: Path, name: str, legacy: bool) -> None:
+    # recognised by its first bytes: a zip archive, or (before PyTorch 1.6) the pickle of torch's magic number
+    path = tmp_path / name
+    state = {"a": torch.zeros(4, 4), "b": torch.zeros(3)}
+    torch.save(state, path, _use_new_zipfile_serialization=not legacy)
+    report = paramscope.inspect(str(path))
+    assert (report.source.kind, report.totals.params) == ("torch", sum(t.numel() for t in state.values()))
+    # a pickle of something else is no torch file
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    with pytest.raises(paramscope.ParamscopeError, match="not a checkpoint paramscope recognises"):
+        paramscope.inspect(str(path))
 
 
 def test_expanded_tensor_in_a_pt_file_is_counted_at_its_logical_size_with_a_note(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +17,11 @@ TARGET_FORMS = (
     "*.safetensors.index.json, *.bin.index.json), a config.json, a directory holding them, or hf:org/name"
 )
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+# torch.save's legacy format (before PyTorch 1.6, or _use_new_zipfile_serialization=False) starts with this number
+# (torch.serialization.MAGIC_NUMBER) pickled on its own, in the file's pickle protocol (2 by default); torch.load's
+# _legacy_load reads it first and refuses a file without it
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_HEAD_BYTES = 32  # enough for a safetensors header length and its "{", and for the legacy magic in any protocol
 
 
 def _check_not_empty(target: str) -> None:
@@ -77,7 +83,7 @@ def _for_file(path: Path) -> Loader:
 
     check_regular_file(path)  # before it is opened: a FIFO would block
     with path.open("rb") as handle:  # an unusual name, or a torch name on a safetensors file: the first bytes tell
-        head = handle.read(9)
+        head = handle.read(_HEAD_BYTES)
     if _is_safetensors_head(head):
         return _safetensors
     if head[:4] == b"GGUF":  # no torch file starts so (a zip archive or a pickle): a GGUF model saved as .bin
@@ -86,15 +92,28 @@ def _for_file(path: Path) -> Loader:
         return _torch
     if head[:4] == b"PK\x03\x04":  # torch.save writes a zip archive
         return _torch
+    if _is_legacy_torch_head(head):
+        return _torch
     raise SourceError(f"{path}: not a checkpoint paramscope recognises (expected {TARGET_FORMS})")
 
 
 def _is_safetensors_head(head: bytes) -> bool:
-    """Whether a file's first 9 bytes start a safetensors file: a header length the format allows, then ``{``. A
+    """Whether a file's first bytes start a safetensors file: a header length the format allows, then ``{``. A
     torch.save file starts with a zip archive's or a pickle's magic bytes instead."""
     from .safetensors import MAX_HEADER_BYTES
 
-    return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= MAX_HEADER_BYTES and head[8:] == b"{"
+    return len(head) >= 9 and 2 <= int.from_bytes(head[:8], "little") <= MAX_HEADER_BYTES and head[8:9] == b"{"
+
+
+def _is_legacy_torch_head(head: bytes) -> bool:
+    """Whether a file's first bytes start torch.save's legacy format: the pickle of its magic number, as torch.save
+    writes it with any pickle protocol.
+
+    >>> _is_legacy_torch_head(b"\\x80\\x02\\x8a\\nl\\xfc\\x9cF\\xf9 j\\xa8P\\x19.\\x80\\x02M\\xe9\\x03.")
+    True
+    """
+    protocols = range(pickle.HIGHEST_PROTOCOL + 1)
+    return any(head.startswith(pickle.dumps(_LEGACY_MAGIC, protocol)) for protocol in protocols)
 
 
 def _for_directory(path: Path) -> tuple[Loader, list[str]]:
