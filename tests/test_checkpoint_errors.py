@@ -29,6 +29,7 @@ from torch import nn
 
 import paramscope
 from paramscope.cli import main
+from paramscope.sources.safetensors import stored_tensors
 
 from .cli import assert_error, run, run_in_a_new_process
 
@@ -992,6 +993,65 @@ def test_safe_open_rejects_the_same_files(tmp_path: Path, make: Callable[[Path],
     assert case.safetensors_file is not None
     with pytest.raises(SafetensorError), safe_open(str(case.safetensors_file), "numpy"):
         pass
+
+
+_A = '"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}'
+# A key named twice, and how the safetensors library reads the file (None: it reads it, as its last entries give it)
+REPEATED_KEYS = {
+    "tensor-moved": (
+        '"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+        '"a": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}',
+        24,
+        "tensor 'a' is in the header twice (read as its last entry, as safetensors does): bytes 0 to 8 of the data "
+        "belong to no tensor",
+    ),
+    "tensor-repeated": (f"{_A}, {_A}", 8, None),
+    "tensor-retyped": (f'{_A}, "a": {{"dtype": "I32", "shape": [2], "data_offsets": [0, 8]}}', 8, None),
+    "tensor-reordered": (f'{_A}, "a": {{"data_offsets": [0, 8], "shape": [2], "dtype": "F32"}}', 8, None),
+    "earlier-offsets-decrease": (f'"a": {{"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, {_A}', 8, None),
+    "earlier-not-an-entry": (
+        f'"a": 5, {_A}',
+        8,
+        "tensor 'a' is in the header twice, and an entry before the last lacks a valid dtype, shape or data_offsets",
+    ),
+    "earlier-unknown-dtype": (
+        f'"a": {{"dtype": "XX", "shape": [2], "data_offsets": [0, 8]}}, {_A}',
+        8,
+        "tensor 'a' is in the header twice, and an entry before the last lacks a valid dtype, shape or data_offsets",
+    ),
+    "dtype-twice": (
+        '"a": {"dtype": "F32", "dtype": "I32", "shape": [2], "data_offsets": [0, 8]}',
+        8,
+        "tensor 'a' gives its dtype twice",
+    ),
+    "metadata-twice": (
+        f'"__metadata__": {{"x": "1"}}, "__metadata__": {{"y": "2"}}, {_A}',
+        8,
+        "the header gives __metadata__ twice",
+    ),
+    "metadata-key-twice": (f'"__metadata__": {{"x": "1", "x": "2"}}, {_A}', 8, None),
+}
+
+
+@pytest.mark.parametrize(("entries", "size", "message"), REPEATED_KEYS.values(), ids=REPEATED_KEYS)
+def test_keys_named_twice_are_read_as_safe_open_reads_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, entries: str, size: int, message: str | None
+) -> None:
+    # JSON allows a key twice; safetensors refuses a field of its structs named twice and keeps the last entry of a
+    # tensor named twice, then checks the file as it is left
+    path = safetensors_file(tmp_path / "model.safetensors", None, bytes(size), raw=f"{{{entries}}}".encode())
+    if message is not None:
+        with pytest.raises(SafetensorError), safe_open(str(path), "numpy"):
+            pass
+        assert_error(run(capsys, "inspect", str(path)), f"{path}: {message}")
+        return
+    with safe_open(str(path), "numpy") as handle:
+        expected = {name: (handle.get_tensor(name).dtype.name, handle.get_tensor(name).shape) for name in handle.keys()}  # noqa: SIM118
+        expected_metadata = handle.metadata() or {}
+    tensors, metadata = stored_tensors(path)
+    assert {t.name: (t.dtype, t.shape) for t in tensors} == expected
+    assert metadata == expected_metadata
+    assert paramscope.inspect(str(path)).totals.params == 2
 
 
 @pytest.mark.parametrize(("code", "count", "size"), [("Q4_0", 32, 18), ("float32", 2, 8), ("f32", 2, 8), ("nf4", 4, 2)])

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
-def loads(text: str | bytes) -> Any:
-    """``json.loads(text)``; any failure (bytes that are not UTF-8 included) a ``ValueError`` of one line.
+def loads(text: str | bytes, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
+    """``json.loads(text, object_pairs_hook=...)``; any failure (bytes that are not UTF-8 included) a ``ValueError``
+    of one line.
 
     >>> loads('{"shape": [2, 3]}')
     {'shape': [2, 3]}
@@ -23,7 +25,7 @@ def loads(text: str | bytes) -> Any:
     ValueError: nested too deeply to read
     """
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=object_pairs_hook)
     except RecursionError:
         raise ValueError("nested too deeply to read") from None
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError say what is wrong already

@@ -118,12 +118,37 @@ def parse_header(path: Path | str, size: int, read: Callable[[int, int], bytes])
         raise _fail(path, f"header claims {format_bytes(length, 'si')} but the file has {format_bytes(size, 'si')}")
     raw = read(8, length)
     try:
-        header = json_loads(raw.decode("utf-8"))
+        header = json_loads(raw.decode("utf-8"), object_pairs_hook=_JSONObject.of)
     except ValueError as error:
         raise _fail(path, f"header is not valid JSON ({error}): not a safetensors file") from None
     if not isinstance(header, dict):
         raise _fail(path, f"header is a JSON {_json_type(header)}, not an object: not a safetensors file")
     return header, 8 + length, size - 8 - length
+
+
+class _JSONObject(dict[str, Any]):
+    """A JSON object of a header that names a key more than once: its last entry for each key, as a dict parsed from
+    JSON keeps, and in ``earlier`` the entries before it."""
+
+    earlier: dict[str, list[Any]]
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        """The object of ``pairs``: a plain dict where each key is named once."""
+        made = dict(pairs)
+        if len(made) == len(pairs):
+            return made
+        entries: dict[str, list[Any]] = {}
+        for key, value in pairs:
+            entries.setdefault(key, []).append(value)
+        repeated = cls(made)
+        repeated.earlier = {key: values[:-1] for key, values in entries.items() if len(values) > 1}
+        return repeated
+
+
+def _repeated(value: Any) -> dict[str, list[Any]]:
+    """The entries before the last of each key a parsed JSON object names more than once."""
+    return value.earlier if isinstance(value, _JSONObject) else {}
 
 
 def _json_type(value: Any) -> str:
@@ -177,12 +202,31 @@ def header_tensors(
 
     Errors start with ``path``; each tensor's ``file`` is ``file``, and ``reader(offset)`` (if given) reads its data.
     """
+    # A key the header names more than once is read as the safetensors crate reads it (0.8: serde_json into its
+    # Metadata): a field of a struct (__metadata__, a tensor's dtype, shape or data_offsets) is refused ("duplicate
+    # field"); a tensor's name is a key of a map, whose last entry replaces the ones before, each of which must still
+    # be a tensor's entry. The checks below then see the last entries alone: a repeat that changes nothing passes,
+    # and an error of the layout that is left names the repeated tensor.
+    repeated = _repeated(header)
+    if "__metadata__" in repeated:
+        raise _fail(path, f"the header gives __metadata__ {_times(len(repeated['__metadata__']) + 1)}")
     metadata = header.pop("__metadata__", None)
     metadata = {} if metadata is None else metadata  # false, 0, "" and [] are no object: refused, as safe_open does
     if not isinstance(metadata, dict) or not all(isinstance(value, str) for value in metadata.values()):
         raise _fail(path, "__metadata__ is not an object of strings")  # the format's rule, which safe_open applies
     tensors: list[tuple[int, int, StoredTensor]] = []
     for name, info in header.items():
+        earlier = repeated.get(name, [])
+        for entry in (*earlier, info):
+            field = next((key for key in _TENSOR_FIELDS if key in _repeated(entry)), None)
+            if field is not None:
+                raise _fail(path, f"tensor {name!r} gives its {field} {_times(len(_repeated(entry)[field]) + 1)}")
+        if not all(map(_is_entry, earlier)):
+            raise _fail(
+                path,
+                f"tensor {name!r} is in the header {_times(len(earlier) + 1)}, and an entry before the last lacks a "
+                "valid dtype, shape or data_offsets",
+            )
         if not isinstance(info, dict) or not _is_dims(info.get("shape")) or not _is_dims(info.get("data_offsets")):
             raise _fail(path, f"tensor {name!r} lacks a valid dtype, shape or data_offsets")
         offsets = info["data_offsets"]
@@ -205,19 +249,52 @@ def header_tensors(
                 f"tensor {name!r} ends at byte {end:,} of the data, past its end ({data_size:,} bytes in the file)",
             )
         tensors.append((begin, end, stored))
+    twice = next(iter(repeated), None)
+
+    def layout_error(message: str) -> SourceError:
+        if twice is not None:
+            count = _times(len(repeated[twice]) + 1)
+            message = (
+                f"tensor {twice!r} is in the header {count} (read as its last entry, as safetensors does): {message}"
+            )
+        return _fail(path, message)
+
     position = 0
     previous = None
     for begin, end, stored in sorted(tensors, key=lambda item: (item[0], item[1])):
         if begin < position:
-            raise _fail(
-                path, f"tensors {previous!r} and {stored.name!r} overlap (data offsets {begin:,} < {position:,})"
+            raise layout_error(
+                f"tensors {previous!r} and {stored.name!r} overlap (data offsets {begin:,} < {position:,})"
             )
         if begin > position:
-            raise _fail(path, f"bytes {position:,} to {begin:,} of the data belong to no tensor")
+            raise layout_error(f"bytes {position:,} to {begin:,} of the data belong to no tensor")
         position, previous = end, stored.name
     if position != data_size:
-        raise _fail(path, f"the tensors end at byte {position:,} of a {data_size:,}-byte data region")
+        raise layout_error(f"the tensors end at byte {position:,} of a {data_size:,}-byte data region")
     return [stored for _, _, stored in tensors], {str(k): str(v) for k, v in metadata.items()}
+
+
+_TENSOR_FIELDS = ("dtype", "shape", "data_offsets")
+
+
+def _is_entry(info: Any) -> bool:
+    """Whether ``info`` has the form of a tensor's entry: a known dtype, a shape and two data offsets."""
+    return (
+        isinstance(info, dict)
+        and isinstance(info.get("dtype"), str)
+        and info["dtype"] in DTYPE_CODES
+        and _is_dims(info.get("shape"))
+        and _is_dims(info.get("data_offsets"))
+        and len(info["data_offsets"]) == 2
+    )
+
+
+def _times(count: int) -> str:
+    """
+    >>> _times(2), _times(3)
+    ('twice', '3 times')
+    """
+    return "twice" if count == 2 else f"{count:,} times"
 
 
 def _check_size(path: Path | str, name: str, dtype: str, shape: tuple[int, ...]) -> None:
