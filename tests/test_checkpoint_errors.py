@@ -410,6 +410,21 @@ def directory_of_two_epochs_pt(tmp: Path) -> Case:
     return Case(["inspect", str(tmp)], message)
 
 
+def llama_slices_for_model_parallel_loading(tmp: Path) -> Case:
+    # Meta's original Llama layout: each consolidated.NN.pth holds every name, with its rank's slice of the tensor
+    for rank in range(3):
+        torch.save({"tok_embeddings.weight": torch.zeros(8, 2), "norm.weight": torch.zeros(6)},
+                   tmp / f"consolidated.{rank:02}.pth")  # fmt: skip
+    (tmp / "params.json").write_text(json.dumps({"dim": 6, "n_layers": 0}))
+    message = (
+        f"{tmp}: consolidated.00.pth, consolidated.01.pth, consolidated.02.pth are slices of one model saved for "
+        "model-parallel loading, as Meta's original Llama checkpoints are (each holds 'tok_embeddings.weight'): "
+        "paramscope cannot join them, as the files do not say which dimension each tensor is split on; inspect the "
+        "Hugging Face conversion, or one file, which holds about 1/3 of the model"
+    )
+    return Case(["inspect", str(tmp)], message)
+
+
 def bin_shards_holding_the_same_tensor(tmp: Path) -> Case:
     shards = ("pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin")
     saved_pt(tmp / shards[0])
@@ -867,7 +882,7 @@ CASES: list[Callable[[Path], Case]] = [
     index_naming_a_shard_in_a_subdirectory, index_naming_a_symlink_loop, symlink_loop,
     index_with_an_empty_weight_map, metadata_not_strings, metadata_false, shards_holding_the_same_tensor,
     directory_of_two_safetensors_checkpoints, directory_of_two_safetensors_indexes, directory_of_two_bin_indexes,
-    index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt,
+    index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt, llama_slices_for_model_parallel_loading,
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,

@@ -26,6 +26,9 @@ from ._json import loads as json_loads
 TRAINING_STATE = re.compile(
     r"(training_args|(optimizer|scheduler|sampler|scaler|rng_state|dl_state_dict)(_\d+)?)\.(bin|pt|pth)"
 )
+# Meta's original checkpoints (Llama 1 to 3, Code Llama): a file per model-parallel rank, each holding every tensor's
+# name with that rank's slice of it, split on a dimension that depends on the layer and that the files do not record.
+_MODEL_PARALLEL_FILE = re.compile(r"consolidated\.\d+\.pth")
 
 MAX_CONFIG_BYTES = 16 * 2**20  # a config.json larger than this is not a model config
 # Float buffers that models keep in their state dict, recognisable by name: BatchNorm statistics and rotary tables.
@@ -102,6 +105,14 @@ def check_files(
             raise SourceError(f"{target}: tensor {name!r} is stored twice in {file}")
         if weight_map is not None:
             raise SourceError(f"{target}: tensor {name!r} is stored in more than one shard ({other} and {file})")
+        if _MODEL_PARALLEL_FILE.fullmatch(other) and _MODEL_PARALLEL_FILE.fullmatch(file):
+            slices = sorted(part for part in file_names.values() if _MODEL_PARALLEL_FILE.fullmatch(part))
+            raise SourceError(
+                f"{target}: {listed(slices)} are slices of one model saved for model-parallel loading, as Meta's "
+                f"original Llama checkpoints are (each holds {name!r}): paramscope cannot join them, as the files do "
+                "not say which dimension each tensor is split on; inspect the Hugging Face conversion, or one file, "
+                f"which holds about 1/{len(slices)} of the model"
+            )
         raise SourceError(
             f"{target}: tensor {name!r} is in both {other} and {file}: these look like separate checkpoints; "
             "inspect one file"
