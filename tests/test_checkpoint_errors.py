@@ -706,6 +706,28 @@ def pt_without_tensors(tmp: Path) -> Case:
     return Case(["inspect", str(path)], f"{path}: no model tensors found (top-level keys: 'epoch', 'global_step')")
 
 
+def test_sub_models_without_a_model_key_say_how_to_count_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a GAN's checkpoint: two state dicts, neither under a key that names the model, so neither is taken for it
+    monkeypatch.chdir(tmp_path)
+    gan = {
+        "generator": {"w": torch.zeros(3)},
+        "discriminator": {"w": torch.zeros(4)},
+        "optimizer": {"s": torch.zeros(2)},
+    }
+    torch.save(gan, "gan.pt")
+    advice = "torch.save(torch.load('gan.pt', weights_only=True)['generator'], 'model.pt')"
+    message = (
+        "gan.pt: no model tensors found: its entries 'generator', 'discriminator', 'optimizer' hold tensors, but none "
+        "under a key paramscope reads as the model's ('state_dict', 'model_state_dict', 'model_state', 'model', …); "
+        f"to count one, save it alone and inspect that: {advice}"
+    )
+    assert_error(run(capsys, "inspect", "gan.pt"), message)
+    exec(advice, {"torch": torch})  # the advice, followed
+    assert paramscope.inspect("model.pt").totals.params == gan["generator"]["w"].numel()
+
+
 def gguf_bad_magic(tmp: Path) -> Case:
     path = tmp / "model.gguf"
     path.write_bytes(b"GGML" + struct.pack("<I", 3) + bytes(64))

@@ -434,10 +434,18 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
     notes = []
     if model_key is None:
         model = [(str(key), value) for key, value in loaded.items() if isinstance(value, torch.Tensor)]
+        others = [key for key, value in loaded.items() if contents.is_container_of_tensors(value)]
+        if not model and others:  # sub-models ({"generator": …, "discriminator": …}): which is the model is the user's
+            first = next((key for key in others if key not in _OPTIMIZER_KEYS), others[0])
+            raise SourceError(
+                f"{path}: no model tensors found: its entries {listed([repr(key) for key in others])} hold tensors, "
+                f"but none under a key paramscope reads as the model's ({', '.join(map(repr, _MODEL_KEYS[:4]))}, …); "
+                f"to count one, save it alone and inspect that: torch.save(torch.load({str(path)!r}, "
+                f"weights_only=True)[{first!r}], 'model.pt')"
+            )
         if not model and loaded:  # an empty dict is the state dict of a model without tensors (nn.ReLU): 0 of them
             keys = ", ".join(repr(key) for key in list(loaded)[:8])
             raise SourceError(f"{path}: no model tensors found (top-level keys: {keys})")
-        others = [key for key, value in loaded.items() if contents.is_container_of_tensors(value)]
         left_out = _left_out_note(
             [(str(key), value) for key, value in loaded.items() if not contents.holds_tensors(value)], ""
         )
