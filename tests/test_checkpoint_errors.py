@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import random
+import re
 import struct
 import subprocess
 import sys
@@ -534,6 +535,30 @@ def protocol_4_pickle(tmp: Path) -> Case:
     return Case(["inspect", str(path)], not_a_pickle(path, "Unsupported operand 149"))
 
 
+def saved_with_protocol(protocol: int, *, legacy: bool) -> Callable[[Path], Case]:
+    def saved(tmp: Path) -> Case:
+        path = tmp / "model.pt"
+        zip_format = not legacy
+        torch.save({"w": torch.zeros(3)}, path, pickle_protocol=protocol, _use_new_zipfile_serialization=zip_format)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns of the protocol, then refuses the file itself
+            with pytest.raises(pickle.UnpicklingError) as refused:
+                torch.load(path, weights_only=True)
+        reason = re.search(r"Unsupported operand \d+", str(refused.value))
+        assert reason is not None
+        named = "0 or 1" if protocol < 2 else str(protocol)
+        message = (
+            f"{path}: a torch.save file pickled with protocol {named}, which torch.load(weights_only=True) does not "
+            f"read (only protocols 2 and 3: {reason.group()}); nothing in it was executed. A copy saved "
+            "with torch.save's default protocol can be inspected (loading this one needs weights_only=False: only "
+            "for a file you trust)"
+        )
+        return Case(["inspect", str(path)], message)
+
+    saved.__name__ = f"{'legacy' if legacy else 'zip'}_pt_pickled_with_protocol_{protocol}"
+    return saved
+
+
 def directory_of_training_state_only(tmp: Path) -> Case:
     torch.save(torch.optim.SGD([torch.zeros(2, requires_grad=True)]).state_dict(), tmp / "optimizer.pt")
     torch.save({"last_epoch": 3}, tmp / "scheduler.pt")
@@ -908,6 +933,7 @@ CASES: list[Callable[[Path], Case]] = [
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
+    saved_with_protocol(4, legacy=False), saved_with_protocol(5, legacy=True), saved_with_protocol(1, legacy=True),
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, legacy_pt_whose_storage_has_another_size,
     zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,

@@ -92,7 +92,7 @@ def _for_file(path: Path) -> Loader:
         return _torch
     if head[:4] == b"PK\x03\x04":  # torch.save writes a zip archive
         return _torch
-    if _is_legacy_torch_head(head):
+    if is_legacy_torch_head(head):
         return _torch
     raise SourceError(f"{path}: not a checkpoint paramscope recognises (expected {TARGET_FORMS})")
 
@@ -105,11 +105,11 @@ def _is_safetensors_head(head: bytes) -> bool:
     return len(head) >= 9 and 2 <= int.from_bytes(head[:8], "little") <= MAX_HEADER_BYTES and head[8:9] == b"{"
 
 
-def _is_legacy_torch_head(head: bytes) -> bool:
+def is_legacy_torch_head(head: bytes) -> bool:
     """Whether a file's first bytes start torch.save's legacy format: the pickle of its magic number, as torch.save
     writes it with any pickle protocol.
 
-    >>> _is_legacy_torch_head(b"\\x80\\x02\\x8a\\nl\\xfc\\x9cF\\xf9 j\\xa8P\\x19.\\x80\\x02M\\xe9\\x03.")
+    >>> is_legacy_torch_head(b"\\x80\\x02\\x8a\\nl\\xfc\\x9cF\\xf9 j\\xa8P\\x19.\\x80\\x02M\\xe9\\x03.")
     True
     """
     protocols = range(pickle.HIGHEST_PROTOCOL + 1)

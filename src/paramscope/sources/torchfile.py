@@ -270,10 +270,50 @@ def _reason(error: BaseException) -> str:
 
 
 def _not_a_pickle(path: Path, reason: str) -> SourceError:
+    protocol = _unread_protocol(path)
+    if protocol is not None:
+        return SourceError(
+            f"{path}: a torch.save file pickled with protocol {protocol}, which torch.load(weights_only=True) does "
+            f"not read (only protocols 2 and 3: {reason}); nothing in it was executed. A copy saved with "
+            "torch.save's default protocol can be inspected (loading this one needs weights_only=False: only for a "
+            "file you trust)"
+        )
     return SourceError(
         f"{path}: not a PyTorch checkpoint (its data is not a pickle torch.load(weights_only=True) accepts: "
         f"{reason}); nothing in it was executed"
     )
+
+
+# torch.save(..., pickle_protocol=N) writes its pickle in any protocol, and torch's weights-only unpickler knows the
+# opcodes of protocols 2 and 3 alone (torch.save's default is 2): "Unsupported operand 149", FRAME, for 4 and 5.
+_READ_PROTOCOLS = (2, 3)
+_PROTO = 0x80  # the opcode that opens a pickle of protocol 2 or more, its protocol in the next byte
+
+
+def _unread_protocol(path: Path) -> str | None:
+    """The pickle protocol of a file torch.save wrote (its archive's data.pkl, or a legacy file's first pickle), when
+    it is one the weights-only unpickler does not read; None otherwise, and for a file torch.save did not write."""
+    from .target import is_legacy_torch_head
+
+    try:
+        archived = zipfile.is_zipfile(path)
+        if archived:
+            with zipfile.ZipFile(path) as archive:
+                name = next(n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl")
+                with archive.open(name) as pickled:
+                    head = pickled.read(2)
+        else:
+            with path.open("rb") as handle:
+                head = handle.read(32)
+            if not is_legacy_torch_head(head):
+                return None
+    except (OSError, zipfile.BadZipFile, StopIteration, RuntimeError, NotImplementedError):
+        return None
+    if head[:1] != bytes([_PROTO]):
+        # a legacy file's magic pickled without a PROTO opcode: protocol 0 or 1 (an archive's data.pkl without one
+        # may be anything)
+        return None if archived else "0 or 1"
+    return None if head[1] in _READ_PROTOCOLS else str(head[1])
 
 
 def _raised_reading_the_file(traceback: TracebackType | None) -> bool:
