@@ -3418,3 +3418,20 @@ def test_checkpointed_blocks_keep_every_tensor_input_once() -> None:
     item = plan_of(model, train=True, input_size=(4, 8), precision="fp32", grad_checkpointing=True).item("activations")
     assert item.total_bytes == truth
     assert "inside 3 checkpointed blocks + their inputs 1.12 KiB" in item.formula  # 3 × 4 × 16 × 4 + 4 × 24 × 4 B
+
+
+def test_regions_the_model_checkpoints_keep_an_input_they_share_once() -> None:
+    torch.manual_seed(0)
+    model = CrossStack(checkpointed=True)
+    x = torch.randn(4, 8)
+    # torch: what the model's checkpointed forward saves (the encoder states once, though each region is given
+    # them), and the region that saves most, measured alone, again while backward recomputes it
+    hidden, states, recomputed = model.embed(x), model.encoder(x), 0
+    for layer in model.layers:
+        recomputed = max(recomputed, saved_bytes(layer, hidden, states))
+        hidden = layer(hidden, states)
+    truth = saved_bytes(model, x) + recomputed
+    item = plan_of(model, train=True, input_size=(4, 8), precision="fp32").item("activations")
+    assert item.total_bytes == truth
+    # 3 × 4 × 16 × 4 + 4 × 24 × 4 B
+    assert "inside 3 regions the model checkpoints + their inputs 1.12 KiB" in item.formula

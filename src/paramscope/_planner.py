@@ -360,8 +360,9 @@ def _checkpointed_by_model(result: Trace, regions: _Regions, units: Units) -> tu
     outermost = {path for paths, _, _ in measured for path in paths}
     outermost = {path for path in outermost if not any(path.startswith(f"{other}.") for other in outermost)}
     inside = sum(result.activations.get(path, 0) for path in outermost)
-    inputs = sum(sum(storages.values()) for _, storages, _ in measured)
-    given = {key for _, storages, _ in measured for key in storages}
+    # each storage once: the encoder states every region reads are kept once
+    given = {key: size for _, storages, _ in measured for key, size in storages.items()}
+    inputs = sum(given.values())
     selective = sum({key: size for _, _, kept in measured for key, size in kept.items() if key not in given}.values())
     largest = max(max(0, sum(result.activations.get(path, 0) for path in paths) - sum(kept.values()))
                   for paths, _, kept in measured)  # fmt: skip
