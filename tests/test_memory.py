@@ -15,6 +15,7 @@ import contextlib
 import copy
 import csv
 import dataclasses
+import functools
 import inspect
 import io
 import itertools
@@ -3435,3 +3436,80 @@ def test_regions_the_model_checkpoints_keep_an_input_they_share_once() -> None:
     assert item.total_bytes == truth
     # 3 × 4 × 16 × 4 + 4 × 24 × 4 B
     assert "inside 3 regions the model checkpoints + their inputs 1.12 KiB" in item.formula
+
+
+class TanhStacks(TwoStacks):
+    """:class:`TwoStacks` whose embedding and blocks end in a tanh, which saves its output: each block's input is
+    saved first outside it (by the tanh before it), and the last block's output again outside, by the head."""
+
+    def __init__(self, checkpointed: bool = False) -> None:
+        super().__init__(checkpointed)
+        self.embed = nn.Sequential(nn.Linear(8, 16), nn.Tanh())
+        self.encoder = nn.ModuleList(
+            nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 16), nn.Tanh()) for _ in range(3)
+        )
+        self.decoder = nn.ModuleList(
+            nn.Sequential(nn.Linear(16, 48), nn.GELU(), nn.Linear(48, 16), nn.Tanh()) for _ in range(2)
+        )
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_checkpointed_blocks_keep_what_is_saved_outside_them_too(checkpointed: bool) -> None:
+    # the head's input, the last block's tanh output, is kept for the head; each block recomputed saves its input
+    # again, though the tanh before it saved it first
+    torch.manual_seed(0)
+    model = TanhStacks(checkpointed)
+    x = torch.randn(4, 8)
+    truth = saved_when_checkpointed(model, [*model.encoder, *model.decoder], x)
+    plan = plan_of(model, train=True, input_size=(4, 8), precision="fp32", grad_checkpointing=not checkpointed)
+    assert plan.item("activations").total_bytes == truth
+    # the first block's input is saved outside it, by the tanh: the other 4 blocks' inputs, 4 × 4 × 16 × 4 B
+    assert "+ their inputs not saved outside them 1.00 KiB + one" in plan.item("activations").formula
+
+
+class TanhBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1, self.w2 = nn.Parameter(torch.randn(16, 64)), nn.Parameter(torch.randn(64, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(torch.mm(torch.relu(torch.mm(x, self.w1)), self.w2))
+
+
+class TanhRegions(nn.Module):
+    """Blocks that end in a tanh, each run through torch's checkpoint by the forward (selectively, keeping the matrix
+    products, when ``selective``), then a linear head, which saves the last block's tanh output again."""
+
+    def __init__(self, selective: bool) -> None:
+        super().__init__()
+        self.selective = selective
+        self.blocks = nn.ModuleList(TanhBlock() for _ in range(3))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
+
+        policy = functools.partial(create_selective_checkpoint_contexts, [torch.ops.aten.mm.default])
+        for block in self.blocks:
+            if self.selective:
+                x = checkpoint(block, x, use_reentrant=False, context_fn=policy)
+            else:
+                x = checkpoint(block, x, use_reentrant=False)
+        return self.head(x)
+
+
+@pytest.mark.parametrize("selective", [False, True])
+def test_a_region_keeps_its_output_the_head_saves(selective: bool) -> None:
+    torch.manual_seed(0)
+    model, x = TanhRegions(selective), torch.randn(8, 16)
+    # torch: what the forward keeps (the regions' inputs, the products a selective policy keeps, the head's input),
+    # and the region that saves most, measured alone (but for the products kept), again while it is recomputed
+    recomputed, hidden = 0, x
+    for block in model.blocks:
+        recomputed = max(recomputed, saved_but_not_by([torch.ops.aten.mm.default] if selective else [], block, hidden))
+        hidden = block(hidden)
+    kept = kept_after_forward(model, x)
+    assert plan_of(model, train=True, input_size=(8, 16), precision="fp32").item("activations").total_bytes == (
+        kept + recomputed
+    )
+    assert paramscope.summary(model, input_data=x, mode="train").totals.activations_bytes == kept

@@ -241,16 +241,46 @@ def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, s
             best += blocks
     if not best:
         return None
-    inside = sum(result.activations.get(block, 0) for block in best)
-    # each storage once: the encoder states every decoder layer reads are kept once
-    inputs = sum({key: size for block in best for key, size in calls[block].input_storages.items()}.values())
-    largest = max(result.activations.get(block, 0) for block in best)
+    outside, within = _saved_around(result, [[block] for block in best])
     total = result.total_activations or 0
+    inside = total - sum(outside.values())  # saved inside the blocks alone
+    # each storage once: the encoder states every decoder layer reads are kept once, and one saved outside the
+    # blocks is counted there
+    given = {key: size for block in best for key, size in calls[block].input_storages.items()}
+    inputs = sum(size for key, size in given.items() if key not in outside)
+    largest = max(sum(saved.values()) for saved in within)
     size = min(total, total - inside + inputs + largest)  # a block that saves only its input gains nothing
     formula = (f"{format_bytes(total, units)} saved - {format_bytes(inside, units)} inside {len(best)} checkpointed "
-               f"blocks + their inputs {format_bytes(inputs, units)} + one block recomputed "
+               f"blocks + {_their_inputs(given, outside)} {format_bytes(inputs, units)} + one block recomputed "
                f"{format_bytes(largest, units)}")  # fmt: skip
     return size, formula
+
+
+def _saved_around(result: Trace, blocks: Sequence[Iterable[str]]) -> tuple[dict[int, int], list[dict[int, int]]]:
+    """The storages the forward saved outside all of ``blocks`` (each the paths of the modules it ran), and those
+    each block saved, with their bytes: one saved both inside a block and outside it (a head's input that is the
+    last block's tanh output) is in both, and a block's saved storages are all it saves again while recomputed,
+    whether or not another saved them first."""
+    owners: dict[str, list[int]] = {}
+    for index, paths in enumerate(blocks):
+        for path in paths:
+            owners.setdefault(path, []).append(index)
+    outside: dict[int, int] = {}
+    within: list[dict[int, int]] = [{} for _ in blocks]
+    for key, (size, stacks) in result.saved_storages.items():
+        for stack in stacks:
+            indices = {index for path in stack for index in owners.get(path, ())}
+            if not indices:
+                outside[key] = size
+            for index in indices:
+                within[index][key] = size
+    return outside, within
+
+
+def _their_inputs(given: Mapping[int, int], outside: Mapping[int, int]) -> str:
+    """How a formula names the inputs of the checkpointed blocks it adds: those saved outside the blocks too are in
+    what the forward saved there already."""
+    return "their inputs" if outside.keys().isdisjoint(given) else "their inputs not saved outside them"
 
 
 class _Regions:
@@ -262,9 +292,9 @@ class _Regions:
         self.paths = {id(module): path for path, module in model.named_modules()}
         self.found: list[tuple[list[str], dict[int, int], dict[int, int]]] = []
         self.depth = 0
-        self.held: list[torch.Tensor] = []
-        """What selective checkpointing kept, until the regions are read: a storage freed before would leave its
-        address to another."""
+        self.held: list[Any] = []
+        """The regions' inputs and what selective checkpointing kept, until the regions are read: a storage freed
+        before would leave its address to another."""
 
     def enter(self, args: Iterable[Any]) -> None:
         self.depth += 1
@@ -272,6 +302,7 @@ class _Regions:
             from .trace import input_storages
 
             self.found.append(([], input_storages(tuple(args), {}), {}))
+            self.held.append(tuple(args))
 
     def kept(self, tensor: torch.Tensor) -> None:
         """``tensor`` is kept until backward by the selective activation checkpointing of the region running."""
@@ -357,22 +388,23 @@ def _checkpointed_by_model(result: Trace, regions: _Regions, units: Units) -> tu
     measured = [(paths, inputs, kept) for paths, inputs, kept in regions.found if paths]
     if not measured:
         return None
-    outermost = {path for paths, _, _ in measured for path in paths}
-    outermost = {path for path in outermost if not any(path.startswith(f"{other}.") for other in outermost)}
-    inside = sum(result.activations.get(path, 0) for path in outermost)
-    # each storage once: the encoder states every region reads are kept once
-    given = {key: size for _, storages, _ in measured for key, size in storages.items()}
-    inputs = sum(given.values())
-    selective = sum({key: size for _, _, kept in measured for key, size in kept.items() if key not in given}.values())
-    largest = max(max(0, sum(result.activations.get(path, 0) for path in paths) - sum(kept.values()))
-                  for paths, _, kept in measured)  # fmt: skip
+    outside, within = _saved_around(result, [paths for paths, _, _ in measured])
     total = result.total_activations or 0
+    inside = total - sum(outside.values())  # saved inside the regions alone
+    # each storage once: the encoder states every region reads are kept once, and one saved outside the regions is
+    # counted there
+    given = {key: size for _, storages, _ in measured for key, size in storages.items()}
+    inputs = sum(size for key, size in given.items() if key not in outside)
+    selective = sum({key: size for _, _, kept in measured for key, size in kept.items()
+                     if key not in given and key not in outside}.values())  # fmt: skip
+    largest = max(sum(size for key, size in saved.items() if key not in kept)
+                  for saved, (_, _, kept) in zip(within, measured, strict=True))  # fmt: skip
     size = min(total, total - inside + inputs + selective + largest)
     named = "region" if len(measured) == 1 else "regions"
     kept_text = f" + kept by their selective checkpointing {format_bytes(selective, units)}" if selective else ""
     formula = (f"{format_bytes(total, units)} saved - {format_bytes(inside, units)} inside {len(measured)} {named} "
-               f"the model checkpoints + their inputs {format_bytes(inputs, units)}{kept_text} + one region "
-               f"recomputed {format_bytes(largest, units)}")  # fmt: skip
+               f"the model checkpoints + {_their_inputs(given, outside)} {format_bytes(inputs, units)}{kept_text} + "
+               f"one region recomputed {format_bytes(largest, units)}")  # fmt: skip
     return size, formula
 
 

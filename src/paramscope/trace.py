@@ -829,6 +829,10 @@ class Trace:
     own_activations: dict[str, int] = field(default_factory=dict)
     """Bytes saved for backward per module path by the module's own ops, outside the modules it called."""
     total_activations: int | None = 0
+    saved_storages: dict[int, tuple[int, set[tuple[str, ...]]]] = field(default_factory=dict)
+    """Each storage saved for backward (the parameters' and buffers' left out), by key: its bytes, and the paths of
+    the modules running (outermost first) each time it was saved: a storage saved inside a checkpointed block may be
+    saved outside it too (a head's input is the last block's tanh output), where it is kept."""
     activations_device: str = ""
     """Where the train-mode forward that measured the activations ran."""
     activations_failure: str = ""
@@ -891,6 +895,10 @@ class _Hooks:
         """The inputs of each module on the stack, for the message if the forward fails inside."""
         self.failure: tuple[BaseException, str, Any, dict[str, Any]] | None = None
         """The last exception that left a wrapped module, with the module it was raised in and its inputs."""
+        self.held: list[tuple[Any, dict[str, Any]]] | None = None
+        """Where a list, the inputs of each module's first call, held until the hooks are removed: a storage freed
+        in the forward would leave its address, by which :attr:`ModuleCall.input_storages` knows it, to one made
+        later (on meta, where holding them costs nothing)."""
         self._hooks_ran: dict[str, int] = {}
         """Calls of each hooked module whose forward hooks have all run, not yet seen by its last hook."""
         self.recorder = _OpRecorder()
@@ -1000,6 +1008,8 @@ class _Hooks:
             described = self.depth is None or path_depth(path) <= self.depth
             inputs = _describe_arguments(args, kwargs) if described else ""
             storages = input_storages(args, kwargs)
+            if self.held is not None:
+                self.held.append((args, kwargs))
             size = sum(storages.values())
             call = self.calls[path] = ModuleCall(path, type(module).__name__, inputs, input_bytes=size,
                                                  input_storages=storages, described=described)  # fmt: skip
@@ -1077,7 +1087,8 @@ class _Hooks:
         return path, inputs
 
     def remove(self) -> None:
-        """Take every hook and wrapper away; again, it does nothing."""
+        """Take every hook and wrapper away, and let go of the inputs held; again, it does nothing."""
+        self.held = None
         for handle in self._handles:
             handle.remove()
         for wrapper in reversed(self._wrapped):  # a module that rebound its forward was wrapped again, later
@@ -1654,7 +1665,9 @@ class _SavedTensors:
     def __init__(self, hooks: _Hooks, weights: Iterable[torch.Tensor]) -> None:
         self.hooks = hooks
         # parameters and buffers are not activations
-        self.seen = {_storage_key(part) for tensor in weights for part in _parts(tensor)}
+        self.weights = {_storage_key(part) for tensor in weights for part in _parts(tensor)}
+        self.storages: dict[int, tuple[int, set[tuple[str, ...]]]] = {}
+        """Each storage saved, by key: its bytes, and the stack of modules running each time it was saved."""
         self.boxes: list[list[torch.Tensor]] = []
         self.per_module: dict[str, int] = {}
         self.own: dict[str, int] = {}
@@ -1677,11 +1690,15 @@ class _SavedTensors:
 
     def _count(self, tensor: torch.Tensor) -> None:
         key = _storage_key(tensor)
-        if key not in self.seen:
-            self.seen.add(key)
+        if key in self.weights:
+            return
+        stack = self.hooks.stack
+        if key in self.storages:
+            self.storages[key][1].add(tuple(stack))
+        else:
             size = tensor.untyped_storage().nbytes()
+            self.storages[key] = (size, {tuple(stack)})
             self.total += size
-            stack = self.hooks.stack
             for path in set(stack):  # a reused module may be on the stack twice
                 self.per_module[path] = self.per_module.get(path, 0) + size
             if stack:
@@ -1785,6 +1802,7 @@ def _run(
 ) -> None:
     walk = walk or ModuleWalk(model)
     hooks = _Hooks(walk, depth)
+    hooks.held = [] if device == "meta" else None
     try:
         fake = fake_tensors() if device == "meta" else None
         weights = _stand_ins(walk, device, dtype, fake)
@@ -1861,6 +1879,7 @@ def _run(
     if saved is not None:
         trace_result.activations, trace_result.own_activations = saved.per_module, saved.own
         trace_result.total_activations = saved.total
+        trace_result.saved_storages = saved.storages
         if not count_flops:
             trace_result.measured_calls = list(hooks.calls)
 
