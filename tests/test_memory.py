@@ -3513,3 +3513,37 @@ def test_a_region_keeps_its_output_the_head_saves(selective: bool) -> None:
         kept + recomputed
     )
     assert paramscope.summary(model, input_data=x, mode="train").totals.activations_bytes == kept
+
+
+class ScaledTanh(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.tanh(2 * x))  # saves the tanh output alone, not its input
+
+
+class CostlyRegions(nn.Module):
+    """Regions that save less than they are given (one tensor as big as their input, not the input): checkpointing
+    them keeps more than running them plainly, and the model checkpoints them all the same."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(ScaledTanh() for _ in range(6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+        return x.sum()
+
+
+def test_regions_the_model_checkpoints_count_as_checkpointed_even_when_that_costs_more() -> None:
+    torch.manual_seed(0)
+    model, x = CostlyRegions(), torch.randn(4, 16)
+    recomputed, hidden = 0, x
+    for block in model.blocks:
+        recomputed = max(recomputed, saved_bytes(block, hidden))
+        hidden = block(hidden)
+    truth = saved_bytes(model, x) + recomputed  # torch: the 6 regions' inputs, and one region's tanh output again
+    assert plan_of(model, train=True, input_size=(4, 16), precision="fp32").item("activations").total_bytes == truth

@@ -399,7 +399,9 @@ def _checkpointed_by_model(result: Trace, regions: _Regions, units: Units) -> tu
                      if key not in given and key not in outside}.values())  # fmt: skip
     largest = max(sum(size for key, size in saved.items() if key not in kept)
                   for saved, (_, _, kept) in zip(within, measured, strict=True))  # fmt: skip
-    size = min(total, total - inside + inputs + selective + largest)
+    # what the model runs: its checkpoints keep their inputs and recompute, though that keeps more than running
+    # plainly would (regions that save less than they are given)
+    size = total - inside + inputs + selective + largest
     named = "region" if len(measured) == 1 else "regions"
     kept_text = f" + kept by their selective checkpointing {format_bytes(selective, units)}" if selective else ""
     formula = (f"{format_bytes(total, units)} saved - {format_bytes(inside, units)} inside {len(measured)} {named} "
