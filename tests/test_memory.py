@@ -3547,3 +3547,42 @@ def test_regions_the_model_checkpoints_count_as_checkpointed_even_when_that_cost
         hidden = block(hidden)
     truth = saved_bytes(model, x) + recomputed  # torch: the 6 regions' inputs, and one region's tanh output again
     assert plan_of(model, train=True, input_size=(4, 16), precision="fp32").item("activations").total_bytes == truth
+
+
+class SharedActBlock(nn.Module):
+    def __init__(self, act: nn.Module) -> None:
+        super().__init__()
+        self.up, self.down, self.act = nn.Linear(16, 64), nn.Linear(64, 16), act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(x)))
+
+
+class SharedAct(nn.Module):
+    """Regions the forward checkpoints that each run the model's one activation module (a tanh), which the head's
+    input runs through too, outside them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.Tanh()
+        self.blocks = nn.ModuleList(SharedActBlock(self.act) for _ in range(3))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+        return self.head(self.act(x))
+
+
+def test_a_module_a_region_shares_with_the_rest_of_the_forward_is_not_one_of_its_own() -> None:
+    torch.manual_seed(0)
+    model, x = SharedAct(), torch.randn(8, 16)
+    recomputed, hidden = 0, x
+    for block in model.blocks:
+        recomputed = max(recomputed, saved_bytes(block, hidden))
+        hidden = block(hidden)
+    truth = saved_bytes(model, x) + recomputed  # torch: one region's tanh output again, not the three's and the head's
+    item = plan_of(model, train=True, input_size=(8, 16), precision="fp32").item("activations")
+    assert item.total_bytes == truth
+    # its input and its tanh output: 8 × 16 × 4 + 8 × 64 × 4 B
+    assert item.formula.endswith("one region recomputed 2.50 KiB")

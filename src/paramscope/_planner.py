@@ -292,6 +292,8 @@ class _Regions:
         self.paths = {id(module): path for path, module in model.named_modules()}
         self.found: list[tuple[list[str], dict[int, int], dict[int, int]]] = []
         self.depth = 0
+        self.running = 0
+        """The modules running inside the region running, called in it."""
         self.held: list[Any] = []
         """The regions' inputs and what selective checkpointing kept, until the regions are read: a storage freed
         before would leave its address to another."""
@@ -300,6 +302,8 @@ class _Regions:
         self.depth += 1
         if self.depth == 1:
             from .trace import input_storages
+
+            self.running = 0
 
             self.found.append(([], input_storages(tuple(args), {}), {}))
             self.held.append(tuple(args))
@@ -317,9 +321,16 @@ class _Regions:
         if path == "" and not self.depth:  # a forward begins: a failed one's regions are not this one's
             self.found.clear()
         if self.depth and path is not None:
+            # by the calls, not the names: a module the model shares (one activation) may run inside a region's
+            # module, and outside the regions too
             paths = self.found[-1][0]
-            if not any(path == other or path.startswith(f"{other}.") for other in paths):
+            if not self.running and path not in paths:
                 paths.append(path)
+            self.running += 1
+
+    def module_returned(self, module: nn.Module, _args: Any, _output: Any) -> None:
+        if self.depth and self.running and id(module) in self.paths:
+            self.running -= 1
 
     @contextlib.contextmanager
     def region(self, args: Iterable[Any]) -> Iterator[None]:
@@ -335,7 +346,7 @@ def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
     """``torch.utils.checkpoint.checkpoint`` (both its reentrant and non-reentrant ways) runs its function plainly
     for the block, so that what the function saves reaches the measuring hooks (a checkpoint keeps it under hooks of
     its own), and the regions it ran are recorded (see :func:`~paramscope.trace.checkpoint_replaced`)."""
-    from torch.nn.modules.module import register_module_forward_pre_hook
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
     from .trace import checkpoint_replaced, selectively_kept
 
@@ -368,12 +379,14 @@ def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
         return plain
 
     replacements = {"CheckpointFunction": plain_function, "_checkpoint_without_reentrant_generator": plain_generator}
-    handle = register_module_forward_pre_hook(regions.module_called)
+    handles = [register_module_forward_pre_hook(regions.module_called),
+               register_module_forward_hook(regions.module_returned, always_call=True)]  # fmt: skip
     try:
         with checkpoint_replaced(replacements):
             yield regions
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
         regions.held.clear()
 
 
