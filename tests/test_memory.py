@@ -3586,3 +3586,36 @@ def test_a_module_a_region_shares_with_the_rest_of_the_forward_is_not_one_of_its
     assert item.total_bytes == truth
     # its input and its tanh output: 8 × 16 × 4 + 8 × 64 × 4 B
     assert item.formula.endswith("one region recomputed 2.50 KiB")
+
+
+class OneLayerLooped(nn.Module):
+    """One layer the forward runs three times, each through torch's checkpoint (weights shared across depth, as
+    ALBERT's, or a recurrent-depth model's core block)."""
+
+    def __init__(self, reentrant: bool) -> None:
+        super().__init__()
+        self.reentrant = reentrant
+        self.embed = nn.Linear(16, 16)  # the reentrant checkpoint needs an input that requires grad
+        self.layer = nn.Sequential(nn.Linear(16, 64), nn.Tanh(), nn.Linear(64, 16))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        for _ in range(3):
+            x = torch.utils.checkpoint.checkpoint(self.layer, x, use_reentrant=self.reentrant)
+        return self.head(x)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_a_layer_checkpointed_in_several_regions_recomputes_one_call(reentrant: bool) -> None:
+    torch.manual_seed(0)
+    model, x = OneLayerLooped(reentrant), torch.randn(8, 16)
+    recomputed, hidden = 0, model.embed(x)
+    for _ in range(3):
+        recomputed = max(recomputed, saved_bytes(model.layer, hidden))
+        hidden = model.layer(hidden)
+    truth = saved_bytes(model, x) + recomputed  # torch: the regions' inputs and the head's, one call's saves again
+    item = plan_of(model, train=True, input_size=(8, 16), precision="fp32").item("activations")
+    assert item.total_bytes == truth
+    # its input and its tanh output: 8 × 16 × 4 + 8 × 64 × 4 B
+    assert item.formula.endswith("one region recomputed 2.50 KiB")

@@ -241,7 +241,7 @@ def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, s
             best += blocks
     if not best:
         return None
-    outside, within = _saved_around(result, [[block] for block in best])
+    outside, within = _saved_around(result, [(None, [block]) for block in best])
     total = result.total_activations or 0
     inside = total - sum(outside.values())  # saved inside the blocks alone
     # each storage once: the encoder states every decoder layer reads are kept once, and one saved outside the
@@ -256,20 +256,23 @@ def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, s
     return size, formula
 
 
-def _saved_around(result: Trace, blocks: Sequence[Iterable[str]]) -> tuple[dict[int, int], list[dict[int, int]]]:
-    """The storages the forward saved outside all of ``blocks`` (each the paths of the modules it ran), and those
-    each block saved, with their bytes: one saved both inside a block and outside it (a head's input that is the
-    last block's tanh output) is in both, and a block's saved storages are all it saves again while recomputed,
-    whether or not another saved them first."""
-    owners: dict[str, list[int]] = {}
-    for index, paths in enumerate(blocks):
+def _saved_around(
+    result: Trace, blocks: Sequence[tuple[int | None, Iterable[str]]]
+) -> tuple[dict[int, int], list[dict[int, int]]]:
+    """The storages the forward saved outside all of ``blocks``, and those each block saved, with their bytes. A
+    block is the paths of the modules it ran, in the call of ``torch.utils.checkpoint`` it is (by its place among
+    the forward's; None: the modules' every call). One saved both inside a block and outside it (a head's input
+    that is the last block's tanh output) is in both, and a block's saved storages are all it saves again while
+    recomputed, whether or not another saved them first."""
+    owners: dict[str, list[tuple[int, int | None]]] = {}
+    for index, (region, paths) in enumerate(blocks):
         for path in paths:
-            owners.setdefault(path, []).append(index)
+            owners.setdefault(path, []).append((index, region))
     outside: dict[int, int] = {}
     within: list[dict[int, int]] = [{} for _ in blocks]
-    for key, (size, stacks) in result.saved_storages.items():
-        for stack in stacks:
-            indices = {index for path in stack for index in owners.get(path, ())}
+    for key, (size, saves) in result.saved_storages.items():
+        for region, stack in saves:
+            indices = {index for path in stack for index, ran_in in owners.get(path, ()) if ran_in in (None, region)}
             if not indices:
                 outside[key] = size
             for index in indices:
@@ -398,20 +401,20 @@ def _checkpointed_by_model(result: Trace, regions: _Regions, units: Units) -> tu
     Under selective activation checkpointing a region also keeps the outputs of the ops its policy saves (counted
     among its saved tensors, in the modules of the ops, by the forward): those are kept, each once (a region's output
     kept is the next one's input), and not saved again while the region is recomputed."""
-    measured = [(paths, inputs, kept) for paths, inputs, kept in regions.found if paths]
+    measured = [(index, paths, inputs, kept) for index, (paths, inputs, kept) in enumerate(regions.found) if paths]
     if not measured:
         return None
-    outside, within = _saved_around(result, [paths for paths, _, _ in measured])
+    outside, within = _saved_around(result, [(index, paths) for index, paths, _, _ in measured])
     total = result.total_activations or 0
     inside = total - sum(outside.values())  # saved inside the regions alone
     # each storage once: the encoder states every region reads are kept once, and one saved outside the regions is
     # counted there
-    given = {key: size for _, storages, _ in measured for key, size in storages.items()}
+    given = {key: size for _, _, storages, _ in measured for key, size in storages.items()}
     inputs = sum(size for key, size in given.items() if key not in outside)
-    selective = sum({key: size for _, _, kept in measured for key, size in kept.items()
+    selective = sum({key: size for _, _, _, kept in measured for key, size in kept.items()
                      if key not in given and key not in outside}.values())  # fmt: skip
     largest = max(sum(size for key, size in saved.items() if key not in kept)
-                  for saved, (_, _, kept) in zip(within, measured, strict=True))  # fmt: skip
+                  for saved, (_, _, _, kept) in zip(within, measured, strict=True))  # fmt: skip
     # what the model runs: its checkpoints keep their inputs and recompute, though that keeps more than running
     # plainly would (regions that save less than they are given)
     size = total - inside + inputs + selective + largest

@@ -572,7 +572,8 @@ def _checkpoint_calls_counted(found: Trace, saved: _SavedTensors) -> contextlib.
             @staticmethod
             def apply(*args: Any) -> Any:
                 found.checkpoint_calls += 1
-                return function.apply(*args)
+                with saved.checkpointed():
+                    return function.apply(*args)
 
         return Counted
 
@@ -583,10 +584,11 @@ def _checkpoint_calls_counted(found: Trace, saved: _SavedTensors) -> contextlib.
         found.selective_calls += 1
 
     def counted_generator(generator: Any) -> Any:
-        def counted(*args: Any, **kwargs: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Iterator[None]:
             found.checkpoint_calls += 1
             args, kwargs = selectively_kept(generator, args, kwargs, keep, selective)
-            return generator(*args, **kwargs)
+            with saved.checkpointed():  # checkpoint runs the function between the generator's two steps
+                yield from generator(*args, **kwargs)
 
         return counted
 
@@ -829,10 +831,12 @@ class Trace:
     own_activations: dict[str, int] = field(default_factory=dict)
     """Bytes saved for backward per module path by the module's own ops, outside the modules it called."""
     total_activations: int | None = 0
-    saved_storages: dict[int, tuple[int, set[tuple[str, ...]]]] = field(default_factory=dict)
-    """Each storage saved for backward (the parameters' and buffers' left out), by key: its bytes, and the paths of
-    the modules running (outermost first) each time it was saved: a storage saved inside a checkpointed block may be
-    saved outside it too (a head's input is the last block's tanh output), where it is kept."""
+    saved_storages: dict[int, tuple[int, set[tuple[int | None, tuple[str, ...]]]]] = field(default_factory=dict)
+    """Each storage saved for backward (the parameters' and buffers' left out), by key: its bytes, and where it was
+    each time it was saved: the outermost call of ``torch.utils.checkpoint`` running (by its place among the
+    forward's, None outside them) and the paths of the modules running, outermost first. A storage saved inside a
+    checkpointed block may be saved outside it too (a head's input is the last block's tanh output), where it is
+    kept, and a module the model checkpoints again and again saves anew in each call."""
     activations_device: str = ""
     """Where the train-mode forward that measured the activations ran."""
     activations_failure: str = ""
@@ -1666,8 +1670,13 @@ class _SavedTensors:
         self.hooks = hooks
         # parameters and buffers are not activations
         self.weights = {_storage_key(part) for tensor in weights for part in _parts(tensor)}
-        self.storages: dict[int, tuple[int, set[tuple[str, ...]]]] = {}
-        """Each storage saved, by key: its bytes, and the stack of modules running each time it was saved."""
+        self.storages: dict[int, tuple[int, set[tuple[int | None, tuple[str, ...]]]]] = {}
+        """Each storage saved, by key: its bytes, and the checkpoint region and the stack of modules running each
+        time it was saved (:attr:`Trace.saved_storages`)."""
+        self.region: int | None = None
+        """The outermost call of ``torch.utils.checkpoint`` running, by its place among the forward's."""
+        self.regions = 0
+        self._checkpoints = 0
         self.boxes: list[list[torch.Tensor]] = []
         self.per_module: dict[str, int] = {}
         self.own: dict[str, int] = {}
@@ -1694,15 +1703,29 @@ class _SavedTensors:
             return
         stack = self.hooks.stack
         if key in self.storages:
-            self.storages[key][1].add(tuple(stack))
+            self.storages[key][1].add((self.region, tuple(stack)))
         else:
             size = tensor.untyped_storage().nbytes()
-            self.storages[key] = (size, {tuple(stack)})
+            self.storages[key] = (size, {(self.region, tuple(stack))})
             self.total += size
             for path in set(stack):  # a reused module may be on the stack twice
                 self.per_module[path] = self.per_module.get(path, 0) + size
             if stack:
                 self.own[stack[-1]] = self.own.get(stack[-1], 0) + size
+
+    @contextlib.contextmanager
+    def checkpointed(self) -> Iterator[None]:
+        """Within the block, a call of ``torch.utils.checkpoint`` runs: the saves are in its region, or in the one
+        around it."""
+        if not self._checkpoints:
+            self.region, self.regions = self.regions, self.regions + 1
+        self._checkpoints += 1
+        try:
+            yield
+        finally:
+            self._checkpoints -= 1
+            if not self._checkpoints:
+                self.region = None
 
     @staticmethod
     def unpack(box: list[torch.Tensor]) -> torch.Tensor:
