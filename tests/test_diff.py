@@ -141,6 +141,32 @@ def test_a_buffer_persistent_under_its_second_name_is_in_the_checkpoint(tmp_path
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_side", ["a", "b"])
+def test_a_parametrized_layer_against_its_checkpoint_is_one_module(tmp_path: Path, model_side: str) -> None:
+    # The checkpoint names weight_norm's stored tensors under lin.parametrizations.weight; the model's report counts
+    # them in lin, as inspect shows them. No module differs, and lin holds its whole state dict on each side.
+    from torch.nn.utils.parametrizations import weight_norm
+
+    model = nn.Sequential()
+    model.add_module("lin", weight_norm(nn.Linear(8, 8)))
+    model.add_module("conv", nn.Sequential(weight_norm(nn.Conv1d(8, 4, 3), dim=1)))
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_model(model, str(path))
+    assert "lin.parametrizations.weight.original1" in safetensors.torch.load_file(str(path))
+    found = paramscope.diff(model, str(path)) if model_side == "a" else paramscope.diff(str(path), model)
+    assert found.equal
+    assert shown_modules(found, depth=5, everything=False) == []
+    rows = {delta.path: (delta.params_a, delta.params_b) for delta in shown_modules(found, depth=5, everything=True)}
+    parameters = {name for name, _ in model.named_parameters()}
+    for module in ("lin", "conv", "conv.0"):
+        held = sum(tensor.numel() for name, tensor in model.state_dict().items()
+                   if name.startswith(f"{module}.") and name in parameters)  # fmt: skip
+        assert rows[module] == (held, held)
+    assert sorted(rows) == ["", "conv", "conv.0", "lin"]  # in A's order: a safetensors file sorts its names
+
+
 # 2. a base model against its fine-tuned or pruned version
 
 

@@ -113,7 +113,9 @@ class Diff:
     a: Report
     b: Report
     modules: tuple[ModuleDelta, ...]
-    """Every module path of either model: A's in A's order, B's own ones after the nearest module both have."""
+    """Every module path of either model: A's in A's order, B's own ones after the nearest module both have. Against
+    a checkpoint, its paths under which the model holds tensors with no module of its own (a parametrized layer's
+    ``parametrizations.weight``) are counted in the model's module above them, as inspect counts them."""
     only_in_a: tuple[str, ...]
     """Tensors of A that B lacks: for a model A and its checkpoint B, the keys ``load_state_dict`` reports missing."""
     only_in_b: tuple[str, ...]
@@ -355,7 +357,27 @@ def _report_notes(a: Report, b: Report) -> list[str]:
     return notes + [f"B: {note}" for note in b.notes if note not in both]
 
 
+def _folded(model: Report, checkpoint: Report) -> set[str]:
+    """The checkpoint's module paths that the model holds tensors under without a module of its own there: a
+    parametrized layer's ``parametrizations.weight``, which the model's report counts in the layer (as inspect shows
+    it). Shown apart, they would be modules on one side only, and the layer's own tensors would differ by theirs."""
+    paths = {node.path for node in model.modules}
+    in_checkpoint = {node.path for node in checkpoint.modules}
+    folded: set[str] = set()
+    for record in model.tensors:
+        for name in _names(record):
+            path = name.rpartition(".")[0]
+            while path and path not in paths and path not in folded:
+                if path in in_checkpoint:
+                    folded.add(path)
+                path = path.rpartition(".")[0]
+    return folded
+
+
 def _module_deltas(a: Report, b: Report) -> list[ModuleDelta]:
+    folded: set[str] = set()
+    if _is_checkpoint(a) != _is_checkpoint(b):
+        folded = _folded(b, a) if _is_checkpoint(a) else _folded(a, b)
     nodes_b = {node.path: node for node in b.modules}
     in_a = {node.path for node in a.modules}
 
@@ -381,7 +403,7 @@ def _module_deltas(a: Report, b: Report) -> list[ModuleDelta]:
     extra: dict[str, list[ModuleNode]] = {}
     anchor_of: dict[str, str] = {}  # a path that A lacks -> its nearest ancestor that A has
     for node in b.modules:
-        if node.path in in_a:
+        if node.path in in_a or node.path in folded:
             continue
         walked: list[str] = []
         anchor = node.path
@@ -406,7 +428,8 @@ def _module_deltas(a: Report, b: Report) -> list[ModuleDelta]:
         after.setdefault(last_in_subtree[anchor], []).extend(nodes)
     deltas = []
     for node in a.modules:
-        deltas.append(delta(node.path, node, nodes_b.get(node.path)))
+        if node.path not in folded:
+            deltas.append(delta(node.path, node, nodes_b.get(node.path)))
         deltas.extend(delta(extra_node.path, None, extra_node) for extra_node in after.get(node.path, ()))
     return deltas
 
