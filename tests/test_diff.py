@@ -724,6 +724,20 @@ def test_a_lazy_model_against_a_built_one() -> None:
     assert (found.equal, found.decided) == (False, True)  # a known difference decides
 
 
+def test_html_colours_no_row_whose_change_is_unknown() -> None:
+    # A's LazyLinear may yet become B's Linear(5, 3) (18 parameters): its row's change is '?', neither grown nor
+    # shrunk; the Linear(3, 2) beside it, known on both sides and one parameter wider in B, grew
+    built = lazy()
+    built(torch.ones(1, 5))
+    a, b = nn.Sequential(lazy(), nn.Linear(3, 2)), nn.Sequential(built, nn.Linear(3, 2, bias=False))
+    b[1].weight = nn.Parameter(torch.zeros(3, 3))
+    page = render_diff(paramscope.diff(a, b), "html", depth=2, everything=True)
+    table = page.partition("<h2>Modules")[2].partition("</table>")[0]
+    modules = {name: css for css, name in re.findall(r'<tr class="([a-z]*)">\n<td class=""[^>]*>([^<]*)</td>', table)}
+    assert modules == {"(model)": "", "0": "", "0.0": "", "1": "grown"}
+    assert sum(p.numel() for p in b[1].parameters()) - sum(p.numel() for p in a[1].parameters()) == 1
+
+
 def test_html_shows_odd_names_as_the_other_formats_do(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # A lone surrogate comes from a JSON escape in the header; a bidi override and an escape sequence could be raw.
     odd, ok = tmp_path / "odd.safetensors", tmp_path / "ok.safetensors"

@@ -233,6 +233,8 @@ def _row_class(delta: ModuleDelta) -> str:
         return "added"
     if delta.params_b is None:
         return "removed"
+    if not (delta.complete_a and delta.complete_b):  # lower bounds: the change is '?', its sign unknown
+        return ""
     if delta.params_delta > 0 or delta.bytes_delta > 0:
         return "grown"
     if delta.params_delta < 0 or delta.bytes_delta < 0:
