@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -82,5 +84,7 @@ def test_a_chain_deeper_than_python_recurses_is_walked() -> None:
     assert len(walk.named_modules) == len(walk.modules) == 5_001
     assert walk.named_modules[-1][0] == ".".join(["0"] * 5_000)
     # its forward recurses as deep, in torch's own code: that is the forward's failure, said in one line
-    with pytest.raises(paramscope.TargetError, match=r"^the forward failed: RecursionError: "):
+    with pytest.raises(paramscope.TargetError, match=r"^the forward failed: RecursionError: ") as failed:
         paramscope.summary(model, input_size=(1, 2))
+    limit = sys.getrecursionlimit()
+    assert str(failed.value).endswith(f"(Python's limit is {limit}: sys.setrecursionlimit raises it)")

@@ -1786,16 +1786,24 @@ def _room_under_the_recursion_limit(stack: contextlib.ExitStack, walk: ModuleWal
     depth = max(map(path_depth, walk.paths.values()), default=0)
     limit = sys.getrecursionlimit()
     stack.callback(sys.setrecursionlimit, limit)
-    sys.setrecursionlimit(limit + 2 * depth + _SUMMARY_FRAMES)
+    # no deeper than a plain forward could nest under the limit (three frames a level at least): a chain of 50,000
+    # modules, which fails by itself, must fail here too with a RecursionError, not overflow the C stack
+    sys.setrecursionlimit(limit + 2 * min(depth, limit // 3) + _SUMMARY_FRAMES)
 
 
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
     needs_values = _NEEDS_VALUES.get(type(error))
     message = f"{type(error).__name__}: {first_line(error)}" + (f" {needs_values}" if needs_values else "")
-    failed_in = hooks.failed_in(error)
+    # where a forward nests too deep is no module's fault, and its path as long as the nesting: not named
+    failed_in = None if isinstance(error, RecursionError) else hooks.failed_in(error)
     # what it kept (the error, so its traceback and frames, and the failing module's inputs) would hold tensors and,
     # on meta, the run's fake tensor mode in a cycle that goes through C++, out of the garbage collector's sight
     hooks.failure = None
+    if isinstance(error, RecursionError):
+        limit = sys.getrecursionlimit()
+        return ForwardError(
+            f"the forward failed: {message} (Python's limit is {limit}: sys.setrecursionlimit raises it)"
+        )
     if failed_in is None:
         return ForwardError(f"the forward failed: {message}")
     path, inputs = failed_in
