@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
 import sys
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,139 @@ def test_a_parametrized_layer_against_its_checkpoint_is_one_module(tmp_path: Pat
                    if name.startswith(f"{module}.") and name in parameters)  # fmt: skip
         assert rows[module] == (held, held)
     assert sorted(rows) == ["", "conv", "conv.0", "lin"]  # in A's order: a safetensors file sorts its names
+
+
+def batch_norm() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+
+
+def weight_normed(out_features: int = 4) -> nn.Module:
+    from torch.nn.utils.parametrizations import weight_norm
+
+    return nn.Sequential(weight_norm(nn.Linear(4, out_features)))
+
+
+def load_state_dict_keys(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What torch's load_state_dict itself reports missing and unexpected, on a copy of the model."""
+    result = copy.deepcopy(model).load_state_dict(state, strict=False)
+    return tuple(result.missing_keys), tuple(result.unexpected_keys)
+
+
+def without_num_batches_tracked(path: Path, how: str) -> dict[str, torch.Tensor]:
+    """A checkpoint of batch_norm() without 0.num_batches_tracked, as an old torchvision .pth or safetensors."""
+    state = batch_norm().state_dict()
+    del state["1.num_batches_tracked"]
+    if how == "safetensors":
+        safetensors.torch.save_file(dict(state), str(path))
+        return safetensors.torch.load_file(str(path))
+    if how == "plain dict":
+        torch.save(dict(state), path)
+    else:  # a state dict with its _metadata: BatchNorm's version, 2 since torch 0.4.1
+        version = int(how.removeprefix("version "))
+        if version:
+            state._metadata["1"]["version"] = version  # type: ignore[attr-defined]
+        else:
+            del state._metadata["1"]  # type: ignore[attr-defined]
+        torch.save(state, path)
+    loaded: dict[str, torch.Tensor] = torch.load(path, weights_only=True)
+    return loaded
+
+
+@pytest.mark.parametrize("how", ["safetensors", "plain dict", "version 0", "version 1", "version 2"])
+def test_batch_norm_without_its_counter_loads_as_load_state_dict_says(
+    tmp_path: Path, how: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # BatchNorm's _load_from_state_dict adds num_batches_tracked to a checkpoint of a version before 2, or of none
+    path = tmp_path / ("model.safetensors" if how == "safetensors" else "model.pth")
+    model = batch_norm()
+    missing, unexpected = load_state_dict_keys(model, without_num_batches_tracked(path, how))
+    assert missing == (("1.num_batches_tracked",) if how == "version 2" else ())
+    assert unexpected == ()
+    found = paramscope.diff(model, str(path))
+    assert (found.only_in_a, found.only_in_b, found.changed) == (missing, unexpected, ())
+    assert found.equal == (how != "version 2")
+    reverse = paramscope.diff(str(path), model)
+    assert (reverse.only_in_a, reverse.only_in_b, reverse.equal) == (unexpected, missing, found.equal)
+    code, out, err = run(capsys, "diff", "tests.test_diff:batch_norm", str(path))
+    assert (code, err) == ((1, "") if missing else (0, ""))
+    if not missing:
+        assert (
+            "  - the model's own load code (its modules' _load_from_state_dict and load_state_dict hooks, run on "
+            "meta stand-ins) fills 1 tensor(s) the checkpoint lacks (1.num_batches_tracked): compared as "
+            "load_state_dict loads them\n"
+        ) in out
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_an_old_weight_norm_checkpoint_loads_into_the_parametrization(
+    tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # torch's weight_norm parametrization renames an old checkpoint's weight_g and weight_v in a load pre-hook
+    path = tmp_path / f"old{suffix}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.nn.utils.weight_norm is deprecated
+        old = nn.Sequential(torch.nn.utils.weight_norm(nn.Linear(4, 4)))
+    state = {name: tensor.detach().clone() for name, tensor in old.state_dict().items()}
+    assert sorted(state) == ["0.bias", "0.weight_g", "0.weight_v"]
+    safetensors.torch.save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    model = weight_normed()
+    assert load_state_dict_keys(model, state) == ((), ())
+    found = paramscope.diff(model, str(path))
+    assert (found.only_in_a, found.only_in_b, found.changed, found.equal) == ((), (), (), True)
+    assert found.notes[0] == (
+        "the model's own load code (its modules' _load_from_state_dict and load_state_dict hooks, run on meta "
+        "stand-ins) loads 2 of the checkpoint's tensors under other names (0.weight_g as "
+        "0.parametrizations.weight.original0, 0.weight_v as 0.parametrizations.weight.original1): compared as "
+        "load_state_dict loads them"
+    )
+    assert paramscope.diff(str(path), model).equal
+    code, _, err = run(capsys, "diff", "tests.test_diff:weight_normed", str(path))
+    assert (code, err) == (0, "")
+    # into a layer of another size: torch's size mismatches are under the names the hook loads them as
+    wider = weight_normed(out_features=5)
+    with pytest.raises(RuntimeError) as raised:
+        copy.deepcopy(wider).load_state_dict(state, strict=False)
+    mismatched = re.findall(r"size mismatch for ([\w.]+)", str(raised.value))
+    found = paramscope.diff(wider, str(path))
+    assert (found.only_in_a, found.only_in_b) == ((), ())
+    assert [change.name for change in found.changed] == mismatched == [
+        "0.bias", "0.parametrizations.weight.original0", "0.parametrizations.weight.original1"
+    ]  # fmt: skip
+    assert found.changed[1].shape_a == (5, 1)
+    assert found.changed[1].shape_b == (4, 1)
+
+
+class RenamedOnLoad(nn.Module):
+    """A module whose own load pre-hook, registered with the module, renames an old key and counts its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 4)
+        self.calls = 0
+        self.register_load_state_dict_pre_hook(self.rename)
+
+    def rename(self, module: nn.Module, state: dict[str, torch.Tensor], prefix: str, *args: Any) -> None:
+        self.calls += 1
+        module.seen = sorted(state)
+        if f"{prefix}old.weight" in state:
+            state[f"{prefix}lin.weight"] = state.pop(f"{prefix}old.weight")
+
+
+def test_the_models_own_load_hooks_run_on_stand_ins(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    state = {"old.weight": torch.zeros(4, 3), "lin.bias": torch.zeros(4), "extra": torch.zeros(2)}
+    safetensors.torch.save_file(state, str(path))
+    model = RenamedOnLoad()
+    assert load_state_dict_keys(model, state) == ((), ("extra",))
+    found = paramscope.diff(model, str(path))
+    assert (found.only_in_a, found.only_in_b, found.changed) == ((), ("extra",), ())
+    assert model.calls == 0  # the hook ran on the model's stand-in, not on the model
+    assert "seen" not in vars(model)
+    # a lazy layer's load hook materialises its weights: the stand-in's, never the model's
+    lazy = nn.Sequential(nn.LazyLinear(4))
+    paramscope.diff(lazy, str(tmp_path / "model.safetensors"))
+    assert isinstance(lazy[0].weight, nn.parameter.UninitializedParameter)
+    assert type(lazy[0]) is nn.LazyLinear
 
 
 # 2. a base model against its fine-tuned or pruned version

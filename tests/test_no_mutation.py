@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,3 +62,24 @@ def test_inspect_and_render_leave_the_model_unchanged(name: str, device: str) ->
     _same(before, _snapshot(model))
     for handle in handles:
         handle.remove()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_diff_against_a_checkpoint_leaves_the_model_unchanged(name: str, tmp_path: Path) -> None:
+    # the model's own load code runs on stand-ins of it (what load_state_dict's hooks make of the names)
+    model = MODELS[name]()
+    path = tmp_path / "model.pt"
+    lazy = nn.parameter.UninitializedTensorMixin
+    has_lazy = any(isinstance(tensor, lazy) for tensor in [*model.parameters(), *model.buffers()])
+    if has_lazy:  # an uninitialised tensor cannot be saved: the state dict of the others
+        torch.save({name: tensor for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+                    if not isinstance(tensor, lazy)}, path)  # fmt: skip
+    else:
+        torch.save(model.state_dict(), path)
+    before = _snapshot(model)
+    found = paramscope.diff(model, str(path))
+    _same(before, _snapshot(model))
+    if not has_lazy:  # what load_state_dict reports, into another instance of the model
+        result = MODELS[name]().load_state_dict(torch.load(path, weights_only=True), strict=False)
+        assert (found.only_in_a, found.only_in_b) == (tuple(result.missing_keys), tuple(result.unexpected_keys))
+        assert found.changed == ()

@@ -351,7 +351,7 @@ def diff(
     >>> found.equal, found.b.totals.params - found.a.totals.params, len(found.only_in_b)
     (False, 10108160, 96)
     """
-    from ._diff import compare
+    from ._diff import _is_checkpoint, compare, models_read
 
     given_a, given_b = arguments_of("arguments_a", arguments_a), arguments_of("arguments_b", arguments_b)
     class_name(model_class)
@@ -389,4 +389,21 @@ def diff(
             quiet=quiet,
         )
 
-    return compare(report_of(a, given_a, built[0]), report_of(b, given_b, built[1]))
+    reports: list[Report] = []
+    models: list[nn.Module | None] = []
+    for side, arguments, from_a_config in ((a, given_a, built[0]), (b, given_b, built[1])):
+        with models_read() as read:
+            reports.append(report_of(side, arguments, from_a_config))
+        models.append(read[-1] if read and not isinstance(side, Report) else None)
+    report_a, report_b = reports
+    loaded = None
+    # a model and a checkpoint: the names as the model's own load code loads them (hooks that rename or add keys)
+    if _is_checkpoint(report_a) != _is_checkpoint(report_b):
+        model, model_report, checkpoint = (
+            (models[1], report_b, report_a) if _is_checkpoint(report_a) else (models[0], report_a, report_b)
+        )
+        if model is not None:
+            from .sources._loading import loaded_names
+
+            loaded = loaded_names(model, model_report, checkpoint)
+    return compare(report_a, report_b, loaded)

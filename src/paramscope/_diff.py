@@ -11,6 +11,9 @@ reused and a quantised checkpoint's scales and zeros are compared too.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,6 +21,7 @@ from ._report import ModuleNode, Report, TensorKind, TensorRecord
 from ._units import listed
 
 SCHEMA = "paramscope.diff/1"
+_MODELS_READ: ContextVar[list[Any] | None] = ContextVar("paramscope_models_read", default=None)
 _CHECKPOINT_KINDS = frozenset({"safetensors", "torch", "gguf"})
 _TOTALS = ("params", "trainable", "param_bytes", "buffers", "buffer_bytes")
 
@@ -104,6 +108,23 @@ class SharingChange:
     names: tuple[str, ...]
     count_a: int
     count_b: int
+
+
+@dataclass(frozen=True)
+class LoadedNames:
+    """What a model's own load code makes of a checkpoint's names, beyond matching them as stored: the
+    ``_load_from_state_dict`` of each module and the hooks registered with ``_register_load_state_dict_pre_hook``
+    and ``register_load_state_dict_post_hook`` (run on meta stand-ins of the model and of the checkpoint's tensors:
+    see ``sources/_loading.py``)."""
+
+    renamed: Mapping[str, str]
+    """Checkpoint name -> the model's name it is loaded into, where they differ (an old ``weight_g`` into
+    ``parametrizations.weight.original0``)."""
+    supplied: frozenset[str]
+    """The model's names its load code fills without a checkpoint tensor (BatchNorm's ``num_batches_tracked`` for
+    a checkpoint saved before version 2): not missing."""
+    consumed: frozenset[str]
+    """Checkpoint names its load code takes and loads into no tensor: not unexpected."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +249,25 @@ class Diff:
         }
 
 
+@contextmanager
+def models_read() -> Iterator[list[Any]]:
+    """The live models reported on in the block (built from code or a config, or given), in order: a diff of a model
+    and a checkpoint runs the model's own load code (:class:`LoadedNames`)."""
+    models: list[Any] = []
+    token = _MODELS_READ.set(models)
+    try:
+        yield models
+    finally:
+        _MODELS_READ.reset(token)
+
+
+def model_read(model: Any) -> None:
+    """Keep ``model`` for :func:`models_read`, where one is collecting."""
+    models = _MODELS_READ.get()
+    if models is not None:
+        models.append(model)
+
+
 def _names(record: TensorRecord) -> tuple[str, ...]:
     return (record.name, *record.aliases)
 
@@ -293,8 +333,28 @@ def _copies_of_ties(model: list[TensorRecord], checkpoint: dict[str, TensorRecor
     ]
 
 
+def _loaded_notes(loaded: LoadedNames) -> list[str]:
+    parts = []
+    if loaded.renamed:
+        renamed = [f"{stored} as {name}" for stored, name in loaded.renamed.items()]
+        parts.append(f"loads {len(renamed)} of the checkpoint's tensors under other names ({listed(renamed, 2)})")
+    if loaded.supplied:
+        supplied = listed(sorted(loaded.supplied))
+        parts.append(f"fills {len(loaded.supplied)} tensor(s) the checkpoint lacks ({supplied})")
+    if loaded.consumed:
+        parts.append(
+            f"takes {len(loaded.consumed)} of its tensors without loading them ({listed(sorted(loaded.consumed))})"
+        )
+    if not parts:
+        return []
+    return [
+        "the model's own load code (its modules' _load_from_state_dict and load_state_dict hooks, run on meta "
+        f"stand-ins) {', and '.join(parts)}: compared as load_state_dict loads them"
+    ]
+
+
 def _tensor_differences(
-    a: Report, b: Report
+    a: Report, b: Report, loaded: LoadedNames | None = None
 ) -> tuple[list[str], list[str], list[TensorChange], list[SharingChange], list[str]]:
     notes = []
     alike = _count_alike(a, b)
@@ -305,19 +365,42 @@ def _tensor_differences(
     records_b = [r for r in stored_b if not (with_checkpoint and r.kind == "buffer" and r.persistent is False)]
     if len(records_a) != len(stored_a) or len(records_b) != len(stored_b):
         notes.append("non-persistent buffers are left out: a checkpoint does not store them")
+    # The names each tensor is matched under: a checkpoint's as the model's load code loads them (renamed, or taken
+    # without being loaded), where it was run (``loaded``); the model's own, but those it fills itself.
+    names_a = names_b = _names
+    supplied_a: frozenset[str] = frozenset()
+    supplied_b: frozenset[str] = frozenset()
+    if loaded is not None and not alike:
+        notes += _loaded_notes(loaded)
+
+        def as_loaded(record: TensorRecord) -> tuple[str, ...]:
+            return tuple(loaded.renamed.get(name, name) for name in _names(record) if name not in loaded.consumed)
+
+        if _is_checkpoint(a):
+            names_a, supplied_b = as_loaded, loaded.supplied
+        else:
+            names_b, supplied_a = as_loaded, loaded.supplied
     by_name_a: dict[str, TensorRecord] = {}
     by_name_b: dict[str, TensorRecord] = {}
-    for records, by_name in ((records_a, by_name_a), (records_b, by_name_b)):
+    for records, by_name, names in ((records_a, by_name_a, names_a), (records_b, by_name_b, names_b)):
         for record in records:
-            for name in _names(record):
+            for name in names(record):
                 by_name.setdefault(name, record)
     if not alike:  # one side is a model, the other a checkpoint
         model_is_b = not _is_checkpoint(b)
         model, checkpoint = (records_b, by_name_a) if model_is_b else (records_a, by_name_b)
         notes += _copies_of_ties(model, checkpoint, *(("B", "A") if model_is_b else ("A", "B")))
     if with_checkpoint:  # a checkpoint may store a tied tensor under one of its names: any one matches
-        only_a = [record.name for record in records_a if not any(name in by_name_b for name in _names(record))]
-        only_b = [record.name for record in records_b if not any(name in by_name_a for name in _names(record))]
+        only_a = [
+            record.name
+            for record in records_a
+            if names_a(record) and not any(name in by_name_b or name in supplied_a for name in names_a(record))
+        ]
+        only_b = [
+            record.name
+            for record in records_b
+            if names_b(record) and not any(name in by_name_a or name in supplied_b for name in names_b(record))
+        ]
     else:  # two models: every name is a key of the state dict, a tied one's too (a tied head renamed differs)
         only_a = [name for record in records_a for name in _names(record) if name not in by_name_b]
         only_b = [name for record in records_b for name in _names(record) if name not in by_name_a]
@@ -325,7 +408,7 @@ def _tensor_differences(
     # side only, one tensor of A is two of B (or the other way round), and each of them must fit it.
     changed, compared = [], set()
     for record in records_a:
-        for name in _names(record):
+        for name in names_a(record):
             found = by_name_b.get(name)
             if found is None or (record.name, found.name) in compared:
                 continue
@@ -434,8 +517,9 @@ def _module_deltas(a: Report, b: Report) -> list[ModuleDelta]:
     return deltas
 
 
-def compare(a: Report, b: Report) -> Diff:
-    """The differences between the models of two reports.
+def compare(a: Report, b: Report, loaded: LoadedNames | None = None) -> Diff:
+    """The differences between the models of two reports; ``loaded``, for a model and a checkpoint, says what the
+    model's own load code makes of the checkpoint's names.
 
     >>> import paramscope
     >>> from paramscope._diff import compare
@@ -445,7 +529,7 @@ def compare(a: Report, b: Report) -> Diff:
     >>> found.equal, len(found.only_in_b), found.b.totals.params - found.a.totals.params
     (False, 26, 14175744)
     """
-    only_a, only_b, changed, sharing, notes = _tensor_differences(a, b)
+    only_a, only_b, changed, sharing, notes = _tensor_differences(a, b, loaded)
     notes += _report_notes(a, b)
     modules = tuple(_module_deltas(a, b))
     return Diff(a, b, modules, tuple(only_a), tuple(only_b), tuple(changed), tuple(notes), tuple(sharing))

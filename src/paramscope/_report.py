@@ -222,10 +222,18 @@ class Report:
     """With :func:`paramscope.memory`: the itemised memory budget."""
     ranks: tuple[RankShare, ...] | None = None
     """With ``inspect(model, all_ranks=True)``: each rank's share of the parameters, in rank order."""
+    state_dict_metadata: Mapping[str, Mapping[str, Any]] | None = None
+    """For a state dict saved with ``torch.save``: its ``_metadata`` (each module prefix's ``{"version": …}``), which
+    ``load_state_dict`` hands to each module's load code; ``None`` where the checkpoint has none (safetensors, a plain
+    dict). Not part of the JSON form."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.by_dtype, MappingProxyType):
             object.__setattr__(self, "by_dtype", MappingProxyType(dict(self.by_dtype)))
+        metadata = self.state_dict_metadata
+        if metadata is not None and not isinstance(metadata, MappingProxyType):
+            frozen = {prefix: MappingProxyType(dict(entry)) for prefix, entry in metadata.items()}
+            object.__setattr__(self, "state_dict_metadata", MappingProxyType(frozen))
 
     @property
     def unknown_sizes(self) -> tuple[str, ...]:

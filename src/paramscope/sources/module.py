@@ -20,6 +20,7 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from torch.nn.utils import parametrize
 
 from .. import dtypes as dtype_table
+from .._diff import model_read
 from .._moe import with_active_params
 from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
 from .._tree import TreeBuilder
@@ -828,6 +829,7 @@ def inspect_module(
     With ``explain``, each module gets its layer formula (see :mod:`paramscope.formulas`), checked against its
     tensors.
     """
+    model_read(model)
     walk = _Walk()
     with _gc_paused():
         walk.run(model)

@@ -26,7 +26,7 @@ import sys
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -455,8 +455,9 @@ def _left_out_note(entries: list[tuple[str, Any]], where: str) -> list[str]:
     return [f"{len(entries)} entries{where} hold no tensor and are not counted: {shown}"]
 
 
-def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Tensor]], list[str]]:
-    """The model's named tensors, and notes on everything else the checkpoint holds.
+def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Tensor]], list[str], Any]:
+    """The model's named tensors, notes on everything else the checkpoint holds, and the dict the model's tensors
+    are in (its ``_metadata`` is what ``load_state_dict`` reads module versions from), or None.
 
     A dict whose values are tensors is a state dict: each of them is the model's, whatever its name (``fc.weight``,
     ``logit_scale``), and values that are not tensors (``_extra_state``, a version) are named in a note. A dict with
@@ -464,7 +465,7 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
     and the tensors of the other entries (optimizer state) are summed up in notes.
     """
     if isinstance(loaded, torch.Tensor):
-        return [(path.stem, loaded)], []
+        return [(path.stem, loaded)], [], None
     if not isinstance(loaded, Mapping):
         held = "None" if loaded is None else f"an object of type {type(loaded).__name__}"  # no article to guess
         raise SourceError(f"{path}: holds {held}, not a state dict or a checkpoint dict")
@@ -499,7 +500,16 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
         notes.append(
             f"{what} {shortened(repr(key))}: {_summary(contents.leaves(loaded[key]))}; not counted in the totals"
         )
-    return model, notes + left_out
+    return model, notes + left_out, loaded if model_key is None else loaded[model_key]
+
+
+def _state_dict_metadata(state_dict: Any) -> dict[str, dict[str, Any]] | None:
+    """The ``_metadata`` that ``torch.save`` keeps with a module's ``state_dict()`` (module prefix -> ``{"version":
+    …}``), as ``load_state_dict`` reads it; None for a dict without (one made by hand, a sharded file's)."""
+    metadata = getattr(state_dict, "_metadata", None)
+    if not isinstance(metadata, Mapping):
+        return None
+    return {str(prefix): dict(entry) for prefix, entry in metadata.items() if isinstance(entry, Mapping)}
 
 
 def _check_storages(path: Path, loaded: Any, records: list[_Record]) -> None:
@@ -736,8 +746,12 @@ def load(target: Path, *, quiet: bool = False) -> Report:
     found = _files(target)
     named: list[tuple[Path, str, torch.Tensor]] = []
     notes: list[str] = []
+    metadata: dict[str, dict[str, Any]] | None = None
     for path in progress(found.weights, "reading PyTorch checkpoints", quiet=quiet):
-        tensors, file_notes = _split_checkpoint(path, _torch_load(path))
+        tensors, file_notes, state_dict = _split_checkpoint(path, _torch_load(path))
+        file_metadata = _state_dict_metadata(state_dict)
+        if file_metadata is not None:
+            metadata = {**(metadata or {}), **file_metadata}
         named.extend((path, name, tensor) for name, tensor in tensors)
         notes.extend(f"{path.name}: {note}" if len(found.weights) > 1 else note for note in file_notes)
     stored, tensor_notes = _stored(named)
@@ -745,7 +759,7 @@ def load(target: Path, *, quiet: bool = False) -> Report:
     notes += check_files(os.fspath(target), stored, found.weight_map, index) + tensor_notes
     notes += _training_notes(found.training) + found.notes
     config, config_notes = read_config(target if target.is_dir() else target.parent)
-    return checkpoint_report(
+    report = checkpoint_report(
         stored,
         kind="torch",
         target=os.fspath(target),
@@ -753,3 +767,4 @@ def load(target: Path, *, quiet: bool = False) -> Report:
         config=config,
         notes=notes + config_notes,
     )
+    return report if metadata is None else replace(report, state_dict_metadata=metadata)

@@ -1,0 +1,201 @@
+"""What a model's own load code makes of a checkpoint's names: ``load_state_dict`` run on meta stand-ins.
+
+``load_state_dict`` does more than match names: each module's ``_load_from_state_dict`` and the hooks registered
+with ``_register_load_state_dict_pre_hook`` may rename keys of the state dict before they are matched (the
+``weight_norm`` parametrization takes an old ``weight_g``/``weight_v`` as ``parametrizations.weight.original0``/
+``original1``) or add keys of their own (BatchNorm fills ``num_batches_tracked`` for a checkpoint saved before its
+version 2, or without versions at all: safetensors, a dict made by hand), and post-hooks may drop keys from the
+unexpected ones. That code is the model's own, as its ``__init__`` is, and it is run here as torch runs it, on
+stand-ins:
+
+- the checkpoint's tensors are empty meta tensors of their shapes and dtypes, under their stored names, with the
+  ``_metadata`` a ``torch.save``'d state dict carries (its module versions); no value of the file is read;
+- the model is a tree of shells, one per module: an instance of the module's class made without ``__init__``, with a
+  copy of the module's attributes (its dicts, lists and sets copied too), meta stand-ins for its parameters and
+  buffers, the shells of its submodules, and its load hooks bound to the shell where they were bound to the module.
+  What the load code writes goes to the shells, never to the model.
+
+Each shell's ``_load_from_state_dict`` is wrapped to see, once it has run, which tensor each of the module's keys
+holds: a checkpoint tensor (under its stored name or another), or one the load code made itself. When the load
+code fails on meta, or the shells' keys are not the report's names (a sharded model whose wrappers rename its
+state dict), there is no answer and names are compared as stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.module import _WrappedHook
+from torch.nn.parameter import is_lazy
+
+from .._diff import LoadedNames
+from .._report import Report
+from .module import forward_module, reported_paths
+
+_CONTAINERS = (dict, list, set)
+LoadFunction = Callable[[dict[str, Any], str, dict[str, Any], bool, list[str], list[str], list[str]], None]
+
+
+def _stand_in(tensor: torch.Tensor) -> torch.Tensor:
+    """An empty meta tensor of ``tensor``'s shape and dtype, a Parameter where it is one (an uninitialised lazy one
+    stays uninitialised: its load hook materialises it from the checkpoint's shape)."""
+    if is_lazy(tensor):
+        return type(tensor)(requires_grad=tensor.requires_grad, device="meta", dtype=tensor.dtype)  # type: ignore[call-arg]
+    empty = torch.empty(tuple(tensor.shape), dtype=tensor.dtype, device="meta")
+    if isinstance(tensor, nn.Parameter):
+        return nn.Parameter(empty, requires_grad=tensor.requires_grad)
+    return empty
+
+
+def _shells(model: nn.Module) -> dict[int, nn.Module]:
+    """A shell per module of ``model`` (see the module docstring), by the module's id; a module reused is one
+    shell, a tensor tied is one stand-in."""
+    shells: dict[int, nn.Module] = {}
+    tensors: dict[int, torch.Tensor] = {}
+
+    def stand_in(tensor: torch.Tensor | None) -> torch.Tensor | None:
+        if tensor is None:
+            return None
+        if id(tensor) not in tensors:
+            tensors[id(tensor)] = _stand_in(tensor)
+        return tensors[id(tensor)]
+
+    stack = [model]
+    order = []
+    while stack:
+        module = stack.pop()
+        if id(module) in shells:
+            continue
+        shell = type(module).__new__(type(module))
+        attributes = {name: copy.copy(value) if isinstance(value, _CONTAINERS) else value
+                      for name, value in vars(module).items()}  # fmt: skip
+        attributes["_parameters"] = {name: stand_in(value) for name, value in module._parameters.items()}
+        attributes["_buffers"] = {name: stand_in(value) for name, value in module._buffers.items()}
+        object.__setattr__(shell, "__dict__", attributes)
+        shells[id(module)] = shell
+        order.append(module)
+        stack.extend(child for child in module._modules.values() if child is not None)
+    # Written into each shell's __dict__, never through setattr: a wrapper's __setattr__ (torch.compile's
+    # OptimizedModule) may pass it on to the module it wraps, which is the model's.
+    for module in order:
+        attributes = vars(shells[id(module)])
+        children = module._modules.items()
+        attributes["_modules"] = {name: None if child is None else shells[id(child)] for name, child in children}
+        for kind in ("_load_state_dict_pre_hooks", "_load_state_dict_post_hooks"):
+            hooks = attributes.get(kind)
+            if isinstance(hooks, dict):
+                for key, hook in hooks.items():
+                    hooks[key] = _rebound(hook, shells)
+    return shells
+
+
+def _rebound(hook: Any, shells: dict[int, nn.Module]) -> Any:
+    """``hook`` calling the shell where it would call a module of the model (with the module, or as its method)."""
+    if isinstance(hook, _WrappedHook):
+        wrapped = copy.copy(hook)
+        wrapped.hook = _rebound(hook.hook, shells)
+        if hook.with_module:
+            module = hook.module()
+            wrapped.module = weakref.ref(shells.get(id(module), module))  # type: ignore[arg-type]
+        return wrapped
+    if isinstance(hook, types.MethodType) and id(hook.__self__) in shells:
+        return types.MethodType(hook.__func__, shells[id(hook.__self__)])
+    return hook
+
+
+def _own_keys(module: nn.Module) -> list[str]:
+    """The names ``Module._load_from_state_dict`` looks for in a module: its parameters and persistent buffers."""
+    buffers = [name for name, value in module._buffers.items()
+               if value is not None and name not in module._non_persistent_buffers_set]  # fmt: skip
+    return [name for name, value in module._parameters.items() if value is not None] + buffers
+
+
+def _dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.uint8  # a quantised block type: any dtype stands in
+
+
+def loaded_names(model: nn.Module, model_report: Report, checkpoint: Report) -> LoadedNames | None:
+    """What ``model``'s load code makes of ``checkpoint``'s names (see the module docstring), or None where it
+    cannot be told: the load code fails on meta, or its keys are not ``model_report``'s names."""
+    model = forward_module(model)
+    shells = _shells(model)
+    root = shells[id(model)]
+    # a wrapper inside the model (torch.compile's, a checkpoint wrapper's) is in its keys and not in the report's
+    # names: ``0._orig_mod.weight`` is loaded into the report's ``0.weight``
+    modules = list(root.named_modules(remove_duplicate=False))
+    paths = reported_paths(modules)
+
+    def reported(prefix: str, name: str) -> str:
+        path = paths.get(prefix[:-1], prefix[:-1])
+        return f"{path}.{name}" if path else name
+
+    keys = {reported(f"{path}." if path else "", name) for path, module in modules for name in _own_keys(module)}
+    names = {name for record in model_report.tensors for name in (record.name, *record.aliases)}
+    if not keys <= names:
+        return None
+    state: dict[str, torch.Tensor] = {}
+    origin: dict[int, str] = {}
+    for record in checkpoint.tensors:
+        for name in (record.name, *record.aliases):
+            tensor = torch.empty(record.shape or (0,), dtype=_dtype(record.dtype), device="meta")
+            state[name] = tensor
+            origin[id(tensor)] = name
+    state_dict: Any = dict(state)
+    if checkpoint.state_dict_metadata is not None:
+        state_dict = _with_metadata(state_dict, checkpoint.state_dict_metadata)
+    loaded: dict[str, str | None] = {}  # the model's key -> the checkpoint name loaded into it (None: its own)
+    unexpected: dict[str, str] = {}  # torch's unexpected key -> the checkpoint name it was stored under
+    seen: list[list[str]] = []
+
+    def traced(shell: nn.Module, load: LoadFunction) -> LoadFunction:
+        def traced_load(
+            state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any], strict: bool,
+            missing_keys: list[str], unexpected_keys: list[str], error_msgs: list[str],
+        ) -> None:  # fmt: skip
+            before = len(unexpected_keys)
+            load(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+            if not seen:
+                seen.append(unexpected_keys)
+            for name in _own_keys(shell):
+                tensor = state_dict.get(prefix + name)
+                if tensor is not None:
+                    loaded[reported(prefix, name)] = origin.get(id(tensor))
+            for key in unexpected_keys[before:]:
+                unexpected[key] = origin.get(id(state_dict.get(key)), key)
+
+        return traced_load
+
+    for shell in shells.values():
+        vars(shell)["_load_from_state_dict"] = traced(shell, shell._load_from_state_dict)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            root.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:
+        if not str(error).startswith("Error(s) in loading state_dict"):  # size mismatches: compared by paramscope
+            return None
+    except Exception:
+        return None
+    still_unexpected = {unexpected[key] for key in (seen[0] if seen else []) if key in unexpected}
+    sources = {source for source in loaded.values() if source is not None}
+    return LoadedNames(
+        renamed={source: key for key, source in loaded.items() if source is not None and source != key},
+        supplied=frozenset(key for key, source in loaded.items() if source is None),
+        consumed=frozenset(name for name in state if name not in sources and name not in still_unexpected),
+    )
+
+
+def _with_metadata(state_dict: dict[str, torch.Tensor], metadata: Any) -> Any:
+    from collections import OrderedDict
+
+    ordered: Any = OrderedDict(state_dict)
+    ordered._metadata = OrderedDict((prefix, dict(entry)) for prefix, entry in metadata.items())
+    return ordered
