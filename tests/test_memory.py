@@ -980,6 +980,33 @@ def test_a_state_space_model_is_said_to_keep_a_recurrent_state_not_a_kv_cache() 
 
 
 @pytest.mark.parametrize(
+    "config",
+    [
+        transformers.Qwen3NextConfig(**{**HYBRID, "num_hidden_layers": 2}, num_experts=2, num_experts_per_tok=1,
+                                     moe_intermediate_size=16, shared_expert_intermediate_size=16),
+        transformers.BailingHybridConfig(**{**HYBRID, "num_hidden_layers": 2}, kv_lora_rank=8, qk_rope_head_dim=4,
+                                         qk_nope_head_dim=4, v_head_dim=8, num_experts=2, num_experts_per_tok=1,
+                                         moe_intermediate_size=16, pad_token_id=0, eos_token_id=1),
+    ],
+    ids=["qwen3-next", "bailing-hybrid-mla"],
+)  # fmt: skip
+def test_a_hybrid_whose_layers_are_all_recurrent_is_said_to_keep_a_state(config: Any) -> None:
+    # Two layers of a hybrid whose attention comes one layer in four (or six): all linear attention. The plan gave a
+    # KV cache item of 0 B ("2 × 0 layers ...", and for BailingHybrid's MLA "() latent × 8 tokens ...") where a
+    # model whose every layer keeps a recurrent state (Mamba's) gets no item and a note saying so.
+    assert {type(layer).__name__ for layer in transformers.DynamicCache(config=config).layers} == {
+        "LinearAttentionLayer"
+    }
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    saved = {**config.to_dict(), "architectures": [type(model).__name__]}
+    plan = plan_of(paramscope.inspect(model), seq=8, batch=2, kv_dtype="float32", config=saved)
+    assert "KV cache" not in names(plan)
+    assert ("no KV cache item: every layer keeps a fixed-size recurrent state (linear_attention), no keys and values "
+            "per token") in plan.notes  # fmt: skip
+
+
+@pytest.mark.parametrize(
     ("build", "kind"),
     [
         (lambda: transformers.RwkvForCausalLM(transformers.RwkvConfig(vocab_size=64, hidden_size=32,

@@ -1037,7 +1037,10 @@ def _inference_items(
             cache = None
             notes.append(f"no KV cache item: transformers' {uncached} keeps no cache (its forward takes none): "
                          "generate() runs the whole sequence again for each new token")  # fmt: skip
-        elif cache is None and config and (recurrent := _recurrent_only(config)):
+        elif config and (recurrent := _recurrent_only(config)):
+            # also a hybrid's config whose layers happen to be all recurrent (two layers of Qwen3-Next): its heads
+            # size a cache of 0 layers, which is no KV cache at all
+            cache = None
             notes.append(f"no KV cache item: every layer keeps a fixed-size recurrent state ({recurrent}), no keys "
                          "and values per token")  # fmt: skip
         elif cache is None and config:
