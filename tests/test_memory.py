@@ -2104,6 +2104,14 @@ def test_weights_as_stored_are_exact_and_tied_once() -> None:
     assert item.total_bytes < nbytes(named.values())
 
 
+def test_weights_of_a_model_without_parameters_name_no_dtypes(capsys: pytest.CaptureFixture[str]) -> None:
+    # from review: the CSV's weights row read "0 parameters in their dtypes ()"
+    assert list(nn.ReLU().parameters()) == []
+    code, out, _ = run(capsys, "memory", "torch.nn:ReLU", "--format", "csv")
+    weights = next(row for row in csv.DictReader(io.StringIO(out)) if row["name"] == "weights")
+    assert (code, weights["total_bytes"], weights["formula"]) == (0, "0", "0 parameters")
+
+
 def test_weights_in_another_dtype_are_derived(tiny_llama: nn.Module) -> None:
     item = plan_of(tiny_llama, dtype="bf16").item("weights")
     assert (item.total_bytes, item.label) == (2 * sum(p.numel() for p in tiny_llama.parameters()), "derived")

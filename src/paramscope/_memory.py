@@ -296,7 +296,8 @@ def _weights_bytes(
     if dtype is None:
         stored = sum(record.bytes or 0 for record in params)
         dtypes = ", ".join(dict.fromkeys(record.dtype for record in params if record.dtype))
-        return stored, f"{format_count(sum(r.numel or 0 for r in params))} parameters in their dtypes ({dtypes})"
+        count = format_count(sum(r.numel or 0 for r in params))
+        return stored, f"{count} parameters in their dtypes ({dtypes})" if dtypes else f"{count} parameters"
     size, formula = converted(params, dtype, keep_fp32, flipped)
     return size, f"{dtype}: {formula}"
 
