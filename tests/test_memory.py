@@ -1743,6 +1743,25 @@ def test_a_model_whose_labels_are_not_its_input_ids_trains_without_the_loss() ->
                            "ValueError: Expected input batch_size")  # fmt: skip
 
 
+class FusedSelfAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(16, 48)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).view(*x.shape[:2], 3, 2, 8).permute(2, 0, 3, 1, 4)
+        return nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def test_the_activations_formula_says_fused_attention_only_for_a_forward_that_ran_attention() -> None:
+    # from review: a ResNet's activations were measured "with fused attention"
+    start = "saved for backward by a train-mode forward on meta"
+    attention = plan_of(FusedSelfAttention(), train=True, input_size=(2, 5, 16), precision="fp32")
+    assert attention.item("activations").formula == f"{start} (2×5×16, float32, fused attention)"
+    convnet = plan_of(small_convnet(), train=True, input_size=(2, 3, 8, 8), precision="fp32")
+    assert convnet.item("activations").formula == f"{start} (2×3×8×8, float32)"
+
+
 def small_convnet() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))

@@ -194,6 +194,8 @@ def _fused_attention(
                            for value in (0.0, float("-inf")))  # fmt: skip
         attn_mask = torch.where(attn_mask, zero, minus_inf)
     values = getattr(_running, "values", None)
+    if values is not None:
+        values.fused_attention += 1
     if dropout_p > 0 and torch.is_grad_enabled() and values is not None:
         values.fused_with_dropout += 1  # torch's CPU kernel refuses dropout: on cpu this call takes the math path
     output, _ = aten._scaled_dot_product_flash_attention_for_cpu(
@@ -455,6 +457,8 @@ class _Values:
         self.storages: set[int] = set()
         """The storages (``_cdata``) of the fake tensors with values (some of them since freed)."""
         self.ops: dict[Any, _OpValues] = {}
+        self.fused_attention = 0
+        """Calls of attention that ran fused (as on a GPU)."""
         self.fused_with_dropout = 0
         """Calls of attention with dropout, for backward, that ran fused (as on a GPU), where the CPU runs the math
         path, which saves the attention matrix and the dropout mask too."""

@@ -540,7 +540,8 @@ def measure_activations(
         dtype = COMPUTE_DTYPES[settings.precision]
         # An estimate, not a count: the kernels a GPU picks (attention above all) and autocast's float32 ops decide
         # what is really saved.
-        formula = f"saved for backward by a train-mode forward on meta ({shape}, {dtype}, fused attention)"
+        fused = ", fused attention" if result.fused_attention else ""  # said of a forward that ran attention
+        formula = f"saved for backward by a train-mode forward on meta ({shape}, {dtype}{fused})"
         if "labels" in kwargs:
             formula += ", with the loss"
         if settings.precision.endswith("-mixed"):

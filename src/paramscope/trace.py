@@ -843,6 +843,8 @@ class Trace:
     """Why the activations were not measured, when they were not."""
     replaced: list[str] = field(default_factory=list)
     """Modules whose forward the model replaced with one that did not call the recorder (see :class:`_Hooks`)."""
+    fused_attention: int = 0
+    """On meta: the attention calls that ran fused, as on a GPU (the rest, if any, took the math path)."""
     fused_with_dropout: int = 0
     """On meta: the attention calls with dropout, for backward, that ran fused as on a GPU (the CPU runs them on its
     math path, which saves more)."""
@@ -1888,6 +1890,7 @@ def _run(
             output = _forward(model, weights, inputs, keywords)
             if values is not None:
                 trace_result.unread_masks = sorted({*trace_result.unread_masks, *values.unread})
+                trace_result.fused_attention += values.fused_attention
                 trace_result.fused_with_dropout += values.fused_with_dropout
                 trace_result.finite_checks = max(trace_result.finite_checks, values.finite_reads)
             if find_trained:  # on meta, where the stand-ins are the graph's leaves
