@@ -2671,7 +2671,8 @@ def test_zero_with_one_data_parallel_rank_notes_that_nothing_is_sharded() -> Non
          "rounded down)"),
         ({"device_memory": 10**30}, "device memory 1,000,000,000,000,000,000,000,000,000,000 is too large (at most "
          "9,223,372,036,854,775,807)"),
-        ({"seq": 10**14, "batch": 10**8}, "100000000 × 100,000,000,000,000 tokens is more than any device could hold"),
+        ({"seq": 10**14, "batch": 10**8}, "100,000,000 × 100,000,000,000,000 tokens is more than any device could "
+         "hold"),
         ({"offload_optimizer": True}, "--offload-optimizer applies to training: add --train (train=True) or leave it "
          "out"),
         ({"train": True, "offload_optimizer": True, "gpus": 8}, "--offload-optimizer needs ZeRO stage 1, 2 or 3 "

@@ -108,7 +108,7 @@ class MemorySettings:
         if self.tokens is not None and self.tokens < 1:
             raise UsageError(f"the sequence length must be at least 1, not {self.tokens}")
         if self.tokens is not None and self.batch * self.tokens >= _MAX_VALUES:
-            raise UsageError(f"{self.batch} × {self.tokens:,} tokens is more than any device could hold")
+            raise UsageError(f"{self.batch:,} × {self.tokens:,} tokens is more than any device could hold")
         if self.batch >= _MAX_VALUES:
             raise UsageError(f"batch {self.batch:,} is more than any device could hold")
         if self.device_memory is not None and self.device_memory <= 0:
