@@ -2355,6 +2355,16 @@ def test_cli_markdown(capsys: pytest.CaptureFixture[str]) -> None:
         (("--batch", "9" * 20), "batch 99,999,999,999,999,999,999 is more than any device could hold"),
         (("--seq", "9" * 20), "1 × 99,999,999,999,999,999,999 tokens is more than any device could hold"),
         (
+            ("--train", "--dtype", "int4"),
+            "dtype (--dtype) describes inference; training's bytes come from precision (--precision: fp32, "
+            "bf16-mixed, fp16-mixed, bf16-pure)",
+        ),
+        (
+            ("--device-memory", "0"),
+            "device_memory (--device-memory) must be at least 1 byte, not 0 (a size is read in whole bytes, rounded "
+            "down)",
+        ),
+        (
             ("--device-memory", "lots"),
             "device_memory (--device-memory): size 'lots' is not a number with an optional unit",
         ),
@@ -2659,18 +2669,20 @@ def test_zero_with_one_data_parallel_rank_notes_that_nothing_is_sharded() -> Non
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"train": True, "dtype": "int4"}, "dtype, kv_dtype and keep_fp32 describe inference; training's bytes come "
-         "from precision (fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
-        ({"train": True, "keep_fp32": ["*norm*"]}, "dtype, kv_dtype and keep_fp32 describe inference; training's "
-         "bytes come from precision (fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
+        ({"train": True, "dtype": "int4"}, "dtype (--dtype) describes inference; training's bytes come from precision "
+         "(--precision: fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
+        ({"train": True, "keep_fp32": ["*norm*"]}, "keep_fp32 (--keep-fp32) describes inference; training's bytes come "
+         "from precision (--precision: fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
+        ({"train": True, "dtype": "int4", "kv_dtype": "fp8"}, "dtype (--dtype) and kv_dtype (--kv-dtype) describe "
+         "inference; training's bytes come from precision (--precision: fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
         ({"dtype": "bool"}, "dtype 'bool' is not a storage format for weights or a KV cache"),
         ({"kv_dtype": "complex64"}, "dtype 'complex64' is not a storage format for weights or a KV cache"),
-        ({"device_memory": 0}, "device memory must be at least 1 byte, not 0 (a size is read in whole bytes, rounded "
-         "down)"),
-        ({"device_memory": "0.5"}, "device memory must be at least 1 byte, not 0 (a size is read in whole bytes, "
-         "rounded down)"),
-        ({"device_memory": 10**30}, "device memory 1,000,000,000,000,000,000,000,000,000,000 is too large (at most "
-         "9,223,372,036,854,775,807)"),
+        ({"device_memory": 0}, "device_memory (--device-memory) must be at least 1 byte, not 0 (a size is read in "
+         "whole bytes, rounded down)"),
+        ({"device_memory": "0.5"}, "device_memory (--device-memory) must be at least 1 byte, not 0 (a size is read in "
+         "whole bytes, rounded down)"),
+        ({"device_memory": 10**30}, "device_memory (--device-memory) 1,000,000,000,000,000,000,000,000,000,000 is too "
+         "large (at most 9,223,372,036,854,775,807)"),
         ({"seq": 10**14, "batch": 10**8}, "100,000,000 × 100,000,000,000,000 tokens is more than any device could "
          "hold"),
         ({"offload_optimizer": True}, "--offload-optimizer applies to training: add --train (train=True) or leave it "

@@ -112,14 +112,18 @@ class MemorySettings:
         if self.batch >= _MAX_VALUES:
             raise UsageError(f"batch {self.batch:,} is more than any device could hold")
         if self.device_memory is not None and self.device_memory <= 0:
-            raise UsageError(f"device memory must be at least 1 byte, not {self.device_memory} (a size is read in "
-                             "whole bytes, rounded down)")  # fmt: skip
+            raise UsageError(f"device_memory (--device-memory) must be at least 1 byte, not {self.device_memory:,} (a "
+                             "size is read in whole bytes, rounded down)")  # fmt: skip
         if self.device_memory is not None and self.device_memory > _MAX_BYTES:
-            raise UsageError(f"device memory {self.device_memory:,} is too large (at most {_MAX_BYTES:,})")
-        if self.train and (self.dtype or self.kv_dtype or self.keep_fp32):
+            raise UsageError(f"device_memory (--device-memory) {self.device_memory:,} is too large (at most "
+                             f"{_MAX_BYTES:,})")  # fmt: skip
+        inference = [f"{name} (--{name.replace('_', '-')})" for name in ("dtype", "kv_dtype", "keep_fp32")
+                     if getattr(self, name)]  # fmt: skip
+        if self.train and inference:
+            named = inference[0] if len(inference) == 1 else f"{', '.join(inference[:-1])} and {inference[-1]}"
             raise UsageError(
-                "dtype, kv_dtype and keep_fp32 describe inference; training's bytes come from precision (fp32, "
-                "bf16-mixed, fp16-mixed, bf16-pure)"
+                f"{named} {'describes' if len(inference) == 1 else 'describe'} inference; training's bytes come from "
+                "precision (--precision: fp32, bf16-mixed, fp16-mixed, bf16-pure)"
             )
         default = MemorySettings()
         training_only = (
