@@ -300,7 +300,18 @@ def test_unknown_model_class(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]))
     assert_error(
         run(capsys, "inspect", str(tmp_path), "--model-class", "NoSuchModel"),
-        f"transformers {transformers.__version__} has no class 'NoSuchModel' (use --model-class NAME)",
+        f"transformers {transformers.__version__} has no class 'NoSuchModel'",
+    )
+
+
+def test_a_model_class_misspelt_names_the_close_ones(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # from review: the hint said to pass --model-class, which the user had passed
+    write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]))
+    close = ("LlamaForCausalLM", "Llama4ForCausalLM", "MllamaForCausalLM")
+    assert all(isinstance(getattr(transformers, name), type) for name in close)
+    assert_error(
+        run(capsys, "inspect", str(tmp_path), "--model-class", "LlamaForCasualLM"),
+        f"transformers {transformers.__version__} has no class 'LlamaForCasualLM' (close names: {', '.join(close)})",
     )
 
 

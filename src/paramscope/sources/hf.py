@@ -10,6 +10,7 @@ weight is downloaded.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -137,6 +138,23 @@ def _concrete_class(config: Any) -> str | None:
     return None
 
 
+def _close_classes(name: str) -> str:
+    """A hint naming the model classes of transformers' Auto tables closest to ``name`` (a typo), or nothing."""
+    try:
+        from transformers.models.auto import modeling_auto
+
+        classes: set[str] = set()
+        for key, table in vars(modeling_auto).items():
+            if key.endswith("_MAPPING_NAMES") and isinstance(table, dict):
+                for value in table.values():
+                    classes.update(item for item in (value if isinstance(value, (tuple, list)) else (value,))
+                                   if isinstance(item, str))  # fmt: skip
+    except Exception:  # transformers' internal tables: without them, no suggestion
+        return ""
+    close = difflib.get_close_matches(name, sorted(classes), n=3, cutoff=0.8)
+    return f" (close names: {', '.join(close)})" if close else ""
+
+
 def _is_abstract(cls: Any, base: type) -> bool:
     """PreTrainedModel, or a subclass that adds no ``__init__`` to it (each family's XPreTrainedModel): it holds shared
     methods only, and built it has no weights at all. Model classes without an ``__init__`` of their own inherit one
@@ -171,7 +189,9 @@ def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_
                 f"{name} is defined by custom code in the model's repository; pass --trust-remote-code to run it "
                 "(only for code you trust)"
             )
-        raise TargetError(f"transformers {transformers.__version__} has no class {name!r} (use --model-class NAME)")
+        # given a class that is not there, a hint names close ones; a config's architecture, the way to another
+        hint = _close_classes(name) if model_class else " (use --model-class NAME)"
+        raise TargetError(f"transformers {transformers.__version__} has no class {name!r}{hint}")
     if _is_abstract(cls, transformers.PreTrainedModel):
         concrete = _concrete_class(config)
         such = f" (such as {concrete})" if concrete else ""
