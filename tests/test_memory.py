@@ -15,6 +15,7 @@ import contextlib
 import copy
 import csv
 import dataclasses
+import fnmatch
 import functools
 import inspect
 import io
@@ -2863,6 +2864,24 @@ def test_keep_fp32_takes_one_pattern_as_a_string(tiny_llama: nn.Module) -> None:
     assert plan_of(tiny_llama, dtype="bf16", keep_fp32=["*norm*"]).item("weights").total_bytes == expected
 
 
+def test_a_keep_fp32_pattern_that_matches_no_parameter_is_refused(
+    tiny_llama: nn.Module, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # from review: a typo ('*nrom*') was accepted and kept nothing in float32, without a word
+    first = next(name for name, _ in tiny_llama.named_parameters())
+    assert not any(fnmatch.fnmatchcase(name, "*nrom*") for name, _ in tiny_llama.named_parameters())
+    message = f"keep_fp32 (--keep-fp32) '*nrom*' matches no parameter name (parameter names look like {first!r})"
+    with pytest.raises(paramscope.UsageError) as caught:
+        paramscope.memory(tiny_llama, dtype="int4", keep_fp32=["*norm*", "*nrom*"])
+    assert str(caught.value) == message
+    assert next(name for name, _ in nn.Linear(4, 4).named_parameters()) == "weight"
+    assert_error(
+        run(capsys, "memory", "torch.nn:Linear", "in_features=4", "out_features=4", "--dtype", "int4",
+            "--keep-fp32", "*nrom*"),
+        "keep_fp32 (--keep-fp32) '*nrom*' matches no parameter name (parameter names look like 'weight')",
+    )  # fmt: skip
+
+
 ADVICE = re.compile(r"(?P<name>.+) \((?P<size>[^()]+) per device\): try (?P<options>.+)")
 
 
@@ -3294,6 +3313,7 @@ def test_a_forward_calling_checkpoint_is_estimated_as_checkpointed(reentrant: bo
 
 
 SELECTIVE_PROGRAM = """
+import fnmatch
 import functools
 
 import torch

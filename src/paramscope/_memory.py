@@ -211,6 +211,16 @@ def _kept(record: TensorRecord, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for name in (record.name, *record.aliases) for pattern in patterns)
 
 
+def check_keep_fp32(report: Report, patterns: Sequence[str]) -> None:
+    """Refuse a ``keep_fp32`` pattern that matches no parameter name: a typo (``'*nrom*'``) would keep nothing in
+    float32, unseen."""
+    params = [record for record in report.tensors if record.kind == "parameter"]
+    for pattern in patterns:
+        if not any(_kept(record, (pattern,)) for record in params):
+            such = f" (parameter names look like {params[0].name!r})" if params else ""
+            raise UsageError(f"keep_fp32 (--keep-fp32) {pattern!r} matches no parameter name{such}")
+
+
 # llama.cpp quantises a tensor row by row (its last dimension): a type whose block does not divide the rows is
 # replaced by this one (llama-quant.cpp's llama_tensor_get_type), or by F16 where that one's block does not divide
 # them either, or where none is listed (llama-quantize refuses the tensor; convert_hf_to_gguf.py writes it in F16).

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._checks import flag, integer, one_of, parsed, shown, string
 from ._errors import SourceError, TargetError, UsageError
-from ._memory import COMPUTE_DTYPES, Label, MemorySettings, decoder_layers, plan
+from ._memory import COMPUTE_DTYPES, Label, MemorySettings, check_keep_fp32, decoder_layers, plan
 from ._report import Report
 from ._units import Units, format_bytes, format_count
 
@@ -668,6 +668,7 @@ def build_plan(
         _check_summary_inputs(forward, settings, input_size)
     wants_forward = input_size is not None or settings.tokens is not None
     report, module, found_config = resolve(model, request, wants_forward)
+    check_keep_fp32(report, settings.keep_fp32)  # before a forward: a typo is refused at once
     if shapes is not None and not settings.train:
         # the forward's first input is token ids when given an integer dtype, or without one for a model whose main
         # input transformers declares to be input_ids (as a summary's): the KV cache holds their sequence, as with a
