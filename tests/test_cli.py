@@ -1204,6 +1204,14 @@ def test_no_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert_error(run(capsys), "the following arguments are required: COMMAND (see 'paramscope --help')")
 
 
+@pytest.mark.parametrize("argv", [("-V",), ("--bogus", "-x")])
+def test_an_unknown_option_without_a_command_is_named(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    # from review: 'paramscope -V' said a COMMAND is required, not that -V is unknown
+    assert_error(run(capsys, *argv), f"unrecognized arguments: {' '.join(argv)} (see 'paramscope --help')")
+
+
 def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "count", "paramscope.examples:resnet18")
     assert (code, out) == (2, "")

@@ -188,8 +188,8 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
+    # not required here: main() says a COMMAND is missing, after naming an unknown option given instead (-V)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
 
     inspect = commands.add_parser(
         "inspect",
@@ -973,6 +973,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
         options, extra = parser.parse_known_args(arguments)
+        if options.command is None:  # no command: what argparse left over can only be options it does not know
+            parser.error(f"unrecognized arguments: {' '.join(extra)}" if extra else "the following arguments are "
+                         "required: COMMAND")  # fmt: skip
         # KEY=VALUE arguments for the target are what argparse leaves over, wherever they stand among the options.
         unknown = [item for item in extra if item.startswith("-") or not options.takes_arguments]
         if unknown:
