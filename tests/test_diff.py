@@ -124,6 +124,18 @@ def test_model_against_its_own_checkpoint_is_equal(tmp_path: Path, capsys: pytes
     assert [delta.path for delta in shown_modules(found, depth=2, everything=False)] == ["1"]
 
 
+@pytest.mark.parametrize("fmt", ["table", "markdown", "html"])
+def test_no_module_table_when_no_module_differs(capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    # from review: two identical models printed an empty "Modules (modules that differ)" table; the sections of
+    # tensors that differ are left out when there are none, and so is this one now
+    code, out, err = run(capsys, "diff", "tests.test_diff:Net", "tests.test_diff:Net", "--format", fmt)
+    assert (code, err) == (0, "")
+    assert "Modules (" not in out
+    assert "the models are the same" in out
+    code, out, err = run(capsys, "diff", "tests.test_diff:Net", "tests.test_diff:Net", "--format", fmt, "--all")
+    assert (code, "Modules (all modules, depth 2)" in out) == (0, True)
+
+
 def test_a_buffer_persistent_under_its_second_name_is_in_the_checkpoint(tmp_path: Path) -> None:
     class Rotary(nn.Module):
         def __init__(self, table: torch.Tensor, persistent: bool) -> None:

@@ -174,7 +174,8 @@ def verdict(diff: Diff) -> str:
 def diff_document(diff: Diff, *, depth: int = 2, everything: bool = False, units: Units = "iec") -> Document:
     """The sections of a diff: totals side by side, the modules, the tensors on one side only or changed, and the
     ties and reused modules that differ."""
-    sections = [_totals_section(diff, units), _modules_section(diff, depth, everything, units)]
+    modules = _modules_section(diff, depth, everything, units)
+    sections = [_totals_section(diff, units), *([modules] if modules.rows else [])]  # as the sections below: if any
     for names, title in (
         (diff.only_in_a, f"Only in A ({len(diff.only_in_a)}: missing from B)"),
         (diff.only_in_b, f"Only in B ({len(diff.only_in_b)}: unexpected in A)"),
@@ -261,7 +262,8 @@ def _html(diff: Diff, document: Document, depth: int, everything: bool) -> str:
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{escape(document.heading)}</h1>",
     ]
-    for index, section in enumerate(document.sections):
+    for section in document.sections:
+        modules = section.title.startswith("Modules (")  # its rows are the deltas, in order
         parts.append(f"<h2>{escape(section.title)}</h2><table><thead><tr>")
         parts += [
             f'<th class="{"num" if column.align == "right" else ""}">{escape(column.header)}</th>'
@@ -269,7 +271,7 @@ def _html(diff: Diff, document: Document, depth: int, everything: bool) -> str:
         ]
         parts.append("</tr></thead><tbody>")
         for position, row in enumerate(section.rows):
-            css = _row_class(deltas[position]) if index == 1 else ""
+            css = _row_class(deltas[position]) if modules else ""
             parts.append(f'<tr class="{css}">')
             parts += [
                 f'<td class="{"num" if column.align == "right" else ""}"{_indent(cell)}>{escape(cell.lstrip(" "))}</td>'
