@@ -264,6 +264,15 @@ def test_long_tables_are_cut_and_say_so() -> None:
     assert _data(page)["total"] == report.totals.params
 
 
+def test_one_row_cut_is_one_row() -> None:
+    # from review: a table one row too long ended "… and 1 more rows"
+    records = [_tensor(f"layers.{layer}.weight", 4) for layer in range(MAX_TABLE_ROWS - 1)]
+    report = _checkpoint(records, target="flat.safetensors")
+    assert len(report.modules) == MAX_TABLE_ROWS + 1  # the model's row, "layers" and one row a layer
+    modules = render_html(report).partition("<h2>Modules</h2>")[2].partition("</table>")[0]
+    assert "… and 1 more row, not shown in this page (the CSV and JSON formats have every row)" in modules
+
+
 def test_render_html_does_not_import_torch() -> None:
     code = (
         "import sys\n"

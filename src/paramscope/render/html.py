@@ -196,7 +196,8 @@ def _table(section: Section, paths: dict[str, str]) -> str:
     foot = ""
     if len(section.rows) > MAX_TABLE_ROWS:
         hidden = len(section.rows) - MAX_TABLE_ROWS
-        text = f"… and {hidden:,} more rows, not shown in this page (the CSV and JSON formats have every row)"
+        rows_cut = "row" if hidden == 1 else "rows"
+        text = f"… and {hidden:,} more {rows_cut}, not shown in this page (the CSV and JSON formats have every row)"
         foot = f'<tfoot><tr><td class="ps-more" colspan="{len(section.columns)}">{_escape(text)}</td></tr></tfoot>'
     return (
         f'<h2>{_escape(section.title)}</h2>\n<div class="ps-scroll"><table{link}>{head}\n'
