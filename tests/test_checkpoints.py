@@ -397,7 +397,7 @@ def test_llama_3_70b_sharded_has_its_published_count(
     assert data["by_dtype"] == {"bfloat16": {"params": LLAMA_3_70B_PARAMS, "bytes": 2 * LLAMA_3_70B_PARAMS}}
     assert {t["name"]: tuple(t["shape"]) for t in data["tensors"]} == {n: s for n, (_, s) in tensors.items()}
     shards = list(dict.fromkeys(json.loads(index.read_text())["weight_map"].values()))
-    assert data["source"]["files"] == [str(directory / shard) for shard in shards]
+    assert data["source"]["files"] == [str(index), *(str(directory / shard) for shard in shards)]  # the files read
     assert data["source"]["kind"] == "safetensors"
     layers = {m["path"]: m for m in data["modules"]}
     assert len([p for p in layers if p.count(".") == 2 and p.startswith("model.layers.")]) == LLAMA_3_70B["layers"]
@@ -416,8 +416,10 @@ def test_thirty_shards_are_all_read(capsys: pytest.CaptureFixture[str], tmp_path
     data = run_json(capsys, tmp_path)
     assert data["totals"]["params"] == LLAMA_3_70B_PARAMS
     assert data["totals"]["param_bytes"] == 2 * LLAMA_3_70B_PARAMS
-    assert sorted(data["source"]["files"]) == sorted(str(tmp_path / shard) for shard in set(weight_map.values()))
-    assert len(data["source"]["files"]) == 30
+    index = str(tmp_path / "model.safetensors.index.json")
+    assert data["source"]["files"][0] == index
+    assert sorted(data["source"]["files"][1:]) == sorted(str(tmp_path / shard) for shard in set(weight_map.values()))
+    assert len(data["source"]["files"]) == 1 + 30
 
 
 def test_safetensors_directory_with_an_index_names_the_files_it_does_not_read(tmp_path: Path) -> None:
@@ -627,6 +629,18 @@ def test_config_beside_a_checkpoint_that_cannot_be_read_is_a_note(tmp_path: Path
     report = paramscope.inspect(str(tmp_path))
     assert report.totals.params == sum(t.numel() for t in state.values())
     assert f"{tmp_path / 'config.json'} could not be read ({reason}): counted without it" in report.notes
+    assert str(tmp_path / "config.json") not in report.source.files  # not read
+
+
+def test_source_files_are_every_file_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # from review: a directory with an index listed its shards alone, where the README's source.files is "the files
+    # read": the index and the config.json beside it are read too
+    shards = write_sharded(tmp_path, {"a.weight": ("F32", (2, 2)), "b.weight": ("F32", (3,))}, 2)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (tmp_path / "notes.txt").write_text("not read")
+    data = run_json(capsys, tmp_path)
+    read = [tmp_path / "model.safetensors.index.json", *shards, tmp_path / "config.json"]
+    assert data["source"]["files"] == [str(path) for path in read]
 
 
 @pytest.mark.parametrize("tie", [False, None], ids=["untied", "no-config"])
@@ -923,7 +937,7 @@ def test_sharded_pytorch_bin(tmp_path: Path, via: str) -> None:
     report = paramscope.inspect(str(tmp_path if via == "directory" else index))
     assert_matches_state_dict(report, state, model)
     assert report.source.kind == "torch"
-    assert report.source.files == tuple(str(tmp_path / shard) for shard in shards)
+    assert report.source.files == (str(index), *(str(tmp_path / shard) for shard in shards))
 
 
 @dataclasses.dataclass
@@ -966,7 +980,8 @@ def test_trainer_output_folder(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
 
     report = paramscope.inspect(str(tmp_path))
-    assert report.source.files == tuple(str(tmp_path / name) for name in weights)
+    index = ["pytorch_model.bin.index.json"] if layout == "sharded" else []
+    assert report.source.files == tuple(str(tmp_path / name) for name in (*index, *weights))
     assert report.totals.params == sum(p.numel() for p in model.parameters())
     names = {name for record in report.tensors for name in (record.name, *record.aliases)}
     assert names == set(state)

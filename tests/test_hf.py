@@ -1128,7 +1128,10 @@ def stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 def test_weights_are_read_by_default(capsys: pytest.CaptureFixture[str], tiny_llama: Saved) -> None:
     report = run_json(capsys, tiny_llama.directory)
     assert report["source"]["kind"] == "safetensors"
-    assert report["source"]["files"] == [str(tiny_llama.directory / "model.safetensors")]
+    # the files read: the weights and the config.json beside them (its model_type names the layout)
+    assert report["source"]["files"] == [
+        str(tiny_llama.directory / name) for name in ("model.safetensors", "config.json")
+    ]
     assert report["totals"]["params"] == numel(tiny_llama.model)
     assert {t["name"]: tuple(t["shape"]) for t in report["tensors"]} == stored_shapes(
         tiny_llama.directory / "model.safetensors"

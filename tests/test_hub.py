@@ -450,7 +450,7 @@ def test_single_file_repo(capsys: pytest.CaptureFixture[str], hub: HubServer, lo
         "kind": "safetensors",
         "target": "hf:org/tiny-llama",
         "device": None,
-        "files": ["hf:org/tiny-llama/model.safetensors"],
+        "files": ["hf:org/tiny-llama/model.safetensors", "hf:org/tiny-llama/config.json"],  # every file read
     }
     header = header_size(local["tiny-llama"] / "model.safetensors")
     assert header > 100_000 - 8  # so the client needs the second, exact range
@@ -476,7 +476,8 @@ def test_sharded_repo_reads_three_headers(capsys: pytest.CaptureFixture[str], hu
     assert report["totals"]["params"] == LLAMA_3_70B_PARAMS
     same_model(report, run_json(capsys, local["llama-3-70b"]))
     shards = [f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)]
-    assert sorted(report["source"]["files"]) == [f"hf:org/llama-3-70b/{shard}" for shard in shards]
+    read = ["model.safetensors.index.json", *shards, "config.json"]  # every file read
+    assert report["source"]["files"] == [f"hf:org/llama-3-70b/{name}" for name in read]
     # one ranged GET per shard; the single-file name is tried first (404), then the index is downloaded
     gets = sorted((r.filename, r.range) for r in safetensors_requests(hub) if r.method == "GET")
     assert gets == [(shard, FIRST_RANGE) for shard in shards]
@@ -491,9 +492,8 @@ def test_sharded_repo_report_does_not_depend_on_timing(capsys: pytest.CaptureFix
     expected = run_json(capsys, local["llama-3-70b"])
     report = run_json(capsys, "hf:org/llama-3-70b-slow-first-shard")
     assert [t["name"] for t in report["tensors"]] == [t["name"] for t in expected["tensors"]]
-    assert report["source"]["files"] == [
-        f"hf:org/llama-3-70b-slow-first-shard/model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)
-    ]
+    read = ["model.safetensors.index.json", *(f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)), "config.json"]
+    assert report["source"]["files"] == [f"hf:org/llama-3-70b-slow-first-shard/{name}" for name in read]
 
 
 def test_id_without_organisation(capsys: pytest.CaptureFixture[str], hub: HubServer, local: Local) -> None:
@@ -924,7 +924,8 @@ def test_offline_reads_the_headers_of_cached_weights(
     # refs/main in the cache gave the commit
     assert report["notes"] == [*expected["notes"], f"org/{repo}@main read at commit {hub.repos[f'org/{repo}'].commit}"]
     weights = sorted(name for name in names if name.endswith(".safetensors"))
-    assert report["source"]["files"] == [f"hf:org/{repo}/{name}" for name in weights]
+    index, config = [n for n in names if n.endswith(".index.json")], [n for n in names if n == "config.json"]
+    assert report["source"]["files"] == [f"hf:org/{repo}/{name}" for name in (*index, *weights, *config)]
     assert hub.requests == []
 
 

@@ -185,7 +185,7 @@ class Source:
     target: str
     device: str | None = None
     files: tuple[str, ...] = ()
-    """The files read, for sources on disk (all shards of a sharded checkpoint)."""
+    """The files read, for sources on disk (a sharded checkpoint's index and all its shards, and its config.json)."""
 
 
 LAZY_PARAMETERS = "uninitialised lazy parameters"

@@ -8,6 +8,7 @@ weights count as the parameters they encode.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +79,13 @@ def read_config(directory: Path) -> tuple[dict[str, Any] | None, list[str]]:
     if not isinstance(config, dict):
         return None, [f"{path} is not a JSON object: counted without it"]
     return config, []
+
+
+def files_read(index: Path | None, weights: Sequence[Path], config_directory: Path | None) -> list[str]:
+    """A checkpoint's files as ``Source.files`` lists them, every file read: its index (when it has one), its weight
+    files, and the config.json in ``config_directory`` (where one was read)."""
+    config = [] if config_directory is None else [config_directory / "config.json"]
+    return [os.fspath(path) for path in (*([index] if index is not None else []), *weights, *config)]
 
 
 def check_files(

@@ -747,7 +747,8 @@ def _stored(hub: _Repo) -> tuple[list[StoredTensor], list[str], list[str]] | Non
             read = list(pool.map(lambda name: _file_tensors(hub, name), names))
     tensors = [tensor for file_tensors in read for tensor in file_tensors]
     notes = check_files(hub.target, tensors, weight_map, f"{hub.target}: {INDEX_FILE}")
-    return tensors, [f"{PREFIX}{hub.repo}/{name}" for name in names], notes
+    files = [INDEX_FILE, *names] if weight_map is not None else names  # the index too: the files read
+    return tensors, [f"{PREFIX}{hub.repo}/{name}" for name in files], notes
 
 
 @contextlib.contextmanager
@@ -856,6 +857,7 @@ def load(
 
     config, config_notes = read_config(config_file.parent) if config_file is not None else (None, [])
     notes += config_notes + (hub.commit_note() if commit is None else [])
+    files += [f"{PREFIX}{repo}/{CONFIG_FILE}"] if config is not None else []
     report = checkpoint_report(
         tensors, kind="safetensors", target=target, files=files, config=config, notes=notes, sort=True
     )

@@ -25,7 +25,7 @@ from .._errors import SourceError
 from .._report import Report
 from .._units import format_bytes
 from ._json import loads as json_loads
-from .checkpoint import StoredTensor, check_files, checkpoint_report, read_config
+from .checkpoint import StoredTensor, check_files, checkpoint_report, files_read, read_config
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors crate's own limit
 MAX_INDEX_BYTES = 100_000_000
@@ -424,7 +424,7 @@ def load(target: Path, *, quiet: bool = False) -> Report:
         tensors,
         kind="safetensors",
         target=os.fspath(target),
-        files=[os.fspath(path) for path in files],
+        files=files_read(index, files, directory if config is not None else None),
         config=config,
         notes=notes + config_notes,
         sort=True,

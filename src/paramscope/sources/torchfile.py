@@ -39,7 +39,7 @@ from .._report import Report
 from .._units import format_bytes, format_count, listed, shortened
 from ._sharded import dtensor_class, dtensor_sharding
 from ._tensors import sparse_parts, unusual_bytes
-from .checkpoint import TRAINING_STATE, StoredTensor, check_files, checkpoint_report, read_config
+from .checkpoint import TRAINING_STATE, StoredTensor, check_files, checkpoint_report, files_read, read_config
 from .safetensors import check_regular_file, directory_index, load_index
 
 SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -758,12 +758,13 @@ def load(target: Path, *, quiet: bool = False) -> Report:
     index = os.fspath(found.index) if found.index else ""
     notes += check_files(os.fspath(target), stored, found.weight_map, index) + tensor_notes
     notes += _training_notes(found.training) + found.notes
-    config, config_notes = read_config(target if target.is_dir() else target.parent)
+    directory = target if target.is_dir() else target.parent
+    config, config_notes = read_config(directory)
     report = checkpoint_report(
         stored,
         kind="torch",
         target=os.fspath(target),
-        files=[os.fspath(path) for path in found.weights],
+        files=files_read(found.index, found.weights, directory if config is not None else None),
         config=config,
         notes=notes + config_notes,
     )
