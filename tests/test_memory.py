@@ -2325,15 +2325,18 @@ def test_cli_markdown(capsys: pytest.CaptureFixture[str]) -> None:
             ("--kv-dtype", "nope", "--seq", "4"),
             "kv_dtype (--kv-dtype): unknown dtype 'nope'; `paramscope dtypes` lists the known names",
         ),
-        (("--gpus", "3", "--tp", "2"), "gpus (3) must be a multiple of tp (2)"),
-        (("--gpus", "0"), "gpus must be at least 1, not 0"),
-        (("--batch", "0"), "batch must be at least 1, not 0"),
+        (("--gpus", "3", "--tp", "2"), "gpus (--gpus) 3 must be a multiple of tp (--tp) 2"),
+        (("--gpus", "0"), "gpus (--gpus) must be at least 1, not 0"),
+        (("--batch", "0"), "batch (--batch) must be at least 1, not 0"),
         (("--seq", "0"), "the sequence length must be at least 1, not 0"),
         (
             ("--batch", "4", "--input-size", "2,8", "--input-dtype", "long"),
-            "batch 4 disagrees with input_size [2, 8]: its first dimension is the batch",
+            "batch (--batch) 4 disagrees with input_size (--input-size) [2, 8]: its first dimension is the batch",
         ),
-        (("--seq", "8", "--input-size", "2,8"), "give a sequence length (seq) or input_size, not both"),
+        (
+            ("--seq", "8", "--input-size", "2,8"),
+            "give a sequence length (seq: --seq, or --context) or input_size (--input-size), not both",
+        ),
         (("--input-size", "x,y"), "--input-size 'x,y' is not a shape: write it as 1,3,224,224"),
         (("--offload-optimizer",), "--offload-optimizer applies to training: add --train (train=True) or leave it out"),
         (
@@ -2390,7 +2393,7 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str], argv: tuple[str, .
 
 
 def test_cli_tp_zero_names_tp(capsys: pytest.CaptureFixture[str]) -> None:
-    assert_error(run(capsys, "memory", GPT2, *TINY_GPT_ARGS, "-q", "--tp", "0"), "tp must be at least 1, not 0")
+    assert_error(run(capsys, "memory", GPT2, *TINY_GPT_ARGS, "-q", "--tp", "0"), "tp (--tp) must be at least 1, not 0")
 
 
 @pytest.fixture
@@ -2676,8 +2679,8 @@ def test_zero_with_one_data_parallel_rank_notes_that_nothing_is_sharded() -> Non
          "from precision (--precision: fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
         ({"train": True, "dtype": "int4", "kv_dtype": "fp8"}, "dtype (--dtype) and kv_dtype (--kv-dtype) describe "
          "inference; training's bytes come from precision (--precision: fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
-        ({"dtype": "bool"}, "dtype 'bool' is not a storage format for weights or a KV cache"),
-        ({"kv_dtype": "complex64"}, "dtype 'complex64' is not a storage format for weights or a KV cache"),
+        ({"dtype": "bool"}, "dtype (--dtype) 'bool' is not a storage format for weights"),
+        ({"kv_dtype": "complex64"}, "kv_dtype (--kv-dtype) 'complex64' is not a storage format for a KV cache"),
         ({"device_memory": 0}, "device_memory (--device-memory) must be at least 1 byte, not 0 (a size is read in "
          "whole bytes, rounded down)"),
         ({"device_memory": "0.5"}, "device_memory (--device-memory) must be at least 1 byte, not 0 (a size is read in "

@@ -96,15 +96,16 @@ class MemorySettings:
             raise UsageError(f"ZeRO stage {self.zero} does not exist: 0, 1, 2 or 3")
         for name, value in (("tp", self.tp), ("gpus", self.gpus), ("batch", self.batch)):
             if value < 1:
-                raise UsageError(f"{name} must be at least 1, not {value}")
+                raise UsageError(f"{name} (--{name}) must be at least 1, not {value}")
         for name, value in (("tp", self.tp), ("gpus", self.gpus)):
             if value > _MAX_DEVICES:
                 raise UsageError(f"{name} {value:,} is more devices than any cluster has (at most {_MAX_DEVICES:,})")
         if self.gpus % self.tp:
-            raise UsageError(f"gpus ({self.gpus}) must be a multiple of tp ({self.tp})")
-        for name, dtype in (("dtype", self.dtype), ("kv_dtype", self.kv_dtype)):
+            raise UsageError(f"gpus (--gpus) {self.gpus:,} must be a multiple of tp (--tp) {self.tp:,}")
+        for name, dtype, stored in (("dtype", self.dtype, "weights"), ("kv_dtype", self.kv_dtype, "a KV cache")):
             if dtype is not None and parsed(name, dtype_table.lookup, dtype).category in ("bool", "complex"):
-                raise UsageError(f"dtype {dtype!r} is not a storage format for weights or a KV cache")
+                flag = name.replace("_", "-")
+                raise UsageError(f"{name} (--{flag}) {dtype!r} is not a storage format for {stored}")
         if self.tokens is not None and self.tokens < 1:
             raise UsageError(f"the sequence length must be at least 1, not {self.tokens}")
         if self.tokens is not None and self.batch * self.tokens >= _MAX_VALUES:

@@ -145,7 +145,8 @@ def batch_of(batch: int | None, input_size: Sequence[Any] | None) -> int:
     if not first:
         raise UsageError("input_size has no batch dimension: give the full shape, batch first (e.g. 8,3,224,224)")
     if batch is not None and batch != first[0]:
-        raise UsageError(f"batch {batch} disagrees with input_size {list(first)}: its first dimension is the batch")
+        raise UsageError(f"batch (--batch) {batch:,} disagrees with input_size (--input-size) {list(first)}: its first "
+                         "dimension is the batch")  # fmt: skip
     return first[0]
 
 
@@ -661,7 +662,7 @@ def build_plan(
 
     settings.check()
     if input_size is not None and settings.tokens is not None:
-        raise UsageError("give a sequence length (seq) or input_size, not both")
+        raise UsageError("give a sequence length (seq: --seq, or --context) or input_size (--input-size), not both")
     shapes = None if input_size is None else shapes_of(input_size)
     forward = summary_forward(model) if isinstance(model, Report) and settings.train else None
     if forward is not None:
