@@ -558,7 +558,10 @@ def _place_trained_only(
     module that ran before it there, inside that module's rows where it is an ancestor."""
     from ._walk import path_depth
 
-    rows = {record.path for record in records}
+    rows = {record.path: record for record in records}
+    # the rows as a list linked by path (None: before the first), so that placing one does not scan and shift the
+    # rows (a list's index() and insert() for each would cost the square of the modules)
+    following: dict[str | None, str | None] = dict(zip([None, *rows], [*rows, None], strict=True))
     position = {path: index for index, path in enumerate(order)}
 
     def shown(path: str) -> str:  # the row a module's figures are in: its own, or its ancestor's at ``depth``
@@ -573,12 +576,17 @@ def _place_trained_only(
             before = next((row for row in ran_before if row in rows), "")
             if parent and before != parent and not before.startswith(f"{parent}."):
                 before = parent  # the first of its parent's modules to run: right under the parent's row
-            at = next((index for index, record in enumerate(records) if record.path == before), -1) + 1
+            after: str | None = before if before in rows else None
             if before != parent:
-                while at < len(records) and records[at].path.startswith(f"{before}."):
-                    at += 1  # after what it called
-            records.insert(at, make(placed))
-            rows.add(placed)
+                while (next_row := following[after]) is not None and next_row.startswith(f"{before}."):
+                    after = next_row  # after what it called
+            following[placed], following[after] = following[after], placed
+            rows[placed] = make(placed)
+    records[:] = []
+    row = following[None]
+    while row is not None:
+        records.append(rows[row])
+        row = following[row]
 
 
 def _ancestors(path: str, known: dict[str, list[str]]) -> list[str]:
