@@ -37,6 +37,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/bench_gguf.py
 	$(BIN)/python benchmarks/bench_config.py
 	$(BIN)/python benchmarks/bench_summary.py
+	$(BIN)/python benchmarks/bench_modules.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
