@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import re
 import sys
+import types
 import uuid
 import warnings
 from pathlib import Path
@@ -312,6 +314,75 @@ def test_the_models_own_load_hooks_run_on_stand_ins(tmp_path: Path) -> None:
     paramscope.diff(lazy, str(tmp_path / "model.safetensors"))
     assert isinstance(lazy[0].weight, nn.parameter.UninitializedParameter)
     assert type(lazy[0]) is nn.LazyLinear
+
+
+class _HookHoldingItself(nn.Module):
+    """A load pre-hook that holds the module itself, the way ``how`` says; it records what it is given on it."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.calls = 0
+        if how == "closure":
+            self._register_load_state_dict_pre_hook(lambda *args: self.record())
+        else:
+            self._register_load_state_dict_pre_hook(functools.partial(_HookHoldingItself.record_from_hook, self))
+
+    def record(self) -> None:
+        self.calls += 1
+
+    def record_from_hook(self, *args: object) -> None:
+        self.calls += 1
+
+
+@pytest.mark.parametrize("how", ["closure", "partial"])
+def test_load_code_that_holds_the_model_itself_is_not_run(tmp_path: Path, how: str) -> None:
+    model = _HookHoldingItself(how)
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    found = paramscope.diff(model, str(path))
+    assert model.calls == 0  # run on a stand-in it would still have reached the model
+    assert (found.equal, found.only_in_a, found.only_in_b) == (True, (), ())
+    assert found.notes[-1] == (
+        "the model's own load code (its load_state_dict hooks, _load_from_state_dict) was not run (the load code of "
+        "'(model)' holds the model itself, which running it could change): names compared as stored"
+    )
+
+
+def test_a_load_method_set_on_the_instance_runs_on_its_stand_in(tmp_path: Path) -> None:
+    def load(self: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *rest: object) -> None:
+        self.seen = sorted(state_dict)
+        nn.Linear._load_from_state_dict(self, state_dict, prefix, *rest)  # type: ignore[arg-type]
+
+    model = nn.Sequential(nn.Linear(4, 4))
+    vars(model[0])["_load_from_state_dict"] = types.MethodType(load, model[0])
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(dict(model.state_dict()), str(path))
+    found = paramscope.diff(model, str(path))
+    assert "seen" not in vars(model[0])
+    assert (found.equal, found.notes) == (True, ())
+
+
+class _NewTakesArguments(nn.Module):
+    def __new__(cls, size: int) -> _NewTakesArguments:
+        return super().__new__(cls)
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(size, size)
+
+
+def test_load_code_that_cannot_run_on_stand_ins_leaves_the_names_as_stored(tmp_path: Path) -> None:
+    model = _NewTakesArguments(4)
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    found = paramscope.diff(model, str(path))
+    assert (found.equal, found.only_in_a, found.only_in_b) == (True, (), ())
+    assert found.notes[-1] == (
+        "the model's own load code (its load_state_dict hooks, _load_from_state_dict) was not run (it failed on meta "
+        "stand-ins: TypeError: _NewTakesArguments.__new__() missing 1 required positional argument: 'size'): names "
+        "compared as stored"
+    )
 
 
 # 2. a base model against its fine-tuned or pruned version

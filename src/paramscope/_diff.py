@@ -125,6 +125,13 @@ class LoadedNames:
     a checkpoint saved before version 2): not missing."""
     consumed: frozenset[str]
     """Checkpoint names its load code takes and loads into no tensor: not unexpected."""
+    not_run: str = ""
+    """Why the load code was not run, where it was not (the names are then compared as stored)."""
+
+    @classmethod
+    def unknown(cls, why: str) -> LoadedNames:
+        """Nothing known of the load code, which was not run for the reason ``why``."""
+        return cls({}, frozenset(), frozenset(), why)
 
 
 @dataclass(frozen=True)
@@ -334,6 +341,9 @@ def _copies_of_ties(model: list[TensorRecord], checkpoint: dict[str, TensorRecor
 
 
 def _loaded_notes(loaded: LoadedNames) -> list[str]:
+    if loaded.not_run:
+        return [f"the model's own load code (its load_state_dict hooks, _load_from_state_dict) was not run "
+                f"({loaded.not_run}): names compared as stored"]  # fmt: skip
     parts = []
     if loaded.renamed:
         renamed = [f"{stored} as {name}" for stored, name in loaded.renamed.items()]

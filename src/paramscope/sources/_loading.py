@@ -24,6 +24,7 @@ state dict), there is no answer and names are compared as stored.
 from __future__ import annotations
 
 import copy
+import functools
 import types
 import warnings
 import weakref
@@ -36,7 +37,9 @@ from torch.nn.modules.module import _WrappedHook
 from torch.nn.parameter import is_lazy
 
 from .._diff import LoadedNames
+from .._errors import first_line
 from .._report import Report
+from .._units import shortened
 from .module import forward_module, reported_paths
 
 _CONTAINERS = (dict, list, set)
@@ -88,12 +91,61 @@ def _shells(model: nn.Module) -> dict[int, nn.Module]:
         attributes = vars(shells[id(module)])
         children = module._modules.items()
         attributes["_modules"] = {name: None if child is None else shells[id(child)] for name, child in children}
+        for name, value in attributes.items():  # a method set on the instance (a patched _load_from_state_dict)
+            if isinstance(value, types.MethodType) and id(value.__self__) in shells:
+                attributes[name] = types.MethodType(value.__func__, shells[id(value.__self__)])
         for kind in ("_load_state_dict_pre_hooks", "_load_state_dict_post_hooks"):
             hooks = attributes.get(kind)
             if isinstance(hooks, dict):
                 for key, hook in hooks.items():
                     hooks[key] = _rebound(hook, shells)
     return shells
+
+
+# What load_state_dict calls of a module besides its class's methods: what a shell holds under these names runs.
+_LOAD_CODE = ("_load_from_state_dict", "load_state_dict", "set_extra_state")
+
+
+def _holding_the_model(shells: dict[int, nn.Module], model: nn.Module) -> str | None:
+    """The path of a shell whose load code (hooks, or functions set on the instance) holds a module or tensor of
+    ``model`` itself, in a closure, a ``functools.partial`` or a callable's attributes: run on the shell, it would
+    reach the model. None when there is none."""
+    held = {id(module) for module in model.modules()}
+    held |= {id(tensor) for tensor in (*model.parameters(), *model.buffers())}
+    for path, shell in shells[id(model)].named_modules(remove_duplicate=False):
+        attributes = vars(shell)
+        code = [attributes[name] for name in _LOAD_CODE if name in attributes]
+        for kind in ("_load_state_dict_pre_hooks", "_load_state_dict_post_hooks"):
+            hooks = attributes.get(kind)
+            code += list(hooks.values()) if isinstance(hooks, dict) else []
+        if any(_holds(function, held) for function in code):
+            return path or "(model)"
+    return None
+
+
+def _holds(value: Any, held: set[int], depth: int = 3) -> bool:
+    """Whether ``value`` is, or reaches in ``depth`` steps, an object of ``held`` (by ``id``)."""
+    if id(value) in held:
+        return True
+    if depth == 0:
+        return False
+    inner: list[Any] = []
+    if isinstance(value, _WrappedHook):
+        inner = [value.hook]  # its module, where it is passed one, is the shell (see _rebound)
+    elif isinstance(value, functools.partial):
+        inner = [value.func, *value.args, *value.keywords.values()]
+    elif isinstance(value, types.MethodType):
+        inner = [value.__self__, value.__func__]
+    elif isinstance(value, types.FunctionType):
+        cells = [cell.cell_contents for cell in value.__closure__ or () if cell.cell_contents is not value]
+        inner = [*cells, *(value.__defaults__ or ()), *(value.__kwdefaults__ or {}).values()]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        inner = list(value)
+    elif isinstance(value, dict):
+        inner = list(value.values())
+    elif callable(value) and not isinstance(value, type) and hasattr(value, "__dict__"):
+        inner = list(vars(value).values())
+    return any(_holds(item, held, depth - 1) for item in inner)
 
 
 def _rebound(hook: Any, shells: dict[int, nn.Module]) -> Any:
@@ -122,11 +174,27 @@ def _dtype(name: str) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else torch.uint8  # a quantised block type: any dtype stands in
 
 
-def loaded_names(model: nn.Module, model_report: Report, checkpoint: Report) -> LoadedNames | None:
-    """What ``model``'s load code makes of ``checkpoint``'s names (see the module docstring), or None where it
-    cannot be told: the load code fails on meta, or its keys are not ``model_report``'s names."""
+class _NotRun(Exception):
+    """The model's load code is not run on stand-ins, for the reason given."""
+
+
+def loaded_names(model: nn.Module, model_report: Report, checkpoint: Report) -> LoadedNames:
+    """What ``model``'s load code makes of ``checkpoint``'s names (see the module docstring); where that cannot be
+    told, :attr:`LoadedNames.not_run` says why, and the names are compared as stored."""
+    try:
+        return _run_load_code(model, model_report, checkpoint)
+    except _NotRun as reason:
+        return LoadedNames.unknown(str(reason))
+    except Exception as error:  # the model's own code, on shells: whatever it raises, the diff goes on without it
+        return LoadedNames.unknown(f"it failed on meta stand-ins: {type(error).__name__}: {first_line(error)}")
+
+
+def _run_load_code(model: nn.Module, model_report: Report, checkpoint: Report) -> LoadedNames:
     model = forward_module(model)
     shells = _shells(model)
+    holding = _holding_the_model(shells, model)
+    if holding is not None:
+        raise _NotRun(f"the load code of '{shortened(holding)}' holds the model itself, which running it could change")
     root = shells[id(model)]
     # a wrapper inside the model (torch.compile's, a checkpoint wrapper's) is in its keys and not in the report's
     # names: ``0._orig_mod.weight`` is loaded into the report's ``0.weight``
@@ -140,12 +208,13 @@ def loaded_names(model: nn.Module, model_report: Report, checkpoint: Report) -> 
     keys = {reported(f"{path}." if path else "", name) for path, module in modules for name in _own_keys(module)}
     names = {name for record in model_report.tensors for name in (record.name, *record.aliases)}
     if not keys <= names:
-        return None
+        raise _NotRun("its state dict's keys are not the names it is reported under: a wrapper renames them")
     state: dict[str, torch.Tensor] = {}
     origin: dict[int, str] = {}
     for record in checkpoint.tensors:
         for name in (record.name, *record.aliases):
-            tensor = torch.empty(record.shape or (0,), dtype=_dtype(record.dtype), device="meta")
+            shape = record.shape if record.shape is not None else (0,)
+            tensor = torch.empty(shape, dtype=_dtype(record.dtype), device="meta")
             state[name] = tensor
             origin[id(tensor)] = name
     state_dict: Any = dict(state)
@@ -181,9 +250,7 @@ def loaded_names(model: nn.Module, model_report: Report, checkpoint: Report) -> 
             root.load_state_dict(state_dict, strict=False)
     except RuntimeError as error:
         if not str(error).startswith("Error(s) in loading state_dict"):  # size mismatches: compared by paramscope
-            return None
-    except Exception:
-        return None
+            raise
     still_unexpected = {unexpected[key] for key in (seen[0] if seen else []) if key in unexpected}
     sources = {source for source in loaded.values() if source is not None}
     return LoadedNames(
