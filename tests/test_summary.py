@@ -469,6 +469,23 @@ def test_a_model_nested_as_deep_as_its_own_forward_allows_is_summarised(device: 
     assert sys.getrecursionlimit() == limit
 
 
+class _RaisesTheRecursionLimit(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sys.setrecursionlimit(self.limit)
+        return super().forward(x)
+
+
+def test_a_recursion_limit_the_forward_sets_stays_as_without_the_summary() -> None:
+    limit = sys.getrecursionlimit()
+    model = _RaisesTheRecursionLimit(3, 3)
+    model.limit = limit + 1234
+    try:
+        paramscope.summary(model, input_size=(2, 3))
+        assert sys.getrecursionlimit() == limit + 1234  # as model(x) leaves it
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def test_memory_of_a_model_nested_as_deep_as_its_own_forward_allows_measures_its_forward() -> None:
     limit = sys.getrecursionlimit()
     levels = (limit - _frames_in_use() - 50) // 5

@@ -1784,13 +1784,20 @@ _SUMMARY_FRAMES = 100
 def _room_under_the_recursion_limit(stack: contextlib.ExitStack, walk: ModuleWalk) -> None:
     """Give the forward the room under Python's recursion limit it has without the summary, which ``stack`` takes
     back: a recorded forward is two frames more per level of modules (its wrapper's ``__call__`` and the C call into
-    it), so a model nested 160 deep would fail where it runs 247 deep by itself."""
+    it), so a model nested 160 deep would fail where it runs 247 deep by itself. The limit is the process's: other
+    threads have the room too while the forward runs."""
     depth = max(map(path_depth, walk.paths.values()), default=0)
     limit = sys.getrecursionlimit()
-    stack.callback(sys.setrecursionlimit, limit)
     # no deeper than a plain forward could nest under the limit (three frames a level at least): a chain of 50,000
     # modules, which fails by itself, must fail here too with a RecursionError, not overflow the C stack
-    sys.setrecursionlimit(limit + 2 * min(depth, limit // 3) + _SUMMARY_FRAMES)
+    raised = limit + 2 * min(depth, limit // 3) + _SUMMARY_FRAMES
+
+    def put_back() -> None:  # unless the forward set a limit of its own, which stays as it would without the summary
+        if sys.getrecursionlimit() == raised:
+            sys.setrecursionlimit(limit)
+
+    stack.callback(put_back)
+    sys.setrecursionlimit(raised)
 
 
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
