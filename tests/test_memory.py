@@ -3208,10 +3208,10 @@ class TwoStacks(nn.Module):
         return self.head(hidden)
 
 
-def largest_block_saves(model: nn.Module, blocks: Iterable[nn.Module], x: torch.Tensor) -> int:
-    """What the block that saves most saves, each measured alone on the input it gets: what lives again while
-    backward recomputes it."""
-    recomputed, hidden = 0, model.embed(x)
+def largest_block_saves(blocks: Iterable[nn.Module], hidden: torch.Tensor) -> int:
+    """What the block that saves most saves, each measured alone on the input it gets (``hidden``, the first's): what
+    lives again while backward recomputes it."""
+    recomputed = 0
     for block in blocks:
         recomputed = max(recomputed, saved_bytes(block, hidden))
         hidden = block(hidden)
@@ -3223,7 +3223,7 @@ def saved_when_checkpointed(model: nn.Module, blocks: Iterable[nn.Module], x: to
     blocks' inputs, and what runs outside them), and one block's saved tensors again while backward recomputes it."""
     checkpointed = copy.deepcopy(model)
     checkpointed.checkpointed = True
-    return saved_bytes(checkpointed, x) + largest_block_saves(model, blocks, x)
+    return saved_bytes(checkpointed, x) + largest_block_saves(blocks, model.embed(x))
 
 
 def test_checkpointing_checkpoints_every_stack_of_blocks() -> None:
@@ -3304,7 +3304,7 @@ def test_a_forward_calling_checkpoint_is_estimated_as_checkpointed(reentrant: bo
     x = torch.randn(4, 8)
     # torch: what the model's checkpointed forward saves, and one block's saved tensors again while backward
     # recomputes it
-    recomputed = largest_block_saves(model, [*model.encoder, *model.decoder], x)
+    recomputed = largest_block_saves([*model.encoder, *model.decoder], model.embed(x))
     truth = saved_bytes(model, x) + recomputed
     plan = plan_of(model, train=True, input_size=(4, 8), precision="fp32", grad_checkpointing=grad_checkpointing)
     item = plan.item("activations")
@@ -3631,10 +3631,7 @@ class CostlyRegions(nn.Module):
 def test_regions_the_model_checkpoints_count_as_checkpointed_even_when_that_costs_more() -> None:
     torch.manual_seed(0)
     model, x = CostlyRegions(), torch.randn(4, 16)
-    recomputed, hidden = 0, x
-    for block in model.blocks:
-        recomputed = max(recomputed, saved_bytes(block, hidden))
-        hidden = block(hidden)
+    recomputed = largest_block_saves(model.blocks, x)
     truth = saved_bytes(model, x) + recomputed  # torch: the 6 regions' inputs, and one region's tanh output again
     assert plan_of(model, train=True, input_size=(4, 16), precision="fp32").item("activations").total_bytes == truth
 
@@ -3667,10 +3664,7 @@ class SharedAct(nn.Module):
 def test_a_module_a_region_shares_with_the_rest_of_the_forward_is_not_one_of_its_own() -> None:
     torch.manual_seed(0)
     model, x = SharedAct(), torch.randn(8, 16)
-    recomputed, hidden = 0, x
-    for block in model.blocks:
-        recomputed = max(recomputed, saved_bytes(block, hidden))
-        hidden = block(hidden)
+    recomputed = largest_block_saves(model.blocks, x)
     truth = saved_bytes(model, x) + recomputed  # torch: one region's tanh output again, not the three's and the head's
     item = plan_of(model, train=True, input_size=(8, 16), precision="fp32").item("activations")
     assert item.total_bytes == truth
