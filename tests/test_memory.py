@@ -11,6 +11,7 @@ parameters come from ``model.parameters()``. Every model is tiny and runs on CPU
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import csv
@@ -3603,6 +3604,169 @@ def test_a_region_keeps_its_output_the_head_saves(selective: bool) -> None:
         kept + recomputed
     )
     assert paramscope.summary(model, input_data=x, mode="train").totals.activations_bytes == kept
+
+
+class _OtherEntries:
+    """An op's entries in a selective checkpointing cache of another layout: set and got by call index, no len()."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, Any] = {}
+
+    def __setitem__(self, index: int, entry: Any) -> None:
+        self.entries[index] = entry
+
+    def get(self, index: int) -> Any:
+        return self.entries.get(index)
+
+
+class _OtherWrapper:
+    """A stored output wrapped otherwise than torch's ``_VersionWrapper`` (no ``val``)."""
+
+    def __init__(self, wrapped: Any) -> None:
+        self.wrapped = wrapped
+
+    def get_val(self, allow_cache_entry_mutation: bool) -> Any:
+        return self.wrapped.get_val(allow_cache_entry_mutation)
+
+
+class _RewrappedEntries(dict):  # type: ignore[type-arg]
+    def __setitem__(self, index: Any, entry: Any) -> None:
+        wrapped = torch.utils._pytree.tree_map(
+            lambda leaf: _OtherWrapper(leaf) if hasattr(leaf, "val") else leaf, entry
+        )
+        super().__setitem__(index, wrapped)
+
+
+class _OtherStorage:
+    """A cache that is no Mapping: entries made on first use, as a defaultdict makes them."""
+
+    def __init__(self) -> None:
+        self.ops: dict[Any, dict[int, Any]] = {}
+
+    def __getitem__(self, key: Any) -> dict[int, Any]:
+        return self.ops.setdefault(key, {})
+
+    def get(self, key: Any) -> dict[int, Any] | None:
+        return self.ops.get(key)
+
+
+LAYOUTS = {
+    "entries without len": lambda: collections.defaultdict(_OtherEntries),
+    "entries without val": lambda: collections.defaultdict(_RewrappedEntries),
+    "storage no mapping": _OtherStorage,
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_selective_checkpointing_cache_laid_out_otherwise_counts_as_full_checkpointing(
+    monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    import torch.utils.checkpoint as checkpointing
+
+    original = checkpointing.create_selective_checkpoint_contexts
+
+    def laid_out_otherwise(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        forward, recompute = original(*args, **kwargs)
+        forward.storage = recompute.storage = LAYOUTS[layout]()  # another torch's cache, still empty
+        return forward, recompute
+
+    monkeypatch.setattr(checkpointing, "create_selective_checkpoint_contexts", laid_out_otherwise)
+    torch.manual_seed(0)
+    model, x = TanhRegions(selective=True), torch.randn(8, 16)
+    model(x.requires_grad_()).sum().backward()  # torch runs with that cache
+    full = TanhRegions(selective=False)
+    full.load_state_dict(model.state_dict())
+    # torch: what full checkpointing keeps, and the region that saves most again while it is recomputed
+    recomputed, hidden = 0, x.detach()
+    for block in full.blocks:
+        recomputed = max(recomputed, saved_but_not_by([], block, hidden))
+        hidden = block(hidden)
+    kept = kept_after_forward(full, x.detach())
+    unread = ("the tensors the selective activation checkpointing of 3 region(s) keeps could not be read (torch's "
+              "private cache of them is laid out otherwise than paramscope knows), so the activations count those "
+              "regions as fully checkpointed, their inputs alone kept (a lower bound)")  # fmt: skip
+    for mode in ("eval", "train"):
+        summary = paramscope.summary(model, input_data=x.detach(), mode=mode)
+        assert summary.totals.activations_bytes == kept
+        assert ("the train-mode forward ran torch.utils.checkpoint 3 time(s): the activations count what it keeps "
+                "(the regions' inputs), not the regions' saved tensors, which live again while backward recomputes "
+                "them") in summary.notes  # fmt: skip
+        assert unread in summary.notes
+    report = paramscope.memory(model, train=True, input_size=(8, 16), precision="fp32")
+    assert report.memory is not None
+    assert report.memory.item("activations").total_bytes == kept + recomputed
+    assert unread in report.memory.notes
+
+
+def test_a_changed_checkpoint_generator_signature_leaves_its_arguments_as_they_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch.utils.checkpoint as checkpointing
+
+    original = checkpointing._checkpoint_without_reentrant_generator
+
+    def generator(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **kwargs)
+
+    # another torch's generator, whose signature (as inspect reads it) does not take the arguments checkpoint gives it
+    generator.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("fn", inspect.Parameter.POSITIONAL_ONLY)]
+    )
+    monkeypatch.setattr(checkpointing, "_checkpoint_without_reentrant_generator", generator)
+    torch.manual_seed(0)
+    model, x = TanhRegions(selective=True), torch.randn(8, 16)
+    full = TanhRegions(selective=False)
+    full.load_state_dict(model.state_dict())
+    # as if no context_fn: what full checkpointing keeps
+    assert paramscope.summary(model, input_data=x).totals.activations_bytes == kept_after_forward(full, x)
+
+
+def test_selective_checkpointing_reads_each_stored_entry_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.utils.checkpoint as checkpointing
+
+    class Entries(dict):  # type: ignore[type-arg]
+        read = 0
+
+        def __getitem__(self, index: Any) -> Any:
+            Entries.read += 1
+            return super().__getitem__(index)
+
+        def values(self) -> Any:
+            Entries.read += len(self)
+            return super().values()
+
+    original = checkpointing.create_selective_checkpoint_contexts
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        forward, recompute = original(*args, **kwargs)
+        forward.storage = recompute.storage = collections.defaultdict(Entries)
+        return forward, recompute
+
+    monkeypatch.setattr(checkpointing, "create_selective_checkpoint_contexts", counted)
+
+    class Products(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for _ in range(200):
+                x = torch.mm(x, self.w)
+            return x
+
+    class Region(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = Products()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            context_fn = functools.partial(checkpointing.create_selective_checkpoint_contexts,
+                                           [torch.ops.aten.mm.default])  # fmt: skip
+            return 2 * checkpointing.checkpoint(self.block, x, use_reentrant=False, context_fn=context_fn)
+
+    summary = paramscope.summary(Region(), input_size=(4, 4), mode="train")
+    assert summary.totals.activations_bytes == 4 * 4 * 4 * 201  # the input and the 200 products kept, float32
+    assert Entries.read == 200  # each product's entry once, not all of them again after each product
 
 
 class ScaledTanh(nn.Module):

@@ -301,6 +301,9 @@ class _Regions:
         self.held: list[Any] = []
         """The regions' inputs and what selective checkpointing kept, until the regions are read: a storage freed
         before would leave its address to another."""
+        self.unread = 0
+        """The regions whose selective checkpointing's kept tensors could not be read (torch's cache laid out
+        otherwise): counted as fully checkpointed."""
 
     def enter(self, args: Iterable[Any]) -> None:
         self.depth += 1
@@ -320,10 +323,15 @@ class _Regions:
             self.found[-1][2].update(input_storages((tensor,), {}))
             self.held.append(tensor)
 
+    def not_read(self) -> None:
+        """The selective activation checkpointing of the region running keeps tensors that cannot be read."""
+        self.unread += 1
+
     def module_called(self, module: nn.Module, _args: Any) -> None:
         path = self.paths.get(id(module))
         if path == "" and not self.depth:  # a forward begins: a failed one's regions are not this one's
             self.found.clear()
+            self.unread = 0
         if self.depth and path is not None:
             # by the calls, not the names: a module the model shares (one activation) may run inside a region's
             # module, and outside the regions too
@@ -373,8 +381,8 @@ def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
         def plain(*given: Any, **kwargs: Any) -> Iterator[None]:
             inputs = (*given[settings:], *kwargs.values())
             # the model's context_fn runs as torch runs it: selective checkpointing keeps what its policy saves
-            given, kwargs = selectively_kept(generator, given, kwargs, regions.kept, lambda: None)
-            context_fn = pyinspect.signature(generator).bind(*given, **kwargs).arguments.get("context_fn")
+            given, kwargs, context_fn = selectively_kept(generator, given, kwargs, regions.kept, lambda: None,
+                                                         regions.not_read)  # fmt: skip
             forward = context_fn()[0] if context_fn is not None else contextlib.nullcontext()
             with regions.region(inputs), forward:
                 yield  # checkpoint runs the function here, and next() again after it
@@ -518,7 +526,13 @@ def measure_activations(
     """The activations item of a plan, from one forward on meta (a progress bar on a terminal unless ``quiet``),
     notes, and for training the names of the parameters that get a gradient from it (None: all of them) and the
     activations gradient checkpointing would leave when it is off (None: not measured, or no repeated blocks)."""
-    from ._summary import check_runnable, finite_checks_note, fused_with_dropout_note, unfused_recurrent_note
+    from ._summary import (
+        check_runnable,
+        finite_checks_note,
+        fused_with_dropout_note,
+        selective_unread_note,
+        unfused_recurrent_note,
+    )
     from .sources.module import forward_module
     from .trace import peak_live_bytes
 
@@ -559,6 +573,8 @@ def measure_activations(
             size, formula = own
             notes.append("the model's forward calls torch.utils.checkpoint: its activations are estimated as "
                          "checkpointed (the regions' inputs kept, one region recomputed in backward)")  # fmt: skip
+            if regions.unread:
+                notes.append(selective_unread_note(regions.unread))
             return (size, "estimate", formula), notes, trained, None
         if was_on and not settings.grad_checkpointing:
             notes.append("the model has gradient checkpointing on: its activations are estimated as checkpointed")

@@ -453,7 +453,9 @@ def summarize(
     if result.finite_checks:
         notes.append(finite_checks_note(result.finite_checks))
     if result.checkpoint_calls:
-        notes.append(checkpoint_calls_note(result.checkpoint_calls, result.selective_calls))
+        notes.append(checkpoint_calls_note(result.checkpoint_calls, result.selective_calls - result.selective_unread))
+    if result.selective_unread:
+        notes.append(selective_unread_note(result.selective_unread))
     ran_here = {in_report(path) for path in called.union(trained_only)}
     # a module whose weights are tied to a module that ran (T5's `shared` embedding) is not idle
     tied_to_ran = {record.name.rpartition(".")[0] for record in report.tensors
@@ -524,6 +526,14 @@ def checkpoint_calls_note(calls: int, selective: int = 0) -> str:
                  "that ran them")  # fmt: skip
     return (f"{CHECKPOINT_CALLS} {calls} time(s): the activations count what it keeps ({kept}), not the regions' "
             "saved tensors, which live again while backward recomputes them")  # fmt: skip
+
+
+def selective_unread_note(regions: int) -> str:
+    """What the activations leave out where torch's cache of what selective activation checkpointing keeps could not
+    be read."""
+    return (f"the tensors the selective activation checkpointing of {regions} region(s) keeps could not be read "
+            "(torch's private cache of them is laid out otherwise than paramscope knows), so the activations count "
+            "those regions as fully checkpointed, their inputs alone kept (a lower bound)")  # fmt: skip
 
 
 def finite_checks_note(reads: int) -> str:

@@ -491,27 +491,67 @@ def checkpoint_replaced(replacements: Mapping[str, Callable[[Any], Any]]) -> Ite
 class _SelectivelyKept(TorchDispatchMode):
     """Above torch's selective activation checkpointing mode in a checkpointed region's forward: after each op, each
     tensor that mode has newly stored in ``storage`` (the outputs of the ops its policy saves, which the region keeps
-    until backward, outside ``saved_tensors_hooks``' sight) goes to ``keep``, while the op's module is running."""
+    until backward, outside ``saved_tensors_hooks``' sight) goes to ``keep``, while the op's module is running.
 
-    def __init__(self, storage: Mapping[Any, Any], keep: Callable[[torch.Tensor], object]) -> None:
+    The storage is torch's private cache: where it holds anything this does not know (another layout in another
+    torch), ``unread`` is called once and the cache is read no more in this region, whose ops the mode then only
+    runs (what the region keeps is counted as under full checkpointing). The model's forward never fails for it."""
+
+    def __init__(
+        self, storage: Mapping[Any, Any], keep: Callable[[torch.Tensor], object], unread: Callable[[], object]
+    ) -> None:
         super().__init__()
-        self.storage, self.keep = storage, keep
+        self.storage, self.keep, self.unread = storage, keep, unread
         self.stored: dict[Any, int] = {}
+        self.reading = True
+        import torch.utils.checkpoint as checkpointing
+
+        # what torch stores for an output recomputed in backward, or one backward has used
+        self.marks = tuple(mark for name in ("_RECOMPUTE", "_CONSUMED") if (mark := getattr(checkpointing, name, None)))
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         output = func(*args, **(kwargs or {}))
+        if self.reading:
+            new = self._new_tensors()
+            if new is None:
+                self.reading = False
+                self.unread()
+            else:
+                for tensor in new:
+                    self.keep(tensor)
+        return output
+
+    def _new_tensors(self) -> list[torch.Tensor] | None:
+        """The tensors stored since the last op, each op's entries read from where the last read stopped; None where
+        the storage holds what torch's layout does not."""
         # torch's storage maps each op to its entries in order (a list; a dict by call index since torch 2.10),
         # each the op's outputs wrapped (in a _VersionWrapper's ``val``), or a mark for an output recomputed
-        for key, entries in self.storage.items():
-            stored = self.stored.get(key, 0)
-            if len(entries) > stored:
-                self.stored[key] = len(entries)
-                new = list(entries.values() if isinstance(entries, Mapping) else entries)[stored:]
-                for leaf in tree_leaves(new):
-                    value = getattr(leaf, "val", leaf)
+        new: list[torch.Tensor] = []
+        try:
+            for key, entries in self.storage.items():
+                if not isinstance(entries, (list, Mapping)):
+                    return None
+                stored, size = self.stored.get(key, 0), len(entries)
+                if size <= stored:
+                    continue
+                self.stored[key] = size
+                added = (
+                    entries[stored:] if isinstance(entries, list) else [entries[index] for index in range(stored, size)]
+                )
+                for leaf in tree_leaves(added):
+                    if any(leaf is mark for mark in self.marks):
+                        continue
+                    value = getattr(leaf, "val", _UNREAD)
+                    if value is _UNREAD:
+                        return None
                     if isinstance(value, torch.Tensor):
-                        self.keep(value)
-        return output
+                        new.append(value)
+        except Exception:  # a cache that does not behave as a dict of lists or dicts (a KeyError: not by call index)
+            return None
+        return new
+
+
+_UNREAD: Any = object()
 
 
 class _SelectiveForward:
@@ -538,28 +578,38 @@ def selectively_kept(
     kwargs: dict[str, Any],
     keep: Callable[[torch.Tensor], object],
     selective: Callable[[], object],
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    unread: Callable[[], object],
+) -> tuple[tuple[Any, ...], dict[str, Any], Callable[[], Any] | None]:
     """The arguments of a call of ``torch.utils.checkpoint``'s non-reentrant ``generator``, with its ``context_fn``
     made to call ``selective`` when its forward context is torch's selective activation checkpointing
-    (``create_selective_checkpoint_contexts``), and give ``keep`` each tensor that context keeps in the forward; any
-    other context as it is."""
+    (``create_selective_checkpoint_contexts``), and give ``keep`` each tensor that context keeps in the forward (or
+    call ``unread`` where torch's cache of them cannot be read); any other context as it is. Also the ``context_fn``
+    given now, None where there is none (or the arguments do not fit the generator's signature: they are left as
+    they are)."""
     import torch.utils.checkpoint as checkpointing
 
-    bound = pyinspect.signature(generator).bind(*given, **kwargs)
+    try:
+        bound = pyinspect.signature(generator).bind(*given, **kwargs)
+    except (TypeError, ValueError):  # another torch's signature: torch's own call of it says what is wrong
+        return given, kwargs, None
     context_fn = bound.arguments.get("context_fn")
     if context_fn is None or context_fn is checkpointing.noop_context_fn:
-        return given, kwargs
+        return given, kwargs, None
+    caching = getattr(checkpointing, "_CachingTorchDispatchMode", None)
 
     def contexts() -> tuple[Any, Any]:
         forward, recompute = context_fn()
         storage = getattr(forward, "storage", None)
-        if not isinstance(forward, (TorchDispatchMode, _SelectiveForward)) or not isinstance(storage, Mapping):
-            return forward, recompute
-        selective()
-        return _SelectiveForward(forward, _SelectivelyKept(storage, keep)), recompute
+        if isinstance(forward, (TorchDispatchMode, _SelectiveForward)) and isinstance(storage, Mapping):
+            selective()
+            return _SelectiveForward(forward, _SelectivelyKept(storage, keep, unread)), recompute
+        if caching is not None and isinstance(forward, caching):  # torch's, with its cache laid out otherwise
+            selective()
+            unread()
+        return forward, recompute
 
     bound.arguments["context_fn"] = contexts
-    return bound.args, bound.kwargs
+    return bound.args, bound.kwargs, contexts
 
 
 def _checkpoint_calls_counted(found: Trace, saved: _SavedTensors) -> contextlib.AbstractContextManager[None]:
@@ -583,10 +633,13 @@ def _checkpoint_calls_counted(found: Trace, saved: _SavedTensors) -> contextlib.
     def selective() -> None:
         found.selective_calls += 1
 
+    def unread() -> None:
+        found.selective_unread += 1
+
     def counted_generator(generator: Any) -> Any:
         def counted(*args: Any, **kwargs: Any) -> Iterator[None]:
             found.checkpoint_calls += 1
-            args, kwargs = selectively_kept(generator, args, kwargs, keep, selective)
+            args, kwargs, _ = selectively_kept(generator, args, kwargs, keep, selective, unread)
             with saved.checkpointed():  # checkpoint runs the function between the generator's two steps
                 yield from generator(*args, **kwargs)
 
@@ -860,6 +913,9 @@ class Trace:
     selective_calls: int = 0
     """Those of :attr:`checkpoint_calls` under torch's selective activation checkpointing: the outputs of the ops its
     policy saves are kept until backward, and count as saved (in the module of the op)."""
+    selective_unread: int = 0
+    """Those of :attr:`selective_calls` whose kept tensors could not be read from torch's private cache (another
+    layout): their regions count as fully checkpointed, what they keep beyond their inputs left out."""
     unread_masks: list[str] = field(default_factory=list)
     """On meta: the checks of transformers' masks that met a tensor without values (a mask or position ids given)
     and went the way they go under a trace, where a real device reads the values."""
