@@ -3769,6 +3769,25 @@ def test_selective_checkpointing_reads_each_stored_entry_once(monkeypatch: pytes
     assert Entries.read == 200  # each product's entry once, not all of them again after each product
 
 
+def test_a_failed_train_mode_forward_leaves_no_checkpoint_note() -> None:
+    class CheckpointedThenNormed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block, self.norm = nn.Linear(4, 4), nn.BatchNorm1d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            from torch.utils.checkpoint import checkpoint
+
+            return self.norm(checkpoint(self.block, x, use_reentrant=False))
+
+    model = CheckpointedThenNormed()
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+        model.train()(torch.randn(1, 4))  # torch: no train-mode forward on one sample
+    summary = paramscope.summary(model.eval(), input_size=(1, 4))
+    assert summary.totals.activations_bytes is None
+    assert not [note for note in summary.notes if "torch.utils.checkpoint" in note]  # no forward measured ran it
+
+
 class ScaledTanh(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -2018,6 +2018,7 @@ def trace(
              trace_result=result, quiet=quiet, walk=walk, depth=depth)  # fmt: skip
     except ForwardError as error:
         result.activations_failure = f"no train-mode forward could run ({error})"
+        result.checkpoint_calls = result.selective_calls = result.selective_unread = 0  # the failed forward's
     else:
         result.activations_device = "meta"
     return result
