@@ -3721,6 +3721,24 @@ def test_a_changed_checkpoint_generator_signature_leaves_its_arguments_as_they_a
     assert paramscope.summary(model, input_data=x).totals.activations_bytes == kept_after_forward(full, x)
 
 
+def test_a_checkpoint_generator_whose_signature_cannot_be_read_runs_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.utils.checkpoint as checkpointing
+
+    original = checkpointing._checkpoint_without_reentrant_generator
+
+    class Generator:  # another torch's private generator, whose signature inspect cannot read
+        __signature__ = 1
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return original(*args, **kwargs)
+
+    monkeypatch.setattr(checkpointing, "_checkpoint_without_reentrant_generator", Generator())
+    with pytest.raises(TypeError):
+        inspect.signature(checkpointing._checkpoint_without_reentrant_generator)
+    plan = plan_of(TanhRegions(selective=True), train=True, input_size=(8, 16), precision="fp32")
+    assert plan.item("activations").total_bytes > 0  # the plan stands, the regions run by torch's own checkpoint
+
+
 def test_selective_checkpointing_reads_each_stored_entry_once(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch.utils.checkpoint as checkpointing
 

@@ -374,8 +374,12 @@ def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
         return Plain
 
     def plain_generator(generator: Any) -> Any:
+        try:
+            signature = pyinspect.signature(generator)
+        except (TypeError, ValueError):  # a torch whose private generator is another thing: it runs as it is
+            return generator
         # the settings it takes before the function's arguments, which torch's versions add to (early_stop)
-        parameters = pyinspect.signature(generator).parameters.values()
+        parameters = signature.parameters.values()
         settings = len(list(takewhile(lambda p: p.kind is p.POSITIONAL_OR_KEYWORD, parameters)))
 
         def plain(*given: Any, **kwargs: Any) -> Iterator[None]:
@@ -387,7 +391,7 @@ def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
             with regions.region(inputs), forward:
                 yield  # checkpoint runs the function here, and next() again after it
 
-        plain.__signature__ = pyinspect.signature(generator)  # type: ignore[attr-defined]  # for the summary's wrapper
+        plain.__signature__ = signature  # type: ignore[attr-defined]  # for the summary's wrapper
         return plain
 
     replacements = {"CheckpointFunction": plain_function, "_checkpoint_without_reentrant_generator": plain_generator}
