@@ -482,14 +482,32 @@ def repeated_text_pt(tmp: Path) -> Case:
     return Case(["inspect", str(path)], not_a_pickle(path, "KeyError: 101"))
 
 
-def zip_with_text_pickle(tmp: Path) -> Case:
+def zip_with_data_pkl(tmp: Path, pickled: bytes) -> Path:
+    """A checkpoint torch.save wrote, its data.pkl replaced by ``pickled``."""
     saved = saved_pt(tmp / "saved.pt")
     path = tmp / "model.pt"
     with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
         for entry in source.infolist():
-            text = entry.filename.endswith("/data.pkl")
-            target.writestr(entry, b"this is text\n" if text else source.read(entry))
+            replaced = entry.filename.endswith("/data.pkl")
+            target.writestr(entry, pickled if replaced else source.read(entry))
+    return path
+
+
+def zip_with_text_pickle(tmp: Path) -> Case:
+    path = zip_with_data_pkl(tmp, b"this is text\n")
     return Case(["inspect", str(path)], not_a_pickle(path, "IndexError: pop from empty list"))
+
+
+def zip_with_a_pickle_popping_an_empty_stack(tmp: Path) -> Case:
+    # POP then STOP: opcodes of protocol 0 alone, ending in STOP, yet no pickle (it pops what was never pushed)
+    path = zip_with_data_pkl(tmp, b"0.")
+    return Case(["inspect", str(path)], not_a_pickle(path, "Unsupported operand 48"))
+
+
+def zip_with_bytes_after_a_protocol_0_pickle(tmp: Path) -> Case:
+    # an empty dict in protocol 0 (MARK, DICT, PUT 0, STOP), then a byte the pickle does not account for
+    path = zip_with_data_pkl(tmp, b"(dp0\n.x")
+    return Case(["inspect", str(path)], not_a_pickle(path, "Unsupported operand 100"))
 
 
 def pickle_calling_with_wrong_arguments(tmp: Path) -> Case:
@@ -931,9 +949,11 @@ CASES: list[Callable[[Path], Case]] = [
     directory_of_two_safetensors_checkpoints, directory_of_two_safetensors_indexes, directory_of_two_bin_indexes,
     index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt, llama_slices_for_model_parallel_loading,
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
-    random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, pickle_calling_with_wrong_arguments,
+    random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, zip_with_a_pickle_popping_an_empty_stack,
+    zip_with_bytes_after_a_protocol_0_pickle, pickle_calling_with_wrong_arguments,
     pickle_with_a_dict_as_a_key, pickle_rebuilding_a_tensor_from_a_tuple, legacy_pt_claiming_4_pib, protocol_4_pickle,
     saved_with_protocol(4, legacy=False), saved_with_protocol(5, legacy=True), saved_with_protocol(1, legacy=True),
+    saved_with_protocol(0, legacy=False), saved_with_protocol(1, legacy=False),
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, legacy_pt_whose_storage_has_another_size,
     zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import logging
 import math
 import os
 import pickle
+import pickletools
 import re
 import struct
 import sys
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -288,6 +291,9 @@ def _not_a_pickle(path: Path, reason: str) -> SourceError:
 # opcodes of protocols 2 and 3 alone (torch.save's default is 2): "Unsupported operand 149", FRAME, for 4 and 5.
 _READ_PROTOCOLS = (2, 3)
 _PROTO = 0x80  # the opcode that opens a pickle of protocol 2 or more, its protocol in the next byte
+# A data.pkl without PROTO is walked, opcode by opcode, to tell a pickle of protocol 0 or 1 from bytes that are no
+# pickle; one larger than this is not (pickletools, in pure Python, takes about a second for 2 MB: 13,000 tensors).
+_MAX_WALKED = 8 * 2**20
 
 
 def _unread_protocol(path: Path) -> str | None:
@@ -296,12 +302,13 @@ def _unread_protocol(path: Path) -> str | None:
     from .target import is_legacy_torch_head
 
     try:
-        archived = zipfile.is_zipfile(path)
-        if archived:
+        if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 name = next(n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl")
                 with archive.open(name) as pickled:
                     head = pickled.read(2)
+                if head[:1] != bytes([_PROTO]):
+                    return _protocol_0_or_1(archive, name)
         else:
             with path.open("rb") as handle:
                 head = handle.read(32)
@@ -309,11 +316,31 @@ def _unread_protocol(path: Path) -> str | None:
                 return None
     except (OSError, zipfile.BadZipFile, StopIteration, RuntimeError, NotImplementedError):
         return None
-    if head[:1] != bytes([_PROTO]):
-        # a legacy file's magic pickled without a PROTO opcode: protocol 0 or 1 (an archive's data.pkl without one
-        # may be anything)
-        return None if archived else "0 or 1"
+    if head[:1] != bytes([_PROTO]):  # a legacy file's magic pickled without a PROTO opcode: protocol 0 or 1
+        return "0 or 1"
     return None if head[1] in _READ_PROTOCOLS else str(head[1])
+
+
+class _Discarded(io.StringIO):
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def _protocol_0_or_1(archive: zipfile.ZipFile, name: str) -> str | None:
+    """ "0 or 1" when an archive's data.pkl (one without PROTO) is a whole pickle of protocol 0 or 1: its opcodes,
+    walked without executing any, are all of those protocols, keep to the pickle machine's stack and memo, and end
+    in STOP at its last byte; None for anything else (text, damaged bytes, one too large to walk)."""
+    if archive.getinfo(name).file_size > _MAX_WALKED:
+        return None
+    try:
+        data = archive.read(name)
+        if any(opcode.proto > 1 or (opcode.name == "STOP" and at != len(data) - 1)
+               for opcode, _, at in pickletools.genops(data)):  # fmt: skip
+            return None
+        pickletools.dis(data, out=_Discarded())  # checks the stack, the marks and the memo
+    except (ValueError, zlib.error):  # ValueError: what pickletools raises for bytes that are no such pickle
+        return None
+    return "0 or 1"
 
 
 def _raised_reading_the_file(traceback: TracebackType | None) -> bool:
