@@ -749,6 +749,46 @@ def pt_without_tensors(tmp: Path) -> Case:
     return Case(["inspect", str(path)], f"{path}: no model tensors found (top-level keys: 'epoch', 'global_step')")
 
 
+def adam_state_after_one_step() -> dict[str, Any]:
+    """An Adam optimizer's state_dict() after a step: its 'state' holds exp_avg, exp_avg_sq and step tensors."""
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    state = optimizer.state_dict()
+    assert torch.is_tensor(state["state"][0]["exp_avg"])  # tensors: not a dict without any
+    return state
+
+
+def optimizer_state_dict_pt(tmp: Path) -> Case:
+    # torch.save(optimizer.state_dict(), "opt.pt"): its 'state' holds tensors, yet no model's
+    path = tmp / "opt.pt"
+    torch.save(adam_state_after_one_step(), path)
+    message = (
+        f"{path}: no model weights, only training state (an optimizer's state_dict(): its 'state' and 'param_groups')"
+    )
+    return Case(["inspect", str(path)], message)
+
+
+def checkpoint_of_optimizer_state_only(tmp: Path) -> Case:
+    path = tmp / "opt.pt"
+    torch.save({"optimizer": adam_state_after_one_step(), "scaler": {"scale": torch.ones(())}, "epoch": 3}, path)
+    return Case(["inspect", str(path)], f"{path}: no model weights, only training state ('optimizer', 'scaler')")
+
+
+def sub_models_after_an_optimizer_under_another_key(tmp: Path) -> Case:
+    # the advice names a sub-model, not the optimizer's state dict listed before it
+    path = tmp / "gan.pt"
+    torch.save({"opt_g": adam_state_after_one_step(), "generator": {"w": torch.zeros(3)}}, path)
+    message = (
+        f"{path}: no model tensors found: its entries 'opt_g', 'generator' hold tensors, but none under a key "
+        "paramscope reads as the model's ('state_dict', 'model_state_dict', 'model_state', 'model', …); to count one, "
+        f"save it alone and inspect that: torch.save(torch.load({str(path)!r}, weights_only=True)['generator'], "
+        "'model.pt')"
+    )
+    return Case(["inspect", str(path)], message)
+
+
 def test_sub_models_without_a_model_key_say_how_to_count_one(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -958,7 +998,9 @@ CASES: list[Callable[[Path], Case]] = [
     zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
     zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,
-    pt_holding_an_int, pt_holding_none, pt_without_tensors, directory_of_training_state_only, gguf_bad_magic,
+    pt_holding_an_int, pt_holding_none, pt_without_tensors, optimizer_state_dict_pt, checkpoint_of_optimizer_state_only,
+    sub_models_after_an_optimizer_under_another_key,
+    directory_of_training_state_only, gguf_bad_magic,
     gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
     gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
     gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_tensor_not_aligned, gguf_tensors_overlapping,

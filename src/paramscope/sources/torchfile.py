@@ -482,6 +482,21 @@ def _left_out_note(entries: list[tuple[str, Any]], where: str) -> list[str]:
     return [f"{len(entries)} entries{where} hold no tensor and are not counted: {shown}"]
 
 
+def _is_optimizer_state(value: Any) -> bool:
+    """Whether ``value`` is an optimizer's ``state_dict()``: ``{"state": {…}, "param_groups": […]}``."""
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("state"), Mapping)
+        and isinstance(value.get("param_groups"), list)
+    )
+
+
+def _is_training_state(key: Any, value: Any) -> bool:
+    """Whether a checkpoint's entry is training state, not a model: an optimizer's state dict, or an entry under an
+    optimizer's key or the name of a training state file (``scheduler``, ``scaler``, ``rng_state``)."""
+    return key in _OPTIMIZER_KEYS or TRAINING_STATE.fullmatch(f"{key}.pt") is not None or _is_optimizer_state(value)
+
+
 def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Tensor]], list[str], Any]:
     """The model's named tensors, notes on everything else the checkpoint holds, and the dict the model's tensors
     are in (its ``_metadata`` is what ``load_state_dict`` reads module versions from), or None.
@@ -503,8 +518,14 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
     if model_key is None:
         model = [(str(key), value) for key, value in loaded.items() if isinstance(value, torch.Tensor)]
         others = [key for key, value in loaded.items() if contents.is_container_of_tensors(value)]
+        if not model and _is_optimizer_state(loaded):
+            raise SourceError(f"{path}: no model weights, only training state (an optimizer's state_dict(): its "
+                              "'state' and 'param_groups')")  # fmt: skip
+        if not model and others and all(_is_training_state(key, loaded[key]) for key in others):
+            named = listed([repr(key) for key in others])
+            raise SourceError(f"{path}: no model weights, only training state ({named})")
         if not model and others:  # sub-models ({"generator": …, "discriminator": …}): which is the model is the user's
-            first = next((key for key in others if key not in _OPTIMIZER_KEYS), others[0])
+            first = next(key for key in others if not _is_training_state(key, loaded[key]))
             raise SourceError(
                 f"{path}: no model tensors found: its entries {listed([repr(key) for key in others])} hold tensors, "
                 f"but none under a key paramscope reads as the model's ({', '.join(map(repr, _MODEL_KEYS[:4]))}, …); "
