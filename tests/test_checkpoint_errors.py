@@ -776,6 +776,13 @@ def checkpoint_of_optimizer_state_only(tmp: Path) -> Case:
     return Case(["inspect", str(path)], f"{path}: no model weights, only training state ('optimizer', 'scaler')")
 
 
+def checkpoint_of_optimizer_and_rng_state(tmp: Path) -> Case:
+    # a generator's state saved as a tensor beside the optimizer's: training state too, not a model's weights
+    path = tmp / "opt.pt"
+    torch.save({"optimizer": adam_state_after_one_step(), "rng_state": torch.get_rng_state(), "epoch": 3}, path)
+    return Case(["inspect", str(path)], f"{path}: no model weights, only training state ('optimizer', 'rng_state')")
+
+
 def sub_models_after_an_optimizer_under_another_key(tmp: Path) -> Case:
     # the advice names a sub-model, not the optimizer's state dict listed before it
     path = tmp / "gan.pt"
@@ -999,6 +1006,7 @@ CASES: list[Callable[[Path], Case]] = [
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
     zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,
     pt_holding_an_int, pt_holding_none, pt_without_tensors, optimizer_state_dict_pt, checkpoint_of_optimizer_state_only,
+    checkpoint_of_optimizer_and_rng_state,
     sub_models_after_an_optimizer_under_another_key,
     directory_of_training_state_only, gguf_bad_magic,
     gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,

@@ -518,6 +518,12 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
     if model_key is None:
         model = [(str(key), value) for key, value in loaded.items() if isinstance(value, torch.Tensor)]
         others = [key for key, value in loaded.items() if contents.is_container_of_tensors(value)]
+        if any(_is_training_state(key, loaded[key]) for key in others):
+            # a training checkpoint's loose state beside its optimizer's (torch.get_rng_state() under 'rng_state')
+            loose = [key for key, value in loaded.items() if isinstance(value, torch.Tensor)
+                     and _is_training_state(key, value)]  # fmt: skip
+            model = [(name, value) for name, value in model if name not in {str(key) for key in loose}]
+            others += loose
         if not model and _is_optimizer_state(loaded):
             raise SourceError(f"{path}: no model weights, only training state (an optimizer's state_dict(): its "
                               "'state' and 'param_groups')")  # fmt: skip
