@@ -349,6 +349,54 @@ def test_load_code_that_holds_the_model_itself_is_not_run(tmp_path: Path, how: s
     )
 
 
+class _Patcher:
+    """Not a module: a helper object holding the model, whose method is the model's load hook."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def hook(self, *args: object) -> None:
+        self.model.touched = True
+
+
+_GLOBAL_MODEL: list[nn.Module] = []
+
+
+def _hook_reading_a_global(*args: object) -> None:
+    _GLOBAL_MODEL[0].touched = True
+
+
+class _LoadReachingItsParent(nn.Linear):
+    def _load_from_state_dict(self, *args: Any) -> None:
+        super()._load_from_state_dict(*args)
+        self.parents[0].touched = True
+
+
+def _with_hook(how: str) -> nn.Module:
+    if how == "method of a helper":
+        model = nn.Sequential(nn.Linear(4, 4))
+        model._register_load_state_dict_pre_hook(_Patcher(model).hook)
+    elif how == "global":
+        model = nn.Sequential(nn.Linear(4, 4))
+        _GLOBAL_MODEL[:] = [model]
+        model._register_load_state_dict_pre_hook(_hook_reading_a_global)
+    else:
+        model = nn.Sequential(_LoadReachingItsParent(4, 4))
+        vars(model[0])["parents"] = [model]
+    return model
+
+
+@pytest.mark.parametrize("how", ["method of a helper", "global", "class method through a list"])
+def test_load_code_that_reaches_the_model_further_is_not_run(tmp_path: Path, how: str) -> None:
+    model = _with_hook(how)
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(dict(model.state_dict()), str(path))
+    found = paramscope.diff(model, str(path))
+    assert "touched" not in vars(model)
+    assert found.equal
+    assert "holds the model itself, which running it could change" in found.notes[-1]
+
+
 def test_a_load_method_set_on_the_instance_runs_on_its_stand_in(tmp_path: Path) -> None:
     def load(self: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *rest: object) -> None:
         self.seen = sorted(state_dict)

@@ -23,6 +23,7 @@ state dict), there is no answer and names are compared as stored.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import types
@@ -102,6 +103,9 @@ def _shells(model: nn.Module) -> dict[int, nn.Module]:
     return shells
 
 
+# What a shell holds of its own, not copied from its module: stand-ins, shells and hooks bound to it.
+_SHELL_OWN = frozenset({"_parameters", "_buffers", "_modules", "_load_state_dict_pre_hooks",
+                        "_load_state_dict_post_hooks"})  # fmt: skip
 # What load_state_dict calls of a module besides its class's methods: what a shell holds under these names runs.
 _LOAD_CODE = ("_load_from_state_dict", "load_state_dict", "set_extra_state")
 
@@ -118,34 +122,69 @@ def _holding_the_model(shells: dict[int, nn.Module], model: nn.Module) -> str | 
         for kind in ("_load_state_dict_pre_hooks", "_load_state_dict_post_hooks"):
             hooks = attributes.get(kind)
             code += list(hooks.values()) if isinstance(hooks, dict) else []
+        load = getattr(type(shell), "_load_from_state_dict", None)
+        if not getattr(load, "__module__", "").startswith("torch."):  # a class's own, which reads the shell's copies
+            copied = [value for name, value in attributes.items() if name not in _SHELL_OWN]
+            code += [load, copied]
         if any(_holds(function, held) for function in code):
             return path or "(model)"
     return None
 
 
-def _holds(value: Any, held: set[int], depth: int = 3) -> bool:
-    """Whether ``value`` is, or reaches in ``depth`` steps, an object of ``held`` (by ``id``)."""
-    if id(value) in held:
-        return True
-    if depth == 0:
-        return False
-    inner: list[Any] = []
-    if isinstance(value, _WrappedHook):
-        inner = [value.hook]  # its module, where it is passed one, is the shell (see _rebound)
-    elif isinstance(value, functools.partial):
-        inner = [value.func, *value.args, *value.keywords.values()]
-    elif isinstance(value, types.MethodType):
-        inner = [value.__self__, value.__func__]
-    elif isinstance(value, types.FunctionType):
-        cells = [cell.cell_contents for cell in value.__closure__ or () if cell.cell_contents is not value]
-        inner = [*cells, *(value.__defaults__ or ()), *(value.__kwdefaults__ or {}).values()]
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        inner = list(value)
-    elif isinstance(value, dict):
-        inner = list(value.values())
-    elif callable(value) and not isinstance(value, type) and hasattr(value, "__dict__"):
-        inner = list(vars(value).values())
-    return any(_holds(item, held, depth - 1) for item in inner)
+# The objects the check of what load code reaches looks at before it gives up, taking the code for one that holds
+# the model: a hook's closure, its globals and what they hold are a few dozen in real models.
+_REACH_BUDGET = 5_000
+
+
+def _holds(value: Any, held: set[int]) -> bool:
+    """Whether ``value`` (load code) reaches an object of ``held`` (by ``id``): through a closure, the globals its
+    code names (nested functions' too), a partial's arguments, a bound method's object, and the attributes and items
+    of whatever those are, without end but for modules and classes, and torch's own code, which holds no user's
+    model. True too when there is more to look at than :data:`_REACH_BUDGET`: not known, so not run."""
+    seen: set[int] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if id(item) in held:
+            return True
+        if id(item) in seen or isinstance(item, (type, types.ModuleType, str, bytes, int, float, bool, type(None))):
+            continue
+        seen.add(id(item))
+        if len(seen) > _REACH_BUDGET:
+            return True
+        if isinstance(item, (torch.Tensor, nn.Module)):
+            continue  # not the model's (checked above): a tensor or module of its own, whose insides are torch's
+        if isinstance(item, _WrappedHook):
+            stack.append(item.hook)  # its module, where it is passed one, is the shell (see _rebound)
+        elif isinstance(item, functools.partial):
+            stack += [item.func, *item.args, *item.keywords.values()]
+        elif isinstance(item, types.MethodType):
+            stack += [item.__self__, item.__func__]
+        elif isinstance(item, types.FunctionType):
+            if item.__module__ and item.__module__.startswith("torch."):
+                continue
+            for cell in item.__closure__ or ():
+                with contextlib.suppress(ValueError):  # a cell not assigned yet
+                    stack.append(cell.cell_contents)
+            stack += [*(item.__defaults__ or ()), *(item.__kwdefaults__ or {}).values()]
+            stack += [item.__globals__[name] for name in _names_used(item.__code__) if name in item.__globals__]
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack += list(item)
+        elif isinstance(item, dict):
+            stack += list(item.values())
+        else:
+            stack += list(getattr(item, "__dict__", {}).values())
+            stack += [getattr(item, name) for name in getattr(type(item), "__slots__", ()) if hasattr(item, name)]
+    return False
+
+
+def _names_used(code: types.CodeType) -> set[str]:
+    """The global names ``code`` and the functions defined in it use."""
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names |= _names_used(constant)
+    return names
 
 
 def _rebound(hook: Any, shells: dict[int, nn.Module]) -> Any:
