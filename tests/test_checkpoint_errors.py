@@ -504,6 +504,13 @@ def zip_with_a_pickle_popping_an_empty_stack(tmp: Path) -> Case:
     return Case(["inspect", str(path)], not_a_pickle(path, "Unsupported operand 48"))
 
 
+def zip_with_a_pickle_asking_for_a_mark_it_popped(tmp: Path) -> Case:
+    # INT, MARK, NONE, APPEND (which takes the mark away), TUPLE (which asks for it): pickletools' walk fails with an
+    # IndexError, not a ValueError
+    path = zip_with_data_pkl(tmp, b"I0\n(Nat.")
+    return Case(["inspect", str(path)], not_a_pickle(path, "Unsupported operand 73"))
+
+
 def zip_with_bytes_after_a_protocol_0_pickle(tmp: Path) -> Case:
     # an empty dict in protocol 0 (MARK, DICT, PUT 0, STOP), then a byte the pickle does not account for
     path = zip_with_data_pkl(tmp, b"(dp0\n.x")
@@ -776,6 +783,14 @@ def checkpoint_of_optimizer_state_only(tmp: Path) -> Case:
     return Case(["inspect", str(path)], f"{path}: no model weights, only training state ('optimizer', 'scaler')")
 
 
+def checkpoint_of_an_optimizer_before_its_first_step(tmp: Path) -> Case:
+    # its state holds no tensor yet: no entry of the file holds any
+    path = tmp / "opt.pt"
+    optimizer = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    torch.save({"optimizer": optimizer.state_dict(), "epoch": 1}, path)
+    return Case(["inspect", str(path)], f"{path}: no model weights, only training state ('optimizer')")
+
+
 def checkpoint_of_optimizer_and_rng_state(tmp: Path) -> Case:
     # a generator's state saved as a tensor beside the optimizer's: training state too, not a model's weights
     path = tmp / "opt.pt"
@@ -1006,7 +1021,8 @@ CASES: list[Callable[[Path], Case]] = [
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
     zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,
     pt_holding_an_int, pt_holding_none, pt_without_tensors, optimizer_state_dict_pt, checkpoint_of_optimizer_state_only,
-    checkpoint_of_optimizer_and_rng_state,
+    checkpoint_of_optimizer_and_rng_state, checkpoint_of_an_optimizer_before_its_first_step,
+    zip_with_a_pickle_asking_for_a_mark_it_popped,
     sub_models_after_an_optimizer_under_another_key,
     directory_of_training_state_only, gguf_bad_magic,
     gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,

@@ -713,6 +713,17 @@ def test_tied_gpt_state_dict_counts_the_head_once(tmp_path: Path) -> None:
     assert_tree_adds_up(report)
 
 
+def test_a_state_dict_beside_its_optimizer_keeps_a_tensor_named_as_training_state(tmp_path: Path) -> None:
+    # 'scaler' is a training state file's name, and here a model's own parameter: only a generator's state
+    # (torch.get_rng_state()) at the top of such a file is taken for training state
+    model, optimizer = trained_tiny_gpt()
+    state = {**model.state_dict(), "scaler": torch.ones(3), "rng_state": torch.get_rng_state()}
+    torch.save({**state, "optimizer": optimizer.state_dict()}, tmp_path / "last.pt")
+    report = paramscope.inspect(str(tmp_path / "last.pt"))
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) + 3
+    assert any(note.startswith("entry 'rng_state': 1 tensor(s)") for note in report.notes)
+
+
 @pytest.mark.parametrize(
     ("layout", "model_key", "optimizer_key"),
     [("lightning", "state_dict", "optimizer_states"), ("model+optimizer", "model", "optimizer")],

@@ -27,7 +27,6 @@ import struct
 import sys
 import warnings
 import zipfile
-import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -294,6 +293,7 @@ _PROTO = 0x80  # the opcode that opens a pickle of protocol 2 or more, its proto
 # A data.pkl without PROTO is walked, opcode by opcode, to tell a pickle of protocol 0 or 1 from bytes that are no
 # pickle; one larger than this is not (pickletools, in pure Python, takes about a second for 2 MB: 13,000 tensors).
 _MAX_WALKED = 8 * 2**20
+_MAX_OPCODES = 500_000  # and as many opcodes (one-byte opcodes, 8 MiB of them, would take 13 s)
 
 
 def _unread_protocol(path: Path) -> str | None:
@@ -334,11 +334,11 @@ def _protocol_0_or_1(archive: zipfile.ZipFile, name: str) -> str | None:
         return None
     try:
         data = archive.read(name)
-        if any(opcode.proto > 1 or (opcode.name == "STOP" and at != len(data) - 1)
-               for opcode, _, at in pickletools.genops(data)):  # fmt: skip
-            return None
+        for count, (opcode, _, at) in enumerate(pickletools.genops(data)):
+            if count == _MAX_OPCODES or opcode.proto > 1 or (opcode.name == "STOP" and at != len(data) - 1):
+                return None
         pickletools.dis(data, out=_Discarded())  # checks the stack, the marks and the memo
-    except (ValueError, zlib.error):  # ValueError: what pickletools raises for bytes that are no such pickle
+    except Exception:  # ValueError, IndexError…: what pickletools raises for bytes that are no such pickle; a hint only
         return None
     return "0 or 1"
 
@@ -482,6 +482,11 @@ def _left_out_note(entries: list[tuple[str, Any]], where: str) -> list[str]:
     return [f"{len(entries)} entries{where} hold no tensor and are not counted: {shown}"]
 
 
+# A random generator's state as torch gives it (torch.get_rng_state(), a uint8 tensor), under the name training
+# loops save it by: a tensor at the top of a checkpoint that is no model's.
+_RNG_STATE = re.compile(r"(cuda_|cpu_)?rng_state(_\d+)?")
+
+
 def _is_optimizer_state(value: Any) -> bool:
     """Whether ``value`` is an optimizer's ``state_dict()``: ``{"state": {…}, "param_groups": […]}``."""
     return (
@@ -521,7 +526,7 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
         if any(_is_training_state(key, loaded[key]) for key in others):
             # a training checkpoint's loose state beside its optimizer's (torch.get_rng_state() under 'rng_state')
             loose = [key for key, value in loaded.items() if isinstance(value, torch.Tensor)
-                     and _is_training_state(key, value)]  # fmt: skip
+                     and _RNG_STATE.fullmatch(str(key)) and value.dtype == torch.uint8]  # fmt: skip
             model = [(name, value) for name, value in model if name not in {str(key) for key in loose}]
             others += loose
         if not model and _is_optimizer_state(loaded):
@@ -538,6 +543,9 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
                 f"to count one, save it alone and inspect that: torch.save(torch.load({str(path)!r}, "
                 f"weights_only=True)[{first!r}], 'model.pt')"
             )
+        state = [key for key in loaded if _is_training_state(key, loaded[key])]
+        if not model and not others and state:  # an optimizer before its first step holds no tensor yet
+            raise SourceError(f"{path}: no model weights, only training state ({listed([repr(key) for key in state])})")
         if not model and loaded:  # an empty dict is the state dict of a model without tensors (nn.ReLU): 0 of them
             keys = ", ".join(repr(key) for key in list(loaded)[:8])
             raise SourceError(f"{path}: no model tensors found (top-level keys: {keys})")
