@@ -111,9 +111,9 @@ _LOAD_CODE = ("_load_from_state_dict", "load_state_dict", "set_extra_state")
 
 
 def _holding_the_model(shells: dict[int, nn.Module], model: nn.Module) -> str | None:
-    """The path of a shell whose load code (hooks, or functions set on the instance) holds a module or tensor of
-    ``model`` itself, in a closure, a ``functools.partial`` or a callable's attributes: run on the shell, it would
-    reach the model. None when there is none."""
+    """The path of a shell whose load code (hooks, functions set on the instance, or its class's own
+    ``_load_from_state_dict`` with the attributes copied into the shell) reaches a module or tensor of ``model``
+    itself (see :func:`_holds`): run on the shell, it would reach the model. None when there is none."""
     held = {id(module) for module in model.modules()}
     held |= {id(tensor) for tensor in (*model.parameters(), *model.buffers())}
     for path, shell in shells[id(model)].named_modules(remove_duplicate=False):
