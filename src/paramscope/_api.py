@@ -351,7 +351,7 @@ def diff(
     >>> found.equal, found.b.totals.params - found.a.totals.params, len(found.only_in_b)
     (False, 10108160, 96)
     """
-    from ._diff import _is_checkpoint, compare, models_read
+    from ._diff import compare, is_checkpoint, models_read
 
     given_a, given_b = arguments_of("arguments_a", arguments_a), arguments_of("arguments_b", arguments_b)
     class_name(model_class)
@@ -398,9 +398,9 @@ def diff(
     report_a, report_b = reports
     loaded = None
     # a model and a checkpoint: the names as the model's own load code loads them (hooks that rename or add keys)
-    if _is_checkpoint(report_a) != _is_checkpoint(report_b):
+    if is_checkpoint(report_a) != is_checkpoint(report_b):
         model, model_report, checkpoint = (
-            (models[1], report_b, report_a) if _is_checkpoint(report_a) else (models[0], report_a, report_b)
+            (models[1], report_b, report_a) if is_checkpoint(report_a) else (models[0], report_a, report_b)
         )
         if model is not None:
             from .sources._loading import loaded_names

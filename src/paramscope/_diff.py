@@ -175,7 +175,7 @@ class Diff:
     def with_checkpoint(self) -> bool:
         """A side is a checkpoint, which holds tensors, not modules: a module that holds no tensor of its own there
         (a tied head stored under its name too) is a name of a tensor, compared with the tensors."""
-        return _is_checkpoint(self.a) or _is_checkpoint(self.b)
+        return is_checkpoint(self.a) or is_checkpoint(self.b)
 
     @property
     def counts_alike(self) -> bool:
@@ -288,10 +288,10 @@ def _stored(report: Report, alike: bool) -> list[TensorRecord]:
 def _count_alike(a: Report, b: Report) -> bool:
     """Whether both are checkpoints or neither is: a checkpoint guesses which tensors are buffers, knows no
     trainability, and may store a tied tensor once or twice."""
-    return _is_checkpoint(a) == _is_checkpoint(b)
+    return is_checkpoint(a) == is_checkpoint(b)
 
 
-def _is_checkpoint(report: Report) -> bool:
+def is_checkpoint(report: Report) -> bool:
     """Whether ``report`` is of a checkpoint's tensors, which has no modules of its own."""
     return report.source.kind in _CHECKPOINT_KINDS
 
@@ -370,7 +370,7 @@ def _tensor_differences(
     alike = _count_alike(a, b)
     stored_a, stored_b = _stored(a, alike), _stored(b, alike)
     # A model's non-persistent buffers are not in its state dict, so no checkpoint has them.
-    with_checkpoint = _is_checkpoint(a) or _is_checkpoint(b)
+    with_checkpoint = is_checkpoint(a) or is_checkpoint(b)
     records_a = [r for r in stored_a if not (with_checkpoint and r.kind == "buffer" and r.persistent is False)]
     records_b = [r for r in stored_b if not (with_checkpoint and r.kind == "buffer" and r.persistent is False)]
     if len(records_a) != len(stored_a) or len(records_b) != len(stored_b):
@@ -386,7 +386,7 @@ def _tensor_differences(
         def as_loaded(record: TensorRecord) -> tuple[str, ...]:
             return tuple(loaded.renamed.get(name, name) for name in _names(record) if name not in loaded.consumed)
 
-        if _is_checkpoint(a):
+        if is_checkpoint(a):
             names_a, supplied_b = as_loaded, loaded.supplied
         else:
             names_b, supplied_a = as_loaded, loaded.supplied
@@ -397,7 +397,7 @@ def _tensor_differences(
             for name in names(record):
                 by_name.setdefault(name, record)
     if not alike:  # one side is a model, the other a checkpoint
-        model_is_b = not _is_checkpoint(b)
+        model_is_b = not is_checkpoint(b)
         model, checkpoint = (records_b, by_name_a) if model_is_b else (records_a, by_name_b)
         notes += _copies_of_ties(model, checkpoint, *(("B", "A") if model_is_b else ("A", "B")))
     if with_checkpoint:  # a checkpoint may store a tied tensor under one of its names: any one matches
@@ -469,8 +469,8 @@ def _folded(model: Report, checkpoint: Report) -> set[str]:
 
 def _module_deltas(a: Report, b: Report) -> list[ModuleDelta]:
     folded: set[str] = set()
-    if _is_checkpoint(a) != _is_checkpoint(b):
-        folded = _folded(b, a) if _is_checkpoint(a) else _folded(a, b)
+    if is_checkpoint(a) != is_checkpoint(b):
+        folded = _folded(b, a) if is_checkpoint(a) else _folded(a, b)
     nodes_b = {node.path: node for node in b.modules}
     in_a = {node.path for node in a.modules}
 

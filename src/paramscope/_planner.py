@@ -311,7 +311,6 @@ class _Regions:
             from .trace import input_storages
 
             self.running = 0
-
             self.found.append(([], input_storages(tuple(args), {}), {}))
             self.held.append(tuple(args))
 

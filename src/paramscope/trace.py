@@ -488,6 +488,9 @@ def checkpoint_replaced(replacements: Mapping[str, Callable[[Any], Any]]) -> Ite
             setattr(checkpointing, name, original)
 
 
+_UNREAD: Any = object()  # an entry of torch's cache without the ``val`` its layout wraps an output in
+
+
 class _SelectivelyKept(TorchDispatchMode):
     """Above torch's selective activation checkpointing mode in a checkpointed region's forward: after each op, each
     tensor that mode has newly stored in ``storage`` (the outputs of the ops its policy saves, which the region keeps
@@ -549,9 +552,6 @@ class _SelectivelyKept(TorchDispatchMode):
         except Exception:  # a cache that does not behave as a dict of lists or dicts (a KeyError: not by call index)
             return None
         return new
-
-
-_UNREAD: Any = object()
 
 
 class _SelectiveForward:
