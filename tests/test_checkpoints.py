@@ -1306,6 +1306,33 @@ def write_gguf_decoder(path: Path, architecture: str = "llama", **hyper: Any) ->
     writer.close()
 
 
+@pytest.mark.parametrize(
+    ("architecture", "causal", "encoder"),
+    [
+        ("bert", False, True),  # an embedding model: gguf's BERT tensors include no output.weight
+        ("nomic-bert", False, True),
+        ("llada", False, False),  # a diffusion model, not causal, with an output head (tied when it is absent)
+        ("llama", True, False),
+    ],
+)
+def test_gguf_encoder_has_no_output_head(tmp_path: Path, architecture: str, causal: bool, encoder: bool) -> None:
+    path = tmp_path / "model.gguf"
+    write_gguf_decoder(path, architecture, causal=causal)
+    has_output = (
+        gguf.MODEL_TENSOR.OUTPUT
+        in gguf.MODEL_TENSORS[next(kind for kind, name in gguf.MODEL_ARCH_NAMES.items() if name == architecture)]
+    )
+    assert has_output is not encoder  # what llama.cpp can load for the architecture, as gguf lists it
+    report = paramscope.inspect(str(path))
+    tied = "no output.weight: llama.cpp then uses token_embd.weight as the output head (tied), so it is counted once"
+    headless = (
+        "model.gguf: an encoder (its attention is not causal), which has no output head in llama.cpp: "
+        "token_embd.weight is its input embeddings alone"
+    )
+    assert (tied in report.notes, headless in report.notes) == (not encoder, encoder)
+    assert report.totals.params == 64 * 32
+
+
 def llama_cpp_kv_bytes(layers: int, tokens: int, kv_heads: int, head_dim: int, value_dim: int | None = None) -> int:
     # llama.cpp's KV cache: n_layer × n_ctx × (n_embd_k_gqa + n_embd_v_gqa) × 2 B (F16, its default cache type),
     # n_embd_k_gqa = key_length × head_count_kv, n_embd_v_gqa = value_length × head_count_kv

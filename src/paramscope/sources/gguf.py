@@ -563,7 +563,21 @@ def _split_parts(path: Path) -> list[Path]:
     return files
 
 
-def _read(path: Path) -> tuple[list[StoredTensor], list[str]]:
+def _has_no_output_head(values: dict[str, Any]) -> bool:
+    """Whether llama.cpp builds no output head for a GGUF file's model: an encoder (its header says its attention is
+    not causal: BERT and its kin, which llama.cpp runs for embeddings) of an architecture whose tensors, as gguf
+    lists them, include no ``output.weight`` (a diffusion model such as LLaDA is not causal either, but has one)."""
+    from gguf.constants import MODEL_ARCH_NAMES, MODEL_TENSOR, MODEL_TENSORS
+
+    arch = _text(values, "general.architecture")
+    if not arch or _value(values, f"{arch}.attention.causal") is not False:
+        return False
+    known = [kind for kind, name in MODEL_ARCH_NAMES.items() if name == arch]
+    return bool(known) and MODEL_TENSOR.OUTPUT not in MODEL_TENSORS.get(known[0], ())
+
+
+def _read(path: Path) -> tuple[list[StoredTensor], list[str], bool]:
+    """The tensors of the GGUF file ``path``, its notes, and whether its model has no output head (an encoder)."""
     header = _read_header(path)
     tensors = []
     for info in header.tensors:
@@ -587,7 +601,11 @@ def _read(path: Path) -> tuple[list[StoredTensor], list[str]]:
     if architecture or name:
         model, architecture = shortened(name or "(unnamed)"), shortened(architecture or "unknown")
         notes.append(f"{path.name}: GGUF model {model}, architecture {architecture}")
-    return tensors, notes
+    headless = _has_no_output_head(header.values)
+    if headless:
+        notes.append(f"{path.name}: an encoder (its attention is not causal), which has no output head in llama.cpp: "
+                     "token_embd.weight is its input embeddings alone")  # fmt: skip
+    return tensors, notes, headless
 
 
 def load(target: Path, *, quiet: bool = False) -> Report:
@@ -597,13 +615,15 @@ def load(target: Path, *, quiet: bool = False) -> Report:
     tensors: list[StoredTensor] = []
     notes: list[str] = []
     files = _files(target)
+    encoder = False
     for path in progress(files, "reading GGUF files", quiet=quiet):
-        found, file_notes = _read(path)
+        found, file_notes, headless = _read(path)
         tensors.extend(found)
         notes.extend(file_notes)
+        encoder = encoder or headless
     check_files(os.fspath(target), tensors)  # two quantisations side by side are two models, not one
     names = {tensor.name for tensor in tensors}
-    if "token_embd.weight" in names and "output.weight" not in names:
+    if "token_embd.weight" in names and "output.weight" not in names and not encoder:
         notes.append(
             "no output.weight: llama.cpp then uses token_embd.weight as the output head (tied), so it is counted once"
         )
