@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -602,17 +603,27 @@ def test_torchscript_of_a_quantized_model_counts_its_packed_weights(compile_with
     )
 
 
-def test_torchscript_packed_weights_it_cannot_read_make_the_totals_incomplete() -> None:
-    # TorchScript keeps no _weight_bias() on a dynamic LSTM: its weights are unknown, not 0
-    scripted = torch.jit.script(_quantized_dynamically(nn.LSTM(4, 3), torch.qint8))
-    report = paramscope.inspect(scripted)
-    assert (report.totals.params, report.totals.complete) == (0, False)
-    record = report.tensor("0._all_weight_values")
-    assert (record.numel, record.dtype, record.packing) == (None, "qint8", "packed by torch.ao, cannot be read")
-    assert report.notes == (
-        "'0' (LSTM) keeps weights packed in 0._all_weight_values that cannot be read (its TorchScript module has no "
-        "_weight_bias() to read them): their size is unknown; totals are incomplete",
-    )
+@pytest.mark.parametrize("dtype", [torch.qint8, torch.float16], ids=["qint8", "float16"])
+@pytest.mark.parametrize("layer", [nn.LSTM, nn.GRU])
+def test_torchscript_dynamic_recurrent_layers_count_their_packed_weights(
+    layer: type[nn.Module], dtype: torch.dtype
+) -> None:
+    # TorchScript keeps no _weight_bias() on a dynamic LSTM or GRU: its layers' packed objects are read instead
+    eager = _quantized_dynamically(layer(4, 3, num_layers=2, bidirectional=True), dtype)
+    unpacked = eager[0]._weight_bias()  # torch.ao's own reading: {"weight": {name: tensor}, "bias": {...}}
+    expected = {
+        f"0.{name}": (tensor.numel(), _stored_bytes(tensor, dtype) if kind == "weight" else tensor.nbytes)
+        for kind in ("weight", "bias")
+        for name, tensor in unpacked[kind].items()
+    }
+    archive = io.BytesIO()
+    torch.jit.save(torch.jit.script(eager), archive)
+    archive.seek(0)
+    for compiled in (torch.jit.script(eager), torch.jit.load(archive)):
+        report = paramscope.inspect(compiled)
+        assert {t.name: (t.numel, t.bytes) for t in report.tensors} == expected
+        assert report.totals.complete
+        assert report.totals.params == sum(numel for numel, _ in expected.values())
 
 
 def test_packed_weights_of_the_model_itself_are_named_as_the_model() -> None:

@@ -6,8 +6,9 @@ and each exception comes with a note saying how it was counted.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterator
-from typing import NamedTuple
+import functools
+from collections.abc import Callable, Container, Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -134,15 +135,43 @@ def packed_weights(module: nn.Module, read_by_parent: Container[int]) -> Packed 
         (name, f"no reader for {_script_type(value)}") for name, value in packed.items() if name not in attributes
     ]
     weights: list[tuple[str, torch.Tensor]] = []
-    if reader and not callable(getattr(module, reader, None)):
+    read: Any = getattr(module, reader, None) if reader else None
+    shown = f"{reader}()"
+    if reader and not callable(read) and attributes == ("_all_weight_values",):
+        # a TorchScript dynamic LSTM or GRU exports no _weight_bias(), but its layers' packed objects keep theirs
+        read, shown = functools.partial(_recurrent_weight_bias, module), _RECURRENT_READER
+    if reader and not callable(read):
         # TorchScript keeps only the methods torch.ao exports (LinearPackedParams' _weight_bias, not a Conv's)
         unread = [(name, f"its TorchScript module has no {reader}() to read them") for name in attributes] + unread
     elif reader:
         try:
-            weights = _read(module, reader)
+            weights = _read(module, read)
         except Exception as error:  # a C++ unpack may refuse (no engine on this machine, a newer layout)
-            unread = [(name, f"{reader}() raised {type(error).__name__}: {error}") for name in attributes] + unread
-    return Packed(weights, f"{reader}()", unread, children_read)
+            unread = [(name, f"{shown} raised {type(error).__name__}: {error}") for name in attributes] + unread
+    return Packed(weights, shown, unread, children_read)
+
+
+_RECURRENT_READER = "each layer's packed parameters (as torch.ao's _weight_bias() reads them)"
+
+
+def _recurrent_weight_bias(module: Any) -> dict[str, dict[str, torch.Tensor]]:
+    """What torch.ao's dynamic ``LSTM``/``GRU`` ``_weight_bias()`` returns, for one compiled by TorchScript, which
+    keeps no such method: each layer and direction's ``CellParamsBase`` holds its input and hidden weights packed,
+    each a ``LinearPackedParamsBase`` whose own ``__getstate__()`` (C++, as that method reads it) gives ``(weight,
+    bias)``."""
+    found: dict[str, dict[str, torch.Tensor]] = {"weight": {}, "bias": {}}
+    layers = list(module._modules["_all_weight_values"].children())
+    directions = 2 if module.bidirectional else 1
+    if len(layers) != module.num_layers * directions:
+        raise ValueError(f"{len(layers)} packed layers for {module.num_layers} layers × {directions} directions")
+    for index, layer in enumerate(layers):
+        suffix = f"_l{index // directions}" + ("_reverse" if index % directions else "")
+        held = layer._c.getattr("param") if isinstance(layer, torch.jit.ScriptModule) else layer.param
+        input_packed, hidden_packed = held.__getstate__()[0][4]
+        for kind, packed in (("ih", input_packed), ("hh", hidden_packed)):
+            weight, bias = packed.__getstate__()[0][:2]
+            found["weight"][f"weight_{kind}{suffix}"], found["bias"][f"bias_{kind}{suffix}"] = weight, bias
+    return found
 
 
 def packed_objects(module: nn.Module) -> dict[str, torch.ScriptObject]:
@@ -191,9 +220,9 @@ def _script_type(value: torch.ScriptObject) -> str:
         return type(value).__name__
 
 
-def _read(module: nn.Module, reader: str) -> list[tuple[str, torch.Tensor]]:
+def _read(module: nn.Module, reader: Callable[[], Any]) -> list[tuple[str, torch.Tensor]]:
     """Call ``reader`` and name what it returns: a weight, ``(weight, bias)`` or ``{"weight": {…}, "bias": {…}}``."""
-    result = getattr(module, reader)()
+    result = reader()
     if isinstance(result, dict):
         weights = list(result.get("weight", {}).items())
         biases = list(result.get("bias", {}).items())
