@@ -78,9 +78,9 @@ _Result = TypeVar("_Result")
 def parse(target: str) -> tuple[str, str | None]:
     """``hf:org/name@revision`` → ``("org/name", "revision")``.
 
-    The id is checked by huggingface_hub's own ``validate_repo_id`` (no ``--`` or ``..``, at most 96 characters, no
-    trailing ``.`` or ``.git``), which its download functions would otherwise raise on; so ``HF_ENDPOINT`` is checked
-    and huggingface_hub imported first (its import parses ``HF_ENDPOINT``).
+    The id is checked by huggingface_hub's own ``validate_repo_id`` (no ``--`` or ``..``, org and name at most 96
+    characters each, no trailing ``.`` or ``.git``), which its download functions would otherwise raise on; so
+    ``HF_ENDPOINT`` is checked and huggingface_hub imported first (its import parses ``HF_ENDPOINT``).
 
     >>> parse("hf:meta-llama/Llama-3.1-8B@main")
     ('meta-llama/Llama-3.1-8B', 'main')
