@@ -204,6 +204,34 @@ def test_resnet18_safetensors_every_tensor_as_saved(resnet: nn.Module, resnet_fi
     )
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        "shards/",
+        "./shards",
+        "./shards/model.safetensors.index.json",
+        "./single.pt",
+        "shards//model-00001-of-00002.safetensors",
+        "./config-only/config.json",
+    ],
+)
+def test_source_target_is_the_target_as_given(
+    given: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The README: source.target is "the target as given", and the table's title names it so (`Llama-3-70B/`).
+    (tmp_path / "shards").mkdir()
+    write_sharded(tmp_path / "shards", {"a.weight": ("F32", (4, 4)), "b.weight": ("F32", (4,))}, shards=2)
+    torch.save({"a.weight": torch.zeros(4, 4)}, tmp_path / "single.pt")
+    (tmp_path / "config-only").mkdir()
+    (tmp_path / "config-only" / "config.json").write_text(json.dumps({"model_type": "gpt2", **TINY_GPT}))
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "inspect", given, "--format", "json")
+    assert (code, json.loads(out)["source"]["target"]) == (0, given)
+    code, out, _ = run(capsys, "inspect", given)
+    assert (code, out.splitlines()[0].rpartition(" (")[0]) == (0, given)
+    assert paramscope.inspect(given).source.target == given
+
+
 def test_resnet18_safetensors_totals_are_the_live_models(resnet: nn.Module, resnet_file: Path) -> None:
     report = paramscope.inspect(str(resnet_file))
     live = paramscope.inspect(resnet)

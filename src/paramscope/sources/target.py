@@ -355,6 +355,8 @@ def load_report_and_commit(target: str, request: Request | None = None) -> tuple
             report = _path_report(target, request)
         except OSError as error:  # a file it leads to that cannot be looked at: permission denied, a name too long
             raise SourceError(f"{error.filename or target}: {error.strerror or error}") from None
+        # the target as given ('Llama-3-70B/', './model.pt'), not as Path writes it back
+        report = replace(report, source=replace(report.source, target=target))
     if request.exclude_embeddings:
         from .._embeddings import without_embeddings
 
