@@ -2561,6 +2561,35 @@ def test_an_encoder_has_no_kv_cache() -> None:
     assert "no KV cache item: the config describes an encoder, which keeps no generation cache" in plan.notes
 
 
+GENERATING_AUTO_CLASSES = ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM", "AutoModelForSpeechSeq2Seq",
+                           "AutoModelForImageTextToText", "AutoModelForMultimodalLM")  # fmt: skip
+
+
+@pytest.mark.parametrize("model_type", ["d_fine", "rt_detr", "detr", "deformable_detr", "conditional_detr", "eurobert"])
+def test_a_model_type_transformers_builds_no_generating_model_of_has_no_kv_cache(model_type: str) -> None:
+    # from the KV cache sweep: a detector's config without architectures (is_encoder_decoder true) got a KV cache
+    # item, and EuroBERT's (an encoder with num_key_value_heads) too
+    config = transformers.AutoConfig.for_model(model_type)
+    for name in GENERATING_AUTO_CLASSES:  # transformers' own answer: none of its generating models takes the config
+        with pytest.raises(ValueError, match="Unrecognized configuration class"):
+            getattr(transformers, name).from_config(config)
+    fields = config.to_dict()
+    assert not fields.get("architectures")
+    plan = plan_of(paramscope.inspect(nn.Linear(2, 2)), seq=8, batch=2, config=fields)
+    assert "KV cache" not in names(plan)
+    assert plan.notes[-1] == (
+        f"no KV cache item: transformers builds no model of type {model_type} that generates (a causal LM, an "
+        "encoder-decoder LM, an image- or speech-to-text model), so it keeps no generation cache"
+    )
+
+
+def test_configs_without_architectures_of_decoders_keep_their_kv_cache() -> None:
+    # the model type of a decoder, and a hand-written config without one (as a GGUF file's plan), are sized as before
+    for fields in (transformers.LlamaConfig(**TINY_LLAMA).to_dict(), {k: v for k, v in TINY_LLAMA.items()}):
+        plan = plan_of(paramscope.inspect(llama()), seq=8, batch=2, kv_dtype="float32", config=fields)
+        assert plan.item("KV cache").total_bytes == nbytes(cache_tensors(prefill(llama(), 2, 8)))
+
+
 @pytest.mark.parametrize(
     "model_class", [transformers.BertLMHeadModel, transformers.RobertaForCausalLM, transformers.BertGenerationDecoder]
 )

@@ -352,6 +352,7 @@ def generates(config: Mapping[str, Any]) -> bool:
     >>> generates({"architectures": ["LlamaForCausalLM"]}), generates({"architectures": ["BertModel"]})
     (True, False)
     """
+    model_type = config.get("model_type")
     text = config.get("text_config")
     if isinstance(text, Mapping):  # a multimodal model: its language model generates
         # the model's own architectures, not its text config's (Fuyu's names none: it was taken for an encoder)
@@ -361,6 +362,8 @@ def generates(config: Mapping[str, Any]) -> bool:
         # transformers' classes only for a config of its own (a model type): a GGUF file's plan does not import it
         own = isinstance(config.get("model_type"), str)
         return any(_generating_class(str(name), own) for name in architectures)
+    if isinstance(model_type, str) and model_type in _types_of_no_generating_model():
+        return False  # a detector (D-FINE, DETR: is_encoder_decoder), an encoder with kv heads (EuroBERT)
     if config.get("is_decoder") or config.get("is_encoder_decoder"):
         return True
     return "num_key_value_heads" in config or "n_layer" in config  # Llama- and GPT-style configs without a class
@@ -387,6 +390,46 @@ def _language_model_classes() -> frozenset[str]:
         return frozenset()
     seq2seq = modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
     return frozenset(str(name) for name in [*_causal_lm_classes().values(), *seq2seq.values()])
+
+
+# transformers' auto mappings of the models that generate text (beside the causal and sequence-to-sequence LMs)
+_GENERATING_MAPPINGS = ("MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES", "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+                        "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES", "MODEL_FOR_VISION_2_SEQ_MAPPING_NAMES")  # fmt: skip
+# ...those of models that generate other tokens (ImageGPT's pixels, speech), whose fields are left to tell
+_OTHER_GENERATING_MAPPINGS = (
+    "MODEL_FOR_CAUSAL_IMAGE_MODELING_MAPPING_NAMES",
+    "MODEL_FOR_TEXT_TO_WAVEFORM_MAPPING_NAMES",
+    "MODEL_FOR_TEXT_TO_SPECTROGRAM_MAPPING_NAMES",
+)
+# ...and those of base models (a backbone, a multimodal model's text or vision model), which say no more than that
+# transformers knows the model type
+_BASE_MAPPINGS = ("MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES", "MODEL_FOR_IMAGE_MAPPING_NAMES",
+                  "MODEL_FOR_BACKBONE_MAPPING_NAMES")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1)
+def _types_of_no_generating_model() -> frozenset[str]:
+    """The model types transformers builds task models of (an ``AutoModelFor...`` mapping names it), none of which
+    generates: detectors (D-FINE, DETR), masked LMs, classifiers. A type it builds a causal LM or any other generating
+    model of, or only a base model of, is not one. Empty when transformers cannot be imported."""
+    try:
+        from transformers.models.auto import modeling_auto
+    except Exception:  # not installed, or an import that fails: no model type is known to be one
+        return frozenset()
+    found: set[str] = set()
+    generating: set[str] = set()
+    for name in dir(modeling_auto):
+        mapping = getattr(modeling_auto, name)
+        if not (name.startswith("MODEL_FOR_") and name.endswith("_MAPPING_NAMES") and isinstance(mapping, Mapping)):
+            continue
+        if name in _BASE_MAPPINGS:
+            continue
+        for model_type, classes in mapping.items():
+            found.add(str(model_type))
+            for cls in [classes] if isinstance(classes, str) else classes:
+                if _generating_class(str(cls)) or name in (*_GENERATING_MAPPINGS, *_OTHER_GENERATING_MAPPINGS):
+                    generating.add(str(model_type))
+    return frozenset(found - generating)
 
 
 def _language_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -1224,6 +1267,11 @@ def _no_generation(config: Mapping[str, Any]) -> str:
     if isinstance(architectures, list) and architectures:  # a decoder with a classifier's head generates nothing
         return (f"no KV cache item: {listed([str(name) for name in architectures])} is not a model that generates "
                 "(a causal LM or an encoder-decoder), so it keeps no generation cache")  # fmt: skip
+    model_type = config.get("model_type")
+    if isinstance(model_type, str) and model_type in _types_of_no_generating_model():
+        return (f"no KV cache item: transformers builds no model of type {model_type} that generates (a causal "
+                "LM, an encoder-decoder LM, an image- or speech-to-text model), so it keeps no generation "
+                "cache")  # fmt: skip
     return "no KV cache item: the config describes an encoder, which keeps no generation cache"
 
 
