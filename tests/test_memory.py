@@ -1110,6 +1110,23 @@ def assert_kv_item_is_the_nemotron_h_cache(model: nn.Module) -> None:
     assert item.formula.startswith("2 × 2 layers × 2 kv heads × 8 × 8 tokens × 2 × 4 B (1 linear_attention layers")
 
 
+def test_kv_cache_of_a_multimodal_model_whose_class_name_does_not_say_it_generates() -> None:
+    # from the KV cache sweep: NemotronH_Omni_Reasoning_V3, which transformers' AutoModelForImageTextToText builds,
+    # was said not to generate, and had no KV cache item
+    text = {"model_type": "nemotron_h", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "mamba_num_heads": 4,
+            "mamba_head_dim": 8, "ssm_state_size": 4, "n_groups": 1,
+            "layers_block_type": ["linear_attention", "full_attention", "mlp", "full_attention"]}  # fmt: skip
+    vision = {"model_type": "radio", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "video_temporal_patch_size": 2}  # fmt: skip
+    sizes = {"projector_hidden_size": 16, "vision_hidden_size": 16}
+    config = transformers.NemotronH_Omni_Reasoning_V3_Config(text_config=text, vision_config=vision, **sizes)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForImageTextToText.from_config(config).eval()
+    assert type(model).__name__ == "NemotronH_Omni_Reasoning_V3"
+    assert_kv_item_is_the_nemotron_h_cache(model)
+
+
 def test_kv_cache_of_a_model_whose_layer_count_is_worked_out_by_its_config_class() -> None:
     # Nemotron-H's num_hidden_layers is a property of its config (the length of layers_block_type), which to_dict()
     # leaves out: the plan said the config gave no layers, and had no KV cache item

@@ -382,14 +382,17 @@ def _generating_class(name: str, transformers_class: bool = True) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _language_model_classes() -> frozenset[str]:
-    """The classes transformers' AutoModelForCausalLM and AutoModelForSeq2SeqLM build, by name; empty when
-    transformers cannot be imported."""
+    """The classes transformers' AutoModelForCausalLM and AutoModelForSeq2SeqLM build, by name, and those of its
+    other auto classes of models that generate text (``_GENERATING_MAPPINGS``: NemotronH_Omni_Reasoning_V3, which
+    AutoModelForImageTextToText builds); empty when transformers cannot be imported."""
     try:
         from transformers.models.auto import modeling_auto
     except Exception:  # not installed, or an import that fails: the names alone tell
         return frozenset()
-    seq2seq = modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
-    return frozenset(str(name) for name in [*_causal_lm_classes().values(), *seq2seq.values()])
+    mappings = [modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES, _causal_lm_classes(),
+                *(getattr(modeling_auto, name, {}) for name in _GENERATING_MAPPINGS)]  # fmt: skip
+    return frozenset(str(name) for mapping in mappings for names in mapping.values()
+                     for name in ([names] if isinstance(names, str) else names))  # fmt: skip
 
 
 # transformers' auto mappings of the models that generate text (beside the causal and sequence-to-sequence LMs)
