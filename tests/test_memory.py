@@ -718,6 +718,29 @@ def test_kv_cache_of_hybrid_models_matches_a_dynamic_cache(config: Any, remark: 
     assert config_only.item("KV cache").total_bytes == item.total_bytes
 
 
+def test_kv_cache_of_reference_sliding_layers_holds_every_prompt_token() -> None:
+    # from the KV cache sweep: UnlimitedOCR's reference sliding-window layers keep every prompt token, and a sliding
+    # window of the tokens generated after it; the plan capped them at the window, as sliding layers
+    text = transformers.UnlimitedOcrTextConfig(**HYBRID, sliding_window=4, n_routed_experts=2, num_experts_per_tok=1,
+                                               moe_intermediate_size=16)  # fmt: skip
+    assert set(text.layer_types) == {"reference_sliding_attention"}
+    torch.manual_seed(0)
+    model = transformers.UnlimitedOcrTextModel(text).eval()
+    batch, prompt, generated = 2, 10, 2  # fewer generated tokens than the window: the layers hold every token
+    cache = prefill(model, batch, prompt)
+    for _ in range(generated):
+        cache = decode_one(model, cache, batch)
+    held = [getattr(layer, name) for layer in cache.layers for name in ("prefill_keys", "prefill_values", "keys",
+            "values")]  # fmt: skip
+    assert sum(tensor.shape[-2] for tensor in held) == 2 * HYBRID["num_hidden_layers"] * (prompt + generated)
+    config = transformers.UnlimitedOcrConfig(text_config=text.to_dict()).to_dict()
+    plan = plan_of(paramscope.inspect(model), seq=prompt + generated, batch=batch, kv_dtype="float32", config=config)
+    item = plan.item("KV cache")
+    assert item.total_bytes == storage_bytes(held)
+    assert item.formula.endswith("(4 reference_sliding layers keep every prompt token, and the last 4 generated "
+                                 "after it: counted at the full context, the most they hold)")  # fmt: skip
+
+
 def test_kv_cache_of_layers_with_their_own_head_length_names_each_shape() -> None:
     # Gemma 4's full-attention layers keep keys of global_head_dim (512 to its sliding layers' 256 by default), with
     # heads of their own: the plan counted every layer at the model's head_dim (7/6 too little at Gemma 4's default)

@@ -25,6 +25,8 @@ _WINDOWED = ("sliding_attention", "chunked_attention", "reference_sliding_attent
 _STATE_ONLY = ("conv", "linear_attention", "mamba")
 _BOTH = ("hybrid", "hybrid_sliding")  # a recurrent state and an attention cache (windowed for hybrid_sliding)
 _NONE = ("dummy", "moe", "mlp")
+REFERENCE = "reference_sliding_attention"
+"""UnlimitedOCR's reference sliding window: every prompt token, and a window of the tokens generated after it."""
 CROSS = "cross_attention"
 """A layer that attends to another input's tokens (Mllama's image), whose keys and values it keeps, not the text's."""
 KNOWN = (FULL, INDEXED, *_WINDOWED, *_STATE_ONLY, *_BOTH, *_NONE, CROSS)
@@ -37,7 +39,8 @@ class CacheLayer:
     type: str
     """Its layer type, as transformers names it (``full_attention``, ``sliding_attention``, ``linear_attention``…)."""
     window: int | None = None
-    """The most tokens it keeps (a sliding window or an attention chunk); None: every token."""
+    """The most tokens it keeps (a sliding window or an attention chunk; a reference sliding window's, of the tokens
+    generated after the prompt); None: every token."""
     head_dim: int | None = None
     """Its own length of a key and a value per head, where the config gives this layer one (``per_layer_config``:
     Gemma 4's full-attention layers); None: the model's."""
@@ -66,7 +69,9 @@ class CacheLayer:
         """The tokens of keys and values it holds after ``tokens`` tokens."""
         if not self.keeps_keys:
             return 0
-        return tokens if self.window is None else min(tokens, self.window)
+        # a reference sliding window holds every token of a context made of a prompt and no more generated tokens
+        # than its window: the most it holds
+        return tokens if self.window is None or self.type == REFERENCE else min(tokens, self.window)
 
 
 def size_of(value: Any) -> int | None:

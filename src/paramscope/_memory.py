@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from . import dtypes as dtype_table
-from ._cache_layers import CROSS, CacheLayer, config_class, language_model_config, size_of
+from ._cache_layers import CROSS, REFERENCE, CacheLayer, config_class, language_model_config, size_of
 from ._checks import parsed
 from ._errors import UsageError
 from ._report import ModuleNode, Report, Sharding, TensorRecord
@@ -618,11 +618,17 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         lengths, tokens_text = _llama_cpp_cells(kinds, tokens, remarks)
     else:
         lengths, tokens_text = [layer.tokens(held) for layer in kinds], _tokens_text(tokens, prefix)
-        windows = sorted({layer.window for layer in kinds if layer.keeps_keys and layer.window and layer.window < held})
+        capping = [layer for layer in kinds if layer.keeps_keys and layer.type != REFERENCE]
+        windows = sorted({layer.window for layer in capping if layer.window and layer.window < held})
         for window in windows:
-            capped = [layer for layer in kinds if layer.keeps_keys and layer.window == window]
+            capped = [layer for layer in capping if layer.window == window]
             names = sorted({layer.type.replace("_attention", "") for layer in capped})
             remarks.append(f"{len(capped)} {'/'.join(names)} layers capped at {format_count(window)} tokens")
+        for window in sorted({layer.window or 0 for layer in kinds if layer.type == REFERENCE}):
+            count = sum(1 for layer in kinds if layer.type == REFERENCE and (layer.window or 0) == window)
+            last = f"the last {format_count(window)}" if window else "those"
+            remarks.append(f"{count} reference_sliding layers keep every prompt token, and {last} generated after it: "
+                           "counted at the full context, the most they hold")  # fmt: skip
     indexed = [layer for layer in kinds if layer.indexer and layer.keeps_keys]
     # sparse attention's indexer keys (one head, every token): added to each shape's total below
     indexer_size = size
