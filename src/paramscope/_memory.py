@@ -847,8 +847,9 @@ def _decoder_shape(config: Mapping[str, Any] | None) -> tuple[dict[str, Any], in
 
 
 def _head_dims(fields: Mapping[str, Any], heads: int, hidden: int) -> tuple[int, int]:
-    """The lengths of a key and of a value per head: ``head_dim`` (and ``v_head_dim``) as given, else hidden / heads."""
-    head_dim = size_of(fields.get("head_dim")) or hidden // heads
+    """The lengths of a key and of a value per head: ``head_dim`` (CPM-Ant's ``dim_head``; and ``v_head_dim``) as
+    given, else hidden / heads."""
+    head_dim = size_of(fields.get("head_dim")) or size_of(fields.get("dim_head")) or hidden // heads
     return head_dim, size_of(fields.get("v_head_dim")) or head_dim  # keys and values of their own lengths (GGUF)
 
 
