@@ -911,6 +911,48 @@ def test_kv_cache_of_sparse_attention_holds_its_indexer_keys(config: Any, indexe
     assert config_only.item("KV cache").total_bytes == item.total_bytes
 
 
+MISTRAL_LARGE_4_TEXT = {k: v for k, v in SPARSE_MLA.items() if k not in ("q_lora_rank", "n_group", "topk_group")}
+# Mistral Large 4 as published: 72 layers, every fourth a NoPE layer (its class's default no_rope_layers), layers 39,
+# 43, ..., 71 attending to layer 35's latent (kv_source_layers), every layer running its own indexer (its class's
+# default indexer_types)
+PUBLISHED_SOURCES = [35 if index >= 39 and (index + 1) % 4 == 0 else index for index in range(72)]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"num_hidden_layers": 72, "kv_source_layers": PUBLISHED_SOURCES},
+        # layers 6 and 7 attend to 2's and 3's latent: 6 runs an indexer of its own, 7 reuses 6's and keeps no cache
+        {"num_hidden_layers": 8, "kv_source_layers": [0, 1, 2, 3, 4, 5, 2, 3], "index_topk_pattern": "FFFFFFFS"},
+    ],
+    ids=["published-layers", "shared-indexer"],
+)  # fmt: skip
+def test_kv_cache_of_mistral_large_4_keeps_what_each_layer_caches(changes: dict[str, Any]) -> None:
+    # from the KV cache sweep: Mistral Large 4's NoPE layers (no_rope_layers 0) cache their latent with no rotary key,
+    # and its layers that attend to an earlier layer's latent (kv_source_layers) cache none of their own: the plan
+    # counted a rotary key and a latent for every layer (12.8 % too much at the published layers)
+    config = transformers.MistralLarge4Config(text_config={**MISTRAL_LARGE_4_TEXT, **changes}, image_token_index=63,
+                                              vision_config={"hidden_size": 16, "intermediate_size": 32,
+                                                             "num_hidden_layers": 1, "num_attention_heads": 2,
+                                                             "patch_size": 4, "image_size": 16})  # fmt: skip
+    batch, tokens = 2, 10
+    torch.manual_seed(0)
+    model = transformers.MistralLarge4ForConditionalGeneration(config).eval()
+    cache = decode_one(model, prefill(model, batch, tokens), batch)
+    held = [getattr(layer, name, None) for layer in cache.layers for name in ("keys", "values", "indexer_keys")]
+    held = [tensor for tensor in held if tensor is not None]
+    assert {tuple(tensor.shape) for tensor in held} >= {(batch, 1, tokens + 1, 0), (batch, 1, tokens + 1, 4)}
+    truth = storage_bytes(held)
+    item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
+    assert item.total_bytes == truth
+    written = {**config.to_dict(), "architectures": [type(model).__name__]}  # as config.json has it
+    config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32", config=written)
+    assert config_only.item("KV cache").total_bytes == truth
+    # read from its fields, as without a transformers that knows the model type
+    fields = {key: value for key, value in written["text_config"].items() if key != "model_type"}
+    assert kv_cache(fields, batch, tokens + 1, "float32")[0] == truth
+
+
 def test_kv_cache_of_dots3_keeps_its_indexer_keys_in_float32() -> None:
     # Dots 3 computes its indexed layers' rotary embedding in float32, which promotes its indexer's keys: a bfloat16
     # model caches them in float32

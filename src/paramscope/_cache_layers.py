@@ -48,7 +48,8 @@ class CacheLayer:
     """Its own key/value heads, where the config gives this layer a count of its own; None: the model's."""
     latent: tuple[int | None, int | None] = (None, None)
     """Its own multi-head latent attention cache, ``(kv_lora_rank, qk_rope_head_dim)``, where the config gives this
-    layer either of its own (Dots 3's sliding layers); None: the model's."""
+    layer either of its own (Dots 3's sliding layers); None: the model's; 0: none (a NoPE layer's rotary key, or the
+    latent of a layer that attends to an earlier layer's: Mistral Large 4's, see :func:`_with_latent_sources`)."""
     indexer: int | None = None
     """The length of the key its sparse-attention indexer keeps per token besides keys and values (DeepSeek V3.2's
     ``index_head_dim``: transformers' ``DynamicIndexedLayer``); None: it keeps none."""
@@ -134,6 +135,37 @@ def _with_indexers(found: list[CacheLayer], config: Mapping[str, Any]) -> list[C
     ]
 
 
+def _with_latent_sources(found: list[CacheLayer], config: Mapping[str, Any]) -> list[CacheLayer]:
+    """``found`` with what each multi-head latent attention layer keeps of its own, as transformers' Mistral Large 4
+    caches it: a NoPE layer (``no_rope_layers`` 0) keeps its latent with no rotary key, and a layer whose
+    ``kv_source_layers`` entry names an earlier layer attends to that layer's latent and keeps none of its own: its
+    indexer's keys alone where it runs an indexer of its own, else no cache at all (its ``indexer_types`` entry
+    ``"shared"``: transformers' cache gives it a ``DummyLayer``). Other configs' layers as they are.
+
+    >>> config = {"kv_lora_rank": 512, "no_rope_layers": [1, 0, 0], "kv_source_layers": [0, 1, 1],
+    ...           "indexer_types": ["full", "full", "shared"]}
+    >>> [(layer.type, layer.latent) for layer in _with_latent_sources([CacheLayer(INDEXED)] * 3, config)]
+    [('indexed_attention', (None, None)), ('indexed_attention', (None, 0)), ('dummy', (None, None))]
+    >>> config["indexer_types"] = ["full"] * 3
+    >>> _with_latent_sources([CacheLayer(INDEXED)] * 3, config)[2].latent
+    (0, 0)
+    """
+    if size_of(config.get("kv_lora_rank")) is None:
+        return found
+    no_rope, sources, kinds = (config.get(key) for key in ("no_rope_layers", "kv_source_layers", "indexer_types"))
+    no_rope, sources = (given if isinstance(given, list) else [] for given in (no_rope, sources))
+    kinds = kinds if isinstance(kinds, list) else []
+    changed = []
+    for index, layer in enumerate(found):
+        if layer.keeps_keys and index < len(sources) and sources[index] != index:
+            shared = index < len(kinds) and kinds[index] == "shared"
+            layer = CacheLayer("dummy") if shared else dataclasses.replace(layer, latent=(0, 0))
+        elif layer.keeps_keys and index < len(no_rope) and no_rope[index] == 0:
+            layer = dataclasses.replace(layer, latent=(layer.latent[0], 0))
+        changed.append(layer)
+    return changed
+
+
 def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     config = language_model_config(config)
     window = size_of(config.get("sliding_window")) if config.get("use_sliding_window", True) is not False else None
@@ -152,7 +184,7 @@ def _from_fields(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
         own = {**sliding, **overrides.get(layer, {})} if "sliding" in kind else overrides.get(layer, {})
         found.append(CacheLayer(kind, chunk if kind == "chunked_attention" else window if "sliding" in kind else None,
                                 *_own_shape(own)))  # fmt: skip
-    return _with_indexers(found, config)
+    return _with_latent_sources(_with_indexers(found, config), config)
 
 
 def _own_shape(own: Mapping[str, Any]) -> tuple[int | None, int | None, tuple[int | None, int | None]]:
@@ -297,6 +329,7 @@ def _from_transformers(config: Mapping[str, Any], layers: int) -> list[CacheLaye
         own = {**sliding, **overrides.get(index, {})} if "sliding" in str(kind) else overrides.get(index, {})
         found.append(CacheLayer(str(kind), size_of(given.get("sliding_window")), *_own_shape(own)))
     found = _with_indexers(found, written)  # as the class works indexer_types out (Hunyuan V4's, from its layers)
+    found = _with_latent_sources(found, written)  # and no_rope_layers, kv_source_layers (Mistral Large 4's)
     if loops is not None and loops[1] <= len(found):
         start, end, passes = loops
         found += [dataclasses.replace(layer, repeat=True) for layer in found[start:end] * (passes - 1)]

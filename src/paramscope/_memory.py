@@ -669,10 +669,15 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         groups: dict[tuple[int, int], int] = {}  # each layer's latent and rotary key (Dots 3's sliding layers' own)
         total = 0
         for layer, length in zip(kinds, lengths, strict=True):
-            own = (layer.latent[0] or latent, layer.latent[1] or rope)
+            # 0: none of its own (a NoPE layer's rotary key; a layer attending to another's latent), not the model's
+            kept, key = layer.latent
+            own = (latent if kept is None else kept, rope if key is None else key)
             total += length * batch * sum(own)
-            if layer.keeps_keys:
+            if layer.keeps_keys and any(own):
                 groups[own] = groups.get(own, 0) + 1
+        borrowing = sum(1 for layer in kinds if layer.keeps_keys and layer.latent == (0, 0))
+        if borrowing:  # Mistral Large 4's kv_source_layers: counted once, in the layer that keeps it
+            remarks.append(f"{borrowing} layers attend to an earlier layer's latent, keeping only their indexer's keys")
         terms = [f"{count} layers × ({kept} + {key})" for (kept, key), count in groups.items()]
         each = f"{terms[0]} latent" if len(terms) == 1 else f"({' + '.join(terms)}) latent"
         remarks.insert(0, "MLA's compressed cache, as serving engines keep it")
