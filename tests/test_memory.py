@@ -2724,6 +2724,39 @@ def test_kv_cache_of_an_encoder_with_a_causal_lm_head(model_class: Any, is_decod
     assert (note in as_written.notes) is not is_decoder
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_kv_cache_of_an_xlm_that_attends_both_ways(causal: bool) -> None:
+    """from the KV cache sweep: XLMWithLMHeadModel attends both ways unless its config sets causal (XLMConfig's default
+    leaves it false), as BertLMHeadModel does without is_decoder, and its forward returns no cache; generate() passes
+    it one all the same, which it fills as the item counts. The plan said nothing of it."""
+    config = transformers.XLMConfig(vocab_size=64, emb_dim=32, n_layers=2, n_heads=4, causal=causal)
+    torch.manual_seed(0)
+    model = transformers.XLMWithLMHeadModel(config).eval()
+    ids = torch.full((2, 4), 5)
+    with torch.no_grad():
+        output = model(ids, use_cache=True)
+        changed = model(torch.cat([ids[:, :-1], torch.full((2, 1), 6)], dim=1)).logits
+    assert not {"cache", "past_key_values"} & output.keys()  # a forward of its own returns none
+    assert torch.equal(output.logits[:, 0], changed[:, 0]) is causal  # the first token sees the last unless causal
+    passed: list[Any] = []
+    forward = model.forward
+    model.forward = lambda *args, **kwargs: passed.append(kwargs.get("cache")) or forward(*args, **kwargs)
+    model.generate(ids, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    held = cache_tensors(passed[-1])  # the prompt's 4 tokens, the 2 fed back and the mask token it appends: 7
+    assert {tensor.shape[-2] for tensor in held} == {7}
+    del model.forward
+    plan = plan_of(model, seq=7, batch=2, dtype="float32")
+    assert plan.item("KV cache").total_bytes == nbytes(held)
+    note = ("XLMWithLMHeadModel's config has causal false: transformers runs it attending both ways, and its forward "
+            "returns no cache; generate() passes it one, which it fills as the KV cache item counts, but each prompt "
+            "token then attends to the tokens after it too: set causal true to generate as a causal LM")  # fmt: skip
+    assert (note in plan.notes) is not causal
+    saved = {**config.to_dict(), "architectures": ["XLMWithLMHeadModel"]}  # as config.json has it
+    as_written = plan_of(paramscope.inspect(model), seq=7, batch=2, kv_dtype="float32", config=saved)
+    assert as_written.item("KV cache").total_bytes == nbytes(held)
+    assert (note in as_written.notes) is not causal
+
+
 @pytest.mark.parametrize("train", [False, True])
 def test_inputs_of_input_size_take_the_models_float_dtype(train: bool) -> None:
     # as a summary's: a bfloat16 model's inference plan gave float32 inputs, and the forward failed ("Input type

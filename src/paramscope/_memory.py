@@ -1154,12 +1154,17 @@ def _inference_items(
                              "file does not describe: the KV cache counts every layer at full length, an upper "
                              "bound")  # fmt: skip
             items.append(_item("KV cache", cache_label, size, formula, (ways, f"TP {tp}, {kv_heads} kv heads")))
-            if config and (architecture := _encoder_as_a_decoder(config)):
-                notes.append(f"{architecture}'s config has is_decoder false: transformers runs it as the encoder "
-                             "it is made of, attending both ways, and its forward makes no cache of its own; "
-                             "generate() passes it one, which it fills as the KV cache item counts, but each prompt "
-                             "token then attends to the tokens after it too: set is_decoder true to generate as a "
-                             "causal LM")  # fmt: skip
+            if config and (both_ways := _encoder_as_a_decoder(config)):
+                architecture, field = both_ways
+                ran = (
+                    "as the encoder it is made of, attending both ways, and its forward makes no cache of its own"
+                    if field == "is_decoder"
+                    else "attending both ways, and its forward returns no cache"
+                )
+                notes.append(f"{architecture}'s config has {field} false: transformers runs it {ran}; generate() "
+                             "passes it one, which it fills as the KV cache item counts, but each prompt token then "
+                             f"attends to the tokens after it too: set {field} true to generate as a causal "
+                             "LM")  # fmt: skip
             cross = cross_attention_cache(config, settings.batch, cache_dtype)
             if cross is not None:
                 per_token, formula = cross
@@ -1191,30 +1196,34 @@ def _recurrent_only(config: Mapping[str, Any]) -> str:
     return "/".join(sorted({layer.type for layer in kinds}))
 
 
-def _encoder_as_a_decoder(config: Mapping[str, Any]) -> str:
+def _encoder_as_a_decoder(config: Mapping[str, Any]) -> tuple[str, str] | None:
     """The architecture of a causal LM made of an encoder (BertLMHeadModel, RobertaForCausalLM and their kin) whose
-    config leaves ``is_decoder`` false; empty for others.
+    config leaves ``is_decoder`` false, or of XLM's whose config leaves ``causal`` false, with that field's name;
+    None for others.
 
     transformers gives such a model causal attention only with ``is_decoder`` true, and its forward makes a cache
     only then (it sets ``use_cache`` false otherwise, and the head warns to set it when built); a cache passed in,
-    as ``generate()`` passes one, its layers fill all the same. The model types are those whose causal-LM head
-    transformers builds on an encoder (see :func:`_encoders_with_a_causal_head`), not encoder-decoders, whose config
-    class has the field.
+    as ``generate()`` passes one, its layers fill all the same. XLMWithLMHeadModel attends both ways unless
+    ``causal`` is true (XLMConfig's default leaves it false), and its forward returns no cache whatever ``causal``
+    says (it fills one of its own and drops it); the one ``generate()`` passes, it fills. The model types are those
+    whose causal-LM head transformers builds on an encoder (see :func:`_encoders_with_a_causal_head`), not
+    encoder-decoders, whose config class has the field.
     """
     config = _language_config(config)
     model_type = config.get("model_type")
     # transformers is asked last: a GGUF file's config, which has no model type, is planned without importing it
     if not isinstance(model_type, str) or _is_encoder_decoder(config):
-        return ""
+        return None
     heads = _encoders_with_a_causal_head()
     if model_type not in heads:
-        return ""
+        return None
     declared = getattr(config_class(model_type), "__dataclass_fields__", {})
-    if "is_decoder" not in declared or config.get("is_decoder", False) is not False:
-        return ""
+    field = "is_decoder" if "is_decoder" in declared else "causal" if "causal" in declared else None  # XLM's: causal
+    if field is None or config.get(field, False) is not False:
+        return None
     architectures = config.get("architectures")
     named = architectures[0] if isinstance(architectures, list) and architectures else None
-    return str(named) if named is not None else heads[model_type]
+    return str(named) if named is not None else heads[model_type], field
 
 
 @functools.lru_cache(maxsize=1)
