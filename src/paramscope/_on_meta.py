@@ -703,7 +703,7 @@ _INDEXING = {id(op) for op in (aten.index.Tensor, aten.index_put.default, aten.i
 
 def _without_values(tensor: torch.Tensor) -> bool:
     """A meta or fake tensor (a fake one the forward made on the cpu too)."""
-    return tensor.is_meta or isinstance(tensor, FakeTensor)
+    return isinstance(tensor, FakeTensor) or tensor.is_meta
 
 
 def _is_real_mask(index: Any) -> bool:

@@ -1708,7 +1708,7 @@ def input_storages(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[int, i
 def _storage_key(tensor: torch.Tensor) -> int:
     storage = tensor.untyped_storage()
     # a fake tensor made on cpu inside a forward on meta has no data either
-    return int(storage._cdata) if tensor.is_meta or isinstance(tensor, FakeTensor) else int(storage.data_ptr())
+    return int(storage._cdata) if isinstance(tensor, FakeTensor) or tensor.is_meta else int(storage.data_ptr())
 
 
 class _SavedTensors:
