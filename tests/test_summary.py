@@ -4049,6 +4049,84 @@ def test_a_module_registered_twice_keeps_its_own_tensors(device: str, mode: str)
     assert model.norm.running_mean.device.type == "cpu"
 
 
+def test_a_summary_on_meta_runs_its_two_forwards_on_one_set_of_stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
+    # making the fake tensors costs about what running a small module on them costs: the eval-mode forward's serve
+    # the train-mode forward too; a counter, whose value is real, is copied again for each
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8, momentum=None), nn.Linear(8, 2))
+    before = snapshot(model)
+    seen: list[dict[str, torch.Tensor]] = []
+    forward = paramscope.trace._forward
+
+    def recording(module: nn.Module, weights: dict[str, torch.Tensor], args: Any, kwargs: Any) -> Any:
+        seen.append(dict(weights))
+        return forward(module, weights, args, kwargs)
+
+    monkeypatch.setattr(paramscope.trace, "_forward", recording)
+    report = paramscope.summary(model, input_size=(3, 4))
+    eval_weights, train_weights = seen
+    counter = "1.num_batches_tracked"
+    assert sorted(eval_weights) == sorted(train_weights) == sorted(model.state_dict())
+    assert all(train_weights[name] is tensor for name, tensor in eval_weights.items() if name != counter)
+    assert train_weights[counter] is not eval_weights[counter]
+    assert int(eval_weights[counter]) == 0  # the train-mode forward counted its batch on its own copy
+    assert report.totals.activations_bytes == torch_saved_bytes(model, torch.randn(3, 4))[0]
+    assert_same(before, snapshot(model))
+
+
+class ChangesItsTensors(nn.Module):
+    """An eval-mode forward that changes its weight or its buffers (``change``); a forward that meets the change goes
+    through a tanh, which saves its output for backward."""
+
+    def __init__(self, change: str) -> None:
+        super().__init__()
+        self.change = change
+        self.fc = nn.Linear(4, 8)
+        self.register_buffer("scale", torch.ones(8))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def changed(self) -> bool:
+        weight, scale = self.fc.weight, self.scale
+        return {
+            "count through .data": int(self.calls) > 0,  # .data: no version counter sees it
+            "resize_": scale.shape != (8,),
+            "unsqueeze_": scale.dim() != 1,
+            "weight.data =": weight.stride() != (4, 1),
+            "requires_grad_": not weight.requires_grad,
+            "attribute": hasattr(weight, "seen"),
+        }[self.change]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.tanh(self.fc(x)) if self.changed() else self.fc(x) * self.scale
+        if not self.training:
+            if self.change == "count through .data":
+                self.calls.data += 1
+            elif self.change in ("resize_", "unsqueeze_"):
+                getattr(self.scale, self.change)(*((16,) if self.change == "resize_" else (0,)))
+            elif self.change == "weight.data =":
+                self.fc.weight.data = torch.empty(4, 8, device=x.device).t()
+            elif self.change == "requires_grad_":
+                self.fc.weight.requires_grad_(False)
+            else:
+                self.fc.weight.seen = True
+        return out
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["count through .data", "resize_", "unsqueeze_", "weight.data =", "requires_grad_", "attribute"],
+)
+def test_the_train_mode_forward_on_meta_meets_none_of_what_the_eval_mode_forward_changed(change: str) -> None:
+    # the stand-ins one forward changed are made again for the next: its activations are those of a train-mode
+    # forward of the model as it is (torch's, on a copy), not of one after an eval-mode forward
+    model = ChangesItsTensors(change)
+    x = torch.randn(3, 4)
+    before = snapshot(model)
+    report = paramscope.summary(model, input_size=(3, 4))
+    assert report.totals.activations_bytes == torch_saved_bytes(model, x)[0]
+    assert report.totals.flops == 2 * 3 * 4 * 8
+    assert_same(before, snapshot(model))
+
+
 class HooksThatCompute(nn.Module):
     """A user's forward pre-hook and hook that multiply matrices around ``inner``."""
 

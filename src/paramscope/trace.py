@@ -43,6 +43,7 @@ from torch._subclasses.fake_tensor import (
     DataDependentOutputException,
     DynamicOutputShapeException,
     FakeTensor,
+    FakeTensorConverter,
     FakeTensorMode,
     UnsupportedOperatorException,
 )
@@ -1503,15 +1504,20 @@ def _restore(current: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
 
 
 def _stand_ins(
-    walk: ModuleWalk, device: str, dtype: torch.dtype | None = None, fake: FakeTensorMode | None = None
+    walk: ModuleWalk,
+    device: str,
+    dtype: torch.dtype | None = None,
+    fake: FakeTensorMode | None = None,
+    made: dict[int, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Tensors to run the model with in place of its own, under every name they are registered as (so ties stay
     ties). On meta, empty copies of the parameters (Parameters themselves) and buffers, fake tensors of ``fake``
     (the mode the forward runs in), ``dtype`` (a compute dtype, for memory planning) replacing the floating-point
     dtypes, but for a counter's copy with its value (:func:`_is_counter`); on a real device, clones of the buffers
     (a train-mode forward updates BatchNorm's statistics in place, on the clones) and the real parameters run as
-    they are."""
-    replacements: dict[int, torch.Tensor] = {}
+    they are. ``made`` holds stand-ins already made, by the id of the tensor they stand in for: those are used
+    again, and the new ones added to it."""
+    replacements: dict[int, torch.Tensor] = {} if made is None else made
     named: dict[str, torch.Tensor] = {}
     tensors = walk.named_tensors("parameters", remove_duplicate=False) if device == "meta" else []
     for name, tensor in [*tensors, *walk.named_tensors("buffers", remove_duplicate=False)]:
@@ -1535,6 +1541,72 @@ def _meta_stand_in(tensor: torch.Tensor, dtype: torch.dtype | None, fake: FakeTe
     if isinstance(tensor, nn.Parameter):
         stand_in = nn.Parameter(stand_in, requires_grad=tensor.requires_grad)
     return stand_in if fake is None or not stand_in.is_meta else fake.from_tensor(stand_in)
+
+
+_StandInState = tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]]
+
+
+class _StandInsOnMeta:
+    """The stand-ins (:func:`_stand_ins`) of a summary's two forwards on meta, in eval mode then in train mode, made
+    once, in one fake tensor mode, for both: making a fake tensor costs about what running a small layer on fake
+    tensors costs. Each forward gets the stand-ins as they are made: one that the forward before changed (an
+    in-place op on it, a size, stride, storage or ``requires_grad`` set, a gradient, a hook, an attribute of its
+    own) is made again, and so is every counter (a real tensor, whose value a forward may change through ``.data``,
+    which no version counter sees)."""
+
+    def __init__(self, walk: ModuleWalk) -> None:
+        self.walk = walk
+        self.fake: FakeTensorMode | None = None
+        self.made: dict[int, torch.Tensor] = {}
+        """The fake stand-ins, by the id of the tensor each stands in for."""
+        self.states: dict[int, _StandInState] = {}
+        """Each one's state as the last forward got it."""
+
+    def for_a_forward(self) -> tuple[FakeTensorMode, dict[str, torch.Tensor]]:
+        """The fake tensor mode to run a forward in, and the stand-ins by name."""
+        if self.fake is None:
+            self.fake = fake_tensors()
+        else:
+            fake = self.fake
+            # as torch's own passes that run again in one mode do (fx's FakeTensorProp); and the tensors that are
+            # no stand-ins (a constant the model holds) made fake anew, as in a mode of their own
+            fake.epoch += 1
+            fake.reset_nt_tensor_id_counter()
+            converter = fake.fake_tensor_converter
+            fake.fake_tensor_converter = FakeTensorConverter(
+                copy_data=converter.meta_converter.copy_data, export=converter.export
+            )
+            for key, stand_in in list(self.made.items()):
+                if not _unchanged(stand_in, self.states[key]):
+                    del self.made[key]
+        named = _stand_ins(self.walk, "meta", None, self.fake, self.made)
+        for key, stand_in in list(self.made.items()):
+            if isinstance(stand_in, FakeTensor):
+                self.states[key] = _stand_in_state(stand_in)
+            else:
+                del self.made[key]  # a counter, made again
+        return self.fake, named
+
+
+def _stand_in_state(tensor: torch.Tensor) -> _StandInState:
+    """What a forward may see of a fake stand-in, and change: its metadata, and its attributes."""
+    storage = tensor.untyped_storage()
+    leaf = tensor.grad_fn is None
+    plain = (type(tensor), tensor._version, tensor.shape, tensor.stride(), tensor.storage_offset(), tensor.dtype,
+             tensor.requires_grad, leaf, leaf and tensor.grad is None, storage._cdata, storage.nbytes(),
+             tensor._backward_hooks is None, tensor._post_accumulate_grad_hooks is None)  # fmt: skip
+    return plain, tuple(vars(tensor).items())
+
+
+def _unchanged(tensor: torch.Tensor, state: _StandInState) -> bool:
+    """Whether ``tensor`` is as it was in ``state``: its attributes the same objects (== on a tensor compares
+    values)."""
+    plain, attributes = _stand_in_state(tensor)
+    before, attributes_before = state
+    if plain != before or len(attributes) != len(attributes_before):
+        return False
+    pairs = zip(attributes, attributes_before, strict=True)
+    return all(key == old_key and value is old_value for (key, value), (old_key, old_value) in pairs)
 
 
 def _is_counter(tensor: torch.Tensor) -> bool:
@@ -1895,13 +1967,18 @@ def _run(
     walk: ModuleWalk | None = None,
     find_trained: bool = False,
     depth: int | None = None,
+    stand_ins: _StandInsOnMeta | None = None,
 ) -> None:
     walk = walk or ModuleWalk(model)
     hooks = _Hooks(walk, depth)
     hooks.held = [] if device == "meta" else None
     try:
-        fake = fake_tensors() if device == "meta" else None
-        weights = _stand_ins(walk, device, dtype, fake)
+        fake: FakeTensorMode | None
+        if stand_ins is not None:  # the summary's, made once for its forwards
+            fake, weights = stand_ins.for_a_forward()
+        else:
+            fake = fake_tensors() if device == "meta" else None
+            weights = _stand_ins(walk, device, dtype, fake)
         saved = None
         if measure_activations:
             # on a real device the parameters are the model's own
@@ -2001,8 +2078,9 @@ def trace(
     activations measured, but their inputs and outputs are not described (a summary does not show them)."""
     result = Trace()
     walk = walk or ModuleWalk(model)
+    stand_ins = _StandInsOnMeta(walk) if device == "meta" and not train else None  # for both forwards
     _run(model, args, kwargs, device=device, train=train, count_flops=True, measure_activations=train,
-         trace_result=result, quiet=quiet, walk=walk, depth=depth)  # fmt: skip
+         trace_result=result, quiet=quiet, walk=walk, depth=depth, stand_ins=stand_ins)  # fmt: skip
     if train:
         result.activations_device = device
         return result
@@ -2015,7 +2093,7 @@ def trace(
         return result
     try:
         _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
-             trace_result=result, quiet=quiet, walk=walk, depth=depth)  # fmt: skip
+             trace_result=result, quiet=quiet, walk=walk, depth=depth, stand_ins=stand_ins)  # fmt: skip
     except ForwardError as error:
         result.activations_failure = f"no train-mode forward could run ({error})"
         result.checkpoint_calls = result.selective_calls = result.selective_unread = 0  # the failed forward's
