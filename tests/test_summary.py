@@ -4073,6 +4073,34 @@ def test_a_summary_on_meta_runs_its_two_forwards_on_one_set_of_stand_ins(monkeyp
     assert_same(before, snapshot(model))
 
 
+def test_a_summary_on_meta_makes_its_stand_ins_again_where_torch_cannot_run_one_mode_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the fake tensor mode is run again through torch's private fields; where a version has them otherwise, the
+    # train-mode forward gets a mode and stand-ins of its own, as if no forward had run before it
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    def missing(self: FakeTensorMode) -> None:
+        raise AttributeError("'FakeTensorMode' object has no attribute 'nt_tensor_id_initial_count'")
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 2))
+    expected = paramscope.summary(model, input_size=(3, 4)).to_dict()
+    monkeypatch.setattr(FakeTensorMode, "reset_nt_tensor_id_counter", missing)
+    seen: list[dict[str, torch.Tensor]] = []
+    forward = paramscope.trace._forward
+
+    def recording(module: nn.Module, weights: dict[str, torch.Tensor], args: Any, kwargs: Any) -> Any:
+        seen.append(dict(weights))
+        return forward(module, weights, args, kwargs)
+
+    monkeypatch.setattr(paramscope.trace, "_forward", recording)
+    report = paramscope.summary(model, input_size=(3, 4))
+    assert report.to_dict() == expected
+    assert report.totals.activations_bytes == torch_saved_bytes(model, torch.randn(3, 4))[0]
+    eval_weights, train_weights = seen
+    assert all(train_weights[name] is not tensor for name, tensor in eval_weights.items())
+
+
 class ChangesItsTensors(nn.Module):
     """An eval-mode forward that changes its weight or its buffers (``change``); a forward that meets the change goes
     through a tanh, which saves its output for backward."""

@@ -1568,14 +1568,17 @@ class _StandInsOnMeta:
             self.fake = fake_tensors()
         else:
             fake = self.fake
-            # as torch's own passes that run again in one mode do (fx's FakeTensorProp); and the tensors that are
-            # no stand-ins (a constant the model holds) made fake anew, as in a mode of their own
-            fake.epoch += 1
-            fake.reset_nt_tensor_id_counter()
-            converter = fake.fake_tensor_converter
-            fake.fake_tensor_converter = FakeTensorConverter(
-                copy_data=converter.meta_converter.copy_data, export=converter.export
-            )
+            try:
+                # as torch's own passes that run again in one mode do (fx's FakeTensorProp); and the tensors that
+                # are no stand-ins (a constant the model holds) made fake anew, as in a mode of their own
+                fake.epoch += 1
+                fake.reset_nt_tensor_id_counter()
+                converter = fake.fake_tensor_converter
+                fake.fake_tensor_converter = FakeTensorConverter(
+                    copy_data=converter.meta_converter.copy_data, export=converter.export
+                )
+            except Exception:  # torch's private fields differ in this version: a mode and stand-ins of its own
+                self.fake, self.made = fake_tensors(), {}
             for key, stand_in in list(self.made.items()):
                 if not _unchanged(stand_in, self.states[key]):
                     del self.made[key]
