@@ -2662,7 +2662,11 @@ GENERATING_AUTO_CLASSES = ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM", "Aut
                            "AutoModelForImageTextToText", "AutoModelForMultimodalLM")  # fmt: skip
 
 
-@pytest.mark.parametrize("model_type", ["d_fine", "rt_detr", "detr", "deformable_detr", "conditional_detr", "eurobert"])
+@pytest.mark.parametrize(
+    "model_type",
+    # a transducer (Parakeet TDT) generates, but with its decoder's recurrent state, not a KV cache
+    ["d_fine", "rt_detr", "detr", "deformable_detr", "conditional_detr", "eurobert", "parakeet_tdt"],
+)
 def test_a_model_type_transformers_builds_no_generating_model_of_has_no_kv_cache(model_type: str) -> None:
     # from the KV cache sweep: a detector's config without architectures (is_encoder_decoder true) got a KV cache
     # item, and EuroBERT's (an encoder with num_key_value_heads) too
@@ -2675,8 +2679,8 @@ def test_a_model_type_transformers_builds_no_generating_model_of_has_no_kv_cache
     plan = plan_of(paramscope.inspect(nn.Linear(2, 2)), seq=8, batch=2, config=fields)
     assert "KV cache" not in names(plan)
     assert plan.notes[-1] == (
-        f"no KV cache item: transformers builds no model of type {model_type} that generates (a causal LM, an "
-        "encoder-decoder LM, an image- or speech-to-text model), so it keeps no generation cache"
+        f"no KV cache item: transformers builds no causal LM, encoder-decoder LM or image-, speech- or vision-to-text "
+        f"model of type {model_type}, the models that keep a KV cache to generate, so it keeps none"
     )
 
 

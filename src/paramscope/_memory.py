@@ -1293,9 +1293,9 @@ def _no_generation(config: Mapping[str, Any]) -> str:
                 "(a causal LM or an encoder-decoder), so it keeps no generation cache")  # fmt: skip
     model_type = config.get("model_type")
     if isinstance(model_type, str) and model_type in _types_of_no_generating_model():
-        return (f"no KV cache item: transformers builds no model of type {model_type} that generates (a causal "
-                "LM, an encoder-decoder LM, an image- or speech-to-text model), so it keeps no generation "
-                "cache")  # fmt: skip
+        return (f"no KV cache item: transformers builds no causal LM, encoder-decoder LM or image-, speech- or "
+                f"vision-to-text model of type {model_type}, the models that keep a KV cache to generate, so it "
+                "keeps none")  # fmt: skip
     return "no KV cache item: the config describes an encoder, which keeps no generation cache"
 
 
