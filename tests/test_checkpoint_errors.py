@@ -1246,6 +1246,27 @@ def test_a_zip_bomb_is_refused_before_torch_reads_it(
     assert_error(run(capsys, "inspect", str(path)), message)
 
 
+@pytest.mark.parametrize("extra", [0, 1], ids=["at-the-limit", "one-over"])
+def test_a_checkpoints_entries_are_counted_once_against_the_limit(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: int
+) -> None:
+    # A file holding more entries than the limit is refused, and one holding the limit is read: each entry counts
+    # once, however many times the reader walks the containers (it counted every walk: a checkpoint with a list of
+    # 10 million numbers beside its weights, half the 20 million, was refused)
+    from paramscope.sources import torchfile
+
+    monkeypatch.setattr(torchfile, "_MAX_ENTRIES", 1_000)
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2), "losses": [0.5] * (998 + extra)}, path)  # 2 + 998 + extra entries
+    if extra:
+        message = f"{path}: its dicts and lists hold more than 1,000 entries to read: not a checkpoint paramscope reads"
+        assert_error(run(capsys, "inspect", str(path)), message)
+        return
+    report = paramscope.inspect(str(path))
+    assert [(record.name, record.numel) for record in report.tensors] == [("w", 2)]
+    assert report.notes == ("1 entry holds no tensor and is not counted: losses (list)",)
+
+
 @pytest.mark.parametrize("layout", [torch.sparse_coo, torch.sparse_csr])
 def test_a_sparse_tensors_storage_cut_short_is_refused(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, layout: torch.layout

@@ -420,7 +420,7 @@ class _Contents:
                 yield name, item
             elif id(item) not in seen:
                 seen.add(id(item))
-                self._visit(len(entries), depth)
+                self._visit(0, depth)  # its entries are counted once, by _holders, which walks every container
                 stack += [(f"{name}.{key}" if name else str(key), child, depth + 1) for key, child in reversed(entries)]
 
     def _holders(self, value: Any) -> set[int]:
