@@ -304,6 +304,13 @@ def test_unknown_model_class(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     )
 
 
+@pytest.mark.parametrize("name", ["", " "])
+def test_an_empty_model_class_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str) -> None:
+    # from the CLI fuzz: --model-class '' built the config's architecture, as if none was given
+    write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]))
+    assert_error(run(capsys, "inspect", str(tmp_path), "--model-class", name), f"--model-class {name!r} names no class")
+
+
 def test_a_model_class_misspelt_names_the_close_ones(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # from review: the hint said to pass --model-class, which the user had passed
     write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]))

@@ -167,6 +167,8 @@ def _is_abstract(cls: Any, base: type) -> bool:
 
 def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_code: bool) -> Any:
     transformers = _transformers()
+    if model_class is not None and not model_class.strip():  # not taken for "no class given"
+        raise TargetError(f"--model-class {model_class!r} names no class")
     name = model_class or _architecture(config, shown)
     if name is None:
         return transformers.AutoModel, "AutoModel (config.json names no architecture)"
