@@ -301,6 +301,7 @@ def test_gptq_layers_of_another_width_than_the_configs_bits(tmp_path: Path, g_id
         record = report.tensor(f"{name}.qweight")
         assert (record.shape, record.numel, record.dtype) == ((OUT, IN), OUT * IN, dtype)
         assert record.bytes == tensors[f"{name}.qweight"].untyped_storage().nbytes()
+    assert not any("says bits=4" in note for note in report.notes)  # the dynamic widths are declared, no contradiction
 
 
 def test_compressed_tensors_layers_read_their_weight_shape(tmp_path: Path) -> None:
@@ -491,3 +492,126 @@ def test_packed_int_layer_of_no_size_is_counted_as_stored(
     code, out, err = run(capsys, "inspect", str(path), "--format", "json")
     assert (code, err) == (0, "")
     assert json.loads(out)["totals"]["params"] == math.prod(qweight) + outputs
+
+
+NO_WIDTH = "which is no bit width (a whole number from 1 to 32)"
+# a config's bits against a layer's tensors that pack 4-bit values: how the note says the config's field
+CONTRADICTING_BITS = {
+    "over-32": (64, f"bits=64, {NO_WIDTH}"),
+    "another-width": (8, "bits=8"),
+    "zero": (0, f"bits=0, {NO_WIDTH}"),
+    "negative": (-4, f"bits=-4, {NO_WIDTH}"),
+    "not-an-integer": (4.5, f"bits=4.5, {NO_WIDTH}"),
+    "a-string": ("4", f'bits="4", {NO_WIDTH}'),
+}
+
+
+@pytest.mark.parametrize("case", list(CONTRADICTING_BITS))
+def test_awq_layers_count_the_width_their_tensors_pack_not_the_configs(tmp_path: Path, case: str) -> None:
+    # AWQ packs 32/bits values in each int32 along the outputs: qweight (in, out × bits/32) beside scales (groups,
+    # out), so 8 columns for 64 outputs are 4-bit whatever the config says
+    bits, said = CONTRADICTING_BITS[case]
+    report = paramscope.inspect(str(_write(tmp_path, _awq(4), {"quant_method": "awq", "bits": bits})))
+    assert report.totals.params == _reference()[0]
+    for name in QUANTISED:
+        record = report.tensor(f"{name}.qweight")
+        assert (record.shape, record.dtype, record.packing) == ((OUT, IN), "uint4", "8 × 4-bit per int32 (AWQ)")
+    assert (
+        f"down.qweight, up.qweight: config.json's quantization_config says {said}, but the layer's own tensors say "
+        "4-bit (AWQ: qweight's int32 columns × 32/4 = the outputs of its scales): counted as 4-bit"
+    ) in report.notes
+
+
+def test_awq_layer_of_the_fuzzer_with_bits_64(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # 2 inputs, 8 int32 columns of eight 4-bit values = the 64 outputs of its scales: 128 4-bit values in 64 bytes
+    save_file({"l.qweight": torch.zeros(2, 8, dtype=torch.int32), "l.scales": torch.zeros(1, 64, dtype=torch.float16)},
+              str(tmp_path / "model.safetensors"))  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "awq", "bits": 64}}))
+    code, out, err = run(capsys, "inspect", str(tmp_path), "--format", "json")
+    assert (code, err) == (0, "")
+    record = next(tensor for tensor in json.loads(out)["tensors"] if tensor["name"] == "l.qweight")
+    assert (record["shape"], record["numel"], record["dtype"], record["bytes"]) == ([64, 2], 128, "uint4", 64)
+
+
+def test_awq_layer_whose_words_hold_no_width_for_its_outputs_is_counted_as_stored(tmp_path: Path) -> None:
+    # 7 int32 columns hold 56 4-bit outputs (or 28 8-bit ones), not the 64 of the scales: 224 bits for 64 outputs is
+    # no whole width, so neither the config's 4 bits nor the scales tell the layer's size
+    tensors = _awq(4)
+    tensors["up.qweight"] = torch.zeros(IN, 7, dtype=torch.int32)
+    report = paramscope.inspect(str(_write(tmp_path, tensors, {"quant_method": "awq", "bits": 4})))
+    up = report.tensor("up.qweight")
+    assert (up.shape, up.numel, up.dtype, up.packing) == ((IN, 7), IN * 7, "int32", None)
+    assert report.tensor("down.qweight").dtype == "uint4"
+    assert (
+        "up.qweight: AWQ qweight of 7 int32 columns holds no whole bit width (from 1 to 32) for the 64 outputs of its "
+        "scales: counted as stored"
+    ) in report.notes
+
+
+def test_gptq_layer_whose_tensors_say_another_width_than_the_configs_bits_is_said(tmp_path: Path) -> None:
+    # no GPTQModel `dynamic` declares it: 16 int32 rows for the 128 inputs of g_idx are 4-bit, not the config's 8
+    report = paramscope.inspect(str(_write(tmp_path, _gptq(4), {"quant_method": "gptq", "bits": 8})))
+    assert report.totals.params == _reference()[0]
+    assert report.tensor("up.qweight").dtype == "uint4"
+    assert (
+        "down.qweight, up.qweight: config.json's quantization_config says bits=8, but the layer's own tensors say "
+        "4-bit (GPTQ: qweight's int32 rows × 32/4 = the inputs of its g_idx): counted as 4-bit"
+    ) in report.notes
+
+
+def test_gptq_g_idx_that_gives_no_width_leaves_the_zeros_to_tell(tmp_path: Path) -> None:
+    # a g_idx of 8 entries for 16 int32 rows would make 64-bit values; the zeros' 8 int32 columns for 64 outputs
+    # are 4-bit, as the qweight's 16 rows for 128 inputs
+    tensors = _gptq(4)
+    tensors["up.g_idx"] = torch.zeros(IN * 4 // 64, dtype=torch.int32)
+    report = paramscope.inspect(str(_write(tmp_path, tensors, None)))
+    up = report.tensor("up.qweight")
+    assert (up.shape, up.numel, up.dtype) == ((OUT, IN), OUT * IN, "uint4")
+
+
+def test_gptq_layer_whose_width_only_a_config_of_no_width_gives_is_counted_as_stored(tmp_path: Path) -> None:
+    # without g_idx or zeros, a GPTQ qweight (in × bits/32, out) tells its inputs only by the config's bits
+    tensors = {name: t for name, t in _gptq(4).items() if not name.endswith((".g_idx", ".qzeros"))}
+    report = paramscope.inspect(str(_write(tmp_path, tensors, {"quant_method": "gptq", "bits": 64})))
+    up = report.tensor("up.qweight")
+    assert (up.shape, up.dtype, up.packing) == ((IN * 4 // 32, OUT), "int32", None)
+    assert (
+        "down.qweight, up.qweight: the bit width cannot be told from the tensors, and config.json's "
+        f"quantization_config says bits=64, {NO_WIDTH}: counted as stored"
+    ) in report.notes
+
+
+def _compressed_tensors_config(num_bits: object) -> dict:
+    return {"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {"num_bits": num_bits}}}}
+
+
+@pytest.mark.parametrize(("num_bits", "said"), [(64, "num_bits=64"), (4.5, "num_bits=4.5")])
+def test_compressed_tensors_num_bits_of_no_width(tmp_path: Path, num_bits: object, said: str) -> None:
+    # the stored weight_shape (64, 128) tells the width: 16 int32 words for 128 inputs are 4-bit; without it, nothing
+    tensors = _compressed_tensors()
+    del tensors["down.weight_shape"]
+    report = paramscope.inspect(str(_write(tmp_path, tensors, _compressed_tensors_config(num_bits))))
+    up, down = report.tensor("up.weight_packed"), report.tensor("down.weight_packed")
+    assert (up.shape, up.dtype) == ((OUT, IN), "uint4")
+    assert (down.shape, down.dtype, down.packing) == ((OUT, IN * 4 // 32), "int32", None)
+    assert list(report.notes[1:]) == [
+        f"up.weight_packed: config.json's quantization_config says {said}, {NO_WIDTH}, but its weight_shape says "
+        "4-bit: counted as 4-bit",
+        "down.weight_packed: the bit width cannot be told from the tensors, and config.json's quantization_config "
+        f"says {said}, {NO_WIDTH}: counted as stored",
+    ]
+
+
+def test_compressed_tensors_nvfp4_is_4_bit_whatever_num_bits_says(tmp_path: Path) -> None:
+    # two e2m1 values a byte: (64, 64) uint8 hold a (64, 128) weight, not (64, 64) 8-bit ones
+    config = {**_compressed_tensors_config(8), "format": "nvfp4-pack-quantized"}
+    report = paramscope.inspect(str(_write(tmp_path, _compressed_tensors_nvfp4(), config)))
+    assert report.totals.params == _reference()[0]
+    assert (report.tensor("up.weight_packed").shape, report.tensor("up.weight_packed").dtype) == (
+        (OUT, IN),
+        "float4_e2m1fn",
+    )
+    assert (
+        "down.weight_packed, up.weight_packed: config.json's quantization_config says num_bits=8, but an NVFP4 weight "
+        "(a global scale beside it) is fp4: counted as fp4"
+    ) in report.notes

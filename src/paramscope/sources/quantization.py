@@ -9,12 +9,15 @@ words or NVFP4 uint8 pairs), bitsandbytes 4-bit (uint8 pairs, ``absmax``, ``quan
 (``SCB``), FP8 and INT8 weights with scale tensors, NVIDIA ModelOpt NVFP4 (uint8 pairs, fp8 ``weight_scale``, fp32
 ``weight_scale_2``/``input_scale``) and MXFP4 (``*_blocks``/``*_scales``). The ``quantization_config`` of a
 ``config.json`` beside the checkpoint names the method and bit width when present; otherwise the tensor names and
-shapes decide. A ``quantization_config`` that paramscope does not know, or whose layout none of the tensors has, is
-said in a note: packed tensors are then counted as stored.
+shapes decide. A layer whose own tensors show its width (GPTQ's ``g_idx`` or zeros, AWQ's words per output) is
+counted at that width, with a note where the config's bits say another or are no width. A ``quantization_config``
+that paramscope does not know, or whose layout none of the tensors has, is said in a note: packed tensors are then
+counted as stored.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from bisect import bisect_left
@@ -22,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._cache_layers import size_of
 from .._report import TensorRecord
 from .._units import format_bytes, format_count, listed
 from ._json import loads as json_loads
@@ -53,12 +55,17 @@ class _Plan:
     schemes: dict[str, _Scheme] = field(default_factory=dict)
     problems: dict[str, list[str]] = field(default_factory=dict)
     """Tensors that looked quantised but fit no layout, by reason: counted as stored."""
+    contradictions: dict[str, list[str]] = field(default_factory=dict)
+    """Packed weights counted at the width their own tensors show, another than the config's, by reason."""
     unread_states: list[str] = field(default_factory=list)
     """bitsandbytes 4-bit weights whose quant_state (the weight's shape) could not be read."""
     sorted_names: list[str] | None = field(default=None, repr=False)
 
     def problem(self, name: str, reason: str) -> None:
         self.problems.setdefault(reason, []).append(name)
+
+    def contradiction(self, name: str, reason: str) -> None:
+        self.contradictions.setdefault(reason, []).append(name)
 
     def under(self, prefix: str) -> list[str]:
         """The names that start with ``prefix``: one run of the sorted names, found by bisection (not a scan)."""
@@ -104,31 +111,68 @@ def _quantization_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return settings if isinstance(settings, dict) else {}
 
 
-def _bits_from_config(settings: dict[str, Any]) -> int | None:
-    """The bit width the quantization config gives; None when it gives none (0 or -4 are no width: the tensors
-    tell it then)."""
+def _bit_width(value: Any) -> int | None:
+    """``value`` when it is a width one value can be packed at: a whole number from 1 to 32 (an int32 word holds at
+    least one), not a bool; else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 32 else None
+
+
+def _configured_bits(settings: dict[str, Any]) -> tuple[int | None, str | None]:
+    """The bit width the quantization config gives, and how its field reads in a note (``bits=4``): (None, None) when
+    it gives none; (None, ``bits=64``) when what it gives is no bit width (0, negative, over 32, not an integer),
+    which the tensors then tell."""
     for key in ("bits", "w_bit", "num_bits"):
-        value = size_of(settings.get(key))
-        if value is not None:
-            return value
+        if settings.get(key) is not None:
+            return _bit_width(settings[key]), _field(key, settings[key])
     groups = settings.get("config_groups")
     if isinstance(groups, dict):  # compressed-tensors: config_groups.<group>.weights.num_bits
         for group in groups.values():
             weights = group.get("weights") if isinstance(group, dict) else None
-            bits = size_of(weights.get("num_bits")) if isinstance(weights, dict) else None
-            if bits is not None:
-                return bits
-    return None
+            if isinstance(weights, dict) and weights.get("num_bits") is not None:
+                return _bit_width(weights["num_bits"]), _field("num_bits", weights["num_bits"])
+    return None, None
 
 
-def _gptq_bits(rows: int, out: int, g_idx: StoredTensor | None, qzeros: StoredTensor | None) -> int | None:
-    """The bit width a GPTQ layer's tensors show (its qweight is (in × bits/32, out)): ``g_idx`` holds one group
-    index per input, the zeros are packed along the outputs, (groups, out × bits/32); None when neither tells."""
+def _field(key: str, value: Any) -> str:
+    text = "[…]" if isinstance(value, list) else "{…}" if isinstance(value, dict) else json.dumps(value)
+    return f"{key}={text if len(text) <= 24 else text[:23] + '…'}"
+
+
+def _says(configured: int | None, said: str | None) -> str:
+    """What the config says, for a note: ``bits=8``, or ``bits=64, which is no bit width (…)``."""
+    return f"{said}" if configured else f"{said}, which is no bit width (a whole number from 1 to 32)"
+
+
+def _group_bits(settings: dict[str, Any]) -> set[int | None]:
+    """The widths compressed-tensors' config groups give (``config_groups.<group>.weights.num_bits``)."""
+    groups = settings.get("config_groups")
+    if not isinstance(groups, dict):
+        return set()
+    weights = [group.get("weights") for group in groups.values() if isinstance(group, dict)]
+    return {_bit_width(each.get("num_bits")) for each in weights if isinstance(each, dict)}
+
+
+def _gptq_bits(rows: int, out: int, g_idx: StoredTensor | None, qzeros: StoredTensor | None) -> tuple[int, str] | None:
+    """The bit width a GPTQ layer's tensors show (its qweight is (in × bits/32, out)), and how: ``g_idx`` holds one
+    group index per input, the zeros are packed along the outputs, (groups, out × bits/32); None when neither tells
+    a width."""
     if g_idx is not None and g_idx.numel and (rows * 32) % g_idx.numel == 0:
-        return rows * 32 // g_idx.numel
+        bits = _bit_width(rows * 32 // g_idx.numel)
+        if bits:
+            return bits, f"GPTQ: qweight's int32 rows × 32/{bits} = the inputs of its g_idx"
     if qzeros is not None and len(qzeros.shape) == 2 and (qzeros.shape[1] * 32) % out == 0:
-        return qzeros.shape[1] * 32 // out or None
+        bits = _bit_width(qzeros.shape[1] * 32 // out)
+        if bits:
+            return bits, f"GPTQ: qzeros' int32 columns × 32/{bits} = the outputs of its scales"
     return None
+
+
+def _dynamic_bits(settings: dict[str, Any]) -> set[Any]:
+    """The widths GPTQModel's ``dynamic`` gives the layers it matches (``{"+:.*down.*": {"bits": 8}}``)."""
+    dynamic = settings.get("dynamic")
+    if not isinstance(dynamic, dict):
+        return set()
+    return {rule.get("bits") for rule in dynamic.values() if isinstance(rule, dict) and _bit_width(rule.get("bits"))}
 
 
 def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
@@ -145,26 +189,48 @@ def _packed_int_layer(plan: _Plan, prefix: str, qweight: StoredTensor) -> None:
     if not cols or not out:  # nothing packed, or no outputs: no packing to tell (nor to divide by)
         plan.problem(qweight.name, f"shape {qweight.shape} fits neither GPTQ nor AWQ packing of {out} outputs")
         return
-    bits = _bits_from_config(settings)
+    configured, said = _configured_bits(settings)
+    told: tuple[int, str] | None = None  # the width the layer's own tensors show, and how
     if method == "awq" and str(settings.get("version", "")).lower() == "gemv":
-        # AutoAWQ's GEMV kernels pack along the inputs: qweight (out, in × bits/32), scales (out, groups padded)
+        # AutoAWQ's GEMV kernels pack along the inputs: qweight (out, in × bits/32), scales (out, groups padded);
+        # the padded scales tell no input count, so only the config's bits tell the width
         scheme = "AWQ"
+        bits = configured
         out, inputs = rows, cols * 32 // bits if bits else None
     elif cols == out and method != "awq":  # GPTQ: qweight (in × bits/32, out)
         scheme = "GPTQ"
         # the layer's own tensors first: GPTQModel's `dynamic` gives some layers another width than the config's bits
-        bits = _gptq_bits(rows, out, g_idx, plan.by_name.get(f"{prefix}.qzeros")) or bits
+        told = _gptq_bits(rows, out, g_idx, plan.by_name.get(f"{prefix}.qzeros"))
+        bits = told[0] if told else configured
         inputs = rows * 32 // bits if bits else None
-    elif out % cols == 0 or method == "awq":  # AWQ: qweight (in, out × bits/32)
+    elif out % cols == 0 or method == "awq":  # AWQ: qweight (in, out × bits/32), scales (in / group, out)
         scheme = "AWQ"
-        bits = bits or (cols * 32 // out if out else None)
+        bits = _bit_width(cols * 32 // out) if (cols * 32) % out == 0 else None
+        if not bits:  # the words hold no whole width for the scales' outputs: neither tells the layer's size
+            plan.problem(
+                qweight.name,
+                f"AWQ qweight of {cols} int32 columns holds no whole bit width (from 1 to 32) for the {out} outputs "
+                "of its scales",
+            )
+            return
+        told = bits, f"AWQ: qweight's int32 columns × 32/{bits} = the outputs of its scales"
         inputs = rows
     else:
         plan.problem(qweight.name, f"shape {qweight.shape} fits neither GPTQ nor AWQ packing of {out} outputs")
         return
     if not bits or inputs is None or (rows * 32 if scheme == "GPTQ" else cols * 32) % bits:
-        plan.problem(qweight.name, "the bit width cannot be told from the tensors or the config")
+        reason = "the bit width cannot be told from the tensors or the config"
+        if said and not configured:
+            reason = "the bit width cannot be told from the tensors, and config.json's quantization_config says "
+            reason += _says(configured, said)
+        plan.problem(qweight.name, reason)
         return
+    if told and said and told[0] != configured and told[0] not in _dynamic_bits(settings):
+        plan.contradiction(
+            qweight.name,
+            f"config.json's quantization_config says {_says(configured, said)}, but the layer's own tensors say "
+            f"{bits}-bit ({told[1]}): counted as {bits}-bit",
+        )
     per_word = 32 // bits if 32 % bits == 0 else 32 / bits
     packing = f"{per_word:g} × {bits}-bit per int32 ({scheme})"
     plan.weight(scheme, qweight, (out, inputs), f"uint{bits}", packing)
@@ -191,24 +257,42 @@ def _weight_shape(plan: _Plan, prefix: str) -> tuple[int, int] | None:
 
 def _compressed_tensors_layer(plan: _Plan, prefix: str, packed: StoredTensor) -> None:
     """int32 words of ``bits``-bit integers (pack-quantized), or uint8 pairs of fp4 values (nvfp4-pack-quantized)."""
-    bits = _bits_from_config(plan.config) or 4
+    configured, said = _configured_bits(plan.config)
     word = {"int32": 32, "uint8": 8}.get(packed.dtype)
-    if len(packed.shape) != 2 or word is None or word % bits:
+    # NVFP4 keeps a per-tensor global scale beside the fp8 group scales; integer layouts have none. fp4 is 4-bit
+    fp4 = packed.dtype == "uint8" and f"{prefix}.weight_global_scale" in plan.by_name
+    # no num_bits: 4; a num_bits that is no width: only the weight's stored shape can tell
+    bits = 4 if fp4 else configured or (None if said else 4)
+    if len(packed.shape) != 2 or word is None or (bits and word % bits):
+        shown = bits or "bits"
         plan.problem(
-            packed.name, f"int32 (out, in × {bits}/32) or uint8 (out, in × {bits}/8) expected for compressed-tensors"
+            packed.name, f"int32 (out, in × {shown}/32) or uint8 (out, in × {shown}/8) expected for compressed-tensors"
         )
         return
     out, words = packed.shape
-    # NVFP4 keeps a per-tensor global scale beside the fp8 group scales; integer layouts have none
-    fp4 = packed.dtype == "uint8" and f"{prefix}.weight_global_scale" in plan.by_name
-    shape = (out, words * word // bits)
+    shape = (out, words * word // bits) if bits else None
     stored = None if fp4 else _weight_shape(plan, prefix)
     if stored is not None and stored[0] == out:
         # the weight's own shape, which a config group of another width than the first (a non-uniform scheme) or
         # inputs padded up to whole words change: the width whose words hold those inputs, the config's first
-        width = next((b for b in (bits, 2, 4, 8, 16) if word % b == 0 and -(-stored[1] // (word // b)) == words), None)
+        widths = (bits, 2, 4, 8, 16)
+        width = next((b for b in widths if b and word % b == 0 and -(-stored[1] // (word // b)) == words), None)
         if width is not None:
             bits, shape = width, stored
+    if not bits or shape is None:  # a num_bits that is no width, and no weight_shape to tell it
+        plan.problem(
+            packed.name,
+            "the bit width cannot be told from the tensors, and config.json's quantization_config says "
+            + _says(configured, said),
+        )
+        return
+    if said and bits not in _group_bits(plan.config) | {configured}:
+        told = "an NVFP4 weight (a global scale beside it) is fp4" if fp4 else f"its weight_shape says {bits}-bit"
+        plan.contradiction(
+            packed.name,
+            f"config.json's quantization_config says {_says(configured, said)}, but {told}: counted as "
+            + ("fp4" if fp4 else f"{bits}-bit"),
+        )
     dtype = "float4_e2m1fn" if fp4 else f"uint{bits}"
     plan.weight(
         "compressed-tensors",
@@ -411,6 +495,8 @@ def _scheme_notes(plan: _Plan) -> list[str]:
             "recognises for it: every tensor is counted as stored (a packed tensor's stored elements, not the values "
             "it holds); weights a loader quantises when it loads are stored unquantised"
         )
+    for reason, names in plan.contradictions.items():
+        notes.append(f"{listed(names)}: {reason}")
     for reason, names in plan.problems.items():
         notes.append(f"{listed(names)}: {reason}: counted as stored")
     if plan.unread_states:
