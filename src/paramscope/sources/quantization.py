@@ -489,7 +489,7 @@ def _scheme_notes(plan: _Plan) -> list[str]:
             "the weights they encode; other packed tensors are counted as stored (their stored elements, not the "
             "values they hold), and their scales as parameters"
         )
-    elif plan.config and not plan.schemes:
+    elif plan.config and not plan.schemes and not plan.problems:  # a layer in a layout it cannot size says so
         notes.append(
             f"config.json declares quantisation ({label}) but no tensor is in a quantised layout paramscope "
             "recognises for it: every tensor is counted as stored (a packed tensor's stored elements, not the values "
