@@ -492,19 +492,27 @@ def summarize(
 
 
 def unfused_recurrent_note(named_modules: Iterable[tuple[str, nn.Module]], called: Container[str]) -> list[str]:
-    """What the activations of recurrent layers measured on meta leave out: meta runs torch's unfused cells, and a
-    real device's fused kernels keep a workspace besides what the cells save (measured, and its size is the
-    kernel's own: oneDNN's on cpu, cuDNN's reserve on a GPU)."""
+    """What the activations of recurrent layers measured on meta leave out: meta runs torch's unfused cells, where
+    cpu runs oneDNN's LSTM kernel, which keeps a workspace besides, and copies the input of a bidirectional layer
+    with ``batch_first`` for each direction; a GPU's cuDNN kernels keep a reserve of their own."""
     from torch import nn
 
-    recurrent = [path or "(model)" for path, module in named_modules
-                 if path in called and isinstance(module, nn.RNNBase)]  # fmt: skip
-    if not recurrent:
+    layers = [(path or "(model)", module) for path, module in named_modules
+              if path in called and isinstance(module, nn.RNNBase)]  # fmt: skip
+    if not layers:
         return []
+    # oneDNN runs an LSTM without projections (torch's RNN.cpp falls back to the cells for proj_size)
+    fused = [module for _, module in layers if isinstance(module, nn.LSTM) and not module.proj_size]
+    copied = [module for _, module in layers if module.bidirectional and module.batch_first and module not in fused]
+    on_cpu = [
+        *(["oneDNN's LSTM kernel keeps a workspace besides, several times that"] if fused else []),
+        *(["a bidirectional layer with batch_first saves its input once more"] if copied else []),
+    ]
+    cpu = f"on cpu, {' and '.join(on_cpu)}; " if on_cpu else ""
     return [
-        f"activations of the recurrent layers, as torch's unfused cells save them (on meta): {listed(recurrent, 5)}; "
-        "a fused kernel keeps a workspace besides, several times that (oneDNN's LSTM on cpu, cuDNN on a GPU); a "
-        "summary with --device cpu --mode train measures cpu's"
+        f"activations of the recurrent layers, as torch's unfused cells save them (on meta): "
+        f"{listed([path for path, _ in layers], 5)}; {cpu}cuDNN's kernels on a GPU keep a reserve besides; a summary "
+        "with --device cpu --mode train measures cpu's"
     ]
 
 
