@@ -35,6 +35,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/bench_tally.py
 	$(BIN)/python benchmarks/bench_headers.py
 	$(BIN)/python benchmarks/bench_gguf.py
+	$(BIN)/python benchmarks/bench_torchfile.py
 	$(BIN)/python benchmarks/bench_config.py
 	$(BIN)/python benchmarks/bench_summary.py
 	$(BIN)/python benchmarks/bench_modules.py

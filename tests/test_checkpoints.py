@@ -808,6 +808,27 @@ def test_a_list_that_holds_itself(tmp_path: Path, holds_a_tensor: bool) -> None:
     assert expected in report.notes
 
 
+def test_tensors_after_many_entries_that_are_not_tensors_keep_their_names(tmp_path: Path) -> None:
+    # The walk that finds the tensors goes only into the containers that hold one: a tensor after 1,000 numbers in
+    # a list, or under a list of lists of numbers, is found and named as torch.save's nesting gives it
+    weight, deep, last, moment = torch.zeros(2, 3), torch.zeros(4), torch.zeros(5, dtype=torch.float16), torch.zeros(6)
+    model = {"w": weight, "logs": [0.5] * 1_000 + [{"a": [1, "x", deep]}, ([[7, 8], [9], []], last)]}
+    history = [[0.25] * 10 for _ in range(100)] + [moment]  # each list once: the file refers to none twice
+    saved = {"epoch": 2, "model": model, "history": history, "log": [0.1] * 5_000}
+    path = tmp_path / "last.ckpt"
+    torch.save(saved, path)
+    report = paramscope.inspect(str(path))
+    assert [(record.name, record.shape, record.bytes) for record in report.tensors] == [
+        ("w", (2, 3), 24), ("logs.1000.a.2", (4,), 16), ("logs.1001.1", (5,), 10)
+    ]  # fmt: skip
+    assert report.notes == (
+        "the model's tensors are the checkpoint's 'model' entry",
+        "entry 'history': 1 tensor(s), 6 elements, 24 B; not counted in the totals",
+        "1003 entries of 'model' hold no tensor and are not counted: logs.0 (float), logs.1 (float), logs.2 (float), "
+        "logs.3 (float), logs.4 (float) and 998 more",
+    )
+
+
 class WithExtraState(nn.Module):
     """A Linear whose state dict also holds a non-tensor ``_extra_state`` (as TransformerEngine's layers do)."""
 

@@ -27,7 +27,7 @@ import struct
 import sys
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -118,8 +118,9 @@ def _one_line(text: str) -> str:
     return printable(" ".join(text.split()))
 
 
-def _torch_load(path: Path) -> Any:
-    """``torch.load(path, weights_only=True)``, its failures one-line errors; DTensors and nested tensors loaded."""
+def _torch_load(path: Path) -> tuple[Any, _Contents | None]:
+    """``torch.load(path, weights_only=True)``, its failures one-line errors; DTensors and nested tensors loaded. With
+    what it loaded, its contents where they were walked already (a zip file's, to check its storages), else None."""
     with _load_errors(path):
         try:
             return _load_file(path)
@@ -129,21 +130,22 @@ def _torch_load(path: Path) -> Any:
         return _load_file(path)  # once more, now that the module torch asked for is imported
 
 
-def _load_file(path: Path) -> Any:
+def _load_file(path: Path) -> tuple[Any, _Contents | None]:
     check_regular_file(path)
     if path.stat().st_size == 0:
         raise SourceError(f"{path}: empty file (0 bytes): not a PyTorch checkpoint")
     if zipfile.is_zipfile(path):
         records = _check_archive(path)
         loaded = _load_quietly(path, mmap=True)
-        _check_storages(path, loaded, records)
-        return loaded
+        contents = None if isinstance(loaded, torch.Tensor) else _Contents(path, loaded)
+        _check_storages(path, loaded, records, contents)
+        return loaded, contents
     with path.open("rb") as handle:
         if handle.read(4) == b"PK\x03\x04":
             raise SourceError(f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint")
     # The legacy (pre-1.6) format cannot be memory-mapped: its tensors are read into memory (on CPU, where tensors
     # that share storage, such as tied weights, can be recognised).
-    return _load_quietly(path)
+    return _load_quietly(path), None
 
 
 def _check_archive(path: Path) -> list[_Record]:
@@ -377,6 +379,19 @@ def _entries(value: Any) -> list[tuple[Any, Any]] | None:
     return None
 
 
+def _items(value: Any) -> Sequence[Any] | None:
+    """The items of a dict (its values), list or tuple, in order, without their keys; None for anything else."""
+    if isinstance(value, Mapping):
+        return [item for _, item in value.items()]
+    if isinstance(value, (list, tuple)):
+        return value
+    return None
+
+
+# The types of the items a file's containers hold most (a log of numbers or strings): neither tensors nor containers.
+_PLAIN = frozenset({int, float, bool, str, bytes, complex, type(None)})
+
+
 class _Contents:
     """What one loaded file holds, in nested dicts, lists and tuples: its tensors and its other entries.
 
@@ -388,6 +403,8 @@ class _Contents:
     def __init__(self, path: Path, loaded: Any) -> None:
         self.path = path
         self._visited = 0
+        self._shared = False
+        """Whether the file refers to a container more than once (or holds one in itself)."""
         self.holders = self._holders(loaded)
         """The ids of the containers from which a tensor can be reached."""
 
@@ -398,8 +415,32 @@ class _Contents:
         return not isinstance(value, torch.Tensor) and id(value) in self.holders
 
     def leaves(self, value: Any) -> list[tuple[str, torch.Tensor]]:
-        """Every tensor in ``value``, with a dotted name."""
-        return [(name, item) for name, item in self.walk(value) if isinstance(item, torch.Tensor)]
+        """Every tensor in ``value``, with a dotted name, in order.
+
+        Only the containers that hold a tensor are walked into, and only their tensors and those containers named: a
+        list of 10^7 numbers beside the weights costs no walk. Where the file refers to a container twice, the others
+        are walked into too, for their depth alone: reached by another path than _holders took, one may lie deeper
+        than the depth _holders checked (in a tree, each lies where _holders found it)."""
+        tensors = []
+        seen: set[int] = set()
+        stack = [("", value, 0)]
+        while stack:
+            name, item, depth = stack.pop()
+            if isinstance(item, torch.Tensor):
+                tensors.append((name, item))
+            elif self._walked(item) and id(item) not in seen:
+                seen.add(id(item))
+                self._visit(0, depth)  # its entries are counted once, by _holders, which walks every container
+                entries = item.items() if isinstance(item, Mapping) else enumerate(item)
+                kept = [(key, child) for key, child in entries if type(child) not in _PLAIN
+                        and (isinstance(child, torch.Tensor) or self._walked(child))]  # fmt: skip
+                stack += [(f"{name}.{key}" if name else str(key), child, depth + 1) for key, child in reversed(kept)]
+        return tensors
+
+    def _walked(self, value: Any) -> bool:
+        """Whether :meth:`leaves` walks into ``value``: a container that holds a tensor, or any one in a file that
+        refers to a container twice."""
+        return id(value) in self.holders or (self._shared and isinstance(value, (Mapping, list, tuple)))
 
     def without_tensors(self, value: Any) -> list[tuple[str, Any]]:
         """The entries of a state dict (nested dicts and lists walked) that hold no tensor, with a dotted name: a
@@ -424,23 +465,43 @@ class _Contents:
                 stack += [(f"{name}.{key}" if name else str(key), child, depth + 1) for key, child in reversed(entries)]
 
     def _holders(self, value: Any) -> set[int]:
+        """The ids of the containers from which a tensor can be reached. Each container is visited once, depth first
+        and each one's entries from the last: its entries are counted and its depth checked there."""
         holding: list[int] = []  # the containers that hold a tensor themselves
-        parents: dict[int, list[int]] = {}
+        parents: dict[int, list[int]] = {}  # the containers each container that holds more than plain items is in
         seen: set[int] = set()
-        stack = [(value, 0)]
-        while stack:
-            item, depth = stack.pop()
-            entries = _entries(item)
-            if entries is None or id(item) in seen:
-                continue
+        walking: list[tuple[int, Iterator[Any], int]] = []  # the containers walked into: the items left, the depth
+        item: Any = value
+        parent: int | None = None
+        depth = 0
+        while item is not None:
+            items = _items(item)
+            if items is None:  # the file holds a tensor, or no container
+                break
             seen.add(id(item))
-            self._visit(len(entries), depth)
-            for _, child in entries:
-                if isinstance(child, torch.Tensor):
-                    holding.append(id(item))
-                elif isinstance(child, (Mapping, list, tuple)):
-                    parents.setdefault(id(child), []).append(id(item))
-                    stack.append((child, depth + 1))
+            self._visit(len(items), depth)
+            # a container of plain items (a list of 10^7 losses) holds no tensor, nor another container: told at C
+            # speed, and none is a parent
+            if not _PLAIN.issuperset(map(type, items)):
+                if parent is not None:
+                    parents.setdefault(id(item), []).append(parent)
+                walking.append((id(item), reversed(items), depth))
+            item = None
+            while walking and item is None:
+                container, rest, at = walking[-1]
+                for child in rest:
+                    if type(child) in _PLAIN:
+                        continue
+                    if isinstance(child, torch.Tensor):
+                        holding.append(container)
+                    elif isinstance(child, (Mapping, list, tuple)):
+                        if id(child) not in seen:
+                            item, parent, depth = child, container, at + 1
+                            break
+                        parents.setdefault(id(child), []).append(container)
+                        self._shared = True
+                else:
+                    walking.pop()
         found: set[int] = set()
         while holding:
             holder = holding.pop()
@@ -502,7 +563,9 @@ def _is_training_state(key: Any, value: Any) -> bool:
     return key in _OPTIMIZER_KEYS or TRAINING_STATE.fullmatch(f"{key}.pt") is not None or _is_optimizer_state(value)
 
 
-def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Tensor]], list[str], Any]:
+def _split_checkpoint(
+    path: Path, loaded: Any, contents: _Contents | None = None
+) -> tuple[list[tuple[str, torch.Tensor]], list[str], Any]:
     """The model's named tensors, notes on everything else the checkpoint holds, and the dict the model's tensors
     are in (its ``_metadata`` is what ``load_state_dict`` reads module versions from), or None.
 
@@ -516,7 +579,7 @@ def _split_checkpoint(path: Path, loaded: Any) -> tuple[list[tuple[str, torch.Te
     if not isinstance(loaded, Mapping):
         held = "None" if loaded is None else f"an object of type {type(loaded).__name__}"  # no article to guess
         raise SourceError(f"{path}: holds {held}, not a state dict or a checkpoint dict")
-    contents = _Contents(path, loaded)
+    contents = contents or _Contents(path, loaded)
     # A model entry is a container of tensors; a tensor under such a name ("weights") is one of a state dict's.
     model_key = next((key for key in _MODEL_KEYS if contents.is_container_of_tensors(loaded.get(key))), None)
     notes = []
@@ -574,7 +637,7 @@ def _state_dict_metadata(state_dict: Any) -> dict[str, dict[str, Any]] | None:
     return {str(prefix): dict(entry) for prefix, entry in metadata.items() if isinstance(entry, Mapping)}
 
 
-def _check_storages(path: Path, loaded: Any, records: list[_Record]) -> None:
+def _check_storages(path: Path, loaded: Any, records: list[_Record], contents: _Contents | None) -> None:
     """Refuse a zip checkpoint whose tensors' storages take more bytes than its archive's storage records hold.
 
     Mapped (``mmap=True``), each storage is the stretch of the file that starts at its record and is as long as the
@@ -585,7 +648,7 @@ def _check_storages(path: Path, loaded: Any, records: list[_Record]) -> None:
     Each storage is checked against its own record: ordered by where they lie in memory, the storages match the
     records ordered by where they lie in the file, when there are as many of each and all lie the same distance
     apart (the start of the mapping). Otherwise (records no tensor uses) the storages are checked together."""
-    tensors = [("the tensor", loaded)] if isinstance(loaded, torch.Tensor) else _Contents(path, loaded).leaves(loaded)
+    tensors = [("the tensor", loaded)] if contents is None else contents.leaves(loaded)
     storages: dict[int, tuple[int, str]] = {}  # where a storage's data starts: its bytes, and a tensor it holds
     for name, tensor in tensors:
         data = _counted(tensor)[0]
@@ -790,8 +853,8 @@ def _training_notes(paths: list[Path]) -> list[str]:
         tensors: list[tuple[str, torch.Tensor]] = []
         if _OPTIMIZER_FILE.fullmatch(path.name):
             with contextlib.suppress(SourceError):  # one that cannot be read is only named, like the rest
-                loaded = _torch_load(path)
-                tensors = _Contents(path, loaded).leaves(loaded)
+                loaded, contents = _torch_load(path)
+                tensors = (contents or _Contents(path, loaded)).leaves(loaded)
         if tensors:
             notes.append(f"{path.name}: optimizer state: {_summary(tensors)}; not counted in the totals")
         else:
@@ -810,7 +873,7 @@ def load(target: Path, *, quiet: bool = False) -> Report:
     notes: list[str] = []
     metadata: dict[str, dict[str, Any]] | None = None
     for path in progress(found.weights, "reading PyTorch checkpoints", quiet=quiet):
-        tensors, file_notes, state_dict = _split_checkpoint(path, _torch_load(path))
+        tensors, file_notes, state_dict = _split_checkpoint(path, *_torch_load(path))
         file_metadata = _state_dict_metadata(state_dict)
         if file_metadata is not None:
             metadata = {**(metadata or {}), **file_metadata}
