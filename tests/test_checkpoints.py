@@ -824,7 +824,7 @@ def test_tensors_after_many_entries_that_are_not_tensors_keep_their_names(tmp_pa
     assert report.notes == (
         "the model's tensors are the checkpoint's 'model' entry",
         "entry 'history': 1 tensor(s), 6 elements, 24 B; not counted in the totals",
-        "1003 entries of 'model' hold no tensor and are not counted: logs.0 (float), logs.1 (float), logs.2 (float), "
+        "1,003 entries of 'model' hold no tensor and are not counted: logs.0 (float), logs.1 (float), logs.2 (float), "
         "logs.3 (float), logs.4 (float) and 998 more",
     )
 

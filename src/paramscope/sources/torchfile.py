@@ -529,7 +529,7 @@ def _nbytes(tensor: torch.Tensor) -> int:
 def _summary(tensors: list[tuple[str, torch.Tensor]]) -> str:
     elements = sum(tensor.numel() for _, tensor in tensors)
     size = sum(_nbytes(tensor) for _, tensor in tensors)
-    return f"{len(tensors)} tensor(s), {format_count(elements)} elements, {format_bytes(size)}"
+    return f"{format_count(len(tensors))} tensor(s), {format_count(elements)} elements, {format_bytes(size)}"
 
 
 def _left_out_note(entries: list[tuple[str, Any]], where: str) -> list[str]:
@@ -540,7 +540,7 @@ def _left_out_note(entries: list[tuple[str, Any]], where: str) -> list[str]:
     )
     if len(entries) == 1:
         return [f"1 entry{where} holds no tensor and is not counted: {shown}"]
-    return [f"{len(entries)} entries{where} hold no tensor and are not counted: {shown}"]
+    return [f"{format_count(len(entries))} entries{where} hold no tensor and are not counted: {shown}"]
 
 
 # A random generator's state as torch gives it (torch.get_rng_state(), a uint8 tensor), under the name training
