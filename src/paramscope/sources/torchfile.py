@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import itertools
 import logging
 import math
 import os
@@ -370,13 +371,9 @@ def _load_quietly(path: Path, *, mmap: bool = False) -> Any:
         mesh_log.setLevel(level)
 
 
-def _entries(value: Any) -> list[tuple[Any, Any]] | None:
-    """The ``(key, item)`` entries of a dict, list or tuple; None for anything else."""
-    if isinstance(value, Mapping):
-        return list(value.items())
-    if isinstance(value, (list, tuple)):
-        return list(enumerate(value))
-    return None
+def _pairs(value: Any) -> Iterator[tuple[Any, Any]]:
+    """The ``(key, item)`` entries of a dict, list or tuple, one at a time."""
+    return iter(value.items()) if isinstance(value, Mapping) else enumerate(value)
 
 
 def _items(value: Any) -> Sequence[Any] | None:
@@ -442,27 +439,37 @@ class _Contents:
         refers to a container twice."""
         return id(value) in self.holders or (self._shared and isinstance(value, (Mapping, list, tuple)))
 
-    def without_tensors(self, value: Any) -> list[tuple[str, Any]]:
-        """The entries of a state dict (nested dicts and lists walked) that hold no tensor, with a dotted name: a
-        module's ``_extra_state``, a version number, a metadata string."""
-        return [(name, item) for name, item in self.walk(value, holders_only=True)
-                if not isinstance(item, torch.Tensor)]  # fmt: skip
+    def without_tensors(self, value: Any) -> tuple[int, list[tuple[str, Any]]]:
+        """How many entries of a state dict (nested dicts and lists walked) hold no tensor (a module's
+        ``_extra_state``, a version number, a metadata string), and the first :data:`_MAX_NAMED` of them in order,
+        with a dotted name.
 
-    def walk(self, value: Any, *, holders_only: bool = False) -> Iterator[tuple[str, Any]]:
-        """Everything in ``value`` that is not a container, tensors among it, with a dotted name, in order; with
-        ``holders_only``, the containers that hold no tensor are not walked into but given whole."""
-        seen: set[int] = set()
-        stack = [("", value, 0)]
-        while stack:
-            name, item, depth = stack.pop()
-            walked = not isinstance(item, torch.Tensor) and (not holders_only or id(item) in self.holders)
-            entries = _entries(item) if walked else None
-            if entries is None:
-                yield name, item
-            elif id(item) not in seen:
-                seen.add(id(item))
-                self._visit(0, depth)  # its entries are counted once, by _holders, which walks every container
-                stack += [(f"{name}.{key}" if name else str(key), child, depth + 1) for key, child in reversed(entries)]
+        Only the containers that hold a tensor are walked into; one that holds none is an entry. Only the entries
+        named are given a name: a list of 10^7 numbers beside a tensor costs a count."""
+        if not self.is_container_of_tensors(value):
+            return (0, []) if isinstance(value, torch.Tensor) else (1, [("", value)])
+        count = 0
+        named: list[tuple[str, Any]] = []
+        seen = {id(value)}
+        self._visit(0, 0)  # its entries are counted once, by _holders, which walks every container
+        # the containers walked into, depth first and each one's entries in order: its name, the entries left, the
+        # depth of its entries
+        walking: list[tuple[str, Iterator[tuple[Any, Any]], int]] = [("", _pairs(value), 1)]
+        while walking:
+            name, rest, depth = walking[-1]
+            for key, child in rest:
+                if type(child) in _PLAIN or not (isinstance(child, torch.Tensor) or id(child) in self.holders):
+                    count += 1
+                    if len(named) < _MAX_NAMED:
+                        named.append((f"{name}.{key}" if name else str(key), child))
+                elif not isinstance(child, torch.Tensor) and id(child) not in seen:
+                    seen.add(id(child))
+                    self._visit(0, depth)
+                    walking.append((f"{name}.{key}" if name else str(key), _pairs(child), depth + 1))
+                    break
+            else:
+                walking.pop()
+        return count, named
 
     def _holders(self, value: Any) -> set[int]:
         """The ids of the containers from which a tensor can be reached. Each container is visited once, depth first
@@ -532,15 +539,17 @@ def _summary(tensors: list[tuple[str, torch.Tensor]]) -> str:
     return f"{format_count(len(tensors))} tensor(s), {format_count(elements)} elements, {format_bytes(size)}"
 
 
-def _left_out_note(entries: list[tuple[str, Any]], where: str) -> list[str]:
-    if not entries:
+def _left_out_note(count: int, named: list[tuple[str, Any]], where: str) -> list[str]:
+    """The note on the ``count`` entries that hold no tensor, ``named`` the first of them (:data:`_MAX_NAMED` or
+    more) with their names."""
+    if not count:
         return []
-    shown = listed(
-        [f"{name} ({'None' if item is None else type(item).__name__})" for name, item in entries], _MAX_NAMED
-    )
-    if len(entries) == 1:
+    shown = ", ".join(shortened(f"{name} ({'None' if item is None else type(item).__name__})")
+                      for name, item in named[:_MAX_NAMED])  # fmt: skip
+    shown += f" and {format_count(count - _MAX_NAMED)} more" if count > _MAX_NAMED else ""  # as listed() writes it
+    if count == 1:
         return [f"1 entry{where} holds no tensor and is not counted: {shown}"]
-    return [f"{format_count(len(entries))} entries{where} hold no tensor and are not counted: {shown}"]
+    return [f"{format_count(count)} entries{where} hold no tensor and are not counted: {shown}"]
 
 
 # A random generator's state as torch gives it (torch.get_rng_state(), a uint8 tensor), under the name training
@@ -612,14 +621,14 @@ def _split_checkpoint(
         if not model and loaded:  # an empty dict is the state dict of a model without tensors (nn.ReLU): 0 of them
             keys = ", ".join(repr(key) for key in list(loaded)[:8])
             raise SourceError(f"{path}: no model tensors found (top-level keys: {keys})")
-        left_out = _left_out_note(
-            [(str(key), value) for key, value in loaded.items() if not contents.holds_tensors(value)], ""
-        )
+        count = sum(not contents.holds_tensors(value) for value in loaded.values())
+        without = ((str(key), value) for key, value in loaded.items() if not contents.holds_tensors(value))
+        left_out = _left_out_note(count, list(itertools.islice(without, _MAX_NAMED)), "")
     else:
         model = contents.leaves(loaded[model_key])
         others = [key for key in loaded if key != model_key and contents.holds_tensors(loaded[key])]
         notes.append(f"the model's tensors are the checkpoint's {model_key!r} entry")
-        left_out = _left_out_note(contents.without_tensors(loaded[model_key]), f" of {model_key!r}")
+        left_out = _left_out_note(*contents.without_tensors(loaded[model_key]), f" of {model_key!r}")
     for key in others:
         what = "optimizer state" if key in _OPTIMIZER_KEYS else "entry"
         notes.append(
