@@ -1552,14 +1552,8 @@ def test_a_huge_header_length_allocates_nothing(
     capsys.readouterr()
 
 
-def test_a_long_list_of_numbers_beside_the_weights_costs_no_more_memory_than_torch_load(tmp_path: Path) -> None:
-    # A training checkpoint's log of losses beside its weights: reading the file is what it costs; finding the
-    # tensors walks no further into the list than to see it holds none (each of its items was given a name, 6× the
-    # memory torch.load took: 2.7 GB for a list of 10^7 numbers, where torch.load took 0.35 GB)
-    path = tmp_path / "model.pt"
-    torch.save({"w": torch.zeros(3), "losses": [0.5] * 100_000}, path)
-    report = paramscope.inspect(str(path))  # imports done before the measure
-    assert report.notes == ("1 entry holds no tensor and is not counted: losses (list)",)
+def _peak_memory_of_torch_load_and_inspect(path: Path) -> tuple[int, int]:
+    """The peak memory Python allocates to read ``path`` with torch.load, and with paramscope.inspect."""
     peaks = []
     for read in (lambda: torch.load(path, weights_only=True, mmap=True), lambda: paramscope.inspect(str(path))):
         tracemalloc.start()
@@ -1568,7 +1562,18 @@ def test_a_long_list_of_numbers_beside_the_weights_costs_no_more_memory_than_tor
             peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
-    loaded, inspected = peaks
+    return peaks[0], peaks[1]
+
+
+def test_a_long_list_of_numbers_beside_the_weights_costs_no_more_memory_than_torch_load(tmp_path: Path) -> None:
+    # A training checkpoint's log of losses beside its weights: reading the file is what it costs; finding the
+    # tensors walks no further into the list than to see it holds none (each of its items was given a name, 6× the
+    # memory torch.load took: 2.7 GB for a list of 10^7 numbers, where torch.load took 0.35 GB)
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(3), "losses": [0.5] * 100_000}, path)
+    report = paramscope.inspect(str(path))  # imports done before the measure
+    assert report.notes == ("1 entry holds no tensor and is not counted: losses (list)",)
+    loaded, inspected = _peak_memory_of_torch_load_and_inspect(path)
     assert loaded > 800_000  # the control: torch.load holds the list, 8 bytes an item
     assert inspected < 1.5 * loaded
 
@@ -1588,15 +1593,7 @@ def test_a_long_list_of_numbers_beside_a_tensor_in_the_model_costs_no_more_memor
         "100,000 entries of 'model' hold no tensor and are not counted: tail.0 (float), tail.1 (float), tail.2 "
         "(float), tail.3 (float), tail.4 (float) and 99,995 more",
     )
-    peaks = []
-    for read in (lambda: torch.load(path, weights_only=True, mmap=True), lambda: paramscope.inspect(str(path))):
-        tracemalloc.start()
-        try:
-            read()
-            peaks.append(tracemalloc.get_traced_memory()[1])
-        finally:
-            tracemalloc.stop()
-    loaded, inspected = peaks
+    loaded, inspected = _peak_memory_of_torch_load_and_inspect(path)
     assert loaded > 800_000  # the control: torch.load holds the list, 8 bytes an item
     assert inspected < 1.5 * loaded
 

@@ -976,36 +976,24 @@ def test_kv_cache_of_dots3_keeps_its_indexer_keys_in_float32() -> None:
                                  "in float32)")  # fmt: skip
 
 
-def test_kv_cache_of_cpmant_holds_its_prompt_tokens_too() -> None:
+@pytest.mark.parametrize("dim_head", [8, 16], ids=["hidden-over-heads", "a-length-of-its-own"])
+def test_kv_cache_of_cpmant_holds_its_prompt_tokens_too(dim_head: int) -> None:
     # CPM-Ant's forward prepends prompt_length prompt tokens to every input and caches them with the text: the plan
-    # counted the text's tokens alone (a third of the cache at the default 32 prompt tokens and 16 of text)
-    config = transformers.CpmAntConfig(vocab_size=64, hidden_size=32, num_attention_heads=4, dim_head=8, dim_ff=64,
-                                       num_hidden_layers=2, prompt_length=4, prompt_types=3, segment_types=3,
-                                       position_bias_num_buckets=8, position_bias_max_distance=32)  # fmt: skip
+    # counted the text's tokens alone (a third of the cache at the default 32 prompt tokens and 16 of text). Its
+    # heads are dim_head long, which need not be hidden_size / heads (from the KV cache sweep: the plan took 8 for 16)
+    config = transformers.CpmAntConfig(vocab_size=64, hidden_size=32, num_attention_heads=4, dim_head=dim_head,
+                                       dim_ff=64, num_hidden_layers=2, prompt_length=4, prompt_types=3,
+                                       segment_types=3, position_bias_num_buckets=8,
+                                       position_bias_max_distance=32)  # fmt: skip
     torch.manual_seed(0)
     model = transformers.CpmAntForCausalLM(config).eval()
     with torch.no_grad():
         cache = cache_of(model(torch.ones(2, 6, dtype=torch.long), use_cache=True))
-    assert [tuple(layer.keys.shape) for layer in cache.layers] == [(2, 4, 6 + 4, 8)] * 2
+    assert [tuple(layer.keys.shape) for layer in cache.layers] == [(2, 4, 6 + 4, dim_head)] * 2
     item = plan_of(model, seq=6, batch=2, dtype="float32").item("KV cache")
     assert item.total_bytes == nbytes(cache_tensors(cache))
-    assert item.formula == ("2 × 2 layers × 4 kv heads × 8 × (6 + 4) tokens × 2 × 4 B (CPM-Ant prepends 4 prompt "
-                            "tokens to every input and caches them)")  # fmt: skip
-
-
-def test_kv_cache_of_cpmant_with_a_head_length_of_its_own() -> None:
-    # from the KV cache sweep: CPM-Ant's heads are dim_head long, which need not be hidden_size / heads; the plan
-    # took hidden_size / heads (8 here, for 16)
-    config = transformers.CpmAntConfig(vocab_size=64, hidden_size=32, num_attention_heads=4, dim_head=16, dim_ff=64,
-                                       num_hidden_layers=2, prompt_length=4, prompt_types=3, segment_types=3,
-                                       position_bias_num_buckets=8, position_bias_max_distance=32)  # fmt: skip
-    torch.manual_seed(0)
-    model = transformers.CpmAntForCausalLM(config).eval()
-    with torch.no_grad():
-        cache = cache_of(model(torch.ones(2, 6, dtype=torch.long), use_cache=True))
-    assert [tuple(layer.keys.shape) for layer in cache.layers] == [(2, 4, 6 + 4, 16)] * 2
-    item = plan_of(model, seq=6, batch=2, dtype="float32").item("KV cache")
-    assert item.total_bytes == nbytes(cache_tensors(cache))
+    assert item.formula == (f"2 × 2 layers × 4 kv heads × {dim_head} × (6 + 4) tokens × 2 × 4 B (CPM-Ant prepends 4 "
+                            "prompt tokens to every input and caches them)")  # fmt: skip
 
 
 def test_kv_cache_of_a_multimodal_decoder_whose_text_config_names_no_architecture() -> None:

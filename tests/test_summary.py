@@ -4071,11 +4071,8 @@ def test_a_module_registered_twice_keeps_its_own_tensors(device: str, mode: str)
     assert model.norm.running_mean.device.type == "cpu"
 
 
-def test_a_summary_on_meta_runs_its_two_forwards_on_one_set_of_stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
-    # making the fake tensors costs about what running a small module on them costs: the eval-mode forward's serve
-    # the train-mode forward too; a counter, whose value is real, is copied again for each
-    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8, momentum=None), nn.Linear(8, 2))
-    before = snapshot(model)
+def weights_of_each_forward(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, torch.Tensor]]:
+    """The tensors, by name, that each forward of a summary runs the model with, as it runs."""
     seen: list[dict[str, torch.Tensor]] = []
     forward = paramscope.trace._forward
 
@@ -4084,6 +4081,15 @@ def test_a_summary_on_meta_runs_its_two_forwards_on_one_set_of_stand_ins(monkeyp
         return forward(module, weights, args, kwargs)
 
     monkeypatch.setattr(paramscope.trace, "_forward", recording)
+    return seen
+
+
+def test_a_summary_on_meta_runs_its_two_forwards_on_one_set_of_stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
+    # making the fake tensors costs about what running a small module on them costs: the eval-mode forward's serve
+    # the train-mode forward too; a counter, whose value is real, is copied again for each
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8, momentum=None), nn.Linear(8, 2))
+    before = snapshot(model)
+    seen = weights_of_each_forward(monkeypatch)
     report = paramscope.summary(model, input_size=(3, 4))
     eval_weights, train_weights = seen
     counter = "1.num_batches_tracked"
@@ -4108,14 +4114,7 @@ def test_a_summary_on_meta_makes_its_stand_ins_again_where_torch_cannot_run_one_
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 2))
     expected = paramscope.summary(model, input_size=(3, 4)).to_dict()
     monkeypatch.setattr(FakeTensorMode, "reset_nt_tensor_id_counter", missing)
-    seen: list[dict[str, torch.Tensor]] = []
-    forward = paramscope.trace._forward
-
-    def recording(module: nn.Module, weights: dict[str, torch.Tensor], args: Any, kwargs: Any) -> Any:
-        seen.append(dict(weights))
-        return forward(module, weights, args, kwargs)
-
-    monkeypatch.setattr(paramscope.trace, "_forward", recording)
+    seen = weights_of_each_forward(monkeypatch)
     report = paramscope.summary(model, input_size=(3, 4))
     assert report.to_dict() == expected
     assert report.totals.activations_bytes == torch_saved_bytes(model, torch.randn(3, 4))[0]
