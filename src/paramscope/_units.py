@@ -197,13 +197,15 @@ def shortened(name: str, limit: int = MAX_NAME_IN_NOTE) -> str:
     return f"{name[: limit - 1 - end]}…{name[len(name) - end :]}"
 
 
-def listed(names: Sequence[str], limit: int = 3) -> str:
-    """The first ``limit`` of ``names``, each ``shortened``, and how many more there are.
+def listed(names: Sequence[str], limit: int = 3, *, total: int | None = None) -> str:
+    """The first ``limit`` of ``names``, each ``shortened``, and how many more there are: of ``total`` names in
+    all, where ``names`` are only the first of them.
 
-    >>> listed(["a", "b", "c", "d", "e"]), listed(["a"])
-    ('a, b, c and 2 more', 'a')
+    >>> listed(["a", "b", "c", "d", "e"]), listed(["a"]), listed(["a", "b", "c"], total=10_000)
+    ('a, b, c and 2 more', 'a', 'a, b, c and 9,997 more')
     """
-    more = f" and {format_count(len(names) - limit)} more" if len(names) > limit else ""
+    count = len(names) if total is None else total
+    more = f" and {format_count(count - limit)} more" if count > limit else ""
     return ", ".join(shortened(name) for name in names[:limit]) + more
 
 

@@ -544,9 +544,9 @@ def _left_out_note(count: int, named: list[tuple[str, Any]], where: str) -> list
     more) with their names."""
     if not count:
         return []
-    shown = ", ".join(shortened(f"{name} ({'None' if item is None else type(item).__name__})")
-                      for name, item in named[:_MAX_NAMED])  # fmt: skip
-    shown += f" and {format_count(count - _MAX_NAMED)} more" if count > _MAX_NAMED else ""  # as listed() writes it
+    shown = listed(
+        [f"{name} ({'None' if item is None else type(item).__name__})" for name, item in named], _MAX_NAMED, total=count
+    )
     if count == 1:
         return [f"1 entry{where} holds no tensor and is not counted: {shown}"]
     return [f"{format_count(count)} entries{where} hold no tensor and are not counted: {shown}"]
