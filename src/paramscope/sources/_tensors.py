@@ -166,8 +166,7 @@ def _recurrent_weight_bias(module: Any) -> dict[str, dict[str, torch.Tensor]]:
         raise ValueError(f"{len(layers)} packed layers for {module.num_layers} layers × {directions} directions")
     for index, layer in enumerate(layers):
         suffix = f"_l{index // directions}" + ("_reverse" if index % directions else "")
-        held = layer._c.getattr("param") if isinstance(layer, torch.jit.ScriptModule) else layer.param
-        input_packed, hidden_packed = held.__getstate__()[0][4]
+        input_packed, hidden_packed = layer._c.getattr("param").__getstate__()[0][4]  # a TorchScript module's
         for kind, packed in (("ih", input_packed), ("hh", hidden_packed)):
             weight, bias = packed.__getstate__()[0][:2]
             found["weight"][f"weight_{kind}{suffix}"], found["bias"][f"bias_{kind}{suffix}"] = weight, bias

@@ -124,12 +124,9 @@ def _configured_bits(settings: dict[str, Any]) -> tuple[int | None, str | None]:
     for key in ("bits", "w_bit", "num_bits"):
         if settings.get(key) is not None:
             return _bit_width(settings[key]), _field(key, settings[key])
-    groups = settings.get("config_groups")
-    if isinstance(groups, dict):  # compressed-tensors: config_groups.<group>.weights.num_bits
-        for group in groups.values():
-            weights = group.get("weights") if isinstance(group, dict) else None
-            if isinstance(weights, dict) and weights.get("num_bits") is not None:
-                return _bit_width(weights["num_bits"]), _field("num_bits", weights["num_bits"])
+    for weights in _group_weights(settings):  # compressed-tensors: config_groups.<group>.weights.num_bits
+        if weights.get("num_bits") is not None:
+            return _bit_width(weights["num_bits"]), _field("num_bits", weights["num_bits"])
     return None, None
 
 
@@ -143,13 +140,18 @@ def _says(configured: int | None, said: str | None) -> str:
     return f"{said}" if configured else f"{said}, which is no bit width (a whole number from 1 to 32)"
 
 
-def _group_bits(settings: dict[str, Any]) -> set[int | None]:
-    """The widths compressed-tensors' config groups give (``config_groups.<group>.weights.num_bits``)."""
+def _group_weights(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The weights' settings of each of compressed-tensors' config groups (``config_groups.<group>.weights``)."""
     groups = settings.get("config_groups")
     if not isinstance(groups, dict):
-        return set()
+        return []
     weights = [group.get("weights") for group in groups.values() if isinstance(group, dict)]
-    return {_bit_width(each.get("num_bits")) for each in weights if isinstance(each, dict)}
+    return [each for each in weights if isinstance(each, dict)]
+
+
+def _group_bits(settings: dict[str, Any]) -> set[int | None]:
+    """The widths compressed-tensors' config groups give (``config_groups.<group>.weights.num_bits``)."""
+    return {_bit_width(weights.get("num_bits")) for weights in _group_weights(settings)}
 
 
 def _gptq_bits(rows: int, out: int, g_idx: StoredTensor | None, qzeros: StoredTensor | None) -> tuple[int, str] | None:
