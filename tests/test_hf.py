@@ -9,12 +9,13 @@ the meta device by the test itself (``sum(p.numel() for p in model.parameters())
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -383,6 +384,60 @@ def test_malformed_config_value_reason_is_transformers_own(capsys: pytest.Captur
         f"{path}: not a config transformers can read (StrictDataclassFieldValidationError: Validation error for field "
         "'hidden_size': TypeError: Field 'hidden_size' expected int, got str (value: 'abc'))",
     )
+
+
+class _Spy(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def transformers_log() -> Iterator[_Spy]:
+    """A handler beside transformers' own on its loggers' root: whatever transformers logs there, it sees."""
+    logger = logging.getLogger("transformers")
+    spy = _Spy()
+    logger.addHandler(spy)
+    yield spy
+    logger.removeHandler(spy)
+
+
+def test_transformers_warnings_about_a_config_are_notes_not_printed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, transformers_log: _Spy
+) -> None:
+    path = tiny_llama_config(tmp_path, bos_token_id=100, eos_token_id=70)
+    logger = logging.getLogger("transformers")
+    handlers, once = logger.handlers[:], vars(logging.Logger)["warning_once"]
+    expected = [
+        f"transformers warned: Model config: {name} must be `None` or an integer within the vocabulary (between 0 and "
+        f"{TINY_LLAMA['vocab_size'] - 1}), got {value}. This may result in unexpected behavior."
+        for name, value in (("bos_token_id", 100), ("eos_token_id", 70))
+    ]
+    # twice: transformers says each of these once a process, the report every time
+    for _ in range(2):
+        code, out, err = run(capsys, "inspect", str(path), "--format", "json")
+        assert (code, err) == (0, "")
+        assert json.loads(out)["notes"][-2:] == expected
+    assert transformers_log.messages == []
+    assert (logger.handlers, vars(logging.Logger)["warning_once"]) == (handlers, once)
+    logger.warning("after paramscope")  # its logging works as before
+    assert transformers_log.messages == ["after paramscope"]
+
+
+def test_transformers_warnings_before_a_failed_build_end_the_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, transformers_log: _Spy
+) -> None:
+    path = tiny_llama_config(tmp_path, rope_parameters={"rope_type": "yarn", "factor": "x", "rope_theta": 10000.0})
+    assert_error(
+        run(capsys, "inspect", str(path)),
+        f"{path}: building LlamaForCausalLM on meta failed in LlamaRotaryEmbedding.__init__: TypeError: '<=' not "
+        "supported between instances of 'str' and 'int' (transformers warned: `rope_parameters`'s factor field must "
+        "be a float or int >= 1, got x)",
+    )
+    assert transformers_log.messages == []
 
 
 @pytest.mark.parametrize(

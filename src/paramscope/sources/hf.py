@@ -21,6 +21,7 @@ from .._errors import SourceError, TargetError, UsageError, first_line, is_meta_
 from .._report import Report
 from .._units import listed
 from ._json import loads as json_loads
+from ._logged import logged
 from .checkpoint import MAX_CONFIG_BYTES
 from .quantization import declared_quantization
 
@@ -84,8 +85,6 @@ def _message(error: BaseException) -> str:
 
 def _load_config(config_file: Path, trust_remote_code: bool, shown: str) -> Any:
     """The config transformers reads from ``config_file``; errors start with ``shown``."""
-    # read as JSON first: transformers' own error for a file that is not JSON names its path (the Hub cache's)
-    read_config_file(config_file, shown)
     transformers = _transformers()
     # a directory finds config.json and the custom code beside it; a config under another name is read as a file
     source = config_file.parent if config_file.name == "config.json" else config_file
@@ -313,10 +312,26 @@ def build_from_config(
     """Build the model a config.json describes, on ``device``; returns the model and notes. Errors name the config
     as ``name`` (``hf:org/name: config.json`` for one from the Hub, not its place in the Hub cache), else by its
     path."""
-    import torch
-
     config_file = config_path / "config.json" if config_path.is_dir() else config_path
     shown = name or str(config_file)
+    # read as JSON first: transformers' own error for a file that is not JSON names its path (the Hub cache's)
+    read_config_file(config_file, shown)
+    _transformers()
+    with logged("transformers") as warned:
+        try:
+            model, notes = _build(config_file, shown, model_class, trust_remote_code, device, config_path)
+        except (SourceError, TargetError) as error:
+            if not warned.texts:
+                raise
+            raise type(error)(f"{error}{warned.said('transformers')}") from None
+    return model, [*notes, *warned.notes("transformers")]
+
+
+def _build(
+    config_file: Path, shown: str, model_class: str | None, trust_remote_code: bool, device: str, config_path: Path
+) -> tuple[Any, list[str]]:
+    import torch
+
     config = _load_config(config_file, trust_remote_code, shown)
     _check_depth(config, shown)
     cls, label = _model_class(config, shown, model_class, trust_remote_code)
