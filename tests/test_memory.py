@@ -2749,6 +2749,30 @@ def test_kv_cache_of_an_xlm_that_attends_both_ways(causal: bool) -> None:
     assert (note in as_written.notes) is not causal
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_flaubert_generates_without_a_kv_cache(causal: bool) -> None:
+    """FlaubertWithLMHeadModel's name reads as a causal LM's, but transformers builds it as a masked LM, and its
+    prepare_inputs_for_generation gives its forward no cache: generate() runs the whole sequence at each step. The
+    plan had a KV cache item."""
+    config = transformers.FlaubertConfig(vocab_size=64, emb_dim=32, n_layers=2, n_heads=4, causal=causal)
+    model = transformers.FlaubertWithLMHeadModel(config).eval()
+    ids = torch.full((2, 4), 5)
+    caches: list[Any] = []
+    forward = model.forward
+    model.forward = lambda *args, **kwargs: caches.append(kwargs.get("cache")) or forward(*args, **kwargs)
+    output = model.generate(ids, max_new_tokens=3, min_new_tokens=3, do_sample=False, return_dict_in_generate=True)
+    assert caches == [None] * 3
+    assert output.past_key_values.get_seq_length() == 0  # the cache generate() makes is never filled
+    assert {tensor for tensor in cache_tensors(output.past_key_values)} == {None}
+    del model.forward
+    note = ("no KV cache item: transformers builds FlaubertWithLMHeadModel as a masked LM, which keeps no generation "
+            "cache (its generate() passes its forward none: each step runs the whole sequence again)")  # fmt: skip
+    saved = {**config.to_dict(), "architectures": ["FlaubertWithLMHeadModel"]}  # as config.json has it
+    for plan in (plan_of(model, seq=7, batch=2), plan_of(paramscope.inspect(model), seq=7, batch=2, config=saved)):
+        assert "KV cache" not in names(plan)
+        assert plan.notes[-1] == note
+
+
 @pytest.mark.parametrize("train", [False, True])
 def test_inputs_of_input_size_take_the_models_float_dtype(train: bool) -> None:
     # as a summary's: a bfloat16 model's inference plan gave float32 inputs, and the forward failed ("Input type

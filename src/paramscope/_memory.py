@@ -374,10 +374,28 @@ def _generating_class(name: str, transformers_class: bool = True) -> bool:
     transformers builds it as a causal or a sequence-to-sequence language model under a name that does not
     (BertGenerationDecoder, SeamlessM4TForTextToText).
 
+    A masked LM is not one, whatever its name says (FlaubertWithLMHeadModel: its ``generate()`` passes its forward
+    no cache, and each step runs the whole sequence again).
+
     >>> _generating_class("LlamaForCausalLM"), _generating_class("BertForMaskedLM")
     (True, False)
     """
+    if transformers_class and name in _masked_lm_classes():
+        return False
     return any(mark in name for mark in _GENERATING) or (transformers_class and name in _language_model_classes())
+
+
+@functools.lru_cache(maxsize=1)
+def _masked_lm_classes() -> frozenset[str]:
+    """The classes transformers' AutoModelForMaskedLM builds and none of its generating auto classes does (XLM's
+    head is both, and keeps a cache); empty when transformers cannot be imported."""
+    try:
+        from transformers.models.auto import modeling_auto
+    except Exception:  # not installed, or an import that fails: the names alone tell
+        return frozenset()
+    masked = modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES.values()
+    return frozenset(str(name) for names in masked for name in ([names] if isinstance(names, str) else names)
+                     if str(name) not in _language_model_classes())  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
@@ -1289,7 +1307,13 @@ def _no_generation(config: Mapping[str, Any]) -> str:
     """Why a model with a config gets no KV cache item though a context length is given."""
     architectures = config.get("architectures") or _language_config(config).get("architectures")
     if isinstance(architectures, list) and architectures:  # a decoder with a classifier's head generates nothing
-        return (f"no KV cache item: {listed([str(name) for name in architectures])} is not a model that generates "
+        names = [str(name) for name in architectures]
+        named_generating = [name for name in names if any(mark in name for mark in _GENERATING)]
+        if named_generating and isinstance(config.get("model_type"), str) and set(names) <= _masked_lm_classes():
+            return (f"no KV cache item: transformers builds {listed(named_generating)} as a masked LM, which keeps "
+                    "no generation cache (its generate() passes its forward none: each step runs the whole sequence "
+                    "again)")  # fmt: skip
+        return (f"no KV cache item: {listed(names)} is not a model that generates "
                 "(a causal LM or an encoder-decoder), so it keeps no generation cache")  # fmt: skip
     model_type = config.get("model_type")
     if isinstance(model_type, str) and model_type in _types_of_no_generating_model():
