@@ -391,6 +391,8 @@ class _MetaKernels(TorchDispatchMode):
             return output, output.new_empty(0), output.new_empty(0)
         if id(func) in _INDEXING and any(_is_real_mask(index) for index in args[1]):
             return func(args[0], _positions(args[1]), *args[2:], **kwargs)
+        if id(func) in _VIEWS:
+            return _strided_as_on_a_device(args[0], self.values.run(func, args, kwargs))
         return self.values.run(func, args, kwargs)
 
 
@@ -625,6 +627,33 @@ class _Values:
         for fake, known in list(self.cpu.items()):
             if fake.untyped_storage()._cdata == storage and known[0].untyped_storage()._cdata != kept:
                 del self.cpu[fake]
+
+
+_VIEWS = {id(aten.view.default), id(aten._unsafe_view.default)}
+
+
+def _strided_as_on_a_device(source: torch.Tensor, view: Any) -> Any:
+    """``view`` of ``source``, with the strides torch's device kernels give it. The fake tensors' view (torch._refs'
+    ``_reshape_view_helper``) gives a dimension of size 1 another stride than theirs: no element's place depends on
+    it, but later ops' layouts do (an elementwise op's result follows its inputs' strides, a reshape copies or not),
+    and so the bytes a forward saves for backward (Mamba2's mixer at one token: 3 MiB less than a device's). Only a
+    dimension of size 1 can differ: those of other sizes are fixed by the elements a view addresses.
+
+    >>> from torch._subclasses.fake_tensor import FakeTensorMode
+    >>> with FakeTensorMode():
+    ...     source = torch.empty_strided((3, 1, 1024), (1536, 1, 1))
+    ...     source.view(3, 1, 128, 8).stride(), _strided_as_on_a_device(source, source.view(3, 1, 128, 8)).stride()
+    ((1536, 1, 8, 1), (1536, 1024, 8, 1))
+    """
+    if not isinstance(view, FakeTensor) or 1 not in view.shape:
+        return view
+    with unset_fake_temporarily():
+        # the strides of a view do not depend on the dtype (and a quantised one has no meta tensors)
+        on_meta = torch.empty_strided(source.shape, source.stride(), dtype=torch.uint8, device="meta")
+        stride = on_meta.view(view.shape).stride()
+    if stride != view.stride():
+        view.as_strided_(view.shape, stride, view.storage_offset())
+    return view
 
 
 def _argument(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str) -> Any:
