@@ -3250,6 +3250,41 @@ def test_the_elements_a_resize_adds_have_no_values_on_meta() -> None:
     assert str(caught.value) == VALUES_READ_ON_META
 
 
+class FillsAnEmptyTensor(nn.Module):
+    """Writes the sizes of its feature maps into a tensor made with ``torch.empty``, element by element, and checks
+    them against the features' length, as the RT-DETR family of transformers (RT-DETR, D-FINE, DEIMv2, PP-DocLayout)
+    does with its ``spatial_shapes``; with ``blank``, also reads an element it never wrote."""
+
+    def __init__(self, blank: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.blank = blank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [self.conv(x), self.conv(x[..., ::2, ::2])]
+        shapes = torch.empty((len(features) + self.blank, 2), device=x.device, dtype=torch.long)
+        for level, feature in enumerate(features):
+            shapes[level, 0], shapes[level, 1] = feature.shape[-2:]
+        flat = torch.cat([feature.flatten(2) for feature in features], 2)
+        if shapes[: len(features)].prod(1).sum() != flat.shape[-1] or (self.blank and shapes[-1, 0] == 0):
+            raise ValueError("sizes and features differ")
+        return flat
+
+
+def test_a_tensor_made_empty_and_filled_from_no_data_is_read_on_meta() -> None:
+    # torch.empty's values were unknown on meta, and so were those the forward wrote into it (the sizes of its
+    # features), so the check read no value: RT-DETR's family could not be summarised on meta. Every element written
+    # before it is read, the values are the ones a real device reads.
+    x = torch.randn(2, 3, 8, 8)
+    meta, cpu = (paramscope.summary(FillsAnEmptyTensor(), input_data=x, device=d) for d in ("meta", "cpu"))
+    assert meta.calls[0].outputs == cpu.calls[0].outputs == "[2, 4, 80]"  # type: ignore[index]
+    assert meta.totals.flops == cpu.totals.flops == torch_flops(FillsAnEmptyTensor(), x)[0] == 2 * 2 * 4 * 3 * 80
+    # an element never written holds whatever the memory held, on any device: it has no value on meta
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(FillsAnEmptyTensor(blank=True), input_size=(2, 3, 8, 8))
+    assert str(caught.value) == VALUES_READ_ON_META.replace("[2, 4]", "[2, 3, 8, 8]")
+
+
 class MaskedOnCpu(nn.Module):
     """Indexes its activations with boolean masks made on the cpu, as a GPU model may too."""
 

@@ -4,14 +4,14 @@
   the way it goes under a trace: transformers keeps an attention mask given as an input instead of reading it to see
   whether it may skip it, and leaves out its checks for padding. Code that still needs values fails, with the op
   named.
-- Except for values the forward makes from no data of its own (``torch.arange`` positions, a ``torch.ones`` mask, and
-  what is computed from them alone): those are the same on every device, and are kept on the cpu beside their fake
-  tensors (:class:`_Values`), so reading them (``bool()``, ``.item()``) gives what a real device reads, and
-  transformers' masks read them as they do on a real device (``masking_utils.is_tracing`` answers for them as for a
-  tensor with values). Without a cache or a mask given, transformers checks the position ids it made for packed
-  sequences, and BART's decoder checks the all-ones mask it made for padding: under a trace both keep a mask, which
-  takes attention off the fused kernel that a real device runs (Llama's and Mistral's grouped keys and values then
-  repeated for every head, and saved).
+- Except for values the forward makes from no data of its own (``torch.arange`` positions, a ``torch.ones`` mask, the
+  elements it writes to a small ``torch.empty`` tensor, and what is computed from them alone): those are the same on
+  every device, and are kept on the cpu beside their fake tensors (:class:`_Values`), so reading them (``bool()``,
+  ``.item()``) gives what a real device reads, and transformers' masks read them as they do on a real device
+  (``masking_utils.is_tracing`` answers for them as for a tensor with values). Without a cache or a mask given,
+  transformers checks the position ids it made for packed sequences, and BART's decoder checks the all-ones mask it made
+  for padding: under a trace both keep a mask, which takes attention off the fused kernel that a real device runs
+  (Llama's and Mistral's grouped keys and values then repeated for every head, and saved).
 - ``scaled_dot_product_attention``: meta takes the math fallback, which materialises the attention matrix; a GPU
   runs a fused kernel that keeps only the output and the logsumexp, and the meta form of torch's CPU
   flash-attention op does the same (grouped-query shapes included). Where the CPU kernel refuses the shapes (heads
@@ -400,10 +400,14 @@ class _MetaKernels(TorchDispatchMode):
 # 128k tokens and the steps of transformers' check for packed sequences (32 MiB in int64, a few milliseconds)
 KNOWN_VALUES_LIMIT = 1 << 22
 
-# ops that make a tensor without setting its values, or may (resize: the elements it adds)
-_UNINITIALISED = frozenset(("empty", "empty_like", "empty_strided", "empty_permuted", "new_empty", "new_empty_strided",
-                            "resize", "resize_", "resize_as", "resize_as_", "_resize_output",
-                            "_resize_output_"))  # fmt: skip
+# ops that make a tensor without setting its values: its elements have values once written (see _Values.blank), in
+# a tensor of up to _EMPTY_LIMIT elements (a tensor of sizes; the stand-ins of the inputs and weights are made so too)
+_EMPTY = frozenset(("empty", "empty_like", "empty_strided", "empty_permuted", "new_empty", "new_empty_strided"))
+_EMPTY_LIMIT = 1 << 12
+# ops that may leave elements without values (the ones a resize adds)
+_UNINITIALISED = frozenset(("resize", "resize_", "resize_as", "resize_as_", "_resize_output", "_resize_output_"))
+# ops that write every element of the tensor they write to, whatever it held (see _Values.blank)
+_OVERWRITES = frozenset(("fill_", "copy_", "zero_"))
 
 
 # ops that read a tensor's values into Python: .item(), bool(), torch.equal
@@ -422,13 +426,18 @@ class _OpValues:
     """What :class:`_Values` needs to know of an op: whether its result follows its arguments' values (a tensor not
     random nor uninitialised, or a read of values), and the arguments it writes to (positions and names)."""
 
-    __slots__ = ("follows", "reads", "writes")
+    __slots__ = ("empty", "follows", "overwrites", "reads", "view", "writes")
 
     def __init__(self, func: Any) -> None:
         schema = getattr(func, "_schema", None)
         self.writes: tuple[tuple[int, str], ...] = ()
-        self.follows = False
+        self.follows = self.view = False
         self.reads = id(func) in _READS
+        name = getattr(getattr(func, "overloadpacket", None), "__name__", "")
+        self.empty = name in _EMPTY
+        """Whether it makes a tensor without setting its values."""
+        self.overwrites = name in _OVERWRITES
+        """Whether it writes every element of its first argument, whatever it held."""
         """Whether it reads values into Python (the fake tensors' mode refuses it); any other op that returns no
         tensor asks for what a fake tensor knows itself (its device, its size)."""
         if schema is None:
@@ -436,10 +445,10 @@ class _OpValues:
         # those that return nothing too (the _foreach_ ops write to lists of tensors)
         self.writes = tuple((index, item.name) for index, item in enumerate(schema.arguments)
                             if item.alias_info is not None and item.alias_info.is_write)  # fmt: skip
+        self.view = any(item.alias_info is not None and not item.alias_info.is_write for item in schema.returns)
         if not (self.reads or any("Tensor" in str(item.type) for item in schema.returns)):
             return
-        self.follows = (torch.Tag.nondeterministic_seeded not in func.tags
-                        and func.overloadpacket.__name__ not in _UNINITIALISED)  # fmt: skip
+        self.follows = torch.Tag.nondeterministic_seeded not in func.tags and name not in _UNINITIALISED
 
 
 class _Values:
@@ -474,9 +483,20 @@ class _Values:
         """The fake tensors whose known values follow from that assumption."""
         self.finite_reads = 0
         """Reads of values (``bool()``, ``.item()``) that follow from it."""
+        self.blank: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        """The storage (``_cdata``) of a fake tensor made without values (``torch.empty``, filled element by element
+        with sizes: RT-DETR's ``spatial_shapes``) -> its values' tensor on the cpu and which of its storage's elements
+        have been written (by an op that writes every element of a view, with known values). A view of it has values
+        where all its elements were written; only a view of it, or a write of all of a view's elements, takes one
+        whose elements were not all written."""
+        self.loose = False
+        """While an op that takes tensors with elements not written runs (:attr:`blank`)."""
 
     def knows(self, tensor: Any) -> bool:
-        return isinstance(tensor, FakeTensor) and self._known(tensor) is not _UNKNOWN
+        if not isinstance(tensor, FakeTensor):
+            return False
+        known = self._known(tensor)
+        return known is not _UNKNOWN and (not self.blank or self._all_written(tensor, known))
 
     def check_finite(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``func`` (one of :data:`_FINITE_CHECKS`) of a tensor; on a fake tensor without values, its result holds
@@ -526,7 +546,10 @@ class _Values:
             out = self._uniform(func, args, kwargs)
             if out is not _UNKNOWN:
                 return out
-        on_cpu = self._on_cpu(args, kwargs) if op.follows else None
+        on_cpu = None
+        if op.follows:
+            self.loose = op.view or op.overwrites  # set for each op: _on_cpu alone reads it
+            on_cpu = self._on_cpu(args, kwargs)
         if on_cpu is not None and op.reads:  # a read of values (.item(), bool()): the one a real device reads
             if self.assumed and self._assumed(args):
                 self.finite_reads += 1
@@ -579,12 +602,38 @@ class _Values:
         if not isinstance(value, torch.Tensor):
             return value
         if isinstance(value, FakeTensor):
-            return self._known(value)
+            known = self._known(value)
+            if self.blank and not self.loose and known is not _UNKNOWN and not self._all_written(value, known):
+                return _UNKNOWN
+            return known
         return value if value.device.type == "cpu" else _UNKNOWN
+
+    def _written_elements(self, fake: FakeTensor, known: torch.Tensor) -> torch.Tensor | None:
+        """Which of the elements of ``known`` (the values of ``fake``) were written, in a storage made without
+        values; None in any other storage, or in a view of another element size."""
+        blank = self.blank.get(fake.untyped_storage()._cdata)
+        if blank is None:
+            return None
+        base, written = blank
+        if known.untyped_storage().data_ptr() != base.untyped_storage().data_ptr():
+            return None
+        if known.element_size() != base.element_size():
+            return written[:0]  # not all known: a view of another dtype
+        with unset_fake_temporarily():
+            return written.as_strided(known.shape, known.stride(), known.storage_offset())
+
+    def _all_written(self, fake: FakeTensor, known: torch.Tensor) -> bool:
+        written = self._written_elements(fake, known)
+        if written is None or known.numel() == 0:
+            return True
+        with unset_fake_temporarily():
+            return written.numel() > 0 and bool(written.all())
 
     def _keep(self, func: Any, out: Any, on_cpu: tuple[list[Any], dict[str, Any]]) -> None:
         fakes = out if isinstance(out, (list, tuple)) else (out,)
-        if not all(isinstance(item, FakeTensor) and item.numel() <= KNOWN_VALUES_LIMIT for item in fakes):
+        empty = self.ops[func].empty
+        limit = _EMPTY_LIMIT if empty else KNOWN_VALUES_LIMIT
+        if not all(isinstance(item, FakeTensor) and item.numel() <= limit for item in fakes):
             return
         try:
             values = _run_on_cpu(func, on_cpu)
@@ -596,6 +645,11 @@ class _Values:
         for fake, value in zip(fakes, values, strict=True):
             if isinstance(value, torch.Tensor) and value.shape == fake.shape and value.dtype == fake.dtype:
                 storage = fake.untyped_storage()._cdata
+                if empty:  # no element has a value until written: zeros, never read unwritten
+                    with unset_fake_temporarily():
+                        value.zero_()
+                        elements = value.untyped_storage().nbytes() // value.element_size()
+                        self.blank[storage] = (value, torch.zeros(elements, dtype=torch.bool))
                 self.cpu[fake] = (value, storage)
                 self.storages.add(storage)
 
@@ -611,6 +665,20 @@ class _Values:
         for index, name in op.writes:
             written = _argument(args, kwargs, index, name)
             values = None if on_cpu is None else _argument(on_cpu[0], on_cpu[1], index, name)
+            if self.blank and isinstance(written, FakeTensor) and written.untyped_storage()._cdata in self.blank:
+                elements = self._written_elements(written, values) if isinstance(values, torch.Tensor) else None
+                if elements is not None and elements.numel() == written.numel():
+                    with unset_fake_temporarily():
+                        if op.overwrites and index == 0:
+                            elements.fill_(True)
+                            continue
+                        every = bool(elements.all())
+                    if not every:  # a write that reads elements without values (add_): the values forgotten
+                        self.blank.pop(written.untyped_storage()._cdata)
+                        values = None
+                else:  # a write of unknown values, or of an unknown region: the storage's values forgotten
+                    self.blank.pop(written.untyped_storage()._cdata)
+                    values = None
             if isinstance(written, (list, tuple)):  # the _foreach_ ops': written on the cpu alike, or forgotten
                 for item, value in zip(written, values or [None] * len(written), strict=True):
                     self._forget(item, value)
