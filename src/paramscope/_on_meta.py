@@ -433,13 +433,13 @@ class _OpValues:
         self.writes: tuple[tuple[int, str], ...] = ()
         self.follows = self.view = False
         self.reads = id(func) in _READS
+        """Whether it reads values into Python (the fake tensors' mode refuses it); any other op that returns no
+        tensor asks for what a fake tensor knows itself (its device, its size)."""
         name = getattr(getattr(func, "overloadpacket", None), "__name__", "")
         self.empty = name in _EMPTY
         """Whether it makes a tensor without setting its values."""
         self.overwrites = name in _OVERWRITES
         """Whether it writes every element of its first argument, whatever it held."""
-        """Whether it reads values into Python (the fake tensors' mode refuses it); any other op that returns no
-        tensor asks for what a fake tensor knows itself (its device, its size)."""
         if schema is None:
             return
         # those that return nothing too (the _foreach_ ops write to lists of tensors)
