@@ -3285,6 +3285,59 @@ def test_a_tensor_made_empty_and_filled_from_no_data_is_read_on_meta() -> None:
     assert str(caught.value) == VALUES_READ_ON_META.replace("[2, 4]", "[2, 3, 8, 8]")
 
 
+class CopiesIntoABuffer(nn.Module):
+    """Copies its input, or a tensor made with ``torch.empty`` and written in part, into a buffer, and reads it."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.source = source
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.source == "input":
+            source = ids
+        else:
+            source = torch.empty(ids.shape, dtype=torch.long, device=ids.device)
+            source[0] = 1  # the other row never written
+        buffer = torch.empty(ids.shape, dtype=torch.long, device=ids.device)
+        buffer.copy_(source)
+        return self.linear(ids.float()) * int(buffer.sum())
+
+
+@pytest.mark.parametrize("source", ["input", "written-in-part"])
+def test_a_copy_of_elements_without_values_has_none_on_meta(source: str) -> None:
+    # from the review of the empty-tensor change: a copy took its source's elements as values wherever its
+    # destination was a small empty tensor, and the input's stand-in (made empty, of 64 bytes here) read as zeros
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(CopiesIntoABuffer(source), input_data=torch.ones(2, 4, dtype=torch.long))
+    assert str(caught.value) == VALUES_READ_ON_META
+
+
+class MakesEmptyTensorsThenCounts(nn.Module):
+    """Makes and frees small tensors with ``torch.empty``, then adds to position ids and reads one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(5):
+            sizes = torch.empty(2, dtype=torch.long, device=x.device)
+            sizes[0], sizes[1] = x.shape
+            del sizes
+        positions = torch.arange(4, device=x.device)
+        positions += 1  # a new storage may take a freed one's address
+        return self.linear(x) * positions[0].item()
+
+
+def test_a_storage_at_a_freed_empty_tensors_address_keeps_its_values_on_meta() -> None:
+    # from the review of the empty-tensor change: what was kept of a freed empty tensor was kept by its storage's
+    # address, and a write to another storage at that address forgot that storage's values
+    x = torch.randn(2, 4)
+    meta, cpu = (paramscope.summary(MakesEmptyTensorsThenCounts(), input_data=x, device=d) for d in ("meta", "cpu"))
+    assert meta.totals.flops == cpu.totals.flops == torch_flops(MakesEmptyTensorsThenCounts(), x)[0]
+
+
 class MaskedOnCpu(nn.Module):
     """Indexes its activations with boolean masks made on the cpu, as a GPU model may too."""
 

@@ -489,8 +489,6 @@ class _Values:
         have been written (by an op that writes every element of a view, with known values). A view of it has values
         where all its elements were written; only a view of it, or a write of all of a view's elements, takes one
         whose elements were not all written."""
-        self.loose = False
-        """While an op that takes tensors with elements not written runs (:attr:`blank`)."""
 
     def knows(self, tensor: Any) -> bool:
         if not isinstance(tensor, FakeTensor):
@@ -546,10 +544,7 @@ class _Values:
             out = self._uniform(func, args, kwargs)
             if out is not _UNKNOWN:
                 return out
-        on_cpu = None
-        if op.follows:
-            self.loose = op.view or op.overwrites  # set for each op: _on_cpu alone reads it
-            on_cpu = self._on_cpu(args, kwargs)
+        on_cpu = self._on_cpu(args, kwargs, op.view or op.overwrites) if op.follows else None
         if on_cpu is not None and op.reads:  # a read of values (.item(), bool()): the one a real device reads
             if self.assumed and self._assumed(args):
                 self.finite_reads += 1
@@ -577,9 +572,17 @@ class _Values:
         """Whether one of ``args`` has values that follow from a check answered for finite values."""
         return any(isinstance(arg, FakeTensor) and arg in self.assumed for arg in args)
 
-    def _on_cpu(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]] | None:
-        """The arguments with the values of each tensor for the tensor, on the cpu; None when one has none known."""
-        cpu_args = self._value(list(args))
+    def _on_cpu(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], loose: bool = False
+    ) -> tuple[list[Any], dict[str, Any]] | None:
+        """The arguments with the values of each tensor for the tensor, on the cpu; None when one has none known.
+        With ``loose``, the first may have elements not written (:attr:`blank`): a view of it, or a write of all its
+        elements, reads none of them."""
+        if loose and args:
+            first, rest = self._value(args[0], loose=True), self._value(list(args[1:]))
+            cpu_args = _UNKNOWN if first is _UNKNOWN or rest is _UNKNOWN else [first, *rest]
+        else:
+            cpu_args = self._value(list(args))
         if cpu_args is _UNKNOWN:
             return None
         cpu_kwargs = {}
@@ -590,7 +593,7 @@ class _Values:
             cpu_kwargs[name] = value
         return cpu_args, cpu_kwargs
 
-    def _value(self, value: Any) -> Any:
+    def _value(self, value: Any, loose: bool = False) -> Any:
         if isinstance(value, (list, tuple)):
             items = []
             for item in value:
@@ -603,7 +606,7 @@ class _Values:
             return value
         if isinstance(value, FakeTensor):
             known = self._known(value)
-            if self.blank and not self.loose and known is not _UNKNOWN and not self._all_written(value, known):
+            if self.blank and not loose and known is not _UNKNOWN and not self._all_written(value, known):
                 return _UNKNOWN
             return known
         return value if value.device.type == "cpu" else _UNKNOWN
@@ -667,7 +670,11 @@ class _Values:
             values = None if on_cpu is None else _argument(on_cpu[0], on_cpu[1], index, name)
             if self.blank and isinstance(written, FakeTensor) and written.untyped_storage()._cdata in self.blank:
                 elements = self._written_elements(written, values) if isinstance(values, torch.Tensor) else None
-                if elements is not None and elements.numel() == written.numel():
+                if elements is None and isinstance(values, torch.Tensor):
+                    # values of their own, not the blank tensor's: its storage was freed, and this one took its
+                    # address (_cdata); the entry is not this storage's
+                    self.blank.pop(written.untyped_storage()._cdata)
+                elif elements is not None and elements.numel() == written.numel():
                     with unset_fake_temporarily():
                         if op.overwrites and index == 0:
                             elements.fill_(True)
