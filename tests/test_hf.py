@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -425,6 +426,39 @@ def test_transformers_warnings_about_a_config_are_notes_not_printed(
     assert (logger.handlers, vars(logging.Logger)["warning_once"]) == (handlers, once)
     logger.warning("after paramscope")  # its logging works as before
     assert transformers_log.messages == ["after paramscope"]
+
+
+def test_builds_in_two_threads_keep_their_own_warnings_and_put_logging_back(transformers_log: _Spy) -> None:
+    # from a review: each build saved and put back transformers' handlers on its own, so two builds that overlap
+    # (a enters, b enters, a leaves, b leaves) left a keeper of a's as transformers' only handler, for good, and b's
+    # warnings went to a's notes or were printed
+    from paramscope.sources._logged import logged
+
+    logger = logging.getLogger("transformers")
+    before = (logger.handlers[:], logger.propagate, vars(logging.Logger)["warning_once"])
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    notes: dict[str, list[str]] = {}
+
+    def build(name: str, enter: threading.Event, wait: threading.Event, leave: threading.Event | None) -> None:
+        with logged("transformers") as kept:
+            enter.set()
+            assert wait.wait(10)
+            logging.getLogger(f"transformers.{name}").warning("from %s", name)
+        notes[name] = kept.notes("transformers")
+        if leave is not None:
+            leave.set()
+
+    first = threading.Thread(target=build, args=("a", a_in, b_in, a_out))
+    first.start()
+    assert a_in.wait(10)
+    second = threading.Thread(target=build, args=("b", b_in, a_out, None))
+    second.start()
+    logging.getLogger("transformers.elsewhere").warning("outside any build")  # this thread keeps nothing
+    for thread in (first, second):
+        thread.join(10)
+    assert notes == {"a": ["transformers warned: from a"], "b": ["transformers warned: from b"]}
+    assert transformers_log.messages == ["outside any build"]
+    assert (logger.handlers, logger.propagate, vars(logging.Logger)["warning_once"]) == before
 
 
 def test_transformers_warnings_before_a_failed_build_end_the_error(
