@@ -22,6 +22,7 @@ import inspect
 import io
 import itertools
 import json
+import logging
 import math
 import re
 import subprocess
@@ -1540,6 +1541,26 @@ def test_kv_cache_of_an_encoder_decoders_decoder_alone(model_class: Callable[[],
     saved = {**model.config.to_dict(), "architectures": [type(model).__name__]}  # as config.json has it
     as_written = plan_of(paramscope.inspect(model), seq=5, batch=2, kv_dtype="float32", config=saved)
     assert as_written.item("KV cache").total_bytes == nbytes(held)
+
+
+def test_what_transformers_warns_of_the_training_forward_is_a_note_not_printed() -> None:
+    # transformers' GPT-2 warns of its loss type as the plan's labels reach it: a "[transformers] ..." line printed
+    # above every training plan of a GPT-2 (on each of its forwards after the first in a process, nothing)
+    config = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4)
+    model = transformers.GPT2LMHeadModel(config)
+    records: list[str] = []
+    spy = logging.Handler()
+    spy.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("transformers")
+    logger.addHandler(spy)
+    try:
+        notes = [plan_of(model, seq=8, batch=2, train=True).notes for _ in range(2)]
+    finally:
+        logger.removeHandler(spy)
+    note = ("transformers warned: `loss_type=None` was set in the config but it is unrecognized. Using the default "
+            "loss: `ForCausalLMLoss`.")  # fmt: skip
+    assert [plan.count(note) for plan in notes] == [1, 1]
+    assert records == []
 
 
 def test_a_composite_encoder_decoder_splits_both_parts_heads() -> None:

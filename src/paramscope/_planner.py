@@ -708,17 +708,21 @@ def build_plan(
         notes.append(_no_forward_in(model, settings.train))
     elif wants_forward and module is not None:
         from ._summary import forward_refusal, with_input_hint
+        from .sources._logged import logged_if_imported
         from .trace import ForwardError
 
         refusal = forward_refusal(module)
-        try:
-            if refusal is not None:
-                raise ForwardError(refusal)
-            activations, notes, trained, checkpointed = measure_activations(
-                module, report, settings, input_size, input_dtypes, request.quiet, units
-            )
-        except ForwardError as error:  # the rest of the plan stands without this item
-            notes = [f"no activations item: {with_input_hint(error, 'input_dtypes')}"]
+        # what transformers warns of the inputs the plan makes (its loss of the labels) is a note, not a line above it
+        with logged_if_imported("transformers") as warned:
+            try:
+                if refusal is not None:
+                    raise ForwardError(refusal)
+                activations, notes, trained, checkpointed = measure_activations(
+                    module, report, settings, input_size, input_dtypes, request.quiet, units
+                )
+            except ForwardError as error:  # the rest of the plan stands without this item
+                notes = [f"no activations item: {with_input_hint(error, 'input_dtypes')}"]
+        notes.extend(warned.notes("transformers"))
     elif wants_forward:
         notes.append("no activations item: a forward needs a model to run (model code, or a config.json)")
     else:

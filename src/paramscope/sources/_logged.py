@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 # a config can hold any number of fields to warn about; the first are the ones shown
@@ -151,3 +153,8 @@ def logged(library: str) -> Iterator[Logged]:
                 logger.handlers, logger.propagate = route.handlers, route.propagate
                 if once is not None and once is not _warning:
                     logging.Logger.warning_once = once  # type: ignore[attr-defined]
+
+
+def logged_if_imported(library: str) -> AbstractContextManager[Logged]:
+    """:func:`logged`, for a library that is imported; nothing is kept of one that is not (it logs nothing)."""
+    return logged(library) if library in sys.modules else contextlib.nullcontext(Logged())
