@@ -668,24 +668,24 @@ class _Values:
         for index, name in op.writes:
             written = _argument(args, kwargs, index, name)
             values = None if on_cpu is None else _argument(on_cpu[0], on_cpu[1], index, name)
-            if self.blank and isinstance(written, FakeTensor) and written.untyped_storage()._cdata in self.blank:
+            storage = written.untyped_storage()._cdata if isinstance(written, FakeTensor) else None
+            if self.blank and storage in self.blank:
                 elements = self._written_elements(written, values) if isinstance(values, torch.Tensor) else None
-                if elements is None and isinstance(values, torch.Tensor):
-                    # values of their own, not the blank tensor's: its storage was freed, and this one took its
-                    # address (_cdata); the entry is not this storage's
-                    self.blank.pop(written.untyped_storage()._cdata)
-                elif elements is not None and elements.numel() == written.numel():
+                if elements is not None and elements.numel() == written.numel():
                     with unset_fake_temporarily():
                         if op.overwrites and index == 0:
                             elements.fill_(True)
                             continue
-                        every = bool(elements.all())
-                    if not every:  # a write that reads elements without values (add_): the values forgotten
-                        self.blank.pop(written.untyped_storage()._cdata)
+                        # a write that reads elements without values (add_) forgets the storage's values
+                        kept = bool(elements.all())
+                else:  # a write of unknown values, or of an unknown region, forgets them
+                    kept = False
+                if not kept:
+                    self.blank.pop(storage)
+                    # but values of their own, not the blank tensor's, are this storage's: the blank one was freed,
+                    # and this one took its address (_cdata)
+                    if not (elements is None and isinstance(values, torch.Tensor)):
                         values = None
-                else:  # a write of unknown values, or of an unknown region: the storage's values forgotten
-                    self.blank.pop(written.untyped_storage()._cdata)
-                    values = None
             if isinstance(written, (list, tuple)):  # the _foreach_ ops': written on the cpu alike, or forgotten
                 for item, value in zip(written, values or [None] * len(written), strict=True):
                     self._forget(item, value)
