@@ -8,6 +8,7 @@ allocation: a header that claims 200 MB is refused before anything is read.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import random
@@ -229,6 +230,35 @@ def decreasing_offsets(tmp: Path) -> Case:
 def missing_data_offsets(tmp: Path) -> Case:
     path = safetensors_file(tmp / "model.safetensors", {"a": {"dtype": "F32", "shape": [2]}}, bytes(8))
     return Case(["inspect", str(path)], f"{path}: tensor 'a' lacks a valid dtype, shape or data_offsets", path)
+
+
+def _entry_lacking(tmp: Path, entry: object) -> Case:
+    path = safetensors_file(tmp / "model.safetensors", {"a": entry}, bytes(4))
+    return Case(["inspect", str(path)], f"{path}: tensor 'a' lacks a valid dtype, shape or data_offsets", path)
+
+
+def shape_with_a_boolean(tmp: Path) -> Case:
+    return _entry_lacking(tmp, {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]})  # JSON's true is no size
+
+
+def shape_with_a_negative_size(tmp: Path) -> Case:
+    return _entry_lacking(tmp, {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]})
+
+
+def shape_as_a_string(tmp: Path) -> Case:
+    return _entry_lacking(tmp, {"dtype": "F32", "shape": "1", "data_offsets": [0, 4]})
+
+
+def offset_as_a_fraction(tmp: Path) -> Case:
+    return _entry_lacking(tmp, {"dtype": "F32", "shape": [1], "data_offsets": [0, 4.0]})
+
+
+def entry_as_an_array_of_two_fields(tmp: Path) -> Case:
+    return _entry_lacking(tmp, ["F32", [1]])  # the array form of an entry (read as safe_open reads it) has all three
+
+
+def entry_as_an_array_of_four(tmp: Path) -> Case:
+    return _entry_lacking(tmp, ["F32", [1], [0, 4], "x"])
 
 
 def name_nested_8000_modules_deep(tmp: Path) -> Case:
@@ -1133,6 +1163,8 @@ SAFETENSORS_CASES = [
     unknown_dtype, offsets_outside_the_data,
     overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor, span_not_dtype_times_shape,
     shape_overflowing_64_bits, sub_byte_type_in_part_of_a_byte, decreasing_offsets, missing_data_offsets,
+    shape_with_a_boolean, shape_with_a_negative_size, shape_as_a_string, offset_as_a_fraction,
+    entry_as_an_array_of_two_fields, entry_as_an_array_of_four,
 ]  # fmt: skip
 
 
@@ -1201,6 +1233,26 @@ def test_keys_named_twice_are_read_as_safe_open_reads_them(
     assert {t.name: (t.dtype, t.shape) for t in tensors} == expected
     assert metadata == expected_metadata
     assert paramscope.inspect(str(path)).totals.params == 2
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        '"a": ["F32", [2], [0, 8]]',
+        '"a": ["F32", [2], [0, 8]], "b": {"dtype": "I8", "shape": [3, 1], "data_offsets": [8, 11]}',
+        f'"a": ["I32", [2], [0, 8]], {_A}',  # the earlier entry of a repeated tensor
+    ],
+    ids=["one", "beside-an-object", "repeated"],
+)
+def test_an_entry_given_as_the_array_of_its_fields_is_read_as_safe_open_reads_it(tmp_path: Path, entries: str) -> None:
+    # serde, which the crate reads its header with, takes a struct from the array of its fields in order too
+    size = 11 if '"b"' in entries else 8
+    path = safetensors_file(tmp_path / "model.safetensors", None, bytes(size), raw=f"{{{entries}}}".encode())
+    with safe_open(str(path), "numpy") as handle:
+        expected = {name: (handle.get_tensor(name).dtype.name, handle.get_tensor(name).shape) for name in handle.keys()}  # noqa: SIM118
+    tensors, _ = stored_tensors(path)
+    assert {t.name: (t.dtype, t.shape) for t in tensors} == expected
+    assert paramscope.inspect(str(path)).totals.params == sum(math.prod(shape) for _, shape in expected.values())
 
 
 @pytest.mark.parametrize(("code", "count", "size"), [("Q4_0", 32, 18), ("float32", 2, 8), ("f32", 2, 8), ("nf4", 4, 2)])

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from .._collector import collector_paused
 from .._report import Report
 from ._escape import encodable
 
@@ -62,4 +63,5 @@ def _write(value: Any, encode: Callable[[Any], str], newline: str, parts: list[s
 
 def render_json(report: Report) -> str:
     """The report as one JSON object (laid out by :func:`dumps_by_line`), ending with a newline."""
-    return dumps_by_line(report.to_dict())
+    with collector_paused():  # a dict and a line per tensor: a million of each for some checkpoints
+        return dumps_by_line(report.to_dict())

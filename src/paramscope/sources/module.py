@@ -7,10 +7,8 @@ The model is only read: parameters and buffers are reached through ``_parameters
 from __future__ import annotations
 
 import bisect
-import gc
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +18,7 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from torch.nn.utils import parametrize
 
 from .. import dtypes as dtype_table
+from .._collector import collector_paused
 from .._diff import model_read
 from .._moe import with_active_params
 from .._report import ModuleNode, Report, Source, TensorKind, TensorRecord
@@ -130,20 +129,6 @@ def reported_paths(named_modules: Iterable[tuple[str, nn.Module]]) -> dict[str, 
 def _only_wraps(module: nn.Module, wrapper: Wrapper) -> bool:
     """Whether ``module`` (of a wrapper type) holds its wrapped module and nothing else: only then is it left out."""
     return not (module._parameters or module._buffers) and list(module._modules) == [wrapper.inner]
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    # The walk allocates ~2 acyclic objects per tensor. On a model with 10^5 tensors that triggers a full
-    # collection, which traverses every object of the user's model and costs more than the walk itself. The pause
-    # is process-wide (all threads) and lasts only for the walk; a collector the caller disabled stays disabled.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _join(prefix: str, name: str) -> str:
@@ -831,7 +816,7 @@ def inspect_module(
     """
     model_read(model)
     walk = _Walk()
-    with _gc_paused():
+    with collector_paused():  # the walk makes ~2 acyclic objects a tensor, each a full collection would walk again
         walk.run(model)
         modules, totals, by_dtype = walk.tree.build(walk.records, walk.owners)
     notes = walk.collect_notes()

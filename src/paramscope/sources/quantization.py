@@ -429,6 +429,9 @@ def quantized_records(
                 plan.companion(scheme, f"{prefix}.{scale}")
         elif name.endswith("_blocks") and f"{name[: -len('_blocks')]}_scales" in by_name:
             _mxfp4_layer(plan, name[: -len("_blocks")], tensor)
+    if not plan.records:  # nothing quantised, as in most checkpoints: every record is a plain one, in order
+        records, notes = plain_records(tensors)
+        return records, _scheme_notes(plan) + notes
     plain, notes = plain_records([tensor for tensor in tensors if tensor.name not in plan.records])
     plain_by_name = {record.name: record for record in plain}
     records = [plan.records.get(tensor.name) or plain_by_name[tensor.name] for tensor in tensors]

@@ -17,6 +17,7 @@ import os
 import stat
 import struct
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +182,18 @@ def _dtype_name(path: Path | str, name: str, code: Any) -> str:
     return table_name
 
 
-def _is_dims(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+def _dims(value: Any) -> list[int] | None:
+    """``value`` if it is a JSON array of natural numbers (a shape, or data offsets), else None.
+
+    >>> _dims([4, 0]), _dims([4, -1]), _dims([True]), _dims("4")
+    ([4, 0], None, None, None)
+    """
+    if type(value) is not list:
+        return None
+    for item in value:
+        if type(item) is not int or item < 0:  # not isinstance: JSON's true is no number here
+            return None
+    return value
 
 
 def stored_tensors(path: Path) -> tuple[list[StoredTensor], dict[str, str]]:
@@ -215,39 +226,38 @@ def header_tensors(
     if not isinstance(metadata, dict) or not all(isinstance(value, str) for value in metadata.values()):
         raise _fail(path, "__metadata__ is not an object of strings")  # the format's rule, which safe_open applies
     tensors: list[tuple[int, int, StoredTensor]] = []
+    dtypes: dict[str, tuple[str, dtype_table.DType]] = {}  # per dtype code: a header of 1M tensors has a few
     for name, info in header.items():
         earlier = repeated.get(name, [])
-        for entry in (*earlier, info):
-            field = next((key for key in _TENSOR_FIELDS if key in _repeated(entry)), None)
-            if field is not None:
-                raise _fail(path, f"tensor {name!r} gives its {field} {_times(len(_repeated(entry)[field]) + 1)}")
-        if not all(map(_is_entry, earlier)):
-            raise _fail(
-                path,
-                f"tensor {name!r} is in the header {_times(len(earlier) + 1)}, and an entry before the last lacks a "
-                "valid dtype, shape or data_offsets",
-            )
-        if not isinstance(info, dict) or not _is_dims(info.get("shape")) or not _is_dims(info.get("data_offsets")):
+        if earlier or isinstance(info, _JSONObject):
+            _check_repeats(path, name, earlier, info)
+        info = _as_object(info)
+        shape = _dims(info.get("shape")) if isinstance(info, dict) else None
+        offsets = _dims(info.get("data_offsets")) if shape is not None else None
+        if shape is None or offsets is None:
             raise _fail(path, f"tensor {name!r} lacks a valid dtype, shape or data_offsets")
-        offsets = info["data_offsets"]
         if len(offsets) != 2 or offsets[0] > offsets[1]:
             raise _fail(path, f"tensor {name!r} has data_offsets {offsets}: two increasing byte offsets expected")
-        dtype = _dtype_name(path, name, info.get("dtype"))
-        shape = tuple(info["shape"])
-        _check_size(path, name, dtype, shape)
+        code = info.get("dtype")
+        known = dtypes.get(code) if isinstance(code, str) else None
+        if known is None:
+            dtype = _dtype_name(path, name, code)
+            known = dtypes[code] = dtype, dtype_table.lookup(dtype)
+        dtype, entry = known
+        numel = _check_size(path, name, dtype, entry, shape)
         begin, end = offsets
-        stored = StoredTensor(name, dtype, shape, end - begin, file, read=reader(begin) if reader else None)
-        expected = dtype_table.lookup(dtype).nbytes(stored.numel)
+        expected = entry.nbytes(numel)
         if expected != end - begin:
             raise _fail(
                 path,
-                f"tensor {name!r} is {dtype} {list(shape)} = {expected:,} bytes but its offsets span {end - begin:,}",
+                f"tensor {name!r} is {dtype} {shape} = {expected:,} bytes but its offsets span {end - begin:,}",
             )
         if end > data_size:
             raise _fail(
                 path,
                 f"tensor {name!r} ends at byte {end:,} of the data, past its end ({data_size:,} bytes in the file)",
             )
+        stored = StoredTensor(name, dtype, tuple(shape), end - begin, file, read=reader(begin) if reader else None)
         tensors.append((begin, end, stored))
     twice = next(iter(repeated), None)
 
@@ -261,7 +271,7 @@ def header_tensors(
 
     position = 0
     previous = None
-    for begin, end, stored in sorted(tensors, key=lambda item: (item[0], item[1])):
+    for begin, end, stored in sorted(tensors, key=itemgetter(0, 1)):
         if begin < position:
             raise layout_error(
                 f"tensors {previous!r} and {stored.name!r} overlap (data offsets {begin:,} < {position:,})"
@@ -277,14 +287,42 @@ def header_tensors(
 _TENSOR_FIELDS = ("dtype", "shape", "data_offsets")
 
 
+def _check_repeats(path: Path | str, name: str, earlier: list[Any], info: Any) -> None:
+    """Refuse a field that a tensor's entry gives twice, and an entry before the last of a repeated tensor that is
+    not a tensor's entry."""
+    for entry in (*earlier, info):
+        field = next((key for key in _TENSOR_FIELDS if key in _repeated(entry)), None)
+        if field is not None:
+            raise _fail(path, f"tensor {name!r} gives its {field} {_times(len(_repeated(entry)[field]) + 1)}")
+    if not all(map(_is_entry, earlier)):
+        raise _fail(
+            path,
+            f"tensor {name!r} is in the header {_times(len(earlier) + 1)}, and an entry before the last lacks a "
+            "valid dtype, shape or data_offsets",
+        )
+
+
+def _as_object(info: Any) -> Any:
+    """A tensor's entry given as the array of its three fields (dtype, shape, data_offsets) as the object of them:
+    the crate reads its entries with serde, which takes a struct from either form. Any other value as it is.
+
+    >>> _as_object(["F32", [2], [0, 8]])
+    {'dtype': 'F32', 'shape': [2], 'data_offsets': [0, 8]}
+    """
+    if type(info) is list and len(info) == len(_TENSOR_FIELDS):
+        return dict(zip(_TENSOR_FIELDS, info, strict=True))
+    return info
+
+
 def _is_entry(info: Any) -> bool:
     """Whether ``info`` has the form of a tensor's entry: a known dtype, a shape and two data offsets."""
+    info = _as_object(info)
     return (
         isinstance(info, dict)
         and isinstance(info.get("dtype"), str)
         and info["dtype"] in DTYPE_CODES
-        and _is_dims(info.get("shape"))
-        and _is_dims(info.get("data_offsets"))
+        and _dims(info.get("shape")) is not None
+        and _dims(info.get("data_offsets")) is not None
         and len(info["data_offsets"]) == 2
     )
 
@@ -297,23 +335,23 @@ def _times(count: int) -> str:
     return "twice" if count == 2 else f"{count:,} times"
 
 
-def _check_size(path: Path | str, name: str, dtype: str, shape: tuple[int, ...]) -> None:
+def _check_size(path: Path | str, name: str, dtype: str, entry: dtype_table.DType, shape: list[int]) -> int:
     """The safetensors crate's checks of a tensor's size: its shape's product, taken from the first dimension on,
     and its bits fit in 64 bits (a zero dimension after a huge product does not make it fit), and a sub-byte type
-    fills whole bytes."""
+    fills whole bytes. Returns the product."""
     numel = 1
     for dim in shape:
         numel *= dim
         if numel > _MAX_SIZE:
-            raise _fail(path, f"tensor {name!r} has shape {list(shape)}, whose size overflows 64 bits")
-    entry = dtype_table.lookup(dtype)
+            raise _fail(path, f"tensor {name!r} has shape {shape}, whose size overflows 64 bits")
     if entry.category == "block":
-        return
+        return numel
     bits = numel * int(entry.bits)  # whole bits a value but in block formats; in ints, as exact as the crate's
     if bits > _MAX_SIZE:
-        raise _fail(path, f"tensor {name!r} has shape {list(shape)}, whose size overflows 64 bits")
+        raise _fail(path, f"tensor {name!r} has shape {shape}, whose size overflows 64 bits")
     if bits % 8:
-        raise _fail(path, f"tensor {name!r} is {dtype} {list(shape)}: {bits} bits, not whole bytes")
+        raise _fail(path, f"tensor {name!r} is {dtype} {shape}: {bits} bits, not whole bytes")
+    return numel
 
 
 def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:

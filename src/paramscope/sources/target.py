@@ -272,11 +272,14 @@ def _has_weights(directory: Path) -> bool:
 
 
 def _checkpoint(path: Path, *, quiet: bool) -> Report:
-    if path.is_dir():
-        loader, notes = _for_directory(path)
-        report = loader(path, quiet)
-        return report if not notes else replace(report, notes=(*report.notes, *notes))
-    return _for_file(path)(path, quiet)
+    from .._collector import collector_paused
+
+    with collector_paused():
+        if path.is_dir():
+            loader, notes = _for_directory(path)
+            report = loader(path, quiet)
+            return report if not notes else replace(report, notes=(*report.notes, *notes))
+        return _for_file(path)(path, quiet)
 
 
 def _module_report(target: str, request: Request) -> Report:
