@@ -33,6 +33,7 @@ import paramscope
 from paramscope.cli import main
 from paramscope.sources.safetensors import stored_tensors
 
+from .checkpoints import write_safetensors
 from .cli import assert_error, run, run_in_a_new_process
 
 SUBPROCESS_TIMEOUT = 120
@@ -251,6 +252,29 @@ def shape_as_a_string(tmp: Path) -> Case:
 
 def offset_as_a_fraction(tmp: Path) -> Case:
     return _entry_lacking(tmp, {"dtype": "F32", "shape": [1], "data_offsets": [0, 4.0]})
+
+
+def offset_as_negative_zero(tmp: Path) -> Case:
+    # serde_json reads -0 as a float, which no size is; Python's json as the integer 0
+    raw = b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [-0, 4]}}'
+    path = safetensors_file(tmp / "model.safetensors", None, bytes(4), raw=raw)
+    return Case(["inspect", str(path)], f"{path}: tensor 'a' lacks a valid dtype, shape or data_offsets", path)
+
+
+def _nested(levels: int) -> str:
+    """A tensor's entry with a field the crate does not read, nested so that the header is ``levels`` deep."""
+    depth = levels - 2  # the header's object, then the entry
+    return '{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "x": ' + "[" * depth + "]" * depth + "}}"
+
+
+def field_nested_128_levels_deep(tmp: Path) -> Case:
+    # serde_json, which the crate reads the header with, refuses JSON nested deeper, in any field
+    path = safetensors_file(tmp / "model.safetensors", None, bytes(4), raw=_nested(128).encode())
+    message = (
+        f"{path}: tensor 'a' has a field nested 128 levels deep in the header, more than the 127 that the "
+        "safetensors library reads"
+    )
+    return Case(["inspect", str(path)], message, path)
 
 
 def entry_as_an_array_of_two_fields(tmp: Path) -> Case:
@@ -1032,7 +1056,9 @@ CASES: list[Callable[[Path], Case]] = [
     unknown_dtype,
     offsets_outside_the_data, overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor,
     span_not_dtype_times_shape, shape_overflowing_64_bits, sub_byte_type_in_part_of_a_byte, decreasing_offsets,
-    missing_data_offsets, name_nested_8000_modules_deep,
+    missing_data_offsets, shape_with_a_boolean, shape_with_a_negative_size, shape_as_a_string, offset_as_a_fraction,
+    offset_as_negative_zero, entry_as_an_array_of_two_fields, entry_as_an_array_of_four, field_nested_128_levels_deep,
+    name_nested_8000_modules_deep,
     index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json,
     index_nested_too_deeply, index_naming_a_shard_too_long_to_be_a_file, index_naming_a_shard_with_control_characters,
     index_without_weight_map, index_naming_an_empty_shard, index_naming_the_parent_directory,
@@ -1163,8 +1189,8 @@ SAFETENSORS_CASES = [
     unknown_dtype, offsets_outside_the_data,
     overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor, span_not_dtype_times_shape,
     shape_overflowing_64_bits, sub_byte_type_in_part_of_a_byte, decreasing_offsets, missing_data_offsets,
-    shape_with_a_boolean, shape_with_a_negative_size, shape_as_a_string, offset_as_a_fraction,
-    entry_as_an_array_of_two_fields, entry_as_an_array_of_four,
+    shape_with_a_boolean, shape_with_a_negative_size, shape_as_a_string, offset_as_a_fraction, offset_as_negative_zero,
+    entry_as_an_array_of_two_fields, entry_as_an_array_of_four, field_nested_128_levels_deep,
 ]  # fmt: skip
 
 
@@ -1194,6 +1220,21 @@ REPEATED_KEYS = {
         f'"a": 5, {_A}',
         8,
         "tensor 'a' is in the header twice, and an entry before the last lacks a valid dtype, shape or data_offsets",
+    ),
+    "earlier-size-over-64-bits": (
+        f'"a": {{"dtype": "F32", "shape": [18446744073709551616], "data_offsets": [0, 8]}}, {_A}',
+        8,
+        "tensor 'a' is in the header twice, and an entry before the last lacks a valid dtype, shape or data_offsets",
+    ),
+    "earlier-offset-over-64-bits": (
+        f'"a": {{"dtype": "F32", "shape": [2], "data_offsets": [0, 18446744073709551616]}}, {_A}',
+        8,
+        "tensor 'a' is in the header twice, and an entry before the last lacks a valid dtype, shape or data_offsets",
+    ),
+    "earlier-size-at-64-bits": (
+        f'"a": {{"dtype": "F32", "shape": [18446744073709551615], "data_offsets": [0, 8]}}, {_A}',
+        8,
+        None,
     ),
     "earlier-unknown-dtype": (
         f'"a": {{"dtype": "XX", "shape": [2], "data_offsets": [0, 8]}}, {_A}',
@@ -1233,6 +1274,23 @@ def test_keys_named_twice_are_read_as_safe_open_reads_them(
     assert {t.name: (t.dtype, t.shape) for t in tensors} == expected
     assert metadata == expected_metadata
     assert paramscope.inspect(str(path)).totals.params == 2
+
+
+def test_a_field_nested_as_deep_as_the_crate_reads_is_read(tmp_path: Path) -> None:
+    path = safetensors_file(tmp_path / "model.safetensors", None, bytes(4), raw=_nested(127).encode())
+    with safe_open(str(path), "numpy") as handle:
+        assert list(handle.keys()) == ["a"]
+    assert paramscope.inspect(str(path)).totals.params == 1
+
+
+def test_a_name_holding_minus_zero_is_read_as_any_other(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    write_safetensors(path, {"layer-0.weight": ("F32", (2, 3)), "layer-0.bias": ("F32", (3,))})
+    with safe_open(str(path), "numpy") as handle:
+        expected = {name: handle.get_slice(name).get_shape() for name in handle.keys()}  # noqa: SIM118
+    tensors, _ = stored_tensors(path)
+    assert {t.name: list(t.shape) for t in tensors} == expected
+    assert [type(dim) for t in tensors for dim in t.shape] == [int, int, int]
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,7 @@ def parse_header(path: Path | str, size: int, read: Callable[[int, int], bytes])
         raise _fail(path, f"header claims {format_bytes(length, 'si')} but the file has {format_bytes(size, 'si')}")
     raw = read(8, length)
     try:
-        header = json_loads(raw.decode("utf-8"), object_pairs_hook=_JSONObject.of)
+        header = json_loads(raw.decode("utf-8"), object_pairs_hook=_JSONObject.of, negative_zero_as_float=True)
     except ValueError as error:
         raise _fail(path, f"header is not valid JSON ({error}): not a safetensors file") from None
     if not isinstance(header, dict):
@@ -232,6 +232,8 @@ def header_tensors(
         if earlier or isinstance(info, _JSONObject):
             _check_repeats(path, name, earlier, info)
         info = _as_object(info)
+        if isinstance(info, dict) and len(info) > len(_TENSOR_FIELDS):
+            _check_depth(path, name, info)
         shape = _dims(info.get("shape")) if isinstance(info, dict) else None
         offsets = _dims(info.get("data_offsets")) if shape is not None else None
         if shape is None or offsets is None:
@@ -294,6 +296,9 @@ def _check_repeats(path: Path | str, name: str, earlier: list[Any], info: Any) -
         field = next((key for key in _TENSOR_FIELDS if key in _repeated(entry)), None)
         if field is not None:
             raise _fail(path, f"tensor {name!r} gives its {field} {_times(len(_repeated(entry)[field]) + 1)}")
+    for entry in earlier:
+        if isinstance(entry, dict) and len(entry) > len(_TENSOR_FIELDS):
+            _check_depth(path, name, entry)
     if not all(map(_is_entry, earlier)):
         raise _fail(
             path,
@@ -314,17 +319,56 @@ def _as_object(info: Any) -> Any:
     return info
 
 
+# serde_json's recursion limit, as the crate meets it: the header's object is the first level, a tensor's entry the
+# second. A deeper value is refused even in a field the crate does not read.
+_MAX_DEPTH = 127
+
+
+def _check_depth(path: Path | str, name: str, entry: dict[str, Any]) -> None:
+    """Refuse a field of a tensor's entry (one the crate does not read: the others have their own form) nested
+    deeper than the crate reads."""
+    extra = [value for key, value in entry.items() if key not in _TENSOR_FIELDS]
+    extra += [value for key, values in _repeated(entry).items() for value in values]  # parsed too, then replaced
+    levels = 2 + _depth(extra) - 1  # the list of them is no level of the header
+    if levels > _MAX_DEPTH:
+        raise _fail(
+            path,
+            f"tensor {name!r} has a field nested {levels:,} levels deep in the header, more than the {_MAX_DEPTH} "
+            "that the safetensors library reads",
+        )
+
+
+def _depth(value: Any) -> int:
+    """Levels of arrays and objects in ``value``: 0 for a number or a string, 1 for a flat array.
+
+    >>> _depth(5), _depth([1, 2]), _depth({"a": [[]], "b": 1})
+    (0, 1, 3)
+    """
+    depth, level = 0, [value]
+    while level:
+        containers = [item for item in level if isinstance(item, (list, dict))]
+        if containers:
+            depth += 1
+        level = [
+            item
+            for container in containers
+            for item in (container.values() if isinstance(container, dict) else container)
+        ]
+    return depth
+
+
 def _is_entry(info: Any) -> bool:
-    """Whether ``info`` has the form of a tensor's entry: a known dtype, a shape and two data offsets."""
+    """Whether ``info`` has the form of a tensor's entry: a known dtype, a shape and two data offsets, each number
+    one the crate's 64-bit sizes hold (it reads a larger one as a float, and refuses it).
+
+    >>> _is_entry(["F32", [2], [0, 8]]), _is_entry(["F32", [2**64], [0, 8]])
+    (True, False)
+    """
     info = _as_object(info)
-    return (
-        isinstance(info, dict)
-        and isinstance(info.get("dtype"), str)
-        and info["dtype"] in DTYPE_CODES
-        and _dims(info.get("shape")) is not None
-        and _dims(info.get("data_offsets")) is not None
-        and len(info["data_offsets"]) == 2
-    )
+    if not isinstance(info, dict) or not isinstance(info.get("dtype"), str) or info["dtype"] not in DTYPE_CODES:
+        return False
+    shape, offsets = _dims(info.get("shape")), _dims(info.get("data_offsets"))
+    return shape is not None and offsets is not None and len(offsets) == 2 and max(*shape, *offsets) <= _MAX_SIZE
 
 
 def _times(count: int) -> str:
