@@ -5357,3 +5357,79 @@ def test_wrapped_models_are_summarised_as_the_model_inside(wrap: Callable[[nn.Mo
     assert [(c.path, c.type, c.params, c.flops) for c in wrapped.calls or ()] == [
         (c.path, c.type, c.params, c.flops) for c in plain.calls or ()
     ]
+
+
+class FlexSelfAttention(nn.Module):
+    """Self-attention through FlexAttention (eager: its unfused kernel), or through SDPA for the same products."""
+
+    def __init__(self, *, flex: bool, kv_heads: int = 4, score_mod: Callable[..., Any] | None = None) -> None:
+        super().__init__()
+        self.flex, self.kv_heads, self.score_mod = flex, kv_heads, score_mod
+        self.q, self.kv = nn.Linear(64, 64), nn.Linear(64, 2 * 16 * kv_heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        batch, tokens, _ = x.shape
+        q = self.q(x).view(batch, tokens, 4, 16).transpose(1, 2)
+        k, v = self.kv(x).view(batch, tokens, 2, self.kv_heads, 16).permute(2, 0, 3, 1, 4)
+        gqa = self.kv_heads != 4
+        if self.flex:
+            out = flex_attention(q, k, v, score_mod=self.score_mod, enable_gqa=gqa)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+        return out.transpose(1, 2).reshape(batch, tokens, 64)
+
+
+def _relative_bias(score: torch.Tensor, batch: Any, head: Any, query: Any, key: Any) -> torch.Tensor:
+    return score + (query - key)
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+@pytest.mark.parametrize(
+    ("kv_heads", "score_mod"), [(4, None), (2, None), (4, _relative_bias)], ids=["mha", "gqa", "bias"]
+)
+def test_flex_attention_on_cpu_counts_what_sdpa_counts(kv_heads: int, score_mod: Callable[..., Any] | None) -> None:
+    # torch's FlopCounterMode fails on FlexAttention in eager mode; SDPA does the same two products, which it counts
+    torch.manual_seed(0)
+    flex = FlexSelfAttention(flex=True, kv_heads=kv_heads, score_mod=score_mod).eval()
+    sdpa = FlexSelfAttention(flex=False, kv_heads=kv_heads)
+    sdpa.load_state_dict(flex.state_dict())
+    x = torch.randn(2, 32, 64)
+    with torch.no_grad():
+        expected_shape = flex(x).shape
+    total, _ = torch_flops(sdpa, x)
+    report = paramscope.summary(flex, input_data=[x], device="cpu")
+    assert report.totals.flops == total
+    assert report.calls[0].outputs == describe(torch.zeros(expected_shape))
+    # by hand: the projections (2 per multiply-add), and 4·B·H·L·S·D for the two products of every query head
+    assert total - 2 * x.shape[0] * x.shape[1] * 64 * (64 + 2 * 16 * kv_heads) == 4 * 2 * 4 * 32 * 32 * 16
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_attention_on_meta_fails_with_a_hint_to_run_it_on_cpu() -> None:
+    with pytest.raises(ForwardError) as error:
+        paramscope.summary(FlexSelfAttention(flex=True), input_size=(2, 32, 64))
+    message = str(error.value)
+    assert message.startswith("the forward failed in '(model)' with inputs [2, 32, 64]: ValueError: FlexAttention is")
+    assert message.endswith("; meta tensors have no values to read, and some ops no meta kernel: try --device cpu")
+
+
+class Conditional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cond(x.sum() > 0, self.a, self.b, (x,))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_higher_order_op_other_than_flex_attention_is_refused_in_words(device: str) -> None:
+    with pytest.raises(ForwardError) as error:
+        paramscope.summary(Conditional(), input_size=(4, 8), device=device)
+    assert str(error.value) == (
+        "the forward failed in '(model)' with inputs [4, 8]: NotImplementedError: torch.ops.higher_order.cond runs "
+        "subgraphs of its own, which paramscope cannot record op by op (of the higher-order ops, it runs "
+        "flex_attention alone)"
+    )

@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch._ops import HigherOrderOperator
 from torch._subclasses.fake_tensor import (
     DataDependentOutputException,
     DynamicOutputShapeException,
@@ -664,6 +665,10 @@ def _compiled_code_run_eagerly() -> contextlib.AbstractContextManager[Any]:
     return torch.compiler.set_stance("force_eager")
 
 
+# Higher-order ops whose eager kernel runs its ops under a dispatch mode (see _OpRecorder._higher_order_plan)
+_HIGHER_ORDER_OPS_RUN = frozenset({"flex_attention"})
+
+
 class _OpRecorder(TorchDispatchMode):
     """The one dispatch mode of a forward on a real device (on meta, ``_on_meta`` adds two): counts the aten ops it
     runs (to name those without a FLOP formula); with ``count_flops``, counts FLOPs with FlopCounterMode's formulas
@@ -677,6 +682,8 @@ class _OpRecorder(TorchDispatchMode):
     every module's inputs and outputs, about 10 % of a GPT-2 forward on CPU; this one mode does its counting with the
     same formulas (``flop_registry``) and the same decompositions, and tests hold the two equal.
     """
+
+    supports_higher_order_operators = True  # see _higher_order_plan
 
     def __init__(self, protected: dict[int, str] | None = None, *, count_flops: bool = False) -> None:
         super().__init__()
@@ -710,6 +717,8 @@ class _OpRecorder(TorchDispatchMode):
     def _plan(self, func: Any) -> _OpPlan | None:
         if func in _METADATA_QUERIES:
             plan = None
+        elif isinstance(func, HigherOrderOperator):
+            plan = self._higher_order_plan(func)
         else:
             formula = self.formulas.get(func.overloadpacket)
             counter = None if formula is None or not self.count_flops else _counter(formula)
@@ -720,6 +729,26 @@ class _OpRecorder(TorchDispatchMode):
             only_counted = counter is None and not decomposes and not written
             plan = _OpPlan(func.overloadpacket, counter, decomposes, written, run, only_counted)
         self._plans[id(func)] = plan
+        return plan
+
+    def _higher_order_plan(self, func: HigherOrderOperator) -> _OpPlan:
+        """How a higher-order op runs: FlexAttention's eager kernel under this mode, whose ops (its products, the
+        score and mask functions') are counted and checked for writes as any other: what the eager forward runs.
+        FlopCounterMode leaves it to fail ("no implementation found"). Other higher-order ops (``cond``, ``scan``)
+        run subgraphs that their eager kernels refuse to run under a mode: refused, with a message that says so."""
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            plan.runs -= 1  # the ops it runs are counted instead
+            if func.name() not in _HIGHER_ORDER_OPS_RUN:
+                run_alone = ", ".join(sorted(_HIGHER_ORDER_OPS_RUN))
+                raise NotImplementedError(
+                    f"torch.ops.higher_order.{func.name()} runs subgraphs of its own, which paramscope cannot record "
+                    f"op by op (of the higher-order ops, it runs {run_alone} alone)"
+                )
+            with self:
+                return func.dispatch(torch._C.DispatchKey.CompositeExplicitAutograd, *args, **kwargs)
+
+        plan = _OpPlan(func, None, False, (), run, True)
         return plan
 
     @classmethod
