@@ -966,6 +966,17 @@ def gguf_shape_overflowing_64_bits(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def gguf_dimension_past_64_bits_beside_a_zero(tmp: Path) -> Case:
+    # no value (a dimension is 0), but llama.cpp reads each dimension as an int64 and refuses a negative one; gguf's
+    # reader refuses it too (numpy: "Maximum allowed dimension exceeded")
+    path = gguf_file(tmp / "model.gguf", gguf_tensor(b"a.weight", [0, 2**63]), data=32)
+    message = (
+        f"{path}: malformed GGUF (tensor 'a.weight' has shape [0, 9223372036854775808], a dimension past GGML's int64 "
+        "sizes)"
+    )
+    return Case(["inspect", str(path)], message)
+
+
 def gguf_tensor_past_the_end(tmp: Path) -> Case:
     path = gguf_file(tmp / "model.gguf", gguf_tensor(b"a.weight", [1024]), data=16)
     message = f"{path}: malformed GGUF (tensor 'a.weight' ends at byte 4,224, past the end of the file (144 bytes))"
@@ -1083,7 +1094,8 @@ CASES: list[Callable[[Path], Case]] = [
     directory_of_training_state_only, gguf_bad_magic,
     gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
     gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
-    gguf_shape_overflowing_64_bits, gguf_tensor_past_the_end, gguf_tensor_not_aligned, gguf_tensors_overlapping,
+    gguf_shape_overflowing_64_bits, gguf_dimension_past_64_bits_beside_a_zero,
+    gguf_tensor_past_the_end, gguf_tensor_not_aligned, gguf_tensors_overlapping,
     gguf_key_not_utf8, gguf_of_a_hundred_thousand_keys,
     gguf_key_longer_than_the_specification_allows,
     directory_whose_weights_are_a_dangling_symlink, directory_without_weights,

@@ -244,6 +244,10 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
         begin, offset = read("Q", offset)  # where its data starts in the data region
         if kind not in GGMLQuantizationType._value2member_map_:
             raise fail(f"tensor {name!r} has unknown GGML type {kind}")
+        # llama.cpp reads each dimension as an int64 and refuses a negative one, as gguf's reader refuses it (numpy's
+        # limit), even beside a 0, where the tensor holds no value
+        if any(dim >= 2**63 for dim in shape):
+            raise fail(f"tensor {name!r} has shape {shape}, a dimension past GGML's int64 sizes")
         numel = math.prod(shape)
         if numel >= 2**63:  # llama.cpp's int64 count of elements would overflow
             raise fail(f"tensor {name!r} has shape {shape}, whose size overflows 64 bits")
