@@ -925,6 +925,14 @@ def gguf_key_given_twice(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def gguf_empty_array_of_an_unknown_type(tmp: Path) -> Case:
+    # an array's item type, 13, is none of GGUF's: llama.cpp refuses it before it reads the count, as it does any value
+    # of an unknown type
+    path = tmp / "model.gguf"
+    path.write_bytes(gguf_bytes(GGUF_ARCHITECTURE, gguf_pair("x.array", 9, struct.pack("<IQ", 13, 0))))
+    return Case(["inspect", str(path)], f"{path}: malformed GGUF (unknown metadata value type 13 at byte 88)")
+
+
 def gguf_tensor(name: bytes, dims: list[int], kind: int = 0, offset: int = 0) -> bytes:
     """A GGUF tensor info: its name, dimensions (innermost first), GGML type (0 is F32) and data offset."""
     head = struct.pack("<Q", len(name)) + name + struct.pack("<I", len(dims))
@@ -1092,7 +1100,7 @@ CASES: list[Callable[[Path], Case]] = [
     zip_with_a_pickle_asking_for_a_mark_it_popped,
     sub_models_after_an_optimizer_under_another_key,
     directory_of_training_state_only, gguf_bad_magic,
-    gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice,
+    gguf_version_99, gguf_string_past_the_end, gguf_key_given_twice, gguf_empty_array_of_an_unknown_type,
     gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
     gguf_shape_overflowing_64_bits, gguf_dimension_past_64_bits_beside_a_zero,
     gguf_tensor_past_the_end, gguf_tensor_not_aligned, gguf_tensors_overlapping,

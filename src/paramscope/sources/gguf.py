@@ -168,6 +168,8 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
         if nesting == _MAX_ARRAY_NESTING:
             raise fail(f"arrays nested more than {_MAX_ARRAY_NESTING} deep")
         item, offset = read("I", offset)
+        if item not in layouts and item not in (GGUFValueType.STRING, GGUFValueType.ARRAY):  # llama.cpp refuses it
+            raise fail(f"unknown metadata value type {item} at byte {offset - 4:,}")  # even in an empty array
         count, offset = read("Q", offset)
         width = formats[layouts[item]].size if item in layouts else 0
         smallest = width or (8 if item == GGUFValueType.STRING else 12)  # a string's length, an array's head
