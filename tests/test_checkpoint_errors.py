@@ -1032,6 +1032,13 @@ def gguf_key_longer_than_the_specification_allows(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def gguf_empty_key(tmp: Path) -> Case:
+    # gguf's reader takes it; llama.cpp refuses a file with one ("key 1 is empty")
+    path = tmp / "model.gguf"
+    path.write_bytes(gguf_bytes(GGUF_ARCHITECTURE, gguf_pair("", 4, struct.pack("<I", 1))))
+    return Case(["inspect", str(path)], f"{path}: malformed GGUF (an empty metadata key at byte 69)")
+
+
 def directory_whose_weights_are_a_dangling_symlink(tmp: Path) -> Case:
     (tmp / "pytorch_model.bin").symlink_to(tmp / "nowhere.bin")
     return Case(["inspect", str(tmp)], f"{tmp / 'pytorch_model.bin'}: cannot be read: No such file or directory")
@@ -1105,7 +1112,7 @@ CASES: list[Callable[[Path], Case]] = [
     gguf_shape_overflowing_64_bits, gguf_dimension_past_64_bits_beside_a_zero,
     gguf_tensor_past_the_end, gguf_tensor_not_aligned, gguf_tensors_overlapping,
     gguf_key_not_utf8, gguf_of_a_hundred_thousand_keys,
-    gguf_key_longer_than_the_specification_allows,
+    gguf_key_longer_than_the_specification_allows, gguf_empty_key,
     directory_whose_weights_are_a_dangling_symlink, directory_without_weights,
     unrecognised_file, explain_on_a_checkpoint, arguments_on_a_checkpoint,
 ]  # fmt: skip

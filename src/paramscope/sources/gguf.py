@@ -206,6 +206,8 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
         start, end = string(offset)
         if end - start > _MAX_KEY:
             raise fail(f"a metadata key of {end - start:,} bytes at byte {pair:,}, longer than GGUF's {_MAX_KEY:,}")
+        if end == start:  # llama.cpp refuses it
+            raise fail(f"an empty metadata key at byte {pair:,}")
         kind, offset = read("I", end)
         found, offset = value(kind, offset)
         key = named(start, end)
