@@ -346,6 +346,10 @@ def summarize(
             hint = ("the forward made a tensor on the cpu (no device=) and used it with the model's, which the meta "
                     "device refuses as a GPU does: try --device cpu")  # fmt: skip
             raise ForwardError(f"{error}; {hint}") from cause
+        if device == "meta" and cause is not None and first_line(cause).startswith("FlexAttention is only supported"):
+            hint = ("torch runs FlexAttention on a real device alone: try --device cpu (in eval mode: torch runs its "
+                    "backward on a GPU alone)")  # fmt: skip
+            raise ForwardError(f"{error}; {hint}") from cause
         if device == "meta" and cause is not None and is_meta_device_failure(cause):
             hint = "meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
             raise ForwardError(f"{error}; {hint}") from cause
