@@ -35,6 +35,9 @@
   guard of BART's family against float16 overflow, and of DETR's in training; ``torch.isinf(h).any()``): a tensor
   without values has none to check, and it is answered as a forward of finite values answers it (all finite, none
   infinite or NaN), which the notes say.
+- ``convolution`` of a channels-last input or weight: the fake tensors give the result the layout of the backend its
+  device runs, and meta runs none (a contiguous result); the CPU's kernels keep the channels-last layout, and later
+  ops' layouts (a reshape that copies or not), so the bytes saved for backward, follow it. Here as on the CPU.
 - Matrix products and convolutions of operands in different dtypes (a float16 input to a float32 ``nn.Linear``):
   every device refuses them, torch's meta kernels do not check; refused here too.
 """
@@ -393,6 +396,8 @@ class _MetaKernels(TorchDispatchMode):
             return func(args[0], _positions(args[1]), *args[2:], **kwargs)
         if id(func) in _VIEWS:
             return _strided_as_on_a_device(args[0], self.values.run(func, args, kwargs))
+        if func is _CONVOLUTION and not (args[0].is_contiguous() and args[1].is_contiguous()):
+            return _convolution_strided_as_on_cpu(func, args, kwargs, self.values.run(func, args, kwargs))
         return self.values.run(func, args, kwargs)
 
 
@@ -729,6 +734,34 @@ def _strided_as_on_a_device(source: torch.Tensor, view: Any) -> Any:
     if stride != view.stride():
         view.as_strided_(view.shape, stride, view.storage_offset())
     return view
+
+
+_CONVOLUTION: Any = aten.convolution.default
+
+
+def _convolution_strided_as_on_cpu(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Any:
+    """``out`` of a convolution on meta, with the memory format torch's CPU kernel gives it. The fake tensors pick
+    the layout of a convolution's result by the backend its device would run: on meta there is none, and the result
+    is contiguous, where the CPU's kernels (and CUDA's) keep a channels-last input's or weight's layout, so later
+    ops' layouts differ (a reshape that copies or not) and so the bytes a forward saves for backward (a channels-last
+    patch embedding flattened and transposed for two ``nn.Linear``: one copy of its output for each). Asked of the
+    fake tensors for the same tensors on the CPU."""
+    if not (isinstance(out, FakeTensor) and out.fake_device.type == "meta"):
+        return out
+    mode = out.fake_mode
+
+    def on_cpu(tensor: Any) -> Any:
+        if not isinstance(tensor, FakeTensor):
+            return tensor
+        with unset_fake_temporarily():
+            elem = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device="meta")
+        return FakeTensor(mode, elem, torch.device("cpu"))
+
+    with mode:
+        stride = func(*[on_cpu(arg) for arg in args], **{key: on_cpu(value) for key, value in kwargs.items()}).stride()
+    if stride != out.stride():
+        out.as_strided_(out.shape, stride, out.storage_offset())
+    return out
 
 
 def _argument(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str) -> Any:
