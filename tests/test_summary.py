@@ -976,23 +976,26 @@ class ChannelsLastPatches(nn.Module):
 
 
 @pytest.mark.parametrize(
-    ("conv", "shape"),
+    ("conv", "shape", "channels_last_input"),
     [
-        (functools.partial(nn.Conv2d, 3, 16, 4, stride=4), (2, 3, 32, 32)),
-        (functools.partial(nn.ConvTranspose2d, 3, 16, 2, stride=2), (2, 3, 4, 4)),
-        (functools.partial(nn.Conv3d, 3, 16, 2, stride=2), (2, 3, 4, 8, 8)),
+        (functools.partial(nn.Conv2d, 3, 16, 4, stride=4), (2, 3, 32, 32), True),
+        (functools.partial(nn.ConvTranspose2d, 3, 16, 2, stride=2), (2, 3, 4, 4), True),
+        (functools.partial(nn.Conv3d, 3, 16, 2, stride=2), (2, 3, 4, 8, 8), True),
+        # a 1×1 kernel's weight is contiguous (is_contiguous()) in either layout, and its strides still decide
+        (functools.partial(nn.Conv2d, 3, 16, 1), (2, 3, 4, 4), False),
     ],
-    ids=["conv2d", "conv-transpose2d", "conv3d"],
+    ids=["conv2d", "conv-transpose2d", "conv3d", "conv2d-1x1-contiguous-input"],
 )
 def test_a_channels_last_convolution_saves_on_meta_what_it_saves_on_cpu(
-    conv: Callable[[], nn.Module], shape: tuple[int, ...]
+    conv: Callable[[], nn.Module], shape: tuple[int, ...], channels_last_input: bool
 ) -> None:
     # from the fuzz of plain torch models: the fake tensors gave a convolution on meta a contiguous result, where
-    # the CPU's kernels keep the channels-last layout of its input and weights; the tokens were then a transposed
+    # the CPU's kernels keep the channels-last layout of its input or weights; the tokens were then a transposed
     # view on meta, and each nn.Linear saved a copy of them (40,960 B on meta against 32,768 for the Conv2d)
     memory_format = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
     model = ChannelsLastPatches(conv()).to(memory_format=memory_format)
-    x = torch.randn(shape).contiguous(memory_format=memory_format)
+    x = torch.randn(shape)
+    x = x.contiguous(memory_format=memory_format) if channels_last_input else x
     expected, _ = torch_saved_bytes(model, x)
     for device in ("meta", "cpu"):
         report = paramscope.summary(model, input_data=x, device=device, mode="train")

@@ -396,7 +396,7 @@ class _MetaKernels(TorchDispatchMode):
             return func(args[0], _positions(args[1]), *args[2:], **kwargs)
         if id(func) in _VIEWS:
             return _strided_as_on_a_device(args[0], self.values.run(func, args, kwargs))
-        if func is _CONVOLUTION and not (args[0].is_contiguous() and args[1].is_contiguous()):
+        if func is _CONVOLUTION and not (_row_major(args[0]) and _row_major(args[1])):
             return _convolution_strided_as_on_cpu(func, args, kwargs, self.values.run(func, args, kwargs))
         return self.values.run(func, args, kwargs)
 
@@ -737,6 +737,18 @@ def _strided_as_on_a_device(source: torch.Tensor, view: Any) -> Any:
 
 
 _CONVOLUTION: Any = aten.convolution.default
+
+
+def _row_major(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` has the strides of a new contiguous tensor, those of its dimensions of size 1 too (a 1×1
+    kernel's weight in channels-last has strides a contiguous one has not, yet ``is_contiguous()`` is true of both;
+    torch's kernels pick the layout of a convolution's result by the strides)."""
+    expected = 1
+    for size, stride in zip(reversed(tensor.shape), reversed(tensor.stride()), strict=True):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _convolution_strided_as_on_cpu(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Any:
