@@ -5478,3 +5478,35 @@ def test_a_higher_order_op_other_than_flex_attention_is_refused_in_words(device:
         "subgraphs of its own, which paramscope cannot record op by op (of the higher-order ops, it runs "
         "flex_attention alone)"
     )
+
+
+_FLEX_PROGRAM = """
+from torch import nn
+from torch.nn.attention.flex_attention import flex_attention
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q, self.kv = nn.Linear(64, 64), nn.Linear(64, 128)
+
+    def forward(self, x):
+        batch, tokens, _ = x.shape
+        q = self.q(x).view(batch, tokens, 4, 16).transpose(1, 2)
+        k, v = self.kv(x).view(batch, tokens, 2, 4, 16).permute(2, 0, 3, 1, 4)
+        return flex_attention(q, k, v).transpose(1, 2).reshape(batch, tokens, 64)
+"""
+
+
+def test_cli_flex_attention_on_cpu_in_a_new_process(tmp_path: Path) -> None:
+    # FlexAttention compiles its eager kernel on each call; its first call imports dynamo, and the summary set no
+    # stance to run it eagerly then: dynamo refused it under the recorder ("torch.compile with fullgraph=True found
+    # no compiled frames"), in a process where nothing had called FlexAttention before
+    path = tmp_path / "flex.py"
+    path.write_text(_FLEX_PROGRAM)
+    result = run_in_a_new_process("summary", f"{path}:Attention", "--input-size", "2,32,64", "--device", "cpu",
+                                  "--mode", "eval", "--format", "json", "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr  # torch warns that FlexAttention runs without torch.compile
+    total, _ = torch_flops(FlexSelfAttention(flex=False), torch.randn(2, 32, 64))
+    assert json.loads(result.stdout)["calls"][0]["flops"] == total
+    # by hand: the projections (2 per multiply-add), and 4·B·H·L·S·D for the two products of every query head
+    assert total == 2 * 2 * 32 * 64 * (64 + 128) + 4 * 2 * 4 * 32 * 32 * 16

@@ -652,13 +652,18 @@ def _checkpoint_calls_counted(found: Trace, saved: _SavedTensors) -> contextlib.
     )
 
 
+_COMPILING_MODULES = frozenset({"torch._dynamo", "torch.nn.attention.flex_attention"})
+
+
 def _compiled_code_run_eagerly() -> contextlib.AbstractContextManager[Any]:
     """Within the block, a ``torch.compile``'d function in the model runs as plain Python (dynamo's stance
     ``force_eager``). It would anyway while a dispatch mode is on, but dynamo would also mark its code never to
     compile again in this process: a summary would have changed the model. The stance is the process's, so a
     function compiled in another thread meanwhile runs eagerly too. Without torch._dynamo imported, nothing has
-    been compiled."""
-    if "torch._dynamo" not in sys.modules or not hasattr(torch.compiler, "set_stance"):
+    been compiled; but FlexAttention compiles its eager kernel on each call (``torch.compile(fullgraph=True)``, its
+    first call imports dynamo), which dynamo refuses under a dispatch mode ("found no compiled frames"): with its
+    module imported, the stance is set too."""
+    if not hasattr(torch.compiler, "set_stance") or not (_COMPILING_MODULES & sys.modules.keys()):
         return contextlib.nullcontext()
     if callable(getattr(_eval_frame, "get_eval_frame_callback", lambda: None)()):
         return contextlib.nullcontext()  # inside a compiled region, where dynamo refuses a stance (and skips anyway)
