@@ -216,6 +216,15 @@ def shape_overflowing_64_bits(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message, path)
 
 
+def shape_with_a_dimension_past_64_bits_beside_a_zero(tmp: Path) -> Case:
+    # no value, and no product past 64 bits; but serde_json reads 2**64 as a float, which the crate refuses as a size
+    # (safe_open: "invalid type: floating point `1.8446744073709552e19`, expected usize")
+    header = {"a": {"dtype": "F32", "shape": [0, 2**64], "data_offsets": [0, 0]}}
+    path = safetensors_file(tmp / "model.safetensors", header)
+    message = f"{path}: tensor 'a' has shape [0, 18446744073709551616], a dimension past 64 bits"
+    return Case(["inspect", str(path)], message, path)
+
+
 def sub_byte_type_in_part_of_a_byte(tmp: Path) -> Case:
     header = {"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}
     path = safetensors_file(tmp / "model.safetensors", header, bytes(2))
@@ -1081,7 +1090,8 @@ CASES: list[Callable[[Path], Case]] = [
     header_not_utf8, header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, header_is_null,
     unknown_dtype,
     offsets_outside_the_data, overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor,
-    span_not_dtype_times_shape, shape_overflowing_64_bits, sub_byte_type_in_part_of_a_byte, decreasing_offsets,
+    span_not_dtype_times_shape, shape_overflowing_64_bits, shape_with_a_dimension_past_64_bits_beside_a_zero,
+    sub_byte_type_in_part_of_a_byte, decreasing_offsets,
     missing_data_offsets, shape_with_a_boolean, shape_with_a_negative_size, shape_as_a_string, offset_as_a_fraction,
     offset_as_negative_zero, entry_as_an_array_of_two_fields, entry_as_an_array_of_four, field_nested_128_levels_deep,
     name_nested_8000_modules_deep,
@@ -1215,8 +1225,9 @@ SAFETENSORS_CASES = [
     header_nested_too_deeply, header_with_a_number_too_long, header_is_a_list, header_is_null, metadata_false,
     unknown_dtype, offsets_outside_the_data,
     overlapping_offsets, gap_in_the_data, bytes_after_the_last_tensor, span_not_dtype_times_shape,
-    shape_overflowing_64_bits, sub_byte_type_in_part_of_a_byte, decreasing_offsets, missing_data_offsets,
-    shape_with_a_boolean, shape_with_a_negative_size, shape_as_a_string, offset_as_a_fraction, offset_as_negative_zero,
+    shape_overflowing_64_bits, shape_with_a_dimension_past_64_bits_beside_a_zero, sub_byte_type_in_part_of_a_byte,
+    decreasing_offsets, missing_data_offsets, shape_with_a_boolean, shape_with_a_negative_size, shape_as_a_string,
+    offset_as_a_fraction, offset_as_negative_zero,
     entry_as_an_array_of_two_fields, entry_as_an_array_of_four, field_nested_128_levels_deep,
 ]  # fmt: skip
 

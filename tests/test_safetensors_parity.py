@@ -23,7 +23,7 @@ from paramscope.sources.safetensors import stored_tensors
 ELEMENT_BITS = {"F32": 32, "F16": 16, "BF16": 16, "I8": 8, "U8": 8, "BOOL": 8, "F64": 64, "C64": 64, "F8_E4M3": 8,
                 "F4": 4, "F6_E2M3": 6}  # fmt: skip
 ODD_DTYPES = ["XX", "f32", "float32", 5, None, ["F32"]]
-ODD_DIMS = [[-1], [True], [1.0], "2", None, [[2]], {}, [2**64], [2**63, 2, 0], [1, 2**64]]
+ODD_DIMS = [[-1], [True], [1.0], "2", None, [[2]], {}, [2**64], [2**63, 2, 0], [1, 2**64], [0, 2**64]]
 NAMES = ["a", "b", "a.b", "", "é", "a-0"]
 METADATA = [{}, {"x": "y"}, {"x": 1}, None, [], "s", False, 0, {"x": None}, {"x": "1", "y": "2"}]
 AROUND = [b"", b"", b"", b" ", b"\x00\x00", b"\xef\xbb\xbf", b" x", b"\n\t\r", b"{}"]

@@ -381,13 +381,15 @@ def _times(count: int) -> str:
 
 def _check_size(path: Path | str, name: str, dtype: str, entry: dtype_table.DType, shape: list[int]) -> int:
     """The safetensors crate's checks of a tensor's size: its shape's product, taken from the first dimension on,
-    and its bits fit in 64 bits (a zero dimension after a huge product does not make it fit), and a sub-byte type
-    fills whole bytes. Returns the product."""
+    and its bits fit in 64 bits (a zero dimension after a huge product does not make it fit), each dimension too, and
+    a sub-byte type fills whole bytes. Returns the product."""
     numel = 1
     for dim in shape:
         numel *= dim
         if numel > _MAX_SIZE:
             raise _fail(path, f"tensor {name!r} has shape {shape}, whose size overflows 64 bits")
+        if dim > _MAX_SIZE:  # beside a 0: the crate's parser reads the number as a float, which is no size
+            raise _fail(path, f"tensor {name!r} has shape {shape}, a dimension past 64 bits")
     if entry.category == "block":
         return numel
     bits = numel * int(entry.bits)  # whole bits a value but in block formats; in ints, as exact as the crate's
