@@ -286,6 +286,18 @@ def field_nested_128_levels_deep(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message, path)
 
 
+def field_nested_128_levels_deep_under_a_key_named_twice(tmp: Path) -> Case:
+    # the object in "x" names "y" twice: its first value, dropped for the second, is still parsed, 128 levels deep
+    depth = 128 - 3  # the header's object, the entry, the object in "x"
+    raw = '{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "x": {"y": ' + "[" * depth + "]" * depth
+    path = safetensors_file(tmp / "model.safetensors", None, bytes(4), raw=(raw + ', "y": 1}}}').encode())
+    message = (
+        f"{path}: tensor 'a' has a field nested 128 levels deep in the header, more than the 127 that the "
+        "safetensors library reads"
+    )
+    return Case(["inspect", str(path)], message, path)
+
+
 def entry_as_an_array_of_two_fields(tmp: Path) -> Case:
     return _entry_lacking(tmp, ["F32", [1]])  # the array form of an entry (read as safe_open reads it) has all three
 
@@ -1094,6 +1106,7 @@ CASES: list[Callable[[Path], Case]] = [
     sub_byte_type_in_part_of_a_byte, decreasing_offsets,
     missing_data_offsets, shape_with_a_boolean, shape_with_a_negative_size, shape_as_a_string, offset_as_a_fraction,
     offset_as_negative_zero, entry_as_an_array_of_two_fields, entry_as_an_array_of_four, field_nested_128_levels_deep,
+    field_nested_128_levels_deep_under_a_key_named_twice,
     name_nested_8000_modules_deep,
     index_names_a_missing_shard, directory_index_names_a_missing_shard, index_not_json,
     index_nested_too_deeply, index_naming_a_shard_too_long_to_be_a_file, index_naming_a_shard_with_control_characters,
@@ -1229,6 +1242,7 @@ SAFETENSORS_CASES = [
     decreasing_offsets, missing_data_offsets, shape_with_a_boolean, shape_with_a_negative_size, shape_as_a_string,
     offset_as_a_fraction, offset_as_negative_zero,
     entry_as_an_array_of_two_fields, entry_as_an_array_of_four, field_nested_128_levels_deep,
+    field_nested_128_levels_deep_under_a_key_named_twice,
 ]  # fmt: skip
 
 

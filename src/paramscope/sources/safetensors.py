@@ -339,7 +339,8 @@ def _check_depth(path: Path | str, name: str, entry: dict[str, Any]) -> None:
 
 
 def _depth(value: Any) -> int:
-    """Levels of arrays and objects in ``value``: 0 for a number or a string, 1 for a flat array.
+    """Levels of arrays and objects in ``value``: 0 for a number or a string, 1 for a flat array. An object's
+    entries before the last of a key it names twice count too: the parser reads them before it drops them.
 
     >>> _depth(5), _depth([1, 2]), _depth({"a": [[]], "b": 1})
     (0, 1, 3)
@@ -349,12 +350,15 @@ def _depth(value: Any) -> int:
         containers = [item for item in level if isinstance(item, (list, dict))]
         if containers:
             depth += 1
-        level = [
-            item
-            for container in containers
-            for item in (container.values() if isinstance(container, dict) else container)
-        ]
+        level = [item for container in containers for item in _items(container)]
     return depth
+
+
+def _items(container: list[Any] | dict[str, Any]) -> list[Any]:
+    """The values in a parsed JSON array or object, an object's entries before the last of a repeated key too."""
+    if not isinstance(container, dict):
+        return container
+    return [*container.values(), *(value for values in _repeated(container).values() for value in values)]
 
 
 def _is_entry(info: Any) -> bool:
