@@ -5510,3 +5510,24 @@ def test_cli_flex_attention_on_cpu_in_a_new_process(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["calls"][0]["flops"] == total
     # by hand: the projections (2 per multiply-add), and 4·B·H·L·S·D for the two products of every query head
     assert total == 2 * 2 * 32 * 64 * (64 + 128) + 4 * 2 * 4 * 32 * 32 * 16
+
+
+def test_cli_flex_attention_imported_in_the_forward_gets_a_hint(tmp_path: Path) -> None:
+    # imported at its first call, in the forward: dynamo came in with it, too late for the summary to set its stance
+    path = tmp_path / "flex.py"
+    program = _FLEX_PROGRAM.replace("from torch.nn.attention.flex_attention import flex_attention\n", "")
+    path.write_text(program.replace("    def forward(self, x):\n", "    def forward(self, x):\n        from "
+                                    "torch.nn.attention.flex_attention import flex_attention\n"))  # fmt: skip
+    result = run_in_a_new_process("summary", f"{path}:Attention", "--input-size", "2,32,64", "--device", "cpu",
+                                  "--mode", "eval", "--quiet")  # fmt: skip
+    assert result.returncode == 2
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith(
+        "paramscope: error: the forward failed in '(model)' with inputs [2, 32, 64]: RuntimeError: torch.compile with "
+        "fullgraph=True found no compiled frames."
+    )
+    assert error.endswith(
+        "; the forward compiled code at its first call in this process (torch.compile; FlexAttention compiles its "
+        "kernel so), which torch refuses under the summary's recorder of ops: import torch.nn.attention.flex_attention "
+        "(or torch._dynamo) before the summary, at the top of the model's module"
+    )

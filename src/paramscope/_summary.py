@@ -290,6 +290,8 @@ def _uncounted_note(ops: Mapping[str, int]) -> list[str]:
             f"count 0: {shown}"]  # fmt: skip
 
 
+_COMPILED_IN_THE_FORWARD = "torch.compile with fullgraph=True found no compiled frames"
+
 # torch's refusal of an op on tensors of two devices (FakeTensorDeviceMismatchError), in either order; before torch
 # 2.13 (2.11 seen) worded "Unhandled FakeTensor Device Propagation for aten.add.Tensor, found two different devices
 # cpu, meta"
@@ -345,6 +347,13 @@ def summarize(
             # torch.zeros(3) in a forward, without device=: on the cpu, which a forward on a GPU refuses too
             hint = ("the forward made a tensor on the cpu (no device=) and used it with the model's, which the meta "
                     "device refuses as a GPU does: try --device cpu")  # fmt: skip
+            raise ForwardError(f"{error}; {hint}") from cause
+        if cause is not None and first_line(cause).startswith(_COMPILED_IN_THE_FORWARD):
+            # dynamo imported by the forward itself: the summary could not set its stance to run compiled code eagerly
+            hint = ("the forward compiled code at its first call in this process (torch.compile; FlexAttention "
+                    "compiles its kernel so), which torch refuses under the summary's recorder of ops: import "
+                    "torch.nn.attention.flex_attention (or torch._dynamo) before the summary, at the top of the "
+                    "model's module")  # fmt: skip
             raise ForwardError(f"{error}; {hint}") from cause
         if device == "meta" and cause is not None and first_line(cause).startswith("FlexAttention is only supported"):
             hint = ("torch runs FlexAttention on a real device alone: try --device cpu (in eval mode: torch runs its "
