@@ -16,7 +16,10 @@
   runs a fused kernel that keeps only the output and the logsumexp, and the meta form of torch's CPU
   flash-attention op does the same (grouped-query shapes included). Where the CPU kernel refuses the shapes (heads
   or a batch to broadcast, a mask of 3 dimensions, a transposed last dimension), torch takes the math path on the
-  CPU, and so does meta here.
+  CPU, and so does meta here. So it does for grouped-query attention (``enable_gqa``, fewer key than query heads)
+  in float32, as a GPU does: CUDA's flash kernel, the one that takes grouped heads, takes float16 and bfloat16
+  alone, and its memory-efficient one, which takes float32, one number of heads (an H200 kept 2.6 times the bytes
+  of the fused form for a float32 Llama of 8 layers).
 - ``_grouped_mm`` (the experts of transformers 5's mixtures of experts): torch's meta kernel checks what the fast
   CUDA kernel takes, bfloat16 alone; torch's CPU kernel and CUDA's fallback also take float32 and float16, so a
   float32 model runs on both, and here on meta too.
@@ -59,6 +62,8 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
+
+from ._autocast import lower_precision
 
 aten = torch.ops.aten
 # torch 2.8 added the op; with an older torch no model calls it
@@ -190,6 +195,8 @@ def _fused_attention(
         return None  # a learned bias (T5's relative positions) needs its gradient: the CPU kernel has none
     if not _fused_kernel_takes(query, key, value, attn_mask, enable_gqa):
         return None
+    if enable_gqa and key.shape[1] != query.shape[1] and query.dtype not in (torch.float16, torch.bfloat16):
+        return None  # no fused GPU kernel takes grouped heads in float32 (the module's docstring): the math path
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         # as torch's scaled_dot_product_attention does before any kernel runs, on every device and each call: a
         # boolean mask becomes an additive one, in the query's dtype (which the kernel then saves for backward)
@@ -236,7 +243,10 @@ def _fused_kernel_takes(
 
 
 def _attention(*args: Any, **kwargs: Any) -> torch.Tensor:
-    """``scaled_dot_product_attention`` as a real device runs it: fused on meta where it can be."""
+    """``scaled_dot_product_attention`` as a real device runs it: fused on meta where it can be; under CUDA's
+    autocast (:class:`~paramscope._autocast.AsUnderAutocast`, which sees this call after the function mode that
+    sends it here), with its operands cast as autocast casts them."""
+    args, kwargs = lower_precision(args), lower_precision(kwargs)
     fused = _fused_attention(*args, **kwargs)
     return torch.nn.functional.scaled_dot_product_attention(*args, **kwargs) if fused is None else fused
 
@@ -258,44 +268,16 @@ def _multi_head_attention_forward() -> Callable[..., Any]:
     return twin
 
 
-# The torch.fft functions autocast runs in float32 (its lists for CUDA and the CPU alike): torch has no bfloat16 FFT,
-# and a float16 one for powers of two on CUDA only
-_AUTOCAST_FLOAT32_NAMES = ("fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2", "irfft2", "rfftn",
-                           "irfftn", "hfft", "ihfft")  # fmt: skip
-_AUTOCAST_FLOAT32 = frozenset(getattr(torch.fft, name) for name in _AUTOCAST_FLOAT32_NAMES)
-
-
-class AutocastFloat32(TorchFunctionMode):
-    """Within the block, the functions autocast runs in float32 (the FFTs: FNet's token mixing) get their float16 and
-    bfloat16 tensors in float32, as autocast gives them: a forward that imitates mixed precision with its weights in
-    the compute dtype then runs where autocast runs it, and saves what autocast's would.
-
-    >>> import torch
-    >>> with AutocastFloat32():
-    ...     torch.fft.fftn(torch.empty(2, 8, dtype=torch.bfloat16, device="meta")).dtype
-    torch.complex64
-    """
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if func in _AUTOCAST_FLOAT32:
-            args = tuple(_in_float32(arg) for arg in args)
-        return func(*args, **kwargs)
-
-
-def _in_float32(value: Any) -> Any:
-    half = isinstance(value, torch.Tensor) and value.dtype in (torch.float16, torch.bfloat16)
-    return value.float() if half else value
-
-
 class _FusedAttention(TorchFunctionMode):
     """``scaled_dot_product_attention`` on meta as a fused kernel, where a model calls it and where
-    ``nn.MultiheadAttention`` does."""
+    ``nn.MultiheadAttention`` does; dropout as CUDA's fused kernel (see :func:`_dropout`)."""
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if func is torch.nn.functional.scaled_dot_product_attention:
             return _attention(*args, **kwargs)
+        if func in _DROPOUT:
+            return _dropout(func, args, kwargs)
         if func in _FINITE_CHECKS:
             values = getattr(_running, "values", None)
             if values is not None:
@@ -310,6 +292,34 @@ class _FusedAttention(TorchFunctionMode):
             return func(*args, **kwargs)
         finally:
             _running.autocast = False
+
+
+# each dropout function's arguments, in order, with their defaults (torch.dropout has none)
+_DROPOUT: dict[Any, tuple[tuple[str, ...], dict[str, Any]]] = {
+    torch.nn.functional.dropout: (
+        ("input", "p", "training", "inplace"),
+        {"p": 0.5, "training": True, "inplace": False},
+    ),
+    torch.dropout: (("input", "p", "train"), {}),
+}
+
+
+def _dropout(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    """Dropout as a GPU runs it: torch's ``dropout`` runs CUDA's fused kernel, which keeps a boolean mask for
+    backward, where other devices (the cpu, meta) draw a noise tensor in the input's dtype and keep that (four times
+    the bytes in float32). In place, every device runs the noise path.
+
+    >>> x = torch.empty(4, 8, device="meta", requires_grad=True)
+    >>> type(_dropout(torch.nn.functional.dropout, (x, 0.1), {}).grad_fn).__name__
+    'NativeDropoutBackward0'
+    """
+    names, defaults = _DROPOUT[func]
+    given = {**defaults, **dict(zip(names, args, strict=False)), **kwargs}  # more arguments: torch refuses them
+    tensor, p = given.get("input"), given.get("p")
+    train = given.get(names[2]) is True and given.get("inplace", False) is False
+    fused = (set(given) == set(names) and isinstance(tensor, torch.Tensor) and isinstance(p, float | int)
+             and 0 < p < 1 and train and tensor.numel() > 0)  # fmt: skip
+    return torch.native_dropout(tensor, float(p), True)[0] if fused else func(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def grouped_mm_size(mat_a: torch.Tensor, mat_b: torch.Tensor, offs: torch.Tensor | None) -> list[int] | None:

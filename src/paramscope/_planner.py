@@ -452,22 +452,13 @@ def _checkpointing_off(model: nn.Module) -> Iterator[bool]:
             vars(module)["gradient_checkpointing"] = True
 
 
-def _autocast_float32(mixed: bool) -> contextlib.AbstractContextManager[Any]:
-    """With mixed precision, which the forward imitates with weights in the compute dtype, the functions autocast
-    runs in float32 run so (FFTs, which torch has no bfloat16 kernel for); nothing otherwise."""
-    if not mixed:
-        return contextlib.nullcontext()
-    from ._on_meta import AutocastFloat32
-
-    return AutocastFloat32()
-
-
 def _saved_for_training(
     model: nn.Module,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     shape: str,
     compute: torch.dtype | None,
+    autocast: torch.dtype | None,
     quiet: bool,
 ) -> tuple[Trace, dict[str, Any], str, ForwardError | None]:
     """A train-mode forward's saved tensors, with the keyword inputs and the text of the inputs it ran on, and the
@@ -483,7 +474,12 @@ def _saved_for_training(
     from .trace import ForwardError, saved_for_backward
 
     try:
-        return saved_for_backward(model, args, kwargs, dtype=compute, quiet=quiet), kwargs, shape, None
+        return (
+            saved_for_backward(model, args, kwargs, dtype=compute, autocast=autocast, quiet=quiet),
+            kwargs,
+            shape,
+            None,
+        )
     except ForwardError as error:
         if "labels" not in kwargs:
             raise
@@ -496,9 +492,32 @@ def _saved_for_training(
         # EncoderDecoderModel warns that it now makes decoder inputs from labels itself: it cannot here
         with contextlib.suppress(ForwardError), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            return saved_for_backward(model, args, both, dtype=compute, quiet=quiet), both, shape, None
+            return (
+                saved_for_backward(model, args, both, dtype=compute, autocast=autocast, quiet=quiet),
+                both,
+                shape,
+                None,
+            )
         without["decoder_input_ids"] = ids
-    return saved_for_backward(model, args, without, dtype=compute, quiet=quiet), without, shape, refused
+    return (
+        saved_for_backward(model, args, without, dtype=compute, autocast=autocast, quiet=quiet),
+        without,
+        shape,
+        refused,
+    )
+
+
+def _autocast_note(precision: str, dtype: str, copies: int, units: Units) -> str:
+    """What a mixed-precision plan's activations stand for, and what autocast holds beside them.
+
+    >>> _autocast_note("bf16-mixed", "bfloat16", 2048, "iec").split("; ")[-1]
+    "not in the total: autocast's bfloat16 copies of the weights it casts (2.00 KiB), held until backward"
+    """
+    pure = "--precision bf16-pure measures" + ("" if dtype == "bfloat16" else " (in bfloat16)")
+    return (f"{precision}: the activations are those of torch.autocast on a GPU (float32 weights, as Lightning's "
+            f"{precision} trains); a framework that computes with {dtype} weights and no autocast (DeepSpeed, FSDP's "
+            f"MixedPrecision) saves what {pure}; not in the total: autocast's {dtype} copies of the weights it casts "
+            f"({format_bytes(copies, units)}), held until backward")  # fmt: skip
 
 
 def _reported_names(model: nn.Module, trained: frozenset[str] | None) -> frozenset[str] | None:
@@ -529,6 +548,8 @@ def measure_activations(
     """The activations item of a plan, from one forward on meta (a progress bar on a terminal unless ``quiet``),
     notes, and for training the names of the parameters that get a gradient from it (None: all of them) and the
     activations gradient checkpointing would leave when it is off (None: not measured, or no repeated blocks)."""
+    import torch
+
     from ._summary import (
         check_runnable,
         finite_checks_note,
@@ -544,13 +565,12 @@ def measure_activations(
     notes: list[str] = []
     if settings.train:
         compute = _torch_dtype(COMPUTE_DTYPES[settings.precision])
-        args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute, report)
-        with (
-            _checkpointing_off(model) as was_on,
-            _checkpoints_run_plainly(model) as regions,
-            _autocast_float32(settings.precision.endswith("-mixed")),
-        ):
-            result, kwargs, shape, refused = _saved_for_training(model, args, kwargs, shape, compute, quiet)
+        # mixed precision as torch.autocast runs it: float32 weights and inputs, cast op by op as on CUDA
+        autocast = compute if settings.precision.endswith("-mixed") else None
+        weights = torch.float32 if autocast is not None else compute
+        args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, weights, report)
+        with _checkpointing_off(model) as was_on, _checkpoints_run_plainly(model) as regions:
+            result, kwargs, shape, refused = _saved_for_training(model, args, kwargs, shape, weights, autocast, quiet)
         if refused is not None:
             notes.append(f"the forward with labels (the input ids) failed, so the activations are measured without "
                          f"the loss: {refused}")  # fmt: skip
@@ -559,13 +579,14 @@ def measure_activations(
         # An estimate, not a count: the kernels a GPU picks (attention above all) and autocast's float32 ops decide
         # what is really saved.
         fused = ", fused attention" if result.fused_attention else ""  # said of a forward that ran attention
-        formula = f"saved for backward by a train-mode forward on meta ({shape}, {dtype}{fused})"
+        precision = f"float32 weights, autocast to {dtype} as on CUDA" if autocast is not None else dtype
+        formula = f"saved for backward by a train-mode forward on meta ({shape}, {precision}{fused})"
         if "labels" in kwargs:
             formula += ", with the loss"
-        if settings.precision.endswith("-mixed"):
-            formula += "; autocast keeps some (softmax, norms) in float32"
         size = result.total_activations
         trained = _reported_names(model, result.trained)
+        if autocast is not None:
+            notes.append(_autocast_note(settings.precision, dtype, result.autocast_copies, units))
         notes.extend(unfused_recurrent_note(model.named_modules(), {call.path for call in result.calls}))
         if result.fused_with_dropout:
             notes.append(fused_with_dropout_note(result.fused_with_dropout))

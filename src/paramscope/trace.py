@@ -54,6 +54,7 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapper
 
+from ._autocast import AsUnderAutocast
 from ._errors import TargetError, first_line
 from ._on_meta import as_on_a_device, fake_tensors
 from ._progress import steps
@@ -939,6 +940,9 @@ class Trace:
     measured_calls: list[str] = field(default_factory=list)
     """The modules the forward that measured the activations called, in order, where it is a forward of its own (on
     meta, the train-mode one beside an eval-mode summary's): a module may run in training alone."""
+    autocast_copies: int = 0
+    """Under autocast (:class:`AsUnderAutocast`): the bytes of its copies of the weights in the compute dtype, which
+    live while the forward and backward run, and are not activations."""
     finite_checks: int = 0
     """On meta: the reads of a check for infinities or NaNs of a tensor without values (BART's float16 guard), each
     answered as for finite values; the most of one forward."""
@@ -1849,6 +1853,15 @@ class _SavedTensors:
         self.own: dict[str, int] = {}
         """Bytes per module path saved while it was innermost on the stack (not in a module it called)."""
         self.total = 0
+        self.weight_copies = 0
+        """The bytes of the copies :meth:`add_weight` was given."""
+
+    def add_weight(self, tensor: torch.Tensor) -> None:
+        """Count ``tensor`` (a copy of a weight in another dtype, as autocast makes) as a weight, not an activation."""
+        key = _storage_key(tensor)
+        if key not in self.weights:
+            self.weights.add(key)
+            self.weight_copies += tensor.untyped_storage().nbytes()
 
     def pack(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         if tensor.layout is torch.strided or tensor.layout is torch.jagged:
@@ -2005,6 +2018,7 @@ def _run(
     find_trained: bool = False,
     depth: int | None = None,
     stand_ins: _StandInsOnMeta | None = None,
+    autocast: torch.dtype | None = None,
 ) -> None:
     walk = walk or ModuleWalk(model)
     hooks = _Hooks(walk, depth)
@@ -2046,6 +2060,9 @@ def _run(
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
             values = None
+            if autocast is not None:  # outside the forward's own modes, so that it sees the calls they make too
+                on_weight_cast = None if saved is None else saved.add_weight
+                stack.enter_context(AsUnderAutocast(autocast, on_weight_cast))
             if fake is not None:  # before the recorder, which must see each op before it is run on meta
                 values = stack.enter_context(as_on_a_device(fake, one_dtype=dtype is None))  # weights cast: autocast's
             stack.enter_context(torch.set_grad_enabled(measure_activations))
@@ -2090,6 +2107,7 @@ def _run(
     if saved is not None:
         trace_result.activations, trace_result.own_activations = saved.per_module, saved.own
         trace_result.total_activations = saved.total
+        trace_result.autocast_copies = saved.weight_copies
         trace_result.saved_storages = saved.storages
         if not count_flops:
             trace_result.measured_calls = list(hooks.calls)
@@ -2145,14 +2163,16 @@ def saved_for_backward(
     kwargs: dict[str, Any],
     *,
     dtype: torch.dtype | None = None,
+    autocast: torch.dtype | None = None,
     quiet: bool = True,
 ) -> Trace:
     """A train-mode forward on meta, floating-point weights in ``dtype``: the bytes autograd saves for backward
     (``total_activations``, and per module), each module's calls with the bytes of its first input, and the
-    parameters a backward would reach (``trained``)."""
+    parameters a backward would reach (``trained``). With ``autocast``, the forward casts as CUDA's autocast to that
+    dtype casts (:class:`AsUnderAutocast`); its copies of the weights are weights, not activations."""
     result = Trace()
     _run(model, args, kwargs, device="meta", train=True, count_flops=False, measure_activations=True,
-         trace_result=result, dtype=dtype, quiet=quiet, find_trained=True)  # fmt: skip
+         trace_result=result, dtype=dtype, quiet=quiet, find_trained=True, autocast=autocast)  # fmt: skip
     return result
 
 
