@@ -289,7 +289,8 @@ def memory(
       tensors in one eval forward on meta.
     - Training (``train=True``): weights, gradients (trainable parameters only), fp32 master weights for mixed
       ``precision``, the ``optimizer``'s states as torch lays them out, and the activations autograd saves in a
-      train-mode forward on meta (``grad_checkpointing`` estimates what checkpointing the blocks leaves).
+      train-mode forward on meta, with the kernels a GPU runs (mixed precision as ``torch.autocast`` casts on
+      CUDA; ``grad_checkpointing`` estimates what checkpointing the blocks leaves).
     - Several devices: ``gpus`` (``tp`` by default) with ZeRO stage ``zero`` (FSDP full-shard is stage 3),
       ``offload_optimizer`` to host memory (under ``zero`` 1, 2 or 3), ``tp``-way tensor parallelism. ``batch`` is
       per device. With ``device_memory`` (bytes or ``"80GiB"``), ``memory.fits`` answers whether it fits and
