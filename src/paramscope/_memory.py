@@ -1415,8 +1415,9 @@ def plan(
     if settings.train and sparse:
         notes.append(_sparse_note(sparse, settings.optimizer))
     if settings.train:
-        notes.append("training items are added as if all were live at once; not included: the optimizer step's "
-                     "temporaries, kernel workspaces and the allocator's fragmentation")  # fmt: skip
+        notes.append("training items are added as if all were live at once; not included: the backward's and the "
+                     "optimizer step's temporaries (a language model's: a gradient of its logits' size), kernel "
+                     "workspaces and the allocator's fragmentation")  # fmt: skip
     per_device = sum(item.per_device_bytes for item in items if item.where == "device")
     host = sum(item.per_device_bytes for item in items if item.where == "host")
     fits = None if settings.device_memory is None else per_device <= settings.device_memory
