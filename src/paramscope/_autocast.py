@@ -135,8 +135,8 @@ class AsUnderAutocast(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if not torch.is_autocast_enabled("cuda"):  # the model switched it off for a region
-            return func(*args, **kwargs)
+        if not torch.is_autocast_enabled("cuda") or kwargs.get("out") is not None:
+            return func(*args, **kwargs)  # the model switched it off for a region; out= has no autocast kernel
         dtype = torch.get_autocast_dtype("cuda")
         if func in _LOWER_PRECISION:
             return func(*self._cast(args, dtype, _LOWER), **self._cast(kwargs, dtype, _LOWER))

@@ -257,15 +257,22 @@ def _multi_head_attention_forward() -> Callable[..., Any]:
     the mode off, and so its own call of ``scaled_dot_product_attention`` would take meta's math path, which keeps
     the attention matrix. A copy of it with that one name bound otherwise, in a namespace of its own made anew for
     each call (torch's module is not changed, and a patch of it made since is seen). Where torch's function no
-    longer calls it by that name, torch's runs as it is."""
+    longer calls it by that name, torch's runs as it is. The copy does not hand itself to the function modes below
+    this one (its ``has_torch_function`` check): they would run torch's function as a whole, with every mode off, and
+    :class:`~paramscope._autocast.AsUnderAutocast` would see none of its products; they see each call in it."""
     original = torch.nn.functional.multi_head_attention_forward
     code = original.__code__
     if "scaled_dot_product_attention" not in code.co_names:
         return original
-    namespace = {**original.__globals__, "scaled_dot_product_attention": _attention}
+    namespace = {**original.__globals__, "scaled_dot_product_attention": _attention,
+                 "has_torch_function": _no_torch_function}  # fmt: skip
     twin = FunctionType(code, namespace, original.__name__, original.__defaults__, original.__closure__)
     twin.__kwdefaults__ = original.__kwdefaults__
     return twin
+
+
+def _no_torch_function(relevant_args: Any) -> bool:
+    return False
 
 
 class _FusedAttention(TorchFunctionMode):
