@@ -1077,6 +1077,15 @@ def test_torchs_multi_head_attention_saves_on_meta_what_it_saves_on_cpu(make: Ca
     assert paramscope.summary(model, input_data=x).totals.activations_bytes == expected  # its train-mode pass
 
 
+def test_torchs_multi_head_attention_in_a_function_mode_of_the_callers_saves_what_it_saves_on_cpu() -> None:
+    # torch.device is a function mode beneath the summary's: torch's function, handed to it whole, would run with
+    # every mode off and take meta's math path
+    model, x = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True), torch.randn(2, 5, 16)
+    expected, _ = torch_saved_bytes(model, x)
+    with torch.device("cpu"):
+        assert paramscope.summary(model, input_data=x, mode="train").totals.activations_bytes == expected
+
+
 @pytest.mark.parametrize("need_weights", [True, False])
 def test_one_tensor_given_as_several_inputs_is_one_tensor_on_meta(need_weights: bool) -> None:
     model, x = nn.MultiheadAttention(16, 4, batch_first=True), torch.randn(2, 5, 16)
