@@ -61,13 +61,18 @@ def _llama_hf() -> nn.Module:
     return LlamaForCausalLM(config)
 
 
+def _encoder() -> nn.Module:
+    layer = nn.TransformerEncoderLayer(512, 8, 2048, batch_first=True)  # nn.MultiheadAttention, with dropout
+    return nn.TransformerEncoder(layer, 6, enable_nested_tensor=False)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
     build: Callable[[], nn.Module]
     batch: int
-    seq: int | None = None  # token ids of batch × seq; else an image batch of ``image`` size
-    image: tuple[int, int, int] | None = None
+    seq: int | None = None  # token ids of batch × seq
+    sample: tuple[int, ...] | None = None  # else float inputs of batch × sample
     precisions: tuple[str, ...] = ("fp32", "bf16-mixed", "bf16-pure")
 
 
@@ -77,7 +82,8 @@ CASES = (
     Case("gpt2-example", gpt2, batch=8, seq=1024),
     Case("gpt2-hf", _gpt2_hf, batch=8, seq=1024),
     Case("llama-hf", _llama_hf, batch=4, seq=2048),
-    Case("resnet50-example", resnet50, batch=64, image=(3, 224, 224)),
+    Case("resnet50-example", resnet50, batch=64, sample=(3, 224, 224)),
+    Case("encoder", _encoder, batch=32, sample=(512, 512)),
 )
 
 
@@ -157,8 +163,8 @@ def _inputs(case: Case, device: str, train: bool) -> tuple[tuple[torch.Tensor, .
     if case.seq is not None:
         ids = torch.randint(0, 32000, (case.batch, case.seq), device=device, generator=generator)
         return (ids,), _keywords(case, ids, train)
-    assert case.image is not None
-    return (torch.randn(case.batch, *case.image, device=device, generator=generator),), {}
+    assert case.sample is not None
+    return (torch.randn(case.batch, *case.sample, device=device, generator=generator),), {}
 
 
 def _keywords(case: Case, ids: torch.Tensor, train: bool) -> dict[str, Any]:
@@ -191,7 +197,7 @@ def _plans(case: Case, precision: str) -> tuple[paramscope.Report, paramscope.Re
     sizes: dict[str, Any] = (
         {"batch": case.batch, "seq": case.seq}
         if case.seq is not None
-        else {"input_size": (case.batch, *(case.image or ()))}
+        else {"input_size": (case.batch, *(case.sample or ()))}
     )
     train = paramscope.memory(model, train=True, precision=precision, **sizes)
     inference = paramscope.memory(model, **sizes) if precision == "fp32" else None
@@ -211,7 +217,7 @@ def _measured(case: Case, precision: str) -> dict[str, Any]:
     model = _on_gpu(case, precision)
     model.train()
     args, kwargs = _inputs(case, DEVICE, train=True)
-    if precision == "bf16-pure" and case.image is not None:
+    if precision == "bf16-pure" and case.sample is not None:
         args = tuple(arg.to(torch.bfloat16) for arg in args)
     with _saved_on_gpu(model) as saved, _autocast(precision):
         _loss(model(*args, **kwargs))

@@ -3,8 +3,6 @@ op by op, and the bytes a training plan measures against those an H200 saved for
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 from torch import nn
@@ -14,7 +12,7 @@ from paramscope import _autocast
 from paramscope._autocast import AsUnderAutocast
 from paramscope.examples import gpt2, resnet50
 
-from .test_summary import torch_saved_bytes
+from .test_summary import attention_as_on_a_gpu, torch_saved_bytes
 
 F = torch.nn.functional
 
@@ -62,6 +60,29 @@ def test_each_list_casts_as_autocast_does() -> None:
         assert half.exp_().dtype == torch.bfloat16  # in place: never cast
 
 
+def test_float64_attention_takes_the_math_path_as_on_a_gpu() -> None:
+    # no fused CUDA kernel takes float64 (an H200 kept 524,288 B for these shapes, its math path), the CPU's does
+    model = Attention64()
+    x = torch.randn(2, 64, 32, dtype=torch.float64)
+    with attention_as_on_a_gpu():
+        on_a_gpu, _ = torch_saved_bytes(model, x)
+    on_cpu, _ = torch_saved_bytes(model, x)
+    assert on_a_gpu > on_cpu
+    assert paramscope.summary(model, input_data=x, mode="train").totals.activations_bytes == on_a_gpu
+
+
+class Attention64(nn.Module):
+    """Self-attention of 4 heads in float64."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(32, 96, dtype=torch.float64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = (t.view(2, 64, 4, 8).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
+        return F.scaled_dot_product_attention(q, k, v)
+
+
 def test_a_weight_is_cast_once_and_called_back() -> None:
     weight = meta(2, 8, dtype=torch.float32, requires_grad=True)
     casts: list[torch.Tensor] = []
@@ -74,20 +95,29 @@ def test_a_weight_is_cast_once_and_called_back() -> None:
     assert casts[0].shape == weight.shape
 
 
-def test_the_cuda_autocast_state_is_on_inside_and_put_back() -> None:
-    assert not torch.is_autocast_enabled("cuda")
-    before = torch.get_autocast_dtype("cuda")
+def test_torchs_autocast_state_is_left_off_and_the_block_ends_on_error() -> None:
+    # Nemotron's layer norm asks torch for the autocast dtype of its input's device when autocast is on: meta, which
+    # torch refuses; the plan lost its activations item when the block turned CUDA's flag on
     with AsUnderAutocast(torch.float16):
-        assert torch.is_autocast_enabled("cuda")
-        assert torch.get_autocast_dtype("cuda") == torch.float16
+        assert not torch.is_autocast_enabled()
         assert torch.softmax(meta(4, dtype=torch.float16), -1).dtype == torch.float32
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "CUDA is not available": a GPU-less torch turns it off, as asked
-            with torch.autocast("cuda", enabled=False):  # a model's region without autocast: no casts there
-                assert torch.softmax(meta(4, dtype=torch.float16), -1).dtype == torch.float16
-        assert torch.softmax(meta(4, dtype=torch.float16), -1).dtype == torch.float32
-    assert not torch.is_autocast_enabled("cuda")
-    assert torch.get_autocast_dtype("cuda") == before
+        assert _autocast.lower_precision(meta(4, dtype=torch.float32)).dtype == torch.float16
+        with AsUnderAutocast(torch.bfloat16):  # the innermost block's dtype
+            assert _autocast.lower_precision(meta(4, dtype=torch.float32)).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="boom"), AsUnderAutocast(torch.float16):
+        raise ValueError("boom")
+    assert _autocast.lower_precision(meta(4, dtype=torch.float32)).dtype == torch.float32
+    assert F.linear(meta(4, 8, dtype=torch.float32), meta(2, 8, dtype=torch.float32)).dtype == torch.float32
+
+
+def test_a_model_that_reads_torchs_autocast_state_is_planned() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.NemotronConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    plan = paramscope.memory(transformers.NemotronForCausalLM(config), train=True, batch=2, seq=8).memory
+    assert plan is not None
+    assert not [note for note in plan.notes if "failed" in note]
+    assert plan.item("activations").total_bytes > 0
 
 
 def test_out_is_not_cast_as_autocast_has_no_kernel_for_it() -> None:
@@ -149,8 +179,8 @@ def test_dropout_keeps_on_meta_the_boolean_mask_cudas_kernel_keeps() -> None:
 
 # What an H200 saved for backward (benchmarks/gpu_estimates.py, torch 2.11, 2026-11-27), measured there with
 # saved_tensors_hooks, each storage once, without the parameters and autocast's copies of them. On the GPU, each
-# fused attention call with dropout (GPT-2's) or through the flash kernel (Llama's in bfloat16) also keeps its random
-# generator's state, 16 bytes, which meta does not make.
+# fused attention call with dropout (GPT-2's, the encoder's) or through the flash kernel (Llama's in bfloat16) also
+# keeps its random generator's state, 16 bytes, which meta does not make.
 H200 = [
     ("gpt2-example", "fp32", 9_728_303_104, 0),
     ("gpt2-example", "bf16-mixed", 10_017_710_080, 0),
@@ -160,6 +190,10 @@ H200 = [
     ("llama-hf", "fp32", 29_705_797_636, 0),  # grouped-query attention in float32: the math path, as on the GPU
     ("llama-hf", "bf16-mixed", 8_272_904_324, 8 * 16),
     ("resnet50-example", "bf16-mixed", 2_800_696_832, 0),
+    # nn.MultiheadAttention: in float32 CUDA's memory-efficient kernel lays its output out batch first, and each layer
+    # copies it for its output projection
+    ("encoder", "fp32", 3_729_260_640, 6 * 16),
+    ("encoder", "bf16-mixed", 2_118_647_904, 6 * 16),
 ]
 
 
@@ -168,6 +202,9 @@ def _model(name: str) -> tuple[nn.Module, dict[str, object]]:
         return gpt2(), {"batch": 8, "seq": 1024}
     if name == "resnet50-example":
         return resnet50(), {"input_size": (64, 3, 224, 224)}
+    if name == "encoder":
+        layer = nn.TransformerEncoderLayer(512, 8, 2048, batch_first=True)
+        return nn.TransformerEncoder(layer, 6, enable_nested_tensor=False), {"input_size": (32, 512, 512)}
     transformers = pytest.importorskip("transformers")
     if name == "gpt2-hf":
         return transformers.GPT2LMHeadModel(transformers.GPT2Config(attn_implementation="sdpa")), {
@@ -202,7 +239,8 @@ def test_a_mixed_precision_plan_says_what_it_measured_and_what_autocast_copies()
         "bf16-mixed: the activations are those of torch.autocast on a GPU (float32 weights, as Lightning's "
         "bf16-mixed trains); a framework that computes with bfloat16 weights and no autocast (DeepSpeed, FSDP's "
         "MixedPrecision) saves what --precision bf16-pure measures; not in the total: autocast's bfloat16 copies of "
-        f"the weights it casts ({2 * sum(cast.values()) / 1024:.2f} KiB), held until backward"
+        f"the weights it casts ({2 * sum(cast.values()) / 1024:.2f} KiB): each lives to the end of the forward, and "
+        "until backward where the forward saves it"
     ) in plan.notes
     fp32 = paramscope.memory(model, train=True, batch=2, seq=16, precision="fp32").memory
     assert fp32 is not None

@@ -15,9 +15,11 @@ them):
 - **promote** (``dot``, ``cross``, ``index_put``, ``scatter_add`` and a few more): operands in the widest floating
   dtype among them.
 
-The CUDA autocast state is switched on for the block too (a flag of the thread; no GPU needed), so code that reads
-it (``torch.is_autocast_enabled()``) sees what it sees on a GPU, and code that switches autocast off for a region
-(``torch.autocast("cuda", enabled=False)``) or changes its dtype gets no casts, or those, there.
+torch's own autocast state is left as it is: code that reads it (``torch.is_autocast_enabled()``) finds it off, as
+on meta it is, and a region that a model runs with autocast off or in another dtype (``torch.autocast(device_type,
+enabled=False)``, ``custom_fwd(cast_inputs=...)``) is cast here as the rest of the forward is. Turning CUDA's flag
+on instead would answer such code, but it then asks about its tensors' device, meta, which torch refuses
+(Nemotron's layer norm: ``torch.get_autocast_dtype("meta")``).
 
 A function that torch writes in Python is cast as a whole where this module lists it (``F.layer_norm``,
 ``F.softmax``, ``F.interpolate``, ``F.cross_entropy``); inside the others the calls are not seen, and run in their
@@ -27,8 +29,8 @@ operands' dtypes (``F.normalize``'s ``norm``, which autocast gives a float32 res
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -101,8 +103,8 @@ _BANNED_MESSAGE = (
 
 class AsUnderAutocast(TorchFunctionMode):
     """Within the block, torch functions cast their operands as CUDA autocast in ``dtype`` casts them (see the
-    module's docstring), with CUDA's autocast state on in this thread. ``on_weight_cast`` is called with each cast
-    of a weight (a leaf that requires grad), made once for the block.
+    module's docstring). ``on_weight_cast`` is called with each cast of a weight (a float32 leaf that requires grad)
+    to ``dtype``, made once for the block as autocast caches it.
 
     >>> import torch
     >>> x = torch.empty(4, 8, dtype=torch.bfloat16, device="meta")
@@ -115,57 +117,61 @@ class AsUnderAutocast(TorchFunctionMode):
         super().__init__()
         self.dtype = dtype
         self.on_weight_cast = on_weight_cast
-        self.weight_casts: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
-        self._state: contextlib.ExitStack | None = None
+        self.weight_casts: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __enter__(self) -> AsUnderAutocast:
-        stack = contextlib.ExitStack()
-        stack.enter_context(_cuda_autocast_state(self.dtype))
-        stack.callback(self.weight_casts.clear)
-        self._state = stack
-        super().__enter__()  # type: ignore[no-untyped-call]
+        _running.dtypes = [*getattr(_running, "dtypes", ()), self.dtype]
+        try:
+            super().__enter__()  # type: ignore[no-untyped-call]
+        except BaseException:
+            _running.dtypes = _running.dtypes[:-1]
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
             super().__exit__(*exc)  # type: ignore[no-untyped-call]
         finally:
-            assert self._state is not None
-            self._state.close()
+            _running.dtypes = _running.dtypes[:-1]
+            self.weight_casts.clear()
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if not torch.is_autocast_enabled("cuda") or kwargs.get("out") is not None:
-            return func(*args, **kwargs)  # the model switched it off for a region; out= has no autocast kernel
-        dtype = torch.get_autocast_dtype("cuda")
-        if func in _LOWER_PRECISION:
-            return func(*self._cast(args, dtype, _LOWER), **self._cast(kwargs, dtype, _LOWER))
+        if kwargs.get("out") is not None:
+            return func(*args, **kwargs)  # out= has no autocast kernel
+        dtype = self.dtype
+        if func in _LOWER_PRECISION:  # the one policy whose casts of weights autocast caches
+            weight_cast = self._weight_cast
+            return func(*_cast(args, dtype, _LOWER, weight_cast), **_cast(kwargs, dtype, _LOWER, weight_cast))
         if func in _FLOAT32 or (func in _FFT and _any_tensor(args, kwargs, _HALF)):
-            return func(*self._cast(args, torch.float32, _HALF), **self._cast(kwargs, torch.float32, _HALF))
+            return func(*_cast(args, torch.float32, _HALF), **_cast(kwargs, torch.float32, _HALF))
         if func in _FLOAT32_RESULT:
             return _with_float32_result(func, args, kwargs)
         if func in _INTERPOLATION and _interpolates(func, args, kwargs):
-            return func(*self._cast(args, torch.float32, _HALF), **self._cast(kwargs, torch.float32, _HALF))
+            return func(*_cast(args, torch.float32, _HALF), **_cast(kwargs, torch.float32, _HALF))
         if func in _PROMOTE:
             widest = torch.float32 if _any_tensor(args, kwargs, frozenset({torch.float32})) else dtype
-            return func(*self._cast(args, widest, _LOWER), **self._cast(kwargs, widest, _LOWER))
+            return func(*_cast(args, widest, _LOWER), **_cast(kwargs, widest, _LOWER))
         if func in _BANNED:
             raise RuntimeError(_BANNED_MESSAGE)
         return func(*args, **kwargs)
 
-    def _cast(self, value: Any, dtype: torch.dtype, eligible: frozenset[torch.dtype]) -> Any:
-        return _cast(value, dtype, eligible, self._weight_cast)
-
     def _weight_cast(self, weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """``weight`` in ``dtype``, made once for the block as autocast caches it."""
-        key = (id(weight), dtype)
-        kept = self.weight_casts.get(key)
+        """``weight`` in ``dtype``: made once for the block, as autocast caches the casts of float32 weights (leaves
+        that require grad, not views) to its dtype; others are cast at each call."""
+        if weight.dtype != torch.float32 or dtype != self.dtype or weight._is_view():
+            return weight.to(dtype)
+        kept = self.weight_casts.get(id(weight))
         if kept is None or kept[0] is not weight:
             kept = (weight, weight.to(dtype))
-            self.weight_casts[key] = kept
+            self.weight_casts[id(weight)] = kept
             if self.on_weight_cast is not None:
                 self.on_weight_cast(kept[1])
         return kept[1]
+
+
+_running = threading.local()
+"""The dtypes of the :class:`AsUnderAutocast` blocks running in this thread (``dtypes``), innermost last."""
 
 
 def _cast(
@@ -195,28 +201,17 @@ _LOWER = frozenset({torch.float32, torch.float16, torch.bfloat16})
 _HALF = frozenset({torch.float16, torch.bfloat16})
 
 
-@contextlib.contextmanager
-def _cuda_autocast_state(dtype: torch.dtype) -> Iterator[None]:
-    """CUDA's autocast flag and dtype for this thread, on and ``dtype``, put back after."""
-    enabled, before = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
-    torch.set_autocast_enabled("cuda", True)
-    torch.set_autocast_dtype("cuda", dtype)
-    try:
-        yield
-    finally:
-        torch.set_autocast_dtype("cuda", before)
-        torch.set_autocast_enabled("cuda", enabled)
-
-
 def lower_precision(value: Any) -> Any:
-    """``value`` (a tensor, or tuples, lists and dicts of them) with its floating tensors in CUDA autocast's dtype,
-    as autocast gives them to the functions of its lower-precision list; unchanged when autocast is off.
+    """``value`` (a tensor, or tuples, lists and dicts of them) with its floating tensors in the dtype of the
+    :class:`AsUnderAutocast` block running in this thread, as autocast gives them to the functions of its
+    lower-precision list; unchanged outside one.
 
-    >>> with _cuda_autocast_state(torch.float16):
+    >>> with AsUnderAutocast(torch.float16):
     ...     lower_precision({"q": torch.empty(2, device="meta")})["q"].dtype
     torch.float16
     """
-    return _cast(value, torch.get_autocast_dtype("cuda"), _LOWER) if torch.is_autocast_enabled("cuda") else value
+    dtypes = getattr(_running, "dtypes", ())
+    return _cast(value, dtypes[-1], _LOWER) if dtypes else value
 
 
 def _any_tensor(args: Any, kwargs: dict[str, Any], dtypes: frozenset[torch.dtype]) -> bool:

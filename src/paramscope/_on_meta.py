@@ -17,9 +17,11 @@
   flash-attention op does the same (grouped-query shapes included). Where the CPU kernel refuses the shapes (heads
   or a batch to broadcast, a mask of 3 dimensions, a transposed last dimension), torch takes the math path on the
   CPU, and so does meta here. So it does for grouped-query attention (``enable_gqa``, fewer key than query heads)
-  in float32, as a GPU does: CUDA's flash kernel, the one that takes grouped heads, takes float16 and bfloat16
-  alone, and its memory-efficient one, which takes float32, one number of heads (an H200 kept 2.6 times the bytes
-  of the fused form for a float32 Llama of 8 layers).
+  in float32, and for any attention in float64, as a GPU does: CUDA's flash kernel, the one that takes grouped
+  heads, takes float16 and bfloat16 alone, and its memory-efficient one float32 as well, with one number of heads
+  (an H200 kept 2.6 times the bytes of the fused form for a float32 Llama of 8 layers). In float32 the fused
+  output is laid out as that memory-efficient kernel lays it out, batch first, where the CPU's follows the query
+  (``nn.MultiheadAttention`` then copies it for its projection, as on the GPU).
 - ``_grouped_mm`` (the experts of transformers 5's mixtures of experts): torch's meta kernel checks what the fast
   CUDA kernel takes, bfloat16 alone; torch's CPU kernel and CUDA's fallback also take float32 and float16, so a
   float32 model runs on both, and here on meta too.
@@ -195,8 +197,9 @@ def _fused_attention(
         return None  # a learned bias (T5's relative positions) needs its gradient: the CPU kernel has none
     if not _fused_kernel_takes(query, key, value, attn_mask, enable_gqa):
         return None
-    if enable_gqa and key.shape[1] != query.shape[1] and query.dtype not in (torch.float16, torch.bfloat16):
-        return None  # no fused GPU kernel takes grouped heads in float32 (the module's docstring): the math path
+    grouped = enable_gqa and key.shape[1] != query.shape[1]
+    if query.dtype not in (torch.float16, torch.bfloat16) and (grouped or query.dtype != torch.float32):
+        return None  # no fused GPU kernel takes float64, nor grouped heads in float32 (the module's docstring)
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         # as torch's scaled_dot_product_attention does before any kernel runs, on every device and each call: a
         # boolean mask becomes an additive one, in the query's dtype (which the kernel then saves for backward)
@@ -415,6 +418,8 @@ class _MetaKernels(TorchDispatchMode):
             return _strided_as_on_a_device(args[0], self.values.run(func, args, kwargs))
         if func is _CONVOLUTION and not (_row_major(args[0]) and _row_major(args[1])):
             return _convolution_strided_as_on_cpu(func, args, kwargs, self.values.run(func, args, kwargs))
+        if func is _FUSED_ATTENTION and args[0].dtype == torch.float32:
+            return _as_cudas_efficient_attention(self.values.run(func, args, kwargs))
         return self.values.run(func, args, kwargs)
 
 
@@ -791,6 +796,26 @@ def _convolution_strided_as_on_cpu(func: Any, args: tuple[Any, ...], kwargs: dic
     if stride != out.stride():
         out.as_strided_(out.shape, stride, out.storage_offset())
     return out
+
+
+_FUSED_ATTENTION = aten._scaled_dot_product_flash_attention_for_cpu.default
+
+
+def _as_cudas_efficient_attention(out: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fused attention's output (batch, heads, queries, head size) in float32 laid out as CUDA's memory-efficient
+    kernel, the one that runs it on a GPU, lays it out: batch, queries, heads, head size in memory, whatever the
+    query's layout (the CPU's kernel, and CUDA's flash kernel for float16 and bfloat16, follow the query's). Later
+    ops' layouts follow it, and so what they save for backward: ``nn.MultiheadAttention`` copies it for its
+    projection (an H200 saved that copy in each layer of an ``nn.TransformerEncoder`` in float32, which the CPU's
+    layout does not make), Whisper's attention does not. That kernel also pads its logsumexp to a multiple of 32
+    queries, which is left as the CPU's: a few bytes a call (Whisper's 30 frames: 16 B a head)."""
+    output, logsumexp = out
+    if isinstance(output, FakeTensor) and output.dim() == 4:
+        _, heads, queries, size = output.shape
+        stride = (queries * heads * size, size, heads * size, 1)
+        if output.stride() != stride:
+            output.as_strided_(output.shape, stride, output.storage_offset())
+    return output, logsumexp
 
 
 def _argument(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str) -> Any:

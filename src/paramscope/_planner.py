@@ -510,14 +510,15 @@ def _saved_for_training(
 def _autocast_note(precision: str, dtype: str, copies: int, units: Units) -> str:
     """What a mixed-precision plan's activations stand for, and what autocast holds beside them.
 
-    >>> _autocast_note("bf16-mixed", "bfloat16", 2048, "iec").split("; ")[-1]
-    "not in the total: autocast's bfloat16 copies of the weights it casts (2.00 KiB), held until backward"
+    >>> _autocast_note("bf16-mixed", "bfloat16", 2048, "iec").split("; ")[-1].split(": ")[-1]
+    'each lives to the end of the forward, and until backward where the forward saves it'
     """
     pure = "--precision bf16-pure measures" + ("" if dtype == "bfloat16" else " (in bfloat16)")
     return (f"{precision}: the activations are those of torch.autocast on a GPU (float32 weights, as Lightning's "
             f"{precision} trains); a framework that computes with {dtype} weights and no autocast (DeepSpeed, FSDP's "
             f"MixedPrecision) saves what {pure}; not in the total: autocast's {dtype} copies of the weights it casts "
-            f"({format_bytes(copies, units)}), held until backward")  # fmt: skip
+            f"({format_bytes(copies, units)}): each lives to the end of the forward, and until backward where the "
+            f"forward saves it")  # fmt: skip
 
 
 def _reported_names(model: nn.Module, trained: frozenset[str] | None) -> frozenset[str] | None:
