@@ -142,7 +142,7 @@ class AsUnderAutocast(TorchFunctionMode):
         dtype = self.dtype
         if func in _LOWER_PRECISION:  # the one policy whose casts of weights autocast caches
             weight_cast = self._weight_cast
-            return func(*_cast(args, dtype, _LOWER, weight_cast), **_cast(kwargs, dtype, _LOWER, weight_cast))
+            return func(*_cast(args, dtype, _CASTABLE, weight_cast), **_cast(kwargs, dtype, _CASTABLE, weight_cast))
         if func in _FLOAT32 or (func in _FFT and _any_tensor(args, kwargs, _HALF)):
             return func(*_cast(args, torch.float32, _HALF), **_cast(kwargs, torch.float32, _HALF))
         if func in _FLOAT32_RESULT:
@@ -151,7 +151,7 @@ class AsUnderAutocast(TorchFunctionMode):
             return func(*_cast(args, torch.float32, _HALF), **_cast(kwargs, torch.float32, _HALF))
         if func in _PROMOTE:
             widest = torch.float32 if _any_tensor(args, kwargs, frozenset({torch.float32})) else dtype
-            return func(*_cast(args, widest, _LOWER), **_cast(kwargs, widest, _LOWER))
+            return func(*_cast(args, widest, _CASTABLE), **_cast(kwargs, widest, _CASTABLE))
         if func in _BANNED:
             raise RuntimeError(_BANNED_MESSAGE)
         return func(*args, **kwargs)
@@ -159,7 +159,7 @@ class AsUnderAutocast(TorchFunctionMode):
     def _weight_cast(self, weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``weight`` in ``dtype``: made once for the block, as autocast caches the casts of float32 weights (leaves
         that require grad, not views) to its dtype; others are cast at each call."""
-        if weight.dtype != torch.float32 or dtype != self.dtype or weight._is_view():
+        if weight.dtype != torch.float32 or weight._is_view():
             return weight.to(dtype)
         kept = self.weight_casts.get(id(weight))
         if kept is None or kept[0] is not weight:
@@ -197,7 +197,7 @@ def _cast(
 
 
 # the dtypes autocast casts from: floating, not float64
-_LOWER = frozenset({torch.float32, torch.float16, torch.bfloat16})
+_CASTABLE = frozenset({torch.float32, torch.float16, torch.bfloat16})
 _HALF = frozenset({torch.float16, torch.bfloat16})
 
 
@@ -211,7 +211,7 @@ def lower_precision(value: Any) -> Any:
     torch.float16
     """
     dtypes = getattr(_running, "dtypes", ())
-    return _cast(value, dtypes[-1], _LOWER) if dtypes else value
+    return _cast(value, dtypes[-1], _CASTABLE) if dtypes else value
 
 
 def _any_tensor(args: Any, kwargs: dict[str, Any], dtypes: frozenset[torch.dtype]) -> bool:
@@ -230,7 +230,7 @@ def _with_float32_result(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
     as autocast's ``fp32_set_opt_dtype`` (``fp32_append_dtype`` for ``norm``) calls it."""
     first = next((arg for arg in (*args, *kwargs.values()) if isinstance(arg, torch.Tensor)), None)
     given = kwargs.get("dtype") is not None or any(isinstance(arg, torch.dtype) for arg in args)
-    if first is None or first.dtype not in _LOWER or given:
+    if first is None or first.dtype not in _CASTABLE or given:
         return func(*args, **kwargs)
     return func(*args, **{**kwargs, "dtype": torch.float32})
 

@@ -473,13 +473,11 @@ def _saved_for_training(
     from ._summary import decoder_input_ids
     from .trace import ForwardError, saved_for_backward
 
+    def saved(keywords: dict[str, Any]) -> Trace:
+        return saved_for_backward(model, args, keywords, dtype=compute, autocast=autocast, quiet=quiet)
+
     try:
-        return (
-            saved_for_backward(model, args, kwargs, dtype=compute, autocast=autocast, quiet=quiet),
-            kwargs,
-            shape,
-            None,
-        )
+        return saved(kwargs), kwargs, shape, None
     except ForwardError as error:
         if "labels" not in kwargs:
             raise
@@ -492,19 +490,9 @@ def _saved_for_training(
         # EncoderDecoderModel warns that it now makes decoder inputs from labels itself: it cannot here
         with contextlib.suppress(ForwardError), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            return (
-                saved_for_backward(model, args, both, dtype=compute, autocast=autocast, quiet=quiet),
-                both,
-                shape,
-                None,
-            )
+            return saved(both), both, shape, None
         without["decoder_input_ids"] = ids
-    return (
-        saved_for_backward(model, args, without, dtype=compute, autocast=autocast, quiet=quiet),
-        without,
-        shape,
-        refused,
-    )
+    return saved(without), without, shape, refused
 
 
 def _autocast_note(precision: str, dtype: str, copies: int, units: Units) -> str:
@@ -577,8 +565,8 @@ def measure_activations(
                          f"the loss: {refused}")  # fmt: skip
         assert result.total_activations is not None
         dtype = COMPUTE_DTYPES[settings.precision]
-        # An estimate, not a count: the kernels a GPU picks (attention above all) and autocast's float32 ops decide
-        # what is really saved.
+        # An estimate, not a count: the kernels a GPU picks decide what is really saved; meta runs those it knows
+        # (attention, dropout, autocast's casts)
         fused = ", fused attention" if result.fused_attention else ""  # said of a forward that ran attention
         precision = f"float32 weights, autocast to {dtype} as on CUDA" if autocast is not None else dtype
         formula = f"saved for backward by a train-mode forward on meta ({shape}, {precision}{fused})"

@@ -941,8 +941,8 @@ class Trace:
     """The modules the forward that measured the activations called, in order, where it is a forward of its own (on
     meta, the train-mode one beside an eval-mode summary's): a module may run in training alone."""
     autocast_copies: int = 0
-    """Under autocast (:class:`AsUnderAutocast`): the bytes of its copies of the weights in the compute dtype, which
-    live while the forward and backward run, and are not activations."""
+    """Under autocast (:class:`AsUnderAutocast`): the bytes of its copies of the weights in the compute dtype (each
+    lives to the end of the forward, and until backward where the forward saves it), which are not activations."""
     finite_checks: int = 0
     """On meta: the reads of a check for infinities or NaNs of a tensor without values (BART's float16 guard), each
     answered as for finite values; the most of one forward."""
