@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves, tree_map_only
 
 F = torch.nn.functional
 
@@ -180,20 +181,17 @@ def _cast(
     eligible: frozenset[torch.dtype],
     weight_cast: Callable[[torch.Tensor, torch.dtype], torch.Tensor] | None = None,
 ) -> Any:
-    """``value`` with each tensor of an ``eligible`` dtype in ``dtype``, in tuples, lists and dicts too; a leaf that
-    requires grad (a weight) through ``weight_cast`` when given."""
-    if isinstance(value, torch.Tensor):
-        if value.dtype not in eligible or value.dtype == dtype:
-            return value
-        if weight_cast is not None and value.is_leaf and value.requires_grad:
-            return weight_cast(value, dtype)
-        return value.to(dtype)
-    if isinstance(value, tuple | list):
-        items = [_cast(item, dtype, eligible, weight_cast) for item in value]
-        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # a named tuple by fields
-    if isinstance(value, dict):
-        return {key: _cast(item, dtype, eligible, weight_cast) for key, item in value.items()}
-    return value
+    """``value`` with each tensor of an ``eligible`` dtype in ``dtype``, in the containers torch's pytree walks too
+    (tuples, named ones, lists, dicts); a leaf that requires grad (a weight) through ``weight_cast`` when given."""
+
+    def cast(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.dtype not in eligible or tensor.dtype == dtype:
+            return tensor
+        if weight_cast is not None and tensor.is_leaf and tensor.requires_grad:
+            return weight_cast(tensor, dtype)
+        return tensor.to(dtype)
+
+    return tree_map_only(torch.Tensor, cast, value)
 
 
 # the dtypes autocast casts from: floating, not float64
@@ -215,14 +213,7 @@ def lower_precision(value: Any) -> Any:
 
 
 def _any_tensor(args: Any, kwargs: dict[str, Any], dtypes: frozenset[torch.dtype]) -> bool:
-    values = [*args, *kwargs.values()]
-    while values:
-        value = values.pop()
-        if isinstance(value, torch.Tensor) and value.dtype in dtypes:
-            return True
-        if isinstance(value, tuple | list):
-            values.extend(value)
-    return False
+    return any(isinstance(leaf, torch.Tensor) and leaf.dtype in dtypes for leaf in tree_leaves((args, kwargs)))
 
 
 def _with_float32_result(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:

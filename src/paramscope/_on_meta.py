@@ -753,9 +753,7 @@ def _strided_as_on_a_device(source: torch.Tensor, view: Any) -> Any:
         # the strides of a view do not depend on the dtype (and a quantised one has no meta tensors)
         on_meta = torch.empty_strided(source.shape, source.stride(), dtype=torch.uint8, device="meta")
         stride = on_meta.view(view.shape).stride()
-    if stride != view.stride():
-        view.as_strided_(view.shape, stride, view.storage_offset())
-    return view
+    return _restrided(view, stride)
 
 
 _CONVOLUTION: Any = aten.convolution.default
@@ -793,9 +791,7 @@ def _convolution_strided_as_on_cpu(func: Any, args: tuple[Any, ...], kwargs: dic
 
     with mode:
         stride = func(*[on_cpu(arg) for arg in args], **{key: on_cpu(value) for key, value in kwargs.items()}).stride()
-    if stride != out.stride():
-        out.as_strided_(out.shape, stride, out.storage_offset())
-    return out
+    return _restrided(out, stride)
 
 
 _FUSED_ATTENTION = aten._scaled_dot_product_flash_attention_for_cpu.default
@@ -812,10 +808,16 @@ def _as_cudas_efficient_attention(out: tuple[torch.Tensor, torch.Tensor]) -> tup
     output, logsumexp = out
     if isinstance(output, FakeTensor) and output.dim() == 4:
         _, heads, queries, size = output.shape
-        stride = (queries * heads * size, size, heads * size, 1)
-        if output.stride() != stride:
-            output.as_strided_(output.shape, stride, output.storage_offset())
+        output = _restrided(output, (queries * heads * size, size, heads * size, 1))
     return output, logsumexp
+
+
+def _restrided(tensor: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:
+    """``tensor`` (a fake tensor on meta, of a new storage or a view) with ``stride``, in place: the layout a real
+    device's kernel gives it, for the ops after it."""
+    if tensor.stride() != stride:
+        tensor.as_strided_(tensor.shape, stride, tensor.storage_offset())
+    return tensor
 
 
 def _argument(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str) -> Any:
