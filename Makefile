@@ -22,6 +22,7 @@ $(VENV)/.test-installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 demo: $(VENV)/.demo-installed
 	$(BIN)/paramscope inspect paramscope.examples:resnet18
 	$(BIN)/paramscope inspect paramscope.examples:gpt2 --depth 1
+	$(BIN)/paramscope summary paramscope.examples:gpt2 --input-size 1,128 --input-dtype long --depth 2
 	$(BIN)/paramscope memory paramscope.examples:gpt2 --train --seq 1024 --batch 8 --device-memory 24GiB
 
 test: $(VENV)/.test-installed
