@@ -24,6 +24,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import types
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -493,6 +494,53 @@ def test_a_recursion_limit_the_forward_sets_stays_as_without_the_summary() -> No
         assert sys.getrecursionlimit() == limit + 1234  # as model(x) leaves it
     finally:
         sys.setrecursionlimit(limit)
+
+
+class _WaitsInItsForward(nn.Linear):
+    """Sets one event as its forward starts and waits for another before it goes on."""
+
+    def __init__(self, started: threading.Event, go_on: threading.Event) -> None:
+        super().__init__(4, 4)
+        self.started, self.go_on = started, go_on
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.started.set()
+        assert self.go_on.wait(60)
+        return super().forward(x)
+
+
+def test_summaries_overlapping_in_two_threads_leave_the_process_as_it_was() -> None:
+    # The first to start ends first: each putting back what it found left the second one's changes for good: a
+    # raised recursion limit, and dynamo's stance force_eager, so nothing in the process compiled again.
+    import torch._dynamo  # the summary sets the stance where dynamo is imported
+
+    limit = sys.getrecursionlimit()
+    first_in, second_in, first_done = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def summarise(model: nn.Module, after: threading.Event | None, then: threading.Event | None) -> None:
+        try:
+            if after is not None:
+                assert after.wait(60)
+            paramscope.summary(model, input_size=(2, 4), device="cpu")
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            if then is not None:
+                then.set()
+
+    first = threading.Thread(target=summarise, args=(_WaitsInItsForward(first_in, second_in), None, first_done))
+    second = threading.Thread(target=summarise, args=(_WaitsInItsForward(second_in, first_done), first_in, None))
+    for thread in (first, second):
+        thread.start()
+    for thread in (first, second):
+        thread.join(120)
+    assert errors == []
+    assert sys.getrecursionlimit() == limit
+    compiled: list[Any] = []
+    doubled = torch.compile(lambda x: x * 2, backend=lambda graph, inputs: compiled.append(graph) or graph.forward)
+    assert torch.equal(doubled(torch.ones(2)), torch.full((2,), 2.0))
+    assert len(compiled) == 1
 
 
 def test_memory_of_a_model_nested_as_deep_as_its_own_forward_allows_measures_its_forward() -> None:
@@ -4664,6 +4712,136 @@ def test_what_a_forward_changes_in_place_is_put_back(device: str) -> None:
     assert next(iter(model.cache)) is key
     assert all(torch.equal(tensor, torch.zeros(2, 4)) for tensor in (window, held, sizes))
     assert model(torch.randn(2, 4)).shape == (2, 2)  # its lazy layer made anew, on the cpu (not left fake)
+
+
+class Clamped:
+    """A helper (not a module) that keeps the weights it constrains, as weight-clipping code does."""
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        self.tensors = tensors
+
+    def apply(self) -> None:
+        with torch.no_grad():
+            for tensor in self.tensors:
+                tensor.clamp_(-0.01, 0.01)
+
+
+class WritesThroughReferencesOfItsOwn(nn.Module):
+    """A forward that reaches the model's tensors other than through its modules: a helper object that clamps a
+    weight, a hook whose closure keeps a buffer (a running statistic), and a tensor in a helper object."""
+
+    def __init__(self, clamp: bool) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.register_buffer("ema", torch.zeros(4))
+        self.clamped = Clamped(self.fc.weight) if clamp else None
+        self.counter = types.SimpleNamespace(total=torch.zeros(()))
+        ema = self.ema
+        self.fc.register_forward_hook(lambda module, args, output: ema.mul_(0.9).add_(1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.clamped is not None:
+            self.clamped.apply()
+        self.counter.total += 1
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_tensors_a_forward_reaches_through_references_of_its_own_come_back(device: str, mode: str) -> None:
+    # on meta an op on cpu tensors alone runs for real; on cpu the forward runs on copies of the buffers, and a write
+    # to a parameter is refused (so no clamp there)
+    model = WritesThroughReferencesOfItsOwn(clamp=device == "meta")
+    tensors = [model.fc.weight, model.ema]
+    if device == "meta":  # on cpu, no object but a container is looked into (README): its tensor is written
+        tensors.append(model.counter.total)
+    before = [tensor.detach().clone() for tensor in tensors]
+    paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
+    assert all(torch.equal(tensor, kept) for tensor, kept in zip(tensors, before, strict=True))
+
+
+class KeepsStateNested(nn.Module):
+    """State a forward changes below the first container: tensors in a tuple attribute (an RNN's ``(h, c)``), a KV
+    cache kept as a list of ``(key, value)`` tuples, a list in a dict, and a list that holds itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.hidden = (torch.zeros(4), torch.zeros(4))
+        self.kv = [(torch.zeros(8, 4), torch.zeros(8, 4))]
+        self.stats: dict[str, list[Any]] = {"seen": []}
+        self.looped: list[Any] = [[]]
+        self.looped.append(self.looped)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.hidden[0].add_(1)
+        self.kv[0][0][:2] = 1.0
+        self.stats["seen"].append(tuple(x.shape))
+        self.looped[0].append(1)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_state_nested_in_containers_and_tuples_is_put_back(device: str, mode: str) -> None:
+    model = KeepsStateNested()
+    tensors = [model.hidden[0], model.kv[0][0]]
+    kv, seen, inner = model.kv[0], model.stats["seen"], model.looped[0]
+    paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
+    assert all(torch.equal(tensor, torch.zeros_like(tensor)) for tensor in tensors)
+    assert model.kv[0] is kv
+    assert model.stats["seen"] is seen
+    assert seen == []
+    assert model.looped[0] is inner
+    assert inner == []
+    assert model.looped[1] is model.looped
+
+
+class DeletesAFlag(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.steps = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.steps += 1
+        del self.fc.training  # the restore read every module's flag first, which raised and put back nothing
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_flag_the_forward_deletes_is_put_back_with_the_rest(device: str) -> None:
+    model = DeletesAFlag()
+    report = paramscope.summary(model, input_size=(2, 4), device=device)
+    assert report.totals.flops == 2 * 2 * 4 * 4
+    assert model.steps == 0
+    assert model.fc.training is True  # as made (nn.Module's default), after a forward in eval mode
+
+
+class MovesItselfToMeta(nn.Module):
+    """Frees its weights once used, as offloading code does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        self.to("meta")
+        return y
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_parameters_the_forward_moves_to_meta_come_back(swap: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # with torch's swap on conversion, .to() swaps each parameter's contents; a meta tensor takes no cpu data back
+    monkeypatch.setattr(torch.__future__, "get_swap_module_params_on_conversion", lambda: swap)
+    model = MovesItselfToMeta()
+    weight = model.fc.weight
+    before = weight.detach().clone()
+    paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert model.fc.weight is weight
+    assert weight.device == torch.device("cpu")
+    assert torch.equal(weight.detach(), before)
 
 
 class WritesItsInputs(nn.Module):

@@ -28,6 +28,7 @@ import dataclasses
 import inspect as pyinspect
 import operator
 import sys
+import threading
 import weakref
 from collections import Counter, OrderedDict, UserDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
@@ -668,7 +669,36 @@ def _compiled_code_run_eagerly() -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
     if callable(getattr(_eval_frame, "get_eval_frame_callback", lambda: None)()):
         return contextlib.nullcontext()  # inside a compiled region, where dynamo refuses a stance (and skips anyway)
-    return torch.compiler.set_stance("force_eager")
+    return _EAGER.shared()
+
+
+class _EagerWhileSummariesRun:
+    """Dynamo's stance ``force_eager`` while any summary runs, in any thread: the first in sets it, the last out puts
+    back the stance before. torch's ``set_stance`` puts back the stance it found, so two overlapping in two threads,
+    the first to start ending first, would leave ``force_eager`` for good: nothing would compile again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._stance: Any = None
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._lock:
+            if not self._running:
+                self._stance = torch.compiler.set_stance("force_eager")  # set when made; its exit puts back
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if not self._running:
+                    self._stance.__exit__(None, None, None)
+                    self._stance = None
+
+
+_EAGER = _EagerWhileSummariesRun()
 
 
 # Higher-order ops whose eager kernel runs its ops under a dispatch mode (see _OpRecorder._higher_order_plan)
@@ -681,8 +711,11 @@ class _OpRecorder(TorchDispatchMode):
     into a running total (which :class:`_Hooks` reads as each module enters and leaves); with ``protected``
     (parameter storages by address), refuses an op that would write to one before it runs: on a real device the
     forward runs on the user's own weights, which must come back unchanged; with ``restorable`` (the storages of the
-    other tensors the model holds, a cache, and of the caller's inputs, by address), keeps what one holds before its
-    first write, for :meth:`put_back` to restore once the forward is over.
+    other tensors the model holds, a cache and its buffers, and of the caller's inputs, by address), keeps what one
+    holds before its first write, for :meth:`put_back` to restore once the forward is over. With
+    ``keeps_every_write`` (a forward on meta, which makes only fake tensors), so it does for every tensor with values
+    that an op writes to: one the forward reached other than through the modules (a hook's closure, a helper object,
+    a global), whose op runs for real.
 
     Why not FlopCounterMode itself: it is a second Python dispatch mode plus module hooks of its own that flatten
     every module's inputs and outputs, about 10 % of a GPT-2 forward on CPU; this one mode does its counting with the
@@ -691,10 +724,13 @@ class _OpRecorder(TorchDispatchMode):
 
     supports_higher_order_operators = True  # see _higher_order_plan
 
-    def __init__(self, protected: dict[int, str] | None = None, *, count_flops: bool = False) -> None:
+    def __init__(
+        self, protected: dict[int, str] | None = None, *, count_flops: bool = False, keeps_every_write: bool = False
+    ) -> None:
         super().__init__()
         self.protected = protected or {}
         self.count_flops = count_flops
+        self.keeps_every_write = keeps_every_write
         self.total_flops = 0
         self.stack: list[str] = []
         """The paths of the modules running (the :class:`_Hooks`' stack), innermost last."""
@@ -707,8 +743,10 @@ class _OpRecorder(TorchDispatchMode):
         # it, so its id stays its own
         self._plans: dict[int, _OpPlan | None] = {}
         self.restorable: dict[int, torch.Tensor] = {}
-        """Tensors the model holds outside its parameters and buffers, and the caller's inputs on a real device, by
-        storage address, until first written."""
+        """On a real device: the tensors the model holds but its parameters, and the caller's inputs, by storage
+        address."""
+        self._kept: set[int] = set()
+        """The storages whose bytes are kept, by address: kept at the first write only."""
         self._before_writes: list[tuple[torch.UntypedStorage, torch.Tensor]] = []
 
     @property
@@ -730,7 +768,7 @@ class _OpRecorder(TorchDispatchMode):
             counter = None if formula is None or not self.count_flops else _counter(formula)
             composite, written = _op_traits(func)
             decomposes = counter is None and self.count_flops and composite
-            written = written if self.protected or self.restorable else ()
+            written = written if self.protected or self.restorable or self.keeps_every_write else ()
             run = func._op if type(func) is torch._ops.OpOverload else func
             only_counted = counter is None and not decomposes and not written
             plan = _OpPlan(func.overloadpacket, counter, decomposes, written, run, only_counted)
@@ -807,7 +845,8 @@ class _OpRecorder(TorchDispatchMode):
             _set_eval_frame(callback)
 
     def _check_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
-        """Refuse a write to a parameter; keep what a tensor of :attr:`restorable` holds before its first write."""
+        """Refuse a write to a parameter; keep what a tensor of :attr:`restorable` (any tensor with values, with
+        :attr:`keeps_every_write`) holds before its first write."""
         for index, name in plan.written:
             written = args[index] if index < len(args) else kwargs.get(name)
             # a list for the foreach ops (torch._foreach_mul_), a tensor for the others
@@ -815,8 +854,10 @@ class _OpRecorder(TorchDispatchMode):
             # a wrapper subclass's storage is none: its inner tensors' are what it writes to
             for target in chain.from_iterable(_parts(t) for t in targets if isinstance(t, torch.Tensor)):
                 # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter;
-                # a meta or fake tensor holds no values to keep
-                if target.layout != torch.strided or target.is_nested or target.is_meta:
+                # a meta or fake tensor holds no values to keep (a fake one told by its type: asking is_meta of it
+                # is an op)
+                if (isinstance(target, FakeTensor) or target.layout != torch.strided or target.is_nested
+                        or target.is_meta):  # fmt: skip
                     continue
                 storage = target.untyped_storage()
                 address = storage.data_ptr()
@@ -826,7 +867,10 @@ class _OpRecorder(TorchDispatchMode):
                         f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
                         "not run that on your weights; summarise on meta (the default) instead"
                     )
-                if self.restorable and self.restorable.pop(address, None) is not None:
+                if not address or address in self._kept:
+                    continue
+                if address in self.restorable or (self.keeps_every_write and _has_plain_storage(target)):
+                    self._kept.add(address)
                     # the whole storage, as bytes: every view of it (and so what aliases it) comes back; copied as
                     # it is, on its device (on meta, a cpu tensor of the model's is written for real)
                     with _disable_current_modes():
@@ -846,6 +890,7 @@ class _OpRecorder(TorchDispatchMode):
                 except Exception as error:  # a storage that cannot be resized (one numpy or a file holds)
                     errors.append(error)
         self._before_writes.clear()
+        self._kept.clear()
         if errors:
             raise errors[0]
 
@@ -1368,10 +1413,14 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
 
         def put_back_data() -> None:  # first: a grad is only taken by a tensor of its dtype and shape
             # what .data is: storage, offset, sizes and strides (is_set_to), and dtype
-            if data and not (all(map(torch.Tensor.is_set_to, held, data)) and list(map(_DTYPE, held)) == dtypes):
+            try:
+                same = all(map(torch.Tensor.is_set_to, held, data)) and list(map(_DTYPE, held)) == dtypes
+            except NotImplementedError:  # a tensor the forward moved to meta, which has no is_set_to
+                same = False
+            if data and not same:
                 for tensor, before in zip(held, data, strict=True):
-                    if not tensor.is_set_to(before) or tensor.dtype != before.dtype:
-                        tensor.data = before
+                    if tensor.device != before.device or not tensor.is_set_to(before) or tensor.dtype != before.dtype:
+                        _set_data(tensor, before)
 
         def put_back_flags() -> None:
             for tensor in leaves:  # written in place from a tensor that requires grad: a leaf again
@@ -1393,8 +1442,8 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
 
         def put_back_state() -> None:
             # the flags model.train() set, put back first: most often all that changed, and a full restore walks
-            # every container
-            if list(map(_TRAINING, modules)) != training:
+            # every container (and puts back a flag the forward deleted)
+            if list(map(_training_or_none, modules)) != training:
                 for attributes, flag in zip(state.attributes, training, strict=True):
                     if "training" in attributes:
                         attributes["training"] = flag
@@ -1406,6 +1455,18 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
                 generator.set_state(generator_state)
 
         _each(put_back_state, put_back_data, put_back_flags, put_back_grads, put_back_generators)
+
+
+def _set_data(tensor: torch.Tensor, data: torch.Tensor) -> None:
+    """``tensor.data = data``, or, where torch refuses it (a parameter the forward moved to meta with torch's
+    ``swap_module_params_on_conversion`` on: a meta tensor cannot take cpu data), the parameter's contents swapped
+    back in place, as that option swapped them out."""
+    try:
+        tensor.data = data
+    except RuntimeError:
+        if not isinstance(tensor, nn.Parameter):
+            raise
+        torch.utils.swap_tensors(tensor, type(tensor)(data, requires_grad=tensor.requires_grad))
 
 
 def _each(*steps: Callable[[], None]) -> None:
@@ -1428,6 +1489,12 @@ _GRAD = operator.attrgetter("grad")
 _DATA = operator.attrgetter("data")
 _DTYPE = operator.attrgetter("dtype")
 _TRAINING = operator.attrgetter("training")
+
+
+def _training_or_none(module: nn.Module) -> bool | None:
+    return getattr(module, "training", None)
+
+
 _ATTRIBUTES = operator.attrgetter("__dict__")
 
 
@@ -1435,9 +1502,10 @@ class _ModuleState:
     """What each module holds at one moment, which a forward may change, kept as flat lists: comparing them with
     what the modules hold later is a pass over each list. Held: each module's attributes (its ``__dict__``: what
     a forward rebinds) and what its parameters, buffers and the dicts, lists, sets and deques among its attributes
-    hold (what a forward changes in place): its submodules (one made on the first call), its hooks (a forward that
-    registers one), the names of its non-persistent buffers, and a cache of the model's own. Deeper than that, and
-    in a tensor's values, nothing is compared: :class:`_OpRecorder` keeps those (its ``restorable``)."""
+    hold, at any depth and inside tuples (what a forward changes in place): its submodules (one made on the first
+    call), its hooks (a forward that registers one), the names of its non-persistent buffers, and a cache of the
+    model's own. Other objects are not looked into, and a tensor's values are not compared: :class:`_OpRecorder`
+    keeps those (its ``restorable``)."""
 
     def __init__(self, modules: list[nn.Module]) -> None:
         self.modules = modules
@@ -1448,12 +1516,13 @@ class _ModuleState:
         values = list(chain.from_iterable(map(_VALUES, self.attributes)))
         # parameters and buffers whatever mapping holds them (a store of a model's own, not a dict)
         stores = [*map(_PARAMETERS, modules), *map(_BUFFERS, modules)]
+        nested, self.in_tuples = _containers_within(values)
         self.held: list[Any] = [
             *self.attributes,
-            *compress(values, map(_CONTAINERS.__contains__, map(type, values))),
+            *nested,
             *compress(stores, map(operator.not_, map(_CONTAINERS.__contains__, map(type, stores)))),
         ]
-        """The ``__dict__`` of each module, then the containers they hold."""
+        """The ``__dict__`` of each module, then the containers they hold, at any depth."""
         self.lengths = list(map(len, self.held))
         # what was empty is unchanged while it stays so: only what held something is compared item by item
         filled = list(compress(self.held, self.lengths))
@@ -1514,7 +1583,7 @@ class _ModuleState:
         # what the attributes, dicts, lists, sets and deques hold, but the parameters and buffers (what was empty
         # holds nothing a forward could write to)
         mappings = [mapping for mapping in self.mappings if id(mapping) not in stores]
-        candidates = [*chain.from_iterable(map(_VALUES, mappings)), *self.items]
+        candidates = [*chain.from_iterable(map(_VALUES, mappings)), *self.items, *self.in_tuples]
         kinds = set(map(type, candidates))  # most models hold neither: told by type, a pass in C
         if torch.Generator in kinds:
             self.generators = [item for item in candidates if type(item) is torch.Generator]
@@ -1526,6 +1595,44 @@ class _ModuleState:
 _MAPPINGS = frozenset({dict, OrderedDict, defaultdict, Counter})
 _COLLECTIONS = frozenset({list, set, deque})
 _CONTAINERS = _MAPPINGS | _COLLECTIONS
+
+
+def _containers_within(values: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The containers among ``values`` and within them, at any depth, each once (a KV cache kept as a list of
+    ``(key, value)`` tuples, a dict of lists), and what the tuples among them hold (an RNN's ``(h, c)``): a tuple
+    cannot change, what it holds can. Other objects are not looked into (their attributes could reach anything:
+    a tokenizer, the caller's own objects).
+
+    A level at a time, picked by type in C (compress over map): a model's modules hold thousands of attributes,
+    among them a dozen dicts each (the hooks'), nearly all empty, and nothing deeper."""
+    found: list[Any] = []
+    in_tuples: list[Any] = []
+    seen: set[int] = set()
+    level = values
+    while level:
+        kinds = set(map(type, level))
+        tuple_kinds = {kind for kind in kinds if issubclass(kind, tuple)}
+        if kinds.isdisjoint(_CONTAINERS) and not tuple_kinds:
+            break
+        containers = list(compress(level, map(_CONTAINERS.__contains__, map(type, level))))
+        tuples = list(compress(level, map(tuple_kinds.__contains__, map(type, level))))
+        if seen:  # below the first level, where a container may hold one met before (itself, even)
+            containers = [item for item in containers if id(item) not in seen]
+            tuples = [item for item in tuples if id(item) not in seen]
+        found.extend(containers)
+        filled = list(compress(containers, map(len, containers)))
+        # those looked into, which alone could lead back (an empty one met again is only held twice)
+        seen.update(map(id, filled))
+        seen.update(map(id, tuples))
+        is_mapping = list(map(operator.not_, map(_COLLECTIONS.__contains__, map(type, filled))))
+        inside_tuples = list(chain.from_iterable(tuples))
+        in_tuples.extend(inside_tuples)
+        level = [
+            *chain.from_iterable(map(_VALUES, compress(filled, is_mapping))),
+            *chain.from_iterable(compress(filled, map(operator.not_, is_mapping))),
+            *inside_tuples,
+        ]
+    return found, in_tuples
 
 
 def _restore(current: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
@@ -1965,17 +2072,42 @@ def _room_under_the_recursion_limit(stack: contextlib.ExitStack, walk: ModuleWal
     it), so a model nested 160 deep would fail where it runs 247 deep by itself. The limit is the process's: other
     threads have the room too while the forward runs."""
     depth = max(map(path_depth, walk.paths.values()), default=0)
-    limit = sys.getrecursionlimit()
-    # no deeper than a plain forward could nest under the limit (three frames a level at least): a chain of 50,000
-    # modules, which fails by itself, must fail here too with a RecursionError, not overflow the C stack
-    raised = limit + 2 * min(depth, limit // 3) + _SUMMARY_FRAMES
+    stack.enter_context(_RECURSION_ROOM.raised(lambda limit: 2 * min(depth, limit // 3) + _SUMMARY_FRAMES))
 
-    def put_back() -> None:  # unless the forward set a limit of its own, which stays as it would without the summary
-        if sys.getrecursionlimit() == raised:
-            sys.setrecursionlimit(limit)
 
-    stack.callback(put_back)
-    sys.setrecursionlimit(raised)
+class _RecursionRoom:
+    """Python's recursion limit raised while summaries run, in any thread: each raises it as far as its model needs
+    above the limit the first one in found, and the last out puts that back (unless a forward set a limit of its own,
+    which stays as it would without the summary). Each putting back what it found would leave the limit raised for
+    good when two overlap in two threads and the first to start ends first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._found = 0
+        self._set = 0
+
+    @contextlib.contextmanager
+    def raised(self, room: Callable[[int], int]) -> Iterator[None]:
+        """The limit at least ``room(limit)`` above the limit found, within the block."""
+        with self._lock:
+            if not self._running:
+                self._found = self._set = sys.getrecursionlimit()
+            self._running += 1
+            wanted = self._found + room(self._found)
+            if wanted > sys.getrecursionlimit():
+                sys.setrecursionlimit(wanted)
+                self._set = wanted
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if not self._running and sys.getrecursionlimit() == self._set:
+                    sys.setrecursionlimit(self._found)
+
+
+_RECURSION_ROOM = _RecursionRoom()
 
 
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
@@ -2037,7 +2169,7 @@ def _run(
             saved = _SavedTensors(hooks, kept)
         # on a real device the forward runs on the weights themselves
         protected = None if device == "meta" else _parameter_storages(walk)
-        recorder = _OpRecorder(protected, count_flops=count_flops)
+        recorder = _OpRecorder(protected, count_flops=count_flops, keeps_every_write=device == "meta")
         hooks.recorder, recorder.stack = recorder, hooks.stack
         with contextlib.ExitStack() as stack:
             # what a forward draws from torch's generators (dropout; on meta, a number drawn on the cpu) is put back:
@@ -2050,12 +2182,14 @@ def _run(
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
             state = stack.enter_context(_mode(model, walk, train, real_weights=device != "meta"))
-            # what the model holds besides its weights and a forward writes to in place (a cache; on meta too, where
-            # an op on cpu tensors alone runs for real)
-            recorder.restorable = {key: tensor for tensor in state.loose if _has_plain_storage(tensor)
-                                   and (key := tensor.untyped_storage().data_ptr())}  # fmt: skip
-            if device == "meta":
+            if device == "meta":  # where the recorder keeps every write
                 _data_parallel_runs_its_module(stack, walk)  # before the wrappers, which wrap what it sets
+            else:
+                # what the model holds besides its weights and a forward writes to in place: a cache, and the buffers
+                # themselves, which the forward reaches only through a reference of its own (a hook's closure): it
+                # runs on copies of them
+                held = [tensor for tensor in [*state.loose, *walk.buffers] if _has_plain_storage(tensor)]
+                recorder.restorable = {key: tensor for tensor in held if (key := tensor.untyped_storage().data_ptr())}
             stack.callback(recorder.put_back)  # what the forward wrote to them, and to the caller's inputs
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
@@ -2079,7 +2213,7 @@ def _run(
                 raise
             if device != "meta":
                 _restore_callers_tensors(recorder, (args, kwargs), device)
-            if count_flops or recorder.protected or recorder.restorable:
+            if count_flops or recorder.protected or recorder.restorable or recorder.keeps_every_write:
                 stack.enter_context(recorder)
             output = _forward(model, weights, inputs, keywords)
             if values is not None:
