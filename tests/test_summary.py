@@ -65,7 +65,10 @@ VALUES_READ_ON_META = (
     f"default reads a tensor's values (.item(), bool(), a branch on a tensor); {META_VALUES_HINT}"
 )
 SHAPE_MESSAGE = "--input-size {!r} is not a shape: write it as 1,3,224,224"
-NO_INPUT_MESSAGE = "summary runs a forward pass: give its inputs with --input-size (e.g. 1,3,224,224)"
+NO_INPUT_MESSAGE = (
+    "summary runs a forward pass: give its inputs with --input-size (e.g. 1,3,224,224 for an image, 1,128 for 128 "
+    "token ids)"
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -3583,7 +3586,11 @@ def test_meta_model_on_cpu_is_a_usage_error() -> None:
         ({"input_size": (1, 3), "device": "cuda"}, "device must be meta or cpu, not 'cuda'"),
         ({"input_size": (1, 3), "mode": "test"}, "mode must be eval or train, not 'test'"),
         ({"input_size": (1, 3), "depth": -1}, "depth must be 0 or more, not -1"),
-        ({}, "a forward pass needs inputs: give input_size (e.g. 1,3,224,224) or input_data"),
+        (
+            {},
+            "a forward pass needs inputs: give input_size (e.g. (1, 3, 224, 224) for an image, (1, 128) for 128 "
+            "token ids) or input_data",
+        ),
         ({"input_size": (1, 3), "input_data": torch.zeros(1, 3)}, "give input_size or input_data, not both"),
         (
             {"input_size": [(1, 3), (1, 3)], "dtypes": ["float32"] * 3},

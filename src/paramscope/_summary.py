@@ -100,7 +100,8 @@ def make_inputs(
             return (), dict(input_data)
         return (tuple(input_data) if type(input_data) in (list, tuple) else (input_data,)), {}
     if input_size is None:
-        raise UsageError("a forward pass needs inputs: give input_size (e.g. 1,3,224,224) or input_data")
+        raise UsageError("a forward pass needs inputs: give input_size (e.g. (1, 3, 224, 224) for an image, (1, 128) "
+                         "for 128 token ids) or input_data")  # fmt: skip
     shapes = shapes_of(input_size)
     if dtypes is not None and not isinstance(dtypes, (list, tuple)):
         dtypes = [dtypes]  # one dtype ("long", torch.long) for every input, not a string's characters

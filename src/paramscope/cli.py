@@ -812,7 +812,8 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
 
     budget = _budget(options)
     if not options.input_size:
-        raise UsageError("summary runs a forward pass: give its inputs with --input-size (e.g. 1,3,224,224)")
+        raise UsageError("summary runs a forward pass: give its inputs with --input-size (e.g. 1,3,224,224 for an "
+                         "image, 1,128 for 128 token ids)")  # fmt: skip
     shapes = [_shape(text) for text in options.input_size]
     _check_config_options(options)
     depth = options.depth if options.depth is not None else 3
