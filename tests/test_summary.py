@@ -24,11 +24,11 @@ import subprocess
 import sys
 import textwrap
 import threading
-import types
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,7 @@ from paramscope._walk import path_depth
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import View, render
 from paramscope.render._layout import OWN_OPS, _shown_calls
-from paramscope.trace import ForwardError, _OpRecorder, _tensors_in, describe, trace
+from paramscope.trace import ForwardError, _containers_within, _OpRecorder, _tensors_in, describe, trace
 
 from .cli import assert_error, run, run_in_a_new_process
 
@@ -544,6 +544,32 @@ def test_summaries_overlapping_in_two_threads_leave_the_process_as_it_was() -> N
     doubled = torch.compile(lambda x: x * 2, backend=lambda graph, inputs: compiled.append(graph) or graph.forward)
     assert torch.equal(doubled(torch.ones(2)), torch.full((2,), 2.0))
     assert len(compiled) == 1
+
+
+class _SummarisesInItsForward(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = [inner]  # not a submodule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        paramscope.summary(self.inner[0], input_size=(1, 3), device="cpu", depth=1)
+        return x
+
+
+def test_a_summary_inside_a_summarised_forward_has_its_own_room() -> None:
+    # the inner summary's room was measured from the limit the outer one found, not the limit in force
+    limit = sys.getrecursionlimit()
+    room = limit - _frames_in_use()
+    inner: nn.Module = nn.Linear(3, 3)
+    for _ in range(room * 3 // 20):
+        inner = _Nested(inner)
+    outer: nn.Module = _SummarisesInItsForward(inner)
+    for _ in range(room // 9):
+        outer = _Nested(outer)
+    outer(torch.zeros(1, 3))  # runs by itself, the inner summary with it
+    report = paramscope.summary(outer, input_size=(1, 3), device="cpu")
+    assert report.calls is not None
+    assert sys.getrecursionlimit() == limit
 
 
 def test_memory_of_a_model_nested_as_deep_as_its_own_forward_allows_measures_its_forward() -> None:
@@ -4735,21 +4761,25 @@ class Clamped:
 
 class WritesThroughReferencesOfItsOwn(nn.Module):
     """A forward that reaches the model's tensors other than through its modules: a helper object that clamps a
-    weight, a hook whose closure keeps a buffer (a running statistic), and a tensor in a helper object."""
+    weight, and a hook whose closure keeps a buffer (a running statistic) and grows another (a history)."""
 
     def __init__(self, clamp: bool) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 4)
         self.register_buffer("ema", torch.zeros(4))
+        self.register_buffer("history", torch.zeros(4))
         self.clamped = Clamped(self.fc.weight) if clamp else None
-        self.counter = types.SimpleNamespace(total=torch.zeros(()))
-        ema = self.ema
-        self.fc.register_forward_hook(lambda module, args, output: ema.mul_(0.9).add_(1.0))
+        ema, history = self.ema, self.history
+
+        def hook(module: nn.Module, args: Any, output: torch.Tensor) -> None:
+            ema.mul_(0.9).add_(1.0)
+            history.resize_(100_000).fill_(1.0)  # its storage comes back at its size: the tensor must too
+
+        self.fc.register_forward_hook(hook)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.clamped is not None:
             self.clamped.apply()
-        self.counter.total += 1
         return self.fc(x)
 
 
@@ -4759,12 +4789,29 @@ def test_tensors_a_forward_reaches_through_references_of_its_own_come_back(devic
     # on meta an op on cpu tensors alone runs for real; on cpu the forward runs on copies of the buffers, and a write
     # to a parameter is refused (so no clamp there)
     model = WritesThroughReferencesOfItsOwn(clamp=device == "meta")
-    tensors = [model.fc.weight, model.ema]
-    if device == "meta":  # on cpu, no object but a container is looked into (README): its tensor is written
-        tensors.append(model.counter.total)
+    tensors = [model.fc.weight, model.ema, model.history]
     before = [tensor.detach().clone() for tensor in tensors]
     paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
     assert all(torch.equal(tensor, kept) for tensor, kept in zip(tensors, before, strict=True))
+    assert model.history.untyped_storage().nbytes() == 4 * 4
+
+
+@functools.cache
+def _scale_table(n: int) -> torch.Tensor:
+    table = torch.from_numpy(np.arange(n, dtype=np.float32))  # a real cpu tensor, even under fake tensors
+    return table.mul_(10)  # filled in place: runs for real on meta
+
+
+class ScalesByACachedTable(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * _scale_table(4).to(x.device)
+
+
+def test_a_cpu_tensor_a_forward_on_meta_makes_and_keeps_keeps_its_values() -> None:
+    # no tensor of the model's: what it holds stays as the forward left it, as after a plain forward
+    _scale_table.cache_clear()
+    paramscope.summary(ScalesByACachedTable(4, 4), input_size=(2, 4))
+    assert _scale_table(4).tolist() == [0.0, 10.0, 20.0, 30.0]
 
 
 class KeepsStateNested(nn.Module):
@@ -4801,7 +4848,6 @@ def test_state_nested_in_containers_and_tuples_is_put_back(device: str, mode: st
     assert seen == []
     assert model.looped[0] is inner
     assert inner == []
-    assert model.looped[1] is model.looped
 
 
 class DeletesAFlag(nn.Module):
@@ -4849,6 +4895,35 @@ def test_parameters_the_forward_moves_to_meta_come_back(swap: bool, monkeypatch:
     assert model.fc.weight is weight
     assert weight.device == torch.device("cpu")
     assert torch.equal(weight.detach(), before)
+
+
+class RefusesToBeIterated(tuple[int, int]):
+    def __iter__(self) -> Iterator[int]:
+        raise TypeError("not iterable here")
+
+
+class HoldsManyReferencesOfOneRow(nn.Module):
+    """A table whose rows are one list (``[row] * n``) at two levels, and a tuple subclass with its own __iter__."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.table = [[[0.0] * n] * n] * n
+        self.pair = RefusesToBeIterated((1, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.table[0][0].append(1.0)  # the one row, of every row
+        return self.fc(x)
+
+
+def test_a_row_held_many_times_is_looked_into_once() -> None:
+    model = HoldsManyReferencesOfOneRow(300)  # 90,000 references of one row of 300, read once: not 27 million
+    row = model.table[0][0]
+    paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert len(row) == 300
+    assert model.table[0][0] is row
+    found, _ = _containers_within([model.table])
+    assert [len(item) for item in found] == [300, 300, 300]
 
 
 class WritesItsInputs(nn.Module):

@@ -684,18 +684,21 @@ class _EagerWhileSummariesRun:
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
-        with self._lock:
-            if not self._running:
-                self._stance = torch.compiler.set_stance("force_eager")  # set when made; its exit puts back
-            self._running += 1
+        entered = False  # a KeyboardInterrupt may come before the count is raised: then it is not lowered
         try:
+            with self._lock:
+                if not self._running:
+                    self._stance = torch.compiler.set_stance("force_eager")  # set when made; its exit puts back
+                self._running += 1
+                entered = True
             yield
         finally:
-            with self._lock:
-                self._running -= 1
-                if not self._running:
-                    self._stance.__exit__(None, None, None)
-                    self._stance = None
+            if entered:
+                with self._lock:
+                    self._running -= 1
+                    if not self._running:
+                        self._stance.__exit__(None, None, None)
+                        self._stance = None
 
 
 _EAGER = _EagerWhileSummariesRun()
@@ -711,11 +714,8 @@ class _OpRecorder(TorchDispatchMode):
     into a running total (which :class:`_Hooks` reads as each module enters and leaves); with ``protected``
     (parameter storages by address), refuses an op that would write to one before it runs: on a real device the
     forward runs on the user's own weights, which must come back unchanged; with ``restorable`` (the storages of the
-    other tensors the model holds, a cache and its buffers, and of the caller's inputs, by address), keeps what one
-    holds before its first write, for :meth:`put_back` to restore once the forward is over. With
-    ``keeps_every_write`` (a forward on meta, which makes only fake tensors), so it does for every tensor with values
-    that an op writes to: one the forward reached other than through the modules (a hook's closure, a helper object,
-    a global), whose op runs for real.
+    model's tensors the forward may reach through a reference of its own, and of the caller's inputs, by address),
+    keeps what one holds before its first write, for :meth:`put_back` to restore once the forward is over.
 
     Why not FlopCounterMode itself: it is a second Python dispatch mode plus module hooks of its own that flatten
     every module's inputs and outputs, about 10 % of a GPT-2 forward on CPU; this one mode does its counting with the
@@ -724,13 +724,10 @@ class _OpRecorder(TorchDispatchMode):
 
     supports_higher_order_operators = True  # see _higher_order_plan
 
-    def __init__(
-        self, protected: dict[int, str] | None = None, *, count_flops: bool = False, keeps_every_write: bool = False
-    ) -> None:
+    def __init__(self, protected: dict[int, str] | None = None, *, count_flops: bool = False) -> None:
         super().__init__()
         self.protected = protected or {}
         self.count_flops = count_flops
-        self.keeps_every_write = keeps_every_write
         self.total_flops = 0
         self.stack: list[str] = []
         """The paths of the modules running (the :class:`_Hooks`' stack), innermost last."""
@@ -743,10 +740,13 @@ class _OpRecorder(TorchDispatchMode):
         # it, so its id stays its own
         self._plans: dict[int, _OpPlan | None] = {}
         self.restorable: dict[int, torch.Tensor] = {}
-        """On a real device: the tensors the model holds but its parameters, and the caller's inputs, by storage
-        address."""
+        """The storages of the tensors the model holds (but its parameters, on a real device, where a write to one
+        is refused) and of the caller's inputs on a real device, by address: what :meth:`put_back` restores."""
         self._kept: set[int] = set()
-        """The storages whose bytes are kept, by address: kept at the first write only."""
+        """The storages of :attr:`restorable` whose bytes are kept (at the first write), by address."""
+        self._layouts: dict[int, tuple[torch.Tensor, torch.UntypedStorage, int, torch.Size, tuple[int, ...]]] = {}
+        """Each tensor written to one of them, by id, with its storage, offset, sizes and strides at its first write:
+        an op may resize it (``resize_``, an ``out=``), and its storage comes back at its old size."""
         self._before_writes: list[tuple[torch.UntypedStorage, torch.Tensor]] = []
 
     @property
@@ -768,7 +768,7 @@ class _OpRecorder(TorchDispatchMode):
             counter = None if formula is None or not self.count_flops else _counter(formula)
             composite, written = _op_traits(func)
             decomposes = counter is None and self.count_flops and composite
-            written = written if self.protected or self.restorable or self.keeps_every_write else ()
+            written = written if self.protected or self.restorable else ()
             run = func._op if type(func) is torch._ops.OpOverload else func
             only_counted = counter is None and not decomposes and not written
             plan = _OpPlan(func.overloadpacket, counter, decomposes, written, run, only_counted)
@@ -845,8 +845,8 @@ class _OpRecorder(TorchDispatchMode):
             _set_eval_frame(callback)
 
     def _check_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
-        """Refuse a write to a parameter; keep what a tensor of :attr:`restorable` (any tensor with values, with
-        :attr:`keeps_every_write`) holds before its first write."""
+        """Refuse a write to a parameter; keep what a storage of :attr:`restorable` holds before its first write,
+        and the layout of each tensor written to it."""
         for index, name in plan.written:
             written = args[index] if index < len(args) else kwargs.get(name)
             # a list for the foreach ops (torch._foreach_mul_), a tensor for the others
@@ -867,9 +867,12 @@ class _OpRecorder(TorchDispatchMode):
                         f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
                         "not run that on your weights; summarise on meta (the default) instead"
                     )
-                if not address or address in self._kept:
+                if address not in self.restorable:
                     continue
-                if address in self.restorable or (self.keeps_every_write and _has_plain_storage(target)):
+                if id(target) not in self._layouts:
+                    self._layouts[id(target)] = (target, storage, int(target.storage_offset()), target.shape,
+                                                 target.stride())  # fmt: skip
+                if address not in self._kept:
                     self._kept.add(address)
                     # the whole storage, as bytes: every view of it (and so what aliases it) comes back; copied as
                     # it is, on its device (on meta, a cpu tensor of the model's is written for real)
@@ -879,7 +882,8 @@ class _OpRecorder(TorchDispatchMode):
 
     def put_back(self) -> None:
         """Restore what the storages of :attr:`restorable` that the forward wrote to held before, each to its size
-        (a forward may resize one: FSDP frees storages so); every one is tried before an error is raised."""
+        (a forward may resize one: FSDP frees storages so), and the layout of each tensor written to them (one the
+        forward grew would read past its storage, shrunk back); every one is tried before an error is raised."""
         errors: list[Exception] = []
         with torch.no_grad():
             for storage, before in reversed(self._before_writes):
@@ -889,8 +893,16 @@ class _OpRecorder(TorchDispatchMode):
                     torch.empty(0, dtype=torch.uint8, device=before.device).set_(storage).copy_(before)
                 except Exception as error:  # a storage that cannot be resized (one numpy or a file holds)
                     errors.append(error)
+            for tensor, storage, offset, shape, stride in self._layouts.values():
+                if (tensor.untyped_storage()._cdata != storage._cdata or tensor.storage_offset() != offset
+                        or tensor.shape != shape or tensor.stride() != stride):  # fmt: skip
+                    try:
+                        tensor.set_(storage, offset, shape, stride)
+                    except Exception as error:
+                        errors.append(error)
         self._before_writes.clear()
         self._kept.clear()
+        self._layouts.clear()
         if errors:
             raise errors[0]
 
@@ -1598,41 +1610,62 @@ _CONTAINERS = _MAPPINGS | _COLLECTIONS
 
 
 def _containers_within(values: list[Any]) -> tuple[list[Any], list[Any]]:
-    """The containers among ``values`` and within them, at any depth, each once (a KV cache kept as a list of
-    ``(key, value)`` tuples, a dict of lists), and what the tuples among them hold (an RNN's ``(h, c)``): a tuple
-    cannot change, what it holds can. Other objects are not looked into (their attributes could reach anything:
-    a tokenizer, the caller's own objects).
+    """The containers among ``values`` and within them, each once (a KV cache kept as a list of ``(key, value)``
+    tuples, a dict of lists), and what the tuples among them hold (an RNN's ``(h, c)``): a tuple cannot change, what
+    it holds can. Other objects are not looked into (their attributes could reach anything: a tokenizer, the
+    caller's own objects), nor a level below the first that holds more than :data:`_MOST_NESTED_ITEMS` items (a
+    tokenizer's merges, held by a module: its strings cannot change, and reading them at each forward would cost
+    more than the forward).
 
     A level at a time, picked by type in C (compress over map): a model's modules hold thousands of attributes,
-    among them a dozen dicts each (the hooks'), nearly all empty, and nothing deeper."""
+    among them a dozen dicts each (the hooks'), nearly all empty, and nothing deeper.
+
+    >>> shared = [1.0]
+    >>> found, in_tuples = _containers_within([{"rows": [shared, shared]}, (shared, 2)])
+    >>> [type(item).__name__ for item in found], in_tuples
+    (['dict', 'list', 'list'], [[1.0], 2])
+    """
     found: list[Any] = []
     in_tuples: list[Any] = []
     seen: set[int] = set()
     level = values
     while level:
-        kinds = set(map(type, level))
+        types = list(map(type, level))
+        kinds = set(types)
         tuple_kinds = {kind for kind in kinds if issubclass(kind, tuple)}
         if kinds.isdisjoint(_CONTAINERS) and not tuple_kinds:
             break
-        containers = list(compress(level, map(_CONTAINERS.__contains__, map(type, level))))
-        tuples = list(compress(level, map(tuple_kinds.__contains__, map(type, level))))
-        if seen:  # below the first level, where a container may hold one met before (itself, even)
-            containers = [item for item in containers if id(item) not in seen]
-            tuples = [item for item in tuples if id(item) not in seen]
+        containers = list(compress(level, map(_CONTAINERS.__contains__, types)))
+        tuples = list(compress(level, map(tuple_kinds.__contains__, types))) if tuple_kinds else []
+        if seen:  # below the first level, where a container may be met again (itself, even; many times over)
+            containers = [item for item in _each_once(containers) if id(item) not in seen]
+            tuples = [item for item in _each_once(tuples) if id(item) not in seen]
         found.extend(containers)
         filled = list(compress(containers, map(len, containers)))
         # those looked into, which alone could lead back (an empty one met again is only held twice)
         seen.update(map(id, filled))
         seen.update(map(id, tuples))
         is_mapping = list(map(operator.not_, map(_COLLECTIONS.__contains__, map(type, filled))))
-        inside_tuples = list(chain.from_iterable(tuples))
+        # a tuple's items as the tuple holds them, not as a subclass's own __iter__ would give them
+        inside_tuples = list(chain.from_iterable(map(tuple.__iter__, tuples)))
         in_tuples.extend(inside_tuples)
         level = [
             *chain.from_iterable(map(_VALUES, compress(filled, is_mapping))),
             *chain.from_iterable(compress(filled, map(operator.not_, is_mapping))),
             *inside_tuples,
         ]
+        if len(level) > _MOST_NESTED_ITEMS:
+            break
     return found, in_tuples
+
+
+_MOST_NESTED_ITEMS = 100_000
+
+
+def _each_once(items: list[Any]) -> list[Any]:
+    """``items`` without repeats, by identity, in order: a level may hold one container many times over (the rows of
+    a list made as ``[row] * n``), and each is looked into once."""
+    return list(dict(zip(map(id, items), items, strict=True)).values())
 
 
 def _restore(current: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
@@ -2076,10 +2109,11 @@ def _room_under_the_recursion_limit(stack: contextlib.ExitStack, walk: ModuleWal
 
 
 class _RecursionRoom:
-    """Python's recursion limit raised while summaries run, in any thread: each raises it as far as its model needs
-    above the limit the first one in found, and the last out puts that back (unless a forward set a limit of its own,
-    which stays as it would without the summary). Each putting back what it found would leave the limit raised for
-    good when two overlap in two threads and the first to start ends first."""
+    """Python's recursion limit raised while summaries run, in any thread: each raises it by what its model needs
+    (a summary inside another's forward has its own room above the first one's), and the last out puts back the
+    limit the first one in found (unless a forward set a limit of its own, which stays as it would without the
+    summary). Each putting back what it found would leave the limit raised for good when two overlap in two threads
+    and the first to start ends first."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -2089,22 +2123,24 @@ class _RecursionRoom:
 
     @contextlib.contextmanager
     def raised(self, room: Callable[[int], int]) -> Iterator[None]:
-        """The limit at least ``room(limit)`` above the limit found, within the block."""
-        with self._lock:
-            if not self._running:
-                self._found = self._set = sys.getrecursionlimit()
-            self._running += 1
-            wanted = self._found + room(self._found)
-            if wanted > sys.getrecursionlimit():
-                sys.setrecursionlimit(wanted)
-                self._set = wanted
+        """The limit ``room(limit)`` above the limit in force, within the block."""
+        entered = False  # a KeyboardInterrupt may come before the count is raised: then it is not lowered
         try:
+            with self._lock:
+                limit = sys.getrecursionlimit()
+                if not self._running:
+                    self._found = limit
+                self._set = limit + room(limit)
+                sys.setrecursionlimit(self._set)
+                self._running += 1
+                entered = True
             yield
         finally:
-            with self._lock:
-                self._running -= 1
-                if not self._running and sys.getrecursionlimit() == self._set:
-                    sys.setrecursionlimit(self._found)
+            if entered:
+                with self._lock:
+                    self._running -= 1
+                    if not self._running and sys.getrecursionlimit() == self._set:
+                        sys.setrecursionlimit(self._found)
 
 
 _RECURSION_ROOM = _RecursionRoom()
@@ -2169,7 +2205,7 @@ def _run(
             saved = _SavedTensors(hooks, kept)
         # on a real device the forward runs on the weights themselves
         protected = None if device == "meta" else _parameter_storages(walk)
-        recorder = _OpRecorder(protected, count_flops=count_flops, keeps_every_write=device == "meta")
+        recorder = _OpRecorder(protected, count_flops=count_flops)
         hooks.recorder, recorder.stack = recorder, hooks.stack
         with contextlib.ExitStack() as stack:
             # what a forward draws from torch's generators (dropout; on meta, a number drawn on the cpu) is put back:
@@ -2182,14 +2218,15 @@ def _run(
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
             state = stack.enter_context(_mode(model, walk, train, real_weights=device != "meta"))
-            if device == "meta":  # where the recorder keeps every write
+            # what the model holds and a forward may write to in place: a cache; its buffers, which the forward
+            # runs on copies (or stand-ins) of and reaches only through a reference of its own (a hook's closure over
+            # a running statistic); on meta its real parameters too (a helper object that clamps the weights), where
+            # an op on cpu tensors alone runs for real (on a real device a write to one is refused)
+            model_tensors = [*state.loose, *walk.buffers, *(walk.parameters if device == "meta" else ())]
+            held = [tensor for tensor in model_tensors if _has_plain_storage(tensor)]
+            recorder.restorable = {key: tensor for tensor in held if (key := tensor.untyped_storage().data_ptr())}
+            if device == "meta":
                 _data_parallel_runs_its_module(stack, walk)  # before the wrappers, which wrap what it sets
-            else:
-                # what the model holds besides its weights and a forward writes to in place: a cache, and the buffers
-                # themselves, which the forward reaches only through a reference of its own (a hook's closure): it
-                # runs on copies of them
-                held = [tensor for tensor in [*state.loose, *walk.buffers] if _has_plain_storage(tensor)]
-                recorder.restorable = {key: tensor for tensor in held if (key := tensor.untyped_storage().data_ptr())}
             stack.callback(recorder.put_back)  # what the forward wrote to them, and to the caller's inputs
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
@@ -2213,7 +2250,7 @@ def _run(
                 raise
             if device != "meta":
                 _restore_callers_tensors(recorder, (args, kwargs), device)
-            if count_flops or recorder.protected or recorder.restorable or recorder.keeps_every_write:
+            if count_flops or recorder.protected or recorder.restorable:
                 stack.enter_context(recorder)
             output = _forward(model, weights, inputs, keywords)
             if values is not None:
