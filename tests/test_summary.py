@@ -572,6 +572,32 @@ def test_a_summary_inside_a_summarised_forward_has_its_own_room() -> None:
     assert sys.getrecursionlimit() == limit
 
 
+def test_summaries_that_keep_overlapping_do_not_ratchet_the_recursion_limit() -> None:
+    # each raised the limit in force, which held the others' room already: while one summary stays in its forward,
+    # every other one raised it further
+    limit = sys.getrecursionlimit()
+    inside, done = threading.Event(), threading.Event()
+    held = threading.Thread(target=paramscope.summary, args=(_WaitsInItsForward(inside, done),),
+                            kwargs={"input_size": (2, 4), "device": "cpu"})  # fmt: skip
+    seen: list[int] = []
+
+    class SeesTheLimit(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(sys.getrecursionlimit())
+            return super().forward(x)
+
+    held.start()
+    try:
+        assert inside.wait(60)
+        for _ in range(5):
+            paramscope.summary(SeesTheLimit(4, 4), input_size=(2, 4), device="cpu")
+    finally:
+        done.set()
+        held.join(60)
+    assert len(set(seen)) == 1
+    assert sys.getrecursionlimit() == limit
+
+
 def test_memory_of_a_model_nested_as_deep_as_its_own_forward_allows_measures_its_forward() -> None:
     limit = sys.getrecursionlimit()
     levels = (limit - _frames_in_use() - 50) // 5
@@ -4796,6 +4822,58 @@ def test_tensors_a_forward_reaches_through_references_of_its_own_come_back(devic
     assert model.history.untyped_storage().nbytes() == 4 * 4
 
 
+class RebindsAndGrowsThroughReferencesOfItsOwn(nn.Module):
+    """Hooks that reach the model's tensors through closures: two buffers viewing one storage, grown one after the
+    other (the first resize moves the storage's bytes), a buffer and a weight whose ``.data`` is rebound (clipping
+    as ``p.data = p.data.clamp(...)``, on meta only: on cpu a write to a weight is refused), and a buffer made under
+    ``inference_mode`` that the forward grows in an ``inference_mode`` of its own."""
+
+    def __init__(self, clip: bool) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        base = torch.zeros(8)
+        self.register_buffer("first", base[:4])
+        self.register_buffer("second", base[4:])
+        self.register_buffer("scale", torch.ones(4))
+        with torch.inference_mode():
+            self.register_buffer("cache", torch.zeros(2, 4))
+        first, second, scale, cache, weight = self.first, self.second, self.scale, self.cache, self.fc.weight
+
+        def hook(module: nn.Module, args: Any, output: torch.Tensor) -> None:
+            first.resize_(100_000)
+            second.resize_(200_000)
+            scale.data = torch.full((4,), 2.0)
+            if clip:
+                weight.data = weight.data.clamp(-0.01, 0.01)
+            with torch.inference_mode():
+                cache.resize_(4, 4)
+
+        self.fc.register_forward_hook(hook)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_tensors_rebound_and_grown_through_references_of_its_own_come_back(device: str) -> None:
+    model = RebindsAndGrowsThroughReferencesOfItsOwn(clip=device == "meta")
+    tensors = [model.first, model.second, model.scale, model.cache, model.fc.weight]
+    before = [(tensor.detach().clone(), tensor.untyped_storage().nbytes()) for tensor in tensors]
+    paramscope.summary(model, input_size=(2, 4), device=device)
+    for tensor, (values, nbytes) in zip(tensors, before, strict=True):
+        assert torch.equal(tensor, values)
+        assert tensor.untyped_storage().nbytes() == nbytes
+
+
+def test_a_large_container_leaves_the_others_looked_into() -> None:
+    # one cap for a whole level stopped the look into every container beside a vocabulary of 100,001 entries
+    model = KeepsStateNested()
+    model.vocab = {str(i): i for i in range(100_001)}
+    key = model.kv[0][0]
+    paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert torch.equal(key, torch.zeros(8, 4))
+
+
 @functools.cache
 def _scale_table(n: int) -> torch.Tensor:
     table = torch.from_numpy(np.arange(n, dtype=np.float32))  # a real cpu tensor, even under fake tensors
@@ -4807,7 +4885,7 @@ class ScalesByACachedTable(nn.Linear):
         return super().forward(x) * _scale_table(4).to(x.device)
 
 
-def test_a_cpu_tensor_a_forward_on_meta_makes_and_keeps_keeps_its_values() -> None:
+def test_a_cpu_tensor_a_forward_on_meta_makes_and_caches_keeps_its_values() -> None:
     # no tensor of the model's: what it holds stays as the forward left it, as after a plain forward
     _scale_table.cache_clear()
     paramscope.summary(ScalesByACachedTable(4, 4), input_size=(2, 4))

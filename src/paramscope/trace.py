@@ -740,10 +740,12 @@ class _OpRecorder(TorchDispatchMode):
         # it, so its id stays its own
         self._plans: dict[int, _OpPlan | None] = {}
         self.restorable: dict[int, torch.Tensor] = {}
-        """The storages of the tensors the model holds (but its parameters, on a real device, where a write to one
-        is refused) and of the caller's inputs on a real device, by address: what :meth:`put_back` restores."""
+        """The storages of :meth:`restore_after`'s tensors, by their ``_cdata`` (which a reallocation keeps: a
+        ``resize_`` moves the bytes, not the storage): what :meth:`put_back` restores."""
+        self._owned: set[int] = set()
+        """:meth:`restore_after`'s tensors, by id: those whose layout is kept too (not the forward's own views)."""
         self._kept: set[int] = set()
-        """The storages of :attr:`restorable` whose bytes are kept (at the first write), by address."""
+        """The storages of :attr:`restorable` whose bytes are kept (at the first write)."""
         self._layouts: dict[int, tuple[torch.Tensor, torch.UntypedStorage, int, torch.Size, tuple[int, ...]]] = {}
         """Each tensor written to one of them, by id, with its storage, offset, sizes and strides at its first write:
         an op may resize it (``resize_``, an ``out=``), and its storage comes back at its old size."""
@@ -844,6 +846,14 @@ class _OpRecorder(TorchDispatchMode):
         finally:
             _set_eval_frame(callback)
 
+    def restore_after(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Have :meth:`put_back` restore what the forward writes in place to ``tensors`` (those with values): their
+        storages' bytes, and their layouts."""
+        for tensor in tensors:
+            if _has_plain_storage(tensor) and (storage := tensor.untyped_storage()).data_ptr():
+                self.restorable.setdefault(storage._cdata, tensor)
+                self._owned.add(id(tensor))
+
     def _check_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
         """Refuse a write to a parameter; keep what a storage of :attr:`restorable` holds before its first write,
         and the layout of each tensor written to it."""
@@ -867,13 +877,14 @@ class _OpRecorder(TorchDispatchMode):
                         f"{func.overloadpacket} would change the parameter {parameter!r} in place: paramscope does "
                         "not run that on your weights; summarise on meta (the default) instead"
                     )
-                if address not in self.restorable:
+                key = storage._cdata
+                if key not in self.restorable:
                     continue
-                if id(target) not in self._layouts:
+                if id(target) in self._owned and id(target) not in self._layouts:
                     self._layouts[id(target)] = (target, storage, int(target.storage_offset()), target.shape,
                                                  target.stride())  # fmt: skip
-                if address not in self._kept:
-                    self._kept.add(address)
+                if key not in self._kept:
+                    self._kept.add(key)
                     # the whole storage, as bytes: every view of it (and so what aliases it) comes back; copied as
                     # it is, on its device (on meta, a cpu tensor of the model's is written for real)
                     with _disable_current_modes():
@@ -897,7 +908,8 @@ class _OpRecorder(TorchDispatchMode):
                 if (tensor.untyped_storage()._cdata != storage._cdata or tensor.storage_offset() != offset
                         or tensor.shape != shape or tensor.stride() != stride):  # fmt: skip
                     try:
-                        tensor.set_(storage, offset, shape, stride)
+                        with torch.inference_mode(tensor.is_inference()):  # a buffer made under inference_mode
+                            tensor.set_(storage, offset, shape, stride)
                     except Exception as error:
                         errors.append(error)
         self._before_writes.clear()
@@ -915,9 +927,7 @@ def _restore_callers_tensors(recorder: _OpRecorder, arguments: Any, device: str)
     """Have ``recorder`` put back what the forward writes to the caller's own tensors among ``arguments``, those
     already on ``device`` (the forward runs on them, not on copies): an in-place ReLU on the input, a state the
     forward updates in place. The caller gets their inputs back as they gave them."""
-    for tensor in _tensors_in(arguments):
-        if tensor.device.type == device and _has_plain_storage(tensor) and (key := tensor.untyped_storage().data_ptr()):
-            recorder.restorable.setdefault(key, tensor)
+    recorder.restore_after(tensor for tensor in _tensors_in(arguments) if tensor.device.type == device)
 
 
 def _has_plain_storage(tensor: torch.Tensor) -> bool:
@@ -1402,7 +1412,10 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     retained = [tensor.grad for tensor in retaining]
     flags: list[bool] = list(map(_REQUIRES_GRAD, [*params, *leaves]))
     grads: list[torch.Tensor | None] = list(map(_GRAD, [*params, *leaves]))
-    with_values = [tensor for tensor in loose if _has_plain_storage(tensor)]
+    # the buffers too, and on meta the real parameters: the forward runs on copies or stand-ins of them, but a
+    # reference of its own (a hook's closure, a helper that clips the weights) may rebind their .data
+    with_values = [tensor for tensor in [*loose, *walk.buffers, *(() if real_weights else params)]
+                   if _has_plain_storage(tensor)]  # fmt: skip
     held = [*params, *with_values] if real_weights else with_values
     data: list[torch.Tensor] = list(map(_DATA, held))
     dtypes: list[torch.dtype] = list(map(_DTYPE, data))
@@ -1613,9 +1626,9 @@ def _containers_within(values: list[Any]) -> tuple[list[Any], list[Any]]:
     """The containers among ``values`` and within them, each once (a KV cache kept as a list of ``(key, value)``
     tuples, a dict of lists), and what the tuples among them hold (an RNN's ``(h, c)``): a tuple cannot change, what
     it holds can. Other objects are not looked into (their attributes could reach anything: a tokenizer, the
-    caller's own objects), nor a level below the first that holds more than :data:`_MOST_NESTED_ITEMS` items (a
-    tokenizer's merges, held by a module: its strings cannot change, and reading them at each forward would cost
-    more than the forward).
+    caller's own objects), nor one holding more than :data:`_MOST_ITEMS_LOOKED_INTO` items (a tokenizer's merges,
+    held by a module: its strings cannot change, and reading them at each forward would cost more than the forward;
+    the container itself is compared, item by item).
 
     A level at a time, picked by type in C (compress over map): a model's modules hold thousands of attributes,
     among them a dozen dicts each (the hooks'), nearly all empty, and nothing deeper.
@@ -1641,8 +1654,9 @@ def _containers_within(values: list[Any]) -> tuple[list[Any], list[Any]]:
             containers = [item for item in _each_once(containers) if id(item) not in seen]
             tuples = [item for item in _each_once(tuples) if id(item) not in seen]
         found.extend(containers)
-        filled = list(compress(containers, map(len, containers)))
         # those looked into, which alone could lead back (an empty one met again is only held twice)
+        filled = list(compress(containers, _looked_into(list(map(len, containers)))))
+        tuples = list(compress(tuples, _looked_into(list(map(tuple.__len__, tuples)))))
         seen.update(map(id, filled))
         seen.update(map(id, tuples))
         is_mapping = list(map(operator.not_, map(_COLLECTIONS.__contains__, map(type, filled))))
@@ -1654,12 +1668,15 @@ def _containers_within(values: list[Any]) -> tuple[list[Any], list[Any]]:
             *chain.from_iterable(compress(filled, map(operator.not_, is_mapping))),
             *inside_tuples,
         ]
-        if len(level) > _MOST_NESTED_ITEMS:
-            break
     return found, in_tuples
 
 
-_MOST_NESTED_ITEMS = 100_000
+_MOST_ITEMS_LOOKED_INTO = 100_000
+
+
+def _looked_into(lengths: list[int]) -> Iterator[bool]:
+    """For each length, whether a container of it is looked into: neither empty nor too long (in C, as a map)."""
+    return map(operator.and_, map(bool, lengths), map(_MOST_ITEMS_LOOKED_INTO.__ge__, lengths))
 
 
 def _each_once(items: list[Any]) -> list[Any]:
@@ -2109,38 +2126,48 @@ def _room_under_the_recursion_limit(stack: contextlib.ExitStack, walk: ModuleWal
 
 
 class _RecursionRoom:
-    """Python's recursion limit raised while summaries run, in any thread: each raises it by what its model needs
-    (a summary inside another's forward has its own room above the first one's), and the last out puts back the
-    limit the first one in found (unless a forward set a limit of its own, which stays as it would without the
-    summary). Each putting back what it found would leave the limit raised for good when two overlap in two threads
-    and the first to start ends first."""
+    """Python's recursion limit raised while summaries run, in any thread: to the limit the first one in found, plus
+    the most room any one thread's summaries need (a summary inside another's forward needs its own on top of the
+    outer one's); the last out puts back the limit found (unless a forward set a limit of its own, which stays as it
+    would without the summary). Each putting back what it found would leave the limit raised for good when two
+    overlap in two threads and the first to start ends first; each raising the limit in force would ratchet it up
+    while summaries keep overlapping."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._running = 0
+        self._rooms: dict[int, list[int]] = {}
+        """The room each running summary needs, by thread, innermost last."""
         self._found = 0
         self._set = 0
 
     @contextlib.contextmanager
     def raised(self, room: Callable[[int], int]) -> Iterator[None]:
-        """The limit ``room(limit)`` above the limit in force, within the block."""
-        entered = False  # a KeyboardInterrupt may come before the count is raised: then it is not lowered
+        """The limit ``room(limit)`` above what the summaries running around this one in its thread need."""
+        thread = threading.get_ident()
+        entered = False  # a KeyboardInterrupt may come before the room is added: then it is not taken away
         try:
             with self._lock:
-                limit = sys.getrecursionlimit()
-                if not self._running:
-                    self._found = limit
-                self._set = limit + room(limit)
-                sys.setrecursionlimit(self._set)
-                self._running += 1
+                if not self._rooms:
+                    self._found = self._set = sys.getrecursionlimit()
+                self._rooms.setdefault(thread, []).append(room(self._found))
                 entered = True
+                self._apply(raise_only=True)
             yield
         finally:
             if entered:
                 with self._lock:
-                    self._running -= 1
-                    if not self._running and sys.getrecursionlimit() == self._set:
-                        sys.setrecursionlimit(self._found)
+                    rooms = self._rooms[thread]
+                    rooms.pop()
+                    if not rooms:
+                        del self._rooms[thread]
+                    if sys.getrecursionlimit() == self._set:
+                        self._apply(raise_only=False)
+
+    def _apply(self, *, raise_only: bool) -> None:
+        wanted = self._found + max(map(sum, self._rooms.values()), default=0)
+        if wanted > sys.getrecursionlimit() or not raise_only:
+            sys.setrecursionlimit(wanted)
+            self._set = wanted
 
 
 _RECURSION_ROOM = _RecursionRoom()
@@ -2222,9 +2249,7 @@ def _run(
             # runs on copies (or stand-ins) of and reaches only through a reference of its own (a hook's closure over
             # a running statistic); on meta its real parameters too (a helper object that clamps the weights), where
             # an op on cpu tensors alone runs for real (on a real device a write to one is refused)
-            model_tensors = [*state.loose, *walk.buffers, *(walk.parameters if device == "meta" else ())]
-            held = [tensor for tensor in model_tensors if _has_plain_storage(tensor)]
-            recorder.restorable = {key: tensor for tensor in held if (key := tensor.untyped_storage().data_ptr())}
+            recorder.restore_after([*state.loose, *walk.buffers, *(walk.parameters if device == "meta" else ())])
             if device == "meta":
                 _data_parallel_runs_its_module(stack, walk)  # before the wrappers, which wrap what it sets
             stack.callback(recorder.put_back)  # what the forward wrote to them, and to the caller's inputs
