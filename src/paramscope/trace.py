@@ -2122,6 +2122,8 @@ def _room_under_the_recursion_limit(stack: contextlib.ExitStack, walk: ModuleWal
     it), so a model nested 160 deep would fail where it runs 247 deep by itself. The limit is the process's: other
     threads have the room too while the forward runs."""
     depth = max(map(path_depth, walk.paths.values()), default=0)
+    # no deeper than a plain forward could nest under the limit (three frames a level at least): a chain of 50,000
+    # modules, which fails by itself, must fail here too with a RecursionError, not overflow the C stack
     stack.enter_context(_RECURSION_ROOM.raised(lambda limit: 2 * min(depth, limit // 3) + _SUMMARY_FRAMES))
 
 
