@@ -1414,8 +1414,8 @@ def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool
     grads: list[torch.Tensor | None] = list(map(_GRAD, [*params, *leaves]))
     # the buffers too, and on meta the real parameters: the forward runs on copies or stand-ins of them, but a
     # reference of its own (a hook's closure, a helper that clips the weights) may rebind their .data
-    with_values = [tensor for tensor in [*loose, *walk.buffers, *(() if real_weights else params)]
-                   if _has_plain_storage(tensor)]  # fmt: skip
+    with_values = state.with_values = [tensor for tensor in [*loose, *walk.buffers, *(() if real_weights else params)]
+                                       if _has_plain_storage(tensor)]  # fmt: skip
     held = [*params, *with_values] if real_weights else with_values
     data: list[torch.Tensor] = list(map(_DATA, held))
     dtypes: list[torch.dtype] = list(map(_DTYPE, data))
@@ -1562,6 +1562,10 @@ class _ModuleState:
         """The tensors the modules hold besides their parameters and buffers, once :meth:`loose_tensors` is read."""
         self.generators: list[torch.Generator] = []
         """The random generators the modules hold, found with the loose tensors: a draw from one moves it on."""
+        self.with_values: list[torch.Tensor] = []
+        """Set by :func:`_mode`: the tensors with values that the forward may change other than through the
+        weights it runs on (the loose tensors, the buffers, and on meta the real parameters), whose ``.data`` it
+        puts back, and whose values the op recorder does."""
 
     def unchanged(self) -> bool:
         """Whether every module holds what it held: the same ``__dict__``, as many entries in each container, and
@@ -2251,7 +2255,7 @@ def _run(
             # runs on copies (or stand-ins) of and reaches only through a reference of its own (a hook's closure over
             # a running statistic); on meta its real parameters too (a helper object that clamps the weights), where
             # an op on cpu tensors alone runs for real (on a real device a write to one is refused)
-            recorder.restore_after([*state.loose, *walk.buffers, *(walk.parameters if device == "meta" else ())])
+            recorder.restore_after(state.with_values)
             if device == "meta":
                 _data_parallel_runs_its_module(stack, walk)  # before the wrappers, which wrap what it sets
             stack.callback(recorder.put_back)  # what the forward wrote to them, and to the caller's inputs
