@@ -37,12 +37,13 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, shape_wrapper
 
 import paramscope
+from paramscope._model_state import _containers_within
 from paramscope._summary import make_inputs
 from paramscope._walk import path_depth
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import View, render
 from paramscope.render._layout import OWN_OPS, _shown_calls
-from paramscope.trace import ForwardError, _containers_within, _OpRecorder, _tensors_in, describe, trace
+from paramscope.trace import ForwardError, _OpRecorder, _tensors_in, describe, trace
 
 from .cli import assert_error, run, run_in_a_new_process
 
@@ -1132,14 +1133,14 @@ def test_grouped_query_attention_counts_its_products_for_every_query_head(
     """Q·Kᵀ and weights·V, 2 FLOPs a multiply-add, for each of the 6 query heads: with torch's attention formula as
     torch 2.13 has it, and as torch before it had it, which refused keys of fewer heads (an AssertionError)."""
     if torch_formula != "as it is":
-        formula = paramscope.trace.sdpa_flop_count
+        formula = paramscope._flop_formulas.sdpa_flop_count
 
         def equal_heads_only(query: Any, key: Any, value: Any) -> int:
             if not query[1] == key[1] == value[1]:
                 raise AssertionError("sdpa_flop_count: query/key/value shapes are incompatible")
             return int(formula(query, key, value))
 
-        monkeypatch.setattr(paramscope.trace, "sdpa_flop_count", equal_heads_only)
+        monkeypatch.setattr(paramscope._flop_formulas, "sdpa_flop_count", equal_heads_only)
         monkeypatch.setattr(paramscope.trace, "_counters", {})  # counts known from other tests' forwards
     q, kv = torch.randn(2, 6, 5, 7), torch.randn(2, 3, 5, 7)
     expected = 2 * (2 * 2 * 6 * 5 * 5 * 7)  # batch 2, 6 heads, 5 × 5 positions, heads of 7

@@ -26,15 +26,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect as pyinspect
-import operator
 import sys
-import threading
 import weakref
-from collections import Counter, OrderedDict, UserDict, defaultdict, deque
+from collections import UserDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from copy import copy, deepcopy
 from dataclasses import dataclass, field
-from itertools import chain, compress, islice
+from itertools import chain
 from types import FunctionType, MethodType, ModuleType
 from typing import Any
 
@@ -49,123 +47,31 @@ from torch._subclasses.fake_tensor import (
     FakeTensorMode,
     UnsupportedOperatorException,
 )
-from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapper
+from torch.utils.flop_counter import flop_registry
 
 from ._autocast import AsUnderAutocast
 from ._errors import TargetError, first_line
+from ._flop_formulas import EXTRA_FLOP_FORMULAS
+from ._model_state import has_plain_storage, in_mode
 from ._on_meta import as_on_a_device, fake_tensors
+from ._process_settings import (
+    EVAL_FRAME,
+    compiled_code_run_eagerly,
+    default_dtype_as_its_code_sets,
+    parametrizations_cached_apart,
+    room_under_the_recursion_limit,
+)
 from ._progress import steps
 from ._walk import ModuleWalk, path_depth
 from .sources._tensors import PLAIN_TENSOR_CLASSES, plain_parts, sparse_parts
-from .sources.code import default_dtype_of_code, random_states_put_back
+from .sources.code import random_states_put_back
 
 aten = torch.ops.aten
 
 
-def _gets_tensors(formula: Callable[..., int]) -> Callable[..., int]:
-    """Mark a FLOP formula as taking the op's tensors: FlopCounterMode passes shapes to the others."""
-    formula._get_raw = True  # type: ignore[attr-defined]
-    return formula
-
-
-def _cpu_flash_attention_on_shapes(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
-    # FlopCounterMode has no formula for the CPU flash-attention kernel; it computes the same attention as the
-    # kernels it does count, so torch's own attention formula applies. Grouped-query attention (fewer key and value
-    # heads, enable_gqa) does the products of its keys repeated for every query head: given so, as torch's formula
-    # takes keys of fewer heads only from torch 2.13 on (before, an AssertionError failed the forward).
-    if len(query) == len(key) == len(value) == 4 and key[1] and query[1] % key[1] == 0:
-        key, value = (*key[:1], query[1], *key[2:]), (*value[:1], query[1], *value[2:])
-    return int(sdpa_flop_count(query, key, value))
-
-
-# on shapes, as FlopCounterMode's own formulas are: worked out once per shape
-_cpu_flash_attention_flops: Callable[..., int] = shape_wrapper(_cpu_flash_attention_on_shapes)
-
-
-def _rows(tensor: torch.Tensor) -> int:
-    """Vectors of the last dimension in ``tensor`` (batch × sequence), nested tensors included."""
-    if tensor.is_nested:
-        return sum(part.numel() // part.shape[-1] for part in tensor.unbind())
-    return tensor.numel() // tensor.shape[-1]
-
-
-def _attention_flops(query: torch.Tensor, key: torch.Tensor, embed_dim: int) -> int:
-    # The projections of queries, keys, values and output (2 per multiply-add), and the two attention products,
-    # Q·Kᵀ and weights·V, of 2·L·S·E each per sequence: what the unfused path counts op by op.
-    if query.is_nested:  # sequences of their own lengths
-        return sum(_attention_flops(q, k, embed_dim) for q, k in zip(query.unbind(), key.unbind(), strict=True))
-    queries, keys = _rows(query), _rows(key)
-    sequences = 1 if query.dim() == 2 else query.shape[0]
-    projections = 2 * embed_dim * embed_dim * (2 * queries + 2 * keys)
-    return projections + 4 * embed_dim * (queries * keys // sequences)
-
-
-@_gets_tensors
-def _fused_attention_flops(query: Any, key: Any, value: Any, embed_dim: int, *args: Any, **kwargs: Any) -> int:
-    # nn.MultiheadAttention's fast path (eval, no grad, on CPU/GPU): one op that FlopCounterMode counts as 0.
-    return _attention_flops(query, key, embed_dim)
-
-
-_ENCODER_LAYER_ARGUMENTS = [argument.name for argument in aten._transformer_encoder_layer_fwd.default._schema.arguments]
-
-
-@_gets_tensors
-def _fused_encoder_layer_flops(*args: Any, **kwargs: Any) -> int:
-    # nn.TransformerEncoderLayer's fast path: self-attention, then the feed-forward block (linear1, linear2).
-    named = dict(zip(_ENCODER_LAYER_ARGUMENTS, args, strict=False)) | kwargs
-    source, embed_dim, hidden = named["src"], named["embed_dim"], named["ffn_weight_1"].shape[0]
-    return _attention_flops(source, source, embed_dim) + 2 * 2 * _rows(source) * embed_dim * hidden
-
-
-@_gets_tensors
-def _grouped_mm_flops(first: Any, second: Any, *args: Any, **kwargs: Any) -> int:
-    # Mixture-of-experts layers (transformers 5) multiply each token by its expert's weights in one grouped op:
-    # (tokens, k) × (experts, k, n): every token through one expert; (g, m, k) × (g, k, n): g products;
-    # (m, k) × (k, n) split along k into groups (a weight gradient), and (g, m, k) × (k, n) split along n: one
-    # product's worth.
-    if first.dim() == 2 and second.dim() == 3:
-        return 2 * first.shape[0] * first.shape[1] * second.shape[2]
-    if first.dim() == 3 and second.dim() == 3:
-        return 2 * first.shape[0] * first.shape[1] * first.shape[2] * second.shape[2]
-    if first.dim() == 2 and second.dim() == 2:
-        return 2 * first.shape[0] * first.shape[1] * second.shape[1]
-    if first.dim() == 3 and second.dim() == 2:
-        return 2 * first.shape[1] * first.shape[2] * second.shape[1]
-    raise NotImplementedError(f"no FLOP formula for _grouped_mm of {first.dim()}-D × {second.dim()}-D operands")
-
-
-@_gets_tensors
-def _mkldnn_rnn_layer_flops(inputs: Any, weight_ih: Any, weight_hh: Any, *args: Any, **kwargs: Any) -> int:
-    # One layer and direction of an nn.LSTM on CPU (RNN and GRU run unfused there): every step multiplies the input
-    # and the hidden state by their gate weights, as the unfused cells do op by op.
-    gates, features = weight_ih.shape
-    return 2 * _rows(inputs) * gates * (features + weight_hh.shape[1])
-
-
-@_gets_tensors
-def _linear_flops(inputs: Any, weight: Any, *args: Any, **kwargs: Any) -> int:
-    # aten.linear reaches a dispatch mode only for a tensor with kernels of its own (a nested tensor), where the
-    # decomposition into matrix products that FlopCounterMode runs cannot take the input's sizes: the same count,
-    # 2 per multiply-add, from the input's rows.
-    return 2 * _rows(inputs) * weight.shape[0] * weight.shape[1]
-
-
-_EXTRA_FLOP_FORMULAS_BY_OP: dict[str, Callable[..., int]] = {
-    "_scaled_dot_product_flash_attention_for_cpu": _cpu_flash_attention_flops,
-    "_native_multi_head_attention": _fused_attention_flops,
-    "_transformer_encoder_layer_fwd": _fused_encoder_layer_flops,
-    "mkldnn_rnn_layer": _mkldnn_rnn_layer_flops,
-    "_grouped_mm": _grouped_mm_flops,
-    "linear": _linear_flops,
-}
-# by name: an op newer than the torch installed (_grouped_mm came in torch 2.8) cannot run, and needs no formula
-EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
-    getattr(aten, name): formula for name, formula in _EXTRA_FLOP_FORMULAS_BY_OP.items() if hasattr(aten, name)
-}
 # dtypes a row does not name (a half-precision model's rows would all say so), and those an error's inputs do not
 # (torch's default and token ids'): a float16 input to a float32 layer fails for its dtype, which the error shows
 _PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
@@ -460,18 +366,17 @@ _UNPLANNED: Any = object()
 # skip, and the handler turns dynamo's frame callback off for what it calls (formulas, torch's decompositions), as
 # the wrapper does (checked against torch 2.13's DisableContext). Where this torch has no such calls, torch's
 # wrapper stays.
-_eval_frame: Any = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
 _KEEPS_DYNAMO_OUT = all(
-    hasattr(_eval_frame, name)
+    hasattr(EVAL_FRAME, name)
     for name in ("set_eval_frame", "set_code_exec_strategy", "_FrameExecStrategy", "_FrameAction")
 )
-_set_eval_frame: Callable[[Any], Any] = _eval_frame.set_eval_frame if _KEEPS_DYNAMO_OUT else (lambda callback: None)
+_set_eval_frame: Callable[[Any], Any] = EVAL_FRAME.set_eval_frame if _KEEPS_DYNAMO_OUT else (lambda callback: None)
 
 
 def _skipped_by_dynamo(handler: Callable[..., Any]) -> None:
     """Mark ``handler``'s code for dynamo's frame callback to run it as it is (what ``torch._dynamo.skip`` does)."""
-    strategy = _eval_frame._FrameExecStrategy(_eval_frame._FrameAction.SKIP, _eval_frame._FrameAction.DEFAULT)
-    _eval_frame.set_code_exec_strategy(handler.__code__, strategy)
+    strategy = EVAL_FRAME._FrameExecStrategy(EVAL_FRAME._FrameAction.SKIP, EVAL_FRAME._FrameAction.DEFAULT)
+    EVAL_FRAME.set_code_exec_strategy(handler.__code__, strategy)
 
 
 @contextlib.contextmanager
@@ -654,56 +559,6 @@ def _checkpoint_calls_counted(found: Trace, saved: _SavedTensors) -> contextlib.
     )
 
 
-_COMPILING_MODULES = frozenset({"torch._dynamo", "torch.nn.attention.flex_attention"})
-
-
-def _compiled_code_run_eagerly() -> contextlib.AbstractContextManager[Any]:
-    """Within the block, a ``torch.compile``'d function in the model runs as plain Python (dynamo's stance
-    ``force_eager``). It would anyway while a dispatch mode is on, but dynamo would also mark its code never to
-    compile again in this process: a summary would have changed the model. The stance is the process's, so a
-    function compiled in another thread meanwhile runs eagerly too. Without torch._dynamo imported, nothing has
-    been compiled; but FlexAttention compiles its eager kernel on each call (``torch.compile(fullgraph=True)``, its
-    first call imports dynamo), which dynamo refuses under a dispatch mode ("found no compiled frames"): with its
-    module imported, the stance is set too."""
-    if not hasattr(torch.compiler, "set_stance") or not (_COMPILING_MODULES & sys.modules.keys()):
-        return contextlib.nullcontext()
-    if callable(getattr(_eval_frame, "get_eval_frame_callback", lambda: None)()):
-        return contextlib.nullcontext()  # inside a compiled region, where dynamo refuses a stance (and skips anyway)
-    return _EAGER.shared()
-
-
-class _EagerWhileSummariesRun:
-    """Dynamo's stance ``force_eager`` while any summary runs, in any thread: the first in sets it, the last out puts
-    back the stance before. torch's ``set_stance`` puts back the stance it found, so two overlapping in two threads,
-    the first to start ending first, would leave ``force_eager`` for good: nothing would compile again."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running = 0
-        self._stance: Any = None
-
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
-        entered = False  # a KeyboardInterrupt may come before the count is raised: then it is not lowered
-        try:
-            with self._lock:
-                if not self._running:
-                    self._stance = torch.compiler.set_stance("force_eager")  # set when made; its exit puts back
-                self._running += 1
-                entered = True
-            yield
-        finally:
-            if entered:
-                with self._lock:
-                    self._running -= 1
-                    if not self._running:
-                        self._stance.__exit__(None, None, None)
-                        self._stance = None
-
-
-_EAGER = _EagerWhileSummariesRun()
-
-
 # Higher-order ops whose eager kernel runs its ops under a dispatch mode (see _OpRecorder._higher_order_plan)
 _HIGHER_ORDER_OPS_RUN = frozenset({"flex_attention"})
 
@@ -850,7 +705,7 @@ class _OpRecorder(TorchDispatchMode):
         """Have :meth:`put_back` restore what the forward writes in place to ``tensors`` (those with values): their
         storages' bytes, and their layouts."""
         for tensor in tensors:
-            if _has_plain_storage(tensor) and (storage := tensor.untyped_storage()).data_ptr():
+            if has_plain_storage(tensor) and (storage := tensor.untyped_storage()).data_ptr():
                 self.restorable.setdefault(storage._cdata, tensor)
                 self._owned.add(id(tensor))
 
@@ -928,13 +783,6 @@ def _restore_callers_tensors(recorder: _OpRecorder, arguments: Any, device: str)
     already on ``device`` (the forward runs on them, not on copies): an in-place ReLU on the input, a state the
     forward updates in place. The caller gets their inputs back as they gave them."""
     recorder.restore_after(tensor for tensor in _tensors_in(arguments) if tensor.device.type == device)
-
-
-def _has_plain_storage(tensor: torch.Tensor) -> bool:
-    """A dense tensor with values (not meta, nor a subclass, nor a sparse, mkldnn, nested or quantized one): one whose
-    storage is bytes that can be kept and put back."""
-    return (type(tensor) in (torch.Tensor, nn.Parameter) and tensor.layout == torch.strided and not tensor.is_nested
-            and not tensor.is_meta and not tensor.is_quantized)  # fmt: skip
 
 
 def _parameter_storages(walk: ModuleWalk) -> dict[int, str]:
@@ -1385,323 +1233,6 @@ def _data_parallel_runs_its_module(stack: contextlib.ExitStack, walk: ModuleWalk
             stack.callback(forward._give_back)
 
 
-@contextlib.contextmanager
-def _mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bool = False) -> Iterator[_ModuleState]:
-    """``model`` in train or eval mode for the block, and as it was afterwards: every module's attributes (its
-    ``training`` flag, and what a forward rebinds: a cache's length, weight_norm's computed ``weight``), its
-    parameters, buffers, submodules and hooks (see :class:`_ModuleState`, which the block gets; ``functional_call``
-    leaves its stand-ins in a module registered under two names), every parameter's ``requires_grad`` and ``grad``,
-    and what each other tensor the modules hold (``state.loose``) is: its ``.data``, ``requires_grad`` and ``grad``
-    (its values are :class:`_OpRecorder`'s to keep), and the state of each random generator they hold. With
-    ``real_weights`` (a forward on them), what each parameter's ``.data`` is too (a momentum encoder assigns it in
-    its forward). The forward sees no gradients of the parameters (on a real device) nor of the other tensors: one
-    that runs a backward makes new ones instead of adding to the model's in place (a copy of them would take as much
-    memory as the parameters)."""
-    modules = walk.modules
-    state = _ModuleState(modules)
-    # Read and compared a list at a time (map over an attrgetter runs in C): this runs around every summary's forward.
-    params: list[torch.Tensor] = [
-        param for param in chain.from_iterable(map(_VALUES, map(_PARAMETERS, modules))) if param is not None
-    ]
-    loose = state.loose = state.loose_tensors()
-    generators = [(generator, generator.get_state()) for generator in state.generators]
-    # the leaves among the loose tensors: what a forward may set on them, as on parameters (a cache's own grad)
-    leaves = [tensor for tensor in loose if tensor.is_leaf]
-    # non-leaves that keep a grad (retain_grad), put back too
-    retaining = [tensor for tensor in loose if not tensor.is_leaf and tensor.retains_grad]
-    retained = [tensor.grad for tensor in retaining]
-    flags: list[bool] = list(map(_REQUIRES_GRAD, [*params, *leaves]))
-    grads: list[torch.Tensor | None] = list(map(_GRAD, [*params, *leaves]))
-    # the buffers too, and on meta the real parameters: the forward runs on copies or stand-ins of them, but a
-    # reference of its own (a hook's closure, a helper that clips the weights) may rebind their .data
-    with_values = state.with_values = [tensor for tensor in [*loose, *walk.buffers, *(() if real_weights else params)]
-                                       if _has_plain_storage(tensor)]  # fmt: skip
-    held = [*params, *with_values] if real_weights else with_values
-    data: list[torch.Tensor] = list(map(_DATA, held))
-    dtypes: list[torch.dtype] = list(map(_DTYPE, data))
-    training = list(map(_TRAINING, modules))
-    try:
-        if real_weights and grads.count(None) != len(grads):
-            for param in params:
-                param.grad = None
-        for tensor in leaves:  # a backward in the forward would add to a loose leaf's grad in place
-            if tensor.grad is not None:
-                tensor.grad = None
-        # A model already all in eval mode is left to it: model.train() walks every module again (transformers' does
-        # more work). train(True) always runs: a model's own train() may keep parts of it in eval mode (frozen
-        # BatchNorm).
-        if train or any(map(_TRAINING, modules)):
-            model.train(train)
-        yield state
-    finally:
-        tensors = [*params, *leaves]
-
-        def put_back_data() -> None:  # first: a grad is only taken by a tensor of its dtype and shape
-            # what .data is: storage, offset, sizes and strides (is_set_to), and dtype
-            try:
-                same = all(map(torch.Tensor.is_set_to, held, data)) and list(map(_DTYPE, held)) == dtypes
-            except NotImplementedError:  # a tensor the forward moved to meta, which has no is_set_to
-                same = False
-            if data and not same:
-                for tensor, before in zip(held, data, strict=True):
-                    if tensor.device != before.device or not tensor.is_set_to(before) or tensor.dtype != before.dtype:
-                        _set_data(tensor, before)
-
-        def put_back_flags() -> None:
-            for tensor in leaves:  # written in place from a tensor that requires grad: a leaf again
-                if not tensor.is_leaf and tensor._base is None:
-                    tensor.detach_()
-            for tensor, grad in zip(retaining, retained, strict=True):
-                if tensor.grad is not grad:
-                    tensor.grad = grad
-            if list(map(_REQUIRES_GRAD, tensors)) != flags:
-                for tensor, requires_grad in zip(tensors, flags, strict=True):
-                    if tensor.requires_grad != requires_grad and tensor.is_leaf:
-                        tensor.requires_grad_(requires_grad)
-
-        def put_back_grads() -> None:
-            if not all(map(operator.is_, map(_GRAD, tensors), grads)):
-                for tensor, grad in zip(tensors, grads, strict=True):
-                    if tensor.grad is not grad:
-                        tensor.grad = grad
-
-        def put_back_state() -> None:
-            # the flags model.train() set, put back first: most often all that changed, and a full restore walks
-            # every container (and puts back a flag the forward deleted)
-            if list(map(_training_or_none, modules)) != training:
-                for attributes, flag in zip(state.attributes, training, strict=True):
-                    if "training" in attributes:
-                        attributes["training"] = flag
-            if not state.unchanged():
-                state.restore()
-
-        def put_back_generators() -> None:  # what the forward drew from the model's own generators
-            for generator, generator_state in generators:
-                generator.set_state(generator_state)
-
-        _each(put_back_state, put_back_data, put_back_flags, put_back_grads, put_back_generators)
-
-
-def _set_data(tensor: torch.Tensor, data: torch.Tensor) -> None:
-    """``tensor.data = data``, or, where torch refuses it (a parameter the forward moved to meta with torch's
-    ``swap_module_params_on_conversion`` on: a meta tensor cannot take cpu data), the parameter's contents swapped
-    back in place, as that option swapped them out."""
-    try:
-        tensor.data = data
-    except RuntimeError:
-        if not isinstance(tensor, nn.Parameter):
-            raise
-        torch.utils.swap_tensors(tensor, type(tensor)(data, requires_grad=tensor.requires_grad))
-
-
-def _each(*steps: Callable[[], None]) -> None:
-    """Run every step, those after one that raised too; then raise the first error."""
-    errors: list[BaseException] = []
-    for step in steps:
-        try:
-            step()
-        except Exception as error:
-            errors.append(error)
-    if errors:
-        raise errors[0]
-
-
-_VALUES = operator.methodcaller("values")
-_PARAMETERS = operator.attrgetter("_parameters")
-_BUFFERS = operator.attrgetter("_buffers")
-_REQUIRES_GRAD = operator.attrgetter("requires_grad")
-_GRAD = operator.attrgetter("grad")
-_DATA = operator.attrgetter("data")
-_DTYPE = operator.attrgetter("dtype")
-_TRAINING = operator.attrgetter("training")
-
-
-def _training_or_none(module: nn.Module) -> bool | None:
-    return getattr(module, "training", None)
-
-
-_ATTRIBUTES = operator.attrgetter("__dict__")
-
-
-class _ModuleState:
-    """What each module holds at one moment, which a forward may change, kept as flat lists: comparing them with
-    what the modules hold later is a pass over each list. Held: each module's attributes (its ``__dict__``: what
-    a forward rebinds) and what its parameters, buffers and the dicts, lists, sets and deques among its attributes
-    hold, at any depth and inside tuples (what a forward changes in place): its submodules (one made on the first
-    call), its hooks (a forward that registers one), the names of its non-persistent buffers, and a cache of the
-    model's own. Other objects are not looked into, and a tensor's values are not compared: :class:`_OpRecorder`
-    keeps those (its ``restorable``)."""
-
-    def __init__(self, modules: list[nn.Module]) -> None:
-        self.modules = modules
-        self.attributes: list[dict[str, Any]] = list(map(_ATTRIBUTES, modules))
-        """Each module's ``__dict__``."""
-        # Picked by type in C (compress over map), not in a loop: a model's modules hold thousands of attributes,
-        # among them a dozen dicts each (the hooks'), nearly all empty.
-        values = list(chain.from_iterable(map(_VALUES, self.attributes)))
-        # parameters and buffers whatever mapping holds them (a store of a model's own, not a dict)
-        stores = [*map(_PARAMETERS, modules), *map(_BUFFERS, modules)]
-        nested, self.in_tuples = _containers_within(values)
-        self.held: list[Any] = [
-            *self.attributes,
-            *nested,
-            *compress(stores, map(operator.not_, map(_CONTAINERS.__contains__, map(type, stores)))),
-        ]
-        """The ``__dict__`` of each module, then the containers they hold, at any depth."""
-        self.lengths = list(map(len, self.held))
-        # what was empty is unchanged while it stays so: only what held something is compared item by item
-        filled = list(compress(self.held, self.lengths))
-        # told apart by type, in C: all but lists, sets and deques are mappings (a store of a model's own too)
-        is_mapping = list(map(operator.not_, map(_COLLECTIONS.__contains__, map(type, filled))))
-        self.mappings: list[Mapping[Any, Any]] = list(compress(filled, is_mapping))
-        self.collections: list[Any] = list(compress(filled, map(operator.not_, is_mapping)))
-        self.keys = list(chain.from_iterable(self.mappings))
-        self.values = list(chain.from_iterable(map(_VALUES, self.mappings)))
-        self.items = list(chain.from_iterable(self.collections))
-        self.loose: list[torch.Tensor] = []
-        """The tensors the modules hold besides their parameters and buffers, once :meth:`loose_tensors` is read."""
-        self.generators: list[torch.Generator] = []
-        """The random generators the modules hold, found with the loose tensors: a draw from one moves it on."""
-        self.with_values: list[torch.Tensor] = []
-        """Set by :func:`_mode`: the tensors with values that the forward may change other than through the
-        weights it runs on (the loose tensors, the buffers, and on meta the real parameters), whose ``.data`` it
-        puts back, and whose values the op recorder does."""
-
-    def unchanged(self) -> bool:
-        """Whether every module holds what it held: the same ``__dict__``, as many entries in each container, and
-        the very same keys, values and items in them, in order (by identity: == would compare tensors
-        element-wise)."""
-        return (
-            all(map(operator.is_, map(_ATTRIBUTES, self.modules), self.attributes))
-            and list(map(len, self.held)) == self.lengths
-            and all(map(operator.is_, chain.from_iterable(self.mappings), self.keys))
-            and all(map(operator.is_, chain.from_iterable(map(_VALUES, self.mappings)), self.values))
-            and all(map(operator.is_, chain.from_iterable(self.collections), self.items))
-        )
-
-    def restore(self) -> None:
-        """Put back what :meth:`unchanged` found changed: each module's own ``__dict__`` (a forward may have put
-        another in its place), and what each container held."""
-        contents: dict[int, Any] = {}
-        keys, values, items = iter(self.keys), iter(self.values), iter(self.items)
-        for held, length in zip(self.held, self.lengths, strict=True):
-            if not length:
-                continue
-            if isinstance(held, Mapping):
-                contents[id(held)] = dict(zip(islice(keys, length), islice(values, length), strict=True))
-            else:
-                contents[id(held)] = list(islice(items, length))
-        for module, attributes in zip(self.modules, self.attributes, strict=True):
-            if module.__dict__ is not attributes:
-                object.__setattr__(module, "__dict__", attributes)
-        for held in self.held:
-            saved = contents.get(id(held), ())
-            if isinstance(held, MutableMapping):
-                _restore(held, dict(saved))
-            elif len(held) != len(saved) or not all(map(operator.is_, held, saved)):
-                held.clear()
-                if isinstance(held, set):
-                    held.update(saved)
-                else:
-                    held.extend(saved)
-
-    def loose_tensors(self) -> list[torch.Tensor]:
-        """The tensors the modules hold besides their parameters and buffers: as attributes (Meta's reference
-        Llama keeps its key/value cache so), and in the containers among them."""
-        stores = {id(store) for store in chain(map(_PARAMETERS, self.modules), map(_BUFFERS, self.modules))}
-        # what the attributes, dicts, lists, sets and deques hold, but the parameters and buffers (what was empty
-        # holds nothing a forward could write to)
-        mappings = [mapping for mapping in self.mappings if id(mapping) not in stores]
-        candidates = [*chain.from_iterable(map(_VALUES, mappings)), *self.items, *self.in_tuples]
-        kinds = set(map(type, candidates))  # most models hold neither: told by type, a pass in C
-        if torch.Generator in kinds:
-            self.generators = [item for item in candidates if type(item) is torch.Generator]
-        if not any(issubclass(kind, torch.Tensor) for kind in kinds):
-            return []
-        return [item for item in candidates if isinstance(item, torch.Tensor)]
-
-
-_MAPPINGS = frozenset({dict, OrderedDict, defaultdict, Counter})
-_COLLECTIONS = frozenset({list, set, deque})
-_CONTAINERS = _MAPPINGS | _COLLECTIONS
-
-
-def _containers_within(values: list[Any]) -> tuple[list[Any], list[Any]]:
-    """The containers among ``values`` and within them, each once (a KV cache kept as a list of ``(key, value)``
-    tuples, a dict of lists), and what the tuples among them hold (an RNN's ``(h, c)``): a tuple cannot change, what
-    it holds can. Other objects are not looked into (their attributes could reach anything: a tokenizer, the
-    caller's own objects), nor one holding more than :data:`_MOST_ITEMS_LOOKED_INTO` items (a tokenizer's merges,
-    held by a module: its strings cannot change, and reading them at each forward would cost more than the forward;
-    the container itself is compared, item by item).
-
-    A level at a time, picked by type in C (compress over map): a model's modules hold thousands of attributes,
-    among them a dozen dicts each (the hooks'), nearly all empty, and nothing deeper.
-
-    >>> shared = [1.0]
-    >>> found, in_tuples = _containers_within([{"rows": [shared, shared]}, (shared, 2)])
-    >>> [type(item).__name__ for item in found], in_tuples
-    (['dict', 'list', 'list'], [[1.0], 2])
-    """
-    found: list[Any] = []
-    in_tuples: list[Any] = []
-    seen: set[int] = set()
-    level = values
-    while level:
-        types = list(map(type, level))
-        kinds = set(types)
-        tuple_kinds = {kind for kind in kinds if issubclass(kind, tuple)}
-        if kinds.isdisjoint(_CONTAINERS) and not tuple_kinds:
-            break
-        containers = list(compress(level, map(_CONTAINERS.__contains__, types)))
-        tuples = list(compress(level, map(tuple_kinds.__contains__, types))) if tuple_kinds else []
-        if seen:  # below the first level, where a container may be met again (itself, even; many times over)
-            containers = [item for item in _each_once(containers) if id(item) not in seen]
-            tuples = [item for item in _each_once(tuples) if id(item) not in seen]
-        found.extend(containers)
-        # those looked into, which alone could lead back (an empty one met again is only held twice)
-        filled = list(compress(containers, _looked_into(list(map(len, containers)))))
-        tuples = list(compress(tuples, _looked_into(list(map(tuple.__len__, tuples)))))
-        seen.update(map(id, filled))
-        seen.update(map(id, tuples))
-        is_mapping = list(map(operator.not_, map(_COLLECTIONS.__contains__, map(type, filled))))
-        # a tuple's items as the tuple holds them, not as a subclass's own __iter__ would give them
-        inside_tuples = list(chain.from_iterable(map(tuple.__iter__, tuples)))
-        in_tuples.extend(inside_tuples)
-        level = [
-            *chain.from_iterable(map(_VALUES, compress(filled, is_mapping))),
-            *chain.from_iterable(compress(filled, map(operator.not_, is_mapping))),
-            *inside_tuples,
-        ]
-    return found, in_tuples
-
-
-_MOST_ITEMS_LOOKED_INTO = 100_000
-
-
-def _looked_into(lengths: list[int]) -> Iterator[bool]:
-    """For each length, whether a container of it is looked into: neither empty nor too long (in C, as a map)."""
-    return map(operator.and_, map(bool, lengths), map(_MOST_ITEMS_LOOKED_INTO.__ge__, lengths))
-
-
-def _each_once(items: list[Any]) -> list[Any]:
-    """``items`` without repeats, by identity, in order: a level may hold one container many times over (the rows of
-    a list made as ``[row] * n``), and each is looked into once."""
-    return list(dict(zip(map(id, items), items, strict=True)).values())
-
-
-def _restore(current: MutableMapping[str, Any], saved: dict[str, Any]) -> None:
-    """``current`` made equal to ``saved`` again, compared by identity (== would compare tensors element-wise,
-    across devices): a rebound entry keeps its place in the dict, an added or deleted one changes the keys."""
-    # keys by identity too: the saved dict is a copy of this one, holding the same key objects
-    if len(current) == len(saved) and (
-        not saved
-        or (all(map(operator.is_, current.values(), saved.values())) and all(map(operator.is_, current, saved)))
-    ):
-        return
-    current.clear()
-    current.update(saved)
-
-
 def _stand_ins(
     walk: ModuleWalk,
     device: str,
@@ -1814,7 +1345,7 @@ def _unchanged(tensor: torch.Tensor, state: _StandInState) -> bool:
 def _is_counter(tensor: torch.Tensor) -> bool:
     """A scalar integer tensor with a value, on the cpu (a buffer that counts batches or steps)."""
     integer = not (tensor.is_floating_point() or tensor.is_complex())
-    return tensor.dim() == 0 and integer and tensor.device.type == "cpu" and _has_plain_storage(tensor)
+    return tensor.dim() == 0 and integer and tensor.device.type == "cpu" and has_plain_storage(tensor)
 
 
 def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> Any:
@@ -2096,89 +1627,6 @@ _NEEDS_VALUES: dict[type[BaseException], str] = {
 }
 
 
-def _default_dtype_as_its_code_sets(stack: contextlib.ExitStack, model: nn.Module) -> None:
-    """Have the forward run under the default dtype the model's code set when it was built, as where its author runs
-    it (paramscope put the process's back after the build); ``stack`` puts the process's back again."""
-    dtype = default_dtype_of_code(model)
-    if dtype is not None:
-        stack.callback(torch.set_default_dtype, torch.get_default_dtype())
-        torch.set_default_dtype(dtype)
-
-
-def _parametrizations_cached_apart(stack: contextlib.ExitStack) -> None:
-    """Inside the caller's ``torch.nn.utils.parametrize.cached()``, have the forward cache its parametrized weights in
-    a dict of its own, which ``stack`` replaces with the caller's again: torch's holds the caller's weights (real ones,
-    which a forward on meta cannot use), and the forward's (fake on meta, or on its own graph) must not stay there
-    for the caller's next forward in the block."""
-    if parametrize._cache_enabled:
-        stack.callback(setattr, parametrize, "_cache", parametrize._cache)
-        parametrize._cache = {}
-
-
-# The frames of a summary's own: its calls down to the forward, and the dispatch modes' (fake tensors' on meta) that
-# each op runs through at the innermost module.
-_SUMMARY_FRAMES = 100
-
-
-def _room_under_the_recursion_limit(stack: contextlib.ExitStack, walk: ModuleWalk) -> None:
-    """Give the forward the room under Python's recursion limit it has without the summary, which ``stack`` takes
-    back: a recorded forward is two frames more per level of modules (its wrapper's ``__call__`` and the C call into
-    it), so a model nested 160 deep would fail where it runs 247 deep by itself. The limit is the process's: other
-    threads have the room too while the forward runs."""
-    depth = max(map(path_depth, walk.paths.values()), default=0)
-    # no deeper than a plain forward could nest under the limit (three frames a level at least): a chain of 50,000
-    # modules, which fails by itself, must fail here too with a RecursionError, not overflow the C stack
-    stack.enter_context(_RECURSION_ROOM.raised(lambda limit: 2 * min(depth, limit // 3) + _SUMMARY_FRAMES))
-
-
-class _RecursionRoom:
-    """Python's recursion limit raised while summaries run, in any thread: to the limit the first one in found, plus
-    the most room any one thread's summaries need (a summary inside another's forward needs its own on top of the
-    outer one's); the last out puts back the limit found (unless a forward set a limit of its own, which stays as it
-    would without the summary). Each putting back what it found would leave the limit raised for good when two
-    overlap in two threads and the first to start ends first; each raising the limit in force would ratchet it up
-    while summaries keep overlapping."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rooms: dict[int, list[int]] = {}
-        """The room each running summary needs, by thread, innermost last."""
-        self._found = 0
-        self._set = 0
-
-    @contextlib.contextmanager
-    def raised(self, room: Callable[[int], int]) -> Iterator[None]:
-        """The limit ``room(limit)`` above what the summaries running around this one in its thread need."""
-        thread = threading.get_ident()
-        entered = False  # a KeyboardInterrupt may come before the room is added: then it is not taken away
-        try:
-            with self._lock:
-                if not self._rooms:
-                    self._found = self._set = sys.getrecursionlimit()
-                self._rooms.setdefault(thread, []).append(room(self._found))
-                entered = True
-                self._apply(raise_only=True)
-            yield
-        finally:
-            if entered:
-                with self._lock:
-                    rooms = self._rooms[thread]
-                    rooms.pop()
-                    if not rooms:
-                        del self._rooms[thread]
-                    if sys.getrecursionlimit() == self._set:
-                        self._apply(raise_only=False)
-
-    def _apply(self, *, raise_only: bool) -> None:
-        wanted = self._found + max(map(sum, self._rooms.values()), default=0)
-        if wanted > sys.getrecursionlimit() or not raise_only:
-            sys.setrecursionlimit(wanted)
-            self._set = wanted
-
-
-_RECURSION_ROOM = _RecursionRoom()
-
-
 def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
     needs_values = _NEEDS_VALUES.get(type(error))
     message = f"{type(error).__name__}: {first_line(error)}" + (f" {needs_values}" if needs_values else "")
@@ -2244,13 +1692,13 @@ def _run(
             # what a forward draws from torch's generators (dropout; on meta, a number drawn on the cpu) is put back:
             # the caller's next draws are what they would have been without the summary
             random_states_put_back(stack)
-            _default_dtype_as_its_code_sets(stack, model)
-            _parametrizations_cached_apart(stack)
-            _room_under_the_recursion_limit(stack, walk)
+            default_dtype_as_its_code_sets(stack, model)
+            parametrizations_cached_apart(stack)
+            room_under_the_recursion_limit(stack, walk)
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
-            state = stack.enter_context(_mode(model, walk, train, real_weights=device != "meta"))
+            state = stack.enter_context(in_mode(model, walk, train, real_weights=device != "meta"))
             # what the model holds and a forward may write to in place: a cache; its buffers, which the forward
             # runs on copies (or stand-ins) of and reaches only through a reference of its own (a hook's closure over
             # a running statistic); on meta its real parameters too (a helper object that clamps the weights), where
@@ -2272,7 +1720,7 @@ def _run(
                 stack.callback(saved.release)
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack))
                 stack.enter_context(_checkpoint_calls_counted(trace_result, saved))
-            stack.enter_context(_compiled_code_run_eagerly())
+            stack.enter_context(compiled_code_run_eagerly())
             memo: dict[int, Any] = {}  # not ops of the model's: made before the recorder sees any
             try:
                 inputs, keywords = to_device(args, device, memo), to_device(kwargs, device, memo)
@@ -2487,16 +1935,16 @@ def peak_live_bytes(
             inputs, keywords = to_device(args, "meta", memo), to_device(kwargs, "meta", memo)
         with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
             hooks.advance = advance
-            with _mode(model, walk, False), contextlib.ExitStack() as stack:
+            with in_mode(model, walk, False), contextlib.ExitStack() as stack:
                 random_states_put_back(stack)  # the forward's draws
-                _default_dtype_as_its_code_sets(stack, model)
-                _parametrizations_cached_apart(stack)
-                _room_under_the_recursion_limit(stack, walk)
+                default_dtype_as_its_code_sets(stack, model)
+                parametrizations_cached_apart(stack)
+                room_under_the_recursion_limit(stack, walk)
                 _data_parallel_runs_its_module(stack, walk)
                 stack.callback(hooks.remove)
                 hooks.register()
                 on_meta = as_on_a_device(fake, one_dtype=dtype is None)  # weights cast to dtype: as under autocast
-                with torch.no_grad(), _compiled_code_run_eagerly(), on_meta, tracker:
+                with torch.no_grad(), compiled_code_run_eagerly(), on_meta, tracker:
                     output = _forward(model, weights, inputs, keywords)
     except KeyboardInterrupt:
         raise

@@ -1,0 +1,119 @@
+"""FLOP formulas for the ops torch's ``FlopCounterMode`` has none for (it counts them as 0), which a summary meets:
+torch's fused CPU kernels (attention, ``nn.MultiheadAttention``'s and ``nn.TransformerEncoderLayer``'s fast paths,
+an LSTM layer), mixtures of experts' grouped products, and ``aten.linear`` on a nested tensor.
+
+Each counts what the unfused ops would, 2 FLOPs per multiply-add, as torch's own formulas do. Those marked with
+:func:`_gets_tensors` take the op's tensors; the others, as FlopCounterMode's own, their shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import sdpa_flop_count, shape_wrapper
+
+aten = torch.ops.aten
+
+
+def _gets_tensors(formula: Callable[..., int]) -> Callable[..., int]:
+    """Mark a FLOP formula as taking the op's tensors: FlopCounterMode passes shapes to the others."""
+    formula._get_raw = True  # type: ignore[attr-defined]
+    return formula
+
+
+def _cpu_flash_attention_on_shapes(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+    # FlopCounterMode has no formula for the CPU flash-attention kernel; it computes the same attention as the
+    # kernels it does count, so torch's own attention formula applies. Grouped-query attention (fewer key and value
+    # heads, enable_gqa) does the products of its keys repeated for every query head: given so, as torch's formula
+    # takes keys of fewer heads only from torch 2.13 on (before, an AssertionError failed the forward).
+    if len(query) == len(key) == len(value) == 4 and key[1] and query[1] % key[1] == 0:
+        key, value = (*key[:1], query[1], *key[2:]), (*value[:1], query[1], *value[2:])
+    return int(sdpa_flop_count(query, key, value))
+
+
+# on shapes, as FlopCounterMode's own formulas are: worked out once per shape
+_cpu_flash_attention_flops: Callable[..., int] = shape_wrapper(_cpu_flash_attention_on_shapes)
+
+
+def _rows(tensor: torch.Tensor) -> int:
+    """Vectors of the last dimension in ``tensor`` (batch × sequence), nested tensors included."""
+    if tensor.is_nested:
+        return sum(part.numel() // part.shape[-1] for part in tensor.unbind())
+    return tensor.numel() // tensor.shape[-1]
+
+
+def _attention_flops(query: torch.Tensor, key: torch.Tensor, embed_dim: int) -> int:
+    # The projections of queries, keys, values and output (2 per multiply-add), and the two attention products,
+    # Q·Kᵀ and weights·V, of 2·L·S·E each per sequence: what the unfused path counts op by op.
+    if query.is_nested:  # sequences of their own lengths
+        return sum(_attention_flops(q, k, embed_dim) for q, k in zip(query.unbind(), key.unbind(), strict=True))
+    queries, keys = _rows(query), _rows(key)
+    sequences = 1 if query.dim() == 2 else query.shape[0]
+    projections = 2 * embed_dim * embed_dim * (2 * queries + 2 * keys)
+    return projections + 4 * embed_dim * (queries * keys // sequences)
+
+
+@_gets_tensors
+def _fused_attention_flops(query: Any, key: Any, value: Any, embed_dim: int, *args: Any, **kwargs: Any) -> int:
+    # nn.MultiheadAttention's fast path (eval, no grad, on CPU/GPU): one op that FlopCounterMode counts as 0.
+    return _attention_flops(query, key, embed_dim)
+
+
+_ENCODER_LAYER_ARGUMENTS = [argument.name for argument in aten._transformer_encoder_layer_fwd.default._schema.arguments]
+
+
+@_gets_tensors
+def _fused_encoder_layer_flops(*args: Any, **kwargs: Any) -> int:
+    # nn.TransformerEncoderLayer's fast path: self-attention, then the feed-forward block (linear1, linear2).
+    named = dict(zip(_ENCODER_LAYER_ARGUMENTS, args, strict=False)) | kwargs
+    source, embed_dim, hidden = named["src"], named["embed_dim"], named["ffn_weight_1"].shape[0]
+    return _attention_flops(source, source, embed_dim) + 2 * 2 * _rows(source) * embed_dim * hidden
+
+
+@_gets_tensors
+def _grouped_mm_flops(first: Any, second: Any, *args: Any, **kwargs: Any) -> int:
+    # Mixture-of-experts layers (transformers 5) multiply each token by its expert's weights in one grouped op:
+    # (tokens, k) × (experts, k, n): every token through one expert; (g, m, k) × (g, k, n): g products;
+    # (m, k) × (k, n) split along k into groups (a weight gradient), and (g, m, k) × (k, n) split along n: one
+    # product's worth.
+    if first.dim() == 2 and second.dim() == 3:
+        return 2 * first.shape[0] * first.shape[1] * second.shape[2]
+    if first.dim() == 3 and second.dim() == 3:
+        return 2 * first.shape[0] * first.shape[1] * first.shape[2] * second.shape[2]
+    if first.dim() == 2 and second.dim() == 2:
+        return 2 * first.shape[0] * first.shape[1] * second.shape[1]
+    if first.dim() == 3 and second.dim() == 2:
+        return 2 * first.shape[1] * first.shape[2] * second.shape[1]
+    raise NotImplementedError(f"no FLOP formula for _grouped_mm of {first.dim()}-D × {second.dim()}-D operands")
+
+
+@_gets_tensors
+def _mkldnn_rnn_layer_flops(inputs: Any, weight_ih: Any, weight_hh: Any, *args: Any, **kwargs: Any) -> int:
+    # One layer and direction of an nn.LSTM on CPU (RNN and GRU run unfused there): every step multiplies the input
+    # and the hidden state by their gate weights, as the unfused cells do op by op.
+    gates, features = weight_ih.shape
+    return 2 * _rows(inputs) * gates * (features + weight_hh.shape[1])
+
+
+@_gets_tensors
+def _linear_flops(inputs: Any, weight: Any, *args: Any, **kwargs: Any) -> int:
+    # aten.linear reaches a dispatch mode only for a tensor with kernels of its own (a nested tensor), where the
+    # decomposition into matrix products that FlopCounterMode runs cannot take the input's sizes: the same count,
+    # 2 per multiply-add, from the input's rows.
+    return 2 * _rows(inputs) * weight.shape[0] * weight.shape[1]
+
+
+_EXTRA_FLOP_FORMULAS_BY_OP: dict[str, Callable[..., int]] = {
+    "_scaled_dot_product_flash_attention_for_cpu": _cpu_flash_attention_flops,
+    "_native_multi_head_attention": _fused_attention_flops,
+    "_transformer_encoder_layer_fwd": _fused_encoder_layer_flops,
+    "mkldnn_rnn_layer": _mkldnn_rnn_layer_flops,
+    "_grouped_mm": _grouped_mm_flops,
+    "linear": _linear_flops,
+}
+# by name: an op newer than the torch installed (_grouped_mm came in torch 2.8) cannot run, and needs no formula
+EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
+    getattr(aten, name): formula for name, formula in _EXTRA_FLOP_FORMULAS_BY_OP.items() if hasattr(aten, name)
+}
