@@ -356,10 +356,10 @@ class _Regions:
 def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
     """``torch.utils.checkpoint.checkpoint`` (both its reentrant and non-reentrant ways) runs its function plainly
     for the block, so that what the function saves reaches the measuring hooks (a checkpoint keeps it under hooks of
-    its own), and the regions it ran are recorded (see :func:`~paramscope.trace.checkpoint_replaced`)."""
+    its own), and the regions it ran are recorded (see :func:`~paramscope._checkpointing.checkpoint_replaced`)."""
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
-    from .trace import checkpoint_replaced, selectively_kept
+    from ._checkpointing import checkpoint_replaced, selectively_kept
 
     regions = _Regions(model)
 
