@@ -37,13 +37,14 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, shape_wrapper
 
 import paramscope
+from paramscope._describe import describe
 from paramscope._model_state import _containers_within
 from paramscope._summary import make_inputs
 from paramscope._walk import path_depth
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import View, render
 from paramscope.render._layout import OWN_OPS, _shown_calls
-from paramscope.trace import ForwardError, _OpRecorder, _tensors_in, describe, trace
+from paramscope.trace import ForwardError, _OpRecorder, _tensors_in, trace
 
 from .cli import assert_error, run, run_in_a_new_process
 
@@ -5916,3 +5917,17 @@ def test_cli_flex_attention_imported_in_the_forward_gets_a_hint(tmp_path: Path) 
         "kernel so), which torch refuses under the summary's recorder of ops: import torch.nn.attention.flex_attention "
         "(or torch._dynamo) before the summary, at the top of the model's module"
     )
+
+
+def test_paramscopes_formulas_on_shapes_are_looked_up_before_the_kernel_runs() -> None:
+    """As torch's own are: their ops' outputs have the shapes their arguments decide, so a count worked out in one
+    forward is found by the arguments' shapes alone in the next, before the kernel runs (a key to look it up by)."""
+    from paramscope._flop_formulas import EXTRA_FLOP_FORMULAS
+    from paramscope.trace import _counter
+
+    on_shapes = [formula for formula in EXTRA_FLOP_FORMULAS.values() if not getattr(formula, "_get_raw", False)]
+    assert on_shapes  # the CPU flash-attention kernel's
+    query = torch.empty(1, 2, 4, 8)
+    for formula in on_shapes:
+        _, key = _counter(formula).known((query, query, query), {})
+        assert key is not None

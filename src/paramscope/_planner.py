@@ -308,7 +308,7 @@ class _Regions:
     def enter(self, args: Iterable[Any]) -> None:
         self.depth += 1
         if self.depth == 1:
-            from .trace import input_storages
+            from ._storages import input_storages
 
             self.running = 0
             self.found.append(([], input_storages(tuple(args), {}), {}))
@@ -316,7 +316,7 @@ class _Regions:
 
     def kept(self, tensor: torch.Tensor) -> None:
         """``tensor`` is kept until backward by the selective activation checkpointing of the region running."""
-        from .trace import input_storages
+        from ._storages import input_storages
 
         if self.depth:
             self.found[-1][2].update(input_storages((tensor,), {}))

@@ -24,15 +24,14 @@ float32 as torch's CPU kernel does (see ``_on_meta``); on CPU torch picks its ke
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sys
 import weakref
-from collections import UserDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
-from copy import copy, deepcopy
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field
 from itertools import chain
-from types import FunctionType, MethodType, ModuleType
+from types import MethodType
 from typing import Any
 
 import torch
@@ -46,14 +45,15 @@ from torch._subclasses.fake_tensor import (
     FakeTensorMode,
     UnsupportedOperatorException,
 )
-from torch.nn.utils.rnn import PackedSequence
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.flop_counter import flop_registry
 
+from . import _flop_formulas
 from ._autocast import AsUnderAutocast
 from ._checkpointing import checkpoint_replaced, selectively_kept
+from ._describe import PLAIN_DTYPES_IN_ERRORS, describe, describe_arguments
 from ._errors import TargetError, first_line
-from ._flop_formulas import EXTRA_FLOP_FORMULAS
+from ._inputs import to_device
 from ._model_state import has_plain_storage, in_mode
 from ._on_meta import as_on_a_device, fake_tensors
 from ._process_settings import (
@@ -64,128 +64,12 @@ from ._process_settings import (
     room_under_the_recursion_limit,
 )
 from ._progress import steps
+from ._storages import input_storages, plain_tensors_of, storage_key
 from ._walk import ModuleWalk, path_depth
-from .sources._tensors import PLAIN_TENSOR_CLASSES, plain_parts, sparse_parts
+from .sources._tensors import sparse_parts
 from .sources.code import random_states_put_back
 
 aten = torch.ops.aten
-
-
-# dtypes a row does not name (a half-precision model's rows would all say so), and those an error's inputs do not
-# (torch's default and token ids'): a float16 input to a float32 layer fails for its dtype, which the error shows
-_PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
-_PLAIN_DTYPES_IN_ERRORS = (torch.float32, torch.int64)
-
-
-# A tensor's text by shape and dtype: a summary describes every module's inputs and outputs, inside the forward.
-_tensor_texts: dict[tuple[torch.Size, torch.dtype], str] = {}
-
-
-def describe(value: Any, plain: tuple[torch.dtype, ...] = _PLAIN_DTYPES) -> str:
-    """The shapes of a forward's inputs or outputs, keeping their structure. A container met again inside itself (a
-    list that holds itself) is written as Python's repr writes it: ``[...]``.
-
-    >>> describe((torch.zeros(2, 3), None, {"mask": torch.zeros(2, dtype=torch.bool)}))
-    '([2, 3], None, {mask: [2] bool})'
-    """
-    if isinstance(value, torch.Tensor):
-        return _tensor_text(value, plain)
-    return _describe(value, set(), plain)
-
-
-def _tensor_text(value: torch.Tensor, plain: tuple[torch.dtype, ...] = _PLAIN_DTYPES) -> str:
-    """``value``'s shape, and its dtype unless it is one of ``plain``."""
-    if value.is_nested:  # strided nested tensors have no overall shape: the shape of each sequence
-        try:
-            # describing is not the forward: the op recorder must not see it, nor autograd (which would save the
-            # jagged tensor for the unbind's backward, and count it as an activation)
-            with _disable_current_modes(), torch.no_grad():
-                parts = value.unbind()
-        except RuntimeError:  # torch made it inconsistent (a cat of strided nested tensors): no sequences to show
-            return "nested(unreadable)"
-        return "nested(" + ", ".join(_tensor_text(part, plain) for part in parts) + ")"
-    shape, dtype = value.shape, value.dtype
-    if plain is not _PLAIN_DTYPES:  # the texts kept are the rows'
-        dims = str(list(shape))
-        return dims if dtype in plain else f"{dims} {str(dtype).removeprefix('torch.')}"
-    try:
-        text, kept = _tensor_texts.get((shape, dtype)), True
-    except TypeError:  # symbolic sizes do not hash
-        text, kept = None, False
-    if text is None:
-        dims = str(list(shape))
-        text = dims if dtype in _PLAIN_DTYPES else f"{dims} {str(dtype).removeprefix('torch.')}"
-        if kept and len(_tensor_texts) < 4096:
-            _tensor_texts[shape, dtype] = text
-    return text
-
-
-def _describe(value: Any, enclosing: set[int], plain: tuple[torch.dtype, ...] = _PLAIN_DTYPES) -> str:
-    """:func:`describe` of ``value`` met inside the containers ``enclosing`` (by id); ``enclosing`` is as it was
-    when it returns."""
-    if isinstance(value, torch.Tensor):
-        return _tensor_text(value, plain)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return repr(value)
-    held = id(value)
-    if held in enclosing:  # a cycle, which would recurse without end
-        return _inside_itself(value)
-    enclosing.add(held)
-    try:
-        if type(value) is tuple or type(value) is list:  # the common case first: a NamedTuple is a tuple too
-            inner = ", ".join([_describe(item, enclosing, plain) for item in value])
-            return f"[{inner}]" if type(value) is list else f"({inner}{',' if len(value) == 1 else ''})"
-        if hasattr(value, "_fields"):  # a NamedTuple, or a record that names its fields so (those it has)
-            inner = ", ".join(f"{name}={_describe(getattr(value, name), enclosing, plain)}" for name in value._fields
-                              if hasattr(value, name))  # fmt: skip
-            return f"{type(value).__name__}({inner})"
-        if isinstance(value, (list, tuple)):
-            inner = ", ".join(_describe(item, enclosing, plain) for item in value)
-            return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
-        if isinstance(value, deque):  # as Python writes them: deque([…]), {…}, frozenset({…})
-            return f"{type(value).__name__}([{', '.join(_describe(item, enclosing, plain) for item in value)}])"
-        if isinstance(value, (set, frozenset)):
-            # a set of tensors is ordered by their ids, which change from run to run: the texts are sorted
-            inner = ", ".join(sorted(_describe(item, enclosing, plain) for item in value))
-            return f"{{{inner}}}" if type(value) is set else f"{type(value).__name__}({{{inner}}})"
-        if isinstance(value, Mapping):  # dicts, and transformers' ModelOutput (an OrderedDict and a dataclass)
-            inner = ", ".join(f"{key}: {_describe(item, enclosing, plain)}" for key, item in value.items())
-            return f"{'' if type(value) is dict else type(value).__name__}{{{inner}}}"
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            # a field without a default that nothing has set yet (init=False) is no attribute: left out
-            inner = ", ".join(f"{f.name}={_describe(getattr(value, f.name), enclosing, plain)}"
-                              for f in dataclasses.fields(value) if hasattr(value, f.name))  # fmt: skip
-            return f"{type(value).__name__}({inner})"
-        return type(value).__name__
-    finally:
-        enclosing.discard(held)
-
-
-def _inside_itself(value: Any) -> str:
-    """A container of :func:`_describe`'s met inside itself, its items written ``...`` as Python's repr writes
-    them."""
-    if type(value) is list or (isinstance(value, list) and not hasattr(value, "_fields")):
-        return "[...]"
-    if type(value) is tuple or (isinstance(value, tuple) and not hasattr(value, "_fields")):
-        return "(...)"
-    if isinstance(value, Mapping) and not hasattr(value, "_fields"):
-        return f"{'' if type(value) is dict else type(value).__name__}{{...}}"
-    return f"{type(value).__name__}(...)"  # a named tuple, a record with _fields, a dataclass
-
-
-def _describe_arguments(
-    args: tuple[Any, ...], kwargs: dict[str, Any], plain: tuple[torch.dtype, ...] = _PLAIN_DTYPES
-) -> str:
-    """A call's arguments: the one argument alone, or ``(a, b, key=c)``; keyword arguments left at None are left
-    out (transformers passes a dozen of them)."""
-    if kwargs:
-        kwargs = {key: value for key, value in kwargs.items() if value is not None}
-    if len(args) == 1 and not kwargs:
-        return describe(args[0], plain)
-    parts = [describe(arg, plain) for arg in args] + [
-        f"{key}={describe(value, plain)}" for key, value in kwargs.items()
-    ]
-    return "(" + ", ".join(parts) + ")"
 
 
 class ParameterWriteError(RuntimeError):
@@ -246,7 +130,7 @@ def _flat_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] 
 # Each formula on shapes gives the same count for the same shapes, in any forward: its counts are kept between them
 # (a model's layers repeat their shapes, and a summary is often run again), up to a bound.
 _KNOWN_COUNTS_LIMIT = 4096
-_OUTPUT_SHAPES_FOLLOW = {"torch.utils.flop_counter", __name__}
+_OUTPUT_SHAPES_FOLLOW = {"torch.utils.flop_counter", _flop_formulas.__name__}
 
 
 class _Counter:
@@ -447,7 +331,7 @@ class _OpRecorder(TorchDispatchMode):
         """FLOPs per module path of the ops that ran in the module itself, innermost on the stack (not in a child)."""
         self.unsized: dict[Any, int] = {}
         """Ops with a formula on shapes that ran on nested tensors, by packet: counted 0."""
-        self.formulas: dict[Any, Callable[..., int]] = {**flop_registry, **EXTRA_FLOP_FORMULAS}
+        self.formulas: dict[Any, Callable[..., int]] = {**flop_registry, **_flop_formulas.EXTRA_FLOP_FORMULAS}
         # by id: an op overload hashes in Python, a cost on every op; torch.ops makes each overload once and keeps
         # it, so its id stays its own
         self._plans: dict[int, _OpPlan | None] = {}
@@ -574,7 +458,7 @@ class _OpRecorder(TorchDispatchMode):
             # a list for the foreach ops (torch._foreach_mul_), a tensor for the others
             targets = written if isinstance(written, (list, tuple)) else (written,)
             # a wrapper subclass's storage is none: its inner tensors' are what it writes to
-            for target in chain.from_iterable(_parts(t) for t in targets if isinstance(t, torch.Tensor)):
+            for target in chain.from_iterable(plain_tensors_of(t) for t in targets if isinstance(t, torch.Tensor)):
                 # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter;
                 # a meta or fake tensor holds no values to keep (a fake one told by its type: asking is_meta of it
                 # is an op)
@@ -646,7 +530,9 @@ def _parameter_storages(walk: ModuleWalk) -> dict[int, str]:
     """The storages of the model's real parameters, by address, with a name of each."""
     storages: dict[int, str] = {}
     for name, param in walk.named_tensors("parameters"):
-        for part in _parts(param):  # a wrapper subclass's (torchao's quantized weights) are its inner tensors'
+        for part in plain_tensors_of(
+            param
+        ):  # a wrapper subclass's (torchao's quantized weights) are its inner tensors'
             if not part.is_meta and part.numel():
                 storages.setdefault(part.untyped_storage().data_ptr(), name)
     return storages
@@ -667,7 +553,7 @@ class ModuleCall:
     """The bytes of the first call's tensor inputs, by position or keyword, in a tuple, list or dict among them too
     (a block's hidden states, and a decoder layer's encoder states and position bias), each storage once."""
     input_storages: dict[int, int] = field(default_factory=dict)
-    """The storages of those inputs (:func:`_storage_key`) with their bytes: a storage that several blocks receive
+    """The storages of those inputs (:func:`storage_key`) with their bytes: a storage that several blocks receive
     (the encoder states every decoder layer reads) is kept once by a checkpoint of them all."""
     described: bool = True
     """Whether its inputs and outputs are described: False deeper than the trace's ``depth``."""
@@ -879,7 +765,7 @@ class _Hooks:
         call = self.calls.get(path)
         if call is None:
             described = self.depth is None or path_depth(path) <= self.depth
-            inputs = _describe_arguments(args, kwargs) if described else ""
+            inputs = describe_arguments(args, kwargs) if described else ""
             storages = input_storages(args, kwargs)
             if self.held is not None:
                 self.held.append((args, kwargs))
@@ -954,7 +840,7 @@ class _Hooks:
         else:
             return None
         try:
-            inputs = _describe_arguments(args, kwargs, _PLAIN_DTYPES_IN_ERRORS)
+            inputs = describe_arguments(args, kwargs, PLAIN_DTYPES_IN_ERRORS)
         except Exception:  # inputs the failure left unreadable (a nested tensor torch made inconsistent)
             inputs = ""
         return path, inputs
@@ -1205,174 +1091,6 @@ def _is_counter(tensor: torch.Tensor) -> bool:
     return tensor.dim() == 0 and integer and tensor.device.type == "cpu" and has_plain_storage(tensor)
 
 
-def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> Any:
-    """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype, strides
-    and ``requires_grad``, in storages of the sizes theirs have, one for the inputs that share one, see
-    :func:`_meta_twin`; one that requires grad a leaf of its own), in lists, tuples, named tuples, mappings (of
-    their own type, see :func:`_copied_mapping`), sets, frozensets, deques and dataclasses as deep as they go, and
-    in copies of other objects with attributes (a key/value cache, see :func:`_copied`); a random generator as a
-    copy in its state. A
-    PackedSequence keeps its batch sizes on the cpu, where torch takes them. One tensor or container given twice
-    is one moved (``memo``, by id, shared by the calls for one forward's inputs):
-    attention given the same query, key and value takes its self-attention path, and a list that holds itself is
-    moved into one that holds itself."""
-    memo = {} if memo is None else memo
-    moved = memo.get(id(value))
-    if moved is not None:
-        return moved
-    if isinstance(value, torch.Tensor):
-        moved = memo[id(value)] = _moved(value, device, memo)
-        return moved
-    if isinstance(value, torch.Generator):
-        # one the forward draws from (a VAE's sample(generator=)): a twin in its state draws what it would draw,
-        # and the caller's draws next what it would have drawn without the summary
-        moved = torch.Generator(device=value.device)
-        moved.set_state(value.get_state())
-    elif isinstance(value, PackedSequence):
-        data, batch_sizes, *indices = value
-        moved = type(value)(to_device(data, device, memo), batch_sizes,
-                            *(to_device(item, device, memo) for item in indices))  # fmt: skip
-    elif isinstance(value, tuple) and hasattr(value, "_make"):  # a named tuple
-        moved = value._make(to_device(item, device, memo) for item in value)
-    elif isinstance(value, (tuple, frozenset)):
-        moved = type(value)(to_device(item, device, memo) for item in value)
-    # the mutable containers are kept in the memo before their items are moved: one may hold itself, a tuple cannot
-    # without one of them in between
-    elif isinstance(value, list):
-        moved = memo[id(value)] = copy(value)  # a subclass keeps its type and attributes, as copy makes them
-        moved[:] = [to_device(item, device, memo) for item in value]
-    elif isinstance(value, (set, deque)):  # copies of their own type (a deque keeps its maxlen)
-        moved = memo[id(value)] = copy(value)
-        moved.clear()
-        items = [to_device(item, device, memo) for item in value]
-        if isinstance(moved, set):
-            moved.update(items)
-        else:
-            moved.extend(items)
-    elif isinstance(value, Mapping):
-        # a dict of its own type (a batch whose keys are attributes too, a defaultdict), where it can be copied
-        moved = memo[id(value)] = _copied_mapping(value)
-        for key, item in value.items():
-            moved[key] = to_device(item, device, memo)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        moved = memo[id(value)] = copy(value)
-        for item in dataclasses.fields(value):
-            if hasattr(value, item.name):  # a field without a default that its __post_init__ never set is not
-                object.__setattr__(moved, item.name, to_device(getattr(value, item.name), device, memo))
-    elif _copied(value):
-        # an object with attributes of its own (a key/value cache): a copy, which the forward changes (a DynamicCache
-        # takes the step's keys and values) where the caller's stays as it was
-        try:
-            moved = copy(value)
-        except Exception:  # an object that cannot be copied (it holds a lock): passed as it is
-            return value
-        attributes = vars(moved)
-        if attributes is vars(value):  # not a copy of its own (an enum's member): passed as it is
-            return value
-        memo[id(value)] = moved
-        for name, item in vars(value).items():
-            attributes[name] = to_device(item, device, memo)
-    else:
-        return value
-    memo[id(value)] = moved
-    return moved
-
-
-def _copied_mapping(value: Mapping[Any, Any]) -> MutableMapping[Any, Any]:
-    """A shallow copy of ``value`` of its own type when it is a dict or a ``UserDict`` (whose copies hold their items
-    apart: another mapping's copy may share them, and the moved items would be written into the caller's), else a
-    dict (of the same items)."""
-    if isinstance(value, (dict, UserDict)):
-        try:
-            mapping = copy(value)
-        except Exception:  # one that cannot be copied: a dict of its items
-            return dict(value)
-        if mapping is not value:
-            return mapping
-    return dict(value)
-
-
-def _copied(value: Any) -> bool:
-    """Whether ``value`` is an object with attributes of its own (an instance ``__dict__``, not empty: one without
-    any, a sentinel, has no state to change and is passed as itself, as code may test it by identity) that a
-    forward gets a copy of: not a module (a model's, whose state the summary keeps itself), class, function or
-    Python module."""
-    if isinstance(value, (nn.Module, type, FunctionType, MethodType, ModuleType)):
-        return False
-    attributes = getattr(value, "__dict__", None)
-    return isinstance(attributes, dict) and bool(attributes)
-
-
-def _moved(value: torch.Tensor, device: str, memo: dict[Any, Any]) -> torch.Tensor:
-    tensor = _meta_twin(value, memo) if device == "meta" else value.to(device)
-    if tensor.is_inference():  # made in torch.inference_mode(): autograd cannot save it, a copy it can
-        tensor = tensor.clone()
-    if not value.requires_grad:
-        return tensor
-    # cut from the graph it came from: a backward in the forward neither fills the input's grad nor reaches the
-    # caller's graph; a leaf as it was one (an in-place op on it fails, as it would), or else not one
-    leaf = tensor.detach().requires_grad_()
-    if value.is_leaf:
-        return leaf
-    with torch.enable_grad():  # an eval-mode summary runs without: the clone would not require grad
-        return leaf.clone()
-
-
-def _meta_twin(value: torch.Tensor, memo: dict[Any, Any]) -> torch.Tensor:
-    """An empty tensor on meta laid out as ``value`` is in its storage (shape, strides, offset), in a storage of the
-    size of ``value``'s, one for the inputs whose storage is one (kept in ``memo`` by the storage's key). What
-    autograd keeps of an input is its storage: an expanded tensor (position ids) keeps the few values it views, a
-    slice the whole tensor it was cut from, and two views of one tensor one storage, as on a real device."""
-    if value.is_nested:
-        # torch's fake tensors, which the forward on meta runs on, take a jagged nested tensor only while
-        # torch.compile traces (its lengths become symbols) and a strided one not at all (it has no sizes)
-        raise NotImplementedError("a nested tensor cannot be made on meta")
-    plain = type(value) in (torch.Tensor, nn.Parameter) and value.layout == torch.strided
-    if not plain or value.is_quantized or value.untyped_storage().nbytes() % value.itemsize:
-        return torch.empty_like(value, device="meta")
-    key = ("storage", _storage_key(value))
-    storage = memo.get(key)
-    if storage is None or storage.numel() < value.untyped_storage().nbytes() or storage.numel() % value.itemsize:
-        storage = memo[key] = torch.empty(value.untyped_storage().nbytes(), dtype=torch.uint8, device="meta")
-    return storage.view(value.dtype).as_strided(value.shape, value.stride(), value.storage_offset())
-
-
-_PLAIN_TYPES = PLAIN_TENSOR_CLASSES | {FakeTensor}  # a fake tensor holds its (meta) storage itself
-
-
-def _parts(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``tensor``, or the tensors a wrapper subclass keeps its data in (:func:`plain_parts`); told by type first,
-    as most are plain."""
-    return (tensor,) if type(tensor) in _PLAIN_TYPES else plain_parts(tensor)
-
-
-def input_storages(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[int, int]:
-    """The storages of the tensors among a call's arguments (by position or keyword, and one level down in a tuple,
-    list or dict), each once, with their bytes: what a checkpoint of the call keeps."""
-    storages: dict[int, int] = {}
-    for item in (*args, *kwargs.values()):
-        for tensor in item.values() if isinstance(item, dict) else item if isinstance(item, (tuple, list)) else (item,):
-            if not isinstance(tensor, torch.Tensor):
-                continue
-            if tensor.layout is torch.strided or tensor.layout is torch.jagged:
-                parts = _parts(tensor)  # a wrapper subclass's, a jagged nested tensor's: the plain tensors it holds
-            else:  # a sparse tensor has no storage of its own: its indices and values have theirs
-                with _disable_current_modes():  # reading them is not the forward: the op recorder must not see it
-                    parts = sparse_parts(tensor) or ()
-            for part in parts:
-                try:
-                    storages.setdefault(_storage_key(part), part.untyped_storage().nbytes())
-                except (RuntimeError, NotImplementedError):  # no storage to read (a strided nested tensor's)
-                    continue
-    return storages
-
-
-def _storage_key(tensor: torch.Tensor) -> int:
-    storage = tensor.untyped_storage()
-    # a fake tensor made on cpu inside a forward on meta has no data either
-    return int(storage._cdata) if isinstance(tensor, FakeTensor) or tensor.is_meta else int(storage.data_ptr())
-
-
 class _SavedTensors:
     """Bytes autograd saves for backward, per module on the stack, each storage counted once.
 
@@ -1389,7 +1107,7 @@ class _SavedTensors:
     def __init__(self, hooks: _Hooks, weights: Iterable[torch.Tensor]) -> None:
         self.hooks = hooks
         # parameters and buffers are not activations
-        self.weights = {_storage_key(part) for tensor in weights for part in _parts(tensor)}
+        self.weights = {storage_key(part) for tensor in weights for part in plain_tensors_of(tensor)}
         self.storages: dict[int, tuple[int, set[tuple[int | None, tuple[str, ...]]]]] = {}
         """Each storage saved, by key: its bytes, and the checkpoint region and the stack of modules running each
         time it was saved (:attr:`Trace.saved_storages`)."""
@@ -1407,7 +1125,7 @@ class _SavedTensors:
 
     def add_weight(self, tensor: torch.Tensor) -> None:
         """Count ``tensor`` (a copy of a weight in another dtype, as autocast makes) as a weight, not an activation."""
-        key = _storage_key(tensor)
+        key = storage_key(tensor)
         if key not in self.weights:
             self.weights.add(key)
             self.weight_copies += tensor.untyped_storage().nbytes()
@@ -1415,7 +1133,7 @@ class _SavedTensors:
     def pack(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         if tensor.layout is torch.strided or tensor.layout is torch.jagged:
             # a wrapper subclass keeps its data in plain tensors (a jagged nested tensor: values and offsets)
-            for part in _parts(tensor):
+            for part in plain_tensors_of(tensor):
                 self._count(part)
         else:  # a sparse tensor has no storage of its own: its indices and values have theirs
             with _disable_current_modes():  # reading them is not the forward: the op recorder must not see it
@@ -1427,7 +1145,7 @@ class _SavedTensors:
         return box
 
     def _count(self, tensor: torch.Tensor) -> None:
-        key = _storage_key(tensor)
+        key = storage_key(tensor)
         if key in self.weights:
             return
         stack = self.hooks.stack
@@ -1689,7 +1407,7 @@ class _LiveTensors(TorchDispatchMode):
 
     def __init__(self, weights: dict[str, torch.Tensor]) -> None:
         super().__init__()
-        self.ignored = {_storage_key(tensor) for tensor in weights.values()}
+        self.ignored = {storage_key(tensor) for tensor in weights.values()}
         self.holders: dict[int, int] = {}
         self.events: list[tuple[int, int]] = []
         """``(storage key, +bytes)`` when a storage appears, ``(key, -bytes)`` when it is freed."""
@@ -1705,7 +1423,7 @@ class _LiveTensors(TorchDispatchMode):
         for tensor in out if isinstance(out, (tuple, list)) else (out,):
             if not isinstance(tensor, torch.Tensor):
                 continue
-            key = _storage_key(tensor)
+            key = storage_key(tensor)
             if key in self.ignored:
                 continue
             if key not in self.holders:
@@ -1813,6 +1531,6 @@ def peak_live_bytes(
     names = list(output.keys()) if isinstance(output, Mapping) else []  # not `in`: transformers warns on the old name
     keys = [key for key in ("cache", "past_key_values") if key in names]
     cache = output[keys[0]] if keys else None
-    excluded = {_storage_key(tensor) for tensor in _tensors_in(cache)}
+    excluded = {storage_key(tensor) for tensor in _tensors_in(cache)}
     del output, cache
     return tracker.peak(excluded)
