@@ -523,6 +523,66 @@ def test_gguf_under_another_name_is_read_as_gguf(tmp_path: Path, name: str) -> N
     assert report.totals.param_bytes == sum(int(tensor.n_bytes) for tensor in reader.tensors)
 
 
+@pytest.mark.parametrize("kind", ["safetensors", "gguf"])
+def test_a_directory_whose_weight_file_is_another_format_under_a_torch_name_reads_it_as_the_file_alone(
+    tmp_path: Path, kind: str
+) -> None:
+    # a safetensors file or a GGUF model saved as pytorch_model.bin: the directory's report is the file's, as its
+    # first bytes say, with a note; training state beside it is named as beside torch weights
+    weights = tmp_path / "pytorch_model.bin"
+    if kind == "safetensors":
+        safetensors.torch.save_file({"a": torch.zeros(4, 4), "b": torch.zeros(3)}, weights)
+        params = 19
+    else:
+        write_gguf(weights, GGUF_TENSORS)
+        params = sum(int(tensor.n_elements) for tensor in gguf.GGUFReader(weights).tensors)
+    (tmp_path / "training_args.bin").write_bytes(b"\x80\x02}q\x00.")
+    report = paramscope.inspect(str(tmp_path))
+    alone = paramscope.inspect(str(weights))
+    assert (report.source.kind, report.totals.params) == (alone.source.kind, params) == (kind, params)
+    what = "a GGUF" if kind == "gguf" else "a safetensors"
+    assert report.notes == (
+        *alone.notes,
+        f"pytorch_model.bin is {what} file under a PyTorch checkpoint's name: read as one",
+        "not read: training_args.bin (training state saved beside the weights, not the model)",
+    )
+
+
+def test_another_format_under_a_torch_name_beside_torch_weights_or_in_an_index_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # read with the torch files it would fail (not a pickle); read alone, the others would be left out
+    safetensors.torch.save_file({"a": torch.zeros(4, 4)}, tmp_path / "pytorch_model-00001-of-00002.bin")
+    torch.save({"b": torch.zeros(3)}, tmp_path / "pytorch_model-00002-of-00002.bin")
+    assert_error(
+        run(capsys, "inspect", str(tmp_path)),
+        f"{tmp_path / 'pytorch_model-00001-of-00002.bin'}: a safetensors file under a PyTorch checkpoint's name, "
+        f"beside 1 other PyTorch weight file(s) in {tmp_path}: inspect it on its own",
+    )
+    weight_map = {"a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"}
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    for target in (tmp_path, tmp_path / "pytorch_model.bin.index.json"):
+        assert_error(
+            run(capsys, "inspect", str(target)),
+            f"{tmp_path / 'pytorch_model-00001-of-00002.bin'}: a safetensors file under a PyTorch checkpoint's "
+            "name, a shard pytorch_model.bin.index.json names: inspect it on its own",
+        )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a file name of bytes that are no UTF-8 is POSIX's")
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+def test_a_torch_file_whose_path_is_not_utf8_is_read(tmp_path: Path, legacy: bool) -> None:
+    # torch maps the file by its name, passed to C++ as UTF-8: the name's other bytes (surrogates in Python) failed
+    state = {"a": torch.zeros(4, 4), "b": torch.zeros(3)}
+    directory = Path(os.fsdecode(os.fsencode(tmp_path) + b"/dir_\xfe"))
+    directory.mkdir()
+    torch.save(state, tmp_path / "plain.pt", _use_new_zipfile_serialization=not legacy)
+    (tmp_path / "plain.pt").rename(directory / os.fsdecode(b"file_\xfe.pt"))
+    for target in (directory / os.fsdecode(b"file_\xfe.pt"), directory):
+        report = paramscope.inspect(str(target))
+        assert (report.source.kind, report.totals.params) == ("torch", sum(t.numel() for t in state.values()))
+
+
 @pytest.mark.parametrize("name", ["weights", "model.data"])
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
 def test_torch_file_under_another_name_is_read_as_torch(tmp_path: Path, name: str, legacy: bool) -> None:

@@ -69,6 +69,7 @@ def _gguf(path: Path, quiet: bool) -> Report:
 
 
 Loader = Callable[[Path, bool], Report]
+_LOADERS: dict[str, Loader] = {"safetensors": _safetensors, "torch": _torch, "gguf": _gguf}
 
 
 def _for_file(path: Path) -> Loader:
@@ -84,10 +85,9 @@ def _for_file(path: Path) -> Loader:
     check_regular_file(path)  # before it is opened: a FIFO would block
     with path.open("rb") as handle:  # an unusual name, or a torch name on a safetensors file: the first bytes tell
         head = handle.read(_HEAD_BYTES)
-    if _is_safetensors_head(head):
-        return _safetensors
-    if head[:4] == b"GGUF":  # no torch file starts so (a zip archive or a pickle): a GGUF model saved as .bin
-        return _gguf
+    other = _format_of_head(head)
+    if other is not None:
+        return _LOADERS[other]
     if path.suffix in _TORCH_SUFFIXES:
         return _torch
     if head[:4] == b"PK\x03\x04":  # torch.save writes a zip archive
@@ -95,6 +95,16 @@ def _for_file(path: Path) -> Loader:
     if is_legacy_torch_head(head):
         return _torch
     raise SourceError(f"{path}: not a checkpoint paramscope recognises (expected {TARGET_FORMS})")
+
+
+def _format_of_head(head: bytes) -> str | None:
+    """The format a file's first bytes say it is, where they are not torch.save's: ``"safetensors"`` or ``"gguf"``
+    (a GGUF model saved as .bin); None for any other bytes."""
+    if _is_safetensors_head(head):
+        return "safetensors"
+    if head[:4] == b"GGUF":  # no torch file starts so (a zip archive or a pickle)
+        return "gguf"
+    return None
 
 
 def _is_safetensors_head(head: bytes) -> bool:
@@ -133,9 +143,26 @@ def _for_directory(path: Path) -> tuple[Loader, list[str]]:
         formats = ["torch"]
     if not formats:
         raise SourceError(f"{path}: no weights found (no *.safetensors, *.bin, *.pt, *.pth, *.ckpt or *.gguf files)")
-    loaders: dict[str, Loader] = {"safetensors": _safetensors, "torch": _torch, "gguf": _gguf}
     notes = [f"the directory also holds {other} weights: only the {formats[0]} ones are read" for other in formats[1:]]
-    return loaders[formats[0]], notes
+    return _LOADERS[formats[0]], notes
+
+
+def other_format(file: Path) -> str | None:
+    """What ``file``, named as a PyTorch checkpoint, is by its first bytes where it is no torch.save file:
+    ``"safetensors"`` or ``"gguf"``; None for a torch file, and for one that cannot be read (the torch reader says
+    why)."""
+    if not file.is_file():  # a FIFO would block
+        return None
+    try:
+        with file.open("rb") as handle:
+            return _format_of_head(handle.read(_HEAD_BYTES))
+    except OSError:
+        return None
+
+
+def read_as(kind: str, file: Path, quiet: bool) -> Report:
+    """The report of ``file`` read as a file of ``kind`` (``"safetensors"``, ``"torch"`` or ``"gguf"``)."""
+    return _LOADERS[kind](file, quiet)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import pickletools
 import re
 import struct
 import sys
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -366,9 +367,28 @@ def _load_quietly(path: Path, *, mmap: bool = False) -> Any:
             # e.g. "Detected pickle protocol 4 in the checkpoint": a file torch.save did not write, so the one-line
             # error that follows says all there is to say
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            with _named_in_utf8(path) if mmap else contextlib.nullcontext(path) as name:
+                return torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
     finally:
         mesh_log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _named_in_utf8(path: Path) -> Iterator[Path]:
+    """``path``, or where its name holds bytes that are no UTF-8 (which a POSIX file name may hold, and Python keeps
+    as surrogates), a link to it named in UTF-8 for the block: torch maps the file by its name passed to C++ as UTF-8,
+    which fails on them. The mapping outlives the link."""
+    try:
+        os.fsdecode(path).encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="paramscope-") as scratch:
+        link = Path(scratch) / "checkpoint"
+        link.symlink_to(path.resolve())
+        yield link
 
 
 def _pairs(value: Any) -> Iterator[tuple[Any, Any]]:
@@ -873,11 +893,38 @@ def _training_notes(paths: list[Path]) -> list[str]:
     return notes
 
 
+def _in_another_format(target: Path, found: _Files, quiet: bool) -> Report | None:
+    """The report of a directory whose one weight file is no torch.save file under its PyTorch name (a safetensors
+    file, a GGUF model saved as .bin), read as its first bytes say, as that file given alone is; None where the
+    weight files are torch's. One such file among several, or a shard an index names, is refused: the torch reader
+    cannot read it, and reading it alone would leave the others out."""
+    from .target import other_format, read_as
+
+    for file in found.weights:
+        kind = other_format(file)
+        if kind is None:
+            continue
+        what = f"a {'GGUF' if kind == 'gguf' else kind} file under a PyTorch checkpoint's name"
+        where = f"a shard {found.index.name} names" if found.index is not None else None
+        if where is None and len(found.weights) > 1:
+            where = f"beside {len(found.weights) - 1} other PyTorch weight file(s) in {target}"
+        if where is not None:
+            raise SourceError(f"{file}: {what}, {where}: inspect it on its own")
+        report = read_as(kind, file, quiet)
+        note = f"{file.name} is {what}: read as one"
+        return replace(report, notes=(*report.notes, note, *_training_notes(found.training), *found.notes))
+    return None
+
+
 def load(target: Path, *, quiet: bool = False) -> Report:
     """The report of a PyTorch checkpoint file, a ``*.bin.index.json``, or a directory of them."""
     from .._progress import progress
 
     found = _files(target)
+    if found.index is not None or target.is_dir():
+        misnamed = _in_another_format(target, found, quiet)
+        if misnamed is not None:
+            return misnamed
     named: list[tuple[Path, str, torch.Tensor]] = []
     notes: list[str] = []
     metadata: dict[str, dict[str, Any]] | None = None
