@@ -1655,6 +1655,63 @@ def test_gguf_split_model_with_a_part_missing_and_one_past_the_count(
     assert_error(run(capsys, "inspect", str(third)), f"{third}: part 3 of a 2-file split, which has no such part")
 
 
+def write_gguf_part(path: Path, number: int, count: int) -> None:
+    """A part of a split model as llama.cpp's gguf-split writes it: ``split.no`` (from 0) and ``split.count`` in its
+    header, one tensor."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint16("split.no", number)
+    writer.add_uint16("split.count", count)
+    writer.add_tensor(f"blk.{number}.attn_q.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_gguf_models_in_one_directory_are_counted_together_with_a_note(tmp_path: Path) -> None:
+    # a model and its multimodal projector, or two models: each file's tensors counted, and said to be several models
+    parts = split_gguf(tmp_path, "m", 3)
+    write_gguf(tmp_path / "mmproj.gguf", GGUF_TENSORS)
+    report = paramscope.inspect(str(tmp_path))
+    files = [*parts, tmp_path / "mmproj.gguf"]
+    assert report.totals.params == sum(int(tensor.n_elements) for f in files for tensor in gguf.GGUFReader(f).tensors)
+    assert report.notes[0] == (
+        f"2 GGUF models in {tmp_path} are counted together (m-00001-of-00003.gguf (3 parts), mmproj.gguf); inspect "
+        "one file, or a split model's first part, to count it alone"
+    )
+    assert not any("counted together" in note for note in paramscope.inspect(str(parts[0])).notes)
+
+
+def test_gguf_split_part_whose_header_says_another_split_than_its_name_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # llama.cpp finds the other parts by the first part's name and the count in its header: they must agree
+    for number in range(3):
+        write_gguf_part(tmp_path / f"m-{number + 1:05d}-of-00003.gguf", number, 3)
+    assert paramscope.inspect(str(tmp_path)).totals.params == 3 * 32
+    second = tmp_path / "m-00002-of-00003.gguf"
+    write_gguf_part(second, 1, 5)
+    assert_error(
+        run(capsys, "inspect", str(tmp_path)),
+        f"{second}: its header says part 2 of a 5-file split, its name part 2 of 3",
+    )
+    write_gguf_part(second, 2, 3)
+    assert_error(
+        run(capsys, "inspect", str(second)), f"{second}: its header says part 3 of a 3-file split, its name part 2 of 3"
+    )
+
+
+def test_a_gguf_split_part_renamed_is_counted_alone_with_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "model.gguf"
+    write_gguf_part(path, 0, 3)
+    report = paramscope.inspect(str(path))
+    assert report.totals.params == 32
+    assert report.notes[0] == (
+        "model.gguf: part 1 of a 3-file split (its header says), under a name that is no split part's: only this "
+        "part is counted; inspect the split's first part, named as llama.cpp names it, to count the model"
+    )
+
+
 def test_gguf_in_big_endian_byte_order(tmp_path: Path) -> None:
     path = tmp_path / "model.gguf"
     writer = gguf.GGUFWriter(str(path), "llama", endianess=gguf.GGUFEndian.BIG)

@@ -21,7 +21,7 @@ from .._cache_layers import size_of
 from .._errors import SourceError
 from .._memory import MAX_LAYERS
 from .._report import Report
-from .._units import shortened
+from .._units import listed, shortened
 from .checkpoint import StoredTensor, check_files, checkpoint_report
 from .safetensors import check_regular_file
 
@@ -521,7 +521,7 @@ def _period(period: int, layers: int) -> list[bool]:
 def decoder_config(target: Path) -> dict[str, Any] | None:
     """The decoder hyperparameters of a GGUF model, as :func:`_decoder_config` reads them: from the first of its
     files that has them (a vision projector beside the model has none)."""
-    for path in _files(target):
+    for path in _files(target)[0]:
         key = _config_key(path)
         if key not in _DECODER_CONFIGS:
             _read(path)
@@ -535,15 +535,23 @@ def _config_key(path: Path) -> tuple[str, int, int]:
     return os.fspath(path.resolve()), status.st_size, status.st_mtime_ns
 
 
-def _files(target: Path) -> list[Path]:
-    if target.is_dir():
-        files = sorted(target.glob("*.gguf"))
-        if not files:
-            raise SourceError(f"{target}: no *.gguf files")
-        for path in files:  # each split model in it whole
-            _split_parts(path)
-        return files
-    return _split_parts(target) or [target]
+def _files(target: Path) -> tuple[list[Path], list[str]]:
+    """The files a report of ``target`` reads, and a note where they are several models (a directory's)."""
+    if not target.is_dir():
+        return _split_parts(target) or [target], []
+    files = sorted(target.glob("*.gguf"))
+    if not files:
+        raise SourceError(f"{target}: no *.gguf files")
+    models: dict[str, list[Path]] = {}  # each split model in it whole, under its first part's name
+    for path in files:
+        parts = _split_parts(path) or [path]
+        models.setdefault(parts[0].name, parts)
+    notes = []
+    if len(models) > 1:  # a model and its multimodal projector (mmproj), or models that are not one
+        named = [name if len(parts) == 1 else f"{name} ({len(parts)} parts)" for name, parts in models.items()]
+        notes.append(f"{len(models)} GGUF models in {target} are counted together ({listed(named)}); inspect one "
+                     "file, or a split model's first part, to count it alone")  # fmt: skip
+    return files, notes
 
 
 def split_parts(path: Path) -> tuple[list[Path], int]:
@@ -569,6 +577,25 @@ def _split_parts(path: Path) -> list[Path]:
     if len(files) != count:
         raise SourceError(f"{path}: part of a {count}-file split, but {len(files)} part(s) found")
     return files
+
+
+def _split_as_named(path: Path, values: dict[str, Any]) -> list[str]:
+    """Check a part of a split model against what its header says of the split (llama.cpp's gguf-split writes
+    ``split.no``, from 0, and ``split.count``): llama.cpp finds the other parts by the name, so the name must say the
+    same. A part under a name that is no split part's is counted alone, which the note returned says."""
+    count, number = _value(values, "split.count"), _value(values, "split.no")
+    if type(count) is not int or count <= 1:  # not a split (bool is an int, and no count)
+        return []
+    part = f"part {number + 1} of a {count}-file split" if type(number) is int else f"part of a {count}-file split"
+    named = _SPLIT.match(path.name)
+    if named is None:
+        return [f"{path.name}: {part} (its header says), under a name that is no split part's: only this part is "
+                "counted; inspect the split's first part, named as llama.cpp names it, to count the model"]  # fmt: skip
+    if int(named["count"]) != count or (type(number) is int and int(named["index"]) != number + 1):
+        raise SourceError(
+            f"{path}: its header says {part}, its name part {int(named['index'])} of {int(named['count'])}"
+        )
+    return []
 
 
 def _has_no_output_head(values: dict[str, Any]) -> bool:
@@ -604,7 +631,7 @@ def _read(path: Path) -> tuple[list[StoredTensor], list[str], bool]:
     if len(_DECODER_CONFIGS) >= 16:
         _DECODER_CONFIGS.clear()
     _DECODER_CONFIGS[_config_key(path)] = _decoder_config(header.values)
-    notes = []
+    notes = _split_as_named(path, header.values)
     architecture, name = _text(header.values, "general.architecture"), _text(header.values, "general.name")
     if architecture or name:
         model, architecture = shortened(name or "(unnamed)"), shortened(architecture or "unknown")
@@ -621,8 +648,7 @@ def load(target: Path, *, quiet: bool = False) -> Report:
     from .._progress import progress
 
     tensors: list[StoredTensor] = []
-    notes: list[str] = []
-    files = _files(target)
+    files, notes = _files(target)
     encoder = False
     for path in progress(files, "reading GGUF files", quiet=quiet):
         found, file_notes, headless = _read(path)
