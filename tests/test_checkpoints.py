@@ -1791,6 +1791,7 @@ LLAMA_SHAPE = {"block_count": 4, "attention.head_count": 4, "embedding_length": 
         ({"attention.value_length": 2.5}, "llama.attention.value_length is 2.5"),
         ({"attention.sliding_window": "16"}, "llama.attention.sliding_window is '16'"),
         ({"block_count": "4"}, "llama.block_count is '4'"),
+        ({"block_count": 100_001}, "llama.block_count is 100,001, more layers than any model has (at most 100,000)"),
         ({"embedding_length": -32}, "llama.embedding_length is -32"),
         ({"attention.head_count": 0}, "llama.attention.head_count is 0"),
         ({"attention.head_count": 64}, "llama.embedding_length is 32, less than its 64 attention heads"),
@@ -1805,8 +1806,8 @@ LLAMA_SHAPE = {"block_count": 4, "attention.head_count": 4, "embedding_length": 
     ],
     ids=str.split(
         "kv-string kv-negative kv-zero key-length-string key-length-zero value-length-float window-string "
-        "layers-string hidden-negative heads-zero heads-past-hidden kv-array-short kv-array-negative kv-array-zeros "
-        "heads-array-short pattern-short"
+        "layers-string layers-past-any-model hidden-negative heads-zero heads-past-hidden kv-array-short "
+        "kv-array-negative kv-array-zeros heads-array-short pattern-short"
     ),
 )
 def test_gguf_metadata_that_cannot_size_the_kv_cache_is_said_so(

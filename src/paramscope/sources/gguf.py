@@ -424,7 +424,8 @@ def _attention_config(meta: _Metadata) -> dict[str, Any] | None:
     if not meta.given("attention.head_count") or layers is None or hidden is None:
         return None
     if layers > MAX_LAYERS:  # more layers than any model has: a list of each layer's kind would take gigabytes
-        return None
+        raise _Unusable(f"{meta.name('block_count')} is {layers:,}, more layers than any model has (at most "
+                        f"{MAX_LAYERS:,})")  # fmt: skip
     head_count = meta.per_layer("attention.head_count", layers)
     # llama.cpp's n_head(): the first layer's, where each layer has its own (OpenELM)
     heads = size_of(head_count[0] if isinstance(head_count, list) else head_count)
