@@ -3286,6 +3286,54 @@ def test_attention_with_dropout_that_runs_fused_on_meta_is_told(dropout: float) 
     assert [note for note in plan.notes if "attention call" in note] == said  # its training forward runs on meta
 
 
+class PackedAttention(nn.Module):
+    """Attention on a packed projection, whose queries and keys are made contiguous as (batch, heads, length, dim)
+    where ``contiguous`` (as a partial rotary's ``cat`` leaves them: Phi, GPT-NeoX), or left as views of the
+    projection, batch first (as Llama's are), before an output projection."""
+
+    def __init__(self, contiguous: bool) -> None:
+        super().__init__()
+        self.contiguous = contiguous
+        self.qkv, self.o = nn.Linear(32, 96), nn.Linear(32, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, 4, 8).permute(2, 0, 3, 1, 4).unbind(0)
+        if self.contiguous:
+            q, k = q.contiguous(), k.contiguous()
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.o(out.transpose(1, 2).reshape(batch, length, 32))
+
+
+@pytest.mark.parametrize("contiguous", [True, False], ids=["query-contiguous", "query-batch-first"])
+def test_float32_attention_laid_out_batch_first_on_meta_is_told(contiguous: bool) -> None:
+    """On meta, a float32 attention's output is laid out batch first, as CUDA's memory-efficient kernel lays it out;
+    torch's CPU kernel follows the query's layout, so where the query is not batch first the transpose and reshape
+    before the output projection copies it on cpu, and the projection saves that copy: one attention output more
+    (1 × 16 × 32 float32, 2,048 B) than on meta. The note says so, and only where it happens."""
+    torch.manual_seed(0)
+    model, x = PackedAttention(contiguous), torch.randn(1, 16, 32)
+    meta = paramscope.summary(model, input_data=x, mode="train")
+    cpu = paramscope.summary(model, input_data=x, mode="train", device="cpu")
+    assert cpu.totals.activations_bytes == torch_saved_bytes(model, x)[0]
+    said = [note for note in meta.notes if "batch first" in note]
+    if contiguous:
+        assert cpu.totals.activations_bytes - meta.totals.activations_bytes == 1 * 16 * 32 * 4
+        assert said == [
+            "1 float32 attention call(s) laid their output out batch first, as a GPU's fused kernel does (on meta); "
+            "torch's CPU kernel follows the query's layout, so a copy before the output projection (a transpose and "
+            "reshape) that a GPU does not make is saved on cpu: a summary with --device cpu --mode train measures "
+            "cpu's"
+        ]
+    else:
+        assert meta.totals.activations_bytes == cpu.totals.activations_bytes
+        assert said == []
+    assert not [note for note in cpu.notes if "batch first" in note]
+    plan = paramscope.memory(model, input_size=(1, 16, 32), train=True, precision="fp32").memory
+    assert plan is not None
+    assert [note for note in plan.notes if "batch first" in note] == said  # its training forward runs on meta
+
+
 DECODER_NOTE = (
     "the decoder ran on the input ids again (decoder_input_ids [2, 16]): an encoder-decoder's decoder takes inputs of "
     "its own (the Python API's input_data gives others)"

@@ -419,7 +419,7 @@ class _MetaKernels(TorchDispatchMode):
         if func is _CONVOLUTION and not (_row_major(args[0]) and _row_major(args[1])):
             return _convolution_strided_as_on_cpu(func, args, kwargs, self.values.run(func, args, kwargs))
         if func is _FUSED_ATTENTION and args[0].dtype == torch.float32:
-            return _as_cudas_efficient_attention(self.values.run(func, args, kwargs))
+            return _as_cudas_efficient_attention(self.values.run(func, args, kwargs), self.values)
         return self.values.run(func, args, kwargs)
 
 
@@ -500,6 +500,9 @@ class _Values:
         self.fused_with_dropout = 0
         """Calls of attention with dropout, for backward, that ran fused (as on a GPU), where the CPU runs the math
         path, which saves the attention matrix and the dropout mask too."""
+        self.batch_first_attention = 0
+        """Calls of attention in float32 whose output is laid out batch first, as on a GPU, where the CPU's follows
+        the query (see :func:`_as_cudas_efficient_attention`)."""
         self.unread: set[str] = set()
         """The functions of transformers' masks that checked a fake tensor without values, and went the way they go
         under a trace (a mask kept where a real device may skip it)."""
@@ -797,18 +800,24 @@ def _convolution_strided_as_on_cpu(func: Any, args: tuple[Any, ...], kwargs: dic
 _FUSED_ATTENTION = aten._scaled_dot_product_flash_attention_for_cpu.default
 
 
-def _as_cudas_efficient_attention(out: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_cudas_efficient_attention(
+    out: tuple[torch.Tensor, torch.Tensor], values: _Values
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The fused attention's output (batch, heads, queries, head size) in float32 laid out as CUDA's memory-efficient
     kernel, the one that runs it on a GPU, lays it out: batch, queries, heads, head size in memory, whatever the
     query's layout (the CPU's kernel, and CUDA's flash kernel for float16 and bfloat16, follow the query's). Later
     ops' layouts follow it, and so what they save for backward: ``nn.MultiheadAttention`` copies it for its
     projection (an H200 saved that copy in each layer of an ``nn.TransformerEncoder`` in float32, which the CPU's
     layout does not make), Whisper's attention does not. That kernel also pads its logsumexp to a multiple of 32
-    queries, which is left as the CPU's: a few bytes a call (Whisper's 30 frames: 16 B a head)."""
+    queries, which is left as the CPU's: a few bytes a call (Whisper's 30 frames: 16 B a head). A call whose layout
+    the CPU's kernel lays out otherwise is counted in ``values``."""
     output, logsumexp = out
     if isinstance(output, FakeTensor) and output.dim() == 4:
         _, heads, queries, size = output.shape
-        output = _restrided(output, (queries * heads * size, size, heads * size, 1))
+        batch_first = (queries * heads * size, size, heads * size, 1)
+        if output.stride() != batch_first and output.numel() > 1:
+            values.batch_first_attention += 1
+        output = _restrided(output, batch_first)
     return output, logsumexp
 
 

@@ -540,6 +540,7 @@ def measure_activations(
     import torch
 
     from ._summary import (
+        batch_first_attention_note,
         check_runnable,
         finite_checks_note,
         fused_with_dropout_note,
@@ -579,6 +580,8 @@ def measure_activations(
         notes.extend(unfused_recurrent_note(model.named_modules(), {call.path for call in result.calls}))
         if result.fused_with_dropout:
             notes.append(fused_with_dropout_note(result.fused_with_dropout))
+        if result.batch_first_attention:
+            notes.append(batch_first_attention_note(result.batch_first_attention))
         if result.finite_checks:
             notes.append(finite_checks_note(result.finite_checks))
         own = _checkpointed_by_model(result, regions, units)

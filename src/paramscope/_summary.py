@@ -464,6 +464,8 @@ def summarize(
         notes.append(unread_masks_note(result.unread_masks))
     if result.fused_with_dropout:
         notes.append(fused_with_dropout_note(result.fused_with_dropout))
+    if result.batch_first_attention:
+        notes.append(batch_first_attention_note(result.batch_first_attention))
     if result.finite_checks:
         notes.append(finite_checks_note(result.finite_checks))
     if result.checkpoint_calls:
@@ -535,6 +537,14 @@ def fused_with_dropout_note(calls: int) -> str:
     return (f"activations of {calls} attention call(s) with dropout, as a GPU's fused kernel saves them (on meta); "
             "torch's CPU kernel refuses dropout and runs the math path, which also keeps the attention matrix and "
             "the dropout mask: a summary with --device cpu --mode train measures cpu's")  # fmt: skip
+
+
+def batch_first_attention_note(calls: int) -> str:
+    """Where the activations after float32 attention measured on meta may differ from the CPU's: the layout."""
+    return (f"{calls} float32 attention call(s) laid their output out batch first, as a GPU's fused kernel does (on "
+            "meta); torch's CPU kernel follows the query's layout, so a copy before the output projection (a "
+            "transpose and reshape) that a GPU does not make is saved on cpu: a summary with --device cpu --mode "
+            "train measures cpu's")  # fmt: skip
 
 
 CHECKPOINT_CALLS = "the train-mode forward ran torch.utils.checkpoint"

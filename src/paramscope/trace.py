@@ -595,6 +595,9 @@ class Trace:
     fused_with_dropout: int = 0
     """On meta: the attention calls with dropout, for backward, that ran fused as on a GPU (the CPU runs them on its
     math path, which saves more)."""
+    batch_first_attention: int = 0
+    """On meta: the float32 attention calls whose output is laid out batch first, as on a GPU, where the CPU's follows
+    a query laid out otherwise."""
     measured_calls: list[str] = field(default_factory=list)
     """The modules the forward that measured the activations called, in order, where it is a forward of its own (on
     meta, the train-mode one beside an eval-mode summary's): a module may run in training alone."""
@@ -1311,6 +1314,7 @@ def _run(
                 trace_result.unread_masks = sorted({*trace_result.unread_masks, *values.unread})
                 trace_result.fused_attention += values.fused_attention
                 trace_result.fused_with_dropout += values.fused_with_dropout
+                trace_result.batch_first_attention += values.batch_first_attention
                 trace_result.finite_checks = max(trace_result.finite_checks, values.finite_reads)
             if find_trained:  # on meta, where the stand-ins are the graph's leaves
                 trace_result.trained = _reached_parameters(output, weights.items())
