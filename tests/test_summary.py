@@ -3334,6 +3334,16 @@ def test_float32_attention_laid_out_batch_first_on_meta_is_told(contiguous: bool
     assert [note for note in plan.notes if "batch first" in note] == said  # its training forward runs on meta
 
 
+def test_attention_of_one_query_is_not_told_laid_out_otherwise_on_meta() -> None:
+    """One query (a decoding step): its dimension of size 1 has any stride, and the layouts of meta's and the CPU's
+    outputs are the same, whatever strides they give it."""
+    model, x = PackedAttention(contiguous=True), torch.randn(1, 1, 32)
+    meta = paramscope.summary(model, input_data=x, mode="train")
+    cpu = paramscope.summary(model, input_data=x, mode="train", device="cpu")
+    assert meta.totals.activations_bytes == cpu.totals.activations_bytes == torch_saved_bytes(model, x)[0]
+    assert not [note for note in meta.notes if "batch first" in note]
+
+
 DECODER_NOTE = (
     "the decoder ran on the input ids again (decoder_input_ids [2, 16]): an encoder-decoder's decoder takes inputs of "
     "its own (the Python API's input_data gives others)"

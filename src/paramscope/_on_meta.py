@@ -815,7 +815,9 @@ def _as_cudas_efficient_attention(
     if isinstance(output, FakeTensor) and output.dim() == 4:
         _, heads, queries, size = output.shape
         batch_first = (queries * heads * size, size, heads * size, 1)
-        if output.stride() != batch_first and output.numel() > 1:
+        # a dimension of size 1 (one head, one query) has any stride: a layout differs in the others' alone
+        layouts = zip(output.shape, output.stride(), batch_first, strict=True)
+        if any(extent > 1 and kept != made for extent, kept, made in layouts):
             values.batch_first_attention += 1
         output = _restrided(output, batch_first)
     return output, logsumexp
