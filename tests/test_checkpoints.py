@@ -534,7 +534,7 @@ def test_a_directory_whose_weight_file_is_another_format_under_a_torch_name_read
         safetensors.torch.save_file({"a": torch.zeros(4, 4), "b": torch.zeros(3)}, weights)
         params = 19
     else:
-        write_gguf(weights, GGUF_TENSORS)
+        write_gguf_decoder(weights)  # with the hyperparameters llama.cpp sizes its KV cache from
         params = sum(int(tensor.n_elements) for tensor in gguf.GGUFReader(weights).tensors)
     (tmp_path / "training_args.bin").write_bytes(b"\x80\x02}q\x00.")
     report = paramscope.inspect(str(tmp_path))
@@ -546,6 +546,10 @@ def test_a_directory_whose_weight_file_is_another_format_under_a_torch_name_read
         f"pytorch_model.bin is {what} file under a PyTorch checkpoint's name: read as one",
         "not read: training_args.bin (training state saved beside the weights, not the model)",
     )
+    plans = [paramscope.memory(str(target), seq=16).memory for target in (tmp_path, weights)]
+    items = [[(item.name, item.total_bytes) for item in plan.items] for plan in plans if plan is not None]
+    assert items[0] == items[1]
+    assert [name for name, _ in items[0]] == (["weights", "KV cache"] if kind == "gguf" else ["weights"])
 
 
 def test_another_format_under_a_torch_name_beside_torch_weights_or_in_an_index_is_refused(
@@ -1947,7 +1951,10 @@ def test_gguf_claiming_more_layers_than_any_model_is_not_sized_from(tmp_path: Pa
     plan = paramscope.memory(str(path), seq=2048).memory
     assert plan is not None
     assert [item.name for item in plan.items] == ["weights"]
-    assert "no KV cache item: the model has no decoder config to size it from" in plan.notes
+    assert (
+        "no KV cache item: the GGUF file's llama.block_count is 200,000, more layers than any model has (at most "
+        "100,000), which llama.cpp cannot size a KV cache from"
+    ) in plan.notes
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -3321,14 +3321,16 @@ def test_float32_attention_laid_out_batch_first_on_meta_is_told(contiguous: bool
         assert cpu.totals.activations_bytes - meta.totals.activations_bytes == 1 * 16 * 32 * 4
         assert said == [
             "1 float32 attention call(s) laid their output out batch first, as a GPU's fused kernel does (on meta); "
-            "torch's CPU kernel follows the query's layout, so a copy before the output projection (a transpose and "
-            "reshape) that a GPU does not make is saved on cpu: a summary with --device cpu --mode train measures "
-            "cpu's"
+            "torch's CPU kernel follows the query's layout, so a copy of it that a GPU does not make (a transpose and "
+            "reshape before the output projection) may be saved on cpu: a summary with --device cpu --mode train "
+            "measures cpu's"
         ]
     else:
         assert meta.totals.activations_bytes == cpu.totals.activations_bytes
         assert said == []
     assert not [note for note in cpu.notes if "batch first" in note]
+    # in eval mode, what the train-mode forward on meta that measures the activations met, once
+    assert [note for note in paramscope.summary(model, input_data=x).notes if "batch first" in note] == said
     plan = paramscope.memory(model, input_size=(1, 16, 32), train=True, precision="fp32").memory
     assert plan is not None
     assert [note for note in plan.notes if "batch first" in note] == said  # its training forward runs on meta

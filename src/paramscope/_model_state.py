@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._storages import has_plain_storage
 from ._walk import ModuleWalk
 
 
@@ -115,13 +116,6 @@ def in_mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bo
                 generator.set_state(generator_state)
 
         _each(put_back_state, put_back_data, put_back_flags, put_back_grads, put_back_generators)
-
-
-def has_plain_storage(tensor: torch.Tensor) -> bool:
-    """A dense tensor with values (not meta, nor a subclass, nor a sparse, mkldnn, nested or quantized one): one whose
-    storage is bytes that can be kept and put back."""
-    return (type(tensor) in (torch.Tensor, nn.Parameter) and tensor.layout == torch.strided and not tensor.is_nested
-            and not tensor.is_meta and not tensor.is_quantized)  # fmt: skip
 
 
 def _set_data(tensor: torch.Tensor, data: torch.Tensor) -> None:

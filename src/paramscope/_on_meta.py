@@ -817,7 +817,7 @@ def _as_cudas_efficient_attention(
         batch_first = (queries * heads * size, size, heads * size, 1)
         # a dimension of size 1 (one head, one query) has any stride: a layout differs in the others' alone
         layouts = zip(output.shape, output.stride(), batch_first, strict=True)
-        if any(extent > 1 and kept != made for extent, kept, made in layouts):
+        if output.numel() and any(extent > 1 and kept != made for extent, kept, made in layouts):
             values.batch_first_attention += 1
         output = _restrided(output, batch_first)
     return output, logsumexp

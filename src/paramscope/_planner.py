@@ -121,7 +121,7 @@ def resolve(
     if report.source.kind == "gguf":
         from .sources.gguf import decoder_config
 
-        cache_config = decoder_config(Path(model))
+        cache_config = decoder_config([Path(file) for file in report.source.files])
     hub = model.startswith("hf:")
     config = None if hub else _config_beside(model, wants_forward)
     if request.model_class and not (wants_forward and (hub or config is not None)):

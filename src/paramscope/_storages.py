@@ -1,5 +1,6 @@
 """Storages, as a summary tells them apart: the key of each (one per storage, on meta and for fake tensors too), the
-plain tensors a tensor keeps its data in, and the storages among a call's arguments.
+plain tensors a tensor keeps its data in, the storages among a call's arguments, and which storages hold bytes that
+can be kept and put back.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import _disable_current_modes
 
@@ -30,9 +32,8 @@ def input_storages(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[int, i
             if not isinstance(tensor, torch.Tensor):
                 continue
             if tensor.layout is torch.strided or tensor.layout is torch.jagged:
-                parts = plain_tensors_of(
-                    tensor
-                )  # a wrapper subclass's, a jagged nested tensor's: the plain tensors it holds
+                # a wrapper subclass's, a jagged nested tensor's: the plain tensors it holds
+                parts = plain_tensors_of(tensor)
             else:  # a sparse tensor has no storage of its own: its indices and values have theirs
                 with _disable_current_modes():  # reading them is not the forward: the op recorder must not see it
                     parts = sparse_parts(tensor) or ()
@@ -50,3 +51,10 @@ def storage_key(tensor: torch.Tensor) -> int:
     storage = tensor.untyped_storage()
     # a fake tensor made on cpu inside a forward on meta has no data either
     return int(storage._cdata) if isinstance(tensor, FakeTensor) or tensor.is_meta else int(storage.data_ptr())
+
+
+def has_plain_storage(tensor: torch.Tensor) -> bool:
+    """A dense tensor with values (not meta, nor a subclass, nor a sparse, mkldnn, nested or quantized one): one whose
+    storage is bytes that can be kept and put back."""
+    return (type(tensor) in (torch.Tensor, nn.Parameter) and tensor.layout == torch.strided and not tensor.is_nested
+            and not tensor.is_meta and not tensor.is_quantized)  # fmt: skip

@@ -542,9 +542,9 @@ def fused_with_dropout_note(calls: int) -> str:
 def batch_first_attention_note(calls: int) -> str:
     """Where the activations after float32 attention measured on meta may differ from the CPU's: the layout."""
     return (f"{calls} float32 attention call(s) laid their output out batch first, as a GPU's fused kernel does (on "
-            "meta); torch's CPU kernel follows the query's layout, so a copy before the output projection (a "
-            "transpose and reshape) that a GPU does not make is saved on cpu: a summary with --device cpu --mode "
-            "train measures cpu's")  # fmt: skip
+            "meta); torch's CPU kernel follows the query's layout, so a copy of it that a GPU does not make (a "
+            "transpose and reshape before the output projection) may be saved on cpu: a summary with --device cpu "
+            "--mode train measures cpu's")  # fmt: skip
 
 
 CHECKPOINT_CALLS = "the train-mode forward ran torch.utils.checkpoint"

@@ -54,7 +54,7 @@ from ._checkpointing import checkpoint_replaced, selectively_kept
 from ._describe import PLAIN_DTYPES_IN_ERRORS, describe, describe_arguments
 from ._errors import TargetError, first_line
 from ._inputs import to_device
-from ._model_state import has_plain_storage, in_mode
+from ._model_state import in_mode
 from ._on_meta import as_on_a_device, fake_tensors
 from ._process_settings import (
     EVAL_FRAME,
@@ -64,7 +64,7 @@ from ._process_settings import (
     room_under_the_recursion_limit,
 )
 from ._progress import steps
-from ._storages import input_storages, plain_tensors_of, storage_key
+from ._storages import has_plain_storage, input_storages, plain_tensors_of, storage_key
 from ._walk import ModuleWalk, path_depth
 from .sources._tensors import sparse_parts
 from .sources.code import random_states_put_back
@@ -530,9 +530,8 @@ def _parameter_storages(walk: ModuleWalk) -> dict[int, str]:
     """The storages of the model's real parameters, by address, with a name of each."""
     storages: dict[int, str] = {}
     for name, param in walk.named_tensors("parameters"):
-        for part in plain_tensors_of(
-            param
-        ):  # a wrapper subclass's (torchao's quantized weights) are its inner tensors'
+        # a wrapper subclass's (torchao's quantized weights) are its inner tensors'
+        for part in plain_tensors_of(param):
             if not part.is_meta and part.numel():
                 storages.setdefault(part.untyped_storage().data_ptr(), name)
     return storages
@@ -1314,7 +1313,8 @@ def _run(
                 trace_result.unread_masks = sorted({*trace_result.unread_masks, *values.unread})
                 trace_result.fused_attention += values.fused_attention
                 trace_result.fused_with_dropout += values.fused_with_dropout
-                trace_result.batch_first_attention += values.batch_first_attention
+                if measure_activations:  # what it says is of the bytes saved: the forward that measures them
+                    trace_result.batch_first_attention += values.batch_first_attention
                 trace_result.finite_checks = max(trace_result.finite_checks, values.finite_reads)
             if find_trained:  # on meta, where the stand-ins are the graph's leaves
                 trace_result.trained = _reached_parameters(output, weights.items())
@@ -1381,6 +1381,7 @@ def trace(
     except ForwardError as error:
         result.activations_failure = f"no train-mode forward could run ({error})"
         result.checkpoint_calls = result.selective_calls = result.selective_unread = 0  # the failed forward's
+        result.batch_first_attention = 0
     else:
         result.activations_device = "meta"
     return result

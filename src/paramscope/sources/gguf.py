@@ -13,6 +13,7 @@ import mmap
 import os
 import re
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -519,10 +520,10 @@ def _period(period: int, layers: int) -> list[bool]:
     return [period == 0 or index % period < period - 1 for index in range(layers)]
 
 
-def decoder_config(target: Path) -> dict[str, Any] | None:
+def decoder_config(files: Sequence[Path]) -> dict[str, Any] | None:
     """The decoder hyperparameters of a GGUF model, as :func:`_decoder_config` reads them: from the first of its
-    files that has them (a vision projector beside the model has none)."""
-    for path in _files(target)[0]:
+    ``files`` (those its report read) that has them (a vision projector beside the model has none)."""
+    for path in files:
         key = _config_key(path)
         if key not in _DECODER_CONFIGS:
             _read(path)

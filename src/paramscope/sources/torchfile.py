@@ -375,14 +375,14 @@ def _load_quietly(path: Path, *, mmap: bool = False) -> Any:
 
 @contextlib.contextmanager
 def _named_in_utf8(path: Path) -> Iterator[Path]:
-    """``path``, or where its name holds bytes that are no UTF-8 (which a POSIX file name may hold, and Python keeps
-    as surrogates), a link to it named in UTF-8 for the block: torch maps the file by its name passed to C++ as UTF-8,
-    which fails on them. The mapping outlives the link."""
+    """``path``, or where its name's bytes are not its text in UTF-8 (bytes that are no UTF-8, which a POSIX file name
+    may hold and Python keeps as surrogates; a file system encoding other than UTF-8), a link to it named in UTF-8 for
+    the block: torch maps the file by its name passed to C++ as UTF-8. The mapping outlives the link."""
     try:
-        os.fsdecode(path).encode("utf-8")
+        same = os.fspath(path).encode("utf-8") == os.fsencode(path)
     except UnicodeEncodeError:
-        pass
-    else:
+        same = False
+    if same:
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="paramscope-") as scratch:
