@@ -724,6 +724,25 @@ def test_config_beside_a_checkpoint_that_cannot_be_read_is_a_note(tmp_path: Path
     assert str(tmp_path / "config.json") not in report.source.files  # not read
 
 
+def test_config_beside_a_checkpoint_that_is_no_file_or_has_a_quantization_config_of_no_settings_is_a_note(
+    tmp_path: Path,
+) -> None:
+    state = _tied_checkpoint(tmp_path, head=False, tie=None)
+    config = tmp_path / "config.json"
+    config.mkdir()
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == sum(t.numel() for t in state.values())
+    assert f"{config} is not a file: counted without it" in report.notes
+    config.rmdir()
+    config.write_text(json.dumps({"quantization_config": "gptq"}))
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == sum(t.numel() for t in state.values())
+    assert (
+        f"{config}: its quantization_config is 'gptq', not a JSON object: the quantization is told from the tensors' "
+        "names and shapes alone"
+    ) in report.notes
+
+
 def test_source_files_are_every_file_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # from review: a directory with an index listed its shards alone, where the README's source.files is "the files
     # read": the index and the config.json beside it are read too

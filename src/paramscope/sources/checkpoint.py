@@ -69,7 +69,8 @@ def read_config(directory: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """The ``config.json`` beside a checkpoint, if there is one that parses; a note when it does not."""
     path = directory / "config.json"
     if not path.is_file():
-        return None, []
+        # a directory of that name, or a FIFO (which would block): a config that is there but cannot be read, said
+        return None, [f"{path} is not a file: counted without it"] if path.exists() else []
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             return None, [f"{path} is larger than {format_bytes(MAX_CONFIG_BYTES)}: not read"]
@@ -78,6 +79,10 @@ def read_config(directory: Path) -> tuple[dict[str, Any] | None, list[str]]:
         return None, [f"{path} could not be read ({error}): counted without it"]
     if not isinstance(config, dict):
         return None, [f"{path} is not a JSON object: counted without it"]
+    settings = config.get("quantization_config")
+    if settings is not None and not isinstance(settings, dict):  # transformers reads it as a dict of settings
+        return config, [f"{path}: its quantization_config is {shortened(repr(settings))}, not a JSON object: the "
+                        "quantization is told from the tensors' names and shapes alone"]  # fmt: skip
     return config, []
 
 
