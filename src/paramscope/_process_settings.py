@@ -1,5 +1,5 @@
 """The process-wide settings a summary's forward runs under, each put back after it: dynamo's stance, Python's
-recursion limit, torch's default dtype, and ``torch.nn.utils.parametrize``'s cache.
+recursion limit, torch's default dtype and random generators' states, and ``torch.nn.utils.parametrize``'s cache.
 
 Summaries may overlap in threads (and run inside another's forward): a setting shared by all of them is set by the
 first in and put back by the last out, not by each, which would leave it changed for good when the first to start
@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ._walk import ModuleWalk, path_depth
-from .sources.code import default_dtype_of_code
+from .sources.code import default_dtype_of_code, random_states_put_back
 
 # dynamo's C module of frame callbacks (None in a torch built without dynamo)
 EVAL_FRAME: Any = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
@@ -73,6 +73,17 @@ class _EagerWhileSummariesRun:
 
 
 _EAGER = _EagerWhileSummariesRun()
+
+
+def as_the_forward_runs(stack: contextlib.ExitStack, model: nn.Module, walk: ModuleWalk) -> None:
+    """The settings ``model``'s forward runs under, each put back by ``stack``: torch's random generators (what the
+    forward draws, dropout's, or on meta a number drawn on the cpu: the caller's next draws are what they would have
+    been without it), the default dtype its code set, a cache of parametrized weights of its own, and room under the
+    recursion limit (see each)."""
+    random_states_put_back(stack)
+    default_dtype_as_its_code_sets(stack, model)
+    parametrizations_cached_apart(stack)
+    room_under_the_recursion_limit(stack, walk)
 
 
 def default_dtype_as_its_code_sets(stack: contextlib.ExitStack, model: nn.Module) -> None:

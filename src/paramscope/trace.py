@@ -58,16 +58,13 @@ from ._model_state import in_mode
 from ._on_meta import as_on_a_device, fake_tensors
 from ._process_settings import (
     EVAL_FRAME,
+    as_the_forward_runs,
     compiled_code_run_eagerly,
-    default_dtype_as_its_code_sets,
-    parametrizations_cached_apart,
-    room_under_the_recursion_limit,
 )
 from ._progress import steps
 from ._storages import has_plain_storage, input_storages, plain_tensors_of, storage_key
 from ._walk import ModuleWalk, path_depth
 from .sources._tensors import sparse_parts
-from .sources.code import random_states_put_back
 
 aten = torch.ops.aten
 
@@ -1266,12 +1263,7 @@ def _run(
         recorder = _OpRecorder(protected, count_flops=count_flops)
         hooks.recorder, recorder.stack = recorder, hooks.stack
         with contextlib.ExitStack() as stack:
-            # what a forward draws from torch's generators (dropout; on meta, a number drawn on the cpu) is put back:
-            # the caller's next draws are what they would have been without the summary
-            random_states_put_back(stack)
-            default_dtype_as_its_code_sets(stack, model)
-            parametrizations_cached_apart(stack)
-            room_under_the_recursion_limit(stack, walk)
+            as_the_forward_runs(stack, model, walk)
             description = f"forward pass ({'train' if train else 'eval'}) on {device}"
             hooks.advance = stack.enter_context(steps(description, len(hooks.paths), quiet=quiet))
             # the mode first, so that a model's train() that rebinds a forward is seen by the wrappers
@@ -1516,10 +1508,7 @@ def peak_live_bytes(
         with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
             hooks.advance = advance
             with in_mode(model, walk, False), contextlib.ExitStack() as stack:
-                random_states_put_back(stack)  # the forward's draws
-                default_dtype_as_its_code_sets(stack, model)
-                parametrizations_cached_apart(stack)
-                room_under_the_recursion_limit(stack, walk)
+                as_the_forward_runs(stack, model, walk)
                 _data_parallel_runs_its_module(stack, walk)
                 stack.callback(hooks.remove)
                 hooks.register()
