@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import functools
 import json
+import math
 import re
 import sys
 import types
@@ -923,6 +924,23 @@ def test_quantised_checkpoints_with_other_scales_differ(tmp_path: Path, capsys: 
         "name": "up.scales", "shape_a": [4, 64], "shape_b": [4, 64], "dtype_a": "float16", "dtype_b": "float32",
         "trainable_a": None, "trainable_b": None, "kind_a": "quantization", "kind_b": "quantization",
     }]  # fmt: skip
+    # the scales, zeros and group indices, apart from the parameters, are totals of their own
+    code, out, _ = run(capsys, "diff", str(paths["g32"]), str(paths["g64"]), "--format", "json")
+    sizes = {"I32": 4, "F16": 2}
+    metadata = {
+        name: [(math.prod(gptq_layout(group)[tensor][1]), sizes[gptq_layout(group)[tensor][0]])
+               for tensor in ("up.qzeros", "up.scales", "up.g_idx")]
+        for name, group in (("g32", 32), ("g64", 64))
+    }  # fmt: skip
+    elements = {name: sum(numel for numel, _ in tensors) for name, tensors in metadata.items()}
+    stored = {name: sum(numel * size for numel, size in tensors) for name, tensors in metadata.items()}
+    assert (code, elements, stored) == (1, {"g32": 416, "g64": 272}, {"g32": 1152, "g64": 832})
+    totals = json.loads(out)["totals"]
+    assert totals["quantization"] == {"a": 416, "b": 272, "delta": -144}
+    assert totals["quantization_bytes"] == {"a": 1152, "b": 832, "delta": -320}
+    out = run(capsys, "diff", str(paths["g32"]), str(paths["g64"]))[1]
+    assert "  Quantization            416       272    -144\n" in out
+    assert "  Quantization size  1.12 KiB     832 B  -320 B\n" in out
     layout = gptq_layout(32)
     del layout["up.g_idx"]
     write_safetensors(tmp_path / "no-g_idx.safetensors", layout)

@@ -23,7 +23,7 @@ from ._units import listed
 SCHEMA = "paramscope.diff/1"
 _MODELS_READ: ContextVar[list[Any] | None] = ContextVar("paramscope_models_read", default=None)
 _CHECKPOINT_KINDS = frozenset({"safetensors", "torch", "gguf"})
-_TOTALS = ("params", "trainable", "param_bytes", "buffers", "buffer_bytes")
+_TOTALS = ("params", "trainable", "param_bytes", "buffers", "buffer_bytes", "quantization", "quantization_bytes")
 
 
 @dataclass(frozen=True, slots=True)

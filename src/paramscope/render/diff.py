@@ -37,13 +37,16 @@ def _count_or_absent(value: int | None, complete: bool = True) -> str:
 def _totals_section(diff: Diff, units: Units) -> Section:
     complete_a, complete_b = diff.a.totals.complete, diff.b.totals.complete
     rows = []
-    for label, key, is_bytes in (
+    totals = [
         ("Parameters", "params", False),
         ("  trainable", "trainable", False),
         ("Parameter size", "param_bytes", True),
         ("Buffers", "buffers", False),
         ("Buffer size", "buffer_bytes", True),
-    ):
+    ]
+    if diff.a.totals.quantization or diff.b.totals.quantization:  # as inspect shows them: for a quantised side only
+        totals += [("Quantization", "quantization", False), ("Quantization size", "quantization_bytes", True)]
+    for label, key, is_bytes in totals:
         a, b = getattr(diff.a.totals, key), getattr(diff.b.totals, key)
         if a is None or b is None:
             rows.append((label, _count_or_absent(a, complete_a), _count_or_absent(b, complete_b), ""))
