@@ -1722,6 +1722,12 @@ def test_gguf_split_part_whose_header_says_another_split_than_its_name_is_refuse
     assert_error(
         run(capsys, "inspect", str(second)), f"{second}: its header says part 3 of a 3-file split, its name part 2 of 3"
     )
+    # llama.cpp reads no other part of a file whose header says it is one file
+    write_gguf_part(second, 0, 1)
+    assert_error(
+        run(capsys, "inspect", str(tmp_path / "m-00001-of-00003.gguf")),
+        f"{second}: its header says a file of its own (split.count 1), its name part 2 of 3",
+    )
 
 
 def test_a_gguf_split_part_renamed_is_counted_alone_with_a_note(tmp_path: Path) -> None:

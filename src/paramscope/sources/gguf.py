@@ -586,10 +586,14 @@ def _split_as_named(path: Path, values: dict[str, Any]) -> list[str]:
     ``split.no``, from 0, and ``split.count``): llama.cpp finds the other parts by the name, so the name must say the
     same. A part under a name that is no split part's is counted alone, which the note returned says."""
     count, number = _value(values, "split.count"), _value(values, "split.no")
+    named = _SPLIT.match(path.name)
     if type(count) is not int or count <= 1:  # not a split (bool is an int, and no count)
+        # a header without the key (parts not written by gguf-split) is let be: the name is all there is to go by
+        if type(count) is int and named is not None and int(named["count"]) > 1:
+            raise SourceError(f"{path}: its header says a file of its own (split.count {count}), its name part "
+                              f"{int(named['index'])} of {int(named['count'])}")  # fmt: skip
         return []
     part = f"part {number + 1} of a {count}-file split" if type(number) is int else f"part of a {count}-file split"
-    named = _SPLIT.match(path.name)
     if named is None:
         return [f"{path.name}: {part} (its header says), under a name that is no split part's: only this part is "
                 "counted; inspect the split's first part, named as llama.cpp names it, to count the model"]  # fmt: skip
