@@ -7,12 +7,14 @@ allocation: a header that claims 200 MB is refused before anything is read.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import pickle
 import random
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -1154,24 +1156,54 @@ def test_bad_input_is_one_line_error(
         assert str(raised.value) == case.message
 
 
-def test_directory_that_cannot_be_searched_is_one_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # what a directory without search permission gives a user who is not root (root may look into any)
-    safetensors_file(tmp_path / "model.safetensors", {"a": f32([0, 8])}, bytes(8))
-    config = tmp_path / "config.json"
+_EVERY_COMMAND = """
+import contextlib, io, json, sys
+import paramscope
+from paramscope.cli import main
+results = []
+for argv in (["inspect", sys.argv[1]], ["summary", sys.argv[1], "--input-size", "1,4"], ["memory", sys.argv[1]],
+             ["diff", sys.argv[1], sys.argv[1]]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        results.append([main(argv), err.getvalue()])
+try:
+    paramscope.inspect(sys.argv[1])
+except paramscope.ParamscopeError as error:
+    results.append([None, str(error)])
+print(json.dumps(results))
+"""
 
-    stat = Path.stat
 
-    def denied(path: Path, *args: Any, **kwargs: Any) -> os.stat_result:
-        if path.parent == tmp_path:  # what lies in the directory cannot be looked at; the directory itself can
-            raise PermissionError(13, "Permission denied", str(path))
-        return stat(path, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "stat", denied)
-    assert_error(run(capsys, "inspect", str(tmp_path)), f"{config}: Permission denied")
-    with pytest.raises(paramscope.ParamscopeError, match="^" + str(config) + ": Permission denied$"):
-        paramscope.inspect(str(tmp_path))
+@pytest.mark.parametrize("mode", [0o000, 0o400], ids=["no-permission", "read-only"])
+def test_directory_that_cannot_be_looked_into_is_named_itself(tmp_path: Path, mode: int) -> None:
+    # Without search permission nothing in it can be looked at; the error named a config.json it may not hold
+    # ("DIR/config.json: Permission denied"). Root, which may look into any directory, runs without that privilege.
+    directory = tmp_path / "model"
+    directory.mkdir()
+    safetensors_file(directory / "model.safetensors", {"a": f32([0, 8])}, bytes(8))
+    unprivileged: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv to drop the privilege to read any directory")
+        unprivileged = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    directory.chmod(mode)
+    try:
+        # the ground truth: what looking at a file in it gives with the same privileges
+        look = f"import os; os.stat({str(directory / 'config.json')!r})"
+        shell = subprocess.run([*unprivileged, sys.executable, "-c", look], capture_output=True, text=True,
+                               timeout=SUBPROCESS_TIMEOUT, check=False)  # fmt: skip
+        assert "PermissionError" in shell.stderr
+        env = {**os.environ, "PYTHONPATH": str(Path(paramscope.__file__).parents[1])}
+        done = subprocess.run(
+            [*unprivileged, sys.executable, "-c", _EVERY_COMMAND, str(directory)],
+            capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=env, check=False,
+        )  # fmt: skip
+    finally:
+        directory.chmod(0o755)
+    assert (done.returncode, done.stderr) == (0, "")
+    expected = [2, f"paramscope: error: {directory}: {os.strerror(errno.EACCES)}\n"]
+    assert json.loads(done.stdout) == [expected] * 4 + [[None, f"{directory}: {os.strerror(errno.EACCES)}"]]
 
 
 @pytest.mark.parametrize(("kind", "size"), [(8, 8), (0, 1)], ids=["strings", "uint8"])

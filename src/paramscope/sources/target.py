@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -215,6 +216,19 @@ def _why_missing(path: Path) -> str:
     return symlink_loop(path) or "no such file or directory"
 
 
+def _check_can_look_into(path: Path) -> None:
+    """Refuse a directory whose entries cannot be listed (no read permission) or looked at (no search permission) as
+    itself, before any file in it is named in the error: ``DIR/config.json: Permission denied`` for a directory that
+    may hold no config.json."""
+    if not path.is_dir():
+        return
+    try:
+        os.scandir(path).close()
+        os.stat(os.path.join(path, os.curdir))  # through the directory (a Path drops the "."): needs search permission
+    except OSError as error:
+        raise SourceError(f"{path}: {error.strerror or error}") from None
+
+
 def _config_report(config: Path, request: Request, target: str | None = None) -> Report:
     from .hf import config_report
 
@@ -236,6 +250,7 @@ def _path_report(target: str, request: Request) -> Report:
     path = Path(target)
     if not path.exists():
         raise SourceError(f"{target}: {_why_missing(path)}")
+    _check_can_look_into(path)
     if not path.is_dir():
         from .safetensors import check_regular_file
 
@@ -404,7 +419,10 @@ def builds_model(target: str) -> bool:
     path = Path(target)
     if path.is_file():
         return path.name.endswith(".json") and not path.name.endswith(".index.json")
-    return path.is_dir() and (path / "config.json").is_file() and not _has_weights(path)
+    try:
+        return path.is_dir() and (path / "config.json").is_file() and not _has_weights(path)
+    except OSError:  # a directory that cannot be looked into: reading it says so
+        return False
 
 
 def builds_from_config(target: str, from_config: bool = False) -> bool:
@@ -448,6 +466,7 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str], str 
     path = Path(target)
     if not path.exists():
         raise SourceError(f"{target}: {_why_missing(path)}")
+    _check_can_look_into(path)
     # a config.json named itself; beside a checkpoint (a sharded one's *.index.json too) or in a directory
     config = (
         path
