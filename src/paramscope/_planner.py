@@ -540,10 +540,8 @@ def measure_activations(
     import torch
 
     from ._summary import (
-        batch_first_attention_note,
+        as_a_device_notes,
         check_runnable,
-        finite_checks_note,
-        fused_with_dropout_note,
         selective_unread_note,
         unfused_recurrent_note,
     )
@@ -578,12 +576,7 @@ def measure_activations(
         if autocast is not None:
             notes.append(_autocast_note(settings.precision, dtype, result.autocast_copies, units))
         notes.extend(unfused_recurrent_note(model.named_modules(), {call.path for call in result.calls}))
-        if result.fused_with_dropout:
-            notes.append(fused_with_dropout_note(result.fused_with_dropout))
-        if result.batch_first_attention:
-            notes.append(batch_first_attention_note(result.batch_first_attention))
-        if result.finite_checks:
-            notes.append(finite_checks_note(result.finite_checks))
+        notes.extend(as_a_device_notes(result))
         own = _checkpointed_by_model(result, regions, units)
         if own is not None:  # what the model checkpoints itself, whatever --grad-checkpointing asks
             size, formula = own

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ._walk import ModuleWalk
-    from .trace import ForwardError
+    from .trace import ForwardError, Trace
 
 Shape = Sequence[int]
 _MAX_OPS_IN_NOTE = 10
@@ -462,12 +462,7 @@ def summarize(
         notes.extend(unfused_recurrent_note(walk.named_modules, called))
     if result.unread_masks:
         notes.append(unread_masks_note(result.unread_masks))
-    if result.fused_with_dropout:
-        notes.append(fused_with_dropout_note(result.fused_with_dropout))
-    if result.batch_first_attention:
-        notes.append(batch_first_attention_note(result.batch_first_attention))
-    if result.finite_checks:
-        notes.append(finite_checks_note(result.finite_checks))
+    notes.extend(as_a_device_notes(result))
     if result.checkpoint_calls:
         notes.append(checkpoint_calls_note(result.checkpoint_calls, result.selective_calls - result.selective_unread))
     if result.selective_unread:
@@ -532,14 +527,24 @@ def unfused_recurrent_note(named_modules: Iterable[tuple[str, nn.Module]], calle
     ]
 
 
-def fused_with_dropout_note(calls: int) -> str:
+def as_a_device_notes(result: Trace) -> list[str]:
+    """What a forward on meta did as a device would, where the CPU would not (a fused attention kernel's activations
+    and layout) or where values were wanted (a check for infinities): the same notes in a summary and a memory plan."""
+    return [
+        *([_fused_with_dropout_note(result.fused_with_dropout)] if result.fused_with_dropout else []),
+        *([_batch_first_attention_note(result.batch_first_attention)] if result.batch_first_attention else []),
+        *([_finite_checks_note(result.finite_checks)] if result.finite_checks else []),
+    ]
+
+
+def _fused_with_dropout_note(calls: int) -> str:
     """What the activations of attention with dropout measured on meta are: a GPU's fused kernel's, not the CPU's."""
     return (f"activations of {calls} attention call(s) with dropout, as a GPU's fused kernel saves them (on meta); "
             "torch's CPU kernel refuses dropout and runs the math path, which also keeps the attention matrix and "
             "the dropout mask: a summary with --device cpu --mode train measures cpu's")  # fmt: skip
 
 
-def batch_first_attention_note(calls: int) -> str:
+def _batch_first_attention_note(calls: int) -> str:
     """Where the activations after float32 attention measured on meta may differ from the CPU's: the layout."""
     return (f"{calls} float32 attention call(s) laid their output out batch first, as a GPU's fused kernel does (on "
             "meta); torch's CPU kernel follows the query's layout, so a copy of it that a GPU does not make (a "
@@ -568,7 +573,7 @@ def selective_unread_note(regions: int) -> str:
             "those regions as fully checkpointed, their inputs alone kept (a lower bound)")  # fmt: skip
 
 
-def finite_checks_note(reads: int) -> str:
+def _finite_checks_note(reads: int) -> str:
     """What a forward on meta did where it read a check of its activations for infinities or NaNs, which tensors
     without values cannot answer."""
     return (f"on meta, the forward read {reads} check(s) of its activations for infinities or NaNs (torch.isfinite, "
