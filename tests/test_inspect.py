@@ -86,6 +86,38 @@ def test_three_names_for_one_matrix() -> None:
     assert report.module("decoder").shared == ("encoder.weight",)
 
 
+def reused_within_reused(order: str) -> nn.Module:
+    """A layer reused inside a block that is itself reused (``b``, ``a1.0``, ``a2.0`` are one Linear), the layer met
+    first on its own (``order`` "layer first") or inside the block; and a layer three reuses deep."""
+    layer, inner = nn.Linear(2, 2), nn.Linear(3, 3)
+    block = nn.Sequential(layer, nn.Sequential(inner))
+    model = nn.Module()
+    if order == "layer first":
+        model.b = layer
+    model.a1, model.a2 = block, block
+    model.deep = nn.Sequential(block, inner)
+    if order != "layer first":
+        model.b = layer
+    return model
+
+
+@pytest.mark.parametrize("order", ["layer first", "block first"])
+def test_every_name_of_a_module_reused_inside_a_reused_module_is_an_alias(order: str) -> None:
+    # b's weight was named a1.0.weight, but not a2.0.weight: the block's reuse (a2 of a1) added no name for what the
+    # block held by a reuse of its own (a1.0 of b)
+    model = reused_within_reused(order)
+    report = paramscope.inspect(model)
+    names: dict[int, list[str]] = {}  # the ground truth: every name torch gives each tensor
+    for name, tensor in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(tensor), []).append(name)
+    assert sorted(sorted((record.name, *record.aliases)) for record in report.tensors) == sorted(
+        map(sorted, names.values())
+    )
+    for name, tensor in model.named_parameters(remove_duplicate=False):
+        assert report.tensor(name).numel == tensor.numel()
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+
+
 def test_reused_module_is_counted_once_under_its_first_path() -> None:
     model = ReusedBlock()
     report = paramscope.inspect(model)

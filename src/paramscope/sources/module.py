@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +133,12 @@ def _only_wraps(module: nn.Module, wrapper: Wrapper) -> bool:
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def _within_any(path: str, paths: Container[str]) -> bool:
+    """Whether ``path`` is one of ``paths`` or lies under one of them."""
+    parts = path.split(".")
+    return any(".".join(parts[:end]) in paths for end in range(1, len(parts) + 1))
 
 
 def _parametrizations(module: nn.Module) -> nn.ModuleDict | None:
@@ -597,12 +603,18 @@ class _Walk:
             for name in (record.name, *self._aliases.get(position, ()))
         )
         keys = [name for name, _ in names]
+        reused = {first_path for _, first_path in self._reused_paths}
+        # in the order of the walk, which meets a module's own reuses (a1.0, the b it holds) before its reuse (a2, a1)
         for path, first_path in self._reused_paths:
             prefix = first_path + "."
             start = bisect.bisect_left(keys, prefix)
             stop = bisect.bisect_left(keys, prefix[:-1] + "/")  # "/" sorts right after "."
-            for name, position in names[start:stop]:
-                self._aliases.setdefault(position, []).append(_join(path, name[len(prefix) :]))
+            found = [(_join(path, name[len(prefix) :]), position) for name, position in names[start:stop]]
+            for alias, position in found:
+                self._aliases.setdefault(position, []).append(alias)
+            if found and _within_any(path, reused):  # a module reused in turn holds them: its reuse names them too
+                names = sorted(names + found)
+                keys = [name for name, _ in names]
 
     # --- notes ------------------------------------------------------------------------------------------------
 
