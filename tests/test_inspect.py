@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import paramscope
 from paramscope import IncompleteCountError, TargetError
 from paramscope._units import listed, shortened
 from paramscope.examples import gpt2, resnet18
+from paramscope.render import View, render
 
 from .models import (
     BufferAlsoParameter,
@@ -828,3 +830,23 @@ def test_a_frozen_torchscript_module_says_its_weights_are_constants() -> None:
         "inspect it before freezing)",
     )
     assert paramscope.inspect(scripted).notes == ()  # its weights are parameters, counted
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+@pytest.mark.parametrize("layout", ["strided", "jagged"])
+def test_a_nested_tensor_buffer_has_no_one_shape_and_its_elements_counted(layout: str) -> None:
+    # a strided nested tensor has no sizes to read (torch raised from inspect), and a jagged one's ragged size is a
+    # SymInt (the JSON report could not be written)
+    model = nn.Linear(8, 2)
+    parts = [torch.zeros(2, 3), torch.zeros(4, 3)]
+    model.register_buffer("queue", torch.nested.nested_tensor(parts, layout=getattr(torch, layout)))
+    report = paramscope.inspect(model)
+    record = report.tensor("queue")
+    assert (record.shape, record.numel) == (None, sum(part.numel() for part in parts))
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert report.totals.buffers == 18
+    note = "queue is a nested tensor of 2 component(s), which has no one shape: its 18 elements are counted"
+    assert report.notes[0] == note
+    tensors = {entry["name"]: entry for entry in json.loads(render(report, "json"))["tensors"]}
+    assert (tensors["queue"]["shape"], tensors["queue"]["numel"]) == (None, 18)
+    assert "  queue   buffer     nested " in render(report, "table", View(tensors=True))

@@ -4181,6 +4181,31 @@ def test_a_jagged_nested_tensor_on_meta_is_refused_naming_the_inputs() -> None:
     )
 
 
+class MakesAJaggedTensor(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.nested.nested_tensor([x[0, :3], x[0, :5]], layout=torch.jagged))
+
+
+def test_a_jagged_nested_tensor_made_in_the_forward_on_meta_is_refused_with_a_hint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # torch's fake tensors name a jagged tensor's ragged size with a symbol, which only symbolic shapes make: an
+    # AssertionError from torch's inside, with nothing said of meta
+    argv = ("summary", "tests.test_summary:MakesAJaggedTensor", "--input-size", "1,5,8")
+    assert_error(
+        run(capsys, *argv),
+        "the forward failed in '(model)' with inputs [1, 5, 8]: AssertionError: self.shape_env must not be None; the "
+        "forward makes a jagged nested tensor, which cannot be made on meta: try --device cpu",
+    )
+    report = paramscope.summary(MakesAJaggedTensor(), input_size=(1, 5, 8), device="cpu")
+    assert report.totals.flops == 2 * (3 + 5) * 8 * 4  # the rows of both sequences, and no padding
+    assert report.calls[1].outputs == "nested([3, 4], [5, 4])"  # type: ignore[index]
+
+
 @pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
 def test_nested_tensors_are_described_by_their_sequences() -> None:
     nested = torch.nested.nested_tensor([torch.zeros(5, 16), torch.zeros(3, 16)])

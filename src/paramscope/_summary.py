@@ -360,6 +360,10 @@ def summarize(
             hint = ("torch runs FlexAttention on a real device alone: try --device cpu (in eval mode: torch runs its "
                     "backward on a GPU alone)")  # fmt: skip
             raise ForwardError(f"{error}; {hint}") from cause
+        if device == "meta" and isinstance(cause, AssertionError) and "shape_env" in first_line(cause):
+            # torch's fake tensors make a jagged nested tensor's ragged size a symbol, from symbolic shapes alone
+            hint = "the forward makes a jagged nested tensor, which cannot be made on meta: try --device cpu"
+            raise ForwardError(f"{error}; {hint}") from cause
         if device == "meta" and cause is not None and is_meta_device_failure(cause):
             hint = "meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
             raise ForwardError(f"{error}; {hint}") from cause

@@ -305,8 +305,8 @@ def _calls_section(report: Report, view: View) -> Section:
 
 
 def _shape(record: TensorRecord) -> str:
-    if record.shape is None:
-        return "unreadable" if record.packing else "uninitialised"
+    if record.shape is None:  # of a known size, a nested tensor's: its components' shapes differ
+        return "unreadable" if record.packing else "uninitialised" if record.numel is None else "nested"
     return "(" + ", ".join(str(dim) for dim in record.shape) + ")"
 
 

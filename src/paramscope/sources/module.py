@@ -455,7 +455,16 @@ class _Walk:
                 records.append(TensorRecord(name, None, None, dtype_name, None, kind, trainable, persistent))
             else:
                 numel = tensor.numel()
-                shape = tuple(tensor.shape)
+                try:
+                    # a jagged nested tensor's ragged dimension is symbolic (torch's (2, j1, 3))
+                    shape = None if special and tensor.is_nested else tuple(tensor.shape)
+                except RuntimeError:  # a nested tensor of the strided layout has no sizes to read
+                    shape = None
+                if shape is None:
+                    self.size_notes.append(
+                        f"{shortened(name)} is a nested tensor of {tensor.size(0):,} component(s), which has no one "
+                        f"shape: its {numel:,} elements are counted"
+                    )
                 if kind == "parameter" and tensor.__dict__:  # ZeRO-3 keeps its attributes on the parameter
                     zero3 = zero3_sharding(tensor)
                     if zero3 is not None:
