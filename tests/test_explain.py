@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -292,3 +293,31 @@ def test_a_scripted_subclass_of_a_torch_layer_keeps_its_base_formula() -> None:
     assert [(n.path, n.formula, n.formula_matches) for n in report.modules] == [
         (n.path, n.formula, n.formula_matches) for n in _explained(model).modules
     ]
+
+
+class ConfiguredLinear(nn.Linear):
+    """A layer that answers a name it lacks from its config, with a KeyError for one the config lacks too."""
+
+    def __init__(self, config: dict[str, int]) -> None:
+        self.__dict__["config"] = config
+        super().__init__(config["hidden"], config["hidden"])
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("_") or name in ("weight", "bias"):  # hasattr() while they are registered
+                raise
+            return self.__dict__["config"][name]
+
+
+def test_a_layer_whose_getattr_raises_another_error_is_explained() -> None:
+    # the lookup of the lazy layers' has_uninitialized_params went through the layer's __getattr__: its KeyError
+    # failed the whole report
+    model = nn.Sequential(ConfiguredLinear({"hidden": 3}))
+    with pytest.raises(KeyError):
+        _ = model[0].has_uninitialized_params
+    report = paramscope.inspect(model, explain=True)
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) == 3 * 3 + 3
+    node = report.module("0")
+    assert (node.formula, node.formula_matches) == ("Linear: 3 × 3 + 3 = 12", True)

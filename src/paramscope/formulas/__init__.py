@@ -85,12 +85,13 @@ def explain_module(module: Any) -> Explanation:
     entry = _entry_of(module)
     if entry is None:
         return Explanation(None, None, "no formula")
-    has_uninitialized = getattr(module, "has_uninitialized_params", None)
-    if callable(has_uninitialized) and has_uninitialized():
-        return Explanation(entry, None, "uninitialised lazy layer: no sizes until its first forward pass")
-    if entry.kind != "formula":
-        return Explanation(entry, None, entry.description)
+    # looked up on the class: a layer's own __getattr__ may answer a name it lacks with any error (a KeyError)
+    has_uninitialized = getattr(type(module), "has_uninitialized_params", None)
     try:
+        if callable(has_uninitialized) and has_uninitialized(module):
+            return Explanation(entry, None, "uninitialised lazy layer: no sizes until its first forward pass")
+        if entry.kind != "formula":
+            return Explanation(entry, None, entry.description)
         hyperparameters = entry.read_module(module)
         return Explanation(entry, entry(**hyperparameters))
     except Exception as error:  # anything read off a foreign object may fail; the caller counts the tensors then
