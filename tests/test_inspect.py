@@ -850,3 +850,30 @@ def test_a_nested_tensor_buffer_has_no_one_shape_and_its_elements_counted(layout
     tensors = {entry["name"]: entry for entry in json.loads(render(report, "json"))["tensors"]}
     assert (tensors["queue"]["shape"], tensors["queue"]["numel"]) == (None, 18)
     assert "  queue   buffer     nested " in render(report, "table", View(tensors=True))
+
+
+def tied_in_hidden_modules() -> nn.Module:
+    """A decoder whose layer shares the encoder's embedding, and a block that ties two of its own layers."""
+    model = nn.Module()
+    model.enc = nn.Sequential(nn.Embedding(10, 4))
+    model.dec = nn.Sequential(nn.Linear(4, 10, bias=False))
+    model.dec[0].weight = model.enc[0].weight
+    model.block = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    model.block[1].weight = model.block[0].weight
+    return model
+
+
+def test_a_row_at_the_depth_shown_says_what_its_hidden_modules_share() -> None:
+    # at --depth 1, dec showed 0 parameters and no word of why: its layer shares the encoder's weight, which the
+    # deeper row said
+    model = tied_in_hidden_modules()
+    names = [name for name, tensor in model.named_parameters(remove_duplicate=False) if tensor is model.enc[0].weight]
+    assert names == ["enc.0.weight", "dec.0.weight"]
+    report = paramscope.inspect(model)
+    assert report.module("dec").params == 0
+    table = render(report, "table", View(depth=1))
+    assert "    dec    Sequential       0    0 B  shares enc.0.weight\n" in table
+    assert "    block  Sequential      24   96 B\n" in table  # tied within it: counted in it, nothing to say
+    deeper = render(report, "table", View(depth=2)).splitlines()
+    assert "    dec        Sequential       0    0 B" in deeper  # said on the row that holds it
+    assert "      dec.0    Linear           0    0 B  shares enc.0.weight" in deeper

@@ -165,6 +165,18 @@ def _own_node(node: ModuleNode, kids: list[ModuleNode], unknown_here: bool) -> M
     )
 
 
+def _shared_outside(nodes: Sequence[ModuleNode], index: int) -> tuple[str, ...]:
+    """The tensors that the subtree of ``nodes[index]`` (in pre-order) holds and that are counted outside it."""
+    root = nodes[index]
+    inside = root.path + "." if root.path else ""
+    shared = dict.fromkeys(root.shared)
+    for node in nodes[index + 1 :]:
+        if node.depth <= root.depth:
+            break
+        shared.update(dict.fromkeys(name for name in node.shared if not name.startswith(inside)))
+    return tuple(shared)
+
+
 def _shown_nodes(report: Report, view: View) -> list[tuple[str, ModuleNode, str]]:
     """The rows of the module table: name, node and note, with a row of own tensors under each module that has
     some beside the children shown."""
@@ -178,7 +190,13 @@ def _shown_nodes(report: Report, view: View) -> list[tuple[str, ModuleNode, str]
     for index, node in enumerate(nodes):
         if node.depth > view.depth:
             continue
-        rows.append(("  " * node.depth + (name_cell(node.path) or "(model)"), node, _module_note(node, view.explain)))
+        if node.depth == view.depth and kids[index]:  # what its hidden modules share says why its count is low
+            node_noted = node._replace(shared=_shared_outside(nodes, index))
+        else:
+            node_noted = node
+        rows.append(
+            ("  " * node.depth + (name_cell(node.path) or "(model)"), node, _module_note(node_noted, view.explain))
+        )
         if node.depth < view.depth and kids[index]:
             own = _own_node(node, kids[index], index in unknown)
             if own.params or own.buffers or not own.complete:
