@@ -148,6 +148,16 @@ def test_summary_takes_one_dtype_for_every_input_as_memory_does(dtypes: Any) -> 
     assert report.calls[0].outputs == "[2, 5, 4]"
 
 
+def test_numpys_bools_are_flags_as_its_integers_are_numbers() -> None:
+    # explain=np.True_ was refused as "must be True or False, not bool" (numpy 2 names its type bool)
+    import numpy as np
+
+    model = nn.Sequential(linear())
+    assert paramscope.inspect(model, explain=np.True_).module("0").formula == "Linear: 4 × 3 + 4 = 16"
+    assert paramscope.inspect(model, explain=np.bool_(False)).module("0").formula is None
+    assert paramscope.summary(model, input_size=(1, 3), depth=np.int64(0)).totals.params == 16
+
+
 def test_what_the_refusals_leave_working() -> None:
     """A guard, not a fix: options reach the side that is a target string, empty ones pass with a model, and a
     budget in floats still counts."""

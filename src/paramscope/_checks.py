@@ -82,9 +82,12 @@ def parsed(name: str, parse: Callable[[str], T], text: str) -> T:
 
 
 def flag(name: str, value: Any) -> bool:
-    """``value`` when it is a bool: a truthy string such as ``"no"`` would turn the option on unseen."""
+    """``value`` when it is a bool (numpy's too, as :func:`integer` takes numpy's integers): a truthy string such as
+    ``"no"`` would turn the option on unseen."""
     if isinstance(value, bool):
         return value
+    if type(value).__module__ == "numpy" and type(value).__name__ in {"bool", "bool_"}:  # numpy 2 named it bool
+        return bool(value)
     raise UsageError(f"{name} must be True or False, not {shown(value)}")
 
 
