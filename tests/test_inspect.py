@@ -66,6 +66,20 @@ def test_lookup_of_a_name_the_report_lacks_names_the_closest(lookup: str, name: 
     assert str(raised.value) == message
 
 
+@pytest.mark.parametrize("parametrize", ["weight_norm", "orthogonal"])
+def test_lookup_of_a_parametrized_tensor_names_what_it_is_computed_from(parametrize: str) -> None:
+    # the closest names were other layers' weights, not the originals it is stored as
+    model = nn.Sequential(nn.Linear(4, 4), getattr(nn.utils.parametrizations, parametrize)(nn.Linear(4, 4)))
+    stored = sorted(name for name in model.state_dict() if name.startswith("1.parametrizations.weight."))
+    assert stored in (["1.parametrizations.weight.original0", "1.parametrizations.weight.original1"],
+                      ["1.parametrizations.weight.0.base", "1.parametrizations.weight.original"])  # fmt: skip
+    with pytest.raises(KeyError) as raised:
+        paramscope.inspect(model).tensor("1.weight")
+    assert str(raised.value) == (
+        f"no tensor '1.weight' in this report: it is computed by a parametrization, from {', '.join(map(repr, stored))}"
+    )
+
+
 def test_gpt2_matches_transformers_gpt2_built_on_meta() -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=1000, n_positions=32)

@@ -379,6 +379,13 @@ class NotInReportError(KeyError):
         import difflib  # only on this error path
 
         name = self.args[0]
+        # a parametrized layer's weight is computed, and stored as torch.nn.utils.parametrize keeps its originals
+        owner, _, leaf = name.rpartition(".")
+        kept = f"{owner}.parametrizations.{leaf}." if owner else f"parametrizations.{leaf}."
+        originals = [held for held in self._names if held.startswith(kept)]
+        if self._kind == "tensor" and originals:
+            return (f"no tensor {name!r} in this report: it is computed by a parametrization, from "
+                    f"{', '.join(map(repr, sorted(originals)))}")  # fmt: skip
         close = difflib.get_close_matches(name, self._names, n=3, cutoff=0.8)
         hint = f"the closest: {', '.join(map(repr, close))}" if close else "none has a name close to it"
         return f"no {self._kind} {name!r} in this report; {hint}"
