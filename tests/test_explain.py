@@ -321,3 +321,16 @@ def test_a_layer_whose_getattr_raises_another_error_is_explained() -> None:
     assert report.totals.params == sum(p.numel() for p in model.parameters()) == 3 * 3 + 3
     node = report.module("0")
     assert (node.formula, node.formula_matches) == ("Linear: 3 × 3 + 3 = 12", True)
+
+
+def test_repeated_layers_each_get_the_formula_of_their_own_hyperparameters() -> None:
+    # layers alike share one count; a layer that differs in any hyperparameter gets its own
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 8), nn.Linear(4, 8, bias=False))
+    report = paramscope.inspect(model, explain=True)
+    formulas_shown = [report.module(str(index)).formula for index in range(4)]
+    assert formulas_shown == [
+        "Linear: 4 × 4 + 4 = 20", "Linear: 4 × 4 + 4 = 20", "Linear: 8 × 4 + 8 = 40", "Linear: 8 × 4 = 32"
+    ]  # fmt: skip
+    held = [sum(p.numel() for p in layer.parameters()) for layer in model]
+    assert [report.module(str(index)).params for index in range(4)] == held == [20, 20, 40, 32]
+    assert all(report.module(str(index)).formula_matches for index in range(4))

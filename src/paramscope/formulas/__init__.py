@@ -76,11 +76,16 @@ class Explanation:
     reason: str | None = None
 
 
-def explain_module(module: Any) -> Explanation:
+def explain_module(module: Any, counts: dict[Any, Count] | None = None) -> Explanation:
     """Evaluate the formula that applies to a live module, with the hyperparameters read off it.
 
     The count covers the whole layer, children included (MultiheadAttention's ``out_proj``, a Transformer layer's
-    attention and feed-forward), to be compared with all the tensors the module holds.
+    attention and feed-forward), to be compared with all the tensors the module holds. ``counts``, where given,
+    keeps each count made by its layer and hyperparameters, for the next layer alike (a model's repeated blocks).
+
+    >>> import torch
+    >>> explain_module(torch.nn.Linear(512, 1000)).count.text
+    'Linear: 1,000 × 512 + 1,000 = 513,000'
     """
     entry = _entry_of(module)
     if entry is None:
@@ -93,7 +98,16 @@ def explain_module(module: Any) -> Explanation:
         if entry.kind != "formula":
             return Explanation(entry, None, entry.description)
         hyperparameters = entry.read_module(module)
-        return Explanation(entry, entry(**hyperparameters))
+        if counts is None:
+            return Explanation(entry, entry(**hyperparameters))
+        key: Any = (entry.name, entry.alias, *hyperparameters.items())
+        try:
+            found = counts.get(key)
+        except TypeError:  # a value that cannot be a key (a list): counted each time
+            return Explanation(entry, entry(**hyperparameters))
+        if found is None:
+            found = counts[key] = entry(**hyperparameters)
+        return Explanation(entry, found)
     except Exception as error:  # anything read off a foreign object may fail; the caller counts the tensors then
         if isinstance(error, AttributeError) and error.name and _is_torchscript(type(module)):
             # tracing keeps a layer's tensors and drops its other attributes (scripting keeps its __constants__)

@@ -224,22 +224,24 @@ class Argument:
         shown = _type_name(self.annotation)
         return f"{self.name}: {shown}" if self.required else f"{self.name}: {shown} = {self.default!r}"
 
-    def checked(self, layer: str, value: Any, signature: str) -> Any:
+    def checked(self, layer: str, value: Any, signature: Callable[[], str]) -> Any:
         """``value`` as the formula takes it; FormulaError when it is of the wrong type (the message ends with
-        ``signature``, every argument of the layer) or out of range."""
+        ``signature()``, every argument of the layer) or out of range."""
         value = _plain(value)
-        shown = _short.repr(value)
         if not _matches(value, self.annotation):
-            raise FormulaError(f"{layer}: {self.name}={shown} is not {_type_name(self.annotation)}; {signature}")
+            shown = _short.repr(value)
+            raise FormulaError(f"{layer}: {self.name}={shown} is not {_type_name(self.annotation)}; {signature()}")
         for item in value if isinstance(value, tuple) else (value,):
             if isinstance(item, bool) or not isinstance(item, (int, float)):
                 continue
             if isinstance(item, float) and not math.isfinite(item):
-                raise FormulaError(f"{layer}: {self.name}={shown} must be a finite number")
+                raise FormulaError(f"{layer}: {self.name}={_short.repr(value)} must be a finite number")
             if item < 0:
-                raise FormulaError(f"{layer}: {self.name}={shown} must not be negative")
+                raise FormulaError(f"{layer}: {self.name}={_short.repr(value)} must not be negative")
             if item > _MAX_INT:
-                raise FormulaError(f"{layer}: {self.name}={shown} is larger than any tensor size (2**63 - 1)")
+                raise FormulaError(
+                    f"{layer}: {self.name}={_short.repr(value)} is larger than any tensor size (2**63 - 1)"
+                )
         return value
 
 
@@ -281,7 +283,7 @@ class LayerFormula:
         if missing:
             raise FormulaError(f"{self.name} needs {_names(missing)}; {self.signature()}")
         return {
-            name: self.arguments[name].checked(self.name, value, self.signature())
+            name: self.arguments[name].checked(self.name, value, self.signature)  # written only for an error
             for name, value in hyperparameters.items()
             if name in self.arguments
         }

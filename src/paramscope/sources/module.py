@@ -781,11 +781,12 @@ def _explain(walk: _Walk, nodes: tuple[ModuleNode, ...]) -> tuple[tuple[ModuleNo
 
     held = _Held(walk, nodes)
     explained, notes, differing, unchecked = [], [], [], []
+    counts: dict[Any, formulas.Count] = {}  # a model's repeated layers count alike
     for index, (node, module) in enumerate(zip(nodes, walk.node_modules, strict=True)):
         if node.same_as is not None:
             explained.append(node)
             continue
-        explanation = formulas.explain_module(module)
+        explanation = formulas.explain_module(module, counts)
         layer = f"'{shortened(node.path) or '(model)'}' ({node.type})"
         if explanation.count is None:
             entry = explanation.entry
