@@ -5606,11 +5606,17 @@ def test_a_checkpoint_wrappers_modules_are_rows_of_their_own_parameters() -> Non
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 
     model = nn.Sequential(checkpoint_wrapper(nn.Linear(4, 8)), nn.ReLU(), checkpoint_wrapper(nn.Linear(8, 2)))
-    report = paramscope.summary(model, input_size=(2, 4))
-    assert [(r.path, r.params) for r in report.calls or ()] == [
-        ("", 58), ("0", 40), ("0._checkpoint_wrapped_module", 40), ("1", 0), ("2", 18),
-        ("2._checkpoint_wrapped_module", 18),
-    ]  # fmt: skip
+    report = paramscope.summary(model, input_size=(2, 4), mode="train")
+    # one row for a wrapper and the module it wraps, named as inspect names the module (no second row under
+    # "0._checkpoint_wrapped_module"), with what the wrapper keeps for backward: its input
+    assert [(r.path, r.params) for r in report.calls or ()] == [("", 58), ("0", 40), ("1", 0), ("2", 18)]
+    assert [node.path for node in paramscope.inspect(model).modules] == ["", "0", "1", "2"]
+    total, per_path = torch_saved_bytes(model, torch.randn(2, 4))
+    assert report.totals.activations_bytes == total
+    assert {r.path: r.activations_bytes for r in report.calls or ()} == {
+        path: per_path.get(path, 0) for path in ("", "0", "1", "2")
+    }
+    assert per_path["0"] == 2 * 4 * 4  # the wrapper keeps its input, as torch's checkpoint does
     assert not any("not called" in note for note in report.notes)
 
 
@@ -5624,11 +5630,22 @@ def test_a_compiled_or_data_parallel_childs_modules_are_rows_of_their_own_parame
     def numel(module: nn.Module) -> int:
         return sum(param.numel() for param in module.parameters())
 
+    # one row for a wrapper and the module it wraps, named as inspect names the module: without "_orig_mod." or
+    # "module.", each row's FLOPs its own and its children's
     assert [(r.path, r.type, r.params) for r in report.calls or ()] == [
         ("", "Sequential", numel(model)), ("0", "Sequential", numel(compiled)),
-        ("0._orig_mod", "Sequential", numel(compiled)), ("0._orig_mod.0", "Linear", numel(compiled._orig_mod[0])),
-        ("0._orig_mod.1", "GELU", 0), ("1", "Linear", numel(parallel)), ("1.module", "Linear", numel(parallel)),
+        ("0.0", "Linear", numel(compiled._orig_mod[0])), ("0.1", "GELU", 0), ("1", "Linear", numel(parallel)),
     ]  # fmt: skip
+    assert [node.path for node in paramscope.inspect(model).modules] == ["", "0", "0.0", "0.1", "1"]
+    rows = {r.path: r for r in report.calls or ()}
+    assert [rows[path].flops for path in ("", "0", "0.0", "1")] == [
+        2 * 3 * 8 * (8 + 2),
+        *[2 * 3 * 8 * 8] * 2,
+        2 * 3 * 8 * 2,
+    ]
+    for path, row in rows.items():
+        children = [child for child in rows if child.rpartition(".")[0] == path and child != path]
+        assert row.flops == row.own_flops + sum(rows[child].flops for child in children)
     assert not any("not called" in note for note in report.notes)
 
 
@@ -5660,7 +5677,7 @@ def test_a_data_parallel_child_made_where_cuda_is_runs_its_module_on_meta() -> N
         report = paramscope.summary(model, input_size=(3, 8), device="meta", mode=mode)
         expected = paramscope.summary(plain, input_size=(3, 8), device="meta", mode=mode)
         assert report.calls == expected.calls
-        assert [r.path for r in report.calls or ()] == ["", "0", "1", "1.module", "2"]
+        assert [r.path for r in report.calls or ()] == ["", "0", "1", "2"]
     for train in (False, True):  # a memory plan's forward on meta too
         plans = [paramscope.memory(each, input_size=(3, 8), train=train).memory for each in (model, plain)]
         assert plans[0] is not None

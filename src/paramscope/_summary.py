@@ -340,8 +340,12 @@ def summarize(
     model = forward_module(model)
     walk = ModuleWalk(model)
     check_runnable(model, device, walk)
+    renamed = reported_paths(walk.named_modules)
+    # a wrapper's module is a level deeper than the report names it: described as deep as its row is shown
+    deeper = max((path_depth(path) - path_depth(name) for path, name in renamed.items()), default=0)
     try:
-        result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk, depth=depth)
+        result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk,
+                       depth=depth + deeper)  # fmt: skip
     except ForwardError as error:
         cause = error.__cause__
         if device == "meta" and cause is not None and first_line(cause).endswith(_CPU_AND_META):
@@ -381,15 +385,16 @@ def summarize(
         raise with_input_hint(error, None if inputs_given else "dtypes") from cause
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
-    renamed = reported_paths(walk.named_modules)
+    if renamed:
+        _fold_wrappers(result, renamed)
     classes: dict[str, str] = {}  # each module's class name by path, made when first needed (rarely)
 
-    def in_report(path: str) -> str:
+    def in_report(path: str) -> str:  # the trace's paths are the report's, wrappers folded; not replaced ones
         return renamed.get(path, path)
 
     def class_at(path: str) -> str:
         if not classes:
-            classes.update((at, type(module).__name__) for at, module in walk.named_modules)
+            classes.update((in_report(at), type(module).__name__) for at, module in walk.named_modules)
         return classes.get(path, "")
 
     def record(path: str, inputs: str, outputs: str, calls: int, flops: int, activations: int | None) -> CallRecord:
@@ -463,7 +468,7 @@ def summarize(
         *_uncounted_note(result.uncounted_ops),
     ]
     if measured and result.activations_device == "meta":
-        notes.extend(unfused_recurrent_note(walk.named_modules, called))
+        notes.extend(unfused_recurrent_note(((in_report(at), module) for at, module in walk.named_modules), called))
     if result.unread_masks:
         notes.append(unread_masks_note(result.unread_masks))
     notes.extend(as_a_device_notes(result))
@@ -504,6 +509,38 @@ def summarize(
             f"{len(reused)} module(s) ran more than once ({first}, …): one row each, figures summed over calls"
         )
     return replace(report, totals=totals, calls=calls, notes=(*report.notes, *notes))
+
+
+def _fold_wrappers(result: Trace, renamed: Mapping[str, str]) -> None:
+    """Name ``result``'s figures by the report's paths (``renamed``): a wrapper that holds one module and nothing
+    else (torch.compile's ``_orig_mod``, DataParallel's ``module``, a checkpoint wrapper's) and the module it wraps
+    are one row, under the wrapper's path, with the figures of the wrapper's call (the inputs a checkpoint wrapper
+    keeps are its own) and the own figures of both."""
+    folded = {path: name for path, name in renamed.items() if path.rpartition(".")[0] == name}
+
+    def subtree(figures: dict[str, int]) -> dict[str, int]:
+        kept = {renamed.get(path, path): value for path, value in figures.items() if path not in folded}
+        for path, name in folded.items():  # the wrapper ran the module it wraps: it has a figure of its own
+            if path in figures:
+                kept.setdefault(name, figures[path])
+        return kept
+
+    def own(figures: dict[str, int]) -> dict[str, int]:
+        kept: dict[str, int] = {}
+        for path, value in figures.items():
+            name = renamed.get(path, path)
+            kept[name] = kept.get(name, 0) + value
+        return kept
+
+    called = {call.path for call in result.calls}
+    result.calls = [
+        call if call.path not in renamed else replace(call, path=renamed[call.path])
+        for call in result.calls
+        if not (call.path in folded and folded[call.path] in called)  # the wrapper's row stands for both
+    ]
+    result.flops, result.activations = subtree(result.flops), subtree(result.activations)
+    result.own_flops, result.own_activations = own(result.own_flops), own(result.own_activations)
+    result.measured_calls = list(dict.fromkeys(renamed.get(path, path) for path in result.measured_calls))
 
 
 def unfused_recurrent_note(named_modules: Iterable[tuple[str, nn.Module]], called: Container[str]) -> list[str]:
