@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,15 @@ def run_in_a_new_process(
         timeout=timeout,
         check=False,
     )
+
+
+def without_root_privilege(what: str) -> list[str]:
+    """The command prefix that runs a process as a user whom file permissions bind: none for such a user; for root,
+    which may read and write any file, ``setpriv`` dropping that privilege (the test is skipped without it, saying
+    it could not drop the privilege to do ``what``)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip(f"running as root without setpriv to drop the privilege to {what}")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]

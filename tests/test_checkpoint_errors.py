@@ -14,7 +14,6 @@ import os
 import pickle
 import random
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from paramscope.cli import main
 from paramscope.sources.safetensors import stored_tensors
 
 from .checkpoints import write_safetensors
-from .cli import assert_error, run, run_in_a_new_process
+from .cli import assert_error, run, run_in_a_new_process, without_root_privilege
 
 SUBPROCESS_TIMEOUT = 120
 
@@ -1181,12 +1180,7 @@ def test_directory_that_cannot_be_looked_into_is_named_itself(tmp_path: Path, mo
     directory = tmp_path / "model"
     directory.mkdir()
     safetensors_file(directory / "model.safetensors", {"a": f32([0, 8])}, bytes(8))
-    unprivileged: list[str] = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv to drop the privilege to read any directory")
-        unprivileged = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    unprivileged = without_root_privilege("read any directory")
     directory.chmod(mode)
     try:
         # the ground truth: what looking at a file in it gives with the same privileges

@@ -16,7 +16,6 @@ import json
 import os
 import runpy
 import shlex
-import shutil
 import stat
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from paramscope.cli import main
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import FORMATS
 
-from .cli import assert_error, run
+from .cli import assert_error, run, without_root_privilege
 
 RESNET18_PARAMS = 11_689_512  # published (torchvision resnet18)
 GPT2_SMALL_PARAMS = 124_439_808  # published (GPT-2 small, LM head tied to the token embedding)
@@ -1865,12 +1864,7 @@ def test_output_never_replaces_a_read_only_file(checkpoint: Path, tmp_path: Path
     report = tmp_path / "report.txt"
     report.write_text("kept\n")
     report.chmod(0o444)
-    unprivileged: list[str] = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv to drop the privilege to write any file")
-        unprivileged = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    unprivileged = without_root_privilege("write any file")
     # the ground truth: what a plain open for writing does with the same privileges
     shell = subprocess.run([*unprivileged, sys.executable, "-c", f"open({str(report)!r}, 'a')"],
                            capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False)  # fmt: skip
