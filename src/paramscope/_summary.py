@@ -520,7 +520,10 @@ def _fold_wrappers(result: Trace, renamed: Mapping[str, str]) -> None:
 
     def subtree(figures: dict[str, int]) -> dict[str, int]:
         kept = {renamed.get(path, path): value for path, value in figures.items() if path not in folded}
-        for path, name in folded.items():  # the wrapper ran the module it wraps: it has a figure of its own
+        for (
+            path,
+            name,
+        ) in folded.items():  # the wrapper's own figure stands for both; else, where it has none, the module's
             if path in figures:
                 kept.setdefault(name, figures[path])
         return kept
