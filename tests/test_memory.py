@@ -4113,3 +4113,27 @@ def test_a_layer_checkpointed_in_several_regions_recomputes_one_call(reentrant: 
     assert item.total_bytes == truth
     # its input and its tanh output: 8 × 16 × 4 + 8 × 64 × 4 B
     assert item.formula.endswith("one region recomputed 2.50 KiB")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        transformers.GPTNeoXConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                   intermediate_size=64),
+        transformers.OPTConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                               ffn_dim=64, word_embed_proj_dim=32),
+    ],
+    ids=["gpt-neox", "opt"],
+)  # fmt: skip
+def test_kv_cache_of_a_decoder_config_saved_without_architectures(tmp_path: Path, config: Any) -> None:
+    # a config class's save_pretrained writes no architectures: GPT-NeoX's and OPT's were taken for an encoder
+    # (no KV cache item) for want of num_key_value_heads or n_layer
+    config.save_pretrained(tmp_path)
+    assert not json.loads((tmp_path / "config.json").read_text()).get("architectures")
+    batch, tokens = 2, 6
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    held = cache_tensors(prefill(model, batch, tokens))  # the ground truth: transformers' own cache
+    plan = paramscope.memory(str(tmp_path), seq=tokens, batch=batch, dtype="float32").memory
+    assert plan is not None
+    assert plan.item("KV cache").total_bytes == storage_bytes(held) == 2 * 2 * batch * 4 * tokens * 8 * 4

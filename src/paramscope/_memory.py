@@ -366,7 +366,21 @@ def generates(config: Mapping[str, Any]) -> bool:
         return False  # a detector (D-FINE, DETR: is_encoder_decoder), an encoder with kv heads (EuroBERT)
     if config.get("is_decoder") or config.get("is_encoder_decoder"):
         return True
+    if isinstance(model_type, str) and model_type in _types_of_decoder_only_lm():
+        return True  # GPT-NeoX, OPT, Falcon: config.json saved by the config class, which writes no architectures
     return "num_key_value_heads" in config or "n_layer" in config  # Llama- and GPT-style configs without a class
+
+
+@functools.lru_cache(maxsize=1)
+def _types_of_decoder_only_lm() -> frozenset[str]:
+    """The model types transformers builds a causal LM of and no masked LM (BERT's type has both, and BERT is an
+    encoder unless its config says ``is_decoder``). Empty when transformers cannot be imported."""
+    try:
+        from transformers.models.auto import modeling_auto
+    except Exception:  # not installed, or an import that fails: no model type is known to be one
+        return frozenset()
+    causal = modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    return frozenset(map(str, causal)) - frozenset(map(str, modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES))
 
 
 def _generating_class(name: str, transformers_class: bool = True) -> bool:
