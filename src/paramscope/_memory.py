@@ -375,12 +375,21 @@ def generates(config: Mapping[str, Any]) -> bool:
 def _types_of_decoder_only_lm() -> frozenset[str]:
     """The model types transformers builds a causal LM of and no masked LM (BERT's type has both, and BERT is an
     encoder unless its config says ``is_decoder``). Empty when transformers cannot be imported."""
-    try:
-        from transformers.models.auto import modeling_auto
-    except Exception:  # not installed, or an import that fails: no model type is known to be one
+    modeling_auto = _auto_mappings()
+    if modeling_auto is None:
         return frozenset()
     causal = modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     return frozenset(map(str, causal)) - frozenset(map(str, modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES))
+
+
+def _auto_mappings() -> Any:
+    """transformers' module of auto mappings (model type to class names), or None where it cannot be imported: not
+    installed, or an import that fails; no model type is then known to be of a kind."""
+    try:
+        from transformers.models.auto import modeling_auto
+    except Exception:
+        return None
+    return modeling_auto
 
 
 def _generating_class(name: str, transformers_class: bool = True) -> bool:
@@ -447,9 +456,8 @@ def _types_of_no_generating_model() -> frozenset[str]:
     """The model types transformers builds task models of (an ``AutoModelFor...`` mapping names it), none of which
     generates: detectors (D-FINE, DETR), masked LMs, classifiers. A type it builds a causal LM or any other generating
     model of, or only a base model of, is not one. Empty when transformers cannot be imported."""
-    try:
-        from transformers.models.auto import modeling_auto
-    except Exception:  # not installed, or an import that fails: no model type is known to be one
+    modeling_auto = _auto_mappings()
+    if modeling_auto is None:
         return frozenset()
     found: set[str] = set()
     generating: set[str] = set()
