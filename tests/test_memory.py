@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import re
+import runpy
 import subprocess
 import sys
 import warnings
@@ -2359,6 +2360,75 @@ def test_a_plan_with_lazy_parameters_is_over_by_at_least(capsys: pytest.CaptureF
                               f"{measured - 100} B over the 100 B available\n")  # fmt: skip
 
 
+@pytest.fixture
+def item_model_file(tmp_path: Path) -> str:
+    """Model code whose forward reads a value (``.item()``), which a forward on meta cannot."""
+    path = tmp_path / "item_model.py"
+    path.write_text(
+        "import torch\nfrom torch import nn\n\n\n"
+        "class ReadsAValue(nn.Module):\n"
+        "    def __init__(self) -> None:\n"
+        "        super().__init__()\n"
+        "        self.proj = nn.Linear(256, 256)\n\n"
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+        "        y = torch.relu(self.proj(x))\n"
+        "        return y * float(y.mean().item() > 0)\n\n\n"
+        "def build() -> nn.Module:\n"
+        "    return ReadsAValue()\n"
+    )
+    return f"{path}:build"
+
+
+def test_a_plan_whose_forward_failed_cannot_say_it_fits(
+    capsys: pytest.CaptureFixture[str], item_model_file: str
+) -> None:
+    """The forward's activations are the largest item here; without them the rest fits in 2 MiB and the whole does
+    not: a plan that leaves them out is undecided (exit 2), as one with tensors of unknown size is."""
+    model = runpy.run_path(item_model_file.rpartition(":")[0])["build"]()
+    model_states = 4 * nbytes(model.parameters())  # fp32 weights, gradients and AdamW's two states
+    activations = saved_bytes(model, torch.zeros(2048, 256))
+    assert model_states + 8 < 2 * 2**20 < model_states + 8 + activations  # the steps' 2 × 4 B besides
+    args = ("memory", item_model_file, "--train", "--precision", "fp32", "--input-size", "2048,256")
+    code, out, err = run(capsys, *args, "--device-memory", "2MiB", "-q", "--format", "json")
+    assert (code, err) == (2, "paramscope: error: cannot tell whether it fits in 2.00 MiB: the plan leaves out the "
+                              "activations (the notes say why), so its total is only a lower bound\n")  # fmt: skip
+    memory = json.loads(out)["memory"]
+    assert (memory["fits"], memory["left_out"], memory["per_device_bytes"]) == (None, ["activations"],
+                                                                                model_states + 8)  # fmt: skip
+    failed = "no activations item: the forward failed in '(model)' with inputs [2048, 256]"
+    assert memory["notes"][0].startswith(failed)
+    code, out, _ = run(capsys, *args, "--device-memory", "2MiB", "-q")
+    assert code == 2
+    assert "cannot tell whether it fits in 2.00 MiB" in out
+    assert re.search(r"^  total +≥ [0-9.]+ MiB ", out, re.MULTILINE)
+    # over on the rest alone is over all the same, by at least as much
+    code, _, err = run(capsys, *args, "--device-memory", "512KiB", "-q")
+    over = model_states + 8 - 2**19
+    assert (code, err) == (3, f"paramscope: budget exceeded: at least {(model_states + 8) / 2**20:.2f} MiB per device "
+                              f"is at least {over / 2**10:.2f} KiB over the 512.00 KiB available\n")  # fmt: skip
+    # without a forward asked for, the plan is of the weights' items, as it says: it fits
+    code, out, _ = run(capsys, "memory", item_model_file, "--train", "--precision", "fp32", "--device-memory", "2MiB",
+                       "-q", "--format", "json")  # fmt: skip
+    assert (code, json.loads(out)["memory"]["fits"], json.loads(out)["memory"]["left_out"]) == (0, True, [])
+
+
+def test_every_asked_forward_that_gave_no_item_leaves_it_out(tiny_llama: nn.Module) -> None:
+    """A Report has no model to run, a summary's forward with checkpointing is not recorded, an embedding given
+    float ids fails: each leaves the activations out, and a plan that asked for none leaves nothing out."""
+    report = paramscope.inspect(tiny_llama)
+    assert plan_of(report, seq=8, device_memory="1GiB").left_out == ("activations",)
+    assert plan_of(report, seq=8, device_memory="1GiB").fits is None
+    assert plan_of(report, device_memory="1GiB").left_out == ()
+    assert plan_of(report, device_memory="1GiB").fits is True
+    summary = paramscope.summary(tiny_llama, input_size=(2, 8), dtypes=["long"], mode="train")
+    checkpointed = plan_of(summary, train=True, grad_checkpointing=True, device_memory="1GiB")
+    assert (checkpointed.left_out, checkpointed.fits) == (("activations",), None)
+    assert plan_of(summary, train=True, device_memory="1GiB").left_out == ()
+    embedding = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
+    failed = plan_of(embedding, input_size=(2, 3), train=True, device_memory="1GiB")
+    assert (failed.left_out, failed.fits) == (("activations",), None)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 9. the command line
 
@@ -2376,8 +2446,8 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "memory", GPT2, *TINY_GPT_ARGS, *TRAIN_ARGS, "--format", "json")
     assert (code, err) == (0, "")
     memory = json.loads(out)["memory"]
-    assert list(memory) == ["scenario", "settings", "items", "per_device_bytes", "host_bytes", "fits", "advice",
-                            "storage", "notes"]  # fmt: skip
+    assert list(memory) == ["scenario", "settings", "items", "per_device_bytes", "host_bytes", "fits", "left_out",
+                            "advice", "storage", "notes"]  # fmt: skip
     assert memory["scenario"] == "training"
     assert (memory["settings"]["gpus"], memory["settings"]["zero"], memory["settings"]["tokens"]) == (2, 2, 8)
     device = [item for item in memory["items"] if item["where"] == "device"]

@@ -295,7 +295,8 @@ def memory(
       ``offload_optimizer`` to host memory (under ``zero`` 1, 2 or 3), ``tp``-way tensor parallelism. ``batch`` is
       per device. With ``device_memory`` (bytes or ``"80GiB"``), ``memory.fits`` answers whether it fits and
       ``memory.advice`` what to cut (each option offered cuts its item), its sizes in ``units`` (``"iec"``: MiB, or
-      ``"si"``: MB).
+      ``"si"``: MB); ``fits`` is None when what is known fits but the rest cannot be told (tensors of unknown size,
+      or ``memory.left_out``: the activations of a forward that failed).
 
     The forward runs on ``batch`` × ``seq`` token ids, or on inputs of ``input_size`` (batch first) in
     ``input_dtypes``. ``config`` gives the decoder config when the model has none (a Report). An argument of the

@@ -170,7 +170,11 @@ class MemoryPlan:
     host_bytes: int
     fits: bool | None = None
     """With ``device_memory``: whether ``per_device_bytes`` fits in it; None without it, and when the model has
-    tensors of unknown size (lazy) and the known part fits: it cannot be told."""
+    tensors of unknown size (lazy) or the plan leaves out an item it was asked for (``left_out``) and the rest fits:
+    it cannot be told."""
+    left_out: tuple[str, ...] = ()
+    """The items the settings ask for that could not be worked out (``"activations"`` when the forward that measures
+    them failed): the notes say why, and ``per_device_bytes`` is only a lower bound."""
     advice: tuple[str, ...] = ()
     """When it does not fit: by how much, and what to cut first."""
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -193,6 +197,7 @@ class MemoryPlan:
             "per_device_bytes": self.per_device_bytes,
             "host_bytes": self.host_bytes,
             "fits": self.fits,
+            "left_out": list(self.left_out),
             "advice": list(self.advice),
             "storage": [asdict(row) for row in self.storage],
             "notes": list(self.notes),
@@ -1389,6 +1394,7 @@ def plan(
     input_size: Sequence[tuple[int, ...]] | None = None,
     units: Units = "iec",
     sparse: Sequence[str] = (),
+    left_out: Sequence[str] = (),
 ) -> MemoryPlan:
     """The itemised budget for inference or training of the model in ``report``, per device.
 
@@ -1398,7 +1404,8 @@ def plan(
     when given as shapes (None: ``batch`` × ``tokens`` ids). For the advice when it does not fit: ``checkpointed``,
     the activations that forward leaves with gradient checkpointing (None: not measured), and ``units``, the byte
     units its text is written in. ``sparse`` names the trainable weights of embeddings built with ``sparse=True``.
-    ``settings`` must have passed :meth:`MemorySettings.check`.
+    ``left_out`` names the items asked for that could not be worked out (``"activations"``: the forward failed), so
+    that the plan does not say it fits on the rest. ``settings`` must have passed :meth:`MemorySettings.check`.
     """
     heads = attention_heads(config)
     for count in heads:  # Megatron and vLLM alike give each rank whole heads (an encoder's and a decoder's alike)
@@ -1448,15 +1455,17 @@ def plan(
         unknown = " and ".join(report.unknown_sizes)
         notes.append(f"the model has tensors of unknown size ({unknown}), counted as nothing: the items made from the "
                      "parameters, and the total, are only lower bounds")  # fmt: skip
-        if fits:
-            fits = None
+    complete = report.totals.complete and not left_out
+    if fits and not complete:  # the rest fits, and what is not counted may or may not; over is over all the same
+        fits = None
     advice: tuple[str, ...] = ()
     if fits is False:
         cuts = _Cuts(model, settings, tuple(items), checkpointed, input_size)
-        advice = _advice(items, settings, per_device, cuts, units, report.totals.complete)
+        advice = _advice(items, settings, per_device, cuts, units, complete)
     scenario: Literal["inference", "training"] = "training" if settings.train else "inference"
     storage = storage_table(report, settings.keep_fp32)
-    return MemoryPlan(scenario, settings, tuple(items), storage, per_device, host, fits, advice, tuple(notes))
+    return MemoryPlan(scenario, settings, tuple(items), storage, per_device, host, fits, tuple(left_out), advice,
+                      tuple(notes))  # fmt: skip
 
 
 # torch's words when a step meets a sparse gradient (torch.optim.AdamW's are Adam's)

@@ -735,9 +735,11 @@ def build_plan(
         flag = "seq" if settings.train else "context"
         notes.append(f"no activations item: give a {flag} length (or input_size) to measure one forward")
     sparse = sparse_weights(module) if settings.train and module is not None else ()
+    # a forward asked for (a length, input shapes, a summary's to train on) that gave no item: the rest may fit alone
+    left_out = ("activations",) if activations is None and (wants_forward or forward is not None) else ()
     memory = plan(report, settings, config=config if config is not None else found_config, activations=activations,
-                  trained=trained, checkpointed=checkpointed, input_size=shapes, units=units,
-                  sparse=sparse)  # fmt: skip
+                  trained=trained, checkpointed=checkpointed, input_size=shapes, units=units, sparse=sparse,
+                  left_out=left_out)  # fmt: skip
     memory = replace(memory, notes=(*notes, *memory.notes))
     return replace(report, memory=memory)
 

@@ -516,7 +516,7 @@ def _memory_section(plan: MemoryPlan, view: View, complete: bool = True) -> Sect
             item.total_bytes, item.formula)
         for item in plan.items
     ]  # fmt: skip
-    for name, size, formula in memory_totals(plan):  # lower bounds where tensors have no known size
+    for name, size, formula in memory_totals(plan):  # lower bounds: tensors of unknown size, or items left out
         rows.append((name, "", _size(size, view.units, complete), *[""] * several, formula))
     if plan.settings.device_memory is not None:
         available = format_bytes(plan.settings.device_memory, view.units)
@@ -535,7 +535,7 @@ def layout(report: Report, view: View) -> Document:
     """The sections to draw for ``report`` under ``view``."""
     if report.memory is not None:
         plan = report.memory
-        memory = _memory_section(plan, view, report.totals.complete)
+        memory = _memory_section(plan, view, report.totals.complete and not plan.left_out)
         sections = [memory, _storage_section(plan, view), _totals_section(report, view)]
         return Document(_heading(report, view), sections, [*report.notes, *plan.notes, *plan.advice])
     sections = [_calls_section(report, view) if report.calls is not None else _modules_section(report, view)]

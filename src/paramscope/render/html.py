@@ -127,7 +127,7 @@ def _header(report: Report, view: View, document: Document) -> str:
         verdict = {None: plan.scenario, True: "fits", False: "does not fit"}[plan.fits]
         if plan.fits is None and plan.settings.device_memory is not None:
             verdict = "cannot tell whether it fits"
-        per_device = bound + format_bytes(plan.per_device_bytes, view.units)
+        per_device = ("≥ " if bound or plan.left_out else "") + format_bytes(plan.per_device_bytes, view.units)
         cards.append(_card("memory", "Memory per device", per_device, verdict))
     if totals.flops is not None:
         cards.append(_card("flops", "FLOPs", format_count(totals.flops), "one forward pass"))
