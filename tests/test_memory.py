@@ -1135,6 +1135,7 @@ def test_a_reformer_is_said_to_cache_hidden_states_not_keys_and_values() -> None
     assert "KV cache" not in names(plan)
     assert ("no KV cache item: transformers' Reformer caches each layer's input hidden states (and its LSH attention "
             "layers' hash buckets), not keys and values; this plan does not size that cache") in plan.notes  # fmt: skip
+    assert plan.left_out == ("generation cache",)  # so no plan says it fits without it
 
 
 def test_an_xlnet_is_said_to_cache_hidden_states_not_keys_and_values() -> None:
@@ -1585,11 +1586,14 @@ def test_a_decoder_with_a_classifier_head_is_not_called_an_encoder() -> None:
 
 def test_a_config_without_the_names_read_says_so() -> None:
     unreadable = {"architectures": ["SomethingForCausalLM"], "layers": 2}  # no names paramscope reads
-    assert plan_of(paramscope.inspect(nn.Linear(4, 4)), seq=8, config=unreadable).notes[-1] == (
+    plan = plan_of(paramscope.inspect(nn.Linear(4, 4)), seq=8, config=unreadable, device_memory="1GiB")
+    assert plan.notes[-1] == (
         "no KV cache item: the config does not give its decoder's layers, attention heads and hidden size "
         "(num_hidden_layers, num_attention_heads, hidden_size, or the names its transformers config class maps them "
         "to)"
     )
+    # a Report runs no forward: neither the activations nor the cache of a model that generates are in the total
+    assert (plan.left_out, plan.fits) == (("activations", "KV cache"), None)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

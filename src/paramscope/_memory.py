@@ -174,7 +174,8 @@ class MemoryPlan:
     it cannot be told."""
     left_out: tuple[str, ...] = ()
     """The items the settings ask for that could not be worked out (``"activations"`` when the forward that measures
-    them failed): the notes say why, and ``per_device_bytes`` is only a lower bound."""
+    them failed, ``"KV cache"`` when the config cannot size it): the notes say why, and ``per_device_bytes`` is only
+    a lower bound."""
     advice: tuple[str, ...] = ()
     """When it does not fit: by how much, and what to cut first."""
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -1117,8 +1118,9 @@ def _training_items(
 
 
 def _inference_items(
-    report: Report, settings: MemorySettings, config: Mapping[str, Any] | None, notes: list[str]
+    report: Report, settings: MemorySettings, config: Mapping[str, Any] | None, notes: list[str], left_out: list[str]
 ) -> list[MemoryItem]:
+    """Inference's items; a KV cache the model keeps that cannot be sized is added to ``left_out``."""
     from .sources.quantization import declared_quantization
 
     tp = settings.tp
@@ -1144,14 +1146,19 @@ def _inference_items(
         # llama.cpp keeps a GGUF model's cache in f16 whatever its weights are stored in (its --cache-type default)
         cache_dtype = settings.cache_dtype(None if report.source.kind == "gguf" else _main_dtype(report))
         cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
-        if config and isinstance(unsized := config.get("gguf_no_kv_cache"), str):
-            cache = None  # a GGUF model that keeps none, or whose metadata cannot size it (see sources/gguf.py)
+        if config and isinstance(none := config.get("gguf_no_kv_cache"), str):
+            cache = None  # a recurrent GGUF model (see sources/gguf.py)
+            notes.append(f"no KV cache item: {none}")
+        elif config and isinstance(unsized := config.get("gguf_unsized_kv_cache"), str):
+            cache = None
             notes.append(f"no KV cache item: {unsized}")
+            left_out.append("KV cache")
         elif config and not generates(config):
             notes.append(_no_generation(config))
         elif config and (kept := _OTHER_CACHES.get(str(_language_config(config).get("model_type")))):
             cache = None
             notes.append(f"no KV cache item: {kept}, not keys and values; this plan does not size that cache")
+            left_out.append("generation cache")
         elif cache is not None and config and (uncached := _keeps_no_cache(config)):
             cache = None
             notes.append(f"no KV cache item: transformers' {uncached} keeps no cache (its forward takes none): "
@@ -1166,6 +1173,7 @@ def _inference_items(
             notes.append("no KV cache item: the config does not give its decoder's layers, attention heads and "
                          "hidden size (num_hidden_layers, num_attention_heads, hidden_size, or the names its "
                          "transformers config class maps them to)")  # fmt: skip
+            left_out.append("KV cache")
         elif cache is None:
             notes.append("no KV cache item: the model has no decoder config to size it from")
         else:
@@ -1370,12 +1378,15 @@ class _Model:
     heads: tuple[int, ...]
 
 
-def _items(model: _Model, settings: MemorySettings, notes: list[str]) -> list[MemoryItem]:
-    """The items worked out from the report and the config (all but the measured activations)."""
+def _items(
+    model: _Model, settings: MemorySettings, notes: list[str], left_out: list[str] | None = None
+) -> list[MemoryItem]:
+    """The items worked out from the report and the config (all but the measured activations); those the model
+    needs that cannot be worked out are added to ``left_out``."""
     if settings.train:
         items = _training_items(model.report, settings, notes, model.trained)
     else:
-        items = _inference_items(model.report, settings, model.config, notes)
+        items = _inference_items(model.report, settings, model.config, notes, [] if left_out is None else left_out)
     totals = model.report.totals
     if totals.buffer_bytes:
         formula = f"{format_count(totals.buffers)} elements as stored"
@@ -1414,7 +1425,8 @@ def plan(
                              "whole heads")  # fmt: skip
     notes: list[str] = []
     model = _Model(report, config, trained, heads)
-    items = _items(model, settings, notes)
+    missing = list(left_out)
+    items = _items(model, settings, notes, missing)
     if not settings.train and settings.tokens is None:  # nothing to size a KV cache by: said when it matters
         if input_size is not None and config and generates(config):
             notes.append("no KV cache item: input_size's first input is not (batch, seq) token ids, so the cache's "
@@ -1455,7 +1467,7 @@ def plan(
         unknown = " and ".join(report.unknown_sizes)
         notes.append(f"the model has tensors of unknown size ({unknown}), counted as nothing: the items made from the "
                      "parameters, and the total, are only lower bounds")  # fmt: skip
-    complete = report.totals.complete and not left_out
+    complete = report.totals.complete and not missing
     if fits and not complete:  # the rest fits, and what is not counted may or may not; over is over all the same
         fits = None
     advice: tuple[str, ...] = ()
@@ -1464,7 +1476,7 @@ def plan(
         advice = _advice(items, settings, per_device, cuts, units, complete)
     scenario: Literal["inference", "training"] = "training" if settings.train else "inference"
     storage = storage_table(report, settings.keep_fp32)
-    return MemoryPlan(scenario, settings, tuple(items), storage, per_device, host, fits, tuple(left_out), advice,
+    return MemoryPlan(scenario, settings, tuple(items), storage, per_device, host, fits, tuple(missing), advice,
                       tuple(notes))  # fmt: skip
 
 

@@ -401,16 +401,16 @@ def _decoder_config(values: dict[str, Any]) -> dict[str, Any] | None:
     """The attention hyperparameters of a GGUF model, named as a transformers config names them, from the keys the
     GGUF specification and llama.cpp define (``{arch}.block_count``, ``{arch}.attention.head_count_kv``, ...): what
     llama.cpp sizes its KV cache from. ``None`` when the file has no decoder hyperparameters; a config of the
-    architecture and ``gguf_no_kv_cache``, why there is no KV cache to size, when a recurrent model keeps none or a
-    value is not one llama.cpp can size it from."""
+    architecture and ``gguf_no_kv_cache``, why there is no KV cache, when a recurrent model keeps none, or
+    ``gguf_unsized_kv_cache``, why it cannot be sized, when a value is not one llama.cpp can size it from."""
     arch = _text(values, "general.architecture")
     if not arch:
         return None
     try:
         return _attention_config(_Metadata(values, arch))
     except _Unusable as error:
-        return {"gguf_architecture": arch, "gguf_no_kv_cache": (f"the GGUF file's {error}, which llama.cpp cannot size "
-                                                                "a KV cache from")}  # fmt: skip
+        return {"gguf_architecture": arch, "gguf_unsized_kv_cache": (f"the GGUF file's {error}, which llama.cpp "
+                                                                     "cannot size a KV cache from")}  # fmt: skip
 
 
 def _attention_config(meta: _Metadata) -> dict[str, Any] | None:
