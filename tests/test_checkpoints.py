@@ -48,6 +48,7 @@ from .checkpoints import (
     write_sharded,
 )
 from .cli import assert_error, run, run_in_a_new_process
+from .formula_text import multiplied_out
 
 RESNET18_PARAMS = 11_689_512  # published (torchvision resnet18)
 RESNET18_BUFFERS = 9_620  # BatchNorm running_mean/var (2 × 4,800) + 20 num_batches_tracked
@@ -1953,8 +1954,10 @@ def test_gguf_kv_cache_holds_the_cells_llama_cpp_allocates(tmp_path: Path) -> No
     item = plan.item("KV cache")
     # (10 × 1536 + 2 × 8192) cells × 2 kv heads × (8 + 8) × 2 B
     assert (item.total_bytes, item.label) == (2_031_616, "derived")
-    assert item.formula == ("2 × 12 layers × 2 kv heads × 8 × 8,192 tokens × 1 × 2 B (10 sliding layers hold 1,536 "
-                            "cells: the 1,024-token window + llama.cpp's 512-token ubatch, padded to 256)")  # fmt: skip
+    assert item.formula == ("2 × 2 kv heads × 8 × (2 layers × 8,192 tokens + 10 layers × 1,536 cells) × 1 × 2 B (10 "
+                            "sliding layers hold 1,536 cells: the 1,024-token window + llama.cpp's 512-token ubatch, "
+                            "padded to 256)")  # fmt: skip
+    assert multiplied_out(item.formula) == item.total_bytes
     assert (
         "the KV cache's sliding-window layers are sized as llama.cpp allocates them with its defaults: the window and "
         "one ubatch (n_ubatch 512) of cells for each sequence (kv_unified off), padded to 256; --swa-full would give "

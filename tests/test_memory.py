@@ -47,6 +47,7 @@ from paramscope.examples import gpt2, resnet18
 from paramscope.render.csv import MEMORY_COLUMNS
 
 from .cli import assert_error, run
+from .formula_text import multiplied_out
 from .test_summary import attention_as_on_a_gpu
 
 TINY_GPT_KWARGS = {"vocab_size": 100, "n_positions": 16, "n_embd": 8, "n_layer": 2, "n_head": 2}
@@ -608,6 +609,7 @@ def test_kv_cache_matches_a_dynamic_cache(changes: dict[str, Any], batch: int, t
     assert nbytes(tensors) == storage_bytes(tensors)
     item = plan_of(model, seq=tokens, batch=batch, dtype="float32").item("KV cache")
     assert (item.total_bytes, item.per_device_bytes, item.label) == (nbytes(tensors), nbytes(tensors), "derived")
+    assert multiplied_out(item.formula) == item.total_bytes
 
 
 def test_kv_cache_in_fp8_is_one_byte_a_value(tiny_llama: nn.Module) -> None:
@@ -666,6 +668,7 @@ def test_kv_cache_sliding_window_as_held_while_decoding(config: transformers.Pre
     assert all(layer.keys.untyped_storage().nbytes() == layer.keys.nbytes // (window - 1) * window for layer in sliding)
     item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
     assert item.total_bytes == storage_bytes(cache_tensors(cache))
+    assert multiplied_out(item.formula) == item.total_bytes
 
 
 HYBRID = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
@@ -715,6 +718,7 @@ def test_kv_cache_of_hybrid_models_matches_a_dynamic_cache(config: Any, remark: 
     item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
     assert item.total_bytes == storage_bytes(held)
     assert item.formula.endswith(remark)
+    assert multiplied_out(item.formula) == item.total_bytes
     # the same from the config alone
     config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32",
                           config=config.to_dict())  # fmt: skip
@@ -765,12 +769,12 @@ def test_kv_cache_of_layers_with_their_own_head_length_names_each_shape() -> Non
                                         swa_head_dim=16, sliding_window_size=4, rel_extent=8, d_rel=4,
                                         moe_intermediate_size=16, n_routed_experts=2, num_experts_per_tok=1,
                                         n_shared_experts=1, local_layer_ids=[0, 2]),
-         "2 × (2 layers × 4 kv heads × 16 + 2 layers × 2 kv heads × 8)"),
+         "2 × (2 layers × 4 kv heads × 16 × 4 tokens + 2 layers × 2 kv heads × 8 × 11 tokens)"),
         # MiMo-V2-Flash's sliding layers have twice num_key_value_heads, in transformers' code alone
         (transformers.MiMoV2FlashConfig(**HYBRID, v_head_dim=4, sliding_window=4, moe_intermediate_size=16,
                                         layer_types=["full_attention", "sliding_attention"] * 2, n_routed_experts=2,
                                         num_experts_per_tok=1),
-         "(2 layers × 2 kv heads × (8 + 4) + 2 layers × 4 kv heads × (8 + 4))"),
+         "(2 layers × 2 kv heads × (8 + 4) × 11 tokens + 2 layers × 4 kv heads × (8 + 4) × 4 tokens)"),
     ],
     ids=["inkling", "mimo-v2-flash"],
 )  # fmt: skip
@@ -785,7 +789,8 @@ def test_kv_cache_of_sliding_layers_with_their_own_heads(config: Any, shapes: st
     assert len({tensor.shape[1] for tensor in held}) == 2  # two counts of kv heads
     item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
     assert item.total_bytes == storage_bytes(held)
-    assert item.formula.startswith(f"{shapes} × 11 tokens × 2 × 4 B (2 ")
+    assert item.formula.startswith(f"{shapes} × 2 × 4 B (2 ")  # each shape's layers at the tokens they hold
+    assert multiplied_out(item.formula) == item.total_bytes
     config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32",
                           config=config.to_dict())  # fmt: skip
     assert config_only.item("KV cache").total_bytes == item.total_bytes
@@ -821,7 +826,7 @@ def test_kv_cache_of_looped_layers_holds_a_cache_for_each_pass(config: Any, laye
     assert len(held) == 2 * layers
     item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
     assert item.total_bytes == storage_bytes(held)
-    assert f" × {layers} layers × " in item.formula
+    assert multiplied_out(item.formula) == item.total_bytes
     assert (f"{again} of them the caches of looped layers again, for the passes after the first" in item.formula) == (
         again > 0
     )
@@ -850,8 +855,10 @@ def test_kv_cache_of_latent_attention_layers_with_their_own_latent() -> None:
     assert sorted({tensor.shape[-1] for tensor in held}) == [4, 8, 16]  # rotary keys, and two lengths of latent
     item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
     assert item.total_bytes == storage_bytes(held)
-    assert item.formula == ("(2 layers × (8 + 4) + 2 layers × (16 + 4)) latent × 11 tokens × 2 × 4 B (MLA's compressed "
-                            "cache, as serving engines keep it; 2 sliding layers capped at 4 tokens)")  # fmt: skip
+    assert item.formula == ("(2 layers × (8 + 4) × 11 tokens + 2 layers × (16 + 4) × 4 tokens) latent × 2 × 4 B "
+                            "(MLA's compressed cache, as serving engines keep it; 2 sliding layers capped at 4 "
+                            "tokens)")  # fmt: skip
+    assert multiplied_out(item.formula) == item.total_bytes
     config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32",
                           config=config.to_dict())  # fmt: skip
     assert config_only.item("KV cache").total_bytes == item.total_bytes
@@ -908,6 +915,7 @@ def test_kv_cache_of_sparse_attention_holds_its_indexer_keys(config: Any, indexe
     assert [tuple(keys.shape) for keys in kept] == [(batch, tokens + 1, 8)] * indexers
     item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
     assert item.total_bytes == storage_bytes([*cache_tensors(cache), *kept])
+    assert multiplied_out(item.formula) == item.total_bytes
     assert f" B + {indexers} layers × 8 indexer key × 11 tokens × 2 × 4 B (" in item.formula
     written = {key: value for key, value in config.to_dict().items() if key != "indexer_types"}  # as its class makes
     config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32", config=written)
@@ -948,6 +956,7 @@ def test_kv_cache_of_mistral_large_4_keeps_what_each_layer_caches(changes: dict[
     truth = storage_bytes(held)
     item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
     assert item.total_bytes == truth
+    assert multiplied_out(item.formula) == item.total_bytes
     written = {**config.to_dict(), "architectures": [type(model).__name__]}  # as config.json has it
     config_only = plan_of(paramscope.inspect(model), seq=tokens + 1, batch=batch, kv_dtype="float32", config=written)
     assert config_only.item("KV cache").total_bytes == truth
@@ -974,6 +983,7 @@ def test_kv_cache_of_dots3_keeps_its_indexer_keys_in_float32() -> None:
     assert {tensor.dtype for tensor in cache_tensors(cache)} == {torch.bfloat16}
     item = plan_of(model, seq=tokens + 1, batch=batch).item("KV cache")
     assert item.total_bytes == storage_bytes([*cache_tensors(cache), *kept])
+    assert multiplied_out(item.formula) == item.total_bytes
     assert " B + 2 layers × 8 indexer key × 11 tokens × 2 × 4 B (" in item.formula
     assert item.formula.endswith("2 indexed_attention layers' sparse-attention indexers keep a key per token, Dots 3's "
                                  "in float32)")  # fmt: skip
@@ -995,6 +1005,7 @@ def test_kv_cache_of_cpmant_holds_its_prompt_tokens_too(dim_head: int) -> None:
     assert [tuple(layer.keys.shape) for layer in cache.layers] == [(2, 4, 6 + 4, dim_head)] * 2
     item = plan_of(model, seq=6, batch=2, dtype="float32").item("KV cache")
     assert item.total_bytes == nbytes(cache_tensors(cache))
+    assert multiplied_out(item.formula) == item.total_bytes
     assert item.formula == (f"2 × 2 layers × 4 kv heads × {dim_head} × (6 + 4) tokens × 2 × 4 B (CPM-Ant prepends 4 "
                             "prompt tokens to every input and caches them)")  # fmt: skip
 
@@ -1289,9 +1300,10 @@ def test_kv_cache_layer_types_of_a_config_transformers_does_not_know() -> None:
     size, formula, _ = kv_cache(config, 1, 10, "float32")
     assert size == 2 * (4 + 10) * 4 * 8 * 4  # keys and values of the two attention layers, 4 heads of 8, float32
     assert formula == (
-        "2 × 2 layers × 4 kv heads × 8 × 10 tokens × 1 × 4 B (1 sliding layers capped at 4 tokens; 1 "
-        "linear_attention layers keep a fixed-size recurrent state, not counted)"
+        "2 × 4 kv heads × 8 × (1 layers × 10 tokens + 1 layers × 4 tokens) × 1 × 4 B (1 sliding layers capped at 4 "
+        "tokens; 1 linear_attention layers keep a fixed-size recurrent state, not counted)"
     )
+    assert multiplied_out(formula) == size
 
 
 def test_kv_cache_of_gpt2_config_names() -> None:
@@ -1337,6 +1349,7 @@ def test_kv_cache_of_multi_head_latent_attention(tp: int) -> None:
         "KV cache"
     )
     assert (item.total_bytes, item.per_device_bytes, item.label) == (paper, paper, "derived")
+    assert multiplied_out(item.formula) == item.total_bytes
 
 
 def test_multi_head_latent_attention_runs_on_meta() -> None:
@@ -1389,6 +1402,7 @@ def test_kv_cache_of_falcon_matches_a_dynamic_cache(changes: dict[str, Any]) -> 
     assert nbytes(tensors) == storage_bytes(tensors)
     item = plan_of(model, seq=8, batch=2, dtype="float32").item("KV cache")
     assert (item.total_bytes, item.label) == (nbytes(tensors), "derived")
+    assert multiplied_out(item.formula) == item.total_bytes
     report, architectures = paramscope.inspect(model), ["FalconForCausalLM"]  # as save_pretrained records it
     for config in (  # every field filled in by FalconConfig, and only those written
         {**model.config.to_dict(), "architectures": architectures},

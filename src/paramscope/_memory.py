@@ -12,7 +12,7 @@ import functools
 import inspect as pyinspect
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -662,8 +662,10 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     cached = sum(1 for layer in kinds if layer.keeps_keys)
     if isinstance(config.get("gguf_architecture"), str):  # a GGUF file: the cells llama.cpp allocates
         lengths, tokens_text = _llama_cpp_cells(kinds, tokens, remarks)
+        span = _Span(llama_cpp_cells(tokens), tokens_text, "cells")
     else:
         lengths, tokens_text = [layer.tokens(held) for layer in kinds], _tokens_text(tokens, prefix)
+        span = _Span(held, tokens_text, "tokens")
         capping = [layer for layer in kinds if layer.keeps_keys and layer.type != REFERENCE]
         windows = sorted({layer.window for layer in capping if layer.window and layer.window < held})
         for window in windows:
@@ -686,7 +688,9 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     extra = ""  # the formula's term for them
     if indexed:
         lengths_text = "/".join(str(length) for length in sorted({layer.indexer or 0 for layer in indexed}))
-        extra = (f" + {len(indexed)} layers × {lengths_text} indexer key × {tokens_text} × {batch} × "
+        layers_text, held_text = span.of([length for layer, length in zip(kinds, lengths, strict=True)
+                                          if layer.indexer and layer.keeps_keys])  # fmt: skip
+        extra = (f" + {layers_text}{lengths_text} indexer key × {held_text} × {batch} × "
                  f"{indexer_size:g} B")  # fmt: skip
         remarks.append(f"{len(indexed)} indexed_attention layers' sparse-attention indexers keep a key per token"
                        + (", Dots 3's in float32" if indexer_size != size else ""))  # fmt: skip
@@ -712,7 +716,7 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     latent = size_of(fields.get("kv_lora_rank"))
     if latent is not None:  # multi-head latent attention
         rope = size_of(fields.get("qk_rope_head_dim")) or 0
-        groups: dict[tuple[int, int], int] = {}  # each layer's latent and rotary key (Dots 3's sliding layers' own)
+        groups: dict[tuple[int, int], list[int]] = {}  # each layer's latent and rotary key (Dots 3's sliding layers')
         total = 0
         for layer, length in zip(kinds, lengths, strict=True):
             # 0: none of its own (a NoPE layer's rotary key; a layer attending to another's latent), not the model's
@@ -720,19 +724,22 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
             own = (latent if kept is None else kept, rope if key is None else key)
             total += length * batch * sum(own)
             if layer.keeps_keys and any(own):
-                groups[own] = groups.get(own, 0) + 1
+                groups.setdefault(own, []).append(length)
         borrowing = sum(1 for layer in kinds if layer.keeps_keys and layer.latent == (0, 0))
         if borrowing:  # Mistral Large 4's kv_source_layers: counted once, in the layer that keeps it
             remarks.append(f"{borrowing} layers attend to an earlier layer's latent, keeping only their indexer's keys")
-        terms = [f"{count} layers × ({kept} + {key})" for (kept, key), count in groups.items()]
-        each = f"{terms[0]} latent" if len(terms) == 1 else f"({' + '.join(terms)}) latent"
         remarks.insert(0, "MLA's compressed cache, as serving engines keep it")
-        formula = f"{each} × {tokens_text} × {batch} × {size:g} B{extra}{_remark(remarks)}"
+        spans = span.terms(groups.values())
+        terms = [f"{layers_text}({kept} + {key})" + (f" × {held_text}" if held_text else "")
+                 for (kept, key), (layers_text, held_text) in zip(groups, spans, strict=True)]  # fmt: skip
+        each = f"{terms[0]} latent" if len(terms) == 1 else f"({' + '.join(terms)}) latent"
+        once = "" if any(held for _, held in spans) else f" × {span.text(next(iter(groups.values()), []))}"
+        formula = f"{each}{once} × {batch} × {size:g} B{extra}{_remark(remarks)}"
         return math.ceil((total + indexer_total) * size), formula, 1  # one latent for all heads: not split by TP
     head_dim, value_dim = _head_dims(fields, heads, hidden)
     if any(layer.head_dim or layer.kv_heads for layer in kinds):  # layers of their own shapes (per_layer_config)
         size_found, formula, fewest = _heterogeneous_cache(fields, kinds, lengths, heads, (head_dim, value_dim),
-                                                           batch, tokens_text, size, remarks, extra)  # fmt: skip
+                                                           batch, span, size, remarks, extra)  # fmt: skip
         return size_found + math.ceil(indexer_total * size), formula, fewest
     per_layer = _kv_heads_per_layer(fields, layers)
     if per_layer is not None:  # each layer's own count (OpenELM): summed layer by layer, at each layer's length
@@ -743,17 +750,59 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         each = f"2 × {heads_text} × {head_dim}"
         if value_dim != head_dim:
             each = f"{heads_text} × ({head_dim} + {value_dim})"
-        formula = f"{each} × {tokens_text} × {batch} × {size:g} B{extra}{_remark(remarks)}"
+        held_text = span.sum([length for layer, length in zip(kinds, lengths, strict=True) if layer.keeps_keys])
+        formula = f"{each} × {held_text} × {batch} × {size:g} B{extra}{_remark(remarks)}"
         return math.ceil((total * batch + indexer_total) * size), formula, kv_heads
     kv_heads, why = _kv_heads(fields, heads)
     values = sum(lengths) * kv_heads * (head_dim + value_dim) * batch + indexer_total
+    layers_text, held_text = span.of([length for layer, length in zip(kinds, lengths, strict=True) if layer.keeps_keys])
     if value_dim == head_dim:
-        each = f"2 × {cached} layers × {kv_heads} kv heads × {head_dim}"
+        each = f"2 × {layers_text}{kv_heads} kv heads × {head_dim}"
     else:
-        each = f"{cached} layers × {kv_heads} kv heads × ({head_dim} + {value_dim})"
-    formula = (f"{each} × {tokens_text} × {batch} × {size:g} B{extra}"
+        each = f"{layers_text}{kv_heads} kv heads × ({head_dim} + {value_dim})"
+    formula = (f"{each} × {held_text} × {batch} × {size:g} B{extra}"
                f"{_remark([why] * bool(why) + remarks)}")  # fmt: skip
     return math.ceil(values * size), formula, int(kv_heads)
+
+
+@dataclass(frozen=True)
+class _Span:
+    """How a KV cache formula writes the tokens its layers hold: ``full`` (the context's, as ``context`` says it)
+    or fewer (a window's), in ``unit``; layers that hold different numbers each with their own, so that the formula
+    multiplies out to the size."""
+
+    full: int
+    context: str
+    unit: str
+
+    def text(self, lengths: Sequence[int]) -> str:
+        """The tokens each of layers holding ``lengths`` holds, when they all hold as many (the context's if none)."""
+        length = lengths[0] if lengths else self.full
+        return self.context if length == self.full else f"{format_count(length)} {self.unit}"
+
+    def terms(self, groups: Iterable[Sequence[int]]) -> list[tuple[str, str]]:
+        """:meth:`of` each group of layers written as a term of its own; when all hold as many tokens, the tokens'
+        term is ``""`` in each, for one ``× 11 tokens`` after their sum (:meth:`text`)."""
+        groups = list(groups)
+        if len({length for lengths in groups for length in lengths}) <= 1:
+            return [(f"{len(lengths)} layers × ", "") for lengths in groups]
+        return [self.of(lengths) for lengths in groups]
+
+    def sum(self, lengths: Sequence[int]) -> str:
+        """The tokens of layers holding ``lengths``: one number, or ``(1 layers × 64 tokens + 6 layers × 8 tokens)``."""
+        counts: dict[int, int] = {}
+        for length in lengths:
+            counts[length] = counts.get(length, 0) + 1
+        if len(counts) <= 1:
+            return self.text(lengths)
+        terms = [f"{count} layers × {self.text([length])}" for length, count in sorted(counts.items(), reverse=True)]
+        return f"({' + '.join(terms)})"
+
+    def of(self, lengths: Sequence[int]) -> tuple[str, str]:
+        """The layers' term (``"4 layers × "``, empty when they hold different numbers) and their tokens' term."""
+        if len(set(lengths)) <= 1:
+            return f"{len(lengths)} layers × ", self.text(lengths)
+        return "", self.sum(lengths)
 
 
 def _unknown_kinds(kinds: Sequence[CacheLayer]) -> list[str]:
@@ -839,7 +888,7 @@ def _heterogeneous_cache(
     heads: int,
     dims: tuple[int, int],
     batch: int,
-    tokens: str,
+    span: _Span,
     size: float,
     remarks: list[str],
     extra: str = "",
@@ -849,20 +898,23 @@ def _heterogeneous_cache(
     in the formula, the caching layers grouped by their shape."""
     kv_heads, why = _kv_heads(fields, heads)
     head_dim, value_dim = dims
-    groups: dict[tuple[int, int, int], int] = {}
+    groups: dict[tuple[int, int, int], list[int]] = {}
     total = 0
     for layer, length in zip(kinds, lengths, strict=True):
         own = layer.head_dim or head_dim
         shape = (layer.kv_heads or kv_heads, own, own if value_dim == head_dim else value_dim)
         total += length * shape[0] * (shape[1] + shape[2])
         if layer.keeps_keys:
-            groups[shape] = groups.get(shape, 0) + 1
+            groups.setdefault(shape, []).append(length)
     same = all(keys == values for _, keys, values in groups)
-    terms = [f"{count} layers × {kv} kv heads × " + (str(keys) if same else f"({keys} + {values})")
-             for (kv, keys, values), count in groups.items()]  # fmt: skip
+    spans = span.terms(groups.values())
+    terms = [f"{layers_text}{kv} kv heads × " + (str(keys) if same else f"({keys} + {values})")
+             + (f" × {held_text}" if held_text else "")
+             for (kv, keys, values), (layers_text, held_text) in zip(groups, spans, strict=True)]  # fmt: skip
     each = " + ".join(terms) if len(terms) == 1 else f"({' + '.join(terms)})"
     each = f"2 × {each}" if same else each
-    formula = f"{each} × {tokens} × {batch} × {size:g} B{extra}{_remark([why] * bool(why) + remarks)}"
+    once = "" if any(held for _, held in spans) else f" × {span.text(next(iter(groups.values()), []))}"
+    formula = f"{each}{once} × {batch} × {size:g} B{extra}{_remark([why] * bool(why) + remarks)}"
     fewest = min((kv for kv, _, _ in groups), default=kv_heads)  # the fewest any layer splits across devices
     return math.ceil(total * batch * size), formula, int(fewest)
 
