@@ -2479,6 +2479,15 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert memory == api.to_dict()
 
 
+def test_cli_json_of_inference_leaves_the_training_settings_null(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "memory", GPT2, *TINY_GPT_ARGS, "--context", "8", "-q", "--format", "json")
+    assert code == 0
+    settings = json.loads(out)["memory"]["settings"]
+    training = ["optimizer", "precision", "grad_checkpointing", "zero", "offload_optimizer"]
+    assert [settings[name] for name in training] == [None] * 5
+    assert (settings["train"], settings["tokens"], settings["batch"]) == (False, 8, 1)
+
+
 def test_cli_csv(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "memory", GPT2, *TINY_GPT_ARGS, *TRAIN_ARGS, "--format", "csv")
     assert (code, err) == (0, "")

@@ -68,6 +68,10 @@ class StorageRow:
     formula: str
 
 
+TRAINING_SETTINGS = ("optimizer", "precision", "grad_checkpointing", "zero", "offload_optimizer")
+"""The :class:`MemorySettings` fields only a training plan uses (refused in an inference plan's settings)."""
+
+
 @dataclass(frozen=True)
 class MemorySettings:
     """What to plan for. ``batch``/``tokens`` describe one forward (per device); ``dtype`` the weights' dtype."""
@@ -127,14 +131,10 @@ class MemorySettings:
                 "precision (--precision: fp32, bf16-mixed, fp16-mixed, bf16-pure)"
             )
         default = MemorySettings()
-        training_only = (
-            (f"--optimizer {self.optimizer}", self.optimizer != default.optimizer),
-            (f"--precision {self.precision}", self.precision != default.precision),
-            ("--grad-checkpointing", self.grad_checkpointing),
-            (f"--zero {self.zero}", self.zero != default.zero),
-            ("--offload-optimizer", self.offload_optimizer),
-        )
-        given = [flag for flag, differs in training_only if differs]
+        flags = {"optimizer": f"--optimizer {self.optimizer}", "precision": f"--precision {self.precision}",
+                 "grad_checkpointing": "--grad-checkpointing", "zero": f"--zero {self.zero}",
+                 "offload_optimizer": "--offload-optimizer"}  # fmt: skip
+        given = [flags[name] for name in TRAINING_SETTINGS if getattr(self, name) != getattr(default, name)]
         if given and not self.train:  # the inference plan has no use for them: refused rather than ignored
             raise UsageError(f"{given[0]} applies to training: add --train (train=True) or leave it out")
         if self.offload_optimizer and not self.zero:
@@ -191,6 +191,8 @@ class MemoryPlan:
         """The JSON form, under a report's ``memory`` key."""
         settings = asdict(self.settings)
         settings["keep_fp32"] = list(self.settings.keep_fp32)
+        if not self.settings.train:  # defaults an inference plan does not use: none of them planned for
+            settings.update(dict.fromkeys(TRAINING_SETTINGS))
         return {
             "scenario": self.scenario,
             "settings": settings,
