@@ -77,6 +77,7 @@ def test_parse_count_errors(text: str, message: str) -> None:
         ("2 GiB", 2 * 2**30),
         ("2gib", 2 * 2**30),
         ("1.5GB", 1_500_000_000),
+        ("16gb", 16 * 10**9),  # all in lowercase, as people type bytes
         ("512MiB", 512 * 2**20),
         ("500MB", 500 * 10**6),
         ("4096", 4096),
@@ -101,6 +102,22 @@ def test_parse_bytes(text: str, expected: int) -> None:
     [
         ("2G", "size '2G': unit 'G' is ambiguous; write GiB (powers of 1024) or GB (powers of 1000)"),
         ("2k", "size '2k': unit 'k' is ambiguous; write KiB (powers of 1024) or kB (powers of 1000)"),
+        # a lowercase b after a capital prefix is a bit: 1 Gb is 125 MB
+        (
+            "1Gb",
+            "size '1Gb': unit 'Gb' is in bits (a lowercase b); write GiB (bytes, powers of 1024) or GB (powers "
+            "of 1000)",
+        ),
+        (
+            "1Kb",
+            "size '1Kb': unit 'Kb' is in bits (a lowercase b); write KiB (bytes, powers of 1024) or kB (powers "
+            "of 1000)",
+        ),
+        (
+            "8 Mib",
+            "size '8 Mib': unit 'Mib' is in bits (a lowercase b); write MiB (bytes, powers of 1024) or MB "
+            "(powers of 1000)",
+        ),
         ("2XB", "size '2XB' has an unknown unit 'XB'; use B, KiB, MiB, GiB, TiB, PiB, kB, MB, GB, TB or PB"),
         ("1e999999999GiB", "size '1e999999999GiB' is too large (at most 9,223,372,036,854,775,807)"),
         ("1e5000GB", "size '1e5000GB' is too large (at most 9,223,372,036,854,775,807)"),

@@ -111,7 +111,8 @@ def parse_bytes(text: str) -> int:
     """Parse a byte size such as ``2GiB``, ``1.5 GB``, ``512MiB``, ``1048576`` or ``1,048,576 B``.
 
     IEC units (KiB, MiB, GiB, TiB) are powers of 1024, SI units (kB, MB, GB, TB) powers of 1000. A bare ``G`` or
-    ``M`` is refused because it is ambiguous. A fraction of a byte is rounded down (``474.7MiB`` is
+    ``M`` is refused because it is ambiguous, and ``Gb`` or ``Mb`` because it is bits (``gb``, all in lowercase, is
+    read as bytes, as people type it). A fraction of a byte is rounded down (``474.7MiB`` is
     497,759,027.2 bytes, read as 497,759,027): sizes are limits, and a whole number of bytes is over ``x`` exactly
     when it is over ``floor(x)``.
 
@@ -120,6 +121,11 @@ def parse_bytes(text: str) -> int:
     """
     value, unit = _split(text, "size")
     canonical = _BYTE_ALIASES.get(unit.lower())
+    prefix = unit[:1].upper()
+    if unit.endswith("b") and unit[:-1] != unit[:-1].lower() and prefix in "KMGTP":  # Gb, Mbit's "Mb": bits
+        si = "k" if prefix == "K" else prefix
+        raise UsageError(f"size {_quoted(text)}: unit {unit!r} is in bits (a lowercase b); write {prefix}iB (bytes, "
+                         f"powers of 1024) or {si}B (powers of 1000)")  # fmt: skip
     if canonical is None:
         if unit.upper() in {"K", "M", "G", "T", "P"}:
             raise UsageError(
