@@ -2442,6 +2442,9 @@ def test_every_asked_forward_that_gave_no_item_leaves_it_out(tiny_llama: nn.Modu
     checkpointed = plan_of(summary, train=True, grad_checkpointing=True, device_memory="1GiB")
     assert (checkpointed.left_out, checkpointed.fits) == (("activations",), None)
     assert plan_of(summary, train=True, device_memory="1GiB").left_out == ()
+    # as a summary whose train-mode forward failed: its notes say why
+    unmeasured = dataclasses.replace(summary, totals=dataclasses.replace(summary.totals, activations_bytes=None))
+    assert plan_of(unmeasured, train=True, device_memory="1GiB").left_out == ("activations",)
     embedding = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
     failed = plan_of(embedding, input_size=(2, 3), train=True, device_memory="1GiB")
     assert (failed.left_out, failed.fits) == (("activations",), None)

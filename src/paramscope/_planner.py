@@ -736,7 +736,8 @@ def build_plan(
         notes.append(f"no activations item: give a {flag} length (or input_size) to measure one forward")
     sparse = sparse_weights(module) if settings.train and module is not None else ()
     # a forward asked for (a length, input shapes, a summary's to train on) that gave no item: the rest may fit alone
-    left_out = ("activations",) if activations is None and (wants_forward or forward is not None) else ()
+    summarised = settings.train and isinstance(model, Report) and model.calls is not None
+    left_out = ("activations",) if activations is None and (wants_forward or summarised) else ()
     memory = plan(report, settings, config=config if config is not None else found_config, activations=activations,
                   trained=trained, checkpointed=checkpointed, input_size=shapes, units=units, sparse=sparse,
                   left_out=left_out)  # fmt: skip
