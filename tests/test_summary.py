@@ -33,7 +33,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
+from torch.nn.utils import parametrizations, parametrize
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, shape_wrapper
 
 import paramscope
@@ -155,11 +155,23 @@ def attention_as_on_a_gpu() -> contextlib.AbstractContextManager[None]:
     return sdpa_kernel([SDPBackend.MATH])
 
 
+def storage_holders(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors whose storages hold ``tensor``'s data: a jagged nested tensor's values and offsets (torch's
+    NestedTensor holds its data in these two alone, with lengths optional and none here), a sparse COO tensor's
+    indices and values; else itself."""
+    if tensor.layout is torch.jagged:
+        return tensor.values(), tensor.offsets()
+    if tensor.layout is torch.sparse_coo:
+        return tensor._indices(), tensor._values()
+    return (tensor,)
+
+
 def torch_saved_bytes(model: nn.Module, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
     """Bytes autograd saves for backward in a train-mode forward on CPU (a copy of the model: BatchNorm's statistics
     move), each storage once, the parameters' and buffers' storages left out; in total and per module path."""
     model = copy.deepcopy(model).train()
-    seen = {tensor.untyped_storage().data_ptr() for tensor in [*model.parameters(), *model.buffers()]}
+    seen = {part.untyped_storage().data_ptr() for tensor in [*model.parameters(), *model.buffers()]
+            for part in storage_holders(tensor)}  # fmt: skip
     held: list[torch.UntypedStorage] = []  # a storage freed in the forward must not leave its address to a new one
     stack: list[str] = []
     per_path: dict[str, int] = {}
@@ -167,9 +179,7 @@ def torch_saved_bytes(model: nn.Module, *args: Any, **kwargs: Any) -> tuple[int,
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         nonlocal total
-        # a jagged nested tensor has no storage of its own: its values and offsets have theirs (torch's
-        # NestedTensor holds its data in these two tensors alone, with lengths optional and none here)
-        for part in (tensor.values(), tensor.offsets()) if tensor.layout is torch.jagged else (tensor,):
+        for part in storage_holders(tensor):
             key = part.untyped_storage().data_ptr()
             if key not in seen:
                 seen.add(key)
@@ -220,6 +230,10 @@ def snapshot(model: nn.Module) -> list[Any]:
     for name, tensor in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
         if isinstance(tensor, nn.parameter.UninitializedTensorMixin):
             state.append((name, type(tensor), tensor.requires_grad))
+            continue
+        if tensor.layout is torch.sparse_coo:  # no storage of its own: its indices and values
+            state.append((name, tensor.device, tensor.dtype, tuple(tensor.shape),
+                          *(part.clone() for part in storage_holders(tensor))))  # fmt: skip
             continue
         values = None if tensor.is_meta else torch.empty(0, dtype=torch.uint8).set_(tensor.untyped_storage()).clone()
         state.append(
@@ -2592,6 +2606,142 @@ def test_a_forward_does_not_initialize_cuda(monkeypatch: pytest.MonkeyPatch, run
     called = one_cuda_device(monkeypatch, initialized=False)
     RUNS[run](DrawsOnCuda())
     assert called == []
+
+
+class RemovesItsParametrization(nn.Module):
+    """A forward that bakes its weight norm in on its first call: torch deletes the weight's property from the
+    module's own class, and gives it its class back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = parametrizations.weight_norm(nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if parametrize.is_parametrized(self.fc):
+            parametrize.remove_parametrizations(self.fc, "weight")
+        return self.fc(x)
+
+
+class AddsAParametrization(nn.Module):
+    """A forward that puts a weight norm on its layer on its first call: torch gives the module a class of its own,
+    and the weight becomes a property of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not parametrize.is_parametrized(self.fc):
+            parametrizations.weight_norm(self.fc)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("model_class", [RemovesItsParametrization, AddsAParametrization])
+def test_a_parametrization_the_forward_adds_or_removes_is_put_back(model_class: type[nn.Module], device: str) -> None:
+    # the class was left as the forward made it (with a weight property deleted), and the model failed after. Not
+    # compared with a deep copy: one of a parametrized module shares its class, which a forward changes.
+    torch.manual_seed(0)
+    model = model_class()
+    torch.manual_seed(0)
+    twin = model_class()
+    cls, properties = type(model.fc), dict(vars(type(model.fc)))
+    x = torch.randn(2, 4)
+    before = snapshot(model)
+    report = paramscope.summary(model, input_data=x, device=device)
+    assert report.totals.flops == torch_flops(twin, x)[0] == 2 * 2 * 4 * 3  # the matmul (weight norm's op counts 0)
+    assert type(model.fc) is cls
+    assert vars(type(model.fc)) == properties
+    assert_same(before, snapshot(model))
+    assert torch.equal(model(x), twin(x))
+
+
+class HooksItsWeight(nn.Module):
+    """A forward that registers hooks on its weight, and sets an attribute on it."""
+
+    def __init__(self, calls: list[str]) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.calls = calls
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.fc.weight.register_hook(lambda grad: self.calls.append("hook"))
+        self.fc.weight.register_post_accumulate_grad_hook(lambda weight: self.calls.append("post-accumulate hook"))
+        self.fc.weight.seen = True
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_hooks_and_attributes_the_forward_puts_on_a_weight_are_put_back(device: str, mode: str) -> None:
+    # on cpu, where the forward runs on the weights themselves, they stayed: a later backward ran the hooks
+    calls: list[str] = []
+    model = HooksItsWeight(calls)
+    own = model.fc.bias.register_hook(lambda grad: calls.append("the user's hook"))
+    paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
+    assert (model.fc.weight._backward_hooks, model.fc.weight._post_accumulate_grad_hooks) == (None, None)
+    assert "seen" not in vars(model.fc.weight)
+    calls.clear()
+    model.fc(torch.randn(2, 4)).sum().backward()
+    assert calls == ["the user's hook"]
+    own.remove()  # the user's handle still removes it
+    calls.clear()
+    model.fc(torch.randn(2, 4)).sum().backward()
+    assert calls == []
+
+
+class Settings:
+    """Options given to a forward, in slots."""
+
+    __slots__ = ("flag", "scale")
+
+    def __init__(self) -> None:
+        self.scale = 2.0
+
+
+class SetsAFlag(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor, settings: Settings) -> torch.Tensor:
+        settings.flag = True
+        return self.fc(x) * settings.scale
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_an_input_object_with_slots_is_copied_for_the_forward(device: str) -> None:
+    settings = Settings()
+    report = paramscope.summary(SetsAFlag(), input_data={"x": torch.randn(2, 4), "settings": settings}, device=device)
+    assert rows(report)["fc"].outputs == "[2, 3]"
+    assert not hasattr(settings, "flag")
+    assert settings.scale == 2.0
+
+
+class SparseBufferConvolution(nn.Module):
+    """A GCN layer: its graph's adjacency a sparse buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("adjacency", torch.eye(5).to_sparse())
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sparse.mm(self.adjacency, torch.tanh(self.fc(x)))
+
+
+def test_a_sparse_buffer_is_no_activation() -> None:
+    # it failed with torch's "Cannot access storage of SparseTensorImpl"
+    model = SparseBufferConvolution()
+    x = torch.randn(5, 3)
+    before = snapshot(model)
+    report = paramscope.summary(model, input_data=x, device="cpu", mode="train")
+    assert report.totals.activations_bytes == torch_saved_bytes(model, x)[0] > 0
+    assert_same(before, snapshot(model))
+    # on meta, torch has no kernel of a sparse product: said, with what to do
+    with pytest.raises(ForwardError, match=r"'SparseMeta' backend.*try --device cpu$"):
+        paramscope.summary(model, input_data=x)
+    assert_same(before, snapshot(model))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -79,12 +79,16 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
             moved = copy(value)
         except Exception:  # an object that cannot be copied (it holds a lock): passed as it is
             return value
-        attributes = vars(moved)
-        if attributes is vars(value):  # not a copy of its own (an enum's member): passed as it is
+        attributes = getattr(moved, "__dict__", None)
+        if moved is value or (attributes is not None and attributes is vars(value)):  # an enum's member
             return value
         memo[id(value)] = moved
-        for name, item in vars(value).items():
-            attributes[name] = to_device(item, device, memo)
+        if attributes is not None:
+            for name, item in vars(value).items():
+                attributes[name] = to_device(item, device, memo)
+        for name in _slot_names(type(value)):
+            if hasattr(value, name):
+                object.__setattr__(moved, name, to_device(getattr(value, name), device, memo))
     else:
         return value
     memo[id(value)] = moved
@@ -106,14 +110,30 @@ def _copied_mapping(value: Mapping[Any, Any]) -> MutableMapping[Any, Any]:
 
 
 def _copied(value: Any) -> bool:
-    """Whether ``value`` is an object with attributes of its own (an instance ``__dict__``, not empty: one without
-    any, a sentinel, has no state to change and is passed as itself, as code may test it by identity) that a
-    forward gets a copy of: not a module (a model's, whose state the summary keeps itself), class, function or
-    Python module."""
+    """Whether ``value`` is an object with attributes of its own (in an instance ``__dict__``, not empty, or in
+    ``__slots__``, set: one without any, a sentinel, has no state to change and is passed as itself, as code may
+    test it by identity) that a forward gets a copy of: not a module (a model's, whose state the summary keeps
+    itself), class, function or Python module."""
     if isinstance(value, (nn.Module, type, FunctionType, MethodType, ModuleType)):
         return False
     attributes = getattr(value, "__dict__", None)
-    return isinstance(attributes, dict) and bool(attributes)
+    if isinstance(attributes, dict) and attributes:
+        return True
+    return any(hasattr(value, name) for name in _slot_names(type(value)))
+
+
+def _slot_names(cls: type) -> list[str]:
+    """The attributes the ``__slots__`` of ``cls`` and its bases declare, as an instance holds them (``__x`` in
+    class ``C`` as ``_C__x``); not ``__dict__`` and ``__weakref__``."""
+    names = []
+    for base in cls.__mro__:
+        slots = base.__dict__.get("__slots__", ())
+        for name in [slots] if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            private = name.startswith("__") and not name.endswith("__")
+            names.append(f"_{base.__name__.lstrip('_')}{name}" if private else name)
+    return names
 
 
 def _moved(value: torch.Tensor, device: str, memo: dict[Any, Any]) -> torch.Tensor:

@@ -48,6 +48,7 @@ def in_mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bo
     retained = [tensor.grad for tensor in retaining]
     flags: list[bool] = list(map(_REQUIRES_GRAD, [*params, *leaves]))
     grads: list[torch.Tensor | None] = list(map(_GRAD, [*params, *leaves]))
+    tensor_hooks = _TensorHooks([*params, *leaves])
     # the buffers too, and on meta the real parameters: the forward runs on copies or stand-ins of them, but a
     # reference of its own (a hook's closure, a helper that clips the weights) may rebind their .data
     with_values = state.with_values = [tensor for tensor in [*loose, *walk.buffers, *(() if real_weights else params)]
@@ -115,7 +116,39 @@ def in_mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bo
             for generator, generator_state in generators:
                 generator.set_state(generator_state)
 
-        _each(put_back_state, put_back_data, put_back_flags, put_back_grads, put_back_generators)
+        _each(put_back_state, put_back_data, put_back_flags, put_back_grads, tensor_hooks.put_back, put_back_generators)
+
+
+class _TensorHooks:
+    """What a forward may add to the parameters and the other leaf tensors themselves, rather than to the modules:
+    hooks (``register_hook``, ``register_post_accumulate_grad_hook``) and Python attributes (``weight.tag = ...``),
+    kept to be put back. The hooks' dicts are put back as they were, in place: torch's autograd holds the dict a
+    tensor first had, and a handle the user holds removes from it."""
+
+    _NAMES = ("_backward_hooks", "_post_accumulate_grad_hooks")
+
+    def __init__(self, tensors: list[torch.Tensor]) -> None:
+        self.tensors = tensors
+        self.hooks = [list(map(operator.attrgetter(name), tensors)) for name in self._NAMES]
+        # most tensors have none (None): those that have are copied
+        self.hooks_held = {id(hooks): dict(hooks) for held in self.hooks for hooks in held if hooks}
+        self.attributes: list[dict[str, Any]] = list(map(_ATTRIBUTES, tensors))
+        self.attributes_held = {id(attributes): dict(attributes) for attributes in self.attributes if attributes}
+
+    def put_back(self) -> None:
+        for name, held in zip(self._NAMES, self.hooks, strict=True):
+            now = list(map(operator.attrgetter(name), self.tensors))
+            if not all(map(operator.is_, now, held)):
+                for tensor, before, after in zip(self.tensors, held, now, strict=True):
+                    if after is not before:
+                        if after is not None:
+                            after.clear()  # autograd keeps the dict it was given: emptied, its hooks never run
+                        setattr(tensor, name, before)
+            for hooks in held:
+                if hooks is not None:
+                    _restore(hooks, self.hooks_held.get(id(hooks), {}))
+        for attributes in self.attributes:
+            _restore(attributes, self.attributes_held.get(id(attributes), {}))
 
 
 def _set_data(tensor: torch.Tensor, data: torch.Tensor) -> None:
@@ -170,6 +203,11 @@ class ModuleState:
 
     def __init__(self, modules: list[nn.Module]) -> None:
         self.modules = modules
+        self.classes: list[type] = list(map(type, modules))
+        """Each module's class: torch's parametrizations swap it for a subclass of their own, and back."""
+        # a parametrized module's class is its own, made by torch, which sets and deletes its properties (the
+        # parametrized tensors) as parametrizations are added and removed
+        self.class_attributes = {cls: dict(vars(cls)) for cls in self.classes if _parametrized_class(cls)}
         self.attributes: list[dict[str, Any]] = list(map(_ATTRIBUTES, modules))
         """Each module's ``__dict__``."""
         # Picked by type in C (compress over map), not in a loop: a model's modules hold thousands of attributes,
@@ -209,6 +247,8 @@ class ModuleState:
         element-wise)."""
         return (
             all(map(operator.is_, map(_ATTRIBUTES, self.modules), self.attributes))
+            and all(map(operator.is_, map(type, self.modules), self.classes))
+            and all(vars(cls) == attributes for cls, attributes in self.class_attributes.items())
             and list(map(len, self.held)) == self.lengths
             and all(map(operator.is_, chain.from_iterable(self.mappings), self.keys))
             and all(map(operator.is_, chain.from_iterable(map(_VALUES, self.mappings)), self.values))
@@ -227,7 +267,15 @@ class ModuleState:
                 contents[id(held)] = dict(zip(islice(keys, length), islice(values, length), strict=True))
             else:
                 contents[id(held)] = list(islice(items, length))
-        for module, attributes in zip(self.modules, self.attributes, strict=True):
+        for cls, saved in self.class_attributes.items():
+            for name in [name for name in vars(cls) if name not in saved]:
+                delattr(cls, name)
+            for name, value in saved.items():
+                if vars(cls).get(name, _MISSING) is not value:
+                    setattr(cls, name, value)
+        for module, cls, attributes in zip(self.modules, self.classes, self.attributes, strict=True):
+            if type(module) is not cls:
+                module.__class__ = cls
             if module.__dict__ is not attributes:
                 object.__setattr__(module, "__dict__", attributes)
         for held in self.held:
@@ -255,6 +303,15 @@ class ModuleState:
         if not any(issubclass(kind, torch.Tensor) for kind in kinds):
             return []
         return [item for item in candidates if isinstance(item, torch.Tensor)]
+
+
+_MISSING = object()
+
+
+def _parametrized_class(cls: type) -> bool:
+    """Whether ``cls`` is one torch made for a module it parametrizes (``Parametrized<Class>``, one per module,
+    made by ``type()`` in that module of torch's)."""
+    return cls.__module__ == "torch.nn.utils.parametrize"
 
 
 _MAPPINGS = frozenset({dict, OrderedDict, defaultdict, Counter})

@@ -666,7 +666,9 @@ class _Values:
         fakes = out if isinstance(out, (list, tuple)) else (out,)
         empty = self.ops[func].empty
         limit = _EMPTY_LIMIT if empty else KNOWN_VALUES_LIMIT
-        if not all(isinstance(item, FakeTensor) and item.numel() <= limit for item in fakes):
+        # a sparse result has no storage of its own to know values by: its values stay unknown
+        if not all(isinstance(item, FakeTensor) and item.layout is torch.strided and item.numel() <= limit
+                   for item in fakes):  # fmt: skip
             return
         try:
             values = _run_on_cpu(func, on_cpu)

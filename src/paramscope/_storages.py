@@ -23,6 +23,16 @@ def plain_tensors_of(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (tensor,) if type(tensor) in _PLAIN_TYPES else plain_parts(tensor)
 
 
+def storage_parts(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors that hold ``tensor``'s storages: itself, a wrapper subclass's or a jagged nested tensor's plain
+    tensors, or a sparse tensor's indices and values (it has no storage of its own), read outside the dispatch
+    modes running (reading them is not the forward: the op recorder must not see it)."""
+    if tensor.layout is torch.strided or tensor.layout is torch.jagged:
+        return plain_tensors_of(tensor)
+    with _disable_current_modes():
+        return sparse_parts(tensor) or ()
+
+
 def input_storages(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[int, int]:
     """The storages of the tensors among a call's arguments (by position or keyword, and one level down in a tuple,
     list or dict), each once, with their bytes: what a checkpoint of the call keeps."""
@@ -31,13 +41,7 @@ def input_storages(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[int, i
         for tensor in item.values() if isinstance(item, dict) else item if isinstance(item, (tuple, list)) else (item,):
             if not isinstance(tensor, torch.Tensor):
                 continue
-            if tensor.layout is torch.strided or tensor.layout is torch.jagged:
-                # a wrapper subclass's, a jagged nested tensor's: the plain tensors it holds
-                parts = plain_tensors_of(tensor)
-            else:  # a sparse tensor has no storage of its own: its indices and values have theirs
-                with _disable_current_modes():  # reading them is not the forward: the op recorder must not see it
-                    parts = sparse_parts(tensor) or ()
-            for part in parts:
+            for part in storage_parts(tensor):
                 try:
                     storages.setdefault(storage_key(part), part.untyped_storage().nbytes())
                 except (RuntimeError, NotImplementedError):  # no storage to read (a strided nested tensor's)

@@ -62,9 +62,8 @@ from ._process_settings import (
     compiled_code_run_eagerly,
 )
 from ._progress import steps
-from ._storages import has_plain_storage, input_storages, plain_tensors_of, storage_key
+from ._storages import has_plain_storage, input_storages, plain_tensors_of, storage_key, storage_parts
 from ._walk import ModuleWalk, path_depth
-from .sources._tensors import sparse_parts
 
 aten = torch.ops.aten
 
@@ -1056,10 +1055,10 @@ class _StandInsOnMeta:
                     del self.made[key]
         named = _stand_ins(self.walk, "meta", None, self.fake, self.made)
         for key, stand_in in list(self.made.items()):
-            if isinstance(stand_in, FakeTensor):
+            if isinstance(stand_in, FakeTensor) and stand_in.layout is torch.strided:
                 self.states[key] = _stand_in_state(stand_in)
             else:
-                del self.made[key]  # a counter, made again
+                del self.made[key]  # a counter, or a sparse tensor (whose storage cannot be read): made again
         return self.fake, named
 
 
@@ -1106,7 +1105,7 @@ class _SavedTensors:
     def __init__(self, hooks: _Hooks, weights: Iterable[torch.Tensor]) -> None:
         self.hooks = hooks
         # parameters and buffers are not activations
-        self.weights = {storage_key(part) for tensor in weights for part in plain_tensors_of(tensor)}
+        self.weights = {storage_key(part) for tensor in weights for part in storage_parts(tensor)}
         self.storages: dict[int, tuple[int, set[tuple[int | None, tuple[str, ...]]]]] = {}
         """Each storage saved, by key: its bytes, and the checkpoint region and the stack of modules running each
         time it was saved (:attr:`Trace.saved_storages`)."""
@@ -1130,15 +1129,8 @@ class _SavedTensors:
             self.weight_copies += tensor.untyped_storage().nbytes()
 
     def pack(self, tensor: torch.Tensor) -> list[torch.Tensor]:
-        if tensor.layout is torch.strided or tensor.layout is torch.jagged:
-            # a wrapper subclass keeps its data in plain tensors (a jagged nested tensor: values and offsets)
-            for part in plain_tensors_of(tensor):
-                self._count(part)
-        else:  # a sparse tensor has no storage of its own: its indices and values have theirs
-            with _disable_current_modes():  # reading them is not the forward: the op recorder must not see it
-                parts = sparse_parts(tensor) or ()
-            for part in parts:
-                self._count(part)
+        for part in storage_parts(tensor):
+            self._count(part)
         box = [tensor]
         self.boxes.append(box)
         return box
@@ -1190,7 +1182,19 @@ class _SavedTensors:
 def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not weights:  # nothing to stand in for (a model without buffers on a real device): no swapping to pay for
         return model(*args, **kwargs)
-    return torch.func.functional_call(model, weights, args, kwargs, tie_weights=True, strict=False)
+    returned: list[Any] = []
+    handle = model.register_forward_hook(lambda _module, _args, output: returned.append(output))
+    try:
+        return torch.func.functional_call(model, weights, args, kwargs, tie_weights=True, strict=False)
+    except Exception:
+        # A forward that returned, and whose weights torch could not swap back: it moved them itself (a
+        # parametrization it registers on its first call makes a weight a property of the class). in_mode puts the
+        # model back as it was, whatever functional_call left.
+        if returned:
+            return returned[-1]
+        raise
+    finally:
+        handle.remove()
 
 
 # What a fake tensor's exceptions name (an op) means: the forward needs values, which a forward on meta has not
