@@ -3868,11 +3868,19 @@ def test_usage_errors(kwargs: dict[str, Any], message: str) -> None:
     assert str(caught.value) == message
 
 
-@pytest.mark.parametrize("input_size", [(0, 3), (-1, 3), (2**63, 3), [(1, 3), (1, 2**64)]])
+@pytest.mark.parametrize(
+    "input_size", [(0, 3), (-1, 3), (2**63, 3), [(1, 3), (1, 2**64)], (True, 3), [(1, 3), (1, False)], (), [()],
+                   [(1, 3), ()], (2.0, 3)]
+)  # fmt: skip
 def test_input_size_dimensions_are_one_to_int64(input_size: Any) -> None:
     with pytest.raises(paramscope.UsageError) as caught:
         paramscope.summary(nn.Linear(3, 3), input_size=input_size)
     assert str(caught.value) == f"input_size {input_size!r} is not a shape or a list of shapes"
+
+
+def test_input_size_dimensions_may_be_numpy_integers() -> None:
+    report = paramscope.summary(nn.Linear(3, 4), input_size=(np.int64(2), np.int32(3)))
+    assert rows(report)[""].inputs == "[2, 3]"
 
 
 def test_input_bytes_must_fit_in_an_int64() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -42,11 +43,24 @@ def shapes_of(input_size: Shape | Sequence[Shape]) -> list[tuple[int, ...]]:
         raise UsageError(f"input_size {input_size!r} is not a shape or a list of shapes")
     items = list(input_size)
     nested = [list(item) if isinstance(item, Sequence) else item for item in items]
-    shapes = [nested] if all(isinstance(dim, int) for dim in nested) else nested
-    if not all(isinstance(shape, list) and all(isinstance(d, int) and 1 <= d <= _MAX_INT64 for d in shape)
-               for shape in shapes):  # fmt: skip
+    shapes = [nested] if all(_dimension(dim) is not None for dim in nested) else nested
+    dimensions = [[_dimension(dim) for dim in shape] if isinstance(shape, list) and shape else [None]
+                  for shape in shapes]  # fmt: skip
+    # a dimension from 1 to an int64 (a bool is no size; numpy's integers are), a shape of one at least (() would
+    # be a 0-d input, which the command line cannot give either)
+    if not all(dim is not None and 1 <= dim <= _MAX_INT64 for shape in dimensions for dim in shape):
         raise UsageError(f"input_size {input_size!r} is not a shape or a list of shapes")
-    return [tuple(shape) for shape in shapes]  # type: ignore[arg-type]
+    return [tuple(shape) for shape in dimensions]  # type: ignore[arg-type]
+
+
+def _dimension(value: Any) -> int | None:
+    """``value`` as a dimension's int (numpy's integers too), or None when it is none (a bool, a float, a shape)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def _input_tensor(
