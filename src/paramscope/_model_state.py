@@ -132,6 +132,7 @@ class _TensorHooks:
         self.hooks = [list(map(operator.attrgetter(name), tensors)) for name in self._NAMES]
         # most tensors have none (None): those that have are copied
         self.hooks_held = {id(hooks): dict(hooks) for held in self.hooks for hooks in held if hooks}
+        self.hooks_present = [hooks for held in self.hooks for hooks in held if hooks is not None]
         self.attributes: list[dict[str, Any]] = list(map(_ATTRIBUTES, tensors))
         self.attributes_held = {id(attributes): dict(attributes) for attributes in self.attributes if attributes}
 
@@ -144,11 +145,11 @@ class _TensorHooks:
                         if after is not None:
                             after.clear()  # autograd keeps the dict it was given: emptied, its hooks never run
                         setattr(tensor, name, before)
-            for hooks in held:
-                if hooks is not None:
-                    _restore(hooks, self.hooks_held.get(id(hooks), {}))
-        for attributes in self.attributes:
-            _restore(attributes, self.attributes_held.get(id(attributes), {}))
+        for hooks in self.hooks_present:
+            _restore(hooks, self.hooks_held.get(id(hooks), {}))
+        if self.attributes_held or any(self.attributes):  # most tensors have none, before and after: told in C
+            for attributes in self.attributes:
+                _restore(attributes, self.attributes_held.get(id(attributes), {}))
 
 
 def _set_data(tensor: torch.Tensor, data: torch.Tensor) -> None:
