@@ -1598,6 +1598,37 @@ def test_a_decoder_with_a_classifier_head_is_not_called_an_encoder() -> None:
     )
 
 
+class HoldsALanguageModel(nn.Module):
+    """A module of the user's own that runs a transformers causal LM it holds (a LightningModule's way)."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids: torch.Tensor) -> Any:
+        return self.lm(input_ids=input_ids)
+
+
+@pytest.mark.parametrize(
+    ("wrap", "path"), [(HoldsALanguageModel, "lm"), (nn.DataParallel, "module"), (lambda lm: nn.Sequential(lm), "0")]
+)
+def test_kv_cache_of_a_language_model_a_module_holds(wrap: Callable[[nn.Module], nn.Module], path: str) -> None:
+    # it had no KV cache item ("the model has no decoder config"), and a plan that fitted without it said so
+    model = llama()
+    truth = storage_bytes(cache_tensors(prefill(model, 2, 8)))
+    plan = plan_of(wrap(model), seq=8, batch=2, dtype="float32")
+    assert plan.item("KV cache").total_bytes == truth
+    assert (f"the KV cache is sized from the config of {path} (LlamaForCausalLM), the transformers model the model "
+            "holds") in plan.notes  # fmt: skip
+
+
+def test_no_kv_cache_is_taken_from_one_of_two_language_models_a_module_holds() -> None:
+    pair = nn.ModuleDict({"draft": llama(), "target": llama(num_hidden_layers=3)})  # caches of their own sizes
+    plan = plan_of(pair, seq=8, batch=2, dtype="float32")
+    assert "KV cache" not in names(plan)
+    assert "no KV cache item: the model has no decoder config to size it from" in plan.notes
+
+
 def test_a_config_without_the_names_read_says_so() -> None:
     unreadable = {"architectures": ["SomethingForCausalLM"], "layers": 2}  # no names paramscope reads
     plan = plan_of(paramscope.inspect(nn.Linear(4, 4)), seq=8, config=unreadable, device_memory="1GiB")

@@ -10,7 +10,7 @@ import contextlib
 import inspect as pyinspect
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from itertools import takewhile
 from pathlib import Path
@@ -34,17 +34,18 @@ _SHAPE = re.compile(r"\[(\d+(?:, \d+)*)\]")  # a tensor as a summary writes it: 
 
 
 def config_of(model: Any) -> dict[str, Any] | None:
-    """A transformers model's config as a dict (``None`` for other models). A config built as an object, not
-    loaded, names no architecture: a model class with a head (``...ForCausalLM``, ``...ForSequenceClassification``)
-    is recorded as it, as ``save_pretrained`` would; a base model (``LlamaModel``, ``BertModel``) leaves the
-    config's fields to tell whether it is a decoder."""
-    config = getattr(model, "config", None)
-    to_dict = getattr(config, "to_dict", None)
-    if not callable(to_dict):
-        return None
+    """A transformers model's config as a dict, or that of the one a module holds (:func:`held_model`); ``None`` for
+    other models. A config built as an object, not loaded, names no architecture: a model class with a head
+    (``...ForCausalLM``, ``...ForSequenceClassification``) is recorded as it, as ``save_pretrained`` would; a base
+    model (``LlamaModel``, ``BertModel``) leaves the config's fields to tell whether it is a decoder."""
+    to_dict = _config_to_dict(model)
+    if to_dict is None:
+        held = held_model(model)
+        return None if held is None else config_of(held[1])
     found = to_dict()
     if not isinstance(found, dict):
         return None
+    config = model.config
     parts = [(config, found)]
     if isinstance(found.get("text_config"), dict):  # a multimodal model's language model (Nemotron 3.5 Transcribe's)
         parts.append((getattr(config, "text_config", None), found["text_config"]))
@@ -56,6 +57,28 @@ def config_of(model: Any) -> dict[str, Any] | None:
     if not found.get("architectures") and (not name.endswith("Model") or name.endswith("LMHeadModel")):
         found["architectures"] = [name]  # LlamaForCausalLM and BertLMHeadModel generate, ...ForTokenClassification not
     return found
+
+
+def held_model(model: Any) -> tuple[str, nn.Module] | None:
+    """The transformers model (a module with a config) that ``model``, a module without a config of its own, holds
+    outermost: a LightningModule's or a serving wrapper's language model, DataParallel's module; with its path.
+    ``None`` when it holds none, or several at that depth (an encoder's and a decoder's), whose caches differ."""
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        return None
+    found = [(path, module) for path, module in model.named_modules() if path and _config_to_dict(module)]
+    if not found:
+        return None
+    outermost = min(path.count(".") for path, _ in found)
+    held = [(path, module) for path, module in found if path.count(".") == outermost]
+    return held[0] if len(held) == 1 else None
+
+
+def _config_to_dict(model: Any) -> Callable[[], Any] | None:
+    """The ``to_dict`` of ``model``'s transformers config, if it has one."""
+    to_dict = getattr(getattr(model, "config", None), "to_dict", None)
+    return to_dict if callable(to_dict) else None
 
 
 def _worked_out_layers(config: Any, written: Mapping[str, Any]) -> int | None:
@@ -741,6 +764,11 @@ def build_plan(
     memory = plan(report, settings, config=config if config is not None else found_config, activations=activations,
                   trained=trained, checkpointed=checkpointed, input_size=shapes, units=units, sparse=sparse,
                   left_out=left_out)  # fmt: skip
+    held = None if module is None or _config_to_dict(module) else held_model(module)
+    if held is not None and any(item.name == "KV cache" for item in memory.items):
+        path, inner = held
+        notes.append(f"the KV cache is sized from the config of {path} ({type(inner).__name__}), the transformers "
+                     "model the model holds")  # fmt: skip
     memory = replace(memory, notes=(*notes, *memory.notes))
     return replace(report, memory=memory)
 
