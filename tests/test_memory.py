@@ -2450,6 +2450,18 @@ def test_a_plan_whose_forward_failed_cannot_say_it_fits(
     assert code == 2
     assert "cannot tell whether it fits in 2.00 MiB" in out
     assert re.search(r"^  total +≥ [0-9.]+ MiB ", out, re.MULTILINE)
+    code, out, _ = run(capsys, *args, "--device-memory", "2MiB", "-q", "--format", "csv")
+    *_, total, verdict = csv.DictReader(io.StringIO(out))
+    assert (total["name"], int(total["per_device_bytes"]), total["formula"]) == (
+        "total",
+        model_states + 8,
+        "sum of the above; a lower bound (see the notes)",
+    )
+    assert (verdict["name"], int(verdict["per_device_bytes"]), verdict["formula"]) == (
+        "device memory",
+        2 * 2**20,
+        "cannot tell whether it fits",
+    )
     # over on the rest alone is over all the same, by at least as much
     code, _, err = run(capsys, *args, "--device-memory", "512KiB", "-q")
     over = model_states + 8 - 2**19
@@ -2459,6 +2471,10 @@ def test_a_plan_whose_forward_failed_cannot_say_it_fits(
     code, out, _ = run(capsys, "memory", item_model_file, "--train", "--precision", "fp32", "--device-memory", "2MiB",
                        "-q", "--format", "json")  # fmt: skip
     assert (code, json.loads(out)["memory"]["fits"], json.loads(out)["memory"]["left_out"]) == (0, True, [])
+    code, out, _ = run(capsys, "memory", item_model_file, "--train", "--precision", "fp32", "--device-memory", "2MiB",
+                       "-q", "--format", "csv")  # fmt: skip
+    *_, total, verdict = csv.DictReader(io.StringIO(out))
+    assert (code, total["formula"], verdict["formula"]) == (0, "sum of the above", "fits")
 
 
 def test_every_asked_forward_that_gave_no_item_leaves_it_out(tiny_llama: nn.Module) -> None:

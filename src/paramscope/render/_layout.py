@@ -492,6 +492,13 @@ def _memory_title(plan: MemoryPlan) -> str:
     return f"Memory for {plan.scenario} ({', '.join(parts)})"
 
 
+def fits_verdict(plan: MemoryPlan) -> str | None:
+    """Whether the plan fits in the device memory given, in words; None without one."""
+    if plan.settings.device_memory is None:
+        return None
+    return {True: "fits", False: "does not fit", None: "cannot tell whether it fits"}[plan.fits]
+
+
 def memory_totals(plan: MemoryPlan) -> list[tuple[str, int, str]]:
     """The rows under a plan's items: name, bytes per device, formula."""
     summed = "sum of the items on the device" if plan.host_bytes else "sum of the above"
@@ -520,8 +527,7 @@ def _memory_section(plan: MemoryPlan, view: View, complete: bool = True) -> Sect
         rows.append((name, "", _size(size, view.units, complete), *[""] * several, formula))
     if plan.settings.device_memory is not None:
         available = format_bytes(plan.settings.device_memory, view.units)
-        verdict = {True: "fits", False: "does not fit", None: "cannot tell whether it fits"}[plan.fits]
-        rows.append(("", "", *([""] * (2 if several else 1)), f"{verdict} in {available}"))
+        rows.append(("", "", *([""] * (2 if several else 1)), f"{fits_verdict(plan)} in {available}"))
     return Section(_memory_title(plan), tuple(columns), rows)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from .._report import CallRecord, Report
 from ._escape import encodable
-from ._layout import View, memory_totals
+from ._layout import View, fits_verdict, memory_totals
 
 MODULE_COLUMNS = (
     "path", "type", "depth", "params", "param_bytes", "own_params", "own_param_bytes", "trainable", "buffers",
@@ -62,8 +62,14 @@ def render_csv(report: Report, view: View | None = None) -> str:
         writer.writerow(MEMORY_COLUMNS)
         for item in report.memory.items:
             writer.writerow([_cell(column, getattr(item, column)) for column in MEMORY_COLUMNS])
-        for name, size, formula in memory_totals(report.memory):
-            writer.writerow([name, "", size, "", "", formula])
+        plan = report.memory
+        # a lower bound, as the other formats' "≥": tensors of unknown size, or an item asked for left out
+        bound = "" if report.totals.complete and not plan.left_out else "; a lower bound (see the notes)"
+        for name, size, formula in memory_totals(plan):
+            writer.writerow([name, "", size, "", "", formula + bound])
+        verdict = fits_verdict(plan)
+        if verdict is not None:  # as the table's last line
+            writer.writerow(["device memory", "", plan.settings.device_memory, "", "", verdict])
     elif view.tensors:
         writer.writerow(TENSOR_COLUMNS)
         for record in report.tensors:

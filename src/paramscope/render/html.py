@@ -20,7 +20,18 @@ from .._report import Report
 from .._units import format_bytes, format_count, humanize_count
 from .._version import __version__
 from ._escape import html_text, name_cell
-from ._layout import OWN_OPS, OWN_TENSORS, Document, Section, View, dtype_rows, layout, module_parents, tensor_owner
+from ._layout import (
+    OWN_OPS,
+    OWN_TENSORS,
+    Document,
+    Section,
+    View,
+    dtype_rows,
+    fits_verdict,
+    layout,
+    module_parents,
+    tensor_owner,
+)
 from .json import dumps
 
 _ROOT_PLACEHOLDER = '"__PARAMSCOPE_ROOT__"'
@@ -124,9 +135,7 @@ def _header(report: Report, view: View, document: Document) -> str:
     cards.append(_card("buffers", "Buffers", buffers, bound + format_bytes(totals.buffer_bytes, view.units)))
     if report.memory is not None:
         plan = report.memory
-        verdict = {None: plan.scenario, True: "fits", False: "does not fit"}[plan.fits]
-        if plan.fits is None and plan.settings.device_memory is not None:
-            verdict = "cannot tell whether it fits"
+        verdict = fits_verdict(plan) or plan.scenario
         per_device = ("≥ " if bound or plan.left_out else "") + format_bytes(plan.per_device_bytes, view.units)
         cards.append(_card("memory", "Memory per device", per_device, verdict))
     if totals.flops is not None:
