@@ -2656,18 +2656,44 @@ def test_a_parametrization_the_forward_adds_or_removes_is_put_back(model_class: 
     assert torch.equal(model(x), twin(x))
 
 
+class FailsAfterCallingItself(nn.Module):
+    """A forward that runs itself once, then fails: the inner call's return is not the forward's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, inner: bool = False) -> torch.Tensor:
+        if inner:
+            return self.fc(x)
+        self(x, inner=True)
+        raise ValueError("the outer call fails")
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_forward_that_fails_after_calling_itself_fails(device: str) -> None:
+    model = FailsAfterCallingItself()
+    model.register_buffer("scale", torch.ones(1))  # weights to stand in for on cpu too
+    with pytest.raises(ForwardError, match=r"ValueError: the outer call fails$"):
+        paramscope.summary(model, input_size=(2, 4), device=device)
+
+
 class HooksItsWeight(nn.Module):
-    """A forward that registers hooks on its weight, and sets an attribute on it."""
+    """A forward that registers hooks on its weight, and sets an attribute on it: the weight itself, which it holds
+    in a closure (on meta, the forward's ``self.fc.weight`` is a stand-in)."""
 
     def __init__(self, calls: list[str]) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 3)
         self.calls = calls
+        weight = self.fc.weight
+        self.weight_itself = lambda: weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.fc.weight.register_hook(lambda grad: self.calls.append("hook"))
-        self.fc.weight.register_post_accumulate_grad_hook(lambda weight: self.calls.append("post-accumulate hook"))
-        self.fc.weight.seen = True
+        weight = self.weight_itself()
+        weight.register_hook(lambda grad: self.calls.append("hook"))
+        weight.register_post_accumulate_grad_hook(lambda weight: self.calls.append("post-accumulate hook"))
+        weight.seen = True
         return self.fc(x)
 
 

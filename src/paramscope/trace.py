@@ -1182,8 +1182,20 @@ class _SavedTensors:
 def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not weights:  # nothing to stand in for (a model without buffers on a real device): no swapping to pay for
         return model(*args, **kwargs)
+    depth = 0  # the model may call itself: only the outermost call's return is the forward's
     returned: list[Any] = []
-    handle = model.register_forward_hook(lambda _module, _args, output: returned.append(output))
+
+    def entered(_module: nn.Module, _args: Any) -> None:
+        nonlocal depth
+        depth += 1
+
+    def left(_module: nn.Module, _args: Any, output: Any) -> None:
+        nonlocal depth
+        depth -= 1
+        if not depth:
+            returned.append(output)
+
+    handles = [model.register_forward_pre_hook(entered), model.register_forward_hook(left)]
     try:
         return torch.func.functional_call(model, weights, args, kwargs, tie_weights=True, strict=False)
     except Exception:
@@ -1191,10 +1203,11 @@ def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any
         # parametrization it registers on its first call makes a weight a property of the class). in_mode puts the
         # model back as it was, whatever functional_call left.
         if returned:
-            return returned[-1]
+            return returned[0]
         raise
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
 
 
 # What a fake tensor's exceptions name (an op) means: the forward needs values, which a forward on meta has not
