@@ -1850,7 +1850,7 @@ def test_gguf_metadata_that_cannot_size_the_kv_cache_is_said_so(
     assert plan is not None
     assert [item.name for item in plan.items] == ["weights"]
     assert f"no KV cache item: the GGUF file's {reason}, which llama.cpp cannot size a KV cache from" in plan.notes
-    assert plan.left_out == ("activations", "KV cache")  # no model to run a forward on, and the cache not sized
+    assert plan.left_out == ("KV cache",)  # not sized (the activations: no model to run a forward on, a note says)
 
 
 @pytest.mark.parametrize("architecture", ["mamba", "rwkv6"])
@@ -1865,7 +1865,7 @@ def test_gguf_recurrent_model_keeps_a_state_not_a_kv_cache(tmp_path: Path, archi
         f"no KV cache item: every layer of a GGUF {architecture} model keeps a fixed-size recurrent state, no keys "
         "and values per token"
     ) in plan.notes
-    assert plan.left_out == ("activations",)  # a KV cache it does not keep is not left out
+    assert plan.left_out == ()  # a KV cache it does not keep is not left out
 
 
 def test_gguf_deepseek2_converted_before_mla_caches_every_head(tmp_path: Path) -> None:

@@ -1637,8 +1637,8 @@ def test_a_config_without_the_names_read_says_so() -> None:
         "(num_hidden_layers, num_attention_heads, hidden_size, or the names its transformers config class maps them "
         "to)"
     )
-    # a Report runs no forward: neither the activations nor the cache of a model that generates are in the total
-    assert (plan.left_out, plan.fits) == (("activations", "KV cache"), None)
+    # the cache of a model that generates is not in the total (a Report runs no forward: no activations asked of it)
+    assert (plan.left_out, plan.fits) == (("KV cache",), None)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -2477,24 +2477,26 @@ def test_a_plan_whose_forward_failed_cannot_say_it_fits(
     assert (code, total["formula"], verdict["formula"]) == (0, "sum of the above", "fits")
 
 
-def test_every_asked_forward_that_gave_no_item_leaves_it_out(tiny_llama: nn.Module) -> None:
-    """A Report has no model to run, a summary's forward with checkpointing is not recorded, an embedding given
-    float ids fails: each leaves the activations out, and a plan that asked for none leaves nothing out."""
-    report = paramscope.inspect(tiny_llama)
-    assert plan_of(report, seq=8, device_memory="1GiB").left_out == ("activations",)
-    assert plan_of(report, seq=8, device_memory="1GiB").fits is None
-    assert plan_of(report, device_memory="1GiB").left_out == ()
-    assert plan_of(report, device_memory="1GiB").fits is True
-    summary = paramscope.summary(tiny_llama, input_size=(2, 8), dtypes=["long"], mode="train")
-    checkpointed = plan_of(summary, train=True, grad_checkpointing=True, device_memory="1GiB")
-    assert (checkpointed.left_out, checkpointed.fits) == (("activations",), None)
-    assert plan_of(summary, train=True, device_memory="1GiB").left_out == ()
-    # as a summary whose train-mode forward failed: its notes say why
-    unmeasured = dataclasses.replace(summary, totals=dataclasses.replace(summary.totals, activations_bytes=None))
-    assert plan_of(unmeasured, train=True, device_memory="1GiB").left_out == ("activations",)
+def test_a_forward_that_failed_leaves_the_activations_out_and_one_that_could_not_run_does_not(
+    tiny_llama: nn.Module,
+) -> None:
+    """An embedding given float ids fails, and so did the train-mode forward of a summary without activations: the
+    plan leaves them out. A Report has no model to run, and a summary records no checkpointed forward: the plan is
+    of what it counts, as one without a length is, and says so."""
     embedding = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
     failed = plan_of(embedding, input_size=(2, 3), train=True, device_memory="1GiB")
     assert (failed.left_out, failed.fits) == (("activations",), None)
+    summary = paramscope.summary(tiny_llama, input_size=(2, 8), dtypes=["long"], mode="train")
+    # as a summary whose train-mode forward failed: its notes say why
+    unmeasured = dataclasses.replace(summary, totals=dataclasses.replace(summary.totals, activations_bytes=None))
+    assert (plan_of(unmeasured, train=True, device_memory="1GiB").left_out, failed.fits) == (("activations",), None)
+    report = paramscope.inspect(tiny_llama)
+    for plan in (plan_of(report, seq=8, device_memory="1GiB"),
+                 plan_of(summary, train=True, grad_checkpointing=True, device_memory="1GiB")):  # fmt: skip
+        assert (plan.left_out, plan.fits) == ((), True)
+        assert "activations" not in names(plan)
+        assert any(note.startswith("no activations item: ") for note in plan.notes)
+    assert plan_of(summary, train=True, device_memory="1GiB").left_out == ()
 
 
 # ---------------------------------------------------------------------------------------------------------------------

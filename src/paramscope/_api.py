@@ -296,7 +296,7 @@ def memory(
       per device. With ``device_memory`` (bytes or ``"80GiB"``), ``memory.fits`` answers whether it fits and
       ``memory.advice`` what to cut (each option offered cuts its item), its sizes in ``units`` (``"iec"``: MiB, or
       ``"si"``: MB); ``fits`` is None when what is known fits but the rest cannot be told (tensors of unknown size,
-      or ``memory.left_out``: the activations of a forward that failed).
+      or ``memory.left_out``: the activations of a forward that failed, a KV cache the config cannot size).
 
     The forward runs on ``batch`` × ``seq`` token ids, or on inputs of ``input_size`` (batch first) in
     ``input_dtypes``. ``config`` gives the decoder config when the model has none (a Report). An argument of the

@@ -173,9 +173,9 @@ class MemoryPlan:
     tensors of unknown size (lazy) or the plan leaves out an item it was asked for (``left_out``) and the rest fits:
     it cannot be told."""
     left_out: tuple[str, ...] = ()
-    """The items the settings ask for that could not be worked out (``"activations"`` when the forward that measures
-    them failed, ``"KV cache"`` when the config cannot size it): the notes say why, and ``per_device_bytes`` is only
-    a lower bound."""
+    """The items the settings ask for that could not be worked out: ``"activations"`` when the forward that measures
+    them ran and failed, ``"KV cache"`` when the config cannot size it, ``"generation cache"`` for the hidden-state
+    caches of Reformer and XLNet. The notes say why, and ``per_device_bytes`` is only a lower bound."""
     advice: tuple[str, ...] = ()
     """When it does not fit: by how much, and what to cut first."""
     notes: tuple[str, ...] = field(default_factory=tuple)

@@ -729,6 +729,7 @@ def build_plan(
             settings.check()
     notes: list[str] = []
     activations: Activations | None = None
+    failed = False
     trained: frozenset[str] | None = None
     checkpointed: int | None = None
     if forward is not None:
@@ -751,6 +752,7 @@ def build_plan(
                 )
             except ForwardError as error:  # the rest of the plan stands without this item
                 notes = [f"no activations item: {with_input_hint(error, 'input_dtypes')}"]
+                failed = True
         notes.extend(warned.notes("transformers"))
     elif wants_forward:
         notes.append("no activations item: a forward needs a model to run (model code, or a config.json)")
@@ -759,8 +761,12 @@ def build_plan(
         notes.append(f"no activations item: give a {flag} length (or input_size) to measure one forward")
     sparse = sparse_weights(module) if settings.train and module is not None else ()
     # a forward asked for (a length, input shapes, a summary's to train on) that gave no item: the rest may fit alone
-    summarised = settings.train and isinstance(model, Report) and model.calls is not None
-    left_out = ("activations",) if activations is None and (wants_forward or summarised) else ()
+    # a forward that ran and failed (here, or a summary's to train on): the rest may fit alone, and the whole not.
+    # Where none could run (no model: a GGUF file, weights alone, a Report), the plan is of what it counts, as one
+    # without a length is, and the note says so.
+    failed = failed or (settings.train and forward is None and isinstance(model, Report)
+                        and model.calls is not None and model.totals.activations_bytes is None)  # fmt: skip
+    left_out = ("activations",) if failed else ()
     memory = plan(report, settings, config=config if config is not None else found_config, activations=activations,
                   trained=trained, checkpointed=checkpointed, input_size=shapes, units=units, sparse=sparse,
                   left_out=left_out)  # fmt: skip
