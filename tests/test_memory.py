@@ -1306,6 +1306,23 @@ def test_kv_cache_layer_types_of_a_config_transformers_does_not_know() -> None:
     assert multiplied_out(formula) == size
 
 
+@pytest.mark.parametrize(
+    ("windows", "size"),
+    [
+        ({}, 2 * (2 + 4 + 2) * 8 * 10 * 4),  # each layer's kv heads at the whole context
+        ({"layer_types": ["sliding_attention", "full_attention", "sliding_attention"], "sliding_window": 4},
+         2 * (2 * 4 + 4 * 10 + 2 * 4) * 8 * 4),
+    ],
+    ids=["full", "sliding"],
+)  # fmt: skip
+def test_kv_cache_formula_of_layers_with_their_own_kv_heads_multiplies_out(windows: dict[str, Any], size: int) -> None:
+    # with sliding layers it wrote every layer's heads times every layer's tokens: 9,216 B for 3,584
+    config = {"model_type": "not-a-model", "num_hidden_layers": 3, "hidden_size": 32, "num_attention_heads": 4,
+              "num_key_value_heads": [2, 4, 2], **windows}  # fmt: skip
+    found, formula, _ = kv_cache(config, 1, 10, "float32")
+    assert found == multiplied_out(formula) == size
+
+
 def test_kv_cache_of_gpt2_config_names() -> None:
     # GPT-2's config says n_layer, n_head and n_embd
     config = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4,

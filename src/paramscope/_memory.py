@@ -661,7 +661,6 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     kinds = cache_layers(config, layers)
     prefix, remarks = _cached_prefix(fields)
     held = tokens + prefix  # the tokens each layer is given
-    cached = sum(1 for layer in kinds if layer.keeps_keys)
     if isinstance(config.get("gguf_architecture"), str):  # a GGUF file: the cells llama.cpp allocates
         lengths, tokens_text = _llama_cpp_cells(kinds, tokens, remarks)
         span = _Span(llama_cpp_cells(tokens), tokens_text, "cells")
@@ -747,13 +746,19 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     if per_layer is not None:  # each layer's own count (OpenELM): summed layer by layer, at each layer's length
         total = sum(length * count for length, count in zip(lengths, per_layer, strict=True)) * (head_dim + value_dim)
         kv_heads = min(count for count in per_layer if count)  # the fewest any layer splits across devices
-        counted = sum(count for layer, count in zip(kinds, per_layer, strict=True) if layer.keeps_keys)
-        heads_text = f"{counted} kv heads over {cached} layers (each its own)"
+        by_count: dict[int, list[int]] = {}  # the layers of each count of kv heads, by the tokens each holds
+        for layer, length, count in zip(kinds, lengths, per_layer, strict=True):
+            if layer.keeps_keys and count:
+                by_count.setdefault(count, []).append(length)
+        spans = span.terms(by_count.values())
+        terms = [f"{layers_text}{count} kv heads" + (f" × {held_text}" if held_text else "")
+                 for count, (layers_text, held_text) in zip(by_count, spans, strict=True)]  # fmt: skip
+        heads_text = terms[0] if len(terms) == 1 else f"({' + '.join(terms)})"
         each = f"2 × {heads_text} × {head_dim}"
         if value_dim != head_dim:
             each = f"{heads_text} × ({head_dim} + {value_dim})"
-        held_text = span.sum([length for layer, length in zip(kinds, lengths, strict=True) if layer.keeps_keys])
-        formula = f"{each} × {held_text} × {batch} × {size:g} B{extra}{_remark(remarks)}"
+        once = "" if any(held for _, held in spans) else f" × {span.text(next(iter(by_count.values()), []))}"
+        formula = f"{each}{once} × {batch} × {size:g} B{extra}{_remark(remarks)}"
         return math.ceil((total * batch + indexer_total) * size), formula, kv_heads
     kv_heads, why = _kv_heads(fields, heads)
     values = sum(lengths) * kv_heads * (head_dim + value_dim) * batch + indexer_total
