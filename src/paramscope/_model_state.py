@@ -8,6 +8,7 @@ puts back those the forward writes (:attr:`ModuleState.with_values` says which).
 from __future__ import annotations
 
 import contextlib
+import functools
 import operator
 from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -129,12 +130,14 @@ class _TensorHooks:
 
     def __init__(self, tensors: list[torch.Tensor]) -> None:
         self.tensors = tensors
+        # read a list at a time, in C: this runs around every forward, over every parameter
         self.hooks = [list(map(operator.attrgetter(name), tensors)) for name in self._NAMES]
-        # most tensors have none (None): those that have are copied
-        self.hooks_held = {id(hooks): dict(hooks) for held in self.hooks for hooks in held if hooks}
-        self.hooks_present = [hooks for held in self.hooks for hooks in held if hooks is not None]
+        self.hooks_present = list(chain.from_iterable(filter(_IS_NOT_NONE, held) for held in self.hooks))
+        self.hooks_held = {id(hooks): dict(hooks) for hooks in self.hooks_present}  # most tensors have none
         self.attributes: list[dict[str, Any]] = list(map(_ATTRIBUTES, tensors))
-        self.attributes_held = {id(attributes): dict(attributes) for attributes in self.attributes if attributes}
+        self.lengths = list(map(len, self.attributes))
+        self.keys = list(chain.from_iterable(self.attributes))
+        self.values = list(chain.from_iterable(map(_VALUES, self.attributes)))
 
     def put_back(self) -> None:
         for name, held in zip(self._NAMES, self.hooks, strict=True):
@@ -146,10 +149,15 @@ class _TensorHooks:
                             after.clear()  # autograd keeps the dict it was given: emptied, its hooks never run
                         setattr(tensor, name, before)
         for hooks in self.hooks_present:
-            _restore(hooks, self.hooks_held.get(id(hooks), {}))
-        if self.attributes_held or any(self.attributes):  # most tensors have none, before and after: told in C
-            for attributes in self.attributes:
-                _restore(attributes, self.attributes_held.get(id(attributes), {}))
+            _restore(hooks, self.hooks_held[id(hooks)])
+        if (
+            list(map(len, self.attributes)) != self.lengths
+            or not all(map(operator.is_, chain.from_iterable(self.attributes), self.keys))
+            or not all(map(operator.is_, chain.from_iterable(map(_VALUES, self.attributes)), self.values))
+        ):
+            keys, values = iter(self.keys), iter(self.values)
+            for attributes, length in zip(self.attributes, self.lengths, strict=True):
+                _restore(attributes, dict(zip(islice(keys, length), islice(values, length), strict=True)))
 
 
 def _set_data(tensor: torch.Tensor, data: torch.Tensor) -> None:
@@ -208,7 +216,7 @@ class ModuleState:
         """Each module's class: torch's parametrizations swap it for a subclass of their own, and back."""
         # a parametrized module's class is its own, made by torch, which sets and deletes its properties (the
         # parametrized tensors) as parametrizations are added and removed
-        self.class_attributes = {cls: dict(vars(cls)) for cls in self.classes if _parametrized_class(cls)}
+        self.class_attributes = {cls: dict(vars(cls)) for cls in set(self.classes) if _parametrized_class(cls)}
         self.attributes: list[dict[str, Any]] = list(map(_ATTRIBUTES, modules))
         """Each module's ``__dict__``."""
         # Picked by type in C (compress over map), not in a loop: a model's modules hold thousands of attributes,
@@ -307,12 +315,13 @@ class ModuleState:
 
 
 _MISSING = object()
+_IS_NOT_NONE = functools.partial(operator.is_not, None)
 
 
 def _parametrized_class(cls: type) -> bool:
     """Whether ``cls`` is one torch made for a module it parametrizes (``Parametrized<Class>``, one per module,
-    made by ``type()`` in that module of torch's)."""
-    return cls.__module__ == "torch.nn.utils.parametrize"
+    made by ``type()`` in that module of torch's; not its ``ParametrizationList``, a class of its own)."""
+    return cls.__module__ == "torch.nn.utils.parametrize" and cls.__name__.startswith("Parametrized")
 
 
 _MAPPINGS = frozenset({dict, OrderedDict, defaultdict, Counter})
