@@ -25,6 +25,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -2742,6 +2743,25 @@ def test_an_input_object_with_slots_is_copied_for_the_forward(device: str) -> No
     assert rows(report)["fc"].outputs == "[2, 3]"
     assert not hasattr(settings, "flag")
     assert settings.scale == 2.0
+
+
+class KeepsWhatItIsGiven(nn.Linear):
+    def __init__(self, seen: list[Any]) -> None:
+        super().__init__(4, 3)
+        self.record = seen.append  # not a list of the model's, which the summary would put back
+
+    def forward(self, x: torch.Tensor, given: Any = None) -> torch.Tensor:
+        self.record(given)
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("value", [Path("weights"), Fraction(1, 3)], ids=["path", "fraction"])
+def test_a_standard_library_value_with_slots_is_passed_as_itself(value: Any) -> None:
+    # a Path, a Fraction: values, not states a forward changes; code may test them by identity
+    seen: list[Any] = []
+    paramscope.summary(KeepsWhatItIsGiven(seen), input_data={"x": torch.randn(2, 4), "given": value})
+    assert len(seen) == 2  # on meta, the forward asked for and the one that measures the activations
+    assert all(item is value for item in seen)
 
 
 class SparseBufferConvolution(nn.Module):

@@ -5,10 +5,11 @@ are), and the containers and objects holding them copied, so that nothing the fo
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import UserDict, deque
 from collections.abc import Mapping, MutableMapping
 from copy import copy
-from types import FunctionType, MethodType, ModuleType
+from types import FunctionType, MemberDescriptorType, MethodType, ModuleType
 from typing import Any
 
 import torch
@@ -86,9 +87,12 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
         if attributes is not None:
             for name, item in vars(value).items():
                 attributes[name] = to_device(item, device, memo)
-        for name in _slot_names(type(value)):
-            if hasattr(value, name):
-                object.__setattr__(moved, name, to_device(getattr(value, name), device, memo))
+        for slot in _slots(type(value)):
+            try:
+                item = slot.__get__(value)
+            except AttributeError:  # a slot not set
+                continue
+            slot.__set__(moved, to_device(item, device, memo))
     else:
         return value
     memo[id(value)] = moved
@@ -119,21 +123,33 @@ def _copied(value: Any) -> bool:
     attributes = getattr(value, "__dict__", None)
     if isinstance(attributes, dict) and attributes:
         return True
-    return any(hasattr(value, name) for name in _slot_names(type(value)))
+    return any(_is_set(slot, value) for slot in _slots(type(value)))
 
 
-def _slot_names(cls: type) -> list[str]:
-    """The attributes the ``__slots__`` of ``cls`` and its bases declare, as an instance holds them (``__x`` in
-    class ``C`` as ``_C__x``); not ``__dict__`` and ``__weakref__``."""
-    names = []
-    for base in cls.__mro__:
-        slots = base.__dict__.get("__slots__", ())
-        for name in [slots] if isinstance(slots, str) else slots:
-            if name in ("__dict__", "__weakref__"):
-                continue
-            private = name.startswith("__") and not name.endswith("__")
-            names.append(f"_{base.__name__.lstrip('_')}{name}" if private else name)
-    return names
+def _is_set(slot: Any, value: Any) -> bool:
+    try:
+        slot.__get__(value)
+    except AttributeError:
+        return False
+    return True
+
+
+def _slots(cls: type) -> tuple[MemberDescriptorType, ...]:
+    """The descriptors of the ``__slots__`` that ``cls`` and its bases declare (read and set through them, not
+    through a class's own ``__getattr__`` or properties); none for the standard library's classes (``Path``,
+    ``Fraction``, ``UUID``: values, not states a forward changes, passed as themselves). Looked up once a class."""
+    found = _SLOTS.get(cls)
+    if found is None:
+        package = cls.__module__.partition(".")[0].lstrip("_")  # _pydecimal's too
+        standard = package == "builtins" or package in sys.stdlib_module_names
+        found = _SLOTS[cls] = () if standard else tuple(
+            descriptor for base in cls.__mro__ for descriptor in vars(base).values()
+            if isinstance(descriptor, MemberDescriptorType) and descriptor.__objclass__ is base
+        )  # fmt: skip
+    return found
+
+
+_SLOTS: dict[type, tuple[MemberDescriptorType, ...]] = {}
 
 
 def _moved(value: torch.Tensor, device: str, memo: dict[Any, Any]) -> torch.Tensor:
