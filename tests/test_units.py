@@ -119,6 +119,7 @@ def test_parse_bytes(text: str, expected: int) -> None:
             "(powers of 1000)",
         ),
         ("2XB", "size '2XB' has an unknown unit 'XB'; use B, KiB, MiB, GiB, TiB, PiB, kB, MB, GB, TB or PB"),
+        ("2MiBb", "size '2MiBb' has an unknown unit 'MiBb'; use B, KiB, MiB, GiB, TiB, PiB, kB, MB, GB, TB or PB"),
         ("1e999999999GiB", "size '1e999999999GiB' is too large (at most 9,223,372,036,854,775,807)"),
         ("1e5000GB", "size '1e5000GB' is too large (at most 9,223,372,036,854,775,807)"),
         ("80_GiB", "size '80_GiB' is not a number with an optional unit"),

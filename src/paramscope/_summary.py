@@ -44,10 +44,9 @@ def shapes_of(input_size: Shape | Sequence[Shape]) -> list[tuple[int, ...]]:
     items = list(input_size)
     nested = [list(item) if isinstance(item, Sequence) else item for item in items]
     shapes = [nested] if all(_dimension(dim) is not None for dim in nested) else nested
-    dimensions = [[_dimension(dim) for dim in shape] if isinstance(shape, list) and shape else [None]
-                  for shape in shapes]  # fmt: skip
-    # a dimension from 1 to an int64 (a bool is no size; numpy's integers are), a shape of one at least (() would
-    # be a 0-d input, which the command line cannot give either)
+    dimensions = [[_dimension(dim) for dim in shape] if isinstance(shape, list) else [None] for shape in shapes]
+    # a dimension from 1 to an int64 (a bool is no size; numpy's integers are); () is a 0-d input (a diffusion
+    # model's timestep)
     if not all(dim is not None and 1 <= dim <= _MAX_INT64 for shape in dimensions for dim in shape):
         raise UsageError(f"input_size {input_size!r} is not a shape or a list of shapes")
     return [tuple(shape) for shape in dimensions]  # type: ignore[arg-type]

@@ -122,7 +122,8 @@ def parse_bytes(text: str) -> int:
     value, unit = _split(text, "size")
     canonical = _BYTE_ALIASES.get(unit.lower())
     prefix = unit[:1].upper()
-    if unit.endswith("b") and unit[:-1] != unit[:-1].lower() and prefix in "KMGTP":  # Gb, Mbit's "Mb": bits
+    # Gb, Mb, Mib: a known prefix in capitals, and a lowercase b (a bit), not a byte unit mistyped (MiBb)
+    if unit.endswith("b") and unit[:-1] != unit[:-1].lower() and unit.lower() in _BYTE_ALIASES:
         si = "k" if prefix == "K" else prefix
         raise UsageError(f"size {_quoted(text)}: unit {unit!r} is in bits (a lowercase b); write {prefix}iB (bytes, "
                          f"powers of 1024) or {si}B (powers of 1000)")  # fmt: skip
