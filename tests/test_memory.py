@@ -1646,6 +1646,16 @@ def test_no_kv_cache_is_taken_from_one_of_two_language_models_a_module_holds() -
     assert "no KV cache item: the model has no decoder config to size it from" in plan.notes
 
 
+def test_no_kv_cache_is_taken_from_an_encoder_a_module_holds() -> None:
+    # a text encoder beside a decoder of the user's own: its config tells nothing of the model's cache
+    bert = transformers.BertModel(transformers.BertConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1,
+                                                          num_attention_heads=2, intermediate_size=32))  # fmt: skip
+    model = nn.ModuleDict({"encoder": bert, "decoder": nn.TransformerDecoderLayer(16, 2, 32)})
+    plan = plan_of(model, seq=8)
+    assert "KV cache" not in names(plan)
+    assert "no KV cache item: the model has no decoder config to size it from" in plan.notes
+
+
 def test_a_config_without_the_names_read_says_so() -> None:
     unreadable = {"architectures": ["SomethingForCausalLM"], "layers": 2}  # no names paramscope reads
     plan = plan_of(paramscope.inspect(nn.Linear(4, 4)), seq=8, config=unreadable, device_memory="1GiB")

@@ -131,10 +131,8 @@ class MemorySettings:
                 "precision (--precision: fp32, bf16-mixed, fp16-mixed, bf16-pure)"
             )
         default = MemorySettings()
-        flags = {"optimizer": f"--optimizer {self.optimizer}", "precision": f"--precision {self.precision}",
-                 "grad_checkpointing": "--grad-checkpointing", "zero": f"--zero {self.zero}",
-                 "offload_optimizer": "--offload-optimizer"}  # fmt: skip
-        given = [flags[name] for name in TRAINING_SETTINGS if getattr(self, name) != getattr(default, name)]
+        given = [f"--{name.replace('_', '-')}" + ("" if isinstance(value, bool) else f" {value}")
+                 for name in TRAINING_SETTINGS if (value := getattr(self, name)) != getattr(default, name)]  # fmt: skip
         if given and not self.train:  # the inference plan has no use for them: refused rather than ignored
             raise UsageError(f"{given[0]} applies to training: add --train (train=True) or leave it out")
         if self.offload_optimizer and not self.zero:
@@ -179,6 +177,9 @@ class MemoryPlan:
     advice: tuple[str, ...] = ()
     """When it does not fit: by how much, and what to cut first."""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    complete: bool = True
+    """Whether ``per_device_bytes`` is the whole plan's: no tensors of unknown size, and nothing ``left_out``. When
+    not, it is a lower bound (shown as ``≥``)."""
 
     def item(self, name: str) -> MemoryItem:
         """The item called ``name`` (``"weights"``, ``"KV cache"``, …). Raises ``KeyError`` when there is none."""
@@ -1536,7 +1537,7 @@ def plan(
     scenario: Literal["inference", "training"] = "training" if settings.train else "inference"
     storage = storage_table(report, settings.keep_fp32)
     return MemoryPlan(scenario, settings, tuple(items), storage, per_device, host, fits, tuple(missing), advice,
-                      tuple(notes))  # fmt: skip
+                      tuple(notes), complete)  # fmt: skip
 
 
 # torch's words when a step meets a sparse gradient (torch.optim.AdamW's are Adam's)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._checks import flag, integer, one_of, parsed, shown, string
 from ._errors import SourceError, TargetError, UsageError
-from ._memory import COMPUTE_DTYPES, Label, MemorySettings, check_keep_fp32, decoder_layers, plan
+from ._memory import COMPUTE_DTYPES, Label, MemorySettings, check_keep_fp32, decoder_layers, generates, plan
 from ._report import Report
 from ._units import Units, format_bytes, format_count
 
@@ -41,7 +41,9 @@ def config_of(model: Any) -> dict[str, Any] | None:
     to_dict = _config_to_dict(model)
     if to_dict is None:
         held = held_model(model)
-        return None if held is None else config_of(held[1])
+        found = None if held is None else config_of(held[1])
+        # an encoder it holds (a text encoder beside a decoder of its own) says nothing of the model's cache
+        return found if found is not None and generates(found) else None
     found = to_dict()
     if not isinstance(found, dict):
         return None
@@ -62,7 +64,7 @@ def config_of(model: Any) -> dict[str, Any] | None:
 def held_model(model: Any) -> tuple[str, nn.Module] | None:
     """The transformers model (a module with a config) that ``model``, a module without a config of its own, holds
     outermost: a LightningModule's or a serving wrapper's language model, DataParallel's module; with its path.
-    ``None`` when it holds none, or several at that depth (an encoder's and a decoder's), whose caches differ."""
+    ``None`` when it holds none, or several at that depth (a draft and a target model), whose caches differ."""
     from torch import nn
 
     if not isinstance(model, nn.Module):

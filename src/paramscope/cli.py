@@ -865,10 +865,11 @@ def _run_memory(options: argparse.Namespace, stdout: IO[str]) -> int:
 
         # as for a budget on lower bounds: neither "fits" nor "does not fit" would be true
         available = format_bytes(plan.settings.device_memory, options.units)
-        why = [f"the model has tensors of unknown size ({' and '.join(report.unknown_sizes)})"] * (
-            not report.totals.complete
-        )
-        why += [f"the plan leaves out the {' and '.join(plan.left_out)} (the notes say why)"] * bool(plan.left_out)
+        why = []
+        if not report.totals.complete:
+            why.append(f"the model has tensors of unknown size ({' and '.join(report.unknown_sizes)})")
+        if plan.left_out:
+            why.append(f"the plan leaves out the {' and '.join(plan.left_out)} (the notes say why)")
         bound = "its total is only a lower bound" if plan.left_out else "the plan's items are only lower bounds"
         raise IncompleteCountError(f"cannot tell whether it fits in {available}: {', and '.join(why)}, so {bound}")
     return EXIT_OK

@@ -508,7 +508,9 @@ def memory_totals(plan: MemoryPlan) -> list[tuple[str, int, str]]:
     return rows
 
 
-def _memory_section(plan: MemoryPlan, view: View, complete: bool = True) -> Section:
+def _memory_section(plan: MemoryPlan, view: View, sizes_known: bool = True) -> Section:
+    """The items and totals: the device's total a lower bound when the plan is not complete, the host's when
+    ``sizes_known`` is false (tensors of unknown size; what a plan leaves out is on the device)."""
     several = plan.settings.gpus > 1
     columns = [Column("Item"), Column("Label")]
     columns += [Column("Per device", "right"), Column("Total", "right")] if several else [Column("Size", "right")]
@@ -523,7 +525,8 @@ def _memory_section(plan: MemoryPlan, view: View, complete: bool = True) -> Sect
             item.total_bytes, item.formula)
         for item in plan.items
     ]  # fmt: skip
-    for name, size, formula in memory_totals(plan):  # lower bounds: tensors of unknown size, or items left out
+    for name, size, formula in memory_totals(plan):
+        complete = sizes_known if name.startswith("host") else plan.complete
         rows.append((name, "", _size(size, view.units, complete), *[""] * several, formula))
     if plan.settings.device_memory is not None:
         available = format_bytes(plan.settings.device_memory, view.units)
@@ -541,7 +544,7 @@ def layout(report: Report, view: View) -> Document:
     """The sections to draw for ``report`` under ``view``."""
     if report.memory is not None:
         plan = report.memory
-        memory = _memory_section(plan, view, report.totals.complete and not plan.left_out)
+        memory = _memory_section(plan, view, report.totals.complete)
         sections = [memory, _storage_section(plan, view), _totals_section(report, view)]
         return Document(_heading(report, view), sections, [*report.notes, *plan.notes, *plan.advice])
     sections = [_calls_section(report, view) if report.calls is not None else _modules_section(report, view)]

@@ -64,9 +64,9 @@ def render_csv(report: Report, view: View | None = None) -> str:
             writer.writerow([_cell(column, getattr(item, column)) for column in MEMORY_COLUMNS])
         plan = report.memory
         # a lower bound, as the other formats' "≥": tensors of unknown size, or an item asked for left out
-        bound = "" if report.totals.complete and not plan.left_out else "; a lower bound (see the notes)"
         for name, size, formula in memory_totals(plan):
-            writer.writerow([name, "", size, "", "", formula + bound])
+            complete = report.totals.complete if name.startswith("host") else plan.complete
+            writer.writerow([name, "", size, "", "", formula + ("" if complete else "; a lower bound (see the notes)")])
         verdict = fits_verdict(plan)
         if verdict is not None:  # as the table's last line
             writer.writerow(["device memory", "", plan.settings.device_memory, "", "", verdict])

@@ -136,7 +136,7 @@ def _header(report: Report, view: View, document: Document) -> str:
     if report.memory is not None:
         plan = report.memory
         verdict = fits_verdict(plan) or plan.scenario
-        per_device = ("≥ " if bound or plan.left_out else "") + format_bytes(plan.per_device_bytes, view.units)
+        per_device = ("" if plan.complete else "≥ ") + format_bytes(plan.per_device_bytes, view.units)
         cards.append(_card("memory", "Memory per device", per_device, verdict))
     if totals.flops is not None:
         cards.append(_card("flops", "FLOPs", format_count(totals.flops), "one forward pass"))
