@@ -1410,6 +1410,34 @@ def test_larger_zip_checkpoint_cut_in_half(capsys: pytest.CaptureFixture[str], t
     assert_error(run(capsys, "inspect", str(path)), message)
 
 
+def _name_not_in_utf8(raw: bytearray) -> None:
+    # torch.save flags its names as UTF-8: a byte that is none in the last central-directory entry's name
+    raw[raw.rfind(b"PK\x01\x02") + 46 + 2] = 0xFF
+
+
+def _central_directory_past_any_file(raw: bytearray) -> None:
+    # the offset torch's zip64 end record gives the central directory: zipfile makes the entries' offsets negative
+    at = raw.rfind(b"PK\x06\x06")
+    raw[at + 48 : at + 56] = struct.pack("<Q", 2**64 - 1)
+
+
+@pytest.mark.parametrize("damage", [_name_not_in_utf8, _central_directory_past_any_file], ids=["name", "offset"])
+def test_a_zip_checkpoint_damaged_inside_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, damage: Callable[[bytearray], None]
+) -> None:
+    # zipfile's UnicodeDecodeError and the seek's ValueError went through as tracebacks, exit 1 (under diff: "differ")
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(3)}, path)
+    raw = bytearray(path.read_bytes())
+    damage(raw)
+    path.write_bytes(raw)
+    with pytest.raises((UnicodeDecodeError, OSError, RuntimeError)):  # torch cannot read it either
+        torch.load(path, weights_only=True)
+    message = f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint"
+    assert_error(run(capsys, "inspect", str(path)), message)
+    assert_error(run(capsys, "diff", str(path), str(path)), message)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # what torch.load raises: bad bytes are one line, a bug is not dressed up as one
 

@@ -144,17 +144,24 @@ def _load_file(path: Path) -> tuple[Any, _Contents | None]:
         return loaded, contents
     with path.open("rb") as handle:
         if handle.read(4) == b"PK\x03\x04":
-            raise SourceError(f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint")
+            raise SourceError(_DAMAGED.format(path=path))
     # The legacy (pre-1.6) format cannot be memory-mapped: its tensors are read into memory (on CPU, where tensors
     # that share storage, such as tied weights, can be recognised).
     return _load_quietly(path), None
 
 
+_DAMAGED = "{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint"
+
+
 def _check_archive(path: Path) -> list[_Record]:
     """Refuse a zip archive that has no pickle, or records torch would read into memory larger than
     :data:`_MAX_RECORD_BYTES` (a zip bomb), before torch reads any of it; its storage records."""
-    with zipfile.ZipFile(path) as archive:
-        entries = archive.infolist()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, EOFError, UnicodeDecodeError, ValueError, OverflowError, NotImplementedError):
+        # a name not in the UTF-8 its flag declares, offsets past any file (zipfile's own errors for a damaged one)
+        raise SourceError(_DAMAGED.format(path=path)) from None
     if not any(entry.filename.rpartition("/")[2] == "data.pkl" for entry in entries):
         raise SourceError(f"{path}: a zip archive without data.pkl: not a PyTorch checkpoint")
     if any(entry.filename.rpartition("/")[2] == "constants.pkl" for entry in entries):  # torch.load's own test
@@ -199,10 +206,12 @@ def _storage_records(path: Path, entries: list[zipfile.ZipInfo]) -> list[_Record
     records = []
     with path.open("rb") as handle:
         for entry in entries:
+            if entry.header_offset < 0:  # a central directory's offset past the file's start (a damaged zip64 record)
+                raise SourceError(_DAMAGED.format(path=path))
             handle.seek(entry.header_offset)
             header = handle.read(_LOCAL_HEADER.size)
             if len(header) < _LOCAL_HEADER.size:
-                raise SourceError(f"{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint")
+                raise SourceError(_DAMAGED.format(path=path))
             name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
             offset = entry.header_offset + _LOCAL_HEADER.size + name_length + extra_length
             records.append(_Record(entry.filename.partition("/")[2], offset, entry.file_size))
@@ -318,7 +327,8 @@ def _unread_protocol(path: Path) -> str | None:
                 head = handle.read(32)
             if not is_legacy_torch_head(head):
                 return None
-    except (OSError, zipfile.BadZipFile, StopIteration, RuntimeError, NotImplementedError):
+    except (OSError, zipfile.BadZipFile, StopIteration, RuntimeError, NotImplementedError, UnicodeDecodeError,
+            ValueError):  # fmt: skip
         return None
     if head[:1] != bytes([_PROTO]):  # a legacy file's magic pickled without a PROTO opcode: protocol 0 or 1
         return "0 or 1"
