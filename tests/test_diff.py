@@ -92,6 +92,9 @@ def test_model_against_its_checkpoint_answers_load_state_dict(tmp_path: Path) ->
     assert "scale" not in found.only_in_a  # non-persistent: never in a checkpoint
     assert found.notes == (
         "non-persistent buffers are left out: a checkpoint does not store them",
+        "B stores tensors that A ties under one of their names, and lacks head.weight (tied to embed.weight): matched "
+        "as the tied tensor, which load_state_dict(strict=True) would report missing and safetensors.torch.load_model "
+        "and transformers' from_pretrained fill from the tie",  # the tie: left out of load_state_dict_answer's keys
         *(f"A: {note}" for note in found.a.notes),  # each side's own notes: how its totals were counted
         *(f"B: {note}" for note in found.b.notes),
     )
@@ -862,6 +865,31 @@ def test_a_tie_stored_twice_in_a_checkpoint_still_loads(tmp_path: Path) -> None:
     # stored once, or as one tensor: nothing to explain
     torch.save(tied().state_dict(), tmp_path / "model.pt")
     assert not any("copies" in note for note in paramscope.diff(tied(), str(tmp_path / "model.pt")).notes)
+
+
+def test_a_tie_stored_under_one_name_is_the_same_with_a_note(tmp_path: Path) -> None:
+    # safetensors.torch.save_model keeps one name of a tie: load_state_dict(strict=True) reports the other missing,
+    # load_model fills it; the diff said "equal" without a word
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_model(tied(), str(path))
+    stored = set(safetensors.torch.load_file(str(path)))
+    with pytest.raises(RuntimeError, match="Missing key"):
+        tied().load_state_dict(safetensors.torch.load_file(str(path)))
+    safetensors.torch.load_model(tied(), str(path))  # the tie fills it
+    missing = sorted({"emb.weight", "head.weight"} - stored)
+    kept = sorted({"emb.weight", "head.weight"} & stored)
+    assert len(missing) == len(kept) == 1
+    found = paramscope.diff(tied(), str(path))
+    assert found.equal
+    assert (
+        f"B stores tensors that A ties under one of their names, and lacks {missing[0]} (tied to {kept[0]}): matched "
+        "as the tied tensor, which load_state_dict(strict=True) would report missing and safetensors.torch.load_model "
+        "and transformers' from_pretrained fill from the tie"
+    ) in found.notes
+    torch.save(tied().state_dict(), tmp_path / "model.pt")  # both names: nothing to say
+    assert not any(
+        "under one of their names" in note for note in paramscope.diff(tied(), str(tmp_path / "model.pt")).notes
+    )
 
 
 def test_two_checkpoints_of_a_tie_stored_once_and_under_both_names_are_the_same(

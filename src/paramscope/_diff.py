@@ -340,6 +340,27 @@ def _copies_of_ties(model: list[TensorRecord], checkpoint: dict[str, TensorRecor
     ]
 
 
+def _ties_stored_once(
+    model: list[TensorRecord], checkpoint: dict[str, TensorRecord], side: str, other: str
+) -> list[str]:
+    """A note when the checkpoint stores a tensor the model ties under some of its names only (as
+    ``safetensors.torch.save_model`` and transformers' ``save_pretrained`` do): the tie is matched by the name it
+    has, though ``load_state_dict(strict=True)`` would report the others missing."""
+    lacking = []
+    for record in model:
+        names = _names(record)
+        held = [name for name in names if name in checkpoint]
+        if held and len(held) < len(names):
+            lacking += [f"{name} (tied to {held[0]})" for name in names if name not in checkpoint]
+    if not lacking:
+        return []
+    return [
+        f"{other} stores tensors that {side} ties under one of their names, and lacks {listed(lacking)}: matched as "
+        f"the tied tensor, which load_state_dict(strict=True) would report missing and safetensors.torch.load_model "
+        "and transformers' from_pretrained fill from the tie"
+    ]
+
+
 def _loaded_notes(loaded: LoadedNames) -> list[str]:
     if loaded.not_run:
         return [f"the model's own load code (its load_state_dict hooks, _load_from_state_dict) was not run "
@@ -399,7 +420,8 @@ def _tensor_differences(
     if not alike:  # one side is a model, the other a checkpoint
         model_is_b = not is_checkpoint(b)
         model, checkpoint = (records_b, by_name_a) if model_is_b else (records_a, by_name_b)
-        notes += _copies_of_ties(model, checkpoint, *(("B", "A") if model_is_b else ("A", "B")))
+        sides = ("B", "A") if model_is_b else ("A", "B")
+        notes += _copies_of_ties(model, checkpoint, *sides) + _ties_stored_once(model, checkpoint, *sides)
     if with_checkpoint:  # a checkpoint may store a tied tensor under one of its names: any one matches
         only_a = [
             record.name
