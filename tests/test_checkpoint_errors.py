@@ -1402,6 +1402,29 @@ def test_dtype_codes_safetensors_does_not_define(
     assert_error(run(capsys, "inspect", str(path)), f"{path}: tensor 'a' has unknown dtype {code!r}")
 
 
+@pytest.mark.parametrize(
+    ("escape", "refused"),
+    [("\\ud800", True), ("\\udc00x", True), ("\\ud83d\\ude00", False)],
+    ids=["high-half", "low-half", "pair"],
+)
+def test_a_name_of_half_a_surrogate_pair_is_refused_as_the_library_refuses_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, escape: str, refused: bool
+) -> None:
+    # Python's parser reads "\ud800" as a lone surrogate; the library's (serde_json) refuses it: it was counted
+    entry = json.dumps(f32([0, 8]))
+    path = safetensors_file(tmp_path / "model.safetensors", None, bytes(8), raw=f'{{"{escape}": {entry}}}'.encode())
+    if refused:
+        with pytest.raises(SafetensorError, match="invalid JSON in header"), safe_open(str(path), "numpy"):
+            pass
+        message = (f"{path}: header is not valid JSON (a \\u escape of half a surrogate pair, which is no character, "
+                   "as the safetensors library's parser refuses): not a safetensors file")  # fmt: skip
+        assert_error(run(capsys, "inspect", str(path)), message)
+    else:
+        with safe_open(str(path), "numpy") as opened:
+            assert list(opened.keys()) == ["\U0001f600"]
+        assert paramscope.inspect(str(path)).tensors[0].name == "\U0001f600"
+
+
 def test_larger_zip_checkpoint_cut_in_half(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     whole = saved_pt(tmp_path / "whole.pt").read_bytes()  # 64 × 64 + 64 float32: 18 kB
     path = tmp_path / "model.pt"

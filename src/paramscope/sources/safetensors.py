@@ -119,9 +119,13 @@ def parse_header(path: Path | str, size: int, read: Callable[[int, int], bytes])
         raise _fail(path, f"header claims {format_bytes(length, 'si')} but the file has {format_bytes(size, 'si')}")
     raw = read(8, length)
     try:
-        header = json_loads(raw.decode("utf-8"), object_pairs_hook=_JSONObject.of, negative_zero_as_float=True)
+        text = raw.decode("utf-8")
+        header = json_loads(text, object_pairs_hook=_JSONObject.of, negative_zero_as_float=True)
     except ValueError as error:
         raise _fail(path, f"header is not valid JSON ({error}): not a safetensors file") from None
+    if "\\u" in text and _holds_a_lone_surrogate(header):  # only an escape can give one: most headers have none
+        raise _fail(path, "header is not valid JSON (a \\u escape of half a surrogate pair, which is no character, "
+                          "as the safetensors library's parser refuses): not a safetensors file")  # fmt: skip
     if not isinstance(header, dict):
         raise _fail(path, f"header is a JSON {_json_type(header)}, not an object: not a safetensors file")
     return header, 8 + length, size - 8 - length
@@ -145,6 +149,24 @@ class _JSONObject(dict[str, Any]):
         repeated = cls(made)
         repeated.earlier = {key: values[:-1] for key, values in entries.items() if len(values) > 1}
         return repeated
+
+
+def _holds_a_lone_surrogate(value: Any) -> bool:
+    """Whether a string of ``value`` (a key or a value, at any depth) holds half a UTF-16 surrogate pair, which
+    Python's JSON parser reads from a ``\\ud800`` escape and serde_json refuses."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending += [*item, *item.values(), *getattr(item, "earlier", {}).values()]
+        elif isinstance(item, list):
+            pending += item
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def _repeated(value: Any) -> dict[str, list[Any]]:
