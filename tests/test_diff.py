@@ -1051,9 +1051,9 @@ def test_html_colours_no_row_whose_change_is_unknown() -> None:
 
 
 def test_html_shows_odd_names_as_the_other_formats_do(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    # A lone surrogate comes from a JSON escape in the header; a bidi override and an escape sequence could be raw.
-    odd, ok = tmp_path / "odd.safetensors", tmp_path / "ok.safetensors"
-    write_safetensors(odd, {f"{name}.weight": ("F32", (2,)) for name in ("a\ud800", "b\u202egnp_exe", "c\x1b[31m")})
+    # A lone surrogate comes from a pickled str; a bidi override and an escape sequence could be anywhere.
+    odd, ok = tmp_path / "odd.pt", tmp_path / "ok.safetensors"
+    torch.save({f"{name}.weight": torch.zeros(2) for name in ("a\ud800", "b\u202egnp_exe", "c\x1b[31m")}, odd)
     write_safetensors(ok, {"a.weight": ("F32", (2,))})
     table = run(capsys, "diff", str(odd), str(ok))[1]
     output = tmp_path / "diff.html"

@@ -8,8 +8,8 @@ import re
 
 from .._errors import printable
 
-# A lone surrogate (U+D800 to U+DFFF) is a str but no UTF-8: a tensor name in a file may hold one (JSON allows the
-# escape), and the output could not be written.
+# A lone surrogate (U+D800 to U+DFFF) is a str but no UTF-8: a tensor name in a file may hold one (a pickle's str, a
+# JSON index's or config's escape), and the output could not be written.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
