@@ -1425,6 +1425,25 @@ def test_a_name_of_half_a_surrogate_pair_is_refused_as_the_library_refuses_it(
         assert paramscope.inspect(str(path)).tensors[0].name == "\U0001f600"
 
 
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint64, torch.float8_e4m3fn], ids=str)
+def test_a_legacy_file_of_a_dtype_its_loader_cannot_read_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, dtype: torch.dtype
+) -> None:
+    # torch.save writes it in the legacy format, and torch.load cannot read it back: it was "not a PyTorch checkpoint"
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(3, dtype=dtype)}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(Exception, match="has no attribute 'dtype'"):
+        torch.load(path, weights_only=True)
+    code, out, err = run(capsys, "inspect", str(path))
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        f"paramscope: error: {path}: a torch.save file in the legacy format (before torch 1.6) holding a dtype torch's "
+        "legacy loader cannot read back (uint16, uint32, uint64, complex32 or float8: "
+    )
+    assert err.endswith("nothing in it was executed. A copy saved in the zip format (torch.save's default) can be "
+                        "inspected\n")  # fmt: skip
+
+
 def test_larger_zip_checkpoint_cut_in_half(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     whole = saved_pt(tmp_path / "whole.pt").read_bytes()  # 64 × 64 + 64 float32: 18 kB
     path = tmp_path / "model.pt"

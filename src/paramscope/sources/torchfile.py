@@ -293,10 +293,31 @@ def _not_a_pickle(path: Path, reason: str) -> SourceError:
             "torch.save's default protocol can be inspected (loading this one needs weights_only=False: only for a "
             "file you trust)"
         )
+    if _LEGACY_DTYPE_UNREAD in reason and _is_legacy_file(path):
+        # torch's legacy loader looks a storage's dtype up on a class that has none for the dtypes added after the
+        # format was retired (uint16 to uint64, complex32, float8): torch.save still writes them, torch.load fails
+        return SourceError(
+            f"{path}: a torch.save file in the legacy format (before torch 1.6) holding a dtype torch's legacy loader "
+            f"cannot read back (uint16, uint32, uint64, complex32 or float8: {reason}); nothing in it was executed. A "
+            "copy saved in the zip format (torch.save's default) can be inspected"
+        )
     return SourceError(
         f"{path}: not a PyTorch checkpoint (its data is not a pickle torch.load(weights_only=True) accepts: "
         f"{reason}); nothing in it was executed"
     )
+
+
+_LEGACY_DTYPE_UNREAD = "'torch.storage.UntypedStorage' has no attribute 'dtype'"
+
+
+def _is_legacy_file(path: Path) -> bool:
+    from .target import is_legacy_torch_head
+
+    try:
+        with path.open("rb") as handle:
+            return is_legacy_torch_head(handle.read(32))
+    except OSError:
+        return False
 
 
 # torch.save(..., pickle_protocol=N) writes its pickle in any protocol, and torch's weights-only unpickler knows the
