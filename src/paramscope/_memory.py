@@ -12,9 +12,10 @@ import functools
 import inspect as pyinspect
 import math
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from . import dtypes as dtype_table
 from ._cache_layers import CROSS, REFERENCE, CacheLayer, config_class, language_model_config, size_of
@@ -731,11 +732,8 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         if borrowing:  # Mistral Large 4's kv_source_layers: counted once, in the layer that keeps it
             remarks.append(f"{borrowing} layers attend to an earlier layer's latent, keeping only their indexer's keys")
         remarks.insert(0, "MLA's compressed cache, as serving engines keep it")
-        spans = span.terms(groups.values())
-        terms = [f"{layers_text}({kept} + {key})" + (f" × {held_text}" if held_text else "")
-                 for (kept, key), (layers_text, held_text) in zip(groups, spans, strict=True)]  # fmt: skip
+        terms, once = span.grouped(groups, lambda own: f"({own[0]} + {own[1]})")
         each = f"{terms[0]} latent" if len(terms) == 1 else f"({' + '.join(terms)}) latent"
-        once = "" if any(held for _, held in spans) else f" × {span.text(next(iter(groups.values()), []))}"
         formula = f"{each}{once} × {batch} × {size:g} B{extra}{_remark(remarks)}"
         return math.ceil((total + indexer_total) * size), formula, 1  # one latent for all heads: not split by TP
     head_dim, value_dim = _head_dims(fields, heads, hidden)
@@ -751,14 +749,11 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         for layer, length, count in zip(kinds, lengths, per_layer, strict=True):
             if layer.keeps_keys and count:
                 by_count.setdefault(count, []).append(length)
-        spans = span.terms(by_count.values())
-        terms = [f"{layers_text}{count} kv heads" + (f" × {held_text}" if held_text else "")
-                 for count, (layers_text, held_text) in zip(by_count, spans, strict=True)]  # fmt: skip
+        terms, once = span.grouped(by_count, lambda count: f"{count} kv heads")
         heads_text = terms[0] if len(terms) == 1 else f"({' + '.join(terms)})"
         each = f"2 × {heads_text} × {head_dim}"
         if value_dim != head_dim:
             each = f"{heads_text} × ({head_dim} + {value_dim})"
-        once = "" if any(held for _, held in spans) else f" × {span.text(next(iter(by_count.values()), []))}"
         formula = f"{each}{once} × {batch} × {size:g} B{extra}{_remark(remarks)}"
         return math.ceil((total * batch + indexer_total) * size), formula, kv_heads
     kv_heads, why = _kv_heads(fields, heads)
@@ -771,6 +766,9 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     formula = (f"{each} × {held_text} × {batch} × {size:g} B{extra}"
                f"{_remark([why] * bool(why) + remarks)}")  # fmt: skip
     return math.ceil(values * size), formula, int(kv_heads)
+
+
+_Key = TypeVar("_Key")
 
 
 @dataclass(frozen=True)
@@ -788,19 +786,22 @@ class _Span:
         length = lengths[0] if lengths else self.full
         return self.context if length == self.full else f"{format_count(length)} {self.unit}"
 
-    def terms(self, groups: Iterable[Sequence[int]]) -> list[tuple[str, str]]:
-        """:meth:`of` each group of layers written as a term of its own; when all hold as many tokens, the tokens'
-        term is ``""`` in each, for one ``× 11 tokens`` after their sum (:meth:`text`)."""
-        groups = list(groups)
-        if len({length for lengths in groups for length in lengths}) <= 1:
-            return [(f"{len(lengths)} layers × ", "") for lengths in groups]
-        return [self.of(lengths) for lengths in groups]
+    def grouped(self, groups: Mapping[_Key, Sequence[int]], shape: Callable[[_Key], str]) -> tuple[list[str], str]:
+        """A term for each group of layers (the tokens its layers hold, by its key): its layers, what ``shape``
+        writes of its key and, when the groups hold different numbers of tokens, its own tokens; and the tokens'
+        term written once after their sum when they hold as many (``" × 11 tokens"``), else ``""``."""
+        if len({length for lengths in groups.values() for length in lengths}) <= 1:
+            terms = [f"{len(lengths)} layers × {shape(key)}" for key, lengths in groups.items()]
+            return terms, f" × {self.text(next(iter(groups.values()), []))}"
+        terms = []
+        for key, lengths in groups.items():
+            layers, held = self.of(lengths)
+            terms.append(f"{layers}{shape(key)} × {held}")
+        return terms, ""
 
     def sum(self, lengths: Sequence[int]) -> str:
         """The tokens of layers holding ``lengths``: one number, or ``(1 layers × 64 tokens + 6 layers × 8 tokens)``."""
-        counts: dict[int, int] = {}
-        for length in lengths:
-            counts[length] = counts.get(length, 0) + 1
+        counts = Counter(lengths)
         if len(counts) <= 1:
             return self.text(lengths)
         terms = [f"{count} layers × {self.text([length])}" for length, count in sorted(counts.items(), reverse=True)]
@@ -915,13 +916,11 @@ def _heterogeneous_cache(
         if layer.keeps_keys:
             groups.setdefault(shape, []).append(length)
     same = all(keys == values for _, keys, values in groups)
-    spans = span.terms(groups.values())
-    terms = [f"{layers_text}{kv} kv heads × " + (str(keys) if same else f"({keys} + {values})")
-             + (f" × {held_text}" if held_text else "")
-             for (kv, keys, values), (layers_text, held_text) in zip(groups, spans, strict=True)]  # fmt: skip
+    terms, once = span.grouped(
+        groups, lambda shape: f"{shape[0]} kv heads × " + (str(shape[1]) if same else f"({shape[1]} + {shape[2]})")
+    )
     each = " + ".join(terms) if len(terms) == 1 else f"({' + '.join(terms)})"
     each = f"2 × {each}" if same else each
-    once = "" if any(held for _, held in spans) else f" × {span.text(next(iter(groups.values()), []))}"
     formula = f"{each}{once} × {batch} × {size:g} B{extra}{_remark([why] * bool(why) + remarks)}"
     fewest = min((kv for kv, _, _ in groups), default=kv_heads)  # the fewest any layer splits across devices
     return math.ceil(total * batch * size), formula, int(fewest)

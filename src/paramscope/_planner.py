@@ -762,7 +762,6 @@ def build_plan(
         flag = "seq" if settings.train else "context"
         notes.append(f"no activations item: give a {flag} length (or input_size) to measure one forward")
     sparse = sparse_weights(module) if settings.train and module is not None else ()
-    # a forward asked for (a length, input shapes, a summary's to train on) that gave no item: the rest may fit alone
     # a forward that ran and failed (here, or a summary's to train on): the rest may fit alone, and the whole not.
     # Where none could run (no model: a GGUF file, weights alone, a Report), the plan is of what it counts, as one
     # without a length is, and the note says so.
@@ -772,8 +771,10 @@ def build_plan(
     memory = plan(report, settings, config=config if config is not None else found_config, activations=activations,
                   trained=trained, checkpointed=checkpointed, input_size=shapes, units=units, sparse=sparse,
                   left_out=left_out)  # fmt: skip
-    held = None if module is None or _config_to_dict(module) else held_model(module)
-    if held is not None and any(item.name == "KV cache" for item in memory.items):
+    has_cache = any(item.name == "KV cache" for item in memory.items)
+    # the one config_of took it from (walked again only for a module without a config of its own)
+    held = held_model(module) if has_cache and module is not None and not _config_to_dict(module) else None
+    if held is not None:
         path, inner = held
         notes.append(f"the KV cache is sized from the config of {path} ({type(inner).__name__}), the transformers "
                      "model the model holds")  # fmt: skip

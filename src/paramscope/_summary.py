@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ._checks import integer
 from ._errors import TargetError, UsageError, first_line, is_meta_device_failure
 from ._report import CallRecord, Report
 from ._units import format_count, listed, shortened
@@ -54,11 +54,9 @@ def shapes_of(input_size: Shape | Sequence[Shape]) -> list[tuple[int, ...]]:
 
 def _dimension(value: Any) -> int | None:
     """``value`` as a dimension's int (numpy's integers too), or None when it is none (a bool, a float, a shape)."""
-    if isinstance(value, bool):
-        return None
     try:
-        return operator.index(value)
-    except TypeError:
+        return integer("input_size", value)
+    except UsageError:
         return None
 
 

@@ -499,18 +499,19 @@ def fits_verdict(plan: MemoryPlan) -> str | None:
     return {True: "fits", False: "does not fit", None: "cannot tell whether it fits"}[plan.fits]
 
 
-def memory_totals(plan: MemoryPlan) -> list[tuple[str, int, str]]:
-    """The rows under a plan's items: name, bytes per device, formula."""
+def memory_totals(plan: MemoryPlan, sizes_known: bool = True) -> list[tuple[str, int, str, bool]]:
+    """The rows under a plan's items: name, bytes per device, formula, and whether the bytes are whole (not a lower
+    bound): the device's when the plan is complete, the host's when ``sizes_known`` (no tensors of unknown size;
+    what a plan leaves out is on the device)."""
     summed = "sum of the items on the device" if plan.host_bytes else "sum of the above"
-    rows = [("total per device" if plan.settings.gpus > 1 else "total", plan.per_device_bytes, summed)]
+    rows = [("total per device" if plan.settings.gpus > 1 else "total", plan.per_device_bytes, summed, plan.complete)]
     if plan.host_bytes:
-        rows.append(("host memory per device", plan.host_bytes, "sum of the (host) items"))
+        rows.append(("host memory per device", plan.host_bytes, "sum of the (host) items", sizes_known))
     return rows
 
 
 def _memory_section(plan: MemoryPlan, view: View, sizes_known: bool = True) -> Section:
-    """The items and totals: the device's total a lower bound when the plan is not complete, the host's when
-    ``sizes_known`` is false (tensors of unknown size; what a plan leaves out is on the device)."""
+    """The items and totals (lower bounds shown as such, see :func:`memory_totals`), and whether it fits."""
     several = plan.settings.gpus > 1
     columns = [Column("Item"), Column("Label")]
     columns += [Column("Per device", "right"), Column("Total", "right")] if several else [Column("Size", "right")]
@@ -525,8 +526,7 @@ def _memory_section(plan: MemoryPlan, view: View, sizes_known: bool = True) -> S
             item.total_bytes, item.formula)
         for item in plan.items
     ]  # fmt: skip
-    for name, size, formula in memory_totals(plan):
-        complete = sizes_known if name.startswith("host") else plan.complete
+    for name, size, formula, complete in memory_totals(plan, sizes_known):
         rows.append((name, "", _size(size, view.units, complete), *[""] * several, formula))
     if plan.settings.device_memory is not None:
         available = format_bytes(plan.settings.device_memory, view.units)

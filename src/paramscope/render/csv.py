@@ -63,9 +63,7 @@ def render_csv(report: Report, view: View | None = None) -> str:
         for item in report.memory.items:
             writer.writerow([_cell(column, getattr(item, column)) for column in MEMORY_COLUMNS])
         plan = report.memory
-        # a lower bound, as the other formats' "≥": tensors of unknown size, or an item asked for left out
-        for name, size, formula in memory_totals(plan):
-            complete = report.totals.complete if name.startswith("host") else plan.complete
+        for name, size, formula, complete in memory_totals(plan, report.totals.complete):  # the others' "≥"
             writer.writerow([name, "", size, "", "", formula + ("" if complete else "; a lower bound (see the notes)")])
         verdict = fits_verdict(plan)
         if verdict is not None:  # as the table's last line
