@@ -627,6 +627,23 @@ def test_tensors_that_are_views_of_one_storage_are_counted_at_their_sizes_with_a
     )
 
 
+def test_meta_tensors_in_a_pt_file_are_counted_at_their_shapes_with_a_note(tmp_path: Path) -> None:
+    # a state dict of a model built on meta saves no data: the file holds the shapes and dtypes alone
+    with torch.device("meta"):
+        on_meta = nn.Linear(1000, 1000)
+    path = tmp_path / "model.pt"
+    torch.save({**on_meta.state_dict(), "real": torch.zeros(3)}, path)
+    with zipfile.ZipFile(path) as archive:
+        held = [entry.file_size for entry in archive.infolist() if "/data/" in entry.filename]
+    assert held == [3 * 4]
+    report = paramscope.inspect(str(path))
+    assert report.totals.params == sum(p.numel() for p in on_meta.parameters()) + 3
+    assert report.notes == (
+        "2 tensor(s) on the meta device, whose data the file does not hold: counted at their shapes and dtypes, as "
+        "the model they were saved from would hold them (weight, bias)",
+    )
+
+
 def test_views_of_a_larger_storage_in_a_pt_file_are_counted_at_their_sizes_with_a_note(tmp_path: Path) -> None:
     # torch.save writes a view's whole storage: the file holds 400 B for 10 + 50 elements of float32
     base = torch.arange(100.0)

@@ -787,6 +787,7 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
         stored.append(StoredTensor(name, entry.name, shape, nbytes, str(path), tuple(aliases.get(position, ()))))
     dtensors = [(name, tensor) for _, name, _, tensor, what in order if what == "dtensor"]
     nested = [name for _, name, _, _, what in order if what == "nested"]
+    on_meta = [name for _, name, _, tensor, _ in order if _counted(tensor)[0].is_meta]
     notes = sparse[:_MAX_NAMED]
     if len(sparse) > _MAX_NAMED:
         notes.append(f"… and {len(sparse) - _MAX_NAMED} more sparse tensors counted as their indices and values")
@@ -806,6 +807,11 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
         notes.append(
             f"{len(nested)} nested tensor(s) counted as their stored values, shown with the values' shape (a ragged "
             f"dimension has no single size): {listed(nested)}"
+        )
+    if on_meta:
+        notes.append(
+            f"{len(on_meta)} tensor(s) on the meta device, whose data the file does not hold: counted at their shapes "
+            f"and dtypes, as the model they were saved from would hold them ({listed(on_meta, _MAX_NAMED)})"
         )
     return stored, notes
 
