@@ -476,6 +476,20 @@ def index_lists_a_tensor_its_shard_lacks(tmp: Path) -> Case:
     return Case(["inspect", str(index)], f"{index}: lists 'b' in {shards[1]}, which does not hold it")
 
 
+def index_lists_a_tensor_twice_and_last_in_a_shard_that_lacks_it(tmp: Path) -> Case:
+    # a JSON reader keeps the name's last shard (json.loads, as transformers reads an index): the error says it was
+    # listed twice, not only that the last shard lacks it
+    shards = two_shards(tmp, {"a": f32([0, 8])}, {"c": f32([0, 8])})
+    index = tmp / "model.safetensors.index.json"
+    index.write_text(f'{{"weight_map": {{"a": "{shards[0]}", "c": "{shards[1]}", "a": "{shards[1]}"}}}}')
+    assert json.loads(index.read_text())["weight_map"]["a"] == shards[1]
+    message = (
+        f"{index}: lists 'a' in {shards[0]}, then {shards[1]}; {shards[1]}, listed last (as JSON readers keep it), "
+        "does not hold it"
+    )
+    return Case(["inspect", str(index)], message)
+
+
 def directory_of_two_epochs_pt(tmp: Path) -> Case:
     # no usual weight file name, so every file is read: the same model saved twice is not a model twice as large
     saved_pt(tmp / "epoch1.pt")
@@ -1115,7 +1129,8 @@ CASES: list[Callable[[Path], Case]] = [
     index_naming_a_shard_in_a_subdirectory, index_naming_a_symlink_loop, symlink_loop,
     index_with_an_empty_weight_map, metadata_not_strings, metadata_false, shards_holding_the_same_tensor,
     directory_of_two_safetensors_checkpoints, directory_of_two_safetensors_indexes, directory_of_two_bin_indexes,
-    index_lists_a_tensor_its_shard_lacks, directory_of_two_epochs_pt, llama_slices_for_model_parallel_loading,
+    index_lists_a_tensor_its_shard_lacks, index_lists_a_tensor_twice_and_last_in_a_shard_that_lacks_it,
+    directory_of_two_epochs_pt, llama_slices_for_model_parallel_loading,
     bin_shards_holding_the_same_tensor, bin_index_lists_a_tensor_its_shard_lacks, bin_index_names_a_missing_shard,
     random_bytes_pt, text_pt, repeated_text_pt, zip_with_text_pickle, zip_with_a_pickle_popping_an_empty_stack,
     zip_with_bytes_after_a_protocol_0_pickle, pickle_calling_with_wrong_arguments,

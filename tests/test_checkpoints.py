@@ -471,6 +471,66 @@ def test_safetensors_directory_with_an_index_names_the_files_it_does_not_read(tm
     )
 
 
+def test_a_directory_re_saved_in_one_file_is_read_from_it_as_from_pretrained_reads_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # save_pretrained deletes the shards of an earlier save, not its index: from_pretrained reads model.safetensors
+    # before any index, and so does paramscope (which had refused the directory: the index names missing shards)
+    import transformers
+
+    config = transformers.GPT2Config(
+        n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=16, bos_token_id=0, eos_token_id=0
+    )
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path, max_shard_size="20KB")
+    shards = sorted(path.name for path in tmp_path.glob("*.safetensors"))
+    assert len(shards) > 1
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path)
+    assert sorted(path.name for path in tmp_path.glob("*.safetensors*")) == [
+        "model.safetensors",
+        "model.safetensors.index.json",
+    ]
+    loaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path)
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == sum(p.numel() for p in loaded.parameters())
+    assert report.source.files == (str(tmp_path / "model.safetensors"), str(tmp_path / "config.json"))
+    assert (
+        "not read: model.safetensors.index.json (from_pretrained reads model.safetensors, when the directory holds "
+        "one, before any index)"
+    ) in report.notes
+    # the index given by name is still read as it is: its shards are gone
+    index = tmp_path / "model.safetensors.index.json"
+    first = next(iter(json.loads(index.read_text())["weight_map"].values()))
+    assert first in shards
+    capsys.readouterr()
+    assert_error(run(capsys, "inspect", str(index)), f"{index}: names {first}, which is missing")
+
+
+def test_an_index_listing_a_tensor_twice_is_read_as_a_json_reader_keeps_it_with_a_note(tmp_path: Path) -> None:
+    tensors = {"a": torch.zeros(3), "b": torch.zeros(2), "c": torch.zeros(4)}
+    safetensors.torch.save_file({"a": tensors["a"], "b": tensors["b"]}, tmp_path / "one.safetensors")
+    safetensors.torch.save_file({"c": tensors["c"]}, tmp_path / "two.safetensors")
+    index = tmp_path / "model.safetensors.index.json"
+    text = '{"weight_map": {"a": "two.safetensors", "b": "one.safetensors", "c": "two.safetensors", "a": "%s"}}'
+    index.write_text(text % "one.safetensors")
+    assert json.loads(index.read_text())["weight_map"]["a"] == "one.safetensors"  # what transformers reads
+    report = paramscope.inspect(str(index))
+    assert report.totals.params == sum(t.numel() for t in tensors.values())
+    assert report.notes == (
+        "the index lists a in two.safetensors, then one.safetensors: it is read from one.safetensors, listed last (as "
+        "JSON readers keep it), which holds it",
+    )
+    # the same shard twice is no contradiction, and two names listed twice are noted together
+    index.write_text('{"weight_map": {"a": "one.safetensors", "b": "one.safetensors", "c": "two.safetensors", '
+                     '"a": "one.safetensors"}}')  # fmt: skip
+    assert paramscope.inspect(str(index)).notes == ()
+    index.write_text('{"weight_map": {"a": "two.safetensors", "b": "two.safetensors", "c": "two.safetensors", '
+                     '"a": "one.safetensors", "b": "one.safetensors"}}')  # fmt: skip
+    assert paramscope.inspect(str(index)).notes == (
+        "the index lists 2 tensors in more than one shard (a, b): each is read from the shard listed last (as JSON "
+        "readers keep it), which holds it",
+    )
+
+
 def test_directory_without_index_counts_every_file(tmp_path: Path) -> None:
     parts = [
         {"a.weight": torch.zeros(3, 4), "a.bias": torch.zeros(3)},
@@ -1238,11 +1298,22 @@ def test_directory_with_an_index_names_the_files_it_does_not_read(tmp_path: Path
     save_shards(
         tmp_path, state, {"pytorch_model-00001-of-00002.bin": names[:3], "pytorch_model-00002-of-00002.bin": names[3:]}
     )
-    torch.save(state, tmp_path / "pytorch_model.bin")  # the same weights, unsharded: not counted twice
     torch.save(TrainingArguments(), tmp_path / "training_args.bin")
+    torch.save({"extra": torch.zeros(3)}, tmp_path / "adapter_model.bin")
     report = paramscope.inspect(str(tmp_path))
     assert_matches_state_dict(report, state, model)
-    assert "not read: pytorch_model.bin (not a shard that pytorch_model.bin.index.json names)" in report.notes
+    assert "not read: adapter_model.bin (not a shard that pytorch_model.bin.index.json names)" in report.notes
+    assert "not read: training_args.bin (training state saved beside the weights, not the model)" in report.notes
+    # the same weights unsharded: from_pretrained reads pytorch_model.bin before the index, and so does paramscope
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    report = paramscope.inspect(str(tmp_path))
+    assert_matches_state_dict(report, state, model)
+    assert report.source.files[0] == str(tmp_path / "pytorch_model.bin")
+    assert (
+        "not read: adapter_model.bin, pytorch_model-00001-of-00002.bin, pytorch_model-00002-of-00002.bin, "
+        "pytorch_model.bin.index.json (from_pretrained reads pytorch_model.bin, when the directory holds one, before "
+        "any index)"
+    ) in report.notes
     assert "not read: training_args.bin (training state saved beside the weights, not the model)" in report.notes
 
 

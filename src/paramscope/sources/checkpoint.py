@@ -93,6 +93,30 @@ def files_read(index: Path | None, weights: Sequence[Path], config_directory: Pa
     return [os.fspath(path) for path in (*([index] if index is not None else []), *weights, *config)]
 
 
+class WeightMap(dict[str, str]):
+    """An index's weight_map (tensor name → shard file), as a JSON reader keeps it: a name given twice is in the
+    shard given last. ``repeated`` holds the names given more than one shard, with every shard given, in order.
+
+    >>> weight_map = WeightMap.of([("a", "1.safetensors"), ("b", "1.safetensors"), ("a", "2.safetensors")])
+    >>> weight_map, weight_map.repeated
+    ({'a': '2.safetensors', 'b': '1.safetensors'}, {'a': ['1.safetensors', '2.safetensors']})
+    """
+
+    repeated: dict[str, list[str]]
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> WeightMap:
+        """The object of a JSON text's ``pairs`` (a ``json.loads`` object_pairs_hook)."""
+        weight_map = cls(pairs)
+        weight_map.repeated = {}
+        if len(weight_map) < len(pairs):
+            given: dict[str, list[Any]] = {}
+            for name, shard in pairs:
+                given.setdefault(name, []).append(shard)
+            weight_map.repeated = {name: shards for name, shards in given.items() if len(set(map(repr, shards))) > 1}
+        return weight_map
+
+
 def check_files(
     target: str,
     tensors: Sequence[StoredTensor],
@@ -132,13 +156,33 @@ def check_files(
         )
     if weight_map is None:
         return []
+    repeated = weight_map.repeated if isinstance(weight_map, WeightMap) else {}
     for name, shard in weight_map.items():
-        if first.get(name) != shard:
-            raise SourceError(f"{index}: lists {name!r} in {shard}, which does not hold it")
+        if first.get(name) == shard:
+            continue
+        if name in repeated:
+            given = ", then ".join(map(str, repeated[name]))
+            raise SourceError(
+                f"{index}: lists {name!r} in {given}; {shard}, listed last (as JSON readers keep it), does not hold it"
+            )
+        raise SourceError(f"{index}: lists {name!r} in {shard}, which does not hold it")
+    notes = []
+    if len(repeated) == 1:
+        name, shards = next(iter(repeated.items()))
+        notes.append(
+            f"the index lists {shortened(name)} in {', then '.join(map(str, shards))}: it is read from "
+            f"{weight_map[name]}, listed last (as JSON readers keep it), which holds it"
+        )
+    elif repeated:
+        notes.append(
+            f"the index lists {len(repeated)} tensors in more than one shard ({listed(list(repeated))}): each is read "
+            "from the shard listed last (as JSON readers keep it), which holds it"
+        )
     extra = [name for name in first if name not in weight_map]
     if extra:
-        return [f"{len(extra)} tensor(s) in the shards are not in the index ({shortened(extra[0])}, …): counted too"]
-    return []
+        shown = shortened(extra[0])
+        notes.append(f"{len(extra)} tensor(s) in the shards are not in the index ({shown}, …): counted too")
+    return notes
 
 
 def _kind(tensor: StoredTensor) -> TensorKind:

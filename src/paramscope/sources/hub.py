@@ -39,12 +39,11 @@ from .._errors import ParamscopeError, SourceError, TargetError
 from .._report import Report
 from .._units import format_bytes
 from .checkpoint import MAX_CONFIG_BYTES, StoredTensor, check_files, checkpoint_report
-from .safetensors import MAX_HEADER_BYTES, MAX_INDEX_BYTES, header_tensors, parse_header, read_index
+from .safetensors import MAX_HEADER_BYTES, MAX_INDEX_BYTES, SINGLE_FILE, header_tensors, parse_header, read_index
 
 PREFIX = "hf:"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$", re.ASCII)  # \w: ASCII, as the Hub's
 _COMMIT = re.compile(r"[0-9a-f]{40}")  # a full commit hash, as huggingface_hub's REGEX_COMMIT_HASH
-SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 # The first range asked for, as huggingface_hub asks: 97 % of headers fit in it (huggingface_hub PR 1855).
 _FIRST_RANGE = 100_000

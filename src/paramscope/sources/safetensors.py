@@ -26,7 +26,7 @@ from .._errors import SourceError
 from .._report import Report
 from .._units import format_bytes
 from ._json import loads as json_loads
-from .checkpoint import StoredTensor, check_files, checkpoint_report, files_read, read_config
+from .checkpoint import StoredTensor, WeightMap, check_files, checkpoint_report, files_read, read_config
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors crate's own limit
 MAX_INDEX_BYTES = 100_000_000
@@ -426,20 +426,24 @@ def _check_size(path: Path | str, name: str, dtype: str, entry: dtype_table.DTyp
     return numel
 
 
-def read_index(index: Path, name: Path | str | None = None) -> dict[str, str]:
+SINGLE_FILE = "model.safetensors"
+"""The file ``from_pretrained`` reads a model's weights from, before any index."""
+
+
+def read_index(index: Path, name: Path | str | None = None) -> WeightMap:
     """The weight_map (tensor name → shard file) of a ``*.safetensors.index.json``; errors start with ``name``."""
     where = index if name is None else name
     check_regular_file(index)
     try:
         if index.stat().st_size > MAX_INDEX_BYTES:
             raise _fail(where, "index larger than 100 MB")
-        data = json_loads(index.read_text(encoding="utf-8"))
+        data = json_loads(index.read_text(encoding="utf-8"), object_pairs_hook=WeightMap.of)
     except OSError as error:
         raise _fail(where, f"cannot be read: {error.strerror or error}") from None
     except ValueError as error:
         raise _fail(where, f"is not valid JSON ({error})") from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+    if not isinstance(weight_map, WeightMap) or not all(isinstance(v, str) for v in weight_map.values()):
         raise _fail(where, "has no weight_map of tensor name → shard file")
     if not weight_map:
         raise _fail(where, "has an empty weight_map: it names no tensor")
@@ -466,7 +470,7 @@ def symlink_loop(path: Path) -> str | None:
     return None
 
 
-def load_index(index: Path) -> tuple[list[Path], dict[str, str]]:
+def load_index(index: Path) -> tuple[list[Path], WeightMap]:
     """The shard files a local ``*.index.json`` names, each checked to exist, and its weight_map."""
     weight_map = read_index(index)
     shards: list[Path] = []
@@ -505,28 +509,38 @@ def _read_shards(files: Iterable[Path], quiet: bool) -> tuple[list[StoredTensor]
     return tensors, metadata
 
 
+def _directory_files(directory: Path) -> tuple[list[Path], Path | None, dict[str, str] | None, list[str]]:
+    """The files of a directory to read, as ``from_pretrained`` picks them: ``model.safetensors`` before any index
+    (a model re-saved in one file keeps the index of its earlier shards: save_pretrained deletes the shards, not
+    the index), then the shards an index names, else every ``*.safetensors`` file. With them, the index read and its
+    weight_map, and notes on the files not read."""
+    indexes = sorted(directory.glob("*.safetensors.index.json"))
+    everything = sorted(directory.glob("*.safetensors"))
+    single = directory / SINGLE_FILE
+    if indexes and single.is_file():
+        others = ", ".join(path.name for path in indexes + everything if path != single)
+        why = f"from_pretrained reads {SINGLE_FILE}, when the directory holds one, before any index"
+        return [single], None, None, [f"not read: {others} ({why})"]
+    index = directory_index(directory, indexes)
+    if index is None:
+        counted = f"no index file: all {len(everything)} *.safetensors files in {directory} are counted"
+        return everything, None, None, [counted] if len(everything) > 1 else []
+    files, weight_map = load_index(index)
+    # the files beside the shards are not counted: said, as for a directory of .bin shards
+    others = ", ".join(path.name for path in everything if path not in files)
+    return files, index, weight_map, [f"not read: {others} (not a shard that {index.name} names)"] if others else []
+
+
 def load(target: Path, *, quiet: bool = False) -> Report:
     """The report of a ``.safetensors`` file, a ``*.safetensors.index.json``, or a directory holding them."""
-    weight_map: dict[str, str] | None = None
-    notes: list[str] = []
     if target.is_dir():
         directory = target
-        index = directory_index(directory, sorted(directory.glob("*.safetensors.index.json")))
-    else:
-        directory = target.parent
-        index = target if target.name.endswith(".index.json") else None
-    if index is not None:
+        files, index, weight_map, notes = _directory_files(directory)
+    elif target.name.endswith(".index.json"):
+        directory, index, notes = target.parent, target, []
         files, weight_map = load_index(index)
-        if target.is_dir():  # the files beside the shards are not counted: said, as for a directory of .bin shards
-            others = [path.name for path in sorted(directory.glob("*.safetensors")) if path not in files]
-            if others:
-                notes.append(f"not read: {', '.join(others)} (not a shard that {index.name} names)")
-    elif target.is_dir():
-        files = sorted(directory.glob("*.safetensors"))
-        if len(files) > 1:
-            notes.append(f"no index file: all {len(files)} *.safetensors files in {directory} are counted")
     else:
-        files = [target]
+        directory, index, weight_map, files, notes = target.parent, None, None, [target], []
     tensors, _ = _read_shards(files, quiet)
     notes += check_files(os.fspath(target), tensors, weight_map, os.fspath(index) if index else "")
     config, config_notes = read_config(directory)

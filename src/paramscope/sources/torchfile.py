@@ -55,6 +55,8 @@ _OPTIMIZER_KEYS = ("optimizer", "optimizer_state_dict", "optimizer_states", "opt
 _WEIGHT_FILE = re.compile(
     r"(pytorch_model|diffusion_pytorch_model|adapter_model|model)(-\d+-of-\d+)?\.(bin|pt|pth|ckpt)|consolidated(\.\d+)?\.pth"
 )
+_SINGLE_FILE = "pytorch_model.bin"
+"""The file ``from_pretrained`` reads a model's torch weights from, before any index."""
 _OPTIMIZER_FILE = re.compile(r"optimizer(_\d+)?\.(bin|pt|pth)")
 _MAX_NAMED = 5  # entries a note names before "and N more"
 # torch.save of a model's state nests a few levels, and its dicts hold an entry per tensor and per optimizer state
@@ -891,7 +893,13 @@ def _files(target: Path) -> _Files:
     training = [p for p in candidates if TRAINING_STATE.fullmatch(p.name)]
     index = directory_index(target, sorted(target.glob("*.bin.index.json")) + sorted(target.glob("*.pt.index.json")))
     weight_map: dict[str, str] | None = None
-    if index is not None:
+    single = target / _SINGLE_FILE
+    if index is not None and single in candidates:
+        # from_pretrained reads pytorch_model.bin before any index (a model re-saved in one file keeps its old index)
+        files, why = [single], f"from_pretrained reads {_SINGLE_FILE}, when the directory holds one, before any index"
+        candidates.append(index)  # named among the files not read
+        index = None
+    elif index is not None:
         files, weight_map = load_index(index)
         why = f"not a shard that {index.name} names"
     else:
