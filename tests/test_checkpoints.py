@@ -1922,11 +1922,16 @@ LLAMA_SHAPE = {"block_count": 4, "attention.head_count": 4, "embedding_length": 
             {"attention.sliding_window": 16, "attention.sliding_window_pattern": [True, False]},
             "llama.attention.sliding_window_pattern lists 2 values for 4 layers",
         ),
+        # a key missing: the plan had said "no decoder config", and left nothing out
+        ({"block_count": None}, "llama.block_count is missing"),
+        ({"attention.head_count": None}, "llama.attention.head_count is missing"),
+        ({"block_count": None, "embedding_length": None}, "llama.block_count and llama.embedding_length are missing"),
     ],
     ids=str.split(
         "kv-string kv-negative kv-zero key-length-string key-length-zero value-length-float window-string "
         "layers-string layers-past-any-model hidden-negative heads-zero heads-past-hidden kv-array-short "
-        "kv-array-negative kv-array-zeros heads-array-short pattern-short"
+        "kv-array-negative kv-array-zeros heads-array-short pattern-short layers-missing heads-missing "
+        "layers-and-hidden-missing"
     ),
 )
 def test_gguf_metadata_that_cannot_size_the_kv_cache_is_said_so(
@@ -1934,7 +1939,8 @@ def test_gguf_metadata_that_cannot_size_the_kv_cache_is_said_so(
 ) -> None:
     # the value was passed over for llama.cpp's default (4 kv heads, keys of 8) or made the file look like no decoder
     path = tmp_path / "model.gguf"
-    write_gguf_metadata(path, "llama", {**LLAMA_SHAPE, **values})
+    given = {key: value for key, value in {**LLAMA_SHAPE, **values}.items() if value is not None}
+    write_gguf_metadata(path, "llama", given)
     plan = paramscope.memory(str(path), seq=2048).memory
     assert plan is not None
     assert [item.name for item in plan.items] == ["weights"]
@@ -1955,6 +1961,17 @@ def test_gguf_recurrent_model_keeps_a_state_not_a_kv_cache(tmp_path: Path, archi
         "and values per token"
     ) in plan.notes
     assert plan.left_out == ()  # a KV cache it does not keep is not left out
+
+
+def test_gguf_file_of_no_decoder_has_no_kv_cache_and_leaves_none_out(tmp_path: Path) -> None:
+    # a vision projector (llama.cpp's mmproj files, architecture "clip") gives none of a decoder's keys
+    path = tmp_path / "mmproj.gguf"
+    write_gguf_metadata(path, "clip", {"vision.block_count": 4, "vision.embedding_length": 32})
+    plan = paramscope.memory(str(path), seq=2048).memory
+    assert plan is not None
+    assert [item.name for item in plan.items] == ["weights"]
+    assert "no KV cache item: the model has no decoder config to size it from" in plan.notes
+    assert plan.left_out == ()
 
 
 def test_gguf_deepseek2_converted_before_mla_caches_every_head(tmp_path: Path) -> None:
