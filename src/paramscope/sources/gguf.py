@@ -422,13 +422,14 @@ def _attention_config(meta: _Metadata) -> dict[str, Any] | None:
     if arch in _RECURRENT and (head_count == 0 or not meta.given("attention.head_count")) and layers:
         return {"gguf_architecture": arch, "gguf_no_kv_cache": f"every layer of a GGUF {arch} model keeps a "
                 "fixed-size recurrent state, no keys and values per token"}  # fmt: skip
-    shape = {"block_count": layers is not None, "embedding_length": hidden is not None,
-             "attention.head_count": meta.given("attention.head_count")}  # fmt: skip
-    if not any(shape.values()):  # no decoder hyperparameters at all (a vision projector, "clip")
-        return None
-    if not all(shape.values()):  # llama.cpp refuses a file without block_count or embedding_length
-        missing = " and ".join(meta.name(key) for key, given in shape.items() if not given)
-        raise _Unusable(f"{missing} {'are' if ' and ' in missing else 'is'} missing")
+    if not meta.given("attention.head_count") or layers is None or hidden is None:
+        given = {"block_count": layers is not None, "embedding_length": hidden is not None,
+                 "attention.head_count": meta.given("attention.head_count")}  # fmt: skip
+        if not any(given.values()):  # no decoder hyperparameters at all (a vision projector, "clip")
+            return None
+        # llama.cpp refuses a file without block_count or embedding_length, and has no heads to size a cache from
+        missing = [meta.name(key) for key, present in given.items() if not present]
+        raise _Unusable(f"{' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} missing")
     if layers > MAX_LAYERS:  # more layers than any model has: a list of each layer's kind would take gigabytes
         raise _Unusable(f"{meta.name('block_count')} is {layers:,}, more layers than any model has (at most "
                         f"{MAX_LAYERS:,})")  # fmt: skip
