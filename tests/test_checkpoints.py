@@ -2060,7 +2060,7 @@ def test_gguf_kv_cache_holds_the_cells_llama_cpp_allocates(tmp_path: Path) -> No
     item = plan.item("KV cache")
     # (10 × 1536 + 2 × 8192) cells × 2 kv heads × (8 + 8) × 2 B
     assert (item.total_bytes, item.label) == (2_031_616, "derived")
-    assert item.formula == ("2 × 2 kv heads × 8 × (2 layers × 8,192 tokens + 10 layers × 1,536 cells) × 1 × 2 B (10 "
+    assert item.formula == ("2 × 2 kv heads × 8 × (2 layers × 8,192 cells + 10 layers × 1,536 cells) × 1 × 2 B (10 "
                             "sliding layers hold 1,536 cells: the 1,024-token window + llama.cpp's 512-token ubatch, "
                             "padded to 256)")  # fmt: skip
     assert multiplied_out(item.formula) == item.total_bytes

@@ -865,8 +865,8 @@ def _llama_cpp_cells(kinds: Sequence[CacheLayer], tokens: int, remarks: list[str
             remarks.append(f"{len(capped)} {'/'.join(names)} layers hold {format_count(cells)} cells: the "
                            f"{format_count(window)}-token window + llama.cpp's {LLAMA_CPP_UBATCH}-token ubatch, "
                            f"padded to {LLAMA_CPP_PAD}")  # fmt: skip
-    if full == tokens:
-        return lengths, _tokens_text(tokens, 0)
+    if full == tokens:  # in cells, as a window's layers are written: a formula sums one unit
+        return lengths, f"{format_count(full)} cells"
     padded = f"{format_count(tokens)} tokens, padded to {LLAMA_CPP_PAD} by llama.cpp"
     return lengths, f"{format_count(full)} cells ({padded})"
 
