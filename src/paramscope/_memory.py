@@ -687,14 +687,16 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
         # Dots 3 computes its indexed layers' rotary embedding in float32 (transformers' Dots3NoteTextModel), which
         # promotes its indexer's keys: they are cached in float32 whatever the model computes in
         indexer_size = 4
-    indexer_total = sum(layer.tokens(held) * (layer.indexer or 0) for layer in indexed) * batch * indexer_size / size
+    by_key: dict[int, list[int]] = {}  # the tokens each indexed layer holds, by the length of its indexer's key
+    for layer, length in zip(kinds, lengths, strict=True):
+        if layer.indexer and layer.keeps_keys:
+            by_key.setdefault(layer.indexer, []).append(length)
+    indexer_total = sum(key * sum(held) for key, held in by_key.items()) * batch * indexer_size / size
     extra = ""  # the formula's term for them
     if indexed:
-        lengths_text = "/".join(str(length) for length in sorted({layer.indexer or 0 for layer in indexed}))
-        layers_text, held_text = span.of([length for layer, length in zip(kinds, lengths, strict=True)
-                                          if layer.indexer and layer.keeps_keys])  # fmt: skip
-        extra = (f" + {layers_text}{lengths_text} indexer key × {held_text} × {batch} × "
-                 f"{indexer_size:g} B")  # fmt: skip
+        terms, once = span.grouped(by_key, lambda key: f"{key} indexer key")
+        keys = terms[0] if len(terms) == 1 else f"({' + '.join(terms)})"
+        extra = f" + {keys}{once} × {batch} × {indexer_size:g} B"
         remarks.append(f"{len(indexed)} indexed_attention layers' sparse-attention indexers keep a key per token"
                        + (", Dots 3's in float32" if indexer_size != size else ""))  # fmt: skip
     repeats = sum(1 for layer in kinds if layer.repeat)
