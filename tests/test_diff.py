@@ -481,7 +481,7 @@ def test_freezing_layers_is_a_difference(capsys: pytest.CaptureFixture[str]) -> 
     assert (found.a.totals.trainable, found.b.totals.trainable) == (count(base)[0], trainable)
     code, out, _ = run(capsys, "diff", "tests.test_diff:Net", "tests.test_diff:frozen_blocks")
     assert code == 1
-    assert "Different shape, dtype, kind or trainability (" in out
+    assert "Different shape, dtype, kind, trainability or persistence (" in out
     assert re.search(
         r"^  blocks\.0\.0\.weight\s+\(16, 16\) float32, trainable\s+\(16, 16\) float32, frozen$", out, re.M
     )
@@ -757,17 +757,52 @@ def section(out: str, title: str) -> list[str]:
     return lines[start:end]
 
 
+class HoldsABuffer(nn.Module):
+    def __init__(self, persistent: bool = True) -> None:
+        super().__init__()
+        self.layer = nn.Linear(2, 2)
+        self.register_buffer("table", torch.zeros(3), persistent=persistent)
+
+
+def test_a_buffer_that_left_the_state_dict_differs(capsys: pytest.CaptureFixture[str]) -> None:
+    # the same tensors, but one model saves the buffer and the other does not: a state dict of one does not load
+    # strictly into the other. The diff had said "the models are the same"
+    a, b = HoldsABuffer(), HoldsABuffer(persistent=False)
+    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\) in state_dict: "table"'):
+        b.load_state_dict(a.state_dict())
+    found = paramscope.diff(a, b)
+    assert found.changed == (
+        TensorChange("table", (3,), (3,), "float32", "float32", None, None, "buffer", "buffer", True, False),
+    )
+    assert not found.equal
+    assert paramscope.diff(a, HoldsABuffer()).equal
+    code, out, _ = run(capsys, "diff", "tests.test_diff:HoldsABuffer", "tests.test_diff:HoldsABuffer",
+                       "--args-b", "persistent=false")  # fmt: skip
+    assert code == 1
+    assert section(out, "Different") == [
+        "Different shape, dtype, kind, trainability or persistence (1)",
+        "  Tensor  A                        B",
+        "  ------  -----------------------  ---------------------------------------------------",
+        "  table   (3) float32, persistent  (3) float32, non-persistent (not in the state dict)",
+    ]
+    data = json.loads(run(capsys, "diff", "tests.test_diff:HoldsABuffer", "tests.test_diff:HoldsABuffer",
+                          "--args-b", "persistent=false", "--format", "json")[1])  # fmt: skip
+    assert (data["changed"][0]["persistent_a"], data["changed"][0]["persistent_b"]) == (True, False)
+
+
 def test_a_parameter_that_became_a_buffer_differs(capsys: pytest.CaptureFixture[str]) -> None:
     a, b = holds_parameter(), holds_buffer()
     found = paramscope.diff(a, b)
-    assert found.changed == (TensorChange("p", (3,), (3,), "float32", "float32", True, None, "parameter", "buffer"),)
+    assert found.changed == (
+        TensorChange("p", (3,), (3,), "float32", "float32", True, None, "parameter", "buffer", None, True),
+    )
     assert (found.a.totals.params, found.a.totals.buffers) == (count(a)[0], 0) == (3, 0)
     assert (found.b.totals.params, found.b.totals.buffers) == (0, sum(t.numel() for t in b.buffers())) == (0, 3)
     assert not found.equal
     code, out, _ = run(capsys, "diff", "tests.test_diff:holds_parameter", "tests.test_diff:holds_buffer")
     assert code == 1
     assert section(out, "Different") == [
-        "Different shape, dtype, kind or trainability (1)",
+        "Different shape, dtype, kind, trainability or persistence (1)",
         "  Tensor  A                      B",
         "  ------  ---------------------  ------------------",
         "  p       (3) float32 parameter  (3) float32 buffer",
@@ -951,6 +986,7 @@ def test_quantised_checkpoints_with_other_scales_differ(tmp_path: Path, capsys: 
     assert json.loads(out)["changed"] == [{
         "name": "up.scales", "shape_a": [4, 64], "shape_b": [4, 64], "dtype_a": "float16", "dtype_b": "float32",
         "trainable_a": None, "trainable_b": None, "kind_a": "quantization", "kind_b": "quantization",
+        "persistent_a": None, "persistent_b": None,
     }]  # fmt: skip
     # the scales, zeros and group indices, apart from the parameters, are totals of their own
     code, out, _ = run(capsys, "diff", str(paths["g32"]), str(paths["g64"]), "--format", "json")

@@ -77,8 +77,9 @@ class ModuleDelta:
 
 @dataclass(frozen=True, slots=True)
 class TensorChange:
-    """A tensor in both models whose shape, dtype, kind or trainability differs (trainability is compared only where
-    both sides know it: a checkpoint does not; kinds only between two models or two checkpoints)."""
+    """A tensor in both models whose shape, dtype, kind, trainability or persistence differs (trainability and a
+    buffer's persistence are compared only where both sides know them: a checkpoint does not; kinds only between two
+    models or two checkpoints)."""
 
     name: str
     shape_a: tuple[int, ...] | None
@@ -89,10 +90,20 @@ class TensorChange:
     trainable_b: bool | None = None
     kind_a: TensorKind = "parameter"
     kind_b: TensorKind = "parameter"
+    persistent_a: bool | None = None
+    """For a buffer: in its model's state dict or not (``register_buffer(persistent=...)``); ``None`` where not
+    known (a parameter, a checkpoint's tensor)."""
+    persistent_b: bool | None = None
 
     @property
     def trainability_changed(self) -> bool:
         return None not in (self.trainable_a, self.trainable_b) and self.trainable_a != self.trainable_b
+
+    @property
+    def persistence_changed(self) -> bool:
+        """A buffer in one model's state dict and not in the other's: a state dict saved from one does not load
+        strictly into the other."""
+        return None not in (self.persistent_a, self.persistent_b) and self.persistent_a != self.persistent_b
 
     @property
     def kind_changed(self) -> bool:
@@ -166,7 +177,8 @@ class Diff:
 
     @property
     def equal(self) -> bool:
-        """Nothing differs: no tensor on one side only, none of another shape, dtype, kind or trainability, no tie
+        """Nothing differs: no tensor on one side only, none of another shape, dtype, kind, trainability or
+        persistence, no tie
         or reused module on one side only, and (between two models, or two checkpoints) the same totals and no module
         on one side only or of another class; and both sides' sizes are known."""
         return self.complete and not self._differs()
@@ -245,6 +257,8 @@ class Diff:
                     "trainable_b": change.trainable_b,
                     "kind_a": change.kind_a,
                     "kind_b": change.kind_b,
+                    "persistent_a": change.persistent_a,
+                    "persistent_b": change.persistent_b,
                 }
                 for change in self.changed
             ],
@@ -447,12 +461,13 @@ def _tensor_differences(
             compared.add((record.name, found.name))
             change = TensorChange(
                 name, record.shape, found.shape, record.dtype, found.dtype, record.trainable, found.trainable,
-                record.kind, found.kind,
+                record.kind, found.kind, record.persistent, found.persistent,
             )  # fmt: skip
             # an unknown shape (uninitialised lazy) is no difference: the totals say the comparison is incomplete
             shapes_differ = None not in (record.shape, found.shape) and record.shape != found.shape
             kinds_differ = alike and change.kind_changed
-            if shapes_differ or found.dtype != record.dtype or kinds_differ or change.trainability_changed:
+            if (shapes_differ or found.dtype != record.dtype or kinds_differ or change.trainability_changed
+                    or change.persistence_changed):  # fmt: skip
                 changed.append(change)
     sharing = []
     if alike:

@@ -149,6 +149,8 @@ def _tensor(change: TensorChange, side: str) -> str:
         text += f" {getattr(change, f'kind_{side}')}"
     if change.trainability_changed:
         text += ", trainable" if getattr(change, f"trainable_{side}") else ", frozen"
+    if change.persistence_changed:
+        text += ", persistent" if getattr(change, f"persistent_{side}") else ", non-persistent (not in the state dict)"
     return text
 
 
@@ -188,7 +190,9 @@ def diff_document(diff: Diff, *, depth: int = 2, everything: bool = False, units
     if diff.changed:
         columns = (Column("Tensor"), Column("A"), Column("B"))
         changes = [(name_cell(change.name), _tensor(change, "a"), _tensor(change, "b")) for change in diff.changed]
-        sections.append(Section(f"Different shape, dtype, kind or trainability ({len(changes)})", columns, changes))
+        sections.append(
+            Section(f"Different shape, dtype, kind, trainability or persistence ({len(changes)})", columns, changes)
+        )
     if diff.sharing:
         columns = (Column("Tensors or modules"), Column("A"), Column("B"))
         rows = [
