@@ -790,6 +790,35 @@ def test_a_buffer_that_left_the_state_dict_differs(capsys: pytest.CaptureFixture
     assert (data["changed"][0]["persistent_a"], data["changed"][0]["persistent_b"]) == (True, False)
 
 
+class HoldsAScalar(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.zeros(()))
+
+
+@pytest.mark.parametrize("shape", [(1,), (3,), (1, 1)], ids=str)
+def test_a_scalar_against_a_checkpoint_differs_where_load_state_dict_says_so(
+    tmp_path: Path, shape: tuple[int, ...]
+) -> None:
+    # torch loads a 1-d tensor of one value into a 0-d parameter (torch 0.3 saved scalars so): no size mismatch
+    path = tmp_path / "model.pt"
+    torch.save({"p": torch.ones(shape)}, path)
+    model = HoldsAScalar()
+    found = paramscope.diff(model, str(path))
+    if shape == (1,):
+        model.load_state_dict(torch.load(path, weights_only=True))
+        assert found.equal
+        assert found.changed == ()
+        assert (
+            "p: a scalar in the model, of shape (1) in B, which load_state_dict loads (as torch 0.3 saved scalars): "
+            "not a size mismatch"
+        ) in found.notes
+    else:  # of three values torch takes the first and drops the rest; of (1, 1) it refuses the size
+        assert not found.equal
+        assert [change.name for change in found.changed] == ["p"]
+    assert paramscope.diff(str(path), model).equal == found.equal  # either side
+
+
 def test_a_parameter_that_became_a_buffer_differs(capsys: pytest.CaptureFixture[str]) -> None:
     a, b = holds_parameter(), holds_buffer()
     found = paramscope.diff(a, b)

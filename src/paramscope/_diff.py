@@ -453,6 +453,7 @@ def _tensor_differences(
     # Each pair of tensors that share a name is compared once, under the first name they share: with a tie on one
     # side only, one tensor of A is two of B (or the other way round), and each of them must fit it.
     changed, compared = [], set()
+    scalars_loaded = []  # a model's 0-d tensor against a checkpoint's 1-d one: load_state_dict loads its first value
     for record in records_a:
         for name in names_a(record):
             found = by_name_b.get(name)
@@ -465,10 +466,21 @@ def _tensor_differences(
             )  # fmt: skip
             # an unknown shape (uninitialised lazy) is no difference: the totals say the comparison is incomplete
             shapes_differ = None not in (record.shape, found.shape) and record.shape != found.shape
+            if shapes_differ and not alike and _loads_as_a_scalar(*(
+                (found, record) if is_checkpoint(a) else (record, found)
+            )):  # fmt: skip
+                shapes_differ = False
+                scalars_loaded.append(name)
             kinds_differ = alike and change.kind_changed
             if (shapes_differ or found.dtype != record.dtype or kinds_differ or change.trainability_changed
                     or change.persistence_changed):  # fmt: skip
                 changed.append(change)
+    if scalars_loaded:
+        checkpoint_side = "A" if is_checkpoint(a) else "B"
+        notes.append(
+            f"{listed(scalars_loaded)}: a scalar in the model, of shape (1) in {checkpoint_side}, which "
+            "load_state_dict loads (as torch 0.3 saved scalars): not a size mismatch"
+        )
     sharing = []
     if alike:
         tensor_a = {name: record.name for name, record in by_name_a.items()}
@@ -477,6 +489,13 @@ def _tensor_differences(
         module_b = {node.path: node.same_as or node.path for node in b.modules}
         sharing = _sharing_changes("tensor", tensor_a, tensor_b) + _sharing_changes("module", module_a, module_b)
     return only_a, only_b, changed, sharing, notes
+
+
+def _loads_as_a_scalar(model: TensorRecord, checkpoint: TensorRecord) -> bool:
+    """Whether ``load_state_dict`` loads the checkpoint's tensor into the model's though their shapes differ: a 0-d
+    parameter or buffer takes a 1-d tensor of one value (torch's ``_load_from_state_dict``, for checkpoints saved by
+    torch 0.3, whose scalars were 1-d). Of a longer one it takes the first value and drops the rest: a difference."""
+    return model.shape == () and checkpoint.shape == (1,)
 
 
 def _report_notes(a: Report, b: Report) -> list[str]:
