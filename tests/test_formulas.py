@@ -1107,6 +1107,16 @@ def test_adaptive_log_softmax_bad_input_is_a_formula_error(bad: Hyperparameters)
         evaluate("AdaptiveLogSoftmaxWithLoss", in_features=4, n_classes=10, **bad)
 
 
+@pytest.mark.parametrize("div_value", [1e19, 2.0**70], ids=["1e19", "2**70"])
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op:UserWarning")
+def test_adaptive_log_softmax_divides_by_a_value_larger_than_any_size_as_torch_does(div_value: float):
+    # div_value is a divisor, not a size: the clusters' projections are 0 wide; it had been refused as "larger than
+    # any tensor size"
+    module = nn.AdaptiveLogSoftmaxWithLoss(16, 100, [10, 50], div_value=div_value)
+    found = evaluate("AdaptiveLogSoftmaxWithLoss", in_features=16, n_classes=100, cutoffs=(10, 50), div_value=div_value)
+    assert found.params == sum(p.numel() for p in module.parameters()) == 16 * (10 + 2)
+
+
 def test_linear_cross_entropy_weight_is_a_buffer():
     module = nn.LinearCrossEntropyLoss(3, 4, weight=torch.ones(4))
     assert actual(module) == (12, 4)

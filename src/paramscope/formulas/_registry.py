@@ -238,7 +238,7 @@ class Argument:
                 raise FormulaError(f"{layer}: {self.name}={_short.repr(value)} must be a finite number")
             if item < 0:
                 raise FormulaError(f"{layer}: {self.name}={_short.repr(value)} must not be negative")
-            if item > _MAX_INT:
+            if isinstance(item, int) and item > _MAX_INT:  # a float is no size (div_value, momentum)
                 raise FormulaError(
                     f"{layer}: {self.name}={_short.repr(value)} is larger than any tensor size (2**63 - 1)"
                 )
