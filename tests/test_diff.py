@@ -29,6 +29,7 @@ from torch import nn
 import paramscope
 from paramscope import SharingChange, TensorChange
 from paramscope.render.diff import render_diff, shown_modules
+from paramscope.sources.module import forward_module
 
 from .checkpoints import write_safetensors
 from .cli import run
@@ -788,6 +789,25 @@ def test_a_buffer_that_left_the_state_dict_differs(capsys: pytest.CaptureFixture
     data = json.loads(run(capsys, "diff", "tests.test_diff:HoldsABuffer", "tests.test_diff:HoldsABuffer",
                           "--args-b", "persistent=false", "--format", "json")[1])  # fmt: skip
     assert (data["changed"][0]["persistent_a"], data["changed"][0]["persistent_b"]) == (True, False)
+
+
+@pytest.mark.parametrize("wrap", [nn.DataParallel, torch.compile], ids=["DataParallel", "compile"])
+def test_a_wrapped_model_against_its_own_state_dict_is_the_same(tmp_path: Path, wrap: Any) -> None:
+    # its keys carry the wrapper's prefix (module., _orig_mod.), which the report's names do not: every one had been
+    # missing and unexpected, though the wrapped model loads its own state dict
+    model = wrap(nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3)))
+    path = tmp_path / "wrapped.pt"
+    torch.save(model.state_dict(), path)
+    model.load_state_dict(torch.load(path, weights_only=True))  # strict: every key is the wrapper's
+    prefix = "module." if wrap is nn.DataParallel else "_orig_mod."
+    assert all(name.startswith(prefix) for name in torch.load(path, weights_only=True))
+    found = paramscope.diff(model, str(path))
+    assert (found.only_in_a, found.only_in_b, found.changed) == ((), (), ())
+    assert found.equal
+    assert paramscope.diff(str(path), model).equal
+    # a checkpoint of the wrapped model alone is still matched, as before
+    torch.save(forward_module(model).state_dict(), path)
+    assert paramscope.diff(model, str(path)).equal
 
 
 class HoldsAScalar(nn.Module):

@@ -228,8 +228,22 @@ def loaded_names(model: nn.Module, model_report: Report, checkpoint: Report) -> 
         return LoadedNames.unknown(f"it failed on meta stand-ins: {type(error).__name__}: {first_line(error)}")
 
 
+def _wrapper_prefix(model: nn.Module, inner: nn.Module) -> str:
+    """The prefix a top-level wrapper (DataParallel's ``module.``, torch.compile's ``_orig_mod.``, both nested) puts
+    on the names of the ``inner`` model it wraps, which the report names without it; empty when there is none."""
+    if inner is model:
+        return ""
+    return next(f"{path}." for path, module in model.named_modules() if module is inner)
+
+
 def _run_load_code(model: nn.Module, model_report: Report, checkpoint: Report) -> LoadedNames:
-    model = forward_module(model)
+    inner = forward_module(model)
+    # the state dict of a wrapped model carries its wrapper's prefix (a DDP or compiled model's own checkpoint):
+    # loaded into the wrapper, as its own load_state_dict loads it; one without is the inner model's, loaded there
+    prefix = _wrapper_prefix(model, inner)
+    stored = [name for record in checkpoint.tensors for name in (record.name, *record.aliases)]
+    prefixed = bool(prefix) and bool(stored) and all(name.startswith(prefix) for name in stored)
+    model = inner
     shells = _shells(model)
     holding = _holding_the_model(shells, model)
     if holding is not None:
@@ -254,11 +268,15 @@ def _run_load_code(model: nn.Module, model_report: Report, checkpoint: Report) -
         for name in (record.name, *record.aliases):
             shape = record.shape if record.shape is not None else (0,)
             tensor = torch.empty(shape, dtype=_dtype(record.dtype), device="meta")
-            state[name] = tensor
+            state[name.removeprefix(prefix) if prefixed else name] = tensor
             origin[id(tensor)] = name
     state_dict: Any = dict(state)
-    if checkpoint.state_dict_metadata is not None:
-        state_dict = _with_metadata(state_dict, checkpoint.state_dict_metadata)
+    metadata = checkpoint.state_dict_metadata
+    if metadata is not None and prefixed:  # the versions of the wrapped model's modules, by their paths in it
+        metadata = {path.removeprefix(prefix) if path != prefix[:-1] else "": entry for path, entry in metadata.items()
+                    if path.startswith(prefix) or path == prefix[:-1]}  # fmt: skip
+    if metadata is not None:
+        state_dict = _with_metadata(state_dict, metadata)
     loaded: dict[str, str | None] = {}  # the model's key -> the checkpoint name loaded into it (None: its own)
     unexpected: dict[str, str] = {}  # torch's unexpected key -> the checkpoint name it was stored under
     seen: list[list[str]] = []
@@ -295,7 +313,7 @@ def _run_load_code(model: nn.Module, model_report: Report, checkpoint: Report) -
     return LoadedNames(
         renamed={source: key for key, source in loaded.items() if source is not None and source != key},
         supplied=frozenset(key for key, source in loaded.items() if source is None),
-        consumed=frozenset(name for name in state if name not in sources and name not in still_unexpected),
+        consumed=frozenset(name for name in origin.values() if name not in sources and name not in still_unexpected),
     )
 
 
