@@ -704,6 +704,34 @@ def test_meta_tensors_in_a_pt_file_are_counted_at_their_shapes_with_a_note(tmp_p
     )
 
 
+def test_float4_x2_weights_count_their_values_alike_in_a_model_a_pt_file_and_safetensors(tmp_path: Path) -> None:
+    # torch's float4_e2m1fn_x2 holds two float4 values an element; safetensors stores them as F4 of twice the last
+    # dimension. The model and its .pt counted 12 elements, the .safetensors 24 values: the diff called them different
+    model = nn.Module()
+    model.w = nn.Parameter(torch.empty(4, 3, dtype=torch.float4_e2m1fn_x2), requires_grad=False)
+    model.b = nn.Parameter(torch.zeros(5))
+    safetensors.torch.save_file(model.state_dict(), tmp_path / "model.safetensors")
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    with safe_open(str(tmp_path / "model.safetensors"), "numpy") as handle:  # the values, as the file holds them
+        values = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    assert values == {"w": (4, 6), "b": (5,)}
+    reports = [
+        paramscope.inspect(model),
+        *(paramscope.inspect(str(tmp_path / f"model.{kind}")) for kind in ("pt", "safetensors")),
+    ]
+    for report in reports:
+        assert report.totals.params == sum(math.prod(shape) for shape in values.values()) == 2 * 12 + 5
+        assert report.totals.param_bytes == sum(p.numel() * p.element_size() for p in model.parameters()) == 12 + 20
+        assert (report.tensor("w").shape, report.tensor("w").dtype) == ((4, 6), "float4_e2m1fn")
+    note = ("1 tensor(s) of torch's float4_e2m1fn_x2, two float4 values an element, counted as their values (shown as "
+            "float4_e2m1fn, the last dimension doubled, as safetensors stores them): w")  # fmt: skip
+    assert note in reports[0].notes
+    assert note in reports[1].notes
+    assert paramscope.diff(model, str(tmp_path / "model.safetensors")).equal
+    assert paramscope.diff(model, str(tmp_path / "model.pt")).equal
+    assert paramscope.diff(str(tmp_path / "model.pt"), str(tmp_path / "model.safetensors")).equal
+
+
 def test_views_of_a_larger_storage_in_a_pt_file_are_counted_at_their_sizes_with_a_note(tmp_path: Path) -> None:
     # torch.save writes a view's whole storage: the file holds 400 B for 10 + 50 elements of float32
     base = torch.arange(100.0)

@@ -14,9 +14,31 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
-from .._units import format_bytes, shortened
+from .._units import format_bytes, listed, shortened
 
 PLAIN_TENSOR_CLASSES = frozenset({torch.Tensor, nn.Parameter, nn.Buffer})
+PACKED_FP4 = "float4_e2m1fn_x2"
+"""torch's dtype of two float4 values an element (MXFP4, NVFP4 weights), counted as its values (see
+:func:`fp4_values`)."""
+
+
+def fp4_values(shape: tuple[int, ...]) -> tuple[tuple[int, ...], str]:
+    """The shape and dtype of the float4 values a ``float4_e2m1fn_x2`` tensor of ``shape`` holds, two an element
+    along its last dimension: what ``safetensors.torch`` writes it as (``F4``, the last dimension doubled), and the
+    weights it is. Its bytes are the same.
+
+    >>> fp4_values((4, 3))
+    ((4, 6), 'float4_e2m1fn')
+    """
+    return (*shape[:-1], shape[-1] * 2), "float4_e2m1fn"
+
+
+def fp4_note(names: list[str], limit: int) -> str:
+    """The note on the ``float4_e2m1fn_x2`` tensors ``names``, counted as their values."""
+    return (
+        f"{len(names)} tensor(s) of torch's float4_e2m1fn_x2, two float4 values an element, counted as their values "
+        f"(shown as float4_e2m1fn, the last dimension doubled, as safetensors stores them): {listed(names, limit)}"
+    )
 
 
 def _is_wrapper_subclass(tensor: torch.Tensor) -> bool:

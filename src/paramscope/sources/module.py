@@ -33,7 +33,16 @@ from ._sharded import (
     unflatten,
     zero3_sharding,
 )
-from ._tensors import PLAIN_TENSOR_CLASSES, UNREAD_PACKING, declared_dtype, packed_weights, unusual_bytes
+from ._tensors import (
+    PACKED_FP4,
+    PLAIN_TENSOR_CLASSES,
+    UNREAD_PACKING,
+    declared_dtype,
+    fp4_note,
+    fp4_values,
+    packed_weights,
+    unusual_bytes,
+)
 
 if TYPE_CHECKING:
     from ..dtypes import DType
@@ -250,6 +259,8 @@ class _Walk:
         """Packed weights that could not be read: owner, the layer as the notes name it, name, dtype, why."""
         self._packed_read: set[int] = set()
         self.size_notes: list[str] = []
+        self.fp4: list[str] = []
+        """The float4_e2m1fn_x2 tensors, counted as their values."""
         self._storage_first: dict[int, torch.Tensor] = {}
         """The first tensor met on each storage, by address."""
         self._storage_users: dict[int, list[torch.Tensor]] = {}
@@ -499,6 +510,9 @@ class _Walk:
                         held = None
                     if held is not None and (held.nbytes() > nbytes or storage_holders(held._cdata) > 2):
                         self._place(tensor, nbytes)
+                if dtype_name == PACKED_FP4 and shape:  # its values, two an element
+                    (shape, dtype_name), numel = fp4_values(shape), numel * 2
+                    self.fp4.append(name)
                 # positional: keyword arguments make a NamedTuple noticeably slower to build
                 records.append(TensorRecord(name, shape, numel, dtype_name, nbytes, kind, trainable, persistent, (),
                                             None, shard))  # fmt: skip
@@ -671,6 +685,7 @@ class _Walk:
                 "unknown; totals are incomplete"
             )
         notes += _capped(self.size_notes + self._storage_notes(), "tensors with unusual storage")
+        notes += [fp4_note(self.fp4, _MAX_NAMES_IN_NOTE)] if self.fp4 else []
         for cause, (paths, nbytes) in self.gathered_by_cause.items():
             notes.append(
                 f"FSDP2 parameters of {_listed(paths)} are gathered now ({cause}): this rank's share is of their "

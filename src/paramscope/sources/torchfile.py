@@ -42,7 +42,7 @@ from .._errors import SourceError, printable
 from .._report import Report
 from .._units import format_bytes, format_count, listed, shortened
 from ._sharded import dtensor_class, dtensor_sharding
-from ._tensors import sparse_parts, unusual_bytes
+from ._tensors import PACKED_FP4, fp4_note, fp4_values, sparse_parts, unusual_bytes
 from .checkpoint import TRAINING_STATE, StoredTensor, check_files, checkpoint_report, files_read, read_config
 from .safetensors import check_regular_file, directory_index, load_index
 
@@ -773,6 +773,7 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
     stored = []
     sparse: list[str] = []
     views: list[str] = []
+    fp4: list[str] = []
     for position, (path, name, shape, tensor, what) in enumerate(order):
         entry = dtype_table.find(str(tensor.dtype))
         if entry is None:
@@ -786,7 +787,11 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
         elif what == "plain" and not tensor.is_meta and not tensor.is_contiguous():
             nbytes, note = unusual_bytes(name, tensor, nbytes)
             views.extend([note] if note else [])
-        stored.append(StoredTensor(name, entry.name, shape, nbytes, str(path), tuple(aliases.get(position, ()))))
+        dtype = entry.name
+        if dtype == PACKED_FP4 and shape:  # its values, two an element, as safetensors stores them
+            shape, dtype = fp4_values(shape)
+            fp4.append(name)
+        stored.append(StoredTensor(name, dtype, shape, nbytes, str(path), tuple(aliases.get(position, ()))))
     dtensors = [(name, tensor) for _, name, _, tensor, what in order if what == "dtensor"]
     nested = [name for _, name, _, _, what in order if what == "nested"]
     on_meta = [name for _, name, _, tensor, _ in order if _counted(tensor)[0].is_meta]
@@ -810,6 +815,8 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
             f"{len(nested)} nested tensor(s) counted as their stored values, shown with the values' shape (a ragged "
             f"dimension has no single size): {listed(nested)}"
         )
+    if fp4:
+        notes.append(fp4_note(fp4, _MAX_NAMED))
     if on_meta:
         notes.append(
             f"{len(on_meta)} tensor(s) on the meta device, whose data the file does not hold: counted at their shapes "
