@@ -1250,3 +1250,58 @@ def test_a_deep_chain_against_a_grown_one() -> None:
     assert [(change.name, change.shape_a, change.shape_b) for change in found.changed] == [
         (f"{levels[wide]}.lin.weight", (2, 2), (3, 3)), (f"{levels[wide]}.lin.bias", (2,), (3,)),
     ]  # fmt: skip
+
+
+def _tiny_vit() -> Any:
+    import transformers
+
+    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                    image_size=32, patch_size=8)  # fmt: skip
+    return transformers.ViTForImageClassification(config)
+
+
+def _tiny_mixtral() -> Any:
+    import transformers
+
+    config = transformers.MixtralConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1, num_local_experts=2,
+                                        num_experts_per_tok=1, bos_token_id=0, eos_token_id=0)  # fmt: skip
+    return transformers.MixtralForCausalLM(config)
+
+
+@pytest.mark.parametrize("make", [_tiny_vit, _tiny_mixtral], ids=["vit-renamed", "mixtral-merged"])
+def test_a_transformers_model_against_its_saved_weights_is_matched_as_from_pretrained_loads_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, make: Any
+) -> None:
+    # transformers 5 keeps ViT's legacy names on disk (encoder.layer.0.attention.attention.query) and Mixtral's experts
+    # one by one (block_sparse_moe.experts.0.w1), and renames or merges them as it loads; the diff had matched names
+    # as stored (every tensor missing and unexpected) where inspect --check said the weights load
+    model = make()
+    model.save_pretrained(tmp_path)
+    stored = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    names = {name for name, _ in model.named_parameters()}
+    assert set(stored) - names  # stored under other names than the model's
+    _, info = type(model).from_pretrained(tmp_path, output_loading_info=True)
+    assert (info["missing_keys"], info["unexpected_keys"], info["mismatched_keys"]) == (set(), set(), set())
+    for a, b in ((str(tmp_path / "config.json"), str(tmp_path)), (model, str(tmp_path / "model.safetensors"))):
+        found = paramscope.diff(a, b)
+        assert (found.only_in_a, found.only_in_b, found.changed) == ((), (), ())
+        assert found.equal
+    capsys.readouterr()
+    assert run(capsys, "inspect", str(tmp_path), "--check")[0] == 0
+    assert run(capsys, "diff", str(tmp_path / "config.json"), str(tmp_path))[0] == 0
+
+
+def test_merged_experts_that_hold_fewer_values_than_the_model_differ(tmp_path: Path) -> None:
+    model = _tiny_mixtral()
+    model.save_pretrained(tmp_path)
+    stored = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    dropped = "model.layers.0.block_sparse_moe.experts.1.w1.weight"
+    del stored[dropped]
+    safetensors.torch.save_file(stored, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    found = paramscope.diff(str(tmp_path / "config.json"), str(tmp_path))
+    assert not found.equal
+    fused = "model.layers.0.mlp.experts.gate_up_proj"
+    (change,) = found.changed
+    held = dict(model.named_parameters())[fused]
+    assert (change.name, change.shape_a, change.shape_b) == (fused, tuple(held.shape), (held.numel() * 3 // 4,))

@@ -404,8 +404,21 @@ def diff(
         model, model_report, checkpoint = (
             (models[1], report_b, report_a) if is_checkpoint(report_a) else (models[0], report_a, report_b)
         )
-        if model is not None:
+        if model is not None and _is_transformers_model(model):
+            # from_pretrained renames and converts a checkpoint's keys (ViT's legacy names, Mixtral's experts stored
+            # one by one), as --check matches them; load_state_dict does none of it
+            from ._check import loaded_names as loaded_by_transformers
+            from .sources.hf import checkpoint_loading
+
+            loaded = loaded_by_transformers(model_report, checkpoint, checkpoint_loading(model))
+        elif model is not None:
             from .sources._loading import loaded_names
 
             loaded = loaded_names(model, model_report, checkpoint)
     return compare(report_a, report_b, loaded)
+
+
+def _is_transformers_model(model: nn.Module) -> bool:
+    """Whether ``model`` is a transformers model (which only exists once transformers is imported)."""
+    transformers = sys.modules.get("transformers")
+    return transformers is not None and isinstance(model, transformers.PreTrainedModel)

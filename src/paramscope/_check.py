@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from ._diff import LoadedNames
 from ._report import Report, TensorRecord
 from ._units import MAX_NAME_IN_NOTE, listed, shortened
 
@@ -233,6 +234,52 @@ def _merge_gaps(sources: Sequence[TensorRecord], indexed: dict[str, tuple[int, i
     return gaps
 
 
+def _loaded_as(
+    record: TensorRecord, name: str, loading: Loading, expected: set[str]
+) -> tuple[str, str, bool, str | None]:
+    """How the loader takes the checkpoint tensor ``record`` stored under ``name``: the name of the weight it encodes
+    (a packed one's logical name), the model name it is loaded into, whether loading converts it, and whether the
+    base-model prefix was added or removed to make that name one of the model's (``expected``)."""
+    logical = _logical_name(name) if record.packing is not None else name
+    target, converted = loading.rename(logical) if loading.rename is not None else (logical, False)
+    target, change = _prefixed(target, loading.base_model_prefix, expected)
+    return logical, target, converted, change
+
+
+def loaded_names(model: Report, checkpoint: Report, loading: Loading) -> LoadedNames:
+    """The checkpoint's names as the loader ``loading`` describes takes them into ``model`` (transformers'
+    ``from_pretrained``), for a diff: each name it loads under another, the model names it fills from several
+    checkpoint tensors (compared by their count of values), and the names it does not report missing or unexpected.
+
+    Example::
+
+        diff = _diff.compare(model_report, checkpoint_report, loaded_names(model_report, checkpoint_report, loading))
+    """
+    expected = {name for record in model.tensors for name in _names(record)}
+    renamed: dict[str, str] = {}
+    merged: set[str] = set()
+    loaded: set[str] = set()
+    consumed: set[str] = set()
+    ignore_missing, ignore_unexpected = _search(loading.ignore_missing), _search(loading.ignore_unexpected)
+    for record in checkpoint.tensors:
+        for name in _names(record):
+            _, target, converted, _ = _loaded_as(record, name, loading, expected)
+            if target != name:
+                renamed[name] = target
+            if converted:
+                merged.add(target)
+            loaded.add(target)
+            if target not in expected and ignore_unexpected(target):
+                consumed.add(name)
+    supplied = {name for name in expected if name not in loaded and ignore_missing(name)}
+    return LoadedNames(
+        renamed, frozenset(supplied), frozenset(consumed), merged=frozenset(merged), loader=_TRANSFORMERS_LOADER
+    )
+
+
+_TRANSFORMERS_LOADER = "transformers' loader (from_pretrained's conversion mapping and base-model prefix)"
+
+
 def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -> Check:
     """Which of the model's tensors the checkpoint lacks, which it has in excess, and which differ in shape.
 
@@ -255,9 +302,7 @@ def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -
     packed: list[str] = []
     for record in checkpoint.tensors:
         for name in _names(record):
-            logical = _logical_name(name) if record.packing is not None else name
-            target, converted = loading.rename(logical) if loading.rename is not None else (logical, False)
-            target, change = _prefixed(target, loading.base_model_prefix, expected)
+            logical, target, converted, change = _loaded_as(record, name, loading, expected)
             if change is not None and name == record.name:
                 prefixed[change].append(record.name)
             if logical != name and name == record.name:

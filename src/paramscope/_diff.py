@@ -11,7 +11,7 @@ reused and a quantised checkpoint's scales and zeros are compared too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -121,6 +121,11 @@ class SharingChange:
     count_b: int
 
 
+_OWN_LOAD_CODE = (
+    "the model's own load code (its modules' _load_from_state_dict and load_state_dict hooks, run on meta stand-ins)"
+)
+
+
 @dataclass(frozen=True)
 class LoadedNames:
     """What a model's own load code makes of a checkpoint's names, beyond matching them as stored: the
@@ -138,6 +143,11 @@ class LoadedNames:
     """Checkpoint names its load code takes and loads into no tensor: not unexpected."""
     not_run: str = ""
     """Why the load code was not run, where it was not (the names are then compared as stored)."""
+    merged: frozenset[str] = frozenset()
+    """The model's names that loading fills from several checkpoint tensors (transformers' conversion of Mixtral's
+    experts, stored one by one, into one tensor): compared by their count of values, not their shapes."""
+    loader: str = _OWN_LOAD_CODE
+    """What loads the checkpoint, as the notes name it."""
 
     @classmethod
     def unknown(cls, why: str) -> LoadedNames:
@@ -390,12 +400,15 @@ def _loaded_notes(loaded: LoadedNames) -> list[str]:
         parts.append(
             f"takes {len(loaded.consumed)} of its tensors without loading them ({listed(sorted(loaded.consumed))})"
         )
+    if loaded.merged:
+        parts.append(
+            f"fills {len(loaded.merged)} of the model's tensors each from several of its tensors "
+            f"({listed(sorted(loaded.merged))}; compared by their count of values)"
+        )
     if not parts:
         return []
-    return [
-        "the model's own load code (its modules' _load_from_state_dict and load_state_dict hooks, run on meta "
-        f"stand-ins) {', and '.join(parts)}: compared as load_state_dict loads them"
-    ]
+    how = "load_state_dict loads" if loaded.loader == _OWN_LOAD_CODE else "it loads"
+    return [f"{loaded.loader} {', and '.join(parts)}: compared as {how} them"]
 
 
 def _tensor_differences(
@@ -454,18 +467,25 @@ def _tensor_differences(
     # side only, one tensor of A is two of B (or the other way round), and each of them must fit it.
     changed, compared = [], set()
     scalars_loaded = []  # a model's 0-d tensor against a checkpoint's 1-d one: load_state_dict loads its first value
+    merged = _merged_values(loaded, records_a, names_a, records_b, names_b, is_checkpoint(a)) if not alike else {}
     for record in records_a:
         for name in names_a(record):
             found = by_name_b.get(name)
-            if found is None or (record.name, found.name) in compared:
+            pair = (name, name) if name in merged else (record.name, getattr(found, "name", None))
+            if found is None or pair in compared:
                 continue
-            compared.add((record.name, found.name))
+            compared.add(pair)
+            shape_a, shape_b = record.shape, found.shape
+            if name in merged:  # several checkpoint tensors loaded into one: compared by their count of values
+                held = found if is_checkpoint(a) else record  # the model's tensor
+                stored = held.shape if held.numel == merged[name] else (merged[name],)
+                shape_a, shape_b = (stored, held.shape) if is_checkpoint(a) else (held.shape, stored)
             change = TensorChange(
-                name, record.shape, found.shape, record.dtype, found.dtype, record.trainable, found.trainable,
+                name, shape_a, shape_b, record.dtype, found.dtype, record.trainable, found.trainable,
                 record.kind, found.kind, record.persistent, found.persistent,
             )  # fmt: skip
             # an unknown shape (uninitialised lazy) is no difference: the totals say the comparison is incomplete
-            shapes_differ = None not in (record.shape, found.shape) and record.shape != found.shape
+            shapes_differ = None not in (shape_a, shape_b) and shape_a != shape_b
             if shapes_differ and not alike and _loads_as_a_scalar(*(
                 (found, record) if is_checkpoint(a) else (record, found)
             )):  # fmt: skip
@@ -489,6 +509,24 @@ def _tensor_differences(
         module_b = {node.path: node.same_as or node.path for node in b.modules}
         sharing = _sharing_changes("tensor", tensor_a, tensor_b) + _sharing_changes("module", module_a, module_b)
     return only_a, only_b, changed, sharing, notes
+
+
+def _merged_values(
+    loaded: LoadedNames | None,
+    records_a: list[TensorRecord], names_a: Callable[[TensorRecord], tuple[str, ...]],
+    records_b: list[TensorRecord], names_b: Callable[[TensorRecord], tuple[str, ...]],
+    checkpoint_is_a: bool,
+) -> dict[str, int]:  # fmt: skip
+    """For each model name the loader fills from several checkpoint tensors (:attr:`LoadedNames.merged`), the
+    values those tensors hold together."""
+    if loaded is None or not loaded.merged:
+        return {}
+    records, names = (records_a, names_a) if checkpoint_is_a else (records_b, names_b)
+    values: dict[str, int] = {}
+    for record in records:
+        for name in set(names(record)) & loaded.merged:
+            values[name] = values.get(name, 0) + (record.numel or 0)
+    return values
 
 
 def _loads_as_a_scalar(model: TensorRecord, checkpoint: TensorRecord) -> bool:
