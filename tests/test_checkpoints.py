@@ -687,6 +687,22 @@ def test_tensors_that_are_views_of_one_storage_are_counted_at_their_sizes_with_a
     )
 
 
+@pytest.mark.parametrize("kind", ["pt", "safetensors"])
+def test_an_empty_checkpoint_says_it_holds_no_tensors(tmp_path: Path, kind: str) -> None:
+    # its 0 parameters had come with no note: never a silent zero
+    path = tmp_path / f"model.{kind}"
+    if kind == "pt":
+        torch.save({}, path)
+        assert torch.load(path, weights_only=True) == {}
+    else:
+        safetensors.torch.save_file({}, path)
+        with safe_open(str(path), "pt") as handle:
+            assert list(handle.keys()) == []
+    report = paramscope.inspect(str(path))
+    assert (report.totals.params, report.totals.buffers) == (0, 0)
+    assert report.notes == ("the checkpoint holds no tensors: 0 parameters",)
+
+
 def test_meta_tensors_in_a_pt_file_are_counted_at_their_shapes_with_a_note(tmp_path: Path) -> None:
     # a state dict of a model built on meta saves no data: the file holds the shapes and dtypes alone
     with torch.device("meta"):

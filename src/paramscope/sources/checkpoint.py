@@ -284,6 +284,9 @@ def checkpoint_report(
         by_dtype=by_dtype,
         tensors=tuple(records),
         modules=nodes,
-        notes=(*notes, *record_notes, *_tie_notes(records, config)),
+        notes=(*notes, *record_notes, *_tie_notes(records, config), *(() if records else (_EMPTY,))),
     )
     return with_active_params(report, config)
+
+
+_EMPTY = "the checkpoint holds no tensors: 0 parameters"
