@@ -1791,6 +1791,97 @@ def test_trust_remote_code_runs_the_local_code(capsys: pytest.CaptureFixture[str
     assert all(marker.exists() for marker in remote.markers)
 
 
+_CUSTOM_HEADS = """
+import torch
+from transformers import LlamaForCausalLM as _LM, LlamaForSequenceClassification as _Classifier, LlamaModel
+
+
+class XModel(LlamaModel):
+    pass
+
+
+class XForSequenceClassification(_Classifier):
+    def __init__(self, config):
+        super().__init__(config)
+        self.extra = torch.nn.Linear(config.hidden_size, 100)
+
+
+class LlamaForCausalLM(_LM):  # the name of transformers' own class, as Phi-3's repository names its Phi3ForCausalLM
+    def __init__(self, config):
+        super().__init__(config)
+        self.extra_head = torch.nn.Linear(config.hidden_size, 1000, bias=False)
+"""
+
+
+def _custom_classes(directory: Path, architecture: str, auto_map: dict[str, str]) -> Path:
+    (directory / "modeling_x.py").write_text(_CUSTOM_HEADS)
+    path = write_config(directory, transformers.LlamaConfig(**TINY_LLAMA, architectures=[architecture]))
+    edit_config(path, auto_map=auto_map)
+    return path
+
+
+def _built_by_transformers(directory: Path, auto: str) -> nn.Module:
+    """The model transformers' Auto class builds from the directory's config with trust_remote_code, on meta."""
+    config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=True)
+    with torch.device("meta"):
+        return getattr(transformers, auto).from_config(config, trust_remote_code=True)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("architecture", "auto_map", "auto"),
+    [
+        # the auto_map entry that names the architecture, not AutoModel's nor AutoModelForCausalLM's
+        ("XForSequenceClassification", {"AutoModel": "modeling_x.XModel",
+                                        "AutoModelForSequenceClassification": "modeling_x.XForSequenceClassification"},
+         "AutoModelForSequenceClassification"),
+        ("XForSequenceClassification", {"AutoModelForCausalLM": "modeling_x.LlamaForCausalLM",
+                                        "AutoModelForSequenceClassification": "modeling_x.XForSequenceClassification"},
+         "AutoModelForSequenceClassification"),
+        # the repository's class of the name of one of transformers' own
+        ("LlamaForCausalLM", {"AutoModelForCausalLM": "modeling_x.LlamaForCausalLM"}, "AutoModelForCausalLM"),
+    ],
+    ids=["beside-AutoModel", "beside-AutoModelForCausalLM", "named-as-transformers-own"],
+)  # fmt: skip
+def test_trust_remote_code_builds_the_class_auto_map_gives_the_architecture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, architecture: str, auto_map: dict[str, str], auto: str
+) -> None:
+    # it built AutoModelForCausalLM's class where there was one, else AutoModel's, and named the architecture in the
+    # note; and transformers' own class where it had one of the name
+    isolated_modules_cache(tmp_path, monkeypatch)
+    directory = tmp_path / "repo"
+    directory.mkdir()
+    path = _custom_classes(directory, architecture, auto_map)
+    expected = _built_by_transformers(directory, auto)
+    assert type(expected).__name__ == architecture
+    report = paramscope.inspect(str(path), trust_remote_code=True)
+    assert report.totals.params == sum(p.numel() for p in expected.parameters())
+    assert report.modules[0].type == architecture
+    assert report.notes[0] == f"built {architecture} (custom code, through {auto}) from {path} on meta"
+
+
+def test_without_trust_remote_code_transformers_own_class_is_built_and_said(tmp_path: Path) -> None:
+    path = _custom_classes(tmp_path, "LlamaForCausalLM", {"AutoModelForCausalLM": "modeling_x.LlamaForCausalLM"})
+    report = paramscope.inspect(str(path))
+    with torch.device("meta"):
+        own = transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY_LLAMA))
+    assert report.totals.params == sum(p.numel() for p in own.parameters())
+    assert report.notes[0] == (
+        "built transformers' own LlamaForCausalLM (the repository maps it to custom code, "
+        f"modeling_x.LlamaForCausalLM, which --trust-remote-code builds) from {path} on meta"
+    )
+
+
+def test_an_auto_map_that_is_no_mapping_is_refused_where_custom_code_is_looked_for(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]))
+    edit_config(path, auto_map="modeling_x.XModel")
+    message = f"{path}: auto_map is str, not a mapping of Auto classes to the repository's classes"
+    assert_error(run(capsys, "inspect", str(path), "--model-class", "AutoModelForCausalLM"), message)  # a traceback
+    assert_error(run(capsys, "inspect", str(path), "--trust-remote-code"), message)
+    assert paramscope.inspect(str(path)).totals.params > 0  # transformers' own class, as transformers builds it
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 7. meta-device pitfalls: a module that needs real tensors while it is built
 

@@ -171,6 +171,11 @@ def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_
     name = model_class or _architecture(config, shown)
     if name is None:
         return transformers.AutoModel, "AutoModel (config.json names no architecture)"
+    auto_map = _auto_map(config, shown, refuse=trust_remote_code)
+    custom = _custom_auto_class(auto_map, name)
+    if custom is not None and trust_remote_code:
+        # as transformers' Auto class builds it with trust_remote_code, even where it has a class of that name
+        return getattr(transformers, custom), f"{name} (custom code, through {custom})"
     try:
         cls = getattr(transformers, name, None)
         buildable = (
@@ -181,10 +186,10 @@ def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_
     if not buildable:
         raise TargetError(f"{name} is not a model class of transformers (it cannot be built from a config)")
     if cls is None:
-        auto_map = getattr(config, "auto_map", None) or {}
         if trust_remote_code and auto_map:
             auto = "AutoModelForCausalLM" if "AutoModelForCausalLM" in auto_map else "AutoModel"
-            return getattr(transformers, auto), f"{name} (custom code, through {auto})"
+            built = str(auto_map.get(auto, "")).rpartition(".")[2] or "the class it maps"
+            return getattr(transformers, auto), f"{built} (custom code, through {auto}: auto_map names no {name})"
         if auto_map:
             raise TargetError(
                 f"{name} is defined by custom code in the model's repository; pass --trust-remote-code to run it "
@@ -201,7 +206,36 @@ def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_
             f"{where}, an abstract base class of transformers with no weights of its own (it would count 0 "
             f"parameters); pass the model class to build with --model-class NAME{such}"
         )
+    if custom is not None:  # transformers' own class, as its Auto class builds without trust_remote_code
+        return cls, (f"transformers' own {name} (the repository maps it to custom code, {auto_map[custom]}, which "
+                     "--trust-remote-code builds)")  # fmt: skip
     return cls, name
+
+
+def _auto_map(config: Any, shown: str, *, refuse: bool = True) -> dict[str, Any]:
+    """The config's ``auto_map`` (Auto class → the repository's ``module.Class``); empty without one. One that is no
+    mapping is refused where custom code is to be found in it (``refuse``), else passed over, as transformers passes
+    it over when it builds a class of its own."""
+    auto_map = getattr(config, "auto_map", None)
+    if auto_map is None or (not refuse and not isinstance(auto_map, dict)):
+        return {}
+    if not isinstance(auto_map, dict):
+        raise TargetError(f"{shown}: auto_map is {type(auto_map).__name__}, not a mapping of Auto classes to the "
+                          "repository's classes")  # fmt: skip
+    return auto_map
+
+
+def _custom_auto_class(auto_map: dict[str, Any], name: str) -> str | None:
+    """The Auto model class that ``auto_map`` maps to the repository's class ``name`` (``"mod.MyModel"``, or
+    ``"org/repo--mod.MyModel"``); None when no entry names it.
+
+    >>> _custom_auto_class({"AutoConfig": "mod.MyConfig", "AutoModelForCausalLM": "mod.MyLM"}, "MyLM")
+    'AutoModelForCausalLM'
+    """
+    for auto, target in auto_map.items():
+        if auto.startswith("AutoModel") and isinstance(target, str) and target.rpartition(".")[2] == name:
+            return auto
+    return None
 
 
 def _config_for(cls: Any, config: Any) -> tuple[Any, list[str]]:
@@ -347,7 +381,7 @@ def _build(
         dtype = getattr(torch, dtype, None)
     # an Auto class is not a model class (Autoformer's classes are, whatever their names say)
     auto = not (isinstance(cls, type) and issubclass(cls, _transformers().PreTrainedModel))
-    custom = (getattr(config, "auto_map", None) or {}).get(cls.__name__) if auto else None
+    custom = _auto_map(config, shown).get(cls.__name__) if auto else None
     if custom and not trust_remote_code:
         raise TargetError(
             f"{shown}: {cls.__name__} is mapped to custom code in the model's repository ({custom}); pass "
