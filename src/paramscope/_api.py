@@ -342,9 +342,10 @@ def diff(
 
     ``a`` and ``b`` are anything :func:`inspect` takes (live models, target strings: model code with
     ``arguments_a``/``arguments_b``, checkpoints, configs, Hub ids), or Reports. For a model and its checkpoint,
-    ``only_in_a`` are the keys ``load_state_dict`` would report missing, ``only_in_b`` the unexpected ones, and
-    ``changed`` the tensors of another shape or dtype (or, between two live models, trainability). Two models (or two
-    checkpoints) also differ in a tensor's kind, in what is tied or reused (``sharing``) and in their totals.
+    ``only_in_a`` are the keys ``load_state_dict`` (for a transformers model, ``from_pretrained``) would report
+    missing, ``only_in_b`` the unexpected ones, and ``changed`` the tensors of another shape or dtype (or, between two
+    live models, trainability or a buffer's persistence). Two models (or two checkpoints) also differ in a tensor's
+    kind, in what is tied or reused (``sharing``) and in their totals.
     ``equal`` is true when nothing differs and every size is known; ``decided`` is false when a side has tensors of
     unknown size (uninitialised lazy parameters, packed weights that cannot be read) and nothing known differs.
 

@@ -188,9 +188,8 @@ class Diff:
     @property
     def equal(self) -> bool:
         """Nothing differs: no tensor on one side only, none of another shape, dtype, kind, trainability or
-        persistence, no tie
-        or reused module on one side only, and (between two models, or two checkpoints) the same totals and no module
-        on one side only or of another class; and both sides' sizes are known."""
+        persistence, no tie or reused module on one side only, and (between two models, or two checkpoints) the same
+        totals and no module on one side only or of another class; and both sides' sizes are known."""
         return self.complete and not self._differs()
 
     @property
