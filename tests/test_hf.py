@@ -1871,6 +1871,28 @@ def test_without_trust_remote_code_transformers_own_class_is_built_and_said(tmp_
     )
 
 
+def test_an_auto_class_mapped_to_another_class_than_the_architecture_is_said_and_built_when_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the architecture is transformers' own; the repository's AutoModelForSequenceClassification is its own class: the
+    # note had said nothing of it, and an Auto class named was said to be built, not the class it builds
+    isolated_modules_cache(tmp_path, monkeypatch)
+    path = _custom_classes(
+        tmp_path, "LlamaForCausalLM", {"AutoModelForSequenceClassification": "modeling_x.XForSequenceClassification"}
+    )
+    own = paramscope.inspect(str(path), trust_remote_code=True)
+    assert own.notes[0] == (
+        "built LlamaForCausalLM (transformers' own; auto_map maps AutoModelForSequenceClassification to "
+        "modeling_x.XForSequenceClassification: --model-class AutoModelForSequenceClassification --trust-remote-code "
+        f"builds that) from {path} on meta"
+    )
+    auto = "AutoModelForSequenceClassification"
+    expected = _built_by_transformers(tmp_path, auto)
+    named = paramscope.inspect(str(path), trust_remote_code=True, model_class=auto)
+    assert named.totals.params == sum(p.numel() for p in expected.parameters())
+    assert named.notes[0] == f"built XForSequenceClassification (custom code, through {auto}) from {path} on meta"
+
+
 def test_an_auto_map_that_is_no_mapping_is_refused_where_custom_code_is_looked_for(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

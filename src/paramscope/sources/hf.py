@@ -209,6 +209,13 @@ def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_
     if custom is not None:  # transformers' own class, as its Auto class builds without trust_remote_code
         return cls, (f"transformers' own {name} (the repository maps it to custom code, {auto_map[custom]}, which "
                      "--trust-remote-code builds)")  # fmt: skip
+    others = [f"{auto} to {target}" for auto, target in auto_map.items()
+              if auto.startswith("AutoModel") and isinstance(target, str) and not model_class]  # fmt: skip
+    if others and isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel):
+        # the architecture is transformers' own; an Auto class of the repository's builds another (its own code)
+        auto = others[0].partition(" ")[0]
+        return cls, (f"{name} (transformers' own; auto_map maps {', '.join(others)}: --model-class {auto} "
+                     "--trust-remote-code builds that)")  # fmt: skip
     return cls, name
 
 
@@ -392,6 +399,8 @@ def _build(
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code} if auto else {}
     if isinstance(dtype, torch.dtype):
         kwargs["dtype"] = dtype
+    if custom and trust_remote_code:  # an Auto class named: the class it maps to is the one built
+        label = f"{str(custom).rpartition('.')[2]} (custom code, through {cls.__name__})"
     notes = [f"built {label} from {config_path} on {device}", *text_note]
     if isinstance(dtype, torch.dtype):
         notes.append(f"parameters in {str(dtype).removeprefix('torch.')}, the dtype config.json gives")
