@@ -761,6 +761,31 @@ def test_mixtral_active_params(capsys: pytest.CaptureFixture[str], published: di
     assert root["active_params"] == active
 
 
+def test_longcat_flash_zero_experts_slices_are_not_active(tmp_path: Path) -> None:
+    # LongCat-Flash's gate_up_proj stacks a slice for each zero expert too, which its forward never reads (a zero
+    # expert passes the token through): the active count had taken them as routed experts, over the most any token uses
+    config = transformers.LongcatFlashConfig(vocab_size=64, hidden_size=32, num_layers=2, ffn_hidden_size=64,
+                                             num_attention_heads=2, n_routed_experts=4, zero_expert_num=2, moe_topk=2,
+                                             expert_ffn_hidden_size=16, kv_lora_rank=16, q_lora_rank=16,
+                                             qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8,
+                                             architectures=["LongcatFlashForCausalLM"])  # fmt: skip
+    with torch.device("meta"):
+        model = transformers.LongcatFlashForCausalLM(config)
+    experts = [module for module in model.modules() if type(module).__name__ == "LongcatFlashExperts"]
+    assert [module.gate_up_proj.shape[0] for module in experts] == [4 + 2] * config.num_layers
+    total = sum(p.numel() for p in model.parameters())
+    # per token at most moe_topk of the 4 real experts, each a slice of gate_up_proj and of down_proj
+    routed = sum(module.gate_up_proj.numel() + module.down_proj.numel() for module in experts)
+    used = sum(2 * (module.gate_up_proj[0].numel() + module.down_proj[0].numel()) for module in experts)
+    report = paramscope.inspect(str(write_config(tmp_path, config)))
+    assert report.totals.params == total
+    assert report.totals.active_params == total - routed + used
+    idle = sum(module.gate_up_proj[4:].numel() for module in experts)
+    note = next(note for note in report.notes if note.startswith("mixture"))
+    assert note.endswith(f"; {idle:,} in slices of stacked expert tensors past the 4 routed experts, which no token "
+                         "uses (LongCat-Flash's zero experts))")  # fmt: skip
+
+
 def _qwen2_moe() -> tuple[Any, str, int, int]:
     config = transformers.Qwen2MoeConfig(
         vocab_size=64, hidden_size=32, intermediate_size=48, moe_intermediate_size=16,

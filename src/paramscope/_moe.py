@@ -112,6 +112,19 @@ def _routed(report: Report) -> Callable[[str], bool]:
     return is_routed
 
 
+def _idle_slices(shape: tuple[int, ...] | None, numel: int, experts: int) -> int:
+    """The parameters of a stacked experts tensor (one slice per expert along its first dimension) in the slices
+    past the ``experts`` routed ones: LongCat-Flash's ``gate_up_proj`` holds slices for its zero experts too, which
+    compute nothing (transformers never reads them). 0 for any other tensor.
+
+    >>> _idle_slices((6, 32, 32), 6 * 32 * 32, 4), _idle_slices((4, 32, 16), 4 * 32 * 16, 4)
+    (2048, 0)
+    """
+    if shape is None or len(shape) < 3 or shape[0] <= experts or numel % shape[0]:
+        return 0
+    return numel // shape[0] * (shape[0] - experts)
+
+
 def with_active_params(report: Report, config: Mapping[str, Any] | None) -> Report:
     """``report`` with ``active_params`` in its totals and module rows when ``config`` describes a MoE model; a note
     when it has experts but not how many a token uses."""
@@ -121,29 +134,35 @@ def with_active_params(report: Report, config: Mapping[str, Any] | None) -> Repo
     experts, top_k, description = settings
     share = Fraction(top_k, experts)
     routed_by_module: dict[str, int] = {}
-    routed_total = 0
+    idle_by_module: dict[str, int] = {}
+    routed_total = idle_total = 0
     is_routed = _routed(report)
     for record in report.tensors:
         if record.kind != "parameter" or record.numel is None or not is_routed(record.name):
             continue
-        routed_total += record.numel
+        idle = _idle_slices(record.shape, record.numel, experts)
+        routed_total += record.numel - idle
+        idle_total += idle
         path = record.name
         while path:  # the tensor's module and every ancestor hold it
             path = path.rpartition(".")[0]
-            routed_by_module[path] = routed_by_module.get(path, 0) + record.numel
+            routed_by_module[path] = routed_by_module.get(path, 0) + record.numel - idle
+            idle_by_module[path] = idle_by_module.get(path, 0) + idle
     if not routed_total:
         note = f"the config describes a mixture of experts ({description}), but no tensor is under an 'experts' module"
         return replace(report, notes=(*report.notes, note))
     modules = []
     for node in report.modules:
         routed = routed_by_module.get(node.path, 0)
-        active = node.params - routed + routed * share
+        active = node.params - routed - idle_by_module.get(node.path, 0) + routed * share
         modules.append(node._replace(active_params=int(active) if active.denominator == 1 else None))
-    active = report.totals.params - routed_total + routed_total * share
+    active = report.totals.params - routed_total - idle_total + routed_total * share
+    idle_text = (f"; {format_count(idle_total)} in slices of stacked expert tensors past the {experts} routed experts, "
+                 "which no token uses (LongCat-Flash's zero experts)") if idle_total else ""  # fmt: skip
     notes = [
         f"mixture of experts, {description}: {format_count(round(active))} of {format_count(report.totals.params)} "
         f"parameters are active per token (routed experts {format_count(routed_total)} × {top_k}/{experts}; shared "
-        "experts, routers, attention, norms and embeddings always)"
+        f"experts, routers, attention, norms and embeddings always{idle_text})"
     ]
     if active.denominator != 1:
         notes.append("the routed experts are not all the same size: the active count is rounded to the nearest one")
