@@ -810,6 +810,17 @@ def test_a_wrapped_model_against_its_own_state_dict_is_the_same(tmp_path: Path, 
     assert paramscope.diff(model, str(path)).equal
 
 
+def test_a_wrapped_models_state_dict_with_a_key_of_its_own_is_matched_as_the_wrapper_loads_it(tmp_path: Path) -> None:
+    # one key without the prefix made every tensor missing and unexpected; the wrapper finds that key unexpected alone
+    model = nn.DataParallel(nn.Sequential(nn.Linear(2, 3)))
+    path = tmp_path / "wrapped.pt"
+    torch.save({**model.state_dict(), "extra": torch.zeros(1)}, path)
+    incompatible = model.load_state_dict(torch.load(path, weights_only=True), strict=False)
+    assert (incompatible.missing_keys, incompatible.unexpected_keys) == ([], ["extra"])
+    found = paramscope.diff(model, str(path))
+    assert (found.only_in_a, found.only_in_b, found.changed) == ((), ("extra",), ())
+
+
 class HoldsAScalar(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -833,7 +844,9 @@ def test_a_scalar_against_a_checkpoint_differs_where_load_state_dict_says_so(
             "p: a scalar in the model, of shape (1) in B, which load_state_dict loads (as torch 0.3 saved scalars): "
             "not a size mismatch"
         ) in found.notes
-    else:  # of three values torch takes the first and drops the rest; of (1, 1) it refuses the size
+    else:  # of three values, or of shape (1, 1), torch refuses the size
+        with pytest.raises(RuntimeError, match="size mismatch for p"):
+            model.load_state_dict(torch.load(path, weights_only=True))
         assert not found.equal
         assert [change.name for change in found.changed] == ["p"]
     assert paramscope.diff(str(path), model).equal == found.equal  # either side

@@ -30,6 +30,7 @@ from safetensors import safe_open
 from torch import nn
 
 import paramscope
+from paramscope._moe import with_active_params
 
 from .cli import assert_error, run
 from .custom_code import custom_code_files, isolated_modules_cache
@@ -784,6 +785,26 @@ def test_longcat_flash_zero_experts_slices_are_not_active(tmp_path: Path) -> Non
     note = next(note for note in report.notes if note.startswith("mixture"))
     assert note.endswith(f"; {idle:,} in slices of stacked expert tensors past the 4 routed experts, which no token "
                          "uses (LongCat-Flash's zero experts))")  # fmt: skip
+
+
+def test_stacked_tensors_of_per_expert_modules_are_not_taken_for_zero_expert_slices() -> None:
+    # a conv weight (16, 16, 3) of one of 4 experts: its first dimension is no expert count, and the config has no
+    # zero experts; it had been counted as 12 idle slices
+    class Expert(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(16, 16, 3, bias=False)
+
+    class Experts(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = nn.Linear(16, 4, bias=False)
+            self.experts = nn.ModuleList(Expert() for _ in range(4))
+
+    model = Experts()
+    report = with_active_params(paramscope.inspect(model), {"num_local_experts": 4, "num_experts_per_tok": 2})
+    expert = sum(p.numel() for p in model.experts[0].parameters())
+    assert report.totals.active_params == model.gate.weight.numel() + 2 * expert
 
 
 def _qwen2_moe() -> tuple[Any, str, int, int]:
@@ -1916,6 +1937,20 @@ def test_an_auto_class_mapped_to_another_class_than_the_architecture_is_said_and
     named = paramscope.inspect(str(path), trust_remote_code=True, model_class=auto)
     assert named.totals.params == sum(p.numel() for p in expected.parameters())
     assert named.notes[0] == f"built XForSequenceClassification (custom code, through {auto}) from {path} on meta"
+
+
+def test_an_auto_class_this_transformers_lacks_is_passed_over(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # transformers 5 has no AutoModelForVision2Seq, which repositories still map: it had raised an AttributeError
+    assert not hasattr(transformers, "AutoModelForVision2Seq")
+    path = write_config(tmp_path, transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"]))
+    edit_config(path, auto_map={"AutoModelForVision2Seq": "modeling_x.LlamaForCausalLM"})
+    code, out, err = run(capsys, "inspect", str(path), "--trust-remote-code", "--format", "json")
+    assert (code, err) == (0, "")
+    with torch.device("meta"):
+        own = transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY_LLAMA))
+    assert json.loads(out)["totals"]["params"] == sum(p.numel() for p in own.parameters())
 
 
 def test_an_auto_map_that_is_no_mapping_is_refused_where_custom_code_is_looked_for(

@@ -531,7 +531,7 @@ def _merged_values(
 def _loads_as_a_scalar(model: TensorRecord, checkpoint: TensorRecord) -> bool:
     """Whether ``load_state_dict`` loads the checkpoint's tensor into the model's though their shapes differ: a 0-d
     parameter or buffer takes a 1-d tensor of one value (torch's ``_load_from_state_dict``, for checkpoints saved by
-    torch 0.3, whose scalars were 1-d). Of a longer one it takes the first value and drops the rest: a difference."""
+    torch 0.3, whose scalars were 1-d); one of more values is a size mismatch."""
     return model.shape == () and checkpoint.shape == (1,)
 
 

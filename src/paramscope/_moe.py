@@ -112,17 +112,17 @@ def _routed(report: Report) -> Callable[[str], bool]:
     return is_routed
 
 
-def _idle_slices(shape: tuple[int, ...] | None, numel: int, experts: int) -> int:
-    """The parameters of a stacked experts tensor (one slice per expert along its first dimension) in the slices
-    past the ``experts`` routed ones: LongCat-Flash's ``gate_up_proj`` holds slices for its zero experts too, which
-    compute nothing (transformers never reads them). 0 for any other tensor.
+def _idle_slices(shape: tuple[int, ...] | None, numel: int, experts: int, zero: int) -> int:
+    """The parameters of a stacked experts tensor in the slices of a config's ``zero`` experts (``zero_expert_num``):
+    LongCat-Flash's ``gate_up_proj`` stacks ``experts + zero`` slices along its first dimension, and its zero experts
+    pass a token through, so transformers never reads theirs. 0 for any other tensor.
 
-    >>> _idle_slices((6, 32, 32), 6 * 32 * 32, 4), _idle_slices((4, 32, 16), 4 * 32 * 16, 4)
+    >>> _idle_slices((6, 32, 32), 6 * 32 * 32, 4, 2), _idle_slices((4, 32, 16), 4 * 32 * 16, 4, 2)
     (2048, 0)
     """
-    if shape is None or len(shape) < 3 or shape[0] <= experts or numel % shape[0]:
+    if not zero or shape is None or len(shape) < 3 or shape[0] != experts + zero:
         return 0
-    return numel // shape[0] * (shape[0] - experts)
+    return numel // shape[0] * zero
 
 
 def with_active_params(report: Report, config: Mapping[str, Any] | None) -> Report:
@@ -133,6 +133,7 @@ def with_active_params(report: Report, config: Mapping[str, Any] | None) -> Repo
         return report if missing is None else replace(report, notes=(*report.notes, missing))
     experts, top_k, description = settings
     share = Fraction(top_k, experts)
+    zero = next((count for settings in _configs(config or {}) if (count := _count(settings, "zero_expert_num"))), 0)
     routed_by_module: dict[str, int] = {}
     idle_by_module: dict[str, int] = {}
     routed_total = idle_total = 0
@@ -140,7 +141,7 @@ def with_active_params(report: Report, config: Mapping[str, Any] | None) -> Repo
     for record in report.tensors:
         if record.kind != "parameter" or record.numel is None or not is_routed(record.name):
             continue
-        idle = _idle_slices(record.shape, record.numel, experts)
+        idle = _idle_slices(record.shape, record.numel, experts, zero)
         routed_total += record.numel - idle
         idle_total += idle
         path = record.name

@@ -241,8 +241,11 @@ def _run_load_code(model: nn.Module, model_report: Report, checkpoint: Report) -
     # the state dict of a wrapped model carries its wrapper's prefix (a DDP or compiled model's own checkpoint):
     # loaded into the wrapper, as its own load_state_dict loads it; one without is the inner model's, loaded there
     prefix = _wrapper_prefix(model, inner)
-    stored = [name for record in checkpoint.tensors for name in (record.name, *record.aliases)]
-    prefixed = bool(prefix) and bool(stored) and all(name.startswith(prefix) for name in stored)
+    stored = {name for record in checkpoint.tensors for name in (record.name, *record.aliases)}
+    carrying = {name.removeprefix(prefix) for name in stored if prefix and name.startswith(prefix)}
+    # names without it are the wrapper's unexpected keys, as its load_state_dict finds them (unless one is the same
+    # name without the prefix: then the checkpoint is not the wrapper's alone, and names are matched as stored)
+    prefixed = bool(carrying) and not carrying & stored
     model = inner
     shells = _shells(model)
     holding = _holding_the_model(shells, model)

@@ -173,6 +173,8 @@ def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_
         return transformers.AutoModel, "AutoModel (config.json names no architecture)"
     auto_map = _auto_map(config, shown, refuse=trust_remote_code)
     custom = _custom_auto_class(auto_map, name)
+    if custom is not None and not hasattr(transformers, custom):  # an Auto class of another version of transformers
+        custom = None  # (transformers 5 has no AutoModelForVision2Seq, which repositories still map)
     if custom is not None and trust_remote_code:
         # as transformers' Auto class builds it with trust_remote_code, even where it has a class of that name
         return getattr(transformers, custom), f"{name} (custom code, through {custom})"
