@@ -1358,6 +1358,14 @@ def test_directory_with_an_index_names_the_files_it_does_not_read(tmp_path: Path
         "pytorch_model.bin.index.json (from_pretrained reads pytorch_model.bin, when the directory holds one, before "
         "any index)"
     ) in report.notes
+    # two indexes are two checkpoints, refused; beside pytorch_model.bin, neither is read, as the safetensors reader
+    # reads model.safetensors
+    (tmp_path / "pytorch_model.fp16.bin.index.json").write_text((tmp_path / "pytorch_model.bin.index.json").read_text())
+    report = paramscope.inspect(str(tmp_path))
+    assert_matches_state_dict(report, state, model)
+    assert any(note.endswith("pytorch_model.bin.index.json, pytorch_model.fp16.bin.index.json (from_pretrained reads "
+                             "pytorch_model.bin, when the directory holds one, before any index)")
+               for note in report.notes)  # fmt: skip
     assert "not read: training_args.bin (training state saved beside the weights, not the model)" in report.notes
 
 

@@ -898,14 +898,14 @@ def _files(target: Path) -> _Files:
     candidates = sorted(p for p in target.iterdir()
                         if p.suffix in SUFFIXES and (p.is_symlink() or p.exists()) and not p.is_dir())  # fmt: skip
     training = [p for p in candidates if TRAINING_STATE.fullmatch(p.name)]
-    index = directory_index(target, sorted(target.glob("*.bin.index.json")) + sorted(target.glob("*.pt.index.json")))
+    indexes = sorted(target.glob("*.bin.index.json")) + sorted(target.glob("*.pt.index.json"))
     weight_map: dict[str, str] | None = None
     single = target / _SINGLE_FILE
-    if index is not None and single in candidates:
-        # from_pretrained reads pytorch_model.bin before any index (a model re-saved in one file keeps its old index)
+    # from_pretrained reads pytorch_model.bin before any index (a model re-saved in one file keeps its old index)
+    index = directory_index(target, indexes) if single not in candidates else None
+    if indexes and index is None:
         files, why = [single], f"from_pretrained reads {_SINGLE_FILE}, when the directory holds one, before any index"
-        candidates.append(index)  # named among the files not read
-        index = None
+        candidates += indexes  # named among the files not read
     elif index is not None:
         files, weight_map = load_index(index)
         why = f"not a shard that {index.name} names"
