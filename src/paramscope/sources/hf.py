@@ -190,7 +190,9 @@ def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_
     if cls is None:
         if trust_remote_code and auto_map:
             auto = "AutoModelForCausalLM" if "AutoModelForCausalLM" in auto_map else "AutoModel"
-            built = str(auto_map.get(auto, "")).rpartition(".")[2] or "the class it maps"
+            if auto not in auto_map:  # transformers' own class of the config's model type, if it has one
+                return getattr(transformers, auto), f"{auto} (auto_map names no {name}, nor {auto})"
+            built = str(auto_map[auto]).rpartition(".")[2]
             return getattr(transformers, auto), f"{built} (custom code, through {auto}: auto_map names no {name})"
         if auto_map:
             raise TargetError(
