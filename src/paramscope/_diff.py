@@ -466,12 +466,15 @@ def _tensor_differences(
     # side only, one tensor of A is two of B (or the other way round), and each of them must fit it.
     changed, compared = [], set()
     scalars_loaded = []  # a model's 0-d tensor against a checkpoint's 1-d one: load_state_dict loads its first value
-    merged = _merged_values(loaded, records_a, names_a, records_b, names_b, is_checkpoint(a)) if not alike else {}
+    held_by_checkpoint = (records_a, names_a) if is_checkpoint(a) else (records_b, names_b)
+    merged = _merged_values(loaded, *held_by_checkpoint) if not alike else {}
     for record in records_a:
         for name in names_a(record):
             found = by_name_b.get(name)
-            pair = (name, name) if name in merged else (record.name, getattr(found, "name", None))
-            if found is None or pair in compared:
+            if found is None:
+                continue
+            pair = (name, name) if name in merged else (record.name, found.name)  # a merged tensor: compared once
+            if pair in compared:
                 continue
             compared.add(pair)
             shape_a, shape_b = record.shape, found.shape
@@ -511,16 +514,12 @@ def _tensor_differences(
 
 
 def _merged_values(
-    loaded: LoadedNames | None,
-    records_a: list[TensorRecord], names_a: Callable[[TensorRecord], tuple[str, ...]],
-    records_b: list[TensorRecord], names_b: Callable[[TensorRecord], tuple[str, ...]],
-    checkpoint_is_a: bool,
-) -> dict[str, int]:  # fmt: skip
-    """For each model name the loader fills from several checkpoint tensors (:attr:`LoadedNames.merged`), the
-    values those tensors hold together."""
+    loaded: LoadedNames | None, records: list[TensorRecord], names: Callable[[TensorRecord], tuple[str, ...]]
+) -> dict[str, int]:
+    """For each model name the loader fills from several of the checkpoint's ``records`` (their ``names`` as
+    loaded; :attr:`LoadedNames.merged`), the values those tensors hold together."""
     if loaded is None or not loaded.merged:
         return {}
-    records, names = (records_a, names_a) if checkpoint_is_a else (records_b, names_b)
     values: dict[str, int] = {}
     for record in records:
         for name in set(names(record)) & loaded.merged:

@@ -220,6 +220,9 @@ def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_
         auto = others[0].partition(" ")[0]
         return cls, (f"{name} (transformers' own; auto_map maps {', '.join(others)}: --model-class {auto} "
                      "--trust-remote-code builds that)")  # fmt: skip
+    mapped = auto_map.get(name) if trust_remote_code else None
+    if isinstance(mapped, str):  # an Auto class named: it builds the class the repository maps it to
+        return cls, f"{mapped.rpartition('.')[2]} (custom code, through {name})"
     return cls, name
 
 
@@ -403,8 +406,6 @@ def _build(
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code} if auto else {}
     if isinstance(dtype, torch.dtype):
         kwargs["dtype"] = dtype
-    if custom and trust_remote_code:  # an Auto class named: the class it maps to is the one built
-        label = f"{str(custom).rpartition('.')[2]} (custom code, through {cls.__name__})"
     notes = [f"built {label} from {config_path} on {device}", *text_note]
     if isinstance(dtype, torch.dtype):
         notes.append(f"parameters in {str(dtype).removeprefix('torch.')}, the dtype config.json gives")
