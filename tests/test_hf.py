@@ -1230,6 +1230,72 @@ def test_exclude_embeddings_in_a_checkpoint_of_custom_code(tmp_path: Path) -> No
     assert report.totals.non_embedding_params == sum(p.numel() for p in model.block.parameters())
 
 
+def _t5() -> tuple[Any, str]:
+    config = transformers.T5Config(vocab_size=100, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4)
+    return config, "T5ForConditionalGeneration"  # relative_attention_bias
+
+
+def _clip_text() -> tuple[Any, str]:
+    config = transformers.CLIPTextConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=4, max_position_embeddings=16, bos_token_id=0,
+                                         eos_token_id=1)  # fmt: skip
+    return config, "CLIPTextModel"  # token_embedding, position_embedding
+
+
+def _mamba() -> tuple[Any, str]:
+    config = transformers.MambaConfig(vocab_size=100, hidden_size=16, state_size=4, num_hidden_layers=2)
+    return config, "MambaForCausalLM"  # embeddings
+
+
+def _deberta_v2() -> tuple[Any, str]:
+    config = transformers.DebertaV2Config(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+                                          intermediate_size=32, relative_attention=True, max_position_embeddings=32,
+                                          position_buckets=8)  # fmt: skip
+    return config, "DebertaV2Model"  # rel_embeddings
+
+
+def _layoutlm() -> tuple[Any, str]:
+    config = transformers.LayoutLMConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+                                         intermediate_size=32, max_2d_position_embeddings=32)  # fmt: skip
+    return config, "LayoutLMModel"  # x_, y_, h_ and w_position_embeddings
+
+
+def _gemma3n() -> tuple[Any, str]:
+    config = transformers.Gemma3nTextConfig(vocab_size=100, vocab_size_per_layer_input=100, hidden_size=16,
+                                            hidden_size_per_layer_input=4, intermediate_size=32, num_hidden_layers=2,
+                                            num_attention_heads=4, num_key_value_heads=2, head_dim=4, laurel_rank=4,
+                                            altup_num_inputs=2, num_kv_shared_layers=0,
+                                            activation_sparsity_pattern=[0.0, 0.0],
+                                            layer_types=["sliding_attention", "full_attention"])  # fmt: skip
+    return config, "Gemma3nForCausalLM"  # embed_tokens_per_layer
+
+
+def _vit() -> tuple[Any, str]:
+    config = transformers.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=4, intermediate_size=32,
+                                    image_size=8, patch_size=4)  # fmt: skip
+    return config, "ViTModel"  # embeddings.cls_token and embeddings.position_embeddings: parameters, not tables
+
+
+@pytest.mark.parametrize(
+    "make", [_t5, _clip_text, _mamba, _deberta_v2, _layoutlm, _gemma3n, _vit],
+    ids=["t5", "clip-text", "mamba", "deberta-v2", "layoutlm", "gemma3n", "vit"],
+)  # fmt: skip
+def test_exclude_embeddings_in_a_checkpoint_leaves_out_what_the_model_does(tmp_path: Path, make: Any) -> None:
+    # a checkpoint has no module types: the names transformers gives its nn.Embedding layers tell them
+    config, architecture = make()
+    torch.manual_seed(0)
+    model = getattr(transformers, architecture)(config)
+    head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
+    untied_head = 0 if head is None or head.weight is embedding.weight else head.weight.numel()
+    expected = model.num_parameters(exclude_embeddings=True) - untied_head  # paramscope leaves an untied head out too
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_model(model, str(path))
+    assert paramscope.inspect(model, exclude_embeddings=True).totals.non_embedding_params == expected
+    report = paramscope.inspect(str(path), exclude_embeddings=True)
+    assert report.totals.params == numel(model)
+    assert report.totals.non_embedding_params == expected
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 5. a directory with a config and weights: --from-config, --check
 

@@ -18,10 +18,18 @@ from ._units import format_count, shortened
 # does, only such a module's own ``weight`` is left out; no module of these names in transformers 5 holds a ``weight``
 # of its own that is not an embedding table (their other parameters, a gate or a bias, stay counted).
 _EMBEDDING_TYPE_SUFFIXES = ("Embedding", "Embeddings", "EmbeddingBag", "EmbeddingTable")
-# Module names of embeddings and output heads, for checkpoints, which have no module types.
+# Module names of embeddings and output heads, for checkpoints, which have no module types: those transformers gives
+# its nn.Embedding layers (T5's relative_attention_bias, CLIP's and SigLIP's token_embedding and position_embedding,
+# Mamba's and RWKV's embeddings, DeBERTa's rel_embeddings, LayoutLM's box embeddings, Gemma 3n's
+# embed_tokens_per_layer), llama.cpp's and common custom code's. Only a ``weight`` is left out, as from a model: a
+# ViT's ``embeddings.position_embeddings`` and ``embeddings.cls_token`` are parameters of its embeddings module, not
+# tables, and stay counted.
 _EMBEDDING_NAMES = frozenset({
     "embed_tokens", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type_embeddings",
     "tok_embeddings", "embed_positions", "token_embd", "embed_in", "shared", "embed", "embedding", "tok_emb", "pos_emb",
+    "embeddings", "token_embedding", "position_embedding", "relative_attention_bias", "rel_embeddings",
+    "x_position_embeddings", "y_position_embeddings", "h_position_embeddings", "w_position_embeddings",
+    "embed_tokens_per_layer",
 })  # fmt: skip
 _HEAD_NAMES = frozenset({"lm_head", "embed_out", "output"})
 # A head named ``output`` is the model's last layer, never one inside its repeated blocks: an attention's
@@ -37,13 +45,15 @@ def _embedding_weights(report: Report) -> tuple[list[TensorRecord], list[TensorR
         module, _, leaf = name.rpartition(".")
         module_type = types.get(module)
         last = module.rpartition(".")[2]
+        if leaf != "weight":
+            return None
         if module_type is not None:
-            is_embedding = module_type.endswith(_EMBEDDING_TYPE_SUFFIXES) and leaf == "weight"
+            is_embedding = module_type.endswith(_EMBEDDING_TYPE_SUFFIXES)
         else:
             is_embedding = last in _EMBEDDING_NAMES
         if is_embedding:
             return "embedding"
-        if last not in _HEAD_NAMES or leaf != "weight":
+        if last not in _HEAD_NAMES:
             return None
         in_a_block = last == "output" and any(part.isdigit() for part in module.split("."))
         return None if in_a_block else "head"
