@@ -60,8 +60,10 @@ class ModuleDelta:
     @property
     def rebuilt(self) -> bool:
         """The module is on one side only, or of another class on each side (a checkpoint has no classes): the
-        models differ there, even where it holds no tensor (an ``nn.ReLU`` made an ``nn.GELU``). An uninitialised
-        lazy module becomes another class at its first forward (``LazyLinear``, ``Linear``): not told."""
+        models differ there, even where it holds no tensor (an ``nn.ReLU`` made an ``nn.GELU``). Classes are told by
+        name, as shown: two versions of a model's code define their ``Block`` in two modules, and it is the same layer
+        in both. An uninitialised lazy module becomes another class at its first forward (``LazyLinear``,
+        ``Linear``): not told."""
         if (self.params_a is None) != (self.params_b is None):
             return True
         known = None not in (self.type_a, self.type_b) and self.complete_a and self.complete_b
