@@ -495,7 +495,7 @@ def test_a_directory_re_saved_in_one_file_is_read_from_it_as_from_pretrained_rea
     assert report.source.files == (str(tmp_path / "model.safetensors"), str(tmp_path / "config.json"))
     assert (
         "not read: model.safetensors.index.json (from_pretrained reads model.safetensors, when the directory holds "
-        "one, before any index)"
+        "one, before any index or other file)"
     ) in report.notes
     # the index given by name is still read as it is: its shards are gone
     index = tmp_path / "model.safetensors.index.json"
@@ -1301,10 +1301,10 @@ def test_torch_index_without_its_shards_beside_safetensors_is_not_torch_weights(
 
 def test_directory_with_usual_weight_names_reads_only_those(tmp_path: Path) -> None:
     model = Mixed()
-    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    torch.save(model.state_dict(), tmp_path / "model.pt")
     torch.save({"extra.weight": torch.zeros(5, 5)}, tmp_path / "extra_head.pt")
     report = paramscope.inspect(str(tmp_path))
-    assert report.source.files == (str(tmp_path / "pytorch_model.bin"),)
+    assert report.source.files == (str(tmp_path / "model.pt"),)
     assert_matches_state_dict(report, model.state_dict(), model)
     assert (
         "not read: extra_head.pt (not a usual weight file name, unlike the files read; inspect it on its own to count "
@@ -1314,25 +1314,60 @@ def test_directory_with_usual_weight_names_reads_only_those(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("suffix", [".bin", ".safetensors"])
 def test_directory_of_two_weight_files_without_an_index_says_both_are_counted(tmp_path: Path, suffix: str) -> None:
-    # a model and an adapter saved beside it: without an index both are counted, and a note says so, in either format
-    parts = {"pytorch_model" if suffix == ".bin" else "model": {"w": torch.zeros(16, 16)},
-             "adapter_model": {"a": torch.zeros(2, 16)}}  # fmt: skip
-    for stem, part in parts.items():
+    # shards without an index: both are counted, and a note says so, in either format
+    stem = "pytorch_model" if suffix == ".bin" else "model"
+    parts = {f"{stem}-00001-of-00002": {"w": torch.zeros(16, 16)}, f"{stem}-00002-of-00002": {"a": torch.zeros(2, 16)}}
+    for name, part in parts.items():
         if suffix == ".bin":
-            torch.save(part, tmp_path / f"{stem}{suffix}")
+            torch.save(part, tmp_path / f"{name}{suffix}")
         else:
-            safetensors.torch.save_file(part, tmp_path / f"{stem}{suffix}")
+            safetensors.torch.save_file(part, tmp_path / f"{name}{suffix}")
     report = paramscope.inspect(str(tmp_path))
     assert report.totals.params == sum(t.numel() for part in parts.values() for t in part.values())  # 288
     expected = (
-        f"no index file: all 2 torch weight files in {tmp_path} are counted (adapter_model.bin, pytorch_model.bin)"
+        f"no index file: all 2 torch weight files in {tmp_path} are counted (pytorch_model-00001-of-00002.bin, "
+        "pytorch_model-00002-of-00002.bin)"
         if suffix == ".bin"
         else f"no index file: all 2 *.safetensors files in {tmp_path} are counted"
     )
     assert expected in report.notes
     assert not any(
-        note.startswith("no index file") for note in paramscope.inspect(str(tmp_path / f"adapter_model{suffix}")).notes
+        note.startswith("no index file") for note in paramscope.inspect(str(tmp_path / f"{name}{suffix}")).notes
     )
+
+
+@pytest.mark.parametrize("suffix", [".bin", ".safetensors"])
+def test_directory_with_the_single_weight_file_reads_it_alone_as_from_pretrained(tmp_path: Path, suffix: str) -> None:
+    # from_pretrained reads model.safetensors (pytorch_model.bin) alone, whatever else the directory holds: an
+    # adapter saved beside the model, or the same weights under Mistral's and Meta's names, which counted twice
+    import transformers
+
+    config = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                      num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    model = transformers.LlamaForCausalLM(config)
+    if suffix == ".bin":  # transformers 5 saves safetensors only, and still reads pytorch_model.bin
+        config.save_pretrained(tmp_path)
+        torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    else:
+        model.save_pretrained(tmp_path)
+    single = "pytorch_model.bin" if suffix == ".bin" else "model.safetensors"
+    state = {name.replace("model.", "", 1): t.clone() for name, t in model.state_dict().items()}  # other names
+    others = (["adapter_model.bin", "consolidated.00.pth"] if suffix == ".bin"
+              else ["adapter_model.safetensors", "consolidated.safetensors"])  # fmt: skip
+    for name, part in zip(others, [{"a": torch.zeros(2, 16)}, state], strict=True):
+        if suffix == ".bin":
+            torch.save(part, tmp_path / name)
+        else:
+            safetensors.torch.save_file(part, tmp_path / name)
+    loaded = transformers.LlamaForCausalLM.from_pretrained(tmp_path)
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == sum(p.numel() for p in loaded.parameters()) == model.num_parameters()
+    assert report.source.files[0] == str(tmp_path / single)
+    assert (
+        f"not read: {', '.join(others)} (from_pretrained reads {single}, when the directory holds one, before any "
+        "index or other file)"
+    ) in report.notes
+    assert not any(note.startswith("no index file") for note in report.notes)
 
 
 def test_directory_with_an_index_names_the_files_it_does_not_read(tmp_path: Path) -> None:
@@ -1356,7 +1391,7 @@ def test_directory_with_an_index_names_the_files_it_does_not_read(tmp_path: Path
     assert (
         "not read: adapter_model.bin, pytorch_model-00001-of-00002.bin, pytorch_model-00002-of-00002.bin, "
         "pytorch_model.bin.index.json (from_pretrained reads pytorch_model.bin, when the directory holds one, before "
-        "any index)"
+        "any index or other file)"
     ) in report.notes
     # two indexes are two checkpoints, refused; beside pytorch_model.bin, neither is read, as the safetensors reader
     # reads model.safetensors
@@ -1364,7 +1399,8 @@ def test_directory_with_an_index_names_the_files_it_does_not_read(tmp_path: Path
     report = paramscope.inspect(str(tmp_path))
     assert_matches_state_dict(report, state, model)
     assert any(note.endswith("pytorch_model.bin.index.json, pytorch_model.fp16.bin.index.json (from_pretrained reads "
-                             "pytorch_model.bin, when the directory holds one, before any index)")
+                             "pytorch_model.bin, when the directory holds one, before any index or other "
+                             "file)")
                for note in report.notes)  # fmt: skip
     assert "not read: training_args.bin (training state saved beside the weights, not the model)" in report.notes
 

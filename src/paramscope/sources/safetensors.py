@@ -512,15 +512,16 @@ def _read_shards(files: Iterable[Path], quiet: bool) -> tuple[list[StoredTensor]
 def _directory_files(directory: Path) -> tuple[list[Path], Path | None, dict[str, str] | None, list[str]]:
     """The files of a directory to read, as ``from_pretrained`` picks them: ``model.safetensors`` before any index
     (a model re-saved in one file keeps the index of its earlier shards: save_pretrained deletes the shards, not
-    the index), then the shards an index names, else every ``*.safetensors`` file. With them, the index read and its
-    weight_map, and notes on the files not read."""
+    the index) and any other file (Mistral's ``consolidated.safetensors`` of the same weights beside it), then the
+    shards an index names, else every ``*.safetensors`` file. With them, the index read and its weight_map, and notes
+    on the files not read."""
     indexes = sorted(directory.glob("*.safetensors.index.json"))
     everything = sorted(directory.glob("*.safetensors"))
     single = directory / SINGLE_FILE
-    if indexes and single.is_file():
+    if single.is_file():
         others = ", ".join(path.name for path in indexes + everything if path != single)
-        why = f"from_pretrained reads {SINGLE_FILE}, when the directory holds one, before any index"
-        return [single], None, None, [f"not read: {others} ({why})"]
+        why = f"from_pretrained reads {SINGLE_FILE}, when the directory holds one, before any index or other file"
+        return [single], None, None, [f"not read: {others} ({why})"] if others else []
     index = directory_index(directory, indexes)
     if index is None:
         counted = f"no index file: all {len(everything)} *.safetensors files in {directory} are counted"
