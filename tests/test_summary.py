@@ -1442,6 +1442,57 @@ def test_lstm_on_cpu_counts_what_flop_counter_mode_misses(built: dict[str, Built
     assert not any("mkldnn_rnn_layer" in note for note in report.notes)
 
 
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_bilinear_counts_its_product_that_flop_counter_mode_misses(device: str) -> None:
+    model = nn.Bilinear(8, 6, 5)
+    report = paramscope.summary(model, input_size=[(3, 8), (3, 6)], device=device)
+    plain, _ = torch_flops(model, torch.randn(3, 8), torch.randn(3, 6))
+    assert plain == 0  # torch's own counter has no formula for aten._trilinear
+    # the element-wise product of input and weight, then its sum with the other input: 2 per multiply-add
+    assert report.totals.flops == 2 * 3 * 5 * 8 * 6
+    assert not any("_trilinear" in note for note in report.notes)
+
+
+class VectorProducts(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(6, 5))
+        self.bias = nn.Parameter(torch.randn(6))
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        products = torch.mv(self.weight, v) + torch.addmv(self.bias, self.weight, v)
+        return products + torch.dot(v, v) + torch.vdot(v, v)
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_matrix_vector_and_dot_products_count_as_the_matrix_products_they_are(device: str) -> None:
+    model = VectorProducts()
+    weight, bias, column = model.weight.detach(), model.bias.detach(), torch.randn(5, 1)
+    with FlopCounterMode(display=False) as counter:  # the same products with the vector as a column
+        weight @ column, torch.addmm(bias[:, None], weight, column), column.T @ column, column.T @ column
+    report = paramscope.summary(model, input_size=(5,), device=device)
+    assert report.totals.flops == counter.get_total_flops() == 2 * (6 * 5 + 6 * 5 + 5 + 5)
+    assert any(note.endswith("count 0: aten.add (3)") for note in report.notes), report.notes
+
+
+class ManyViewsAndOneRareOp(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(20):
+            x = x.view(-1).view(4, 4).transpose(0, 1).t().relu().sigmoid().tanh().neg().abs().exp().add(1).mul(2)
+        return torch.cumsum(x, 0)
+
+
+def test_every_op_counted_0_that_is_no_element_wise_op_or_view_is_named() -> None:
+    # ranked by calls, torch.cumsum (run once) came after ten element-wise ops and views, cut off as
+    # "and N more": they are named first, and only element-wise ops and views are cut off
+    report = paramscope.summary(ManyViewsAndOneRareOp(), input_size=(4, 4), device="cpu")
+    note = next(note for note in report.notes if "ran and count 0" in note)
+    named = note.partition("count 0: ")[2]
+    assert named.startswith("aten.cumsum (1), "), note
+    assert named.endswith(" more element-wise ops and views"), note
+    assert "aten.view (40)" in named
+
+
 RECURRENT_NOTE = (
     "activations of the recurrent layers, as torch's unfused cells save them (on meta): {}; {}cuDNN's kernels on a "
     "GPU keep a reserve besides; a summary with --device cpu --mode train measures cpu's"

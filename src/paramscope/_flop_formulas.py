@@ -1,6 +1,7 @@
 """FLOP formulas for the ops torch's ``FlopCounterMode`` has none for (it counts them as 0), which a summary meets:
 torch's fused CPU kernels (attention, ``nn.MultiheadAttention``'s and ``nn.TransformerEncoderLayer``'s fast paths,
-an LSTM layer), mixtures of experts' grouped products, and ``aten.linear`` on a nested tensor.
+an LSTM layer), mixtures of experts' grouped products, ``nn.Bilinear``'s product, matrix-vector and dot products, and
+``aten.linear`` on a nested tensor.
 
 Each counts what the unfused ops would, 2 FLOPs per multiply-add, as torch's own formulas do. Those marked with
 :func:`_gets_tensors` take the op's tensors; the others, as FlopCounterMode's own, their shapes.
@@ -8,6 +9,7 @@ Each counts what the unfused ops would, 2 FLOPs per multiply-add, as torch's own
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +107,37 @@ def _linear_flops(inputs: Any, weight: Any, *args: Any, **kwargs: Any) -> int:
     return 2 * _rows(inputs) * weight.shape[0] * weight.shape[1]
 
 
+def _trilinear_on_shapes(first: Any, second: Any, third: Any, *expands_and_sums: Any, **kwargs: Any) -> int:
+    # nn.Bilinear's product (F.bilinear): each operand given a size-1 dimension at each of its expand positions, the
+    # three multiplied element-wise and summed over sumdim. Its kernel multiplies the first two element-wise (0, as
+    # torch counts element-wise ops) and contracts that with the third in a matrix product: 2 per multiply-add, one
+    # for every element of the three broadcast together (bilinear: 2 · rows · out · in1 · in2).
+    expands = expands_and_sums[:3]
+    sizes = []
+    for shape, expand in zip((first, second, third), expands, strict=True):
+        dims = iter(shape)
+        sizes.append([1 if position in expand else next(dims) for position in range(len(shape) + len(expand))])
+    return 2 * math.prod(max(dimension) for dimension in zip(*sizes, strict=True))
+
+
+_trilinear_flops: Callable[..., int] = shape_wrapper(_trilinear_on_shapes)
+
+
+def _matrix_vector_on_shapes(*args: Any, **kwargs: Any) -> int:
+    # aten.mv(matrix, vector) and aten.addmv(bias, matrix, vector): what aten.mm counts for the vector as a column
+    matrix = args[-2] if len(args) >= 3 else args[0]
+    return 2 * matrix[0] * matrix[1]
+
+
+def _dot_on_shapes(first: Any, *args: Any, **kwargs: Any) -> int:
+    # aten.dot and aten.vdot: a 1 × n by n × 1 product
+    return 2 * first[0]
+
+
+_matrix_vector_flops: Callable[..., int] = shape_wrapper(_matrix_vector_on_shapes)
+_dot_flops: Callable[..., int] = shape_wrapper(_dot_on_shapes)
+
+
 _EXTRA_FLOP_FORMULAS_BY_OP: dict[str, Callable[..., int]] = {
     "_scaled_dot_product_flash_attention_for_cpu": _cpu_flash_attention_flops,
     "_native_multi_head_attention": _fused_attention_flops,
@@ -112,6 +145,11 @@ _EXTRA_FLOP_FORMULAS_BY_OP: dict[str, Callable[..., int]] = {
     "mkldnn_rnn_layer": _mkldnn_rnn_layer_flops,
     "_grouped_mm": _grouped_mm_flops,
     "linear": _linear_flops,
+    "_trilinear": _trilinear_flops,
+    "mv": _matrix_vector_flops,
+    "addmv": _matrix_vector_flops,
+    "dot": _dot_flops,
+    "vdot": _dot_flops,
 }
 # by name: an op newer than the torch installed (_grouped_mm came in torch 2.8) cannot run, and needs no formula
 EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {

@@ -293,11 +293,34 @@ def check_runnable(model: nn.Module, device: str, walk: ModuleWalk | None = None
         )
 
 
+def _elementwise_or_view(name: str) -> bool:
+    """Whether the op named ``name`` (``aten.view``) is an element-wise op or a view, as torch's own op tags and
+    schemas say: what FLOPs leave out by design. Any other op (a product without a formula, nn.Bilinear's before it
+    had one) may carry the model's cost."""
+    import torch
+
+    namespace, _, op = name.partition(".")
+    try:
+        packet = getattr(getattr(torch.ops, namespace), op)
+        overloads = [getattr(packet, overload) for overload in packet.overloads()]
+    except (AttributeError, RuntimeError):  # an op torch cannot find by its name
+        return False
+    return any(torch.Tag.pointwise in overload.tags or overload.is_view for overload in overloads)
+
+
 def _uncounted_note(ops: Mapping[str, int]) -> list[str]:
     if not ops:
         return []
+    # ranked by calls, every op that may compute something named before the element-wise ops and views, which
+    # alone are cut short: a rare op among them would otherwise be lost in "and N more"
     ranked = sorted(ops.items(), key=lambda item: (-item[1], item[0]))
-    shown = listed([f"{op} ({count})" for op, count in ranked], _MAX_OPS_IN_NOTE)
+    elementwise = {op for op in ops if _elementwise_or_view(op)}
+    computing = [f"{op} ({count})" for op, count in ranked if op not in elementwise]
+    rest = [f"{op} ({count})" for op, count in ranked if op in elementwise]
+    kept = max(_MAX_OPS_IN_NOTE - len(computing), 3)
+    shown = ", ".join(computing + rest[:kept])
+    if len(rest) > kept:
+        shown += f" and {len(rest) - kept} more element-wise ops and views"
     return [f"FLOPs count matrix products, convolutions and attention (torch's FlopCounterMode); these ops ran and "
             f"count 0: {shown}"]  # fmt: skip
 
