@@ -591,9 +591,9 @@ def attention_heads(config: Mapping[str, Any] | None) -> tuple[int, ...]:
     return tuple(counts)
 
 
-def decoder_layers(config: Mapping[str, Any]) -> int | None:
+def decoder_layers(config: Mapping[str, Any], limit: int = MAX_LAYERS) -> int | None:
     """The layers of a decoder's config (its language model's; an encoder-decoder's decoder), ``None`` when it names
-    none. A count beyond any model (over 100,000) is refused: the cache is worked out layer by layer.
+    none. A count beyond any model (over ``limit``, 100,000) is refused: the cache is worked out layer by layer.
 
     >>> decoder_layers({"num_hidden_layers": 32}), decoder_layers({"n_layer": 12}), decoder_layers({})
     (32, 12, None)
@@ -601,8 +601,8 @@ def decoder_layers(config: Mapping[str, Any]) -> int | None:
     fields, sources = standard_fields(config)
     key = next((key for key in _LAYER_KEYS if fields.get(key)), None)
     layers = None if key is None else size_of(fields.get(key))
-    if key is not None and layers is not None and layers > MAX_LAYERS:
-        raise UsageError(f"{sources[key]} {layers:,} is more layers than any model has (at most {MAX_LAYERS:,})")
+    if key is not None and layers is not None and layers > limit:
+        raise UsageError(f"{sources[key]} {layers:,} is more layers than any model has (at most {limit:,})")
     return layers
 
 
