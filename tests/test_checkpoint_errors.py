@@ -1089,6 +1089,17 @@ def directory_without_weights(tmp: Path) -> Case:
     return Case(["inspect", str(tmp)], message)
 
 
+def directory_whose_weights_are_directories(tmp: Path) -> Case:
+    # Lightning saves a sharded checkpoint as a directory named 'epoch=0-step=9.ckpt': no weight file, and no
+    # training state either (the torch reader had been given it, and said "only training state saved beside them ()")
+    for name in ("epoch=0-step=9.ckpt", "model.safetensors", "model.gguf"):
+        (tmp / name).mkdir()
+    message = (
+        f"{tmp}: no weights found (no *.safetensors, *.bin, *.pt, *.pth, *.ckpt or *.gguf files, and no config.json)"
+    )
+    return Case(["inspect", str(tmp)], message)
+
+
 def unrecognised_file(tmp: Path) -> Case:
     path = tmp / "weights.dat"
     path.write_bytes(b"hello world")
@@ -1153,6 +1164,7 @@ CASES: list[Callable[[Path], Case]] = [
     gguf_key_not_utf8, gguf_of_a_hundred_thousand_keys,
     gguf_key_longer_than_the_specification_allows, gguf_empty_key,
     directory_whose_weights_are_a_dangling_symlink, directory_without_weights,
+    directory_whose_weights_are_directories,
     unrecognised_file, explain_on_a_checkpoint, arguments_on_a_checkpoint,
 ]  # fmt: skip
 

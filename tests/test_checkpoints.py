@@ -2253,3 +2253,24 @@ def test_torch_file_when_torch_cannot_be_imported(tmp_path: Path, torchless_env:
     assert "Traceback" not in result.stderr
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == f"paramscope: error: reading {path} needs torch: pip install 'paramscope[torch]'\n"
+
+
+def test_directories_under_weight_file_names_are_passed_over(tmp_path: Path) -> None:
+    # a Lightning sharded checkpoint ('epoch=0-step=9.ckpt/') beside a config.json: the model is built from the
+    # config, as for any directory with a config and no weights; beside shards, they are read and it is passed over
+    import transformers
+
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=8)
+    model = transformers.GPT2LMHeadModel(config)
+    model.config.save_pretrained(tmp_path)
+    (tmp_path / "epoch=0-step=9.ckpt").mkdir()
+    report = paramscope.inspect(str(tmp_path))
+    assert report.source.kind == "hf-config"
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    model.save_pretrained(tmp_path, max_shard_size="4KB")
+    assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
+    (tmp_path / "model.safetensors").mkdir()  # not the file from_pretrained would read first
+    (tmp_path / "extra.safetensors").mkdir()
+    report = paramscope.inspect(str(tmp_path))
+    assert report.source.kind == "safetensors"
+    assert report.totals.params == sum(p.numel() for p in model.parameters())

@@ -547,7 +547,7 @@ def _files(target: Path) -> tuple[list[Path], list[str]]:
     """The files a report of ``target`` reads, and a note where they are several models (a directory's)."""
     if not target.is_dir():
         return _split_parts(target) or [target], []
-    files = sorted(target.glob("*.gguf"))
+    files = sorted(path for path in target.glob("*.gguf") if not path.is_dir())
     if not files:
         raise SourceError(f"{target}: no *.gguf files")
     models: dict[str, list[Path]] = {}  # each split model in it whole, under its first part's name

@@ -514,7 +514,7 @@ def _directory_files(directory: Path) -> tuple[list[Path], Path | None, dict[str
     shards an index names, else every ``*.safetensors`` file. With them, the index read and its weight_map, and notes
     on the files not read."""
     indexes = sorted(directory.glob("*.safetensors.index.json"))
-    everything = sorted(directory.glob("*.safetensors"))
+    everything = sorted(path for path in directory.glob("*.safetensors") if not path.is_dir())
     single = directory / SINGLE_FILE
     if single.is_file():
         others = ", ".join(path.name for path in indexes + everything if path != single)

@@ -130,13 +130,16 @@ def is_legacy_torch_head(head: bytes) -> bool:
 def _for_directory(path: Path) -> tuple[Loader, list[str]]:
     from .checkpoint import TRAINING_STATE
 
-    torch_files = [p for p in path.iterdir() if p.suffix in _TORCH_SUFFIXES]
+    # a directory under a weight file's name is none (Lightning saves a sharded checkpoint as 'epoch=0-step=9.ckpt/')
+    torch_files = [p for p in path.iterdir() if p.suffix in _TORCH_SUFFIXES and not p.is_dir()]
     found = {
-        "safetensors": any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json")),
+        "safetensors": any(
+            not p.is_dir() for pattern in ("*.safetensors", "*.safetensors.index.json") for p in path.glob(pattern)
+        ),  # fmt: skip
         # a Trainer's training state (optimizer.pt, training_args.bin) is no torch weights, and neither is an index
         # without its shards (a repository converted to safetensors often keeps pytorch_model.bin.index.json)
         "torch": any(not TRAINING_STATE.fullmatch(p.name) for p in torch_files),
-        "gguf": any(path.glob("*.gguf")),
+        "gguf": any(not p.is_dir() for p in path.glob("*.gguf")),
     }
     formats = [name for name, present in found.items() if present]
     if not formats and (torch_files or any(path.glob("*.bin.index.json"))):
