@@ -134,8 +134,8 @@ def _for_directory(path: Path) -> tuple[Loader, list[str]]:
     torch_files = [p for p in path.iterdir() if p.suffix in _TORCH_SUFFIXES and not p.is_dir()]
     found = {
         "safetensors": any(
-            not p.is_dir() for pattern in ("*.safetensors", "*.safetensors.index.json") for p in path.glob(pattern)
-        ),  # fmt: skip
+            not p.is_dir() for suffix in ("", ".index.json") for p in path.glob(f"*.safetensors{suffix}")
+        ),
         # a Trainer's training state (optimizer.pt, training_args.bin) is no torch weights, and neither is an index
         # without its shards (a repository converted to safetensors often keeps pytorch_model.bin.index.json)
         "torch": any(not TRAINING_STATE.fullmatch(p.name) for p in torch_files),
