@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import random
+import struct
 import subprocess
 import sys
 import warnings
@@ -571,6 +572,18 @@ def test_safetensors_under_another_name_is_read_as_safetensors(tmp_path: Path, n
     safetensors.torch.save_file({"a": torch.zeros(4, 4), "b": torch.zeros(3)}, path)
     report = paramscope.inspect(str(path))
     assert (report.source.kind, report.totals.params) == ("safetensors", 19)
+
+
+@pytest.mark.parametrize("name", ["model.bin", "model"])
+def test_safetensors_whose_header_starts_with_whitespace_under_another_name(tmp_path: Path, name: str) -> None:
+    # the safetensors library's JSON parser skips whitespace before the header's "{", as paramscope's own does
+    header = b" \t\r\n" * 10 + b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+    path = tmp_path / name
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
+    with safe_open(path, "pt") as stored:
+        expected = sum(stored.get_slice(key).get_shape()[0] for key in stored.keys())  # noqa: SIM118
+    report = paramscope.inspect(str(path))
+    assert (report.source.kind, report.totals.params) == ("safetensors", expected)
 
 
 @pytest.mark.parametrize("name", ["model.bin", "model.pt", "model"])

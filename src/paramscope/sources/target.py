@@ -22,7 +22,7 @@ _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 # (torch.serialization.MAGIC_NUMBER) pickled on its own, in the file's pickle protocol (2 by default); torch.load's
 # _legacy_load reads it first and refuses a file without it
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_HEAD_BYTES = 32  # enough for a safetensors header length and its "{", and for the legacy magic in any protocol
+_HEAD_BYTES = 4096  # a safetensors header length and its "{" after any whitespace before it; the legacy magic
 
 
 def _check_not_empty(target: str) -> None:
@@ -109,11 +109,13 @@ def _format_of_head(head: bytes) -> str | None:
 
 
 def _is_safetensors_head(head: bytes) -> bool:
-    """Whether a file's first bytes start a safetensors file: a header length the format allows, then ``{``. A
-    torch.save file starts with a zip archive's or a pickle's magic bytes instead."""
+    """Whether a file's first bytes start a safetensors file: a header length the format allows, then ``{`` after
+    any JSON whitespace (the safetensors library's parser skips it). A torch.save file starts with a zip archive's or
+    a pickle's magic bytes instead."""
     from .safetensors import MAX_HEADER_BYTES
 
-    return len(head) >= 9 and 2 <= int.from_bytes(head[:8], "little") <= MAX_HEADER_BYTES and head[8:9] == b"{"
+    length = int.from_bytes(head[:8], "little")
+    return len(head) >= 9 and 2 <= length <= MAX_HEADER_BYTES and head[8 : 8 + length].lstrip(b" \t\r\n")[:1] == b"{"
 
 
 def is_legacy_torch_head(head: bytes) -> bool:
