@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +198,18 @@ def test_an_excess_that_rounds_to_no_percent_still_reads_as_one() -> None:
         f"parameters: {params:,} > --max-params {params - 1:,} (over by 1, < 0.1 %); size (parameters + buffers): "
         f"{size / 1024:.2f} KiB ({size:,} B) > --max-bytes {(size - 1) / 1024:.2f} KiB (over by 1 B, < 0.1 %)"
     )
+
+
+def test_a_pathlib_path_is_the_target_it_names(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    path = tmp_path / "model.pt"
+    expected = sum(p.numel() for p in model.parameters())
+    assert paramscope.inspect(path).totals.params == paramscope.inspect(str(path)).totals.params == expected
+    assert paramscope.memory(path).memory.item("weights").total_bytes == 4 * expected
+    assert paramscope.diff(path, tmp_path).equal
+    code = tmp_path / "net.py"
+    code.write_text("from torch import nn\nnet = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))\n")
+    report = paramscope.summary(Path(f"{code}:net"), input_size=(1, 4))
+    assert report.totals.params == expected
+    assert report.source.target == f"{code}:net"

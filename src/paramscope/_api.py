@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace as dataclass_replace
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def inspect(
-    model: nn.Module | str,
+    model: nn.Module | str | os.PathLike[str],
     arguments: Mapping[str, Any] | None = None,
     *,
     device: str | None = None,
@@ -36,9 +37,9 @@ def inspect(
     """Count every parameter and buffer of a model, exactly, and return the :class:`Report`.
 
     ``model`` is a live ``nn.Module`` (on any device, meta included; wrappers such as ``torch.compile``'s and
-    DistributedDataParallel are looked through), or a target string as the CLI takes it: model code
-    (``"package.module:attr"``, ``"path/to/file.py:attr"``, built with ``arguments`` on ``device``, ``"meta"`` by
-    default), a checkpoint file or directory (safetensors, PyTorch, GGUF: headers only), a ``config.json``
+    DistributedDataParallel are looked through), or a target string (or a ``pathlib.Path``) as the CLI takes it:
+    model code (``"package.module:attr"``, ``"path/to/file.py:attr"``, built with ``arguments`` on ``device``,
+    ``"meta"`` by default), a checkpoint file or directory (safetensors, PyTorch, GGUF: headers only), a ``config.json``
     (built on meta with transformers; ``model_class``, ``trust_remote_code``), or a Hub id ``"hf:org/name"``.
     ``from_config`` builds from the config beside a checkpoint instead, ``check`` compares the two.
 
@@ -58,6 +59,7 @@ def inspect(
     >>> report.totals.params, report.tensor("lm_head.weight").name
     (124439808, 'transformer.wte.weight')
     """
+    model = os.fspath(model) if isinstance(model, os.PathLike) else model  # a pathlib.Path: the target it names
     given = arguments_of("arguments", arguments)
     class_name(model_class)
     flags(
@@ -180,7 +182,7 @@ def report_model(
 
 
 def summary(
-    model: nn.Module | str,
+    model: nn.Module | str | os.PathLike[str],
     input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
     input_data: Any = None,
     dtypes: Sequence[Any] | None = None,
@@ -217,6 +219,7 @@ def summary(
 
     check_mode(device, mode)
     depth = integer("depth", depth, minimum=0)
+    model = os.fspath(model) if isinstance(model, os.PathLike) else model  # a pathlib.Path: the target it names
     given = arguments_of("arguments", arguments)
     class_name(model_class)
     flags(trust_remote_code=trust_remote_code, quiet=quiet)
@@ -248,7 +251,7 @@ def summary(
 
 
 def memory(
-    model: nn.Module | Report | str,
+    model: nn.Module | Report | str | os.PathLike[str],
     arguments: Mapping[str, Any] | None = None,
     *,
     train: bool = False,
@@ -310,6 +313,7 @@ def memory(
     from ._planner import plan_for
     from .sources.target import Request
 
+    model = os.fspath(model) if isinstance(model, os.PathLike) else model  # a pathlib.Path: the target it names
     request = Request(
         arguments=arguments_of("arguments", arguments), quiet=flag("quiet", quiet), model_class=class_name(model_class),
         trust_remote_code=flag("trust_remote_code", trust_remote_code),
@@ -327,8 +331,8 @@ def memory(
 
 
 def diff(
-    a: nn.Module | Report | str,
-    b: nn.Module | Report | str,
+    a: nn.Module | Report | str | os.PathLike[str],
+    b: nn.Module | Report | str | os.PathLike[str],
     *,
     arguments_a: Mapping[str, Any] | None = None,
     arguments_b: Mapping[str, Any] | None = None,
@@ -356,6 +360,8 @@ def diff(
     """
     from ._diff import compare, is_checkpoint, models_read
 
+    a = os.fspath(a) if isinstance(a, os.PathLike) else a
+    b = os.fspath(b) if isinstance(b, os.PathLike) else b
     given_a, given_b = arguments_of("arguments_a", arguments_a), arguments_of("arguments_b", arguments_b)
     class_name(model_class)
     flags(from_config=from_config, trust_remote_code=trust_remote_code, quiet=quiet)
