@@ -3954,6 +3954,10 @@ def test_meta_model_on_cpu_is_a_usage_error() -> None:
         ),
         ({"input_size": (1, 3), "input_data": torch.zeros(1, 3)}, "give input_size or input_data, not both"),
         (
+            {"input_data": torch.zeros(1, 3), "dtypes": ["long"]},  # had run the float tensor without a word
+            "dtypes are of the inputs made from input_size: input_data is run as given",
+        ),
+        (
             {"input_size": [(1, 3), (1, 3)], "dtypes": ["float32"] * 3},
             "3 dtypes for 2 inputs: give one dtype, or one per input",
         ),

@@ -107,6 +107,8 @@ def make_inputs(
     if input_data is not None:
         if input_size is not None:
             raise UsageError("give input_size or input_data, not both")
+        if dtypes is not None:
+            raise UsageError("dtypes are of the inputs made from input_size: input_data is run as given")
         if isinstance(input_data, Mapping):
             return (), dict(input_data)
         return (tuple(input_data) if type(input_data) in (list, tuple) else (input_data,)), {}
