@@ -1921,6 +1921,49 @@ def test_input_data_that_holds_itself(device: str) -> None:
     ]
 
 
+class KeyedByATensor(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> dict[Any, str]:
+        return {self.fc(x): "a tensor as a key"}
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_tensor_as_a_dicts_key_is_shown_as_a_tensor(device: str) -> None:
+    # its text had been its repr: the values and a newline on cpu, FakeTensor(...) on meta
+    report = paramscope.summary(KeyedByATensor(), input_size=(2, 4), device=device)
+    assert report.calls is not None
+    assert report.calls[0].outputs == "{[2, 4]: 'a tensor as a key'}"
+
+
+class NestsItsOutput(nn.Module):
+    def __init__(self, levels: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.levels = levels
+
+    def forward(self, x: torch.Tensor) -> Any:
+        output: Any = self.fc(x)
+        for _ in range(self.levels):
+            output = [output]
+        return output
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_an_output_nested_past_pythons_recursion_limit_is_cut_short(device: str) -> None:
+    # the forward runs (1,200 lists deep, past the limit of 1,000); describing it had failed as "the forward failed"
+    model = NestsItsOutput(1200)
+    model(torch.zeros(2, 4))
+    report = paramscope.summary(model, input_size=(2, 4), device=device)
+    assert report.calls is not None
+    assert report.calls[0].outputs == "[" * 100 + "…" + "]" * 100
+    shallow = paramscope.summary(NestsItsOutput(99), input_size=(2, 4), device=device)
+    assert shallow.calls is not None
+    assert shallow.calls[0].outputs == "[" * 99 + "[2, 4]" + "]" * 99
+
+
 class ReadsLogits(nn.Module):
     def __init__(self) -> None:
         super().__init__()

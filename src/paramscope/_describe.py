@@ -18,6 +18,8 @@ _PLAIN_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int64)
 PLAIN_DTYPES_IN_ERRORS = (torch.float32, torch.int64)
 
 
+# Containers inside containers described at most; deeper ones are written "…".
+_MAX_NESTING = 100
 # A tensor's text by shape and dtype: a summary describes every module's inputs and outputs, inside the forward.
 _tensor_texts: dict[tuple[torch.Size, torch.dtype], str] = {}
 
@@ -71,6 +73,8 @@ def _describe(value: Any, enclosing: set[int], plain: tuple[torch.dtype, ...] = 
     held = id(value)
     if held in enclosing:  # a cycle, which would recurse without end
         return _inside_itself(value)
+    if len(enclosing) >= _MAX_NESTING:  # past Python's recursion limit, a forward's own output fails its description
+        return "…"
     enclosing.add(held)
     try:
         if type(value) is tuple or type(value) is list:  # the common case first: a NamedTuple is a tuple too
@@ -90,7 +94,9 @@ def _describe(value: Any, enclosing: set[int], plain: tuple[torch.dtype, ...] = 
             inner = ", ".join(sorted(_describe(item, enclosing, plain) for item in value))
             return f"{{{inner}}}" if type(value) is set else f"{type(value).__name__}({{{inner}}})"
         if isinstance(value, Mapping):  # dicts, and transformers' ModelOutput (an OrderedDict and a dataclass)
-            inner = ", ".join(f"{key}: {_describe(item, enclosing, plain)}" for key, item in value.items())
+            # a tensor as a key (hashed by its id) is shown as any tensor is, not with its values
+            inner = ", ".join(f"{_tensor_text(key, plain) if isinstance(key, torch.Tensor) else key}: "
+                              f"{_describe(item, enclosing, plain)}" for key, item in value.items())  # fmt: skip
             return f"{'' if type(value) is dict else type(value).__name__}{{{inner}}}"
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             # a field without a default that nothing has set yet (init=False) is no attribute: left out
