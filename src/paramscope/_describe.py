@@ -73,7 +73,7 @@ def _describe(value: Any, enclosing: set[int], plain: tuple[torch.dtype, ...] = 
     held = id(value)
     if held in enclosing:  # a cycle, which would recurse without end
         return _inside_itself(value)
-    if len(enclosing) >= _MAX_NESTING:  # past Python's recursion limit, a forward's own output fails its description
+    if len(enclosing) >= _MAX_NESTING:  # a forward may return an output nested past Python's recursion limit
         return "…"
     enclosing.add(held)
     try:

@@ -376,8 +376,8 @@ def _depth(value: Any) -> int:
         depth += 1
         # chained in C, not a list made per container: a header of 10^7 tiny objects is walked in seconds
         level = list(chain.from_iterable(item.values() if isinstance(item, dict) else item for item in containers))
-        level += [value for item in containers if isinstance(item, _JSONObject)
-                  for values in item.earlier.values() for value in values]  # fmt: skip
+        level += [entry for item in containers if isinstance(item, _JSONObject)
+                  for entries in item.earlier.values() for entry in entries]  # fmt: skip
     return depth
 
 
