@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -295,6 +296,7 @@ def check_runnable(model: nn.Module, device: str, walk: ModuleWalk | None = None
         )
 
 
+@functools.cache  # per op name, once a process: a summary names the same ops again
 def _elementwise_or_view(name: str) -> bool:
     """Whether the op named ``name`` (``aten.view``) is an element-wise op or a view, as torch's own op tags and
     schemas say: what FLOPs leave out by design. Any other op (a product without a formula, nn.Bilinear's before it
