@@ -1484,7 +1484,7 @@ class ManyViewsAndOneRareOp(nn.Module):
 
 def test_every_op_counted_0_that_is_no_element_wise_op_or_view_is_named() -> None:
     # ranked by calls, torch.cumsum (run once) came after ten element-wise ops and views, cut off as
-    # "and N more": they are named first, and only element-wise ops and views are cut off
+    # "and N more": it is named first, and only element-wise ops and views are cut off
     report = paramscope.summary(ManyViewsAndOneRareOp(), input_size=(4, 4), device="cpu")
     note = next(note for note in report.notes if "ran and count 0" in note)
     named = note.partition("count 0: ")[2]
