@@ -123,10 +123,13 @@ def _trilinear_on_shapes(first: Any, second: Any, third: Any, *expands_and_sums:
 _trilinear_flops: Callable[..., int] = shape_wrapper(_trilinear_on_shapes)
 
 
-def _matrix_vector_on_shapes(*args: Any, **kwargs: Any) -> int:
-    # aten.mv(matrix, vector) and aten.addmv(bias, matrix, vector): what aten.mm counts for the vector as a column
-    matrix = args[-2] if len(args) >= 3 else args[0]
+def _mv_on_shapes(matrix: Any, vector: Any, *args: Any, **kwargs: Any) -> int:
+    # what aten.mm counts for the vector as a column
     return 2 * matrix[0] * matrix[1]
+
+
+def _addmv_on_shapes(bias: Any, matrix: Any, vector: Any, *args: Any, **kwargs: Any) -> int:
+    return _mv_on_shapes(matrix, vector)
 
 
 def _dot_on_shapes(first: Any, *args: Any, **kwargs: Any) -> int:
@@ -134,7 +137,8 @@ def _dot_on_shapes(first: Any, *args: Any, **kwargs: Any) -> int:
     return 2 * first[0]
 
 
-_matrix_vector_flops: Callable[..., int] = shape_wrapper(_matrix_vector_on_shapes)
+_mv_flops: Callable[..., int] = shape_wrapper(_mv_on_shapes)
+_addmv_flops: Callable[..., int] = shape_wrapper(_addmv_on_shapes)
 _dot_flops: Callable[..., int] = shape_wrapper(_dot_on_shapes)
 
 
@@ -146,8 +150,8 @@ _EXTRA_FLOP_FORMULAS_BY_OP: dict[str, Callable[..., int]] = {
     "_grouped_mm": _grouped_mm_flops,
     "linear": _linear_flops,
     "_trilinear": _trilinear_flops,
-    "mv": _matrix_vector_flops,
-    "addmv": _matrix_vector_flops,
+    "mv": _mv_flops,
+    "addmv": _addmv_flops,
     "dot": _dot_flops,
     "vdot": _dot_flops,
 }

@@ -903,12 +903,12 @@ def _files(target: Path) -> _Files:
     single = target / _SINGLE_FILE
     # from_pretrained reads pytorch_model.bin before any index (a model re-saved in one file keeps its old index) and
     # any other weight file (Meta's consolidated.00.pth of the same weights beside it)
-    index = directory_index(target, indexes) if single not in candidates else None
+    index = None
     if single in candidates:
         files = [single]
         why = f"from_pretrained reads {_SINGLE_FILE}, when the directory holds one, before any index or other file"
         candidates += indexes  # named among the files not read
-    elif index is not None:
+    elif (index := directory_index(target, indexes)) is not None:
         files, weight_map = load_index(index)
         why = f"not a shard that {index.name} names"
     else:
