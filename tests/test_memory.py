@@ -43,6 +43,7 @@ from torch import nn
 import paramscope
 from paramscope import MemoryPlan
 from paramscope._memory import OPTIMIZERS, PRECISIONS, attention_heads, kv_cache
+from paramscope._units import format_bytes
 from paramscope.examples import gpt2, resnet18
 from paramscope.render.csv import MEMORY_COLUMNS
 
@@ -669,6 +670,40 @@ def test_kv_cache_sliding_window_as_held_while_decoding(config: transformers.Pre
     item = plan_of(model, seq=tokens + 1, batch=batch, dtype="float32").item("KV cache")
     assert item.total_bytes == storage_bytes(cache_tensors(cache))
     assert multiplied_out(item.formula) == item.total_bytes
+
+
+@pytest.mark.parametrize(
+    ("config", "tokens"),
+    [
+        (transformers.MistralConfig(**TINY_LLAMA, sliding_window=4), 10),  # every layer slides
+        (transformers.MistralConfig(**TINY_LLAMA, sliding_window=4), 4),  # the prompt is the window
+        (transformers.Qwen2Config(**TINY_LLAMA, sliding_window=4, use_sliding_window=True, max_window_layers=1), 10),
+        (transformers.LlamaConfig(**TINY_LLAMA), 10),  # no window: the cache holds its own storages
+    ],
+    ids=["mistral", "mistral-prompt-of-a-window", "qwen2-one-sliding-layer", "llama"],
+)
+def test_inference_activations_count_what_the_cache_keeps_beyond_its_tensors(
+    config: transformers.PretrainedConfig, tokens: int
+) -> None:
+    """After the prompt's forward a sliding-window layer's cache is a view of the last ``window - 1`` tokens of the
+    whole prompt's keys and values, whose storage it keeps until the next token: that storage is held at the end of
+    the forward, and is counted in the activations (it is in no item else), as much as a real forward keeps."""
+    from paramscope.trace import peak_live_bytes
+
+    batch = 2
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    cache = prefill(model, batch, tokens)
+    truth = storage_bytes(cache_tensors(cache)) - nbytes(cache_tensors(cache))
+    assert bool(truth) == any(getattr(layer, "is_sliding", False) for layer in cache.layers)
+    ids = torch.zeros(batch, tokens, dtype=torch.long)
+    peak, beyond = peak_live_bytes(model, (ids,), {"use_cache": True})
+    assert beyond == truth
+    assert peak > beyond
+    formula = plan_of(model, seq=tokens, batch=batch).item("activations").formula
+    if truth:
+        assert f"{format_bytes(truth)} of them what the returned cache keeps beyond its keys and values" in formula
+    else:
+        assert "beyond" not in formula
 
 
 HYBRID = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,

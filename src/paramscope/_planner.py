@@ -624,8 +624,12 @@ def measure_activations(
     # without a dtype, the weights as they are; with one, what they compute in (fp8 and int4 weights in bf16)
     compute = None if settings.dtype is None else _torch_dtype(settings.compute_dtype())
     args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute, report)
-    peak = peak_live_bytes(model, args, kwargs, dtype=compute, quiet=quiet)
-    formula = f"peak of live tensors in an eval forward on meta ({shape}); kernel workspaces not counted"
+    peak, beyond_cache = peak_live_bytes(model, args, kwargs, dtype=compute, quiet=quiet)
+    formula = f"peak of live tensors in an eval forward on meta ({shape})"
+    if beyond_cache:
+        formula += (f", {format_bytes(beyond_cache, units)} of them what the returned cache keeps beyond its keys and "
+                    "values (sliding-window layers: the whole prompt's, until the next token)")  # fmt: skip
+    formula += "; kernel workspaces not counted"
     if "logits_to_keep" in kwargs:
         formula += ", logits for the last position (as generate)"
     return (peak, "estimate", formula), notes, None, None

@@ -1447,13 +1447,19 @@ class _LiveTensors(TorchDispatchMode):
             weakref.finalize(tensor, self._release, key, tensor.untyped_storage().nbytes())
         return out
 
-    def peak(self, excluded: set[int]) -> int:
-        live = peak = 0
+    def peak(self, excluded: Mapping[int, int]) -> tuple[int, int]:
+        """The most bytes live at one time, each storage in ``excluded`` less the bytes given for it, and how many
+        of them, at that time, were the rest of those storages."""
+        live = peak = rest = rest_at_peak = 0
         for key, change in self.events:
-            if key not in excluded:
-                live += change
-                peak = max(peak, live)
-        return peak
+            if key in excluded:
+                kept = excluded[key] if change > 0 else -excluded[key]
+                change -= kept
+                rest += change
+            live += change
+            if live > peak:
+                peak, rest_at_peak = live, rest
+        return peak, rest_at_peak
 
 
 def _reached_parameters(output: Any, named: Iterable[tuple[str, torch.Tensor]]) -> frozenset[str] | None:
@@ -1510,9 +1516,14 @@ def peak_live_bytes(
     *,
     dtype: torch.dtype | None = None,
     quiet: bool = True,
-) -> int:
-    """The most bytes that tensors made by an inference forward (eval, no grad, on meta) hold at one time, the key/
-    value cache it returns (``past_key_values``) left out: that is an item of its own."""
+) -> tuple[int, int]:
+    """The most bytes that tensors made by an inference forward (eval, no grad, on meta) hold at one time, and how
+    many of them the key/value cache it returns (``past_key_values``) keeps beyond the tensors it holds.
+
+    The cache's keys and values are left out: they are an item of their own. What it keeps alive beyond them is
+    not: transformers' sliding-window layers hold a view of the last window's tokens of the whole prompt's keys
+    and values, which are freed at the next token only.
+    """
     walk = ModuleWalk(model)
     hooks = _Hooks(walk)
     try:
@@ -1542,6 +1553,19 @@ def peak_live_bytes(
     names = list(output.keys()) if isinstance(output, Mapping) else []  # not `in`: transformers warns on the old name
     keys = [key for key in ("cache", "past_key_values") if key in names]
     cache = output[keys[0]] if keys else None
-    excluded = {storage_key(tensor) for tensor in _tensors_in(cache)}
+    excluded = _viewed_bytes(_tensors_in(cache))
     del output, cache
     return tracker.peak(excluded)
+
+
+def _viewed_bytes(tensors: Iterable[torch.Tensor]) -> dict[int, int]:
+    """The bytes of each storage that ``tensors`` view, by storage key: their elements' (each view once; views of
+    the same elements, or a view that repeats them, count no more than the storage)."""
+    views: dict[int, dict[tuple[Any, ...], int]] = {}
+    sizes: dict[int, int] = {}
+    for tensor in tensors:
+        key = storage_key(tensor)
+        sizes[key] = tensor.untyped_storage().nbytes()
+        view = (tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+        views.setdefault(key, {})[view] = tensor.numel() * tensor.element_size()
+    return {key: min(sizes[key], sum(views[key].values())) for key in views}
