@@ -2807,6 +2807,35 @@ def test_checkpoint_directory(saved_llama: Path, tiny_llama: nn.Module) -> None:
     assert plan.item("activations").label == "estimate"
 
 
+def test_a_checkpoint_stored_in_another_dtype_than_its_config_declares(
+    saved_llama: Path, tiny_llama: nn.Module
+) -> None:
+    """float32 weights, config.json says bfloat16: the plan is of the weights as stored, its forward and its cache in
+    float32 as the live model's; with --dtype bfloat16, what from_pretrained loads (it reads the config's dtype)."""
+    config = json.loads((saved_llama / "config.json").read_text())
+    config.pop("torch_dtype", None)
+    (saved_llama / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
+    report = paramscope.memory(str(saved_llama), seq=8, batch=2)
+    plan = report.memory
+    assert plan is not None
+    live = plan_of(tiny_llama, seq=8, batch=2)
+    assert plan.item("weights").total_bytes == on_disk_bytes(saved_llama / "model.safetensors")
+    assert plan.item("KV cache").total_bytes == live.item("KV cache").total_bytes
+    assert plan.item("KV cache").total_bytes == nbytes(cache_tensors(prefill(tiny_llama, 2, 8)))
+    assert plan.item("activations").total_bytes == live.item("activations").total_bytes
+    assert (
+        "config.json declares bfloat16 and the weights are stored in float32: the plan is of them as stored, its "
+        'forward run in float32; transformers\' from_pretrained (dtype "auto") loads them in bfloat16: give --dtype '
+        "bfloat16 to plan that"
+    ) in report.notes
+    assert not any(note.startswith("parameters in bfloat16") for note in report.notes)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(saved_llama).eval()
+    assert loaded.dtype == torch.bfloat16
+    as_loaded = plan_of(str(saved_llama), seq=8, batch=2, dtype="bfloat16")
+    assert as_loaded.item("weights").total_bytes == nbytes(loaded.parameters())
+    assert as_loaded.item("KV cache").total_bytes == nbytes(cache_tensors(prefill(loaded, 2, 8)))
+
+
 def test_checkpoint_directory_for_training(saved_llama: Path, tiny_llama: nn.Module) -> None:
     plan = plan_of(str(saved_llama), train=True, seq=8, batch=2, precision="fp32")
     assert plan.item("weights").total_bytes == on_disk_bytes(saved_llama / "model.safetensors")

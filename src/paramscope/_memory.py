@@ -29,7 +29,7 @@ Where = Literal["device", "host"]
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd", "sgd-momentum", "adafactor", "adamw-8bit")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16-mixed", "fp16-mixed", "bf16-pure")
 
-_COMPUTE_FLOATS = ("float64", "float32", "float16", "bfloat16")
+COMPUTE_FLOATS = ("float64", "float32", "float16", "bfloat16")
 # Storage formats offered for conversion, after the plain dtypes of dtypes.COMMON.
 _GGUF_FORMATS = ("Q8_0", "Q6_K", "Q5_K", "Q4_K", "Q4_0", "Q3_K", "Q2_K")
 # bitsandbytes' 8-bit Adam keeps tensors under 4096 elements in 32 bits, and one float32 absmax per 256 values.
@@ -150,7 +150,7 @@ class MemorySettings:
         """
         weights = self.dtype if self.dtype is not None else stored
         name = None if weights is None else dtype_table.lookup(weights).name
-        return name if name in _COMPUTE_FLOATS else "bfloat16"
+        return name if name in COMPUTE_FLOATS else "bfloat16"
 
     def cache_dtype(self, stored: str | None = None) -> str:
         """The KV cache's dtype: ``kv_dtype``, else the :meth:`compute_dtype` (of ``stored`` weights)."""
@@ -346,7 +346,7 @@ def _positions(config: Mapping[str, Any] | None) -> tuple[str, int] | None:
     return None
 
 
-def _main_dtype(report: Report) -> str | None:
+def main_dtype(report: Report) -> str | None:
     """The dtype that holds most of the parameters' bytes, as stored (None without parameters)."""
     by_dtype = report.by_dtype
     return max(by_dtype, key=lambda dtype: by_dtype[dtype].bytes) if by_dtype else None
@@ -1205,7 +1205,7 @@ def _inference_items(
         items.append(_item("quantization metadata", "exact", quantization, formula, (tp, f"TP {tp}")))
     if settings.tokens is not None:
         # llama.cpp keeps a GGUF model's cache in f16 whatever its weights are stored in (its --cache-type default)
-        cache_dtype = settings.cache_dtype(None if report.source.kind == "gguf" else _main_dtype(report))
+        cache_dtype = settings.cache_dtype(None if report.source.kind == "gguf" else main_dtype(report))
         cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
         if config and isinstance(none := config.get("gguf_no_kv_cache"), str):
             cache = None  # a recurrent GGUF model (see sources/gguf.py)

@@ -10,6 +10,7 @@ import contextlib
 import inspect as pyinspect
 import re
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from itertools import takewhile
@@ -18,7 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from ._checks import flag, integer, one_of, parsed, shown, string
 from ._errors import SourceError, TargetError, UsageError
-from ._memory import COMPUTE_DTYPES, Label, MemorySettings, check_keep_fp32, decoder_layers, generates, plan
+from ._memory import (
+    COMPUTE_DTYPES,
+    COMPUTE_FLOATS,
+    Label,
+    MemorySettings,
+    check_keep_fp32,
+    decoder_layers,
+    generates,
+    main_dtype,
+    plan,
+)
 from ._report import Report
 from ._units import Units, format_bytes, format_count
 
@@ -157,7 +168,33 @@ def resolve(
     if not wants_forward or (config is None and not hub):
         return report, None, cache_config or config
     module, _, notes, _ = load_model(model, replace(request, commit=commit))  # a Hub id: the weights' commit
+    notes = _forward_as_stored(module, report, notes)
     return replace(report, notes=(*report.notes, *notes)), module, cache_config or config_of(module)
+
+
+def _forward_as_stored(module: nn.Module, report: Report, notes: Sequence[str]) -> list[str]:
+    """Make the model built from the config beside a checkpoint compute in the dtype most of the checkpoint's
+    weights are stored in, as the plan counts them (their bytes, the KV cache's); the notes of the build, with a
+    dtype config.json declares otherwise named, and what loads the model in it."""
+    import torch
+
+    stored = main_dtype(report)
+    floats = Counter(p.dtype for p in module.parameters() if p.is_floating_point())
+    if stored not in COMPUTE_FLOATS or not floats:
+        return list(notes)  # quantized weights: the forward computes as the build made it
+    built = str(floats.most_common(1)[0][0]).removeprefix("torch.")
+    if built == stored:
+        return list(notes)
+    module.to(getattr(torch, stored))  # a model paramscope built, on meta: no one else's
+    declared = f"parameters in {built}, the dtype config.json gives"
+    if declared not in notes:  # transformers' default float32: from_pretrained loads the weights as stored
+        return list(notes)
+    return [
+        *(note for note in notes if note != declared),
+        f"config.json declares {built} and the weights are stored in {stored}: the plan is of them as stored, its "
+        f'forward run in {stored}; transformers\' from_pretrained (dtype "auto") loads them in {built}: give '
+        f"--dtype {built} to plan that",
+    ]
 
 
 def batch_of(batch: int | None, input_size: Sequence[Any] | None) -> int:
