@@ -630,16 +630,18 @@ def pickle_rebuilding_a_tensor_from_a_tuple(tmp: Path) -> Case:
 
 
 def legacy_pt_claiming_4_pib(tmp: Path) -> Case:
-    """A legacy checkpoint whose one storage claims 2**50 float32 elements: torch allocates legacy storages up front."""
+    """A legacy checkpoint whose one storage claims 2**50 float32 elements: torch.load would allocate them before
+    reading; the file holds 400 bytes for it."""
     saved = tmp / "whole.pt"
     torch.save({"w": torch.zeros(100)}, saved, _use_new_zipfile_serialization=False)
     data = saved.read_bytes()
     numel = data.index(b"K\x64N")  # the storage's persistent id: (..., "cpu", BININT1 100, None)
     path = tmp / "model.pt"
     path.write_bytes(data[:numel] + b"\x8a\x07" + (2**50).to_bytes(7, "little") + data[numel + 2 :])  # LONG1
+    size = path.stat().st_size
     message = (
-        f"{path}: cannot be read: out of memory (it asked for 4.00 PiB; torch's legacy format, from before 1.6, is "
-        "read into memory rather than mapped)"
+        f"{path}: truncated: its pickle gives a storage of 4.00 PiB at byte {size - 400:,}, past the end of the file "
+        f"({size:,} bytes)"
     )
     return Case(["inspect", str(path)], message)
 
@@ -1635,9 +1637,9 @@ def test_memory_error_is_a_read_failure(
     def out_of_memory(*args: object, **kwargs: object) -> object:
         raise MemoryError
 
-    monkeypatch.setattr(torch, "load", out_of_memory)
-    why = " (torch's legacy format, from before 1.6, is read into memory rather than mapped)" if legacy else ""
-    assert_error(run(capsys, "inspect", str(path)), f"{path}: cannot be read: out of memory{why}")
+    # the unpickler both formats are read with (a legacy file's by paramscope, a zip file's by torch.load)
+    monkeypatch.setattr(torch._weights_only_unpickler.Unpickler, "load", out_of_memory)
+    assert_error(run(capsys, "inspect", str(path)), f"{path}: cannot be read: out of memory")
 
 
 @pytest.mark.parametrize("error", [TypeError("a bug"), AttributeError("a bug")], ids=lambda e: type(e).__name__)

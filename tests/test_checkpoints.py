@@ -1188,6 +1188,51 @@ def test_legacy_format_tied_head_counted_once(tmp_path: Path) -> None:
     assert report.tensor("transformer.wte.weight").aliases == ("lm_head.weight",)
 
 
+def test_legacy_format_read_as_torch_load_reads_it(tmp_path: Path) -> None:
+    """paramscope reads the legacy format itself, its storages mapped from the file: the same objects as
+    torch.load's, value for value, ties and views of one storage kept."""
+    from paramscope.sources._legacy_torch import load_legacy
+
+    base = torch.arange(24, dtype=torch.float64)
+    weight = torch.randn(6, 4)
+    state = {
+        "w": weight, "tied": weight, "half": torch.randn(3, 5).half(), "bf16": torch.randn(4).bfloat16(),
+        "ids": torch.arange(7), "flags": torch.tensor([True, False]), "empty": torch.zeros(0),
+        "view": base[2:10], "strided": base.view(4, 6)[:, ::2], "scalar": torch.tensor(3.5),
+        "sparse": torch.eye(3).to_sparse(), "nested": {"list": [torch.ones(2), 5], "name": "x"},
+    }  # fmt: skip
+    path = tmp_path / "legacy.pt"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    expected, loaded = torch.load(path, weights_only=True), load_legacy(path)
+    assert set(loaded) == set(expected)
+    for name in ("w", "tied", "half", "bf16", "ids", "flags", "empty", "view", "strided", "scalar"):
+        assert torch.equal(loaded[name], expected[name]), name
+        assert (loaded[name].dtype, loaded[name].stride()) == (expected[name].dtype, expected[name].stride())
+    assert torch.equal(loaded["sparse"].to_dense(), expected["sparse"].to_dense())
+    assert torch.equal(loaded["nested"]["list"][0], expected["nested"]["list"][0])
+    assert loaded["nested"]["list"][1:] == [5]
+    assert loaded["nested"]["name"] == "x"
+    assert loaded["w"] is loaded["tied"]
+    assert loaded["view"].untyped_storage().data_ptr() == loaded["strided"].untyped_storage().data_ptr()
+    assert loaded["w"].untyped_storage().nbytes() == weight.nbytes
+
+
+def test_a_legacy_file_larger_than_memory_is_counted(tmp_path: Path) -> None:
+    """A legacy file of one 64 GiB storage (sparse on disk): torch.load would allocate all of it; it is mapped."""
+    numel = 2**34
+    path = tmp_path / "huge.pt"
+    torch.save({"w": torch.zeros(100)}, path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    assert data[-408:-400] == struct.pack("<q", 100)  # the storage's element count, then its 400 bytes
+    large = b"\x8a\x05" + numel.to_bytes(5, "little")  # LONG1 2**34 for BININT1 100: in the storage's persistent
+    # id, before None (no view), and in the tensor's shape, before TUPLE1
+    pickled = data[:-408].replace(b"K\x64N", large + b"N").replace(b"K\x64\x85", large + b"\x85")
+    path.write_bytes(pickled + struct.pack("<q", numel))
+    os.truncate(path, len(pickled) + 8 + 4 * numel)
+    report = paramscope.inspect(str(path))
+    assert (report.totals.params, report.totals.param_bytes) == (numel, 4 * numel)
+
+
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
 def test_empty_tensors_saved_apart_are_not_tied(tmp_path: Path, legacy: bool) -> None:
     # the legacy loader gives every storage of 0 bytes the same address, 0: distinct tensors all the same

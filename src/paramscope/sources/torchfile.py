@@ -1,4 +1,5 @@
-"""PyTorch checkpoints (``.pt``, ``.pth``, ``.bin``, ``.ckpt``): ``torch.load(weights_only=True, mmap=True)``.
+"""PyTorch checkpoints (``.pt``, ``.pth``, ``.bin``, ``.ckpt``): ``torch.load(weights_only=True, mmap=True)``, and
+torch's legacy format read with its weights-only unpickler, its storages mapped (:mod:`._legacy_torch`).
 
 ``weights_only=True`` unpickles only tensors and plain containers, never arbitrary code; ``mmap=True`` maps the
 tensor data without reading it, so a 100 GB checkpoint costs no memory to count. Plain state dicts and nested
@@ -41,6 +42,7 @@ from .. import dtypes as dtype_table
 from .._errors import SourceError, printable
 from .._report import Report
 from .._units import format_bytes, format_count, listed, shortened
+from ._legacy_torch import WRONG_SIZE, load_legacy
 from ._sharded import dtensor_class, dtensor_sharding
 from ._tensors import PACKED_FP4, fp4_note, fp4_values, sparse_parts, unusual_bytes
 from .checkpoint import TRAINING_STATE, StoredTensor, check_files, checkpoint_report, files_read, read_config
@@ -147,9 +149,10 @@ def _load_file(path: Path) -> tuple[Any, _Contents | None]:
     with path.open("rb") as handle:
         if handle.read(4) == b"PK\x03\x04":
             raise SourceError(_DAMAGED.format(path=path))
-    # The legacy (pre-1.6) format cannot be memory-mapped: its tensors are read into memory (on CPU, where tensors
-    # that share storage, such as tied weights, can be recognised).
-    return _load_quietly(path), None
+    if _is_legacy_file(path):  # torch.load would read its storages into memory
+        with _quietly():
+            return load_legacy(path), None
+    return _load_quietly(path), None  # not torch's: torch.load says why (a legacy .tar file, no pickle)
 
 
 _DAMAGED = "{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint"
@@ -264,7 +267,7 @@ def _load_errors(path: Path) -> Iterator[None]:
             text = text.split(_MINIZ_ADVICE)[0].removesuffix(".")
         first = _one_line(text.splitlines()[0]) if text else type(error).__name__
         if first.startswith(_WRONG_STORAGE_SIZE):  # torch's words, its "%ld" unfilled and the two sizes run together
-            first = "a storage's size in the file is not the size its pickle gives"
+            first = WRONG_SIZE
         raise SourceError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
     except _BAD_PICKLE as error:
         raise _not_a_pickle(path, _reason(error)) from None
@@ -275,10 +278,8 @@ def _load_errors(path: Path) -> Iterator[None]:
 
 
 def _out_of_memory(path: Path, wanted: int | None) -> SourceError:
-    details = [f"it asked for {format_bytes(wanted)}"] if wanted is not None else []
-    if not zipfile.is_zipfile(path):
-        details.append("torch's legacy format, from before 1.6, is read into memory rather than mapped")
-    return SourceError(f"{path}: cannot be read: out of memory" + (f" ({'; '.join(details)})" if details else ""))
+    asked = f" (it asked for {format_bytes(wanted)})" if wanted is not None else ""
+    return SourceError(f"{path}: cannot be read: out of memory{asked}")
 
 
 def _reason(error: BaseException) -> str:
@@ -390,7 +391,8 @@ def _raised_reading_the_file(traceback: TracebackType | None) -> bool:
     return False
 
 
-def _load_quietly(path: Path, *, mmap: bool = False) -> Any:
+@contextlib.contextmanager
+def _quietly() -> Iterator[None]:
     # A DTensor's mesh, unpickled where no process group exists, logs a warning about torch.compile: not ours to show.
     mesh_log = logging.getLogger("torch.distributed.device_mesh")
     level = mesh_log.level
@@ -400,10 +402,14 @@ def _load_quietly(path: Path, *, mmap: bool = False) -> Any:
             # e.g. "Detected pickle protocol 4 in the checkpoint": a file torch.save did not write, so the one-line
             # error that follows says all there is to say
             warnings.simplefilter("ignore")
-            with _named_in_utf8(path) if mmap else contextlib.nullcontext(path) as name:
-                return torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
+            yield
     finally:
         mesh_log.setLevel(level)
+
+
+def _load_quietly(path: Path, *, mmap: bool = False) -> Any:
+    with _quietly(), _named_in_utf8(path) if mmap else contextlib.nullcontext(path) as name:
+        return torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,147 @@
+"""torch.save's legacy format (before PyTorch 1.6, or ``_use_new_zipfile_serialization=False``), its storages mapped.
+
+``torch.load`` reads every storage of a legacy file into memory: ``mmap=True`` is for the zip format only, and its
+fake-tensor mode, which skips the data, skips checking it too. This reads the file as torch's ``_legacy_load``
+does, with torch's own weights-only unpickler and tensor rebuilding, but gives each storage the bytes of the file
+that hold it, mapped: a legacy checkpoint costs no memory to count, and tied weights still share one storage.
+
+The format: five pickles (a magic number, a protocol version, system information, the object, whose storages are
+persistent ids, and the keys of the storages in the order their data follows), then each storage as its element
+count (8 bytes, little-endian) and its bytes.
+"""
+
+from __future__ import annotations
+
+import mmap
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import _weights_only_unpickler as weights_only
+from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
+
+from .._errors import SourceError
+from .._units import format_bytes
+
+_COUNT = struct.Struct("<q")
+WRONG_SIZE = "a storage's size in the file is not the size its pickle gives"
+
+
+@dataclass(frozen=True)
+class _Storage:
+    """A storage as the object's pickle gives it: its dtype and element count."""
+
+    dtype: torch.dtype
+    numel: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
+
+
+def load_legacy(path: Path) -> Any:
+    """The object torch.save wrote to ``path`` in the legacy format, its tensors' storages mapped from the file.
+
+    Only what torch's weights-only unpickler allows is rebuilt; a file whose storages do not lie where its pickles
+    say (cut short, a count that is not the pickle's) is refused with a :class:`SourceError`.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        _check_preamble(path, handle)
+        start = handle.tell()
+        storages: dict[str, _Storage] = {}
+        _unpickled(handle, lambda pid: _on_meta(_recorded(pid, storages)))  # where the object ends, what it holds
+        keys = _unpickled(handle)
+        offsets = _data_offsets(path, handle, keys, storages, size)
+        # Read-only and shared: nothing paramscope does writes to a tensor it counts. A private (copy-on-write)
+        # mapping, which torch.load(mmap=True) makes, is charged to the memory Linux commits, and refused for a file
+        # larger than the machine's memory under its default overcommit heuristic.
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        handle.seek(start)
+        roots: dict[str, torch.UntypedStorage] = {}
+
+        def persistent_load(pid: tuple[Any, ...]) -> torch.storage.TypedStorage:
+            key, record, view = _recorded(pid, storages)
+            if key not in roots:
+                roots[key] = _mapped(mapped, offsets[key], record.nbytes)
+            return _typed(roots[key], record.dtype, view)
+
+        loaded = _unpickled(handle, persistent_load)
+    torch._utils._validate_loaded_sparse_tensors()  # type: ignore[no-untyped-call]  # as torch.load does
+    return loaded
+
+
+def _unpickled(handle: IO[bytes], persistent_load: Any = None) -> Any:
+    unpickler = weights_only.Unpickler(handle, encoding="utf-8")  # torch.load's encoding
+    if persistent_load is not None:
+        unpickler.persistent_load = persistent_load  # type: ignore[method-assign]
+    return unpickler.load()  # type: ignore[no-untyped-call]
+
+
+def _check_preamble(path: Path, handle: IO[bytes]) -> None:
+    if _unpickled(handle) != MAGIC_NUMBER:
+        raise SourceError(f"{path}: not a PyTorch checkpoint (no torch.save magic number)")
+    protocol = _unpickled(handle)
+    if protocol != PROTOCOL_VERSION:
+        raise SourceError(f"{path}: a torch.save legacy file of protocol version {protocol!r}, which torch cannot read")
+    _unpickled(handle)  # the system it was saved on: byte order and sizes of C types, which torch.load ignores too
+
+
+def _recorded(pid: Any, storages: dict[str, _Storage]) -> tuple[str, _Storage, tuple[Any, ...] | None]:
+    """A storage's persistent id, ``("storage", storage_type, key, location, numel, view)``: its key, its storage
+    (recorded the first time) and its view's ``(key, offset, numel)``, if any."""
+    if not isinstance(pid, tuple) or len(pid) != 6:
+        raise pickle.UnpicklingError(f"a storage's persistent id is not as torch.save writes it: {pid!r:.80}")
+    _, storage_type, key, _, numel, view = pid
+    record = _Storage(storage_type.dtype, int(numel))
+    known = storages.setdefault(key, record)
+    if known != record:
+        raise pickle.UnpicklingError(f"storage {key!r:.40} is given twice, as {known} and {record}")
+    return key, known, view
+
+
+def _on_meta(recorded: tuple[str, _Storage, tuple[Any, ...] | None]) -> torch.storage.TypedStorage:
+    _, record, view = recorded
+    return _typed(torch.empty(record.nbytes, dtype=torch.uint8, device="meta").untyped_storage(), record.dtype, view)
+
+
+def _typed(root: torch.UntypedStorage, dtype: torch.dtype, view: tuple[Any, ...] | None) -> torch.storage.TypedStorage:
+    """The typed storage a tensor is rebuilt on: the root, or a view of it (``(key, offset, numel)`` in elements)."""
+    storage = root
+    if view is not None:
+        element = dtype.itemsize
+        _, offset, numel = view
+        storage = root[offset * element : (offset + numel) * element]
+    return torch.storage.TypedStorage(wrap_storage=storage, dtype=dtype, _internal=True)  # type: ignore[no-untyped-call]
+
+
+def _data_offsets(path: Path, handle: IO[bytes], keys: Any, storages: dict[str, _Storage], size: int) -> dict[str, int]:
+    """Where each storage's bytes start in the file, its element count checked against the pickle's."""
+    if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(map(str, storages)):
+        raise SourceError(f"{path}: not a readable PyTorch checkpoint (its storage keys are not those its object uses)")
+    offsets: dict[str, int] = {}
+    position = handle.tell()
+    for key in keys:
+        record = storages[key]
+        handle.seek(position)
+        count = handle.read(_COUNT.size)
+        end = position + _COUNT.size + record.nbytes
+        if len(count) < _COUNT.size or end > size:
+            raise SourceError(
+                f"{path}: truncated: its pickle gives a storage of {format_bytes(record.nbytes)} at byte "
+                f"{position + _COUNT.size:,}, past the end of the file ({size:,} bytes)"
+            )
+        if _COUNT.unpack(count)[0] != record.numel:
+            raise SourceError(f"{path}: not a readable PyTorch checkpoint ({WRONG_SIZE})")
+        offsets[key] = position + _COUNT.size
+        position = end
+    return offsets
+
+
+def _mapped(mapped: mmap.mmap, offset: int, nbytes: int) -> torch.UntypedStorage:
+    if not nbytes:  # torch.frombuffer refuses an empty buffer
+        return torch.empty(0, dtype=torch.uint8).untyped_storage()
+    return torch.frombuffer(mapped, dtype=torch.uint8, count=nbytes, offset=offset).untyped_storage()
