@@ -1,4 +1,5 @@
-"""Hand-made checkpoint files for the tests and benchmarks: safetensors headers over sparse data regions.
+"""Hand-made checkpoint files for the tests and benchmarks: safetensors headers and zip archives over sparse data
+regions.
 
 A sparse file (``truncate``) has the size of a real checkpoint and costs no disk, so a 70B model's 140 GB of
 shards can be laid out in a temporary directory in milliseconds.
@@ -8,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 # bytes per element of the safetensors dtype codes used here (sub-byte codes are not needed by the layouts)
@@ -90,3 +93,35 @@ def write_sharded(directory: Path, tensors: Mapping[str, tuple[str, tuple[int, .
 
 def parameter_count(tensors: Iterable[tuple[str, tuple[int, ...]]]) -> int:
     return sum(math.prod(shape) for _, shape in tensors)
+
+
+def write_zip64(path: Path, records: Sequence[tuple[str, bytes | int]]) -> None:
+    """A zip archive of stored (uncompressed) records in the zip64 format, each ``(name, bytes)``, or ``(name, size)``
+    for a record of ``size`` zero bytes left as a hole (a sparse file: a checkpoint of any size that costs no disk;
+    its CRC is not computed, and readers that map storages do not check it)."""
+    central = []
+    with path.open("wb") as handle:
+        for name, content in records:
+            offset = handle.tell()
+            size = content if isinstance(content, int) else len(content)
+            crc = 0 if isinstance(content, int) else zlib.crc32(content)
+            encoded = name.encode()
+            extra = struct.pack("<HHQQ", 1, 16, size, size)
+            handle.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, 0, 0, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+                                     len(encoded), len(extra)) + encoded + extra)  # fmt: skip
+            if isinstance(content, int):
+                handle.seek(size, os.SEEK_CUR)
+            else:
+                handle.write(content)
+            extra = struct.pack("<HHQQQ", 1, 24, size, size, offset)
+            central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 0, 0, 0, crc, 0xFFFFFFFF,
+                                       0xFFFFFFFF, len(encoded), len(extra), 0, 0, 0, 0, 0xFFFFFFFF)
+                           + encoded + extra)  # fmt: skip
+        start = handle.tell()
+        directory = b"".join(central)
+        handle.write(directory)
+        end = handle.tell()
+        count = len(central)
+        handle.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, len(directory), start))
+        handle.write(struct.pack("<IIQI", 0x07064B50, 0, end, 1))
+        handle.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0))

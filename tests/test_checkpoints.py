@@ -47,6 +47,7 @@ from .checkpoints import (
     parameter_count,
     write_safetensors,
     write_sharded,
+    write_zip64,
 )
 from .cli import assert_error, run, run_in_a_new_process
 from .formula_text import multiplied_out
@@ -1186,6 +1187,57 @@ def test_legacy_format_tied_head_counted_once(tmp_path: Path) -> None:
     report = paramscope.inspect(str(path))
     assert report.totals.params == sum(p.numel() for p in model.parameters())
     assert report.tensor("transformer.wte.weight").aliases == ("lm_head.weight",)
+
+
+def test_a_zip_checkpoint_larger_than_memory_is_counted(tmp_path: Path) -> None:
+    """A torch.save file of one 1 TiB storage (sparse on disk): torch.load(mmap=True) maps the file private, which
+    Linux refuses past the memory it can commit; it is mapped read-only instead. (Where it can commit 1 TiB, torch
+    maps it: the same count.)"""
+    numel = 2**38
+    saved = tmp_path / "small.pt"
+    torch.save({"w": torch.zeros(100)}, saved)
+    large = b"\x8a\x05" + numel.to_bytes(5, "little")  # LONG1 2**38 for BININT1 100: the storage's element count,
+    # before its pickled location's end, and the tensor's shape, before TUPLE1
+    records = []
+    with zipfile.ZipFile(saved) as archive:
+        for entry in archive.infolist():
+            content = archive.read(entry)
+            if entry.filename.endswith("/data.pkl"):
+                assert content.count(b"K\x64") == 2
+                content = content.replace(b"K\x64", large)
+            records.append((entry.filename, 4 * numel if entry.filename.endswith("/data/0") else content))
+    path = tmp_path / "huge.pt"
+    write_zip64(path, records)
+    report = paramscope.inspect(str(path))
+    assert (report.totals.params, report.totals.param_bytes) == (numel, 4 * numel)
+    assert report.tensor("w").shape == (numel,)
+
+
+def test_a_zip_checkpoint_mapped_read_only_is_what_torch_load_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where torch cannot map the file its way, the objects are those torch.load gives, ties kept."""
+    from paramscope.sources.torchfile import _torch_load
+
+    model = gpt2(**TINY_GPT)
+    state = {**model.state_dict(), "sparse": torch.eye(3).to_sparse(), "half": torch.randn(3).half()}
+    path = tmp_path / "model.pt"
+    torch.save(state, path)
+    expected = torch.load(path, weights_only=True)
+    from_file = torch.UntypedStorage.from_file
+
+    def refused(name: str, shared: bool, nbytes: int) -> torch.UntypedStorage:
+        raise RuntimeError(f"unable to mmap {nbytes} bytes from file <{name}>: Cannot allocate memory (12)")
+
+    monkeypatch.setattr(torch.UntypedStorage, "from_file", refused)
+    loaded, _ = _torch_load(path)
+    monkeypatch.setattr(torch.UntypedStorage, "from_file", from_file)
+    assert set(loaded) == set(expected)
+    for name, tensor in expected.items():
+        assert torch.equal(loaded[name].to_dense(), tensor.to_dense()), name
+    assert loaded["lm_head.weight"].data_ptr() == loaded["transformer.wte.weight"].data_ptr()
+    report = paramscope.inspect(str(path))  # and torch's own mapping, as ever
+    assert report.totals.params == sum(tensor.numel() for tensor in expected.values()) - model.lm_head.weight.numel()
 
 
 def test_legacy_format_read_as_torch_load_reads_it(tmp_path: Path) -> None:

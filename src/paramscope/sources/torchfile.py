@@ -94,6 +94,9 @@ _MAX_RECORD_BYTES = 2**30
 # name and the extra field that come before the record's bytes.
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 _ZIP_METHODS = {zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+# torch.load(mmap=True) failing to map the file: "unable to mmap 42949672960 bytes from file <…>: Cannot allocate
+# memory (12)"
+_MAP_REFUSED = "unable to mmap"
 _MINIZ_ADVICE = " This is an internal miniz error"  # torch's words after a record it cannot find: "... corrupted"
 # A legacy file's storage of another size than its pickle gives: torch's message leaves its format unfilled and runs
 # the two sizes together ("storage has wrong byte size: expected %ld got %ld396400": 396, or 39 and 6400?).
@@ -142,7 +145,12 @@ def _load_file(path: Path) -> tuple[Any, _Contents | None]:
         raise SourceError(f"{path}: empty file (0 bytes): not a PyTorch checkpoint")
     if zipfile.is_zipfile(path):
         records = _check_archive(path)
-        loaded = _load_quietly(path, mmap=True)
+        try:
+            loaded = _load_quietly(path, mmap=True)
+        except RuntimeError as error:
+            if _MAP_REFUSED not in str(error):
+                raise
+            loaded = _load_mapped_read_only(path)
         contents = None if isinstance(loaded, torch.Tensor) else _Contents(path, loaded)
         _check_storages(path, loaded, records, contents)
         return loaded, contents
@@ -410,6 +418,28 @@ def _quietly() -> Iterator[None]:
 def _load_quietly(path: Path, *, mmap: bool = False) -> Any:
     with _quietly(), _named_in_utf8(path) if mmap else contextlib.nullcontext(path) as name:
         return torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def _load_mapped_read_only(path: Path) -> Any:
+    """What ``torch.load(path, weights_only=True, mmap=True)`` gives, the file mapped read-only and shared.
+
+    torch maps the whole file private (copy-on-write): Linux charges such a mapping to the memory it commits, and
+    under its default overcommit heuristic refuses one larger than the machine's memory and swap, which a checkpoint
+    of a large model (or of its optimizer state) is. A shared read-only mapping is charged nothing; nothing
+    paramscope does writes to a tensor it counts. torch.load takes no mapping of the caller's, so this calls the
+    loader it passes its own to (``torch.serialization._load``, its ``overall_storage`` since torch 2.1).
+    """
+    import mmap
+
+    from torch import _weights_only_unpickler
+
+    with _quietly(), _named_in_utf8(path) as name, name.open("rb") as handle:
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        overall = torch.frombuffer(mapped, dtype=torch.uint8).untyped_storage()  # warns: the buffer is read-only
+        reader = torch._C.PyTorchFileReader(os.fspath(name))
+        return torch.serialization._load(
+            reader, "cpu", _weights_only_unpickler, overall_storage=overall, encoding="utf-8"
+        )
 
 
 @contextlib.contextmanager
