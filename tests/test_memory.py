@@ -2829,6 +2829,9 @@ def test_a_checkpoint_stored_in_another_dtype_than_its_config_declares(
         "bfloat16 to plan that"
     ) in report.notes
     assert not any(note.startswith("parameters in bfloat16") for note in report.notes)
+    # training computes in its precision's dtype: the plan is not of the weights as stored
+    trained = paramscope.memory(str(saved_llama), train=True, seq=8, batch=2, precision="fp32")
+    assert not any(note.startswith("config.json declares") for note in trained.notes)
     loaded = transformers.AutoModelForCausalLM.from_pretrained(saved_llama).eval()
     assert loaded.dtype == torch.bfloat16
     as_loaded = plan_of(str(saved_llama), seq=8, batch=2, dtype="bfloat16")

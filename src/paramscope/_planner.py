@@ -131,9 +131,10 @@ def _config_beside(target: str, used: bool) -> dict[str, Any] | None:
 
 
 def resolve(
-    model: nn.Module | Report | str, request: Request, wants_forward: bool
+    model: nn.Module | Report | str, request: Request, wants_forward: bool, train: bool = False
 ) -> tuple[Report, nn.Module | None, dict[str, Any] | None]:
-    """The report, the model to run (when one is needed and there is one) and the decoder config, if any."""
+    """The report, the model to run (when one is needed and there is one) and the decoder config, if any; for
+    inference (not ``train``), a model built beside a checkpoint runs in the checkpoint's dtype."""
     from .sources.module import inspect_module
 
     if isinstance(model, Report):
@@ -168,7 +169,8 @@ def resolve(
     if not wants_forward or (config is None and not hub):
         return report, None, cache_config or config
     module, _, notes, _ = load_model(model, replace(request, commit=commit))  # a Hub id: the weights' commit
-    notes = _forward_as_stored(module, report, notes)
+    if not train:  # training computes in its precision's dtype, whatever the weights are stored in
+        notes = _forward_as_stored(module, report, notes)
     return replace(report, notes=(*report.notes, *notes)), module, cache_config or config_of(module)
 
 
@@ -179,7 +181,10 @@ def _forward_as_stored(module: nn.Module, report: Report, notes: Sequence[str]) 
     import torch
 
     stored = main_dtype(report)
-    floats = Counter(p.dtype for p in module.parameters() if p.is_floating_point())
+    floats: Counter[torch.dtype] = Counter()
+    for parameter in module.parameters():
+        if parameter.is_floating_point():
+            floats[parameter.dtype] += parameter.numel()
     if stored not in COMPUTE_FLOATS or not floats:
         return list(notes)  # quantized weights: the forward computes as the build made it
     built = str(floats.most_common(1)[0][0]).removeprefix("torch.")
@@ -759,7 +764,7 @@ def build_plan(
     if forward is not None:
         _check_summary_inputs(forward, settings, input_size)
     wants_forward = input_size is not None or settings.tokens is not None
-    report, module, found_config = resolve(model, request, wants_forward)
+    report, module, found_config = resolve(model, request, wants_forward, settings.train)
     check_keep_fp32(report, settings.keep_fp32)  # before a forward: a typo is refused at once
     if shapes is not None and not settings.train:
         # the forward's first input is token ids when given an integer dtype, or without one for a model whose main
