@@ -1450,11 +1450,12 @@ class _LiveTensors(TorchDispatchMode):
     def peak(self, excluded: Mapping[int, int]) -> tuple[int, int]:
         """The most bytes live at one time, each storage in ``excluded`` less the bytes given for it, and how many
         of them, at that time, were the rest of those storages."""
+        # the storage live at the end under each key: an earlier one freed before it may have had its address
+        last = {key: index for index, (key, change) in enumerate(self.events) if change > 0 and key in excluded}
         live = peak = rest = rest_at_peak = 0
-        for key, change in self.events:
-            if key in excluded:
-                kept = excluded[key] if change > 0 else -excluded[key]
-                change -= kept
+        for index, (key, change) in enumerate(self.events):
+            if last.get(key) == index:
+                change -= min(excluded[key], change)
                 rest += change
             live += change
             if live > peak:
