@@ -160,7 +160,7 @@ def _load_file(path: Path) -> tuple[Any, _Contents | None]:
     if _is_legacy_file(path):  # torch.load would read its storages into memory
         with _quietly():
             return load_legacy(path), None
-    return _load_quietly(path), None  # not torch's: torch.load says why (a legacy .tar file, no pickle)
+    return _load_quietly(path), None  # in neither format: torch.load's error says what it is not
 
 
 _DAMAGED = "{path}: a zip archive cut short or damaged: truncated, or not a PyTorch checkpoint"
