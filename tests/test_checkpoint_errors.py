@@ -721,6 +721,21 @@ def legacy_pt_whose_storage_has_another_size(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+def legacy_pt_whose_storage_keys_are_others(tmp: Path) -> Case:
+    saved = tmp / "whole.pt"
+    torch.save({"w": torch.zeros(100)}, saved, _use_new_zipfile_serialization=False)
+    data = saved.read_bytes()
+    keys = data[:-408].rindex(b"]")  # the last pickle before the storages' data: the list of their keys
+    key = re.search(rb"X(....)(\d+)", data[keys:-408], re.DOTALL)
+    assert key is not None
+    digits = key.group(2)
+    other = str(int(digits) + 1).encode().rjust(len(digits), b"0")[-len(digits) :]
+    path = tmp / "model.pt"
+    path.write_bytes(data[:keys] + data[keys:-408].replace(digits, other) + data[-408:])
+    message = f"{path}: not a readable PyTorch checkpoint (its storage keys are not those its object uses)"
+    return Case(["inspect", str(path)], message)
+
+
 def truncated_legacy_pt(tmp: Path) -> Case:
     path = tmp / "model.pt"
     torch.save({"w": torch.zeros(100)}, tmp / "whole.pt", _use_new_zipfile_serialization=False)
@@ -1151,6 +1166,7 @@ CASES: list[Callable[[Path], Case]] = [
     saved_with_protocol(4, legacy=False), saved_with_protocol(5, legacy=True), saved_with_protocol(1, legacy=True),
     saved_with_protocol(0, legacy=False), saved_with_protocol(1, legacy=False),
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, legacy_pt_whose_storage_has_another_size,
+    legacy_pt_whose_storage_keys_are_others,
     zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
     zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,

@@ -96,6 +96,8 @@ def _recorded(pid: Any, storages: dict[str, _Storage]) -> tuple[str, _Storage, t
     if not isinstance(pid, tuple) or len(pid) != 6:
         raise pickle.UnpicklingError(f"a storage's persistent id is not as torch.save writes it: {pid!r:.80}")
     _, storage_type, key, _, numel, view = pid
+    if not isinstance(key, str):  # torch.save numbers its storages "0", "1", …
+        raise pickle.UnpicklingError(f"a storage's key is not a string: {key!r:.40}")
     record = _Storage(storage_type.dtype, int(numel))
     known = storages.setdefault(key, record)
     if known != record:
@@ -120,7 +122,7 @@ def _typed(root: torch.UntypedStorage, dtype: torch.dtype, view: tuple[Any, ...]
 
 def _data_offsets(path: Path, handle: IO[bytes], keys: Any, storages: dict[str, _Storage], size: int) -> dict[str, int]:
     """Where each storage's bytes start in the file, its element count checked against the pickle's."""
-    if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(map(str, storages)):
+    if not (isinstance(keys, list) and all(isinstance(key, str) for key in keys) and sorted(keys) == sorted(storages)):
         raise SourceError(f"{path}: not a readable PyTorch checkpoint (its storage keys are not those its object uses)")
     offsets: dict[str, int] = {}
     position = handle.tell()
