@@ -178,8 +178,6 @@ def _forward_as_stored(module: nn.Module, report: Report, notes: Sequence[str]) 
     """Make the model built from the config beside a checkpoint compute in the dtype most of the checkpoint's
     weights are stored in, as the plan counts them (their bytes, the KV cache's); the notes of the build, with a
     dtype config.json declares otherwise named, and what loads the model in it."""
-    import torch
-
     stored = main_dtype(report)
     floats: Counter[torch.dtype] = Counter()
     for parameter in module.parameters():
@@ -190,7 +188,7 @@ def _forward_as_stored(module: nn.Module, report: Report, notes: Sequence[str]) 
     built = str(floats.most_common(1)[0][0]).removeprefix("torch.")
     if built == stored:
         return list(notes)
-    module.to(getattr(torch, stored))  # a model paramscope built, on meta: no one else's
+    module.to(_torch_dtype(stored))  # a model paramscope built, on meta: no one else's
     declared = f"parameters in {built}, the dtype config.json gives"
     if declared not in notes:  # transformers' default float32: from_pretrained loads the weights as stored
         return list(notes)

@@ -3,7 +3,8 @@
 ``torch.load`` reads every storage of a legacy file into memory: ``mmap=True`` is for the zip format only, and its
 fake-tensor mode, which skips the data, skips checking it too. This reads the file as torch's ``_legacy_load``
 does, with torch's own weights-only unpickler and tensor rebuilding, but gives each storage the bytes of the file
-that hold it, mapped: a legacy checkpoint costs no memory to count, and tied weights still share one storage.
+that hold it, mapped (:func:`._file_mapping.read_only_storage`): a legacy checkpoint costs no memory to count, and
+tied weights still share one storage.
 
 The format: five pickles (a magic number, a protocol version, system information, the object, whose storages are
 persistent ids, and the keys of the storages in the order their data follows), then each storage as its element
@@ -12,7 +13,6 @@ count (8 bytes, little-endian) and its bytes.
 
 from __future__ import annotations
 
-import mmap
 import pickle
 import struct
 from dataclasses import dataclass
@@ -21,10 +21,11 @@ from typing import IO, Any
 
 import torch
 from torch import _weights_only_unpickler as weights_only
-from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
+from torch.serialization import PROTOCOL_VERSION
 
 from .._errors import SourceError
 from .._units import format_bytes
+from ._file_mapping import read_only_storage
 
 _COUNT = struct.Struct("<q")
 WRONG_SIZE = "a storage's size in the file is not the size its pickle gives"
@@ -56,17 +57,14 @@ def load_legacy(path: Path) -> Any:
         _unpickled(handle, lambda pid: _on_meta(_recorded(pid, storages)))  # where the object ends, what it holds
         keys = _unpickled(handle)
         offsets = _data_offsets(path, handle, keys, storages, size)
-        # Read-only and shared: nothing paramscope does writes to a tensor it counts. A private (copy-on-write)
-        # mapping, which torch.load(mmap=True) makes, is charged to the memory Linux commits, and refused for a file
-        # larger than the machine's memory under its default overcommit heuristic.
-        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        whole = read_only_storage(handle)
         handle.seek(start)
         roots: dict[str, torch.UntypedStorage] = {}
 
         def persistent_load(pid: tuple[Any, ...]) -> torch.storage.TypedStorage:
             key, record, view = _recorded(pid, storages)
             if key not in roots:
-                roots[key] = _mapped(mapped, offsets[key], record.nbytes)
+                roots[key] = whole[offsets[key] : offsets[key] + record.nbytes]
             return _typed(roots[key], record.dtype, view)
 
         loaded = _unpickled(handle, persistent_load)
@@ -82,8 +80,7 @@ def _unpickled(handle: IO[bytes], persistent_load: Any = None) -> Any:
 
 
 def _check_preamble(path: Path, handle: IO[bytes]) -> None:
-    if _unpickled(handle) != MAGIC_NUMBER:
-        raise SourceError(f"{path}: not a PyTorch checkpoint (no torch.save magic number)")
+    _unpickled(handle)  # the magic number, by whose pickle the file was recognised (target.is_legacy_torch_head)
     protocol = _unpickled(handle)
     if protocol != PROTOCOL_VERSION:
         raise SourceError(f"{path}: a torch.save legacy file of protocol version {protocol!r}, which torch cannot read")
@@ -141,9 +138,3 @@ def _data_offsets(path: Path, handle: IO[bytes], keys: Any, storages: dict[str, 
         offsets[key] = position + _COUNT.size
         position = end
     return offsets
-
-
-def _mapped(mapped: mmap.mmap, offset: int, nbytes: int) -> torch.UntypedStorage:
-    if not nbytes:  # torch.frombuffer refuses an empty buffer
-        return torch.empty(0, dtype=torch.uint8).untyped_storage()
-    return torch.frombuffer(mapped, dtype=torch.uint8, count=nbytes, offset=offset).untyped_storage()

@@ -42,6 +42,7 @@ from .. import dtypes as dtype_table
 from .._errors import SourceError, printable
 from .._report import Report
 from .._units import format_bytes, format_count, listed, shortened
+from ._file_mapping import read_only_storage
 from ._legacy_torch import WRONG_SIZE, load_legacy
 from ._sharded import dtensor_class, dtensor_sharding
 from ._tensors import PACKED_FP4, fp4_note, fp4_values, sparse_parts, unusual_bytes
@@ -421,24 +422,17 @@ def _load_quietly(path: Path, *, mmap: bool = False) -> Any:
 
 
 def _load_mapped_read_only(path: Path) -> Any:
-    """What ``torch.load(path, weights_only=True, mmap=True)`` gives, the file mapped read-only and shared.
-
-    torch maps the whole file private (copy-on-write): Linux charges such a mapping to the memory it commits, and
-    under its default overcommit heuristic refuses one larger than the machine's memory and swap, which a checkpoint
-    of a large model (or of its optimizer state) is. A shared read-only mapping is charged nothing; nothing
-    paramscope does writes to a tensor it counts. torch.load takes no mapping of the caller's, so this calls the
-    loader it passes its own to (``torch.serialization._load``, its ``overall_storage`` since torch 2.1).
-    """
-    import mmap
-
+    """What ``torch.load(path, weights_only=True, mmap=True)`` gives, the file mapped read-only and shared
+    (:func:`._file_mapping.read_only_storage`: where torch's own, private mapping is refused). torch.load takes no
+    mapping of the caller's, so this calls the loader it passes its own to (``torch.serialization._load``, its
+    ``overall_storage`` since torch 2.1)."""
     from torch import _weights_only_unpickler
 
     with _quietly(), _named_in_utf8(path) as name, name.open("rb") as handle:
-        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        overall = torch.frombuffer(mapped, dtype=torch.uint8).untyped_storage()  # warns: the buffer is read-only
+        whole = read_only_storage(handle)
         reader = torch._C.PyTorchFileReader(os.fspath(name))
         return torch.serialization._load(
-            reader, "cpu", _weights_only_unpickler, overall_storage=overall, encoding="utf-8"
+            reader, "cpu", _weights_only_unpickler, overall_storage=whole, encoding="utf-8"
         )
 
 
