@@ -639,10 +639,31 @@ def legacy_pt_claiming_4_pib(tmp: Path) -> Case:
     path = tmp / "model.pt"
     path.write_bytes(data[:numel] + b"\x8a\x07" + (2**50).to_bytes(7, "little") + data[numel + 2 :])  # LONG1
     size = path.stat().st_size
-    message = (
-        f"{path}: truncated: its pickle gives a storage of 4.00 PiB at byte {size - 400:,}, past the end of the file "
-        f"({size:,} bytes)"
-    )
+    message = f"{path}: truncated: its pickle gives a storage of 4.00 PiB, more than the whole file ({size:,} bytes)"
+    return Case(["inspect", str(path)], message)
+
+
+def legacy_pt_with_a_negative_element_count(tmp: Path) -> Case:
+    saved = tmp / "whole.pt"
+    torch.save({"w": torch.zeros(100)}, saved, _use_new_zipfile_serialization=False)
+    data = saved.read_bytes()
+    numel = data.index(b"K\x64N")  # the storage's persistent id: (..., "cpu", BININT1 100, None)
+    path = tmp / "model.pt"
+    path.write_bytes(data[:numel] + b"J" + struct.pack("<i", -100) + data[numel + 2 :])  # BININT -100
+    key = re.findall(rb"X....(\d+)", data[:numel], re.DOTALL)[-1]  # the storage's key, just before: digits
+    reason = f"storage '{key.decode()}' has no element count: -100"
+    return Case(["inspect", str(path)], not_a_pickle(path, reason))
+
+
+def legacy_pt_of_an_unknown_protocol_version(tmp: Path) -> Case:
+    saved = tmp / "whole.pt"
+    torch.save({"w": torch.zeros(100)}, saved, _use_new_zipfile_serialization=False)
+    data = saved.read_bytes()
+    version = pickle.dumps(1001, protocol=2)
+    assert data.count(version) == 1
+    path = tmp / "model.pt"
+    path.write_bytes(data.replace(version, pickle.dumps("x" * 100_000, protocol=2)))
+    message = f"{path}: a torch.save legacy file of protocol version '{'x' * 39}, which torch cannot read"
     return Case(["inspect", str(path)], message)
 
 
@@ -1166,7 +1187,8 @@ CASES: list[Callable[[Path], Case]] = [
     saved_with_protocol(4, legacy=False), saved_with_protocol(5, legacy=True), saved_with_protocol(1, legacy=True),
     saved_with_protocol(0, legacy=False), saved_with_protocol(1, legacy=False),
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, legacy_pt_whose_storage_has_another_size,
-    legacy_pt_whose_storage_keys_are_others,
+    legacy_pt_whose_storage_keys_are_others, legacy_pt_with_a_negative_element_count,
+    legacy_pt_of_an_unknown_protocol_version,
     zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
     zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,

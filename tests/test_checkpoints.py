@@ -36,7 +36,7 @@ from torch import nn
 
 import paramscope
 from paramscope import dtypes
-from paramscope._units import shortened
+from paramscope._units import format_bytes, shortened
 from paramscope.examples import gpt2, resnet18
 from paramscope.sources.safetensors import stored_tensors
 
@@ -1240,26 +1240,68 @@ def test_a_zip_checkpoint_mapped_read_only_is_what_torch_load_gives(
     assert report.totals.params == sum(tensor.numel() for tensor in expected.values()) - model.lm_head.weight.numel()
 
 
+def test_a_zip_checkpoint_of_the_other_byte_order_is_not_mapped_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch swaps the bytes of a checkpoint saved on a machine of the other byte order in place as it loads it: on
+    a read-only mapping that write would crash the process; it is refused in one line instead."""
+    saved = tmp_path / "saved.pt"
+    torch.save({"w": torch.arange(4.0)}, saved)
+    other = "big" if sys.byteorder == "little" else "little"
+    with zipfile.ZipFile(saved) as archive:
+        records = [(entry.filename, other.encode() if entry.filename.endswith("/byteorder") else archive.read(entry))
+                   for entry in archive.infolist()]  # fmt: skip
+    path = tmp_path / "model.pt"
+    write_zip64(path, records)
+    swapped = torch.load(path, weights_only=True)["w"]  # torch's own, private mapping: swapped in it
+    assert not torch.equal(swapped, torch.arange(4.0))
+    assert paramscope.inspect(str(path)).totals.params == 4
+
+    def refused(name: str, shared: bool, nbytes: int) -> torch.UntypedStorage:
+        raise RuntimeError(f"unable to mmap {nbytes} bytes from file <{name}>: Cannot allocate memory (12)")
+
+    monkeypatch.setattr(torch.UntypedStorage, "from_file", refused)
+    with pytest.raises(paramscope.SourceError) as refusal:
+        paramscope.inspect(str(path))
+    assert str(refusal.value) == (
+        f"{path}: cannot be mapped: its tensors are stored {other}-endian, which torch swaps in place as it loads "
+        f"them, and this machine refuses a writable mapping of the file ({format_bytes(path.stat().st_size)})"
+    )
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # torch's, on making any qint8 tensor
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated:UserWarning")  # torch's, rebuilding a quantized one
 def test_legacy_format_read_as_torch_load_reads_it(tmp_path: Path) -> None:
     """paramscope reads the legacy format itself, its storages mapped from the file: the same objects as
-    torch.load's, value for value, ties and views of one storage kept."""
+    torch.load's, value for value, ties and views of one storage kept; sparse tensors checked as torch.load checks
+    them where the process asks for it."""
     from paramscope.sources._legacy_torch import load_legacy
 
     base = torch.arange(24, dtype=torch.float64)
     weight = torch.randn(6, 4)
+    empty = torch.zeros(0)
     state = {
         "w": weight, "tied": weight, "half": torch.randn(3, 5).half(), "bf16": torch.randn(4).bfloat16(),
-        "ids": torch.arange(7), "flags": torch.tensor([True, False]), "empty": torch.zeros(0),
+        "ids": torch.arange(7), "flags": torch.tensor([True, False]), "empty": empty,
+        "empty_ints": empty.view(torch.int32),  # one storage key in two dtypes: torch.save checks none without data
         "view": base[2:10], "strided": base.view(4, 6)[:, ::2], "scalar": torch.tensor(3.5),
+        "quantized": torch.quantize_per_tensor(torch.randn(3, 4), 0.1, 2, torch.qint8),
+        "per_channel": torch.quantize_per_channel(torch.randn(2, 3), torch.tensor([0.1, 0.2]), torch.tensor([0, 1]),
+                                                  0, torch.quint8),
         "sparse": torch.eye(3).to_sparse(), "nested": {"list": [torch.ones(2), 5], "name": "x"},
     }  # fmt: skip
     path = tmp_path / "legacy.pt"
     torch.save(state, path, _use_new_zipfile_serialization=False)
-    expected, loaded = torch.load(path, weights_only=True), load_legacy(path)
+    with torch.sparse.check_sparse_tensor_invariants():
+        expected, loaded = torch.load(path, weights_only=True), load_legacy(path)
     assert set(loaded) == set(expected)
-    for name in ("w", "tied", "half", "bf16", "ids", "flags", "empty", "view", "strided", "scalar"):
+    for name in ("w", "tied", "half", "bf16", "ids", "flags", "empty", "empty_ints", "view", "strided", "scalar"):
         assert torch.equal(loaded[name], expected[name]), name
         assert (loaded[name].dtype, loaded[name].stride()) == (expected[name].dtype, expected[name].stride())
+    for name in ("quantized", "per_channel"):
+        assert torch.equal(loaded[name].int_repr(), expected[name].int_repr()), name
+        assert loaded[name].qscheme() == expected[name].qscheme(), name
+    assert torch.equal(loaded["per_channel"].q_per_channel_scales(), expected["per_channel"].q_per_channel_scales())
     assert torch.equal(loaded["sparse"].to_dense(), expected["sparse"].to_dense())
     assert torch.equal(loaded["nested"]["list"][0], expected["nested"]["list"][0])
     assert loaded["nested"]["list"][1:] == [5]
@@ -1267,6 +1309,57 @@ def test_legacy_format_read_as_torch_load_reads_it(tmp_path: Path) -> None:
     assert loaded["w"] is loaded["tied"]
     assert loaded["view"].untyped_storage().data_ptr() == loaded["strided"].untyped_storage().data_ptr()
     assert loaded["w"].untyped_storage().nbytes() == weight.nbytes
+
+
+def test_legacy_storage_views_as_torch_wrote_them_before_1_0(tmp_path: Path) -> None:
+    """Before PyTorch 1.0, torch.save gave a slice of a storage a persistent id of its own, which also names the
+    slice's place in its root storage: ``(view key, offset, elements)``. torch.load still reads such files."""
+
+    class Storage:  # stands for a storage when pickled: its persistent id
+        def __init__(self, key: str, offset: int, numel: int) -> None:
+            self.pid = ("storage", torch.FloatStorage, "0", "cpu", 4, (key, offset, numel))
+
+    class Tensor:
+        def __init__(self, storage: Storage, numel: int) -> None:
+            self.storage, self.numel = storage, numel
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            return torch._utils._rebuild_tensor_v2, (self.storage, 0, (self.numel,), (1,), False, {})
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return obj.pid if isinstance(obj, Storage) else None
+
+    state = io.BytesIO()
+    Pickler(state, protocol=2).dump({"middle": Tensor(Storage("1", 1, 2), 2), "head": Tensor(Storage("2", 0, 3), 3)})
+    system = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    preamble = b"".join(pickle.dumps(part, protocol=2) for part in (0x1950A86A20F9469CFC6C, 1001, system))
+    keys = pickle.dumps(["0"], protocol=2)
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(preamble + state.getvalue() + keys + struct.pack("<q4f", 4, 1.0, 2.0, 3.0, 4.0))
+    expected = torch.load(path, weights_only=True)
+    assert expected["middle"].tolist() == [2.0, 3.0]
+    from paramscope.sources._legacy_torch import load_legacy
+
+    loaded = load_legacy(path)
+    assert {name: tensor.tolist() for name, tensor in loaded.items()} == {"middle": [2.0, 3.0], "head": [1.0, 2.0, 3.0]}
+    assert loaded["middle"].data_ptr() == loaded["head"].data_ptr() + 4  # slices of one storage, mapped
+    report = paramscope.inspect(str(path))
+    assert [(record.name, record.shape) for record in report.tensors] == [("middle", (2,)), ("head", (3,))]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts this process's open files in /proc")
+def test_a_mapped_legacy_file_holds_no_file_open(tmp_path: Path) -> None:
+    """torch maps the file as torch.load(mmap=True) does and closes it: a model in many legacy shards does not run
+    into the limit on open files."""
+    from paramscope.sources._legacy_torch import load_legacy
+
+    path = tmp_path / "legacy.pt"
+    torch.save({"w": torch.ones(4)}, path, _use_new_zipfile_serialization=False)
+    before = len(os.listdir("/proc/self/fd"))
+    loaded = load_legacy(path)
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert loaded["w"].tolist() == [1.0] * 4
 
 
 def test_a_legacy_file_larger_than_memory_is_counted(tmp_path: Path) -> None:

@@ -2834,9 +2834,11 @@ def test_a_checkpoint_stored_in_another_dtype_than_its_config_declares(
     assert not any(note.startswith("config.json declares") for note in trained.notes)
     loaded = transformers.AutoModelForCausalLM.from_pretrained(saved_llama).eval()
     assert loaded.dtype == torch.bfloat16
-    as_loaded = plan_of(str(saved_llama), seq=8, batch=2, dtype="bfloat16")
-    assert as_loaded.item("weights").total_bytes == nbytes(loaded.parameters())
-    assert as_loaded.item("KV cache").total_bytes == nbytes(cache_tensors(prefill(loaded, 2, 8)))
+    as_loaded = paramscope.memory(str(saved_llama), seq=8, batch=2, dtype="bfloat16")
+    assert as_loaded.memory is not None
+    assert as_loaded.memory.item("weights").total_bytes == nbytes(loaded.parameters())
+    assert as_loaded.memory.item("KV cache").total_bytes == nbytes(cache_tensors(prefill(loaded, 2, 8)))
+    assert not any(note.startswith("config.json declares") for note in as_loaded.notes)  # the plan is in bfloat16
 
 
 def test_checkpoint_directory_for_training(saved_llama: Path, tiny_llama: nn.Module) -> None:

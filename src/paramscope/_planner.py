@@ -131,10 +131,11 @@ def _config_beside(target: str, used: bool) -> dict[str, Any] | None:
 
 
 def resolve(
-    model: nn.Module | Report | str, request: Request, wants_forward: bool, train: bool = False
+    model: nn.Module | Report | str, request: Request, wants_forward: bool, as_stored: bool = False
 ) -> tuple[Report, nn.Module | None, dict[str, Any] | None]:
-    """The report, the model to run (when one is needed and there is one) and the decoder config, if any; for
-    inference (not ``train``), a model built beside a checkpoint runs in the checkpoint's dtype."""
+    """The report, the model to run (when one is needed and there is one) and the decoder config, if any; with
+    ``as_stored`` (inference in no dtype of the user's), a model built beside a checkpoint runs in the checkpoint's
+    dtype."""
     from .sources.module import inspect_module
 
     if isinstance(model, Report):
@@ -169,7 +170,7 @@ def resolve(
     if not wants_forward or (config is None and not hub):
         return report, None, cache_config or config
     module, _, notes, _ = load_model(model, replace(request, commit=commit))  # a Hub id: the weights' commit
-    if not train:  # training computes in its precision's dtype, whatever the weights are stored in
+    if as_stored:
         notes = _forward_as_stored(module, report, notes)
     return replace(report, notes=(*report.notes, *notes)), module, cache_config or config_of(module)
 
@@ -762,7 +763,10 @@ def build_plan(
     if forward is not None:
         _check_summary_inputs(forward, settings, input_size)
     wants_forward = input_size is not None or settings.tokens is not None
-    report, module, found_config = resolve(model, request, wants_forward, settings.train)
+    # training computes in its precision's dtype, and inference in a dtype given in it, whatever the weights are
+    # stored in
+    as_stored = not settings.train and settings.dtype is None
+    report, module, found_config = resolve(model, request, wants_forward, as_stored)
     check_keep_fp32(report, settings.keep_fp32)  # before a forward: a typo is refused at once
     if shapes is not None and not settings.train:
         # the forward's first input is token ids when given an integer dtype, or without one for a model whose main

@@ -3,7 +3,7 @@
 ``torch.load`` reads every storage of a legacy file into memory: ``mmap=True`` is for the zip format only, and its
 fake-tensor mode, which skips the data, skips checking it too. This reads the file as torch's ``_legacy_load``
 does, with torch's own weights-only unpickler and tensor rebuilding, but gives each storage the bytes of the file
-that hold it, mapped (:func:`._file_mapping.read_only_storage`): a legacy checkpoint costs no memory to count, and
+that hold it, mapped (:func:`._file_mapping.mapped_storage`): a legacy checkpoint costs no memory to count, and
 tied weights still share one storage.
 
 The format: five pickles (a magic number, a protocol version, system information, the object, whose storages are
@@ -25,7 +25,7 @@ from torch.serialization import PROTOCOL_VERSION
 
 from .._errors import SourceError
 from .._units import format_bytes
-from ._file_mapping import read_only_storage
+from ._file_mapping import mapped_storage, zeros_storage
 
 _COUNT = struct.Struct("<q")
 WRONG_SIZE = "a storage's size in the file is not the size its pickle gives"
@@ -53,18 +53,24 @@ def load_legacy(path: Path) -> Any:
     with path.open("rb") as handle:
         _check_preamble(path, handle)
         start = handle.tell()
+        # Where the object's pickle ends and which storages it uses, learnt by unpickling it on stand-ins: zeros that
+        # cost no memory, for rebuilding functions that need a real tensor (quantized and sparse ones, views of a
+        # storage); each storage's place in the file follows from the keys pickled after the object.
         storages: dict[str, _Storage] = {}
-        _unpickled(handle, lambda pid: _on_meta(_recorded(pid, storages)))  # where the object ends, what it holds
+        zeros = zeros_storage(size)
+        validated = len(torch._utils._sparse_tensors_to_validate)
+        _unpickled(handle, lambda pid: _stand_in(path, _recorded(pid, storages), zeros, size))
+        del torch._utils._sparse_tensors_to_validate[validated:]  # the stand-ins' zeros: not the file's sparse tensors
         keys = _unpickled(handle)
         offsets = _data_offsets(path, handle, keys, storages, size)
-        whole = read_only_storage(handle)
+        whole = mapped_storage(path, handle, size)
         handle.seek(start)
         roots: dict[str, torch.UntypedStorage] = {}
 
         def persistent_load(pid: tuple[Any, ...]) -> torch.storage.TypedStorage:
             key, record, view = _recorded(pid, storages)
             if key not in roots:
-                roots[key] = whole[offsets[key] : offsets[key] + record.nbytes]
+                roots[key] = whole[offsets[key] : offsets[key] + storages[key].nbytes]
             return _typed(roots[key], record.dtype, view)
 
         loaded = _unpickled(handle, persistent_load)
@@ -83,28 +89,46 @@ def _check_preamble(path: Path, handle: IO[bytes]) -> None:
     _unpickled(handle)  # the magic number, by whose pickle the file was recognised (target.is_legacy_torch_head)
     protocol = _unpickled(handle)
     if protocol != PROTOCOL_VERSION:
-        raise SourceError(f"{path}: a torch.save legacy file of protocol version {protocol!r}, which torch cannot read")
+        raise SourceError(f"{path}: a torch.save legacy file of protocol version {protocol!r:.40}, which torch cannot "
+                          "read")  # fmt: skip
     _unpickled(handle)  # the system it was saved on: byte order and sizes of C types, which torch.load ignores too
 
 
 def _recorded(pid: Any, storages: dict[str, _Storage]) -> tuple[str, _Storage, tuple[Any, ...] | None]:
-    """A storage's persistent id, ``("storage", storage_type, key, location, numel, view)``: its key, its storage
-    (recorded the first time) and its view's ``(key, offset, numel)``, if any."""
+    """A storage's persistent id, ``("storage", storage_type, key, location, numel, view)``: its key, its storage as
+    this id gives it (recorded the first time) and its view's ``(key, offset, numel)``, if any."""
     if not isinstance(pid, tuple) or len(pid) != 6:
         raise pickle.UnpicklingError(f"a storage's persistent id is not as torch.save writes it: {pid!r:.80}")
     _, storage_type, key, _, numel, view = pid
     if not isinstance(key, str):  # torch.save numbers its storages "0", "1", …
         raise pickle.UnpicklingError(f"a storage's key is not a string: {key!r:.40}")
-    record = _Storage(storage_type.dtype, int(numel))
+    if type(numel) is not int or numel < 0:
+        raise pickle.UnpicklingError(f"storage {key!r:.40} has no element count: {numel!r:.40}")
+    if view is not None and not (
+        isinstance(view, tuple) and len(view) == 3 and all(type(part) is int and part >= 0 for part in view[1:])
+    ):
+        raise pickle.UnpicklingError(
+            f"storage {key!r:.40} has a view that is not as torch.save writes it: {view!r:.80}"
+        )
+    record = _Storage(storage_type.dtype, numel)
     known = storages.setdefault(key, record)
-    if known != record:
+    # torch.save writes a storage once, in one dtype, but an empty one (no data, so never checked) in each dtype its
+    # tensors view it in; torch.load gives each an empty storage of its own dtype
+    if known != record and not (known.numel == record.numel == 0):
         raise pickle.UnpicklingError(f"storage {key!r:.40} is given twice, as {known} and {record}")
-    return key, known, view
+    return key, record, view
 
 
-def _on_meta(recorded: tuple[str, _Storage, tuple[Any, ...] | None]) -> torch.storage.TypedStorage:
+def _stand_in(
+    path: Path, recorded: tuple[str, _Storage, tuple[Any, ...] | None], zeros: torch.UntypedStorage, size: int
+) -> torch.storage.TypedStorage:
+    """The storage the first pass rebuilds a tensor on: as many of ``zeros`` as it holds; one larger than the file
+    cannot be in it."""
     _, record, view = recorded
-    return _typed(torch.empty(record.nbytes, dtype=torch.uint8, device="meta").untyped_storage(), record.dtype, view)
+    if record.nbytes > size:
+        raise SourceError(f"{path}: truncated: its pickle gives a storage of {format_bytes(record.nbytes)}, more than "
+                          f"the whole file ({size:,} bytes)")  # fmt: skip
+    return _typed(zeros[: record.nbytes], record.dtype, view)
 
 
 def _typed(root: torch.UntypedStorage, dtype: torch.dtype, view: tuple[Any, ...] | None) -> torch.storage.TypedStorage:

@@ -27,7 +27,6 @@ import pickletools
 import re
 import struct
 import sys
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,7 +41,7 @@ from .. import dtypes as dtype_table
 from .._errors import SourceError, printable
 from .._report import Report
 from .._units import format_bytes, format_count, listed, shortened
-from ._file_mapping import read_only_storage
+from ._file_mapping import MAP_REFUSED, named_in_utf8, read_only_storage
 from ._legacy_torch import WRONG_SIZE, load_legacy
 from ._sharded import dtensor_class, dtensor_sharding
 from ._tensors import PACKED_FP4, fp4_note, fp4_values, sparse_parts, unusual_bytes
@@ -95,9 +94,6 @@ _MAX_RECORD_BYTES = 2**30
 # name and the extra field that come before the record's bytes.
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 _ZIP_METHODS = {zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
-# torch.load(mmap=True) failing to map the file: "unable to mmap 42949672960 bytes from file <…>: Cannot allocate
-# memory (12)"
-_MAP_REFUSED = "unable to mmap"
 _MINIZ_ADVICE = " This is an internal miniz error"  # torch's words after a record it cannot find: "... corrupted"
 # A legacy file's storage of another size than its pickle gives: torch's message leaves its format unfilled and runs
 # the two sizes together ("storage has wrong byte size: expected %ld got %ld396400": 396, or 39 and 6400?).
@@ -149,7 +145,7 @@ def _load_file(path: Path) -> tuple[Any, _Contents | None]:
         try:
             loaded = _load_quietly(path, mmap=True)
         except RuntimeError as error:
-            if _MAP_REFUSED not in str(error):
+            if MAP_REFUSED not in str(error):
                 raise
             loaded = _load_mapped_read_only(path)
         contents = None if isinstance(loaded, torch.Tensor) else _Contents(path, loaded)
@@ -400,6 +396,16 @@ def _raised_reading_the_file(traceback: TracebackType | None) -> bool:
     return False
 
 
+def _byte_order(reader: Any) -> str:
+    """The byte order of the tensors in a zip checkpoint, as ``torch.serialization._load`` tells it (which swaps the
+    bytes of any other in place): its ``byteorder`` record, else torch's default for a file without one."""
+    if reader.has_record("byteorder"):
+        return str(reader.get_record("byteorder").decode("ascii", "replace"))
+    default = torch.serialization.get_default_load_endianness()
+    endianness = torch.serialization.LoadEndianness
+    return sys.byteorder if default == endianness.NATIVE else "big" if default == endianness.BIG else "little"
+
+
 @contextlib.contextmanager
 def _quietly() -> Iterator[None]:
     # A DTensor's mesh, unpickled where no process group exists, logs a warning about torch.compile: not ours to show.
@@ -417,7 +423,7 @@ def _quietly() -> Iterator[None]:
 
 
 def _load_quietly(path: Path, *, mmap: bool = False) -> Any:
-    with _quietly(), _named_in_utf8(path) if mmap else contextlib.nullcontext(path) as name:
+    with _quietly(), named_in_utf8(path) if mmap else contextlib.nullcontext(path) as name:
         return torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
 
 
@@ -428,30 +434,19 @@ def _load_mapped_read_only(path: Path) -> Any:
     ``overall_storage`` since torch 2.1)."""
     from torch import _weights_only_unpickler
 
-    with _quietly(), _named_in_utf8(path) as name, name.open("rb") as handle:
-        whole = read_only_storage(handle)
+    with _quietly(), named_in_utf8(path) as name, name.open("rb") as handle:
         reader = torch._C.PyTorchFileReader(os.fspath(name))
+        order = _byte_order(reader)
+        if order != sys.byteorder:
+            raise SourceError(
+                f"{path}: cannot be mapped: its tensors are stored {order}-endian, which torch swaps in place as it "
+                f"loads them, and this machine refuses a writable mapping of the file "
+                f"({format_bytes(path.stat().st_size)})"
+            )
+        whole = read_only_storage(handle)
         return torch.serialization._load(
             reader, "cpu", _weights_only_unpickler, overall_storage=whole, encoding="utf-8"
         )
-
-
-@contextlib.contextmanager
-def _named_in_utf8(path: Path) -> Iterator[Path]:
-    """``path``, or where its name's bytes are not its text in UTF-8 (bytes that are no UTF-8, which a POSIX file name
-    may hold and Python keeps as surrogates; a file system encoding other than UTF-8), a link to it named in UTF-8 for
-    the block: torch maps the file by its name passed to C++ as UTF-8. The mapping outlives the link."""
-    try:
-        same = os.fspath(path).encode("utf-8") == os.fsencode(path)
-    except UnicodeEncodeError:
-        same = False
-    if same:
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="paramscope-") as scratch:
-        link = Path(scratch) / "checkpoint"
-        link.symlink_to(path.resolve())
-        yield link
 
 
 def _pairs(value: Any) -> Iterator[tuple[Any, Any]]:
