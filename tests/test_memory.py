@@ -696,9 +696,10 @@ def test_inference_activations_count_what_the_cache_keeps_beyond_its_tensors(
     truth = storage_bytes(cache_tensors(cache)) - nbytes(cache_tensors(cache))
     assert bool(truth) == any(getattr(layer, "is_sliding", False) for layer in cache.layers)
     ids = torch.zeros(batch, tokens, dtype=torch.long)
-    peak, beyond = peak_live_bytes(model, (ids,), {"use_cache": True})
-    assert beyond == truth
-    assert peak > beyond
+    peak = peak_live_bytes(model, (ids,), {"use_cache": True})
+    assert peak.beyond_cache == truth
+    assert peak.bytes > peak.beyond_cache
+    assert (peak.state_bytes, peak.state_layers) == (0, 0)  # attention layers alone: keys and values, no state
     formula = plan_of(model, seq=tokens, batch=batch).item("activations").formula
     if truth:
         assert f"{format_bytes(truth)} of them what the returned cache keeps beyond its keys and values" in formula
@@ -723,11 +724,11 @@ def tiny_gemma4_config() -> Any:
         # every other layer is linear attention (a gated delta rule): a recurrent state, no keys and values
         (transformers.Qwen3NextConfig(**HYBRID, full_attention_interval=2, num_experts=2, num_experts_per_tok=1,
                                       moe_intermediate_size=16, shared_expert_intermediate_size=16),
-         "(2 linear_attention layers keep a fixed-size recurrent state, not counted)"),
+         "(2 linear_attention layers keep a fixed-size recurrent state, the recurrent state item)"),
         # Mamba layers, one attention layer in two (attn_layer_period, attn_layer_offset)
         (transformers.JambaConfig(**HYBRID, attn_layer_period=2, attn_layer_offset=1, num_experts=2,
                                   expert_layer_period=2, mamba_d_state=4, mamba_dt_rank=4),
-         "(2 linear_attention layers keep a fixed-size recurrent state, not counted)"),
+         "(2 linear_attention layers keep a fixed-size recurrent state, the recurrent state item)"),
         # chunked attention, capped at its chunk, and one global layer in four
         (transformers.Llama4TextConfig(**HYBRID, attention_chunk_size=4, intermediate_size_mlp=64,
                                        num_local_experts=2),
@@ -1083,6 +1084,64 @@ def test_kv_cache_of_a_multimodal_model_reads_its_language_models_config_alone()
     saved = {**config.to_dict(), "architectures": [type(model).__name__]}  # as config.json has it
     from_config = plan_of(paramscope.inspect(model), seq=8, batch=2, kv_dtype="float32", config=saved)
     assert from_config.item("KV cache").total_bytes == nbytes(held)
+
+
+def state_tensors(cache: transformers.DynamicCache) -> list[torch.Tensor]:
+    """The recurrent states of a cache's linear-attention and Mamba layers."""
+    layers = [layer for layer in cache.layers if hasattr(layer, "recurrent_states")]
+    return [tensor for layer in layers for states in (layer.conv_states, layer.recurrent_states)
+            for tensor in states.values() if tensor is not None]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "dtype", "layers"),
+    [
+        (transformers.Qwen3NextConfig(**HYBRID, full_attention_interval=2, num_experts=2, num_experts_per_tok=1,
+                                      moe_intermediate_size=16, shared_expert_intermediate_size=16), None, 2),
+        (transformers.Qwen3NextConfig(**HYBRID, full_attention_interval=2, num_experts=2, num_experts_per_tok=1,
+                                      moe_intermediate_size=16, shared_expert_intermediate_size=16), "bfloat16", 2),
+        (transformers.JambaConfig(**HYBRID, attn_layer_period=2, attn_layer_offset=1, num_experts=2,
+                                  expert_layer_period=2, mamba_d_state=4, mamba_dt_rank=4), None, 2),
+        (transformers.MambaConfig(vocab_size=64, hidden_size=16, state_size=4, num_hidden_layers=2), None, 2),
+        (transformers.Mamba2Config(vocab_size=64, hidden_size=32, state_size=8, num_hidden_layers=3, num_heads=8,
+                                   head_dim=8, n_groups=1), None, 3),
+    ],
+    ids=["qwen3-next", "qwen3-next-bf16", "jamba", "mamba", "mamba2"],
+)  # fmt: skip
+def test_recurrent_state_is_what_transformers_cache_holds(config: Any, dtype: str | None, layers: int) -> None:
+    """Linear-attention and Mamba layers keep a convolution and a recurrent state per sequence, whatever its length:
+    an item of its own, the bytes of those a real prefill's cache holds (in the dtypes the forward makes them)."""
+    batch = 3
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    if dtype is not None:
+        model.to(getattr(torch, dtype))
+    held = state_tensors(prefill(model, batch, 5))
+    assert held
+    assert storage_bytes(held) == storage_bytes(state_tensors(prefill(model, batch, 9)))  # any length
+    plan = plan_of(model, seq=7, batch=batch)
+    item = plan.item("recurrent state")
+    assert (item.total_bytes, item.label) == (storage_bytes(held), "exact")
+    assert item.formula == (
+        f"the convolution and recurrent states of {layers} layers as transformers' cache holds them after the forward "
+        "on meta (3 sequences; the same at any length)"
+    )
+    assert names(plan)[: names(plan).index("recurrent state")] in (["weights", "KV cache"], ["weights"])
+    assert plan_of(model, seq=7, batch=1).item("recurrent state").total_bytes * batch == item.total_bytes
+    # no forward, no item: the KV cache names the state as not counted
+    unmeasured = plan_of(model, batch=batch)
+    assert "recurrent state" not in names(unmeasured)
+
+
+def test_advice_cuts_the_recurrent_state_by_the_batch() -> None:
+    # as many states as sequences: fewer sequences, less state; none of the other cuts changes it
+    config = transformers.MambaConfig(vocab_size=64, hidden_size=16, state_size=64, num_hidden_layers=2)
+    model = transformers.MambaForCausalLM(config).eval()
+    plan = plan_of(model, seq=1, batch=64, device_memory=1)
+    state = format_bytes(plan.item("recurrent state").per_device_bytes)
+    assert f"recurrent state ({state} per device): try a smaller --batch" in plan.advice
+    one = plan_of(model, seq=1, batch=1, device_memory=1)
+    assert not any(line.startswith("recurrent state") for line in one.advice)
 
 
 def test_a_state_space_model_is_said_to_keep_a_recurrent_state_not_a_kv_cache() -> None:

@@ -640,18 +640,20 @@ def _kv_heads_per_layer(config: Mapping[str, Any], layers: int) -> list[int] | N
     return [int(count) for count in counts]
 
 
-def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype: str) -> tuple[int, str, int] | None:
+def kv_cache(
+    config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype: str, *, states_counted: bool = False
+) -> tuple[int, str, int] | None:
     """Bytes of the key/value cache for ``tokens`` tokens of ``batch`` sequences, from a decoder's config.
 
     2 × layers × kv_heads × head_dim × tokens × batch × bytes; GQA's key/value heads (and multi-query attention),
     an explicit ``head_dim``, each layer's cache as transformers' DynamicCache keeps it (sliding-window and chunked
     layers capped at their window; linear-attention and Mamba layers keep a recurrent state instead, named in the
-    formula; layers without a cache left out), and MLA's compressed latent (DeepSeek: kv_lora_rank +
-    qk_rope_head_dim per token, once for keys and values) are taken into account. The fields are read under their
-    standard names (:func:`standard_fields`: MPT's ``n_heads``, T5's ``d_kv``); an encoder-decoder's is the decoder's
-    self-attention cache (:func:`cross_attention_cache` gives the rest); a GGUF file's, the cells llama.cpp allocates
-    (:func:`llama_cpp_cells`). ``None`` when the config does not describe a decoder's attention; a UsageError for more
-    layers than any model has (see :func:`decoder_layers`).
+    formula, as an item of its own when ``states_counted``; layers without a cache left out), and MLA's compressed
+    latent (DeepSeek: kv_lora_rank + qk_rope_head_dim per token, once for keys and values) are taken into account.
+    The fields are read under their standard names (:func:`standard_fields`: MPT's ``n_heads``, T5's ``d_kv``); an
+    encoder-decoder's is the decoder's self-attention cache (:func:`cross_attention_cache` gives the rest); a GGUF
+    file's, the cells llama.cpp allocates (:func:`llama_cpp_cells`). ``None`` when the config does not describe a
+    decoder's attention; a UsageError for more layers than any model has (see :func:`decoder_layers`).
     """
     from ._cache_layers import cache_layers
 
@@ -705,7 +707,8 @@ def kv_cache(config: Mapping[str, Any] | None, batch: int, tokens: int, kv_dtype
     stateful = [layer for layer in kinds if layer.keeps_state]
     if stateful:
         names = sorted({layer.type for layer in stateful})
-        remarks.append(f"{len(stateful)} {'/'.join(names)} layers keep a fixed-size recurrent state, not counted")
+        counted = "the recurrent state item" if states_counted else "not counted"
+        remarks.append(f"{len(stateful)} {'/'.join(names)} layers keep a fixed-size recurrent state, {counted}")
     crossing = sum(1 for layer in kinds if layer.type == CROSS)
     if crossing:
         remarks.append(f"{crossing} cross_attention layers keep the keys and values of the image's tokens instead, "
@@ -1179,9 +1182,15 @@ def _training_items(
 
 
 def _inference_items(
-    report: Report, settings: MemorySettings, config: Mapping[str, Any] | None, notes: list[str], left_out: list[str]
+    report: Report,
+    settings: MemorySettings,
+    config: Mapping[str, Any] | None,
+    notes: list[str],
+    left_out: list[str],
+    states_counted: bool = False,
 ) -> list[MemoryItem]:
-    """Inference's items; a KV cache the model keeps that cannot be sized is added to ``left_out``."""
+    """Inference's items; a KV cache the model keeps that cannot be sized is added to ``left_out``.
+    ``states_counted``: the recurrent states are an item of their own (measured by a forward)."""
     from .sources.quantization import declared_quantization
 
     tp = settings.tp
@@ -1206,7 +1215,8 @@ def _inference_items(
     if settings.tokens is not None:
         # llama.cpp keeps a GGUF model's cache in f16 whatever its weights are stored in (its --cache-type default)
         cache_dtype = settings.cache_dtype(None if report.source.kind == "gguf" else main_dtype(report))
-        cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype) if config else None
+        cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype, states_counted=states_counted)
+        cache = cache if config else None
         if config and isinstance(none := config.get("gguf_no_kv_cache"), str):
             cache = None  # a recurrent GGUF model (see sources/gguf.py)
             notes.append(f"no KV cache item: {none}")
@@ -1437,6 +1447,8 @@ class _Model:
     config: Mapping[str, Any] | None
     trained: frozenset[str] | None
     heads: tuple[int, ...]
+    states_counted: bool = False
+    """Whether the recurrent states are an item of their own (measured by a forward)."""
 
 
 def _items(
@@ -1447,7 +1459,8 @@ def _items(
     if settings.train:
         items = _training_items(model.report, settings, notes, model.trained)
     else:
-        items = _inference_items(model.report, settings, model.config, notes, [] if left_out is None else left_out)
+        items = _inference_items(model.report, settings, model.config, notes, [] if left_out is None else left_out,
+                                 model.states_counted)  # fmt: skip
     totals = model.report.totals
     if totals.buffer_bytes:
         formula = f"{format_count(totals.buffers)} elements as stored"
@@ -1467,6 +1480,7 @@ def plan(
     units: Units = "iec",
     sparse: Sequence[str] = (),
     left_out: Sequence[str] = (),
+    recurrent_state: tuple[int, int] | None = None,
 ) -> MemoryPlan:
     """The itemised budget for inference or training of the model in ``report``, per device.
 
@@ -1477,7 +1491,9 @@ def plan(
     the activations that forward leaves with gradient checkpointing (None: not measured), and ``units``, the byte
     units its text is written in. ``sparse`` names the trainable weights of embeddings built with ``sparse=True``.
     ``left_out`` names the items asked for that could not be worked out (``"activations"``: the forward failed), so
-    that the plan does not say it fits on the rest. ``settings`` must have passed :meth:`MemorySettings.check`.
+    that the plan does not say it fits on the rest. ``recurrent_state`` is, for inference, the bytes of the
+    recurrent states the forward's cache holds and the layers holding them (linear-attention and Mamba layers).
+    ``settings`` must have passed :meth:`MemorySettings.check`.
     """
     heads = attention_heads(config)
     for count in heads:  # Megatron and vLLM alike give each rank whole heads (an encoder's and a decoder's alike)
@@ -1485,9 +1501,12 @@ def plan(
             raise UsageError(f"tp ({settings.tp}) must divide the model's {count} attention heads: each device holds "
                              "whole heads")  # fmt: skip
     notes: list[str] = []
-    model = _Model(report, config, trained, heads)
+    states = recurrent_state if not settings.train else None
+    model = _Model(report, config, trained, heads, states is not None)
     missing = list(left_out)
     items = _items(model, settings, notes, missing)
+    if states is not None:
+        items.insert(_after_the_cache(items), _recurrent_state_item(*states, settings))
     if not settings.train and settings.tokens is None:  # nothing to size a KV cache by: said when it matters
         if input_size is not None and config and generates(config):
             notes.append("no KV cache item: input_size's first input is not (batch, seq) token ids, so the cache's "
@@ -1539,6 +1558,19 @@ def plan(
     storage = storage_table(report, settings.keep_fp32)
     return MemoryPlan(scenario, settings, tuple(items), storage, per_device, host, fits, tuple(missing), advice,
                       tuple(notes), complete)  # fmt: skip
+
+
+def _after_the_cache(items: Sequence[MemoryItem]) -> int:
+    """Where the recurrent state goes among inference's items: after the KV cache, else after the weights."""
+    names = [item.name for item in items]
+    return names.index("KV cache") + 1 if "KV cache" in names else 1
+
+
+def _recurrent_state_item(size: int, layers: int, settings: MemorySettings) -> MemoryItem:
+    sequences = f"{format_count(settings.batch)} sequence{'s' if settings.batch != 1 else ''}"
+    formula = (f"the convolution and recurrent states of {layers} layers as transformers' cache holds them after the "
+               f"forward on meta ({sequences}; the same at any length)")  # fmt: skip
+    return _item("recurrent state", "exact", size, formula, (settings.tp, f"TP {settings.tp}"))
 
 
 # torch's words when a step meets a sparse gradient (torch.optim.AdamW's are Adam's)
@@ -1594,6 +1626,9 @@ class _Cuts:
         """The options that shrink ``item`` on one device, leaving out those already in effect."""
         if item.name == "activations":  # measured by a forward, not worked out again: the forward's own rules
             return self._activations(item)
+        if item.name == "recurrent state":  # measured too: as many states as sequences, whatever their length
+            fewer = "a smaller --input-size" if self.input_size is not None else "a smaller --batch"
+            return [fewer] if self.settings.batch > 1 else []
         settings = self.settings
         kind = _kind(item.name)
         options: list[tuple[str, list[MemorySettings]]] = []

@@ -12,7 +12,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import takewhile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,24 @@ if TYPE_CHECKING:
     from .trace import ForwardError, Trace
 
 Activations = tuple[int, Label, str]
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What one forward on meta gives a plan (see :func:`measure_activations`)."""
+
+    activations: Activations
+    notes: list[str]
+    trained: frozenset[str] | None = None
+    """For training, the names of the parameters that get a gradient from it (None: all of them)."""
+    checkpointed: int | None = None
+    """The activations gradient checkpointing would leave when it is off (None: not measured, or no repeated
+    blocks)."""
+    recurrent_state: tuple[int, int] | None = None
+    """For inference, the bytes of the recurrent states the returned cache holds and the layers holding them (None:
+    none)."""
+
+
 _SHAPE = re.compile(r"\[(\d+(?:, \d+)*)\]")  # a tensor as a summary writes it: [8, 3, 224, 224]
 
 
@@ -599,10 +617,9 @@ def measure_activations(
     input_dtypes: Sequence[Any] | None,
     quiet: bool = True,
     units: Units = "iec",
-) -> tuple[Activations, list[str], frozenset[str] | None, int | None]:
+) -> _Measured:
     """The activations item of a plan, from one forward on meta (a progress bar on a terminal unless ``quiet``),
-    notes, and for training the names of the parameters that get a gradient from it (None: all of them) and the
-    activations gradient checkpointing would leave when it is off (None: not measured, or no repeated blocks)."""
+    with notes and what else that forward tells (:class:`_Measured`)."""
     import torch
 
     from ._summary import (
@@ -650,30 +667,33 @@ def measure_activations(
                          "checkpointed (the regions' inputs kept, one region recomputed in backward)")  # fmt: skip
             if regions.unread:
                 notes.append(selective_unread_note(regions.unread))
-            return (size, "estimate", formula), notes, trained, None
+            return _Measured((size, "estimate", formula), notes, trained)
         if was_on and not settings.grad_checkpointing:
             notes.append("the model has gradient checkpointing on: its activations are estimated as checkpointed")
         checkpointed = _checkpointed(model, result, units)
         if not (settings.grad_checkpointing or was_on):  # for the advice: what --grad-checkpointing would leave
-            return (size, "estimate", formula), notes, trained, None if checkpointed is None else checkpointed[0]
+            return _Measured(
+                (size, "estimate", formula), notes, trained, None if checkpointed is None else checkpointed[0]
+            )
         if checkpointed is None:
             notes.append("gradient checkpointing: the model has no repeated blocks (an nn.ModuleList) to checkpoint; "
                          "activations are shown without it")  # fmt: skip
         else:
             size, formula = checkpointed
-        return (size, "estimate", formula), notes, trained, None
+        return _Measured((size, "estimate", formula), notes, trained)
     # without a dtype, the weights as they are; with one, what they compute in (fp8 and int4 weights in bf16)
     compute = None if settings.dtype is None else _torch_dtype(settings.compute_dtype())
     args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute, report)
-    peak, beyond_cache = peak_live_bytes(model, args, kwargs, dtype=compute, quiet=quiet)
+    peak = peak_live_bytes(model, args, kwargs, dtype=compute, quiet=quiet)
     formula = f"peak of live tensors in an eval forward on meta ({shape})"
-    if beyond_cache:
-        formula += (f", {format_bytes(beyond_cache, units)} of them what the returned cache keeps beyond its keys and "
-                    "values (sliding-window layers: the whole prompt's, until the next token)")  # fmt: skip
+    if peak.beyond_cache:
+        formula += (f", {format_bytes(peak.beyond_cache, units)} of them what the returned cache keeps beyond its keys "
+                    "and values (sliding-window layers: the whole prompt's, until the next token)")  # fmt: skip
     formula += "; kernel workspaces not counted"
     if "logits_to_keep" in kwargs:
         formula += ", logits for the last position (as generate)"
-    return (peak, "estimate", formula), notes, None, None
+    state = (peak.state_bytes, peak.state_layers) if peak.state_layers else None
+    return _Measured((peak.bytes, "estimate", formula), notes, recurrent_state=state)
 
 
 def summary_forward(report: Report) -> tuple[str, list[tuple[int, ...]]] | None:
@@ -782,6 +802,7 @@ def build_plan(
     failed = False
     trained: frozenset[str] | None = None
     checkpointed: int | None = None
+    recurrent_state: tuple[int, int] | None = None
     if forward is not None:
         activations, notes = _summary_activations(report, settings, forward)
     elif isinstance(model, Report):
@@ -797,9 +818,9 @@ def build_plan(
             try:
                 if refusal is not None:
                     raise ForwardError(refusal)
-                activations, notes, trained, checkpointed = measure_activations(
-                    module, report, settings, input_size, input_dtypes, request.quiet, units
-                )
+                measured = measure_activations(module, report, settings, input_size, input_dtypes, request.quiet, units)
+                activations, notes, trained = measured.activations, measured.notes, measured.trained
+                checkpointed, recurrent_state = measured.checkpointed, measured.recurrent_state
             except ForwardError as error:  # the rest of the plan stands without this item
                 notes = [f"no activations item: {with_input_hint(error, 'input_dtypes')}"]
                 failed = True
@@ -818,7 +839,7 @@ def build_plan(
     left_out = ("activations",) if failed else ()
     memory = plan(report, settings, config=config if config is not None else found_config, activations=activations,
                   trained=trained, checkpointed=checkpointed, input_size=shapes, units=units, sparse=sparse,
-                  left_out=left_out)  # fmt: skip
+                  left_out=left_out, recurrent_state=recurrent_state)  # fmt: skip
     has_cache = any(item.name == "KV cache" for item in memory.items)
     # the one config_of took it from (walked again only for a module without a config of its own)
     held = held_model(module) if has_cache and module is not None and not _config_to_dict(module) else None

@@ -1510,6 +1510,20 @@ def _tensors_in(value: Any, depth: int = 4, enclosing: set[int] | None = None) -
     enclosing.discard(id(value))
 
 
+@dataclass(frozen=True)
+class InferencePeak:
+    """What an inference forward holds (see :func:`peak_live_bytes`)."""
+
+    bytes: int
+    """The most bytes its tensors hold at one time, the returned cache's tensors left out."""
+    beyond_cache: int
+    """Of them, what the returned cache keeps alive beyond its tensors (the storage they view)."""
+    state_bytes: int
+    """The bytes of the recurrent states the returned cache holds: its linear-attention and state-space layers'."""
+    state_layers: int
+    """The layers that hold them."""
+
+
 def peak_live_bytes(
     model: nn.Module,
     args: tuple[Any, ...],
@@ -1517,13 +1531,16 @@ def peak_live_bytes(
     *,
     dtype: torch.dtype | None = None,
     quiet: bool = True,
-) -> tuple[int, int]:
-    """The most bytes that tensors made by an inference forward (eval, no grad, on meta) hold at one time, and how
-    many of them the key/value cache it returns (``past_key_values``) keeps beyond the tensors it holds.
+) -> InferencePeak:
+    """The most bytes that tensors made by an inference forward (eval, no grad, on meta) hold at one time, how many
+    of them the cache it returns (``past_key_values``) keeps beyond the tensors it holds, and the recurrent states
+    it holds.
 
-    The cache's keys and values are left out: they are an item of their own. What it keeps alive beyond them is
-    not: transformers' sliding-window layers hold a view of the last window's tokens of the whole prompt's keys
-    and values, which are freed at the next token only.
+    The cache's tensors are left out: its keys and values are an item of their own, and so are its recurrent
+    states (transformers' linear-attention and Mamba layers keep a convolution state and a recurrent state, of a
+    size the prompt's length does not change). What it keeps alive beyond them is not: transformers'
+    sliding-window layers hold a view of the last window's tokens of the whole prompt's keys and values, which are
+    freed at the next token only.
     """
     walk = ModuleWalk(model)
     hooks = _Hooks(walk)
@@ -1555,8 +1572,23 @@ def peak_live_bytes(
     keys = [key for key in ("cache", "past_key_values") if key in names]
     cache = output[keys[0]] if keys else None
     excluded = _viewed_bytes(_tensors_in(cache))
+    states = _recurrent_states(cache)
+    state_bytes = sum(_viewed_bytes(tensor for layer in states for tensor in layer).values())
     del output, cache
-    return tracker.peak(excluded)
+    peak, beyond = tracker.peak(excluded)
+    return InferencePeak(peak, beyond, state_bytes, len(states))
+
+
+def _recurrent_states(cache: Any) -> list[list[torch.Tensor]]:
+    """The tensors of each layer of a transformers cache that keeps a recurrent state (``conv_states`` and
+    ``recurrent_states``, as its linear-attention and Mamba layers hold them), the layers that keep none left out."""
+    found = []
+    for layer in getattr(cache, "layers", None) or ():
+        tensors = [tensor for name in ("conv_states", "recurrent_states")
+                   for tensor in _tensors_in(getattr(layer, name, None))]  # fmt: skip
+        if tensors:
+            found.append(tensors)
+    return found
 
 
 def _viewed_bytes(tensors: Iterable[torch.Tensor]) -> dict[int, int]:
