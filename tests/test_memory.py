@@ -1087,7 +1087,9 @@ def test_kv_cache_of_a_multimodal_model_reads_its_language_models_config_alone()
 
 
 def state_tensors(cache: transformers.DynamicCache) -> list[torch.Tensor]:
-    """The recurrent states of a cache's linear-attention and Mamba layers."""
+    """The recurrent states of a cache's linear-attention and Mamba layers (MiniMax's: its ``linear_cache``)."""
+    if hasattr(cache, "linear_cache"):  # transformers.models.minimax's MiniMaxCache
+        return [state for state in cache.linear_cache if isinstance(state, torch.Tensor)]
     layers = [layer for layer in cache.layers if hasattr(layer, "recurrent_states")]
     return [tensor for layer in layers for states in (layer.conv_states, layer.recurrent_states)
             for tensor in states.values() if tensor is not None]  # fmt: skip
@@ -1105,8 +1107,10 @@ def state_tensors(cache: transformers.DynamicCache) -> list[torch.Tensor]:
         (transformers.MambaConfig(vocab_size=64, hidden_size=16, state_size=4, num_hidden_layers=2), None, 2),
         (transformers.Mamba2Config(vocab_size=64, hidden_size=32, state_size=8, num_hidden_layers=3, num_heads=8,
                                    head_dim=8, n_groups=1), None, 3),
+        (transformers.MiniMaxConfig(**HYBRID, num_local_experts=2, num_experts_per_tok=1,
+                                    layer_types=["linear_attention", "full_attention"] * 2), None, 2),
     ],
-    ids=["qwen3-next", "qwen3-next-bf16", "jamba", "mamba", "mamba2"],
+    ids=["qwen3-next", "qwen3-next-bf16", "jamba", "mamba", "mamba2", "minimax"],
 )  # fmt: skip
 def test_recurrent_state_is_what_transformers_cache_holds(config: Any, dtype: str | None, layers: int) -> None:
     """Linear-attention and Mamba layers keep a convolution and a recurrent state per sequence, whatever its length:
@@ -1123,8 +1127,8 @@ def test_recurrent_state_is_what_transformers_cache_holds(config: Any, dtype: st
     item = plan.item("recurrent state")
     assert (item.total_bytes, item.label) == (storage_bytes(held), "exact")
     assert item.formula == (
-        f"the convolution and recurrent states of {layers} layers as transformers' cache holds them after the forward "
-        "on meta (3 sequences; the same at any length)"
+        f"the states of {layers} linear-attention and state-space layers as transformers' cache holds them after the "
+        "forward on meta (3 sequences; the same at any length)"
     )
     assert names(plan)[: names(plan).index("recurrent state")] in (["weights", "KV cache"], ["weights"])
     assert plan_of(model, seq=7, batch=1).item("recurrent state").total_bytes * batch == item.total_bytes

@@ -1568,8 +1568,8 @@ def _after_the_cache(items: Sequence[MemoryItem]) -> int:
 
 def _recurrent_state_item(size: int, layers: int, settings: MemorySettings) -> MemoryItem:
     sequences = f"{format_count(settings.batch)} sequence{'s' if settings.batch != 1 else ''}"
-    formula = (f"the convolution and recurrent states of {layers} layers as transformers' cache holds them after the "
-               f"forward on meta ({sequences}; the same at any length)")  # fmt: skip
+    formula = (f"the states of {layers} linear-attention and state-space layers as transformers' cache holds them "
+               f"after the forward on meta ({sequences}; the same at any length)")  # fmt: skip
     return _item("recurrent state", "exact", size, formula, (settings.tp, f"TP {settings.tp}"))
 
 

@@ -1581,14 +1581,12 @@ def peak_live_bytes(
 
 def _recurrent_states(cache: Any) -> list[list[torch.Tensor]]:
     """The tensors of each layer of a transformers cache that keeps a recurrent state (``conv_states`` and
-    ``recurrent_states``, as its linear-attention and Mamba layers hold them), the layers that keep none left out."""
-    found = []
-    for layer in getattr(cache, "layers", None) or ():
-        tensors = [tensor for name in ("conv_states", "recurrent_states")
-                   for tensor in _tensors_in(getattr(layer, name, None))]  # fmt: skip
-        if tensors:
-            found.append(tensors)
-    return found
+    ``recurrent_states``, as its linear-attention and Mamba layers hold them; MiniMax's cache, a ``linear_cache``
+    of one state a lightning-attention layer), the layers that keep none left out."""
+    layers = [[getattr(layer, name, None) for name in ("conv_states", "recurrent_states")]
+              for layer in getattr(cache, "layers", None) or ()]  # fmt: skip
+    layers += [[state] for state in getattr(cache, "linear_cache", None) or ()]
+    return [tensors for states in layers if (tensors := list(_tensors_in(states)))]
 
 
 def _viewed_bytes(tensors: Iterable[torch.Tensor]) -> dict[int, int]:
