@@ -2126,3 +2126,31 @@ def test_configs_are_described_in_the_help(capsys: pytest.CaptureFixture[str]) -
     for option in ("--from-config", "--check", "--model-class", "--trust-remote-code", "--exclude-embeddings"):
         assert option in out
     assert "1 --check found differences" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    ("config", "hint"),
+    [
+        (transformers.TrOCRConfig(d_model=16, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=32,
+                                  vocab_size=32), "give --model-class TrOCRForCausalLM"),  # a head's class alone
+        (transformers.BlipTextConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+         "give --model-class with the class to build"),  # a part's config
+    ],
+    ids=["head-only", "sub-model"],
+)  # fmt: skip
+def test_a_config_without_architecture_that_automodel_cannot_build_says_which_class_to_give(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, config: Any, hint: str
+) -> None:
+    write_config(tmp_path, config)
+    assert "architectures" not in json.loads((tmp_path / "config.json").read_text())
+    with pytest.raises(ValueError, match="Unrecognized configuration class"):
+        transformers.AutoModel.from_config(config)  # what transformers says, naming no class
+    assert_error(
+        run(capsys, "inspect", str(tmp_path)),
+        f"{tmp_path / 'config.json'}: config.json names no architecture, and transformers' AutoModel builds no model "
+        f"of type {config.model_type!r}: {hint}",
+    )
+    if "TrOCR" in hint:
+        model = transformers.TrOCRForCausalLM(config)
+        report = paramscope.inspect(str(tmp_path), model_class="TrOCRForCausalLM")
+        assert report.totals.params == sum(parameter.numel() for parameter in model.parameters())

@@ -13,6 +13,7 @@ import contextlib
 import difflib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -170,6 +171,9 @@ def _model_class(config: Any, shown: str, model_class: str | None, trust_remote_
         raise TargetError(f"--model-class {model_class!r} names no class")
     name = model_class or _architecture(config, shown)
     if name is None:
+        unbuilt = _not_an_auto_model(transformers, config)
+        if unbuilt:
+            raise TargetError(f"{shown}: config.json names no architecture, and {unbuilt}")
         return transformers.AutoModel, "AutoModel (config.json names no architecture)"
     auto_map = _auto_map(config, shown, refuse=trust_remote_code)
     custom = _custom_auto_class(auto_map, name)
@@ -299,6 +303,25 @@ def _check_depth(config: Any, shown: str) -> None:
         decoder_layers(config.to_dict(), _MAX_BUILT_LAYERS)
     except UsageError as error:
         raise SourceError(f"{shown}: {error}") from None
+
+
+def _not_an_auto_model(transformers: Any, config: Any) -> str:
+    """Why transformers' AutoModel cannot build ``config``'s model (it maps no class to the config's, a sub-model's
+    config or one of a model only built with a task's head), with the classes its other Auto classes build for the
+    model type; empty when it can."""
+    custom = "AutoModel" in (getattr(config, "auto_map", None) or {})
+    if custom or type(config) in transformers.AutoModel._model_mapping:
+        return ""
+    from transformers.models.auto import modeling_auto
+
+    model_type = getattr(config, "model_type", "")
+    tables = [table for name, table in vars(modeling_auto).items() if re.fullmatch("MODEL_.*MAPPING_NAMES", name)]
+    classes = sorted({table[model_type] for table in tables if isinstance(table.get(model_type), str)})
+    unknown = f"transformers' AutoModel builds no model of type {model_type!r}"
+    if not classes:
+        return f"{unknown}: give --model-class with the class to build"
+    one_of = "" if len(classes) == 1 else ", one of"
+    return f"{unknown}: give --model-class{one_of} {listed(classes, 5)}"
 
 
 def _declared_dtype(config: Any) -> Any:
