@@ -1216,7 +1216,6 @@ def _inference_items(
         # llama.cpp keeps a GGUF model's cache in f16 whatever its weights are stored in (its --cache-type default)
         cache_dtype = settings.cache_dtype(None if report.source.kind == "gguf" else main_dtype(report))
         cache = kv_cache(config, settings.batch, settings.tokens, cache_dtype, states_counted=states_counted)
-        cache = cache if config else None
         if config and isinstance(none := config.get("gguf_no_kv_cache"), str):
             cache = None  # a recurrent GGUF model (see sources/gguf.py)
             notes.append(f"no KV cache item: {none}")
