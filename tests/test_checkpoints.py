@@ -1267,6 +1267,20 @@ def test_a_zip_checkpoint_of_the_other_byte_order_is_not_mapped_read_only(
         f"{path}: cannot be mapped: its tensors are stored {other}-endian, which torch swaps in place as it loads "
         f"them, and this machine refuses a writable mapping of the file ({format_bytes(path.stat().st_size)})"
     )
+    # a record of neither order: the refusal torch's own mapping gives, its text escaped as any other error's
+    monkeypatch.undo()
+    odd = tmp_path / "odd.pt"
+    write_zip64(odd, [(name, b"x" * 100 + b"\n\x1b[0m" if name.endswith("/byteorder") else data)
+                      for name, data in records])  # fmt: skip
+    with pytest.raises(paramscope.SourceError) as mapped_by_torch:
+        paramscope.inspect(str(odd))
+    assert "ValueError: Unknown endianness type: xxx" in str(mapped_by_torch.value)
+    monkeypatch.setattr(torch.UntypedStorage, "from_file", refused)
+    with pytest.raises(paramscope.SourceError) as unknown:
+        paramscope.inspect(str(odd))
+    assert str(unknown.value) == str(mapped_by_torch.value)
+    assert "\x1b" not in str(unknown.value)
+    assert "\n" not in str(unknown.value)
 
 
 @pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # torch's, on making any qint8 tensor
@@ -1331,21 +1345,64 @@ def test_legacy_storage_views_as_torch_wrote_them_before_1_0(tmp_path: Path) -> 
             return obj.pid if isinstance(obj, Storage) else None
 
     state = io.BytesIO()
-    Pickler(state, protocol=2).dump({"middle": Tensor(Storage("1", 1, 2), 2), "head": Tensor(Storage("2", 0, 3), 3)})
+    # a view's key names the same view wherever it comes again (torch.load gives "again" the first view "1")
+    saved = {"middle": Tensor(Storage("1", 1, 2), 2), "head": Tensor(Storage("2", 0, 3), 3),
+             "again": Tensor(Storage("1", 0, 2), 2)}  # fmt: skip
+    Pickler(state, protocol=2).dump(saved)
     system = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
     preamble = b"".join(pickle.dumps(part, protocol=2) for part in (0x1950A86A20F9469CFC6C, 1001, system))
     keys = pickle.dumps(["0"], protocol=2)
     path = tmp_path / "legacy.pt"
     path.write_bytes(preamble + state.getvalue() + keys + struct.pack("<q4f", 4, 1.0, 2.0, 3.0, 4.0))
-    expected = torch.load(path, weights_only=True)
-    assert expected["middle"].tolist() == [2.0, 3.0]
+    expected = {name: tensor.tolist() for name, tensor in torch.load(path, weights_only=True).items()}
+    assert expected == {"middle": [2.0, 3.0], "head": [1.0, 2.0, 3.0], "again": [2.0, 3.0]}
     from paramscope.sources._legacy_torch import load_legacy
 
     loaded = load_legacy(path)
-    assert {name: tensor.tolist() for name, tensor in loaded.items()} == {"middle": [2.0, 3.0], "head": [1.0, 2.0, 3.0]}
+    assert {name: tensor.tolist() for name, tensor in loaded.items()} == expected
     assert loaded["middle"].data_ptr() == loaded["head"].data_ptr() + 4  # slices of one storage, mapped
     report = paramscope.inspect(str(path))
     assert [(record.name, record.shape) for record in report.tensors] == [("middle", (2,)), ("head", (3,))]
+    assert report.tensor("middle").aliases == ("again",)  # one view, saved twice
+
+
+def test_a_legacy_file_torch_cannot_map_is_mapped_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the kernel refuses torch's private mapping (a file past the memory Linux commits), the file is mapped
+    read-only and shared: the same objects as torch.load's, ties kept."""
+    from paramscope.sources._legacy_torch import load_legacy
+
+    model = gpt2(**TINY_GPT)
+    path = tmp_path / "legacy.pt"
+    torch.save({**model.state_dict(), "half": torch.randn(3).half()}, path, _use_new_zipfile_serialization=False)
+    expected = torch.load(path, weights_only=True)
+
+    def refused(name: str, shared: bool, nbytes: int) -> torch.UntypedStorage:
+        raise RuntimeError(f"unable to mmap {nbytes} bytes from file <{name}>: Cannot allocate memory (12)")
+
+    monkeypatch.setattr(torch.UntypedStorage, "from_file", refused)
+    loaded = load_legacy(path)
+    assert set(loaded) == set(expected)
+    for name, tensor in expected.items():
+        assert torch.equal(loaded[name], tensor), name
+    assert loaded["lm_head.weight"].data_ptr() == loaded["transformer.wte.weight"].data_ptr()
+
+
+def test_a_failed_legacy_read_leaves_no_sparse_tensor_to_check(tmp_path: Path) -> None:
+    """torch keeps the sparse tensors a load rebuilds in a list of its own, to check them at the end (with
+    torch.sparse.check_sparse_tensor_invariants on): a file refused on the way leaves none there to be checked with
+    the next file's."""
+    saved = tmp_path / "saved.pt"
+    torch.save({"s": torch.eye(3).to_sparse(), "w": torch.zeros(100)}, saved, _use_new_zipfile_serialization=False)
+    data = saved.read_bytes()
+    assert data.count(b"K\x64N") == 1  # w's storage's persistent id: (..., "cpu", BININT1 100, None)
+    refused = tmp_path / "refused.pt"
+    refused.write_bytes(data.replace(b"K\x64N", b"\x8a\x07" + (2**50).to_bytes(7, "little") + b"N"))  # LONG1 2**50
+    queued = len(torch._utils._sparse_tensors_to_validate)
+    with pytest.raises(paramscope.SourceError, match=r"truncated: its pickle gives a storage of 4\.00 PiB"):
+        paramscope.inspect(str(refused))
+    assert len(torch._utils._sparse_tensors_to_validate) == queued
+    with torch.sparse.check_sparse_tensor_invariants():
+        assert paramscope.inspect(str(saved)).totals.params == 9 + 100
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts this process's open files in /proc")

@@ -1237,8 +1237,9 @@ def _inference_items(
             # also a hybrid's config whose layers happen to be all recurrent (two layers of Qwen3-Next): its heads
             # size a cache of 0 layers, which is no KV cache at all
             cache = None
+            counted = ": the recurrent state item" if states_counted else ""
             notes.append(f"no KV cache item: every layer keeps a fixed-size recurrent state ({recurrent}), no keys "
-                         "and values per token")  # fmt: skip
+                         f"and values per token{counted}")  # fmt: skip
         elif cache is None and config:
             notes.append("no KV cache item: the config does not give its decoder's layers, attention heads and "
                          "hidden size (num_hidden_layers, num_attention_heads, hidden_size, or the names its "

@@ -190,7 +190,13 @@ def resolve(
     module, _, notes, _ = load_model(model, replace(request, commit=commit))  # a Hub id: the weights' commit
     if as_stored:
         notes = _forward_as_stored(module, report, notes)
+    else:  # the weights are the checkpoint's as stored (or converted to --dtype): not the build's
+        notes = [note for note in notes if not _BUILT_IN_DECLARED_DTYPE.fullmatch(note)]
     return replace(report, notes=(*report.notes, *notes)), module, cache_config or config_of(module)
+
+
+# the note of a model built in the dtype its config.json declares (sources/hf.py)
+_BUILT_IN_DECLARED_DTYPE = re.compile(r"parameters in \w+, the dtype config\.json gives")
 
 
 def _forward_as_stored(module: nn.Module, report: Report, notes: Sequence[str]) -> list[str]:
@@ -275,6 +281,9 @@ def _inputs(
     parameters = pyinspect.signature(model.forward).parameters
     if not settings.train and "logits_to_keep" in parameters:
         kwargs["logits_to_keep"] = 1  # as generate() does: logits for the last position only
+    can_generate = getattr(model, "can_generate", None)
+    if not settings.train and "use_cache" in parameters and callable(can_generate) and can_generate():
+        kwargs["use_cache"] = True  # as generate() does, whatever the config's use_cache (fine-tunes save false)
     if settings.train and input_size is None and "labels" in parameters:
         kwargs["labels"] = args[0]  # a causal LM trains on its loss, whose float32 log-softmax is saved too
     ids = decoder_input_ids(model, args, kwargs)  # an encoder-decoder given labels makes its own from them

@@ -108,7 +108,8 @@ examples:
   paramscope memory model.safetensors --dtype Q4_K --keep-fp32 '*norm*'
 
 Inference: the weights (as stored, or converted to --dtype), the buffers, the KV cache of a decoder config
-(--batch sequences of --context tokens in --kv-dtype) and the activations of one eval forward on meta. Training:
+(--batch sequences of --context tokens in --kv-dtype), the recurrent states of linear-attention and Mamba layers,
+and the activations of one eval forward on meta. Training:
 weights, gradients of the trainable parameters, fp32 master weights for mixed precision, the optimizer's states as
 torch lays them out, and the activations autograd saves in a train-mode forward on meta. --gpus, --zero, --tp and
 --offload-optimizer give the per-device share of each item; --device-memory says whether it fits (exit 3 if not).

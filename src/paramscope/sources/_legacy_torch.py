@@ -58,22 +58,34 @@ def load_legacy(path: Path) -> Any:
         # storage); each storage's place in the file follows from the keys pickled after the object.
         storages: dict[str, _Storage] = {}
         zeros = zeros_storage(size)
-        validated = len(torch._utils._sparse_tensors_to_validate)
-        _unpickled(handle, lambda pid: _stand_in(path, _recorded(pid, storages), zeros, size))
-        del torch._utils._sparse_tensors_to_validate[validated:]  # the stand-ins' zeros: not the file's sparse tensors
+        queued = torch._utils._sparse_tensors_to_validate  # torch's, of the sparse tensors a load rebuilt
+        validated = len(queued)
+        try:
+            _unpickled(handle, lambda pid: _stand_in(path, _recorded(pid, storages), zeros, size))
+        finally:
+            del queued[validated:]  # the stand-ins' zeros: not the file's sparse tensors
         keys = _unpickled(handle)
         offsets = _data_offsets(path, handle, keys, storages, size)
         whole = mapped_storage(path, handle, size)
         handle.seek(start)
         roots: dict[str, torch.UntypedStorage] = {}
+        views: dict[Any, torch.storage.TypedStorage] = {}
 
         def persistent_load(pid: tuple[Any, ...]) -> torch.storage.TypedStorage:
             key, record, view = _recorded(pid, storages)
             if key not in roots:
                 roots[key] = whole[offsets[key] : offsets[key] + storages[key].nbytes]
-            return _typed(roots[key], record.dtype, view)
+            if view is None:
+                return _typed(roots[key], record.dtype, None)
+            if view[0] not in views:  # a view's key names it wherever it comes again, as torch.load reads it
+                views[view[0]] = _typed(roots[key], record.dtype, view)
+            return views[view[0]]
 
-        loaded = _unpickled(handle, persistent_load)
+        try:
+            loaded = _unpickled(handle, persistent_load)
+        except BaseException:
+            del queued[validated:]  # a failed load's: not to be checked with the next one's
+            raise
     torch._utils._validate_loaded_sparse_tensors()  # type: ignore[no-untyped-call]  # as torch.load does
     return loaded
 
@@ -105,7 +117,10 @@ def _recorded(pid: Any, storages: dict[str, _Storage]) -> tuple[str, _Storage, t
     if type(numel) is not int or numel < 0:
         raise pickle.UnpicklingError(f"storage {key!r:.40} has no element count: {numel!r:.40}")
     if view is not None and not (
-        isinstance(view, tuple) and len(view) == 3 and all(type(part) is int and part >= 0 for part in view[1:])
+        isinstance(view, tuple)
+        and len(view) == 3
+        and isinstance(view[0], str)
+        and all(type(part) is int and part >= 0 for part in view[1:])
     ):
         raise pickle.UnpicklingError(
             f"storage {key!r:.40} has a view that is not as torch.save writes it: {view!r:.80}"
