@@ -51,8 +51,12 @@ def read_only_storage(handle: IO[bytes]) -> torch.UntypedStorage:
 
 def zeros_storage(nbytes: int) -> torch.UntypedStorage:
     """``nbytes`` zero bytes (at least one) as an untyped storage on the cpu, which costs no memory: private,
-    anonymous and read-only, every page of it the kernel's one page of zeros."""
-    mapped = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+    anonymous and read-only, every page of it the kernel's one page of zeros (on POSIX systems; on Windows, a
+    read-only section of the paging file)."""
+    if hasattr(mmap, "MAP_PRIVATE"):
+        mapped = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+    else:
+        mapped = mmap.mmap(-1, max(nbytes, 1), access=mmap.ACCESS_READ)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # not writable, as above
         return torch.frombuffer(mapped, dtype=torch.uint8).untyped_storage()
