@@ -629,30 +629,31 @@ def pickle_rebuilding_a_tensor_from_a_tuple(tmp: Path) -> Case:
     return Case(["inspect", str(path)], not_a_pickle(path, "AttributeError: 'tuple' object has no attribute 'dtype'"))
 
 
-def legacy_pt_claiming_4_pib(tmp: Path) -> Case:
-    """A legacy checkpoint whose one storage claims 2**50 float32 elements: torch.load would allocate them before
-    reading; the file holds 400 bytes for it."""
+def legacy_pt_counting(tmp: Path, count: bytes) -> tuple[Path, str]:
+    """A legacy checkpoint of one storage of 100 float32 whose persistent id gives the element count pickled as
+    ``count`` instead, and the storage's key."""
     saved = tmp / "whole.pt"
     torch.save({"w": torch.zeros(100)}, saved, _use_new_zipfile_serialization=False)
     data = saved.read_bytes()
     numel = data.index(b"K\x64N")  # the storage's persistent id: (..., "cpu", BININT1 100, None)
     path = tmp / "model.pt"
-    path.write_bytes(data[:numel] + b"\x8a\x07" + (2**50).to_bytes(7, "little") + data[numel + 2 :])  # LONG1
+    path.write_bytes(data[:numel] + count + data[numel + 2 :])
+    key = re.findall(rb"X....(\d+)", data[:numel], re.DOTALL)[-1]  # the storage's key, just before: digits
+    return path, key.decode()
+
+
+def legacy_pt_claiming_4_pib(tmp: Path) -> Case:
+    """A legacy checkpoint whose one storage claims 2**50 float32 elements: torch.load would allocate them before
+    reading; the file holds 400 bytes for it."""
+    path, _ = legacy_pt_counting(tmp, b"\x8a\x07" + (2**50).to_bytes(7, "little"))  # LONG1 2**50
     size = path.stat().st_size
     message = f"{path}: truncated: its pickle gives a storage of 4.00 PiB, more than the whole file ({size:,} bytes)"
     return Case(["inspect", str(path)], message)
 
 
 def legacy_pt_with_a_negative_element_count(tmp: Path) -> Case:
-    saved = tmp / "whole.pt"
-    torch.save({"w": torch.zeros(100)}, saved, _use_new_zipfile_serialization=False)
-    data = saved.read_bytes()
-    numel = data.index(b"K\x64N")  # the storage's persistent id: (..., "cpu", BININT1 100, None)
-    path = tmp / "model.pt"
-    path.write_bytes(data[:numel] + b"J" + struct.pack("<i", -100) + data[numel + 2 :])  # BININT -100
-    key = re.findall(rb"X....(\d+)", data[:numel], re.DOTALL)[-1]  # the storage's key, just before: digits
-    reason = f"storage '{key.decode()}' has no element count: -100"
-    return Case(["inspect", str(path)], not_a_pickle(path, reason))
+    path, key = legacy_pt_counting(tmp, b"J" + struct.pack("<i", -100))  # BININT -100
+    return Case(["inspect", str(path)], not_a_pickle(path, f"storage '{key}' has no element count: -100"))
 
 
 def legacy_pt_of_an_unknown_protocol_version(tmp: Path) -> Case:
