@@ -69,7 +69,7 @@ def load_legacy(path: Path) -> Any:
         whole = mapped_storage(path, handle, size)
         handle.seek(start)
         roots: dict[str, torch.UntypedStorage] = {}
-        views: dict[Any, torch.storage.TypedStorage] = {}
+        views: dict[str, torch.storage.TypedStorage] = {}
 
         def persistent_load(pid: tuple[Any, ...]) -> torch.storage.TypedStorage:
             key, record, view = _recorded(pid, storages)
