@@ -310,6 +310,7 @@ def _not_an_auto_model(transformers: Any, config: Any) -> str:
     config or one of a model only built with a task's head), with the classes its other Auto classes build for the
     model type; empty when it can."""
     custom = "AutoModel" in (getattr(config, "auto_map", None) or {})
+    # the mapping AutoModel.from_config looks the config's class up in (no public way to ask it)
     if custom or type(config) in transformers.AutoModel._model_mapping:
         return ""
     from transformers.models.auto import modeling_auto
