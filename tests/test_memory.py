@@ -1135,7 +1135,7 @@ def test_recurrent_state_is_what_transformers_cache_holds(config: Any, dtype: st
     )
     assert names(plan)[: names(plan).index("recurrent state")] in (["weights", "KV cache"], ["weights"])
     assert plan_of(model, seq=7, batch=1).item("recurrent state").total_bytes * batch == item.total_bytes
-    # no forward, no item: the KV cache names the state as not counted
+    # no length, no forward to measure them: no item
     unmeasured = plan_of(model, batch=batch)
     assert "recurrent state" not in names(unmeasured)
 
