@@ -163,6 +163,7 @@ def resolve(
 
         module = module_of(model)
         return inspect_module(module), module, config_of(module)
+    from .sources.hf import declared_dtype_note
     from .sources.target import builds_model, load_model, load_report_and_commit
 
     if builds_model(model):  # model code or a config: build it once, count it, run it
@@ -190,31 +191,35 @@ def resolve(
     module, _, notes, _ = load_model(model, replace(request, commit=commit))  # a Hub id: the weights' commit
     if as_stored:
         notes = _forward_as_stored(module, report, notes)
-    else:  # the weights are the checkpoint's as stored (or converted to --dtype): not the build's
-        notes = [note for note in notes if not _BUILT_IN_DECLARED_DTYPE.fullmatch(note)]
+    else:  # the weights are the checkpoint's as stored (or converted to --dtype): the build's dtype is not theirs
+        declared = declared_dtype_note(_built_dtype(module) or "")
+        notes = [note for note in notes if note != declared]
     return replace(report, notes=(*report.notes, *notes)), module, cache_config or config_of(module)
 
 
-# the note of a model built in the dtype its config.json declares (sources/hf.py)
-_BUILT_IN_DECLARED_DTYPE = re.compile(r"parameters in \w+, the dtype config\.json gives")
+def _built_dtype(module: nn.Module) -> str | None:
+    """The dtype most of a module's floating-point parameters are in (``"bfloat16"``); None when it has none."""
+    floats: Counter[torch.dtype] = Counter()
+    for parameter in module.parameters():
+        if parameter.is_floating_point():
+            floats[parameter.dtype] += parameter.numel()
+    return str(floats.most_common(1)[0][0]).removeprefix("torch.") if floats else None
 
 
 def _forward_as_stored(module: nn.Module, report: Report, notes: Sequence[str]) -> list[str]:
     """Make the model built from the config beside a checkpoint compute in the dtype most of the checkpoint's
     weights are stored in, as the plan counts them (their bytes, the KV cache's); the notes of the build, with a
     dtype config.json declares otherwise named, and what loads the model in it."""
+    from .sources.hf import declared_dtype_note
+
     stored = main_dtype(report)
-    floats: Counter[torch.dtype] = Counter()
-    for parameter in module.parameters():
-        if parameter.is_floating_point():
-            floats[parameter.dtype] += parameter.numel()
-    if stored not in COMPUTE_FLOATS or not floats:
+    built = _built_dtype(module)
+    if stored not in COMPUTE_FLOATS or built is None:
         return list(notes)  # quantized weights: the forward computes as the build made it
-    built = str(floats.most_common(1)[0][0]).removeprefix("torch.")
     if built == stored:
         return list(notes)
     module.to(_torch_dtype(stored))  # a model paramscope built, on meta: no one else's
-    declared = f"parameters in {built}, the dtype config.json gives"
+    declared = declared_dtype_note(built)
     if declared not in notes:  # transformers' default float32: from_pretrained loads the weights as stored
         return list(notes)
     return [

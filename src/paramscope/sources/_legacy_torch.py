@@ -13,8 +13,10 @@ count (8 bytes, little-endian) and its bytes.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -58,12 +60,8 @@ def load_legacy(path: Path) -> Any:
         # storage); each storage's place in the file follows from the keys pickled after the object.
         storages: dict[str, _Storage] = {}
         zeros = zeros_storage(size)
-        queued = torch._utils._sparse_tensors_to_validate  # torch's, of the sparse tensors a load rebuilt
-        validated = len(queued)
-        try:
+        with _sparse_checks(keep=False):  # the stand-ins' zeros: not the file's sparse tensors
             _unpickled(handle, lambda pid: _stand_in(path, _recorded(pid, storages), zeros, size))
-        finally:
-            del queued[validated:]  # the stand-ins' zeros: not the file's sparse tensors
         keys = _unpickled(handle)
         offsets = _data_offsets(path, handle, keys, storages, size)
         whole = mapped_storage(path, handle, size)
@@ -81,13 +79,26 @@ def load_legacy(path: Path) -> Any:
                 views[view[0]] = _typed(roots[key], record.dtype, view)
             return views[view[0]]
 
-        try:
+        with _sparse_checks(keep=True):
             loaded = _unpickled(handle, persistent_load)
-        except BaseException:
-            del queued[validated:]  # a failed load's: not to be checked with the next one's
-            raise
     torch._utils._validate_loaded_sparse_tensors()  # type: ignore[no-untyped-call]  # as torch.load does
     return loaded
+
+
+@contextlib.contextmanager
+def _sparse_checks(*, keep: bool) -> Iterator[None]:
+    """torch queues the sparse tensors a load rebuilds, in a list of its own, to check them when the load ends
+    (``_validate_loaded_sparse_tensors``): those the block queues are dropped if it fails (not to be checked with
+    the next load's), and whatever happens unless ``keep``."""
+    queued = torch._utils._sparse_tensors_to_validate
+    before = len(queued)
+    try:
+        yield
+    except BaseException:
+        del queued[before:]
+        raise
+    if not keep:
+        del queued[before:]
 
 
 def _unpickled(handle: IO[bytes], persistent_load: Any = None) -> Any:

@@ -325,6 +325,11 @@ def _not_an_auto_model(transformers: Any, config: Any) -> str:
     return f"{unknown}: give --model-class{one_of} {listed(classes, 5)}"
 
 
+def declared_dtype_note(dtype: str) -> str:
+    """The note of a model built in ``dtype``, the dtype its config.json declares."""
+    return f"parameters in {dtype}, the dtype config.json gives"
+
+
 def _declared_dtype(config: Any) -> Any:
     """The dtype a config gives (a name or a torch.dtype), or None."""
     # vars(): transformers warns when the deprecated torch_dtype attribute is read
@@ -437,7 +442,7 @@ def _build(
         kwargs["dtype"] = dtype
     notes = [f"built {label} from {config_path} on {device}", *text_note]
     if isinstance(dtype, torch.dtype):
-        notes.append(f"parameters in {str(dtype).removeprefix('torch.')}, the dtype config.json gives")
+        notes.append(declared_dtype_note(str(dtype).removeprefix("torch.")))
     quantization = declared_quantization(vars(config))
     if quantization:
         notes.append(

@@ -396,12 +396,12 @@ def _raised_reading_the_file(traceback: TracebackType | None) -> bool:
     return False
 
 
-def _byte_order(reader: Any) -> str:
+def _byte_order(reader: Any) -> str | None:
     """The byte order of the tensors in a zip checkpoint, as ``torch.serialization._load`` tells it (which swaps the
-    bytes of any other in place): its ``byteorder`` record ("unknown" for one that is neither, which torch refuses),
+    bytes of any other in place): its ``byteorder`` record (None for one that is neither, which torch refuses),
     else torch's default for a file without one."""
     if reader.has_record("byteorder"):
-        return {b"little": "little", b"big": "big"}.get(reader.get_record("byteorder"), "unknown")
+        return {b"little": "little", b"big": "big"}.get(reader.get_record("byteorder"))
     default = torch.serialization.get_default_load_endianness()
     endianness = torch.serialization.LoadEndianness
     return sys.byteorder if default == endianness.NATIVE else "big" if default == endianness.BIG else "little"
@@ -438,7 +438,7 @@ def _load_mapped_read_only(path: Path) -> Any:
     with _quietly(), named_in_utf8(path) as name, name.open("rb") as handle:
         reader = torch._C.PyTorchFileReader(os.fspath(name))
         order = _byte_order(reader)
-        if order in ("little", "big") and order != sys.byteorder:  # any other: torch's own error says so
+        if order is not None and order != sys.byteorder:  # None: torch's own error says what the record is
             raise SourceError(
                 f"{path}: cannot be mapped: its tensors are stored {order}-endian, which torch swaps in place as it "
                 f"loads them, and this machine refuses a writable mapping of the file "
