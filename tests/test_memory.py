@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import fnmatch
 import functools
+import importlib.util
 import inspect
 import io
 import itertools
@@ -1696,6 +1697,33 @@ def test_what_transformers_warns_of_the_training_forward_is_a_note_not_printed()
             "loss: `ForCausalLMLoss`.")  # fmt: skip
     assert [plan.count(note) for plan in notes] == [1, 1]
     assert records == []
+
+
+# transformers runs Mamba's scan and convolution in its own PyTorch code without these packages
+WITHOUT_MAMBA_KERNELS = all(importlib.util.find_spec(name) is None for name in ("mamba_ssm", "causal_conv1d"))
+
+
+@pytest.mark.skipif(not WITHOUT_MAMBA_KERNELS, reason="mamba_ssm or causal_conv1d installed: transformers runs them")
+@pytest.mark.parametrize(
+    ("train", "functions", "packages"),
+    [
+        (False, "causal_conv1d_fn, selective_scan_fn", "causal_conv1d and mamba_ssm"),
+        (True, "mamba_inner_fn, causal_conv1d_fn, selective_scan_fn", "mamba_ssm and causal_conv1d"),
+    ],
+    ids=["inference", "training"],
+)
+def test_activations_on_transformers_reference_code_say_what_they_measure(
+    train: bool, functions: str, packages: str
+) -> None:
+    # transformers' three warnings that it fell back to its reference code were three notes that did not say what
+    # that does to the figure: the scan keeps a state for every token, which mamba_ssm's fused kernel does not
+    config = transformers.MambaConfig(vocab_size=64, hidden_size=16, state_size=4, num_hidden_layers=2)
+    plan = plan_of(transformers.MambaForCausalLM(config), seq=8, batch=2, train=train)
+    assert "activations" in names(plan)
+    assert (f"activations measured on transformers' reference PyTorch code for {functions}, as {packages} are not "
+            "installed here (transformers warned): it materialises intermediates that their fused kernels do not, so "
+            "a GPU that runs those kernels needs less than this estimate") in plan.notes  # fmt: skip
+    assert not [note for note in plan.notes if "falling back" in note]
 
 
 def test_a_composite_encoder_decoder_splits_both_parts_heads() -> None:

@@ -16,9 +16,11 @@ import csv
 import dataclasses
 import functools
 import gc
+import importlib.util
 import inspect
 import io
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -1372,6 +1374,46 @@ def test_a_batch_norm_in_eval_mode_saves_on_meta_what_it_saves_on_cpu(functional
     for device in ("meta", "cpu"):
         report = paramscope.summary(model, input_size=(4, 3, 8, 8), device=device, mode="train")
         assert (device, report.totals.activations_bytes) == (device, expected)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_what_transformers_warns_in_the_forward_is_a_note_not_printed(
+    capfd: pytest.CaptureFixture[str], device: str
+) -> None:
+    # Mamba without mamba_ssm: transformers printed "[transformers] `selective_scan_fn` is falling back ..." lines
+    # above the summary (each twice: once a forward), where a memory plan keeps them as notes
+    transformers = pytest.importorskip("transformers")
+    if any(importlib.util.find_spec(name) for name in ("mamba_ssm", "causal_conv1d")):
+        pytest.skip("mamba_ssm or causal_conv1d installed: transformers runs their kernels and warns of nothing")
+    config = transformers.MambaConfig(vocab_size=64, hidden_size=16, state_size=4, num_hidden_layers=2)
+    report = paramscope.summary(transformers.MambaForCausalLM(config), input_size=(2, 8), device=device)
+    assert capfd.readouterr().err == ""
+    ran = ("transformers' reference PyTorch code for causal_conv1d_fn, selective_scan_fn{}, as causal_conv1d and "
+           "mamba_ssm are not installed here (transformers warned)")  # fmt: skip
+    if device == "meta":  # with the activations' train-mode forward, which runs mamba_inner_fn first
+        assert (
+            f"activations measured on {ran.format(', mamba_inner_fn')}: it materialises intermediates that their "
+            "fused kernels do not, so a GPU that runs those kernels needs less than this estimate"
+        ) in report.notes
+    else:  # an eval-mode forward alone, which measures no activations
+        assert report.totals.activations_bytes is None
+        assert f"the forward ran {ran.format('')}" in report.notes
+    assert not [note for note in report.notes if "falling back" in note]
+
+
+class _WarnsThenFails(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logging.getLogger("transformers.models.fake").warning("the attention mask is missing")
+        raise ValueError("no mask")
+
+
+def test_a_forward_that_fails_ends_its_error_with_what_transformers_warned(capfd: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("transformers")
+    with pytest.raises(ForwardError) as raised:
+        paramscope.summary(_WarnsThenFails(), input_size=(2, 4))
+    assert str(raised.value) == ("the forward failed in '(model)' with inputs [2, 4]: ValueError: no mask "
+                                 "(transformers warned: the attention mask is missing)")  # fmt: skip
+    assert capfd.readouterr().err == ""
 
 
 def test_transformers_gpt2_with_sdpa_same_flops_on_meta_and_cpu() -> None:

@@ -822,7 +822,7 @@ def build_plan(
     elif isinstance(model, Report):
         notes.append(_no_forward_in(model, settings.train))
     elif wants_forward and module is not None:
-        from ._summary import forward_refusal, with_input_hint
+        from ._summary import forward_refusal, forward_warning_notes, with_input_hint
         from .sources._logged import logged_if_imported
         from .trace import ForwardError
 
@@ -838,7 +838,7 @@ def build_plan(
             except ForwardError as error:  # the rest of the plan stands without this item
                 notes = [f"no activations item: {with_input_hint(error, 'input_dtypes')}"]
                 failed = True
-        notes.extend(warned.notes("transformers"))
+        notes.extend(forward_warning_notes(warned, activations is not None))
     elif wants_forward:
         notes.append("no activations item: a forward needs a model to run (model code, or a config.json)")
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from ._checks import integer
 from ._errors import TargetError, UsageError, first_line, is_meta_device_failure
 from ._report import CallRecord, Report
 from ._units import format_count, listed, shortened
+from .sources._logged import Logged
 
 if TYPE_CHECKING:
     import torch
@@ -356,6 +358,49 @@ def with_input_hint(error: ForwardError, argument: str | None = "dtypes") -> For
     return error
 
 
+def _explained(error: ForwardError, device: str, mode: str, inputs_given: bool) -> ForwardError:
+    """``error``, with a hint where its cause is one a summary's forward meets for a known reason (a tensor made on
+    the cpu, code compiled in the forward, an op meta cannot run...)."""
+    from .trace import ForwardError
+
+    cause = error.__cause__
+    if device == "meta" and cause is not None and first_line(cause).endswith(_CPU_AND_META):
+        # torch.zeros(3) in a forward, without device=: on the cpu, which a forward on a GPU refuses too
+        hint = ("the forward made a tensor on the cpu (no device=) and used it with the model's, which the meta "
+                "device refuses as a GPU does: try --device cpu")  # fmt: skip
+        return ForwardError(f"{error}; {hint}")
+    if cause is not None and first_line(cause).startswith(_COMPILED_IN_THE_FORWARD):
+        # dynamo imported by the forward itself: the summary could not set its stance to run compiled code eagerly
+        hint = ("the forward compiled code at its first call in this process (torch.compile; FlexAttention "
+                "compiles its kernel so), which torch refuses under the summary's recorder of ops: import "
+                "torch.nn.attention.flex_attention (or torch._dynamo) before the summary, at the top of the "
+                "model's module")  # fmt: skip
+        return ForwardError(f"{error}; {hint}")
+    if device == "meta" and cause is not None and first_line(cause).startswith("FlexAttention is only supported"):
+        hint = ("torch runs FlexAttention on a real device alone: try --device cpu (in eval mode: torch runs its "
+                "backward on a GPU alone)")  # fmt: skip
+        return ForwardError(f"{error}; {hint}")
+    if device == "meta" and isinstance(cause, AssertionError) and "shape_env" in first_line(cause):
+        # torch's fake tensors make a jagged nested tensor's ragged size a symbol, from symbolic shapes alone
+        hint = "the forward makes a jagged nested tensor, which cannot be made on meta: try --device cpu"
+        return ForwardError(f"{error}; {hint}")
+    if device == "meta" and cause is not None and is_meta_device_failure(cause):
+        hint = "meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
+        return ForwardError(f"{error}; {hint}")
+    if device == "meta" and isinstance(cause, RuntimeError) and str(cause).startswith("_apply(): Couldn't swap"):
+        # torch swaps a fake tensor's parameter for the converted one, which fake tensors' weak references refuse
+        # (SwitchTransformers' and NLLB-MoE's routers call self.classifier.to(self.dtype) in their forward)
+        hint = ("the model's forward converts its own modules (Module.to()), which the forward on meta, on fake "
+                "tensors, cannot do: try --device cpu")  # fmt: skip
+        return ForwardError(f"{error}; {hint}")
+    if mode == "eval" and isinstance(cause, RuntimeError) and "does not require grad" in first_line(cause):
+        # torch.autograd.grad in the forward (forces from an energy): a plain model(x) runs with gradients on
+        hint = ("an eval-mode summary runs the forward without gradients, as torch.no_grad() does: a forward that "
+                "takes gradients itself needs torch.enable_grad() around them, or --mode train")  # fmt: skip
+        return ForwardError(f"{error}; {hint}")
+    return with_input_hint(error, None if inputs_given else "dtypes")
+
+
 def summarize(
     model: nn.Module,
     report: Report,
@@ -372,6 +417,7 @@ def summarize(
     ``quiet``, with a progress bar on a terminal. ``inputs_given``: the caller's own inputs (``input_data``), not
     ones made from sizes."""
     from ._walk import ModuleWalk, path_depth
+    from .sources._logged import logged_if_imported
     from .sources.module import forward_module, reported_paths
     from .trace import ForwardError, trace
 
@@ -381,46 +427,14 @@ def summarize(
     renamed = reported_paths(walk.named_modules)
     # a wrapper's module is a level deeper than the report names it: described as deep as its row is shown
     deeper = max((path_depth(path) - path_depth(name) for path, name in renamed.items()), default=0)
-    try:
-        result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk,
-                       depth=depth + deeper)  # fmt: skip
-    except ForwardError as error:
-        cause = error.__cause__
-        if device == "meta" and cause is not None and first_line(cause).endswith(_CPU_AND_META):
-            # torch.zeros(3) in a forward, without device=: on the cpu, which a forward on a GPU refuses too
-            hint = ("the forward made a tensor on the cpu (no device=) and used it with the model's, which the meta "
-                    "device refuses as a GPU does: try --device cpu")  # fmt: skip
-            raise ForwardError(f"{error}; {hint}") from cause
-        if cause is not None and first_line(cause).startswith(_COMPILED_IN_THE_FORWARD):
-            # dynamo imported by the forward itself: the summary could not set its stance to run compiled code eagerly
-            hint = ("the forward compiled code at its first call in this process (torch.compile; FlexAttention "
-                    "compiles its kernel so), which torch refuses under the summary's recorder of ops: import "
-                    "torch.nn.attention.flex_attention (or torch._dynamo) before the summary, at the top of the "
-                    "model's module")  # fmt: skip
-            raise ForwardError(f"{error}; {hint}") from cause
-        if device == "meta" and cause is not None and first_line(cause).startswith("FlexAttention is only supported"):
-            hint = ("torch runs FlexAttention on a real device alone: try --device cpu (in eval mode: torch runs its "
-                    "backward on a GPU alone)")  # fmt: skip
-            raise ForwardError(f"{error}; {hint}") from cause
-        if device == "meta" and isinstance(cause, AssertionError) and "shape_env" in first_line(cause):
-            # torch's fake tensors make a jagged nested tensor's ragged size a symbol, from symbolic shapes alone
-            hint = "the forward makes a jagged nested tensor, which cannot be made on meta: try --device cpu"
-            raise ForwardError(f"{error}; {hint}") from cause
-        if device == "meta" and cause is not None and is_meta_device_failure(cause):
-            hint = "meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
-            raise ForwardError(f"{error}; {hint}") from cause
-        if device == "meta" and isinstance(cause, RuntimeError) and str(cause).startswith("_apply(): Couldn't swap"):
-            # torch swaps a fake tensor's parameter for the converted one, which fake tensors' weak references refuse
-            # (SwitchTransformers' and NLLB-MoE's routers call self.classifier.to(self.dtype) in their forward)
-            hint = ("the model's forward converts its own modules (Module.to()), which the forward on meta, on fake "
-                    "tensors, cannot do: try --device cpu")  # fmt: skip
-            raise ForwardError(f"{error}; {hint}") from cause
-        if mode == "eval" and isinstance(cause, RuntimeError) and "does not require grad" in first_line(cause):
-            # torch.autograd.grad in the forward (forces from an energy): a plain model(x) runs with gradients on
-            hint = ("an eval-mode summary runs the forward without gradients, as torch.no_grad() does: a forward that "
-                    "takes gradients itself needs torch.enable_grad() around them, or --mode train")  # fmt: skip
-            raise ForwardError(f"{error}; {hint}") from cause
-        raise with_input_hint(error, None if inputs_given else "dtypes") from cause
+    # what transformers warns in the forward (a fused kernel's package not installed) is a note, not a line above
+    with logged_if_imported("transformers") as warned:
+        try:
+            result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk,
+                           depth=depth + deeper)  # fmt: skip
+        except ForwardError as error:
+            explained = _explained(error, device, mode, inputs_given)
+            raise type(explained)(f"{explained}{warned.said('transformers')}") from error.__cause__
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
     if renamed:
@@ -507,6 +521,7 @@ def summarize(
     ]
     if measured and result.activations_device == "meta":
         notes.extend(unfused_recurrent_note(((in_report(at), module) for at, module in walk.named_modules), called))
+    notes.extend(forward_warning_notes(warned, measured))
     if result.unread_masks:
         notes.append(unread_masks_note(result.unread_masks))
     notes.extend(as_a_device_notes(result))
@@ -607,6 +622,55 @@ def unfused_recurrent_note(named_modules: Iterable[tuple[str, nn.Module]], calle
         f"{listed([path for path, _ in layers], 5)}; {cpu}cuDNN's kernels on a GPU keep a reserve besides; a summary "
         "with --device cpu --mode train measures cpu's"
     ]
+
+
+# transformers' warning when a function that a package's fused kernels run (mamba_ssm's selective scan,
+# causal_conv1d's convolution, FLA's gated delta rule) runs transformers' own PyTorch code instead, the package not
+# being installed (integrations/hub_kernels.py): transformers tells which implementation it took in this alone
+_REFERENCE_CODE = re.compile(
+    r"`(?P<function>\w+)` is falling back to its reference PyTorch implementation because `(?P<package>[\w.-]+)` is "
+    r"not installed\b"
+)
+
+
+def forward_warning_notes(warned: Logged, measured: bool = True) -> list[str]:
+    """The notes of what transformers warned in a forward: one for the functions it ran in its reference PyTorch
+    code, without the package of their fused kernels, and what that does to the activations (when ``measured``);
+    each other warning as it is.
+
+    >>> from paramscope.sources._logged import Logged
+    >>> warned = Logged()
+    >>> for package, function in [("mamba_ssm", "selective_scan_fn"), ("causal_conv1d", "causal_conv1d_fn")]:
+    ...     warned.keep(f"`{function}` is falling back to its reference PyTorch implementation because "
+    ...                 f"`{package}` is not installed. This is correct but much slower; install `{package}`.")
+    >>> print(forward_warning_notes(warned)[0])
+    activations measured on transformers' reference PyTorch code for selective_scan_fn, causal_conv1d_fn, as \
+mamba_ssm and causal_conv1d are not installed here (transformers warned): it materialises intermediates that their \
+fused kernels do not, so a GPU that runs those kernels needs less than this estimate
+    """
+    functions: dict[str, None] = {}
+    packages: dict[str, None] = {}
+    others = Logged()
+    for text in warned.texts:
+        fallback = _REFERENCE_CODE.search(text)
+        if fallback is None:
+            others.keep(text)
+        else:
+            functions[fallback["function"]] = packages[fallback["package"]] = None
+    others.more = warned.more
+    notes = others.notes("transformers")
+    if functions:
+        verb = "is" if len(packages) == 1 else "are"
+        ran = (
+            f"transformers' reference PyTorch code for {', '.join(functions)}, as {' and '.join(packages)} {verb} not "
+        )
+        ran += "installed here (transformers warned)"
+        if measured:
+            notes.insert(0, f"activations measured on {ran}: it materialises intermediates that their fused kernels do "
+                            "not, so a GPU that runs those kernels needs less than this estimate")  # fmt: skip
+        else:
+            notes.insert(0, f"the forward ran {ran}")
+    return notes
 
 
 def as_a_device_notes(result: Trace) -> list[str]:
