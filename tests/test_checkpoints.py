@@ -843,6 +843,22 @@ def test_tied_config_with_a_stored_head(tmp_path: Path) -> None:
     ) in report.notes
 
 
+def test_tied_config_with_the_head_stored_as_the_embedding_itself(tmp_path: Path) -> None:
+    # torch.save of a tied model keeps one storage under both names: that is the tie the config declares, and a
+    # second note said the head was "also stored" and "counted as stored", against the first note and the totals
+    embedding = torch.zeros(32, 8)
+    state = {"model.embed_tokens.weight": embedding, "lm_head.weight": embedding, "model.norm.weight": torch.ones(8)}
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "tie_word_embeddings": True}))
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == embedding.numel() + 8  # the head once
+    assert (
+        "lm_head.weight is stored as the same tensor as model.embed_tokens.weight (tied): counted once" in report.notes
+    )
+    assert TIED_NOTE in report.notes
+    assert not [note for note in report.notes if "also stores" in note]
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
@@ -1594,6 +1610,24 @@ def test_directory_of_two_weight_files_without_an_index_says_both_are_counted(tm
     assert not any(
         note.startswith("no index file") for note in paramscope.inspect(str(tmp_path / f"{name}{suffix}")).notes
     )
+
+
+@pytest.mark.parametrize("suffix", [".bin", ".safetensors"])
+def test_directory_of_shards_without_an_index_and_a_shard_missing_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    # shards 1 and 3 of 3 and no index: counted, they passed for the whole model, exit 0; split GGUF files with a
+    # part missing are refused so
+    stem = "pytorch_model" if suffix == ".bin" else "model"
+    for number in (1, 3):
+        part, path = {f"w{number}": torch.zeros(4, 4)}, tmp_path / f"{stem}-{number:05d}-of-00003{suffix}"
+        torch.save(part, path) if suffix == ".bin" else safetensors.torch.save_file(part, path)
+    assert_error(run(capsys, "inspect", str(tmp_path)),
+                 f"{tmp_path}: 1 of the 3 shards of {stem}-NNNNN-of-00003{suffix} is not there "
+                 f"({stem}-00002-of-00003{suffix}), and no index file names what each holds: the files are part of a "
+                 "checkpoint")  # fmt: skip
+    # one shard named on its own is counted alone, as asked
+    assert paramscope.inspect(str(tmp_path / f"{stem}-00001-of-00003{suffix}")).totals.params == 16
 
 
 @pytest.mark.parametrize("suffix", [".bin", ".safetensors"])

@@ -788,6 +788,23 @@ def test_longcat_flash_zero_experts_slices_are_not_active(tmp_path: Path) -> Non
                          "uses (LongCat-Flash's zero experts))")  # fmt: skip
 
 
+@pytest.mark.parametrize("zero", [-2, 0])
+def test_a_zero_expert_count_below_one_is_not_taken_for_zero_experts(tmp_path: Path, zero: int) -> None:
+    # a negative zero_expert_num made the stacked tensor of 4 - 2 slices look like 4 experts and -2 zero experts:
+    # every parameter active, "routed experts 256" of 208 parameters and "-128 in slices"
+    experts, embedding = torch.zeros(2, 8, 8), torch.zeros(10, 8)
+    safetensors.torch.save_file({"model.layers.0.mlp.experts.gate_up_proj": experts,
+                                 "model.embed_tokens.weight": embedding}, tmp_path / "model.safetensors")  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps({"num_local_experts": 4, "num_experts_per_tok": 2,
+                                                      "zero_expert_num": zero}))  # fmt: skip
+    report = paramscope.inspect(str(tmp_path))
+    assert report.totals.params == experts.numel() + embedding.numel()
+    assert report.totals.active_params == embedding.numel() + experts.numel() * Fraction(2, 4)
+    note = next(note for note in report.notes if note.startswith("mixture"))
+    assert note.endswith(f"(routed experts {experts.numel():,} × 2/4; shared experts, routers, attention, norms and "
+                         "embeddings always)")  # fmt: skip
+
+
 def test_stacked_tensors_of_per_expert_modules_are_not_taken_for_zero_expert_slices() -> None:
     # a conv weight (16, 16, 3) of one of 4 experts: its first dimension is no expert count, and the config has no
     # zero experts; it had been counted as 12 idle slices

@@ -133,7 +133,8 @@ def with_active_params(report: Report, config: Mapping[str, Any] | None) -> Repo
         return report if missing is None else replace(report, notes=(*report.notes, missing))
     experts, top_k, description = settings
     share = Fraction(top_k, experts)
-    zero = next((count for settings in _configs(config or {}) if (count := _count(settings, "zero_expert_num"))), 0)
+    zero = next((count for settings in _configs(config or {})
+                 if (count := _count(settings, "zero_expert_num")) is not None and count > 0), 0)  # fmt: skip
     routed_by_module: dict[str, int] = {}
     idle_by_module: dict[str, int] = {}
     routed_total = idle_total = 0

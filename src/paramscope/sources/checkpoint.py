@@ -30,6 +30,8 @@ TRAINING_STATE = re.compile(
 # Meta's original checkpoints (Llama 1 to 3, Code Llama): a file per model-parallel rank, each holding every tensor's
 # name with that rank's slice of it, split on a dimension that depends on the layer and that the files do not record.
 _MODEL_PARALLEL_FILE = re.compile(r"consolidated\.\d+\.pth")
+# save_pretrained's names for the files of a checkpoint in several shards: model-00001-of-00003.safetensors
+_SHARD = re.compile(r"(?P<stem>.+)-(?P<number>\d{5})-of-(?P<count>\d{5})(?P<suffix>\.[^.]+)")
 
 MAX_CONFIG_BYTES = 16 * 2**20  # a config.json larger than this is not a model config
 # Float buffers that models keep in their state dict, recognisable by name: BatchNorm statistics and rotary tables.
@@ -115,6 +117,31 @@ class WeightMap(dict[str, str]):
                 given.setdefault(name, []).append(shard)
             weight_map.repeated = {name: shards for name, shards in given.items() if len(set(map(repr, shards))) > 1}
         return weight_map
+
+
+def check_no_shard_missing(directory: Path, files: Sequence[Path]) -> None:
+    """Refuse ``files`` (a directory's, read without an index) where they are shards of a checkpoint, by
+    save_pretrained's names, and some of its shards are not there: counted, the rest would pass for the whole model.
+
+    >>> check_no_shard_missing(Path("ckpt"), [Path("ckpt/model-00001-of-00003.safetensors"),
+    ...                                       Path("ckpt/model-00003-of-00003.safetensors")])
+    Traceback (most recent call last):
+    ...
+    paramscope._errors.SourceError: ckpt: 1 of the 3 shards of model-NNNNN-of-00003.safetensors is not there \
+(model-00002-of-00003.safetensors), and no index file names what each holds: the files are part of a checkpoint
+    """
+    found: dict[tuple[str, str, str], set[int]] = {}
+    for path in files:
+        if (shard := _SHARD.fullmatch(path.name)) is not None:
+            found.setdefault((shard["stem"], shard["count"], shard["suffix"]), set()).add(int(shard["number"]))
+    for (stem, count, suffix), numbers in found.items():
+        missing = [f"{stem}-{number:05d}-of-{count}{suffix}" for number in range(1, int(count) + 1)
+                   if number not in numbers]  # fmt: skip
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            raise SourceError(f"{directory}: {len(missing):,} of the {int(count):,} shards of {stem}-NNNNN-of-{count}"
+                              f"{suffix} {verb} not there ({listed(missing)}), and no index file names what each "
+                              "holds: the files are part of a checkpoint")  # fmt: skip
 
 
 def check_files(
@@ -227,7 +254,8 @@ def _config_tie_notes(records: Sequence[TensorRecord], config: dict[str, Any] | 
     if not config:
         return []
     tied = config.get("tie_word_embeddings")
-    names = {name for record in records for name in (record.name, *record.aliases)}
+    # a head stored as the same tensor as the embedding (an alias) is the tie, not a head of its own
+    names = {record.name for record in records}
     heads = [name for name in ("lm_head.weight", "embed_out.weight", "output.weight") if name in names]
     if tied is True and not heads:
         return ["config.json ties the output head to the input embedding (tie_word_embeddings): the head is that "

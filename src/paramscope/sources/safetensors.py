@@ -27,7 +27,15 @@ from .._errors import SourceError
 from .._report import Report
 from .._units import format_bytes
 from ._json import loads as json_loads
-from .checkpoint import StoredTensor, WeightMap, check_files, checkpoint_report, files_read, read_config
+from .checkpoint import (
+    StoredTensor,
+    WeightMap,
+    check_files,
+    check_no_shard_missing,
+    checkpoint_report,
+    files_read,
+    read_config,
+)
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors crate's own limit
 MAX_INDEX_BYTES = 100_000_000
@@ -522,6 +530,7 @@ def _directory_files(directory: Path) -> tuple[list[Path], Path | None, dict[str
         return [single], None, None, [f"not read: {others} ({why})"] if others else []
     index = directory_index(directory, indexes)
     if index is None:
+        check_no_shard_missing(directory, everything)
         counted = f"no index file: all {len(everything)} *.safetensors files in {directory} are counted"
         return everything, None, None, [counted] if len(everything) > 1 else []
     files, weight_map = load_index(index)

@@ -45,7 +45,15 @@ from ._file_mapping import MAP_REFUSED, named_in_utf8, read_only_storage
 from ._legacy_torch import WRONG_SIZE, load_legacy
 from ._sharded import dtensor_class, dtensor_sharding
 from ._tensors import PACKED_FP4, fp4_note, fp4_values, sparse_parts, unusual_bytes
-from .checkpoint import TRAINING_STATE, StoredTensor, check_files, checkpoint_report, files_read, read_config
+from .checkpoint import (
+    TRAINING_STATE,
+    StoredTensor,
+    check_files,
+    check_no_shard_missing,
+    checkpoint_report,
+    files_read,
+    read_config,
+)
 from .safetensors import check_regular_file, directory_index, load_index
 
 SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -941,6 +949,7 @@ def _files(target: Path) -> _Files:
         # A training run's output folder holds the weights under their usual name beside anything else it saved.
         usual = [p for p in candidates if _WEIGHT_FILE.fullmatch(p.name)]
         files = usual or [p for p in candidates if p not in training]
+        check_no_shard_missing(target, files)
         why = "not a usual weight file name, unlike the files read; inspect it on its own to count it"
     notes = []
     if index is None and len(files) > 1:  # as for a directory of *.safetensors files without an index
