@@ -742,6 +742,108 @@ def test_module_shared_by_two_parents_gets_its_flops() -> None:
     assert table["0.linear"].flops == report.totals.flops  # both calls, summed
 
 
+class _Layer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor, shared: nn.Module) -> torch.Tensor:
+        return self.b(shared(self.a(x)))
+
+
+class HandsEachLayerAModule(nn.Module):
+    """A module the model holds and hands to each layer, which calls it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([_Layer(), _Layer()])
+        self.shared, self.head = nn.Linear(8, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, self.shared)
+        return self.head(x)
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm, self.fc = nn.LayerNorm(8), nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(x))
+
+
+class CallsAGrandchildFirst(nn.Module):
+    """The model calls a grandchild itself before its parent runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.block, self.head = nn.Linear(8, 8), _Block(), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.block.fc(self.stem(x))))
+
+
+class HookCallsASibling(nn.Module):
+    """A forward hook of the user's on one module calls a module beside its parent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seq = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+        self.extra = nn.Linear(8, 8)
+        self.seq[1].register_forward_hook(lambda module, args, output: self.extra(output))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.seq(x)
+
+
+ELSEWHERE_NOTE = (
+    "{} ran inside {}, which {} not hold it: the FLOPs and activations of those calls count in two rows, the caller's "
+    "and the called module's, so the rows under a caller add up to less than it, and the rows at a depth to more than "
+    "the total"
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "order", "note"),
+    [
+        (HandsEachLayerAModule,
+         ["", "layers", "layers.0", "layers.0.a", "layers.0.b", "layers.1", "layers.1.a", "layers.1.b", "shared",
+          "head"],
+         ELSEWHERE_NOTE.format("shared", "layers.0, layers.1", "do")),
+        (CallsAGrandchildFirst, ["", "stem", "block", "block.fc", "block.norm", "head"], None),
+        (HookCallsASibling, ["", "seq", "seq.0", "seq.1", "seq.2", "extra"],
+         ELSEWHERE_NOTE.format("extra", "seq", "does")),
+    ],
+    ids=["handed-to-layers", "grandchild-first", "hook-calls-a-sibling"],
+)  # fmt: skip
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_each_row_is_drawn_under_its_parent_wherever_its_module_ran(
+    model: Callable[[], nn.Module], order: list[str], note: str | None, device: str
+) -> None:
+    # rows went in the order modules first ran, indented by their paths: a module run from elsewhere landed among
+    # another's rows (shared among layers.0's, layers.0.b then drawn under shared; block.fc under stem)
+    torch.manual_seed(0)
+    module, x = model(), torch.randn(4, 8)
+    report = paramscope.summary(module, input_data=x, depth=3, device=device)
+    calls = report.calls or ()
+    assert [row.path for row in calls] == order
+    for index, row in enumerate(calls[1:], 1):
+        above = next(other for other in reversed(calls[:index]) if other.depth < row.depth)
+        assert above.path == row.path.rpartition(".")[0], row.path
+    total, per_path = torch_flops(module, x)
+    assert report.totals.flops == total
+    assert {row.path: row.flops for row in calls if row.path in ("shared", "extra", "block.fc")} == {
+        path: per_path[path] for path in ("shared", "extra", "block.fc") if path in per_path
+    }
+    elsewhere = [line for line in report.notes if " ran inside " in line]
+    assert elsewhere == ([] if note is None else [note])
+    if note is not None:  # what the note says: the rows at depth 1 add up to more than the total, by those calls
+        called = next(row for row in calls if row.path in ("shared", "extra"))
+        assert sum(row.flops for row in calls if row.depth == 1) == total + called.flops
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 2. FLOPs
 

@@ -503,7 +503,7 @@ def summarize(
         own = flops - sum(summed(result.flops, top) for top in tops)
         records.insert(0, CallRecord("", types.get("") or type(model).__name__, 0, "", "", params.get("", 0), flops,
                                      flops // 2, 0, activations, own, own_activations))  # fmt: skip
-    calls = tuple(records)
+    calls = tuple(_under_their_parents(records))
     totals = replace(
         report.totals,
         flops=result.total_flops,
@@ -543,6 +543,15 @@ def summarize(
         notes.append(
             f"the forward replaced the forward of {listed(result.replaced, 5)} with one that does not call the old "
             "one: calls through it are not rows of their own, and their FLOPs count in the module that made them"
+        )
+    if result.elsewhere:
+        elsewhere = list(dict.fromkeys(map(in_report, result.elsewhere)))
+        callers = list(dict.fromkeys(in_report(caller) for found in result.elsewhere.values() for caller in found))
+        notes.append(
+            f"{listed(elsewhere, 5)} ran inside {listed([shortened(c) or '(model)' for c in callers], 5)}, which "
+            f"{'does' if len(callers) == 1 else 'do'} not hold {'it' if len(elsewhere) == 1 else 'them'}: the FLOPs "
+            "and activations of those calls count in two rows, the caller's and the called module's, so the rows "
+            "under a caller add up to less than it, and the rows at a depth to more than the total"
         )
     if idle:
         notes.append(
@@ -735,6 +744,31 @@ def unread_masks_note(checks: Iterable[str]) -> str:
             "and kept the mask as under a trace; on a real device the values decide (a mask of ones is skipped, "
             "position ids of one sequence each are not packed), and the attention kernel and the activations may "
             "follow them: --device cpu runs with them")  # fmt: skip
+
+
+def _under_their_parents(records: Sequence[CallRecord]) -> list[CallRecord]:
+    """``records`` (rows in the order their modules first ran) with each row among its parent's, siblings in the
+    order they first ran: a module that ran inside one that does not hold it (a shared module a layer is handed, one
+    a user's hook calls) or before its parent did (a grandchild the model calls itself) had its row drawn inside the
+    rows of whatever ran before it, under a module that is not its parent. A subtree's place is its first row's.
+
+    >>> from paramscope._walk import path_depth
+    >>> rows = [CallRecord(path, "", path_depth(path), "", "", 0, 0, 0, 1, None)
+    ...         for path in ["", "layers", "layers.0", "layers.0.a", "shared", "layers.0.b", "layers.1"]]
+    >>> [row.path for row in _under_their_parents(rows)]
+    ['', 'layers', 'layers.0', 'layers.0.a', 'layers.0.b', 'layers.1', 'shared']
+    """
+    first: dict[str, int] = {}  # each subtree's first row
+    for index, record in enumerate(records):
+        names = record.path.split(".") if record.path else []
+        for end in range(1, len(names) + 1):
+            first.setdefault(".".join(names[:end]), index)
+
+    def place(record: CallRecord) -> tuple[int, ...]:
+        names = record.path.split(".") if record.path else []
+        return tuple(first[".".join(names[:end])] for end in range(1, len(names) + 1))
+
+    return sorted(records, key=place)
 
 
 def _place_trained_only(

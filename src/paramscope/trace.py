@@ -585,6 +585,9 @@ class Trace:
     """Why the activations were not measured, when they were not."""
     replaced: list[str] = field(default_factory=list)
     """Modules whose forward the model replaced with one that did not call the recorder (see :class:`_Hooks`)."""
+    elsewhere: dict[str, list[str]] = field(default_factory=dict)
+    """The modules called from modules that do not hold them, with those callers (see :class:`_Hooks`), in either
+    forward."""
     fused_attention: int = 0
     """On meta: the attention calls that ran fused, as on a GPU (the rest, if any, took the math path)."""
     fused_with_dropout: int = 0
@@ -679,6 +682,9 @@ class _Hooks:
         self.replaced: list[str] = []
         """Modules whose wrapper the forward put another forward in place of, one that never called it: the calls
         through that one went unrecorded."""
+        self.elsewhere: dict[str, list[str]] = {}
+        """The modules called from a module that does not hold them (a shared module a layer is handed), with those
+        callers: their figures count in their callers' too."""
         self._walk = walk
 
     def register(self) -> None:
@@ -800,6 +806,8 @@ class _Hooks:
                     for ancestor in (".".join(parts[:end]) for end in range(start, len(parts)))
                     if ancestor not in self._containers
                 )
+            else:
+                self.elsewhere.setdefault(path, []).append(caller)
             self._between[key] = between
         if not between:
             return ()
@@ -1334,6 +1342,9 @@ def _run(
         raise _failure(hooks, error) from error
     finally:
         hooks.remove()
+    for path, callers in hooks.elsewhere.items():
+        known = trace_result.elsewhere.setdefault(path, [])
+        known.extend(caller for caller in callers if caller not in known)
     if count_flops or not trace_result.calls:  # a summary's calls are its requested pass's
         trace_result.calls = list(hooks.calls.values())
         trace_result.replaced = hooks.replaced
