@@ -576,9 +576,13 @@ def test_safetensors_under_another_name_is_read_as_safetensors(tmp_path: Path, n
 
 
 @pytest.mark.parametrize("name", ["model.bin", "model"])
-def test_safetensors_whose_header_starts_with_whitespace_under_another_name(tmp_path: Path, name: str) -> None:
-    # the safetensors library's JSON parser skips whitespace before the header's "{", as paramscope's own does
-    header = b" \t\r\n" * 10 + b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+@pytest.mark.parametrize("spaces", [10, 2**20 + 3], ids=["short", "past-the-first-bytes"])
+def test_safetensors_whose_header_starts_with_whitespace_under_another_name(
+    tmp_path: Path, name: str, spaces: int
+) -> None:
+    # the safetensors library's JSON parser skips whitespace before the header's "{", as paramscope's own does, and
+    # any amount of it: past the first 4 KiB read to tell the format, the file was taken for a pickle
+    header = b" \t\r\n" * spaces + b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
     path = tmp_path / name
     path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
     with safe_open(path, "pt") as stored:

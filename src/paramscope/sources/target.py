@@ -8,7 +8,7 @@ import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .._errors import MissingDependencyError, SourceError, TargetError, UsageError
 from .._report import Report
@@ -23,6 +23,7 @@ _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 # _legacy_load reads it first and refuses a file without it
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _HEAD_BYTES = 4096  # a safetensors header length and its "{" after any whitespace before it; the legacy magic
+_JSON_WHITESPACE = b" \t\r\n"
 
 
 def _check_not_empty(target: str) -> None:
@@ -85,7 +86,7 @@ def _for_file(path: Path) -> Loader:
 
     check_regular_file(path)  # before it is opened: a FIFO would block
     with path.open("rb") as handle:  # an unusual name, or a torch name on a safetensors file: the first bytes tell
-        head = handle.read(_HEAD_BYTES)
+        head = _read_head(handle)
     other = _format_of_head(head)
     if other is not None:
         return _LOADERS[other]
@@ -96,6 +97,23 @@ def _for_file(path: Path) -> Loader:
     if is_legacy_torch_head(head):
         return _torch
     raise SourceError(f"{path}: not a checkpoint paramscope recognises (expected {TARGET_FORMS})")
+
+
+def _read_head(handle: BinaryIO) -> bytes:
+    """A file's first bytes, as many as tell its format: :data:`_HEAD_BYTES`, and where they are a safetensors header's
+    length and whitespace alone, the header's first byte past the whitespace in place of the rest (the safetensors
+    library's parser skips any amount of it, as far as the header's length, itself bounded)."""
+    head = handle.read(_HEAD_BYTES)
+    if len(head) < _HEAD_BYTES or head[8:].lstrip(_JSON_WHITESPACE):
+        return head
+    from .safetensors import MAX_HEADER_BYTES
+
+    left = min(int.from_bytes(head[:8], "little"), MAX_HEADER_BYTES) - (len(head) - 8)
+    while left > 0 and (chunk := handle.read(min(left, 2**20))):
+        left -= len(chunk)
+        if rest := chunk.lstrip(_JSON_WHITESPACE):
+            return head[:8] + rest[:1]
+    return head
 
 
 def _format_of_head(head: bytes) -> str | None:
@@ -115,7 +133,9 @@ def _is_safetensors_head(head: bytes) -> bool:
     from .safetensors import MAX_HEADER_BYTES
 
     length = int.from_bytes(head[:8], "little")
-    return len(head) >= 9 and 2 <= length <= MAX_HEADER_BYTES and head[8 : 8 + length].lstrip(b" \t\r\n")[:1] == b"{"
+    return (
+        len(head) >= 9 and 2 <= length <= MAX_HEADER_BYTES and head[8 : 8 + length].lstrip(_JSON_WHITESPACE)[:1] == b"{"
+    )
 
 
 def is_legacy_torch_head(head: bytes) -> bool:
@@ -161,7 +181,7 @@ def other_format(file: Path) -> str | None:
         return None
     try:
         with file.open("rb") as handle:
-            return _format_of_head(handle.read(_HEAD_BYTES))
+            return _format_of_head(_read_head(handle))
     except OSError:
         return None
 
