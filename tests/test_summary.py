@@ -3081,7 +3081,7 @@ def test_a_forward_that_reads_values_on_meta_is_told_to_run_on_cpu() -> None:
         paramscope.summary(Nonzero(), input_size=(2, 4))
     assert str(caught.value) == (
         "the forward failed in '(model)' with inputs [2, 4]: DynamicOutputShapeException: aten.nonzero.default makes "
-        f"a tensor whose size follows values (nonzero, a boolean mask); {META_VALUES_HINT}"
+        f"a tensor whose size follows values (as nonzero() and a boolean mask do); {META_VALUES_HINT}"
     )
     # failures of the model's own get no hint: a shape, an abstract forward, a word that only starts with "meta"
     for model, size in [(nn.Linear(4, 4), (2, 3)), (Raises(NotImplementedError("subclasses run")), (2, 4)),

@@ -1221,7 +1221,7 @@ def _forward(model: nn.Module, weights: dict[str, torch.Tensor], args: tuple[Any
 # What a fake tensor's exceptions name (an op) means: the forward needs values, which a forward on meta has not
 _NEEDS_VALUES: dict[type[BaseException], str] = {
     DataDependentOutputException: "reads a tensor's values (.item(), bool(), a branch on a tensor)",
-    DynamicOutputShapeException: "makes a tensor whose size follows values (nonzero, a boolean mask)",
+    DynamicOutputShapeException: "makes a tensor whose size follows values (as nonzero() and a boolean mask do)",
     UnsupportedOperatorException: "has no meta kernel (nor a fake implementation)",
 }
 
