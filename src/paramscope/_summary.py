@@ -669,11 +669,8 @@ fused kernels do not, so a GPU that runs those kernels needs less than this esti
     others.more = warned.more
     notes = others.notes("transformers")
     if functions:
-        verb = "is" if len(packages) == 1 else "are"
-        ran = (
-            f"transformers' reference PyTorch code for {', '.join(functions)}, as {' and '.join(packages)} {verb} not "
-        )
-        ran += "installed here (transformers warned)"
+        missing = f"{' and '.join(packages)} {'is' if len(packages) == 1 else 'are'} not installed here"
+        ran = f"transformers' reference PyTorch code for {', '.join(functions)}, as {missing} (transformers warned)"
         if measured:
             notes.insert(0, f"activations measured on {ran}: it materialises intermediates that their fused kernels do "
                             "not, so a GPU that runs those kernels needs less than this estimate")  # fmt: skip
