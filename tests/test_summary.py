@@ -6037,6 +6037,33 @@ def test_a_users_forward_hook_that_raises_fails_in_its_module(recwarn: pytest.Wa
     assert not [str(warning.message) for warning in recwarn]  # torch warns of an always-call hook that raised
 
 
+class RegistersAFailingHook(nn.Module):
+    """A forward that gives its child a hook at its first call (a monitor attached lazily), a hook that raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner, self.after = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.inner._forward_hooks:
+            self.inner.register_forward_hook(lambda module, args, output: output.view(3, -1))
+        return self.after(self.inner(x))
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_hook_the_forward_registers_that_raises_fails_in_its_module(device: str) -> None:
+    # the child's calls were recorded by a wrapper of its forward, made before the hook was there: the error, raised
+    # as its call ran the hook, was blamed on the parent, with the parent's inputs
+    model = nn.Sequential(nn.Linear(4, 4), RegistersAFailingHook())
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(2, 4), device=device)
+    assert str(caught.value) == (
+        "the forward failed in '1.inner' with inputs [2, 4]: RuntimeError: shape '[3, -1]' is invalid for input of "
+        "size 8"
+    )
+    assert not model[1].inner._forward_hooks  # the forward's own hook is taken away with what else it changed
+
+
 def test_a_global_pre_hook_that_refuses_a_hooked_module_leaves_no_hook_failing(
     recwarn: pytest.WarningsRecorder,
 ) -> None:
@@ -6053,8 +6080,8 @@ def test_a_global_pre_hook_that_refuses_a_hooked_module_leaves_no_hook_failing(
             paramscope.summary(model, input_size=(2, 4))
     finally:
         handle.remove()
-    # the refusal comes before the module's own hooks run: it failed in its parent
-    assert str(caught.value) == "the forward failed in '(model)' with inputs [2, 4]: ValueError: refused"
+    # the refusal comes before the module's own hooks run, in its call: it failed there, as with a hook of its own
+    assert str(caught.value) == "the forward failed in '1' with inputs [2, 4]: ValueError: refused"
     assert not [str(warning.message) for warning in recwarn]  # torch warns of an always-call hook that raised
 
 

@@ -68,6 +68,10 @@ from ._walk import ModuleWalk, path_depth
 aten = torch.ops.aten
 
 
+# the function of torch's that runs a module's forward and its hooks (nn.Module.__call__)
+_CALL_IMPL = nn.Module._call_impl.__code__
+
+
 class ParameterWriteError(RuntimeError):
     """A forward on the real weights was about to change one of them in place."""
 
@@ -833,9 +837,27 @@ class _Hooks:
                 call.outputs = describe(output)
 
     def failed(self, error: BaseException) -> None:
-        """Keep where ``error`` was raised: the module on top of the stack as it first leaves a wrapped module."""
+        """Keep where ``error`` was raised: the module on top of the stack as it first leaves a wrapped module, or
+        one whose call it left after that module's wrapper had returned (:meth:`_raised_by_hooks`)."""
         if self.failure is None or self.failure[0] is not error:
-            self.failure = (error, self.stack[-1], *self.arguments[-1])
+            self.failure = self._raised_by_hooks(error) or (error, self.stack[-1], *self.arguments[-1])
+
+    def _raised_by_hooks(self, error: BaseException) -> tuple[BaseException, str, Any, dict[str, Any]] | None:
+        """Where ``error``, caught by a wrapper, left the innermost module call it went through: torch's
+        ``Module._call_impl`` runs a module's forward, then its hooks. A wrapper that records nothing for a
+        failure the module's forward had returned from saw a hook raise there, one the forward registered after
+        the wrappers were made (a module with hooks of its own is recorded by hooks, which see them). None where the
+        error left no call of a module of the model below the wrapper."""
+        found = None
+        trace = error.__traceback__
+        while trace is not None:  # from the frame that caught it to the one that raised it
+            frame = trace.tb_frame
+            if frame.f_code is _CALL_IMPL:
+                path = self.paths.get(id(frame.f_locals.get("self")))
+                if path is not None:
+                    found = (error, path, frame.f_locals.get("args", ()), frame.f_locals.get("kwargs", {}))
+            trace = trace.tb_next
+        return found
 
     def failed_in(self, error: BaseException) -> tuple[str, str] | None:
         """The module the forward failed in with ``error`` and its inputs; None when it failed outside them."""
