@@ -167,6 +167,16 @@ def test_one_dtype_holds_the_whole_share_even_with_unknown_sizes() -> None:
     assert dtypes == {"float32": ("≥ 14", "≥ 56 B", "100.0 %")}
 
 
+def test_a_share_that_is_neither_nothing_nor_all_does_not_read_as_either() -> None:
+    # 16 B of float32 beside 2 MiB of float16 read "0.0 %", and the float16 "100.0 %"
+    model = torch.nn.Sequential(torch.nn.Linear(1024, 1024, bias=False, dtype=torch.float16), torch.nn.LayerNorm(2))
+    report = paramscope.inspect(model)
+    small = sum(p.numel() * p.element_size() for p in model[1].parameters())
+    assert 0 < 100 * small / report.totals.param_bytes < 0.05  # rounds to 0.0
+    dtypes = _cells("Parameters by dtype", report, View())
+    assert (dtypes["float16"][2], dtypes["float32"][2]) == ("> 99.9 %", "< 0.1 %")
+
+
 def test_csv_tensors() -> None:
     report = _report(tiny_gpt)
     rows = list(csv.DictReader(io.StringIO(render(report, "csv", View(tensors=True)))))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ._checks import one_of, shown
 from ._errors import BudgetExceededError, IncompleteCountError, UsageError
 from ._report import Report
-from ._units import Units, format_bytes, format_count, parse_bytes, parse_count
+from ._units import Units, format_bytes, format_count, format_share, parse_bytes, parse_count
 
 if TYPE_CHECKING:
     from torch import nn
@@ -118,10 +118,7 @@ def _bytes(size: int, units: Units) -> str:
 
 def _percent(over: int, limit: int) -> str:
     """How much of ``limit`` ``over`` is; an excess that rounds to 0.0 % still reads as one."""
-    if not limit:
-        return "limit is 0"
-    share = 100 * over / limit
-    return f"{share:.1f} %" if share >= 0.05 else "< 0.1 %"
+    return format_share(over, limit) if limit else "limit is 0"
 
 
 def check_budget(report: nn.Module | Report | str, budget: Budget, units: Units = "iec") -> None:

@@ -216,6 +216,21 @@ def listed(names: Sequence[str], limit: int = 3, *, total: int | None = None) ->
     return ", ".join(shortened(name) for name in names[:limit]) + more
 
 
+def format_share(part: int, whole: int) -> str:
+    """``part`` as a percentage of ``whole``, one decimal: a share that is not nothing, or not all, never reads as
+    ``0.0 %`` or ``100.0 %``.
+
+    >>> format_share(1, 3), format_share(16, 2**21), format_share(2**21 - 16, 2**21), format_share(5, 2)
+    ('33.3 %', '< 0.1 %', '> 99.9 %', '250.0 %')
+    """
+    share = f"{100 * part / whole:.1f}"
+    if share == "0.0" and part:
+        return "< 0.1 %"
+    if share == "100.0" and part != whole:
+        return "> 99.9 %" if part < whole else "> 100.0 %"
+    return f"{share} %"
+
+
 def humanize_count(n: int) -> str:
     """A count in the short form papers use: ``124.44M``, ``6.74B``; plain below one thousand.
 

@@ -14,7 +14,7 @@ from .._check import Check
 from .._checks import flags, integer, one_of, string
 from .._memory import MemoryPlan
 from .._report import CallRecord, DtypeTotals, ModuleNode, Report, TensorRecord
-from .._units import Units, format_bytes, format_count, humanize_count, humanize_operations
+from .._units import Units, format_bytes, format_count, format_share, humanize_count, humanize_operations
 from ._escape import name_cell
 
 Align = Literal["left", "right"]
@@ -420,11 +420,11 @@ def dtype_rows(report: Report, units: Units) -> list[tuple[str, str, str, str]]:
     total = report.totals.param_bytes or 1
     rows = []
     for name, entry in entries.items():
-        share = f"{100 * entry.bytes / total:.1f} %"
+        share = format_share(entry.bytes, total)
         if unknown and len(entries) == 1:
             share = "100.0 %"
         elif unknown:  # the total is a lower bound: a known dtype's share is at most this, another's is anything
-            share = "?" if name in unknown else f"≤ {share}"
+            share = "?" if name in unknown else f"≤ {100 * entry.bytes / total:.1f} %"
         complete = name not in unknown
         rows.append((name, _count(entry.params, complete), _size(entry.bytes, units, complete), share))
     return rows
@@ -447,7 +447,7 @@ def _ranks_section(report: Report, view: View) -> Section:
             format_count(share.params),
             format_bytes(share.param_bytes, view.units)
             + (" ◀ most" if share.param_bytes == most and len(ranks) > 1 else ""),
-            f"{100 * share.params / total:.1f} %",
+            format_share(share.params, total),
         )
         for share in ranks
     ]
