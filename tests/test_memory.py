@@ -480,6 +480,34 @@ def test_parameters_without_a_gradient_from_the_forward_are_named_and_counted_al
     ) in plan.notes
 
 
+class FrozenInItsForward(nn.Module):
+    """Every op under no_grad (a frozen teacher's wrapper): the output has no autograd graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.a(x)
+
+
+def test_a_forward_whose_output_reaches_no_parameter_says_so() -> None:
+    # with every trainable parameter unreached, the note was left out (and with none reached because the output had
+    # no graph at all): a plan of 0 B of activations and a full set of gradients, silently
+    model = FrozenInItsForward()
+    output = model(torch.randn(2, 8))
+    assert not output.requires_grad  # a backward from it cannot run
+    plan = plan_of(model, train=True, input_size=(2, 8))
+    assert plan.item("activations").total_bytes == 0
+    assert (
+        "all 2 trainable tensor(s), 72 values, got no gradient from this forward (not in its autograd graph: unused, "
+        "used under no_grad, or on a branch it did not take; a backward from its output has nothing to reach); they "
+        "are counted in gradients and optimizer states all the same, which torch gives a parameter only once a "
+        "backward reaches it: a.weight, a.bias"
+    ) in plan.notes
+
+
 class WithWrappedParts(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -1138,14 +1138,16 @@ def _training_items(
     if report.totals.trainable is None:
         notes.append("the source does not say which parameters are trained: all of them are counted as trainable")
     unreached = [record for record in trainable if trained is not None and record.name not in trained]
-    if unreached and len(unreached) < len(trainable):
+    if unreached:
         # Counted all the same: one forward does not show what training uses (LayerDrop, a branch or head chosen per
         # batch, a loss computed outside the forward), and ZeRO, FSDP and DDP allocate for every parameter anyway.
         values = format_count(sum(_values(record) for record in unreached))
-        notes.append(f"{len(unreached)} trainable tensor(s), {values} values, got no gradient from this forward (not "
-                     f"in its autograd graph: unused, used under no_grad, or on a branch it did not take); they are "
-                     f"counted in gradients and optimizer states all the same, which torch gives a parameter only "
-                     f"once a backward reaches it: {listed([record.name for record in unreached])}")  # fmt: skip
+        every = len(unreached) == len(trainable)
+        notes.append(f"{'all ' if every else ''}{len(unreached)} trainable tensor(s), {values} values, got no gradient "
+                     "from this forward (not in its autograd graph: unused, used under no_grad, or on a branch it did "
+                     f"not take{'; a backward from its output has nothing to reach' if every else ''}); they are "
+                     "counted in gradients and optimizer states all the same, which torch gives a parameter only once "
+                     f"a backward reaches it: {listed([record.name for record in unreached])}")  # fmt: skip
     dp, tp = settings.gpus // settings.tp, settings.tp
 
     def split(zero_stage: int) -> tuple[int, str]:
