@@ -648,6 +648,23 @@ def test_kv_cache_in_fp8_is_one_byte_a_value(tiny_llama: nn.Module) -> None:
     assert plan.item("KV cache").total_bytes == values
 
 
+@pytest.mark.parametrize(("kv_dtype", "bits"), [("int4", 4), ("int2", 2), ("Q4_0", 4.5)])
+def test_kv_cache_in_fewer_bits_than_a_byte(tiny_llama: nn.Module, kv_dtype: str, bits: float) -> None:
+    # int3 and int4 were sized packed and labelled exact (derived), with no word of the scales a quantized cache keeps
+    # beside its values; llama.cpp's Q4_0 cache is exact: 18 bytes a block of 32 values, scale included
+    values = sum(tensor.numel() for tensor in cache_tensors(prefill(tiny_llama, 2, 8)))
+    plan = plan_of(tiny_llama, seq=8, batch=2, dtype="float32", kv_dtype=kv_dtype)
+    item = plan.item("KV cache")
+    assert item.total_bytes == values * bits / 8
+    note = (f"the KV cache's {kv_dtype} values are counted packed, {bits} bits each, as a quantized cache keeps them "
+            "(transformers' QuantizedCache, a 4-bit cache of a serving engine): their scales, and the recent tokens "
+            "such a cache keeps unquantized, are not counted")  # fmt: skip
+    if kv_dtype.startswith("Q"):
+        assert (item.label, [line for line in plan.notes if "counted packed" in line]) == ("derived", [])
+    else:
+        assert (item.label, note in plan.notes) == ("estimate", True)
+
+
 def test_kv_cache_without_a_dtype_is_in_the_weights_dtype(tiny_llama: nn.Module) -> None:
     # from review: a float32 model's cache was sized in bf16, half of it, beside weights and activations in float32
     tensors = cache_tensors(prefill(tiny_llama, 2, 8))
@@ -3259,6 +3276,9 @@ def test_zero_with_one_data_parallel_rank_notes_that_nothing_is_sharded() -> Non
          "inference; training's bytes come from precision (--precision: fp32, bf16-mixed, fp16-mixed, bf16-pure)"),
         ({"dtype": "bool"}, "dtype (--dtype) 'bool' is not a storage format for weights"),
         ({"kv_dtype": "complex64"}, "kv_dtype (--kv-dtype) 'complex64' is not a storage format for a KV cache"),
+        # llama.cpp takes a k-quant for weights, never for its cache (its rows, a head's, are no 256-value blocks)
+        ({"kv_dtype": "Q4_K"}, "kv_dtype (--kv-dtype) 'Q4_K' is a format of weights, not of a KV cache: llama.cpp "
+         "keeps one in Q8_0, Q5_1, Q5_0, Q4_1, Q4_0 or IQ4_NL blocks, or in a float dtype"),
         ({"device_memory": 0}, "device_memory (--device-memory) must be at least 1 byte, not 0 (a size is read in "
          "whole bytes, rounded down)"),
         ({"device_memory": "0.5"}, "device_memory (--device-memory) must be at least 1 byte, not 0 (a size is read in "

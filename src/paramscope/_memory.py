@@ -111,6 +111,13 @@ class MemorySettings:
             if dtype is not None and parsed(name, dtype_table.lookup, dtype).category in ("bool", "complex"):
                 flag = name.replace("_", "-")
                 raise UsageError(f"{name} (--{flag}) {dtype!r} is not a storage format for {stored}")
+        cache = None if self.kv_dtype is None else dtype_table.lookup(self.kv_dtype)
+        if cache is not None and cache.category == "block" and cache.name not in _CACHE_BLOCK_FORMATS:
+            *first, last = _CACHE_BLOCK_FORMATS
+            raise UsageError(
+                f"kv_dtype (--kv-dtype) {self.kv_dtype!r} is a format of weights, not of a KV cache: "
+                f"llama.cpp keeps one in {', '.join(first)} or {last} blocks, or in a float dtype"
+            )
         if self.tokens is not None and self.tokens < 1:
             raise UsageError(f"the sequence length must be at least 1, not {self.tokens}")
         if self.tokens is not None and self.batch * self.tokens >= _MAX_VALUES:
@@ -207,6 +214,11 @@ class MemoryPlan:
             "storage": [asdict(row) for row in self.storage],
             "notes": list(self.notes),
         }
+
+
+# The block formats llama.cpp keeps a KV cache in (its --cache-type-k and --cache-type-v, blocks of 32 values, each
+# head's row a whole number of them); its k-quants and other i-quants are formats of weights alone.
+_CACHE_BLOCK_FORMATS = ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "IQ4_NL")
 
 
 def _bytes_of(dtype: str) -> float:
@@ -1264,6 +1276,13 @@ def _inference_items(
                 notes.append("the KV cache's sliding-window layers are sized as llama.cpp allocates them with its "
                              "defaults: the window and one ubatch (n_ubatch 512) of cells for each sequence "
                              "(kv_unified off), padded to 256; --swa-full would give them the context's")  # fmt: skip
+            packed = dtype_table.lookup(cache_dtype)
+            if packed.category != "block" and packed.bits < 8:
+                cache_label = "estimate"
+                notes.append(f"the KV cache's {packed.name} values are counted packed, {packed.bits:g} bits each, as "
+                             "a quantized cache keeps them (transformers' QuantizedCache, a 4-bit cache of a "
+                             "serving engine): their scales, and the recent tokens such a cache keeps unquantized, "
+                             "are not counted")  # fmt: skip
             if config and (unknown := unknown_cache_layers(config)):
                 cache_label = "estimate"
                 notes.append(f"the KV cache counts the {', '.join(unknown)} layers as full attention, whose cache "
