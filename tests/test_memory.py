@@ -1891,6 +1891,16 @@ def test_zero_3_gathers_parameters() -> None:
     assert "gathered parameters (ZeRO 3)" not in names(plan_of(Stack(), train=True, gpus=1, zero=3))
 
 
+def test_zero_3_gathers_layers_in_a_row_as_one_unit() -> None:
+    # the children of an nn.Sequential of a Linear, a ReLU and a Linear were taken for repeated blocks: "the largest
+    # two adjacent blocks" were the ReLU and the last Linear
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    values = sum(p.numel() for p in model.parameters())
+    gathered = plan_of(model, train=True, gpus=4, zero=3).item("gathered parameters (ZeRO 3)")
+    assert gathered.formula == f"{values} parameters × 2 B (one unit: the whole model)"  # bf16-mixed: 2 B a value
+    assert gathered.total_bytes == values * 2
+
+
 def test_zero_on_one_gpu_shards_nothing() -> None:
     one = plan_of(Stack(), train=True, gpus=1, zero=3)
     assert all(item.per_device_bytes == item.total_bytes for item in one.items)

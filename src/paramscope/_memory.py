@@ -1067,13 +1067,14 @@ def _item(
 
 def repeated_blocks(report: Report) -> list[ModuleNode]:
     """The model's repeated blocks: the children of the container, numbered 0, 1, 2, … (a ModuleList, or the same
-    names in a checkpoint), that holds the most parameters; empty when there is none."""
+    names in a checkpoint), that holds the most parameters; empty when there is none. Children of which some hold
+    no parameters are layers in a row, not blocks: an ``nn.Sequential`` of a Linear, a ReLU and a Linear."""
     children: dict[str, list[ModuleNode]] = {}
     for node in report.modules:
         if node.path:
             children.setdefault(node.path.rpartition(".")[0], []).append(node)
     numbered = [nodes for nodes in children.values() if len(nodes) >= 2 and all(
-        node.path.rpartition(".")[2].isdigit() for node in nodes)]  # fmt: skip
+        node.path.rpartition(".")[2].isdigit() and node.params for node in nodes)]  # fmt: skip
     return max(numbered, key=lambda nodes: sum(node.params for node in nodes), default=[])
 
 
