@@ -2948,6 +2948,23 @@ def on_disk_bytes(path: Path) -> int:
     return nbytes(tensors.values())
 
 
+def test_a_checkpoint_that_does_not_load_into_its_configs_model_says_so(saved_llama: Path) -> None:
+    # the weights item counted the file and the forward ran the config's model, silently, where from_pretrained
+    # refuses the pair (inspect --check exits 1 on it)
+    path = saved_llama / "model.safetensors"
+    assert not [note for note in paramscope.memory(str(saved_llama), seq=8).notes if "does not load" in note]
+    state = safetensors.torch.load_file(path)
+    del state["model.layers.0.mlp.up_proj.weight"]
+    state["extra.weight"] = torch.zeros(2, 2)
+    safetensors.torch.save_file(state, path)
+    report = paramscope.memory(str(saved_llama), seq=8)
+    assert report.memory is not None
+    assert report.memory.item("weights").total_bytes == nbytes(state.values())
+    assert ("the checkpoint does not load into the model its config builds (1 missing, 1 unexpected, 0 of another "
+            "shape; inspect --check names them): the weights item counts the checkpoint's tensors, and the forward "
+            "that measures the activations, like the KV cache, is the config's model's") in report.notes  # fmt: skip
+
+
 def test_checkpoint_directory(saved_llama: Path, tiny_llama: nn.Module) -> None:
     plan = plan_of(str(saved_llama), seq=8, batch=2, kv_dtype="float32")
     weights = plan.item("weights")

@@ -194,7 +194,23 @@ def resolve(
     else:  # the weights are the checkpoint's as stored (or converted to --dtype): the build's dtype is not theirs
         declared = declared_dtype_note(_built_dtype(module) or "")
         notes = [note for note in notes if note != declared]
+    notes += _mismatch_note(report, module)
     return replace(report, notes=(*report.notes, *notes)), module, cache_config or config_of(module)
+
+
+def _mismatch_note(checkpoint: Report, module: nn.Module) -> list[str]:
+    """A note where the checkpoint does not load into the model built from the config beside it (as ``inspect
+    --check`` compares them): the plan's weights are the checkpoint's, its forward the config's model's."""
+    from ._check import check_findings, compare
+    from .sources.hf import checkpoint_loading
+    from .sources.module import inspect_module
+
+    check = compare(inspect_module(module), checkpoint, checkpoint_loading(module))
+    if check.ok:
+        return []
+    return [f"the checkpoint does not load into the model its config builds ({check_findings(check)}; inspect "
+            "--check names them): the weights item counts the checkpoint's tensors, and the forward that measures "
+            "the activations, like the KV cache, is the config's model's"]  # fmt: skip
 
 
 def _built_dtype(module: nn.Module) -> str | None:
