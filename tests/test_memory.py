@@ -2605,6 +2605,9 @@ def test_a_plan_with_lazy_parameters_cannot_say_it_fits(capsys: pytest.CaptureFi
                               "bounds\n")  # fmt: skip
     assert "cannot tell whether it fits in 1.00 MiB" in out
     assert re.search(r"^  total +≥ 160 B ", out, re.MULTILINE)
+    # so is each row made from the parameters: the weights item and every format's size
+    assert re.search(r"^  weights +exact +≥ 160 B ", out, re.MULTILINE)
+    assert re.search(r"^  float32 +32 +≥ 160 B ", out, re.MULTILINE)
 
 
 def test_a_plan_with_lazy_parameters_is_over_by_at_least(capsys: pytest.CaptureFixture[str], lazy_file: str) -> None:

@@ -1055,6 +1055,17 @@ _PRECISION_BYTES = {  # (weights, gradients, optimizer states), bytes per value;
 COMPUTE_DTYPES = {"fp32": "float32", "bf16-mixed": "bfloat16", "fp16-mixed": "float16", "bf16-pure": "bfloat16"}
 
 
+# The items made from the model's tensors (the rest are measured, or sized from the config): each a lower bound where
+# some of its tensors are of unknown size, as the total is.
+_FROM_TENSORS = ("weights", "gradients", "fp32 master weights", "optimizer states", "gathered parameters",
+                 "quantization metadata", "buffers")  # fmt: skip
+
+
+def made_from_tensors(item: MemoryItem) -> bool:
+    """Whether ``item`` is made from the model's tensors: a lower bound where some are of unknown size."""
+    return item.name.partition(" (")[0] in _FROM_TENSORS
+
+
 def _item(
     name: str, label: Label, total: int, formula: str, split: tuple[int, str] = (1, ""), where: Where = "device"
 ) -> MemoryItem:

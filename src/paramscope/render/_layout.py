@@ -12,7 +12,7 @@ from typing import Literal
 
 from .._check import Check
 from .._checks import flags, integer, one_of, string
-from .._memory import MemoryPlan
+from .._memory import MemoryItem, MemoryPlan, made_from_tensors
 from .._report import CallRecord, DtypeTotals, ModuleNode, Report, TensorRecord
 from .._units import Units, format_bytes, format_count, format_share, humanize_count, humanize_operations
 from ._escape import name_cell
@@ -517,15 +517,13 @@ def _memory_section(plan: MemoryPlan, view: View, sizes_known: bool = True) -> S
     columns += [Column("Per device", "right"), Column("Total", "right")] if several else [Column("Size", "right")]
     columns.append(Column("Formula"))
 
-    def row(name: str, label: str, per_device: int | None, total: int | None, formula: str) -> tuple[str, ...]:
-        sizes = [per_device, total] if several else [per_device]
-        return (name, label, *("" if size is None else format_bytes(size, view.units) for size in sizes), formula)
+    def row(item: MemoryItem) -> tuple[str, ...]:
+        sizes = [item.per_device_bytes, item.total_bytes] if several else [item.per_device_bytes]
+        whole = sizes_known or not made_from_tensors(item)
+        name = item.name + (" (host)" if item.where == "host" else "")
+        return (name, item.label, *(_size(size, view.units, whole) for size in sizes), item.formula)
 
-    rows = [
-        row(item.name + (" (host)" if item.where == "host" else ""), item.label, item.per_device_bytes,
-            item.total_bytes, item.formula)
-        for item in plan.items
-    ]  # fmt: skip
+    rows = [row(item) for item in plan.items]
     for name, size, formula, complete in memory_totals(plan, sizes_known):
         rows.append((name, "", _size(size, view.units, complete), *[""] * several, formula))
     if plan.settings.device_memory is not None:
@@ -534,9 +532,10 @@ def _memory_section(plan: MemoryPlan, view: View, sizes_known: bool = True) -> S
     return Section(_memory_title(plan), tuple(columns), rows)
 
 
-def _storage_section(plan: MemoryPlan, view: View) -> Section:
+def _storage_section(plan: MemoryPlan, view: View, sizes_known: bool = True) -> Section:
     columns = (Column("Format"), Column("Bits", "right"), Column("Size", "right"), Column("Formula"))
-    rows = [(row.format, f"{row.bits:g}", format_bytes(row.bytes, view.units), row.formula) for row in plan.storage]
+    rows = [(row.format, f"{row.bits:g}", _size(row.bytes, view.units, sizes_known), row.formula)
+            for row in plan.storage]  # fmt: skip
     return Section("Weights stored in each format", columns, rows)
 
 
@@ -545,7 +544,7 @@ def layout(report: Report, view: View) -> Document:
     if report.memory is not None:
         plan = report.memory
         memory = _memory_section(plan, view, report.totals.complete)
-        sections = [memory, _storage_section(plan, view), _totals_section(report, view)]
+        sections = [memory, _storage_section(plan, view, report.totals.complete), _totals_section(report, view)]
         return Document(_heading(report, view), sections, [*report.notes, *plan.notes, *plan.advice])
     sections = [_calls_section(report, view) if report.calls is not None else _modules_section(report, view)]
     if view.tensors:
