@@ -740,6 +740,8 @@ def test_module_shared_by_two_parents_gets_its_flops() -> None:
     assert [(r.path, r.calls) for r in report.calls or ()] == [("", 1), ("0", 1), ("0.linear", 2), ("1", 1)]
     assert report.totals.flops == 2 * (2 * 2 * 4 * 4)
     assert table["0.linear"].flops == report.totals.flops  # both calls, summed
+    # "1" holds it too, as 1.linear: no note that it ran inside a module that does not hold it
+    assert not [note for note in report.notes if " ran inside " in note]
 
 
 class _Layer(nn.Module):

@@ -689,6 +689,8 @@ class _Hooks:
         self.elsewhere: dict[str, list[str]] = {}
         """The modules called from a module that does not hold them (a shared module a layer is handed), with those
         callers: their figures count in their callers' too."""
+        self._aliases: dict[str, list[str]] | None = None
+        """Every path of each module, by its first one (made when first needed)."""
         self._walk = walk
 
     def register(self) -> None:
@@ -810,7 +812,7 @@ class _Hooks:
                     for ancestor in (".".join(parts[:end]) for end in range(start, len(parts)))
                     if ancestor not in self._containers
                 )
-            else:
+            elif not self._holds(caller, path):
                 self.elsewhere.setdefault(path, []).append(caller)
             self._between[key] = between
         if not between:
@@ -820,6 +822,16 @@ class _Hooks:
         stack.extend(around)
         self.arguments.extend(((), {}) for _ in around)
         return around
+
+    def _holds(self, caller: str, path: str) -> bool:
+        """Whether the module at ``caller`` holds the one at ``path`` under another of their names (a module two
+        parents hold is known by its first path)."""
+        if self._aliases is None:
+            self._aliases = {}
+            for alias, module in self._walk.named_modules:
+                self._aliases.setdefault(self.paths[id(module)], []).append(alias)
+        callers, names = self._aliases.get(caller, [caller]), self._aliases.get(path, [path])
+        return any(name.startswith(f"{held_as}.") for held_as in callers for name in names)
 
     def add_flops(self, path: str, at_entry: int) -> None:
         """Add to ``path``'s FLOPs what the running total gained since its call entered (at ``at_entry``)."""
