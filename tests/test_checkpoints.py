@@ -847,18 +847,21 @@ def test_tied_config_with_a_stored_head(tmp_path: Path) -> None:
     ) in report.notes
 
 
-def test_tied_config_with_the_head_stored_as_the_embedding_itself(tmp_path: Path) -> None:
+@pytest.mark.parametrize("head_first", [False, True])
+def test_tied_config_with_the_head_stored_as_the_embedding_itself(tmp_path: Path, head_first: bool) -> None:
     # torch.save of a tied model keeps one storage under both names: that is the tie the config declares, and a
     # second note said the head was "also stored" and "counted as stored", against the first note and the totals
+    # (with the head's name first, as in a state dict sorted by key, the embedding's name is the alias)
     embedding = torch.zeros(32, 8)
     state = {"model.embed_tokens.weight": embedding, "lm_head.weight": embedding, "model.norm.weight": torch.ones(8)}
+    if head_first:
+        state = dict(sorted(state.items()))
     torch.save(state, tmp_path / "pytorch_model.bin")
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "tie_word_embeddings": True}))
     report = paramscope.inspect(str(tmp_path))
     assert report.totals.params == embedding.numel() + 8  # the head once
-    assert (
-        "lm_head.weight is stored as the same tensor as model.embed_tokens.weight (tied): counted once" in report.notes
-    )
+    first, alias = ("lm_head.weight", "model.embed_tokens.weight")[:: 1 if head_first else -1]
+    assert f"{alias} is stored as the same tensor as {first} (tied): counted once" in report.notes
     assert TIED_NOTE in report.notes
     assert not [note for note in report.notes if "also stores" in note]
 

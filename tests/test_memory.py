@@ -508,6 +508,48 @@ def test_a_forward_whose_output_reaches_no_parameter_says_so() -> None:
     ) in plan.notes
 
 
+class ReturnsCodes(nn.Module):
+    """A forward that returns integer codes and keeps its loss on the module (a vector quantizer's commitment loss)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.proj(x)
+        self.aux = logits.square().mean()
+        return logits.argmax(-1)
+
+
+def test_a_forward_that_returns_no_tensor_a_gradient_could_start_from_names_none() -> None:
+    # the loss is made elsewhere (from module.aux here), and a backward from it reaches every parameter
+    model = ReturnsCodes()
+    model(torch.randn(2, 8))
+    model.aux.backward()
+    assert all(param.grad is not None for param in model.parameters())
+    del model.aux
+    plan = plan_of(model, train=True, input_size=(2, 8))
+    assert not [note for note in plan.notes if "got no gradient" in note]
+
+
+def test_a_base_models_checkpoint_under_a_config_with_a_head_names_no_parameter_without_a_gradient(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # from_pretrained loads a LlamaModel's tensors into LlamaForCausalLM (adding "model."), and a backward reaches
+    # every one; the forward's names have the prefix, the checkpoint's not: "all 20 ... got no gradient" was said
+    base = transformers.LlamaModel(transformers.LlamaConfig(**TINY_LLAMA))
+    base.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["LlamaForCausalLM"]}))
+    loaded = transformers.LlamaForCausalLM.from_pretrained(tmp_path)
+    capsys.readouterr()  # transformers' report of the head it initialised
+    ids = torch.zeros(1, 8, dtype=torch.long)
+    loaded(ids, labels=ids).loss.backward()
+    assert all(param.grad is not None for name, param in loaded.named_parameters() if name.startswith("model."))
+    plan = plan_of(str(tmp_path), train=True, seq=8)
+    assert not [note for note in plan.notes if "got no gradient" in note]
+
+
 class WithWrappedParts(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -2955,7 +2997,7 @@ def test_a_checkpoint_that_does_not_load_into_its_configs_model_says_so(saved_ll
     # the weights item counted the file and the forward ran the config's model, silently, where from_pretrained
     # refuses the pair (inspect --check exits 1 on it)
     path = saved_llama / "model.safetensors"
-    assert not [note for note in paramscope.memory(str(saved_llama), seq=8).notes if "does not load" in note]
+    assert not [note for note in paramscope.memory(str(saved_llama), seq=8).notes if "does not match the model" in note]
     state = safetensors.torch.load_file(path)
     del state["model.layers.0.mlp.up_proj.weight"]
     state["extra.weight"] = torch.zeros(2, 2)
@@ -2963,7 +3005,7 @@ def test_a_checkpoint_that_does_not_load_into_its_configs_model_says_so(saved_ll
     report = paramscope.memory(str(saved_llama), seq=8)
     assert report.memory is not None
     assert report.memory.item("weights").total_bytes == nbytes(state.values())
-    assert ("the checkpoint does not load into the model its config builds (1 missing, 1 unexpected, 0 of another "
+    assert ("the checkpoint does not match the model its config builds (1 missing, 1 unexpected, 0 of another "
             "shape; inspect --check names them): the weights item counts the checkpoint's tensors, and the forward "
             "that measures the activations, like the KV cache, is the config's model's") in report.notes  # fmt: skip
 

@@ -1162,7 +1162,10 @@ def _training_items(
     if report.totals.trainable is None:
         notes.append("the source does not say which parameters are trained: all of them are counted as trainable")
     unreached = [record for record in trainable if trained is not None and record.name not in trained]
-    if unreached:
+    # None of the names reached (where some were): the forward's model names its tensors otherwise than the source
+    # (a base model's checkpoint under a config with a head, whose loader adds a prefix), not a forward that reaches
+    # none; an output without a graph reaches no name at all
+    if unreached and (len(unreached) < len(trainable) or not trained):
         # Counted all the same: one forward does not show what training uses (LayerDrop, a branch or head chosen per
         # batch, a loss computed outside the forward), and ZeRO, FSDP and DDP allocate for every parameter anyway.
         values = format_count(sum(_values(record) for record in unreached))

@@ -199,7 +199,7 @@ def resolve(
 
 
 def _mismatch_note(checkpoint: Report, module: nn.Module) -> list[str]:
-    """A note where the checkpoint does not load into the model built from the config beside it (as ``inspect
+    """A note where the checkpoint does not match the model built from the config beside it (as ``inspect
     --check`` compares them): the plan's weights are the checkpoint's, its forward the config's model's."""
     from ._check import check_findings, compare
     from .sources.hf import checkpoint_loading
@@ -210,7 +210,7 @@ def _mismatch_note(checkpoint: Report, module: nn.Module) -> list[str]:
     check = compare(inspect_module(module), checkpoint, checkpoint_loading(module))
     if check.ok:
         return []
-    return [f"the checkpoint does not load into the model its config builds ({check_findings(check)}; inspect "
+    return [f"the checkpoint does not match the model its config builds ({check_findings(check)}; inspect "
             "--check names them): the weights item counts the checkpoint's tensors, and the forward that measures "
             "the activations, like the KV cache, is the config's model's"]  # fmt: skip
 

@@ -1511,13 +1511,14 @@ class _LiveTensors(TorchDispatchMode):
 def _reached_parameters(output: Any, named: Iterable[tuple[str, torch.Tensor]]) -> frozenset[str] | None:
     """The names of the parameters in ``named`` that a backward from ``output`` reaches: the leaves of its autograd
     graph, which get a gradient (a parameter the forward did not use, or used under no_grad, gets none; an output
-    computed under no_grad reaches none). None when ``output`` holds no tensor: the loss is made elsewhere."""
+    computed under no_grad reaches none). None when ``output`` holds no tensor that can have a gradient: the loss is
+    made elsewhere."""
     names: dict[int, list[str]] = {}
     for name, tensor in named:
         names.setdefault(id(tensor), []).append(name)
     tensors = list(_tensors_in(output, depth=8))
-    if not tensors:
-        return None
+    if not any(tensor.is_floating_point() or tensor.is_complex() for tensor in tensors):
+        return None  # nothing a backward could start from (integer codes): the loss is made elsewhere
     nodes: list[Any] = [tensor.grad_fn for tensor in tensors if tensor.grad_fn is not None]
     # a parameter returned as it is: a leaf, its own gradient's end
     reached: set[str] = {name for tensor in tensors if tensor.requires_grad for name in names.get(id(tensor), ())}

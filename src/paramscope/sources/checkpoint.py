@@ -254,8 +254,9 @@ def _config_tie_notes(records: Sequence[TensorRecord], config: dict[str, Any] | 
     if not config:
         return []
     tied = config.get("tie_word_embeddings")
-    # a head stored as the same tensor as the embedding (an alias) is the tie, not a head of its own
-    names = {record.name for record in records}
+    # a head stored as the same tensor as another name (the embedding's, whichever of them comes first) is the tie,
+    # not a head of its own
+    names = {record.name for record in records if not record.aliases}
     heads = [name for name in ("lm_head.weight", "embed_out.weight", "output.weight") if name in names]
     if tied is True and not heads:
         return ["config.json ties the output head to the input embedding (tie_word_embeddings): the head is that "
