@@ -1162,9 +1162,9 @@ def _training_items(
     if report.totals.trainable is None:
         notes.append("the source does not say which parameters are trained: all of them are counted as trainable")
     unreached = [record for record in trainable if trained is not None and record.name not in trained]
-    # None of the names reached (where some were): the forward's model names its tensors otherwise than the source
-    # (a base model's checkpoint under a config with a head, whose loader adds a prefix), not a forward that reaches
-    # none; an output without a graph reaches no name at all
+    # Every one unreached where the forward reached some tensors: the source names them otherwise than the forward's
+    # model does (a base model's checkpoint under a config with a head, whose loader adds a prefix), nothing to say;
+    # where it reached none at all (an output computed under no_grad), that is said
     if unreached and (len(unreached) < len(trainable) or not trained):
         # Counted all the same: one forward does not show what training uses (LayerDrop, a branch or head chosen per
         # batch, a loss computed outside the forward), and ZeRO, FSDP and DDP allocate for every parameter anyway.

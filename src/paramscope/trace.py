@@ -855,11 +855,11 @@ class _Hooks:
             self.failure = self._raised_by_hooks(error) or (error, self.stack[-1], *self.arguments[-1])
 
     def _raised_by_hooks(self, error: BaseException) -> tuple[BaseException, str, Any, dict[str, Any]] | None:
-        """Where ``error``, caught by a wrapper, left the innermost module call it went through: torch's
-        ``Module._call_impl`` runs a module's forward, then its hooks. A wrapper that records nothing for a
-        failure the module's forward had returned from saw a hook raise there, one the forward registered after
-        the wrappers were made (a module with hooks of its own is recorded by hooks, which see them). None where the
-        error left no call of a module of the model below the wrapper."""
+        """The innermost call of one of the model's modules that ``error``, caught by a wrapper that had not seen it,
+        left: torch's ``Module._call_impl`` runs a module's forward, then its hooks, so an error that leaves the call
+        of a module whose wrapped forward returned was raised by a hook (one the forward registered after the
+        wrappers were made; a module with hooks before is recorded by hooks, which see its own). None where the error
+        left no module's call below the wrapper: the wrapper's own module raised it."""
         found = None
         trace = error.__traceback__
         while trace is not None:  # from the frame that caught it to the one that raised it
