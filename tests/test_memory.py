@@ -550,6 +550,26 @@ def test_a_base_models_checkpoint_under_a_config_with_a_head_names_no_parameter_
     assert not [note for note in plan.notes if "got no gradient" in note]
 
 
+def test_a_checkpoint_whose_experts_the_loader_merges_names_no_parameter_without_a_gradient(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # transformers 5 saves Mixtral's experts one by one and merges them into one tensor as it loads them: the
+    # forward's names are the merged tensor's, so every expert of the checkpoint was listed as getting no gradient
+    config = transformers.MixtralConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1, num_local_experts=4,
+                                        num_experts_per_tok=2)  # fmt: skip
+    transformers.MixtralForCausalLM(config).save_pretrained(tmp_path)
+    loaded = transformers.MixtralForCausalLM.from_pretrained(tmp_path)
+    capsys.readouterr()
+    stored = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    assert any(".experts.3." in name for name in stored)  # one by one on disk
+    ids = torch.zeros(1, 8, dtype=torch.long)
+    loaded(ids, labels=ids).loss.backward()
+    assert all(param.grad is not None for param in loaded.parameters())  # the merged experts' too
+    plan = plan_of(str(tmp_path), train=True, seq=8)
+    assert not [note for note in plan.notes if "got no gradient" in note]
+
+
 class WithWrappedParts(nn.Module):
     def __init__(self) -> None:
         super().__init__()

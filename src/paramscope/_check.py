@@ -280,6 +280,18 @@ def loaded_names(model: Report, checkpoint: Report, loading: Loading) -> LoadedN
 _TRANSFORMERS_LOADER = "transformers' loader (from_pretrained's conversion mapping and base-model prefix)"
 
 
+def loaded_into(model: Report, checkpoint: Report, loading: Loading, names: frozenset[str]) -> frozenset[str]:
+    """The checkpoint's tensor names whose model tensor, as the loader takes them (a base-model prefix added, experts
+    stored one by one merged into one, a packed weight as the weight it encodes), is one of the model's ``names``:
+    what a forward of the model reached (its parameters' names), in the checkpoint's names."""
+    expected = {name for record in model.tensors for name in _names(record)}
+    return frozenset(
+        record.name
+        for record in checkpoint.tensors
+        if any(_loaded_as(record, name, loading, expected)[1] in names for name in _names(record))
+    )
+
+
 def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -> Check:
     """Which of the model's tensors the checkpoint lacks, which it has in excess, and which differ in shape.
 

@@ -215,6 +215,17 @@ def _mismatch_note(checkpoint: Report, module: nn.Module) -> list[str]:
             "the activations, like the KV cache, is the config's model's"]  # fmt: skip
 
 
+def _in_checkpoint_names(checkpoint: Report, module: nn.Module, trained: frozenset[str]) -> frozenset[str]:
+    """The names of the parameters a forward of ``module`` reached (``trained``), as the checkpoint beside its config
+    stores them: a plan of the checkpoint names its tensors so (the model's, loaded by from_pretrained, may carry a
+    prefix, merge experts stored one by one, or unpack a GPTQ weight)."""
+    from ._check import loaded_into
+    from .sources.hf import checkpoint_loading
+    from .sources.module import inspect_module
+
+    return loaded_into(inspect_module(module), checkpoint, checkpoint_loading(module), trained)
+
+
 def _built_dtype(module: nn.Module) -> str | None:
     """The dtype most of a module's floating-point parameters are in (``"bfloat16"``); None when it has none."""
     floats: Counter[torch.dtype] = Counter()
@@ -852,6 +863,8 @@ def build_plan(
                     raise ForwardError(refusal)
                 measured = measure_activations(module, report, settings, input_size, input_dtypes, request.quiet, units)
                 activations, notes, trained = measured.activations, measured.notes, measured.trained
+                if trained is not None and report.source.kind in ("safetensors", "torch"):
+                    trained = _in_checkpoint_names(report, module, trained)
                 checkpointed, recurrent_state = measured.checkpointed, measured.recurrent_state
             except ForwardError as error:  # the rest of the plan stands without this item
                 notes = [f"no activations item: {with_input_hint(error, 'input_dtypes')}"]
