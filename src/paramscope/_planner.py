@@ -863,8 +863,9 @@ def build_plan(
                     raise ForwardError(refusal)
                 measured = measure_activations(module, report, settings, input_size, input_dtypes, request.quiet, units)
                 activations, notes, trained = measured.activations, measured.notes, measured.trained
-                if trained is not None and report.source.kind in ("safetensors", "torch"):
-                    trained = _in_checkpoint_names(report, module, trained)
+                if trained and report.source.kind in ("safetensors", "torch"):
+                    # none of them in the checkpoint's names: names it does not share, not a forward that reaches none
+                    trained = _in_checkpoint_names(report, module, trained) or trained
                 checkpointed, recurrent_state = measured.checkpointed, measured.recurrent_state
             except ForwardError as error:  # the rest of the plan stands without this item
                 notes = [f"no activations item: {with_input_hint(error, 'input_dtypes')}"]
