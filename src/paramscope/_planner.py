@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from ._check import Loading
     from .sources.target import Request
     from .trace import ForwardError, Trace
 
@@ -150,19 +151,19 @@ def _config_beside(target: str, used: bool) -> dict[str, Any] | None:
 
 def resolve(
     model: nn.Module | Report | str, request: Request, wants_forward: bool, as_stored: bool = False
-) -> tuple[Report, nn.Module | None, dict[str, Any] | None]:
-    """The report, the model to run (when one is needed and there is one) and the decoder config, if any; with
-    ``as_stored`` (inference in no dtype of the user's), a model built beside a checkpoint runs in the checkpoint's
-    dtype."""
+) -> tuple[Report, nn.Module | None, dict[str, Any] | None, _Loaded | None]:
+    """The report, the model to run (when one is needed and there is one), the decoder config, if any, and for a
+    checkpoint's model built from the config beside it, how the one loads into the other; with ``as_stored``
+    (inference in no dtype of the user's), a model built beside a checkpoint runs in the checkpoint's dtype."""
     from .sources.module import inspect_module
 
     if isinstance(model, Report):
-        return model, None, None
+        return model, None, None, None
     if not isinstance(model, str):
         from ._summary import module_of
 
         module = module_of(model)
-        return inspect_module(module), module, config_of(module)
+        return inspect_module(module), module, config_of(module), None
     from .sources.hf import declared_dtype_note
     from .sources.target import builds_model, load_model, load_report_and_commit
 
@@ -170,7 +171,7 @@ def resolve(
         module, kind, notes, _ = load_model(model, request)
         report = inspect_module(module, target=model, device=request.device)
         report = replace(report, source=replace(report.source, kind=kind), notes=(*notes, *report.notes))
-        return report, module, config_of(module)
+        return report, module, config_of(module), None
     # A checkpoint (or a Hub id): the weights' own dtypes from their headers; the config only to run a forward, on
     # the model --model-class names
     report, commit = load_report_and_commit(model, replace(request, model_class=None))
@@ -187,43 +188,55 @@ def resolve(
         raise UsageError(f"{model}: --model-class names the class of the model a forward runs on, built from the "
                          f"config.json beside the weights; {why}")  # fmt: skip
     if not wants_forward or (config is None and not hub):
-        return report, None, cache_config or config
+        return report, None, cache_config or config, None
     module, _, notes, _ = load_model(model, replace(request, commit=commit))  # a Hub id: the weights' commit
     if as_stored:
         notes = _forward_as_stored(module, report, notes)
     else:  # the weights are the checkpoint's as stored (or converted to --dtype): the build's dtype is not theirs
         declared = declared_dtype_note(_built_dtype(module) or "")
         notes = [note for note in notes if note != declared]
-    notes += _mismatch_note(report, module)
-    return replace(report, notes=(*report.notes, *notes)), module, cache_config or config_of(module)
+    loaded = _Loaded.of(report, module)
+    notes += loaded.mismatch_note() if loaded is not None else []
+    return replace(report, notes=(*report.notes, *notes)), module, cache_config or config_of(module), loaded
 
 
-def _mismatch_note(checkpoint: Report, module: nn.Module) -> list[str]:
-    """A note where the checkpoint does not match the model built from the config beside it (as ``inspect
-    --check`` compares them): the plan's weights are the checkpoint's, its forward the config's model's."""
-    from ._check import check_findings, compare
-    from .sources.hf import checkpoint_loading
-    from .sources.module import inspect_module
+@dataclass(frozen=True)
+class _Loaded:
+    """A checkpoint and the model built from the config beside it to run its forward, as ``from_pretrained``
+    loads the one into the other (as ``inspect --check`` compares them)."""
 
-    if checkpoint.source.kind == "gguf":  # llama.cpp's tensor names, which no transformers model has
-        return []
-    check = compare(inspect_module(module), checkpoint, checkpoint_loading(module))
-    if check.ok:
-        return []
-    return [f"the checkpoint does not match the model its config builds ({check_findings(check)}; inspect "
-            "--check names them): the weights item counts the checkpoint's tensors, and the forward that measures "
-            "the activations, like the KV cache, is the config's model's"]  # fmt: skip
+    checkpoint: Report
+    model: Report
+    loading: Loading
 
+    @classmethod
+    def of(cls, checkpoint: Report, module: nn.Module) -> _Loaded | None:
+        """None for a GGUF file: llama.cpp's tensor names, which no transformers model has."""
+        from .sources.hf import checkpoint_loading
+        from .sources.module import inspect_module
 
-def _in_checkpoint_names(checkpoint: Report, module: nn.Module, trained: frozenset[str]) -> frozenset[str]:
-    """The names of the parameters a forward of ``module`` reached (``trained``), as the checkpoint beside its config
-    stores them: a plan of the checkpoint names its tensors so (the model's, loaded by from_pretrained, may carry a
-    prefix, merge experts stored one by one, or unpack a GPTQ weight)."""
-    from ._check import loaded_into
-    from .sources.hf import checkpoint_loading
-    from .sources.module import inspect_module
+        if checkpoint.source.kind == "gguf":
+            return None
+        return cls(checkpoint, inspect_module(module), checkpoint_loading(module))
 
-    return loaded_into(inspect_module(module), checkpoint, checkpoint_loading(module), trained)
+    def mismatch_note(self) -> list[str]:
+        """A note where the checkpoint does not match the model: the plan's weights are the checkpoint's, its
+        forward the model's."""
+        from ._check import check_findings, compare
+
+        check = compare(self.model, self.checkpoint, self.loading)
+        if check.ok:
+            return []
+        return [f"the checkpoint does not match the model its config builds ({check_findings(check)}; inspect "
+                "--check names them): the weights item counts the checkpoint's tensors, and the forward that "
+                "measures the activations, like the KV cache, is the config's model's"]  # fmt: skip
+
+    def stored_names(self, reached: frozenset[str]) -> frozenset[str]:
+        """The names of the model's parameters a forward reached, as the checkpoint stores them (the model's may
+        carry a prefix, merge experts stored one by one, or unpack a GPTQ weight)."""
+        from ._check import loaded_into
+
+        return loaded_into(self.model, self.checkpoint, self.loading, reached)
 
 
 def _built_dtype(module: nn.Module) -> str | None:
@@ -829,7 +842,7 @@ def build_plan(
     # training computes in its precision's dtype, and inference in a dtype given in it, whatever the weights are
     # stored in
     as_stored = not settings.train and settings.dtype is None
-    report, module, found_config = resolve(model, request, wants_forward, as_stored)
+    report, module, found_config, loaded = resolve(model, request, wants_forward, as_stored)
     check_keep_fp32(report, settings.keep_fp32)  # before a forward: a typo is refused at once
     if shapes is not None and not settings.train:
         # the forward's first input is token ids when given an integer dtype, or without one for a model whose main
@@ -863,9 +876,9 @@ def build_plan(
                     raise ForwardError(refusal)
                 measured = measure_activations(module, report, settings, input_size, input_dtypes, request.quiet, units)
                 activations, notes, trained = measured.activations, measured.notes, measured.trained
-                if trained and report.source.kind in ("safetensors", "torch"):
+                if trained and loaded is not None:
                     # none of them in the checkpoint's names: names it does not share, not a forward that reaches none
-                    trained = _in_checkpoint_names(report, module, trained) or trained
+                    trained = loaded.stored_names(trained) or trained
                 checkpointed, recurrent_state = measured.checkpointed, measured.recurrent_state
             except ForwardError as error:  # the rest of the plan stands without this item
                 notes = [f"no activations item: {with_input_hint(error, 'input_dtypes')}"]
