@@ -529,6 +529,7 @@ def test_a_forward_that_returns_no_tensor_a_gradient_could_start_from_names_none
     assert all(param.grad is not None for param in model.parameters())
     del model.aux
     plan = plan_of(model, train=True, input_size=(2, 8))
+    assert "activations" in names(plan)  # the forward ran: what it reached was looked at
     assert not [note for note in plan.notes if "got no gradient" in note]
 
 
@@ -547,6 +548,7 @@ def test_a_base_models_checkpoint_under_a_config_with_a_head_names_no_parameter_
     loaded(ids, labels=ids).loss.backward()
     assert all(param.grad is not None for name, param in loaded.named_parameters() if name.startswith("model."))
     plan = plan_of(str(tmp_path), train=True, seq=8)
+    assert "activations" in names(plan)  # the forward ran: what it reached was looked at
     assert not [note for note in plan.notes if "got no gradient" in note]
 
 
@@ -567,6 +569,7 @@ def test_a_checkpoint_whose_experts_the_loader_merges_names_no_parameter_without
     loaded(ids, labels=ids).loss.backward()
     assert all(param.grad is not None for param in loaded.parameters())  # the merged experts' too
     plan = plan_of(str(tmp_path), train=True, seq=8)
+    assert "activations" in names(plan)  # the forward ran: what it reached was looked at
     assert not [note for note in plan.notes if "got no gradient" in note]
 
 
