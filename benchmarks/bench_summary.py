@@ -75,7 +75,7 @@ class _RecordingThatDoesNothing:
     def __init__(self, model: Any) -> None:
         from torch.utils._python_dispatch import TorchDispatchMode
 
-        from paramscope.trace import _KEEPS_DYNAMO_OUT, _set_eval_frame, _skipped_by_dynamo
+        from paramscope._process_settings import KEEPS_DYNAMO_OUT, set_eval_frame, skipped_by_dynamo
 
         class DoNothing(TorchDispatchMode):
             """Kept out of torch.compile as paramscope's recorder is: its code skipped by dynamo, dynamo's frame
@@ -83,17 +83,17 @@ class _RecordingThatDoesNothing:
 
             @classmethod
             def _should_skip_dynamo(cls) -> bool:
-                return not _KEEPS_DYNAMO_OUT
+                return not KEEPS_DYNAMO_OUT
 
             def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-                callback = _set_eval_frame(None)
+                callback = set_eval_frame(None)
                 try:
                     return func(*args, **(kwargs or {}))
                 finally:
-                    _set_eval_frame(callback)
+                    set_eval_frame(callback)
 
-        if _KEEPS_DYNAMO_OUT:
-            _skipped_by_dynamo(DoNothing.__torch_dispatch__)
+        if KEEPS_DYNAMO_OUT:
+            skipped_by_dynamo(DoNothing.__torch_dispatch__)
         self.model, self.mode = model, DoNothing
 
     def __call__(self, *args: Any) -> None:

@@ -7,6 +7,9 @@ float32 and float16. Every case here runs on CPU first: the truth is what torch'
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -103,3 +106,24 @@ def test_flops_of_each_layout_are_its_products(layout: str, device: str) -> None
     inputs = _operands(layout, torch.float32, "cpu")[0]
     report = paramscope.summary(Grouped(layout), input_data=inputs, device=device)
     assert report.totals.flops == 2 * MACS[layout]
+
+
+def test_the_meta_kernels_keep_dynamo_out_of_their_handler() -> None:
+    # In a process of its own (dynamo marks a handler's code to skip for good once it has met it): a compiled
+    # function runs as it is under the dispatch modes of a forward on meta, and dynamo, still on for the function
+    # while a mode's handler runs, would trace the handler (and warn of the call that turns its callback off)
+    code = textwrap.dedent(
+        """
+        import torch
+        from torch._dynamo.utils import counters
+        from paramscope._on_meta import as_on_a_device
+
+        compiled = []
+        mix = torch.compile(lambda x: torch.tanh(x) @ x.mT, backend=lambda graph, inputs: compiled.append(graph))
+        with as_on_a_device():
+            out = mix(torch.empty(4, 8, device="meta"))
+        print(len(compiled), counters["frames"]["total"], *out.shape)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert (done.stdout.split(), done.stderr) == (["0", "0", "4", "4"], "")

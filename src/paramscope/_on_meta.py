@@ -66,6 +66,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ._autocast import lower_precision
+from ._fake_outputs import FakeOutputs
+from ._process_settings import KEEPS_DYNAMO_OUT, set_eval_frame, skipped_by_dynamo
 
 aten = torch.ops.aten
 # torch 2.8 added the op; with an older torch no model calls it
@@ -390,8 +392,18 @@ class _MetaKernels(TorchDispatchMode):
         """Whether products of operands in different dtypes are refused, as every device refuses them."""
         self.values = _Values()
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return not KEEPS_DYNAMO_OUT  # torch's wrapper only where the handler cannot keep dynamo out itself
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
+        callback = set_eval_frame(None)  # dynamo kept out of what runs from here (see skipped_by_dynamo)
+        try:
+            return self._run(func, args, kwargs or {})
+        finally:
+            set_eval_frame(callback)
+
+    def _run(self, func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         if id(func) in _ONE_DTYPE and self.one_dtype:
             _check_one_dtype(func, args)
         if func is _GROUPED_MM:
@@ -421,6 +433,10 @@ class _MetaKernels(TorchDispatchMode):
         if func is _FUSED_ATTENTION and args[0].dtype == torch.float32:
             return _as_cudas_efficient_attention(self.values.run(func, args, kwargs), self.values)
         return self.values.run(func, args, kwargs)
+
+
+if KEEPS_DYNAMO_OUT:
+    skipped_by_dynamo(_MetaKernels.__torch_dispatch__)
 
 
 # The most elements of a tensor whose values a forward on meta keeps on the cpu (see _Values): position ids of 8 ×
@@ -495,6 +511,8 @@ class _Values:
         self.storages: set[int] = set()
         """The storages (``_cdata``) of the fake tensors with values (some of them since freed)."""
         self.ops: dict[Any, _OpValues] = {}
+        self.outputs = FakeOutputs()
+        """The ops run on the fake tensors, whose repeats it answers (see :class:`FakeOutputs`)."""
         self.fused_attention = 0
         """Calls of attention that ran fused (as on a GPU)."""
         self.fused_with_dropout = 0
@@ -579,7 +597,7 @@ class _Values:
             if self.assumed and self._assumed(args):
                 self.finite_reads += 1
             return _run_on_cpu(func, on_cpu)
-        out = func(*args, **kwargs)
+        out = self.outputs.run(func, args, kwargs)
         if op.writes:
             if self.uniform:  # a check's result written to holds other values, through a view of it too
                 for index, name in op.writes:

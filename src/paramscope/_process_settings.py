@@ -25,6 +25,27 @@ from .sources.code import default_dtype_of_code, random_states_put_back
 EVAL_FRAME: Any = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
 
 
+# torch wraps each dispatch mode's handler in torch._dynamo.disable (TorchDispatchMode.__init_subclass__), so that a
+# torch.compile'd function in the model, which runs eagerly while a mode is on, does not compile the handler (the
+# mode is off the stack while its handler runs). That wrapper is two Python frames and a dozen calls on every op,
+# up to 1 % of a GPT-2 forward on CPU, and its first call imports torch._dynamo (1.6 s, for a model that never
+# compiles). paramscope's modes keep dynamo out themselves, with two C calls: a handler's code is marked for dynamo
+# to skip, and the handler turns dynamo's frame callback off for what it calls (formulas, torch's decompositions),
+# as the wrapper does (checked against torch 2.13's DisableContext). Where this torch has no such calls, torch's
+# wrapper stays.
+KEEPS_DYNAMO_OUT = all(
+    hasattr(EVAL_FRAME, name)
+    for name in ("set_eval_frame", "set_code_exec_strategy", "_FrameExecStrategy", "_FrameAction")
+)
+set_eval_frame: Callable[[Any], Any] = EVAL_FRAME.set_eval_frame if KEEPS_DYNAMO_OUT else (lambda callback: None)
+
+
+def skipped_by_dynamo(handler: Callable[..., Any]) -> None:
+    """Mark ``handler``'s code for dynamo's frame callback to run it as it is (what ``torch._dynamo.skip`` does)."""
+    strategy = EVAL_FRAME._FrameExecStrategy(EVAL_FRAME._FrameAction.SKIP, EVAL_FRAME._FrameAction.DEFAULT)
+    EVAL_FRAME.set_code_exec_strategy(handler.__code__, strategy)
+
+
 _COMPILING_MODULES = frozenset({"torch._dynamo", "torch.nn.attention.flex_attention"})
 
 

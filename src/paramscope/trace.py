@@ -57,9 +57,11 @@ from ._inputs import to_device
 from ._model_state import in_mode
 from ._on_meta import as_on_a_device, fake_tensors
 from ._process_settings import (
-    EVAL_FRAME,
+    KEEPS_DYNAMO_OUT,
     as_the_forward_runs,
     compiled_code_run_eagerly,
+    set_eval_frame,
+    skipped_by_dynamo,
 )
 from ._progress import steps
 from ._storages import has_plain_storage, input_storages, plain_tensors_of, storage_key, storage_parts
@@ -241,27 +243,6 @@ class _OpPlan:
 _UNPLANNED: Any = object()
 
 
-# torch wraps each dispatch mode's handler in torch._dynamo.disable (TorchDispatchMode.__init_subclass__), so that a
-# torch.compile'd function in the model, which runs eagerly while a mode is on, does not compile the handler (the
-# mode is off the stack while its handler runs). That wrapper is two Python frames and a dozen calls on every op,
-# up to 1 % of a GPT-2 forward on CPU, and its first call imports torch._dynamo (1.6 s, for a model that never
-# compiles). The recorder keeps dynamo out itself, with two C calls: its handler's code is marked for dynamo to
-# skip, and the handler turns dynamo's frame callback off for what it calls (formulas, torch's decompositions), as
-# the wrapper does (checked against torch 2.13's DisableContext). Where this torch has no such calls, torch's
-# wrapper stays.
-_KEEPS_DYNAMO_OUT = all(
-    hasattr(EVAL_FRAME, name)
-    for name in ("set_eval_frame", "set_code_exec_strategy", "_FrameExecStrategy", "_FrameAction")
-)
-_set_eval_frame: Callable[[Any], Any] = EVAL_FRAME.set_eval_frame if _KEEPS_DYNAMO_OUT else (lambda callback: None)
-
-
-def _skipped_by_dynamo(handler: Callable[..., Any]) -> None:
-    """Mark ``handler``'s code for dynamo's frame callback to run it as it is (what ``torch._dynamo.skip`` does)."""
-    strategy = EVAL_FRAME._FrameExecStrategy(EVAL_FRAME._FrameAction.SKIP, EVAL_FRAME._FrameAction.DEFAULT)
-    EVAL_FRAME.set_code_exec_strategy(handler.__code__, strategy)
-
-
 def _checkpoint_calls_counted(found: Trace, saved: _SavedTensors) -> contextlib.AbstractContextManager[None]:
     """Within the block, count the forward's calls of ``torch.utils.checkpoint``, both ways, in
     ``found.checkpoint_calls``, and have what selective activation checkpointing keeps counted as saved, in the
@@ -395,10 +376,10 @@ class _OpRecorder(TorchDispatchMode):
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
-        return not _KEEPS_DYNAMO_OUT  # torch's wrapper only where the handler cannot keep dynamo out itself
+        return not KEEPS_DYNAMO_OUT  # torch's wrapper only where the handler cannot keep dynamo out itself
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        callback = _set_eval_frame(None)  # dynamo kept out of what runs from here (see _skipped_by_dynamo)
+        callback = set_eval_frame(None)  # dynamo kept out of what runs from here (see skipped_by_dynamo)
         try:
             plan = self._plans.get(id(func), _UNPLANNED)
             if plan is _UNPLANNED:
@@ -440,7 +421,7 @@ class _OpRecorder(TorchDispatchMode):
                 self.own_flops[innermost] = self.own_flops.get(innermost, 0) + flops
             return out
         finally:
-            _set_eval_frame(callback)
+            set_eval_frame(callback)
 
     def restore_after(self, tensors: Iterable[torch.Tensor]) -> None:
         """Have :meth:`put_back` restore what the forward writes in place to ``tensors`` (those with values): their
@@ -515,8 +496,8 @@ class _OpRecorder(TorchDispatchMode):
             raise errors[0]
 
 
-if _KEEPS_DYNAMO_OUT:
-    _skipped_by_dynamo(_OpRecorder.__torch_dispatch__)
+if KEEPS_DYNAMO_OUT:
+    skipped_by_dynamo(_OpRecorder.__torch_dispatch__)
 
 
 def _restore_callers_tensors(recorder: _OpRecorder, arguments: Any, device: str) -> None:
