@@ -77,6 +77,7 @@ _GROUPED_MM: Any = getattr(getattr(aten, "_grouped_mm", None), "default", None)
 # the mask's values, and has no meta kernel
 _LEFT_ALIGNED: Any = aten._nested_tensor_from_mask_left_aligned.default
 
+_DEVICE: Any = torch.ops.prim.device.default
 _EMBEDDING_BAG: Any = aten._embedding_bag.default
 # the weights the CPU kernel adds up on its fast path of mode sum (torch's meta kernel leaves bfloat16 out)
 _FAST_EMBEDDING_BAG = (torch.float32, torch.float16, torch.bfloat16)
@@ -397,6 +398,10 @@ class _MetaKernels(TorchDispatchMode):
         return not KEEPS_DYNAMO_OUT  # torch's wrapper only where the handler cannot keep dynamo out itself
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func is _DEVICE and type(args[0]) is FakeTensor:
+            # the fake tensors' own answer, without their mode's dispatch: torch asks for the device of a fake
+            # tensor several times an op (half the calls here)
+            return args[0].fake_device
         callback = set_eval_frame(None)  # dynamo kept out of what runs from here (see skipped_by_dynamo)
         try:
             return self._run(func, args, kwargs or {})
