@@ -182,3 +182,14 @@ def test_tensors_that_are_not_fake_or_hold_a_constant_always_run() -> None:
             outputs.run(aten.add.Tensor, (x, real), {})
             outputs.run(aten.add.Tensor, (constant, constant), {})
     assert outputs.repeats == 0
+
+
+def test_an_argument_with_a_storage_of_another_size_is_not_a_repeat() -> None:
+    # torch's meta kernel of as_strided reads the storage's size (a view past its end); torch's cache keys it too
+    with FakeTensorMode() as fake:
+        ten, five = torch.empty(10)[:5], torch.empty(5)
+    outputs = FakeOutputs()
+    with fake:
+        views = [outputs.run(aten.as_strided.default, (base, (5,), (1,)), {}) for base in (ten, five)]
+    assert [view.untyped_storage().nbytes() for view in views] == [40, 20]
+    assert outputs.repeats == 0

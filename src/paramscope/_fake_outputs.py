@@ -133,9 +133,9 @@ def _key(
         if value.layout is not torch.strided or value.is_conj() or value.is_neg():
             return None, None
         tensors.append(value)
-        key.append(
-            (kind, value.shape, value.stride(), value.storage_offset(), value.dtype, device, value.requires_grad)
-        )
+        # the storage's size too, as torch's cache keeps it: an op may read it (as_strided past the end)
+        key.append((kind, value.shape, value.stride(), value.storage_offset(), value.untyped_storage().nbytes(),
+                    value.dtype, device, value.requires_grad))  # fmt: skip
     return (None, None) if fake is None else (tuple(key), fake)
 
 
