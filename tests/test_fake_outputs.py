@@ -18,6 +18,7 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 import paramscope
 from paramscope import _fake_outputs
 from paramscope._fake_outputs import FakeOutputs
+from paramscope.trace import ForwardError
 
 from .models import tiny_gpt
 from .test_summary import tiny_decoders, tiny_mixtral, tiny_t5, tiny_whisper
@@ -193,3 +194,67 @@ def test_an_argument_with_a_storage_of_another_size_is_not_a_repeat() -> None:
         views = [outputs.run(aten.as_strided.default, (base, (5,), (1,)), {}) for base in (ten, five)]
     assert [view.untyped_storage().nbytes() for view in views] == [40, 20]
     assert outputs.repeats == 0
+
+
+class _Checked(nn.Module):
+    """A layer that checks its input first, with an op that returns nothing (a repeat of it in the next layer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch._assert_async((x.abs() >= 0).all(), "values must be finite")
+        return self.linear(x)
+
+
+def test_an_op_that_returns_nothing_runs_each_time() -> None:
+    report = paramscope.summary(nn.Sequential(_Checked(), _Checked()), input_size=(2, 8))
+    assert report.totals.flops == 2 * (2 * 2 * 8 * 8)
+
+
+class _InferenceTable(nn.Module):
+    """A view of a tensor made in inference mode, with the metadata of a view of one made outside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = self.linear(x.transpose(0, 1))
+        with torch.inference_mode():
+            table = x * 1
+        return first + self.linear(table.transpose(0, 1))
+
+
+def test_an_inference_tensor_saved_for_backward_is_refused_as_on_cpu() -> None:
+    model, x = _InferenceTable(), torch.randn(8, 2)
+    message = "Inference tensors cannot be saved for backward"
+    with pytest.raises(RuntimeError, match=message):
+        model(x)
+    with pytest.raises(ForwardError, match=message):
+        paramscope.summary(model, input_data={"x": x}, mode="train")
+
+
+class _FrozenUnderInferenceMode(nn.Module):
+    """Two frozen blocks run in inference mode (views of the weights made there, repeated), then a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen = nn.ParameterList([nn.Parameter(torch.randn(16, 16)) for _ in range(2)])
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            for weight in self.frozen:
+                x = torch.relu(x @ weight.t())
+        return self.head(x.clone())
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_forward_in_inference_mode_runs_on_meta_as_on_cpu(mode: str) -> None:
+    model, inputs = _FrozenUnderInferenceMode(), {"x": torch.randn(2, 16)}
+    cpu, meta = (paramscope.summary(model, input_data=inputs, mode=mode, device=device) for device in ("cpu", "meta"))
+    assert meta.totals.flops == cpu.totals.flops == 2 * 2 * (2 * 16 * 16) + 2 * 2 * 16 * 4
+    if mode == "train":  # on the cpu, an eval-mode summary measures none
+        assert meta.totals.activations_bytes == cpu.totals.activations_bytes == 2 * 16 * 4  # the head's input

@@ -1,14 +1,15 @@
 """The outputs of ops on fake tensors, remembered by what an op reads of its arguments, in front of torch's own cache.
 
-A forward on meta runs each op on torch's fake tensors, whose mode caches the outputs of the ops it has seen. Its
-cache allows for what a forward on meta here never has (symbolic sizes, tensors of other subclasses, a trace), and a
-hit costs 130 to 170 µs of Python; the 80 identical layers of Llama-3-70B run 11,000 ops a forward, 8,600 of them
-repeats, 1.2 s of the 2.1 s a forward takes. :class:`FakeOutputs` answers those repeats for 25 µs: an op it covers
-is a builtin one that writes to none of its arguments, reads no values and sizes its outputs from its arguments' sizes
-alone, called on fake tensors of one mode with no constants and on plain Python values. Its outputs are made as
-torch's cache makes them, an empty meta tensor of the recorded size and strides in a new storage, or the same view
-of the same argument's storage; where a remembered output would not come out the same (a storage larger than its
-tensor, an output that shares an argument's storage without being its view), the op always runs.
+A forward on meta runs each op on torch's fake tensors, whose mode caches the outputs of the ops it has seen. Its cache
+allows for what a forward on meta here never has (symbolic sizes, tensors of other subclasses, a trace), and a hit
+costs 130 to 170 µs of Python; the 80 identical layers of Llama-3-70B run 11,000 ops a forward, 8,600 of them repeats,
+1.2 s of the 2.1 s a forward takes. :class:`FakeOutputs` answers those repeats for 25 µs: an op it covers is a builtin
+one that returns something, writes to none of its arguments, reads no values and sizes its outputs from its arguments'
+sizes alone, called outside inference mode on fake tensors of one mode (none of them an inference tensor, nor holding a
+constant) and on plain Python values. Its outputs are made as torch's cache makes them, an empty meta tensor of the
+recorded size and strides in a new storage, or the same view of the same argument's storage; where a remembered output
+would not come out the same (a storage larger than its tensor, an output that shares an argument's storage without
+being its view, other dispatch keys), the op always runs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ _SEQUENCES = frozenset((list, tuple, torch.Size))
 # a view by what it returns, a new tensor to autograd (which keeps no view of it), and by its schema: each linear
 # layer of more than two dimensions' output ends in one (torch's cache takes none)
 _UNSAFE_VIEW = torch.ops.aten._unsafe_view.default
+# the device a factory makes on by default (torch.set_default_device), which torch's cache keys too (torch 2.3 on)
+_default_device: Any = getattr(torch._C, "_get_default_device", lambda: None)
 
 # a remembered output: a new tensor (shape, stride, storage offset, dtype, device, requires_grad), or a view of the
 # op's first argument with those, or None
@@ -82,7 +85,8 @@ def _covered(func: Any) -> bool:
     if not isinstance(func, torch._ops.OpOverload) or func.namespace not in ("aten", "prims"):
         return False
     name: str = func.name()  # type: ignore[no-untyped-call]
-    if func._schema.is_mutable:
+    # an op that returns nothing runs for what it does (torch._assert_async checks a value)
+    if func._schema.is_mutable or not func._schema.returns:
         return False
     tags = func.tags
     if torch.Tag.data_dependent_output in tags or torch.Tag.dynamic_output_shape in tags:
@@ -102,7 +106,10 @@ def _key(
     Python numbers take; None where one of them is something else (a real tensor, a constant, a symbolic size). With
     it, the fake tensor mode of the fake tensors among them. ``tensors`` gets the tensors among the arguments, in
     order: fake ones, and meta ones that the mode makes fake as the op meets them (transformers' empty caches)."""
-    key: list[Any] = [func, torch.get_default_dtype(), torch.is_inference_mode_enabled()]
+    if torch.is_inference_mode_enabled():
+        # what is an inference tensor, and what is not, is up to torch there (an output made here would be one)
+        return None, None
+    key: list[Any] = [func, torch.get_default_dtype(), _default_device()]
     fake = None
     pending: list[Any] = list(reversed(args))
     if kwargs:
@@ -130,7 +137,7 @@ def _key(
             continue
         else:
             return None, None
-        if value.layout is not torch.strided or value.is_conj() or value.is_neg():
+        if value.layout is not torch.strided or value.is_conj() or value.is_neg() or value.is_inference():
             return None, None
         tensors.append(value)
         # the storage's size too, as torch's cache keeps it: an op may read it (as_strided past the end)
@@ -148,7 +155,9 @@ def _remembered(
     outputs = out if kind in (tuple, list) else (out,)
     remembered: list[_Output] = []
     storages = {tensor.untyped_storage()._cdata for tensor in tensors}
-    base = tensors[0].untyped_storage()._cdata if view_op and type(tensors[0]) is FakeTensor else None
+    if view_op and type(tensors[0]) is not FakeTensor:  # a view of what the mode made fake of it, not seen here
+        return None
+    base = tensors[0].untyped_storage()._cdata if view_op else None
     for output in outputs:
         if output is None:
             remembered.append(None)
@@ -164,6 +173,8 @@ def _remembered(
                          output.fake_device, output.requires_grad)  # fmt: skip
         again = _made(made, tensors, fake)
         same = again.untyped_storage().nbytes() == output.untyped_storage().nbytes()
+        # and what torch's cache checks of what it makes: the same dispatch keys (what an inference tensor differs by)
+        same = same and torch._C._dispatch_key_set(again) == torch._C._dispatch_key_set(output)
         if not same or output.is_conj() or output.is_neg() or again.layout is not output.layout:
             return None
         remembered.append(made)
