@@ -196,8 +196,36 @@ def test_an_excess_that_rounds_to_no_percent_still_reads_as_one() -> None:
         paramscope.check_budget(model, Budget(max_params=params - 1, max_bytes=size - 1))
     assert str(caught.value) == (
         f"parameters: {params:,} > --max-params {params - 1:,} (over by 1, < 0.1 %); size (parameters + buffers): "
-        f"{size / 1024:.2f} KiB ({size:,} B) > --max-bytes {(size - 1) / 1024:.2f} KiB (over by 1 B, < 0.1 %)"
+        f"{size / 1024:.2f} KiB ({size:,} B) > --max-bytes {(size - 1) / 1024:.2f} KiB ({size - 1:,} B) (over by 1 B, "
+        "< 0.1 %)"
     )
+
+
+def test_a_budget_one_byte_under_the_model_reads_as_two_sizes() -> None:
+    # rounded alike (44.63 MiB > 44.63 MiB), the size and the limit each read in whole bytes too
+    model = nn.Linear(1000, 1000)
+    size = sum(p.numel() * p.element_size() for p in model.parameters())  # 4,004,000 B
+    with pytest.raises(paramscope.BudgetExceededError) as caught:
+        paramscope.check_budget(model, Budget(max_bytes=size - 1))
+    assert str(caught.value) == (
+        f"size (parameters + buffers): 3.82 MiB ({size:,} B) > --max-bytes 3.82 MiB ({size - 1:,} B) "
+        "(over by 1 B, < 0.1 %)"
+    )
+
+
+def test_a_large_excess_reads_with_thousands_separators() -> None:
+    model = linear()
+    params = sum(p.numel() for p in model.parameters())  # 16
+    with pytest.raises(paramscope.BudgetExceededError) as caught:
+        paramscope.check_budget(model, Budget(max_params=1))
+    assert str(caught.value) == f"parameters: {params} > --max-params 1 (over by {params - 1}, 1,500.0 %)"
+
+
+def test_a_whole_limit_past_a_floats_precision_is_kept_exact() -> None:
+    numpy = pytest.importorskip("numpy")
+    for value in (numpy.int64(2**53 + 1), numpy.uint64(2**64 - 1), 2**53 + 1):
+        assert Budget(max_params=value, max_bytes=value) == Budget(max_params=int(value), max_bytes=int(value))
+        assert type(Budget(max_params=value).max_params) is int
 
 
 def test_a_pathlib_path_is_the_target_it_names(tmp_path: Path) -> None:

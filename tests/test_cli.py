@@ -318,16 +318,19 @@ def params_over(total: int, limit: int, at_least: str = "", share: str | None = 
     over = total - limit
     return (
         f"parameters: {at_least}{total:,} > --max-params {limit:,} (over by {at_least}{over:,}, "
-        f"{share or f'{100 * over / limit:.1f} %'})"
+        f"{share or f'{100 * over / limit:,.1f} %'})"
     )
 
 
 def bytes_over(size: int, limit: int, fmt: Any = iec, share: str | None = None) -> str:
     over = size - limit
-    exact = f" ({size:,} B)" if size >= 1000 else ""  # a size under a kilobyte reads in bytes already
+
+    def exact(n: int) -> str:  # a size under a kilobyte reads in bytes already
+        return f" ({n:,} B)" if fmt(n) != f"{n} B" else ""
+
     return (
-        f"size (parameters + buffers): {fmt(size)}{exact} > --max-bytes {fmt(limit)} "
-        f"(over by {fmt(over)}, {share or f'{100 * over / limit:.1f} %'})"
+        f"size (parameters + buffers): {fmt(size)}{exact(size)} > --max-bytes {fmt(limit)}{exact(limit)} "
+        f"(over by {fmt(over)}, {share or f'{100 * over / limit:,.1f} %'})"
     )
 
 
@@ -1125,7 +1128,7 @@ def test_target_without_an_attribute(capsys: pytest.CaptureFixture[str]) -> None
         ("--max-bytes", "lots", "size 'lots' is not a number with an optional unit"),
         ("--max-bytes", "1e999999999GiB", "size '1e999999999GiB' is too large (at most 9,223,372,036,854,775,807)"),
         ("--max-params", "2G", "count '2G' has an unknown suffix 'G'; use K, M, B or T"),
-        ("--max-params", "-5", "count '-5' is not a number with an optional unit"),
+        ("--max-params", "-5", "count '-5' must be 0 or more"),
         ("--max-params", "many", "count 'many' is not a number with an optional unit"),
         ("--max-params", "abc", "count 'abc' is not a number with an optional unit"),
         ("--max-params", "7GiB", "count '7GiB' has an unknown suffix 'GiB'; use K, M, B or T"),
@@ -1979,7 +1982,7 @@ def test_budget_bytes_exceeded_in_iec(capsys: pytest.CaptureFixture[str], resnet
     size = totals["param_bytes"] + totals["buffer_bytes"]
     code, out, err = run(capsys, "inspect", "paramscope.examples:resnet18", "--max-bytes", "40MiB")
     assert err == f"paramscope: budget exceeded: {bytes_over(size, 40 * 2**20)}\n"
-    assert "> --max-bytes 40.00 MiB (over by " in err
+    assert "> --max-bytes 40.00 MiB (41,943,040 B) (over by " in err
     assert code == 3
     assert f"{RESNET18_PARAMS:,}" in out
 

@@ -52,7 +52,8 @@ def test_parse_count(text: str, expected: int) -> None:
         ("1e19", "count '1e19' is too large (at most 9,223,372,036,854,775,807)"),
         ("abc", "count 'abc' is not a number with an optional unit"),
         ("", "count '' is not a number with an optional unit"),
-        ("-5", "count '-5' is not a number with an optional unit"),
+        ("-5", "count '-5' must be 0 or more"),  # no model is under it
+        ("--5", "count '--5' is not a number with an optional unit"),
         ("7_B", "count '7_B' is not a number with an optional unit"),  # underscores only between digits, as Python
         ("1__000", "count '1__000' is not a number with an optional unit"),
         ("1_.5", "count '1_.5' is not a number with an optional unit"),
@@ -123,6 +124,7 @@ def test_parse_bytes(text: str, expected: int) -> None:
         ("1e999999999GiB", "size '1e999999999GiB' is too large (at most 9,223,372,036,854,775,807)"),
         ("1e5000GB", "size '1e5000GB' is too large (at most 9,223,372,036,854,775,807)"),
         ("80_GiB", "size '80_GiB' is not a number with an optional unit"),
+        ("-1GiB", "size '-1GiB' must be 0 or more"),
         # a value of any length is quoted in one line of bounded length: its start and its end
         (
             "9" * 50_000 + "XB",

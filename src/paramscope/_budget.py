@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
@@ -40,7 +41,9 @@ class Budget:
             if value != math.inf:
                 # rounded down as the command line's limits are (7e9, 474.7 MiB): a whole total is over x exactly
                 # when it is over floor(x), and the message shows whole parameters and bytes
-                object.__setattr__(self, name, math.floor(value))
+                # a whole number exactly, past a float's 2**53 too (math.floor of numpy's goes through one)
+                whole = operator.index(value) if hasattr(value, "__index__") else math.floor(value)
+                object.__setattr__(self, name, whole)
 
 
 def parse_budget(max_params: str | None = None, max_bytes: str | None = None) -> Budget:
@@ -98,7 +101,7 @@ def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> l
         over = size - budget.max_bytes
         violations.append(
             f"size ({what}): {at_least}{_bytes(size, units)} > --max-bytes "
-            f"{format_bytes(budget.max_bytes, units)} (over by {at_least}{format_bytes(over, units)}, "
+            f"{_bytes(budget.max_bytes, units)} (over by {at_least}{format_bytes(over, units)}, "
             f"{_percent(over, budget.max_bytes)})"
         )
     limited = budget.max_params is not None or budget.max_bytes is not None

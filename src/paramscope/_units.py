@@ -66,6 +66,8 @@ def _quoted(text: str) -> str:
 def _split(text: str, what: str) -> tuple[Decimal, str]:
     match = _NUMBER_AND_UNIT.match(text)
     if match is None:
+        if _NUMBER_AND_UNIT.match(text.strip().removeprefix("-")):  # no limit is under 0: no model fits it
+            raise UsageError(f"{what} {_quoted(text)} must be 0 or more")
         raise UsageError(f"{what} {_quoted(text)} is not a number with an optional unit")
     try:
         return Decimal(match.group(1).replace("_", "").replace(",", "")), match.group(2)
@@ -220,10 +222,10 @@ def format_share(part: int, whole: int) -> str:
     """``part`` as a percentage of ``whole``, one decimal: a share that is not nothing, or not all, never reads as
     ``0.0 %`` or ``100.0 %``.
 
-    >>> format_share(1, 3), format_share(16, 2**21), format_share(2**21 - 16, 2**21), format_share(5, 2)
-    ('33.3 %', '< 0.1 %', '> 99.9 %', '250.0 %')
+    >>> format_share(1, 3), format_share(16, 2**21), format_share(2**21 - 16, 2**21), format_share(50, 2)
+    ('33.3 %', '< 0.1 %', '> 99.9 %', '2,500.0 %')
     """
-    share = f"{100 * part / whole:.1f}"
+    share = f"{100 * part / whole:,.1f}"
     if share == "0.0" and part:
         return "< 0.1 %"
     if share == "100.0" and part != whole:
