@@ -258,3 +258,12 @@ def test_a_forward_in_inference_mode_runs_on_meta_as_on_cpu(mode: str) -> None:
     assert meta.totals.flops == cpu.totals.flops == 2 * 2 * (2 * 16 * 16) + 2 * 2 * 16 * 4
     if mode == "train":  # on the cpu, an eval-mode summary measures none
         assert meta.totals.activations_bytes == cpu.totals.activations_bytes == 2 * 16 * 4  # the head's input
+
+
+def test_an_output_that_is_not_a_tensor_is_not_remembered() -> None:
+    # an op whose one output is optional and was None (or a number): made again, it would be called as a container
+    with FakeTensorMode() as fake:
+        x = torch.empty(4)
+    with fake:
+        assert [_fake_outputs._remembered(out, [x], fake, False) for out in (None, 4)] == [None, None]
+        assert _fake_outputs._remembered((None, x * 2), [x], fake, False) is not None  # one of several: kept

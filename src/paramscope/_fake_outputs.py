@@ -152,7 +152,9 @@ def _remembered(
     """What to make ``out`` from again (the output of a view op ``view_op`` as a view of the op's first argument, a
     fake tensor), or None where what would be made would not be ``out``."""
     kind = type(out)
-    outputs = out if kind in (tuple, list) else (out,)
+    if kind is not FakeTensor and kind not in (tuple, list):  # an optional output that was None, a number
+        return None
+    outputs = out if kind is not FakeTensor else (out,)
     remembered: list[_Output] = []
     storages = {tensor.untyped_storage()._cdata for tensor in tensors}
     if view_op and type(tensors[0]) is not FakeTensor:  # a view of what the mode made fake of it, not seen here
@@ -178,7 +180,7 @@ def _remembered(
         if not same or output.is_conj() or output.is_neg() or again.layout is not output.layout:
             return None
         remembered.append(made)
-    return (FakeTensor if kind is FakeTensor else kind), tuple(remembered)
+    return kind, tuple(remembered)
 
 
 def _made(output: _Output, tensors: list[torch.Tensor], fake: Any) -> Any:
