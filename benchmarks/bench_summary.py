@@ -186,8 +186,8 @@ def llama_on_meta(runs: int) -> None:
         for _ in range(runs):  # each a fresh process: its imports are most of its time, and vary the most
             done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, check=True)
             first, _, report = done.stdout.partition("\n")
-            wall, peak_kib = first.split()
-            walls.append(float(wall))
+            seconds, peak_kib = first.split()
+            walls.append(float(seconds))
             peaks.append(int(peak_kib) / 2**20)
     totals = json.loads(report)["totals"]
     wall, peak = statistics.median(walls), max(peaks)
