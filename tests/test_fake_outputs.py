@@ -78,23 +78,25 @@ class _ConvNet(nn.Module):
         return self.head(out.chunk(2, dim=1)[0].mean(1))
 
 
-def _models() -> dict[str, Callable[[], tuple[nn.Module, dict[str, Any]]]]:
-    ids = torch.randint(3, 100, (2, 8))
-    encoder = nn.TransformerEncoder(
-        nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 2, enable_nested_tensor=False
-    )
-    return {
-        **{name: (lambda name=name: tiny_decoders()[name]) for name in ("llama", "mistral", "bart")},
-        "t5": lambda: (tiny_t5(), {"input_ids": ids, "decoder_input_ids": ids}),
-        "whisper": lambda: (tiny_whisper(), {"input_features": torch.randn(2, 8, 60), "decoder_input_ids": ids}),
-        "mixtral": lambda: (tiny_mixtral(), {"input_ids": torch.randint(0, 50, (2, 8))}),
-        "gpt": lambda: (tiny_gpt(), {"idx": torch.randint(0, 101, (2, 16))}),
-        "conv": lambda: (_ConvNet(), {"x": torch.randn(2, 3, 16, 16)}),
-        "encoder": lambda: (encoder, {"src": torch.randn(2, 8, 16)}),
-    }
+def _ids() -> torch.Tensor:
+    return torch.randint(3, 100, (2, 8))
 
 
-MODELS = _models()
+def _encoder() -> nn.Module:
+    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+    return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+
+# each built when its test runs, with its inputs
+MODELS: dict[str, Callable[[], tuple[nn.Module, dict[str, Any]]]] = {
+    **{name: (lambda name=name: tiny_decoders()[name]) for name in ("llama", "mistral", "bart")},
+    "t5": lambda: (tiny_t5(), {"input_ids": (ids := _ids()), "decoder_input_ids": ids}),
+    "whisper": lambda: (tiny_whisper(), {"input_features": torch.randn(2, 8, 60), "decoder_input_ids": _ids()}),
+    "mixtral": lambda: (tiny_mixtral(), {"input_ids": torch.randint(0, 50, (2, 8))}),
+    "gpt": lambda: (tiny_gpt(), {"idx": torch.randint(0, 101, (2, 16))}),
+    "conv": lambda: (_ConvNet(), {"x": torch.randn(2, 3, 16, 16)}),
+    "encoder": lambda: (_encoder(), {"src": torch.randn(2, 8, 16)}),
+}
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
