@@ -42,7 +42,7 @@ import transformers
 from torch import nn
 
 import paramscope
-from paramscope import MemoryPlan
+from paramscope import MemoryPlan, dtypes
 from paramscope._memory import OPTIMIZERS, PRECISIONS, attention_heads, kv_cache
 from paramscope._units import format_bytes
 from paramscope.examples import gpt2, resnet18
@@ -714,11 +714,13 @@ def test_kv_cache_in_fp8_is_one_byte_a_value(tiny_llama: nn.Module) -> None:
 
 
 @pytest.mark.parametrize(("kv_dtype", "bits"), [("int4", 4), ("int2", 2), ("Q4_0", 4.5)])
-def test_kv_cache_in_fewer_bits_than_a_byte(tiny_llama: nn.Module, kv_dtype: str, bits: float) -> None:
+def test_kv_cache_in_fewer_bits_than_a_byte(kv_dtype: str, bits: float) -> None:
     # int3 and int4 were sized packed and labelled exact (derived), with no word of the scales a quantized cache keeps
-    # beside its values; llama.cpp's Q4_0 cache is exact: 18 bytes a block of 32 values, scale included
-    values = sum(tensor.numel() for tensor in cache_tensors(prefill(tiny_llama, 2, 8)))
-    plan = plan_of(tiny_llama, seq=8, batch=2, dtype="float32", kv_dtype=kv_dtype)
+    # beside its values; llama.cpp's Q4_0 cache is exact: 18 bytes a block of 32 values, scale included (each head's
+    # key and value a whole number of blocks, as llama.cpp needs)
+    model = llama(head_dim=32)
+    values = sum(tensor.numel() for tensor in cache_tensors(prefill(model, 2, 8)))
+    plan = plan_of(model, seq=8, batch=2, dtype="float32", kv_dtype=kv_dtype)
     item = plan.item("KV cache")
     assert item.total_bytes == values * bits / 8
     note = (f"the KV cache's {kv_dtype} values are counted packed, {bits} bits each, as a quantized cache keeps them "
@@ -728,6 +730,68 @@ def test_kv_cache_in_fewer_bits_than_a_byte(tiny_llama: nn.Module, kv_dtype: str
         assert (item.label, [line for line in plan.notes if "counted packed" in line]) == ("derived", [])
     else:
         assert (item.label, note in plan.notes) == ("estimate", True)
+
+
+def partial_blocks(kv_dtype: str, name: str, length: int) -> str:
+    return (f"kv_dtype (--kv-dtype) {kv_dtype!r} keeps a cache in blocks of 32 values, and this model's {name} are "
+            f"{length} values a head: llama.cpp refuses such a cache; use a float dtype")  # fmt: skip
+
+
+@pytest.mark.parametrize("kv_dtype", ["Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "IQ4_NL"])
+def test_a_block_kv_cache_of_heads_that_are_no_whole_blocks_is_refused(kv_dtype: str) -> None:
+    # llama.cpp quantises each head's key and value on its own and refuses the context ("K cache type q4_0 with block
+    # size 32 does not divide n_embd_head_k=80"): the plan sized such a cache as if it could be made
+    model = llama(hidden_size=320, num_attention_heads=4, num_key_value_heads=2)  # heads of 80, Phi-2's
+    assert {tensor.shape[-1] for tensor in cache_tensors(prefill(model, 1, 2))} == {80}
+    with pytest.raises(paramscope.UsageError) as caught:
+        plan_of(model, seq=8, kv_dtype=kv_dtype)
+    assert str(caught.value) == partial_blocks(kv_dtype, "keys", 80)
+    plan_of(model, seq=8, kv_dtype="f16")  # a float cache has no blocks
+    whole = llama(hidden_size=256, num_attention_heads=4, num_key_value_heads=2)  # heads of 64: two blocks each
+    entry = dtypes.lookup(kv_dtype)
+    values = sum(tensor.numel() for tensor in cache_tensors(prefill(whole, 2, 8)))
+    item = plan_of(whole, seq=8, batch=2, kv_dtype=kv_dtype).item("KV cache")
+    assert item.total_bytes == values // entry.block_elements * entry.block_bytes
+
+
+def test_a_block_kv_cache_is_refused_for_the_layers_of_a_head_length_of_their_own() -> None:
+    # Gemma 4's full-attention layers keep keys of global_head_dim: 48 there, the sliding layers' 32 a block each
+    config = transformers.Gemma4TextConfig(**{**HYBRID, "head_dim": 32}, sliding_window=4, global_head_dim=48,
+                                           layer_types=["sliding_attention", "full_attention"] * 2,
+                                           num_global_key_value_heads=1, attention_k_eq_v=True,
+                                           hidden_size_per_layer_input=8, vocab_size_per_layer_input=64)  # fmt: skip
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    assert {tensor.shape[-1] for tensor in cache_tensors(prefill(model, 1, 2))} == {32, 48}
+    with pytest.raises(paramscope.UsageError) as caught:
+        plan_of(model, seq=8, kv_dtype="Q8_0")
+    assert str(caught.value) == partial_blocks("Q8_0", "keys", 48)
+
+
+@pytest.mark.parametrize(
+    ("latent", "rope", "refused"),
+    [(8, 4, ("keys", 12)), (48, 16, ("values", 48)), (64, 32, None)],
+)
+def test_a_block_kv_cache_of_an_mla_latent_follows_llama_cpp(latent: int, rope: int, refused: Any) -> None:
+    # llama.cpp's MLA cache: a key of the latent and the rotary key (DeepSeek's 512 + 64), a value of the latent
+    config = transformers.DeepseekV3Config(**{**TINY_DEEPSEEK, "kv_lora_rank": latent, "qk_rope_head_dim": rope})
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    if refused is None:
+        item = plan_of(model, seq=8, kv_dtype="Q8_0").item("KV cache")
+        assert item.total_bytes == 2 * 8 * (latent + rope) * 34 // 32  # 2 layers × 8 tokens, 34 bytes a block
+        return
+    with pytest.raises(paramscope.UsageError) as caught:
+        plan_of(model, seq=8, kv_dtype="Q8_0")
+    assert str(caught.value) == partial_blocks("Q8_0", *refused)
+
+
+def test_cli_a_block_kv_cache_of_heads_that_are_no_whole_blocks_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 2560,
+              "num_attention_heads": 32, "num_hidden_layers": 2, "intermediate_size": 64, "vocab_size": 64}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert_error(run(capsys, "memory", str(tmp_path), "--context", "4096", "--kv-dtype", "q4_0"),
+                 partial_blocks("q4_0", "keys", 80))  # fmt: skip
 
 
 def test_kv_cache_without_a_dtype_is_in_the_weights_dtype(tiny_llama: nn.Module) -> None:

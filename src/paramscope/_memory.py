@@ -13,7 +13,7 @@ import inspect as pyinspect
 import math
 import sys
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
@@ -745,6 +745,8 @@ def kv_cache(
             total += length * batch * sum(own)
             if layer.keeps_keys and any(own):
                 groups.setdefault(own, []).append(length)
+        # llama.cpp's MLA cache: keys of the latent and the rotary key, values of the latent
+        _refuse_partial_blocks(kv_dtype, [sum(own) for own in groups], [own[0] for own in groups])
         borrowing = sum(1 for layer in kinds if layer.keeps_keys and layer.latent == (0, 0))
         if borrowing:  # Mistral Large 4's kv_source_layers: counted once, in the layer that keeps it
             remarks.append(f"{borrowing} layers attend to an earlier layer's latent, keeping only their indexer's keys")
@@ -754,6 +756,9 @@ def kv_cache(
         formula = f"{each}{once} × {batch} × {size:g} B{extra}{_remark(remarks)}"
         return math.ceil((total + indexer_total) * size), formula, 1  # one latent for all heads: not split by TP
     head_dim, value_dim = _head_dims(fields, heads, hidden)
+    key_lengths = [layer.head_dim or head_dim for layer in kinds if layer.keeps_keys]
+    value_lengths = key_lengths if value_dim == head_dim else [value_dim] * len(key_lengths)
+    _refuse_partial_blocks(kv_dtype, key_lengths, value_lengths)
     if any(layer.head_dim or layer.kv_heads for layer in kinds):  # layers of their own shapes (per_layer_config)
         size_found, formula, fewest = _heterogeneous_cache(fields, kinds, lengths, heads, (head_dim, value_dim),
                                                            batch, span, size, remarks, extra)  # fmt: skip
@@ -783,6 +788,32 @@ def kv_cache(
     formula = (f"{each} × {held_text} × {batch} × {size:g} B{extra}"
                f"{_remark([why] * bool(why) + remarks)}")  # fmt: skip
     return math.ceil(values * size), formula, int(kv_heads)
+
+
+def _refuse_partial_blocks(kv_dtype: str, keys: Iterable[int], values: Iterable[int]) -> None:
+    """Refuse a cache in a block format (Q8_0, Q4_0: blocks of 32 values) whose key or value of a head, ``keys`` and
+    ``values`` long, is no whole number of blocks: llama.cpp quantises each head's row on its own, and refuses such a
+    cache when it makes the context ("K cache type q4_0 with block size 32 does not divide n_embd_head_k=80").
+
+    >>> _refuse_partial_blocks("Q4_0", [128], [128])
+    >>> try:
+    ...     _refuse_partial_blocks("Q8_0", [128], [80])
+    ... except UsageError as error:
+    ...     print(error)  # doctest: +NORMALIZE_WHITESPACE
+    kv_dtype (--kv-dtype) 'Q8_0' keeps a cache in blocks of 32 values, and this model's values are 80 values a head:
+    llama.cpp refuses such a cache; use a float dtype
+    """
+    entry = dtype_table.lookup(kv_dtype)
+    if entry.category != "block":
+        return
+    for name, lengths in (("keys", keys), ("values", values)):
+        partial = sorted({length for length in lengths if length % entry.block_elements})
+        if partial:
+            raise UsageError(
+                f"kv_dtype (--kv-dtype) {kv_dtype!r} keeps a cache in blocks of {entry.block_elements} values, and "
+                f"this model's {name} are {' or '.join(map(str, partial))} values a head: llama.cpp "
+                "refuses such a cache; use a float dtype"
+            )
 
 
 _Key = TypeVar("_Key")
