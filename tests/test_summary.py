@@ -1170,6 +1170,56 @@ def test_attention_the_cpu_kernel_refuses_saves_on_meta_what_it_saves_on_cpu(cas
         assert (device, report.totals.activations_bytes) == (device, truth)
 
 
+class FunctionalAttention(nn.Module):
+    """Attention by ``F.scaled_dot_product_attention`` as the module finds it when called (a shim that wraps it too),
+    in shapes every fused kernel takes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(32, 96)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).view(2, 16, 3, 4, 8).permute(2, 0, 3, 1, 4)
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+def passing_through(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A wrapper that calls ``function``, as a shim that logs or checks the calls would."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def test_attention_wrapped_where_torch_names_it_saves_on_meta_what_a_device_saves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # from review: with F.scaled_dot_product_attention replaced by a wrapper that calls it, the forward on meta took
+    # the math path and kept the attention matrix (655,360 B where a device's fused kernel keeps 167,936)
+    torch.manual_seed(0)
+    model, x = FunctionalAttention(), torch.randn(2, 16, 32)
+    truth, _ = torch_saved_bytes(model, x)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", passing_through(F.scaled_dot_product_attention))
+    assert torch_saved_bytes(model, x)[0] == truth  # a device's kernel, whoever calls it
+    assert paramscope.summary(model, input_data=x, mode="train").totals.activations_bytes == truth
+
+
+def test_attention_kept_to_the_math_path_by_sdpa_kernel_saves_on_meta_what_it_saves_on_cpu() -> None:
+    # from review: torch.nn.attention.sdpa_kernel(SDPBackend.MATH), whose flags every device reads, left the forward
+    # on meta on the fused kernel's bytes (167,936 B where the math path keeps 655,360)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    model, x = FunctionalAttention(), torch.randn(2, 16, 32)
+    fused, _ = torch_saved_bytes(model, x)
+    with sdpa_kernel([SDPBackend.MATH]):
+        kept, _ = torch_saved_bytes(model, x)
+        reports = [paramscope.summary(model, input_data=x, device=device, mode="train") for device in ("meta", "cpu")]
+    assert kept > fused
+    assert [report.totals.activations_bytes for report in reports] == [kept, kept]
+    assert paramscope.summary(model, input_data=x, mode="train").totals.activations_bytes == fused
+
+
 class PaddedAfterAView(nn.Module):
     """A view with a dimension of size 1, padded (Mamba2's mixer at one token): the padded tensor's layout follows
     the view's strides, and whether a reshape of it copies follows its layout."""

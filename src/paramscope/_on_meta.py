@@ -85,6 +85,10 @@ _FAST_EMBEDDING_BAG = (torch.float32, torch.float16, torch.bfloat16)
 # What torch's real kernels multiply besides bfloat16 (the CPU kernel refuses float64).
 _GROUPED_MM_DTYPES = (torch.float32, torch.float16)
 
+# torch's attention kernel as torch.nn.functional names it on import: what a function mode is handed when a model
+# calls it, through a wrapper in its place too (a shim that logs, then calls torch's)
+_SCALED_DOT_PRODUCT_ATTENTION: Any = torch.nn.functional.scaled_dot_product_attention
+
 
 def fake_tensors() -> FakeTensorMode:
     """The fake tensors a forward on meta runs on (see the module's docstring): the stand-ins and inputs are made
@@ -203,6 +207,8 @@ def _fused_attention(
     grouped = enable_gqa and key.shape[1] != query.shape[1]
     if query.dtype not in (torch.float16, torch.bfloat16) and (grouped or query.dtype != torch.float32):
         return None  # no fused GPU kernel takes float64, nor grouped heads in float32 (the module's docstring)
+    if not _fused_kernel_enabled(query.dtype):
+        return None  # sdpa_kernel(SDPBackend.MATH) around the forward, or in it: every device runs the math path
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         # as torch's scaled_dot_product_attention does before any kernel runs, on every device and each call: a
         # boolean mask becomes an additive one, in the query's dtype (which the kernel then saves for backward)
@@ -218,6 +224,16 @@ def _fused_attention(
         query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
     )
     return output
+
+
+def _fused_kernel_enabled(dtype: torch.dtype) -> bool:
+    """Whether ``torch.nn.attention.sdpa_kernel`` (or ``torch.backends.cuda.enable_flash_sdp`` and its kin) leaves a
+    GPU a fused kernel for ``dtype``: their flags are the process's, and every device's choice reads them (the CPU's
+    flash kernel the flash one). Of the fused kernels, only the memory-efficient one takes float32."""
+    backends = torch.backends.cuda
+    if dtype == torch.float32:
+        return backends.mem_efficient_sdp_enabled()
+    return backends.flash_sdp_enabled() or backends.mem_efficient_sdp_enabled() or backends.cudnn_sdp_enabled()
 
 
 def _fused_kernel_takes(
@@ -287,7 +303,8 @@ class _FusedAttention(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if func is torch.nn.functional.scaled_dot_product_attention:
+        # torch's kernel, or what torch.nn.functional names now (a Python function that hands itself to the modes)
+        if func is _SCALED_DOT_PRODUCT_ATTENTION or func is torch.nn.functional.scaled_dot_product_attention:
             return _attention(*args, **kwargs)
         if func in _DROPOUT:
             return _dropout(func, args, kwargs)
