@@ -1220,6 +1220,61 @@ def test_attention_kept_to_the_math_path_by_sdpa_kernel_saves_on_meta_what_it_sa
     assert paramscope.summary(model, input_data=x, mode="train").totals.activations_bytes == fused
 
 
+def grouped_attention_note(calls: int) -> str:
+    return (f"activations of {calls} grouped-query attention call(s) in float32 (fewer key/value heads than query "
+            "heads), as a GPU saves them (on meta): no fused GPU kernel takes them, and the math path keeps the "
+            "attention matrix; torch's CPU kernel takes them and saves less: a summary with --device cpu --mode "
+            "train measures cpu's")  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["heads", "one-sample", "mask-3d", "transposed", "gqa"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_grouped_query_attention_in_float32_on_meta_says_the_cpu_saves_less(case: str, dtype: torch.dtype) -> None:
+    # from review: meta measured float32 grouped-query attention on a GPU's math path (Llama's: 84,928 B to the CPU's
+    # 77,248) with no word of it, where the other differences from the CPU's kernels have a note
+    model, x = AttentionOffTheFusedKernel(case).to(dtype), torch.randn(2, 16, 8, dtype=dtype)
+    noted = case == "gqa" and dtype == torch.float32  # the CPU's fused kernel takes it, and no GPU's does
+    for mode in ("train", "eval"):  # in eval mode, the train-mode forward that measures the activations
+        report = paramscope.summary(model, input_data=x, mode=mode)
+        assert [note for note in report.notes if "grouped-query" in note] == [grouped_attention_note(1)] * noted
+    cpu = paramscope.summary(model, input_data=x, device="cpu", mode="train")
+    assert [note for note in cpu.notes if "grouped-query" in note] == []
+    if noted:
+        with attention_as_on_a_gpu():
+            on_a_gpu, _ = torch_saved_bytes(model, x)
+        assert report.totals.activations_bytes == on_a_gpu > cpu.totals.activations_bytes
+        assert cpu.totals.activations_bytes == torch_saved_bytes(model, x)[0]
+
+
+def mask_dropout_note(calls: int) -> str:
+    return (f"{calls} dropout call(s) kept a boolean mask for backward, as CUDA's fused kernel does (on meta); the "
+            "CPU keeps its noise in the input's dtype, four times the bytes in float32: a summary with --device cpu "
+            "--mode train measures cpu's")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("layers", "noted"),
+    [
+        ([nn.Linear(8, 8), nn.Dropout(0.1), nn.Linear(8, 8)], 1),
+        ([nn.Linear(8, 8), nn.Dropout(0.1), nn.Linear(8, 8), nn.Dropout(0.2), nn.Linear(8, 8)], 2),
+        ([nn.Dropout(0.1), nn.Linear(8, 8)], 0),  # its input needs no gradient: no mask is kept
+        ([nn.Linear(8, 8), nn.Dropout(0.1, inplace=True), nn.Linear(8, 8)], 0),  # the noise path on every device
+        ([nn.Linear(8, 8), nn.Dropout(0.0), nn.Linear(8, 8)], 0),
+    ],
+    ids=["one", "two", "input", "in-place", "p=0"],
+)
+def test_dropout_on_meta_says_the_cpu_keeps_its_noise(layers: list[nn.Module], noted: int) -> None:
+    # from review: meta keeps CUDA's boolean mask (18,432 B of a small MLP to the CPU's 24,576) with no word of it
+    model, x = nn.Sequential(*layers), torch.randn(32, 8)
+    for mode in ("train", "eval"):
+        report = paramscope.summary(model, input_data=x, mode=mode)
+        assert [note for note in report.notes if "dropout call" in note] == [mask_dropout_note(noted)] * bool(noted)
+    cpu = paramscope.summary(model, input_data=x, device="cpu", mode="train")
+    assert [note for note in cpu.notes if "dropout call" in note] == []
+    masks = sum(32 * 8 for layer in layers if isinstance(layer, nn.Dropout)) if noted else 0
+    assert cpu.totals.activations_bytes - report.totals.activations_bytes == masks * (4 - 1)
+
+
 class PaddedAfterAView(nn.Module):
     """A view with a dimension of size 1, padded (Mamba2's mixer at one token): the padded tensor's layout follows
     the view's strides, and whether a reshape of it copies follows its layout."""

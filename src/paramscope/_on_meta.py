@@ -205,7 +205,10 @@ def _fused_attention(
     if not _fused_kernel_takes(query, key, value, attn_mask, enable_gqa):
         return None
     grouped = enable_gqa and key.shape[1] != query.shape[1]
+    values = getattr(_running, "values", None)
     if query.dtype not in (torch.float16, torch.bfloat16) and (grouped or query.dtype != torch.float32):
+        if grouped and query.dtype == torch.float32 and torch.is_grad_enabled() and values is not None:
+            values.grouped_float32_attention += 1  # which the CPU's fused kernel takes (checked above)
         return None  # no fused GPU kernel takes float64, nor grouped heads in float32 (the module's docstring)
     if not _fused_kernel_enabled(query.dtype):
         return None  # sdpa_kernel(SDPBackend.MATH) around the forward, or in it: every device runs the math path
@@ -215,7 +218,6 @@ def _fused_attention(
         zero, minus_inf = (torch.scalar_tensor(value, dtype=query.dtype, device=attn_mask.device)
                            for value in (0.0, float("-inf")))  # fmt: skip
         attn_mask = torch.where(attn_mask, zero, minus_inf)
-    values = getattr(_running, "values", None)
     if values is not None:
         values.fused_attention += 1
     if dropout_p > 0 and torch.is_grad_enabled() and values is not None:
@@ -349,7 +351,12 @@ def _dropout(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     train = given.get(names[2]) is True and given.get("inplace", False) is False
     fused = (set(given) == set(names) and isinstance(tensor, torch.Tensor) and isinstance(p, float | int)
              and 0 < p < 1 and train and tensor.numel() > 0)  # fmt: skip
-    return torch.native_dropout(tensor, float(p), True)[0] if fused else func(*args, **kwargs)  # type: ignore[arg-type]
+    if not fused:
+        return func(*args, **kwargs)
+    values = getattr(_running, "values", None)
+    if values is not None and torch.is_grad_enabled() and tensor.requires_grad:  # type: ignore[union-attr]
+        values.mask_dropout += 1  # a mask kept for backward
+    return torch.native_dropout(tensor, float(p), True)[0]  # type: ignore[arg-type]
 
 
 def grouped_mm_size(mat_a: torch.Tensor, mat_b: torch.Tensor, offs: torch.Tensor | None) -> list[int] | None:
@@ -543,6 +550,12 @@ class _Values:
         self.batch_first_attention = 0
         """Calls of attention in float32 whose output is laid out batch first, as on a GPU, where the CPU's follows
         the query (see :func:`_as_cudas_efficient_attention`)."""
+        self.grouped_float32_attention = 0
+        """Calls of grouped-query attention in float32, for backward, run on the math path as on a GPU, where the
+        CPU's fused kernel takes them and saves less."""
+        self.mask_dropout = 0
+        """Calls of dropout, for backward, that kept a boolean mask as CUDA's fused kernel does, where the CPU keeps
+        its noise in the input's dtype."""
         self.unread: set[str] = set()
         """The functions of transformers' masks that checked a fake tensor without values, and went the way they go
         under a trace (a mask kept where a real device may skip it)."""

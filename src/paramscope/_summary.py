@@ -685,6 +685,8 @@ def as_a_device_notes(result: Trace) -> list[str]:
     return [
         *([_fused_with_dropout_note(result.fused_with_dropout)] if result.fused_with_dropout else []),
         *([_batch_first_attention_note(result.batch_first_attention)] if result.batch_first_attention else []),
+        *([_grouped_attention_note(result.grouped_float32_attention)] if result.grouped_float32_attention else []),
+        *([_mask_dropout_note(result.mask_dropout)] if result.mask_dropout else []),
         *([_finite_checks_note(result.finite_checks)] if result.finite_checks else []),
     ]
 
@@ -701,6 +703,21 @@ def _batch_first_attention_note(calls: int) -> str:
     return (f"{calls} float32 attention call(s) laid their output out batch first, as a GPU's fused kernel does (on "
             "meta); torch's CPU kernel follows the query's layout, so a copy of it that a GPU does not make (a "
             "transpose and reshape before the output projection) may be saved on cpu: a summary with --device cpu "
+            "--mode train measures cpu's")  # fmt: skip
+
+
+def _grouped_attention_note(calls: int) -> str:
+    """What the activations of grouped-query attention in float32 measured on meta are: a GPU's math path's."""
+    return (f"activations of {calls} grouped-query attention call(s) in float32 (fewer key/value heads than query "
+            "heads), as a GPU saves them (on meta): no fused GPU kernel takes them, and the math path keeps the "
+            "attention matrix; torch's CPU kernel takes them and saves less: a summary with --device cpu --mode "
+            "train measures cpu's")  # fmt: skip
+
+
+def _mask_dropout_note(calls: int) -> str:
+    """What the activations of dropout measured on meta are: a GPU's fused kernel's boolean mask."""
+    return (f"{calls} dropout call(s) kept a boolean mask for backward, as CUDA's fused kernel does (on meta); the "
+            "CPU keeps its noise in the input's dtype, four times the bytes in float32: a summary with --device cpu "
             "--mode train measures cpu's")  # fmt: skip
 
 

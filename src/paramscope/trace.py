@@ -581,6 +581,12 @@ class Trace:
     batch_first_attention: int = 0
     """On meta: the float32 attention calls whose output is laid out batch first, as on a GPU, where the CPU's follows
     a query laid out otherwise."""
+    grouped_float32_attention: int = 0
+    """On meta: the grouped-query attention calls in float32, for backward, run on the math path as on a GPU, where
+    the CPU's fused kernel takes them and saves less."""
+    mask_dropout: int = 0
+    """On meta: the dropout calls, for backward, that kept a boolean mask as CUDA's fused kernel does, where the CPU
+    keeps its noise in the input's dtype (four times the bytes in float32)."""
     measured_calls: list[str] = field(default_factory=list)
     """The modules the forward that measured the activations called, in order, where it is a forward of its own (on
     meta, the train-mode one beside an eval-mode summary's): a module may run in training alone."""
@@ -1347,6 +1353,8 @@ def _run(
                 trace_result.fused_with_dropout += values.fused_with_dropout
                 if measure_activations:  # what it says is of the bytes saved: the forward that measures them
                     trace_result.batch_first_attention += values.batch_first_attention
+                    trace_result.grouped_float32_attention += values.grouped_float32_attention
+                    trace_result.mask_dropout += values.mask_dropout
                 trace_result.finite_checks = max(trace_result.finite_checks, values.finite_reads)
             if find_trained:  # on meta, where the stand-ins are the graph's leaves
                 trace_result.trained = _reached_parameters(output, weights.items())
@@ -1416,7 +1424,7 @@ def trace(
     except ForwardError as error:
         result.activations_failure = f"no train-mode forward could run ({error})"
         result.checkpoint_calls = result.selective_calls = result.selective_unread = 0  # the failed forward's
-        result.batch_first_attention = 0
+        result.batch_first_attention = result.grouped_float32_attention = result.mask_dropout = 0
     else:
         result.activations_device = "meta"
     return result
