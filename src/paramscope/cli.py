@@ -861,7 +861,9 @@ def _run_memory(options: argparse.Namespace, stdout: IO[str]) -> int:
     _deliver(options, stdout, lambda: render(report, options.format, view), lambda: layout(report, view))
     plan = report.memory
     if plan is not None and plan.fits is False:
-        raise BudgetExceededError(plan.advice[0])
+        # by how much, then what would cut it: one line, as a budget's violations are, for a CI log (and for CSV,
+        # whose rows hold no notes)
+        raise BudgetExceededError("; ".join(plan.advice))
     if plan is not None and plan.fits is None and plan.settings.device_memory is not None:
         from ._units import format_bytes
 
