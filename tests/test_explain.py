@@ -83,15 +83,34 @@ def test_parametrized_layers_are_flagged() -> None:
     assert report.module("2").formula_matches is True  # a parametrization without tensors of its own
 
 
+def unwritten(layer: str, formula: str) -> str:
+    return (
+        f"{layer}: no {formula} formula until the uninitialised lazy tensors in it have sizes (its first forward pass)"
+    )
+
+
 def test_lazy_layers_have_no_formula_until_initialised() -> None:
     model = lazy()
     report = _explained(model)
     assert report.module("0").formula is None
     assert report.module("2").formula == "Linear: 2 × 6 + 2 = 14"
+    # from review: the formula column was blank and no note said why
+    assert report.notes == (*paramscope.inspect(model).notes, unwritten("'0' (LazyLinear)", "Linear"),
+                            unwritten("'3' (LazyBatchNorm1d)", "BatchNorm1d"))  # fmt: skip
     model(torch.zeros(3, 4))
     initialised = _explained(model)
     assert initialised.module("0").formula == "Linear: 6 × 4 + 6 = 30"
     assert initialised.module("3").formula_matches is True
+    assert not [note for note in initialised.notes if "no Linear formula" in note]
+
+
+def test_a_layer_whose_formula_reads_a_lazy_child_says_why_it_has_none() -> None:
+    layer = nn.TransformerEncoderLayer(16, 2, 32)
+    layer.linear1 = nn.LazyLinear(32)
+    report = _explained(layer)
+    assert (report.module("").formula, report.module("linear1").formula) == (None, None)
+    assert report.notes[-2:] == (unwritten("'(model)' (TransformerEncoderLayer)", "TransformerEncoderLayer"),
+                                 unwritten("'linear1' (LazyLinear)", "Linear"))  # fmt: skip
 
 
 def test_explain_golden_resnet18(golden, capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,10 +172,12 @@ def test_a_layer_with_lazy_tensors_has_its_formula_unchecked(build, path: str, f
     node = report.module(path)
     assert (node.formula, node.formula_matches) == (formula, None)
     params = formula.rpartition(" = ")[2]
+    lazy_child = [unwritten("'out_proj' (LazyLinear)", "Linear")] if path == "" else []  # the lazy layer itself
     assert report.notes == (
         *plain.notes,
         f"{layer}: the {formula.partition(':')[0]} formula gives {params} parameters and 0 buffer elements, which "
         "cannot be checked: some of its tensors have no known size",
+        *lazy_child,
     )
     text = render(report, "table", View(depth=1, explain=True))
     assert "sizes unknown (see notes); formula cannot be checked" in text

@@ -795,7 +795,7 @@ def _explain(walk: _Walk, nodes: tuple[ModuleNode, ...]) -> tuple[tuple[ModuleNo
     from .. import formulas
 
     held = _Held(walk, nodes)
-    explained, notes, differing, unchecked = [], [], [], []
+    explained, notes, differing, unchecked, unwritten = [], [], [], [], []
     counts: dict[Any, formulas.Count] = {}  # a model's repeated layers count alike
     for index, (node, module) in enumerate(zip(nodes, walk.node_modules, strict=True)):
         if node.same_as is not None:
@@ -805,7 +805,11 @@ def _explain(walk: _Walk, nodes: tuple[ModuleNode, ...]) -> tuple[tuple[ModuleNo
         layer = f"'{shortened(node.path) or '(model)'}' ({node.type})"
         if explanation.count is None:
             entry = explanation.entry
-            if entry is not None and entry.kind == "formula" and node.complete:
+            if entry is not None and entry.kind == "formula" and not node.complete:
+                # a lazy layer, or one whose formula reads a lazy child's sizes: they come with the first forward
+                unwritten.append(f"{layer}: no {entry.name} formula until the uninitialised lazy tensors in it have sizes "
+                                 "(its first forward pass)")  # fmt: skip
+            elif entry is not None and entry.kind == "formula":
                 notes.append(f"{layer}: {explanation.reason}; its tensors are counted")
             elif node.own_params and node.complete:
                 notes.append(f"{layer} has parameters of its own and no formula: they are counted directly")
@@ -840,6 +844,7 @@ def _explain(walk: _Walk, nodes: tuple[ModuleNode, ...]) -> tuple[tuple[ModuleNo
         explained.append(node._replace(formula=count.text, formula_matches=matches))
     notes += _capped(differing, "layers whose tensors differ from their formula (see formula_matches)")
     notes += _capped(unchecked, "layers whose formula cannot be checked")
+    notes += _capped(unwritten, "layers with no formula until their lazy tensors have sizes")
     return tuple(explained), notes
 
 
