@@ -807,8 +807,8 @@ def _explain(walk: _Walk, nodes: tuple[ModuleNode, ...]) -> tuple[tuple[ModuleNo
             entry = explanation.entry
             if entry is not None and entry.kind == "formula" and not node.complete:
                 # a lazy layer, or one whose formula reads a lazy child's sizes: they come with the first forward
-                unwritten.append(f"{layer}: no {entry.name} formula until the uninitialised lazy tensors in it have sizes "
-                                 "(its first forward pass)")  # fmt: skip
+                unwritten.append(f"{layer}: no {entry.name} formula until the uninitialised lazy tensors in it "
+                                 "have sizes (its first forward pass)")  # fmt: skip
             elif entry is not None and entry.kind == "formula":
                 notes.append(f"{layer}: {explanation.reason}; its tensors are counted")
             elif node.own_params and node.complete:
