@@ -158,6 +158,15 @@ def test_dtypes_takes_no_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert err == "paramscope: error: unrecognized arguments: float32 (see 'paramscope dtypes --help')\n"
 
 
+def test_dtypes_takes_no_units(capsys: pytest.CaptureFixture[str]) -> None:
+    # from review: --units was accepted and changed nothing: the table's sizes are bytes per element
+    code, _, err = _run(capsys, "dtypes", "--units", "si")
+    assert code == 2
+    assert err == "paramscope: error: unrecognized arguments: --units si (see 'paramscope dtypes --help')\n"
+    code, out, _ = _run(capsys, "dtypes", "--help")
+    assert (code, "--format" in out, "--units" in out) == (0, True, False)
+
+
 def test_formula_and_dtypes_work_without_torch(tmp_path) -> None:
     # A `torch` package whose import fails stands in front of the real one: the commands must not need it.
     fake = tmp_path / "torch"

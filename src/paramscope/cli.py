@@ -282,7 +282,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="the dtype table every size comes from",
         description="Every dtype paramscope knows: names, aliases, bits per value and storage per element.",
     )
-    _add_output_options(dtypes, ("table", "json", "markdown"))
+    _add_output_options(dtypes, ("table", "json", "markdown"), units=False)
     dtypes.set_defaults(handler=_run_dtypes, takes_arguments=False, command_parser=dtypes)
     return parser
 
@@ -452,7 +452,9 @@ def _add_hf_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     return hf
 
 
-def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...], *, units: bool = True) -> None:
+    """--format, --output, and --units where the output has sizes to write (not the dtype table's bytes per
+    element)."""
     parser.add_argument(
         "--format",
         choices=formats,
@@ -460,9 +462,10 @@ def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...
         help="output format (default: table; rich in a terminal, plain text otherwise)",
     )
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout (- for stdout)")
-    parser.add_argument(
-        "--units", choices=("iec", "si"), default="iec", help="byte units: iec (KiB, MiB; default) or si (kB, MB)"
-    )
+    if units:
+        parser.add_argument(
+            "--units", choices=("iec", "si"), default="iec", help="byte units: iec (KiB, MiB; default) or si (kB, MB)"
+        )
 
 
 @contextlib.contextmanager
