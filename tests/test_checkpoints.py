@@ -2148,6 +2148,18 @@ def test_gguf_split_model_beside_another_split_whose_name_starts_alike(tmp_path:
     assert report.totals.params == 2 * 32
 
 
+def test_gguf_split_model_is_named_once(tmp_path: Path) -> None:
+    # from review: each part's header names the model (as gguf-split copies it), and each was noted as a model of its
+    # own, as several models in a directory are
+    first = split_gguf(tmp_path, "m", 3)[0]
+    for target in (first, tmp_path):
+        report = paramscope.inspect(str(target))
+        assert len(report.source.files) == 3
+        assert [note for note in report.notes if "GGUF model" in note] == [
+            "m-00001-of-00003.gguf: GGUF model (unnamed), architecture llama"
+        ]
+
+
 def test_gguf_split_model_with_a_part_missing_and_one_past_the_count(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -645,7 +645,9 @@ def _read(path: Path) -> tuple[list[StoredTensor], list[str], bool]:
     _DECODER_CONFIGS[_config_key(path)] = _decoder_config(header.values)
     notes = _split_as_named(path, header.values)
     architecture, name = _text(header.values, "general.architecture"), _text(header.values, "general.name")
-    if architecture or name:
+    split = _SPLIT.match(path.name)
+    # a split model is named once, by its first part (read with the others: a part is never counted alone)
+    if (architecture or name) and (split is None or int(split["index"]) == 1):
         model, architecture = shortened(name or "(unnamed)"), shortened(architecture or "unknown")
         notes.append(f"{path.name}: GGUF model {model}, architecture {architecture}")
     headless = _has_no_output_head(header.values)
