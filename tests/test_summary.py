@@ -1240,9 +1240,12 @@ def test_grouped_query_attention_in_float32_on_meta_says_the_cpu_saves_less(case
     cpu = paramscope.summary(model, input_data=x, device="cpu", mode="train")
     assert [note for note in cpu.notes if "grouped-query" in note] == []
     if noted:
-        with attention_as_on_a_gpu():
+        with attention_as_on_a_gpu():  # the math path on every device: no difference to note
             on_a_gpu, _ = torch_saved_bytes(model, x)
+            kept = paramscope.summary(model, input_data=x, mode="train")
         assert report.totals.activations_bytes == on_a_gpu > cpu.totals.activations_bytes
+        assert (kept.totals.activations_bytes, [note for note in kept.notes if "grouped-query" in note]) == (
+            on_a_gpu, [])  # fmt: skip
         assert cpu.totals.activations_bytes == torch_saved_bytes(model, x)[0]
 
 

@@ -207,8 +207,9 @@ def _fused_attention(
     grouped = enable_gqa and key.shape[1] != query.shape[1]
     values = getattr(_running, "values", None)
     if query.dtype not in (torch.float16, torch.bfloat16) and (grouped or query.dtype != torch.float32):
-        if grouped and query.dtype == torch.float32 and torch.is_grad_enabled() and values is not None:
-            values.grouped_float32_attention += 1  # which the CPU's fused kernel takes (checked above)
+        cpu_takes = grouped and query.dtype == torch.float32 and torch.backends.cuda.flash_sdp_enabled()
+        if cpu_takes and torch.is_grad_enabled() and values is not None:  # the CPU's fused kernel (its shapes above)
+            values.grouped_float32_attention += 1
         return None  # no fused GPU kernel takes float64, nor grouped heads in float32 (the module's docstring)
     if not _fused_kernel_enabled(query.dtype):
         return None  # sdpa_kernel(SDPBackend.MATH) around the forward, or in it: every device runs the math path

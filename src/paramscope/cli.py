@@ -1038,8 +1038,8 @@ def run() -> int:
     """The console script and ``python -m paramscope``: :func:`main`, in a process that ends when it returns."""
     code = main()
     # Python's shutdown collects the garbage among every object still alive, torch's and transformers' a million of
-    # them: 1.5 s of a 70B summary's 10. Frozen, they are left to the operating system, as the rest of the process is
-    # (and as before, objects alive at exit are not promised a finalizer); atexit handlers still run.
+    # them: 1.1 to 1.3 s of a 70B summary's 10. Frozen, they are left to the operating system, as the rest of the
+    # process is (and as before, objects alive at exit are not promised a finalizer); atexit handlers still run.
     gc.freeze()
     return code
 
