@@ -787,8 +787,10 @@ def _shape(text: str) -> tuple[int, ...]:
     if not all(part.isascii() and part.isdigit() for part in parts):
         raise UsageError(f"--input-size {text!r} is not a shape: write it as 1,3,224,224")
     shape = tuple(int(part) for part in parts)
-    if not shape or any(dim < 1 for dim in shape):
+    if not shape:
         raise UsageError(f"--input-size {text!r} is not a shape: write it as 1,3,224,224")
+    if 0 in shape:  # a shape torch holds, of no values: no forward of it tells anything
+        raise UsageError(f"--input-size {text!r}: each dimension must be 1 or more (an input of no values)")
     too_large = next((dim for dim in shape if dim > MAX_DIMENSION), None)
     if too_large is not None:
         raise UsageError(f"--input-size {text!r}: dimension {too_large} is more than torch's limit, {MAX_DIMENSION:,}")
