@@ -1108,13 +1108,42 @@ def test_arguments_for_a_module_instance(capsys: pytest.CaptureFixture[str], mod
     )
 
 
-def test_target_without_an_attribute(capsys: pytest.CaptureFixture[str]) -> None:
+COMMANDS_ON_A_TARGET = [["inspect"], ["summary", "--input-size", "1,3,8,8"], ["memory"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS_ON_A_TARGET)
+def test_target_without_an_attribute(
+    capsys: pytest.CaptureFixture[str], command: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where nothing is named resnet18
     assert_error(
-        run(capsys, "inspect", "resnet18"),
+        run(capsys, command[0], "resnet18", *command[1:]),
         "resnet18: not a target paramscope can read; expected 'package.module:attr', 'path/to/file.py:attr', a "
         "checkpoint (.safetensors, .pt, .pth, .bin, .ckpt, .gguf, *.safetensors.index.json, *.bin.index.json), "
         "a config.json, a directory holding them, or hf:org/name",
     )
+
+
+@pytest.mark.parametrize("command", COMMANDS_ON_A_TARGET)
+@pytest.mark.parametrize("target", ["paramscope.examples", "my_models.vision.resnet"])
+def test_module_without_the_model_s_name(
+    capsys: pytest.CaptureFixture[str], command: list[str], target: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # from a README review: a dotted module name read as a file name, and said only that no such file exists
+    monkeypatch.chdir(tmp_path)
+    assert_error(
+        run(capsys, command[0], target, *command[1:]),
+        f"{target}: no such file or directory; for model code, name the model after a colon ({target}:NAME)",
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS_ON_A_TARGET)
+@pytest.mark.parametrize("target", ["model.safetensors", "Model.PT", "weights-v2.bin", "llama.3.gguf", "a.b-c", "d/e"])
+def test_a_file_name_that_names_nothing(
+    capsys: pytest.CaptureFixture[str], command: list[str], target: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert_error(run(capsys, command[0], target, *command[1:]), f"{target}: no such file or directory")
 
 
 @pytest.mark.parametrize(

@@ -1400,6 +1400,20 @@ def test_model_class_on_weights_read_from_their_headers_is_refused(
     assert run_json(capsys, tiny_llama.directory, "--trust-remote-code")["totals"]["params"] == numel(tiny_llama.model)
 
 
+def test_model_class_on_weights_without_a_config_says_there_is_none(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Saved
+) -> None:
+    # from a README review: the hint offered --from-config, which then fails for want of a config.json
+    (tiny_llama.directory / "config.json").unlink()
+    weights = tiny_llama.directory / "model.safetensors"
+    for target in (weights, tiny_llama.directory):
+        assert_error(
+            run(capsys, "inspect", str(target), "--model-class", "LlamaModel"),
+            f"{target}: --model-class is for a model built from a config.json; a checkpoint is read from its "
+            "weights: there is no config.json beside it to build a model from",
+        )
+
+
 def test_model_class_with_check_or_from_config_builds_that_class(
     capsys: pytest.CaptureFixture[str], tiny_llama: Saved
 ) -> None:

@@ -234,6 +234,25 @@ def _refuse_model_class(target: str, request: Request, why: str) -> None:
         raise UsageError(f"{target}: --model-class is for a model built from a config.json; {why}")
 
 
+# what a path that does not exist can still be meant as: a name with one of these endings is a file's
+_FILE_SUFFIXES = frozenset((*_TORCH_SUFFIXES, ".safetensors", ".gguf", ".json", ".py"))
+
+
+def _missing(target: str) -> TargetError | SourceError:
+    """The error for a target that names nothing on disk and is no model code: a name without a path's marks is not a
+    target at all; a dotted module name (``paramscope.examples``) lacks the model's name after a colon."""
+    path = Path(target)
+    if "/" in target or "\\" in target:
+        return SourceError(f"{target}: {_why_missing(path)}")
+    if not path.suffix:
+        return TargetError(f"{target}: not a target paramscope can read; expected {TARGET_FORMS}")
+    if path.suffix.lower() not in _FILE_SUFFIXES and all(part.isidentifier() for part in target.split(".")):
+        return TargetError(
+            f"{target}: no such file or directory; for model code, name the model after a colon ({target}:NAME)"
+        )
+    return SourceError(f"{target}: {_why_missing(path)}")
+
+
 def _why_missing(path: Path) -> str:
     """Why ``path.exists()`` is false: no such file, or a link in a loop (which exists() does not tell)."""
     from .safetensors import symlink_loop
@@ -274,7 +293,7 @@ def _config_report(config: Path, request: Request, target: str | None = None) ->
 def _path_report(target: str, request: Request) -> Report:
     path = Path(target)
     if not path.exists():
-        raise SourceError(f"{target}: {_why_missing(path)}")
+        raise _missing(target)
     _check_can_look_into(path)
     if not path.is_dir():
         from .safetensors import check_regular_file
@@ -303,7 +322,8 @@ def _path_report(target: str, request: Request) -> Report:
     if request.from_config:
         return _config_report(config, request, target)
     if not request.check:
-        _refuse_model_class(target, request, f"a checkpoint is read from its weights: {_BUILD_IT}")
+        build = _BUILD_IT if has_config else "there is no config.json beside it to build a model from"
+        _refuse_model_class(target, request, f"a checkpoint is read from its weights: {build}")
     report = _checkpoint(path, quiet=request.quiet)
     if request.check and report.source.kind == "gguf":
         # transformers reads a GGUF file only through its own name conversion (from_pretrained(gguf_file=...)):
@@ -417,9 +437,8 @@ def load_report_and_commit(target: str, request: Request | None = None) -> tuple
     elif is_code_target(target) and not Path(target).exists():
         report = _module_report(target, request)
     else:
-        looks_like_path = "/" in target or "\\" in target or Path(target).suffix or Path(target).exists()
-        if not looks_like_path:
-            raise TargetError(f"{target}: not a target paramscope can read; expected {TARGET_FORMS}")
+        if not Path(target).exists():
+            raise _missing(target)
         _refuse_arguments(target, request)
         try:
             report = _path_report(target, request)
@@ -490,7 +509,7 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str], str 
         )
     path = Path(target)
     if not path.exists():
-        raise SourceError(f"{target}: {_why_missing(path)}")
+        raise _missing(target)
     _check_can_look_into(path)
     # a config.json named itself; beside a checkpoint (a sharded one's *.index.json too) or in a directory
     config = (
