@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, shape_wrapper
 
 import paramscope
@@ -1810,6 +1811,111 @@ def test_a_bidirectional_batch_first_recurrent_layer_on_meta_says_cpu_saves_its_
     assert total == meta.totals.activations_bytes + x.nbytes
     copy = "on cpu, a bidirectional layer with batch_first saves its input once more; "
     assert meta.notes[-1] == RECURRENT_NOTE.format("(model)", copy)
+
+
+class PackedTagger(nn.Module):
+    """Token ids packed by their lengths (those given, or the ones the ids have before their padding, 0, or the
+    model's own) through a recurrent layer, then padded again."""
+
+    def __init__(self, layer: nn.LSTM | nn.GRU, lengths: list[int] | None = None, enforce_sorted: bool = False) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 8, padding_idx=0)
+        self.rnn = layer
+        self.head = nn.Linear(layer.hidden_size * (2 if layer.bidirectional else 1), 5)
+        self.lengths, self.enforce_sorted = lengths, enforce_sorted
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is None:
+            lengths = torch.tensor(self.lengths) if self.lengths else (tokens != 0).sum(1).cpu()
+        x = self.embed(tokens)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=self.enforce_sorted)
+        out, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=tokens.shape[1])
+        return self.head(out)
+
+
+PADDED_TOKENS = torch.tensor([[1, 2, 3, 0, 0, 0, 0], [4, 5, 6, 7, 8, 9, 1], [2, 3, 4, 5, 6, 0, 0]])
+RECURRENT_LAYERS = {
+    "lstm": lambda: nn.LSTM(8, 6, num_layers=2, batch_first=True, bidirectional=True),
+    "gru": lambda: nn.GRU(8, 6, batch_first=True),
+}
+
+
+def _rows(report: paramscope.Report) -> list[tuple[str, str, str, int | None, int | None]]:
+    assert report.calls is not None
+    return [(call.path, call.inputs, call.outputs, call.flops, call.activations_bytes) for call in report.calls]
+
+
+@pytest.mark.parametrize("layer", list(RECURRENT_LAYERS))
+@pytest.mark.parametrize("lengths", ["the model's", "given", "of the ids given"])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_pack_padded_sequence_in_the_forward_runs_on_meta_as_on_cpu(layer: str, lengths: str, mode: str) -> None:
+    # from a README review: on meta the packed data's length, which follows the lengths' values, failed the forward
+    torch.manual_seed(0)
+    model = PackedTagger(RECURRENT_LAYERS[layer](), [3, 7, 5] if lengths == "the model's" else None)
+    inputs = {"the model's": (PADDED_TOKENS,), "given": (PADDED_TOKENS, torch.tensor([3, 7, 5]))}
+    data = inputs.get(lengths, (PADDED_TOKENS,))
+    given = [tensor.clone() for tensor in data]
+    meta = paramscope.summary(model, input_data=data, mode=mode)
+    with torch.backends.mkldnn.flags(enabled=False, allow_tf32=None):  # the unfused cells, as on meta
+        cpu = paramscope.summary(model, input_data=data, mode=mode, device="cpu")
+        total, _ = torch_saved_bytes(model, *data)
+    assert all(torch.equal(a, b) for a, b in zip(data, given, strict=True))
+    rows = _rows(meta)
+    assert rows[2][1] == "PackedSequence(data=[15, 8], batch_sizes=[7], sorted_indices=[3], unsorted_indices=[3])"
+    if mode == "eval":  # on cpu, no activations: an eval-mode forward saves none
+        rows = [row[:-1] for row in rows]
+    assert rows == [row[:-1] if mode == "eval" else row for row in _rows(cpu)]
+    assert meta.totals.activations_bytes == total
+
+
+@pytest.mark.parametrize(
+    ("lengths", "enforce_sorted"), [([3, 7, 5], True), ([7, 5, 0], False), ([8, 5, 3], False)], ids=str
+)
+def test_lengths_torch_refuses_are_refused_on_meta_as_on_cpu(lengths: list[int], enforce_sorted: bool) -> None:
+    model = PackedTagger(nn.GRU(8, 6, batch_first=True), lengths, enforce_sorted)
+    errors = []
+    for device in ("cpu", "meta"):
+        with pytest.raises(ForwardError) as raised:
+            paramscope.summary(model, input_data=PADDED_TOKENS, device=device)
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1]
+    assert ": RuntimeError: " in errors[0]  # torch's own check, in pack_padded_sequence or in the layer
+
+
+def test_pack_padded_sequence_by_lengths_of_ids_made_from_sizes_says_to_run_on_cpu() -> None:
+    # ids made on meta have no values to count tokens in: the lengths are not known
+    model = PackedTagger(nn.GRU(8, 6, batch_first=True))
+    with pytest.raises(ForwardError) as raised:
+        paramscope.summary(model, input_size=(3, 7), dtypes=["long"])
+    assert str(raised.value) == (
+        "the forward failed in '(model)' with inputs [3, 7]: DynamicOutputShapeException: "
+        "aten._pack_padded_sequence.default makes a tensor whose size follows values (as nonzero() and a boolean mask "
+        "do); meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
+    )
+
+
+class BranchesOnItsInput(nn.Module):
+    """A forward that reads its input's values, and writes to the input, as a real device runs it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.positive, self.other = nn.Linear(4, 2), nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.positive(x) if bool((x > 0).all()) else self.other(x)
+        x.zero_()
+        return out
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_input_data_keeps_its_values_on_meta_and_the_callers_tensor_is_not_written(sign: int) -> None:
+    x = sign * torch.rand(2, 4).add(0.1)
+    given = x.clone()
+    meta = paramscope.summary(BranchesOnItsInput(), input_data=x)
+    cpu = paramscope.summary(BranchesOnItsInput(), input_data=x, device="cpu")
+    assert torch.equal(x, given)
+    assert [row[:3] for row in _rows(meta)] == [row[:3] for row in _rows(cpu)]
+    assert _rows(meta)[1][0] == ("positive" if sign > 0 else "other")
 
 
 class WithCompiledFunction(nn.Module):
@@ -3681,9 +3787,9 @@ def test_a_float16_bart_runs_on_meta() -> None:
 
 
 def test_transformers_attention_masks_run_on_meta() -> None:
-    # transformers reads a mask's values to decide whether it may skip it, unless the tensor is fake. On meta, where
-    # the values of a mask given are unknown, the mask is kept: its explicit form is an input of the attention layers,
-    # as on CPU when the mask has padding. (BART's decoder makes a mask of its own, of ones: known on meta too.)
+    # transformers reads a mask's values to decide whether it may skip it. On meta, a mask given keeps its values: a
+    # mask of ones is skipped, as on CPU, and one with padding is kept, its explicit form an input of the attention
+    # layers. (BART's decoder makes a mask of its own, of ones: known on meta too.)
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     bart = transformers.BartModel(transformers.BartConfig(
@@ -3694,15 +3800,22 @@ def test_transformers_attention_masks_run_on_meta() -> None:
         vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
         num_key_value_heads=1,
     )).eval()  # fmt: skip
-    ids = torch.ones(2, 16, dtype=torch.long)
+    ids, padded = torch.ones(2, 16, dtype=torch.long), torch.ones(2, 16, dtype=torch.long)
+    padded[1, 12:] = 0
+    kept = {}
     for model, inputs in [(bart, {"input_ids": ids}), (bart, {"input_ids": ids, "attention_mask": ids}),
-                          (llama, {"input_ids": ids, "attention_mask": ids})]:  # fmt: skip
+                          (llama, {"input_ids": ids, "attention_mask": ids}),
+                          (llama, {"input_ids": ids, "attention_mask": padded})]:  # fmt: skip
         meta = paramscope.summary(model, input_data=inputs, depth=ALL_DEPTHS)
         cpu = paramscope.summary(model, input_data=inputs, device="cpu", depth=ALL_DEPTHS)
-        assert [call.path for call in meta.calls or ()] == [call.path for call in cpu.calls or ()]
+        assert [(call.path, call.inputs) for call in meta.calls or ()] == [
+            (call.path, call.inputs) for call in cpu.calls or ()
+        ]
         assert meta.totals.flops == cpu.totals.flops == torch_flops(model, **inputs)[0]
-    attention = rows(meta)["model.layers.0.self_attn"]
-    assert "attention_mask=[2, 1, 16, 16] bool" in attention.inputs
+        if model is llama:
+            kept[inputs["attention_mask"] is padded] = rows(meta)["model.layers.0.self_attn"].inputs
+    assert "attention_mask" not in kept[False]  # skipped: transformers passes None
+    assert "attention_mask=[2, 1, 16, 16] bool" in kept[True]
 
 
 def tiny_decoders() -> dict[str, tuple[nn.Module, dict[str, Any]]]:
@@ -3752,22 +3865,56 @@ def test_a_decoder_without_a_cache_saves_on_meta_what_it_saves_on_cpu(name: str)
     ]
 
 
-def test_a_mask_check_on_values_given_on_meta_is_told() -> None:
-    # position ids or a mask given as inputs have no values on meta: transformers keeps the mask, a real device may
-    # not (these are one sequence each, and all ones), and the note says so instead of passing it off as the CPU's
+class MasksItsIds(nn.Module):
+    """A decoder given a mask, or position ids, computed from its input ids."""
+
+    def __init__(self, decoder: nn.Module, given: str) -> None:
+        super().__init__()
+        self.decoder, self.given = decoder, given
+
+    def forward(self, ids: torch.Tensor) -> Any:
+        ones = (ids >= 0).long()
+        if self.given == "attention_mask":
+            return self.decoder(input_ids=ids, attention_mask=ones)
+        return self.decoder(input_ids=ids, position_ids=ones.cumsum(-1) - 1, use_cache=False)
+
+
+MASK_CHECK_NOTE = (
+    "on meta, transformers' masks could not read the values of an input they check ({}), and kept the mask as under "
+    "a trace; on a real device the values decide (a mask of ones is skipped, position ids of one sequence each are "
+    "not packed), and the attention kernel and the activations may follow them: --device cpu runs with them"
+)
+
+
+def test_a_mask_check_on_values_given_on_meta_reads_them_as_cpu_does() -> None:
+    # position ids or a mask given as inputs keep their values on meta: transformers reads them as on a real device
+    # (these are one sequence each, and all ones: the mask is skipped), where it kept the mask, with a note
     model, inputs = tiny_decoders()["llama"]
     ids = inputs["input_ids"]
-    for given, check in [({"position_ids": torch.arange(8)[None], "use_cache": False}, "find_packed_sequence_indices"),
-                         ({"attention_mask": torch.ones_like(ids)}, "_ignore_causal_mask_sdpa")]:  # fmt: skip
-        report = paramscope.summary(model, input_data={**inputs, **given}, mode="train")
-        assert (
-            f"on meta, transformers' masks could not read the values of an input they check ({check}), and kept the "
-            "mask as under a trace; on a real device the values decide (a mask of ones is skipped, position ids of "
-            "one sequence each are not packed), and the attention kernel and the activations may follow them: "
-            "--device cpu runs with them"
-        ) in report.notes
-    made = paramscope.summary(model, input_data={**inputs, "use_cache": False}, mode="train")
-    assert not [note for note in made.notes if "masks" in note]  # the position ids the model made are known
+    for given in (
+        {"position_ids": torch.arange(8)[None], "use_cache": False},
+        {"attention_mask": torch.ones_like(ids)},
+    ):
+        data = {**inputs, **given}
+        meta = paramscope.summary(model, input_data=data, mode="train")
+        cpu = paramscope.summary(model, input_data=data, mode="train", device="cpu")
+        assert [(call.path, call.inputs) for call in meta.calls or ()] == [
+            (call.path, call.inputs) for call in cpu.calls or ()
+        ]
+        assert not [note for note in meta.notes if "masks" in note]
+
+
+@pytest.mark.parametrize(
+    ("given", "check"),
+    [("position_ids", "find_packed_sequence_indices"), ("attention_mask", "_ignore_causal_mask_sdpa")],
+)
+def test_a_mask_check_on_values_meta_has_not_is_told(given: str, check: str) -> None:
+    # computed from ids made from sizes, which have no values on meta: transformers keeps the mask, a real device may
+    # not, and the note says so instead of passing it off as the CPU's
+    model, inputs = tiny_decoders()["llama"]
+    shape = inputs["input_ids"].shape
+    report = paramscope.summary(MasksItsIds(model, given), input_size=shape, dtypes=["long"], mode="train")
+    assert MASK_CHECK_NOTE.format(check) in report.notes
 
 
 def test_transformers_is_tracing_is_its_own_again_after_a_forward_on_meta() -> None:
@@ -4110,8 +4257,15 @@ def test_a_copy_of_elements_without_values_has_none_on_meta(source: str) -> None
     # from the review of the empty-tensor change: a copy took its source's elements as values wherever its
     # destination was a small empty tensor, and the input's stand-in (made empty, of 64 bytes here) read as zeros
     with pytest.raises(ForwardError) as caught:
-        paramscope.summary(CopiesIntoABuffer(source), input_data=torch.ones(2, 4, dtype=torch.long))
+        paramscope.summary(CopiesIntoABuffer(source), input_size=(2, 4), dtypes=["long"])
     assert str(caught.value) == VALUES_READ_ON_META
+
+
+def test_a_copy_of_an_input_given_reads_its_values_on_meta() -> None:
+    ids = torch.full((2, 4), 3)
+    meta, cpu = (paramscope.summary(CopiesIntoABuffer("input"), input_data=ids, device=d) for d in ("meta", "cpu"))
+    assert [row[:4] for row in _rows(meta)] == [row[:4] for row in _rows(cpu)]
+    assert meta.totals.flops == torch_flops(CopiesIntoABuffer("input"), ids)[0] > 0
 
 
 class MakesEmptyTensorsThenCounts(nn.Module):

@@ -1,14 +1,15 @@
 """A forward on the meta device that runs the kernels a real device would, where meta's own differ.
 
 - The tensors are torch's fake tensors (meta tensors that say they are fake), so code that would read values goes
-  the way it goes under a trace: transformers keeps an attention mask given as an input instead of reading it to see
-  whether it may skip it, and leaves out its checks for padding. Code that still needs values fails, with the op
-  named.
-- Except for values the forward makes from no data of its own (``torch.arange`` positions, a ``torch.ones`` mask, the
-  elements it writes to a small ``torch.empty`` tensor, and what is computed from them alone): those are the same on
-  every device, and are kept on the cpu beside their fake tensors (:class:`_Values`), so reading them (``bool()``,
-  ``.item()``) gives what a real device reads, and transformers' masks read them as they do on a real device
-  (``masking_utils.is_tracing`` answers for them as for a tensor with values). Without a cache or a mask given,
+  the way it goes under a trace: transformers keeps an attention mask computed from inputs made from sizes instead of
+  reading it to see whether it may skip it, and leaves out its checks for padding. Code that still needs values
+  fails, with the op named.
+- Except for the values of the inputs given (``input_data``), and those the forward makes from no data of its own
+  (``torch.arange`` positions, a ``torch.ones`` mask, the elements it writes to a small ``torch.empty`` tensor), and
+  what is computed from them alone: those are the same on every device, and are kept on the cpu beside their fake
+  tensors (:class:`_Values`), so reading them (``bool()``, ``.item()``) gives what a real device reads, and
+  transformers' masks read them as they do on a real device (``masking_utils.is_tracing`` answers for them as for a
+  tensor with values). Without a cache or a mask given,
   transformers checks the position ids it made for packed sequences, and BART's decoder checks the all-ones mask it made
   for padding: under a trace both keep a mask, which takes attention off the fused kernel that a real device runs
   (Llama's and Mistral's grouped keys and values then repeated for every head, and saved).
@@ -25,9 +26,13 @@
 - ``_grouped_mm`` (the experts of transformers 5's mixtures of experts): torch's meta kernel checks what the fast
   CUDA kernel takes, bfloat16 alone; torch's CPU kernel and CUDA's fallback also take float32 and float16, so a
   float32 model runs on both, and here on meta too.
-- ``nn.TransformerEncoder`` given a padding mask: its check that the padding lies on the right reads the mask, which
-  has no values here: the layers run on the padded batch, as in a train-mode forward (a real device's fast path
-  packs the real tokens into a nested tensor).
+- ``nn.TransformerEncoder`` given a padding mask: its check that the padding lies on the right is answered no, its
+  values known or not: the layers run on the padded batch, as in a train-mode forward (a real device's fast path
+  packs the real tokens into a nested tensor, which the fake tensors do not take).
+- ``_pack_padded_sequence`` (``pack_padded_sequence``): the packed data's length follows the lengths' values, which
+  the fake tensors refuse. By lengths with known values, it is packed as torch's kernel packs it (its rows and checks
+  those of the kernel run on the cpu), and its batch sizes are a real cpu tensor, as torch keeps them: the kernels
+  that read them there (an LSTM's, ``pad_packed_sequence``'s) run on the fake data as on a device.
 - ``_embedding_bag`` (``nn.EmbeddingBag``): torch's meta kernel makes the bag index of every id, the bag sizes and
   ``max_indices`` as CUDA does; torch's CPU kernel skips the bag index on its fast path (mode sum, float32, float16
   or bfloat16 weights, no padding index) and makes it one longer than it keeps otherwise, makes the bag sizes one
@@ -78,6 +83,8 @@ _GROUPED_MM: Any = getattr(getattr(aten, "_grouped_mm", None), "default", None)
 _LEFT_ALIGNED: Any = aten._nested_tensor_from_mask_left_aligned.default
 
 _DEVICE: Any = torch.ops.prim.device.default
+# pack_padded_sequence's kernel: its result's length follows the lengths' values, which it reads on the cpu
+_PACK_PADDED_SEQUENCE: Any = aten._pack_padded_sequence.default
 _EMBEDDING_BAG: Any = aten._embedding_bag.default
 # the weights the CPU kernel adds up on its fast path of mode sum (torch's meta kernel leaves bfloat16 out)
 _FAST_EMBEDDING_BAG = (torch.float32, torch.float16, torch.bfloat16)
@@ -443,9 +450,13 @@ class _MetaKernels(TorchDispatchMode):
         if func is _EMBEDDING_BAG and _without_values(args[0]):
             return _embedding_bag_as_on_cpu(*args, **kwargs)
         if func is _LEFT_ALIGNED and _without_values(args[1]):
-            # a mask without values is not known to be left-aligned: the encoder runs its layers on the padded batch
-            # (a real device's fast path packs the real tokens into a nested tensor, which needs the values)
+            # answered no, the mask's values known or not: the encoder runs its layers on the padded batch (a real
+            # device's fast path packs the real tokens into a nested tensor, which the fake tensors do not take)
             return False
+        if func is _PACK_PADDED_SEQUENCE:
+            packed = _pack_padded_sequence(self.values, *args, **kwargs)
+            if packed is not None:
+                return packed
         if _on_the_cpu_alone(args, kwargs):
             with unset_fake_temporarily():
                 return func(*args, **kwargs)
@@ -528,11 +539,11 @@ class _Values:
     """The values of the fake tensors a forward on meta makes from no data of its own, kept on the cpu beside them
     (each up to :data:`KNOWN_VALUES_LIMIT` elements): an op whose tensor arguments all have known values (a factory
     has none; a real cpu tensor has its own) runs on the cpu as well, and a read of such values (``bool()``,
-    ``.item()``) gets the cpu's, which a fake tensor has not. The weights, the inputs and whatever is computed from
-    them have none. A write to a tensor with known values is made to its values too when all the op's other
-    arguments have known values; otherwise the values of every tensor in its storage are forgotten. A tensor whose
-    storage is no longer the one it had with its values (``set_``, ``.data =``, which torch makes without an op) has
-    none."""
+    ``.item()``) gets the cpu's, which a fake tensor has not. The weights, the inputs made from sizes and whatever
+    is computed from them have none; inputs given have theirs (:meth:`know`). A write to a tensor with known values
+    is made to its values too when all the op's other arguments have known values; otherwise the values of every
+    tensor in its storage are forgotten. A tensor whose storage is no longer the one it had with its values
+    (``set_``, ``.data =``, which torch makes without an op) has none."""
 
     def __init__(self) -> None:
         self.cpu: WeakIdKeyDictionary = WeakIdKeyDictionary()
@@ -573,6 +584,21 @@ class _Values:
         have been written (by an op that writes every element of a view, with known values). A view of it has values
         where all its elements were written; only a view of it, or a write of all of a view's elements, takes one
         whose elements were not all written."""
+
+    def know(self, fake: Any, given: torch.Tensor) -> None:
+        """Keep the values of ``given``, an input the caller gave with values, for ``fake``, its twin on meta: a real
+        device reads them (the lengths ``pack_padded_sequence`` packs by, a mask's). A copy: the forward's writes
+        to its values must not reach the caller's tensor. Up to :data:`KNOWN_VALUES_LIMIT` elements, of a strided
+        tensor of the twin's shape and dtype."""
+        if (not isinstance(fake, FakeTensor) or _without_values(given) or given.layout is not torch.strided
+                or given.is_quantized or given.numel() > KNOWN_VALUES_LIMIT
+                or (fake.shape, fake.dtype) != (given.shape, given.dtype)):  # fmt: skip
+            return
+        with unset_fake_temporarily():
+            values = given.detach().to("cpu", copy=True)
+        storage = fake.untyped_storage()._cdata
+        self.cpu[fake] = (values, storage)
+        self.storages.add(storage)
 
     def knows(self, tensor: Any) -> bool:
         if not isinstance(tensor, FakeTensor):
@@ -959,6 +985,27 @@ def _in_eval(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
 # by id: an op overload hashes in Python, and every op of the forward is looked up
 _INDEXING = {id(op) for op in (aten.index.Tensor, aten.index_put.default, aten.index_put_.default,
                                aten._index_put_impl_.default)}  # fmt: skip
+
+
+def _pack_padded_sequence(
+    values: _Values, input: torch.Tensor, lengths: torch.Tensor, batch_first: bool
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``_pack_padded_sequence`` of a fake ``input`` by ``lengths`` whose values are known (a cpu tensor, as torch
+    takes them): the packed data a fake tensor of the rows torch's kernel packs, and the batch sizes a real cpu
+    tensor, as torch makes them, which the kernels that read a packed sequence (an LSTM's, ``pad_packed_sequence``)
+    read on the cpu. None where the lengths have no values known: the fake tensors refuse it.
+
+    The rows and batch sizes are the kernel's own, and its checks too (lengths sorted, none 0): it runs on the cpu on
+    ``input``'s first two dimensions alone.
+    """
+    known = values._value(lengths)
+    if known is _UNKNOWN or not isinstance(input, FakeTensor):
+        return None
+    with unset_fake_temporarily():
+        # a tensor of no elements keeps its shape: the kernel refuses it, as it refuses the input
+        probe = torch.empty(input.shape[:2] if input.numel() else input.shape)
+        rows, batch_sizes = _PACK_PADDED_SEQUENCE(probe, known, batch_first)
+    return input.new_empty((rows.shape[0], *input.shape[2:])), batch_sizes
 
 
 def _without_values(tensor: torch.Tensor) -> bool:

@@ -1342,6 +1342,9 @@ def _run(
             except Exception as error:  # an input that cannot be made on meta: the model's own, with those inputs
                 hooks.failure = (error, "", args, kwargs)
                 raise
+            if values is not None:
+                for given in _tensors_in((args, kwargs)):
+                    values.know(memo.get(id(given)), given)
             if device != "meta":
                 _restore_callers_tensors(recorder, (args, kwargs), device)
             if count_flops or recorder.protected or recorder.restorable:
