@@ -588,10 +588,10 @@ class _Values:
     def know(self, fake: Any, given: torch.Tensor) -> None:
         """Keep the values of ``given``, an input the caller gave with values, for ``fake``, its twin on meta: a real
         device reads them (the lengths ``pack_padded_sequence`` packs by, a mask's). A copy: the forward's writes
-        to its values must not reach the caller's tensor. Up to :data:`KNOWN_VALUES_LIMIT` elements, of a strided
-        tensor of the twin's shape and dtype."""
-        if (not isinstance(fake, FakeTensor) or _without_values(given) or given.layout is not torch.strided
-                or given.is_quantized or given.numel() > KNOWN_VALUES_LIMIT
+        to its values must not reach the caller's tensor. Up to :data:`KNOWN_VALUES_LIMIT` elements, of a plain
+        strided tensor (a subclass's values may be no tensor's) of the twin's shape and dtype."""
+        if (not isinstance(fake, FakeTensor) or type(given) not in (torch.Tensor, torch.nn.Parameter) or given.is_meta
+                or given.layout is not torch.strided or given.is_quantized or given.numel() > KNOWN_VALUES_LIMIT
                 or (fake.shape, fake.dtype) != (given.shape, given.dtype)):  # fmt: skip
             return
         with unset_fake_temporarily():
