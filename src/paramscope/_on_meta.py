@@ -73,6 +73,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from ._autocast import lower_precision
 from ._fake_outputs import FakeOutputs
 from ._process_settings import KEEPS_DYNAMO_OUT, set_eval_frame, skipped_by_dynamo
+from ._storages import has_plain_storage, storage_key
 
 aten = torch.ops.aten
 # torch 2.8 added the op; with an older torch no model calls it
@@ -466,7 +467,8 @@ class _MetaKernels(TorchDispatchMode):
             output, *_ = self.values.run(func, args, kwargs)
             return output, output.new_empty(0), output.new_empty(0)
         if id(func) in _INDEXING and any(_is_real_mask(index) for index in args[1]):
-            return func(args[0], _positions(args[1]), *args[2:], **kwargs)
+            # through the values, as any op: a write to a tensor with values is made to them too, or forgets them
+            return self.values.run(func, (args[0], _positions(args[1]), *args[2:]), kwargs)
         if id(func) in _VIEWS:
             return _strided_as_on_a_device(args[0], self.values.run(func, args, kwargs))
         if func is _CONVOLUTION and not (_row_major(args[0]) and _row_major(args[1])):
@@ -568,6 +570,8 @@ class _Values:
         self.mask_dropout = 0
         """Calls of dropout, for backward, that kept a boolean mask as CUDA's fused kernel does, where the CPU keeps
         its noise in the input's dtype."""
+        self.given: dict[int, torch.UntypedStorage] = {}
+        """The copies of the storages of the inputs given, by the key of the storage copied (see :meth:`know`)."""
         self.unread: set[str] = set()
         """The functions of transformers' masks that checked a fake tensor without values, and went the way they go
         under a trace (a mask kept where a real device may skip it)."""
@@ -586,19 +590,27 @@ class _Values:
         whose elements were not all written."""
 
     def know(self, fake: Any, given: torch.Tensor) -> None:
-        """Keep the values of ``given``, an input the caller gave with values, for ``fake``, its twin on meta: a real
-        device reads them (the lengths ``pack_padded_sequence`` packs by, a mask's). A copy: the forward's writes
-        to its values must not reach the caller's tensor. Up to :data:`KNOWN_VALUES_LIMIT` elements, of a plain
-        strided tensor (a subclass's values may be no tensor's) of the twin's shape and dtype."""
-        if (not isinstance(fake, FakeTensor) or type(given) not in (torch.Tensor, torch.nn.Parameter) or given.is_meta
-                or given.layout is not torch.strided or given.is_quantized or given.numel() > KNOWN_VALUES_LIMIT
-                or (fake.shape, fake.dtype) != (given.shape, given.dtype)):  # fmt: skip
+        """Keep the values of ``given``, an integer or boolean input the caller gave, for ``fake``, its twin on meta:
+        a real device reads them (the lengths ``pack_padded_sequence`` packs by, a mask's, position ids). Each
+        storage is copied once, and viewed as ``given`` views its own, as its twin's storage is (see
+        ``_inputs._meta_twin``): an expanded tensor's rows are one, and the forward's writes do not reach the
+        caller's. Up to :data:`KNOWN_VALUES_LIMIT` elements in the storage, of a plain tensor of the twin's shape
+        and dtype. A floating-point input keeps none: the ops on it alone would run on the cpu too, as much work as
+        the forward on a real device, where meta computes nothing."""
+        if (not isinstance(fake, FakeTensor) or not has_plain_storage(given) or given.is_floating_point()
+                or given.is_complex() or (fake.shape, fake.dtype) != (given.shape, given.dtype)):  # fmt: skip
             return
+        storage = given.untyped_storage()
+        if storage.nbytes() % given.itemsize or storage.nbytes() // given.itemsize > KNOWN_VALUES_LIMIT:
+            return
+        key = storage_key(given)
         with unset_fake_temporarily():
-            values = given.detach().to("cpu", copy=True)
-        storage = fake.untyped_storage()._cdata
-        self.cpu[fake] = (values, storage)
-        self.storages.add(storage)
+            copy = self.given.get(key)
+            if copy is None:
+                copy = self.given[key] = torch.UntypedStorage(storage.nbytes()).copy_(storage)
+            values = torch.empty(0, dtype=given.dtype).set_(copy, given.storage_offset(), given.shape, given.stride())
+        self.cpu[fake] = (values, fake.untyped_storage()._cdata)
+        self.storages.add(fake.untyped_storage()._cdata)
 
     def knows(self, tensor: Any) -> bool:
         if not isinstance(tensor, FakeTensor):
@@ -995,17 +1007,24 @@ def _pack_padded_sequence(
     tensor, as torch makes them, which the kernels that read a packed sequence (an LSTM's, ``pad_packed_sequence``)
     read on the cpu. None where the lengths have no values known: the fake tensors refuse it.
 
-    The rows and batch sizes are the kernel's own, and its checks too (lengths sorted, none 0): it runs on the cpu on
-    ``input``'s first two dimensions alone.
+    The batch sizes are the kernel's own, and its checks too (the lengths' dtype, sorted, none 0), run on the cpu on
+    one step of the batch, a single element expanded: they follow the lengths alone. The data holds a row for each
+    sequence at each step up to the input's length (the kernel's slices stop there).
     """
     known = values._value(lengths)
     if known is _UNKNOWN or not isinstance(input, FakeTensor):
         return None
+    steps_dim = 1 if batch_first else 0
     with unset_fake_temporarily():
-        # a tensor of no elements keeps its shape: the kernel refuses it, as it refuses the input
-        probe = torch.empty(input.shape[:2] if input.numel() else input.shape)
-        rows, batch_sizes = _PACK_PADDED_SEQUENCE(probe, known, batch_first)
-    return input.new_empty((rows.shape[0], *input.shape[2:])), batch_sizes
+        if input.dim() < 2 or input.numel() == 0:  # the kernel refuses it, as it refuses the input
+            probe = torch.zeros((), dtype=torch.bool).expand(input.shape)
+        else:
+            one_step = list(input.shape[:2])
+            one_step[steps_dim] = 1
+            probe = torch.zeros((), dtype=torch.bool).expand(one_step)
+        _, batch_sizes = _PACK_PADDED_SEQUENCE(probe, known, batch_first)
+        rows = int(batch_sizes[: input.shape[steps_dim]].sum())
+    return input.new_empty((rows, *input.shape[2:])), batch_sizes
 
 
 def _without_values(tensor: torch.Tensor) -> bool:

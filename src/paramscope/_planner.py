@@ -714,7 +714,7 @@ def measure_activations(
         trained = _reported_names(model, result.trained)
         if autocast is not None:
             notes.append(_autocast_note(settings.precision, dtype, result.autocast_copies, units))
-        notes.extend(unfused_recurrent_note(model.named_modules(), {call.path for call in result.calls}))
+        notes.extend(unfused_recurrent_note(model.named_modules(), result.calls))
         notes.extend(as_a_device_notes(result))
         own = _checkpointed_by_model(result, regions, units)
         if own is not None:  # what the model checkpoints itself, whatever --grad-checkpointing asks

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ._walk import ModuleWalk
-    from .trace import ForwardError, Trace
+    from .trace import ForwardError, ModuleCall, Trace
 
 Shape = Sequence[int]
 _MAX_OPS_IN_NOTE = 10
@@ -520,7 +520,8 @@ def summarize(
         *_uncounted_note(result.uncounted_ops),
     ]
     if measured and result.activations_device == "meta":
-        notes.extend(unfused_recurrent_note(((in_report(at), module) for at, module in walk.named_modules), called))
+        named = ((in_report(at), module) for at, module in walk.named_modules)
+        notes.extend(unfused_recurrent_note(named, result.calls))
     notes.extend(forward_warning_notes(warned, measured))
     if result.unread_masks:
         notes.append(unread_masks_note(result.unread_masks))
@@ -608,27 +609,30 @@ def _fold_wrappers(result: Trace, renamed: Mapping[str, str]) -> None:
     result.measured_calls = list(dict.fromkeys(renamed.get(path, path) for path in result.measured_calls))
 
 
-def unfused_recurrent_note(named_modules: Iterable[tuple[str, nn.Module]], called: Container[str]) -> list[str]:
+def unfused_recurrent_note(named_modules: Iterable[tuple[str, nn.Module]], calls: Iterable[ModuleCall]) -> list[str]:
     """What the activations of recurrent layers measured on meta leave out: meta runs torch's unfused cells, where
     cpu runs oneDNN's LSTM kernel, which keeps a workspace besides, and copies the input of a bidirectional layer
-    with ``batch_first`` for each direction; a GPU's cuDNN kernels keep a reserve of their own."""
+    with ``batch_first`` for each direction; a GPU's cuDNN kernels keep a reserve of their own. A layer given a packed
+    sequence runs the cells on cpu too, and copies nothing (what its first call's inputs describe)."""
     from torch import nn
 
-    layers = [(path or "(model)", module) for path, module in named_modules
-              if path in called and isinstance(module, nn.RNNBase)]  # fmt: skip
+    inputs = {call.path: call.inputs for call in calls}
+    layers = [(path, module) for path, module in named_modules if path in inputs and isinstance(module, nn.RNNBase)]
     if not layers:
         return []
+    unpacked = [(path, module) for path, module in layers if not inputs[path].startswith("PackedSequence(")]
     # oneDNN runs an LSTM without projections (torch's RNN.cpp falls back to the cells for proj_size)
-    fused = [module for _, module in layers if isinstance(module, nn.LSTM) and not module.proj_size]
-    copied = [module for _, module in layers if module.bidirectional and module.batch_first and module not in fused]
+    fused = [module for _, module in unpacked if isinstance(module, nn.LSTM) and not module.proj_size]
+    copied = [module for _, module in unpacked if module.bidirectional and module.batch_first and module not in fused]
     on_cpu = [
         *(["oneDNN's LSTM kernel keeps a workspace besides, several times that"] if fused else []),
         *(["a bidirectional layer with batch_first saves its input once more"] if copied else []),
     ]
     cpu = f"on cpu, {' and '.join(on_cpu)}; " if on_cpu else ""
+    names = [path or "(model)" for path, _ in layers]
     return [
         f"activations of the recurrent layers, as torch's unfused cells save them (on meta): "
-        f"{listed([path for path, _ in layers], 5)}; {cpu}cuDNN's kernels on a GPU keep a reserve besides; a summary "
+        f"{listed(names, 5)}; {cpu}cuDNN's kernels on a GPU keep a reserve besides; a summary "
         "with --device cpu --mode train measures cpu's"
     ]
 
