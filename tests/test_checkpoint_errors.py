@@ -668,6 +668,63 @@ def legacy_pt_of_an_unknown_protocol_version(tmp: Path) -> Case:
     return Case(["inspect", str(path)], message)
 
 
+# From a review of crafted checkpoints: what torch's unpickler allows and pays for beyond the file's bytes
+
+
+def _costly(path: Path, builds: str) -> str:
+    return (f"{path}: refused: its pickle builds {builds}, which torch's unpickler would take without bound to read; "
+            "nothing in it was executed")  # fmt: skip
+
+
+def _nested_tuple_key(depth: int) -> bytes:
+    """``{((((),),),…): 1}``, a tuple ``depth`` deep as a dict key, in protocol 2."""
+    return b"\x80\x02}" + b")" + b"\x85" * depth + b"K\x01s."
+
+
+def _tuple_dag(depth: int) -> bytes:
+    """A tuple of two of the same tuple, ``depth`` times over: 2 ** depth items unfolded, in a few bytes each."""
+    return b")" + b"q\x00h\x00h\x00\x86" * depth
+
+
+def zip_with_a_key_nested_200000_tuples_deep(tmp: Path) -> Case:
+    # hashing the key overflowed the C stack inside torch's unpickler (exit 139, no message)
+    path = zip_with_data_pkl(tmp, _nested_tuple_key(200_000))
+    return Case(["inspect", str(path)], _costly(path, "a tuple nested more than 100 deep"))
+
+
+def zip_with_a_key_nested_1200_tuples_deep(tmp: Path) -> Case:
+    # a RecursionError traceback where the key was named
+    path = zip_with_data_pkl(tmp, _nested_tuple_key(1200))
+    return Case(["inspect", str(path)], _costly(path, "a tuple nested more than 100 deep"))
+
+
+def zip_with_a_key_of_2_to_the_100_items(tmp: Path) -> Case:
+    # hashing it never ended
+    path = zip_with_data_pkl(tmp, b"\x80\x02}" + _tuple_dag(100) + b"K\x01s.")
+    items = "a tuple of more than 100,000 items unfolded (a tuple repeated within itself)"
+    return Case(["inspect", str(path)], _costly(path, items))
+
+
+def zip_with_a_bytearray_of_a_gib(tmp: Path) -> Case:
+    # bytearray(2**30) in 400 bytes: torch's weights-only unpickler allows it, and fills a GiB
+    path = zip_with_data_pkl(tmp, b"\x80\x02}X\x01\x00\x00\x00xc__builtin__\nbytearray\nJ\x00\x00\x00@\x85Rs.")
+    return Case(
+        ["inspect", str(path)], _costly(path, "a bytearray of 1,073,741,824 bytes, made empty (more than 1,048,576)")
+    )
+
+
+def legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items(tmp: Path) -> Case:
+    # its repr, cut to 40 characters in the message, was made whole first: 12 minutes and 13 GB
+    saved = tmp / "whole.pt"
+    torch.save({"w": torch.zeros(100)}, saved, _use_new_zipfile_serialization=False)
+    data = saved.read_bytes()
+    version = pickle.dumps(1001, protocol=2)
+    path = tmp / "model.pt"
+    path.write_bytes(data.replace(version, b"\x80\x02" + _tuple_dag(30) + b"."))
+    items = "a tuple of more than 100,000 items unfolded (a tuple repeated within itself)"
+    return Case(["inspect", str(path)], _costly(path, items))
+
+
 def protocol_4_pickle(tmp: Path) -> Case:
     path = tmp / "model.pt"
     path.write_bytes(pickle.dumps({"fc.weight": [0.0] * 4}, protocol=4))  # torch warns of the protocol, then fails
@@ -1189,7 +1246,9 @@ CASES: list[Callable[[Path], Case]] = [
     saved_with_protocol(0, legacy=False), saved_with_protocol(1, legacy=False),
     pt_nested_too_deeply, truncated_pt, truncated_legacy_pt, legacy_pt_whose_storage_has_another_size,
     legacy_pt_whose_storage_keys_are_others, legacy_pt_with_a_negative_element_count,
-    legacy_pt_of_an_unknown_protocol_version,
+    legacy_pt_of_an_unknown_protocol_version, zip_with_a_key_nested_200000_tuples_deep,
+    zip_with_a_key_nested_1200_tuples_deep, zip_with_a_key_of_2_to_the_100_items, zip_with_a_bytearray_of_a_gib,
+    legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items,
     zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
     zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,

@@ -28,6 +28,7 @@ from torch.serialization import PROTOCOL_VERSION
 from .._errors import SourceError
 from .._units import format_bytes
 from ._file_mapping import mapped_storage, zeros_storage
+from ._pickle_scan import check_pickle
 
 _COUNT = struct.Struct("<q")
 WRONG_SIZE = "a storage's size in the file is not the size its pickle gives"
@@ -102,6 +103,9 @@ def _sparse_checks(*, keep: bool) -> Iterator[None]:
 
 
 def _unpickled(handle: IO[bytes], persistent_load: Any = None) -> Any:
+    start = handle.tell()
+    check_pickle(handle)  # walked first: what would cost torch's unpickler more than its bytes is refused
+    handle.seek(start)
     unpickler = weights_only.Unpickler(handle, encoding="utf-8")  # torch.load's encoding
     if persistent_load is not None:
         unpickler.persistent_load = persistent_load  # type: ignore[method-assign]

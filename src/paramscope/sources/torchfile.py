@@ -29,6 +29,7 @@ import struct
 import sys
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +44,7 @@ from .._report import Report
 from .._units import format_bytes, format_count, listed, shortened
 from ._file_mapping import MAP_REFUSED, named_in_utf8, read_only_storage
 from ._legacy_torch import WRONG_SIZE, load_legacy
+from ._pickle_scan import CostlyPickle, check_pickle
 from ._sharded import dtensor_class, dtensor_sharding
 from ._tensors import PACKED_FP4, fp4_note, fp4_values, sparse_parts, unusual_bytes
 from .checkpoint import (
@@ -180,7 +182,8 @@ def _check_archive(path: Path) -> list[_Record]:
     except (zipfile.BadZipFile, EOFError, UnicodeDecodeError, ValueError, OverflowError, NotImplementedError):
         # a name not in the UTF-8 its flag declares, offsets past any file (zipfile's own errors for a damaged one)
         raise SourceError(_DAMAGED.format(path=path)) from None
-    if not any(entry.filename.rpartition("/")[2] == "data.pkl" for entry in entries):
+    pickles = [entry for entry in entries if entry.filename.rpartition("/")[2] == "data.pkl"]
+    if not pickles:
         raise SourceError(f"{path}: a zip archive without data.pkl: not a PyTorch checkpoint")
     if any(entry.filename.rpartition("/")[2] == "constants.pkl" for entry in entries):  # torch.load's own test
         raise SourceError(
@@ -194,6 +197,13 @@ def _check_archive(path: Path) -> list[_Record]:
                 f"{path}: its record {printable(entry.filename)} is {format_bytes(entry.file_size)} unpacked, more "
                 f"than the {format_bytes(_MAX_RECORD_BYTES)} paramscope reads into memory"
             )
+    if pickles[0].file_size <= _MAX_SCANNED:  # the one torch reads
+        try:
+            with zipfile.ZipFile(path) as archive:
+                pickled = archive.read(pickles[0])
+        except (zipfile.BadZipFile, EOFError, ValueError, OverflowError, NotImplementedError, zlib.error):
+            raise SourceError(_DAMAGED.format(path=path)) from None
+        check_pickle(pickled)
     storages = [entry for entry in entries if "/data/" in entry.filename]
     for entry in storages:
         # torch maps a storage from the bytes of its record as they lie in the file (mmap=True): a compressed one
@@ -256,6 +266,11 @@ def _load_errors(path: Path) -> Iterator[None]:
         yield
     except SourceError:
         raise
+    except CostlyPickle as error:
+        raise SourceError(
+            f"{path}: refused: its pickle builds {error}, which torch's unpickler would take without bound to read; "
+            "nothing in it was executed"
+        ) from None
     except pickle.UnpicklingError as error:
         reason = _unpickler_message(error)
         if not any(marker in reason for marker in _REFUSALS):  # bytes that are no pickle torch.load can read
@@ -344,6 +359,10 @@ _PROTO = 0x80  # the opcode that opens a pickle of protocol 2 or more, its proto
 # pickle; one larger than this is not (pickletools, in pure Python, takes about a second for 2 MB: 13,000 tensors).
 _MAX_WALKED = 8 * 2**20
 _MAX_OPCODES = 500_000  # and as many opcodes (one-byte opcodes, 8 MiB of them, would take 13 s)
+# A data.pkl up to this size is walked for what would cost torch's unpickler more than its bytes (see _pickle_scan):
+# the walk takes about half a second a MiB, a third of what torch.load takes, and a list of 10^7 numbers beside the
+# weights (80 MiB) would cost as much again as its load. A larger one is read as torch reads it.
+_MAX_SCANNED = 2**20
 
 
 def _unread_protocol(path: Path) -> str | None:
