@@ -1833,6 +1833,7 @@ class PackedTagger(nn.Module):
         return self.head(out)
 
 
+DEVICES = ("meta", "cpu")
 PADDED_TOKENS = torch.tensor([[1, 2, 3, 0, 0, 0, 0], [4, 5, 6, 7, 8, 9, 1], [2, 3, 4, 5, 6, 0, 0]])
 RECURRENT_LAYERS = {
     "lstm": lambda: nn.LSTM(8, 6, num_layers=2, batch_first=True, bidirectional=True),
@@ -1894,6 +1895,55 @@ def test_pack_padded_sequence_by_lengths_of_ids_made_from_sizes_says_to_run_on_c
         "aten._pack_padded_sequence.default makes a tensor whose size follows values (as nonzero() and a boolean mask "
         "do); meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
     )
+
+
+class TrimsToItsLongest(nn.Module):
+    """Packs its ids by the lengths before their padding, and cuts the padded output to the longest."""
+
+    def __init__(self, enforce_sorted: bool) -> None:
+        super().__init__()
+        self.embed, self.rnn = nn.Embedding(10, 5), nn.GRU(5, 6, batch_first=True)
+        self.enforce_sorted = enforce_sorted
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        lengths = (ids != 0).sum(1).cpu()
+        packed = pack_padded_sequence(self.embed(ids), lengths, batch_first=True, enforce_sorted=self.enforce_sorted)
+        out, lengths = pad_packed_sequence(self.rnn(packed)[0], batch_first=True)
+        return out[:, : int(lengths.max())]
+
+
+@pytest.mark.parametrize("enforce_sorted", [True, False])
+def test_the_lengths_pad_packed_sequence_gives_are_read_on_meta(enforce_sorted: bool) -> None:
+    # from review: unsorted, its lengths are put back in order by a scatter into an empty tensor (invert_permutation),
+    # whose elements were taken as never written: reading them failed on meta
+    ids = torch.tensor([[4, 5, 6, 7, 0], [1, 2, 3, 0, 0]])
+    meta, cpu = (paramscope.summary(TrimsToItsLongest(enforce_sorted), input_data=ids, device=d) for d in DEVICES)
+    assert [row[:3] for row in _rows(meta)] == [row[:3] for row in _rows(cpu)]
+    assert _rows(meta)[0][2] == "[2, 4, 6]"
+
+
+class SizedByValues(nn.Module):
+    """Ops whose results' sizes follow values: those of a mask and ids given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.head = nn.Embedding(10, 4), nn.Linear(4, 3)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        picked = self.embed(ids)[mask.bool()]  # the mask's values alone size it
+        unique, counts = torch.unique(ids, return_counts=True)
+        return self.head(picked), mask.nonzero(), ids.masked_select(mask.bool()), unique, counts
+
+
+def test_ops_sized_by_the_values_of_inputs_given_run_on_meta_as_on_cpu() -> None:
+    # from review: the fake tensors refused them ("makes a tensor whose size follows values") though the values were
+    # known; a boolean mask of known values indexes as a real one does
+    ids = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    data = (ids, (ids != 0).long())
+    meta, cpu = (paramscope.summary(SizedByValues(), input_data=data, device=d, mode="train") for d in DEVICES)
+    assert _rows(meta) == _rows(cpu)
+    assert _rows(meta)[0][2] == "([5, 3], [5, 2], [5], [6], [6])"
+    assert meta.totals.activations_bytes == torch_saved_bytes(SizedByValues(), *data)[0]
 
 
 class BranchesOnItsInput(nn.Module):

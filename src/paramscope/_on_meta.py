@@ -4,15 +4,15 @@
   the way it goes under a trace: transformers keeps an attention mask computed from inputs made from sizes instead of
   reading it to see whether it may skip it, and leaves out its checks for padding. Code that still needs values
   fails, with the op named.
-- Except for the values of the inputs given (``input_data``), and those the forward makes from no data of its own
-  (``torch.arange`` positions, a ``torch.ones`` mask, the elements it writes to a small ``torch.empty`` tensor), and
-  what is computed from them alone: those are the same on every device, and are kept on the cpu beside their fake
-  tensors (:class:`_Values`), so reading them (``bool()``, ``.item()``) gives what a real device reads, and
-  transformers' masks read them as they do on a real device (``masking_utils.is_tracing`` answers for them as for a
-  tensor with values). Without a cache or a mask given,
-  transformers checks the position ids it made for packed sequences, and BART's decoder checks the all-ones mask it made
-  for padding: under a trace both keep a mask, which takes attention off the fused kernel that a real device runs
-  (Llama's and Mistral's grouped keys and values then repeated for every head, and saved).
+- Except for the values of the integer and boolean inputs given (``input_data``), and those the forward makes from no
+  data of its own (``torch.arange`` positions, a ``torch.ones`` mask, the elements it writes to a small
+  ``torch.empty`` tensor), and what is computed from them alone: those are the same on every device, and are kept on
+  the cpu beside their fake tensors (:class:`_Values`), so reading them (``bool()``, ``.item()``) gives what a real
+  device reads, and transformers' masks read them as they do on a real device (``masking_utils.is_tracing`` answers
+  for them as for a tensor with values). Without a cache or a mask given, transformers checks the position ids it made
+  for packed sequences, and BART's decoder checks the all-ones mask it made for padding: under a trace both keep a
+  mask, which takes attention off the fused kernel that a real device runs (Llama's and Mistral's grouped keys and
+  values then repeated for every head, and saved).
 - ``scaled_dot_product_attention``: meta takes the math fallback, which materialises the attention matrix; a GPU
   runs a fused kernel that keeps only the output and the logsumexp, and the meta form of torch's CPU
   flash-attention op does the same (grouped-query shapes included). Where the CPU kernel refuses the shapes (heads
@@ -29,6 +29,10 @@
 - ``nn.TransformerEncoder`` given a padding mask: its check that the padding lies on the right is answered no, its
   values known or not: the layers run on the padded batch, as in a train-mode forward (a real device's fast path
   packs the real tokens into a nested tensor, which the fake tensors do not take).
+- Ops whose result's size follows values (``nonzero``, ``masked_select``, ``unique``), which the fake tensors refuse:
+  of arguments whose values are all known, run on the cpu, their results fake tensors of the cpu's sizes, with its
+  values. Indexing by a boolean mask whose values are known takes the positions it holds, as torch does with a
+  real one.
 - ``_pack_padded_sequence`` (``pack_padded_sequence``): the packed data's length follows the lengths' values, which
   the fake tensors refuse. By lengths with known values, it is packed as torch's kernel packs it (its rows and checks
   those of the kernel run on the cpu), and its batch sizes are a real cpu tensor, as torch keeps them: the kernels
@@ -426,6 +430,16 @@ class _MetaKernels(TorchDispatchMode):
         """Whether products of operands in different dtypes are refused, as every device refuses them."""
         self.values = _Values()
 
+    def _mask_values(self, index: Any) -> torch.Tensor | None:
+        """The values of a boolean mask among an index's tensors, a real one's own or a fake one's known values
+        (a mask given, or made from one); None for any other index."""
+        if not isinstance(index, torch.Tensor) or index.dtype not in (torch.bool, torch.uint8):
+            return None
+        if not _without_values(index):
+            return index
+        known = self.values._value(index)
+        return None if known is _UNKNOWN else known
+
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         return not KEEPS_DYNAMO_OUT  # torch's wrapper only where the handler cannot keep dynamo out itself
@@ -466,9 +480,11 @@ class _MetaKernels(TorchDispatchMode):
             # saves), its meta kernel a mean and an inverse std of the running statistics as CUDA's own kernel does
             output, *_ = self.values.run(func, args, kwargs)
             return output, output.new_empty(0), output.new_empty(0)
-        if id(func) in _INDEXING and any(_is_real_mask(index) for index in args[1]):
-            # through the values, as any op: a write to a tensor with values is made to them too, or forgets them
-            return self.values.run(func, (args[0], _positions(args[1]), *args[2:]), kwargs)
+        if id(func) in _INDEXING:
+            masks = [self._mask_values(index) for index in args[1]]
+            if any(mask is not None for mask in masks):
+                # through the values, as any op: a write to a tensor with values is made to them too, or forgets them
+                return self.values.run(func, (args[0], _positions(args[1], masks), *args[2:]), kwargs)
         if id(func) in _VIEWS:
             return _strided_as_on_a_device(args[0], self.values.run(func, args, kwargs))
         if func is _CONVOLUTION and not (_row_major(args[0]) and _row_major(args[1])):
@@ -512,7 +528,7 @@ class _OpValues:
     """What :class:`_Values` needs to know of an op: whether its result follows its arguments' values (a tensor not
     random nor uninitialised, or a read of values), and the arguments it writes to (positions and names)."""
 
-    __slots__ = ("empty", "follows", "overwrites", "reads", "view", "writes")
+    __slots__ = ("empty", "follows", "overwrites", "positioned", "reads", "sized_by_values", "view", "writes")
 
     def __init__(self, func: Any) -> None:
         schema = getattr(func, "_schema", None)
@@ -526,6 +542,12 @@ class _OpValues:
         """Whether it makes a tensor without setting its values."""
         self.overwrites = name in _OVERWRITES
         """Whether it writes every element of its first argument, whatever it held."""
+        self.positioned = id(func) in _SCATTERS or id(func) in _INDEX_PUTS
+        """Whether it writes its first argument's elements at positions, whatever they held (see
+        :func:`_mark_written`)."""
+        self.sized_by_values = torch.Tag.dynamic_output_shape in getattr(func, "tags", ())
+        """Whether its result's size follows its arguments' values (nonzero, masked_select, unique), which the fake
+        tensors refuse."""
         if schema is None:
             return
         # those that return nothing too (the _foreach_ ops write to lists of tensors)
@@ -541,8 +563,9 @@ class _Values:
     """The values of the fake tensors a forward on meta makes from no data of its own, kept on the cpu beside them
     (each up to :data:`KNOWN_VALUES_LIMIT` elements): an op whose tensor arguments all have known values (a factory
     has none; a real cpu tensor has its own) runs on the cpu as well, and a read of such values (``bool()``,
-    ``.item()``) gets the cpu's, which a fake tensor has not. The weights, the inputs made from sizes and whatever
-    is computed from them have none; inputs given have theirs (:meth:`know`). A write to a tensor with known values
+    ``.item()``) gets the cpu's, which a fake tensor has not. The weights, the inputs made from sizes or of floating
+    point, and whatever is computed from them have none; integer and boolean inputs given have theirs
+    (:meth:`know`). A write to a tensor with known values
     is made to its values too when all the op's other arguments have known values; otherwise the values of every
     tensor in its storage are forgotten. A tensor whose storage is no longer the one it had with its values
     (``set_``, ``.data =``, which torch makes without an op) has none."""
@@ -666,11 +689,13 @@ class _Values:
             out = self._uniform(func, args, kwargs)
             if out is not _UNKNOWN:
                 return out
-        on_cpu = self._on_cpu(args, kwargs, op.view or op.overwrites) if op.follows else None
+        on_cpu = self._on_cpu(args, kwargs, op.view or op.overwrites or op.positioned) if op.follows else None
         if on_cpu is not None and op.reads:  # a read of values (.item(), bool()): the one a real device reads
             if self.assumed and self._assumed(args):
                 self.finite_reads += 1
             return _run_on_cpu(func, on_cpu)
+        if on_cpu is not None and op.sized_by_values and not op.writes:
+            return self._sized_by_values(func, args, kwargs, on_cpu)
         out = self.outputs.run(func, args, kwargs)
         if op.writes:
             if self.uniform:  # a check's result written to holds other values, through a view of it too
@@ -689,6 +714,23 @@ class _Values:
                     if isinstance(item, FakeTensor) and item in self.cpu:
                         self.assumed[item] = True
         return out
+
+    def _sized_by_values(
+        self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], on_cpu: tuple[list[Any], dict[str, Any]]
+    ) -> Any:
+        """``func``, whose result's size follows values, of arguments whose values are all known: run on the cpu,
+        its results fake tensors of the sizes (and strides) the cpu's have, on the device of its tensor arguments,
+        each with the cpu's values."""
+        values = _run_on_cpu(func, on_cpu)
+        device = next(arg.device for arg in chain(args, kwargs.values()) if isinstance(arg, torch.Tensor))
+        fakes = []
+        for value in values if isinstance(values, (list, tuple)) else (values,):
+            fake = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device=device)
+            if isinstance(fake, FakeTensor) and value.numel() <= KNOWN_VALUES_LIMIT:
+                self.cpu[fake] = (value, fake.untyped_storage()._cdata)
+                self.storages.add(fake.untyped_storage()._cdata)
+            fakes.append(fake)
+        return type(values)(fakes) if isinstance(values, (list, tuple)) else fakes[0]
 
     def _assumed(self, args: Sequence[Any]) -> bool:
         """Whether one of ``args`` has values that follow from a check answered for finite values."""
@@ -799,6 +841,8 @@ class _Values:
                     with unset_fake_temporarily():
                         if op.overwrites and index == 0:
                             elements.fill_(True)
+                            continue
+                        if index == 0 and _mark_written(func, elements, on_cpu):
                             continue
                         # a write that reads elements without values (add_) forgets the storage's values
                         kept = bool(elements.all())
@@ -929,6 +973,25 @@ def _argument(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str
     return kwargs[name] if name in kwargs else args[index] if index < len(args) else None
 
 
+# writes of the elements at positions, whatever they held: a scatter's, an index_put's without accumulating
+_SCATTERS = {id(aten.scatter_.src), id(aten.scatter_.value)}
+_INDEX_PUTS = {id(aten.index_put_.default), id(aten._index_put_impl_.default)}
+
+
+def _mark_written(func: Any, elements: torch.Tensor, on_cpu: tuple[list[Any], dict[str, Any]]) -> bool:
+    """Mark in ``elements`` (of a storage made without values) those that ``func`` wrote to its first argument at
+    positions it was given with values (``on_cpu``): a scatter's (``invert_permutation``'s, of
+    ``pack_padded_sequence``), an index_put's; False for any other op, and for one that reads what it writes to."""
+    args, kwargs = on_cpu
+    if id(func) in _SCATTERS:
+        elements.scatter_(_argument(args, kwargs, 1, "dim"), _argument(args, kwargs, 2, "index"), True)
+    elif id(func) in _INDEX_PUTS and not _argument(args, kwargs, 3, "accumulate"):
+        elements.index_put_(tuple(_argument(args, kwargs, 1, "indices")), torch.tensor(True))
+    else:
+        return False
+    return True
+
+
 def _run_on_cpu(func: Any, on_cpu: tuple[list[Any], dict[str, Any]]) -> Any:
     with unset_fake_temporarily(), torch.no_grad():
         return func(*on_cpu[0], **on_cpu[1])
@@ -1032,18 +1095,15 @@ def _without_values(tensor: torch.Tensor) -> bool:
     return isinstance(tensor, FakeTensor) or tensor.is_meta
 
 
-def _is_real_mask(index: Any) -> bool:
-    return isinstance(index, torch.Tensor) and index.dtype in (torch.bool, torch.uint8) and not _without_values(index)
-
-
-def _positions(indices: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
-    """``indices`` with each real boolean mask replaced by the positions it holds, one tensor a dimension, as torch
-    expands them itself: found on the cpu, where the mask has its values (a fake tensor would have none)."""
+def _positions(indices: list[torch.Tensor | None], masks: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """``indices`` with each boolean mask (whose values are ``masks``' item at its place) replaced by the positions
+    it holds, one tensor a dimension, as torch expands them itself: found on the cpu, where the values are (a fake
+    tensor has none)."""
     with unset_fake_temporarily():
         return [
             item
-            for index in indices
-            for item in (index.nonzero().unbind(1) if _is_real_mask(index) else (index,))  # type: ignore[union-attr]
+            for index, mask in zip(indices, masks, strict=True)
+            for item in (mask.nonzero().unbind(1) if mask is not None else (index,))
         ]
 
 
