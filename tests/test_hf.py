@@ -492,6 +492,45 @@ def test_config_with_more_layers_than_any_model_is_not_built(
             assert_error(run(capsys, command[0], str(path), *command[1:]), message)
 
 
+TINY_STACKS = {"d_model": 8, "encoder_attention_heads": 1, "decoder_attention_heads": 1, "encoder_ffn_dim": 8,
+               "decoder_ffn_dim": 8, "vocab_size": 10}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"architectures": ["BartModel"], "model_type": "bart", "encoder_layers": 0, "decoder_layers": 1,
+          **TINY_STACKS}, "encoder_layers"),
+        ({"architectures": ["T5ForConditionalGeneration"], "model_type": "t5", "num_layers": 0,
+          "num_decoder_layers": 1, "d_model": 8, "d_kv": 4, "d_ff": 8, "num_heads": 1, "vocab_size": 10}, "num_layers"),
+        ({"architectures": ["LlavaForConditionalGeneration"], "model_type": "llava",
+          "text_config": {"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 8, "intermediate_size": 8,
+                          "num_attention_heads": 1, "num_key_value_heads": 1, "vocab_size": 10},
+          "vision_config": {"model_type": "clip_vision_model", "num_hidden_layers": 0, "hidden_size": 8,
+                            "intermediate_size": 8, "num_attention_heads": 1, "image_size": 8, "patch_size": 4}},
+         "vision_config.num_hidden_layers"),
+    ],
+    ids=["bart-encoder", "t5-encoder", "llava-vision"],
+)  # fmt: skip
+def test_a_stack_besides_the_decoder_with_more_layers_than_any_model_is_not_built(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, config: dict[str, Any], field: str
+) -> None:
+    # from a review: the cap read the decoder's count alone; a BART of a million encoder layers grew past 1.5 GB
+    path = tmp_path / "config.json"
+    *parents, key = field.split(".")
+    for layers, refused in ((2, False), (10_001, True)):
+        holder = config
+        for parent in parents:
+            holder = holder[parent]
+        holder[key] = layers
+        path.write_text(json.dumps(config))
+        if refused:
+            message = f"{path}: {field} {layers:,} is more layers than any model has (at most 10,000)"
+            assert_error(run(capsys, "inspect", str(path)), message)
+        else:  # the same config, of a size models have, is built
+            assert run_json(capsys, path)["totals"]["params"] > 0
+
+
 @pytest.mark.parametrize("method", ["bitsandbytes", "gptq", "not-one-transformers-knows"])
 def test_quantisation_a_config_declares_is_said_not_to_be_applied(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, method: str

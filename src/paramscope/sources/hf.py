@@ -14,7 +14,7 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -295,14 +295,38 @@ _MAX_BUILT_LAYERS = 10_000
 
 
 def _check_depth(config: Any, shown: str) -> None:
-    """Refuse a config whose model (or whose text model, in a multimodal config) has more layers than any model: it
-    would make that many modules, and hold them all."""
+    """Refuse a config whose model, or any stack in it (an encoder's, a vision tower's), has more layers than any
+    model: it would make that many modules, and hold them all."""
     from .._memory import decoder_layers
 
+    values = config.to_dict()
     try:
-        decoder_layers(config.to_dict(), _MAX_BUILT_LAYERS)
+        decoder_layers(values, _MAX_BUILT_LAYERS)
     except UsageError as error:
         raise SourceError(f"{shown}: {error}") from None
+    for name, layers in _layer_counts(values):
+        if layers > _MAX_BUILT_LAYERS:
+            raise SourceError(
+                f"{shown}: {name} {layers:,} is more layers than any model has (at most {_MAX_BUILT_LAYERS:,})"
+            )
+
+
+# the fields that count a stack's layers, by name: num_hidden_layers, encoder_layers, num_decoder_layers, n_layer,
+# depth; depths (Swin's, a count per stage) are added up
+_LAYER_COUNT = re.compile(r"(?:^|_)(?:layers?|depths?)$")
+
+
+def _layer_counts(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, int]]:
+    """Each layer count in a config's values (a sub-config's named by its path: ``vision_config.num_hidden_layers``);
+    a list of them as its largest item, or, for depths per stage, as their sum."""
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _layer_counts(value, f"{name}.")
+        elif isinstance(key, str) and _LAYER_COUNT.search(key):
+            counts = value if isinstance(value, list) else [value]
+            if counts and all(isinstance(count, int) and not isinstance(count, bool) for count in counts):
+                yield name, sum(counts) if key.endswith("depths") else max(counts)
 
 
 def _not_an_auto_model(transformers: Any, config: Any) -> str:
