@@ -725,6 +725,19 @@ def legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items(tmp: Path) 
     return Case(["inspect", str(path)], _costly(path, items))
 
 
+def zip_without_a_version_record(tmp: Path) -> Case:
+    # from review: torch's own words followed, "(Could this error message be improved? If so, please report an
+    # enhancement request to PyTorch.)"
+    saved = saved_pt(tmp / "saved.pt")
+    path = tmp / "model.pt"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
+        for entry in source.infolist():
+            if not entry.filename.endswith("/version"):
+                target.writestr(entry, source.read(entry))
+    message = f'{path}: not a readable PyTorch checkpoint (Expected hasRecord("version") to be true, but got false.)'
+    return Case(["inspect", str(path)], message)
+
+
 def protocol_4_pickle(tmp: Path) -> Case:
     path = tmp / "model.pt"
     path.write_bytes(pickle.dumps({"fc.weight": [0.0] * 4}, protocol=4))  # torch warns of the protocol, then fails
@@ -1248,7 +1261,7 @@ CASES: list[Callable[[Path], Case]] = [
     legacy_pt_whose_storage_keys_are_others, legacy_pt_with_a_negative_element_count,
     legacy_pt_of_an_unknown_protocol_version, zip_with_a_key_nested_200000_tuples_deep,
     zip_with_a_key_nested_1200_tuples_deep, zip_with_a_key_of_2_to_the_100_items, zip_with_a_bytearray_of_a_gib,
-    legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items,
+    legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items, zip_without_a_version_record,
     zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
     zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,

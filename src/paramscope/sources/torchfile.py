@@ -109,6 +109,11 @@ _MINIZ_ADVICE = " This is an internal miniz error"  # torch's words after a reco
 # the two sizes together ("storage has wrong byte size: expected %ld got %ld396400": 396, or 39 and 6400?).
 _WRONG_STORAGE_SIZE = "storage has wrong byte size: expected %ld got %ld"
 _ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: can't allocate memory: you tried to allocate (\d+) bytes")
+# what torch's C++ checks add to their messages, about torch itself: the check's source line, and a request for reports
+_TORCH_CHECK_WORDS = re.compile(
+    r"^\[enforce fail at [^\]]*\] \.? ?|\s*\(Could this error message be improved\?\s+If so, please report an\s+"
+    r"enhancement request to PyTorch\.\)"
+)
 
 
 def _unpickler_message(error: Exception) -> str:
@@ -290,7 +295,7 @@ def _load_errors(path: Path) -> Iterator[None]:
         wanted = _ALLOCATION_FAILED.search(str(error))
         if wanted:
             raise _out_of_memory(path, int(wanted.group(1))) from None
-        text = str(error).strip()
+        text = _TORCH_CHECK_WORDS.sub("", str(error)).strip()
         if _MINIZ_ADVICE in text:  # "failed locating file data/0: file not found. This is an internal miniz ..."
             text = text.split(_MINIZ_ADVICE)[0].removesuffix(".")
         first = _one_line(text.splitlines()[0]) if text else type(error).__name__
