@@ -565,10 +565,10 @@ class _Values:
     has none; a real cpu tensor has its own) runs on the cpu as well, and a read of such values (``bool()``,
     ``.item()``) gets the cpu's, which a fake tensor has not. The weights, the inputs made from sizes or of floating
     point, and whatever is computed from them have none; integer and boolean inputs given have theirs
-    (:meth:`know`). A write to a tensor with known values
-    is made to its values too when all the op's other arguments have known values; otherwise the values of every
-    tensor in its storage are forgotten. A tensor whose storage is no longer the one it had with its values
-    (``set_``, ``.data =``, which torch makes without an op) has none."""
+    (:meth:`know`). A write to a tensor with known values is made to its values too when all the op's other
+    arguments have known values; otherwise the values of every tensor in its storage are forgotten. A tensor whose
+    storage is no longer the one it had with its values (``set_``, ``.data =``, which torch makes without an op) has
+    none."""
 
     def __init__(self) -> None:
         self.cpu: WeakIdKeyDictionary = WeakIdKeyDictionary()
@@ -722,7 +722,8 @@ class _Values:
         its results fake tensors of the sizes (and strides) the cpu's have, on the device of its tensor arguments,
         each with the cpu's values."""
         values = _run_on_cpu(func, on_cpu)
-        device = next(arg.device for arg in chain(args, kwargs.values()) if isinstance(arg, torch.Tensor))
+        tensors = (arg for arg in chain(args, kwargs.values()) if isinstance(arg, torch.Tensor))
+        device = next(tensors).device  # one at least: its values are why it runs here
         fakes = []
         for value in values if isinstance(values, (list, tuple)) else (values,):
             fake = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device=device)
