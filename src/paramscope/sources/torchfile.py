@@ -766,9 +766,9 @@ def _check_storages(path: Path, loaded: Any, records: list[_Record], contents: _
     the tensors would be counted at sizes the file does not hold. torch.save writes each storage whole, so the
     storages of a file it wrote never take more than their records hold.
 
-    Each storage is checked against its own record, the one it was mapped from: all lie the same distance from
-    their records (the start of the mapping), which is found by trying the records for the first storage. Where no
-    one distance fits them all (storages made by the pickle itself, not mapped), they are checked together."""
+    Each storage is checked against its own record: ordered by where they lie in memory, the storages match the
+    records ordered by where they lie in the file, when there are as many of each and all lie the same distance
+    apart (the start of the mapping). Otherwise (records no tensor uses) the storages are checked together."""
     tensors = [("the tensor", loaded)] if contents is None else contents.leaves(loaded)
     storages: dict[int, tuple[int, str]] = {}  # where a storage's data starts: its bytes, and a tensor it holds
     for name, tensor in tensors:
@@ -781,9 +781,9 @@ def _check_storages(path: Path, loaded: Any, records: list[_Record], contents: _
             storages.setdefault(storage.data_ptr(), (storage.nbytes(), name))
     mapped = sorted((start, nbytes, name) for start, (nbytes, name) in storages.items() if nbytes)
     filled = sorted((record for record in records if record.size), key=lambda record: record.offset)
-    own = _own_records([start for start, _, _ in mapped], filled)
-    if own is not None:
-        for (_, nbytes, name), record in zip(mapped, own, strict=True):
+    pairs = list(zip(mapped, filled, strict=False))
+    if len(mapped) == len(filled) and len({start - record.offset for (start, _, _), record in pairs}) < 2:
+        for (_, nbytes, name), record in pairs:
             if nbytes > record.size:
                 raise SourceError(
                     f"{path}: the storage of {printable(name)} takes {format_bytes(nbytes)}, but its record "
@@ -797,30 +797,6 @@ def _check_storages(path: Path, loaded: Any, records: list[_Record], contents: _
             f"{path}: its tensors' storages take {format_bytes(claimed)}, but its archive holds "
             f"{format_bytes(held)} of storage data: damaged, or not written by torch.save"
         )
-
-
-def _own_records(starts: list[int], records: list[_Record]) -> list[_Record] | None:
-    """The record each storage (by where its data starts in memory, in order) was mapped from: the records at one
-    distance from them all, the start of the file's mapping; None where none fits (or the search would take more
-    than a million steps: an archive of many records no tensor uses, made so)."""
-    if not starts:
-        return []
-    at_offset = {record.offset: record for record in records}
-    steps = 0
-    for candidate in records:  # the first storage's, by offset: a file torch.save wrote fits at the first
-        base = starts[0] - candidate.offset
-        own = []
-        for start in starts:
-            steps += 1
-            record = at_offset.get(start - base)
-            if record is None:
-                break
-            own.append(record)
-        else:
-            return own
-        if steps > 1_000_000:
-            return None
-    return None
 
 
 def _counted(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], str]:
