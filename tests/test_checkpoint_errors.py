@@ -701,16 +701,59 @@ def zip_with_a_key_nested_1200_tuples_deep(tmp: Path) -> Case:
 def zip_with_a_key_of_2_to_the_100_items(tmp: Path) -> Case:
     # hashing it never ended
     path = zip_with_data_pkl(tmp, b"\x80\x02}" + _tuple_dag(100) + b"K\x01s.")
-    items = "a tuple of more than 100,000 items unfolded (a tuple repeated within itself)"
+    items = "a tuple of more than 10,000,000 items unfolded (a tuple repeated within itself)"
     return Case(["inspect", str(path)], _costly(path, items))
 
 
 def zip_with_a_bytearray_of_a_gib(tmp: Path) -> Case:
     # bytearray(2**30) in 400 bytes: torch's weights-only unpickler allows it, and fills a GiB
     path = zip_with_data_pkl(tmp, b"\x80\x02}X\x01\x00\x00\x00xc__builtin__\nbytearray\nJ\x00\x00\x00@\x85Rs.")
-    return Case(
-        ["inspect", str(path)], _costly(path, "a bytearray of 1,073,741,824 bytes, made empty (more than 1,048,576)")
-    )
+    made = "a bytearray of 1,073,741,824 bytes, made empty (torch.save pickles a bytearray's bytes)"
+    return Case(["inspect", str(path)], _costly(path, made))
+
+
+def zip_with_a_bytearray_made_through_another_function(tmp: Path) -> Case:
+    # from review: _rebuild_from_type_v2(bytearray, Tensor, (2**31,), {}) filled 2 GiB before failing
+    pickled = (b"\x80\x02}X\x01\x00\x00\x00xctorch._tensor\n_rebuild_from_type_v2\n(c__builtin__\nbytearray\n"
+               b"ctorch\nTensor\nJ\x00\x00\x00@\x85}tRs.")  # fmt: skip
+    path = zip_with_data_pkl(tmp, pickled)
+    return Case(["inspect", str(path)], _costly(path, "a call of bytearray or _codecs.encode through another function"))
+
+
+def zip_with_bytes_by_the_hex_codec(tmp: Path) -> Case:
+    # from review: each hex encoding doubles its text, and chained, a 1.3 KB pickle reached 6.5 GB
+    pickled = b"\x80\x02}X\x01\x00\x00\x00xc_codecs\nencode\nX\x02\x00\x00\x00abX\x03\x00\x00\x00hex\x86Rs."
+    path = zip_with_data_pkl(tmp, pickled)
+    made = "bytes by another codec than latin-1 (torch.save pickles bytes in latin-1)"
+    return Case(["inspect", str(path)], _costly(path, made))
+
+
+def zip_with_a_decoy_pickle_before_a_deep_one(tmp: Path) -> Case:
+    # from review: the walk read the first data.pkl, torch another one (its folder's, the last of that name)
+    path = zip_with_data_pkl(tmp, _nested_tuple_key(200_000))
+    with zipfile.ZipFile(path) as source:
+        entries = [(entry, source.read(entry)) for entry in source.infolist()]
+    folder = entries[0][0].filename.split("/")[0]
+    with zipfile.ZipFile(path, "w") as target:
+        target.writestr(f"{folder}/decoy/data.pkl", pickle.dumps({}, protocol=2))
+        for entry, content in entries:
+            target.writestr(entry, content)
+    return Case(["inspect", str(path)], _costly(path, "a tuple nested more than 100 deep"))
+
+
+def zip_with_a_deep_key_after_9_mib_of_text_compressed(tmp: Path) -> Case:
+    # from review: a data.pkl over 8 MiB was not walked, and deflated, it makes a file of 10 KB
+    pickled = b"\x80\x02}X\x03\x00\x00\x00padX" + struct.pack("<I", 9 * 2**20) + b"x" * (9 * 2**20)
+    pickled += b"s" + _nested_tuple_key(200_000)[3:]
+    saved = saved_pt(tmp / "saved.pt")
+    path = tmp / "model.pt"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
+        for entry in source.infolist():
+            if entry.filename.endswith("/data.pkl"):
+                target.writestr(entry.filename, pickled, compress_type=zipfile.ZIP_DEFLATED)
+            else:
+                target.writestr(entry, source.read(entry))
+    return Case(["inspect", str(path)], _costly(path, "a tuple nested more than 100 deep"))
 
 
 def legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items(tmp: Path) -> Case:
@@ -721,7 +764,7 @@ def legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items(tmp: Path) 
     version = pickle.dumps(1001, protocol=2)
     path = tmp / "model.pt"
     path.write_bytes(data.replace(version, b"\x80\x02" + _tuple_dag(30) + b"."))
-    items = "a tuple of more than 100,000 items unfolded (a tuple repeated within itself)"
+    items = "a tuple of more than 10,000,000 items unfolded (a tuple repeated within itself)"
     return Case(["inspect", str(path)], _costly(path, items))
 
 
@@ -1262,6 +1305,8 @@ CASES: list[Callable[[Path], Case]] = [
     legacy_pt_of_an_unknown_protocol_version, zip_with_a_key_nested_200000_tuples_deep,
     zip_with_a_key_nested_1200_tuples_deep, zip_with_a_key_of_2_to_the_100_items, zip_with_a_bytearray_of_a_gib,
     legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items, zip_without_a_version_record,
+    zip_with_a_bytearray_made_through_another_function, zip_with_bytes_by_the_hex_codec,
+    zip_with_a_decoy_pickle_before_a_deep_one, zip_with_a_deep_key_after_9_mib_of_text_compressed,
     zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
     zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,

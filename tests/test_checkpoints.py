@@ -2587,3 +2587,26 @@ def test_directories_under_weight_file_names_are_passed_over(tmp_path: Path) -> 
     report = paramscope.inspect(str(tmp_path))
     assert report.source.kind == "safetensors"
     assert report.totals.params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_what_torch_save_pickles_beside_the_weights_passes_the_pickle_walk(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, legacy: bool
+) -> None:
+    # the walk before torch's unpickler refuses what only a crafted pickle builds: a review's hyperparameters of a
+    # tuple of 150,000 numbers were refused, as a tuple repeated within itself
+    nested: tuple[Any, ...] = ()
+    for _ in range(90):
+        nested = (nested, 1)
+    shared = (1, 2, 3)
+    extras = {
+        "numbers": tuple(range(150_000)),
+        "floats": [float(i) for i in range(100_000)],
+        "bytes": b"\x00\xff",
+        "bytearray": bytearray(b"ab"),
+        "empty": bytearray(),
+        "nested": {nested: shared, shared: [shared]},
+    }
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(3, 4), "hyper_parameters": extras}, path, _use_new_zipfile_serialization=not legacy)
+    assert run_json(capsys, path)["totals"]["params"] == 12

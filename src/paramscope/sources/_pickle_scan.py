@@ -3,12 +3,13 @@
 torch's weights-only unpickler refuses code, not cost. Opcodes it allows can make a few bytes expensive to read: a
 tuple nested a hundred thousand deep, which hashing as a dict key overflows the C stack with (Python's tuple hash
 does not check its depth); a tuple whose items are the same memoized tuple, level upon level, whose hash and repr
-cost 2 to the number of levels; ``bytearray(n)``, which fills n bytes. The walk follows the pickle machine's stack
+cost 2 to the number of levels; ``bytearray(n)``, which fills n bytes; ``_codecs.encode`` by a codec that makes
+more bytes than it is given (hex), or takes quadratic time (punycode). The walk follows the pickle machine's stack
 as ``pickletools`` describes each opcode, with what it needs of each object: a tuple's depth and its size unfolded,
 an integer's value, a global's name.
 
 >>> import pickle
->>> check_pickle(pickle.dumps({(1, (2, 3)): bytearray(b"ok")}, protocol=2))
+>>> check_pickle(pickle.dumps({(1, (2, 3)): [bytearray(b"ok"), b"ok", bytearray()]}, protocol=2))
 >>> nested = ()
 >>> for _ in range(200):
 ...     nested = (nested,)
@@ -21,24 +22,35 @@ paramscope.sources._pickle_scan.CostlyPickle: a tuple nested more than 100 deep
 from __future__ import annotations
 
 import io
+import itertools
 import pickletools
+import re
+from collections.abc import Iterator
 from typing import IO
 
 MAX_TUPLE_DEPTH = 100
 """The deepest tuple a pickle may build: torch.save's are a handful deep (shapes, strides, storage ids)."""
-MAX_TUPLE_ITEMS = 100_000
-"""The most items a tuple may hold, unfolded (each item as many times as it appears, inside its items too)."""
-MAX_BYTEARRAY = 2**20
-"""The largest ``bytearray(n)`` a pickle may ask for: torch.save pickles a bytearray's bytes, never its size."""
+MAX_TUPLE_ITEMS = 10_000_000
+"""The most items a tuple may hold, unfolded (each item as many times as it appears, inside its items too): more
+than a pickle of the size walked whole holds without repeating a tuple within itself (a tuple of 150,000 numbers in
+hyperparameters is one torch.load reads in a quarter of a second)."""
 
-_BYTEARRAY = {"builtins bytearray", "__builtin__ bytearray"}  # the unpickler maps Python 2's names
+# the unpickler maps Python 2's names
+_BYTEARRAY = {"builtins bytearray", "__builtin__ bytearray"}
+_ENCODE = {"_codecs encode"}
+_CHECKED = _BYTEARRAY | _ENCODE
+# what torch.save pickles bytes as, in protocol 2: _codecs.encode(their latin-1 text, "latin1"); another codec makes
+# more of less (hex doubles, and chained, doubles again; punycode takes quadratic time)
+_LATIN_1 = {"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1"}
 _TUPLES = {"EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"}
 _INTS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"}
+_STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
+            "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"}  # fmt: skip
 
 # What the walk does for each opcode: memo put, memo get, mark, dup, or an op that takes objects (how many before the
 # mark, if it takes one, and how many else) and makes one or none, of a kind that matters here or another
 _PUT, _MEMOIZE, _GET, _MARK, _DUP, _TAKES = range(6)
-_OTHER, _TUPLE, _INT, _GLOBAL, _REDUCE = range(5)
+_OTHER, _TUPLE, _INT, _GLOBAL, _REDUCE, _STRING = range(6)
 
 
 def _plan(opcode: pickletools.OpcodeInfo) -> tuple[int, int, int, bool, int]:
@@ -48,7 +60,7 @@ def _plan(opcode: pickletools.OpcodeInfo) -> tuple[int, int, int, bool, int]:
               "LONG_BINGET": _GET, "MARK": _MARK, "DUP": _DUP}.get(name, _TAKES)  # fmt: skip
     marked = before.index(pickletools.markobject) if pickletools.markobject in before else -1
     kind = (_TUPLE if name in _TUPLES else _INT if name in _INTS else _GLOBAL if name == "GLOBAL"
-            else _REDUCE if name == "REDUCE" else _OTHER)  # fmt: skip
+            else _REDUCE if name == "REDUCE" else _STRING if name in _STRINGS else _OTHER)  # fmt: skip
     return action, marked, len(before), bool(opcode.stack_after), kind
 
 
@@ -65,8 +77,8 @@ class CostlyPickle(Exception):
 def check_pickle(data: bytes | IO[bytes]) -> None:
     """Raise :class:`CostlyPickle` for a pickle (bytes, or a stream at its start, read to its STOP) that builds a
     tuple deeper than :data:`MAX_TUPLE_DEPTH` or of more than :data:`MAX_TUPLE_ITEMS` items unfolded, or calls
-    ``bytearray`` with a size over :data:`MAX_BYTEARRAY`. A pickle the walk cannot follow (damaged, cut short) is
-    left to the unpickler, which refuses it.
+    ``bytearray`` or ``_codecs.encode`` otherwise than torch.save does. A pickle the walk cannot follow (damaged,
+    cut short) is left to the unpickler, which refuses it.
 
     The objects on the pickle machine's stack are ``(kind, depth, items, value)``: a tuple's depth and its items
     unfolded, an int's value, a global's "module name", a tuple's own items where it has up to 3 (a call's
@@ -74,9 +86,15 @@ def check_pickle(data: bytes | IO[bytes]) -> None:
     stack: list[tuple[int, int, int, object]] = []
     marks: list[int] = []
     memo: dict[object, tuple[int, int, int, object]] = {}
+    opcodes = (
+        _opcodes(data) if isinstance(data, bytes) else ((op.code, arg, 1) for op, arg, _ in pickletools.genops(data))
+    )
     try:
-        for opcode, arg, _ in pickletools.genops(io.BytesIO(data) if isinstance(data, bytes) else data):
-            action, marked, taken, makes, kind = _PLANS[opcode.code]
+        for code, arg, count in opcodes:
+            if count > 1:  # numbers, one after another (a list's items): objects of no concern here
+                stack.extend(itertools.repeat(_ANY, count))
+                continue
+            action, marked, taken, makes, kind = _PLANS[code]
             if action == _TAKES:
                 if marked < 0:
                     at = start = len(stack) - taken
@@ -94,8 +112,9 @@ def check_pickle(data: bytes | IO[bytes]) -> None:
                 elif kind == _TUPLE:
                     stack.append(_tuple(popped))  # type: ignore[arg-type]
                 elif kind == _REDUCE:
-                    _check_call(*popped)  # type: ignore[misc]
-                    stack.append(_ANY)
+                    stack.append(_check_call(*popped))  # type: ignore[misc]
+                elif kind == _STRING:  # its text kept where it may name a codec
+                    stack.append((kind, 0, 0, arg if isinstance(arg, str) and len(arg) <= 16 else None))
                 else:  # an int, a global
                     stack.append((kind, 0, 0, arg))
             elif action == _PUT:
@@ -112,7 +131,44 @@ def check_pickle(data: bytes | IO[bytes]) -> None:
         return
 
 
+# Runs of one opcode of a number with an argument of fixed size (a float, an int of 1, 2 or 4 bytes), by the
+# opcode's byte: a list of numbers pickles as thousands of them, which the walk steps over at C speed (an 80 MiB list
+# of 10^7 floats took 12 s op by op, where torch.load takes 18)
+_RUNS = {ord(code): (re.compile(rb"(?:%s[\s\S]{%d})+" % (code.encode(), width)), 1 + width)
+         for code, width in (("G", 8), ("J", 4), ("K", 1), ("M", 2))}  # fmt: skip
+_OPCODES = {ord(opcode.code): opcode for opcode in pickletools.opcodes}
+
+
+def _opcodes(data: bytes) -> Iterator[tuple[str, object, int]]:
+    """The codes and arguments of the opcodes of a pickle in ``data``, as ``pickletools.genops`` reads them, each
+    with a count of 1, but for a run of numbers of one opcode, given as ``("", None, how many)``."""
+    stream = io.BytesIO(data)
+    position = 0
+    while position < len(data):
+        run = _RUNS.get(data[position])
+        if run is not None:
+            pattern, width = run
+            found = pattern.match(data, position)
+            if found is not None and found.end() - position > width:
+                yield "", None, (found.end() - position) // width
+                position = found.end()
+                continue
+        opcode = _OPCODES.get(data[position])
+        if opcode is None:
+            raise ValueError(f"no opcode {data[position]!r} at {position}")
+        stream.seek(position + 1)
+        arg = None if opcode.arg is None else opcode.arg.reader(stream)
+        position = stream.tell()
+        yield opcode.code, arg, 1
+        if opcode.name == "STOP":
+            return
+    raise ValueError("the pickle ends before its STOP")
+
+
 def _tuple(items: list[tuple[int, int, int, object]]) -> tuple[int, int, int, object]:
+    if any(item[0] == _GLOBAL and item[3] in _CHECKED for item in items):
+        # handed to another call to make (_rebuild_from_type_v2(bytearray, ..., (n,), ...)): torch.save calls them
+        raise CostlyPickle("a call of bytearray or _codecs.encode through another function")
     depth = 1 + max((item[1] for item in items), default=0)
     unfolded = len(items) + sum(item[2] for item in items)
     if depth > MAX_TUPLE_DEPTH:
@@ -122,9 +178,21 @@ def _tuple(items: list[tuple[int, int, int, object]]) -> tuple[int, int, int, ob
     return _TUPLE, depth, unfolded, tuple(items) if len(items) <= 3 else None
 
 
-def _check_call(function: tuple[int, int, int, object], arguments: tuple[int, int, int, object]) -> None:
-    if function[0] != _GLOBAL or function[3] not in _BYTEARRAY or not isinstance(arguments[3], tuple):
-        return
-    for kind, _, _, value in arguments[3]:
-        if kind == _INT and isinstance(value, int) and value > MAX_BYTEARRAY:
-            raise CostlyPickle(f"a bytearray of {value:,} bytes, made empty (more than {MAX_BYTEARRAY:,})")
+def _check_call(
+    function: tuple[int, int, int, object], arguments: tuple[int, int, int, object]
+) -> tuple[int, int, int, object]:
+    """What a call makes, having refused a call of ``bytearray`` or ``_codecs.encode`` with other arguments than
+    torch.save pickles them with: bytes, and text in the latin-1 codec (``bytearray(n)`` fills n bytes from a few; a
+    tensor's size is n too). ``encode`` makes bytes, as a string opcode does."""
+    if function[0] != _GLOBAL or function[3] not in _CHECKED:
+        return _ANY
+    given = arguments[3] if arguments[0] == _TUPLE and isinstance(arguments[3], tuple) else None
+    if function[3] in _BYTEARRAY:
+        if given is None or any(kind != _STRING for kind, _, _, _ in given):
+            sizes = [value for kind, _, _, value in given or () if kind == _INT and isinstance(value, int)]
+            made = f"a bytearray of {sizes[0]:,} bytes, made empty" if sizes else "a bytearray of other than bytes"
+            raise CostlyPickle(f"{made} (torch.save pickles a bytearray's bytes)")
+        return _ANY
+    if given is None or len(given) != 2 or given[1][0] != _STRING or given[1][3] not in _LATIN_1:
+        raise CostlyPickle("bytes by another codec than latin-1 (torch.save pickles bytes in latin-1)")
+    return _STRING, 0, 0, None

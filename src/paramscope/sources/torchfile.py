@@ -202,13 +202,13 @@ def _check_archive(path: Path) -> list[_Record]:
                 f"{path}: its record {printable(entry.filename)} is {format_bytes(entry.file_size)} unpacked, more "
                 f"than the {format_bytes(_MAX_RECORD_BYTES)} paramscope reads into memory"
             )
-    if pickles[0].file_size <= _MAX_SCANNED:  # the one torch reads
-        try:
-            with zipfile.ZipFile(path) as archive:
-                pickled = archive.read(pickles[0])
-        except (zipfile.BadZipFile, EOFError, ValueError, OverflowError, NotImplementedError, zlib.error):
-            raise SourceError(_DAMAGED.format(path=path)) from None
-        check_pickle(pickled)
+    # each, the one torch reads among them (its first entry's folder's, the last of that name) and any other
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for entry in pickles:
+                check_pickle(archive.read(entry))  # at most _MAX_RECORD_BYTES, checked above
+    except (zipfile.BadZipFile, EOFError, ValueError, OverflowError, NotImplementedError, zlib.error):
+        raise SourceError(_DAMAGED.format(path=path)) from None
     storages = [entry for entry in entries if "/data/" in entry.filename]
     for entry in storages:
         # torch maps a storage from the bytes of its record as they lie in the file (mmap=True): a compressed one
@@ -364,11 +364,6 @@ _PROTO = 0x80  # the opcode that opens a pickle of protocol 2 or more, its proto
 # pickle; one larger than this is not (pickletools, in pure Python, takes about a second for 2 MB: 13,000 tensors).
 _MAX_WALKED = 8 * 2**20
 _MAX_OPCODES = 500_000  # and as many opcodes (one-byte opcodes, 8 MiB of them, would take 13 s)
-# A data.pkl up to this size is walked for what would cost torch's unpickler more than its bytes (see _pickle_scan):
-# the walk takes about half a second a MiB (a 13,000-tensor model's 1.5 MB: 0.6 s, where torch.load takes 1.7 s),
-# and a list of 10^7 numbers beside the weights (80 MiB) would cost twice its load. A larger one is read as torch
-# reads it.
-_MAX_SCANNED = _MAX_WALKED
 
 
 def _unread_protocol(path: Path) -> str | None:
