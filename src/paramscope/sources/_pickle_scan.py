@@ -31,16 +31,15 @@ from typing import IO
 MAX_TUPLE_DEPTH = 100
 """The deepest tuple a pickle may build: torch.save's are a handful deep (shapes, strides, storage ids)."""
 MAX_TUPLE_ITEMS = 10_000_000
-"""The most items a tuple may hold, unfolded (each item as many times as it appears, inside its items too): more
-than a pickle of the size walked whole holds without repeating a tuple within itself (a tuple of 150,000 numbers in
-hyperparameters is one torch.load reads in a quarter of a second)."""
+"""The most items a tuple may hold, unfolded (each item as many times as it appears, inside its items too): far more
+than torch.save writes (a tuple of 150,000 numbers in hyperparameters, which torch.load reads in a quarter of a
+second), and reached in 24 levels by a tuple of two of the same tuple, level upon level."""
 
-# the unpickler maps Python 2's names
-_BYTEARRAY = {"builtins bytearray", "__builtin__ bytearray"}
+_BYTEARRAY = {"builtins bytearray", "__builtin__ bytearray"}  # the unpickler maps Python 2's module names
 _ENCODE = {"_codecs encode"}
 _CHECKED = _BYTEARRAY | _ENCODE
 # what torch.save pickles bytes as, in protocol 2: _codecs.encode(their latin-1 text, "latin1"); another codec makes
-# more of less (hex doubles, and chained, doubles again; punycode takes quadratic time)
+# more bytes of fewer (hex doubles them, and chained, doubles them again) or takes quadratic time (punycode)
 _LATIN_1 = {"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1"}
 _TUPLES = {"EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"}
 _INTS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"}
