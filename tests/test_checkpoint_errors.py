@@ -741,6 +741,22 @@ def zip_with_a_decoy_pickle_before_a_deep_one(tmp: Path) -> Case:
     return Case(["inspect", str(path)], _costly(path, "a tuple nested more than 100 deep"))
 
 
+def zip_with_its_pickle_twice(tmp: Path) -> Case:
+    # from review: torch reads one of two records of one name, miniz's choice; the walk read the other
+    path = zip_with_data_pkl(tmp, _nested_tuple_key(200_000))
+    with zipfile.ZipFile(path) as source:
+        entries = [(entry, source.read(entry)) for entry in source.infolist()]
+    folder = entries[0][0].filename.partition("/")[0]
+    with zipfile.ZipFile(path, "w") as target, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile's "Duplicate name"
+        target.writestr(f"{folder}/data.pkl", pickle.dumps({}, protocol=2))
+        for entry, content in entries:
+            target.writestr(entry, content)
+    return Case(
+        ["inspect", str(path)], f"{path}: its archive holds {folder}/data.pkl 2 times: not written by torch.save"
+    )
+
+
 def zip_with_a_deep_key_after_9_mib_of_text_compressed(tmp: Path) -> Case:
     # from review: a data.pkl over 8 MiB was not walked, and deflated, it makes a file of 10 KB
     pickled = b"\x80\x02}X\x03\x00\x00\x00padX" + struct.pack("<I", 9 * 2**20) + b"x" * (9 * 2**20)
@@ -1307,6 +1323,7 @@ CASES: list[Callable[[Path], Case]] = [
     legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items, zip_without_a_version_record,
     zip_with_a_bytearray_made_through_another_function, zip_with_bytes_by_the_hex_codec,
     zip_with_a_decoy_pickle_before_a_deep_one, zip_with_a_deep_key_after_9_mib_of_text_compressed,
+    zip_with_its_pickle_twice,
     zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
     zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,

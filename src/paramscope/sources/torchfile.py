@@ -202,10 +202,14 @@ def _check_archive(path: Path) -> list[_Record]:
                 f"{path}: its record {printable(entry.filename)} is {format_bytes(entry.file_size)} unpacked, more "
                 f"than the {format_bytes(_MAX_RECORD_BYTES)} paramscope reads into memory"
             )
-    # each, the one torch reads among them (its first entry's folder's, the last of that name) and any other
+    # the one torch reads: the data.pkl in the folder of the archive's first entry (others it never opens)
+    read = f"{entries[0].filename.partition('/')[0]}/data.pkl"
+    named = [entry for entry in pickles if entry.filename == read]
+    if len(named) > 1:  # which one torch reads is miniz's to choose
+        raise SourceError(f"{path}: its archive holds {printable(read)} {len(named)} times: not written by torch.save")
     try:
         with zipfile.ZipFile(path) as archive:
-            for entry in pickles:
+            for entry in named:
                 check_pickle(archive.read(entry))  # at most _MAX_RECORD_BYTES, checked above
     except (zipfile.BadZipFile, EOFError, ValueError, OverflowError, NotImplementedError, zlib.error):
         raise SourceError(_DAMAGED.format(path=path)) from None
