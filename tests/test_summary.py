@@ -5956,6 +5956,31 @@ def test_the_callers_inputs_come_back_as_given(device: str, mode: str) -> None:
     assert torch.equal(first_row, torch.zeros(4))  # put back in the storage itself: every view sees it
 
 
+class BranchesOnANestedInput(BranchesOnItsInput):
+    """:class:`BranchesOnItsInput` on the tensor at the bottom of lists and dicts (``{"ids": [...]}``)."""
+
+    def forward(self, nested: Any) -> torch.Tensor:  # type: ignore[override]
+        while not isinstance(nested, torch.Tensor):
+            nested = nested["ids"] if isinstance(nested, dict) else nested[0]
+        return super().forward(nested)
+
+
+@pytest.mark.parametrize("depth", [0, 3, 8])
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_tensor_given_in_nested_containers_comes_back_as_given_and_keeps_its_values_on_meta(
+    device: str, depth: int
+) -> None:
+    # from review: three containers down, the cpu's forward wrote to the caller's tensor, and meta had no values
+    ids = torch.ones(2, 4, dtype=torch.long)
+    nested: Any = ids
+    for level in range(depth):
+        nested = {"ids": nested} if level % 2 else [nested]
+    model = BranchesOnANestedInput(lambda ids: ids.mul_(-1), lambda ids: -ids)  # positive as written
+    report = paramscope.summary(model, input_data=[nested], device=device)
+    assert torch.equal(ids, torch.ones(2, 4, dtype=torch.long))
+    assert [call.path for call in report.calls or []] == ["", "positive"]
+
+
 class KeysOfALayer:
     def __init__(self, keys: torch.Tensor) -> None:
         self.keys = keys

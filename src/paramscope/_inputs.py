@@ -18,6 +18,10 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ._storages import storage_key
 
+_MOVED = "tensors moved"
+"""The key of :func:`to_device`'s ``memo`` under which it lists the tensors it moved (see :func:`moved_tensors`),
+beside the moved objects it keeps by id."""
+
 
 def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> Any:
     """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype, strides
@@ -36,6 +40,7 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
         return moved
     if isinstance(value, torch.Tensor):
         moved = memo[id(value)] = _moved(value, device, memo)
+        memo.setdefault(_MOVED, []).append((value, moved))
         return moved
     if isinstance(value, torch.Generator):
         # one the forward draws from (a VAE's sample(generator=)): a twin in its state draws what it would draw,
@@ -96,6 +101,20 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
     else:
         return value
     memo[id(value)] = moved
+    return moved
+
+
+def moved_tensors(memo: Mapping[Any, Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The caller's tensors that :func:`to_device` moved with ``memo``, each with the tensor the forward gets for it,
+    however deep the containers and objects that held them.
+
+    >>> memo = {}
+    >>> ids = torch.ones(2, 3, dtype=torch.long)
+    >>> moved = to_device({"ids": [[ids]]}, "meta", memo)
+    >>> [(given is ids, twin is moved["ids"][0][0]) for given, twin in moved_tensors(memo)]
+    [(True, True)]
+    """
+    moved: list[tuple[torch.Tensor, torch.Tensor]] = memo.get(_MOVED, [])
     return moved
 
 

@@ -53,7 +53,7 @@ from ._autocast import AsUnderAutocast
 from ._checkpointing import checkpoint_replaced, selectively_kept
 from ._describe import PLAIN_DTYPES_IN_ERRORS, describe, describe_arguments
 from ._errors import TargetError, first_line
-from ._inputs import to_device
+from ._inputs import moved_tensors, to_device
 from ._model_state import in_mode
 from ._on_meta import as_on_a_device, fake_tensors
 from ._process_settings import (
@@ -500,11 +500,13 @@ if KEEPS_DYNAMO_OUT:
     skipped_by_dynamo(_OpRecorder.__torch_dispatch__)
 
 
-def _restore_callers_tensors(recorder: _OpRecorder, arguments: Any, device: str) -> None:
+def _restore_callers_tensors(recorder: _OpRecorder, arguments: Any, memo: dict[Any, Any], device: str) -> None:
     """Have ``recorder`` put back what the forward writes to the caller's own tensors among ``arguments``, those
     already on ``device`` (the forward runs on them, not on copies): an in-place ReLU on the input, a state the
-    forward updates in place. The caller gets their inputs back as they gave them."""
-    recorder.restore_after(tensor for tensor in _tensors_in(arguments) if tensor.device.type == device)
+    forward updates in place. The caller gets their inputs back as they gave them. Those ``to_device`` moved with
+    ``memo``, however deep, and those in the objects it passed as they are (one that cannot be copied)."""
+    given = chain((tensor for tensor, _ in moved_tensors(memo)), _tensors_in(arguments))
+    recorder.restore_after(tensor for tensor in given if tensor.device.type == device)
 
 
 def _parameter_storages(walk: ModuleWalk) -> dict[int, str]:
@@ -1343,10 +1345,10 @@ def _run(
                 hooks.failure = (error, "", args, kwargs)
                 raise
             if values is not None:
-                for given in _tensors_in((args, kwargs)):
-                    values.know(memo.get(id(given)), given)
+                for given, twin in moved_tensors(memo):
+                    values.know(twin, given)
             if device != "meta":
-                _restore_callers_tensors(recorder, (args, kwargs), device)
+                _restore_callers_tensors(recorder, (args, kwargs), memo, device)
             if count_flops or recorder.protected or recorder.restorable:
                 stack.enter_context(recorder)
             output = _forward(model, weights, inputs, keywords)
