@@ -167,6 +167,19 @@ def test_dtypes_takes_no_units(capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, "--format" in out, "--units" in out) == (0, True, False)
 
 
+@pytest.mark.parametrize(
+    "argv", [["dtypes"], ["formula", "lstm", "input_size=8", "hidden_size=16"], ["formula", "--list"]]
+)
+def test_formula_and_dtypes_take_quiet_as_every_command_does(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    # a script passes -q to every command: these show no progress, and write the same with it
+    plain = _run(capsys, *argv)
+    for quiet in ("-q", "--quiet"):
+        assert _run(capsys, *argv, quiet) == plain
+    assert plain[0] == 0
+
+
 def test_formula_and_dtypes_work_without_torch(tmp_path) -> None:
     # A `torch` package whose import fails stands in front of the real one: the commands must not need it.
     fake = tmp_path / "torch"

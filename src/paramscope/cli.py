@@ -275,6 +275,7 @@ def _build_parser() -> argparse.ArgumentParser:
     formula.add_argument("layer", metavar="LAYER", nargs="?", help="a torch.nn layer name: conv2d, Linear, LSTM, ...")
     formula.add_argument("--list", action="store_true", help="list every layer and its arguments")
     _add_output_options(formula, ("table", "json", "markdown"))
+    _add_quiet_without_progress(formula)
     formula.set_defaults(handler=_run_formula, takes_arguments=True, command_parser=formula)
 
     dtypes = commands.add_parser(
@@ -283,6 +284,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Every dtype paramscope knows: names, aliases, bits per value and storage per element.",
     )
     _add_output_options(dtypes, ("table", "json", "markdown"), units=False)
+    _add_quiet_without_progress(dtypes)
     dtypes.set_defaults(handler=_run_dtypes, takes_arguments=False, command_parser=dtypes)
     return parser
 
@@ -466,6 +468,13 @@ def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...
         parser.add_argument(
             "--units", choices=("iec", "si"), default="iec", help="byte units: iec (KiB, MiB; default) or si (kB, MB)"
         )
+
+
+def _add_quiet_without_progress(parser: argparse.ArgumentParser) -> None:
+    """--quiet for a command that shows no progress: a script passes it to every command."""
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="accepted as by the other commands (no progress here)"
+    )
 
 
 @contextlib.contextmanager
