@@ -2100,7 +2100,8 @@ FIFO_TIMEOUT = 60  # a regression hangs: the timeout fails the test instead
 
 
 def not_regular(path: Path, kind: str = "a FIFO") -> str:
-    return f"{path}: not a regular file ({kind}): paramscope reads checkpoints from regular files"
+    reads = "configs" if path.name == "config.json" else "checkpoints"
+    return f"{path}: not a regular file ({kind}): paramscope reads {reads} from regular files"
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
@@ -2117,6 +2118,8 @@ def not_regular(path: Path, kind: str = "a FIFO") -> str:
         ("model.safetensors.index.json", "directory"),
         ("model.bin", "directory"),
         ("model.gguf", "directory"),
+        # from review: said there was no config.json
+        ("config.json", "directory"),
     ],
 )
 def test_a_fifo_is_refused_not_waited_on(tmp_path: Path, name: str, target: str) -> None:
@@ -2131,6 +2134,30 @@ def test_a_fifo_is_refused_not_waited_on(tmp_path: Path, name: str, target: str)
         check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (2, "", f"paramscope: error: {not_regular(fifo)}\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inspect", "{weights}", "--from-config"],
+        ["inspect", "{weights}", "--check"],
+        ["summary", "{weights}", "--input-size", "1,4"],
+        ["summary", "{folder}", "--input-size", "1,4"],
+    ],
+)
+def test_a_config_json_that_is_no_file_is_refused_where_one_is_needed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    # from review: a FIFO or a folder named config.json was reported as none there (memory, which reads the weights
+    # alone without one, says so in a note)
+    torch.save({"fc.weight": torch.zeros(3, 2)}, tmp_path / "pytorch_model.bin")
+    filled = [part.format(weights=tmp_path / "pytorch_model.bin", folder=tmp_path) for part in argv]
+    os.mkfifo(tmp_path / "config.json")
+    assert_error(run(capsys, *filled), not_regular(tmp_path / "config.json"))
+    (tmp_path / "config.json").unlink()
+    (tmp_path / "config.json").mkdir()
+    assert_error(run(capsys, *filled), not_regular(tmp_path / "config.json", "a directory"))
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")

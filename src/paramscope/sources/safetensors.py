@@ -56,8 +56,9 @@ _FILE_KINDS = (
 )
 
 
-def check_regular_file(path: Path) -> None:
-    """Refuse ``path`` unless it is a regular file (or a symlink to one), before anything opens it.
+def check_regular_file(path: Path, *, reads: str = "checkpoints") -> None:
+    """Refuse ``path`` unless it is a regular file (or a symlink to one), before anything opens it; the error says
+    paramscope ``reads`` (checkpoints, configs) from regular files.
 
     Opening a FIFO blocks until something writes to it, and a device never ends: either would hang the count. A path
     that cannot be stat'ed is left to the open that follows, which says why.
@@ -68,7 +69,7 @@ def check_regular_file(path: Path) -> None:
         return
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
-        raise _fail(path, f"not a regular file ({kind}): paramscope reads checkpoints from regular files")
+        raise _fail(path, f"not a regular file ({kind}): paramscope reads {reads} from regular files")
 
 
 def _reader(path: Path, start: int) -> Callable[[int], bytes]:

@@ -226,6 +226,15 @@ _BUILD_IT = "add --from-config to build it from config.json, or --check to compa
 _OWN_MODEL = "model code builds its own model"
 
 
+def _refuse_irregular_config(config: Path) -> None:
+    """Where a config.json is needed and none was found: refuse one that is there but is no regular file (a FIFO,
+    whose read would block, or a directory), rather than say there is none."""
+    if config.exists():
+        from .safetensors import check_regular_file
+
+        check_regular_file(config, reads="configs")
+
+
 def _refuse_model_class(target: str, request: Request, why: str) -> None:
     """Refuse ``--model-class`` where no model is built from a config.json (``why`` says what is read instead): the
     report would not be of the class asked for. ``--trust-remote-code`` passes: it permits code to run where a model
@@ -295,11 +304,13 @@ def _path_report(target: str, request: Request) -> Report:
     if not path.exists():
         raise _missing(target)
     _check_can_look_into(path)
+    is_config = path.name.endswith(".json") and not path.name.endswith(".index.json")
     if not path.is_dir():
         from .safetensors import check_regular_file
 
-        check_regular_file(path)  # a FIFO would block the first read, a device never end
-    if path.is_file() and path.name.endswith(".json") and not path.name.endswith(".index.json"):
+        # a FIFO would block the first read, a device never end
+        check_regular_file(path, reads="configs" if is_config else "checkpoints")
+    if is_config and path.is_file():
         return _config_report(path, request)  # a config.json
     directory = path if path.is_dir() else path.parent
     config = directory / "config.json"
@@ -309,6 +320,7 @@ def _path_report(target: str, request: Request) -> Report:
         if not has_weights and has_config:
             return _config_report(config, request, target)
         if not has_weights:
+            _refuse_irregular_config(config)
             raise SourceError(
                 f"{path}: no weights found (no *.safetensors, *.bin, *.pt, *.pth, *.ckpt or *.gguf files, and no "
                 "config.json)"
@@ -317,6 +329,7 @@ def _path_report(target: str, request: Request) -> Report:
         hint = "add --from-config to build it from config.json" if has_config else "a checkpoint has only tensors"
         raise UsageError(f"{target}: --explain needs a model to read layer hyperparameters from; {hint}")
     if (request.from_config or request.check) and not has_config:
+        _refuse_irregular_config(config)
         flag = "--from-config" if request.from_config else "--check"
         raise UsageError(f"{target}: {flag} needs a config.json beside the weights, and there is none")
     if request.from_config:
@@ -518,6 +531,7 @@ def load_model(target: str, request: Request) -> tuple[Any, str, list[str], str 
         else (path if path.is_dir() else path.parent) / "config.json"
     )
     if not config.is_file():
+        _refuse_irregular_config(config)
         raise UsageError(f"{target}: a forward pass needs a model to run, model code or a config.json; a checkpoint "
                          "has only weights")  # fmt: skip
     from .hf import build_from_config
