@@ -1217,7 +1217,22 @@ def gguf_tensors_overlapping(tmp: Path) -> Case:
 def gguf_key_not_utf8(tmp: Path) -> Case:
     path = tmp / "model.gguf"
     path.write_bytes(gguf_bytes(struct.pack("<Q", 1) + b"\xff" + struct.pack("<II", 4, 1)))  # key b"\xff", uint32 1
-    message = f"{path}: malformed GGUF ('utf-8' codec can't decode byte 0xff in position 0: invalid start byte)"
+    message = (
+        f"{path}: malformed GGUF (the metadata key at byte 24 is not UTF-8: b'\\xff' ('utf-8' codec can't decode byte "
+        "0xff in position 0: invalid start byte))"
+    )
+    return Case(["inspect", str(path)], message)
+
+
+def gguf_tensor_name_not_utf8(tmp: Path) -> Case:
+    # from review: the error did not say which name; a long one is shown by its first 64 bytes
+    name = b"blk.0." + b"x" * 60 + b"\xc3("
+    path = gguf_file(tmp / "model.gguf", gguf_tensor(b"a.weight", [4]), gguf_tensor(name, [4], offset=32), data=64)
+    shown, at = repr(name[:64]) + "…", path.read_bytes().index(name) - 8  # where its length is
+    message = (
+        f"{path}: malformed GGUF (the name of tensor 1 at byte {at} is not UTF-8: {shown} ('utf-8' codec can't decode "
+        "byte 0xc3 in position 66: invalid continuation byte))"
+    )
     return Case(["inspect", str(path)], message)
 
 
@@ -1336,7 +1351,7 @@ CASES: list[Callable[[Path], Case]] = [
     gguf_claiming_a_trillion_tensors, gguf_tensor_of_5_dimensions, gguf_unknown_ggml_type,
     gguf_shape_overflowing_64_bits, gguf_dimension_past_64_bits_beside_a_zero,
     gguf_tensor_past_the_end, gguf_tensor_not_aligned, gguf_tensors_overlapping,
-    gguf_key_not_utf8, gguf_of_a_hundred_thousand_keys,
+    gguf_key_not_utf8, gguf_tensor_name_not_utf8, gguf_of_a_hundred_thousand_keys,
     gguf_key_longer_than_the_specification_allows, gguf_empty_key,
     directory_whose_weights_are_a_dangling_symlink, directory_without_weights,
     directory_whose_weights_are_directories,

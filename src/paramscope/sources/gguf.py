@@ -220,7 +220,7 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
             try:
                 name = key.decode("utf-8")
             except UnicodeDecodeError as error:
-                problem = str(error)
+                problem = _not_utf8(f"the metadata key at byte {pair:,}", key, error)
                 continue
             if name in values:  # llama.cpp refuses it too
                 problem = f"Duplicate {name} already in list at offset {pair}"  # the reader's words, which tests pin
@@ -230,13 +230,14 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
     if tensors > (size - offset) // 24:  # a tensor info takes 24 bytes at least: a name's length, dims, type, offset
         raise fail(f"{tensors:,} tensor infos do not fit in the file")
     infos: list[_TensorInfo] = []
-    for _ in range(tensors):
+    for index in range(tensors):
+        at = offset
         start, offset = string(offset)
         raw = named(start, offset)
         try:
             name = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            problem = problem or str(error)
+            problem = problem or _not_utf8(f"the name of tensor {index:,} at byte {at:,}", raw, error)
             name = raw.decode("utf-8", "replace")
         dims, offset = read("I", offset)
         if dims > _MAX_DIMS:
@@ -302,6 +303,13 @@ def _overlap(infos: list[_TensorInfo]) -> str | None:
                 f"of the data, before {before.name!r} ends at byte {before.offset + before.nbytes:,}"
             )
     return None
+
+
+def _not_utf8(what: str, raw: bytes, error: UnicodeDecodeError) -> str:
+    """Why a name that is no UTF-8 is refused (as gguf's reader refuses it), with its bytes (the first 64) to find it
+    by."""
+    shown = repr(raw[:64]) + ("…" if len(raw) > 64 else "")
+    return f"{what} is not UTF-8: {shown} ({error})"
 
 
 def _text(values: dict[str, Any], key: str) -> str | None:
