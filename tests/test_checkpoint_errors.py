@@ -728,6 +728,43 @@ def zip_with_bytes_by_the_hex_codec(tmp: Path) -> Case:
     return Case(["inspect", str(path)], _costly(path, made))
 
 
+class ConvertedOnLoad:
+    """Pickles as a tensor of a device without storage (torch.save's call for XLA's), but of another dtype than its
+    data, a view of one element as 2^28: torch.load converts each element it views (2 GiB from a 500-byte file).
+    ``through`` makes it the call of ``_rebuild_from_type_v2``, as for a subclass of a tensor."""
+
+    def __init__(self, through: bool) -> None:
+        self.through = through
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        call = (torch.zeros(1).expand(2**28), torch.float64, "cpu", False)
+        rebuild = torch._utils._rebuild_device_tensor_from_cpu_tensor
+        if self.through:
+            return torch._tensor._rebuild_from_type_v2, (rebuild, torch.Tensor, call, {})
+        return rebuild, call
+
+
+def _converted_on_load(tmp: Path, *, legacy: bool, through: bool) -> Case:
+    # from review: it filled 2 GiB while torch unpickled it; the legacy reader then counted it
+    path = tmp / "converted.pt"
+    torch.save({"w": ConvertedOnLoad(through)}, path, _use_new_zipfile_serialization=not legacy)
+    builds = ("a tensor for another device in another dtype than its data, or of data torch.save does not pickle, "
+              "converted element by element (torch.save gives it its data's dtype)")  # fmt: skip
+    return Case(["inspect", str(path)], _costly(path, builds))
+
+
+def zip_with_a_tensor_converted_on_load(tmp: Path) -> Case:
+    return _converted_on_load(tmp, legacy=False, through=False)
+
+
+def legacy_with_a_tensor_converted_on_load(tmp: Path) -> Case:
+    return _converted_on_load(tmp, legacy=True, through=False)
+
+
+def zip_with_a_tensor_converted_on_load_through_another_function(tmp: Path) -> Case:
+    return _converted_on_load(tmp, legacy=False, through=True)
+
+
 def zip_with_a_decoy_pickle_before_a_deep_one(tmp: Path) -> Case:
     # from review: the walk read the first data.pkl, torch another one (its folder's, the last of that name)
     path = zip_with_data_pkl(tmp, _nested_tuple_key(200_000))
@@ -1337,6 +1374,8 @@ CASES: list[Callable[[Path], Case]] = [
     zip_with_a_key_nested_1200_tuples_deep, zip_with_a_key_of_2_to_the_100_items, zip_with_a_bytearray_of_a_gib,
     legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items, zip_without_a_version_record,
     zip_with_a_bytearray_made_through_another_function, zip_with_bytes_by_the_hex_codec,
+    zip_with_a_tensor_converted_on_load, legacy_with_a_tensor_converted_on_load,
+    zip_with_a_tensor_converted_on_load_through_another_function,
     zip_with_a_decoy_pickle_before_a_deep_one, zip_with_a_deep_key_after_9_mib_of_text_compressed,
     zip_with_its_pickle_twice,
     zip_without_a_pickle, empty_zip, zip_without_a_storage,

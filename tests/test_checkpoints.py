@@ -1348,6 +1348,41 @@ def test_legacy_format_read_as_torch_load_reads_it(tmp_path: Path) -> None:
     assert loaded["w"].untyped_storage().nbytes() == weight.nbytes
 
 
+class OnADevice:
+    """Pickles as torch.save pickles a tensor of a device without storage (XLA's): its data on the cpu, its dtype
+    and its device."""
+
+    def __init__(self, data: torch.Tensor, device: str) -> None:
+        self.data, self.device = data, device
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return torch._utils._rebuild_device_tensor_from_cpu_tensor, (self.data, self.data.dtype, self.device, False)
+
+
+@pytest.mark.parametrize(
+    ("legacy", "device"),
+    # torch's legacy loader moves the tensor to its device as saved (on a machine without XLA, it fails)
+    [(False, "xla:0"), (False, "cpu"), (True, "cpu")],
+)
+def test_a_tensor_saved_from_a_device_without_storage_is_read_as_torch_load_reads_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, legacy: bool, device: str
+) -> None:
+    # its data's dtype checked against the dtype given (the pickle walk refuses another): the dtypes of storage
+    # classes, of untyped storages (float8, which the legacy format cannot read back) and a stride-0 view
+    dtypes = [torch.float32, torch.bfloat16, torch.float64]
+    dtypes += [] if legacy else [torch.float8_e4m3fn, torch.float8_e5m2]
+    state = {str(dtype): OnADevice(torch.ones(3, 2, dtype=dtype), device) for dtype in dtypes}
+    state["expanded"] = OnADevice(torch.ones(1, 4).expand(1000, 4), device)
+    path = tmp_path / "xla.pt"
+    torch.save(state, path, _use_new_zipfile_serialization=not legacy)
+    expected = torch.load(path, weights_only=True, map_location="cpu")
+    report = run_json(capsys, path)
+    assert report["totals"]["params"] == sum(tensor.numel() for tensor in expected.values())
+    assert {name: counts["params"] for name, counts in report["by_dtype"].items()} == {
+        torch_name(dtype): 6 + (4000 if dtype == torch.float32 else 0) for dtype in dtypes
+    }
+
+
 def test_legacy_storage_views_as_torch_wrote_them_before_1_0(tmp_path: Path) -> None:
     """Before PyTorch 1.0, torch.save gave a slice of a storage a persistent id of its own, which also names the
     slice's place in its root storage: ``(view key, offset, elements)``. torch.load still reads such files."""

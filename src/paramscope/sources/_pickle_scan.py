@@ -4,9 +4,10 @@ torch's weights-only unpickler refuses code, not cost. Opcodes it allows can mak
 tuple nested a hundred thousand deep, which hashing as a dict key overflows the C stack with (Python's tuple hash
 does not check its depth); a tuple whose items are the same memoized tuple, level upon level, whose hash and repr
 cost 2 to the number of levels; ``bytearray(n)``, which fills n bytes; ``_codecs.encode`` by a codec that makes
-more bytes than it is given (hex), or takes quadratic time (punycode). The walk follows the pickle machine's stack
-as ``pickletools`` describes each opcode, with what it needs of each object: a tuple's depth and its size unfolded,
-an integer's value, a global's name.
+more bytes than it is given (hex), or takes quadratic time (punycode); a tensor rebuilt for another device in
+another dtype than its data's, which converts every element it views (a stride-0 view of one element: gigabytes). The
+walk follows the pickle machine's stack as ``pickletools`` describes each opcode, with what it needs of each object:
+a tuple's depth and its size unfolded, an integer's value, a global's name, the dtype of a storage or a tensor.
 
 >>> import pickle
 >>> check_pickle(pickle.dumps({(1, (2, 3)): [bytearray(b"ok"), b"ok", bytearray()]}, protocol=2))
@@ -21,6 +22,7 @@ paramscope.sources._pickle_scan.CostlyPickle: a tuple nested more than 100 deep
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import pickletools
@@ -37,7 +39,14 @@ second), and reached in 24 levels by a tuple of two of the same tuple, level upo
 
 _BYTEARRAY = {"builtins bytearray", "__builtin__ bytearray"}  # the unpickler maps Python 2's module names
 _ENCODE = {"_codecs encode"}
-_CHECKED = _BYTEARRAY | _ENCODE
+# torch.save's call for a tensor of a device without storage (XLA's): its data as a cpu tensor, its dtype and device.
+# torch.load converts the data to that dtype, a copy of every element the data views where the dtype is another
+_ON_A_DEVICE = {"torch._utils _rebuild_device_tensor_from_cpu_tensor"}
+_CHECKED = _BYTEARRAY | _ENCODE | _ON_A_DEVICE
+# the calls that make a tensor of a storage: the tensor's dtype is the storage's, or v3's argument (at that index)
+_TENSOR_OF_A_STORAGE = {"torch._utils _rebuild_tensor": None, "torch._utils _rebuild_tensor_v2": None,
+                        "torch._utils _rebuild_tensor_v3": 6}  # fmt: skip
+_FROM_TYPE = "torch._tensor _rebuild_from_type_v2"  # (function, type, arguments, state): a subclass's call
 # what torch.save pickles bytes as, in protocol 2: _codecs.encode(their latin-1 text, "latin1"); another codec makes
 # more bytes of fewer (hex doubles them, and chained, doubles them again) or takes quadratic time (punycode)
 _LATIN_1 = {"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1"}
@@ -49,7 +58,10 @@ _STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "
 # What the walk does for each opcode: memo put, memo get, mark, dup, or an op that takes objects (how many before the
 # mark, if it takes one, and how many else) and makes one or none, of a kind that matters here or another
 _PUT, _MEMOIZE, _GET, _MARK, _DUP, _TAKES = range(6)
-_OTHER, _TUPLE, _INT, _GLOBAL, _REDUCE, _STRING = range(6)
+_OTHER, _TUPLE, _INT, _GLOBAL, _REDUCE, _STRING, _PERSISTENT, _STORAGE, _TENSOR = range(9)
+_KEPT_ITEMS = 8
+"""A tuple of up to this many items keeps them: a call's arguments (``_rebuild_tensor_v3`` takes 8), a storage's
+persistent id (5, or 6 in the legacy format)."""
 
 
 def _plan(opcode: pickletools.OpcodeInfo) -> tuple[int, int, int, bool, int]:
@@ -59,7 +71,8 @@ def _plan(opcode: pickletools.OpcodeInfo) -> tuple[int, int, int, bool, int]:
               "LONG_BINGET": _GET, "MARK": _MARK, "DUP": _DUP}.get(name, _TAKES)  # fmt: skip
     marked = before.index(pickletools.markobject) if pickletools.markobject in before else -1
     kind = (_TUPLE if name in _TUPLES else _INT if name in _INTS else _GLOBAL if name == "GLOBAL"
-            else _REDUCE if name == "REDUCE" else _STRING if name in _STRINGS else _OTHER)  # fmt: skip
+            else _REDUCE if name == "REDUCE" else _STRING if name in _STRINGS
+            else _PERSISTENT if name == "BINPERSID" else _OTHER)  # fmt: skip
     return action, marked, len(before), bool(opcode.stack_after), kind
 
 
@@ -76,12 +89,13 @@ class CostlyPickle(Exception):
 def check_pickle(data: bytes | IO[bytes]) -> None:
     """Raise :class:`CostlyPickle` for a pickle (bytes, or a stream at its start, read to its STOP) that builds a
     tuple deeper than :data:`MAX_TUPLE_DEPTH` or of more than :data:`MAX_TUPLE_ITEMS` items unfolded, or calls
-    ``bytearray`` or ``_codecs.encode`` otherwise than torch.save does. A pickle the walk cannot follow (damaged,
-    cut short) is left to the unpickler, which refuses it.
+    ``bytearray``, ``_codecs.encode`` or ``_rebuild_device_tensor_from_cpu_tensor`` otherwise than torch.save does.
+    A pickle the walk cannot follow (damaged, cut short) is left to the unpickler, which refuses it.
 
     The objects on the pickle machine's stack are ``(kind, depth, items, value)``: a tuple's depth and its items
-    unfolded, an int's value, a global's "module name", a tuple's own items where it has up to 3 (a call's
-    arguments)."""
+    unfolded, an int's value, a global's "module name", a tuple's own items where it has up to
+    :data:`_KEPT_ITEMS` (a call's arguments, a storage's persistent id), a storage's or a tensor's dtype where the
+    walk knows it (its name, ``"float32"``)."""
     stack: list[tuple[int, int, int, object]] = []
     marks: list[int] = []
     memo: dict[object, tuple[int, int, int, object]] = {}
@@ -102,7 +116,7 @@ def check_pickle(data: bytes | IO[bytes]) -> None:
                     start = at - marked
                 if start < 0:
                     return  # the stack runs out: the unpickler refuses it
-                popped = stack[at:] if kind in (_TUPLE, _REDUCE) else None
+                popped = stack[at:] if kind in (_TUPLE, _REDUCE, _PERSISTENT) else None
                 del stack[start:]
                 if not makes:
                     continue
@@ -112,6 +126,8 @@ def check_pickle(data: bytes | IO[bytes]) -> None:
                     stack.append(_tuple(popped))  # type: ignore[arg-type]
                 elif kind == _REDUCE:
                     stack.append(_check_call(*popped))  # type: ignore[misc]
+                elif kind == _PERSISTENT:
+                    stack.append(_storage(*popped))  # type: ignore[misc]
                 elif kind == _STRING:  # its text kept where it may name a codec
                     stack.append((kind, 0, 0, arg if isinstance(arg, str) and len(arg) <= 16 else None))
                 else:  # an int, a global
@@ -165,16 +181,55 @@ def _opcodes(data: bytes) -> Iterator[tuple[str, object, int]]:
 
 
 def _tuple(items: list[tuple[int, int, int, object]]) -> tuple[int, int, int, object]:
-    if any(item[0] == _GLOBAL and item[3] in _CHECKED for item in items):
-        # handed to another call to make (_rebuild_from_type_v2(bytearray, ..., (n,), ...)): torch.save calls them
-        raise CostlyPickle("a call of bytearray or _codecs.encode through another function")
+    for index, item in enumerate(items):
+        if item[0] != _GLOBAL or item[3] not in _CHECKED:
+            continue
+        if item[3] in _ON_A_DEVICE and index == 0 and len(items) == 4:
+            # (function, type, arguments, state): torch.save's _rebuild_from_type_v2 call for a subclass of a tensor
+            # on such a device, whose function is checked as if called here
+            _check_call(item, items[2])
+        else:
+            # handed to another call to make (_rebuild_from_type_v2(bytearray, ..., (n,), ...)): torch.save calls
+            # them
+            raise CostlyPickle("a call of bytearray or _codecs.encode through another function")
     depth = 1 + max((item[1] for item in items), default=0)
     unfolded = len(items) + sum(item[2] for item in items)
     if depth > MAX_TUPLE_DEPTH:
         raise CostlyPickle(f"a tuple nested more than {MAX_TUPLE_DEPTH} deep")
     if unfolded > MAX_TUPLE_ITEMS:
         raise CostlyPickle(f"a tuple of more than {MAX_TUPLE_ITEMS:,} items unfolded (a tuple repeated within itself)")
-    return _TUPLE, depth, unfolded, tuple(items) if len(items) <= 3 else None
+    return _TUPLE, depth, unfolded, tuple(items) if len(items) <= _KEPT_ITEMS else None
+
+
+def _storage(pid: tuple[int, int, int, object]) -> tuple[int, int, int, object]:
+    """A storage torch loads for a persistent id, ``("storage", its type, key, location, elements[, view])``, with
+    the dtype its type gives."""
+    items = pid[3] if pid[0] == _TUPLE and isinstance(pid[3], tuple) else ()
+    of_type = items[1] if len(items) > 1 else _ANY
+    return _STORAGE, 0, 0, _dtype(of_type)
+
+
+def _dtype(named: tuple[int, int, int, object]) -> str | None:
+    """The dtype (its name) a global names, as a dtype (``torch float32``) or a storage type (``torch
+    FloatStorage``, ``torch UntypedStorage``: bytes); None for anything else."""
+    if named[0] != _GLOBAL or not isinstance(named[3], str):
+        return None
+    module, _, name = named[3].partition(" ")
+    return _dtype_names().get(name) if module == "torch" else None
+
+
+@functools.cache
+def _dtype_names() -> dict[str, str]:
+    """What each name torch's globals give a dtype by stands for: a dtype's (``float32``, and aliases such as
+    ``float``), a storage type's (``FloatStorage``; ``UntypedStorage``, bytes). Made on first use: torch is
+    imported only then."""
+    import torch
+
+    canonical = {name: str(value).removeprefix("torch.") for name, value in vars(torch).items()
+                 if isinstance(value, torch.dtype)}  # fmt: skip
+    storages = {storage: str(dtype).removeprefix("torch.")
+                for dtype, storage in torch.storage._dtype_to_storage_type_map().items()}  # fmt: skip
+    return {**canonical, **storages, "UntypedStorage": "uint8"}
 
 
 def _check_call(
@@ -182,10 +237,27 @@ def _check_call(
 ) -> tuple[int, int, int, object]:
     """What a call makes, having refused a call of ``bytearray`` or ``_codecs.encode`` with other arguments than
     torch.save pickles them with: bytes, and text in the latin-1 codec (``bytearray(n)`` fills n bytes from a few; a
-    tensor's size is n too). ``encode`` makes bytes, as a string opcode does."""
-    if function[0] != _GLOBAL or function[3] not in _CHECKED:
+    tensor's size is n too). ``encode`` makes bytes, as a string opcode does. A tensor of a storage has its dtype;
+    one rebuilt for another device must be of its data's (torch.save gives that tensor's own)."""
+    if function[0] != _GLOBAL:
         return _ANY
     given = arguments[3] if arguments[0] == _TUPLE and isinstance(arguments[3], tuple) else None
+    if function[3] in _TENSOR_OF_A_STORAGE:
+        at = _TENSOR_OF_A_STORAGE[function[3]]
+        if given is None or not given or (at is not None and len(given) <= at):
+            return _ANY
+        dtype = given[0][3] if at is None and given[0][0] == _STORAGE else _dtype(given[at]) if at else None
+        return _TENSOR, 0, 0, dtype
+    if function[3] not in _CHECKED:
+        return _ANY
+    if function[3] in _ON_A_DEVICE:
+        data = given[0] if given else _ANY
+        if data[0] != _TENSOR or data[3] is None or len(given or ()) != 4 or _dtype(given[1]) != data[3]:  # type: ignore[index]
+            raise CostlyPickle(
+                "a tensor for another device in another dtype than its data, or of data torch.save does not pickle, "
+                "converted element by element (torch.save gives it its data's dtype)"
+            )
+        return _TENSOR, 0, 0, data[3]
     if function[3] in _BYTEARRAY:
         if given is None or any(kind != _STRING for kind, _, _, _ in given):
             sizes = [value for kind, _, _, value in given or () if kind == _INT and isinstance(value, int)]
