@@ -5790,6 +5790,21 @@ def test_tensors_rebound_and_grown_through_references_of_its_own_come_back(devic
         assert tensor.untyped_storage().nbytes() == nbytes
 
 
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("make", [WritesThroughReferencesOfItsOwn, RebindsAndGrowsThroughReferencesOfItsOwn])
+def test_a_memory_plans_forward_puts_back_what_it_writes_through_references_of_its_own(
+    make: Callable[[bool], nn.Module], train: bool
+) -> None:
+    # from review: the inference plan's forward (the peak of the tensors alive) put back none of it
+    model = make(True)
+    tensors = [*model.parameters(), *model.buffers()]
+    before = [(tensor.detach().clone(), tensor.untyped_storage().nbytes()) for tensor in tensors]
+    paramscope.memory(model, input_size=(2, 4), train=train)
+    for tensor, (values, nbytes) in zip(tensors, before, strict=True):
+        assert torch.equal(tensor, values)
+        assert tensor.untyped_storage().nbytes() == nbytes
+
+
 def test_a_large_container_leaves_the_others_looked_into() -> None:
     # one cap for a whole level stopped the look into every container beside a vocabulary of 100,001 entries
     model = KeepsStateNested()

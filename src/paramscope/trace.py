@@ -1593,15 +1593,22 @@ def peak_live_bytes(
         with fake:
             memo: dict[int, Any] = {}
             inputs, keywords = to_device(args, "meta", memo), to_device(kwargs, "meta", memo)
+        recorder = _OpRecorder()
         with steps("forward pass (eval) on meta", len(hooks.paths), quiet=quiet) as advance:
             hooks.advance = advance
-            with in_mode(model, walk, False), contextlib.ExitStack() as stack:
+            with in_mode(model, walk, False) as state, contextlib.ExitStack() as stack:
                 as_the_forward_runs(stack, model, walk)
+                # what the forward writes in place to the model's own tensors it reaches without the stand-ins (a
+                # helper object's real weights, a hook's closure over a buffer) is put back, as after a summary
+                recorder.restore_after(state.with_values)
                 _data_parallel_runs_its_module(stack, walk)
+                stack.callback(recorder.put_back)
                 stack.callback(hooks.remove)
                 hooks.register()
                 on_meta = as_on_a_device(fake, one_dtype=dtype is None)  # weights cast to dtype: as under autocast
-                with torch.no_grad(), compiled_code_run_eagerly(), on_meta, tracker:
+                # the recorder last: it must see each op before meta runs it
+                mode = recorder if recorder.restorable else contextlib.nullcontext()
+                with torch.no_grad(), compiled_code_run_eagerly(), on_meta, tracker, mode:
                     output = _forward(model, weights, inputs, keywords)
     except KeyboardInterrupt:
         raise
