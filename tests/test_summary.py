@@ -5971,6 +5971,38 @@ def test_the_callers_inputs_come_back_as_given(device: str, mode: str) -> None:
     assert torch.equal(first_row, torch.zeros(4))  # put back in the storage itself: every view sees it
 
 
+class SetsStateOnItsInput(nn.Module):
+    """A forward that makes its input require grad and differentiates by it (a physics-informed net), and gives it a
+    ``.grad``, an attribute, a hook and a new ``.data``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():  # an eval-mode summary runs without
+            x.requires_grad_(True)
+            u = self.net(x)
+            (du,) = torch.autograd.grad(u.sum(), x, create_graph=True)
+        x.grad, x.seen = torch.zeros_like(x), True
+        x.register_hook(lambda grad: grad)
+        x.data = x.data.double().zero_()
+        return u + du.sum(1, keepdim=True)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_what_a_forward_sets_on_an_input_stays_off_the_callers_tensor(device: str, mode: str) -> None:
+    # from review: on cpu the caller's tensor came back requiring grad, float64 zeros, with a grad, an attribute and
+    # a hook (only writes to its values were put back)
+    x = torch.ones(2, 4)
+    paramscope.summary(SetsStateOnItsInput(), input_data=[x], device=device, mode=mode)
+    assert (x.requires_grad, x.dtype, x.grad, hasattr(x, "seen"), x._backward_hooks) == (
+        False, torch.float32, None, False, None
+    )  # fmt: skip
+    assert torch.equal(x, torch.ones(2, 4))
+
+
 class BranchesOnANestedInput(BranchesOnItsInput):
     """:class:`BranchesOnItsInput` on the tensor at the bottom of lists and dicts (``{"ids": [...]}``)."""
 

@@ -26,14 +26,13 @@ beside the moved objects it keeps by id."""
 def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> Any:
     """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype, strides
     and ``requires_grad``, in storages of the sizes theirs have, one for the inputs that share one, see
-    :func:`_meta_twin`; one that requires grad a leaf of its own), in lists, tuples, named tuples, mappings (of
-    their own type, see :func:`_copied_mapping`), sets, frozensets, deques and dataclasses as deep as they go, and
-    in copies of other objects with attributes (a key/value cache, see :func:`_copied`); a random generator as a
-    copy in its state. A
-    PackedSequence keeps its batch sizes on the cpu, where torch takes them. One tensor or container given twice
-    is one moved (``memo``, by id, shared by the calls for one forward's inputs):
-    attention given the same query, key and value takes its self-attention path, and a list that holds itself is
-    moved into one that holds itself."""
+    :func:`_meta_twin`; one already there an alias of its values; one that requires grad a leaf of its own), in
+    lists, tuples, named tuples, mappings (of their own type, see :func:`_copied_mapping`), sets, frozensets, deques
+    and dataclasses as deep as they go, and in copies of other objects with attributes (a key/value cache, see
+    :func:`_copied`); a random generator as a copy in its state. A PackedSequence keeps its batch sizes on the cpu,
+    where torch takes them. One tensor or container given twice is one moved (``memo``, by id, shared by the calls
+    for one forward's inputs): attention given the same query, key and value takes its self-attention path, and a
+    list that holds itself is moved into one that holds itself."""
     memo = {} if memo is None else memo
     moved = memo.get(id(value))
     if moved is not None:
@@ -173,6 +172,11 @@ _SLOTS: dict[type, tuple[MemberDescriptorType, ...]] = {}
 
 def _moved(value: torch.Tensor, device: str, memo: dict[Any, Any]) -> torch.Tensor:
     tensor = _meta_twin(value, memo) if device == "meta" else value.to(device)
+    if tensor is value:
+        # the caller's own tensor, already on the device: the forward gets an alias of it, whose values are the
+        # caller's (a write to them is put back) but whose autograd state, ``.data``, attributes and hooks are its
+        # own (a physics-informed net's requires_grad_() on its input)
+        tensor = value.detach()
     if tensor.is_inference():  # made in torch.inference_mode(): autograd cannot save it, a copy it can
         tensor = tensor.clone()
     if not value.requires_grad:
