@@ -5747,6 +5747,67 @@ def test_tensors_a_forward_reaches_through_references_of_its_own_come_back(devic
     assert model.history.untyped_storage().nbytes() == 4 * 4
 
 
+class FlagsABufferThroughAHook(nn.Module):
+    """A hook that keeps a buffer in its closure, makes it require grad and gives it an attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.register_buffer("scale", torch.ones(4))
+        scale = self.scale
+
+        def flag(module: nn.Module, args: Any) -> None:
+            scale.requires_grad_(True)
+            scale.calibrated = True
+
+        self.fc.register_forward_pre_hook(flag)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_what_a_hook_sets_on_a_buffer_of_its_own_is_put_back(device: str) -> None:
+    # from review: its values and .data were put back, its requires_grad and attributes not
+    model = FlagsABufferThroughAHook()
+    paramscope.summary(model, input_size=(2, 4), device=device, mode="train")
+    assert (model.scale.requires_grad, hasattr(model.scale, "calibrated")) == (False, False)
+
+
+class WithASparseWeight(nn.Module):
+    """A graph layer's adjacency as a sparse parameter; ``scale_in_place`` writes to it in the forward."""
+
+    def __init__(self, scale_in_place: bool) -> None:
+        super().__init__()
+        self.adjacency = nn.Parameter(torch.eye(4).to_sparse())
+        self.fc = nn.Linear(4, 3)
+        self.scale_in_place = scale_in_place
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale_in_place:
+            with torch.no_grad():
+                self.adjacency.mul_(0.5)
+        return self.fc(torch.sparse.mm(self.adjacency, x))
+
+
+def test_a_sparse_parameter_is_summarised_on_cpu_and_a_write_to_it_refused() -> None:
+    # from review: the summary's own setup asked the sparse weight for its storage, and failed naming no module
+    model = WithASparseWeight(scale_in_place=False)
+    report = paramscope.summary(model, input_size=(4, 4), device="cpu")
+    assert [(call.path, call.outputs) for call in report.calls or []] == [("", "[4, 3]"), ("fc", "[4, 3]")]
+    assert report.totals.params == sum(param.numel() for param in model.parameters())
+    model.scale_in_place = True
+    before = model.adjacency.detach().clone()
+    with pytest.raises(ForwardError) as raised:
+        paramscope.summary(model, input_size=(4, 4), device="cpu")
+    assert str(raised.value) == (
+        "the forward failed in '(model)' with inputs [4, 4]: ParameterWriteError: aten.mul_ would change the "
+        "parameter 'adjacency' in place: paramscope does not run that on your weights; summarise on meta (the "
+        "default) instead"
+    )
+    assert torch.equal(model.adjacency.detach().to_dense(), before.to_dense())
+
+
 class RebindsAndGrowsThroughReferencesOfItsOwn(nn.Module):
     """Hooks that reach the model's tensors through closures: two buffers viewing one storage, grown one after the
     other (the first resize moves the storage's bytes), a buffer and a weight whose ``.data`` is rebound (clipping

@@ -42,8 +42,9 @@ def in_mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bo
     ]
     loose = state.loose = state.loose_tensors()
     generators = [(generator, generator.get_state()) for generator in state.generators]
-    # the leaves among the loose tensors: what a forward may set on them, as on parameters (a cache's own grad)
-    leaves = [tensor for tensor in loose if tensor.is_leaf]
+    # the leaves among the loose tensors and the buffers: what a forward may set on them, as on parameters (a
+    # cache's own grad; a flag a hook sets on a buffer it keeps in its closure)
+    leaves = [tensor for tensor in chain(loose, walk.buffers) if tensor.is_leaf]
     # non-leaves that keep a grad (retain_grad), put back too
     retaining = [tensor for tensor in loose if not tensor.is_leaf and tensor.retains_grad]
     retained = [tensor.grad for tensor in retaining]
@@ -82,7 +83,9 @@ def in_mode(model: nn.Module, walk: ModuleWalk, train: bool, *, real_weights: bo
                 same = False
             if data and not same:
                 for tensor, before in zip(held, data, strict=True):
-                    if tensor.device != before.device or not tensor.is_set_to(before) or tensor.dtype != before.dtype:
+                    # a sparse tensor has no is_set_to: its .data set again
+                    if (tensor.layout != torch.strided or tensor.device != before.device
+                            or not tensor.is_set_to(before) or tensor.dtype != before.dtype):  # fmt: skip
                         _set_data(tensor, before)
 
         def put_back_flags() -> None:

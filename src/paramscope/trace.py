@@ -64,7 +64,7 @@ from ._process_settings import (
     skipped_by_dynamo,
 )
 from ._progress import steps
-from ._storages import has_plain_storage, input_storages, plain_tensors_of, storage_key, storage_parts
+from ._storages import has_plain_storage, input_storages, storage_key, storage_parts
 from ._walk import ModuleWalk, path_depth
 
 aten = torch.ops.aten
@@ -438,11 +438,11 @@ class _OpRecorder(TorchDispatchMode):
             written = args[index] if index < len(args) else kwargs.get(name)
             # a list for the foreach ops (torch._foreach_mul_), a tensor for the others
             targets = written if isinstance(written, (list, tuple)) else (written,)
-            # a wrapper subclass's storage is none: its inner tensors' are what it writes to
-            for target in chain.from_iterable(plain_tensors_of(t) for t in targets if isinstance(t, torch.Tensor)):
-                # sparse, mkldnn and nested tensors have no storage to ask for, and cannot alias a dense parameter;
-                # a meta or fake tensor holds no values to keep (a fake one told by its type: asking is_meta of it
-                # is an op)
+            # a wrapper subclass's storage is none: its inner tensors' are what it writes to, a sparse tensor's its
+            # indices' and values'
+            for target in chain.from_iterable(storage_parts(t) for t in targets if isinstance(t, torch.Tensor)):
+                # mkldnn tensors have no storage to ask for, and cannot alias a dense parameter; a meta or fake
+                # tensor holds no values to keep (a fake one told by its type: asking is_meta of it is an op)
                 if (isinstance(target, FakeTensor) or target.layout != torch.strided or target.is_nested
                         or target.is_meta):  # fmt: skip
                     continue
@@ -513,8 +513,9 @@ def _parameter_storages(walk: ModuleWalk) -> dict[int, str]:
     """The storages of the model's real parameters, by address, with a name of each."""
     storages: dict[int, str] = {}
     for name, param in walk.named_tensors("parameters"):
-        # a wrapper subclass's (torchao's quantized weights) are its inner tensors'
-        for part in plain_tensors_of(param):
+        # a wrapper subclass's (torchao's quantized weights) are its inner tensors', a sparse one's its indices' and
+        # values'
+        for part in storage_parts(param):
             if not part.is_meta and part.numel():
                 storages.setdefault(part.untyped_storage().data_ptr(), name)
     return storages
