@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import math
+import random
 import subprocess
 import sys
 import textwrap
@@ -3041,8 +3042,8 @@ def test_a_batch_norm_that_reads_its_batch_count_runs_on_meta(mode: str) -> None
 
 
 class RandomDraws(nn.Module):
-    """A forward that draws random numbers from torch's generator: a layer skipped at random (LayerDrop, drawn on the
-    cpu, on meta too) and dropout."""
+    """A forward that draws random numbers from torch's generator (and Python's and numpy's): a layer skipped at
+    random (LayerDrop, drawn on the cpu, on meta too) and dropout."""
 
     def __init__(self, fails: bool = False) -> None:
         super().__init__()
@@ -3051,7 +3052,7 @@ class RandomDraws(nn.Module):
         self.fails = fails
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.rand(()) < 2.0:
+        if torch.rand(()) < 2.0 and random.random() < 2.0 and np.random.rand() < 2.0:  # Python's and numpy's too
             x = self.fc(x)
         x = self.drop(x)
         if self.fails:
@@ -3066,10 +3067,13 @@ def test_a_summary_leaves_torchs_random_numbers_as_they_were(device: str, mode: 
     # the inputs of input_size and the forward's draws: what a script seeded for its training draws next is the same
     # with a summary before it
     model = RandomDraws(fails)
-    state = torch.get_rng_state()
+    state, python, numpy = torch.get_rng_state(), random.getstate(), np.random.get_state()
     with pytest.raises(ForwardError) if fails else contextlib.nullcontext():
         paramscope.summary(model, input_size=(2, 4), device=device, mode=mode)
     assert torch.equal(torch.get_rng_state(), state)
+    # from review: Python's and numpy's generators were left drawn from
+    assert random.getstate() == python
+    assert all(np.array_equal(now, before) for now, before in zip(np.random.get_state(), numpy, strict=True))
 
 
 CUDA_GENERATOR = torch.Generator().manual_seed(2)
@@ -6062,6 +6066,36 @@ def test_what_a_forward_sets_on_an_input_stays_off_the_callers_tensor(device: st
         False, torch.float32, None, False, None
     )  # fmt: skip
     assert torch.equal(x, torch.ones(2, 4))
+
+
+class Batch(dict):  # type: ignore[type-arg]
+    """A batch of a dict subclass, with attributes of its own."""
+
+
+class Chunks(list):  # type: ignore[type-arg]
+    """Chunks of a list subclass, with attributes of their own."""
+
+
+class WritesAttributesOfItsInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, batch: Batch, chunks: Chunks) -> torch.Tensor:
+        batch.log.append("seen")
+        batch.step.add_(1)
+        chunks.lengths.append(3)
+        return self.fc(x) + batch["bias"] + chunks[0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_attributes_of_an_input_container_of_a_subclass_come_back_as_given(device: str) -> None:
+    # from review: the copies of a dict or list subclass shared the caller's attribute objects
+    batch, chunks = Batch(bias=torch.zeros(4)), Chunks([torch.zeros(4)])
+    batch.log, batch.step, chunks.lengths = [], torch.zeros(()), []
+    data = {"x": torch.ones(2, 4), "batch": batch, "chunks": chunks}
+    paramscope.summary(WritesAttributesOfItsInputs(), input_data=data, device=device)
+    assert (batch.log, float(batch.step), chunks.lengths) == ([], 0.0, [])
 
 
 class BranchesOnANestedInput(BranchesOnItsInput):

@@ -59,6 +59,7 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
     elif isinstance(value, list):
         moved = memo[id(value)] = copy(value)  # a subclass keeps its type and attributes, as copy makes them
         moved[:] = [to_device(item, device, memo) for item in value]
+        _attributes_moved(value, moved, device, memo)
     elif isinstance(value, (set, deque)):  # copies of their own type (a deque keeps its maxlen)
         moved = memo[id(value)] = copy(value)
         moved.clear()
@@ -67,11 +68,14 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
             moved.update(items)
         else:
             moved.extend(items)
+        _attributes_moved(value, moved, device, memo)
     elif isinstance(value, Mapping):
         # a dict of its own type (a batch whose keys are attributes too, a defaultdict), where it can be copied
         moved = memo[id(value)] = _copied_mapping(value)
         for key, item in value.items():
             moved[key] = to_device(item, device, memo)
+        if isinstance(value, dict):  # a UserDict's attribute is its items, moved above
+            _attributes_moved(value, moved, device, memo)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         moved = memo[id(value)] = copy(value)
         for item in dataclasses.fields(value):
@@ -88,9 +92,7 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
         if moved is value or (attributes is not None and attributes is vars(value)):  # an enum's member
             return value
         memo[id(value)] = moved
-        if attributes is not None:
-            for name, item in vars(value).items():
-                attributes[name] = to_device(item, device, memo)
+        _attributes_moved(value, moved, device, memo)
         for slot in _slots(type(value)):
             try:
                 item = slot.__get__(value)
@@ -101,6 +103,15 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
         return value
     memo[id(value)] = moved
     return moved
+
+
+def _attributes_moved(value: Any, moved: Any, device: str, memo: dict[Any, Any]) -> None:
+    """Move the instance attributes of ``value`` into ``moved``, its copy, which ``copy`` gave the caller's own
+    objects: a key/value cache's, a batch dict's of a subclass (``batch.log``, which the forward appends to)."""
+    attributes = getattr(moved, "__dict__", None)
+    if attributes:
+        for name, item in vars(value).items():
+            attributes[name] = to_device(item, device, memo)
 
 
 def moved_tensors(memo: Mapping[Any, Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:

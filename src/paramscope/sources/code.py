@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import random
 import sys
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
@@ -334,11 +335,16 @@ def _process_state_kept() -> Iterator[None]:
 
 
 def random_states_put_back(stack: contextlib.ExitStack) -> None:
-    """Have ``stack`` put torch's random generators back as they are now: the cpu's, and each CUDA device's where
-    CUDA is initialized already (reading their states would initialize it, a change of its own)."""
+    """Have ``stack`` put the process's random generators back as they are now: torch's (the cpu's, and each CUDA
+    device's where CUDA is initialized already: reading their states would initialize it, a change of its own),
+    Python's ``random`` and, where it is imported, numpy's global one."""
     stack.callback(torch.set_rng_state, torch.get_rng_state())
     if torch.cuda.is_initialized():
         stack.callback(torch.cuda.set_rng_state_all, torch.cuda.get_rng_state_all())
+    stack.callback(random.setstate, random.getstate())
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        stack.callback(numpy_random.set_state, numpy_random.get_state())
 
 
 @contextlib.contextmanager
