@@ -425,11 +425,15 @@ class _OpRecorder(TorchDispatchMode):
 
     def restore_after(self, tensors: Iterable[torch.Tensor]) -> None:
         """Have :meth:`put_back` restore what the forward writes in place to ``tensors`` (those with values): their
-        storages' bytes, and their layouts."""
+        storages' bytes, and their layouts; a sparse, nested or wrapper tensor's values, in the tensors it is made of
+        (a sparse one's are made anew each time they are asked for: their layouts are not kept)."""
         for tensor in tensors:
-            if has_plain_storage(tensor) and (storage := tensor.untyped_storage()).data_ptr():
-                self.restorable.setdefault(storage._cdata, tensor)
-                self._owned.add(id(tensor))
+            plain = has_plain_storage(tensor)
+            for part in (tensor,) if plain else storage_parts(tensor):
+                if has_plain_storage(part) and (storage := part.untyped_storage()).data_ptr():
+                    self.restorable.setdefault(storage._cdata, part)
+                    if plain:
+                        self._owned.add(id(tensor))
 
     def _check_writes(self, func: Any, plan: _OpPlan, args: Any, kwargs: dict[str, Any]) -> None:
         """Refuse a write to a parameter; keep what a storage of :attr:`restorable` holds before its first write,
