@@ -6068,6 +6068,24 @@ def test_a_sparse_or_nested_input_written_in_place_on_cpu_comes_back_as_given(la
         assert torch.equal(x.to_dense(), given.to_dense())
 
 
+class WritesANumpyInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, counts: np.ndarray) -> torch.Tensor:
+        torch.as_tensor(counts).mul_(0.5)  # the array's own memory
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_numpy_array_given_comes_back_as_given(device: str) -> None:
+    # from review: the forward got the caller's array, and wrote to it through a tensor over its memory
+    counts = np.ones(4)
+    paramscope.summary(WritesANumpyInput(), input_data={"x": torch.ones(2, 4), "counts": counts}, device=device)
+    assert counts.tolist() == [1.0] * 4
+
+
 class SetsStateOnItsInput(nn.Module):
     """A forward that makes its input require grad and differentiates by it (a physics-informed net), and gives it a
     ``.grad``, an attribute, a hook and a new ``.data``."""

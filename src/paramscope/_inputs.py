@@ -81,6 +81,8 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
         for item in dataclasses.fields(value):
             if hasattr(value, item.name):  # a field without a default that its __post_init__ never set is not
                 object.__setattr__(moved, item.name, to_device(getattr(value, item.name), device, memo))
+    elif _is_numpy_array(value):  # which the forward may wrap (torch.as_tensor) and write to: a copy, as of a list
+        moved = value.copy()
     elif _copied(value):
         # an object with attributes of its own (a key/value cache): a copy, which the forward changes (a DynamicCache
         # takes the step's keys and values) where the caller's stays as it was
@@ -103,6 +105,11 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
         return value
     memo[id(value)] = moved
     return moved
+
+
+def _is_numpy_array(value: Any) -> bool:
+    numpy = sys.modules.get("numpy")  # one that is not imported made none
+    return numpy is not None and isinstance(value, numpy.ndarray)
 
 
 def _attributes_moved(value: Any, moved: Any, device: str, memo: dict[Any, Any]) -> None:
