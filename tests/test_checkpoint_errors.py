@@ -765,6 +765,21 @@ def zip_with_a_tensor_converted_on_load_through_another_function(tmp: Path) -> C
     return _converted_on_load(tmp, legacy=False, through=True)
 
 
+class HandsOnTheDeviceCall:
+    """Gives torch's call for a tensor of another device to another call, not as torch.save does."""
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        rebuild = torch._utils._rebuild_device_tensor_from_cpu_tensor
+        return torch._tensor._rebuild_from_type_v2, (torch.Tensor, rebuild, (), {})
+
+
+def zip_with_the_device_call_handed_on(tmp: Path) -> Case:
+    path = tmp / "handed.pt"
+    torch.save({"w": HandsOnTheDeviceCall()}, path)
+    builds = "a call of _rebuild_device_tensor_from_cpu_tensor through another function"
+    return Case(["inspect", str(path)], _costly(path, builds))
+
+
 def zip_with_a_decoy_pickle_before_a_deep_one(tmp: Path) -> Case:
     # from review: the walk read the first data.pkl, torch another one (its folder's, the last of that name)
     path = zip_with_data_pkl(tmp, _nested_tuple_key(200_000))
@@ -1375,7 +1390,7 @@ CASES: list[Callable[[Path], Case]] = [
     legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items, zip_without_a_version_record,
     zip_with_a_bytearray_made_through_another_function, zip_with_bytes_by_the_hex_codec,
     zip_with_a_tensor_converted_on_load, legacy_with_a_tensor_converted_on_load,
-    zip_with_a_tensor_converted_on_load_through_another_function,
+    zip_with_a_tensor_converted_on_load_through_another_function, zip_with_the_device_call_handed_on,
     zip_with_a_decoy_pickle_before_a_deep_one, zip_with_a_deep_key_after_9_mib_of_text_compressed,
     zip_with_its_pickle_twice,
     zip_without_a_pickle, empty_zip, zip_without_a_storage,

@@ -46,7 +46,6 @@ _CHECKED = _BYTEARRAY | _ENCODE | _ON_A_DEVICE
 # the calls that make a tensor of a storage: the tensor's dtype is the storage's, or v3's argument (at that index)
 _TENSOR_OF_A_STORAGE = {"torch._utils _rebuild_tensor": None, "torch._utils _rebuild_tensor_v2": None,
                         "torch._utils _rebuild_tensor_v3": 6}  # fmt: skip
-_FROM_TYPE = "torch._tensor _rebuild_from_type_v2"  # (function, type, arguments, state): a subclass's call
 # what torch.save pickles bytes as, in protocol 2: _codecs.encode(their latin-1 text, "latin1"); another codec makes
 # more bytes of fewer (hex doubles them, and chained, doubles them again) or takes quadratic time (punycode)
 _LATIN_1 = {"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1"}
@@ -191,7 +190,10 @@ def _tuple(items: list[tuple[int, int, int, object]]) -> tuple[int, int, int, ob
         else:
             # handed to another call to make (_rebuild_from_type_v2(bytearray, ..., (n,), ...)): torch.save calls
             # them
-            raise CostlyPickle("a call of bytearray or _codecs.encode through another function")
+            called = (
+                "_rebuild_device_tensor_from_cpu_tensor" if item[3] in _ON_A_DEVICE else "bytearray or _codecs.encode"
+            )
+            raise CostlyPickle(f"a call of {called} through another function")
     depth = 1 + max((item[1] for item in items), default=0)
     unfolded = len(items) + sum(item[2] for item in items)
     if depth > MAX_TUPLE_DEPTH:
@@ -244,20 +246,22 @@ def _check_call(
     given = arguments[3] if arguments[0] == _TUPLE and isinstance(arguments[3], tuple) else None
     if function[3] in _TENSOR_OF_A_STORAGE:
         at = _TENSOR_OF_A_STORAGE[function[3]]
-        if given is None or not given or (at is not None and len(given) <= at):
+        if not given or (at is not None and len(given) <= at):
             return _ANY
-        dtype = given[0][3] if at is None and given[0][0] == _STORAGE else _dtype(given[at]) if at else None
-        return _TENSOR, 0, 0, dtype
+        if at is None:  # the storage's
+            return _TENSOR, 0, 0, given[0][3] if given[0][0] == _STORAGE else None
+        return _TENSOR, 0, 0, _dtype(given[at])
     if function[3] not in _CHECKED:
         return _ANY
     if function[3] in _ON_A_DEVICE:
-        data = given[0] if given else _ANY
-        if data[0] != _TENSOR or data[3] is None or len(given or ()) != 4 or _dtype(given[1]) != data[3]:  # type: ignore[index]
+        # (data, dtype, device, requires_grad), the data a tensor of a storage of that dtype
+        if (given is None or len(given) != 4 or given[0][0] != _TENSOR or given[0][3] is None
+                or _dtype(given[1]) != given[0][3]):  # fmt: skip
             raise CostlyPickle(
                 "a tensor for another device in another dtype than its data, or of data torch.save does not pickle, "
                 "converted element by element (torch.save gives it its data's dtype)"
             )
-        return _TENSOR, 0, 0, data[3]
+        return _TENSOR, 0, 0, given[0][3]
     if function[3] in _BYTEARRAY:
         if given is None or any(kind != _STRING for kind, _, _, _ in given):
             sizes = [value for kind, _, _, value in given or () if kind == _INT and isinstance(value, int)]
