@@ -28,6 +28,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -6034,6 +6035,38 @@ def test_the_callers_inputs_come_back_as_given(device: str, mode: str) -> None:
     now = [x, state["steps"], state["window"]]
     assert all(torch.equal(tensor, before) for tensor, before in zip(now, given, strict=True))
     assert torch.equal(first_row, torch.zeros(4))  # put back in the storage itself: every view sees it
+
+
+class BranchesInAThread(nn.Module):
+    """A forward that runs its two branches in a pool of one thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+        self.b.register_forward_hook(lambda module, args, output: None)  # called through hooks, not a wrapper
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with ThreadPoolExecutor(1) as pool:
+            a, b = pool.map(lambda branch: branch(x), [self.a, self.b])
+        return a + b
+
+
+THREADS_NOTE = (
+    "a, b ran in another thread than the forward's, where paramscope sees none of their ops: their FLOPs and "
+    "activations are not counted, and what they write is neither refused nor put back"
+)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_modules_run_in_another_thread_are_named_not_counted_silently(device: str, mode: str) -> None:
+    # from review: their FLOPs and activations were 0, with no word of why
+    report = paramscope.summary(BranchesInAThread(), input_size=(2, 8), device=device, mode=mode)
+    assert THREADS_NOTE in report.notes
+    assert [call.path for call in report.calls or []] == [""]
+    plan = paramscope.memory(BranchesInAThread(), input_size=(2, 8), train=True).memory
+    assert plan is not None
+    assert THREADS_NOTE in plan.notes
 
 
 class ScalesItsInputInPlace(nn.Module):

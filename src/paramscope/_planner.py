@@ -681,6 +681,7 @@ def measure_activations(
     from ._summary import (
         as_a_device_notes,
         check_runnable,
+        other_threads_note,
         selective_unread_note,
         unfused_recurrent_note,
     )
@@ -716,6 +717,8 @@ def measure_activations(
             notes.append(_autocast_note(settings.precision, dtype, result.autocast_copies, units))
         notes.extend(unfused_recurrent_note(model.named_modules(), result.calls))
         notes.extend(as_a_device_notes(result))
+        if result.other_threads:
+            notes.append(other_threads_note(result.other_threads))
         own = _checkpointed_by_model(result, regions, units)
         if own is not None:  # what the model checkpoints itself, whatever --grad-checkpointing asks
             size, formula = own

@@ -545,6 +545,8 @@ def summarize(
             f"the forward replaced the forward of {listed(result.replaced, 5)} with one that does not call the old "
             "one: calls through it are not rows of their own, and their FLOPs count in the module that made them"
         )
+    if result.other_threads:
+        notes.append(other_threads_note(dict.fromkeys(map(in_report, result.other_threads))))
     if result.elsewhere:
         elsewhere = list(dict.fromkeys(map(in_report, result.elsewhere)))
         callers = list(dict.fromkeys(in_report(caller) for found in result.elsewhere.values() for caller in found))
@@ -753,6 +755,14 @@ def _finite_checks_note(reads: int) -> str:
             "isinf, isnan: BART's guard against float16 overflow, DETR's in training), answered as for finite "
             "values, as a real device answers them in a healthy forward (a summary with --device cpu runs with the "
             "values)")  # fmt: skip
+
+
+def other_threads_note(paths: Iterable[str]) -> str:
+    """What a forward did where it called modules (``paths``) in threads of its own: torch's dispatch modes and
+    saved-tensor hooks, which see the ops, are the forward's thread's."""
+    return (f"{listed([shortened(path) or '(model)' for path in paths], 5)} ran in another thread than the forward's, "
+            "where paramscope sees none of their ops: their FLOPs and activations are not counted, and what they "
+            "write is neither refused nor put back")  # fmt: skip
 
 
 def unread_masks_note(checks: Iterable[str]) -> str:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from itertools import chain
+from threading import get_ident
 from types import MethodType
 from typing import Any
 
@@ -612,6 +613,8 @@ class Trace:
     selective_unread: int = 0
     """Those of :attr:`selective_calls` whose kept tensors could not be read from torch's private cache (another
     layout): their regions count as fully checkpointed, what they keep beyond their inputs left out."""
+    other_threads: list[str] = field(default_factory=list)
+    """The modules called in a thread other than the forward's, in either forward: their ops went unseen."""
     unread_masks: list[str] = field(default_factory=list)
     """On meta: the checks of transformers' masks that met a tensor without values (a mask or position ids given)
     and went the way they go under a trace, where a real device reads the values."""
@@ -680,6 +683,12 @@ class _Hooks:
         self.replaced: list[str] = []
         """Modules whose wrapper the forward put another forward in place of, one that never called it: the calls
         through that one went unrecorded."""
+        self.thread = get_ident()
+        """The thread the forward runs in (set again as the hooks are registered): the recorder's dispatch mode and
+        the saved-tensor hooks are that thread's."""
+        self.other_threads: list[str] = []
+        """The modules called in another thread (a pool the forward hands branches to), whose ops the summary does
+        not see: each passed through, once."""
         self.elsewhere: dict[str, list[str]] = {}
         """The modules called from a module that does not hold them (a shared module a layer is handed), with those
         callers: their figures count in their callers' too."""
@@ -688,10 +697,20 @@ class _Hooks:
         self._walk = walk
 
     def register(self) -> None:
+        self.thread = get_ident()
         for module in self._walk.modules:
             path = self.paths[id(module)]
             if module._forward_pre_hooks or module._forward_hooks or not self.wrap(path, module):
                 self._hook(path, module)
+
+    def in_another_thread(self, path: str) -> bool:
+        """Whether this call of the module at ``path`` runs in a thread other than the forward's (kept to be noted),
+        where it is passed through: its ops are out of the recorder's sight, and the stack is the forward's."""
+        if get_ident() == self.thread:
+            return False
+        if path not in self.other_threads:
+            self.other_threads.append(path)
+        return True
 
     def wrap(self, path: str, module: nn.Module) -> bool:
         """Record ``module``'s calls from a wrapper of its ``forward``; False where the wrapper would not be called
@@ -713,6 +732,8 @@ class _Hooks:
         parent = path.rpartition(".")[0]
 
         def enter(module: nn.Module, args: Any, kwargs: Any) -> None:
+            if self.in_another_thread(path):
+                return
             stack = self.stack
             entry = (len(stack), self.recorder.total_flops, path not in stack)
             caller = stack[-1] if stack else ""
@@ -721,10 +742,14 @@ class _Hooks:
             self.arguments.append((args, kwargs))
 
         def record_call(module: nn.Module, args: Any, kwargs: Any) -> None:
+            if self.in_another_thread(path):
+                return
             self.arguments[-1] = (args, kwargs)  # as the user's pre-hooks left them
             self.called(path, module, args, kwargs)
 
         def record_output(module: nn.Module, args: Any, output: Any) -> None:
+            if self.in_another_thread(path):
+                return
             self.record_output(self.calls[path], output)
             self._hooks_ran[path] = self._hooks_ran.get(path, 0) + 1  # this call's hooks all ran: none to blame
 
@@ -732,6 +757,8 @@ class _Hooks:
             # always_call, last: torch calls it in its except block when one of the user's forward hooks raised,
             # after `leave` took the module off the stack; the error is the module's, not its caller's (one the
             # forward raised is kept already, where it was raised)
+            if self.in_another_thread(path):
+                return
             ran = self._hooks_ran.get(path, 0)
             if ran:
                 self._hooks_ran[path] = ran - 1
@@ -742,6 +769,8 @@ class _Hooks:
 
         def leave(module: nn.Module, args: Any, output: Any) -> None:
             # always_call: torch also calls it as the forward raises (with no output, inside its except block)
+            if self.in_another_thread(path):
+                return
             error = sys.exc_info()[1]
             if output is None and error is not None:
                 self.failed(error)
@@ -939,9 +968,9 @@ class _RecordedForward(_InstanceForward):
         calls: the new forward may still call this one (a patch that calls through), which then only calls on."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._superseded:
-            return self.__wrapped__(*args, **kwargs)
         hooks, path = self._hooks, self._path
+        if self._superseded or hooks.in_another_thread(path):
+            return self.__wrapped__(*args, **kwargs)
         stack, arguments = hooks.stack, hooks.arguments
         depth = len(stack)
         at_entry, outermost = hooks.recorder.total_flops, path not in stack
@@ -1375,6 +1404,7 @@ def _run(
         raise _failure(hooks, error) from error
     finally:
         hooks.remove()
+    trace_result.other_threads += [path for path in hooks.other_threads if path not in trace_result.other_threads]
     for path, callers in hooks.elsewhere.items():
         known = trace_result.elsewhere.setdefault(path, [])
         known.extend(caller for caller in callers if caller not in known)
