@@ -1202,6 +1202,31 @@ def test_exclude_embeddings_leaves_out_only_an_embeddings_weight() -> None:
     assert report.totals.non_embedding_params == expected == 4 + 4 * 4 + 4
 
 
+def test_exclude_embeddings_tells_a_live_models_embeddings_by_class_not_name() -> None:
+    # from review: a subclass of nn.Embedding named otherwise was counted, a patch embedding's own weight left out
+    class TokenTable(nn.Embedding):
+        pass
+
+    class PatchEmbedding(nn.Module):  # a projection of patches, held as a weight of its own: no lookup table
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(64, 48))
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok, self.patch, self.proj = TokenTable(1000, 16), PatchEmbedding(), nn.Linear(16, 16)
+            self.bag = nn.EmbeddingBag(10, 16)
+
+    model = Model()
+    report = paramscope.inspect(model, exclude_embeddings=True)
+    tables = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    assert report.totals.non_embedding_params == sum(
+        p.numel() for name, p in model.named_parameters() if name not in tables
+    )
+    assert report.notes[-1] == "without embeddings: 3,344 parameters (left out: tok.weight 16,000, bag.weight 160)"
+
+
 def test_exclude_embeddings_keeps_the_blocks_output_layers_of_rwkv() -> None:
     # RWKV names each block's attention out-projection ``output`` (rwkv.blocks.0.attention.output); its head is
     # ``head``: nothing but the embedding is left out, as transformers counts it

@@ -1,8 +1,9 @@
 """The count without embeddings (``--exclude-embeddings``): input embeddings and an untied output head left out.
 
 As ``transformers``' ``num_parameters(exclude_embeddings=True)`` does, the weights of embedding layers (token and
-position embeddings: ``nn.Embedding`` and its subclasses) are left out. Unlike it, an output head that is not tied to
-the input embedding is left out too (a tied head is the same tensor, already left out once).
+position embeddings: ``nn.Embedding`` and its subclasses, and ``nn.EmbeddingBag``; a live model's told by their
+classes, :attr:`Report.embedding_layers`, a checkpoint's by their names) are left out. Unlike it, an output head that
+is not tied to the input embedding is left out too (a tied head is the same tensor, already left out once).
 """
 
 from __future__ import annotations
@@ -12,12 +13,6 @@ from dataclasses import replace
 from ._report import Report, TensorRecord
 from ._units import format_count, shortened
 
-# A report keeps each module's class name, not its class, so nn.Embedding's subclasses are told by name: transformers
-# names them ...Embedding (OPTLearnedPositionalEmbedding, BartScaledWordEmbedding, Gemma3TextScaledWordEmbedding), a
-# few ...Embeddings or ...EmbeddingTable (ProphetNetPositionalEmbeddings, Ovis2VisualEmbeddingTable). As transformers
-# does, only such a module's own ``weight`` is left out; no module of these names in transformers 5 holds a ``weight``
-# of its own that is not an embedding table (their other parameters, a gate or a bias, stay counted).
-_EMBEDDING_TYPE_SUFFIXES = ("Embedding", "Embeddings", "EmbeddingBag", "EmbeddingTable")
 # Module names of embeddings and output heads, for checkpoints, which have no module types: those transformers gives
 # its nn.Embedding layers (T5's relative_attention_bias, CLIP's and SigLIP's token_embedding and position_embedding,
 # Mamba's and RWKV's embeddings, DeBERTa's rel_embeddings, LayoutLM's box embeddings, Gemma 3n's
@@ -39,19 +34,15 @@ _HEAD_NAMES = frozenset({"lm_head", "embed_out", "output"})
 
 
 def _embedding_weights(report: Report) -> tuple[list[TensorRecord], list[TensorRecord]]:
-    types = {node.path: node.type for node in report.modules}
+    layers = report.embedding_layers
 
     def role(name: str) -> str | None:
         module, _, leaf = name.rpartition(".")
-        module_type = types.get(module)
         last = module.rpartition(".")[2]
         if leaf != "weight":
             return None
-        if module_type is not None:
-            is_embedding = module_type.endswith(_EMBEDDING_TYPE_SUFFIXES)
-        else:
-            is_embedding = last in _EMBEDDING_NAMES
-        if is_embedding:
+        # as transformers does, only an embedding layer's own weight (a gate or a bias beside it stays counted)
+        if module in layers if layers is not None else last in _EMBEDDING_NAMES:
             return "embedding"
         if last not in _HEAD_NAMES:
             return None

@@ -226,6 +226,10 @@ class Report:
     """For a state dict saved with ``torch.save``: its ``_metadata`` (each module prefix's ``{"version": …}``), which
     ``load_state_dict`` hands to each module's load code; ``None`` where the checkpoint has none (safetensors, a plain
     dict). Not part of the JSON form."""
+    embedding_layers: frozenset[str] | None = None
+    """For a live model: the paths of its embedding layers (``nn.Embedding`` and ``nn.EmbeddingBag``, subclasses
+    too), whose ``weight`` ``exclude_embeddings`` leaves out; ``None`` where the source has no modules' classes (a
+    checkpoint: told by their names). Not part of the JSON form."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.by_dtype, MappingProxyType):

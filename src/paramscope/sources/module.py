@@ -877,6 +877,9 @@ def inspect_module(
         target = f"{root.__module__}.{root.__qualname__}"
     if device is None and walk.devices:
         device = ", ".join(sorted(str(d) for d in walk.devices))
+    embeddings = (nn.Embedding, nn.EmbeddingBag)
+    embedding_layers = [node.path for node, module in zip(modules, walk.node_modules, strict=True)
+                        if isinstance(module, embeddings)]  # fmt: skip
     report = Report(
         source=Source(kind="module", target=target, device=device),
         totals=totals,
@@ -884,6 +887,7 @@ def inspect_module(
         tensors=tuple(walk.records),
         modules=modules,
         notes=tuple(notes),
+        embedding_layers=frozenset(embedding_layers),
     )
     return with_active_params(report, _hf_config(walk.node_modules[0]))
 
