@@ -456,6 +456,21 @@ def test_tensor_subclass_sparse_and_expanded_tensors() -> None:
     assert any(note.startswith("pair is a TwoTensor") for note in report.notes)
 
 
+def test_a_tensor_subclass_holding_one_tensor_twice_holds_its_bytes_once() -> None:
+    # from review: TwoTensor(a, a) was counted at twice the memory it holds (its detach makes two views of a)
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    shared = torch.zeros(3, 4)
+    model = nn.Module()
+    model.same = nn.Parameter(TwoTensor(shared, shared))
+    model.apart = nn.Parameter(TwoTensor(shared, shared.clone()))  # two storages: both count
+    report = paramscope.inspect(model)
+    inner = [getattr(model.same, name) for name in model.same.__tensor_flatten__()[0]]
+    assert len({part.untyped_storage().data_ptr() for part in inner}) == 1
+    assert report.tensor("same").bytes == shared.nbytes
+    assert report.tensor("apart").bytes == 2 * shared.nbytes
+
+
 def _storage_notes(report: paramscope.Report) -> list[str]:
     return [note for note in report.notes if " storage of " in note]
 

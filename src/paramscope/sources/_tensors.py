@@ -66,6 +66,17 @@ def plain_parts(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(_inner_tensors(tensor)) if _is_wrapper_subclass(tensor) else (tensor,)
 
 
+def _view_key(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """What tells a view of the same elements of the same storage (by address; a tensor without one by itself)."""
+    try:
+        address = tensor.untyped_storage().data_ptr() if tensor.layout is torch.strided else 0
+    except (RuntimeError, NotImplementedError):  # no storage to ask for (torch.func's wrappers)
+        address = 0
+    if not address:
+        return (id(tensor),)
+    return address, tensor.storage_offset(), tensor.shape, tensor.stride(), tensor.dtype
+
+
 def _dense_bytes(tensor: torch.Tensor) -> int:
     if tensor.layout is torch.strided:
         return tensor.numel() * tensor.element_size()
@@ -94,7 +105,8 @@ def unusual_bytes(name: str, tensor: torch.Tensor, logical_bytes: int) -> tuple[
     """The bytes of a tensor that may not be plain, and a note when they differ from ``numel × element size``."""
     name = shortened(name)  # for the note
     if _is_wrapper_subclass(tensor):
-        inner = sum(_dense_bytes(part) for part in _inner_tensors(tensor))
+        # a tensor it holds twice (TwoTensor(a, a), whose detach makes two views of a) is held once
+        inner = sum(map(_dense_bytes, {_view_key(part): part for part in _inner_tensors(tensor)}.values()))
         return inner, (
             f"{name} is a {type(tensor).__name__}: its bytes ({format_bytes(inner)}) are those of the tensors it "
             f"holds, not its {tensor.numel():,} elements × {tensor.element_size()} B"
