@@ -1009,6 +1009,13 @@ def test_two_checkpoints_of_a_tie_stored_once_and_under_both_names_are_the_same(
         found = paramscope.diff(str(a), str(b))
         assert (found.only_in_a, found.only_in_b, found.changed, found.sharing) == ((), (), (), ())
         assert found.equal
+        # from review: nothing said that one lacks a name load_state_dict(strict=True) asks for
+        side, other = ("A", "B") if a == twice else ("B", "A")
+        assert (
+            f"{other} stores tensors that {side} ties under one of their names, and lacks head.weight (tied to "
+            "emb.weight): matched as the tied tensor, which load_state_dict(strict=True) would report missing and "
+            "safetensors.torch.load_model and transformers' from_pretrained fill from the tie"
+        ) in found.notes
         assert shown_modules(found, depth=2, everything=False) == []
         code, out, err = run(capsys, "diff", str(a), str(b))
         assert (code, err) == (0, "")

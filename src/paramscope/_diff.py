@@ -450,6 +450,9 @@ def _tensor_differences(
         model, checkpoint = (records_b, by_name_a) if model_is_b else (records_a, by_name_b)
         sides = ("B", "A") if model_is_b else ("A", "B")
         notes += _copies_of_ties(model, checkpoint, *sides) + _ties_stored_once(model, checkpoint, *sides)
+    elif is_checkpoint(a):  # two checkpoints: one may store a tie (torch.save's state dict) the other saved once
+        for records, by_name, sides in ((records_a, by_name_b, ("A", "B")), (records_b, by_name_a, ("B", "A"))):
+            notes += _copies_of_ties(records, by_name, *sides) + _ties_stored_once(records, by_name, *sides)
     if with_checkpoint:  # a checkpoint may store a tied tensor under one of its names: any one matches
         only_a = [
             record.name
