@@ -6037,6 +6037,37 @@ def test_the_callers_inputs_come_back_as_given(device: str, mode: str) -> None:
     assert torch.equal(first_row, torch.zeros(4))  # put back in the storage itself: every view sees it
 
 
+class WithUnits(torch.Tensor):
+    """A tensor subclass that keeps an attribute of its own."""
+
+    units: str
+
+    @staticmethod
+    def __new__(cls, data: torch.Tensor, units: str) -> WithUnits:
+        made = torch.Tensor._make_subclass(cls, data)
+        made.units = units
+        return made
+
+
+class ReadsItsInputsClass(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        assert isinstance(weight, nn.Parameter)
+        return self.fc(x.as_subclass(torch.Tensor) * {"m": 1.0, "mm": 1e-3}[x.units]) @ weight  # type: ignore[attr-defined]
+
+
+def test_a_parameter_or_a_subclass_given_on_cpu_reaches_the_forward_as_itself() -> None:
+    # from review: given to the forward as a plain alias, a subclass lost its attributes and a parameter its class
+    weight = nn.Parameter(torch.eye(4), requires_grad=False)
+    data = (WithUnits(torch.ones(2, 4), "mm"), weight)
+    report = paramscope.summary(ReadsItsInputsClass(), input_data=data, device="cpu")
+    assert report.calls is not None
+    assert report.calls[0].outputs == "[2, 4]"
+
+
 class BranchesInAThread(nn.Module):
     """A forward that runs its two branches in a pool of one thread."""
 
@@ -6064,9 +6095,10 @@ def test_modules_run_in_another_thread_are_named_not_counted_silently(device: st
     report = paramscope.summary(BranchesInAThread(), input_size=(2, 8), device=device, mode=mode)
     assert THREADS_NOTE in report.notes
     assert [call.path for call in report.calls or []] == [""]
-    plan = paramscope.memory(BranchesInAThread(), input_size=(2, 8), train=True).memory
-    assert plan is not None
-    assert THREADS_NOTE in plan.notes
+    for train in (False, True):  # from review: the inference plan's forward said nothing
+        plan = paramscope.memory(BranchesInAThread(), input_size=(2, 8), train=train).memory
+        assert plan is not None
+        assert THREADS_NOTE in plan.notes
 
 
 class ScalesItsInputInPlace(nn.Module):

@@ -59,7 +59,7 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
     elif isinstance(value, list):
         moved = memo[id(value)] = copy(value)  # a subclass keeps its type and attributes, as copy makes them
         moved[:] = [to_device(item, device, memo) for item in value]
-        _attributes_moved(value, moved, device, memo)
+        _attributes_moved(value, moved, device, memo, objects=False)
     elif isinstance(value, (set, deque)):  # copies of their own type (a deque keeps its maxlen)
         moved = memo[id(value)] = copy(value)
         moved.clear()
@@ -68,14 +68,14 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
             moved.update(items)
         else:
             moved.extend(items)
-        _attributes_moved(value, moved, device, memo)
+        _attributes_moved(value, moved, device, memo, objects=False)
     elif isinstance(value, Mapping):
         # a dict of its own type (a batch whose keys are attributes too, a defaultdict), where it can be copied
         moved = memo[id(value)] = _copied_mapping(value)
         for key, item in value.items():
             moved[key] = to_device(item, device, memo)
         if isinstance(value, dict):  # a UserDict's attribute is its items, moved above
-            _attributes_moved(value, moved, device, memo)
+            _attributes_moved(value, moved, device, memo, objects=False)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         moved = memo[id(value)] = copy(value)
         for item in dataclasses.fields(value):
@@ -112,13 +112,16 @@ def _is_numpy_array(value: Any) -> bool:
     return numpy is not None and isinstance(value, numpy.ndarray)
 
 
-def _attributes_moved(value: Any, moved: Any, device: str, memo: dict[Any, Any]) -> None:
+def _attributes_moved(value: Any, moved: Any, device: str, memo: dict[Any, Any], *, objects: bool = True) -> None:
     """Move the instance attributes of ``value`` into ``moved``, its copy, which ``copy`` gave the caller's own
-    objects: a key/value cache's, a batch dict's of a subclass (``batch.log``, which the forward appends to)."""
+    objects: a key/value cache's, a batch dict's of a subclass (``batch.log``, which the forward appends to). Without
+    ``objects``, those that are objects with attributes of their own stay shared (a container's: a batch holding
+    its tokenizer, whose copy would cost more than the forward)."""
     attributes = getattr(moved, "__dict__", None)
     if attributes:
         for name, item in vars(value).items():
-            attributes[name] = to_device(item, device, memo)
+            if objects or not _copied(item):
+                attributes[name] = to_device(item, device, memo)
 
 
 def moved_tensors(memo: Mapping[Any, Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -190,10 +193,11 @@ _SLOTS: dict[type, tuple[MemberDescriptorType, ...]] = {}
 
 def _moved(value: torch.Tensor, device: str, memo: dict[Any, Any]) -> torch.Tensor:
     tensor = _meta_twin(value, memo) if device == "meta" else value.to(device)
-    if tensor is value:
-        # the caller's own tensor, already on the device: the forward gets an alias of it, whose values are the
+    if tensor is value and type(value) is torch.Tensor:
+        # the caller's own plain tensor, already on the device: the forward gets an alias of it, whose values are the
         # caller's (a write to them is put back) but whose autograd state, ``.data``, attributes and hooks are its
-        # own (a physics-informed net's requires_grad_() on its input)
+        # own (a physics-informed net's requires_grad_() on its input). A parameter or a subclass goes as itself: an
+        # alias would be a plain tensor, or one without the attributes its class keeps
         tensor = value.detach()
     if tensor.is_inference():  # made in torch.inference_mode(): autograd cannot save it, a copy it can
         tensor = tensor.clone()

@@ -752,6 +752,8 @@ def measure_activations(
     if "logits_to_keep" in kwargs:
         formula += ", logits for the last position (as generate)"
     state = (peak.state_bytes, peak.state_layers) if peak.state_layers else None
+    if peak.other_threads:
+        notes.append(other_threads_note(peak.other_threads))
     return _Measured((peak.bytes, "estimate", formula), notes, recurrent_state=state)
 
 

@@ -1599,6 +1599,8 @@ class InferencePeak:
     """The bytes of the recurrent states the returned cache holds: its linear-attention and state-space layers'."""
     state_layers: int
     """The layers that hold them."""
+    other_threads: tuple[str, ...] = ()
+    """The modules called in a thread other than the forward's, whose tensors went unseen."""
 
 
 def peak_live_bytes(
@@ -1660,7 +1662,7 @@ def peak_live_bytes(
     state_bytes = sum(_viewed_bytes(tensor for layer in states for tensor in layer).values())
     del output, cache
     peak, beyond = tracker.peak(excluded)
-    return InferencePeak(peak, beyond, state_bytes, len(states))
+    return InferencePeak(peak, beyond, state_bytes, len(states), tuple(hooks.other_threads))
 
 
 def _recurrent_states(cache: Any) -> list[list[torch.Tensor]]:
