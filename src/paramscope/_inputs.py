@@ -24,15 +24,15 @@ beside the moved objects it keeps by id."""
 
 
 def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> Any:
-    """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype, strides
-    and ``requires_grad``, in storages of the sizes theirs have, one for the inputs that share one, see
-    :func:`_meta_twin`; one already there an alias of its values; one that requires grad a leaf of its own), in
-    lists, tuples, named tuples, mappings (of their own type, see :func:`_copied_mapping`), sets, frozensets, deques
-    and dataclasses as deep as they go, and in copies of other objects with attributes (a key/value cache, see
+    """Inputs for a forward on ``device``: tensors moved (to meta: empty tensors of the same shape, dtype, strides and
+    ``requires_grad``, in storages of the sizes theirs have, one for the inputs that share one, see :func:`_meta_twin`;
+    a plain one already there an alias of its values; one that requires grad a leaf of its own), numpy arrays copied, in
+    lists, tuples, named tuples, mappings (of their own type, see :func:`_copied_mapping`), sets, frozensets, deques and
+    dataclasses as deep as they go, and in copies of other objects with attributes (a key/value cache, see
     :func:`_copied`); a random generator as a copy in its state. A PackedSequence keeps its batch sizes on the cpu,
-    where torch takes them. One tensor or container given twice is one moved (``memo``, by id, shared by the calls
-    for one forward's inputs): attention given the same query, key and value takes its self-attention path, and a
-    list that holds itself is moved into one that holds itself."""
+    where torch takes them. One tensor or container given twice is one moved (``memo``, by id, shared by the calls for
+    one forward's inputs): attention given the same query, key and value takes its self-attention path, and a list that
+    holds itself is moved into one that holds itself."""
     memo = {} if memo is None else memo
     moved = memo.get(id(value))
     if moved is not None:
