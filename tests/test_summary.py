@@ -2027,6 +2027,22 @@ def test_a_floating_point_input_keeps_no_values_on_meta() -> None:
     assert str(raised.value) == VALUES_READ_ON_META
 
 
+def test_an_integer_input_too_large_to_keep_the_values_of_is_named_when_a_read_fails() -> None:
+    # the values of 4,194,304 elements are kept; one more, and a read failed with only the generic hint
+    model = BranchesOnItsInput(lambda ids: None, lambda ids: ids)
+    kept = torch.ones(1 << 22, dtype=torch.long)
+    assert _rows(paramscope.summary(model, input_data=kept))[1][0] == "positive"
+    for too_large in (torch.ones((1 << 22) + 1, dtype=torch.long), torch.ones((1 << 22) + 1, dtype=torch.long)[:2]):
+        with pytest.raises(ForwardError) as raised:
+            paramscope.summary(model, input_data=too_large)
+        assert str(raised.value) == (
+            f"the forward failed in '(model)' with inputs [{too_large.numel()}]: DataDependentOutputException: "
+            "aten._local_scalar_dense.default reads a tensor's values (.item(), bool(), a branch on a tensor); an "
+            "integer input given holds 4,194,305 elements, more than the 4,194,304 whose values a forward on meta "
+            f"keeps; {META_VALUES_HINT}"
+        )
+
+
 class WithCompiledFunction(nn.Module):
     """A model that calls a function compiled with ``backend`` (None: the function as it is)."""
 

@@ -595,6 +595,9 @@ class _Values:
         its noise in the input's dtype."""
         self.given: dict[int, torch.UntypedStorage] = {}
         """The copies of the storages of the inputs given, by the key of the storage copied (see :meth:`know`)."""
+        self.too_large: list[int] = []
+        """The elements of each integer or boolean input's storage that was too large to keep the values of (over
+        :data:`KNOWN_VALUES_LIMIT`): why a read of its values fails."""
         self.unread: set[str] = set()
         """The functions of transformers' masks that checked a fake tensor without values, and went the way they go
         under a trace (a mask kept where a real device may skip it)."""
@@ -624,7 +627,10 @@ class _Values:
                 or given.is_complex() or (fake.shape, fake.dtype) != (given.shape, given.dtype)):  # fmt: skip
             return
         storage = given.untyped_storage()
-        if storage.nbytes() % given.itemsize or storage.nbytes() // given.itemsize > KNOWN_VALUES_LIMIT:
+        if storage.nbytes() % given.itemsize:
+            return
+        if storage.nbytes() // given.itemsize > KNOWN_VALUES_LIMIT:
+            self.too_large.append(storage.nbytes() // given.itemsize)
             return
         key = storage_key(given)
         with unset_fake_temporarily():

@@ -27,7 +27,7 @@ import contextlib
 import sys
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from itertools import chain
@@ -56,7 +56,7 @@ from ._describe import PLAIN_DTYPES_IN_ERRORS, describe, describe_arguments
 from ._errors import TargetError, first_line
 from ._inputs import moved_tensors, to_device
 from ._model_state import in_mode
-from ._on_meta import as_on_a_device, fake_tensors
+from ._on_meta import KNOWN_VALUES_LIMIT, as_on_a_device, fake_tensors
 from ._process_settings import (
     KEEPS_DYNAMO_OUT,
     as_the_forward_runs,
@@ -1283,8 +1283,13 @@ _NEEDS_VALUES: dict[type[BaseException], str] = {
 }
 
 
-def _failure(hooks: _Hooks, error: BaseException) -> ForwardError:
+def _failure(hooks: _Hooks, error: BaseException, inputs_without_values: Sequence[int] = ()) -> ForwardError:
+    """The error a failed forward raises; ``inputs_without_values``: the elements of each integer input given whose
+    values a forward on meta did not keep (too many), a likely cause of a read of values failing."""
     needs_values = _NEEDS_VALUES.get(type(error))
+    if inputs_without_values and type(error) in (DataDependentOutputException, DynamicOutputShapeException):
+        needs_values = (f"{needs_values}; an integer input given holds {max(inputs_without_values):,} elements, "
+                        f"more than the {KNOWN_VALUES_LIMIT:,} whose values a forward on meta keeps")  # fmt: skip
     message = f"{type(error).__name__}: {first_line(error)}" + (f" {needs_values}" if needs_values else "")
     # where a forward nests too deep is no module's fault, and its path as long as the nesting: not named
     failed_in = None if isinstance(error, RecursionError) else hooks.failed_in(error)
@@ -1328,6 +1333,7 @@ def _run(
     walk = walk or ModuleWalk(model)
     hooks = _Hooks(walk, depth)
     hooks.held = [] if device == "meta" else None
+    values = None
     try:
         fake: FakeTensorMode | None
         if stand_ins is not None:  # the summary's, made once for its forwards
@@ -1360,7 +1366,6 @@ def _run(
             stack.callback(recorder.put_back)  # what the forward wrote to them, and to the caller's inputs
             stack.callback(hooks.remove)  # before the mode restores the modules' attributes
             hooks.register()  # in the stack: a module refusing a hook leaves none of them behind
-            values = None
             if autocast is not None:  # outside the forward's own modes, so that it sees the calls they make too
                 on_weight_cast = None if saved is None else saved.add_weight
                 stack.enter_context(AsUnderAutocast(autocast, on_weight_cast))
@@ -1401,7 +1406,7 @@ def _run(
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # sys.exit() or the model's own BaseException must not end the caller
-        raise _failure(hooks, error) from error
+        raise _failure(hooks, error, values.too_large if values is not None else ()) from error
     finally:
         hooks.remove()
     trace_result.other_threads += [path for path in hooks.other_threads if path not in trace_result.other_threads]
