@@ -182,11 +182,18 @@ def _check_archive(path: Path) -> list[_Record]:
     """Refuse a zip archive that has no pickle, or records torch would read into memory larger than
     :data:`_MAX_RECORD_BYTES` (a zip bomb), before torch reads any of it; its storage records."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            entries = archive.infolist()
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, EOFError, UnicodeDecodeError, ValueError, OverflowError, NotImplementedError):
         # a name not in the UTF-8 its flag declares, offsets past any file (zipfile's own errors for a damaged one)
         raise SourceError(_DAMAGED.format(path=path)) from None
+    with archive:
+        storages = _checked_entries(path, archive)
+    return _storage_records(path, storages)
+
+
+def _checked_entries(path: Path, archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The storage records of ``archive`` (``path``'s), after the checks of :func:`_check_archive`."""
+    entries = archive.infolist()
     pickles = [entry for entry in entries if entry.filename.rpartition("/")[2] == "data.pkl"]
     if not pickles:
         raise SourceError(f"{path}: a zip archive without data.pkl: not a PyTorch checkpoint")
@@ -208,9 +215,8 @@ def _check_archive(path: Path) -> list[_Record]:
     if len(named) > 1:  # which one torch reads is miniz's to choose
         raise SourceError(f"{path}: its archive holds {printable(read)} {len(named)} times: not written by torch.save")
     try:
-        with zipfile.ZipFile(path) as archive:
-            for entry in named:
-                check_pickle(archive.read(entry))  # at most _MAX_RECORD_BYTES, checked above
+        for entry in named:
+            check_pickle(archive.read(entry))  # at most _MAX_RECORD_BYTES, checked above
     except (zipfile.BadZipFile, EOFError, ValueError, OverflowError, NotImplementedError, zlib.error):
         raise SourceError(_DAMAGED.format(path=path)) from None
     storages = [entry for entry in entries if "/data/" in entry.filename]
@@ -225,7 +231,7 @@ def _check_archive(path: Path) -> list[_Record]:
                 "torch.load(mmap=True) cannot map (torch.save writes them uncompressed); a copy saved with "
                 "torch.save(torch.load(FILE, weights_only=True), COPY) can be inspected"
             )
-    return _storage_records(path, storages)
+    return storages
 
 
 @dataclass(frozen=True)
