@@ -95,12 +95,6 @@ def to_device(value: Any, device: str, memo: dict[Any, Any] | None = None) -> An
             return value
         memo[id(value)] = moved
         _attributes_moved(value, moved, device, memo)
-        for slot in _slots(type(value)):
-            try:
-                item = slot.__get__(value)
-            except AttributeError:  # a slot not set
-                continue
-            slot.__set__(moved, to_device(item, device, memo))
     else:
         return value
     memo[id(value)] = moved
@@ -113,15 +107,22 @@ def _is_numpy_array(value: Any) -> bool:
 
 
 def _attributes_moved(value: Any, moved: Any, device: str, memo: dict[Any, Any], *, objects: bool = True) -> None:
-    """Move the instance attributes of ``value`` into ``moved``, its copy, which ``copy`` gave the caller's own
-    objects: a key/value cache's, a batch dict's of a subclass (``batch.log``, which the forward appends to). Without
-    ``objects``, those that are objects with attributes of their own stay shared (a container's: a batch holding
-    its tokenizer, whose copy would cost more than the forward)."""
+    """Move the instance attributes of ``value`` (in its ``__dict__`` and ``__slots__``) into ``moved``, its copy,
+    which ``copy`` gave the caller's own objects: a key/value cache's, a batch dict's of a subclass (``batch.log``,
+    which the forward appends to). Without ``objects``, those that are objects with attributes of their own stay
+    shared (a container's: a batch holding its tokenizer, whose copy would cost more than the forward)."""
     attributes = getattr(moved, "__dict__", None)
     if attributes:
         for name, item in vars(value).items():
             if objects or not _copied(item):
                 attributes[name] = to_device(item, device, memo)
+    for slot in _slots(type(value)):
+        try:
+            item = slot.__get__(value)
+        except AttributeError:  # a slot not set
+            continue
+        if objects or not _copied(item):
+            slot.__set__(moved, to_device(item, device, memo))
 
 
 def moved_tensors(memo: Mapping[Any, Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
