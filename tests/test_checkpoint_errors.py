@@ -7,7 +7,9 @@ allocation: a header that claims 200 MB is refused before anything is read.
 
 from __future__ import annotations
 
+import collections
 import errno
+import io
 import json
 import math
 import os
@@ -946,6 +948,12 @@ def truncated_legacy_pt(tmp: Path) -> Case:
     return Case(["inspect", str(path)], f"{path}: truncated, or not a PyTorch checkpoint")
 
 
+STORAGE_CUT_SHORT = (
+    "{path}: the storage torch loads from its record {record} takes {nbytes}, but the record holds 4 B: damaged, or "
+    "not written by torch.save"
+)
+
+
 def rewritten(tmp: Path, change: Callable[[str, bytes], bytes]) -> Path:
     """A checkpoint torch.save wrote, its archive written again with each record's bytes as ``change`` makes them
     from its name and bytes."""
@@ -989,11 +997,7 @@ def zip_without_a_storage(tmp: Path) -> Case:
 def zip_with_a_storage_cut_short(tmp: Path) -> Case:
     # fc.bias's 64 float32 in 4 bytes: mapped, its storage runs on into the records after it, and torch says nothing
     path = rewritten(tmp, lambda name, content: bytes(4) if name.endswith("/data/1") else content)
-    message = (
-        f"{path}: the storage of fc.bias takes 256 B, but its record data/1 holds 4 B: damaged, or not written by "
-        "torch.save"
-    )
-    return Case(["inspect", str(path)], message)
+    return Case(["inspect", str(path)], STORAGE_CUT_SHORT.format(path=path, record="data/1", nbytes="256 B"))
 
 
 def zip_with_a_storage_cut_short_and_one_too_long(tmp: Path) -> Case:
@@ -1005,23 +1009,24 @@ def zip_with_a_storage_cut_short_and_one_too_long(tmp: Path) -> Case:
         return bytes(4) if name.endswith("/data/1") else content
 
     path = rewritten(tmp, change)
-    message = (
-        f"{path}: the storage of fc.bias takes 256 B, but its record data/1 holds 4 B: damaged, or not written by "
-        "torch.save"
-    )
-    return Case(["inspect", str(path)], message)
+    return Case(["inspect", str(path)], STORAGE_CUT_SHORT.format(path=path, record="data/1", nbytes="256 B"))
 
 
 def zip_with_a_record_no_tensor_uses_and_a_storage_cut_short(tmp: Path) -> Case:
-    # Storages and records cannot be matched one to one: the storages are checked together.
+    # from review: the storages were checked against the records' bytes together, which the unused record made up for
     path = rewritten(tmp, lambda name, content: bytes(4) if name.endswith("/data/1") else content)
     with zipfile.ZipFile(path, "a") as archive:
-        archive.writestr("saved/data/7", bytes(8))
-    message = (
-        f"{path}: its tensors' storages take 16.25 KiB, but its archive holds 16.01 KiB of storage data: damaged, or "
-        "not written by torch.save"
-    )
-    return Case(["inspect", str(path)], message)
+        archive.writestr("saved/data/7", bytes(1024))
+    return Case(["inspect", str(path)], STORAGE_CUT_SHORT.format(path=path, record="data/1", nbytes="256 B"))
+
+
+def zip_with_a_storage_record_twice(tmp: Path) -> Case:
+    # from review: miniz reads the first, cut short; the second made up for its bytes
+    path = rewritten(tmp, lambda name, content: bytes(4) if name.endswith("/data/1") else content)
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "a") as archive:
+        warnings.simplefilter("ignore")  # "Duplicate name"
+        archive.writestr("saved/data/1", bytes(256))
+    return Case(["inspect", str(path)], f"{path}: its archive holds saved/data/1 twice: not written by torch.save")
 
 
 def torchscript_archive(tmp: Path) -> Case:
@@ -1395,7 +1400,8 @@ CASES: list[Callable[[Path], Case]] = [
     zip_with_its_pickle_twice,
     zip_without_a_pickle, empty_zip, zip_without_a_storage,
     zip_with_a_storage_cut_short, zip_with_a_storage_cut_short_and_one_too_long,
-    zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, torchscript_archive, empty_pt, pt_holding_a_list,
+    zip_with_a_record_no_tensor_uses_and_a_storage_cut_short, zip_with_a_storage_record_twice, torchscript_archive,
+    empty_pt, pt_holding_a_list,
     pt_holding_an_int, pt_holding_none, pt_without_tensors, optimizer_state_dict_pt, checkpoint_of_optimizer_state_only,
     checkpoint_of_optimizer_and_rng_state, checkpoint_of_an_optimizer_before_its_first_step,
     zip_with_a_pickle_asking_for_a_mark_it_popped,
@@ -1815,6 +1821,53 @@ def test_a_list_nested_too_deeply_is_refused_though_the_file_gives_it_near_the_t
     assert paramscope.inspect(str(path)).totals.params == 2
 
 
+class _Stored:
+    """A storage of float32 under ``key``, pickled by :class:`_TorchLikePickler` as torch.save pickles one."""
+
+    def __init__(self, key: str, elements: int) -> None:
+        self.key, self.elements = key, elements
+
+
+class _TensorOf:
+    """A tensor of all of a :class:`_Stored`'s elements, pickled as torch.save pickles one."""
+
+    def __init__(self, storage: _Stored) -> None:
+        self.storage = storage
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        size = (self.storage.elements,)
+        return torch._utils._rebuild_tensor_v2, (self.storage, 0, size, (1,), False, collections.OrderedDict())
+
+
+class _TorchLikePickler(pickle.Pickler):
+    def persistent_id(self, obj: Any) -> Any:
+        return ("storage", torch.FloatStorage, obj.key, "cpu", obj.elements) if isinstance(obj, _Stored) else None
+
+
+@pytest.mark.parametrize("held", [100, 8])
+def test_a_storage_under_a_key_the_pickle_walk_does_not_keep_is_checked_once_loaded(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, held: int
+) -> None:
+    # the walk keeps strings of up to 16 characters: the check after loading covers the storage of a longer key
+    key = "k" * 20
+    pickled = io.BytesIO()
+    _TorchLikePickler(pickled, protocol=2).dump({"w": _TensorOf(_Stored(key, 25))})  # 100 B
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickled.getvalue())
+        archive.writestr("archive/byteorder", "little")
+        archive.writestr(f"archive/data/{key}", bytes(held))
+        archive.writestr("archive/version", "3\n")
+    if held == 100:
+        assert paramscope.inspect(str(path)).totals.params == torch.load(path, weights_only=True)["w"].numel() == 25
+        return
+    message = (
+        f"{path}: the storage of w takes 100 B, but its record data/{key} holds 8 B: damaged, or not written by "
+        "torch.save"
+    )
+    assert_error(run(capsys, "inspect", str(path)), message)
+
+
 @pytest.mark.parametrize("layout", [torch.sparse_coo, torch.sparse_csr])
 def test_a_sparse_tensors_storage_cut_short_is_refused(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, layout: torch.layout
@@ -1834,10 +1887,7 @@ def test_a_sparse_tensors_storage_cut_short_is_refused(
             target.writestr(entry, bytes(4) if entry.filename == values else content)
     loaded = torch.load(path, weights_only=True, mmap=True)["w"]  # the control: torch reads it without a word
     assert loaded.values().numel() == 8
-    message = (
-        f"{path}: the storage of w takes 32 B, but its record {values.partition('/')[2]} holds 4 B: damaged, or not "
-        "written by torch.save"
-    )
+    message = STORAGE_CUT_SHORT.format(path=path, record=values.partition("/")[2], nbytes="32 B")
     assert_error(run(capsys, "inspect", str(path)), message)
 
 

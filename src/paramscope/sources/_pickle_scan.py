@@ -7,10 +7,12 @@ cost 2 to the number of levels; ``bytearray(n)``, which fills n bytes; ``_codecs
 more bytes than it is given (hex), or takes quadratic time (punycode); a tensor rebuilt for another device in
 another dtype than its data's, which converts every element it views (a stride-0 view of one element: gigabytes). The
 walk follows the pickle machine's stack as ``pickletools`` describes each opcode, with what it needs of each object:
-a tuple's depth and its size unfolded, an integer's value, a global's name, the dtype of a storage or a tensor.
+a tuple's depth and its size unfolded, an integer's value, a global's name, the dtype of a storage or a tensor. It
+gives the bytes each storage claims, which a zip checkpoint's reader checks against the record holding them.
 
 >>> import pickle
->>> check_pickle(pickle.dumps({(1, (2, 3)): [bytearray(b"ok"), b"ok", bytearray()]}, protocol=2))
+>>> check_pickle(pickle.dumps({(1, (2, 3)): [bytearray(b"ok"), b"ok", bytearray()]}, protocol=2))  # no storage
+{}
 >>> nested = ()
 >>> for _ in range(200):
 ...     nested = (nested,)
@@ -85,11 +87,15 @@ class CostlyPickle(Exception):
     """A pickle that would cost more to read than its bytes: the message says what it builds."""
 
 
-def check_pickle(data: bytes | IO[bytes]) -> None:
+def check_pickle(data: bytes | IO[bytes]) -> dict[str, int]:
     """Raise :class:`CostlyPickle` for a pickle (bytes, or a stream at its start, read to its STOP) that builds a
     tuple deeper than :data:`MAX_TUPLE_DEPTH` or of more than :data:`MAX_TUPLE_ITEMS` items unfolded, or calls
     ``bytearray``, ``_codecs.encode`` or ``_rebuild_device_tensor_from_cpu_tensor`` otherwise than torch.save does.
     A pickle the walk cannot follow (damaged, cut short) is left to the unpickler, which refuses it.
+
+    Returns the bytes each storage a zip checkpoint's pickle loads takes, by its key (``"0"``, which names its record
+    ``data/0``), as torch.load sizes it from the first persistent id of that key; a storage whose key, type or size
+    the walk does not know is left out.
 
     The objects on the pickle machine's stack are ``(kind, depth, items, value)``: a tuple's depth and its items
     unfolded, an int's value, a global's "module name", a tuple's own items where it has up to
@@ -97,6 +103,7 @@ def check_pickle(data: bytes | IO[bytes]) -> None:
     walk knows it (its name, ``"float32"``)."""
     stack: list[tuple[int, int, int, object]] = []
     marks: list[int] = []
+    storages: dict[str, int] = {}
     memo: dict[object, tuple[int, int, int, object]] = {}
     opcodes = (
         _opcodes(data) if isinstance(data, bytes) else ((op.code, arg, 1) for op, arg, _ in pickletools.genops(data))
@@ -114,7 +121,7 @@ def check_pickle(data: bytes | IO[bytes]) -> None:
                     at = marks.pop()
                     start = at - marked
                 if start < 0:
-                    return  # the stack runs out: the unpickler refuses it
+                    return storages  # the stack runs out: the unpickler refuses it
                 popped = stack[at:] if kind in (_TUPLE, _REDUCE, _PERSISTENT) else None
                 del stack[start:]
                 if not makes:
@@ -127,6 +134,9 @@ def check_pickle(data: bytes | IO[bytes]) -> None:
                     stack.append(_check_call(*popped))  # type: ignore[misc]
                 elif kind == _PERSISTENT:
                     stack.append(_storage(*popped))  # type: ignore[misc]
+                    claimed = _claimed_bytes(*popped)  # type: ignore[misc]
+                    if claimed is not None:
+                        storages.setdefault(*claimed)
                 elif kind == _STRING:  # its text kept where it may name a codec
                     stack.append((kind, 0, 0, arg if isinstance(arg, str) and len(arg) <= 16 else None))
                 else:  # an int, a global
@@ -142,7 +152,8 @@ def check_pickle(data: bytes | IO[bytes]) -> None:
             else:  # DUP
                 stack.append(stack[-1])
     except (ValueError, IndexError, KeyError):  # what genops and the walk meet in bytes no pickle machine runs
-        return
+        pass
+    return storages
 
 
 # Runs of one opcode of a number with an argument of fixed size (a float, an int of 1, 2 or 4 bytes), by the
@@ -211,13 +222,28 @@ def _storage(pid: tuple[int, int, int, object]) -> tuple[int, int, int, object]:
     return _STORAGE, 0, 0, _dtype(of_type)
 
 
+def _claimed_bytes(pid: tuple[int, int, int, object]) -> tuple[str, int] | None:
+    """The key of the storage of a zip checkpoint's persistent id, ``("storage", its type, key, location,
+    elements)``, and the bytes torch.load maps for it; None where the walk does not know one of them."""
+    items = pid[3] if pid[0] == _TUPLE and isinstance(pid[3], tuple) else ()
+    if len(items) != 5:
+        return None
+    _, of_type, key, _, elements = items
+    dtype = _dtype(of_type)
+    if dtype is None or key[0] != _STRING or not isinstance(key[3], str) or elements[0] != _INT:
+        return None
+    count = elements[3]
+    return (key[3], count * _itemsizes()[dtype]) if isinstance(count, int) and count >= 0 else None
+
+
 def _dtype(named: tuple[int, int, int, object]) -> str | None:
     """The dtype (its name) a global names, as a dtype (``torch float32``) or a storage type (``torch
     FloatStorage``, ``torch UntypedStorage``: bytes); None for anything else."""
     if named[0] != _GLOBAL or not isinstance(named[3], str):
         return None
     module, _, name = named[3].partition(" ")
-    return _dtype_names().get(name) if module == "torch" else None
+    # torch.save names the untyped storage (of a dtype without a typed one: float8) by the module defining it
+    return _dtype_names().get(name) if module == "torch" or named[3] == "torch.storage UntypedStorage" else None
 
 
 @functools.cache
@@ -232,6 +258,14 @@ def _dtype_names() -> dict[str, str]:
     storages = {storage: str(dtype).removeprefix("torch.")
                 for dtype, storage in torch.storage._dtype_to_storage_type_map().items()}  # fmt: skip
     return {**canonical, **storages, "UntypedStorage": "uint8"}
+
+
+@functools.cache
+def _itemsizes() -> dict[str, int]:
+    """The bytes of an element of each dtype :func:`_dtype_names` names."""
+    import torch
+
+    return {name: getattr(torch, name).itemsize for name in set(_dtype_names().values())}
 
 
 def _check_call(

@@ -30,6 +30,7 @@ import sys
 import warnings
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -215,11 +216,25 @@ def _checked_entries(path: Path, archive: zipfile.ZipFile) -> list[zipfile.ZipIn
     if len(named) > 1:  # which one torch reads is miniz's to choose
         raise SourceError(f"{path}: its archive holds {printable(read)} {len(named)} times: not written by torch.save")
     try:
-        for entry in named:
-            check_pickle(archive.read(entry))  # at most _MAX_RECORD_BYTES, checked above
+        # at most _MAX_RECORD_BYTES, checked above; none where torch finds no data.pkl to read (its error says so)
+        claimed = check_pickle(archive.read(named[0])) if named else {}
     except (zipfile.BadZipFile, EOFError, ValueError, OverflowError, NotImplementedError, zlib.error):
         raise SourceError(_DAMAGED.format(path=path)) from None
     storages = [entry for entry in entries if "/data/" in entry.filename]
+    by_name = {entry.filename: entry for entry in storages}
+    if len(by_name) < len(storages):
+        twice = next(name for name, count in Counter(entry.filename for entry in storages).items() if count > 1)
+        raise SourceError(f"{path}: its archive holds {printable(twice)} twice: not written by torch.save")
+    for key, nbytes in claimed.items():
+        # torch maps a storage from its record on, as long as the pickle says: a record cut short would be counted
+        # at bytes that lie in the records after it (a plain torch.load refuses it)
+        record = by_name.get(f"{read.rpartition('/')[0]}/data/{key}")
+        if record is not None and nbytes > record.file_size:
+            raise SourceError(
+                f"{path}: the storage torch loads from its record {printable(record.filename.partition('/')[2])} "
+                f"takes {format_bytes(nbytes)}, but the record holds {format_bytes(record.file_size)}: damaged, or "
+                "not written by torch.save"
+            )
     for entry in storages:
         # torch maps a storage from the bytes of its record as they lie in the file (mmap=True): a compressed one
         # (an archive packed again by a zip tool) fails inside torch with "Trying to resize storage that is not
@@ -764,7 +779,9 @@ def _state_dict_metadata(state_dict: Any) -> dict[str, dict[str, Any]] | None:
 
 
 def _check_storages(path: Path, loaded: Any, records: list[_Record], contents: _Contents | None) -> None:
-    """Refuse a zip checkpoint whose tensors' storages take more bytes than its archive's storage records hold.
+    """Refuse a zip checkpoint whose tensors' storages take more bytes than its archive's storage records hold, once
+    torch has loaded them: for the storages whose key or size the walk of the pickle could not read, which the
+    check before loading (:func:`_checked_entries`) leaves out.
 
     Mapped (``mmap=True``), each storage is the stretch of the file that starts at its record and is as long as the
     pickle says; a record cut short (a damaged or hand-made archive) makes it run on into the records after it, and
