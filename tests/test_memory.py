@@ -302,6 +302,96 @@ def test_optimizer_states_match_a_real_step(name: str, precision: str) -> None:
     assert item.where == "device"
 
 
+class QuantisedWithAdapter(nn.Module):
+    """A frozen int8 weight with its frozen float32 scales, and a trained low-rank adapter beside it (QLoRA's
+    layout, without bitsandbytes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qweight = nn.Parameter(torch.randint(-128, 128, (16, 16), dtype=torch.int8), requires_grad=False)
+        self.scale = nn.Parameter(torch.rand(16), requires_grad=False)
+        self.down, self.up = nn.Linear(16, 4, bias=False), nn.Linear(4, 16, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.qweight.to(x.dtype) * self.scale.to(x.dtype)[:, None]
+        return x @ weight.t() + self.up(self.down(x))
+
+
+def _stepped(model: nn.Module, dtype: torch.dtype, autocast: bool) -> dict[str, int]:
+    """The bytes of ``model``'s weights, gradients and AdamW states after a real step (under autocast to bfloat16,
+    or with the model's floating-point tensors cast to ``dtype``), each storage once."""
+    if not autocast:
+        model = model.to(dtype)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(torch.randn(2, 16, dtype=torch.float32 if autocast else dtype)).float().sum()
+    loss.backward()
+    optimizer.step()
+    parameters = list(model.parameters())
+    return {
+        "weights": storage_bytes(parameters),
+        "gradients": storage_bytes(p.grad for p in parameters if p.grad is not None),
+        "states": optimizer_state_bytes(optimizer),
+    }
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16-pure", "bf16-mixed"])
+def test_frozen_parameters_are_counted_as_training_holds_them(precision: str) -> None:
+    # from review: every parameter was counted in the precision's bytes: the int8 weight in 4 B (fp32), and the frozen
+    # float32 scales in 2 B under bf16-mixed, which autocast does not cast
+    autocast = precision == "bf16-mixed"
+    truth = _stepped(QuantisedWithAdapter(), torch.float32 if precision == "fp32" else torch.bfloat16, autocast)
+    plan = plan_of(QuantisedWithAdapter(), train=True, precision=precision)
+    planned = {item.name: item.total_bytes for item in plan.items}
+    if autocast:  # the trained values in 2 B, their gradients in 2 B and master copies in 4 B: 8 B, as in float32
+        trained = 2 * 16 * 4
+        assert planned["weights"] == truth["weights"] - 2 * trained  # the frozen tensors as stored, in float32
+        assert planned["weights"] + planned["gradients"] + planned["fp32 master weights"] == (
+            truth["weights"] + truth["gradients"]
+        )
+    else:
+        assert (planned["weights"], planned["gradients"]) == (truth["weights"], truth["gradients"])
+    assert planned["optimizer states (adamw)"] == truth["states"]
+    value = 4 if precision == "fp32" else 2
+    frozen = "272 as stored (int8, float32)" if autocast else f"16 × {value} B + 256 as stored (int8)"
+    assert plan.item("weights").formula == f"128 trainable × {value} B ({precision}) + frozen {frozen}"
+
+
+@pytest.mark.parametrize(
+    ("precision", "stored"),
+    [
+        ("bf16-pure", torch.float32),
+        ("fp32", torch.bfloat16),
+        ("bf16-mixed", torch.float32),
+        ("bf16-mixed", torch.bfloat16),
+    ],
+)
+def test_training_counts_the_buffers_in_the_dtype_the_model_is_cast_to(precision: str, stored: torch.dtype) -> None:
+    # from review: bf16-pure counted them as stored (float32), though the model it plans for is cast to bfloat16;
+    # autocast casts none
+    model = resnet18().to(stored)  # running statistics in floating point, num_batches_tracked in int64
+    cast = {"bf16-pure": torch.bfloat16, "fp32": torch.float32}.get(precision, stored)
+    item = plan_of(model, train=True, precision=precision).item("buffers")
+    assert item.total_bytes == storage_bytes(copy.deepcopy(model).to(cast).buffers())
+    assert item.label == ("exact" if cast == stored else "derived")
+
+
+def test_a_quantised_checkpoint_trains_only_its_floating_point_parameters(tmp_path: Path) -> None:
+    # from review: its packed weights were counted as trained in the precision's bytes (gradients, states), and its
+    # scales left out of the training plan
+    quantised = QuantisedWithAdapter()
+    safetensors.torch.save_file(dict(quantised.named_parameters()), tmp_path / "model.safetensors")
+    plan = plan_of(str(tmp_path / "model.safetensors"), train=True, precision="fp32")
+    trained = 2 * 16 * 4 + 16  # the adapter's and the scales': the source does not say which are trained
+    assert plan.item("weights").total_bytes == 4 * trained + 256
+    assert plan.item("gradients").total_bytes == 4 * trained
+    assert plan.item("optimizer states (adamw)").total_bytes == 2 * 4 * trained + 3 * 4
+    assert (
+        "the source does not say which parameters are trained: those of floating-point dtypes are counted as "
+        "trainable, and 1 of dtypes that take no gradients (int8: quantised or integer) as frozen: qweight"
+    ) in plan.notes
+
+
 class Spectral(nn.Module):
     """A complex parameter (a learned filter on a spectrum) beside a real one."""
 
@@ -3521,38 +3611,55 @@ class SpectralStack(nn.Module):
         return self.head(self.blocks[2](self.blocks[0](x) + self.blocks[1](x)))
 
 
-GATHERED_CASES: dict[str, tuple[Callable[[], nn.Module], str | None]] = {
-    "resnet18": (resnet18, "layer4"),  # blocks of unequal sizes: layer4.0 has the downsample, layer4.1 not
-    "gpt2": (lambda: gpt2(**{**TINY_GPT_KWARGS, "n_layer": 4}), "transformer.h"),  # equal blocks, a tied head
-    "plain": (Plain, None),  # no repeated blocks
-    "spectral": (SpectralStack, "blocks"),  # a complex parameter is 2 values
+class EncoderDecoder(nn.Module):
+    """Two stacks of blocks, an encoder's and a decoder's, beside an embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.encoder = nn.ModuleList([nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)])
+        self.decoder = nn.ModuleList([nn.Linear(8, 16), nn.Linear(16, 8)])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids)
+        for layer in (*self.encoder, *self.decoder):
+            x = layer(x)
+        return x
+
+
+GATHERED_CASES: dict[str, tuple[Callable[[], nn.Module], tuple[str, ...]]] = {
+    # four stacks, blocks of unequal sizes: layer4.0 has the downsample, layer4.1 not
+    "resnet18": (resnet18, ("layer1", "layer2", "layer3", "layer4")),
+    "gpt2": (lambda: gpt2(**{**TINY_GPT_KWARGS, "n_layer": 4}), ("transformer.h",)),  # equal blocks, a tied head
+    "plain": (Plain, ()),  # no repeated blocks
+    "spectral": (SpectralStack, ("blocks",)),  # a complex parameter is 2 values
+    # from review: the encoder's blocks were counted in the root unit, always gathered, beside the decoder's pair
+    "encoder-decoder": (EncoderDecoder, ("encoder", "decoder")),
 }
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "fp32"])
 @pytest.mark.parametrize("case", sorted(GATHERED_CASES))
 def test_zero_3_gathers_at_most_the_whole_model(case: str, precision: str) -> None:
-    factory, path = GATHERED_CASES[case]
+    factory, paths = GATHERED_CASES[case]
     model = factory()
     weight = {"bf16-mixed": torch.bfloat16, "fp32": torch.float32}[precision].itemsize
     # the real values of each tensor: a complex element is two
     values = {p: p.numel() * (2 if p.is_complex() else 1) for p in model.parameters()}
     total = sum(values.values())
     note = " (a complex parameter counts as 2 values)" if any(p.is_complex() for p in values) else ""
-    if path is None:
+    if not paths:
         count, formula = total, f"{total:,} parameters × {weight} B (one unit: the whole model){note}"
     else:
-        container = model.get_submodule(path)
-        if case == "resnet18":  # the numbered container with the most parameters
-            assert container is max((model.layer1, model.layer2, model.layer3, model.layer4),
-                                    key=lambda layer: sum(values[p] for p in layer.parameters()))  # fmt: skip
-        sizes = [sum(values[p] for p in block.parameters()) for block in container]
-        pairs = [a + b for a, b in itertools.pairwise(sizes)]
-        first = pairs.index(max(pairs))
-        a, b = sizes[first : first + 2]
-        outside = total - sum(sizes)
+        # FSDP wraps every block of every stack: the most gathered at once is the root's and two adjacent blocks
+        pairs = []
+        for path in paths:
+            sizes = [sum(values[p] for p in block.parameters()) for block in model.get_submodule(path)]
+            pairs += [(a, b, f"{path}.{index}", f"{path}.{index + 1}")
+                      for index, (a, b) in enumerate(itertools.pairwise(sizes))]  # fmt: skip
+        a, b, one, two = max(pairs, key=lambda pair: pair[0] + pair[1])  # the first of the largest
+        outside = total - sum(values[p] for path in paths for p in model.get_submodule(path).parameters())
         count = a + b + outside
-        one, two = f"{path}.{first}", f"{path}.{first + 1}"
         pair = f"2 × {a:,} of {one} and {two}" if a == b else f"{a:,} of {one} + {b:,} of {two}"
         formula = (f"({pair}, the largest two adjacent blocks, running and prefetched, + {outside:,} outside the "
                    f"blocks) × {weight} B{note}")  # fmt: skip

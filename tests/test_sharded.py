@@ -288,7 +288,32 @@ def _uneven_plans() -> dict[str, Any]:
             plan = paramscope.memory(model, train=True, precision=precision, optimizer="sgd", gpus=WORLD_SIZE, zero=3)
             planned[precision] = plan.memory.item("weights").per_device_bytes  # type: ignore[union-attr]
         found[scheme] = {"held": sum(storage.nbytes() for storage in storages), "planned": planned}
+        if scheme == "fsdp2":
+            found[scheme]["step"] = _fsdp2_step(model)
     return found
+
+
+def _fsdp2_step(model: nn.Module) -> dict[str, list[int]]:
+    """The bytes this rank's gradients and AdamW states take after a real step of ``model`` (sharded by FSDP2), each
+    storage once, beside those the plan gives them on this rank."""
+    plan = paramscope.memory(model, train=True, precision="fp32", optimizer="adamw", gpus=WORLD_SIZE, zero=3)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 3)).sum().backward()
+    optimizer.step()
+
+    def local(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+    grads = {local(p.grad).untyped_storage().data_ptr(): local(p.grad).untyped_storage().nbytes()
+             for p in model.parameters() if p.grad is not None}  # fmt: skip
+    states = {local(t).untyped_storage().data_ptr(): local(t).untyped_storage().nbytes()
+              for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor)}  # fmt: skip
+    memory = plan.memory
+    assert memory is not None
+    return {
+        "gradients": [sum(grads.values()), memory.item("gradients").per_device_bytes],
+        "states": [sum(states.values()), memory.item("optimizer states (adamw)").per_device_bytes],
+    }
 
 
 def _no_shard() -> dict[str, Any]:
@@ -404,6 +429,12 @@ def test_the_memory_plan_of_uneven_sharding_is_what_each_rank_holds(ranks: list[
         unsharded = sum(p.numel() for p in nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 1)).parameters())
         assert found["held"] > unsharded * 4 / WORLD_SIZE  # padded or replicated: more than Ψ/N
         assert found["planned"] == {"fp32": found["held"], "bf16-mixed": float32_values * 2}
+        if scheme == "fsdp2":  # from review: the gradients and states were Ψ/N, the shards torch makes are padded
+            gradients, states = found["step"]["gradients"], found["step"]["states"]
+            assert gradients[0] == gradients[1]
+            # the states are made like the shards' values, of which the last rank's hold fewer (no rows of 1 × 5):
+            # the plan is of the rank holding most
+            assert states[0] == states[1] if rank == 0 else states[0] < states[1]
 
 
 def test_fsdp2_shards_every_parameter_on_dim_0(ranks: list[dict[str, Any]]) -> None:

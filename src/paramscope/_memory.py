@@ -1107,46 +1107,66 @@ def _item(
     return MemoryItem(name, label, total, -(-total // ways), formula, where)
 
 
-def repeated_blocks(report: Report) -> list[ModuleNode]:
-    """The model's repeated blocks: the children of the container, numbered 0, 1, 2, … (a ModuleList, or the same
-    names in a checkpoint), that holds the most parameters; empty when there is none. Children of which some hold
-    no parameters are layers in a row, not blocks: an ``nn.Sequential`` of a Linear, a ReLU and a Linear."""
+def block_stacks(report: Report) -> list[list[ModuleNode]]:
+    """The model's stacks of repeated blocks, each the children of a container numbered 0, 1, 2, … (a ModuleList,
+    or the same names in a checkpoint), in order: every such container not inside another (an encoder-decoder's
+    encoder and decoder layers both, a vision tower's beside a language model's; not the experts inside a layer).
+    Children of which some hold no parameters are layers in a row, not blocks: an ``nn.Sequential`` of a Linear, a
+    ReLU and a Linear."""
     children: dict[str, list[ModuleNode]] = {}
     for node in report.modules:
         if node.path:
             children.setdefault(node.path.rpartition(".")[0], []).append(node)
-    numbered = [nodes for nodes in children.values() if len(nodes) >= 2 and all(
-        node.path.rpartition(".")[2].isdigit() and node.params for node in nodes)]  # fmt: skip
-    return max(numbered, key=lambda nodes: sum(node.params for node in nodes), default=[])
+    numbered = {parent: nodes for parent, nodes in children.items() if len(nodes) >= 2 and all(
+        node.path.rpartition(".")[2].isdigit() and node.params for node in nodes)}  # fmt: skip
+    # "" is the root's: every other lies inside it
+    outermost = [parent for parent in numbered if not any(
+        other != parent and (not other or parent.startswith(f"{other}.")) for other in numbered)]  # fmt: skip
+    return [sorted(numbered[parent], key=lambda node: int(node.path.rpartition(".")[2])) for parent in outermost]
 
 
-def _gathered(report: Report, weight_bytes: float, tp: int) -> MemoryItem:
+def _gathered(report: Report, trainable: Sequence[TensorRecord], precision: str, tp: int) -> MemoryItem:
     """ZeRO 3 / FSDP full shard all-gather the weights of the block running and prefetch the next one (the one before
-    it in the backward), so the most held at once is the largest sum of two adjacent blocks; the parameters outside
-    the repeated blocks (embeddings, final norm, head) belong to the root unit, which stays gathered through the
-    forward. Two distinct blocks and the rest never add up to more than the model. A model with no repeated blocks
-    is one unit, gathered whole."""
+    it in the backward), so the most held at once is the largest sum of two adjacent blocks of a stack; the
+    parameters outside the repeated blocks (embeddings, final norm, head) belong to the root unit, which stays
+    gathered through the forward. Two distinct blocks and the rest never add up to more than the model. A model
+    with no repeated blocks is one unit, gathered whole. Each parameter in its training bytes (a frozen one's, see
+    :func:`_frozen_weights`)."""
     params = _parameters(report)
-    total = sum(_values(record) for record in params)
+    trained = {record.name for record in trainable}
+    weight_bytes = _PRECISION_BYTES[precision][0]
+    sizes = {record.name: _training_bytes(record, precision, record.name not in trained) for record in params}
+    uniform = all(record.name in trained for record in params)  # every value in the precision's bytes
+    total = sum(sizes.values())
     note = _complex_note(params)
     name, split = "gathered parameters (ZeRO 3)", (tp, f"TP {tp}")
-    blocks = sorted(repeated_blocks(report), key=lambda node: int(node.path.rpartition(".")[2]))
-    if not blocks:
-        formula = f"{format_count(total)} parameters × {weight_bytes:g} B (one unit: the whole model){note}"
-        return _item(name, "estimate", math.ceil(total * weight_bytes), formula, split)
-    sizes = [node.params for node in blocks]
-    if note:  # a complex parameter counts as 2 values, as in the weights
-        for index, node in enumerate(blocks):
-            inside = [record for record in params if record.name.startswith(f"{node.path}.")]
-            sizes[index] += sum(_values(record) - (record.numel or 0) for record in inside)
-    first = max(range(len(blocks) - 1), key=lambda index: sizes[index] + sizes[index + 1])  # the earliest largest
-    (one, two), (a, b) = blocks[first : first + 2], sizes[first : first + 2]
-    outside = total - sum(sizes)
-    pair = f"2 × {format_count(a)} of {one.path} and {two.path}" if a == b else (
-        f"{format_count(a)} of {one.path} + {format_count(b)} of {two.path}")  # fmt: skip
-    formula = (f"({pair}, the largest two adjacent blocks, running and prefetched, + {format_count(outside)} "
-               f"outside the blocks) × {weight_bytes:g} B{note}")  # fmt: skip
-    return _item(name, "estimate", math.ceil((a + b + outside) * weight_bytes), formula, split)
+    stacks = block_stacks(report)
+    if not stacks:
+        whole = (f"{format_count(sum(map(_values, params)))} parameters × {weight_bytes:g} B" if uniform
+                 else f"{format_bytes(math.ceil(total))} of parameters")  # fmt: skip
+        return _item(name, "estimate", math.ceil(total), f"{whole} (one unit: the whole model){note}", split)
+    # each parameter's block: its name's longest prefix that is a block's path
+    block_of = {node.path: node.path for stack in stacks for node in stack}
+    within: dict[str, float] = {}
+    for record in params:
+        prefix = record.name
+        while prefix and prefix not in block_of:
+            prefix = prefix.rpartition(".")[0]
+        if prefix:
+            within[prefix] = within.get(prefix, 0) + sizes[record.name]
+    pairs = [(stack[index], stack[index + 1]) for stack in stacks for index in range(len(stack) - 1)]
+    one, two = max(pairs, key=lambda pair: within.get(pair[0].path, 0) + within.get(pair[1].path, 0))  # the earliest
+    a, b = within.get(one.path, 0), within.get(two.path, 0)
+    outside = total - sum(within.values())
+
+    def shown(size: float) -> str:
+        return format_count(round(size / weight_bytes)) if uniform else format_bytes(math.ceil(size))
+
+    pair = f"2 × {shown(a)} of {one.path} and {two.path}" if a == b else (
+        f"{shown(a)} of {one.path} + {shown(b)} of {two.path}")  # fmt: skip
+    formula = (f"({pair}, the largest two adjacent blocks, running and prefetched, + {shown(outside)} outside the "
+               f"blocks){f' × {weight_bytes:g} B' if uniform else ''}{note}")  # fmt: skip
+    return _item(name, "estimate", math.ceil(a + b + outside), formula, split)
 
 
 def _sharded_ways(sharding: Sharding) -> int | None:
@@ -1182,15 +1202,64 @@ def _held_weights(report: Report, settings: MemorySettings, weight_bytes: float)
     return values, math.ceil(values * weight_bytes)
 
 
+# the categories of dtypes whose tensors can take gradients: torch refuses requires_grad for the others (integers,
+# and packed or block-quantised weights, which no precision casts)
+_TRAINABLE_CATEGORIES = ("float", "complex")
+
+
+def _category(record: TensorRecord) -> str | None:
+    """The category of a tensor's dtype (``float``, ``int``, ``block``...); None for one the table does not know."""
+    entry = dtype_table.find(record.dtype)
+    return None if entry is None else entry.category
+
+
+def _can_train(record: TensorRecord) -> bool:
+    """Whether a parameter's dtype can take gradients; one the table does not know is taken to (as all were)."""
+    return _category(record) in (None, *_TRAINABLE_CATEGORIES)
+
+
+def _training_bytes(record: TensorRecord, precision: str, frozen: bool) -> float:
+    """A parameter's bytes in training: a trainable one's in the precision's weights (a value of a mixed precision's
+    in 2 B, its float32 master copy an item of its own); a frozen one's as :func:`_frozen_weights` counts them."""
+    if frozen and (not _can_train(record) or precision.endswith("-mixed")):
+        return record.bytes or 0
+    return _values(record) * _PRECISION_BYTES[precision][0]
+
+
+def _frozen_weights(frozen: Sequence[TensorRecord], precision: str) -> tuple[int, str]:
+    """The bytes of the frozen parameters in training, and how they are counted: integer and quantised ones as
+    stored (no precision casts them); floating-point ones in the precision's dtype (``fp32``: the model in float32,
+    ``bf16-pure``: cast to bfloat16), or under mixed precision as stored (autocast casts no weights)."""
+    stored = [record for record in frozen if not _can_train(record) or precision.endswith("-mixed")]
+    cast = [record for record in frozen if _can_train(record) and not precision.endswith("-mixed")]
+    value_bytes = _PRECISION_BYTES[precision][0]
+    size = math.ceil(sum(_training_bytes(record, precision, frozen=True) for record in frozen))
+    parts = []
+    if cast:
+        parts.append(f"{format_count(sum(map(_values, cast)))} × {value_bytes:g} B")
+    if stored:
+        dtypes = ", ".join(dict.fromkeys(record.dtype for record in stored))
+        parts.append(f"{format_count(sum(record.numel or 0 for record in stored))} as stored ({dtypes})")
+    return size, " + ".join(parts)
+
+
 def _training_items(
     report: Report, settings: MemorySettings, notes: list[str], trained: frozenset[str] | None = None
 ) -> list[MemoryItem]:
     params = _parameters(report)
     weight_bytes, grad_bytes, state_bytes = _PRECISION_BYTES[settings.precision]
-    trainable = [record for record in params if record.trainable is not False]
+    trainable = [record for record in params if record.trainable is not False and _can_train(record)]
+    frozen = [record for record in params if record.trainable is False or not _can_train(record)]
     if settings.optimizer == "adafactor" and any(_values(record) != (record.numel or 0) for record in trainable):
         raise UsageError("adafactor does not support complex parameters (torch refuses them): choose another optimizer")
-    if report.totals.trainable is None:
+    # torch refuses requires_grad to the others: a source that says which are trained has them frozen already
+    untrainable = [record for record in params if not _can_train(record)]
+    if report.totals.trainable is None and untrainable:
+        dtypes = ", ".join(dict.fromkeys(record.dtype for record in untrainable))
+        notes.append("the source does not say which parameters are trained: those of floating-point dtypes are "
+                     f"counted as trainable, and {len(untrainable)} of dtypes that take no gradients ({dtypes}: "
+                     f"quantised or integer) as frozen: {listed([record.name for record in untrainable])}")  # fmt: skip
+    elif report.totals.trainable is None:
         notes.append("the source does not say which parameters are trained: all of them are counted as trainable")
     unreached = [record for record in trainable if trained is not None and record.name not in trained]
     # Every one unreached where the forward reached some tensors: the source names them otherwise than the forward's
@@ -1215,10 +1284,20 @@ def _training_items(
         return (dp if sharded else 1) * tp, " × ".join(reasons)
 
     items = []
-    total = sum(_values(record) for record in params)
+    total = sum(_values(record) for record in trainable)
     weights = math.ceil(total * weight_bytes)
     formula = f"{format_count(total)} parameters × {weight_bytes:g} B ({settings.precision}){_complex_note(params)}"
-    held = _held_weights(report, settings, weight_bytes)
+    if frozen:
+        size, how = _frozen_weights(frozen, settings.precision)
+        weights += size
+        formula = f"{format_count(total)} trainable × {weight_bytes:g} B ({settings.precision}) + frozen {how}"
+        formula += _complex_note(params)
+        if settings.precision.endswith("-mixed") and any(_can_train(record) for record in frozen):
+            compute = COMPUTE_DTYPES[settings.precision]
+            notes.append(f"{settings.precision}: the frozen floating-point parameters are counted as stored, as "
+                         f"autocast holds them; a framework that casts the whole model to {compute} (DeepSpeed) "
+                         "holds them in 2 B a value")  # fmt: skip
+    held = None if frozen else _held_weights(report, settings, weight_bytes)
     if held is None:
         items.append(_item("weights", "derived", weights, formula, split(3)))
     else:
@@ -1226,19 +1305,47 @@ def _training_items(
         formula += (f"; this rank's shards as the model is sharded over {dp} ranks, padding included: "
                     f"{format_count(stored)} values × {weight_bytes:g} B")  # fmt: skip
         items.append(MemoryItem("weights", "derived", weights, on_device, formula))
+    if report.totals.quantization_bytes:  # the frozen quantised weights' scales and zero points, as stored
+        formula = f"{format_count(report.totals.quantization)} scales, zero points and indices as stored"
+        items.append(_item("quantization metadata", "exact", report.totals.quantization_bytes, formula, split(3)))
     if settings.zero >= 3 and dp > 1:
-        items.append(_gathered(report, weight_bytes, tp))
+        items.append(_gathered(report, trainable, settings.precision, tp))
     count = sum(_values(record) for record in trainable)
     grads = math.ceil(count * grad_bytes)
     formula = f"{format_count(count)} trainable × {grad_bytes:g} B{_complex_note(trainable)}"
-    items.append(_item("gradients", "derived", grads, formula, split(2)))
+    items.append(_on_this_rank(_item("gradients", "derived", grads, formula, split(2)), held, grad_bytes))
     where: Where = "host" if settings.offload_optimizer else "device"
     if settings.precision.endswith("-mixed"):
-        items.append(_item("fp32 master weights", "derived", 4 * count, f"{format_count(count)} trainable × 4 B",
-                           split(1), where))  # fmt: skip
+        master = _item("fp32 master weights", "derived", 4 * count, f"{format_count(count)} trainable × 4 B",
+                       split(1), where)  # fmt: skip
+        items.append(_on_this_rank(master, held, 4))
     states, formula, label = _optimizer_states(trainable, settings.optimizer, state_bytes)
-    items.append(_item(f"optimizer states ({settings.optimizer})", label, states, formula, split(1), where))
+    item = _item(f"optimizer states ({settings.optimizer})", label, states, formula, split(1), where)
+    # the states torch makes like each parameter (zeros_like: the shard's padded rows), and a step per tensor
+    like = {"adam": 2, "adamw": 2, "sgd-momentum": 1, "sgd": 0}.get(settings.optimizer)
+    if like is not None:
+        step = 4 * len(trainable) if like == 2 else 0
+        item = _on_this_rank(item, held, state_bytes, like, step)
+    items.append(item)
     return items
+
+
+def _on_this_rank(
+    item: MemoryItem, held: tuple[int, int] | None, value_bytes: float, copies: int = 1, step: int = 0
+) -> MemoryItem:
+    """``item`` on a rank of a model sharded as the plan shards it (``held``: the values this rank's shards hold,
+    padding included, see :func:`_held_weights`): the gradients, master weights and states torch makes in the
+    shards' shapes, ``copies`` of each of those values in ``value_bytes`` (and ``step`` bytes of step scalars, one a
+    tensor on every rank). Every rank's shards are padded to one size; the states of the last ranks, made like their
+    shards' values without the padding, may take less."""
+    if held is None:
+        return item
+    values = held[0]
+    per_rank = math.ceil(copies * values * value_bytes) + step
+    shards = f"{copies} × {format_count(values)}" if copies > 1 else format_count(values)
+    formula = (f"{item.formula.partition('; ÷')[0]}; a rank's shards at most, padding included: {shards} values × "
+               f"{value_bytes:g} B{f' + {step // 4} × 4 B step' if step else ''}")  # fmt: skip
+    return replace(item, per_device_bytes=per_rank, formula=formula)
 
 
 def _inference_items(
@@ -1530,9 +1637,25 @@ def _items(
                                  model.states_counted)  # fmt: skip
     totals = model.report.totals
     if totals.buffer_bytes:
-        formula = f"{format_count(totals.buffers)} elements as stored"
-        items.append(_item("buffers", "exact", totals.buffer_bytes, formula))
+        items.append(_buffers(model.report, settings))
     return items
+
+
+def _buffers(report: Report, settings: MemorySettings) -> MemoryItem:
+    """The buffers as stored; in training in fp32 or bf16-pure, the floating-point ones cast as the model is
+    (``model.to(dtype)`` casts them with the parameters; autocast, none)."""
+    totals = report.totals
+    value_bytes = _PRECISION_BYTES[settings.precision][0]
+    buffers = [record for record in report.tensors if record.kind == "buffer" and record.numel is not None]
+    cast = [record for record in buffers if _category(record) == "float"]
+    if not settings.train or settings.precision.endswith("-mixed") or all(
+            record.bytes == record.numel * value_bytes for record in cast if record.numel is not None):  # fmt: skip
+        return _item("buffers", "exact", totals.buffer_bytes, f"{format_count(totals.buffers)} elements as stored")
+    values = sum(record.numel or 0 for record in cast)
+    size = totals.buffer_bytes - sum(record.bytes or 0 for record in cast) + math.ceil(values * value_bytes)
+    dtype = COMPUTE_DTYPES[settings.precision]
+    formula = f"{format_count(totals.buffers)} elements, the {format_count(values)} floating-point ones in {dtype}"
+    return _item("buffers", "derived", size, formula)
 
 
 def plan(
