@@ -69,6 +69,7 @@ from types import FunctionType
 from typing import Any
 
 import torch
+from torch._prims_common import suggest_memory_format
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -475,11 +476,18 @@ class _MetaKernels(TorchDispatchMode):
         if _on_the_cpu_alone(args, kwargs):
             with unset_fake_temporarily():
                 return func(*args, **kwargs)
-        if id(func) in _BATCH_NORM and _in_eval(func, args, kwargs):
-            # no batch statistics to keep for backward: torch's CPU kernel returns empty ones (which autograd
-            # saves), its meta kernel a mean and an inverse std of the running statistics as CUDA's own kernel does
-            output, *_ = self.values.run(func, args, kwargs)
-            return output, output.new_empty(0), output.new_empty(0)
+        if id(func) in _BATCH_NORM:
+            # laid out as the devices' kernels lay it out: in the input's suggested memory format (a 3-D input
+            # transposed: contiguous), where the meta kernel keeps the input's strides; a transpose back then
+            # views it otherwise, and the layers after it copy their input or not
+            output, *statistics = self.values.run(func, args, kwargs)
+            _restrided(output, _strides_in_format(output, suggest_memory_format(args[0])))
+            if _in_eval(func, args, kwargs):
+                # no batch statistics to keep for backward: torch's CPU kernel returns empty ones (which autograd
+                # saves), its meta kernel a mean and an inverse std of the running statistics as CUDA's own kernel
+                # does
+                return output, output.new_empty(0), output.new_empty(0)
+            return (output, *statistics)
         if id(func) in _INDEXING:
             masks = [self._mask_values(index) for index in args[1]]
             if any(mask is not None for mask in masks):
@@ -1052,15 +1060,28 @@ def _check_one_dtype(func: Any, args: tuple[Any, ...]) -> None:
         raise RuntimeError(f"{func.overloadpacket.__name__} takes operands of one dtype, not {operands}")
 
 
-# BatchNorm's kernels, whose statistics for backward torch's CPU kernel leaves empty in eval mode; by id, as _INDEXING
-_BATCH_NORM = {id(op) for op in (aten.native_batch_norm.default, aten._native_batch_norm_legit_no_training.default)}
+# BatchNorm's kernels, whose output the devices' kernels lay out in its input's suggested memory format and whose
+# statistics for backward torch's CPU kernel leaves empty in eval mode; by id, as _INDEXING
+_BATCH_NORM = {
+    id(op)
+    for op in (aten.native_batch_norm.default, aten._native_batch_norm_legit_no_training.default,
+               aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats)
+}  # fmt: skip
 
 
 def _in_eval(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Whether a call of one of :data:`_BATCH_NORM` normalises with the running statistics (eval mode)."""
     if func is aten._native_batch_norm_legit_no_training.default:
         return True
+    if func is aten._native_batch_norm_legit.no_stats:  # the batch's statistics alone
+        return False
     return not (args[5] if len(args) > 5 else kwargs["training"])
+
+
+def _strides_in_format(tensor: torch.Tensor, memory_format: torch.memory_format) -> tuple[int, ...]:
+    """The strides a new tensor of ``tensor``'s shape has in ``memory_format``."""
+    with unset_fake_temporarily():
+        return torch.empty(tensor.shape, device="meta", memory_format=memory_format).stride()
 
 
 # ops whose second argument is a list of indices, a boolean mask among them standing for the positions it holds;
