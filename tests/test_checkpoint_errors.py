@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gguf
 import pytest
 import torch
 from safetensors import SafetensorError, safe_open
@@ -1269,6 +1270,18 @@ def gguf_tensors_overlapping(tmp: Path) -> Case:
         "data, before 'a.weight' ends at byte 64)"
     )
     return Case(["inspect", str(path)], message)
+
+
+@pytest.mark.parametrize("empty_first", [True, False])
+def test_a_gguf_tensor_of_no_elements_overlaps_none(tmp_path: Path, empty_first: bool) -> None:
+    # from review: one at another's offset was refused as overlapping it when it came after it in the list
+    big, empty = gguf_tensor(b"big", [8]), gguf_tensor(b"empty", [0])
+    path = gguf_file(tmp_path / "model.gguf", *((empty, big) if empty_first else (big, empty)), data=32)
+    assert [(t.name, t.n_bytes) for t in gguf.GGUFReader(path).tensors] == (
+        [("empty", 0), ("big", 32)] if empty_first else [("big", 32), ("empty", 0)]
+    )
+    records = {record.name: record.bytes for record in paramscope.inspect(str(path)).tensors}
+    assert records == {"big": 32, "empty": 0}
 
 
 def gguf_key_not_utf8(tmp: Path) -> Case:

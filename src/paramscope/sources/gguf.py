@@ -294,8 +294,9 @@ def _parse(path: Path, data: mmap.mmap, order: str) -> _Header:
 
 
 def _overlap(infos: list[_TensorInfo]) -> str | None:
-    """What is wrong when two tensors' data overlap (each would be counted as bytes of its own); None when none do."""
-    ordered = sorted(infos, key=lambda info: info.offset)
+    """What is wrong when two tensors' data overlap (each would be counted as bytes of its own); None when none do. A
+    tensor of no elements holds no bytes to overlap, wherever it is said to start."""
+    ordered = sorted((info for info in infos if info.nbytes), key=lambda info: info.offset)
     for before, after in itertools.pairwise(ordered):
         if after.offset < before.offset + before.nbytes:
             return (
