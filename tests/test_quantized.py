@@ -617,3 +617,38 @@ def test_compressed_tensors_nvfp4_is_4_bit_whatever_num_bits_says(tmp_path: Path
         "down.weight_packed, up.weight_packed: config.json's quantization_config says num_bits=8, but an NVFP4 weight "
         "(a global scale beside it) is fp4: counted as fp4"
     ) in report.notes
+
+
+def _per_channel_conv() -> nn.Module:
+    """torch.ao's quantized Conv2d, its weight quantized per output channel (fbgemm's default qconfig)."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3))
+    model.qconfig = torch.ao.quantization.get_default_qconfig("fbgemm")
+    prepared = torch.ao.quantization.prepare(model)
+    prepared(torch.randn(1, 3, 8, 8))
+    return torch.ao.quantization.convert(prepared)
+
+
+def _qparams_bytes(tensor: torch.Tensor) -> int:
+    scales, zero_points = tensor.q_per_channel_scales(), tensor.q_per_channel_zero_points()
+    return scales.numel() * scales.element_size() + zero_points.numel() * zero_points.element_size()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch.ao and its quantized dtypes
+def test_per_channel_quantized_weights_count_their_scales_and_zero_points(tmp_path: Path) -> None:
+    # from review: a checkpoint's per-channel qint8 tensor was 16 B of values, its 64 B of scales and zero points left
+    # out with no word; torch.ao's packed weights of a live model too
+    weight = torch.quantize_per_channel(
+        torch.randn(4, 4), torch.rand(4), torch.zeros(4, dtype=torch.long), 0, torch.qint8
+    )
+    torch.save({"w": weight}, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=True)["w"]
+    report = paramscope.inspect(str(tmp_path / "model.pt"))
+    assert (report.totals.params, report.totals.param_bytes) == (16, 16)
+    assert report.totals.quantization_bytes == _qparams_bytes(loaded) == 64
+    assert [record.name for record in report.tensors if record.kind == "quantization"] == [
+        "w_per_channel_scales", "w_per_channel_zero_points"
+    ]  # fmt: skip
+    live = paramscope.inspect(_per_channel_conv())
+    conv_weight = _per_channel_conv()[0].weight()
+    assert live.totals.quantization_bytes == _qparams_bytes(conv_weight)
+    assert live.totals.params == conv_weight.numel() + 4  # and its bias

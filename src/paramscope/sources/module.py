@@ -43,6 +43,7 @@ from ._tensors import (
     packed_weights,
     unusual_bytes,
 )
+from .quantization import per_channel_qparams
 
 if TYPE_CHECKING:
     from ..dtypes import DType
@@ -419,6 +420,8 @@ class _Walk:
         for label, tensor in packed.weights:
             # Packed weights are not trained: fresh, detached tensors say so (requires_grad False).
             self._entries.append((owner, owner_path, prefix + label, tensor.detach(), "parameter", None))
+            for suffix, part in per_channel_qparams(tensor):  # held beside the values, as a checkpoint's
+                self._entries.append((owner, owner_path, prefix + label + suffix, part, "quantization", None))
         layer = f"'{shortened(owner_path) or '(model)'}' ({kind})"
         if packed.weights:
             self.packed.append((layer, packed.reader, [prefix + label for label, _ in packed.weights]))

@@ -106,6 +106,26 @@ class _Plan:
         self.schemes.setdefault(scheme, _Scheme(scheme)).companions.append(record)
 
 
+# torch's quantized dtypes, and the names a checkpoint reader gives the scales and zero points a per-channel quantized
+# tensor holds beside its values (torch.quantize_per_channel, torch.ao's packed weights): after the tensor's own
+_TORCH_QUANTIZED = frozenset(("qint8", "quint8", "qint32", "quint4x2", "quint2x4"))
+PER_CHANNEL_SCALES, PER_CHANNEL_ZERO_POINTS = "_per_channel_scales", "_per_channel_zero_points"
+
+
+def per_channel_qparams(tensor: Any) -> list[tuple[str, Any]]:
+    """The scales and zero points of ``tensor`` (a torch tensor) when it is quantized per channel, each with the
+    suffix of its name after the tensor's (``w_per_channel_scales``): what :func:`quantized_records` counts as
+    quantization tensors; none for any other tensor (a per-tensor quantized one keeps a scale and a zero point as two
+    numbers)."""
+    import torch
+
+    per_channel = (torch.per_channel_affine, torch.per_channel_symmetric, torch.per_channel_affine_float_qparams)
+    if not tensor.is_quantized or tensor.qscheme() not in per_channel:
+        return []
+    return [(PER_CHANNEL_SCALES, tensor.q_per_channel_scales()),
+            (PER_CHANNEL_ZERO_POINTS, tensor.q_per_channel_zero_points())]  # fmt: skip
+
+
 def _quantization_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     settings = (config or {}).get("quantization_config")
     return settings if isinstance(settings, dict) else {}
@@ -429,6 +449,11 @@ def quantized_records(
                 plan.companion(scheme, f"{prefix}.{scale}")
         elif name.endswith("_blocks") and f"{name[: -len('_blocks')]}_scales" in by_name:
             _mxfp4_layer(plan, name[: -len("_blocks")], tensor)
+        elif tensor.dtype in _TORCH_QUANTIZED and f"{name}{PER_CHANNEL_SCALES}" in by_name:
+            packing = f"{tensor.dtype} with a scale and a zero point per channel (torch.quantize_per_channel)"
+            plan.weight("torch per-channel", tensor, tensor.shape, tensor.dtype, packing)
+            for suffix in (PER_CHANNEL_SCALES, PER_CHANNEL_ZERO_POINTS):
+                plan.companion("torch per-channel", f"{name}{suffix}")
     if not plan.records:  # nothing quantised, as in most checkpoints: every record is a plain one, in order
         records, notes = plain_records(tensors)
         return records, _scheme_notes(plan) + notes

@@ -57,6 +57,7 @@ from .checkpoint import (
     files_read,
     read_config,
 )
+from .quantization import per_channel_qparams
 from .safetensors import check_regular_file, directory_index, load_index
 
 SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -873,6 +874,10 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
             shape, dtype = fp4_values(shape)
             fp4.append(name)
         stored.append(StoredTensor(name, dtype, shape, nbytes, str(path), tuple(aliases.get(position, ()))))
+        for suffix, part in per_channel_qparams(tensor):  # counted as quantization tensors
+            qparams = StoredTensor(f"{name}{suffix}", str(part.dtype).removeprefix("torch."), tuple(part.shape),
+                                   part.numel() * part.element_size(), str(path))  # fmt: skip
+            stored.append(qparams)
     dtensors = [(name, tensor) for _, name, _, tensor, what in order if what == "dtensor"]
     nested = [name for _, name, _, _, what in order if what == "nested"]
     on_meta = [name for _, name, _, tensor, _ in order if _counted(tensor)[0].is_meta]
