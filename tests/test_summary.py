@@ -1964,7 +1964,9 @@ class SizedByValues(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         picked = self.embed(ids)[mask.bool()]  # the mask's values alone size it
         unique, counts = torch.unique(ids, return_counts=True)
-        return self.head(picked), mask.nonzero(), ids.masked_select(mask.bool()), unique, counts
+        # from review: the embeddings have no values, the mask (broadcast) alone sizes it
+        selected = self.embed(ids).masked_select(mask.bool()[..., None])
+        return self.head(picked), mask.nonzero(), ids.masked_select(mask.bool()), unique, counts, selected
 
 
 def test_ops_sized_by_the_values_of_inputs_given_run_on_meta_as_on_cpu() -> None:
@@ -1974,7 +1976,7 @@ def test_ops_sized_by_the_values_of_inputs_given_run_on_meta_as_on_cpu() -> None
     data = (ids, (ids != 0).long())
     meta, cpu = (paramscope.summary(SizedByValues(), input_data=data, device=d, mode="train") for d in DEVICES)
     assert _rows(meta) == _rows(cpu)
-    assert _rows(meta)[0][2] == "([5, 3], [5, 2], [5], [6], [6])"
+    assert _rows(meta)[0][2] == "([5, 3], [5, 2], [5], [6], [6], [20])"
     assert meta.totals.activations_bytes == torch_saved_bytes(SizedByValues(), *data)[0]
 
 

@@ -488,6 +488,15 @@ class _MetaKernels(TorchDispatchMode):
                 # does
                 return output, output.new_empty(0), output.new_empty(0)
             return (output, *statistics)
+        if func is _MASKED_SELECT:
+            mask = self._mask_values(args[1])
+            if mask is not None:
+                # its result's size follows the mask's values alone: the input indexed by the mask, both broadcast
+                shape = torch.broadcast_shapes(args[0].shape, args[1].shape)
+                with unset_fake_temporarily():
+                    positions = list(mask.expand(shape).nonzero().unbind(1))
+                source = self.values.run(aten.expand.default, (args[0], list(shape)), {})  # with its values, if known
+                return self.values.run(aten.index.Tensor, (source, positions), {})
         if id(func) in _INDEXING:
             masks = [self._mask_values(index) for index in args[1]]
             if any(mask is not None for mask in masks):
@@ -1083,6 +1092,8 @@ def _strides_in_format(tensor: torch.Tensor, memory_format: torch.memory_format)
     with unset_fake_temporarily():
         return torch.empty(tensor.shape, device="meta", memory_format=memory_format).stride()
 
+
+_MASKED_SELECT = aten.masked_select.default
 
 # ops whose second argument is a list of indices, a boolean mask among them standing for the positions it holds;
 # by id: an op overload hashes in Python, and every op of the forward is looked up
