@@ -949,9 +949,10 @@ def truncated_legacy_pt(tmp: Path) -> Case:
     return Case(["inspect", str(path)], f"{path}: truncated, or not a PyTorch checkpoint")
 
 
+FC_BIAS_CUT_SHORT = {"record": "data/1", "nbytes": "256 B", "held": "4 B"}
 STORAGE_CUT_SHORT = (
-    "{path}: the storage torch loads from its record {record} takes {nbytes}, but the record holds 4 B: damaged, or "
-    "not written by torch.save"
+    "{path}: the storage torch loads from its record {record} takes {nbytes}, but the record holds {held}: damaged, "
+    "or not written by torch.save"
 )
 
 
@@ -998,7 +999,9 @@ def zip_without_a_storage(tmp: Path) -> Case:
 def zip_with_a_storage_cut_short(tmp: Path) -> Case:
     # fc.bias's 64 float32 in 4 bytes: mapped, its storage runs on into the records after it, and torch says nothing
     path = rewritten(tmp, lambda name, content: bytes(4) if name.endswith("/data/1") else content)
-    return Case(["inspect", str(path)], STORAGE_CUT_SHORT.format(path=path, record="data/1", nbytes="256 B"))
+    return Case(
+        ["inspect", str(path)], STORAGE_CUT_SHORT.format(path=path, record="data/1", nbytes="256 B", held="4 B")
+    )
 
 
 def zip_with_a_storage_cut_short_and_one_too_long(tmp: Path) -> Case:
@@ -1010,7 +1013,9 @@ def zip_with_a_storage_cut_short_and_one_too_long(tmp: Path) -> Case:
         return bytes(4) if name.endswith("/data/1") else content
 
     path = rewritten(tmp, change)
-    return Case(["inspect", str(path)], STORAGE_CUT_SHORT.format(path=path, record="data/1", nbytes="256 B"))
+    return Case(
+        ["inspect", str(path)], STORAGE_CUT_SHORT.format(path=path, record="data/1", nbytes="256 B", held="4 B")
+    )
 
 
 def zip_with_a_record_no_tensor_uses_and_a_storage_cut_short(tmp: Path) -> Case:
@@ -1018,7 +1023,9 @@ def zip_with_a_record_no_tensor_uses_and_a_storage_cut_short(tmp: Path) -> Case:
     path = rewritten(tmp, lambda name, content: bytes(4) if name.endswith("/data/1") else content)
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr("saved/data/7", bytes(1024))
-    return Case(["inspect", str(path)], STORAGE_CUT_SHORT.format(path=path, record="data/1", nbytes="256 B"))
+    return Case(
+        ["inspect", str(path)], STORAGE_CUT_SHORT.format(path=path, record="data/1", nbytes="256 B", held="4 B")
+    )
 
 
 def zip_with_a_storage_record_twice(tmp: Path) -> Case:
@@ -1853,8 +1860,55 @@ class _TensorOf:
 
 
 class _TorchLikePickler(pickle.Pickler):
+    storage_type: Any = torch.FloatStorage
+
     def persistent_id(self, obj: Any) -> Any:
-        return ("storage", torch.FloatStorage, obj.key, "cpu", obj.elements) if isinstance(obj, _Stored) else None
+        return ("storage", self.storage_type, obj.key, "cpu", obj.elements) if isinstance(obj, _Stored) else None
+
+
+def _hand_made_archive(path: Path, key: Any, held: int, storage_type: Any = torch.FloatStorage, spare: int = 0) -> Path:
+    """A zip checkpoint of ``w``, 25 float32 (100 B) in a storage under ``key`` whose record holds ``held`` bytes,
+    pickled with ``storage_type``; with ``spare`` bytes in a record no tensor uses."""
+    pickled = io.BytesIO()
+    pickler = _TorchLikePickler(pickled, protocol=2)
+    pickler.storage_type = storage_type
+    pickler.dump({"w": _TensorOf(_Stored(key, 25))})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickled.getvalue())
+        archive.writestr("archive/byteorder", "little")
+        archive.writestr(f"archive/data/{key}", bytes(held))
+        if spare:
+            archive.writestr("archive/data/spare", bytes(spare))
+        archive.writestr("archive/version", "3\n")
+    return path
+
+
+@pytest.mark.parametrize(("key", "storage_type"), [(0, torch.FloatStorage), ("0", torch.cuda.FloatStorage)],
+                         ids=["int-key", "cuda-storage-type"])  # fmt: skip
+def test_a_storage_cut_short_is_refused_whatever_key_and_type_torch_takes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, key: Any, storage_type: Any
+) -> None:
+    # from review: the walk read a str key and torch's own storage types alone; the spare record made up the bytes
+    path = _hand_made_archive(tmp_path / "model.pt", key, 8, storage_type, spare=200)
+    assert torch.load(path, weights_only=True, mmap=True)["w"].numel() == 25  # the control: torch maps it
+    assert_error(
+        run(capsys, "inspect", str(path)),
+        STORAGE_CUT_SHORT.format(path=path, record="data/0", nbytes="100 B", held="8 B"),
+    )
+
+
+def test_a_storage_the_walk_cannot_read_beside_a_spare_record_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # its key is longer than the walk keeps: it cannot be checked against its record, and the spare bytes could stand
+    # in for the bytes it lacks
+    path = _hand_made_archive(tmp_path / "model.pt", "k" * 20, 8, spare=200)
+    message = (
+        f"{path}: its pickle names 1 storage(s) by a key or type paramscope does not read, and 2 storage records are "
+        "left for them (archive/data/kkkkkkkkkkkkkkkkkkkk, archive/data/spare): which each takes cannot be checked; "
+        "not written by torch.save"
+    )
+    assert_error(run(capsys, "inspect", str(path)), message)
 
 
 @pytest.mark.parametrize("held", [100, 8])
@@ -1863,14 +1917,7 @@ def test_a_storage_under_a_key_the_pickle_walk_does_not_keep_is_checked_once_loa
 ) -> None:
     # the walk keeps strings of up to 16 characters: the check after loading covers the storage of a longer key
     key = "k" * 20
-    pickled = io.BytesIO()
-    _TorchLikePickler(pickled, protocol=2).dump({"w": _TensorOf(_Stored(key, 25))})  # 100 B
-    path = tmp_path / "model.pt"
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("archive/data.pkl", pickled.getvalue())
-        archive.writestr("archive/byteorder", "little")
-        archive.writestr(f"archive/data/{key}", bytes(held))
-        archive.writestr("archive/version", "3\n")
+    path = _hand_made_archive(tmp_path / "model.pt", key, held)
     if held == 100:
         assert paramscope.inspect(str(path)).totals.params == torch.load(path, weights_only=True)["w"].numel() == 25
         return
@@ -1900,7 +1947,7 @@ def test_a_sparse_tensors_storage_cut_short_is_refused(
             target.writestr(entry, bytes(4) if entry.filename == values else content)
     loaded = torch.load(path, weights_only=True, mmap=True)["w"]  # the control: torch reads it without a word
     assert loaded.values().numel() == 8
-    message = STORAGE_CUT_SHORT.format(path=path, record=values.partition("/")[2], nbytes="32 B")
+    message = STORAGE_CUT_SHORT.format(path=path, record=values.partition("/")[2], nbytes="32 B", held="4 B")
     assert_error(run(capsys, "inspect", str(path)), message)
 
 

@@ -357,6 +357,20 @@ def test_frozen_parameters_are_counted_as_training_holds_them(precision: str) ->
     assert plan.item("weights").formula == f"128 trainable × {value} B ({precision}) + frozen {frozen}"
 
 
+def test_4_bit_weights_of_a_checkpoint_are_frozen_in_training(tmp_path: Path) -> None:
+    # from review: gpt-oss's MXFP4 experts (float4 values, two a byte) were trained, in 4 B a value under fp32
+    tensors = {"experts.down_proj_blocks": torch.zeros(4, 64, 4, 16, dtype=torch.uint8),
+               "experts.down_proj_scales": torch.zeros(4, 64, 4, dtype=torch.uint8),
+               "experts.down_proj_bias": torch.zeros(4, 64, dtype=torch.bfloat16)}  # fmt: skip
+    safetensors.torch.save_file(tensors, tmp_path / "model.safetensors")
+    plan = plan_of(str(tmp_path / "model.safetensors"), train=True, precision="fp32")
+    blocks, scales, bias = (tensors[f"experts.down_proj_{part}"] for part in ("blocks", "scales", "bias"))
+    assert plan.item("weights").total_bytes == nbytes([blocks]) + 4 * bias.numel()
+    assert plan.item("quantization metadata").total_bytes == nbytes([scales])
+    assert plan.item("gradients").total_bytes == 4 * bias.numel()
+    assert plan.item("optimizer states (adamw)").total_bytes == 2 * 4 * bias.numel() + 4
+
+
 @pytest.mark.parametrize(
     ("precision", "stored"),
     [
@@ -3611,20 +3625,25 @@ class SpectralStack(nn.Module):
         return self.head(self.blocks[2](self.blocks[0](x) + self.blocks[1](x)))
 
 
+def _block(inputs: int, outputs: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(inputs, outputs), nn.ReLU())
+
+
 class EncoderDecoder(nn.Module):
-    """Two stacks of blocks, an encoder's and a decoder's, beside an embedding."""
+    """Two stacks of blocks, an encoder's and a decoder's, beside an embedding and a head of two layers in a row."""
 
     def __init__(self) -> None:
         super().__init__()
         self.embed = nn.Embedding(10, 8)
-        self.encoder = nn.ModuleList([nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)])
-        self.decoder = nn.ModuleList([nn.Linear(8, 16), nn.Linear(16, 8)])
+        self.encoder = nn.ModuleList([_block(8, 8), _block(8, 8), _block(8, 8)])
+        self.decoder = nn.ModuleList([_block(8, 16), _block(16, 8)])
+        self.head = nn.Sequential(nn.Linear(8, 32), nn.Linear(32, 10))  # larger than any two blocks
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.embed(ids)
         for layer in (*self.encoder, *self.decoder):
             x = layer(x)
-        return x
+        return self.head(x)
 
 
 GATHERED_CASES: dict[str, tuple[Callable[[], nn.Module], tuple[str, ...]]] = {
@@ -3633,7 +3652,8 @@ GATHERED_CASES: dict[str, tuple[Callable[[], nn.Module], tuple[str, ...]]] = {
     "gpt2": (lambda: gpt2(**{**TINY_GPT_KWARGS, "n_layer": 4}), ("transformer.h",)),  # equal blocks, a tied head
     "plain": (Plain, ()),  # no repeated blocks
     "spectral": (SpectralStack, ("blocks",)),  # a complex parameter is 2 values
-    # from review: the encoder's blocks were counted in the root unit, always gathered, beside the decoder's pair
+    # from review: the encoder's blocks were counted in the root unit, always gathered, beside the decoder's pair; and
+    # (a later review) the head's two layers were taken for a stack of blocks, and the pair gathered
     "encoder-decoder": (EncoderDecoder, ("encoder", "decoder")),
 }
 

@@ -652,3 +652,15 @@ def test_per_channel_quantized_weights_count_their_scales_and_zero_points(tmp_pa
     conv_weight = _per_channel_conv()[0].weight()
     assert live.totals.quantization_bytes == _qparams_bytes(conv_weight)
     assert live.totals.params == conv_weight.numel() + 4  # and its bias
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch's quantized dtypes
+def test_a_per_channel_tensor_leaves_the_notes_of_the_others_as_they_were(tmp_path: Path) -> None:
+    # from review: its scales and zero points, listed after it, moved the tensors after it in the list the notes read
+    zero_points = torch.zeros(6, dtype=torch.long)
+    quantized = torch.quantize_per_channel(torch.randn(6, 4), torch.rand(6) + 0.1, zero_points, 0, torch.qint8)
+    base = torch.zeros(100)
+    torch.save({"q": quantized, "a": base[0:10], "b": base[5:20]}, tmp_path / "model.pt")
+    notes = paramscope.inspect(str(tmp_path / "model.pt")).notes
+    assert any(note.startswith("2 tensors are views of larger storages (a, b): counted at their own sizes, 100 B, "
+                               "though the file holds 400 B for them") for note in notes), notes  # fmt: skip

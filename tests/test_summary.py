@@ -1980,6 +1980,19 @@ def test_ops_sized_by_the_values_of_inputs_given_run_on_meta_as_on_cpu() -> None
     assert meta.totals.activations_bytes == torch_saved_bytes(SizedByValues(), *data)[0]
 
 
+class SelectsByAByteMask(nn.Module):
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return torch.masked_select(x, (ids != 0).to(torch.uint8))
+
+
+def test_masked_select_by_a_mask_of_bytes_is_refused_on_meta_as_on_cpu() -> None:
+    # from review: meta ran it by the mask's known values, where every device refuses a mask that is not boolean
+    data = (torch.randn(2, 4), torch.tensor([[1, 0, 2, 0], [0, 3, 0, 0]]))
+    for device in DEVICES:
+        with pytest.raises(ForwardError, match=r"masked_select"):
+            paramscope.summary(SelectsByAByteMask(), input_data=data, device=device)
+
+
 class BranchesOnItsInput(nn.Module):
     """A forward that reads the values of its integer input ``ids`` (after ``edit`` wrote to it, on a real device
     through every view of its storage), as a real device runs it: ``positive`` where ``read`` of them is all
@@ -6270,6 +6283,37 @@ def test_the_attributes_of_an_input_container_of_a_subclass_come_back_as_given(
     report = paramscope.summary(WritesAttributesOfItsInputs(), input_data=data, device=device)
     assert (batch.log, float(batch.step), chunks.lengths) == ([], 0.0, [])
     assert report.calls[0].outputs == "[2, 4]"
+
+
+class TaggedBatch(dict):  # type: ignore[type-arg]
+    """A slotted batch that copy() cannot copy: its __new__ takes an argument."""
+
+    __slots__ = ("mask",)
+
+    def __new__(cls, tag: str) -> TaggedBatch:
+        return super().__new__(cls)
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_slotted_batch_that_cannot_be_copied_is_given_as_a_dict(device: str) -> None:
+    # from review: its slot was set on the plain dict that stands for it, which refused it (a TypeError blamed on the
+    # model)
+    batch = TaggedBatch("tag")
+    batch["x"], batch.mask = torch.randn(2, 4), torch.ones(2, dtype=torch.bool)
+    report = paramscope.summary(UsesABatch(), input_data={"batch": batch}, device=device)
+    assert (report.calls[0].outputs, report.totals.flops) == ("[2, 4]", 2 * 2 * 4 * 4)
+
+
+class UsesABatch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.fc(batch["x"])
 
 
 class BranchesOnANestedInput(BranchesOnItsInput):

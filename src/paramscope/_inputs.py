@@ -121,7 +121,8 @@ def _attributes_moved(value: Any, moved: Any, device: str, memo: dict[Any, Any],
             item = slot.__get__(value)
         except AttributeError:  # a slot not set
             continue
-        if objects or not _copied(item):
+        # not on a plain dict that stands for a mapping copy() could not copy
+        if (objects or not _copied(item)) and isinstance(moved, slot.__objclass__):
             slot.__set__(moved, to_device(item, device, memo))
 
 

@@ -1122,7 +1122,11 @@ def block_stacks(report: Report) -> list[list[ModuleNode]]:
     # "" is the root's: every other lies inside it
     outermost = [parent for parent in numbered if not any(
         other != parent and (not other or parent.startswith(f"{other}.")) for other in numbered)]  # fmt: skip
-    return [sorted(numbered[parent], key=lambda node: int(node.path.rpartition(".")[2])) for parent in outermost]
+    stacks = [sorted(numbered[parent], key=lambda node: int(node.path.rpartition(".")[2])) for parent in outermost]
+    # blocks of modules of their own (transformer layers) where there are some: layers in a row beside them (an MLP
+    # head's Linears) stay in the root unit, as a wrap policy by block class leaves them
+    composite = [stack for stack in stacks if all(node.path in children for node in stack)]
+    return composite or stacks
 
 
 def _gathered(report: Report, trainable: Sequence[TensorRecord], precision: str, tp: int) -> MemoryItem:
@@ -1214,8 +1218,13 @@ def _category(record: TensorRecord) -> str | None:
 
 
 def _can_train(record: TensorRecord) -> bool:
-    """Whether a parameter's dtype can take gradients; one the table does not know is taken to (as all were)."""
-    return _category(record) in (None, *_TRAINABLE_CATEGORIES)
+    """Whether a parameter can take gradients: not a quantised weight (one a scheme packs, GPTQ's, bitsandbytes'
+    4-bit, MXFP4's), nor of a dtype torch gives none or of fewer bits than a byte; one of a dtype the table does not
+    know is taken to (as all were)."""
+    if record.packing is not None:
+        return False
+    entry = dtype_table.find(record.dtype)
+    return entry is None or (entry.category in _TRAINABLE_CATEGORIES and entry.bits >= 8)
 
 
 def _training_bytes(record: TensorRecord, precision: str, frozen: bool) -> float:

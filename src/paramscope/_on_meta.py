@@ -488,7 +488,7 @@ class _MetaKernels(TorchDispatchMode):
                 # does
                 return output, output.new_empty(0), output.new_empty(0)
             return (output, *statistics)
-        if func is _MASKED_SELECT:
+        if func is _MASKED_SELECT and args[1].dtype == torch.bool:  # every device refuses another mask
             mask = self._mask_values(args[1])
             if mask is not None:
                 # its result's size follows the mask's values alone: the input indexed by the mask, both broadcast

@@ -12,7 +12,7 @@ gives the bytes each storage claims, which a zip checkpoint's reader checks agai
 
 >>> import pickle
 >>> check_pickle(pickle.dumps({(1, (2, 3)): [bytearray(b"ok"), b"ok", bytearray()]}, protocol=2))  # no storage
-{}
+PickledStorages(claimed={}, unread=0)
 >>> nested = ()
 >>> for _ in range(200):
 ...     nested = (nested,)
@@ -30,7 +30,7 @@ import itertools
 import pickletools
 import re
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, NamedTuple
 
 MAX_TUPLE_DEPTH = 100
 """The deepest tuple a pickle may build: torch.save's are a handful deep (shapes, strides, storage ids)."""
@@ -87,15 +87,23 @@ class CostlyPickle(Exception):
     """A pickle that would cost more to read than its bytes: the message says what it builds."""
 
 
-def check_pickle(data: bytes | IO[bytes]) -> dict[str, int]:
+class PickledStorages(NamedTuple):
+    """The storages a zip checkpoint's pickle loads, as the walk reads their persistent ids."""
+
+    claimed: dict[str, int]
+    """Each storage's key (``"0"``, which names its record ``data/0``) -> the bytes torch.load maps for it, from the
+    first persistent id of that key."""
+    unread: int
+    """The persistent ids whose key, type or size the walk does not know."""
+
+
+def check_pickle(data: bytes | IO[bytes]) -> PickledStorages:
     """Raise :class:`CostlyPickle` for a pickle (bytes, or a stream at its start, read to its STOP) that builds a
     tuple deeper than :data:`MAX_TUPLE_DEPTH` or of more than :data:`MAX_TUPLE_ITEMS` items unfolded, or calls
     ``bytearray``, ``_codecs.encode`` or ``_rebuild_device_tensor_from_cpu_tensor`` otherwise than torch.save does.
     A pickle the walk cannot follow (damaged, cut short) is left to the unpickler, which refuses it.
 
-    Returns the bytes each storage a zip checkpoint's pickle loads takes, by its key (``"0"``, which names its record
-    ``data/0``), as torch.load sizes it from the first persistent id of that key; a storage whose key, type or size
-    the walk does not know is left out.
+    Returns the storages a zip checkpoint's pickle loads (:class:`PickledStorages`).
 
     The objects on the pickle machine's stack are ``(kind, depth, items, value)``: a tuple's depth and its items
     unfolded, an int's value, a global's "module name", a tuple's own items where it has up to
@@ -104,6 +112,7 @@ def check_pickle(data: bytes | IO[bytes]) -> dict[str, int]:
     stack: list[tuple[int, int, int, object]] = []
     marks: list[int] = []
     storages: dict[str, int] = {}
+    unread = 0
     memo: dict[object, tuple[int, int, int, object]] = {}
     opcodes = (
         _opcodes(data) if isinstance(data, bytes) else ((op.code, arg, 1) for op, arg, _ in pickletools.genops(data))
@@ -121,7 +130,7 @@ def check_pickle(data: bytes | IO[bytes]) -> dict[str, int]:
                     at = marks.pop()
                     start = at - marked
                 if start < 0:
-                    return storages  # the stack runs out: the unpickler refuses it
+                    return PickledStorages(storages, unread)  # the stack runs out: the unpickler refuses it
                 popped = stack[at:] if kind in (_TUPLE, _REDUCE, _PERSISTENT) else None
                 del stack[start:]
                 if not makes:
@@ -135,7 +144,9 @@ def check_pickle(data: bytes | IO[bytes]) -> dict[str, int]:
                 elif kind == _PERSISTENT:
                     stack.append(_storage(*popped))  # type: ignore[misc]
                     claimed = _claimed_bytes(*popped)  # type: ignore[misc]
-                    if claimed is not None:
+                    if claimed is None:
+                        unread += 1
+                    else:
                         storages.setdefault(*claimed)
                 elif kind == _STRING:  # its text kept where it may name a codec
                     stack.append((kind, 0, 0, arg if isinstance(arg, str) and len(arg) <= 16 else None))
@@ -153,7 +164,7 @@ def check_pickle(data: bytes | IO[bytes]) -> dict[str, int]:
                 stack.append(stack[-1])
     except (ValueError, IndexError, KeyError):  # what genops and the walk meet in bytes no pickle machine runs
         pass
-    return storages
+    return PickledStorages(storages, unread)
 
 
 # Runs of one opcode of a number with an argument of fixed size (a float, an int of 1, 2 or 4 bytes), by the
@@ -230,10 +241,11 @@ def _claimed_bytes(pid: tuple[int, int, int, object]) -> tuple[str, int] | None:
         return None
     _, of_type, key, _, elements = items
     dtype = _dtype(of_type)
-    if dtype is None or key[0] != _STRING or not isinstance(key[3], str) or elements[0] != _INT:
+    # torch.load names the record f"data/{key}": an int key as its digits
+    if dtype is None or key[0] not in (_STRING, _INT) or not isinstance(key[3], (str, int)) or elements[0] != _INT:
         return None
     count = elements[3]
-    return (key[3], count * _itemsizes()[dtype]) if isinstance(count, int) and count >= 0 else None
+    return (str(key[3]), count * _itemsizes()[dtype]) if isinstance(count, int) and count >= 0 else None
 
 
 def _dtype(named: tuple[int, int, int, object]) -> str | None:
@@ -242,8 +254,10 @@ def _dtype(named: tuple[int, int, int, object]) -> str | None:
     if named[0] != _GLOBAL or not isinstance(named[3], str):
         return None
     module, _, name = named[3].partition(" ")
-    # torch.save names the untyped storage (of a dtype without a typed one: float8) by the module defining it
-    return _dtype_names().get(name) if module == "torch" or named[3] == "torch.storage UntypedStorage" else None
+    # torch.save names the untyped storage (of a dtype without a typed one: float8) by the module defining it; the
+    # weights-only unpickler takes torch.cuda's storage types for torch's
+    known = module in ("torch", "torch.cuda") or named[3] == "torch.storage UntypedStorage"
+    return _dtype_names().get(name) if known else None
 
 
 @functools.cache

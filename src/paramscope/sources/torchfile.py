@@ -45,7 +45,7 @@ from .._report import Report
 from .._units import format_bytes, format_count, listed, shortened
 from ._file_mapping import MAP_REFUSED, named_in_utf8, read_only_storage
 from ._legacy_torch import WRONG_SIZE, load_legacy
-from ._pickle_scan import CostlyPickle, check_pickle
+from ._pickle_scan import CostlyPickle, PickledStorages, check_pickle
 from ._sharded import dtensor_class, dtensor_sharding
 from ._tensors import PACKED_FP4, fp4_note, fp4_values, sparse_parts, unusual_bytes
 from .checkpoint import (
@@ -218,7 +218,7 @@ def _checked_entries(path: Path, archive: zipfile.ZipFile) -> list[zipfile.ZipIn
         raise SourceError(f"{path}: its archive holds {printable(read)} {len(named)} times: not written by torch.save")
     try:
         # at most _MAX_RECORD_BYTES, checked above; none where torch finds no data.pkl to read (its error says so)
-        claimed = check_pickle(archive.read(named[0])) if named else {}
+        pickled = check_pickle(archive.read(named[0])) if named else PickledStorages({}, 0)
     except (zipfile.BadZipFile, EOFError, ValueError, OverflowError, NotImplementedError, zlib.error):
         raise SourceError(_DAMAGED.format(path=path)) from None
     storages = [entry for entry in entries if "/data/" in entry.filename]
@@ -226,16 +226,27 @@ def _checked_entries(path: Path, archive: zipfile.ZipFile) -> list[zipfile.ZipIn
     if len(by_name) < len(storages):
         twice = next(name for name, count in Counter(entry.filename for entry in storages).items() if count > 1)
         raise SourceError(f"{path}: its archive holds {printable(twice)} twice: not written by torch.save")
-    for key, nbytes in claimed.items():
+    folder = read.rpartition("/")[0]
+    for key, nbytes in pickled.claimed.items():
         # torch maps a storage from its record on, as long as the pickle says: a record cut short would be counted
         # at bytes that lie in the records after it (a plain torch.load refuses it)
-        record = by_name.get(f"{read.rpartition('/')[0]}/data/{key}")
+        record = by_name.get(f"{folder}/data/{key}")
         if record is not None and nbytes > record.file_size:
             raise SourceError(
                 f"{path}: the storage torch loads from its record {printable(record.filename.partition('/')[2])} "
                 f"takes {format_bytes(nbytes)}, but the record holds {format_bytes(record.file_size)}: damaged, or "
                 "not written by torch.save"
             )
+    claimed = {f"{folder}/data/{key}" for key in pickled.claimed}
+    spare = [entry.filename for entry in storages if entry.filename not in claimed and entry.file_size]
+    if pickled.unread and len(spare) > pickled.unread:
+        # the storages of those ids cannot be checked against their records (each may be one of these), and the
+        # records left over could stand in for the bytes they lack
+        raise SourceError(
+            f"{path}: its pickle names {pickled.unread} storage(s) by a key or type paramscope does not read, and "
+            f"{len(spare)} storage records are left for them ({listed([printable(name) for name in spare])}): which "
+            "each takes cannot be checked; not written by torch.save"
+        )
     for entry in storages:
         # torch maps a storage from the bytes of its record as they lie in the file (mmap=True): a compressed one
         # (an archive packed again by a zip tool) fails inside torch with "Trying to resize storage that is not
@@ -853,6 +864,7 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
         else:
             aliases.setdefault(position, []).append(name)
     stored = []
+    qparams: list[StoredTensor] = []  # after the tensors, each of which is at its place in ``order`` in ``stored``
     sparse: list[str] = []
     views: list[str] = []
     fp4: list[str] = []
@@ -875,9 +887,8 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
             fp4.append(name)
         stored.append(StoredTensor(name, dtype, shape, nbytes, str(path), tuple(aliases.get(position, ()))))
         for suffix, part in per_channel_qparams(tensor):  # counted as quantization tensors
-            qparams = StoredTensor(f"{name}{suffix}", str(part.dtype).removeprefix("torch."), tuple(part.shape),
-                                   part.numel() * part.element_size(), str(path))  # fmt: skip
-            stored.append(qparams)
+            qparams.append(StoredTensor(f"{name}{suffix}", str(part.dtype).removeprefix("torch."), tuple(part.shape),
+                                        part.numel() * part.element_size(), str(path)))  # fmt: skip
     dtensors = [(name, tensor) for _, name, _, tensor, what in order if what == "dtensor"]
     nested = [name for _, name, _, _, what in order if what == "nested"]
     on_meta = [name for _, name, _, tensor, _ in order if _counted(tensor)[0].is_meta]
@@ -908,7 +919,7 @@ def _stored(named: list[tuple[Path, str, torch.Tensor]]) -> tuple[list[StoredTen
             f"{len(on_meta)} tensor(s) on the meta device, whose data the file does not hold: counted at their shapes "
             f"and dtypes, as the model they were saved from would hold them ({listed(on_meta, _MAX_NAMED)})"
         )
-    return stored, notes
+    return stored + qparams, notes
 
 
 def _shared_storage_note(order: list[tuple[Path, str, tuple[int, ...], torch.Tensor, str]],
