@@ -1261,7 +1261,7 @@ def _training_items(
     frozen = [record for record in params if record.trainable is False or not _can_train(record)]
     if settings.optimizer == "adafactor" and any(_values(record) != (record.numel or 0) for record in trainable):
         raise UsageError("adafactor does not support complex parameters (torch refuses them): choose another optimizer")
-    # torch refuses requires_grad to the others: a source that says which are trained has them frozen already
+    # the others take no gradients: a source that says which are trained (a live model) has them frozen already
     untrainable = [record for record in params if not _can_train(record)]
     if report.totals.trainable is None and untrainable:
         dtypes = ", ".join(dict.fromkeys(record.dtype for record in untrainable))
@@ -1306,6 +1306,7 @@ def _training_items(
             notes.append(f"{settings.precision}: the frozen floating-point parameters are counted as stored, as "
                          f"autocast holds them; a framework that casts the whole model to {compute} (DeepSpeed) "
                          "holds them in 2 B a value")  # fmt: skip
+    # a rank's shards priced at one size of value: not where frozen ones are priced otherwise
     held = None if frozen else _held_weights(report, settings, weight_bytes)
     if held is None:
         items.append(_item("weights", "derived", weights, formula, split(3)))
