@@ -1227,10 +1227,16 @@ def _can_train(record: TensorRecord) -> bool:
     return entry is None or (entry.category in _TRAINABLE_CATEGORIES and entry.bits >= 8)
 
 
+def _kept_as_stored(record: TensorRecord, precision: str) -> bool:
+    """Whether a frozen parameter is held as stored in training: an integer or quantised one (no precision casts it),
+    or any under mixed precision (autocast casts no weights); the others are cast to the precision's dtype."""
+    return not _can_train(record) or precision.endswith("-mixed")
+
+
 def _training_bytes(record: TensorRecord, precision: str, frozen: bool) -> float:
     """A parameter's bytes in training: a trainable one's in the precision's weights (a value of a mixed precision's
     in 2 B, its float32 master copy an item of its own); a frozen one's as :func:`_frozen_weights` counts them."""
-    if frozen and (not _can_train(record) or precision.endswith("-mixed")):
+    if frozen and _kept_as_stored(record, precision):
         return record.bytes or 0
     return _values(record) * _PRECISION_BYTES[precision][0]
 
@@ -1239,8 +1245,8 @@ def _frozen_weights(frozen: Sequence[TensorRecord], precision: str) -> tuple[int
     """The bytes of the frozen parameters in training, and how they are counted: integer and quantised ones as
     stored (no precision casts them); floating-point ones in the precision's dtype (``fp32``: the model in float32,
     ``bf16-pure``: cast to bfloat16), or under mixed precision as stored (autocast casts no weights)."""
-    stored = [record for record in frozen if not _can_train(record) or precision.endswith("-mixed")]
-    cast = [record for record in frozen if _can_train(record) and not precision.endswith("-mixed")]
+    stored = [record for record in frozen if _kept_as_stored(record, precision)]
+    cast = [record for record in frozen if not _kept_as_stored(record, precision)]
     value_bytes = _PRECISION_BYTES[precision][0]
     size = math.ceil(sum(_training_bytes(record, precision, frozen=True) for record in frozen))
     parts = []
