@@ -4826,3 +4826,37 @@ def test_kv_cache_of_a_decoder_config_saved_without_architectures(tmp_path: Path
     plan = paramscope.memory(str(tmp_path), seq=tokens, batch=batch, dtype="float32").memory
     assert plan is not None
     assert plan.item("KV cache").total_bytes == storage_bytes(held) == 2 * 2 * batch * 4 * tokens * 8 * 4
+
+
+class _Link(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+
+def deep_chain(depth: int) -> nn.Module:
+    """``depth`` links each holding the next: a module tree deeper than Python's recursion limit, which
+    ``named_modules()`` recurses through."""
+    root = link = _Link()
+    for _ in range(depth - 1):
+        link.next = _Link()
+        link = link.next
+    return root
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_a_module_tree_deeper_than_the_recursion_limit(train: bool) -> None:
+    depth = 3000
+    model = deep_chain(depth)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)  # for the ground truth alone: torch's parameters() recurses per level
+    try:
+        params = sum(p.numel() for p in model.parameters())
+    finally:
+        sys.setrecursionlimit(limit)
+    if train:
+        plan = plan_of(model, train=True, precision="fp32", optimizer="sgd-momentum")
+        expected = ["weights", "gradients", "optimizer states (sgd-momentum)"]
+    else:
+        plan, expected = plan_of(model), ["weights"]
+    assert [(item.name, item.total_bytes) for item in plan.items] == [(name, 4 * params) for name in expected]

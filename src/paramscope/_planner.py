@@ -32,6 +32,7 @@ from ._memory import (
 )
 from ._report import Report
 from ._units import Units, format_bytes, format_count
+from ._walk import ModuleWalk
 
 if TYPE_CHECKING:
     import torch
@@ -99,7 +100,7 @@ def held_model(model: Any) -> tuple[str, nn.Module] | None:
 
     if not isinstance(model, nn.Module):
         return None
-    found = [(path, module) for path, module in model.named_modules() if path and _config_to_dict(module)]
+    found = [(path, module) for path, module in ModuleWalk(model).each_module if path and _config_to_dict(module)]
     if not found:
         return None
     outermost = min(path.count(".") for path, _ in found)
@@ -242,7 +243,7 @@ class _Loaded:
 def _built_dtype(module: nn.Module) -> str | None:
     """The dtype most of a module's floating-point parameters are in (``"bfloat16"``); None when it has none."""
     floats: Counter[torch.dtype] = Counter()
-    for parameter in module.parameters():
+    for parameter in ModuleWalk(module).parameters:
         if parameter.is_floating_point():
             floats[parameter.dtype] += parameter.numel()
     return str(floats.most_common(1)[0][0]).removeprefix("torch.") if floats else None
@@ -354,7 +355,7 @@ def _torch_dtype(name: str | None) -> torch.dtype | None:
     return resolved if isinstance(resolved, torch.dtype) and resolved.is_floating_point else None
 
 
-def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, str] | None:
+def _checkpointed(walk: ModuleWalk, result: Trace, units: Units) -> tuple[int, str] | None:
     """Activations with gradient checkpointing of the model's repeated blocks (each ``nn.ModuleList`` of blocks that
     all ran and save more than their inputs, the outermost where one holds another: an encoder-decoder's encoder and
     decoder layers both, as transformers' ``gradient_checkpointing_enable`` checkpoints them, not a list of heads):
@@ -363,7 +364,7 @@ def _checkpointed(model: nn.Module, result: Trace, units: Units) -> tuple[int, s
 
     calls = {call.path: call for call in result.calls}
     stacks: list[tuple[str, list[str]]] = []
-    for path, module in model.named_modules():
+    for path, module in walk.each_module:
         if isinstance(module, nn.ModuleList) and len(module) >= 2:
             blocks = [f"{path}.{name}" for name, _ in module.named_children()]
             if all(block in calls for block in blocks):
@@ -432,8 +433,8 @@ class _Regions:
     modules that ran inside it, the storages of its tensor inputs and those its selective activation checkpointing
     keeps (each storage once, with its bytes)."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.paths = {id(module): path for path, module in model.named_modules()}
+    def __init__(self, walk: ModuleWalk) -> None:
+        self.paths = walk.paths
         self.found: list[tuple[list[str], dict[int, int], dict[int, int]]] = []
         self.depth = 0
         self.running = 0
@@ -493,7 +494,7 @@ class _Regions:
 
 
 @contextlib.contextmanager
-def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
+def _checkpoints_run_plainly(walk: ModuleWalk) -> Iterator[_Regions]:
     """``torch.utils.checkpoint.checkpoint`` (both its reentrant and non-reentrant ways) runs its function plainly
     for the block, so that what the function saves reaches the measuring hooks (a checkpoint keeps it under hooks of
     its own), and the regions it ran are recorded (see :func:`~paramscope._checkpointing.checkpoint_replaced`)."""
@@ -501,7 +502,7 @@ def _checkpoints_run_plainly(model: nn.Module) -> Iterator[_Regions]:
 
     from ._checkpointing import checkpoint_replaced, selectively_kept
 
-    regions = _Regions(model)
+    regions = _Regions(walk)
 
     def plain_function(_: Any) -> Any:
         class Plain:
@@ -579,10 +580,10 @@ def _checkpointed_by_model(result: Trace, regions: _Regions, units: Units) -> tu
 
 
 @contextlib.contextmanager
-def _checkpointing_off(model: nn.Module) -> Iterator[bool]:
+def _checkpointing_off(walk: ModuleWalk) -> Iterator[bool]:
     """transformers' gradient checkpointing switched off for the block (it cannot run on meta), and back on after,
     even on error. Yields whether it was on."""
-    switched = [module for module in model.modules() if vars(module).get("gradient_checkpointing") is True]
+    switched = [module for module in walk.modules if vars(module).get("gradient_checkpointing") is True]
     for module in switched:
         vars(module)["gradient_checkpointing"] = False  # a plain attribute: nn.Module keeps it in __dict__
     try:
@@ -649,12 +650,12 @@ def _autocast_note(precision: str, dtype: str, copies: int, units: Units) -> str
             f"forward saves it")  # fmt: skip
 
 
-def _reported_names(model: nn.Module, trained: frozenset[str] | None) -> frozenset[str] | None:
+def _reported_names(walk: ModuleWalk, trained: frozenset[str] | None) -> frozenset[str] | None:
     """The names of the parameters in ``trained`` (the forward's: a wrapper's module under its own name) as the
     report names them: a wrapper inside the model (DataParallel, torch.compile, a checkpoint wrapper) left out."""
     from .sources.module import reported_paths
 
-    renamed = reported_paths(model.named_modules()) if trained is not None else None
+    renamed = reported_paths(walk.each_module) if trained is not None else None
     if not renamed:
         return trained
     reported = set()
@@ -697,7 +698,8 @@ def measure_activations(
         autocast = compute if settings.precision.endswith("-mixed") else None
         weights = torch.float32 if autocast is not None else compute
         args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, weights, report)
-        with _checkpointing_off(model) as was_on, _checkpoints_run_plainly(model) as regions:
+        walk = ModuleWalk(model)
+        with _checkpointing_off(walk) as was_on, _checkpoints_run_plainly(walk) as regions:
             result, kwargs, shape, refused = _saved_for_training(model, args, kwargs, shape, weights, autocast, quiet)
         if refused is not None:
             notes.append(f"the forward with labels (the input ids) failed, so the activations are measured without "
@@ -712,10 +714,10 @@ def measure_activations(
         if "labels" in kwargs:
             formula += ", with the loss"
         size = result.total_activations
-        trained = _reported_names(model, result.trained)
+        trained = _reported_names(walk, result.trained)
         if autocast is not None:
             notes.append(_autocast_note(settings.precision, dtype, result.autocast_copies, units))
-        notes.extend(unfused_recurrent_note(model.named_modules(), result.calls))
+        notes.extend(unfused_recurrent_note(walk.each_module, result.calls))
         notes.extend(as_a_device_notes(result))
         if result.other_threads:
             notes.append(other_threads_note(result.other_threads))
@@ -729,7 +731,7 @@ def measure_activations(
             return _Measured((size, "estimate", formula), notes, trained)
         if was_on and not settings.grad_checkpointing:
             notes.append("the model has gradient checkpointing on: its activations are estimated as checkpointed")
-        checkpointed = _checkpointed(model, result, units)
+        checkpointed = _checkpointed(walk, result, units)
         if not (settings.grad_checkpointing or was_on):  # for the advice: what --grad-checkpointing would leave
             return _Measured(
                 (size, "estimate", formula), notes, trained, None if checkpointed is None else checkpointed[0]
@@ -923,7 +925,7 @@ def sparse_weights(module: nn.Module) -> tuple[str, ...]:
 
     holders: dict[int, list[bool]] = {}
     names: dict[int, str] = {}
-    for path, child in module.named_modules():  # each module once: a model may hold itself (a cycle)
+    for path, child in ModuleWalk(module).each_module:  # each module once: a model may hold itself (a cycle)
         for name, param in child.named_parameters(recurse=False):
             sparse = isinstance(child, (nn.Embedding, nn.EmbeddingBag)) and name == "weight" and child.sparse is True
             holders.setdefault(id(param), []).append(sparse)

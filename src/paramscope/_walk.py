@@ -94,6 +94,12 @@ class ModuleWalk:
         return named
 
     @cached_property
+    def each_module(self) -> list[tuple[str, nn.Module]]:
+        """Each module once, under its first path, as ``model.named_modules()`` gives them (which nests a generator
+        per level: a chain of some 1,000 modules passes Python's recursion limit)."""
+        return [(self.paths[id(module)], module) for module in self.modules]
+
+    @cached_property
     def parameters(self) -> list[torch.Tensor]:
         """Each parameter once, as ``model.parameters()``."""
         return [tensor for _, tensor in self.named_tensors("parameters")]
