@@ -201,6 +201,18 @@ def test_an_excess_that_rounds_to_no_percent_still_reads_as_one() -> None:
     )
 
 
+def test_an_excess_of_a_lower_bound_that_rounds_to_no_percent_reads_as_more_than_none() -> None:
+    # a lazy layer's parameters are not counted yet: the excess is a lower bound, and so is its share of the limit
+    model = nn.Sequential(nn.Linear(100, 100), nn.LazyLinear(3))
+    params = sum(p.numel() for p in model[0].parameters())  # 10,100
+    with pytest.raises(paramscope.BudgetExceededError) as caught:
+        paramscope.check_budget(model, Budget(max_params=params - 1))
+    assert (
+        str(caught.value)
+        == f"parameters: at least {params:,} > --max-params {params - 1:,} (over by at least 1, > 0.0 %)"
+    )
+
+
 def test_a_budget_one_byte_under_the_model_reads_as_two_sizes() -> None:
     # rounded alike (44.63 MiB > 44.63 MiB), the size and the limit each read in whole bytes too
     model = nn.Linear(1000, 1000)

@@ -14,6 +14,7 @@ import errno
 import gc
 import io
 import json
+import math
 import os
 import runpy
 import shlex
@@ -316,23 +317,28 @@ def si(n: int) -> str:
 UNDER_A_TENTH = "< 0.1 %"
 
 
+def _share(over: int, limit: int, at_least: str) -> str:
+    # of a lower bound, rounded down: the share is at least that
+    return f"at least {math.floor(1000 * over / limit) / 10:,.1f} %" if at_least else f"{100 * over / limit:,.1f} %"
+
+
 def params_over(total: int, limit: int, at_least: str = "", share: str | None = None) -> str:
     over = total - limit
     return (
         f"parameters: {at_least}{total:,} > --max-params {limit:,} (over by {at_least}{over:,}, "
-        f"{share or f'{100 * over / limit:,.1f} %'})"
+        f"{share or _share(over, limit, at_least)})"
     )
 
 
-def bytes_over(size: int, limit: int, fmt: Any = iec, share: str | None = None) -> str:
+def bytes_over(size: int, limit: int, fmt: Any = iec, share: str | None = None, at_least: str = "") -> str:
     over = size - limit
 
     def exact(n: int) -> str:  # a size under a kilobyte reads in bytes already
         return f" ({n:,} B)" if fmt(n) != f"{n} B" else ""
 
     return (
-        f"size (parameters + buffers): {fmt(size)}{exact(size)} > --max-bytes {fmt(limit)}{exact(limit)} "
-        f"(over by {fmt(over)}, {share or f'{100 * over / limit:,.1f} %'})"
+        f"size (parameters + buffers): {at_least}{fmt(size)}{exact(size)} > --max-bytes {fmt(limit)}{exact(limit)} "
+        f"(over by {at_least}{fmt(over)}, {share or _share(over, limit, at_least)})"
     )
 
 
@@ -2084,6 +2090,15 @@ def test_budget_exceeded_by_lazy_totals_lower_bound(capsys: pytest.CaptureFixtur
     code, _, err = run(capsys, "inspect", f"{models}:Lazy", "--max-params", "1")
     # the lazy layer's parameters are not counted yet: the count that exceeds the budget is a lower bound
     assert (code, err) == (3, f"paramscope: budget exceeded: {params_over(known_params, 1, 'at least ')}\n")
+
+
+def test_budget_exceeded_in_bytes_by_lazy_totals_lower_bound(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    # from review: the share of the budget, worked out from the lower bound, read as exact (160.0 %, not at least)
+    known = load(models)["Lazy"]().known
+    size = sum(t.numel() * t.element_size() for t in [*known.parameters(), *known.buffers()])
+    limit = size * 3 // 4  # over by a third of it, at least
+    code, _, err = run(capsys, "inspect", f"{models}:Lazy", "--max-bytes", str(limit))
+    assert (code, err) == (3, f"paramscope: budget exceeded: {bytes_over(size, limit, at_least='at least ')}\n")
 
 
 def test_lazy_model_report_is_marked_incomplete(capsys: pytest.CaptureFixture[str], models: Path) -> None:

@@ -92,7 +92,7 @@ def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> l
         over = totals.params - budget.max_params
         violations.append(
             f"parameters: {at_least}{format_count(totals.params)} > --max-params {format_count(budget.max_params)} "
-            f"(over by {at_least}{format_count(over)}, {_percent(over, budget.max_params)})"
+            f"(over by {at_least}{format_count(over)}, {_percent(over, budget.max_params, totals.complete)})"
         )
     # everything the model stores: a quantised checkpoint's scales and zeros too
     size = totals.param_bytes + totals.buffer_bytes + totals.quantization_bytes
@@ -102,7 +102,7 @@ def budget_violations(report: Report, budget: Budget, units: Units = "iec") -> l
         violations.append(
             f"size ({what}): {at_least}{_bytes(size, units)} > --max-bytes "
             f"{_bytes(budget.max_bytes, units)} (over by {at_least}{format_bytes(over, units)}, "
-            f"{_percent(over, budget.max_bytes)})"
+            f"{_percent(over, budget.max_bytes, totals.complete)})"
         )
     limited = budget.max_params is not None or budget.max_bytes is not None
     if limited and not violations and not totals.complete:
@@ -119,9 +119,15 @@ def _bytes(size: int, units: Units) -> str:
     return shown if shown == f"{size} B" else f"{shown} ({size:,} B)"
 
 
-def _percent(over: int, limit: int) -> str:
-    """How much of ``limit`` ``over`` is; an excess that rounds to 0.0 % still reads as one."""
-    return format_share(over, limit) if limit else "limit is 0"
+def _percent(over: int, limit: int, exact: bool) -> str:
+    """How much of ``limit`` ``over`` is; an excess that rounds to 0.0 % still reads as one. Of an ``over`` that is a
+    lower bound (not ``exact``), the share rounded down, as one too."""
+    if not limit:
+        return "limit is 0"
+    if exact:
+        return format_share(over, limit)
+    tenths = 1000 * over // limit
+    return f"at least {tenths / 10:,.1f} %" if tenths else "> 0.0 %"
 
 
 def check_budget(report: nn.Module | Report | str, budget: Budget, units: Units = "iec") -> None:
