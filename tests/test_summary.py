@@ -2064,15 +2064,38 @@ def test_a_tensor_made_in_the_forward_and_written_through_a_cpu_mask_is_read_as_
     assert _rows(meta)[1][0] == "other"
 
 
-def test_a_floating_point_input_keeps_no_values_on_meta() -> None:
-    # from review: the ops on it alone ran on the cpu too (a Gram matrix of 2048 × 2048: 0.07 s before, 1 to 2 s)
-    model = BranchesOnItsInput(lambda x: None, lambda x: x)
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_floating_point_input_keeps_its_values_on_meta(sign: float) -> None:
+    meta, cpu = (
+        paramscope.summary(BranchesOnItsInput(lambda x: None, lambda x: (x @ x.T) * x[:, :2]),
+                           input_data=sign * torch.ones(2, 4), device=device)
+        for device in ("meta", "cpu")
+    )  # fmt: skip
+    assert [row[:3] for row in _rows(meta)] == [row[:3] for row in _rows(cpu)]
+    assert _rows(meta)[1][0] == ("positive" if sign > 0 else "other")  # 4 × sign in every element
+
+
+def test_a_large_product_of_inputs_given_has_no_values_on_meta() -> None:
+    # from review: the ops on a floating-point input alone run on the cpu too; the Gram matrix of a 2048 × 2048 one
+    # (17 GFLOPs) took 1 to 2 s there, where meta computes nothing: it runs on meta alone, and its values are not read
+    model = BranchesOnItsInput(lambda x: None, lambda x: x @ x.T)
     with pytest.raises(ForwardError) as raised:
-        paramscope.summary(model, input_data=torch.ones(2, 4))
-    assert str(raised.value) == VALUES_READ_ON_META
+        paramscope.summary(model, input_data=torch.ones(2048, 2048))
+    assert str(raised.value) == VALUES_READ_ON_META.replace("[2, 4]", "[2048, 2048]")
 
 
-def test_an_integer_input_too_large_to_keep_the_values_of_is_named_when_a_read_fails() -> None:
+def test_a_float_attention_mask_given_is_read_on_meta_as_on_cpu() -> None:
+    # from review: nn.TransformerEncoder reads whether the mask is causal (_detect_is_causal_mask), and failed on meta
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    data = {"src": torch.randn(2, 5, 16), "mask": nn.Transformer.generate_square_subsequent_mask(5)}
+    meta, cpu = (paramscope.summary(encoder, input_data=data, mode="train", device=d) for d in ("meta", "cpu"))
+    assert meta.totals.flops == cpu.totals.flops == torch_flops(encoder, **data)[0]
+    assert [row[:3] for row in _rows(meta)] == [row[:3] for row in _rows(cpu)]
+
+
+def test_an_input_too_large_to_keep_the_values_of_is_named_when_a_read_fails() -> None:
     # the values of 4,194,304 elements are kept; one more, and a read failed with only the generic hint
     model = BranchesOnItsInput(lambda ids: None, lambda ids: ids)
     kept = torch.ones(1 << 22, dtype=torch.long)
@@ -2083,8 +2106,8 @@ def test_an_integer_input_too_large_to_keep_the_values_of_is_named_when_a_read_f
         assert str(raised.value) == (
             f"the forward failed in '(model)' with inputs [{too_large.numel()}]: DataDependentOutputException: "
             "aten._local_scalar_dense.default reads a tensor's values (.item(), bool(), a branch on a tensor); an "
-            "integer input given holds 4,194,305 elements, more than the 4,194,304 whose values a forward on meta "
-            f"keeps; {META_VALUES_HINT}"
+            "input given holds 4,194,305 elements, more than the 4,194,304 whose values a forward on meta keeps; "
+            f"{META_VALUES_HINT}"
         )
 
 

@@ -4,9 +4,9 @@
   the way it goes under a trace: transformers keeps an attention mask computed from inputs made from sizes instead of
   reading it to see whether it may skip it, and leaves out its checks for padding. Code that still needs values
   fails, with the op named.
-- Except for the values of the integer and boolean inputs given (``input_data``), and those the forward makes from no
-  data of its own (``torch.arange`` positions, a ``torch.ones`` mask, the elements it writes to a small
-  ``torch.empty`` tensor), and what is computed from them alone: those are the same on every device, and are kept on
+- Except for the values of the inputs given (``input_data``), and those the forward makes from no data of its own
+  (``torch.arange`` positions, a ``torch.ones`` mask, the elements it writes to a small ``torch.empty`` tensor), and
+  what is computed from them alone but by a large product: those are the same on every device, and are kept on
   the cpu beside their fake tensors (:class:`_Values`), so reading them (``bool()``, ``.item()``) gives what a real
   device reads, and transformers' masks read them as they do on a real device (``masking_utils.is_tracing`` answers
   for them as for a tensor with values). Without a cache or a mask given, transformers checks the position ids it made
@@ -73,10 +73,12 @@ from torch._prims_common import suggest_memory_format
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ._autocast import lower_precision
 from ._fake_outputs import FakeOutputs
+from ._flop_formulas import EXTRA_FLOP_FORMULAS
 from ._process_settings import KEEPS_DYNAMO_OUT, set_eval_frame, skipped_by_dynamo
 from ._storages import has_plain_storage, storage_key
 
@@ -518,6 +520,11 @@ if KEEPS_DYNAMO_OUT:
 # The most elements of a tensor whose values a forward on meta keeps on the cpu (see _Values): position ids of 8 ×
 # 128k tokens and the steps of transformers' check for packed sequences (32 MiB in int64, a few milliseconds)
 KNOWN_VALUES_LIMIT = 1 << 22
+# The most FLOPs of a matrix product, convolution or attention (the ops the summary counts) run on known values as
+# well: a few milliseconds on a cpu. The Gram matrix of a 2048 × 2048 input given (17 GFLOPs, 1 to 2 s) runs on meta
+# alone, and its result has no values.
+_KNOWN_VALUES_FLOPS = 10**8
+_COUNTED = {**flop_registry, **EXTRA_FLOP_FORMULAS}
 
 # ops that make a tensor without setting its values: its elements have values once written (see _Values.blank), in
 # a tensor of up to _EMPTY_LIMIT elements (a tensor of sizes; the stand-ins of the inputs and weights are made so too)
@@ -545,7 +552,8 @@ class _OpValues:
     """What :class:`_Values` needs to know of an op: whether its result follows its arguments' values (a tensor not
     random nor uninitialised, or a read of values), and the arguments it writes to (positions and names)."""
 
-    __slots__ = ("empty", "follows", "overwrites", "positioned", "reads", "sized_by_values", "view", "writes")
+    __slots__ = ("counted", "empty", "follows", "overwrites", "positioned", "reads", "sized_by_values", "view",
+                 "writes")  # fmt: skip
 
     def __init__(self, func: Any) -> None:
         schema = getattr(func, "_schema", None)
@@ -554,7 +562,11 @@ class _OpValues:
         self.reads = id(func) in _READS
         """Whether it reads values into Python (the fake tensors' mode refuses it); any other op that returns no
         tensor asks for what a fake tensor knows itself (its device, its size)."""
-        name = getattr(getattr(func, "overloadpacket", None), "__name__", "")
+        packet = getattr(func, "overloadpacket", None)
+        name = getattr(packet, "__name__", "")
+        self.counted = _COUNTED.get(packet)
+        """Its FLOP formula, for a matrix product, a convolution, attention: the ops whose cost grows faster than
+        their arguments."""
         self.empty = name in _EMPTY
         """Whether it makes a tensor without setting its values."""
         self.overwrites = name in _OVERWRITES
@@ -580,12 +592,13 @@ class _Values:
     """The values of the fake tensors a forward on meta makes from no data of its own, kept on the cpu beside them
     (each up to :data:`KNOWN_VALUES_LIMIT` elements): an op whose tensor arguments all have known values (a factory
     has none; a real cpu tensor has its own) runs on the cpu as well, and a read of such values (``bool()``,
-    ``.item()``) gets the cpu's, which a fake tensor has not. The weights, the inputs made from sizes or of floating
-    point, and whatever is computed from them have none; integer and boolean inputs given have theirs
-    (:meth:`know`). A write to a tensor with known values is made to its values too when all the op's other
-    arguments have known values; otherwise the values of every tensor in its storage are forgotten. A tensor whose
-    storage is no longer the one it had with its values (``set_``, ``.data =``, which torch makes without an op) has
-    none."""
+    ``.item()``) gets the cpu's, which a fake tensor has not. The weights, the inputs made from sizes, and whatever
+    is computed from them have none; the inputs given have theirs (:meth:`know`). So has the result of a matrix
+    product, a convolution or attention of known values only up to :data:`_KNOWN_VALUES_FLOPS`: beyond, it is the
+    compute a real device does. A write to a tensor with known values is made to its values too when all the op's
+    other arguments have known values; otherwise the values of every tensor in its storage are forgotten. A tensor
+    whose storage is no longer the one it had with its values (``set_``, ``.data =``, which torch makes without an
+    op) has none."""
 
     def __init__(self) -> None:
         self.cpu: WeakIdKeyDictionary = WeakIdKeyDictionary()
@@ -613,7 +626,7 @@ class _Values:
         self.given: dict[int, torch.UntypedStorage] = {}
         """The copies of the storages of the inputs given, by the key of the storage copied (see :meth:`know`)."""
         self.too_large: list[int] = []
-        """The elements of each integer or boolean input's storage that was too large to keep the values of (over
+        """The elements of each input's storage that was too large to keep the values of (over
         :data:`KNOWN_VALUES_LIMIT`): why a read of its values fails."""
         self.unread: set[str] = set()
         """The functions of transformers' masks that checked a fake tensor without values, and went the way they go
@@ -633,15 +646,15 @@ class _Values:
         whose elements were not all written."""
 
     def know(self, fake: Any, given: torch.Tensor) -> None:
-        """Keep the values of ``given``, an integer or boolean input the caller gave, for ``fake``, its twin on meta:
-        a real device reads them (the lengths ``pack_padded_sequence`` packs by, a mask's, position ids). Each
-        storage is copied once, and viewed as ``given`` views its own, as its twin's storage is (see
-        ``_inputs._meta_twin``): an expanded tensor's rows are one, and the forward's writes do not reach the
-        caller's. Up to :data:`KNOWN_VALUES_LIMIT` elements in the storage, of a plain tensor of the twin's shape
-        and dtype. A floating-point input keeps none: the ops on it alone would run on the cpu too, as much work as
-        the forward on a real device, where meta computes nothing."""
-        if (not isinstance(fake, FakeTensor) or not has_plain_storage(given) or given.is_floating_point()
-                or given.is_complex() or (fake.shape, fake.dtype) != (given.shape, given.dtype)):  # fmt: skip
+        """Keep the values of ``given``, an input the caller gave, for ``fake``, its twin on meta: a real device
+        reads them (the lengths ``pack_padded_sequence`` packs by, a mask's, position ids; whether a float attention
+        mask is causal, which ``nn.TransformerEncoder`` checks). Each storage is copied once, and viewed as ``given``
+        views its own, as its twin's storage is (see ``_inputs._meta_twin``): an expanded tensor's rows are one, and
+        the forward's writes do not reach the caller's. Up to :data:`KNOWN_VALUES_LIMIT` elements in the storage, of
+        a plain tensor of the twin's shape and dtype. Only the ops on inputs alone run on the cpu as well: what meets
+        a weight, or anything else without values, has none."""
+        if (not isinstance(fake, FakeTensor) or not has_plain_storage(given)
+                or (fake.shape, fake.dtype) != (given.shape, given.dtype)):  # fmt: skip
             return
         storage = given.untyped_storage()
         if storage.nbytes() % given.itemsize:
@@ -720,6 +733,12 @@ class _Values:
         if on_cpu is not None and op.sized_by_values and not op.writes:
             return self._sized_by_values(func, args, kwargs, on_cpu)
         out = self.outputs.run(func, args, kwargs)
+        if (
+            on_cpu is not None
+            and op.counted is not None
+            and op.counted(*args, **kwargs, out_val=out) > _KNOWN_VALUES_FLOPS
+        ):
+            on_cpu = None  # what a real device computes, which meta does not
         if op.writes:
             if self.uniform:  # a check's result written to holds other values, through a view of it too
                 for index, name in op.writes:

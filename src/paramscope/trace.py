@@ -1284,11 +1284,11 @@ _NEEDS_VALUES: dict[type[BaseException], str] = {
 
 
 def _failure(hooks: _Hooks, error: BaseException, inputs_without_values: Sequence[int] = ()) -> ForwardError:
-    """The error a failed forward raises; ``inputs_without_values``: the elements of each integer input given whose
-    values a forward on meta did not keep (too many), a likely cause of a read of values failing."""
+    """The error a failed forward raises; ``inputs_without_values``: the elements of each input given whose values
+    a forward on meta did not keep (too many), a likely cause of a read of values failing."""
     needs_values = _NEEDS_VALUES.get(type(error))
     if inputs_without_values and type(error) in (DataDependentOutputException, DynamicOutputShapeException):
-        needs_values = (f"{needs_values}; an integer input given holds {max(inputs_without_values):,} elements, "
+        needs_values = (f"{needs_values}; an input given holds {max(inputs_without_values):,} elements, "
                         f"more than the {KNOWN_VALUES_LIMIT:,} whose values a forward on meta keeps")  # fmt: skip
     message = f"{type(error).__name__}: {first_line(error)}" + (f" {needs_values}" if needs_values else "")
     # where a forward nests too deep is no module's fault, and its path as long as the nesting: not named
