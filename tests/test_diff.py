@@ -312,6 +312,8 @@ def test_the_models_own_load_hooks_run_on_stand_ins(tmp_path: Path) -> None:
     assert load_state_dict_keys(model, state) == ((), ("extra",))
     found = paramscope.diff(model, str(path))
     assert (found.only_in_a, found.only_in_b, found.changed) == ((), ("extra",), ())
+    # its modules as loaded too: old.weight in lin, not a module of B's own
+    assert [(row.path, row.params_a, row.params_b) for row in found.modules] == [("", 16, 18), ("lin", 16, 16)]
     assert model.calls == 0  # the hook ran on the model's stand-in, not on the model
     assert "seen" not in vars(model)
     # a lazy layer's load hook materialises its weights: the stand-in's, never the model's
@@ -567,6 +569,29 @@ def test_doubling_the_layers_costs_one_layer_per_layer_added(llama_configs: tupl
         "model.layers.3",
     ]
     assert len(found.only_in_b) == 2 * len(list(built[0].model.layers[0].state_dict()))
+
+
+def test_a_base_models_checkpoint_is_compared_module_by_module_as_loaded(
+    llama_configs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # from review: its tensors were matched under the model's names (model.layers.0...), its modules under their own:
+    # the whole decoder shown missing from B, and B's layers as modules of its own
+    import transformers
+
+    small, _ = llama_configs
+    model = transformers.LlamaForCausalLM(transformers.AutoConfig.from_pretrained(small.parent))
+    state = {name.removeprefix("model."): tensor.contiguous() for name, tensor in model.state_dict().items()}
+    del state["lm_head.weight"]  # a base model's checkpoint: what LlamaModel.save_pretrained writes
+    safetensors.torch.save_file(state, str(tmp_path / "model.safetensors"))
+    found = paramscope.diff(str(small), str(tmp_path / "model.safetensors"))
+    assert (found.only_in_a, found.only_in_b) == (("lm_head.weight",), ())
+    head = model.lm_head.weight.numel()
+    held = {path: sum(p.numel() for p in module.parameters()) for path, module in model.named_modules()}
+    expected = {
+        path: (n, n - head if path == "" else None if path == "lm_head" else n) for path, n in held.items() if n
+    }
+    assert {row.path: (row.params_a, row.params_b) for row in found.modules if row.params_a} == expected
+    assert all(row.params_a is not None for row in found.modules)  # no module of B's own
 
 
 def test_cli_formats_and_exit_codes(llama_configs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

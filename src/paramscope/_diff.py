@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ._report import ModuleNode, Report, TensorKind, TensorRecord
+from ._tree import tree_from_names
 from ._units import listed
 
 SCHEMA = "paramscope.diff/1"
@@ -624,6 +625,24 @@ def _module_deltas(a: Report, b: Report) -> list[ModuleDelta]:
     return deltas
 
 
+def _modules_as_loaded(checkpoint: Report, loaded: LoadedNames) -> Report:
+    """``checkpoint`` with its modules those of its tensors' names as the model's load code loads them (a base
+    model's checkpoint, saved without the prefix its model with a head adds, has ``layers.0`` where the model has
+    ``model.layers.0``), so that its modules are compared with the model's as its tensors are; as stored where two
+    tensors would take one name."""
+    if not loaded.renamed:
+        return checkpoint
+    records = [
+        record._replace(name=loaded.renamed.get(record.name, record.name),
+                        aliases=tuple(loaded.renamed.get(alias, alias) for alias in record.aliases))
+        for record in checkpoint.tensors
+    ]  # fmt: skip
+    names = [name for record in records for name in _names(record)]
+    if len(set(names)) != len(names):
+        return checkpoint
+    return replace(checkpoint, modules=tree_from_names(records)[0])
+
+
 def compare(a: Report, b: Report, loaded: LoadedNames | None = None) -> Diff:
     """The differences between the models of two reports; ``loaded``, for a model and a checkpoint, says what the
     model's own load code makes of the checkpoint's names.
@@ -638,5 +657,11 @@ def compare(a: Report, b: Report, loaded: LoadedNames | None = None) -> Diff:
     """
     only_a, only_b, changed, sharing, notes = _tensor_differences(a, b, loaded)
     notes += _report_notes(a, b)
-    modules = tuple(_module_deltas(a, b))
+    modules_a, modules_b = a, b
+    if loaded is not None and not _count_alike(a, b):
+        if is_checkpoint(a):
+            modules_a = _modules_as_loaded(a, loaded)
+        else:
+            modules_b = _modules_as_loaded(b, loaded)
+    modules = tuple(_module_deltas(modules_a, modules_b))
     return Diff(a, b, modules, tuple(only_a), tuple(only_b), tuple(changed), tuple(notes), tuple(sharing))
