@@ -4197,6 +4197,35 @@ class PackedAttention(nn.Module):
         return self.o(out.transpose(1, 2).reshape(batch, length, 32))
 
 
+BATCH_FIRST_NOTE = (
+    "{} float32 attention call(s) laid their output out batch first, as a GPU's fused kernel does (on meta); torch's "
+    "CPU kernel follows the query's layout, so the transpose and reshape before the output projection may copy it on "
+    "one and not the other, and the projection save that copy: on cpu where the query is not batch first, on a GPU "
+    "(and meta) in nn.MultiheadAttention: a summary with --device cpu --mode train measures cpu's"
+)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x, x, x, need_weights=False)[0]
+
+
+def test_multihead_attentions_copy_of_a_batch_first_output_on_meta_is_told() -> None:
+    # from review: the note said only that cpu may save a copy more; nn.MultiheadAttention copies the batch-first
+    # output a GPU lays out for its projection, and the CPU's, laid out as its query, it does not
+    torch.manual_seed(0)
+    model, x = SelfAttention(), torch.randn(2, 5, 16)
+    meta = paramscope.summary(model, input_data=x, mode="train")
+    cpu = paramscope.summary(model, input_data=x, mode="train", device="cpu")
+    assert cpu.totals.activations_bytes == torch_saved_bytes(model, x)[0]
+    assert meta.totals.activations_bytes - cpu.totals.activations_bytes == 2 * 5 * 16 * 4  # one attention output
+    assert [note for note in meta.notes if "batch first" in note] == [BATCH_FIRST_NOTE.format(1)]
+
+
 @pytest.mark.parametrize("contiguous", [True, False], ids=["query-contiguous", "query-batch-first"])
 def test_float32_attention_laid_out_batch_first_on_meta_is_told(contiguous: bool) -> None:
     """On meta, a float32 attention's output is laid out batch first, as CUDA's memory-efficient kernel lays it out;
@@ -4211,12 +4240,7 @@ def test_float32_attention_laid_out_batch_first_on_meta_is_told(contiguous: bool
     said = [note for note in meta.notes if "batch first" in note]
     if contiguous:
         assert cpu.totals.activations_bytes - meta.totals.activations_bytes == 1 * 16 * 32 * 4
-        assert said == [
-            "1 float32 attention call(s) laid their output out batch first, as a GPU's fused kernel does (on meta); "
-            "torch's CPU kernel follows the query's layout, so a copy of it that a GPU does not make (a transpose and "
-            "reshape before the output projection) may be saved on cpu: a summary with --device cpu --mode train "
-            "measures cpu's"
-        ]
+        assert said == [BATCH_FIRST_NOTE.format(1)]
     else:
         assert meta.totals.activations_bytes == cpu.totals.activations_bytes
         assert said == []

@@ -707,8 +707,9 @@ def _fused_with_dropout_note(calls: int) -> str:
 def _batch_first_attention_note(calls: int) -> str:
     """Where the activations after float32 attention measured on meta may differ from the CPU's: the layout."""
     return (f"{calls} float32 attention call(s) laid their output out batch first, as a GPU's fused kernel does (on "
-            "meta); torch's CPU kernel follows the query's layout, so a copy of it that a GPU does not make (a "
-            "transpose and reshape before the output projection) may be saved on cpu: a summary with --device cpu "
+            "meta); torch's CPU kernel follows the query's layout, so the transpose and reshape before the output "
+            "projection may copy it on one and not the other, and the projection save that copy: on cpu where the "
+            "query is not batch first, on a GPU (and meta) in nn.MultiheadAttention: a summary with --device cpu "
             "--mode train measures cpu's")  # fmt: skip
 
 
