@@ -3693,6 +3693,34 @@ def test_a_forward_that_makes_a_tensor_on_the_cpu_is_told_why_meta_refuses_it(fi
     assert report.calls[0].outputs == "[2, 3]"
 
 
+class HoldsTensorsOnTheCpu(nn.Module):
+    """A model that holds tensors as plain attributes, not buffers: on the cpu, where ``model.to()`` leaves them."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.lin.table = torch.ones(3, 4) if where == "attribute" else None
+        self.tables = [torch.zeros(2), torch.ones(3, 4)] if where == "list" else []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        table = self.lin.table if self.lin.table is not None else self.tables[1]
+        return (self.lin(x) * table).sum()
+
+
+@pytest.mark.parametrize("where", ["attribute", "list"])
+def test_a_model_holding_a_tensor_on_the_cpu_is_told_so_on_meta(where: str) -> None:
+    # from review: the hint said the forward made a tensor on the cpu, where the model held it
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(HoldsTensorsOnTheCpu(where), input_size=(3, 4))
+    held = "lin.table" if where == "attribute" else "tables[0], tables[1]"
+    assert str(caught.value).endswith(
+        f"two devices, meta and cpu!; the model holds a tensor on the cpu that is not a parameter nor a buffer "
+        f"({held}), which model.to() does not move either (register_buffer moves it), or the forward made one there "
+        "(no device=); the meta device refuses to use it with the model's, as a GPU does: try --device cpu"
+    )
+    assert paramscope.summary(HoldsTensorsOnTheCpu(where), input_size=(3, 4), device="cpu").totals.flops == 96
+
+
 class RefusedAsTorch211Does(nn.Linear):
     """A forward that fails as torch 2.11's fake tensors refuse a cpu tensor with a meta one."""
 

@@ -358,16 +358,46 @@ def with_input_hint(error: ForwardError, argument: str | None = "dtypes") -> For
     return error
 
 
-def _explained(error: ForwardError, device: str, mode: str, inputs_given: bool) -> ForwardError:
+_MODULE_STATE = frozenset(("_parameters", "_buffers", "_modules"))
+
+
+def _held_outside_the_state(walk: ModuleWalk) -> list[str]:
+    """The names of the cpu tensors the modules hold as plain attributes (not parameters nor buffers), themselves or
+    in a list, tuple or dict, which ``model.to()`` does not move, nor a forward on meta."""
+    import torch
+
+    held = []
+    for path, module in walk.each_module:
+        for name, value in vars(module).items():
+            if name in _MODULE_STATE:
+                continue
+            if isinstance(value, dict):
+                named = [(f"{name}[{key!r}]", item) for key, item in value.items()]
+            elif isinstance(value, (list, tuple)):
+                named = [(f"{name}[{index}]", item) for index, item in enumerate(value)]
+            else:
+                named = [(name, value)]
+            held += [f"{path}.{where}" if path else where for where, tensor in named
+                     if isinstance(tensor, torch.Tensor) and tensor.device.type == "cpu"]  # fmt: skip
+    return held
+
+
+def _explained(error: ForwardError, device: str, mode: str, inputs_given: bool, walk: ModuleWalk) -> ForwardError:
     """``error``, with a hint where its cause is one a summary's forward meets for a known reason (a tensor made on
     the cpu, code compiled in the forward, an op meta cannot run...)."""
     from .trace import ForwardError
 
     cause = error.__cause__
     if device == "meta" and cause is not None and first_line(cause).endswith(_CPU_AND_META):
-        # torch.zeros(3) in a forward, without device=: on the cpu, which a forward on a GPU refuses too
-        hint = ("the forward made a tensor on the cpu (no device=) and used it with the model's, which the meta "
-                "device refuses as a GPU does: try --device cpu")  # fmt: skip
+        held = _held_outside_the_state(walk)
+        if held:  # self.table = torch.randn(3, 4): on the cpu, where model.to("cuda") leaves it too
+            hint = (f"the model holds a tensor on the cpu that is not a parameter nor a buffer ({listed(held, 3)}), "
+                    "which model.to() does not move either (register_buffer moves it), or the forward made one there "
+                    "(no device=); the meta device refuses to use it with the model's, as a GPU does: try --device "
+                    "cpu")  # fmt: skip
+        else:  # torch.zeros(3) in a forward, without device=: on the cpu, which a forward on a GPU refuses too
+            hint = ("the forward made a tensor on the cpu (no device=) and used it with the model's, which the meta "
+                    "device refuses as a GPU does: try --device cpu")  # fmt: skip
         return ForwardError(f"{error}; {hint}")
     if cause is not None and first_line(cause).startswith(_COMPILED_IN_THE_FORWARD):
         # dynamo imported by the forward itself: the summary could not set its stance to run compiled code eagerly
@@ -433,7 +463,7 @@ def summarize(
             result = trace(model, args, kwargs, device=device, train=mode == "train", quiet=quiet, walk=walk,
                            depth=depth + deeper)  # fmt: skip
         except ForwardError as error:
-            explained = _explained(error, device, mode, inputs_given)
+            explained = _explained(error, device, mode, inputs_given, walk)
             raise type(explained)(f"{explained}{warned.said('transformers')}") from error.__cause__
     params = {node.path: node.params for node in report.modules}
     types = {node.path: node.type or "" for node in report.modules}
