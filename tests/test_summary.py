@@ -4637,6 +4637,17 @@ def test_a_model_on_an_accelerator_is_refused_on_cpu() -> None:
     )
 
 
+@pytest.mark.parametrize("device", [torch.device("cpu"), "cpu:0", torch.device("meta"), "meta:0"])
+def test_a_device_is_taken_as_torchinfo_takes_it(device: str | torch.device) -> None:
+    # from review: a torch.device was refused, as "device must be meta or cpu, not device(type='cpu')"
+    torch.manual_seed(0)
+    model, x = nn.Linear(3, 4), torch.randn(2, 3)
+    report = paramscope.summary(model, input_data=x, device=device, mode="train")
+    by_name = paramscope.summary(model, input_data=x, device=torch.device(device).type, mode="train")
+    assert report.to_dict() == by_name.to_dict()
+    assert report.totals.flops == torch_flops(model, x)[0]
+
+
 def test_meta_model_on_cpu_is_a_usage_error() -> None:
     with torch.device("meta"):
         model = nn.Linear(3, 3)
@@ -4649,6 +4660,10 @@ def test_meta_model_on_cpu_is_a_usage_error() -> None:
     ("kwargs", "message"),
     [
         ({"input_size": (1, 3), "device": "cuda"}, "device must be meta or cpu, not 'cuda'"),
+        ({"input_size": (1, 3), "device": torch.device("cuda", 1)}, "device must be meta or cpu, not 'cuda:1'"),
+        ({"input_size": (1, 3), "device": "cpu:1"}, "device must be meta or cpu, not 'cpu:1'"),
+        ({"input_size": (1, 3), "device": "gpu"}, "device must be meta or cpu, not 'gpu'"),
+        ({"input_size": (1, 3), "device": None}, "device must be meta or cpu, not 'None'"),
         ({"input_size": (1, 3), "mode": "test"}, "mode must be eval or train, not 'test'"),
         ({"input_size": (1, 3), "depth": -1}, "depth must be 0 or more, not -1"),
         (

@@ -15,6 +15,7 @@ from ._report import LAZY_PARAMETERS, Report
 from ._units import BYTE_UNITS, Units, byte_unit
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from ._diff import Diff
@@ -187,7 +188,7 @@ def summary(
     input_data: Any = None,
     dtypes: Sequence[Any] | None = None,
     depth: int = 3,
-    device: str = "meta",
+    device: str | torch.device = "meta",
     mode: str = "eval",
     *,
     arguments: Mapping[str, Any] | None = None,
@@ -203,7 +204,8 @@ def summary(
     parameters, and long for the first input of a transformers model whose ``main_input_name`` is ``input_ids``);
     ``input_data`` gives the inputs themselves instead (a tensor, a tuple or list of inputs, or a dict of keyword
     inputs; a named tuple, such as a PackedSequence, is one input).
-    ``depth`` limits the call records to modules that deep. ``device="cpu"`` runs for real.
+    ``depth`` limits the call records to modules that deep. ``device="cpu"`` (or ``torch.device("cpu")``) runs
+    for real.
 
     FLOPs are counted with torch's ``FlopCounterMode`` formulas; ``totals.activations_bytes`` is what autograd
     saves for backward in a train-mode forward (on ``"cpu"``, where only the forward asked for runs, it is None in
@@ -217,7 +219,7 @@ def summary(
     """
     from ._summary import check_mode, module_of, summarize, summary_inputs
 
-    check_mode(device, mode)
+    device = check_mode(device, mode)
     depth = integer("depth", depth, minimum=0)
     model = os.fspath(model) if isinstance(model, os.PathLike) else model  # a pathlib.Path: the target it names
     given = arguments_of("arguments", arguments)

@@ -887,11 +887,20 @@ def _ancestors(path: str, known: dict[str, list[str]]) -> list[str]:
     return found
 
 
-def check_mode(device: str, mode: str) -> None:
-    if device not in ("meta", "cpu"):
-        raise UsageError(f"device must be meta or cpu, not {device!r}")
+def check_mode(device: str | torch.device, mode: str) -> str:
+    """The device a summary runs on, ``"meta"`` or ``"cpu"``, from its name or a ``torch.device`` (``"cpu:0"``, as
+    torchinfo takes it), once ``mode`` is checked too."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):  # not a device's name
+        parsed = None
+    if parsed is None or parsed.type not in ("meta", "cpu") or parsed.index not in (None, 0):
+        raise UsageError(f"device must be meta or cpu, not {str(device)!r}")
     if mode not in ("eval", "train"):
         raise UsageError(f"mode must be eval or train, not {mode!r}")
+    return parsed.type
 
 
 def module_of(value: Any) -> nn.Module:
