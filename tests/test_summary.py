@@ -5436,6 +5436,36 @@ def test_a_foreach_write_to_parameters_is_refused_on_cpu() -> None:
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
 
 
+class RemovesItsParametrization(nn.Module):
+    """A forward that removes its layer's parametrization, leaving the weight parametrized: a write to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        parametrizations.orthogonal(self.fc)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc(x)
+        parametrize.remove_parametrizations(self.fc, "weight")
+        return out
+
+
+def test_a_refused_write_that_torch_raised_another_error_for_is_told() -> None:
+    # from review: torch's remove_parametrizations catches the refusal of its set_ and raises an error about tensor
+    # subclasses, which was the one told
+    model = RemovesItsParametrization()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ForwardError) as caught:
+        paramscope.summary(model, input_size=(2, 4), device="cpu")
+    assert str(caught.value) == (
+        "the forward failed in '(model)' with inputs [2, 4]: ParameterWriteError: aten.set_ would change the parameter "
+        "'fc.parametrizations.weight.original' in place: paramscope does not run that on your weights; summarise on "
+        "meta (the default) instead"
+    )
+    assert parametrize.is_parametrized(model.fc, "weight")
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
 class SharedUnderTwoNames(nn.Module):
     """One Linear and one BatchNorm registered under two names each (``functional_call`` swaps the tensors of a
     module reached twice, and leaves its stand-ins behind)."""

@@ -1283,6 +1283,20 @@ _NEEDS_VALUES: dict[type[BaseException], str] = {
 }
 
 
+def _refusal_behind(error: BaseException) -> BaseException:
+    """The summary's own refusal to write to a weight that ``error`` was raised in handling, or ``error``: torch's
+    ``remove_parametrizations`` catches the refusal of its ``set_`` and raises an error of its own, which says
+    nothing of it."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ParameterWriteError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return error
+
+
 def _failure(hooks: _Hooks, error: BaseException, inputs_without_values: Sequence[int] = ()) -> ForwardError:
     """The error a failed forward raises; ``inputs_without_values``: the elements of each input given whose values
     a forward on meta did not keep (too many), a likely cause of a read of values failing."""
@@ -1290,7 +1304,8 @@ def _failure(hooks: _Hooks, error: BaseException, inputs_without_values: Sequenc
     if inputs_without_values and type(error) in (DataDependentOutputException, DynamicOutputShapeException):
         needs_values = (f"{needs_values}; an input given holds {max(inputs_without_values):,} elements, "
                         f"more than the {KNOWN_VALUES_LIMIT:,} whose values a forward on meta keeps")  # fmt: skip
-    message = f"{type(error).__name__}: {first_line(error)}" + (f" {needs_values}" if needs_values else "")
+    told = _refusal_behind(error)
+    message = f"{type(told).__name__}: {first_line(told)}" + (f" {needs_values}" if needs_values else "")
     # where a forward nests too deep is no module's fault, and its path as long as the nesting: not named
     failed_in = None if isinstance(error, RecursionError) else hooks.failed_in(error)
     # what it kept (the error, so its traceback and frames, and the failing module's inputs) would hold tensors and,
