@@ -5466,6 +5466,25 @@ def test_a_refused_write_that_torch_raised_another_error_for_is_told() -> None:
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
 
 
+class SparseOutputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.fc(x)
+        return out.to_sparse(), out.to(torch.float64).to_sparse_csr()
+
+
+def test_a_sparse_output_is_shown_with_its_layout() -> None:
+    # from review: shown as a dense tensor of its shape, which it is not
+    report = paramscope.summary(SparseOutputs(), input_size=(2, 4), device="cpu")
+    assert report.calls is not None
+    assert [(call.path, call.outputs) for call in report.calls] == [
+        ("", "([2, 4] sparse_coo, [2, 4] float64 sparse_csr)"), ("fc", "[2, 4]")
+    ]  # fmt: skip
+
+
 class SharedUnderTwoNames(nn.Module):
     """One Linear and one BatchNorm registered under two names each (``functional_call`` swaps the tensors of a
     module reached twice, and leaves its stand-ins behind)."""

@@ -37,7 +37,7 @@ def describe(value: Any, plain: tuple[torch.dtype, ...] = _PLAIN_DTYPES) -> str:
 
 
 def _tensor_text(value: torch.Tensor, plain: tuple[torch.dtype, ...] = _PLAIN_DTYPES) -> str:
-    """``value``'s shape, and its dtype unless it is one of ``plain``."""
+    """``value``'s shape, its dtype unless it is one of ``plain``, and its layout unless it is strided (dense)."""
     if value.is_nested:  # strided nested tensors have no overall shape: the shape of each sequence
         try:
             # describing is not the forward: the op recorder must not see it, nor autograd (which would save the
@@ -47,6 +47,9 @@ def _tensor_text(value: torch.Tensor, plain: tuple[torch.dtype, ...] = _PLAIN_DT
         except RuntimeError:  # torch made it inconsistent (a cat of strided nested tensors): no sequences to show
             return "nested(unreadable)"
         return "nested(" + ", ".join(_tensor_text(part, plain) for part in parts) + ")"
+    if value.layout is not torch.strided:  # a sparse tensor holds its values alone: not a dense one of its shape
+        dense = _tensor_text(torch.empty(value.shape, dtype=value.dtype, device="meta"), plain)
+        return f"{dense} {str(value.layout).removeprefix('torch.')}"
     shape, dtype = value.shape, value.dtype
     if plain is not _PLAIN_DTYPES:  # the texts kept are the rows'
         dims = str(list(shape))
