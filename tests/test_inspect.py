@@ -700,6 +700,76 @@ def test_packed_weights_of_the_model_itself_are_named_as_the_model() -> None:
     )
 
 
+class _LinearByFunction(nn.Module):
+    """A layer that calls ``F.linear`` on parameters of its own: FX's convert_fx packs them into the GraphModule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w, self.b = nn.Parameter(torch.randn(4, 8)), nn.Parameter(torch.randn(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x, self.w, self.b)
+
+
+def _unpacked_bytes(*tensors: torch.Tensor) -> tuple[int, int]:
+    return sum(t.numel() for t in tensors), sum(t.numel() * t.element_size() for t in tensors)
+
+
+def test_weights_fx_packed_into_a_graph_module_are_counted() -> None:
+    # from review: convert_fx keeps them in the GraphModule's _packed_weight_0, outside any torch.ao module: 0, as
+    # complete, without a word
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    example = (torch.randn(2, 8),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(_LinearByFunction().eval(), get_default_qconfig_mapping("fbgemm"), example)
+        prepared(*example)
+        model = convert_fx(prepared)
+    weight, bias = torch.ops.quantized.linear_unpack(model._packed_weight_0)
+    report = paramscope.inspect(model)
+    packed = [r for r in report.tensors if r.name.startswith("_packed_weight_0") and r.kind == "parameter"]
+    assert [r.name for r in packed] == ["_packed_weight_0.weight", "_packed_weight_0.bias"]
+    assert (report.totals.params, sum(r.bytes or 0 for r in packed)) == _unpacked_bytes(weight, bias) == (36, 48)
+    assert report.totals.complete
+    assert report.notes[0] == (
+        "'(model)' (GraphModule) keeps its weights packed outside its parameters: counted through "
+        "torch.ops.quantized.linear_unpack as _packed_weight_0.weight, _packed_weight_0.bias"
+    )
+
+
+class _QuantizedConvOfMyOwn(torch.ao.nn.quantized.Conv2d):
+    pass
+
+
+class _HoldsPackedWeights(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        int8 = torch.quantize_per_tensor(torch.randn(4, 8), 0.1, 0, torch.qint8)
+        self.packed = torch.ops.quantized.linear_prepack(int8, torch.randn(4))
+        self.half = torch.ops.quantized.linear_prepack_fp16(torch.randn(5, 8), None)
+
+
+def test_packed_weights_of_a_subclass_or_held_as_attributes_are_counted() -> None:
+    # from review: only classes defined under torch.ao.nn were looked into
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = nn.Sequential(_QuantizedConvOfMyOwn(3, 4, 3), _HoldsPackedWeights())
+    conv = _unpacked_bytes(*model[0]._weight_bias())
+    linear = _unpacked_bytes(*torch.ops.quantized.linear_unpack(model[1].packed))
+    half = (5 * 8, 5 * 8 * 2)  # linear_prepack_fp16 keeps float16 values (linear_unpack gives them in float32)
+    report = paramscope.inspect(model)
+    assert (report.totals.params, report.totals.param_bytes) == tuple(map(sum, zip(conv, linear, half, strict=True)))
+    assert report.tensor("1.half.weight").dtype == "float16"
+    assert report.notes == (
+        "'0' (_QuantizedConvOfMyOwn) keeps its weights packed outside its parameters: counted through _weight_bias() "
+        "as 0.weight, 0.bias",
+        "'1' (_HoldsPackedWeights) keeps its weights packed outside its parameters: counted through "
+        "torch.ops.quantized.linear_unpack as 1.packed.weight, 1.packed.bias, 1.half.weight",
+    )
+
+
 def test_packed_weights_that_cannot_be_read_make_the_totals_incomplete() -> None:
     model = _quantized_dynamically(nn.Linear(8, 4), torch.qint8)
 

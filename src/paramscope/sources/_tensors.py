@@ -7,7 +7,7 @@ and each exception comes with a note saying how it was counted.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -133,7 +133,8 @@ class Packed(NamedTuple):
     weights: list[tuple[str, torch.Tensor]]
     """Each weight read, under its name in the module, in the dtype it is stored in."""
     reader: str
-    """The module's own method the weights were read through: ``_weight_bias()``, ``_weight()``."""
+    """What the weights were read through: the module's own method (``_weight_bias()``, ``_weight()``), or the
+    unpack of each object's type (``torch.ops.quantized.linear_unpack``)."""
     unread: list[tuple[str, str]]
     """The packed objects that could not be read: their attribute names, and why."""
     children_read: list[int]
@@ -151,9 +152,10 @@ _READERS = (
 )
 
 
-def packed_weights(module: nn.Module, read_by_parent: Container[int]) -> Packed | None:
+def packed_weights(module: nn.Module, read_by_parent: Container[int], quantized_only: bool = False) -> Packed | None:
     """The weights that torch.ao's quantized modules keep packed outside ``_parameters``; ``None`` when there are
-    none. A module in ``read_by_parent`` (by ``id``) had its packed objects counted with a parent module.
+    none. A module in ``read_by_parent`` (by ``id``) had its packed objects counted with a parent module. With
+    ``quantized_only`` (a module not of torch.ao), only the objects of torch's quantized engines are its weights.
 
     They are read through the module's own ``_weight_bias()`` or ``_weight()``, which return fresh tensors and
     change nothing. A packed object no reader knows, or whose reader fails, is listed in ``unread``: its size is
@@ -162,13 +164,16 @@ def packed_weights(module: nn.Module, read_by_parent: Container[int]) -> Packed 
     if id(module) in read_by_parent:
         return None
     packed = packed_objects(module)
+    if quantized_only:
+        packed = {name: value for name, value in packed.items() if is_quantized_engines(value)}
     reader, attributes, children_read = _reader(module, packed)
     if not packed and not reader:
         return None
-    unread = [
-        (name, f"no reader for {_script_type(value)}") for name, value in packed.items() if name not in attributes
-    ]
-    weights: list[tuple[str, torch.Tensor]] = []
+    # the objects no method of the module reads (a GraphModule's _packed_weight_0): each through its type's unpack
+    unread, weights, readers = _unpacked_alone(
+        {name: value for name, value in packed.items() if name not in attributes}
+    )
+    method: list[tuple[str, torch.Tensor]] = []
     read: Any = getattr(module, reader, None) if reader else None
     shown = f"{reader}()"
     if reader and not callable(read) and attributes == ("_all_weight_values",):
@@ -179,10 +184,58 @@ def packed_weights(module: nn.Module, read_by_parent: Container[int]) -> Packed 
         unread = [(name, f"its TorchScript module has no {reader}() to read them") for name in attributes] + unread
     elif reader:
         try:
-            weights = _read(module, read)
+            method = _read(module, read)
         except Exception as error:  # a C++ unpack may refuse (no engine on this machine, a newer layout)
             unread = [(name, f"{shown} raised {type(error).__name__}: {error}") for name in attributes] + unread
-    return Packed(weights, shown, unread, children_read)
+        else:
+            readers.insert(0, shown)
+    return Packed(method + weights, " and ".join(readers), unread, children_read)
+
+
+# How torch's quantized engines unpack their packed objects, by the object's type, where no method of the module
+# holding one reads it: the weight (and bias) as torch.ao's own modules read them.
+_UNPACKERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "LinearPackedParamsBase": (
+        "torch.ops.quantized.linear_unpack",
+        lambda packed: torch.ops.quantized.linear_unpack(packed),
+    ),
+    "EmbeddingPackedParamsBase": (
+        "torch.ops.quantized.embedding_bag_unpack",
+        lambda packed: torch.ops.quantized.embedding_bag_unpack(packed),
+    ),
+    **{f"Conv{d}dPackedParamsBase": ("its unpack()", lambda packed: packed.unpack()) for d in (1, 2, 3)},
+}
+
+
+def _unpacked_alone(
+    packed: Mapping[str, torch.ScriptObject],
+) -> tuple[list[tuple[str, str]], list[tuple[str, torch.Tensor]], list[str]]:
+    """The objects of ``packed`` read each through its type's unpack (:data:`_UNPACKERS`): those that cannot be
+    (with why), the weights read (``<attribute>.weight``, ``<attribute>.bias``), and the unpacks used."""
+    still: list[tuple[str, str]] = []
+    weights: list[tuple[str, torch.Tensor]] = []
+    used: list[str] = []
+    for name, value in packed.items():
+        kind = _script_type(value)
+        short = kind.rpartition(".")[2]
+        unpacker = _UNPACKERS.get(short)
+        if unpacker is None:
+            still.append((name, f"no reader for {kind}"))
+            continue
+        try:
+            result = unpacker[1](value)
+        except Exception as error:  # no engine on this machine, a newer layout
+            still.append((name, f"{unpacker[0]} raised {type(error).__name__}: {error}"))
+            continue
+        weight, bias = result if isinstance(result, tuple) else (result, None)
+        if short == "LinearPackedParamsBase" and weight.dtype == torch.float32:
+            # linear_prepack_fp16 packs float16 values, which linear_unpack gives back in float32: torch.ao's Linear
+            # declares its dtype for that; the int8 packings unpack to qint8
+            weight = weight.to(torch.float16)
+        weights += [(f"{name}.weight", weight)] + ([(f"{name}.bias", bias)] if isinstance(bias, torch.Tensor) else [])
+        if unpacker[0] not in used:
+            used.append(unpacker[0])
+    return still, weights, used
 
 
 _RECURRENT_READER = "each layer's packed parameters (as torch.ao's _weight_bias() reads them)"
@@ -244,6 +297,12 @@ def _reader(module: nn.Module, packed: Container[str]) -> tuple[str, tuple[str, 
         if all(name in packed for name in names):
             return method, names, []
     return "", (), []
+
+
+def is_quantized_engines(value: torch.ScriptObject) -> bool:
+    """Whether ``value`` is one of the objects torch's quantized engines pack weights in (its type in
+    ``torch.classes.quantized``)."""
+    return _script_type(value).startswith("__torch__.torch.classes.quantized.")
 
 
 def _script_type(value: torch.ScriptObject) -> str:

@@ -40,6 +40,7 @@ from ._tensors import (
     declared_dtype,
     fp4_note,
     fp4_values,
+    is_quantized_engines,
     packed_weights,
     unusual_bytes,
 )
@@ -201,7 +202,7 @@ class _ClassInfo:
     name: str
     wrapper: Wrapper | None
     packed: bool
-    """A torch.ao quantized module, which may keep weights outside ``_parameters``."""
+    """A torch.ao quantized module (or a subclass of one), which may keep weights outside ``_parameters``."""
     scripted: bool
     """A TorchScript module, scripted or traced: its class is RecursiveScriptModule or TracedModule, its own name
     is ``original_name``."""
@@ -212,9 +213,17 @@ class _ClassInfo:
 def _class_info(module: nn.Module) -> _ClassInfo:
     cls = type(module)
     wrapper = next((w for w in WRAPPERS if w.matches(module)), None)
-    packed = cls.__module__.startswith("torch.ao.nn.")
+    packed = any(base.__module__.startswith("torch.ao.nn.") for base in cls.__mro__)  # a subclass of one too
     fsdp2 = any(base.__name__ == "FSDPModule" for base in cls.__mro__)
     return _ClassInfo(_class_name(cls), wrapper, packed, issubclass(cls, torch.jit.ScriptModule), fsdp2)
+
+
+def _holds_packed_weights(module: nn.Module) -> bool:
+    """Whether ``module``, not one of torch.ao's, keeps weights packed by torch's quantized engines among its
+    attributes, as FX's ``convert_fx`` keeps those of an ``F.linear`` it quantized (a GraphModule's
+    ``_packed_weight_0``)."""
+    script_object = torch.ScriptObject
+    return any(isinstance(value, script_object) and is_quantized_engines(value) for value in vars(module).values())
 
 
 def _capped(notes: list[str], what: str) -> list[str]:
@@ -352,6 +361,8 @@ class _Walk:
                 self._list_own_tensors(index, path, prefix, module)
             if info.packed or (info.scripted and _scripted_torch_ao(module)):
                 self._list_packed_weights(index, path, prefix, module, name)
+            elif not info.scripted and _holds_packed_weights(module):
+                self._list_packed_weights(index, path, prefix, module, name, quantized_only=True)
             children = module._modules
             if "parametrizations" in children:
                 children = self._fold_parametrizations(index, path, module)
@@ -412,8 +423,10 @@ class _Walk:
             if module._parameters.get(name) is None:  # use_orig_params registers them itself
                 self._entries.append((owner, owner_path, prefix + name, stand_in, "parameter", None))
 
-    def _list_packed_weights(self, owner: int, owner_path: str, prefix: str, module: nn.Module, kind: str) -> None:
-        packed = packed_weights(module, self._packed_read)
+    def _list_packed_weights(
+        self, owner: int, owner_path: str, prefix: str, module: nn.Module, kind: str, quantized_only: bool = False
+    ) -> None:
+        packed = packed_weights(module, self._packed_read, quantized_only)
         if packed is None:
             return
         self._packed_read.update(packed.children_read)
