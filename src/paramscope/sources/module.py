@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from torch.nn.utils import parametrize
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from .. import dtypes as dtype_table
 from .._collector import collector_paused
@@ -218,6 +219,12 @@ def _class_info(module: nn.Module) -> _ClassInfo:
     return _ClassInfo(_class_name(cls), wrapper, packed, issubclass(cls, torch.jit.ScriptModule), fsdp2)
 
 
+def _holds_others(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor``'s values are other tensors' (a wrapper subclass: DTensor, TwoTensor; a nested tensor), not
+    its storage's."""
+    return tensor.is_nested or bool(is_traceable_wrapper_subclass(tensor))
+
+
 def _holds_packed_weights(module: nn.Module) -> bool:
     """Whether ``module``, not one of torch.ao's, keeps weights packed by torch's quantized engines among its
     attributes, as FX's ``convert_fx`` keeps those of an ``F.linear`` it quantized (a GraphModule's
@@ -271,9 +278,9 @@ class _Walk:
         self.size_notes: list[str] = []
         self.fp4: list[str] = []
         """The float4_e2m1fn_x2 tensors, counted as their values."""
-        self._storage_first: dict[int, torch.Tensor] = {}
-        """The first tensor met on each storage, by address."""
-        self._storage_users: dict[int, list[torch.Tensor]] = {}
+        self._storage_first: dict[int | tuple[str, int], torch.Tensor] = {}
+        """The first tensor met on each storage, by address (on meta, which has none, by the storage itself)."""
+        self._storage_users: dict[int | tuple[str, int], list[torch.Tensor]] = {}
         """Storages, by address, held by several tensors or by one that fills only part of it: their tensors."""
         self._entries: list[_Entry] = []
         self.tie_owners: list[tuple[int, int]] = []
@@ -517,7 +524,8 @@ class _Walk:
                     nbytes, note = unusual_bytes(name, tensor, nbytes)
                     if note:
                         self.size_notes.append(note)
-                    if not special and tensor.layout is strided and shard is None:
+                    # a Parameter subclass, a fake tensor: a storage of its own, as a plain one's
+                    if tensor.layout is strided and shard is None and not (special and _holds_others(tensor)):
                         self._place(tensor, nbytes)
                 elif shard is None:  # the common case, inlined: only a view or a shared storage goes further
                     try:
@@ -539,11 +547,14 @@ class _Walk:
         that keeps a larger storage alive, or tensors that share one."""
         try:
             storage = tensor.untyped_storage()
-            address = storage.data_ptr()
+            pointer = storage.data_ptr()
         except (RuntimeError, NotImplementedError):  # no storage to look at
             return
-        if not address:  # meta, or no bytes at all: nothing held
-            return
+        address: int | tuple[str, int] = pointer
+        if not pointer:  # no bytes at all (nothing held), or on meta: a storage of its own all the same
+            if storage.device.type != "meta" or not storage.nbytes():
+                return
+            address = ("meta", storage._cdata)
         first = self._storage_first.setdefault(address, tensor)
         if first is tensor:
             if storage.nbytes() > nbytes:
