@@ -499,6 +499,37 @@ class _MyParameter(nn.Parameter):
     pass
 
 
+class _KeepsLayersInPlainContainers(nn.Module):
+    """The classic slip: layers in a plain list (or dict, or tuple) where an nn.ModuleList was meant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(4, 4)
+        self.blocks = [nn.Linear(4, 4) for _ in range(3)]
+        self.heads = {"a": nn.Linear(4, 2)}
+        self.scales = (nn.Parameter(torch.ones(4)),)
+        self.shortcuts = [self.first]  # a reference to a registered layer: counted, under first
+        self.cached = torch.zeros(100)  # a plain tensor attribute: state the model keeps, not a layer
+
+
+def test_layers_kept_in_plain_containers_are_said_not_counted() -> None:
+    # from review: left out without a word, as torch's parameters() leaves them out
+    model = _KeepsLayersInPlainContainers()
+    report = paramscope.inspect(model)
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) == 20
+    blocks = sum(p.numel() for block in model.blocks for p in block.parameters())
+    heads = sum(p.numel() for p in model.heads["a"].parameters())
+    said = "which does not register them"
+    assert [note for note in report.notes if said in note] == [
+        f"'(model)' keeps 3 module(s) in blocks (a list), {said} (nn.ModuleList would): their {blocks} parameters are "
+        "not counted, as torch's parameters() and state_dict() leave them out",
+        f"'(model)' keeps 1 module(s) in heads (a dict), {said} (nn.ModuleDict would): their {heads} parameters are "
+        "not counted, as torch's parameters() and state_dict() leave them out",
+        f"'(model)' keeps 1 parameter(s) in scales (a tuple), {said} (nn.ParameterList would): their 4 parameters "
+        "are not counted, as torch's parameters() and state_dict() leave them out",
+    ]
+
+
 @pytest.mark.parametrize("holders_known", [True, False])
 @pytest.mark.parametrize("device", ["cpu", "meta"])
 @pytest.mark.parametrize("parameter", [nn.Parameter, _MyParameter])

@@ -225,12 +225,27 @@ def _holds_others(tensor: torch.Tensor) -> bool:
     return tensor.is_nested or bool(is_traceable_wrapper_subclass(tensor))
 
 
-def _holds_packed_weights(module: nn.Module) -> bool:
+# What every nn.Module keeps in its __dict__ (its tensors, children, hooks): not attributes of the model's own.
+_MODULE_OWN = frozenset(vars(nn.Module()))
+
+
+def _attributes_to_look_into(module: nn.Module) -> tuple[bool, list[tuple[str, str, list[Any]]]]:
     """Whether ``module``, not one of torch.ao's, keeps weights packed by torch's quantized engines among its
     attributes, as FX's ``convert_fx`` keeps those of an ``F.linear`` it quantized (a GraphModule's
-    ``_packed_weight_0``)."""
-    script_object = torch.ScriptObject
-    return any(isinstance(value, script_object) and is_quantized_engines(value) for value in vars(module).values())
+    ``_packed_weight_0``); and the modules and parameters it keeps in plain lists, tuples and dicts, by attribute
+    (with the kind of container), which it does not register by that (nn.ModuleList would)."""
+    script_object, plain = torch.ScriptObject, (list, tuple, dict)
+    packed = False
+    apart = []
+    for name, value in vars(module).items():
+        if isinstance(value, script_object):
+            packed = packed or is_quantized_engines(value)
+        elif isinstance(value, plain) and name not in _MODULE_OWN:
+            items = value.values() if isinstance(value, dict) else value
+            held = [item for item in items if isinstance(item, (nn.Module, nn.Parameter))]
+            if held:
+                apart.append((name, type(value).__name__, held))
+    return packed, apart
 
 
 def _capped(notes: list[str], what: str) -> list[str]:
@@ -276,6 +291,9 @@ class _Walk:
         """Packed weights that could not be read: owner, the layer as the notes name it, name, dtype, why."""
         self._packed_read: set[int] = set()
         self.size_notes: list[str] = []
+        self._held_apart: list[tuple[str, str, str, list[Any]]] = []
+        """Modules and parameters a module keeps in a plain list, tuple or dict: its path, the attribute, the kind
+        of container, and what it holds."""
         self.fp4: list[str] = []
         """The float4_e2m1fn_x2 tensors, counted as their values."""
         self._storage_first: dict[int | tuple[str, int], torch.Tensor] = {}
@@ -368,8 +386,12 @@ class _Walk:
                 self._list_own_tensors(index, path, prefix, module)
             if info.packed or (info.scripted and _scripted_torch_ao(module)):
                 self._list_packed_weights(index, path, prefix, module, name)
-            elif not info.scripted and _holds_packed_weights(module):
-                self._list_packed_weights(index, path, prefix, module, name, quantized_only=True)
+            elif not info.scripted:
+                packed, apart = _attributes_to_look_into(module)
+                if packed:
+                    self._list_packed_weights(index, path, prefix, module, name, quantized_only=True)
+                if apart:
+                    self._held_apart += [(path, attribute, kind, held) for attribute, kind, held in apart]
             children = module._modules
             if "parametrizations" in children:
                 children = self._fold_parametrizations(index, path, module)
@@ -668,6 +690,36 @@ class _Walk:
 
     # --- notes ------------------------------------------------------------------------------------------------
 
+    def _unregistered_notes(self) -> list[str]:
+        """The modules and parameters kept in plain containers, outside the model's tree (a list where an
+        nn.ModuleList was meant): their parameters are not counted, as torch's ``parameters()`` leaves them out."""
+        if not self._held_apart:
+            return []
+        in_tree = {id(module) for module in self.node_modules}
+        counted = set(self._record_index)
+        notes = []
+        for path, attribute, kind, held in self._held_apart:
+            modules = [item for item in held if isinstance(item, nn.Module) and id(item) not in in_tree]
+            parameters = [item for item in held if isinstance(item, nn.Parameter) and id(item) not in counted]
+            if not (modules or parameters):  # references to the model's own (a list of some of its layers)
+                continue
+            apart = {id(p): p for module in modules for p in module.parameters() if id(p) not in counted}
+            apart.update((id(p), p) for p in parameters)
+            numel = sum(p.numel() for p in apart.values())
+            what = " and ".join(
+                f"{len(items)} {noun}(s)" for items, noun in ((modules, "module"), (parameters, "parameter")) if items
+            )
+            plural = "Dict" if kind == "dict" else "List"
+            registers = " or ".join(
+                f"nn.{noun}{plural}" for items, noun in ((modules, "Module"), (parameters, "Parameter")) if items
+            )
+            notes.append(
+                f"'{shortened(path) or '(model)'}' keeps {what} in {attribute} (a {kind}), which does not register "
+                f"them ({registers} would): their {numel:,} parameters are not counted, as torch's parameters() and "
+                "state_dict() leave them out"
+            )
+        return notes
+
     def collect_notes(self) -> list[str]:
         notes = [
             f"unwrapped {label}: names are shown without its '{inner}.' prefix"
@@ -713,6 +765,7 @@ class _Walk:
             )
         notes += _capped(self.size_notes + self._storage_notes(), "tensors with unusual storage")
         notes += [fp4_note(self.fp4, _MAX_NAMES_IN_NOTE)] if self.fp4 else []
+        notes += _capped(self._unregistered_notes(), "containers of modules or parameters not registered")
         for cause, (paths, nbytes) in self.gathered_by_cause.items():
             notes.append(
                 f"FSDP2 parameters of {_listed(paths)} are gathered now ({cause}): this rank's share is of their "
