@@ -655,6 +655,29 @@ def test_per_channel_quantized_weights_count_their_scales_and_zero_points(tmp_pa
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # torch's quantized dtypes
+def test_a_live_models_per_channel_tensors_count_their_scales_and_zero_points_as_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    # from review: a live model's plain per-channel qint8 parameter or buffer left them out, its checkpoint did not
+    def quantized(rows: int) -> torch.Tensor:
+        return torch.quantize_per_channel(
+            torch.randn(rows, 4), torch.rand(rows, dtype=torch.float64) + 0.1, torch.zeros(rows, dtype=torch.long), 0,
+            torch.qint8,
+        )  # fmt: skip
+
+    model = nn.Module()
+    model.weight = nn.Parameter(quantized(3), requires_grad=False)
+    model.register_buffer("table", quantized(5))
+    live = paramscope.inspect(model)
+    assert live.totals.quantization_bytes == _qparams_bytes(model.weight) + _qparams_bytes(model.table) == 8 * 16
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    stored = paramscope.inspect(str(tmp_path / "model.pt"))
+    assert sorted((r.name, r.bytes) for r in live.tensors if r.kind == "quantization") == sorted(
+        (r.name, r.bytes) for r in stored.tensors if r.kind == "quantization"
+    )
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch's quantized dtypes
 def test_a_per_channel_tensor_leaves_the_notes_of_the_others_as_they_were(tmp_path: Path) -> None:
     # from review: its scales and zero points, listed after it, moved the tensors after it in the list the notes read
     zero_points = torch.zeros(6, dtype=torch.long)

@@ -428,11 +428,21 @@ class _Walk:
         for name, param in module._parameters.items():
             if param is not None:
                 entries.append((owner, owner_path, prefix + name, param, "parameter", None))
+                if param.is_quantized:
+                    self._list_qparams(owner, owner_path, prefix + name, param)
         if module._buffers:
             non_persistent = module._non_persistent_buffers_set
             for name, buffer in module._buffers.items():
                 if buffer is not None:
                     entries.append((owner, owner_path, prefix + name, buffer, "buffer", name not in non_persistent))
+                    if buffer.is_quantized:
+                        self._list_qparams(owner, owner_path, prefix + name, buffer)
+
+    def _list_qparams(self, owner: int, owner_path: str, name: str, tensor: torch.Tensor) -> None:
+        """List the scales and zero points a tensor quantized per channel holds beside its values, as quantization
+        tensors (as a checkpoint of it stores them)."""
+        for suffix, part in per_channel_qparams(tensor):
+            self._entries.append((owner, owner_path, name + suffix, part, "quantization", None))
 
     def _list_unflattened(self, owner: int, owner_path: str, prefix: str, module: nn.Module) -> None:
         """Like ``_list_own_tensors``, with FSDP1's flat parameters shown as the original parameters."""
@@ -462,8 +472,7 @@ class _Walk:
         for label, tensor in packed.weights:
             # Packed weights are not trained: fresh, detached tensors say so (requires_grad False).
             self._entries.append((owner, owner_path, prefix + label, tensor.detach(), "parameter", None))
-            for suffix, part in per_channel_qparams(tensor):  # held beside the values, as a checkpoint's
-                self._entries.append((owner, owner_path, prefix + label + suffix, part, "quantization", None))
+            self._list_qparams(owner, owner_path, prefix + label, tensor)
         layer = f"'{shortened(owner_path) or '(model)'}' ({kind})"
         if packed.weights:
             self.packed.append((layer, packed.reader, [prefix + label for label, _ in packed.weights]))
