@@ -555,6 +555,21 @@ def test_tensors_sharing_a_storage_are_noted_where_counted_and_held_bytes_differ
     ]
 
 
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+@pytest.mark.parametrize("left", [0, 10])
+def test_a_parameter_whose_storage_was_freed_is_counted_at_its_size_with_a_note(device: str, left: int) -> None:
+    # from review: counted at 64 B as any other, where its storage holds none (or some) of it
+    model = nn.Sequential(nn.Linear(4, 4, device=device), nn.Linear(4, 2, device=device))
+    model[0].weight.untyped_storage().resize_(left)
+    report = paramscope.inspect(model)
+    assert report.totals.param_bytes == sum(p.numel() * p.element_size() for p in model.parameters()) == 120
+    assert report.notes == (
+        f"0.weight's storage holds {left} B, less than its elements take: freed or shrunk "
+        "(untyped_storage().resize_(), as FSDP frees what it shards), so its values are not all held; counted at its "
+        "size, 64 B",
+    )
+
+
 def test_storages_held_as_counted_get_no_storage_note() -> None:
     flat = torch.zeros(20)
     model = nn.Module()

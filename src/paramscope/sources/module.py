@@ -219,6 +219,12 @@ def _class_info(module: nn.Module) -> _ClassInfo:
     return _ClassInfo(_class_name(cls), wrapper, packed, issubclass(cls, torch.jit.ScriptModule), fsdp2)
 
 
+def _freed_note(name: str, held: int, counted: int) -> str:
+    return (f"{shortened(name)}'s storage holds {format_bytes(held)}, less than its elements take: freed or shrunk "
+            f"(untyped_storage().resize_(), as FSDP frees what it shards), so its values are not all held; counted at "
+            f"its size, {format_bytes(counted)}")  # fmt: skip
+
+
 def _holds_others(tensor: torch.Tensor) -> bool:
     """Whether ``tensor``'s values are other tensors' (a wrapper subclass: DTensor, TwoTensor; a nested tensor), not
     its storage's."""
@@ -563,8 +569,12 @@ class _Walk:
                         held = tensor.untyped_storage()
                     except (RuntimeError, NotImplementedError):  # no storage to look at (torch.func's wrappers)
                         held = None
-                    if held is not None and (held.nbytes() > nbytes or storage_holders(held._cdata) > 2):
-                        self._place(tensor, nbytes)
+                    if held is not None:
+                        size = held.nbytes()
+                        if size < nbytes:
+                            self.size_notes.append(_freed_note(name, size, nbytes))
+                        elif size > nbytes or storage_holders(held._cdata) > 2:
+                            self._place(tensor, nbytes)
                 if dtype_name == PACKED_FP4 and shape:  # its values, two an element
                     (shape, dtype_name), numel = fp4_values(shape), numel * 2
                     self.fp4.append(name)
