@@ -245,11 +245,39 @@ def _worker(rank: int, rendezvous: str, out: str) -> None:
                 "text": str(report),
             }
             dist.barrier()
+        results["dtensor-buffer"] = _dtensor_buffer()
         results["uneven"] = _uneven_plans()
         results["no-shard"] = _no_shard()
     finally:
         Path(out).write_text(json.dumps(results))
         dist.destroy_process_group()
+
+
+def _dtensor_buffer() -> dict[str, Any]:
+    """A buffer sharded as a DTensor (a tensor-parallel model's rotary table): inspect's notes, and the bytes this
+    rank holds of it, from torch."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    model = nn.Linear(4, 4)
+    table = distribute_tensor(torch.randn(64, 8), init_device_mesh("cpu", (WORLD_SIZE,)), [Shard(0)])
+    model.register_buffer("table", table)
+    local = table.to_local()
+    report = paramscope.inspect(model)
+    return {"notes": list(report.notes), "buffer_bytes": report.totals.buffer_bytes,
+            "held": local.numel() * local.element_size()}  # fmt: skip
+
+
+def test_a_sharded_dtensor_buffer_is_counted_whole_and_noted(ranks: list[dict[str, Any]]) -> None:
+    # from review: counted at its global size with no word of the share this rank holds
+    for rank in range(WORLD_SIZE):
+        found = _result(ranks, "dtensor-buffer", rank)
+        assert found["buffer_bytes"] == 64 * 8 * 4
+        assert found["held"] == 64 * 8 * 4 // WORLD_SIZE
+        assert found["notes"] == [
+            f"table is a buffer sharded as a DTensor (Shard(0)): counted at its global size, 2.00 KiB; this rank "
+            f"holds {found['held'] / 1024:.2f} KiB of it"
+        ]
 
 
 UNEVEN = ("fsdp2", "fsdp1-orig-params", "dtensor", "zero3")

@@ -31,7 +31,7 @@ def dtensor_class() -> type | None:
     return getattr(module, "DTensor", None) if module is not None else None
 
 
-def _placement(placement: Any) -> str:
+def placement_text(placement: Any) -> str:
     # repr, not str: str is the short form (S(0), R). Shard(dim=0) is written Shard(0).
     return repr(placement).replace("dim=", "")
 
@@ -56,7 +56,7 @@ def dtensor_sharding(tensor: Any) -> tuple[Sharding, HeldStorage]:
     sharding = Sharding(
         "dtensor",
         tuple(tensor.device_mesh.shape),
-        tuple(_placement(p) for p in tensor.placements),
+        tuple(placement_text(p) for p in tensor.placements),
         tuple(local.shape),
         numel,
         numel * local.element_size(),

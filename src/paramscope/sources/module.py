@@ -31,6 +31,7 @@ from ._sharded import (
     dtensor_class,
     dtensor_sharding,
     fsdp2_gathered,
+    placement_text,
     unflatten,
     zero3_sharding,
 )
@@ -555,6 +556,15 @@ class _Walk:
                     if kind == "parameter":
                         shard, storage = dtensor_sharding(tensor)
                         self._hold(key, shard.local_numel, storage)
+                    else:
+                        local = tensor.to_local()  # type: ignore[attr-defined]
+                        if local.numel() != numel:
+                            placements = ", ".join(map(placement_text, tensor.placements))  # type: ignore[attr-defined]
+                            self.size_notes.append(
+                                f"{shortened(name)} is a buffer sharded as a DTensor ({placements}): counted at its "
+                                f"global size, {format_bytes(nbytes)}; this rank holds "
+                                f"{format_bytes(local.numel() * local.element_size())} of it"
+                            )
                 elif flat_shard and shard is not None:
                     self.local_params += shard.local_numel  # FSDP1: the flat shards' bytes are added apart
                 elif special or tensor.layout is not strided or not tensor.is_contiguous():
