@@ -249,7 +249,12 @@ def _attributes_to_look_into(module: nn.Module) -> tuple[bool, list[tuple[str, s
             packed = packed or is_quantized_engines(value)
         elif isinstance(value, plain) and name not in _MODULE_OWN:
             items = value.values() if isinstance(value, dict) else value
-            held = [item for item in items if isinstance(item, (nn.Module, nn.Parameter))]
+            # a Tensor first: isinstance on Parameter runs a Python metaclass hook, slow on a long list of numbers
+            held = [
+                item
+                for item in items
+                if isinstance(item, nn.Module) or (isinstance(item, torch.Tensor) and isinstance(item, nn.Parameter))
+            ]
             if held:
                 apart.append((name, type(value).__name__, held))
     return packed, apart
