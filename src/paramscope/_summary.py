@@ -358,28 +358,19 @@ def with_input_hint(error: ForwardError, argument: str | None = "dtypes") -> For
     return error
 
 
-_MODULE_STATE = frozenset(("_parameters", "_buffers", "_modules"))
-
-
 def _held_outside_the_state(walk: ModuleWalk) -> list[str]:
     """The names of the cpu tensors the modules hold as plain attributes (not parameters nor buffers), themselves or
     in a list, tuple or dict, which ``model.to()`` does not move, nor a forward on meta."""
     import torch
 
-    held = []
-    for path, module in walk.each_module:
-        for name, value in vars(module).items():
-            if name in _MODULE_STATE:
-                continue
-            if isinstance(value, dict):
-                named = [(f"{name}[{key!r}]", item) for key, item in value.items()]
-            elif isinstance(value, (list, tuple)):
-                named = [(f"{name}[{index}]", item) for index, item in enumerate(value)]
-            else:
-                named = [(name, value)]
-            held += [f"{path}.{where}" if path else where for where, tensor in named
-                     if isinstance(tensor, torch.Tensor) and tensor.device.type == "cpu"]  # fmt: skip
-    return held
+    from .sources.module import own_attributes
+
+    return [
+        f"{path}.{where}" if path else where
+        for path, module in walk.each_module
+        for _, _, where, value in own_attributes(module)
+        if isinstance(value, torch.Tensor) and value.device.type == "cpu"
+    ]
 
 
 def _explained(error: ForwardError, device: str, mode: str, inputs_given: bool, walk: ModuleWalk) -> ForwardError:

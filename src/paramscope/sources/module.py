@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import sys
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -236,28 +236,37 @@ def _holds_others(tensor: torch.Tensor) -> bool:
 _MODULE_OWN = frozenset(vars(nn.Module()))
 
 
+def own_attributes(module: nn.Module) -> Iterator[tuple[str, str | None, str, Any]]:
+    """Each attribute ``module`` sets itself (not nn.Module's own: its tensors, children, hooks), and each item of
+    the plain lists, tuples and dicts among them: the attribute, the kind of container (None for the attribute
+    itself), where the value is (``blocks[0]``, ``heads['a']``), and the value."""
+    for name, value in vars(module).items():
+        if name in _MODULE_OWN:
+            continue
+        if isinstance(value, dict):
+            yield from ((name, "dict", f"{name}[{key!r}]", item) for key, item in value.items())
+        elif isinstance(value, (list, tuple)):
+            kind = type(value).__name__
+            yield from ((name, kind, f"{name}[{index}]", item) for index, item in enumerate(value))
+        else:
+            yield name, None, name, value
+
+
 def _attributes_to_look_into(module: nn.Module) -> tuple[bool, list[tuple[str, str, list[Any]]]]:
     """Whether ``module``, not one of torch.ao's, keeps weights packed by torch's quantized engines among its
     attributes, as FX's ``convert_fx`` keeps those of an ``F.linear`` it quantized (a GraphModule's
     ``_packed_weight_0``); and the modules and parameters it keeps in plain lists, tuples and dicts, by attribute
     (with the kind of container), which it does not register by that (nn.ModuleList would)."""
-    script_object, plain = torch.ScriptObject, (list, tuple, dict)
+    script_object = torch.ScriptObject
     packed = False
-    apart = []
-    for name, value in vars(module).items():
-        if isinstance(value, script_object):
-            packed = packed or is_quantized_engines(value)
-        elif isinstance(value, plain) and name not in _MODULE_OWN:
-            items = value.values() if isinstance(value, dict) else value
-            # a Tensor first: isinstance on Parameter runs a Python metaclass hook, slow on a long list of numbers
-            held = [
-                item
-                for item in items
-                if isinstance(item, nn.Module) or (isinstance(item, torch.Tensor) and isinstance(item, nn.Parameter))
-            ]
-            if held:
-                apart.append((name, type(value).__name__, held))
-    return packed, apart
+    apart: dict[tuple[str, str], list[Any]] = {}
+    for name, kind, _, value in own_attributes(module):
+        if kind is None:
+            packed = packed or (isinstance(value, script_object) and is_quantized_engines(value))
+        # a Tensor first: isinstance on Parameter runs a Python metaclass hook, slow on a long list of numbers
+        elif isinstance(value, nn.Module) or (isinstance(value, torch.Tensor) and isinstance(value, nn.Parameter)):
+            apart.setdefault((name, kind), []).append(value)
+    return packed, [(name, kind, held) for (name, kind), held in apart.items()]
 
 
 def _capped(notes: list[str], what: str) -> list[str]:
