@@ -243,30 +243,57 @@ def own_attributes(module: nn.Module) -> Iterator[tuple[str, str | None, str, An
     for name, value in vars(module).items():
         if name in _MODULE_OWN:
             continue
-        if isinstance(value, dict):
-            yield from ((name, "dict", f"{name}[{key!r}]", item) for key, item in value.items())
-        elif isinstance(value, (list, tuple)):
-            kind = type(value).__name__
-            yield from ((name, kind, f"{name}[{index}]", item) for index, item in enumerate(value))
-        else:
+        items = _container_items(name, value)
+        if not items:
             yield name, None, name, value
+        for kind, where, item in items:
+            yield name, kind, where, item
+
+
+def _container_items(name: str, value: Any) -> list[tuple[str, str, Any]]:
+    """The items of ``value``, attribute ``name``, when it is a plain list, tuple or dict: the kind of container,
+    where each item is, and the item. By type, not isinstance: a transformers config answers isinstance through a
+    ``__getattribute__`` of its own, in Python, and every layer of a model holds one."""
+    cls = type(value)
+    if issubclass(cls, dict):
+        return [("dict", f"{name}[{key!r}]", item) for key, item in value.items()]
+    if issubclass(cls, (list, tuple)):
+        return [(cls.__name__, f"{name}[{index}]", item) for index, item in enumerate(value)]
+    return []
 
 
 def _attributes_to_look_into(module: nn.Module) -> tuple[bool, list[tuple[str, str, list[Any]]]]:
     """Whether ``module``, not one of torch.ao's, keeps weights packed by torch's quantized engines among its
     attributes, as FX's ``convert_fx`` keeps those of an ``F.linear`` it quantized (a GraphModule's
     ``_packed_weight_0``); and the modules and parameters it keeps in plain lists, tuples and dicts, by attribute
-    (with the kind of container), which it does not register by that (nn.ModuleList would)."""
-    script_object = torch.ScriptObject
+    (with the kind of container), which it does not register by that (nn.ModuleList would). A scan of every module
+    of the model, so by type (see :func:`_container_items`)."""
     packed = False
     apart: dict[tuple[str, str], list[Any]] = {}
-    for name, kind, _, value in own_attributes(module):
+    kinds = _KIND_OF_TYPE
+    for name, value in vars(module).items():
+        cls = type(value)
+        kind = kinds.get(cls)
         if kind is None:
-            packed = packed or (isinstance(value, script_object) and is_quantized_engines(value))
-        # a Tensor first: isinstance on Parameter runs a Python metaclass hook, slow on a long list of numbers
-        elif isinstance(value, nn.Module) or (isinstance(value, torch.Tensor) and isinstance(value, nn.Parameter)):
-            apart.setdefault((name, kind), []).append(value)
+            kind = kinds[cls] = _kind_of_type(cls)
+        if kind == _SCRIPT_OBJECT:
+            packed = packed or is_quantized_engines(value)
+        elif kind == _CONTAINER and name not in _MODULE_OWN:
+            for container, _, item in _container_items(name, value):
+                if issubclass(type(item), (nn.Module, nn.Parameter)):
+                    apart.setdefault((name, container), []).append(item)
     return packed, [(name, kind, held) for (name, kind), held in apart.items()]
+
+
+_OTHER, _SCRIPT_OBJECT, _CONTAINER = range(3)
+_KIND_OF_TYPE: dict[type, int] = {}
+"""What :func:`_attributes_to_look_into` makes of an attribute of each type, worked out once per type."""
+
+
+def _kind_of_type(cls: type) -> int:
+    if issubclass(cls, torch.ScriptObject):
+        return _SCRIPT_OBJECT
+    return _CONTAINER if issubclass(cls, (dict, list, tuple)) else _OTHER
 
 
 def _capped(notes: list[str], what: str) -> list[str]:
