@@ -1466,8 +1466,10 @@ def test_a_hybrid_whose_layers_are_all_recurrent_is_said_to_keep_a_state(config:
     saved = {**config.to_dict(), "architectures": [type(model).__name__]}
     plan = plan_of(paramscope.inspect(model), seq=8, batch=2, kv_dtype="float32", config=saved)
     assert "KV cache" not in names(plan)
+    # planned from a report, no forward ran to measure the state: said, and left out
     assert ("no KV cache item: every layer keeps a fixed-size recurrent state (linear_attention), no keys and values "
-            "per token") in plan.notes  # fmt: skip
+            "per token; that state is not counted (no forward measured it)") in plan.notes  # fmt: skip
+    assert plan.left_out == ("recurrent state",)
 
 
 @pytest.mark.parametrize(
@@ -1497,8 +1499,10 @@ def test_recurrent_models_of_their_own_cache_are_said_to_keep_a_state(build: Any
     assert state_shapes(4) == state_shapes(8) != []
     plan = plan_of(model, seq=8, batch=2)
     assert "KV cache" not in names(plan)
+    # from review: its state was counted nowhere, and the note did not say so
     assert (f"no KV cache item: every layer keeps a fixed-size recurrent state ({kind}), no keys and values per "
-            "token") in plan.notes  # fmt: skip
+            "token; that state is not counted (this plan does not size it)") in plan.notes  # fmt: skip
+    assert plan.left_out == ("recurrent state",)
 
 
 def cache_tensors_of(output: Any) -> list[torch.Tensor]:
@@ -4048,6 +4052,26 @@ def test_a_context_past_the_declared_positions_is_noted(train: bool) -> None:
         "(GPT-2's) cannot run past them, and one with rotary positions was not trained to"
     ) in past.notes
     assert not any("positions the config declares" in note for note in plan_of(model, seq=16, train=train).notes)
+
+
+def test_a_context_past_whispers_decoder_positions_is_noted(tmp_path: Path) -> None:
+    # from review: Whisper's decoder ends at max_target_positions (it has no max_position_embeddings), and a longer
+    # context was planned without a word; its encoder's max_source_positions are another thing
+    config = transformers.WhisperConfig(
+        vocab_size=64, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_target_positions=16,
+        max_source_positions=10, num_mel_bins=8, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=1,
+    )  # fmt: skip
+    model = transformers.WhisperForConditionalGeneration(config).eval()
+    features = torch.zeros(1, 8, 2 * 10)
+    with pytest.raises(IndexError), torch.no_grad():  # what the note says: it cannot run past them
+        model(input_features=features, decoder_input_ids=torch.zeros(1, 17, dtype=torch.long))
+    config.save_pretrained(tmp_path)
+    past = plan_of(str(tmp_path), seq=17)
+    assert any(note.startswith("--context 17 is more than the 16 positions the config declares (max_target_positions)")
+               for note in past.notes), past.notes  # fmt: skip
+    assert not any("positions the config declares" in note for note in plan_of(str(tmp_path), seq=16).notes)
 
 
 def test_input_dtypes_without_input_size_are_refused(tiny_llama: nn.Module) -> None:

@@ -339,7 +339,8 @@ def _weights_bytes(
     return size, f"{dtype}: {formula}"
 
 
-_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx")
+# the decoder's positions: Whisper's max_target_positions (its max_source_positions are the encoder's)
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx", "max_target_positions")
 
 
 def _positions(config: Mapping[str, Any] | None) -> tuple[str, int] | None:
@@ -1420,9 +1421,14 @@ def _inference_items(
             # also a hybrid's config whose layers happen to be all recurrent (two layers of Qwen3-Next): its heads
             # size a cache of 0 layers, which is no KV cache at all
             cache = None
-            counted = ": the recurrent state item" if states_counted else ""
-            notes.append(f"no KV cache item: every layer keeps a fixed-size recurrent state ({recurrent}), no keys "
-                         f"and values per token{counted}")  # fmt: skip
+            state = (f"no KV cache item: every layer keeps a fixed-size recurrent state ({recurrent}), no keys and "
+                     "values per token")  # fmt: skip
+            if states_counted:
+                notes.append(f"{state}: the recurrent state item")
+            else:  # a forward measures the states of transformers' own cache layers, not RWKV's nor xLSTM's
+                why = "this plan does not size it" if recurrent in _RECURRENT_MODELS else "no forward measured it"
+                notes.append(f"{state}; that state is not counted ({why})")
+                left_out.append("recurrent state")
         elif cache is None and config:
             notes.append("no KV cache item: the config does not give its decoder's layers, attention heads and "
                          "hidden size (num_hidden_layers, num_attention_heads, hidden_size, or the names its "
