@@ -4054,6 +4054,36 @@ def test_a_context_past_the_declared_positions_is_noted(train: bool) -> None:
     assert not any("positions the config declares" in note for note in plan_of(model, seq=16, train=train).notes)
 
 
+def test_a_drafting_assistant_that_reads_its_targets_cache_gets_no_kv_cache_item(tmp_path: Path) -> None:
+    # from review: a 0 B "derived" item of formula "2 × () × 1,024 tokens × 2 × 4 B": every layer of Gemma 4's
+    # unified assistant shares the target model's keys and values (num_kv_shared_layers: all of them)
+    text = {
+        "model_type": "gemma4_unified_text",
+        "vocab_size": 100,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "global_head_dim": 32,
+        "sliding_window": 8,
+        "layer_types": ["sliding_attention", "full_attention"] * 2,
+    }
+    config = transformers.AutoConfig.for_model("gemma4_unified_assistant", text_config=text, backbone_hidden_size=64,
+                                               num_centroids=16, centroid_intermediate_top_k=4)  # fmt: skip
+    shared = config.get_text_config()
+    assert shared.num_kv_shared_layers == shared.num_hidden_layers == 4
+    config.architectures = ["Gemma4UnifiedAssistantForCausalLM"]
+    config.save_pretrained(tmp_path)
+    plan = plan_of(str(tmp_path), seq=1024, batch=2)
+    assert "KV cache" not in names(plan)
+    assert [note for note in plan.notes if note.startswith("no KV cache item")] == [
+        "no KV cache item: none of its 4 layers keeps a cache of its own (no attention, or another layer's or "
+        "model's: a drafting assistant reads its target model's)"
+    ]
+
+
 def test_a_context_past_whispers_decoder_positions_is_noted(tmp_path: Path) -> None:
     # from review: Whisper's decoder ends at max_target_positions (it has no max_position_embeddings), and a longer
     # context was planned without a word; its encoder's max_source_positions are another thing

@@ -1417,6 +1417,10 @@ def _inference_items(
             cache = None
             notes.append(f"no KV cache item: transformers' {uncached} keeps no cache (its forward takes none): "
                          "generate() runs the whole sequence again for each new token")  # fmt: skip
+        elif config and (empty := _layers_without_a_cache(config)):
+            cache = None  # Gemma 4's unified assistant: every layer reads the target model's cache
+            notes.append(f"no KV cache item: none of its {empty} layers keeps a cache of its own (no attention, or "
+                         "another layer's or model's: a drafting assistant reads its target model's)")  # fmt: skip
         elif config and (recurrent := _recurrent_only(config)):
             # also a hybrid's config whose layers happen to be all recurrent (two layers of Qwen3-Next): its heads
             # size a cache of 0 layers, which is no KV cache at all
@@ -1498,6 +1502,18 @@ def _inference_items(
 # Model types whose transformers cache is a recurrent state of a class of its own, not a DynamicCache's layers
 # (RWKV's state, xLSTM's xLSTMCache): their layer types do not say so
 _RECURRENT_MODELS = frozenset({"rwkv", "xlstm"})
+
+
+def _layers_without_a_cache(config: Mapping[str, Any]) -> int:
+    """The decoder layers of a model none of whose layers keeps keys and values, a recurrent state or an image's
+    cross-attention cache of its own; 0 for others."""
+    from ._cache_layers import cache_layers
+
+    layers = decoder_layers(config)
+    kinds = cache_layers(config, layers) if layers else []
+    if not kinds or any(layer.keeps_keys or layer.keeps_state or layer.type == CROSS for layer in kinds):
+        return 0
+    return len(kinds)
 
 
 def _recurrent_only(config: Mapping[str, Any]) -> str:
