@@ -1904,7 +1904,7 @@ def encoder_decoder_cache(
 )  # fmt: skip
 def test_kv_cache_of_an_encoder_decoder(config: Any, decoder_heads: int) -> None:
     """The KV cache item is the decoder's self-attention cache; the cross-attention cache, whose length is the
-    encoder's input, is given per token of it in a note."""
+    encoder's output's, is given per position of it in a note."""
     torch.manual_seed(0)
     model = transformers.AutoModelForSeq2SeqLM.from_config(config).eval()
     batch, encoder_tokens, tokens = 2, 5, 8
@@ -1918,7 +1918,7 @@ def test_kv_cache_of_an_encoder_decoder(config: Any, decoder_heads: int) -> None
     per_token = nbytes(cross) // encoder_tokens
     note = next(note for note in plan.notes if "cross-attention" in note)
     assert note.startswith("the KV cache item is the decoder's self-attention cache; generating, an encoder-decoder")
-    assert note.endswith(f" = {per_token:,} B per token of the encoder's input")
+    assert f" = {per_token:,} B per position of the encoder's output" in note
     saved = {**config.to_dict(), "architectures": [type(model).__name__]}  # as config.json has it
     as_written = plan_of(paramscope.inspect(model), seq=tokens, batch=batch, kv_dtype="float32", config=saved)
     assert as_written.item("KV cache").total_bytes == nbytes(own)
@@ -4082,6 +4082,50 @@ def test_a_drafting_assistant_that_reads_its_targets_cache_gets_no_kv_cache_item
         "no KV cache item: none of its 4 layers keeps a cache of its own (no attention, or another layer's or "
         "model's: a drafting assistant reads its target model's)"
     ]
+
+
+def _cross_attention_bytes(cache: Any) -> int:
+    return sum(t.numel() * t.element_size() for layer in cache.cross_attention_cache.layers
+               for t in (layer.keys, layer.values))  # fmt: skip
+
+
+def test_whispers_cross_attention_note_gives_its_encoders_positions(tmp_path: Path) -> None:
+    # from review: "per token of the encoder's input" read 2× too high for Whisper, whose encoder halves its input
+    # frames; its output has max_source_positions positions
+    config = transformers.WhisperConfig(
+        vocab_size=64, d_model=64, encoder_layers=1, decoder_layers=3, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_target_positions=64,
+        max_source_positions=10, num_mel_bins=8, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=1,
+    )  # fmt: skip
+    model = transformers.WhisperForConditionalGeneration(config).eval()
+    with torch.no_grad():  # 2 × max_source_positions mel frames, as Whisper takes them
+        output = model(input_features=torch.zeros(2, 8, 20), decoder_input_ids=torch.zeros(2, 4, dtype=torch.long))
+    truth = _cross_attention_bytes(output.past_key_values)
+    config.save_pretrained(tmp_path)
+    note = next(note for note in plan_of(str(tmp_path), seq=16, batch=2, dtype="float32").notes if "cross" in note)
+    assert note.endswith(
+        f"= {truth // 10:,} B per position of the encoder's output (its encoder outputs up to 10 positions, "
+        f"max_source_positions: {truth:,} B)"
+    )
+
+
+def test_a_decoder_built_with_cross_attention_is_noted_to_keep_its_cache(tmp_path: Path) -> None:
+    # from review: GPT-2 with add_cross_attention (a VisionEncoderDecoder's decoder, planned alone) makes an
+    # EncoderDecoderCache, whose cross-attention part went unsaid
+    config = transformers.GPT2Config(vocab_size=100, n_embd=64, n_layer=2, n_head=4, n_positions=64,
+                                     add_cross_attention=True, architectures=["GPT2LMHeadModel"])  # fmt: skip
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        output = model(input_ids=torch.zeros(2, 16, dtype=torch.long), encoder_hidden_states=torch.randn(2, 10, 64),
+                       use_cache=True)  # fmt: skip
+    truth = _cross_attention_bytes(output.past_key_values)
+    config.save_pretrained(tmp_path)
+    notes = [note for note in plan_of(str(tmp_path), seq=16, batch=2).notes if "cross-attention" in note]
+    assert len(notes) == 1
+    assert notes[0].startswith("the KV cache item is the decoder's self-attention cache; generating, a decoder with "
+                               "cross-attention also keeps")  # fmt: skip
+    assert notes[0].endswith(f"= {truth // 10:,} B per position of the encoder's output")
 
 
 def test_a_context_past_whispers_decoder_positions_is_noted(tmp_path: Path) -> None:

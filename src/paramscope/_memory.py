@@ -976,11 +976,12 @@ def _heterogeneous_cache(
 
 
 def cross_attention_cache(config: Mapping[str, Any] | None, batch: int, kv_dtype: str) -> tuple[int, str] | None:
-    """Bytes an encoder-decoder's generation cache adds per token of the encoder's input, and how: each decoder
+    """Bytes an encoder-decoder's generation cache adds per position of the encoder's output, and how: each decoder
     layer keeps the keys and values of the encoder's output for its cross-attention (transformers'
-    ``EncoderDecoderCache``), with the decoder's heads. ``None`` for other models."""
+    ``EncoderDecoderCache``), with the decoder's heads; so does a decoder built with cross-attention
+    (``add_cross_attention``: a VisionEncoderDecoder's). ``None`` for other models."""
     shape = _decoder_shape(config)
-    if config is None or shape is None or not _is_encoder_decoder(config):
+    if config is None or shape is None or not (_is_encoder_decoder(config) or _crosses_attention(config)):
         return None
     fields, layers, heads, hidden = shape
     kv_heads, _ = _kv_heads(fields, heads)
@@ -989,6 +990,12 @@ def cross_attention_cache(config: Mapping[str, Any] | None, batch: int, kv_dtype
     dims = f"2 × {head_dim}" if value_dim == head_dim else f"({head_dim} + {value_dim})"
     formula = f"{layers} layers × {kv_heads} kv heads × {dims} × {batch} × {size:g} B"
     return math.ceil(layers * kv_heads * (head_dim + value_dim) * batch * size), formula
+
+
+def _crosses_attention(config: Mapping[str, Any]) -> bool:
+    """Whether a decoder's config has it built with cross-attention to encoder states it is given
+    (``add_cross_attention``), which its cache keeps too."""
+    return _language_config(config).get("add_cross_attention") is True
 
 
 def _decoder_shape(config: Mapping[str, Any] | None) -> tuple[dict[str, Any], int, int, int] | None:
@@ -1490,12 +1497,17 @@ def _inference_items(
                              f"attends to the tokens after it too: set {field} true to generate as a causal "
                              "LM")  # fmt: skip
             cross = cross_attention_cache(config, settings.batch, cache_dtype)
-            if cross is not None:
+            if cross is not None and config is not None:
                 per_token, formula = cross
-                notes.append(f"the KV cache item is the decoder's self-attention cache; generating, an encoder-decoder "
-                             f"also keeps the keys and values of the encoder's output in each decoder layer for its "
+                model = "an encoder-decoder" if _is_encoder_decoder(config) else "a decoder with cross-attention"
+                # Whisper's encoder halves its input: its output has max_source_positions positions, at most
+                positions = size_of(_language_config(config).get("max_source_positions"))
+                most = (f" (its encoder outputs up to {positions:,} positions, max_source_positions: "
+                        f"{format_count(per_token * positions)} B)") if positions else ""  # fmt: skip
+                notes.append(f"the KV cache item is the decoder's self-attention cache; generating, {model} also "
+                             f"keeps the keys and values of the encoder's output in each decoder layer for its "
                              f"cross-attention (transformers' EncoderDecoderCache), not included: {formula} = "
-                             f"{format_count(per_token)} B per token of the encoder's input")  # fmt: skip
+                             f"{format_count(per_token)} B per position of the encoder's output{most}")  # fmt: skip
     return items
 
 
