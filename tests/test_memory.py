@@ -4128,6 +4128,33 @@ def test_a_decoder_built_with_cross_attention_is_noted_to_keep_its_cache(tmp_pat
     assert notes[0].endswith(f"= {truth // 10:,} B per position of the encoder's output")
 
 
+def test_kv_cache_of_musicgen_whose_decoder_is_a_sub_config_of_its_own(tmp_path: Path) -> None:
+    # from review: MusicGen's decoder config is under "decoder" beside a "text_encoder" (Canary's and Dia's under
+    # "decoder_config"): no KV cache item, with a note that the config did not give the decoder's layers and heads
+    text = transformers.T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
+    audio = transformers.EncodecConfig(codebook_size=64, hidden_size=32, num_filters=4, upsampling_ratios=[2, 2],
+                                       codebook_dim=32, num_lstm_layers=1, audio_channels=1, sampling_rate=8000,
+                                       target_bandwidths=[1.5])  # fmt: skip
+    decoder = transformers.MusicgenDecoderConfig(vocab_size=64, hidden_size=64, num_hidden_layers=2,
+                                                 num_attention_heads=4, ffn_dim=128, num_codebooks=4,
+                                                 max_position_embeddings=64)  # fmt: skip
+    config = transformers.MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(),
+                                         decoder=decoder.to_dict())  # fmt: skip
+    config.architectures = ["MusicgenForConditionalGeneration"]
+    model = transformers.MusicgenForConditionalGeneration(config).eval()
+    batch, tokens, text_tokens = 2, 16, 10
+    with torch.no_grad():  # a row of decoder ids for each codebook of each sequence
+        cache = model(input_ids=torch.randint(3, 99, (batch, text_tokens)), use_cache=True,
+                      decoder_input_ids=torch.randint(0, 64, (batch * 4, tokens))).past_key_values  # fmt: skip
+    own = sum(t.numel() * t.element_size() for layer in cache.self_attention_cache.layers
+              for t in (layer.keys, layer.values))  # fmt: skip
+    config.save_pretrained(tmp_path)
+    plan = plan_of(str(tmp_path), seq=tokens, batch=batch, dtype="float32")
+    assert plan.item("KV cache").total_bytes == own == 32_768
+    note = next(note for note in plan.notes if "cross-attention" in note)
+    assert note.endswith(f"= {_cross_attention_bytes(cache) // text_tokens:,} B per position of the encoder's output")
+
+
 def test_a_context_past_whispers_decoder_positions_is_noted(tmp_path: Path) -> None:
     # from review: Whisper's decoder ends at max_target_positions (it has no max_position_embeddings), and a longer
     # context was planned without a word; its encoder's max_source_positions are another thing

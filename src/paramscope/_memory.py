@@ -510,11 +510,18 @@ def _language_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
     return config
 
 
+# The keys of a composite encoder-decoder's encoder and decoder configs: EncoderDecoderModel's, MusicGen's (a text
+# encoder, beside its audio codec), Canary's and Dia's.
+_COMPOSITE_KEYS = (("encoder", "decoder"), ("text_encoder", "decoder"), ("encoder_config", "decoder_config"))
+
+
 def _composite_part(config: Mapping[str, Any], part: str) -> Mapping[str, Any] | None:
     """The ``encoder`` or ``decoder`` config of a composite encoder-decoder, which holds both; None for others."""
-    found = config.get(part)
-    both = isinstance(config.get("encoder"), Mapping) and isinstance(config.get("decoder"), Mapping)
-    return found if both and isinstance(found, Mapping) else None
+    for keys in _COMPOSITE_KEYS:
+        encoder, decoder = (config.get(key) for key in keys)
+        if isinstance(encoder, Mapping) and isinstance(decoder, Mapping):
+            return encoder if part == "encoder" else decoder
+    return None
 
 
 # A flat encoder-decoder config's decoder fields under the names transformers' get_text_config(decoder=True) gives
