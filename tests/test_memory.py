@@ -4084,6 +4084,16 @@ def test_a_drafting_assistant_that_reads_its_targets_cache_gets_no_kv_cache_item
     ]
 
 
+def tiny_whisper(*, d_model: int, decoder_layers: int, max_target_positions: int) -> Any:
+    """A Whisper config whose encoder outputs 10 positions (of 20 mel frames of 8 bins)."""
+    return transformers.WhisperConfig(
+        vocab_size=64, d_model=d_model, encoder_layers=1, decoder_layers=decoder_layers, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_target_positions=max_target_positions,
+        max_source_positions=10, num_mel_bins=8, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=1,
+    )  # fmt: skip
+
+
 def _cross_attention_bytes(cache: Any) -> int:
     return sum(t.numel() * t.element_size() for layer in cache.cross_attention_cache.layers
                for t in (layer.keys, layer.values))  # fmt: skip
@@ -4092,12 +4102,7 @@ def _cross_attention_bytes(cache: Any) -> int:
 def test_whispers_cross_attention_note_gives_its_encoders_positions(tmp_path: Path) -> None:
     # from review: "per token of the encoder's input" read 2× too high for Whisper, whose encoder halves its input
     # frames; its output has max_source_positions positions
-    config = transformers.WhisperConfig(
-        vocab_size=64, d_model=64, encoder_layers=1, decoder_layers=3, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_target_positions=64,
-        max_source_positions=10, num_mel_bins=8, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=1,
-    )  # fmt: skip
+    config = tiny_whisper(d_model=64, decoder_layers=3, max_target_positions=64)
     model = transformers.WhisperForConditionalGeneration(config).eval()
     with torch.no_grad():  # 2 × max_source_positions mel frames, as Whisper takes them
         output = model(input_features=torch.zeros(2, 8, 20), decoder_input_ids=torch.zeros(2, 4, dtype=torch.long))
@@ -4158,12 +4163,7 @@ def test_kv_cache_of_musicgen_whose_decoder_is_a_sub_config_of_its_own(tmp_path:
 def test_a_context_past_whispers_decoder_positions_is_noted(tmp_path: Path) -> None:
     # from review: Whisper's decoder ends at max_target_positions (it has no max_position_embeddings), and a longer
     # context was planned without a word; its encoder's max_source_positions are another thing
-    config = transformers.WhisperConfig(
-        vocab_size=64, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_target_positions=16,
-        max_source_positions=10, num_mel_bins=8, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=1,
-    )  # fmt: skip
+    config = tiny_whisper(d_model=32, decoder_layers=1, max_target_positions=16)
     model = transformers.WhisperForConditionalGeneration(config).eval()
     features = torch.zeros(1, 8, 2 * 10)
     with pytest.raises(IndexError), torch.no_grad():  # what the note says: it cannot run past them
