@@ -817,19 +817,24 @@ def test_kv_cache_in_fp8_is_one_byte_a_value(tiny_llama: nn.Module) -> None:
     assert plan.item("KV cache").total_bytes == values
 
 
-@pytest.mark.parametrize(("kv_dtype", "bits"), [("int4", 4), ("int2", 2), ("Q4_0", 4.5)])
-def test_kv_cache_in_fewer_bits_than_a_byte(kv_dtype: str, bits: float) -> None:
+@pytest.mark.parametrize(
+    ("kv_dtype", "bits", "counted"),
+    [("int4", 4, "packed, 4 bits"), ("int2", 2, "packed, 2 bits"), ("bits1x8", 1, "packed, 1 bit"),
+     ("int8", 8, "at 8 bits"), ("Q4_0", 4.5, "")],
+)  # fmt: skip
+def test_kv_cache_quantized_to_integers_or_fewer_bits_than_a_byte(kv_dtype: str, bits: float, counted: str) -> None:
     # int3 and int4 were sized packed and labelled exact (derived), with no word of the scales a quantized cache keeps
-    # beside its values; llama.cpp's Q4_0 cache is exact: 18 bytes a block of 32 values, scale included (each head's
-    # key and value a whole number of blocks, as llama.cpp needs)
+    # beside its values; from review, so was int8, and bits1x8's note read "1 bits"; llama.cpp's Q4_0 cache is exact:
+    # 18 bytes a block of 32 values, scale included (each head's key and value a whole number of blocks, as llama.cpp
+    # needs)
     model = llama(head_dim=32)
     values = sum(tensor.numel() for tensor in cache_tensors(prefill(model, 2, 8)))
     plan = plan_of(model, seq=8, batch=2, dtype="float32", kv_dtype=kv_dtype)
     item = plan.item("KV cache")
     assert item.total_bytes == values * bits / 8
-    note = (f"the KV cache's {kv_dtype} values are counted packed, {bits} bits each, as a quantized cache keeps them "
-            "(transformers' QuantizedCache, a 4-bit cache of a serving engine): their scales, and the recent tokens "
-            "such a cache keeps unquantized, are not counted")  # fmt: skip
+    note = (f"the KV cache's {kv_dtype} values are counted {counted} each, as a quantized cache keeps them "
+            "(transformers' QuantizedCache, a quantized cache of a serving engine): their scales, and the recent "
+            "tokens such a cache keeps unquantized, are not counted")  # fmt: skip
     if kv_dtype.startswith("Q"):
         assert (item.label, [line for line in plan.notes if "counted packed" in line]) == ("derived", [])
     else:

@@ -1470,12 +1470,18 @@ def _inference_items(
                              "defaults: the window and one ubatch (n_ubatch 512) of cells for each sequence "
                              "(kv_unified off), padded to 256; --swa-full would give them the context's")  # fmt: skip
             packed = dtype_table.lookup(cache_dtype)
-            if packed.category != "block" and packed.bits < 8:
+            # integers of 8 bits or more too: a cache quantized to them (QuantizedCache of 8 bits) keeps scales
+            if packed.category != "block" and (packed.bits < 8 or packed.category in ("int", "uint")):
                 cache_label = "estimate"
-                notes.append(f"the KV cache's {packed.name} values are counted packed, {packed.bits:g} bits each, as "
-                             "a quantized cache keeps them (transformers' QuantizedCache, a 4-bit cache of a "
-                             "serving engine): their scales, and the recent tokens such a cache keeps unquantized, "
-                             "are not counted")  # fmt: skip
+                counted = (
+                    f"packed, {packed.bits:g} bit{'s' if packed.bits != 1 else ''}"
+                    if packed.bits < 8
+                    else f"at {packed.bits:g} bits"
+                )
+                notes.append(f"the KV cache's {packed.name} values are counted {counted} each, as a quantized cache "
+                             "keeps them (transformers' QuantizedCache, a quantized cache of a serving engine): their "
+                             "scales, and the recent tokens such a cache keeps unquantized, are not "
+                             "counted")  # fmt: skip
             if config and (unknown := unknown_cache_layers(config)):
                 cache_label = "estimate"
                 notes.append(f"the KV cache counts the {', '.join(unknown)} layers as full attention, whose cache "
