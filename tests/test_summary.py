@@ -4233,7 +4233,7 @@ BATCH_FIRST_NOTE = (
 )
 
 
-class SelfAttention(nn.Module):
+class BatchFirstSelfAttention(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.attention = nn.MultiheadAttention(16, 4, batch_first=True)
@@ -4246,7 +4246,7 @@ def test_multihead_attentions_copy_of_a_batch_first_output_on_meta_is_told() -> 
     # from review: the note said only that cpu may save a copy more; nn.MultiheadAttention copies the batch-first
     # output a GPU lays out for its projection, and the CPU's, laid out as its query, it does not
     torch.manual_seed(0)
-    model, x = SelfAttention(), torch.randn(2, 5, 16)
+    model, x = BatchFirstSelfAttention(), torch.randn(2, 5, 16)
     meta = paramscope.summary(model, input_data=x, mode="train")
     cpu = paramscope.summary(model, input_data=x, mode="train", device="cpu")
     assert cpu.totals.activations_bytes == torch_saved_bytes(model, x)[0]

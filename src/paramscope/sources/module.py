@@ -254,11 +254,14 @@ def _container_items(name: str, value: Any) -> list[tuple[str, str, Any]]:
     """The items of ``value``, attribute ``name``, when it is a plain list, tuple or dict: the kind of container,
     where each item is, and the item. By type, not isinstance: a transformers config answers isinstance through a
     ``__getattribute__`` of its own, in Python, and every layer of a model holds one."""
+    # read through the base classes' own methods: a subclass's iteration is code of its own, not run here
     cls = type(value)
     if issubclass(cls, dict):
-        return [("dict", f"{name}[{key!r}]", item) for key, item in value.items()]
-    if issubclass(cls, (list, tuple)):
-        return [(cls.__name__, f"{name}[{index}]", item) for index, item in enumerate(value)]
+        return [("dict", f"{name}[{key!r}]", item) for key, item in dict.items(value)]
+    if issubclass(cls, list):
+        return [("list", f"{name}[{index}]", item) for index, item in enumerate(list.__iter__(value))]
+    if issubclass(cls, tuple):
+        return [("tuple", f"{name}[{index}]", item) for index, item in enumerate(tuple.__iter__(value))]
     return []
 
 
