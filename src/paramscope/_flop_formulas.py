@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import sdpa_flop_count, shape_wrapper
+from torch.utils.flop_counter import flop_registry, sdpa_flop_count, shape_wrapper
 
 aten = torch.ops.aten
 
@@ -159,3 +159,9 @@ _EXTRA_FLOP_FORMULAS_BY_OP: dict[str, Callable[..., int]] = {
 EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
     getattr(aten, name): formula for name, formula in _EXTRA_FLOP_FORMULAS_BY_OP.items() if hasattr(aten, name)
 }
+
+
+def flop_formulas() -> dict[Any, Callable[..., int]]:
+    """Every FLOP formula by op packet: torch's ``FlopCounterMode``'s (``flop_registry``, read now: a formula
+    registered since import, ``register_flop_formula``, is among them) and :data:`EXTRA_FLOP_FORMULAS`."""
+    return {**flop_registry, **EXTRA_FLOP_FORMULAS}

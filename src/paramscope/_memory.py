@@ -1529,14 +1529,19 @@ def _inference_items(
 _RECURRENT_MODELS = frozenset({"rwkv", "xlstm"})
 
 
-def _layers_without_a_cache(config: Mapping[str, Any]) -> int:
-    """The decoder layers of a model none of whose layers keeps keys and values, a recurrent state or an image's
-    cross-attention cache of its own; 0 for others."""
+def _decoder_cache_layers(config: Mapping[str, Any]) -> list[CacheLayer]:
+    """Each decoder layer's cache, as transformers' cache makes it (none for a config that names no layers)."""
     from ._cache_layers import cache_layers
 
     layers = decoder_layers(config)
-    kinds = cache_layers(config, layers) if layers else []
-    if not kinds or any(layer.keeps_keys or layer.keeps_state or layer.type == CROSS for layer in kinds):
+    return cache_layers(config, layers) if layers else []
+
+
+def _layers_without_a_cache(config: Mapping[str, Any]) -> int:
+    """The decoder layers of a model none of whose layers keeps keys and values, a recurrent state or an image's
+    cross-attention cache of its own; 0 for others."""
+    kinds = _decoder_cache_layers(config)
+    if any(layer.keeps_keys or layer.keeps_state or layer.type == CROSS for layer in kinds):
         return 0
     return len(kinds)
 
@@ -1545,13 +1550,10 @@ def _recurrent_only(config: Mapping[str, Any]) -> str:
     """The layer types of a model whose every layer keeps a recurrent state and no keys and values (Mamba), as
     transformers' cache makes them, or the model type of one whose cache is such a state of its own (RWKV); empty
     for others. Such a config names no attention heads."""
-    from ._cache_layers import cache_layers
-
     model_type = _language_config(config).get("model_type")
     if model_type in _RECURRENT_MODELS:
         return str(model_type)
-    layers = decoder_layers(config)
-    kinds = cache_layers(config, layers) if layers else []
+    kinds = _decoder_cache_layers(config)
     if not kinds or any(layer.keeps_keys or not layer.keeps_state for layer in kinds):
         return ""
     return "/".join(sorted({layer.type for layer in kinds}))

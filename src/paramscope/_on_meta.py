@@ -73,12 +73,11 @@ from torch._prims_common import suggest_memory_format
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ._autocast import lower_precision
 from ._fake_outputs import FakeOutputs
-from ._flop_formulas import EXTRA_FLOP_FORMULAS
+from ._flop_formulas import flop_formulas
 from ._process_settings import KEEPS_DYNAMO_OUT, set_eval_frame, skipped_by_dynamo
 from ._storages import has_plain_storage, storage_key
 
@@ -524,7 +523,6 @@ KNOWN_VALUES_LIMIT = 1 << 22
 # well: a few milliseconds on a cpu. The Gram matrix of a 2048 × 2048 input given (17 GFLOPs, 1 to 2 s) runs on meta
 # alone, and its result has no values.
 _KNOWN_VALUES_FLOPS = 10**8
-_COUNTED = {**flop_registry, **EXTRA_FLOP_FORMULAS}
 
 # ops that make a tensor without setting its values: its elements have values once written (see _Values.blank), in
 # a tensor of up to _EMPTY_LIMIT elements (a tensor of sizes; the stand-ins of the inputs and weights are made so too)
@@ -555,7 +553,7 @@ class _OpValues:
     __slots__ = ("counted", "empty", "follows", "overwrites", "positioned", "reads", "sized_by_values", "view",
                  "writes")  # fmt: skip
 
-    def __init__(self, func: Any) -> None:
+    def __init__(self, func: Any, formulas: dict[Any, Callable[..., int]]) -> None:
         schema = getattr(func, "_schema", None)
         self.writes: tuple[tuple[int, str], ...] = ()
         self.follows = self.view = False
@@ -564,7 +562,7 @@ class _OpValues:
         tensor asks for what a fake tensor knows itself (its device, its size)."""
         packet = getattr(func, "overloadpacket", None)
         name = getattr(packet, "__name__", "")
-        self.counted = _COUNTED.get(packet)
+        self.counted = formulas.get(packet)
         """Its FLOP formula, for a matrix product, a convolution, attention: the ops whose cost grows faster than
         their arguments."""
         self.empty = name in _EMPTY
@@ -607,6 +605,8 @@ class _Values:
         self.storages: set[int] = set()
         """The storages (``_cdata``) of the fake tensors with values (some of them since freed)."""
         self.ops: dict[Any, _OpValues] = {}
+        self.formulas = flop_formulas()
+        """The FLOP formulas, which tell a matrix product, a convolution or attention (see :class:`_OpValues`)."""
         self.outputs = FakeOutputs()
         """The ops run on the fake tensors, whose repeats it answers (see :class:`FakeOutputs`)."""
         self.fused_attention = 0
@@ -720,7 +720,7 @@ class _Values:
         """``func(*args, **kwargs)`` on the fake tensors, and on the values of its arguments when all are known."""
         op = self.ops.get(func)
         if op is None:
-            op = self.ops[func] = _OpValues(func)
+            op = self.ops[func] = _OpValues(func, self.formulas)
         if self.uniform and not op.writes:
             out = self._uniform(func, args, kwargs)
             if out is not _UNKNOWN:

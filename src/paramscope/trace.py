@@ -47,7 +47,6 @@ from torch._subclasses.fake_tensor import (
     UnsupportedOperatorException,
 )
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
-from torch.utils.flop_counter import flop_registry
 
 from . import _flop_formulas
 from ._autocast import AsUnderAutocast
@@ -313,7 +312,7 @@ class _OpRecorder(TorchDispatchMode):
         """FLOPs per module path of the ops that ran in the module itself, innermost on the stack (not in a child)."""
         self.unsized: dict[Any, int] = {}
         """Ops with a formula on shapes that ran on nested tensors, by packet: counted 0."""
-        self.formulas: dict[Any, Callable[..., int]] = {**flop_registry, **_flop_formulas.EXTRA_FLOP_FORMULAS}
+        self.formulas = _flop_formulas.flop_formulas()
         # by id: an op overload hashes in Python, a cost on every op; torch.ops makes each overload once and keeps
         # it, so its id stays its own
         self._plans: dict[int, _OpPlan | None] = {}
