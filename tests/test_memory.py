@@ -4990,3 +4990,31 @@ def test_a_module_tree_deeper_than_the_recursion_limit(train: bool) -> None:
     else:
         plan, expected = plan_of(model), ["weights"]
     assert [(item.name, item.total_bytes) for item in plan.items] == [(name, 4 * params) for name in expected]
+
+
+class WithIntegerParameters(nn.Module):
+    """A float layer beside integer and boolean parameters (frozen: torch gives them no gradients)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 5)
+        self.codes = nn.Parameter(torch.arange(12, dtype=torch.int64), requires_grad=False)
+        self.mask = nn.Parameter(torch.ones(7, dtype=torch.bool), requires_grad=False)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float8_e4m3fn", "int8", "int4"])
+def test_conversion_leaves_integer_and_boolean_parameters_in_their_dtypes(dtype: str) -> None:
+    model = WithIntegerParameters()
+    floats = [p for p in model.parameters() if p.is_floating_point()]
+    bits = paramscope.dtypes.lookup(dtype).bits
+    expected = math.ceil(sum(p.numel() for p in floats) * bits / 8) + model.codes.nbytes + model.mask.nbytes
+    if dtype in ("bfloat16", "float16"):  # what Module.to(dtype) holds
+        assert expected == sum(p.nbytes for p in copy.deepcopy(model).to(getattr(torch, dtype)).parameters())
+    item = plan_of(model, dtype=dtype).item("weights")
+    assert item.total_bytes == expected
+    assert {row.format: row.bytes for row in plan_of(model).storage}[dtype] == expected
+    scales = ", scales not included" if bits < 16 else ""
+    assert item.formula == (
+        f"{dtype}: 35 values at {bits:g} bits{scales} + 12 left in int64 + 7 left in bool (not floating point: not "
+        "converted)"
+    )

@@ -285,14 +285,20 @@ def converted(
     """The bytes of ``params`` converted to dtype or format ``name``, and how: tensors matching ``keep_fp32`` stay
     in float32, and so do 1-D tensors (norms, biases) in the GGUF block formats, as llama.cpp keeps them; in those,
     a tensor whose rows (its last dimension; its first for the names in ``flipped``, see :func:`_transposed`) are not
-    whole blocks takes llama.cpp's fallback type (Q4_K's is Q5_0) or F16."""
+    whole blocks takes llama.cpp's fallback type (Q4_K's is Q5_0) or F16. Integer and boolean tensors stay as stored
+    in a plain dtype, as ``Module.to(dtype)`` and quantisers leave them (convert_hf_to_gguf.py casts every tensor)."""
     dtype = dtype_table.lookup(name)
     gguf = dtype.category == "block"
     values = kept = 0
     fallen: dict[str, int] = {}  # values stored in a fallback type, by its name
+    as_stored: dict[str, list[int]] = {}  # values and bytes of tensors left in their own dtype, by its name
     for record in params:
         numel = record.numel or 0
-        if _kept(record, keep_fp32) or (gguf and record.shape is not None and len(record.shape) <= 1):
+        if not gguf and _left_as_stored(record):
+            counted = as_stored.setdefault(record.dtype, [0, 0])
+            counted[0] += numel
+            counted[1] += record.bytes or 0
+        elif _kept(record, keep_fp32) or (gguf and record.shape is not None and len(record.shape) <= 1):
             kept += numel
         elif (
             gguf
@@ -303,9 +309,10 @@ def converted(
             values += stored.nbytes(numel)
         else:
             values += dtype.nbytes(numel) if gguf else dtype.packed_nbytes(numel)
-    native = sum(r.numel or 0 for r in params) - kept - sum(fallen.values())
+    left = sum(count for count, _ in as_stored.values())
+    native = sum(r.numel or 0 for r in params) - kept - left - sum(fallen.values())
     terms = []
-    if native or not (fallen or kept):  # none in the format itself: the terms below are all there is
+    if native or not (fallen or kept or left):  # none in the format itself: the terms below are all there is
         terms.append(f"{format_count(native)} values at {dtype.bits:g} bits")
         if dtype.category in ("int", "uint", "quantized") or dtype.name.startswith(("float8", "float4")):
             terms[-1] += ", scales not included"  # a quantiser adds its own (per group, per channel)
@@ -314,7 +321,16 @@ def converted(
         terms[-1] += " (rows not whole blocks: llama.cpp's fallback)"
     if kept:
         terms.append(f"{format_count(kept)} kept in float32")
-    return values + 4 * kept, " + ".join(terms)
+    terms += [f"{format_count(count)} left in {stored}" for stored, (count, _) in as_stored.items()]
+    if as_stored:
+        terms[-1] += " (not floating point: not converted)"
+    return values + 4 * kept + sum(size for _, size in as_stored.values()), " + ".join(terms)
+
+
+def _left_as_stored(record: TensorRecord) -> bool:
+    """Whether a conversion leaves a tensor in its own dtype: an integer or boolean one that is not a quantised weight
+    (whose record describes the logical weight)."""
+    return record.packing is None and _category(record) in ("int", "uint", "bool")
 
 
 def storage_table(report: Report, keep_fp32: Sequence[str] = ()) -> tuple[StorageRow, ...]:
