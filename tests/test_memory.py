@@ -5018,3 +5018,47 @@ def test_conversion_leaves_integer_and_boolean_parameters_in_their_dtypes(dtype:
         f"{dtype}: 35 values at {bits:g} bits{scales} + 12 left in int64 + 7 left in bool (not floating point: not "
         "converted)"
     )
+
+
+def tiny_omni_config(model_type: str) -> dict[str, Any]:
+    """A small speaking model's config.json: its thinker's text model (which writes the text) and its talker's (which
+    writes the audio codes) with kv heads and head sizes of their own."""
+    config = transformers.AutoConfig.for_model(model_type).to_dict()
+    thinker_text = {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 3, "num_attention_heads": 4,
+                    "num_key_value_heads": 2, "vocab_size": 160_000, "head_dim": 16, "num_experts": 4,
+                    "num_experts_per_tok": 2, "moe_intermediate_size": 32}  # fmt: skip
+    config["thinker_config"]["text_config"].update(thinker_text)
+    talker = config["talker_config"].get("text_config", config["talker_config"])
+    for text in (config["thinker_config"]["text_config"], talker):
+        text.pop("layer_types", None)  # worked out again for the layers given
+        text["rope_parameters"] = {**text["rope_parameters"], "mrope_section": [2, 3, 3]}  # half of a head's 16
+    talker.update({"hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1,
+                   "head_dim": 12, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+                   "shared_expert_intermediate_size": 32})  # fmt: skip
+    config["talker_config"].setdefault("spatial_merge_size", 2)  # Qwen3-Omni's talker reads it; its default lacks it
+    return config
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_5_omni", "qwen3_omni_moe"])
+def test_kv_cache_of_a_speaking_model_is_its_thinkers_and_a_note_gives_its_talkers_per_token(
+    tmp_path: Path, model_type: str
+) -> None:
+    if model_type not in transformers.CONFIG_MAPPING:
+        pytest.skip(f"transformers {transformers.__version__} has no {model_type}")
+    config = tiny_omni_config(model_type)
+    prefix = {"qwen2_5_omni": "Qwen2_5Omni", "qwen3_omni_moe": "Qwen3OmniMoe"}[model_type]
+    modeling = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
+    thinker = transformers.CONFIG_MAPPING[model_type](**config).thinker_config.text_config
+    text_model = getattr(modeling, f"{prefix}ThinkerTextModel")(thinker).eval()  # the thinker's language model alone
+    truth = nbytes(cache_tensors(prefill(text_model, 2, 5)))
+    architecture = f"{prefix}ForConditionalGeneration"
+    (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": [architecture]}))
+    plan = plan_of(str(tmp_path / "config.json"), batch=2, seq=5)
+    assert plan.item("KV cache").total_bytes == truth == 2 * 3 * 2 * 16 * 5 * 2 * 4
+    per_token = 2 * 2 * 1 * 12 * 1 * 2 * 4  # the talker's: 2 × layers × kv heads × head_dim × 1 token × batch × 4 B
+    predictor = " (and its code predictor one over each code's groups)" if model_type == "qwen3_omni_moe" else ""
+    assert (
+        "the KV cache item is the thinker's, which writes the text; speaking, the talker keeps a KV cache of its own "
+        f"over the audio codes it writes{predictor}, not included: 2 × 2 layers × 1 kv heads × 12 × 1 tokens × 2 × "
+        f"4 B = {per_token} B per code token"
+    ) in plan.notes

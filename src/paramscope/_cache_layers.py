@@ -84,16 +84,40 @@ def size_of(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+# The parts of a config that hold its language model's text_config in theirs: Qwen2.5-Omni's and Qwen3-Omni's thinker
+# (the part that reads every input and writes text), as their config classes' get_text_config() reads it
+_TEXT_HOLDERS = ("thinker_config",)
+
+
+def text_config(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A multimodal model's language model's config: its ``text_config``, or that of the part holding it (see
+    ``_TEXT_HOLDERS``); None for a config without one.
+
+    >>> text_config({"thinker_config": {"text_config": {"hidden_size": 3584}}}), text_config({"hidden_size": 8})
+    ({'hidden_size': 3584}, None)
+    """
+    text = config.get("text_config")
+    if isinstance(text, Mapping):
+        return text
+    for key in _TEXT_HOLDERS:
+        part = config.get(key)
+        if isinstance(part, Mapping) and isinstance(part.get("text_config"), Mapping):
+            found: Mapping[str, Any] = part["text_config"]
+            return found
+    return None
+
+
 def language_model_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The config a model's language model is built from: a multimodal model's ``text_config`` alone, as transformers
-    builds its language model from it; other configs as they are. The outer config's fields are the whole model's,
-    not its language model's: MusicFlamingo's ``head_dim`` is its audio's rotary embedding's.
+    """The config a model's language model is built from: a multimodal model's text config alone (see
+    :func:`text_config`), as transformers builds its language model from it; other configs as they are. The outer
+    config's fields are the whole model's, not its language model's: MusicFlamingo's ``head_dim`` is its audio's
+    rotary embedding's.
 
     >>> language_model_config({"head_dim": 1280, "text_config": {"hidden_size": 4096}})
     {'hidden_size': 4096}
     """
-    text = config.get("text_config")
-    return text if isinstance(text, Mapping) else config
+    text = text_config(config)
+    return config if text is None else text
 
 
 def cache_layers(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
@@ -107,8 +131,7 @@ def cache_layers(config: Mapping[str, Any], layers: int) -> list[CacheLayer]:
     found = _from_transformers(config, layers)
     if found is None:
         found = _from_fields(config, layers)
-    text = config.get("text_config")
-    crossing = (text if isinstance(text, Mapping) else config).get("cross_attention_layers")
+    crossing = language_model_config(config).get("cross_attention_layers")
     if isinstance(crossing, list):  # Mllama: transformers' cache keeps them as layers of the text's kind, empty
         found = [CacheLayer(CROSS) if index in crossing else layer for index, layer in enumerate(found)]
     return found

@@ -18,7 +18,15 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from . import dtypes as dtype_table
-from ._cache_layers import CROSS, REFERENCE, CacheLayer, config_class, language_model_config, size_of
+from ._cache_layers import (
+    CROSS,
+    REFERENCE,
+    CacheLayer,
+    config_class,
+    language_model_config,
+    size_of,
+    text_config,
+)
 from ._checks import parsed
 from ._errors import UsageError
 from ._report import ModuleNode, Report, Sharding, TensorRecord
@@ -392,8 +400,8 @@ def generates(config: Mapping[str, Any]) -> bool:
     (True, False)
     """
     model_type = config.get("model_type")
-    text = config.get("text_config")
-    if isinstance(text, Mapping):  # a multimodal model: its language model generates
+    text = text_config(config)
+    if text is not None:  # a multimodal model: its language model generates
         # the model's own architectures, not its text config's (Fuyu's names none: it was taken for an encoder)
         config = {**config, **text, "architectures": config.get("architectures") or text.get("architectures")}
     architectures = config.get("architectures")
@@ -518,7 +526,7 @@ def _language_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
     """A multimodal model's language model's config (``text_config``, without the outer config's fields: see
     :func:`language_model_config`); a composite encoder-decoder's (EncoderDecoderModel: an ``encoder`` and a
     ``decoder`` config of their own) with its decoder's, still an encoder-decoder of its own architectures."""
-    if isinstance(config.get("text_config"), Mapping):
+    if text_config(config) is not None:
         return language_model_config(config)
     decoder = _composite_part(config, "decoder")
     if decoder is not None:
@@ -1537,7 +1545,27 @@ def _inference_items(
                              f"keeps the keys and values of the encoder's output in each decoder layer for its "
                              f"cross-attention (transformers' EncoderDecoderCache), not included: {formula} = "
                              f"{format_count(per_token)} B per position of the encoder's output{most}")  # fmt: skip
+            if config is not None and (speech := _talker_cache(config, settings.batch, cache_dtype)):
+                notes.append(speech)
     return items
+
+
+def _talker_cache(config: Mapping[str, Any], batch: int, kv_dtype: str) -> str | None:
+    """A note on the cache a speaking model's talker keeps besides its thinker's (Qwen2.5-Omni, Qwen3-Omni: the KV
+    cache item is the thinker's, which writes the text), per token of the audio codes it writes; None for others,
+    and for a model built without audio output (``enable_audio_output`` false)."""
+    talker = config.get("talker_config")
+    if not isinstance(talker, Mapping) or config.get("enable_audio_output") is False:
+        return None
+    cache = kv_cache(talker, batch, 1, kv_dtype)
+    if cache is None:
+        return ("the KV cache item is the thinker's, which writes the text; speaking, the talker keeps a KV cache of "
+                "its own over the audio codes it writes, which its config does not size: not included")  # fmt: skip
+    size, formula, _ = cache
+    predictor = " (and its code predictor one over each code's groups)" if "code_predictor_config" in talker else ""
+    return (f"the KV cache item is the thinker's, which writes the text; speaking, the talker keeps a KV cache of "
+            f"its own over the audio codes it writes{predictor}, not included: {formula} = {format_count(size)} B "
+            "per code token")  # fmt: skip
 
 
 # Model types whose transformers cache is a recurrent state of a class of its own, not a DynamicCache's layers
