@@ -1570,6 +1570,38 @@ def test_kv_cache_leaves_out_cross_attention_layers() -> None:
     assert config_only.item("KV cache").total_bytes == nbytes(held)
 
 
+def test_a_note_gives_the_keys_and_values_mllamas_cross_attention_layers_keep_of_an_image() -> None:
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_global_layers": 1,
+              "attention_heads": 4, "image_size": 28, "patch_size": 14, "max_num_tiles": 2, "vision_output_dim": 64,
+              "intermediate_layers_indices": [0], "supported_aspect_ratios": [[1, 1], [1, 2], [2, 1]]}  # fmt: skip
+    text = {**HYBRID, "cross_attention_layers": [1], "pad_token_id": 0, "vocab_size": 128, "bos_token_id": 1,
+            "eos_token_id": 2}  # fmt: skip
+    config = transformers.MllamaConfig(vision_config=vision, text_config=text, image_token_index=127)
+    model = transformers.MllamaForConditionalGeneration(config).eval()
+    batch, tokens, tiles = 2, 6, 2
+    with torch.no_grad():  # one image a sequence, padded to max_num_tiles tiles as Mllama's processor pads it
+        output = model(input_ids=torch.ones(batch, tokens, dtype=torch.long),
+                       pixel_values=torch.randn(batch, 1, tiles, 3, 28, 28),
+                       aspect_ratio_ids=torch.ones(batch, 1, dtype=torch.long),
+                       aspect_ratio_mask=torch.ones(batch, 1, tiles, dtype=torch.long),
+                       cross_attention_mask=torch.ones(batch, tokens, 1, tiles, dtype=torch.long),
+                       use_cache=True)  # fmt: skip
+    cache = cache_of(output)
+    image_layer = cache.layers[1]
+    assert image_layer.keys.shape[-2] == tiles * ((28 // 14) ** 2 + 1)  # a token per patch and a class token a tile
+    image = nbytes([image_layer.keys, image_layer.values])
+    text_held = [
+        tensor for index, layer in enumerate(cache.layers) if index != 1 for tensor in (layer.keys, layer.values)
+    ]
+    plan = plan_of(model, seq=tokens, batch=batch, dtype="float32")
+    assert plan.item("KV cache").total_bytes == nbytes(text_held)
+    assert (
+        "the KV cache item is the text's; the 1 cross_attention layers also keep the keys and values of each image's "
+        "10 tokens (2 tiles × (4 patches + 1)), not included: 2 × 8 × 1 layers × 2 kv heads × 10 tokens × 2 × 4 B = "
+        f"{image:,} B per image"
+    ) in plan.notes
+
+
 def assert_kv_item_is_the_nemotron_h_cache(model: nn.Module) -> None:
     """The plan's KV cache item against the keys and values a prefill keeps in the tests' Nemotron-H: two attention
     layers' (its Mamba and MLP layers keep none)."""

@@ -1547,7 +1547,36 @@ def _inference_items(
                              f"{format_count(per_token)} B per position of the encoder's output{most}")  # fmt: skip
             if config is not None and (speech := _talker_cache(config, settings.batch, cache_dtype)):
                 notes.append(speech)
+            if config is not None and (image := _image_cache(config, settings.batch, cache_dtype)):
+                notes.append(image)
     return items
+
+
+def _image_cache(config: Mapping[str, Any], batch: int, kv_dtype: str) -> str | None:
+    """A note on what the cross-attention layers of Mllama (Llama 3.2 Vision) keep of an image: the keys and values
+    of its vision encoder's output, ``max_num_tiles`` tiles (its processor pads every image to them) of a token per
+    patch and a class token each; None for a config without such layers or without the vision fields."""
+    crossing = language_model_config(config).get("cross_attention_layers")
+    vision = config.get("vision_config")
+    shape = _decoder_shape(config)
+    if not isinstance(crossing, list) or not isinstance(vision, Mapping) or shape is None:
+        return None
+    fields, layers, heads, hidden = shape
+    image, patch, tiles = (size_of(vision.get(key)) for key in ("image_size", "patch_size", "max_num_tiles"))
+    count = len({index for index in crossing if size_of(index + 1 if isinstance(index, int) else None) and
+                 index < layers})  # fmt: skip
+    if image is None or patch is None or tiles is None or not count:
+        return None
+    kv_heads, _ = _kv_heads(fields, heads)
+    head_dim, value_dim = _head_dims(fields, heads, hidden)
+    tokens = tiles * ((image // patch) ** 2 + 1)
+    size = _bytes_of(kv_dtype)
+    per_image = math.ceil(count * kv_heads * (head_dim + value_dim) * tokens * batch * size)
+    lengths = f"2 × {head_dim}" if value_dim == head_dim else f"({head_dim} + {value_dim})"
+    return (f"the KV cache item is the text's; the {count} cross_attention layers also keep the keys and values of "
+            f"each image's {format_count(tokens)} tokens ({tiles} tiles × ({(image // patch) ** 2} patches + 1)), not "
+            f"included: {lengths} × {count} layers × {kv_heads} kv heads × {format_count(tokens)} tokens × {batch} × "
+            f"{size:g} B = {format_count(per_image)} B per image")  # fmt: skip
 
 
 def _talker_cache(config: Mapping[str, Any], batch: int, kv_dtype: str) -> str | None:
