@@ -355,3 +355,30 @@ def test_repeated_layers_each_get_the_formula_of_their_own_hyperparameters() -> 
     held = [sum(p.numel() for p in layer.parameters()) for layer in model]
     assert [report.module(str(index)).params for index in range(4)] == held == [20, 20, 40, 32]
     assert all(report.module(str(index)).formula_matches for index in range(4))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: nn.LSTM(4, 8, bidirectional=0),
+        lambda: nn.LSTM(4, 8, bidirectional=1),
+        lambda: nn.LSTMCell(4, 8, bias=0),
+        lambda: nn.BatchNorm1d(8, affine=0),
+        lambda: nn.BatchNorm1d(8, track_running_stats=0),
+        lambda: nn.LayerNorm(8, elementwise_affine=0),
+        lambda: nn.GroupNorm(2, 8, affine=0),
+        lambda: nn.RMSNorm(8, elementwise_affine=0),
+    ],
+    ids=["lstm-bidirectional-0", "lstm-bidirectional-1", "lstmcell-bias-0", "batchnorm-affine-0",
+         "batchnorm-track-0", "layernorm-affine-0", "groupnorm-affine-0", "rmsnorm-affine-0"],
+)  # fmt: skip
+def test_a_flag_given_as_an_int_is_read_as_torch_reads_it(build: Any) -> None:
+    # torch keeps affine=0 or bidirectional=1 as given and reads it as a bool; the formula read any value that is
+    # not a bool as "not None" (bias's tensor-or-None), so a 0 flag became True and the layer was flagged
+    model = nn.Sequential(build())
+    node = _explained(model).module("0")
+    assert node.formula_matches is True
+    assert (node.params, node.buffers) == (
+        sum(p.numel() for p in model.parameters()),
+        sum(b.numel() for b in model.buffers()),
+    )

@@ -1107,14 +1107,26 @@ def test_adaptive_log_softmax_bad_input_is_a_formula_error(bad: Hyperparameters)
         evaluate("AdaptiveLogSoftmaxWithLoss", in_features=4, n_classes=10, **bad)
 
 
-@pytest.mark.parametrize("div_value", [1e19, 2.0**70], ids=["1e19", "2**70"])
+@pytest.mark.parametrize("div_value", [1e19, 2.0**70, 10**30], ids=["1e19", "2**70", "int-10**30"])
 @pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op:UserWarning")
 def test_adaptive_log_softmax_divides_by_a_value_larger_than_any_size_as_torch_does(div_value: float):
     # div_value is a divisor, not a size: the clusters' projections are 0 wide; it had been refused as "larger than
-    # any tensor size"
+    # any tensor size", given as a float and then as an int
     module = nn.AdaptiveLogSoftmaxWithLoss(16, 100, [10, 50], div_value=div_value)
     found = evaluate("AdaptiveLogSoftmaxWithLoss", in_features=16, n_classes=100, cutoffs=(10, 50), div_value=div_value)
     assert found.params == sum(p.numel() for p in module.parameters()) == 16 * (10 + 2)
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op:UserWarning")
+def test_adaptive_log_softmax_whose_div_value_overflows_is_refused_as_torch_refuses_it():
+    with pytest.raises(OverflowError):
+        nn.AdaptiveLogSoftmaxWithLoss(8, 10, [2, 5], div_value=1e200)
+    with pytest.raises(FormulaError) as refused:
+        evaluate("AdaptiveLogSoftmaxWithLoss", in_features=8, n_classes=10, cutoffs=(2, 5), div_value=1e200)
+    assert str(refused.value) == (
+        "AdaptiveLogSoftmaxWithLoss: div_value=1e+200 to the power 2 is out of range (torch's constructor raises "
+        "OverflowError)"
+    )
 
 
 def test_linear_cross_entropy_weight_is_a_buffer():

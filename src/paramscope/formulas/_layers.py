@@ -543,7 +543,11 @@ def adaptive_log_softmax(
     terms = _part(Terms(), "head", head)
     tails: Shapes = {}
     for i in range(len(cutoffs)):
-        scale = div_value ** (i + 1)
+        try:
+            scale = div_value ** (i + 1)
+        except OverflowError:  # a float power past 1.8e308: torch's constructor raises it too
+            raise FormulaError(f"{name}: div_value={div_value!r} to the power {i + 1} is out of range (torch's "
+                               "constructor raises OverflowError)") from None  # fmt: skip
         hidden = in_features // scale if scale > 0 and math.isfinite(in_features / scale) else math.inf
         if not math.isfinite(hidden) or hidden > 2**63 - 1:
             raise FormulaError(f"{name}: div_value={div_value!r} makes cluster {i} wider than any tensor")

@@ -238,7 +238,8 @@ class Argument:
                 raise FormulaError(f"{layer}: {self.name}={_short.repr(value)} must be a finite number")
             if item < 0:
                 raise FormulaError(f"{layer}: {self.name}={_short.repr(value)} must not be negative")
-            if isinstance(item, int) and item > _MAX_INT:  # a float is no size (div_value, momentum)
+            # a float argument (div_value, momentum) is no size, even given as an int
+            if isinstance(item, int) and item > _MAX_INT and not _matches(0.5, self.annotation):
                 raise FormulaError(
                     f"{layer}: {self.name}={_short.repr(value)} is larger than any tensor size (2**63 - 1)"
                 )
@@ -304,7 +305,9 @@ class LayerFormula:
 def _attribute(module: Any, argument: Argument) -> Any:
     value = getattr(module, argument.name)
     if argument.annotation is bool and not isinstance(value, bool):
-        return value is not None  # `bias` is a tensor or None on most layers, a bool on the RNNs
+        # `bias` is a tensor or None on most layers, a bool on the RNNs; a flag given as 0 or 1 (affine=0,
+        # bidirectional=1) is kept as given, and torch reads it as a bool
+        return value is not None if value is None or hasattr(value, "shape") else bool(value)
     return value
 
 
