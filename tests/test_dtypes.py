@@ -55,3 +55,11 @@ def test_unknown_dtype_error() -> None:
     with pytest.raises(UsageError) as error:
         lookup("float7")
     assert str(error.value) == "unknown dtype 'float7'; `paramscope dtypes` lists the known names"
+
+
+def test_each_float8_dtype_answers_to_fp8_and_f8_with_torchs_suffix() -> None:
+    # fp8_e4m3fnuz was known and fp8_e4m3fn, the most common of them, was not
+    for name, value in vars(torch).items():
+        if isinstance(value, torch.dtype) and name.startswith("float8_"):
+            suffix = name.removeprefix("float8_")
+            assert lookup(f"fp8_{suffix}") is lookup(f"f8_{suffix}") is lookup(name), name
