@@ -1350,3 +1350,108 @@ def test_merged_experts_that_hold_fewer_values_than_the_model_differ(tmp_path: P
     (change,) = found.changed
     held = dict(model.named_parameters())[fused]
     assert (change.name, change.shape_a, change.shape_b) == (fused, tuple(held.shape), (held.numel() * 3 // 4,))
+
+
+class HeadSortsFirst(nn.Module):
+    """GPT-2's layout: the head's name (lm_head) sorts before the embedding's (wte), so safetensors' save_model keeps
+    the tie under the head's name, and torch.save of the state dict under both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(10, 4)
+        self.block = nn.Linear(4, 4)
+        self.lm_head = nn.Linear(4, 10, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+
+def test_two_checkpoints_of_a_tie_kept_under_the_heads_name_and_under_both_are_the_same(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the embedding's module, holding the tie in A and absent from B, made them differ (exit 1) with nothing listed
+    once, both = tmp_path / "once.safetensors", tmp_path / "both.pt"
+    safetensors.torch.save_model(HeadSortsFirst(), str(once))
+    torch.save(HeadSortsFirst().state_dict(), both)
+    assert set(safetensors.torch.load_file(str(once))) == {"lm_head.weight", "block.weight", "block.bias"}
+    for path in (once, both):  # each loads whole into the tied model
+        state = safetensors.torch.load_file(str(path)) if path == once else torch.load(path, weights_only=True)
+        result = HeadSortsFirst().load_state_dict(state, strict=False)
+        assert set(result.unexpected_keys) == set()
+        assert set(result.missing_keys) <= {"wte.weight"}
+    for a, b in ((both, once), (once, both)):
+        found = paramscope.diff(str(a), str(b))
+        assert (found.only_in_a, found.only_in_b, found.changed, found.sharing) == ((), (), (), ())
+        assert found.equal
+        assert run(capsys, "diff", str(a), str(b))[0] == 0
+    # a checkpoint of another embedding still differs
+    other = HeadSortsFirst()
+    other.wte = nn.Embedding(11, 4)
+    other.lm_head.weight = other.wte.weight
+    torch.save(other.state_dict(), tmp_path / "other.pt")
+    assert run(capsys, "diff", str(both), str(tmp_path / "other.pt"))[0] == 1
+
+
+@pytest.mark.parametrize("wrap", [nn.DataParallel, torch.compile], ids=["DataParallel", "compile"])
+def test_a_wrapped_model_against_a_checkpoint_of_the_model_it_wraps_says_the_wrapper_would_not_load_it(
+    tmp_path: Path, wrap: Any
+) -> None:
+    model = wrap(nn.Sequential(nn.Linear(2, 3), nn.LayerNorm(3)))
+    path = tmp_path / "inner.pt"
+    torch.save(forward_module(model).state_dict(), path)
+    result = model.load_state_dict(torch.load(path, weights_only=True), strict=False)
+    prefix = "module." if wrap is nn.DataParallel else "_orig_mod."
+    label = "DataParallel" if wrap is nn.DataParallel else "torch.compile's OptimizedModule"
+    assert set(result.missing_keys) == {prefix + name for name in forward_module(model).state_dict()}
+    assert set(result.unexpected_keys) == set(forward_module(model).state_dict())
+    found = paramscope.diff(model, str(path))
+    assert found.equal  # the model it wraps loads it
+    assert (
+        f"A is the model inside {label}, compared with B's names as its load_state_dict takes them; the wrapper's own "
+        f"state_dict and load_state_dict put '{prefix}' before each name: loaded into A itself, each of B's tensors "
+        f"would be unexpected and each of A's missing; load B into A.{prefix.rstrip('.')}"
+    ) in found.notes
+    # a checkpoint of the wrapper itself needs no note
+    torch.save(model.state_dict(), path)
+    assert not [note for note in paramscope.diff(model, str(path)).notes if "inside" in note]
+
+
+def test_a_gguf_file_in_llama_cpps_names_against_a_model_in_torchs_says_why_no_name_matches(tmp_path: Path) -> None:
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    path = tmp_path / "model.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for name, shape in (("token_embd.weight", (10, 4)), ("blk.0.attn_q.weight", (4, 4))):
+        writer.add_tensor(name, np.zeros(shape, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 4, bias=False))
+    found = paramscope.diff(model, str(path))
+    assert (len(found.only_in_a), len(found.only_in_b)) == (2, 2)
+    assert (
+        "B is a GGUF file, which names its tensors as llama.cpp does (token_embd.weight, blk.0.attn_q.weight): no "
+        "name matches the other side's, so every tensor is on one side only; compare with the safetensors it was "
+        "converted from"
+    ) in found.notes
+
+
+class WithActivation(nn.Module):
+    def __init__(self, activation: str = "gelu") -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(4, 4), nn.GELU() if activation == "gelu" else nn.ReLU()) for _ in range(2)
+        )
+
+
+def test_modules_that_differ_below_the_depth_shown_are_named(capsys: pytest.CaptureFixture[str]) -> None:
+    # a GELU made a ReLU changes no figure: at the default depth the verdict said "differ" and nothing showed why
+    code, out, _ = run(capsys, "diff", "tests.test_diff:WithActivation", "tests.test_diff:WithActivation",
+                       "--args-b", "activation=relu")  # fmt: skip
+    assert code == 1
+    assert ("  - 2 module(s) below depth 2 are of another class or on one side only, which changes no figure above "
+            "them: blocks.0.1, blocks.1.1 (--depth 3 shows them)") in out  # fmt: skip
+    code, out, _ = run(capsys, "diff", "tests.test_diff:WithActivation", "tests.test_diff:WithActivation",
+                       "--args-b", "activation=relu", "--depth", "3")  # fmt: skip
+    assert "below depth" not in out
+    assert "GELU → ReLU" in out

@@ -424,7 +424,46 @@ def diff(
             from .sources._loading import loaded_names
 
             loaded = loaded_names(model, model_report, checkpoint)
-    return compare(report_a, report_b, loaded)
+    found = compare(report_a, report_b, loaded)
+    notes = _wrapper_notes(models, report_a, report_b) + _llama_cpp_names_notes(found)
+    return dataclass_replace(found, notes=(*found.notes, *notes)) if notes else found
+
+
+def _wrapper_notes(models: Sequence[nn.Module | None], a: Report, b: Report) -> list[str]:
+    """A note for a side that is a model inside wrappers that keep their prefix in its state dict (DataParallel,
+    torch.compile), compared with a checkpoint whose names lack it: the diff compares the model they wrap, whose
+    ``load_state_dict`` takes such a checkpoint, and the wrapper's own would report every key missing."""
+    from ._diff import is_checkpoint
+    from .sources.module import state_dict_prefix
+
+    notes = []
+    for side, other, model, report in (("A", "B", models[0], b), ("B", "A", models[1], a)):
+        if model is None or not is_checkpoint(report):
+            continue
+        prefix, wrappers = state_dict_prefix(model)
+        if prefix and not any(record.name.startswith(prefix) for record in report.tensors):
+            notes.append(f"{side} is the model inside {' inside '.join(wrappers)}, compared with {other}'s names as "
+                         f"its load_state_dict takes them; the wrapper's own state_dict and load_state_dict put "
+                         f"'{prefix}' before each name: loaded into {side} itself, each of {other}'s tensors would "
+                         f"be unexpected and each of {side}'s missing; load {other} into "
+                         f"{side}.{prefix.rstrip('.')}")  # fmt: skip
+    return notes
+
+
+def _llama_cpp_names_notes(found: Diff) -> list[str]:
+    """A note when a GGUF file's tensors, named as llama.cpp names them, match none of the other side's (a model's,
+    or a checkpoint in transformers' names): every tensor is on one side only."""
+    sides = [(label, report) for label, report in (("A", found.a), ("B", found.b)) if report.source.kind == "gguf"]
+    if len(sides) != 1 or not found.only_in_a or not found.only_in_b:
+        return []
+    matched = {name for record in found.a.tensors for name in (record.name, *record.aliases)} & {
+        name for record in found.b.tensors for name in (record.name, *record.aliases)}  # fmt: skip
+    if matched:
+        return []
+    label, _ = sides[0]
+    return [f"{label} is a GGUF file, which names its tensors as llama.cpp does (token_embd.weight, "
+            "blk.0.attn_q.weight): no name matches the other side's, so every tensor is on one side only; compare "
+            "with the safetensors it was converted from"]  # fmt: skip
 
 
 def _is_transformers_model(model: nn.Module) -> bool:

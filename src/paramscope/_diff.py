@@ -209,11 +209,9 @@ class Diff:
     def _differs(self) -> bool:
         if self.only_in_a or self.only_in_b or self.changed or self.sharing:
             return True
-        # against a checkpoint, which holds no modules, a module without tensors is on one side only; between two
-        # checkpoints, one that holds none on the side that has it is a tied tensor's other name, matched above
-        if self.counts_alike and any(
-            module.rebuilt and not (self.with_checkpoint and module.holds_nothing) for module in self.modules
-        ):
+        # a checkpoint holds tensors, not modules: its module paths are its tensors' names, compared above (a tied
+        # tensor stored under another of its names makes a module of each name on one side only)
+        if self.counts_alike and not self.with_checkpoint and any(module.rebuilt for module in self.modules):
             return True
         if not (self.complete and self.counts_alike):
             return False

@@ -8,7 +8,7 @@ from typing import Literal
 
 from .._diff import Diff, ModuleDelta, SharingChange, TensorChange
 from .._report import unknown_sizes
-from .._units import Units, format_bytes, format_count
+from .._units import Units, format_bytes, format_count, listed
 from ._escape import html_text, name_cell
 from ._layout import OWN_TENSORS, Column, Document, Section
 from .json import dumps_by_line
@@ -200,7 +200,25 @@ def diff_document(diff: Diff, *, depth: int = 2, everything: bool = False, units
             for item in diff.sharing
         ]
         sections.append(Section(f"Tied or reused differently ({len(rows)})", columns, rows))
-    return Document(_heading(diff), sections, [*diff.notes, verdict(diff)])
+    return Document(_heading(diff), sections, [*diff.notes, *_below_depth(diff, depth, everything), verdict(diff)])
+
+
+def _below_depth(diff: Diff, depth: int, everything: bool) -> list[str]:
+    """A note naming the modules deeper than ``depth`` that are of another class on each side or on one side only,
+    where no row above them shows a change (a GELU made a ReLU changes no figure): the verdict counts them."""
+    if diff.with_checkpoint:  # a checkpoint's module paths are its tensors' names, compared as tensors
+        return []
+    shown = {row.path for row in shown_modules(diff, depth, everything) if row.changed}
+    hidden = [
+        delta.path
+        for delta in diff.modules
+        if delta.depth > depth and delta.rebuilt and ".".join(delta.path.split(".")[:depth]) not in shown
+    ]
+    if not hidden:
+        return []
+    deepest = max(delta.depth for delta in diff.modules if delta.path in set(hidden))
+    return [f"{format_count(len(hidden))} module(s) below depth {depth} are of another class or on one side only, "
+            f"which changes no figure above them: {listed(hidden)} (--depth {deepest} shows them)"]  # fmt: skip
 
 
 def _heading(diff: Diff) -> str:

@@ -105,6 +105,28 @@ def forward_module(model: nn.Module) -> nn.Module:
         model = inner
 
 
+def state_dict_prefix(model: nn.Module) -> tuple[str, tuple[str, ...]]:
+    """The prefix the outermost wrappers that keep theirs give every name of ``model.state_dict()``, which their
+    ``load_state_dict`` expects (torch.compile's ``_orig_mod.``, DataParallel's ``module.``), and their labels; the
+    report names the model they wrap (a checkpoint wrapper's and FSDP1's state dict hooks take theirs off).
+
+    >>> from torch import nn
+    >>> state_dict_prefix(nn.DataParallel(nn.Linear(2, 2))), state_dict_prefix(nn.Linear(2, 2))
+    (('module.', ('DataParallel',)), ('', ()))
+    """
+    prefix, labels = "", []
+    while True:
+        wrapper = _class_info(model).wrapper
+        if wrapper is None or wrapper is FSDP1 or wrapper.inner == "_checkpoint_wrapped_module":
+            break
+        inner = model._modules.get(wrapper.inner)
+        if inner is None or not _only_wraps(model, wrapper):
+            break
+        prefix, model = f"{prefix}{wrapper.inner}.", inner
+        labels.append(wrapper.label)
+    return prefix, tuple(labels)
+
+
 def reported_paths(named_modules: Iterable[tuple[str, nn.Module]]) -> dict[str, str]:
     """The paths of ``named_modules`` (parents before their children, as ``named_modules()`` lists them) that the
     report names otherwise, with its names: a wrapper's module (torch.compile's ``_orig_mod``, a checkpoint
