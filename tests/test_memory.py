@@ -3090,6 +3090,10 @@ def test_cli_markdown(capsys: pytest.CaptureFixture[str]) -> None:
             ("--kv-dtype", "nope", "--seq", "4"),
             "kv_dtype (--kv-dtype): unknown dtype 'nope'; `paramscope dtypes` lists the known names",
         ),
+        (
+            ("--input-size", "2,8", "--input-dtype", "nope"),
+            "input_dtype (--input-dtype): unknown dtype 'nope'; `paramscope dtypes` lists the known names",
+        ),
         (("--gpus", "3", "--tp", "2"), "gpus (--gpus) 3 must be a multiple of tp (--tp) 2"),
         (("--gpus", "0"), "gpus (--gpus) must be at least 1, not 0"),
         (("--batch", "0"), "batch (--batch) must be at least 1, not 0"),

@@ -4680,6 +4680,14 @@ def test_meta_model_on_cpu_is_a_usage_error() -> None:
             {"input_size": [(1, 3), (1, 3)], "dtypes": ["float32"] * 3},
             "3 dtypes for 2 inputs: give one dtype, or one per input",
         ),
+        (
+            {"input_size": (1, 3), "dtypes": ["nope"]},  # had not named the option, as --dtype's error does
+            "input_dtype (--input-dtype): unknown dtype 'nope'; `paramscope dtypes` lists the known names",
+        ),
+        (
+            {"input_size": (1, 3), "dtypes": ["Q4_K"]},
+            "input_dtype (--input-dtype): dtype 'Q4_K' is not a torch dtype",
+        ),
     ],
 )
 def test_usage_errors(kwargs: dict[str, Any], message: str) -> None:

@@ -296,9 +296,10 @@ def token_length(shapes: Sequence[tuple[int, ...]], input_dtypes: Sequence[Any] 
     (4096, None, None)
     """
     from . import dtypes as dtype_table
+    from ._checks import parsed
 
     first = input_dtypes[0] if input_dtypes else "float32"  # a float: make_inputs takes the model's float dtype
-    dtype = dtype_table.lookup(str(first).removeprefix("torch."))
+    dtype = parsed("input_dtype", dtype_table.lookup, str(first).removeprefix("torch."))
     return shapes[0][1] if len(shapes[0]) == 2 and dtype.category in ("int", "uint") else None
 
 

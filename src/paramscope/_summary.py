@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._checks import integer
+from ._checks import integer, parsed
 from ._errors import TargetError, UsageError, first_line, is_meta_device_failure
 from ._report import CallRecord, Report
 from ._units import format_count, listed, shortened
@@ -34,9 +34,9 @@ def _dtype(value: Any) -> torch.dtype:
 
     if isinstance(value, torch.dtype):
         return value
-    resolved = getattr(torch, dtype_table.lookup(str(value)).name, None)
+    resolved = getattr(torch, parsed("input_dtype", dtype_table.lookup, str(value)).name, None)
     if not isinstance(resolved, torch.dtype):
-        raise UsageError(f"dtype {value!r} is not a torch dtype")
+        raise UsageError(f"input_dtype (--input-dtype): dtype {value!r} is not a torch dtype")
     return resolved
 
 
