@@ -1305,3 +1305,67 @@ def test_the_tensor_limit_is_checked_on_one_layer_of_a_stack():
         else:  # no layer, so no tensor of one
             assert evaluate("TransformerEncoder", **hp).params == 0
     assert evaluate("LSTM", input_size=1, hidden_size=1, num_layers=10**12).params == 10**12 * actual(nn.LSTM(1, 1))[0]
+
+
+# (layer, torch's constructor, the arguments, the formula's refusal): each is refused by torch too
+REFUSED_AS_TORCH_REFUSES = [
+    ("Conv2d", nn.Conv2d, {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": "full"},
+     "Conv2d: padding='full' is refused by torch: it takes one of 'valid', 'same'"),
+    ("Conv1d", nn.Conv1d, {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": "same", "stride": 2},
+     "Conv1d: padding='same' is refused by torch for strided convolutions (stride=2)"),
+    ("Conv3d", nn.Conv3d, {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": "same",
+                           "stride": (1, 2, 1)},
+     "Conv3d: padding='same' is refused by torch for strided convolutions (stride=(1, 2, 1))"),
+    ("Conv2d", nn.Conv2d, {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding_mode": "mirror"},
+     "Conv2d: padding_mode='mirror' is refused by torch: it takes one of 'zeros', 'reflect', 'replicate', "
+     "'circular'"),
+    ("ConvTranspose2d", nn.ConvTranspose2d,
+     {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding_mode": "reflect"},
+     "ConvTranspose2d: padding_mode='reflect' is refused by torch: it takes only 'zeros'"),
+    ("Embedding", nn.Embedding, {"num_embeddings": 10, "embedding_dim": 4, "padding_idx": 10},
+     "Embedding: padding_idx=10 is refused by torch: it must be within num_embeddings (-10 to 9)"),
+    ("EmbeddingBag", nn.EmbeddingBag, {"num_embeddings": 10, "embedding_dim": 4, "padding_idx": -11},
+     "EmbeddingBag: padding_idx=-11 is refused by torch: it must be within num_embeddings (-10 to 9)"),
+    ("LSTM", nn.LSTM, {"input_size": 4, "hidden_size": 8, "dropout": 1.5},
+     "LSTM: dropout=1.5 is refused by torch: it must be a number in range [0, 1]"),
+    ("GRU", nn.GRU, {"input_size": 4, "hidden_size": 8, "dropout": True},
+     "GRU: dropout=True is refused by torch: it must be a number in range [0, 1]"),
+    ("RNN", nn.RNN, {"input_size": 4, "hidden_size": 8, "nonlinearity": "sigmoid"},
+     "RNN: nonlinearity='sigmoid' is refused by torch: it takes one of 'tanh', 'relu'"),
+    ("TransformerEncoderLayer", nn.TransformerEncoderLayer, {"d_model": 8, "nhead": 2, "activation": "swish"},
+     "TransformerEncoderLayer: activation='swish' is refused by torch: it takes one of 'relu', 'gelu'"),
+    ("TransformerDecoderLayer", nn.TransformerDecoderLayer, {"d_model": 8, "nhead": 2, "dropout": 2.0},
+     "TransformerDecoderLayer: dropout=2.0 is refused by torch: it must be between 0 and 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("layer", "build", "arguments", "message"), REFUSED_AS_TORCH_REFUSES,
+                         ids=[case[3].partition(" is ")[0] for case in REFUSED_AS_TORCH_REFUSES])  # fmt: skip
+def test_arguments_the_count_ignores_are_refused_where_torch_refuses_them(
+    layer: str, build: Any, arguments: Hyperparameters, message: str
+) -> None:
+    # they had been accepted unchecked: a count for a layer torch does not build
+    with pytest.raises((ValueError, AssertionError, RuntimeError)):
+        build(**arguments)
+    with pytest.raises(FormulaError) as refused:
+        evaluate(layer, **arguments)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("layer", "build", "arguments"),
+    [
+        ("Conv2d", nn.Conv2d, {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": "same"}),
+        ("Conv2d", nn.Conv2d, {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": "same",
+                               "stride": (1, 1), "dilation": 2}),
+        ("Conv1d", nn.Conv1d, {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": "valid",
+                               "stride": 2, "padding_mode": "circular"}),
+        ("Embedding", nn.Embedding, {"num_embeddings": 10, "embedding_dim": 4, "padding_idx": -10}),
+        ("LSTM", nn.LSTM, {"input_size": 4, "hidden_size": 8, "num_layers": 2, "dropout": 1}),
+        ("RNN", nn.RNN, {"input_size": 4, "hidden_size": 8, "nonlinearity": "relu"}),
+        ("TransformerEncoderLayer", nn.TransformerEncoderLayer, {"d_model": 8, "nhead": 2, "activation": "gelu"}),
+    ],
+)  # fmt: skip
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_arguments_torch_accepts_are_accepted(layer: str, build: Any, arguments: Hyperparameters) -> None:
+    assert evaluate(layer, **arguments).params == sum(p.numel() for p in build(**arguments).parameters())

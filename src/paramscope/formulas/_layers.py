@@ -72,10 +72,35 @@ def bilinear(in1_features: int, in2_features: int, out_features: int, bias: bool
 # --- Convolutions --------------------------------------------------------------------------------------------------
 
 
+_PADDING_STRINGS = ("valid", "same")
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _one_of(layer: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        shown = f"one of {', '.join(map(repr, choices))}" if len(choices) > 1 else f"only {choices[0]!r}"
+        raise FormulaError(f"{layer}: {name}={value!r} is refused by torch: it takes {shown}")
+
+
+def _validate_conv(layer: str, given: Mapping[str, Any]) -> None:
+    """What torch's _ConvNd refuses of the arguments the count ignores: a padding string it does not know, 'same'
+    with a stride, a padding mode it does not know, and any but zeros for a transposed convolution."""
+    padding = given.get("padding", 0)
+    if isinstance(padding, str):
+        _one_of(layer, "padding", padding, _PADDING_STRINGS)
+        stride = given.get("stride", 1)
+        if padding == "same" and any(step != 1 for step in (stride if isinstance(stride, tuple) else (stride,))):
+            raise FormulaError(
+                f"{layer}: padding='same' is refused by torch for strided convolutions (stride={stride!r})"
+            )
+    modes = ("zeros",) if layer.startswith("ConvTranspose") else _PADDING_MODES
+    _one_of(layer, "padding_mode", given.get("padding_mode", "zeros"), modes)
+
+
 def _register_conv(name: str, dims: int, transposed: bool) -> None:
     ignored = ("stride", "padding", "dilation", "padding_mode", *_DEVICE) + (("output_padding",) if transposed else ())
 
-    @register(name, ignored=ignored)
+    @register(name, ignored=ignored, validate=_validate_conv)
     def conv(
         in_channels: int, out_channels: int, kernel_size: int | tuple[int, ...], groups: int = 1, bias: bool = True
     ) -> Tally:
@@ -169,8 +194,16 @@ def group_norm(num_groups: int, num_channels: int, affine: bool = True, bias: bo
 _EMBEDDING_IGNORED = ("padding_idx", "max_norm", "norm_type", "scale_grad_by_freq", "sparse", "_freeze", *_DEVICE)
 
 
-@register("Embedding", ignored=_EMBEDDING_IGNORED)
-@register("EmbeddingBag", ignored=(*_EMBEDDING_IGNORED, "mode", "include_last_offset"))
+def _validate_embedding(layer: str, given: Mapping[str, Any]) -> None:
+    """torch's refusal of a padding_idx outside the table (negative ones count from its end)."""
+    index, rows = given.get("padding_idx"), given["num_embeddings"]
+    if isinstance(index, int) and not isinstance(index, bool) and not -rows <= index < rows:
+        raise FormulaError(f"{layer}: padding_idx={index} is refused by torch: it must be within num_embeddings "
+                           f"({-rows} to {rows - 1})")  # fmt: skip
+
+
+@register("Embedding", ignored=_EMBEDDING_IGNORED, validate=_validate_embedding)
+@register("EmbeddingBag", ignored=(*_EMBEDDING_IGNORED, "mode", "include_last_offset"), validate=_validate_embedding)
 def embedding(num_embeddings: int, embedding_dim: int) -> Tally:
     # weight (num_embeddings, embedding_dim)
     return Tally(
@@ -313,10 +346,20 @@ _RNN_IGNORED = ("dropout", "batch_first", *_DEVICE)
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
+def _validate_rnn(layer: str, given: Mapping[str, Any]) -> None:
+    """What torch's RNNBase refuses of the arguments the count ignores: a dropout that is no probability, and RNN's
+    nonlinearity other than tanh or relu."""
+    dropout = given.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+        raise FormulaError(f"{layer}: dropout={dropout!r} is refused by torch: it must be a number in range [0, 1]")
+    if layer == "RNN":
+        _one_of(layer, "nonlinearity", given.get("nonlinearity", "tanh"), ("tanh", "relu"))
+
+
 def _register_rnn(name: str, gates: int) -> None:
     ignored = (*_RNN_IGNORED, "nonlinearity") if name == "RNN" else _RNN_IGNORED
 
-    @register(name, ignored=ignored)
+    @register(name, ignored=ignored, validate=_validate_rnn)
     def rnn(
         input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True, bidirectional: bool = False
     ) -> Tally:
@@ -327,7 +370,7 @@ _register_rnn("RNN", 1)
 _register_rnn("GRU", 3)
 
 
-@register("LSTM", ignored=_RNN_IGNORED)
+@register("LSTM", ignored=_RNN_IGNORED, validate=_validate_rnn)
 def lstm(
     input_size: int,
     hidden_size: int,
@@ -387,6 +430,18 @@ def rnn_cell_base(input_size: int, hidden_size: int, bias: bool, num_chunks: int
 
 # --- Transformer family: the sum of their children's formulas ------------------------------------------------------
 
+
+def _validate_transformer(layer: str, given: Mapping[str, Any]) -> None:
+    """What torch refuses of the arguments the count ignores: an activation named other than relu or gelu (a
+    function is taken as it is), and a dropout that is no probability."""
+    activation = given.get("activation", "relu")
+    if isinstance(activation, str):
+        _one_of(layer, "activation", activation, ("relu", "gelu"))
+    dropout = given.get("dropout", 0.1)
+    if isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and not 0 <= dropout <= 1:
+        raise FormulaError(f"{layer}: dropout={dropout!r} is refused by torch: it must be between 0 and 1")
+
+
 _TRANSFORMER_IGNORED = (
     "dropout", "activation", "layer_norm_eps", "batch_first", "norm_first", "enable_nested_tensor", "mask_check",
     *_DEVICE,
@@ -427,7 +482,7 @@ def _read_layer(module: Any) -> dict[str, Any]:
 
 
 def _register_transformer_layer(name: str, decoder: bool) -> None:
-    @register(name, ignored=_TRANSFORMER_IGNORED, read=_read_layer)
+    @register(name, ignored=_TRANSFORMER_IGNORED, read=_read_layer, validate=_validate_transformer)
     def transformer_layer(d_model: int, nhead: int, dim_feedforward: int = 2048, bias: bool = True) -> Tally:
         return _layer(name, d_model, nhead, dim_feedforward, bias, decoder)
 
@@ -454,7 +509,7 @@ def _read_stack(module: Any) -> dict[str, Any]:
 
 
 def _stack(name: str, layer: str, decoder: bool) -> Callable[..., Tally]:
-    @register(name, ignored=_TRANSFORMER_IGNORED, read=_read_stack)
+    @register(name, ignored=_TRANSFORMER_IGNORED, read=_read_stack, validate=_validate_transformer)
     def transformer_stack(
         d_model: int,
         nhead: int,
@@ -496,7 +551,7 @@ def _read_transformer(module: Any) -> dict[str, Any]:
     }
 
 
-@register("Transformer", ignored=_TRANSFORMER_IGNORED, read=_read_transformer)
+@register("Transformer", ignored=_TRANSFORMER_IGNORED, read=_read_transformer, validate=_validate_transformer)
 def transformer(
     d_model: int = 512,
     nhead: int = 8,

@@ -263,13 +263,19 @@ class LayerFormula:
     description: str = ""
     alias: str | None = None
     """The other name this entry was looked up by (``LazyLinear`` for ``Linear``); error messages say so."""
+    validate: Callable[[str, Mapping[str, Any]], None] | None = None
+    """Refuses, as torch's constructor does, values of the arguments the count ignores (a padding string torch does
+    not know): called with the layer's name and every argument given, those the formula uses checked."""
 
     def __call__(self, **hyperparameters: Any) -> Count:
         """Evaluate the formula; raises FormulaError naming the valid arguments when the call does not fit."""
         if self.compute is None:
             raise FormulaError(f"{self.name} has no closed-form formula: {self.description}")
         try:
-            return count(self.name, self.compute(**self.accepted(hyperparameters)))
+            used = self.accepted(hyperparameters)
+            if self.validate is not None:
+                self.validate(self.name, {**hyperparameters, **used})
+            return count(self.name, self.compute(**used))
         except FormulaError as error:
             if self.alias is None:
                 raise
@@ -402,11 +408,13 @@ def register(
     ignored: Iterable[str] = (),
     ignores_any: bool = False,
     read: Callable[[Any], dict[str, Any]] | None = None,
+    validate: Callable[[str, Mapping[str, Any]], None] | None = None,
 ) -> Callable[[Callable[..., Tally]], Callable[..., Tally]]:
     """Register ``function`` as the formula of the layers ``names``; a name registered twice is an error.
 
     The function takes keyword hyperparameters with types and defaults (the arguments users pass to
-    ``paramscope formula``); their types are checked here, once, when the formula is registered.
+    ``paramscope formula``); their types are checked here, once, when the formula is registered. ``validate``
+    refuses values of the ``ignored`` arguments that torch refuses (see :attr:`LayerFormula.validate`).
     """
 
     def decorate(function: Callable[..., Tally]) -> Callable[..., Tally]:
@@ -416,7 +424,8 @@ def register(
             _check_annotation(hints[parameter.name])
             arguments[parameter.name] = Argument(parameter.name, hints[parameter.name], parameter.default)
         for name in names:
-            REGISTRY.add(LayerFormula(name, "formula", function, arguments, frozenset(ignored), ignores_any, read))
+            REGISTRY.add(LayerFormula(name, "formula", function, arguments, frozenset(ignored), ignores_any, read,
+                                      validate=validate))  # fmt: skip
         return function
 
     return decorate
