@@ -1455,3 +1455,34 @@ def test_modules_that_differ_below_the_depth_shown_are_named(capsys: pytest.Capt
                        "--args-b", "activation=relu", "--depth", "3")  # fmt: skip
     assert "below depth" not in out
     assert "GELU → ReLU" in out
+
+
+class HoldsAFloatTable(nn.Module):
+    """A persistent float buffer, which a checkpoint (no kinds of its own) counts as a parameter, and an integer
+    parameter, which it counts as a buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.register_buffer("freqs", torch.ones(10, 4))
+        self.codes = nn.Parameter(torch.zeros(6, dtype=torch.int64), requires_grad=False)
+
+
+def test_tensors_a_checkpoint_counts_as_the_other_kind_are_named(tmp_path: Path) -> None:
+    # the totals of parameters and buffers differed by them with no note, though the verdict was "same"
+    model = HoldsAFloatTable()
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(model.state_dict(), str(path))
+    result = HoldsAFloatTable().load_state_dict(safetensors.torch.load_file(str(path)))
+    assert (result.missing_keys, result.unexpected_keys) == ([], [])
+    found = paramscope.diff(model, str(path))
+    assert found.equal
+    assert found.b.totals.params - found.a.totals.params == model.freqs.numel() - model.codes.numel()
+    assert (
+        "A's 1 buffer(s) freqs are counted as parameters in B, which guesses each tensor's kind from its name and "
+        "dtype: the totals of parameters and buffers differ by them, and load_state_dict loads them all the same"
+    ) in found.notes
+    assert (
+        "A's 1 parameter(s) codes are counted as buffers in B, which guesses each tensor's kind from its name and "
+        "dtype: the totals of parameters and buffers differ by them, and load_state_dict loads them all the same"
+    ) in found.notes

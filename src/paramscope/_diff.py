@@ -470,6 +470,7 @@ def _tensor_differences(
     # side only, one tensor of A is two of B (or the other way round), and each of them must fit it.
     changed, compared = [], set()
     scalars_loaded = []  # a model's 0-d tensor against a checkpoint's 1-d one: load_state_dict loads its first value
+    counted_otherwise: dict[TensorKind, list[str]] = {}  # the model's kind of each tensor the checkpoint guesses else
     held_by_checkpoint = (records_a, names_a) if is_checkpoint(a) else (records_b, names_b)
     merged = _merged_values(loaded, *held_by_checkpoint) if not alike else {}
     for record in records_a:
@@ -498,6 +499,8 @@ def _tensor_differences(
                 shapes_differ = False
                 scalars_loaded.append(name)
             kinds_differ = alike and change.kind_changed
+            if not alike and change.kind_changed and "quantization" not in (change.kind_a, change.kind_b):
+                counted_otherwise.setdefault(found.kind if is_checkpoint(a) else record.kind, []).append(name)
             if (shapes_differ or found.dtype != record.dtype or kinds_differ or change.trainability_changed
                     or change.persistence_changed):  # fmt: skip
                 changed.append(change)
@@ -507,6 +510,12 @@ def _tensor_differences(
             f"{listed(scalars_loaded)}: a scalar in the model, of shape (1) in {checkpoint_side}, which "
             "load_state_dict loads (as torch 0.3 saved scalars): not a size mismatch"
         )
+    checkpoint_side, model_side = ("A", "B") if is_checkpoint(a) else ("B", "A")
+    for kind, names in counted_otherwise.items():  # totals that differ for it: the one place they are explained
+        other = "parameters" if kind == "buffer" else "buffers"
+        notes.append(f"{model_side}'s {len(names)} {kind}(s) {listed(names)} are counted as {other} in "
+                     f"{checkpoint_side}, which guesses each tensor's kind from its name and dtype: the totals of "
+                     "parameters and buffers differ by them, and load_state_dict loads them all the same")  # fmt: skip
     sharing = []
     if alike:
         tensor_a = {name: record.name for name, record in by_name_a.items()}
