@@ -511,9 +511,9 @@ def _tensor_differences(
             "load_state_dict loads (as torch 0.3 saved scalars): not a size mismatch"
         )
     checkpoint_side, model_side = ("A", "B") if is_checkpoint(a) else ("B", "A")
-    for kind, names in counted_otherwise.items():  # totals that differ for it: the one place they are explained
+    for kind, guessed in counted_otherwise.items():  # totals that differ for it: the one place they are explained
         other = "parameters" if kind == "buffer" else "buffers"
-        notes.append(f"{model_side}'s {len(names)} {kind}(s) {listed(names)} are counted as {other} in "
+        notes.append(f"{model_side}'s {len(guessed)} {kind}(s) {listed(guessed)} are counted as {other} in "
                      f"{checkpoint_side}, which guesses each tensor's kind from its name and dtype: the totals of "
                      "parameters and buffers differ by them, and load_state_dict loads them all the same")  # fmt: skip
     sharing = []
