@@ -2063,6 +2063,37 @@ def test_a_decoder_with_a_classifier_head_is_not_called_an_encoder() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("model_type", "architecture"),
+    [("bark", "BarkModel"), ("speecht5", "SpeechT5ForTextToSpeech")],
+)
+def test_a_model_generating_through_a_generate_of_its_own_is_not_said_to_generate_nothing(
+    tmp_path: Path, model_type: str, architecture: str
+) -> None:
+    # BarkModel's generate() runs its semantic and coarse GPT-like models with caches: it had been called "not a
+    # model that generates", its cache a silent zero
+    assert "generate" in vars(getattr(transformers, architecture))
+    config = {**transformers.AutoConfig.for_model(model_type).to_dict(), "architectures": [architecture]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    report = paramscope.memory(str(tmp_path / "config.json"), seq=16)
+    assert report.memory is not None
+    assert "KV cache" not in names(report.memory)
+    assert "KV cache" in report.memory.left_out  # and activations: their forward takes more than token ids
+    assert (f"no KV cache item: {architecture} generates through a generate() of its own, over parts whose caches "
+            "this plan does not size") in report.memory.notes  # fmt: skip
+
+
+def test_a_ctc_models_generate_keeps_no_cache() -> None:
+    # its generate() is the argmax of one forward: no decoder runs step by step
+    config = transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=37, conv_dim=(8,), conv_stride=(5,), conv_kernel=(10,),
+                                         num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)  # fmt: skip
+    plan = plan_of(paramscope.inspect(transformers.Wav2Vec2ForCTC(config)), seq=8,
+                   config={**config.to_dict(), "architectures": ["Wav2Vec2ForCTC"]})  # fmt: skip
+    assert "KV cache" not in names(plan)
+    assert plan.left_out == ()
+
+
 class HoldsALanguageModel(nn.Module):
     """A module of the user's own that runs a transformers causal LM it holds (a LightningModule's way)."""
 

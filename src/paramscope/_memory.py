@@ -1445,6 +1445,11 @@ def _inference_items(
             cache = None
             notes.append(f"no KV cache item: {unsized}")
             left_out.append("KV cache")
+        elif config and (own := _generates_its_own_way(config)):
+            cache = None
+            notes.append(f"no KV cache item: {own} generates through a generate() of its own, over parts whose "
+                         "caches this plan does not size")  # fmt: skip
+            left_out.append("KV cache")
         elif config and not generates(config):
             notes.append(_no_generation(config))
         elif config and (kept := _OTHER_CACHES.get(str(_language_config(config).get("model_type")))):
@@ -1719,6 +1724,22 @@ def _causal_lm_classes() -> dict[str, Any]:
     except Exception:  # not installed, or an import that fails
         return {}
     return dict(modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+
+
+def _generates_its_own_way(config: Mapping[str, Any]) -> str | None:
+    """The transformers class a config names that none of its checks takes for a generating model, whose own
+    ``generate()`` runs decoders of its parts (BarkModel's semantic and coarse models, SpeechT5's speech decoder,
+    SeamlessM4TModel); None for others. A CTC model's and a forecaster's ``generate()`` run no decoder step by
+    step: they are not one."""
+    architectures = config.get("architectures")
+    if not isinstance(architectures, list) or generates(config) or not isinstance(config.get("model_type"), str):
+        return None
+    transformers = sys.modules.get("transformers")
+    for name in map(str, architectures):
+        cls = getattr(transformers, name, None) if transformers is not None and name.isidentifier() else None
+        if isinstance(cls, type) and "generate" in vars(cls) and not name.endswith(("ForCTC", "ForRegression")):
+            return name
+    return None
 
 
 def _no_generation(config: Mapping[str, Any]) -> str:
