@@ -7430,3 +7430,85 @@ def test_paramscopes_formulas_on_shapes_are_looked_up_before_the_kernel_runs() -
     for formula in on_shapes:
         _, key = _counter(formula).known((query, query, query), {})
         assert key is not None
+
+
+def float64_attention_note(calls: int) -> str:
+    return (f"activations of {calls} attention call(s) in float64, as a GPU saves them (on meta): no fused GPU kernel "
+            "takes float64, and the math path keeps the attention matrix; torch's CPU kernel takes it and saves "
+            "less: a summary with --device cpu --mode train measures cpu's")  # fmt: skip
+
+
+def test_attention_in_float64_on_meta_says_the_cpu_saves_less() -> None:
+    # from review: meta measured float64 attention on a GPU's math path (a Llama's 319,936 B to the CPU's 304,576)
+    # with no word of it, as grouped-query float32 attention had been
+    model, x = FunctionalAttention().double(), torch.randn(2, 16, 32, dtype=torch.float64)
+    report = paramscope.summary(model, input_data=x, mode="train")
+    cpu = paramscope.summary(model, input_data=x, device="cpu", mode="train")
+    assert float64_attention_note(1) in report.notes
+    assert not [note for note in cpu.notes if "float64" in note]
+    assert cpu.totals.activations_bytes == torch_saved_bytes(model, x)[0] < report.totals.activations_bytes
+    with attention_as_on_a_gpu():
+        assert report.totals.activations_bytes == torch_saved_bytes(model, x)[0]
+
+
+def layer_norm_note(calls: int) -> str:
+    return (f"{calls} LayerNorm call(s) of a float16 or bfloat16 input saved their mean and inverse standard deviation "
+            "in float32, as a GPU does (on meta); the CPU saves them in the input's dtype: a summary with --device cpu "
+            "--mode train measures cpu's")  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_layer_norm_in_half_precision_on_meta_says_the_cpu_saves_its_statistics_smaller(dtype: torch.dtype) -> None:
+    # from review: torch's meta kernel (as CUDA's) returns float32 statistics, the CPU's the input's dtype: 68 B more
+    # a LayerNorm of 17 rows on meta, unnoted
+    model, x = nn.Sequential(nn.Linear(64, 64), nn.LayerNorm(64)).to(dtype), torch.randn(1, 17, 64, dtype=dtype)
+    report = paramscope.summary(model, input_data=x, mode="train")
+    cpu = paramscope.summary(model, input_data=x, device="cpu", mode="train")
+    half = dtype != torch.float32
+    assert [note for note in report.notes if "LayerNorm call" in note] == [layer_norm_note(1)] * half
+    assert cpu.totals.activations_bytes == torch_saved_bytes(model, x)[0]
+    # a mean and an inverse standard deviation per row, 4 B each on meta, the element size on the cpu
+    assert report.totals.activations_bytes - cpu.totals.activations_bytes == 2 * 17 * (4 - x.element_size())
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype stage:UserWarning")
+def test_a_transformer_encoder_given_a_padding_mask_on_meta_says_a_device_packs_the_tokens() -> None:
+    # from review: meta counted the padded batch (2,723,840 FLOPs), the CPU's eval fast path the real tokens
+    # (2,166,784), with no word of it
+    torch.manual_seed(0)
+    model = nn.TransformerEncoder(nn.TransformerEncoderLayer(64, 4, 128, batch_first=True), 2).eval()
+    x, mask = torch.randn(2, 10, 64), torch.zeros(2, 10, dtype=torch.bool)
+    mask[1, 6:] = True
+    inputs = {"src": x, "src_key_padding_mask": mask}
+    meta = paramscope.summary(model, input_data=inputs)
+    cpu = paramscope.summary(model, input_data=inputs, device="cpu")
+    # by hand, for the 16 real tokens (FlopCounterMode counts none of the nested tensors' ops): per layer, the q, k,
+    # v and output projections, the scores and the weighted sum of each sequence (10 and 6 tokens), the feed-forward
+    packed = 2 * (4 * 2 * 16 * 64 * 64 + 4 * 64 * (10**2 + 6**2) + 2 * 2 * 16 * 64 * 128)
+    assert (
+        "nn.TransformerEncoder ran its layers on the padded batch 1 time(s) (on meta), as in training; in eval mode a "
+        "real device's fast path packs the tokens its src_key_padding_mask keeps (padding on the right) into a "
+        "nested tensor and runs those alone, fewer FLOPs: a summary with --device cpu counts them"
+    ) in meta.notes
+    assert not [note for note in cpu.notes if "padded batch" in note]
+    assert cpu.totals.flops == packed
+    padded = paramscope.summary(model, input_data=inputs, device="cpu", mode="train")  # no fast path in training
+    assert meta.totals.flops == padded.totals.flops == packed + 2 * (4 * 2 * 4 * 64 * 64 + 2 * 2 * 4 * 64 * 128
+                                                                     + 4 * 64 * (2 * 10**2 - 10**2 - 6**2))  # fmt: skip
+
+
+@pytest.mark.parametrize("ids", [[[0, 5, 64]], [[-65, 1, 2]]], ids=["past-the-end", "before-the-start"])
+def test_token_ids_outside_the_table_fail_on_meta_as_on_a_device(ids: list[list[int]]) -> None:
+    # from review: their values known, meta ran a forward no device runs (the CPU: IndexError)
+    model = nn.Sequential(nn.Embedding(64, 8), nn.Linear(8, 8))
+    tokens = torch.tensor(ids)
+    with pytest.raises(IndexError):
+        model(tokens)
+    with pytest.raises(ForwardError) as meta:
+        paramscope.summary(model, input_data=tokens)
+    with pytest.raises(ForwardError) as cpu:
+        paramscope.summary(model, input_data=tokens, device="cpu")
+    bad = 64 if ids[0][-1] == 64 else -65
+    assert str(meta.value) == (f"the forward failed in '0' with inputs [1, 3]: IndexError: index out of range in "
+                               f"self: an id of {bad} for an embedding of 64 rows")  # fmt: skip
+    assert "IndexError: index out of range in self" in str(cpu.value)

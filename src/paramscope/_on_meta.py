@@ -53,7 +53,10 @@
   device runs, and meta runs none (a contiguous result); the CPU's kernels keep the channels-last layout, and later
   ops' layouts (a reshape that copies or not), so the bytes saved for backward, follow it. Here as on the CPU.
 - Matrix products and convolutions of operands in different dtypes (a float16 input to a float32 ``nn.Linear``):
-  every device refuses them, torch's meta kernels do not check; refused here too.
+  every device refuses them, torch's meta kernels do not check; refused here too. So are an embedding's ids whose
+  values are known and lie outside its table, which every device refuses (an ``IndexError``).
+- ``native_layer_norm`` of a float16 or bfloat16 input: torch's meta kernel returns float32 statistics, as CUDA's
+  does, where the CPU's are in the input's dtype; kept as a GPU's, and counted for a note.
 """
 
 from __future__ import annotations
@@ -93,6 +96,10 @@ _DEVICE: Any = torch.ops.prim.device.default
 # pack_padded_sequence's kernel: its result's length follows the lengths' values, which it reads on the cpu
 _PACK_PADDED_SEQUENCE: Any = aten._pack_padded_sequence.default
 _EMBEDDING_BAG: Any = aten._embedding_bag.default
+_EMBEDDING: Any = aten.embedding.default
+# LayerNorm: torch's meta kernel returns float32 statistics for a float16 or bfloat16 input, as CUDA's does; the
+# CPU's are in the input's dtype, and autograd saves them
+_LAYER_NORM: Any = aten.native_layer_norm.default
 # the weights the CPU kernel adds up on its fast path of mode sum (torch's meta kernel leaves bfloat16 out)
 _FAST_EMBEDDING_BAG = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -202,6 +209,17 @@ def _kernel_failure_logs(record: logging.LogRecord) -> bool:
     return not (getattr(_running, "depth", 0) and str(record.msg).startswith("failed while attempting to run meta"))
 
 
+def _check_ids(ids: Any, rows: int) -> None:
+    """The IndexError every device raises for an embedding's id outside its table, where the ids' values are known
+    (given, or made from no data): a forward on meta would otherwise run where no device runs."""
+    if isinstance(ids, torch.Tensor) and ids.numel() and not ids.is_floating_point():
+        with unset_fake_temporarily():  # the known values are a cpu tensor, read outside the fake tensors' mode
+            low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= rows:
+            raise IndexError(f"index out of range in self: an id of {low if low < 0 else high} for an embedding of "
+                             f"{rows} rows")  # fmt: skip
+
+
 def _fused_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -221,9 +239,12 @@ def _fused_attention(
     grouped = enable_gqa and key.shape[1] != query.shape[1]
     values = getattr(_running, "values", None)
     if query.dtype not in (torch.float16, torch.bfloat16) and (grouped or query.dtype != torch.float32):
-        cpu_takes = grouped and query.dtype == torch.float32 and torch.backends.cuda.flash_sdp_enabled()
-        if cpu_takes and torch.is_grad_enabled() and values is not None:  # the CPU's fused kernel (its shapes above)
-            values.grouped_float32_attention += 1
+        # the CPU's fused kernel takes them (its shapes above): it saves less
+        if torch.backends.cuda.flash_sdp_enabled() and torch.is_grad_enabled() and values is not None:
+            if query.dtype == torch.float64:
+                values.float64_attention += 1
+            elif query.dtype == torch.float32:
+                values.grouped_float32_attention += 1
         return None  # no fused GPU kernel takes float64, nor grouped heads in float32 (the module's docstring)
     if not _fused_kernel_enabled(query.dtype):
         return None  # sdpa_kernel(SDPBackend.MATH) around the forward, or in it: every device runs the math path
@@ -469,7 +490,12 @@ class _MetaKernels(TorchDispatchMode):
         if func is _LEFT_ALIGNED and _without_values(args[1]):
             # answered no, the mask's values known or not: the encoder runs its layers on the padded batch (a real
             # device's fast path packs the real tokens into a nested tensor, which the fake tensors do not take)
+            self.values.padded_encoder += 1
             return False
+        if func is _EMBEDDING and len(args) > 1:
+            _check_ids(self.values._value(args[1]), args[0].shape[0])
+        if func is _LAYER_NORM and args[0].dtype in (torch.float16, torch.bfloat16) and torch.is_grad_enabled():
+            self.values.float32_layer_norm += 1
         if func is _PACK_PADDED_SEQUENCE:
             packed = _pack_padded_sequence(self.values, *args, **kwargs)
             if packed is not None:
@@ -623,6 +649,15 @@ class _Values:
         self.mask_dropout = 0
         """Calls of dropout, for backward, that kept a boolean mask as CUDA's fused kernel does, where the CPU keeps
         its noise in the input's dtype."""
+        self.float64_attention = 0
+        """Calls of attention in float64, for backward, run on the math path as on a GPU, where the CPU's fused
+        kernel takes them and saves less."""
+        self.float32_layer_norm = 0
+        """Calls of LayerNorm of a float16 or bfloat16 input, for backward, whose statistics are float32 as on a GPU,
+        where the CPU keeps them in the input's dtype."""
+        self.padded_encoder = 0
+        """Calls of nn.TransformerEncoder's check that its padding mask leaves the padding on the right, answered
+        no: its layers ran on the padded batch, where a real device's eval fast path packs the real tokens."""
         self.given: dict[int, torch.UntypedStorage] = {}
         """The copies of the storages of the inputs given, by the key of the storage copied (see :meth:`know`)."""
         self.too_large: list[int] = []

@@ -713,7 +713,10 @@ def as_a_device_notes(result: Trace) -> list[str]:
         *([_fused_with_dropout_note(result.fused_with_dropout)] if result.fused_with_dropout else []),
         *([_batch_first_attention_note(result.batch_first_attention)] if result.batch_first_attention else []),
         *([_grouped_attention_note(result.grouped_float32_attention)] if result.grouped_float32_attention else []),
+        *([_float64_attention_note(result.float64_attention)] if result.float64_attention else []),
+        *([_layer_norm_note(result.float32_layer_norm)] if result.float32_layer_norm else []),
         *([_mask_dropout_note(result.mask_dropout)] if result.mask_dropout else []),
+        *([_padded_encoder_note(result.padded_encoder)] if result.padded_encoder else []),
         *([_finite_checks_note(result.finite_checks)] if result.finite_checks else []),
     ]
 
@@ -740,6 +743,28 @@ def _grouped_attention_note(calls: int) -> str:
             "heads), as a GPU saves them (on meta): no fused GPU kernel takes them, and the math path keeps the "
             "attention matrix; torch's CPU kernel takes them and saves less: a summary with --device cpu --mode "
             "train measures cpu's")  # fmt: skip
+
+
+def _float64_attention_note(calls: int) -> str:
+    """What the activations of attention in float64 measured on meta are: a GPU's math path's."""
+    return (f"activations of {calls} attention call(s) in float64, as a GPU saves them (on meta): no fused GPU kernel "
+            "takes float64, and the math path keeps the attention matrix; torch's CPU kernel takes it and saves "
+            "less: a summary with --device cpu --mode train measures cpu's")  # fmt: skip
+
+
+def _layer_norm_note(calls: int) -> str:
+    """What the activations of LayerNorm in half precision measured on meta are: a GPU's float32 statistics."""
+    return (f"{calls} LayerNorm call(s) of a float16 or bfloat16 input saved their mean and inverse standard deviation "
+            "in float32, as a GPU does (on meta); the CPU saves them in the input's dtype: a summary with --device cpu "
+            "--mode train measures cpu's")  # fmt: skip
+
+
+def _padded_encoder_note(calls: int) -> str:
+    """What the FLOPs of nn.TransformerEncoder given a padding mask counted on meta are: the padded batch's."""
+    return (f"nn.TransformerEncoder ran its layers on the padded batch {calls} time(s) (on meta), as in training; in "
+            "eval mode a real device's fast path packs the tokens its src_key_padding_mask keeps (padding on the "
+            "right) into a nested tensor and runs those alone, fewer FLOPs: a summary with --device cpu counts "
+            "them")  # fmt: skip
 
 
 def _mask_dropout_note(calls: int) -> str:

@@ -594,6 +594,15 @@ class Trace:
     mask_dropout: int = 0
     """On meta: the dropout calls, for backward, that kept a boolean mask as CUDA's fused kernel does, where the CPU
     keeps its noise in the input's dtype (four times the bytes in float32)."""
+    float64_attention: int = 0
+    """On meta: the attention calls in float64, for backward, run on the math path as on a GPU, where the CPU's fused
+    kernel takes them and saves less."""
+    float32_layer_norm: int = 0
+    """On meta: the LayerNorm calls of a float16 or bfloat16 input, for backward, that saved float32 statistics as on
+    a GPU, where the CPU saves them in the input's dtype."""
+    padded_encoder: int = 0
+    """On meta: the nn.TransformerEncoder calls given a padding mask that ran their layers on the padded batch, where
+    a real device's eval fast path packs the real tokens (fewer FLOPs)."""
     measured_calls: list[str] = field(default_factory=list)
     """The modules the forward that measured the activations called, in order, where it is a forward of its own (on
     meta, the train-mode one beside an eval-mode summary's): a module may run in training alone."""
@@ -1409,9 +1418,13 @@ def _run(
                 trace_result.unread_masks = sorted({*trace_result.unread_masks, *values.unread})
                 trace_result.fused_attention += values.fused_attention
                 trace_result.fused_with_dropout += values.fused_with_dropout
+                if count_flops:  # what it says is of the FLOPs counted
+                    trace_result.padded_encoder += values.padded_encoder
                 if measure_activations:  # what it says is of the bytes saved: the forward that measures them
                     trace_result.batch_first_attention += values.batch_first_attention
                     trace_result.grouped_float32_attention += values.grouped_float32_attention
+                    trace_result.float64_attention += values.float64_attention
+                    trace_result.float32_layer_norm += values.float32_layer_norm
                     trace_result.mask_dropout += values.mask_dropout
                 trace_result.finite_checks = max(trace_result.finite_checks, values.finite_reads)
             if find_trained:  # on meta, where the stand-ins are the graph's leaves
@@ -1484,6 +1497,7 @@ def trace(
         result.activations_failure = f"no train-mode forward could run ({error})"
         result.checkpoint_calls = result.selective_calls = result.selective_unread = 0  # the failed forward's
         result.batch_first_attention = result.grouped_float32_attention = result.mask_dropout = 0
+        result.float64_attention = result.float32_layer_norm = 0
     else:
         result.activations_device = "meta"
     return result
