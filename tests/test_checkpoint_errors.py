@@ -731,6 +731,68 @@ def zip_with_bytes_by_the_hex_codec(tmp: Path) -> Case:
     return Case(["inspect", str(path)], _costly(path, made))
 
 
+def zip_with_a_global_of_a_long_name(tmp: Path) -> Case:
+    # from review: torch.load searched its message quoting the name with a pattern quadratic in its length (a 66 KB
+    # file of a 64 MiB name: years)
+    path = zip_with_data_pkl(tmp, b"\x80\x02c" + b"a" * 100_000 + b"\nb\n.")
+    return Case(
+        ["inspect", str(path)], _costly(path, "a global named by 100,002 characters, more than torch.save writes")
+    )
+
+
+def plain_pickle_of_a_global_of_a_long_name(tmp: Path) -> Case:
+    # the same in a file of neither format, which torch.load reads as a legacy file's first pickle
+    path = tmp / "model.pt"
+    path.write_bytes(b"\x80\x02c" + b"a" * 100_000 + b"\nb\n.")
+    return Case(
+        ["inspect", str(path)], _costly(path, "a global named by 100,002 characters, more than torch.save writes")
+    )
+
+
+def zip_with_a_stack_global_of_a_long_name(tmp: Path) -> Case:
+    name = b"a" * 5000
+    pickled = b"\x80\x04\x8c\x01m" + b"X" + len(name).to_bytes(4, "little") + name + b"\x93."
+    path = zip_with_data_pkl(tmp, pickled)
+    return Case(["inspect", str(path)], _costly(path, "a global named by a string of more than 1,024 characters"))
+
+
+def zip_with_a_byteorder_record_of_8_kib(tmp: Path) -> Case:
+    # from review: torch quotes the record in its error (a 512 MiB one, deflated to 500 KB: a 512 MiB "one line")
+    saved = saved_pt(tmp / "saved.pt")
+    path = tmp / "model.pt"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            target.writestr(
+                entry.filename, b"l" * 8192 if entry.filename.endswith("/byteorder") else source.read(entry)
+            )
+    record = next(name for name in zipfile.ZipFile(path).namelist() if name.endswith("/byteorder"))
+    return Case(
+        ["inspect", str(path)],
+        f"{path}: its record {record} is 8.00 KiB unpacked, where torch.save writes a "
+        "few bytes: not written by torch.save",
+    )
+
+
+class OfASizePastInt64:
+    """Pickles as a tensor of one storage element whose size is 2**70, past what torch's sizes hold."""
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        storage = torch.zeros(1).untyped_storage()
+        return torch._utils._rebuild_tensor_v2, (storage, 0, (2**70,), (1,), False, collections.OrderedDict())
+
+
+def zip_with_a_size_past_int64(tmp: Path) -> Case:
+    # from review: the message carried torch's C++ backtrace (library paths, addresses) after its reason
+    path = tmp / "model.pt"
+    torch.save({"w": OfASizePastInt64()}, path)
+    # torch's text, up to its backtrace (which comes before the closing quote)
+    reason = (
+        "TypeError: set_(): argument 'size' failed to unpack the object at pos 1 with error \"Overflow when "
+        "unpacking long long"
+    )
+    return Case(["inspect", str(path)], not_a_pickle(path, reason))
+
+
 class ConvertedOnLoad:
     """Pickles as a tensor of a device without storage (torch.save's call for XLA's), but of another dtype than its
     data, a view of one element as 2^28: torch.load converts each element it views (2 GiB from a 500-byte file).
@@ -1414,6 +1476,8 @@ CASES: list[Callable[[Path], Case]] = [
     zip_with_a_key_nested_1200_tuples_deep, zip_with_a_key_of_2_to_the_100_items, zip_with_a_bytearray_of_a_gib,
     legacy_pt_whose_protocol_version_is_a_tuple_of_2_to_the_30_items, zip_without_a_version_record,
     zip_with_a_bytearray_made_through_another_function, zip_with_bytes_by_the_hex_codec,
+    zip_with_a_global_of_a_long_name, plain_pickle_of_a_global_of_a_long_name, zip_with_a_stack_global_of_a_long_name,
+    zip_with_a_byteorder_record_of_8_kib, zip_with_a_size_past_int64,
     zip_with_a_tensor_converted_on_load, legacy_with_a_tensor_converted_on_load,
     zip_with_a_tensor_converted_on_load_through_another_function, zip_with_the_device_call_handed_on,
     zip_with_a_decoy_pickle_before_a_deep_one, zip_with_a_deep_key_after_9_mib_of_text_compressed,
@@ -2385,3 +2449,34 @@ def test_a_symlink_to_a_checkpoint_is_read(tmp_path: Path, name: str) -> None:
     (tmp_path / "snapshot" / name).symlink_to(real)
     if name != "weights.xyz":  # a directory is read by its files' suffixes
         assert paramscope.inspect(str(tmp_path / "snapshot")).totals.params == 9
+
+
+def test_an_error_quoting_a_long_name_is_one_line_of_bounded_length(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # from review: a 90 MB tensor name in an error made a 90 MB "one line"; the API keeps the whole message
+    name = "layers." + "9" * 100_000 + ".weight"
+    path = safetensors_file(
+        tmp_path / "model.safetensors", {name: {"dtype": "F7", "shape": [2], "data_offsets": [0, 8]}}
+    )
+    code, out, err = run(capsys, "inspect", str(path))
+    with pytest.raises(paramscope.SourceError) as raised:
+        paramscope.inspect(str(path))
+    whole = f"paramscope: error: {raised.value}"
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert len(err.rstrip("\n")) == len("paramscope: error: ") + 2000
+    head, _, tail = err.rstrip("\n").partition("…")
+    assert whole.startswith(head)
+    assert whole.endswith(tail)
+    assert tail.endswith("has unknown dtype 'F7'")
+
+
+def test_running_out_of_memory_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # what no source knew to refuse first: a line, not a traceback
+    def asks_too_much(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(paramscope.cli, "_run_inspect", asks_too_much)
+    assert_error(run(capsys, "inspect", "paramscope.examples:resnet18"),
+                 "out of memory: the input asks for more than this machine can hold")  # fmt: skip

@@ -168,6 +168,19 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_ERROR)
 
 
+# The most of an error's text shown: one line on a screen or in a CI log, whatever a file quotes into it (a tensor name
+# of 90 MB in a safetensors header)
+_MAX_ERROR_TEXT = 2000
+
+
+def _error_text(error: BaseException) -> str:
+    """An error's message as the command line shows it: its control characters escaped, shortened to
+    :data:`_MAX_ERROR_TEXT` characters (its start and its end)."""
+    from ._units import shortened
+
+    return printable(shortened(str(error), _MAX_ERROR_TEXT))
+
+
 def _complain(line: str) -> None:
     """``line`` on stderr, when there is one: started with it closed (``2>&-``), or with one that cannot be written
     (a pipe whose reader has gone, a descriptor open for reading), the exit code still tells."""
@@ -1025,14 +1038,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
     except BudgetExceededError as error:
-        _complain(f"paramscope: budget exceeded: {printable(str(error))}")
+        _complain(f"paramscope: budget exceeded: {_error_text(error)}")
         return EXIT_BUDGET
     except ParamscopeError as error:
-        _complain(f"paramscope: error: {printable(str(error))}")
+        _complain(f"paramscope: error: {_error_text(error)}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         _complain("paramscope: interrupted")
         return 130
+    except MemoryError:
+        # an input that asks for more memory than the machine has, where no source knew it to refuse it first
+        _complain("paramscope: error: out of memory: the input asks for more than this machine can hold")
+        return EXIT_ERROR
     except BrokenPipeError:
         # The reader went away (`paramscope formula ... | head`): not an error worth a traceback.
         _discard_stdout()

@@ -34,6 +34,10 @@ from typing import IO, NamedTuple
 
 MAX_TUPLE_DEPTH = 100
 """The deepest tuple a pickle may build: torch.save's are a handful deep (shapes, strides, storage ids)."""
+MAX_GLOBAL_NAME = 1024
+"""The longest module or name a global may have: torch.save's are under a hundred characters, and torch.load quotes a
+refused one in a message it then searches with a pattern whose time grows with the square of its length (a name of
+10^5 characters: over a minute)."""
 MAX_TUPLE_ITEMS = 10_000_000
 """The most items a tuple may hold, unfolded (each item as many times as it appears, inside its items too): far more
 than torch.save writes (a tuple of 150,000 numbers in hyperparameters, which torch.load reads in a quarter of a
@@ -59,7 +63,9 @@ _STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "
 # What the walk does for each opcode: memo put, memo get, mark, dup, or an op that takes objects (how many before the
 # mark, if it takes one, and how many else) and makes one or none, of a kind that matters here or another
 _PUT, _MEMOIZE, _GET, _MARK, _DUP, _TAKES = range(6)
-_OTHER, _TUPLE, _INT, _GLOBAL, _REDUCE, _STRING, _PERSISTENT, _STORAGE, _TENSOR = range(9)
+_OTHER, _TUPLE, _INT, _GLOBAL, _REDUCE, _STRING, _PERSISTENT, _STORAGE, _TENSOR, _STACK_GLOBAL = range(10)
+_LONG = object()
+"""The value kept of a string longer than :data:`MAX_GLOBAL_NAME`: too long to name a global (STACK_GLOBAL's)."""
 _KEPT_ITEMS = 8
 """A tuple of up to this many items keeps them: a call's arguments (``_rebuild_tensor_v3`` takes 8), a storage's
 persistent id (5, or 6 in the legacy format)."""
@@ -73,7 +79,8 @@ def _plan(opcode: pickletools.OpcodeInfo) -> tuple[int, int, int, bool, int]:
     marked = before.index(pickletools.markobject) if pickletools.markobject in before else -1
     kind = (_TUPLE if name in _TUPLES else _INT if name in _INTS else _GLOBAL if name == "GLOBAL"
             else _REDUCE if name == "REDUCE" else _STRING if name in _STRINGS
-            else _PERSISTENT if name == "BINPERSID" else _OTHER)  # fmt: skip
+            else _PERSISTENT if name == "BINPERSID" else _STACK_GLOBAL if name == "STACK_GLOBAL"
+            else _OTHER)  # fmt: skip
     return action, marked, len(before), bool(opcode.stack_after), kind
 
 
@@ -131,7 +138,7 @@ def check_pickle(data: bytes | IO[bytes]) -> PickledStorages:
                     start = at - marked
                 if start < 0:
                     return PickledStorages(storages, unread)  # the stack runs out: the unpickler refuses it
-                popped = stack[at:] if kind in (_TUPLE, _REDUCE, _PERSISTENT) else None
+                popped = stack[at:] if kind in (_TUPLE, _REDUCE, _PERSISTENT, _STACK_GLOBAL) else None
                 del stack[start:]
                 if not makes:
                     continue
@@ -149,8 +156,14 @@ def check_pickle(data: bytes | IO[bytes]) -> PickledStorages:
                     else:
                         storages.setdefault(*claimed)
                 elif kind == _STRING:  # its text kept where it may name a codec
-                    stack.append((kind, 0, 0, arg if isinstance(arg, str) and len(arg) <= 16 else None))
+                    stack.append((kind, 0, 0, _string_kept(arg)))
+                elif kind == _STACK_GLOBAL:  # a global named by the two strings before it
+                    if any(item[3] is _LONG for item in popped):  # type: ignore[union-attr]
+                        raise CostlyPickle(f"a global named by a string of more than {MAX_GLOBAL_NAME:,} characters")
+                    stack.append(_ANY)
                 else:  # an int, a global
+                    if kind == _GLOBAL and isinstance(arg, str) and len(arg) > 2 * MAX_GLOBAL_NAME + 1:
+                        raise CostlyPickle(f"a global named by {len(arg):,} characters, more than torch.save writes")
                     stack.append((kind, 0, 0, arg))
             elif action == _PUT:
                 memo[arg] = stack[-1]
@@ -165,6 +178,16 @@ def check_pickle(data: bytes | IO[bytes]) -> PickledStorages:
     except (ValueError, IndexError, KeyError):  # what genops and the walk meet in bytes no pickle machine runs
         pass
     return PickledStorages(storages, unread)
+
+
+def _string_kept(arg: object) -> object:
+    """What the walk keeps of a string: its text where it may name a codec (16 characters at most), :data:`_LONG`
+    where it is too long to name a global, else nothing."""
+    if not isinstance(arg, (str, bytes)):
+        return None
+    if len(arg) > MAX_GLOBAL_NAME:
+        return _LONG
+    return arg if isinstance(arg, str) and len(arg) <= 16 else None
 
 
 # Runs of one opcode of a number with an argument of fixed size (a float, an int of 1, 2 or 4 bytes), by the

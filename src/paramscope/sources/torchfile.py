@@ -102,6 +102,11 @@ _LEGACY_LOADER = "_legacy_load"
 # torch reads an archive's pickle and small records (byteorder, version) into memory, decompressing them where the
 # archive compressed them (torch.save does not): a few MB of zeros can claim gigabytes. Storages are mapped, not read.
 _MAX_RECORD_BYTES = 2**30
+# The records of a few bytes torch reads besides the pickle (an order of bytes, versions, an alignment, an id), and
+# quotes in its errors: a record of them of more than this is no torch.save's
+_SMALL_RECORDS = frozenset({"byteorder", "version", ".data/version", ".format_version", ".storage_alignment",
+                            ".data/serialization_id"})  # fmt: skip
+_MAX_SMALL_RECORD = 4096
 # A zip record's local header: signature, versions, flags, method, time, date, CRC, sizes, then the lengths of the
 # name and the extra field that come before the record's bytes.
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
@@ -136,9 +141,21 @@ def _unpickler_message(error: Exception) -> str:
     return _one_line(reason) or type(error).__name__
 
 
+# torch's C++ errors end with a backtrace of its frames (library paths, addresses), after these words
+_BACKTRACE = " Exception raised from "
+# the most of an error's text kept: torch quotes a file's bytes in some (a byteorder record of 512 MiB)
+_MAX_REASON = 1000
+
+
 def _one_line(text: str) -> str:
-    """``text`` with its whitespace collapsed and control characters escaped: it may quote bytes of the file."""
-    return printable(" ".join(text.split()))
+    """``text`` with its whitespace collapsed and control characters escaped, without a C++ backtrace, and shortened
+    to :data:`_MAX_REASON` characters: it may quote bytes of the file.
+
+    >>> _one_line("Overflow when unpacking long\\nException raised from THPUtils_unpackLong at x.h:79 (frame #0: …")
+    'Overflow when unpacking long'
+    """
+    text = " ".join(text[: 4 * _MAX_REASON].split())
+    return printable(shortened(text.split(_BACKTRACE.strip(), 1)[0].strip(), _MAX_REASON))
 
 
 def _torch_load(path: Path) -> tuple[Any, _Contents | None]:
@@ -174,6 +191,8 @@ def _load_file(path: Path) -> tuple[Any, _Contents | None]:
     if _is_legacy_file(path):  # torch.load would read its storages into memory
         with _quietly():
             return load_legacy(path), None
+    with path.open("rb") as handle:  # its first pickle, which torch.load reads as a legacy file's magic number
+        check_pickle(handle)
     return _load_quietly(path), None  # in neither format: torch.load's error says what it is not
 
 
@@ -210,6 +229,11 @@ def _checked_entries(path: Path, archive: zipfile.ZipFile) -> list[zipfile.ZipIn
             raise SourceError(
                 f"{path}: its record {printable(entry.filename)} is {format_bytes(entry.file_size)} unpacked, more "
                 f"than the {format_bytes(_MAX_RECORD_BYTES)} paramscope reads into memory"
+            )
+        if entry.filename.partition("/")[2] in _SMALL_RECORDS and entry.file_size > _MAX_SMALL_RECORD:
+            raise SourceError(
+                f"{path}: its record {printable(shortened(entry.filename))} is {format_bytes(entry.file_size)} "
+                f"unpacked, where torch.save writes a few bytes: not written by torch.save"
             )
     # the one torch reads: the data.pkl in the folder of the archive's first entry (others it never opens)
     read = f"{entries[0].filename.partition('/')[0]}/data.pkl"
