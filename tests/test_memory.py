@@ -5123,7 +5123,7 @@ def test_kv_cache_of_a_speaking_model_is_its_thinkers_and_a_note_gives_its_talke
     plan = plan_of(str(tmp_path / "config.json"), batch=2, seq=5)
     assert plan.item("KV cache").total_bytes == truth == 2 * 3 * 2 * 16 * 5 * 2 * 4
     per_token = 2 * 2 * 1 * 12 * 1 * 2 * 4  # the talker's: 2 × layers × kv heads × head_dim × 1 token × batch × 4 B
-    predictor = " (and its code predictor one over each code's groups)" if model_type == "qwen3_omni_moe" else ""
+    predictor = " (and its code predictor another, over each code's groups)" if model_type == "qwen3_omni_moe" else ""
     assert (
         "the KV cache item is the thinker's, which writes the text; speaking, the talker keeps a KV cache of its own "
         f"over the audio codes it writes{predictor}, not included: 2 × 2 layers × 1 kv heads × 12 × 1 tokens × 2 × "

@@ -1568,8 +1568,8 @@ def _image_cache(config: Mapping[str, Any], batch: int, kv_dtype: str) -> str | 
         return None
     fields, layers, heads, hidden = shape
     image, patch, tiles = (size_of(vision.get(key)) for key in ("image_size", "patch_size", "max_num_tiles"))
-    count = len({index for index in crossing if size_of(index + 1 if isinstance(index, int) else None) and
-                 index < layers})  # fmt: skip
+    count = len({index for index in crossing if isinstance(index, int) and not isinstance(index, bool) and
+                 0 <= index < layers})  # fmt: skip
     if image is None or patch is None or tiles is None or not count:
         return None
     kv_heads, _ = _kv_heads(fields, heads)
@@ -1596,7 +1596,9 @@ def _talker_cache(config: Mapping[str, Any], batch: int, kv_dtype: str) -> str |
         return ("the KV cache item is the thinker's, which writes the text; speaking, the talker keeps a KV cache of "
                 "its own over the audio codes it writes, which its config does not size: not included")  # fmt: skip
     size, formula, _ = cache
-    predictor = " (and its code predictor one over each code's groups)" if "code_predictor_config" in talker else ""
+    predictor = (
+        " (and its code predictor another, over each code's groups)" if "code_predictor_config" in talker else ""
+    )
     return (f"the KV cache item is the thinker's, which writes the text; speaking, the talker keeps a KV cache of "
             f"its own over the audio codes it writes{predictor}, not included: {formula} = {format_count(size)} B "
             "per code token")  # fmt: skip
