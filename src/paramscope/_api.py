@@ -432,7 +432,7 @@ def diff(
 def _wrapper_notes(models: Sequence[nn.Module | None], a: Report, b: Report) -> list[str]:
     """A note for a side that is a model inside wrappers that keep their prefix in its state dict (DataParallel,
     torch.compile), compared with a checkpoint whose names lack it: the diff compares the model they wrap, whose
-    ``load_state_dict`` takes such a checkpoint, and the wrapper's own would report every key missing."""
+    ``load_state_dict`` takes such a checkpoint, where the wrapper's own would find each key unexpected."""
     from ._diff import is_checkpoint
     from .sources.module import state_dict_prefix
 
@@ -453,15 +453,14 @@ def _wrapper_notes(models: Sequence[nn.Module | None], a: Report, b: Report) -> 
 def _llama_cpp_names_notes(found: Diff) -> list[str]:
     """A note when a GGUF file's tensors, named as llama.cpp names them, match none of the other side's (a model's,
     or a checkpoint in transformers' names): every tensor is on one side only."""
-    sides = [(label, report) for label, report in (("A", found.a), ("B", found.b)) if report.source.kind == "gguf"]
-    if len(sides) != 1 or not found.only_in_a or not found.only_in_b:
+    files = [label for label, report in (("A", found.a), ("B", found.b)) if report.source.kind == "gguf"]
+    if len(files) != 1 or not found.only_in_a or not found.only_in_b:
         return []
     matched = {name for record in found.a.tensors for name in (record.name, *record.aliases)} & {
         name for record in found.b.tensors for name in (record.name, *record.aliases)}  # fmt: skip
     if matched:
         return []
-    label, _ = sides[0]
-    return [f"{label} is a GGUF file, which names its tensors as llama.cpp does (token_embd.weight, "
+    return [f"{files[0]} is a GGUF file, which names its tensors as llama.cpp does (token_embd.weight, "
             "blk.0.attn_q.weight): no name matches the other side's, so every tensor is on one side only; compare "
             "with the safetensors it was converted from"]  # fmt: skip
 

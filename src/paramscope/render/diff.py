@@ -216,7 +216,8 @@ def _below_depth(diff: Diff, depth: int, everything: bool) -> list[str]:
     ]
     if not hidden:
         return []
-    deepest = max(delta.depth for delta in diff.modules if delta.path in set(hidden))
+    named = set(hidden)
+    deepest = max(delta.depth for delta in diff.modules if delta.path in named)
     return [f"{format_count(len(hidden))} module(s) below depth {depth} are of another class or on one side only, "
             f"which changes no figure above them: {listed(hidden)} (--depth {deepest} shows them)"]  # fmt: skip
 

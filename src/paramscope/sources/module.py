@@ -91,40 +91,39 @@ WRAPPERS: list[Wrapper] = [
 ]
 
 
+def _run_inside(model: nn.Module) -> Iterator[tuple[Wrapper, nn.Module]]:
+    """The wrappers around ``model`` that run the model they wrap (torch.compile's OptimizedModule,
+    DataParallel/DistributedDataParallel), outermost first, each with that model."""
+    while True:
+        wrapper = _class_info(model).wrapper
+        if wrapper is None or wrapper is FSDP1 or wrapper.inner == "_checkpoint_wrapped_module":
+            return
+        inner = model._modules.get(wrapper.inner)
+        if inner is None:
+            return
+        yield wrapper, inner
+        model = inner
+
+
 def forward_module(model: nn.Module) -> nn.Module:
     """The module whose forward to run and trace: inside torch.compile's OptimizedModule (run eagerly: compiling
     on meta is not the point, and its rows would read ``_orig_mod.``) and DataParallel/DistributedDataParallel
     (which scatter across devices), the model they wrap; the report's names are the wrapped model's too."""
-    while True:
-        info = _class_info(model)
-        if info.wrapper is None or info.wrapper is FSDP1 or info.wrapper.inner == "_checkpoint_wrapped_module":
-            return model
-        inner = model._modules.get(info.wrapper.inner)
-        if inner is None:
-            return model
-        model = inner
+    inside = [inner for _, inner in _run_inside(model)]
+    return inside[-1] if inside else model
 
 
 def state_dict_prefix(model: nn.Module) -> tuple[str, tuple[str, ...]]:
-    """The prefix the outermost wrappers that keep theirs give every name of ``model.state_dict()``, which their
-    ``load_state_dict`` expects (torch.compile's ``_orig_mod.``, DataParallel's ``module.``), and their labels; the
-    report names the model they wrap (a checkpoint wrapper's and FSDP1's state dict hooks take theirs off).
+    """The prefix the wrappers around ``model`` (see :func:`forward_module`) give every name of its state dict,
+    which their ``load_state_dict`` expects (torch.compile's ``_orig_mod.``, DataParallel's ``module.``), and their
+    labels; the report names the model they wrap.
 
     >>> from torch import nn
     >>> state_dict_prefix(nn.DataParallel(nn.Linear(2, 2))), state_dict_prefix(nn.Linear(2, 2))
     (('module.', ('DataParallel',)), ('', ()))
     """
-    prefix, labels = "", []
-    while True:
-        wrapper = _class_info(model).wrapper
-        if wrapper is None or wrapper is FSDP1 or wrapper.inner == "_checkpoint_wrapped_module":
-            break
-        inner = model._modules.get(wrapper.inner)
-        if inner is None or not _only_wraps(model, wrapper):
-            break
-        prefix, model = f"{prefix}{wrapper.inner}.", inner
-        labels.append(wrapper.label)
-    return prefix, tuple(labels)
+    wrappers = [wrapper for wrapper, _ in _run_inside(model)]
+    return "".join(f"{wrapper.inner}." for wrapper in wrappers), tuple(wrapper.label for wrapper in wrappers)
 
 
 def reported_paths(named_modules: Iterable[tuple[str, nn.Module]]) -> dict[str, str]:
