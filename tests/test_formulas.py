@@ -1358,6 +1358,8 @@ def test_arguments_the_count_ignores_are_refused_where_torch_refuses_them(
         ("Conv2d", nn.Conv2d, {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": "same"}),
         ("Conv2d", nn.Conv2d, {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": "same",
                                "stride": (1, 1), "dilation": 2}),
+        ("Conv2d", nn.Conv2d, {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": "same",
+                               "stride": [1, 1]}),
         ("Conv1d", nn.Conv1d, {"in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": "valid",
                                "stride": 2, "padding_mode": "circular"}),
         ("Embedding", nn.Embedding, {"num_embeddings": 10, "embedding_dim": 4, "padding_idx": -10}),

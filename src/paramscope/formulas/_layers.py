@@ -89,7 +89,9 @@ def _validate_conv(layer: str, given: Mapping[str, Any]) -> None:
     if isinstance(padding, str):
         _one_of(layer, "padding", padding, _PADDING_STRINGS)
         stride = given.get("stride", 1)
-        if padding == "same" and any(step != 1 for step in (stride if isinstance(stride, tuple) else (stride,))):
+        if padding == "same" and any(
+            step != 1 for step in (stride if isinstance(stride, (tuple, list)) else (stride,))
+        ):
             raise FormulaError(
                 f"{layer}: padding='same' is refused by torch for strided convolutions (stride={stride!r})"
             )
