@@ -26,7 +26,7 @@ import paramscope
 from paramscope._errors import printable
 from paramscope._report import Report, Source, TensorRecord
 from paramscope._tree import tree_from_names
-from paramscope._units import format_bytes, format_count
+from paramscope._units import format_bytes, format_count, format_share, humanize_count
 from paramscope.cli import main
 from paramscope.render import FORMATS, View, render
 from paramscope.render.html import MAX_TABLE_ROWS, render_html, treemap_data
@@ -439,7 +439,7 @@ def test_browser_totals_treemap_zoom_and_tooltip(open_report: Any, tmp_path: Pat
     assert "fc" in text
     assert "Linear" in text
     assert "513,000" in text
-    assert "4.39 % of the model" in text
+    assert f"{format_share(513_000, totals.params)} of the model" in text  # as the tables write shares
     assert "1.96 MiB" in text
 
     # a click zooms into the module: its children, sized within it
@@ -706,3 +706,32 @@ def test_browser_100k_tensors_groups_small_modules(open_report: Any) -> None:
     _assert_proportional(cells, value)
     page.click(".ps-up")
     assert page.text_content(".ps-crumbs .ps-here") == "blocks"
+
+
+class HalvesAndRollOver(nn.Module):
+    """Figures the page's script and the tables round alike only if it rounds as Python does: 3,200 B is exactly
+    3.125 KiB (half to even: 3.12), 999,999 parameters are 1.00M (not 1000.00K), 800 of 1,000,799 are 0.1 % (not
+    0.080 %)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(799, 1)
+        self.b = nn.Linear(1000, 999)
+
+
+@in_browser
+def test_browser_figures_are_written_as_the_tables_write_them(open_report: Any) -> None:
+    # from review: the tooltip said 3.13 KiB where the table said 3.12, the label 1000.00K where the tables say 1.00M
+    report = paramscope.inspect(HalvesAndRollOver())
+    page = open_report(report, "halves")
+    for path in ("a", "b"):
+        node = report.module(path)
+        page.hover(f'.ps-cell[data-path="{path}"]')
+        text = page.locator(".ps-tip").text_content()
+        assert f"({humanize_count(node.params)})" in text
+        assert format_bytes(node.param_bytes) in text
+        assert f"{format_share(node.params, report.totals.params)} of the model" in text
+        page.mouse.move(1, 1)
+    assert humanize_count(999_999) == "1.00M"
+    assert format_bytes(3200) == "3.12 KiB"
+    assert format_share(800, 1_000_799) == "0.1 %"

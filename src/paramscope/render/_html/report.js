@@ -283,27 +283,38 @@
 
   // ---- formatting -----------------------------------------------------------------------------------------------
   function fmtCount(n) { return n.toLocaleString("en-US"); }
+  // as the tables beside the drawing write them (paramscope._units): two decimals rounded half to even, as Python's
+  // format does an exact half (3.125 KiB is 3.12 KiB), and the next unit up where the value would round to the base
+  function rounded(x, digits) {
+    var scale = Math.pow(10, digits), times = Math.abs(x) * scale, whole = Math.floor(times);
+    var nearest = times - whole === 0.5 ? whole + (whole % 2) : Math.round(times);
+    return (x < 0 && nearest ? "-" : "") + (nearest / scale).toFixed(digits);
+  }
+  function inUnit(n, steps, base) {
+    if (Math.abs(n) < base) return null;
+    for (var power = 1; power < steps.length; power++) {
+      var value = n / Math.pow(base, power);
+      if (Number(rounded(Math.abs(value), 2)) < base || power === steps.length - 1) return [value, steps[power]];
+    }
+    return null;
+  }
   function humanCount(n) {
-    var steps = [["T", 1e12], ["B", 1e9], ["M", 1e6], ["K", 1e3]];
-    for (var j = 0; j < steps.length; j++) if (Math.abs(n) >= steps[j][1]) return (n / steps[j][1]).toFixed(2) + steps[j][0];
-    return String(n);
+    var found = inUnit(n, ["", "K", "M", "B", "T"], 1000);
+    return found ? rounded(found[0], 2) + found[1] : String(n);
   }
   function fmtBytes(n) {
     var si = data.units === "si";
-    var steps = si ? ["B", "kB", "MB", "GB", "TB", "PB"] : ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    var base = si ? 1000 : 1024;
-    if (Math.abs(n) < base) return n + " B";
-    var value = n;
-    for (var j = 1; j < steps.length; j++) {
-      value /= base;
-      if (Math.round(Math.abs(value) * 100) / 100 < base || j === steps.length - 1) return value.toFixed(2) + " " + steps[j];
-    }
-    return n + " B";
+    var found = inUnit(n, si ? ["B", "kB", "MB", "GB", "TB", "PB"] : ["B", "KiB", "MiB", "GiB", "TiB", "PiB"],
+                       si ? 1000 : 1024);
+    return found ? rounded(found[0], 2) + " " + found[1] : n + " B";
   }
-  function percent(part, whole) {
+  function percent(part, whole) { // format_share's: one decimal, and a part that is not nothing, or not all, says so
     if (!whole) return "—";
-    var p = (100 * part) / whole;
-    return (p >= 10 ? p.toFixed(1) : p >= 0.1 ? p.toFixed(2) : p > 0 ? p.toPrecision(2) : "0") + " %";
+    var share = rounded((100 * part) / whole, 1);
+    var shown = share.replace(/^(-?\d+)/, function (digits) { return Number(digits).toLocaleString("en-US"); });
+    if (share === "0.0" && part) return "< 0.1 %";
+    if (share === "100.0" && part !== whole) return part < whole ? "> 99.9 %" : "> 100.0 %";
+    return shown + " %";
   }
   function fits(text, room) {
     var chars = Math.floor(room / 6.4);
