@@ -5129,3 +5129,20 @@ def test_kv_cache_of_a_speaking_model_is_its_thinkers_and_a_note_gives_its_talke
         f"over the audio codes it writes{predictor}, not included: 2 × 2 layers × 1 kv heads × 12 × 1 tokens × 2 × "
         f"4 B = {per_token} B per code token"
     ) in plan.notes
+
+
+def test_cli_csv_says_which_items_are_lower_bounds(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # from review: the table shows "≥" on the items made from tensors of unknown size; the CSV's rows read as exact
+    path = tmp_path / "lazy_model.py"
+    path.write_text("from torch import nn\n\ndef build():\n"
+                    "    return nn.Sequential(nn.Linear(4, 8), nn.LazyLinear(3), nn.BatchNorm1d(3))\n")  # fmt: skip
+    code, out, _ = run(capsys, "memory", f"{path}:build", "-q", "--format", "csv")
+    assert code == 0
+    rows = {row["name"]: row for row in csv.DictReader(io.StringIO(out))}
+    known = sum(p.numel() for layer in (nn.Linear(4, 8), nn.BatchNorm1d(3)) for p in layer.parameters())
+    assert int(rows["weights"]["per_device_bytes"]) == 4 * known
+    assert rows["weights"]["formula"] == (f"{known} parameters in their dtypes (float32); a lower bound (see the "
+                                          "notes)")  # fmt: skip
+    assert rows["buffers"]["formula"].endswith("; a lower bound (see the notes)")
+    code, table, _ = run(capsys, "memory", f"{path}:build", "-q")
+    assert re.search(r"^  weights +exact +≥ 184 B ", table, re.MULTILINE)

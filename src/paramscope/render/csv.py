@@ -8,6 +8,7 @@ import csv
 import io
 from collections.abc import Iterable
 
+from .._memory import made_from_tensors
 from .._report import CallRecord, Report
 from ._escape import encodable
 from ._layout import View, fits_verdict, memory_totals
@@ -61,7 +62,10 @@ def render_csv(report: Report, view: View | None = None) -> str:
     if report.memory is not None:
         writer.writerow(MEMORY_COLUMNS)
         for item in report.memory.items:
-            writer.writerow([_cell(column, getattr(item, column)) for column in MEMORY_COLUMNS])
+            row = [_cell(column, getattr(item, column)) for column in MEMORY_COLUMNS]
+            if not report.totals.complete and made_from_tensors(item):  # the table's "≥", in the words below
+                row[-1] = f"{row[-1]}; a lower bound (see the notes)"
+            writer.writerow(row)
         plan = report.memory
         for name, size, formula, complete in memory_totals(plan, report.totals.complete):  # the others' "≥"
             writer.writerow([name, "", size, "", "", formula + ("" if complete else "; a lower bound (see the notes)")])
