@@ -2423,3 +2423,18 @@ def test_stderr_that_cannot_be_written_keeps_the_exit_code(
         os.close(stderr)
     assert result.returncode == code
     assert result.stdout.startswith(f"{checkpoint} (safetensors)") if code == 3 else result.stdout == ""
+
+
+def test_output_over_the_second_models_file_names_that_model(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # from review: B's file was found among the modules A's code had imported by then, and A was named
+    monkeypatch.chdir(tmp_path)
+    for name in ("first.py", "second.py"):
+        (tmp_path / name).write_text("from torch import nn\n\ndef build():\n    return nn.Linear(4, 2)\n")
+    before = (tmp_path / "second.py").read_bytes()
+    assert_error(
+        run(capsys, "diff", "first.py:build", "second.py:build", "--output", "second.py"),
+        "--output second.py: the report would replace a file second.py:build is read from; write it to another file",
+    )
+    assert (tmp_path / "second.py").read_bytes() == before

@@ -644,31 +644,31 @@ def _write_through(path: Path, text: str) -> None:
 _CHECKPOINT_SUFFIXES = (".safetensors", ".index.json", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
 
 
-def _files_read(target: str) -> list[Path]:
-    """The files ``target`` is read from: model code's own file and the modules it imported (every module imported
-    by then), a checkpoint or config itself (with the other parts of a split GGUF model) and the config.json beside
-    it (a summary builds the model from it, --check compares with it), and in a directory or beside a sharded
-    checkpoint's index its config.json and checkpoints."""
+def _files_read(target: str) -> tuple[list[Path], list[Path]]:
+    """The files ``target`` is read from, its own and the others: model code's file, and the modules it imported
+    (every module imported by then: which target imported one is not known); a checkpoint or config itself (with the
+    other parts of a split GGUF model) and the config.json beside it (a summary builds the model from it, --check
+    compares with it), and in a directory or beside a sharded checkpoint's index its config.json and checkpoints."""
     from .sources.gguf import split_parts
     from .sources.target import is_code_target
 
     if target.startswith("hf:"):
-        return []
+        return [], []
     if is_code_target(target) and not Path(target).exists():
         from .sources.code import neighbour_modules
 
-        # the file, and every module imported so far: the model's code imports its neighbours (and a package's), and
-        # those of a file in another folder may have been set aside for a second file's own
+        # every module imported so far: the model's code imports its neighbours (and a package's), and those of a
+        # file in another folder may have been set aside for a second file's own
         location = target.rpartition(":")[0]
         imported = [Path(file) for module in [*sys.modules.values(), *neighbour_modules()]
                     if isinstance(file := getattr(module, "__file__", None), str)]  # fmt: skip
-        return [Path(location), *imported] if location.endswith(".py") else imported
+        return [Path(location)] if location.endswith(".py") else [], imported
     path = Path(target)
     directory = path if path.is_dir() else path.parent
     read = [directory / "config.json"] + ([] if path.is_dir() else [path, *split_parts(path)[0]])
     if path.is_dir() or path.name.endswith(".index.json"):
         read += [item for item in directory.iterdir() if item.name.endswith(_CHECKPOINT_SUFFIXES)]
-    return read
+    return read, []
 
 
 def _refuse_output_over_input(output: str, targets: list[str]) -> None:
@@ -679,12 +679,18 @@ def _refuse_output_over_input(output: str, targets: list[str]) -> None:
         return  # no such file yet (or none to look at: writing to it fails with a message of its own)
     if not stat.S_ISREG(written.st_mode):
         return
+    own: list[tuple[str, list[Path]]] = []
+    imported: list[tuple[str, list[Path]]] = []
     for target in targets:
         try:
-            read = _files_read(target)
+            files, modules = _files_read(target)
         except OSError:  # a directory that cannot be listed: the target's own error says so
             continue
-        for item in read:  # model code: every module imported, a stat each
+        own.append((target, files))
+        imported.append((target, modules))
+    # each target's own files first: a module imported for one model code target is among another's imports too
+    for target, files in [*own, *imported]:
+        for item in files:  # model code: every module imported, a stat each
             try:
                 same = os.path.samestat(os.stat(item), written)
             except OSError:
