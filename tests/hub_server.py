@@ -88,6 +88,9 @@ class Repo:
     ranges: bool = True
     """When false, ``Range`` is ignored, as some servers and proxies do: every GET is answered 200 with the whole
     file, sent a chunk at a time until the client stops reading (:attr:`HubServer.streamed` counts the bytes)."""
+    trickle: Mapping[str, float] = field(default_factory=dict)
+    """Seconds between the bytes of the body of a GET of the named files: a server that sends its answer a byte at a
+    time, which no timeout of one read of the socket ends."""
     cut: Mapping[str, int] = field(default_factory=dict)
     """The body of a GET of the named files stops after this many bytes, and the connection is closed: an answer
     shorter than its ``Content-Length`` (a server or proxy that broke off)."""
@@ -217,6 +220,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     """Whether this answer's body is gzipped (its repo's ``compressed``, and the client accepts it)."""
     cut: int | None = None
     """Where this answer's body stops (its repo's ``cut``)."""
+    trickle: float | None = None
+    """Seconds between the bytes of this answer's body (its repo's ``trickle``)."""
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep the test output clean
@@ -253,7 +258,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if self.cut is not None:
                 body, self.close_connection = body[: self.cut], True
             try:
-                self.wfile.write(body)
+                if self.trickle is None:
+                    self.wfile.write(body)
+                else:
+                    for at in range(len(body)):
+                        self.wfile.write(body[at : at + 1])
+                        self.wfile.flush()
+                        time.sleep(self.trickle)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client stopped reading (a download refused part-way)
 
@@ -345,6 +356,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self.compressing = repo.compressed and "gzip" in self.headers.get("Accept-Encoding", "")
         self.cut = repo.cut.get(filename)
+        self.trickle = repo.trickle.get(filename)
         content = repo.files.get(filename)
         commit = {"X-Repo-Commit": repo.commit}
         if filename in repo.statuses:

@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -344,6 +345,8 @@ def hub(local: Local) -> Iterator[HubServer]:
         "org/garbage-config": Repo({"config.json": b"\x00\xff garbage"}),
         "org/no-config": Repo({name: data for name, data in tiny.items() if name != "config.json"}),
         "org/slow-config": Repo(tiny, delays={"config.json": 0.5}),
+        # a shard's answer sent a byte every 0.2 s: 5.5 hours for its first range, each read of the socket in time
+        "org/trickling-shard": Repo(tiny, trickle={"model.safetensors": 0.2}),
         # a config.json or an index larger than paramscope reads, its size said by the HEAD, or by no answer at all
         "org/huge-config": Repo({"config.json": ZeroPadded(b"{", 10 * 10**9)}),
         "org/huge-config-unsized": Repo({"config.json": ZeroPadded(b"{", 40 * 2**20)}, lengths=False),
@@ -1250,6 +1253,33 @@ def test_reading_a_model_has_a_deadline(
         if thread.name.startswith("paramscope hf:"):
             thread.join()
     assert {(r.method, r.filename) for r in hub.requests} == {("HEAD", "config.json"), ("GET", "config.json")}
+
+
+_GIVEN_UP_AT_THE_DEADLINE = """
+import sys
+import paramscope.sources.hub as hub
+from paramscope.cli import main
+hub.DEADLINE = float(sys.argv[2])
+sys.stderr.write(f"exit code {main(['inspect', sys.argv[1], '-q'])}\\n")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_shard_sent_a_byte_at_a_time_ends_at_the_deadline_and_so_does_the_process(hub: HubServer) -> None:
+    # from review: the error came at the deadline, and the process then waited at exit for the threads reading the
+    # shards' headers, as long as the server kept sending (a thread pool's threads are joined at exit)
+    env = {key: value for key, value in os.environ.items() if key not in {"COLUMNS", "FORCE_COLOR"}}
+    env["PYTHONPATH"] = str(Path(hub_source.__file__).parents[2])
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", _GIVEN_UP_AT_THE_DEADLINE, "hf:org/trickling-shard", "3"],
+                          capture_output=True, text=True, env=env, timeout=50, check=False)  # fmt: skip
+    took = time.monotonic() - started
+    assert done.stderr.endswith(
+        f"paramscope: error: hf:org/trickling-shard: the Hub at {hub.url} did not answer in time for "
+        f"org/trickling-shard (3 seconds in all); {LATER}\nexit code 2\n"
+    )
+    assert done.returncode == 0
+    assert took < 30
 
 
 @pytest.mark.parametrize(

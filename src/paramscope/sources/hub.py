@@ -30,7 +30,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -500,7 +500,6 @@ def _with_code(hub: _Repo, config: Path) -> Path:
     listed first, and refused when there are more than ``MAX_CODE_FILES`` of them or more than ``MAX_CODE_BYTES`` in
     all, before any is downloaded; each download is stopped past what is left of those bytes (a listing may
     understate a size). Offline, those the Hub cache holds beside ``config`` are all there is."""
-    from concurrent.futures import ThreadPoolExecutor
     from fnmatch import fnmatch
 
     from huggingface_hub import HfApi, constants
@@ -520,9 +519,40 @@ def _with_code(hub: _Repo, config: Path) -> Path:
         raise SourceError(f"{hub.target}: its Python files take {format_bytes(listed)} (the Hub says), more "
                           "than the 64 MiB paramscope downloads for custom code; none downloaded")  # fmt: skip
     limits = (_Allowance(MAX_CODE_BYTES), "past the 64 MiB of Python files paramscope downloads for custom code")
-    with ThreadPoolExecutor(max_workers=_MAX_WORKERS) as pool:  # three requests a file: in turn, a minute for 200
-        list(pool.map(lambda item: _download(hub, item.path, limits), code))
+    # three requests a file: in turn, a minute for 200
+    _in_daemon_threads(lambda item: _download(hub, item.path, limits), code, _MAX_WORKERS)
     return config
+
+
+def _in_daemon_threads(function: Callable[[Any], _Result], items: Sequence[Any], workers: int) -> list[_Result]:
+    """``function`` of each of ``items``, in order, run in up to ``workers`` threads; the first error raised.
+
+    Daemon threads, where a ThreadPoolExecutor's are waited for at the interpreter's exit: a request left behind at
+    the deadline (:func:`_in_time`), whose server sends its answer a byte at a time, must not hold the process."""
+    results: list[Any] = [None] * len(items)
+    errors: list[BaseException] = []
+    left = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while not errors:
+            with lock:
+                index = next(left, None)
+            if index is None:
+                return
+            try:
+                results[index] = function(items[index])
+            except BaseException as error:  # given to the caller's thread, which raises it
+                errors.append(error)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, min(workers, len(items))))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def _is_offline() -> bool:
@@ -625,7 +655,7 @@ def _ranged_get(hub: _Repo, url: str, headers: dict[str, str], first: int, last:
         "GET", url, headers=ranged, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT, follow_redirects=True
     )
     with stream as response:
-        status, body = response.status_code, _Body(response)
+        status, body = response.status_code, _Body(response, hub)
         if status == 416:  # an empty file has no byte 0; Content-Range still gives its size
             return _Bytes(status, _range_total(response), b"")
         if status >= 400:
@@ -653,16 +683,19 @@ def _range_total(response: Any) -> int | None:
 
 
 class _Body:
-    """A streamed answer's body, read a part at a time and never further than asked for."""
+    """A streamed answer's body, read a part at a time and never further than asked for, nor past the deadline:
+    a request's timeout bounds each read of the socket, and a server may send a byte a second."""
 
-    def __init__(self, response: Any) -> None:
+    def __init__(self, response: Any, hub: _Repo) -> None:
         self._chunks = response.iter_bytes()
         self._left = b""
+        self._hub = hub
 
     def read(self, count: int) -> bytes:
         """The next ``count`` bytes, fewer where the body ends."""
         parts, got = [self._left], len(self._left)
         while got < count:
+            self._hub.check_deadline()
             chunk = next(self._chunks, None)
             if chunk is None:
                 break
@@ -728,8 +761,6 @@ def _file_tensors(hub: _Repo, filename: str) -> list[StoredTensor]:
 def _stored(hub: _Repo) -> tuple[list[StoredTensor], list[str], list[str]] | None:
     """The tensors of the repo's safetensors files, checked as a local directory's are (a tensor in one file only, the
     one the index says), the files' names, and notes; None when the repo has no safetensors files."""
-    from concurrent.futures import ThreadPoolExecutor
-
     if _is_offline():
         cached = _cached_safetensors(hub)
         if cached is None:
@@ -742,8 +773,7 @@ def _stored(hub: _Repo) -> tuple[list[StoredTensor], list[str], list[str]] | Non
         if found is None:
             return None
         names, weight_map = found
-        with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(names) or 1)) as pool:
-            read = list(pool.map(lambda name: _file_tensors(hub, name), names))
+        read = _in_daemon_threads(lambda name: _file_tensors(hub, name), names, _MAX_WORKERS)
     tensors = [tensor for file_tensors in read for tensor in file_tensors]
     notes = check_files(hub.target, tensors, weight_map, f"{hub.target}: {INDEX_FILE}")
     files = [INDEX_FILE, *names] if weight_map is not None else names  # the index too: the files read
@@ -768,8 +798,8 @@ def _in_time(hub: _Repo, fetch: Callable[[], _Result]) -> _Result:
 
     It runs in a daemon thread that is waited for until then only: each request has a timeout and none is retried,
     but a body can trickle in for longer, and huggingface_hub resumes a stalled download five times. Left behind, the
-    thread starts no request of paramscope's own (each checks the deadline first), and the process does not wait for
-    it at exit (only for a shard's header being read then, whose request has a timeout).
+    thread starts no request of paramscope's own (each checks the deadline first, and a body being read stops at
+    it), and the process does not wait for it at exit, nor for the threads it reads shards' headers in.
     """
     outcome: list[tuple[Any, BaseException | None]] = []
 
