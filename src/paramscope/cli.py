@@ -168,17 +168,17 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_ERROR)
 
 
-# The most of an error's text shown: one line on a screen or in a CI log, whatever a file quotes into it (a tensor name
-# of 90 MB in a safetensors header)
-_MAX_ERROR_TEXT = 2000
+# The most of an error's text shown: one line in a CI log, whatever a file quotes into it (a tensor name of 90 MB in a
+# safetensors header), and room for the longest of paramscope's own (every layer formula knows: 2,079 characters)
+MAX_ERROR_TEXT = 10_000
 
 
 def _error_text(error: BaseException) -> str:
     """An error's message as the command line shows it: its control characters escaped, shortened to
-    :data:`_MAX_ERROR_TEXT` characters (its start and its end)."""
+    :data:`MAX_ERROR_TEXT` characters (its start and its end)."""
     from ._units import shortened
 
-    return printable(shortened(str(error), _MAX_ERROR_TEXT))
+    return printable(shortened(str(error), MAX_ERROR_TEXT))
 
 
 def _complain(line: str) -> None:
