@@ -183,7 +183,13 @@ def _compare_converted(
 ) -> None:
     """Whether the checkpoint tensors a conversion maps to ``wanted`` hold as many values as it has, and if not why."""
     total = sum(source.numel or 0 for source in sources)
-    if wanted.numel is None or total == wanted.numel:
+    if wanted.numel is None:
+        return
+    if total == wanted.numel:
+        odd = _odd_merge(wanted, sources)
+        if odd:  # as many values, but not experts the loader stacks into this shape
+            result.mismatched.append(ShapeMismatch(wanted.name, wanted.shape, (total,)))
+            result.details.append("; ".join(odd))
         return
     siblings = _siblings(wanted.name, unsourced) if total > wanted.numel else []
     if siblings and total == wanted.numel + sum(sibling.numel or 0 for sibling in siblings):
@@ -210,6 +216,46 @@ def _compare_converted(
         )
         reasons += _merge_gaps(kept, indexed, count or 0)
     result.details.append("; ".join(reasons))
+
+
+def _odd_merge(wanted: TensorRecord, sources: Sequence[TensorRecord]) -> list[str]:
+    """Why experts stored one by one (every source numbered one more than ``wanted``) that hold as many values as the
+    model's tensor do not merge into it, as transformers stacks them (a new first dimension) and joins the kinds
+    along the next (``w1`` and ``w3`` into ``gate_up_proj``): an index a kind lacks, a shape other than its kind's,
+    or kinds whose stacked shape is no arrangement of the model's dimensions (experts stored transposed). Empty
+    where they merge, or where the sources are no such experts."""
+    count = wanted.shape[0] if wanted.shape and len(wanted.shape) >= 3 else None
+    indexed = {source.name: _merged_index(source.name, wanted.name) for source in sources}
+    if count is None or any(index is None for index in indexed.values()):
+        return []
+    gaps = _merge_gaps(sources, indexed, count)
+    if gaps:
+        return gaps
+    kinds = list(_kind_shapes(sources, indexed).values())  # one shape a kind: the gaps above say where not
+    known = [shape for shape in kinds if shape]
+    trailing = {shape[1:] for shape in known}
+    joined = None
+    if len(known) == len(kinds) and len(trailing) == 1:  # stacked, then joined along their first dimension
+        joined = (count, sum(shape[0] for shape in known), *trailing.pop())
+    if joined is not None and sorted(joined) == sorted(wanted.shape or ()):
+        return []
+    made = "no one shape" if joined is None else f"({', '.join(map(str, joined))})"
+    return [f"the experts merged into {shortened(wanted.name)} make {made}, not an arrangement of the model's "
+            f"({', '.join(map(str, wanted.shape or ()))}): stored transposed, or of other sizes"]  # fmt: skip
+
+
+def _kind_shapes(
+    sources: Sequence[TensorRecord], indexed: dict[str, tuple[int, int] | None]
+) -> dict[str, tuple[int, ...] | None]:
+    """Each kind of merged source (``experts.*.w1.weight``), in the order stored, with the shape its tensors have."""
+    shapes: dict[str, tuple[int, ...] | None] = {}
+    for source in sources:
+        index = indexed[source.name]
+        if index is not None:
+            parts = source.name.split(".")
+            parts[index[0]] = "*"
+            shapes.setdefault(".".join(parts), source.shape)
+    return shapes
 
 
 def _merge_gaps(sources: Sequence[TensorRecord], indexed: dict[str, tuple[int, int] | None], count: int) -> list[str]:
@@ -378,7 +424,8 @@ def _converted_notes(converted: _Converted) -> tuple[str, ...]:
     notes = [
         f"--check: {converted.sources:,} checkpoint tensor(s) that the loader converts (merges, splits, reshapes; "
         f"{converted.example}, …) compared by total count: the tensors mapped to one model tensor must hold as many "
-        "values as it has; their shapes are not compared one by one"
+        "values as it has, and experts stored one by one the same indices and one shape a kind, stacked into an "
+        "arrangement of its dimensions; other shapes are not compared one by one"
     ]
     notes += [f"--check: {detail}" for detail in converted.details[:_DETAILED]]
     if len(converted.details) > _DETAILED:
