@@ -1830,6 +1830,27 @@ def test_check_adds_or_removes_the_base_model_prefix_as_transformers_does(
         assert any("lists them as ignorable" in note and "h.0.attn.bias" in note for note in report["notes"])
 
 
+def test_check_compares_each_tensor_two_names_load_into_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_gpt2: dict[str, Path]
+) -> None:
+    # from review: a tensor stored under its name and again without the base-model prefix, the second of the wrong
+    # shape, went unchecked (exit 0); transformers loads both into one tensor and refuses the second
+    directory = tmp_path / "twice"
+    shutil.copytree(tiny_gpt2["head"], directory)
+    path = directory / "model.safetensors"
+    tensors = safetensors.torch.load_file(str(path))
+    assert "transformer.h.0.mlp.c_fc.weight" in tensors
+    tensors["h.0.mlp.c_fc.weight"] = torch.zeros(1, 1)
+    safetensors.torch.save_file(tensors, str(path), metadata={"format": "pt"})
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        transformers.GPT2LMHeadModel.from_pretrained(directory)
+    capsys.readouterr()
+    check = run_json(capsys, directory, "--check", code=1)["check"]
+    model_shape = list(tensors["transformer.h.0.mlp.c_fc.weight"].shape)
+    assert check["mismatched"] == [{"name": "transformer.h.0.mlp.c_fc.weight", "model_shape": model_shape,
+                                    "checkpoint_shape": [1, 1]}]  # fmt: skip
+
+
 # quantised checkpoints: packed weights checked as the logical weights they encode
 
 GPTQ_GROUP = 16

@@ -354,6 +354,7 @@ def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -
     loading = loading or Loading()
     expected = {name for record in model.tensors for name in _names(record)}
     stored: dict[str, TensorRecord | None] = {}  # None: produced by a conversion, shape not comparable
+    again: dict[str, list[TensorRecord]] = {}  # model name -> the other checkpoint tensors loaded into it as they are
     targets: dict[str, set[str]] = {}  # checkpoint name -> the model names it was matched to
     merged: dict[str, dict[str, TensorRecord]] = {}  # model name -> the checkpoint tensors a conversion maps to it
     prefixed: dict[str, list[str]] = {"added": [], "removed": []}
@@ -365,7 +366,12 @@ def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -
                 prefixed[change].append(record.name)
             if logical != name and name == record.name:
                 packed.append(record.name)
-            stored[target] = None if converted or target in stored else record
+            if converted:
+                stored[target] = None
+            elif target not in stored:
+                stored[target] = record
+            elif (first := stored[target]) is not None and first is not record:
+                again.setdefault(target, []).append(record)  # under a name with and without the prefix, say
             targets.setdefault(record.name, set()).add(target)
             if converted and record.kind != "quantization":
                 merged.setdefault(target, {})[record.name] = record
@@ -383,6 +389,9 @@ def compare(model: Report, checkpoint: Report, loading: Loading | None = None) -
         found = stored[names[0]]
         if found is not None and not _fits(found, record):
             mismatched.append(ShapeMismatch(record.name, record.shape, found.shape))
+        for loaded_too in [duplicate for name in names for duplicate in again.get(name, ())]:
+            if not _fits(loaded_too, record):  # each is loaded into it, and must fit as the first must
+                mismatched.append(ShapeMismatch(record.name, record.shape, loaded_too.shape))
         # a tied name the checkpoint stores apart (a tied head saved too) is loaded into this tensor as well
         for name in names[1:]:
             other = stored[name]
