@@ -706,72 +706,58 @@ fused kernels do not, so a GPU that runs those kernels needs less than this esti
     return notes
 
 
+# What a forward on meta did as a device would, where the CPU would not, by the Trace's count of the calls it did so
+# in: a note each, its count put in for {calls}
+_AS_A_DEVICE = {
+    "fused_with_dropout": (
+        "activations of {calls} attention call(s) with dropout, as a GPU's fused kernel saves them (on meta); torch's "
+        "CPU kernel refuses dropout and runs the math path, which also keeps the attention matrix and the dropout "
+        "mask: a summary with --device cpu --mode train measures cpu's"
+    ),
+    "batch_first_attention": (
+        "{calls} float32 attention call(s) laid their output out batch first, as a GPU's fused kernel does (on meta); "
+        "torch's CPU kernel follows the query's layout, so the transpose and reshape before the output projection may "
+        "copy it on one and not the other, and the projection save that copy: on cpu where the query is not batch "
+        "first, on a GPU (and meta) in nn.MultiheadAttention: a summary with --device cpu --mode train measures cpu's"
+    ),
+    "grouped_float32_attention": (
+        "activations of {calls} grouped-query attention call(s) in float32 (fewer key/value heads than query heads), "
+        "as a GPU saves them (on meta): no fused GPU kernel takes them, and the math path keeps the attention matrix; "
+        "torch's CPU kernel takes them and saves less: a summary with --device cpu --mode train measures cpu's"
+    ),
+    "float64_attention": (
+        "activations of {calls} attention call(s) in float64, as a GPU saves them (on meta): no fused GPU kernel takes "
+        "float64, and the math path keeps the attention matrix; torch's CPU kernel takes it and saves less: a summary "
+        "with --device cpu --mode train measures cpu's"
+    ),
+    "float32_layer_norm": (
+        "{calls} LayerNorm call(s) of a float16 or bfloat16 input saved their mean and inverse standard deviation in "
+        "float32, as a GPU does (on meta); the CPU saves them in the input's dtype: a summary with --device cpu --mode "
+        "train measures cpu's"
+    ),
+    "mask_dropout": (
+        "{calls} dropout call(s) kept a boolean mask for backward, as CUDA's fused kernel does (on meta); the CPU "
+        "keeps its noise in the input's dtype, four times the bytes in float32: a summary with --device cpu --mode "
+        "train measures cpu's"
+    ),
+    "padded_encoder": (
+        "nn.TransformerEncoder ran its layers on the padded batch {calls} time(s) (on meta), as in training; in eval "
+        "mode a real device's fast path packs the tokens its src_key_padding_mask keeps (padding on the right) into a "
+        "nested tensor and runs those alone, fewer FLOPs: a summary with --device cpu counts them"
+    ),
+    # where values were wanted: tensors without values cannot answer a check for infinities
+    "finite_checks": (
+        "on meta, the forward read {calls} check(s) of its activations for infinities or NaNs (torch.isfinite, isinf, "
+        "isnan: BART's guard against float16 overflow, DETR's in training), answered as for finite values, as a real "
+        "device answers them in a healthy forward (a summary with --device cpu runs with the values)"
+    ),
+}
+
+
 def as_a_device_notes(result: Trace) -> list[str]:
     """What a forward on meta did as a device would, where the CPU would not (a fused attention kernel's activations
     and layout) or where values were wanted (a check for infinities): the same notes in a summary and a memory plan."""
-    return [
-        *([_fused_with_dropout_note(result.fused_with_dropout)] if result.fused_with_dropout else []),
-        *([_batch_first_attention_note(result.batch_first_attention)] if result.batch_first_attention else []),
-        *([_grouped_attention_note(result.grouped_float32_attention)] if result.grouped_float32_attention else []),
-        *([_float64_attention_note(result.float64_attention)] if result.float64_attention else []),
-        *([_layer_norm_note(result.float32_layer_norm)] if result.float32_layer_norm else []),
-        *([_mask_dropout_note(result.mask_dropout)] if result.mask_dropout else []),
-        *([_padded_encoder_note(result.padded_encoder)] if result.padded_encoder else []),
-        *([_finite_checks_note(result.finite_checks)] if result.finite_checks else []),
-    ]
-
-
-def _fused_with_dropout_note(calls: int) -> str:
-    """What the activations of attention with dropout measured on meta are: a GPU's fused kernel's, not the CPU's."""
-    return (f"activations of {calls} attention call(s) with dropout, as a GPU's fused kernel saves them (on meta); "
-            "torch's CPU kernel refuses dropout and runs the math path, which also keeps the attention matrix and "
-            "the dropout mask: a summary with --device cpu --mode train measures cpu's")  # fmt: skip
-
-
-def _batch_first_attention_note(calls: int) -> str:
-    """Where the activations after float32 attention measured on meta may differ from the CPU's: the layout."""
-    return (f"{calls} float32 attention call(s) laid their output out batch first, as a GPU's fused kernel does (on "
-            "meta); torch's CPU kernel follows the query's layout, so the transpose and reshape before the output "
-            "projection may copy it on one and not the other, and the projection save that copy: on cpu where the "
-            "query is not batch first, on a GPU (and meta) in nn.MultiheadAttention: a summary with --device cpu "
-            "--mode train measures cpu's")  # fmt: skip
-
-
-def _grouped_attention_note(calls: int) -> str:
-    """What the activations of grouped-query attention in float32 measured on meta are: a GPU's math path's."""
-    return (f"activations of {calls} grouped-query attention call(s) in float32 (fewer key/value heads than query "
-            "heads), as a GPU saves them (on meta): no fused GPU kernel takes them, and the math path keeps the "
-            "attention matrix; torch's CPU kernel takes them and saves less: a summary with --device cpu --mode "
-            "train measures cpu's")  # fmt: skip
-
-
-def _float64_attention_note(calls: int) -> str:
-    """What the activations of attention in float64 measured on meta are: a GPU's math path's."""
-    return (f"activations of {calls} attention call(s) in float64, as a GPU saves them (on meta): no fused GPU kernel "
-            "takes float64, and the math path keeps the attention matrix; torch's CPU kernel takes it and saves "
-            "less: a summary with --device cpu --mode train measures cpu's")  # fmt: skip
-
-
-def _layer_norm_note(calls: int) -> str:
-    """What the activations of LayerNorm in half precision measured on meta are: a GPU's float32 statistics."""
-    return (f"{calls} LayerNorm call(s) of a float16 or bfloat16 input saved their mean and inverse standard deviation "
-            "in float32, as a GPU does (on meta); the CPU saves them in the input's dtype: a summary with --device cpu "
-            "--mode train measures cpu's")  # fmt: skip
-
-
-def _padded_encoder_note(calls: int) -> str:
-    """What the FLOPs of nn.TransformerEncoder given a padding mask counted on meta are: the padded batch's."""
-    return (f"nn.TransformerEncoder ran its layers on the padded batch {calls} time(s) (on meta), as in training; in "
-            "eval mode a real device's fast path packs the tokens its src_key_padding_mask keeps (padding on the "
-            "right) into a nested tensor and runs those alone, fewer FLOPs: a summary with --device cpu counts "
-            "them")  # fmt: skip
-
-
-def _mask_dropout_note(calls: int) -> str:
-    """What the activations of dropout measured on meta are: a GPU's fused kernel's boolean mask."""
-    return (f"{calls} dropout call(s) kept a boolean mask for backward, as CUDA's fused kernel does (on meta); the "
-            "CPU keeps its noise in the input's dtype, four times the bytes in float32: a summary with --device cpu "
-            "--mode train measures cpu's")  # fmt: skip
+    return [note.format(calls=calls) for field, note in _AS_A_DEVICE.items() if (calls := getattr(result, field))]
 
 
 CHECKPOINT_CALLS = "the train-mode forward ran torch.utils.checkpoint"
@@ -793,15 +779,6 @@ def selective_unread_note(regions: int) -> str:
     return (f"the tensors the selective activation checkpointing of {regions} region(s) keeps could not be read "
             "(torch's private cache of them is laid out otherwise than paramscope knows), so the activations count "
             "those regions as fully checkpointed, their inputs alone kept (a lower bound)")  # fmt: skip
-
-
-def _finite_checks_note(reads: int) -> str:
-    """What a forward on meta did where it read a check of its activations for infinities or NaNs, which tensors
-    without values cannot answer."""
-    return (f"on meta, the forward read {reads} check(s) of its activations for infinities or NaNs (torch.isfinite, "
-            "isinf, isnan: BART's guard against float16 overflow, DETR's in training), answered as for finite "
-            "values, as a real device answers them in a healthy forward (a summary with --device cpu runs with the "
-            "values)")  # fmt: skip
 
 
 def other_threads_note(paths: Iterable[str]) -> str:
