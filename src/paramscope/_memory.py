@@ -1445,13 +1445,14 @@ def _inference_items(
             cache = None
             notes.append(f"no KV cache item: {unsized}")
             left_out.append("KV cache")
-        elif config and (own := _generates_its_own_way(config)):
-            cache = None
-            notes.append(f"no KV cache item: {own} generates through a generate() of its own, over parts whose "
-                         "caches this plan does not size")  # fmt: skip
-            left_out.append("KV cache")
         elif config and not generates(config):
-            notes.append(_no_generation(config))
+            own = _generates_its_own_way(config)
+            if own is None:
+                notes.append(_no_generation(config))
+            else:
+                notes.append(f"no KV cache item: {own} generates through a generate() of its own, over parts whose "
+                             "caches this plan does not size")  # fmt: skip
+                left_out.append("KV cache")
         elif config and (kept := _OTHER_CACHES.get(str(_language_config(config).get("model_type")))):
             cache = None
             notes.append(f"no KV cache item: {kept}, not keys and values; this plan does not size that cache")
@@ -1729,12 +1730,12 @@ def _causal_lm_classes() -> dict[str, Any]:
 
 
 def _generates_its_own_way(config: Mapping[str, Any]) -> str | None:
-    """The transformers class a config names that none of its checks takes for a generating model, whose own
+    """The transformers class a config that :func:`generates` does not take for a generating model names, whose own
     ``generate()`` runs decoders of its parts (BarkModel's semantic and coarse models, SpeechT5's speech decoder,
     SeamlessM4TModel); None for others. A CTC model's and a forecaster's ``generate()`` run no decoder step by
     step: they are not one."""
     architectures = config.get("architectures")
-    if not isinstance(architectures, list) or generates(config) or not isinstance(config.get("model_type"), str):
+    if not isinstance(architectures, list) or not isinstance(config.get("model_type"), str):
         return None
     transformers = sys.modules.get("transformers")
     for name in map(str, architectures):
