@@ -31,7 +31,7 @@ TIME_LIMIT_S = 150
 SCENARIOS = (
     "fsdp2", "fsdp2-checkpointed", "fsdp2-gathered", "fsdp2-gathered-bf16", "fsdp2-gathered-int",
     "fsdp2-gathered-root", "fsdp2-gathered-unshard", "tp", "fsdp1", "fsdp1-orig-params",
-    "fsdp1-summoned", "fsdp1-orig-params-summoned", "fsdp1-forward", "fsdp1-orig-params-forward",
+    "fsdp1-summoned", "fsdp1-orig-params-summoned", "fsdp1-forward", "fsdp1-orig-params-forward", "fsdp1-subclass",
 )  # fmt: skip
 FULLY_SHARDED = [scenario for scenario in SCENARIOS if scenario != "tp"]
 
@@ -121,9 +121,12 @@ def _shard(model: nn.Module, scenario: str) -> nn.Module:
     from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
+    class ProjectFSDP(FullyShardedDataParallel):  # a project's own subclass, which is FSDP1 as much
+        pass
+
     # forward: SHARD_GRAD_OP does not reshard after a forward, each unit keeps its gathered flat parameter
     forward = scenario.endswith("forward")
-    wrapped = FullyShardedDataParallel(
+    wrapped = (ProjectFSDP if scenario == "fsdp1-subclass" else FullyShardedDataParallel)(
         model,
         device_id=torch.device("cpu"),
         use_orig_params=scenario.startswith("fsdp1-orig-params"),
@@ -163,7 +166,7 @@ def _held_here(model: nn.Module, scenario: str) -> tuple[int, int]:
         in_shard = sum(info.numel_in_shard or 0 for flat in flats for info in flat._shard_param_infos)
         return in_shard, sum(shard.untyped_storage().nbytes() for shard in shards)
     storage = sum(flat.untyped_storage().nbytes() for flat in flats)
-    if scenario == "fsdp1":
+    if scenario in ("fsdp1", "fsdp1-subclass"):
         elements = sum(flat.numel() - flat._shard_numel_padded for flat in flats)
     else:  # use_orig_params: the registered parameters are this rank's views
         elements = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
@@ -175,8 +178,9 @@ def _gathered_here(model: nn.Module, scenario: str) -> int:
     if scenario.startswith("fsdp2-gathered"):  # the gathered copies are registered as plain tensors, not DTensors
         from torch.distributed.tensor import DTensor
 
-        unique = {id(p): p for p in model.parameters()}.values()
-        return sum(p.numel() * p.element_size() for p in unique if not isinstance(p, DTensor))
+        # views of the all-gather's outputs, each storage once, its padding included
+        storages = [p.untyped_storage() for p in model.parameters() if not isinstance(p, DTensor)]
+        return sum({storage.data_ptr(): storage.nbytes() for storage in storages}.values())
     if scenario.endswith("summoned"):
         from torch.distributed.fsdp import FullyShardedDataParallel
 
@@ -248,6 +252,7 @@ def _worker(rank: int, rendezvous: str, out: str) -> None:
         results["dtensor-buffer"] = _dtensor_buffer()
         results["uneven"] = _uneven_plans()
         results["no-shard"] = _no_shard()
+        results["gathered-padded"] = _gathered_padded()
     finally:
         Path(out).write_text(json.dumps(results))
         dist.destroy_process_group()
@@ -341,6 +346,24 @@ def _fsdp2_step(model: nn.Module) -> dict[str, list[int]]:
     return {
         "gradients": [sum(grads.values()), memory.item("gradients").per_device_bytes],
         "states": [sum(states.values()), memory.item("optimizer states (adamw)").per_device_bytes],
+    }
+
+
+def _gathered_padded() -> dict[str, Any]:
+    """FSDP2 kept gathered after a forward, its parameters' rows not divisible by the world size: the bytes of the
+    gathered copies' storages (the all-gather pads each parameter to whole shards), each once, and inspect's notes."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    model = nn.Sequential(nn.Embedding(11, 6), nn.Linear(6, 7), nn.Linear(7, 3))
+    fully_shard(model, mesh=init_device_mesh("cpu", (WORLD_SIZE,)), reshard_after_forward=False)
+    model(torch.zeros(2, 3, dtype=torch.long))
+    copies = [p._unsharded_param for p in model._get_fsdp_state()._fsdp_param_group.fsdp_params]
+    storages = {copy.untyped_storage().data_ptr(): copy.untyped_storage().nbytes() for copy in copies}
+    return {
+        "held": sum(storages.values()),
+        "unpadded": sum(copy.numel() * copy.element_size() for copy in copies),
+        "notes": list(paramscope.inspect(model).notes),
     }
 
 
@@ -490,7 +513,7 @@ def test_tensor_parallel_placements(ranks: list[dict[str, Any]]) -> None:
     assert records["emb.weight"]["sharding"] is None  # not parallelised: held whole on every rank
 
 
-@pytest.mark.parametrize("scenario", ["fsdp1", "fsdp1-orig-params"])
+@pytest.mark.parametrize("scenario", ["fsdp1", "fsdp1-orig-params", "fsdp1-subclass"])
 def test_fsdp1_is_unwrapped_and_flat_shards_are_attributed(ranks: list[dict[str, Any]], scenario: str) -> None:
     report = _result(ranks, scenario, 0)["report"]
     assert (
@@ -532,6 +555,19 @@ def test_fsdp2_gathered_in_a_lower_precision_counts_the_parameters_in_theirs(ran
         "the "
         f"gathered copies, {result['gathered']:,} B, until they are resharded"
     ) in report["notes"]
+
+
+def test_fsdp2_gathered_copies_count_the_all_gathers_padding(ranks: list[dict[str, Any]]) -> None:
+    # from review: the note gave the copies' elements' bytes, 556 B where the padded storages hold 640 B
+    for rank in range(WORLD_SIZE):
+        found = ranks[rank]["gathered-padded"]
+        assert found["held"] > found["unpadded"]
+        gathered = [note for note in found["notes"] if note.startswith("FSDP2 parameters")]
+        assert gathered == [
+            "FSDP2 parameters of (model) are gathered now (after a forward with reshard_after_forward=False, or 1; or "
+            f"inside unshard()): this rank's share is of their shards; it also holds the gathered copies, "
+            f"{found['held']:,} B, until they are resharded"
+        ]
 
 
 @pytest.mark.parametrize(

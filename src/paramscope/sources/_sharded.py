@@ -161,8 +161,15 @@ class FlatParameters:
         return bool(self.shards)
 
 
+def of_class(module: nn.Module, class_name: str) -> bool:
+    """Whether ``module`` is an instance of a class named ``class_name`` or of a subclass of it (a project's own
+    FSDP subclass is FSDP; FSDP2's fully_shard turns CheckpointWrapper into a subclass, FSDPCheckpointWrapper)."""
+    # By name: importing torch.distributed to test isinstance would cost more than the whole walk of a small model.
+    return any(cls.__name__ == class_name for cls in type(module).__mro__)
+
+
 def _flat_parameter(module: nn.Module) -> Any:
-    if type(module).__name__ != "FullyShardedDataParallel":
+    if not of_class(module, "FullyShardedDataParallel"):
         return None
     handle = getattr(module, "_handle", None)
     flat = getattr(handle, "flat_param", None)

@@ -31,6 +31,8 @@ from ._sharded import (
     dtensor_class,
     dtensor_sharding,
     fsdp2_gathered,
+    held_storage,
+    of_class,
     placement_text,
     unflatten,
     zero3_sharding,
@@ -75,9 +77,7 @@ def _is_optimized_module(module: nn.Module) -> bool:
 
 
 def _named(class_name: str) -> Callable[[nn.Module], bool]:
-    # By name: importing torch.distributed to test isinstance would cost more than the whole walk of a small model.
-    # Any class in the MRO: FSDP2's fully_shard turns CheckpointWrapper into a subclass, FSDPCheckpointWrapper.
-    return lambda module: any(cls.__name__ == class_name for cls in type(module).__mro__)
+    return lambda module: of_class(module, class_name)
 
 
 FSDP1 = Wrapper("FSDP1's FullyShardedDataParallel", "_fsdp_wrapped_module", _named("FullyShardedDataParallel"))
@@ -387,9 +387,10 @@ class _Walk:
         """FSDP2 parameters gathered now (by id of the registered tensor): the sharded parameters they come from."""
         self.gathered_causes: dict[int, str] = {}
         """Why each of those is gathered (by id of the registered tensor), as torch's FSDP2 state records it."""
-        self.gathered_by_cause: dict[str, tuple[list[str], list[int]]] = {}
-        """Per cause: the FSDP2 modules gathered for it, and the bytes of their gathered copies (in the mixed-precision
-        policy's dtype; of this rank's part where they are resharded to a smaller group)."""
+        self.gathered_by_cause: dict[str, tuple[list[str], dict[Any, int]]] = {}
+        """Per cause: the FSDP2 modules gathered for it, and the storages of their gathered copies with their bytes
+        (in the mixed-precision policy's dtype, the all-gather's padding included; of this rank's part where they are
+        resharded to a smaller group)."""
         self.zero3_gathered: list[str] = []
         """ZeRO-3 parameters whose data is the whole tensor now (inside GatheredParameters, or a forward)."""
         self.zero3_gathered_bytes = 0
@@ -449,7 +450,7 @@ class _Walk:
                 if gathered:
                     self.gathered.update(gathered)
                     self.gathered_causes.update(dict.fromkeys(gathered, cause))
-                    self.gathered_by_cause.setdefault(cause, ([], [0]))[0].append(path or "(model)")
+                    self.gathered_by_cause.setdefault(cause, ([], {}))[0].append(path or "(model)")
             index = tree.add_module(path, name, parent)
             prefix = path + "." if path else ""
             if self.flat:
@@ -573,7 +574,8 @@ class _Walk:
                 # its param_dtype (bf16), the parameters stay in theirs; resharded to a smaller group after a forward,
                 # the registered DTensor holds its part of the whole
                 held = tensor.to_local() if self._is_dtensor(tensor) else tensor  # type: ignore[attr-defined]
-                self.gathered_by_cause[self.gathered_causes[key]][1][0] += held.numel() * held.element_size()
+                storage_key, storage_bytes = held_storage(held)
+                self.gathered_by_cause[self.gathered_causes[key]][1][storage_key or key] = storage_bytes
                 tensor = self.gathered[key]
             shard = flat_shards.get(key) if flat_shards else None
             flat_shard = shard is not None
@@ -860,10 +862,10 @@ class _Walk:
         notes += _capped(self.size_notes + self._storage_notes(), "tensors with unusual storage")
         notes += [fp4_note(self.fp4, _MAX_NAMES_IN_NOTE)] if self.fp4 else []
         notes += _capped(self._unregistered_notes(), "containers of modules or parameters not registered")
-        for cause, (paths, nbytes) in self.gathered_by_cause.items():
+        for cause, (paths, storages) in self.gathered_by_cause.items():
             notes.append(
                 f"FSDP2 parameters of {_listed(paths)} are gathered now ({cause}): this rank's share is of their "
-                f"shards; it also holds the gathered copies, {nbytes[0]:,} B, until they are resharded"
+                f"shards; it also holds the gathered copies, {sum(storages.values()):,} B, until they are resharded"
             )
         if self.zero3_gathered:
             notes.append(
