@@ -7451,6 +7451,64 @@ def test_attention_in_float64_on_meta_says_the_cpu_saves_less() -> None:
         assert report.totals.activations_bytes == torch_saved_bytes(model, x)[0]
 
 
+class ValueHeadAttention(nn.Module):
+    """Attention whose values have a head size of their own, as multi-head latent attention's (DeepSeek's queries and
+    keys of 192, values of 128): here 8 and ``value_size``."""
+
+    def __init__(self, value_size: int = 4) -> None:
+        super().__init__()
+        self.value_size = value_size
+        self.qk = nn.Linear(32, 64)
+        self.v = nn.Linear(32, 4 * value_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        q, k = self.qk(x).view(2, 16, 2, 4, 8).permute(2, 0, 3, 1, 4)
+        v = self.v(x).view(2, 16, 4, self.value_size).transpose(1, 2)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+VALUE_HEAD_NOTE = (
+    "activations of 1 attention call(s) whose values have a head size of their own (multi-head latent attention), as "
+    "a GPU's memory-efficient kernel saves them (on meta); torch's CPU kernel wants one head size for queries, keys "
+    "and values and runs the math path, which also keeps the attention matrix: a summary with --device cpu --mode "
+    "train measures cpu's"
+)
+
+
+def test_attention_with_a_value_head_size_of_its_own_runs_as_cudas_memory_efficient_kernel() -> None:
+    # from review: meta took the math path, which keeps the attention matrix: DeepSeek-V3's activations at 32k tokens
+    # were 1.02 TiB. CUDA's memory-efficient kernel takes a value head size other than the query's and key's and
+    # saves (attention.cu, derivatives.yaml) the query, key and value, its output, a float32 logsumexp per query
+    # padded to 32 queries, and an int64 seed and offset.
+    model, x = ValueHeadAttention(), torch.randn(2, 16, 32)
+    report = paramscope.summary(model, input_data=x, mode="train")
+    float32 = 4
+    inputs = x.numel() * float32  # saved by both projections, one storage
+    projections = (2 * 16 * 64 + 2 * 16 * 16) * float32  # q and k views of one output, v of the other
+    output = 2 * 4 * 16 * 4 * float32
+    logsumexp = 2 * 4 * 32 * float32
+    assert report.totals.activations_bytes == inputs + projections + output + logsumexp + 2 * 8
+    assert VALUE_HEAD_NOTE in report.notes
+    cpu = paramscope.summary(model, input_data=x, device="cpu", mode="train")
+    assert cpu.totals.activations_bytes == torch_saved_bytes(model, x)[0] > report.totals.activations_bytes
+    assert not [note for note in cpu.notes if "head size" in note]
+    assert report.totals.flops == cpu.totals.flops
+
+
+def test_attention_with_a_value_head_size_of_its_own_unaligned_or_masked() -> None:
+    # values of 6 float32 elements a head: not a multiple of 4, no fused kernel takes them, the math path as on cpu
+    model, x = ValueHeadAttention(value_size=6), torch.randn(2, 16, 32)
+    report = paramscope.summary(model, input_data=x, mode="train")
+    assert report.totals.activations_bytes == torch_saved_bytes(model, x)[0]
+    assert VALUE_HEAD_NOTE not in report.notes
+    # a boolean mask of 16 keys a row (8-aligned): made additive, in float32, broadcast to every batch and head
+    model, mask = ValueHeadAttention(), torch.ones(16, 16, dtype=torch.bool).tril()
+    unmasked = paramscope.summary(model, input_data=x, mode="train").totals.activations_bytes
+    masked = paramscope.summary(model, input_data=(x, mask), mode="train")
+    assert masked.totals.activations_bytes == unmasked + 16 * 16 * 4
+    assert VALUE_HEAD_NOTE in masked.notes
+
+
 def layer_norm_note(calls: int) -> str:
     return (f"{calls} LayerNorm call(s) of a float16 or bfloat16 input saved their mean and inverse standard deviation "
             "in float32, as a GPU does (on meta); the CPU saves them in the input's dtype: a summary with --device cpu "

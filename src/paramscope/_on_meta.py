@@ -22,7 +22,9 @@
   heads, takes float16 and bfloat16 alone, and its memory-efficient one float32 as well, with one number of heads
   (an H200 kept 2.6 times the bytes of the fused form for a float32 Llama of 8 layers). In float32 the fused
   output is laid out as that memory-efficient kernel lays it out, batch first, where the CPU's follows the query
-  (``nn.MultiheadAttention`` then copies it for its projection, as on the GPU).
+  (``nn.MultiheadAttention`` then copies it for its projection, as on the GPU). Values of a head size other than
+  the queries' and keys' (multi-head latent attention: DeepSeek's 128 beside 192) no flash kernel takes, the CPU's
+  nor CUDA's; CUDA's memory-efficient kernel does, and here torch's meta form of that kernel runs them.
 - ``_grouped_mm`` (the experts of transformers 5's mixtures of experts): torch's meta kernel checks what the fast
   CUDA kernel takes, bfloat16 alone; torch's CPU kernel and CUDA's fallback also take float32 and float16, so a
   float32 model runs on both, and here on meta too.
@@ -230,12 +232,14 @@ def _fused_attention(
     scale: float | None = None,
     enable_gqa: bool = False,
 ) -> torch.Tensor | None:
-    if not (query.is_meta and query.dim() == 4) or value.shape[-1] != query.shape[-1]:
-        return None  # fused kernels need one head size for q, k and v; torch falls back to the math path too
+    if not (query.is_meta and query.dim() == 4):
+        return None
     if attn_mask is not None and attn_mask.requires_grad and torch.is_grad_enabled():
         return None  # a learned bias (T5's relative positions) needs its gradient: the CPU kernel has none
     if not _fused_kernel_takes(query, key, value, attn_mask, enable_gqa):
         return None
+    if value.shape[-1] != query.shape[-1]:
+        return _efficient_attention(query, key, value, attn_mask, dropout_p, is_causal, scale)
     grouped = enable_gqa and key.shape[1] != query.shape[1]
     values = getattr(_running, "values", None)
     if query.dtype not in (torch.float16, torch.bfloat16) and (grouped or query.dtype != torch.float32):
@@ -248,18 +252,67 @@ def _fused_attention(
         return None  # no fused GPU kernel takes float64, nor grouped heads in float32 (the module's docstring)
     if not _fused_kernel_enabled(query.dtype):
         return None  # sdpa_kernel(SDPBackend.MATH) around the forward, or in it: every device runs the math path
-    if attn_mask is not None and attn_mask.dtype == torch.bool:
-        # as torch's scaled_dot_product_attention does before any kernel runs, on every device and each call: a
-        # boolean mask becomes an additive one, in the query's dtype (which the kernel then saves for backward)
-        zero, minus_inf = (torch.scalar_tensor(value, dtype=query.dtype, device=attn_mask.device)
-                           for value in (0.0, float("-inf")))  # fmt: skip
-        attn_mask = torch.where(attn_mask, zero, minus_inf)
+    attn_mask = _additive(attn_mask, query.dtype)
     if values is not None:
         values.fused_attention += 1
     if dropout_p > 0 and torch.is_grad_enabled() and values is not None:
         values.fused_with_dropout += 1  # torch's CPU kernel refuses dropout: on cpu this call takes the math path
     output, _ = aten._scaled_dot_product_flash_attention_for_cpu(
         query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
+    )
+    return output
+
+
+def _additive(attn_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """The mask as torch's scaled_dot_product_attention makes it before any kernel runs, on every device and each
+    call: a boolean mask becomes an additive one, in the query's dtype (which the kernel then saves for backward)."""
+    if attn_mask is None or attn_mask.dtype != torch.bool:
+        return attn_mask
+    zero, minus_inf = (torch.scalar_tensor(value, dtype=dtype, device=attn_mask.device)
+                       for value in (0.0, float("-inf")))  # fmt: skip
+    return torch.where(attn_mask, zero, minus_inf)
+
+
+def _efficient_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None,
+    dropout_p: float,
+    is_causal: bool,
+    scale: float | None,
+) -> torch.Tensor | None:
+    """Attention whose values have a head size of their own (DeepSeek's multi-head latent attention: queries and keys
+    of 192, values of 128) as a GPU runs it: CUDA's flash kernel, and the CPU's, want one head size for the three;
+    its memory-efficient kernel only the query's and the key's, each a multiple of 8 elements in float16 and
+    bfloat16, of 4 in float32 (``check_head_dim_size_mem_efficient``), with one number of heads. It keeps the output
+    and the logsumexp, not the attention matrix that the math path, the CPU's, keeps. ``None`` where it does not
+    take them."""
+    alignment = {torch.float16: 8, torch.bfloat16: 8, torch.float32: 4}.get(query.dtype)
+    if alignment is None or not torch.backends.cuda.mem_efficient_sdp_enabled():
+        return None
+    if key.shape[-1] != query.shape[-1] or key.shape[1] != query.shape[1]:
+        return None
+    if query.shape[-1] % alignment or value.shape[-1] % alignment:
+        return None
+    attn_mask = _additive(attn_mask, query.dtype)
+    batch, heads, queries, _ = query.shape
+    if attn_mask is not None:
+        # torch's preprocess_mask: a mask whose rows are not 8-element aligned is copied into padded rows (kept for
+        # backward), then broadcast to every batch and head
+        aligned = attn_mask.stride(-1) == 1 and all(stride % 8 == 0 for stride in attn_mask.stride()[:-1])
+        if not aligned:
+            keys = attn_mask.shape[-1]
+            attn_mask = torch.nn.functional.pad(attn_mask, (0, 8 - keys % 8))[..., :keys]
+        attn_mask = attn_mask.expand(batch, heads, queries, key.shape[2])
+    values = getattr(_running, "values", None)
+    if values is not None:
+        values.fused_attention += 1
+        if torch.is_grad_enabled():
+            values.value_head_attention += 1
+    logsumexp = torch.is_grad_enabled() and any(tensor.requires_grad for tensor in (query, key, value))
+    output, *_ = aten._scaled_dot_product_efficient_attention(
+        query, key, value, attn_mask, logsumexp, dropout_p, is_causal, scale=scale
     )
     return output
 
@@ -652,6 +705,9 @@ class _Values:
         self.float64_attention = 0
         """Calls of attention in float64, for backward, run on the math path as on a GPU, where the CPU's fused
         kernel takes them and saves less."""
+        self.value_head_attention = 0
+        """Calls of attention whose values' head size is not the queries', for backward, run fused as on a GPU (its
+        memory-efficient kernel), where the CPU runs the math path, which saves the attention matrix too."""
         self.float32_layer_norm = 0
         """Calls of LayerNorm of a float16 or bfloat16 input, for backward, whose statistics are float32 as on a GPU,
         where the CPU keeps them in the input's dtype."""

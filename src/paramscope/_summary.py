@@ -730,6 +730,12 @@ _AS_A_DEVICE = {
         "float64, and the math path keeps the attention matrix; torch's CPU kernel takes it and saves less: a summary "
         "with --device cpu --mode train measures cpu's"
     ),
+    "value_head_attention": (
+        "activations of {calls} attention call(s) whose values have a head size of their own (multi-head latent "
+        "attention), as a GPU's memory-efficient kernel saves them (on meta); torch's CPU kernel wants one head size "
+        "for queries, keys and values and runs the math path, which also keeps the attention matrix: a summary with "
+        "--device cpu --mode train measures cpu's"
+    ),
     "float32_layer_norm": (
         "{calls} LayerNorm call(s) of a float16 or bfloat16 input saved their mean and inverse standard deviation in "
         "float32, as a GPU does (on meta); the CPU saves them in the input's dtype: a summary with --device cpu --mode "

@@ -597,6 +597,9 @@ class Trace:
     float64_attention: int = 0
     """On meta: the attention calls in float64, for backward, run on the math path as on a GPU, where the CPU's fused
     kernel takes them and saves less."""
+    value_head_attention: int = 0
+    """On meta: the attention calls whose values' head size is not the queries', for backward, run fused as on a GPU
+    (its memory-efficient kernel), where the CPU runs them on its math path, which saves more."""
     float32_layer_norm: int = 0
     """On meta: the LayerNorm calls of a float16 or bfloat16 input, for backward, that saved float32 statistics as on
     a GPU, where the CPU saves them in the input's dtype."""
@@ -1424,6 +1427,7 @@ def _run(
                     trace_result.batch_first_attention += values.batch_first_attention
                     trace_result.grouped_float32_attention += values.grouped_float32_attention
                     trace_result.float64_attention += values.float64_attention
+                    trace_result.value_head_attention += values.value_head_attention
                     trace_result.float32_layer_norm += values.float32_layer_norm
                     trace_result.mask_dropout += values.mask_dropout
                 trace_result.finite_checks = max(trace_result.finite_checks, values.finite_reads)
@@ -1497,7 +1501,7 @@ def trace(
         result.activations_failure = f"no train-mode forward could run ({error})"
         result.checkpoint_calls = result.selective_calls = result.selective_unread = 0  # the failed forward's
         result.batch_first_attention = result.grouped_float32_attention = result.mask_dropout = 0
-        result.float64_attention = result.float32_layer_norm = 0
+        result.float64_attention = result.float32_layer_norm = result.value_head_attention = 0
     else:
         result.activations_device = "meta"
     return result
