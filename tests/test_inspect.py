@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -528,6 +529,55 @@ def test_layers_kept_in_plain_containers_are_said_not_counted() -> None:
         f"'(model)' keeps 1 parameter(s) in scales (a tuple), {said} (nn.ParameterList would): their 4 parameters "
         "are not counted, as torch's parameters() and state_dict() leave them out",
     ]
+
+
+class _RaisesOnParameters(nn.Linear):
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
+        raise RuntimeError("not here")
+
+
+def test_lazy_or_odd_modules_kept_in_plain_containers_are_said_not_counted() -> None:
+    # from review: the note called numel() on an uninitialised parameter (a ValueError, a traceback in summary and
+    # memory), and the held module's own parameters(), and recursed through a chain of them as deep as it went
+    model = nn.Module()
+    model.body = nn.Linear(4, 4)
+    model.heads = [nn.LazyLinear(2) for _ in range(3)]
+    model.odd = {"a": _RaisesOnParameters(4, 2)}
+    chain = inner = nn.Sequential()
+    for _ in range(3000):
+        inner.add_module("next", nn.Sequential())
+        inner = inner.next
+    inner.add_module("last", nn.Linear(2, 2))
+    model.deep = (chain,)
+    report = paramscope.inspect(model)
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) == 20
+    said = "which does not register them"
+    assert [note for note in report.notes if said in note] == [
+        f"'(model)' keeps 3 module(s) in heads (a list), {said} (nn.ModuleList would): their 6 uninitialised lazy "
+        "parameter(s), of no size yet, are not counted, as torch's parameters() and state_dict() leave them out",
+        f"'(model)' keeps 1 module(s) in odd (a dict), {said} (nn.ModuleDict would): their 10 parameters are not "
+        "counted, as torch's parameters() and state_dict() leave them out",
+        f"'(model)' keeps 1 module(s) in deep (a tuple), {said} (nn.ModuleList would): their 6 parameters are not "
+        "counted, as torch's parameters() and state_dict() leave them out",
+    ]
+
+
+def test_a_container_many_modules_share_is_looked_into_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # from review: 24 layers sharing one list of a million ids took 10.6 s, each layer's reference looked into anew
+    from paramscope.sources import module as walk
+
+    looked_into: list[int] = []
+    original = walk._weights_held
+    monkeypatch.setattr(walk, "_weights_held", lambda value: looked_into.append(id(value)) or original(value))
+    shared, stray = list(range(1000)), [nn.Linear(2, 2)]
+    layers = [nn.Linear(2, 2) for _ in range(24)]
+    for layer in layers:
+        layer.vocabulary, layer.stray = shared, stray
+    report = paramscope.inspect(nn.Sequential(*layers))
+    assert sorted(looked_into) == sorted([id(shared), id(stray)])
+    assert report.totals.params == 24 * 6
+    said = "keeps 1 module(s) in stray (a list)"
+    assert [note.split(",")[0] for note in report.notes if said in note][:2] == [f"'0' {said}", f"'1' {said}"]
 
 
 @pytest.mark.parametrize("holders_known", [True, False])

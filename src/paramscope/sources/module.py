@@ -271,29 +271,54 @@ def own_attributes(module: nn.Module) -> Iterator[tuple[str, str | None, str, An
             yield name, kind, where, item
 
 
-def _container_items(name: str, value: Any) -> list[tuple[str, str, Any]]:
-    """The items of ``value``, attribute ``name``, when it is a plain list, tuple or dict: the kind of container,
-    where each item is, and the item. By type, not isinstance: a transformers config answers isinstance through a
-    ``__getattribute__`` of its own, in Python, and every layer of a model holds one."""
+def _container_values(value: Any) -> tuple[str, Iterable[tuple[Any, Any]]] | None:
+    """The kind of container ``value`` is, when it is a plain list, tuple or dict, and its items' keys (indices for
+    a list or tuple) and values; ``None`` for any other value. By type, not isinstance: a transformers config
+    answers isinstance through a ``__getattribute__`` of its own, in Python, and every layer of a model holds one."""
     # read through the base classes' own methods: a subclass's iteration is code of its own, not run here
     cls = type(value)
     if issubclass(cls, dict):
-        return [("dict", f"{name}[{key!r}]", item) for key, item in dict.items(value)]
+        return "dict", dict.items(value)
     if issubclass(cls, list):
-        return [("list", f"{name}[{index}]", item) for index, item in enumerate(list.__iter__(value))]
+        return "list", enumerate(list.__iter__(value))
     if issubclass(cls, tuple):
-        return [("tuple", f"{name}[{index}]", item) for index, item in enumerate(tuple.__iter__(value))]
-    return []
+        return "tuple", enumerate(tuple.__iter__(value))
+    return None
 
 
-def _attributes_to_look_into(module: nn.Module) -> tuple[bool, list[tuple[str, str, list[Any]]]]:
+def _container_items(name: str, value: Any) -> list[tuple[str, str, Any]]:
+    """The items of ``value``, attribute ``name``, when it is a plain list, tuple or dict: the kind of container,
+    where each item is, and the item (see :func:`_container_values`)."""
+    found = _container_values(value)
+    if found is None:
+        return []
+    kind, items = found
+    if kind == "dict":
+        return [(kind, f"{name}[{key!r}]", item) for key, item in items]
+    return [(kind, f"{name}[{key}]", item) for key, item in items]
+
+
+def _weights_held(value: Any) -> tuple[str, list[Any]]:
+    """The kind of container ``value`` is (a plain list, tuple or dict), and the modules and parameters among its
+    items. A vocabulary of a million strings is looked at by the types of its items, in C, and no further."""
+    kind, items = _container_values(value) or ("", ())
+    values = list(item for _, item in items)
+    if not any(issubclass(cls, (nn.Module, nn.Parameter)) for cls in set(map(type, values))):
+        return kind, []
+    return kind, [item for item in values if issubclass(type(item), (nn.Module, nn.Parameter))]
+
+
+def _attributes_to_look_into(
+    module: nn.Module, containers: dict[int, tuple[str, list[Any]]]
+) -> tuple[bool, list[tuple[str, str, list[Any]]]]:
     """Whether ``module``, not one of torch.ao's, keeps weights packed by torch's quantized engines among its
     attributes, as FX's ``convert_fx`` keeps those of an ``F.linear`` it quantized (a GraphModule's
     ``_packed_weight_0``); and the modules and parameters it keeps in plain lists, tuples and dicts, by attribute
     (with the kind of container), which it does not register by that (nn.ModuleList would). A scan of every module
-    of the model, so by type (see :func:`_container_items`)."""
+    of the model, so by type (see :func:`_container_values`); ``containers`` holds what each container looked at
+    held (by id), one that many modules refer to looked at once."""
     packed = False
-    apart: dict[tuple[str, str], list[Any]] = {}
+    apart: list[tuple[str, str, list[Any]]] = []
     kinds = _KIND_OF_TYPE
     for name, value in vars(module).items():
         cls = type(value)
@@ -303,10 +328,12 @@ def _attributes_to_look_into(module: nn.Module) -> tuple[bool, list[tuple[str, s
         if kind == _SCRIPT_OBJECT:
             packed = packed or is_quantized_engines(value)
         elif kind == _CONTAINER and name not in _MODULE_OWN:
-            for container, _, item in _container_items(name, value):
-                if issubclass(type(item), (nn.Module, nn.Parameter)):
-                    apart.setdefault((name, container), []).append(item)
-    return packed, [(name, kind, held) for (name, kind), held in apart.items()]
+            found = containers.get(id(value))
+            if found is None:
+                found = containers[id(value)] = _weights_held(value)
+            if found[1]:
+                apart.append((name, *found))
+    return packed, apart
 
 
 _OTHER, _SCRIPT_OBJECT, _CONTAINER = range(3)
@@ -318,6 +345,24 @@ def _kind_of_type(cls: type) -> int:
     if issubclass(cls, torch.ScriptObject):
         return _SCRIPT_OBJECT
     return _CONTAINER if issubclass(cls, (dict, list, tuple)) else _OTHER
+
+
+def _parameters_beneath(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
+    """The parameters registered in ``modules`` and their submodules, as ``parameters()`` gives them, but read from
+    the registries themselves: a module held apart from the model is not run (its own ``parameters()`` may be
+    code of its own), a chain of them as deep as any, a cycle once."""
+    found: dict[int, nn.Parameter] = {}
+    seen: set[int] = set()
+    stack = list(modules)
+    while stack:
+        module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        registered = vars(module)
+        found.update((id(p), p) for p in registered.get("_parameters", {}).values() if p is not None)
+        stack.extend(child for child in registered.get("_modules", {}).values() if child is not None)
+    return list(found.values())
 
 
 def _capped(notes: list[str], what: str) -> list[str]:
@@ -416,6 +461,7 @@ class _Walk:
     def _walk_modules(self, model: nn.Module) -> None:
         tree, classes = self.tree, self._classes
         seen: dict[int, str] = {}
+        containers: dict[int, tuple[str, list[Any]]] = {}
         stack: list[tuple[str, nn.Module, int]] = [("", model, -1)]
         while stack:
             path, module, parent = stack.pop()
@@ -460,7 +506,7 @@ class _Walk:
             if info.packed or (info.scripted and _scripted_torch_ao(module)):
                 self._list_packed_weights(index, path, prefix, module, name)
             elif not info.scripted:
-                packed, apart = _attributes_to_look_into(module)
+                packed, apart = _attributes_to_look_into(module, containers)
                 if packed:
                     self._list_packed_weights(index, path, prefix, module, name, quantized_only=True)
                 if apart:
@@ -799,9 +845,9 @@ class _Walk:
             parameters = [item for item in held if isinstance(item, nn.Parameter) and id(item) not in counted]
             if not (modules or parameters):  # references to the model's own (a list of some of its layers)
                 continue
-            apart = {id(p): p for module in modules for p in module.parameters() if id(p) not in counted}
-            apart.update((id(p), p) for p in parameters)
-            numel = sum(p.numel() for p in apart.values())
+            apart = {id(p): p for p in [*_parameters_beneath(modules), *parameters] if id(p) not in counted}
+            lazy = sum(isinstance(p, UninitializedParameter) for p in apart.values())
+            numel = sum(p.numel() for p in apart.values() if not isinstance(p, UninitializedParameter))
             what = " and ".join(
                 f"{len(items)} {noun}(s)" for items, noun in ((modules, "module"), (parameters, "parameter")) if items
             )
@@ -809,10 +855,12 @@ class _Walk:
             registers = " or ".join(
                 f"nn.{noun}{plural}" for items, noun in ((modules, "Module"), (parameters, "Parameter")) if items
             )
+            counts = [f"{numel:,} parameters"] if numel or not lazy else []
+            counts += [f"{lazy} uninitialised lazy parameter(s), of no size yet,"] if lazy else []
             notes.append(
                 f"'{shortened(path) or '(model)'}' keeps {what} in {attribute} (a {kind}), which does not register "
-                f"them ({registers} would): their {numel:,} parameters are not counted, as torch's parameters() and "
-                "state_dict() leave them out"
+                f"them ({registers} would): their {' and '.join(counts)} are not counted, as torch's parameters() "
+                "and state_dict() leave them out"
             )
         return notes
 
