@@ -5,7 +5,8 @@ the cpu), is counted and summarised at each size of ``--sizes``, next to what th
 paramscope:
 
 * ``sum(p.numel() for p in model.parameters())`` and a plain ``no_grad`` forward: the floors;
-* ``paramscope.inspect(model)``;
+* ``paramscope.inspect(model)``; and of a model of layers sharing one module, the stack of layers reachable under
+  two names (each share an alias inside a module reused in turn);
 * ``paramscope.summary(model, input_size=(1, 2), device="cpu")``: one forward, recorded;
 * ``paramscope.summary(model, input_size=(1, 2))``: on meta, an eval-mode forward and a train-mode one (for the
   activations), both on fake tensors, each costing what torch's fake tensors cost (a bare forward of fake tensors
@@ -67,6 +68,25 @@ def build_auxiliaries(modules: int) -> nn.Sequential:
     return nn.Sequential(*(AuxiliaryInTraining() for _ in range(modules // 3)))
 
 
+class SharedRotary(nn.Module):
+    """A layer holding a module every layer shares (a rotary embedding's table)."""
+
+    def __init__(self, rotary: nn.Module) -> None:
+        super().__init__()
+        self.fc, self.rotary = nn.Linear(2, 2), rotary
+
+
+def build_reused_inside_reused(modules: int) -> nn.Module:
+    """About ``modules`` modules: layers sharing one module, their stack reachable under two names (a decoder's
+    layers, and the model's ``layers`` referring to them), so each share lies inside a module reused in turn."""
+    rotary = nn.Module()
+    rotary.register_buffer("inv_freq", torch.zeros(4), persistent=False)
+    model = nn.Module()
+    model.decoder = nn.ModuleList(SharedRotary(rotary) for _ in range(modules // 2))
+    model.layers = model.decoder
+    return model
+
+
 def fake_forward(model: nn.Module) -> None:
     """A forward on fake tensors and nothing else, with fake copies of the weights: what any forward on meta that
     runs the model's own code pays."""
@@ -99,6 +119,7 @@ def main() -> int:
     contenders: dict[str, tuple[Callable[[int], nn.Module], Callable[[nn.Module], object]]] = {
         "sum(p.numel() for p in model.parameters())": (build_layers, lambda m: sum(p.numel() for p in m.parameters())),
         "paramscope.inspect(model)": (build_layers, paramscope.inspect),
+        "  a shared module in layers reached twice": (build_reused_inside_reused, paramscope.inspect),
         "plain no_grad forward": (build_layers, lambda m: torch.no_grad()(m)(x)),
         "summary(device='cpu')": (build_layers, lambda m: paramscope.summary(m, input_size=(1, 2), device="cpu")),
         "fake tensors' forward alone (one)": (build_layers, fake_forward),

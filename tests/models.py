@@ -125,6 +125,24 @@ def reused_compiled() -> nn.Module:
     return nn.Sequential(block, nn.Linear(2, 2), block)
 
 
+def reused_inside_reused() -> nn.Module:
+    """Layers sharing one module (a rotary table) and holding a tied pair, their stack reachable under two names: each
+    share lies inside a module reused in turn, and names every tensor under both."""
+    rotary = nn.Module()
+    rotary.register_buffer("inv_freq", torch.zeros(4), persistent=False)
+    layers = nn.ModuleList()
+    for _ in range(3):
+        layer = nn.Module()
+        layer.fc, layer.out, layer.rotary = nn.Linear(2, 2), nn.Linear(2, 2), rotary
+        layer.out.weight = layer.fc.weight
+        layers.append(layer)
+    model = nn.Module()
+    model.decoder = nn.Module()
+    model.decoder.layers = layers
+    model.layers = layers
+    return nn.Sequential(model, model)
+
+
 def tied_parametrized() -> nn.Module:
     """A tied weight that is parametrized on one side."""
     model = TiedEncoderDecoder()
@@ -166,6 +184,7 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
     "recurrent": recurrent,
     "buffer-also-parameter": BufferAlsoParameter,
     "reused-compiled": reused_compiled,
+    "reused-inside-reused": reused_inside_reused,
     "tied-parametrized": tied_parametrized,
     "own-tensors": OwnTensors,
 }

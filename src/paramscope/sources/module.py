@@ -175,6 +175,41 @@ def _within_any(path: str, paths: Container[str]) -> bool:
     return any(".".join(parts[:end]) in paths for end in range(1, len(parts) + 1))
 
 
+class _NameTree:
+    """Dotted tensor names by their parts, each with the positions of the records it names: the names under a module
+    path are found, and a name added, in the time of the names found (a sorted list of every name took the time of
+    all of them to add one, for each reuse of a module inside a module reused in turn)."""
+
+    def __init__(self) -> None:
+        self._root: dict[str | None, Any] = {}
+
+    def add(self, name: str, position: int) -> None:
+        node = self._root
+        for part in name.split("."):
+            node = node.setdefault(part, {})
+        node.setdefault(None, []).append(position)  # None: the positions named here, beside the parts below
+
+    def under(self, path: str) -> list[tuple[str, int]]:
+        """The names under module ``path`` (without its prefix) and their positions, sorted by name."""
+        node: dict[str | None, Any] | None = self._root
+        for part in path.split("."):
+            node = node.get(part) if node is not None else None
+        if node is None:
+            return []
+        found: list[tuple[str, int]] = []
+        stack: list[tuple[str, dict[str | None, Any]]] = [(part, below) for part, below in _sorted_parts(node)]
+        while stack:
+            name, node = stack.pop()
+            found += [(name, position) for position in sorted(node.get(None, ()))]
+            stack += [(f"{name}.{part}", below) for part, below in _sorted_parts(node)]
+        return found
+
+
+def _sorted_parts(node: dict[str | None, Any]) -> list[tuple[str, Any]]:
+    """A node's parts with the nodes below them, last first (for a stack that takes the first off first)."""
+    return sorted(((part, below) for part, below in node.items() if part is not None), reverse=True)
+
+
 def _parametrizations(module: nn.Module) -> nn.ModuleDict | None:
     """The ``parametrizations`` container that ``torch.nn.utils.parametrize`` adds to a layer, if it has one."""
     container = module._modules.get("parametrizations")
@@ -811,24 +846,19 @@ class _Walk:
         """A module object reached under a second path adds, for each name under its first path, an alias."""
         if not self._reused_paths:
             return
-        names = sorted(
-            (name, position)
-            for position, record in enumerate(self.records)
-            for name in (record.name, *self._aliases.get(position, ()))
-        )
-        keys = [name for name, _ in names]
+        names = _NameTree()
+        for position, record in enumerate(self.records):
+            for name in (record.name, *self._aliases.get(position, ())):
+                names.add(name, position)
         reused = {first_path for _, first_path in self._reused_paths}
         # in the order of the walk, which meets a module's own reuses (a1.0, the b it holds) before its reuse (a2, a1)
         for path, first_path in self._reused_paths:
-            prefix = first_path + "."
-            start = bisect.bisect_left(keys, prefix)
-            stop = bisect.bisect_left(keys, prefix[:-1] + "/")  # "/" sorts right after "."
-            found = [(_join(path, name[len(prefix) :]), position) for name, position in names[start:stop]]
+            found = [(_join(path, name), position) for name, position in names.under(first_path)]
             for alias, position in found:
                 self._aliases.setdefault(position, []).append(alias)
             if found and _within_any(path, reused):  # a module reused in turn holds them: its reuse names them too
-                names = sorted(names + found)
-                keys = [name for name, _ in names]
+                for alias, position in found:
+                    names.add(alias, position)
 
     # --- notes ------------------------------------------------------------------------------------------------
 
