@@ -1802,8 +1802,15 @@ def test_multi_head_latent_attention_runs_on_meta() -> None:
     # several from run to run, below the truth.
     ids = torch.zeros(2, 8, dtype=torch.long)
     truth = saved_bytes(model, ids, labels=ids)
-    plans = [plan_of(model, train=True, seq=8, batch=2, precision="fp32") for _ in range(3)]
+    # its values have a head size of their own, which the CPU runs on the math path (a GPU, and meta, fused): the
+    # math path on meta too, where sdpa_kernel leaves no other
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.MATH]):
+        plans = [plan_of(model, train=True, seq=8, batch=2, precision="fp32") for _ in range(3)]
     assert [plan.item("activations").total_bytes for plan in plans] == [truth] * 3
+    fused = paramscope.memory(model, train=True, seq=8, batch=2, precision="fp32")
+    assert any("whose values have a head size of their own" in note for note in fused.memory.notes)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("tp", [2, 4])
@@ -2216,11 +2223,45 @@ def test_offload_optimizer_moves_master_weights_and_states_to_host() -> None:
     on_device = plan_of(Stack(), train=True, gpus=4, zero=2)
     offloaded = plan_of(Stack(), train=True, gpus=4, zero=2, offload_optimizer=True)
     host = [item for item in offloaded.items if item.where == "host"]
-    assert [item.name for item in host] == ["fp32 master weights", "optimizer states (adamw)"]
-    assert [item.per_device_bytes for item in host] == [on_device.item(item.name).per_device_bytes for item in host]
+    assert [item.name for item in host] == ["fp32 gradients", "fp32 master weights", "optimizer states (adamw)"]
+    moved = host[1:]
+    assert [item.per_device_bytes for item in moved] == [on_device.item(item.name).per_device_bytes for item in moved]
     assert offloaded.host_bytes == sum(item.per_device_bytes for item in host)
-    assert offloaded.per_device_bytes == on_device.per_device_bytes - offloaded.host_bytes
+    # from ZeRO 2 on the gradients leave the device too, reduced into the host's fp32 partition (twice their bytes)
+    device_gone = on_device.item("gradients").per_device_bytes + sum(item.per_device_bytes for item in moved)
+    assert offloaded.per_device_bytes == on_device.per_device_bytes - device_gone
+    assert host[0].per_device_bytes == 2 * on_device.item("gradients").per_device_bytes
     assert on_device.host_bytes == 0
+
+
+@pytest.mark.parametrize("zero", [1, 2, 3])
+@pytest.mark.parametrize("precision", ["bf16-mixed", "fp32"])
+def test_offload_optimizer_keeps_what_deepspeed_keeps_on_the_host(zero: int, precision: str) -> None:
+    # from review: the gradients' fp32 partition was left out of the host (and its shard kept on the device), and in
+    # fp32 the copy of the parameters the CPU optimizer steps. DeepSpeed's estimate_zero2/zero3_model_states_mem_needs
+    # with cpu_offload: 16 B a parameter in host memory over the GPUs (4 master or copy, 8 Adam, 4 fp32 gradients),
+    # and on the GPU the weights alone (a ZeRO 3 shard of them, and its gathered blocks)
+    gpus, model = 4, Stack()
+    psi = sum(p.numel() for p in model.parameters())
+    tensors = len(list(model.parameters()))
+    plan = plan_of(
+        model, train=True, gpus=gpus, zero=zero, offload_optimizer=True, precision=precision, optimizer="adam"
+    )
+    assert plan.host_bytes == (16 * psi + 4 * tensors) // gpus  # and Adam's float32 step per tensor, sharded too
+    weight_bytes = 4 if precision == "fp32" else 2
+    device = {item.name: item.per_device_bytes for item in plan.items if item.where == "device"}
+    weights = weight_bytes * psi // (gpus if zero == 3 else 1)
+    assert device.pop("weights") == weights
+    device.pop("gathered parameters (ZeRO 3)", None)
+    # under ZeRO 1 autograd's gradients stay whole on the device until the step
+    assert device == ({"gradients": weight_bytes * psi} if zero == 1 else {})
+
+
+def test_offload_optimizer_with_pure_bf16_is_refused() -> None:
+    with pytest.raises(paramscope.UsageError, match=r"^--offload-optimizer steps an fp32 copy of the parameters with "
+                       r"fp32 states \(DeepSpeed's CPU optimizer\), which bf16-pure training keeps none of: plan it "
+                       r"with --precision bf16-mixed \(precision='bf16-mixed'\)$"):  # fmt: skip
+        plan_of(Stack(), train=True, zero=1, offload_optimizer=True, precision="bf16-pure")
 
 
 def test_tensor_parallelism_splits_items_and_marks_them_estimates() -> None:

@@ -154,6 +154,10 @@ class MemorySettings:
         if self.offload_optimizer and not self.zero:
             raise UsageError("--offload-optimizer needs ZeRO stage 1, 2 or 3 (DeepSpeed offloads the optimizer only "
                              "under ZeRO): add --zero 1 (zero=1) or leave it out")  # fmt: skip
+        if self.offload_optimizer and self.precision == "bf16-pure":
+            raise UsageError("--offload-optimizer steps an fp32 copy of the parameters with fp32 states (DeepSpeed's "
+                             "CPU optimizer), which bf16-pure training keeps none of: plan it with --precision "
+                             "bf16-mixed (precision='bf16-mixed')")  # fmt: skip
 
     def compute_dtype(self, stored: str | None = None) -> str:
         """The dtype an inference forward computes in: the weights' when it is one models compute in (``dtype``, or
@@ -1368,11 +1372,24 @@ def _training_items(
     count = sum(_values(record) for record in trainable)
     grads = math.ceil(count * grad_bytes)
     formula = f"{format_count(count)} trainable × {grad_bytes:g} B{_complex_note(trainable)}"
-    items.append(_on_this_rank(_item("gradients", "derived", grads, formula, split(2)), held, grad_bytes))
-    where: Where = "host" if settings.offload_optimizer else "device"
-    if settings.precision.endswith("-mixed"):
-        master = _item("fp32 master weights", "derived", 4 * count, f"{format_count(count)} trainable × 4 B",
-                       split(1), where)  # fmt: skip
+    offload = settings.offload_optimizer
+    # DeepSpeed's offload reduces each gradient into an fp32 partition in host memory (ZeRO 1 and 2's fp32 gradient
+    # buffer, ZeRO 3's grad_partitions_flat_buffer) for the CPU optimizer; from ZeRO 2 on, none stays on the device
+    if not offload or settings.zero == 1:
+        items.append(_on_this_rank(_item("gradients", "derived", grads, formula, split(2)), held, grad_bytes))
+    if offload:
+        formula = (
+            f"{format_count(count)} trainable × 4 B (fp32: DeepSpeed's offload reduces each gradient into it"
+            f"{', and frees it on the device' if settings.zero >= 2 else ''}){_complex_note(trainable)}"
+        )
+        partition = _item("fp32 gradients", "derived", 4 * count, formula, split(1), "host")
+        items.append(_on_this_rank(partition, held, 4))
+    where: Where = "host" if offload else "device"
+    if settings.precision.endswith("-mixed") or offload:
+        # offloaded, the CPU optimizer steps an fp32 copy of the partition (DeepSpeed's clone().float() of it), in
+        # fp32 training too: the parameters it updates are on the device
+        name = "fp32 master weights" if settings.precision.endswith("-mixed") else "fp32 parameter copy"
+        master = _item(name, "derived", 4 * count, f"{format_count(count)} trainable × 4 B", split(1), where)
         items.append(_on_this_rank(master, held, 4))
     states, formula, label = _optimizer_states(trainable, settings.optimizer, state_bytes)
     item = _item(f"optimizer states ({settings.optimizer})", label, states, formula, split(1), where)
@@ -2003,7 +2020,8 @@ class _Cuts:
             options += self._zero(1)
             # DeepSpeed offloads the optimizer only under ZeRO, and on one GPU too (ZeRO-Offload's own setup)
             offload = "--offload-optimizer" if settings.zero else "--zero 1 --offload-optimizer"
-            options.append((offload, [replace(settings, zero=max(settings.zero, 1), offload_optimizer=True)]))
+            if settings.precision != "bf16-pure":
+                options.append((offload, [replace(settings, zero=max(settings.zero, 1), offload_optimizer=True)]))
             if item.name in ("optimizer states (adam)", "optimizer states (adamw)") and self._eight_bit():
                 options.append(("--optimizer adamw-8bit", [replace(settings, optimizer="adamw-8bit")]))
         if kind in ("KV cache", "weights", "gathered parameters"):
@@ -2011,7 +2029,7 @@ class _Cuts:
             options.append((more_tp, self._larger_tp()))
         if settings.train and kind in ("weights", "gradients", "fp32 master weights", "optimizer states"):
             options.append(("more --gpus", [replace(settings, gpus=2 * settings.gpus)]))
-        if kind == "weights" and settings.train:
+        if kind == "weights" and settings.train and not settings.offload_optimizer:
             options.append(("--precision bf16-pure", [replace(settings, precision="bf16-pure")]))
         return [text for text, tries in options if self._cut(item, tries)]
 
