@@ -5,7 +5,8 @@ Each file holds N small bfloat16 tensors named as a mixture of experts names the
 (``blocks.7.experts.123.w2``: three weights an expert, 1,000 experts a block), over a data region left as a hole of a
 sparse file. A million tensors with these names make a header of about 96 MB, near the 100 MB the format allows:
 the most tensors one file can hold with names of this length. Checkpoints of mixtures of experts come near the
-smaller size (DeepSeek-V3: about 91,000 tensors across its shards).
+smaller size (DeepSeek-V3: about 91,000 tensors across its shards). ``--names deep`` names each tensor at the end of a
+module chain of its own (``a7.b.c.d.w``): a table whose every module shown has modules below it.
 
 The commands run as fresh processes, each ``--repeat`` times in turn:
 
@@ -23,6 +24,7 @@ Run it from the repository root::
 
     .venv/bin/python benchmarks/bench_many_tensors.py
     .venv/bin/python benchmarks/bench_many_tensors.py --sizes 100000 --repeat 5
+    .venv/bin/python benchmarks/bench_many_tensors.py --names deep --sizes 10000,40000
 
 The exit status is 0 whatever the timings (a benchmark, not a test): a missed target is printed as MISS.
 """
@@ -59,12 +61,21 @@ print(params)
 """
 
 
-def write_experts(path: Path, tensors: int) -> int:
-    """A safetensors file of ``tensors`` bfloat16 tensors over a hole; returns their parameter count."""
+NAMES = {
+    "experts": lambda index: f"blocks.{index // 3000}.experts.{index // 3 % 1000}.w{index % 3}",
+    # each tensor its own module, at the end of a chain of its own: the table's modules at --depth each have children
+    "deep": lambda index: f"a{index}.b.c.d.w",
+}
+
+
+def write_experts(path: Path, tensors: int, names: str = "experts") -> int:
+    """A safetensors file of ``tensors`` bfloat16 tensors over a hole, named as ``NAMES[names]`` names them;
+    returns their parameter count."""
     size = 2 * SHAPE[0] * SHAPE[1]
     shape = list(SHAPE)
+    name = NAMES[names]
     header = {
-        f"blocks.{index // 3000}.experts.{index // 3 % 1000}.w{index % 3}": {
+        name(index): {
             "dtype": "BF16",
             "shape": shape,
             "data_offsets": [index * size, (index + 1) * size],
@@ -91,6 +102,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="tensor counts, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each command at each size (default: 3)")
+    parser.add_argument("--names", choices=sorted(NAMES), default="experts",
+                        help="how the tensors are named (default: experts; deep: a module chain for each tensor, "
+                             "five modules a tensor, so sizes of 100,000 and less)")  # fmt: skip
     options = parser.parse_args()
     sizes = sorted(int(size) for size in options.sizes.split(","))
 
@@ -101,7 +115,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         for tensors in sizes:
             path = Path(scratch) / f"experts-{tensors}.safetensors"
-            params = write_experts(path, tensors)
+            params = write_experts(path, tensors, options.names)
             commands = (
                 [python, "-m", "paramscope.cli", "inspect", str(path)],
                 [python, "-m", "paramscope.cli", "inspect", str(path), "--format", "json"],

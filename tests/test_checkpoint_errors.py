@@ -2481,3 +2481,22 @@ def test_running_out_of_memory_is_one_line(capsys: pytest.CaptureFixture[str], m
     monkeypatch.setattr(paramscope.cli, "_run_inspect", asks_too_much)
     assert_error(run(capsys, "inspect", "paramscope.examples:resnet18"),
                  "out of memory: the input asks for more than this machine can hold")  # fmt: skip
+
+
+def test_a_gguf_file_emptied_while_read_is_a_read_failure(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # from review: a file emptied between its first bytes and the map of it (a download, a rewrite in place) made
+    # mmap raise ValueError, a traceback
+    import mmap
+
+    path = tmp_path / "model.gguf"
+    path.write_bytes(gguf_bytes(GGUF_ARCHITECTURE))
+    real_map = mmap.mmap
+
+    def emptied_first(fileno: int, *args: Any, **kwargs: Any) -> mmap.mmap:
+        os.truncate(path, 0)  # by another process, between the read of the magic bytes and the map
+        return real_map(fileno, *args, **kwargs)
+
+    monkeypatch.setattr(mmap, "mmap", emptied_first)
+    assert_error(run(capsys, "inspect", str(path)), f"{path}: cannot be read: it was emptied while being read")

@@ -170,7 +170,8 @@ def _shared_outside(nodes: Sequence[ModuleNode], index: int) -> tuple[str, ...]:
     root = nodes[index]
     inside = root.path + "." if root.path else ""
     shared = dict.fromkeys(root.shared)
-    for node in nodes[index + 1 :]:
+    for position in range(index + 1, len(nodes)):  # not a slice: a copy of the rest for every subtree
+        node = nodes[position]
         if node.depth <= root.depth:
             break
         shared.update(dict.fromkeys(name for name in node.shared if not name.startswith(inside)))

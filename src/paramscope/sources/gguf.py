@@ -48,7 +48,11 @@ def _read_header(path: Path) -> _Header:
                 raise SourceError(
                     f"{path}: GGUF version {version} is not supported (versions {', '.join(map(str, _VERSIONS))})"
                 )
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            try:
+                data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:  # emptied since its first bytes were read: being written, or rewritten in place
+                raise SourceError(f"{path}: cannot be read: it was emptied while being read") from None
+            with data:
                 return _parse(path, data, order)
     except OSError as error:
         raise SourceError(f"{path}: cannot be read: {error.strerror or error}") from None
