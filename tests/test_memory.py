@@ -1824,6 +1824,33 @@ def test_kv_cache_split_across_tensor_parallel_ranks(tiny_llama: nn.Module, tp: 
     assert item.label == "derived"
 
 
+def test_a_tensor_parallel_degree_that_splits_key_value_heads_as_no_engine_does_is_refused(tmp_path: Path) -> None:
+    # from review: 6 key/value heads at tp 4 were split gcd(4, 6) = 2 ways, a layout vLLM and Megatron refuse
+    config = {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "vocab_size": 64,
+        "hidden_size": 96,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 24,
+        "num_key_value_heads": 6,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    message = ("tp (4) and the model's 6 key/value heads divide neither the other: each device holds whole key/value "
+               "heads, or a copy of one (vLLM and Megatron refuse the split)")  # fmt: skip
+    with pytest.raises(paramscope.UsageError, match=f"^{re.escape(message)}$"):
+        paramscope.memory(str(tmp_path), seq=16, tp=4)
+    for tp, per_device_heads in ((2, 3), (3, 2), (12, 1)):  # whole heads, or a copy of one
+        item = plan_of(str(tmp_path), seq=16, tp=tp).item("KV cache")
+        assert item.per_device_bytes == item.total_bytes * per_device_heads // 6
+    # nor is it tried for the advice: 24 query heads take tp 4, 6 and 8, the key/value heads 6 alone of them
+    plan = plan_of(str(tmp_path), seq=4096, tp=2, device_memory=1)
+    assert [advice for advice in plan.advice if advice.startswith("KV cache")] == [
+        "KV cache (768.00 KiB per device): try --kv-dtype fp8, a shorter --context or a --tp larger than 2"
+    ]
+
+
 FALCON: dict[str, Any] = {"vocab_size": 64, "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
                           "bias": False, "alibi": False}  # fmt: skip
 

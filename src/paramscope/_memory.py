@@ -673,6 +673,16 @@ def _kv_heads(config: Mapping[str, Any], heads: int) -> tuple[int, str]:
     return heads, ""
 
 
+def _check_kv_split(tp: int, kv_heads: int) -> None:
+    """Refuse a tensor-parallel degree that splits the key/value heads as no engine does: vLLM and Megatron give each
+    rank whole key/value heads (``tp`` dividing them) or one head copied to several ranks (``tp`` a multiple)."""
+    if kv_heads % tp and tp % kv_heads:
+        raise UsageError(
+            f"tp ({tp}) and the model's {kv_heads} key/value heads divide neither the other: each device "
+            "holds whole key/value heads, or a copy of one (vLLM and Megatron refuse the split)"
+        )
+
+
 def _kv_heads_per_layer(config: Mapping[str, Any], layers: int) -> list[int] | None:
     """Each layer's key/value heads, when the config gives a list of them (0 for a layer without attention).
 
@@ -1503,7 +1513,8 @@ def _inference_items(
             notes.append("no KV cache item: the model has no decoder config to size it from")
         else:
             size, formula, kv_heads = cache
-            ways = math.gcd(tp, kv_heads)  # key/value heads are split across the TP ranks, whole heads only
+            _check_kv_split(tp, kv_heads)
+            ways = math.gcd(tp, kv_heads)  # whole heads to each rank, or one head copied to several
             cache_label: Label = "derived"
             notes.extend((config or {}).get("gguf_swa_in_code") or [])  # a GGUF file's window or pattern set in code
             windowed = config.get("sliding_window") if config else None
@@ -2066,6 +2077,9 @@ class _Cuts:
         follows = settings.gpus == settings.tp
         degrees = [settings.tp * factor for factor in range(2, 65)]
         degrees = [n for n in degrees if all(count % n == 0 for count in heads) and (follows or settings.gpus % n == 0)]
+        cache = kv_cache(self.model.config, 1, 1, "bfloat16") if self.model.config and not settings.train else None
+        if cache is not None:  # the heads' split the KV cache takes too
+            degrees = [n for n in degrees if not (cache[2] % n and n % cache[2])]
         return [replace(settings, tp=n, gpus=n if follows else settings.gpus) for n in degrees[:4]]
 
     def _activations(self, item: MemoryItem) -> list[str]:
