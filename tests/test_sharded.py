@@ -25,6 +25,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import paramscope
+from paramscope._units import format_bytes
 
 WORLD_SIZE = 2
 TIME_LIMIT_S = 150
@@ -253,6 +254,7 @@ def _worker(rank: int, rendezvous: str, out: str) -> None:
         results["uneven"] = _uneven_plans()
         results["no-shard"] = _no_shard()
         results["gathered-padded"] = _gathered_padded()
+        results["planned-against-held"] = _planned_against_held()
     finally:
         Path(out).write_text(json.dumps(results))
         dist.destroy_process_group()
@@ -365,6 +367,52 @@ def _gathered_padded() -> dict[str, Any]:
         "unpadded": sum(copy.numel() * copy.element_size() for copy in copies),
         "notes": list(paramscope.inspect(model).notes),
     }
+
+
+def _planned_against_held() -> dict[str, Any]:
+    """Plans of models sharded otherwise than evenly and alike: a DTensor split unevenly without padding (Shard(1) of
+    odd widths), the bytes this rank's storages hold and the weights and gradients planned; FSDP2 with a frozen layer
+    in fp32 (frozen values priced as trainable ones); a tensor-parallel model planned with tp=2, and its notes."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    mesh = init_device_mesh("cpu", (WORLD_SIZE,))
+    found: dict[str, Any] = {}
+    uneven = nn.Sequential(nn.Linear(7, 5), nn.Linear(5, 3))
+    for name, param in list(uneven.named_parameters()):
+        placement = Shard(1) if name.endswith("weight") else Replicate()
+        uneven.get_submodule(name.rpartition(".")[0]).register_parameter(
+            name.rpartition(".")[2], nn.Parameter(distribute_tensor(param.detach(), mesh, [placement]))
+        )
+    plan = paramscope.memory(uneven, train=True, precision="fp32", optimizer="sgd", gpus=WORLD_SIZE, zero=3).memory
+    assert plan is not None
+    found["uneven"] = {
+        "held": sum(p.to_local().untyped_storage().nbytes() for p in uneven.parameters()),
+        "weights": plan.item("weights").per_device_bytes,
+        "gradients": plan.item("gradients").per_device_bytes,
+        "notes": list(plan.notes),
+    }
+    frozen = nn.Sequential(nn.Linear(8, 7), nn.Linear(7, 5), nn.Linear(5, 3))
+    frozen[0].requires_grad_(False)
+    fully_shard(frozen, mesh=mesh)
+    plan = paramscope.memory(frozen, train=True, precision="fp32", optimizer="sgd", gpus=WORLD_SIZE, zero=3).memory
+    assert plan is not None
+    found["frozen"] = {
+        "held": sum(p.to_local().untyped_storage().nbytes() for p in frozen.parameters()),
+        "weights": plan.item("weights").per_device_bytes,
+    }
+    parallel = nn.Sequential(nn.Embedding(100, 8), nn.Linear(8, 16), nn.Linear(16, 8))
+    parallelize_module(parallel, mesh, {"1": ColwiseParallel(), "2": RowwiseParallel()})
+    plan = paramscope.memory(parallel, train=True, precision="fp32", optimizer="sgd", tp=WORLD_SIZE).memory
+    assert plan is not None
+    found["tp"] = {
+        "local": paramscope.inspect(parallel).totals.local_param_bytes,
+        "weights": plan.item("weights").per_device_bytes,
+        "notes": list(plan.notes),
+    }
+    return found
 
 
 def _no_shard() -> dict[str, Any]:
@@ -486,6 +534,43 @@ def test_the_memory_plan_of_uneven_sharding_is_what_each_rank_holds(ranks: list[
             # the states are made like the shards' values, of which the last rank's hold fewer (no rows of 1 × 5):
             # the plan is of the rank holding most
             assert states[0] == states[1] if rank == 0 else states[0] < states[1]
+
+
+def test_a_dtensor_split_unevenly_is_planned_as_the_rank_holding_most(ranks: list[dict[str, Any]]) -> None:
+    # from review: each rank planned its own share (rank 0 148 B, rank 1 116 B), so one job's ranks disagreed on
+    # whether it fits. Shard(1) of widths 7 and 5 over two ranks: torch's chunks of 4 and 3, 3 and 2 columns.
+    found = [ranks[rank]["planned-against-held"]["uneven"] for rank in range(WORLD_SIZE)]
+    most = max(rank["held"] for rank in found)
+    assert found[0]["held"] == most > found[1]["held"]
+    for rank in found:
+        assert rank["weights"] == rank["gradients"] == most
+    note = [note for note in found[1]["notes"] if note.startswith("the model's DTensors are split unevenly")]
+    assert note == [
+        f"the model's DTensors are split unevenly, without padding: this rank holds {found[1]['held'] // 4} parameter "
+        f"values, the rank holding most {most // 4} (torch's chunks: the first ranks), whose share the plan is of"
+    ]
+    assert not [note for note in found[0]["notes"] if note.startswith("the model's DTensors are split unevenly")]
+
+
+def test_frozen_parameters_priced_as_trainable_ones_keep_the_rank_s_exact_share(ranks: list[dict[str, Any]]) -> None:
+    # from review: one frozen layer made the plan Ψ/N (242 B) where the rank holds 288 B, in fp32, which prices frozen
+    # and trainable values alike
+    for rank in range(WORLD_SIZE):
+        found = ranks[rank]["planned-against-held"]["frozen"]
+        assert found["weights"] == found["held"]
+
+
+def test_a_plan_of_another_split_than_the_model_s_says_what_the_rank_holds(ranks: list[dict[str, Any]]) -> None:
+    # from review: a tensor-parallel plan 40 % below what each rank holds (the embedding not parallelised), said to be
+    # "slightly low"
+    for rank in range(WORLD_SIZE):
+        found = ranks[rank]["planned-against-held"]["tp"]
+        assert found["weights"] < found["local"]
+        local, planned = (format_bytes(found[key]) for key in ("local", "weights"))
+        assert (
+            f"this rank holds {local} of parameter storages as the model is sharded now; the plan's weights, "
+            f"{planned} a device, are of the split it plans (--gpus, --zero, --tp), not of that sharding"
+        ) in found["notes"]
 
 
 def test_fsdp2_shards_every_parameter_on_dim_0(ranks: list[dict[str, Any]]) -> None:

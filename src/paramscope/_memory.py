@@ -11,6 +11,7 @@ import fnmatch
 import functools
 import inspect as pyinspect
 import math
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -1238,11 +1239,15 @@ def _sharded_ways(sharding: Sharding) -> int | None:
                      if "Shard(" in placement)  # fmt: skip
 
 
-def _held_weights(report: Report, settings: MemorySettings, weight_bytes: float) -> tuple[int, int] | None:
+def _held_weights(
+    report: Report, settings: MemorySettings, weight_bytes: float, notes: list[str] | None = None
+) -> tuple[int, int] | None:
     """For a model sharded as the plan shards it (ZeRO 3 over its data-parallel ranks, no tensor parallelism): the
-    values this rank's parameter storages hold, padding included, and their bytes in the plan's precision. FSDP2
-    pads each parameter's shard to whole rows of ceil(rows / N), FSDP1 and ZeRO-3 pad their flat partitions, so what
-    a rank holds is more than Ψ/N when the sizes do not divide. None for any other model or plan."""
+    values the rank holding most holds in its parameter storages, padding included, and their bytes in the plan's
+    precision. FSDP2 pads each parameter's shard to whole rows of ceil(rows / N), FSDP1 and ZeRO-3 pad their flat
+    partitions, so every rank holds as much as this one, and more than Ψ/N when the sizes do not divide; a DTensor
+    split unevenly without padding leaves the first ranks more (torch's chunks), which a note in ``notes`` says.
+    None for any other model or plan."""
     held = report.totals.local_param_bytes
     dp = settings.gpus // settings.tp
     if held is None or settings.zero < 3 or settings.tp != 1 or dp < 2:
@@ -1256,7 +1261,41 @@ def _held_weights(report: Report, settings: MemorySettings, weight_bytes: float)
     if len(value_bytes) != 1:
         return None
     values = round(held / value_bytes.pop())
+    most = _most_values(params)
+    if most is not None and most > values:
+        if notes is not None:
+            notes.append(f"the model's DTensors are split unevenly, without padding: this rank holds "
+                         f"{format_count(values)} parameter values, the rank holding most {format_count(most)} "
+                         "(torch's chunks: the first ranks), whose share the plan is of")  # fmt: skip
+        values = most
     return values, math.ceil(values * weight_bytes)
+
+
+_SHARD = re.compile(r"Shard\((\d+)\)")
+
+
+def _most_values(params: Sequence[TensorRecord]) -> int | None:
+    """The most parameter values a rank holds, by the DTensors' placements: ``Shard(d)`` over a mesh dimension of N
+    ranks leaves ceil(size / N) of dimension d on the first ranks, as torch chunks it; None where a placement is not
+    one of those (``_StridedShard``) or a shape is not known."""
+    most = 0
+    for record in params:
+        sharding, values = record.sharding, _values(record)
+        if sharding is None or sharding.scheme != "dtensor":
+            most += values if sharding is None else math.ceil(values * sharding.local_numel / max(record.numel or 1, 1))
+            continue
+        if record.shape is None or sharding.mesh is None:
+            return None
+        shape = list(record.shape)
+        for ranks, placement in zip(sharding.mesh, sharding.placements, strict=False):
+            found = _SHARD.fullmatch(placement)
+            if found is not None and int(found[1]) < len(shape):
+                dim = int(found[1])
+                shape[dim] = -(-shape[dim] // ranks)
+            elif not placement.startswith(("Replicate", "Partial")):
+                return None
+        most += math.prod(shape) * values // max(record.numel or 1, 1)
+    return most
 
 
 # the categories of dtypes whose tensors can take gradients: torch refuses requires_grad for the others (integers,
@@ -1365,15 +1404,25 @@ def _training_items(
             notes.append(f"{settings.precision}: the frozen floating-point parameters are counted as stored, as "
                          f"autocast holds them; a framework that casts the whole model to {compute} (DeepSpeed) "
                          "holds them in 2 B a value")  # fmt: skip
-    # a rank's shards priced at one size of value: not where frozen ones are priced otherwise
-    held = None if frozen else _held_weights(report, settings, weight_bytes)
-    if held is None:
+    # a rank's shards priced at one size of value: the weights where frozen ones are priced as trainable ones (cast
+    # to the precision's dtype); the gradients and states, which the frozen ones have none of, where none is frozen
+    priced_alike = all(_training_bytes(record, settings.precision, frozen=True) == _values(record) * weight_bytes
+                       for record in frozen)  # fmt: skip
+    held_weights = _held_weights(report, settings, weight_bytes, notes) if priced_alike else None
+    held = None if frozen else held_weights
+    if held_weights is None:
         items.append(_item("weights", "derived", weights, formula, split(3)))
     else:
-        stored, on_device = held
+        stored, on_device = held_weights
         formula += (f"; this rank's shards as the model is sharded over {dp} ranks, padding included: "
                     f"{format_count(stored)} values × {weight_bytes:g} B")  # fmt: skip
         items.append(MemoryItem("weights", "derived", weights, on_device, formula))
+    local = report.totals.local_param_bytes
+    if local is not None and held_weights is None:
+        planned = items[-1].per_device_bytes
+        notes.append(f"this rank holds {format_bytes(local)} of parameter storages as the model is sharded now; the "
+                     f"plan's weights, {format_bytes(planned)} a device, are of the split it plans (--gpus, --zero, "
+                     "--tp), not of that sharding")  # fmt: skip
     if report.totals.quantization_bytes:  # the frozen quantised weights' scales and zero points, as stored
         formula = f"{format_count(report.totals.quantization)} scales, zero points and indices as stored"
         items.append(_item("quantization metadata", "exact", report.totals.quantization_bytes, formula, split(3)))
@@ -1425,8 +1474,8 @@ def _on_this_rank(
     values = held[0]
     per_rank = math.ceil(copies * values * value_bytes) + step
     shards = f"{copies} × {format_count(values)}" if copies > 1 else format_count(values)
-    formula = (f"{item.formula.partition('; ÷')[0]}; a rank's shards at most, padding included: {shards} values × "
-               f"{value_bytes:g} B{f' + {step // 4} × 4 B step' if step else ''}")  # fmt: skip
+    formula = (f"{item.formula.partition('; ÷')[0]}; the shards of the rank holding most, padding included: {shards} "
+               f"values × {value_bytes:g} B{f' + {step // 4} × 4 B step' if step else ''}")  # fmt: skip
     return replace(item, per_device_bytes=per_rank, formula=formula)
 
 
@@ -1907,8 +1956,9 @@ def plan(
         notes.append(f"ZeRO {settings.zero} shards over data-parallel ranks, and there is one (gpus ÷ tp = 1): "
                      "nothing is sharded")  # fmt: skip
     if tp > 1:
-        notes.append(f"tensor parallelism splits weights, gradients, optimizer states and activations {tp} ways; norms "
-                     "and biases are replicated in practice, so the per-device figures are slightly low")  # fmt: skip
+        notes.append(f"tensor parallelism splits weights, gradients, optimizer states and activations {tp} ways; what "
+                     "a model leaves whole on every rank (norms, row-parallel biases, layers it does not parallelise) "
+                     "is replicated in practice, so the per-device figures are low by that much")  # fmt: skip
         items = [
             replace(item, label="estimate") if f"TP {tp}" in item.formula and item.name != "KV cache" else item
             for item in items
