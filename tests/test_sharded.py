@@ -255,6 +255,7 @@ def _worker(rank: int, rendezvous: str, out: str) -> None:
         results["no-shard"] = _no_shard()
         results["gathered-padded"] = _gathered_padded()
         results["planned-against-held"] = _planned_against_held()
+        results["pipeline-stage"] = _pipeline_stage()
     finally:
         Path(out).write_text(json.dumps(results))
         dist.destroy_process_group()
@@ -415,6 +416,14 @@ def _planned_against_held() -> dict[str, Any]:
     return found
 
 
+def _pipeline_stage() -> str:
+    """The table of ``inspect(all_ranks=True)`` of a pipeline stage: each rank a model of its own, held whole (20
+    parameters on rank 0, 112 on rank 1)."""
+    rank = dist.get_rank()
+    stage = nn.Sequential(nn.Linear(4, 4)) if rank == 0 else nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8))
+    return str(paramscope.inspect(stage, all_ranks=True))
+
+
 def _no_shard() -> dict[str, Any]:
     """FSDP1 with ShardingStrategy.NO_SHARD: every rank keeps the whole flat parameter, as DDP does."""
     from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
@@ -497,7 +506,8 @@ def test_local_share_is_what_the_rank_holds(ranks: list[dict[str, Any]], scenari
         elements, storage = result["held"]
         totals = result["report"]["totals"]
         assert (totals["local_params"], totals["local_param_bytes"]) == (elements, storage)
-        shares.append({"rank": rank, "params": elements, "param_bytes": storage})
+        shares.append({"rank": rank, "params": elements, "param_bytes": storage,
+                       "model_params": unsharded_truth()["params"]})  # fmt: skip
     for rank in range(WORLD_SIZE):
         assert _result(ranks, scenario, rank)["report"]["ranks"] == shares  # all_ranks: every rank sees all
 
@@ -729,6 +739,17 @@ def test_the_table_shows_this_rank_and_every_rank(ranks: list[dict[str, Any]]) -
     text = _result(ranks, "tp", 0)["text"]
     assert "On this rank" in text
     assert "Parameters held per rank" in text
+    # DTensors have no flat shards: their padding is their shards' (from review)
+    assert "B, shards' padding included" in text
+    assert "B, flat shards' padding included" in _result(ranks, "fsdp1", 0)["text"]
+
+
+def test_each_rank_s_share_is_of_its_own_model(ranks: list[dict[str, Any]]) -> None:
+    # from review: rank 1's share was of rank 0's model, 560 %, for pipeline stages of 20 and 112 parameters
+    for rank in range(WORLD_SIZE):
+        rows = ranks[rank]["pipeline-stage"].split("Parameters held per rank")[1].splitlines()
+        shares = [row.split()[-2:] for row in rows if row.strip()[:1].isdigit()]
+        assert shares == [["100.0", "%"], ["100.0", "%"]]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ class RankShare(NamedTuple):
     rank: int
     params: int
     param_bytes: int
+    model_params: int | None = None
+    """The parameters of the whole model the rank holds a share of (its own: pipeline stages differ)."""
 
 
 class TensorRecord(NamedTuple):

@@ -393,7 +393,9 @@ def _totals_section(report: Report, view: View) -> Section:
     if totals.local_params is not None and totals.local_param_bytes is not None:
         rows.append(count("On this rank", totals.local_params, "parameter elements held here (sharded)"))
         local = totals.local_param_bytes
-        rows.append(("  size", _size(local, view.units, complete), f"{local:,} B, flat shards' padding included"))
+        flat = any(record.sharding is not None and record.sharding.scheme != "dtensor" for record in report.tensors)
+        padding = "flat shards' padding included" if flat else "shards' padding included"
+        rows.append(("  size", _size(local, view.units, complete), f"{local:,} B, {padding}"))
     if totals.flops is not None and totals.macs is not None:
         rows.append(("FLOPs", format_count(totals.flops), humanize_operations(totals.flops)))
         rows.append(("MACs", format_count(totals.macs), humanize_operations(totals.macs)))
@@ -438,7 +440,6 @@ def _dtype_section(report: Report, view: View) -> Section:
 
 def _ranks_section(report: Report, view: View) -> Section:
     ranks = report.ranks or ()
-    total = report.totals.params or 1
     sizes = {share.param_bytes for share in ranks}
     most = max(sizes) if len(sizes) > 1 else None  # marked only when the ranks differ
     columns = (Column("Rank", "right"), Column("Params", "right"), Column("Size", "right"), Column("Share", "right"))
@@ -448,7 +449,8 @@ def _ranks_section(report: Report, view: View) -> Section:
             format_count(share.params),
             format_bytes(share.param_bytes, view.units)
             + (" ◀ most" if share.param_bytes == most and len(ranks) > 1 else ""),
-            format_share(share.params, total),
+            # of the model the rank holds a share of: pipeline stages hold different ones
+            format_share(share.params, share.model_params or report.totals.params or 1),
         )
         for share in ranks
     ]

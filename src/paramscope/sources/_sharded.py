@@ -267,7 +267,7 @@ _NOT_JOINED = re.compile(r"timed out|timeout|closed by peer|reset by peer|mismat
 
 
 def gather_ranks(totals: Totals) -> tuple[RankShare, ...]:
-    """Every rank's share, gathered from all ranks (a collective: every rank must call it). Only three numbers per
+    """Every rank's share, gathered from all ranks (a collective: every rank must call it). Only four numbers per
     rank travel, never a weight."""
     distributed = sys.modules.get("torch.distributed")
     if distributed is None or not distributed.is_available() or not distributed.is_initialized():
@@ -280,7 +280,7 @@ def gather_ranks(totals: Totals) -> tuple[RankShare, ...]:
     shares: list[Any] = [None] * distributed.get_world_size()
     rank = distributed.get_rank()
     try:
-        distributed.all_gather_object(shares, (rank, params, nbytes))
+        distributed.all_gather_object(shares, (rank, params, nbytes, totals.params))
     except RuntimeError as error:
         # A rank that never calls leaves the others waiting until the group's timeout; one that calls another
         # collective times out there and leaves, closing its connections. Any other failure (a CUDA or NCCL error)
