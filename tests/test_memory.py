@@ -2308,6 +2308,47 @@ def test_tensor_parallelism_splits_items_and_marks_them_estimates() -> None:
     assert any(note.startswith("tensor parallelism splits weights") for note in plan.notes)
 
 
+def kept_layer_inputs(model: nn.Module, ids: torch.Tensor) -> int:
+    """The bytes of the tensors a transformers decoder's layers are given in a forward on CPU (by position or keyword:
+    the hidden states, the rotary tables), each storage once: what checkpointing its layers keeps."""
+    storages: dict[int, int] = {}
+
+    def given(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        for value in [*args, *kwargs.values()]:
+            for tensor in value if isinstance(value, tuple) else (value,):
+                if isinstance(tensor, torch.Tensor):
+                    storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+
+    layers = model.model.layers  # type: ignore[union-attr]
+    handles = [layer.register_forward_pre_hook(given, with_kwargs=True) for layer in layers]
+    try:
+        with torch.no_grad():
+            model(ids)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sum(storages.values())
+
+
+def test_tensor_parallelism_leaves_the_checkpointed_inputs_whole(tiny_llama: nn.Module) -> None:
+    # from review: the TP factor was applied to the checkpointed blocks' inputs too, which without sequence parallelism
+    # every rank holds whole (Korthikanti et al. 2022: 2sbh a layer with full recomputation, not split by t)
+    plan = plan_of(tiny_llama, train=True, seq=8, batch=2, precision="fp32", grad_checkpointing=True, gpus=2, tp=2)
+    activations = plan.item("activations")
+    ids = torch.zeros(2, 8, dtype=torch.long)
+    hidden = 2 * 8 * TINY_LLAMA["hidden_size"] * 4  # each layer's input, float32
+    layers = TINY_LLAMA["num_hidden_layers"]
+    # the hidden states each checkpointed layer is given, and the position tables and mask they share, each once
+    kept = kept_layer_inputs(tiny_llama, ids)
+    assert kept >= layers * hidden
+    split = activations.total_bytes - kept
+    assert activations.per_device_bytes == kept + math.ceil(split * (10 + 24 / 2) / 34)
+    assert activations.formula.endswith(
+        f"; ({split:,} B × (10 + 24/2) / 34 + the checkpointed inputs, {kept:,} B, whole on every rank) per device "
+        "(TP 2 without sequence parallelism)"
+    )
+
+
 def test_tensor_parallel_inference(tiny_llama: nn.Module) -> None:
     weights = nbytes(tiny_llama.parameters())
     plan = plan_of(tiny_llama, seq=8, tp=2)

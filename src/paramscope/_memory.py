@@ -1842,13 +1842,19 @@ def _no_generation(config: Mapping[str, Any]) -> str:
     return "no KV cache item: the config describes an encoder, which keeps no generation cache"
 
 
-def _activations_item(size: int, label: Label, formula: str, tp: int) -> MemoryItem:
+def _activations_item(size: int, label: Label, formula: str, tp: int, kept_inputs: int = 0) -> MemoryItem:
     if tp == 1:
         return _item("activations", label, size, formula)
     # Megatron-style TP without sequence parallelism splits the attention and MLP activations (24 of the 34 sbh
-    # bytes per layer, Korthikanti et al. 2022) but not the norms' and dropouts' inputs (the other 10).
-    per_device = math.ceil(size * (10 + 24 / tp) / 34)
-    formula += f"; × (10 + 24/{tp}) / 34 per device (TP {tp} without sequence parallelism)"
+    # bytes per layer, Korthikanti et al. 2022) but not the norms' and dropouts' inputs (the other 10), nor the
+    # checkpointed layers' inputs (2sbh a layer with full recomputation), which every rank holds whole
+    split = size - kept_inputs
+    per_device = kept_inputs + math.ceil(split * (10 + 24 / tp) / 34)
+    if kept_inputs:
+        formula += (f"; ({split:,} B × (10 + 24/{tp}) / 34 + the checkpointed inputs, {kept_inputs:,} B, whole on "
+                    f"every rank) per device (TP {tp} without sequence parallelism)")  # fmt: skip
+    else:
+        formula += f"; × (10 + 24/{tp}) / 34 per device (TP {tp} without sequence parallelism)"
     return MemoryItem("activations", "estimate", size, per_device, formula)
 
 
@@ -1910,6 +1916,7 @@ def plan(
     sparse: Sequence[str] = (),
     left_out: Sequence[str] = (),
     recurrent_state: tuple[int, int] | None = None,
+    kept_inputs: int = 0,
 ) -> MemoryPlan:
     """The itemised budget for inference or training of the model in ``report``, per device.
 
@@ -1922,6 +1929,8 @@ def plan(
     ``left_out`` names the items asked for that could not be worked out (``"activations"``: the forward failed), so
     that the plan does not say it fits on the rest. ``recurrent_state`` is, for inference, the bytes of the
     recurrent states the forward's cache holds and the layers holding them (linear-attention and Mamba layers).
+    ``kept_inputs`` is, of the activations, the inputs gradient checkpointing keeps, which tensor parallelism without
+    sequence parallelism leaves whole on every rank.
     ``settings`` must have passed :meth:`MemorySettings.check`.
     """
     heads = attention_heads(config)
@@ -1951,7 +1960,7 @@ def plan(
                      "them, and one with rotary positions was not trained to")  # fmt: skip
     tp = settings.tp
     if activations is not None:
-        items.append(_activations_item(*activations, tp))
+        items.append(_activations_item(*activations, tp, kept_inputs))
     if settings.zero and settings.gpus // tp == 1:
         notes.append(f"ZeRO {settings.zero} shards over data-parallel ranks, and there is one (gpus ÷ tp = 1): "
                      "nothing is sharded")  # fmt: skip

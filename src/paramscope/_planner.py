@@ -59,6 +59,9 @@ class _Measured:
     recurrent_state: tuple[int, int] | None = None
     """For inference, the bytes of the recurrent states the returned cache holds and the layers holding them (None:
     none)."""
+    kept_inputs: int = 0
+    """Of the activations, the inputs of the checkpointed blocks or regions, kept whole on every tensor-parallel rank
+    (without sequence parallelism)."""
 
 
 _SHAPE = re.compile(r"\[(\d+(?:, \d+)*)\]")  # a tensor as a summary writes it: [8, 3, 224, 224]
@@ -356,11 +359,12 @@ def _torch_dtype(name: str | None) -> torch.dtype | None:
     return resolved if isinstance(resolved, torch.dtype) and resolved.is_floating_point else None
 
 
-def _checkpointed(walk: ModuleWalk, result: Trace, units: Units) -> tuple[int, str] | None:
+def _checkpointed(walk: ModuleWalk, result: Trace, units: Units) -> tuple[int, str, int] | None:
     """Activations with gradient checkpointing of the model's repeated blocks (each ``nn.ModuleList`` of blocks that
     all ran and save more than their inputs, the outermost where one holds another: an encoder-decoder's encoder and
     decoder layers both, as transformers' ``gradient_checkpointing_enable`` checkpoints them, not a list of heads):
-    the blocks keep only their inputs, and one block's saved tensors live again while it is recomputed in backward."""
+    the blocks keep only their inputs, and one block's saved tensors live again while it is recomputed in backward.
+    With the formula, and the bytes of the inputs kept."""
     from torch import nn
 
     calls = {call.path: call for call in result.calls}
@@ -396,7 +400,7 @@ def _checkpointed(walk: ModuleWalk, result: Trace, units: Units) -> tuple[int, s
     formula = (f"{format_bytes(total, units)} saved - {format_bytes(inside, units)} inside {len(best)} checkpointed "
                f"blocks + {_their_inputs(given, outside)} {format_bytes(inputs, units)} + one block recomputed "
                f"{format_bytes(largest, units)}")  # fmt: skip
-    return size, formula
+    return size, formula, inputs if size < total else 0
 
 
 def _saved_around(
@@ -547,7 +551,7 @@ def _checkpoints_run_plainly(walk: ModuleWalk) -> Iterator[_Regions]:
         regions.held.clear()
 
 
-def _checkpointed_by_model(result: Trace, regions: _Regions, units: Units) -> tuple[int, str] | None:
+def _checkpointed_by_model(result: Trace, regions: _Regions, units: Units) -> tuple[int, str, int] | None:
     """Activations of a model that runs parts of its forward through ``torch.utils.checkpoint`` itself, measured with
     them run plainly: the regions keep only their inputs, and the largest region's saved tensors live again while it
     is recomputed in backward (as :func:`_checkpointed`). A region's ops outside any module count as saved.
@@ -577,7 +581,7 @@ def _checkpointed_by_model(result: Trace, regions: _Regions, units: Units) -> tu
     formula = (f"{format_bytes(total, units)} saved - {format_bytes(inside, units)} inside {len(measured)} {named} "
                f"the model checkpoints + {_their_inputs(given, outside)} {format_bytes(inputs, units)}{kept_text} + "
                f"one region recomputed {format_bytes(largest, units)}")  # fmt: skip
-    return size, formula
+    return size, formula, inputs
 
 
 @contextlib.contextmanager
@@ -724,12 +728,12 @@ def measure_activations(
             notes.append(other_threads_note(result.other_threads))
         own = _checkpointed_by_model(result, regions, units)
         if own is not None:  # what the model checkpoints itself, whatever --grad-checkpointing asks
-            size, formula = own
+            size, formula, kept = own
             notes.append("the model's forward calls torch.utils.checkpoint: its activations are estimated as "
                          "checkpointed (the regions' inputs kept, one region recomputed in backward)")  # fmt: skip
             if regions.unread:
                 notes.append(selective_unread_note(regions.unread))
-            return _Measured((size, "estimate", formula), notes, trained)
+            return _Measured((size, "estimate", formula), notes, trained, kept_inputs=kept)
         if was_on and not settings.grad_checkpointing:
             notes.append("the model has gradient checkpointing on: its activations are estimated as checkpointed")
         checkpointed = _checkpointed(walk, result, units)
@@ -737,12 +741,13 @@ def measure_activations(
             return _Measured(
                 (size, "estimate", formula), notes, trained, None if checkpointed is None else checkpointed[0]
             )
+        kept = 0
         if checkpointed is None:
             notes.append("gradient checkpointing: the model has no repeated blocks (an nn.ModuleList) to checkpoint; "
                          "activations are shown without it")  # fmt: skip
         else:
-            size, formula = checkpointed
-        return _Measured((size, "estimate", formula), notes, trained)
+            size, formula, kept = checkpointed
+        return _Measured((size, "estimate", formula), notes, trained, kept_inputs=kept)
     # without a dtype, the weights as they are; with one, what they compute in (fp8 and int4 weights in bf16)
     compute = None if settings.dtype is None else _torch_dtype(settings.compute_dtype())
     args, kwargs, shape = _inputs(model, settings, input_size, input_dtypes, compute, report)
@@ -867,6 +872,7 @@ def build_plan(
     trained: frozenset[str] | None = None
     checkpointed: int | None = None
     recurrent_state: tuple[int, int] | None = None
+    kept_inputs = 0
     if forward is not None:
         activations, notes = _summary_activations(report, settings, forward)
     elif isinstance(model, Report):
@@ -888,6 +894,7 @@ def build_plan(
                     # none of them in the checkpoint's names: names it does not share, not a forward that reaches none
                     trained = loaded.stored_names(trained) or trained
                 checkpointed, recurrent_state = measured.checkpointed, measured.recurrent_state
+                kept_inputs = measured.kept_inputs
             except ForwardError as error:  # the rest of the plan stands without this item
                 notes = [f"no activations item: {with_input_hint(error, 'input_dtypes')}"]
                 failed = True
@@ -906,7 +913,7 @@ def build_plan(
     left_out = ("activations",) if failed else ()
     memory = plan(report, settings, config=config if config is not None else found_config, activations=activations,
                   trained=trained, checkpointed=checkpointed, input_size=shapes, units=units, sparse=sparse,
-                  left_out=left_out, recurrent_state=recurrent_state)  # fmt: skip
+                  left_out=left_out, recurrent_state=recurrent_state, kept_inputs=kept_inputs)  # fmt: skip
     has_cache = any(item.name == "KV cache" for item in memory.items)
     # the one config_of took it from (walked again only for a module without a config of its own)
     held = held_model(module) if has_cache and module is not None and not _config_to_dict(module) else None
