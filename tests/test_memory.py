@@ -2349,6 +2349,15 @@ def test_tensor_parallelism_leaves_the_checkpointed_inputs_whole(tiny_llama: nn.
     )
 
 
+def test_data_parallelism_without_zero_says_ddp_s_buckets_are_not_counted() -> None:
+    # from review: torch's DDP keeps flat buckets the size of all gradients (gradient_as_bucket_view=False)
+    note = ("data parallelism without ZeRO (torch's DistributedDataParallel): its gradient buckets, a copy of the "
+            "gradients, are not counted; gradient_as_bucket_view=True keeps the gradients in them instead")  # fmt: skip
+    assert note in plan_of(Stack(), train=True, gpus=4).notes
+    for settings in ({"gpus": 4, "zero": 1}, {"gpus": 1}, {"gpus": 4, "tp": 4}):
+        assert note not in plan_of(Stack(), train=True, **settings).notes
+
+
 def test_tensor_parallel_inference(tiny_llama: nn.Module) -> None:
     weights = nbytes(tiny_llama.parameters())
     plan = plan_of(tiny_llama, seq=8, tp=2)

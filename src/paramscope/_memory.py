@@ -1961,6 +1961,10 @@ def plan(
     tp = settings.tp
     if activations is not None:
         items.append(_activations_item(*activations, tp, kept_inputs))
+    if settings.train and not settings.zero and settings.gpus // tp > 1:
+        notes.append("data parallelism without ZeRO (torch's DistributedDataParallel): its gradient buckets, a copy "
+                     "of the gradients, are not counted; gradient_as_bucket_view=True keeps the gradients in them "
+                     "instead")  # fmt: skip
     if settings.zero and settings.gpus // tp == 1:
         notes.append(f"ZeRO {settings.zero} shards over data-parallel ranks, and there is one (gpus ÷ tp = 1): "
                      "nothing is sharded")  # fmt: skip
