@@ -659,6 +659,24 @@ def test_dynamically_quantized_linear_is_not_a_silent_zero() -> None:
     assert "keeps its weights packed outside its parameters" in " ".join(report.notes)
 
 
+def test_packed_weights_two_layers_share_are_counted_once() -> None:
+    # from review: each unpack makes fresh tensors, so one packed object held by two layers was counted twice (40 of
+    # 20 values), though the note saw their bias storage shared
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(
+            nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)), {nn.Linear}, dtype=torch.qint8
+        )
+        quantized[1]._packed_params._packed_params = quantized[0]._packed_params._packed_params
+        weight, bias = quantized[0]._weight_bias()
+    report = paramscope.inspect(quantized)
+    assert report.totals.params == weight.numel() + bias.numel() == 20
+    assert [(record.name, record.aliases) for record in report.tensors] == [
+        ("0._packed_params.weight", ("1._packed_params.weight",)),
+        ("0._packed_params.bias", ("1._packed_params.bias",)),
+    ]
+
+
 def _quantized_dynamically(layer: nn.Module, dtype: torch.dtype) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated, still shipped

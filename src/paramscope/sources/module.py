@@ -45,6 +45,7 @@ from ._tensors import (
     fp4_note,
     fp4_values,
     is_quantized_engines,
+    packed_objects,
     packed_weights,
     unusual_bytes,
 )
@@ -442,6 +443,9 @@ class _Walk:
         self.unread: list[tuple[int, str, str, str, str]] = []
         """Packed weights that could not be read: owner, the layer as the notes name it, name, dtype, why."""
         self._packed_read: set[int] = set()
+        self._packed_by_object: dict[frozenset[int], list[tuple[str, torch.Tensor]]] = {}
+        """The weights read from each module's packed objects (by their ``id``s): a module holding the same objects
+        as one read before holds the same weights, not a copy of them."""
         self.size_notes: list[str] = []
         self._held_apart: list[tuple[str, str, str, list[Any]]] = []
         """Modules and parameters a module keeps in a plain list, tuple or dict: its path, the attribute, the kind
@@ -623,10 +627,19 @@ class _Walk:
         if packed is None:
             return
         self._packed_read.update(packed.children_read)
-        for label, tensor in packed.weights:
-            # Packed weights are not trained: fresh, detached tensors say so (requires_grad False).
-            self._entries.append((owner, owner_path, prefix + label, tensor.detach(), "parameter", None))
-            self._list_qparams(owner, owner_path, prefix + label, tensor)
+        # Packed weights are not trained: fresh, detached tensors say so (requires_grad False).
+        weights = [(label, tensor.detach()) for label, tensor in packed.weights]
+        objects = frozenset(id(value) for value in packed_objects(module).values())
+        earlier = self._packed_by_object.get(objects) if objects else None
+        shared = earlier is not None and [label for label, _ in earlier] == [label for label, _ in weights]
+        if shared:  # each unpack makes fresh tensors: the first module's stand for the objects, a tie here
+            weights = earlier  # type: ignore[assignment]
+        elif objects:
+            self._packed_by_object[objects] = weights
+        for label, tensor in weights:
+            self._entries.append((owner, owner_path, prefix + label, tensor, "parameter", None))
+            if not shared:  # the scales and zero points too are the first module's
+                self._list_qparams(owner, owner_path, prefix + label, tensor)
         layer = f"'{shortened(owner_path) or '(model)'}' ({kind})"
         if packed.weights:
             self.packed.append((layer, packed.reader, [prefix + label for label, _ in packed.weights]))
