@@ -72,11 +72,18 @@ def first_line(error: BaseException) -> str:
         raise
     except BaseException as failure:  # the exception's own __str__ is broken: its type still says what happened
         return f"(its message could not be shown: {type(error).__name__}.__str__ raised {type(failure).__name__})"
-    return lines[0] if lines else "(no message)"
+    if not lines:
+        return "(no message)"
+    # torch's dispatcher goes on, in the same line, with why that may be and every backend the op has (2,000
+    # characters): its first sentence says it
+    dispatcher = _NO_KERNEL.match(lines[0])
+    return dispatcher.group() if dispatcher else lines[0]
 
+
+_NO_KERNEL = re.compile(r"Could not run '[^']*' with arguments from the '[^']*' backend\.")
 
 # the meta device named, or a custom op without a fake implementation (torch._library's words)
-_META = re.compile(r"\bmeta\b|\bno fake impl\b", re.IGNORECASE)
+_META = re.compile(r"\bmeta\b|\bno fake impl\b|'Sparse\w*Meta' backend", re.IGNORECASE)  # SparseCsrMeta too
 # what torch's fake tensors (a forward on meta runs on them) raise where an op needs values or has no meta kernel;
 # by name: this module does not import torch
 _FAKE_TENSOR_NEEDS_VALUES = {

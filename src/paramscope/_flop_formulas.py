@@ -1,7 +1,8 @@
 """FLOP formulas for the ops torch's ``FlopCounterMode`` has none for (it counts them as 0), which a summary meets:
 torch's fused CPU kernels (attention, ``nn.MultiheadAttention``'s and ``nn.TransformerEncoderLayer``'s fast paths,
-an LSTM layer), mixtures of experts' grouped products, ``nn.Bilinear``'s product, matrix-vector and dot products, and
-``aten.linear`` on a nested tensor.
+an LSTM layer), mixtures of experts' grouped products, ``nn.Bilinear``'s product, matrix-vector and dot products,
+``addbmm``, fairseq's ``conv_tbc``, a sparse matrix's product (``torch.sparse.mm``), and ``aten.linear`` on a nested
+tensor.
 
 Each counts what the unfused ops would, 2 FLOPs per multiply-add, as torch's own formulas do. Those marked with
 :func:`_gets_tensors` take the op's tensors; the others, as FlopCounterMode's own, their shapes.
@@ -137,7 +138,27 @@ def _dot_on_shapes(first: Any, *args: Any, **kwargs: Any) -> int:
     return 2 * first[0]
 
 
+def _addbmm_on_shapes(bias: Any, first: Any, second: Any, *args: Any, **kwargs: Any) -> int:
+    # the batch's products summed into one matrix: bmm's count, (b, n, m) × (b, m, p)
+    return 2 * first[0] * first[1] * first[2] * second[2]
+
+
+def _conv_tbc_on_shapes(inputs: Any, weight: Any, bias: Any, pad: int = 0, **kwargs: Any) -> int:
+    # fairseq's 1-D convolution of (time, batch, in) by (kernel, in, out): a Conv1d's count for its output steps
+    steps = inputs[0] + 2 * pad - weight[0] + 1
+    return 2 * max(steps, 0) * inputs[1] * weight[0] * weight[1] * weight[2]
+
+
+@_gets_tensors
+def _sparse_addmm_flops(bias: Any, sparse: Any, dense: Any, *args: Any, **kwargs: Any) -> int:
+    # torch.sparse.mm of a sparse COO or CSR matrix by a dense one: each stored value multiplies a row of the dense
+    # one, the work its kernel does (the dense count would take every zero as a value)
+    return 2 * int(sparse._nnz()) * dense.shape[-1]
+
+
 _mv_flops: Callable[..., int] = shape_wrapper(_mv_on_shapes)
+_addbmm_flops: Callable[..., int] = shape_wrapper(_addbmm_on_shapes)
+_conv_tbc_flops: Callable[..., int] = shape_wrapper(_conv_tbc_on_shapes)
 _addmv_flops: Callable[..., int] = shape_wrapper(_addmv_on_shapes)
 _dot_flops: Callable[..., int] = shape_wrapper(_dot_on_shapes)
 
@@ -154,6 +175,9 @@ _EXTRA_FLOP_FORMULAS_BY_OP: dict[str, Callable[..., int]] = {
     "addmv": _addmv_flops,
     "dot": _dot_flops,
     "vdot": _dot_flops,
+    "addbmm": _addbmm_flops,
+    "conv_tbc": _conv_tbc_flops,
+    "_sparse_addmm": _sparse_addmm_flops,
 }
 # by name: an op newer than the torch installed (_grouped_mm came in torch 2.8) cannot run, and needs no formula
 EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
