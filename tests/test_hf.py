@@ -492,6 +492,89 @@ def test_config_with_more_layers_than_any_model_is_not_built(
             assert_error(run(capsys, command[0], str(path), *command[1:]), message)
 
 
+@pytest.mark.parametrize(
+    ("config", "field", "layers"),
+    [
+        # Funnel's blocks, a layer count each, added up: 3 × 4,000 layers in all
+        ({"architectures": ["FunnelModel"], "model_type": "funnel", "block_sizes": [4_000, 4_000, 4_000],
+          "block_repeats": [1, 1, 1], "d_model": 8, "n_head": 2, "d_head": 4, "d_inner": 8, "vocab_size": 16},
+         "block_sizes", 12_000),
+        ({"architectures": ["LlamaForCausalLM"], "model_type": "llama", **TINY_LLAMA, "num_hidden_layers": -1},
+         "num_hidden_layers", -1),
+    ],
+    ids=["funnel-blocks", "negative-layers"],
+)  # fmt: skip
+def test_other_stacks_and_negative_layer_counts_are_not_built(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, config: dict[str, Any], field: str, layers: int
+) -> None:
+    # from review: Funnel's block_sizes [30000, 1, 1] built for 53 s and 2.4 GB; num_hidden_layers -1 built a model
+    # of no layers, exit 0
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    what = "is more layers than any model has (at most 10,000)" if layers > 0 else "is not a number of layers"
+    assert_error(run(capsys, "inspect", str(path)), f"{path}: {field} {layers:,} {what}")
+
+
+def test_a_config_asking_for_flash_attention_is_built_with_transformers_default(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # from review: transformers refuses to build a model whose config.json asks for FlashAttention where its package
+    # is not installed (any CPU machine); attention holds no parameters
+    config = transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"])
+    expected = numel(meta_build(transformers.LlamaForCausalLM, config))
+    path = write_config(tmp_path, config)
+    for key in ("_attn_implementation", "attn_implementation"):
+        for asked in ("flash_attention_2", "kernels-community/flash-attn"):
+            data = json.loads(path.read_text())
+            data.pop("_attn_implementation", None), data.pop("attn_implementation", None)
+            path.write_text(json.dumps({**data, key: asked}))
+            report = run_json(capsys, path)
+            assert report["totals"]["params"] == expected
+            assert (f"config.json asks for {asked} attention, which needs its kernels and a GPU: built with "
+                    "transformers' default attention, which holds the same parameters") in report["notes"]  # fmt: skip
+
+
+def test_an_architecture_of_another_model_type_builds_the_class_of_the_config_s(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # from review: a Mixtral config naming MistralForCausalLM built a dense Mistral of it (34,976 parameters, its
+    # experts gone); transformers' AutoModelForCausalLM builds MixtralForCausalLM (72,096)
+    config = transformers.MixtralConfig(**TINY_LLAMA, num_local_experts=4, architectures=["MistralForCausalLM"])
+    path = write_config(tmp_path, config)
+    built = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(tmp_path))
+    assert type(built).__name__ == "MixtralForCausalLM"
+    report = run_json(capsys, path)
+    assert report["totals"]["params"] == numel(built)
+    assert report["notes"][0] == (
+        f"built MixtralForCausalLM (config.json's architectures names MistralForCausalLM, a model of type mistral; "
+        f"transformers' Auto classes build MixtralForCausalLM for model type mixtral) from {path} on meta"
+    )
+    # where no Auto class maps the type: refused, not built from another model's config
+    vit = transformers.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                                 architectures=["MistralForCausalLM"])  # fmt: skip
+    path = write_config(tmp_path / "vit", vit)
+    assert_error(
+        run(capsys, "inspect", str(path)),
+        f"{path}: architectures names MistralForCausalLM, a model of type mistral, but model_type is 'vit'; pass "
+        "--model-class with a class of that type",
+    )
+
+
+def test_a_config_without_a_dtype_says_float32_is_torch_s_default(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # from review: float32 was taken without a word, where transformers' from_pretrained takes the weights' dtype
+    config = transformers.LlamaConfig(**TINY_LLAMA, architectures=["LlamaForCausalLM"])
+    path = write_config(tmp_path, config)
+    data = json.loads(path.read_text())
+    data.pop("dtype", None), data.pop("torch_dtype", None)
+    path.write_text(json.dumps(data))
+    report = run_json(capsys, path)
+    assert set(report["by_dtype"]) == {"float32"}
+    assert ("config.json gives no dtype: parameters in torch's default, float32 (transformers' from_pretrained takes "
+            "the dtype of the weights it loads)") in report["notes"]  # fmt: skip
+
+
 TINY_STACKS = {"d_model": 8, "encoder_attention_heads": 1, "decoder_attention_heads": 1, "encoder_ffn_dim": 8,
                "decoder_ffn_dim": 8, "vocab_size": 10}  # fmt: skip
 

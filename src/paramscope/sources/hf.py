@@ -256,6 +256,54 @@ def _custom_auto_class(auto_map: dict[str, Any], name: str) -> str | None:
     return None
 
 
+# the attention implementations a model on meta or the cpu can be built with, and run
+_BUILDABLE_ATTENTION = frozenset({"eager", "sdpa", "flex_attention"})
+
+
+def _default_attention(config: Any) -> list[str]:
+    """Clear an attention implementation config.json asks for that needs kernels installed and a GPU (FlashAttention,
+    a kernels repository), which transformers checks while it builds the model and refuses without: the model is
+    built with transformers' default (sdpa where the class takes it), which holds the same parameters. A note says
+    so."""
+    asked = vars(config).get("_attn_implementation_internal")
+    if not isinstance(asked, str) or asked in _BUILDABLE_ATTENTION:
+        return []
+    config._attn_implementation = None  # transformers' own way back to its default choice
+    return [f"config.json asks for {asked} attention, which needs its kernels and a GPU: built with transformers' "
+            "default attention, which holds the same parameters"]  # fmt: skip
+
+
+def _class_of_the_model_type(cls: Any, label: str, config: Any, shown: str, model_class: str | None) -> tuple[Any, str]:
+    """The class transformers' Auto classes build where config.json's ``architectures`` names a class of another
+    model type (MistralForCausalLM for a config of model type mixtral): the class of the config's model type that the
+    same Auto class maps (MixtralForCausalLM, as AutoModelForCausalLM builds it). Built from the config as it is, the
+    named class would read another model's fields (a dense Mistral of a Mixtral's, its experts gone, or an
+    AttributeError). ``cls`` itself where it takes the config, its text part or one of its parts, or was given with
+    ``--model-class``."""
+    wanted = getattr(cls, "config_class", None)
+    if model_class is not None or not isinstance(wanted, type) or isinstance(config, wanted):
+        return cls, label
+    key = getattr(wanted, "base_config_key", None)
+    sub_configs = getattr(config, "sub_configs", None) or {}
+    if wanted in sub_configs.values() or (isinstance(key, str) and isinstance(getattr(config, key, None), wanted)):
+        return cls, label  # a part of the model, built from its part of the config (see _config_for, _part_config)
+    from transformers.models.auto import modeling_auto
+
+    model_type, other = getattr(config, "model_type", None), getattr(wanted, "model_type", None)
+    tables = [table for name, table in vars(modeling_auto).items() if re.fullmatch("MODEL_.*MAPPING_NAMES", name)]
+    for table in tables:
+        if table.get(other) == cls.__name__ and isinstance(table.get(model_type), str):
+            found = getattr(_transformers(), table[model_type], None)
+            if isinstance(found, type):
+                return found, (f"{found.__name__} (config.json's architectures names {cls.__name__}, a model of type "
+                               f"{other}; transformers' Auto classes build {found.__name__} for model type "
+                               f"{model_type})")  # fmt: skip
+    raise TargetError(
+        f"{shown}: architectures names {cls.__name__}, a model of type {other}, but model_type is {model_type!r}; "
+        "pass --model-class with a class of that type"
+    )
+
+
 def _config_for(cls: Any, config: Any) -> tuple[Any, list[str]]:
     """The config to build ``cls`` from, and a note when it is not the whole of config.json: a class of the language
     model alone (Llama4ForCausalLM, Qwen3_5ForCausalLM) named with the config of the multimodal model around it gets
@@ -309,16 +357,23 @@ def _check_depth(config: Any, shown: str) -> None:
             raise SourceError(
                 f"{shown}: {name} {layers:,} is more layers than any model has (at most {_MAX_BUILT_LAYERS:,})"
             )
+        key = name.rpartition(".")[2]
+        if layers < 0 and (key.startswith(("num_", "n_")) or key.endswith("_layers")):  # not vision_feature_layer
+            raise SourceError(f"{shown}: {name} {layers:,} is not a number of layers")
 
 
 # the fields that count a stack's layers, by name: num_hidden_layers, encoder_layers, num_decoder_layers, n_layer,
-# depth; depths (Swin's, a count per stage) are added up
-_LAYER_COUNT = re.compile(r"(?:^|_)(?:layers?|depths?)$")
+# depth; blocks (num_encoder_blocks, stage_num_blocks, num_res_blocks, Funnel's block_sizes and block_repeats), each
+# a module of its own too; depths and Funnel's block sizes (a count per stage) are added up. Not experts: transformers
+# 5 holds a layer's experts in one tensor (Doge's 16,384 among them)
+_LAYER_COUNT = re.compile(r"(?:^|_)(?:layers?|depths?|blocks?|block_sizes|block_repeats)$")
+_PER_STAGE = ("depths", "block_sizes")
 
 
 def _layer_counts(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, int]]:
     """Each layer count in a config's values (a sub-config's named by its path: ``vision_config.num_hidden_layers``);
-    a list of them as its largest item, or, for depths per stage, as their sum."""
+    a list of them as its largest item (its smallest where one is negative), or, for counts per stage, as their
+    sum."""
     for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
@@ -326,7 +381,10 @@ def _layer_counts(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple
         elif isinstance(key, str) and _LAYER_COUNT.search(key):
             counts = value if isinstance(value, list) else [value]
             if counts and all(isinstance(count, int) and not isinstance(count, bool) for count in counts):
-                yield name, sum(counts) if key.endswith("depths") else max(counts)
+                if min(counts) < 0:
+                    yield name, min(counts)
+                else:
+                    yield name, sum(counts) if key.endswith(_PER_STAGE) else max(counts)
 
 
 def _not_an_auto_model(transformers: Any, config: Any) -> str:
@@ -440,7 +498,9 @@ def _build(
 
     config = _load_config(config_file, trust_remote_code, shown)
     _check_depth(config, shown)
+    attention_note = _default_attention(config)
     cls, label = _model_class(config, shown, model_class, trust_remote_code)
+    cls, label = _class_of_the_model_type(cls, label, config, shown, model_class)
     whole = config
     config, text_note = _config_for(cls, config)
     # a text_config without a dtype of its own has its weights in the dtype of the config around it
@@ -464,9 +524,12 @@ def _build(
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code} if auto else {}
     if isinstance(dtype, torch.dtype):
         kwargs["dtype"] = dtype
-    notes = [f"built {label} from {config_path} on {device}", *text_note]
+    notes = [f"built {label} from {config_path} on {device}", *text_note, *attention_note]
     if isinstance(dtype, torch.dtype):
         notes.append(declared_dtype_note(str(dtype).removeprefix("torch.")))
+    elif dtype is None:
+        notes.append("config.json gives no dtype: parameters in torch's default, float32 (transformers' "
+                     "from_pretrained takes the dtype of the weights it loads)")  # fmt: skip
     quantization = declared_quantization(vars(config))
     if quantization:
         notes.append(
