@@ -326,6 +326,68 @@ def test_compressed_tensors_layers_read_their_weight_shape(tmp_path: Path) -> No
         assert record.bytes == tensors[f"{name}.weight_packed"].untyped_storage().nbytes()
 
 
+def _headers_of(tensors: dict[str, torch.Tensor]) -> list[StoredTensor]:
+    """The tensors as a header gives them (a Hub file's, a .bin's): names, dtypes and shapes, no values to read."""
+    return [StoredTensor(name, str(tensor.dtype).removeprefix("torch."), tuple(tensor.shape),
+                         tensor.untyped_storage().nbytes()) for name, tensor in tensors.items()]  # fmt: skip
+
+
+def test_compressed_tensors_widths_of_their_groups_without_weight_shape() -> None:
+    # from review: without weight_shape to read (a Hub file, a .bin), every layer was counted at the first group's
+    # width, `down`'s 8-bit words as twice the 4-bit values, with no note; the group whose pattern names the layer
+    # tells it
+    tensors = _compressed_tensors()
+    tensors["down.weight_packed"] = torch.zeros(OUT, IN * 8 // 32, dtype=torch.int32)
+    tensors = {name: tensor for name, tensor in tensors.items() if not name.endswith("weight_shape")}
+    groups = {"group_0": {"targets": ["re:.*up.*"], "weights": {"num_bits": 4}},
+              "group_1": {"targets": ["re:.*down.*"], "weights": {"num_bits": 8}}}  # fmt: skip
+    config = {"quantization_config": {"quant_method": "compressed-tensors", "config_groups": groups}}
+    records, _ = quantized_records(_headers_of(tensors), config)
+    by_name = {record.name: record for record in records}
+    assert (by_name["up.weight_packed"].shape, by_name["up.weight_packed"].dtype) == ((OUT, IN), "uint4")
+    assert (by_name["down.weight_packed"].shape, by_name["down.weight_packed"].dtype) == ((OUT, IN), "uint8")
+    # groups naming the layers by class alone: the width cannot be told, and is said, not guessed
+    groups = {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 4}},
+              "group_1": {"targets": ["Linear"], "weights": {"num_bits": 8}}}  # fmt: skip
+    config = {"quantization_config": {"quant_method": "compressed-tensors", "config_groups": groups}}
+    records, notes = quantized_records(_headers_of(tensors), config)
+    assert not any(record.packing for record in records)  # counted as stored, as any layout not recognised
+    assert notes == [
+        "up.weight_packed, down.weight_packed: config.json's quantization_config gives its groups several bit widths "
+        "(4, 8), none of their targets names this layer by a pattern, and its weight_shape cannot be read to tell: "
+        "counted as stored"
+    ]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["fp8-kv-cache", "int8-asymmetric", "w4a8"],
+)
+def test_compressed_tensors_scales_and_zero_points_are_quantization_tensors(tmp_path: Path, case: str) -> None:
+    # from review: a quantised KV cache's scales on the attention module, asymmetric int8's zero points and W4A8's
+    # activation scales were counted as parameters
+    if case == "fp8-kv-cache":
+        tensors = _fp8(block_scales=False)
+        extra = {
+            "attn.k_scale": torch.ones((), dtype=torch.float32),
+            "attn.v_scale": torch.ones((), dtype=torch.float32),
+        }
+        config = {"quant_method": "compressed-tensors", "format": "float-quantized",
+                  "kv_cache_scheme": {"num_bits": 8, "type": "float"}}  # fmt: skip
+    elif case == "int8-asymmetric":
+        tensors = _int8()
+        extra = {f"{name}.{point}": torch.zeros(OUT, 1, dtype=torch.int8)
+                 for name in QUANTISED for point in ("weight_zero_point", "input_zero_point")}  # fmt: skip
+        config = {"quant_method": "compressed-tensors", "format": "int-quantized"}
+    else:
+        tensors = _compressed_tensors()
+        extra = {f"{name}.input_scale": torch.ones(1, dtype=torch.float32) for name in QUANTISED}
+        config = {"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {"num_bits": 4}}}}
+    report = paramscope.inspect(str(_write(tmp_path, {**tensors, **extra}, config)))
+    assert report.totals.params == _reference()[0]
+    assert {name for name in extra} <= {record.name for record in report.tensors if record.kind == "quantization"}
+
+
 def test_mxfp4_blocks_and_scales(tmp_path: Path) -> None:
     experts = 4
     path = tmp_path / "model.safetensors"

@@ -17,8 +17,10 @@ counted as stored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import re
 import struct
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
@@ -31,7 +33,10 @@ from ._json import loads as json_loads
 from .checkpoint import StoredTensor, plain_records
 
 _MAX_QUANT_STATE_BYTES = 64 * 2**10
-_FP8_SCALES = ("weight_scale", "weight_scale_inv", "input_scale", "output_scale", "k_scale", "v_scale")
+_FP8_SCALES = ("weight_scale", "weight_scale_inv", "input_scale", "output_scale", "k_scale", "v_scale",
+               "weight_zero_point", "input_zero_point")  # fmt: skip
+# a quantised KV cache's scales, on the attention module (llm-compressor's kv_cache_scheme: self_attn.k_scale)
+_ATTENTION_SCALES = ("k_scale", "v_scale", "q_scale", "prob_scale")
 _NVFP4_SCALES = ("weight_scale", "weight_scale_2", "input_scale", "pre_quant_scale", "k_scale", "v_scale")
 # quant_method values whose layouts are recognised below; ModelOpt only for the algorithms it stores that way
 _KNOWN_METHODS = frozenset({"gptq", "awq", "bitsandbytes", "fp8", "fbgemm_fp8", "compressed-tensors", "mxfp4"})
@@ -169,6 +174,24 @@ def _group_weights(settings: dict[str, Any]) -> list[dict[str, Any]]:
     return [each for each in weights if isinstance(each, dict)]
 
 
+def _targeted_bits(settings: dict[str, Any], layer: str) -> int | None:
+    """The width of the compressed-tensors config group whose targets name ``layer`` by a pattern (``re:.*mlp.*``,
+    matched from the start of the name, as compressed-tensors matches them), the first such group's; None where
+    none names it so (a class name such as ``Linear`` names every layer)."""
+    groups = settings.get("config_groups")
+    for group in groups.values() if isinstance(groups, dict) else ():
+        targets = group.get("targets") if isinstance(group, dict) else None
+        weights = group.get("weights") if isinstance(group, dict) else None
+        if not isinstance(targets, list) or not isinstance(weights, dict):
+            continue
+        for target in targets:
+            if isinstance(target, str) and target.startswith("re:"):
+                with contextlib.suppress(re.error):
+                    if re.match(target[3:], layer):
+                        return _bit_width(weights.get("num_bits"))
+    return None
+
+
 def _group_bits(settings: dict[str, Any]) -> set[int | None]:
     """The widths compressed-tensors' config groups give (``config_groups.<group>.weights.num_bits``)."""
     return {_bit_width(weights.get("num_bits")) for weights in _group_weights(settings)}
@@ -280,6 +303,9 @@ def _weight_shape(plan: _Plan, prefix: str) -> tuple[int, int] | None:
 def _compressed_tensors_layer(plan: _Plan, prefix: str, packed: StoredTensor) -> None:
     """int32 words of ``bits``-bit integers (pack-quantized), or uint8 pairs of fp4 values (nvfp4-pack-quantized)."""
     configured, said = _configured_bits(plan.config)
+    targeted = _targeted_bits(plan.config, prefix)
+    if targeted is not None:  # a non-uniform scheme: the width of the group that names this layer
+        configured, said = targeted, _field("num_bits", targeted)
     word = {"int32": 32, "uint8": 8}.get(packed.dtype)
     # NVFP4 keeps a per-tensor global scale beside the fp8 group scales; integer layouts have none. fp4 is 4-bit
     fp4 = packed.dtype == "uint8" and f"{prefix}.weight_global_scale" in plan.by_name
@@ -294,6 +320,13 @@ def _compressed_tensors_layer(plan: _Plan, prefix: str, packed: StoredTensor) ->
     out, words = packed.shape
     shape = (out, words * word // bits) if bits else None
     stored = None if fp4 else _weight_shape(plan, prefix)
+    given = sorted(width for width in _group_bits(plan.config) if width is not None)
+    if stored is None and targeted is None and len(given) > 1:
+        plan.problem(packed.name, f"config.json's quantization_config gives its groups several bit widths "
+                                  f"({', '.join(map(str, given))}), "
+                                  "none of their targets names this layer by a pattern, and its weight_shape cannot "
+                                  "be read to tell")  # fmt: skip
+        return
     if stored is not None and stored[0] == out:
         # the weight's own shape, which a config group of another width than the first (a non-uniform scheme) or
         # inputs padded up to whole words change: the width whose words hold those inputs, the config's first
@@ -330,6 +363,8 @@ def _compressed_tensors_layer(plan: _Plan, prefix: str, packed: StoredTensor) ->
         "weight_g_idx",
         "weight_global_scale",
         "input_global_scale",
+        "input_scale",  # static activation quantisation beside the packed weights (W4A8)
+        "input_zero_point",
     ):
         plan.companion("compressed-tensors", f"{prefix}.{suffix}")
 
@@ -454,6 +489,11 @@ def quantized_records(
             plan.weight("torch per-channel", tensor, tensor.shape, tensor.dtype, packing)
             for suffix in (PER_CHANNEL_SCALES, PER_CHANNEL_ZERO_POINTS):
                 plan.companion("torch per-channel", f"{name}{suffix}")
+    if plan.records:  # a quantised KV cache's scales on the attention modules, beside quantised weights
+        for tensor in tensors:
+            prefix, _, last = tensor.name.rpartition(".")
+            if last in _ATTENTION_SCALES and tensor.numel is not None and tensor.numel <= 1:
+                plan.companion(next(iter(plan.schemes)), tensor.name)
     if not plan.records:  # nothing quantised, as in most checkpoints: every record is a plain one, in order
         records, notes = plain_records(tensors)
         return records, _scheme_notes(plan) + notes
