@@ -388,6 +388,36 @@ def test_compressed_tensors_scales_and_zero_points_are_quantization_tensors(tmp_
     assert {name for name in extra} <= {record.name for record in report.tensors if record.kind == "quantization"}
 
 
+def test_bnb4_weights_without_quant_state_convert_as_weights_not_norms(tmp_path: Path) -> None:
+    # from review: given flat (their shape unread), they were kept in float32 as 1-D norms are: --dtype Q4_K 5.9 times
+    # the size; they are weights, at the format's rate, their rows (for llama.cpp's fallback) not known
+    tensors = {name: tensor for name, tensor in _bnb4().items() if ".quant_state." not in name}
+    path = _write(tmp_path, tensors, {"quant_method": "bitsandbytes", "load_in_4bit": True})
+    plan = paramscope.memory(str(path), dtype="Q4_K").memory
+    assert plan is not None
+    weights = plan.item("weights")
+    quantised = 2 * OUT * IN * 144 // 256  # Q4_K: 144 B a block of 256 values
+    embedding = 10 * IN * 22 // 32  # rows of 128, no whole Q4_K block: Q5_0's 22 B a block of 32
+    kept = (IN + IN + OUT) * 4  # the norm's weight and bias, up's bias: float32, as llama.cpp keeps 1-D tensors
+    assert weights.per_device_bytes == quantised + embedding + kept
+    assert f"({format(2 * OUT * IN, ',')} of them of weights whose rows cannot be read, all taken as whole blocks)" in (
+        weights.formula
+    )
+
+
+def test_a_quantised_output_head_is_left_out_without_embeddings(tmp_path: Path) -> None:
+    # from review: GPTQModel's lm_head.qweight (lm_head: true) was counted as a layer like any other
+    tensors = {name.replace("up.", "lm_head.", 1): tensor for name, tensor in _gptq(4).items()}
+    tensors = {name: tensor for name, tensor in tensors.items() if not name.startswith("down.")}
+    path = tmp_path / "model.safetensors"
+    save_file({"embed.weight": torch.zeros(10, IN, dtype=torch.float16), **tensors}, str(path))
+    report = paramscope.inspect(str(path), exclude_embeddings=True)
+    assert report.totals.non_embedding_params == 0
+    assert report.notes[-1] == (
+        f"without embeddings: 0 parameters (left out: embed.weight {10 * IN:,}, lm_head.qweight {OUT * IN:,})"
+    )
+
+
 def test_mxfp4_blocks_and_scales(tmp_path: Path) -> None:
     experts = 4
     path = tmp_path / "model.safetensors"

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field, replace
 from ._diff import LoadedNames
 from ._report import Report, TensorRecord
 from ._units import MAX_NAME_IN_NOTE, listed, shortened
+from .sources.quantization import logical_name
 
 Renamer = Callable[[str], tuple[str, bool]]
 """Maps a checkpoint's tensor name to the model's, and says whether loading converts it (merges experts, …)."""
 
 # A packed weight's stored name ends with the first suffix; the weight it encodes, with the second.
-_PACKED_SUFFIXES = ((".qweight", ".weight"), (".weight_packed", ".weight"), ("_blocks", ""))
 _DETAILED = 5  # converted model tensors explained one by one in the notes; the rest are counted
 
 
@@ -89,14 +89,6 @@ def check_findings(check: Check) -> str:
 
 def _names(record: TensorRecord) -> tuple[str, ...]:
     return (record.name, *record.aliases)
-
-
-def _logical_name(name: str) -> str:
-    """The name of the weight a packed tensor encodes: ``q_proj.qweight`` → ``q_proj.weight``."""
-    for stored, logical in _PACKED_SUFFIXES:
-        if name.endswith(stored):
-            return name[: -len(stored)] + logical
-    return name
 
 
 def _fits(found: TensorRecord, wanted: TensorRecord) -> bool:
@@ -286,7 +278,7 @@ def _loaded_as(
     """How the loader takes the checkpoint tensor ``record`` stored under ``name``: the name of the weight it encodes
     (a packed one's logical name), the model name it is loaded into, whether loading converts it, and whether the
     base-model prefix was added or removed to make that name one of the model's (``expected``)."""
-    logical = _logical_name(name) if record.packing is not None else name
+    logical = logical_name(name) if record.packing is not None else name
     target, converted = loading.rename(logical) if loading.rename is not None else (logical, False)
     target, change = _prefixed(target, loading.base_model_prefix, expected)
     return logical, target, converted, change
@@ -461,7 +453,7 @@ def _notes(
         )
     if packed:
         half = MAX_NAME_IN_NOTE // 2 - 2  # "stored as logical", one name of the list, shortened as one name is
-        shown = [f"{shortened(name, half)} as {shortened(_logical_name(name), half)}" for name in packed[:1]]
+        shown = [f"{shortened(name, half)} as {shortened(logical_name(name), half)}" for name in packed[:1]]
         notes.append(
             f"--check: {len(packed)} packed quantised weight(s) compared as the weights they encode, by logical shape "
             f"({listed(shown + packed[1:], 1)}); their scale, zero and index tensors are not unexpected"

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from ._report import Report, TensorRecord
 from ._units import format_count, shortened
+from .sources.quantization import logical_name
 
 # Module names of embeddings and output heads, for checkpoints, which have no module types: those transformers gives
 # its nn.Embedding layers (T5's relative_attention_bias, CLIP's and SigLIP's token_embedding and position_embedding,
@@ -55,7 +56,9 @@ def _embedding_weights(report: Report) -> tuple[list[TensorRecord], list[TensorR
             continue
         # a tied tensor is counted under the name met first, which may be another layer's (a head registered
         # before the embedding it is tied to): each of its names says what it is
-        roles = {role(name) for name in (record.name, *record.aliases)}
+        names = (record.name, *record.aliases)
+        # a quantised head (GPTQ's lm_head.qweight) by the name of the weight it encodes
+        roles = {role(logical_name(name) if record.packing else name) for name in names}
         if "embedding" in roles:
             embeddings.append(record)
         elif "head" in roles:

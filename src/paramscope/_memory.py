@@ -302,7 +302,7 @@ def converted(
     in a plain dtype, as ``Module.to(dtype)`` and quantisers leave them (convert_hf_to_gguf.py casts every tensor)."""
     dtype = dtype_table.lookup(name)
     gguf = dtype.category == "block"
-    values = kept = 0
+    values = kept = unknown_rows = 0
     fallen: dict[str, int] = {}  # values stored in a fallback type, by its name
     as_stored: dict[str, list[int]] = {}  # values and bytes of tensors left in their own dtype, by its name
     for record in params:
@@ -311,24 +311,31 @@ def converted(
             counted = as_stored.setdefault(record.dtype, [0, 0])
             counted[0] += numel
             counted[1] += record.bytes or 0
-        elif _kept(record, keep_fp32) or (gguf and record.shape is not None and len(record.shape) <= 1):
+        elif _kept(record, keep_fp32) or (gguf and _one_dimensional(record)):
             kept += numel
         elif (
             gguf
             and record.shape is not None
+            and not (record.packing and len(record.shape) <= 1)  # a weight of unknown rows: at the format's rate
             and (stored := _gguf_type(dtype, record.shape[0 if record.name in flipped else -1])) is not dtype
         ):
             fallen[stored.name] = fallen.get(stored.name, 0) + numel
             values += stored.nbytes(numel)
         else:
             values += dtype.nbytes(numel) if gguf else dtype.packed_nbytes(numel)
+            unknown_rows += (
+                numel if gguf and record.packing and record.shape is not None and len(record.shape) <= 1 else 0
+            )
     left = sum(count for count, _ in as_stored.values())
     native = sum(r.numel or 0 for r in params) - kept - left - sum(fallen.values())
     terms = []
     if native or not (fallen or kept or left):  # none in the format itself: the terms below are all there is
         terms.append(f"{format_count(native)} values at {dtype.bits:g} bits")
-        if dtype.category in ("int", "uint", "quantized") or dtype.name.startswith(("float8", "float4")):
-            terms[-1] += ", scales not included"  # a quantiser adds its own (per group, per channel)
+        if dtype.category in ("int", "uint", "quantized") or dtype.name.startswith(("float8", "float4", "nf4")):
+            terms[-1] += ", scales not included"  # a quantiser adds its own (per group, per channel; NF4's absmax)
+        if unknown_rows:
+            terms[-1] += (f" ({format_count(unknown_rows)} of them of weights whose rows cannot be read, all taken "
+                          "as whole blocks)")  # fmt: skip
     terms += [f"{format_count(count)} in {stored}" for stored, count in fallen.items()]
     if fallen:
         terms[-1] += " (rows not whole blocks: llama.cpp's fallback)"
@@ -338,6 +345,12 @@ def converted(
     if as_stored:
         terms[-1] += " (not floating point: not converted)"
     return values + 4 * kept + sum(size for _, size in as_stored.values()), " + ".join(terms)
+
+
+def _one_dimensional(record: TensorRecord) -> bool:
+    """Whether a tensor is 1-D (a norm's, a bias), which llama.cpp keeps in float32: not a quantised weight whose
+    shape is given flat because its real one cannot be read (bitsandbytes 4-bit without its quant_state)."""
+    return record.shape is not None and len(record.shape) <= 1 and record.packing is None
 
 
 def _left_as_stored(record: TensorRecord) -> bool:

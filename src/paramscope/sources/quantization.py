@@ -451,6 +451,21 @@ def _mxfp4_layer(plan: _Plan, prefix: str, blocks: StoredTensor) -> None:
     plan.companion("MXFP4", f"{prefix}_scales")
 
 
+_PACKED_SUFFIXES = ((".qweight", ".weight"), (".weight_packed", ".weight"), ("_blocks", ""))
+
+
+def logical_name(name: str) -> str:
+    """The name of the weight a packed tensor encodes: ``q_proj.qweight`` → ``q_proj.weight``.
+
+    >>> logical_name("lm_head.qweight"), logical_name("experts.down_proj_blocks"), logical_name("norm.weight")
+    ('lm_head.weight', 'experts.down_proj', 'norm.weight')
+    """
+    for stored, logical in _PACKED_SUFFIXES:
+        if name.endswith(stored):
+            return name[: -len(stored)] + logical
+    return name
+
+
 def quantized_records(
     tensors: Sequence[StoredTensor], config: dict[str, Any] | None
 ) -> tuple[list[TensorRecord], list[str]]:
