@@ -38,7 +38,7 @@ from paramscope.cli import main
 from paramscope.examples import gpt2, resnet18
 from paramscope.render import FORMATS
 
-from .cli import assert_error, run, without_root_privilege
+from .cli import assert_error, run, run_in_a_new_process, without_root_privilege
 
 RESNET18_PARAMS = 11_689_512  # published (torchvision resnet18)
 GPT2_SMALL_PARAMS = 124_439_808  # published (GPT-2 small, LM head tied to the token embedding)
@@ -914,6 +914,16 @@ def generator_exit():
 
 def interrupted():
     raise KeyboardInterrupt
+
+
+class _InterruptedWhileNamed:
+    def __set_name__(self, owner, name):
+        raise KeyboardInterrupt  # as Ctrl-C in a class body: Python re-raises it as a RuntimeError caused by it
+
+
+def interrupted_in_a_class_body():
+    class Net:
+        field = _InterruptedWhileNamed()
 """
 
 
@@ -944,8 +954,13 @@ def test_base_exception_while_imported(capsys: pytest.CaptureFixture[str], tmp_p
     assert_error(run(capsys, "inspect", target), f"importing {target} on the meta device failed: Stop: at import")
 
 
-def test_keyboard_interrupt_in_model_code_still_interrupts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    target = f"{write(tmp_path, 'raisers.py', RAISERS_SOURCE)}:interrupted"
+@pytest.mark.parametrize("factory", ["interrupted", "interrupted_in_a_class_body"])
+def test_keyboard_interrupt_in_model_code_still_interrupts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, factory: str
+) -> None:
+    # from review: a Ctrl-C in a class body (torch's own imports while the model is built) came wrapped in a
+    # RuntimeError, and was reported as the model's error, exit 2
+    target = f"{write(tmp_path, 'raisers.py', RAISERS_SOURCE)}:{factory}"
     assert run(capsys, "inspect", target) == (130, "", "paramscope: interrupted\n")
 
 
@@ -1836,7 +1851,70 @@ def test_output_beside_a_checkpoint_it_is_not_read_from(
     save_file({"w": torch.zeros(2, 2)}, tmp_path / target)
     (tmp_path / output).write_text("old")
     assert run(capsys, "inspect", str(tmp_path / target), "--output", str(tmp_path / output))[0] == 0
-    assert (tmp_path / output).read_text().startswith(str(tmp_path / target))
+    written = (tmp_path / output).read_text()  # JSON where the name says .json
+    assert (json.loads(written)["source"]["target"] if output.endswith(".json") else written).startswith(
+        str(tmp_path / target)
+    )
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "torch", "legacy-torch", "gguf"])
+def test_output_never_replaces_a_checkpoint(capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str) -> None:
+    # from review: `-o m3.safetensors` (a tab completion away from m3.json) replaced the weights with the table
+    import gguf
+    import numpy as np
+    from safetensors.torch import save_file
+
+    output = tmp_path / f"weights.{kind}"  # the name says nothing: the first bytes do
+    if kind == "safetensors":
+        save_file({"w": torch.zeros(2, 2)}, output)
+    elif kind == "gguf":
+        writer = gguf.GGUFWriter(str(output), "llama")
+        writer.add_tensor("w", np.zeros((4, 4), dtype=np.float32))
+        writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    else:
+        torch.save({"w": torch.zeros(2)}, output, _use_new_zipfile_serialization=kind == "torch")
+    before = output.read_bytes()
+    assert_error(
+        run(capsys, "inspect", "paramscope.examples:resnet18", "-o", str(output)),
+        f"--output {output}: it is a checkpoint, which the report would replace; write it to another file",
+    )
+    assert output.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("report.json", "json"), ("report.CSV", "csv"), ("report.md", "markdown"), ("report.html", "html"),
+     ("report.txt", "table")],
+)  # fmt: skip
+def test_output_format_follows_the_file_s_extension(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, expected: str
+) -> None:
+    # from review: `-o report.json` wrote the text table; --format given still decides
+    argv = ["inspect", "paramscope.examples:resnet18", "--depth", "1"]
+    assert run(capsys, *argv, "-o", str(tmp_path / name)) == (0, "", "")
+    reference = run(capsys, *argv, "--format", expected)[1]
+    assert (tmp_path / name).read_text() == reference
+    assert run(capsys, *argv, "--format", "table", "-o", str(tmp_path / name)) == (0, "", "")
+    assert (tmp_path / name).read_text() == run(capsys, *argv)[1]
+
+
+def test_what_model_code_prints_at_exit_goes_to_stderr(tmp_path: Path) -> None:
+    # from review: an atexit handler's print came after the JSON report on stdout, which then did not parse
+    source = "import atexit\nfrom torch import nn\natexit.register(lambda: print('at exit'))\nnet = nn.Linear(2, 2)\n"
+    path = write(tmp_path, "noisy.py", source)
+    done = run_in_a_new_process("inspect", f"{path}:net", "--format", "json")
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["totals"]["params"] == 6
+    assert "at exit" in done.stderr
+
+
+def test_output_to_a_descriptor_past_any_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    # from review: an OverflowError's traceback, exit 1
+    for name in ("/dev/fd/99999999999999", "/proc/self/fd/99999999999999999999"):
+        assert_error(
+            run(capsys, "inspect", "paramscope.examples:resnet18", "-o", name),
+            f"cannot write {name}: Bad file descriptor",
+        )
 
 
 def test_output_file_has_ordinary_permissions(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

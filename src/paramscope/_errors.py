@@ -59,6 +59,25 @@ def printable(text: str) -> str:
     return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
+def raise_if_interrupted(error: BaseException) -> None:
+    """Raise the Ctrl-C that ``error`` was raised in handling, or from, if any: Python re-raises a KeyboardInterrupt
+    that comes in ``__set_name__`` (a class body, as torch's own imports run) as a RuntimeError caused by it, which
+    must still interrupt, not be reported as the model's error.
+
+    >>> failure = RuntimeError("Error calling __set_name__"); failure.__cause__ = KeyboardInterrupt()
+    >>> raise_if_interrupted(ValueError("bad shape")); raise_if_interrupted(failure)
+    Traceback (most recent call last):
+    KeyboardInterrupt
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            raise current from None
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message, for a one-line error: ``(no message)`` when it has none, and a
     word on it when its ``__str__`` itself fails (user code can define any exception).

@@ -473,14 +473,31 @@ def _add_output_options(parser: argparse.ArgumentParser, formats: tuple[str, ...
     parser.add_argument(
         "--format",
         choices=formats,
-        default="table",
-        help="output format (default: table; rich in a terminal, plain text otherwise)",
+        default=None,
+        help="output format (default: the --output file's by its extension, .json .csv .md .html; else table, rich in "
+        "a terminal, plain text otherwise)",
     )
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout (- for stdout)")
+    parser.set_defaults(formats=formats)
     if units:
         parser.add_argument(
             "--units", choices=("iec", "si"), default="iec", help="byte units: iec (KiB, MiB; default) or si (kB, MB)"
         )
+
+
+# the format an --output file's extension names, where --format is not given
+_FORMAT_OF_EXTENSION = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown", ".html": "html",
+                        ".htm": "html"}  # fmt: skip
+
+
+def _format(options: argparse.Namespace) -> str:
+    """--format, or where it is not given the format the --output file's extension names among the command's
+    (``-o size.json`` writes JSON), else ``table``."""
+    if options.format is not None:
+        return str(options.format)
+    output = options.output
+    named = _FORMAT_OF_EXTENSION.get(Path(output).suffix.lower(), "") if output and output != "-" else ""
+    return named if named in options.formats else "table"
 
 
 def _add_quiet_without_progress(parser: argparse.ArgumentParser) -> None:
@@ -539,7 +556,7 @@ def _flush_c_stdio() -> None:
         ctypes.CDLL(None).fflush(None)
 
 
-def _check_output(output: str | None) -> None:
+def _check_output(output: str | None, targets: Sequence[str] = ()) -> None:
     """Refuse, before any work (a model can take minutes to build), an --output that names no file: empty
     (``-o "$UNSET"``), ending in ``/``, which names a directory (pathlib drops the ``/``: ``reports/`` would make a
     file ``reports``), a directory, or a file in a directory that does not exist. Writing checks again: the
@@ -560,6 +577,29 @@ def _check_output(output: str | None) -> None:
         return  # a name too long, a path that cannot be looked at: writing it says why
     if _descriptor(path) is None:  # /dev/stdout is written to as the shell opened it
         _refuse_read_only(path)
+        _refuse_output_over_input(output, targets)  # the files known now; model code's imports once it has run
+        if _is_checkpoint(path):
+            raise UsageError(f"--output {path}: it is a checkpoint, which the report would replace; write it to "
+                             "another file")  # fmt: skip
+
+
+# the first bytes of a checkpoint file: GGUF's magic, a zip archive (torch.save's), a pickle (protocol 2 to 5)
+_CHECKPOINT_MAGIC = (b"GGUF", b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is an existing file of weights, by its first bytes (safetensors' header length and its JSON,
+    GGUF's magic, a zip archive as torch.save writes, a pickle), whatever its name: a report named ``notes.bin`` may be
+    replaced."""
+    try:
+        if not path.is_file():
+            return False
+        with path.open("rb") as file:
+            head = file.read(9)
+    except OSError:
+        return False
+    safetensors = len(head) == 9 and head[8:] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000
+    return safetensors or head.startswith(_CHECKPOINT_MAGIC)
 
 
 def _refuse_read_only(path: Path) -> None:
@@ -593,6 +633,8 @@ def _write_atomically(path: Path, text: str) -> None:
     except OSError as error:  # a name too long, a path that cannot be looked at
         reason = error.strerror or str(error)
         raise UsageError(f"cannot write {path}: {reason}") from None
+    except OverflowError:  # /dev/fd/N of an N past any descriptor
+        raise UsageError(f"cannot write {path}: {os.strerror(errno.EBADF)}") from None
 
 
 _DESCRIPTOR_NAME = re.compile(r"/(?:dev/fd|proc/self/fd)/([0-9]+)")
@@ -671,7 +713,7 @@ def _files_read(target: str) -> tuple[list[Path], list[Path]]:
     return read, []
 
 
-def _refuse_output_over_input(output: str, targets: list[str]) -> None:
+def _refuse_output_over_input(output: str, targets: Sequence[str]) -> None:
     """--output must not be a file the targets are read from: the report would replace the model (lost data)."""
     try:
         written = os.stat(output)
@@ -1023,7 +1065,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             options.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         options.args = extra
-        _check_output(options.output)
+        _check_output(options.output, [name for key in ("target", "a", "b") if (name := getattr(options, key, None))])
+        if hasattr(options, "formats"):
+            options.format = _format(options)
         if sys.stdout is None and options.output in (None, "-"):  # started with stdout closed (``>&-``)
             raise UsageError("stdout is closed: write the report to a file with --output FILE")
         handler: Callable[[argparse.Namespace, IO[str]], int] = options.handler
@@ -1071,6 +1115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> int:
     """The console script and ``python -m paramscope``: :func:`main`, in a process that ends when it returns."""
     code = main()
+    # What the model's code writes at exit (an atexit handler, a __del__, a thread it started) goes to stderr: stdout
+    # holds the report alone, and JSON read from it must parse
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stdout.flush()
+        os.dup2(2, 1)
     # Python's shutdown collects the garbage among every object still alive, torch's and transformers' a million of
     # them: 1.1 to 1.3 s of a 70B summary's 10. Frozen, they are left to the operating system, as the rest of the
     # process is (and as before, objects alive at exit are not promised a finalizer); atexit handlers still run.

@@ -52,7 +52,7 @@ from . import _flop_formulas
 from ._autocast import AsUnderAutocast
 from ._checkpointing import checkpoint_replaced, selectively_kept
 from ._describe import PLAIN_DTYPES_IN_ERRORS, describe, describe_arguments
-from ._errors import TargetError, first_line
+from ._errors import TargetError, first_line, raise_if_interrupted
 from ._inputs import moved_tensors, to_device
 from ._model_state import in_mode
 from ._on_meta import KNOWN_VALUES_LIMIT, as_on_a_device, fake_tensors
@@ -1437,6 +1437,7 @@ def _run(
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # sys.exit() or the model's own BaseException must not end the caller
+        raise_if_interrupted(error)
         raise _failure(hooks, error, values.too_large if values is not None else ()) from error
     finally:
         hooks.remove()
@@ -1687,6 +1688,7 @@ def peak_live_bytes(
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # sys.exit() or the model's own BaseException must not end the caller
+        raise_if_interrupted(error)
         raise _failure(hooks, error) from error
     finally:
         hooks.remove()

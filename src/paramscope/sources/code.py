@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import TargetError, UsageError, first_line, is_meta_device_failure
+from .._errors import TargetError, UsageError, first_line, is_meta_device_failure, raise_if_interrupted
 
 _NEIGHBOURS: dict[Path, dict[str, ModuleType]] = {}
 """For each folder a file target was loaded from: the modules of that folder its loading imported (its neighbours)."""
@@ -223,6 +223,7 @@ def user_code(what: str, device: str | None = None) -> Iterator[None]:
     except (TargetError, KeyboardInterrupt):
         raise
     except BaseException as error:
+        raise_if_interrupted(error)
         message = first_line(error)
         hint = ""
         if device == "meta" and is_meta_device_failure(error):

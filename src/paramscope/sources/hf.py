@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._errors import SourceError, TargetError, UsageError, first_line, is_meta_device_failure
+from .._errors import SourceError, TargetError, UsageError, first_line, is_meta_device_failure, raise_if_interrupted
 from .._report import Report
 from .._units import listed
 from ._json import loads as json_loads
@@ -455,6 +455,7 @@ def _building(shown: str, what: str, device: str) -> Iterator[None]:
     except (TargetError, SourceError, UsageError):
         raise
     except Exception as error:
+        raise_if_interrupted(error)
         where = _failing_module(error.__traceback__)
         inside = f" in {where}.__init__" if where else ""
         message = _message(error)
