@@ -580,6 +580,26 @@ def test_a_terminal_of_any_width_shows_every_figure_and_name_whole(
         assert max(len(line) for line in text.splitlines()) <= columns
 
 
+@pytest.mark.parametrize("columns", [80, 120])
+def test_a_terminal_never_splits_a_shape_s_figure_or_a_dtype(columns: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # from review: at 80 and 120 columns the tensor table folded shapes and dtypes inside their figures, "(5025" /
+    # "7,", "float3" / "2": a folded column wraps at its spaces, and is as wide as its longest word with a figure
+    from paramscope.render import write_document
+    from paramscope.render._layout import layout
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    report = paramscope.inspect("paramscope.examples:gpt2")
+    terminal = _Terminal()
+    write_document(layout(report, View(depth=1, tensors=True)), terminal, "table")
+    words = set(re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue()).split())
+    for record in report.tensors:
+        shape = "(" + ", ".join(map(str, record.shape or ())) + ")"  # as the table writes it
+        assert set(shape.split()) <= words, shape
+        assert record.dtype in words
+
+
 def test_plain_table_aligns_names_of_wide_characters_by_the_columns_they_take() -> None:
     """A CJK character or an emoji takes two columns of a terminal or a monospaced file, a combining accent none: the
     plain table padded each name by its count of characters, so the figures after such a name stood out of line."""

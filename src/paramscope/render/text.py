@@ -71,6 +71,24 @@ def _whole(column: Column, index: int) -> bool:
     return column.align == "right" or index == 0
 
 
+_LONGEST_WORD_KEPT = 10
+"""A folded column is at least as wide as its longest word holding a figure, up to this many cells: a shape wraps at
+its spaces, as ``(50257,`` / ``768)``, never inside a figure (``(5025`` / ``7,``), nor a dtype (``float3`` / ``2``);
+words of letters alone fold, as a narrow terminal needs (``Line`` / ``ar``)."""
+
+
+def _folded_width(section: Section, index: int) -> int:
+    """The narrowest a folded column is drawn: its header's width (at least 4) or its longest word holding a figure,
+    what is shorter of that and its widest cell."""
+    from rich.cells import cell_len
+
+    cells = [printable(cell) for cell in (section.columns[index].header, *(row[index] for row in section.rows))]
+    words = (word for cell in cells for word in cell.split() if any(character.isdigit() for character in word))
+    longest_word = max(map(cell_len, words), default=0)
+    widest = max(cell_len(cell) for cell in cells)
+    return min(widest, max(cell_len(section.columns[index].header), 4, min(longest_word, _LONGEST_WORD_KEPT)))
+
+
 def rich_width(document: Document) -> int:
     """The narrowest width at which rich draws every table of ``document`` with the figures and first columns whole
     (the other columns folded down to their header's width): below it, rich would cut them ("124,4…") and drop
@@ -86,7 +104,7 @@ def rich_width(document: Document) -> int:
         widths = []
         for index, column in enumerate(section.columns):
             widest = max(cell_len(printable(cell)) for cell in (column.header, *(row[index] for row in section.rows)))
-            widths.append(widest if _whole(column, index) else min(widest, max(cell_len(column.header), 4)))
+            widths.append(widest if _whole(column, index) else _folded_width(section, index))
         # a space of padding on either side of each cell, a separator between columns and an edge on either side
         needed = max(needed, sum(widths) + 3 * len(widths) + 1)
     return needed
@@ -115,8 +133,9 @@ def rich_parts(document: Document) -> list[RenderableType]:
         for index, column in enumerate(section.columns):
             if _whole(column, index):  # never cut, given the width rich_width says
                 table.add_column(column.header, justify=column.align, no_wrap=True)
-            else:
-                table.add_column(column.header, justify="left", overflow="fold")
+            else:  # wrapped at its spaces, not narrower than its longest word
+                narrowest = _folded_width(section, index)
+                table.add_column(column.header, justify="left", overflow="fold", min_width=narrowest)
         for row in section.rows:
             table.add_row(*(Text(printable(cell)) for cell in row))
         parts += [Text(printable(section.title), style="bold cyan"), table]
