@@ -4741,6 +4741,27 @@ def test_usage_errors(kwargs: dict[str, Any], message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--input-dtype", "nope"], "input_dtype (--input-dtype): unknown dtype 'nope'; `paramscope dtypes` lists the "
+                                    "known names"),
+        (["--input-dtype", "long", "--input-dtype", "long", "--input-dtype", "long"],
+         "3 dtypes for 2 inputs: give one dtype, or one per input"),
+    ],
+)  # fmt: skip
+def test_cli_input_dtypes_are_checked_before_the_model_is_built(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str
+) -> None:
+    # from review: the model was built first (a 70B config takes seconds), as memory does not
+    built = tmp_path / "built"
+    code = f"from pathlib import Path\nfrom torch import nn\n\ndef make():\n    Path({str(built)!r}).touch()\n"
+    (tmp_path / "net.py").write_text(code + "    return nn.Linear(3, 3)\n")
+    target = f"{tmp_path / 'net.py'}:make"
+    assert_error(run(capsys, "summary", target, "--input-size", "1,3", "--input-size", "1,3", *argv), message)
+    assert not built.exists()
+
+
+@pytest.mark.parametrize(
     "input_size", [(0, 3), (-1, 3), (2**63, 3), [(1, 3), (1, 2**64)], (True, 3), [(1, 3), (1, False)], (2.0, 3)]
 )  # fmt: skip
 def test_input_size_dimensions_are_one_to_int64(input_size: Any) -> None:

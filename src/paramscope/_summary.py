@@ -119,18 +119,31 @@ def make_inputs(
         raise UsageError("a forward pass needs inputs: give input_size (e.g. (1, 3, 224, 224) for an image, (1, 128) "
                          "for 128 token ids) or input_data")  # fmt: skip
     shapes = shapes_of(input_size)
-    if dtypes is not None and not isinstance(dtypes, (list, tuple)):
-        dtypes = [dtypes]  # one dtype ("long", torch.long) for every input, not a string's characters
-    kinds = [_dtype(value) for value in dtypes] if dtypes else [float_dtype(report)]
-    if len(kinds) == 1:
-        kinds *= len(shapes)
-    if len(kinds) != len(shapes):
-        raise UsageError(f"{len(kinds)} dtypes for {len(shapes)} inputs: give one dtype, or one per input")
+    kinds = input_dtypes(dtypes, len(shapes)) or [float_dtype(report)] * len(shapes)
     if token_ids and not dtypes:
         kinds[0] = torch.long
     generator = None if device == "meta" else torch.Generator().manual_seed(0)
     inputs = tuple(_input_tensor(shape, dtype, device, generator) for shape, dtype in zip(shapes, kinds, strict=True))
     return inputs, {}
+
+
+def input_dtypes(dtypes: Any, inputs: int) -> list[torch.dtype] | None:
+    """The torch dtype of each of ``inputs`` inputs that ``dtypes`` gives: one for every input, or one each (names
+    such as ``long`` or ``bf16``, or torch dtypes); None where it gives none. Checked before a model is built.
+
+    >>> input_dtypes("long", 2), input_dtypes(None, 1)
+    ([torch.int64, torch.int64], None)
+    """
+    if dtypes is None or (isinstance(dtypes, (list, tuple)) and not dtypes):
+        return None
+    if not isinstance(dtypes, (list, tuple)):
+        dtypes = [dtypes]  # one dtype ("long", torch.long) for every input, not a string's characters
+    kinds = [_dtype(value) for value in dtypes]
+    if len(kinds) == 1:
+        kinds *= inputs
+    if len(kinds) != inputs:
+        raise UsageError(f"{len(kinds)} dtypes for {inputs} inputs: give one dtype, or one per input")
+    return kinds
 
 
 def takes_token_ids(model: nn.Module) -> bool:

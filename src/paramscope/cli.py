@@ -882,7 +882,7 @@ def _check_config_options(options: argparse.Namespace) -> None:
 
 def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
     from ._embeddings import without_embeddings
-    from ._summary import summarize, summary_inputs
+    from ._summary import input_dtypes, summarize, summary_inputs
     from .render import View
     from .sources.module import inspect_module
     from .sources.target import load_model, load_report
@@ -892,6 +892,7 @@ def _run_summary(options: argparse.Namespace, stdout: IO[str]) -> int:
         raise UsageError("summary runs a forward pass: give its inputs with --input-size (e.g. 1,3,224,224 for an "
                          "image, 1,128 for 128 token ids)")  # fmt: skip
     shapes = [_shape(text) for text in options.input_size]
+    input_dtypes(options.input_dtype, len(shapes))  # before the model is built, which may take a while
     _check_config_options(options)
     depth = options.depth if options.depth is not None else 3
     request = _request(options)
