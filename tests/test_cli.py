@@ -1857,8 +1857,14 @@ def test_output_beside_a_checkpoint_it_is_not_read_from(
     )
 
 
-@pytest.mark.parametrize("kind", ["safetensors", "torch", "legacy-torch", "gguf"])
-def test_output_never_replaces_a_checkpoint(capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "held"),
+    [("safetensors", "safetensors weights"), ("torch", "a zip archive (torch.save writes one)"),
+     ("legacy-torch", "a pickle (torch.save writes one)"), ("gguf", "a GGUF model")],
+)  # fmt: skip
+def test_output_never_replaces_a_checkpoint(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str, held: str
+) -> None:
     # from review: `-o m3.safetensors` (a tab completion away from m3.json) replaced the weights with the table
     import gguf
     import numpy as np
@@ -1876,7 +1882,7 @@ def test_output_never_replaces_a_checkpoint(capsys: pytest.CaptureFixture[str], 
     before = output.read_bytes()
     assert_error(
         run(capsys, "inspect", "paramscope.examples:resnet18", "-o", str(output)),
-        f"--output {output}: it is a checkpoint, which the report would replace; write it to another file",
+        f"--output {output}: it holds {held}, which the report would replace; write it to another file",
     )
     assert output.read_bytes() == before
 
@@ -1896,6 +1902,22 @@ def test_output_format_follows_the_file_s_extension(
     assert (tmp_path / name).read_text() == reference
     assert run(capsys, *argv, "--format", "table", "-o", str(tmp_path / name)) == (0, "", "")
     assert (tmp_path / name).read_text() == run(capsys, *argv)[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["dtypes", "-o", "d.csv"], "--output d.csv: dtypes writes no csv (table, json, markdown); give --format to write "
+                                 "one of those to it"),
+     (["diff", "paramscope.examples:resnet18", "paramscope.examples:resnet34", "-o", "x.csv"],
+      "--output x.csv: diff writes no csv (table, json, markdown, html); give --format to write one of those to it")],
+)  # fmt: skip
+def test_output_named_for_a_format_the_command_lacks_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], message: str
+) -> None:
+    # from review: the text table was written into d.csv
+    monkeypatch.chdir(tmp_path)
+    assert_error(run(capsys, *argv), message)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_what_model_code_prints_at_exit_goes_to_stderr(tmp_path: Path) -> None:

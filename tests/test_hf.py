@@ -560,6 +560,30 @@ def test_an_architecture_of_another_model_type_builds_the_class_of_the_config_s(
     )
 
 
+def test_an_architecture_of_another_model_type_keeps_its_task_and_its_parts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # from review: the first table listing the class, pre-training's, built BertForPreTraining (a pooler and a
+    # next-sentence head more) where AutoModelForMaskedLM, RobertaForMaskedLM's Auto class, builds BertForMaskedLM
+    bert = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=16, architectures=["RobertaForMaskedLM"])  # fmt: skip
+    path = write_config(tmp_path / "bert", bert)
+    expected = transformers.AutoModelForMaskedLM.from_config(transformers.AutoConfig.from_pretrained(path.parent))
+    assert type(expected).__name__ == "BertForMaskedLM"
+    assert run_json(capsys, path)["totals"]["params"] == numel(expected)
+    # a Llava config naming its language model's class (its parts declared as AutoConfig): built from text_config,
+    # not refused as another model type
+    text = transformers.LlamaConfig(**TINY_LLAMA)
+    vision = transformers.CLIPVisionConfig(hidden_size=16, intermediate_size=16, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=8, patch_size=4)  # fmt: skip
+    llava = transformers.LlavaConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                                     architectures=["LlamaForCausalLM"])  # fmt: skip
+    report = run_json(capsys, write_config(tmp_path / "llava", llava))
+    assert report["totals"]["params"] == numel(meta_build(transformers.LlamaForCausalLM, text))
+    assert ("LlamaForCausalLM is built from the config's text_config (LlamaConfig), as transformers' Auto classes "
+            "build it") in report["notes"]  # fmt: skip
+
+
 def test_a_config_without_a_dtype_says_float32_is_torch_s_default(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

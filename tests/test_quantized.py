@@ -346,6 +346,17 @@ def test_compressed_tensors_widths_of_their_groups_without_weight_shape() -> Non
     by_name = {record.name: record for record in records}
     assert (by_name["up.weight_packed"].shape, by_name["up.weight_packed"].dtype) == ((OUT, IN), "uint4")
     assert (by_name["down.weight_packed"].shape, by_name["down.weight_packed"].dtype) == ((OUT, IN), "uint8")
+    # from review: the usual recipe, a default group for every Linear and an override by pattern or by name, as
+    # compressed-tensors resolves it (the layer's own name, then a pattern, then a class)
+    for override in ("re:.*down.*", "down"):
+        groups = {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 4}},
+                  "group_1": {"targets": [override], "weights": {"num_bits": 8}}}  # fmt: skip
+        config = {"quantization_config": {"quant_method": "compressed-tensors", "config_groups": groups}}
+        records, _ = quantized_records(_headers_of(tensors), config)
+        by_name = {record.name: record for record in records}
+        assert (by_name["up.weight_packed"].shape, by_name["up.weight_packed"].dtype) == ((OUT, IN), "uint4")
+        assert (by_name["down.weight_packed"].shape, by_name["down.weight_packed"].dtype) == ((OUT, IN), "uint8")
+        assert {by_name[f"{name}.weight_scale"].kind for name in QUANTISED} == {"quantization"}
     # groups naming the layers by class alone: the width cannot be told, and is said, not guessed
     groups = {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 4}},
               "group_1": {"targets": ["Linear"], "weights": {"num_bits": 8}}}  # fmt: skip
@@ -354,7 +365,7 @@ def test_compressed_tensors_widths_of_their_groups_without_weight_shape() -> Non
     assert not any(record.packing for record in records)  # counted as stored, as any layout not recognised
     assert notes == [
         "up.weight_packed, down.weight_packed: config.json's quantization_config gives its groups several bit widths "
-        "(4, 8), none of their targets names this layer by a pattern, and its weight_shape cannot be read to tell: "
+        "(4, 8), none of their targets tells this layer's, and its weight_shape cannot be read to tell it: "
         "counted as stored"
     ]
 

@@ -580,8 +580,11 @@ def test_a_terminal_of_any_width_shows_every_figure_and_name_whole(
         assert max(len(line) for line in text.splitlines()) <= columns
 
 
-@pytest.mark.parametrize("columns", [80, 120])
-def test_a_terminal_never_splits_a_shape_s_figure_or_a_dtype(columns: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("columns", [40, 80, 120])
+@pytest.mark.parametrize("model", ["gpt2", "float8"])
+def test_a_terminal_never_splits_a_shape_s_figure_or_a_dtype(
+    columns: int, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # from review: at 80 and 120 columns the tensor table folded shapes and dtypes inside their figures, "(5025" /
     # "7,", "float3" / "2": a folded column wraps at its spaces, and is as wide as its longest word with a figure
     from paramscope.render import write_document
@@ -591,9 +594,18 @@ def test_a_terminal_never_splits_a_shape_s_figure_or_a_dtype(columns: int, monke
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.delenv("FORCE_COLOR", raising=False)
     report = paramscope.inspect("paramscope.examples:gpt2")
+    if model == "float8":  # dtypes of long names, float8_e4m3fn's 13 cells
+        with torch.device("meta"):  # names long enough to leave the other columns folded
+            layers = torch.nn.ModuleDict({"projection_of_the_attention": torch.nn.Linear(4096, 4096),
+                                          "normalisation_of_the_attention": torch.nn.LayerNorm(4096)})  # fmt: skip
+        report = paramscope.inspect(layers.to(torch.float8_e4m3fn))
     terminal = _Terminal()
     write_document(layout(report, View(depth=1, tensors=True)), terminal, "table")
-    words = set(re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue()).split())
+    text = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue())
+    # the Tensors table alone: its lines, up to the next section's title (a line not indented)
+    lines = text.split("\nTensors\n", 1)[1].splitlines()
+    table = lines[: next((n for n, line in enumerate(lines) if line and not line[0].isspace()), len(lines))]
+    words = set(" ".join(table).split())
     for record in report.tensors:
         shape = "(" + ", ".join(map(str, record.shape or ())) + ")"  # as the table writes it
         assert set(shape.split()) <= words, shape

@@ -1807,7 +1807,7 @@ def test_a_sparse_matrix_product_counts_its_stored_values(layout: str) -> None:
     with pytest.raises(ForwardError) as raised:
         paramscope.summary(GraphConvolution(), input_data=inputs)
     assert str(raised.value).endswith(
-        "backend.; meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
+        "backend; meta tensors have no values to read, and some ops no meta kernel: try --device cpu"
     ), raised.value
 
 

@@ -1431,7 +1431,8 @@ def _training_items(
                     f"{format_count(stored)} values × {weight_bytes:g} B")  # fmt: skip
         items.append(MemoryItem("weights", "derived", weights, on_device, formula))
     local = report.totals.local_param_bytes
-    if local is not None and held_weights is None:
+    # sharded otherwise than the plan (not where the plan prices frozen parameters otherwise than they are stored)
+    if local is not None and held_weights is None and _held_weights(report, settings, weight_bytes) is None:
         planned = items[-1].per_device_bytes
         notes.append(f"this rank holds {format_bytes(local)} of parameter storages as the model is sharded now; the "
                      f"plan's weights, {format_bytes(planned)} a device, are of the split it plans (--gpus, --zero, "

@@ -497,7 +497,10 @@ def _format(options: argparse.Namespace) -> str:
         return str(options.format)
     output = options.output
     named = _FORMAT_OF_EXTENSION.get(Path(output).suffix.lower(), "") if output and output != "-" else ""
-    return named if named in options.formats else "table"
+    if named and named not in options.formats:
+        raise UsageError(f"--output {output}: {options.command} writes no {named} ({', '.join(options.formats)}); give "
+                         "--format to write one of those to it")  # fmt: skip
+    return named or "table"
 
 
 def _add_quiet_without_progress(parser: argparse.ArgumentParser) -> None:
@@ -578,28 +581,32 @@ def _check_output(output: str | None, targets: Sequence[str] = ()) -> None:
     if _descriptor(path) is None:  # /dev/stdout is written to as the shell opened it
         _refuse_read_only(path)
         _refuse_output_over_input(output, targets)  # the files known now; model code's imports once it has run
-        if _is_checkpoint(path):
-            raise UsageError(f"--output {path}: it is a checkpoint, which the report would replace; write it to "
-                             "another file")  # fmt: skip
+        held = _weights_held(path)
+        if held:
+            raise UsageError(f"--output {path}: it holds {held}, which the report would replace; write it to another "
+                             "file")  # fmt: skip
 
 
-# the first bytes of a checkpoint file: GGUF's magic, a zip archive (torch.save's), a pickle (protocol 2 to 5)
-_CHECKPOINT_MAGIC = (b"GGUF", b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+# a file's first bytes, and what they say it holds: torch.save's zip archive or a pickle, GGUF's magic
+_PICKLED = "a pickle (torch.save writes one)"
+_WEIGHTS_MAGIC = ((b"GGUF", "a GGUF model"), (b"PK\x03\x04", "a zip archive (torch.save writes one)"),
+                  *((bytes([0x80, protocol]), _PICKLED) for protocol in (2, 3, 4, 5)))  # fmt: skip
 
 
-def _is_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is an existing file of weights, by its first bytes (safetensors' header length and its JSON,
-    GGUF's magic, a zip archive as torch.save writes, a pickle), whatever its name: a report named ``notes.bin`` may be
-    replaced."""
+def _weights_held(path: Path) -> str:
+    """What an existing file holds, where its first bytes say it is weights, or may be (a safetensors header, GGUF's
+    magic, a zip archive or a pickle, as torch.save writes), whatever its name: a report named ``notes.bin`` may be
+    replaced; empty for any other file."""
     try:
         if not path.is_file():
-            return False
+            return ""
         with path.open("rb") as file:
             head = file.read(9)
     except OSError:
-        return False
-    safetensors = len(head) == 9 and head[8:] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000
-    return safetensors or head.startswith(_CHECKPOINT_MAGIC)
+        return ""
+    if len(head) == 9 and head[8:] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000:
+        return "safetensors weights"
+    return next((held for magic, held in _WEIGHTS_MAGIC if head.startswith(magic)), "")
 
 
 def _refuse_read_only(path: Path) -> None:
@@ -1118,8 +1125,9 @@ def run() -> int:
     code = main()
     # What the model's code writes at exit (an atexit handler, a __del__, a thread it started) goes to stderr: stdout
     # holds the report alone, and JSON read from it must parse
-    with contextlib.suppress(OSError, ValueError, AttributeError):
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # a reader gone, stdout closed
         sys.stdout.flush()
+    with contextlib.suppress(OSError):  # stderr closed: nothing to point it at
         os.dup2(2, 1)
     # Python's shutdown collects the garbage among every object still alive, torch's and transformers' a million of
     # them: 1.1 to 1.3 s of a 70B summary's 10. Frozen, they are left to the operating system, as the rest of the

@@ -71,7 +71,7 @@ def _whole(column: Column, index: int) -> bool:
     return column.align == "right" or index == 0
 
 
-_LONGEST_WORD_KEPT = 10
+_LONGEST_WORD_KEPT = 16
 """A folded column is at least as wide as its longest word holding a figure, up to this many cells: a shape wraps at
 its spaces, as ``(50257,`` / ``768)``, never inside a figure (``(5025`` / ``7,``), nor a dtype (``float3`` / ``2``);
 words of letters alone fold, as a narrow terminal needs (``Line`` / ``ar``)."""

@@ -283,17 +283,21 @@ def _class_of_the_model_type(cls: Any, label: str, config: Any, shown: str, mode
     wanted = getattr(cls, "config_class", None)
     if model_class is not None or not isinstance(wanted, type) or isinstance(config, wanted):
         return cls, label
-    key = getattr(wanted, "base_config_key", None)
-    sub_configs = getattr(config, "sub_configs", None) or {}
-    if wanted in sub_configs.values() or (isinstance(key, str) and isinstance(getattr(config, key, None), wanted)):
+    if any(isinstance(part, wanted) for part in _parts(config)):
         return cls, label  # a part of the model, built from its part of the config (see _config_for, _part_config)
     from transformers.models.auto import modeling_auto
 
     model_type, other = getattr(config, "model_type", None), getattr(wanted, "model_type", None)
-    tables = [table for name, table in vars(modeling_auto).items() if re.fullmatch("MODEL_.*MAPPING_NAMES", name)]
-    for table in tables:
+    tables = {name: table for name, table in vars(modeling_auto).items() if re.fullmatch("MODEL_.*MAPPING_NAMES", name)}
+    # a task's table before the base model's and those that list every task's heads (pre-training's, with an LM
+    # head's): RobertaForMaskedLM is AutoModelForMaskedLM's, whose class for model type bert is BertForMaskedLM
+    broad = ("MODEL_MAPPING_NAMES", "MODEL_FOR_PRETRAINING_MAPPING_NAMES", "MODEL_WITH_LM_HEAD_MAPPING_NAMES")
+    for name in sorted(tables, key=lambda name: name in broad):
+        table = tables[name]
         if table.get(other) == cls.__name__ and isinstance(table.get(model_type), str):
             found = getattr(_transformers(), table[model_type], None)
+            if found is cls:  # transformers builds this class for the config's type too (internlm3's Llama)
+                return cls, label
             if isinstance(found, type):
                 return found, (f"{found.__name__} (config.json's architectures names {cls.__name__}, a model of type "
                                f"{other}; transformers' Auto classes build {found.__name__} for model type "
@@ -304,17 +308,26 @@ def _class_of_the_model_type(cls: Any, label: str, config: Any, shown: str, mode
     )
 
 
+def _parts(config: Any) -> list[Any]:
+    """The configs of a composite config's parts (its ``text_config``, ``vision_config``...), as loaded: a class
+    declares some as AutoConfig, which any config of a part is."""
+    sub_configs = getattr(config, "sub_configs", None)
+    keys = list(sub_configs) if isinstance(sub_configs, dict) else []
+    return [part for key in keys if (part := getattr(config, key, None)) is not None]
+
+
 def _config_for(cls: Any, config: Any) -> tuple[Any, list[str]]:
     """The config to build ``cls`` from, and a note when it is not the whole of config.json: a class of the language
     model alone (Llama4ForCausalLM, Qwen3_5ForCausalLM) named with the config of the multimodal model around it gets
     its ``text_config``, as transformers' Auto classes give it (the class itself reads fields the outer config lacks,
     such as vocab_size, and raises)."""
-    sub_configs = getattr(config, "sub_configs", None)
-    found = sub_configs.get("text_config") if isinstance(sub_configs, dict) else None
-    text_class: type | None = found if isinstance(found, type) else None
-    if text_class is None or isinstance(config, text_class) or getattr(cls, "config_class", None) is not text_class:
+    wanted = getattr(cls, "config_class", None)
+    if not isinstance(wanted, type) or isinstance(config, wanted) or not hasattr(config, "get_text_config"):
         return config, []
     text = config.get_text_config()
+    takes_it = isinstance(text, wanted)  # declared as AutoConfig (Llava's): the config loaded tells
+    if text is config or not takes_it:
+        return config, []
     quantization = getattr(config, "quantization_config", None)
     if quantization is not None:  # as transformers does: the outer config's quantisation applies to the text model
         text.quantization_config = quantization

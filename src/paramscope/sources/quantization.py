@@ -175,21 +175,32 @@ def _group_weights(settings: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _targeted_bits(settings: dict[str, Any], layer: str) -> int | None:
-    """The width of the compressed-tensors config group whose targets name ``layer`` by a pattern (``re:.*mlp.*``,
-    matched from the start of the name, as compressed-tensors matches them), the first such group's; None where
-    none names it so (a class name such as ``Linear`` names every layer)."""
+    """The width of the compressed-tensors config group that targets ``layer``, found as compressed-tensors finds it:
+    a group naming the layer itself first, then the first whose pattern matches it (``re:.*mlp.*``, from the start
+    of the name), then those naming a class (``Linear``), which a checkpoint does not tell, so only where they all
+    give one width; None where none of those tells it."""
     groups = settings.get("config_groups")
-    for group in groups.values() if isinstance(groups, dict) else ():
-        targets = group.get("targets") if isinstance(group, dict) else None
-        weights = group.get("weights") if isinstance(group, dict) else None
-        if not isinstance(targets, list) or not isinstance(weights, dict):
-            continue
+    targeted: list[tuple[list[Any], int | None]] = [
+        (group["targets"], _bit_width(group["weights"].get("num_bits")))
+        for group in (groups.values() if isinstance(groups, dict) else ())
+        if isinstance(group, dict) and isinstance(group.get("targets"), list) and isinstance(group.get("weights"), dict)
+    ]
+    for targets, bits in targeted:
+        if layer in targets:
+            return bits
+    for targets, bits in targeted:
         for target in targets:
             if isinstance(target, str) and target.startswith("re:"):
                 with contextlib.suppress(re.error):
                     if re.match(target[3:], layer):
-                        return _bit_width(weights.get("num_bits"))
-    return None
+                        return bits
+    by_class = {bits for targets, bits in targeted if any(map(_names_a_class, targets))}
+    return by_class.pop() if len(by_class) == 1 else None
+
+
+def _names_a_class(target: Any) -> bool:
+    """Whether a compressed-tensors target is a class's name (``Linear``), not a layer's (``model.norm``)."""
+    return isinstance(target, str) and target[:1].isupper() and "." not in target
 
 
 def _group_bits(settings: dict[str, Any]) -> set[int | None]:
@@ -324,8 +335,8 @@ def _compressed_tensors_layer(plan: _Plan, prefix: str, packed: StoredTensor) ->
     if stored is None and targeted is None and len(given) > 1:
         plan.problem(packed.name, f"config.json's quantization_config gives its groups several bit widths "
                                   f"({', '.join(map(str, given))}), "
-                                  "none of their targets names this layer by a pattern, and its weight_shape cannot "
-                                  "be read to tell")  # fmt: skip
+                                  "none of their targets tells this layer's, and its weight_shape cannot be read to "
+                                  "tell it")  # fmt: skip
         return
     if stored is not None and stored[0] == out:
         # the weight's own shape, which a config group of another width than the first (a non-uniform scheme) or
