@@ -520,15 +520,16 @@ def test_layers_kept_in_plain_containers_are_said_not_counted() -> None:
     assert report.totals.params == sum(p.numel() for p in model.parameters()) == 20
     blocks = sum(p.numel() for block in model.blocks for p in block.parameters())
     heads = sum(p.numel() for p in model.heads["a"].parameters())
-    said = "which does not register them"
-    assert [note for note in report.notes if said in note] == [
-        f"'(model)' keeps 3 module(s) in blocks (a list), {said} (nn.ModuleList would): their {blocks} parameters are "
-        "not counted, as torch's parameters() and state_dict() leave them out",
-        f"'(model)' keeps 1 module(s) in heads (a dict), {said} (nn.ModuleDict would): their {heads} parameters are "
-        "not counted, as torch's parameters() and state_dict() leave them out",
-        f"'(model)' keeps 1 parameter(s) in scales (a tuple), {said} (nn.ParameterList would): their 4 parameters "
-        "are not counted, as torch's parameters() and state_dict() leave them out",
+    assert [note for note in report.notes if "which does not register them" in note] == [
+        _not_registered("3 module(s)", "blocks (a list)", "nn.ModuleList", f"{blocks} parameters"),
+        _not_registered("1 module(s)", "heads (a dict)", "nn.ModuleDict", f"{heads} parameters"),
+        _not_registered("1 parameter(s)", "scales (a tuple)", "nn.ParameterList", "4 parameters"),
     ]
+
+
+def _not_registered(what: str, where: str, registers: str, counted: str) -> str:
+    return (f"'(model)' keeps {what} in {where}, which does not register them ({registers} would): their {counted} are "
+            "not counted, as torch's parameters() and state_dict() leave them out")  # fmt: skip
 
 
 class _RaisesOnParameters(nn.Linear):
@@ -551,15 +552,12 @@ def test_lazy_or_odd_modules_kept_in_plain_containers_are_said_not_counted() -> 
     model.deep = (chain,)
     report = paramscope.inspect(model)
     assert report.totals.params == sum(p.numel() for p in model.parameters()) == 20
-    said = "which does not register them"
-    assert [note for note in report.notes if said in note] == [
-        f"'(model)' keeps 3 module(s) in heads (a list), {said} (nn.ModuleList would): their 6 uninitialised lazy "
-        "parameter(s), of no size yet, are not counted, as torch's parameters() and state_dict() leave them out",
-        f"'(model)' keeps 1 module(s) in odd (a dict), {said} (nn.ModuleDict would): their 10 parameters are not "
-        "counted, as torch's parameters() and state_dict() leave them out",
-        f"'(model)' keeps 1 module(s) in deep (a tuple), {said} (nn.ModuleList would): their 6 parameters are not "
-        "counted, as torch's parameters() and state_dict() leave them out",
-    ]
+    assert [note for note in report.notes if "which does not register them" in note] == [
+        _not_registered("3 module(s)", "heads (a list)", "nn.ModuleList",
+                        "6 uninitialised lazy parameter(s), of no size yet,"),
+        _not_registered("1 module(s)", "odd (a dict)", "nn.ModuleDict", "10 parameters"),
+        _not_registered("1 module(s)", "deep (a tuple)", "nn.ModuleList", "6 parameters"),
+    ]  # fmt: skip
 
 
 def test_a_container_many_modules_share_is_looked_into_once(monkeypatch: pytest.MonkeyPatch) -> None:
