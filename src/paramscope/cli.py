@@ -562,8 +562,9 @@ def _flush_c_stdio() -> None:
 def _check_output(output: str | None, targets: Sequence[str] = ()) -> None:
     """Refuse, before any work (a model can take minutes to build), an --output that names no file: empty
     (``-o "$UNSET"``), ending in ``/``, which names a directory (pathlib drops the ``/``: ``reports/`` would make a
-    file ``reports``), a directory, or a file in a directory that does not exist. Writing checks again: the
-    directory may go meanwhile."""
+    file ``reports``), a directory, or a file in a directory that does not exist; and one that would replace a file
+    the report may not: read-only to the user, one ``targets`` are read from, or one that holds weights. Writing
+    checks again: the directory may go meanwhile, and model code's imports are known once it has run."""
     if output == "":
         raise UsageError("--output needs a file name (or - for stdout)")
     if output is None or output == "-":
