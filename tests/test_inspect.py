@@ -565,8 +565,10 @@ def test_a_container_many_modules_share_is_looked_into_once(monkeypatch: pytest.
     from paramscope.sources import module as walk
 
     looked_into: list[int] = []
-    original = walk._weights_held
-    monkeypatch.setattr(walk, "_weights_held", lambda value: looked_into.append(id(value)) or original(value))
+    original = walk._modules_and_parameters_in
+    monkeypatch.setattr(
+        walk, "_modules_and_parameters_in", lambda value: looked_into.append(id(value)) or original(value)
+    )
     shared, stray = list(range(1000)), [nn.Linear(2, 2)]
     layers = [nn.Linear(2, 2) for _ in range(24)]
     for layer in layers:

@@ -334,11 +334,11 @@ def _container_items(name: str, value: Any) -> list[tuple[str, str, Any]]:
     return [(kind, f"{name}[{key}]", item) for key, item in items]
 
 
-def _weights_held(value: Any) -> tuple[str, list[Any]]:
+def _modules_and_parameters_in(value: Any) -> tuple[str, list[Any]]:
     """The kind of container ``value`` is (a plain list, tuple or dict), and the modules and parameters among its
     items. A vocabulary of a million strings is looked at by the types of its items, in C, and no further."""
     kind, items = _container_values(value) or ("", ())
-    values = list(item for _, item in items)
+    values = [item for _, item in items]
     if not any(issubclass(cls, (nn.Module, nn.Parameter)) for cls in set(map(type, values))):
         return kind, []
     return kind, [item for item in values if issubclass(type(item), (nn.Module, nn.Parameter))]
@@ -366,7 +366,7 @@ def _attributes_to_look_into(
         elif kind == _CONTAINER and name not in _MODULE_OWN:
             found = containers.get(id(value))
             if found is None:
-                found = containers[id(value)] = _weights_held(value)
+                found = containers[id(value)] = _modules_and_parameters_in(value)
             if found[1]:
                 apart.append((name, *found))
     return packed, apart
