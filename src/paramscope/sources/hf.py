@@ -385,8 +385,7 @@ _PER_STAGE = ("depths", "block_sizes")
 
 def _layer_counts(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, int]]:
     """Each layer count in a config's values (a sub-config's named by its path: ``vision_config.num_hidden_layers``);
-    a list of them as its largest item (its smallest where one is negative), or, for counts per stage, as their
-    sum."""
+    a list of them as its largest item, or, for counts per stage, as their sum."""
     for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
@@ -394,8 +393,8 @@ def _layer_counts(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple
         elif isinstance(key, str) and _LAYER_COUNT.search(key):
             counts = value if isinstance(value, list) else [value]
             if counts and all(isinstance(count, int) and not isinstance(count, bool) for count in counts):
-                if min(counts) < 0:
-                    yield name, min(counts)
+                if not isinstance(value, list) and value < 0:  # a list may be of layers' indices, -1 the last
+                    yield name, value
                 else:
                     yield name, sum(counts) if key.endswith(_PER_STAGE) else max(counts)
 
