@@ -517,7 +517,7 @@ def quantized_records(
                 plan.companion("torch per-channel", f"{name}{suffix}")
     if plan.records:  # a quantised KV cache's scales on the attention modules, beside quantised weights
         for tensor in tensors:
-            prefix, _, last = tensor.name.rpartition(".")
+            last = tensor.name.rpartition(".")[2]
             if last in _ATTENTION_SCALES and tensor.numel is not None and tensor.numel <= 1:
                 plan.companion(next(iter(plan.schemes)), tensor.name)
     if not plan.records:  # nothing quantised, as in most checkpoints: every record is a plain one, in order
