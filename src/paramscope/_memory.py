@@ -307,6 +307,8 @@ def converted(
     as_stored: dict[str, list[int]] = {}  # values and bytes of tensors left in their own dtype, by its name
     for record in params:
         numel = record.numel or 0
+        # a quantised weight whose shape is given flat (its real one unread): its rows are not known
+        flat_weight = gguf and record.packing is not None and record.shape is not None and len(record.shape) <= 1
         if not gguf and _left_as_stored(record):
             counted = as_stored.setdefault(record.dtype, [0, 0])
             counted[0] += numel
@@ -316,16 +318,14 @@ def converted(
         elif (
             gguf
             and record.shape is not None
-            and not (record.packing and len(record.shape) <= 1)  # a weight of unknown rows: at the format's rate
+            and not flat_weight  # at the format's own rate
             and (stored := _gguf_type(dtype, record.shape[0 if record.name in flipped else -1])) is not dtype
         ):
             fallen[stored.name] = fallen.get(stored.name, 0) + numel
             values += stored.nbytes(numel)
         else:
             values += dtype.nbytes(numel) if gguf else dtype.packed_nbytes(numel)
-            unknown_rows += (
-                numel if gguf and record.packing and record.shape is not None and len(record.shape) <= 1 else 0
-            )
+            unknown_rows += numel if flat_weight else 0
     left = sum(count for count, _ in as_stored.values())
     native = sum(r.numel or 0 for r in params) - kept - left - sum(fallen.values())
     terms = []
@@ -1421,7 +1421,9 @@ def _training_items(
     # to the precision's dtype); the gradients and states, which the frozen ones have none of, where none is frozen
     priced_alike = all(_training_bytes(record, settings.precision, frozen=True) == _values(record) * weight_bytes
                        for record in frozen)  # fmt: skip
-    held_weights = _held_weights(report, settings, weight_bytes, notes) if priced_alike else None
+    # the model sharded as the plan shards it, whatever the pricing (its note only where the plan uses its share)
+    sharded_alike = _held_weights(report, settings, weight_bytes, notes if priced_alike else None)
+    held_weights = sharded_alike if priced_alike else None
     held = None if frozen else held_weights
     if held_weights is None:
         items.append(_item("weights", "derived", weights, formula, split(3)))
@@ -1431,8 +1433,7 @@ def _training_items(
                     f"{format_count(stored)} values × {weight_bytes:g} B")  # fmt: skip
         items.append(MemoryItem("weights", "derived", weights, on_device, formula))
     local = report.totals.local_param_bytes
-    # sharded otherwise than the plan (not where the plan prices frozen parameters otherwise than they are stored)
-    if local is not None and held_weights is None and _held_weights(report, settings, weight_bytes) is None:
+    if local is not None and sharded_alike is None:  # sharded otherwise than the plan shards it
         planned = items[-1].per_device_bytes
         notes.append(f"this rank holds {format_bytes(local)} of parameter storages as the model is sharded now; the "
                      f"plan's weights, {format_bytes(planned)} a device, are of the split it plans (--gpus, --zero, "
